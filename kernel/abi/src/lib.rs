@@ -1,1 +1,39 @@
+//! # pandagen-abi — the contract between the kernel and ring 3
+//!
+//! Everything a task can name or receive lives here, so that ring-3
+//! programs, the real kernel and the host-side `SimulatedKernel` agree on one
+//! vocabulary:
+//!
+//! * [`ids`] — task, channel, service, message and execution identifiers;
+//! * [`cap`] — capability handles, kinds and rights;
+//! * [`error`] — [`KernelError`] and its typed causes;
+//! * [`time`] — a `no_std` [`Instant`] (nanoseconds on the kernel clock);
+//! * [`envelope`] — [`MessageEnvelope`] and postcard-encoded payloads;
+//! * [`schema`] — [`SchemaVersion`] and the version window policy;
+//! * [`identity`] — execution identity, trust domains and exit notifications;
+//! * [`api`] — the [`KernelApi`] trait both kernels implement.
+//!
+//! The crate is `no_std` + `alloc` and has no hardware access.
 #![no_std]
+
+extern crate alloc;
+
+pub mod api;
+pub mod cap;
+pub mod envelope;
+pub mod error;
+pub mod identity;
+pub mod ids;
+pub mod schema;
+pub mod time;
+
+pub use api::{KernelApi, Priority, ReceivedMessage, TaskDescriptor, TaskHandle};
+pub use cap::{Cap, CapHandle, CapKind, Rights};
+pub use envelope::{EnvelopeError, MessageEnvelope, MessagePayload};
+pub use error::KernelError;
+pub use identity::{
+    ExitNotification, ExitReason, FailureCause, IdentityKind, IdentityMetadata, TrustDomain,
+};
+pub use ids::{ChannelId, ExecutionId, MessageId, ServiceId, TaskId};
+pub use schema::{Compatibility, SchemaMismatchError, SchemaVersion, VersionPolicy};
+pub use time::{Duration, Instant};

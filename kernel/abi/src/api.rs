@@ -1,0 +1,201 @@
+//! The `KernelApi` trait: the one interface services are written against.
+//!
+//! Both kernels implement it — `pandagen-sim`'s `SimulatedKernel` on the
+//! host and `pandagen-rt`'s syscall client in ring 3 — so service logic
+//! compiles unchanged against either.
+//!
+//! Semantics shared by both implementations:
+//! * Every call acts as the calling task, with that task's capabilities.
+//! * `ChannelId`s are handles in the caller's capability space.
+//! * `send_message` never blocks: a full queue is `SendFailed(QueueFull)`.
+//! * `receive_message` blocks until a message arrives or the timeout passes
+//!   (`None` waits forever; a zero timeout polls).
+//! * `grant_capability` issues a *copy* of a capability the caller holds with
+//!   the `GRANT` right (audited as Granted); `delegate_capability` *moves*
+//!   one the caller holds with `TRANSFER` (audited as Delegated): the caller
+//!   loses it.
+//! * `register_service` needs a `ServiceRegistry` capability with
+//!   `REGISTER` and the `RECEIVE` right on the channel being registered.
+//!   `lookup_service` installs a send-only capability for the service's
+//!   channel in the caller's space (or returns the one it already has). It
+//!   takes `&mut self` for that reason, where the reference wrote `&self`.
+//! * A message can carry capabilities. They are *moved* out of the sender's
+//!   space when the send succeeds, held by the kernel while in flight, and
+//!   installed in the receiver's space on delivery. A message that is
+//!   dropped or never delivered takes its capabilities with it: they are
+//!   invalidated (and audited), never leaked.
+//! * Request/response convention: a request attaches, as its first
+//!   capability, a send-only capability for the client's reply channel
+//!   (made with `clone_capability`); the server answers there with the
+//!   request's id as correlation id, then drops that capability.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::cap::{Cap, Rights};
+use crate::envelope::MessageEnvelope;
+use crate::error::KernelError;
+use crate::identity::{IdentityKind, TrustDomain};
+use crate::ids::{ChannelId, ExecutionId, ServiceId, TaskId};
+use crate::time::{Duration, Instant};
+
+/// Bounds the kernel enforces on task creation.
+pub mod limits {
+    /// The longest task or image name.
+    pub const MAX_TASK_NAME: usize = 32;
+    /// The most capabilities a task may receive at spawn.
+    pub const MAX_SPAWN_CAPS: usize = 16;
+}
+
+/// Scheduling priority: higher runs first; equal priorities round-robin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Priority(pub u8);
+
+impl Priority {
+    pub const IDLE: Priority = Priority(0);
+    pub const NORMAL: Priority = Priority(8);
+    pub const HIGH: Priority = Priority(16);
+    /// Number of distinct levels; valid priorities are `0..LEVELS`.
+    pub const LEVELS: usize = 32;
+}
+
+impl Default for Priority {
+    fn default() -> Self {
+        Priority::NORMAL
+    }
+}
+
+/// Everything needed to build a task. Nothing is inherited from the
+/// spawner: the new task holds exactly the capabilities listed here, which
+/// are *moved* out of the spawner's space.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskDescriptor {
+    pub name: String,
+    /// The program in the boot image to run. `None` in the simulator, where
+    /// a task is driven by host code rather than loaded from an image.
+    pub image: Option<String>,
+    pub capabilities: Vec<Cap<()>>,
+    pub priority: Priority,
+    pub kind: IdentityKind,
+    pub trust_domain: TrustDomain,
+}
+
+impl TaskDescriptor {
+    pub fn new(name: String) -> Self {
+        TaskDescriptor {
+            name,
+            image: None,
+            capabilities: Vec::new(),
+            priority: Priority::default(),
+            kind: IdentityKind::Component,
+            trust_domain: TrustDomain::user(),
+        }
+    }
+
+    pub fn with_capability(mut self, capability: Cap<()>) -> Self {
+        self.capabilities.push(capability);
+        self
+    }
+
+    pub fn with_image(mut self, image: impl Into<String>) -> Self {
+        self.image = Some(image.into());
+        self
+    }
+
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    pub fn with_identity(mut self, kind: IdentityKind, trust_domain: TrustDomain) -> Self {
+        self.kind = kind;
+        self.trust_domain = trust_domain;
+        self
+    }
+}
+
+/// What the spawner gets back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TaskHandle {
+    pub task_id: TaskId,
+    pub execution_id: ExecutionId,
+}
+
+/// A delivered message and the capabilities it carried, now installed in
+/// the receiver's space.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub envelope: MessageEnvelope,
+    pub capabilities: Vec<Cap<()>>,
+}
+
+/// The kernel interface, as the interface reference defines it, plus
+/// capability transfer in messages and the capability `clone`, `delegate`
+/// and `drop` operations.
+pub trait KernelApi {
+    fn spawn_task(&mut self, descriptor: TaskDescriptor) -> Result<TaskHandle, KernelError>;
+    fn create_channel(&mut self) -> Result<ChannelId, KernelError>;
+
+    /// Send `message`, moving `capabilities` into it. Never blocks. On error
+    /// nothing is enqueued and the caller keeps its capabilities.
+    fn send_with_capabilities(
+        &mut self,
+        channel: ChannelId,
+        message: MessageEnvelope,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<(), KernelError>;
+
+    /// Receive the next message and the capabilities it carried.
+    fn receive_with_capabilities(
+        &mut self,
+        channel: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError>;
+
+    /// Send without capabilities.
+    fn send_message(
+        &mut self,
+        channel: ChannelId,
+        message: MessageEnvelope,
+    ) -> Result<(), KernelError> {
+        self.send_with_capabilities(channel, message, Vec::new())
+    }
+
+    /// Receive, releasing any capabilities the message carried (so an
+    /// unexpected capability never lingers in the caller's space).
+    fn receive_message(
+        &mut self,
+        channel: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<MessageEnvelope, KernelError> {
+        let received = self.receive_with_capabilities(channel, timeout)?;
+        for capability in received.capabilities {
+            // The message is already delivered; a capability that cannot be
+            // dropped is already invalid, which is the goal anyway.
+            let _ = self.drop_capability(capability);
+        }
+        Ok(received.envelope)
+    }
+
+    fn now(&self) -> Instant;
+    fn sleep(&mut self, duration: Duration) -> Result<(), KernelError>;
+    fn grant_capability(&mut self, task: TaskId, capability: Cap<()>) -> Result<(), KernelError>;
+    fn register_service(
+        &mut self,
+        service_id: ServiceId,
+        channel: ChannelId,
+    ) -> Result<(), KernelError>;
+    fn lookup_service(&mut self, service_id: ServiceId) -> Result<ChannelId, KernelError>;
+    /// Move `capability` from the caller to `to`; the caller loses it.
+    fn delegate_capability(&mut self, capability: Cap<()>, to: TaskId) -> Result<(), KernelError>;
+    /// Release `capability`; it becomes invalid.
+    fn drop_capability(&mut self, capability: Cap<()>) -> Result<(), KernelError>;
+    /// An explicit, audited copy of `capability` in the caller's own space,
+    /// with its rights attenuated to `rights` (rights can only shrink).
+    fn clone_capability(
+        &mut self,
+        capability: &Cap<()>,
+        rights: Rights,
+    ) -> Result<Cap<()>, KernelError>;
+}

@@ -1,0 +1,365 @@
+//! Message envelopes: the unit of IPC.
+//!
+//! The kernel treats an encoded envelope as opaque bytes plus moved
+//! capabilities; it never decodes one. Sender identity is stamped by the
+//! kernel beside the bytes (the receiving runtime fills in
+//! [`MessageEnvelope::source`]), so a task cannot claim to be another.
+//! Payloads are postcard-encoded, bounded in size, and decoded only after
+//! the receiver has checked the schema version.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use serde::de::{self, DeserializeOwned, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::ids::{MessageId, ServiceId, TaskId};
+use crate::schema::{SchemaMismatchError, SchemaVersion, VersionPolicy};
+
+/// The largest payload a message may carry.
+pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024;
+/// The longest action name.
+pub const MAX_ACTION_LEN: usize = 64;
+/// The largest encoded envelope the kernel accepts on a channel: a full
+/// payload plus room for the header fields.
+pub const MAX_MESSAGE_BYTES: usize = MAX_PAYLOAD_BYTES + 256;
+
+/// Why an envelope or payload could not be built, encoded or decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnvelopeError {
+    PayloadTooLarge {
+        len: u32,
+        max: u32,
+    },
+    ActionTooLong {
+        len: u32,
+        max: u32,
+    },
+    MessageTooLarge {
+        len: u32,
+        max: u32,
+    },
+    /// The value could not be serialized.
+    EncodeFailed,
+    /// The bytes are not a valid encoding of the expected type.
+    Malformed,
+    /// The schema version is outside what the receiver accepts.
+    SchemaMismatch(SchemaMismatchError),
+}
+
+impl fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnvelopeError::PayloadTooLarge { len, max } => {
+                write!(f, "payload of {len} bytes exceeds the {max}-byte limit")
+            }
+            EnvelopeError::ActionTooLong { len, max } => {
+                write!(f, "action name of {len} bytes exceeds the {max}-byte limit")
+            }
+            EnvelopeError::MessageTooLarge { len, max } => {
+                write!(f, "message of {len} bytes exceeds the {max}-byte limit")
+            }
+            EnvelopeError::EncodeFailed => f.write_str("value could not be encoded"),
+            EnvelopeError::Malformed => f.write_str("malformed message bytes"),
+            EnvelopeError::SchemaMismatch(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl core::error::Error for EnvelopeError {}
+
+fn too_large(len: usize, max: usize) -> (u32, u32) {
+    (u32::try_from(len).unwrap_or(u32::MAX), max as u32)
+}
+
+/// A postcard-encoded payload of at most [`MAX_PAYLOAD_BYTES`].
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct MessagePayload {
+    bytes: Vec<u8>,
+}
+
+impl MessagePayload {
+    /// Encode `value` with postcard.
+    pub fn new<T: Serialize + ?Sized>(value: &T) -> Result<Self, EnvelopeError> {
+        let bytes = postcard::to_allocvec(value).map_err(|_| EnvelopeError::EncodeFailed)?;
+        Self::from_bytes(bytes)
+    }
+
+    /// An empty payload (for actions that carry no data).
+    pub fn empty() -> Self {
+        MessagePayload { bytes: Vec::new() }
+    }
+
+    /// Wrap already-encoded bytes, checking the size bound.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, EnvelopeError> {
+        if bytes.len() > MAX_PAYLOAD_BYTES {
+            let (len, max) = too_large(bytes.len(), MAX_PAYLOAD_BYTES);
+            return Err(EnvelopeError::PayloadTooLarge { len, max });
+        }
+        Ok(MessagePayload { bytes })
+    }
+
+    /// Decode the payload as `T`. Trailing bytes are rejected, so a payload
+    /// of another type is rarely mistaken for this one.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, EnvelopeError> {
+        match postcard::take_from_bytes::<T>(&self.bytes) {
+            Ok((value, [])) => Ok(value),
+            _ => Err(EnvelopeError::Malformed),
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl fmt::Debug for MessagePayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessagePayload({} bytes)", self.bytes.len())
+    }
+}
+
+impl Serialize for MessagePayload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for MessagePayload {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BoundedBytes;
+
+        impl<'de> Visitor<'de> for BoundedBytes {
+            type Value = MessagePayload;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "at most {MAX_PAYLOAD_BYTES} payload bytes")
+            }
+
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                if v.len() > MAX_PAYLOAD_BYTES {
+                    return Err(E::invalid_length(v.len(), &self));
+                }
+                Ok(MessagePayload { bytes: v.to_vec() })
+            }
+
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
+                MessagePayload::from_bytes(v).map_err(|_| E::custom("payload too large"))
+            }
+        }
+
+        deserializer.deserialize_bytes(BoundedBytes)
+    }
+}
+
+/// A message: routing and versioning header plus a typed payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageEnvelope {
+    pub id: MessageId,
+    pub destination: ServiceId,
+    /// The sending task, as stamped by the kernel on delivery. Whatever the
+    /// sender puts here is overwritten by the receiving side.
+    pub source: Option<TaskId>,
+    pub action: String,
+    pub schema_version: SchemaVersion,
+    /// For a response: the id of the request it answers.
+    pub correlation_id: Option<MessageId>,
+    pub payload: MessagePayload,
+}
+
+impl MessageEnvelope {
+    /// A new message with a fresh id. Bounds on the action name are checked
+    /// when the envelope is encoded, so building one cannot fail.
+    pub fn new(
+        destination: ServiceId,
+        action: impl Into<String>,
+        schema_version: SchemaVersion,
+        payload: MessagePayload,
+    ) -> Self {
+        MessageEnvelope {
+            id: MessageId::new(),
+            destination,
+            source: None,
+            action: action.into(),
+            schema_version,
+            correlation_id: None,
+            payload,
+        }
+    }
+
+    /// Mark this message as the response to `request`.
+    pub fn with_correlation(mut self, request: MessageId) -> Self {
+        self.correlation_id = Some(request);
+        self
+    }
+
+    /// A response to `request`: same service, correlated to its id.
+    pub fn reply_to(
+        request: &MessageEnvelope,
+        action: impl Into<String>,
+        payload: MessagePayload,
+    ) -> Self {
+        MessageEnvelope::new(request.destination, action, request.schema_version, payload)
+            .with_correlation(request.id)
+    }
+
+    fn check_bounds(&self) -> Result<(), EnvelopeError> {
+        if self.action.len() > MAX_ACTION_LEN {
+            let (len, max) = too_large(self.action.len(), MAX_ACTION_LEN);
+            return Err(EnvelopeError::ActionTooLong { len, max });
+        }
+        if self.payload.len() > MAX_PAYLOAD_BYTES {
+            let (len, max) = too_large(self.payload.len(), MAX_PAYLOAD_BYTES);
+            return Err(EnvelopeError::PayloadTooLarge { len, max });
+        }
+        Ok(())
+    }
+
+    /// Encode for the wire.
+    pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
+        self.check_bounds()?;
+        let bytes = postcard::to_allocvec(self).map_err(|_| EnvelopeError::EncodeFailed)?;
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            let (len, max) = too_large(bytes.len(), MAX_MESSAGE_BYTES);
+            return Err(EnvelopeError::MessageTooLarge { len, max });
+        }
+        Ok(bytes)
+    }
+
+    /// Decode from the wire, rejecting oversized or malformed input.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            let (len, max) = too_large(bytes.len(), MAX_MESSAGE_BYTES);
+            return Err(EnvelopeError::MessageTooLarge { len, max });
+        }
+        let envelope = match postcard::take_from_bytes::<MessageEnvelope>(bytes) {
+            Ok((envelope, [])) => envelope,
+            _ => return Err(EnvelopeError::Malformed),
+        };
+        envelope.check_bounds()?;
+        Ok(envelope)
+    }
+
+    /// Check the schema version against `policy` for `service`, and only then
+    /// decode the payload. This is how services read requests.
+    pub fn decode_payload<T: DeserializeOwned>(
+        &self,
+        policy: &VersionPolicy,
+        service: ServiceId,
+    ) -> Result<T, EnvelopeError> {
+        policy
+            .check(service, self.schema_version)
+            .map_err(EnvelopeError::SchemaMismatch)?;
+        self.payload.decode()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::VersionPolicy;
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct MyPayload {
+        field: String,
+    }
+
+    fn sample() -> MessageEnvelope {
+        let payload = MessagePayload::new(&MyPayload {
+            field: "value".to_string(),
+        })
+        .unwrap();
+        MessageEnvelope::new(
+            ServiceId::from_raw(3),
+            "action.name".to_string(),
+            SchemaVersion::new(1, 0),
+            payload,
+        )
+    }
+
+    #[test]
+    fn envelope_round_trips_through_postcard() {
+        let envelope = sample().with_correlation(MessageId::from_raw(77));
+        let decoded = MessageEnvelope::decode(&envelope.encode().unwrap()).unwrap();
+        assert_eq!(decoded, envelope);
+        assert_eq!(decoded.correlation_id, Some(MessageId::from_raw(77)));
+        let payload: MyPayload = decoded.payload.decode().unwrap();
+        assert_eq!(payload.field, "value");
+    }
+
+    #[test]
+    fn oversized_payload_is_a_typed_error() {
+        let big = vec![0u8; MAX_PAYLOAD_BYTES + 1];
+        assert!(matches!(
+            MessagePayload::from_bytes(big),
+            Err(EnvelopeError::PayloadTooLarge { .. })
+        ));
+        assert!(MessagePayload::from_bytes(vec![0u8; MAX_PAYLOAD_BYTES]).is_ok());
+    }
+
+    #[test]
+    fn long_action_is_rejected_at_encode() {
+        let mut envelope = sample();
+        envelope.action = "x".repeat(MAX_ACTION_LEN + 1);
+        assert!(matches!(
+            envelope.encode(),
+            Err(EnvelopeError::ActionTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_or_garbage_bytes_are_malformed() {
+        let bytes = sample().encode().unwrap();
+        for cut in 0..bytes.len() {
+            assert!(
+                MessageEnvelope::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert_eq!(
+            MessageEnvelope::decode(&trailing),
+            Err(EnvelopeError::Malformed)
+        );
+    }
+
+    #[test]
+    fn payload_of_the_wrong_type_does_not_decode() {
+        let payload = MessagePayload::new(&(1u8, 2u8, 3u8)).unwrap();
+        assert_eq!(payload.decode::<u8>(), Err(EnvelopeError::Malformed));
+    }
+
+    #[test]
+    fn version_is_checked_before_the_payload_is_decoded() {
+        let mut envelope = sample();
+        envelope.schema_version = SchemaVersion::new(2, 0);
+        envelope.payload = MessagePayload::from_bytes(vec![0xff; 4]).unwrap();
+        let policy = VersionPolicy::current(1, 0);
+        let err = envelope
+            .decode_payload::<MyPayload>(&policy, ServiceId::from_raw(3))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            EnvelopeError::SchemaMismatch(SchemaMismatchError::Unsupported { .. })
+        ));
+    }
+
+    #[test]
+    fn reply_carries_the_request_id() {
+        let request = sample();
+        let reply = MessageEnvelope::reply_to(&request, "ok", MessagePayload::empty());
+        assert_eq!(reply.correlation_id, Some(request.id));
+        assert_ne!(reply.id, request.id);
+    }
+}

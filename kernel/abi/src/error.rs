@@ -1,0 +1,175 @@
+//! Kernel errors. Every failure a task can see is a variant, never a string:
+//! a caller can match on it, and the kernel never has to format text on an
+//! error path.
+
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+use crate::cap::{CapKind, Rights};
+use crate::envelope::EnvelopeError;
+use crate::ids::{ServiceId, TaskId};
+
+/// The errors of the kernel API. The variant names follow the interface
+/// reference; where the reference carries a message string, PandaGen carries
+/// a typed cause instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KernelError {
+    SpawnFailed(SpawnError),
+    ChannelError(ChannelError),
+    SendFailed(SendError),
+    ReceiveFailed(ReceiveError),
+    /// A receive (or other wait) reached its deadline.
+    Timeout,
+    ServiceNotFound(ServiceId),
+    ServiceAlreadyRegistered(ServiceId),
+    /// The capability is valid but lacks a right the operation needs.
+    InsufficientAuthority,
+    /// The handle names no valid capability of the caller: never issued,
+    /// stale (generation mismatch), dropped, moved away, or invalidated.
+    InvalidCapability,
+    /// The capability designates an object of another kind.
+    WrongCapabilityKind {
+        expected: CapKind,
+        found: CapKind,
+    },
+    ResourceExhausted(Resource),
+    /// No such task (or it has already terminated).
+    TaskNotFound(TaskId),
+    /// The system call itself was malformed (see [`SyscallError`]).
+    Syscall(SyscallError),
+    /// A message could not be encoded or decoded.
+    Envelope(EnvelopeError),
+}
+
+/// Why a task could not be spawned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SpawnError {
+    /// The boot image holds no program by that name.
+    ImageNotFound,
+    /// The program is not a loadable ELF for this machine.
+    InvalidImage,
+    /// The task name is empty or longer than [`limits::MAX_TASK_NAME`](crate::api::limits::MAX_TASK_NAME).
+    InvalidName,
+    /// More initial capabilities than a new task may receive.
+    TooManyCapabilities,
+}
+
+/// Channel-level failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChannelError {
+    /// The channel was closed: every endpoint holder dropped it or died.
+    Closed,
+}
+
+/// Why a send failed. A failed send never enqueues anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SendError {
+    /// The channel's bounded queue is full; try again later.
+    QueueFull,
+    /// The channel is closed.
+    ChannelClosed,
+    /// The encoded message is larger than the kernel accepts.
+    MessageTooLarge { len: u32, max: u32 },
+    /// More capabilities attached than one message may carry.
+    TooManyCapabilities,
+    /// Fault injection made this send fail (simulation only).
+    InjectedFault,
+}
+
+/// Why a receive failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReceiveError {
+    /// The channel is closed and its queue is empty.
+    ChannelClosed,
+    /// Fault injection made this receive fail (simulation only).
+    InjectedFault,
+}
+
+/// A kernel resource that ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Resource {
+    Memory,
+    Tasks,
+    Channels,
+    CapabilitySlots,
+    ServiceSlots,
+}
+
+/// Errors in the form of a system call, before any object is touched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyscallError {
+    /// No system call has this number.
+    UnknownSyscall(u64),
+    /// The request bytes are not a valid postcard encoding of the request.
+    MalformedRequest,
+    /// A user pointer failed validation.
+    BadUserMemory(UserMemoryError),
+    /// The response does not fit in the caller's buffer; `needed` bytes would.
+    ResponseTooLarge { needed: u32 },
+    /// The request or buffer is longer than the kernel will copy.
+    RequestTooLarge { len: u64, max: u32 },
+}
+
+/// Why a user memory range was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserMemoryError {
+    /// `ptr + len` overflows.
+    Overflow,
+    /// Some byte lies outside the user half of the address space.
+    NotUserAddress,
+    /// Some page is not mapped for user access.
+    Unmapped,
+    /// Some page is mapped read-only but the kernel must write it.
+    NotWritable,
+}
+
+/// The reason a required right was missing, for audit records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingRights {
+    pub required: Rights,
+    pub held: Rights,
+}
+
+impl From<EnvelopeError> for KernelError {
+    fn from(e: EnvelopeError) -> Self {
+        KernelError::Envelope(e)
+    }
+}
+
+impl From<SyscallError> for KernelError {
+    fn from(e: SyscallError) -> Self {
+        KernelError::Syscall(e)
+    }
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelError::SpawnFailed(e) => write!(f, "spawn failed: {e:?}"),
+            KernelError::ChannelError(e) => write!(f, "channel error: {e:?}"),
+            KernelError::SendFailed(e) => write!(f, "send failed: {e:?}"),
+            KernelError::ReceiveFailed(e) => write!(f, "receive failed: {e:?}"),
+            KernelError::Timeout => f.write_str("timed out"),
+            KernelError::ServiceNotFound(s) => write!(f, "service {s} not found"),
+            KernelError::ServiceAlreadyRegistered(s) => {
+                write!(f, "service {s} is already registered")
+            }
+            KernelError::InsufficientAuthority => {
+                f.write_str("the capability lacks a required right")
+            }
+            KernelError::InvalidCapability => f.write_str("invalid capability"),
+            KernelError::WrongCapabilityKind { expected, found } => {
+                write!(
+                    f,
+                    "expected a {expected} capability, found a {found} capability"
+                )
+            }
+            KernelError::ResourceExhausted(r) => write!(f, "out of {r:?}"),
+            KernelError::TaskNotFound(t) => write!(f, "{t} not found"),
+            KernelError::Syscall(e) => write!(f, "bad system call: {e:?}"),
+            KernelError::Envelope(e) => write!(f, "message error: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for KernelError {}
