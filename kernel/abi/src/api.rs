@@ -79,7 +79,16 @@ pub struct TaskDescriptor {
     pub priority: Priority,
     pub kind: IdentityKind,
     pub trust_domain: TrustDomain,
+    /// Where the kernel reports this task's exit: a channel in the
+    /// spawner's space on which it holds `SEND`. When the task terminates,
+    /// the kernel enqueues an envelope with action [`EXIT_NOTIFICATION_ACTION`]
+    /// whose payload is the [`ExitNotification`](crate::identity::ExitNotification).
+    /// This is how a parent — and only the parent — supervises its children.
+    pub exit_channel: Option<ChannelId>,
 }
+
+/// The action of the kernel's exit-notification messages.
+pub const EXIT_NOTIFICATION_ACTION: &str = "kernel.task_exited";
 
 impl TaskDescriptor {
     pub fn new(name: String) -> Self {
@@ -90,7 +99,13 @@ impl TaskDescriptor {
             priority: Priority::default(),
             kind: IdentityKind::Component,
             trust_domain: TrustDomain::user(),
+            exit_channel: None,
         }
+    }
+
+    pub fn with_exit_channel(mut self, channel: ChannelId) -> Self {
+        self.exit_channel = Some(channel);
+        self
     }
 
     pub fn with_capability(mut self, capability: Cap<()>) -> Self {
