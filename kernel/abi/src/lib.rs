@@ -25,6 +25,7 @@ pub mod error;
 pub mod identity;
 pub mod ids;
 pub mod schema;
+pub mod services;
 pub mod time;
 
 pub use api::{KernelApi, Priority, ReceivedMessage, TaskDescriptor, TaskHandle};
