@@ -26,6 +26,7 @@ pub mod identity;
 pub mod ids;
 pub mod schema;
 pub mod services;
+pub mod syscall;
 pub mod time;
 
 pub use api::{KernelApi, Priority, ReceivedMessage, TaskDescriptor, TaskHandle};

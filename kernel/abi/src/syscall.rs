@@ -1,0 +1,289 @@
+//! The system call ABI.
+//!
+//! A task enters the kernel with the `syscall` instruction:
+//!
+//! | register | meaning                                             |
+//! |----------|-----------------------------------------------------|
+//! | `rax`    | the [`Syscall`] number                              |
+//! | `rdi`    | pointer to the postcard-encoded request              |
+//! | `rsi`    | request length in bytes                             |
+//! | `rdx`    | pointer to the response buffer                      |
+//! | `r10`    | response buffer capacity in bytes                   |
+//!
+//! On return `rax` holds the number of response bytes written. The response
+//! is the postcard encoding of `Result<Reply, KernelError>`, where `Reply`
+//! is the call's reply type documented on each [`Syscall`] variant. Only
+//! when the kernel cannot write a response at all does `rax` carry a
+//! transport status instead (see [`decode_status`]).
+//!
+//! The kernel validates every pointer and length before use (the range
+//! must lie in the user half, not wrap, and be mapped with the needed
+//! permission), copies the request in, decodes it, and never panics on what
+//! it reads: every malformed input is a typed [`KernelError`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{limits, Priority};
+use crate::cap::{CapHandle, Rights};
+use crate::error::{KernelError, SyscallError};
+use crate::identity::{ExitReason, IdentityKind};
+use crate::ids::{ServiceId, TaskId};
+
+/// The most capabilities one message may carry.
+pub const MAX_MESSAGE_CAPS: usize = 8;
+/// The largest request the kernel copies in.
+pub const MAX_REQUEST_BYTES: usize = crate::envelope::MAX_MESSAGE_BYTES + 512;
+/// A response buffer this large always fits any reply.
+pub const RESPONSE_BUFFER_BYTES: usize = crate::envelope::MAX_MESSAGE_BYTES + 512;
+/// The longest text accepted by [`Syscall::DebugWrite`].
+pub const MAX_DEBUG_WRITE: usize = 512;
+
+/// System call numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u64)]
+pub enum Syscall {
+    /// Does nothing and returns 0 without touching any buffer. For
+    /// measuring the cost of entering and leaving the kernel.
+    Null = 0,
+    /// [`ExitRequest`] → never returns.
+    Exit = 1,
+    /// No request → `()`. Gives up the rest of the time slice.
+    Yield = 2,
+    /// [`SpawnRequest`] → [`TaskHandle`](crate::api::TaskHandle).
+    Spawn = 3,
+    /// No request → `CapHandle` of the new channel.
+    CreateChannel = 4,
+    /// [`SendRequest`] → `()`.
+    Send = 5,
+    /// [`ReceiveRequest`] → [`ReceiveReply`]. Blocks.
+    Receive = 6,
+    /// No request → [`Instant`](crate::time::Instant).
+    Now = 7,
+    /// [`SleepRequest`] → `()`. Blocks.
+    Sleep = 8,
+    /// [`TransferRequest`] → `()`: copy a capability to another task.
+    Grant = 9,
+    /// [`TransferRequest`] → `()`: move a capability to another task.
+    Delegate = 10,
+    /// [`CapRequest`] → `()`.
+    Drop = 11,
+    /// [`CloneRequest`] → `CapHandle` of the copy.
+    Clone = 12,
+    /// [`RegisterRequest`] → `()`.
+    RegisterService = 13,
+    /// [`ServiceRequest`] → `CapHandle` (send-only channel capability).
+    LookupService = 14,
+    /// [`DebugWriteRequest`] → `()`: a line for the kernel log.
+    DebugWrite = 15,
+    /// No request → [`StartupInfo`]: who am I, and which capabilities was I
+    /// born with.
+    Startup = 16,
+}
+
+impl Syscall {
+    pub const fn from_number(number: u64) -> Result<Syscall, SyscallError> {
+        Ok(match number {
+            0 => Syscall::Null,
+            1 => Syscall::Exit,
+            2 => Syscall::Yield,
+            3 => Syscall::Spawn,
+            4 => Syscall::CreateChannel,
+            5 => Syscall::Send,
+            6 => Syscall::Receive,
+            7 => Syscall::Now,
+            8 => Syscall::Sleep,
+            9 => Syscall::Grant,
+            10 => Syscall::Delegate,
+            11 => Syscall::Drop,
+            12 => Syscall::Clone,
+            13 => Syscall::RegisterService,
+            14 => Syscall::LookupService,
+            15 => Syscall::DebugWrite,
+            16 => Syscall::Startup,
+            other => return Err(SyscallError::UnknownSyscall(other)),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRequest {
+    pub reason: ExitReason,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnRequest<'a> {
+    pub name: &'a str,
+    pub image: &'a str,
+    pub capabilities: heapless::Vec<CapHandle, { limits::MAX_SPAWN_CAPS }>,
+    pub priority: Priority,
+    pub kind: IdentityKind,
+    pub trust_domain: &'a str,
+    pub exit_channel: Option<CapHandle>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRequest<'a> {
+    pub channel: CapHandle,
+    /// An encoded [`MessageEnvelope`](crate::envelope::MessageEnvelope).
+    /// The kernel does not decode it.
+    pub message: &'a [u8],
+    pub capabilities: heapless::Vec<CapHandle, MAX_MESSAGE_CAPS>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiveRequest {
+    pub channel: CapHandle,
+    /// `None` waits forever; `Some(0)` polls.
+    pub timeout_nanos: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiveReply<'a> {
+    /// The sending task, as the kernel knows it.
+    pub sender: TaskId,
+    pub message: &'a [u8],
+    /// The capabilities the message carried, now in the receiver's space.
+    pub capabilities: heapless::Vec<CapHandle, MAX_MESSAGE_CAPS>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SleepRequest {
+    pub nanos: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRequest {
+    pub capability: CapHandle,
+    pub task: TaskId,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapRequest {
+    pub capability: CapHandle,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneRequest {
+    pub capability: CapHandle,
+    pub rights: Rights,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub service: ServiceId,
+    pub channel: CapHandle,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRequest {
+    pub service: ServiceId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebugWriteRequest<'a> {
+    pub text: &'a str,
+}
+
+/// What a task learns about itself at start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartupInfo {
+    pub task: TaskId,
+    pub execution: crate::ids::ExecutionId,
+    /// The capabilities the task was spawned with, in descriptor order.
+    pub capabilities: heapless::Vec<CapHandle, { limits::MAX_SPAWN_CAPS }>,
+}
+
+/// `rax` values above this are transport statuses, not lengths.
+const STATUS_BIT: u64 = 1 << 63;
+/// The response buffer itself failed validation.
+pub const STATUS_BAD_RESPONSE_BUFFER: u64 = STATUS_BIT | 1;
+
+/// The status for "the response needs `needed` bytes but the buffer is
+/// smaller".
+pub const fn status_response_too_large(needed: u32) -> u64 {
+    STATUS_BIT | 2 << 32 | needed as u64
+}
+
+/// Interpret the `rax` a syscall returned: the response length, or the
+/// transport error that prevented writing any response.
+pub const fn decode_status(rax: u64) -> Result<usize, KernelError> {
+    if rax & STATUS_BIT == 0 {
+        return Ok(rax as usize);
+    }
+    if rax == STATUS_BAD_RESPONSE_BUFFER {
+        return Err(KernelError::Syscall(SyscallError::BadUserMemory(
+            crate::error::UserMemoryError::Unmapped,
+        )));
+    }
+    if (rax >> 32) & 0x7fff_ffff == 2 {
+        return Err(KernelError::Syscall(SyscallError::ResponseTooLarge {
+            needed: rax as u32,
+        }));
+    }
+    Err(KernelError::Syscall(SyscallError::MalformedRequest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_number_round_trips_and_unknown_numbers_are_typed_errors() {
+        for n in 0..=16u64 {
+            let call = Syscall::from_number(n).unwrap();
+            assert_eq!(call as u64, n);
+        }
+        assert_eq!(
+            Syscall::from_number(17),
+            Err(SyscallError::UnknownSyscall(17))
+        );
+        assert_eq!(
+            Syscall::from_number(u64::MAX),
+            Err(SyscallError::UnknownSyscall(u64::MAX))
+        );
+    }
+
+    #[test]
+    fn statuses_are_distinct_from_lengths() {
+        assert_eq!(decode_status(42), Ok(42));
+        assert!(matches!(
+            decode_status(status_response_too_large(9000)),
+            Err(KernelError::Syscall(SyscallError::ResponseTooLarge {
+                needed: 9000
+            }))
+        ));
+        assert!(decode_status(STATUS_BAD_RESPONSE_BUFFER).is_err());
+    }
+
+    #[test]
+    fn send_request_borrows_the_message_bytes() {
+        let mut caps = heapless::Vec::new();
+        caps.push(CapHandle::new(1, 2)).unwrap();
+        let request = SendRequest {
+            channel: CapHandle::new(3, 0),
+            message: b"hello",
+            capabilities: caps,
+        };
+        let bytes = postcard::to_allocvec(&request).unwrap();
+        let decoded: SendRequest<'_> = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(decoded, request);
+    }
+
+    #[test]
+    fn too_many_capabilities_fail_to_decode() {
+        let caps: alloc::vec::Vec<CapHandle> = (0..9).map(|i| CapHandle::new(i, 0)).collect();
+        #[derive(Serialize)]
+        struct Wide<'a> {
+            channel: CapHandle,
+            message: &'a [u8],
+            capabilities: alloc::vec::Vec<CapHandle>,
+        }
+        let bytes = postcard::to_allocvec(&Wide {
+            channel: CapHandle::new(0, 0),
+            message: b"",
+            capabilities: caps,
+        })
+        .unwrap();
+        assert!(postcard::from_bytes::<SendRequest<'_>>(&bytes).is_err());
+    }
+}
