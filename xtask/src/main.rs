@@ -1,1 +1,280 @@
-fn main() {}
+//! PandaGen developer tasks. Run `cargo xtask help`.
+
+mod bench;
+mod bootcfg;
+mod build;
+mod cargo_test;
+mod flash;
+mod layout;
+mod process;
+mod programs;
+mod qemu;
+mod ramdisk;
+mod serial;
+mod setup;
+mod suites;
+mod testing;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::bootcfg::{BootConfig, Mode};
+use crate::build::ImageSpec;
+use crate::layout::{Layout, Profile};
+use crate::process::TaskResult;
+use crate::qemu::{Accel, Firmware, Machine};
+use crate::setup::Needs;
+
+const HELP: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  setup                       install the Rust target, pinned nightly, QEMU and OVMF if missing
+  image [--release]           build target/pandagen-bios.img and target/pandagen-uefi.img
+  run [--uefi] [--kvm] [--gdb] [--release]
+                              boot the system image in QEMU, serial console on this terminal
+  test [--release] [--host-only | --qemu-only] [--suite NAME]...
+                              host tests, then the QEMU suites; ends with `N passed, M failed`
+  flash --device PATH [--bios | --uefi] [--yes] [--allow-file] [--release]
+                              write the image (UEFI by default) to a USB stick and verify it
+  bench [--release]           kernel benchmarks under QEMU TCG -icount; target/bench/results.json
+  help                        this text
+";
+
+/// Command-line flags, parsed by hand to keep xtask quick to build.
+#[derive(Debug, Default)]
+struct Flags {
+    release: bool,
+    uefi: bool,
+    bios: bool,
+    kvm: bool,
+    gdb: bool,
+    yes: bool,
+    allow_file: bool,
+    host_only: bool,
+    qemu_only: bool,
+    device: Option<PathBuf>,
+    suites: Vec<String>,
+}
+
+fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
+    let mut flags = Flags::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if !allowed.contains(&arg.as_str()) {
+            return Err(fail!("unexpected argument `{arg}`\n\n{HELP}"));
+        }
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| fail!("`{arg}` needs a value"))
+        };
+        match arg.as_str() {
+            "--release" => flags.release = true,
+            "--uefi" => flags.uefi = true,
+            "--bios" => flags.bios = true,
+            "--kvm" => flags.kvm = true,
+            "--gdb" => flags.gdb = true,
+            "--yes" => flags.yes = true,
+            "--allow-file" => flags.allow_file = true,
+            "--host-only" => flags.host_only = true,
+            "--qemu-only" => flags.qemu_only = true,
+            "--device" => flags.device = Some(PathBuf::from(value()?)),
+            "--suite" => flags.suites.push(value()?),
+            _ => unreachable!("checked against `allowed`"),
+        }
+    }
+    Ok(flags)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let layout = Layout::from_xtask_manifest();
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => ("help", &[][..]),
+    };
+    let result = match cmd {
+        "setup" => parse_flags(rest, &[]).and_then(|_| {
+            setup::ensure(Needs {
+                nightly: true,
+                qemu: true,
+            })
+            .map(|_| {
+                println!("xtask: everything PandaGen needs is installed");
+                true
+            })
+        }),
+        "image" => parse_flags(rest, &["--release"]).and_then(|f| image(&layout, &f).map(|_| true)),
+        "run" => parse_flags(rest, &["--release", "--uefi", "--kvm", "--gdb"])
+            .and_then(|f| run(&layout, &f)),
+        "test" => parse_flags(
+            rest,
+            &["--release", "--host-only", "--qemu-only", "--suite"],
+        )
+        .and_then(|f| test(&layout, &f)),
+        "flash" => parse_flags(
+            rest,
+            &[
+                "--release",
+                "--device",
+                "--bios",
+                "--uefi",
+                "--yes",
+                "--allow-file",
+            ],
+        )
+        .and_then(|f| flash(&layout, &f)),
+        "bench" => parse_flags(rest, &["--release"])
+            .and_then(|f| bench::run(&layout, Profile::from_release_flag(f.release))),
+        "help" | "-h" | "--help" => {
+            print!("{HELP}");
+            Ok(true)
+        }
+        other => Err(fail!("unknown command `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds the system images (`mode=system`, every ring-3 program) and
+/// returns `[bios, uefi]`.
+fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<Vec<PathBuf>> {
+    let kernel = build::kernel(layout, profile)?;
+    let programs: Vec<&str> = programs::USER_PROGRAMS.iter().map(|p| p.bin).collect();
+    let spec = ImageSpec {
+        boot_cfg: BootConfig::mode(Mode::System),
+        programs: &programs,
+        manifest: None,
+    };
+    let images = build::images(
+        layout,
+        profile,
+        &kernel,
+        &spec,
+        &layout.target(),
+        "pandagen",
+        &[Firmware::Bios, Firmware::Uefi],
+    )?;
+    debug_assert_eq!(images[0], layout.system_image(Firmware::Bios));
+    Ok(images)
+}
+
+fn image(layout: &Layout, f: &Flags) -> TaskResult<()> {
+    setup::ensure(Needs {
+        nightly: true,
+        qemu: false,
+    })?;
+    let images = build_system_images(layout, Profile::from_release_flag(f.release))?;
+    println!("BIOS image: {}", images[0].display());
+    println!("UEFI image: {}", images[1].display());
+    Ok(())
+}
+
+fn run(layout: &Layout, f: &Flags) -> TaskResult<bool> {
+    let host = setup::ensure(Needs {
+        nightly: true,
+        qemu: true,
+    })?;
+    let profile = Profile::from_release_flag(f.release);
+    let images = build_system_images(layout, profile)?;
+    let firmware = if f.uefi {
+        Firmware::Uefi
+    } else {
+        Firmware::Bios
+    };
+    let image = if f.uefi { &images[1] } else { &images[0] };
+    let extra: &[&str] = if f.gdb { &["gdb"] } else { &[] };
+    let machine = Machine {
+        firmware,
+        accel: if f.kvm { Accel::Kvm } else { Accel::Tcg },
+        image,
+        ovmf: host.ovmf.as_deref(),
+        extra_profiles: extra,
+    };
+    let mut cmd = qemu::command(layout, &machine)?;
+    if f.gdb {
+        println!(
+            "QEMU is waiting for a debugger. In another terminal:\n    \
+             gdb {} -ex 'target remote :1234'\nthen `continue` (c) to boot.",
+            layout.kernel_elf(profile).display()
+        );
+    }
+    println!(
+        "booting {} ({}); stop with Ctrl-C",
+        image.display(),
+        firmware.name()
+    );
+    let status = cmd
+        .status()
+        .map_err(|e| fail!("cannot start {}: {e}", setup::QEMU_BINARY))?;
+    match status.code() {
+        Some(qemu::EXIT_PASS) | Some(0) => Ok(true),
+        Some(qemu::EXIT_FAIL) => {
+            eprintln!(
+                "xtask: the kernel reported failure (QEMU exit {})",
+                qemu::EXIT_FAIL
+            );
+            Ok(false)
+        }
+        _ => {
+            eprintln!("xtask: QEMU ended with {status}");
+            Ok(false)
+        }
+    }
+}
+
+fn test(layout: &Layout, f: &Flags) -> TaskResult<bool> {
+    if f.host_only && f.qemu_only {
+        return Err(fail!("--host-only and --qemu-only exclude each other"));
+    }
+    let opts = testing::Options {
+        profile: Profile::from_release_flag(f.release),
+        host: !f.qemu_only,
+        qemu: !f.host_only,
+        only: f.suites.clone(),
+    };
+    testing::run(layout, &opts)
+}
+
+fn flash(layout: &Layout, f: &Flags) -> TaskResult<bool> {
+    let device = f
+        .device
+        .as_ref()
+        .ok_or_else(|| fail!("flash needs --device PATH (for example /dev/sdX)"))?;
+    if f.bios && f.uefi {
+        return Err(fail!("choose one of --bios, --uefi"));
+    }
+    // Refuse an obviously wrong target before spending time on a build.
+    // A regular file gets the real check after the build, once the image
+    // size is known.
+    if let Err(refusal) = flash::validate(device, f.allow_file, &layout.target(), 0) {
+        return Err(fail!("refusing to flash: {refusal}"));
+    }
+    setup::ensure(Needs {
+        nightly: true,
+        qemu: false,
+    })?;
+    let images = build_system_images(layout, Profile::from_release_flag(f.release))?;
+    let image = if f.bios { &images[0] } else { &images[1] };
+    let len = std::fs::metadata(image)?.len();
+    let target = flash::validate(device, f.allow_file, image, len)
+        .map_err(|r| fail!("refusing to flash: {r}"))?;
+    if !f.yes && !flash::confirm(&target, image, &mut std::io::stdin().lock())? {
+        println!("not confirmed; nothing written");
+        return Ok(false);
+    }
+    let verified = flash::write_and_verify(image, &target, true)?;
+    println!(
+        "wrote {} to {}; synced; read back {verified} bytes: identical",
+        image.display(),
+        target.path().display()
+    );
+    Ok(true)
+}

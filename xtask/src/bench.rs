@@ -1,0 +1,199 @@
+//! `cargo xtask bench`: kernel benchmarks in QEMU (TCG with `-icount`, so
+//! the guest TSC counts executed instructions) plus host benchmarks.
+//!
+//! Everything reports through `[BENCH] <name> <value> <unit>` lines, and
+//! all results land in `target/bench/results.json`.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::bootcfg::{BootConfig, Mode};
+use crate::build::{self, ImageSpec};
+use crate::fail;
+use crate::layout::{Layout, Profile};
+use crate::process::{cargo, display, TaskResult};
+use crate::qemu::{self, Accel, Firmware, Machine, EXIT_PASS};
+use crate::serial::{self, Bench};
+use crate::setup::{self, Needs};
+
+/// A host benchmark: `cargo bench -p <package> --bench <bench>`, whose
+/// output must contain `[BENCH]` lines. Add host benchmarks here.
+pub struct HostBench {
+    pub package: &'static str,
+    pub bench: &'static str,
+}
+
+pub const HOST_BENCHES: &[HostBench] = &[];
+
+/// Ring-3 programs the kernel bench image carries.
+const BENCH_PROGRAMS: &[&str] = &[];
+
+const BENCH_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One row of `results.json`.
+struct Row {
+    source: &'static str,
+    bench: Bench,
+}
+
+pub fn run(layout: &Layout, profile: Profile) -> TaskResult<bool> {
+    let host = setup::ensure(Needs {
+        nightly: true,
+        qemu: true,
+    })?;
+    let mut rows = Vec::new();
+    let mut ok = true;
+
+    let kernel = build::kernel(layout, profile)?;
+    let spec = ImageSpec {
+        boot_cfg: BootConfig::mode(Mode::Bench),
+        programs: BENCH_PROGRAMS,
+        manifest: None,
+    };
+    let images = build::images(
+        layout,
+        profile,
+        &kernel,
+        &spec,
+        &layout.bench_dir(),
+        "bench",
+        &[Firmware::Bios],
+    )?;
+    let machine = Machine {
+        firmware: Firmware::Bios,
+        accel: Accel::Tcg,
+        image: &images[0],
+        ovmf: host.ovmf.as_deref(),
+        extra_profiles: &["bench"],
+    };
+    let log = qemu::log_path(layout, "bench");
+    println!("== kernel benchmarks (QEMU TCG, -icount shift=0: 1 TSC tick = 1 instruction) ==");
+    let captured = qemu::run_captured(qemu::command(layout, &machine)?, BENCH_TIMEOUT, &log, &[])?;
+    let report = serial::parse(&captured.serial);
+    if captured.exit != qemu::Exit::Code(EXIT_PASS) {
+        ok = false;
+        println!(
+            "kernel bench run: {} (log: {})",
+            captured.exit.describe(),
+            log.display()
+        );
+    }
+    if report.benches.is_empty() {
+        ok = false;
+        println!(
+            "The kernel printed no [BENCH] lines in mode=bench, so there are no kernel numbers \
+             (log: {}).",
+            log.display()
+        );
+    }
+    rows.extend(report.benches.into_iter().map(|bench| Row {
+        source: "kernel",
+        bench,
+    }));
+
+    for hb in HOST_BENCHES {
+        let mut cmd = cargo();
+        cmd.current_dir(&layout.root)
+            .args(["bench", "-p", hb.package, "--bench", hb.bench])
+            .stderr(Stdio::inherit());
+        println!("== host benchmark: {} ==", display(&cmd));
+        let out = cmd
+            .output()
+            .map_err(|e| fail!("cannot run {}: {e}", display(&cmd)))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let found = serial::parse(&text).benches;
+        if !out.status.success() || found.is_empty() {
+            ok = false;
+            println!("  {}: failed or printed no [BENCH] lines", hb.bench);
+        }
+        rows.extend(found.into_iter().map(|bench| Row {
+            source: "host",
+            bench,
+        }));
+    }
+
+    let json_path = layout.bench_dir().join("results.json");
+    std::fs::create_dir_all(layout.bench_dir())?;
+    std::fs::write(&json_path, to_json(&rows))?;
+    print_table(&rows);
+    println!("results: {}", json_path.display());
+    Ok(ok)
+}
+
+fn to_json(rows: &[Row]) -> String {
+    let results: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "name": r.bench.name,
+                "value": number(r.bench.value),
+                "unit": r.bench.unit,
+                "source": r.source,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "machine": "qemu-system-x86_64 -accel tcg -cpu max -icount shift=0,align=off,sleep=off",
+        "results": results,
+    });
+    serde_json::to_string_pretty(&doc).expect("JSON values serialize") + "\n"
+}
+
+/// Integers stay integers in the JSON (instruction counts), others stay floats.
+fn number(v: f64) -> serde_json::Value {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        serde_json::Value::from(v as i64)
+    } else {
+        serde_json::Value::from(v)
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    if rows.is_empty() {
+        return;
+    }
+    let w = rows
+        .iter()
+        .map(|r| r.bench.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!("{:<6}  {:<w$}  {:>14}  unit", "source", "name", "value");
+    for r in rows {
+        println!(
+            "{:<6}  {:<w$}  {:>14}  {}",
+            r.source,
+            r.bench.name,
+            number(r.bench.value),
+            r.bench.unit
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_name_value_unit() {
+        let rows = [Row {
+            source: "kernel",
+            bench: Bench {
+                name: "ipc_call".into(),
+                value: 189.0,
+                unit: "instructions".into(),
+            },
+        }];
+        let v: serde_json::Value = serde_json::from_str(&to_json(&rows)).unwrap();
+        let r = &v["results"][0];
+        assert_eq!(r["name"], "ipc_call");
+        assert_eq!(r["value"], 189);
+        assert_eq!(r["unit"], "instructions");
+    }
+
+    #[test]
+    fn fractional_values_stay_fractional() {
+        assert_eq!(number(1.5), serde_json::json!(1.5));
+        assert_eq!(number(42.0), serde_json::json!(42));
+    }
+}

@@ -1,0 +1,116 @@
+//! `boot.cfg`: the kernel's boot-time configuration inside the ramdisk.
+//!
+//! Format (the contract with the kernel, documented in `qemu/README.md`):
+//! one `key=value` per line, `\n` line ends, no spaces around `=`. Keys:
+//! `mode` (system | ktest | suite | bench), `suite` (a ring-3 suite name),
+//! `seed` (a decimal u64). The kernel ignores unknown keys.
+
+/// What the kernel does after boot.
+#[allow(dead_code)] // `Suite` is used once ring-3 suites join the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Start the process manager and the services in the manifest.
+    System,
+    /// Run the ring-0 self-tests, report them, exit QEMU.
+    Ktest,
+    /// Run the ring-3 scenario suite named by `suite`.
+    Suite,
+    /// Run the kernel benchmarks and print `[BENCH]` lines.
+    Bench,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::System => "system",
+            Mode::Ktest => "ktest",
+            Mode::Suite => "suite",
+            Mode::Bench => "bench",
+        }
+    }
+}
+
+/// A boot configuration; `const` so suites can be declared in a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootConfig {
+    pub mode: Mode,
+    pub suite: Option<&'static str>,
+    pub seed: Option<u64>,
+}
+
+#[allow(dead_code)] // constructors for suite table entries
+impl BootConfig {
+    pub const fn mode(mode: Mode) -> Self {
+        BootConfig {
+            mode,
+            suite: None,
+            seed: None,
+        }
+    }
+
+    /// A ring-3 scenario suite: `mode=suite` plus `suite=<name>`.
+    pub const fn suite(name: &'static str) -> Self {
+        BootConfig {
+            mode: Mode::Suite,
+            suite: Some(name),
+            seed: None,
+        }
+    }
+
+    pub const fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The file's text. Keys appear in a fixed order so images are
+    /// reproducible.
+    pub fn render(&self) -> String {
+        let mut out = format!("mode={}\n", self.mode.as_str());
+        if let Some(suite) = self.suite {
+            out.push_str(&format!("suite={suite}\n"));
+        }
+        if let Some(seed) = self.seed {
+            out.push_str(&format!("seed={seed}\n"));
+        }
+        out
+    }
+
+    /// Checks values the line format cannot carry.
+    pub fn validate(&self) -> Result<(), String> {
+        match (self.mode, self.suite) {
+            (Mode::Suite, None) => return Err("mode=suite needs a suite name".into()),
+            (_, Some(s)) if s.is_empty() || s.contains(['\n', '\r', '=']) => {
+                return Err(format!("suite name {s:?} cannot be written to boot.cfg"))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_mode_only() {
+        assert_eq!(BootConfig::mode(Mode::Ktest).render(), "mode=ktest\n");
+        assert_eq!(BootConfig::mode(Mode::System).render(), "mode=system\n");
+        assert_eq!(BootConfig::mode(Mode::Bench).render(), "mode=bench\n");
+    }
+
+    #[test]
+    fn renders_suite_and_seed_in_fixed_order() {
+        let cfg = BootConfig::suite("ipc").with_seed(42);
+        assert_eq!(cfg.render(), "mode=suite\nsuite=ipc\nseed=42\n");
+        assert!(cfg.validate().is_ok());
+    }
+
+    #[test]
+    fn rejects_unwritable_configs() {
+        assert!(BootConfig::mode(Mode::Suite).validate().is_err());
+        assert!(BootConfig::suite("a=b").validate().is_err());
+        assert!(BootConfig::suite("a\nmode=system").validate().is_err());
+        assert!(BootConfig::suite("").validate().is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! Building the pieces of a boot image: the kernel, ring-3 programs, the
+//! image builder tool, and the images themselves.
+
+use std::path::{Path, PathBuf};
+
+use crate::bootcfg::BootConfig;
+use crate::fail;
+use crate::layout::{Layout, Profile, BARE_METAL_TARGET, KERNEL_PACKAGE, PINNED_NIGHTLY};
+use crate::process::{cargo, run_checked, TaskResult};
+use crate::programs::{self, UserProgram};
+use crate::qemu::Firmware;
+use crate::ramdisk;
+
+/// Builds the kernel ELF and returns its path.
+pub fn kernel(layout: &Layout, profile: Profile) -> TaskResult<PathBuf> {
+    let mut cmd = cargo();
+    cmd.current_dir(&layout.root)
+        .args(["build", "-p", KERNEL_PACKAGE, "--target", BARE_METAL_TARGET])
+        .args(profile.cargo_args());
+    run_checked(&mut cmd)?;
+    let elf = layout.kernel_elf(profile);
+    if !elf.is_file() {
+        return Err(fail!(
+            "kernel build succeeded but {} is missing",
+            elf.display()
+        ));
+    }
+    Ok(elf)
+}
+
+/// Builds the named ring-3 programs; returns `(name, elf)` pairs.
+pub fn user_programs(
+    layout: &Layout,
+    profile: Profile,
+    names: &[&str],
+) -> TaskResult<Vec<(String, PathBuf)>> {
+    let wanted: Vec<&UserProgram> = names
+        .iter()
+        .map(|n| {
+            programs::find(n)
+                .ok_or_else(|| fail!("unknown ring-3 program `{n}` (see xtask/src/programs.rs)"))
+        })
+        .collect::<TaskResult<_>>()?;
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let script = layout.user_linker_script();
+    if !script.is_file() {
+        return Err(fail!(
+            "ring-3 linker script {} is missing (the ring-3 runtime provides it)",
+            script.display()
+        ));
+    }
+    let rustflags = format!(
+        "-C relocation-model=static -C link-arg=-T{}",
+        script.display()
+    );
+    let mut out = Vec::new();
+    for program in wanted {
+        let mut cmd = cargo();
+        cmd.current_dir(&layout.root)
+            .env("CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS", &rustflags)
+            .args(["build", "-p", program.package, "--bin", program.bin])
+            .args(["--features", "ring3", "--target", BARE_METAL_TARGET])
+            .arg("--target-dir")
+            .arg(layout.user_target_dir())
+            .args(profile.cargo_args());
+        run_checked(&mut cmd)?;
+        let elf = layout.user_elf(program.bin, profile);
+        if !elf.is_file() {
+            return Err(fail!(
+                "{} built but {} is missing",
+                program.bin,
+                elf.display()
+            ));
+        }
+        out.push((program.bin.to_string(), elf));
+    }
+    Ok(out)
+}
+
+/// Builds (or reuses) the host image-builder tool on the pinned nightly.
+pub fn bootimage_tool(layout: &Layout) -> TaskResult<PathBuf> {
+    let tool = layout.bootimage_tool();
+    if !tool.is_file() {
+        println!(
+            "xtask: building the boot image builder with {PINNED_NIGHTLY} \
+             (first time only; this takes a few minutes)"
+        );
+    }
+    let mut cmd = cargo();
+    cmd.current_dir(&layout.root)
+        .arg(format!("+{PINNED_NIGHTLY}"))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(layout.bootimage_manifest())
+        .arg("--target-dir")
+        .arg(layout.bootimage_target_dir());
+    run_checked(&mut cmd)?;
+    Ok(tool)
+}
+
+/// What goes into one bootable image.
+pub struct ImageSpec<'a> {
+    pub boot_cfg: BootConfig,
+    pub programs: &'a [&'a str],
+    pub manifest: Option<&'a Path>,
+}
+
+/// Packs the ramdisk for `spec` next to `out_dir/<stem>.ramdisk.tar` and
+/// writes one disk image per requested firmware. Returns the image paths
+/// in the order of `firmwares`.
+pub fn images(
+    layout: &Layout,
+    profile: Profile,
+    kernel: &Path,
+    spec: &ImageSpec<'_>,
+    out_dir: &Path,
+    stem: &str,
+    firmwares: &[Firmware],
+) -> TaskResult<Vec<PathBuf>> {
+    let built = user_programs(layout, profile, spec.programs)?;
+    let contents = ramdisk::Contents {
+        boot_cfg: spec.boot_cfg,
+        manifest: spec.manifest,
+        programs: built
+            .iter()
+            .map(|(name, elf)| ramdisk::Program { name, elf })
+            .collect(),
+    };
+    let archive = ramdisk::pack(&contents)?;
+    std::fs::create_dir_all(out_dir)?;
+    let ramdisk_path = out_dir.join(format!("{stem}.ramdisk.tar"));
+    std::fs::write(&ramdisk_path, archive)?;
+
+    let tool = bootimage_tool(layout)?;
+    let mut cmd = std::process::Command::new(&tool);
+    cmd.arg("--kernel")
+        .arg(kernel)
+        .arg("--ramdisk")
+        .arg(&ramdisk_path);
+    let mut outputs = Vec::new();
+    for fw in firmwares {
+        let path = out_dir.join(format!("{stem}-{}.img", fw.name()));
+        cmd.arg(format!("--{}", fw.name())).arg(&path);
+        outputs.push(path);
+    }
+    run_checked(&mut cmd)?;
+    Ok(outputs)
+}

@@ -1,0 +1,135 @@
+//! Where things live in the repository and under `target/`.
+//!
+//! Every path xtask reads or writes is derived here, so the README and
+//! `qemu/README.md` can point at one place.
+
+use std::path::{Path, PathBuf};
+
+/// The bare-metal target both the kernel and ring-3 programs are built for.
+pub const BARE_METAL_TARGET: &str = "x86_64-unknown-none";
+
+/// The nightly the `bootloader` image builder needs (see DESIGN.md).
+pub const PINNED_NIGHTLY: &str = "nightly-2026-10-01";
+
+/// Cargo package of the kernel binary.
+pub const KERNEL_PACKAGE: &str = "pandagen-kernel";
+
+/// Build profile, chosen by `--release`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    Debug,
+    Release,
+}
+
+impl Profile {
+    pub fn from_release_flag(release: bool) -> Self {
+        if release {
+            Profile::Release
+        } else {
+            Profile::Debug
+        }
+    }
+
+    /// Directory name cargo uses for this profile.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Profile::Debug => "debug",
+            Profile::Release => "release",
+        }
+    }
+
+    /// Extra cargo arguments selecting this profile.
+    pub fn cargo_args(self) -> &'static [&'static str] {
+        match self {
+            Profile::Debug => &[],
+            Profile::Release => &["--release"],
+        }
+    }
+}
+
+/// Repository layout rooted at the workspace directory.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    /// The workspace root: xtask lives one level below it.
+    pub fn from_xtask_manifest() -> Self {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = manifest
+            .parent()
+            .expect("xtask is one directory below the workspace root")
+            .to_path_buf();
+        Layout { root }
+    }
+
+    pub fn target(&self) -> PathBuf {
+        self.root.join("target")
+    }
+
+    pub fn kernel_elf(&self, profile: Profile) -> PathBuf {
+        self.target()
+            .join(BARE_METAL_TARGET)
+            .join(profile.dir())
+            .join(KERNEL_PACKAGE)
+    }
+
+    /// Target dir for ring-3 programs: separate from the kernel's because
+    /// they are linked with different flags.
+    pub fn user_target_dir(&self) -> PathBuf {
+        self.target().join("user")
+    }
+
+    pub fn user_elf(&self, bin: &str, profile: Profile) -> PathBuf {
+        self.user_target_dir()
+            .join(BARE_METAL_TARGET)
+            .join(profile.dir())
+            .join(bin)
+    }
+
+    pub fn user_linker_script(&self) -> PathBuf {
+        self.root.join("userspace").join("rt").join("link.ld")
+    }
+
+    pub fn bootimage_manifest(&self) -> PathBuf {
+        self.root.join("bootimage").join("Cargo.toml")
+    }
+
+    pub fn bootimage_target_dir(&self) -> PathBuf {
+        self.target().join("bootimage")
+    }
+
+    pub fn bootimage_tool(&self) -> PathBuf {
+        self.bootimage_target_dir()
+            .join("release")
+            .join("pandagen-bootimage")
+    }
+
+    pub fn qemu_profiles(&self) -> PathBuf {
+        self.root.join("qemu")
+    }
+
+    /// Where `image` puts the system images users boot and flash.
+    pub fn system_image(&self, firmware: crate::qemu::Firmware) -> PathBuf {
+        self.target()
+            .join(format!("pandagen-{}.img", firmware.name()))
+    }
+
+    /// Scratch directory for per-suite ramdisks and images.
+    pub fn suite_dir(&self) -> PathBuf {
+        self.target().join("suites")
+    }
+
+    pub fn qemu_logs(&self) -> PathBuf {
+        self.target().join("qemu-logs")
+    }
+
+    pub fn host_test_log(&self) -> PathBuf {
+        self.target().join("test-logs").join("host.log")
+    }
+
+    pub fn bench_dir(&self) -> PathBuf {
+        self.target().join("bench")
+    }
+}

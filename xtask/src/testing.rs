@@ -1,0 +1,201 @@
+//! `cargo xtask test`: host tests, then every QEMU suite, then the plain
+//! summary line `N passed, M failed`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::build::{self, ImageSpec};
+use crate::cargo_test;
+use crate::fail;
+use crate::layout::{Layout, Profile};
+use crate::process::{cargo, TaskResult};
+use crate::qemu::{self, Accel, Machine};
+use crate::serial;
+use crate::setup::{self, Needs};
+use crate::suites::{Suite, SUITES};
+
+/// Lines of serial log shown when a suite fails.
+const TAIL_LINES: usize = 30;
+
+pub struct Options {
+    pub profile: Profile,
+    pub host: bool,
+    pub qemu: bool,
+    /// Run only suites with these names (all if empty).
+    pub only: Vec<String>,
+}
+
+#[derive(Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+}
+
+/// Returns whether everything passed.
+pub fn run(layout: &Layout, opts: &Options) -> TaskResult<bool> {
+    let suites: Vec<&Suite> = SUITES
+        .iter()
+        .filter(|s| opts.only.is_empty() || opts.only.iter().any(|o| o == s.name))
+        .collect();
+    if let Some(unknown) = opts
+        .only
+        .iter()
+        .find(|o| !SUITES.iter().any(|s| s.name == *o))
+    {
+        let names: Vec<&str> = SUITES.iter().map(|s| s.name).collect();
+        return Err(fail!("no suite `{unknown}`; suites: {}", names.join(", ")));
+    }
+    let host = setup::ensure(Needs {
+        nightly: opts.qemu,
+        qemu: opts.qemu,
+    })?;
+
+    let mut tally = Tally::default();
+    if opts.host {
+        host_tests(layout, &mut tally)?;
+    }
+    if opts.qemu && !suites.is_empty() {
+        println!("\n== QEMU suites ==");
+        // A build error fails the affected suites but not the whole run, so
+        // the summary line still accounts for every suite.
+        match build::kernel(layout, opts.profile) {
+            Ok(kernel) => {
+                for suite in suites {
+                    let ovmf = host.ovmf.as_deref();
+                    if let Err(e) =
+                        run_suite(layout, opts.profile, &kernel, suite, ovmf, &mut tally)
+                    {
+                        println!("  {:<20} FAILED  {e}", suite.name);
+                        tally.failed += 1;
+                    }
+                }
+            }
+            Err(e) => {
+                println!("  kernel build failed: {e}");
+                for suite in suites {
+                    println!("  {:<20} FAILED  (kernel did not build)", suite.name);
+                    tally.failed += 1;
+                }
+            }
+        }
+    }
+    println!("\n{} passed, {} failed", tally.passed, tally.failed);
+    Ok(tally.failed == 0)
+}
+
+fn host_tests(layout: &Layout, tally: &mut Tally) -> TaskResult<()> {
+    println!("== host tests (cargo test) ==");
+    let log_path = layout.host_test_log();
+    std::fs::create_dir_all(log_path.parent().expect("log has a directory"))?;
+    let mut log = std::fs::File::create(&log_path)?;
+    let mut child = cargo()
+        .current_dir(&layout.root)
+        .args(["test", "--no-fail-fast"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| fail!("cannot start cargo test: {e}"))?;
+    let mut output = String::new();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        writeln!(log, "{line}")?;
+        if line.starts_with("test result:") {
+            println!("  {line}");
+        }
+        output.push_str(&line);
+        output.push('\n');
+    }
+    let status = child.wait()?;
+    let totals = cargo_test::parse(&output);
+    let mut failed = totals.failed;
+    if !status.success() && failed == 0 {
+        // Nothing reported a failing test, yet cargo failed: a build error.
+        failed = 1;
+        println!("  cargo test failed before running all tests ({status}); see errors above");
+    }
+    for name in cargo_test::failed_names(&output) {
+        println!("  FAILED host test: {name}");
+    }
+    println!(
+        "host tests: {} passed, {} failed (log: {})",
+        totals.passed,
+        failed,
+        log_path.display()
+    );
+    tally.passed += totals.passed;
+    tally.failed += failed;
+    Ok(())
+}
+
+fn run_suite(
+    layout: &Layout,
+    profile: Profile,
+    kernel: &std::path::Path,
+    suite: &Suite,
+    ovmf: Option<&std::path::Path>,
+    tally: &mut Tally,
+) -> TaskResult<()> {
+    let manifest = suite.manifest.map(|m| layout.root.join(m));
+    let spec = ImageSpec {
+        boot_cfg: suite.boot_cfg,
+        programs: suite.programs,
+        manifest: manifest.as_deref(),
+    };
+    let images = build::images(
+        layout,
+        profile,
+        kernel,
+        &spec,
+        &layout.suite_dir(),
+        suite.name,
+        &[suite.firmware],
+    )?;
+    let machine = Machine {
+        firmware: suite.firmware,
+        accel: Accel::Tcg,
+        image: &images[0],
+        ovmf,
+        extra_profiles: &[],
+    };
+    let cmd = qemu::command(layout, &machine)?;
+    let log = qemu::log_path(layout, suite.name);
+    print!("  {:<20} ", suite.name);
+    std::io::stdout().flush()?;
+    let captured = qemu::run_captured(
+        cmd,
+        Duration::from_secs(suite.timeout_secs),
+        &log,
+        suite.input,
+    )?;
+    let report = serial::parse(&captured.serial);
+    let verdict = serial::judge(&report, captured.exit);
+    let secs = captured.elapsed.as_secs_f64();
+    if verdict.ok {
+        println!("ok      {} tests, {secs:.1}s", verdict.passed);
+    } else {
+        println!(
+            "FAILED  {} passed, {} failed, {secs:.1}s (log: {})",
+            verdict.passed,
+            verdict.failed,
+            log.display()
+        );
+        for (name, reason) in &report.failed {
+            println!("      FAIL {name}: {reason}");
+        }
+        for problem in &verdict.problems {
+            println!("      {problem}");
+        }
+        for line in &report.malformed {
+            println!("      malformed protocol line: {line}");
+        }
+        println!("      --- last {TAIL_LINES} lines of serial output ---");
+        for line in qemu::tail(&captured.serial, TAIL_LINES).lines() {
+            println!("      | {}", line.trim_end_matches('\r'));
+        }
+    }
+    tally.passed += verdict.passed;
+    tally.failed += verdict.failed;
+    Ok(())
+}
