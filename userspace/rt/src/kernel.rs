@@ -1,0 +1,250 @@
+//! `KernelApi` over system calls.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use pandagen_abi::api::ReceivedMessage;
+use pandagen_abi::error::SpawnError;
+use pandagen_abi::syscall::{
+    CapRequest, CloneRequest, ExitRequest, ReceiveReply, ReceiveRequest, RegisterRequest,
+    SendRequest, ServiceRequest, SleepRequest, SpawnRequest, StartupInfo, Syscall, TransferRequest,
+    MAX_MESSAGE_CAPS, MAX_REQUEST_BYTES, RESPONSE_BUFFER_BYTES,
+};
+use pandagen_abi::{
+    Cap, CapHandle, ChannelId, Duration, ExitReason, Instant, KernelApi, KernelError,
+    MessageEnvelope, Rights, ServiceId, TaskDescriptor, TaskHandle, TaskId,
+};
+
+use crate::syscall::{call, call_small};
+
+/// The calling task's view of the kernel. One per program, made by
+/// [`entry!`](crate::entry); it owns the request and response buffers so
+/// that a system call allocates nothing.
+pub struct Kernel {
+    scratch: Vec<u8>,
+    response: Vec<u8>,
+}
+
+impl Default for Kernel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn too_many_caps() -> KernelError {
+    KernelError::SendFailed(pandagen_abi::error::SendError::TooManyCapabilities)
+}
+
+impl Kernel {
+    pub fn new() -> Self {
+        Kernel {
+            scratch: vec![0; MAX_REQUEST_BYTES],
+            response: vec![0; RESPONSE_BUFFER_BYTES],
+        }
+    }
+
+    /// Who this task is and the capabilities it was born with.
+    pub fn startup(&mut self) -> Result<StartupInfo, KernelError> {
+        call(Syscall::Startup, &(), &mut self.scratch, &mut self.response)
+    }
+
+    /// Write a line to the kernel log.
+    pub fn debug(&mut self, text: &str) {
+        crate::syscall::debug_write(text);
+    }
+
+    /// Give up the rest of this time slice.
+    pub fn yield_now(&mut self) {
+        let _: Result<(), KernelError> = call_small(Syscall::Yield, &());
+    }
+
+    /// End this task.
+    pub fn exit(&mut self, reason: ExitReason) -> ! {
+        let request = ExitRequest { reason };
+        let _: Result<(), KernelError> = call(
+            Syscall::Exit,
+            &request,
+            &mut self.scratch,
+            &mut self.response,
+        );
+        // Exit never returns; if the kernel somehow refused, spin in place
+        // rather than run on in an undefined state.
+        loop {
+            core::hint::spin_loop();
+        }
+    }
+
+    /// End this task with the outcome of its `main`.
+    pub fn exit_with(&mut self, result: Result<(), KernelError>) -> ! {
+        match result {
+            Ok(()) => self.exit(ExitReason::Normal),
+            Err(error) => {
+                let error = alloc::format!("main returned {error}");
+                self.exit(ExitReason::Failure {
+                    error: error.into(),
+                })
+            }
+        }
+    }
+}
+
+impl KernelApi for Kernel {
+    fn spawn_task(&mut self, descriptor: TaskDescriptor) -> Result<TaskHandle, KernelError> {
+        let image = descriptor
+            .image
+            .as_deref()
+            .ok_or(KernelError::SpawnFailed(SpawnError::ImageNotFound))?;
+        let mut capabilities = heapless::Vec::new();
+        for cap in &descriptor.capabilities {
+            capabilities
+                .push(cap.handle())
+                .map_err(|_| KernelError::SpawnFailed(SpawnError::TooManyCapabilities))?;
+        }
+        let request = SpawnRequest {
+            name: &descriptor.name,
+            image,
+            capabilities,
+            priority: descriptor.priority,
+            kind: descriptor.kind,
+            trust_domain: descriptor.trust_domain.as_str(),
+            exit_channel: descriptor.exit_channel.map(|c| c.handle()),
+        };
+        call(
+            Syscall::Spawn,
+            &request,
+            &mut self.scratch,
+            &mut self.response,
+        )
+    }
+
+    fn create_channel(&mut self) -> Result<ChannelId, KernelError> {
+        call_small::<_, CapHandle>(Syscall::CreateChannel, &()).map(ChannelId::from_handle)
+    }
+
+    fn send_with_capabilities(
+        &mut self,
+        channel: ChannelId,
+        message: MessageEnvelope,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<(), KernelError> {
+        let bytes = message.encode()?;
+        let mut handles = heapless::Vec::<CapHandle, MAX_MESSAGE_CAPS>::new();
+        for cap in &capabilities {
+            handles.push(cap.handle()).map_err(|_| too_many_caps())?;
+        }
+        let request = SendRequest {
+            channel: channel.handle(),
+            message: &bytes,
+            capabilities: handles,
+        };
+        call(
+            Syscall::Send,
+            &request,
+            &mut self.scratch,
+            &mut self.response,
+        )
+    }
+
+    fn receive_with_capabilities(
+        &mut self,
+        channel: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        let timeout_nanos = timeout.map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX));
+        let request = ReceiveRequest {
+            channel: channel.handle(),
+            timeout_nanos,
+        };
+        let reply: ReceiveReply<'_> = call(
+            Syscall::Receive,
+            &request,
+            &mut self.scratch,
+            &mut self.response,
+        )?;
+        let capabilities = reply
+            .capabilities
+            .iter()
+            .map(|h| Cap::from_handle(*h))
+            .collect();
+        let mut envelope = MessageEnvelope::decode(reply.message)?;
+        envelope.source = Some(reply.sender);
+        Ok(ReceivedMessage {
+            envelope,
+            capabilities,
+        })
+    }
+
+    fn now(&self) -> Instant {
+        // The clock cannot fail; a kernel that refused would be broken, and
+        // the origin is the only safe answer then.
+        call_small(Syscall::Now, &()).unwrap_or(Instant::ZERO)
+    }
+
+    fn sleep(&mut self, duration: Duration) -> Result<(), KernelError> {
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        call_small(Syscall::Sleep, &SleepRequest { nanos })
+    }
+
+    fn grant_capability(&mut self, task: TaskId, capability: Cap<()>) -> Result<(), KernelError> {
+        call_small(
+            Syscall::Grant,
+            &TransferRequest {
+                capability: capability.handle(),
+                task,
+            },
+        )
+    }
+
+    fn register_service(
+        &mut self,
+        service: ServiceId,
+        channel: ChannelId,
+    ) -> Result<(), KernelError> {
+        call_small(
+            Syscall::RegisterService,
+            &RegisterRequest {
+                service,
+                channel: channel.handle(),
+            },
+        )
+    }
+
+    fn lookup_service(&mut self, service: ServiceId) -> Result<ChannelId, KernelError> {
+        call_small::<_, CapHandle>(Syscall::LookupService, &ServiceRequest { service })
+            .map(ChannelId::from_handle)
+    }
+
+    fn delegate_capability(&mut self, capability: Cap<()>, to: TaskId) -> Result<(), KernelError> {
+        call_small(
+            Syscall::Delegate,
+            &TransferRequest {
+                capability: capability.handle(),
+                task: to,
+            },
+        )
+    }
+
+    fn drop_capability(&mut self, capability: Cap<()>) -> Result<(), KernelError> {
+        call_small(
+            Syscall::Drop,
+            &CapRequest {
+                capability: capability.handle(),
+            },
+        )
+    }
+
+    fn clone_capability(
+        &mut self,
+        capability: &Cap<()>,
+        rights: Rights,
+    ) -> Result<Cap<()>, KernelError> {
+        call_small::<_, CapHandle>(
+            Syscall::Clone,
+            &CloneRequest {
+                capability: capability.handle(),
+                rights,
+            },
+        )
+        .map(Cap::from_handle)
+    }
+}

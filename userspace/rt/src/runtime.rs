@@ -1,0 +1,72 @@
+//! The bare-metal runtime: entry point, heap and panic handler. Compiled
+//! only for `x86_64-unknown-none`.
+
+use core::fmt::Write;
+use core::panic::PanicInfo;
+use linked_list_allocator::LockedHeap;
+use pandagen_abi::syscall::{ExitRequest, Syscall, MAX_DEBUG_WRITE};
+use pandagen_abi::{ExitReason, FailureCause, KernelError};
+
+use crate::syscall::call_small;
+
+/// The heap lives in `.bss`, which the loader maps zeroed, read-write and
+/// non-executable. 1 MiB serves every system service with room to spare.
+const HEAP_BYTES: usize = 1 << 20;
+
+#[repr(C, align(4096))]
+struct HeapArea([u8; HEAP_BYTES]);
+
+static mut HEAP_AREA: HeapArea = HeapArea([0; HEAP_BYTES]);
+
+#[global_allocator]
+static ALLOCATOR: LockedHeap = LockedHeap::empty();
+
+unsafe extern "Rust" {
+    /// Defined by [`entry!`](crate::entry).
+    safe fn __pandagen_main() -> !;
+}
+
+/// The ELF entry point. The kernel enters with a 16-byte aligned stack and
+/// nothing else set up; this aligns for the Rust ABI, initialises the heap
+/// and runs the program.
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+#[unsafe(link_section = ".text._start")]
+pub extern "C" fn _start() -> ! {
+    core::arch::naked_asm!(
+        "and rsp, -16",
+        "xor rbp, rbp",
+        "call {init}",
+        "ud2",
+        init = sym start_rust,
+    );
+}
+
+extern "C" fn start_rust() -> ! {
+    // SAFETY: this runs once, before anything allocates, and HEAP_AREA is
+    // used by nothing but the allocator.
+    unsafe {
+        let start = core::ptr::addr_of_mut!(HEAP_AREA) as *mut u8;
+        ALLOCATOR.lock().init(start, HEAP_BYTES);
+    }
+    __pandagen_main()
+}
+
+/// Log the panic and end the task with `Failure { Panic }`. Nothing here
+/// allocates, so a panic caused by heap exhaustion still reports cleanly.
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    let mut text = heapless::String::<{ MAX_DEBUG_WRITE }>::new();
+    // A message longer than the buffer is cut short, which is fine for a log.
+    let _ = write!(text, "panic: {info}");
+    crate::syscall::debug_write(&text);
+    let request = ExitRequest {
+        reason: ExitReason::Failure {
+            error: FailureCause::Panic,
+        },
+    };
+    let _: Result<(), KernelError> = call_small(Syscall::Exit, &request);
+    loop {
+        core::hint::spin_loop();
+    }
+}

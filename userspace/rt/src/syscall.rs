@@ -1,0 +1,117 @@
+//! The raw system call and the typed call on top of it.
+//!
+//! Register use follows `pandagen_abi::syscall`: number in `rax`, request
+//! pointer/length in `rdi`/`rsi`, response pointer/capacity in `rdx`/`r10`,
+//! and the response length (or a transport status) back in `rax`. The
+//! `syscall` instruction itself clobbers `rcx` and `r11`.
+
+use pandagen_abi::error::SyscallError;
+use pandagen_abi::syscall::{decode_status, DebugWriteRequest, Syscall, MAX_DEBUG_WRITE};
+use pandagen_abi::KernelError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Enter the kernel.
+///
+/// # Safety
+/// The pointers must describe memory the caller owns: `request` readable for
+/// `request_len` bytes, `response` writable for `response_len` bytes. (The
+/// kernel checks them anyway; this contract is about Rust aliasing, since
+/// the kernel writes into `response`.)
+#[cfg(target_os = "none")]
+pub unsafe fn raw_syscall(
+    number: u64,
+    request: *const u8,
+    request_len: usize,
+    response: *mut u8,
+    response_len: usize,
+) -> u64 {
+    let rax: u64;
+    // SAFETY: the caller upholds the buffer contract above; the kernel
+    // preserves every register except rax (result), rcx and r11 (used by
+    // syscall/sysret), which are declared clobbered.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") number => rax,
+            in("rdi") request,
+            in("rsi") request_len,
+            in("rdx") response,
+            in("r10") response_len,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    rax
+}
+
+/// On the host there is no kernel to enter; every call fails cleanly, so
+/// code that links the runtime for host tests cannot pretend to work.
+#[cfg(not(target_os = "none"))]
+pub unsafe fn raw_syscall(number: u64, _: *const u8, _: usize, _: *mut u8, _: usize) -> u64 {
+    let _ = number;
+    pandagen_abi::syscall::STATUS_BAD_RESPONSE_BUFFER
+}
+
+/// Issue `call` with `request` encoded into `scratch`, and decode its
+/// `Result<Reply, KernelError>` from `response`. The reply may borrow from
+/// `response`.
+pub fn call<'r, Req: Serialize, Reply: serde::Deserialize<'r>>(
+    call: Syscall,
+    request: &Req,
+    scratch: &mut [u8],
+    response: &'r mut [u8],
+) -> Result<Reply, KernelError> {
+    let encoded = postcard::to_slice(request, scratch)
+        .map_err(|_| KernelError::Syscall(SyscallError::MalformedRequest))?;
+    let (ptr, len) = (encoded.as_ptr(), encoded.len());
+    // SAFETY: `encoded` and `response` are live, distinct buffers of the
+    // given lengths for the duration of the call.
+    let rax = unsafe { raw_syscall(call as u64, ptr, len, response.as_mut_ptr(), response.len()) };
+    let written = decode_status(rax)?;
+    let bytes = response
+        .get(..written)
+        .ok_or(KernelError::Syscall(SyscallError::MalformedRequest))?;
+    postcard::from_bytes::<Result<Reply, KernelError>>(bytes)
+        .map_err(|_| KernelError::Syscall(SyscallError::MalformedRequest))?
+}
+
+/// A call with a small fixed-size reply, using stack buffers.
+pub fn call_small<Req: Serialize, Reply: DeserializeOwned>(
+    number: Syscall,
+    request: &Req,
+) -> Result<Reply, KernelError> {
+    let mut scratch = [0u8; 128];
+    let mut response = [0u8; 128];
+    call(number, request, &mut scratch, &mut response)
+}
+
+/// The cheapest round trip into the kernel and back.
+pub fn null() -> u64 {
+    // SAFETY: the null call touches no buffer.
+    unsafe {
+        raw_syscall(
+            Syscall::Null as u64,
+            core::ptr::null(),
+            0,
+            core::ptr::null_mut(),
+            0,
+        )
+    }
+}
+
+/// Write a line to the kernel log (truncated to the kernel's limit on a
+/// character boundary).
+pub fn debug_write(text: &str) {
+    let mut end = text.len().min(MAX_DEBUG_WRITE);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut scratch = [0u8; MAX_DEBUG_WRITE + 16];
+    let mut response = [0u8; 32];
+    let request = DebugWriteRequest { text: &text[..end] };
+    // Logging must never fail the program; a lost log line is acceptable.
+    let _: Result<(), KernelError> =
+        call(Syscall::DebugWrite, &request, &mut scratch, &mut response);
+}
