@@ -48,6 +48,9 @@ pub unsafe fn raw_syscall(
 
 /// On the host there is no kernel to enter; every call fails cleanly, so
 /// code that links the runtime for host tests cannot pretend to work.
+///
+/// # Safety
+/// Always safe to call; `unsafe` only to match the bare-metal signature.
 #[cfg(not(target_os = "none"))]
 pub unsafe fn raw_syscall(number: u64, _: *const u8, _: usize, _: *mut u8, _: usize) -> u64 {
     let _ = number;
