@@ -164,7 +164,7 @@ fn print_table(rows: &[Row]) {
             "{:<6}  {:<w$}  {:>14}  {}",
             r.source,
             r.bench.name,
-            number(r.bench.value),
+            number(r.bench.value).to_string(),
             r.bench.unit
         );
     }

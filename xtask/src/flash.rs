@@ -66,9 +66,14 @@ pub enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Refusal::Missing(p) if p.starts_with("/dev") => write!(
+                f,
+                "{} does not exist; list the disks with `lsblk` and give the whole stick, e.g. /dev/sdb",
+                p.display()
+            ),
             Refusal::Missing(p) => write!(
                 f,
-                "{} does not exist (pass --allow-file to create a regular file there)",
+                "{} does not exist (pass --allow-file to create an image file there)",
                 p.display()
             ),
             Refusal::RegularFileNeedsAllowFile(p) => write!(

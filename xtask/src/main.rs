@@ -199,18 +199,17 @@ fn run(layout: &Layout, f: &Flags) -> TaskResult<bool> {
         extra_profiles: extra,
     };
     let mut cmd = qemu::command(layout, &machine)?;
+    println!("booting {} ({}); stop with Ctrl-C", image.display(), firmware.name());
     if f.gdb {
         println!(
-            "QEMU is waiting for a debugger. In another terminal:\n    \
-             gdb {} -ex 'target remote :1234'\nthen `continue` (c) to boot.",
-            layout.kernel_elf(profile).display()
+            "QEMU is waiting for a debugger on tcp::1234. In another terminal:\n    \
+             gdb {elf} -ex 'target remote :1234'\n\
+             then `continue` to boot. The bootloader relocates a position-independent kernel;\n\
+             if breakpoints do not hit, load the symbols at the `virtual_address_offset` it\n\
+             logs on serial: `symbol-file -o <offset> {elf}`.",
+            elf = layout.kernel_elf(profile).display()
         );
     }
-    println!(
-        "booting {} ({}); stop with Ctrl-C",
-        image.display(),
-        firmware.name()
-    );
     let status = cmd
         .status()
         .map_err(|e| fail!("cannot start {}: {e}", setup::QEMU_BINARY))?;
