@@ -49,6 +49,20 @@ impl TrustDomain {
     }
 }
 
+/// Domains compare with their names, so audit assertions can read
+/// `from_domain == "core"` as in the interface reference.
+impl PartialEq<str> for TrustDomain {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for TrustDomain {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 impl fmt::Display for TrustDomain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -256,5 +270,14 @@ mod tests {
         assert_eq!(TrustDomain::core().as_str(), "core");
         assert_eq!(TrustDomain::user().as_str(), "user");
         assert_eq!(TrustDomain::sandbox().as_str(), "sandbox");
+    }
+
+    #[test]
+    fn trust_domains_compare_with_their_names() {
+        let core = TrustDomain::core();
+        let by_ref = &core;
+        assert!(by_ref == "core");
+        assert!(core == "core");
+        assert!(core != "user");
     }
 }
