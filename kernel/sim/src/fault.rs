@@ -294,7 +294,7 @@ impl FaultPlan {
     pub fn random(seed: u64) -> Self {
         let mut rng = crate::rng::SimRng::new(seed ^ 0xA5A5_5A5A_F00D_BEEF);
         let mut plan = FaultPlan::new().with_seed(seed);
-        let mut chance = |rng: &mut crate::rng::SimRng, max: u64| rng.below(max + 1) as u16;
+        let chance = |rng: &mut crate::rng::SimRng, max: u64| rng.below(max + 1) as u16;
         let drop = chance(&mut rng, 300);
         let delay = chance(&mut rng, 300);
         let reorder = chance(&mut rng, 300);

@@ -1,6 +1,7 @@
 //! # pandagen-sim — the simulated kernel (work in progress)
 pub mod clock;
 pub mod fault;
+mod held;
 pub mod injector;
 pub mod rng;
 pub mod trace;
