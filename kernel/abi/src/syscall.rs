@@ -189,9 +189,22 @@ pub struct DebugWriteRequest<'a> {
 pub struct StartupInfo {
     pub task: TaskId,
     pub execution: crate::ids::ExecutionId,
-    /// The capabilities the task was spawned with, in descriptor order.
+    /// The name it was spawned under (one image may run under many names).
+    pub name: heapless::String<{ limits::MAX_TASK_NAME }>,
+    /// The capabilities the task was spawned with, in descriptor order. The
+    /// root task, which nobody spawned, receives [`ROOT_CAPABILITIES`].
     pub capabilities: heapless::Vec<CapHandle, { limits::MAX_SPAWN_CAPS }>,
 }
+
+/// The kinds of the root task's capabilities, in order: what the kernel
+/// mints at boot for the first task (the process manager, or a test suite's
+/// root program).
+pub const ROOT_CAPABILITIES: [crate::cap::CapKind; 4] = [
+    crate::cap::CapKind::ServiceRegistry,
+    crate::cap::CapKind::BootImage,
+    crate::cap::CapKind::KernelInfo,
+    crate::cap::CapKind::SerialInput,
+];
 
 /// `rax` values above this are transport statuses, not lengths.
 const STATUS_BIT: u64 = 1 << 63;
