@@ -1,0 +1,73 @@
+//! What the process manager knows about one service before it runs: the
+//! reference's `ServiceDescriptor`, with the capabilities named rather than
+//! held (the process manager mints a fresh copy of each for every instance it
+//! spawns, so a restart never depends on the previous instance's handles).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+use pandagen_abi::{IdentityKind, Priority, ServiceId, TrustDomain};
+
+use crate::policy::RestartPolicy;
+
+/// A capability a service's descriptor asks for, by name. The process
+/// manager holds the originals (minted by the kernel at boot) and moves a
+/// per-instance copy into the child at spawn.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum CapabilityName {
+    /// `registry`: register services in the service registry.
+    Registry,
+    /// `boot-image`: read and spawn programs from the boot image.
+    BootImage,
+    /// `serial-input`: read the serial console.
+    SerialInput,
+    /// `kernel-info`: kernel introspection (task list, audit log).
+    KernelInfo,
+    /// `channel:<service>`: a send-only capability for another service's
+    /// registered channel. That service must be a dependency, so it is
+    /// registered before this one starts.
+    ChannelTo(ServiceId),
+}
+
+impl fmt::Display for CapabilityName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CapabilityName::Registry => f.write_str("registry"),
+            CapabilityName::BootImage => f.write_str("boot-image"),
+            CapabilityName::SerialInput => f.write_str("serial-input"),
+            CapabilityName::KernelInfo => f.write_str("kernel-info"),
+            CapabilityName::ChannelTo(service) => write!(f, "channel:{service}"),
+        }
+    }
+}
+
+/// When a freshly spawned instance counts as `Running`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Readiness {
+    /// Once its service id is registered (`lookup_service` succeeds). The
+    /// default: a service is useful to its dependents only when they can
+    /// find it.
+    Registered,
+    /// As soon as the spawn succeeds (for workers that serve no channel).
+    Spawned,
+}
+
+/// One service of the manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDescriptor {
+    pub service_id: ServiceId,
+    pub name: String,
+    /// The program in the boot image (`bin/<image>` in the ramdisk).
+    pub image: String,
+    pub restart_policy: RestartPolicy,
+    /// Exactly the capabilities the service receives, in this order.
+    pub capabilities: Vec<CapabilityName>,
+    /// Services that must be `Running` before this one starts.
+    pub dependencies: Vec<ServiceId>,
+    pub trust_domain: TrustDomain,
+    pub kind: IdentityKind,
+    pub priority: Priority,
+    pub readiness: Readiness,
+}

@@ -1,0 +1,313 @@
+//! The service manifest: a small INI-like text file, easy to write by hand
+//! and parsed without allocation-heavy machinery in ring 3. xtask packs it
+//! into the boot ramdisk as the file `manifest`.
+//!
+//! ```text
+//! # Comments start with '#'; blank lines are ignored.
+//! [storage]                 # a section per service; the name is the header
+//! id = 2                    # required: the ServiceId (decimal)
+//! image = storage           # program in the boot image; defaults to the name
+//! restart = on-failure      # never | always | on-failure | backoff:<max_attempts>
+//! capabilities = registry   # comma list: registry, boot-image, serial-input,
+//!                           #   kernel-info, channel:<service>
+//! depends =                 # comma list of service names
+//! trust = core              # trust domain; defaults to "user"
+//! kind = service            # system | service | component; defaults to service
+//! priority = 8              # 0..31; defaults to 8
+//! ready = registered        # registered | spawned; defaults to registered
+//! ```
+//!
+//! Parsing ([`parse`]) checks syntax and resolves names; every failure is a
+//! [`ManifestError`] that names the line or the service. [`parse`] then
+//! validates the whole graph (see [`crate::validate`]) so that a manifest
+//! with a cycle or a missing dependency is rejected before anything starts.
+
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use pandagen_abi::api::limits::MAX_TASK_NAME;
+use pandagen_abi::{IdentityKind, Priority, ServiceId, TrustDomain};
+
+use crate::descriptor::{CapabilityName, Readiness, ServiceDescriptor};
+use crate::policy::RestartPolicy;
+use crate::validate::{self, Manifest, ValidationError};
+
+/// Why a manifest line could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyntaxError {
+    /// A `key = value` line before the first `[service]` header.
+    KeyOutsideSection,
+    /// A line that is neither a header, a `key = value`, a comment nor blank.
+    MalformedLine,
+    /// A `[...]` header with an empty or invalid service name.
+    InvalidServiceName(String),
+    /// A key this format does not define.
+    UnknownKey(String),
+    /// The same key twice in one section.
+    DuplicateKey(String),
+    /// A value that does not parse for its key.
+    BadValue { key: String, value: String },
+}
+
+/// Why a manifest was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ManifestError {
+    /// Not valid UTF-8.
+    NotText,
+    /// A syntax error at a 1-based line number.
+    Syntax { line: u32, error: SyntaxError },
+    /// A service section without a required key.
+    MissingKey { service: String, key: &'static str },
+    /// `channel:<name>` or `depends` names a service the manifest lacks.
+    UnknownService { service: String, named: String },
+    /// The graph or the descriptors are inconsistent.
+    Invalid(ValidationError),
+}
+
+impl From<ValidationError> for ManifestError {
+    fn from(e: ValidationError) -> Self {
+        ManifestError::Invalid(e)
+    }
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestError::NotText => f.write_str("manifest is not UTF-8 text"),
+            ManifestError::Syntax { line, error } => write!(f, "manifest line {line}: {error:?}"),
+            ManifestError::MissingKey { service, key } => {
+                write!(f, "service {service} has no `{key}`")
+            }
+            ManifestError::UnknownService { service, named } => {
+                write!(
+                    f,
+                    "service {service} names {named}, which is not in the manifest"
+                )
+            }
+            ManifestError::Invalid(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A service section as written, names unresolved.
+struct Section {
+    name: String,
+    values: BTreeMap<String, (u32, String)>,
+}
+
+const KEYS: [&str; 9] = [
+    "id",
+    "image",
+    "restart",
+    "capabilities",
+    "depends",
+    "trust",
+    "kind",
+    "priority",
+    "ready",
+];
+
+/// Parse and validate a manifest.
+pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+    let text = core::str::from_utf8(bytes).map_err(|_| ManifestError::NotText)?;
+    let sections = sections(text)?;
+    let ids = resolve_ids(&sections)?;
+    let mut descriptors = Vec::with_capacity(sections.len());
+    for section in &sections {
+        descriptors.push(descriptor(section, &ids)?);
+    }
+    Ok(validate::validate(descriptors)?)
+}
+
+fn syntax(line: u32, error: SyntaxError) -> ManifestError {
+    ManifestError::Syntax { line, error }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_TASK_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn sections(text: &str) -> Result<Vec<Section>, ManifestError> {
+    let mut sections: Vec<Section> = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = u32::try_from(index + 1).unwrap_or(u32::MAX);
+        let content = raw.split('#').next().unwrap_or("").trim();
+        if content.is_empty() {
+            continue;
+        }
+        if let Some(header) = content.strip_prefix('[') {
+            let name = header
+                .strip_suffix(']')
+                .ok_or(syntax(line, SyntaxError::MalformedLine))?
+                .trim();
+            if !valid_name(name) {
+                return Err(syntax(line, SyntaxError::InvalidServiceName(name.into())));
+            }
+            sections.push(Section {
+                name: name.into(),
+                values: BTreeMap::new(),
+            });
+            continue;
+        }
+        let (key, value) = content
+            .split_once('=')
+            .ok_or(syntax(line, SyntaxError::MalformedLine))?;
+        let (key, value) = (key.trim(), value.trim());
+        let section = sections
+            .last_mut()
+            .ok_or(syntax(line, SyntaxError::KeyOutsideSection))?;
+        if !KEYS.contains(&key) {
+            return Err(syntax(line, SyntaxError::UnknownKey(key.into())));
+        }
+        if section
+            .values
+            .insert(key.into(), (line, value.into()))
+            .is_some()
+        {
+            return Err(syntax(line, SyntaxError::DuplicateKey(key.into())));
+        }
+    }
+    Ok(sections)
+}
+
+fn bad_value(line: u32, key: &str, value: &str) -> ManifestError {
+    syntax(
+        line,
+        SyntaxError::BadValue {
+            key: key.into(),
+            value: value.into(),
+        },
+    )
+}
+
+/// Every section's service id, by name (duplicates are caught by validation).
+fn resolve_ids(sections: &[Section]) -> Result<BTreeMap<String, ServiceId>, ManifestError> {
+    let mut ids = BTreeMap::new();
+    for section in sections {
+        let (line, value) = section
+            .values
+            .get("id")
+            .ok_or_else(|| ManifestError::MissingKey {
+                service: section.name.clone(),
+                key: "id",
+            })?;
+        let raw: u64 = value.parse().map_err(|_| bad_value(*line, "id", value))?;
+        if ids.contains_key(&section.name) {
+            return Err(ValidationError::DuplicateName(section.name.clone()).into());
+        }
+        ids.insert(section.name.clone(), ServiceId::from_raw(raw));
+    }
+    Ok(ids)
+}
+
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn lookup_name(
+    ids: &BTreeMap<String, ServiceId>,
+    service: &str,
+    named: &str,
+) -> Result<ServiceId, ManifestError> {
+    ids.get(named)
+        .copied()
+        .ok_or_else(|| ManifestError::UnknownService {
+            service: service.into(),
+            named: named.into(),
+        })
+}
+
+fn descriptor(
+    section: &Section,
+    ids: &BTreeMap<String, ServiceId>,
+) -> Result<ServiceDescriptor, ManifestError> {
+    let name = section.name.as_str();
+    let get = |key: &str| section.values.get(key).map(|(l, v)| (*l, v.as_str()));
+
+    let image = match get("image") {
+        Some((line, value)) if !valid_name(value) => return Err(bad_value(line, "image", value)),
+        Some((_, value)) => value.to_string(),
+        None => name.to_string(),
+    };
+    let restart_policy = match get("restart") {
+        None => RestartPolicy::OnFailure,
+        Some((line, value)) => parse_policy(value).ok_or(bad_value(line, "restart", value))?,
+    };
+    let mut capabilities = Vec::new();
+    if let Some((line, value)) = get("capabilities") {
+        for item in list(value) {
+            let capability = match item {
+                "registry" => CapabilityName::Registry,
+                "boot-image" => CapabilityName::BootImage,
+                "serial-input" => CapabilityName::SerialInput,
+                "kernel-info" => CapabilityName::KernelInfo,
+                other => match other.strip_prefix("channel:") {
+                    Some(target) => CapabilityName::ChannelTo(lookup_name(ids, name, target)?),
+                    None => return Err(bad_value(line, "capabilities", item)),
+                },
+            };
+            capabilities.push(capability);
+        }
+    }
+    let mut dependencies = Vec::new();
+    if let Some((_, value)) = get("depends") {
+        for item in list(value) {
+            dependencies.push(lookup_name(ids, name, item)?);
+        }
+    }
+    let trust_domain = match get("trust") {
+        None => TrustDomain::user(),
+        Some((line, value)) if !valid_name(value) => return Err(bad_value(line, "trust", value)),
+        Some((_, value)) => TrustDomain::new(value),
+    };
+    let kind = match get("kind") {
+        None | Some((_, "service")) => IdentityKind::Service,
+        Some((_, "system")) => IdentityKind::System,
+        Some((_, "component")) => IdentityKind::Component,
+        Some((line, value)) => return Err(bad_value(line, "kind", value)),
+    };
+    let priority = match get("priority") {
+        None => Priority::NORMAL,
+        Some((line, value)) => match value.parse::<u8>() {
+            Ok(level) if usize::from(level) < Priority::LEVELS => Priority(level),
+            _ => return Err(bad_value(line, "priority", value)),
+        },
+    };
+    let readiness = match get("ready") {
+        None | Some((_, "registered")) => Readiness::Registered,
+        Some((_, "spawned")) => Readiness::Spawned,
+        Some((line, value)) => return Err(bad_value(line, "ready", value)),
+    };
+    Ok(ServiceDescriptor {
+        service_id: ids[name],
+        name: name.into(),
+        image,
+        restart_policy,
+        capabilities,
+        dependencies,
+        trust_domain,
+        kind,
+        priority,
+        readiness,
+    })
+}
+
+fn parse_policy(value: &str) -> Option<RestartPolicy> {
+    match value {
+        "never" => Some(RestartPolicy::Never),
+        "always" => Some(RestartPolicy::Always),
+        "on-failure" => Some(RestartPolicy::OnFailure),
+        other => {
+            let attempts = other.strip_prefix("backoff:")?.trim().parse().ok()?;
+            Some(RestartPolicy::ExponentialBackoff {
+                max_attempts: attempts,
+            })
+        }
+    }
+}
