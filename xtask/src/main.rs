@@ -38,6 +38,7 @@ commands:
   flash --device PATH [--bios | --uefi] [--yes] [--allow-file] [--release]
                               write the image (UEFI by default) to a USB stick and verify it
   bench [--release]           kernel benchmarks under QEMU TCG -icount; target/bench/results.json
+  clippy                      clippy on the host crates and on the kernel for x86_64-unknown-none
   help                        this text
 ";
 
@@ -127,6 +128,7 @@ fn main() -> ExitCode {
         .and_then(|f| flash(&layout, &f)),
         "bench" => parse_flags(rest, &["--release"])
             .and_then(|f| bench::run(&layout, Profile::from_release_flag(f.release))),
+        "clippy" => parse_flags(rest, &[]).and_then(|_| clippy(&layout)),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(true)
@@ -199,7 +201,11 @@ fn run(layout: &Layout, f: &Flags) -> TaskResult<bool> {
         extra_profiles: extra,
     };
     let mut cmd = qemu::command(layout, &machine)?;
-    println!("booting {} ({}); stop with Ctrl-C", image.display(), firmware.name());
+    println!(
+        "booting {} ({}); stop with Ctrl-C",
+        image.display(),
+        firmware.name()
+    );
     if f.gdb {
         println!(
             "QEMU is waiting for a debugger on tcp::1234. In another terminal:\n    \
@@ -276,4 +282,26 @@ fn flash(layout: &Layout, f: &Flags) -> TaskResult<bool> {
         target.path().display()
     );
     Ok(true)
+}
+
+/// Lints everything: the host crates (default members, all targets) and
+/// the kernel, which only builds for the bare-metal target.
+fn clippy(layout: &Layout) -> TaskResult<bool> {
+    setup::ensure(Needs::default())?;
+    let host = process::cargo()
+        .current_dir(&layout.root)
+        .args(["clippy", "--all-targets", "--", "-D", "warnings"])
+        .status()?;
+    let kernel = process::cargo()
+        .current_dir(&layout.root)
+        .args(["clippy", "-p", layout::KERNEL_PACKAGE])
+        .args([
+            "--target",
+            layout::BARE_METAL_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .status()?;
+    Ok(host.success() && kernel.success())
 }
