@@ -36,7 +36,10 @@ struct Row {
     bench: Bench,
 }
 
-pub fn run(layout: &Layout, profile: Profile) -> TaskResult<bool> {
+/// Benchmarks always use the release kernel: debug-build instruction
+/// counts measure the compiler's unoptimised output, not the kernel.
+pub fn run(layout: &Layout) -> TaskResult<bool> {
+    let profile = Profile::Release;
     let host = setup::ensure(Needs {
         nightly: true,
         qemu: true,
@@ -50,19 +53,19 @@ pub fn run(layout: &Layout, profile: Profile) -> TaskResult<bool> {
         programs: BENCH_PROGRAMS,
         manifest: None,
     };
-    let images = build::images(
+    let image = layout.bench_dir().join("bench.img");
+    build::images(
         layout,
         profile,
         &kernel,
         &spec,
-        &layout.bench_dir(),
-        "bench",
-        &[Firmware::Bios],
+        &layout.bench_dir().join("bench.ramdisk.tar"),
+        &[(Firmware::Bios, image.clone())],
     )?;
     let machine = Machine {
         firmware: Firmware::Bios,
         accel: Accel::Tcg,
-        image: &images[0],
+        image: &image,
         ovmf: host.ovmf.as_deref(),
         extra_profiles: &["bench"],
     };

@@ -106,18 +106,16 @@ pub struct ImageSpec<'a> {
     pub manifest: Option<&'a Path>,
 }
 
-/// Packs the ramdisk for `spec` next to `out_dir/<stem>.ramdisk.tar` and
-/// writes one disk image per requested firmware. Returns the image paths
-/// in the order of `firmwares`.
+/// Packs the ramdisk for `spec` into `ramdisk_out` and writes one disk
+/// image per `(firmware, path)` in `outputs`.
 pub fn images(
     layout: &Layout,
     profile: Profile,
     kernel: &Path,
     spec: &ImageSpec<'_>,
-    out_dir: &Path,
-    stem: &str,
-    firmwares: &[Firmware],
-) -> TaskResult<Vec<PathBuf>> {
+    ramdisk_out: &Path,
+    outputs: &[(Firmware, PathBuf)],
+) -> TaskResult<()> {
     let built = user_programs(layout, profile, spec.programs)?;
     let contents = ramdisk::Contents {
         boot_cfg: spec.boot_cfg,
@@ -128,22 +126,21 @@ pub fn images(
             .collect(),
     };
     let archive = ramdisk::pack(&contents)?;
-    std::fs::create_dir_all(out_dir)?;
-    let ramdisk_path = out_dir.join(format!("{stem}.ramdisk.tar"));
-    std::fs::write(&ramdisk_path, archive)?;
+    for path in std::iter::once(ramdisk_out).chain(outputs.iter().map(|(_, p)| p.as_path())) {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    std::fs::write(ramdisk_out, archive)?;
 
     let tool = bootimage_tool(layout)?;
     let mut cmd = std::process::Command::new(&tool);
     cmd.arg("--kernel")
         .arg(kernel)
         .arg("--ramdisk")
-        .arg(&ramdisk_path);
-    let mut outputs = Vec::new();
-    for fw in firmwares {
-        let path = out_dir.join(format!("{stem}-{}.img", fw.name()));
-        cmd.arg(format!("--{}", fw.name())).arg(&path);
-        outputs.push(path);
+        .arg(ramdisk_out);
+    for (fw, path) in outputs {
+        cmd.arg(format!("--{}", fw.name())).arg(path);
     }
-    run_checked(&mut cmd)?;
-    Ok(outputs)
+    run_checked(&mut cmd)
 }

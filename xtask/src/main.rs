@@ -37,7 +37,8 @@ commands:
                               host tests, then the QEMU suites; ends with `N passed, M failed`
   flash --device PATH [--bios | --uefi] [--yes] [--allow-file] [--release]
                               write the image (UEFI by default) to a USB stick and verify it
-  bench [--release]           kernel benchmarks under QEMU TCG -icount; target/bench/results.json
+  bench                       kernel benchmarks (release build) under QEMU TCG -icount;
+                              results in target/bench/results.json
   clippy                      clippy on the host crates and on the kernel for x86_64-unknown-none
   help                        this text
 ";
@@ -126,8 +127,7 @@ fn main() -> ExitCode {
             ],
         )
         .and_then(|f| flash(&layout, &f)),
-        "bench" => parse_flags(rest, &["--release"])
-            .and_then(|f| bench::run(&layout, Profile::from_release_flag(f.release))),
+        "bench" => parse_flags(rest, &[]).and_then(|_| bench::run(&layout)),
         "clippy" => parse_flags(rest, &[]).and_then(|_| clippy(&layout)),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
@@ -155,16 +155,21 @@ fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<Vec<Path
         programs: &programs,
         manifest: None,
     };
-    let images = build::images(
+    let images = vec![
+        layout.system_image(Firmware::Bios),
+        layout.system_image(Firmware::Uefi),
+    ];
+    build::images(
         layout,
         profile,
         &kernel,
         &spec,
-        &layout.target(),
-        "pandagen",
-        &[Firmware::Bios, Firmware::Uefi],
+        &layout.target().join("pandagen.ramdisk.tar"),
+        &[
+            (Firmware::Bios, images[0].clone()),
+            (Firmware::Uefi, images[1].clone()),
+        ],
     )?;
-    debug_assert_eq!(images[0], layout.system_image(Firmware::Bios));
     Ok(images)
 }
 

@@ -143,19 +143,22 @@ fn run_suite(
         programs: suite.programs,
         manifest: manifest.as_deref(),
     };
-    let images = build::images(
+    let image = layout.suite_dir().join(format!("{}.img", suite.name));
+    let ramdisk = layout
+        .suite_dir()
+        .join(format!("{}.ramdisk.tar", suite.name));
+    build::images(
         layout,
         profile,
         kernel,
         &spec,
-        &layout.suite_dir(),
-        suite.name,
-        &[suite.firmware],
+        &ramdisk,
+        &[(suite.firmware, image.clone())],
     )?;
     let machine = Machine {
         firmware: suite.firmware,
         accel: Accel::Tcg,
-        image: &images[0],
+        image: &image,
         ovmf,
         extra_profiles: &[],
     };
