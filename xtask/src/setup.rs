@@ -94,6 +94,8 @@ fn ensure_nightly() -> TaskResult<()> {
     run_checked(Command::new("rustup").args([
         "toolchain",
         "install",
+        // Installing a toolchain must not replace the user's rustup binary.
+        "--no-self-update",
         PINNED_NIGHTLY,
         "--profile",
         "minimal",
