@@ -1,0 +1,295 @@
+//! The pipeline executor as a service.
+//!
+//! Protocol (version [`PIPELINE_PROTOCOL`], current major only):
+//! * request action [`EXECUTE_ACTION`], payload [`PipelineRequest::Execute`];
+//!   capabilities: the client's reply capability first (the request/response
+//!   convention), then the pipeline's initial capabilities, labelled in order
+//!   by `capabilities`;
+//! * response action [`RESPONSE_ACTION`] with the request's id as
+//!   correlation id, payload [`PipelineResponse`]. `Executed` carries the
+//!   output (if every stage succeeded), the trace, and — attached, labelled
+//!   in order — every capability left in the run's pool: the initial ones and
+//!   those the stages produced. The service keeps nothing between requests.
+//!
+//! Every bad request gets a typed `Rejected` response: the version is
+//! checked first, then the action, then the payload is decoded.
+//!
+//! The service runs one pipeline at a time; a request waits in the channel
+//! queue while another pipeline runs.
+
+use alloc::vec::Vec;
+use pandagen_abi::services::PIPELINE_EXECUTOR;
+use pandagen_abi::{
+    Cap, CapHandle, ChannelId, Duration, EnvelopeError, KernelApi, KernelError, MessageEnvelope,
+    MessagePayload, ReceivedMessage, VersionPolicy,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::caps::{drop_all, is_fatal_receive_error};
+use crate::executor::PipelineExecutor;
+use crate::payload::TypedPayload;
+use crate::spec::PipelineSpec;
+use crate::trace::ExecutionTrace;
+
+pub const PIPELINE_PROTOCOL: VersionPolicy = VersionPolicy::current(1, 0);
+pub const EXECUTE_ACTION: &str = "pipeline.execute";
+pub const RESPONSE_ACTION: &str = "pipeline.response";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PipelineRequest {
+    Execute {
+        pipeline: PipelineSpec,
+        input: TypedPayload,
+        /// Labels of the attached initial capabilities, in order.
+        capabilities: Vec<u64>,
+    },
+}
+
+impl PipelineRequest {
+    pub fn action(&self) -> &'static str {
+        match self {
+            PipelineRequest::Execute { .. } => EXECUTE_ACTION,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PipelineResponse {
+    Executed {
+        output: Option<TypedPayload>,
+        trace: ExecutionTrace,
+        /// Labels of the attached capabilities (the run's final pool).
+        capabilities: Vec<u64>,
+        /// Trace entries left out, oldest first, so the response fits in one
+        /// message. 0 unless the trace was very long.
+        omitted_entries: u32,
+        /// True if the output was left out because it did not fit.
+        output_omitted: bool,
+    },
+    Rejected(PipelineRequestError),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PipelineRequestError {
+    /// Wrong protocol version or malformed payload.
+    Envelope(EnvelopeError),
+    UnknownAction,
+    /// The labels do not match the capabilities attached.
+    CapabilityCountMismatch {
+        declared: u32,
+        attached: u32,
+    },
+    /// Two initial capabilities share a label.
+    DuplicateCapabilityLabel(u64),
+}
+
+/// What happened to one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PipelineHandled {
+    /// The pipeline ran (successfully or not) and the response was sent.
+    Executed,
+    Rejected(PipelineRequestError),
+    /// No reply capability: nobody to answer. Nothing ran; the request's
+    /// capabilities were released.
+    NoReplyPath,
+    /// The response could not be sent; its capabilities were released.
+    ReplyFailed(KernelError),
+}
+
+/// The service state: configuration only, since runs share nothing.
+pub struct PipelineService {
+    stage_timeout: Duration,
+}
+
+impl Default for PipelineService {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PipelineService {
+    pub fn new() -> Self {
+        PipelineService {
+            stage_timeout: PipelineExecutor::DEFAULT_STAGE_TIMEOUT,
+        }
+    }
+
+    pub fn with_stage_timeout(mut self, timeout: Duration) -> Self {
+        self.stage_timeout = timeout;
+        self
+    }
+
+    /// Create the service channel and register it as
+    /// [`PIPELINE_EXECUTOR`].
+    pub fn register<K: KernelApi>(kernel: &mut K) -> Result<ChannelId, KernelError> {
+        let channel = kernel.create_channel()?;
+        kernel.register_service(PIPELINE_EXECUTOR, channel)?;
+        Ok(channel)
+    }
+
+    /// Serve requests on `channel` until it can no longer deliver.
+    pub fn serve<K: KernelApi>(&mut self, kernel: &mut K, channel: ChannelId) -> KernelError {
+        loop {
+            match kernel.receive_with_capabilities(channel, None) {
+                Ok(received) => {
+                    self.handle(kernel, received);
+                }
+                Err(e) if is_fatal_receive_error(&e) => return e,
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Handle one request: check, run, respond.
+    pub fn handle<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        received: ReceivedMessage,
+    ) -> PipelineHandled {
+        let ReceivedMessage {
+            envelope,
+            capabilities,
+        } = received;
+        let mut capabilities = capabilities.into_iter();
+        let Some(reply_cap) = capabilities.next() else {
+            return PipelineHandled::NoReplyPath;
+        };
+        let initial: Vec<Cap<()>> = capabilities.collect();
+
+        let checked = PIPELINE_PROTOCOL
+            .check(PIPELINE_EXECUTOR, envelope.schema_version)
+            .map_err(|e| PipelineRequestError::Envelope(EnvelopeError::SchemaMismatch(e)))
+            .and_then(|()| {
+                if envelope.action == EXECUTE_ACTION {
+                    Ok(())
+                } else {
+                    Err(PipelineRequestError::UnknownAction)
+                }
+            })
+            .and_then(|()| {
+                envelope
+                    .payload
+                    .decode::<PipelineRequest>()
+                    .map_err(PipelineRequestError::Envelope)
+            });
+        let (pipeline, input, labels) = match checked {
+            Ok(PipelineRequest::Execute {
+                pipeline,
+                input,
+                capabilities,
+            }) => (pipeline, input, capabilities),
+            Err(error) => return self.reject(kernel, reply_cap, &envelope, initial, error),
+        };
+        if labels.len() != initial.len() {
+            let error = PipelineRequestError::CapabilityCountMismatch {
+                declared: labels.len() as u32,
+                attached: initial.len() as u32,
+            };
+            return self.reject(kernel, reply_cap, &envelope, initial, error);
+        }
+
+        let mut executor = PipelineExecutor::new().with_stage_timeout(self.stage_timeout);
+        let mut initial = initial.into_iter();
+        for &label in &labels {
+            let Some(capability) = initial.next() else {
+                break;
+            };
+            if let Err(capability) = executor.add_capability(label, capability) {
+                let mut rest: Vec<Cap<()>> = executor
+                    .take_capabilities()
+                    .into_iter()
+                    .map(|(_, c)| c)
+                    .collect();
+                rest.push(capability);
+                rest.extend(initial);
+                let error = PipelineRequestError::DuplicateCapabilityLabel(label);
+                return self.reject(kernel, reply_cap, &envelope, rest, error);
+            }
+        }
+
+        let run = executor.run(kernel, &pipeline, input);
+        let (labels, pool): (Vec<u64>, Vec<Cap<()>>) =
+            executor.take_capabilities().into_iter().unzip();
+        let payload = fitting_response(run.output, run.trace, labels);
+        match send_response(kernel, reply_cap, &envelope, payload, pool) {
+            Ok(()) => PipelineHandled::Executed,
+            Err(e) => PipelineHandled::ReplyFailed(e),
+        }
+    }
+
+    fn reject<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        reply_cap: Cap<()>,
+        request: &MessageEnvelope,
+        capabilities: Vec<Cap<()>>,
+        error: PipelineRequestError,
+    ) -> PipelineHandled {
+        drop_all(kernel, capabilities);
+        let payload = MessagePayload::new(&PipelineResponse::Rejected(error));
+        match send_response(kernel, reply_cap, request, payload, Vec::new()) {
+            Ok(()) => PipelineHandled::Rejected(error),
+            Err(e) => PipelineHandled::ReplyFailed(e),
+        }
+    }
+}
+
+/// Encode the response, leaving out the oldest trace entries (and, as a
+/// last resort, the output) until it fits in one message.
+fn fitting_response(
+    output: Option<TypedPayload>,
+    mut trace: ExecutionTrace,
+    capabilities: Vec<u64>,
+) -> Result<MessagePayload, EnvelopeError> {
+    let mut output = output;
+    let mut omitted_entries = 0u32;
+    let mut output_omitted = false;
+    loop {
+        let response = PipelineResponse::Executed {
+            output: output.clone(),
+            trace: trace.clone(),
+            capabilities: capabilities.clone(),
+            omitted_entries,
+            output_omitted,
+        };
+        match MessagePayload::new(&response) {
+            Err(EnvelopeError::PayloadTooLarge { .. }) if !trace.entries.is_empty() => {
+                let drop = trace.entries.len().div_ceil(4);
+                trace.entries.drain(..drop);
+                omitted_entries += drop as u32;
+            }
+            Err(EnvelopeError::PayloadTooLarge { .. }) if output.is_some() => {
+                output = None;
+                output_omitted = true;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn send_response<K: KernelApi>(
+    kernel: &mut K,
+    reply_cap: Cap<()>,
+    request: &MessageEnvelope,
+    payload: Result<MessagePayload, EnvelopeError>,
+    capabilities: Vec<Cap<()>>,
+) -> Result<(), KernelError> {
+    let result = match payload {
+        Ok(payload) => {
+            let envelope = MessageEnvelope::reply_to(request, RESPONSE_ACTION, payload);
+            let channel = ChannelId::from_handle(reply_cap.handle());
+            let handles: Vec<CapHandle> = capabilities.iter().map(Cap::handle).collect();
+            let sent = kernel.send_with_capabilities(channel, envelope, capabilities);
+            if sent.is_err() {
+                drop_all(kernel, handles.into_iter().map(Cap::from_handle));
+            }
+            sent
+        }
+        Err(e) => {
+            drop_all(kernel, capabilities);
+            Err(KernelError::Envelope(e))
+        }
+    };
+    let _ = kernel.drop_capability(reply_cap);
+    result
+}
