@@ -1,0 +1,404 @@
+//! Syscall hardening suite: every malformed system call gets its defined,
+//! typed error; then a seeded storm of random system calls leaves the
+//! kernel up and consistent.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use pandagen_abi::error::{SendError, SyscallError, UserMemoryError};
+use pandagen_abi::syscall::{
+    decode_status, ReceiveRequest, SendRequest, Syscall, STATUS_BAD_RESPONSE_BUFFER,
+};
+use pandagen_abi::{
+    Cap, CapHandle, ChannelId, Duration, ExitReason, KernelApi, KernelError, MessageEnvelope,
+    MessagePayload, Rights, SchemaVersion, ServiceId,
+};
+use pandagen_rt::syscall::raw_syscall;
+use pandagen_rt::{println, Kernel};
+use pandagen_scenarios::{rdtsc, spawn, wait_exit, Tally};
+
+pandagen_rt::entry!(main);
+
+const KERNEL_ADDRESS: u64 = 0xffff_8000_0000_0000;
+const UNMAPPED_USER_ADDRESS: u64 = 0x1000;
+static READ_ONLY_BUFFER: [u8; 256] = [0; 256];
+
+/// Issue a raw system call and decode the response as `Result<(), KernelError>`
+/// (every error response has that shape whatever the call's reply type).
+fn raw(
+    number: u64,
+    request: (u64, u64),
+    response: (u64, u64),
+) -> Result<Result<(), KernelError>, u64> {
+    // SAFETY: the kernel validates every pointer; a bad one is the point of
+    // the test and can only produce an error for this task.
+    let rax = unsafe {
+        raw_syscall(
+            number,
+            request.0 as *const u8,
+            request.1 as usize,
+            response.0 as *mut u8,
+            response.1 as usize,
+        )
+    };
+    match decode_status(rax) {
+        Ok(len) => {
+            // SAFETY: a successful status means the kernel wrote `len`
+            // bytes into our own response buffer.
+            let bytes = unsafe { core::slice::from_raw_parts(response.0 as *const u8, len) };
+            Ok(postcard::from_bytes::<Result<(), KernelError>>(bytes).unwrap_or(Ok(())))
+        }
+        Err(_) => Err(rax),
+    }
+}
+
+fn expect_error(
+    result: Result<Result<(), KernelError>, u64>,
+    expected: KernelError,
+) -> Result<(), String> {
+    match result {
+        Ok(Err(e)) if e == expected => Ok(()),
+        other => Err(alloc::format!("expected {expected:?}, got {other:?}")),
+    }
+}
+
+fn syscall_error(e: SyscallError) -> KernelError {
+    KernelError::Syscall(e)
+}
+
+struct Buffers {
+    request: Vec<u8>,
+    response: Vec<u8>,
+}
+
+impl Buffers {
+    fn req(&self, len: usize) -> (u64, u64) {
+        (self.request.as_ptr() as u64, len as u64)
+    }
+    fn resp(&mut self) -> (u64, u64) {
+        (
+            self.response.as_mut_ptr() as u64,
+            self.response.len() as u64,
+        )
+    }
+}
+
+/// xorshift64*: small, seedable, good enough to pick random inputs.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
+    let mut tally = Tally::default();
+    let mut buffers = Buffers {
+        request: vec![0; 4096],
+        response: vec![0; 4096],
+    };
+
+    // Unknown system call numbers.
+    for number in [17u64, 64, 255, 1 << 32, u64::MAX] {
+        let resp = buffers.resp();
+        let result = raw(number, buffers.req(0), resp);
+        tally.check(
+            &alloc::format!("hardening/unknown_syscall_{number:#x}"),
+            expect_error(result, syscall_error(SyscallError::UnknownSyscall(number))),
+        );
+    }
+
+    // Garbage and truncated postcard.
+    let channel = kernel.create_channel()?;
+    let valid = postcard::to_allocvec(&SendRequest {
+        channel: channel.handle(),
+        message: &[1, 2, 3, 4, 5, 6, 7, 8],
+        capabilities: heapless::Vec::new(),
+    })
+    .unwrap();
+    let mut garbage_ok = Ok(());
+    for cut in 0..valid.len() {
+        buffers.request[..cut].copy_from_slice(&valid[..cut]);
+        let resp = buffers.resp();
+        if let Err(e) = expect_error(
+            raw(Syscall::Send as u64, buffers.req(cut), resp),
+            syscall_error(SyscallError::MalformedRequest),
+        ) {
+            garbage_ok = Err(alloc::format!("truncated at {cut}: {e}"));
+        }
+    }
+    tally.check("hardening/truncated_postcard", garbage_ok);
+    buffers.request[..8].copy_from_slice(&[0xff; 8]);
+    let resp = buffers.resp();
+    tally.check(
+        "hardening/garbage_postcard",
+        expect_error(
+            raw(Syscall::Receive as u64, buffers.req(8), resp),
+            syscall_error(SyscallError::MalformedRequest),
+        ),
+    );
+
+    // Pointers into the kernel half.
+    let resp = buffers.resp();
+    tally.check(
+        "hardening/request_in_kernel_half",
+        expect_error(
+            raw(Syscall::Send as u64, (KERNEL_ADDRESS, 16), resp),
+            syscall_error(SyscallError::BadUserMemory(UserMemoryError::NotUserAddress)),
+        ),
+    );
+    let kernel_resp = raw(Syscall::Now as u64, buffers.req(0), (KERNEL_ADDRESS, 64));
+    tally.check(
+        "hardening/response_in_kernel_half",
+        if kernel_resp == Err(STATUS_BAD_RESPONSE_BUFFER) {
+            Ok(())
+        } else {
+            Err(alloc::format!("{kernel_resp:?}"))
+        },
+    );
+    let straddle = raw(
+        Syscall::Send as u64,
+        (0x0000_7fff_ffff_fff0, 64),
+        buffers.resp(),
+    );
+    tally.check(
+        "hardening/request_straddles_user_end",
+        expect_error(
+            straddle,
+            syscall_error(SyscallError::BadUserMemory(UserMemoryError::NotUserAddress)),
+        ),
+    );
+
+    // Unmapped user pointers.
+    let resp = buffers.resp();
+    tally.check(
+        "hardening/unmapped_request",
+        expect_error(
+            raw(Syscall::Send as u64, (UNMAPPED_USER_ADDRESS, 16), resp),
+            syscall_error(SyscallError::BadUserMemory(UserMemoryError::Unmapped)),
+        ),
+    );
+    let unmapped_resp = raw(
+        Syscall::Now as u64,
+        buffers.req(0),
+        (UNMAPPED_USER_ADDRESS, 64),
+    );
+    tally.check(
+        "hardening/unmapped_response",
+        if unmapped_resp == Err(STATUS_BAD_RESPONSE_BUFFER) {
+            Ok(())
+        } else {
+            Err(alloc::format!("{unmapped_resp:?}"))
+        },
+    );
+    let ro = raw(
+        Syscall::Now as u64,
+        buffers.req(0),
+        (READ_ONLY_BUFFER.as_ptr() as u64, 256),
+    );
+    tally.check(
+        "hardening/read_only_response",
+        if ro == Err(STATUS_BAD_RESPONSE_BUFFER) {
+            Ok(())
+        } else {
+            Err(alloc::format!("{ro:?}"))
+        },
+    );
+
+    // Huge lengths and wrapping ranges.
+    let base = buffers.request.as_ptr() as u64;
+    let resp = buffers.resp();
+    let wrap = raw(Syscall::Send as u64, (u64::MAX - 8, 64), resp);
+    tally.check(
+        "hardening/wrapping_range",
+        expect_error(
+            wrap,
+            syscall_error(SyscallError::BadUserMemory(UserMemoryError::Overflow)),
+        ),
+    );
+    let resp = buffers.resp();
+    let huge = raw(Syscall::Send as u64, (base, 1 << 40), resp);
+    let huge_ok = matches!(
+        huge,
+        Ok(Err(KernelError::Syscall(
+            SyscallError::RequestTooLarge { .. }
+        )))
+    );
+    tally.check(
+        "hardening/huge_length",
+        if huge_ok {
+            Ok(())
+        } else {
+            Err(alloc::format!("{huge:?}"))
+        },
+    );
+    let resp = buffers.resp();
+    let max = raw(Syscall::Send as u64, (base, u64::MAX), resp);
+    let max_ok = matches!(
+        max,
+        Ok(Err(KernelError::Syscall(
+            SyscallError::RequestTooLarge { .. }
+                | SyscallError::BadUserMemory(UserMemoryError::Overflow)
+        )))
+    );
+    tally.check(
+        "hardening/max_length",
+        if max_ok {
+            Ok(())
+        } else {
+            Err(alloc::format!("{max:?}"))
+        },
+    );
+
+    // Forged and stale handles.
+    let probe = || {
+        MessageEnvelope::new(
+            ServiceId::from_raw(0),
+            "probe",
+            SchemaVersion::new(1, 0),
+            MessagePayload::empty(),
+        )
+    };
+    let forged = kernel.send_message(ChannelId::from_handle(CapHandle::new(999, 0)), probe());
+    tally.check(
+        "hardening/forged_handle",
+        if forged == Err(KernelError::InvalidCapability) {
+            Ok(())
+        } else {
+            Err(alloc::format!("{forged:?}"))
+        },
+    );
+    let wrong_generation = CapHandle::new(
+        channel.handle().index(),
+        channel.handle().generation().wrapping_add(7),
+    );
+    let forged_gen = kernel.send_message(ChannelId::from_handle(wrong_generation), probe());
+    tally.check(
+        "hardening/wrong_generation",
+        if forged_gen == Err(KernelError::InvalidCapability) {
+            Ok(())
+        } else {
+            Err(alloc::format!("{forged_gen:?}"))
+        },
+    );
+    let doomed = kernel.create_channel()?;
+    kernel.drop_capability(Cap::from(doomed))?;
+    let _reuses_slot = kernel.create_channel()?;
+    let stale = kernel.send_message(doomed, probe());
+    tally.check(
+        "hardening/stale_handle",
+        if stale == Err(KernelError::InvalidCapability) {
+            Ok(())
+        } else {
+            Err(alloc::format!("{stale:?}"))
+        },
+    );
+
+    // Another task's handles.
+    let exits = kernel.create_channel()?;
+    let inbox = kernel.create_channel()?;
+    let inbox_receive = kernel.clone_capability(&Cap::from(inbox), Rights::RECEIVE)?;
+    let secret = kernel.create_channel()?;
+    let thief = spawn(
+        kernel,
+        "handle_thief",
+        "handle_thief",
+        vec![inbox_receive],
+        exits,
+    )?;
+    let tip = MessageEnvelope::new(
+        ServiceId::from_raw(0),
+        "tip",
+        SchemaVersion::new(1, 0),
+        MessagePayload::new(&secret.handle().as_raw())?,
+    );
+    kernel.send_message(inbox, tip)?;
+    let thief_outcome = wait_exit(kernel, exits, Duration::from_secs(30)).and_then(|n| {
+        if n.task_id == Some(thief.task_id) && n.reason == ExitReason::Normal {
+            Ok(())
+        } else {
+            Err(alloc::format!("{n:?}"))
+        }
+    });
+    tally.check("hardening/another_tasks_handle", thief_outcome);
+
+    // Sending to a closed channel: the only receiving capability is dropped.
+    let closing = kernel.create_channel()?;
+    let send_only = kernel.clone_capability(&Cap::from(closing), Rights::SEND)?;
+    kernel.drop_capability(Cap::from(closing))?;
+    let closed = kernel.send_message(ChannelId::from_handle(send_only.handle()), probe());
+    tally.check(
+        "hardening/send_to_closed_channel",
+        if closed == Err(KernelError::SendFailed(SendError::ChannelClosed)) {
+            Ok(())
+        } else {
+            Err(alloc::format!("{closed:?}"))
+        },
+    );
+
+    // A seeded storm of random system calls. Calls that could end or park
+    // this task (Exit, Sleep, Receive), that allocate kernel objects
+    // (Spawn, CreateChannel, Clone: a storm of valid ones would only test
+    // resource limits), or that print (DebugWrite) become unknown numbers.
+    let seed = rdtsc() | 1;
+    println!("hardening: random syscall storm, seed {seed:#x}");
+    let mut rng = Rng(seed);
+    let valid_request = postcard::to_allocvec(&ReceiveRequest {
+        channel: channel.handle(),
+        timeout_nanos: Some(0),
+    })
+    .unwrap();
+    let mut survived = 0u32;
+    for _ in 0..100_000 {
+        let number = match rng.next() % 20 {
+            1 | 3 | 4 | 6 | 8 | 12 | 15 => 17 + rng.next() % 1000,
+            n => n,
+        };
+        let request = match rng.next() % 6 {
+            0 => (KERNEL_ADDRESS + (rng.next() % 4096), rng.next() % 512),
+            1 => (rng.next() & 0x0000_7fff_ffff_ffff, rng.next() % 512),
+            2 => (base, 0),
+            3 => {
+                let len = valid_request.len();
+                buffers.request[..len].copy_from_slice(&valid_request);
+                let flip = (rng.next() as usize) % len;
+                buffers.request[flip] ^= rng.next() as u8;
+                (base, len as u64)
+            }
+            _ => {
+                let len = (rng.next() % 256) as usize;
+                for byte in &mut buffers.request[..len] {
+                    *byte = rng.next() as u8;
+                }
+                (base, len as u64)
+            }
+        };
+        let response = match rng.next() % 5 {
+            0 => (KERNEL_ADDRESS, 64),
+            1 => (rng.next(), rng.next() % 8192),
+            _ => buffers.resp(),
+        };
+        let _ = raw(number, request, response);
+        survived += 1;
+    }
+    let after = kernel.create_channel().and_then(|c| {
+        kernel.send_message(c, probe())?;
+        kernel.receive_message(c, Some(Duration::ZERO)).map(|_| ())
+    });
+    tally.check(
+        "hardening/100000_random_syscalls",
+        match after {
+            Ok(()) if survived == 100_000 => Ok(()),
+            other => Err(alloc::format!("after {survived} calls: {other:?}")),
+        },
+    );
+    tally.finish(kernel)
+}
