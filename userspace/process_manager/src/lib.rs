@@ -9,16 +9,39 @@
 //! * [`validate`] — whole-manifest checks and the deterministic start order;
 //! * [`descriptor`] — `ServiceDescriptor` and named capabilities;
 //! * [`lifecycle`] — lifecycle states and their legal transitions;
-//! * [`policy`] — restart policies, backoff timings and the restart decision.
+//! * [`policy`] — restart policies, backoff timings and the restart decision;
+//! * [`supervisor`] — the event-driven supervisor (start order, exit
+//!   notifications, restarts, lost-notification detection);
+//! * [`protocol`] and [`client`] — the versioned IPC interface and its
+//!   typed client.
+//!
+//! The ring-3 program is a few lines: parse the manifest bytes from the boot
+//! image with [`parse_manifest`], build [`BootCapabilities`] from the start-up
+//! capabilities, then `Supervisor::new(..).boot(kernel)` and `serve(kernel)`.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
+pub mod boot_caps;
+pub mod client;
+pub mod config;
 pub mod descriptor;
+pub mod events;
 pub mod lifecycle;
 pub mod manifest;
 pub mod policy;
+pub mod protocol;
+mod record;
+mod server;
+pub mod supervisor;
 pub mod validate;
+
+pub use boot_caps::BootCapabilities;
+pub use client::{ClientError, PmClient};
+pub use config::SupervisorConfig;
+pub use events::SupervisorEvent;
+pub use protocol::{InstanceEnd, PmError, PmReply, PmRequest, ServiceInfo, ServiceRef};
+pub use supervisor::{BootError, Supervisor};
 
 pub use descriptor::{CapabilityName, Readiness, ServiceDescriptor};
 pub use lifecycle::{IllegalTransition, Lifecycle, LifecycleState};

@@ -1,0 +1,181 @@
+//! A typed client for the process manager, over any `KernelApi`.
+//!
+//! [`PmClient::call`] sends and waits. In a step-driven simulation, where
+//! the process manager only runs between the client's calls, use
+//! [`PmClient::send`] and then [`PmClient::receive`].
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use pandagen_abi::services::PROCESS_MANAGER;
+use pandagen_abi::{
+    Cap, ChannelId, EnvelopeError, KernelApi, KernelError, MessageEnvelope, MessageId,
+    MessagePayload, Rights,
+};
+
+use crate::protocol::{
+    PmError, PmReply, PmRequest, PmResponse, ServiceInfo, ServiceRef, DESTINATION, POLICY,
+    RESPONSE_ACTION, SCHEMA,
+};
+
+/// Why a call did not produce an answer from the process manager.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// A kernel call failed (including `Timeout` while waiting).
+    Kernel(KernelError),
+    /// The request could not be encoded, or the reply decoded.
+    Envelope(EnvelopeError),
+    /// The process manager refused the request.
+    Rejected(PmError),
+    /// The reply was not the kind the request calls for.
+    UnexpectedReply,
+}
+
+impl From<KernelError> for ClientError {
+    fn from(e: KernelError) -> Self {
+        ClientError::Kernel(e)
+    }
+}
+
+impl From<EnvelopeError> for ClientError {
+    fn from(e: EnvelopeError) -> Self {
+        ClientError::Envelope(e)
+    }
+}
+
+pub struct PmClient {
+    server: ChannelId,
+    reply: ChannelId,
+    timeout: Option<Duration>,
+}
+
+impl PmClient {
+    /// Look the process manager up and make a reply channel.
+    pub fn connect<K: KernelApi>(kernel: &mut K) -> Result<Self, KernelError> {
+        let server = kernel.lookup_service(PROCESS_MANAGER)?;
+        Self::with_channel(kernel, server)
+    }
+
+    /// Use a channel to the process manager the caller already holds.
+    pub fn with_channel<K: KernelApi>(
+        kernel: &mut K,
+        server: ChannelId,
+    ) -> Result<Self, KernelError> {
+        let reply = kernel.create_channel()?;
+        Ok(PmClient {
+            server,
+            reply,
+            timeout: Some(Duration::from_secs(5)),
+        })
+    }
+
+    /// How long [`PmClient::call`] waits for an answer (`None`: forever).
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn reply_channel(&self) -> ChannelId {
+        self.reply
+    }
+
+    /// Send `request` with a reply capability; returns its id.
+    pub fn send<K: KernelApi>(
+        &self,
+        kernel: &mut K,
+        request: &PmRequest,
+    ) -> Result<MessageId, ClientError> {
+        let payload = match request.target() {
+            Some(target) => MessagePayload::new(target)?,
+            None => MessagePayload::new(&())?,
+        };
+        let envelope = MessageEnvelope::new(DESTINATION, request.action(), SCHEMA, payload);
+        let id = envelope.id;
+        let reply = kernel.clone_capability(&Cap::from(self.reply), Rights::SEND)?;
+        let reply_handle = reply.handle();
+        if let Err(error) = kernel.send_with_capabilities(self.server, envelope, vec![reply]) {
+            // A failed send leaves the copy with us.
+            let _ = kernel.drop_capability(Cap::from_handle(reply_handle));
+            return Err(error.into());
+        }
+        Ok(id)
+    }
+
+    /// Wait for the answer to `request`, skipping stale answers to earlier
+    /// requests that timed out.
+    pub fn receive<K: KernelApi>(
+        &self,
+        kernel: &mut K,
+        request: MessageId,
+        timeout: Option<Duration>,
+    ) -> Result<PmReply, ClientError> {
+        loop {
+            let envelope = kernel.receive_message(self.reply, timeout)?;
+            if envelope.correlation_id != Some(request) || envelope.action != RESPONSE_ACTION {
+                continue;
+            }
+            let response: PmResponse = envelope.decode_payload(&POLICY, DESTINATION)?;
+            return response.map_err(ClientError::Rejected);
+        }
+    }
+
+    pub fn call<K: KernelApi>(
+        &self,
+        kernel: &mut K,
+        request: &PmRequest,
+    ) -> Result<PmReply, ClientError> {
+        let id = self.send(kernel, request)?;
+        self.receive(kernel, id, self.timeout)
+    }
+
+    pub fn list<K: KernelApi>(&self, kernel: &mut K) -> Result<Vec<ServiceInfo>, ClientError> {
+        match self.call(kernel, &PmRequest::List)? {
+            PmReply::Services(services) => Ok(services),
+            PmReply::Service(_) => Err(ClientError::UnexpectedReply),
+        }
+    }
+
+    fn one<K: KernelApi>(
+        &self,
+        kernel: &mut K,
+        request: PmRequest,
+    ) -> Result<ServiceInfo, ClientError> {
+        match self.call(kernel, &request)? {
+            PmReply::Service(info) => Ok(info),
+            PmReply::Services(_) => Err(ClientError::UnexpectedReply),
+        }
+    }
+
+    pub fn status<K: KernelApi>(
+        &self,
+        kernel: &mut K,
+        service: impl Into<ServiceRef>,
+    ) -> Result<ServiceInfo, ClientError> {
+        self.one(kernel, PmRequest::Status(service.into()))
+    }
+
+    pub fn start<K: KernelApi>(
+        &self,
+        kernel: &mut K,
+        service: impl Into<ServiceRef>,
+    ) -> Result<ServiceInfo, ClientError> {
+        self.one(kernel, PmRequest::Start(service.into()))
+    }
+
+    pub fn stop<K: KernelApi>(
+        &self,
+        kernel: &mut K,
+        service: impl Into<ServiceRef>,
+    ) -> Result<ServiceInfo, ClientError> {
+        self.one(kernel, PmRequest::Stop(service.into()))
+    }
+
+    pub fn restart<K: KernelApi>(
+        &self,
+        kernel: &mut K,
+        service: impl Into<ServiceRef>,
+    ) -> Result<ServiceInfo, ClientError> {
+        self.one(kernel, PmRequest::Restart(service.into()))
+    }
+}

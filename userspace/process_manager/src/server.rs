@@ -1,0 +1,193 @@
+//! Answering requests on the process manager's channel (see
+//! [`crate::protocol`] for the interface).
+
+use pandagen_abi::{ChannelId, KernelApi, MessageEnvelope, MessagePayload, ReceivedMessage};
+
+use crate::events::SupervisorEvent;
+use crate::lifecycle::{IllegalTransition, LifecycleState};
+use crate::protocol::{
+    PmError, PmReply, PmResponse, ServiceRef, DESTINATION, LIST_ACTION, POLICY, RESPONSE_ACTION,
+    RESTART_ACTION, SCHEMA, START_ACTION, STATUS_ACTION, STOP_ACTION,
+};
+use crate::supervisor::Supervisor;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    List,
+    Status,
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Supervisor {
+    /// Answer one request. Its first capability is the reply channel; any
+    /// others are released.
+    pub(crate) fn on_request<K: KernelApi>(&mut self, kernel: &mut K, message: ReceivedMessage) {
+        let mut capabilities = message.capabilities.into_iter();
+        let reply = capabilities.next();
+        for extra in capabilities {
+            let _ = kernel.drop_capability(extra);
+        }
+        let Some(reply) = reply else {
+            self.log(kernel, SupervisorEvent::UnanswerableRequest);
+            return;
+        };
+        let request = message.envelope;
+        let response = self.answer(kernel, &request);
+        // A list too large for one payload is answered with the error the
+        // encoder gives; manifests are far below that size.
+        if let Ok(payload) = MessagePayload::new(&response) {
+            let envelope = MessageEnvelope::new(DESTINATION, RESPONSE_ACTION, SCHEMA, payload)
+                .with_correlation(request.id);
+            // The client may have gone away: nothing to do then.
+            let _ = kernel.send_message(ChannelId::from_handle(reply.handle()), envelope);
+        }
+        let _ = kernel.drop_capability(reply);
+    }
+
+    fn answer<K: KernelApi>(&mut self, kernel: &mut K, request: &MessageEnvelope) -> PmResponse {
+        POLICY
+            .check(DESTINATION, request.schema_version)
+            .map_err(PmError::SchemaMismatch)?;
+        let operation = match request.action.as_str() {
+            LIST_ACTION => Operation::List,
+            STATUS_ACTION => Operation::Status,
+            START_ACTION => Operation::Start,
+            STOP_ACTION => Operation::Stop,
+            RESTART_ACTION => Operation::Restart,
+            _ => return Err(PmError::UnknownAction),
+        };
+        if operation == Operation::List {
+            request
+                .payload
+                .decode::<()>()
+                .map_err(|_| PmError::MalformedPayload)?;
+            return Ok(PmReply::Services(self.services()));
+        }
+        let target: ServiceRef = request
+            .payload
+            .decode()
+            .map_err(|_| PmError::MalformedPayload)?;
+        let index = self.find(&target).ok_or(PmError::UnknownService(target))?;
+        match operation {
+            Operation::List | Operation::Status => {}
+            Operation::Start => self.operator_start(kernel, index)?,
+            Operation::Stop => self.operator_stop(kernel, index)?,
+            Operation::Restart => self.operator_restart(kernel, index)?,
+        }
+        Ok(PmReply::Service(self.records[index].info()))
+    }
+
+    fn find(&self, target: &ServiceRef) -> Option<usize> {
+        match target {
+            ServiceRef::Id(id) => self.index_of(*id),
+            ServiceRef::Name(name) => self.records.iter().position(|r| r.descriptor.name == *name),
+        }
+    }
+
+    fn refuse(&self, index: usize, to: LifecycleState) -> PmError {
+        PmError::IllegalTransition(IllegalTransition {
+            from: self.records[index].state(),
+            to,
+        })
+    }
+
+    /// Clear the restart bookkeeping an operator action starts afresh.
+    fn reset_restarts(&mut self, index: usize) {
+        let record = &mut self.records[index];
+        record.wanted = true;
+        record.gave_up = false;
+        record.consecutive_restarts = 0;
+    }
+
+    /// `start`: a stopped service starts (once its dependencies run); a
+    /// failed one restarts now; a pending restart happens now.
+    pub fn operator_start<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        index: usize,
+    ) -> Result<(), PmError> {
+        let now = kernel.now();
+        match self.records[index].state() {
+            LifecycleState::Stopped => self.reset_restarts(index),
+            LifecycleState::Failed => {
+                self.reset_restarts(index);
+                if !self.transition(kernel, index, LifecycleState::Restarting) {
+                    return Err(self.refuse(index, LifecycleState::Restarting));
+                }
+                self.records[index].timer = Some(now);
+            }
+            LifecycleState::Restarting => {
+                self.reset_restarts(index);
+                self.records[index].timer = Some(now);
+            }
+            _ => return Err(self.refuse(index, LifecycleState::Starting)),
+        }
+        self.tick(kernel);
+        Ok(())
+    }
+
+    /// `stop`: a live instance is asked to shut down; a pending restart is
+    /// cancelled.
+    pub fn operator_stop<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        index: usize,
+    ) -> Result<(), PmError> {
+        match self.records[index].state() {
+            LifecycleState::Starting | LifecycleState::Running => {
+                self.records[index].wanted = false;
+                self.records[index].restart_after_stop = false;
+                self.begin_stop(kernel, index);
+                Ok(())
+            }
+            LifecycleState::Restarting => {
+                self.records[index].wanted = false;
+                self.records[index].timer = None;
+                if self.transition(kernel, index, LifecycleState::Stopped) {
+                    Ok(())
+                } else {
+                    Err(self.refuse(index, LifecycleState::Stopped))
+                }
+            }
+            LifecycleState::Stopped if self.records[index].wanted => {
+                // Waiting for its dependencies: just stop wanting it.
+                self.records[index].wanted = false;
+                Ok(())
+            }
+            _ => Err(self.refuse(index, LifecycleState::Stopping)),
+        }
+    }
+
+    /// `restart`: stop the live instance (if any) and start a fresh one,
+    /// with a new execution id, without waiting for a restart delay.
+    pub fn operator_restart<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        index: usize,
+    ) -> Result<(), PmError> {
+        let now = kernel.now();
+        match self.records[index].state() {
+            LifecycleState::Starting | LifecycleState::Running => {
+                self.records[index].wanted = false;
+                self.records[index].restart_after_stop = true;
+                self.begin_stop(kernel, index);
+            }
+            LifecycleState::Stopping => self.records[index].restart_after_stop = true,
+            LifecycleState::Stopped | LifecycleState::Failed => {
+                self.reset_restarts(index);
+                if !self.transition(kernel, index, LifecycleState::Restarting) {
+                    return Err(self.refuse(index, LifecycleState::Restarting));
+                }
+                self.records[index].timer = Some(now);
+            }
+            LifecycleState::Restarting => {
+                self.reset_restarts(index);
+                self.records[index].timer = Some(now);
+            }
+        }
+        self.tick(kernel);
+        Ok(())
+    }
+}

@@ -1,0 +1,580 @@
+//! The supervisor: starts the manifest's services in dependency order,
+//! watches its children, and applies their restart policies.
+//!
+//! It is event driven and never busy-waits. All input arrives on one
+//! channel — its registered service channel, which is also the
+//! `exit_channel` of every child it spawns — and [`Supervisor::step`]
+//! blocks on it with a receive timeout that ends at the next due timer
+//! (a restart, a readiness poll, a liveness check, a stop deadline). A
+//! crash loop therefore costs one spawn per restart delay and never
+//! delays requests or other services' restarts.
+//!
+//! Supervision is by parenthood: an exit notification is acted on only if
+//! the kernel sent it (no sender task) and it names the execution id of an
+//! instance this supervisor spawned and still considers live. Anything
+//! else is logged and ignored.
+//!
+//! Lost exit notifications: messages may be dropped, notifications
+//! included. The kernel removes a dead task's service registrations, so
+//! every `liveness_interval` the supervisor looks each running service up;
+//! a registration that vanished means the instance died, and it is handled
+//! as an [`InstanceEnd::Vanished`] failure. A send that fails with a closed
+//! channel (when stopping a service) is treated the same way. If the lost
+//! notification turns up later, its execution id is retired and it is
+//! ignored. Services with `ready = spawned` have no registration, so a lost
+//! notification for one of them goes unnoticed; the manifest docs say so.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
+
+use pandagen_abi::api::EXIT_NOTIFICATION_ACTION;
+use pandagen_abi::services::PROCESS_MANAGER;
+use pandagen_abi::{
+    Cap, CapHandle, ChannelId, ExecutionId, ExitNotification, Instant, KernelApi, KernelError,
+    MessageEnvelope, MessagePayload, ReceivedMessage, ServiceId, TaskDescriptor,
+};
+
+use crate::boot_caps::{BootCapabilities, CHILD_RIGHTS};
+use crate::config::SupervisorConfig;
+use crate::descriptor::{CapabilityName, Readiness};
+use crate::events::{EventLog, SupervisorEvent};
+use crate::lifecycle::LifecycleState;
+use crate::policy::{ExitClass, RestartDecision, STABLE_RUN};
+use crate::protocol::{InstanceEnd, ServiceInfo, SCHEMA, SHUTDOWN_ACTION};
+use crate::record::{Instance, Record};
+use crate::validate::Manifest;
+
+/// How many events the log keeps.
+const EVENT_LOG_CAPACITY: usize = 512;
+
+/// Why the supervisor could not come up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootError {
+    CreateChannel(KernelError),
+    Register(KernelError),
+}
+
+pub struct Supervisor {
+    /// In start order.
+    pub(crate) records: Vec<Record>,
+    /// Live instances this supervisor spawned, by execution id.
+    children: BTreeMap<ExecutionId, usize>,
+    /// Instances given up as lost or never ready whose exit notification
+    /// has not arrived yet.
+    retired: BTreeSet<ExecutionId>,
+    caps: BootCapabilities,
+    config: SupervisorConfig,
+    channel: Option<ChannelId>,
+    pub(crate) events: EventLog,
+}
+
+impl Supervisor {
+    pub fn new(manifest: Manifest, caps: BootCapabilities, config: SupervisorConfig) -> Self {
+        Supervisor {
+            records: manifest
+                .start_order()
+                .iter()
+                .cloned()
+                .map(Record::new)
+                .collect(),
+            children: BTreeMap::new(),
+            retired: BTreeSet::new(),
+            caps,
+            config,
+            channel: None,
+            events: EventLog::new(EVENT_LOG_CAPACITY),
+        }
+    }
+
+    /// Create and register the process manager's channel, then start every
+    /// service whose dependencies are met (the rest follow as their
+    /// dependencies become ready).
+    pub fn boot<K: KernelApi>(&mut self, kernel: &mut K) -> Result<ChannelId, BootError> {
+        let channel = kernel.create_channel().map_err(BootError::CreateChannel)?;
+        kernel
+            .register_service(PROCESS_MANAGER, channel)
+            .map_err(BootError::Register)?;
+        self.channel = Some(channel);
+        for record in &mut self.records {
+            record.wanted = true;
+        }
+        self.tick(kernel);
+        Ok(channel)
+    }
+
+    /// The channel requests and exit notifications arrive on.
+    pub fn channel(&self) -> Option<ChannelId> {
+        self.channel
+    }
+
+    pub fn config(&self) -> &SupervisorConfig {
+        &self.config
+    }
+
+    /// Every service, in start order.
+    pub fn services(&self) -> Vec<ServiceInfo> {
+        self.records.iter().map(Record::info).collect()
+    }
+
+    pub fn service(&self, service: ServiceId) -> Option<ServiceInfo> {
+        self.index_of(service).map(|i| self.records[i].info())
+    }
+
+    pub fn events(&self) -> &EventLog {
+        &self.events
+    }
+
+    pub fn events_mut(&mut self) -> &mut EventLog {
+        &mut self.events
+    }
+
+    /// The earliest time something is due, if anything is.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.records.iter().filter_map(|r| r.timer).min()
+    }
+
+    /// Wait for one message or the next deadline, handle it, then run
+    /// whatever became due. Never spins: with nothing due it blocks until a
+    /// message arrives.
+    pub fn step<K: KernelApi>(&mut self, kernel: &mut K) -> Result<(), KernelError> {
+        let channel = self.channel.ok_or(KernelError::InvalidCapability)?;
+        let timeout = self
+            .next_deadline()
+            .map(|due| due.saturating_duration_since(kernel.now()));
+        let result = match kernel.receive_with_capabilities(channel, timeout) {
+            Ok(message) => {
+                self.handle(kernel, message);
+                Ok(())
+            }
+            Err(KernelError::Timeout) => Ok(()),
+            Err(error) => {
+                self.log(kernel, SupervisorEvent::ReceiveFailed(error));
+                Err(error)
+            }
+        };
+        self.tick(kernel);
+        result
+    }
+
+    /// Serve forever.
+    pub fn serve<K: KernelApi>(&mut self, kernel: &mut K) -> ! {
+        loop {
+            if self.step(kernel).is_err() {
+                // A failed receive (an injected fault, say) consumed no
+                // time; yield so a persistent failure cannot spin.
+                let _ = kernel.sleep(self.config.ready_poll);
+            }
+        }
+    }
+
+    /// Handle one message from the process manager's channel.
+    pub fn handle<K: KernelApi>(&mut self, kernel: &mut K, message: ReceivedMessage) {
+        if message.envelope.action == EXIT_NOTIFICATION_ACTION {
+            for capability in message.capabilities {
+                let _ = kernel.drop_capability(capability);
+            }
+            self.on_exit_notification(kernel, &message.envelope);
+        } else {
+            self.on_request(kernel, message);
+        }
+    }
+
+    /// Run everything that is due: start services whose dependencies are
+    /// running, spawn due restarts, poll readiness, check liveness and stop
+    /// deadlines. Services are visited in start order, so a chain of
+    /// `ready = spawned` services comes up in one pass.
+    pub fn tick<K: KernelApi>(&mut self, kernel: &mut K) {
+        for index in 0..self.records.len() {
+            let now = kernel.now();
+            let record = &self.records[index];
+            let (state, wanted, timer) = (record.state(), record.wanted, record.timer);
+            let due = timer.is_some_and(|t| t <= now);
+            match state {
+                LifecycleState::Stopped
+                    if wanted
+                        && self.dependencies_running(index)
+                        && self.transition(kernel, index, LifecycleState::Starting) =>
+                {
+                    self.spawn(kernel, index);
+                }
+                LifecycleState::Restarting if due || timer.is_none() => {
+                    if self.dependencies_running(index) {
+                        if self.transition(kernel, index, LifecycleState::Starting) {
+                            let record = &mut self.records[index];
+                            record.restart_count = record.restart_count.saturating_add(1);
+                            record.consecutive_restarts =
+                                record.consecutive_restarts.saturating_add(1);
+                            self.spawn(kernel, index);
+                        }
+                    } else {
+                        // Due, but waiting for a dependency: no timer, so
+                        // the wait costs nothing until the dependency runs.
+                        self.records[index].timer = None;
+                    }
+                }
+                LifecycleState::Starting if due => self.poll_ready(kernel, index),
+                LifecycleState::Running if due => self.check_alive(kernel, index),
+                LifecycleState::Stopping if due => self.check_stopped(kernel, index),
+                _ => {}
+            }
+        }
+    }
+
+    pub(crate) fn index_of(&self, service: ServiceId) -> Option<usize> {
+        self.records
+            .iter()
+            .position(|r| r.descriptor.service_id == service)
+    }
+
+    pub(crate) fn log<K: KernelApi>(&mut self, kernel: &K, event: SupervisorEvent) {
+        self.events.push(kernel.now(), event);
+    }
+
+    /// Apply a transition through the table, logging it (or the refusal).
+    pub(crate) fn transition<K: KernelApi>(
+        &mut self,
+        kernel: &K,
+        index: usize,
+        to: LifecycleState,
+    ) -> bool {
+        let record = &mut self.records[index];
+        let from = record.state();
+        let service = record.descriptor.service_id;
+        match record.lifecycle.transition(to) {
+            Ok(()) => {
+                self.log(kernel, SupervisorEvent::Transition { service, from, to });
+                true
+            }
+            Err(refused) => {
+                self.log(kernel, SupervisorEvent::Refused(refused));
+                false
+            }
+        }
+    }
+
+    fn dependencies_running(&self, index: usize) -> bool {
+        self.records[index].descriptor.dependencies.iter().all(|d| {
+            self.index_of(*d)
+                .is_some_and(|i| self.records[i].state() == LifecycleState::Running)
+        })
+    }
+
+    /// Mint the child's copy of one named capability.
+    fn mint<K: KernelApi>(
+        &self,
+        kernel: &mut K,
+        name: &CapabilityName,
+    ) -> Result<Cap<()>, KernelError> {
+        match name {
+            CapabilityName::ChannelTo(target) => {
+                let channel = kernel.lookup_service(*target)?;
+                kernel.clone_capability(&Cap::from(channel), CHILD_RIGHTS)
+            }
+            boot => {
+                let original = self
+                    .caps
+                    .original(boot)
+                    .ok_or(KernelError::InvalidCapability)?;
+                kernel.clone_capability(original, CHILD_RIGHTS)
+            }
+        }
+    }
+
+    /// Spawn a new instance of a service that is now `Starting`.
+    fn spawn<K: KernelApi>(&mut self, kernel: &mut K, index: usize) {
+        let now = kernel.now();
+        let service = self.records[index].descriptor.service_id;
+        let mut minted: Vec<Cap<()>> = Vec::new();
+        for name in self.records[index].descriptor.capabilities.clone() {
+            match self.mint(kernel, &name) {
+                Ok(capability) => minted.push(capability),
+                Err(error) => {
+                    for capability in minted {
+                        let _ = kernel.drop_capability(capability);
+                    }
+                    self.log(
+                        kernel,
+                        SupervisorEvent::CapabilityUnavailable { service, error },
+                    );
+                    self.instance_ended(kernel, index, InstanceEnd::SpawnFailed(error));
+                    return;
+                }
+            }
+        }
+        let handles: Vec<CapHandle> = minted.iter().map(Cap::handle).collect();
+        let descriptor = &self.records[index].descriptor;
+        let mut task = TaskDescriptor::new(descriptor.name.clone())
+            .with_image(descriptor.image.clone())
+            .with_priority(descriptor.priority)
+            .with_identity(descriptor.kind, descriptor.trust_domain.clone());
+        task.capabilities = minted;
+        if let Some(channel) = self.channel {
+            task = task.with_exit_channel(channel);
+        }
+        let readiness = descriptor.readiness;
+        match kernel.spawn_task(task) {
+            Ok(handle) => {
+                self.children.insert(handle.execution_id, index);
+                let record = &mut self.records[index];
+                record.instance = Some(Instance {
+                    task_id: handle.task_id,
+                    execution_id: handle.execution_id,
+                    spawned_at: now,
+                    ready_at: None,
+                    channel: None,
+                });
+                record.last_identity = Some((handle.task_id, handle.execution_id));
+                self.log(
+                    kernel,
+                    SupervisorEvent::Spawned {
+                        service,
+                        task: handle.task_id,
+                        execution: handle.execution_id,
+                    },
+                );
+                match readiness {
+                    Readiness::Spawned => self.became_ready(kernel, index, None),
+                    Readiness::Registered => {
+                        let record = &mut self.records[index];
+                        record.timer = Some(now + self.config.ready_poll);
+                        record.startup_deadline = Some(now + self.config.startup_timeout);
+                    }
+                }
+            }
+            Err(error) => {
+                // Whatever the kernel did with the copies, none may linger.
+                for handle in handles {
+                    let _ = kernel.drop_capability(Cap::from_handle(handle));
+                }
+                self.instance_ended(kernel, index, InstanceEnd::SpawnFailed(error));
+            }
+        }
+    }
+
+    fn became_ready<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        index: usize,
+        channel: Option<ChannelId>,
+    ) {
+        let now = kernel.now();
+        if !self.transition(kernel, index, LifecycleState::Running) {
+            return;
+        }
+        let record = &mut self.records[index];
+        if let Some(instance) = record.instance.as_mut() {
+            instance.ready_at = Some(now);
+            instance.channel = channel;
+        }
+        record.startup_deadline = None;
+        record.timer = channel.map(|_| now + self.config.liveness_interval);
+    }
+
+    fn poll_ready<K: KernelApi>(&mut self, kernel: &mut K, index: usize) {
+        let now = kernel.now();
+        let service = self.records[index].descriptor.service_id;
+        match kernel.lookup_service(service) {
+            Ok(channel) => self.became_ready(kernel, index, Some(channel)),
+            Err(_) => {
+                let record = &mut self.records[index];
+                if record.startup_deadline.is_some_and(|d| now >= d) {
+                    self.instance_ended(kernel, index, InstanceEnd::NeverReady);
+                } else {
+                    record.timer = Some(now + self.config.ready_poll);
+                }
+            }
+        }
+    }
+
+    /// Is this instance's registration still there? (See the module docs:
+    /// this is how a lost exit notification is noticed.)
+    fn registration_vanished<K: KernelApi>(&mut self, kernel: &mut K, index: usize) -> bool {
+        let service = self.records[index].descriptor.service_id;
+        matches!(
+            kernel.lookup_service(service),
+            Err(KernelError::ServiceNotFound(_))
+        )
+    }
+
+    fn check_alive<K: KernelApi>(&mut self, kernel: &mut K, index: usize) {
+        if self.registration_vanished(kernel, index) {
+            self.instance_ended(kernel, index, InstanceEnd::Vanished);
+        } else {
+            let now = kernel.now();
+            self.records[index].timer = Some(now + self.config.liveness_interval);
+        }
+    }
+
+    fn check_stopped<K: KernelApi>(&mut self, kernel: &mut K, index: usize) {
+        let registered = self.records[index]
+            .instance
+            .is_some_and(|i| i.channel.is_some());
+        if registered && self.registration_vanished(kernel, index) {
+            self.instance_ended(kernel, index, InstanceEnd::Vanished);
+        } else {
+            let service = self.records[index].descriptor.service_id;
+            self.log(kernel, SupervisorEvent::StopOverdue { service });
+            let now = kernel.now();
+            self.records[index].timer = Some(now + self.config.stop_timeout);
+        }
+    }
+
+    /// Begin stopping a live instance: `Starting`/`Running` → `Stopping`,
+    /// then ask it to shut down.
+    pub(crate) fn begin_stop<K: KernelApi>(&mut self, kernel: &mut K, index: usize) -> bool {
+        if !self.transition(kernel, index, LifecycleState::Stopping) {
+            return false;
+        }
+        let now = kernel.now();
+        let record = &mut self.records[index];
+        record.timer = Some(now + self.config.stop_timeout);
+        record.startup_deadline = None;
+        let service = record.descriptor.service_id;
+        let Some(channel) = record.instance.and_then(|i| i.channel) else {
+            return true;
+        };
+        let request =
+            MessageEnvelope::new(service, SHUTDOWN_ACTION, SCHEMA, MessagePayload::empty());
+        if let Err(KernelError::SendFailed(pandagen_abi::error::SendError::ChannelClosed)) =
+            kernel.send_message(channel, request)
+        {
+            self.instance_ended(kernel, index, InstanceEnd::Vanished);
+        }
+        true
+    }
+
+    fn on_exit_notification<K: KernelApi>(&mut self, kernel: &mut K, envelope: &MessageEnvelope) {
+        // Only the kernel sends these; a task claiming to is ignored.
+        let notification = match (
+            envelope.source,
+            envelope.payload.decode::<ExitNotification>(),
+        ) {
+            (None, Ok(notification)) => notification,
+            (_, decoded) => {
+                let execution = decoded.ok().map(|n| n.execution_id);
+                self.log(kernel, SupervisorEvent::ForeignNotification { execution });
+                return;
+            }
+        };
+        let execution = notification.execution_id;
+        let Some(&index) = self.children.get(&execution) else {
+            let event = if self.retired.remove(&execution) {
+                SupervisorEvent::StaleNotification { execution }
+            } else {
+                SupervisorEvent::ForeignNotification {
+                    execution: Some(execution),
+                }
+            };
+            self.log(kernel, event);
+            return;
+        };
+        let task_matches = match (notification.task_id, self.records[index].instance) {
+            (Some(task), Some(instance)) => task == instance.task_id,
+            _ => true,
+        };
+        if !task_matches {
+            self.log(
+                kernel,
+                SupervisorEvent::ForeignNotification {
+                    execution: Some(execution),
+                },
+            );
+            return;
+        }
+        self.instance_ended(kernel, index, InstanceEnd::Exited(notification.reason));
+    }
+
+    /// The current instance of `index` is gone (or never came to be).
+    fn instance_ended<K: KernelApi>(&mut self, kernel: &mut K, index: usize, end: InstanceEnd) {
+        let now = kernel.now();
+        let retire = matches!(end, InstanceEnd::Vanished | InstanceEnd::NeverReady);
+        if let Some(instance) = self.records[index].instance.take() {
+            self.children.remove(&instance.execution_id);
+            if retire {
+                self.retired.insert(instance.execution_id);
+            }
+            if let Some(channel) = instance.channel {
+                let _ = kernel.drop_capability(Cap::from(channel));
+            }
+            if instance
+                .ready_at
+                .is_some_and(|ready| now.saturating_duration_since(ready) >= STABLE_RUN)
+            {
+                self.records[index].consecutive_restarts = 0;
+            }
+        }
+        let class = match &end {
+            InstanceEnd::Exited(reason) => ExitClass::of(reason),
+            _ => ExitClass::Abnormal,
+        };
+        let record = &mut self.records[index];
+        let service = record.descriptor.service_id;
+        record.last_end = Some(end.clone());
+        record.timer = None;
+        record.startup_deadline = None;
+        self.log(kernel, SupervisorEvent::Ended { service, end });
+        match self.records[index].state() {
+            LifecycleState::Stopping => {
+                self.transition(kernel, index, LifecycleState::Stopped);
+                let record = &mut self.records[index];
+                if core::mem::take(&mut record.restart_after_stop) {
+                    record.wanted = true;
+                    record.consecutive_restarts = 0;
+                    record.gave_up = false;
+                    if self.transition(kernel, index, LifecycleState::Restarting) {
+                        self.records[index].timer = Some(now);
+                    }
+                }
+            }
+            LifecycleState::Starting => {
+                self.transition(kernel, index, LifecycleState::Failed);
+                self.apply_policy(kernel, index, ExitClass::Abnormal);
+            }
+            LifecycleState::Running => {
+                let to = match class {
+                    ExitClass::Clean => LifecycleState::Stopped,
+                    ExitClass::Abnormal => LifecycleState::Failed,
+                };
+                self.transition(kernel, index, to);
+                self.apply_policy(kernel, index, class);
+            }
+            _ => {}
+        }
+    }
+
+    fn apply_policy<K: KernelApi>(&mut self, kernel: &mut K, index: usize, class: ExitClass) {
+        let now = kernel.now();
+        let record = &mut self.records[index];
+        let service = record.descriptor.service_id;
+        if !record.wanted {
+            return;
+        }
+        match record
+            .descriptor
+            .restart_policy
+            .decide(class, record.consecutive_restarts)
+        {
+            RestartDecision::Restart { delay, attempt } => {
+                if self.transition(kernel, index, LifecycleState::Restarting) {
+                    let at = now + delay;
+                    self.records[index].timer = Some(at);
+                    self.log(
+                        kernel,
+                        SupervisorEvent::RestartScheduled {
+                            service,
+                            attempt,
+                            delay,
+                            at,
+                        },
+                    );
+                }
+            }
+            RestartDecision::DoNotRestart => record.wanted = false,
+            RestartDecision::GiveUp { attempts } => {
+                record.wanted = false;
+                record.gave_up = true;
+                self.log(kernel, SupervisorEvent::GaveUp { service, attempts });
+            }
+        }
+    }
+}
