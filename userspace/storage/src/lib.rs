@@ -1,1 +1,61 @@
-#![no_std]
+//! # pandagen-storage — versioned objects behind capabilities
+//!
+//! The storage service holds objects of three kinds, each with its semantics
+//! enforced ([`ObjectKind`]): immutable **Blobs**, append-only **Logs** and
+//! key-value **Maps**. Objects are named by [`ObjectId`] — no paths, no
+//! hierarchy. Every committed modification creates a new [`VersionId`], and
+//! every old version stays readable.
+//!
+//! All changes go through [`transaction`]s (snapshot isolation, first
+//! committer wins; see that module). A commit's whole write-set is one
+//! [`CommitRecord`](record::CommitRecord) that the [`backend`] makes durable
+//! atomically, so a crash never leaves part of a transaction applied.
+//!
+//! Access needs an [`ObjectCap`](cap::ObjectCap): an unforgeable token the
+//! service mints when an object is created, checks on every request, and
+//! attenuates on request. The [`protocol`] is versioned; [`server`] holds the
+//! request loop and [`client`] the typed client, both generic over
+//! `KernelApi`.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod backend;
+pub mod error;
+pub mod ids;
+pub mod memory;
+pub mod object;
+pub mod record;
+pub mod siphash;
+pub mod store;
+pub mod transaction;
+
+pub use backend::{BackendError, StorageBackend};
+pub use error::{StorageError, TransactionError};
+pub use ids::{CommitSeq, ObjectId, TxId, VersionId};
+pub use memory::MemoryBackend;
+pub use object::ObjectKind;
+pub use store::ObjectStore;
+pub use transaction::{Transaction, TransactionalStorage, TxState};
+
+/// Bounds the service enforces, chosen so that any single value, and any
+/// read reply, fits in one message payload.
+pub mod limits {
+    /// The largest map value or log record.
+    pub const MAX_VALUE_BYTES: usize = 8 * 1024;
+    /// The longest map key.
+    pub const MAX_KEY_BYTES: usize = 256;
+    /// The largest blob. Blobs larger than one message are written in
+    /// pieces (`WriteBlob` then `ExtendBlob`s, inside one transaction) and
+    /// read by ranges.
+    pub const MAX_BLOB_BYTES: usize = 1024 * 1024;
+    /// The most bytes one transaction may write before it commits.
+    pub const MAX_TX_BYTES: usize = 2 * 1024 * 1024;
+    /// The most transactions active at once.
+    pub const MAX_ACTIVE_TRANSACTIONS: usize = 64;
+    /// The most operations in one request.
+    pub const MAX_OPS_PER_REQUEST: usize = 32;
+    /// The most data bytes one read reply carries (log records, list keys,
+    /// a blob range); replies say when there is more.
+    pub const MAX_READ_BYTES: usize = 12 * 1024;
+}

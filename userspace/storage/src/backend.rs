@@ -1,0 +1,105 @@
+//! Where committed state lives.
+//!
+//! The store keeps its indexes in memory and hands the backend one
+//! [`CommitRecord`] per commit. The contract is small on purpose, so that a
+//! journaled block-device backend can replace the in-memory one without the
+//! service or its protocol changing:
+//!
+//! * [`StorageBackend::apply`] makes a whole record durable atomically. `Ok`
+//!   means it will be replayed after any later crash; `Err` means it never
+//!   will be, and the store applies nothing of it.
+//! * [`StorageBackend::replay`] hands back every durable record in commit
+//!   order. A record torn by a crash during `apply` is discarded here —
+//!   which is why `apply` is all-or-nothing.
+//! * The backend owns the secret key that capability tags are computed
+//!   with, so capabilities stay valid exactly as long as the data does: a
+//!   restarted service on the same backend accepts the tokens it issued
+//!   before, and a fresh backend accepts none of them.
+
+use alloc::boxed::Box;
+use alloc::rc::Rc;
+use core::cell::RefCell;
+use serde::{Deserialize, Serialize};
+
+use crate::record::CommitRecord;
+use crate::siphash::SipKey;
+
+/// Why a backend could not make a record durable or read its records back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackendError {
+    /// The medium is full.
+    Full,
+    /// The medium failed to write or read.
+    Io,
+    /// The backend was interrupted mid-write (a crash, or injected as one)
+    /// and accepts nothing until it is recovered by `replay`.
+    Crashed,
+    /// A durable record does not decode: the medium holds corrupt data
+    /// before its end (a torn *tail* is not corruption; it is discarded).
+    Corrupt,
+}
+
+/// What recovery found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Records replayed.
+    pub records: u64,
+    /// Bytes of a torn final record that were discarded.
+    pub discarded_bytes: u64,
+}
+
+/// A durable home for commit records.
+pub trait StorageBackend {
+    /// The key capability tags are computed with. It must be secret (never
+    /// leave the storage service) and stable for the life of the data.
+    fn cap_key(&self) -> SipKey;
+
+    /// Make `record` durable, all of it or nothing.
+    fn apply(&mut self, record: &CommitRecord) -> Result<(), BackendError>;
+
+    /// Recover: feed every durable record to `visit`, in commit order, and
+    /// discard any torn tail so that later `apply`s follow the last good
+    /// record.
+    fn replay(
+        &mut self,
+        visit: &mut dyn FnMut(CommitRecord),
+    ) -> Result<RecoveryReport, BackendError>;
+}
+
+impl<B: StorageBackend + ?Sized> StorageBackend for Box<B> {
+    fn cap_key(&self) -> SipKey {
+        (**self).cap_key()
+    }
+
+    fn apply(&mut self, record: &CommitRecord) -> Result<(), BackendError> {
+        (**self).apply(record)
+    }
+
+    fn replay(
+        &mut self,
+        visit: &mut dyn FnMut(CommitRecord),
+    ) -> Result<RecoveryReport, BackendError> {
+        (**self).replay(visit)
+    }
+}
+
+/// A backend shared between successive instances of the service — how
+/// tests model "the storage task died and was restarted on the same disk":
+/// the old instance is dropped mid-flight and a new one opens the same
+/// backend.
+impl<B: StorageBackend> StorageBackend for Rc<RefCell<B>> {
+    fn cap_key(&self) -> SipKey {
+        self.borrow().cap_key()
+    }
+
+    fn apply(&mut self, record: &CommitRecord) -> Result<(), BackendError> {
+        self.borrow_mut().apply(record)
+    }
+
+    fn replay(
+        &mut self,
+        visit: &mut dyn FnMut(CommitRecord),
+    ) -> Result<RecoveryReport, BackendError> {
+        self.borrow_mut().replay(visit)
+    }
+}

@@ -1,0 +1,148 @@
+//! The storage service's errors. Every failure a client can see is a typed
+//! variant, so clients match on causes instead of parsing text.
+
+use core::fmt;
+use pandagen_abi::{EnvelopeError, Rights, SchemaMismatchError};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendError;
+use crate::ids::{ObjectId, TxId, VersionId};
+use crate::object::ObjectKind;
+
+/// Everything that can go wrong in a storage operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StorageError {
+    /// No object has this id (or it is not visible in the transaction's
+    /// snapshot because it was created after the transaction began).
+    UnknownObject(ObjectId),
+    /// The object has no committed version with this id visible here.
+    UnknownVersion {
+        object: ObjectId,
+        version: VersionId,
+    },
+    /// The operation does not apply to this kind of object.
+    WrongKind {
+        object: ObjectId,
+        expected: ObjectKind,
+        found: ObjectKind,
+    },
+    /// The capability's tag does not verify: forged, altered, or revoked.
+    InvalidCapability(ObjectId),
+    /// The capability is genuine but lacks a right the operation needs.
+    MissingRights {
+        object: ObjectId,
+        required: Rights,
+        held: Rights,
+    },
+    /// A value (blob, log record or map value) is larger than allowed.
+    ValueTooLarge { len: u32, max: u32 },
+    /// A map key is longer than allowed.
+    KeyTooLarge { len: u32, max: u32 },
+    /// The transaction's pending writes would exceed the per-transaction
+    /// bound.
+    TransactionTooLarge { len: u32, max: u32 },
+    /// A request carried more operations than one message may.
+    TooManyOps { len: u32, max: u32 },
+    /// An `Expect` operation found another version than the client expected.
+    VersionMismatch {
+        object: ObjectId,
+        expected: VersionId,
+        found: VersionId,
+    },
+    /// First-committer-wins: another transaction committed a change to this
+    /// object after this transaction's snapshot. This transaction was rolled
+    /// back; nothing of it was applied. Retry it from `begin`.
+    Conflict { object: ObjectId },
+    /// The transaction is not active: committed, rolled back, aborted by a
+    /// conflict or a failure, expired, lost in a restart, or never begun by
+    /// the caller.
+    NotActive(TxId),
+    /// Too many transactions are active at once.
+    TooManyTransactions { max: u32 },
+    /// The request's payload is not a valid encoding of a request.
+    MalformedPayload,
+    /// The request's schema version is outside the service's window.
+    SchemaMismatch(SchemaMismatchError),
+    /// The envelope's action is not one this service knows.
+    UnknownAction,
+    /// The envelope's action does not match the request it carries.
+    ActionMismatch,
+    /// A list or range request asked for zero items or an offset past the end.
+    InvalidRange,
+    /// The backend could not make a commit durable. Nothing of it was
+    /// applied; the transaction is rolled back.
+    Backend(BackendError),
+}
+
+/// The reference's name for the error type of [`TransactionalStorage`](crate::transaction::TransactionalStorage).
+pub type TransactionError = StorageError;
+
+impl From<BackendError> for StorageError {
+    fn from(e: BackendError) -> Self {
+        StorageError::Backend(e)
+    }
+}
+
+impl From<EnvelopeError> for StorageError {
+    fn from(e: EnvelopeError) -> Self {
+        match e {
+            EnvelopeError::SchemaMismatch(m) => StorageError::SchemaMismatch(m),
+            _ => StorageError::MalformedPayload,
+        }
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::UnknownObject(o) => write!(f, "unknown object {o}"),
+            StorageError::UnknownVersion { object, version } => {
+                write!(f, "{object} has no visible version {version}")
+            }
+            StorageError::WrongKind {
+                object,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{object} is a {found:?}, the operation needs a {expected:?}"
+            ),
+            StorageError::InvalidCapability(o) => write!(f, "invalid capability for {o}"),
+            StorageError::MissingRights {
+                object,
+                required,
+                held,
+            } => write!(f, "capability for {object} holds {held}, needs {required}"),
+            StorageError::ValueTooLarge { len, max } => {
+                write!(f, "value of {len} bytes exceeds {max}")
+            }
+            StorageError::KeyTooLarge { len, max } => write!(f, "key of {len} bytes exceeds {max}"),
+            StorageError::TransactionTooLarge { len, max } => {
+                write!(f, "transaction of {len} bytes exceeds {max}")
+            }
+            StorageError::TooManyOps { len, max } => {
+                write!(f, "{len} operations in one request, at most {max}")
+            }
+            StorageError::VersionMismatch {
+                object,
+                expected,
+                found,
+            } => write!(f, "{object} is at {found}, expected {expected}"),
+            StorageError::Conflict { object } => {
+                write!(f, "conflict on {object}: a concurrent commit won")
+            }
+            StorageError::NotActive(tx) => write!(f, "{tx} is not active"),
+            StorageError::TooManyTransactions { max } => {
+                write!(f, "more than {max} active transactions")
+            }
+            StorageError::MalformedPayload => f.write_str("malformed request payload"),
+            StorageError::SchemaMismatch(e) => write!(f, "{e}"),
+            StorageError::UnknownAction => f.write_str("unknown action"),
+            StorageError::ActionMismatch => f.write_str("action does not match the request"),
+            StorageError::InvalidRange => f.write_str("invalid range"),
+            StorageError::Backend(e) => write!(f, "backend: {e:?}"),
+        }
+    }
+}
+
+impl core::error::Error for StorageError {}

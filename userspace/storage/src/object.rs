@@ -1,0 +1,219 @@
+//! Objects and their committed history.
+//!
+//! Each kind keeps its history in the shape its semantics need, so that
+//! every committed version stays readable without copying whole objects on
+//! every write:
+//!
+//! * a **Blob** keeps one immutable byte string per version;
+//! * a **Log** keeps its records in append order, each stamped with the
+//!   commit that appended it, so version *v* is a prefix of the records;
+//! * a **Map** keeps, per key, the list of (commit, value-or-deleted) —
+//!   a multi-version map, so any version's view is one binary search per key.
+//!
+//! Visibility is by [`CommitSeq`]: a reader at snapshot *s* sees exactly the
+//! commits numbered `<= s`.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::ops::Bound;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CommitSeq, ObjectId, VersionId};
+
+/// What an object is, which fixes the operations it accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ObjectKind {
+    /// Immutable bytes: a write replaces the whole content with a new version.
+    Blob,
+    /// Append-only records, read by index ranges.
+    Log,
+    /// Keys to values: put, get, delete, list.
+    Map,
+}
+
+/// A committed version of an object and the commit that made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionStamp {
+    pub version: VersionId,
+    pub seq: CommitSeq,
+}
+
+/// One map key's values over time: (commit, value or deleted), ascending.
+type KeyHistory = Vec<(CommitSeq, Option<Vec<u8>>)>;
+
+#[derive(Debug)]
+enum History {
+    /// `contents[i]` is the content of `versions[i]`.
+    Blob(Vec<Vec<u8>>),
+    Log(Vec<(CommitSeq, Vec<u8>)>),
+    Map(BTreeMap<Vec<u8>, KeyHistory>),
+}
+
+/// One object: its kind, its versions, its history and its capability epoch.
+#[derive(Debug)]
+pub struct Object {
+    id: ObjectId,
+    kind: ObjectKind,
+    /// Capability tags are computed over this; bumping it revokes every
+    /// capability issued before.
+    cap_epoch: u32,
+    /// Ascending by `seq` (and, per object, by `version`). Never empty: the
+    /// creation is the first version.
+    versions: Vec<VersionStamp>,
+    history: History,
+}
+
+impl Object {
+    pub(crate) fn new(id: ObjectId, kind: ObjectKind, created: VersionStamp) -> Self {
+        let history = match kind {
+            ObjectKind::Blob => History::Blob(alloc::vec![Vec::new()]),
+            ObjectKind::Log => History::Log(Vec::new()),
+            ObjectKind::Map => History::Map(BTreeMap::new()),
+        };
+        Object {
+            id,
+            kind,
+            cap_epoch: 0,
+            versions: alloc::vec![created],
+            history,
+        }
+    }
+
+    pub fn id(&self) -> ObjectId {
+        self.id
+    }
+
+    pub fn kind(&self) -> ObjectKind {
+        self.kind
+    }
+
+    pub fn cap_epoch(&self) -> u32 {
+        self.cap_epoch
+    }
+
+    pub(crate) fn set_cap_epoch(&mut self, epoch: u32) {
+        self.cap_epoch = epoch;
+    }
+
+    /// The newest committed version.
+    pub fn latest(&self) -> VersionStamp {
+        // `versions` is never empty (see the field's invariant).
+        self.versions[self.versions.len() - 1]
+    }
+
+    /// Every committed version, oldest first.
+    pub fn versions(&self) -> &[VersionStamp] {
+        &self.versions
+    }
+
+    /// How many versions are visible at `snapshot`.
+    fn visible_count(&self, snapshot: CommitSeq) -> usize {
+        self.versions.partition_point(|v| v.seq <= snapshot)
+    }
+
+    /// The newest version visible at `snapshot`, or `None` if the object was
+    /// created after it.
+    pub fn stamp_at(&self, snapshot: CommitSeq) -> Option<VersionStamp> {
+        self.visible_count(snapshot)
+            .checked_sub(1)
+            .map(|i| self.versions[i])
+    }
+
+    /// The stamp of `version`, if it is a committed version of this object
+    /// visible at `snapshot`.
+    pub fn find_version(&self, version: VersionId, snapshot: CommitSeq) -> Option<VersionStamp> {
+        let visible = &self.versions[..self.visible_count(snapshot)];
+        visible
+            .binary_search_by_key(&version, |v| v.version)
+            .ok()
+            .map(|i| visible[i])
+    }
+
+    fn push_version(&mut self, stamp: VersionStamp) {
+        debug_assert!(stamp.seq > self.latest().seq);
+        self.versions.push(stamp);
+    }
+
+    /// The blob's bytes as of commit `at`.
+    pub fn blob_at(&self, at: CommitSeq) -> Option<&[u8]> {
+        match &self.history {
+            History::Blob(contents) => {
+                let i = self.visible_count(at).checked_sub(1)?;
+                Some(&contents[i])
+            }
+            _ => None,
+        }
+    }
+
+    /// The log's records as of commit `at`.
+    pub fn log_at(&self, at: CommitSeq) -> Option<&[(CommitSeq, Vec<u8>)]> {
+        match &self.history {
+            History::Log(records) => {
+                let n = records.partition_point(|(seq, _)| *seq <= at);
+                Some(&records[..n])
+            }
+            _ => None,
+        }
+    }
+
+    /// A map value as of commit `at` (`None` inside if absent or deleted).
+    pub fn map_get_at(&self, key: &[u8], at: CommitSeq) -> Option<Option<&[u8]>> {
+        match &self.history {
+            History::Map(entries) => Some(entries.get(key).and_then(|h| value_at(h, at))),
+            _ => None,
+        }
+    }
+
+    /// The map's live keys after `start_after` as of commit `at`, in order.
+    pub fn map_keys_at<'a>(
+        &'a self,
+        start_after: Option<&'a [u8]>,
+        at: CommitSeq,
+    ) -> impl Iterator<Item = &'a Vec<u8>> + 'a {
+        let entries = match &self.history {
+            History::Map(entries) => Some(entries),
+            _ => None,
+        };
+        let lower = match start_after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        entries
+            .into_iter()
+            .flat_map(move |e| e.range::<[u8], _>((lower, Bound::Unbounded)))
+            .filter(move |(_, h)| value_at(h, at).is_some())
+            .map(|(k, _)| k)
+    }
+
+    pub(crate) fn commit_blob(&mut self, stamp: VersionStamp, bytes: Vec<u8>) {
+        if let History::Blob(contents) = &mut self.history {
+            contents.push(bytes);
+            self.push_version(stamp);
+        }
+    }
+
+    pub(crate) fn commit_log(&mut self, stamp: VersionStamp, appended: Vec<Vec<u8>>) {
+        if let History::Log(records) = &mut self.history {
+            records.extend(appended.into_iter().map(|r| (stamp.seq, r)));
+            self.push_version(stamp);
+        }
+    }
+
+    pub(crate) fn commit_map(
+        &mut self,
+        stamp: VersionStamp,
+        updates: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) {
+        if let History::Map(entries) = &mut self.history {
+            for (key, value) in updates {
+                entries.entry(key).or_default().push((stamp.seq, value));
+            }
+            self.push_version(stamp);
+        }
+    }
+}
+
+fn value_at(history: &[(CommitSeq, Option<Vec<u8>>)], at: CommitSeq) -> Option<&[u8]> {
+    let n = history.partition_point(|(seq, _)| *seq <= at);
+    n.checked_sub(1).and_then(|i| history[i].1.as_deref())
+}

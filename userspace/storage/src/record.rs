@@ -1,0 +1,74 @@
+//! Commit records: the unit of durability.
+//!
+//! A commit record holds the whole write-set of one committed transaction
+//! (or one object creation or revocation). The backend makes a record
+//! durable atomically — all of it or none of it — and recovery rebuilds the
+//! store by replaying records in commit order. Nothing else is ever written,
+//! so a crash can never leave part of a transaction applied.
+
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CommitSeq, ObjectId, VersionId};
+use crate::object::ObjectKind;
+
+/// One change to one object inside a commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// A new, empty object; `version` is its first version.
+    Create {
+        object: ObjectId,
+        kind: ObjectKind,
+        version: VersionId,
+    },
+    /// A blob's new content.
+    Blob {
+        object: ObjectId,
+        version: VersionId,
+        bytes: Vec<u8>,
+    },
+    /// Records appended to a log.
+    LogAppend {
+        object: ObjectId,
+        version: VersionId,
+        records: Vec<Vec<u8>>,
+    },
+    /// Map puts (`Some`) and deletes (`None`), in key order.
+    Map {
+        object: ObjectId,
+        version: VersionId,
+        updates: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    },
+    /// Every capability for `object` issued under an older epoch is void.
+    Revoke { object: ObjectId, epoch: u32 },
+}
+
+impl Change {
+    pub fn object(&self) -> ObjectId {
+        match self {
+            Change::Create { object, .. }
+            | Change::Blob { object, .. }
+            | Change::LogAppend { object, .. }
+            | Change::Map { object, .. }
+            | Change::Revoke { object, .. } => *object,
+        }
+    }
+
+    /// The version this change creates, if it creates one.
+    pub fn version(&self) -> Option<VersionId> {
+        match self {
+            Change::Create { version, .. }
+            | Change::Blob { version, .. }
+            | Change::LogAppend { version, .. }
+            | Change::Map { version, .. } => Some(*version),
+            Change::Revoke { .. } => None,
+        }
+    }
+}
+
+/// Everything one commit changed, applied atomically.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    pub seq: CommitSeq,
+    pub changes: Vec<Change>,
+}

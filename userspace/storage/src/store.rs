@@ -1,0 +1,565 @@
+//! The object store: objects, their versions, and the transactions that
+//! change them, over a [`StorageBackend`].
+//!
+//! This is trusted, in-process logic: it checks kinds, sizes, transaction
+//! states and conflicts, but not capabilities — the [`server`](crate::server)
+//! checks those before it calls in. The typed operations per kind live in
+//! the submodules ([`blob`], [`log`], [`map`]); here are creation,
+//! transaction life and commit.
+//!
+//! Committed state is rebuilt from the backend's records by the same
+//! function that applies a fresh commit ([`Catalog::apply`]), so a recovered
+//! store cannot differ from the one that wrote the records.
+
+mod blob;
+mod log;
+mod map;
+
+pub use blob::BlobRead;
+pub use log::LogRead;
+pub use map::{Deleted, KeyList, MapValue};
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::backend::{BackendError, RecoveryReport, StorageBackend};
+use crate::error::StorageError;
+use crate::ids::{CommitSeq, ObjectId, TxId, VersionId};
+use crate::limits;
+use crate::object::{Object, ObjectKind, VersionStamp};
+use crate::record::{Change, CommitRecord};
+use crate::transaction::{
+    Pending, PendingObject, Transaction, TransactionalStorage, TxRecord, TxState,
+};
+
+/// Committed state: what recovery rebuilds.
+#[derive(Debug)]
+struct Catalog {
+    objects: BTreeMap<ObjectId, Object>,
+    last_seq: CommitSeq,
+    next_object: u64,
+    next_version: u64,
+}
+
+impl Catalog {
+    fn new() -> Self {
+        Catalog {
+            objects: BTreeMap::new(),
+            last_seq: CommitSeq::ZERO,
+            next_object: 1,
+            next_version: 1,
+        }
+    }
+
+    /// Apply one durable record. Fails only on records no correct store
+    /// writes (out of order, naming unknown objects, kind mismatches):
+    /// that is a corrupt medium.
+    fn apply(&mut self, record: CommitRecord) -> Result<(), StorageError> {
+        let corrupt = StorageError::Backend(BackendError::Corrupt);
+        if record.seq <= self.last_seq {
+            return Err(corrupt);
+        }
+        let seq = record.seq;
+        for change in record.changes {
+            if let Some(version) = change.version() {
+                self.next_version = self.next_version.max(version.as_raw() + 1);
+            }
+            if let Change::Create {
+                object,
+                kind,
+                version,
+            } = change
+            {
+                if self.objects.contains_key(&object) {
+                    return Err(corrupt);
+                }
+                self.next_object = self.next_object.max(object.as_raw() + 1);
+                let stamp = VersionStamp { version, seq };
+                self.objects
+                    .insert(object, Object::new(object, kind, stamp));
+                continue;
+            }
+            let target = self
+                .objects
+                .get_mut(&change.object())
+                .ok_or(corrupt.clone())?;
+            let expected = match &change {
+                Change::Blob { .. } => Some(ObjectKind::Blob),
+                Change::LogAppend { .. } => Some(ObjectKind::Log),
+                Change::Map { .. } => Some(ObjectKind::Map),
+                _ => None,
+            };
+            if expected.is_some_and(|k| k != target.kind()) {
+                return Err(corrupt);
+            }
+            match change {
+                Change::Blob { version, bytes, .. } => {
+                    target.commit_blob(VersionStamp { version, seq }, bytes)
+                }
+                Change::LogAppend {
+                    version, records, ..
+                } => target.commit_log(VersionStamp { version, seq }, records),
+                Change::Map {
+                    version, updates, ..
+                } => target.commit_map(VersionStamp { version, seq }, updates),
+                Change::Revoke { epoch, .. } => target.set_cap_epoch(epoch),
+                Change::Create { .. } => {}
+            }
+        }
+        self.last_seq = seq;
+        Ok(())
+    }
+}
+
+/// Objects, versions and transactions over a backend.
+#[derive(Debug)]
+pub struct ObjectStore<B: StorageBackend> {
+    backend: B,
+    catalog: Catalog,
+    txs: BTreeMap<TxId, TxRecord>,
+    next_tx: u64,
+}
+
+impl<B: StorageBackend> ObjectStore<B> {
+    /// Open `backend`, replaying its records. Transaction ids start at 1.
+    pub fn open(backend: B) -> Result<(Self, RecoveryReport), StorageError> {
+        Self::open_with_tx_base(backend, 1)
+    }
+
+    /// Open `backend`; transaction ids start at `tx_base`. A service that
+    /// restarts passes a base above every id its previous instance issued
+    /// (the kernel clock at start works), so a handle from before the
+    /// restart can never name a new transaction.
+    pub fn open_with_tx_base(
+        mut backend: B,
+        tx_base: u64,
+    ) -> Result<(Self, RecoveryReport), StorageError> {
+        let mut catalog = Catalog::new();
+        let mut failure = None;
+        let report = backend.replay(&mut |record| {
+            if failure.is_none() {
+                failure = catalog.apply(record).err();
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let store = ObjectStore {
+            backend,
+            catalog,
+            txs: BTreeMap::new(),
+            next_tx: tx_base.max(1),
+        };
+        Ok((store, report))
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// Stop, handing back the backend. Active transactions are discarded.
+    pub fn into_backend(self) -> B {
+        self.backend
+    }
+
+    /// The last commit.
+    pub fn last_commit(&self) -> CommitSeq {
+        self.catalog.last_seq
+    }
+
+    /// An object's committed state.
+    pub fn object(&self, id: ObjectId) -> Result<&Object, StorageError> {
+        self.catalog
+            .objects
+            .get(&id)
+            .ok_or(StorageError::UnknownObject(id))
+    }
+
+    pub fn object_count(&self) -> usize {
+        self.catalog.objects.len()
+    }
+
+    pub fn active_transactions(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// Make `record` durable, then apply it. Nothing is applied if the
+    /// backend refuses it.
+    fn commit_record(&mut self, changes: Vec<Change>) -> Result<CommitSeq, StorageError> {
+        let record = CommitRecord {
+            seq: self.catalog.last_seq.next(),
+            changes,
+        };
+        self.backend.apply(&record)?;
+        let seq = record.seq;
+        self.catalog.apply(record)?;
+        Ok(seq)
+    }
+
+    fn allocate_version(&mut self) -> VersionId {
+        let v = VersionId::from_raw(self.catalog.next_version);
+        self.catalog.next_version += 1;
+        v
+    }
+
+    /// Create an empty object of `kind`. Creation commits on its own and is
+    /// durable when this returns.
+    pub fn create(&mut self, kind: ObjectKind) -> Result<(ObjectId, VersionId), StorageError> {
+        let object = ObjectId::from_raw(self.catalog.next_object);
+        let version = VersionId::from_raw(self.catalog.next_version);
+        self.commit_record(alloc::vec![Change::Create {
+            object,
+            kind,
+            version
+        }])?;
+        Ok((object, version))
+    }
+
+    /// Void every capability issued for `object` so far; returns the new
+    /// capability epoch. Durable when this returns.
+    pub fn revoke(&mut self, object: ObjectId) -> Result<u32, StorageError> {
+        let epoch = self.object(object)?.cap_epoch().wrapping_add(1);
+        self.commit_record(alloc::vec![Change::Revoke { object, epoch }])?;
+        Ok(epoch)
+    }
+
+    /// Committed versions of `object` newer than `after`, oldest first, at
+    /// most `limit` of them.
+    pub fn versions(
+        &self,
+        object: ObjectId,
+        after: Option<VersionId>,
+        limit: usize,
+    ) -> Result<Vec<VersionId>, StorageError> {
+        let obj = self.object(object)?;
+        Ok(obj
+            .versions()
+            .iter()
+            .map(|s| s.version)
+            .filter(|v| after.is_none_or(|a| *v > a))
+            .take(limit)
+            .collect())
+    }
+
+    /// Begin a transaction on behalf of `owner` (any number that identifies
+    /// the client to the caller), stamped with the caller's clock `now`.
+    pub fn begin_owned(
+        &mut self,
+        owner: Option<u64>,
+        now: u64,
+    ) -> Result<Transaction, StorageError> {
+        if self.txs.len() >= limits::MAX_ACTIVE_TRANSACTIONS {
+            return Err(StorageError::TooManyTransactions {
+                max: limits::MAX_ACTIVE_TRANSACTIONS as u32,
+            });
+        }
+        let id = TxId::from_raw(self.next_tx);
+        self.next_tx += 1;
+        let snapshot = self.catalog.last_seq;
+        self.txs.insert(
+            id,
+            TxRecord {
+                snapshot,
+                writes: BTreeMap::new(),
+                bytes: 0,
+                owner,
+                last_active: now,
+            },
+        );
+        Ok(Transaction::new(id, snapshot))
+    }
+
+    /// The handle of active transaction `id` if `owner` began it.
+    pub fn transaction_of(
+        &self,
+        id: TxId,
+        owner: Option<u64>,
+    ) -> Result<Transaction, StorageError> {
+        match self.txs.get(&id) {
+            Some(r) if r.owner == owner => Ok(Transaction::new(id, r.snapshot)),
+            _ => Err(StorageError::NotActive(id)),
+        }
+    }
+
+    /// Note that `tx` was used at `now`.
+    pub fn touch(&mut self, tx: &Transaction, now: u64) {
+        if let Some(r) = self.txs.get_mut(&tx.id()) {
+            r.last_active = r.last_active.max(now);
+        }
+    }
+
+    /// Roll back every transaction last used before `deadline`; returns how
+    /// many. Clients that vanish mid-transaction cannot pin the table.
+    pub fn expire_idle(&mut self, deadline: u64) -> usize {
+        let before = self.txs.len();
+        self.txs.retain(|_, r| r.last_active >= deadline);
+        before - self.txs.len()
+    }
+
+    /// The store's record of `tx`, if it is active.
+    fn record(&self, tx: &Transaction) -> Result<&TxRecord, StorageError> {
+        if !tx.is_active() {
+            return Err(StorageError::NotActive(tx.id()));
+        }
+        self.txs
+            .get(&tx.id())
+            .ok_or(StorageError::NotActive(tx.id()))
+    }
+
+    /// `object` as `tx` sees it: it must exist in the snapshot.
+    fn visible(&self, tx: &Transaction, object: ObjectId) -> Result<&Object, StorageError> {
+        let snapshot = self.record(tx)?.snapshot;
+        let obj = self.object(object)?;
+        if obj.stamp_at(snapshot).is_none() {
+            return Err(StorageError::UnknownObject(object));
+        }
+        Ok(obj)
+    }
+
+    fn check_kind(obj: &Object, expected: ObjectKind) -> Result<(), StorageError> {
+        if obj.kind() != expected {
+            return Err(StorageError::WrongKind {
+                object: obj.id(),
+                expected,
+                found: obj.kind(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The version of `object` that `tx` sees, and the commit it reads at:
+    /// its pending version if it wrote it, otherwise the newest committed
+    /// version in its snapshot. `at` selects an older committed version.
+    fn view(
+        &self,
+        tx: &Transaction,
+        object: ObjectId,
+        at: Option<VersionId>,
+    ) -> Result<View, StorageError> {
+        let record = self.record(tx)?;
+        let obj = self.visible(tx, object)?;
+        let pending = record.writes.get(&object);
+        match (at, pending) {
+            (None, Some(p)) => Ok(View::Pending(p.version, record.snapshot)),
+            (Some(v), Some(p)) if v == p.version => Ok(View::Pending(p.version, record.snapshot)),
+            (None, None) => {
+                let stamp = obj
+                    .stamp_at(record.snapshot)
+                    .ok_or(StorageError::UnknownObject(object))?;
+                Ok(View::Committed(stamp))
+            }
+            (Some(v), _) => obj
+                .find_version(v, record.snapshot)
+                .map(View::Committed)
+                .ok_or(StorageError::UnknownVersion { object, version: v }),
+        }
+    }
+
+    /// The pending change of `tx` to `object` (created on first write),
+    /// after checking the kind, the transaction's byte budget and that no
+    /// one committed to the object since the snapshot. A conflict aborts
+    /// the transaction.
+    fn pending(
+        &mut self,
+        tx: &mut Transaction,
+        object: ObjectId,
+        kind: ObjectKind,
+        bytes: usize,
+    ) -> Result<&mut PendingObject, StorageError> {
+        let obj = self.visible(tx, object)?;
+        Self::check_kind(obj, kind)?;
+        let latest = obj.latest().seq;
+        let record = self.record(tx)?;
+        if latest > record.snapshot {
+            self.abort(tx);
+            return Err(StorageError::Conflict { object });
+        }
+        let total = record.bytes.saturating_add(bytes);
+        if total > limits::MAX_TX_BYTES {
+            return Err(StorageError::TransactionTooLarge {
+                len: u32::try_from(total).unwrap_or(u32::MAX),
+                max: limits::MAX_TX_BYTES as u32,
+            });
+        }
+        let version = if record.writes.contains_key(&object) {
+            None
+        } else {
+            Some(self.allocate_version())
+        };
+        let record = self
+            .txs
+            .get_mut(&tx.id())
+            .ok_or(StorageError::NotActive(tx.id()))?;
+        record.bytes = total;
+        match version {
+            Some(version) => {
+                let change = match kind {
+                    ObjectKind::Blob => Pending::Blob(Vec::new()),
+                    ObjectKind::Log => Pending::Log(Vec::new()),
+                    ObjectKind::Map => Pending::Map(BTreeMap::new()),
+                };
+                Ok(record
+                    .writes
+                    .entry(object)
+                    .or_insert(PendingObject { version, change }))
+            }
+            None => record
+                .writes
+                .get_mut(&object)
+                .ok_or(StorageError::NotActive(tx.id())),
+        }
+    }
+
+    /// Discard `tx` (conflict or failure); its handle becomes RolledBack.
+    fn abort(&mut self, tx: &mut Transaction) {
+        self.txs.remove(&tx.id());
+        tx.finish(TxState::RolledBack);
+    }
+
+    /// Fail with `VersionMismatch` unless `tx` sees `expected` as the
+    /// version of `object`.
+    pub fn expect_version(
+        &self,
+        tx: &Transaction,
+        object: ObjectId,
+        expected: VersionId,
+    ) -> Result<(), StorageError> {
+        let found = self.read(tx, object)?;
+        if found != expected {
+            return Err(StorageError::VersionMismatch {
+                object,
+                expected,
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// Commit `tx`: check for conflicts, make the whole write-set durable in
+    /// one record, apply it. Returns the new version of every object it
+    /// changed. On any error the transaction is rolled back and nothing of
+    /// it is applied.
+    pub fn commit_versions(
+        &mut self,
+        tx: &mut Transaction,
+    ) -> Result<Vec<(ObjectId, VersionId)>, StorageError> {
+        self.record(tx)?;
+        let record = self
+            .txs
+            .remove(&tx.id())
+            .ok_or(StorageError::NotActive(tx.id()))?;
+        tx.finish(TxState::RolledBack);
+        for object in record.writes.keys() {
+            let latest = self.object(*object)?.latest().seq;
+            if latest > record.snapshot {
+                return Err(StorageError::Conflict { object: *object });
+            }
+        }
+        let mut versions = Vec::with_capacity(record.writes.len());
+        let mut changes = Vec::with_capacity(record.writes.len());
+        for (object, pending) in record.writes {
+            let version = pending.version;
+            versions.push((object, version));
+            changes.push(match pending.change {
+                Pending::Blob(bytes) => Change::Blob {
+                    object,
+                    version,
+                    bytes,
+                },
+                Pending::Log(records) => Change::LogAppend {
+                    object,
+                    version,
+                    records,
+                },
+                Pending::Map(updates) => Change::Map {
+                    object,
+                    version,
+                    updates: updates.into_iter().collect(),
+                },
+            });
+        }
+        if !changes.is_empty() {
+            self.commit_record(changes)?;
+        }
+        tx.finish(TxState::Committed);
+        Ok(versions)
+    }
+}
+
+/// What a read inside a transaction looks at.
+#[derive(Clone, Copy, Debug)]
+enum View {
+    /// The transaction's own pending version, over its snapshot.
+    Pending(VersionId, CommitSeq),
+    /// A committed version.
+    Committed(VersionStamp),
+}
+
+impl View {
+    fn version(&self) -> VersionId {
+        match self {
+            View::Pending(v, _) => *v,
+            View::Committed(s) => s.version,
+        }
+    }
+
+    /// The commit the committed part of the view is read at.
+    fn seq(&self) -> CommitSeq {
+        match self {
+            View::Pending(_, seq) => *seq,
+            View::Committed(s) => s.seq,
+        }
+    }
+
+    fn is_pending(&self) -> bool {
+        matches!(self, View::Pending(..))
+    }
+}
+
+impl<B: StorageBackend> TransactionalStorage for ObjectStore<B> {
+    fn begin_transaction(&mut self) -> Result<Transaction, StorageError> {
+        self.begin_owned(None, 0)
+    }
+
+    fn read(&self, tx: &Transaction, object_id: ObjectId) -> Result<VersionId, StorageError> {
+        Ok(self.view(tx, object_id, None)?.version())
+    }
+
+    fn write(
+        &mut self,
+        tx: &mut Transaction,
+        object_id: ObjectId,
+        data: &[u8],
+    ) -> Result<VersionId, StorageError> {
+        match self.object(object_id)?.kind() {
+            ObjectKind::Blob => self.write_blob(tx, object_id, data),
+            ObjectKind::Log => self.append(tx, object_id, data).map(|(v, _)| v),
+            found @ ObjectKind::Map => Err(StorageError::WrongKind {
+                object: object_id,
+                expected: ObjectKind::Blob,
+                found,
+            }),
+        }
+    }
+
+    fn commit(&mut self, tx: &mut Transaction) -> Result<(), StorageError> {
+        self.commit_versions(tx).map(|_| ())
+    }
+
+    fn rollback(&mut self, tx: &mut Transaction) -> Result<(), StorageError> {
+        self.record(tx)?;
+        self.abort(tx);
+        Ok(())
+    }
+}
+
+fn too_large(len: usize, max: usize) -> (u32, u32) {
+    (u32::try_from(len).unwrap_or(u32::MAX), max as u32)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+//! Transactions: the only way objects change.
+//!
+//! # Isolation: snapshot isolation, first committer wins
+//!
+//! A transaction reads from a snapshot: the committed state as of the last
+//! commit before it began, plus its own pending writes (read-your-writes).
+//! Commits by others after that point are invisible to it. Writes are
+//! buffered in the transaction and applied, all together, at commit.
+//!
+//! Two transactions *conflict* when both modify the same object and their
+//! lifetimes overlap. The first to commit wins; the other's commit (or its
+//! next write to that object, whichever comes first) fails with
+//! [`StorageError::Conflict`](crate::error::StorageError::Conflict), and it
+//! is rolled back as a whole. Nothing is ever merged silently — not even
+//! appends to one log or puts of different keys in one map: conflicts are
+//! detected per object.
+//!
+//! Snapshot isolation is not serializability: two transactions that each
+//! read what the other writes, and write disjoint objects, can both commit
+//! (write skew). A client that needs to exclude that can write, in its
+//! transaction, an object that every such transaction writes, or use an
+//! `Expect` check on the version it read.
+//!
+//! One commit creates at most one new version per object it changed, and
+//! all of a commit's changes become visible together.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::error::TransactionError;
+use crate::ids::{CommitSeq, ObjectId, TxId, VersionId};
+
+/// Where a transaction is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxState {
+    /// Operations are accepted.
+    Active,
+    /// Its changes are durable and visible.
+    Committed,
+    /// Its changes were discarded (explicitly, or because its commit failed).
+    RolledBack,
+}
+
+/// A client's handle on a transaction. The store keeps the authoritative
+/// record; a handle whose transaction the store no longer holds as active
+/// gets [`NotActive`](crate::error::StorageError::NotActive), whatever the
+/// handle's own state says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transaction {
+    id: TxId,
+    snapshot: CommitSeq,
+    state: TxState,
+}
+
+impl Transaction {
+    pub(crate) fn new(id: TxId, snapshot: CommitSeq) -> Self {
+        Transaction {
+            id,
+            snapshot,
+            state: TxState::Active,
+        }
+    }
+
+    pub fn id(&self) -> TxId {
+        self.id
+    }
+
+    /// The last commit this transaction sees.
+    pub fn snapshot(&self) -> CommitSeq {
+        self.snapshot
+    }
+
+    pub fn state(&self) -> TxState {
+        self.state
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.state == TxState::Active
+    }
+
+    pub(crate) fn finish(&mut self, state: TxState) {
+        self.state = state;
+    }
+}
+
+/// The transactional interface of the interface reference.
+///
+/// `read` returns the version of the object this transaction sees (its own
+/// pending version if it wrote the object). `write` stores `data` as the
+/// object's next content in the way its kind allows: a Blob's bytes are
+/// replaced (a new immutable version); a Log gets `data` appended as one
+/// record — a log cannot be overwritten; a Map has no unkeyed content and
+/// answers `WrongKind` (use the keyed map operations). `write` returns the
+/// version the object will have if the transaction commits.
+pub trait TransactionalStorage {
+    fn begin_transaction(&mut self) -> Result<Transaction, TransactionError>;
+    fn read(&self, tx: &Transaction, object_id: ObjectId) -> Result<VersionId, TransactionError>;
+    fn write(
+        &mut self,
+        tx: &mut Transaction,
+        object_id: ObjectId,
+        data: &[u8],
+    ) -> Result<VersionId, TransactionError>;
+    fn commit(&mut self, tx: &mut Transaction) -> Result<(), TransactionError>;
+    fn rollback(&mut self, tx: &mut Transaction) -> Result<(), TransactionError>;
+}
+
+/// A transaction's buffered change to one object.
+#[derive(Debug)]
+pub(crate) enum Pending {
+    Blob(Vec<u8>),
+    Log(Vec<Vec<u8>>),
+    Map(MapOverlay),
+}
+
+/// A transaction's pending map puts (`Some`) and deletes (`None`).
+pub(crate) type MapOverlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+#[derive(Debug)]
+pub(crate) struct PendingObject {
+    pub version: VersionId,
+    pub change: Pending,
+}
+
+/// The store's record of an active transaction.
+#[derive(Debug)]
+pub(crate) struct TxRecord {
+    pub snapshot: CommitSeq,
+    pub writes: BTreeMap<ObjectId, PendingObject>,
+    /// Bytes written by the transaction's operations so far (an upper bound
+    /// on what its commit record will hold).
+    pub bytes: usize,
+    /// Who began it (the server's notion of a client); `None` in-process.
+    pub owner: Option<u64>,
+    /// When it was last used, in the owner's clock (nanoseconds).
+    pub last_active: u64,
+}
