@@ -72,6 +72,9 @@ pub enum SendError {
     MessageTooLarge { len: u32, max: u32 },
     /// More capabilities attached than one message may carry.
     TooManyCapabilities,
+    /// The message would carry a `RECEIVE` capability for the channel it is
+    /// sent on: a channel that only it could keep open.
+    ReceiveRightOnOwnChannel,
     /// Fault injection made this send fail (simulation only).
     InjectedFault,
 }

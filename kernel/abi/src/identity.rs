@@ -270,6 +270,9 @@ mod tests {
         assert_eq!(TrustDomain::core().as_str(), "core");
         assert_eq!(TrustDomain::user().as_str(), "user");
         assert_eq!(TrustDomain::sandbox().as_str(), "sandbox");
+        assert!(TrustDomain::core() == "core");
+        assert!(&TrustDomain::user() == "user");
+        assert!(TrustDomain::user() != "core");
     }
 
     #[test]

@@ -1,1 +1,68 @@
+//! # pandagen-core — the kernel's portable object model
+//!
+//! One implementation of capabilities, channels, tasks and identities, the
+//! service registry, scheduling policy and the audit log, used unchanged by
+//! the real kernel (ring 0, bare metal) and by the host `SimulatedKernel`.
+//! `no_std` + `alloc`; no hardware access, no clock, no global state, and
+//! no hashing with random state: given the same calls, a [`KernelCore`]
+//! behaves identically everywhere.
+//!
+//! Everything goes through [`KernelCore`]. Its methods take the calling
+//! task explicitly and, where time matters, the current [`Instant`]
+//! (`pandagen_abi::Instant`): the core never decides who is calling or what
+//! time it is.
+//!
+//! * [`cap_table`] — capability records ([`Capability`], constructible only
+//!   here) and per-task spaces addressed by generation-checked handles;
+//! * [`audit`] — the bounded [`AuditLog`] of [`CapabilityEvent`]s;
+//! * [`channel`] — bounded FIFO queues of messages carrying bytes and moved
+//!   capabilities, and the close semantics;
+//! * [`task`] — the task table (ids never reused) and identity table;
+//! * [`registry`] — `ServiceId` → channel;
+//! * [`sched`] — scheduling policy: priorities, round-robin, blocking with
+//!   deadlines.
+//!
+//! A typical round trip:
+//!
+//! ```
+//! use pandagen_abi::{Instant, ServiceId, Rights};
+//! use pandagen_core::{KernelCore, Mintable, TaskSpec};
+//!
+//! let t0 = Instant::ZERO;
+//! let mut k = KernelCore::default();
+//! let (server, _) = k.create_task(None, TaskSpec::new("server"), t0).unwrap();
+//! let (client, _) = k.create_task(Some(server), TaskSpec::new("client"), t0).unwrap();
+//! let registry = k.mint(server, Mintable::ServiceRegistry, Rights::REGISTER, t0).unwrap();
+//! let chan = k.create_channel(server, t0).unwrap();
+//! let svc = ServiceId::from_raw(7);
+//! k.register_service(server, registry, svc, chan, t0).unwrap();
+//!
+//! let to_server = k.lookup_service(client, svc, t0).unwrap();
+//! k.send(client, to_server, b"ping".to_vec(), &[], t0).unwrap();
+//! let msg = k.receive(server, chan, t0).unwrap().unwrap();
+//! assert_eq!((msg.sender, msg.bytes.as_slice()), (client, &b"ping"[..]));
+//! k.check_invariants().unwrap();
+//! ```
 #![no_std]
+
+extern crate alloc;
+
+pub mod audit;
+pub mod cap_table;
+pub mod channel;
+mod kernel_core;
+pub mod registry;
+pub mod sched;
+pub mod task;
+
+pub use audit::{AuditCounts, AuditLog, AuditRecord, CapabilityEvent, InvalidationReason};
+pub use cap_table::{
+    CapId, CapInfo, CapStatus, Capability, Holder, InvalidUse, Mintable, ObjectRef,
+};
+pub use channel::{ChannelRef, Delivered};
+pub use kernel_core::{
+    CoreConfig, InvariantViolation, KernelCore, ParkedMessage, RecvOutcome, TaskInfo,
+};
+pub use registry::Registration;
+pub use sched::{BlockedOn, SchedState};
+pub use task::{TaskSpec, WakeReason, MAX_TASKS};

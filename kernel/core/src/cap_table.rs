@@ -1,0 +1,409 @@
+//! Capability records and per-task capability spaces.
+//!
+//! A [`Capability`] is the kernel's authoritative record of one piece of
+//! authority: what it designates, which rights it carries, and who holds it.
+//! It has no public constructor and is neither `Clone` nor `Copy`: only
+//! this crate creates records (through [`KernelCore`](crate::KernelCore)'s
+//! audited operations), and a record is always in exactly one place — one
+//! task's [`CapSpace`] slot, one queued message, or one parked message.
+//!
+//! A task names its capabilities by [`CapHandle`]: a slot index plus the
+//! slot's generation. Freeing a slot bumps its generation, so a stale or
+//! guessed handle never names a capability, even after the slot is reused.
+
+use alloc::vec::Vec;
+use core::fmt;
+use pandagen_abi::error::MissingRights;
+use pandagen_abi::{CapHandle, CapKind, Rights, TaskId};
+
+use crate::channel::ChannelRef;
+
+/// The identity of one capability record, for the audit trail. Unique for
+/// the life of a [`KernelCore`](crate::KernelCore) and kept across moves
+/// (delegation, message transfer); grants and clones make new ids.
+/// Knowing an id confers nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CapId(u64);
+
+impl CapId {
+    pub const fn from_raw(raw: u64) -> Self {
+        CapId(raw)
+    }
+
+    pub const fn as_raw(&self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for CapId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cap#{}", self.0)
+    }
+}
+
+/// The kernel object a capability designates. The variant fixes the
+/// [`CapKind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ObjectRef {
+    Channel(ChannelRef),
+    Task(TaskId),
+    ServiceRegistry,
+    /// An object of the storage service, by its object number.
+    StorageObject(u64),
+    BootImage,
+    SerialInput,
+    KernelInfo,
+}
+
+impl ObjectRef {
+    pub const fn kind(&self) -> CapKind {
+        match self {
+            ObjectRef::Channel(_) => CapKind::Channel,
+            ObjectRef::Task(_) => CapKind::Task,
+            ObjectRef::ServiceRegistry => CapKind::ServiceRegistry,
+            ObjectRef::StorageObject(_) => CapKind::StorageObject,
+            ObjectRef::BootImage => CapKind::BootImage,
+            ObjectRef::SerialInput => CapKind::SerialInput,
+            ObjectRef::KernelInfo => CapKind::KernelInfo,
+        }
+    }
+}
+
+/// Objects the kernel may mint capabilities for out of nothing, with
+/// [`KernelCore::mint`](crate::KernelCore::mint). Channels are not here:
+/// a channel capability only comes from `create_channel`, from the service
+/// registry, or from another channel capability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mintable {
+    ServiceRegistry,
+    BootImage,
+    SerialInput,
+    KernelInfo,
+    Task(TaskId),
+    StorageObject(u64),
+}
+
+impl From<Mintable> for ObjectRef {
+    fn from(m: Mintable) -> Self {
+        match m {
+            Mintable::ServiceRegistry => ObjectRef::ServiceRegistry,
+            Mintable::BootImage => ObjectRef::BootImage,
+            Mintable::SerialInput => ObjectRef::SerialInput,
+            Mintable::KernelInfo => ObjectRef::KernelInfo,
+            Mintable::Task(t) => ObjectRef::Task(t),
+            Mintable::StorageObject(o) => ObjectRef::StorageObject(o),
+        }
+    }
+}
+
+/// Where a capability record currently is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Holder {
+    /// Installed in this task's capability space: usable by it.
+    Task(TaskId),
+    /// In kernel custody, inside a message queued on this channel.
+    Queued(ChannelRef),
+    /// In kernel custody, inside a message held back by fault injection
+    /// (see [`KernelCore::prepare_send`](crate::KernelCore::prepare_send)).
+    Parked,
+}
+
+/// The status of a record. Records that were dropped, moved away from a
+/// slot or invalidated no longer exist anywhere (the audit log remembers
+/// them), so a live record is either usable by its owner or in transit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CapStatus {
+    /// Installed in its owner's space; usable by that owner only.
+    Valid,
+    /// Carried by a message in kernel custody; usable by nobody until it
+    /// is delivered.
+    InTransit,
+}
+
+/// The authoritative record of one capability. See the module docs: no
+/// constructor outside this crate, not `Clone`.
+///
+/// ```compile_fail,E0451
+/// // A user crate cannot forge a capability record: the fields are private
+/// // and there is no public constructor.
+/// use pandagen_core::{Capability, CapId, Holder, ObjectRef};
+/// use pandagen_abi::{Rights, TaskId};
+/// let forged = Capability {
+///     id: CapId::from_raw(1),
+///     object: ObjectRef::ServiceRegistry,
+///     rights: Rights::ALL,
+///     holder: Holder::Task(TaskId::from_raw(1)),
+/// };
+/// ```
+///
+/// ```compile_fail,E0277
+/// // Nor can it copy one it can see.
+/// fn duplicate(c: &pandagen_core::Capability) -> pandagen_core::Capability {
+///     Clone::clone(c)
+/// }
+/// ```
+#[derive(Debug, PartialEq, Eq)]
+pub struct Capability {
+    id: CapId,
+    object: ObjectRef,
+    rights: Rights,
+    holder: Holder,
+}
+
+impl Capability {
+    pub(crate) fn new(id: CapId, object: ObjectRef, rights: Rights, holder: Holder) -> Self {
+        Capability {
+            id,
+            object,
+            rights,
+            holder,
+        }
+    }
+
+    pub fn id(&self) -> CapId {
+        self.id
+    }
+
+    pub fn kind(&self) -> CapKind {
+        self.object.kind()
+    }
+
+    pub fn object(&self) -> ObjectRef {
+        self.object
+    }
+
+    pub fn rights(&self) -> Rights {
+        self.rights
+    }
+
+    pub fn holder(&self) -> Holder {
+        self.holder
+    }
+
+    /// The owning task, if the record is installed in a space.
+    pub fn owner(&self) -> Option<TaskId> {
+        match self.holder {
+            Holder::Task(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> CapStatus {
+        match self.holder {
+            Holder::Task(_) => CapStatus::Valid,
+            Holder::Queued(_) | Holder::Parked => CapStatus::InTransit,
+        }
+    }
+
+    pub(crate) fn set_holder(&mut self, holder: Holder) {
+        self.holder = holder;
+    }
+
+    pub(crate) fn info(&self) -> CapInfo {
+        CapInfo {
+            id: self.id,
+            object: self.object,
+            rights: self.rights,
+        }
+    }
+}
+
+/// A copy of what a record says, without the authority: what `lookup`
+/// and `list_caps` return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CapInfo {
+    pub id: CapId,
+    pub object: ObjectRef,
+    pub rights: Rights,
+}
+
+impl CapInfo {
+    pub fn kind(&self) -> CapKind {
+        self.object.kind()
+    }
+}
+
+/// Why a capability use was refused (recorded in `InvalidUseAttempt`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidUse {
+    /// The calling task does not exist or has terminated.
+    CallerNotAlive,
+    /// The handle's slot is out of range or empty.
+    NoSuchCapability,
+    /// The slot was freed (and perhaps reused) since the handle was issued.
+    StaleHandle,
+    /// The capability designates an object of another kind.
+    WrongKind { expected: CapKind, found: CapKind },
+    /// The capability lacks a right the operation needs.
+    MissingRights(MissingRights),
+    /// The same handle was named twice in one operation that moves
+    /// capabilities (a message or a batch delegation).
+    DuplicateHandle,
+}
+
+struct Slot {
+    generation: u32,
+    cap: Option<Capability>,
+}
+
+/// One task's capability space: slots addressed by [`CapHandle`].
+///
+/// `get` is O(1); `install` is O(1) amortized (a LIFO free list, so a
+/// freed slot is reused first — its bumped generation keeps old handles
+/// dead); `remove` is O(1).
+pub(crate) struct CapSpace {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: u32,
+    limit: u32,
+}
+
+impl CapSpace {
+    pub(crate) fn new(limit: u32) -> Self {
+        CapSpace {
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            limit,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.live as usize
+    }
+
+    /// How many more capabilities fit.
+    pub(crate) fn room(&self) -> usize {
+        (self.limit - self.live) as usize
+    }
+
+    pub(crate) fn get(&self, handle: CapHandle) -> Result<&Capability, InvalidUse> {
+        let slot = self
+            .slots
+            .get(handle.index() as usize)
+            .ok_or(InvalidUse::NoSuchCapability)?;
+        match &slot.cap {
+            Some(cap) if slot.generation == handle.generation() => Ok(cap),
+            Some(_) => Err(InvalidUse::StaleHandle),
+            None if handle.generation() < slot.generation => Err(InvalidUse::StaleHandle),
+            None => Err(InvalidUse::NoSuchCapability),
+        }
+    }
+
+    /// Install a record; `None` if the space is full.
+    pub(crate) fn install(&mut self, cap: Capability) -> Result<CapHandle, Capability> {
+        if self.live >= self.limit {
+            return Err(cap);
+        }
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    generation: 1,
+                    cap: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.cap = Some(cap);
+        self.live += 1;
+        Ok(CapHandle::new(index, slot.generation))
+    }
+
+    /// Take the record out of a valid handle's slot and retire the handle.
+    pub(crate) fn remove(&mut self, handle: CapHandle) -> Option<Capability> {
+        self.get(handle).ok()?;
+        let index = handle.index();
+        let slot = &mut self.slots[index as usize];
+        let cap = slot.cap.take();
+        self.live -= 1;
+        // A slot whose generation would wrap is retired for good, so a
+        // handle can never come back to life.
+        if slot.generation < u32::MAX {
+            slot.generation += 1;
+            self.free.push(index);
+        }
+        cap
+    }
+
+    /// Take every record out (task termination).
+    pub(crate) fn drain(&mut self) -> Vec<Capability> {
+        let mut out = Vec::with_capacity(self.live as usize);
+        for index in 0..self.slots.len() {
+            let generation = self.slots[index].generation;
+            if self.slots[index].cap.is_some() {
+                if let Some(cap) = self.remove(CapHandle::new(index as u32, generation)) {
+                    out.push(cap);
+                }
+            }
+        }
+        out
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (CapHandle, &Capability)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.cap
+                .as_ref()
+                .map(|c| (CapHandle::new(i as u32, s.generation), c))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: u64) -> Capability {
+        Capability::new(
+            CapId(id),
+            ObjectRef::KernelInfo,
+            Rights::READ,
+            Holder::Task(TaskId::from_raw(1)),
+        )
+    }
+
+    #[test]
+    fn stale_handles_fail_after_removal_and_after_reuse() {
+        let mut space = CapSpace::new(8);
+        let a = space.install(record(1)).unwrap();
+        assert_eq!(space.get(a).unwrap().id(), CapId(1));
+        assert!(space.remove(a).is_some());
+        assert_eq!(space.get(a).unwrap_err(), InvalidUse::StaleHandle);
+        let b = space.install(record(2)).unwrap();
+        assert_eq!(b.index(), a.index(), "LIFO free list reuses the slot");
+        assert_ne!(b, a);
+        assert_eq!(space.get(a).unwrap_err(), InvalidUse::StaleHandle);
+        assert_eq!(space.get(b).unwrap().id(), CapId(2));
+        assert!(space.remove(a).is_none());
+    }
+
+    #[test]
+    fn guessed_handles_fail() {
+        let mut space = CapSpace::new(8);
+        let a = space.install(record(1)).unwrap();
+        assert_eq!(
+            space.get(CapHandle::new(5, 1)).unwrap_err(),
+            InvalidUse::NoSuchCapability
+        );
+        assert_eq!(
+            space.get(CapHandle::new(a.index(), 0)).unwrap_err(),
+            InvalidUse::StaleHandle
+        );
+        assert_eq!(
+            space.get(CapHandle::new(a.index(), 7)).unwrap_err(),
+            InvalidUse::StaleHandle
+        );
+    }
+
+    #[test]
+    fn the_space_is_bounded() {
+        let mut space = CapSpace::new(2);
+        space.install(record(1)).unwrap();
+        space.install(record(2)).unwrap();
+        assert_eq!(space.room(), 0);
+        assert!(space.install(record(3)).is_err());
+        assert_eq!(space.drain().len(), 2);
+        assert_eq!(space.len(), 0);
+    }
+}

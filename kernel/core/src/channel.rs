@@ -1,0 +1,216 @@
+//! Channels: bounded FIFO queues of messages.
+//!
+//! A message is the sender's `TaskId` (stamped by the kernel, so it cannot
+//! be forged), opaque bytes (the kernel never decodes them), and the
+//! capability records the sender moved into it. While a message is queued
+//! its capabilities are in kernel custody: nobody can use them.
+//!
+//! ## Lifetime and close semantics
+//!
+//! A channel has no owner. It is referenced by capability records, wherever
+//! they are (in a task's space or in transit), and counts them: all of
+//! them, those with `SEND`, those with `RECEIVE`.
+//!
+//! * **Closed** — when the last capability with `RECEIVE` goes away (dropped,
+//!   invalidated by its owner's death, or discarded in transit). Nobody can
+//!   ever receive again (a `RECEIVE` right can only be copied from an
+//!   existing one), so this is permanent. At that moment every queued
+//!   message is discarded and the capabilities it carried are invalidated
+//!   and audited (`Invalidated { reason: ChannelClosed }`), service
+//!   registrations naming the channel are removed, and later sends fail with
+//!   `SendFailed(ChannelClosed)`. Discarding may release the last capability
+//!   of another channel, which then closes too; the kernel core processes
+//!   such cascades iteratively.
+//! * **Drained** — when no capability with `SEND` exists, no service
+//!   registration names the channel (a lookup could make a new sender), and
+//!   the queue is empty. Receivers then get `ReceiveFailed(ChannelClosed)`
+//!   instead of waiting forever, and blocked receivers are woken.
+//! * **Destroyed** — when no capability references it at all. Its slot is
+//!   reused with a new generation, so a stale [`ChannelRef`] never names the
+//!   successor.
+//!
+//! A message may not carry a `RECEIVE` capability for the very channel it is
+//! sent on: that would make a channel that keeps itself open with nobody
+//! able to receive. Longer cycles (two channels each carrying the other's
+//! only receive capability) are possible and keep both alive until one is
+//! received; like `SCM_RIGHTS` cycles in Unix, they cost memory, not
+//! authority.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::fmt;
+use pandagen_abi::{CapHandle, TaskId};
+
+use crate::cap_table::Capability;
+use crate::sched::TaskList;
+
+/// A channel object, by slot index and generation. Kernel-internal naming:
+/// tasks name channels by capability handles, never by `ChannelRef`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChannelRef {
+    index: u32,
+    generation: u32,
+}
+
+impl ChannelRef {
+    pub const fn from_parts(index: u32, generation: u32) -> Self {
+        ChannelRef { index, generation }
+    }
+
+    pub const fn index(&self) -> u32 {
+        self.index
+    }
+
+    pub const fn generation(&self) -> u32 {
+        self.generation
+    }
+}
+
+impl fmt::Debug for ChannelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ch{}g{}", self.index, self.generation)
+    }
+}
+
+impl fmt::Display for ChannelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A message in kernel custody.
+pub(crate) struct Message {
+    pub(crate) seq: u64,
+    pub(crate) sender: TaskId,
+    pub(crate) sender_domain: u16,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) caps: Vec<Capability>,
+}
+
+/// A message handed to its receiver.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// The sending task, as the kernel saw it.
+    pub sender: TaskId,
+    /// The message bytes, exactly as sent.
+    pub bytes: Vec<u8>,
+    /// The capabilities the message carried, now installed in the
+    /// receiver's space, in the order the sender attached them.
+    pub caps: Vec<CapHandle>,
+    /// The kernel-wide send sequence number of the message: increasing in
+    /// send order, so a receiver seeing a smaller number after a larger one
+    /// on the same channel observed a reordering.
+    pub seq: u64,
+}
+
+pub(crate) struct Channel {
+    pub(crate) queue: VecDeque<Message>,
+    pub(crate) capacity: u32,
+    /// Capability records referencing the channel, anywhere.
+    pub(crate) refs: u32,
+    pub(crate) senders: u32,
+    pub(crate) receivers: u32,
+    /// Service registrations naming the channel.
+    pub(crate) registrations: u32,
+    /// Tasks blocked receiving, in arrival order.
+    pub(crate) waiters: TaskList,
+}
+
+impl Channel {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.receivers == 0
+    }
+
+    pub(crate) fn is_drained(&self) -> bool {
+        self.senders == 0 && self.registrations == 0 && self.queue.is_empty()
+    }
+}
+
+struct ChannelSlot {
+    generation: u32,
+    channel: Option<Channel>,
+}
+
+/// The table of channel objects (a slab with generations).
+pub(crate) struct ChannelTable {
+    slots: Vec<ChannelSlot>,
+    free: Vec<u32>,
+    live: usize,
+}
+
+impl ChannelTable {
+    pub(crate) fn new() -> Self {
+        ChannelTable {
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+        }
+    }
+
+    pub(crate) fn live(&self) -> usize {
+        self.live
+    }
+
+    pub(crate) fn create(&mut self, capacity: u32) -> ChannelRef {
+        let channel = Channel {
+            queue: VecDeque::new(),
+            capacity,
+            refs: 0,
+            senders: 0,
+            receivers: 0,
+            registrations: 0,
+            waiters: TaskList::EMPTY,
+        };
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(ChannelSlot {
+                    generation: 1,
+                    channel: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.channel = Some(channel);
+        self.live += 1;
+        ChannelRef::from_parts(index, slot.generation)
+    }
+
+    pub(crate) fn get(&self, r: ChannelRef) -> Option<&Channel> {
+        let slot = self.slots.get(r.index as usize)?;
+        if slot.generation != r.generation {
+            return None;
+        }
+        slot.channel.as_ref()
+    }
+
+    pub(crate) fn get_mut(&mut self, r: ChannelRef) -> Option<&mut Channel> {
+        let slot = self.slots.get_mut(r.index as usize)?;
+        if slot.generation != r.generation {
+            return None;
+        }
+        slot.channel.as_mut()
+    }
+
+    /// Free the channel's slot (it must hold no references any more).
+    pub(crate) fn destroy(&mut self, r: ChannelRef) {
+        if let Some(slot) = self.slots.get_mut(r.index as usize) {
+            if slot.generation == r.generation && slot.channel.take().is_some() {
+                self.live -= 1;
+                if slot.generation < u32::MAX {
+                    slot.generation += 1;
+                    self.free.push(r.index);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (ChannelRef, &Channel)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.channel
+                .as_ref()
+                .map(|c| (ChannelRef::from_parts(i as u32, s.generation), c))
+        })
+    }
+}

@@ -1,0 +1,406 @@
+//! Channels and messages: create, send (direct or parked for fault
+//! injection), receive, and the queries and hooks the simulator needs.
+//!
+//! The send and receive paths are O(1) apart from the byte copy the caller
+//! already made (the bytes arrive as a `Vec` and leave as the same `Vec`)
+//! and O(k) in the k ≤ `max_caps_per_message` capabilities carried. A
+//! message without capabilities allocates nothing beyond queue growth.
+
+use alloc::vec::Vec;
+use pandagen_abi::error::{ReceiveError, Resource, SendError};
+use pandagen_abi::{CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
+
+use super::KernelCore;
+use crate::audit::{CapabilityEvent, InvalidationReason};
+use crate::cap_table::{Holder, ObjectRef};
+use crate::channel::{ChannelRef, Delivered, Message};
+use crate::task::WakeReason;
+
+/// A message the kernel has accepted but not yet queued: the handle for
+/// fault injection (delay, drop). Its capabilities are in kernel custody.
+/// It must be given back to [`KernelCore::enqueue`] or
+/// [`KernelCore::discard`]; it is deliberately not `Clone`, so it can be
+/// consumed once. One that is lost stays in custody (its capabilities
+/// remain counted and visible to `check_invariants` via `parked_count`).
+#[must_use = "a parked message must be enqueued or discarded"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct ParkedMessage {
+    token: u64,
+    channel: ChannelRef,
+}
+
+impl ParkedMessage {
+    /// The channel the message was sent on.
+    pub fn channel(&self) -> ChannelRef {
+        self.channel
+    }
+}
+
+impl KernelCore {
+    /// Create a channel with the default queue bound and give the caller a
+    /// capability with `SEND | RECEIVE | GRANT | TRANSFER` (audited as
+    /// `Granted { from: None }`). Cost: O(1).
+    pub fn create_channel(
+        &mut self,
+        caller: TaskId,
+        now: Instant,
+    ) -> Result<CapHandle, KernelError> {
+        let capacity = self.config.default_queue_capacity;
+        self.create_channel_with_capacity(caller, capacity, now)
+    }
+
+    /// Create a channel whose queue holds at most `capacity` messages
+    /// (clamped to `1..=max_queue_capacity`).
+    pub fn create_channel_with_capacity(
+        &mut self,
+        caller: TaskId,
+        capacity: u32,
+        now: Instant,
+    ) -> Result<CapHandle, KernelError> {
+        self.require_room(caller, 1)?;
+        if self.channels.live() >= self.config.max_channels {
+            return Err(KernelError::ResourceExhausted(Resource::Channels));
+        }
+        let capacity = capacity.clamp(1, self.config.max_queue_capacity.max(1));
+        let ch = self.channels.create(capacity);
+        let rights = Rights::SEND | Rights::RECEIVE | Rights::GRANT | Rights::TRANSFER;
+        let cap = self.new_record(ObjectRef::Channel(ch), rights, caller);
+        self.audit.record(
+            now,
+            CapabilityEvent::Granted {
+                cap: cap.id(),
+                kind: CapKind::Channel,
+                rights,
+                from: None,
+                to: caller,
+                source: None,
+            },
+        );
+        Ok(self.install(caller, cap))
+    }
+
+    /// The channel object a channel capability designates (validated like
+    /// a use with no required rights; refusals are audited).
+    pub fn channel_of(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        now: Instant,
+    ) -> Result<ChannelRef, KernelError> {
+        let info = self.validate(caller, handle, Some(CapKind::Channel), Rights::NONE, now)?;
+        match info.object {
+            ObjectRef::Channel(ch) => Ok(ch),
+            _ => unreachable!("kind checked"),
+        }
+    }
+
+    /// Send `bytes` and move the capabilities `caps` (each needing
+    /// `TRANSFER`, none repeated, none a `RECEIVE` capability for this same
+    /// channel) on the channel `handle` names (needing `SEND`). Never
+    /// blocks. On success the message is queued, the longest-waiting
+    /// receiver (if any) is woken, and the message's sequence number is
+    /// returned. On error nothing changed: the caller keeps its
+    /// capabilities.
+    ///
+    /// Errors: refusals as for `lookup`; `SendFailed(ChannelClosed |
+    /// QueueFull | MessageTooLarge | TooManyCapabilities |
+    /// ReceiveRightOnOwnChannel)`.
+    pub fn send(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        bytes: Vec<u8>,
+        caps: &[CapHandle],
+        now: Instant,
+    ) -> Result<u64, KernelError> {
+        let (ch, msg) = self.accept(caller, handle, bytes, caps, now)?;
+        Ok(self.push(ch, msg))
+    }
+
+    /// The first half of `send`, for fault injection: validate exactly as
+    /// `send` does (including the queue-full and closed checks, so the
+    /// sender sees the same errors), move the capabilities into kernel
+    /// custody, and hold the message back. Finish with
+    /// [`KernelCore::enqueue`] (deliver late) or [`KernelCore::discard`]
+    /// (lose it).
+    pub fn prepare_send(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        bytes: Vec<u8>,
+        caps: &[CapHandle],
+        now: Instant,
+    ) -> Result<ParkedMessage, KernelError> {
+        let (ch, mut msg) = self.accept(caller, handle, bytes, caps, now)?;
+        for cap in &mut msg.caps {
+            cap.set_holder(Holder::Parked);
+        }
+        let token = self.next_parked;
+        self.next_parked += 1;
+        self.parked.insert(token, (ch, msg));
+        Ok(ParkedMessage { token, channel: ch })
+    }
+
+    /// Queue a parked message now. If its channel has closed (or been
+    /// destroyed) or its queue is full, the message is discarded instead —
+    /// its capabilities invalidated and audited as
+    /// `Invalidated { MessageDiscarded }` — and the error says why. Returns
+    /// the sequence number on success.
+    pub fn enqueue(&mut self, parked: ParkedMessage, now: Instant) -> Result<u64, KernelError> {
+        let Some((ch, msg)) = self.parked.remove(&parked.token) else {
+            // Tokens are unique and consumed by value; this is unreachable
+            // unless a token was forged, which the API does not allow.
+            return Err(KernelError::SendFailed(SendError::ChannelClosed));
+        };
+        let refusal = match self.channels.get(ch) {
+            None => Some(SendError::ChannelClosed),
+            Some(c) if c.is_closed() => Some(SendError::ChannelClosed),
+            Some(c) if c.queue.len() >= c.capacity as usize => Some(SendError::QueueFull),
+            Some(_) => None,
+        };
+        match refusal {
+            Some(e) => {
+                self.discard_message(msg, InvalidationReason::MessageDiscarded, now);
+                Err(KernelError::SendFailed(e))
+            }
+            None => Ok(self.push(ch, msg)),
+        }
+    }
+
+    /// Lose a parked message: its capabilities are invalidated and audited
+    /// as `Invalidated { MessageDiscarded }`.
+    pub fn discard(&mut self, parked: ParkedMessage, now: Instant) {
+        if let Some((_, msg)) = self.parked.remove(&parked.token) {
+            self.discard_message(msg, InvalidationReason::MessageDiscarded, now);
+        }
+    }
+
+    /// Messages currently parked.
+    pub fn parked_count(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// Take the next message from the channel `handle` names (needing
+    /// `RECEIVE`) without blocking: `Ok(None)` if the queue is empty. The
+    /// carried capabilities are installed in the caller's space, each
+    /// audited as `Delegated { from: sender, via: Some(channel) }` (plus
+    /// `CrossDomainDelegation` across domains).
+    ///
+    /// Errors: refusals as for `lookup`; `ReceiveFailed(ChannelClosed)` if
+    /// the queue is empty and no message can ever arrive (see
+    /// [`crate::channel`]); `ResourceExhausted(CapabilitySlots)` if the
+    /// caller has no room for the carried capabilities (the message stays
+    /// queued).
+    pub fn receive(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        now: Instant,
+    ) -> Result<Option<Delivered>, KernelError> {
+        let ch = self.receivable(caller, handle, now)?;
+        self.take(caller, ch, now)
+    }
+
+    /// Validate a receive on `handle`, returning the channel.
+    pub(super) fn receivable(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        now: Instant,
+    ) -> Result<ChannelRef, KernelError> {
+        let info = self.validate(caller, handle, Some(CapKind::Channel), Rights::RECEIVE, now)?;
+        match info.object {
+            ObjectRef::Channel(ch) => Ok(ch),
+            _ => unreachable!("kind checked"),
+        }
+    }
+
+    /// Deliver the head of `ch`'s queue to `caller` (already validated).
+    pub(super) fn take(
+        &mut self,
+        caller: TaskId,
+        ch: ChannelRef,
+        now: Instant,
+    ) -> Result<Option<Delivered>, KernelError> {
+        let c = self
+            .channels
+            .get(ch)
+            .expect("a valid channel capability keeps its channel alive");
+        let Some(head) = c.queue.front() else {
+            return if c.is_drained() {
+                Err(KernelError::ReceiveFailed(ReceiveError::ChannelClosed))
+            } else {
+                Ok(None)
+            };
+        };
+        self.require_room(caller, head.caps.len())?;
+        let msg = self
+            .channels
+            .get_mut(ch)
+            .and_then(|c| c.queue.pop_front())
+            .expect("head checked above");
+        let mut handles = Vec::new();
+        if !msg.caps.is_empty() {
+            handles.reserve_exact(msg.caps.len());
+            for cap in msg.caps {
+                let (id, kind) = (cap.id(), cap.kind());
+                handles.push(self.install(caller, cap));
+                self.audit.record(
+                    now,
+                    CapabilityEvent::Delegated {
+                        cap: id,
+                        kind,
+                        from: msg.sender,
+                        to: caller,
+                        via: Some(ch),
+                    },
+                );
+                self.audit_domains(id, msg.sender, msg.sender_domain, caller, now);
+            }
+        }
+        self.settle_channel(ch);
+        Ok(Some(Delivered {
+            sender: msg.sender,
+            bytes: msg.bytes,
+            caps: handles,
+            seq: msg.seq,
+        }))
+    }
+
+    /// Remove the next message from the channel `handle` names (needing
+    /// `RECEIVE`) without delivering it: a message lost in the kernel, for
+    /// fault injection. Its capabilities are invalidated and audited.
+    /// Returns whether there was a message.
+    pub fn discard_next(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        now: Instant,
+    ) -> Result<bool, KernelError> {
+        let ch = self.receivable(caller, handle, now)?;
+        let Some(msg) = self.channels.get_mut(ch).and_then(|c| c.queue.pop_front()) else {
+            return Ok(false);
+        };
+        self.discard_message(msg, InvalidationReason::MessageDiscarded, now);
+        self.settle_channel(ch);
+        Ok(true)
+    }
+
+    /// Fault injection: swap the queued messages at positions `i` and `j`
+    /// (0 = next to be received). Returns false (and changes nothing) if
+    /// either position is out of range or the channel does not exist.
+    pub fn swap_queued(&mut self, ch: ChannelRef, i: usize, j: usize) -> bool {
+        match self.channels.get_mut(ch) {
+            Some(c) if i < c.queue.len() && j < c.queue.len() => {
+                c.queue.swap(i, j);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Messages queued on `ch` (`None` if it does not exist).
+    pub fn queue_len(&self, ch: ChannelRef) -> Option<usize> {
+        self.channels.get(ch).map(|c| c.queue.len())
+    }
+
+    /// The queue bound of `ch`.
+    pub fn queue_capacity(&self, ch: ChannelRef) -> Option<usize> {
+        self.channels.get(ch).map(|c| c.capacity as usize)
+    }
+
+    /// Whether `ch` is closed (no receive capability left). A destroyed
+    /// channel reads as closed.
+    pub fn is_channel_closed(&self, ch: ChannelRef) -> bool {
+        self.channels.get(ch).is_none_or(|c| c.is_closed())
+    }
+
+    /// Whether `ch` exists (some capability still references it).
+    pub fn channel_exists(&self, ch: ChannelRef) -> bool {
+        self.channels.get(ch).is_some()
+    }
+
+    /// Number of live channel objects.
+    pub fn channel_count(&self) -> usize {
+        self.channels.live()
+    }
+
+    /// Validate a send and build the message, moving the capabilities out
+    /// of the caller's space. Nothing changes on error.
+    fn accept(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        bytes: Vec<u8>,
+        caps: &[CapHandle],
+        now: Instant,
+    ) -> Result<(ChannelRef, Message), KernelError> {
+        let info = self.validate(caller, handle, Some(CapKind::Channel), Rights::SEND, now)?;
+        let ObjectRef::Channel(ch) = info.object else {
+            unreachable!("kind checked");
+        };
+        let c = self
+            .channels
+            .get(ch)
+            .expect("a valid channel capability keeps its channel alive");
+        if c.is_closed() {
+            return Err(KernelError::SendFailed(SendError::ChannelClosed));
+        }
+        if c.queue.len() >= c.capacity as usize {
+            return Err(KernelError::SendFailed(SendError::QueueFull));
+        }
+        if bytes.len() > self.config.max_message_bytes {
+            return Err(KernelError::SendFailed(SendError::MessageTooLarge {
+                len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                max: self.config.max_message_bytes as u32,
+            }));
+        }
+        if caps.len() > self.config.max_caps_per_message {
+            return Err(KernelError::SendFailed(SendError::TooManyCapabilities));
+        }
+        let mut moved = Vec::new();
+        if !caps.is_empty() {
+            self.validate_moves(caller, caps, now)?;
+            let task = self.tasks.get(caller).expect("caller validated");
+            for &h in caps {
+                let cap = task.space.get(h).expect("handle validated");
+                if cap.object() == ObjectRef::Channel(ch) && cap.rights().contains(Rights::RECEIVE)
+                {
+                    return Err(KernelError::SendFailed(SendError::ReceiveRightOnOwnChannel));
+                }
+            }
+            moved.reserve_exact(caps.len());
+            let task = self.tasks.get_mut(caller).expect("caller validated");
+            for &h in caps {
+                let mut cap = task.space.remove(h).expect("handle validated");
+                cap.set_holder(Holder::Queued(ch));
+                moved.push(cap);
+            }
+        }
+        let sender_domain = self.domain_of(caller).unwrap_or(0);
+        let seq = self.next_seq();
+        Ok((
+            ch,
+            Message {
+                seq,
+                sender: caller,
+                sender_domain,
+                bytes,
+                caps: moved,
+            },
+        ))
+    }
+
+    /// Append an accepted message to `ch` (room and openness checked) and
+    /// wake one waiting receiver.
+    fn push(&mut self, ch: ChannelRef, mut msg: Message) -> u64 {
+        for cap in &mut msg.caps {
+            cap.set_holder(Holder::Queued(ch));
+        }
+        let seq = msg.seq;
+        let c = self.channels.get_mut(ch).expect("checked by the caller");
+        c.queue.push_back(msg);
+        self.wake_one(ch, WakeReason::MessageArrived);
+        seq
+    }
+}

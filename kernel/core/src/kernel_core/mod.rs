@@ -1,0 +1,408 @@
+//! [`KernelCore`]: the object model both kernels drive.
+//!
+//! Every operation names the calling task explicitly and receives the
+//! current time when it needs one; the core reads no clock and keeps no
+//! "current task". The real kernel wraps one `KernelCore` in a lock and
+//! calls it from its syscall dispatcher; the simulator owns one directly.
+//!
+//! The `impl` is split by concern: `tasks` (lifecycle and identity),
+//! `caps` (capability operations), `ipc` (channels and messages),
+//! `services` (registry), `blocking` (scheduling and waits), `invariants`.
+
+mod blocking;
+mod caps;
+mod invariants;
+mod ipc;
+mod services;
+mod tasks;
+
+pub use blocking::RecvOutcome;
+pub use invariants::InvariantViolation;
+pub use ipc::ParkedMessage;
+pub use tasks::TaskInfo;
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use pandagen_abi::envelope::MAX_MESSAGE_BYTES;
+use pandagen_abi::error::Resource;
+use pandagen_abi::{
+    CapHandle, CapKind, ExitNotification, Instant, KernelError, Rights, TaskId, TrustDomain,
+};
+
+use crate::audit::{AuditLog, CapabilityEvent, InvalidationReason};
+use crate::cap_table::{CapId, CapInfo, Capability, Holder, InvalidUse, ObjectRef};
+use crate::channel::{ChannelRef, ChannelTable, Message};
+use crate::registry::Registry;
+use crate::sched::Scheduler;
+use crate::task::{IdentityTable, TaskTable, WakeReason};
+
+/// Bounds and defaults. Everything the kernel stores is bounded by one of
+/// these, except the identity table (one entry per execution ever
+/// created, kept for supervision) and the parked-message set (fault
+/// injection only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// Audit events kept in the ring buffer.
+    pub audit_capacity: usize,
+    /// Queue bound of a channel made by `create_channel`.
+    pub default_queue_capacity: u32,
+    /// Largest queue bound `create_channel_with_capacity` accepts.
+    pub max_queue_capacity: u32,
+    /// Capability slots per task.
+    pub max_caps_per_task: u32,
+    /// Largest message, in bytes.
+    pub max_message_bytes: usize,
+    /// Most capabilities one message may carry.
+    pub max_caps_per_message: usize,
+    /// Most live channels.
+    pub max_channels: usize,
+    /// Most registered services.
+    pub max_services: usize,
+    /// Exit notifications kept until cleared (the oldest is pushed out
+    /// beyond this; see `exit_notifications_dropped`).
+    pub exit_notification_capacity: usize,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            audit_capacity: 4096,
+            default_queue_capacity: 64,
+            max_queue_capacity: 4096,
+            max_caps_per_task: 1024,
+            max_message_bytes: MAX_MESSAGE_BYTES,
+            max_caps_per_message: 8,
+            max_channels: 1 << 16,
+            max_services: 256,
+            exit_notification_capacity: 1024,
+        }
+    }
+}
+
+/// The kernel's object model: tasks and identities, capability spaces,
+/// channels, the service registry, scheduling state and the audit log.
+pub struct KernelCore {
+    config: CoreConfig,
+    tasks: TaskTable,
+    identities: IdentityTable,
+    /// Interned trust domains; tasks and messages store an index.
+    domains: Vec<TrustDomain>,
+    channels: ChannelTable,
+    registry: Registry,
+    sched: Scheduler,
+    audit: AuditLog,
+    exits: Vec<ExitNotification>,
+    exits_dropped: u64,
+    parked: BTreeMap<u64, (ChannelRef, Message)>,
+    next_cap: u64,
+    next_seq: u64,
+    next_parked: u64,
+}
+
+impl Default for KernelCore {
+    fn default() -> Self {
+        Self::new(CoreConfig::default())
+    }
+}
+
+impl KernelCore {
+    pub fn new(config: CoreConfig) -> Self {
+        KernelCore {
+            config,
+            tasks: TaskTable::new(),
+            identities: IdentityTable::new(),
+            domains: Vec::new(),
+            channels: ChannelTable::new(),
+            registry: Registry::new(),
+            sched: Scheduler::new(),
+            audit: AuditLog::new(config.audit_capacity),
+            exits: Vec::new(),
+            exits_dropped: 0,
+            parked: BTreeMap::new(),
+            next_cap: 1,
+            next_seq: 1,
+            next_parked: 1,
+        }
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// The capability audit log.
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// The audit log, to clear it.
+    pub fn audit_log_mut(&mut self) -> &mut AuditLog {
+        &mut self.audit
+    }
+
+    // ---- shared helpers -------------------------------------------------
+
+    fn new_cap_id(&mut self) -> CapId {
+        let id = CapId::from_raw(self.next_cap);
+        self.next_cap += 1;
+        id
+    }
+
+    fn intern_domain(&mut self, domain: TrustDomain) -> u16 {
+        if let Some(i) = self.domains.iter().position(|d| *d == domain) {
+            return i as u16;
+        }
+        self.domains.push(domain);
+        (self.domains.len() - 1) as u16
+    }
+
+    fn domain(&self, index: u16) -> &TrustDomain {
+        &self.domains[index as usize]
+    }
+
+    fn domain_of(&self, task: TaskId) -> Option<u16> {
+        self.tasks.get(task).map(|t| t.domain)
+    }
+
+    /// Read-only validation of a use of `handle` by `caller`.
+    fn check(
+        &self,
+        caller: TaskId,
+        handle: CapHandle,
+        kind: Option<CapKind>,
+        required: Rights,
+    ) -> Result<&Capability, InvalidUse> {
+        let task = self.tasks.get(caller).ok_or(InvalidUse::CallerNotAlive)?;
+        let cap = task.space.get(handle)?;
+        if let Some(expected) = kind {
+            if cap.kind() != expected {
+                return Err(InvalidUse::WrongKind {
+                    expected,
+                    found: cap.kind(),
+                });
+            }
+        }
+        if !cap.rights().contains(required) {
+            return Err(InvalidUse::MissingRights(
+                pandagen_abi::error::MissingRights {
+                    required,
+                    held: cap.rights(),
+                },
+            ));
+        }
+        Ok(cap)
+    }
+
+    /// Validate a use; a refusal is audited as `InvalidUseAttempt`.
+    fn validate(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        kind: Option<CapKind>,
+        required: Rights,
+        now: Instant,
+    ) -> Result<CapInfo, KernelError> {
+        match self.check(caller, handle, kind, required) {
+            Ok(cap) => Ok(cap.info()),
+            Err(reason) => Err(self.refuse(caller, handle, reason, now)),
+        }
+    }
+
+    fn refuse(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        reason: InvalidUse,
+        now: Instant,
+    ) -> KernelError {
+        self.audit.record(
+            now,
+            CapabilityEvent::InvalidUseAttempt {
+                task: caller,
+                handle,
+                reason,
+            },
+        );
+        match reason {
+            InvalidUse::CallerNotAlive => KernelError::TaskNotFound(caller),
+            InvalidUse::NoSuchCapability
+            | InvalidUse::StaleHandle
+            | InvalidUse::DuplicateHandle => KernelError::InvalidCapability,
+            InvalidUse::WrongKind { expected, found } => {
+                KernelError::WrongCapabilityKind { expected, found }
+            }
+            InvalidUse::MissingRights(_) => KernelError::InsufficientAuthority,
+        }
+    }
+
+    /// Create a new record for `owner` (not yet installed) and account for
+    /// it in its object's reference counts.
+    fn new_record(&mut self, object: ObjectRef, rights: Rights, owner: TaskId) -> Capability {
+        if let ObjectRef::Channel(ch) = object {
+            if let Some(c) = self.channels.get_mut(ch) {
+                c.refs += 1;
+                if rights.contains(Rights::SEND) {
+                    c.senders += 1;
+                }
+                if rights.contains(Rights::RECEIVE) {
+                    c.receivers += 1;
+                }
+            }
+        }
+        let id = self.new_cap_id();
+        Capability::new(id, object, rights, Holder::Task(owner))
+    }
+
+    /// Install a record in a live task's space (the caller checked room).
+    fn install(&mut self, owner: TaskId, mut cap: Capability) -> CapHandle {
+        cap.set_holder(Holder::Task(owner));
+        let task = self
+            .tasks
+            .get_mut(owner)
+            .expect("install target checked alive by the caller");
+        match task.space.install(cap) {
+            Ok(h) => h,
+            Err(_) => unreachable!("install target room checked by the caller"),
+        }
+    }
+
+    fn room(&self, task: TaskId) -> Result<usize, KernelError> {
+        self.tasks
+            .get(task)
+            .map(|t| t.space.room())
+            .ok_or(KernelError::TaskNotFound(task))
+    }
+
+    fn require_room(&self, task: TaskId, needed: usize) -> Result<(), KernelError> {
+        if self.room(task)? < needed {
+            return Err(KernelError::ResourceExhausted(Resource::CapabilitySlots));
+        }
+        Ok(())
+    }
+
+    /// Audit a cross-domain move or copy of `cap` from `from` to `to`.
+    fn audit_domains(
+        &mut self,
+        cap: CapId,
+        from: TaskId,
+        from_domain: u16,
+        to: TaskId,
+        now: Instant,
+    ) {
+        let Some(to_domain) = self.domain_of(to) else {
+            return;
+        };
+        if from_domain != to_domain {
+            let event = CapabilityEvent::CrossDomainDelegation {
+                cap,
+                from,
+                to,
+                from_domain: self.domain(from_domain).clone(),
+                to_domain: self.domain(to_domain).clone(),
+            };
+            self.audit.record(now, event);
+        }
+    }
+
+    /// Invalidate every capability carried by `msg` (audited), then
+    /// release them.
+    fn discard_message(&mut self, msg: Message, reason: InvalidationReason, now: Instant) {
+        for cap in msg.caps {
+            self.audit.record(
+                now,
+                CapabilityEvent::Invalidated {
+                    cap: cap.id(),
+                    kind: cap.kind(),
+                    holder: None,
+                    reason,
+                },
+            );
+            self.retire(cap, now);
+        }
+    }
+
+    /// A record has stopped existing (its event is already audited):
+    /// release its references. Closing a channel discards its queue, which
+    /// may release further records and close further channels; that cascade
+    /// is handled here with an explicit work list, never by recursion.
+    fn retire(&mut self, first: Capability, now: Instant) {
+        let mut work: Vec<Capability> = Vec::new();
+        let mut next = Some(first);
+        while let Some(cap) = next.take().or_else(|| work.pop()) {
+            let ObjectRef::Channel(ch) = cap.object() else {
+                continue;
+            };
+            let rights = cap.rights();
+            let Some(c) = self.channels.get_mut(ch) else {
+                continue;
+            };
+            c.refs -= 1;
+            if rights.contains(Rights::SEND) {
+                c.senders -= 1;
+            }
+            let closing = rights.contains(Rights::RECEIVE) && {
+                c.receivers -= 1;
+                c.receivers == 0
+            };
+            if closing {
+                let queue = core::mem::take(&mut c.queue);
+                self.unregister_channel(ch);
+                self.wake_all(ch, WakeReason::ChannelClosed);
+                for msg in queue {
+                    for carried in msg.caps {
+                        self.audit.record(
+                            now,
+                            CapabilityEvent::Invalidated {
+                                cap: carried.id(),
+                                kind: carried.kind(),
+                                holder: None,
+                                reason: InvalidationReason::ChannelClosed,
+                            },
+                        );
+                        work.push(carried);
+                    }
+                }
+            }
+            self.settle_channel(ch);
+        }
+    }
+
+    /// After a channel's counts changed: wake receivers if it can never
+    /// deliver again, destroy it if nothing references it.
+    fn settle_channel(&mut self, ch: ChannelRef) {
+        let Some(c) = self.channels.get(ch) else {
+            return;
+        };
+        if c.refs == 0 {
+            debug_assert!(c.queue.is_empty() && c.waiters.len() == 0);
+            self.channels.destroy(ch);
+        } else if c.is_drained() && c.waiters.len() > 0 {
+            self.wake_all(ch, WakeReason::ChannelClosed);
+        }
+    }
+
+    /// Wake every task blocked receiving on `ch`.
+    fn wake_all(&mut self, ch: ChannelRef, reason: WakeReason) {
+        while self.wake_one(ch, reason) {}
+    }
+
+    /// Wake the longest-waiting receiver on `ch`, if any.
+    fn wake_one(&mut self, ch: ChannelRef, reason: WakeReason) -> bool {
+        let Some(c) = self.channels.get_mut(ch) else {
+            return false;
+        };
+        let Some(slot) = c.waiters.head() else {
+            return false;
+        };
+        self.sched.wake(slot, Some(&mut c.waiters));
+        if let Some(t) = self.tasks.by_slot_mut(slot) {
+            t.wake = Some(reason);
+        }
+        true
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+}

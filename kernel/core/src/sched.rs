@@ -1,0 +1,514 @@
+//! Scheduling policy: who runs next, who is blocked on what, and who wakes
+//! when. Context switching is not here; the real kernel does it, and the
+//! simulator does not need it.
+//!
+//! Tasks are named by their slot index in the task table (`u32`). Every
+//! task is in exactly one state: not scheduled (`Inactive`), `Ready` (in
+//! the ready list of its priority), `Running` (picked, in no list) or
+//! `Blocked` (possibly in one channel's wait list and possibly in the
+//! deadline index). A task is never in two lists at once, so one
+//! `prev`/`next` pair per task serves both the ready lists and the channel
+//! wait lists: the lists are intrusive and need no allocation.
+//!
+//! Costs (n = number of tasks):
+//!
+//! | operation                 | cost                       |
+//! |---------------------------|----------------------------|
+//! | `make_ready`              | O(1)                       |
+//! | `pick_next`               | O(1) (bitmap of non-empty levels + list head) |
+//! | `yield_running`           | O(1)                       |
+//! | `block` without deadline  | O(1)                       |
+//! | `block` with deadline     | O(log n) (`BTreeSet` insert) |
+//! | `wake` / `deactivate`     | O(1), or O(log n) if a deadline is removed |
+//! | `next_deadline`           | O(log n)                   |
+//! | `pop_expired`             | O(log n) per woken task    |
+//! | `set_priority`            | O(1)                       |
+
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+use pandagen_abi::{Instant, Priority};
+
+use crate::channel::ChannelRef;
+
+/// The "no task" link value.
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// Number of priority levels, fixed by the ABI.
+const LEVELS: usize = Priority::LEVELS;
+
+/// A FIFO of task slots threaded through the scheduler's links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TaskList {
+    head: u32,
+    tail: u32,
+    len: u32,
+}
+
+impl TaskList {
+    pub(crate) const EMPTY: TaskList = TaskList {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+    };
+
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub(crate) fn head(&self) -> Option<u32> {
+        (self.head != NIL).then_some(self.head)
+    }
+}
+
+impl Default for TaskList {
+    fn default() -> Self {
+        TaskList::EMPTY
+    }
+}
+
+/// What a blocked task waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockedOn {
+    /// A message on `channel`, until `deadline` (`None`: forever).
+    Receive {
+        channel: ChannelRef,
+        deadline: Option<Instant>,
+    },
+    /// Nothing but time.
+    Sleep { until: Instant },
+}
+
+impl BlockedOn {
+    pub fn deadline(&self) -> Option<Instant> {
+        match *self {
+            BlockedOn::Receive { deadline, .. } => deadline,
+            BlockedOn::Sleep { until } => Some(until),
+        }
+    }
+}
+
+/// A task's scheduling state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedState {
+    /// Not scheduled: the slot is free or the task has terminated.
+    Inactive,
+    /// Waiting in its priority's ready list.
+    Ready,
+    /// Picked by `pick_next` and not yet put back.
+    Running,
+    /// Waiting for a message or a time.
+    Blocked(BlockedOn),
+}
+
+#[derive(Clone, Copy)]
+struct Link {
+    prev: u32,
+    next: u32,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    link: Link,
+    state: SchedState,
+    priority: u8,
+}
+
+/// The scheduler's per-task bookkeeping and ready lists.
+pub(crate) struct Scheduler {
+    entries: Vec<Entry>,
+    ready: [TaskList; LEVELS],
+    /// Bit `p` is set iff `ready[p]` is non-empty.
+    nonempty: u32,
+    deadlines: BTreeSet<(Instant, u32)>,
+}
+
+impl Scheduler {
+    pub(crate) fn new() -> Self {
+        Scheduler {
+            entries: Vec::new(),
+            ready: [TaskList::EMPTY; LEVELS],
+            nonempty: 0,
+            deadlines: BTreeSet::new(),
+        }
+    }
+
+    fn entry(&mut self, slot: u32) -> &mut Entry {
+        let i = slot as usize;
+        if i >= self.entries.len() {
+            self.entries.resize(
+                i + 1,
+                Entry {
+                    link: Link {
+                        prev: NIL,
+                        next: NIL,
+                    },
+                    state: SchedState::Inactive,
+                    priority: 0,
+                },
+            );
+        }
+        &mut self.entries[i]
+    }
+
+    pub(crate) fn state(&self, slot: u32) -> SchedState {
+        self.entries
+            .get(slot as usize)
+            .map_or(SchedState::Inactive, |e| e.state)
+    }
+
+    pub(crate) fn priority(&self, slot: u32) -> Priority {
+        Priority(self.entries.get(slot as usize).map_or(0, |e| e.priority))
+    }
+
+    /// Start scheduling a new task: it joins the tail of its ready list.
+    pub(crate) fn activate(&mut self, slot: u32, priority: Priority) {
+        let level = clamp(priority);
+        let e = self.entry(slot);
+        e.priority = level;
+        e.state = SchedState::Inactive;
+        self.make_ready(slot);
+    }
+
+    /// Put a task at the tail of its ready list. No effect if it is
+    /// already ready; a blocked task is woken (its wait list and deadline
+    /// are the caller's to clear first: use [`Scheduler::wake`]).
+    fn make_ready(&mut self, slot: u32) {
+        let level = self.entry(slot).priority as usize;
+        self.entries[slot as usize].state = SchedState::Ready;
+        let mut list = self.ready[level];
+        self.push_back(&mut list, slot);
+        self.ready[level] = list;
+        self.nonempty |= 1 << level;
+    }
+
+    fn unready(&mut self, slot: u32) {
+        let level = self.entries[slot as usize].priority as usize;
+        let mut list = self.ready[level];
+        self.unlink(&mut list, slot);
+        self.ready[level] = list;
+        if list.len == 0 {
+            self.nonempty &= !(1 << level);
+        }
+    }
+
+    /// The highest-priority ready task, removed from its list and marked
+    /// running. Equal priorities come out in FIFO order, which with
+    /// [`Scheduler::yield_running`] gives round-robin.
+    pub(crate) fn pick_next(&mut self) -> Option<u32> {
+        if self.nonempty == 0 {
+            return None;
+        }
+        let level = 31 - self.nonempty.leading_zeros() as usize;
+        let mut list = self.ready[level];
+        let slot = list.head;
+        self.unlink(&mut list, slot);
+        self.ready[level] = list;
+        if list.len == 0 {
+            self.nonempty &= !(1 << level);
+        }
+        self.entries[slot as usize].state = SchedState::Running;
+        Some(slot)
+    }
+
+    /// A running task gives up the CPU (time slice over or voluntary
+    /// yield): it goes to the tail of its ready list. Returns false if the
+    /// task was not running.
+    pub(crate) fn yield_running(&mut self, slot: u32) -> bool {
+        if self.state(slot) != SchedState::Running {
+            return false;
+        }
+        self.make_ready(slot);
+        true
+    }
+
+    /// Block a ready or running task. If `wait_list` is given the task
+    /// joins its tail; a deadline enters the deadline index.
+    pub(crate) fn block(&mut self, slot: u32, on: BlockedOn, wait_list: Option<&mut TaskList>) {
+        match self.state(slot) {
+            SchedState::Ready => self.unready(slot),
+            SchedState::Running => {}
+            // Blocking an inactive or already blocked task is a caller bug;
+            // the kernel core never does it (checked by the invariants).
+            SchedState::Inactive | SchedState::Blocked(_) => return,
+        }
+        self.entries[slot as usize].state = SchedState::Blocked(on);
+        if let Some(list) = wait_list {
+            self.push_back(list, slot);
+        }
+        if let Some(deadline) = on.deadline() {
+            self.deadlines.insert((deadline, slot));
+        }
+    }
+
+    /// Wake a blocked task: remove it from `wait_list` (the list it waits
+    /// in, if any) and the deadline index, and make it ready.
+    pub(crate) fn wake(&mut self, slot: u32, wait_list: Option<&mut TaskList>) {
+        let SchedState::Blocked(on) = self.state(slot) else {
+            return;
+        };
+        if let Some(list) = wait_list {
+            self.unlink(list, slot);
+        }
+        if let Some(deadline) = on.deadline() {
+            self.deadlines.remove(&(deadline, slot));
+        }
+        self.make_ready(slot);
+    }
+
+    /// Stop scheduling a task (it terminated), whatever its state.
+    pub(crate) fn deactivate(&mut self, slot: u32, wait_list: Option<&mut TaskList>) {
+        match self.state(slot) {
+            SchedState::Ready => self.unready(slot),
+            SchedState::Blocked(on) => {
+                if let Some(list) = wait_list {
+                    self.unlink(list, slot);
+                }
+                if let Some(deadline) = on.deadline() {
+                    self.deadlines.remove(&(deadline, slot));
+                }
+            }
+            SchedState::Running | SchedState::Inactive => {}
+        }
+        self.entries[slot as usize].state = SchedState::Inactive;
+    }
+
+    /// Change a task's priority; a ready task moves to the tail of its new
+    /// level.
+    pub(crate) fn set_priority(&mut self, slot: u32, priority: Priority) {
+        let ready = self.state(slot) == SchedState::Ready;
+        if ready {
+            self.unready(slot);
+        }
+        self.entry(slot).priority = clamp(priority);
+        if ready {
+            self.make_ready(slot);
+        }
+    }
+
+    /// The earliest deadline of any blocked task.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|&(at, _)| at)
+    }
+
+    /// The blocked task with the earliest deadline at or before `now`, if
+    /// any. It is not woken; the caller does that (it knows the wait list).
+    pub(crate) fn first_expired(&self, now: Instant) -> Option<u32> {
+        match self.deadlines.first() {
+            Some(&(at, slot)) if at <= now => Some(slot),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn ready_len(&self) -> usize {
+        self.ready.iter().map(|l| l.len()).sum()
+    }
+
+    /// The slots in `list`, front to back.
+    pub(crate) fn iter_list(&self, list: TaskList) -> ListIter<'_> {
+        ListIter {
+            sched: self,
+            next: list.head,
+        }
+    }
+
+    fn push_back(&mut self, list: &mut TaskList, slot: u32) {
+        let tail = list.tail;
+        {
+            let e = self.entry(slot);
+            e.link = Link {
+                prev: tail,
+                next: NIL,
+            };
+        }
+        if tail == NIL {
+            list.head = slot;
+        } else {
+            self.entries[tail as usize].link.next = slot;
+        }
+        list.tail = slot;
+        list.len += 1;
+    }
+
+    fn unlink(&mut self, list: &mut TaskList, slot: u32) {
+        let Link { prev, next } = self.entries[slot as usize].link;
+        if prev == NIL {
+            list.head = next;
+        } else {
+            self.entries[prev as usize].link.next = next;
+        }
+        if next == NIL {
+            list.tail = prev;
+        } else {
+            self.entries[next as usize].link.prev = prev;
+        }
+        self.entries[slot as usize].link = Link {
+            prev: NIL,
+            next: NIL,
+        };
+        list.len -= 1;
+    }
+
+    /// Check the lists against the states (for `check_invariants`):
+    /// returns false on any inconsistency.
+    pub(crate) fn consistent(&self) -> bool {
+        let mut ready_seen = 0usize;
+        for (level, list) in self.ready.iter().enumerate() {
+            if (self.nonempty >> level) & 1 != (list.len > 0) as u32 {
+                return false;
+            }
+            let mut count = 0u32;
+            let mut prev = NIL;
+            for slot in self.iter_list(*list) {
+                let e = &self.entries[slot as usize];
+                if e.state != SchedState::Ready
+                    || e.priority as usize != level
+                    || e.link.prev != prev
+                {
+                    return false;
+                }
+                prev = slot;
+                count += 1;
+                if count > list.len {
+                    return false;
+                }
+            }
+            if count != list.len || list.tail != prev {
+                return false;
+            }
+            ready_seen += count as usize;
+        }
+        let ready_states = self
+            .entries
+            .iter()
+            .filter(|e| e.state == SchedState::Ready)
+            .count();
+        if ready_states != ready_seen {
+            return false;
+        }
+        let with_deadline = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match e.state {
+                SchedState::Blocked(on) => on.deadline().map(|d| (d, i as u32)),
+                _ => None,
+            })
+            .collect::<BTreeSet<_>>();
+        with_deadline == self.deadlines
+    }
+}
+
+pub(crate) struct ListIter<'a> {
+    sched: &'a Scheduler,
+    next: u32,
+}
+
+impl Iterator for ListIter<'_> {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        if self.next == NIL {
+            return None;
+        }
+        let slot = self.next;
+        self.next = self.sched.entries[slot as usize].link.next;
+        Some(slot)
+    }
+}
+
+fn clamp(priority: Priority) -> u8 {
+    priority.0.min(LEVELS as u8 - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn higher_priority_runs_first_and_equal_priorities_round_robin() {
+        let mut s = Scheduler::new();
+        s.activate(0, Priority::NORMAL);
+        s.activate(1, Priority::HIGH);
+        s.activate(2, Priority::NORMAL);
+        assert_eq!(s.pick_next(), Some(1));
+        assert!(s.yield_running(1));
+        // The high-priority task keeps the CPU while it is ready.
+        assert_eq!(s.pick_next(), Some(1));
+        s.block(
+            1,
+            BlockedOn::Sleep {
+                until: Instant::from_nanos(10),
+            },
+            None,
+        );
+        assert_eq!(s.pick_next(), Some(0));
+        assert!(s.yield_running(0));
+        assert_eq!(s.pick_next(), Some(2));
+        assert!(s.yield_running(2));
+        assert_eq!(s.pick_next(), Some(0));
+        assert!(s.consistent());
+    }
+
+    #[test]
+    fn deadlines_come_out_earliest_first() {
+        let mut s = Scheduler::new();
+        for slot in 0..3 {
+            s.activate(slot, Priority::NORMAL);
+        }
+        s.block(
+            0,
+            BlockedOn::Sleep {
+                until: Instant::from_nanos(30),
+            },
+            None,
+        );
+        s.block(
+            1,
+            BlockedOn::Sleep {
+                until: Instant::from_nanos(10),
+            },
+            None,
+        );
+        assert_eq!(s.next_deadline(), Some(Instant::from_nanos(10)));
+        assert_eq!(s.first_expired(Instant::from_nanos(9)), None);
+        assert_eq!(s.first_expired(Instant::from_nanos(30)), Some(1));
+        s.wake(1, None);
+        assert_eq!(s.first_expired(Instant::from_nanos(30)), Some(0));
+        s.deactivate(0, None);
+        assert_eq!(s.next_deadline(), None);
+        assert!(s.consistent());
+    }
+
+    #[test]
+    fn wait_lists_share_links_with_ready_lists() {
+        let mut s = Scheduler::new();
+        let mut waiters = TaskList::EMPTY;
+        let on = BlockedOn::Receive {
+            channel: ChannelRef::from_parts(0, 1),
+            deadline: None,
+        };
+        for slot in 0..3 {
+            s.activate(slot, Priority::NORMAL);
+            s.block(slot, on, Some(&mut waiters));
+        }
+        assert_eq!(s.iter_list(waiters).collect::<Vec<_>>(), [0, 1, 2]);
+        s.wake(1, Some(&mut waiters));
+        assert_eq!(s.iter_list(waiters).collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(s.pick_next(), Some(1));
+        assert_eq!(s.pick_next(), None);
+        assert!(s.consistent());
+    }
+
+    #[test]
+    fn priority_change_moves_a_ready_task() {
+        let mut s = Scheduler::new();
+        s.activate(0, Priority::NORMAL);
+        s.activate(1, Priority::NORMAL);
+        s.set_priority(1, Priority::HIGH);
+        assert_eq!(s.pick_next(), Some(1));
+        assert_eq!(s.priority(1), Priority::HIGH);
+        // Out-of-range priorities clamp to the top level.
+        s.set_priority(0, Priority(200));
+        assert_eq!(s.priority(0), Priority(31));
+        assert!(s.consistent());
+    }
+}
