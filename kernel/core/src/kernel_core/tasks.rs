@@ -56,6 +56,22 @@ impl KernelCore {
             ),
             None => None,
         };
+        self.create_task_with_lineage(spec, parent_exec, parent_exec, now)
+    }
+
+    /// [`KernelCore::create_task`] with the lineage of the new identity
+    /// given explicitly as execution ids (the reference's
+    /// `spawn_task_with_identity`): a supervisor may spawn on behalf of an
+    /// execution that is not itself a live task, and parent and creator may
+    /// differ. Lineage is structural, never authority, so the ids are
+    /// recorded as given. Errors as for `create_task`.
+    pub fn create_task_with_lineage(
+        &mut self,
+        spec: TaskSpec,
+        parent_exec: Option<ExecutionId>,
+        creator_exec: Option<ExecutionId>,
+        now: Instant,
+    ) -> Result<(TaskId, ExecutionId), KernelError> {
         if spec.name.is_empty() || spec.name.len() > MAX_TASK_NAME {
             return Err(KernelError::SpawnFailed(SpawnError::InvalidName));
         }
@@ -70,7 +86,7 @@ impl KernelCore {
             kind: spec.kind,
             task_id: Some(id),
             parent_id: parent_exec,
-            creator_id: parent_exec,
+            creator_id: creator_exec,
             created_at_nanos: now.as_nanos(),
             trust_domain: spec.trust_domain,
             name: spec.name,
@@ -149,6 +165,17 @@ impl KernelCore {
         }
         self.exits.push(notification.clone());
         Ok(notification)
+    }
+
+    /// Record an identity that no task was created with (a pipeline stage,
+    /// a supervisor's own record). The kernel assigns the execution id —
+    /// the one in `metadata` is replaced — so ids stay unique across
+    /// identities made here and by `create_task`. O(log n).
+    pub fn create_identity(&mut self, mut metadata: IdentityMetadata) -> ExecutionId {
+        let execution = self.identities.allocate();
+        metadata.execution_id = execution;
+        self.identities.insert(metadata);
+        execution
     }
 
     /// Whether `task` exists and has not terminated. O(1).
