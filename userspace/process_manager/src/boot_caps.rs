@@ -34,15 +34,14 @@ impl BootCapabilities {
         }
     }
 
-    /// The original behind a named boot capability (`None` for channels,
-    /// which come from the registry instead).
+    /// The original behind a named boot capability, if the process manager
+    /// received it.
     pub fn original(&self, name: &CapabilityName) -> Option<&Cap<()>> {
         match name {
             CapabilityName::Registry => self.registry.as_ref(),
             CapabilityName::BootImage => self.boot_image.as_ref(),
             CapabilityName::KernelInfo => self.kernel_info.as_ref(),
             CapabilityName::SerialInput => self.serial_input.as_ref(),
-            CapabilityName::ChannelTo(_) => None,
         }
     }
 }

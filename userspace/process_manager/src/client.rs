@@ -92,7 +92,10 @@ impl PmClient {
         };
         let envelope = MessageEnvelope::new(DESTINATION, request.action(), SCHEMA, payload);
         let id = envelope.id;
-        let reply = kernel.clone_capability(&Cap::from(self.reply), Rights::SEND)?;
+        // SEND to answer on, TRANSFER so the kernel lets it travel in the
+        // request; no RECEIVE, so the server cannot read our replies.
+        let reply =
+            kernel.clone_capability(&Cap::from(self.reply), Rights::SEND | Rights::TRANSFER)?;
         let reply_handle = reply.handle();
         if let Err(error) = kernel.send_with_capabilities(self.server, envelope, vec![reply]) {
             // A failed send leaves the copy with us.

@@ -15,6 +15,12 @@ use crate::policy::RestartPolicy;
 /// A capability a service's descriptor asks for, by name. The process
 /// manager holds the originals (minted by the kernel at boot) and moves a
 /// per-instance copy into the child at spawn.
+///
+/// There is no "channel to another service" capability: looking a service
+/// up needs no authority (the registry hands out send-only capabilities,
+/// which cannot be copied or moved on), so a service finds its
+/// dependencies with `lookup_service` once the process manager has started
+/// them.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum CapabilityName {
     /// `registry`: register services in the service registry.
@@ -25,10 +31,6 @@ pub enum CapabilityName {
     SerialInput,
     /// `kernel-info`: kernel introspection (task list, audit log).
     KernelInfo,
-    /// `channel:<service>`: a send-only capability for another service's
-    /// registered channel. That service must be a dependency, so it is
-    /// registered before this one starts.
-    ChannelTo(ServiceId),
 }
 
 impl fmt::Display for CapabilityName {
@@ -38,7 +40,6 @@ impl fmt::Display for CapabilityName {
             CapabilityName::BootImage => f.write_str("boot-image"),
             CapabilityName::SerialInput => f.write_str("serial-input"),
             CapabilityName::KernelInfo => f.write_str("kernel-info"),
-            CapabilityName::ChannelTo(service) => write!(f, "channel:{service}"),
         }
     }
 }

@@ -41,7 +41,7 @@ pub use client::{ClientError, PmClient};
 pub use config::SupervisorConfig;
 pub use events::SupervisorEvent;
 pub use protocol::{InstanceEnd, PmError, PmReply, PmRequest, ServiceInfo, ServiceRef};
-pub use supervisor::{BootError, Supervisor};
+pub use supervisor::{Activity, BootError, Supervisor};
 
 pub use descriptor::{CapabilityName, Readiness, ServiceDescriptor};
 pub use lifecycle::{IllegalTransition, Lifecycle, LifecycleState};

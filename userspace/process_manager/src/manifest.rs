@@ -9,7 +9,7 @@
 //! image = storage           # program in the boot image; defaults to the name
 //! restart = on-failure      # never | always | on-failure | backoff:<max_attempts>
 //! capabilities = registry   # comma list: registry, boot-image, serial-input,
-//!                           #   kernel-info, channel:<service>
+//!                           #   kernel-info
 //! depends =                 # comma list of service names
 //! trust = core              # trust domain; defaults to "user"
 //! kind = service            # system | service | component; defaults to service
@@ -60,7 +60,7 @@ pub enum ManifestError {
     Syntax { line: u32, error: SyntaxError },
     /// A service section without a required key.
     MissingKey { service: String, key: &'static str },
-    /// `channel:<name>` or `depends` names a service the manifest lacks.
+    /// `depends` names a service the manifest lacks.
     UnknownService { service: String, named: String },
     /// The graph or the descriptors are inconsistent.
     Invalid(ValidationError),
@@ -247,10 +247,7 @@ fn descriptor(
                 "boot-image" => CapabilityName::BootImage,
                 "serial-input" => CapabilityName::SerialInput,
                 "kernel-info" => CapabilityName::KernelInfo,
-                other => match other.strip_prefix("channel:") {
-                    Some(target) => CapabilityName::ChannelTo(lookup_name(ids, name, target)?),
-                    None => return Err(bad_value(line, "capabilities", item)),
-                },
+                _ => return Err(bad_value(line, "capabilities", item)),
             };
             capabilities.push(capability);
         }

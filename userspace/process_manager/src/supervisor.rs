@@ -47,6 +47,15 @@ use crate::validate::Manifest;
 /// How many events the log keeps.
 const EVENT_LOG_CAPACITY: usize = 512;
 
+/// What [`Supervisor::poll`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activity {
+    /// It handled a message (or a failed receive); poll again.
+    Handled,
+    /// Nothing to do until a message arrives or, if given, until then.
+    Waiting(Option<Instant>),
+}
+
 /// Why the supervisor could not come up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BootError {
@@ -154,6 +163,29 @@ impl Supervisor {
         };
         self.tick(kernel);
         result
+    }
+
+    /// One non-blocking turn, for step-driven hosts such as the
+    /// simulator's scenario runner: run what is due, take at most one
+    /// message without waiting, run what became due. Returns what to wait
+    /// for next.
+    pub fn poll<K: KernelApi>(&mut self, kernel: &mut K) -> Activity {
+        self.tick(kernel);
+        let Some(channel) = self.channel else {
+            return Activity::Waiting(None);
+        };
+        match kernel.receive_with_capabilities(channel, Some(core::time::Duration::ZERO)) {
+            Ok(message) => {
+                self.handle(kernel, message);
+                self.tick(kernel);
+                Activity::Handled
+            }
+            Err(KernelError::Timeout) => Activity::Waiting(self.next_deadline()),
+            Err(error) => {
+                self.log(kernel, SupervisorEvent::ReceiveFailed(error));
+                Activity::Handled
+            }
+        }
     }
 
     /// Serve forever.
@@ -265,19 +297,11 @@ impl Supervisor {
         kernel: &mut K,
         name: &CapabilityName,
     ) -> Result<Cap<()>, KernelError> {
-        match name {
-            CapabilityName::ChannelTo(target) => {
-                let channel = kernel.lookup_service(*target)?;
-                kernel.clone_capability(&Cap::from(channel), CHILD_RIGHTS)
-            }
-            boot => {
-                let original = self
-                    .caps
-                    .original(boot)
-                    .ok_or(KernelError::InvalidCapability)?;
-                kernel.clone_capability(original, CHILD_RIGHTS)
-            }
-        }
+        let original = self
+            .caps
+            .original(name)
+            .ok_or(KernelError::InvalidCapability)?;
+        kernel.clone_capability(original, CHILD_RIGHTS)
     }
 
     /// Spawn a new instance of a service that is now `Starting`.

@@ -2,8 +2,7 @@
 //!
 //! A manifest is accepted only if every service id and name is unique, no
 //! service claims the process manager's own id, every dependency exists,
-//! every `channel:<service>` capability points at a dependency, no service
-//! asks for more capabilities than a task may receive at spawn, and the
+//! no service asks for more capabilities than a task may receive at spawn, and the
 //! dependency graph has no cycle. All of this is checked before anything
 //! starts.
 //!
@@ -21,7 +20,7 @@ use pandagen_abi::api::limits::MAX_SPAWN_CAPS;
 use pandagen_abi::services::PROCESS_MANAGER;
 use pandagen_abi::ServiceId;
 
-use crate::descriptor::{CapabilityName, ServiceDescriptor};
+use crate::descriptor::ServiceDescriptor;
 
 /// Why a set of descriptors is not a runnable manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,11 +42,6 @@ pub enum ValidationError {
     /// A dependency cycle, as the path of names around it (the first name
     /// repeated at the end): `["a", "b", "a"]`.
     DependencyCycle(Vec<String>),
-    /// `channel:<target>` where `target` is not a dependency.
-    ChannelWithoutDependency {
-        service: String,
-        target: ServiceId,
-    },
     TooManyCapabilities {
         service: String,
         count: usize,
@@ -84,10 +78,6 @@ impl fmt::Display for ValidationError {
                 }
                 Ok(())
             }
-            ValidationError::ChannelWithoutDependency { service, target } => write!(
-                f,
-                "{service} asks for a channel to {target} without depending on it"
-            ),
             ValidationError::TooManyCapabilities {
                 service,
                 count,
@@ -161,16 +151,6 @@ pub fn validate(declared: Vec<ServiceDescriptor>) -> Result<Manifest, Validation
                     service: service.name.clone(),
                     dependency: *dependency,
                 });
-            }
-        }
-        for capability in &service.capabilities {
-            if let CapabilityName::ChannelTo(target) = capability {
-                if !service.dependencies.contains(target) {
-                    return Err(ValidationError::ChannelWithoutDependency {
-                        service: service.name.clone(),
-                        target: *target,
-                    });
-                }
             }
         }
     }

@@ -28,7 +28,7 @@ fn a_full_entry_parses_into_a_descriptor() {
           id = 11\n\
           image = web_server\n\
           restart = backoff:4\n\
-          capabilities = registry, boot-image, serial-input, kernel-info, channel:db\n\
+          capabilities = registry, boot-image, serial-input, kernel-info\n\
           depends = db\n\
           trust = sandbox\n\
           kind = component\n\
@@ -50,7 +50,6 @@ fn a_full_entry_parses_into_a_descriptor() {
             CapabilityName::BootImage,
             CapabilityName::SerialInput,
             CapabilityName::KernelInfo,
-            CapabilityName::ChannelTo(ServiceId::from_raw(10)),
         ]
     );
     assert_eq!(web.dependencies, [ServiceId::from_raw(10)]);
@@ -166,13 +165,6 @@ fn a_missing_dependency_is_rejected_by_name() {
             named: "ghost".into()
         }
     );
-    assert_eq!(
-        error("[a]\nid=10\ncapabilities=channel:ghost\n"),
-        ManifestError::UnknownService {
-            service: "a".into(),
-            named: "ghost".into()
-        }
-    );
 }
 
 #[test]
@@ -189,13 +181,6 @@ fn inconsistent_descriptors_are_rejected() {
         error("[pm]\nid=1\n"),
         ManifestError::Invalid(ValidationError::ReservedServiceId {
             service: "pm".into()
-        })
-    );
-    assert_eq!(
-        error("[a]\nid=10\n[b]\nid=11\ncapabilities=channel:a\n"),
-        ManifestError::Invalid(ValidationError::ChannelWithoutDependency {
-            service: "b".into(),
-            target: ServiceId::from_raw(10)
         })
     );
     let many = vec!["registry"; 17].join(",");
@@ -261,6 +246,7 @@ fn bad_values_are_rejected() {
         "ready = soon",
         "kind = daemon",
         "capabilities = root",
+        "capabilities = channel:a",
         "restart = backoff:many",
         "image = ../etc",
     ] {
