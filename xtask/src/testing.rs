@@ -101,8 +101,13 @@ fn host_tests(layout: &Layout, tally: &mut Tally) -> TaskResult<()> {
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         writeln!(log, "{line}")?;
+        // Echo per-binary results that ran something; the many empty
+        // ones (doc-tests of crates without examples) are noise.
         if line.starts_with("test result:") {
-            println!("  {line}");
+            let totals = cargo_test::parse(&line);
+            if totals.passed + totals.failed > 0 {
+                println!("  {line}");
+            }
         }
         output.push_str(&line);
         output.push('\n');
