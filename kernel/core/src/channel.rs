@@ -78,6 +78,12 @@ impl fmt::Display for ChannelRef {
     }
 }
 
+/// The sender stamped on messages the kernel itself originates (exit
+/// notifications, see [`KernelCore::send_from_kernel`](crate::KernelCore::send_from_kernel)).
+/// Task ids start at 1, so it never names a task; a receiving runtime
+/// presents it as `MessageEnvelope::source == None`.
+pub const KERNEL_SENDER: TaskId = TaskId::from_raw(0);
+
 /// A message in kernel custody.
 pub(crate) struct Message {
     pub(crate) seq: u64,

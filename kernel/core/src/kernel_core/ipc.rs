@@ -175,6 +175,44 @@ impl KernelCore {
         }
     }
 
+    /// Queue a message the kernel itself originates (an exit notification)
+    /// on `ch`, with sender [`KERNEL_SENDER`](crate::channel::KERNEL_SENDER)
+    /// and no capabilities. Needs no capability: the kernel decides where
+    /// its own notifications go (the `exit_channel` a spawner named).
+    /// Errors: `SendFailed(ChannelClosed | QueueFull | MessageTooLarge)`.
+    /// Returns the sequence number. Cost: O(1).
+    pub fn send_from_kernel(
+        &mut self,
+        ch: ChannelRef,
+        bytes: Vec<u8>,
+        _now: Instant,
+    ) -> Result<u64, KernelError> {
+        let refusal = match self.channels.get(ch) {
+            None => Some(SendError::ChannelClosed),
+            Some(c) if c.is_closed() => Some(SendError::ChannelClosed),
+            Some(c) if c.queue.len() >= c.capacity as usize => Some(SendError::QueueFull),
+            Some(_) => None,
+        };
+        if let Some(e) = refusal {
+            return Err(KernelError::SendFailed(e));
+        }
+        if bytes.len() > self.config.max_message_bytes {
+            return Err(KernelError::SendFailed(SendError::MessageTooLarge {
+                len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                max: self.config.max_message_bytes as u32,
+            }));
+        }
+        let seq = self.next_seq();
+        let msg = Message {
+            seq,
+            sender: crate::channel::KERNEL_SENDER,
+            sender_domain: 0,
+            bytes,
+            caps: Vec::new(),
+        };
+        Ok(self.push(ch, msg))
+    }
+
     /// Messages currently parked.
     pub fn parked_count(&self) -> usize {
         self.parked.len()
