@@ -1,0 +1,45 @@
+//! Shared fixtures for the contract tests.
+#![allow(dead_code)]
+
+use pandagen_abi::{ExecutionId, IdentityKind, Instant, Priority, TaskId, TrustDomain};
+use pandagen_core::{CapabilityEvent, KernelCore, TaskSpec};
+
+pub const T0: Instant = Instant::ZERO;
+
+pub fn at(nanos: u64) -> Instant {
+    Instant::from_nanos(nanos)
+}
+
+pub fn kernel() -> KernelCore {
+    KernelCore::default()
+}
+
+pub fn spawn(k: &mut KernelCore, name: &str) -> TaskId {
+    k.create_task(None, TaskSpec::new(name), T0).unwrap().0
+}
+
+pub fn spawn_in(k: &mut KernelCore, name: &str, domain: TrustDomain) -> TaskId {
+    k.create_task(None, TaskSpec::new(name).trust_domain(domain), T0)
+        .unwrap()
+        .0
+}
+
+pub fn spawn_child(k: &mut KernelCore, parent: TaskId, name: &str) -> (TaskId, ExecutionId) {
+    k.create_task(
+        Some(parent),
+        TaskSpec::new(name).kind(IdentityKind::Service),
+        T0,
+    )
+    .unwrap()
+}
+
+pub fn spawn_at(k: &mut KernelCore, name: &str, priority: Priority) -> TaskId {
+    k.create_task(None, TaskSpec::new(name).priority(priority), T0)
+        .unwrap()
+        .0
+}
+
+pub fn invalid_uses(k: &KernelCore) -> usize {
+    k.audit_log()
+        .count_events(|e| matches!(e, CapabilityEvent::InvalidUseAttempt { .. }))
+}

@@ -1,0 +1,221 @@
+//! Scheduling and blocking contracts: priorities, round-robin, blocking
+//! receive with deadlines, sleep, wake-ups.
+
+mod common;
+
+use common::*;
+use pandagen_abi::error::ReceiveError;
+use pandagen_abi::{ExitReason, KernelError, Priority, Rights};
+use pandagen_core::{BlockedOn, RecvOutcome, SchedState, WakeReason};
+
+#[test]
+fn higher_priorities_run_first_and_equal_ones_round_robin() {
+    let mut k = kernel();
+    let low = spawn_at(&mut k, "low", Priority::IDLE);
+    let a = spawn_at(&mut k, "a", Priority::NORMAL);
+    let b = spawn_at(&mut k, "b", Priority::NORMAL);
+    let c = spawn_at(&mut k, "c", Priority::NORMAL);
+    let mut order = Vec::new();
+    for _ in 0..6 {
+        let t = k.pick_next().unwrap();
+        order.push(t);
+        assert!(k.yield_task(t));
+    }
+    assert_eq!(
+        order,
+        [a, b, c, a, b, c],
+        "idle never runs while others are ready"
+    );
+    let hi = spawn_at(&mut k, "hi", Priority::HIGH);
+    assert_eq!(k.pick_next(), Some(hi));
+    assert_eq!(k.task_state(hi), Some(SchedState::Running));
+    assert!(!k.yield_task(low), "only a running task can yield");
+    k.set_priority(low, Priority(31)).unwrap();
+    assert_eq!(k.pick_next(), Some(low));
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_blocked_receiver_wakes_when_a_message_arrives() {
+    let mut k = kernel();
+    let server = spawn(&mut k, "server");
+    let client = spawn(&mut k, "client");
+    let h = k.create_channel(server, T0).unwrap();
+    let to_server = k.grant(server, h, client, T0).unwrap();
+    assert_eq!(
+        k.receive_or_block(server, h, None, T0),
+        Ok(RecvOutcome::Blocked)
+    );
+    assert!(matches!(
+        k.task_state(server),
+        Some(SchedState::Blocked(BlockedOn::Receive {
+            deadline: None,
+            ..
+        }))
+    ));
+    assert_eq!(k.pick_next(), Some(client), "a blocked task is not picked");
+    k.check_invariants().unwrap();
+    k.send(client, to_server, vec![5], &[], at(10)).unwrap();
+    assert_eq!(k.task_state(server), Some(SchedState::Ready));
+    assert_eq!(k.take_wake_reason(server), Some(WakeReason::MessageArrived));
+    match k.receive_or_block(server, h, None, at(11)).unwrap() {
+        RecvOutcome::Message(m) => assert_eq!(m.bytes, vec![5]),
+        other => panic!("expected a message, got {other:?}"),
+    }
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_blocked_receive_times_out_at_its_deadline() {
+    let mut k = kernel();
+    let t = spawn(&mut k, "t");
+    let h = k.create_channel(t, T0).unwrap();
+    let deadline = Some(at(100));
+    assert_eq!(
+        k.receive_or_block(t, h, deadline, T0),
+        Ok(RecvOutcome::Blocked)
+    );
+    assert_eq!(k.next_deadline(), Some(at(100)));
+    assert_eq!(k.expire_deadlines(at(99)), 0);
+    assert_eq!(k.expire_deadlines(at(100)), 1);
+    assert_eq!(k.take_wake_reason(t), Some(WakeReason::DeadlineReached));
+    assert_eq!(
+        k.receive_or_block(t, h, deadline, at(100)),
+        Ok(RecvOutcome::TimedOut)
+    );
+    assert_eq!(k.next_deadline(), None);
+    // A deadline already past times out without blocking.
+    assert_eq!(
+        k.receive_or_block(t, h, Some(at(50)), at(100)),
+        Ok(RecvOutcome::TimedOut)
+    );
+    assert_eq!(k.task_state(t), Some(SchedState::Ready));
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_message_before_the_deadline_cancels_the_timeout() {
+    let mut k = kernel();
+    let t = spawn(&mut k, "t");
+    let h = k.create_channel(t, T0).unwrap();
+    let s = spawn(&mut k, "s");
+    let to_t = k.grant(t, h, s, T0).unwrap();
+    k.receive_or_block(t, h, Some(at(100)), T0).unwrap();
+    k.send(s, to_t, vec![1], &[], at(10)).unwrap();
+    assert_eq!(k.next_deadline(), None, "the deadline left the index");
+    assert_eq!(k.expire_deadlines(at(1000)), 0);
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn one_message_wakes_one_waiter_in_arrival_order() {
+    let mut k = kernel();
+    let owner = spawn(&mut k, "owner");
+    let h = k.create_channel(owner, T0).unwrap();
+    let w1 = spawn(&mut k, "w1");
+    let w2 = spawn(&mut k, "w2");
+    let h1 = k.grant(owner, h, w1, T0).unwrap();
+    let h2 = k.grant(owner, h, w2, T0).unwrap();
+    k.receive_or_block(w1, h1, None, T0).unwrap();
+    k.receive_or_block(w2, h2, None, T0).unwrap();
+    k.send(owner, h, vec![1], &[], T0).unwrap();
+    assert_eq!(k.task_state(w1), Some(SchedState::Ready));
+    assert!(matches!(k.task_state(w2), Some(SchedState::Blocked(_))));
+    k.send(owner, h, vec![2], &[], T0).unwrap();
+    assert_eq!(k.task_state(w2), Some(SchedState::Ready));
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_receiver_woken_too_late_blocks_again() {
+    let mut k = kernel();
+    let owner = spawn(&mut k, "owner");
+    let h = k.create_channel(owner, T0).unwrap();
+    let w = spawn(&mut k, "w");
+    let hw = k.grant(owner, h, w, T0).unwrap();
+    k.receive_or_block(w, hw, None, T0).unwrap();
+    k.send(owner, h, vec![1], &[], T0).unwrap();
+    // Someone else takes the message before the woken task runs.
+    assert!(k.receive(owner, h, T0).unwrap().is_some());
+    assert_eq!(
+        k.receive_or_block(w, hw, None, T0),
+        Ok(RecvOutcome::Blocked)
+    );
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn sleep_until_blocks_until_the_deadline() {
+    let mut k = kernel();
+    let a = spawn(&mut k, "a");
+    let b = spawn(&mut k, "b");
+    assert_eq!(k.sleep_until(a, at(50), at(10)), Ok(true));
+    assert_eq!(
+        k.sleep_until(b, at(10), at(10)),
+        Ok(false),
+        "not in the future: no block"
+    );
+    assert_eq!(k.sleep_until(b, at(30), at(10)), Ok(true));
+    assert_eq!(k.next_deadline(), Some(at(30)));
+    assert_eq!(k.pick_next(), None);
+    assert_eq!(k.expire_deadlines(at(40)), 1);
+    assert_eq!(k.pick_next(), Some(b));
+    assert_eq!(k.next_deadline(), Some(at(50)));
+    assert_eq!(k.expire_deadlines(at(60)), 1);
+    assert_eq!(k.take_wake_reason(a), Some(WakeReason::DeadlineReached));
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn terminating_a_blocked_task_leaves_no_trace_in_wait_lists() {
+    let mut k = kernel();
+    let owner = spawn(&mut k, "owner");
+    let h = k.create_channel(owner, T0).unwrap();
+    let w = spawn(&mut k, "w");
+    let hw = k.grant(owner, h, w, T0).unwrap();
+    k.receive_or_block(w, hw, Some(at(10)), T0).unwrap();
+    k.terminate(
+        w,
+        ExitReason::Cancelled {
+            reason: "stop".into(),
+        },
+        T0,
+    )
+    .unwrap();
+    assert_eq!(k.next_deadline(), None);
+    k.send(owner, h, vec![], &[], T0).unwrap();
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn the_death_of_the_last_possible_sender_wakes_receivers() {
+    let mut k = kernel();
+    let server = spawn(&mut k, "server");
+    let client = spawn(&mut k, "client");
+    let reply = k.create_channel(client, T0).unwrap();
+    let send_right = k
+        .clone_cap(client, reply, Rights::SEND | Rights::TRANSFER, T0)
+        .unwrap();
+    let recv_only = k.clone_cap(client, reply, Rights::RECEIVE, T0).unwrap();
+    k.drop_cap(client, reply, T0).unwrap();
+    k.delegate(client, send_right, server, T0).unwrap();
+    assert_eq!(
+        k.receive_or_block(client, recv_only, None, T0),
+        Ok(RecvOutcome::Blocked)
+    );
+    k.terminate(
+        server,
+        ExitReason::Failure {
+            error: "died".into(),
+        },
+        at(1),
+    )
+    .unwrap();
+    assert_eq!(k.task_state(client), Some(SchedState::Ready));
+    assert_eq!(k.take_wake_reason(client), Some(WakeReason::ChannelClosed));
+    assert_eq!(
+        k.receive_or_block(client, recv_only, None, at(1)),
+        Err(KernelError::ReceiveFailed(ReceiveError::ChannelClosed))
+    );
+    k.check_invariants().unwrap();
+}

@@ -1,0 +1,199 @@
+//! Task lifecycle, identity and exit-notification contracts.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use pandagen_abi::error::SpawnError;
+use pandagen_abi::{
+    CapKind, ExitReason, IdentityKind, KernelError, Priority, Rights, TaskId, TrustDomain,
+};
+use pandagen_core::{CapabilityEvent, InvalidationReason, Mintable, SchedState, TaskSpec};
+
+#[test]
+fn identities_record_lineage_domain_and_creation_time() {
+    let mut k = kernel();
+    let (pm, pm_exec) = k
+        .create_task(
+            None,
+            TaskSpec::new("pm")
+                .kind(IdentityKind::System)
+                .trust_domain(TrustDomain::core()),
+            at(1),
+        )
+        .unwrap();
+    let (child, child_exec) = k
+        .create_task(Some(pm), TaskSpec::new("worker"), at(42))
+        .unwrap();
+    let id = k.identity(child_exec).unwrap();
+    assert_eq!(id.task_id, Some(child));
+    assert_eq!(id.parent_id, Some(pm_exec));
+    assert_eq!(id.creator_id, Some(pm_exec));
+    assert!(id.is_child_of(pm_exec));
+    assert_eq!(id.created_at_nanos, 42);
+    assert_eq!(id.name, "worker");
+    assert_eq!(id.kind, IdentityKind::Component);
+    assert!(!id.same_domain(k.identity(pm_exec).unwrap()));
+    assert_eq!(k.task_identity(child), Some(child_exec));
+    assert_eq!(k.trust_domain(pm), Some(&TrustDomain::core()));
+    let listed = k.tasks();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1].name, "worker");
+    assert_eq!(listed[1].parent, Some(pm_exec));
+    assert_eq!(listed[1].state, SchedState::Ready);
+}
+
+#[test]
+fn bad_names_and_dead_parents_are_rejected() {
+    let mut k = kernel();
+    assert_eq!(
+        k.create_task(None, TaskSpec::new(""), T0),
+        Err(KernelError::SpawnFailed(SpawnError::InvalidName))
+    );
+    assert_eq!(
+        k.create_task(None, TaskSpec::new("x".repeat(33)), T0),
+        Err(KernelError::SpawnFailed(SpawnError::InvalidName))
+    );
+    let p = spawn(&mut k, "p");
+    k.terminate(p, ExitReason::Normal, T0).unwrap();
+    assert_eq!(
+        k.create_task(Some(p), TaskSpec::new("orphan"), T0),
+        Err(KernelError::TaskNotFound(p))
+    );
+    assert_eq!(k.task_count(), 0);
+}
+
+#[test]
+fn task_and_execution_ids_are_never_reused() {
+    let mut k = kernel();
+    let mut tasks = BTreeSet::new();
+    let mut execs = BTreeSet::new();
+    for round in 0..200 {
+        let (t, e) = k
+            .create_task(None, TaskSpec::new("churn"), at(round))
+            .unwrap();
+        assert!(tasks.insert(t), "task id {t} reused");
+        assert!(execs.insert(e), "execution id {e} reused");
+        if round % 3 != 0 {
+            k.terminate(t, ExitReason::Normal, at(round)).unwrap();
+        }
+    }
+    assert_eq!(k.identity_count(), 200);
+    // Dead ids stay dead even though their slots were reused.
+    let first = *tasks.iter().nth(1).unwrap();
+    assert!(!k.is_alive(first));
+    assert!(
+        k.task_identity(first).is_some(),
+        "identity outlives the task"
+    );
+}
+
+#[test]
+fn every_exit_reason_produces_one_notification() {
+    let mut k = kernel();
+    let reasons = [
+        ExitReason::Normal,
+        ExitReason::Failure {
+            error: "crashed".into(),
+        },
+        ExitReason::Cancelled {
+            reason: "shutdown".into(),
+        },
+        ExitReason::Timeout,
+    ];
+    let mut expected = Vec::new();
+    for (i, reason) in reasons.iter().enumerate() {
+        let (t, e) = k.create_task(None, TaskSpec::new("t"), T0).unwrap();
+        let n = k.terminate(t, reason.clone(), at(i as u64 + 1)).unwrap();
+        assert_eq!((n.task_id, n.execution_id), (Some(t), e));
+        assert_eq!(n.reason, *reason);
+        assert_eq!(n.terminated_at_nanos, i as u64 + 1);
+        expected.push(n);
+    }
+    assert_eq!(k.exit_notifications(), expected.as_slice());
+    k.clear_exit_notifications();
+    assert!(k.exit_notifications().is_empty());
+}
+
+#[test]
+fn terminating_twice_is_an_error() {
+    let mut k = kernel();
+    let t = spawn(&mut k, "t");
+    k.terminate(t, ExitReason::Normal, T0).unwrap();
+    assert_eq!(
+        k.terminate(t, ExitReason::Normal, T0),
+        Err(KernelError::TaskNotFound(t))
+    );
+    assert_eq!(k.take_exit_notifications().len(), 1);
+    assert_eq!(
+        k.terminate(TaskId::from_raw(0), ExitReason::Normal, T0),
+        Err(KernelError::TaskNotFound(TaskId::from_raw(0)))
+    );
+}
+
+#[test]
+fn termination_invalidates_every_capability_of_the_task() {
+    let mut k = kernel();
+    let root = spawn(&mut k, "root");
+    let (child, _) = spawn_child(&mut k, root, "child");
+    let h = k.mint(root, Mintable::KernelInfo, Rights::ALL, T0).unwrap();
+    let copy = k.grant(root, h, child, T0).unwrap();
+    let chan = k.create_channel(child, T0).unwrap();
+    let ids = [
+        k.inspect(child, copy).unwrap().id,
+        k.inspect(child, chan).unwrap().id,
+    ];
+    k.terminate(
+        child,
+        ExitReason::Failure {
+            error: "fault".into(),
+        },
+        at(3),
+    )
+    .unwrap();
+    for id in ids {
+        assert!(k.audit_log().has_event(|e| matches!(
+            e,
+            CapabilityEvent::Invalidated { cap, holder: Some(h), reason: InvalidationReason::OwnerTerminated, .. }
+                if *cap == id && *h == child
+        )));
+    }
+    assert_eq!(
+        k.lookup(child, copy, CapKind::KernelInfo, Rights::NONE, T0),
+        Err(KernelError::TaskNotFound(child))
+    );
+    assert!(
+        k.inspect(root, h).is_some(),
+        "the granter's copy is unaffected"
+    );
+    assert_eq!(k.channel_count(), 0);
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn the_task_table_is_bounded() {
+    let mut k = kernel();
+    for _ in 0..pandagen_core::MAX_TASKS {
+        spawn(&mut k, "t");
+    }
+    assert_eq!(
+        k.create_task(None, TaskSpec::new("one-too-many"), T0),
+        Err(KernelError::ResourceExhausted(
+            pandagen_abi::error::Resource::Tasks
+        ))
+    );
+    let last = k.tasks().last().unwrap().id;
+    k.terminate(last, ExitReason::Normal, T0).unwrap();
+    let (again, _) = k.create_task(None, TaskSpec::new("again"), T0).unwrap();
+    assert_ne!(again, last);
+}
+
+#[test]
+fn created_tasks_are_ready_at_their_priority() {
+    let mut k = kernel();
+    let t = spawn_at(&mut k, "t", Priority::HIGH);
+    assert_eq!(k.task_info(t).unwrap().priority, Priority::HIGH);
+    assert_eq!(k.task_state(t), Some(SchedState::Ready));
+    assert_eq!(k.ready_count(), 1);
+}
