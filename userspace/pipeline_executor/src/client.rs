@@ -3,8 +3,8 @@
 use alloc::vec::Vec;
 use pandagen_abi::services::PIPELINE_EXECUTOR;
 use pandagen_abi::{
-    Cap, CapHandle, ChannelId, Duration, EnvelopeError, KernelApi, KernelError, MessageEnvelope,
-    MessagePayload, Rights,
+    Cap, CapHandle, ChannelId, Duration, EnvelopeError, Instant, KernelApi, KernelError,
+    MessageEnvelope, MessageId, MessagePayload, Rights,
 };
 
 use crate::caps::drop_all;
@@ -89,6 +89,27 @@ impl PipelineClient {
         input: TypedPayload,
         capabilities: Vec<(u64, Cap<()>)>,
     ) -> Result<PipelineSubmission, ClientError> {
+        let pending = self.send(kernel, pipeline, input, capabilities)?;
+        loop {
+            let now = kernel.now();
+            if now >= pending.deadline {
+                return Err(ClientError::TimedOut);
+            }
+            if let Some(result) = self.receive(kernel, &pending, pending.deadline - now)? {
+                return Ok(result);
+            }
+        }
+    }
+
+    /// Send a submission without waiting; collect the result with
+    /// [`PipelineClient::poll`]. For clients driven step by step.
+    pub fn send<K: KernelApi>(
+        &self,
+        kernel: &mut K,
+        pipeline: &PipelineSpec,
+        input: TypedPayload,
+        capabilities: Vec<(u64, Cap<()>)>,
+    ) -> Result<PendingSubmission, ClientError> {
         let (labels, caps): (Vec<u64>, Vec<Cap<()>>) = capabilities.into_iter().unzip();
         let request = PipelineRequest::Execute {
             pipeline: pipeline.clone(),
@@ -126,20 +147,41 @@ impl PipelineClient {
             drop_all(kernel, handles.into_iter().map(Cap::from_handle));
             return Err(e.into());
         }
+        Ok(PendingSubmission {
+            request_id,
+            deadline: kernel.now() + self.timeout,
+        })
+    }
 
-        let deadline = kernel.now() + self.timeout;
+    /// Check, without blocking, whether the result of `pending` arrived.
+    /// `Err(TimedOut)` once its deadline has passed.
+    pub fn poll<K: KernelApi>(
+        &self,
+        kernel: &mut K,
+        pending: &PendingSubmission,
+    ) -> Result<Option<PipelineSubmission>, ClientError> {
+        match self.receive(kernel, pending, Duration::ZERO)? {
+            Some(result) => Ok(Some(result)),
+            None if kernel.now() >= pending.deadline => Err(ClientError::TimedOut),
+            None => Ok(None),
+        }
+    }
+
+    /// Wait up to `timeout` for the response to `pending`, discarding (and
+    /// releasing) unrelated messages.
+    fn receive<K: KernelApi>(
+        &self,
+        kernel: &mut K,
+        pending: &PendingSubmission,
+        timeout: Duration,
+    ) -> Result<Option<PipelineSubmission>, ClientError> {
         for _ in 0..=MAX_DISCARDED {
-            let now = kernel.now();
-            if now >= deadline {
-                break;
-            }
-            let received = match kernel.receive_with_capabilities(self.reply, Some(deadline - now))
-            {
+            let received = match kernel.receive_with_capabilities(self.reply, Some(timeout)) {
                 Ok(received) => received,
-                Err(KernelError::Timeout) => return Err(ClientError::TimedOut),
+                Err(KernelError::Timeout) => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
-            if received.envelope.correlation_id != Some(request_id) {
+            if received.envelope.correlation_id != Some(pending.request_id) {
                 drop_all(kernel, received.capabilities);
                 continue;
             }
@@ -160,16 +202,18 @@ impl PipelineClient {
                     capabilities,
                     omitted_entries,
                     output_omitted,
-                } if capabilities.len() == received.capabilities.len() => Ok(PipelineSubmission {
-                    output,
-                    trace,
-                    capabilities: capabilities
-                        .into_iter()
-                        .zip(received.capabilities)
-                        .collect(),
-                    omitted_entries,
-                    output_omitted,
-                }),
+                } if capabilities.len() == received.capabilities.len() => {
+                    Ok(Some(PipelineSubmission {
+                        output,
+                        trace,
+                        capabilities: capabilities
+                            .into_iter()
+                            .zip(received.capabilities)
+                            .collect(),
+                        omitted_entries,
+                        output_omitted,
+                    }))
+                }
                 PipelineResponse::Executed { .. } => {
                     drop_all(kernel, received.capabilities);
                     Err(ClientError::MalformedResponse(EnvelopeError::Malformed))
@@ -180,6 +224,13 @@ impl PipelineClient {
                 }
             };
         }
-        Err(ClientError::TimedOut)
+        Ok(None)
     }
+}
+
+/// A submission sent and not yet answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingSubmission {
+    pub request_id: MessageId,
+    pub deadline: Instant,
 }

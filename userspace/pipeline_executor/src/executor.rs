@@ -22,11 +22,23 @@
 //! discarded and its capabilities released, so a stage's result is taken at
 //! most once and nothing it carries lingers.
 
+//!
+//! ## Blocking and stepped execution
+//!
+//! [`PipelineExecutor::run`] blocks: it sleeps through backoffs
+//! (`KernelApi::sleep`) and waits for replies with a receive timeout. That is
+//! what a ring-3 service does. [`PipelineExecutor::start`] plus
+//! [`PipelineExecutor::advance`] run the same state machine without ever
+//! blocking: `advance` does all the work it can and then says what it waits
+//! for ([`Wait`]), so a cooperative scheduler such as the simulator's
+//! scenario runner can step it alongside the handler services. Both paths
+//! share every decision, so their traces agree.
+
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use pandagen_abi::{
-    Cap, CapHandle, ChannelId, Duration, KernelApi, KernelError, MessageEnvelope, MessagePayload,
-    ReceivedMessage, Rights,
+    Cap, CapHandle, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope,
+    MessageId, MessagePayload, ReceivedMessage, Rights,
 };
 
 use crate::caps::drop_all;
@@ -41,19 +53,114 @@ use crate::trace::{
 
 /// The most unrelated messages an attempt discards while waiting for its
 /// reply before it gives up (guards against a flood of stale replies).
-pub const MAX_DISCARDED_REPLIES: usize = 64;
+pub const MAX_DISCARDED_REPLIES: u32 = 64;
 
-/// The outcome of [`PipelineExecutor::run`]: the output if every stage
-/// succeeded, and the trace either way.
+/// The outcome of a run: the output if every stage succeeded, and the trace
+/// either way.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PipelineRun {
     pub output: Option<TypedPayload>,
     pub trace: ExecutionTrace,
 }
 
-pub struct PipelineExecutor {
-    pool: BTreeMap<u64, Cap<()>>,
-    stage_timeout: Duration,
+/// What a stepped execution waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// A reply on `channel`, until `deadline` (then the attempt times out).
+    Reply {
+        channel: ChannelId,
+        deadline: Instant,
+    },
+    /// A backoff that ends at this instant.
+    Until(Instant),
+}
+
+impl Wait {
+    /// The instant after which `advance` will make progress even if no
+    /// message arrives.
+    pub fn wake_at(&self) -> Instant {
+        match *self {
+            Wait::Reply { deadline, .. } => deadline,
+            Wait::Until(t) => t,
+        }
+    }
+}
+
+/// The result of [`PipelineExecutor::advance`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Progress {
+    Pending(Wait),
+    Finished(PipelineRun),
+}
+
+/// One pipeline run in progress. Created by [`PipelineExecutor::start`].
+pub struct PipelineExecution {
+    pipeline: PipelineSpec,
+    current: TypedPayload,
+    entries: Vec<StageTraceEntry>,
+    state: State,
+}
+
+enum State {
+    /// The next attempt of `stage` may start at `not_before`.
+    Attempt {
+        reply: ChannelId,
+        stage: usize,
+        attempt: u32,
+        not_before: Instant,
+    },
+    /// The attempt's request is out; its reply is due by `deadline`.
+    Awaiting {
+        reply: ChannelId,
+        stage: usize,
+        attempt: u32,
+        request: MessageId,
+        start_time_ms: u64,
+        deadline: Instant,
+        discarded: u32,
+    },
+    /// Finished; the private reply channel is closed.
+    Done {
+        output: Result<TypedPayload, ExecutorError>,
+        entries: Vec<StageTraceEntry>,
+    },
+}
+
+impl PipelineExecution {
+    pub fn pipeline(&self) -> &PipelineSpec {
+        &self.pipeline
+    }
+
+    /// The trace entries recorded so far.
+    pub fn entries(&self) -> &[StageTraceEntry] {
+        match &self.state {
+            State::Done { entries, .. } => entries,
+            _ => &self.entries,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Done { .. })
+    }
+
+    /// The run's result so far: `None` while it is still in progress.
+    pub fn result(&self) -> Option<PipelineRun> {
+        let State::Done { output, entries } = &self.state else {
+            return None;
+        };
+        let (output, final_result) = match output {
+            Ok(output) => (Some(output.clone()), PipelineExecutionResult::Success),
+            Err(e) => (None, PipelineExecutionResult::Failed(e.clone())),
+        };
+        Some(PipelineRun {
+            output,
+            trace: ExecutionTrace {
+                pipeline_id: self.pipeline.id,
+                entries: entries.clone(),
+                final_result,
+            },
+        })
+    }
 }
 
 /// What one attempt produced.
@@ -71,6 +178,17 @@ impl Attempt {
             capabilities_out: Vec::new(),
         }
     }
+}
+
+/// Either the attempt is underway, or it ended before a reply was due.
+enum Sent {
+    Awaiting(MessageId),
+    Ended(Attempt),
+}
+
+pub struct PipelineExecutor {
+    pool: BTreeMap<u64, Cap<()>>,
+    stage_timeout: Duration,
 }
 
 impl Default for PipelineExecutor {
@@ -100,13 +218,14 @@ impl PipelineExecutor {
     }
 
     /// Add capabilities the caller holds, each labelled with its id.
-    pub fn add_capabilities(&mut self, capabilities: Vec<Cap<()>>) {
-        for capability in capabilities {
-            let label = capability.id();
-            // Distinct capabilities in one space have distinct handles, so
-            // the label is free.
-            let _ = self.add_capability(label, capability);
-        }
+    /// Distinct capabilities of one task have distinct ids, so a label is
+    /// taken only if the caller used it with [`PipelineExecutor::add_capability`];
+    /// such capabilities are handed back, still the caller's.
+    pub fn add_capabilities(&mut self, capabilities: Vec<Cap<()>>) -> Vec<Cap<()>> {
+        capabilities
+            .into_iter()
+            .filter_map(|capability| self.add_capability(capability.id(), capability).err())
+            .collect()
     }
 
     /// Add one capability under `label`. If the label is taken, the
@@ -131,21 +250,21 @@ impl PipelineExecutor {
 
     /// Empty the pool, dropping every capability.
     pub fn release_capabilities<K: KernelApi>(&mut self, kernel: &mut K) {
-        for (_, capability) in self.take_capabilities() {
-            let _ = kernel.drop_capability(capability);
-        }
+        drop_all(kernel, self.take_capabilities().into_iter().map(|(_, c)| c));
     }
 
-    /// Run `pipeline` on `input` and return the output with its trace, or
-    /// the error (see [`PipelineExecutor::run`] to keep the trace on failure).
+    /// Run `pipeline` on `input`, blocking, and return the output with its
+    /// trace, or the error (see [`PipelineExecutor::run`] to keep the trace
+    /// on failure).
     pub fn execute<K: KernelApi>(
         &mut self,
         kernel: &mut K,
         pipeline: &PipelineSpec,
         input: TypedPayload,
     ) -> Result<(TypedPayload, ExecutionTrace), ExecutorError> {
-        let mut entries = Vec::new();
-        let output = self.run_stages(kernel, pipeline, input, &mut entries)?;
+        let mut execution = self.start(kernel, pipeline, input);
+        let (output, entries) = self.run_to_end(kernel, &mut execution);
+        let output = output?;
         let trace = ExecutionTrace {
             pipeline_id: pipeline.id,
             entries,
@@ -154,72 +273,278 @@ impl PipelineExecutor {
         Ok((output, trace))
     }
 
-    /// Run `pipeline` on `input`. Always returns the trace; `output` is
-    /// `Some` exactly when `trace.final_result` is `Success`.
+    /// Run blocking until the end; the final output (or error) and entries.
+    fn run_to_end<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        execution: &mut PipelineExecution,
+    ) -> (Result<TypedPayload, ExecutorError>, Vec<StageTraceEntry>) {
+        // In blocking mode `drive` waits in the kernel instead of returning
+        // `Some`, so this loop runs once unless the run is abandoned midway.
+        while self.drive(kernel, execution, true).is_some() {}
+        match &mut execution.state {
+            State::Done { output, entries } => (output.clone(), core::mem::take(entries)),
+            _ => (Err(ExecutorError::Kernel(KernelError::Timeout)), Vec::new()),
+        }
+    }
+
+    /// Drive a started execution to its end, blocking.
+    pub fn complete<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        execution: &mut PipelineExecution,
+    ) -> PipelineRun {
+        while self.drive(kernel, execution, true).is_some() {}
+        match execution.result() {
+            Some(run) => run,
+            None => PipelineRun {
+                output: None,
+                trace: ExecutionTrace {
+                    pipeline_id: execution.pipeline.id,
+                    entries: execution.entries.clone(),
+                    final_result: PipelineExecutionResult::Failed(ExecutorError::Kernel(
+                        KernelError::Timeout,
+                    )),
+                },
+            },
+        }
+    }
+
+    /// Run `pipeline` on `input`, blocking. Always returns the trace;
+    /// `output` is `Some` exactly when `trace.final_result` is `Success`.
     pub fn run<K: KernelApi>(
         &mut self,
         kernel: &mut K,
         pipeline: &PipelineSpec,
         input: TypedPayload,
     ) -> PipelineRun {
-        let mut entries = Vec::new();
-        let result = self.run_stages(kernel, pipeline, input, &mut entries);
-        let (output, final_result) = match result {
-            Ok(output) => (Some(output), PipelineExecutionResult::Success),
-            Err(e) => (None, PipelineExecutionResult::Failed(e)),
-        };
-        PipelineRun {
-            output,
-            trace: ExecutionTrace {
-                pipeline_id: pipeline.id,
-                entries,
-                final_result,
-            },
-        }
+        let mut execution = self.start(kernel, pipeline, input);
+        self.complete(kernel, &mut execution)
     }
 
-    fn run_stages<K: KernelApi>(
+    /// Begin a stepped run: validate and set up, without sending anything.
+    /// Drive it with [`PipelineExecutor::advance`].
+    pub fn start<K: KernelApi>(
         &mut self,
         kernel: &mut K,
         pipeline: &PipelineSpec,
         input: TypedPayload,
-        entries: &mut Vec<StageTraceEntry>,
-    ) -> Result<TypedPayload, ExecutorError> {
-        pipeline.validate()?;
-        if input.schema != pipeline.initial_input_schema {
-            return Err(ExecutorError::InputSchemaMismatch {
-                expected: pipeline.initial_input_schema.clone(),
-                found: input.schema,
-            });
+    ) -> PipelineExecution {
+        let setup = pipeline
+            .validate()
+            .map_err(ExecutorError::InvalidPipeline)
+            .and_then(|()| {
+                if input.schema == pipeline.initial_input_schema {
+                    Ok(())
+                } else {
+                    Err(ExecutorError::InputSchemaMismatch {
+                        expected: pipeline.initial_input_schema.clone(),
+                        found: input.schema.clone(),
+                    })
+                }
+            })
+            .and_then(|()| kernel.create_channel().map_err(ExecutorError::Kernel));
+        let state = match setup {
+            Ok(reply) => State::Attempt {
+                reply,
+                stage: 0,
+                attempt: 0,
+                not_before: Instant::ZERO,
+            },
+            Err(e) => State::Done {
+                output: Err(e),
+                entries: Vec::new(),
+            },
+        };
+        PipelineExecution {
+            pipeline: pipeline.clone(),
+            current: input,
+            entries: Vec::new(),
+            state,
         }
-        let reply = kernel.create_channel().map_err(ExecutorError::Kernel)?;
-        let mut current = input;
-        let mut outcome = Ok(());
-        for stage in &pipeline.stages {
-            match self.run_stage(kernel, pipeline.id, stage, &current, reply, entries) {
-                Ok(output) => current = output,
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
+    }
+
+    /// Do all the work `execution` allows without blocking, and say what it
+    /// waits for next (or how it ended).
+    pub fn advance<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        execution: &mut PipelineExecution,
+    ) -> Progress {
+        match self.drive(kernel, execution, false) {
+            Some(wait) => Progress::Pending(wait),
+            None => match execution.result() {
+                Some(run) => Progress::Finished(run),
+                // `drive` returns `None` only when the run is done.
+                None => Progress::Pending(Wait::Until(kernel.now())),
+            },
+        }
+    }
+
+    /// The state machine. Returns what it waits for, or `None` once the run
+    /// is done. With `blocking`, it sleeps and waits in the kernel instead of
+    /// returning `Some`.
+    fn drive<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        execution: &mut PipelineExecution,
+        blocking: bool,
+    ) -> Option<Wait> {
+        loop {
+            match execution.state {
+                State::Done { .. } => return None,
+                State::Attempt {
+                    reply,
+                    stage,
+                    attempt,
+                    not_before,
+                } => {
+                    let now = kernel.now();
+                    if now < not_before {
+                        if !blocking {
+                            return Some(Wait::Until(not_before));
+                        }
+                        if let Err(e) = kernel.sleep(not_before - now) {
+                            finish(kernel, execution, reply, Err(ExecutorError::Kernel(e)));
+                            continue;
+                        }
+                    }
+                    let spec = &execution.pipeline.stages[stage];
+                    let start_time_ms = kernel.now().as_millis();
+                    let sent = self.send_attempt(
+                        kernel,
+                        execution.pipeline.id,
+                        spec,
+                        attempt,
+                        &execution.current,
+                        reply,
+                    );
+                    match sent {
+                        Err(e) => finish(kernel, execution, reply, Err(e)),
+                        Ok(Sent::Ended(outcome)) => {
+                            let at = (reply, stage, attempt, start_time_ms);
+                            self.conclude(kernel, execution, at, outcome)
+                        }
+                        Ok(Sent::Awaiting(request)) => {
+                            execution.state = State::Awaiting {
+                                reply,
+                                stage,
+                                attempt,
+                                request,
+                                start_time_ms,
+                                deadline: kernel.now() + self.stage_timeout,
+                                discarded: 0,
+                            };
+                        }
+                    }
+                }
+                State::Awaiting {
+                    reply,
+                    stage,
+                    attempt,
+                    request,
+                    start_time_ms,
+                    deadline,
+                    ref mut discarded,
+                } => {
+                    let timeout = if blocking {
+                        deadline - kernel.now()
+                    } else {
+                        Duration::ZERO
+                    };
+                    let outcome = match kernel.receive_with_capabilities(reply, Some(timeout)) {
+                        Ok(received) if received.envelope.correlation_id == Some(request) => {
+                            let spec = &execution.pipeline.stages[stage];
+                            self.accept_reply(kernel, spec, received)
+                        }
+                        Ok(stale) => {
+                            drop_all(kernel, stale.capabilities);
+                            *discarded += 1;
+                            if *discarded <= MAX_DISCARDED_REPLIES {
+                                continue;
+                            }
+                            Attempt::failed(StageExecutionResult::TimedOut)
+                        }
+                        Err(KernelError::Timeout) => {
+                            if !blocking && kernel.now() < deadline {
+                                return Some(Wait::Reply {
+                                    channel: reply,
+                                    deadline,
+                                });
+                            }
+                            Attempt::failed(StageExecutionResult::TimedOut)
+                        }
+                        Err(e) => Attempt::failed(StageExecutionResult::Unreachable(e)),
+                    };
+                    let at = (reply, stage, attempt, start_time_ms);
+                    self.conclude(kernel, execution, at, outcome);
                 }
             }
         }
-        // Closing the private reply channel releases anything still queued
-        // on it (late replies and the capabilities they carry).
-        let _ = kernel.drop_capability(Cap::from(reply));
-        outcome.map(|()| current)
     }
 
-    fn run_stage<K: KernelApi>(
+    /// Record an attempt and decide what follows it.
+    fn conclude<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        execution: &mut PipelineExecution,
+        (reply, stage, attempt, start_time_ms): (ChannelId, usize, u32, u64),
+        outcome: Attempt,
+    ) {
+        let spec = &execution.pipeline.stages[stage];
+        let now = kernel.now();
+        execution.entries.push(StageTraceEntry {
+            stage_id: spec.id,
+            stage_name: spec.name.clone(),
+            start_time_ms,
+            end_time_ms: now.as_millis(),
+            attempt,
+            result: outcome.result.clone(),
+            capabilities_in: spec.required_capabilities.clone(),
+            capabilities_out: outcome.capabilities_out,
+        });
+        if let Some(output) = outcome.output {
+            execution.current = output;
+            if stage + 1 == execution.pipeline.stages.len() {
+                finish(kernel, execution, reply, Ok(()));
+            } else {
+                execution.state = State::Attempt {
+                    reply,
+                    stage: stage + 1,
+                    attempt: 0,
+                    not_before: now,
+                };
+            }
+            return;
+        }
+        let attempts = spec.retry_policy.max_attempts();
+        let next = attempt + 1;
+        if outcome.result.is_transient() && next < attempts {
+            execution.state = State::Attempt {
+                reply,
+                stage,
+                attempt: next,
+                not_before: now + spec.retry_policy.backoff_before(next),
+            };
+        } else {
+            let error = final_error(spec, attempts.min(next), outcome.result);
+            finish(kernel, execution, reply, Err(error));
+        }
+    }
+
+    /// Start one attempt: check and copy the lent capabilities, send the
+    /// request. `Err` ends the pipeline before the stage runs.
+    fn send_attempt<K: KernelApi>(
         &mut self,
         kernel: &mut K,
         pipeline_id: PipelineId,
         stage: &StageSpec,
+        attempt: u32,
         input: &TypedPayload,
         reply: ChannelId,
-        entries: &mut Vec<StageTraceEntry>,
-    ) -> Result<TypedPayload, ExecutorError> {
-        // Fail fast, before anything is sent.
+    ) -> Result<Sent, ExecutorError> {
+        // Fail fast, before anything is sent. The pool only grows during a
+        // run, so this can only trip on a stage's first attempt.
         if let Some(&capability) = stage
             .required_capabilities
             .iter()
@@ -230,50 +555,13 @@ impl PipelineExecutor {
                 capability,
             });
         }
-        let attempts = stage.retry_policy.max_attempts();
-        let mut attempt = 0;
-        loop {
-            let backoff = stage.retry_policy.backoff_before(attempt);
-            if !backoff.is_zero() {
-                kernel.sleep(backoff).map_err(ExecutorError::Kernel)?;
-            }
-            let start_time_ms = kernel.now().as_millis();
-            let outcome = self.attempt(kernel, pipeline_id, stage, attempt, input, reply)?;
-            entries.push(StageTraceEntry {
-                stage_id: stage.id,
-                stage_name: stage.name.clone(),
-                start_time_ms,
-                end_time_ms: kernel.now().as_millis(),
-                attempt,
-                result: outcome.result.clone(),
-                capabilities_in: stage.required_capabilities.clone(),
-                capabilities_out: outcome.capabilities_out,
-            });
-            if let Some(output) = outcome.output {
-                return Ok(output);
-            }
-            attempt += 1;
-            if !outcome.result.is_transient() || attempt >= attempts {
-                return Err(final_error(stage, attempts, outcome.result));
-            }
-        }
-    }
-
-    /// One attempt: copy the lent capabilities, send, wait for the matching
-    /// reply, and take it apart. `Err` only when the stage cannot run at all
-    /// (a lent capability cannot be copied).
-    fn attempt<K: KernelApi>(
-        &mut self,
-        kernel: &mut K,
-        pipeline_id: PipelineId,
-        stage: &StageSpec,
-        attempt: u32,
-        input: &TypedPayload,
-        reply: ChannelId,
-    ) -> Result<Attempt, ExecutorError> {
         let handler = match kernel.lookup_service(stage.handler) {
             Ok(channel) => channel,
-            Err(e) => return Ok(Attempt::failed(StageExecutionResult::Unreachable(e))),
+            Err(e) => {
+                return Ok(Sent::Ended(Attempt::failed(
+                    StageExecutionResult::Unreachable(e),
+                )))
+            }
         };
         let request = StageRequest {
             pipeline_id,
@@ -285,8 +573,8 @@ impl PipelineExecutor {
         let payload = match MessagePayload::new(&request) {
             Ok(payload) => payload,
             Err(e) => {
-                let error = KernelError::Envelope(e);
-                return Ok(Attempt::failed(StageExecutionResult::Unreachable(error)));
+                let result = StageExecutionResult::Unreachable(KernelError::Envelope(e));
+                return Ok(Sent::Ended(Attempt::failed(result)));
             }
         };
         let envelope = MessageEnvelope::new(
@@ -298,13 +586,12 @@ impl PipelineExecutor {
         let request_id = envelope.id;
 
         let mut attached = Vec::with_capacity(stage.required_capabilities.len() + 1);
-        match kernel.clone_capability(&Cap::from(reply), Rights::SEND) {
-            Ok(reply_cap) => attached.push(reply_cap),
-            Err(e) => return Err(ExecutorError::Kernel(e)),
-        }
+        let reply_cap = kernel
+            .clone_capability(&Cap::from(reply), Rights::SEND)
+            .map_err(ExecutorError::Kernel)?;
+        attached.push(reply_cap);
         for &label in &stage.required_capabilities {
-            let original = &self.pool[&label];
-            match kernel.clone_capability(original, Rights::ALL) {
+            match kernel.clone_capability(&self.pool[&label], Rights::ALL) {
                 Ok(copy) => attached.push(copy),
                 Err(error) => {
                     drop_all(kernel, attached);
@@ -320,39 +607,11 @@ impl PipelineExecutor {
         if let Err(e) = kernel.send_with_capabilities(handler, envelope, attached) {
             // A failed send leaves the copies with us: release them.
             drop_all(kernel, handles.into_iter().map(Cap::from_handle));
-            return Ok(Attempt::failed(StageExecutionResult::Unreachable(e)));
+            return Ok(Sent::Ended(Attempt::failed(
+                StageExecutionResult::Unreachable(e),
+            )));
         }
-
-        match self.await_reply(kernel, reply, request_id) {
-            Ok(received) => Ok(self.accept_reply(kernel, stage, received)),
-            Err(result) => Ok(Attempt::failed(result)),
-        }
-    }
-
-    /// Wait up to the stage timeout for the reply correlated with
-    /// `request_id`, discarding (and releasing) anything else.
-    fn await_reply<K: KernelApi>(
-        &self,
-        kernel: &mut K,
-        reply: ChannelId,
-        request_id: pandagen_abi::MessageId,
-    ) -> Result<ReceivedMessage, StageExecutionResult> {
-        let deadline = kernel.now() + self.stage_timeout;
-        for _ in 0..=MAX_DISCARDED_REPLIES {
-            let now = kernel.now();
-            if now >= deadline {
-                return Err(StageExecutionResult::TimedOut);
-            }
-            match kernel.receive_with_capabilities(reply, Some(deadline - now)) {
-                Ok(received) if received.envelope.correlation_id == Some(request_id) => {
-                    return Ok(received);
-                }
-                Ok(stale) => drop_all(kernel, stale.capabilities),
-                Err(KernelError::Timeout) => return Err(StageExecutionResult::TimedOut),
-                Err(e) => return Err(StageExecutionResult::Unreachable(e)),
-            }
-        }
-        Err(StageExecutionResult::TimedOut)
+        Ok(Sent::Awaiting(request_id))
     }
 
     /// Interpret a reply. Every capability it carries either joins the pool
@@ -425,30 +684,41 @@ impl PipelineExecutor {
     }
 }
 
+/// End the run: close the private reply channel (which releases anything
+/// still queued on it) and record the result.
+fn finish<K: KernelApi>(
+    kernel: &mut K,
+    execution: &mut PipelineExecution,
+    reply: ChannelId,
+    result: Result<(), ExecutorError>,
+) {
+    let _ = kernel.drop_capability(Cap::from(reply));
+    execution.state = State::Done {
+        output: result.map(|()| execution.current.clone()),
+        entries: core::mem::take(&mut execution.entries),
+    };
+}
+
 fn final_error(stage: &StageSpec, attempts: u32, last: StageExecutionResult) -> ExecutorError {
     let stage_id = stage.id;
-    if last.is_transient() {
-        return ExecutorError::RetriesExhausted {
-            stage_id,
-            attempts,
-            last,
-        };
-    }
     match last {
         StageExecutionResult::Failure { error } => ExecutorError::StageFailed { stage_id, error },
         StageExecutionResult::Rejected(error) => ExecutorError::StageRejected { stage_id, error },
-        StageExecutionResult::Unreachable(error) => {
-            ExecutorError::StageUnreachable { stage_id, error }
-        }
         StageExecutionResult::InvalidOutput(violation) => ExecutorError::InvalidStageOutput {
             stage_id,
             violation,
         },
-        // Success and the transient results are handled above.
-        other => ExecutorError::RetriesExhausted {
+        StageExecutionResult::Unreachable(error) if !last_is_transient(&error) => {
+            ExecutorError::StageUnreachable { stage_id, error }
+        }
+        last => ExecutorError::RetriesExhausted {
             stage_id,
             attempts,
-            last: other,
+            last,
         },
     }
+}
+
+fn last_is_transient(error: &KernelError) -> bool {
+    crate::error::is_transient(error)
 }

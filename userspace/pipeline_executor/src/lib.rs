@@ -43,13 +43,16 @@ pub mod spec;
 pub mod stage;
 pub mod trace;
 
-pub use client::{ClientError, PipelineClient, PipelineSubmission};
+pub use client::{ClientError, PendingSubmission, PipelineClient, PipelineSubmission};
 pub use error::{ExecutorError, OutputViolation};
-pub use executor::{PipelineExecutor, PipelineRun};
+pub use executor::{PipelineExecution, PipelineExecutor, PipelineRun, Progress, Wait};
 pub use ids::{PipelineId, StageId};
 pub use payload::{PayloadError, PayloadSchemaId, TypedPayload};
 pub use retry::RetryPolicy;
-pub use service::{PipelineRequest, PipelineResponse, PipelineService};
+pub use service::{
+    PipelineHandled, PipelineRequest, PipelineRequestError, PipelineResponse, PipelineService,
+    ServiceStep,
+};
 pub use spec::{PipelineError, PipelineSpec, SchemaLink, StageSpec};
 pub use stage::{StageCall, StageHandler, StageOutcome, StageResult};
 pub use trace::{ExecutionTrace, PipelineExecutionResult, StageExecutionResult, StageTraceEntry};

@@ -15,18 +15,21 @@
 //! checked first, then the action, then the payload is decoded.
 //!
 //! The service runs one pipeline at a time; a request waits in the channel
-//! queue while another pipeline runs.
+//! queue while another pipeline runs. It is driven either by the blocking
+//! [`PipelineService::serve`] loop (ring 3) or step by step with
+//! [`PipelineService::step`] (a cooperative scheduler such as the
+//! simulator's scenario runner); both share every decision.
 
 use alloc::vec::Vec;
 use pandagen_abi::services::PIPELINE_EXECUTOR;
 use pandagen_abi::{
-    Cap, CapHandle, ChannelId, Duration, EnvelopeError, KernelApi, KernelError, MessageEnvelope,
-    MessagePayload, ReceivedMessage, VersionPolicy,
+    Cap, CapHandle, ChannelId, Duration, EnvelopeError, Instant, KernelApi, KernelError,
+    MessageEnvelope, MessagePayload, ReceivedMessage, VersionPolicy,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::caps::{drop_all, is_fatal_receive_error};
-use crate::executor::PipelineExecutor;
+use crate::executor::{PipelineExecution, PipelineExecutor, PipelineRun, Progress};
 use crate::payload::TypedPayload;
 use crate::spec::PipelineSpec;
 use crate::trace::ExecutionTrace;
@@ -96,9 +99,32 @@ pub enum PipelineHandled {
     ReplyFailed(KernelError),
 }
 
-/// The service state: configuration only, since runs share nothing.
+/// What one [`PipelineService::step`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceStep {
+    /// Something happened (a request was taken or answered, or a stage
+    /// moved on); step again.
+    Progress,
+    /// Nothing to do until a message arrives.
+    Idle,
+    /// A pipeline is waiting for a stage reply or a backoff; step again by
+    /// this instant (or when a message arrives).
+    WaitUntil(Instant),
+}
+
+/// A pipeline accepted and in progress.
+struct Job {
+    executor: PipelineExecutor,
+    execution: PipelineExecution,
+    request: MessageEnvelope,
+    reply_cap: Cap<()>,
+}
+
+/// The service: configuration, plus the one pipeline in progress when
+/// driven step by step. Runs share nothing.
 pub struct PipelineService {
     stage_timeout: Duration,
+    job: Option<Job>,
 }
 
 impl Default for PipelineService {
@@ -111,6 +137,7 @@ impl PipelineService {
     pub fn new() -> Self {
         PipelineService {
             stage_timeout: PipelineExecutor::DEFAULT_STAGE_TIMEOUT,
+            job: None,
         }
     }
 
@@ -127,7 +154,8 @@ impl PipelineService {
         Ok(channel)
     }
 
-    /// Serve requests on `channel` until it can no longer deliver.
+    /// Serve requests on `channel`, blocking, until it can no longer
+    /// deliver. This is the ring-3 server loop.
     pub fn serve<K: KernelApi>(&mut self, kernel: &mut K, channel: ChannelId) -> KernelError {
         loop {
             match kernel.receive_with_capabilities(channel, None) {
@@ -140,19 +168,69 @@ impl PipelineService {
         }
     }
 
-    /// Handle one request: check, run, respond.
+    /// Handle one request, blocking until its pipeline has run and the
+    /// response is sent.
     pub fn handle<K: KernelApi>(
         &mut self,
         kernel: &mut K,
         received: ReceivedMessage,
     ) -> PipelineHandled {
+        match self.accept(kernel, received) {
+            Ok(mut job) => {
+                let run = job.executor.complete(kernel, &mut job.execution);
+                respond(kernel, job, run)
+            }
+            Err(handled) => handled,
+        }
+    }
+
+    /// One cooperative step on `channel`, never blocking: advance the
+    /// pipeline in progress (answering it when it ends), or take the next
+    /// request. Requests arriving meanwhile wait in the channel's queue.
+    pub fn step<K: KernelApi>(&mut self, kernel: &mut K, channel: ChannelId) -> ServiceStep {
+        if let Some(mut job) = self.job.take() {
+            return match job.executor.advance(kernel, &mut job.execution) {
+                Progress::Finished(run) => {
+                    respond(kernel, job, run);
+                    ServiceStep::Progress
+                }
+                Progress::Pending(wait) => {
+                    self.job = Some(job);
+                    ServiceStep::WaitUntil(wait.wake_at())
+                }
+            };
+        }
+        match kernel.receive_with_capabilities(channel, Some(Duration::ZERO)) {
+            Ok(received) => {
+                if let Ok(job) = self.accept(kernel, received) {
+                    self.job = Some(job);
+                }
+                ServiceStep::Progress
+            }
+            Err(KernelError::Timeout) => ServiceStep::Idle,
+            Err(_) => ServiceStep::Progress,
+        }
+    }
+
+    /// True while a pipeline accepted by [`PipelineService::step`] runs.
+    pub fn is_busy(&self) -> bool {
+        self.job.is_some()
+    }
+
+    /// Check a request and start its pipeline; a bad request is answered
+    /// with its typed rejection here.
+    fn accept<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        received: ReceivedMessage,
+    ) -> Result<Job, PipelineHandled> {
         let ReceivedMessage {
             envelope,
             capabilities,
         } = received;
         let mut capabilities = capabilities.into_iter();
         let Some(reply_cap) = capabilities.next() else {
-            return PipelineHandled::NoReplyPath;
+            return Err(PipelineHandled::NoReplyPath);
         };
         let initial: Vec<Cap<()>> = capabilities.collect();
 
@@ -178,59 +256,58 @@ impl PipelineService {
                 input,
                 capabilities,
             }) => (pipeline, input, capabilities),
-            Err(error) => return self.reject(kernel, reply_cap, &envelope, initial, error),
+            Err(error) => return Err(reject(kernel, reply_cap, &envelope, initial, error)),
         };
         if labels.len() != initial.len() {
             let error = PipelineRequestError::CapabilityCountMismatch {
                 declared: labels.len() as u32,
                 attached: initial.len() as u32,
             };
-            return self.reject(kernel, reply_cap, &envelope, initial, error);
+            return Err(reject(kernel, reply_cap, &envelope, initial, error));
         }
 
         let mut executor = PipelineExecutor::new().with_stage_timeout(self.stage_timeout);
-        let mut initial = initial.into_iter();
-        for &label in &labels {
-            let Some(capability) = initial.next() else {
-                break;
-            };
+        for (&label, capability) in labels.iter().zip(initial) {
             if let Err(capability) = executor.add_capability(label, capability) {
-                let mut rest: Vec<Cap<()>> = executor
-                    .take_capabilities()
-                    .into_iter()
-                    .map(|(_, c)| c)
-                    .collect();
-                rest.push(capability);
-                rest.extend(initial);
+                let _ = kernel.drop_capability(capability);
+                executor.release_capabilities(kernel);
                 let error = PipelineRequestError::DuplicateCapabilityLabel(label);
-                return self.reject(kernel, reply_cap, &envelope, rest, error);
+                return Err(reject(kernel, reply_cap, &envelope, Vec::new(), error));
             }
         }
-
-        let run = executor.run(kernel, &pipeline, input);
-        let (labels, pool): (Vec<u64>, Vec<Cap<()>>) =
-            executor.take_capabilities().into_iter().unzip();
-        let payload = fitting_response(run.output, run.trace, labels);
-        match send_response(kernel, reply_cap, &envelope, payload, pool) {
-            Ok(()) => PipelineHandled::Executed,
-            Err(e) => PipelineHandled::ReplyFailed(e),
-        }
+        let execution = executor.start(kernel, &pipeline, input);
+        Ok(Job {
+            executor,
+            execution,
+            request: envelope,
+            reply_cap,
+        })
     }
+}
 
-    fn reject<K: KernelApi>(
-        &mut self,
-        kernel: &mut K,
-        reply_cap: Cap<()>,
-        request: &MessageEnvelope,
-        capabilities: Vec<Cap<()>>,
-        error: PipelineRequestError,
-    ) -> PipelineHandled {
-        drop_all(kernel, capabilities);
-        let payload = MessagePayload::new(&PipelineResponse::Rejected(error));
-        match send_response(kernel, reply_cap, request, payload, Vec::new()) {
-            Ok(()) => PipelineHandled::Rejected(error),
-            Err(e) => PipelineHandled::ReplyFailed(e),
-        }
+/// Answer a finished job, handing the run's pool to the client.
+fn respond<K: KernelApi>(kernel: &mut K, mut job: Job, run: PipelineRun) -> PipelineHandled {
+    let (labels, pool): (Vec<u64>, Vec<Cap<()>>) =
+        job.executor.take_capabilities().into_iter().unzip();
+    let payload = fitting_response(run.output, run.trace, labels);
+    match send_response(kernel, job.reply_cap, &job.request, payload, pool) {
+        Ok(()) => PipelineHandled::Executed,
+        Err(e) => PipelineHandled::ReplyFailed(e),
+    }
+}
+
+fn reject<K: KernelApi>(
+    kernel: &mut K,
+    reply_cap: Cap<()>,
+    request: &MessageEnvelope,
+    capabilities: Vec<Cap<()>>,
+    error: PipelineRequestError,
+) -> PipelineHandled {
+    drop_all(kernel, capabilities);
+    let payload = MessagePayload::new(&PipelineResponse::Rejected(error));
+    match send_response(kernel, reply_cap, request, payload, Vec::new()) {
+        Ok(()) => PipelineHandled::Rejected(error),
+        Err(e) => PipelineHandled::ReplyFailed(e),
     }
 }
 
