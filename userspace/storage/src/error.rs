@@ -69,6 +69,9 @@ pub enum StorageError {
     ActionMismatch,
     /// A list or range request asked for zero items or an offset past the end.
     InvalidRange,
+    /// The answer would not fit in one message (too many reads in one
+    /// `Transact`); the transaction was rolled back. Split the request.
+    ReplyTooLarge,
     /// The backend could not make a commit durable. Nothing of it was
     /// applied; the transaction is rolled back.
     Backend(BackendError),
@@ -140,6 +143,7 @@ impl fmt::Display for StorageError {
             StorageError::UnknownAction => f.write_str("unknown action"),
             StorageError::ActionMismatch => f.write_str("action does not match the request"),
             StorageError::InvalidRange => f.write_str("invalid range"),
+            StorageError::ReplyTooLarge => f.write_str("reply too large for one message"),
             StorageError::Backend(e) => write!(f, "backend: {e:?}"),
         }
     }

@@ -21,20 +21,28 @@
 extern crate alloc;
 
 pub mod backend;
+pub mod cap;
+pub mod client;
 pub mod error;
 pub mod ids;
 pub mod memory;
 pub mod object;
+pub mod protocol;
 pub mod record;
+pub mod server;
 pub mod siphash;
 pub mod store;
 pub mod transaction;
 
 pub use backend::{BackendError, StorageBackend};
+pub use cap::ObjectCap;
+pub use client::{ClientError, StorageClient};
 pub use error::{StorageError, TransactionError};
 pub use ids::{CommitSeq, ObjectId, TxId, VersionId};
 pub use memory::MemoryBackend;
 pub use object::ObjectKind;
+pub use protocol::{Op, OpResult, Reply, Request};
+pub use server::StorageServer;
 pub use store::ObjectStore;
 pub use transaction::{Transaction, TransactionalStorage, TxState};
 

@@ -4,11 +4,11 @@
 //! This is trusted, in-process logic: it checks kinds, sizes, transaction
 //! states and conflicts, but not capabilities — the [`server`](crate::server)
 //! checks those before it calls in. The typed operations per kind live in
-//! the submodules ([`blob`], [`log`], [`map`]); here are creation,
+//! the submodules (`blob`, `log`, `map`); here are creation,
 //! transaction life and commit.
 //!
 //! Committed state is rebuilt from the backend's records by the same
-//! function that applies a fresh commit ([`Catalog::apply`]), so a recovered
+//! function that applies a fresh commit (`Catalog::apply`), so a recovered
 //! store cannot differ from the one that wrote the records.
 
 mod blob;

@@ -1,0 +1,380 @@
+//! The storage server: decodes requests, checks capabilities, runs them on
+//! the [`ObjectStore`] and answers.
+//!
+//! [`StorageServer::respond`] is the pure step (envelope in, envelope out);
+//! [`StorageServer::handle`] adds the kernel side of one request (take the
+//! reply capability, send, drop it); [`StorageServer::serve`] loops.
+//!
+//! # Idempotent retries
+//!
+//! The server remembers the answers to the last [`ANSWER_CACHE`] requests,
+//! keyed by (sending task, message id). A client that timed out and re-sends
+//! the same envelope gets the remembered answer: a commit or an append is
+//! never executed twice because a reply was lost. The memory is per server
+//! instance; after a restart a re-sent `Commit` names a transaction the new
+//! instance never had and answers `NotActive`.
+//!
+//! # Transactions over IPC
+//!
+//! A transaction belongs to the task that began it (the kernel-stamped
+//! sender); another task naming its id gets `NotActive`. A failed operation
+//! leaves the transaction active (the client may go on or roll back),
+//! except a conflict, which rolls it back. Transactions idle for longer
+//! than the server's timeout are rolled back, so a client that dies
+//! mid-transaction cannot pin server memory.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+use pandagen_abi::envelope::MAX_PAYLOAD_BYTES;
+use pandagen_abi::services::STORAGE;
+use pandagen_abi::{
+    ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope, MessageId,
+    MessagePayload, ReceivedMessage, Rights, TaskId,
+};
+
+use crate::backend::{RecoveryReport, StorageBackend};
+use crate::cap::{CapAuthority, ObjectCap, OBJECT_RIGHTS};
+use crate::error::StorageError;
+use crate::ids::ObjectId;
+use crate::limits;
+use crate::protocol::{
+    actions, Op, OpResult, Reply, Request, Response, MAX_VERSIONS_PER_REPLY, VERSION_POLICY,
+};
+use crate::store::ObjectStore;
+use crate::transaction::Transaction as StoreTx;
+use crate::transaction::TransactionalStorage;
+
+/// How many answers the server remembers for retried requests.
+pub const ANSWER_CACHE: usize = 64;
+/// The default idle timeout of a transaction, in kernel time.
+pub const DEFAULT_TX_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why one request could not be answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandleError {
+    /// The request carried no reply capability; it was not executed.
+    NoReplyChannel,
+    /// The answer could not be sent (the client's queue is full or gone).
+    Send(KernelError),
+}
+
+/// Remembered answers, oldest evicted first.
+#[derive(Debug, Default)]
+struct AnswerCache {
+    answers: BTreeMap<(TaskId, MessageId), MessagePayload>,
+    order: VecDeque<(TaskId, MessageId)>,
+}
+
+impl AnswerCache {
+    fn get(&self, key: &(TaskId, MessageId)) -> Option<&MessagePayload> {
+        self.answers.get(key)
+    }
+
+    fn insert(&mut self, key: (TaskId, MessageId), answer: MessagePayload) {
+        if self.answers.insert(key, answer).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > ANSWER_CACHE {
+            if let Some(old) = self.order.pop_front() {
+                self.answers.remove(&old);
+            }
+        }
+    }
+}
+
+/// The storage service.
+#[derive(Debug)]
+pub struct StorageServer<B: StorageBackend> {
+    store: ObjectStore<B>,
+    caps: CapAuthority,
+    answered: AnswerCache,
+    tx_timeout: Duration,
+}
+
+impl<B: StorageBackend> StorageServer<B> {
+    /// Open `backend` (replaying its journal). `now` is the kernel clock: it
+    /// seeds transaction ids above any a previous instance handed out.
+    pub fn open(backend: B, now: Instant) -> Result<(Self, RecoveryReport), StorageError> {
+        let caps = CapAuthority::new(backend.cap_key());
+        let (store, report) = ObjectStore::open_with_tx_base(backend, now.as_nanos().max(1))?;
+        let server = StorageServer {
+            store,
+            caps,
+            answered: AnswerCache::default(),
+            tx_timeout: DEFAULT_TX_TIMEOUT,
+        };
+        Ok((server, report))
+    }
+
+    pub fn with_tx_timeout(mut self, timeout: Duration) -> Self {
+        self.tx_timeout = timeout;
+        self
+    }
+
+    pub fn store(&self) -> &ObjectStore<B> {
+        &self.store
+    }
+
+    /// Stop serving and hand back the backend (for a restart on it).
+    pub fn into_backend(self) -> B {
+        self.store.into_backend()
+    }
+
+    /// Create the service channel and register it as [`STORAGE`].
+    pub fn register<K: KernelApi>(kernel: &mut K) -> Result<ChannelId, KernelError> {
+        let channel = kernel.create_channel()?;
+        kernel.register_service(STORAGE, channel)?;
+        Ok(channel)
+    }
+
+    /// Serve requests on `channel` until receiving fails (the channel is
+    /// closed or revoked); returns that error.
+    pub fn serve<K: KernelApi>(&mut self, kernel: &mut K, channel: ChannelId) -> KernelError {
+        loop {
+            match kernel.receive_with_capabilities(channel, None) {
+                // A client that cannot be answered only hurts itself; the
+                // server goes on with the next request.
+                Ok(request) => {
+                    let _ = self.handle(kernel, request);
+                }
+                Err(KernelError::Timeout) => continue,
+                Err(e) => return e,
+            }
+        }
+    }
+
+    /// Handle one received request: answer it on the reply capability it
+    /// carried, then drop every capability it carried.
+    pub fn handle<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        request: ReceivedMessage,
+    ) -> Result<(), HandleError> {
+        let mut caps = request.capabilities.into_iter();
+        let reply_cap = caps.next();
+        for extra in caps {
+            // Storage takes no kernel capabilities beyond the reply channel.
+            let _ = kernel.drop_capability(extra);
+        }
+        let Some(reply_cap) = reply_cap else {
+            return Err(HandleError::NoReplyChannel);
+        };
+        let answer = self.respond(&request.envelope, kernel.now());
+        let sent = kernel.send_message(ChannelId::from_handle(reply_cap.handle()), answer);
+        // Dropping our copy cannot fail in a way that matters: the answer is
+        // already queued (or refused) either way.
+        let _ = kernel.drop_capability(reply_cap);
+        sent.map_err(HandleError::Send)
+    }
+
+    /// The answer to `request`, received at `now`. Pure with respect to the
+    /// kernel: this is the step a scenario runner can drive directly.
+    pub fn respond(&mut self, request: &MessageEnvelope, now: Instant) -> MessageEnvelope {
+        let key = request.source.map(|task| (task, request.id));
+        if let Some(answer) = key.as_ref().and_then(|k| self.answered.get(k)) {
+            return MessageEnvelope::reply_to(request, actions::REPLY, answer.clone());
+        }
+        let response = self.execute(request, now);
+        let payload = MessagePayload::new(&response).unwrap_or_else(|_| {
+            // Replies are bounded below the payload limit (see `limits`);
+            // should one not fit anyway, the client still gets an answer.
+            let too_large: Response = Err(StorageError::ReplyTooLarge);
+            MessagePayload::new(&too_large).unwrap_or_default()
+        });
+        if let Some(key) = key {
+            self.answered.insert(key, payload.clone());
+        }
+        MessageEnvelope::reply_to(request, actions::REPLY, payload)
+    }
+
+    fn execute(&mut self, envelope: &MessageEnvelope, now: Instant) -> Response {
+        VERSION_POLICY
+            .check(STORAGE, envelope.schema_version)
+            .map_err(StorageError::SchemaMismatch)?;
+        if !actions::REQUESTS.contains(&envelope.action.as_str()) {
+            return Err(StorageError::UnknownAction);
+        }
+        let request: Request = envelope
+            .payload
+            .decode()
+            .map_err(|_| StorageError::MalformedPayload)?;
+        if request.action() != envelope.action {
+            return Err(StorageError::ActionMismatch);
+        }
+        let now = now.as_nanos();
+        let timeout = u64::try_from(self.tx_timeout.as_nanos()).unwrap_or(u64::MAX);
+        self.store.expire_idle(now.saturating_sub(timeout));
+        let owner = envelope.source.map(|t| t.as_raw());
+        match request {
+            Request::Create { kind } => {
+                let (object, version) = self.store.create(kind)?;
+                let cap = self.caps.mint(object, OBJECT_RIGHTS, 0);
+                Ok(Reply::Created { cap, version })
+            }
+            Request::Begin => {
+                let tx = self.store.begin_owned(owner, now)?;
+                Ok(Reply::Begun {
+                    tx: tx.id(),
+                    snapshot: tx.snapshot(),
+                })
+            }
+            Request::Op { tx, op } => {
+                let mut tx = self.store.transaction_of(tx, owner)?;
+                self.store.touch(&tx, now);
+                self.run(&mut tx, op).map(Reply::Op)
+            }
+            Request::Commit { tx } => {
+                let mut tx = self.store.transaction_of(tx, owner)?;
+                let versions = self.store.commit_versions(&mut tx)?;
+                Ok(Reply::Committed { versions })
+            }
+            Request::Rollback { tx } => {
+                let mut tx = self.store.transaction_of(tx, owner)?;
+                self.store.rollback(&mut tx)?;
+                Ok(Reply::RolledBack)
+            }
+            Request::Transact { ops } => self.transact(ops, owner, now),
+            Request::Versions { cap, after, limit } => {
+                let object = self.authorize(&cap, Rights::READ)?;
+                let limit = (limit as usize).min(MAX_VERSIONS_PER_REPLY);
+                Ok(Reply::Versions(self.store.versions(object, after, limit)?))
+            }
+            Request::Attenuate { cap, rights } => {
+                let object = self.authorize(&cap, Rights::NONE)?;
+                let epoch = self.store.object(object)?.cap_epoch();
+                Ok(Reply::Cap(self.caps.mint(
+                    object,
+                    cap.rights().attenuate(rights),
+                    epoch,
+                )))
+            }
+            Request::Revoke { cap } => {
+                let object = self.authorize(&cap, Rights::CONTROL)?;
+                let epoch = self.store.revoke(object)?;
+                Ok(Reply::Cap(self.caps.mint(object, OBJECT_RIGHTS, epoch)))
+            }
+        }
+    }
+
+    fn transact(&mut self, ops: Vec<Op>, owner: Option<u64>, now: u64) -> Response {
+        if ops.len() > limits::MAX_OPS_PER_REQUEST {
+            return Err(StorageError::TooManyOps {
+                len: u32::try_from(ops.len()).unwrap_or(u32::MAX),
+                max: limits::MAX_OPS_PER_REQUEST as u32,
+            });
+        }
+        let mut tx = self.store.begin_owned(owner, now)?;
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            match self.run(&mut tx, op) {
+                Ok(result) => results.push(result),
+                Err(e) => {
+                    // A conflict has already rolled it back.
+                    let _ = self.store.rollback(&mut tx);
+                    return Err(e);
+                }
+            }
+        }
+        // Check the answer fits before committing, so that a client never
+        // gets an error for a transaction that did commit.
+        let size = postcard::to_allocvec(&results).map_or(usize::MAX, |b| b.len());
+        if size > MAX_PAYLOAD_BYTES - 1024 {
+            let _ = self.store.rollback(&mut tx);
+            return Err(StorageError::ReplyTooLarge);
+        }
+        let versions = self.store.commit_versions(&mut tx)?;
+        Ok(Reply::Transacted { results, versions })
+    }
+
+    /// Check `cap`: the object exists, the tag verifies under the object's
+    /// current epoch, and the rights include `required`.
+    fn authorize(&self, cap: &ObjectCap, required: Rights) -> Result<ObjectId, StorageError> {
+        let object = self.store.object(cap.object())?;
+        if !self.caps.verify(cap, object.cap_epoch()) {
+            return Err(StorageError::InvalidCapability(cap.object()));
+        }
+        if !cap.rights().contains(required) {
+            return Err(StorageError::MissingRights {
+                object: cap.object(),
+                required,
+                held: cap.rights(),
+            });
+        }
+        Ok(cap.object())
+    }
+
+    /// Authorize and run one operation in `tx`.
+    fn run(&mut self, tx: &mut StoreTx, op: Op) -> Result<OpResult, StorageError> {
+        let object = self.authorize(op.cap(), op.required_rights())?;
+        let store = &mut self.store;
+        Ok(match op {
+            Op::Version { .. } => OpResult::Version(store.read(tx, object)?),
+            Op::Expect { version, .. } => {
+                store.expect_version(tx, object, version)?;
+                OpResult::Matched
+            }
+            Op::ReadBlob {
+                at,
+                offset,
+                max_len,
+                ..
+            } => {
+                let r = store.read_blob(tx, object, at, offset, max_len as usize)?;
+                OpResult::Blob {
+                    version: r.version,
+                    total_len: r.total_len,
+                    offset: r.offset,
+                    bytes: r.bytes,
+                }
+            }
+            Op::WriteBlob { bytes, .. } => OpResult::Written(store.write_blob(tx, object, &bytes)?),
+            Op::ExtendBlob { bytes, .. } => {
+                OpResult::Written(store.extend_blob(tx, object, &bytes)?)
+            }
+            Op::Append { record, .. } => {
+                let (version, index) = store.append(tx, object, &record)?;
+                OpResult::Appended { version, index }
+            }
+            Op::ReadLog { at, start, max, .. } => {
+                let r = store.read_log(tx, object, at, start, max as usize)?;
+                OpResult::Records {
+                    version: r.version,
+                    total: r.total,
+                    start: r.start,
+                    records: r.records,
+                }
+            }
+            Op::Put { key, value, .. } => OpResult::Written(store.put(tx, object, &key, &value)?),
+            Op::Get { key, at, .. } => {
+                let r = store.get(tx, object, &key, at)?;
+                OpResult::Value {
+                    version: r.version,
+                    value: r.value,
+                }
+            }
+            Op::Delete { key, .. } => {
+                let d = store.delete(tx, object, &key)?;
+                OpResult::Deleted {
+                    version: d.version,
+                    existed: d.existed,
+                }
+            }
+            Op::List {
+                at,
+                start_after,
+                limit,
+                ..
+            } => {
+                let r = store.list(tx, object, at, start_after.as_deref(), limit as usize)?;
+                OpResult::Keys {
+                    version: r.version,
+                    keys: r.keys,
+                    more: r.more,
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
