@@ -1,2 +1,218 @@
+//! PandaGen kernel: boot entry and bring-up sequence.
+//!
+//! The bootloader maps everything it places (kernel image, stack, boot
+//! info, physical-memory map, framebuffer, ramdisk) into the upper half
+//! (see [`layout`]); the kernel then builds its own descriptor tables,
+//! memory management and timer, prints the banner and enters the mode that
+//! `boot.cfg` asks for.
 #![no_std]
 #![no_main]
+
+extern crate alloc;
+
+mod arch;
+mod boot_mode;
+mod console;
+mod ktest;
+mod layout;
+mod mem;
+mod panic;
+mod qemu;
+mod time;
+
+use arch::x86_64::{gdt, idt, protection};
+use bootloader_api::config::Mapping;
+use bootloader_api::{entry_point, BootInfo, BootloaderConfig};
+use log::LevelFilter;
+use pandagen_hal::boot_config::{BootMode, LogLevel};
+use pandagen_hal::x86_64::clock;
+use pandagen_hal::x86_64::cpu::rdtsc;
+use pandagen_hal::x86_64::paging::PhysWindow;
+use pandagen_hal::FRAME_SIZE;
+
+/// Size of the boot CPU's kernel stack.
+const KERNEL_STACK_SIZE: u64 = 256 * 1024;
+
+/// What the bootloader must set up for us.
+pub static BOOTLOADER_CONFIG: BootloaderConfig = {
+    let mut config = BootloaderConfig::new_default();
+    config.mappings.physical_memory = Some(Mapping::Dynamic);
+    config.mappings.dynamic_range_start = Some(layout::BOOTLOADER_RANGE_START);
+    config.mappings.dynamic_range_end = Some(layout::BOOTLOADER_RANGE_END);
+    config.kernel_stack_size = KERNEL_STACK_SIZE;
+    config
+};
+
+entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
+
+fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
+    let entry_tsc = rdtsc();
+    console::init();
+    gdt::init();
+    idt::init();
+    let protections = protection::enable();
+
+    let ramdisk = ramdisk(boot_info);
+    match boot_mode::init(ramdisk) {
+        Ok(source) => log::debug!("boot config: {source:?}"),
+        Err(err) => {
+            boot_mode::force_test_mode();
+            panic!("cannot read the boot configuration: {err:?}");
+        }
+    }
+    let config = boot_mode::config();
+    console::set_level(level_filter(config.log_level));
+
+    check_layout(boot_info);
+    // Until a scheduler sets per-task stacks, interrupts from ring 3 would
+    // land on the boot stack.
+    gdt::set_kernel_stack(x86_64::VirtAddr::new(
+        boot_info.kernel_stack_bottom + boot_info.kernel_stack_len,
+    ));
+    let phys_offset = boot_info
+        .physical_memory_offset
+        .into_option()
+        .expect("the bootloader did not map physical memory");
+    // SAFETY: the bootloader maps all physical memory at this offset (we
+    // asked for it in BOOTLOADER_CONFIG) and the mapping is never removed.
+    let window = unsafe { PhysWindow::new(phys_offset) };
+    let regions = &boot_info.memory_regions;
+    let firmware = mem::frame::firmware(regions);
+    mem::frame::init(regions, window).expect("cannot build the frame allocator");
+    let paging = mem::paging::init(window).expect("cannot set up the kernel address space");
+    log::debug!(
+        "paging: {} kernel-half tables added, {} bootloader lower-half entries removed",
+        paging.kernel_tables_added,
+        paging.lower_half_entries_removed
+    );
+    mem::heap::init().expect("cannot map the kernel heap");
+    let calibration = time::init(entry_tsc);
+
+    print_banner(firmware.name(), &protections, calibration, entry_tsc);
+
+    match config.mode {
+        BootMode::System => system(),
+        BootMode::Ktest => ktest::run_all(),
+        BootMode::Suite | BootMode::Bench => {
+            log::error!("mode {:?} has no runner in this kernel", config.mode);
+            qemu::exit(qemu::ExitCode::Failure)
+        }
+    }
+}
+
+/// `mode=system`: nothing to run yet but the idle loop.
+fn system() -> ! {
+    log::info!("system ready");
+    loop {
+        x86_64::instructions::hlt();
+    }
+}
+
+fn ramdisk(boot_info: &BootInfo) -> Option<&'static [u8]> {
+    let addr = boot_info.ramdisk_addr.into_option()?;
+    // SAFETY: the bootloader mapped the ramdisk read-only at `addr` for
+    // `ramdisk_len` bytes and never unmaps it; nothing writes to it.
+    Some(unsafe { core::slice::from_raw_parts(addr as *const u8, boot_info.ramdisk_len as usize) })
+}
+
+fn level_filter(level: LogLevel) -> LevelFilter {
+    match level {
+        LogLevel::Error => LevelFilter::Error,
+        LogLevel::Warn => LevelFilter::Warn,
+        LogLevel::Info => LevelFilter::Info,
+        LogLevel::Debug => LevelFilter::Debug,
+        LogLevel::Trace => LevelFilter::Trace,
+    }
+}
+
+/// Asserts that everything the bootloader placed is in its upper-half
+/// range, leaving the lower half to user address spaces.
+fn check_layout(boot_info: &BootInfo) {
+    let stack_probe = 0u8;
+    let places = [
+        ("kernel image", boot_info.kernel_image_offset),
+        ("kernel code", kernel_main as *const () as u64),
+        ("kernel stack", boot_info.kernel_stack_bottom),
+        ("current stack", &stack_probe as *const u8 as u64),
+        ("boot info", boot_info as *const BootInfo as u64),
+        (
+            "physical memory map",
+            boot_info.physical_memory_offset.into_option().unwrap_or(0),
+        ),
+        (
+            "ramdisk",
+            boot_info
+                .ramdisk_addr
+                .into_option()
+                .unwrap_or(layout::BOOTLOADER_RANGE_START),
+        ),
+        (
+            "framebuffer",
+            boot_info
+                .framebuffer
+                .as_ref()
+                .map(|fb| fb.buffer().as_ptr() as u64)
+                .unwrap_or(layout::BOOTLOADER_RANGE_START),
+        ),
+    ];
+    for (what, addr) in places {
+        log::debug!("{what:<20} {addr:#018x}");
+        assert!(
+            layout::in_bootloader_range(addr),
+            "{what} at {addr:#x} is outside the bootloader range"
+        );
+    }
+}
+
+fn print_banner(
+    firmware: &str,
+    protections: &protection::Protections,
+    calibration: time::Calibration,
+    entry_tsc: u64,
+) {
+    let banner_tsc = rdtsc();
+    let (total, free) = mem::frame::counts();
+    let mib = |frames: u64| frames * FRAME_SIZE / 1024 / 1024;
+    let tsc_hz = clock::tsc_hz();
+    let tick_mhz = clock::tick_millihertz();
+    let on = |b: bool| if b { "on" } else { "off" };
+    println!("==============================================================");
+    println!(
+        " PandaGen {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        env!("CARGO_PKG_NAME")
+    );
+    println!(" firmware : {firmware}");
+    println!(
+        " memory   : {} MiB total, {} MiB free",
+        mib(total),
+        mib(free)
+    );
+    println!(
+        " heap     : {} MiB at {:#x}",
+        layout::KERNEL_HEAP_SIZE >> 20,
+        layout::KERNEL_HEAP_START
+    );
+    println!(
+        " timer    : PIT {}.{:03} Hz; TSC {}.{:03} MHz ({:?})",
+        tick_mhz / 1000,
+        tick_mhz % 1000,
+        tsc_hz / 1_000_000,
+        tsc_hz % 1_000_000 / 1000,
+        calibration
+    );
+    println!(
+        " cpu      : NX {}, WP {}, SMEP {}, SMAP {}",
+        on(protections.nx),
+        on(protections.write_protect),
+        on(protections.smep),
+        on(protections.smap)
+    );
+    let to_us = |cycles: u64| clock::cycles_to_ns(cycles, tsc_hz) / 1000;
+    println!(
+        " boot     : {}.{:03} ms from kernel entry to banner",
+        to_us(banner_tsc - entry_tsc) / 1000,
+        to_us(banner_tsc - entry_tsc) % 1000,
+    );
+    println!("==============================================================");
+}

@@ -4,6 +4,7 @@
 //! The rest touches I/O ports, control registers or privileged instructions:
 //! it compiles everywhere but may only run in ring 0.
 
+pub mod clock;
 pub mod cpu;
 pub mod interrupts;
 pub mod memory;
@@ -12,6 +13,7 @@ pub mod pic;
 pub mod pit;
 pub mod serial;
 
+pub use clock::X86Timer;
 pub use cpu::X86Cpu;
 pub use interrupts::X86Interrupts;
 pub use memory::X86Memory;

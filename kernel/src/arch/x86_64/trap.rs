@@ -1,0 +1,90 @@
+//! The trap frame and the single Rust entry point for every interrupt and
+//! exception.
+//!
+//! The assembly stubs in `trap_entry` push a complete [`TrapFrame`] on the
+//! current kernel stack and call [`trap_dispatch`] with a pointer to it.
+//! The dispatcher returns the frame to resume: today always the same one,
+//! but a scheduler can return another task's saved frame (on that task's
+//! kernel stack) and the common exit path will restore *that* task's
+//! registers and `iretq` into it. The syscall entry can build the same
+//! frame, so a task preempted in either path resumes the same way.
+
+use super::exceptions;
+use core::mem::offset_of;
+use pandagen_hal::x86_64::{clock, interrupts, pic};
+
+/// Vector of the periodic timer (IRQ 0).
+pub const TIMER_VECTOR: u8 = pic::IRQ_BASE;
+
+/// Every register of an interrupted context, as the entry stubs lay it
+/// out (lowest address first).
+#[repr(C)]
+#[derive(Debug, Clone, Default)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    /// Interrupt vector, pushed by the stub.
+    pub vector: u64,
+    /// The CPU's error code, or 0 for vectors without one.
+    pub error_code: u64,
+    // What the CPU pushes (always all five in 64-bit mode).
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+/// Bytes from `vector` to `cs` (used by the stubs to test the privilege
+/// level before any register is saved).
+pub const VECTOR_TO_CS: usize = offset_of!(TrapFrame, cs) - offset_of!(TrapFrame, vector);
+const _: () = assert!(VECTOR_TO_CS == 24);
+const _: () = assert!(core::mem::size_of::<TrapFrame>() == 22 * 8);
+// The CPU aligns RSP to 16 before pushing; 22 words keep the frame (and so
+// the dispatcher's call) 16-byte aligned.
+const _: () = assert!(core::mem::size_of::<TrapFrame>().is_multiple_of(16));
+
+impl TrapFrame {
+    /// Whether the interrupted code ran in ring 3.
+    pub fn is_from_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
+/// Handles one trap. Called only by the entry stubs, with interrupts off.
+///
+/// Returns the frame to resume.
+pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
+    let vector = frame.vector as u8;
+    match vector {
+        0..=31 => exceptions::handle(frame),
+        TIMER_VECTOR => {
+            clock::tick();
+            // SAFETY: acknowledging the IRQ we are handling, once.
+            unsafe { pic::end_of_interrupt(vector) };
+        }
+        v if pic::is_irq_vector(v) => {
+            // SAFETY: ring 0, inside the handler of vector v.
+            if !unsafe { pic::is_spurious(v) } && !interrupts::dispatch(v) {
+                log::warn!("unhandled IRQ {}", v - pic::IRQ_BASE);
+            }
+            // SAFETY: acknowledging the IRQ we are handling, once.
+            unsafe { pic::end_of_interrupt(v) };
+        }
+        _ => log::warn!("unexpected interrupt vector {vector}"),
+    }
+    frame
+}

@@ -1,0 +1,106 @@
+//! The serial console (COM1): raw output lines and the `log` backend.
+//!
+//! Output is serialised by one lock taken with interrupts disabled, so an
+//! interrupt handler that logs can never spin on a lock its own CPU holds.
+//! Fatal paths (panics, unexpected exceptions) use [`emergency`], which
+//! bypasses the lock if the failing code held it.
+
+use core::fmt::{self, Write};
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use pandagen_hal::x86_64::{clock, Com1};
+use spin::Mutex;
+use x86_64::instructions::interrupts;
+
+static SERIAL: Mutex<Option<Com1>> = Mutex::new(None);
+static LOGGER: KernelLogger = KernelLogger;
+
+/// Programs COM1 and installs the logger at `Info` level.
+pub fn init() {
+    // SAFETY: called once at boot in ring 0; the port is owned by SERIAL
+    // from here on.
+    let port = unsafe { Com1::init() };
+    *SERIAL.lock() = Some(port);
+    // Only fails if a logger was already set, which only this function does.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(LevelFilter::Info);
+}
+
+/// Changes the log verbosity.
+pub fn set_level(level: LevelFilter) {
+    log::set_max_level(level);
+}
+
+/// Writes formatted text to the console.
+pub fn write_fmt(args: fmt::Arguments<'_>) {
+    interrupts::without_interrupts(|| {
+        if let Some(port) = SERIAL.lock().as_mut() {
+            let _ = port.write_fmt(args);
+        }
+    });
+}
+
+/// A console writer for fatal paths: it takes the lock if it is free and
+/// otherwise writes around it (the lock holder has failed and will not
+/// resume).
+pub fn emergency(args: fmt::Arguments<'_>) {
+    interrupts::without_interrupts(|| match SERIAL.try_lock() {
+        Some(mut guard) => match guard.as_mut() {
+            Some(port) => {
+                let _ = port.write_fmt(args);
+            }
+            None => {
+                // SAFETY: ring 0; the console was never initialised, so no
+                // other handle exists.
+                let mut port = unsafe { Com1::init() };
+                let _ = port.write_fmt(args);
+            }
+        },
+        None => {
+            // SAFETY: ring 0; the lock holder cannot run again before we are
+            // done (we are on the fatal path with interrupts off).
+            let mut port = unsafe { Com1::steal() };
+            let _ = port.write_fmt(args);
+        }
+    });
+}
+
+/// Prints a line on the console, without log decoration.
+#[macro_export]
+macro_rules! println {
+    () => { $crate::console::write_fmt(format_args!("\n")) };
+    ($($arg:tt)*) => {
+        $crate::console::write_fmt(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+struct KernelLogger;
+
+impl Log for KernelLogger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let ns = clock::now_ns();
+        let label = match record.level() {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN ",
+            Level::Info => "INFO ",
+            Level::Debug => "DEBUG",
+            Level::Trace => "TRACE",
+        };
+        write_fmt(format_args!(
+            "[{:>4}.{:06}] {} {}: {}\n",
+            ns / 1_000_000_000,
+            ns % 1_000_000_000 / 1000,
+            label,
+            record.target().trim_start_matches("pandagen_kernel::"),
+            record.args()
+        ));
+    }
+
+    fn flush(&self) {}
+}

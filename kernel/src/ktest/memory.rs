@@ -1,0 +1,276 @@
+//! Frame allocator, heap and page-table tests.
+
+use super::{ensure, TestResult};
+use crate::arch::x86_64::protection::with_user_access;
+use crate::layout;
+use crate::mem::{frame, heap, paging};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::alloc::Layout;
+use pandagen_hal::frame::FrameError;
+use pandagen_hal::x86_64::paging::{PageFlags, KERNEL_PML4_START};
+use pandagen_hal::FRAME_SIZE;
+use x86_64::instructions::interrupts;
+
+pub fn layout_is_upper_half() -> TestResult {
+    let space = paging::kernel_space();
+    ensure!(
+        space.user_half_entries() == 0,
+        "kernel table still has {} lower-half entries",
+        space.user_half_entries()
+    );
+    let code = layout_is_upper_half as *const () as u64;
+    ensure!(
+        layout::in_bootloader_range(code),
+        "kernel code at {code:#x}"
+    );
+    let t = space.translate(code).ok_or("kernel code is not mapped")?;
+    ensure!(
+        t.flags.executable && !t.flags.user,
+        "kernel code flags {:?}",
+        t.flags
+    );
+    let heap = space
+        .translate(layout::KERNEL_HEAP_START)
+        .ok_or("heap not mapped")?;
+    ensure!(
+        heap.flags == PageFlags::KERNEL_DATA,
+        "heap flags {:?} (want writable, supervisor, no-execute)",
+        heap.flags
+    );
+    Ok(())
+}
+
+pub fn frames_are_unique() -> TestResult {
+    const N: usize = 2000;
+    let (_, free_before) = frame::counts();
+    let mut frames: Vec<u64> = (0..N).filter_map(|_| frame::allocate()).collect();
+    ensure!(
+        frames.len() == N,
+        "only {} of {N} frames allocated",
+        frames.len()
+    );
+    ensure!(
+        frame::counts().1 == free_before - N as u64,
+        "free count did not drop by {N}"
+    );
+    ensure!(
+        frames.iter().all(|&f| frame::is_allocated(f)),
+        "a frame is not marked allocated"
+    );
+    ensure!(
+        frames.iter().all(|&f| f % FRAME_SIZE == 0 && f != 0),
+        "a frame is misaligned"
+    );
+    frames.sort_unstable();
+    let before = frames.len();
+    frames.dedup();
+    ensure!(
+        frames.len() == before,
+        "{} frames handed out twice",
+        before - frames.len()
+    );
+    for &f in &frames {
+        frame::free(f).map_err(|e| alloc::format!("free {f:#x}: {e:?}"))?;
+    }
+    ensure!(frame::counts().1 == free_before, "free count not restored");
+    ensure!(
+        frame::free(frames[0]) == Err(FrameError::AlreadyFree),
+        "double free was not rejected"
+    );
+    Ok(())
+}
+
+pub fn freed_frames_come_back() -> TestResult {
+    let (_, free_before) = frame::counts();
+    // Take every free frame, so the allocator has exactly one to give after
+    // we return one.
+    let mut all = Vec::with_capacity(free_before as usize);
+    while let Some(f) = frame::allocate() {
+        all.push(f);
+    }
+    ensure!(
+        all.len() as u64 == free_before,
+        "allocated {} of {free_before}",
+        all.len()
+    );
+    let returned = all[all.len() / 2];
+    frame::free(returned).map_err(|e| alloc::format!("{e:?}"))?;
+    let again = frame::allocate();
+    let exhausted = frame::allocate();
+    for &f in &all {
+        frame::free(f).map_err(|e| alloc::format!("free {f:#x}: {e:?}"))?;
+    }
+    ensure!(
+        again == Some(returned),
+        "freed {returned:#x}, got {again:x?} back"
+    );
+    ensure!(
+        exhausted.is_none(),
+        "allocator invented a frame {exhausted:x?}"
+    );
+    ensure!(frame::counts().1 == free_before, "free count not restored");
+    Ok(())
+}
+
+pub fn heap_small_and_large() -> TestResult {
+    const SMALL: u64 = 3000;
+    const LARGE_WORDS: usize = (1 << 20) / 8;
+    let (used_before, _) = heap::usage();
+    {
+        let small: Vec<Box<u64>> = (0..SMALL).map(|i| Box::new(i * 7)).collect();
+        let large: Vec<Vec<u64>> = (0..3u64)
+            .map(|i| alloc::vec![i + 0xA0; LARGE_WORDS + i as usize * 512])
+            .collect();
+        ensure!(
+            small.iter().enumerate().all(|(i, b)| **b == i as u64 * 7),
+            "small allocation corrupted"
+        );
+        for (i, block) in large.iter().enumerate() {
+            ensure!(
+                block.iter().all(|&w| w == i as u64 + 0xA0),
+                "large block {i} corrupted"
+            );
+        }
+        let (used_during, _) = heap::usage();
+        ensure!(
+            used_during >= used_before + 3 * (1 << 20),
+            "heap usage did not grow"
+        );
+    }
+    let (used_after, _) = heap::usage();
+    ensure!(
+        used_after == used_before,
+        "heap leaked: {used_before} -> {used_after} bytes used"
+    );
+    Ok(())
+}
+
+pub fn heap_reuses_memory() -> TestResult {
+    let (_, free) = heap::usage();
+    // Each of these alone fits, two at once do not: the second succeeds
+    // only because the first one's memory was reused.
+    let layout = Layout::from_size_align(free * 3 / 5, 4096).map_err(|_| "bad layout")?;
+    // SAFETY: non-zero size; freed below with the same layout.
+    let first = unsafe { alloc::alloc::alloc(layout) };
+    ensure!(!first.is_null(), "first large allocation failed");
+    // SAFETY: `first` came from `alloc` with `layout`.
+    unsafe { alloc::alloc::dealloc(first, layout) };
+    // SAFETY: as above.
+    let second = unsafe { alloc::alloc::alloc(layout) };
+    ensure!(!second.is_null(), "freed memory was not reused");
+    // SAFETY: as above.
+    unsafe { alloc::alloc::dealloc(second, layout) };
+    ensure!(
+        first == second,
+        "same-size allocation moved: {first:p} then {second:p}"
+    );
+    Ok(())
+}
+
+const USER_PAGE: u64 = 0x0000_0040_0000_0000;
+
+pub fn map_unmap_new_space() -> TestResult {
+    let (_, free_before) = frame::counts();
+    let space = paging::new_user_space().map_err(|e| alloc::format!("{e:?}"))?;
+    let data = frame::allocate().ok_or("no frame")?;
+    space
+        .map(
+            &mut frame::GlobalFrames,
+            USER_PAGE,
+            data,
+            PageFlags::USER_DATA,
+        )
+        .map_err(|e| alloc::format!("map: {e:?}"))?;
+    let t = space
+        .translate(USER_PAGE + 8)
+        .ok_or("mapped page does not translate")?;
+    ensure!(
+        t.phys == data + 8,
+        "translated to {:#x}, want {:#x}",
+        t.phys,
+        data + 8
+    );
+    ensure!(t.flags == PageFlags::USER_DATA, "flags {:?}", t.flags);
+    ensure!(
+        paging::kernel_space().translate(USER_PAGE).is_none(),
+        "mapping leaked into kernel space"
+    );
+
+    // Write through the user mapping with the new space loaded...
+    const PATTERN: u64 = 0x5A5A_0123_4567_89AB;
+    interrupts::without_interrupts(|| {
+        // SAFETY: the new space shares the kernel half, so this code and its
+        // stack stay mapped; the old root is restored right after.
+        let old = unsafe { paging::switch_to(&space) };
+        // SAFETY: USER_PAGE is mapped writable to a frame this test owns.
+        with_user_access(|| unsafe { core::ptr::write_volatile(USER_PAGE as *mut u64, PATTERN) });
+        // SAFETY: `old` is the kernel root that was active before.
+        unsafe { paging::switch_to(&kernel_root(old)) };
+    });
+    // ...and read it back through the physical-memory map.
+    let through_phys = space.window().virt(data) as *const u64;
+    // SAFETY: the window maps all RAM; the frame is ours.
+    let seen = unsafe { core::ptr::read_volatile(through_phys) };
+    ensure!(seen == PATTERN, "read {seen:#x} through the physical map");
+
+    let unmapped = space
+        .unmap(USER_PAGE)
+        .map_err(|e| alloc::format!("unmap: {e:?}"))?;
+    ensure!(unmapped == data, "unmap returned {unmapped:#x}");
+    ensure!(
+        space.translate(USER_PAGE).is_none(),
+        "page still translates after unmap"
+    );
+    frame::free(data).map_err(|e| alloc::format!("{e:?}"))?;
+    space
+        .destroy(&mut frame::GlobalFrames, |_| {})
+        .map_err(|e| alloc::format!("destroy: {e:?}"))?;
+    ensure!(
+        frame::counts().1 == free_before,
+        "address space leaked frames"
+    );
+    Ok(())
+}
+
+pub fn kernel_half_is_shared() -> TestResult {
+    let kernel = paging::kernel_space();
+    let space = paging::new_user_space().map_err(|e| alloc::format!("{e:?}"))?;
+    // A kernel page mapped after the space was created must appear in it.
+    let virt = layout::KERNEL_STACKS_START;
+    let phys = frame::allocate().ok_or("no frame")?;
+    paging::map_kernel_page(virt, phys, PageFlags::KERNEL_DATA)
+        .map_err(|e| alloc::format!("{e:?}"))?;
+    let seen = space.translate(virt).map(|t| t.phys);
+    let code = kernel_half_is_shared as *const () as u64;
+    let code_same = space.translate(code) == kernel.translate(code);
+    paging::unmap_kernel_page(virt).map_err(|e| alloc::format!("{e:?}"))?;
+    frame::free(phys).map_err(|e| alloc::format!("{e:?}"))?;
+    space
+        .destroy(&mut frame::GlobalFrames, |_| {})
+        .map_err(|e| alloc::format!("{e:?}"))?;
+    ensure!(
+        seen == Some(phys),
+        "late kernel mapping not visible: {seen:x?}"
+    );
+    ensure!(
+        code_same,
+        "kernel code translates differently in the new space"
+    );
+    ensure!(
+        KERNEL_PML4_START == 256,
+        "kernel half starts at PML4 {KERNEL_PML4_START}"
+    );
+    Ok(())
+}
+
+/// The kernel space handle for a root read back from CR3.
+fn kernel_root(root: u64) -> pandagen_hal::x86_64::paging::AddressSpace {
+    let kernel = paging::kernel_space();
+    assert_eq!(
+        root,
+        kernel.root(),
+        "test left a foreign address space active"
+    );
+    kernel
+}

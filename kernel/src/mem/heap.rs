@@ -1,0 +1,38 @@
+//! The kernel heap: a linked-list allocator over pages mapped at
+//! [`KERNEL_HEAP_START`](crate::layout::KERNEL_HEAP_START).
+//!
+//! Allocation takes a spin lock: interrupt handlers must not allocate.
+
+use super::{frame, paging};
+use crate::layout::{KERNEL_HEAP_SIZE, KERNEL_HEAP_START};
+use linked_list_allocator::LockedHeap;
+use pandagen_hal::memory::MemoryError;
+use pandagen_hal::x86_64::paging::PageFlags;
+use pandagen_hal::FRAME_SIZE;
+
+#[global_allocator]
+static ALLOCATOR: LockedHeap = LockedHeap::empty();
+
+/// Maps the heap's pages and hands them to the allocator.
+pub fn init() -> Result<(), MemoryError> {
+    let mut virt = KERNEL_HEAP_START;
+    while virt < KERNEL_HEAP_START + KERNEL_HEAP_SIZE {
+        let phys = frame::allocate().ok_or(MemoryError::OutOfMemory)?;
+        paging::map_kernel_page(virt, phys, PageFlags::KERNEL_DATA)?;
+        virt += FRAME_SIZE;
+    }
+    // SAFETY: the range was just mapped read-write, is used by nothing
+    // else, and `init` runs once.
+    unsafe {
+        ALLOCATOR
+            .lock()
+            .init(KERNEL_HEAP_START as *mut u8, KERNEL_HEAP_SIZE as usize)
+    };
+    Ok(())
+}
+
+/// `(used, free)` heap bytes.
+pub fn usage() -> (usize, usize) {
+    let heap = ALLOCATOR.lock();
+    (heap.used(), heap.free())
+}
