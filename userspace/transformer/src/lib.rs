@@ -1,0 +1,18 @@
+//! # pandagen-transformer — a demo pipeline stage handler
+//!
+//! A service that pipelines call as stages: `create_blob` makes a named blob
+//! (and its handle capability), `uppercase` / `reverse` transform a blob,
+//! `checksum` reduces one to its Adler-32. The logic ([`transform`]) is pure;
+//! the service ([`service`]) adapts it to the stage protocol, with an
+//! optional [`FailureMode`](service::FailureMode) for retry tests.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod schemas;
+pub mod service;
+pub mod transform;
+
+pub use schemas::{blob_cap_label, Blob, BlobChecksum, BlobParams};
+pub use service::{Execution, FailureMode, Transformer};
+pub use transform::{adler32, apply, blob_params_payload, blob_payload, Action, TransformError};
