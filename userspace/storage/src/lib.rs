@@ -11,7 +11,7 @@
 //! [`CommitRecord`](record::CommitRecord) that the [`backend`] makes durable
 //! atomically, so a crash never leaves part of a transaction applied.
 //!
-//! Access needs an [`ObjectCap`](cap::ObjectCap): an unforgeable token the
+//! Access needs an [`ObjectCap`]: an unforgeable token the
 //! service mints when an object is created, checks on every request, and
 //! attenuates on request. The [`protocol`] is versioned; [`server`] holds the
 //! request loop and [`client`] the typed client, both generic over
