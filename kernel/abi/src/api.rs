@@ -26,7 +26,9 @@
 //!   invalidated (and audited), never leaked.
 //! * Request/response convention: a request attaches, as its first
 //!   capability, a send-only capability for the client's reply channel
-//!   (made with `clone_capability`); the server answers there with the
+//!   (made with `clone_capability(&reply, Rights::SEND | Rights::TRANSFER)`:
+//!   moving a capability into a message needs `TRANSFER`, so a plain
+//!   `SEND` copy cannot be attached); the server answers there with the
 //!   request's id as correlation id, then drops that capability.
 
 use alloc::string::String;
