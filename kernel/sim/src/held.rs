@@ -122,6 +122,36 @@ impl<M> Held<M> {
         self.reordered.contains_key(&channel)
     }
 
+    /// Remove every message held for `channel` (it closed), delayed ones
+    /// first in delivery order.
+    pub(crate) fn take_channel(&mut self, channel: ChannelKey) -> Vec<(u64, M)> {
+        let due: Vec<(Instant, u64)> = self
+            .delayed
+            .iter()
+            .filter(|(_, (c, _))| *c == channel)
+            .map(|(k, _)| *k)
+            .collect();
+        let mut out: Vec<(u64, M)> = due
+            .into_iter()
+            .filter_map(|k| self.delayed.remove(&k).map(|(_, m)| (k.1, m)))
+            .collect();
+        out.extend(self.release_reordered(channel));
+        out
+    }
+
+    /// The channels some held message is waiting for.
+    pub(crate) fn channels(&self) -> Vec<ChannelKey> {
+        let mut keys: Vec<ChannelKey> = self.delayed.values().map(|(c, _)| *c).collect();
+        keys.extend(self.reordered.keys().copied());
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.delayed.is_empty() && self.reordered.is_empty()
+    }
+
     /// Every held message, delayed ones first in delivery order.
     pub(crate) fn drain(&mut self) -> Vec<(u64, ChannelKey, M)> {
         let mut out: Vec<_> = std::mem::take(&mut self.delayed)
@@ -136,13 +166,6 @@ impl<M> Held<M> {
 
     pub(crate) fn len(&self) -> usize {
         self.delayed.len() + self.reordered.values().map(VecDeque::len).sum::<usize>()
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &M> {
-        self.delayed
-            .values()
-            .map(|(_, m)| m)
-            .chain(self.reordered.values().flatten().map(|h| &h.message))
     }
 }
 
@@ -198,7 +221,11 @@ mod tests {
         let mut held = Held::default();
         held.hold_delayed(Instant::from_nanos(5), 1, A, 1);
         held.hold_reordered(B, 2, 1, 2);
-        assert_eq!(held.iter().count(), 2);
+        assert_eq!(held.len(), 2);
+        assert_eq!(held.channels(), vec![A, B]);
+        held.hold_delayed(Instant::from_nanos(9), 3, B, 3);
+        assert_eq!(held.take_channel(B), vec![(3, 3), (2, 2)]);
+        held.hold_reordered(B, 2, 1, 2);
         let all = held.drain();
         assert_eq!(all.len(), 2);
         assert!(held.drain().is_empty());

@@ -117,8 +117,8 @@ impl FaultInjector {
     }
 
     /// Count one completed message operation (a send, or a delivery) by
-    /// `task`. Returns true if the task must now crash.
-    pub fn count_operation(&mut self, task: TaskId) -> bool {
+    /// `task`. Returns the operation count if the task must now crash.
+    pub fn count_operation(&mut self, task: TaskId) -> Option<u32> {
         let done = self.operations.entry(task).or_insert(0);
         *done = done.saturating_add(1);
         let done = *done;
@@ -130,11 +130,11 @@ impl FaultInjector {
                     && self.rng.chance(rule.per_mille)
                 {
                     spend(&mut self.lifecycle_budgets[i]);
-                    return true;
+                    return Some(done);
                 }
             }
         }
-        false
+        None
     }
 
     /// How many later messages a message hit by `Reorder { window }` lets
@@ -194,11 +194,11 @@ mod tests {
     #[test]
     fn crash_after_messages_fires_once_at_the_count() {
         let mut inj = FaultInjector::new(FaultPlan::new().crash_after_messages(T1, 3));
-        assert!(!inj.count_operation(T1));
-        assert!(!inj.count_operation(T2));
-        assert!(!inj.count_operation(T1));
-        assert!(inj.count_operation(T1));
-        assert!(!inj.count_operation(T1));
+        assert_eq!(inj.count_operation(T1), None);
+        assert_eq!(inj.count_operation(T2), None);
+        assert_eq!(inj.count_operation(T1), None);
+        assert_eq!(inj.count_operation(T1), Some(3));
+        assert_eq!(inj.count_operation(T1), None);
     }
 
     #[test]

@@ -1,11 +1,46 @@
-//! # pandagen-sim — the simulated kernel (work in progress)
+//! # pandagen-sim — the simulated kernel
+//!
+//! [`SimulatedKernel`] runs PandaGen's kernel object model (`pandagen-core`,
+//! the same code the bare-metal kernel uses) on the host, behind the
+//! [`KernelApi`](pandagen_abi::KernelApi) trait services are written
+//! against. Time is virtual ([`clock`]); faults are declared in a
+//! [`FaultPlan`] and applied deterministically by the [`FaultInjector`];
+//! everything that happens is recorded in a [`Trace`]. The [`runner`]
+//! steps several services, each its own task, in one kernel.
+//!
+//! Nothing here reads the wall clock or an unseeded random source: the
+//! same scenario with the same plan and seed gives the same trace.
+//!
+//! ```
+//! use pandagen_abi::{KernelApi, MessageEnvelope, MessagePayload, SchemaVersion, ServiceId};
+//! use pandagen_sim::SimulatedKernel;
+//!
+//! let mut kernel = SimulatedKernel::new();
+//! let channel = kernel.create_channel().unwrap();
+//! let service = ServiceId::new();
+//! kernel.register_service(service, channel).unwrap();
+//! let message = MessageEnvelope::new(service, "ping", SchemaVersion::new(1, 0), MessagePayload::empty());
+//! kernel.send_message(channel, message.clone()).unwrap();
+//! assert_eq!(kernel.receive_message(channel, None).unwrap().id, message.id);
+//! ```
+
+mod api;
 pub mod clock;
 pub mod fault;
 mod held;
 pub mod injector;
+mod kernel;
+mod lifecycle;
+mod messaging;
 pub mod rng;
+pub mod runner;
 pub mod trace;
 
-pub use fault::{ChannelKey, FaultPlan};
+pub use fault::{
+    ChannelKey, FaultPlan, LifecycleFault, LifecycleRule, MessageFault, MessageFilter, MessageRule,
+};
 pub use injector::FaultInjector;
-pub use trace::Trace;
+pub use kernel::{CapRef, Launch, SimInvariantViolation, SimulatedKernel};
+pub use lifecycle::{EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE};
+pub use runner::{ChannelServer, RunReport, Scenario, SimService, StepOutcome, StopReason};
+pub use trace::{LossReason, Trace, TraceEvent, TraceRecord};

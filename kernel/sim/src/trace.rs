@@ -9,7 +9,7 @@
 
 use std::fmt::{self, Write as _};
 
-use pandagen_abi::{Instant, MessageId, TaskId};
+use pandagen_abi::{Instant, KernelError, MessageId, TaskId};
 
 use crate::fault::ChannelKey;
 
@@ -25,6 +25,9 @@ pub enum LossReason {
     /// The channel's queue was full when a delayed or reordered message
     /// came due.
     QueueFull,
+    /// It was still held by a delay or reorder fault when the test
+    /// discarded everything held (`SimulatedKernel::discard_held`).
+    Discarded,
 }
 
 /// One thing that happened.
@@ -71,6 +74,10 @@ pub enum TraceEvent {
     TaskCrashed { task: TaskId, after: u32 },
     /// A receive or sleep moved the clock.
     Waited { task: TaskId, until: Instant },
+    /// A task ended (by exit, termination or an injected crash).
+    Exited { task: TaskId, reason: String },
+    /// A service's message handler returned an error (the service went on).
+    HandlerError { task: TaskId, error: KernelError },
     /// The scenario runner stepped a service.
     Step {
         service: String,
@@ -104,6 +111,10 @@ impl Trace {
     /// Recording can be switched off (benchmarks do) to keep memory flat.
     pub fn set_enabled(&mut self, enabled: bool) {
         self.enabled = enabled;
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
     }
 
     pub fn push(&mut self, at: Instant, event: TraceEvent) {
@@ -211,6 +222,10 @@ impl fmt::Display for RenderRecord<'_> {
             }
             TraceEvent::Waited { task, until } => {
                 write!(f, "waited {task} until {}ns", until.as_nanos())
+            }
+            TraceEvent::Exited { task, reason } => write!(f, "exited {task} {reason}"),
+            TraceEvent::HandlerError { task, error } => {
+                write!(f, "handler-error {task}: {error}")
             }
             TraceEvent::Step {
                 service,

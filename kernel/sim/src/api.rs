@@ -1,0 +1,124 @@
+//! `KernelApi` for the simulator: every call acts as the current task.
+
+use pandagen_abi::CapKind;
+use pandagen_abi::{
+    Cap, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope, ReceivedMessage,
+    Rights, ServiceId, TaskDescriptor, TaskHandle, TaskId,
+};
+
+use crate::kernel::SimulatedKernel;
+use crate::trace::TraceEvent;
+
+impl SimulatedKernel {
+    fn alive_caller(&self) -> Result<TaskId, KernelError> {
+        let task = self.current;
+        if self.core.is_alive(task) {
+            Ok(task)
+        } else {
+            Err(KernelError::TaskNotFound(task))
+        }
+    }
+}
+
+impl KernelApi for SimulatedKernel {
+    fn spawn_task(&mut self, descriptor: TaskDescriptor) -> Result<TaskHandle, KernelError> {
+        self.spawn_as(self.current, descriptor, None)
+    }
+
+    fn create_channel(&mut self) -> Result<ChannelId, KernelError> {
+        let now = self.clock_now();
+        self.core
+            .create_channel(self.current, now)
+            .map(ChannelId::from_handle)
+    }
+
+    fn send_with_capabilities(
+        &mut self,
+        channel: ChannelId,
+        message: MessageEnvelope,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<(), KernelError> {
+        self.send_as(self.current, channel, &message, capabilities)
+    }
+
+    fn receive_with_capabilities(
+        &mut self,
+        channel: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        self.receive_as(self.current, channel, timeout)
+    }
+
+    fn now(&self) -> Instant {
+        self.clock_now()
+    }
+
+    /// Virtual time moves by `duration` (delivering delayed messages that
+    /// come due); no other task runs meanwhile in a single-actor test, and
+    /// the scenario runner treats a sleeping service like any other.
+    fn sleep(&mut self, duration: Duration) -> Result<(), KernelError> {
+        let task = self.alive_caller()?;
+        self.advance_time(duration);
+        let until = self.clock_now();
+        self.record(TraceEvent::Waited { task, until });
+        Ok(())
+    }
+
+    fn grant_capability(&mut self, task: TaskId, capability: Cap<()>) -> Result<(), KernelError> {
+        let now = self.clock_now();
+        self.core
+            .grant(self.current, capability.handle(), task, now)?;
+        self.bump_activity();
+        Ok(())
+    }
+
+    /// Uses the caller's first `ServiceRegistry` capability with `REGISTER`.
+    fn register_service(
+        &mut self,
+        service_id: ServiceId,
+        channel: ChannelId,
+    ) -> Result<(), KernelError> {
+        let caller = self.alive_caller()?;
+        let now = self.clock_now();
+        let registry = self
+            .core
+            .find_cap(caller, CapKind::ServiceRegistry, Rights::REGISTER)
+            .ok_or(KernelError::InsufficientAuthority)?;
+        self.core
+            .register_service(caller, registry, service_id, channel.handle(), now)
+    }
+
+    fn lookup_service(&mut self, service_id: ServiceId) -> Result<ChannelId, KernelError> {
+        let now = self.clock_now();
+        self.core
+            .lookup_service(self.current, service_id, now)
+            .map(ChannelId::from_handle)
+    }
+
+    fn delegate_capability(&mut self, capability: Cap<()>, to: TaskId) -> Result<(), KernelError> {
+        let now = self.clock_now();
+        self.core
+            .delegate(self.current, capability.handle(), to, now)?;
+        self.bump_activity();
+        Ok(())
+    }
+
+    fn drop_capability(&mut self, capability: Cap<()>) -> Result<(), KernelError> {
+        let now = self.clock_now();
+        self.core.drop_cap(self.current, capability.handle(), now)?;
+        self.bump_activity();
+        self.reap_closed();
+        Ok(())
+    }
+
+    fn clone_capability(
+        &mut self,
+        capability: &Cap<()>,
+        rights: Rights,
+    ) -> Result<Cap<()>, KernelError> {
+        let now = self.clock_now();
+        self.core
+            .clone_cap(self.current, capability.handle(), rights, now)
+            .map(Cap::from_handle)
+    }
+}

@@ -1,0 +1,620 @@
+//! [`SimulatedKernel`]: the kernel object model of `pandagen-core`, driven
+//! on the host by a virtual clock and a [`FaultPlan`].
+//!
+//! The simulator owns one [`KernelCore`] and adds only what a host
+//! simulation needs: a notion of the *acting task* (every [`KernelApi`]
+//! call acts as it), virtual time, fault injection, and a [`Trace`].
+//! Capabilities, channels, tasks, identities, the registry and the audit
+//! log are the core's — the same code the real kernel runs.
+//!
+//! # The acting task
+//!
+//! A fresh kernel has one task, the *root task* (`IdentityKind::System`,
+//! trust domain `core`), holding the root capabilities in the order of
+//! [`ROOT_CAPABILITIES`](pandagen_abi::syscall::ROOT_CAPABILITIES):
+//! the service registry, the boot image, kernel info and serial input. It
+//! is the acting task until [`SimulatedKernel::set_current_task`] or
+//! [`SimulatedKernel::as_task`] says otherwise, so the reference's
+//! single-actor examples (create a channel, register a service, send,
+//! receive) work as written.
+//!
+//! # Choices where the reference is silent
+//!
+//! * A receive that finds the queue empty waits in virtual time: the clock
+//!   moves to the deadline, or to the moment a delayed message for that
+//!   channel comes due if that is earlier. With no timeout and nothing in
+//!   flight for the channel, nothing could ever arrive (the simulation has
+//!   no other thread), so it returns `Timeout` at once and leaves the clock.
+//! * Spawning a task *from an image* needs a `BootImage` capability with
+//!   `SPAWN`; a task without an image (driven by host code) needs none.
+//! * Exit notifications go, besides the kernel-wide list, to the
+//!   `exit_channel` named at spawn, as an envelope with action
+//!   [`EXIT_NOTIFICATION_ACTION`](pandagen_abi::api::EXIT_NOTIFICATION_ACTION),
+//!   schema v1.0, destination `ServiceId(0)` and no source (the kernel sent
+//!   it). Drop faults apply to them; delay and reorder faults do not.
+//! * The reference's inherent forms `delegate_capability(cap, from, to)` and
+//!   `drop_capability(cap, task)` shadow the [`KernelApi`] methods of the
+//!   same names on a `SimulatedKernel` value; generic service code (`K:
+//!   KernelApi`) always gets the trait's. Call the trait's explicitly with
+//!   `KernelApi::drop_capability(&mut kernel, cap)`.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use pandagen_abi::syscall::StartupInfo;
+use pandagen_abi::{
+    CapHandle, CapKind, Duration, ExecutionId, ExitNotification, ExitReason, FailureCause,
+    IdentityKind, IdentityMetadata, Instant, KernelError, Priority, Rights, TaskDescriptor,
+    TaskHandle, TaskId, TrustDomain,
+};
+use pandagen_core::{AuditLog, ChannelRef, CoreConfig, KernelCore, Mintable, ParkedMessage};
+
+use crate::clock::VirtualClock;
+use crate::fault::{ChannelKey, FaultPlan};
+use crate::held::Held;
+use crate::injector::FaultInjector;
+use crate::trace::{Trace, TraceEvent};
+
+/// A message held back by a fault, with the number of capabilities it
+/// carries (for the trace).
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    pub(crate) parked: ParkedMessage,
+    pub(crate) caps: usize,
+}
+
+/// A message queued in a channel, as the simulator tracks it: the core's
+/// sequence number, the trace's, and its capability count.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Queued {
+    pub(crate) core_seq: u64,
+    pub(crate) seq: u64,
+    pub(crate) caps: usize,
+}
+
+/// A task spawned with an image, waiting for the scenario runner to start
+/// its service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Launch {
+    pub name: String,
+    pub image: String,
+    pub startup: StartupInfo,
+}
+
+/// Anything that names a capability in some task's space: a
+/// [`CapHandle`], a [`ChannelId`](pandagen_abi::ChannelId), a
+/// [`Cap`](pandagen_abi::Cap), or the raw `u64` id of a `Cap`
+/// (`Cap::id()`). Used by the reference-form calls.
+pub trait CapRef {
+    fn cap_handle(&self) -> CapHandle;
+}
+
+impl CapRef for CapHandle {
+    fn cap_handle(&self) -> CapHandle {
+        *self
+    }
+}
+
+impl CapRef for u64 {
+    fn cap_handle(&self) -> CapHandle {
+        CapHandle::from_raw(*self)
+    }
+}
+
+impl CapRef for pandagen_abi::ChannelId {
+    fn cap_handle(&self) -> CapHandle {
+        self.handle()
+    }
+}
+
+impl<T> CapRef for pandagen_abi::Cap<T> {
+    fn cap_handle(&self) -> CapHandle {
+        self.handle()
+    }
+}
+
+impl<T: CapRef + ?Sized> CapRef for &T {
+    fn cap_handle(&self) -> CapHandle {
+        (**self).cap_handle()
+    }
+}
+
+impl From<ChannelRef> for ChannelKey {
+    fn from(ch: ChannelRef) -> Self {
+        ChannelKey(u64::from(ch.generation()) << 32 | u64::from(ch.index()))
+    }
+}
+
+impl From<ChannelKey> for ChannelRef {
+    fn from(key: ChannelKey) -> Self {
+        ChannelRef::from_parts(key.0 as u32, (key.0 >> 32) as u32)
+    }
+}
+
+/// The simulated kernel. See the module docs.
+pub struct SimulatedKernel {
+    pub(crate) core: KernelCore,
+    clock: VirtualClock,
+    pub(crate) current: TaskId,
+    root: TaskId,
+    root_caps: Vec<CapHandle>,
+    pub(crate) injector: FaultInjector,
+    pub(crate) faults_active: bool,
+    pub(crate) held: Held<InFlight>,
+    pub(crate) trace: Trace,
+    next_seq: u64,
+    pub(crate) queued: BTreeMap<ChannelKey, VecDeque<Queued>>,
+    activity: u64,
+    pub(crate) known_images: Option<BTreeSet<String>>,
+    pub(crate) launches: Vec<Launch>,
+    pub(crate) startups: BTreeMap<TaskId, StartupInfo>,
+    pub(crate) exit_routes: BTreeMap<TaskId, ChannelRef>,
+}
+
+impl Default for SimulatedKernel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SimulatedKernel {
+    /// A kernel with the default core configuration and no faults.
+    pub fn new() -> Self {
+        Self::with_config(CoreConfig::default())
+    }
+
+    /// A kernel that injects the faults of `plan`.
+    pub fn with_fault_plan(plan: FaultPlan) -> Self {
+        let mut kernel = Self::new();
+        kernel.set_fault_plan(plan);
+        kernel
+    }
+
+    /// A kernel over a core with the given bounds.
+    pub fn with_config(config: CoreConfig) -> Self {
+        let t0 = Instant::ZERO;
+        let mut core = KernelCore::new(config);
+        let spec = pandagen_core::TaskSpec::new("root")
+            .kind(IdentityKind::System)
+            .trust_domain(TrustDomain::core())
+            .priority(Priority::HIGH);
+        let (root, execution) = core
+            .create_task(None, spec, t0)
+            .expect("a fresh core has room for the root task");
+        let transferable = Rights::GRANT | Rights::TRANSFER;
+        let minted = [
+            (Mintable::ServiceRegistry, Rights::REGISTER | transferable),
+            (
+                Mintable::BootImage,
+                Rights::SPAWN | Rights::READ | transferable,
+            ),
+            (Mintable::KernelInfo, Rights::READ | transferable),
+            (
+                Mintable::SerialInput,
+                Rights::READ | Rights::RECEIVE | transferable,
+            ),
+        ];
+        let root_caps: Vec<CapHandle> = minted
+            .into_iter()
+            .map(|(object, rights)| {
+                core.mint(root, object, rights, t0)
+                    .expect("a fresh task has room for the root capabilities")
+            })
+            .collect();
+        let mut startups = BTreeMap::new();
+        startups.insert(root, startup_info(root, execution, "root", &root_caps));
+        SimulatedKernel {
+            core,
+            clock: VirtualClock::new(),
+            current: root,
+            root,
+            root_caps,
+            injector: FaultInjector::disabled(),
+            faults_active: false,
+            held: Held::default(),
+            trace: Trace::new(),
+            next_seq: 1,
+            queued: BTreeMap::new(),
+            activity: 0,
+            known_images: None,
+            launches: Vec::new(),
+            startups,
+            exit_routes: BTreeMap::new(),
+        }
+    }
+
+    /// Replace the fault plan (budgets and the generator start afresh).
+    /// Messages already held by the previous plan stay held.
+    pub fn set_fault_plan(&mut self, plan: FaultPlan) {
+        self.faults_active = !plan.is_empty();
+        self.injector = FaultInjector::new(plan);
+    }
+
+    pub fn fault_plan(&self) -> &FaultPlan {
+        self.injector.plan()
+    }
+
+    // ---- the acting task --------------------------------------------------
+
+    /// The task created with the kernel, holding the root capabilities.
+    pub fn root_task(&self) -> TaskId {
+        self.root
+    }
+
+    /// The task every `KernelApi` call currently acts as.
+    pub fn current_task(&self) -> TaskId {
+        self.current
+    }
+
+    /// Act as `task` from now on. Errors: `TaskNotFound` if it is not alive.
+    pub fn set_current_task(&mut self, task: TaskId) -> Result<(), KernelError> {
+        if !self.core.is_alive(task) {
+            return Err(KernelError::TaskNotFound(task));
+        }
+        self.current = task;
+        Ok(())
+    }
+
+    /// Run `f` acting as `task`, then restore the previous acting task.
+    /// If `task` is not alive, calls inside `f` fail with `TaskNotFound`.
+    pub fn as_task<R>(&mut self, task: TaskId, f: impl FnOnce(&mut Self) -> R) -> R {
+        let previous = self.current;
+        self.current = task;
+        let result = f(self);
+        self.current = previous;
+        result
+    }
+
+    /// The root task's capability of `kind` (one of
+    /// `ROOT_CAPABILITIES`), as a handle in the root task's space.
+    pub fn root_capability(&self, kind: CapKind) -> Option<CapHandle> {
+        pandagen_abi::syscall::ROOT_CAPABILITIES
+            .iter()
+            .position(|k| *k == kind)
+            .and_then(|i| self.root_caps.get(i).copied())
+    }
+
+    /// A copy of the root task's service-registry capability (rights
+    /// `REGISTER | TRANSFER`), in the root task's space, to hand to a task
+    /// at spawn so it can register a service.
+    pub fn registry_capability_for_child(&mut self) -> Result<pandagen_abi::Cap<()>, KernelError> {
+        self.root_copy(
+            CapKind::ServiceRegistry,
+            Rights::REGISTER | Rights::TRANSFER,
+        )
+    }
+
+    /// A copy, attenuated to `rights`, of the root capability of `kind`,
+    /// in the root task's space (to pass to a child at spawn).
+    pub fn root_copy(
+        &mut self,
+        kind: CapKind,
+        rights: Rights,
+    ) -> Result<pandagen_abi::Cap<()>, KernelError> {
+        let handle = self
+            .root_capability(kind)
+            .ok_or(KernelError::InvalidCapability)?;
+        let now = self.clock.now();
+        self.core
+            .clone_cap(self.root, handle, rights, now)
+            .map(pandagen_abi::Cap::from_handle)
+    }
+
+    /// Who the acting task is and which capabilities it was born with (the
+    /// simulator's answer to the `Startup` system call).
+    pub fn startup(&self) -> Result<StartupInfo, KernelError> {
+        let task = self.current;
+        if !self.core.is_alive(task) {
+            return Err(KernelError::TaskNotFound(task));
+        }
+        self.startups
+            .get(&task)
+            .cloned()
+            .ok_or(KernelError::TaskNotFound(task))
+    }
+
+    // ---- time -------------------------------------------------------------
+
+    /// Move virtual time forward by `duration`, delivering delayed messages
+    /// that come due.
+    pub fn advance_time(&mut self, duration: Duration) {
+        let target = self.clock.now().saturating_add(duration);
+        self.advance_time_to(target);
+    }
+
+    /// Move virtual time forward to `instant` (never backwards), delivering
+    /// delayed messages as they come due, in due order.
+    pub fn advance_time_to(&mut self, instant: Instant) {
+        loop {
+            match self.held.next_due(None) {
+                Some(due) if due <= instant => {
+                    self.clock.advance_to(due);
+                    for (seq, key, message) in self.held.take_due(due) {
+                        self.release(seq, key, message);
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.clock.advance_to(instant);
+    }
+
+    /// Discard every message held back by a delay or reorder fault (their
+    /// capabilities are invalidated and audited), e.g. at the end of a
+    /// test that checks nothing leaked. Returns how many were discarded.
+    pub fn discard_held(&mut self) -> usize {
+        let held = self.held.drain();
+        let count = held.len();
+        for (seq, _, in_flight) in held {
+            self.lose(seq, in_flight, crate::trace::LossReason::Discarded);
+        }
+        count
+    }
+
+    /// The earliest instant a delayed message comes due.
+    pub fn next_delivery(&self) -> Option<Instant> {
+        self.held.next_due(None)
+    }
+
+    pub(crate) fn clock_now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    // ---- identity and supervision (the reference's operations) -------------
+
+    /// Record an identity that no task was created with. The kernel assigns
+    /// its execution id (replacing the one in `metadata`) and returns it.
+    pub fn create_identity(&mut self, metadata: IdentityMetadata) -> ExecutionId {
+        self.core.create_identity(metadata)
+    }
+
+    /// The identity of any execution ever created, alive or not.
+    pub fn get_identity(&self, execution_id: ExecutionId) -> Option<&IdentityMetadata> {
+        self.core.identity(execution_id)
+    }
+
+    /// The execution a task runs (or ran) as.
+    pub fn get_task_identity(&self, task_id: TaskId) -> Option<ExecutionId> {
+        self.core.task_identity(task_id)
+    }
+
+    /// Spawn a task (acting as the current task, whose capabilities listed
+    /// in `descriptor` move to the child) with its identity given in full:
+    /// `kind` and `trust_domain` override the descriptor's, and the lineage
+    /// is recorded as given.
+    pub fn spawn_task_with_identity(
+        &mut self,
+        descriptor: TaskDescriptor,
+        kind: IdentityKind,
+        trust_domain: TrustDomain,
+        parent_id: Option<ExecutionId>,
+        creator_id: Option<ExecutionId>,
+    ) -> Result<(TaskHandle, ExecutionId), KernelError> {
+        let descriptor = descriptor.with_identity(kind, trust_domain);
+        let handle = self.spawn_as(self.current, descriptor, Some((parent_id, creator_id)))?;
+        Ok((handle, handle.execution_id))
+    }
+
+    /// End `task` with `reason`: its capabilities are invalidated (audited),
+    /// its registrations removed, and an exit notification recorded (and
+    /// sent to its exit channel, if it named one). A task that is not alive
+    /// is left alone and no second notification is produced.
+    pub fn terminate_task_with_reason(&mut self, task_id: TaskId, reason: ExitReason) {
+        let _ = self.terminate(task_id, reason);
+    }
+
+    /// Exit notifications since the last clear, oldest first.
+    pub fn get_exit_notifications(&self) -> &[ExitNotification] {
+        self.core.exit_notifications()
+    }
+
+    pub fn clear_exit_notifications(&mut self) {
+        self.core.clear_exit_notifications();
+    }
+
+    // ---- capabilities (the reference's forms) ------------------------------
+
+    /// Move the capability `cap` from `from` to `to` (audited `Delegated`,
+    /// plus `CrossDomainDelegation` across trust domains). `from` must hold
+    /// it with `TRANSFER`; `to` must be alive. Returns its handle in `to`'s
+    /// space.
+    pub fn delegate_capability(
+        &mut self,
+        cap: impl CapRef,
+        from: TaskId,
+        to: TaskId,
+    ) -> Result<CapHandle, KernelError> {
+        let now = self.clock.now();
+        let handle = self.core.delegate(from, cap.cap_handle(), to, now)?;
+        self.activity += 1;
+        Ok(handle)
+    }
+
+    /// Release the capability `cap` held by `task` (audited `Dropped`).
+    pub fn drop_capability(&mut self, cap: impl CapRef, task: TaskId) -> Result<(), KernelError> {
+        let now = self.clock.now();
+        self.core.drop_cap(task, cap.cap_handle(), now)?;
+        self.activity += 1;
+        self.reap_closed();
+        Ok(())
+    }
+
+    // ---- inspection -----------------------------------------------------
+
+    /// The capability audit log (the core's).
+    pub fn audit_log(&self) -> &AuditLog {
+        self.core.audit_log()
+    }
+
+    /// The core's structural invariants (capability accounting, channel
+    /// counts, registrations, scheduler state) plus the simulator's own:
+    /// every message the core holds parked is one the simulator holds.
+    pub fn check_invariants(&self) -> Result<(), SimInvariantViolation> {
+        self.core
+            .check_invariants()
+            .map_err(SimInvariantViolation::Core)?;
+        if self.core.parked_count() != self.held.len() {
+            return Err(SimInvariantViolation::ParkedMismatch {
+                core: self.core.parked_count(),
+                held: self.held.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The capabilities in `task`'s space (empty if it is not alive).
+    pub fn capabilities_of(&self, task: TaskId) -> Vec<(CapHandle, pandagen_core::CapInfo)> {
+        self.core.list_caps(task).unwrap_or_default()
+    }
+
+    pub fn task_is_alive(&self, task: TaskId) -> bool {
+        self.core.is_alive(task)
+    }
+
+    /// The channel a handle in the acting task's space names, as the whole
+    /// kernel knows it (for fault plans that target one channel).
+    pub fn channel_key(&self, channel: impl CapRef) -> Option<ChannelKey> {
+        match self
+            .core
+            .inspect(self.current, channel.cap_handle())?
+            .object
+        {
+            pandagen_core::ObjectRef::Channel(ch) => Some(ch.into()),
+            _ => None,
+        }
+    }
+
+    /// Messages queued on `channel` (a key from [`Self::channel_key`]).
+    pub fn queue_len(&self, channel: ChannelKey) -> usize {
+        self.core.queue_len(channel.into()).unwrap_or(0)
+    }
+
+    /// Messages held back by delay and reorder faults.
+    pub fn held_count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The object model itself, for assertions beyond this API.
+    pub fn core(&self) -> &KernelCore {
+        &self.core
+    }
+
+    /// The record of sends, deliveries, losses and fault decisions.
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    pub fn trace_mut(&mut self) -> &mut Trace {
+        &mut self.trace
+    }
+
+    /// A counter of kernel activity (messages sent, delivered or lost;
+    /// tasks spawned or ended; capabilities moved or dropped). The scenario
+    /// runner uses it to tell a quiet round from a busy one.
+    pub fn activity(&self) -> u64 {
+        self.activity
+    }
+
+    /// Append an event to the trace at the current virtual time.
+    pub fn record(&mut self, event: TraceEvent) {
+        let now = self.clock.now();
+        self.trace.push(now, event);
+    }
+
+    /// Record that a service's message handler returned an error.
+    pub fn note_handler_error(&mut self, error: KernelError) {
+        let task = self.current;
+        self.record(TraceEvent::HandlerError { task, error });
+    }
+
+    // ---- images (for the scenario runner) ---------------------------------
+
+    /// Accept spawns of `image`. Once any image is known, spawning an
+    /// unknown one fails with `SpawnFailed(ImageNotFound)`.
+    pub fn add_known_image(&mut self, image: impl Into<String>) {
+        self.known_images
+            .get_or_insert_with(BTreeSet::new)
+            .insert(image.into());
+    }
+
+    /// Tasks spawned with an image since the last call, in spawn order.
+    pub fn take_pending_launches(&mut self) -> Vec<Launch> {
+        std::mem::take(&mut self.launches)
+    }
+
+    // ---- shared helpers ---------------------------------------------------
+
+    pub(crate) fn new_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    pub(crate) fn bump_activity(&mut self) {
+        self.activity += 1;
+    }
+
+    /// End a task (see [`Self::terminate_task_with_reason`]).
+    pub(crate) fn terminate(
+        &mut self,
+        task: TaskId,
+        reason: ExitReason,
+    ) -> Result<(), KernelError> {
+        let now = self.clock.now();
+        let notification = self.core.terminate(task, reason.clone(), now)?;
+        self.activity += 1;
+        self.record(TraceEvent::Exited {
+            task,
+            reason: format!("{reason:?}"),
+        });
+        self.startups.remove(&task);
+        if let Some(channel) = self.exit_routes.remove(&task) {
+            self.send_exit_notification(channel, &notification);
+        }
+        self.reap_closed();
+        Ok(())
+    }
+
+    pub(crate) fn crash(&mut self, task: TaskId, after: u32) {
+        self.record(TraceEvent::TaskCrashed { task, after });
+        let reason = ExitReason::Failure {
+            error: FailureCause::Described(format!("injected crash after {after} messages")),
+        };
+        let _ = self.terminate(task, reason);
+    }
+}
+
+/// A broken invariant of the simulated kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SimInvariantViolation {
+    /// One of the core's invariants.
+    Core(pandagen_core::InvariantViolation),
+    /// The core parks a different number of messages than the simulator
+    /// holds: a held message was lost track of.
+    ParkedMismatch { core: usize, held: usize },
+}
+
+pub(crate) fn startup_info(
+    task: TaskId,
+    execution: ExecutionId,
+    name: &str,
+    caps: &[CapHandle],
+) -> StartupInfo {
+    let mut info_name = heapless::String::new();
+    for c in name.chars() {
+        if info_name.push(c).is_err() {
+            break;
+        }
+    }
+    let mut capabilities = heapless::Vec::new();
+    for &h in caps {
+        if capabilities.push(h).is_err() {
+            break;
+        }
+    }
+    StartupInfo {
+        task,
+        execution,
+        name: info_name,
+        capabilities,
+    }
+}
