@@ -28,6 +28,7 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use pandagen_abi::api::EXIT_NOTIFICATION_ACTION;
+use pandagen_abi::error::SendError;
 use pandagen_abi::services::PROCESS_MANAGER;
 use pandagen_abi::{
     Cap, CapHandle, ChannelId, ExecutionId, ExitNotification, Instant, KernelApi, KernelError,
@@ -61,6 +62,14 @@ pub enum Activity {
 pub enum BootError {
     CreateChannel(KernelError),
     Register(KernelError),
+}
+
+impl From<BootError> for KernelError {
+    fn from(error: BootError) -> Self {
+        match error {
+            BootError::CreateChannel(e) | BootError::Register(e) => e,
+        }
+    }
 }
 
 pub struct Supervisor {
@@ -429,18 +438,23 @@ impl Supervisor {
         }
     }
 
+    /// The stop deadline passed without an exit notification: either the
+    /// instance is gone and the notification was lost (its registration
+    /// vanished), or the shutdown request was lost or ignored. Messages are
+    /// at-most-once, so the request is sent again.
     fn check_stopped<K: KernelApi>(&mut self, kernel: &mut K, index: usize) {
         let registered = self.records[index]
             .instance
             .is_some_and(|i| i.channel.is_some());
         if registered && self.registration_vanished(kernel, index) {
             self.instance_ended(kernel, index, InstanceEnd::Vanished);
-        } else {
-            let service = self.records[index].descriptor.service_id;
-            self.log(kernel, SupervisorEvent::StopOverdue { service });
-            let now = kernel.now();
-            self.records[index].timer = Some(now + self.config.stop_timeout);
+            return;
         }
+        let service = self.records[index].descriptor.service_id;
+        self.log(kernel, SupervisorEvent::StopOverdue { service });
+        let now = kernel.now();
+        self.records[index].timer = Some(now + self.config.stop_timeout);
+        self.request_shutdown(kernel, index);
     }
 
     /// Begin stopping a live instance: `Starting`/`Running` → `Stopping`,
@@ -453,18 +467,25 @@ impl Supervisor {
         let record = &mut self.records[index];
         record.timer = Some(now + self.config.stop_timeout);
         record.startup_deadline = None;
+        self.request_shutdown(kernel, index);
+        true
+    }
+
+    /// Send the shutdown request to a registered instance. A closed channel
+    /// means the instance is already gone.
+    fn request_shutdown<K: KernelApi>(&mut self, kernel: &mut K, index: usize) {
+        let record = &self.records[index];
         let service = record.descriptor.service_id;
         let Some(channel) = record.instance.and_then(|i| i.channel) else {
-            return true;
+            return;
         };
         let request =
             MessageEnvelope::new(service, SHUTDOWN_ACTION, SCHEMA, MessagePayload::empty());
-        if let Err(KernelError::SendFailed(pandagen_abi::error::SendError::ChannelClosed)) =
+        if let Err(KernelError::SendFailed(SendError::ChannelClosed)) =
             kernel.send_message(channel, request)
         {
             self.instance_ended(kernel, index, InstanceEnd::Vanished);
         }
-        true
     }
 
     fn on_exit_notification<K: KernelApi>(&mut self, kernel: &mut K, envelope: &MessageEnvelope) {

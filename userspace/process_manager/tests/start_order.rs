@@ -1,0 +1,86 @@
+//! Dependency-ordered start under the SimulatedKernel.
+
+mod support;
+
+use pandagen_abi::{Duration, ServiceId};
+use pandagen_process_manager::{LifecycleState, SupervisorEvent};
+use support::{Behaviour, World};
+
+const CHAIN: &str = "
+[web]
+id = 12
+capabilities = registry
+depends = db, cache
+
+[db]
+id = 10
+capabilities = registry
+
+[cache]
+id = 11
+capabilities = registry
+depends = db
+";
+
+#[test]
+fn services_start_in_dependency_order_each_after_its_dependencies_run() {
+    let mut world = World::new(CHAIN);
+    world.run_for(Duration::from_millis(100));
+    for name in ["db", "cache", "web"] {
+        assert_eq!(world.info(name).state, LifecycleState::Running, "{name}");
+    }
+    let events = world.events();
+    let spawned: Vec<ServiceId> = events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            SupervisorEvent::Spawned { service, .. } => Some(*service),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        spawned,
+        [10, 11, 12].map(ServiceId::from_raw),
+        "db, then cache, then web"
+    );
+    // Each spawn happens only after every dependency reached Running.
+    let position = |wanted: &dyn Fn(&SupervisorEvent) -> bool| {
+        events.iter().position(|(_, e)| wanted(e)).unwrap()
+    };
+    let running = |id: u64| {
+        position(&move |e: &SupervisorEvent| {
+            matches!(e, SupervisorEvent::Transition { service, to: LifecycleState::Running, .. }
+                if *service == ServiceId::from_raw(id))
+        })
+    };
+    let spawn = |id: u64| {
+        position(&move |e: &SupervisorEvent| {
+            matches!(e, SupervisorEvent::Spawned { service, .. } if *service == ServiceId::from_raw(id))
+        })
+    };
+    assert!(running(10) < spawn(11));
+    assert!(running(10) < spawn(12) && running(11) < spawn(12));
+}
+
+#[test]
+fn a_dependency_that_never_starts_holds_its_dependents_back() {
+    let text = CHAIN.replace("[db]\nid = 10\n", "[db]\nid = 10\nrestart = never\n");
+    let mut world = World::scripted(&text, |s| {
+        s.always("db", Behaviour::CrashAtStart);
+    });
+    world.run_for(Duration::from_secs(1));
+    assert_eq!(world.info("db").state, LifecycleState::Failed);
+    for name in ["cache", "web"] {
+        let info = world.info(name);
+        assert_eq!(info.state, LifecycleState::Stopped, "{name}");
+        assert!(info.execution_id.is_none(), "{name} was never spawned");
+    }
+}
+
+#[test]
+fn every_service_registers_and_answers_once_running() {
+    let mut world = World::new(CHAIN);
+    world.run_for(Duration::from_millis(100));
+    for id in [10, 11, 12] {
+        world.ping(ServiceId::from_raw(id)).unwrap();
+    }
+}
