@@ -6,8 +6,10 @@
 //! service or its protocol changing:
 //!
 //! * [`StorageBackend::apply`] makes a whole record durable atomically. `Ok`
-//!   means it will be replayed after any later crash; `Err` means it never
-//!   will be, and the store applies nothing of it.
+//!   means it will be replayed after any later crash; `Err` means it will
+//!   not be, and the store applies nothing of it. (If the process dies in
+//!   the middle of `apply`, no caller ever sees the outcome, and recovery
+//!   replays the record exactly if all of it reached the medium.)
 //! * [`StorageBackend::replay`] hands back every durable record in commit
 //!   order. A record torn by a crash during `apply` is discarded here —
 //!   which is why `apply` is all-or-nothing.

@@ -25,6 +25,7 @@ pub mod cap;
 pub mod client;
 pub mod error;
 pub mod ids;
+pub mod journal;
 pub mod memory;
 pub mod object;
 pub mod protocol;
