@@ -106,7 +106,7 @@ pub static TESTS: &[KernelTest] = &[
 
 /// Runs every test, prints the summary and exits QEMU with the verdict.
 pub fn run_all() -> ! {
-    println!("[SUITE] START ktest tests={}", TESTS.len());
+    log::info!("running {} kernel tests", TESTS.len());
     let mut passed = 0;
     let mut failed = 0;
     for test in TESTS {
