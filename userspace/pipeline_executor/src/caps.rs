@@ -2,7 +2,7 @@
 //! service and the client.
 
 use pandagen_abi::error::ReceiveError;
-use pandagen_abi::{Cap, KernelApi, KernelError};
+use pandagen_abi::{Cap, KernelApi, KernelError, Rights};
 
 /// Release capabilities this task holds. A capability that is already
 /// invalid is gone, which is the goal, so errors are ignored.
@@ -27,3 +27,9 @@ pub(crate) fn is_fatal_receive_error(error: &KernelError) -> bool {
             | KernelError::WrongCapabilityKind { .. }
     )
 }
+
+/// The rights of the reply capability a request carries: send only, plus
+/// `TRANSFER`, without which the kernel refuses to move a capability in a
+/// message.
+pub(crate) const REPLY_RIGHTS: Rights =
+    Rights::from_bits(Rights::SEND.bits() | Rights::TRANSFER.bits());

@@ -4,10 +4,10 @@ use alloc::vec::Vec;
 use pandagen_abi::services::PIPELINE_EXECUTOR;
 use pandagen_abi::{
     Cap, CapHandle, ChannelId, Duration, EnvelopeError, Instant, KernelApi, KernelError,
-    MessageEnvelope, MessageId, MessagePayload, Rights,
+    MessageEnvelope, MessageId, MessagePayload,
 };
 
-use crate::caps::drop_all;
+use crate::caps::{drop_all, REPLY_RIGHTS};
 use crate::payload::TypedPayload;
 use crate::service::{PipelineRequest, PipelineRequestError, PipelineResponse, PIPELINE_PROTOCOL};
 use crate::spec::PipelineSpec;
@@ -130,7 +130,7 @@ impl PipelineClient {
             payload,
         );
         let request_id = envelope.id;
-        let reply_cap = match kernel.clone_capability(&Cap::from(self.reply), Rights::SEND) {
+        let reply_cap = match kernel.clone_capability(&Cap::from(self.reply), REPLY_RIGHTS) {
             Ok(cap) => cap,
             Err(e) => {
                 drop_all(kernel, caps);

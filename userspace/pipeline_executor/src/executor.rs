@@ -41,7 +41,7 @@ use pandagen_abi::{
     MessageId, MessagePayload, ReceivedMessage, Rights,
 };
 
-use crate::caps::drop_all;
+use crate::caps::{drop_all, REPLY_RIGHTS};
 use crate::error::{ExecutorError, OutputViolation};
 use crate::ids::PipelineId;
 use crate::payload::TypedPayload;
@@ -587,7 +587,7 @@ impl PipelineExecutor {
 
         let mut attached = Vec::with_capacity(stage.required_capabilities.len() + 1);
         let reply_cap = kernel
-            .clone_capability(&Cap::from(reply), Rights::SEND)
+            .clone_capability(&Cap::from(reply), REPLY_RIGHTS)
             .map_err(ExecutorError::Kernel)?;
         attached.push(reply_cap);
         for &label in &stage.required_capabilities {

@@ -118,7 +118,7 @@ fn raw_request(
     let service = kernel.lookup_service(PIPELINE_EXECUTOR).unwrap();
     let reply = kernel.create_channel().unwrap();
     let reply_cap = kernel
-        .clone_capability(&Cap::from(reply), Rights::SEND)
+        .clone_capability(&Cap::from(reply), Rights::SEND | Rights::TRANSFER)
         .unwrap();
     let request = MessageEnvelope::new(PIPELINE_EXECUTOR, action, version, payload);
     let id = request.id;

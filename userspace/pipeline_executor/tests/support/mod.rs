@@ -261,7 +261,10 @@ impl KernelApi for FakeKernel {
             return Err(KernelError::InsufficientAuthority);
         }
         for c in &capabilities {
-            self.entry(c.handle())?;
+            // As in the kernel: moving a capability needs TRANSFER.
+            if !self.entry(c.handle())?.rights.contains(Rights::TRANSFER) {
+                return Err(KernelError::InsufficientAuthority);
+            }
         }
         if capabilities.len() > 16 {
             return Err(KernelError::SendFailed(SendError::TooManyCapabilities));
@@ -400,6 +403,10 @@ impl KernelApi for FakeKernel {
         rights: Rights,
     ) -> Result<Cap<()>, KernelError> {
         let e = self.entry(capability.handle())?;
+        // As in the kernel: a copy needs GRANT.
+        if !e.rights.contains(Rights::GRANT) {
+            return Err(KernelError::InsufficientAuthority);
+        }
         let owner = self.current;
         Ok(Cap::from_handle(self.install(
             owner,
