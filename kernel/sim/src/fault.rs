@@ -84,9 +84,11 @@ pub enum MessageFault {
     Drop,
     /// Deliver it once virtual time has advanced by this much.
     Delay(Duration),
-    /// Hold it back until up to `window - 1` later messages on the same
-    /// channel have overtaken it (fewer if the receiver finds the queue
-    /// empty first). `window` below 2 has no effect.
+    /// Hold it back until between 1 and `window - 1` later messages on the
+    /// same channel (chosen by the seeded generator) have overtaken it, or
+    /// until the receiver finds the queue empty. While one message is held
+    /// on a channel, the next one hit on it is queued instead — it is the
+    /// one overtaking. `window` below 2 has no effect.
     Reorder { window: u32 },
 }
 

@@ -73,6 +73,11 @@ impl SimulatedKernel {
                 self.held.hold_delayed(until, seq, key, in_flight);
             }
             Some(MessageFault::Delay(_)) => self.enqueue(seq, key, in_flight),
+            // A message hit while another is held on its channel is the
+            // one that overtakes: holding both would keep their order.
+            Some(MessageFault::Reorder { .. }) if self.held.has_reordered(key) => {
+                self.enqueue(seq, key, in_flight)
+            }
             Some(MessageFault::Reorder { window }) => match self.injector.overtakes(window) {
                 0 => self.enqueue(seq, key, in_flight),
                 overtakes => {
