@@ -11,7 +11,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
-use pandagen_abi::error::ReceiveError;
+use pandagen_abi::error::{ReceiveError, SendError};
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
     Cap, ChannelId, Duration, EnvelopeError, KernelApi, KernelError, MessageEnvelope,
@@ -86,6 +86,9 @@ pub struct StorageClient {
     reply: ChannelId,
     timeout: Duration,
     attempts: u32,
+    /// Look the service up again when its channel closes (a restarted
+    /// storage task registers a new one). Set by [`StorageClient::connect`].
+    relookup: bool,
 }
 
 impl StorageClient {
@@ -93,7 +96,9 @@ impl StorageClient {
     pub fn connect<K: KernelApi>(kernel: &mut K) -> Result<Self, ClientError> {
         let service = kernel.lookup_service(STORAGE)?;
         let reply = kernel.create_channel()?;
-        Ok(StorageClient::new(service, reply))
+        let mut client = StorageClient::new(service, reply);
+        client.relookup = true;
+        Ok(client)
     }
 
     /// A client sending on `service` and receiving answers on `reply` (a
@@ -104,6 +109,7 @@ impl StorageClient {
             reply,
             timeout: DEFAULT_TIMEOUT,
             attempts: DEFAULT_ATTEMPTS,
+            relookup: false,
         }
     }
 
@@ -137,28 +143,60 @@ impl StorageClient {
         })
     }
 
+    /// Send `envelope` with a fresh reply capability. `false` if it could
+    /// not be sent now (the attempt is then spent waiting, as for a lost
+    /// answer). A closed service channel is looked up again first: a
+    /// restarted storage task has registered a new one.
+    fn send<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        envelope: &MessageEnvelope,
+    ) -> Result<bool, ClientError> {
+        let mut looked_up = false;
+        loop {
+            let reply_cap = kernel.clone_capability(
+                &Cap::<()>::from(self.reply),
+                Rights::SEND | Rights::TRANSFER,
+            )?;
+            let handle = reply_cap.handle();
+            let Err(e) =
+                kernel.send_with_capabilities(self.service, envelope.clone(), vec![reply_cap])
+            else {
+                return Ok(true);
+            };
+            // A failed send leaves the capability with us.
+            let _ = kernel.drop_capability(Cap::from_handle(handle));
+            match e {
+                KernelError::SendFailed(SendError::ChannelClosed)
+                    if self.relookup && !looked_up =>
+                {
+                    looked_up = true;
+                    match kernel.lookup_service(STORAGE) {
+                        Ok(service) if service != self.service => self.service = service,
+                        _ => {
+                            kernel.sleep(self.timeout)?;
+                            return Ok(false);
+                        }
+                    }
+                }
+                // Full queue, an injected fault, or a service still away.
+                KernelError::SendFailed(_) => {
+                    kernel.sleep(self.timeout)?;
+                    return Ok(false);
+                }
+                other => return Err(other.into()),
+            }
+        }
+    }
+
     /// One send and one wait; `None` on timeout.
     fn attempt<K: KernelApi>(
         &mut self,
         kernel: &mut K,
         envelope: &MessageEnvelope,
     ) -> Result<Option<MessageEnvelope>, ClientError> {
-        let reply_cap = kernel.clone_capability(&Cap::<()>::from(self.reply), Rights::SEND)?;
-        let handle = reply_cap.handle();
-        if let Err(e) =
-            kernel.send_with_capabilities(self.service, envelope.clone(), vec![reply_cap])
-        {
-            // A failed send leaves the capability with us.
-            let _ = kernel.drop_capability(Cap::from_handle(handle));
-            return match e {
-                KernelError::SendFailed(_) => {
-                    // Full queue or an injected fault: wait, as for a lost
-                    // answer, and let the next attempt try again.
-                    kernel.sleep(self.timeout)?;
-                    Ok(None)
-                }
-                other => Err(other.into()),
-            };
+        if !self.send(kernel, envelope)? {
+            return Ok(None);
         }
         let deadline = kernel.now().saturating_add(self.timeout);
         loop {

@@ -1,0 +1,375 @@
+//! The storage service under the SimulatedKernel: real (simulated) IPC,
+//! capabilities moved in messages, and injected faults.
+
+mod support;
+
+use pandagen_abi::{Cap, ChannelId, Duration, KernelApi, KernelError, Rights};
+use pandagen_sim::{FaultPlan, MessageFault, MessageFilter, MessageRule};
+use pandagen_storage::client::{delegate, received_cap};
+use pandagen_storage::protocol::actions;
+use pandagen_storage::{
+    ClientError, ObjectCap, ObjectKind, Op, OpResult, StorageClient, StorageError, TxId,
+};
+use support::Harness;
+
+fn drop_replies(times: Option<u32>) -> FaultPlan {
+    let rule = MessageRule::new(
+        MessageFilter::with_action(actions::REPLY),
+        MessageFault::Drop,
+    );
+    FaultPlan::new().with_message_rule(match times {
+        Some(n) => rule.times(n),
+        None => rule,
+    })
+}
+
+fn setup() -> (Harness, pandagen_abi::TaskId, StorageClient) {
+    let mut h = Harness::new(FaultPlan::new());
+    h.start_storage();
+    let alice = h.spawn_client("alice");
+    let client = StorageClient::connect(&mut h.as_client(alice)).unwrap();
+    (h, alice, client)
+}
+
+fn log_total(
+    h: &mut Harness,
+    task: pandagen_abi::TaskId,
+    c: &mut StorageClient,
+    log: &ObjectCap,
+) -> u64 {
+    let op = Op::ReadLog {
+        cap: log.clone(),
+        at: None,
+        start: 0,
+        max: 1,
+    };
+    match c
+        .transact(&mut h.as_client(task), vec![op])
+        .unwrap()
+        .0
+        .pop()
+    {
+        Some(OpResult::Records { total, .. }) => total,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_client_delegates_a_read_only_capability_to_another() {
+    let (mut h, alice, mut a) = setup();
+    let bob = h.spawn_client("bob");
+    let mut b = StorageClient::connect(&mut h.as_client(bob)).unwrap();
+
+    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+    a.put(&mut h.as_client(alice), &map, b"greeting", b"hello")
+        .unwrap();
+    let read_only = a
+        .attenuate(&mut h.as_client(alice), &map, Rights::READ)
+        .unwrap();
+
+    // Bob's inbox: he keeps the receive side and moves a send capability to
+    // Alice through the kernel.
+    let inbox = h.as_client(bob).create_channel().unwrap();
+    let send = h
+        .as_client(bob)
+        .clone_capability(&Cap::from(inbox), Rights::SEND | Rights::TRANSFER)
+        .unwrap();
+    let at_alice = h.kernel.delegate_capability(&send, bob, alice).unwrap();
+    delegate(
+        &mut h.as_client(alice),
+        ChannelId::from_handle(at_alice),
+        read_only,
+    )
+    .unwrap();
+
+    let message = h
+        .as_client(bob)
+        .receive_message(inbox, Some(Duration::ZERO))
+        .unwrap();
+    assert_eq!(message.source, Some(alice));
+    let token = received_cap(&message).unwrap();
+    assert_eq!(token.object(), map.object());
+    assert_eq!(token.rights(), Rights::READ);
+
+    assert_eq!(
+        b.get(&mut h.as_client(bob), &token, b"greeting").unwrap(),
+        Some(b"hello".to_vec())
+    );
+    assert_eq!(
+        b.put(&mut h.as_client(bob), &token, b"greeting", b"defaced"),
+        Err(ClientError::Storage(StorageError::MissingRights {
+            object: map.object(),
+            required: Rights::WRITE,
+            held: Rights::READ,
+        }))
+    );
+    // Asking for more rights yields no more.
+    let again = b
+        .attenuate(&mut h.as_client(bob), &token, Rights::READ | Rights::WRITE)
+        .unwrap();
+    assert_eq!(again.rights(), Rights::READ);
+    // Nor does editing the token.
+    let forged = ObjectCap::from_parts(token.object(), Rights::READ | Rights::WRITE, token.tag());
+    assert_eq!(
+        b.put(&mut h.as_client(bob), &forged, b"greeting", b"defaced"),
+        Err(ClientError::Storage(StorageError::InvalidCapability(
+            map.object()
+        )))
+    );
+    assert_eq!(
+        a.get(&mut h.as_client(alice), &map, b"greeting").unwrap(),
+        Some(b"hello".to_vec())
+    );
+    h.kernel.check_invariants().unwrap();
+}
+
+#[test]
+fn dropped_replies_are_retried_and_each_request_runs_once() {
+    let (mut h, alice, mut a) = setup();
+    // The reply to `create` and the reply to its first retry are lost.
+    h.kernel.set_fault_plan(drop_replies(Some(2)));
+    let (log, _) = a.create(&mut h.as_client(alice), ObjectKind::Log).unwrap();
+    assert_eq!(h.server().unwrap().store().object_count(), 1);
+    assert_eq!(h.kernel.trace().lost().len(), 2);
+
+    // An append whose reply is lost is not appended twice.
+    h.kernel.set_fault_plan(drop_replies(Some(1)));
+    assert_eq!(a.append(&mut h.as_client(alice), &log, b"once").unwrap(), 0);
+    h.kernel.set_fault_plan(FaultPlan::new());
+    assert_eq!(log_total(&mut h, alice, &mut a, &log), 1);
+    h.kernel.check_invariants().unwrap();
+}
+
+#[test]
+fn when_every_reply_is_lost_the_client_reports_a_timeout() {
+    let (mut h, alice, a) = setup();
+    let mut a = a.with_retry(Duration::from_millis(200), 3);
+    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+    h.kernel.set_fault_plan(drop_replies(None));
+    let started = h.kernel.now();
+    assert_eq!(
+        a.put(&mut h.as_client(alice), &map, b"k", b"v"),
+        Err(ClientError::Timeout { attempts: 3 })
+    );
+    assert!(h.kernel.now().saturating_duration_since(started) >= Duration::from_millis(600));
+    h.kernel.set_fault_plan(FaultPlan::new());
+    // The put ran exactly once: one version beyond the creation.
+    assert_eq!(a.versions(&mut h.as_client(alice), &map).unwrap().len(), 2);
+    assert_eq!(
+        a.get(&mut h.as_client(alice), &map, b"k").unwrap(),
+        Some(b"v".to_vec())
+    );
+    h.kernel.check_invariants().unwrap();
+}
+
+fn begin_put_append(
+    h: &mut Harness,
+    task: pandagen_abi::TaskId,
+    c: &mut StorageClient,
+    map: &ObjectCap,
+    log: &ObjectCap,
+) -> Result<TxId, ClientError> {
+    let tx = c.begin(&mut h.as_client(task))?;
+    let put = Op::Put {
+        cap: map.clone(),
+        key: b"k".to_vec(),
+        value: b"v".to_vec(),
+    };
+    c.op(&mut h.as_client(task), tx, put)?;
+    let append = Op::Append {
+        cap: log.clone(),
+        record: b"r".to_vec(),
+    };
+    c.op(&mut h.as_client(task), tx, append)?;
+    Ok(tx)
+}
+
+#[test]
+fn a_storage_crash_between_begin_and_commit_applies_nothing() {
+    let (mut h, alice, a) = setup();
+    let mut a = a.with_retry(Duration::from_millis(100), 2);
+    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+    let (log, _) = a.create(&mut h.as_client(alice), ObjectKind::Log).unwrap();
+    let tx = begin_put_append(&mut h, alice, &mut a, &map, &log).unwrap();
+
+    h.kill_storage();
+    // Nobody answers while the service is down.
+    assert_eq!(
+        a.commit(&mut h.as_client(alice), tx),
+        Err(ClientError::Timeout { attempts: 2 })
+    );
+
+    // The supervisor restarts it on the same backend; the client finds the
+    // new channel by itself.
+    h.start_storage();
+    assert_eq!(
+        a.commit(&mut h.as_client(alice), tx),
+        Err(ClientError::Storage(StorageError::NotActive(tx)))
+    );
+    // Nothing of the transaction was applied, and the capabilities issued
+    // before the crash still work: they are durable.
+    assert_eq!(a.get(&mut h.as_client(alice), &map, b"k").unwrap(), None);
+    assert_eq!(log_total(&mut h, alice, &mut a, &log), 0);
+    let tx = begin_put_append(&mut h, alice, &mut a, &map, &log).unwrap();
+    assert_eq!(a.commit(&mut h.as_client(alice), tx).unwrap().len(), 2);
+    assert_eq!(
+        a.get(&mut h.as_client(alice), &map, b"k").unwrap(),
+        Some(b"v".to_vec())
+    );
+    assert_eq!(log_total(&mut h, alice, &mut a, &log), 1);
+    h.kernel.check_invariants().unwrap();
+}
+
+#[test]
+fn a_crash_at_any_message_of_a_transaction_is_all_or_nothing() {
+    // The storage task handles 8 messages in begin/op/op/commit (a receive
+    // and a send each); crash it after each of them in turn.
+    for crash_after in 1..=9 {
+        let (mut h, alice, a) = setup();
+        let mut a = a.with_retry(Duration::from_millis(50), 1);
+        let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+        let (log, _) = a.create(&mut h.as_client(alice), ObjectKind::Log).unwrap();
+        let storage = h.storage_task().unwrap();
+        h.kernel
+            .set_fault_plan(FaultPlan::new().crash_after_messages(storage, crash_after));
+
+        let outcome = begin_put_append(&mut h, alice, &mut a, &map, &log)
+            .and_then(|tx| a.commit(&mut h.as_client(alice), tx));
+
+        h.kernel.set_fault_plan(FaultPlan::new());
+        assert_eq!(
+            h.storage_alive(),
+            crash_after > 8,
+            "crash_after={crash_after}"
+        );
+        if !h.storage_alive() {
+            h.start_storage();
+        }
+        let put_seen = a
+            .get(&mut h.as_client(alice), &map, b"k")
+            .unwrap()
+            .is_some();
+        let append_seen = log_total(&mut h, alice, &mut a, &log) == 1;
+        assert_eq!(
+            put_seen, append_seen,
+            "half-applied at crash_after={crash_after}"
+        );
+        if outcome.is_ok() {
+            assert!(
+                put_seen,
+                "commit acknowledged but lost at crash_after={crash_after}"
+            );
+        }
+        // The commit request is the storage task's 7th message: crashing
+        // on its delivery or earlier commits nothing; crashing after the
+        // 8th (the commit's answer) leaves it committed.
+        assert_eq!(put_seen, crash_after >= 8, "crash_after={crash_after}");
+        h.kernel.check_invariants().unwrap();
+    }
+}
+
+#[test]
+fn random_faults_never_half_apply_or_repeat_a_request() {
+    let mut lost = 0;
+    let mut unacknowledged = 0;
+    for seed in 1..=24u64 {
+        let (mut h, alice, a) = setup();
+        let mut a = a.with_retry(Duration::from_millis(100), 6);
+        let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+        let (log, _) = a.create(&mut h.as_client(alice), ObjectKind::Log).unwrap();
+        h.kernel.set_fault_plan(FaultPlan::random(seed));
+        let mut acknowledged = Vec::new();
+        for i in 0u8..12 {
+            let ops = vec![
+                Op::Append {
+                    cap: log.clone(),
+                    record: vec![i],
+                },
+                Op::Put {
+                    cap: map.clone(),
+                    key: vec![i],
+                    value: vec![i],
+                },
+            ];
+            match a.transact(&mut h.as_client(alice), ops) {
+                Ok(_) => acknowledged.push(i),
+                Err(ClientError::Timeout { .. }) => {}
+                Err(ClientError::Kernel(KernelError::SendFailed(_))) => {}
+                Err(e) => panic!("seed {seed}, request {i}: {e:?}"),
+            }
+        }
+        unacknowledged += 12 - acknowledged.len();
+        h.kernel.set_fault_plan(FaultPlan::new());
+        h.kernel.discard_held();
+        lost += h.kernel.trace().lost().len();
+        assert!(h.storage_alive());
+        let read = Op::ReadLog {
+            cap: log.clone(),
+            at: None,
+            start: 0,
+            max: 100,
+        };
+        let records = match a
+            .transact(&mut h.as_client(alice), vec![read])
+            .unwrap()
+            .0
+            .pop()
+        {
+            Some(OpResult::Records { records, .. }) => records,
+            other => panic!("{other:?}"),
+        };
+        let appended: Vec<u8> = records.iter().map(|r| r[0]).collect();
+        let mut unique = appended.clone();
+        unique.dedup();
+        assert_eq!(unique, appended, "seed {seed}: a request ran twice");
+        for i in 0u8..12 {
+            let in_map = a
+                .get(&mut h.as_client(alice), &map, &[i])
+                .unwrap()
+                .is_some();
+            assert_eq!(
+                in_map,
+                appended.contains(&i),
+                "seed {seed}: request {i} half-applied"
+            );
+            if acknowledged.contains(&i) {
+                assert!(in_map, "seed {seed}: acknowledged request {i} lost");
+            }
+        }
+        h.kernel.check_invariants().unwrap();
+    }
+    // The sweep did exercise the faults.
+    assert!(lost > 20, "only {lost} messages lost");
+    eprintln!("{lost} messages lost, {unacknowledged} requests unacknowledged");
+}
+
+#[test]
+fn requests_in_an_unsupported_schema_get_a_typed_error_over_ipc() {
+    use pandagen_abi::services::STORAGE;
+    use pandagen_abi::{MessageEnvelope, MessagePayload, SchemaVersion};
+    use pandagen_storage::protocol::Response;
+    let (mut h, alice, _) = setup();
+    let mut k = h.as_client(alice);
+    let service = k.lookup_service(STORAGE).unwrap();
+    let replies = k.create_channel().unwrap();
+    let reply_cap = k
+        .clone_capability(&Cap::from(replies), Rights::SEND | Rights::TRANSFER)
+        .unwrap();
+    let request = MessageEnvelope::new(
+        STORAGE,
+        actions::BEGIN,
+        SchemaVersion::new(3, 0),
+        MessagePayload::from_bytes(vec![0xde, 0xad]).unwrap(),
+    );
+    k.send_with_capabilities(service, request.clone(), vec![reply_cap])
+        .unwrap();
+    let answer = k
+        .receive_message(replies, Some(Duration::from_millis(10)))
+        .unwrap();
+    assert_eq!(answer.correlation_id, Some(request.id));
+    let response: Response = answer.payload.decode().unwrap();
+    assert!(matches!(response, Err(StorageError::SchemaMismatch(_))));
+    // The server dropped the reply capability it was given.
+    drop(k);
+    h.kernel.check_invariants().unwrap();
+}

@@ -1,0 +1,260 @@
+//! Driving the storage server and typed clients inside the SimulatedKernel.
+//!
+//! The typed client blocks in `receive` for its answer, and the simulator
+//! runs one task at a time, so a client's wait must give the storage task
+//! its turn. [`ClientKernel`] is the client task's view of the simulated
+//! kernel: every call acts as that task, and when its receive would block,
+//! it first lets the storage task handle whatever is queued for it — with
+//! the server's own `handle` step, the same one `serve` loops over. All
+//! IPC goes through the simulator, so its fault plan applies to requests
+//! and answers alike.
+//!
+//! The storage task can be killed (by the test or by the fault plan) and
+//! started again on the same backend, as a supervisor would restart it.
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use pandagen_abi::error::ReceiveError;
+use pandagen_abi::{
+    Cap, ChannelId, Duration, ExitReason, FailureCause, Instant, KernelApi, KernelError,
+    MessageEnvelope, ReceivedMessage, Rights, ServiceId, TaskDescriptor, TaskHandle, TaskId,
+};
+use pandagen_sim::{FaultPlan, SimulatedKernel};
+use pandagen_storage::{MemoryBackend, StorageServer};
+
+pub type Shared = Rc<RefCell<MemoryBackend>>;
+
+struct Storage {
+    task: TaskId,
+    channel: ChannelId,
+    server: StorageServer<Shared>,
+}
+
+/// A simulated kernel with a storage task and any number of client tasks.
+pub struct Harness {
+    pub kernel: SimulatedKernel,
+    pub backend: Shared,
+    storage: Option<Storage>,
+    /// Storage instances started so far.
+    pub starts: u32,
+}
+
+impl Harness {
+    pub fn new(plan: FaultPlan) -> Self {
+        Harness {
+            kernel: SimulatedKernel::with_fault_plan(plan),
+            backend: Rc::new(RefCell::new(MemoryBackend::new(*b"sim-storage-key!"))),
+            storage: None,
+            starts: 0,
+        }
+    }
+
+    /// Spawn a storage task (with a registry capability), register it as
+    /// `services::STORAGE` and open the server on the shared backend.
+    pub fn start_storage(&mut self) -> TaskId {
+        let root = self.kernel.root_task();
+        let registry = self.kernel.registry_capability_for_child().unwrap();
+        let descriptor = TaskDescriptor::new("storage".into()).with_capability(registry);
+        let handle = self
+            .kernel
+            .as_task(root, |k| k.spawn_task(descriptor))
+            .unwrap();
+        let backend = self.backend.clone();
+        let (channel, server) = self.kernel.as_task(handle.task_id, |k| {
+            let channel = StorageServer::<Shared>::register(k).unwrap();
+            let (server, _) = StorageServer::open(backend, k.now()).unwrap();
+            (channel, server)
+        });
+        self.storage = Some(Storage {
+            task: handle.task_id,
+            channel,
+            server,
+        });
+        self.starts += 1;
+        handle.task_id
+    }
+
+    /// The running server, for assertions on its state.
+    pub fn server(&self) -> Option<&StorageServer<Shared>> {
+        self.storage.as_ref().map(|s| &s.server)
+    }
+
+    pub fn storage_task(&self) -> Option<TaskId> {
+        self.storage.as_ref().map(|s| s.task)
+    }
+
+    /// Whether a storage task is running.
+    pub fn storage_alive(&mut self) -> bool {
+        self.reap_storage();
+        self.storage.is_some()
+    }
+
+    /// Terminate the storage task, as a crash would: whatever it held in
+    /// memory (open transactions, remembered answers) is gone.
+    pub fn kill_storage(&mut self) {
+        if let Some(storage) = self.storage.take() {
+            self.kernel.terminate_task_with_reason(
+                storage.task,
+                ExitReason::Failure {
+                    error: FailureCause::Described("killed by the test".into()),
+                },
+            );
+        }
+    }
+
+    fn reap_storage(&mut self) {
+        if let Some(s) = &self.storage {
+            if !self.kernel.task_is_alive(s.task) {
+                self.storage = None;
+            }
+        }
+    }
+
+    /// Spawn a client task with no capabilities.
+    pub fn spawn_client(&mut self, name: &str) -> TaskId {
+        let root = self.kernel.root_task();
+        let descriptor = TaskDescriptor::new(name.into());
+        let handle: TaskHandle = self
+            .kernel
+            .as_task(root, |k| k.spawn_task(descriptor))
+            .unwrap();
+        handle.task_id
+    }
+
+    /// The kernel as seen by `task`.
+    pub fn as_client(&mut self, task: TaskId) -> ClientKernel<'_> {
+        ClientKernel { h: self, task }
+    }
+
+    /// Let the storage task handle every request queued for it. Returns
+    /// how many it took off its queue.
+    pub fn pump(&mut self) -> usize {
+        let mut taken = 0;
+        let mut transient = 0;
+        loop {
+            self.reap_storage();
+            let Some(storage) = self.storage.as_mut() else {
+                return taken;
+            };
+            let task = storage.task;
+            let channel = storage.channel;
+            let received = self.kernel.as_task(task, |k| {
+                k.receive_with_capabilities(channel, Some(Duration::ZERO))
+            });
+            match received {
+                Ok(request) => {
+                    taken += 1;
+                    // A crash-after-messages fault may have ended the task
+                    // as the request was delivered: then it never ran.
+                    if !self.kernel.task_is_alive(task) {
+                        self.storage = None;
+                        return taken;
+                    }
+                    let storage = self.storage.as_mut().unwrap();
+                    let kernel = &mut self.kernel;
+                    let _ = kernel.as_task(task, |k| storage.server.handle(k, request));
+                }
+                Err(KernelError::ReceiveFailed(ReceiveError::InjectedFault)) if transient < 8 => {
+                    transient += 1;
+                }
+                Err(_) => return taken,
+            }
+        }
+    }
+}
+
+/// `KernelApi` acting as one client task (see the module docs).
+pub struct ClientKernel<'a> {
+    h: &'a mut Harness,
+    task: TaskId,
+}
+
+impl ClientKernel<'_> {
+    pub fn task(&self) -> TaskId {
+        self.task
+    }
+
+    fn act<R>(&mut self, f: impl FnOnce(&mut SimulatedKernel) -> R) -> R {
+        self.h.kernel.as_task(self.task, f)
+    }
+}
+
+impl KernelApi for ClientKernel<'_> {
+    fn spawn_task(&mut self, descriptor: TaskDescriptor) -> Result<TaskHandle, KernelError> {
+        self.act(|k| k.spawn_task(descriptor))
+    }
+
+    fn create_channel(&mut self) -> Result<ChannelId, KernelError> {
+        self.act(|k| k.create_channel())
+    }
+
+    fn send_with_capabilities(
+        &mut self,
+        channel: ChannelId,
+        message: MessageEnvelope,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<(), KernelError> {
+        self.act(|k| k.send_with_capabilities(channel, message, capabilities))
+    }
+
+    fn receive_with_capabilities(
+        &mut self,
+        channel: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        loop {
+            match self.act(|k| k.receive_with_capabilities(channel, Some(Duration::ZERO))) {
+                Err(KernelError::Timeout) => {}
+                other => return other,
+            }
+            if self.h.pump() == 0 {
+                break;
+            }
+        }
+        // Nothing for us and nothing left for the storage task to do:
+        // wait in virtual time (delayed messages may come due meanwhile).
+        self.act(|k| k.receive_with_capabilities(channel, timeout))
+    }
+
+    fn now(&self) -> Instant {
+        self.h.kernel.now()
+    }
+
+    fn sleep(&mut self, duration: Duration) -> Result<(), KernelError> {
+        self.act(|k| k.sleep(duration))
+    }
+
+    fn grant_capability(&mut self, task: TaskId, capability: Cap<()>) -> Result<(), KernelError> {
+        self.act(|k| k.grant_capability(task, capability))
+    }
+
+    fn register_service(
+        &mut self,
+        service_id: ServiceId,
+        channel: ChannelId,
+    ) -> Result<(), KernelError> {
+        self.act(|k| k.register_service(service_id, channel))
+    }
+
+    fn lookup_service(&mut self, service_id: ServiceId) -> Result<ChannelId, KernelError> {
+        self.act(|k| k.lookup_service(service_id))
+    }
+
+    fn delegate_capability(&mut self, capability: Cap<()>, to: TaskId) -> Result<(), KernelError> {
+        self.act(|k| KernelApi::delegate_capability(k, capability, to))
+    }
+
+    fn drop_capability(&mut self, capability: Cap<()>) -> Result<(), KernelError> {
+        self.act(|k| KernelApi::drop_capability(k, capability))
+    }
+
+    fn clone_capability(
+        &mut self,
+        capability: &Cap<()>,
+        rights: Rights,
+    ) -> Result<Cap<()>, KernelError> {
+        self.act(|k| k.clone_capability(capability, rights))
+    }
+}
