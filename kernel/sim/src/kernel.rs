@@ -283,13 +283,15 @@ impl SimulatedKernel {
         )
     }
 
-    /// A copy, attenuated to `rights`, of the root capability of `kind`,
-    /// in the root task's space (to pass to a child at spawn).
+    /// A copy of the root capability of `kind`, attenuated to `rights`
+    /// plus `TRANSFER` (so that it can be moved to a child at spawn), in
+    /// the root task's space.
     pub fn root_copy(
         &mut self,
         kind: CapKind,
         rights: Rights,
     ) -> Result<pandagen_abi::Cap<()>, KernelError> {
+        let rights = rights | Rights::TRANSFER;
         let handle = self
             .root_capability(kind)
             .ok_or(KernelError::InvalidCapability)?;

@@ -66,7 +66,7 @@ impl Client {
                 Ok(cap) => handles.push(cap.handle()),
                 Err(e) => return failure(e),
             }
-            if self.sent % 3 == 0 {
+            if self.sent.is_multiple_of(3) {
                 match k.create_channel() {
                     Ok(gift) => handles.push(gift.handle()),
                     Err(e) => return failure(e),
@@ -202,7 +202,7 @@ fn run(seed: u64) -> Outcome {
         clients.push(handle.task_id);
     }
     let mut plan = FaultPlan::random(seed);
-    if seed % 4 == 0 {
+    if seed.is_multiple_of(4) {
         let victim = clients[(seed / 4 % 3) as usize];
         plan = plan.crash_after_messages(victim, 1 + (seed % 17) as u32);
     }
