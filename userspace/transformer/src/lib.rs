@@ -9,10 +9,11 @@
 
 extern crate alloc;
 
+pub mod demo;
 pub mod schemas;
 pub mod service;
 pub mod transform;
 
 pub use schemas::{blob_cap_label, Blob, BlobChecksum, BlobParams};
-pub use service::{Execution, FailureMode, Transformer};
+pub use service::{Execution, FailureMode, Transformer, FLAKY_TRANSFORMER};
 pub use transform::{adler32, apply, blob_params_payload, blob_payload, Action, TransformError};

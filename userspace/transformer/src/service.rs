@@ -15,7 +15,7 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::vec::Vec;
 use pandagen_abi::services::TRANSFORMER;
-use pandagen_abi::{Cap, ChannelId, KernelApi, KernelError, ReceivedMessage};
+use pandagen_abi::{Cap, ChannelId, KernelApi, KernelError, ReceivedMessage, ServiceId};
 use pandagen_pipeline_executor::stage::{handle_stage_request, serve_stages, StageHandled};
 use pandagen_pipeline_executor::{PipelineId, StageCall, StageHandler, StageId, StageOutcome};
 
@@ -39,6 +39,12 @@ impl FailureMode {
     pub fn transient(mut self, action: Action, count: u32) -> Self {
         self.transient.insert(action, count);
         self
+    }
+
+    /// The flaky instance's mode: the first two `uppercase` requests fail
+    /// transiently.
+    pub fn flaky() -> Self {
+        FailureMode::none().transient(Action::Uppercase, 2)
     }
 
     /// Every request for `action` fails permanently.
@@ -75,16 +81,43 @@ pub struct Execution {
     pub action: Option<Action>,
 }
 
+/// A test-only second instance: the transformer with
+/// [`FailureMode::flaky`], registered under its own id so that retry
+/// scenarios can run beside the regular transformer (in QEMU as the
+/// `flaky_transformer` program).
+pub const FLAKY_TRANSFORMER: ServiceId = ServiceId::from_raw(104);
+
 /// The service state.
-#[derive(Default)]
 pub struct Transformer {
+    service: ServiceId,
     failures: FailureMode,
     executions: Vec<Execution>,
 }
 
+impl Default for Transformer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Transformer {
+    /// The transformer, serving as [`TRANSFORMER`].
     pub fn new() -> Self {
-        Transformer::default()
+        Transformer {
+            service: TRANSFORMER,
+            failures: FailureMode::none(),
+            executions: Vec::new(),
+        }
+    }
+
+    /// Serve under another service id (for a second instance).
+    pub fn with_service_id(mut self, service: ServiceId) -> Self {
+        self.service = service;
+        self
+    }
+
+    pub fn service_id(&self) -> ServiceId {
+        self.service
     }
 
     pub fn with_failures(mut self, failures: FailureMode) -> Self {
@@ -112,10 +145,11 @@ impl Transformer {
             .count()
     }
 
-    /// Create the service channel and register it as [`TRANSFORMER`].
-    pub fn register<K: KernelApi>(kernel: &mut K) -> Result<ChannelId, KernelError> {
+    /// Create the service channel and register it under this instance's
+    /// service id.
+    pub fn register<K: KernelApi>(&self, kernel: &mut K) -> Result<ChannelId, KernelError> {
         let channel = kernel.create_channel()?;
-        kernel.register_service(TRANSFORMER, channel)?;
+        kernel.register_service(self.service, channel)?;
         Ok(channel)
     }
 
@@ -125,12 +159,14 @@ impl Transformer {
         kernel: &mut K,
         request: ReceivedMessage,
     ) -> StageHandled {
-        handle_stage_request(kernel, TRANSFORMER, self, request)
+        let service = self.service;
+        handle_stage_request(kernel, service, self, request)
     }
 
     /// Serve stage requests on `channel` until it can no longer deliver.
     pub fn serve<K: KernelApi>(&mut self, kernel: &mut K, channel: ChannelId) -> KernelError {
-        serve_stages(kernel, TRANSFORMER, channel, self)
+        let service = self.service;
+        serve_stages(kernel, service, channel, self)
     }
 }
 

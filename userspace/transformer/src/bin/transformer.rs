@@ -11,7 +11,8 @@ use pandagen_transformer::Transformer;
 pandagen_rt::entry!(main);
 
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
-    let channel = Transformer::register(kernel)?;
+    let mut transformer = Transformer::new();
+    let channel = transformer.register(kernel)?;
     kernel.debug("transformer: serving");
-    Err(Transformer::new().serve(kernel, channel))
+    Err(transformer.serve(kernel, channel))
 }

@@ -74,7 +74,7 @@ pub fn run(setup: Setup, pipeline: PipelineSpec, input: TypedPayload) -> World {
         .spawn(
             TaskDescriptor::new("transformer".into()).with_capability(registry),
             move |k, _| {
-                let channel = Transformer::register(k)?;
+                let channel = server_state.borrow().register(k)?;
                 Ok(ChannelServer::new(
                     channel,
                     move |k: &mut SimulatedKernel, request| {
