@@ -10,6 +10,7 @@ use crate::process::{cargo, run_checked, TaskResult};
 use crate::programs::{self, UserProgram};
 use crate::qemu::Firmware;
 use crate::ramdisk;
+use crate::strip;
 
 /// Builds the kernel ELF and returns its path.
 pub fn kernel(layout: &Layout, profile: Profile) -> TaskResult<PathBuf> {
@@ -55,28 +56,43 @@ pub fn user_programs(
         "-C relocation-model=static -C link-arg=-T{}",
         script.display()
     );
-    let mut out = Vec::new();
-    for program in wanted {
-        let mut cmd = cargo();
-        cmd.current_dir(&layout.root)
-            .env("CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS", &rustflags)
-            .args(["build", "-p", program.package, "--bin", program.bin])
-            .args(["--features", "ring3", "--target", BARE_METAL_TARGET])
-            .arg("--target-dir")
-            .arg(layout.user_target_dir())
-            .args(profile.cargo_args());
-        run_checked(&mut cmd)?;
-        let elf = layout.user_elf(program.bin, profile);
-        if !elf.is_file() {
-            return Err(fail!(
-                "{} built but {} is missing",
-                program.bin,
-                elf.display()
-            ));
-        }
-        out.push((program.bin.to_string(), elf));
+    // One cargo invocation for all of them: cargo then schedules the
+    // shared dependencies once.
+    let mut packages: Vec<&str> = wanted.iter().map(|p| p.package).collect();
+    packages.sort_unstable();
+    packages.dedup();
+    let features: Vec<String> = packages.iter().map(|p| format!("{p}/ring3")).collect();
+    let mut cmd = cargo();
+    cmd.current_dir(&layout.root)
+        .env("CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS", &rustflags)
+        .arg("build");
+    for package in &packages {
+        cmd.args(["-p", package]);
     }
-    Ok(out)
+    for program in &wanted {
+        cmd.args(["--bin", program.bin]);
+    }
+    cmd.args(["--features", &features.join(",")])
+        .args(["--target", BARE_METAL_TARGET])
+        .arg("--target-dir")
+        .arg(layout.user_target_dir())
+        .args(profile.cargo_args());
+    run_checked(&mut cmd)?;
+    wanted
+        .iter()
+        .map(|program| {
+            let elf = layout.user_elf(program.bin, profile);
+            if elf.is_file() {
+                Ok((program.bin.to_string(), elf))
+            } else {
+                Err(fail!(
+                    "{} built but {} is missing",
+                    program.bin,
+                    elf.display()
+                ))
+            }
+        })
+        .collect()
 }
 
 /// Builds (or reuses) the host image-builder tool on the pinned nightly.
@@ -107,7 +123,8 @@ pub struct ImageSpec<'a> {
 }
 
 /// Packs the ramdisk for `spec` into `ramdisk_out` and writes one disk
-/// image per `(firmware, path)` in `outputs`.
+/// image per `(firmware, path)` in `outputs`. The kernel and programs in
+/// the image are stripped of debug info (see `strip.rs`).
 pub fn images(
     layout: &Layout,
     profile: Profile,
@@ -116,11 +133,19 @@ pub fn images(
     ramdisk_out: &Path,
     outputs: &[(Firmware, PathBuf)],
 ) -> TaskResult<()> {
+    let objcopy = strip::objcopy()?;
     let built = user_programs(layout, profile, spec.programs)?;
+    let stripped = built
+        .iter()
+        .map(|(name, elf)| {
+            let rel = format!("{}/bin/{name}", profile.dir());
+            Ok((name, strip::stripped(layout, &objcopy, elf, &rel)?))
+        })
+        .collect::<TaskResult<Vec<_>>>()?;
     let contents = ramdisk::Contents {
         boot_cfg: spec.boot_cfg,
         manifest: spec.manifest,
-        programs: built
+        programs: stripped
             .iter()
             .map(|(name, elf)| ramdisk::Program { name, elf })
             .collect(),
@@ -133,10 +158,16 @@ pub fn images(
     }
     std::fs::write(ramdisk_out, archive)?;
 
+    let kernel = strip::stripped(
+        layout,
+        &objcopy,
+        kernel,
+        &format!("{}/kernel", profile.dir()),
+    )?;
     let tool = bootimage_tool(layout)?;
     let mut cmd = std::process::Command::new(&tool);
     cmd.arg("--kernel")
-        .arg(kernel)
+        .arg(&kernel)
         .arg("--ramdisk")
         .arg(ramdisk_out);
     for (fw, path) in outputs {

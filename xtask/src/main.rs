@@ -12,6 +12,7 @@ mod qemu;
 mod ramdisk;
 mod serial;
 mod setup;
+mod strip;
 mod suites;
 mod testing;
 
@@ -149,11 +150,11 @@ fn main() -> ExitCode {
 /// returns `[bios, uefi]`.
 fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<Vec<PathBuf>> {
     let kernel = build::kernel(layout, profile)?;
-    let programs: Vec<&str> = programs::USER_PROGRAMS.iter().map(|p| p.bin).collect();
+    let manifest = programs::SYSTEM_MANIFEST.map(|m| layout.root.join(m));
     let spec = ImageSpec {
         boot_cfg: BootConfig::mode(Mode::System),
-        programs: &programs,
-        manifest: None,
+        programs: programs::SYSTEM_PROGRAMS,
+        manifest: manifest.as_deref(),
     };
     let images = vec![
         layout.system_image(Firmware::Bios),
