@@ -12,6 +12,9 @@ use pandagen_sim::{ChannelServer, Scenario, SimulatedKernel, StepOutcome, StopRe
 use pandagen_transformer::demo::{scenarios, DemoScenario};
 use pandagen_transformer::{FailureMode, Transformer, FLAKY_TRANSFORMER};
 
+/// Scenario name and check outcome, in the order they ran.
+type Verdicts = Rc<RefCell<Vec<(&'static str, Result<(), String>)>>>;
+
 fn spawn_transformer(scenario: &mut Scenario, name: &str, transformer: Transformer) {
     let registry = scenario
         .kernel_mut()
@@ -68,7 +71,7 @@ fn the_demo_scenarios_pass_on_the_simulator() {
         .unwrap();
 
     // The client runs the scenarios one after another.
-    let results: Rc<RefCell<Vec<(&'static str, Result<(), String>)>>> = Rc::default();
+    let results: Verdicts = Rc::default();
     let sink = results.clone();
     scenario
         .spawn(TaskDescriptor::new("client".into()), move |k, _| {
