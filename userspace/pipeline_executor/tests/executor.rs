@@ -6,7 +6,7 @@ mod support;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use pandagen_abi::{Duration, ServiceId};
+use pandagen_abi::{Duration, KernelApi, ServiceId};
 use pandagen_pipeline_executor::{
     ExecutorError, OutputViolation, PipelineError, PipelineExecutionResult, PipelineExecutor,
     PipelineSpec, Progress, RetryPolicy, StageExecutionResult, StageSpec,
@@ -439,4 +439,34 @@ fn stepped_execution_produces_the_same_trace_as_blocking_execution() {
     };
     assert_eq!(stepped, blocking);
     assert_eq!(blocking.trace.entries.len(), 5);
+}
+
+#[test]
+fn a_pool_capability_that_cannot_be_copied_stops_the_stage_before_it_runs() {
+    let (mut kernel, handler) = setup();
+    let token = kernel.mint_token(CLIENT);
+    // A copy without GRANT cannot itself be copied for a stage.
+    let weak = kernel
+        .clone_capability(
+            &token,
+            pandagen_abi::Rights::SEND | pandagen_abi::Rights::TRANSFER,
+        )
+        .unwrap();
+    let label = weak.id();
+    let mut executor = PipelineExecutor::new();
+    executor.add_capabilities(vec![weak]);
+    let p = pipeline(vec![stage("A", "upper").with_capabilities(vec![label])]);
+    let stage_id = p.stages[0].id;
+    let before = kernel.held_by(CLIENT);
+    let run = executor.run(&mut kernel, &p, text_payload("x"));
+    assert!(matches!(
+        run.trace.final_result,
+        PipelineExecutionResult::Failed(ExecutorError::CapabilityTransfer { stage_id: s, capability, .. })
+            if s == stage_id && capability == label
+    ));
+    assert!(run.trace.entries.is_empty());
+    assert!(handler.borrow().calls.is_empty());
+    // Nothing half-made is left behind (the reply channel is closed too);
+    // only the kernel's cached lookup of the handler remains.
+    assert_eq!(kernel.held_by(CLIENT), before + 1);
 }
