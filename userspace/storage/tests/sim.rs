@@ -349,27 +349,28 @@ fn requests_in_an_unsupported_schema_get_a_typed_error_over_ipc() {
     use pandagen_abi::{MessageEnvelope, MessagePayload, SchemaVersion};
     use pandagen_storage::protocol::Response;
     let (mut h, alice, _) = setup();
-    let mut k = h.as_client(alice);
-    let service = k.lookup_service(STORAGE).unwrap();
-    let replies = k.create_channel().unwrap();
-    let reply_cap = k
-        .clone_capability(&Cap::from(replies), Rights::SEND | Rights::TRANSFER)
-        .unwrap();
-    let request = MessageEnvelope::new(
-        STORAGE,
-        actions::BEGIN,
-        SchemaVersion::new(3, 0),
-        MessagePayload::from_bytes(vec![0xde, 0xad]).unwrap(),
-    );
-    k.send_with_capabilities(service, request.clone(), vec![reply_cap])
-        .unwrap();
-    let answer = k
-        .receive_message(replies, Some(Duration::from_millis(10)))
-        .unwrap();
-    assert_eq!(answer.correlation_id, Some(request.id));
-    let response: Response = answer.payload.decode().unwrap();
-    assert!(matches!(response, Err(StorageError::SchemaMismatch(_))));
+    {
+        let mut k = h.as_client(alice);
+        let service = k.lookup_service(STORAGE).unwrap();
+        let replies = k.create_channel().unwrap();
+        let reply_cap = k
+            .clone_capability(&Cap::from(replies), Rights::SEND | Rights::TRANSFER)
+            .unwrap();
+        let request = MessageEnvelope::new(
+            STORAGE,
+            actions::BEGIN,
+            SchemaVersion::new(3, 0),
+            MessagePayload::from_bytes(vec![0xde, 0xad]).unwrap(),
+        );
+        k.send_with_capabilities(service, request.clone(), vec![reply_cap])
+            .unwrap();
+        let answer = k
+            .receive_message(replies, Some(Duration::from_millis(10)))
+            .unwrap();
+        assert_eq!(answer.correlation_id, Some(request.id));
+        let response: Response = answer.payload.decode().unwrap();
+        assert!(matches!(response, Err(StorageError::SchemaMismatch(_))));
+    }
     // The server dropped the reply capability it was given.
-    drop(k);
     h.kernel.check_invariants().unwrap();
 }
