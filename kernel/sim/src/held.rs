@@ -28,6 +28,9 @@ pub(crate) struct Held<M> {
     delayed: BTreeMap<(Instant, u64), (ChannelKey, M)>,
     /// Per channel, in the order the messages were held.
     reordered: BTreeMap<ChannelKey, VecDeque<Reordered<M>>>,
+    /// Held messages per channel (delayed and reordered), so the channels
+    /// with held messages are known without scanning every message.
+    per_channel: BTreeMap<ChannelKey, usize>,
 }
 
 impl<M> Default for Held<M> {
@@ -35,12 +38,27 @@ impl<M> Default for Held<M> {
         Held {
             delayed: BTreeMap::new(),
             reordered: BTreeMap::new(),
+            per_channel: BTreeMap::new(),
         }
     }
 }
 
 impl<M> Held<M> {
+    fn count_in(&mut self, channel: ChannelKey) {
+        *self.per_channel.entry(channel).or_insert(0) += 1;
+    }
+
+    fn count_out(&mut self, channel: ChannelKey, n: usize) {
+        if let Some(count) = self.per_channel.get_mut(&channel) {
+            *count = count.saturating_sub(n);
+            if *count == 0 {
+                self.per_channel.remove(&channel);
+            }
+        }
+    }
+
     pub(crate) fn hold_delayed(&mut self, due: Instant, seq: u64, channel: ChannelKey, message: M) {
+        self.count_in(channel);
         self.delayed.insert((due, seq), (channel, message));
     }
 
@@ -51,6 +69,7 @@ impl<M> Held<M> {
         overtakes: u32,
         message: M,
     ) {
+        self.count_in(channel);
         self.reordered
             .entry(channel)
             .or_default()
@@ -79,6 +98,7 @@ impl<M> Held<M> {
                 break;
             }
             let ((_, seq), (channel, message)) = entry.remove_entry();
+            self.count_out(channel, 1);
             out.push((seq, channel, message));
         }
         out
@@ -106,16 +126,20 @@ impl<M> Held<M> {
         } else {
             *queue = kept;
         }
+        self.count_out(channel, released.len());
         released
     }
 
     /// Everything held for reordering on `channel`, in hold order (the
     /// receiver found the queue empty, so nothing else will overtake them).
     pub(crate) fn release_reordered(&mut self, channel: ChannelKey) -> Vec<(u64, M)> {
-        self.reordered
+        let released: Vec<(u64, M)> = self
+            .reordered
             .remove(&channel)
             .map(|q| q.into_iter().map(|h| (h.seq, h.message)).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.count_out(channel, released.len());
+        released
     }
 
     pub(crate) fn has_reordered(&self, channel: ChannelKey) -> bool {
@@ -125,6 +149,9 @@ impl<M> Held<M> {
     /// Remove every message held for `channel` (it closed), delayed ones
     /// first in delivery order.
     pub(crate) fn take_channel(&mut self, channel: ChannelKey) -> Vec<(u64, M)> {
+        if !self.per_channel.contains_key(&channel) {
+            return Vec::new();
+        }
         let due: Vec<(Instant, u64)> = self
             .delayed
             .iter()
@@ -135,17 +162,14 @@ impl<M> Held<M> {
             .into_iter()
             .filter_map(|k| self.delayed.remove(&k).map(|(_, m)| (k.1, m)))
             .collect();
+        self.count_out(channel, out.len());
         out.extend(self.release_reordered(channel));
         out
     }
 
-    /// The channels some held message is waiting for.
+    /// The channels some held message is waiting for, in key order.
     pub(crate) fn channels(&self) -> Vec<ChannelKey> {
-        let mut keys: Vec<ChannelKey> = self.delayed.values().map(|(c, _)| *c).collect();
-        keys.extend(self.reordered.keys().copied());
-        keys.sort_unstable();
-        keys.dedup();
-        keys
+        self.per_channel.keys().copied().collect()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -154,6 +178,7 @@ impl<M> Held<M> {
 
     /// Every held message, delayed ones first in delivery order.
     pub(crate) fn drain(&mut self) -> Vec<(u64, ChannelKey, M)> {
+        self.per_channel.clear();
         let mut out: Vec<_> = std::mem::take(&mut self.delayed)
             .into_iter()
             .map(|((_, seq), (channel, message))| (seq, channel, message))
@@ -165,7 +190,7 @@ impl<M> Held<M> {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.delayed.len() + self.reordered.values().map(VecDeque::len).sum::<usize>()
+        self.per_channel.values().sum()
     }
 }
 
