@@ -3,9 +3,8 @@
 //! Choice: the legacy PIC and the PIT (channel 0, rate generator) at
 //! [`TIMER_HZ`]. Every PC and every QEMU machine has them, and they need no
 //! ACPI/MADT parsing; a local-APIC timer can replace them when SMP arrives.
-//! The TSC is measured against PIT channel 2 (the median of
-//! [`CALIBRATION_RUNS`] runs of [`CALIBRATION_MS`] ms) before interrupts
-//! are enabled; if channel 2 does not respond the TSC is
+//! The TSC is measured against PIT channel 2 over [`CALIBRATION_MS`] ms
+//! before interrupts are enabled; if channel 2 does not respond the TSC is
 //! timed over timer ticks instead. `now()` is TSC-based (see
 //! [`pandagen_hal::x86_64::clock`]).
 
@@ -13,10 +12,8 @@ use pandagen_hal::x86_64::{clock, cpu::rdtsc, pic, pit};
 
 /// Periodic timer rate.
 pub const TIMER_HZ: u32 = 1000;
-/// Length of one TSC calibration run.
-pub const CALIBRATION_MS: u64 = 5;
-/// Number of calibration runs (the median is used).
-const CALIBRATION_RUNS: usize = 5;
+/// Length of the TSC calibration interval.
+pub const CALIBRATION_MS: u64 = 20;
 
 /// How the TSC was calibrated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,14 +34,13 @@ pub fn init(entry_tsc: u64) -> Calibration {
     let rate = unsafe { pit::start_periodic(TIMER_HZ) };
     clock::set_tick_rate(rate.millihertz);
 
-    let count = pit::PIT_INPUT_HZ * CALIBRATION_MS / 1000;
-    let measured = measure_median(count as u16);
+    let measured = calibrate_with_stopwatch();
     // SAFETY: vector 32 is handled by the trap dispatcher (the tick).
     unsafe { pic::unmask(0) };
     x86_64::instructions::interrupts::enable();
     match measured {
-        Some(cycles) => {
-            clock::set_tsc_hz(clock::tsc_hz_from(cycles, count, pit::PIT_INPUT_HZ));
+        Some(hz) => {
+            clock::set_tsc_hz(hz);
             Calibration::PitChannel2
         }
         None => {
@@ -54,25 +50,54 @@ pub fn init(entry_tsc: u64) -> Calibration {
     }
 }
 
-/// Times [`CALIBRATION_RUNS`] PIT intervals of `count` cycles and returns
-/// the median TSC cycles, after one short warm-up run. Under emulation the
-/// host may stall the guest between the PIT start and the first TSC read
-/// (translating code, or being preempted), which skews single runs either
-/// way; the warm-up removes the translation cost and the median drops
-/// stalled runs.
-fn measure_median(count: u16) -> Option<u64> {
-    const MAX_TSC: u64 = 1 << 34;
-    // SAFETY (all three calls): ring 0; nothing else uses channel 2 or the
-    // speaker. The bound (2^34 cycles, seconds on any CPU) only matters
-    // when there is no working channel 2.
-    unsafe { pit::measure_tsc(count / 8, MAX_TSC) }?;
-    let mut runs = [0u64; CALIBRATION_RUNS];
-    for run in runs.iter_mut() {
+/// Measures the TSC against PIT channel 2 running as a stopwatch: a
+/// sample of the PIT counter near the start and one [`CALIBRATION_MS`]
+/// later, each bracketed by TSC reads. Under emulation the guest can stall
+/// at any instruction (host preemption, the emulator's device lock), which
+/// skews any single "start, wait, stop" measurement. Here a stall only
+/// widens a sample's bracket, so each end takes the narrowest of several
+/// samples, and a whole attempt is retried if it went wrong.
+fn calibrate_with_stopwatch() -> Option<u64> {
+    for _ in 0..3 {
+        // SAFETY: ring 0 at boot; nothing else uses channel 2 or the speaker.
+        unsafe { pit::start_stopwatch() };
+        let hz = stopwatch_attempt();
         // SAFETY: as above.
-        *run = unsafe { pit::measure_tsc(count, MAX_TSC) }?;
+        unsafe { pit::stop_stopwatch() };
+        if hz.is_some() {
+            return hz;
+        }
     }
-    runs.sort_unstable();
-    Some(runs[CALIBRATION_RUNS / 2])
+    None
+}
+
+fn stopwatch_attempt() -> Option<u64> {
+    const SAMPLES: usize = 8;
+    // Bound on the wait, in TSC cycles (seconds on any CPU): only reached
+    // if channel 2 does not count at all.
+    const MAX_WAIT: u64 = 1 << 34;
+    let best = || {
+        (0..SAMPLES)
+            // SAFETY: the stopwatch is running and ours (see caller).
+            .map(|_| unsafe { pit::sample_stopwatch() })
+            .min_by_key(|s| s.width())
+    };
+    let first = best()?;
+    let target = first
+        .count
+        .checked_sub((pit::PIT_INPUT_HZ * CALIBRATION_MS / 1000) as u16)?;
+    loop {
+        // SAFETY: as above.
+        let now = unsafe { pit::sample_stopwatch() };
+        if now.count <= target || now.count > first.count {
+            break;
+        }
+        if now.tsc_after - first.tsc_after > MAX_WAIT {
+            return None;
+        }
+    }
+    let second = best()?;
+    pit::tsc_hz_between(first, second)
 }
 
 /// Times the TSC over 50 timer ticks.
