@@ -53,9 +53,9 @@ fn services_start_in_dependency_order_each_after_its_dependencies_run() {
         })
     };
     let spawn = |id: u64| {
-        position(&move |e: &SupervisorEvent| {
-            matches!(e, SupervisorEvent::Spawned { service, .. } if *service == ServiceId::from_raw(id))
-        })
+        position(
+            &move |e: &SupervisorEvent| matches!(e, SupervisorEvent::Spawned { service, .. } if *service == ServiceId::from_raw(id)),
+        )
     };
     assert!(running(10) < spawn(11));
     assert!(running(10) < spawn(12) && running(11) < spawn(12));

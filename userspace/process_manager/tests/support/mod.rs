@@ -112,10 +112,18 @@ impl SimService for TestService {
             (Behaviour::NeverRegister, _) => return StepOutcome::Idle,
             (_, Some(channel)) => channel,
             (_, None) => {
-                let channel = k.create_channel().expect("channel");
-                k.register_service(self.id, channel).expect("register");
-                self.channel = Some(channel);
-                return StepOutcome::Progress;
+                // Under fault injection these can fail; a real service
+                // would exit with a failure, and so does this one.
+                let registered = k
+                    .create_channel()
+                    .and_then(|channel| k.register_service(self.id, channel).map(|()| channel));
+                return match registered {
+                    Ok(channel) => {
+                        self.channel = Some(channel);
+                        StepOutcome::Progress
+                    }
+                    Err(_) => StepOutcome::Exit(failure()),
+                };
             }
         };
         match k.receive_with_capabilities(channel, Some(Duration::ZERO)) {
