@@ -216,8 +216,11 @@ impl IdentityTable {
     }
 
     pub(crate) fn insert(&mut self, metadata: IdentityMetadata) {
+        // The first identity recorded for a task id is the one it runs as;
+        // a later free-standing identity naming the same task (see
+        // `KernelCore::create_identity`) must not replace it.
         if let Some(task) = metadata.task_id {
-            self.by_task.insert(task, metadata.execution_id);
+            self.by_task.entry(task).or_insert(metadata.execution_id);
         }
         self.identities.insert(metadata.execution_id, metadata);
     }

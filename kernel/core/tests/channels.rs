@@ -450,3 +450,26 @@ fn send_and_receive_need_their_rights() {
     ));
     assert_eq!(invalid_uses(&k), 3);
 }
+
+#[test]
+fn kernel_messages_carry_the_kernel_sender_and_respect_bounds() {
+    use pandagen_core::channel::KERNEL_SENDER;
+    let mut k = kernel();
+    let t = spawn(&mut k, "t");
+    assert_ne!(t, KERNEL_SENDER, "no task is ever the kernel");
+    let h = k.create_channel_with_capacity(t, 1, T0).unwrap();
+    let ch = chan_ref(&mut k, t, h);
+    k.send_from_kernel(ch, vec![1, 2], T0).unwrap();
+    assert_eq!(
+        k.send_from_kernel(ch, vec![3], T0),
+        Err(KernelError::SendFailed(SendError::QueueFull))
+    );
+    let m = k.receive(t, h, T0).unwrap().unwrap();
+    assert_eq!((m.sender, m.bytes), (KERNEL_SENDER, vec![1, 2]));
+    k.drop_cap(t, h, T0).unwrap();
+    assert_eq!(
+        k.send_from_kernel(ch, vec![4], T0),
+        Err(KernelError::SendFailed(SendError::ChannelClosed))
+    );
+    k.check_invariants().unwrap();
+}

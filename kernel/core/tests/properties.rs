@@ -21,6 +21,15 @@ use proptest::prelude::*;
 
 const QUEUE: u32 = 3;
 
+/// At least 256 cases per property; `PROPTEST_CASES` may ask for more.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+        .max(256)
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Spawn {
@@ -171,6 +180,11 @@ impl Model {
     }
 
     fn apply(&mut self, op: Op) {
+        self.apply_op(op);
+        self.sweep_closed();
+    }
+
+    fn apply_op(&mut self, op: Op) {
         let now = self.t();
         match op {
             Op::Spawn { user } => {
@@ -415,7 +429,6 @@ impl Model {
                 self.expect.invalid_use_attempts += 1;
             }
         }
-        self.sweep_closed();
     }
 
     fn send(
@@ -696,7 +709,7 @@ impl Model {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn random_operations_preserve_ownership_delivery_and_audit(
@@ -763,7 +776,7 @@ enum RefState {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn the_scheduler_matches_a_reference_policy(ops in prop::collection::vec(sched_op(), 1..100)) {

@@ -219,3 +219,31 @@ fn the_death_of_the_last_possible_sender_wakes_receivers() {
     );
     k.check_invariants().unwrap();
 }
+
+#[test]
+fn re_blocking_a_blocked_task_moves_its_wait() {
+    let mut k = kernel();
+    let t = spawn(&mut k, "t");
+    let a = k.create_channel(t, T0).unwrap();
+    let b = k.create_channel(t, T0).unwrap();
+    k.receive_or_block(t, a, Some(at(10)), T0).unwrap();
+    // The kernel re-issues the wait on another channel without a wake-up.
+    assert_eq!(
+        k.receive_or_block(t, b, Some(at(20)), T0),
+        Ok(RecvOutcome::Blocked)
+    );
+    assert_eq!(k.next_deadline(), Some(at(20)));
+    k.check_invariants().unwrap();
+    k.send(t, a, vec![], &[], T0).unwrap();
+    assert!(
+        matches!(k.task_state(t), Some(SchedState::Blocked(_))),
+        "no longer waits on a"
+    );
+    assert_eq!(k.sleep_until(t, at(30), T0), Ok(true));
+    k.send(t, b, vec![], &[], T0).unwrap();
+    assert!(matches!(
+        k.task_state(t),
+        Some(SchedState::Blocked(BlockedOn::Sleep { .. }))
+    ));
+    k.check_invariants().unwrap();
+}

@@ -197,3 +197,38 @@ fn created_tasks_are_ready_at_their_priority() {
     assert_eq!(k.task_state(t), Some(SchedState::Ready));
     assert_eq!(k.ready_count(), 1);
 }
+
+#[test]
+fn free_standing_identities_get_fresh_ids_and_never_hijack_a_task() {
+    let mut k = kernel();
+    let (t, e) = k.create_task(None, TaskSpec::new("t"), T0).unwrap();
+    let meta = pandagen_abi::IdentityMetadata::new(
+        IdentityKind::PipelineStage,
+        TrustDomain::sandbox(),
+        "stage",
+        7,
+    )
+    .with_task_id(t)
+    .with_parent(e);
+    let stage = k.create_identity(meta);
+    assert_ne!(stage, e);
+    assert_eq!(k.identity(stage).unwrap().execution_id, stage);
+    assert!(k.identity(stage).unwrap().is_child_of(e));
+    assert_eq!(k.task_identity(t), Some(e));
+    k.terminate(t, ExitReason::Normal, T0).unwrap();
+    assert_eq!(k.task_identity(t), Some(e), "still the execution it ran as");
+    let (_, next) = k.create_task(None, TaskSpec::new("u"), T0).unwrap();
+    assert!(next != stage && next != e);
+}
+
+#[test]
+fn explicit_lineage_is_recorded_as_given() {
+    let mut k = kernel();
+    let (_, sup) = k.create_task(None, TaskSpec::new("sup"), T0).unwrap();
+    let (_, creator) = k.create_task(None, TaskSpec::new("creator"), T0).unwrap();
+    let (_, child) = k
+        .create_task_with_lineage(TaskSpec::new("child"), Some(sup), Some(creator), at(3))
+        .unwrap();
+    let id = k.identity(child).unwrap();
+    assert_eq!((id.parent_id, id.creator_id), (Some(sup), Some(creator)));
+}

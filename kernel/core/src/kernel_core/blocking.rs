@@ -62,6 +62,7 @@ impl KernelCore {
             return Ok(RecvOutcome::TimedOut);
         }
         let slot = self.tasks.slot_of(caller).expect("caller validated");
+        self.cancel_block(slot);
         let on = BlockedOn::Receive {
             channel: ch,
             deadline,
@@ -90,6 +91,7 @@ impl KernelCore {
         if until <= now {
             return Ok(false);
         }
+        self.cancel_block(slot);
         self.sched.block(slot, BlockedOn::Sleep { until }, None);
         Ok(true)
     }
@@ -113,6 +115,20 @@ impl KernelCore {
             woken += 1;
         }
         woken
+    }
+
+    /// If the task is still blocked (a kernel re-issued a wait without the
+    /// task having been woken), take it out of its wait list and deadline
+    /// index first, so it is never recorded as waiting twice.
+    fn cancel_block(&mut self, slot: u32) {
+        match self.sched.state(slot) {
+            SchedState::Blocked(BlockedOn::Receive { channel, .. }) => {
+                let waiters = self.channels.get_mut(channel).map(|c| &mut c.waiters);
+                self.sched.wake(slot, waiters);
+            }
+            SchedState::Blocked(BlockedOn::Sleep { .. }) => self.sched.wake(slot, None),
+            _ => {}
+        }
     }
 
     /// The earliest deadline of any blocked task. O(log n).

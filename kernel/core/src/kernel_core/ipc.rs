@@ -260,9 +260,15 @@ impl KernelCore {
         ch: ChannelRef,
         now: Instant,
     ) -> Result<Option<Delivered>, KernelError> {
+        let room = self
+            .tasks
+            .get(caller)
+            .ok_or(KernelError::TaskNotFound(caller))?
+            .space
+            .room();
         let c = self
             .channels
-            .get(ch)
+            .get_mut(ch)
             .expect("a valid channel capability keeps its channel alive");
         let Some(head) = c.queue.front() else {
             return if c.is_drained() {
@@ -271,16 +277,22 @@ impl KernelCore {
                 Ok(None)
             };
         };
-        self.require_room(caller, head.caps.len())?;
-        let msg = self
-            .channels
-            .get_mut(ch)
-            .and_then(|c| c.queue.pop_front())
-            .expect("head checked above");
+        if head.caps.len() > room {
+            return Err(KernelError::ResourceExhausted(Resource::CapabilitySlots));
+        }
+        let msg = c.queue.pop_front().expect("head checked above");
+        let now_drained = c.is_drained() && c.waiters.len() > 0;
+        let Message {
+            seq,
+            sender,
+            sender_domain,
+            bytes,
+            caps,
+        } = msg;
         let mut handles = Vec::new();
-        if !msg.caps.is_empty() {
-            handles.reserve_exact(msg.caps.len());
-            for cap in msg.caps {
+        if !caps.is_empty() {
+            handles.reserve_exact(caps.len());
+            for cap in caps {
                 let (id, kind) = (cap.id(), cap.kind());
                 handles.push(self.install(caller, cap));
                 self.audit.record(
@@ -288,20 +300,24 @@ impl KernelCore {
                     CapabilityEvent::Delegated {
                         cap: id,
                         kind,
-                        from: msg.sender,
+                        from: sender,
                         to: caller,
                         via: Some(ch),
                     },
                 );
-                self.audit_domains(id, msg.sender, msg.sender_domain, caller, now);
+                self.audit_domains(id, sender, sender_domain, caller, now);
             }
         }
-        self.settle_channel(ch);
+        if now_drained {
+            // The last message of a channel nobody can send on any more:
+            // the other receivers must not wait for a successor.
+            self.wake_all(ch, WakeReason::ChannelClosed);
+        }
         Ok(Some(Delivered {
-            sender: msg.sender,
-            bytes: msg.bytes,
+            sender,
+            bytes,
             caps: handles,
-            seq: msg.seq,
+            seq,
         }))
     }
 
@@ -373,8 +389,12 @@ impl KernelCore {
         caps: &[CapHandle],
         now: Instant,
     ) -> Result<(ChannelRef, Message), KernelError> {
-        let info = self.validate(caller, handle, Some(CapKind::Channel), Rights::SEND, now)?;
-        let ObjectRef::Channel(ch) = info.object else {
+        let (object, sender_domain) =
+            match self.check_in(caller, handle, Some(CapKind::Channel), Rights::SEND) {
+                Ok((task, cap)) => (cap.object(), task.domain),
+                Err(reason) => return Err(self.refuse(caller, handle, reason, now)),
+            };
+        let ObjectRef::Channel(ch) = object else {
             unreachable!("kind checked");
         };
         let c = self
@@ -415,7 +435,6 @@ impl KernelCore {
                 moved.push(cap);
             }
         }
-        let sender_domain = self.domain_of(caller).unwrap_or(0);
         let seq = self.next_seq();
         Ok((
             ch,
@@ -438,7 +457,12 @@ impl KernelCore {
         let seq = msg.seq;
         let c = self.channels.get_mut(ch).expect("checked by the caller");
         c.queue.push_back(msg);
-        self.wake_one(ch, WakeReason::MessageArrived);
+        if let Some(slot) = c.waiters.head() {
+            self.sched.wake(slot, Some(&mut c.waiters));
+            if let Some(t) = self.tasks.by_slot_mut(slot) {
+                t.wake = Some(WakeReason::MessageArrived);
+            }
+        }
         seq
     }
 }

@@ -34,7 +34,7 @@ use crate::cap_table::{CapId, CapInfo, Capability, Holder, InvalidUse, ObjectRef
 use crate::channel::{ChannelRef, ChannelTable, Message};
 use crate::registry::Registry;
 use crate::sched::Scheduler;
-use crate::task::{IdentityTable, TaskTable, WakeReason};
+use crate::task::{IdentityTable, Task, TaskTable, WakeReason};
 
 /// Bounds and defaults. Everything the kernel stores is bounded by one of
 /// these, except the identity table (one entry per execution ever
@@ -171,6 +171,19 @@ impl KernelCore {
         kind: Option<CapKind>,
         required: Rights,
     ) -> Result<&Capability, InvalidUse> {
+        self.check_in(caller, handle, kind, required)
+            .map(|(_, cap)| cap)
+    }
+
+    /// [`KernelCore::check`], also returning the caller's task entry.
+    #[inline]
+    fn check_in(
+        &self,
+        caller: TaskId,
+        handle: CapHandle,
+        kind: Option<CapKind>,
+        required: Rights,
+    ) -> Result<(&Task, &Capability), InvalidUse> {
         let task = self.tasks.get(caller).ok_or(InvalidUse::CallerNotAlive)?;
         let cap = task.space.get(handle)?;
         if let Some(expected) = kind {
@@ -189,7 +202,7 @@ impl KernelCore {
                 },
             ));
         }
-        Ok(cap)
+        Ok((task, cap))
     }
 
     /// Validate a use; a refusal is audited as `InvalidUseAttempt`.
