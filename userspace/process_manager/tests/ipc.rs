@@ -1,0 +1,305 @@
+//! The versioned IPC interface: list, status, start, stop, restart, and a
+//! typed error for every bad request.
+
+mod support;
+
+use pandagen_abi::services::PROCESS_MANAGER;
+use pandagen_abi::{
+    Cap, Duration, ExitReason, KernelApi, KernelError, MessageEnvelope, MessagePayload, Rights,
+    SchemaMismatchError, SchemaVersion, ServiceId, TrustDomain,
+};
+use pandagen_process_manager::protocol::{self, SCHEMA};
+use pandagen_process_manager::{
+    ClientError, IllegalTransition, InstanceEnd, LifecycleState, PmError, PmReply, PmRequest,
+    ServiceInfo, ServiceRef, SupervisorEvent,
+};
+use support::{Behaviour, World};
+
+const MANIFEST: &str = "
+[db]
+id = 40
+restart = always
+capabilities = registry
+trust = core
+
+[app]
+id = 41
+restart = on-failure
+capabilities = registry
+depends = db
+";
+
+const DB: ServiceId = ServiceId::from_raw(40);
+const APP: ServiceId = ServiceId::from_raw(41);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn booted(script: impl FnOnce(&mut support::Scripts)) -> World {
+    let mut world = World::scripted(MANIFEST, script);
+    world.run_for(ms(50));
+    world
+}
+
+fn service(reply: Result<PmReply, ClientError>) -> ServiceInfo {
+    match reply {
+        Ok(PmReply::Service(info)) => info,
+        other => panic!("expected one service, got {other:?}"),
+    }
+}
+
+#[test]
+fn list_reports_state_restarts_identity_and_trust_domain() {
+    let mut world = booted(|_| {});
+    let Ok(PmReply::Services(services)) = world.request(PmRequest::List) else {
+        panic!("list failed");
+    };
+    assert_eq!(services.len(), 2);
+    let db = &services[0];
+    assert_eq!((db.service_id, db.name.as_str()), (DB, "db"));
+    assert_eq!(db.state, LifecycleState::Running);
+    assert_eq!(db.restart_count, 0);
+    assert_eq!(db.trust_domain, TrustDomain::core());
+    assert_eq!(services[1].trust_domain, TrustDomain::user());
+    // The identity is the kernel's: the execution id of the running task.
+    let task = db.task_id.unwrap();
+    let execution = world.kernel().get_task_identity(task);
+    assert_eq!(execution, db.execution_id);
+    // And its identity's parent is the process manager.
+    let pm_task = world.pm_task;
+    let pm_execution = world.kernel().get_task_identity(pm_task).unwrap();
+    let identity = world
+        .kernel()
+        .get_identity(db.execution_id.unwrap())
+        .unwrap();
+    assert!(identity.is_child_of(pm_execution));
+}
+
+#[test]
+fn status_by_id_and_by_name_agree() {
+    let mut world = booted(|_| {});
+    let by_id = service(world.request(PmRequest::Status(APP.into())));
+    let by_name = service(world.request(PmRequest::Status("app".into())));
+    assert_eq!(by_id, by_name);
+    assert_eq!(by_id.state, LifecycleState::Running);
+}
+
+#[test]
+fn stop_shuts_a_service_down_and_it_stays_down_even_under_always() {
+    let mut world = booted(|_| {});
+    let before = world.info("db");
+    let reply = service(world.request(PmRequest::Stop(DB.into())));
+    assert_eq!(reply.state, LifecycleState::Stopping);
+    world.run_for(ms(500));
+    let after = world.info("db");
+    assert_eq!(after.state, LifecycleState::Stopped);
+    assert_eq!(
+        after.last_end,
+        Some(InstanceEnd::Exited(ExitReason::Normal))
+    );
+    assert_eq!(after.restart_count, 0);
+    assert!(!world.kernel().task_is_alive(before.task_id.unwrap()));
+    assert_eq!(world.ping(DB), Err(KernelError::ServiceNotFound(DB)));
+}
+
+#[test]
+fn start_brings_a_stopped_service_back_with_a_new_identity() {
+    let mut world = booted(|_| {});
+    let first = world.info("db").execution_id;
+    world.request(PmRequest::Stop(DB.into())).unwrap();
+    world.run_for(ms(100));
+    let reply = service(world.request(PmRequest::Start("db".into())));
+    assert!(
+        matches!(
+            reply.state,
+            LifecycleState::Starting | LifecycleState::Running
+        ),
+        "{reply:?}"
+    );
+    world.run_for(ms(100));
+    let info = world.info("db");
+    assert_eq!(info.state, LifecycleState::Running);
+    assert_ne!(info.execution_id, first);
+    world.ping(DB).unwrap();
+}
+
+#[test]
+fn restart_replaces_a_running_instance() {
+    let mut world = booted(|_| {});
+    let first = world.info("app");
+    let reply = service(world.request(PmRequest::Restart(APP.into())));
+    assert_eq!(reply.state, LifecycleState::Stopping);
+    world.run_for(ms(100));
+    let second = world.info("app");
+    assert_eq!(second.state, LifecycleState::Running);
+    assert_ne!(second.execution_id, first.execution_id);
+    assert_eq!(second.restart_count, 1);
+    // The old instance exited cleanly because it was asked to.
+    assert!(!world.kernel().task_is_alive(first.task_id.unwrap()));
+    world.ping(APP).unwrap();
+}
+
+#[test]
+fn start_revives_a_service_whose_policy_gave_up() {
+    let text = MANIFEST.replace("restart = on-failure", "restart = backoff:1");
+    let mut world = World::scripted(&text, |s| {
+        s.then("app", Behaviour::CrashAtStart)
+            .then("app", Behaviour::CrashAtStart);
+    });
+    world.run_for(ms(1_000));
+    let gave_up = world.info("app");
+    assert!(gave_up.gave_up && gave_up.state == LifecycleState::Failed);
+    let reply = service(world.request(PmRequest::Start(APP.into())));
+    assert!(!reply.gave_up);
+    world.run_for(ms(100));
+    assert_eq!(world.info("app").state, LifecycleState::Running);
+}
+
+#[test]
+fn operations_that_do_not_apply_are_typed_errors() {
+    let mut world = booted(|_| {});
+    world.request(PmRequest::Stop(DB.into())).unwrap();
+    world.run_for(ms(100));
+    assert_eq!(
+        world.request(PmRequest::Stop(DB.into())),
+        Err(ClientError::Rejected(PmError::IllegalTransition(
+            IllegalTransition {
+                from: LifecycleState::Stopped,
+                to: LifecycleState::Stopping
+            }
+        )))
+    );
+    assert_eq!(
+        world.request(PmRequest::Start(APP.into())),
+        Err(ClientError::Rejected(PmError::IllegalTransition(
+            IllegalTransition {
+                from: LifecycleState::Running,
+                to: LifecycleState::Starting
+            }
+        )))
+    );
+    let ghost = ServiceRef::Name("ghost".into());
+    assert_eq!(
+        world.request(PmRequest::Status(ghost.clone())),
+        Err(ClientError::Rejected(PmError::UnknownService(ghost)))
+    );
+}
+
+/// Send a hand-made envelope to the process manager and return its answer.
+fn raw(world: &mut World, envelope: MessageEnvelope) -> MessageEnvelope {
+    let reply = world.as_client(|k| {
+        let pm = k.lookup_service(PROCESS_MANAGER).unwrap();
+        let reply = k.create_channel().unwrap();
+        let cap = k
+            .clone_capability(&Cap::from(reply), Rights::SEND | Rights::TRANSFER)
+            .unwrap();
+        k.send_with_capabilities(pm, envelope, vec![cap]).unwrap();
+        reply
+    });
+    world.run_for(ms(1));
+    world.as_client(|k| k.receive_message(reply, Some(Duration::ZERO)).unwrap())
+}
+
+fn error_of(answer: &MessageEnvelope) -> PmError {
+    assert_eq!(answer.action, protocol::RESPONSE_ACTION);
+    assert_eq!(answer.schema_version, SCHEMA);
+    match answer.payload.decode::<protocol::PmResponse>().unwrap() {
+        Err(error) => error,
+        Ok(reply) => panic!("expected an error, got {reply:?}"),
+    }
+}
+
+#[test]
+fn a_newer_major_version_is_refused_before_decoding() {
+    let mut world = booted(|_| {});
+    let request = MessageEnvelope::new(
+        PROCESS_MANAGER,
+        protocol::LIST_ACTION,
+        SchemaVersion::new(2, 0),
+        MessagePayload::from_bytes(vec![0xff; 3]).unwrap(),
+    );
+    let id = request.id;
+    let answer = raw(&mut world, request);
+    assert_eq!(answer.correlation_id, Some(id));
+    match error_of(&answer) {
+        PmError::SchemaMismatch(SchemaMismatchError::Unsupported {
+            service, received, ..
+        }) => {
+            assert_eq!(service, PROCESS_MANAGER);
+            assert_eq!(received, SchemaVersion::new(2, 0));
+        }
+        other => panic!("expected a schema mismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_actions_and_malformed_payloads_get_their_own_errors() {
+    let mut world = booted(|_| {});
+    let unknown = MessageEnvelope::new(
+        PROCESS_MANAGER,
+        "pm.reboot",
+        SCHEMA,
+        MessagePayload::empty(),
+    );
+    assert_eq!(error_of(&raw(&mut world, unknown)), PmError::UnknownAction);
+    let malformed = MessageEnvelope::new(
+        PROCESS_MANAGER,
+        protocol::STOP_ACTION,
+        SCHEMA,
+        MessagePayload::from_bytes(vec![9, 9, 9]).unwrap(),
+    );
+    assert_eq!(
+        error_of(&raw(&mut world, malformed)),
+        PmError::MalformedPayload
+    );
+    // Nothing was stopped by the bad request.
+    assert_eq!(world.info("db").state, LifecycleState::Running);
+}
+
+#[test]
+fn a_request_without_a_reply_capability_is_logged_and_the_server_carries_on() {
+    let mut world = booted(|_| {});
+    world.as_client(|k| {
+        let pm = k.lookup_service(PROCESS_MANAGER).unwrap();
+        let request = MessageEnvelope::new(
+            PROCESS_MANAGER,
+            protocol::LIST_ACTION,
+            SCHEMA,
+            MessagePayload::new(&()).unwrap(),
+        );
+        k.send_message(pm, request).unwrap();
+    });
+    world.run_for(ms(1));
+    assert!(world
+        .events()
+        .iter()
+        .any(|(_, e)| *e == SupervisorEvent::UnanswerableRequest));
+    assert!(world.request(PmRequest::List).is_ok());
+}
+
+#[test]
+fn a_service_that_ignores_shutdown_stays_stopping_and_is_reported_overdue() {
+    let mut world = booted(|s| {
+        s.then("db", Behaviour::IgnoreShutdown);
+    });
+    world.request(PmRequest::Stop(DB.into())).unwrap();
+    world.run_for(ms(100));
+    assert_eq!(world.info("db").state, LifecycleState::Stopping);
+    let overdue = world
+        .events()
+        .iter()
+        .filter(|(_, e)| *e == SupervisorEvent::StopOverdue { service: DB })
+        .count();
+    assert!(overdue >= 2, "re-asked on every stop timeout: {overdue}");
+}
+
+#[test]
+fn the_typed_client_round_trips_over_the_kernel_api() {
+    let mut world = booted(|_| {});
+    // Reuse one client for several calls, as the console would.
+    for _ in 0..3 {
+        let info = service(world.request(PmRequest::Status(DB.into())));
+        assert_eq!(info.name, "db");
+    }
+}
