@@ -565,3 +565,109 @@ fn receive_failures_have_typed_causes() -> Result<(), KernelError> {
     let _ = ReceiveError::ChannelClosed;
     Ok(())
 }
+
+#[test]
+fn channels_are_unique_and_bidirectional() -> Result<(), KernelError> {
+    let mut kernel = SimulatedKernel::new();
+    let a = kernel.create_channel()?;
+    let b = kernel.create_channel()?;
+    assert_ne!(a, b);
+    assert_ne!(kernel.channel_key(a), kernel.channel_key(b));
+    // Two tasks holding the same channel both send and receive on it.
+    let peer = kernel.spawn_task(TaskDescriptor::new("peer".to_string()))?;
+    let copy = kernel.clone_capability(
+        &Cap::from(a),
+        Rights::SEND | Rights::RECEIVE | Rights::GRANT,
+    )?;
+    kernel.grant_capability(peer.task_id, copy)?;
+    let (peer_handle, _) = kernel.capabilities_of(peer.task_id)[0];
+    let peer_channel = ChannelId::from_handle(peer_handle);
+    kernel.send_message(a, create_test_message(ServiceId::new()))?;
+    let got = kernel.as_task(peer.task_id, |k| k.receive_message(peer_channel, None))?;
+    assert_eq!(got.source, Some(kernel.root_task()));
+    kernel.as_task(peer.task_id, |k| {
+        k.send_message(peer_channel, create_test_message(ServiceId::new()))
+    })?;
+    assert_eq!(kernel.receive_message(a, None)?.source, Some(peer.task_id));
+    Ok(())
+}
+
+#[test]
+fn granting_requires_holding_the_capability() -> Result<(), KernelError> {
+    let mut kernel = SimulatedKernel::new();
+    let task = spawn_in_domain(&mut kernel, "t", TrustDomain::user());
+    let root = kernel.root_task();
+    let channel = kernel.create_channel()?;
+    kernel.drop_capability(channel, root)?;
+    // The handle is stale now: the root no longer holds that capability.
+    assert_eq!(
+        kernel.grant_capability(task, Cap::from(channel)),
+        Err(KernelError::InvalidCapability)
+    );
+    assert!(kernel.audit_log().has_event(
+        |e| matches!(e, CapabilityEvent::InvalidUseAttempt { task, .. } if *task == root)
+    ));
+    assert!(kernel.capabilities_of(task).is_empty());
+    Ok(())
+}
+
+#[test]
+fn the_audit_trail_follows_one_capability_through_its_life() -> Result<(), KernelError> {
+    let mut kernel = SimulatedKernel::new();
+    let task1 = spawn_in_domain(&mut kernel, "t1", TrustDomain::user());
+    let task2 = spawn_in_domain(&mut kernel, "t2", TrustDomain::user());
+    let channel = kernel.as_task(task1, |k| k.create_channel())?;
+    let cap_id = kernel.capabilities_of(task1)[0].1.id;
+    let moved = kernel.delegate_capability(channel, task1, task2)?;
+    kernel.drop_capability(moved, task2)?;
+
+    let audit = kernel.audit_log();
+    let events = audit.get_events_for_cap(cap_id);
+    assert!(matches!(events[0], CapabilityEvent::Granted { .. }));
+    assert!(matches!(events[1], CapabilityEvent::Delegated { .. }));
+    assert!(matches!(events[2], CapabilityEvent::Dropped { owner, .. } if *owner == task2));
+    assert_eq!(events.len(), 3);
+    let grant_count = audit.count_events(|e| matches!(e, CapabilityEvent::Granted { .. }));
+    assert!(grant_count >= 1);
+    // Verify no leaks
+    assert!(!audit.has_event(|e| matches!(e, CapabilityEvent::InvalidUseAttempt { .. })));
+    Ok(())
+}
+
+#[test]
+fn task_and_execution_ids_are_never_reused() -> Result<(), KernelError> {
+    let mut kernel = SimulatedKernel::new();
+    let first = kernel.spawn_task(TaskDescriptor::new("w".to_string()))?;
+    kernel.terminate_task_with_reason(first.task_id, ExitReason::Normal);
+    let second = kernel.spawn_task(TaskDescriptor::new("w".to_string()))?;
+    assert_ne!(first.task_id, second.task_id);
+    assert_ne!(first.execution_id, second.execution_id);
+    assert_eq!(
+        kernel.get_task_identity(first.task_id),
+        Some(first.execution_id)
+    );
+    // Identity is not authority: the identity of the root grants nothing to
+    // a task that merely knows it.
+    let root_exec = kernel.get_task_identity(kernel.root_task()).unwrap();
+    assert!(kernel.get_identity(root_exec).is_some());
+    Ok(())
+}
+
+#[test]
+fn a_dead_acting_task_can_do_nothing() {
+    let mut kernel = SimulatedKernel::new();
+    let task = spawn_in_domain(&mut kernel, "t", TrustDomain::user());
+    kernel.terminate_task_with_reason(task, ExitReason::Normal);
+    assert_eq!(
+        kernel.set_current_task(task),
+        Err(KernelError::TaskNotFound(task))
+    );
+    assert_eq!(
+        kernel.as_task(task, |k| k.create_channel()),
+        Err(KernelError::TaskNotFound(task))
+    );
+    assert_eq!(
+        kernel.as_task(task, |k| k.sleep(Duration::from_secs(1))),
+        Err(KernelError::TaskNotFound(task))
+    );
+}
