@@ -1,6 +1,6 @@
 //! Microbenchmarks of the kernel core's hot paths, on the host.
 //!
-//! `cargo run --release -p pandagen-core --example core_bench`
+//! `cargo bench -p pandagen-core --bench core_bench`
 //!
 //! Each benchmark runs `ROUNDS` timed batches of `BATCH` operations and
 //! reports the median batch, in nanoseconds per operation, as
