@@ -1,6 +1,7 @@
 //! Host throughput of the simulated kernel's message path.
 //!
-//! `cargo run --release -p pandagen-sim --example sim_bench`
+//! `cargo bench -p pandagen-sim --bench sim_bench` (also run by `cargo xtask bench`
+//! once listed in its host benchmarks).
 //!
 //! Each line is `[BENCH] <name> <value> <unit>`: the median of repeated
 //! runs, measured with the host's monotonic clock (the simulation itself
