@@ -10,6 +10,15 @@
 //!   channel (the request/response convention of `pandagen_abi::api`); then
 //!   one copy of each capability the stage requires, in label order.
 //!
+//! A service that serves its own protocol on the same channel tells stage
+//! requests apart by action: pipelines name such a service's stage actions
+//! with the [`STAGE_ACTION_PREFIX`] (for example storage's
+//! `stage.create_blob`), and the service routes every action for which
+//! [`is_stage_action`] holds to [`handle_stage_request`] with its
+//! [`StageHandler`] — typically a small adapter struct borrowing the
+//! service's state. A service that only runs stages (like the transformer)
+//! needs no prefix.
+//!
 //! The handler answers on the reply channel with action
 //! [`STAGE_RESULT_ACTION`], the request's id as correlation id, and a
 //! [`StageReply`]. A successful result attaches the capabilities it names,
@@ -34,6 +43,15 @@ use crate::payload::TypedPayload;
 pub const STAGE_PROTOCOL: VersionPolicy = VersionPolicy::current(1, 0);
 /// The action of every stage reply.
 pub const STAGE_RESULT_ACTION: &str = "pipeline.stage_result";
+/// The prefix of stage actions on a channel that also serves another
+/// protocol (see the module docs).
+pub const STAGE_ACTION_PREFIX: &str = "stage.";
+
+/// True if `action` names a stage on a channel shared with another
+/// protocol.
+pub fn is_stage_action(action: &str) -> bool {
+    action.len() > STAGE_ACTION_PREFIX.len() && action.starts_with(STAGE_ACTION_PREFIX)
+}
 
 /// One stage attempt, as sent to the handler.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,5 +305,18 @@ pub fn serve_stages<K: KernelApi, H: StageHandler>(
             // Timeouts and injected faults are transient: keep serving.
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_actions_are_recognised_by_their_prefix() {
+        assert!(is_stage_action("stage.create_blob"));
+        assert!(!is_stage_action("stage."));
+        assert!(!is_stage_action("storage.create"));
+        assert!(!is_stage_action("create_blob"));
     }
 }
