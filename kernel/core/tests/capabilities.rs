@@ -376,3 +376,40 @@ fn audit_counts_track_each_operation() {
     assert_eq!(k.channel_count(), 0, "every reference is gone");
     k.check_invariants().unwrap();
 }
+
+#[test]
+fn one_capability_has_a_complete_trail() {
+    let mut k = kernel();
+    let a = spawn(&mut k, "a");
+    let b = spawn_in(&mut k, "b", TrustDomain::core());
+    let h = k.mint(a, Mintable::KernelInfo, Rights::ALL, T0).unwrap();
+    let id = k.inspect(a, h).unwrap().id;
+    let h = k.delegate(a, h, b, at(1)).unwrap();
+    let _ = k.lookup(a, h, CapKind::KernelInfo, Rights::NONE, at(2)); // not a's any more
+    k.drop_cap(b, h, at(3)).unwrap();
+    let trail = k.audit_log().get_events_for_cap(id);
+    assert_eq!(trail.len(), 4, "{trail:?}");
+    assert!(matches!(trail[0], CapabilityEvent::Granted { from: None, .. }));
+    assert!(matches!(trail[1], CapabilityEvent::Delegated { .. }));
+    assert!(matches!(trail[2], CapabilityEvent::CrossDomainDelegation { .. }));
+    assert!(matches!(trail[3], CapabilityEvent::Dropped { .. }));
+    let times: Vec<u64> = k.audit_log().records().map(|r| r.at.as_nanos()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "records are in time order");
+}
+
+#[test]
+fn the_audit_ring_is_bounded_but_totals_are_exact() {
+    let mut k = KernelCore::new(CoreConfig {
+        audit_capacity: 8,
+        ..CoreConfig::default()
+    });
+    let a = spawn(&mut k, "a");
+    for _ in 0..20 {
+        let h = k.mint(a, Mintable::KernelInfo, Rights::ALL, T0).unwrap();
+        k.drop_cap(a, h, T0).unwrap();
+    }
+    let log = k.audit_log();
+    assert_eq!(log.len(), 8);
+    assert_eq!(log.dropped(), 32);
+    assert_eq!((log.counts().granted, log.counts().dropped), (20, 20));
+}
