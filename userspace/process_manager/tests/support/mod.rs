@@ -37,6 +37,8 @@ pub enum Behaviour {
     ExitAfter(Duration),
     /// Run but never register.
     NeverRegister,
+    /// Never register, and fail this long after starting.
+    NeverRegisterThenCrash(Duration),
     /// Register and ignore shutdown requests.
     IgnoreShutdown,
 }
@@ -98,7 +100,9 @@ fn failure() -> ExitReason {
 impl SimService for TestService {
     fn step(&mut self, k: &mut SimulatedKernel) -> StepOutcome {
         let deadline = match self.behaviour {
-            Behaviour::CrashAfter(d) | Behaviour::ExitAfter(d) => Some(self.started + d),
+            Behaviour::CrashAfter(d)
+            | Behaviour::ExitAfter(d)
+            | Behaviour::NeverRegisterThenCrash(d) => Some(self.started + d),
             _ => None,
         };
         if deadline.is_some_and(|d| k.now() >= d) {
@@ -110,6 +114,9 @@ impl SimService for TestService {
         let channel = match (self.behaviour, self.channel) {
             (Behaviour::CrashAtStart, _) => return StepOutcome::Exit(failure()),
             (Behaviour::NeverRegister, _) => return StepOutcome::Idle,
+            (Behaviour::NeverRegisterThenCrash(_), _) => {
+                return StepOutcome::WaitUntil(deadline.expect("has a deadline"))
+            }
             (_, Some(channel)) => channel,
             (_, None) => {
                 // Under fault injection these can fail; a real service
