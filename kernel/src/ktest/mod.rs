@@ -95,6 +95,10 @@ pub static TESTS: &[KernelTest] = &[
         run: traps::general_protection,
     },
     KernelTest {
+        name: "irq_registered_handler_runs_through_idt",
+        run: traps::irq_handler_runs_through_idt,
+    },
+    KernelTest {
         name: "time_ticks_advance",
         run: time::ticks_advance,
     },

@@ -71,3 +71,12 @@ pub fn with_user_access<R>(f: impl FnOnce() -> R) -> R {
     }
     result
 }
+
+/// Clears RFLAGS.AC if SMAP is on (trap entry calls this).
+#[inline]
+pub fn rearm_smap() {
+    if smap_enabled() {
+        // SAFETY: CLAC only clears RFLAGS.AC; SMAP is on, so CLAC exists.
+        unsafe { core::arch::asm!("clac", options(nomem, nostack)) };
+    }
+}

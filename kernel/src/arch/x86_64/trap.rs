@@ -68,6 +68,10 @@ impl TrapFrame {
 ///
 /// Returns the frame to resume.
 pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
+    // Interrupt gates do not clear RFLAGS.AC: if the trap arrived inside a
+    // `with_user_access` window, SMAP would stay lifted for the handler.
+    // `iretq` restores the interrupted code's AC.
+    super::protection::rearm_smap();
     let vector = frame.vector as u8;
     match vector {
         0..=31 => exceptions::handle(frame),
