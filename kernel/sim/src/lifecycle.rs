@@ -111,7 +111,9 @@ impl SimulatedKernel {
         };
         self.bump_activity();
         let startup = startup_info(task, execution, &descriptor.name, &child_caps);
-        if let Some(image) = descriptor.image {
+        // Only a scenario runner (which registers images) starts services
+        // for spawned images; without one there is nobody to hand them to.
+        if let (Some(image), Some(_)) = (descriptor.image, &self.known_images) {
             self.launches.push(Launch {
                 name: descriptor.name,
                 image,

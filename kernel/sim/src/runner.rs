@@ -10,7 +10,7 @@
 //! waiting for. Closures `FnMut(&mut SimulatedKernel) -> StepOutcome`
 //! implement it, so a service crate never has to implement a trait of this
 //! crate for its own types. Because `SimulatedKernel` implements
-//! [`KernelApi`](pandagen_abi::KernelApi), service logic written generically
+//! [`KernelApi`], service logic written generically
 //! (`fn handle<K: KernelApi>(&mut self, kernel: &mut K, request: ReceivedMessage)`)
 //! runs here unchanged. [`ChannelServer`] covers the common shape — receive
 //! on one channel, hand each message to a handler.
@@ -20,7 +20,12 @@
 //! only one thread, so a receive with a longer timeout cannot be satisfied
 //! by another service while it waits — it simply moves the virtual clock.
 //! Return [`StepOutcome::WaitUntil`] for timers; the runner advances the
-//! clock when every service is waiting.
+//! clock when every service is waiting. For the same reason, do not call
+//! `sleep` inside a step: it moves the one clock for everybody.
+//!
+//! Services are stepped in the order they were spawned, whatever their
+//! priority: the runner models interleaving, not CPU time, and strict
+//! priority would let one polling service starve the rest.
 //!
 //! # Rounds and termination
 //!
