@@ -14,7 +14,7 @@ use core::fmt;
 use pandagen_abi::error::{ReceiveError, SendError};
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
-    Cap, ChannelId, Duration, EnvelopeError, KernelApi, KernelError, MessageEnvelope,
+    Cap, ChannelId, Duration, EnvelopeError, KernelApi, KernelError, MessageEnvelope, MessageId,
     MessagePayload, Rights,
 };
 
@@ -34,8 +34,10 @@ pub enum ClientError {
     /// The kernel refused a send or receive.
     Kernel(KernelError),
     /// No answer after every attempt. The request may or may not have been
-    /// executed (each attempt carried the same id, so at most once).
-    Timeout { attempts: u32 },
+    /// executed (each attempt carried the same id, so at most once). Re-send
+    /// it later with [`StorageClient::call_as`] and this `request` id to
+    /// learn its outcome without executing it twice.
+    Timeout { attempts: u32, request: MessageId },
     /// The request or the answer could not be encoded or decoded.
     Envelope(EnvelopeError),
     /// The answer was of another kind than the request calls for.
@@ -65,7 +67,7 @@ impl fmt::Display for ClientError {
         match self {
             ClientError::Storage(e) => write!(f, "storage: {e}"),
             ClientError::Kernel(e) => write!(f, "kernel: {e}"),
-            ClientError::Timeout { attempts } => {
+            ClientError::Timeout { attempts, .. } => {
                 write!(f, "no answer from storage after {attempts} attempts")
             }
             ClientError::Envelope(e) => write!(f, "message: {e}"),
@@ -126,12 +128,27 @@ impl StorageClient {
         kernel: &mut K,
         request: &Request,
     ) -> Result<Reply, ClientError> {
-        let envelope = MessageEnvelope::new(
+        self.call_as(kernel, request, MessageId::new())
+    }
+
+    /// [`call`](Self::call) under the message id `id`. Re-sending a request
+    /// under the id of an earlier call that timed out is answered with that
+    /// call's outcome if it was executed (the service remembers recent
+    /// answers, those of commits even across its restarts), and executes it
+    /// otherwise.
+    pub fn call_as<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        request: &Request,
+        id: MessageId,
+    ) -> Result<Reply, ClientError> {
+        let mut envelope = MessageEnvelope::new(
             STORAGE,
             request.action(),
             SCHEMA,
             MessagePayload::new(request)?,
         );
+        envelope.id = id;
         for _ in 0..self.attempts {
             if let Some(answer) = self.attempt(kernel, &envelope)? {
                 let response: Response = answer.decode_payload(&VERSION_POLICY, STORAGE)?;
@@ -140,6 +157,7 @@ impl StorageClient {
         }
         Err(ClientError::Timeout {
             attempts: self.attempts,
+            request: id,
         })
     }
 

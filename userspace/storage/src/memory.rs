@@ -168,6 +168,7 @@ mod tests {
                     records: vec![vec![seq as u8; 5]],
                 },
             ],
+            origin: None,
         }
     }
 

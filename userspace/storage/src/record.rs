@@ -66,9 +66,24 @@ impl Change {
     }
 }
 
+/// The request that caused a commit and the answer it was given, kept with
+/// the commit so that the same request re-sent after a restart of the
+/// service (its first answer lost with the old instance) is answered again
+/// instead of being executed twice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The requesting task, as the kernel stamped it.
+    pub task: u64,
+    /// The request's message id.
+    pub message: u64,
+    /// The encoded answer payload.
+    pub answer: Vec<u8>,
+}
+
 /// Everything one commit changed, applied atomically.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitRecord {
     pub seq: CommitSeq,
     pub changes: Vec<Change>,
+    pub origin: Option<Origin>,
 }

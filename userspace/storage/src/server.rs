@@ -10,9 +10,15 @@
 //! The server remembers the answers to the last [`ANSWER_CACHE`] requests,
 //! keyed by (sending task, message id). A client that timed out and re-sends
 //! the same envelope gets the remembered answer: a commit or an append is
-//! never executed twice because a reply was lost. The memory is per server
-//! instance; after a restart a re-sent `Commit` names a transaction the new
-//! instance never had and answers `NotActive`.
+//! never executed twice because a reply was lost.
+//!
+//! Requests that commit (`Create`, `Commit`, a writing `Transact`,
+//! `Revoke`) also store their answer in the commit record itself (see
+//! [`Origin`]), so the guarantee survives a restart of the service: if the
+//! storage task dies after a commit became durable but before its answer
+//! reached the client, the re-sent request is answered from the journal by
+//! the next instance, not executed again. The journal keeps the answers of
+//! the last [`DURABLE_ANSWERS`](crate::store::DURABLE_ANSWERS) such commits.
 //!
 //! # Transactions over IPC
 //!
@@ -40,6 +46,7 @@ use crate::limits;
 use crate::protocol::{
     actions, Op, OpResult, Reply, Request, Response, MAX_VERSIONS_PER_REPLY, VERSION_POLICY,
 };
+use crate::record::Origin;
 use crate::store::ObjectStore;
 use crate::transaction::Transaction as StoreTx;
 use crate::transaction::TransactionalStorage;
@@ -56,6 +63,19 @@ pub enum HandleError {
     NoReplyChannel,
     /// The answer could not be sent (the client's queue is full or gone).
     Send(KernelError),
+}
+
+/// The origin to record with a commit answered by `reply` (none for a
+/// request without a kernel-stamped sender).
+fn origin(asker: Option<(u64, u64)>, reply: &Reply) -> Option<Origin> {
+    let (task, message) = asker?;
+    let response: Response = Ok(reply.clone());
+    let answer = MessagePayload::new(&response).ok()?;
+    Some(Origin {
+        task,
+        message,
+        answer: answer.as_bytes().to_vec(),
+    })
 }
 
 /// Remembered answers, oldest evicted first.
@@ -174,6 +194,13 @@ impl<B: StorageBackend> StorageServer<B> {
         if let Some(answer) = key.as_ref().and_then(|k| self.answered.get(k)) {
             return MessageEnvelope::reply_to(request, actions::REPLY, answer.clone());
         }
+        let durable = key.and_then(|(task, id)| {
+            let bytes = self.store.durable_answer(task.as_raw(), id.as_raw())?;
+            MessagePayload::from_bytes(bytes.to_vec()).ok()
+        });
+        if let Some(answer) = durable {
+            return MessageEnvelope::reply_to(request, actions::REPLY, answer);
+        }
         let response = self.execute(request, now);
         let payload = MessagePayload::new(&response).unwrap_or_else(|_| {
             // Replies are bounded below the payload limit (see `limits`);
@@ -205,9 +232,15 @@ impl<B: StorageBackend> StorageServer<B> {
         let timeout = u64::try_from(self.tx_timeout.as_nanos()).unwrap_or(u64::MAX);
         self.store.expire_idle(now.saturating_sub(timeout));
         let owner = envelope.source.map(|t| t.as_raw());
+        let asker = envelope.source.map(|t| (t.as_raw(), envelope.id.as_raw()));
         match request {
             Request::Create { kind } => {
-                let (object, version) = self.store.create(kind)?;
+                let caps = &self.caps;
+                let (object, version) =
+                    self.store.create_with_origin(kind, |object, version| {
+                        let cap = caps.mint(object, OBJECT_RIGHTS, 0);
+                        origin(asker, &Reply::Created { cap, version })
+                    })?;
                 let cap = self.caps.mint(object, OBJECT_RIGHTS, 0);
                 Ok(Reply::Created { cap, version })
             }
@@ -225,15 +258,19 @@ impl<B: StorageBackend> StorageServer<B> {
             }
             Request::Commit { tx } => {
                 let mut tx = self.store.transaction_of(tx, owner)?;
-                let versions = self.store.commit_versions(&mut tx)?;
-                Ok(Reply::Committed { versions })
+                let reply = Reply::Committed {
+                    versions: self.store.pending_versions(&tx)?,
+                };
+                self.store
+                    .commit_with_origin(&mut tx, origin(asker, &reply))?;
+                Ok(reply)
             }
             Request::Rollback { tx } => {
                 let mut tx = self.store.transaction_of(tx, owner)?;
                 self.store.rollback(&mut tx)?;
                 Ok(Reply::RolledBack)
             }
-            Request::Transact { ops } => self.transact(ops, owner, now),
+            Request::Transact { ops } => self.transact(ops, owner, asker, now),
             Request::Versions { cap, after, limit } => {
                 let object = self.authorize(&cap, Rights::READ)?;
                 let limit = (limit as usize).min(MAX_VERSIONS_PER_REPLY);
@@ -250,13 +287,22 @@ impl<B: StorageBackend> StorageServer<B> {
             }
             Request::Revoke { cap } => {
                 let object = self.authorize(&cap, Rights::CONTROL)?;
-                let epoch = self.store.revoke(object)?;
+                let caps = &self.caps;
+                let epoch = self.store.revoke_with_origin(object, |epoch| {
+                    origin(asker, &Reply::Cap(caps.mint(object, OBJECT_RIGHTS, epoch)))
+                })?;
                 Ok(Reply::Cap(self.caps.mint(object, OBJECT_RIGHTS, epoch)))
             }
         }
     }
 
-    fn transact(&mut self, ops: Vec<Op>, owner: Option<u64>, now: u64) -> Response {
+    fn transact(
+        &mut self,
+        ops: Vec<Op>,
+        owner: Option<u64>,
+        asker: Option<(u64, u64)>,
+        now: u64,
+    ) -> Response {
         if ops.len() > limits::MAX_OPS_PER_REQUEST {
             return Err(StorageError::TooManyOps {
                 len: u32::try_from(ops.len()).unwrap_or(u32::MAX),
@@ -275,15 +321,20 @@ impl<B: StorageBackend> StorageServer<B> {
                 }
             }
         }
+        let reply = Reply::Transacted {
+            results,
+            versions: self.store.pending_versions(&tx)?,
+        };
         // Check the answer fits before committing, so that a client never
         // gets an error for a transaction that did commit.
-        let size = postcard::to_allocvec(&results).map_or(usize::MAX, |b| b.len());
-        if size > MAX_PAYLOAD_BYTES - 1024 {
+        let size = postcard::to_allocvec(&reply).map_or(usize::MAX, |b| b.len());
+        if size > MAX_PAYLOAD_BYTES - 64 {
             let _ = self.store.rollback(&mut tx);
             return Err(StorageError::ReplyTooLarge);
         }
-        let versions = self.store.commit_versions(&mut tx)?;
-        Ok(Reply::Transacted { results, versions })
+        self.store
+            .commit_with_origin(&mut tx, origin(asker, &reply))?;
+        Ok(reply)
     }
 
     /// Check `cap`: the object exists, the tag verifies under the object's

@@ -19,7 +19,7 @@ pub use blob::BlobRead;
 pub use log::LogRead;
 pub use map::{Deleted, KeyList, MapValue};
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
 use crate::backend::{BackendError, RecoveryReport, StorageBackend};
@@ -27,10 +27,13 @@ use crate::error::StorageError;
 use crate::ids::{CommitSeq, ObjectId, TxId, VersionId};
 use crate::limits;
 use crate::object::{Object, ObjectKind, VersionStamp};
-use crate::record::{Change, CommitRecord};
+use crate::record::{Change, CommitRecord, Origin};
 use crate::transaction::{
     Pending, PendingObject, Transaction, TransactionalStorage, TxRecord, TxState,
 };
+
+/// How many recent commits' answers the store remembers (see [`Origin`]).
+pub const DURABLE_ANSWERS: usize = 256;
 
 /// Committed state: what recovery rebuilds.
 #[derive(Debug)]
@@ -39,6 +42,10 @@ struct Catalog {
     last_seq: CommitSeq,
     next_object: u64,
     next_version: u64,
+    /// (task, message) -> answer, for the last [`DURABLE_ANSWERS`] commits
+    /// that carried an origin.
+    answers: BTreeMap<(u64, u64), Vec<u8>>,
+    answer_order: VecDeque<(u64, u64)>,
 }
 
 impl Catalog {
@@ -48,6 +55,20 @@ impl Catalog {
             last_seq: CommitSeq::ZERO,
             next_object: 1,
             next_version: 1,
+            answers: BTreeMap::new(),
+            answer_order: VecDeque::new(),
+        }
+    }
+
+    fn remember(&mut self, origin: Origin) {
+        let key = (origin.task, origin.message);
+        if self.answers.insert(key, origin.answer).is_none() {
+            self.answer_order.push_back(key);
+        }
+        while self.answer_order.len() > DURABLE_ANSWERS {
+            if let Some(old) = self.answer_order.pop_front() {
+                self.answers.remove(&old);
+            }
         }
     }
 
@@ -105,6 +126,9 @@ impl Catalog {
                 Change::Revoke { epoch, .. } => target.set_cap_epoch(epoch),
                 Change::Create { .. } => {}
             }
+        }
+        if let Some(origin) = record.origin {
+            self.remember(origin);
         }
         self.last_seq = seq;
         Ok(())
@@ -189,10 +213,15 @@ impl<B: StorageBackend> ObjectStore<B> {
 
     /// Make `record` durable, then apply it. Nothing is applied if the
     /// backend refuses it.
-    fn commit_record(&mut self, changes: Vec<Change>) -> Result<CommitSeq, StorageError> {
+    fn commit_record(
+        &mut self,
+        changes: Vec<Change>,
+        origin: Option<Origin>,
+    ) -> Result<CommitSeq, StorageError> {
         let record = CommitRecord {
             seq: self.catalog.last_seq.next(),
             changes,
+            origin,
         };
         self.backend.apply(&record)?;
         let seq = record.seq;
@@ -209,22 +238,52 @@ impl<B: StorageBackend> ObjectStore<B> {
     /// Create an empty object of `kind`. Creation commits on its own and is
     /// durable when this returns.
     pub fn create(&mut self, kind: ObjectKind) -> Result<(ObjectId, VersionId), StorageError> {
+        self.create_with_origin(kind, |_, _| None)
+    }
+
+    /// [`create`](Self::create), recording the origin `origin` builds from
+    /// the new object's id and first version.
+    pub fn create_with_origin(
+        &mut self,
+        kind: ObjectKind,
+        origin: impl FnOnce(ObjectId, VersionId) -> Option<Origin>,
+    ) -> Result<(ObjectId, VersionId), StorageError> {
         let object = ObjectId::from_raw(self.catalog.next_object);
         let version = VersionId::from_raw(self.catalog.next_version);
-        self.commit_record(alloc::vec![Change::Create {
+        let change = Change::Create {
             object,
             kind,
-            version
-        }])?;
+            version,
+        };
+        self.commit_record(alloc::vec![change], origin(object, version))?;
         Ok((object, version))
     }
 
     /// Void every capability issued for `object` so far; returns the new
     /// capability epoch. Durable when this returns.
     pub fn revoke(&mut self, object: ObjectId) -> Result<u32, StorageError> {
+        self.revoke_with_origin(object, |_| None)
+    }
+
+    /// [`revoke`](Self::revoke), recording the origin `origin` builds from
+    /// the new epoch.
+    pub fn revoke_with_origin(
+        &mut self,
+        object: ObjectId,
+        origin: impl FnOnce(u32) -> Option<Origin>,
+    ) -> Result<u32, StorageError> {
         let epoch = self.object(object)?.cap_epoch().wrapping_add(1);
-        self.commit_record(alloc::vec![Change::Revoke { object, epoch }])?;
+        self.commit_record(alloc::vec![Change::Revoke { object, epoch }], origin(epoch))?;
         Ok(epoch)
+    }
+
+    /// The answer recorded with a recent commit caused by message `message`
+    /// of task `task`, if any.
+    pub fn durable_answer(&self, task: u64, message: u64) -> Option<&[u8]> {
+        self.catalog
+            .answers
+            .get(&(task, message))
+            .map(Vec::as_slice)
     }
 
     /// Committed versions of `object` newer than `after`, oldest first, at
@@ -439,6 +498,20 @@ impl<B: StorageBackend> ObjectStore<B> {
         Ok(())
     }
 
+    /// The version each object `tx` changed will have if it commits, in
+    /// object order (what [`commit_versions`](Self::commit_versions) returns).
+    pub fn pending_versions(
+        &self,
+        tx: &Transaction,
+    ) -> Result<Vec<(ObjectId, VersionId)>, StorageError> {
+        Ok(self
+            .record(tx)?
+            .writes
+            .iter()
+            .map(|(o, p)| (*o, p.version))
+            .collect())
+    }
+
     /// Commit `tx`: check for conflicts, make the whole write-set durable in
     /// one record, apply it. Returns the new version of every object it
     /// changed. On any error the transaction is rolled back and nothing of
@@ -446,6 +519,17 @@ impl<B: StorageBackend> ObjectStore<B> {
     pub fn commit_versions(
         &mut self,
         tx: &mut Transaction,
+    ) -> Result<Vec<(ObjectId, VersionId)>, StorageError> {
+        self.commit_with_origin(tx, None)
+    }
+
+    /// [`commit_versions`](Self::commit_versions), recording `origin` with
+    /// the commit. A transaction that changed nothing writes no record, so
+    /// its origin is not kept.
+    pub fn commit_with_origin(
+        &mut self,
+        tx: &mut Transaction,
+        origin: Option<Origin>,
     ) -> Result<Vec<(ObjectId, VersionId)>, StorageError> {
         self.record(tx)?;
         let record = self
@@ -483,7 +567,7 @@ impl<B: StorageBackend> ObjectStore<B> {
             });
         }
         if !changes.is_empty() {
-            self.commit_record(changes)?;
+            self.commit_record(changes, origin)?;
         }
         tx.finish(TxState::Committed);
         Ok(versions)

@@ -94,6 +94,7 @@ fn record(seq: u64, payload: usize) -> CommitRecord {
                 bytes: vec![seq as u8; payload],
             },
         ],
+        origin: None,
     }
 }
 

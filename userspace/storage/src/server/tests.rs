@@ -591,3 +591,67 @@ fn versions_are_listed_and_old_ones_read() {
         matches!(one(&mut s, ALICE, read), Ok(OpResult::Blob { ref bytes, .. }) if bytes == b"one")
     );
 }
+
+#[test]
+fn a_committed_request_resent_after_a_restart_is_answered_not_repeated() {
+    let b = backend(1);
+    let mut s = server(&b);
+    let log = create(&mut s, ObjectKind::Log);
+    // Each of these commits, and its answer is lost with the instance.
+    let create_req = envelope(
+        ALICE,
+        &Request::Create {
+            kind: ObjectKind::Map,
+        },
+    );
+    let append_req = envelope(
+        ALICE,
+        &Request::Transact {
+            ops: vec![Op::Append {
+                cap: log.clone(),
+                record: b"once".to_vec(),
+            }],
+        },
+    );
+    let tx = begin(&mut s, ALICE);
+    let op = Op::Append {
+        cap: log.clone(),
+        record: b"in tx".to_vec(),
+    };
+    ask(&mut s, ALICE, Request::Op { tx, op }).unwrap();
+    let commit_req = envelope(ALICE, &Request::Commit { tx });
+    let revoke_req = envelope(ALICE, &Request::Revoke { cap: log.clone() });
+    let requests = [&create_req, &commit_req, &append_req, &revoke_req];
+    let first: Vec<Response> = requests.iter().map(|r| answer(&mut s, r)).collect();
+    assert!(first.iter().all(Result::is_ok), "{first:?}");
+    drop(s);
+
+    let mut s = StorageServer::open(b.clone(), Instant::from_nanos(1_000))
+        .unwrap()
+        .0;
+    let objects = s.store().object_count();
+    let again: Vec<Response> = requests.iter().map(|r| answer(&mut s, r)).collect();
+    assert_eq!(again, first);
+    assert_eq!(s.store().object_count(), objects, "create ran twice");
+    let fresh = match &first[3] {
+        Ok(Reply::Cap(c)) => c.clone(),
+        other => panic!("{other:?}"),
+    };
+    let read = Op::ReadLog {
+        cap: fresh.clone(),
+        at: None,
+        start: 0,
+        max: 10,
+    };
+    assert!(matches!(
+        one(&mut s, ALICE, read),
+        Ok(OpResult::Records { total: 2, .. })
+    ));
+    // The same message id from another task is another request.
+    let mut from_bob = append_req.clone();
+    from_bob.source = Some(TaskId::from_raw(BOB));
+    assert!(matches!(
+        answer(&mut s, &from_bob),
+        Err(StorageError::InvalidCapability(_))
+    ));
+}

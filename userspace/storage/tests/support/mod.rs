@@ -39,6 +39,9 @@ pub struct Harness {
     storage: Option<Storage>,
     /// Storage instances started so far.
     pub starts: u32,
+    /// Kill the storage task after it executes the next request and before
+    /// it sends the answer.
+    pub crash_before_next_answer: bool,
 }
 
 impl Harness {
@@ -48,6 +51,7 @@ impl Harness {
             backend: Rc::new(RefCell::new(MemoryBackend::new(*b"sim-storage-key!"))),
             storage: None,
             starts: 0,
+            crash_before_next_answer: false,
         }
     }
 
@@ -153,6 +157,13 @@ impl Harness {
                         return taken;
                     }
                     let storage = self.storage.as_mut().unwrap();
+                    if self.crash_before_next_answer {
+                        self.crash_before_next_answer = false;
+                        let now = self.kernel.now();
+                        let _ = storage.server.respond(&request.envelope, now);
+                        self.kill_storage();
+                        return taken;
+                    }
                     let kernel = &mut self.kernel;
                     let _ = kernel.as_task(task, |k| storage.server.handle(k, request));
                 }
