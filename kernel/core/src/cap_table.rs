@@ -5,7 +5,7 @@
 //! It has no public constructor and is neither `Clone` nor `Copy`: only
 //! this crate creates records (through [`KernelCore`](crate::KernelCore)'s
 //! audited operations), and a record is always in exactly one place — one
-//! task's [`CapSpace`] slot, one queued message, or one parked message.
+//! task's capability-space slot, one queued message, or one parked message.
 //!
 //! A task names its capabilities by [`CapHandle`]: a slot index plus the
 //! slot's generation. Freeing a slot bumps its generation, so a stale or

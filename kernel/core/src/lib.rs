@@ -8,7 +8,7 @@
 //! behaves identically everywhere.
 //!
 //! Everything goes through [`KernelCore`]. Its methods take the calling
-//! task explicitly and, where time matters, the current [`Instant`]
+//! task explicitly and, where time matters, the current `Instant`
 //! (`pandagen_abi::Instant`): the core never decides who is calling or what
 //! time it is.
 //!
@@ -21,6 +21,31 @@
 //! * [`registry`] — `ServiceId` → channel;
 //! * [`sched`] — scheduling policy: priorities, round-robin, blocking with
 //!   deadlines.
+//!
+//! ## Semantics in brief
+//!
+//! * **Capabilities** live in per-task spaces; a handle is slot index +
+//!   generation, so stale or guessed handles fail. `grant` copies (needs
+//!   `GRANT`), `delegate` moves (needs `TRANSFER`), `clone_cap` makes an
+//!   attenuated copy in the caller's own space (needs `GRANT`, since
+//!   clone + delegate would otherwise be a grant), `drop_cap` releases.
+//!   Every refused use is audited as `InvalidUseAttempt`; termination
+//!   invalidates everything the task held.
+//! * **Channels** are bounded FIFO queues; sends never block. A message's
+//!   capabilities are moved into kernel custody (attaching one needs
+//!   `TRANSFER`) and installed in the receiver's space on delivery. A
+//!   channel closes when its last `RECEIVE` capability is gone, discarding
+//!   its queue and invalidating (and auditing) the capabilities in it; see
+//!   [`channel`] for the full close semantics.
+//! * **Blocking** is bookkeeping only: [`KernelCore::receive_or_block`],
+//!   [`KernelCore::sleep_until`], [`KernelCore::expire_deadlines`] and
+//!   [`KernelCore::next_deadline`] hold who waits for what; see the
+//!   protocol on `receive_or_block`.
+//! * **Fault injection** uses [`KernelCore::prepare_send`] /
+//!   [`KernelCore::enqueue`] / [`KernelCore::discard`] (delay, drop),
+//!   [`KernelCore::swap_queued`] (reorder) and [`KernelCore::discard_next`]
+//!   (loss on receive); none can duplicate a message or leak a capability.
+//! * [`KernelCore::check_invariants`] verifies the whole model.
 //!
 //! A typical round trip:
 //!

@@ -389,12 +389,21 @@ fn one_capability_has_a_complete_trail() {
     k.drop_cap(b, h, at(3)).unwrap();
     let trail = k.audit_log().get_events_for_cap(id);
     assert_eq!(trail.len(), 4, "{trail:?}");
-    assert!(matches!(trail[0], CapabilityEvent::Granted { from: None, .. }));
+    assert!(matches!(
+        trail[0],
+        CapabilityEvent::Granted { from: None, .. }
+    ));
     assert!(matches!(trail[1], CapabilityEvent::Delegated { .. }));
-    assert!(matches!(trail[2], CapabilityEvent::CrossDomainDelegation { .. }));
+    assert!(matches!(
+        trail[2],
+        CapabilityEvent::CrossDomainDelegation { .. }
+    ));
     assert!(matches!(trail[3], CapabilityEvent::Dropped { .. }));
     let times: Vec<u64> = k.audit_log().records().map(|r| r.at.as_nanos()).collect();
-    assert!(times.windows(2).all(|w| w[0] <= w[1]), "records are in time order");
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "records are in time order"
+    );
 }
 
 #[test]
