@@ -485,6 +485,21 @@ impl SimulatedKernel {
         }
     }
 
+    /// The channel a handle in `task`'s space names (see
+    /// [`Self::channel_key`]).
+    pub fn channel_key_in(&self, task: TaskId, channel: impl CapRef) -> Option<ChannelKey> {
+        match self.core.inspect(task, channel.cap_handle())?.object {
+            pandagen_core::ObjectRef::Channel(ch) => Some(ch.into()),
+            _ => None,
+        }
+    }
+
+    /// The channel `service` is registered with, if it is registered (for
+    /// fault plans that target a service's requests).
+    pub fn service_channel(&self, service: pandagen_abi::ServiceId) -> Option<ChannelKey> {
+        self.core.service(service).map(|r| r.channel.into())
+    }
+
     /// Messages queued on `channel` (a key from [`Self::channel_key`]).
     pub fn queue_len(&self, channel: ChannelKey) -> usize {
         self.core.queue_len(channel.into()).unwrap_or(0)

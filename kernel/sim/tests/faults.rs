@@ -456,3 +456,22 @@ fn a_failed_send_changes_nothing() {
     );
     kernel.check_invariants().unwrap();
 }
+
+#[test]
+fn faults_can_target_a_registered_service() {
+    let mut kernel = SimulatedKernel::new();
+    let service = ServiceId::from_raw(31);
+    let inbox = kernel.create_channel().unwrap();
+    kernel.register_service(service, inbox).unwrap();
+    let other = kernel.create_channel().unwrap();
+    let key = kernel.service_channel(service).unwrap();
+    assert_eq!(Some(key), kernel.channel_key(inbox));
+    assert_eq!(Some(key), kernel.channel_key_in(kernel.root_task(), inbox));
+    kernel.set_fault_plan(FaultPlan::new().drop_on_channel(key));
+    let to_service = kernel.lookup_service(service).unwrap();
+    kernel.send_message(to_service, message("req", 1)).unwrap();
+    kernel.send_message(other, message("req", 2)).unwrap();
+    assert_eq!(drain(&mut kernel, inbox), Vec::<u32>::new());
+    assert_eq!(drain(&mut kernel, other), vec![2]);
+    assert_eq!(kernel.service_channel(ServiceId::from_raw(32)), None);
+}
