@@ -27,6 +27,23 @@
 //! (for example a label derived from the object's name, so the pipeline's
 //! author can refer to it in advance). A label is a name, never authority:
 //! the executor only forwards capabilities it actually holds.
+//!
+//! ## Choices where the reference is silent
+//!
+//! * Errors in [`StageResult`] stay strings, as the reference writes them
+//!   (a stage's domain is open-ended); everything the executor itself
+//!   decides is a typed [`ExecutorError`] or [`StageExecutionResult`].
+//! * A reply that does not come within the stage timeout is a retryable
+//!   attempt ([`StageExecutionResult::TimedOut`]), as are transient kernel
+//!   errors (full queue, handler not registered yet, injected faults). A
+//!   handler may therefore see a request again after a lost *reply*; each
+//!   request names its `(pipeline, stage, attempt)` so it can tell.
+//! * Submissions to the service are at most once: the client does not
+//!   resend, because a resent pipeline would run its stages again.
+//! * A stage that never ran (missing capability) has no trace entry; the
+//!   final result names it.
+//! * Stages get copies of their capabilities; the pool keeps the originals
+//!   and, in the service, hands them all back to the submitter at the end.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
