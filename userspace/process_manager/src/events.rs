@@ -37,6 +37,13 @@ pub enum SupervisorEvent {
     },
     /// The restart policy ran out of attempts.
     GaveUp { service: ServiceId, attempts: u32 },
+    /// The service cannot be spawned at all (missing image, missing
+    /// capability, ...), so it is not retried; see
+    /// [`spawn_error_is_permanent`](crate::supervisor::spawn_error_is_permanent).
+    Unstartable {
+        service: ServiceId,
+        error: KernelError,
+    },
     /// An exit notification for an instance this supervisor retired (it was
     /// already given up as lost or never ready).
     StaleNotification { execution: ExecutionId },

@@ -132,8 +132,9 @@ pub struct ServiceInfo {
     pub restart_count: u32,
     /// Restarts since the last stable run (what backoff counts).
     pub consecutive_restarts: u32,
-    /// The policy ran out of attempts; the service stays `Failed` until an
-    /// operator starts it.
+    /// The supervisor stopped retrying — the policy ran out of attempts, or
+    /// the service cannot be spawned at all — and the service stays
+    /// `Failed` until an operator starts it.
     pub gave_up: bool,
     /// Whether the supervisor is trying to keep it running.
     pub wanted: bool,

@@ -64,6 +64,19 @@ pub enum BootError {
     Register(KernelError),
 }
 
+/// A spawn failure that no retry can fix: the image is missing or not a
+/// program, the descriptor is malformed, or the process manager lacks a
+/// capability the manifest names.
+pub fn spawn_error_is_permanent(error: &KernelError) -> bool {
+    matches!(
+        error,
+        KernelError::SpawnFailed(_)
+            | KernelError::InvalidCapability
+            | KernelError::InsufficientAuthority
+            | KernelError::WrongCapabilityKind { .. }
+    )
+}
+
 impl From<BootError> for KernelError {
     fn from(error: BootError) -> Self {
         match error {
@@ -552,6 +565,10 @@ impl Supervisor {
             InstanceEnd::Exited(reason) => ExitClass::of(reason),
             _ => ExitClass::Abnormal,
         };
+        let permanent = match &end {
+            InstanceEnd::SpawnFailed(error) if spawn_error_is_permanent(error) => Some(*error),
+            _ => None,
+        };
         let record = &mut self.records[index];
         let service = record.descriptor.service_id;
         record.last_end = Some(end.clone());
@@ -573,7 +590,17 @@ impl Supervisor {
             }
             LifecycleState::Starting => {
                 self.transition(kernel, index, LifecycleState::Failed);
-                self.apply_policy(kernel, index, ExitClass::Abnormal);
+                match permanent {
+                    Some(error) => {
+                        // Retrying cannot help: the manifest or the boot
+                        // image is wrong. Wait for an operator instead.
+                        let record = &mut self.records[index];
+                        record.wanted = false;
+                        record.gave_up = true;
+                        self.log(kernel, SupervisorEvent::Unstartable { service, error });
+                    }
+                    None => self.apply_policy(kernel, index, ExitClass::Abnormal),
+                }
             }
             LifecycleState::Running => {
                 let to = match class {

@@ -216,3 +216,27 @@ fn a_crash_loop_cannot_starve_the_system() {
     assert_eq!(world.info("steady").state, LifecycleState::Running);
     assert_eq!(world.info("steady").restart_count, 0);
 }
+
+#[test]
+fn a_service_whose_image_is_missing_is_not_retried() {
+    let mut world = World::scripted(&manifest("always"), |s| {
+        s.missing.push("svc".into());
+    });
+    world.run_for(ms(2_000));
+    let info = world.info("svc");
+    assert_eq!(info.state, LifecycleState::Failed);
+    assert!(info.gave_up && !info.wanted);
+    assert_eq!(info.restart_count, 0);
+    assert!(matches!(
+        info.last_end,
+        Some(InstanceEnd::SpawnFailed(KernelError::SpawnFailed(
+            pandagen_abi::error::SpawnError::ImageNotFound
+        )))
+    ));
+    assert!(world.events().iter().any(|(_, e)| matches!(
+        e,
+        SupervisorEvent::Unstartable { service, .. } if *service == SVC
+    )));
+    assert_eq!(world.info("other").state, LifecycleState::Running);
+    world.ping(OTHER).unwrap();
+}

@@ -51,6 +51,8 @@ pub struct Scripts {
     defaults: BTreeMap<String, Behaviour>,
     /// (image, start time) of every instance the runner started.
     pub starts: Vec<(String, Instant)>,
+    /// Images left out of the boot image (spawning them fails).
+    pub missing: Vec<String>,
 }
 
 impl Scripts {
@@ -200,6 +202,9 @@ impl World {
         script(&mut scripts.borrow_mut());
         let mut scenario = Scenario::new(SimulatedKernel::with_fault_plan(plan));
         for service in manifest.start_order() {
+            if scripts.borrow().missing.contains(&service.image) {
+                continue;
+            }
             let id = service.service_id;
             let image = service.image.clone();
             let scripts = scripts.clone();
