@@ -4,7 +4,9 @@
 //! (and its handle capability), `uppercase` / `reverse` transform a blob,
 //! `checksum` reduces one to its Adler-32. The logic ([`transform`]) is pure;
 //! the service ([`service`]) adapts it to the stage protocol, with an
-//! optional [`FailureMode`](service::FailureMode) for retry tests.
+//! optional [`FailureMode`] for retry tests. [`demo`] holds the demo
+//! pipelines and their expected outcomes, shared by the simulator tests and
+//! the ring-3 `suite_pipeline` program.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
