@@ -2,41 +2,11 @@
 //! on the host by a virtual clock and a [`FaultPlan`].
 //!
 //! The simulator owns one [`KernelCore`] and adds only what a host
-//! simulation needs: a notion of the *acting task* (every [`KernelApi`]
+//! simulation needs: a notion of the *acting task* (every `KernelApi`
 //! call acts as it), virtual time, fault injection, and a [`Trace`].
 //! Capabilities, channels, tasks, identities, the registry and the audit
-//! log are the core's — the same code the real kernel runs.
-//!
-//! # The acting task
-//!
-//! A fresh kernel has one task, the *root task* (`IdentityKind::System`,
-//! trust domain `core`), holding the root capabilities in the order of
-//! [`ROOT_CAPABILITIES`](pandagen_abi::syscall::ROOT_CAPABILITIES):
-//! the service registry, the boot image, kernel info and serial input. It
-//! is the acting task until [`SimulatedKernel::set_current_task`] or
-//! [`SimulatedKernel::as_task`] says otherwise, so the reference's
-//! single-actor examples (create a channel, register a service, send,
-//! receive) work as written.
-//!
-//! # Choices where the reference is silent
-//!
-//! * A receive that finds the queue empty waits in virtual time: the clock
-//!   moves to the deadline, or to the moment a delayed message for that
-//!   channel comes due if that is earlier. With no timeout and nothing in
-//!   flight for the channel, nothing could ever arrive (the simulation has
-//!   no other thread), so it returns `Timeout` at once and leaves the clock.
-//! * Spawning a task *from an image* needs a `BootImage` capability with
-//!   `SPAWN`; a task without an image (driven by host code) needs none.
-//! * Exit notifications go, besides the kernel-wide list, to the
-//!   `exit_channel` named at spawn, as an envelope with action
-//!   [`EXIT_NOTIFICATION_ACTION`](pandagen_abi::api::EXIT_NOTIFICATION_ACTION),
-//!   schema v1.0, destination `ServiceId(0)` and no source (the kernel sent
-//!   it). Drop faults apply to them; delay and reorder faults do not.
-//! * The reference's inherent forms `delegate_capability(cap, from, to)` and
-//!   `drop_capability(cap, task)` shadow the [`KernelApi`] methods of the
-//!   same names on a `SimulatedKernel` value; generic service code (`K:
-//!   KernelApi`) always gets the trait's. Call the trait's explicitly with
-//!   `KernelApi::drop_capability(&mut kernel, cap)`.
+//! log are the core's — the same code the real kernel runs. The public
+//! description is on [`SimulatedKernel`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -130,7 +100,40 @@ impl From<ChannelKey> for ChannelRef {
     }
 }
 
-/// The simulated kernel. See the module docs.
+/// The simulated kernel: `pandagen-core`'s object model behind
+/// [`KernelApi`](pandagen_abi::KernelApi), with an acting task, virtual
+/// time, fault injection and a trace.
+///
+/// # The acting task
+///
+/// A fresh kernel has one task, the *root task* (`IdentityKind::System`,
+/// trust domain `core`), holding the root capabilities in the order of
+/// [`ROOT_CAPABILITIES`](pandagen_abi::syscall::ROOT_CAPABILITIES):
+/// the service registry, the boot image, kernel info and serial input. It
+/// is the acting task until [`SimulatedKernel::set_current_task`] or
+/// [`SimulatedKernel::as_task`] says otherwise, so the reference's
+/// single-actor examples (create a channel, register a service, send,
+/// receive) work as written.
+///
+/// # Choices where the reference is silent
+///
+/// * A receive that finds the queue empty waits in virtual time: the clock
+///   moves to the deadline, or to the moment a delayed message for that
+///   channel comes due if that is earlier. With no timeout and nothing in
+///   flight for the channel, nothing could ever arrive (the simulation has
+///   no other thread), so it returns `Timeout` at once and leaves the clock.
+/// * Spawning a task *from an image* needs a `BootImage` capability with
+///   `SPAWN`; a task without an image (driven by host code) needs none.
+/// * Exit notifications go, besides the kernel-wide list, to the
+///   `exit_channel` named at spawn, as an envelope with action
+///   [`EXIT_NOTIFICATION_ACTION`](pandagen_abi::api::EXIT_NOTIFICATION_ACTION),
+///   schema v1.0, destination `ServiceId(0)` and no source (the kernel sent
+///   it). Drop faults apply to them; delay and reorder faults do not.
+/// * The reference's inherent forms `delegate_capability(cap, from, to)` and
+///   `drop_capability(cap, task)` shadow the [`KernelApi`](pandagen_abi::KernelApi) methods of the
+///   same names on a `SimulatedKernel` value; generic service code (`K:
+///   KernelApi`) always gets the trait's. Call the trait's explicitly with
+///   `KernelApi::drop_capability(&mut kernel, cap)`.
 pub struct SimulatedKernel {
     pub(crate) core: KernelCore,
     clock: VirtualClock,
