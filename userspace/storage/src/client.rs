@@ -14,8 +14,8 @@ use core::fmt;
 use pandagen_abi::error::{ReceiveError, SendError};
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
-    Cap, ChannelId, Duration, EnvelopeError, KernelApi, KernelError, MessageEnvelope, MessageId,
-    MessagePayload, Rights,
+    Cap, ChannelId, Duration, EnvelopeError, Instant, KernelApi, KernelError, MessageEnvelope,
+    MessageId, MessagePayload, Rights,
 };
 
 use crate::cap::ObjectCap;
@@ -80,6 +80,26 @@ impl fmt::Display for ClientError {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 /// The default number of attempts per call.
 pub const DEFAULT_ATTEMPTS: u32 = 3;
+
+/// A request sent with [`StorageClient::start`] and not yet answered.
+#[derive(Debug)]
+pub struct PendingCall {
+    envelope: MessageEnvelope,
+    deadline: Instant,
+    attempts_left: u32,
+}
+
+impl PendingCall {
+    /// The request's message id.
+    pub fn id(&self) -> MessageId {
+        self.envelope.id
+    }
+
+    /// When the request is re-sent (or given up) if no answer has come.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
 
 /// A connection to the storage service.
 #[derive(Debug)]
@@ -162,8 +182,8 @@ impl StorageClient {
     }
 
     /// Send `envelope` with a fresh reply capability. `false` if it could
-    /// not be sent now (the attempt is then spent waiting, as for a lost
-    /// answer). A closed service channel is looked up again first: a
+    /// not be sent now (the caller then spends the attempt waiting, as for
+    /// a lost answer). A closed service channel is looked up again first: a
     /// restarted storage task has registered a new one.
     fn send<K: KernelApi>(
         &mut self,
@@ -191,17 +211,11 @@ impl StorageClient {
                     looked_up = true;
                     match kernel.lookup_service(STORAGE) {
                         Ok(service) if service != self.service => self.service = service,
-                        _ => {
-                            kernel.sleep(self.timeout)?;
-                            return Ok(false);
-                        }
+                        _ => return Ok(false),
                     }
                 }
                 // Full queue, an injected fault, or a service still away.
-                KernelError::SendFailed(_) => {
-                    kernel.sleep(self.timeout)?;
-                    return Ok(false);
-                }
+                KernelError::SendFailed(_) => return Ok(false),
                 other => return Err(other.into()),
             }
         }
@@ -214,6 +228,7 @@ impl StorageClient {
         envelope: &MessageEnvelope,
     ) -> Result<Option<MessageEnvelope>, ClientError> {
         if !self.send(kernel, envelope)? {
+            kernel.sleep(self.timeout)?;
             return Ok(None);
         }
         let deadline = kernel.now().saturating_add(self.timeout);
@@ -235,6 +250,63 @@ impl StorageClient {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Send `request` without waiting for the answer, for callers that must
+    /// not block (event loops, services stepped by the simulator's scenario
+    /// runner). Drive it with [`poll`](Self::poll).
+    pub fn start<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        request: &Request,
+    ) -> Result<PendingCall, ClientError> {
+        let envelope = MessageEnvelope::new(
+            STORAGE,
+            request.action(),
+            SCHEMA,
+            MessagePayload::new(request)?,
+        );
+        // If it cannot be sent now, the first deadline re-sends it.
+        self.send(kernel, &envelope)?;
+        Ok(PendingCall {
+            envelope,
+            deadline: kernel.now().saturating_add(self.timeout),
+            attempts_left: self.attempts - 1,
+        })
+    }
+
+    /// The answer to `call` if it has arrived, without waiting. Past the
+    /// call's deadline the request is re-sent under the same id, until the
+    /// attempts are spent (then `Timeout`).
+    pub fn poll<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        call: &mut PendingCall,
+    ) -> Result<Option<Reply>, ClientError> {
+        loop {
+            match kernel.receive_message(self.reply, Some(Duration::ZERO)) {
+                Ok(answer) if answer.correlation_id == Some(call.envelope.id) => {
+                    let response: Response = answer.decode_payload(&VERSION_POLICY, STORAGE)?;
+                    return response.map(Some).map_err(ClientError::Storage);
+                }
+                Ok(_) => continue,
+                Err(KernelError::Timeout)
+                | Err(KernelError::ReceiveFailed(ReceiveError::InjectedFault)) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if kernel.now() >= call.deadline {
+            if call.attempts_left == 0 {
+                return Err(ClientError::Timeout {
+                    attempts: self.attempts,
+                    request: call.envelope.id,
+                });
+            }
+            call.attempts_left -= 1;
+            self.send(kernel, &call.envelope)?;
+            call.deadline = kernel.now().saturating_add(self.timeout);
+        }
+        Ok(None)
     }
 
     /// Create an object; returns its full capability and first version.
