@@ -47,10 +47,12 @@ entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
 
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let entry_tsc = rdtsc();
+    let mut profile = BootProfile::new(entry_tsc);
     console::init();
     gdt::init();
     idt::init();
     let protections = protection::enable();
+    profile.mark("serial, GDT, IDT, CPU protections");
 
     let ramdisk = ramdisk(boot_info);
     match boot_mode::init(ramdisk) {
@@ -62,6 +64,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
     let config = boot_mode::config();
     console::set_level(level_filter(config.log_level));
+    profile.mark("boot.cfg");
 
     check_layout(boot_info);
     // Until a scheduler sets per-task stacks, interrupts from ring 3 would
@@ -79,14 +82,19 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let regions = &boot_info.memory_regions;
     let firmware = mem::frame::firmware(regions);
     mem::frame::init(regions, window).expect("cannot build the frame allocator");
+    profile.mark("frame allocator");
     let paging = mem::paging::init(window).expect("cannot set up the kernel address space");
     log::debug!(
         "paging: {} kernel-half tables added, {} bootloader lower-half entries removed",
         paging.kernel_tables_added,
         paging.lower_half_entries_removed
     );
+    profile.mark("kernel address space");
     mem::heap::init().expect("cannot map the kernel heap");
+    profile.mark("heap");
     let calibration = time::init(entry_tsc);
+    profile.mark("PIC, PIT, TSC calibration");
+    profile.log();
 
     print_banner(firmware.name(), &protections, calibration, entry_tsc);
 
@@ -96,6 +104,40 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         BootMode::Suite | BootMode::Bench => {
             log::error!("mode {:?} has no runner in this kernel", config.mode);
             qemu::exit(qemu::ExitCode::Failure)
+        }
+    }
+}
+
+/// TSC timestamps of the boot phases, logged at debug level once the TSC
+/// is calibrated.
+struct BootProfile {
+    start: u64,
+    marks: [(&'static str, u64); 8],
+    len: usize,
+}
+
+impl BootProfile {
+    fn new(start: u64) -> Self {
+        Self {
+            start,
+            marks: [("", 0); 8],
+            len: 0,
+        }
+    }
+
+    fn mark(&mut self, phase: &'static str) {
+        if let Some(slot) = self.marks.get_mut(self.len) {
+            *slot = (phase, rdtsc());
+            self.len += 1;
+        }
+    }
+
+    fn log(&self) {
+        let mut previous = self.start;
+        for &(phase, tsc) in &self.marks[..self.len] {
+            let us = clock::cycles_to_ns(tsc - previous, clock::tsc_hz()) / 1000;
+            log::debug!("boot phase {phase:<34} {us:>7} us");
+            previous = tsc;
         }
     }
 }
