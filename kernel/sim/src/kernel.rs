@@ -50,41 +50,54 @@ pub struct Launch {
     pub startup: StartupInfo,
 }
 
-/// Anything that names a capability in some task's space: a
-/// [`CapHandle`], a [`ChannelId`](pandagen_abi::ChannelId), a
-/// [`Cap`](pandagen_abi::Cap), or the raw `u64` id of a `Cap`
-/// (`Cap::id()`). Used by the reference-form calls.
+/// Anything that names a capability of a task: a [`CapHandle`], a
+/// [`ChannelId`](pandagen_abi::ChannelId), a [`Cap`](pandagen_abi::Cap),
+/// the raw `u64` id of a `Cap` (`Cap::id()`) — all handles in that task's
+/// space — or the core's [`CapId`](pandagen_core::CapId) from the audit
+/// log. Used by the reference-form calls.
 pub trait CapRef {
-    fn cap_handle(&self) -> CapHandle;
+    /// The handle naming it in `task`'s space. A name that matches nothing
+    /// yields a handle the core refuses (and audits) as invalid.
+    fn handle_in(&self, kernel: &SimulatedKernel, task: TaskId) -> CapHandle;
 }
 
 impl CapRef for CapHandle {
-    fn cap_handle(&self) -> CapHandle {
+    fn handle_in(&self, _: &SimulatedKernel, _: TaskId) -> CapHandle {
         *self
     }
 }
 
 impl CapRef for u64 {
-    fn cap_handle(&self) -> CapHandle {
+    fn handle_in(&self, _: &SimulatedKernel, _: TaskId) -> CapHandle {
         CapHandle::from_raw(*self)
     }
 }
 
 impl CapRef for pandagen_abi::ChannelId {
-    fn cap_handle(&self) -> CapHandle {
+    fn handle_in(&self, _: &SimulatedKernel, _: TaskId) -> CapHandle {
         self.handle()
     }
 }
 
 impl<T> CapRef for pandagen_abi::Cap<T> {
-    fn cap_handle(&self) -> CapHandle {
+    fn handle_in(&self, _: &SimulatedKernel, _: TaskId) -> CapHandle {
         self.handle()
     }
 }
 
+impl CapRef for pandagen_core::CapId {
+    fn handle_in(&self, kernel: &SimulatedKernel, task: TaskId) -> CapHandle {
+        kernel
+            .capabilities_of(task)
+            .into_iter()
+            .find(|(_, info)| info.id == *self)
+            .map_or(CapHandle::from_raw(u64::MAX), |(handle, _)| handle)
+    }
+}
+
 impl<T: CapRef + ?Sized> CapRef for &T {
-    fn cap_handle(&self) -> CapHandle {
-        (**self).cap_handle()
+    fn handle_in(&self, kernel: &SimulatedKernel, task: TaskId) -> CapHandle {
+        (**self).handle_in(kernel, task)
     }
 }
 
@@ -429,7 +442,8 @@ impl SimulatedKernel {
         to: TaskId,
     ) -> Result<CapHandle, KernelError> {
         let now = self.clock.now();
-        let handle = self.core.delegate(from, cap.cap_handle(), to, now)?;
+        let handle = cap.handle_in(self, from);
+        let handle = self.core.delegate(from, handle, to, now)?;
         self.activity += 1;
         Ok(handle)
     }
@@ -437,7 +451,8 @@ impl SimulatedKernel {
     /// Release the capability `cap` held by `task` (audited `Dropped`).
     pub fn drop_capability(&mut self, cap: impl CapRef, task: TaskId) -> Result<(), KernelError> {
         let now = self.clock.now();
-        self.core.drop_cap(task, cap.cap_handle(), now)?;
+        let handle = cap.handle_in(self, task);
+        self.core.drop_cap(task, handle, now)?;
         self.activity += 1;
         self.reap_closed();
         Ok(())
@@ -478,20 +493,14 @@ impl SimulatedKernel {
     /// The channel a handle in the acting task's space names, as the whole
     /// kernel knows it (for fault plans that target one channel).
     pub fn channel_key(&self, channel: impl CapRef) -> Option<ChannelKey> {
-        match self
-            .core
-            .inspect(self.current, channel.cap_handle())?
-            .object
-        {
-            pandagen_core::ObjectRef::Channel(ch) => Some(ch.into()),
-            _ => None,
-        }
+        self.channel_key_in(self.current, channel)
     }
 
     /// The channel a handle in `task`'s space names (see
     /// [`Self::channel_key`]).
     pub fn channel_key_in(&self, task: TaskId, channel: impl CapRef) -> Option<ChannelKey> {
-        match self.core.inspect(task, channel.cap_handle())?.object {
+        let handle = channel.handle_in(self, task);
+        match self.core.inspect(task, handle)?.object {
             pandagen_core::ObjectRef::Channel(ch) => Some(ch.into()),
             _ => None,
         }

@@ -671,3 +671,35 @@ fn a_dead_acting_task_can_do_nothing() {
         Err(KernelError::TaskNotFound(task))
     );
 }
+
+#[test]
+fn reference_forms_accept_every_way_of_naming_a_capability() -> Result<(), KernelError> {
+    let mut kernel = SimulatedKernel::new();
+    let t1 = spawn_in_domain(&mut kernel, "t1", TrustDomain::user());
+    let t2 = spawn_in_domain(&mut kernel, "t2", TrustDomain::user());
+    let a = kernel.as_task(t1, |k| k.create_channel())?;
+    let b = kernel.as_task(t1, |k| k.create_channel())?;
+    let c = kernel.as_task(t1, |k| k.create_channel())?;
+    // A ChannelId, a raw Cap id, and the core's CapId from the audit log.
+    kernel.delegate_capability(a, t1, t2)?;
+    kernel.delegate_capability(Cap::<()>::from(b).id(), t1, t2)?;
+    let c_id = kernel
+        .capabilities_of(t1)
+        .into_iter()
+        .find(|(h, _)| *h == c.handle())
+        .unwrap()
+        .1
+        .id;
+    kernel.delegate_capability(c_id, t1, t2)?;
+    assert!(kernel.capabilities_of(t1).is_empty());
+    assert_eq!(kernel.capabilities_of(t2).len(), 3);
+    // The CapId stays the same across the move, so it names it in t2 too.
+    kernel.drop_capability(c_id, t2)?;
+    assert_eq!(kernel.capabilities_of(t2).len(), 2);
+    // A CapId that t2 does not hold is refused.
+    assert_eq!(
+        kernel.drop_capability(c_id, t2),
+        Err(KernelError::InvalidCapability)
+    );
+    Ok(())
+}
