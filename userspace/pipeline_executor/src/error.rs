@@ -77,12 +77,15 @@ pub enum OutputViolation {
     MalformedReply(EnvelopeError),
 }
 
-/// Kernel errors after which trying again may succeed.
+/// Kernel errors after which trying again may succeed. A closed handler
+/// channel counts: the handler may be restarting under supervision and
+/// register a new channel, which the next attempt looks up.
 pub(crate) fn is_transient(error: &KernelError) -> bool {
     matches!(
         error,
-        KernelError::SendFailed(SendError::QueueFull | SendError::InjectedFault)
-            | KernelError::ReceiveFailed(ReceiveError::InjectedFault)
+        KernelError::SendFailed(
+            SendError::QueueFull | SendError::InjectedFault | SendError::ChannelClosed
+        ) | KernelError::ReceiveFailed(ReceiveError::InjectedFault)
             | KernelError::ServiceNotFound(_)
             | KernelError::Timeout
     )

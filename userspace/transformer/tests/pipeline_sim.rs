@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use pandagen_abi::Duration;
+use pandagen_abi::{Duration, KernelError};
 use pandagen_pipeline_executor::{
     ExecutorError, PipelineExecutionResult, RetryPolicy, StageExecutionResult,
 };
@@ -406,6 +406,50 @@ fn reordered_and_delayed_messages_keep_the_pipeline_correct() {
     assert_eq!(sum.adler32, adler32(b"HELLO, PIPELINE"));
     drop(result);
     assert_eq!(world.transformer.borrow().duplicate_executions(), 0);
+}
+
+#[test]
+fn a_handler_that_dies_mid_pipeline_fails_it_boundedly_without_leaks() {
+    // The transformer dies after receiving create_blob and sending its
+    // reply; the next stage finds its channel closed on every attempt.
+    let setup = Setup {
+        crash_transformer_after: Some(2),
+        ..Setup::default()
+    };
+    let handle = blob_cap_label("greeting");
+    let p = pipeline(
+        "handler-dies",
+        vec![
+            stage("CreateBlob", Action::CreateBlob),
+            with_retries(
+                stage("Uppercase", Action::Uppercase).with_capabilities(vec![handle]),
+                RetryPolicy::fixed_retries(2, 10),
+            ),
+        ],
+    );
+    let world = run(setup, p, input());
+    assert!(!world.kernel().task_is_alive(world.transformer_task));
+    let result = world.submission();
+    assert_eq!(
+        result.trace.entries.len(),
+        4,
+        "1 + max_retries + 1 attempts"
+    );
+    // The dead handler is unregistered, so each attempt finds no service
+    // (a handler restarted under supervision would be found again).
+    assert!(matches!(
+        result.trace.final_result,
+        PipelineExecutionResult::Failed(ExecutorError::RetriesExhausted {
+            attempts: 3,
+            last: StageExecutionResult::Unreachable(KernelError::ServiceNotFound(_)),
+            ..
+        })
+    ));
+    // The blob handle made before the crash still comes back.
+    assert_eq!(result.capabilities.len(), 1);
+    drop(result);
+    world.assert_executor_holds_nothing_extra();
+    world.kernel().check_invariants().unwrap();
 }
 
 /// Under random drop/delay/reorder/crash-on-send/receive faults the system

@@ -2,6 +2,7 @@
 //! and take the reply apart.
 
 use alloc::vec::Vec;
+use pandagen_abi::error::SendError;
 use pandagen_abi::{
     Cap, CapHandle, ChannelId, KernelApi, KernelError, MessageEnvelope, MessageId, MessagePayload,
     ReceivedMessage, Rights,
@@ -115,6 +116,11 @@ impl PipelineExecutor {
         if let Err(e) = kernel.send_with_capabilities(handler, envelope, attached) {
             // A failed send leaves the copies with us: release them.
             drop_all(kernel, handles.into_iter().map(Cap::from_handle));
+            if e == KernelError::SendFailed(SendError::ChannelClosed) {
+                // The handler is gone; forget its channel so that the next
+                // lookup finds a restarted handler's new one.
+                let _ = kernel.drop_capability(Cap::from(handler));
+            }
             return Ok(Sent::Ended(Attempt::failed(
                 StageExecutionResult::Unreachable(e),
             )));

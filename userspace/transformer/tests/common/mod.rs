@@ -35,6 +35,8 @@ pub struct Setup {
     pub client_timeout: Duration,
     /// Initial capabilities the client creates (fresh channels), by label.
     pub initial_tokens: Vec<u64>,
+    /// Crash the transformer once it has handled this many messages.
+    pub crash_transformer_after: Option<u32>,
 }
 
 impl Default for Setup {
@@ -45,6 +47,7 @@ impl Default for Setup {
             stage_timeout: Duration::from_millis(500),
             client_timeout: Duration::from_secs(60),
             initial_tokens: Vec::new(),
+            crash_transformer_after: None,
         }
     }
 }
@@ -60,7 +63,7 @@ fn outcome_of(step: ServiceStep) -> StepOutcome {
 /// Build the world, submit `pipeline` with `input`, and run to quiescence
 /// (or two virtual minutes).
 pub fn run(setup: Setup, pipeline: PipelineSpec, input: TypedPayload) -> World {
-    let mut scenario = Scenario::new(SimulatedKernel::with_fault_plan(setup.plan));
+    let mut scenario = Scenario::new(SimulatedKernel::with_fault_plan(setup.plan.clone()));
 
     let transformer = Rc::new(RefCell::new(
         Transformer::new().with_failures(setup.failures),
@@ -86,6 +89,13 @@ pub fn run(setup: Setup, pipeline: PipelineSpec, input: TypedPayload) -> World {
         )
         .unwrap()
         .task_id;
+    if let Some(count) = setup.crash_transformer_after {
+        let plan = setup
+            .plan
+            .clone()
+            .crash_after_messages(transformer_task, count);
+        scenario.kernel_mut().set_fault_plan(plan);
+    }
 
     let registry = scenario
         .kernel_mut()
