@@ -162,7 +162,7 @@ pub fn open_echo_session<K: KernelApi>(
     use pandagen_abi::{MessageEnvelope, MessagePayload, Rights};
     let echo = lookup_with_retry(kernel, ECHO)?;
     let reply = kernel.create_channel()?;
-    let reply_send = kernel.clone_capability(&Cap::from(reply), Rights::SEND)?;
+    let reply_send = kernel.clone_capability(&Cap::from(reply), Rights::SEND | Rights::TRANSFER)?;
     let open = MessageEnvelope::new(ECHO, "echo.open", ECHO_VERSION, MessagePayload::empty());
     kernel.send_with_capabilities(echo, open, alloc::vec![reply_send])?;
     kernel.receive_message(reply, Some(Duration::from_secs(10)))?;

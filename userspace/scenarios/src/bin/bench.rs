@@ -61,7 +61,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let info = kernel.startup()?;
     let root_caps = startup_caps(&info);
     let exits = kernel.create_channel()?;
-    let registry = kernel.clone_capability(&root_caps[0], Rights::REGISTER)?;
+    let registry = kernel.clone_capability(&root_caps[0], Rights::REGISTER | Rights::TRANSFER)?;
     spawn(kernel, "ipc_echo", "ipc_echo", vec![registry], exits)?;
     let (echo, reply) = open_echo_session(kernel)?;
 

@@ -305,7 +305,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     // Another task's handles.
     let exits = kernel.create_channel()?;
     let inbox = kernel.create_channel()?;
-    let inbox_receive = kernel.clone_capability(&Cap::from(inbox), Rights::RECEIVE)?;
+    let inbox_receive = kernel.clone_capability(&Cap::from(inbox), Rights::RECEIVE | Rights::TRANSFER)?;
     let secret = kernel.create_channel()?;
     let thief = spawn(
         kernel,
