@@ -27,7 +27,7 @@ impl CpuHal for X86Cpu {
     }
 
     fn cpu_id(&self) -> u32 {
-        // CPUID leaf 1, EBX[31:24]: the initial local APIC id. CPUID is
+        // CPUID leaf 1, EBX bits 31..24: the initial local APIC id. CPUID is
         // unprivileged and present on every x86_64 CPU.
         let leaf = core::arch::x86_64::__cpuid(1);
         leaf.ebx >> 24

@@ -14,6 +14,7 @@
 //! then exits QEMU with 0x10 (all passed) or 0x11. A test that panics or
 //! takes an unexpected exception ends the run at once with 0x11.
 
+mod hal;
 mod memory;
 mod time;
 mod traps;
@@ -97,6 +98,18 @@ pub static TESTS: &[KernelTest] = &[
     KernelTest {
         name: "irq_registered_handler_runs_through_idt",
         run: traps::irq_handler_runs_through_idt,
+    },
+    KernelTest {
+        name: "hal_cpu_reports_kernel_addresses",
+        run: hal::cpu_hal_reports_kernel_addresses,
+    },
+    KernelTest {
+        name: "hal_timer_reports_programmed_rate",
+        run: hal::timer_hal_reports_the_programmed_rate,
+    },
+    KernelTest {
+        name: "hal_memory_maps_user_pages",
+        run: hal::memory_hal_maps_user_pages,
     },
     KernelTest {
         name: "time_ticks_advance",

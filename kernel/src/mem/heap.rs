@@ -1,5 +1,5 @@
 //! The kernel heap: a linked-list allocator over pages mapped at
-//! [`KERNEL_HEAP_START`](crate::layout::KERNEL_HEAP_START).
+//! [`KERNEL_HEAP_START`].
 //!
 //! Allocation takes a spin lock: interrupt handlers must not allocate.
 

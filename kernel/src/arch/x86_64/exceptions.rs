@@ -3,7 +3,7 @@
 //! Policy today (ring 0 only):
 //! - #BP returns (the breakpoint is counted and logged).
 //! - NMI is logged and returns.
-//! - A fault armed through [`fault_probe`](super::fault_probe) resumes at
+//! - A fault armed through [`fault_probe`] resumes at
 //!   the probe's recovery point.
 //! - Anything else is fatal: a full register dump, then
 //!   [`stop_after_fatal_error`](crate::panic::stop_after_fatal_error)

@@ -11,9 +11,9 @@
 //! | 0x20     | user code, 64-bit (selector 0x23 with RPL 3)|
 //! | 0x28     | TSS (two slots)                             |
 //!
-//! SYSCALL loads CS = STAR[47:32] = 0x08 and SS = 0x08 + 8 = 0x10.
-//! SYSRET (64-bit) loads SS = STAR[63:48] + 8 = 0x18|3 and
-//! CS = STAR[63:48] + 16 = 0x20|3, so STAR[63:48] = 0x10: see [`STAR`].
+//! SYSCALL loads CS = STAR bits 47..32 = 0x08 and SS = 0x08 + 8 = 0x10.
+//! SYSRET (64-bit) loads SS = STAR bits 63..48 + 8 = 0x18|3 and
+//! CS = STAR bits 63..48 + 16 = 0x20|3, so STAR bits 63..48 = 0x10: see [`STAR`].
 //!
 //! The TSS provides separate interrupt stacks (IST) for #DF, NMI and #MC,
 //! which can strike when the current stack is unusable, and RSP0, the stack

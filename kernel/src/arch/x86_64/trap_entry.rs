@@ -4,7 +4,7 @@
 //! code where the CPU pushes none), pushes its vector number and jumps to
 //! [`trap_common`]. That saves every general-purpose register, making a
 //! [`TrapFrame`](super::trap::TrapFrame), calls
-//! [`trap_dispatch`](super::trap::trap_dispatch), then restores the
+//! [`trap_dispatch`], then restores the
 //! registers of the frame the dispatcher returned and `iretq`s into it.
 //!
 //! `swapgs` runs on entry from and on exit to ring 3 (tested through the
