@@ -1,21 +1,35 @@
 //! # pandagen-storage — versioned objects behind capabilities
 //!
 //! The storage service holds objects of three kinds, each with its semantics
-//! enforced ([`ObjectKind`]): immutable **Blobs**, append-only **Logs** and
-//! key-value **Maps**. Objects are named by [`ObjectId`] — no paths, no
-//! hierarchy. Every committed modification creates a new [`VersionId`], and
-//! every old version stays readable.
+//! enforced ([`ObjectKind`]): immutable **Blobs** (a write makes a new
+//! version), append-only **Logs** (read by index ranges) and key-value
+//! **Maps** (put, get, delete, ordered list). Objects are named by
+//! [`ObjectId`] — no paths, no hierarchy. Every committed modification
+//! creates a new [`VersionId`], and every old version stays readable.
 //!
-//! All changes go through [`transaction`]s (snapshot isolation, first
-//! committer wins; see that module). A commit's whole write-set is one
-//! [`CommitRecord`](record::CommitRecord) that the [`backend`] makes durable
-//! atomically, so a crash never leaves part of a transaction applied.
-//!
-//! Access needs an [`ObjectCap`]: an unforgeable token the
-//! service mints when an object is created, checks on every request, and
-//! attenuates on request. The [`protocol`] is versioned; [`server`] holds the
-//! request loop and [`client`] the typed client, both generic over
-//! `KernelApi`.
+//! * [`transaction`] — all changes go through transactions: the reference's
+//!   [`TransactionalStorage`] trait plus typed per-kind operations.
+//!   Isolation is **snapshot isolation, first committer wins**: a commit
+//!   that overlaps another's write to the same object fails with
+//!   [`StorageError::Conflict`] and applies nothing.
+//! * [`store`] — the engine: objects, versions, transactions.
+//! * [`backend`] — where commits go. A commit's whole write-set is one
+//!   [`CommitRecord`](record::CommitRecord) the backend makes durable
+//!   atomically; recovery replays records. [`memory`] keeps a framed
+//!   journal in memory; [`journal`] is the crash-consistent block-device
+//!   version. A crash never leaves part of a transaction applied.
+//! * [`cap`] — an [`ObjectCap`] is a storage-issued token, unforgeable
+//!   (SipHash-2-4 MAC under the backend's secret key) and durable (valid
+//!   for as long as the data, across restarts); attenuation and revocation
+//!   are service requests. The module docs say what tokens do and do not
+//!   give compared to kernel capabilities.
+//! * [`protocol`] — the versioned IPC protocol (schema v1, "current +
+//!   previous major" policy, one action per request, typed errors).
+//! * [`server`] — `serve` loop, single-step `handle`, pure `respond`;
+//!   idempotent retries (answers remembered, and journaled with commits so
+//!   they survive restarts).
+//! * [`client`] — the typed client over any `KernelApi`, blocking (`call`
+//!   with timeout and same-id retries) or not (`start` / `poll`).
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
