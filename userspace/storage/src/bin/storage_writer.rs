@@ -1,0 +1,42 @@
+//! Scenario client "writer": creates a map, writes it, and hands a
+//! read-only capability for it to the reader (`storage_reader`), whose
+//! inbox it finds through the service registry.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use pandagen_rt::abi::services::STORAGE;
+use pandagen_rt::abi::{Duration, KernelError, Rights, ServiceId};
+use pandagen_rt::Kernel;
+use pandagen_scenarios::{fail, lookup_with_retry};
+use pandagen_storage::client::delegate;
+use pandagen_storage::{ClientError, ObjectKind, StorageClient};
+
+pandagen_rt::entry!(main);
+
+/// The reader's inbox (the same constant is in `storage_reader`).
+const READER_INBOX: ServiceId = ServiceId::from_raw(0x5701);
+
+fn ok<T>(kernel: &mut Kernel, what: &str, result: Result<T, ClientError>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(e) => fail(kernel, alloc::format!("writer: {what}: {e}")),
+    }
+}
+
+fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
+    lookup_with_retry(kernel, STORAGE)?;
+    let connected = StorageClient::connect(kernel);
+    let mut client = ok(kernel, "connect", connected).with_retry(Duration::from_secs(2), 3);
+    let created = client.create(kernel, ObjectKind::Map);
+    let (map, _) = ok(kernel, "create", created);
+    let put = client.put(kernel, &map, b"greeting", b"hello from ring 3");
+    ok(kernel, "put", put);
+    let attenuated = client.attenuate(kernel, &map, Rights::READ);
+    let read_only = ok(kernel, "attenuate", attenuated);
+    let inbox = lookup_with_retry(kernel, READER_INBOX)?;
+    let sent = delegate(kernel, inbox, read_only);
+    ok(kernel, "delegate", sent);
+    Ok(())
+}

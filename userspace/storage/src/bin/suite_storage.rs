@@ -1,0 +1,111 @@
+//! Storage suite: the storage service and two clients in their own address
+//! spaces, through real system calls. The writer delegates a read-only
+//! capability to the reader, who can read but not write with it; the root
+//! checks versions and a conflicting pair of transactions itself.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec;
+use pandagen_rt::abi::services::STORAGE;
+use pandagen_rt::abi::{Duration, ExitReason, KernelApi, KernelError, Rights, TaskId};
+use pandagen_rt::Kernel;
+use pandagen_scenarios::{lookup_with_retry, spawn, startup_caps, wait_exit, Tally};
+use pandagen_storage::{ClientError, ObjectKind, Op, StorageClient, StorageError};
+
+pandagen_rt::entry!(main);
+
+fn exited_normally(reasons: &BTreeMap<TaskId, ExitReason>, task: TaskId) -> Result<(), String> {
+    match reasons.get(&task) {
+        Some(ExitReason::Normal) => Ok(()),
+        Some(other) => Err(alloc::format!("exited with {other:?}")),
+        None => Err("did not exit".into()),
+    }
+}
+
+/// Two transactions write one map; the second to commit must fail with a
+/// conflict and leave nothing behind. Old versions stay readable.
+fn conflict_and_versions(kernel: &mut Kernel, client: &mut StorageClient) -> Result<(), String> {
+    let e = |what: &str, e: ClientError| alloc::format!("{what}: {e}");
+    let (map, _) = client
+        .create(kernel, ObjectKind::Map)
+        .map_err(|x| e("create", x))?;
+    let first = client.put(kernel, &map, b"k", b"v1").map_err(|x| e("put", x))?;
+    let t1 = client.begin(kernel).map_err(|x| e("begin", x))?;
+    let t2 = client.begin(kernel).map_err(|x| e("begin", x))?;
+    for (tx, value) in [(t1, b"v2"), (t2, b"v3")] {
+        let put = Op::Put {
+            cap: map.clone(),
+            key: b"k".to_vec(),
+            value: value.to_vec(),
+        };
+        client.op(kernel, tx, put).map_err(|x| e("op", x))?;
+    }
+    client.commit(kernel, t1).map_err(|x| e("commit", x))?;
+    match client.commit(kernel, t2) {
+        Err(ClientError::Storage(StorageError::Conflict { .. })) => {}
+        other => return Err(alloc::format!("second commit gave {other:?}")),
+    }
+    let latest = client.get(kernel, &map, b"k").map_err(|x| e("get", x))?;
+    if latest.as_deref() != Some(&b"v2"[..]) {
+        return Err(alloc::format!("latest value {latest:?}"));
+    }
+    let old = Op::Get {
+        cap: map.clone(),
+        key: b"k".to_vec(),
+        at: Some(first),
+    };
+    match client.transact(kernel, vec![old]) {
+        Ok((results, _)) => match results.as_slice() {
+            [pandagen_storage::OpResult::Value { value: Some(v), .. }] if v == b"v1" => Ok(()),
+            other => Err(alloc::format!("old version read {other:?}")),
+        },
+        Err(x) => Err(e("read old version", x)),
+    }
+}
+
+fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
+    let info = kernel.startup()?;
+    let root_caps = startup_caps(&info);
+    let mut tally = Tally::default();
+    let exits = kernel.create_channel()?;
+
+    let for_storage = kernel.clone_capability(&root_caps[0], Rights::REGISTER)?;
+    let for_reader = kernel.clone_capability(&root_caps[0], Rights::REGISTER)?;
+    spawn(kernel, "storage", "storage", vec![for_storage], exits)?;
+    let reader = spawn(kernel, "storage_reader", "storage_reader", vec![for_reader], exits)?;
+    let writer = spawn(kernel, "storage_writer", "storage_writer", vec![], exits)?;
+
+    let mut reasons = BTreeMap::new();
+    for _ in 0..2 {
+        match wait_exit(kernel, exits, Duration::from_secs(300)) {
+            Ok(notification) => {
+                if let Some(task) = notification.task_id {
+                    reasons.insert(task, notification.reason);
+                }
+            }
+            Err(reason) => tally.check("storage/clients_exit", Err(reason)),
+        }
+    }
+    tally.check(
+        "storage/writer_creates_and_delegates_read_only",
+        exited_normally(&reasons, writer.task_id),
+    );
+    tally.check(
+        "storage/reader_reads_but_cannot_write",
+        exited_normally(&reasons, reader.task_id),
+    );
+
+    let outcome = lookup_with_retry(kernel, STORAGE)
+        .map_err(|e| alloc::format!("lookup: {e}"))
+        .and_then(|_| StorageClient::connect(kernel).map_err(|e| alloc::format!("connect: {e}")))
+        .and_then(|client| {
+            let mut client = client.with_retry(Duration::from_secs(2), 3);
+            conflict_and_versions(kernel, &mut client)
+        });
+    tally.check("storage/first_committer_wins_and_old_versions_read", outcome);
+    tally.finish(kernel)
+}
