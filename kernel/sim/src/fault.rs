@@ -18,8 +18,8 @@
 
 use pandagen_abi::{Duration, TaskId};
 
-/// A channel as the whole kernel knows it, independent of any task's
-/// handle for it. Obtain one with
+/// A channel as the whole kernel knows it (slot index and generation),
+/// independent of any task's handle for it. Obtain one with
 /// [`SimulatedKernel::channel_key`](crate::SimulatedKernel::channel_key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ChannelKey(pub(crate) u64);
@@ -32,7 +32,7 @@ impl ChannelKey {
 
 impl core::fmt::Display for ChannelKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "ch{}", self.0)
+        write!(f, "ch{}g{}", self.0 as u32, self.0 >> 32)
     }
 }
 

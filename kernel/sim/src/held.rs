@@ -172,6 +172,14 @@ impl<M> Held<M> {
         self.per_channel.keys().copied().collect()
     }
 
+    /// The sequence numbers of every held message.
+    pub(crate) fn seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.delayed
+            .keys()
+            .map(|(_, seq)| *seq)
+            .chain(self.reordered.values().flatten().map(|h| h.seq))
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.delayed.is_empty() && self.reordered.is_empty()
     }

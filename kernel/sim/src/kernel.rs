@@ -517,6 +517,19 @@ impl SimulatedKernel {
         self.core.queue_len(channel.into()).unwrap_or(0)
     }
 
+    /// Sequence numbers (as in the trace) of the messages sent but neither
+    /// delivered nor lost yet: queued in a channel or held by a fault.
+    pub fn in_flight(&self) -> Vec<u64> {
+        let mut seqs: Vec<u64> = self
+            .queued
+            .values()
+            .flat_map(|q| q.iter().map(|m| m.seq))
+            .chain(self.held.seqs())
+            .collect();
+        seqs.sort_unstable();
+        seqs
+    }
+
     /// Messages held back by delay and reorder faults.
     pub fn held_count(&self) -> usize {
         self.held.len()

@@ -187,10 +187,17 @@ impl fmt::Display for RenderRecord<'_> {
                 action,
                 capabilities,
                 ..
-            } => write!(
-                f,
-                "sent #{seq} {from} -> {channel} {action:?} caps={capabilities}"
-            ),
+            } => {
+                let from = if *from == pandagen_core::channel::KERNEL_SENDER {
+                    String::from("kernel")
+                } else {
+                    from.to_string()
+                };
+                write!(
+                    f,
+                    "sent #{seq} {from} -> {channel} {action:?} caps={capabilities}"
+                )
+            }
             TraceEvent::SendFailed { from, action } => {
                 write!(f, "send-failed {from} {action:?} (injected)")
             }
@@ -259,7 +266,7 @@ mod tests {
         }
         assert_ne!(a, b);
         assert_eq!(a.render(), b.render());
-        assert!(a.render().contains("sent #0 task#1 -> ch3 \"ping\""));
+        assert!(a.render().contains("sent #0 task#1 -> ch3g0 \"ping\""));
     }
 
     #[test]
