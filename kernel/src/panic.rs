@@ -28,7 +28,9 @@ fn panic(info: &PanicInfo<'_>) -> ! {
 /// The common end of every fatal error (panic or unexpected exception).
 pub fn stop_after_fatal_error() -> ! {
     if boot_mode::is_test() {
-        crate::console::emergency(format_args!("[SUITE] ABORTED: fatal kernel error\n"));
+        crate::console::emergency(format_args!(
+            "fatal kernel error in test mode: exiting QEMU with failure\n"
+        ));
         qemu::exit(qemu::ExitCode::Failure)
     }
     crate::arch::halt_forever()
