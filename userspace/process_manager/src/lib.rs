@@ -25,6 +25,7 @@ extern crate alloc;
 pub mod boot_caps;
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod descriptor;
 pub mod events;
 pub mod lifecycle;
