@@ -34,7 +34,10 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         Err(e) => fail(kernel, alloc::format!("reader: bad delegation: {e}")),
     };
     if token.rights() != Rights::READ {
-        fail(kernel, alloc::format!("reader: got rights {}", token.rights()));
+        fail(
+            kernel,
+            alloc::format!("reader: got rights {}", token.rights()),
+        );
     }
     match client.get(kernel, &token, b"greeting") {
         Ok(Some(value)) if value == b"hello from ring 3" => {}

@@ -33,7 +33,9 @@ fn conflict_and_versions(kernel: &mut Kernel, client: &mut StorageClient) -> Res
     let (map, _) = client
         .create(kernel, ObjectKind::Map)
         .map_err(|x| e("create", x))?;
-    let first = client.put(kernel, &map, b"k", b"v1").map_err(|x| e("put", x))?;
+    let first = client
+        .put(kernel, &map, b"k", b"v1")
+        .map_err(|x| e("put", x))?;
     let t1 = client.begin(kernel).map_err(|x| e("begin", x))?;
     let t2 = client.begin(kernel).map_err(|x| e("begin", x))?;
     for (tx, value) in [(t1, b"v2"), (t2, b"v3")] {
@@ -73,10 +75,17 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let mut tally = Tally::default();
     let exits = kernel.create_channel()?;
 
-    let for_storage = kernel.clone_capability(&root_caps[0], Rights::REGISTER)?;
-    let for_reader = kernel.clone_capability(&root_caps[0], Rights::REGISTER)?;
+    let registry = Rights::REGISTER | Rights::TRANSFER;
+    let for_storage = kernel.clone_capability(&root_caps[0], registry)?;
+    let for_reader = kernel.clone_capability(&root_caps[0], registry)?;
     spawn(kernel, "storage", "storage", vec![for_storage], exits)?;
-    let reader = spawn(kernel, "storage_reader", "storage_reader", vec![for_reader], exits)?;
+    let reader = spawn(
+        kernel,
+        "storage_reader",
+        "storage_reader",
+        vec![for_reader],
+        exits,
+    )?;
     let writer = spawn(kernel, "storage_writer", "storage_writer", vec![], exits)?;
 
     let mut reasons = BTreeMap::new();
@@ -106,6 +115,9 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
             let mut client = client.with_retry(Duration::from_secs(2), 3);
             conflict_and_versions(kernel, &mut client)
         });
-    tally.check("storage/first_committer_wins_and_old_versions_read", outcome);
+    tally.check(
+        "storage/first_committer_wins_and_old_versions_read",
+        outcome,
+    );
     tally.finish(kernel)
 }
