@@ -21,6 +21,7 @@
 //! simulator's scenario runner); both share every decision.
 
 use alloc::vec::Vec;
+use pandagen_abi::envelope::MAX_PAYLOAD_BYTES;
 use pandagen_abi::services::PIPELINE_EXECUTOR;
 use pandagen_abi::{
     Cap, CapHandle, ChannelId, Duration, EnvelopeError, Instant, KernelApi, KernelError,
@@ -318,9 +319,14 @@ fn fitting_response(
     mut trace: ExecutionTrace,
     capabilities: Vec<u64>,
 ) -> Result<MessagePayload, EnvelopeError> {
-    let mut output = output;
+    // An output that cannot fit even alone goes first, so the trace is not
+    // cut for nothing; otherwise the output is worth more than old entries.
+    let hopeless = output
+        .as_ref()
+        .is_some_and(|o| o.data.len() + o.schema.name().len() + 32 > MAX_PAYLOAD_BYTES);
+    let mut output_omitted = hopeless;
+    let mut output = if hopeless { None } else { output };
     let mut omitted_entries = 0u32;
-    let mut output_omitted = false;
     loop {
         let response = PipelineResponse::Executed {
             output: output.clone(),
@@ -369,4 +375,81 @@ fn send_response<K: KernelApi>(
     };
     let _ = kernel.drop_capability(reply_cap);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{PipelineId, StageId};
+    use crate::payload::PayloadSchemaId;
+    use crate::trace::{PipelineExecutionResult, StageExecutionResult, StageTraceEntry};
+    use alloc::string::String;
+    use alloc::vec;
+
+    fn trace(entries: usize) -> ExecutionTrace {
+        let entry = |i: usize| StageTraceEntry {
+            stage_id: StageId::from_raw(i as u64),
+            stage_name: String::from("a stage with a rather long descriptive name"),
+            start_time_ms: i as u64,
+            end_time_ms: i as u64 + 1,
+            attempt: 0,
+            result: StageExecutionResult::Retryable {
+                error: String::from("transiently unavailable, try again later"),
+            },
+            capabilities_in: vec![1, 2, 3],
+            capabilities_out: vec![],
+        };
+        ExecutionTrace {
+            pipeline_id: PipelineId::from_raw(1),
+            entries: (0..entries).map(entry).collect(),
+            final_result: PipelineExecutionResult::Success,
+        }
+    }
+
+    fn decode(payload: &MessagePayload) -> (usize, u32, bool) {
+        match payload.decode::<PipelineResponse>().unwrap() {
+            PipelineResponse::Executed {
+                trace,
+                omitted_entries,
+                output_omitted,
+                ..
+            } => (trace.entries.len(), omitted_entries, output_omitted),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_small_response_is_sent_whole() {
+        let payload = fitting_response(None, trace(3), vec![7]).unwrap();
+        assert_eq!(decode(&payload), (3, 0, false));
+    }
+
+    #[test]
+    fn a_long_trace_loses_its_oldest_entries_to_fit() {
+        let full = trace(600);
+        let last = full.entries.last().cloned();
+        let payload = fitting_response(None, full, vec![]).unwrap();
+        assert!(payload.len() <= MAX_PAYLOAD_BYTES);
+        let (kept, omitted, output_omitted) = decode(&payload);
+        assert!(omitted > 0 && !output_omitted);
+        assert_eq!(kept + omitted as usize, 600);
+        let PipelineResponse::Executed { trace, .. } = payload.decode().unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(
+            trace.entries.last().cloned(),
+            last,
+            "the newest entries stay"
+        );
+    }
+
+    #[test]
+    fn an_output_too_large_for_a_message_is_left_out() {
+        let big =
+            TypedPayload::from_bytes(PayloadSchemaId::new("blob"), vec![7; MAX_PAYLOAD_BYTES]);
+        let payload = fitting_response(Some(big), trace(2), vec![]).unwrap();
+        let (kept, omitted, output_omitted) = decode(&payload);
+        assert!(output_omitted);
+        assert_eq!((kept, omitted), (2, 0), "the trace is kept whole");
+    }
 }
