@@ -371,13 +371,26 @@ pub fn write_and_verify(image: &Path, target: &Target, show_progress: bool) -> T
     let len = src.metadata()?.len();
     let mut opts = OpenOptions::new();
     opts.write(true);
-    if let Target::File(_) = target {
+    match target {
         // A file must end up byte-identical to the image, so drop any tail.
-        opts.create(true).truncate(true);
+        Target::File(_) => {
+            opts.create(true).truncate(true);
+        }
+        // On a block device O_EXCL (without O_CREAT) makes the kernel refuse
+        // with EBUSY if anything mounted or claimed the disk since we checked.
+        Target::Disk { .. } => {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.custom_flags(libc::O_EXCL);
+        }
     }
-    let mut dst = opts
-        .open(target.path())
-        .map_err(|e| fail!("opening {} for writing: {e}", target.path().display()))?;
+    let mut dst = opts.open(target.path()).map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => " (writing a disk usually needs root)",
+            _ if e.raw_os_error() == Some(libc::EBUSY) => " (the device is in use)",
+            _ => "",
+        };
+        fail!("opening {} for writing: {e}{hint}", target.path().display())
+    })?;
 
     let pb = if show_progress {
         bar(len, "writing")
