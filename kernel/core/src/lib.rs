@@ -79,6 +79,7 @@ mod kernel_core;
 pub mod registry;
 pub mod sched;
 pub mod task;
+pub mod user_range;
 
 pub use audit::{AuditCounts, AuditLog, AuditRecord, CapabilityEvent, InvalidationReason};
 pub use cap_table::{
@@ -86,7 +87,8 @@ pub use cap_table::{
 };
 pub use channel::{ChannelRef, Delivered};
 pub use kernel_core::{
-    CoreConfig, InvariantViolation, KernelCore, ParkedMessage, RecvOutcome, TaskInfo,
+    exit_notification_bytes, CoreConfig, InvariantViolation, KernelCore, ParkedMessage,
+    RecvOutcome, SpawnArgs, Spawned, TaskInfo, EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE,
 };
 pub use registry::Registration;
 pub use sched::{BlockedOn, SchedState};

@@ -14,11 +14,15 @@ mod caps;
 mod invariants;
 mod ipc;
 mod services;
+mod spawn;
 mod tasks;
 
 pub use blocking::RecvOutcome;
 pub use invariants::InvariantViolation;
 pub use ipc::ParkedMessage;
+pub use spawn::{
+    exit_notification_bytes, SpawnArgs, Spawned, EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE,
+};
 pub use tasks::TaskInfo;
 
 use alloc::collections::BTreeMap;
@@ -94,6 +98,8 @@ pub struct KernelCore {
     exits: Vec<ExitNotification>,
     exits_dropped: u64,
     parked: BTreeMap<u64, (ChannelRef, Message)>,
+    /// Where each spawned task's exit notification goes.
+    exit_routes: BTreeMap<TaskId, ChannelRef>,
     next_cap: u64,
     next_seq: u64,
     next_parked: u64,
@@ -119,6 +125,7 @@ impl KernelCore {
             exits: Vec::new(),
             exits_dropped: 0,
             parked: BTreeMap::new(),
+            exit_routes: BTreeMap::new(),
             next_cap: 1,
             next_seq: 1,
             next_parked: 1,

@@ -108,8 +108,9 @@ impl KernelCore {
     /// — which closes channels it held the last receive right for,
     /// discarding their queued messages and invalidating the capabilities
     /// those carried, and wakes receivers of channels it was the last
-    /// possible sender on — and an [`ExitNotification`] is recorded and
-    /// returned. Errors: `TaskNotFound` if it is not alive.
+    /// possible sender on — and an [`ExitNotification`] is recorded,
+    /// sent on the task's exit route if [`KernelCore::spawn`] recorded one,
+    /// and returned. Errors: `TaskNotFound` if it is not alive.
     ///
     /// Cost: O(c + r) for c capabilities and r registrations, plus the
     /// messages discarded.
@@ -164,6 +165,7 @@ impl KernelCore {
             self.exits_dropped += 1;
         }
         self.exits.push(notification.clone());
+        self.route_exit(&notification, now);
         Ok(notification)
     }
 

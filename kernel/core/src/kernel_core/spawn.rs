@@ -1,0 +1,305 @@
+//! Spawning with initial capabilities, the root task, and exit routing:
+//! what both kernels do when a task is born or dies, so it exists once.
+//!
+//! A spawner names, besides the new task's spec, the capabilities it moves
+//! into the child (all or nothing) and optionally an *exit channel*: when
+//! the child terminates, the kernel itself enqueues an envelope with action
+//! [`EXIT_NOTIFICATION_ACTION`] carrying the [`ExitNotification`] on that
+//! channel. The route is a channel reference, not a capability: the spawner
+//! proved `SEND` on it at spawn time, and a channel that has closed since
+//! simply loses the notification (it is still recorded in
+//! [`KernelCore::exit_notifications`]).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use pandagen_abi::api::{limits, EXIT_NOTIFICATION_ACTION};
+use pandagen_abi::error::SpawnError;
+use pandagen_abi::{
+    CapHandle, CapKind, ExecutionId, ExitNotification, ExitReason, FailureCause, IdentityKind,
+    Instant, KernelError, MessageEnvelope, MessagePayload, Priority, Rights, SchemaVersion,
+    ServiceId, TaskId, TrustDomain,
+};
+
+use super::KernelCore;
+use crate::cap_table::{Mintable, ObjectRef};
+use crate::channel::ChannelRef;
+use crate::task::TaskSpec;
+
+/// The schema version of the kernel's exit-notification messages.
+pub const EXIT_NOTIFICATION_SCHEMA: SchemaVersion = SchemaVersion::new(1, 0);
+/// The destination written on the kernel's own messages.
+pub const KERNEL_SERVICE: ServiceId = ServiceId::from_raw(0);
+
+/// What a spawner asks for.
+#[derive(Clone, Debug)]
+pub struct SpawnArgs<'a> {
+    pub spec: TaskSpec,
+    /// Whether the child runs an image (then the spawner needs a
+    /// `BootImage` capability with `SPAWN`).
+    pub with_image: bool,
+    /// Capabilities moved from the spawner into the child, in order.
+    pub capabilities: &'a [CapHandle],
+    /// Where the child's exit notification goes (needs `SEND` on it).
+    pub exit_channel: Option<CapHandle>,
+}
+
+/// A task [`KernelCore::spawn`] created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spawned {
+    pub task: TaskId,
+    pub execution: ExecutionId,
+    /// The moved capabilities' handles in the child's space, in order.
+    pub capabilities: Vec<CapHandle>,
+}
+
+impl KernelCore {
+    /// Create a task on behalf of `spawner`, moving `args.capabilities`
+    /// into it and recording its exit route. Everything is validated before
+    /// anything is created, so a refused spawn changes nothing (refusals of
+    /// capability uses are audited).
+    ///
+    /// Errors: `TaskNotFound(spawner)`;
+    /// `SpawnFailed(TooManyCapabilities)` beyond `limits::MAX_SPAWN_CAPS`;
+    /// `InsufficientAuthority` for an image spawn without a `BootImage`
+    /// capability carrying `SPAWN`; `InvalidCapability` for a repeated or
+    /// unknown handle; the refusals of `lookup` for a capability without
+    /// `TRANSFER` or an exit channel without `SEND`; the errors of
+    /// `create_task`.
+    pub fn spawn(
+        &mut self,
+        spawner: TaskId,
+        args: SpawnArgs<'_>,
+        now: Instant,
+    ) -> Result<Spawned, KernelError> {
+        if !self.is_alive(spawner) {
+            return Err(KernelError::TaskNotFound(spawner));
+        }
+        if args.capabilities.len() > limits::MAX_SPAWN_CAPS {
+            return Err(KernelError::SpawnFailed(SpawnError::TooManyCapabilities));
+        }
+        if args.with_image {
+            let boot_image = self
+                .find_cap(spawner, CapKind::BootImage, Rights::SPAWN)
+                .ok_or(KernelError::InsufficientAuthority)?;
+            self.lookup(spawner, boot_image, CapKind::BootImage, Rights::SPAWN, now)?;
+        }
+        let handles = args.capabilities;
+        for (i, &handle) in handles.iter().enumerate() {
+            if handles[..i].contains(&handle) {
+                return Err(KernelError::InvalidCapability);
+            }
+            let kind = self
+                .inspect(spawner, handle)
+                .map_or(CapKind::Channel, |info| info.kind());
+            self.lookup(spawner, handle, kind, Rights::TRANSFER, now)?;
+        }
+        let exit_route = match args.exit_channel {
+            Some(channel) => {
+                let info = self.lookup(spawner, channel, CapKind::Channel, Rights::SEND, now)?;
+                match info.object {
+                    ObjectRef::Channel(ch) => Some(ch),
+                    _ => return Err(KernelError::InvalidCapability),
+                }
+            }
+            None => None,
+        };
+        let (task, execution) = self.create_task(Some(spawner), args.spec, now)?;
+        let capabilities = if handles.is_empty() {
+            Vec::new()
+        } else {
+            match self.delegate_all(spawner, handles, task, now) {
+                Ok(moved) => moved,
+                Err(error) => {
+                    let reason = ExitReason::Failure {
+                        error: FailureCause::Described(alloc::format!("spawn failed: {error}")),
+                    };
+                    let _ = self.terminate(task, reason, now);
+                    return Err(error);
+                }
+            }
+        };
+        if let Some(ch) = exit_route {
+            self.exit_routes.insert(task, ch);
+        }
+        Ok(Spawned {
+            task,
+            execution,
+            capabilities,
+        })
+    }
+
+    /// Create the root task (`IdentityKind::System`, trust domain `core`,
+    /// `Priority::HIGH`) holding the root capabilities in the order of
+    /// [`ROOT_CAPABILITIES`](pandagen_abi::syscall::ROOT_CAPABILITIES), each
+    /// transferable. Errors: those of `create_task` and `mint`.
+    pub fn create_root_task(
+        &mut self,
+        name: impl Into<String>,
+        now: Instant,
+    ) -> Result<Spawned, KernelError> {
+        let spec = TaskSpec::new(name)
+            .kind(IdentityKind::System)
+            .trust_domain(TrustDomain::core())
+            .priority(Priority::HIGH);
+        let (task, execution) = self.create_task(None, spec, now)?;
+        let transferable = Rights::GRANT | Rights::TRANSFER;
+        let minted = [
+            (Mintable::ServiceRegistry, Rights::REGISTER | transferable),
+            (
+                Mintable::BootImage,
+                Rights::SPAWN | Rights::READ | transferable,
+            ),
+            (Mintable::KernelInfo, Rights::READ | transferable),
+            (
+                Mintable::SerialInput,
+                Rights::READ | Rights::RECEIVE | transferable,
+            ),
+        ];
+        let mut capabilities = Vec::with_capacity(minted.len());
+        for (object, rights) in minted {
+            capabilities.push(self.mint(task, object, rights, now)?);
+        }
+        Ok(Spawned {
+            task,
+            execution,
+            capabilities,
+        })
+    }
+
+    /// The exit channel recorded for `task` by [`KernelCore::spawn`].
+    pub fn exit_route(&self, task: TaskId) -> Option<ChannelRef> {
+        self.exit_routes.get(&task).copied()
+    }
+
+    /// Deliver `notification` on the exit route its task was spawned with
+    /// (forgetting the route). Called by `terminate`. Returns whether a
+    /// notification was queued; a closed or full channel loses it.
+    pub(super) fn route_exit(&mut self, notification: &ExitNotification, now: Instant) -> bool {
+        let Some(task) = notification.task_id else {
+            return false;
+        };
+        let Some(channel) = self.exit_routes.remove(&task) else {
+            return false;
+        };
+        let Ok(bytes) = exit_notification_bytes(notification) else {
+            return false;
+        };
+        self.send_from_kernel(channel, bytes, now).is_ok()
+    }
+}
+
+/// The encoded envelope the kernel sends for `notification`.
+pub fn exit_notification_bytes(notification: &ExitNotification) -> Result<Vec<u8>, KernelError> {
+    let payload = MessagePayload::new(notification).map_err(KernelError::Envelope)?;
+    let envelope = MessageEnvelope::new(
+        KERNEL_SERVICE,
+        EXIT_NOTIFICATION_ACTION,
+        EXIT_NOTIFICATION_SCHEMA,
+        payload,
+    );
+    envelope.encode().map_err(KernelError::Envelope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pandagen_abi::Rights;
+
+    fn t0() -> Instant {
+        Instant::ZERO
+    }
+
+    #[test]
+    fn spawn_moves_capabilities_and_routes_the_exit_notification() {
+        let mut k = KernelCore::default();
+        let root = k.create_root_task("root", t0()).unwrap();
+        let exits = k.create_channel(root.task, t0()).unwrap();
+        let gift = k.create_channel(root.task, t0()).unwrap();
+        let child = k
+            .spawn(
+                root.task,
+                SpawnArgs {
+                    spec: TaskSpec::new("child"),
+                    with_image: true,
+                    capabilities: &[gift],
+                    exit_channel: Some(exits),
+                },
+                t0(),
+            )
+            .unwrap();
+        assert_eq!(child.capabilities.len(), 1);
+        assert!(k.inspect(root.task, gift).is_none(), "the gift moved");
+        assert!(k.inspect(child.task, child.capabilities[0]).is_some());
+        k.terminate(child.task, ExitReason::Normal, t0()).unwrap();
+        let delivered = k.receive(root.task, exits, t0()).unwrap().unwrap();
+        let envelope = MessageEnvelope::decode(&delivered.bytes).unwrap();
+        assert_eq!(envelope.action, EXIT_NOTIFICATION_ACTION);
+        let n: ExitNotification = envelope.payload.decode().unwrap();
+        assert_eq!(n.task_id, Some(child.task));
+        assert_eq!(n.reason, ExitReason::Normal);
+        assert_eq!(k.exit_route(child.task), None);
+        k.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn refused_spawn_changes_nothing() {
+        let mut k = KernelCore::default();
+        let root = k.create_root_task("root", t0()).unwrap();
+        let ch = k.create_channel(root.task, t0()).unwrap();
+        let no_transfer = k.clone_cap(root.task, ch, Rights::SEND, t0()).unwrap();
+        let tasks = k.task_count();
+        let refused = k.spawn(
+            root.task,
+            SpawnArgs {
+                spec: TaskSpec::new("child"),
+                with_image: true,
+                capabilities: &[ch, ch],
+                exit_channel: None,
+            },
+            t0(),
+        );
+        assert_eq!(refused, Err(KernelError::InvalidCapability));
+        let refused = k.spawn(
+            root.task,
+            SpawnArgs {
+                spec: TaskSpec::new("child"),
+                with_image: true,
+                capabilities: &[no_transfer],
+                exit_channel: None,
+            },
+            t0(),
+        );
+        assert!(refused.is_err());
+        assert_eq!(k.task_count(), tasks);
+        assert!(k.inspect(root.task, ch).is_some());
+    }
+
+    #[test]
+    fn image_spawn_needs_the_boot_image_capability() {
+        let mut k = KernelCore::default();
+        let root = k.create_root_task("root", t0()).unwrap();
+        let child = k
+            .spawn(
+                root.task,
+                SpawnArgs {
+                    spec: TaskSpec::new("child"),
+                    with_image: false,
+                    capabilities: &[],
+                    exit_channel: None,
+                },
+                t0(),
+            )
+            .unwrap();
+        let refused = k.spawn(
+            child.task,
+            SpawnArgs {
+                spec: TaskSpec::new("grandchild"),
+                with_image: true,
+                capabilities: &[],
+                exit_channel: None,
+            },
+            t0(),
+        );
+        assert_eq!(refused, Err(KernelError::InsufficientAuthority));
+    }
+}
