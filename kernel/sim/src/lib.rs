@@ -11,6 +11,18 @@
 //! Nothing here reads the wall clock or an unseeded random source: the
 //! same scenario with the same plan and seed gives the same trace.
 //!
+//! ## Testing a service
+//!
+//! * Single actor: call `KernelApi` methods on a `SimulatedKernel`; they act
+//!   as the root task (which holds the root capabilities). Switch actors
+//!   with [`SimulatedKernel::as_task`] or [`SimulatedKernel::set_current_task`].
+//! * Several services: put each in a [`Scenario`] with [`Scenario::spawn`]
+//!   (or [`Scenario::register_image`] for tasks your service spawns), give
+//!   it a [`FaultPlan`], and [`Scenario::run_until`] a virtual deadline; see
+//!   the [`runner`] docs for how a step should poll.
+//! * Check outcomes with [`SimulatedKernel::trace`], `audit_log`,
+//!   `get_exit_notifications` and [`SimulatedKernel::check_invariants`].
+//!
 //! ```
 //! use pandagen_abi::{KernelApi, MessageEnvelope, MessagePayload, SchemaVersion, ServiceId};
 //! use pandagen_sim::SimulatedKernel;
