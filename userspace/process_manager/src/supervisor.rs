@@ -484,13 +484,30 @@ impl Supervisor {
         true
     }
 
-    /// Send the shutdown request to a registered instance. A closed channel
-    /// means the instance is already gone.
+    /// Send the shutdown request to the instance's registered channel. An
+    /// instance stopped while still starting may have registered since; it
+    /// is looked up then. A closed channel means the instance is already
+    /// gone.
     fn request_shutdown<K: KernelApi>(&mut self, kernel: &mut K, index: usize) {
         let record = &self.records[index];
         let service = record.descriptor.service_id;
-        let Some(channel) = record.instance.and_then(|i| i.channel) else {
+        let Some(instance) = record.instance else {
             return;
+        };
+        let channel = match instance.channel {
+            Some(channel) => channel,
+            None if record.descriptor.readiness == Readiness::Registered => {
+                match kernel.lookup_service(service) {
+                    Ok(channel) => {
+                        if let Some(instance) = self.records[index].instance.as_mut() {
+                            instance.channel = Some(channel);
+                        }
+                        channel
+                    }
+                    Err(_) => return,
+                }
+            }
+            None => return,
         };
         let request =
             MessageEnvelope::new(service, SHUTDOWN_ACTION, SCHEMA, MessagePayload::empty());

@@ -303,3 +303,21 @@ fn the_typed_client_round_trips_over_the_kernel_api() {
         assert_eq!(info.name, "db");
     }
 }
+
+#[test]
+fn stopping_a_service_that_is_still_starting_waits_for_it_and_shuts_it_down() {
+    let mut world = World::scripted(MANIFEST, |s| {
+        s.then("db", Behaviour::RegisterAfter(ms(30)));
+    });
+    world.run_for(ms(5));
+    assert_eq!(world.info("db").state, LifecycleState::Starting);
+    let reply = service(world.request(PmRequest::Stop(DB.into())));
+    assert_eq!(reply.state, LifecycleState::Stopping);
+    world.run_for(ms(200));
+    let info = world.info("db");
+    assert_eq!(info.state, LifecycleState::Stopped);
+    assert_eq!(info.last_end, Some(InstanceEnd::Exited(ExitReason::Normal)));
+    // Its dependent never started: it needs db running.
+    assert_eq!(world.info("app").state, LifecycleState::Stopped);
+    assert!(world.info("app").execution_id.is_none());
+}

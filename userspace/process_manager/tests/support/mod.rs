@@ -41,6 +41,8 @@ pub enum Behaviour {
     NeverRegisterThenCrash(Duration),
     /// Register and ignore shutdown requests.
     IgnoreShutdown,
+    /// Register only this long after starting, then serve.
+    RegisterAfter(Duration),
 }
 
 /// Per-image behaviour scripts: each new instance takes the next entry;
@@ -116,6 +118,9 @@ impl SimService for TestService {
         let channel = match (self.behaviour, self.channel) {
             (Behaviour::CrashAtStart, _) => return StepOutcome::Exit(failure()),
             (Behaviour::NeverRegister, _) => return StepOutcome::Idle,
+            (Behaviour::RegisterAfter(d), None) if k.now() < self.started + d => {
+                return StepOutcome::WaitUntil(self.started + d)
+            }
             (Behaviour::NeverRegisterThenCrash(_), _) => {
                 return StepOutcome::WaitUntil(deadline.expect("has a deadline"))
             }
