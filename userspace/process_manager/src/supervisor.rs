@@ -32,7 +32,7 @@ use pandagen_abi::error::SendError;
 use pandagen_abi::services::PROCESS_MANAGER;
 use pandagen_abi::{
     Cap, CapHandle, ChannelId, ExecutionId, ExitNotification, Instant, KernelApi, KernelError,
-    MessageEnvelope, MessagePayload, ReceivedMessage, ServiceId, TaskDescriptor,
+    MessageEnvelope, MessagePayload, ReceivedMessage, ServiceId, TaskDescriptor, TaskId,
 };
 
 use crate::boot_caps::{BootCapabilities, CHILD_RIGHTS};
@@ -44,6 +44,11 @@ use crate::policy::{ExitClass, RestartDecision, STABLE_RUN};
 use crate::protocol::{InstanceEnd, ServiceInfo, SCHEMA, SHUTDOWN_ACTION};
 use crate::record::{Instance, Record};
 use crate::validate::Manifest;
+
+/// The sender the kernel stamps on messages it originates. Task ids start at
+/// 1, so this never names a task. A runtime should present it as
+/// `source == None`; both forms are accepted.
+const KERNEL_SOURCE: TaskId = TaskId::from_raw(0);
 
 /// How many events the log keeps.
 const EVENT_LOG_CAPACITY: usize = 512;
@@ -520,11 +525,9 @@ impl Supervisor {
 
     fn on_exit_notification<K: KernelApi>(&mut self, kernel: &mut K, envelope: &MessageEnvelope) {
         // Only the kernel sends these; a task claiming to is ignored.
-        let notification = match (
-            envelope.source,
-            envelope.payload.decode::<ExitNotification>(),
-        ) {
-            (None, Ok(notification)) => notification,
+        let from_kernel = matches!(envelope.source, None | Some(KERNEL_SOURCE));
+        let notification = match (from_kernel, envelope.payload.decode::<ExitNotification>()) {
+            (true, Ok(notification)) => notification,
             (_, decoded) => {
                 let execution = decoded.ok().map(|n| n.execution_id);
                 self.log(kernel, SupervisorEvent::ForeignNotification { execution });
