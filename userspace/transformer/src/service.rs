@@ -11,7 +11,7 @@
 //! For retry and failure tests, a [`FailureMode`] makes chosen actions fail
 //! — transiently for their first N requests, or permanently.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::vec::Vec;
 use pandagen_abi::services::TRANSFORMER;
@@ -87,11 +87,16 @@ pub struct Execution {
 /// `flaky_transformer` program).
 pub const FLAKY_TRANSFORMER: ServiceId = ServiceId::from_raw(104);
 
+/// How many recent executions the transformer remembers (for tests and
+/// duplicate detection); older ones are forgotten so a long-running
+/// service does not grow without bound.
+pub const RECORDED_EXECUTIONS: usize = 1024;
+
 /// The service state.
 pub struct Transformer {
     service: ServiceId,
     failures: FailureMode,
-    executions: Vec<Execution>,
+    executions: VecDeque<Execution>,
 }
 
 impl Default for Transformer {
@@ -106,7 +111,7 @@ impl Transformer {
         Transformer {
             service: TRANSFORMER,
             failures: FailureMode::none(),
-            executions: Vec::new(),
+            executions: VecDeque::new(),
         }
     }
 
@@ -125,23 +130,21 @@ impl Transformer {
         self
     }
 
-    /// Every stage request handled, in order.
-    pub fn executions(&self) -> &[Execution] {
-        &self.executions
+    /// The most recent stage requests handled (up to
+    /// [`RECORDED_EXECUTIONS`]), oldest first.
+    pub fn executions(&self) -> Vec<Execution> {
+        self.executions.iter().copied().collect()
     }
 
     /// How many times the same `(pipeline, stage, attempt)` was executed
     /// more than once. Each attempt is one request, so this stays 0 unless
     /// a request was duplicated on the way.
     pub fn duplicate_executions(&self) -> usize {
+        let key = |e: &Execution| (e.pipeline_id, e.stage_id, e.attempt);
         self.executions
             .iter()
             .enumerate()
-            .filter(|(i, e)| {
-                self.executions[..*i].iter().any(|p| {
-                    (p.pipeline_id, p.stage_id, p.attempt) == (e.pipeline_id, e.stage_id, e.attempt)
-                })
-            })
+            .filter(|(i, e)| self.executions.range(..*i).any(|p| key(p) == key(e)))
             .count()
     }
 
@@ -173,7 +176,10 @@ impl Transformer {
 impl StageHandler for Transformer {
     fn run_stage<K: KernelApi>(&mut self, kernel: &mut K, call: &StageCall) -> StageOutcome {
         let action = Action::parse(&call.action);
-        self.executions.push(Execution {
+        if self.executions.len() == RECORDED_EXECUTIONS {
+            self.executions.pop_front();
+        }
+        self.executions.push_back(Execution {
             pipeline_id: call.pipeline_id,
             stage_id: call.stage_id,
             attempt: call.attempt,
@@ -210,5 +216,59 @@ impl StageHandler for Transformer {
             output: transformed.output,
             capabilities,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::blob_payload;
+    use pandagen_sim::SimulatedKernel;
+
+    fn call(attempt: u32) -> StageCall {
+        StageCall {
+            action: "uppercase".into(),
+            source: None,
+            pipeline_id: PipelineId::from_raw(1),
+            stage_id: StageId::from_raw(1),
+            attempt,
+            input: blob_payload("b", b"x").unwrap(),
+            capabilities: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn injected_failures_are_used_up_in_order() {
+        let mut kernel = SimulatedKernel::new();
+        let mut t = Transformer::new().with_failures(FailureMode::flaky());
+        let outcomes: Vec<bool> = (0..3)
+            .map(|a| {
+                matches!(
+                    t.run_stage(&mut kernel, &call(a)),
+                    StageOutcome::Retryable { .. }
+                )
+            })
+            .collect();
+        assert_eq!(outcomes, [true, true, false]);
+        let mut p =
+            Transformer::new().with_failures(FailureMode::none().permanent(Action::Uppercase));
+        assert!(matches!(
+            p.run_stage(&mut kernel, &call(0)),
+            StageOutcome::Failure { .. }
+        ));
+    }
+
+    #[test]
+    fn the_execution_record_is_bounded_and_sees_duplicates() {
+        let mut kernel = SimulatedKernel::new();
+        let mut t = Transformer::new();
+        for attempt in 0..RECORDED_EXECUTIONS as u32 + 10 {
+            t.run_stage(&mut kernel, &call(attempt));
+        }
+        assert_eq!(t.executions().len(), RECORDED_EXECUTIONS);
+        assert_eq!(t.executions()[0].attempt, 10, "the oldest were forgotten");
+        assert_eq!(t.duplicate_executions(), 0);
+        t.run_stage(&mut kernel, &call(500));
+        assert_eq!(t.duplicate_executions(), 1);
     }
 }
