@@ -30,6 +30,10 @@ pub struct TaskSpec {
     pub kind: IdentityKind,
     pub trust_domain: TrustDomain,
     pub priority: Priority,
+    /// Parent and creator execution ids to record instead of "child of
+    /// the spawner" (the reference's `spawn_task_with_identity`). Lineage
+    /// is structural, never authority, so they are recorded as given.
+    pub lineage: Option<(Option<ExecutionId>, Option<ExecutionId>)>,
 }
 
 impl TaskSpec {
@@ -39,7 +43,13 @@ impl TaskSpec {
             kind: IdentityKind::Component,
             trust_domain: TrustDomain::user(),
             priority: Priority::NORMAL,
+            lineage: None,
         }
+    }
+
+    pub fn lineage(mut self, parent: Option<ExecutionId>, creator: Option<ExecutionId>) -> Self {
+        self.lineage = Some((parent, creator));
+        self
     }
 
     pub fn kind(mut self, kind: IdentityKind) -> Self {

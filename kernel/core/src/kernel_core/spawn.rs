@@ -171,6 +171,13 @@ impl KernelCore {
         self.exit_routes.get(&task).copied()
     }
 
+    /// Remove `task`'s exit route and return it, so that the caller
+    /// delivers the notification itself after `terminate` (the simulator
+    /// does, to apply its fault plan to it).
+    pub fn take_exit_route(&mut self, task: TaskId) -> Option<ChannelRef> {
+        self.exit_routes.remove(&task)
+    }
+
     /// Deliver `notification` on the exit route its task was spawned with
     /// (forgetting the route). Called by `terminate`. Returns whether a
     /// notification was queued; a closed or full channel loses it.

@@ -56,7 +56,8 @@ impl KernelCore {
             ),
             None => None,
         };
-        self.create_task_with_lineage(spec, parent_exec, parent_exec, now)
+        let (parent_id, creator_id) = spec.lineage.unwrap_or((parent_exec, parent_exec));
+        self.create_task_with_lineage(spec, parent_id, creator_id, now)
     }
 
     /// [`KernelCore::create_task`] with the lineage of the new identity
