@@ -133,6 +133,11 @@ impl<D: BlockDevice> JournalBackend<D> {
         self.device
     }
 
+    /// The device, e.g. to inject faults into it in tests.
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.device
+    }
+
     /// The first free journal block.
     pub fn tail(&self) -> u64 {
         self.tail

@@ -41,16 +41,22 @@ pub enum Change {
     },
     /// Every capability for `object` issued under an older epoch is void.
     Revoke { object: ObjectId, epoch: u32 },
+    /// An instance of the service opened the store. Instance numbers
+    /// prefix transaction ids, so that an id handed out by one instance
+    /// never names a transaction of a later one.
+    Open { instance: u32 },
 }
 
 impl Change {
-    pub fn object(&self) -> ObjectId {
+    /// The object changed, if the change is to an object.
+    pub fn object(&self) -> Option<ObjectId> {
         match self {
             Change::Create { object, .. }
             | Change::Blob { object, .. }
             | Change::LogAppend { object, .. }
             | Change::Map { object, .. }
-            | Change::Revoke { object, .. } => *object,
+            | Change::Revoke { object, .. } => Some(*object),
+            Change::Open { .. } => None,
         }
     }
 
@@ -61,7 +67,7 @@ impl Change {
             | Change::Blob { version, .. }
             | Change::LogAppend { version, .. }
             | Change::Map { version, .. } => Some(*version),
-            Change::Revoke { .. } => None,
+            Change::Revoke { .. } | Change::Open { .. } => None,
         }
     }
 }

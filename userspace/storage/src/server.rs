@@ -112,11 +112,10 @@ pub struct StorageServer<B: StorageBackend> {
 }
 
 impl<B: StorageBackend> StorageServer<B> {
-    /// Open `backend` (replaying its journal). `now` is the kernel clock: it
-    /// seeds transaction ids above any a previous instance handed out.
-    pub fn open(backend: B, now: Instant) -> Result<(Self, RecoveryReport), StorageError> {
+    /// Open `backend`, replaying its journal (see [`ObjectStore::open`]).
+    pub fn open(backend: B) -> Result<(Self, RecoveryReport), StorageError> {
         let caps = CapAuthority::new(backend.cap_key());
-        let (store, report) = ObjectStore::open_with_tx_base(backend, now.as_nanos().max(1))?;
+        let (store, report) = ObjectStore::open(backend)?;
         let server = StorageServer {
             store,
             caps,

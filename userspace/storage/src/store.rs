@@ -46,6 +46,8 @@ struct Catalog {
     /// that carried an origin.
     answers: BTreeMap<(u64, u64), Vec<u8>>,
     answer_order: VecDeque<(u64, u64)>,
+    /// The last instance that opened the store (see `Change::Open`).
+    instance: u32,
 }
 
 impl Catalog {
@@ -57,6 +59,7 @@ impl Catalog {
             next_version: 1,
             answers: BTreeMap::new(),
             answer_order: VecDeque::new(),
+            instance: 0,
         }
     }
 
@@ -85,6 +88,10 @@ impl Catalog {
             if let Some(version) = change.version() {
                 self.next_version = self.next_version.max(version.as_raw() + 1);
             }
+            if let Change::Open { instance } = change {
+                self.instance = self.instance.max(instance);
+                continue;
+            }
             if let Change::Create {
                 object,
                 kind,
@@ -100,9 +107,9 @@ impl Catalog {
                     .insert(object, Object::new(object, kind, stamp));
                 continue;
             }
-            let target = self
-                .objects
-                .get_mut(&change.object())
+            let target = change
+                .object()
+                .and_then(|o| self.objects.get_mut(&o))
                 .ok_or(corrupt.clone())?;
             let expected = match &change {
                 Change::Blob { .. } => Some(ObjectKind::Blob),
@@ -124,7 +131,7 @@ impl Catalog {
                     version, updates, ..
                 } => target.commit_map(VersionStamp { version, seq }, updates),
                 Change::Revoke { epoch, .. } => target.set_cap_epoch(epoch),
-                Change::Create { .. } => {}
+                Change::Create { .. } | Change::Open { .. } => {}
             }
         }
         if let Some(origin) = record.origin {
@@ -145,19 +152,11 @@ pub struct ObjectStore<B: StorageBackend> {
 }
 
 impl<B: StorageBackend> ObjectStore<B> {
-    /// Open `backend`, replaying its records. Transaction ids start at 1.
-    pub fn open(backend: B) -> Result<(Self, RecoveryReport), StorageError> {
-        Self::open_with_tx_base(backend, 1)
-    }
-
-    /// Open `backend`; transaction ids start at `tx_base`. A service that
-    /// restarts passes a base above every id its previous instance issued
-    /// (the kernel clock at start works), so a handle from before the
-    /// restart can never name a new transaction.
-    pub fn open_with_tx_base(
-        mut backend: B,
-        tx_base: u64,
-    ) -> Result<(Self, RecoveryReport), StorageError> {
+    /// Open `backend`: replay its records, then record this instance's
+    /// opening (one small durable record). Transaction ids are prefixed
+    /// with the instance number, so a transaction id handed out before a
+    /// restart never names a transaction of the new instance.
+    pub fn open(mut backend: B) -> Result<(Self, RecoveryReport), StorageError> {
         let mut catalog = Catalog::new();
         let mut failure = None;
         let report = backend.replay(&mut |record| {
@@ -168,13 +167,24 @@ impl<B: StorageBackend> ObjectStore<B> {
         if let Some(e) = failure {
             return Err(e);
         }
-        let store = ObjectStore {
+        let instance = catalog
+            .instance
+            .checked_add(1)
+            .ok_or(StorageError::Backend(BackendError::Full))?;
+        let mut store = ObjectStore {
             backend,
             catalog,
             txs: BTreeMap::new(),
-            next_tx: tx_base.max(1),
+            next_tx: u64::from(instance) << 32 | 1,
         };
+        store.commit_record(alloc::vec![Change::Open { instance }], None)?;
         Ok((store, report))
+    }
+
+    /// The number of this instance of the store (1 for the first open of a
+    /// backend, then one more per restart).
+    pub fn instance(&self) -> u32 {
+        self.catalog.instance
     }
 
     pub fn backend(&self) -> &B {
@@ -311,7 +321,9 @@ impl<B: StorageBackend> ObjectStore<B> {
         owner: Option<u64>,
         now: u64,
     ) -> Result<Transaction, StorageError> {
-        if self.txs.len() >= limits::MAX_ACTIVE_TRANSACTIONS {
+        // The low 32 bits of a transaction id count within the instance.
+        let exhausted = self.next_tx & 0xffff_ffff == 0;
+        if self.txs.len() >= limits::MAX_ACTIVE_TRANSACTIONS || exhausted {
             return Err(StorageError::TooManyTransactions {
                 max: limits::MAX_ACTIVE_TRANSACTIONS as u32,
             });

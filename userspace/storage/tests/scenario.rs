@@ -34,8 +34,8 @@ fn spawn_storage(scenario: &mut Scenario) {
         .spawn(descriptor, |k, _| {
             let channel = StorageServer::<MemoryBackend>::register(k)?;
             let backend = MemoryBackend::new(*b"scenario-key-123");
-            let (mut server, _) = StorageServer::open(backend, k.now())
-                .map_err(|_| KernelError::InvalidCapability)?;
+            let (mut server, _) =
+                StorageServer::open(backend).map_err(|_| KernelError::InvalidCapability)?;
             Ok(ChannelServer::new(
                 channel,
                 move |k: &mut SimulatedKernel, request| {

@@ -21,9 +21,7 @@ fn backend(seed: u8) -> Shared {
 }
 
 fn server(b: &Shared) -> StorageServer<Shared> {
-    StorageServer::open(b.clone(), Instant::from_nanos(1))
-        .unwrap()
-        .0
+    StorageServer::open(b.clone()).unwrap().0
 }
 
 fn envelope(source: u64, request: &Request) -> MessageEnvelope {
@@ -394,9 +392,7 @@ fn capabilities_survive_a_restart_on_the_same_backend_only() {
         let ro = attenuate(&mut s, &cap, Rights::READ);
         (cap, ro)
     };
-    let mut s = StorageServer::open(b.clone(), Instant::from_nanos(1_000))
-        .unwrap()
-        .0;
+    let mut s = StorageServer::open(b.clone()).unwrap().0;
     assert_eq!(value(one(&mut s, BOB, get(&ro, b"k"))), Some(b"v".to_vec()));
     assert!(matches!(
         one(&mut s, BOB, put(&ro, b"k", b"x")),
@@ -439,9 +435,7 @@ fn a_restart_mid_transaction_applies_nothing_of_it() {
         // The server is dropped here: the storage task died between begin
         // and commit.
     };
-    let mut s = StorageServer::open(b.clone(), Instant::from_nanos(1_000))
-        .unwrap()
-        .0;
+    let mut s = StorageServer::open(b.clone()).unwrap().0;
     assert_eq!(
         ask(&mut s, ALICE, Request::Commit { tx }),
         Err(StorageError::NotActive(tx))
@@ -482,7 +476,7 @@ fn a_crash_while_writing_the_commit_applies_nothing_of_it() {
         );
         (map, log)
     };
-    let (mut s, report) = StorageServer::open(b.clone(), Instant::from_nanos(1_000)).unwrap();
+    let (mut s, report) = StorageServer::open(b.clone()).unwrap();
     assert_eq!(report.discarded_bytes, 17);
     assert_eq!(value(one(&mut s, ALICE, get(&map, b"k"))), None);
     let read = Op::ReadLog {
@@ -626,9 +620,7 @@ fn a_committed_request_resent_after_a_restart_is_answered_not_repeated() {
     assert!(first.iter().all(Result::is_ok), "{first:?}");
     drop(s);
 
-    let mut s = StorageServer::open(b.clone(), Instant::from_nanos(1_000))
-        .unwrap()
-        .0;
+    let mut s = StorageServer::open(b.clone()).unwrap().0;
     let objects = s.store().object_count();
     let again: Vec<Response> = requests.iter().map(|r| answer(&mut s, r)).collect();
     assert_eq!(again, first);

@@ -461,6 +461,25 @@ fn restart_on_the_same_backend_recovers_everything_committed() {
 }
 
 #[test]
+fn a_transaction_id_from_before_a_restart_names_nothing_after_it() {
+    let backend = shared();
+    let (old, owner) = {
+        let mut s = reopen(&backend);
+        assert_eq!(s.instance(), 1);
+        (s.begin_owned(Some(7), 0).unwrap(), Some(7))
+    };
+    // No time passes and nothing else is committed before the restart.
+    let mut s = reopen(&backend);
+    assert_eq!(s.instance(), 2);
+    let new = s.begin_owned(owner, 0).unwrap();
+    assert_ne!(new.id(), old.id());
+    assert_eq!(
+        s.transaction_of(old.id(), owner),
+        Err(StorageError::NotActive(old.id()))
+    );
+}
+
+#[test]
 fn crash_during_commit_leaves_nothing_half_applied() {
     let backend = shared();
     let (a, l) = {

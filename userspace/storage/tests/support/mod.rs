@@ -68,7 +68,7 @@ impl Harness {
         let backend = self.backend.clone();
         let (channel, server) = self.kernel.as_task(handle.task_id, |k| {
             let channel = StorageServer::<Shared>::register(k).unwrap();
-            let (server, _) = StorageServer::open(backend, k.now()).unwrap();
+            let (server, _) = StorageServer::open(backend).unwrap();
             (channel, server)
         });
         self.storage = Some(Storage {
