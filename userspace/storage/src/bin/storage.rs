@@ -33,7 +33,6 @@ fn capability_key(kernel: &mut Kernel) -> [u8; 16] {
 
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let backend = MemoryBackend::new(capability_key(kernel));
-    let now = kernel.now();
     let (mut server, _) = match StorageServer::open(backend) {
         Ok(opened) => opened,
         Err(e) => {
