@@ -13,11 +13,27 @@
 //! * [`supervisor`] — the event-driven supervisor (start order, exit
 //!   notifications, restarts, lost-notification detection);
 //! * [`protocol`] and [`client`] — the versioned IPC interface and its
-//!   typed client.
+//!   typed client;
+//! * [`demo`] — demonstration services for the supervision scenarios.
 //!
-//! The ring-3 program is a few lines: parse the manifest bytes from the boot
-//! image with [`parse_manifest`], build [`BootCapabilities`] from the start-up
+//! The ring-3 program is a few lines: parse the manifest bytes with
+//! [`parse_manifest`], build [`BootCapabilities`] from the start-up
 //! capabilities, then `Supervisor::new(..).boot(kernel)` and `serve(kernel)`.
+//!
+//! ## What a supervised service must do
+//!
+//! * Register its service id (with the `registry` capability it is given):
+//!   that is when it counts as `Running` (unless the manifest says
+//!   `ready = spawned`), and its registration is how the supervisor notices
+//!   that it died when an exit notification is lost.
+//! * Exit with `ExitReason::Normal` on a request with action
+//!   [`protocol::SHUTDOWN_ACTION`]: the kernel API cannot terminate another
+//!   task, so stopping is cooperative. An instance that ignores it stays
+//!   `Stopping` (reported as `StopOverdue`, the request re-sent each
+//!   `stop_timeout`).
+//! * Find other services with `lookup_service` (no capability needed);
+//!   after a dependency restarts, its old channel answers
+//!   `SendFailed(ChannelClosed)` and a new lookup finds the new one.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
