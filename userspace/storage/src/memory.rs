@@ -35,6 +35,8 @@ pub enum ApplyFault {
 pub struct MemoryBackend {
     key: SipKey,
     journal: Vec<u8>,
+    /// The most journal bytes kept; `apply` answers `Full` beyond it.
+    capacity: usize,
     crashed: bool,
     fault: Option<ApplyFault>,
 }
@@ -46,9 +48,18 @@ impl MemoryBackend {
         MemoryBackend {
             key: SipKey::from_bytes(key),
             journal: Vec::new(),
+            capacity: usize::MAX,
             crashed: false,
             fault: None,
         }
+    }
+
+    /// Refuse (with `Full`) any commit that would grow the journal past
+    /// `bytes` — for a service whose heap is small, so that a client cannot
+    /// exhaust it.
+    pub fn with_capacity(mut self, bytes: usize) -> Self {
+        self.capacity = bytes;
+        self
     }
 
     /// Make the next `apply` fail in the given way.
@@ -89,6 +100,9 @@ impl StorageBackend for MemoryBackend {
             return Err(BackendError::Crashed);
         }
         let frame = Self::frame(record)?;
+        if self.journal.len().saturating_add(frame.len()) > self.capacity {
+            return Err(BackendError::Full);
+        }
         match self.fault.take() {
             None => {
                 self.journal.extend_from_slice(&frame);
@@ -215,6 +229,15 @@ mod tests {
         assert_eq!(b.apply(&record(1)), Err(BackendError::Full));
         assert_eq!(b.journal_len(), 0);
         b.apply(&record(1)).unwrap();
+        assert_eq!(replayed(&mut b).0, vec![record(1)]);
+    }
+
+    #[test]
+    fn a_full_backend_refuses_and_keeps_what_it_has() {
+        let one = MemoryBackend::frame(&record(1)).unwrap().len();
+        let mut b = MemoryBackend::new([7; 16]).with_capacity(one + 10);
+        b.apply(&record(1)).unwrap();
+        assert_eq!(b.apply(&record(2)), Err(BackendError::Full));
         assert_eq!(replayed(&mut b).0, vec![record(1)]);
     }
 

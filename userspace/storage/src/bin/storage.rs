@@ -12,6 +12,9 @@ use x86_64::instructions::random::RdRand;
 
 pandagen_rt::entry!(main);
 
+/// The most journal bytes kept in memory (the ring-3 heap is 1 MiB).
+const JOURNAL_BYTES: usize = 256 * 1024;
+
 /// A fresh capability key. The in-memory backend lives only as long as this
 /// task, so the key only has to be unpredictable to other tasks: RDRAND
 /// when the CPU has it, otherwise the clock (weak, and logged as such).
@@ -32,7 +35,9 @@ fn capability_key(kernel: &mut Kernel) -> [u8; 16] {
 }
 
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
-    let backend = MemoryBackend::new(capability_key(kernel));
+    // The journal shares this task's heap with the indexes built from it;
+    // bound it so that clients cannot exhaust the heap.
+    let backend = MemoryBackend::new(capability_key(kernel)).with_capacity(JOURNAL_BYTES);
     let (mut server, _) = match StorageServer::open(backend) {
         Ok(opened) => opened,
         Err(e) => {
