@@ -2,7 +2,8 @@
 
 mod support;
 
-use pandagen_abi::{Duration, ServiceId};
+use pandagen_abi::{CapKind, Duration, Rights, ServiceId};
+use pandagen_core::CapabilityEvent;
 use pandagen_process_manager::{LifecycleState, SupervisorEvent};
 use support::{Behaviour, World};
 
@@ -83,4 +84,40 @@ fn every_service_registers_and_answers_once_running() {
     for id in [10, 11, 12] {
         world.ping(ServiceId::from_raw(id)).unwrap();
     }
+}
+
+#[test]
+fn each_service_gets_exactly_its_named_capabilities_and_crossing_a_trust_domain_is_audited() {
+    let mut world = World::new(
+        "[plain]\nid = 13\nready = spawned\ntrust = core\n\
+         [worker]\nid = 14\ncapabilities = registry, kernel-info\ntrust = sandbox\n",
+    );
+    world.run_for(Duration::from_millis(50));
+    let plain = world.info("plain").task_id.unwrap();
+    let worker = world.info("worker").task_id.unwrap();
+    // `plain` asked for nothing and got nothing.
+    assert!(world.kernel().capabilities_of(plain).is_empty());
+    // `worker` holds its two copies (and the channel it created), none
+    // with GRANT: it cannot mint copies for others.
+    let kinds: Vec<CapKind> = world
+        .kernel()
+        .capabilities_of(worker)
+        .iter()
+        .map(|(_, info)| info.kind())
+        .collect();
+    assert!(kinds.contains(&CapKind::ServiceRegistry));
+    assert!(kinds.contains(&CapKind::KernelInfo));
+    assert!(!kinds.contains(&CapKind::BootImage) && !kinds.contains(&CapKind::SerialInput));
+    for (_, info) in world.kernel().capabilities_of(worker) {
+        if info.kind() != CapKind::Channel {
+            assert!(!info.rights.contains(Rights::GRANT), "{info:?}");
+        }
+    }
+    // The process manager runs in "core"; moving the copies into a
+    // "sandbox" task is allowed and audited.
+    assert!(world.kernel().audit_log().has_event(|e| matches!(
+        e,
+        CapabilityEvent::CrossDomainDelegation { to, from_domain, to_domain, .. }
+            if *to == worker && from_domain == "core" && to_domain == "sandbox"
+    )));
 }

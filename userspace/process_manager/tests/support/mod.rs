@@ -11,8 +11,9 @@ use std::rc::Rc;
 
 use pandagen_abi::syscall::ROOT_CAPABILITIES;
 use pandagen_abi::{
-    ChannelId, Duration, ExitReason, FailureCause, Instant, KernelApi, KernelError,
+    ChannelId, Duration, ExitReason, FailureCause, IdentityKind, Instant, KernelApi, KernelError,
     MessageEnvelope, MessagePayload, Rights, SchemaVersion, ServiceId, TaskDescriptor, TaskId,
+    TrustDomain,
 };
 use pandagen_process_manager::protocol::SHUTDOWN_ACTION;
 use pandagen_process_manager::{
@@ -227,7 +228,8 @@ impl World {
         }
         // The process manager gets copies of the root capabilities, in the
         // order the real kernel gives them to the root task.
-        let mut descriptor = TaskDescriptor::new("process-manager".into());
+        let mut descriptor = TaskDescriptor::new("process-manager".into())
+            .with_identity(IdentityKind::System, TrustDomain::core());
         for kind in ROOT_CAPABILITIES {
             let copy = scenario
                 .kernel_mut()
