@@ -13,10 +13,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use pandagen_abi::syscall::StartupInfo;
 use pandagen_abi::{
     CapHandle, CapKind, Duration, ExecutionId, ExitNotification, ExitReason, FailureCause,
-    IdentityKind, IdentityMetadata, Instant, KernelError, Priority, Rights, TaskDescriptor,
-    TaskHandle, TaskId, TrustDomain,
+    IdentityKind, IdentityMetadata, Instant, KernelError, Rights, TaskDescriptor, TaskHandle,
+    TaskId, TrustDomain,
 };
-use pandagen_core::{AuditLog, ChannelRef, CoreConfig, KernelCore, Mintable, ParkedMessage};
+use pandagen_core::{AuditLog, ChannelRef, CoreConfig, KernelCore, ParkedMessage};
 
 use crate::clock::VirtualClock;
 use crate::fault::{ChannelKey, FaultPlan};
@@ -163,7 +163,6 @@ pub struct SimulatedKernel {
     pub(crate) known_images: Option<BTreeSet<String>>,
     pub(crate) launches: Vec<Launch>,
     pub(crate) startups: BTreeMap<TaskId, StartupInfo>,
-    pub(crate) exit_routes: BTreeMap<TaskId, ChannelRef>,
 }
 
 impl Default for SimulatedKernel {
@@ -189,41 +188,20 @@ impl SimulatedKernel {
     pub fn with_config(config: CoreConfig) -> Self {
         let t0 = Instant::ZERO;
         let mut core = KernelCore::new(config);
-        let spec = pandagen_core::TaskSpec::new("root")
-            .kind(IdentityKind::System)
-            .trust_domain(TrustDomain::core())
-            .priority(Priority::HIGH);
-        let (root, execution) = core
-            .create_task(None, spec, t0)
+        let root = core
+            .create_root_task("root", t0)
             .expect("a fresh core has room for the root task");
-        let transferable = Rights::GRANT | Rights::TRANSFER;
-        let minted = [
-            (Mintable::ServiceRegistry, Rights::REGISTER | transferable),
-            (
-                Mintable::BootImage,
-                Rights::SPAWN | Rights::READ | transferable,
-            ),
-            (Mintable::KernelInfo, Rights::READ | transferable),
-            (
-                Mintable::SerialInput,
-                Rights::READ | Rights::RECEIVE | transferable,
-            ),
-        ];
-        let root_caps: Vec<CapHandle> = minted
-            .into_iter()
-            .map(|(object, rights)| {
-                core.mint(root, object, rights, t0)
-                    .expect("a fresh task has room for the root capabilities")
-            })
-            .collect();
         let mut startups = BTreeMap::new();
-        startups.insert(root, startup_info(root, execution, "root", &root_caps));
+        startups.insert(
+            root.task,
+            startup_info(root.task, root.execution, "root", &root.capabilities),
+        );
         SimulatedKernel {
             core,
             clock: VirtualClock::new(),
-            current: root,
-            root,
-            root_caps,
+            current: root.task,
+            root: root.task,
+            root_caps: root.capabilities,
             injector: FaultInjector::disabled(),
             faults_active: false,
             held: Held::default(),
@@ -234,7 +212,6 @@ impl SimulatedKernel {
             known_images: None,
             launches: Vec::new(),
             startups,
-            exit_routes: BTreeMap::new(),
         }
     }
 
@@ -602,6 +579,9 @@ impl SimulatedKernel {
         reason: ExitReason,
     ) -> Result<(), KernelError> {
         let now = self.clock.now();
+        // The simulator delivers the notification itself, so that the fault
+        // plan applies to it; the core then finds no route to follow.
+        let route = self.core.take_exit_route(task);
         let notification = self.core.terminate(task, reason.clone(), now)?;
         self.activity += 1;
         self.record(TraceEvent::Exited {
@@ -609,7 +589,7 @@ impl SimulatedKernel {
             reason: format!("{reason:?}"),
         });
         self.startups.remove(&task);
-        if let Some(channel) = self.exit_routes.remove(&task) {
+        if let Some(channel) = route {
             self.send_exit_notification(channel, &notification);
         }
         self.reap_closed();

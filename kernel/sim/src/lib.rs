@@ -53,6 +53,6 @@ pub use fault::{
 };
 pub use injector::FaultInjector;
 pub use kernel::{CapRef, Launch, SimInvariantViolation, SimulatedKernel};
-pub use lifecycle::{EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE};
+pub use pandagen_core::{EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE};
 pub use runner::{ChannelServer, RunReport, Scenario, SimService, StepOutcome, StopReason};
 pub use trace::{LossReason, Trace, TraceEvent, TraceRecord};
