@@ -54,6 +54,10 @@ plain_id!(
     "svc#"
 );
 
+/// The sender the kernel stamps on messages it originates itself (exit
+/// notifications). No task ever has this id: task ids start at 1.
+pub const KERNEL_TASK: TaskId = TaskId::from_raw(0);
+
 /// Fresh message and service ids come from one process-wide counter. A
 /// ring-3 runtime seeds it with a per-task base (see [`seed_id_counter`]) so
 /// that ids from different tasks do not collide.

@@ -82,7 +82,7 @@ impl fmt::Display for ChannelRef {
 /// notifications, see [`KernelCore::send_from_kernel`](crate::KernelCore::send_from_kernel)).
 /// Task ids start at 1, so it never names a task; a receiving runtime
 /// presents it as `MessageEnvelope::source == None`.
-pub const KERNEL_SENDER: TaskId = TaskId::from_raw(0);
+pub const KERNEL_SENDER: TaskId = pandagen_abi::ids::KERNEL_TASK;
 
 /// A message in kernel custody.
 pub(crate) struct Message {

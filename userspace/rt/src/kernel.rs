@@ -16,6 +16,7 @@ use pandagen_abi::{
 };
 
 use crate::syscall::{call, call_small};
+use pandagen_abi::ids::KERNEL_TASK;
 
 /// The calling task's view of the kernel. One per program, made by
 /// [`entry!`](crate::entry); it owns the request and response buffers so
@@ -167,7 +168,8 @@ impl KernelApi for Kernel {
             .map(|h| Cap::from_handle(*h))
             .collect();
         let mut envelope = MessageEnvelope::decode(reply.message)?;
-        envelope.source = Some(reply.sender);
+        // Kernel-originated messages (exit notifications) have no source task.
+        envelope.source = (reply.sender != KERNEL_TASK).then_some(reply.sender);
         Ok(ReceivedMessage {
             envelope,
             capabilities,
