@@ -7,7 +7,7 @@ use crate::bootcfg::BootConfig;
 use crate::fail;
 use crate::layout::{Layout, Profile, BARE_METAL_TARGET, KERNEL_PACKAGE, PINNED_NIGHTLY};
 use crate::process::{cargo, run_checked, TaskResult};
-use crate::programs::{self, UserProgram};
+use crate::programs;
 use crate::qemu::Firmware;
 use crate::ramdisk;
 use crate::strip;
@@ -35,16 +35,10 @@ pub fn user_programs(
     profile: Profile,
     names: &[&str],
 ) -> TaskResult<Vec<(String, PathBuf)>> {
-    let wanted: Vec<&UserProgram> = names
-        .iter()
-        .map(|n| {
-            programs::find(n)
-                .ok_or_else(|| fail!("unknown ring-3 program `{n}` (see xtask/src/programs.rs)"))
-        })
-        .collect::<TaskResult<_>>()?;
-    if wanted.is_empty() {
+    if names.is_empty() {
         return Ok(Vec::new());
     }
+    let wanted = programs::resolve(&programs::discover(layout)?, names)?;
     let script = layout.user_linker_script();
     if !script.is_file() {
         return Err(fail!(
@@ -58,7 +52,7 @@ pub fn user_programs(
     );
     // One cargo invocation for all of them: cargo then schedules the
     // shared dependencies once.
-    let mut packages: Vec<&str> = wanted.iter().map(|p| p.package).collect();
+    let mut packages: Vec<&str> = wanted.iter().map(|p| p.package.as_str()).collect();
     packages.sort_unstable();
     packages.dedup();
     let features: Vec<String> = packages.iter().map(|p| format!("{p}/ring3")).collect();
@@ -70,7 +64,7 @@ pub fn user_programs(
         cmd.args(["-p", package]);
     }
     for program in &wanted {
-        cmd.args(["--bin", program.bin]);
+        cmd.args(["--bin", &program.bin]);
     }
     cmd.args(["--features", &features.join(",")])
         .args(["--target", BARE_METAL_TARGET])
@@ -81,9 +75,9 @@ pub fn user_programs(
     wanted
         .iter()
         .map(|program| {
-            let elf = layout.user_elf(program.bin, profile);
+            let elf = layout.user_elf(&program.bin, profile);
             if elf.is_file() {
-                Ok((program.bin.to_string(), elf))
+                Ok((program.bin.clone(), elf))
             } else {
                 Err(fail!(
                     "{} built but {} is missing",

@@ -78,7 +78,7 @@ impl fmt::Display for Refusal {
             ),
             Refusal::RegularFileNeedsAllowFile(p) => write!(
                 f,
-                "{} is a regular file, not a block device; refusing (pass --allow-file to write an image file)",
+                "{} is a regular file, not a block device (pass --allow-file to write an image file)",
                 p.display()
             ),
             Refusal::NotBlockDevice(p) => {

@@ -22,7 +22,7 @@ pub struct Suite {
     pub name: &'static str,
     pub firmware: Firmware,
     pub boot_cfg: BootConfig,
-    /// Ring-3 programs (binary names from `programs.rs`) put into `bin/`.
+    /// Ring-3 programs (binary names, see `programs.rs`) put into `bin/`.
     pub programs: &'static [&'static str],
     /// Repository-relative path of a service manifest to include, if any.
     pub manifest: Option<&'static str>,
@@ -105,18 +105,13 @@ mod tests {
 
     #[test]
     fn suites_are_well_formed() {
+        let all = programs::discover(&crate::layout::Layout::from_xtask_manifest()).unwrap();
         for s in SUITES {
             s.boot_cfg
                 .validate()
                 .unwrap_or_else(|e| panic!("{}: {e}", s.name));
             assert!(s.timeout_secs > 0, "{}", s.name);
-            for p in s.programs {
-                assert!(
-                    programs::find(p).is_some(),
-                    "{}: unknown program {p}",
-                    s.name
-                );
-            }
+            programs::resolve(&all, s.programs).unwrap_or_else(|e| panic!("{}: {e}", s.name));
         }
     }
 
