@@ -607,3 +607,112 @@ proptest! {
         }
     }
 }
+
+#[derive(Clone, Debug)]
+enum TxStep {
+    Begin(usize),
+    Put(usize, usize, u8, u8),
+    Get(usize, usize, u8),
+    Commit(usize),
+    Rollback(usize),
+}
+
+fn tx_step() -> impl Strategy<Value = TxStep> {
+    let slot = 0usize..3;
+    let object = 0usize..2;
+    prop_oneof![
+        2 => slot.clone().prop_map(TxStep::Begin),
+        4 => (slot.clone(), object.clone(), 0u8..4, any::<u8>())
+            .prop_map(|(s, o, k, v)| TxStep::Put(s, o, k, v)),
+        3 => (slot.clone(), object, 0u8..4).prop_map(|(s, o, k)| TxStep::Get(s, o, k)),
+        2 => slot.clone().prop_map(TxStep::Commit),
+        1 => slot.prop_map(TxStep::Rollback),
+    ]
+}
+
+/// One model transaction: the model commit it began after, its writes.
+struct ModelTx {
+    handle: Transaction,
+    snapshot: usize,
+    writes: BTreeMap<(usize, u8), u8>,
+}
+
+proptest! {
+    /// Interleaved transactions against a model of snapshot isolation with
+    /// first-committer-wins: every read sees the committed state as of the
+    /// transaction's begin plus its own writes; a write or commit fails
+    /// with a conflict exactly when another transaction committed to the
+    /// same object since that begin; committed state is the committed
+    /// write-sets applied in commit order.
+    #[test]
+    fn interleaved_transactions_follow_snapshot_isolation(steps in proptest::collection::vec(tx_step(), 1..80)) {
+        let mut s = store();
+        let maps = [s.create(ObjectKind::Map).unwrap().0, s.create(ObjectKind::Map).unwrap().0];
+        // states[i] = committed state after i model commits; last[o] = the
+        // model commit that last changed object o.
+        let mut states: Vec<BTreeMap<(usize, u8), u8>> = vec![BTreeMap::new()];
+        let mut last = [0usize; 2];
+        let mut slots: [Option<ModelTx>; 3] = [None, None, None];
+        for step in steps {
+            match step {
+                TxStep::Begin(i) => {
+                    if slots[i].is_none() {
+                        let handle = s.begin_transaction().unwrap();
+                        slots[i] = Some(ModelTx { handle, snapshot: states.len() - 1, writes: BTreeMap::new() });
+                    }
+                }
+                TxStep::Put(i, o, k, v) => {
+                    let Some(t) = slots[i].as_mut() else { continue };
+                    let result = s.put(&mut t.handle, maps[o], &[k], &[v]);
+                    if last[o] > t.snapshot {
+                        prop_assert_eq!(result, Err(StorageError::Conflict { object: maps[o] }));
+                        slots[i] = None;
+                    } else {
+                        prop_assert!(result.is_ok());
+                        t.writes.insert((o, k), v);
+                    }
+                }
+                TxStep::Get(i, o, k) => {
+                    let Some(t) = slots[i].as_ref() else { continue };
+                    let expected = t.writes.get(&(o, k)).or_else(|| states[t.snapshot].get(&(o, k)));
+                    let got = s.get(&t.handle, maps[o], &[k], None).unwrap().value;
+                    prop_assert_eq!(got, expected.map(|v| vec![*v]));
+                }
+                TxStep::Commit(i) => {
+                    let Some(mut t) = slots[i].take() else { continue };
+                    let written: Vec<usize> = t.writes.keys().map(|(o, _)| *o).collect();
+                    let conflict = written.iter().find(|o| last[**o] > t.snapshot);
+                    let result = s.commit(&mut t.handle);
+                    match conflict {
+                        Some(o) => prop_assert_eq!(result, Err(StorageError::Conflict { object: maps[*o] })),
+                        None => {
+                            prop_assert!(result.is_ok());
+                            if !t.writes.is_empty() {
+                                let mut next = states.last().unwrap().clone();
+                                next.extend(t.writes.iter().map(|(k, v)| (*k, *v)));
+                                states.push(next);
+                                for o in written {
+                                    last[o] = states.len() - 1;
+                                }
+                            }
+                        }
+                    }
+                }
+                TxStep::Rollback(i) => {
+                    if let Some(mut t) = slots[i].take() {
+                        s.rollback(&mut t.handle).unwrap();
+                    }
+                }
+            }
+        }
+        // The committed state, read fresh, is the model's.
+        let probe = s.begin_transaction().unwrap();
+        let model = states.last().unwrap();
+        for (o, map) in maps.iter().enumerate() {
+            for k in 0u8..4 {
+                let got = s.get(&probe, *map, &[k], None).unwrap().value;
+                prop_assert_eq!(got, model.get(&(o, k)).map(|v| vec![*v]));
+            }
+        }
+    }
+}
