@@ -16,6 +16,13 @@ pub const FRAME_SIZE: u64 = 4096;
 /// Physical memory below this address is never handed out.
 pub const LOW_MEMORY_END: u64 = 0x10_0000;
 
+/// Allocation starts here and moves up, wrapping around to the memory below
+/// only when everything above is taken. The first 16 MiB is the legacy
+/// ISA-DMA zone, and it is where BIOS boot stages ran: under QEMU's TCG,
+/// pages that once held executed code stay very slow to write, so the
+/// kernel's hot data should not live there.
+pub const PREFERRED_START: u64 = 0x100_0000;
+
 const BITS: u64 = 64;
 
 /// A half-open range `[start, end)` of physical addresses.
@@ -72,8 +79,8 @@ pub struct FrameBitmap<'a> {
     free: &'a mut [u64],
     total: u64,
     free_count: u64,
-    /// Word index where the next search starts (next-fit keeps allocation O(1)
-    /// amortised while memory is plentiful).
+    /// Word index where the next search starts: next-fit keeps allocation
+    /// O(1) amortised while memory is plentiful.
     hint: usize,
 }
 
@@ -87,16 +94,24 @@ impl<'a> FrameBitmap<'a> {
         }
     }
 
-    /// Finds a place for the bitmap storage itself: the start of the first
-    /// usable range that can hold `words` words, page-aligned. The caller
-    /// must then [`FrameBitmap::reserve`] it.
-    pub fn find_storage<I: IntoIterator<Item = PhysRange>>(usable: I, words: usize) -> Option<u64> {
+    /// Finds a place for the bitmap storage itself: page-aligned, in the
+    /// lowest usable range at or above [`PREFERRED_START`] that can hold
+    /// `words` words, else in the first one below. The caller must then
+    /// [`FrameBitmap::reserve`] it.
+    pub fn find_storage<I>(usable: I, words: usize) -> Option<u64>
+    where
+        I: IntoIterator<Item = PhysRange> + Clone,
+    {
         let bytes = (words as u64 * 8).div_ceil(FRAME_SIZE) * FRAME_SIZE;
-        usable.into_iter().find_map(|range| {
-            let frames = range.frames();
-            let start = frames.start * FRAME_SIZE;
-            (frames.end * FRAME_SIZE >= start + bytes && bytes > 0).then_some(start)
-        })
+        let fit = |floor: u64| {
+            usable.clone().into_iter().find_map(move |range| {
+                let frames = range.frames();
+                let start = (frames.start * FRAME_SIZE).max(floor);
+                let end = frames.end * FRAME_SIZE;
+                (bytes > 0 && end >= start && end - start >= bytes).then_some(start)
+            })
+        };
+        fit(PREFERRED_START).or_else(|| fit(0))
     }
 
     /// Builds the allocator: every whole frame of every `usable` range (above
@@ -134,6 +149,8 @@ impl<'a> FrameBitmap<'a> {
                 }
             }
         }
+        let preferred = (PREFERRED_START / FRAME_SIZE).saturating_sub(first_frame) / BITS;
+        bitmap.hint = (preferred as usize).min(words - 1);
         Ok(bitmap)
     }
 
@@ -159,14 +176,15 @@ impl<'a> FrameBitmap<'a> {
         }
     }
 
-    /// Hands out a free frame, returning its physical address.
+    /// Hands out a free frame, returning its physical address. The search
+    /// starts at [`PREFERRED_START`] (see there) and moves up, wrapping.
     pub fn allocate(&mut self) -> Option<u64> {
         let words = self.free.len();
         for i in 0..words {
             let word = (self.hint + i) % words;
             let bits = self.free[word];
             if bits != 0 {
-                let bit = bits.trailing_zeros() as u64;
+                let bit = u64::from(bits.trailing_zeros());
                 self.free[word] &= !(1 << bit);
                 self.free_count -= 1;
                 self.hint = word;
@@ -290,6 +308,31 @@ mod tests {
         }
         assert_eq!(seen.len() as u64, bitmap.total_frames());
         assert_eq!(bitmap.free_frames(), 0);
+    }
+
+    #[test]
+    fn starts_above_the_preferred_boundary_then_wraps_below() {
+        let usable = [
+            PhysRange {
+                start: MIB,
+                end: 2 * MIB,
+            },
+            PhysRange {
+                start: 16 * MIB,
+                end: 16 * MIB + 2 * FRAME_SIZE,
+            },
+        ];
+        let mut storage = vec![0; FrameBitmap::storage_words(usable)];
+        let mut bitmap = FrameBitmap::new(usable, &mut storage).unwrap();
+        assert_eq!(bitmap.allocate(), Some(16 * MIB));
+        assert_eq!(bitmap.allocate(), Some(16 * MIB + FRAME_SIZE));
+        assert_eq!(bitmap.allocate(), Some(MIB));
+        let words = FrameBitmap::storage_words(usable);
+        assert_eq!(FrameBitmap::find_storage(usable, words), Some(16 * MIB));
+        assert_eq!(
+            FrameBitmap::find_storage(map(), words),
+            Some(MIB + FRAME_SIZE)
+        );
     }
 
     #[test]
