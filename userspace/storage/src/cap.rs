@@ -33,6 +33,20 @@
 //! a new token with a subset of its rights — never more) and **revocation**
 //! (a holder with `CONTROL` bumps the object's epoch, which voids every
 //! token issued for it before, and gets a fresh full token back).
+//!
+//! # How kernel capabilities could carry them
+//!
+//! If the kernel core let a service mint *badged* capabilities of kind
+//! `StorageObject` — a capability whose object is "service S, badge b",
+//! with the badge opaque to the kernel, mintable only by the task that
+//! registered S, and readable (badge and rights) by S when one arrives
+//! attached to a request — then a session's object capabilities could be
+//! real kernel capabilities: moved, not copied, invalidated with their
+//! holder, audited. The badge would be `(object, epoch)`. Durability would
+//! then be explicit: a client asks the service to *export* a kernel
+//! capability into a token like this one (to store it) and to *import* a
+//! token back into a kernel capability, so the bearer-token form only
+//! exists where something must outlive a task.
 
 use pandagen_abi::Rights;
 use serde::{Deserialize, Serialize};
