@@ -76,6 +76,9 @@ pub mod limits {
     pub const MAX_TX_BYTES: usize = 2 * 1024 * 1024;
     /// The most transactions active at once.
     pub const MAX_ACTIVE_TRANSACTIONS: usize = 64;
+    /// The most transactions one client may have active at once, so that
+    /// one client cannot take every slot.
+    pub const MAX_TRANSACTIONS_PER_CLIENT: usize = 16;
     /// The most operations in one request.
     pub const MAX_OPS_PER_REQUEST: usize = 32;
     /// The most data bytes one read reply carries (log records, list keys,

@@ -328,6 +328,14 @@ impl<B: StorageBackend> ObjectStore<B> {
                 max: limits::MAX_ACTIVE_TRANSACTIONS as u32,
             });
         }
+        if owner.is_some()
+            && self.txs.values().filter(|r| r.owner == owner).count()
+                >= limits::MAX_TRANSACTIONS_PER_CLIENT
+        {
+            return Err(StorageError::TooManyTransactions {
+                max: limits::MAX_TRANSACTIONS_PER_CLIENT as u32,
+            });
+        }
         let id = TxId::from_raw(self.next_tx);
         self.next_tx += 1;
         let snapshot = self.catalog.last_seq;

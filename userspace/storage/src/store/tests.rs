@@ -409,8 +409,18 @@ fn expect_version_guards_against_lost_updates() {
 #[test]
 fn active_transactions_are_bounded_and_idle_ones_expire() {
     let mut s = store();
-    for i in 0..limits::MAX_ACTIVE_TRANSACTIONS {
+    let per = limits::MAX_TRANSACTIONS_PER_CLIENT;
+    for i in 0..per {
         s.begin_owned(Some(1), i as u64).unwrap();
+    }
+    // One client cannot take every slot...
+    assert_eq!(
+        s.begin_owned(Some(1), 0),
+        Err(StorageError::TooManyTransactions { max: per as u32 })
+    );
+    // ...but all of them together can.
+    for i in per..limits::MAX_ACTIVE_TRANSACTIONS {
+        s.begin_owned(Some(100 + i as u64), i as u64).unwrap();
     }
     assert!(matches!(
         s.begin_transaction(),
