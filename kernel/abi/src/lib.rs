@@ -24,6 +24,7 @@ pub mod envelope;
 pub mod error;
 pub mod identity;
 pub mod ids;
+pub mod info;
 pub mod schema;
 pub mod services;
 pub mod syscall;

@@ -78,7 +78,26 @@ pub enum Syscall {
     /// No request → [`StartupInfo`]: who am I, and which capabilities was I
     /// born with.
     Startup = 16,
+    /// [`InfoRequestEnvelope`] → [`InfoReply`](crate::info::InfoReply).
+    KernelInfo = 17,
+    /// [`ConsoleWriteRequest`] → `()`: raw bytes to the serial console
+    /// (needs the `SerialInput` capability with `WRITE`).
+    ConsoleWrite = 18,
+    /// [`BindConsoleInputRequest`] → `()`: from now on, bytes typed on
+    /// the serial console arrive on that channel as kernel messages with
+    /// action [`CONSOLE_INPUT_ACTION`] and a `Vec<u8>` payload (needs the
+    /// `SerialInput` capability with `READ`, and `SEND` on the channel).
+    BindConsoleInput = 19,
+    /// [`TerminateRequest`] → `()`: end one of the caller's own children.
+    /// Only a task's parent may do this.
+    Terminate = 20,
+    /// [`ShutdownRequest`] → never returns: power off (QEMU exits
+    /// cleanly). Needs the `KernelInfo` capability with `CONTROL`.
+    Shutdown = 21,
 }
+
+/// The action of console-input messages.
+pub const CONSOLE_INPUT_ACTION: &str = "console.input";
 
 impl Syscall {
     pub const fn from_number(number: u64) -> Result<Syscall, SyscallError> {
@@ -100,6 +119,11 @@ impl Syscall {
             14 => Syscall::LookupService,
             15 => Syscall::DebugWrite,
             16 => Syscall::Startup,
+            17 => Syscall::KernelInfo,
+            18 => Syscall::ConsoleWrite,
+            19 => Syscall::BindConsoleInput,
+            20 => Syscall::Terminate,
+            21 => Syscall::Shutdown,
             other => return Err(SyscallError::UnknownSyscall(other)),
         })
     }
@@ -184,6 +208,38 @@ pub struct DebugWriteRequest<'a> {
     pub text: &'a str,
 }
 
+/// A [`Syscall::KernelInfo`] request: which capability authorises it and
+/// what to report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InfoRequestEnvelope {
+    pub capability: CapHandle,
+    pub request: crate::info::InfoRequest,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleWriteRequest<'a> {
+    pub capability: CapHandle,
+    pub bytes: &'a [u8],
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindConsoleInputRequest {
+    pub capability: CapHandle,
+    pub channel: CapHandle,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminateRequest {
+    pub task: TaskId,
+    pub reason: ExitReason,
+}
+
+/// A [`Syscall::Shutdown`] request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShutdownRequest {
+    pub capability: CapHandle,
+}
+
 /// What a task learns about itself at start.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartupInfo {
@@ -242,13 +298,13 @@ mod tests {
 
     #[test]
     fn every_number_round_trips_and_unknown_numbers_are_typed_errors() {
-        for n in 0..=16u64 {
+        for n in 0..=21u64 {
             let call = Syscall::from_number(n).unwrap();
             assert_eq!(call as u64, n);
         }
         assert_eq!(
-            Syscall::from_number(17),
-            Err(SyscallError::UnknownSyscall(17))
+            Syscall::from_number(22),
+            Err(SyscallError::UnknownSyscall(22))
         );
         assert_eq!(
             Syscall::from_number(u64::MAX),

@@ -21,6 +21,11 @@ use pandagen_abi::{
 };
 use pandagen_rt::println;
 
+/// The failure `faulter` reports when a misaligned access with RFLAGS.AC
+/// set did not fault: the CPU (QEMU's TCG among them) does not enforce
+/// alignment checks, so no #AC can be observed there.
+pub const NO_ALIGNMENT_CHECK: &str = "alignment check not enforced by this CPU";
+
 /// The echo service used by the IPC scenarios.
 pub const ECHO: ServiceId = ServiceId::from_raw(100);
 

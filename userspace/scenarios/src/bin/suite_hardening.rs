@@ -107,7 +107,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     };
 
     // Unknown system call numbers.
-    for number in [17u64, 64, 255, 1 << 32, u64::MAX] {
+    for number in [22u64, 64, 255, 1 << 32, u64::MAX] {
         let resp = buffers.resp();
         let result = raw(number, buffers.req(0), resp);
         tally.check(
@@ -305,7 +305,8 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     // Another task's handles.
     let exits = kernel.create_channel()?;
     let inbox = kernel.create_channel()?;
-    let inbox_receive = kernel.clone_capability(&Cap::from(inbox), Rights::RECEIVE | Rights::TRANSFER)?;
+    let inbox_receive =
+        kernel.clone_capability(&Cap::from(inbox), Rights::RECEIVE | Rights::TRANSFER)?;
     let secret = kernel.create_channel()?;
     let thief = spawn(
         kernel,
@@ -345,9 +346,11 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     );
 
     // A seeded storm of random system calls. Calls that could end or park
-    // this task (Exit, Sleep, Receive), that allocate kernel objects
-    // (Spawn, CreateChannel, Clone: a storm of valid ones would only test
-    // resource limits), or that print (DebugWrite) become unknown numbers.
+    // this task or the machine (Exit, Sleep, Receive, Terminate, Shutdown),
+    // that allocate kernel objects (Spawn, CreateChannel, Clone: a storm of
+    // valid ones would only test resource limits), or that print or rebind
+    // the console (DebugWrite, ConsoleWrite, BindConsoleInput) become
+    // unknown numbers.
     let seed = rdtsc() | 1;
     println!("hardening: random syscall storm, seed {seed:#x}");
     let mut rng = Rng(seed);
@@ -358,8 +361,8 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     .unwrap();
     let mut survived = 0u32;
     for _ in 0..100_000 {
-        let number = match rng.next() % 20 {
-            1 | 3 | 4 | 6 | 8 | 12 | 15 => 17 + rng.next() % 1000,
+        let number = match rng.next() % 24 {
+            1 | 3 | 4 | 6 | 8 | 12 | 15 | 18..=21 => 22 + rng.next() % 1000,
             n => n,
         };
         let request = match rng.next() % 6 {

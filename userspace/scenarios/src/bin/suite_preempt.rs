@@ -19,7 +19,8 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let progress = kernel.create_channel()?;
     let mut spinners = vec![];
     for name in ["spinner_a", "spinner_b"] {
-        let send = kernel.clone_capability(&Cap::from(progress), Rights::SEND | Rights::TRANSFER)?;
+        let send =
+            kernel.clone_capability(&Cap::from(progress), Rights::SEND | Rights::TRANSFER)?;
         spinners.push(spawn(kernel, name, "spinner", vec![send], exits)?.task_id);
     }
     let before = kernel.now();
