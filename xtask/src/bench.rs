@@ -23,7 +23,11 @@ pub struct HostBench {
     pub bench: &'static str,
 }
 
-pub const HOST_BENCHES: &[HostBench] = &[];
+pub const HOST_BENCHES: &[HostBench] = &[
+    HostBench { package: "pandagen-core", bench: "core_bench" },
+    HostBench { package: "pandagen-sim", bench: "sim_bench" },
+    HostBench { package: "pandagen-storage", bench: "storage_bench" },
+];
 
 /// Ring-3 programs the kernel bench image carries (`bench` is the root
 /// program; it measures IPC against `ipc_echo`).
