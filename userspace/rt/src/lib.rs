@@ -30,6 +30,10 @@ pub use pandagen_abi as abi;
 /// returns `Result<(), KernelError>`: `Ok` exits normally, `Err` exits with
 /// a failure naming the error.
 ///
+/// The heap lives in `.bss`, which the loader maps zeroed, read-write and
+/// non-executable: 1 MiB unless the program asks for more with
+/// `entry!(main, heap = 8 << 20)`.
+///
 /// ```ignore
 /// #![no_std]
 /// #![no_main]
@@ -42,13 +46,36 @@ pub use pandagen_abi as abi;
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
+        $crate::entry!($main, heap = $crate::DEFAULT_HEAP_BYTES);
+    };
+    ($main:path, heap = $bytes:expr) => {
         #[unsafe(no_mangle)]
         pub extern "C" fn __pandagen_main() -> ! {
             let mut kernel = $crate::Kernel::new();
             let result: ::core::result::Result<(), $crate::abi::KernelError> = $main(&mut kernel);
             kernel.exit_with(result)
         }
+
+        #[unsafe(no_mangle)]
+        pub fn __pandagen_heap() -> (*mut u8, usize) {
+            static mut HEAP: $crate::HeapArea<{ $bytes }> = $crate::HeapArea::new();
+            (::core::ptr::addr_of_mut!(HEAP) as *mut u8, $bytes)
+        }
     };
+}
+
+/// The heap of a program that does not choose its size.
+pub const DEFAULT_HEAP_BYTES: usize = 1 << 20;
+
+/// Page-aligned backing store for a program's heap (see [`entry!`]).
+#[repr(C, align(4096))]
+pub struct HeapArea<const BYTES: usize>([u8; BYTES]);
+
+impl<const BYTES: usize> HeapArea<BYTES> {
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        HeapArea([0; BYTES])
+    }
 }
 
 /// Log a formatted line through the kernel's debug log.

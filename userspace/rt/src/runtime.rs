@@ -9,21 +9,14 @@ use pandagen_abi::{ExitReason, FailureCause, KernelError};
 
 use crate::syscall::call_small;
 
-/// The heap lives in `.bss`, which the loader maps zeroed, read-write and
-/// non-executable. 1 MiB serves every system service with room to spare.
-const HEAP_BYTES: usize = 1 << 20;
-
-#[repr(C, align(4096))]
-struct HeapArea([u8; HEAP_BYTES]);
-
-static mut HEAP_AREA: HeapArea = HeapArea([0; HEAP_BYTES]);
-
 #[global_allocator]
 static ALLOCATOR: LockedHeap = LockedHeap::empty();
 
 unsafe extern "Rust" {
     /// Defined by [`entry!`](crate::entry).
     safe fn __pandagen_main() -> !;
+    /// Defined by [`entry!`](crate::entry): the program's heap area.
+    safe fn __pandagen_heap() -> (*mut u8, usize);
 }
 
 /// The ELF entry point. The kernel enters with a 16-byte aligned stack and
@@ -43,11 +36,11 @@ pub extern "C" fn _start() -> ! {
 }
 
 extern "C" fn start_rust() -> ! {
-    // SAFETY: this runs once, before anything allocates, and HEAP_AREA is
-    // used by nothing but the allocator.
+    let (start, size) = __pandagen_heap();
+    // SAFETY: this runs once, before anything allocates, and the area
+    // `entry!` defined is used by nothing but the allocator.
     unsafe {
-        let start = core::ptr::addr_of_mut!(HEAP_AREA) as *mut u8;
-        ALLOCATOR.lock().init(start, HEAP_BYTES);
+        ALLOCATOR.lock().init(start, size);
     }
     __pandagen_main()
 }
