@@ -15,10 +15,15 @@ mod boot_mode;
 mod console;
 mod ktest;
 mod layout;
+mod loader;
 mod mem;
 mod panic;
 mod qemu;
+mod runner;
+mod syscall;
+mod task;
 mod time;
+mod usermem;
 
 use arch::x86_64::{gdt, idt, protection};
 use bootloader_api::config::Mapping;
@@ -98,12 +103,12 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     print_banner(firmware.name(), &protections, calibration, entry_tsc);
 
+    runner::init(ramdisk);
     match config.mode {
-        BootMode::System => system(),
         BootMode::Ktest => ktest::run_all(),
-        BootMode::Suite | BootMode::Bench => {
-            log::error!("mode {:?} has no runner in this kernel", config.mode);
-            qemu::exit(qemu::ExitCode::Failure)
+        BootMode::System | BootMode::Suite | BootMode::Bench => {
+            runner::start(config.mode, config.suite);
+            system()
         }
     }
 }
@@ -142,7 +147,7 @@ impl BootProfile {
     }
 }
 
-/// `mode=system`: nothing to run yet but the idle loop.
+/// `mode=system` without a root program: nothing to run but the idle loop.
 fn system() -> ! {
     log::info!("system ready");
     loop {

@@ -77,6 +77,24 @@ pub const SUITES: &[Suite] = &[
     // Ring-0 self-tests, under both firmwares so the UEFI path boots every run.
     Suite::new("ktest-bios", Firmware::Bios, BootConfig::mode(Mode::Ktest)),
     Suite::new("ktest-uefi", Firmware::Uefi, BootConfig::mode(Mode::Ktest)),
+    // Ring-3 scenario suites (userspace/scenarios): the root program is
+    // `suite_<name>`; the kernel exits QEMU when it ends.
+    Suite::new("faults-bios", Firmware::Bios, BootConfig::suite("faults"))
+        .programs(&["suite_faults", "faulter"])
+        .timeout(120),
+    Suite::new("preempt-bios", Firmware::Bios, BootConfig::suite("preempt"))
+        .programs(&["suite_preempt", "spinner"])
+        .timeout(120),
+    Suite::new("ipc-bios", Firmware::Bios, BootConfig::suite("ipc"))
+        .programs(&["suite_ipc", "ipc_echo", "ipc_client", "cap_transfer_client"])
+        .timeout(300),
+    Suite::new(
+        "hardening-bios",
+        Firmware::Bios,
+        BootConfig::suite("hardening"),
+    )
+    .programs(&["suite_hardening", "handle_thief"])
+    .timeout(300),
 ];
 
 #[cfg(test)]

@@ -9,8 +9,9 @@
 //!   [`stop_after_fatal_error`](crate::panic::stop_after_fatal_error)
 //!   (QEMU exits with failure in test modes, the CPU halts otherwise).
 //!
-//! Faults from ring 3 ([`TrapFrame::is_from_user`]) will end only the faulting
-//! task; until ring 3 exists they are fatal like any other.
+//! A fault from ring 3 ([`TrapFrame::is_from_user`]) ends only the faulting
+//! task, with `ExitReason::Failure` naming the fault (see
+//! `task::user_fault`); the kernel prints one report line and runs on.
 
 use super::fault_probe;
 use super::idt::vector;
@@ -71,6 +72,11 @@ pub fn breakpoints() -> u64 {
 
 pub(super) fn handle(frame: &mut TrapFrame) {
     let vec = frame.vector as u8;
+    if frame.is_from_user() && vec != vector::NMI && vec != vector::MACHINE_CHECK {
+        // Ends only the faulting task; the frame becomes the next task's.
+        crate::task::user_fault(frame);
+        return;
+    }
     match vec {
         vector::BREAKPOINT => {
             BREAKPOINTS.fetch_add(1, Ordering::Relaxed);

@@ -50,6 +50,9 @@ static IDT: Once<Idt> = Once::new();
 
 /// Vector numbers with a name of their own.
 pub mod vector {
+    pub const DIVIDE_ERROR: u8 = 0;
+    pub const INVALID_OPCODE: u8 = 6;
+    pub const ALIGNMENT_CHECK: u8 = 17;
     pub const NMI: u8 = 2;
     pub const BREAKPOINT: u8 = 3;
     pub const DOUBLE_FAULT: u8 = 8;

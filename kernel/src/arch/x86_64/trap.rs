@@ -79,6 +79,11 @@ pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame 
             clock::tick();
             // SAFETY: acknowledging the IRQ we are handling, once.
             unsafe { pic::end_of_interrupt(vector) };
+            // A tick in ring 0 is the idle loop's wake-up, which looks at
+            // the deadlines itself; a tick in ring 3 may preempt.
+            if frame.is_from_user() {
+                crate::task::preempt_tick(frame);
+            }
         }
         v if pic::is_irq_vector(v) => {
             // SAFETY: ring 0, inside the handler of vector v.

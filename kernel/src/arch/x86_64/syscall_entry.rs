@@ -1,0 +1,185 @@
+//! The `syscall` instruction's entry point, the per-CPU block it finds
+//! through GS, and the first jump into ring 3.
+//!
+//! `syscall` switches neither stack nor GS. The stub swaps GS to the
+//! per-CPU block ([`PerCpu`]), parks the user RSP there, loads the kernel
+//! stack top from it, and pushes a [`TrapFrame`] in exactly the layout the
+//! interrupt stubs build (vector [`SYSCALL_VECTOR`], CS/SS the user
+//! selectors, RIP from RCX, RFLAGS from R11). The safe dispatcher gets that
+//! frame and returns the frame to resume — the caller's, or another task's
+//! after a block or an exit — which the stub restores and leaves with
+//! `iretq`. `iretq` rather than `sysretq`: every resumed frame, whether it
+//! came from a syscall, an interrupt or a fresh task, leaves the same way,
+//! and there is no non-canonical-RCX hazard. (RIP values only ever come
+//! from the CPU or from a validated ELF entry point.)
+//!
+//! FMASK clears IF, TF, DF and AC: the kernel runs the dispatcher with
+//! interrupts off and SMAP armed.
+
+use super::gdt;
+use super::trap::TrapFrame;
+use core::arch::naked_asm;
+use core::mem::offset_of;
+use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
+use x86_64::registers::model_specific::{Efer, EferFlags, GsBase, KernelGsBase, LStar, Msr, SFMask};
+use x86_64::registers::rflags::RFlags;
+use x86_64::VirtAddr;
+
+/// The `vector` recorded in a frame built by the syscall entry (beyond
+/// every hardware vector).
+pub const SYSCALL_VECTOR: u64 = 0x100;
+
+/// What GS points at while the kernel runs.
+#[repr(C)]
+pub struct PerCpu {
+    /// Top of the kernel stack used for entries from ring 3.
+    kernel_rsp: u64,
+    /// The user RSP, parked by the syscall stub until the frame is built.
+    user_rsp: u64,
+}
+
+const KERNEL_RSP: usize = offset_of!(PerCpu, kernel_rsp);
+const USER_RSP: usize = offset_of!(PerCpu, user_rsp);
+
+/// Bytes of the single kernel stack every entry from ring 3 uses.
+const KERNEL_STACK_SIZE: usize = 64 * 1024;
+
+#[repr(C, align(16))]
+struct KernelStack([u8; KERNEL_STACK_SIZE]);
+
+static mut KERNEL_STACK: KernelStack = KernelStack([0; KERNEL_STACK_SIZE]);
+static mut PER_CPU: PerCpu = PerCpu {
+    kernel_rsp: 0,
+    user_rsp: 0,
+};
+
+/// The top of the kernel stack for entries from ring 3.
+fn kernel_stack_top() -> u64 {
+    let base = core::ptr::addr_of_mut!(KERNEL_STACK) as u64;
+    base + KERNEL_STACK_SIZE as u64
+}
+
+/// Enables `syscall`: STAR/LSTAR/FMASK, EFER.SCE, the per-CPU block in GS
+/// and the kernel stack in TSS.RSP0 and the per-CPU block.
+pub fn init() {
+    let top = kernel_stack_top();
+    let per_cpu = core::ptr::addr_of_mut!(PER_CPU);
+    // SAFETY: boot CPU, before ring 3 exists: nothing else reads PER_CPU.
+    unsafe { (*per_cpu).kernel_rsp = top };
+    gdt::set_kernel_stack(VirtAddr::new(top));
+    // SAFETY: STAR holds the selectors the GDT was laid out for; LSTAR the
+    // entry stub below; FMASK the flags cleared on entry. GS base is the
+    // per-CPU block while in the kernel and 0 (the user's) in the swapped
+    // slot: the exit path swaps before `iretq` to ring 3.
+    unsafe {
+        Msr::new(0xC000_0081).write(gdt::STAR);
+        LStar::write(VirtAddr::new(syscall_entry as *const () as u64));
+        SFMask::write(
+            RFlags::INTERRUPT_FLAG
+                | RFlags::TRAP_FLAG
+                | RFlags::DIRECTION_FLAG
+                | RFlags::ALIGNMENT_CHECK,
+        );
+        GsBase::write(VirtAddr::new(per_cpu as u64));
+        KernelGsBase::write(VirtAddr::zero());
+        Efer::update(|f| f.insert(EferFlags::SYSTEM_CALL_EXTENSIONS));
+    }
+    // SAFETY: AM makes misaligned accesses fault (#AC) in ring 3 when the
+    // task sets RFLAGS.AC, which only affects that task; TSD clear lets
+    // ring 3 read the TSC (the benchmarks count instructions with it).
+    unsafe {
+        Cr0::update(|f| f.insert(Cr0Flags::ALIGNMENT_MASK));
+        Cr4::update(|f| f.remove(Cr4Flags::TIMESTAMP_DISABLE));
+    }
+}
+
+/// The LSTAR target.
+#[unsafe(naked)]
+unsafe extern "C" fn syscall_entry() {
+    naked_asm!(
+        "swapgs",
+        "mov gs:[{user_rsp}], rsp",
+        "mov rsp, gs:[{kernel_rsp}]",
+        // The hardware part of the frame, as an interrupt from ring 3 would
+        // have pushed it.
+        "push {user_ss}",
+        "push qword ptr gs:[{user_rsp}]",
+        "push r11",
+        "push {user_cs}",
+        "push rcx",
+        "push 0",
+        "push {vector}",
+        "push rax",
+        "push rbx",
+        "push rcx",
+        "push rdx",
+        "push rsi",
+        "push rdi",
+        "push rbp",
+        "push r8",
+        "push r9",
+        "push r10",
+        "push r11",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        "cld",
+        "mov rdi, rsp",
+        "call {dispatch}",
+        "mov rsp, rax",
+        "jmp {resume}",
+        user_rsp = const USER_RSP,
+        kernel_rsp = const KERNEL_RSP,
+        user_ss = const gdt::USER_DATA as u64,
+        user_cs = const gdt::USER_CODE as u64,
+        vector = const SYSCALL_VECTOR,
+        dispatch = sym crate::syscall::syscall_dispatch,
+        resume = sym resume_user,
+    );
+}
+
+/// Restores the frame at RSP and returns to ring 3 with it.
+#[unsafe(naked)]
+unsafe extern "C" fn resume_user() {
+    naked_asm!(
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop r11",
+        "pop r10",
+        "pop r9",
+        "pop r8",
+        "pop rbp",
+        "pop rdi",
+        "pop rsi",
+        "pop rdx",
+        "pop rcx",
+        "pop rbx",
+        "pop rax",
+        "add rsp, 16",
+        "swapgs",
+        "iretq",
+    );
+}
+
+/// Leaves the boot context for good and runs `frame` (a ring-3 frame) on
+/// the kernel stack every later entry from ring 3 uses.
+pub fn enter_user(frame: &TrapFrame) -> ! {
+    assert!(frame.is_from_user(), "enter_user needs a ring-3 frame");
+    let slot = (kernel_stack_top() - core::mem::size_of::<TrapFrame>() as u64) as *mut TrapFrame;
+    // SAFETY: the slot is the top of the kernel stack, which nothing uses
+    // yet (we are still on the boot stack); the frame's CS/SS are the user
+    // selectors, so `iretq` drops to ring 3 and cannot resume kernel code.
+    unsafe {
+        slot.write(frame.clone());
+        core::arch::asm!(
+            "mov rsp, {slot}",
+            "jmp {resume}",
+            slot = in(reg) slot,
+            resume = sym resume_user,
+            options(noreturn),
+        );
+    }
+}

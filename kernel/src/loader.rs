@@ -1,0 +1,188 @@
+//! Loading a ring-3 program (a static ELF executable) into a fresh address
+//! space.
+//!
+//! Only `PT_LOAD` segments are mapped. Each must lie in the user half and
+//! must not be both writable and executable (W^X); pages are user pages,
+//! no-execute unless the segment is executable, writable only if it is
+//! writable, and zero beyond the file bytes (`.bss`). Two segments may not
+//! share a page (the runtime's linker script aligns them). The stack is
+//! [`USER_STACK_SIZE`] bytes below [`USER_STACK_TOP`], NX, with
+//! [`STACK_GUARD_SIZE`] bytes left unmapped below it so that an overflow
+//! faults (and is reported as a stack overflow, see [`in_stack_guard`]).
+
+use elf::abi::{EM_X86_64, ET_EXEC, PF_W, PF_X, PT_LOAD};
+use elf::endian::LittleEndian;
+use elf::ElfBytes;
+use pandagen_abi::error::{Resource, SpawnError};
+use pandagen_abi::KernelError;
+use pandagen_core::user_range::{user_range, PAGE_SIZE};
+use pandagen_hal::memory::MemoryError;
+use pandagen_hal::x86_64::paging::{AddressSpace, PageFlags};
+
+use crate::mem::frame::{self, GlobalFrames};
+use crate::mem::paging;
+
+/// One past the highest stack address.
+pub const USER_STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
+/// Bytes of user stack.
+pub const USER_STACK_SIZE: u64 = 64 * 1024;
+/// Unmapped bytes below the stack.
+pub const STACK_GUARD_SIZE: u64 = 1024 * 1024;
+/// The most memory one image may ask for (all segments together).
+const MAX_IMAGE_MEMORY: u64 = 64 << 20;
+
+/// Whether a fault at `address` hit the guard region below the stack.
+pub fn in_stack_guard(address: u64) -> bool {
+    let bottom = USER_STACK_TOP - USER_STACK_SIZE;
+    (bottom - STACK_GUARD_SIZE..bottom).contains(&address)
+}
+
+/// A program ready to run.
+pub struct Loaded {
+    pub space: AddressSpace,
+    pub entry: u64,
+    pub stack_top: u64,
+}
+
+fn invalid() -> KernelError {
+    KernelError::SpawnFailed(SpawnError::InvalidImage)
+}
+
+fn memory(e: MemoryError) -> KernelError {
+    match e {
+        MemoryError::OutOfMemory => KernelError::ResourceExhausted(Resource::Memory),
+        // Anything else is a mapping the image asked for that cannot be
+        // made (overlapping segments, say).
+        _ => invalid(),
+    }
+}
+
+/// A loadable segment, validated.
+struct Segment<'a> {
+    vaddr: u64,
+    memsz: u64,
+    bytes: &'a [u8],
+    flags: PageFlags,
+}
+
+/// Parse and validate `image` without allocating anything.
+fn segments(image: &[u8]) -> Result<(u64, alloc::vec::Vec<Segment<'_>>), KernelError> {
+    let file = ElfBytes::<LittleEndian>::minimal_parse(image).map_err(|_| invalid())?;
+    if file.ehdr.e_type != ET_EXEC || file.ehdr.e_machine != EM_X86_64 {
+        return Err(invalid());
+    }
+    let table = file.segments().ok_or_else(invalid)?;
+    let mut out = alloc::vec::Vec::new();
+    let mut total = 0u64;
+    for ph in table.iter().filter(|ph| ph.p_type == PT_LOAD) {
+        let writable = ph.p_flags & PF_W != 0;
+        let executable = ph.p_flags & PF_X != 0;
+        if (writable && executable) || ph.p_filesz > ph.p_memsz || ph.p_memsz == 0 {
+            return Err(invalid());
+        }
+        user_range(ph.p_vaddr, ph.p_memsz).map_err(|_| invalid())?;
+        if ph.p_vaddr + ph.p_memsz > USER_STACK_TOP - USER_STACK_SIZE - STACK_GUARD_SIZE {
+            return Err(invalid());
+        }
+        total = total.saturating_add(ph.p_memsz);
+        let start = usize::try_from(ph.p_offset).map_err(|_| invalid())?;
+        let len = usize::try_from(ph.p_filesz).map_err(|_| invalid())?;
+        let bytes = image
+            .get(start..start.checked_add(len).ok_or_else(invalid)?)
+            .ok_or_else(invalid)?;
+        out.push(Segment {
+            vaddr: ph.p_vaddr,
+            memsz: ph.p_memsz,
+            bytes,
+            flags: PageFlags {
+                writable,
+                user: true,
+                executable,
+            },
+        });
+    }
+    let entry = file.ehdr.e_entry;
+    let entry_ok = out
+        .iter()
+        .any(|s| s.flags.executable && (s.vaddr..s.vaddr + s.memsz).contains(&entry));
+    if out.is_empty() || total > MAX_IMAGE_MEMORY || !entry_ok {
+        return Err(invalid());
+    }
+    Ok((entry, out))
+}
+
+/// Map one zeroed page at `virt` and return its kernel-window address.
+fn map_zeroed(space: &AddressSpace, virt: u64, flags: PageFlags) -> Result<u64, KernelError> {
+    let phys = frame::allocate().ok_or(KernelError::ResourceExhausted(Resource::Memory))?;
+    space.window().zero_frame(phys);
+    if let Err(e) = space.map(&mut GlobalFrames, virt, phys, flags) {
+        let _ = frame::free(phys);
+        return Err(memory(e));
+    }
+    Ok(space.window().virt(phys))
+}
+
+fn map_segment(space: &AddressSpace, seg: &Segment<'_>) -> Result<(), KernelError> {
+    let first = seg.vaddr & !(PAGE_SIZE - 1);
+    let end = seg.vaddr + seg.memsz;
+    let mut page = first;
+    while page < end {
+        let dst = map_zeroed(space, page, seg.flags)?;
+        // The file bytes that fall into this page.
+        let from = page.max(seg.vaddr);
+        let to = (page + PAGE_SIZE).min(seg.vaddr + seg.bytes.len() as u64);
+        if from < to {
+            let src = &seg.bytes[(from - seg.vaddr) as usize..(to - seg.vaddr) as usize];
+            // SAFETY: `dst` is the window address of the frame just mapped
+            // (4 KiB, owned by this new space); `from - page + src.len()` is
+            // at most one page.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    src.as_ptr(),
+                    (dst + (from - page)) as *mut u8,
+                    src.len(),
+                )
+            };
+        }
+        page += PAGE_SIZE;
+    }
+    Ok(())
+}
+
+/// Load `image` into a new address space with a stack.
+pub fn load(image: &[u8]) -> Result<Loaded, KernelError> {
+    let (entry, segments) = segments(image)?;
+    let space = paging::new_user_space().map_err(memory)?;
+    let mapped = segments
+        .iter()
+        .try_for_each(|seg| map_segment(&space, seg))
+        .and_then(|()| {
+            let mut page = USER_STACK_TOP - USER_STACK_SIZE;
+            while page < USER_STACK_TOP {
+                map_zeroed(&space, page, PageFlags::USER_DATA)?;
+                page += PAGE_SIZE;
+            }
+            Ok(())
+        });
+    match mapped {
+        Ok(()) => Ok(Loaded {
+            space,
+            entry,
+            stack_top: USER_STACK_TOP,
+        }),
+        Err(e) => {
+            destroy(space);
+            Err(e)
+        }
+    }
+}
+
+/// Free an address space that is not active, with every page it maps.
+pub fn destroy(space: AddressSpace) {
+    let freed = space.destroy(&mut GlobalFrames, |leaf| {
+        let _ = frame::free(leaf);
+    });
+    if let Err(e) = freed {
+        log::error!("freeing an address space: {e:?}");
+    }
+}

@@ -1,0 +1,172 @@
+//! The system call dispatcher: the safe side of the `syscall` entry.
+//!
+//! [`syscall_dispatch`] receives the caller's frame (registers per
+//! `pandagen_abi::syscall`), copies the request in through the caller's
+//! page tables, and calls one handler per [`Syscall`]. Every handler has
+//! one shape — `fn(&mut Ctx, request bytes) -> Result<Step, KernelError>` —
+//! and decodes its postcard request itself; an `Err` is encoded as the
+//! response. The [`Step`] says what happens to the caller: a response, a
+//! block (the call completes when the task is picked again), an exit.
+//!
+//! Checks, in order: the number (`UnknownSyscall`); the response buffer
+//! (writable user memory for `min(capacity, RESPONSE_BUFFER_BYTES)` bytes,
+//! else `rax = STATUS_BAD_RESPONSE_BUFFER` and the call is not performed —
+//! so a caller never loses the effect of a call it cannot hear about);
+//! the request length (`RequestTooLarge`); the request range
+//! (`BadUserMemory`); the postcard (`MalformedRequest`). Nothing a task
+//! passes can make the kernel panic: every failure is a typed error.
+
+mod handlers;
+pub mod reply;
+
+use pandagen_abi::error::SyscallError;
+use pandagen_abi::syscall::{
+    Syscall, MAX_REQUEST_BYTES, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER,
+};
+use pandagen_abi::{ExitReason, Instant, KernelError, TaskId};
+use serde::Serialize;
+
+use crate::arch::x86_64::trap::TrapFrame;
+use crate::task::{self, Kernel, Pending, UserBuffer, KERNEL};
+use crate::usermem;
+
+/// What a call does to its caller.
+pub enum Step {
+    /// The response (this many bytes of the kernel's response buffer) is
+    /// ready; the caller continues.
+    Reply(usize),
+    /// As `Reply`, then the caller goes to the back of its ready list.
+    ReplyThenYield(usize),
+    /// The caller blocks until `Pending` can complete.
+    Block(Pending),
+    /// The caller ends.
+    Exit(ExitReason),
+}
+
+/// A call in progress.
+pub struct Ctx<'k> {
+    pub k: &'k mut Kernel,
+    pub caller: TaskId,
+    /// The raw call number.
+    pub number: u64,
+    pub now: Instant,
+    pub response: UserBuffer,
+}
+
+impl Ctx<'_> {
+    /// Encode `Ok(value)` as the response.
+    pub fn reply<T: Serialize>(&mut self, value: T) -> Result<Step, KernelError> {
+        Ok(Step::Reply(reply::encode(&mut self.k.response, &Ok(value))))
+    }
+}
+
+/// Decode a postcard request; any failure is `MalformedRequest`.
+pub fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, KernelError> {
+    postcard::from_bytes(bytes).map_err(|_| KernelError::Syscall(SyscallError::MalformedRequest))
+}
+
+/// Called by the entry stub with the caller's frame; returns the frame to
+/// resume.
+pub extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
+    if frame.rax == Syscall::Null as u64 {
+        frame.rax = 0;
+        return frame;
+    }
+    let mut guard = KERNEL.lock();
+    let Some(k) = guard.as_mut() else {
+        frame.rax = STATUS_BAD_RESPONSE_BUFFER;
+        return frame;
+    };
+    let Some(caller) = k.current else {
+        // Unreachable: ring 3 runs only as the current task.
+        frame.rax = STATUS_BAD_RESPONSE_BUFFER;
+        return frame;
+    };
+    let response = UserBuffer {
+        ptr: frame.rdx,
+        capacity: frame.r10,
+    };
+    let step = dispatch(k, caller, frame, response);
+    let Some(step) = step else {
+        return frame;
+    };
+    match step {
+        Step::Reply(len) => {
+            frame.rax = deliver(k, caller, response, len);
+            return frame;
+        }
+        Step::ReplyThenYield(len) => {
+            frame.rax = deliver(k, caller, response, len);
+            k.core.yield_task(caller);
+            task::park(k, frame);
+        }
+        Step::Block(pending) => {
+            if let Some(t) = k.tasks.get_mut(&caller) {
+                t.pending = Some(pending);
+            }
+            task::park(k, frame);
+        }
+        Step::Exit(reason) => k.kill(caller, reason),
+    }
+    task::schedule(guard, frame);
+    frame
+}
+
+fn deliver(k: &mut Kernel, caller: TaskId, to: UserBuffer, len: usize) -> u64 {
+    match k.tasks.get(&caller) {
+        Some(t) => reply::deliver(&t.space, to, &k.response[..len]),
+        None => STATUS_BAD_RESPONSE_BUFFER,
+    }
+}
+
+/// Validate and run one call. `None` means `frame.rax` already holds a
+/// transport status.
+fn dispatch(
+    k: &mut Kernel,
+    caller: TaskId,
+    frame: &mut TrapFrame,
+    response: UserBuffer,
+) -> Option<Step> {
+    let result = (|| {
+        let call = Syscall::from_number(frame.rax).map_err(KernelError::Syscall)?;
+        let space = &k.tasks.get(&caller).ok_or(KernelError::TaskNotFound(caller))?.space;
+        if call != Syscall::Exit {
+            let check = response.capacity.min(RESPONSE_BUFFER_BYTES as u64);
+            if usermem::check_writable(space, response.ptr, check).is_err() {
+                return Ok(None);
+            }
+        }
+        let len = frame.rsi;
+        if len > MAX_REQUEST_BYTES as u64 {
+            return Err(KernelError::Syscall(SyscallError::RequestTooLarge {
+                len,
+                max: MAX_REQUEST_BYTES as u32,
+            }));
+        }
+        let mut request = core::mem::take(&mut k.request);
+        let copied = usermem::copy_in(space, frame.rdi, &mut request[..len as usize]);
+        let result = match copied {
+            Ok(()) => {
+                let mut cx = Ctx {
+                    k: &mut *k,
+                    caller,
+                    number: frame.rax,
+                    now: task::now(),
+                    response,
+                };
+                handlers::handle(call, &mut cx, &request[..len as usize])
+            }
+            Err(e) => Err(KernelError::Syscall(SyscallError::BadUserMemory(e))),
+        };
+        k.request = request;
+        result.map(Some)
+    })();
+    match result {
+        Ok(Some(step)) => Some(step),
+        Ok(None) => {
+            frame.rax = STATUS_BAD_RESPONSE_BUFFER;
+            None
+        }
+        Err(e) => Some(Step::Reply(reply::encode::<()>(&mut k.response, &Err(e)))),
+    }
+}

@@ -1,0 +1,210 @@
+//! Switching between tasks: blocking, preemption, faults and the idle loop.
+//!
+//! The policy (priorities, round-robin within a priority, who waits for
+//! what) is the core's: [`KernelCore::pick_next`], `yield_task`,
+//! `expire_deadlines`. Here is only the mechanism: moving registers between
+//! the live frame and [`UserTask::frame`], loading CR3, and completing a
+//! blocked call when its task is picked again — which follows the core's
+//! protocol of re-issuing `receive_or_block` with the same deadline.
+//!
+//! [`KernelCore::pick_next`]: pandagen_core::KernelCore::pick_next
+
+use pandagen_abi::identity::CpuFault;
+use pandagen_abi::syscall::ReceiveReply;
+use pandagen_abi::{ExitReason, FailureCause, Instant, KernelError, TaskId};
+use pandagen_core::RecvOutcome;
+use spin::MutexGuard;
+
+use super::{now, Kernel, Pending, KERNEL, TIME_SLICE_TICKS};
+use crate::arch::x86_64::idt::vector;
+use crate::arch::x86_64::trap::TrapFrame;
+use crate::mem::paging;
+use crate::syscall::reply;
+
+type Guard = MutexGuard<'static, Option<Kernel>>;
+
+/// Move the live frame into the current task's record; no task is current
+/// afterwards.
+pub fn park_current(k: &mut Kernel, frame: &TrapFrame) {
+    if let Some(cur) = k.current.take() {
+        if let Some(task) = k.tasks.get_mut(&cur) {
+            task.frame = frame.clone();
+        }
+    }
+}
+
+/// Run the next ready task: complete its pending call if it has one, put
+/// its registers in the live `frame` and load its address space. With
+/// nothing ready, halt with interrupts on until a timer tick or device
+/// interrupt makes something ready. The current task must have been parked
+/// (or ended) first.
+pub fn schedule(mut guard: Guard, frame: &mut TrapFrame) {
+    loop {
+        {
+            let k = guard.as_mut().expect("kernel state initialised");
+            let now = now();
+            k.core.expire_deadlines(now);
+            while let Some(next) = k.core.pick_next() {
+                if !k.tasks.contains_key(&next) {
+                    // A core task without a program cannot run.
+                    k.kill(
+                        next,
+                        ExitReason::Failure {
+                            error: FailureCause::Described("no program loaded".into()),
+                        },
+                    );
+                    continue;
+                }
+                if complete_pending(k, next, now) {
+                    load(k, next, frame);
+                    return;
+                }
+            }
+        }
+        drop(guard);
+        // Nothing is ready. Any interrupt may change that: the timer
+        // expires deadlines (checked at the top of the loop).
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
+        guard = KERNEL.lock();
+    }
+}
+
+fn load(k: &mut Kernel, next: TaskId, frame: &mut TrapFrame) {
+    let task = &k.tasks[&next];
+    *frame = task.frame.clone();
+    if k.active_space != task.space.root() {
+        // SAFETY: every task space comes from `new_user_space` and shares
+        // the kernel half.
+        unsafe { paging::switch_to(&task.space) };
+        k.active_space = task.space.root();
+    }
+    k.current = Some(next);
+    k.slice_left = TIME_SLICE_TICKS;
+}
+
+/// Finish `task`'s blocked call if it can finish now. Returns whether the
+/// task can run (false: it blocked again).
+fn complete_pending(k: &mut Kernel, task: TaskId, now: Instant) -> bool {
+    let Some(pending) = k.tasks.get_mut(&task).and_then(|t| t.pending.take()) else {
+        return true;
+    };
+    let (response, len) = match pending {
+        Pending::Sleep { response } => (response, reply::encode(&mut k.response, &Ok(()))),
+        Pending::Receive {
+            channel,
+            deadline,
+            response,
+        } => match k.core.receive_or_block(task, channel, deadline, now) {
+            Ok(RecvOutcome::Blocked) => {
+                if let Some(t) = k.tasks.get_mut(&task) {
+                    t.pending = Some(pending);
+                }
+                return false;
+            }
+            Ok(RecvOutcome::Message(delivered)) => {
+                let len = reply::encode_receive(&mut k.response, &delivered);
+                (response, len)
+            }
+            Ok(RecvOutcome::TimedOut) => (
+                response,
+                reply::encode::<ReceiveReply<'_>>(&mut k.response, &Err(KernelError::Timeout)),
+            ),
+            Err(e) => (
+                response,
+                reply::encode::<ReceiveReply<'_>>(&mut k.response, &Err(e)),
+            ),
+        },
+    };
+    let Kernel {
+        tasks, response: r, ..
+    } = k;
+    if let Some(t) = tasks.get_mut(&task) {
+        t.frame.rax = reply::deliver(&t.space, response, &r[..len]);
+    }
+    true
+}
+
+/// The timer interrupted ring 3: expire deadlines and switch if the slice
+/// is used up or a sleeper woke (it may outrank the current task).
+pub fn preempt_tick(frame: &mut TrapFrame) {
+    let mut guard = KERNEL.lock();
+    let Some(k) = guard.as_mut() else {
+        return;
+    };
+    let woken = k.core.expire_deadlines(now());
+    k.slice_left = k.slice_left.saturating_sub(1);
+    if woken == 0 && k.slice_left > 0 {
+        return;
+    }
+    if let Some(cur) = k.current {
+        k.core.yield_task(cur);
+    }
+    park_current(k, frame);
+    schedule(guard, frame);
+}
+
+/// What a CPU exception in ring 3 means for the task.
+fn classify(frame: &TrapFrame) -> CpuFault {
+    let error_code = frame.error_code;
+    match frame.vector as u8 {
+        vector::DIVIDE_ERROR => CpuFault::DivideError,
+        vector::BREAKPOINT => CpuFault::Breakpoint,
+        vector::INVALID_OPCODE => CpuFault::InvalidOpcode,
+        vector::GENERAL_PROTECTION => CpuFault::GeneralProtection { error_code },
+        vector::ALIGNMENT_CHECK => CpuFault::AlignmentCheck,
+        vector::PAGE_FAULT => {
+            let address = x86_64::registers::control::Cr2::read_raw();
+            if crate::loader::in_stack_guard(address) {
+                CpuFault::StackOverflow { address }
+            } else {
+                CpuFault::PageFault {
+                    address,
+                    error_code,
+                }
+            }
+        }
+        v => CpuFault::Other {
+            vector: v,
+            error_code,
+        },
+    }
+}
+
+/// A ring-3 exception: end only the current task (one report line), then
+/// run another.
+pub fn user_fault(frame: &mut TrapFrame) {
+    let fault = classify(frame);
+    let mut guard = KERNEL.lock();
+    let Some(k) = guard.as_mut() else {
+        crate::panic::stop_after_fatal_error()
+    };
+    let Some(task) = k.current else {
+        log::error!("ring-3 fault {fault} with no current task");
+        crate::panic::stop_after_fatal_error()
+    };
+    let name = k
+        .tasks
+        .get(&task)
+        .map(|t| t.startup.name.clone())
+        .unwrap_or_default();
+    crate::println!(
+        "[FAULT] task {task} ({name}) ended: {fault} at rip {:#x}",
+        frame.rip
+    );
+    k.kill(
+        task,
+        ExitReason::Failure {
+            error: FailureCause::Fault(fault),
+        },
+    );
+    schedule(guard, frame);
+}
+
+/// Start scheduling from the boot context: never returns.
+pub fn run_first() -> ! {
+    x86_64::instructions::interrupts::disable();
+    let mut frame = TrapFrame::default();
+    schedule(KERNEL.lock(), &mut frame);
+    crate::arch::x86_64::syscall_entry::enter_user(&frame)
+}
