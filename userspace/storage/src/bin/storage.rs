@@ -10,10 +10,11 @@ use pandagen_rt::Kernel;
 use pandagen_storage::{MemoryBackend, StorageServer};
 use x86_64::instructions::random::RdRand;
 
-pandagen_rt::entry!(main);
+// Objects and the journal live in memory: give the service room to hold them.
+pandagen_rt::entry!(main, heap = 8 << 20);
 
-/// The most journal bytes kept in memory (the ring-3 heap is 1 MiB).
-const JOURNAL_BYTES: usize = 256 * 1024;
+/// The most journal bytes kept in memory (of the 8 MiB heap above).
+const JOURNAL_BYTES: usize = 2 * 1024 * 1024;
 
 /// A fresh capability key. The in-memory backend lives only as long as this
 /// task, so the key only has to be unpredictable to other tasks: RDRAND
