@@ -5,6 +5,10 @@ use alloc::vec::Vec;
 
 use pandagen_abi::api::ReceivedMessage;
 use pandagen_abi::error::SpawnError;
+use pandagen_abi::info::{InfoReply, InfoRequest};
+use pandagen_abi::syscall::{
+    BindConsoleInputRequest, ConsoleWriteRequest, InfoRequestEnvelope, ShutdownRequest,
+};
 use pandagen_abi::syscall::{
     CapRequest, CloneRequest, ExitRequest, ReceiveReply, ReceiveRequest, RegisterRequest,
     SendRequest, ServiceRequest, SleepRequest, SpawnRequest, StartupInfo, Syscall, TransferRequest,
@@ -17,6 +21,10 @@ use pandagen_abi::{
 
 use crate::syscall::{call, call_small};
 use pandagen_abi::ids::KERNEL_TASK;
+
+/// The most bytes one `ConsoleWrite` call carries (the request must fit
+/// the kernel's request limit with room for its framing).
+const MAX_CONSOLE_WRITE: usize = 4096;
 
 /// The calling task's view of the kernel. One per program, made by
 /// [`entry!`](crate::entry); it owns the request and response buffers so
@@ -73,6 +81,75 @@ impl Kernel {
         loop {
             core::hint::spin_loop();
         }
+    }
+
+    /// Kernel introspection ([`Syscall::KernelInfo`]); `capability` is a
+    /// `KernelInfo` capability with `READ`.
+    pub fn kernel_info(
+        &mut self,
+        capability: CapHandle,
+        request: InfoRequest,
+    ) -> Result<InfoReply, KernelError> {
+        let request = InfoRequestEnvelope {
+            capability,
+            request,
+        };
+        call(
+            Syscall::KernelInfo,
+            &request,
+            &mut self.scratch,
+            &mut self.response,
+        )
+    }
+
+    /// Raw bytes to the serial console; `capability` is the `SerialInput`
+    /// capability with `WRITE`. Longer texts are written in pieces.
+    pub fn console_write(
+        &mut self,
+        capability: CapHandle,
+        bytes: &[u8],
+    ) -> Result<(), KernelError> {
+        for piece in bytes.chunks(MAX_CONSOLE_WRITE) {
+            let request = ConsoleWriteRequest {
+                capability,
+                bytes: piece,
+            };
+            call::<_, ()>(
+                Syscall::ConsoleWrite,
+                &request,
+                &mut self.scratch,
+                &mut self.response,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// From now on, bytes typed on the serial console arrive on `channel`
+    /// as kernel messages (action `CONSOLE_INPUT_ACTION`, payload
+    /// `Vec<u8>`); `capability` is the `SerialInput` capability with `READ`.
+    pub fn bind_console_input(
+        &mut self,
+        capability: CapHandle,
+        channel: ChannelId,
+    ) -> Result<(), KernelError> {
+        call_small(
+            Syscall::BindConsoleInput,
+            &BindConsoleInputRequest {
+                capability,
+                channel: channel.handle(),
+            },
+        )
+    }
+
+    /// End one of this task's own children with `reason`.
+    pub fn terminate(&mut self, task: TaskId, reason: ExitReason) -> Result<(), KernelError> {
+        crate::syscall::terminate(task, reason)
+    }
+
+    /// Power the machine off (QEMU exits cleanly); `capability` is the
+    /// `KernelInfo` capability with `CONTROL`. Returns only on refusal.
+    pub fn shutdown(&mut self, capability: CapHandle) -> Result<(), KernelError> {
+        call_small(Syscall::Shutdown, &ShutdownRequest { capability })
     }
 
     /// End this task with the outcome of its `main`.

@@ -6,8 +6,10 @@
 //! `syscall` instruction itself clobbers `rcx` and `r11`.
 
 use pandagen_abi::error::SyscallError;
-use pandagen_abi::syscall::{decode_status, DebugWriteRequest, Syscall, MAX_DEBUG_WRITE};
-use pandagen_abi::KernelError;
+use pandagen_abi::syscall::{
+    decode_status, DebugWriteRequest, Syscall, TerminateRequest, MAX_DEBUG_WRITE,
+};
+use pandagen_abi::{ExitReason, KernelError, TaskId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -117,4 +119,18 @@ pub fn debug_write(text: &str) {
     // Logging must never fail the program; a lost log line is acceptable.
     let _: Result<(), KernelError> =
         call(Syscall::DebugWrite, &request, &mut scratch, &mut response);
+}
+
+/// End one of the caller's own children with `reason` (only a task's
+/// parent may). A free function, so that code holding no
+/// [`Kernel`](crate::Kernel) — a supervisor's hook — can use it.
+pub fn terminate(task: TaskId, reason: ExitReason) -> Result<(), KernelError> {
+    let mut scratch = [0u8; 512];
+    let mut response = [0u8; 128];
+    call(
+        Syscall::Terminate,
+        &TerminateRequest { task, reason },
+        &mut scratch,
+        &mut response,
+    )
 }
