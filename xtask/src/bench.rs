@@ -24,9 +24,18 @@ pub struct HostBench {
 }
 
 pub const HOST_BENCHES: &[HostBench] = &[
-    HostBench { package: "pandagen-core", bench: "core_bench" },
-    HostBench { package: "pandagen-sim", bench: "sim_bench" },
-    HostBench { package: "pandagen-storage", bench: "storage_bench" },
+    HostBench {
+        package: "pandagen-core",
+        bench: "core_bench",
+    },
+    HostBench {
+        package: "pandagen-sim",
+        bench: "sim_bench",
+    },
+    HostBench {
+        package: "pandagen-storage",
+        bench: "storage_bench",
+    },
 ];
 
 /// Ring-3 programs the kernel bench image carries (`bench` is the root
@@ -49,6 +58,7 @@ pub fn run(layout: &Layout) -> TaskResult<bool> {
         nightly: true,
         qemu: true,
     })?;
+    let _lock = crate::lock::acquire(layout)?;
     let mut rows = Vec::new();
     let mut ok = true;
 

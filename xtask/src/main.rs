@@ -6,6 +6,7 @@ mod build;
 mod cargo_test;
 mod flash;
 mod layout;
+mod lock;
 mod process;
 mod programs;
 mod qemu;
@@ -179,6 +180,7 @@ fn image(layout: &Layout, f: &Flags) -> TaskResult<()> {
         nightly: true,
         qemu: false,
     })?;
+    let _lock = lock::acquire(layout)?;
     let images = build_system_images(layout, Profile::from_release_flag(f.release))?;
     println!("BIOS image: {}", images[0].display());
     println!("UEFI image: {}", images[1].display());
@@ -191,7 +193,12 @@ fn run(layout: &Layout, f: &Flags) -> TaskResult<bool> {
         qemu: true,
     })?;
     let profile = Profile::from_release_flag(f.release);
-    let images = build_system_images(layout, profile)?;
+    // Locked while building only: a long interactive session must not
+    // block `cargo xtask test` in another terminal (tests use other images).
+    let images = {
+        let _lock = lock::acquire(layout)?;
+        build_system_images(layout, profile)?
+    };
     let firmware = if f.uefi {
         Firmware::Uefi
     } else {
@@ -272,6 +279,7 @@ fn flash(layout: &Layout, f: &Flags) -> TaskResult<bool> {
         nightly: true,
         qemu: false,
     })?;
+    let _lock = lock::acquire(layout)?;
     let images = build_system_images(layout, Profile::from_release_flag(f.release))?;
     let image = if f.bios { &images[0] } else { &images[1] };
     let len = std::fs::metadata(image)?.len();

@@ -51,6 +51,7 @@ pub fn run(layout: &Layout, opts: &Options) -> TaskResult<bool> {
         qemu: opts.qemu,
     })?;
 
+    let _lock = crate::lock::acquire(layout)?;
     let mut tally = Tally::default();
     if opts.host {
         host_tests(layout, &mut tally)?;
