@@ -181,4 +181,13 @@ impl PmClient {
     ) -> Result<ServiceInfo, ClientError> {
         self.one(kernel, PmRequest::Restart(service.into()))
     }
+
+    /// Make a service's live instance fail (see `pm.crash`).
+    pub fn crash<K: KernelApi>(
+        &self,
+        kernel: &mut K,
+        service: impl Into<ServiceRef>,
+    ) -> Result<ServiceInfo, ClientError> {
+        self.one(kernel, PmRequest::Crash(service.into()))
+    }
 }

@@ -58,7 +58,7 @@ pub use client::{ClientError, PmClient};
 pub use config::SupervisorConfig;
 pub use events::SupervisorEvent;
 pub use protocol::{InstanceEnd, PmError, PmReply, PmRequest, ServiceInfo, ServiceRef};
-pub use supervisor::{Activity, BootError, Supervisor};
+pub use supervisor::{Activity, BootError, Supervisor, Terminator};
 
 pub use descriptor::{CapabilityName, Readiness, ServiceDescriptor};
 pub use lifecycle::{IllegalTransition, Lifecycle, LifecycleState};

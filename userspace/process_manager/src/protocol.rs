@@ -10,6 +10,12 @@
 //! | `pm.start`    | [`ServiceRef`] | `PmReply::Service`          |
 //! | `pm.stop`     | [`ServiceRef`] | `PmReply::Service`          |
 //! | `pm.restart`  | [`ServiceRef`] | `PmReply::Service`          |
+//! | `pm.crash`    | [`ServiceRef`] | `PmReply::Service`          |
+//!
+//! `pm.crash` ends the live instance with a `Failure` exit (through the
+//! kernel's terminate-a-child call), so that an operator can watch the
+//! restart policy act; it needs a supervisor built
+//! [`with_terminator`](crate::Supervisor::with_terminator).
 //!
 //! As every PandaGen request, it carries a send capability for the
 //! client's reply channel as its first capability. The answer is an
@@ -46,6 +52,7 @@ pub const STATUS_ACTION: &str = "pm.status";
 pub const START_ACTION: &str = "pm.start";
 pub const STOP_ACTION: &str = "pm.stop";
 pub const RESTART_ACTION: &str = "pm.restart";
+pub const CRASH_ACTION: &str = "pm.crash";
 pub const RESPONSE_ACTION: &str = "pm.response";
 
 /// The action the process manager sends to a service it stops. A service
@@ -81,6 +88,7 @@ pub enum PmRequest {
     Start(ServiceRef),
     Stop(ServiceRef),
     Restart(ServiceRef),
+    Crash(ServiceRef),
 }
 
 impl PmRequest {
@@ -91,6 +99,7 @@ impl PmRequest {
             PmRequest::Start(_) => START_ACTION,
             PmRequest::Stop(_) => STOP_ACTION,
             PmRequest::Restart(_) => RESTART_ACTION,
+            PmRequest::Crash(_) => CRASH_ACTION,
         }
     }
 
@@ -100,7 +109,8 @@ impl PmRequest {
             PmRequest::Status(s)
             | PmRequest::Start(s)
             | PmRequest::Stop(s)
-            | PmRequest::Restart(s) => Some(s),
+            | PmRequest::Restart(s)
+            | PmRequest::Crash(s) => Some(s),
         }
     }
 }
@@ -168,6 +178,11 @@ pub enum PmError {
     /// The operation does not apply in the service's current state (e.g.
     /// stopping a stopped service).
     IllegalTransition(IllegalTransition),
+    /// `pm.crash` of a service with no live instance.
+    NotRunning,
+    /// `pm.crash`: this supervisor cannot terminate tasks, or the kernel
+    /// refused.
+    CannotTerminate(Option<KernelError>),
 }
 
 /// The payload of every response.

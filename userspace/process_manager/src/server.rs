@@ -2,12 +2,13 @@
 //! [`crate::protocol`] for the interface).
 
 use pandagen_abi::{ChannelId, KernelApi, MessageEnvelope, MessagePayload, ReceivedMessage};
+use pandagen_abi::{ExitReason, FailureCause};
 
 use crate::events::SupervisorEvent;
 use crate::lifecycle::{IllegalTransition, LifecycleState};
 use crate::protocol::{
-    PmError, PmReply, PmResponse, ServiceRef, DESTINATION, LIST_ACTION, POLICY, RESPONSE_ACTION,
-    RESTART_ACTION, SCHEMA, START_ACTION, STATUS_ACTION, STOP_ACTION,
+    PmError, PmReply, PmResponse, ServiceRef, CRASH_ACTION, DESTINATION, LIST_ACTION, POLICY,
+    RESPONSE_ACTION, RESTART_ACTION, SCHEMA, START_ACTION, STATUS_ACTION, STOP_ACTION,
 };
 use crate::supervisor::Supervisor;
 
@@ -18,6 +19,7 @@ enum Operation {
     Start,
     Stop,
     Restart,
+    Crash,
 }
 
 impl Supervisor {
@@ -56,6 +58,7 @@ impl Supervisor {
             START_ACTION => Operation::Start,
             STOP_ACTION => Operation::Stop,
             RESTART_ACTION => Operation::Restart,
+            CRASH_ACTION => Operation::Crash,
             _ => return Err(PmError::UnknownAction),
         };
         if operation == Operation::List {
@@ -75,6 +78,7 @@ impl Supervisor {
             Operation::Start => self.operator_start(kernel, index)?,
             Operation::Stop => self.operator_stop(kernel, index)?,
             Operation::Restart => self.operator_restart(kernel, index)?,
+            Operation::Crash => self.operator_crash(index)?,
         }
         Ok(PmReply::Service(self.records[index].info()))
     }
@@ -158,6 +162,21 @@ impl Supervisor {
             }
             _ => Err(self.refuse(index, LifecycleState::Stopping)),
         }
+    }
+
+    /// `crash`: end the live instance with a failure, as if it had
+    /// crashed; its exit notification then drives the restart policy.
+    pub fn operator_crash(&mut self, index: usize) -> Result<(), PmError> {
+        let terminate = self.terminator.ok_or(PmError::CannotTerminate(None))?;
+        let record = &self.records[index];
+        let instance = match (record.state().has_instance(), record.instance) {
+            (true, Some(instance)) => instance,
+            _ => return Err(PmError::NotRunning),
+        };
+        let reason = ExitReason::Failure {
+            error: FailureCause::Described("crashed by operator".into()),
+        };
+        terminate(instance.task_id, reason).map_err(|e| PmError::CannotTerminate(Some(e)))
     }
 
     /// `restart`: stop the live instance (if any) and start a fresh one,

@@ -90,6 +90,11 @@ impl From<BootError> for KernelError {
     }
 }
 
+/// Ends one of the supervisor's children (in ring 3, the kernel's
+/// terminate-a-child call). The kernel API has no such operation, so a host
+/// that has one hands it over with [`Supervisor::with_terminator`].
+pub type Terminator = fn(TaskId, pandagen_abi::ExitReason) -> Result<(), KernelError>;
+
 pub struct Supervisor {
     /// In start order.
     pub(crate) records: Vec<Record>,
@@ -102,6 +107,7 @@ pub struct Supervisor {
     config: SupervisorConfig,
     channel: Option<ChannelId>,
     pub(crate) events: EventLog,
+    pub(crate) terminator: Option<Terminator>,
 }
 
 impl Supervisor {
@@ -119,7 +125,14 @@ impl Supervisor {
             config,
             channel: None,
             events: EventLog::new(EVENT_LOG_CAPACITY),
+            terminator: None,
         }
+    }
+
+    /// Let operators crash a service (`pm.crash`) through `terminate`.
+    pub fn with_terminator(mut self, terminate: Terminator) -> Self {
+        self.terminator = Some(terminate);
+        self
     }
 
     /// Create and register the process manager's channel, then start every

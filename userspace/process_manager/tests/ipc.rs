@@ -321,3 +321,56 @@ fn stopping_a_service_that_is_still_starting_waits_for_it_and_shuts_it_down() {
     assert_eq!(world.info("app").state, LifecycleState::Stopped);
     assert!(world.info("app").execution_id.is_none());
 }
+
+std::thread_local! {
+    static TERMINATED: std::cell::RefCell<Vec<(pandagen_abi::TaskId, ExitReason)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn record_termination(task: pandagen_abi::TaskId, reason: ExitReason) -> Result<(), KernelError> {
+    TERMINATED.with(|t| t.borrow_mut().push((task, reason)));
+    Ok(())
+}
+
+#[test]
+fn crash_needs_a_terminator_and_a_live_instance() {
+    let mut world = booted(|_| {});
+    assert_eq!(
+        world.request(PmRequest::Crash("db".into())),
+        Err(ClientError::Rejected(PmError::CannotTerminate(None)))
+    );
+    world.set_terminator(record_termination);
+    world.request(PmRequest::Stop("app".into())).unwrap();
+    world.run_for(ms(100));
+    assert_eq!(world.info("app").state, LifecycleState::Stopped);
+    assert_eq!(
+        world.request(PmRequest::Crash("app".into())),
+        Err(ClientError::Rejected(PmError::NotRunning))
+    );
+}
+
+#[test]
+fn crash_terminates_the_instance_with_a_failure_and_the_policy_restarts_it() {
+    let mut world = booted(|_| {});
+    world.set_terminator(record_termination);
+    let before = world.info("db");
+    let task = before.task_id.unwrap();
+    let info = service(world.request(PmRequest::Crash("db".into())));
+    assert_eq!(info.name, "db");
+    let (crashed, reason) = TERMINATED
+        .with(|t| t.borrow_mut().pop())
+        .expect("terminated");
+    assert_eq!(crashed, task);
+    assert!(matches!(reason, ExitReason::Failure { .. }));
+    // What the kernel does on Terminate: end the task, notify its parent.
+    world.kernel().terminate_task_with_reason(task, reason);
+    world.run_for(Duration::from_secs(2));
+    let after = world.info("db");
+    assert_eq!(after.state, LifecycleState::Running);
+    assert_eq!(after.restart_count, 1);
+    assert_ne!(after.task_id, Some(task));
+    assert!(matches!(
+        after.last_end,
+        Some(InstanceEnd::Exited(ExitReason::Failure { .. }))
+    ));
+}

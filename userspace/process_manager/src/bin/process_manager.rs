@@ -41,7 +41,8 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         );
     }
     let caps = BootCapabilities::from_root_handles(&startup.capabilities);
-    let mut supervisor = Supervisor::new(manifest, caps, SupervisorConfig::default());
+    let mut supervisor = Supervisor::new(manifest, caps, SupervisorConfig::default())
+        .with_terminator(pandagen_rt::syscall::terminate);
     if let Err(error) = supervisor.boot(kernel) {
         println!("process-manager: boot failed: {error:?}");
         kernel.exit(ExitReason::Failure {

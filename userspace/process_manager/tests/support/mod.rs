@@ -290,6 +290,12 @@ impl World {
         }
     }
 
+    /// Give the booted supervisor a way to terminate its children.
+    pub fn set_terminator(&mut self, terminate: pandagen_process_manager::Terminator) {
+        let supervisor = self.pm.borrow_mut().take().expect("booted");
+        *self.pm.borrow_mut() = Some(supervisor.with_terminator(terminate));
+    }
+
     pub fn pm<R>(&self, f: impl FnOnce(&Supervisor) -> R) -> R {
         f(self.pm.borrow().as_ref().expect("booted"))
     }
