@@ -252,6 +252,33 @@ pub struct StartupInfo {
     pub capabilities: heapless::Vec<CapHandle, { limits::MAX_SPAWN_CAPS }>,
 }
 
+impl StartupInfo {
+    /// The start-up record of a task. A name longer than
+    /// [`limits::MAX_TASK_NAME`] is cut at a character boundary; spawn
+    /// refuses more than [`limits::MAX_SPAWN_CAPS`] capabilities, so none
+    /// are lost in practice, but extra ones would be left out.
+    pub fn new(
+        task: TaskId,
+        execution: crate::ids::ExecutionId,
+        name: &str,
+        caps: &[CapHandle],
+    ) -> Self {
+        let mut short_name = heapless::String::new();
+        for c in name.chars() {
+            if short_name.push(c).is_err() {
+                break;
+            }
+        }
+        let capabilities = caps.iter().copied().take(limits::MAX_SPAWN_CAPS).collect();
+        StartupInfo {
+            task,
+            execution,
+            name: short_name,
+            capabilities,
+        }
+    }
+}
+
 /// The kinds of the root task's capabilities, in order: what the kernel
 /// mints at boot for the first task (the process manager, or a test suite's
 /// root program).

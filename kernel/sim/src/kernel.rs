@@ -194,7 +194,7 @@ impl SimulatedKernel {
         let mut startups = BTreeMap::new();
         startups.insert(
             root.task,
-            startup_info(root.task, root.execution, "root", &root.capabilities),
+            StartupInfo::new(root.task, root.execution, "root", &root.capabilities),
         );
         SimulatedKernel {
             core,
@@ -613,30 +613,4 @@ pub enum SimInvariantViolation {
     /// The core parks a different number of messages than the simulator
     /// holds: a held message was lost track of.
     ParkedMismatch { core: usize, held: usize },
-}
-
-pub(crate) fn startup_info(
-    task: TaskId,
-    execution: ExecutionId,
-    name: &str,
-    caps: &[CapHandle],
-) -> StartupInfo {
-    let mut info_name = heapless::String::new();
-    for c in name.chars() {
-        if info_name.push(c).is_err() {
-            break;
-        }
-    }
-    let mut capabilities = heapless::Vec::new();
-    for &h in caps {
-        if capabilities.push(h).is_err() {
-            break;
-        }
-    }
-    StartupInfo {
-        task,
-        execution,
-        name: info_name,
-        capabilities,
-    }
 }

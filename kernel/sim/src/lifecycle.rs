@@ -8,6 +8,7 @@
 
 use pandagen_abi::api::EXIT_NOTIFICATION_ACTION;
 use pandagen_abi::error::SpawnError;
+use pandagen_abi::syscall::StartupInfo;
 use pandagen_abi::{
     CapHandle, ExecutionId, ExitNotification, KernelError, MessageEnvelope, MessageId,
     TaskDescriptor, TaskHandle, TaskId,
@@ -16,7 +17,7 @@ use pandagen_core::channel::KERNEL_SENDER;
 use pandagen_core::{exit_notification_bytes, ChannelRef, SpawnArgs, TaskSpec};
 
 use crate::fault::{ChannelKey, MessageFault};
-use crate::kernel::{startup_info, Launch, SimulatedKernel};
+use crate::kernel::{Launch, SimulatedKernel};
 use crate::trace::{LossReason, TraceEvent};
 
 type Lineage = (Option<ExecutionId>, Option<ExecutionId>);
@@ -55,7 +56,7 @@ impl SimulatedKernel {
             now,
         )?;
         self.bump_activity();
-        let startup = startup_info(
+        let startup = StartupInfo::new(
             spawned.task,
             spawned.execution,
             &descriptor.name,

@@ -133,7 +133,7 @@ impl Kernel {
             ss: u64::from(gdt::USER_DATA),
             ..TrapFrame::default()
         };
-        let startup = startup_info(task, execution, name, capabilities);
+        let startup = StartupInfo::new(task, execution, name, capabilities);
         self.tasks.insert(
             task,
             UserTask {
@@ -201,29 +201,3 @@ impl Kernel {
     }
 }
 
-/// What a task learns from the `Startup` call.
-fn startup_info(
-    task: TaskId,
-    execution: ExecutionId,
-    name: &str,
-    caps: &[CapHandle],
-) -> StartupInfo {
-    let mut info_name = heapless::String::new();
-    for c in name.chars() {
-        if info_name.push(c).is_err() {
-            break;
-        }
-    }
-    let mut capabilities = heapless::Vec::new();
-    for &h in caps {
-        if capabilities.push(h).is_err() {
-            break;
-        }
-    }
-    StartupInfo {
-        task,
-        execution,
-        name: info_name,
-        capabilities,
-    }
-}
