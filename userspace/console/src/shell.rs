@@ -1,0 +1,516 @@
+//! The shell: reads console input from its channel, edits lines, runs
+//! commands against the kernel and the services, writes the answers.
+//!
+//! Input arrives as kernel messages (action [`CONSOLE_INPUT_ACTION`], a
+//! `Vec<u8>` payload) on a channel only the console can receive on. Every
+//! byte of every message goes through the line editor, in order; while a
+//! command runs, further input waits in the kernel's buffer and the
+//! channel, so typing ahead loses nothing.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use pandagen_abi::info::{InfoReply, InfoRequest, MAX_AUDIT_ENTRIES};
+use pandagen_abi::services::CONSOLE;
+use pandagen_abi::syscall::CONSOLE_INPUT_ACTION;
+use pandagen_abi::{CapHandle, ChannelId, KernelError, TaskId};
+use pandagen_pipeline_executor::client::{ClientError as PipelineError, PipelineClient};
+use pandagen_process_manager::{
+    ClientError as PmClientError, LifecycleState, PmClient, PmError, ServiceInfo, ServiceRef,
+};
+use pandagen_storage::{ObjectCap, ObjectKind, Op, OpResult, StorageClient, StorageError};
+
+use crate::command::{self, Command, PipelineCommand, StoreCommand, StoreObject};
+use crate::editor::{Edit, LineEditor};
+use crate::host::ConsoleHost;
+use crate::render;
+
+/// The prompt. Tests and the QEMU suite wait for it.
+pub const PROMPT: &str = "pandagen> ";
+
+/// How long the console waits for the other services before giving the
+/// prompt anyway.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Between polls of the process manager while waiting for services.
+const READY_POLL: Duration = Duration::from_millis(20);
+
+/// The console's capabilities, in the manifest's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConsoleCaps {
+    /// `SerialInput`: read typed bytes, write output.
+    pub serial: CapHandle,
+    /// `KernelInfo`: introspection, shutdown.
+    pub info: CapHandle,
+}
+
+impl ConsoleCaps {
+    /// From the start-up capabilities (`serial-input, kernel-info` in the
+    /// manifest).
+    pub fn from_startup(handles: &[CapHandle]) -> Option<Self> {
+        match handles {
+            [serial, info, ..] => Some(ConsoleCaps {
+                serial: *serial,
+                info: *info,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the shell goes on after a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// `shutdown` was refused or failed to stop the machine; the shell
+    /// still ends.
+    Ended,
+}
+
+/// The console's own storage objects, made on first use.
+#[derive(Default)]
+struct Store {
+    client: Option<StorageClient>,
+    map: Option<ObjectCap>,
+    log: Option<ObjectCap>,
+}
+
+pub struct Shell {
+    caps: ConsoleCaps,
+    me: TaskId,
+    editor: LineEditor,
+    pm: Option<PmClient>,
+    store: Store,
+    input: Option<ChannelId>,
+}
+
+/// Text for the terminal: `\n` becomes `\r\n`.
+fn terminal_text(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 16);
+    for byte in text.bytes() {
+        if byte == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(byte);
+    }
+    out
+}
+
+fn pm_error(error: &PmClientError) -> String {
+    match error {
+        PmClientError::Rejected(PmError::UnknownService(ServiceRef::Name(name))) => {
+            format!("no service named `{name}` (see `ps`)")
+        }
+        PmClientError::Rejected(PmError::IllegalTransition(t)) => format!("refused: {t}"),
+        PmClientError::Rejected(PmError::NotRunning) => "it is not running".into(),
+        PmClientError::Rejected(PmError::CannotTerminate(Some(e))) => {
+            format!("the kernel refused to terminate it: {e}")
+        }
+        PmClientError::Rejected(PmError::CannotTerminate(None)) => {
+            "the process manager cannot terminate tasks".into()
+        }
+        PmClientError::Kernel(KernelError::Timeout) => "the process manager did not answer".into(),
+        PmClientError::Kernel(e) => format!("process manager unreachable: {e}"),
+        other => format!("process manager: {other:?}"),
+    }
+}
+
+impl Shell {
+    pub fn new(caps: ConsoleCaps, me: TaskId) -> Self {
+        Shell {
+            caps,
+            me,
+            editor: LineEditor::new(),
+            pm: None,
+            store: Store::default(),
+            input: None,
+        }
+    }
+
+    pub fn editor(&self) -> &LineEditor {
+        &self.editor
+    }
+
+    /// Make the input channel and have the kernel deliver typed bytes
+    /// there.
+    pub fn bind<H: ConsoleHost>(&mut self, host: &mut H) -> Result<ChannelId, KernelError> {
+        let channel = host.create_channel()?;
+        host.bind_console_input(self.caps.serial, channel)?;
+        self.input = Some(channel);
+        Ok(channel)
+    }
+
+    /// Write `text` (with `\n` line ends) to the terminal. Output that
+    /// cannot be written has nowhere else to go, so failures are ignored.
+    pub fn write<H: ConsoleHost>(&self, host: &mut H, text: &str) {
+        let _ = host.console_write(self.caps.serial, &terminal_text(text));
+    }
+
+    fn pm<H: ConsoleHost>(&mut self, host: &mut H) -> Result<&PmClient, PmClientError> {
+        if self.pm.is_none() {
+            self.pm = Some(PmClient::connect(host)?.with_timeout(Some(Duration::from_secs(5))));
+        }
+        self.pm.as_ref().ok_or(PmClientError::UnexpectedReply)
+    }
+
+    fn services<H: ConsoleHost>(&mut self, host: &mut H) -> Result<Vec<ServiceInfo>, String> {
+        let result = match self.pm(host) {
+            Ok(pm) => pm.list(host),
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| pm_error(&e))
+    }
+
+    /// Wait until the process manager reports every other service running
+    /// (or `timeout` passes). Returns the services still not running.
+    pub fn wait_for_services<H: ConsoleHost>(
+        &mut self,
+        host: &mut H,
+        timeout: Duration,
+    ) -> Vec<String> {
+        let deadline = host.now().saturating_add(timeout);
+        loop {
+            let pending: Vec<String> = match self.services(host) {
+                Ok(services) => services
+                    .iter()
+                    .filter(|s| s.service_id != CONSOLE && s.state != LifecycleState::Running)
+                    .map(|s| format!("{} ({})", s.name, s.state))
+                    .collect(),
+                Err(why) => vec![why],
+            };
+            if pending.is_empty() || host.now() >= deadline {
+                return pending;
+            }
+            let _ = host.sleep(READY_POLL);
+        }
+    }
+
+    /// The boot log's last line and the first prompt.
+    pub fn announce<H: ConsoleHost>(&mut self, host: &mut H, pending: &[String]) {
+        let ms = host.now().as_millis();
+        let text = if pending.is_empty() {
+            format!("\nconsole: system ready in {ms} ms (boot to prompt); type `help`\n")
+        } else {
+            format!(
+                "\nconsole: system up after {ms} ms, still waiting for: {}; type `help`\n",
+                pending.join(", ")
+            )
+        };
+        self.write(host, &text);
+        self.write(host, PROMPT);
+    }
+
+    /// Serve input until `shutdown`.
+    pub fn run<H: ConsoleHost>(&mut self, host: &mut H) -> Result<(), KernelError> {
+        let input = match self.input {
+            Some(channel) => channel,
+            None => self.bind(host)?,
+        };
+        loop {
+            let message = host.receive_message(input, None)?;
+            // Only the kernel sends on this channel; anything else is noise.
+            if message.action != CONSOLE_INPUT_ACTION || message.source.is_some() {
+                continue;
+            }
+            let Ok(bytes) = message.payload.decode::<Vec<u8>>() else {
+                continue;
+            };
+            if self.input_bytes(host, &bytes) == Flow::Ended {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Feed typed bytes through the editor, running each completed line.
+    pub fn input_bytes<H: ConsoleHost>(&mut self, host: &mut H, bytes: &[u8]) -> Flow {
+        let mut echo = Vec::new();
+        for &byte in bytes {
+            let Some(edit) = self.editor.feed(byte, &mut echo) else {
+                continue;
+            };
+            let _ = host.console_write(self.caps.serial, &echo);
+            echo.clear();
+            if let Edit::Line(line) = edit {
+                let (text, flow) = self.execute(host, &line);
+                self.write(host, &text);
+                if flow == Flow::Ended {
+                    return flow;
+                }
+            }
+            self.write(host, PROMPT);
+        }
+        if !echo.is_empty() {
+            let _ = host.console_write(self.caps.serial, &echo);
+        }
+        Flow::Continue
+    }
+
+    /// Run one line; returns what to print.
+    pub fn execute<H: ConsoleHost>(&mut self, host: &mut H, line: &str) -> (String, Flow) {
+        let command = match command::parse(line) {
+            Ok(command) => command,
+            Err(e) => return (format!("{e}\n"), Flow::Continue),
+        };
+        let text = match command {
+            Command::Nothing => String::new(),
+            Command::Help => render::help(),
+            Command::Ps => self.ps(host),
+            Command::Caps(task) => {
+                let task = task.unwrap_or(self.me);
+                match self.info(host, InfoRequest::Capabilities { task }) {
+                    Ok(InfoReply::Capabilities(caps)) => render::caps(task, &caps),
+                    Ok(_) => "kernel-info: unexpected reply\n".into(),
+                    Err(e) => format!("caps: {e}\n"),
+                }
+            }
+            Command::Audit(n) => {
+                let last = n.min(MAX_AUDIT_ENTRIES);
+                match self.info(host, InfoRequest::Audit { last }) {
+                    Ok(InfoReply::Audit { entries, dropped }) => render::audit(&entries, dropped),
+                    Ok(_) => "kernel-info: unexpected reply\n".into(),
+                    Err(e) => format!("audit: {e}\n"),
+                }
+            }
+            Command::Services => match self.info(host, InfoRequest::Services) {
+                Ok(InfoReply::Services(registry)) => {
+                    let known = self.services(host).unwrap_or_default();
+                    render::services(&registry, &known)
+                }
+                Ok(_) => "kernel-info: unexpected reply\n".into(),
+                Err(e) => format!("services: {e}\n"),
+            },
+            Command::Start(name) => self.control(host, "started", &name, PmClient::start),
+            Command::Stop(name) => self.control(host, "stopping", &name, PmClient::stop),
+            Command::Restart(name) => self.control(host, "restarting", &name, PmClient::restart),
+            Command::Crash(name) => self.control(host, "crashed", &name, PmClient::crash),
+            Command::Store(store) => self.store(host, store),
+            Command::Pipeline(pipeline) => self.pipeline(host, pipeline),
+            Command::Uptime => render::uptime(host.now()),
+            Command::Mem => match self.info(host, InfoRequest::Memory) {
+                Ok(InfoReply::Memory(memory)) => render::mem(&memory),
+                Ok(_) => "kernel-info: unexpected reply\n".into(),
+                Err(e) => format!("mem: {e}\n"),
+            },
+            Command::Shutdown => {
+                self.write(host, "shutting down\n");
+                return match host.shutdown(self.caps.info) {
+                    Ok(()) => (String::new(), Flow::Ended),
+                    Err(e) => (format!("shutdown refused: {e}\n"), Flow::Continue),
+                };
+            }
+        };
+        (text, Flow::Continue)
+    }
+
+    fn info<H: ConsoleHost>(
+        &mut self,
+        host: &mut H,
+        request: InfoRequest,
+    ) -> Result<InfoReply, KernelError> {
+        host.kernel_info(self.caps.info, request)
+    }
+
+    fn ps<H: ConsoleHost>(&mut self, host: &mut H) -> String {
+        let tasks = match self.info(host, InfoRequest::Tasks) {
+            Ok(InfoReply::Tasks(tasks)) => tasks,
+            Ok(_) => return "kernel-info: unexpected reply\n".into(),
+            Err(e) => return format!("ps: {e}\n"),
+        };
+        let services = self.services(host);
+        render::ps(&tasks, services.as_deref().map_err(Clone::clone))
+    }
+
+    fn control<H: ConsoleHost>(
+        &mut self,
+        host: &mut H,
+        verb: &str,
+        name: &str,
+        call: fn(&PmClient, &mut H, ServiceRef) -> Result<ServiceInfo, PmClientError>,
+    ) -> String {
+        let result = match self.pm(host) {
+            Ok(pm) => call(pm, host, ServiceRef::Name(name.to_string())),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(info) => render::service_change(verb, &info),
+            Err(e) => format!("{name}: {}\n", pm_error(&e)),
+        }
+    }
+
+    fn store<H: ConsoleHost>(&mut self, host: &mut H, command: StoreCommand) -> String {
+        match self.store_inner(host, command) {
+            Ok(text) => text,
+            Err(e) => {
+                // A restarted storage service (memory backend) no longer
+                // knows our objects: make new ones next time.
+                if matches!(
+                    e,
+                    pandagen_storage::ClientError::Storage(
+                        StorageError::UnknownObject(_) | StorageError::InvalidCapability(_)
+                    )
+                ) {
+                    self.store.map = None;
+                    self.store.log = None;
+                }
+                format!("store: {e}\n")
+            }
+        }
+    }
+
+    fn object<H: ConsoleHost>(
+        &mut self,
+        host: &mut H,
+        which: StoreObject,
+    ) -> Result<(StorageClient, ObjectCap), pandagen_storage::ClientError> {
+        let mut client = match self.store.client.take() {
+            Some(client) => client,
+            None => StorageClient::connect(host)?.with_retry(Duration::from_secs(2), 2),
+        };
+        let slot = match which {
+            StoreObject::Map => &mut self.store.map,
+            StoreObject::Log => &mut self.store.log,
+        };
+        let cap = match slot {
+            Some(cap) => cap.clone(),
+            None => {
+                let kind = match which {
+                    StoreObject::Map => ObjectKind::Map,
+                    StoreObject::Log => ObjectKind::Log,
+                };
+                match client.create(host, kind) {
+                    Ok((cap, _)) => {
+                        *slot = Some(cap.clone());
+                        cap
+                    }
+                    Err(e) => {
+                        self.store.client = Some(client);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        Ok((client, cap))
+    }
+
+    fn store_inner<H: ConsoleHost>(
+        &mut self,
+        host: &mut H,
+        command: StoreCommand,
+    ) -> Result<String, pandagen_storage::ClientError> {
+        let which = match &command {
+            StoreCommand::Put { .. } | StoreCommand::Get { .. } => StoreObject::Map,
+            StoreCommand::LogAppend { .. } | StoreCommand::LogRead => StoreObject::Log,
+            StoreCommand::Versions(which) => *which,
+        };
+        let (mut client, cap) = self.object(host, which)?;
+        let result = (|| match command {
+            StoreCommand::Put { key, value } => {
+                let version = client.put(host, &cap, key.as_bytes(), value.as_bytes())?;
+                Ok(format!("stored {key} (map version {version})\n"))
+            }
+            StoreCommand::Get { key } => match client.get(host, &cap, key.as_bytes())? {
+                Some(value) => Ok(format!("{key} = {}\n", String::from_utf8_lossy(&value))),
+                None => Ok(format!("{key} is not set\n")),
+            },
+            StoreCommand::LogAppend { text } => {
+                let index = client.append(host, &cap, text.as_bytes())?;
+                Ok(format!("appended log record #{index}\n"))
+            }
+            StoreCommand::LogRead => {
+                let op = Op::ReadLog {
+                    cap: cap.clone(),
+                    at: None,
+                    start: 0,
+                    max: 64,
+                };
+                let (results, _) = client.transact(host, vec![op])?;
+                match results.into_iter().next() {
+                    Some(OpResult::Records { total, records, .. }) => {
+                        let mut out = format!("log: {total} records\n");
+                        for (i, record) in records.iter().enumerate() {
+                            out.push_str(&format!("  #{i} {}\n", String::from_utf8_lossy(record)));
+                        }
+                        Ok(out)
+                    }
+                    _ => Err(pandagen_storage::ClientError::UnexpectedReply),
+                }
+            }
+            StoreCommand::Versions(which) => {
+                let versions = client.versions(host, &cap)?;
+                let name = match which {
+                    StoreObject::Map => "map",
+                    StoreObject::Log => "log",
+                };
+                let list: Vec<String> = versions.iter().map(ToString::to_string).collect();
+                Ok(format!(
+                    "{name} versions ({}): {}\n",
+                    versions.len(),
+                    list.join(" ")
+                ))
+            }
+        })();
+        self.store.client = Some(client);
+        result
+    }
+
+    fn pipeline<H: ConsoleHost>(&mut self, host: &mut H, command: PipelineCommand) -> String {
+        let scenarios = pandagen_transformer::demo::scenarios();
+        let short = |name: &'static str| name.trim_start_matches("pipeline/");
+        let wanted = match command {
+            PipelineCommand::List => {
+                let names: Vec<&str> = scenarios.iter().map(|s| short(s.name)).collect();
+                return format!("demo pipelines: {}\n", names.join(", "));
+            }
+            PipelineCommand::Run(name) => name,
+        };
+        let Some(scenario) = scenarios
+            .iter()
+            .find(|s| short(s.name) == wanted || short(s.name).starts_with(wanted.as_str()))
+        else {
+            let names: Vec<&str> = scenarios.iter().map(|s| short(s.name)).collect();
+            return format!(
+                "no demo pipeline `{wanted}`; try one of: {}\n",
+                names.join(", ")
+            );
+        };
+        let client = match PipelineClient::connect(host) {
+            Ok(client) => client.with_timeout(Duration::from_secs(20)),
+            Err(e) => return format!("pipeline executor unreachable: {e}\n"),
+        };
+        let result = client.submit(host, &scenario.pipeline, scenario.input.clone(), Vec::new());
+        let text = match result {
+            Ok(submission) => {
+                let trace = &submission.trace;
+                let mut out = format!(
+                    "pipeline {} ({}): {:?}\n",
+                    short(scenario.name),
+                    scenario.pipeline.name,
+                    trace.final_result
+                );
+                for e in &trace.entries {
+                    out.push_str(&format!(
+                        "  stage {} attempt {}: {:?} ({} ms)\n",
+                        e.stage_name,
+                        e.attempt,
+                        e.result,
+                        e.end_time_ms.saturating_sub(e.start_time_ms)
+                    ));
+                }
+                match (scenario.check)(&scenario.pipeline, &submission) {
+                    Ok(()) => out.push_str("  outcome: as the demo expects\n"),
+                    Err(why) => out.push_str(&format!("  outcome: NOT as expected: {why}\n")),
+                }
+                for (_, cap) in submission.capabilities {
+                    let _ = host.drop_capability(cap);
+                }
+                out
+            }
+            Err(PipelineError::TimedOut) => "pipeline: no result in time\n".into(),
+            Err(e) => format!("pipeline: {e:?}\n"),
+        };
+        client.close(host);
+        text
+    }
+}
