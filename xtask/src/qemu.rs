@@ -12,6 +12,9 @@ use crate::layout::Layout;
 use crate::process::TaskResult;
 use crate::setup::QEMU_BINARY;
 
+/// How long to keep collecting output after QEMU has exited.
+const READER_GRACE: Duration = Duration::from_secs(2);
+
 /// QEMU's exit status when the kernel wrote 0x10 to the exit device.
 pub const EXIT_PASS: i32 = 33;
 /// QEMU's exit status when the kernel wrote 0x11 to the exit device.
@@ -190,29 +193,48 @@ pub fn run_captured(
     })
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    // Own process group, so a timeout kills anything QEMU (or a wrapper
-    // script) started and no orphan keeps the serial pipe open.
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let start = Instant::now();
     let mut child = cmd
         .spawn()
         .map_err(|e| fail!("cannot start {QEMU_BINARY}: {e}"))?;
 
     let serial = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let stdout_reader = spawn_serial_reader(&mut child, serial.clone(), log_file, script);
+    let stderr_buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    spawn_serial_reader(
+        &mut child,
+        serial.clone(),
+        log_file,
+        script,
+        done_tx.clone(),
+    );
     let mut stderr = child.stderr.take().expect("stderr is piped");
-    let stderr_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
+    let stderr_sink = stderr_buf.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = stderr.read(&mut chunk) {
+            stderr_sink
+                .lock()
+                .expect("only this thread writes")
+                .extend_from_slice(&chunk[..n]);
+        }
+        let _ = done_tx.send(());
     });
 
     let exit = wait_with_timeout(&mut child, timeout)?;
     let elapsed = start.elapsed();
-    let _ = stdout_reader.join();
-    let stderr_bytes = stderr_reader.join().unwrap_or_default();
-
-    let serial = String::from_utf8_lossy(&serial.lock().expect("reader finished")).into_owned();
+    // QEMU is gone; its pipes reach EOF at once unless something it started
+    // still holds them. Collect what arrived, without waiting on orphans.
+    let grace = Instant::now() + READER_GRACE;
+    for _ in 0..2 {
+        let left = grace.saturating_duration_since(Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+    let stderr_bytes = stderr_buf.lock().expect("reader done or detached").clone();
+    let serial =
+        String::from_utf8_lossy(&serial.lock().expect("reader done or detached")).into_owned();
     let mut file = std::fs::OpenOptions::new().append(true).open(log)?;
     if !stderr_bytes.is_empty() {
         writeln!(file, "\n--- qemu stderr ---")?;
@@ -236,7 +258,8 @@ fn spawn_serial_reader(
     serial: Arc<Mutex<Vec<u8>>>,
     mut log_file: std::fs::File,
     script: &'static [SerialStep],
-) -> std::thread::JoinHandle<()> {
+    done: std::sync::mpsc::Sender<()>,
+) {
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut stdin = child.stdin.take();
     std::thread::spawn(move || {
@@ -268,7 +291,8 @@ fn spawn_serial_reader(
                 }
             }
         }
-    })
+        let _ = done.send(());
+    });
 }
 
 fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -285,13 +309,6 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> TaskResult<Exit> {
             return Ok(Exit::from_status(status));
         }
         if Instant::now() >= deadline {
-            let pgid = child.id() as libc::pid_t;
-            // SAFETY: kill(2) on our own child's process group (created with
-            // process_group(0), so its id is the child's pid); no memory is
-            // involved.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
             let _ = child.kill();
             let _ = child.wait();
             return Ok(Exit::TimedOut);
