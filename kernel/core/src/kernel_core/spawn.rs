@@ -149,10 +149,15 @@ impl KernelCore {
                 Mintable::BootImage,
                 Rights::SPAWN | Rights::READ | transferable,
             ),
-            (Mintable::KernelInfo, Rights::READ | transferable),
+            // CONTROL: shutting the machine down (`Syscall::Shutdown`).
+            (
+                Mintable::KernelInfo,
+                Rights::READ | Rights::CONTROL | transferable,
+            ),
+            // WRITE: output to the console (`Syscall::ConsoleWrite`).
             (
                 Mintable::SerialInput,
-                Rights::READ | Rights::RECEIVE | transferable,
+                Rights::READ | Rights::WRITE | Rights::RECEIVE | transferable,
             ),
         ];
         let mut capabilities = Vec::with_capacity(minted.len());
