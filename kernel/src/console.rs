@@ -39,6 +39,22 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
     });
 }
 
+/// Writes raw bytes (a ring-3 console's output, escape sequences and all).
+pub fn write_bytes(bytes: &[u8]) {
+    use pandagen_hal::serial::SerialHal;
+    interrupts::without_interrupts(|| {
+        if let Some(port) = SERIAL.lock().as_mut() {
+            port.write_bytes(bytes);
+        }
+    });
+}
+
+/// A received byte, if the UART holds one.
+pub fn read_byte() -> Option<u8> {
+    use pandagen_hal::serial::SerialHal;
+    interrupts::without_interrupts(|| SERIAL.lock().as_mut()?.try_read_byte())
+}
+
 /// A console writer for fatal paths: it takes the lock if it is free and
 /// otherwise writes around it (the lock holder has failed and will not
 /// resume).

@@ -13,6 +13,8 @@ extern crate alloc;
 mod arch;
 mod boot_mode;
 mod console;
+mod console_input;
+mod introspect;
 mod ktest;
 mod layout;
 mod loader;
@@ -107,6 +109,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     match config.mode {
         BootMode::Ktest => ktest::run_all(),
         BootMode::System | BootMode::Suite | BootMode::Bench => {
+            console_input::init();
             runner::start(config.mode, config.suite);
             system()
         }

@@ -39,6 +39,11 @@ pub fn handle(call: Syscall, cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, K
         Syscall::LookupService => lookup_service,
         Syscall::DebugWrite => debug_write,
         Syscall::Startup => startup,
+        Syscall::KernelInfo => crate::introspect::kernel_info,
+        Syscall::ConsoleWrite => crate::console_input::write,
+        Syscall::BindConsoleInput => crate::console_input::bind,
+        Syscall::Terminate => crate::introspect::terminate,
+        Syscall::Shutdown => crate::introspect::shutdown,
         // Calls this kernel does not implement yet answer as unknown ones.
         #[allow(unreachable_patterns)]
         _ => unsupported,

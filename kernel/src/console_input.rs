@@ -1,0 +1,207 @@
+//! Console input: COM1 receive interrupts (IRQ 4) feed a fixed ring
+//! buffer, and the kernel delivers its bytes as kernel messages (action
+//! `CONSOLE_INPUT_ACTION`, a `Vec<u8>` payload) on the channel a task bound
+//! with `BindConsoleInput`. There is no polling loop: the UART interrupt
+//! reads the bytes, and delivery happens in the same interrupt when the
+//! kernel state is free.
+//!
+//! Nothing typed is lost while it fits the ring buffer: bytes stay in it
+//! until delivered. Delivery stops short of filling the bound channel's
+//! queue (the receiver may be busy running a command), and bytes wait for
+//! the next interrupt or timer tick, which retries. Bytes typed before any
+//! task bound the console wait for the first binding.
+//!
+//! The ring buffer is a fixed array, so the interrupt handler never
+//! allocates; messages are built only once the kernel lock is held (and so
+//! no other kernel code, the allocator included, is mid-operation).
+
+use alloc::vec::Vec;
+use pandagen_abi::error::SendError;
+use pandagen_abi::syscall::{BindConsoleInputRequest, ConsoleWriteRequest, CONSOLE_INPUT_ACTION};
+use pandagen_abi::{CapKind, KernelError, MessageEnvelope, MessagePayload, Rights, SchemaVersion};
+use pandagen_core::{ChannelRef, ObjectRef, KERNEL_SERVICE};
+use pandagen_hal::interrupt::InterruptHal;
+use pandagen_hal::x86_64::{pic, X86Interrupts};
+use spin::Mutex;
+
+use crate::syscall::{decode, Ctx, Step};
+use crate::task::{self, Kernel, KERNEL};
+
+/// COM1's legacy interrupt line.
+const COM1_IRQ: u8 = 4;
+/// Bytes held while nobody reads them.
+const BUFFER_BYTES: usize = 8192;
+/// The most bytes one message carries.
+const CHUNK_BYTES: usize = 512;
+/// Queue slots left free on the bound channel, so console input never
+/// crowds out replies a busy console is waiting for on the same channel.
+const QUEUE_HEADROOM: usize = 4;
+/// The schema of console-input messages.
+const INPUT_SCHEMA: SchemaVersion = SchemaVersion::new(1, 0);
+
+struct Input {
+    ring: [u8; BUFFER_BYTES],
+    head: usize,
+    len: usize,
+    /// Bytes that arrived while the buffer was full.
+    overflowed: u64,
+    bound: Option<ChannelRef>,
+}
+
+impl Input {
+    fn push(&mut self, byte: u8) {
+        if self.len == BUFFER_BYTES {
+            self.overflowed += 1;
+            return;
+        }
+        self.ring[(self.head + self.len) % BUFFER_BYTES] = byte;
+        self.len += 1;
+    }
+
+    /// Up to `max` of the oldest bytes, without removing them.
+    fn peek(&self, max: usize) -> Vec<u8> {
+        let n = self.len.min(max);
+        (0..n)
+            .map(|i| self.ring[(self.head + i) % BUFFER_BYTES])
+            .collect()
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.head = (self.head + n) % BUFFER_BYTES;
+        self.len -= n;
+    }
+}
+
+/// Taken only with interrupts off (in the IRQ handler, the timer tick and
+/// system calls), so it can never be contended on this CPU.
+static INPUT: Mutex<Input> = Mutex::new(Input {
+    ring: [0; BUFFER_BYTES],
+    head: 0,
+    len: 0,
+    overflowed: 0,
+    bound: None,
+});
+
+/// Route COM1's receive interrupt here. The UART driver already enables
+/// its receive-data interrupt (and OUT2, which gates it to the PIC).
+pub fn init() {
+    if let Err(e) = X86Interrupts.register_handler(pic::IRQ_BASE + COM1_IRQ, on_receive) {
+        log::warn!("console input unavailable: IRQ {COM1_IRQ}: {e:?}");
+    }
+}
+
+/// IRQ 4: take every byte the UART holds, then deliver what can be.
+fn on_receive() {
+    drain_uart();
+    deliver_if_free();
+}
+
+/// Each timer tick: retry delivery held back by a full queue, and pick up
+/// bytes whose interrupt was not serviced (a full buffer).
+pub fn on_tick() {
+    if INPUT.lock().len > 0 {
+        drain_uart();
+        deliver_if_free();
+    }
+}
+
+fn drain_uart() {
+    let mut input = INPUT.lock();
+    while input.len < BUFFER_BYTES {
+        match crate::console::read_byte() {
+            Some(byte) => input.push(byte),
+            None => break,
+        }
+    }
+}
+
+/// Deliver unless the kernel state is in use (then the code using it
+/// delivers, or the next tick does).
+fn deliver_if_free() {
+    if let Some(mut guard) = KERNEL.try_lock() {
+        if let Some(k) = guard.as_mut() {
+            deliver(k);
+        }
+    }
+}
+
+/// Send buffered bytes to the bound channel, a chunk per message, while
+/// its queue has room.
+pub fn deliver(k: &mut Kernel) {
+    let mut input = INPUT.lock();
+    let Some(channel) = input.bound else {
+        return;
+    };
+    let now = task::now();
+    while input.len > 0 {
+        let capacity = k.core.queue_capacity(channel).unwrap_or(0);
+        let queued = k.core.queue_len(channel).unwrap_or(usize::MAX);
+        if queued.saturating_add(QUEUE_HEADROOM) >= capacity {
+            break;
+        }
+        let chunk = input.peek(CHUNK_BYTES);
+        let Some(bytes) = encode(&chunk) else {
+            // Cannot happen for a bounded chunk; drop it rather than stall.
+            input.consume(chunk.len());
+            continue;
+        };
+        match k.core.send_from_kernel(channel, bytes, now) {
+            Ok(_) => input.consume(chunk.len()),
+            Err(KernelError::SendFailed(SendError::QueueFull)) => break,
+            Err(_) => {
+                // The channel closed (its receiver ended): keep the bytes
+                // for the next task that binds the console.
+                input.bound = None;
+                break;
+            }
+        }
+    }
+}
+
+fn encode(chunk: &[u8]) -> Option<Vec<u8>> {
+    let payload = MessagePayload::new(&chunk.to_vec()).ok()?;
+    MessageEnvelope::new(KERNEL_SERVICE, CONSOLE_INPUT_ACTION, INPUT_SCHEMA, payload)
+        .encode()
+        .ok()
+}
+
+/// `BindConsoleInput`: the caller's `SerialInput` capability with `READ`
+/// and `SEND` on the channel. A new binding replaces the old one (a
+/// restarted console takes over); bytes already typed go to it at once.
+pub fn bind(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: BindConsoleInputRequest = decode(request)?;
+    let (caller, now) = (cx.caller, cx.now);
+    cx.k.core.lookup(
+        caller,
+        request.capability,
+        CapKind::SerialInput,
+        Rights::READ,
+        now,
+    )?;
+    let info =
+        cx.k.core
+            .lookup(caller, request.channel, CapKind::Channel, Rights::SEND, now)?;
+    let ObjectRef::Channel(channel) = info.object else {
+        return Err(KernelError::InvalidCapability);
+    };
+    INPUT.lock().bound = Some(channel);
+    drain_uart();
+    deliver(cx.k);
+    cx.reply(())
+}
+
+/// `ConsoleWrite`: raw bytes to COM1, with the `SerialInput` capability's
+/// `WRITE`.
+pub fn write(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: ConsoleWriteRequest<'_> = decode(request)?;
+    cx.k.core.lookup(
+        cx.caller,
+        request.capability,
+        CapKind::SerialInput,
+        Rights::WRITE,
+        cx.now,
+    )?;
+    crate::console::write_bytes(request.bytes);
+    cx.reply(())
+}
