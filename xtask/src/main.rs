@@ -151,11 +151,23 @@ fn main() -> ExitCode {
 /// returns `[bios, uefi]`.
 fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<Vec<PathBuf>> {
     let kernel = build::kernel(layout, profile)?;
-    let manifest = programs::SYSTEM_MANIFEST.map(|m| layout.root.join(m));
+    let manifest = layout.root.join(programs::SYSTEM_MANIFEST);
+    let manifest_text = std::fs::read_to_string(&manifest)
+        .map_err(|e| fail!("reading {}: {e}", manifest.display()))?;
+    let all = programs::discover(layout)?;
+    let (names, missing) = programs::system_programs(&all, &manifest_text);
+    if !missing.is_empty() {
+        println!(
+            "xtask: no ring-3 program provides {} (named in the manifest); \
+             the system image leaves it out",
+            missing.join(", ")
+        );
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let spec = ImageSpec {
         boot_cfg: BootConfig::mode(Mode::System),
-        programs: programs::SYSTEM_PROGRAMS,
-        manifest: manifest.as_deref(),
+        programs: &names,
+        manifest: Some(&manifest),
     };
     let images = vec![
         layout.system_image(Firmware::Bios),
@@ -228,6 +240,14 @@ fn run(layout: &Layout, f: &Flags) -> TaskResult<bool> {
              logs on serial: `symbol-file -o <offset> {elf}`.",
             elf = layout.kernel_elf(profile).display()
         );
+    }
+    // Ctrl-C reaches QEMU (same process group) and stops it; xtask outlives
+    // it to report how it ended. A handler, unlike SIG_IGN, is reset to the
+    // default in the child at exec.
+    extern "C" fn ignore(_: libc::c_int) {}
+    // SAFETY: installs an async-signal-safe handler that does nothing.
+    unsafe {
+        libc::signal(libc::SIGINT, ignore as *const () as libc::sighandler_t);
     }
     let status = cmd
         .status()

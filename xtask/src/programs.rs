@@ -24,19 +24,47 @@ pub struct UserProgram {
     pub bin: String,
 }
 
-/// Programs in the system image (`cargo xtask image/run/flash`): the
-/// process manager and the services its manifest starts.
-pub const SYSTEM_PROGRAMS: &[&str] = &[
-    "process_manager",
-    "storage",
-    "transformer",
-    "pipeline_executor",
-];
+/// The system image's root program (the kernel starts it in `mode=system`).
+pub const SYSTEM_ROOT: &str = "process_manager";
 
 /// The service manifest packed into the system image as `manifest`
 /// (repository-relative).
-pub const SYSTEM_MANIFEST: Option<&str> =
-    Some("userspace/process_manager/manifests/system.manifest");
+pub const SYSTEM_MANIFEST: &str = "userspace/process_manager/manifests/system.manifest";
+
+/// Program names a manifest refers to: the values of its `image = <name>`
+/// lines, in order, without duplicates. Everything else in the manifest
+/// belongs to the process manager and is not interpreted here.
+pub fn manifest_images(manifest: &str) -> Vec<String> {
+    let mut images: Vec<String> = Vec::new();
+    for line in manifest.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        if let Some((key, value)) = line.split_once('=') {
+            let value = value.trim();
+            if key.trim() == "image" && !value.is_empty() && !images.iter().any(|i| i == value) {
+                images.push(value.to_string());
+            }
+        }
+    }
+    images
+}
+
+/// The programs of the system image: the root plus every image the
+/// manifest names that exists in the workspace. Returns the names and the
+/// manifest images no program provides (yet).
+pub fn system_programs(all: &[UserProgram], manifest: &str) -> (Vec<String>, Vec<String>) {
+    let mut names = vec![SYSTEM_ROOT.to_string()];
+    let mut missing = Vec::new();
+    for image in manifest_images(manifest) {
+        if all.iter().any(|p| p.bin == image) {
+            if !names.contains(&image) {
+                names.push(image);
+            }
+        } else {
+            missing.push(image);
+        }
+    }
+    (names, missing)
+}
 
 /// Every ring-3 program in the workspace, sorted by binary name.
 pub fn discover(layout: &Layout) -> TaskResult<Vec<UserProgram>> {
@@ -162,12 +190,32 @@ mod tests {
     }
 
     #[test]
-    fn workspace_programs_cover_the_system_image() {
-        let all = discover(&Layout::from_xtask_manifest()).unwrap();
-        resolve(&all, SYSTEM_PROGRAMS).unwrap();
-        if let Some(m) = SYSTEM_MANIFEST {
-            let root = Layout::from_xtask_manifest().root;
-            assert!(root.join(m).is_file(), "{m} is missing");
-        }
+    fn manifest_images_are_read_from_image_lines() {
+        let text = "# comment image = nope\n[storage]\nid = 2\nimage = storage\n\n[b]\n image=console # x\n[c]\nimage = storage\n";
+        assert_eq!(manifest_images(text), ["storage", "console"]);
+        let all = [
+            UserProgram {
+                package: "pm".into(),
+                bin: "process_manager".into(),
+            },
+            UserProgram {
+                package: "st".into(),
+                bin: "storage".into(),
+            },
+        ];
+        let (names, missing) = system_programs(&all, text);
+        assert_eq!(names, ["process_manager", "storage"]);
+        assert_eq!(missing, ["console"]);
+    }
+
+    #[test]
+    fn workspace_provides_the_system_root_and_manifest() {
+        let layout = Layout::from_xtask_manifest();
+        let all = discover(&layout).unwrap();
+        resolve(&all, &[SYSTEM_ROOT]).unwrap();
+        assert!(
+            layout.root.join(SYSTEM_MANIFEST).is_file(),
+            "{SYSTEM_MANIFEST} is missing"
+        );
     }
 }
