@@ -65,6 +65,34 @@ fn last_end(end: &Option<InstanceEnd>) -> String {
     }
 }
 
+fn ps_services(services: &[ServiceInfo]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "services ({}):", services.len());
+    let _ = writeln!(
+        out,
+        "  {:<18} {:>3} {:<10} {:>8} {:>4} {:<10} {}",
+        "SERVICE", "ID", "STATE", "RESTARTS", "TASK", "DOMAIN", "LAST EXIT"
+    );
+    for s in services {
+        let task = s
+            .task_id
+            .map_or(String::from("-"), |t| format!("{}", t.as_raw()));
+        let _ = writeln!(
+            out,
+            "  {:<18} {:>3} {:<10} {:>8} {:>4} {:<10} {}",
+            s.name,
+            s.service_id.as_raw(),
+            lifecycle(s.state),
+            s.restart_count,
+            task,
+            s.trust_domain.as_str(),
+            last_end(&s.last_end)
+        );
+    }
+
+    out
+}
+
 /// `ps`: the kernel's tasks, then the process manager's services (or why
 /// they could not be listed).
 pub fn ps(tasks: &[TaskSummary], services: Result<&[ServiceInfo], String>) -> String {
@@ -89,30 +117,16 @@ pub fn ps(tasks: &[TaskSummary], services: Result<&[ServiceInfo], String>) -> St
         );
     }
     match services {
-        Ok(services) => {
-            let _ = writeln!(out, "services ({}):", services.len());
-            let _ = writeln!(
-                out,
-                "  {:<18} {:>3} {:<10} {:>8} {:>4} {:<10} {}",
-                "SERVICE", "ID", "STATE", "RESTARTS", "TASK", "DOMAIN", "LAST EXIT"
-            );
-            for s in services {
-                let task = s
-                    .task_id
-                    .map_or(String::from("-"), |t| format!("{}", t.as_raw()));
-                let _ = writeln!(
-                    out,
-                    "  {:<18} {:>3} {:<10} {:>8} {:>4} {:<10} {}",
-                    s.name,
-                    s.service_id.as_raw(),
-                    lifecycle(s.state),
-                    s.restart_count,
-                    task,
-                    s.trust_domain.as_str(),
-                    last_end(&s.last_end)
-                );
-            }
+        Ok(services) if services.iter().any(|s| s.restart_count > 0) => {
+            out.push_str(&ps_services(services));
+            let restarted: alloc::vec::Vec<String> = services
+                .iter()
+                .filter(|s| s.restart_count > 0)
+                .map(|s| format!("{} x{}", s.name, s.restart_count))
+                .collect();
+            let _ = writeln!(out, "restarted: {}", restarted.join(", "));
         }
+        Ok(services) => out.push_str(&ps_services(services)),
         Err(why) => {
             let _ = writeln!(out, "services: unavailable ({why})");
         }
@@ -199,10 +213,10 @@ pub fn mem(m: &MemorySummary) -> String {
     )
 }
 
-/// A service after `start`/`stop`/`restart`/`crash`.
-pub fn service_change(verb: &str, s: &ServiceInfo) -> String {
+/// A service after `start`/`stop`/`restart` settled.
+pub fn service_change(s: &ServiceInfo) -> String {
     format!(
-        "{verb} {}: now {} (restarts {})\n",
+        "{}: {} (restarts {})\n",
         s.name,
         lifecycle(s.state),
         s.restart_count
@@ -278,12 +292,14 @@ mod tests {
             ["transformer", "4", "running", "1", "5", "core"]
         );
         assert!(line.contains("crashed by operator"));
+        assert!(text.ends_with("restarted: transformer x1\n"));
     }
 
     #[test]
     fn ps_says_why_services_are_missing() {
         let text = ps(&[], Err("process manager not reachable".into()));
         assert!(text.contains("services: unavailable (process manager not reachable)"));
+        assert!(!text.contains("restarted:"));
     }
 
     #[test]

@@ -69,6 +69,31 @@ pub enum Flow {
     Ended,
 }
 
+/// How long `start`/`stop`/`restart`/`crash` wait for the outcome.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An operator action on a service, through the process manager.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ServiceOp {
+    Start,
+    Stop,
+    Restart,
+    Crash,
+}
+
+impl ServiceOp {
+    /// Whether the action has run its course.
+    fn settled(self, before: &ServiceInfo, now: &ServiceInfo) -> bool {
+        let running = now.state == LifecycleState::Running;
+        match self {
+            ServiceOp::Start => running,
+            ServiceOp::Stop => now.state == LifecycleState::Stopped,
+            ServiceOp::Restart => running && now.execution_id != before.execution_id,
+            ServiceOp::Crash => running && now.restart_count > before.restart_count,
+        }
+    }
+}
+
 /// The console's own storage objects, made on first use.
 #[derive(Default)]
 struct Store {
@@ -281,10 +306,10 @@ impl Shell {
                 Ok(_) => "kernel-info: unexpected reply\n".into(),
                 Err(e) => format!("services: {e}\n"),
             },
-            Command::Start(name) => self.control(host, "started", &name, PmClient::start),
-            Command::Stop(name) => self.control(host, "stopping", &name, PmClient::stop),
-            Command::Restart(name) => self.control(host, "restarting", &name, PmClient::restart),
-            Command::Crash(name) => self.control(host, "crashed", &name, PmClient::crash),
+            Command::Start(name) => self.control(host, ServiceOp::Start, &name),
+            Command::Stop(name) => self.control(host, ServiceOp::Stop, &name),
+            Command::Restart(name) => self.control(host, ServiceOp::Restart, &name),
+            Command::Crash(name) => self.control(host, ServiceOp::Crash, &name),
             Command::Store(store) => self.store(host, store),
             Command::Pipeline(pipeline) => self.pipeline(host, pipeline),
             Command::Uptime => render::uptime(host.now()),
@@ -322,19 +347,58 @@ impl Shell {
         render::ps(&tasks, services.as_deref().map_err(Clone::clone))
     }
 
-    fn control<H: ConsoleHost>(
-        &mut self,
-        host: &mut H,
-        verb: &str,
-        name: &str,
-        call: fn(&PmClient, &mut H, ServiceRef) -> Result<ServiceInfo, PmClientError>,
-    ) -> String {
-        let result = match self.pm(host) {
-            Ok(pm) => call(pm, host, ServiceRef::Name(name.to_string())),
-            Err(e) => Err(e),
+    /// Ask the process manager to act on a service, then wait (briefly)
+    /// for the outcome, so the answer says how it ended.
+    fn control<H: ConsoleHost>(&mut self, host: &mut H, op: ServiceOp, name: &str) -> String {
+        let target = || ServiceRef::Name(name.to_string());
+        if let Err(e) = self.pm(host) {
+            return format!("{name}: {}\n", pm_error(&e));
+        }
+        let Some(pm) = self.pm.take() else {
+            return format!("{name}: the process manager is not connected\n");
         };
+        let result = (|| {
+            let before = pm.status(host, target())?;
+            let call = match op {
+                ServiceOp::Start => PmClient::start,
+                ServiceOp::Stop => PmClient::stop,
+                ServiceOp::Restart => PmClient::restart,
+                ServiceOp::Crash => PmClient::crash,
+            };
+            call(&pm, host, target())?;
+            let deadline = host.now().saturating_add(SETTLE_TIMEOUT);
+            loop {
+                let now = pm.status(host, target())?;
+                if op.settled(&before, &now) || host.now() >= deadline {
+                    return Ok((before, now));
+                }
+                let _ = host.sleep(READY_POLL);
+            }
+        })();
+        self.pm = Some(pm);
         match result {
-            Ok(info) => render::service_change(verb, &info),
+            Ok((before, after)) => {
+                let settled = op.settled(&before, &after);
+                let task = |i: &ServiceInfo| {
+                    i.task_id
+                        .map_or(String::from("-"), |t| format!("{}", t.as_raw()))
+                };
+                match (op, settled) {
+                    (ServiceOp::Crash, true) => format!(
+                        "crashed {name} (task {}); its supervisor restarted it as task {} (restarts {})\n",
+                        task(&before),
+                        task(&after),
+                        after.restart_count
+                    ),
+                    (_, true) => render::service_change(&after),
+                    (_, false) => format!(
+                        "{name}: still {} after {} s (restarts {})\n",
+                        after.state,
+                        SETTLE_TIMEOUT.as_secs(),
+                        after.restart_count
+                    ),
+                }
+            }
             Err(e) => format!("{name}: {}\n", pm_error(&e)),
         }
     }
