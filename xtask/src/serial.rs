@@ -125,6 +125,29 @@ fn parse_bench(rest: &str, report: &mut Report) -> bool {
     }
 }
 
+/// A report for a run that prints no protocol lines: each `(name, text)`
+/// passes if `text` appears in `serial` after the previous one's match, and
+/// fails otherwise; the DONE counts are the tally, so `judge` applies
+/// unchanged (QEMU must still exit 33).
+pub fn markers(serial: &str, expect: &[(&str, &str)]) -> Report {
+    let mut report = Report::default();
+    let mut from = 0;
+    for (name, text) in expect {
+        match serial[from..].find(text) {
+            Some(at) => {
+                from += at + text.len();
+                report.passed.push(name.to_string());
+            }
+            None => report.failed.push((
+                name.to_string(),
+                format!("`{text}` not in the output after the previous check"),
+            )),
+        }
+    }
+    report.done = Some((report.passed.len() as u64, report.failed.len() as u64));
+    report
+}
+
 /// A suite's verdict: per-test counts plus whether the suite as a whole passed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
@@ -187,6 +210,23 @@ PandaGen 0.1.0 (bios)\r
 [TEST] PASS heap::reuse\r
 [SUITE] DONE passed=2 failed=0\r
 ";
+
+    #[test]
+    fn markers_must_appear_in_order() {
+        let serial = "boot\nready in 5 ms\n> ps\ntasks (3)\n> bye\n";
+        let r = markers(
+            serial,
+            &[("ready", "ready in"), ("ps", "tasks ("), ("bye", "bye")],
+        );
+        assert_eq!(r.passed, ["ready", "ps", "bye"]);
+        assert!(judge(&r, Exit::Code(EXIT_PASS)).ok);
+        let r = markers(serial, &[("ps", "tasks ("), ("ready", "ready in")]);
+        assert_eq!(r.passed, ["ps"]);
+        assert_eq!(r.failed.len(), 1);
+        assert!(!judge(&r, Exit::Code(EXIT_PASS)).ok);
+        let r = markers(serial, &[("ready", "ready in")]);
+        assert!(!judge(&r, Exit::Code(EXIT_FAIL)).ok);
+    }
 
     #[test]
     fn parses_pass_fail_done_and_bench_lines() {

@@ -30,6 +30,10 @@ pub struct Suite {
     pub timeout_secs: u64,
     /// Scripted serial input.
     pub input: &'static [SerialStep],
+    /// For suites that print no `[TEST]` lines (the interactive system):
+    /// `(test name, text)` pairs that must appear in the serial output in
+    /// this order; each is reported as one test (see `serial::markers`).
+    pub expect: &'static [(&'static str, &'static str)],
 }
 
 /// Default limit: BIOS reaches the kernel in ~2 s and UEFI in ~4 s under
@@ -49,6 +53,7 @@ impl Suite {
             manifest: None,
             timeout_secs: DEFAULT_TIMEOUT_SECS,
             input: &[],
+            expect: &[],
         }
     }
 
@@ -71,12 +76,31 @@ impl Suite {
         self.input = steps;
         self
     }
+
+    pub const fn expect(mut self, markers: &'static [(&'static str, &'static str)]) -> Self {
+        self.expect = markers;
+        self
+    }
 }
 
 pub const SUITES: &[Suite] = &[
     // Ring-0 self-tests, under both firmwares so the UEFI path boots every run.
     Suite::new("ktest-bios", Firmware::Bios, BootConfig::mode(Mode::Ktest)),
     Suite::new("ktest-uefi", Firmware::Uefi, BootConfig::mode(Mode::Ktest)),
+    // The whole system as `cargo xtask run` boots it, driven through the
+    // operator console by one burst of typed input; `shutdown` ends QEMU.
+    Suite::new("console-bios", Firmware::Bios, BootConfig::mode(Mode::System))
+        .programs(&[
+            "process_manager",
+            "storage",
+            "transformer",
+            "pipeline_executor",
+            "console",
+        ])
+        .manifest(crate::programs::SYSTEM_MANIFEST)
+        .timeout(300)
+        .input(CONSOLE_SCRIPT)
+        .expect(CONSOLE_EXPECT),
     // Ring-3 scenario suites (userspace/scenarios): the root program is
     // `suite_<name>`; the kernel exits QEMU when it ends.
     Suite::new("faults-bios", Firmware::Bios, BootConfig::suite("faults"))
@@ -95,6 +119,65 @@ pub const SUITES: &[Suite] = &[
     )
     .programs(&["suite_hardening", "handle_thief"])
     .timeout(300),
+];
+
+/// Typed as fast as the serial line takes it, in one burst once the
+/// prompt appears: the console must lose nothing. Enter is CR, as a
+/// terminal sends it; `\x7f` is backspace and `\x1b[A` the up arrow.
+const CONSOLE_SCRIPT: &[SerialStep] = &[SerialStep {
+    wait_for: "pandagen> ",
+    send: "help\r\
+           ps\r\
+           caps\r\
+           audit 5\r\
+           services\r\
+           store put greeting hello panda\r\
+           store get greeting\r\
+           store log append first entry\r\
+           store log read\r\
+           store versions\r\
+           pipeline run happy\r\
+           stop transformer\r\
+           start transformer\r\
+           restart storage\r\
+           crash transformer\r\
+           ps\r\
+           uptimx\x7fe\r\
+           \x1b[A\r\
+           mem\r\
+           xyzzy\r\
+           sevices\r\
+           shutdown\r",
+}];
+
+/// What each command of [`CONSOLE_SCRIPT`] must answer, in order.
+const CONSOLE_EXPECT: &[(&str, &str)] = &[
+    ("console/system_ready", "system ready in "),
+    ("console/help", "commands:"),
+    ("console/ps_tasks", "tasks ("),
+    ("console/ps_services", "services (4):"),
+    ("console/caps", "capabilities of task"),
+    ("console/caps_serial", "serial-input"),
+    ("console/audit", "audit: newest 5 entries"),
+    ("console/services", "registered services ("),
+    ("console/store_put", "stored greeting (map version"),
+    ("console/store_get", "greeting = hello panda"),
+    ("console/store_log_append", "appended log record #0"),
+    ("console/store_log_read", "  #0 first entry"),
+    ("console/store_versions", "map versions ("),
+    ("console/pipeline_run", "pipeline happy_path (blob_pipeline): Success"),
+    ("console/pipeline_outcome", "outcome: as the demo expects"),
+    ("console/stop", "transformer: stopped (restarts 0)"),
+    ("console/start", "transformer: running (restarts 0)"),
+    ("console/restart", "storage: running (restarts 1)"),
+    ("console/crash", "its supervisor restarted it as task"),
+    ("console/ps_after_crash", "restarted: storage x1, transformer x1"),
+    ("console/uptime_backspace", "up 0:"),
+    ("console/uptime_history", "up 0:"),
+    ("console/mem", "kernel heap:"),
+    ("console/unknown_command", "unknown command `xyzzy` (type `help` for the list)"),
+    ("console/suggestion", "did you mean `services`?"),
+    ("console/shutdown", "shutting down"),
 ];
 
 #[cfg(test)]

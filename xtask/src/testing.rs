@@ -178,7 +178,11 @@ fn run_suite(
         &log,
         suite.input,
     )?;
-    let report = serial::parse(&captured.serial);
+    let report = if suite.expect.is_empty() {
+        serial::parse(&captured.serial)
+    } else {
+        serial::markers(&captured.serial, suite.expect)
+    };
     let verdict = serial::judge(&report, captured.exit);
     let secs = captured.elapsed.as_secs_f64();
     if verdict.ok {
