@@ -119,6 +119,35 @@ pub const SUITES: &[Suite] = &[
     )
     .programs(&["suite_hardening", "handle_thief"])
     .timeout(300),
+    // Services (userspace/{process_manager,storage,transformer}) through
+    // real system calls.
+    Suite::new(
+        "supervision-bios",
+        Firmware::Bios,
+        BootConfig::suite("supervision"),
+    )
+    .programs(&["suite_supervision", "pm_steady", "pm_crasher"])
+    .timeout(300),
+    Suite::new("storage-bios", Firmware::Bios, BootConfig::suite("storage"))
+        .programs(&[
+            "suite_storage",
+            "storage",
+            "storage_writer",
+            "storage_reader",
+        ])
+        .timeout(300),
+    Suite::new(
+        "pipeline-bios",
+        Firmware::Bios,
+        BootConfig::suite("pipeline"),
+    )
+    .programs(&[
+        "suite_pipeline",
+        "transformer",
+        "flaky_transformer",
+        "pipeline_executor",
+    ])
+    .timeout(300),
 ];
 
 /// Typed as fast as the serial line takes it, in one burst once the
