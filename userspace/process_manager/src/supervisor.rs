@@ -485,6 +485,19 @@ impl Supervisor {
         self.log(kernel, SupervisorEvent::StopOverdue { service });
         let now = kernel.now();
         self.records[index].timer = Some(now + self.config.stop_timeout);
+        // A service that ignores the shutdown request is ended by force
+        // when the host can terminate children; its exit notification then
+        // completes the stop.
+        if let (Some(terminate), Some(instance)) = (self.terminator, self.records[index].instance) {
+            let reason = pandagen_abi::ExitReason::Failure {
+                error: pandagen_abi::FailureCause::Described(
+                    "did not stop in time; terminated by its supervisor".into(),
+                ),
+            };
+            if terminate(instance.task_id, reason).is_ok() {
+                return;
+            }
+        }
         self.request_shutdown(kernel, index);
     }
 
