@@ -175,10 +175,14 @@ pub fn services(registry: &[ServiceSummary], known: &[ServiceInfo]) -> String {
     let mut out = format!("registered services ({}):\n", registry.len());
     let _ = writeln!(out, "  {:>3} {:<18} {:>4}", "ID", "NAME", "TASK");
     for r in registry {
-        let name = known
-            .iter()
-            .find(|s| s.service_id == r.service)
-            .map_or("-", |s| s.name.as_str());
+        let name = if r.service == pandagen_abi::services::PROCESS_MANAGER {
+            "process-manager"
+        } else {
+            known
+                .iter()
+                .find(|s| s.service_id == r.service)
+                .map_or("-", |s| s.name.as_str())
+        };
         let _ = writeln!(
             out,
             "  {:>3} {:<18} {:>4}",
