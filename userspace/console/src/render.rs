@@ -70,8 +70,8 @@ fn ps_services(services: &[ServiceInfo]) -> String {
     let _ = writeln!(out, "services ({}):", services.len());
     let _ = writeln!(
         out,
-        "  {:<18} {:>3} {:<10} {:>8} {:>4} {:<10} {}",
-        "SERVICE", "ID", "STATE", "RESTARTS", "TASK", "DOMAIN", "LAST EXIT"
+        "  {:<18} {:>3} {:<10} {:>8} {:>4} {:<10} LAST EXIT",
+        "SERVICE", "ID", "STATE", "RESTARTS", "TASK", "DOMAIN"
     );
     for s in services {
         let task = s
@@ -136,7 +136,7 @@ pub fn ps(tasks: &[TaskSummary], services: Result<&[ServiceInfo], String>) -> St
 
 pub fn caps(task: TaskId, caps: &[CapSummary]) -> String {
     let mut out = format!("capabilities of task {} ({}):\n", task.as_raw(), caps.len());
-    let _ = writeln!(out, "  {:<10} {:<16} {}", "HANDLE", "KIND", "RIGHTS");
+    let _ = writeln!(out, "  {:<10} {:<16} RIGHTS", "HANDLE", "KIND");
     for c in caps {
         let _ = writeln!(
             out,

@@ -1,0 +1,205 @@
+//! The shell over a fake host: the SimulatedKernel for `KernelApi`, canned
+//! kernel-info replies, and a recording terminal.
+
+use pandagen_abi::info::{CapSummary, InfoReply, InfoRequest, MemorySummary};
+use pandagen_abi::{
+    Cap, CapHandle, CapKind, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope,
+    ReceivedMessage, Rights, ServiceId, TaskDescriptor, TaskHandle, TaskId,
+};
+use pandagen_console::{ConsoleCaps, ConsoleHost, Flow, Shell, PROMPT};
+use pandagen_sim::SimulatedKernel;
+
+const SERIAL: CapHandle = CapHandle::new(0, 1);
+const INFO: CapHandle = CapHandle::new(1, 1);
+
+struct FakeHost {
+    sim: SimulatedKernel,
+    out: Vec<u8>,
+    requests: Vec<(CapHandle, InfoRequest)>,
+    bound: Option<ChannelId>,
+    shutdown: Option<Result<(), KernelError>>,
+}
+
+impl FakeHost {
+    fn new() -> Self {
+        FakeHost {
+            sim: SimulatedKernel::new(),
+            out: Vec::new(),
+            requests: Vec::new(),
+            bound: None,
+            shutdown: None,
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out).into_owned()
+    }
+}
+
+impl ConsoleHost for FakeHost {
+    fn kernel_info(
+        &mut self,
+        capability: CapHandle,
+        request: InfoRequest,
+    ) -> Result<InfoReply, KernelError> {
+        self.requests.push((capability, request));
+        match request {
+            InfoRequest::Capabilities { .. } => Ok(InfoReply::Capabilities(vec![CapSummary {
+                handle: SERIAL,
+                kind: CapKind::SerialInput,
+                rights: Rights::READ | Rights::WRITE,
+            }])),
+            InfoRequest::Memory => Ok(InfoReply::Memory(MemorySummary {
+                frames_total: 10,
+                frames_free: 5,
+                heap_bytes: 4096,
+                heap_used: 1024,
+            })),
+            _ => Err(KernelError::InsufficientAuthority),
+        }
+    }
+
+    fn console_write(&mut self, capability: CapHandle, bytes: &[u8]) -> Result<(), KernelError> {
+        assert_eq!(capability, SERIAL, "output uses the serial capability");
+        self.out.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn bind_console_input(
+        &mut self,
+        capability: CapHandle,
+        channel: ChannelId,
+    ) -> Result<(), KernelError> {
+        assert_eq!(capability, SERIAL);
+        self.bound = Some(channel);
+        Ok(())
+    }
+
+    fn shutdown(&mut self, capability: CapHandle) -> Result<(), KernelError> {
+        assert_eq!(capability, INFO, "shutdown uses the kernel-info capability");
+        self.shutdown.take().unwrap_or(Ok(()))
+    }
+}
+
+impl KernelApi for FakeHost {
+    fn spawn_task(&mut self, d: TaskDescriptor) -> Result<TaskHandle, KernelError> {
+        self.sim.spawn_task(d)
+    }
+    fn create_channel(&mut self) -> Result<ChannelId, KernelError> {
+        self.sim.create_channel()
+    }
+    fn send_with_capabilities(
+        &mut self,
+        c: ChannelId,
+        m: MessageEnvelope,
+        caps: Vec<Cap<()>>,
+    ) -> Result<(), KernelError> {
+        self.sim.send_with_capabilities(c, m, caps)
+    }
+    fn receive_with_capabilities(
+        &mut self,
+        c: ChannelId,
+        t: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        self.sim.receive_with_capabilities(c, t)
+    }
+    fn now(&self) -> Instant {
+        self.sim.now()
+    }
+    fn sleep(&mut self, d: Duration) -> Result<(), KernelError> {
+        self.sim.sleep(d)
+    }
+    fn grant_capability(&mut self, t: TaskId, c: Cap<()>) -> Result<(), KernelError> {
+        self.sim.grant_capability(t, c)
+    }
+    fn register_service(&mut self, s: ServiceId, c: ChannelId) -> Result<(), KernelError> {
+        self.sim.register_service(s, c)
+    }
+    fn lookup_service(&mut self, s: ServiceId) -> Result<ChannelId, KernelError> {
+        self.sim.lookup_service(s)
+    }
+    fn delegate_capability(&mut self, c: Cap<()>, to: TaskId) -> Result<(), KernelError> {
+        KernelApi::delegate_capability(&mut self.sim, c, to)
+    }
+    fn drop_capability(&mut self, c: Cap<()>) -> Result<(), KernelError> {
+        KernelApi::drop_capability(&mut self.sim, c)
+    }
+    fn clone_capability(&mut self, c: &Cap<()>, r: Rights) -> Result<Cap<()>, KernelError> {
+        self.sim.clone_capability(c, r)
+    }
+}
+
+fn shell() -> Shell {
+    Shell::new(
+        ConsoleCaps::from_startup(&[SERIAL, INFO]).unwrap(),
+        TaskId::from_raw(5),
+    )
+}
+
+#[test]
+fn binding_routes_input_to_a_fresh_channel_with_the_serial_capability() {
+    let mut host = FakeHost::new();
+    let channel = shell().bind(&mut host).unwrap();
+    assert_eq!(host.bound, Some(channel));
+}
+
+#[test]
+fn a_burst_runs_every_line_in_order_with_a_prompt_after_each() {
+    let mut host = FakeHost::new();
+    let mut shell = shell();
+    let flow = shell.input_bytes(&mut host, b"caps\r\nmem\rxyzzy\rcapz\x7fs 9\r");
+    assert_eq!(flow, Flow::Continue);
+    let text = host.text();
+    assert_eq!(text.matches(PROMPT).count(), 4);
+    let caps = text.find("capabilities of task 5").unwrap();
+    let mem = text.find("frames: 5 used of 10").unwrap();
+    let unknown = text.find("unknown command `xyzzy`").unwrap();
+    let caps9 = text.find("capabilities of task 9").unwrap();
+    assert!(caps < mem && mem < unknown && unknown < caps9);
+    // Each kernel-info call names the kernel-info capability.
+    assert!(host.requests.iter().all(|(cap, _)| *cap == INFO));
+    assert_eq!(
+        host.requests[0].1,
+        InfoRequest::Capabilities {
+            task: TaskId::from_raw(5)
+        }
+    );
+    // Output lines end in CR LF for the terminal.
+    assert!(text.contains("frames: 5 used of 10 (20 KiB free)\r\n"));
+}
+
+#[test]
+fn kernel_refusals_and_unreachable_services_are_reported_not_fatal() {
+    let mut host = FakeHost::new();
+    let mut shell = shell();
+    let (text, flow) = shell.execute(&mut host, "audit 3");
+    assert_eq!(flow, Flow::Continue);
+    assert!(text.starts_with("audit: "), "{text}");
+    let (text, _) = shell.execute(&mut host, "restart storage");
+    assert!(
+        text.starts_with("storage: process manager unreachable"),
+        "{text}"
+    );
+    let (text, _) = shell.execute(&mut host, "store get k");
+    assert!(text.starts_with("store: "), "{text}");
+}
+
+#[test]
+fn shutdown_ends_the_shell_unless_the_kernel_refuses() {
+    let mut host = FakeHost::new();
+    let mut shell = shell();
+    host.shutdown = Some(Err(KernelError::InsufficientAuthority));
+    let (text, flow) = shell.execute(&mut host, "shutdown");
+    assert_eq!(flow, Flow::Continue);
+    assert!(text.starts_with("shutdown refused"));
+    assert_eq!(shell.input_bytes(&mut host, b"shutdown\rps\r"), Flow::Ended);
+    assert!(host.text().ends_with("shutting down\r\n"));
+}
+
+#[test]
+fn history_recalls_the_previous_command() {
+    let mut host = FakeHost::new();
+    let mut shell = shell();
+    shell.input_bytes(&mut host, b"mem\r\x1b[A\r");
+    assert_eq!(host.text().matches("kernel heap:").count(), 2);
+}
