@@ -46,6 +46,14 @@ pub fn user_programs(
             script.display()
         ));
     }
+    // RUSTFLAGS is split on whitespace, so the script's path cannot hold any.
+    if script.to_string_lossy().contains(char::is_whitespace) {
+        return Err(fail!(
+            "the repository path {} contains whitespace, which RUSTFLAGS cannot carry; \
+             move the checkout",
+            layout.root.display()
+        ));
+    }
     let rustflags = format!(
         "-C relocation-model=static -C link-arg=-T{}",
         script.display()
@@ -55,7 +63,10 @@ pub fn user_programs(
     let mut packages: Vec<&str> = wanted.iter().map(|p| p.package.as_str()).collect();
     packages.sort_unstable();
     packages.dedup();
-    let features: Vec<String> = packages.iter().map(|p| format!("{p}/ring3")).collect();
+    let features: Vec<String> = packages
+        .iter()
+        .map(|p| format!("{p}/{}", programs::RING3_FEATURE))
+        .collect();
     let mut cmd = cargo();
     cmd.current_dir(&layout.root)
         .env("CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS", &rustflags)
