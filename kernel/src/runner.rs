@@ -1,11 +1,11 @@
 //! Starting ring 3: the boot ramdisk's programs, the root task for each
 //! boot mode, and the verdict when a test run's root task ends.
 //!
-//! | mode     | root task                 | when the root exits                 |
-//! |----------|---------------------------|-------------------------------------|
-//! | `suite`  | `bin/suite_<suite>`       | invariants checked, QEMU exits      |
-//! | `bench`  | `bin/bench`               | invariants checked, QEMU exits      |
-//! | `system` | `bin/process_manager`     | the system idles on                 |
+//! | mode     | root task                                    | when the root exits            |
+//! |----------|----------------------------------------------|--------------------------------|
+//! | `suite`  | `bin/suite_<suite>`                          | invariants checked, QEMU exits |
+//! | `bench`  | `bin/bench`, or `bin/bench_<suite>` if named | invariants checked, QEMU exits |
+//! | `system` | `bin/process_manager`                        | the system idles on            |
 //!
 //! The root holds the capabilities of `ROOT_CAPABILITIES`, minted by the
 //! core. A test run passes when the root exits `Normal` and
@@ -55,7 +55,11 @@ pub fn start(mode: BootMode, suite: Option<&str>) {
             alloc::format!("suite_{}", suite.unwrap_or("")),
             RootPolicy::ExitQemu,
         ),
-        BootMode::Bench => (String::from("bench"), RootPolicy::ExitQemu),
+        // `suite=<name>` picks a service's own bench program.
+        BootMode::Bench => (
+            suite.map_or_else(|| String::from("bench"), |s| alloc::format!("bench_{s}")),
+            RootPolicy::ExitQemu,
+        ),
         BootMode::System | BootMode::Ktest => {
             (String::from("process_manager"), RootPolicy::KeepRunning)
         }
@@ -70,7 +74,9 @@ pub fn start(mode: BootMode, suite: Option<&str>) {
     };
     let mut kernel = Kernel::new(policy);
     let now = task::now();
-    let root = kernel.start(image, &name, |core| core.create_root_task(name.as_str(), now));
+    let root = kernel.start(image, &name, |core| {
+        core.create_root_task(name.as_str(), now)
+    });
     match root {
         Ok(root) => {
             debug_assert_eq!(root.capabilities.len(), ROOT_CAPABILITIES.len());

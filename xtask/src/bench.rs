@@ -44,6 +44,29 @@ const BENCH_PROGRAMS: &[&str] = &["bench", "ipc_echo"];
 
 const BENCH_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// One QEMU benchmark run: a bench-mode image whose root program prints
+/// `[BENCH]` lines.
+struct QemuBench {
+    /// Names the image and the log (`target/qemu-logs/<name>.log`).
+    name: &'static str,
+    boot_cfg: BootConfig,
+    programs: &'static [&'static str],
+}
+
+const QEMU_BENCHES: &[QemuBench] = &[
+    QemuBench {
+        name: "bench",
+        boot_cfg: BootConfig::mode(Mode::Bench),
+        programs: BENCH_PROGRAMS,
+    },
+    // Storage Map put/get through ring-3 IPC: root `bench_storage`.
+    QemuBench {
+        name: "bench-storage",
+        boot_cfg: BootConfig::bench("storage"),
+        programs: &["bench_storage", "storage"],
+    },
+];
+
 /// One row of `results.json`.
 struct Row {
     source: &'static str,
@@ -63,51 +86,55 @@ pub fn run(layout: &Layout) -> TaskResult<bool> {
     let mut ok = true;
 
     let kernel = build::kernel(layout, profile)?;
-    let spec = ImageSpec {
-        boot_cfg: BootConfig::mode(Mode::Bench),
-        programs: BENCH_PROGRAMS,
-        manifest: None,
-    };
-    let image = layout.bench_dir().join("bench.img");
-    build::images(
-        layout,
-        profile,
-        &kernel,
-        &spec,
-        &layout.bench_dir().join("bench.ramdisk.tar"),
-        &[(Firmware::Bios, image.clone())],
-    )?;
-    let machine = Machine {
-        firmware: Firmware::Bios,
-        accel: Accel::Tcg,
-        image: &image,
-        ovmf: host.ovmf.as_deref(),
-        extra_profiles: &["bench"],
-    };
-    let log = qemu::log_path(layout, "bench");
     println!("== kernel benchmarks (QEMU TCG, -icount shift=0: 1 TSC tick = 1 instruction) ==");
-    let captured = qemu::run_captured(qemu::command(layout, &machine)?, BENCH_TIMEOUT, &log, &[])?;
-    let report = serial::parse(&captured.serial);
-    if captured.exit != qemu::Exit::Code(EXIT_PASS) {
-        ok = false;
-        println!(
-            "kernel bench run: {} (log: {})",
-            captured.exit.describe(),
-            log.display()
-        );
+    for qb in QEMU_BENCHES {
+        let spec = ImageSpec {
+            boot_cfg: qb.boot_cfg,
+            programs: qb.programs,
+            manifest: None,
+        };
+        let image = layout.bench_dir().join(format!("{}.img", qb.name));
+        build::images(
+            layout,
+            profile,
+            &kernel,
+            &spec,
+            &layout.bench_dir().join(format!("{}.ramdisk.tar", qb.name)),
+            &[(Firmware::Bios, image.clone())],
+        )?;
+        let machine = Machine {
+            firmware: Firmware::Bios,
+            accel: Accel::Tcg,
+            image: &image,
+            ovmf: host.ovmf.as_deref(),
+            extra_profiles: &["bench"],
+        };
+        let log = qemu::log_path(layout, qb.name);
+        let captured =
+            qemu::run_captured(qemu::command(layout, &machine)?, BENCH_TIMEOUT, &log, &[])?;
+        let report = serial::parse(&captured.serial);
+        if captured.exit != qemu::Exit::Code(EXIT_PASS) {
+            ok = false;
+            println!(
+                "{} run: {} (log: {})",
+                qb.name,
+                captured.exit.describe(),
+                log.display()
+            );
+        }
+        if report.benches.is_empty() {
+            ok = false;
+            println!(
+                "{} printed no [BENCH] lines, so it has no numbers (log: {}).",
+                qb.name,
+                log.display()
+            );
+        }
+        rows.extend(report.benches.into_iter().map(|bench| Row {
+            source: "kernel",
+            bench,
+        }));
     }
-    if report.benches.is_empty() {
-        ok = false;
-        println!(
-            "The kernel printed no [BENCH] lines in mode=bench, so there are no kernel numbers \
-             (log: {}).",
-            log.display()
-        );
-    }
-    rows.extend(report.benches.into_iter().map(|bench| Row {
-        source: "kernel",
-        bench,
-    }));
 
     for hb in HOST_BENCHES {
         let mut cmd = cargo();
@@ -207,6 +234,25 @@ mod tests {
         assert_eq!(r["name"], "ipc_call");
         assert_eq!(r["value"], 189);
         assert_eq!(r["unit"], "instructions");
+    }
+
+    #[test]
+    fn qemu_benches_carry_their_root_program() {
+        let all = crate::programs::discover(&Layout::from_xtask_manifest()).unwrap();
+        for qb in QEMU_BENCHES {
+            qb.boot_cfg.validate().unwrap();
+            assert_eq!(qb.boot_cfg.mode, Mode::Bench, "{}", qb.name);
+            let root = qb
+                .boot_cfg
+                .suite
+                .map_or_else(|| "bench".to_string(), |s| format!("bench_{s}"));
+            assert!(
+                qb.programs.contains(&root.as_str()),
+                "{}: no {root}",
+                qb.name
+            );
+            crate::programs::resolve(&all, qb.programs).unwrap();
+        }
     }
 
     #[test]

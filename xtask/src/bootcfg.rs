@@ -2,7 +2,8 @@
 //!
 //! Format (the contract with the kernel, documented in `qemu/README.md`):
 //! one `key=value` per line, `\n` line ends, no spaces around `=`. Keys:
-//! `mode` (system | ktest | suite | bench), `suite` (a ring-3 suite name),
+//! `mode` (system | ktest | suite | bench), `suite` (a ring-3 suite name;
+//! with `mode=bench`, the bench program `bench_<suite>`),
 //! `seed` (a decimal u64). The kernel ignores unknown keys.
 
 /// What the kernel does after boot.
@@ -57,6 +58,16 @@ impl BootConfig {
         }
     }
 
+    /// A service's own benchmark: `mode=bench` plus `suite=<name>`, whose
+    /// root program is `bench_<name>` instead of `bench`.
+    pub const fn bench(name: &'static str) -> Self {
+        BootConfig {
+            mode: Mode::Bench,
+            suite: Some(name),
+            seed: None,
+        }
+    }
+
     pub const fn with_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
@@ -97,6 +108,10 @@ mod tests {
         assert_eq!(BootConfig::mode(Mode::Ktest).render(), "mode=ktest\n");
         assert_eq!(BootConfig::mode(Mode::System).render(), "mode=system\n");
         assert_eq!(BootConfig::mode(Mode::Bench).render(), "mode=bench\n");
+        assert_eq!(
+            BootConfig::bench("storage").render(),
+            "mode=bench\nsuite=storage\n"
+        );
     }
 
     #[test]

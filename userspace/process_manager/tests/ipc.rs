@@ -374,3 +374,24 @@ fn crash_terminates_the_instance_with_a_failure_and_the_policy_restarts_it() {
         Some(InstanceEnd::Exited(ExitReason::Failure { .. }))
     ));
 }
+
+#[test]
+fn with_a_terminator_a_service_that_ignores_shutdown_is_ended_after_the_stop_timeout() {
+    let mut world = booted(|s| {
+        s.then("db", Behaviour::IgnoreShutdown);
+    });
+    world.set_terminator(record_termination);
+    let task = world.info("db").task_id.unwrap();
+    world.request(PmRequest::Stop(DB.into())).unwrap();
+    world.run_for(ms(100));
+    let (ended, reason) = TERMINATED
+        .with(|t| t.borrow_mut().pop())
+        .expect("terminated after the stop timeout");
+    assert_eq!(ended, task);
+    // What the kernel does on Terminate; the stop then completes.
+    world.kernel().terminate_task_with_reason(task, reason);
+    world.run_for(ms(100));
+    let db = world.info("db");
+    assert_eq!(db.state, LifecycleState::Stopped);
+    assert_eq!(db.restart_count, 0, "a stopped service is not restarted");
+}
