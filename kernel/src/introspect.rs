@@ -159,6 +159,6 @@ pub fn shutdown(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
         Rights::CONTROL,
         cx.now,
     )?;
-    crate::println!("kernel: shutdown requested by task {}", cx.caller);
+    crate::println!("kernel: shutdown requested by {}", cx.caller);
     crate::qemu::exit(crate::qemu::ExitCode::Success)
 }
