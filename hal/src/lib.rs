@@ -18,6 +18,7 @@ pub mod block;
 pub mod boot_config;
 pub mod cpu;
 pub mod frame;
+pub mod heap;
 pub mod interrupt;
 pub mod memory;
 pub mod serial;

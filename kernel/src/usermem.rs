@@ -21,7 +21,7 @@ enum Access {
 }
 
 /// Check that `len` bytes at `ptr` are user memory mapped with `access`;
-/// returns the kernel-window address of each page piece through `each`.
+/// calls `each(window address, len)` for each piece, page by page.
 fn walk(
     space: &AddressSpace,
     ptr: u64,
@@ -30,18 +30,31 @@ fn walk(
     mut each: impl FnMut(u64, usize),
 ) -> Result<(), UserMemoryError> {
     let range = user_range(ptr, len)?;
+    if range.is_empty() {
+        return Ok(());
+    }
     let window = space.window();
-    for (at, n) in pages(range) {
-        let t = space.translate(at).ok_or(UserMemoryError::Unmapped)?;
+    let mut error = UserMemoryError::Unmapped;
+    let mut pieces = pages(range.clone());
+    let complete = space.for_each_page(range.start, range.end, |_, t| {
         if !t.flags.user {
-            return Err(UserMemoryError::NotUserAddress);
+            error = UserMemoryError::NotUserAddress;
+            return false;
         }
         if access == Access::Write && !t.flags.writable {
-            return Err(UserMemoryError::NotWritable);
+            error = UserMemoryError::NotWritable;
+            return false;
         }
-        each(window.virt(t.phys), n);
+        if let Some((at, n)) = pieces.next() {
+            each(window.virt(t.phys) + (at & 0xfff), n);
+        }
+        true
+    });
+    if complete {
+        Ok(())
+    } else {
+        Err(error)
     }
-    Ok(())
 }
 
 /// Check without copying that `len` bytes at `ptr` may be written.

@@ -39,8 +39,9 @@ pub const HOST_BENCHES: &[HostBench] = &[
 ];
 
 /// Ring-3 programs the kernel bench image carries (`bench` is the root
-/// program; it measures IPC against `ipc_echo`).
-const BENCH_PROGRAMS: &[&str] = &["bench", "ipc_echo"];
+/// program; it measures IPC against `ipc_echo`, through the whole
+/// `KernelApi` stack, and against `raw_echo`, through raw system calls).
+const BENCH_PROGRAMS: &[&str] = &["bench", "ipc_echo", "raw_echo"];
 
 const BENCH_TIMEOUT: Duration = Duration::from_secs(300);
 

@@ -38,6 +38,14 @@ pub const RESPONSE_BUFFER_BYTES: usize = crate::envelope::MAX_MESSAGE_BYTES + 51
 /// The longest text accepted by [`Syscall::DebugWrite`].
 pub const MAX_DEBUG_WRITE: usize = 512;
 
+/// Message bytes are written as one postcard byte string (length, then a
+/// single copy). Serde's default for `&[u8]` is a sequence written byte by
+/// byte: the same wire format, at several instructions per byte — which
+/// dominated the IPC path.
+fn as_bytes<S: serde::Serializer>(bytes: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bytes(bytes)
+}
+
 /// System call numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[repr(u64)]
@@ -150,6 +158,7 @@ pub struct SendRequest<'a> {
     pub channel: CapHandle,
     /// An encoded [`MessageEnvelope`](crate::envelope::MessageEnvelope).
     /// The kernel does not decode it.
+    #[serde(serialize_with = "as_bytes")]
     pub message: &'a [u8],
     pub capabilities: heapless::Vec<CapHandle, MAX_MESSAGE_CAPS>,
 }
@@ -165,6 +174,7 @@ pub struct ReceiveRequest {
 pub struct ReceiveReply<'a> {
     /// The sending task, as the kernel knows it.
     pub sender: TaskId,
+    #[serde(serialize_with = "as_bytes")]
     pub message: &'a [u8],
     /// The capabilities the message carried, now in the receiver's space.
     pub capabilities: heapless::Vec<CapHandle, MAX_MESSAGE_CAPS>,

@@ -1,11 +1,11 @@
-//! The kernel heap: a linked-list allocator over pages mapped at
-//! [`KERNEL_HEAP_START`].
+//! The kernel heap: the HAL's size-class allocator (O(1) small blocks in
+//! front of a linked-list heap) over pages mapped at [`KERNEL_HEAP_START`].
 //!
 //! Allocation takes a spin lock: interrupt handlers must not allocate.
 
 use super::{frame, paging};
 use crate::layout::{KERNEL_HEAP_SIZE, KERNEL_HEAP_START};
-use linked_list_allocator::LockedHeap;
+use pandagen_hal::heap::LockedHeap;
 use pandagen_hal::memory::MemoryError;
 use pandagen_hal::x86_64::paging::PageFlags;
 use pandagen_hal::FRAME_SIZE;

@@ -153,16 +153,14 @@ fn sleep(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 
 fn grant(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: TransferRequest = decode(request)?;
-    cx.k
-        .core
+    cx.k.core
         .grant(cx.caller, request.capability, request.task, cx.now)?;
     cx.reply(())
 }
 
 fn delegate(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: TransferRequest = decode(request)?;
-    cx.k
-        .core
+    cx.k.core
         .delegate(cx.caller, request.capability, request.task, cx.now)?;
     cx.reply(())
 }
@@ -175,21 +173,19 @@ fn drop_cap(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 
 fn clone_cap(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: CloneRequest = decode(request)?;
-    let handle = cx
-        .k
-        .core
-        .clone_cap(cx.caller, request.capability, request.rights, cx.now)?;
+    let handle =
+        cx.k.core
+            .clone_cap(cx.caller, request.capability, request.rights, cx.now)?;
     cx.reply(handle)
 }
 
 /// Uses the caller's first `ServiceRegistry` capability with `REGISTER`.
 fn register_service(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: RegisterRequest = decode(request)?;
-    let registry = cx
-        .k
-        .core
-        .find_cap(cx.caller, CapKind::ServiceRegistry, Rights::REGISTER)
-        .ok_or(KernelError::InsufficientAuthority)?;
+    let registry =
+        cx.k.core
+            .find_cap(cx.caller, CapKind::ServiceRegistry, Rights::REGISTER)
+            .ok_or(KernelError::InsufficientAuthority)?;
     cx.k.core.register_service(
         cx.caller,
         registry,
@@ -202,10 +198,9 @@ fn register_service(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelErro
 
 fn lookup_service(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: ServiceRequest = decode(request)?;
-    let handle = cx
-        .k
-        .core
-        .lookup_service(cx.caller, request.service, cx.now)?;
+    let handle =
+        cx.k.core
+            .lookup_service(cx.caller, request.service, cx.now)?;
     cx.reply(handle)
 }
 
@@ -224,12 +219,11 @@ fn debug_write(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 
 fn startup(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     decode::<()>(request)?;
-    let info = cx
-        .k
-        .tasks
-        .get(&cx.caller)
-        .map(|t| t.startup.clone())
-        .ok_or(KernelError::TaskNotFound(cx.caller))?;
+    let info =
+        cx.k.tasks
+            .get(&cx.caller)
+            .map(|t| t.startup.clone())
+            .ok_or(KernelError::TaskNotFound(cx.caller))?;
     cx.reply(info)
 }
 

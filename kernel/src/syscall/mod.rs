@@ -8,13 +8,18 @@
 //! response. The [`Step`] says what happens to the caller: a response, a
 //! block (the call completes when the task is picked again), an exit.
 //!
-//! Checks, in order: the number (`UnknownSyscall`); the response buffer
-//! (writable user memory for `min(capacity, RESPONSE_BUFFER_BYTES)` bytes,
-//! else `rax = STATUS_BAD_RESPONSE_BUFFER` and the call is not performed —
-//! so a caller never loses the effect of a call it cannot hear about);
-//! the request length (`RequestTooLarge`); the request range
-//! (`BadUserMemory`); the postcard (`MalformedRequest`). Nothing a task
-//! passes can make the kernel panic: every failure is a typed error.
+//! Checks, in order: the number (`UnknownSyscall`); for `Receive` only,
+//! the response buffer (writable user memory for
+//! `min(capacity, RESPONSE_BUFFER_BYTES)` bytes, else
+//! `rax = STATUS_BAD_RESPONSE_BUFFER` and nothing is received — a message,
+//! once dequeued, could not be put back); the request length
+//! (`RequestTooLarge`); the request range (`BadUserMemory`); the postcard
+//! (`MalformedRequest`). Other calls check their response buffer when the
+//! response is written: a call whose response cannot be written has still
+//! taken effect, and `rax` says the response was lost
+//! (`STATUS_BAD_RESPONSE_BUFFER` or `status_response_too_large`). Nothing
+//! a task passes can make the kernel panic: every failure is a typed
+//! error.
 
 mod handlers;
 pub mod reply;
@@ -129,8 +134,12 @@ fn dispatch(
 ) -> Option<Step> {
     let result = (|| {
         let call = Syscall::from_number(frame.rax).map_err(KernelError::Syscall)?;
-        let space = &k.tasks.get(&caller).ok_or(KernelError::TaskNotFound(caller))?.space;
-        if call != Syscall::Exit {
+        let space = &k
+            .tasks
+            .get(&caller)
+            .ok_or(KernelError::TaskNotFound(caller))?
+            .space;
+        if call == Syscall::Receive {
             let check = response.capacity.min(RESPONSE_BUFFER_BYTES as u64);
             if usermem::check_writable(space, response.ptr, check).is_err() {
                 return Ok(None);

@@ -1,10 +1,10 @@
 //! Encoding responses and writing them into a task's response buffer.
 
+use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
     status_response_too_large, ReceiveReply, MAX_MESSAGE_CAPS, RESPONSE_BUFFER_BYTES,
     STATUS_BAD_RESPONSE_BUFFER,
 };
-use pandagen_abi::error::SyscallError;
 use pandagen_abi::KernelError;
 use pandagen_core::Delivered;
 use pandagen_hal::x86_64::paging::AddressSpace;

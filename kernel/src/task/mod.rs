@@ -20,9 +20,7 @@ pub use schedule::{park_current as park, preempt_tick, run_first, schedule, user
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use pandagen_abi::syscall::{StartupInfo, RESPONSE_BUFFER_BYTES};
-use pandagen_abi::{
-    CapHandle, ExecutionId, ExitReason, Instant, KernelError, TaskId,
-};
+use pandagen_abi::{CapHandle, ExecutionId, ExitReason, Instant, KernelError, TaskId};
 use pandagen_core::KernelCore;
 use pandagen_hal::x86_64::paging::AddressSpace;
 use spin::Mutex;
@@ -151,6 +149,9 @@ impl Kernel {
     pub fn kill(&mut self, task: TaskId, reason: ExitReason) {
         let now = now();
         let normal = reason == ExitReason::Normal;
+        if !normal {
+            log::info!("task {task} ended: {reason:?}");
+        }
         if let Err(e) = self.core.terminate(task, reason, now) {
             log::error!("terminating task {task}: {e:?}");
         }
@@ -200,4 +201,3 @@ impl Kernel {
         }
     }
 }
-

@@ -21,7 +21,9 @@ use super::trap::TrapFrame;
 use core::arch::naked_asm;
 use core::mem::offset_of;
 use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
-use x86_64::registers::model_specific::{Efer, EferFlags, GsBase, KernelGsBase, LStar, Msr, SFMask};
+use x86_64::registers::model_specific::{
+    Efer, EferFlags, GsBase, KernelGsBase, LStar, Msr, SFMask,
+};
 use x86_64::registers::rflags::RFlags;
 use x86_64::VirtAddr;
 
