@@ -13,8 +13,13 @@
 
 extern crate alloc;
 
-use pandagen_process_manager::{parse_manifest, BootCapabilities, Supervisor, SupervisorConfig};
-use pandagen_rt::abi::{ExitReason, FailureCause, KernelError};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use pandagen_process_manager::{
+    parse_manifest, BootCapabilities, LifecycleState, Supervisor, SupervisorConfig, SupervisorEvent,
+};
+use pandagen_rt::abi::{ExitReason, FailureCause, Instant, KernelError, ServiceId};
 use pandagen_rt::{println, Kernel};
 
 const MANIFEST: &[u8] = include_bytes!("../../manifests/system.manifest");
@@ -40,6 +45,11 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
             service.service_id
         );
     }
+    let names: Vec<(ServiceId, String)> = manifest
+        .start_order()
+        .iter()
+        .map(|s| (s.service_id, s.name.to_string()))
+        .collect();
     let caps = BootCapabilities::from_root_handles(&startup.capabilities);
     let mut supervisor = Supervisor::new(manifest, caps, SupervisorConfig::default())
         .with_terminator(pandagen_rt::syscall::terminate);
@@ -49,12 +59,93 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
             error: FailureCause::Described(alloc::format!("boot failed: {error:?}")),
         });
     }
+    let mut boot_reported = false;
     loop {
         for (at, event) in supervisor.events_mut().drain() {
-            println!("process-manager: [{} ms] {event:?}", at.as_millis());
+            report(&name_lookup(&names), at, &event);
+        }
+        if !boot_reported {
+            boot_reported = report_boot_if_settled(&supervisor, kernel);
         }
         if supervisor.step(kernel).is_err() {
             let _ = pandagen_rt::abi::KernelApi::sleep(kernel, supervisor.config().ready_poll);
         }
     }
+}
+
+/// Service names by id, for the log.
+fn name_lookup(names: &[(ServiceId, String)]) -> impl Fn(ServiceId) -> String + '_ {
+    move |id| {
+        names
+            .iter()
+            .find(|(s, _)| *s == id)
+            .map_or_else(|| alloc::format!("{id}"), |(_, n)| n.clone())
+    }
+}
+
+/// One boot-log line per supervision event, naming the service.
+fn report(name: &impl Fn(ServiceId) -> String, at: Instant, event: &SupervisorEvent) {
+    let ms = at.as_millis();
+    match event {
+        SupervisorEvent::Transition { service, from, to } => {
+            println!(
+                "process-manager: [{ms} ms] {}: {from} -> {to}",
+                name(*service)
+            )
+        }
+        SupervisorEvent::Spawned {
+            service,
+            task,
+            execution,
+        } => println!(
+            "process-manager: [{ms} ms] {}: spawned as {task} ({execution})",
+            name(*service)
+        ),
+        SupervisorEvent::Ended { service, end } => {
+            println!(
+                "process-manager: [{ms} ms] {}: ended: {end:?}",
+                name(*service)
+            )
+        }
+        SupervisorEvent::RestartScheduled {
+            service,
+            attempt,
+            delay,
+            ..
+        } => println!(
+            "process-manager: [{ms} ms] {}: restart {attempt} in {} ms",
+            name(*service),
+            delay.as_millis()
+        ),
+        SupervisorEvent::GaveUp { service, attempts } => println!(
+            "process-manager: [{ms} ms] {}: gave up after {attempts} restarts",
+            name(*service)
+        ),
+        SupervisorEvent::Unstartable { service, error } => println!(
+            "process-manager: [{ms} ms] {}: cannot be started: {error}",
+            name(*service)
+        ),
+        other => println!("process-manager: [{ms} ms] {other:?}"),
+    }
+}
+
+/// Once no service is still on its way up, say how boot went. Returns
+/// whether it has been said.
+fn report_boot_if_settled(supervisor: &Supervisor, kernel: &mut Kernel) -> bool {
+    let services = supervisor.services();
+    let settled = services.iter().all(|s| {
+        s.state == LifecycleState::Running || (s.state == LifecycleState::Failed && s.gave_up)
+    });
+    if settled {
+        let running = services
+            .iter()
+            .filter(|s| s.state == LifecycleState::Running)
+            .count();
+        println!(
+            "process-manager: boot complete at {} ms: {running} of {} services running",
+            pandagen_rt::abi::KernelApi::now(kernel).as_millis(),
+            services.len()
+        );
+    }
+    settled
 }
