@@ -64,8 +64,13 @@ impl Layout {
         Layout { root }
     }
 
+    /// Cargo's target directory: `$CARGO_TARGET_DIR` if set (as cargo
+    /// does), else `target/` in the workspace.
     pub fn target(&self) -> PathBuf {
-        self.root.join("target")
+        match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) if !dir.is_empty() => self.root.join(dir),
+            _ => self.root.join("target"),
+        }
     }
 
     pub fn kernel_elf(&self, profile: Profile) -> PathBuf {
