@@ -11,6 +11,21 @@
 //! * [`host`] — the system calls the console needs beyond `KernelApi`;
 //! * [`shell`] — the loop: input messages → editor → command → answer.
 //!
+//! ## Using it
+//!
+//! `cargo xtask run` boots to the `pandagen>` prompt (the line before it
+//! says how long boot took: `console: system ready in N ms`). `help` lists
+//! the commands: `ps`, `caps [task]`, `audit [n]`, `services`,
+//! `start|stop|restart|crash <service>`, `store put|get|log append|log
+//! read|versions`, `pipeline list|run <demo>`, `uptime`, `mem`,
+//! `shutdown`. Service actions wait (up to 10 s) for the outcome and say it;
+//! `crash` shows the supervisor bringing the service back.
+//!
+//! Input typed while a command runs is kept (in the kernel's buffer and the
+//! console's channel) and runs afterwards, in order. Bytes that reach the
+//! UART before the kernel has initialised it (during firmware boot) are
+//! lost: the kernel resets the UART's FIFO when it takes the port.
+//!
 //! ## Authority
 //!
 //! The console holds exactly two capabilities, granted by the process

@@ -350,6 +350,12 @@ impl Shell {
     /// Ask the process manager to act on a service, then wait (briefly)
     /// for the outcome, so the answer says how it ended.
     fn control<H: ConsoleHost>(&mut self, host: &mut H, op: ServiceOp, name: &str) -> String {
+        if op == ServiceOp::Stop && name == "console" {
+            // Nothing would be left to type `start` into.
+            return "refusing to stop the console you are typing into; `restart console` \
+                    or `crash console` bring up a new one\n"
+                .into();
+        }
         let target = || ServiceRef::Name(name.to_string());
         if let Err(e) = self.pm(host) {
             return format!("{name}: {}\n", pm_error(&e));

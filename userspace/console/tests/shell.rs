@@ -203,3 +203,11 @@ fn history_recalls_the_previous_command() {
     shell.input_bytes(&mut host, b"mem\r\x1b[A\r");
     assert_eq!(host.text().matches("kernel heap:").count(), 2);
 }
+
+#[test]
+fn the_console_does_not_stop_itself() {
+    let mut host = FakeHost::new();
+    let (text, flow) = shell().execute(&mut host, "stop console");
+    assert_eq!(flow, Flow::Continue);
+    assert!(text.starts_with("refusing to stop the console"), "{text}");
+}
