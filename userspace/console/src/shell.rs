@@ -109,6 +109,9 @@ pub struct Shell {
     pm: Option<PmClient>,
     store: Store,
     input: Option<ChannelId>,
+    /// This console is a restarted instance (the boot announcement is
+    /// not repeated).
+    restarted: bool,
 }
 
 /// Text for the terminal: `\n` becomes `\r\n`.
@@ -151,6 +154,7 @@ impl Shell {
             pm: None,
             store: Store::default(),
             input: None,
+            restarted: false,
         }
     }
 
@@ -198,11 +202,16 @@ impl Shell {
         let deadline = host.now().saturating_add(timeout);
         loop {
             let pending: Vec<String> = match self.services(host) {
-                Ok(services) => services
-                    .iter()
-                    .filter(|s| s.service_id != CONSOLE && s.state != LifecycleState::Running)
-                    .map(|s| format!("{} ({})", s.name, s.state))
-                    .collect(),
+                Ok(services) => {
+                    self.restarted = services
+                        .iter()
+                        .any(|s| s.service_id == CONSOLE && s.restart_count > 0);
+                    services
+                        .iter()
+                        .filter(|s| s.service_id != CONSOLE && s.state != LifecycleState::Running)
+                        .map(|s| format!("{} ({})", s.name, s.state))
+                        .collect()
+                }
                 Err(why) => vec![why],
             };
             if pending.is_empty() || host.now() >= deadline {
@@ -215,7 +224,9 @@ impl Shell {
     /// The boot log's last line and the first prompt.
     pub fn announce<H: ConsoleHost>(&mut self, host: &mut H, pending: &[String]) {
         let ms = host.now().as_millis();
-        let text = if pending.is_empty() {
+        let text = if self.restarted {
+            format!("\nconsole: restarted by its supervisor at {ms} ms; type `help`\n")
+        } else if pending.is_empty() {
             format!("\nconsole: system ready in {ms} ms (boot to prompt); type `help`\n")
         } else {
             format!(
