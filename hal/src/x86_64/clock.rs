@@ -14,6 +14,23 @@ static TICK_MILLIHERTZ: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 static TSC_BASE: AtomicU64 = AtomicU64::new(0);
 static LAST_NS: AtomicU64 = AtomicU64::new(0);
+/// Nanoseconds per TSC cycle in 32.32 fixed point: `now_ns` multiplies
+/// and shifts instead of dividing (a 128-bit division is a library call
+/// of a hundred instructions, and every system call reads the clock).
+static NS_PER_CYCLE_32_32: AtomicU64 = AtomicU64::new(0);
+
+/// `ns_per_cycle` in 32.32 fixed point for a TSC at `hz`.
+pub fn ns_per_cycle_fixed(hz: u64) -> u64 {
+    if hz == 0 {
+        return 0;
+    }
+    ((1_000_000_000u128 << 32) / u128::from(hz)) as u64
+}
+
+/// Nanoseconds in `cycles` at a rate given by [`ns_per_cycle_fixed`].
+pub fn cycles_to_ns_fixed(cycles: u64, ns_per_cycle: u64) -> u64 {
+    ((u128::from(cycles) * u128::from(ns_per_cycle)) >> 32) as u64
+}
 
 /// Nanoseconds in `cycles` TSC cycles at `hz`, without overflow.
 pub fn cycles_to_ns(cycles: u64, hz: u64) -> u64 {
@@ -41,6 +58,7 @@ pub fn set_base(tsc: u64) {
 /// Records the measured TSC frequency.
 pub fn set_tsc_hz(hz: u64) {
     TSC_HZ.store(hz, Ordering::Relaxed);
+    NS_PER_CYCLE_32_32.store(ns_per_cycle_fixed(hz), Ordering::Relaxed);
 }
 
 /// The measured TSC frequency (0 before calibration).
@@ -71,7 +89,7 @@ pub fn ticks() -> u64 {
 /// Nanoseconds since [`set_base`]; 0 until the TSC is calibrated. Monotonic.
 pub fn now_ns() -> u64 {
     let cycles = rdtsc().saturating_sub(TSC_BASE.load(Ordering::Relaxed));
-    let ns = cycles_to_ns(cycles, tsc_hz());
+    let ns = cycles_to_ns_fixed(cycles, NS_PER_CYCLE_32_32.load(Ordering::Relaxed));
     let previous = LAST_NS.fetch_max(ns, Ordering::Relaxed);
     ns.max(previous)
 }
@@ -97,6 +115,24 @@ impl TimerHal for X86Timer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_point_conversion_matches_division_closely() {
+        for hz in [1_000_000_000u64, 2_499_979_000, 3_000_000_000, 1_193_182] {
+            let fixed = ns_per_cycle_fixed(hz);
+            for cycles in [0u64, 1, 999, 123_456_789, 10u64.pow(12), 10u64.pow(15)] {
+                let exact = cycles_to_ns(cycles, hz);
+                let approx = cycles_to_ns_fixed(cycles, fixed);
+                // Truncating the rate to 32 fractional bits loses at most
+                // one part in 2^32 of the result, plus one for rounding.
+                assert!(
+                    approx <= exact && exact - approx <= exact / (1 << 31) + 1,
+                    "{cycles} cycles at {hz} Hz: {approx} vs {exact}"
+                );
+            }
+        }
+        assert_eq!(cycles_to_ns_fixed(5, ns_per_cycle_fixed(0)), 0);
+    }
 
     #[test]
     fn conversions_are_exact_and_do_not_overflow() {

@@ -340,88 +340,6 @@ impl AddressSpace {
         Ok(entry & bits::ADDRESS)
     }
 
-    /// [`AddressSpace::translate`] for every 4 KiB page overlapping
-    /// `[start, end)`, in order, calling `each(page, translation)`; stops
-    /// and returns false at the first unmapped page or when `each` returns
-    /// false. Consecutive pages under the same last-level table reuse the
-    /// upper levels of the walk, so a range costs about one full walk plus
-    /// one entry read per further page (what checking and copying syscall
-    /// buffers needs).
-    pub fn for_each_page(
-        &self,
-        start: u64,
-        end: u64,
-        mut each: impl FnMut(u64, Translation) -> bool,
-    ) -> bool {
-        let mut page = start & !(FRAME_SIZE - 1);
-        // (virt >> 21, last-level table, writable, user, executable) of the
-        // previous page's upper levels.
-        let mut cached: Option<(u64, u64, bool, bool, bool)> = None;
-        while page < end {
-            let region = page >> 21;
-            let upper = match cached {
-                Some(c) if c.0 == region => Some(c),
-                _ => self
-                    .upper_levels(page)
-                    .map(|(t, w, u, x)| (region, t, w, u, x)),
-            };
-            let translation = match upper {
-                Some((_, table, w, u, x)) => {
-                    cached = upper;
-                    let entry = self.window.read(table, index(page, 1));
-                    if entry & bits::PRESENT == 0 {
-                        return false;
-                    }
-                    Translation {
-                        phys: entry & bits::ADDRESS,
-                        flags: PageFlags {
-                            writable: w && entry & bits::WRITABLE != 0,
-                            user: u && entry & bits::USER != 0,
-                            executable: x && entry & bits::NO_EXECUTE == 0,
-                        },
-                        page_size: FRAME_SIZE,
-                    }
-                }
-                // Not mapped, or mapped by a huge page: the general walk.
-                None => match self.translate(page) {
-                    Some(t) => {
-                        cached = None;
-                        Translation {
-                            phys: t.phys & !(FRAME_SIZE - 1),
-                            ..t
-                        }
-                    }
-                    None => return false,
-                },
-            };
-            if !each(page, translation) {
-                return false;
-            }
-            page += FRAME_SIZE;
-        }
-        true
-    }
-
-    /// The last-level table for `virt` and the permissions of the levels
-    /// above it, if every upper level is present and none is huge.
-    fn upper_levels(&self, virt: u64) -> Option<(u64, bool, bool, bool)> {
-        if !is_canonical(virt) {
-            return None;
-        }
-        let (mut table, mut w, mut u, mut x) = (self.root, true, true, true);
-        for level in [4, 3, 2] {
-            let entry = self.window.read(table, index(virt, level));
-            if entry & bits::PRESENT == 0 || entry & bits::HUGE != 0 {
-                return None;
-            }
-            w &= entry & bits::WRITABLE != 0;
-            u &= entry & bits::USER != 0;
-            x &= entry & bits::NO_EXECUTE == 0;
-            table = entry & bits::ADDRESS;
-        }
-        Some((table, w, u, x))
-    }
-
     /// Where `virt` leads, with the effective permissions, or `None` if it
     /// is not mapped (or not canonical).
     pub fn translate(&self, virt: u64) -> Option<Translation> {
@@ -593,47 +511,6 @@ mod tests {
         assert_eq!(seen.phys, k2);
         assert!(!seen.flags.user && seen.flags.writable && !seen.flags.executable);
         assert_eq!(user.user_half_entries(), 0);
-    }
-
-    #[test]
-    fn for_each_page_agrees_with_translate_across_tables() {
-        let ram = FakeRam::new(RAM);
-        let mut storage = Vec::new();
-        let (mut frames, kernel) = setup(&ram, &mut storage);
-        let user = AddressSpace::new_sharing_kernel_half(&kernel, &mut frames).unwrap();
-        // Six pages straddling a 2 MiB boundary (two last-level tables),
-        // alternating permissions, then a hole.
-        let first = 0x20_0000 - 3 * FRAME_SIZE;
-        for i in 0..6 {
-            let flags = if i % 2 == 0 {
-                PageFlags::USER_DATA
-            } else {
-                PageFlags::USER_READ_ONLY
-            };
-            let phys = frames.allocate().unwrap();
-            user.map(&mut frames, first + i * FRAME_SIZE, phys, flags)
-                .unwrap();
-        }
-        let mut seen = Vec::new();
-        assert!(
-            user.for_each_page(first + 5, first + 6 * FRAME_SIZE, |page, t| {
-                seen.push((page, t));
-                true
-            })
-        );
-        assert_eq!(seen.len(), 6);
-        for (page, t) in &seen {
-            assert_eq!(Some(*t), user.translate(*page));
-        }
-        // The hole after the last page stops the walk.
-        let mut count = 0;
-        assert!(!user.for_each_page(first, first + 7 * FRAME_SIZE, |_, _| {
-            count += 1;
-            true
-        }));
-        assert_eq!(count, 6);
-        // And so does the callback.
-        assert!(!user.for_each_page(first, first + 2 * FRAME_SIZE, |_, _| false));
     }
 
     #[test]

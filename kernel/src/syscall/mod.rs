@@ -33,7 +33,6 @@ use serde::Serialize;
 
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::task::{self, Kernel, Pending, UserBuffer, KERNEL};
-use crate::usermem;
 
 /// What a call does to its caller.
 pub enum Step {
@@ -118,8 +117,8 @@ pub extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
 }
 
 fn deliver(k: &mut Kernel, caller: TaskId, to: UserBuffer, len: usize) -> u64 {
-    match k.tasks.get(&caller) {
-        Some(t) => reply::deliver(&t.space, to, &k.response[..len]),
+    match k.tasks.get_mut(&caller) {
+        Some(t) => reply::deliver(&mut t.memory, to, &k.response[..len]),
         None => STATUS_BAD_RESPONSE_BUFFER,
     }
 }
@@ -134,14 +133,14 @@ fn dispatch(
 ) -> Option<Step> {
     let result = (|| {
         let call = Syscall::from_number(frame.rax).map_err(KernelError::Syscall)?;
-        let space = &k
+        let memory = &mut k
             .tasks
-            .get(&caller)
+            .get_mut(&caller)
             .ok_or(KernelError::TaskNotFound(caller))?
-            .space;
+            .memory;
         if call == Syscall::Receive {
             let check = response.capacity.min(RESPONSE_BUFFER_BYTES as u64);
-            if usermem::check_writable(space, response.ptr, check).is_err() {
+            if memory.check_writable(response.ptr, check).is_err() {
                 return Ok(None);
             }
         }
@@ -153,7 +152,7 @@ fn dispatch(
             }));
         }
         let mut request = core::mem::take(&mut k.request);
-        let copied = usermem::copy_in(space, frame.rdi, &mut request[..len as usize]);
+        let copied = memory.copy_in(frame.rdi, &mut request[..len as usize]);
         let result = match copied {
             Ok(()) => {
                 let mut cx = Ctx {

@@ -7,11 +7,10 @@ use pandagen_abi::syscall::{
 };
 use pandagen_abi::KernelError;
 use pandagen_core::Delivered;
-use pandagen_hal::x86_64::paging::AddressSpace;
 use serde::Serialize;
 
 use crate::task::UserBuffer;
-use crate::usermem;
+use crate::usermem::UserMemory;
 
 /// Encode `result` into `buf`; returns the length. A reply too large for
 /// the kernel's buffer (none is, by construction of the ABI limits) turns
@@ -47,12 +46,12 @@ pub fn encode_receive(buf: &mut [u8], delivered: &Delivered) -> usize {
 
 /// Write `bytes` into the task's response buffer; returns the `rax` the
 /// task sees: the length, or a transport status.
-pub fn deliver(space: &AddressSpace, to: UserBuffer, bytes: &[u8]) -> u64 {
+pub fn deliver(memory: &mut UserMemory, to: UserBuffer, bytes: &[u8]) -> u64 {
     let len = bytes.len() as u64;
     if len > to.capacity {
         return status_response_too_large(len as u32);
     }
-    match usermem::copy_out(space, to.ptr, bytes) {
+    match memory.copy_out(to.ptr, bytes) {
         Ok(()) => len,
         Err(_) => STATUS_BAD_RESPONSE_BUFFER,
     }

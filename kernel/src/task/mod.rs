@@ -22,13 +22,13 @@ use alloc::vec::Vec;
 use pandagen_abi::syscall::{StartupInfo, RESPONSE_BUFFER_BYTES};
 use pandagen_abi::{CapHandle, ExecutionId, ExitReason, Instant, KernelError, TaskId};
 use pandagen_core::KernelCore;
-use pandagen_hal::x86_64::paging::AddressSpace;
 use spin::Mutex;
 
 use crate::arch::x86_64::gdt;
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::loader::{self, Loaded};
 use crate::mem::paging;
+use crate::usermem::UserMemory;
 
 /// The whole kernel state, behind one lock. Taken with interrupts off (in
 /// the syscall and trap dispatchers); released only by the idle loop.
@@ -63,7 +63,7 @@ pub struct UserBuffer {
 pub struct UserTask {
     /// The registers while the task is not running.
     pub frame: TrapFrame,
-    pub space: AddressSpace,
+    pub memory: UserMemory,
     pub pending: Option<Pending>,
     pub startup: StartupInfo,
 }
@@ -136,7 +136,7 @@ impl Kernel {
             task,
             UserTask {
                 frame,
-                space: loaded.space,
+                memory: UserMemory::new(loaded.space),
                 pending: None,
                 startup,
             },
@@ -162,13 +162,13 @@ impl Kernel {
             self.current = None;
         }
         if let Some(user) = self.tasks.remove(&task) {
-            if self.active_space == user.space.root() {
+            if self.active_space == user.memory.space().root() {
                 let kernel = paging::kernel_space();
                 // SAFETY: the kernel space shares the kernel half.
                 unsafe { paging::switch_to(&kernel) };
                 self.active_space = kernel.root();
             }
-            loader::destroy(user.space);
+            loader::destroy(user.memory.into_space());
         }
         if self.root == Some(task) && self.root_policy == RootPolicy::ExitQemu {
             crate::runner::finish(&self.core, normal);

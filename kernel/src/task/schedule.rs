@@ -73,11 +73,12 @@ pub fn schedule(mut guard: Guard, frame: &mut TrapFrame) {
 fn load(k: &mut Kernel, next: TaskId, frame: &mut TrapFrame) {
     let task = &k.tasks[&next];
     *frame = task.frame.clone();
-    if k.active_space != task.space.root() {
+    let space = task.memory.space();
+    if k.active_space != space.root() {
         // SAFETY: every task space comes from `new_user_space` and shares
         // the kernel half.
-        unsafe { paging::switch_to(&task.space) };
-        k.active_space = task.space.root();
+        unsafe { paging::switch_to(space) };
+        k.active_space = space.root();
     }
     k.current = Some(next);
     k.slice_left = TIME_SLICE_TICKS;
@@ -120,7 +121,7 @@ fn complete_pending(k: &mut Kernel, task: TaskId, now: Instant) -> bool {
         tasks, response: r, ..
     } = k;
     if let Some(t) = tasks.get_mut(&task) {
-        t.frame.rax = reply::deliver(&t.space, response, &r[..len]);
+        t.frame.rax = reply::deliver(&mut t.memory, response, &r[..len]);
     }
     true
 }
