@@ -126,7 +126,7 @@ pub const SUITES: &[Suite] = &[
         Firmware::Bios,
         BootConfig::suite("supervision"),
     )
-    .programs(&["suite_supervision", "pm_steady", "pm_crasher"])
+    .programs(&["suite_supervision", "pm_steady", "pm_crasher", "pm_client"])
     .timeout(300),
     Suite::new("storage-bios", Firmware::Bios, BootConfig::suite("storage"))
         .programs(&[

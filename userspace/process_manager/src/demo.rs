@@ -110,14 +110,29 @@ impl DemoService {
     }
 }
 
-/// Send a request to `service` and wait up to `timeout` for its reply
-/// (what the suite uses to check that a service still serves).
+/// Look `service` up, send it a request and wait up to `timeout` for its
+/// reply (what the suite uses to check that a service still serves). The
+/// looked-up capability is dropped again.
 pub fn ping<K: KernelApi>(
     kernel: &mut K,
     service: ServiceId,
     timeout: Duration,
 ) -> Result<(), KernelError> {
     let channel = kernel.lookup_service(service)?;
+    let result = ping_over(kernel, channel, service, timeout);
+    let _ = kernel.drop_capability(Cap::from(channel));
+    result
+}
+
+/// Send a request over a channel the caller already holds (for example one
+/// looked up before the service restarted) and wait up to `timeout` for
+/// the reply.
+pub fn ping_over<K: KernelApi>(
+    kernel: &mut K,
+    channel: ChannelId,
+    service: ServiceId,
+    timeout: Duration,
+) -> Result<(), KernelError> {
     let reply = kernel.create_channel()?;
     let result = (|| {
         let cap = kernel.clone_capability(
@@ -144,5 +159,69 @@ pub fn ping<K: KernelApi>(
         }
     })();
     let _ = kernel.drop_capability(Cap::from(reply));
+    result
+}
+
+/// What a client of a restarting service must see, checked from the
+/// client's side: it looks `service` up and is answered; once the instance
+/// is gone, sending on that channel fails with `ChannelClosed` (never a
+/// hang, never a silent drop); a new lookup finds the restarted instance,
+/// which answers; and the old channel stays closed. Gives up after
+/// `within`. The caller must not share its capability table with the
+/// service's supervisor (a lookup returns the capability a task already
+/// holds, and the supervisor drops its own when the instance ends).
+pub fn observe_restart<K: KernelApi>(
+    kernel: &mut K,
+    service: ServiceId,
+    within: Duration,
+) -> Result<(), alloc::string::String> {
+    use alloc::format;
+    use pandagen_abi::error::SendError;
+
+    let deadline = kernel.now() + within;
+    let poll = Duration::from_millis(10);
+    let timeout = Duration::from_millis(100);
+    let wait = |kernel: &mut K, what: &str| {
+        if kernel.now() >= deadline {
+            return Err(format!("{what} within {within:?}"));
+        }
+        kernel.sleep(poll).map_err(|e| format!("sleep: {e}"))
+    };
+    let lookup = |kernel: &mut K, not: Option<ChannelId>| match kernel.lookup_service(service) {
+        Ok(channel) if Some(channel) != not => Ok(Some(channel)),
+        Ok(_) | Err(KernelError::ServiceNotFound(_)) => Ok(None),
+        Err(e) => Err(format!("lookup: {e}")),
+    };
+
+    let old = loop {
+        if let Some(channel) = lookup(kernel, None)? {
+            break channel;
+        }
+        wait(kernel, "no instance registered")?;
+    };
+    ping_over(kernel, old, service, timeout).map_err(|e| format!("first instance: {e}"))?;
+    loop {
+        match ping_over(kernel, old, service, timeout) {
+            // Still serving, or it died between our send and its reply.
+            Ok(()) | Err(KernelError::Timeout) => {}
+            Err(KernelError::SendFailed(SendError::ChannelClosed)) => break,
+            Err(e) => return Err(format!("old channel before it closed: {e}")),
+        }
+        wait(kernel, "the instance did not end")?;
+    }
+    let new = loop {
+        if let Some(channel) = lookup(kernel, Some(old))? {
+            break channel;
+        }
+        wait(kernel, "no new instance registered")?;
+    };
+    let result = ping_over(kernel, new, service, timeout)
+        .map_err(|e| format!("new instance: {e}"))
+        .and_then(|()| match ping_over(kernel, old, service, timeout) {
+            Err(KernelError::SendFailed(SendError::ChannelClosed)) => Ok(()),
+            other => Err(format!("old channel after the restart: {other:?}")),
+        });
+    let _ = kernel.drop_capability(Cap::from(new));
+    let _ = kernel.drop_capability(Cap::from(old));
     result
 }

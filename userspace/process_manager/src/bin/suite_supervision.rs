@@ -2,8 +2,9 @@
 //! supervisor (the same library code the host tests drive on the
 //! SimulatedKernel) over `manifests/suite-supervision.manifest`, lets the
 //! crasher fail and be restarted under its backoff policy until the policy
-//! gives up, pings the steady service all along, and reports one
-//! `[TEST]` line per check and `[SUITE] DONE` (see `qemu/README.md`).
+//! gives up, pings the steady service all along, while a separate client
+//! task (`pm_client`) follows the crasher through a restart, and reports
+//! one `[TEST]` line per check and `[SUITE] DONE` (see `qemu/README.md`).
 #![no_std]
 #![no_main]
 
@@ -18,13 +19,20 @@ use pandagen_process_manager::policy::backoff_delay;
 use pandagen_process_manager::{
     parse_manifest, BootCapabilities, LifecycleState, Supervisor, SupervisorConfig, SupervisorEvent,
 };
-use pandagen_rt::abi::{ExitReason, Instant, KernelApi, KernelError, ServiceId};
+use pandagen_rt::abi::api::EXIT_NOTIFICATION_ACTION;
+use pandagen_rt::abi::{
+    ChannelId, ExitNotification, ExitReason, Instant, KernelApi, KernelError, ServiceId,
+    TaskDescriptor,
+};
 use pandagen_rt::{println, Kernel};
 
 const MANIFEST: &[u8] = include_bytes!("../../manifests/suite-supervision.manifest");
 /// The whole scenario takes about 2.2 s of kernel time.
 const DEADLINE: Duration = Duration::from_secs(20);
 const PING_EVERY: Duration = Duration::from_millis(100);
+/// Short, so a ping never holds up supervision long enough to skew the
+/// measured backoff delays.
+const PING_TIMEOUT: Duration = Duration::from_millis(200);
 
 pandagen_rt::entry!(main);
 
@@ -79,6 +87,13 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let caps = BootCapabilities::from_root_handles(&startup.capabilities);
     let mut supervisor = Supervisor::new(manifest, caps, config);
     supervisor.boot(kernel)?;
+    let client_exits = match spawn_client(kernel) {
+        Ok(exits) => Some(exits),
+        Err(error) => {
+            println!("supervision: cannot spawn pm_client: {error}");
+            None
+        }
+    };
 
     let start = kernel.now();
     let mut events: Vec<(Instant, SupervisorEvent)> = Vec::new();
@@ -97,7 +112,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         if steady_up && now.saturating_duration_since(last_ping) >= PING_EVERY {
             last_ping = now;
             pings += 1;
-            if let Err(error) = ping(kernel, STEADY, Duration::from_secs(1)) {
+            if let Err(error) = ping(kernel, STEADY, PING_TIMEOUT) {
                 ping_failures += 1;
                 println!("supervision: ping failed: {error}");
             }
@@ -169,6 +184,10 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         }
     }
     tally.check("backoff delays 100/200/400 ms on the kernel clock", waits);
+    tally.check(
+        "a client of the restarted crasher gets a closed channel, then finds the new instance",
+        client_verdict(kernel, client_exits),
+    );
     let steady = supervisor.service(STEADY);
     tally.check(
         "the steady service kept serving",
@@ -187,6 +206,37 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         },
     );
     finish(kernel, tally)
+}
+
+/// How `pm_client` (see `demo::observe_restart`) ended: it has long
+/// finished by the time the crasher has been given up.
+fn client_verdict(kernel: &mut Kernel, exits: Option<ChannelId>) -> Result<(), String> {
+    let exits = exits.ok_or_else(|| String::from("pm_client could not be spawned"))?;
+    let envelope = kernel
+        .receive_message(exits, Some(Duration::from_secs(10)))
+        .map_err(|e| alloc::format!("no exit notification from pm_client: {e}"))?;
+    if envelope.action != EXIT_NOTIFICATION_ACTION {
+        return Err(alloc::format!("unexpected {:?}", envelope.action));
+    }
+    let notification: ExitNotification = envelope
+        .payload
+        .decode()
+        .map_err(|e| alloc::format!("bad exit notification: {e}"))?;
+    match notification.reason {
+        ExitReason::Normal => Ok(()),
+        other => Err(alloc::format!("pm_client: {other:?}")),
+    }
+}
+
+/// Spawn the client task, with its exit notification sent to a channel of
+/// its own (not the supervisor's).
+fn spawn_client(kernel: &mut Kernel) -> Result<ChannelId, KernelError> {
+    let exits = kernel.create_channel()?;
+    let descriptor = TaskDescriptor::new("pm_client".into())
+        .with_image("pm_client")
+        .with_exit_channel(exits);
+    kernel.spawn_task(descriptor)?;
+    Ok(exits)
 }
 
 fn finish(kernel: &mut Kernel, tally: Tally) -> Result<(), KernelError> {
