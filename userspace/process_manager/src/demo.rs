@@ -199,15 +199,19 @@ pub fn observe_restart<K: KernelApi>(
         }
         wait(kernel, "no instance registered")?;
     };
-    ping_over(kernel, old, service, timeout).map_err(|e| format!("first instance: {e}"))?;
+    let mut answered = false;
     loop {
         match ping_over(kernel, old, service, timeout) {
-            // Still serving, or it died between our send and its reply.
-            Ok(()) | Err(KernelError::Timeout) => {}
+            Ok(()) => answered = true,
+            // It died between our send and its reply (or the host stalled).
+            Err(KernelError::Timeout) => {}
             Err(KernelError::SendFailed(SendError::ChannelClosed)) => break,
             Err(e) => return Err(format!("old channel before it closed: {e}")),
         }
         wait(kernel, "the instance did not end")?;
+    }
+    if !answered {
+        return Err("the first instance never answered".into());
     }
     let new = loop {
         if let Some(channel) = lookup(kernel, Some(old))? {
