@@ -3,12 +3,16 @@
 
 use core::fmt::Write;
 use core::panic::PanicInfo;
-use linked_list_allocator::LockedHeap;
 use pandagen_abi::syscall::{ExitRequest, Syscall, MAX_DEBUG_WRITE};
 use pandagen_abi::{ExitReason, FailureCause, KernelError};
+use pandagen_hal::heap::LockedHeap;
 
 use crate::syscall::call_small;
 
+/// The kernel's own allocator (size classes in front of a linked-list
+/// heap, from the HAL crate): message handling allocates and frees many
+/// small blocks, which a plain linked-list heap serves slower the more
+/// fragmented it gets.
 #[global_allocator]
 static ALLOCATOR: LockedHeap = LockedHeap::empty();
 

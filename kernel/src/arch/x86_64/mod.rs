@@ -4,35 +4,32 @@
 //! (all exception and IRQ gates), [`protection::enable`] (NXE, WP, SMEP,
 //! SMAP).
 //!
-//! # Seams for ring 3
+//! # Ring 3
 //!
-//! - **Segments**: the GDT is laid out for SYSCALL/SYSRET; write
-//!   [`gdt::STAR`] to the STAR MSR. User selectors are [`gdt::USER_CODE`]
-//!   (0x23) and [`gdt::USER_DATA`] (0x1B). FMASK should clear IF, TF, DF
-//!   and AC.
-//! - **Kernel stack on entry from ring 3**: [`gdt::set_kernel_stack`] sets
-//!   TSS.RSP0; the scheduler calls it on every switch (boot sets it to the
-//!   boot stack). The SYSCALL path has no hardware stack switch: keep the
-//!   same value in the per-CPU block that GS points at after `swapgs`.
-//! - **GS**: the trap stubs already `swapgs` on entry from and exit to ring
-//!   3 (decided by the saved CS). Nothing sets GS base yet: the syscall work
-//!   points IA32_KERNEL_GS_BASE at the per-CPU block before the first
-//!   `iretq`/`sysretq` to user mode. NMI and #MC arrive on IST stacks and
-//!   may interrupt the kernel between SYSCALL and its `swapgs`; their
-//!   handlers must not trust GS (today they only log or stop).
-//! - **Context switch**: [`trap::trap_dispatch`] returns the frame to
-//!   resume. A scheduler saves the current frame pointer for the current
-//!   task and returns another task's [`trap::TrapFrame`] (which lives on that
-//!   task's kernel stack); the common exit pops it and `iretq`s. A new task
-//!   starts by building a frame with `cs = USER_CODE`, `ss = USER_DATA`,
-//!   `rflags = 0x202` on its kernel stack.
-//! - **User faults**: [`exceptions`] sees [`trap::TrapFrame::is_from_user`];
-//!   that is where a ring-3 fault ends the task instead of the kernel.
-//! - **User memory**: [`protection::with_user_access`] is the only window in
-//!   which ring 0 may touch user pages (SMAP); [`fault_probe`] turns a bad
-//!   user pointer's fault into an error instead of a crash; the page-table
-//!   code's `translate` gives the effective USER/WRITABLE/NX permissions to
-//!   check a user range before copying.
+//! - **Segments**: the GDT is laid out for SYSCALL/SYSRET;
+//!   [`syscall_entry::init`] writes [`gdt::STAR`], LSTAR and FMASK (IF, TF,
+//!   DF, AC cleared on entry). User selectors are [`gdt::USER_CODE`] (0x23)
+//!   and [`gdt::USER_DATA`] (0x1B).
+//! - **One kernel stack**: every entry from ring 3 — interrupt, exception
+//!   or `syscall` — lands at the top of the same kernel stack (TSS.RSP0 and
+//!   the per-CPU block hold its top; single CPU). A task that is not
+//!   running keeps its registers in its `task::UserTask`; switching copies
+//!   frames in and out of the live frame at the top of the stack.
+//! - **GS**: while the kernel runs, GS points at the per-CPU block; the
+//!   trap stubs `swapgs` on entry from and exit to ring 3 (decided by the
+//!   saved CS), the syscall stub always. NMI and #MC arrive on IST stacks
+//!   and may interrupt the kernel between SYSCALL and its `swapgs`; their
+//!   handlers must not trust GS (they only log or stop).
+//! - **Context switch**: [`trap::trap_dispatch`] and the syscall
+//!   dispatcher may replace the live frame with another task's (see
+//!   `task::schedule`); the common exit pops it and `iretq`s.
+//! - **User faults**: [`exceptions`] hands a fault with
+//!   [`trap::TrapFrame::is_from_user`] to `task::user_fault`, which ends
+//!   only that task.
+//! - **User memory**: the kernel never dereferences user pointers: it
+//!   copies through the task's page tables and the physical-memory window
+//!   (`usermem`), so SMAP stays armed. [`protection::with_user_access`] and
+//!   [`fault_probe`] remain for the ring-0 self-tests.
 //! - **Address spaces**: `mem::paging::new_user_space` gives an empty user
 //!   half sharing the kernel half; `switch_to` loads it; `AddressSpace::destroy`
 //!   frees its tables. User programs link in the lower half (below
