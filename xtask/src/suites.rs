@@ -89,18 +89,43 @@ pub const SUITES: &[Suite] = &[
     Suite::new("ktest-uefi", Firmware::Uefi, BootConfig::mode(Mode::Ktest)),
     // The whole system as `cargo xtask run` boots it, driven through the
     // operator console by one burst of typed input; `shutdown` ends QEMU.
-    Suite::new("console-bios", Firmware::Bios, BootConfig::mode(Mode::System))
-        .programs(&[
-            "process_manager",
-            "storage",
-            "transformer",
-            "pipeline_executor",
-            "console",
-        ])
-        .manifest(crate::programs::SYSTEM_MANIFEST)
-        .timeout(300)
-        .input(CONSOLE_SCRIPT)
-        .expect(CONSOLE_EXPECT),
+    Suite::new(
+        "console-bios",
+        Firmware::Bios,
+        BootConfig::mode(Mode::System),
+    )
+    .programs(&[
+        "process_manager",
+        "storage",
+        "transformer",
+        "pipeline_executor",
+        "console",
+    ])
+    .manifest(crate::programs::SYSTEM_MANIFEST)
+    .timeout(300)
+    .input(CONSOLE_SCRIPT)
+    .expect(CONSOLE_EXPECT),
+    // The system boot alone: the process manager starts every service of
+    // the manifest in dependency order and says when boot has settled.
+    Suite::new(
+        "system-bios",
+        Firmware::Bios,
+        BootConfig::mode(Mode::System),
+    )
+    .programs(&[
+        "process_manager",
+        "storage",
+        "transformer",
+        "pipeline_executor",
+        "console",
+    ])
+    .manifest(crate::programs::SYSTEM_MANIFEST)
+    .timeout(300)
+    .input(&[SerialStep {
+        wait_for: "pandagen> ",
+        send: "shutdown\r",
+    }])
+    .expect(SYSTEM_BOOT_EXPECT),
     // Ring-3 scenario suites (userspace/scenarios): the root program is
     // `suite_<name>`; the kernel exits QEMU when it ends.
     Suite::new("faults-bios", Firmware::Bios, BootConfig::suite("faults"))
@@ -150,6 +175,41 @@ pub const SUITES: &[Suite] = &[
     .timeout(300),
 ];
 
+/// The boot log of `mode=system`, in order: the start order computed from
+/// `system.manifest`, each service started only after what it depends on
+/// (storage and transformer before the pipeline executor, which comes
+/// before the console), and every service running. (The console's own
+/// ready line may come before or after the last of these: it runs as soon
+/// as it is spawned.)
+const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
+    ("system/order_1", "process-manager: start order 1: storage"),
+    (
+        "system/order_2",
+        "process-manager: start order 2: transformer",
+    ),
+    (
+        "system/order_3",
+        "process-manager: start order 3: pipeline-executor",
+    ),
+    ("system/order_4", "process-manager: start order 4: console"),
+    ("system/storage_starts", "storage: stopped -> starting"),
+    (
+        "system/transformer_starts",
+        "transformer: stopped -> starting",
+    ),
+    (
+        "system/pipeline_executor_starts",
+        "pipeline-executor: stopped -> starting",
+    ),
+    (
+        "system/pipeline_executor_runs",
+        "pipeline-executor: starting -> running",
+    ),
+    ("system/console_starts", "console: stopped -> starting"),
+    ("system/all_running", "4 of 4 services running"),
+    ("system/shutdown", "shutting down"),
+];
+
 /// Typed as fast as the serial line takes it, in one burst once the
 /// prompt appears: the console must lose nothing. Enter is CR, as a
 /// terminal sends it; `\x7f` is backspace and `\x1b[A` the up arrow.
@@ -194,17 +254,26 @@ const CONSOLE_EXPECT: &[(&str, &str)] = &[
     ("console/store_log_append", "appended log record #0"),
     ("console/store_log_read", "  #0 first entry"),
     ("console/store_versions", "map versions ("),
-    ("console/pipeline_run", "pipeline happy_path (blob_pipeline): Success"),
+    (
+        "console/pipeline_run",
+        "pipeline happy_path (blob_pipeline): Success",
+    ),
     ("console/pipeline_outcome", "outcome: as the demo expects"),
     ("console/stop", "transformer: stopped (restarts 0)"),
     ("console/start", "transformer: running (restarts 0)"),
     ("console/restart", "storage: running (restarts 1)"),
     ("console/crash", "its supervisor restarted it as task"),
-    ("console/ps_after_crash", "restarted: storage x1, transformer x1"),
+    (
+        "console/ps_after_crash",
+        "restarted: storage x1, transformer x1",
+    ),
     ("console/uptime_backspace", "up 0:"),
     ("console/uptime_history", "up 0:"),
     ("console/mem", "kernel heap:"),
-    ("console/unknown_command", "unknown command `xyzzy` (type `help` for the list)"),
+    (
+        "console/unknown_command",
+        "unknown command `xyzzy` (type `help` for the list)",
+    ),
     ("console/suggestion", "did you mean `services`?"),
     ("console/shutdown", "shutting down"),
 ];
