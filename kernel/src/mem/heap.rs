@@ -31,6 +31,12 @@ pub fn init() -> Result<(), MemoryError> {
     Ok(())
 }
 
+/// Whether `bytes` more could be allocated (roughly: the free space may be
+/// fragmented).
+pub fn has_room(bytes: usize) -> bool {
+    ALLOCATOR.lock().free() >= bytes
+}
+
 /// `(used, free)` heap bytes.
 pub fn usage() -> (usize, usize) {
     let heap = ALLOCATOR.lock();

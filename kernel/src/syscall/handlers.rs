@@ -3,7 +3,7 @@
 
 use alloc::vec::Vec;
 use pandagen_abi::api::TaskHandle;
-use pandagen_abi::error::SpawnError;
+use pandagen_abi::error::{Resource, SpawnError};
 use pandagen_abi::syscall::{
     CapRequest, CloneRequest, DebugWriteRequest, ExitRequest, ReceiveRequest, RegisterRequest,
     SendRequest, ServiceRequest, SleepRequest, SpawnRequest, Syscall, TransferRequest,
@@ -14,6 +14,9 @@ use pandagen_core::{RecvOutcome, SpawnArgs, TaskSpec};
 
 use super::{decode, reply, Ctx, Step};
 use crate::task::Pending;
+
+/// Heap the kernel keeps for its own bookkeeping whatever tasks queue.
+const HEAP_RESERVE: usize = 512 * 1024;
 
 type Handler = fn(&mut Ctx<'_>, &[u8]) -> Result<Step, KernelError>;
 
@@ -98,8 +101,15 @@ fn create_channel(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError>
     cx.reply(handle)
 }
 
+/// Queued messages live on the kernel heap until received, so a send that
+/// would leave less than [`HEAP_RESERVE`] free is refused with
+/// `ResourceExhausted(Memory)`: tasks filling channels nobody drains must
+/// not run the kernel out of memory.
 fn send(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: SendRequest<'_> = decode(request)?;
+    if !crate::mem::heap::has_room(request.message.len() + HEAP_RESERVE) {
+        return Err(KernelError::ResourceExhausted(Resource::Memory));
+    }
     cx.k.core.send(
         cx.caller,
         request.channel,

@@ -9,7 +9,7 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use pandagen_abi::error::{SendError, SyscallError, UserMemoryError};
+use pandagen_abi::error::{Resource, SendError, SyscallError, UserMemoryError};
 use pandagen_abi::syscall::{
     decode_status, ReceiveRequest, SendRequest, Syscall, STATUS_BAD_RESPONSE_BUFFER,
 };
@@ -342,6 +342,54 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
             Ok(())
         } else {
             Err(alloc::format!("{closed:?}"))
+        },
+    );
+
+    // Flooding channels nobody drains: queued messages live in kernel
+    // memory, so the kernel must refuse sends before it runs out, and get
+    // the memory back when the channels close.
+    let big = MessagePayload::from_bytes(vec![0x5a; 16_000])?;
+    let mut flooded = Vec::new();
+    let mut refusal = None;
+    'flood: for _ in 0..32 {
+        let sink = kernel.create_channel()?;
+        flooded.push(sink);
+        for _ in 0..64 {
+            let message = MessageEnvelope::new(
+                ServiceId::from_raw(0),
+                "flood",
+                SchemaVersion::new(1, 0),
+                big.clone(),
+            );
+            match kernel.send_message(sink, message) {
+                Ok(()) => {}
+                Err(KernelError::SendFailed(SendError::QueueFull)) => break,
+                Err(e) => {
+                    refusal = Some(e);
+                    break 'flood;
+                }
+            }
+        }
+    }
+    for sink in flooded {
+        kernel.drop_capability(Cap::from(sink))?;
+    }
+    let recovered = kernel.create_channel().and_then(|c| {
+        let message = MessageEnvelope::new(
+            ServiceId::from_raw(0),
+            "after-flood",
+            SchemaVersion::new(1, 0),
+            big.clone(),
+        );
+        kernel.send_message(c, message)?;
+        kernel.receive_message(c, Some(Duration::ZERO))?;
+        kernel.drop_capability(Cap::from(c))
+    });
+    tally.check(
+        "hardening/queue_flood_refused_then_recovered",
+        match (refusal, recovered) {
+            (Some(KernelError::ResourceExhausted(Resource::Memory)), Ok(())) => Ok(()),
+            other => Err(alloc::format!("refusal and recovery: {other:?}")),
         },
     );
 
