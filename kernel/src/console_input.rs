@@ -6,9 +6,9 @@
 //! kernel state is free.
 //!
 //! Nothing typed is lost while it fits the ring buffer: bytes stay in it
-//! until delivered. Delivery stops short of filling the bound channel's
-//! queue (the receiver may be busy running a command), and bytes wait for
-//! the next interrupt or timer tick, which retries. Bytes typed before any
+//! until delivered. When the bound channel's queue is full (the receiver
+//! is busy running a command), bytes wait for the next interrupt or timer
+//! tick, which retries; bytes beyond the buffer are counted and reported. Bytes typed before any
 //! task bound the console wait for the first binding.
 //!
 //! The ring buffer is a fixed array, so the interrupt handler never
@@ -33,9 +33,6 @@ const COM1_IRQ: u8 = 4;
 const BUFFER_BYTES: usize = 8192;
 /// The most bytes one message carries.
 const CHUNK_BYTES: usize = 512;
-/// Queue slots left free on the bound channel, so console input never
-/// crowds out replies a busy console is waiting for on the same channel.
-const QUEUE_HEADROOM: usize = 4;
 /// The schema of console-input messages.
 const INPUT_SCHEMA: SchemaVersion = SchemaVersion::new(1, 0);
 
@@ -133,13 +130,15 @@ pub fn deliver(k: &mut Kernel) {
     let Some(channel) = input.bound else {
         return;
     };
+    if input.overflowed > 0 {
+        log::warn!(
+            "console input: {} bytes lost while the buffer was full",
+            input.overflowed
+        );
+        input.overflowed = 0;
+    }
     let now = task::now();
     while input.len > 0 {
-        let capacity = k.core.queue_capacity(channel).unwrap_or(0);
-        let queued = k.core.queue_len(channel).unwrap_or(usize::MAX);
-        if queued.saturating_add(QUEUE_HEADROOM) >= capacity {
-            break;
-        }
         let chunk = input.peek(CHUNK_BYTES);
         let Some(bytes) = encode(&chunk) else {
             // Cannot happen for a bounded chunk; drop it rather than stall.
