@@ -36,6 +36,9 @@ pub struct UserMemory {
     space: AddressSpace,
     cache: [Cached; CACHED_PAGES],
     next: usize,
+    /// The last range [`UserMemory::check_writable`] accepted, as
+    /// (pointer, length): the response buffer a task passes every call.
+    writable: (u64, u64),
 }
 
 impl UserMemory {
@@ -48,6 +51,7 @@ impl UserMemory {
                 writable: false,
             }; CACHED_PAGES],
             next: 0,
+            writable: (0, 0),
         }
     }
 
@@ -103,7 +107,12 @@ impl UserMemory {
 
     /// Check without copying that `len` bytes at `ptr` may be written.
     pub fn check_writable(&mut self, ptr: u64, len: u64) -> Result<(), UserMemoryError> {
-        self.walk(ptr, len, true, |_, _| {})
+        if ptr == self.writable.0 && len <= self.writable.1 {
+            return Ok(());
+        }
+        self.walk(ptr, len, true, |_, _| {})?;
+        self.writable = (ptr, len);
+        Ok(())
     }
 
     /// Copy `dst.len()` bytes from the task's `ptr` into `dst`. A failure
