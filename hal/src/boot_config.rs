@@ -9,7 +9,7 @@
 //! | key    | values                              | default  |
 //! |--------|-------------------------------------|----------|
 //! | `mode` | `system`, `ktest`, `suite`, `bench` | `system` |
-//! | `suite`| name of the suite to run            | none     |
+//! | `suite`| the suite to run (or, with `bench`, the bench program `bench_<suite>`) | none |
 //! | `seed` | decimal or `0x` hex `u64`           | none     |
 //! | `log`  | `error` `warn` `info` `debug` `trace` | `info` |
 
