@@ -131,6 +131,10 @@ pub const SUITES: &[Suite] = &[
     Suite::new("faults-bios", Firmware::Bios, BootConfig::suite("faults"))
         .programs(&["suite_faults", "faulter"])
         .timeout(120),
+    // Ring 3 under UEFI firmware too (a different memory map and loader).
+    Suite::new("faults-uefi", Firmware::Uefi, BootConfig::suite("faults"))
+        .programs(&["suite_faults", "faulter"])
+        .timeout(120),
     Suite::new("preempt-bios", Firmware::Bios, BootConfig::suite("preempt"))
         .programs(&["suite_preempt", "spinner"])
         .timeout(120),
