@@ -1,27 +1,41 @@
 //! Preemption suite: two children spin without ever yielding; both must
 //! make progress, and this root must still wake from its sleep.
+//!
+//! Each spinner reports on a channel of its own, so one spinner filling a
+//! bounded queue can never hide the other's progress.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
-use alloc::collections::BTreeMap;
 use alloc::vec;
-use pandagen_abi::{Cap, Duration, KernelApi, KernelError, Rights, TaskId};
+use pandagen_abi::{Cap, ChannelId, Duration, KernelApi, KernelError, Rights, TaskId};
 use pandagen_rt::Kernel;
 use pandagen_scenarios::{spawn, Tally};
 
 pandagen_rt::entry!(main);
 
+/// Reports from `spinner` waiting on `progress`, without blocking.
+fn drain(kernel: &mut Kernel, progress: ChannelId, spinner: TaskId) -> u32 {
+    let mut count = 0;
+    while let Ok(message) = kernel.receive_message(progress, Some(Duration::ZERO)) {
+        if message.source == Some(spinner) {
+            count += 1;
+        }
+    }
+    count
+}
+
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let mut tally = Tally::default();
     let exits = kernel.create_channel()?;
-    let progress = kernel.create_channel()?;
     let mut spinners = vec![];
     for name in ["spinner_a", "spinner_b"] {
+        let progress = kernel.create_channel()?;
         let send =
             kernel.clone_capability(&Cap::from(progress), Rights::SEND | Rights::TRANSFER)?;
-        spinners.push(spawn(kernel, name, "spinner", vec![send], exits)?.task_id);
+        let task = spawn(kernel, name, "spinner", vec![send], exits)?.task_id;
+        spinners.push((task, progress));
     }
     let before = kernel.now();
     kernel.sleep(Duration::from_millis(300))?;
@@ -35,14 +49,8 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         },
     );
 
-    let mut reports: BTreeMap<TaskId, u32> = BTreeMap::new();
-    while let Ok(message) = kernel.receive_message(progress, Some(Duration::ZERO)) {
-        if let Some(sender) = message.source {
-            *reports.entry(sender).or_default() += 1;
-        }
-    }
-    for (index, task) in spinners.iter().enumerate() {
-        let count = reports.get(task).copied().unwrap_or(0);
+    for (index, (task, progress)) in spinners.into_iter().enumerate() {
+        let count = drain(kernel, progress, task);
         let outcome = if count >= 2 {
             Ok(())
         } else {
