@@ -31,6 +31,16 @@ pub fn init(ramdisk: Option<&'static [u8]>) {
 
 /// The ELF image of program `name` (`bin/<name>` in the ramdisk).
 pub fn image(name: &str) -> Option<&'static [u8]> {
+    ramdisk_file("bin/", name)
+}
+
+/// A top-level data file of the ramdisk, such as `manifest`. Programs
+/// (under `bin/`) and nested paths are not reachable this way.
+pub fn boot_file(name: &str) -> Option<&'static [u8]> {
+    ramdisk_file("", name)
+}
+
+fn ramdisk_file(directory: &str, name: &str) -> Option<&'static [u8]> {
     if name.is_empty() || name.contains('/') {
         return None;
     }
@@ -39,7 +49,7 @@ pub fn image(name: &str) -> Option<&'static [u8]> {
     let found = archive.entries().find(|entry| {
         entry.filename().as_str().is_ok_and(|f| {
             let f = f.strip_prefix("./").unwrap_or(f);
-            f.strip_prefix("bin/") == Some(name)
+            f.strip_prefix(directory) == Some(name)
         })
     });
     found.map(|entry| entry.data())

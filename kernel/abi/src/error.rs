@@ -35,6 +35,8 @@ pub enum KernelError {
     ResourceExhausted(Resource),
     /// No such task (or it has already terminated).
     TaskNotFound(TaskId),
+    /// The boot image holds no data file by that name.
+    BootFileNotFound,
     /// The system call itself was malformed (see [`SyscallError`]).
     Syscall(SyscallError),
     /// A message could not be encoded or decoded.
@@ -169,6 +171,7 @@ impl fmt::Display for KernelError {
             }
             KernelError::ResourceExhausted(r) => write!(f, "out of {r:?}"),
             KernelError::TaskNotFound(t) => write!(f, "{t} not found"),
+            KernelError::BootFileNotFound => f.write_str("no such file in the boot image"),
             KernelError::Syscall(e) => write!(f, "bad system call: {e:?}"),
             KernelError::Envelope(e) => write!(f, "message error: {e}"),
         }

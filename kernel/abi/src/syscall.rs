@@ -102,6 +102,10 @@ pub enum Syscall {
     /// [`ShutdownRequest`] → never returns: power off (QEMU exits
     /// cleanly). Needs the `KernelInfo` capability with `CONTROL`.
     Shutdown = 21,
+    /// [`ReadBootFileRequest`] → [`BootFileReply`]: a file of the boot
+    /// image that is not a program (the service manifest). Needs the
+    /// `BootImage` capability with `READ`.
+    ReadBootFile = 22,
 }
 
 /// The action of console-input messages.
@@ -132,6 +136,7 @@ impl Syscall {
             19 => Syscall::BindConsoleInput,
             20 => Syscall::Terminate,
             21 => Syscall::Shutdown,
+            22 => Syscall::ReadBootFile,
             other => return Err(SyscallError::UnknownSyscall(other)),
         })
     }
@@ -250,6 +255,19 @@ pub struct ShutdownRequest {
     pub capability: CapHandle,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadBootFileRequest<'a> {
+    pub capability: CapHandle,
+    /// The file's name in the boot image, e.g. `manifest`.
+    pub name: &'a str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootFileReply<'a> {
+    #[serde(serialize_with = "as_bytes")]
+    pub bytes: &'a [u8],
+}
+
 /// What a task learns about itself at start.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartupInfo {
@@ -335,13 +353,13 @@ mod tests {
 
     #[test]
     fn every_number_round_trips_and_unknown_numbers_are_typed_errors() {
-        for n in 0..=21u64 {
+        for n in 0..=22u64 {
             let call = Syscall::from_number(n).unwrap();
             assert_eq!(call as u64, n);
         }
         assert_eq!(
-            Syscall::from_number(22),
-            Err(SyscallError::UnknownSyscall(22))
+            Syscall::from_number(23),
+            Err(SyscallError::UnknownSyscall(23))
         );
         assert_eq!(
             Syscall::from_number(u64::MAX),

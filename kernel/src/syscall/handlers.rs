@@ -5,9 +5,9 @@ use alloc::vec::Vec;
 use pandagen_abi::api::TaskHandle;
 use pandagen_abi::error::{Resource, SpawnError};
 use pandagen_abi::syscall::{
-    CapRequest, CloneRequest, DebugWriteRequest, ExitRequest, ReceiveRequest, RegisterRequest,
-    SendRequest, ServiceRequest, SleepRequest, SpawnRequest, Syscall, TransferRequest,
-    MAX_DEBUG_WRITE,
+    BootFileReply, CapRequest, CloneRequest, DebugWriteRequest, ExitRequest, ReadBootFileRequest,
+    ReceiveRequest, RegisterRequest, SendRequest, ServiceRequest, SleepRequest, SpawnRequest,
+    Syscall, TransferRequest, MAX_DEBUG_WRITE,
 };
 use pandagen_abi::{CapKind, Duration, KernelError, Rights, TrustDomain};
 use pandagen_core::{RecvOutcome, SpawnArgs, TaskSpec};
@@ -60,6 +60,7 @@ pub fn handle(call: Syscall, cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, K
         Syscall::BindConsoleInput => crate::console_input::bind,
         Syscall::Terminate => crate::introspect::terminate,
         Syscall::Shutdown => crate::introspect::shutdown,
+        Syscall::ReadBootFile => read_boot_file,
         // Calls this kernel does not implement yet answer as unknown ones.
         #[allow(unreachable_patterns)]
         _ => unsupported,
@@ -106,6 +107,22 @@ fn spawn(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
         task_id: spawned.task,
         execution_id: spawned.execution,
     })
+}
+
+/// A data file of the boot image (the service manifest), for a holder of
+/// the `BootImage` capability with `READ`.
+fn read_boot_file(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: ReadBootFileRequest<'_> = decode(request)?;
+    let (caller, now) = (cx.caller, cx.now);
+    cx.k.core.lookup(
+        caller,
+        request.capability,
+        CapKind::BootImage,
+        Rights::READ,
+        now,
+    )?;
+    let bytes = crate::runner::boot_file(request.name).ok_or(KernelError::BootFileNotFound)?;
+    cx.reply(BootFileReply { bytes })
 }
 
 fn create_channel(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {

@@ -7,7 +7,8 @@ use pandagen_abi::api::ReceivedMessage;
 use pandagen_abi::error::SpawnError;
 use pandagen_abi::info::{InfoReply, InfoRequest};
 use pandagen_abi::syscall::{
-    BindConsoleInputRequest, ConsoleWriteRequest, InfoRequestEnvelope, ShutdownRequest,
+    BindConsoleInputRequest, BootFileReply, ConsoleWriteRequest, InfoRequestEnvelope,
+    ReadBootFileRequest, ShutdownRequest,
 };
 use pandagen_abi::syscall::{
     CapRequest, CloneRequest, ExitRequest, ReceiveReply, ReceiveRequest, RegisterRequest,
@@ -81,6 +82,23 @@ impl Kernel {
         loop {
             core::hint::spin_loop();
         }
+    }
+
+    /// A data file of the boot image, such as the service `manifest`
+    /// (needs the `BootImage` capability with `READ`).
+    pub fn read_boot_file(
+        &mut self,
+        capability: CapHandle,
+        name: &str,
+    ) -> Result<Vec<u8>, KernelError> {
+        let request = ReadBootFileRequest { capability, name };
+        let reply: BootFileReply<'_> = call(
+            Syscall::ReadBootFile,
+            &request,
+            &mut self.scratch,
+            &mut self.response,
+        )?;
+        Ok(reply.bytes.to_vec())
     }
 
     /// Kernel introspection ([`Syscall::KernelInfo`]); `capability` is a

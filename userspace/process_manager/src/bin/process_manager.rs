@@ -4,10 +4,8 @@
 //! info, serial input). It validates the manifest, logs the start order,
 //! and supervises the services, logging every supervision event.
 //!
-//! The manifest is compiled in from `manifests/system.manifest` (the same
-//! file xtask packs into the ramdisk as `manifest`): the system-call ABI
-//! has no call yet for reading a ramdisk file, so the copy in the boot
-//! image cannot be read from ring 3.
+//! The manifest is the boot image's `manifest` file (xtask packs
+//! `manifests/system.manifest` there), read with the boot-image capability.
 #![no_std]
 #![no_main]
 
@@ -22,13 +20,27 @@ use pandagen_process_manager::{
 use pandagen_rt::abi::{ExitReason, FailureCause, Instant, KernelError, ServiceId};
 use pandagen_rt::{println, Kernel};
 
-const MANIFEST: &[u8] = include_bytes!("../../manifests/system.manifest");
-
 pandagen_rt::entry!(main);
+
+/// Where the root capabilities put the boot image (`ROOT_CAPABILITIES`).
+const BOOT_IMAGE_SLOT: usize = 1;
 
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let startup = kernel.startup()?;
-    let manifest = match parse_manifest(MANIFEST) {
+    let manifest_bytes = match startup.capabilities.get(BOOT_IMAGE_SLOT) {
+        Some(&boot_image) => kernel.read_boot_file(boot_image, "manifest"),
+        None => Err(KernelError::InvalidCapability),
+    };
+    let manifest_bytes = match manifest_bytes {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            println!("process-manager: cannot read the boot image's manifest: {error}");
+            kernel.exit(ExitReason::Failure {
+                error: FailureCause::Described(alloc::format!("no manifest: {error}")),
+            });
+        }
+    };
+    let manifest = match parse_manifest(&manifest_bytes) {
         Ok(manifest) => manifest,
         Err(error) => {
             println!("process-manager: manifest rejected: {error}");

@@ -107,7 +107,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     };
 
     // Unknown system call numbers.
-    for number in [22u64, 64, 255, 1 << 32, u64::MAX] {
+    for number in [23u64, 64, 255, 1 << 32, u64::MAX] {
         let resp = buffers.resp();
         let result = raw(number, buffers.req(0), resp);
         tally.check(
@@ -410,7 +410,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let mut survived = 0u32;
     for _ in 0..100_000 {
         let number = match rng.next() % 24 {
-            1 | 3 | 4 | 6 | 8 | 12 | 15 | 18..=21 => 22 + rng.next() % 1000,
+            1 | 3 | 4 | 6 | 8 | 12 | 15 | 18..=21 => 23 + rng.next() % 1000,
             n => n,
         };
         let request = match rng.next() % 6 {
