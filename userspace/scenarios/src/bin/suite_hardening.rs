@@ -331,6 +331,36 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     });
     tally.check("hardening/another_tasks_handle", thief_outcome);
 
+    // Boot files: data files are readable with the boot-image capability;
+    // programs and paths are not, and nothing is readable without it.
+    let info = kernel.startup()?;
+    let boot_image = info.capabilities[1];
+    let boot_cfg = kernel.read_boot_file(boot_image, "boot.cfg");
+    tally.check(
+        "hardening/boot_file_readable_with_capability",
+        match boot_cfg {
+            Ok(bytes) if bytes.windows(10).any(|w| w == b"mode=suite") => Ok(()),
+            other => Err(alloc::format!("{other:?}")),
+        },
+    );
+    let mut refused = Ok(());
+    for name in ["bin/faulter", "../boot.cfg", "", "no-such-file"] {
+        match kernel.read_boot_file(boot_image, name) {
+            Err(KernelError::BootFileNotFound) => {}
+            other => refused = Err(alloc::format!("{name:?}: {other:?}")),
+        }
+    }
+    tally.check("hardening/boot_file_paths_refused", refused);
+    let forged_read = kernel.read_boot_file(CapHandle::new(999, 0), "boot.cfg");
+    tally.check(
+        "hardening/boot_file_needs_capability",
+        if forged_read == Err(KernelError::InvalidCapability) {
+            Ok(())
+        } else {
+            Err(alloc::format!("{forged_read:?}"))
+        },
+    );
+
     // Sending to a closed channel: the only receiving capability is dropped.
     let closing = kernel.create_channel()?;
     let send_only = kernel.clone_capability(&Cap::from(closing), Rights::SEND)?;
