@@ -8,10 +8,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::cap::CapHandle;
 
+/// Define a plain identifier: a `u64` newtype with `from_raw`/`as_raw`,
+/// ordering, serde, and a `Display` of `<prefix><number>`. Exported so that
+/// services name their own objects the same way (storage's object and
+/// version ids). The calling crate needs `serde` as a dependency.
+#[macro_export]
 macro_rules! plain_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+            ::serde::Serialize, ::serde::Deserialize,
+        )]
         pub struct $name(u64);
 
         impl $name {
@@ -24,9 +32,9 @@ macro_rules! plain_id {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!($prefix, "{}"), self.0)
+        impl ::core::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                ::core::write!(f, ::core::concat!($prefix, "{}"), self.0)
             }
         }
     };

@@ -2,34 +2,7 @@
 //! no directories and no hierarchy. An id names; it does not authorize —
 //! every access also needs an [`ObjectCap`](crate::cap::ObjectCap).
 
-use core::fmt;
-use serde::{Deserialize, Serialize};
-
-macro_rules! storage_id {
-    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        pub struct $name(u64);
-
-        impl $name {
-            pub const fn from_raw(raw: u64) -> Self {
-                $name(raw)
-            }
-
-            pub const fn as_raw(&self) -> u64 {
-                self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!($prefix, "{}"), self.0)
-            }
-        }
-    };
-}
-
-storage_id!(
+pandagen_abi::plain_id!(
     /// An object. Allocated by the store when the object is created and
     /// never reused, across restarts too (creation is durable before the id
     /// is returned).
@@ -37,7 +10,7 @@ storage_id!(
     "obj#"
 );
 
-storage_id!(
+pandagen_abi::plain_id!(
     /// One version of one object. A transaction allocates a version id the
     /// first time it modifies an object; if the transaction commits, that id
     /// names the object's new version. Committed version ids are unique and,
@@ -48,14 +21,14 @@ storage_id!(
     "ver#"
 );
 
-storage_id!(
+pandagen_abi::plain_id!(
     /// A transaction. Meaningful only while the transaction is active in the
     /// storage service instance that began it.
     TxId,
     "tx#"
 );
 
-storage_id!(
+pandagen_abi::plain_id!(
     /// The position of a commit in the store's total commit order. A
     /// transaction's snapshot is the last commit it can see.
     CommitSeq,
