@@ -87,7 +87,19 @@ impl KernelCore {
         handle: CapHandle,
         now: Instant,
     ) -> Result<ChannelRef, KernelError> {
-        let info = self.validate(caller, handle, Some(CapKind::Channel), Rights::NONE, now)?;
+        self.channel_with(caller, handle, Rights::NONE, now)
+    }
+
+    /// Validate a use of channel capability `handle` needing `required`,
+    /// returning the channel it designates.
+    fn channel_with(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        required: Rights,
+        now: Instant,
+    ) -> Result<ChannelRef, KernelError> {
+        let info = self.validate(caller, handle, Some(CapKind::Channel), required, now)?;
         match info.object {
             ObjectRef::Channel(ch) => Ok(ch),
             _ => unreachable!("kind checked"),
@@ -246,11 +258,7 @@ impl KernelCore {
         handle: CapHandle,
         now: Instant,
     ) -> Result<ChannelRef, KernelError> {
-        let info = self.validate(caller, handle, Some(CapKind::Channel), Rights::RECEIVE, now)?;
-        match info.object {
-            ObjectRef::Channel(ch) => Ok(ch),
-            _ => unreachable!("kind checked"),
-        }
+        self.channel_with(caller, handle, Rights::RECEIVE, now)
     }
 
     /// Deliver the head of `ch`'s queue to `caller` (already validated).
