@@ -17,7 +17,7 @@
 //! interrupts off and SMAP armed.
 
 use super::gdt;
-use super::trap::TrapFrame;
+use super::trap::{pop_gprs, push_gprs, TrapFrame};
 use core::arch::naked_asm;
 use core::mem::offset_of;
 use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
@@ -111,21 +111,7 @@ unsafe extern "C" fn syscall_entry() {
         "push rcx",
         "push 0",
         "push {vector}",
-        "push rax",
-        "push rbx",
-        "push rcx",
-        "push rdx",
-        "push rsi",
-        "push rdi",
-        "push rbp",
-        "push r8",
-        "push r9",
-        "push r10",
-        "push r11",
-        "push r12",
-        "push r13",
-        "push r14",
-        "push r15",
+        push_gprs!(),
         "cld",
         "mov rdi, rsp",
         "call {dispatch}",
@@ -144,26 +130,7 @@ unsafe extern "C" fn syscall_entry() {
 /// Restores the frame at RSP and returns to ring 3 with it.
 #[unsafe(naked)]
 unsafe extern "C" fn resume_user() {
-    naked_asm!(
-        "pop r15",
-        "pop r14",
-        "pop r13",
-        "pop r12",
-        "pop r11",
-        "pop r10",
-        "pop r9",
-        "pop r8",
-        "pop rbp",
-        "pop rdi",
-        "pop rsi",
-        "pop rdx",
-        "pop rcx",
-        "pop rbx",
-        "pop rax",
-        "add rsp, 16",
-        "swapgs",
-        "iretq",
-    );
+    naked_asm!(pop_gprs!(), "add rsp, 16", "swapgs", "iretq",);
 }
 
 /// Leaves the boot context for good and runs `frame` (a ring-3 frame) on

@@ -16,6 +16,57 @@ use pandagen_hal::x86_64::{clock, interrupts, pic};
 /// Vector of the periodic timer (IRQ 0).
 pub const TIMER_VECTOR: u8 = pic::IRQ_BASE;
 
+/// Assembly that pushes the general-purpose registers in [`TrapFrame`]
+/// order (the last pushed, r15, is the frame's first field). The interrupt
+/// and the syscall entry both use it, so the layout is written once.
+macro_rules! push_gprs {
+    () => {
+        concat!(
+            "push rax\n",
+            "push rbx\n",
+            "push rcx\n",
+            "push rdx\n",
+            "push rsi\n",
+            "push rdi\n",
+            "push rbp\n",
+            "push r8\n",
+            "push r9\n",
+            "push r10\n",
+            "push r11\n",
+            "push r12\n",
+            "push r13\n",
+            "push r14\n",
+            "push r15\n",
+        )
+    };
+}
+
+/// The inverse of [`push_gprs`]: restores the registers of a [`TrapFrame`]
+/// at RSP, leaving RSP at its vector field.
+macro_rules! pop_gprs {
+    () => {
+        concat!(
+            "pop r15\n",
+            "pop r14\n",
+            "pop r13\n",
+            "pop r12\n",
+            "pop r11\n",
+            "pop r10\n",
+            "pop r9\n",
+            "pop r8\n",
+            "pop rbp\n",
+            "pop rdi\n",
+            "pop rsi\n",
+            "pop rdx\n",
+            "pop rcx\n",
+            "pop rbx\n",
+            "pop rax\n",
+        )
+    };
+}
+
+pub(crate) use {pop_gprs, push_gprs};
+
 /// Every register of an interrupted context, as the entry stubs lay it
 /// out (lowest address first).
 #[repr(C)]

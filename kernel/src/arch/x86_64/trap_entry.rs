@@ -11,7 +11,7 @@
 //! saved CS), so that in the kernel GS always points at the per-CPU block
 //! and in user mode at the user's value.
 
-use super::trap::trap_dispatch;
+use super::trap::{pop_gprs, push_gprs, trap_dispatch};
 use core::arch::naked_asm;
 
 /// The number of vectors with a stub: the 32 exceptions and 16 legacy IRQs.
@@ -26,42 +26,14 @@ unsafe extern "C" fn trap_common() {
         "jz 2f",
         "swapgs",
         "2:",
-        "push rax",
-        "push rbx",
-        "push rcx",
-        "push rdx",
-        "push rsi",
-        "push rdi",
-        "push rbp",
-        "push r8",
-        "push r9",
-        "push r10",
-        "push r11",
-        "push r12",
-        "push r13",
-        "push r14",
-        "push r15",
+        push_gprs!(),
         // The SysV ABI wants the direction flag clear at every call.
         "cld",
         "mov rdi, rsp",
         "call {dispatch}",
         // Resume whichever frame the dispatcher chose.
         "mov rsp, rax",
-        "pop r15",
-        "pop r14",
-        "pop r13",
-        "pop r12",
-        "pop r11",
-        "pop r10",
-        "pop r9",
-        "pop r8",
-        "pop rbp",
-        "pop rdi",
-        "pop rsi",
-        "pop rdx",
-        "pop rcx",
-        "pop rbx",
-        "pop rax",
+        pop_gprs!(),
         // Drop vector and error code; [rsp + 8] is now the saved CS.
         "add rsp, 16",
         "test byte ptr [rsp + 8], 3",
