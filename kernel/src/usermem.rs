@@ -11,16 +11,21 @@
 //!
 //! A task's user mappings never change after its image is loaded (there is
 //! no call that maps or unmaps user memory; they are freed only with the
-//! task), so [`UserMemory`] remembers the last few page translations: the
+//! task), so [`UserMemory`] remembers page translations in a small
+//! direct-mapped cache, and the last few ranges accepted as writable: the
 //! syscall buffers a task reuses call after call are walked once.
 
 use pandagen_abi::error::UserMemoryError;
 use pandagen_core::user_range::{pages, user_range, PAGE_SIZE};
 use pandagen_hal::x86_64::paging::AddressSpace;
 
-/// Translations remembered per task (the runtime's request and response
-/// buffers span five pages each).
-const CACHED_PAGES: usize = 8;
+/// Page translations remembered per task, indexed by the low bits of the
+/// page number (a power of two). The runtime's request and response
+/// buffers span five pages each, and a server may alternate between two.
+const CACHED_PAGES: usize = 32;
+
+/// Writable ranges remembered per task (response buffers).
+const CACHED_RANGES: usize = 4;
 
 #[derive(Clone, Copy)]
 struct Cached {
@@ -35,10 +40,10 @@ struct Cached {
 pub struct UserMemory {
     space: AddressSpace,
     cache: [Cached; CACHED_PAGES],
-    next: usize,
-    /// The last range [`UserMemory::check_writable`] accepted, as
-    /// (pointer, length): the response buffer a task passes every call.
-    writable: (u64, u64),
+    /// Ranges [`UserMemory::check_writable`] accepted, as (pointer,
+    /// length), replaced round-robin.
+    writable: [(u64, u64); CACHED_RANGES],
+    next_range: usize,
 }
 
 impl UserMemory {
@@ -50,8 +55,8 @@ impl UserMemory {
                 window: 0,
                 writable: false,
             }; CACHED_PAGES],
-            next: 0,
-            writable: (0, 0),
+            writable: [(0, 0); CACHED_RANGES],
+            next_range: 0,
         }
     }
 
@@ -66,7 +71,9 @@ impl UserMemory {
 
     /// The window address and writability of user page `page`.
     fn page(&mut self, page: u64) -> Result<(u64, bool), UserMemoryError> {
-        if let Some(c) = self.cache.iter().find(|c| c.page == page) {
+        let slot = (page / PAGE_SIZE) as usize % CACHED_PAGES;
+        let c = self.cache[slot];
+        if c.page == page {
             return Ok((c.window, c.writable));
         }
         let t = self
@@ -77,12 +84,11 @@ impl UserMemory {
             return Err(UserMemoryError::NotUserAddress);
         }
         let window = self.space.window().virt(t.phys & !(PAGE_SIZE - 1));
-        self.cache[self.next] = Cached {
+        self.cache[slot] = Cached {
             page,
             window,
             writable: t.flags.writable,
         };
-        self.next = (self.next + 1) % CACHED_PAGES;
         Ok((window, t.flags.writable))
     }
 
@@ -107,18 +113,48 @@ impl UserMemory {
 
     /// Check without copying that `len` bytes at `ptr` may be written.
     pub fn check_writable(&mut self, ptr: u64, len: u64) -> Result<(), UserMemoryError> {
-        if ptr == self.writable.0 && len <= self.writable.1 {
+        if self
+            .writable
+            .iter()
+            .any(|&(p, l)| p == ptr && len <= l && l != 0)
+        {
             return Ok(());
         }
         self.walk(ptr, len, true, |_, _| {})?;
-        self.writable = (ptr, len);
+        self.writable[self.next_range] = (ptr, len);
+        self.next_range = (self.next_range + 1) % CACHED_RANGES;
         Ok(())
+    }
+
+    /// The kernel-window address of `len` (> 0) bytes at `ptr` if they lie
+    /// in one page and may be accessed (written, with `write`) — the common
+    /// case of a small buffer, done with one cached lookup. `None` sends
+    /// the caller to the general walk, which also reports every error.
+    fn within_page(&mut self, ptr: u64, len: u64, write: bool) -> Option<u64> {
+        let offset = ptr & (PAGE_SIZE - 1);
+        if len == 0 || offset + len > PAGE_SIZE || user_range(ptr, len).is_err() {
+            return None;
+        }
+        match self.page(ptr - offset) {
+            Ok((window, writable)) if writable || !write => Some(window + offset),
+            _ => None,
+        }
     }
 
     /// Copy `dst.len()` bytes from the task's `ptr` into `dst`. A failure
     /// part-way leaves a partial copy in `dst`, which the caller discards
     /// with the error.
     pub fn copy_in(&mut self, ptr: u64, dst: &mut [u8]) -> Result<(), UserMemoryError> {
+        if let Some(src) = self.within_page(ptr, dst.len() as u64, false) {
+            // SAFETY: `src` is the kernel-window address of `dst.len()`
+            // bytes inside one present user page (checked by
+            // `within_page`); `dst` is kernel memory, so they cannot
+            // overlap.
+            unsafe {
+                core::ptr::copy_nonoverlapping(src as *const u8, dst.as_mut_ptr(), dst.len())
+            };
+            return Ok(());
+        }
         let mut done = 0;
         self.walk(ptr, dst.len() as u64, false, |src, n| {
             // SAFETY: `src` is the kernel-window address of a present user
@@ -136,12 +172,39 @@ impl UserMemory {
     /// leaves part of `src` in the task's own buffer: harmless, and the
     /// call reports the error.
     pub fn copy_out(&mut self, ptr: u64, src: &[u8]) -> Result<(), UserMemoryError> {
-        let mut done = 0;
-        self.walk(ptr, src.len() as u64, true, |dst, n| {
-            // SAFETY: as in `copy_in`, with the page checked WRITABLE|USER;
-            // the destination is a user frame, never kernel data.
-            unsafe { core::ptr::copy_nonoverlapping(src[done..].as_ptr(), dst as *mut u8, n) };
-            done += n;
-        })
+        self.copy_out_parts(ptr, &[src])
+    }
+
+    /// Copy `parts`, one after the other, into the task's memory at `ptr`
+    /// (a reply assembled from pieces, without staging it). Failures as for
+    /// [`UserMemory::copy_out`].
+    pub fn copy_out_parts(&mut self, ptr: u64, parts: &[&[u8]]) -> Result<(), UserMemoryError> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if let Some(mut dst) = self.within_page(ptr, total as u64, true) {
+            for part in parts {
+                // SAFETY: the parts together are `total` bytes, all inside
+                // one present, writable user page at `dst` (checked by
+                // `within_page`); the destination is a user frame, never
+                // kernel data, so it cannot overlap a kernel source.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(part.as_ptr(), dst as *mut u8, part.len())
+                };
+                dst += part.len() as u64;
+            }
+            return Ok(());
+        }
+        let mut at = ptr;
+        for part in parts {
+            let mut done = 0;
+            self.walk(at, part.len() as u64, true, |dst, n| {
+                // SAFETY: as in `copy_in`, with the page checked
+                // WRITABLE|USER; the destination is a user frame, never
+                // kernel data.
+                unsafe { core::ptr::copy_nonoverlapping(part[done..].as_ptr(), dst as *mut u8, n) };
+                done += n;
+            })?;
+            at = at.wrapping_add(part.len() as u64);
+        }
+        Ok(())
     }
 }

@@ -195,6 +195,23 @@ pub trait KernelApi {
         Ok(received.envelope)
     }
 
+    /// Send `message` (no capabilities) on `send`, then receive on
+    /// `receive`: a client's call (request out, wait for the reply) or a
+    /// server's reply-and-wait. The ring-3 runtime makes this one system
+    /// call, `SendReceive`, which checks the receive capability before
+    /// sending and which the kernel completes with a direct switch when the
+    /// other side is already waiting; this default is the two calls.
+    fn send_then_receive(
+        &mut self,
+        send: ChannelId,
+        message: MessageEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        self.send_message(send, message)?;
+        self.receive_with_capabilities(receive, timeout)
+    }
+
     fn now(&self) -> Instant;
     fn sleep(&mut self, duration: Duration) -> Result<(), KernelError>;
     fn grant_capability(&mut self, task: TaskId, capability: Cap<()>) -> Result<(), KernelError>;

@@ -20,8 +20,26 @@ use serde::{Deserialize, Serialize};
 use crate::ids::ChannelId;
 
 /// A slot index and its generation, packed into one word for the syscall ABI.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// On the wire (postcard) it is the pair `(index, generation)`: two
+/// varints of one or two bytes each in practice, where the packed word —
+/// generation in the high half — would be a five-to-ten-byte varint that
+/// every send and receive request decodes byte by byte.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CapHandle(u64);
+
+impl Serialize for CapHandle {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.index(), self.generation()).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for CapHandle {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (index, generation) = <(u32, u32)>::deserialize(deserializer)?;
+        Ok(CapHandle::new(index, generation))
+    }
+}
 
 impl CapHandle {
     pub const fn new(index: u32, generation: u32) -> Self {
@@ -274,6 +292,17 @@ mod tests {
         assert_eq!(h.index(), 7);
         assert_eq!(h.generation(), 3);
         assert_eq!(CapHandle::from_raw(h.as_raw()), h);
+    }
+
+    #[test]
+    fn handle_is_two_short_varints_on_the_wire() {
+        let h = CapHandle::new(7, 3);
+        let bytes = postcard::to_allocvec(&h).unwrap();
+        assert_eq!(bytes, [7, 3]);
+        assert_eq!(postcard::from_bytes::<CapHandle>(&bytes).unwrap(), h);
+        let wide = CapHandle::new(u32::MAX, u32::MAX);
+        let bytes = postcard::to_allocvec(&wide).unwrap();
+        assert_eq!(postcard::from_bytes::<CapHandle>(&bytes).unwrap(), wide);
     }
 
     #[test]

@@ -87,9 +87,10 @@ pub use cap_table::{
 };
 pub use channel::{ChannelRef, Delivered};
 pub use kernel_core::{
-    exit_notification_bytes, CoreConfig, InvariantViolation, KernelCore, ParkedMessage,
-    RecvOutcome, SpawnArgs, Spawned, TaskInfo, EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE,
+    exit_notification_bytes, CoreConfig, InvariantViolation, KernelCore, Offer, ParkedMessage,
+    RecvOutcome, Sent, SpawnArgs, Spawned, Switched, TaskInfo, EXIT_NOTIFICATION_SCHEMA,
+    KERNEL_SERVICE,
 };
 pub use registry::Registration;
 pub use sched::{BlockedOn, SchedState};
-pub use task::{TaskSpec, WakeReason, MAX_TASKS};
+pub use task::{slot_index, TaskSpec, WakeReason, MAX_TASKS};

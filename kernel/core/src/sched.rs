@@ -255,6 +255,30 @@ impl Scheduler {
         self.make_ready(slot);
     }
 
+    /// Run a blocked task directly, without passing through the ready
+    /// lists (the IPC fast path): remove it from `wait_list` and the
+    /// deadline index and mark it running. The task that was running must
+    /// block or yield in the same step. No effect unless it is blocked.
+    pub(crate) fn run_blocked(&mut self, slot: u32, wait_list: Option<&mut TaskList>) {
+        let SchedState::Blocked(on) = self.state(slot) else {
+            return;
+        };
+        if let Some(list) = wait_list {
+            self.unlink(list, slot);
+        }
+        if let Some(deadline) = on.deadline() {
+            self.deadlines.remove(&(deadline, slot));
+        }
+        self.entries[slot as usize].state = SchedState::Running;
+    }
+
+    /// Whether `pick_next` would choose `slot` if it were made ready now:
+    /// no ready task has its priority or a higher one.
+    pub(crate) fn would_run_next(&self, slot: u32) -> bool {
+        let level = self.priority(slot).0 as u32;
+        self.nonempty >> level == 0
+    }
+
     /// Stop scheduling a task (it terminated), whatever its state.
     pub(crate) fn deactivate(&mut self, slot: u32, wait_list: Option<&mut TaskList>) {
         match self.state(slot) {

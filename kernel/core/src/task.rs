@@ -77,6 +77,9 @@ pub enum WakeReason {
     DeadlineReached,
     /// The channel it was receiving on can never deliver again.
     ChannelClosed,
+    /// A sender handed it a message directly (see
+    /// `KernelCore::send_or_hand_off`): its receive has completed.
+    HandedOff,
 }
 
 pub(crate) struct Task {
@@ -196,6 +199,15 @@ impl TaskTable {
             .enumerate()
             .filter_map(|(i, s)| s.task.as_ref().map(|t| (i as u32, t)))
     }
+}
+
+/// The task-table slot `id` names (an id is a slot plus a generation), for
+/// a kernel that keeps its own per-task state in a table parallel to the
+/// core's. Two live tasks never share a slot; a stale id maps to its old
+/// slot, so such a table must compare the full id too. Ids from outside
+/// the table (0, or a huge slot) map to an index no table reaches.
+pub fn slot_index(id: TaskId) -> usize {
+    ((id.as_raw() & INDEX_MASK) as usize).wrapping_sub(1)
 }
 
 fn pack(slot: u32, generation: u64) -> TaskId {

@@ -1,19 +1,18 @@
 //! One handler per system call, all of one shape: decode the request,
 //! call the core as the caller, say what happens next.
 
-use alloc::vec::Vec;
 use pandagen_abi::api::TaskHandle;
 use pandagen_abi::error::{Resource, SpawnError};
 use pandagen_abi::syscall::{
     BootFileReply, CapRequest, CloneRequest, DebugWriteRequest, ExitRequest, ReadBootFileRequest,
-    ReceiveRequest, RegisterRequest, SendRequest, ServiceRequest, SleepRequest, SpawnRequest,
-    Syscall, TransferRequest, MAX_DEBUG_WRITE,
+    ReceiveRequest, RegisterRequest, SendReceiveRequest, SendRequest, ServiceRequest, SleepRequest,
+    SpawnRequest, Syscall, TransferRequest, MAX_DEBUG_WRITE,
 };
-use pandagen_abi::{CapKind, Duration, KernelError, Rights, TrustDomain};
+use pandagen_abi::{CapHandle, CapKind, Duration, KernelError, Rights, TrustDomain};
 use pandagen_core::{RecvOutcome, SpawnArgs, TaskSpec};
 
 use super::{decode, reply, Ctx, Step};
-use crate::task::Pending;
+use crate::task::{Kernel, Pending};
 
 /// Heap the kernel keeps for its own bookkeeping whatever tasks queue.
 const HEAP_RESERVE: usize = 512 * 1024;
@@ -61,6 +60,7 @@ pub fn handle(call: Syscall, cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, K
         Syscall::Terminate => crate::introspect::terminate,
         Syscall::Shutdown => crate::introspect::shutdown,
         Syscall::ReadBootFile => read_boot_file,
+        Syscall::SendReceive => send_receive,
         // Calls this kernel does not implement yet answer as unknown ones.
         #[allow(unreachable_patterns)]
         _ => unsupported,
@@ -137,28 +137,86 @@ fn create_channel(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError>
 /// not run the kernel out of memory.
 fn send(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: SendRequest<'_> = decode(request)?;
-    if !crate::mem::heap::has_room(request.message.len() + HEAP_RESERVE) {
-        return Err(KernelError::ResourceExhausted(Resource::Memory));
-    }
-    cx.k.core.send(
-        cx.caller,
-        request.channel,
-        Vec::from(request.message),
-        &request.capabilities,
-        cx.now,
-    )?;
+    send_message(cx, request.channel, request.message, &request.capabilities)?;
     cx.reply(())
 }
 
 fn receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: ReceiveRequest = decode(request)?;
-    let deadline = request
-        .timeout_nanos
-        .map(|n| cx.now.saturating_add(Duration::from_nanos(n)));
+    receive_message(cx, request.channel, request.timeout_nanos)
+}
+
+/// A send, then a receive: first the core's fast path (a receiver is
+/// waiting: hand it the message and switch straight to it), else the two
+/// halves one after the other. The receive capability is checked before
+/// sending, so that a call refused for it has sent nothing.
+fn send_receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: SendReceiveRequest<'_> = decode(request)?;
+    let deadline = deadline(cx, request.timeout_nanos);
+    if request.capabilities.is_empty() {
+        let Kernel { core, tasks, .. } = &mut *cx.k;
+        let switched = core.send_receive_fast(
+            cx.caller,
+            request.send,
+            request.message,
+            request.receive,
+            deadline,
+            cx.now,
+            |offer| crate::task::accept_offer(tasks, offer),
+        );
+        if let Some(switched) = switched {
+            return Ok(Step::SwitchTo {
+                task: switched.receiver,
+                pending: Pending::Receive {
+                    channel: request.receive,
+                    deadline,
+                    response: cx.response,
+                },
+            });
+        }
+    }
+    cx.k.core
+        .check_receive(cx.caller, request.receive, cx.now)?;
+    send_message(cx, request.send, request.message, &request.capabilities)?;
+    receive_message(cx, request.receive, request.timeout_nanos)
+}
+
+/// The deadline of a receive with `timeout_nanos`.
+fn deadline(cx: &Ctx<'_>, timeout_nanos: Option<u64>) -> Option<pandagen_abi::Instant> {
+    timeout_nanos.map(|n| cx.now.saturating_add(Duration::from_nanos(n)))
+}
+
+/// Send `message` on `channel`: straight into the buffer of a receiver
+/// blocked on it if there is one (see `KernelCore::send_or_hand_off`),
+/// else onto the queue.
+fn send_message(
+    cx: &mut Ctx<'_>,
+    channel: CapHandle,
+    message: &[u8],
+    capabilities: &[CapHandle],
+) -> Result<(), KernelError> {
+    if !crate::mem::heap::has_room(message.len() + HEAP_RESERVE) {
+        return Err(KernelError::ResourceExhausted(Resource::Memory));
+    }
+    let Kernel { core, tasks, .. } = &mut *cx.k;
+    core.send_or_hand_off(cx.caller, channel, message, capabilities, cx.now, |offer| {
+        crate::task::accept_offer(tasks, offer)
+    })?;
+    Ok(())
+}
+
+/// Receive from `channel`, or block the caller until a message arrives or
+/// the timeout passes.
+fn receive_message(
+    cx: &mut Ctx<'_>,
+    channel: CapHandle,
+    timeout_nanos: Option<u64>,
+) -> Result<Step, KernelError> {
+    let deadline = deadline(cx, timeout_nanos);
     match cx
         .k
         .core
-        .receive_or_block(cx.caller, request.channel, deadline, cx.now)?
+        .receive_or_block(cx.caller, channel, deadline, cx.now)?
     {
         RecvOutcome::Message(delivered) => Ok(Step::Reply(reply::encode_receive(
             &mut cx.k.response,
@@ -166,7 +224,7 @@ fn receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
         ))),
         RecvOutcome::TimedOut => Err(KernelError::Timeout),
         RecvOutcome::Blocked => Ok(Step::Block(Pending::Receive {
-            channel: request.channel,
+            channel,
             deadline,
             response: cx.response,
         })),

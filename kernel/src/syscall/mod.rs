@@ -8,7 +8,8 @@
 //! response. The [`Step`] says what happens to the caller: a response, a
 //! block (the call completes when the task is picked again), an exit.
 //!
-//! Checks, in order: the number (`UnknownSyscall`); for `Receive` only,
+//! Checks, in order: the number (`UnknownSyscall`); for `Receive` and
+//! `SendReceive` only,
 //! the response buffer (writable user memory for
 //! `min(capacity, RESPONSE_BUFFER_BYTES)` bytes, else
 //! `rax = STATUS_BAD_RESPONSE_BUFFER` and nothing is received — a message,
@@ -45,6 +46,9 @@ pub enum Step {
     Block(Pending),
     /// The caller ends.
     Exit(ExitReason),
+    /// The caller blocks until `pending` can complete, and `task` — which
+    /// the core has already made the running task — runs next.
+    SwitchTo { task: TaskId, pending: Pending },
 }
 
 /// A call in progress.
@@ -111,6 +115,14 @@ pub extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
             task::park(k, frame);
         }
         Step::Exit(reason) => k.kill(caller, reason),
+        Step::SwitchTo { task, pending } => {
+            if let Some(t) = k.tasks.get_mut(&caller) {
+                t.pending = Some(pending);
+            }
+            task::park(k, frame);
+            task::resume(k, task, frame);
+            return frame;
+        }
     }
     task::schedule(guard, frame);
     frame
@@ -138,7 +150,7 @@ fn dispatch(
             .get_mut(&caller)
             .ok_or(KernelError::TaskNotFound(caller))?
             .memory;
-        if call == Syscall::Receive {
+        if matches!(call, Syscall::Receive | Syscall::SendReceive) {
             let check = response.capacity.min(RESPONSE_BUFFER_BYTES as u64);
             if memory.check_writable(response.ptr, check).is_err() {
                 return Ok(None);

@@ -2,10 +2,11 @@
 
 use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
-    status_response_too_large, ReceiveReply, MAX_MESSAGE_CAPS, RESPONSE_BUFFER_BYTES,
+    receive_reply_header, status_response_too_large, ReceiveReply, MAX_MESSAGE_CAPS,
+    RECEIVE_REPLY_HEADER_MAX, RECEIVE_REPLY_TRAILER, RESPONSE_BUFFER_BYTES,
     STATUS_BAD_RESPONSE_BUFFER,
 };
-use pandagen_abi::KernelError;
+use pandagen_abi::{CapHandle, KernelError, TaskId};
 use pandagen_core::Delivered;
 use serde::Serialize;
 
@@ -30,15 +31,21 @@ pub fn encode<T: Serialize>(buf: &mut [u8], result: &Result<T, KernelError>) -> 
 
 /// Encode a delivered message as a `ReceiveReply`.
 pub fn encode_receive(buf: &mut [u8], delivered: &Delivered) -> usize {
+    encode_message(buf, delivered.sender, &delivered.bytes, &delivered.caps)
+}
+
+/// Encode a message from `sender` carrying `caps` (handles already in the
+/// receiver's space) as a `ReceiveReply`.
+pub fn encode_message(buf: &mut [u8], sender: TaskId, message: &[u8], caps: &[CapHandle]) -> usize {
     let mut capabilities = heapless::Vec::<_, MAX_MESSAGE_CAPS>::new();
-    for &h in delivered.caps.iter().take(MAX_MESSAGE_CAPS) {
+    for &h in caps.iter().take(MAX_MESSAGE_CAPS) {
         // Cannot fail: at most MAX_MESSAGE_CAPS are taken, and the core
         // never attaches more than that to one message.
         let _ = capabilities.push(h);
     }
     let reply = ReceiveReply {
-        sender: delivered.sender,
-        message: &delivered.bytes,
+        sender,
+        message,
         capabilities,
     };
     encode(buf, &Ok(reply))
@@ -55,4 +62,29 @@ pub fn deliver(memory: &mut UserMemory, to: UserBuffer, bytes: &[u8]) -> u64 {
         Ok(()) => len,
         Err(_) => STATUS_BAD_RESPONSE_BUFFER,
     }
+}
+
+/// Write the response to a receive of `message` from `sender` (carrying no
+/// capabilities) into the task's response buffer without staging it: the
+/// framing, then the message bytes straight from where they are. Returns
+/// the `rax` the task sees, as [`deliver`] does, or `None` — having written
+/// nothing — if the buffer is too small.
+pub fn deliver_message(
+    memory: &mut UserMemory,
+    to: UserBuffer,
+    sender: TaskId,
+    message: &[u8],
+) -> Option<u64> {
+    let mut header = [0u8; RECEIVE_REPLY_HEADER_MAX];
+    let head = receive_reply_header(sender, message.len(), &mut header);
+    let len = (head + message.len() + RECEIVE_REPLY_TRAILER.len()) as u64;
+    if len > to.capacity {
+        return None;
+    }
+    let written =
+        memory.copy_out_parts(to.ptr, &[&header[..head], message, &RECEIVE_REPLY_TRAILER]);
+    Some(match written {
+        Ok(()) => len,
+        Err(_) => STATUS_BAD_RESPONSE_BUFFER,
+    })
 }

@@ -15,13 +15,15 @@
 
 mod schedule;
 
-pub use schedule::{park_current as park, preempt_tick, run_first, schedule, user_fault};
+pub use schedule::{
+    accept_offer, load as resume, park_current as park, preempt_tick, run_first, schedule,
+    user_fault,
+};
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use pandagen_abi::syscall::{StartupInfo, RESPONSE_BUFFER_BYTES};
 use pandagen_abi::{CapHandle, ExecutionId, ExitReason, Instant, KernelError, TaskId};
-use pandagen_core::KernelCore;
+use pandagen_core::{slot_index, KernelCore};
 use spin::Mutex;
 
 use crate::arch::x86_64::gdt;
@@ -68,6 +70,53 @@ pub struct UserTask {
     pub startup: StartupInfo,
 }
 
+/// The kernel's [`UserTask`]s, in a table parallel to the core's task
+/// table (indexed by [`slot_index`]): every system call looks up its
+/// caller, and the IPC path its receiver, so lookups are an index and an
+/// id comparison.
+#[derive(Default)]
+pub struct UserTasks {
+    slots: Vec<Option<(TaskId, UserTask)>>,
+}
+
+impl UserTasks {
+    pub fn get(&self, id: &TaskId) -> Option<&UserTask> {
+        match self.slots.get(slot_index(*id)) {
+            Some(Some((owner, task))) if owner == id => Some(task),
+            _ => None,
+        }
+    }
+
+    pub fn get_mut(&mut self, id: &TaskId) -> Option<&mut UserTask> {
+        match self.slots.get_mut(slot_index(*id)) {
+            Some(Some((owner, task))) if owner == id => Some(task),
+            _ => None,
+        }
+    }
+
+    pub fn contains_key(&self, id: &TaskId) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Record `task` for `id`, replacing whatever its slot held (the core
+    /// reuses a slot only after its previous task was removed).
+    pub fn insert(&mut self, id: TaskId, task: UserTask) {
+        let index = slot_index(id);
+        if index >= self.slots.len() {
+            self.slots.resize_with(index + 1, || None);
+        }
+        self.slots[index] = Some((id, task));
+    }
+
+    pub fn remove(&mut self, id: &TaskId) -> Option<UserTask> {
+        let slot = self.slots.get_mut(slot_index(*id))?;
+        match slot {
+            Some((owner, _)) if owner == id => slot.take().map(|(_, task)| task),
+            _ => None,
+        }
+    }
+}
+
 /// What ends the run in `suite` and `bench` modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RootPolicy {
@@ -79,7 +128,7 @@ pub enum RootPolicy {
 
 pub struct Kernel {
     pub core: KernelCore,
-    pub tasks: BTreeMap<TaskId, UserTask>,
+    pub tasks: UserTasks,
     /// The task whose registers are in the live frame.
     pub current: Option<TaskId>,
     pub root: Option<TaskId>,
@@ -103,7 +152,7 @@ impl Kernel {
     pub fn new(root_policy: RootPolicy) -> Self {
         Kernel {
             core: KernelCore::default(),
-            tasks: BTreeMap::new(),
+            tasks: UserTasks::default(),
             current: None,
             root: None,
             root_policy,

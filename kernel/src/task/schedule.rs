@@ -12,10 +12,10 @@
 use pandagen_abi::identity::CpuFault;
 use pandagen_abi::syscall::ReceiveReply;
 use pandagen_abi::{ExitReason, FailureCause, Instant, KernelError, TaskId};
-use pandagen_core::RecvOutcome;
+use pandagen_core::{Offer, RecvOutcome};
 use spin::MutexGuard;
 
-use super::{now, Kernel, Pending, KERNEL, TIME_SLICE_TICKS};
+use super::{now, Kernel, Pending, UserTasks, KERNEL, TIME_SLICE_TICKS};
 use crate::arch::x86_64::idt::vector;
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::mem::paging;
@@ -70,8 +70,13 @@ pub fn schedule(mut guard: Guard, frame: &mut TrapFrame) {
     }
 }
 
-fn load(k: &mut Kernel, next: TaskId, frame: &mut TrapFrame) {
-    let task = &k.tasks[&next];
+/// Put `next`'s registers in the live `frame` and load its address
+/// space; it becomes the current task with a fresh time slice. `next` must
+/// be the task the core marked running, with no pending call.
+pub fn load(k: &mut Kernel, next: TaskId, frame: &mut TrapFrame) {
+    let Some(task) = k.tasks.get(&next) else {
+        return;
+    };
     *frame = task.frame.clone();
     let space = task.memory.space();
     if k.active_space != space.root() {
@@ -123,6 +128,31 @@ fn complete_pending(k: &mut Kernel, task: TaskId, now: Instant) -> bool {
     if let Some(t) = tasks.get_mut(&task) {
         t.frame.rax = reply::deliver(&mut t.memory, response, &r[..len]);
     }
+    true
+}
+
+/// The kernel's half of a hand-off ([`KernelCore::send_or_hand_off`] and
+/// the fast path): complete `offer.receiver`'s blocked receive by writing
+/// the message straight into its response buffer, which was checked
+/// writable when it blocked. Declines — and the core queues the message
+/// instead — if the task is not blocked in a receive or its buffer cannot
+/// hold the reply; the queued message then meets the usual path when the
+/// task runs.
+///
+/// [`KernelCore::send_or_hand_off`]: pandagen_core::KernelCore::send_or_hand_off
+pub fn accept_offer(tasks: &mut UserTasks, offer: &Offer<'_>) -> bool {
+    let Some(task) = tasks.get_mut(&offer.receiver) else {
+        return false;
+    };
+    let Some(Pending::Receive { response, .. }) = task.pending else {
+        return false;
+    };
+    let Some(rax) = reply::deliver_message(&mut task.memory, response, offer.sender, offer.bytes)
+    else {
+        return false;
+    };
+    task.frame.rax = rax;
+    task.pending = None;
     true
 }
 

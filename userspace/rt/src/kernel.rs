@@ -12,8 +12,8 @@ use pandagen_abi::syscall::{
 };
 use pandagen_abi::syscall::{
     CapRequest, CloneRequest, ExitRequest, ReceiveReply, ReceiveRequest, RegisterRequest,
-    SendRequest, ServiceRequest, SleepRequest, SpawnRequest, StartupInfo, Syscall, TransferRequest,
-    MAX_MESSAGE_CAPS, MAX_REQUEST_BYTES, RESPONSE_BUFFER_BYTES,
+    SendReceiveRequest, SendRequest, ServiceRequest, SleepRequest, SpawnRequest, StartupInfo,
+    Syscall, TransferRequest, MAX_MESSAGE_CAPS, MAX_REQUEST_BYTES, RESPONSE_BUFFER_BYTES,
 };
 use pandagen_abi::{
     Cap, CapHandle, ChannelId, Duration, ExitReason, Instant, KernelApi, KernelError,
@@ -39,6 +39,22 @@ impl Default for Kernel {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A received message as the API presents it.
+fn received(reply: ReceiveReply<'_>) -> Result<ReceivedMessage, KernelError> {
+    let capabilities = reply
+        .capabilities
+        .iter()
+        .map(|h| Cap::from_handle(*h))
+        .collect();
+    let mut envelope = MessageEnvelope::decode(reply.message)?;
+    // Kernel-originated messages (exit notifications) have no source task.
+    envelope.source = (reply.sender != KERNEL_TASK).then_some(reply.sender);
+    Ok(ReceivedMessage {
+        envelope,
+        capabilities,
+    })
 }
 
 fn too_many_caps() -> KernelError {
@@ -257,18 +273,31 @@ impl KernelApi for Kernel {
             &mut self.scratch,
             &mut self.response,
         )?;
-        let capabilities = reply
-            .capabilities
-            .iter()
-            .map(|h| Cap::from_handle(*h))
-            .collect();
-        let mut envelope = MessageEnvelope::decode(reply.message)?;
-        // Kernel-originated messages (exit notifications) have no source task.
-        envelope.source = (reply.sender != KERNEL_TASK).then_some(reply.sender);
-        Ok(ReceivedMessage {
-            envelope,
-            capabilities,
-        })
+        received(reply)
+    }
+
+    fn send_then_receive(
+        &mut self,
+        send: ChannelId,
+        message: MessageEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        let bytes = message.encode()?;
+        let request = SendReceiveRequest {
+            send: send.handle(),
+            message: &bytes,
+            capabilities: heapless::Vec::new(),
+            receive: receive.handle(),
+            timeout_nanos: timeout.map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
+        };
+        let reply: ReceiveReply<'_> = call(
+            Syscall::SendReceive,
+            &request,
+            &mut self.scratch,
+            &mut self.response,
+        )?;
+        received(reply)
     }
 
     fn now(&self) -> Instant {

@@ -36,6 +36,26 @@ impl ParkedMessage {
     }
 }
 
+/// What became of a message sent with [`KernelCore::send_or_hand_off`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Queued, with this sequence number.
+    Queued(u64),
+    /// Delivered straight to `receiver`, which was blocked receiving.
+    HandedOff { receiver: TaskId, seq: u64 },
+}
+
+/// A message offered to a blocked receiver (see
+/// [`KernelCore::send_or_hand_off`]).
+#[derive(Debug)]
+pub struct Offer<'a> {
+    pub receiver: TaskId,
+    /// The sender, as the kernel stamps it.
+    pub sender: TaskId,
+    pub seq: u64,
+    pub bytes: &'a [u8],
+}
+
 impl KernelCore {
     /// Create a channel with the default queue bound and give the caller a
     /// capability with `SEND | RECEIVE | GRANT | TRANSFER` (audited as
@@ -127,6 +147,52 @@ impl KernelCore {
     ) -> Result<u64, KernelError> {
         let (ch, msg) = self.accept(caller, handle, bytes, caps, now)?;
         Ok(self.push(ch, msg))
+    }
+
+    /// `send`, with a fast path for the common case of a receiver already
+    /// waiting: if the message carries no capabilities, the queue is empty
+    /// and a task is blocked receiving on the channel, the message is
+    /// offered to the first such task through `hand_off`, which the kernel
+    /// implements by writing it straight into that task's pending receive
+    /// buffer. If `hand_off` accepts (returns true) the message is
+    /// delivered: the receiver is woken with [`WakeReason::HandedOff`]
+    /// (its receive is complete; it must not re-issue it), and nothing is
+    /// queued or allocated. Otherwise — or without a waiting receiver —
+    /// the bytes are copied and queued exactly as `send` does. Validation
+    /// and errors are `send`'s, and on error nothing changed.
+    pub fn send_or_hand_off(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        bytes: &[u8],
+        caps: &[CapHandle],
+        now: Instant,
+        hand_off: impl FnOnce(&Offer<'_>) -> bool,
+    ) -> Result<Sent, KernelError> {
+        let (ch, sender_domain) = self.check_send(caller, handle, bytes.len(), caps, now)?;
+        let seq = self.next_seq();
+        if caps.is_empty() {
+            let c = self.channels.get_mut(ch).expect("checked above");
+            if let (true, Some(slot)) = (c.queue.is_empty(), c.waiters.head()) {
+                if let Some(receiver) = self.tasks.by_slot(slot).map(|t| t.id) {
+                    let offer = Offer {
+                        receiver,
+                        sender: caller,
+                        seq,
+                        bytes,
+                    };
+                    if hand_off(&offer) {
+                        self.sched.wake(slot, Some(&mut c.waiters));
+                        if let Some(t) = self.tasks.by_slot_mut(slot) {
+                            t.wake = Some(WakeReason::HandedOff);
+                        }
+                        return Ok(Sent::HandedOff { receiver, seq });
+                    }
+                }
+            }
+        }
+        let msg = self.seal(caller, sender_domain, ch, seq, Vec::from(bytes), caps);
+        Ok(Sent::Queued(self.push(ch, msg)))
     }
 
     /// The first half of `send`, for fault injection: validate exactly as
@@ -249,6 +315,18 @@ impl KernelCore {
     ) -> Result<Option<Delivered>, KernelError> {
         let ch = self.receivable(caller, handle, now)?;
         self.take(caller, ch, now)
+    }
+
+    /// Check that `caller` may receive on `handle` (a live channel
+    /// capability with `RECEIVE`), changing nothing but the audit of a
+    /// refusal.
+    pub fn check_receive(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        now: Instant,
+    ) -> Result<(), KernelError> {
+        self.receivable(caller, handle, now).map(|_| ())
     }
 
     /// Validate a receive on `handle`, returning the channel.
@@ -397,6 +475,23 @@ impl KernelCore {
         caps: &[CapHandle],
         now: Instant,
     ) -> Result<(ChannelRef, Message), KernelError> {
+        let (ch, sender_domain) = self.check_send(caller, handle, bytes.len(), caps, now)?;
+        let seq = self.next_seq();
+        let msg = self.seal(caller, sender_domain, ch, seq, bytes, caps);
+        Ok((ch, msg))
+    }
+
+    /// Every check of a send of `len` bytes carrying `caps` on `handle`,
+    /// changing nothing (refused uses are audited). Returns the channel and
+    /// the sender's domain.
+    fn check_send(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        len: usize,
+        caps: &[CapHandle],
+        now: Instant,
+    ) -> Result<(ChannelRef, u16), KernelError> {
         let (object, sender_domain) =
             match self.check_in(caller, handle, Some(CapKind::Channel), Rights::SEND) {
                 Ok((task, cap)) => (cap.object(), task.domain),
@@ -415,16 +510,15 @@ impl KernelCore {
         if c.queue.len() >= c.capacity as usize {
             return Err(KernelError::SendFailed(SendError::QueueFull));
         }
-        if bytes.len() > self.config.max_message_bytes {
+        if len > self.config.max_message_bytes {
             return Err(KernelError::SendFailed(SendError::MessageTooLarge {
-                len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                len: u32::try_from(len).unwrap_or(u32::MAX),
                 max: self.config.max_message_bytes as u32,
             }));
         }
         if caps.len() > self.config.max_caps_per_message {
             return Err(KernelError::SendFailed(SendError::TooManyCapabilities));
         }
-        let mut moved = Vec::new();
         if !caps.is_empty() {
             self.validate_moves(caller, caps, now)?;
             let task = self.tasks.get(caller).expect("caller validated");
@@ -435,6 +529,23 @@ impl KernelCore {
                     return Err(KernelError::SendFailed(SendError::ReceiveRightOnOwnChannel));
                 }
             }
+        }
+        Ok((ch, sender_domain))
+    }
+
+    /// Build the message of a checked send, moving `caps` out of the
+    /// caller's space into kernel custody.
+    fn seal(
+        &mut self,
+        caller: TaskId,
+        sender_domain: u16,
+        ch: ChannelRef,
+        seq: u64,
+        bytes: Vec<u8>,
+        caps: &[CapHandle],
+    ) -> Message {
+        let mut moved = Vec::new();
+        if !caps.is_empty() {
             moved.reserve_exact(caps.len());
             let task = self.tasks.get_mut(caller).expect("caller validated");
             for &h in caps {
@@ -443,17 +554,13 @@ impl KernelCore {
                 moved.push(cap);
             }
         }
-        let seq = self.next_seq();
-        Ok((
-            ch,
-            Message {
-                seq,
-                sender: caller,
-                sender_domain,
-                bytes,
-                caps: moved,
-            },
-        ))
+        Message {
+            seq,
+            sender: caller,
+            sender_domain,
+            bytes,
+            caps: moved,
+        }
     }
 
     /// Append an accepted message to `ch` (room and openness checked) and

@@ -11,6 +11,7 @@
 
 mod blocking;
 mod caps;
+mod fastpath;
 mod invariants;
 mod ipc;
 mod services;
@@ -18,8 +19,9 @@ mod spawn;
 mod tasks;
 
 pub use blocking::RecvOutcome;
+pub use fastpath::Switched;
 pub use invariants::InvariantViolation;
-pub use ipc::ParkedMessage;
+pub use ipc::{Offer, ParkedMessage, Sent};
 pub use spawn::{
     exit_notification_bytes, SpawnArgs, Spawned, EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE,
 };

@@ -3,15 +3,20 @@
 //! once per executed instruction, so the figures are exact and repeatable.
 //! Each figure is the median over several batches.
 //!
-//! Two IPC round trips are measured (client send, server receive, server
-//! send, client receive, across two address spaces):
-//! - `ipc_round_trip_raw_*`: the kernel's IPC path. The client sends a
-//!   pre-encoded envelope through raw system calls with requests encoded
-//!   once, and `raw_echo` returns the bytes the same way — the figure
-//!   comparable with seL4's `Call` + `ReplyRecv`.
+//! Three IPC round trips are measured (client send, server receive,
+//! server send, client receive, across two address spaces), each with an
+//! empty and a 64-byte payload:
+//! - `ipc_call_round_trip_*`: the kernel's IPC path with one entry per
+//!   side: the client's `SendReceive` (send the request, wait for the
+//!   reply) and the server's (send the reply, wait for the next request),
+//!   through raw system calls with requests encoded once — the shape of
+//!   seL4's `Call` + `ReplyRecv`, and the figure for the bar.
+//! - `ipc_round_trip_raw_*`: the same through four entries: the client's
+//!   `Send` then `Receive`, and `raw_echo`'s.
 //! - `ipc_round_trip_*`: the whole stack a service uses — building,
-//!   encoding and decoding `MessageEnvelope`s through `KernelApi`, and
-//!   `ipc_echo`'s dispatch on the action.
+//!   encoding and decoding `MessageEnvelope`s through `KernelApi`'s
+//!   `send_then_receive` (one `SendReceive` per side), and `ipc_echo`'s
+//!   dispatch on the action.
 #![no_std]
 #![no_main]
 
@@ -21,7 +26,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
-    decode_status, ReceiveRequest, SendRequest, Syscall, RESPONSE_BUFFER_BYTES,
+    decode_status, ReceiveRequest, SendReceiveRequest, SendRequest, Syscall, RESPONSE_BUFFER_BYTES,
 };
 use pandagen_abi::Cap;
 use pandagen_abi::{
@@ -67,8 +72,7 @@ fn round_trip(
     payload: &MessagePayload,
 ) -> Result<(), KernelError> {
     let request = MessageEnvelope::new(ECHO, "echo.raw", ECHO_VERSION, payload.clone());
-    kernel.send_message(echo, request)?;
-    kernel.receive_message(reply, Some(Duration::from_secs(10)))?;
+    kernel.send_then_receive(echo, request, reply, Some(Duration::from_secs(10)))?;
     Ok(())
 }
 
@@ -76,6 +80,7 @@ fn round_trip(
 struct RawClient {
     send: Vec<u8>,
     receive: Vec<u8>,
+    send_receive: Vec<u8>,
     response: Vec<u8>,
 }
 
@@ -95,6 +100,14 @@ impl RawClient {
             .map_err(malformed)?,
             receive: postcard::to_allocvec(&ReceiveRequest {
                 channel: from_server,
+                timeout_nanos: None,
+            })
+            .map_err(malformed)?,
+            send_receive: postcard::to_allocvec(&SendReceiveRequest {
+                send: to_server,
+                message: envelope,
+                capabilities: heapless::Vec::new(),
+                receive: from_server,
                 timeout_nanos: None,
             })
             .map_err(malformed)?,
@@ -124,6 +137,18 @@ impl RawClient {
         let receive = core::mem::take(&mut self.receive);
         let received = self.call(Syscall::Receive, &receive);
         self.receive = receive;
+        self.check_reply(received)
+    }
+
+    /// The round trip as one `SendReceive`.
+    fn call_round_trip(&mut self) -> Result<(), KernelError> {
+        let request = core::mem::take(&mut self.send_receive);
+        let received = self.call(Syscall::SendReceive, &request);
+        self.send_receive = request;
+        self.check_reply(received)
+    }
+
+    fn check_reply(&self, received: Result<usize, KernelError>) -> Result<(), KernelError> {
         // A non-empty response that is a `Result::Err` starts with 1.
         match received? {
             n if n > 0 && self.response[0] == 0 => Ok(()),
@@ -154,29 +179,44 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let with_64 = measure(|| round_trip(kernel, echo, reply, &bytes))?;
     println!("[BENCH] ipc_round_trip_64_byte_payload {with_64} instructions");
 
-    // The raw path: `raw_echo` gets the receive side of `requests` and a
-    // send-only capability for `replies`.
-    let requests = kernel.create_channel()?;
-    let to_server = kernel.clone_capability(&Cap::from(requests), Rights::SEND)?;
-    let replies = kernel.create_channel()?;
-    let to_client =
-        kernel.clone_capability(&Cap::from(replies), Rights::SEND | Rights::TRANSFER)?;
-    spawn(
-        kernel,
-        "raw_echo",
-        "raw_echo",
-        vec![Cap::from(requests), to_client],
-        exits,
-    )?;
-    for (name, payload) in [("empty_payload", empty), ("64_byte_payload", bytes)] {
-        let envelope = MessageEnvelope::new(ECHO, "echo.raw", ECHO_VERSION, payload).encode()?;
-        let mut client = RawClient::new(to_server.handle(), replies.handle(), &envelope)?;
-        let cost = measure(|| client.round_trip())?;
-        println!("[BENCH] ipc_round_trip_raw_{name} {cost} instructions");
+    // The raw paths: each echo server gets the receive side of its
+    // `requests` and a send-only capability for its `replies`.
+    let raw = [
+        (
+            "raw_echo",
+            "ipc_round_trip_raw",
+            RawClient::round_trip as fn(&mut RawClient) -> _,
+        ),
+        (
+            "call_echo",
+            "ipc_call_round_trip",
+            RawClient::call_round_trip,
+        ),
+    ];
+    for (server, figure, round_trip) in raw {
+        let requests = kernel.create_channel()?;
+        let to_server = kernel.clone_capability(&Cap::from(requests), Rights::SEND)?;
+        let replies = kernel.create_channel()?;
+        let to_client =
+            kernel.clone_capability(&Cap::from(replies), Rights::SEND | Rights::TRANSFER)?;
+        spawn(
+            kernel,
+            server,
+            "raw_echo",
+            vec![Cap::from(requests), to_client],
+            exits,
+        )?;
+        for (name, payload) in [("empty_payload", &empty), ("64_byte_payload", &bytes)] {
+            let envelope =
+                MessageEnvelope::new(ECHO, "echo.raw", ECHO_VERSION, payload.clone()).encode()?;
+            let mut client = RawClient::new(to_server.handle(), replies.handle(), &envelope)?;
+            let cost = measure(|| round_trip(&mut client))?;
+            println!("[BENCH] {figure}_{name} {cost} instructions");
+        }
+        let mut stop = RawClient::new(to_server.handle(), replies.handle(), &[])?;
+        let send = core::mem::take(&mut stop.send);
+        stop.call(Syscall::Send, &send)?;
     }
-    let mut stop = RawClient::new(to_server.handle(), replies.handle(), &[])?;
-    let send = core::mem::take(&mut stop.send);
-    stop.call(Syscall::Send, &send)?;
 
     println!("[SUITE] DONE passed=1 failed=0");
     Ok(())

@@ -23,8 +23,17 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
             MessagePayload::new(&value)?,
         );
         let request_id = request.id;
-        kernel.send_message(echo, request)?;
-        let answer = kernel.receive_message(reply, Some(Duration::from_secs(10)))?;
+        // Alternate the two ways of making a call: one `SendReceive` (the
+        // kernel's fast path), and a `Send` then a `Receive`.
+        let timeout = Some(Duration::from_secs(10));
+        let answer = if value % 2 == 0 {
+            kernel
+                .send_then_receive(echo, request, reply, timeout)?
+                .envelope
+        } else {
+            kernel.send_message(echo, request)?;
+            kernel.receive_message(reply, timeout)?
+        };
         if answer.correlation_id != Some(request_id) {
             fail(
                 kernel,

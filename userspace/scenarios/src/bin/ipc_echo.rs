@@ -21,8 +21,14 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     kernel.register_service(ECHO, requests)?;
     let policy = VersionPolicy::current(1, 0);
     let mut sessions: BTreeMap<TaskId, ChannelId> = BTreeMap::new();
+    // The answer to the last request goes out with the wait for the next
+    // one, in one system call (reply-and-wait).
+    let mut answer_due: Option<(ChannelId, MessageEnvelope)> = None;
     loop {
-        let mut received = kernel.receive_with_capabilities(requests, None)?;
+        let mut received = match answer_due.take() {
+            Some((reply, answer)) => kernel.send_then_receive(reply, answer, requests, None)?,
+            None => kernel.receive_with_capabilities(requests, None)?,
+        };
         let request = received.envelope;
         let Some(sender) = request.source else {
             continue;
@@ -38,7 +44,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
                 }
                 let answer =
                     MessageEnvelope::reply_to(&request, "echo.opened", MessagePayload::empty());
-                kernel.send_message(reply, answer)?;
+                answer_due = Some((reply, answer));
             }
             "echo.add_one" => {
                 let Some(&reply) = sessions.get(&sender) else {
@@ -52,7 +58,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
                     "echo.sum",
                     MessagePayload::new(&(value + 1))?,
                 );
-                kernel.send_message(reply, answer)?;
+                answer_due = Some((reply, answer));
             }
             "echo.raw" => {
                 // Benchmark path: answer with the same payload bytes.
@@ -61,7 +67,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
                 };
                 let answer =
                     MessageEnvelope::reply_to(&request, "echo.raw", request.payload.clone());
-                kernel.send_message(reply, answer)?;
+                answer_due = Some((reply, answer));
             }
             "echo.transfer" => {
                 // Prove the moved capability works here: say hello on it.
@@ -84,7 +90,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
                     "echo.transferred",
                     MessagePayload::new(&outcome.is_ok())?,
                 );
-                kernel.send_message(reply, answer)?;
+                answer_due = Some((reply, answer));
             }
             "echo.quit" => return Ok(()),
             _ => {}

@@ -11,7 +11,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use pandagen_abi::error::{Resource, SendError, SyscallError, UserMemoryError};
 use pandagen_abi::syscall::{
-    decode_status, ReceiveRequest, SendRequest, Syscall, STATUS_BAD_RESPONSE_BUFFER,
+    decode_status, ReceiveRequest, SendRequest, Syscall, STATUS_BAD_RESPONSE_BUFFER, SYSCALL_COUNT,
 };
 use pandagen_abi::{
     Cap, CapHandle, ChannelId, Duration, ExitReason, KernelApi, KernelError, MessageEnvelope,
@@ -107,7 +107,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     };
 
     // Unknown system call numbers.
-    for number in [23u64, 64, 255, 1 << 32, u64::MAX] {
+    for number in [SYSCALL_COUNT, 64, 255, 1 << 32, u64::MAX] {
         let resp = buffers.resp();
         let result = raw(number, buffers.req(0), resp);
         tally.check(
@@ -302,6 +302,53 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         },
     );
 
+    // SendReceive: a refused receive capability means nothing was sent; a
+    // refused send means nothing was received; and a forged handle on
+    // either side is a typed error, not a hang.
+    let target = kernel.create_channel()?;
+    let forged_receive = kernel.send_then_receive(
+        target,
+        probe(),
+        ChannelId::from_handle(CapHandle::new(999, 0)),
+        None,
+    );
+    let nothing_sent = kernel.receive_message(target, Some(Duration::ZERO));
+    tally.check(
+        "hardening/send_receive_bad_receive_sends_nothing",
+        match (&forged_receive, &nothing_sent) {
+            (Err(KernelError::InvalidCapability), Err(KernelError::Timeout)) => Ok(()),
+            other => Err(alloc::format!("{other:?}")),
+        },
+    );
+    let send_only = kernel.clone_capability(&Cap::from(target), Rights::SEND)?;
+    let waiting = kernel.send_message(target, probe());
+    let forged_send = kernel.send_then_receive(
+        ChannelId::from_handle(CapHandle::new(999, 0)),
+        probe(),
+        target,
+        Some(Duration::ZERO),
+    );
+    let not_received = kernel.receive_message(target, Some(Duration::ZERO));
+    let receive_on_send_only = kernel.send_then_receive(
+        target,
+        probe(),
+        ChannelId::from_handle(send_only.handle()),
+        Some(Duration::ZERO),
+    );
+    tally.check(
+        "hardening/send_receive_refusals_are_typed",
+        match (&waiting, &forged_send, &not_received, &receive_on_send_only) {
+            (
+                Ok(()),
+                Err(KernelError::InvalidCapability),
+                Ok(_),
+                Err(KernelError::InsufficientAuthority),
+            ) => Ok(()),
+            other => Err(alloc::format!("{other:?}")),
+        },
+    );
+    kernel.drop_capability(Cap::from(target))?;
+
     // Another task's handles.
     let exits = kernel.create_channel()?;
     let inbox = kernel.create_channel()?;
@@ -424,7 +471,8 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     );
 
     // A seeded storm of random system calls. Calls that could end or park
-    // this task or the machine (Exit, Sleep, Receive, Terminate, Shutdown),
+    // this task or the machine (Exit, Sleep, Receive, SendReceive,
+    // Terminate, Shutdown),
     // that allocate kernel objects (Spawn, CreateChannel, Clone: a storm of
     // valid ones would only test resource limits), or that print or rebind
     // the console (DebugWrite, ConsoleWrite, BindConsoleInput) become
@@ -439,8 +487,8 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     .unwrap();
     let mut survived = 0u32;
     for _ in 0..100_000 {
-        let number = match rng.next() % 24 {
-            1 | 3 | 4 | 6 | 8 | 12 | 15 | 18..=21 => 23 + rng.next() % 1000,
+        let number = match rng.next() % SYSCALL_COUNT {
+            1 | 3 | 4 | 6 | 8 | 12 | 15 | 18..=21 | 23 => SYSCALL_COUNT + rng.next() % 1000,
             n => n,
         };
         let request = match rng.next() % 6 {

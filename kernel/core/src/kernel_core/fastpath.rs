@@ -1,0 +1,134 @@
+//! The IPC fast path: a send-then-receive that hands the CPU straight to
+//! the receiver, like seL4's `Call`/`ReplyRecv` fastpath.
+//!
+//! A client's call (request out, wait for the reply) and a server's
+//! reply-and-wait (reply out, wait for the next request) are one
+//! operation: send on one channel, then block receiving on another. In the
+//! common case — someone is already blocked receiving on the send channel,
+//! nothing is queued anywhere, and that receiver is who the scheduler
+//! would run next once the caller blocks — the message goes straight into
+//! the receiver's buffer and the receiver becomes the running task, with
+//! no queueing, no allocation, no trip through the ready lists and no
+//! second receive when it resumes.
+//!
+//! The fast path only ever *declines*: it changes and audits nothing
+//! unless every condition holds, and then its outcome is exactly what
+//! the general path (`send_or_hand_off`, `receive_or_block`, `pick_next`)
+//! would have produced. Errors, capability transfers, full or closed
+//! channels and every other case take the general path, which reports
+//! them.
+
+use pandagen_abi::{CapHandle, CapKind, Instant, Rights, TaskId};
+
+use super::KernelCore;
+use crate::cap_table::ObjectRef;
+use crate::channel::ChannelRef;
+use crate::sched::{BlockedOn, SchedState};
+use crate::task::WakeReason;
+
+use super::ipc::Offer;
+
+/// What the fast path did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Switched {
+    /// The task that received the message and is now running.
+    pub receiver: TaskId,
+    /// The message's sequence number.
+    pub seq: u64,
+}
+
+impl KernelCore {
+    /// Send `bytes` (no capabilities) on `send`, then block receiving on
+    /// `receive` until `deadline`, switching straight to the task blocked
+    /// on `send` — if every condition of the fast path holds (see the
+    /// module docs): the caller is running; `send` is a channel capability
+    /// with `SEND` on an open channel with an empty queue and a blocked
+    /// receiver; the message is within the size limit; `receive` is a
+    /// channel capability with `RECEIVE` whose queue is empty and which can
+    /// still deliver; `deadline` is in the future; no other deadline has
+    /// passed; no ready task has the receiver's priority or a higher one;
+    /// and `hand_off` accepts the offer (the kernel wrote the message into
+    /// the receiver's buffer).
+    ///
+    /// On `Some`, the receiver is running with its receive complete
+    /// ([`WakeReason::HandedOff`]) and the caller is blocked on `receive`
+    /// exactly as after `receive_or_block`. On `None` nothing changed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_receive_fast(
+        &mut self,
+        caller: TaskId,
+        send: CapHandle,
+        bytes: &[u8],
+        receive: CapHandle,
+        deadline: Option<Instant>,
+        now: Instant,
+        hand_off: impl FnOnce(&Offer<'_>) -> bool,
+    ) -> Option<Switched> {
+        let caller_slot = self.tasks.slot_of(caller)?;
+        if self.sched.state(caller_slot) != SchedState::Running
+            || bytes.len() > self.config.max_message_bytes
+            || deadline.is_some_and(|d| d <= now)
+            || self.sched.next_deadline().is_some_and(|d| d <= now)
+        {
+            return None;
+        }
+        let to = self.fast_channel(caller, send, Rights::SEND)?;
+        let from = self.fast_channel(caller, receive, Rights::RECEIVE)?;
+        let c = self.channels.get(to)?;
+        let receiver_slot = match (c.is_closed(), c.queue.is_empty(), c.waiters.head()) {
+            (false, true, Some(slot)) => slot,
+            _ => return None,
+        };
+        let r = self.channels.get(from)?;
+        if !r.queue.is_empty() || r.is_drained() {
+            return None;
+        }
+        if !self.sched.would_run_next(receiver_slot) {
+            return None;
+        }
+        let receiver = self.tasks.by_slot(receiver_slot)?.id;
+        let seq = self.next_seq();
+        let offer = Offer {
+            receiver,
+            sender: caller,
+            seq,
+            bytes,
+        };
+        if !hand_off(&offer) {
+            return None;
+        }
+        let waiters = self.channels.get_mut(to).map(|c| &mut c.waiters);
+        self.sched.run_blocked(receiver_slot, waiters);
+        if let Some(t) = self.tasks.by_slot_mut(receiver_slot) {
+            t.wake = Some(WakeReason::HandedOff);
+        }
+        if let Some(t) = self.tasks.by_slot_mut(caller_slot) {
+            t.wake = None;
+        }
+        let on = BlockedOn::Receive {
+            channel: from,
+            deadline,
+        };
+        let waiters = self.channels.get_mut(from).map(|c| &mut c.waiters);
+        self.sched.block(caller_slot, on, waiters);
+        Some(Switched { receiver, seq })
+    }
+
+    /// The channel a valid channel capability with `required` names, or
+    /// `None` (not audited: the general path repeats the check and audits
+    /// the refusal).
+    fn fast_channel(
+        &self,
+        caller: TaskId,
+        handle: CapHandle,
+        required: Rights,
+    ) -> Option<ChannelRef> {
+        match self.check_in(caller, handle, Some(CapKind::Channel), required) {
+            Ok((_, cap)) => match cap.object() {
+                ObjectRef::Channel(ch) => Some(ch),
+                _ => None,
+            },
+            Err(_) => None,
+        }
+    }
+}

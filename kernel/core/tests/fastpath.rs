@@ -1,0 +1,254 @@
+//! The IPC fast path and hand-offs: a message given straight to a blocked
+//! receiver must leave the core exactly as the general path would, and
+//! every case the fast path does not cover must leave it untouched.
+
+mod common;
+
+use common::*;
+use pandagen_abi::{CapHandle, Priority, TaskId};
+use pandagen_core::{BlockedOn, KernelCore, SchedState, Sent, WakeReason};
+
+/// A server blocked receiving on its request channel and a running
+/// client, each holding a send capability for the other's channel.
+struct Pair {
+    k: KernelCore,
+    server: TaskId,
+    client: TaskId,
+    requests: CapHandle,
+    to_server: CapHandle,
+    replies: CapHandle,
+    to_client: CapHandle,
+}
+
+fn pair() -> Pair {
+    let mut k = kernel();
+    let server = spawn(&mut k, "server");
+    let client = spawn(&mut k, "client");
+    let requests = k.create_channel(server, T0).unwrap();
+    let to_server = k.grant(server, requests, client, T0).unwrap();
+    let replies = k.create_channel(client, T0).unwrap();
+    let to_client = k.grant(client, replies, server, T0).unwrap();
+    assert_eq!(k.pick_next(), Some(server));
+    k.receive_or_block(server, requests, None, T0).unwrap();
+    assert_eq!(k.pick_next(), Some(client));
+    Pair {
+        k,
+        server,
+        client,
+        requests,
+        to_server,
+        replies,
+        to_client,
+    }
+}
+
+fn blocked_on_receive(k: &KernelCore, task: TaskId) -> bool {
+    matches!(
+        k.task_state(task),
+        Some(SchedState::Blocked(BlockedOn::Receive { .. }))
+    )
+}
+
+#[test]
+fn a_call_and_its_reply_switch_straight_between_the_two_tasks() {
+    let Pair {
+        mut k,
+        server,
+        client,
+        requests,
+        to_server,
+        replies,
+        to_client,
+    } = pair();
+    let mut offered = None;
+    let call = k.send_receive_fast(client, to_server, b"ping", replies, None, T0, |o| {
+        offered = Some((o.receiver, o.sender, o.bytes.to_vec()));
+        true
+    });
+    assert_eq!(call.map(|s| s.receiver), Some(server));
+    assert_eq!(offered, Some((server, client, b"ping".to_vec())));
+    assert_eq!(k.task_state(server), Some(SchedState::Running));
+    assert!(blocked_on_receive(&k, client));
+    assert_eq!(k.take_wake_reason(server), Some(WakeReason::HandedOff));
+    let request_channel = k.channel_of(server, requests, T0).unwrap();
+    assert_eq!(k.queue_len(request_channel), Some(0), "nothing was queued");
+    k.check_invariants().unwrap();
+
+    let reply = k.send_receive_fast(server, to_client, b"pong", requests, None, T0, |o| {
+        o.receiver == client && o.bytes == b"pong"
+    });
+    assert_eq!(reply.map(|s| s.receiver), Some(client));
+    assert!(call.unwrap().seq < reply.unwrap().seq);
+    assert_eq!(k.task_state(client), Some(SchedState::Running));
+    assert!(blocked_on_receive(&k, server));
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn the_fast_path_declines_and_changes_nothing_when_a_condition_fails() {
+    let p = pair();
+    let bogus = CapHandle::new(999, 0);
+    let cases: Vec<(&str, Box<dyn Fn(&mut Pair)>)> = vec![
+        (
+            "a ready task of the receiver's priority",
+            Box::new(|p: &mut Pair| {
+                spawn(&mut p.k, "other");
+            }),
+        ),
+        (
+            "the reply channel already holds a message",
+            Box::new(|p: &mut Pair| {
+                let own = p.k.grant(p.client, p.replies, p.server, T0).unwrap();
+                p.k.send(p.server, own, vec![1], &[], T0).unwrap();
+            }),
+        ),
+        (
+            "no receiver waits on the send channel",
+            Box::new(|p: &mut Pair| {
+                p.to_server = p.k.create_channel(p.client, T0).unwrap();
+            }),
+        ),
+        (
+            "a forged send handle",
+            Box::new(move |p: &mut Pair| p.to_server = bogus),
+        ),
+        (
+            "a forged receive handle",
+            Box::new(move |p: &mut Pair| p.replies = bogus),
+        ),
+        (
+            "a send capability without SEND",
+            Box::new(|p: &mut Pair| {
+                p.to_server =
+                    p.k.clone_cap(p.client, p.to_server, pandagen_abi::Rights::TRANSFER, T0)
+                        .unwrap();
+            }),
+        ),
+    ];
+    drop(p);
+    for (name, prepare) in cases {
+        let mut p = pair();
+        prepare(&mut p);
+        let before = invalid_uses(&p.k);
+        let mut asked = false;
+        let result =
+            p.k.send_receive_fast(p.client, p.to_server, b"x", p.replies, None, T0, |_| {
+                asked = true;
+                true
+            });
+        assert_eq!(result, None, "{name}");
+        assert!(!asked, "{name}: no offer is made");
+        assert_eq!(
+            p.k.task_state(p.client),
+            Some(SchedState::Running),
+            "{name}"
+        );
+        assert!(blocked_on_receive(&p.k, p.server), "{name}");
+        assert_eq!(
+            invalid_uses(&p.k),
+            before,
+            "{name}: the general path audits"
+        );
+        p.k.check_invariants().unwrap();
+    }
+}
+
+#[test]
+fn a_declined_offer_or_a_passed_deadline_leaves_everything_as_it_was() {
+    let mut p = pair();
+    let declined =
+        p.k.send_receive_fast(p.client, p.to_server, b"x", p.replies, None, T0, |_| false);
+    assert_eq!(declined, None);
+    let expired = p.k.send_receive_fast(
+        p.client,
+        p.to_server,
+        b"x",
+        p.replies,
+        Some(T0),
+        at(5),
+        |_| true,
+    );
+    assert_eq!(expired, None, "a receive that would time out at once");
+    assert_eq!(p.k.task_state(p.client), Some(SchedState::Running));
+    assert!(blocked_on_receive(&p.k, p.server));
+    let ch = p.k.channel_of(p.server, p.requests, T0).unwrap();
+    assert_eq!(p.k.queue_len(ch), Some(0));
+    p.k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_receiver_that_outranks_every_ready_task_is_switched_to() {
+    let mut p = pair();
+    let low = spawn_at(&mut p.k, "low", Priority::IDLE);
+    assert_eq!(p.k.task_state(low), Some(SchedState::Ready));
+    let call =
+        p.k.send_receive_fast(p.client, p.to_server, b"x", p.replies, None, T0, |_| true);
+    assert_eq!(call.map(|s| s.receiver), Some(p.server));
+    assert_eq!(
+        p.k.task_state(low),
+        Some(SchedState::Ready),
+        "still waiting its turn"
+    );
+    p.k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_send_hands_off_to_a_blocked_receiver_or_queues() {
+    let Pair {
+        mut k,
+        server,
+        client,
+        requests,
+        to_server,
+        ..
+    } = pair();
+    let handed = k.send_or_hand_off(client, to_server, b"a", &[], T0, |o| o.receiver == server);
+    assert!(matches!(handed, Ok(Sent::HandedOff { receiver, .. }) if receiver == server));
+    assert_eq!(k.task_state(server), Some(SchedState::Ready));
+    assert_eq!(k.take_wake_reason(server), Some(WakeReason::HandedOff));
+    let ch = k.channel_of(server, requests, T0).unwrap();
+    assert_eq!(k.queue_len(ch), Some(0));
+
+    // Nobody waits now: the message is queued, and no offer is made.
+    let queued = k.send_or_hand_off(client, to_server, b"b", &[], T0, |_| panic!("no waiter"));
+    assert!(matches!(queued, Ok(Sent::Queued(_))));
+    assert_eq!(k.queue_len(ch), Some(1));
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_declined_hand_off_queues_the_message_and_wakes_the_receiver() {
+    let Pair {
+        mut k,
+        server,
+        client,
+        requests,
+        to_server,
+        ..
+    } = pair();
+    let sent = k.send_or_hand_off(client, to_server, b"a", &[], T0, |_| false);
+    assert!(matches!(sent, Ok(Sent::Queued(_))));
+    assert_eq!(k.take_wake_reason(server), Some(WakeReason::MessageArrived));
+    let got = k.receive(server, requests, T0).unwrap().unwrap();
+    assert_eq!(got.bytes, b"a");
+    assert_eq!(got.sender, client);
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_message_carrying_capabilities_is_never_handed_off() {
+    let Pair {
+        mut k,
+        server,
+        client,
+        requests,
+        to_server,
+        ..
+    } = pair();
+    let extra = k.create_channel(client, T0).unwrap();
+    let sent = k.send_or_hand_off(client, to_server, b"a", &[extra], T0, |_| panic!("offered"));
+    assert!(matches!(sent, Ok(Sent::Queued(_))));
+    let got = k.receive(server, requests, T0).unwrap().unwrap();
+    assert_eq!(got.caps.len(), 1);
+    k.check_invariants().unwrap();
+}
