@@ -141,6 +141,19 @@ impl UserMemory {
         }
     }
 
+    /// The `len` (> 0) bytes at `ptr` as a kernel slice to write in place,
+    /// if they lie in one writable page; `None` otherwise (the caller then
+    /// uses [`UserMemory::copy_out_parts`], which reports errors).
+    pub fn writable_in_page(&mut self, ptr: u64, len: usize) -> Option<&mut [u8]> {
+        let at = self.within_page(ptr, len as u64, true)?;
+        // SAFETY: `at` is the kernel-window address of `len` bytes inside
+        // one present, writable user page of this task (checked by
+        // `within_page`). The frame belongs to the task, never to kernel
+        // data, and nothing else reads or writes it while the slice lives:
+        // one CPU, the task is not running, and the slice borrows `self`.
+        Some(unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len) })
+    }
+
     /// Copy `dst.len()` bytes from the task's `ptr` into `dst`. A failure
     /// part-way leaves a partial copy in `dst`, which the caller discards
     /// with the error.

@@ -210,41 +210,48 @@ pub struct ReceiveReply<'a> {
     pub capabilities: heapless::Vec<CapHandle, MAX_MESSAGE_CAPS>,
 }
 
-/// The most bytes [`receive_reply_header`] writes.
-pub const RECEIVE_REPLY_HEADER_MAX: usize = 1 + 10 + 10;
-
 /// The bytes after the message in the response to a receive that carried
 /// no capabilities (an empty capability list).
 pub const RECEIVE_REPLY_TRAILER: [u8; 1] = [0];
 
 /// The response to a receive of a `len`-byte message from `sender` that
-/// carried no capabilities is `header`, the message, then
+/// carried no capabilities is a header, the message, then
 /// [`RECEIVE_REPLY_TRAILER`]: the postcard encoding of
 /// `Ok(ReceiveReply { sender, message, capabilities: [] })`, written out so
 /// that the kernel's IPC fast path can put the message bytes straight into
-/// the receiver's buffer without staging the whole reply. Writes the header
-/// into `out` and returns its length. (A test checks it against postcard.)
-pub fn receive_reply_header(
-    sender: TaskId,
-    len: usize,
-    out: &mut [u8; RECEIVE_REPLY_HEADER_MAX],
-) -> usize {
-    out[0] = 0; // Result::Ok
-    let mut at = 1;
-    for mut value in [sender.as_raw(), len as u64] {
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                out[at] = byte;
-                at += 1;
-                break;
-            }
-            out[at] = byte | 0x80;
-            at += 1;
+/// the receiver's buffer without staging the whole reply. This is the
+/// header's length. (A test checks the framing against postcard.)
+pub const fn receive_reply_header_len(sender: TaskId, len: usize) -> usize {
+    1 + varint_len(sender.as_raw()) + varint_len(len as u64)
+}
+
+/// Write the header (see [`receive_reply_header_len`]) at the start of
+/// `out`; returns the bytes written, which are fewer than the header only
+/// if `out` is too short for it.
+pub fn write_receive_reply_header(sender: TaskId, len: usize, out: &mut [u8]) -> usize {
+    let mut bytes = out.iter_mut();
+    let mut written = 0;
+    let mut put = |byte: u8| {
+        if let Some(slot) = bytes.next() {
+            *slot = byte;
+            written += 1;
         }
+    };
+    put(0); // Result::Ok
+    for mut value in [sender.as_raw(), len as u64] {
+        while value >= 0x80 {
+            put(value as u8 | 0x80);
+            value >>= 7;
+        }
+        put(value as u8);
     }
-    at
+    written
+}
+
+/// The length of `value` as a postcard varint.
+const fn varint_len(value: u64) -> usize {
+    let bits = 64 - (value | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -440,8 +447,10 @@ mod tests {
                     capabilities: heapless::Vec::new(),
                 });
                 let expected = postcard::to_allocvec(&reply).unwrap();
-                let mut header = [0u8; RECEIVE_REPLY_HEADER_MAX];
-                let n = receive_reply_header(TaskId::from_raw(sender), len, &mut header);
+                let sender = TaskId::from_raw(sender);
+                let mut header = [0u8; 21];
+                let n = write_receive_reply_header(sender, len, &mut header);
+                assert_eq!(n, receive_reply_header_len(sender, len));
                 let mut framed = header[..n].to_vec();
                 framed.extend_from_slice(&message[..len]);
                 framed.extend_from_slice(&RECEIVE_REPLY_TRAILER);

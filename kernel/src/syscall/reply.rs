@@ -2,9 +2,8 @@
 
 use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
-    receive_reply_header, status_response_too_large, ReceiveReply, MAX_MESSAGE_CAPS,
-    RECEIVE_REPLY_HEADER_MAX, RECEIVE_REPLY_TRAILER, RESPONSE_BUFFER_BYTES,
-    STATUS_BAD_RESPONSE_BUFFER,
+    receive_reply_header_len, status_response_too_large, write_receive_reply_header, ReceiveReply,
+    MAX_MESSAGE_CAPS, RECEIVE_REPLY_TRAILER, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER,
 };
 use pandagen_abi::{CapHandle, KernelError, TaskId};
 use pandagen_core::Delivered;
@@ -75,16 +74,26 @@ pub fn deliver_message(
     sender: TaskId,
     message: &[u8],
 ) -> Option<u64> {
-    let mut header = [0u8; RECEIVE_REPLY_HEADER_MAX];
-    let head = receive_reply_header(sender, message.len(), &mut header);
-    let len = (head + message.len() + RECEIVE_REPLY_TRAILER.len()) as u64;
-    if len > to.capacity {
+    let head = receive_reply_header_len(sender, message.len());
+    let len = head + message.len() + RECEIVE_REPLY_TRAILER.len();
+    if len as u64 > to.capacity {
         return None;
     }
+    if let Some(out) = memory.writable_in_page(to.ptr, len) {
+        // The common case: one page, written in place.
+        let (header, rest) = out.split_at_mut(head);
+        write_receive_reply_header(sender, message.len(), header);
+        let (body, trailer) = rest.split_at_mut(message.len());
+        body.copy_from_slice(message);
+        trailer.copy_from_slice(&RECEIVE_REPLY_TRAILER);
+        return Some(len as u64);
+    }
+    let mut header = [0u8; 32];
+    let head = write_receive_reply_header(sender, message.len(), &mut header);
     let written =
         memory.copy_out_parts(to.ptr, &[&header[..head], message, &RECEIVE_REPLY_TRAILER]);
     Some(match written {
-        Ok(()) => len,
+        Ok(()) => len as u64,
         Err(_) => STATUS_BAD_RESPONSE_BUFFER,
     })
 }
