@@ -24,7 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::{limits, Priority};
-use crate::cap::{CapHandle, Rights};
+use crate::cap::{Badge, CapHandle, Rights};
 use crate::error::{KernelError, SyscallError};
 use crate::identity::{ExitReason, IdentityKind};
 use crate::ids::{ServiceId, TaskId};
@@ -106,6 +106,16 @@ pub enum Syscall {
     /// image that is not a program (the service manifest). Needs the
     /// `BootImage` capability with `READ`.
     ReadBootFile = 22,
+    /// [`MintObjectCapRequest`] → `CapHandle`: a service mints a capability
+    /// for one of its own objects (kind `StorageObject`, object = the
+    /// service and an opaque badge). Only the task that holds the
+    /// service's registration may.
+    MintObjectCap = 24,
+    /// [`ObjectSendRequest`] → `()`: send a request *through* an object
+    /// capability. The kernel delivers it on the channel the object's
+    /// service has registered now, stamped with the capability's badge and
+    /// rights (see [`ReceiveReply::badge`]).
+    SendToObject = 25,
 }
 
 /// The action of console-input messages.
@@ -137,6 +147,8 @@ impl Syscall {
             20 => Syscall::Terminate,
             21 => Syscall::Shutdown,
             22 => Syscall::ReadBootFile,
+            24 => Syscall::MintObjectCap,
+            25 => Syscall::SendToObject,
             other => return Err(SyscallError::UnknownSyscall(other)),
         })
     }
@@ -182,6 +194,32 @@ pub struct ReceiveReply<'a> {
     #[serde(serialize_with = "as_bytes")]
     pub message: &'a [u8],
     /// The capabilities the message carried, now in the receiver's space.
+    pub capabilities: heapless::Vec<CapHandle, MAX_MESSAGE_CAPS>,
+    /// For a message sent through an object capability
+    /// ([`Syscall::SendToObject`]): that capability's badge and rights, as
+    /// the kernel saw them. `None` for a message sent on a channel.
+    pub badge: Option<Badge>,
+}
+
+/// A [`Syscall::MintObjectCap`] request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MintObjectCapRequest {
+    /// The service the object belongs to; the caller must hold its
+    /// registration.
+    pub service: ServiceId,
+    /// Opaque to the kernel: the service's name for the object.
+    pub badge: u64,
+    /// Restricted to [`OBJECT_CAP_RIGHTS`](crate::cap::OBJECT_CAP_RIGHTS).
+    pub rights: Rights,
+}
+
+/// A [`Syscall::SendToObject`] request: as [`SendRequest`], through an
+/// object capability instead of a channel capability.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectSendRequest<'a> {
+    pub object: CapHandle,
+    #[serde(serialize_with = "as_bytes")]
+    pub message: &'a [u8],
     pub capabilities: heapless::Vec<CapHandle, MAX_MESSAGE_CAPS>,
 }
 
@@ -353,14 +391,16 @@ mod tests {
 
     #[test]
     fn every_number_round_trips_and_unknown_numbers_are_typed_errors() {
-        for n in 0..=22u64 {
+        for n in (0..=22u64).chain(24..=25) {
             let call = Syscall::from_number(n).unwrap();
             assert_eq!(call as u64, n);
         }
-        assert_eq!(
-            Syscall::from_number(23),
-            Err(SyscallError::UnknownSyscall(23))
-        );
+        for n in [23, 26] {
+            assert_eq!(
+                Syscall::from_number(n),
+                Err(SyscallError::UnknownSyscall(n))
+            );
+        }
         assert_eq!(
             Syscall::from_number(u64::MAX),
             Err(SyscallError::UnknownSyscall(u64::MAX))

@@ -40,6 +40,7 @@ pub fn encode_receive(buf: &mut [u8], delivered: &Delivered) -> usize {
         sender: delivered.sender,
         message: &delivered.bytes,
         capabilities,
+        badge: delivered.badge,
     };
     encode(buf, &Ok(reply))
 }

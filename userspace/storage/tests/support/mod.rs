@@ -268,4 +268,22 @@ impl KernelApi for ClientKernel<'_> {
     ) -> Result<Cap<()>, KernelError> {
         self.act(|k| k.clone_capability(capability, rights))
     }
+
+    fn mint_object_capability(
+        &mut self,
+        service: ServiceId,
+        badge: u64,
+        rights: Rights,
+    ) -> Result<Cap<pandagen_abi::cap::kinds::StorageObject>, KernelError> {
+        self.act(|k| k.mint_object_capability(service, badge, rights))
+    }
+
+    fn send_to_object(
+        &mut self,
+        object: &Cap<pandagen_abi::cap::kinds::StorageObject>,
+        message: MessageEnvelope,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<(), KernelError> {
+        self.act(|k| k.send_to_object(object, message, capabilities))
+    }
 }
