@@ -160,7 +160,9 @@ impl Harness {
                     if self.crash_before_next_answer {
                         self.crash_before_next_answer = false;
                         let now = self.kernel.now();
-                        let _ = storage.server.respond(&request.envelope, now);
+                        let _ = storage
+                            .server
+                            .respond(&request.envelope, request.badge, now);
                         self.kill_storage();
                         return taken;
                     }
