@@ -30,6 +30,13 @@
 //!   moving a capability into a message needs `TRANSFER`, so a plain
 //!   `SEND` copy cannot be attached); the server answers there with the
 //!   request's id as correlation id, then drops that capability.
+//! * Object capabilities (kind `StorageObject`) are minted by a service for
+//!   its own objects (`mint_object_capability`, only by the task holding the
+//!   service's registration) and used by sending *through* them
+//!   (`send_to_object`): the kernel delivers on the service's current
+//!   channel and stamps the message with the capability's badge and rights
+//!   (`ReceivedMessage::badge`). They move, attenuate (`clone_capability`)
+//!   and die with their holder like any other capability.
 
 use alloc::string::String;
 use alloc::vec::Vec;
