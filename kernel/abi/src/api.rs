@@ -30,12 +30,19 @@
 //!   moving a capability into a message needs `TRANSFER`, so a plain
 //!   `SEND` copy cannot be attached); the server answers there with the
 //!   request's id as correlation id, then drops that capability.
+//! * Object capabilities (kind `StorageObject`) are minted by a service for
+//!   its own objects (`mint_object_capability`, only by the task holding the
+//!   service's registration) and used by sending *through* them
+//!   (`send_to_object`): the kernel delivers on the service's current
+//!   channel and stamps the message with the capability's badge and rights
+//!   (`ReceivedMessage::badge`). They move, attenuate (`clone_capability`)
+//!   and die with their holder like any other capability.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::cap::{Cap, Rights};
+use crate::cap::{kinds, Badge, Cap, Rights};
 use crate::envelope::MessageEnvelope;
 use crate::error::KernelError;
 use crate::identity::{IdentityKind, TrustDomain};
@@ -145,6 +152,10 @@ pub struct TaskHandle {
 pub struct ReceivedMessage {
     pub envelope: MessageEnvelope,
     pub capabilities: Vec<Cap<()>>,
+    /// The badge and rights of the object capability the message was sent
+    /// through (`send_to_object`), stamped by the kernel; `None` for a
+    /// message sent on a channel.
+    pub badge: Option<Badge>,
 }
 
 /// The kernel interface, as the interface reference defines it, plus
@@ -232,4 +243,33 @@ pub trait KernelApi {
         capability: &Cap<()>,
         rights: Rights,
     ) -> Result<Cap<()>, KernelError>;
+
+    /// Mint a capability for one of the caller's own service objects: kind
+    /// `StorageObject`, naming `(service, badge)`, with `rights` restricted
+    /// to [`OBJECT_CAP_RIGHTS`](crate::cap::OBJECT_CAP_RIGHTS). Only the
+    /// task holding `service`'s registration may (`ServiceNotFound` if it
+    /// is not registered, `InsufficientAuthority` if another task holds
+    /// it). The capability names the *service*, not its channel, so it
+    /// stays usable across a restart of the service that re-registers the
+    /// same id; the service decides, from the badge, what it still honours.
+    fn mint_object_capability(
+        &mut self,
+        service: ServiceId,
+        badge: u64,
+        rights: Rights,
+    ) -> Result<Cap<kinds::StorageObject>, KernelError>;
+
+    /// Send `message` through the object capability `object` (which needs
+    /// one of [`INVOKE_RIGHTS`](crate::cap::INVOKE_RIGHTS)) to the channel
+    /// its service has registered now, moving `capabilities` into it as
+    /// `send_with_capabilities` does. The receiver gets the capability's
+    /// badge and rights in [`ReceivedMessage::badge`]. The caller keeps
+    /// `object`. Errors: as for a send, plus `ServiceNotFound` when the
+    /// service is not registered at the moment.
+    fn send_to_object(
+        &mut self,
+        object: &Cap<kinds::StorageObject>,
+        message: MessageEnvelope,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<(), KernelError>;
 }

@@ -203,6 +203,34 @@ impl fmt::Display for Rights {
     }
 }
 
+/// The rights a service may put on an object capability it mints
+/// (`MintObjectCap`): the object rights plus the two transfer rights.
+pub const OBJECT_CAP_RIGHTS: Rights = Rights::from_bits(
+    Rights::READ.bits()
+        | Rights::WRITE.bits()
+        | Rights::CONTROL.bits()
+        | Rights::GRANT.bits()
+        | Rights::TRANSFER.bits(),
+);
+
+/// The rights that let a holder *invoke* an object capability (send a
+/// request through it): a capability holding none of them (only `GRANT`
+/// or `TRANSFER`) can be moved or copied but not used.
+pub const INVOKE_RIGHTS: Rights =
+    Rights::from_bits(Rights::READ.bits() | Rights::WRITE.bits() | Rights::CONTROL.bits());
+
+/// What the kernel stamps on a message sent through an object capability
+/// (a `StorageObject` capability minted by a service): the capability's
+/// badge — opaque to the kernel, chosen by the service when it minted the
+/// capability — and the rights of the capability the sender used. A
+/// receiver can trust both: no task can send a message carrying a badge
+/// except through a capability the service minted with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Badge {
+    pub value: u64,
+    pub rights: Rights,
+}
+
 /// Type tags for [`Cap`]. They have no values; they only keep capability
 /// kinds apart at compile time.
 pub mod kinds {
@@ -279,6 +307,13 @@ impl Cap<()> {
     /// table, so this grants nothing by itself.
     pub const fn from_handle(handle: CapHandle) -> Self {
         Cap::wrap(handle)
+    }
+
+    /// Give an untyped capability (one received in a message) its
+    /// compile-time kind. This asserts nothing to the kernel, which checks
+    /// the real kind at every use (`WrongCapabilityKind`).
+    pub fn assume_kind<T>(self) -> Cap<T> {
+        Cap::wrap(self.handle)
     }
 }
 

@@ -31,7 +31,7 @@ pub mod syscall;
 pub mod time;
 
 pub use api::{KernelApi, Priority, ReceivedMessage, TaskDescriptor, TaskHandle};
-pub use cap::{Cap, CapHandle, CapKind, Rights};
+pub use cap::{Badge, Cap, CapHandle, CapKind, Rights};
 pub use envelope::{EnvelopeError, MessageEnvelope, MessagePayload};
 pub use error::KernelError;
 pub use identity::{

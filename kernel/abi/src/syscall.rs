@@ -24,7 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::{limits, Priority};
-use crate::cap::{CapHandle, Rights};
+use crate::cap::{Badge, CapHandle, Rights};
 use crate::error::{KernelError, SyscallError};
 use crate::identity::{ExitReason, IdentityKind};
 use crate::ids::{ServiceId, TaskId};
@@ -114,10 +114,20 @@ pub enum Syscall {
     /// is returned with nothing sent or received, after a successful send
     /// the call behaves exactly as [`Syscall::Receive`].
     SendReceive = 23,
+    /// [`MintObjectCapRequest`] → `CapHandle`: a service mints a capability
+    /// for one of its own objects (kind `StorageObject`, object = the
+    /// service and an opaque badge). Only the task that holds the
+    /// service's registration may.
+    MintObjectCap = 24,
+    /// [`ObjectSendRequest`] → `()`: send a request *through* an object
+    /// capability. The kernel delivers it on the channel the object's
+    /// service has registered now, stamped with the capability's badge and
+    /// rights (see [`ReceiveReply::badge`]).
+    SendToObject = 25,
 }
 
 /// The first number that is not a system call.
-pub const SYSCALL_COUNT: u64 = 24;
+pub const SYSCALL_COUNT: u64 = 26;
 
 /// The action of console-input messages.
 pub const CONSOLE_INPUT_ACTION: &str = "console.input";
@@ -149,6 +159,8 @@ impl Syscall {
             21 => Syscall::Shutdown,
             22 => Syscall::ReadBootFile,
             23 => Syscall::SendReceive,
+            24 => Syscall::MintObjectCap,
+            25 => Syscall::SendToObject,
             other => return Err(SyscallError::UnknownSyscall(other)),
         })
     }
@@ -208,16 +220,44 @@ pub struct ReceiveReply<'a> {
     pub message: &'a [u8],
     /// The capabilities the message carried, now in the receiver's space.
     pub capabilities: heapless::Vec<CapHandle, MAX_MESSAGE_CAPS>,
+    /// For a message sent through an object capability
+    /// ([`Syscall::SendToObject`]): that capability's badge and rights, as
+    /// the kernel saw them. `None` for a message sent on a channel.
+    pub badge: Option<Badge>,
 }
 
-/// The bytes after the message in the response to a receive that carried
-/// no capabilities (an empty capability list).
-pub const RECEIVE_REPLY_TRAILER: [u8; 1] = [0];
+/// A [`Syscall::MintObjectCap`] request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MintObjectCapRequest {
+    /// The service the object belongs to; the caller must hold its
+    /// registration.
+    pub service: ServiceId,
+    /// Opaque to the kernel: the service's name for the object.
+    pub badge: u64,
+    /// Restricted to [`OBJECT_CAP_RIGHTS`](crate::cap::OBJECT_CAP_RIGHTS).
+    pub rights: Rights,
+}
+
+/// A [`Syscall::SendToObject`] request: as [`SendRequest`], through an
+/// object capability instead of a channel capability.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectSendRequest<'a> {
+    pub object: CapHandle,
+    #[serde(serialize_with = "as_bytes")]
+    pub message: &'a [u8],
+    pub capabilities: heapless::Vec<CapHandle, MAX_MESSAGE_CAPS>,
+}
+
+/// The bytes after the message in the response to a receive of a message
+/// sent on a channel without capabilities: an empty capability list and no
+/// badge.
+pub const RECEIVE_REPLY_TRAILER: [u8; 2] = [0, 0];
 
 /// The response to a receive of a `len`-byte message from `sender` that
 /// carried no capabilities is a header, the message, then
 /// [`RECEIVE_REPLY_TRAILER`]: the postcard encoding of
-/// `Ok(ReceiveReply { sender, message, capabilities: [] })`, written out so
+/// `Ok(ReceiveReply { sender, message, capabilities: [], badge: None })`,
+/// written out so
 /// that the kernel's IPC fast path can put the message bytes straight into
 /// the receiver's buffer without staging the whole reply. This is the
 /// header's length. (A test checks the framing against postcard.)
@@ -445,6 +485,7 @@ mod tests {
                     sender: TaskId::from_raw(sender),
                     message: &message[..len],
                     capabilities: heapless::Vec::new(),
+                    badge: None,
                 });
                 let expected = postcard::to_allocvec(&reply).unwrap();
                 let sender = TaskId::from_raw(sender);

@@ -54,8 +54,16 @@ fn main() {
     let (b, _) = k.create_task(None, TaskSpec::new("b"), now).unwrap();
     // Give the spaces some population so lookups are not trivially hot.
     for i in 0..64 {
-        k.mint(a, Mintable::StorageObject(i), Rights::READ, now)
-            .unwrap();
+        k.mint(
+            a,
+            Mintable::StorageObject(pandagen_core::ServiceObject::new(
+                pandagen_abi::ServiceId::from_raw(0),
+                i,
+            )),
+            Rights::READ,
+            now,
+        )
+        .unwrap();
     }
     let chan = k.create_channel(b, now).unwrap();
     let to_b = k.grant(b, chan, a, now).unwrap();

@@ -14,7 +14,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 use pandagen_abi::error::MissingRights;
-use pandagen_abi::{CapHandle, CapKind, Rights, TaskId};
+use pandagen_abi::{CapHandle, CapKind, Rights, ServiceId, TaskId};
 
 use crate::channel::ChannelRef;
 
@@ -41,6 +41,22 @@ impl fmt::Display for CapId {
     }
 }
 
+/// An object that a service keeps and the kernel only names: the service
+/// (by id, not by channel, so the name survives a restart of the service)
+/// and a badge that is opaque to the kernel. See
+/// [`KernelCore::mint_object_cap`](crate::KernelCore::mint_object_cap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ServiceObject {
+    pub service: ServiceId,
+    pub badge: u64,
+}
+
+impl ServiceObject {
+    pub const fn new(service: ServiceId, badge: u64) -> Self {
+        ServiceObject { service, badge }
+    }
+}
+
 /// The kernel object a capability designates. The variant fixes the
 /// [`CapKind`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -48,8 +64,8 @@ pub enum ObjectRef {
     Channel(ChannelRef),
     Task(TaskId),
     ServiceRegistry,
-    /// An object of the storage service, by its object number.
-    StorageObject(u64),
+    /// An object of a service (the storage service's objects).
+    StorageObject(ServiceObject),
     BootImage,
     SerialInput,
     KernelInfo,
@@ -80,7 +96,7 @@ pub enum Mintable {
     SerialInput,
     KernelInfo,
     Task(TaskId),
-    StorageObject(u64),
+    StorageObject(ServiceObject),
 }
 
 impl From<Mintable> for ObjectRef {

@@ -39,7 +39,7 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt;
-use pandagen_abi::{CapHandle, TaskId};
+use pandagen_abi::{Badge, CapHandle, TaskId};
 
 use crate::cap_table::Capability;
 use crate::sched::TaskList;
@@ -91,6 +91,8 @@ pub(crate) struct Message {
     pub(crate) sender_domain: u16,
     pub(crate) bytes: Vec<u8>,
     pub(crate) caps: Vec<Capability>,
+    /// Set when the message was sent through an object capability.
+    pub(crate) badge: Option<Badge>,
 }
 
 /// A message handed to its receiver.
@@ -107,6 +109,10 @@ pub struct Delivered {
     /// send order, so a receiver seeing a smaller number after a larger one
     /// on the same channel observed a reordering.
     pub seq: u64,
+    /// The badge and rights of the object capability the message was sent
+    /// through ([`KernelCore::send_to_object`](crate::KernelCore::send_to_object));
+    /// `None` for a message sent on a channel.
+    pub badge: Option<Badge>,
 }
 
 pub(crate) struct Channel {

@@ -37,6 +37,13 @@
 //!   channel closes when its last `RECEIVE` capability is gone, discarding
 //!   its queue and invalidating (and auditing) the capabilities in it; see
 //!   [`channel`] for the full close semantics.
+//! * **Object capabilities** are minted by a service for its own objects
+//!   ([`KernelCore::mint_object_cap`]: kind `StorageObject`, object =
+//!   service id + opaque badge, only by the registration holder). Sending
+//!   *through* one ([`KernelCore::send_to_object`]) reaches the channel the
+//!   service has registered at that moment, and the delivered message
+//!   carries the badge and the rights of the capability used. They move,
+//!   attenuate and die with their holder like any other capability.
 //! * **Blocking** is bookkeeping only: [`KernelCore::receive_or_block`],
 //!   [`KernelCore::sleep_until`], [`KernelCore::expire_deadlines`] and
 //!   [`KernelCore::next_deadline`] hold who waits for what; see the
@@ -83,7 +90,7 @@ pub mod user_range;
 
 pub use audit::{AuditCounts, AuditLog, AuditRecord, CapabilityEvent, InvalidationReason};
 pub use cap_table::{
-    CapId, CapInfo, CapStatus, Capability, Holder, InvalidUse, Mintable, ObjectRef,
+    CapId, CapInfo, CapStatus, Capability, Holder, InvalidUse, Mintable, ObjectRef, ServiceObject,
 };
 pub use channel::{ChannelRef, Delivered};
 pub use kernel_core::{

@@ -90,7 +90,10 @@ fn grant_copies_and_needs_the_grant_right() {
     let h = k
         .mint(
             a,
-            Mintable::StorageObject(9),
+            Mintable::StorageObject(pandagen_core::ServiceObject::new(
+                pandagen_abi::ServiceId::from_raw(0),
+                9,
+            )),
             Rights::READ | Rights::GRANT,
             T0,
         )
@@ -113,7 +116,15 @@ fn grant_copies_and_needs_the_grant_right() {
             if *f == a && *to == b && *s == source.id
     )));
     let no_grant = k
-        .mint(a, Mintable::StorageObject(1), Rights::READ, T0)
+        .mint(
+            a,
+            Mintable::StorageObject(pandagen_core::ServiceObject::new(
+                pandagen_abi::ServiceId::from_raw(0),
+                1,
+            )),
+            Rights::READ,
+            T0,
+        )
         .unwrap();
     assert_eq!(
         k.grant(a, no_grant, b, T0),

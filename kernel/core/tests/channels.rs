@@ -106,7 +106,10 @@ fn capabilities_travel_by_move_and_are_installed_on_delivery() {
     let gift = k
         .mint(
             a,
-            Mintable::StorageObject(4),
+            Mintable::StorageObject(pandagen_core::ServiceObject::new(
+                pandagen_abi::ServiceId::from_raw(0),
+                4,
+            )),
             Rights::READ | Rights::TRANSFER,
             T0,
         )
@@ -123,7 +126,13 @@ fn capabilities_travel_by_move_and_are_installed_on_delivery() {
         .lookup(b, m.caps[0], CapKind::StorageObject, Rights::READ, T0)
         .unwrap();
     assert_eq!(info.id, id);
-    assert_eq!(info.object, ObjectRef::StorageObject(4));
+    assert_eq!(
+        info.object,
+        ObjectRef::StorageObject(pandagen_core::ServiceObject::new(
+            pandagen_abi::ServiceId::from_raw(0),
+            4
+        ))
+    );
     let ch = chan_ref(&mut k, b, h);
     assert!(k.audit_log().has_event(|e| matches!(
         e,
@@ -224,7 +233,15 @@ fn dropping_the_last_receive_right_closes_the_channel_and_invalidates_queued_cap
     let send_only = k.clone_cap(client, to_server, Rights::SEND, T0).unwrap();
     k.drop_cap(client, to_server, T0).unwrap();
     let carried = k
-        .mint(client, Mintable::StorageObject(1), Rights::TRANSFER, T0)
+        .mint(
+            client,
+            Mintable::StorageObject(pandagen_core::ServiceObject::new(
+                pandagen_abi::ServiceId::from_raw(0),
+                1,
+            )),
+            Rights::TRANSFER,
+            T0,
+        )
         .unwrap();
     let carried_id = k.inspect(client, carried).unwrap().id;
     k.send(client, send_only, vec![1], &[carried], T0).unwrap();
@@ -283,7 +300,15 @@ fn owner_death_closes_its_channels_and_invalidates_caps_in_flight() {
         .clone_cap(client, reply, Rights::SEND | Rights::TRANSFER, T0)
         .unwrap();
     let obj = k
-        .mint(client, Mintable::StorageObject(3), Rights::TRANSFER, T0)
+        .mint(
+            client,
+            Mintable::StorageObject(pandagen_core::ServiceObject::new(
+                pandagen_abi::ServiceId::from_raw(0),
+                3,
+            )),
+            Rights::TRANSFER,
+            T0,
+        )
         .unwrap();
     let ids = [
         k.inspect(client, reply_send).unwrap().id,

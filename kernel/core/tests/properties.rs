@@ -237,7 +237,15 @@ impl Model {
                 let rights = rights_from(bits);
                 let h = self
                     .k
-                    .mint(t, Mintable::StorageObject(bits as u64), rights, now)
+                    .mint(
+                        t,
+                        Mintable::StorageObject(pandagen_core::ServiceObject::new(
+                            pandagen_abi::ServiceId::from_raw(0),
+                            bits as u64,
+                        )),
+                        rights,
+                        now,
+                    )
                     .unwrap();
                 let info = self.k.inspect(t, h).unwrap();
                 self.expect.granted += 1;

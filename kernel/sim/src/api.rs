@@ -1,5 +1,6 @@
 //! `KernelApi` for the simulator: every call acts as the current task.
 
+use pandagen_abi::cap::kinds;
 use pandagen_abi::CapKind;
 use pandagen_abi::{
     Cap, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope, ReceivedMessage,
@@ -120,5 +121,28 @@ impl KernelApi for SimulatedKernel {
         self.core
             .clone_cap(self.current, capability.handle(), rights, now)
             .map(Cap::from_handle)
+    }
+
+    fn mint_object_capability(
+        &mut self,
+        service: ServiceId,
+        badge: u64,
+        rights: Rights,
+    ) -> Result<Cap<kinds::StorageObject>, KernelError> {
+        let now = self.clock_now();
+        let handle = self
+            .core
+            .mint_object_cap(self.current, service, badge, rights, now)?;
+        self.bump_activity();
+        Ok(Cap::from_handle(handle).assume_kind())
+    }
+
+    fn send_to_object(
+        &mut self,
+        object: &Cap<kinds::StorageObject>,
+        message: MessageEnvelope,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<(), KernelError> {
+        self.send_to_object_as(self.current, object.handle(), &message, capabilities)
     }
 }

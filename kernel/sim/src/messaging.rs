@@ -25,6 +25,13 @@ use crate::fault::{ChannelKey, MessageFault};
 use crate::kernel::{InFlight, Queued, SimulatedKernel};
 use crate::trace::{LossReason, TraceEvent};
 
+/// What a send goes through.
+#[derive(Clone, Copy)]
+enum Target {
+    Channel(CapHandle),
+    Object(CapHandle),
+}
+
 impl SimulatedKernel {
     /// `send_with_capabilities` acting as `task`.
     pub(crate) fn send_as(
@@ -34,16 +41,50 @@ impl SimulatedKernel {
         message: &MessageEnvelope,
         capabilities: Vec<Cap<()>>,
     ) -> Result<(), KernelError> {
+        self.send_through(
+            task,
+            Target::Channel(channel.handle()),
+            message,
+            capabilities,
+        )
+    }
+
+    /// `send_to_object` acting as `task`: the same path as a channel send,
+    /// fault plan included, with the core's object-capability calls.
+    pub(crate) fn send_to_object_as(
+        &mut self,
+        task: TaskId,
+        object: CapHandle,
+        message: &MessageEnvelope,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<(), KernelError> {
+        self.send_through(task, Target::Object(object), message, capabilities)
+    }
+
+    fn send_through(
+        &mut self,
+        task: TaskId,
+        target: Target,
+        message: &MessageEnvelope,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<(), KernelError> {
         let now = self.clock_now();
         let bytes = message.encode()?;
-        let handle = channel.handle();
-        let ch = self.core.channel_of(task, handle, now)?;
+        let ch = match target {
+            Target::Channel(handle) => self.core.channel_of(task, handle, now)?,
+            Target::Object(handle) => self.core.object_channel(task, handle, now)?,
+        };
         let key = ChannelKey::from(ch);
         let handles: Vec<CapHandle> = capabilities.iter().map(Cap::handle).collect();
         let caps = handles.len();
 
         if !self.faults_active {
-            let core_seq = self.core.send(task, handle, bytes, &handles, now)?;
+            let core_seq = match target {
+                Target::Channel(handle) => self.core.send(task, handle, bytes, &handles, now)?,
+                Target::Object(handle) => self
+                    .core
+                    .send_to_object(task, handle, bytes, &handles, now)?,
+            };
             let seq = self.new_seq();
             self.record_sent(seq, message, task, key, caps);
             self.push_queued(key, core_seq, seq, caps);
@@ -60,7 +101,14 @@ impl SimulatedKernel {
             });
             return Err(KernelError::SendFailed(SendError::InjectedFault));
         }
-        let parked = self.core.prepare_send(task, handle, bytes, &handles, now)?;
+        let parked = match target {
+            Target::Channel(handle) => {
+                self.core.prepare_send(task, handle, bytes, &handles, now)?
+            }
+            Target::Object(handle) => self
+                .core
+                .prepare_send_to_object(task, handle, bytes, &handles, now)?,
+        };
         let seq = self.new_seq();
         self.record_sent(seq, message, task, key, caps);
         let in_flight = InFlight { parked, caps };
@@ -195,6 +243,7 @@ impl SimulatedKernel {
         Ok(ReceivedMessage {
             envelope,
             capabilities,
+            badge: delivered.badge,
         })
     }
 

@@ -1,12 +1,14 @@
 //! One handler per system call, all of one shape: decode the request,
 //! call the core as the caller, say what happens next.
 
+use alloc::vec::Vec;
 use pandagen_abi::api::TaskHandle;
 use pandagen_abi::error::{Resource, SpawnError};
 use pandagen_abi::syscall::{
-    BootFileReply, CapRequest, CloneRequest, DebugWriteRequest, ExitRequest, ReadBootFileRequest,
-    ReceiveRequest, RegisterRequest, SendReceiveRequest, SendRequest, ServiceRequest, SleepRequest,
-    SpawnRequest, Syscall, TransferRequest, MAX_DEBUG_WRITE,
+    BootFileReply, CapRequest, CloneRequest, DebugWriteRequest, ExitRequest, MintObjectCapRequest,
+    ObjectSendRequest, ReadBootFileRequest, ReceiveRequest, RegisterRequest, SendReceiveRequest,
+    SendRequest, ServiceRequest, SleepRequest, SpawnRequest, Syscall, TransferRequest,
+    MAX_DEBUG_WRITE,
 };
 use pandagen_abi::{CapHandle, CapKind, Duration, KernelError, Rights, TrustDomain};
 use pandagen_core::{RecvOutcome, SpawnArgs, TaskSpec};
@@ -30,6 +32,7 @@ pub fn handle(call: Syscall, cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, K
             | Syscall::Clone
             | Syscall::Grant
             | Syscall::RegisterService
+            | Syscall::MintObjectCap
     );
     if creates && !crate::mem::heap::has_room(HEAP_RESERVE) {
         return Err(KernelError::ResourceExhausted(Resource::Memory));
@@ -61,6 +64,8 @@ pub fn handle(call: Syscall, cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, K
         Syscall::Shutdown => crate::introspect::shutdown,
         Syscall::ReadBootFile => read_boot_file,
         Syscall::SendReceive => send_receive,
+        Syscall::MintObjectCap => mint_object_cap,
+        Syscall::SendToObject => send_to_object,
         // Calls this kernel does not implement yet answer as unknown ones.
         #[allow(unreachable_patterns)]
         _ => unsupported,
@@ -138,6 +143,36 @@ fn create_channel(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError>
 fn send(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: SendRequest<'_> = decode(request)?;
     send_message(cx, request.channel, request.message, &request.capabilities)?;
+    cx.reply(())
+}
+
+/// A service mints a capability for one of its objects (the core checks
+/// that the caller holds the service's registration).
+fn mint_object_cap(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: MintObjectCapRequest = decode(request)?;
+    let handle = cx.k.core.mint_object_cap(
+        cx.caller,
+        request.service,
+        request.badge,
+        request.rights,
+        cx.now,
+    )?;
+    cx.reply(handle)
+}
+
+/// A send through an object capability; the same heap reserve as `send`.
+fn send_to_object(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: ObjectSendRequest<'_> = decode(request)?;
+    if !crate::mem::heap::has_room(request.message.len() + HEAP_RESERVE) {
+        return Err(KernelError::ResourceExhausted(Resource::Memory));
+    }
+    cx.k.core.send_to_object(
+        cx.caller,
+        request.object,
+        Vec::from(request.message),
+        &request.capabilities,
+        cx.now,
+    )?;
     cx.reply(())
 }
 

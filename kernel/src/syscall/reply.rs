@@ -5,7 +5,7 @@ use pandagen_abi::syscall::{
     receive_reply_header_len, status_response_too_large, write_receive_reply_header, ReceiveReply,
     MAX_MESSAGE_CAPS, RECEIVE_REPLY_TRAILER, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER,
 };
-use pandagen_abi::{CapHandle, KernelError, TaskId};
+use pandagen_abi::{KernelError, TaskId};
 use pandagen_core::Delivered;
 use serde::Serialize;
 
@@ -30,22 +30,17 @@ pub fn encode<T: Serialize>(buf: &mut [u8], result: &Result<T, KernelError>) -> 
 
 /// Encode a delivered message as a `ReceiveReply`.
 pub fn encode_receive(buf: &mut [u8], delivered: &Delivered) -> usize {
-    encode_message(buf, delivered.sender, &delivered.bytes, &delivered.caps)
-}
-
-/// Encode a message from `sender` carrying `caps` (handles already in the
-/// receiver's space) as a `ReceiveReply`.
-pub fn encode_message(buf: &mut [u8], sender: TaskId, message: &[u8], caps: &[CapHandle]) -> usize {
     let mut capabilities = heapless::Vec::<_, MAX_MESSAGE_CAPS>::new();
-    for &h in caps.iter().take(MAX_MESSAGE_CAPS) {
+    for &h in delivered.caps.iter().take(MAX_MESSAGE_CAPS) {
         // Cannot fail: at most MAX_MESSAGE_CAPS are taken, and the core
         // never attaches more than that to one message.
         let _ = capabilities.push(h);
     }
     let reply = ReceiveReply {
-        sender,
-        message,
+        sender: delivered.sender,
+        message: &delivered.bytes,
         capabilities,
+        badge: delivered.badge,
     };
     encode(buf, &Ok(reply))
 }

@@ -432,14 +432,18 @@ impl Shell {
                         StorageError::UnknownObject(_) | StorageError::InvalidCapability(_)
                     )
                 ) {
-                    self.store.map = None;
-                    self.store.log = None;
+                    let stale = [self.store.map.take(), self.store.log.take()];
+                    for cap in stale.into_iter().flatten() {
+                        let _ = host.drop_capability(cap.erase());
+                    }
                 }
                 format!("store: {e}\n")
             }
         }
     }
 
+    /// The client and the capability for `which`, made on first use. Both
+    /// are taken out of `self.store`; `store_inner` puts them back.
     fn object<H: ConsoleHost>(
         &mut self,
         host: &mut H,
@@ -449,22 +453,19 @@ impl Shell {
             Some(client) => client,
             None => StorageClient::connect(host)?.with_retry(Duration::from_secs(2), 2),
         };
-        let slot = match which {
-            StoreObject::Map => &mut self.store.map,
-            StoreObject::Log => &mut self.store.log,
+        let held = match which {
+            StoreObject::Map => self.store.map.take(),
+            StoreObject::Log => self.store.log.take(),
         };
-        let cap = match slot {
-            Some(cap) => cap.clone(),
+        let cap = match held {
+            Some(cap) => cap,
             None => {
                 let kind = match which {
                     StoreObject::Map => ObjectKind::Map,
                     StoreObject::Log => ObjectKind::Log,
                 };
                 match client.create(host, kind) {
-                    Ok((cap, _)) => {
-                        *slot = Some(cap.clone());
-                        cap
-                    }
+                    Ok((cap, _)) => cap,
                     Err(e) => {
                         self.store.client = Some(client);
                         return Err(e);
@@ -501,12 +502,11 @@ impl Shell {
             }
             StoreCommand::LogRead => {
                 let op = Op::ReadLog {
-                    cap: cap.clone(),
                     at: None,
                     start: 0,
                     max: 64,
                 };
-                let (results, _) = client.transact(host, vec![op])?;
+                let (results, _) = client.transact(host, &cap, vec![op])?;
                 match results.into_iter().next() {
                     Some(OpResult::Records { total, records, .. }) => {
                         let mut out = format!("log: {total} records\n");
@@ -533,6 +533,10 @@ impl Shell {
             }
         })();
         self.store.client = Some(client);
+        match which {
+            StoreObject::Map => self.store.map = Some(cap),
+            StoreObject::Log => self.store.log = Some(cap),
+        }
         result
     }
 

@@ -127,6 +127,22 @@ impl KernelApi for FakeHost {
     fn clone_capability(&mut self, c: &Cap<()>, r: Rights) -> Result<Cap<()>, KernelError> {
         self.sim.clone_capability(c, r)
     }
+    fn mint_object_capability(
+        &mut self,
+        s: ServiceId,
+        badge: u64,
+        r: Rights,
+    ) -> Result<Cap<pandagen_abi::cap::kinds::StorageObject>, KernelError> {
+        self.sim.mint_object_capability(s, badge, r)
+    }
+    fn send_to_object(
+        &mut self,
+        o: &Cap<pandagen_abi::cap::kinds::StorageObject>,
+        m: MessageEnvelope,
+        caps: Vec<Cap<()>>,
+    ) -> Result<(), KernelError> {
+        self.sim.send_to_object(o, m, caps)
+    }
 }
 
 fn shell() -> Shell {

@@ -228,6 +228,7 @@ impl PipelineService {
         let ReceivedMessage {
             envelope,
             capabilities,
+            ..
         } = received;
         let mut capabilities = capabilities.into_iter();
         let Some(reply_cap) = capabilities.next() else {

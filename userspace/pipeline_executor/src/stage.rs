@@ -193,6 +193,7 @@ pub fn handle_stage_request<K: KernelApi, H: StageHandler>(
     let ReceivedMessage {
         envelope,
         capabilities,
+        ..
     } = received;
     let mut capabilities = capabilities.into_iter();
     let Some(reply_cap) = capabilities.next() else {

@@ -4,11 +4,12 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use pandagen_abi::api::ReceivedMessage;
+use pandagen_abi::cap::kinds;
 use pandagen_abi::error::SpawnError;
 use pandagen_abi::info::{InfoReply, InfoRequest};
 use pandagen_abi::syscall::{
     BindConsoleInputRequest, BootFileReply, ConsoleWriteRequest, InfoRequestEnvelope,
-    ReadBootFileRequest, ShutdownRequest,
+    MintObjectCapRequest, ObjectSendRequest, ReadBootFileRequest, ShutdownRequest,
 };
 use pandagen_abi::syscall::{
     CapRequest, CloneRequest, ExitRequest, ReceiveReply, ReceiveRequest, RegisterRequest,
@@ -54,6 +55,7 @@ fn received(reply: ReceiveReply<'_>) -> Result<ReceivedMessage, KernelError> {
     Ok(ReceivedMessage {
         envelope,
         capabilities,
+        badge: reply.badge,
     })
 }
 
@@ -372,5 +374,46 @@ impl KernelApi for Kernel {
             },
         )
         .map(Cap::from_handle)
+    }
+
+    fn mint_object_capability(
+        &mut self,
+        service: ServiceId,
+        badge: u64,
+        rights: Rights,
+    ) -> Result<Cap<kinds::StorageObject>, KernelError> {
+        call_small::<_, CapHandle>(
+            Syscall::MintObjectCap,
+            &MintObjectCapRequest {
+                service,
+                badge,
+                rights,
+            },
+        )
+        .map(|h| Cap::from_handle(h).assume_kind())
+    }
+
+    fn send_to_object(
+        &mut self,
+        object: &Cap<kinds::StorageObject>,
+        message: MessageEnvelope,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<(), KernelError> {
+        let bytes = message.encode()?;
+        let mut handles = heapless::Vec::<CapHandle, MAX_MESSAGE_CAPS>::new();
+        for cap in &capabilities {
+            handles.push(cap.handle()).map_err(|_| too_many_caps())?;
+        }
+        let request = ObjectSendRequest {
+            object: object.handle(),
+            message: &bytes,
+            capabilities: handles,
+        };
+        call(
+            Syscall::SendToObject,
+            &request,
+            &mut self.scratch,
+            &mut self.response,
+        )
     }
 }

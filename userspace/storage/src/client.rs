@@ -1,7 +1,11 @@
 //! The typed storage client, over any `KernelApi`.
 //!
 //! Each call sends one request with a send-only capability for the
-//! client's reply channel and waits for the answer correlated to it. If no
+//! client's reply channel and waits for the answer correlated to it.
+//! Requests about one object are sent through that object's kernel
+//! capability ([`ObjectCap`], see [`cap`](crate::cap)); the others go to the
+//! service channel. An answer that grants a capability carries it attached,
+//! and the call returns it. If no
 //! answer comes within the timeout, the *same* envelope (same message id)
 //! is sent again, up to the configured number of attempts; the server
 //! answers a repeated id from its memory instead of executing it twice, so
@@ -14,11 +18,11 @@ use core::fmt;
 use pandagen_abi::error::{ReceiveError, SendError};
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
-    Cap, ChannelId, Duration, EnvelopeError, Instant, KernelApi, KernelError, MessageEnvelope,
-    MessageId, MessagePayload, Rights,
+    Cap, CapHandle, ChannelId, Duration, EnvelopeError, Instant, KernelApi, KernelError,
+    MessageEnvelope, MessageId, MessagePayload, ReceivedMessage, Rights,
 };
 
-use crate::cap::ObjectCap;
+use crate::cap::{ObjectCap, ObjectToken};
 use crate::error::StorageError;
 use crate::ids::{TxId, VersionId};
 use crate::object::ObjectKind;
@@ -40,7 +44,8 @@ pub enum ClientError {
     Timeout { attempts: u32, request: MessageId },
     /// The request or the answer could not be encoded or decoded.
     Envelope(EnvelopeError),
-    /// The answer was of another kind than the request calls for.
+    /// The answer was of another kind than the request calls for, or
+    /// lacked the capability it grants.
     UnexpectedReply,
 }
 
@@ -85,8 +90,10 @@ pub const DEFAULT_ATTEMPTS: u32 = 3;
 #[derive(Debug)]
 pub struct PendingCall {
     envelope: MessageEnvelope,
+    via: Option<CapHandle>,
     deadline: Instant,
     attempts_left: u32,
+    granted: Option<ObjectCap>,
 }
 
 impl PendingCall {
@@ -99,6 +106,55 @@ impl PendingCall {
     pub fn deadline(&self) -> Instant {
         self.deadline
     }
+
+    /// The capability the answer granted (`Created`, `Cap`), once
+    /// [`StorageClient::poll`] has returned the answer.
+    pub fn take_granted(&mut self) -> Option<ObjectCap> {
+        self.granted.take()
+    }
+}
+
+fn as_object(handle: CapHandle) -> ObjectCap {
+    Cap::from_handle(handle).assume_kind()
+}
+
+/// Split an answer: the decoded response, and the capability it grants
+/// (any other attached capability is dropped).
+fn unpack<K: KernelApi>(
+    kernel: &mut K,
+    answer: ReceivedMessage,
+) -> Result<(Reply, Option<ObjectCap>), ClientError> {
+    let mut caps = answer.capabilities.into_iter();
+    let first = caps.next();
+    for extra in caps {
+        let _ = kernel.drop_capability(extra);
+    }
+    let response: Result<Response, _> = answer.envelope.decode_payload(&VERSION_POLICY, STORAGE);
+    let reply = match response {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(e)) => {
+            if let Some(cap) = first {
+                let _ = kernel.drop_capability(cap);
+            }
+            return Err(ClientError::Storage(e));
+        }
+        Err(e) => {
+            if let Some(cap) = first {
+                let _ = kernel.drop_capability(cap);
+            }
+            return Err(e.into());
+        }
+    };
+    let granted = match (reply.grant(), first) {
+        (Some(_), Some(cap)) => Some(cap.assume_kind()),
+        (Some(_), None) => return Err(ClientError::UnexpectedReply),
+        (None, Some(cap)) => {
+            let _ = kernel.drop_capability(cap);
+            None
+        }
+        (None, None) => None,
+    };
+    Ok((reply, granted))
 }
 
 /// A connection to the storage service.
@@ -142,26 +198,54 @@ impl StorageClient {
         self
     }
 
-    /// Send `request` and wait for its answer (see the module docs).
+    /// Send `request` to the service channel and wait for its answer (see
+    /// the module docs). A capability the answer grants is dropped: use the
+    /// typed calls (`create`, `revoke`, `import`) to keep it.
     pub fn call<K: KernelApi>(
         &mut self,
         kernel: &mut K,
         request: &Request,
     ) -> Result<Reply, ClientError> {
-        self.call_as(kernel, request, MessageId::new())
+        self.call_as(kernel, None, request, MessageId::new())
     }
 
-    /// [`call`](Self::call) under the message id `id`. Re-sending a request
-    /// under the id of an earlier call that timed out is answered with that
-    /// call's outcome if it was executed (the service remembers recent
-    /// answers, those of commits even across its restarts), and executes it
-    /// otherwise.
+    /// Send `request` through `object` and wait for its answer.
+    pub fn call_on<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        object: &ObjectCap,
+        request: &Request,
+    ) -> Result<Reply, ClientError> {
+        self.call_as(kernel, Some(object), request, MessageId::new())
+    }
+
+    /// [`call`](Self::call) (or [`call_on`](Self::call_on) with `via`)
+    /// under the message id `id`. Re-sending a request under the id of an
+    /// earlier call that timed out is answered with that call's outcome if
+    /// it was executed (the service remembers recent answers, those of
+    /// commits even across its restarts), and executes it otherwise.
     pub fn call_as<K: KernelApi>(
         &mut self,
         kernel: &mut K,
+        via: Option<&ObjectCap>,
         request: &Request,
         id: MessageId,
     ) -> Result<Reply, ClientError> {
+        let (reply, granted) = self.exchange(kernel, via, request, id)?;
+        if let Some(cap) = granted {
+            let _ = kernel.drop_capability(cap.erase());
+        }
+        Ok(reply)
+    }
+
+    /// Send and wait; the reply and the capability it grants.
+    fn exchange<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        via: Option<&ObjectCap>,
+        request: &Request,
+        id: MessageId,
+    ) -> Result<(Reply, Option<ObjectCap>), ClientError> {
         let mut envelope = MessageEnvelope::new(
             STORAGE,
             request.action(),
@@ -169,10 +253,10 @@ impl StorageClient {
             MessagePayload::new(request)?,
         );
         envelope.id = id;
+        let via = via.map(Cap::handle);
         for _ in 0..self.attempts {
-            if let Some(answer) = self.attempt(kernel, &envelope)? {
-                let response: Response = answer.decode_payload(&VERSION_POLICY, STORAGE)?;
-                return response.map_err(ClientError::Storage);
+            if let Some(answer) = self.attempt(kernel, via, &envelope)? {
+                return unpack(kernel, answer);
             }
         }
         Err(ClientError::Timeout {
@@ -181,13 +265,18 @@ impl StorageClient {
         })
     }
 
-    /// Send `envelope` with a fresh reply capability. `false` if it could
+    /// Send `envelope` with a fresh reply capability, on the service
+    /// channel or through the object capability `via`. `false` if it could
     /// not be sent now (the caller then spends the attempt waiting, as for
     /// a lost answer). A closed service channel is looked up again first: a
-    /// restarted storage task has registered a new one.
+    /// restarted storage task has registered a new one. Through an object
+    /// capability no lookup is needed: the kernel finds the storage task
+    /// registered at the moment, or answers `ServiceNotFound` while there
+    /// is none.
     fn send<K: KernelApi>(
         &mut self,
         kernel: &mut K,
+        via: Option<CapHandle>,
         envelope: &MessageEnvelope,
     ) -> Result<bool, ClientError> {
         let mut looked_up = false;
@@ -197,16 +286,22 @@ impl StorageClient {
                 Rights::SEND | Rights::TRANSFER,
             )?;
             let handle = reply_cap.handle();
-            let Err(e) =
-                kernel.send_with_capabilities(self.service, envelope.clone(), vec![reply_cap])
-            else {
+            let sent = match via {
+                Some(object) => {
+                    kernel.send_to_object(&as_object(object), envelope.clone(), vec![reply_cap])
+                }
+                None => {
+                    kernel.send_with_capabilities(self.service, envelope.clone(), vec![reply_cap])
+                }
+            };
+            let Err(e) = sent else {
                 return Ok(true);
             };
             // A failed send leaves the capability with us.
             let _ = kernel.drop_capability(Cap::from_handle(handle));
             match e {
                 KernelError::SendFailed(SendError::ChannelClosed)
-                    if self.relookup && !looked_up =>
+                    if via.is_none() && self.relookup && !looked_up =>
                 {
                     looked_up = true;
                     match kernel.lookup_service(STORAGE) {
@@ -215,7 +310,7 @@ impl StorageClient {
                     }
                 }
                 // Full queue, an injected fault, or a service still away.
-                KernelError::SendFailed(_) => return Ok(false),
+                KernelError::SendFailed(_) | KernelError::ServiceNotFound(_) => return Ok(false),
                 other => return Err(other.into()),
             }
         }
@@ -225,9 +320,10 @@ impl StorageClient {
     fn attempt<K: KernelApi>(
         &mut self,
         kernel: &mut K,
+        via: Option<CapHandle>,
         envelope: &MessageEnvelope,
-    ) -> Result<Option<MessageEnvelope>, ClientError> {
-        if !self.send(kernel, envelope)? {
+    ) -> Result<Option<ReceivedMessage>, ClientError> {
+        if !self.send(kernel, via, envelope)? {
             kernel.sleep(self.timeout)?;
             return Ok(None);
         }
@@ -237,12 +333,17 @@ impl StorageClient {
             if left.is_zero() {
                 return Ok(None);
             }
-            match kernel.receive_message(self.reply, Some(left)) {
-                Ok(answer) if answer.correlation_id == Some(envelope.id) => {
+            match kernel.receive_with_capabilities(self.reply, Some(left)) {
+                Ok(answer) if answer.envelope.correlation_id == Some(envelope.id) => {
                     return Ok(Some(answer))
                 }
-                // A late answer to an earlier call: drop it and keep waiting.
-                Ok(_) => continue,
+                // A late answer to an earlier call: drop it (and whatever
+                // it carried) and keep waiting.
+                Ok(late) => {
+                    for cap in late.capabilities {
+                        let _ = kernel.drop_capability(cap);
+                    }
+                }
                 // A lost or failed receive counts as a lost answer: the next
                 // attempt re-sends under the same id.
                 Err(KernelError::Timeout)
@@ -252,12 +353,32 @@ impl StorageClient {
         }
     }
 
-    /// Send `request` without waiting for the answer, for callers that must
-    /// not block (event loops, services stepped by the simulator's scenario
-    /// runner). Drive it with [`poll`](Self::poll).
+    /// Send `request` to the service channel without waiting for the
+    /// answer, for callers that must not block (event loops, services
+    /// stepped by the simulator's scenario runner). Drive it with
+    /// [`poll`](Self::poll).
     pub fn start<K: KernelApi>(
         &mut self,
         kernel: &mut K,
+        request: &Request,
+    ) -> Result<PendingCall, ClientError> {
+        self.start_via(kernel, None, request)
+    }
+
+    /// [`start`](Self::start) through the object capability `object`.
+    pub fn start_on<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        object: &ObjectCap,
+        request: &Request,
+    ) -> Result<PendingCall, ClientError> {
+        self.start_via(kernel, Some(object.handle()), request)
+    }
+
+    fn start_via<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        via: Option<CapHandle>,
         request: &Request,
     ) -> Result<PendingCall, ClientError> {
         let envelope = MessageEnvelope::new(
@@ -267,15 +388,18 @@ impl StorageClient {
             MessagePayload::new(request)?,
         );
         // If it cannot be sent now, the first deadline re-sends it.
-        self.send(kernel, &envelope)?;
+        self.send(kernel, via, &envelope)?;
         Ok(PendingCall {
             envelope,
+            via,
             deadline: kernel.now().saturating_add(self.timeout),
             attempts_left: self.attempts - 1,
+            granted: None,
         })
     }
 
-    /// The answer to `call` if it has arrived, without waiting. Past the
+    /// The answer to `call` if it has arrived, without waiting (a granted
+    /// capability is then in [`PendingCall::take_granted`]). Past the
     /// call's deadline the request is re-sent under the same id, until the
     /// attempts are spent (then `Timeout`).
     pub fn poll<K: KernelApi>(
@@ -284,12 +408,17 @@ impl StorageClient {
         call: &mut PendingCall,
     ) -> Result<Option<Reply>, ClientError> {
         loop {
-            match kernel.receive_message(self.reply, Some(Duration::ZERO)) {
-                Ok(answer) if answer.correlation_id == Some(call.envelope.id) => {
-                    let response: Response = answer.decode_payload(&VERSION_POLICY, STORAGE)?;
-                    return response.map(Some).map_err(ClientError::Storage);
+            match kernel.receive_with_capabilities(self.reply, Some(Duration::ZERO)) {
+                Ok(answer) if answer.envelope.correlation_id == Some(call.envelope.id) => {
+                    let (reply, granted) = unpack(kernel, answer)?;
+                    call.granted = granted;
+                    return Ok(Some(reply));
                 }
-                Ok(_) => continue,
+                Ok(late) => {
+                    for cap in late.capabilities {
+                        let _ = kernel.drop_capability(cap);
+                    }
+                }
                 Err(KernelError::Timeout)
                 | Err(KernelError::ReceiveFailed(ReceiveError::InjectedFault)) => break,
                 Err(e) => return Err(e.into()),
@@ -303,20 +432,22 @@ impl StorageClient {
                 });
             }
             call.attempts_left -= 1;
-            self.send(kernel, &call.envelope)?;
+            self.send(kernel, call.via, &call.envelope)?;
             call.deadline = kernel.now().saturating_add(self.timeout);
         }
         Ok(None)
     }
 
-    /// Create an object; returns its full capability and first version.
+    /// Create an object; returns its capability (every object right plus
+    /// `GRANT` and `TRANSFER`) and first version.
     pub fn create<K: KernelApi>(
         &mut self,
         kernel: &mut K,
         kind: ObjectKind,
     ) -> Result<(ObjectCap, VersionId), ClientError> {
-        match self.call(kernel, &Request::Create { kind })? {
-            Reply::Created { cap, version } => Ok((cap, version)),
+        let request = Request::Create { kind };
+        match self.exchange(kernel, None, &request, MessageId::new())? {
+            (Reply::Created { version, .. }, Some(cap)) => Ok((cap, version)),
             _ => Err(ClientError::UnexpectedReply),
         }
     }
@@ -328,14 +459,15 @@ impl StorageClient {
         }
     }
 
-    /// One operation in transaction `tx`.
+    /// One operation on `object` in transaction `tx`.
     pub fn op<K: KernelApi>(
         &mut self,
         kernel: &mut K,
         tx: TxId,
+        object: &ObjectCap,
         op: Op,
     ) -> Result<OpResult, ClientError> {
-        match self.call(kernel, &Request::Op { tx, op })? {
+        match self.call_on(kernel, object, &Request::Op { tx, op })? {
             Reply::Op(result) => Ok(result),
             _ => Err(ClientError::UnexpectedReply),
         }
@@ -360,20 +492,26 @@ impl StorageClient {
         }
     }
 
-    /// Run `ops` as one transaction in one message.
+    /// Run `ops` on `object` as one transaction in one message.
     pub fn transact<K: KernelApi>(
         &mut self,
         kernel: &mut K,
+        object: &ObjectCap,
         ops: Vec<Op>,
     ) -> Result<(Vec<OpResult>, NewVersions), ClientError> {
-        match self.call(kernel, &Request::Transact { ops })? {
+        match self.call_on(kernel, object, &Request::Transact { ops })? {
             Reply::Transacted { results, versions } => Ok((results, versions)),
             _ => Err(ClientError::UnexpectedReply),
         }
     }
 
-    fn single<K: KernelApi>(&mut self, kernel: &mut K, op: Op) -> Result<OpResult, ClientError> {
-        let (mut results, _) = self.transact(kernel, vec![op])?;
+    fn single<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        object: &ObjectCap,
+        op: Op,
+    ) -> Result<OpResult, ClientError> {
+        let (mut results, _) = self.transact(kernel, object, vec![op])?;
         results.pop().ok_or(ClientError::UnexpectedReply)
     }
 
@@ -387,11 +525,10 @@ impl StorageClient {
         value: &[u8],
     ) -> Result<VersionId, ClientError> {
         let op = Op::Put {
-            cap: cap.clone(),
             key: key.to_vec(),
             value: value.to_vec(),
         };
-        match self.single(kernel, op)? {
+        match self.single(kernel, cap, op)? {
             OpResult::Written(version) => Ok(version),
             _ => Err(ClientError::UnexpectedReply),
         }
@@ -405,11 +542,10 @@ impl StorageClient {
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, ClientError> {
         let op = Op::Get {
-            cap: cap.clone(),
             key: key.to_vec(),
             at: None,
         };
-        match self.single(kernel, op)? {
+        match self.single(kernel, cap, op)? {
             OpResult::Value { value, .. } => Ok(value),
             _ => Err(ClientError::UnexpectedReply),
         }
@@ -422,11 +558,8 @@ impl StorageClient {
         cap: &ObjectCap,
         key: &[u8],
     ) -> Result<bool, ClientError> {
-        let op = Op::Delete {
-            cap: cap.clone(),
-            key: key.to_vec(),
-        };
-        match self.single(kernel, op)? {
+        let op = Op::Delete { key: key.to_vec() };
+        match self.single(kernel, cap, op)? {
             OpResult::Deleted { existed, .. } => Ok(existed),
             _ => Err(ClientError::UnexpectedReply),
         }
@@ -440,10 +573,9 @@ impl StorageClient {
         record: &[u8],
     ) -> Result<u64, ClientError> {
         let op = Op::Append {
-            cap: cap.clone(),
             record: record.to_vec(),
         };
-        match self.single(kernel, op)? {
+        match self.single(kernel, cap, op)? {
             OpResult::Appended { index, .. } => Ok(index),
             _ => Err(ClientError::UnexpectedReply),
         }
@@ -457,10 +589,9 @@ impl StorageClient {
         bytes: &[u8],
     ) -> Result<VersionId, ClientError> {
         let op = Op::WriteBlob {
-            cap: cap.clone(),
             bytes: bytes.to_vec(),
         };
-        match self.single(kernel, op)? {
+        match self.single(kernel, cap, op)? {
             OpResult::Written(version) => Ok(version),
             _ => Err(ClientError::UnexpectedReply),
         }
@@ -477,12 +608,11 @@ impl StorageClient {
         let mut at = at;
         loop {
             let op = Op::ReadBlob {
-                cap: cap.clone(),
                 at,
                 offset: out.len() as u64,
                 max_len: u32::MAX,
             };
-            match self.single(kernel, op)? {
+            match self.single(kernel, cap, op)? {
                 OpResult::Blob {
                     version,
                     total_len,
@@ -508,49 +638,72 @@ impl StorageClient {
         cap: &ObjectCap,
     ) -> Result<Vec<VersionId>, ClientError> {
         let request = Request::Versions {
-            cap: cap.clone(),
             after: None,
             limit: u32::MAX,
         };
-        match self.call(kernel, &request)? {
+        match self.call_on(kernel, cap, &request)? {
             Reply::Versions(versions) => Ok(versions),
             _ => Err(ClientError::UnexpectedReply),
         }
     }
 
-    /// A token for the same object with only `rights` (of those `cap` has).
-    pub fn attenuate<K: KernelApi>(
-        &mut self,
-        kernel: &mut K,
-        cap: &ObjectCap,
-        rights: Rights,
-    ) -> Result<ObjectCap, ClientError> {
-        let request = Request::Attenuate {
-            cap: cap.clone(),
-            rights,
-        };
-        match self.call(kernel, &request)? {
-            Reply::Cap(cap) => Ok(cap),
-            _ => Err(ClientError::UnexpectedReply),
-        }
-    }
-
-    /// Void every token for the object; returns a fresh full one.
+    /// Void every capability and token for the object (`cap` needs
+    /// `CONTROL`); returns a fresh full capability.
     pub fn revoke<K: KernelApi>(
         &mut self,
         kernel: &mut K,
         cap: &ObjectCap,
     ) -> Result<ObjectCap, ClientError> {
-        match self.call(kernel, &Request::Revoke { cap: cap.clone() })? {
-            Reply::Cap(cap) => Ok(cap),
+        match self.exchange(kernel, Some(cap), &Request::Revoke, MessageId::new())? {
+            (Reply::Cap(_), Some(fresh)) => Ok(fresh),
+            _ => Err(ClientError::UnexpectedReply),
+        }
+    }
+
+    /// Seal `cap` (which needs `GRANT`) into a storable token with its
+    /// rights.
+    pub fn export<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        cap: &ObjectCap,
+    ) -> Result<ObjectToken, ClientError> {
+        match self.call_on(kernel, cap, &Request::Export)? {
+            Reply::Token(token) => Ok(token),
+            _ => Err(ClientError::UnexpectedReply),
+        }
+    }
+
+    /// A kernel capability for a token exported earlier (by any instance
+    /// of the service on the same backend).
+    pub fn import<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        token: &ObjectToken,
+    ) -> Result<ObjectCap, ClientError> {
+        let request = Request::Import {
+            token: token.clone(),
+        };
+        match self.exchange(kernel, None, &request, MessageId::new())? {
+            (Reply::Cap(_), Some(cap)) => Ok(cap),
             _ => Err(ClientError::UnexpectedReply),
         }
     }
 }
 
-/// Hand `cap` to whoever receives on `channel` (another client), moving it
-/// out of the caller's hands. See [`cap`](crate::cap) for what "moving" a
-/// token does and does not guarantee.
+/// A copy of `cap` in the caller's space with only `rights` (of those it
+/// has): the kernel's `clone_capability`, which needs `GRANT`.
+pub fn attenuate<K: KernelApi>(
+    kernel: &mut K,
+    cap: &ObjectCap,
+    rights: Rights,
+) -> Result<ObjectCap, ClientError> {
+    let copy = kernel.clone_capability(&Cap::from_handle(cap.handle()), rights)?;
+    Ok(copy.assume_kind())
+}
+
+/// Move `cap` to whoever receives on `channel` (another client): it rides
+/// attached to a message, so the kernel moves it (it needs `TRANSFER`) and
+/// the caller no longer holds it. On error the caller keeps it.
 pub fn delegate<K: KernelApi>(
     kernel: &mut K,
     channel: ChannelId,
@@ -560,16 +713,29 @@ pub fn delegate<K: KernelApi>(
         STORAGE,
         actions::CAP_DELEGATION,
         SCHEMA,
-        MessagePayload::new(&cap)?,
+        MessagePayload::new(&())?,
     );
-    kernel.send_message(channel, envelope)?;
+    kernel.send_with_capabilities(channel, envelope, vec![cap.erase()])?;
     Ok(())
 }
 
-/// The token in a message sent with [`delegate`].
-pub fn received_cap(envelope: &MessageEnvelope) -> Result<ObjectCap, ClientError> {
-    if envelope.action != actions::CAP_DELEGATION {
-        return Err(ClientError::UnexpectedReply);
+/// The capability a message sent with [`delegate`] carried, now in the
+/// receiver's space. Any other capability it carried is dropped.
+pub fn received_cap<K: KernelApi>(
+    kernel: &mut K,
+    message: ReceivedMessage,
+) -> Result<ObjectCap, ClientError> {
+    let mut caps = message.capabilities.into_iter();
+    let first = caps.next();
+    for extra in caps {
+        let _ = kernel.drop_capability(extra);
     }
-    Ok(envelope.decode_payload(&VERSION_POLICY, STORAGE)?)
+    match first {
+        Some(cap) if message.envelope.action == actions::CAP_DELEGATION => Ok(cap.assume_kind()),
+        Some(cap) => {
+            let _ = kernel.drop_capability(cap);
+            Err(ClientError::UnexpectedReply)
+        }
+        None => Err(ClientError::UnexpectedReply),
+    }
 }

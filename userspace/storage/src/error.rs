@@ -2,7 +2,7 @@
 //! variant, so clients match on causes instead of parsing text.
 
 use core::fmt;
-use pandagen_abi::{EnvelopeError, Rights, SchemaMismatchError};
+use pandagen_abi::{EnvelopeError, KernelError, Rights, SchemaMismatchError};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendError;
@@ -26,9 +26,11 @@ pub enum StorageError {
         expected: ObjectKind,
         found: ObjectKind,
     },
-    /// The capability's tag does not verify: forged, altered, or revoked.
+    /// The capability was revoked (its badge's epoch is not the object's
+    /// current one), or a token's tag does not verify (forged, altered,
+    /// revoked, or from another backend).
     InvalidCapability(ObjectId),
-    /// The capability is genuine but lacks a right the operation needs.
+    /// The capability is valid but lacks a right the operation needs.
     MissingRights {
         object: ObjectId,
         required: Rights,
@@ -75,6 +77,17 @@ pub enum StorageError {
     /// The backend could not make a commit durable. Nothing of it was
     /// applied; the transaction is rolled back.
     Backend(BackendError),
+    /// A request about one object was not sent through an object
+    /// capability (it came on the service channel).
+    CapabilityRequired,
+    /// The object has been revoked as often as a badge can count; it can
+    /// be revoked no more.
+    RevocationsExhausted(ObjectId),
+    /// The answer's capability could not be minted (the kernel refused:
+    /// the service lost its registration, or the space is full). Whatever
+    /// the request did stands; re-send it under the same id to get the
+    /// capability.
+    MintRefused(KernelError),
 }
 
 /// The reference's name for the error type of [`TransactionalStorage`](crate::transaction::TransactionalStorage).
@@ -145,6 +158,11 @@ impl fmt::Display for StorageError {
             StorageError::InvalidRange => f.write_str("invalid range"),
             StorageError::ReplyTooLarge => f.write_str("reply too large for one message"),
             StorageError::Backend(e) => write!(f, "backend: {e:?}"),
+            StorageError::CapabilityRequired => {
+                f.write_str("the request must be sent through an object capability")
+            }
+            StorageError::RevocationsExhausted(o) => write!(f, "{o} cannot be revoked again"),
+            StorageError::MintRefused(e) => write!(f, "capability not issued: {e}"),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Storage identifiers. Objects are named by id alone: there are no paths,
 //! no directories and no hierarchy. An id names; it does not authorize —
-//! every access also needs an [`ObjectCap`](crate::cap::ObjectCap).
+//! every access also needs an object capability ([`ObjectCap`](crate::cap::ObjectCap)).
 
 pandagen_abi::plain_id!(
     /// An object. Allocated by the store when the object is created and

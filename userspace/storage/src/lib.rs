@@ -18,11 +18,12 @@
 //!   atomically; recovery replays records. [`memory`] keeps a framed
 //!   journal in memory; [`journal`] is the crash-consistent block-device
 //!   version. A crash never leaves part of a transaction applied.
-//! * [`cap`] — an [`ObjectCap`] is a storage-issued token, unforgeable
-//!   (SipHash-2-4 MAC under the backend's secret key) and durable (valid
-//!   for as long as the data, across restarts); attenuation and revocation
-//!   are service requests. The module docs say what tokens do and do not
-//!   give compared to kernel capabilities.
+//! * [`cap`] — an [`ObjectCap`] is a *kernel* capability the service
+//!   mints for an object (badge = object + revocation epoch); clients send
+//!   requests through it, the kernel moves and attenuates it, the service
+//!   revokes by bumping the epoch, and it survives restarts of the service
+//!   on the same backend. [`ObjectToken`] is its sealed, storable form
+//!   (SipHash-2-4 MAC under the backend's key), good only for `Import`.
 //! * [`protocol`] — the versioned IPC protocol (schema v1, "current +
 //!   previous major" policy, one action per request, typed errors).
 //! * [`server`] — `serve` loop, single-step `handle`, pure `respond`;
@@ -50,14 +51,14 @@ pub mod store;
 pub mod transaction;
 
 pub use backend::{BackendError, StorageBackend};
-pub use cap::ObjectCap;
+pub use cap::{ObjectCap, ObjectToken};
 pub use client::{ClientError, StorageClient};
 pub use error::{StorageError, TransactionError};
 pub use ids::{CommitSeq, ObjectId, TxId, VersionId};
 pub use memory::MemoryBackend;
 pub use object::ObjectKind;
 pub use protocol::{Op, OpResult, Reply, Request};
-pub use server::StorageServer;
+pub use server::{Answer, StorageServer};
 pub use store::ObjectStore;
 pub use transaction::{Transaction, TransactionalStorage, TxState};
 

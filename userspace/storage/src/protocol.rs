@@ -1,4 +1,4 @@
-//! The storage service's IPC protocol, schema v1.
+//! The storage service's IPC protocol, schema v2.
 //!
 //! A request is a [`Request`] in a `MessageEnvelope` whose action is
 //! [`Request::action`] and whose schema version is [`SCHEMA`]; its first
@@ -6,12 +6,29 @@
 //! channel. The answer is one envelope with action [`actions::REPLY`],
 //! correlated to the request, whose payload is a [`Response`]: the reply or
 //! the typed error. Every request gets exactly one answer, bad ones
-//! included.
+//! included. An answer that grants a capability ([`Reply::Created`],
+//! [`Reply::Cap`]) carries it as its one attached capability.
 //!
-//! Versioning follows the "current + previous major" window: the service
-//! accepts [`VERSION_POLICY`]. v1 is the first schema, so today the window
-//! holds v1 alone; when v2 ships, v1's types move to a `v1` module and the
-//! policy becomes `current(2, _).with_min_major(1)`.
+//! # Where a request goes
+//!
+//! Requests about *one object* — [`Request::Op`], [`Request::Transact`],
+//! [`Request::Versions`], [`Request::Revoke`], [`Request::Export`] — are
+//! sent *through* that object's kernel capability (`send_to_object`): they
+//! name no object, and the server acts on the object of the badge the
+//! kernel stamped, with the rights the kernel stamped (see
+//! [`cap`](crate::cap)). The others — `Create`, `Begin`, `Commit`,
+//! `Rollback`, `Import` — go to the service channel. An object request
+//! that arrives without a badge is answered `CapabilityRequired`. A
+//! transaction over several objects sends each `Op` through its object's
+//! capability; `Transact` is one object's operations in one message.
+//!
+//! # Versions
+//!
+//! Versioning follows the "current + previous major" window. Schema v1
+//! named objects by bearer tokens inside the payload; v2 names them by the
+//! kernel capability a request travels through. v1 is *not* accepted:
+//! serving it would keep the bearer-token access path open that v2 exists
+//! to close, so the window is v2 alone (`Unsupported` for v1).
 //!
 //! Retries are idempotent: a request re-sent with the same message id gets
 //! the answer of its first execution, not a second execution (see
@@ -21,17 +38,17 @@ use alloc::vec::Vec;
 use pandagen_abi::{Rights, SchemaVersion, VersionPolicy};
 use serde::{Deserialize, Serialize};
 
-use crate::cap::ObjectCap;
+use crate::cap::{ObjectGrant, ObjectToken};
 use crate::error::StorageError;
 use crate::ids::{CommitSeq, ObjectId, TxId, VersionId};
 use crate::object::ObjectKind;
 
 /// The schema version clients send.
-pub const SCHEMA: SchemaVersion = SchemaVersion::new(1, 0);
+pub const SCHEMA: SchemaVersion = SchemaVersion::new(2, 0);
 
-/// The versions the service accepts: the current major and the previous one
-/// (v1 being the first, the window is v1.x).
-pub const VERSION_POLICY: VersionPolicy = VersionPolicy::current(1, 0).with_min_major(1);
+/// The versions the service accepts: v2.x only (see the module docs for
+/// why v1 is refused).
+pub const VERSION_POLICY: VersionPolicy = VersionPolicy::current(2, 0).with_min_major(2);
 
 /// Action names, one per request, plus the reply's.
 pub mod actions {
@@ -42,20 +59,23 @@ pub mod actions {
     pub const ROLLBACK: &str = "storage.rollback";
     pub const TRANSACT: &str = "storage.transact";
     pub const VERSIONS: &str = "storage.versions";
-    pub const ATTENUATE: &str = "storage.attenuate";
     pub const REVOKE: &str = "storage.revoke";
+    pub const EXPORT: &str = "storage.export";
+    pub const IMPORT: &str = "storage.import";
     pub const REPLY: &str = "storage.reply";
-    /// Not a request: the action clients use when they hand an
-    /// [`ObjectCap`](crate::cap::ObjectCap) to each other.
+    /// Not a request: the action clients use when they move an
+    /// [`ObjectCap`](crate::cap::ObjectCap) to each other (attached to the
+    /// message, a kernel move).
     pub const CAP_DELEGATION: &str = "storage.cap";
 
     /// Every request action.
-    pub const REQUESTS: [&str; 9] = [
-        CREATE, BEGIN, OP, COMMIT, ROLLBACK, TRANSACT, VERSIONS, ATTENUATE, REVOKE,
+    pub const REQUESTS: [&str; 10] = [
+        CREATE, BEGIN, OP, COMMIT, ROLLBACK, TRANSACT, VERSIONS, REVOKE, EXPORT, IMPORT,
     ];
 }
 
-/// One operation on one object, inside a transaction.
+/// One operation on the object a request is sent through, inside a
+/// transaction.
 ///
 /// `at: None` reads what the transaction sees (its snapshot plus its own
 /// writes); `at: Some(v)` reads committed version `v`, which must be visible
@@ -63,47 +83,36 @@ pub mod actions {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     /// The version of the object the transaction sees (`READ`).
-    Version { cap: ObjectCap },
+    Version,
     /// Fail with `VersionMismatch` unless the transaction sees `version`
     /// (`READ`).
-    Expect { cap: ObjectCap, version: VersionId },
+    Expect { version: VersionId },
     /// A byte range of a blob (`READ`).
     ReadBlob {
-        cap: ObjectCap,
         at: Option<VersionId>,
         offset: u64,
         max_len: u32,
     },
     /// Replace a blob's content (`WRITE`).
-    WriteBlob { cap: ObjectCap, bytes: Vec<u8> },
+    WriteBlob { bytes: Vec<u8> },
     /// Append to the blob's next version, to build large blobs (`WRITE`).
-    ExtendBlob { cap: ObjectCap, bytes: Vec<u8> },
+    ExtendBlob { bytes: Vec<u8> },
     /// Append a record to a log (`WRITE`).
-    Append { cap: ObjectCap, record: Vec<u8> },
+    Append { record: Vec<u8> },
     /// Records `start..` of a log (`READ`).
     ReadLog {
-        cap: ObjectCap,
         at: Option<VersionId>,
         start: u64,
         max: u32,
     },
     /// Set a map key (`WRITE`).
-    Put {
-        cap: ObjectCap,
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
+    Put { key: Vec<u8>, value: Vec<u8> },
     /// Read a map key (`READ`).
-    Get {
-        cap: ObjectCap,
-        key: Vec<u8>,
-        at: Option<VersionId>,
-    },
+    Get { key: Vec<u8>, at: Option<VersionId> },
     /// Remove a map key (`WRITE`).
-    Delete { cap: ObjectCap, key: Vec<u8> },
+    Delete { key: Vec<u8> },
     /// Map keys after `start_after`, in order (`READ`).
     List {
-        cap: ObjectCap,
         at: Option<VersionId>,
         start_after: Option<Vec<u8>>,
         limit: u32,
@@ -111,22 +120,6 @@ pub enum Op {
 }
 
 impl Op {
-    pub fn cap(&self) -> &ObjectCap {
-        match self {
-            Op::Version { cap }
-            | Op::Expect { cap, .. }
-            | Op::ReadBlob { cap, .. }
-            | Op::WriteBlob { cap, .. }
-            | Op::ExtendBlob { cap, .. }
-            | Op::Append { cap, .. }
-            | Op::ReadLog { cap, .. }
-            | Op::Put { cap, .. }
-            | Op::Get { cap, .. }
-            | Op::Delete { cap, .. }
-            | Op::List { cap, .. } => cap,
-        }
-    }
-
     /// The rights the capability must hold.
     pub fn required_rights(&self) -> Rights {
         match self {
@@ -181,33 +174,41 @@ pub enum OpResult {
     },
 }
 
-/// A request to the storage service.
+/// A request to the storage service. "Through a capability" means sent
+/// with `send_to_object` on that object's capability (see the module docs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// Create an empty object; answers `Created` with a full capability.
+    /// Create an empty object; answers `Created` with a capability holding
+    /// every object right plus `GRANT` and `TRANSFER`.
     Create { kind: ObjectKind },
     /// Begin a transaction owned by the sending task.
     Begin,
-    /// One operation in an active transaction of the sender's.
+    /// Through a capability: one operation on its object in an active
+    /// transaction of the sender's.
     Op { tx: TxId, op: Op },
     /// Commit; answers the new version of every object changed.
     Commit { tx: TxId },
     /// Discard the transaction.
     Rollback { tx: TxId },
-    /// Begin, run `ops` in order, commit — in one message. If any op fails,
-    /// the whole transaction is rolled back and the error returned.
+    /// Through a capability: begin, run `ops` on its object in order,
+    /// commit — in one message. If any op fails, the whole transaction is
+    /// rolled back and the error returned.
     Transact { ops: Vec<Op> },
-    /// Committed versions of an object after `after`, oldest first (`READ`).
+    /// Through a capability (`READ`): committed versions of its object
+    /// after `after`, oldest first.
     Versions {
-        cap: ObjectCap,
         after: Option<VersionId>,
         limit: u32,
     },
-    /// A new token for the same object with `cap`'s rights restricted to
-    /// `rights`.
-    Attenuate { cap: ObjectCap, rights: Rights },
-    /// Void every token for the object and get a fresh full one (`CONTROL`).
-    Revoke { cap: ObjectCap },
+    /// Through a capability (`CONTROL`): void every capability and token
+    /// for its object, and answer with a fresh full capability.
+    Revoke,
+    /// Through a capability (`GRANT`): a token with the capability's rights.
+    Export,
+    /// A kernel capability with the rights of `token` plus `TRANSFER` (it
+    /// travels in the answer), if its tag verifies under the object's
+    /// current epoch.
+    Import { token: ObjectToken },
 }
 
 impl Request {
@@ -221,17 +222,31 @@ impl Request {
             Request::Rollback { .. } => actions::ROLLBACK,
             Request::Transact { .. } => actions::TRANSACT,
             Request::Versions { .. } => actions::VERSIONS,
-            Request::Attenuate { .. } => actions::ATTENUATE,
-            Request::Revoke { .. } => actions::REVOKE,
+            Request::Revoke => actions::REVOKE,
+            Request::Export => actions::EXPORT,
+            Request::Import { .. } => actions::IMPORT,
         }
+    }
+
+    /// Whether the request must be sent through an object capability.
+    pub fn needs_object(&self) -> bool {
+        matches!(
+            self,
+            Request::Op { .. }
+                | Request::Transact { .. }
+                | Request::Versions { .. }
+                | Request::Revoke
+                | Request::Export
+        )
     }
 }
 
 /// A successful answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
+    /// The new object; its capability is attached.
     Created {
-        cap: ObjectCap,
+        grant: ObjectGrant,
         version: VersionId,
     },
     Begun {
@@ -248,7 +263,20 @@ pub enum Reply {
         versions: NewVersions,
     },
     Versions(Vec<VersionId>),
-    Cap(ObjectCap),
+    /// A capability (`Revoke`, `Import`); it is attached.
+    Cap(ObjectGrant),
+    /// `Export`.
+    Token(ObjectToken),
+}
+
+impl Reply {
+    /// The capability this answer carries, if any.
+    pub fn grant(&self) -> Option<ObjectGrant> {
+        match self {
+            Reply::Created { grant, .. } | Reply::Cap(grant) => Some(*grant),
+            _ => None,
+        }
+    }
 }
 
 /// The new version of each object a commit changed.

@@ -1,9 +1,19 @@
 //! The storage server: decodes requests, checks capabilities, runs them on
 //! the [`ObjectStore`] and answers.
 //!
-//! [`StorageServer::respond`] is the pure step (envelope in, envelope out);
-//! [`StorageServer::handle`] adds the kernel side of one request (take the
-//! reply capability, send, drop it); [`StorageServer::serve`] loops.
+//! [`StorageServer::respond`] is the pure step (envelope and kernel stamp
+//! in, [`Answer`] out); [`StorageServer::handle`] adds the kernel side of
+//! one request (take the reply capability, mint the capability the answer
+//! grants, send, drop the reply capability); [`StorageServer::serve`]
+//! loops.
+//!
+//! # Authority
+//!
+//! A request about one object is authorized by the badge the kernel
+//! stamped on it (see [`cap`](crate::cap)): the badge names the object and
+//! its capability epoch, the stamp's rights say what the sender's
+//! capability allows. Nothing in the payload names an object, so nothing a
+//! client writes can point the server at another one.
 //!
 //! # Idempotent retries
 //!
@@ -34,12 +44,12 @@ use alloc::vec::Vec;
 use pandagen_abi::envelope::MAX_PAYLOAD_BYTES;
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
-    ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope, MessageId,
+    Badge, Cap, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope, MessageId,
     MessagePayload, ReceivedMessage, Rights, TaskId,
 };
 
 use crate::backend::{RecoveryReport, StorageBackend};
-use crate::cap::{CapAuthority, ObjectCap, OBJECT_RIGHTS};
+use crate::cap::{CapAuthority, ObjectBadge, ObjectGrant, OBJECT_CAP_RIGHTS};
 use crate::error::StorageError;
 use crate::ids::ObjectId;
 use crate::limits;
@@ -63,6 +73,34 @@ pub enum HandleError {
     NoReplyChannel,
     /// The answer could not be sent (the client's queue is full or gone).
     Send(KernelError),
+}
+
+/// The answer to one request: the envelope to send and the capability it
+/// grants (minted by [`StorageServer::handle`] and attached to it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub envelope: MessageEnvelope,
+    pub grant: Option<ObjectGrant>,
+}
+
+impl Answer {
+    /// The answer to `request` with payload `payload` (a [`Response`]).
+    fn new(request: &MessageEnvelope, payload: MessagePayload) -> Self {
+        let grant = payload
+            .decode::<Response>()
+            .ok()
+            .and_then(|r| r.ok())
+            .and_then(|reply| reply.grant());
+        Answer {
+            envelope: MessageEnvelope::reply_to(request, actions::REPLY, payload),
+            grant,
+        }
+    }
+
+    /// The typed answer, for tests and scenario drivers.
+    pub fn response(&self) -> Result<Response, pandagen_abi::EnvelopeError> {
+        self.envelope.payload.decode()
+    }
 }
 
 /// The origin to record with a commit answered by `reply` (none for a
@@ -163,7 +201,8 @@ impl<B: StorageBackend> StorageServer<B> {
     }
 
     /// Handle one received request: answer it on the reply capability it
-    /// carried, then drop every capability it carried.
+    /// carried, with the capability the answer grants attached, then drop
+    /// every capability the request carried.
     pub fn handle<K: KernelApi>(
         &mut self,
         kernel: &mut K,
@@ -178,29 +217,55 @@ impl<B: StorageBackend> StorageServer<B> {
         let Some(reply_cap) = reply_cap else {
             return Err(HandleError::NoReplyChannel);
         };
-        let answer = self.respond(&request.envelope, kernel.now());
-        let sent = kernel.send_message(ChannelId::from_handle(reply_cap.handle()), answer);
+        let Answer {
+            mut envelope,
+            grant,
+        } = self.respond(&request.envelope, request.badge, kernel.now());
+        let mut attached = Vec::new();
+        if let Some(grant) = grant {
+            match mint(kernel, grant) {
+                Ok(cap) => attached.push(cap),
+                Err(e) => {
+                    let refused: Response = Err(StorageError::MintRefused(e));
+                    envelope.payload = MessagePayload::new(&refused).unwrap_or_default();
+                }
+            }
+        }
+        let minted = attached.first().map(Cap::handle);
+        let reply = ChannelId::from_handle(reply_cap.handle());
+        let sent = kernel.send_with_capabilities(reply, envelope, attached);
+        if let (Err(_), Some(minted)) = (&sent, minted) {
+            // A refused send leaves the capability with us: nobody got it.
+            let _ = kernel.drop_capability(Cap::from_handle(minted));
+        }
         // Dropping our copy cannot fail in a way that matters: the answer is
         // already queued (or refused) either way.
         let _ = kernel.drop_capability(reply_cap);
         sent.map_err(HandleError::Send)
     }
 
-    /// The answer to `request`, received at `now`. Pure with respect to the
-    /// kernel: this is the step a scenario runner can drive directly.
-    pub fn respond(&mut self, request: &MessageEnvelope, now: Instant) -> MessageEnvelope {
+    /// The answer to `request`, received at `now` with the kernel's stamp
+    /// `badge` (`None` if it came on the service channel). Pure with
+    /// respect to the kernel: this is the step a scenario runner can drive
+    /// directly.
+    pub fn respond(
+        &mut self,
+        request: &MessageEnvelope,
+        badge: Option<Badge>,
+        now: Instant,
+    ) -> Answer {
         let key = request.source.map(|task| (task, request.id));
         if let Some(answer) = key.as_ref().and_then(|k| self.answered.get(k)) {
-            return MessageEnvelope::reply_to(request, actions::REPLY, answer.clone());
+            return Answer::new(request, answer.clone());
         }
         let durable = key.and_then(|(task, id)| {
             let bytes = self.store.durable_answer(task.as_raw(), id.as_raw())?;
             MessagePayload::from_bytes(bytes.to_vec()).ok()
         });
         if let Some(answer) = durable {
-            return MessageEnvelope::reply_to(request, actions::REPLY, answer);
+            return Answer::new(request, answer);
         }
-        let response = self.execute(request, now);
+        let response = self.execute(request, badge, now);
         let payload = MessagePayload::new(&response).unwrap_or_else(|_| {
             // Replies are bounded below the payload limit (see `limits`);
             // should one not fit anyway, the client still gets an answer.
@@ -210,10 +275,15 @@ impl<B: StorageBackend> StorageServer<B> {
         if let Some(key) = key {
             self.answered.insert(key, payload.clone());
         }
-        MessageEnvelope::reply_to(request, actions::REPLY, payload)
+        Answer::new(request, payload)
     }
 
-    fn execute(&mut self, envelope: &MessageEnvelope, now: Instant) -> Response {
+    fn execute(
+        &mut self,
+        envelope: &MessageEnvelope,
+        badge: Option<Badge>,
+        now: Instant,
+    ) -> Response {
         VERSION_POLICY
             .check(STORAGE, envelope.schema_version)
             .map_err(StorageError::SchemaMismatch)?;
@@ -227,6 +297,9 @@ impl<B: StorageBackend> StorageServer<B> {
         if request.action() != envelope.action {
             return Err(StorageError::ActionMismatch);
         }
+        if request.needs_object() && badge.is_none() {
+            return Err(StorageError::CapabilityRequired);
+        }
         let now = now.as_nanos();
         let timeout = u64::try_from(self.tx_timeout.as_nanos()).unwrap_or(u64::MAX);
         self.store.expire_idle(now.saturating_sub(timeout));
@@ -234,14 +307,20 @@ impl<B: StorageBackend> StorageServer<B> {
         let asker = envelope.source.map(|t| (t.as_raw(), envelope.id.as_raw()));
         match request {
             Request::Create { kind } => {
-                let caps = &self.caps;
+                let full = |object| ObjectGrant {
+                    object,
+                    epoch: 0,
+                    rights: OBJECT_CAP_RIGHTS,
+                };
                 let (object, version) =
                     self.store.create_with_origin(kind, |object, version| {
-                        let cap = caps.mint(object, OBJECT_RIGHTS, 0);
-                        origin(asker, &Reply::Created { cap, version })
+                        let grant = full(object);
+                        origin(asker, &Reply::Created { grant, version })
                     })?;
-                let cap = self.caps.mint(object, OBJECT_RIGHTS, 0);
-                Ok(Reply::Created { cap, version })
+                Ok(Reply::Created {
+                    grant: full(object),
+                    version,
+                })
             }
             Request::Begin => {
                 let tx = self.store.begin_owned(owner, now)?;
@@ -251,9 +330,10 @@ impl<B: StorageBackend> StorageServer<B> {
                 })
             }
             Request::Op { tx, op } => {
+                let object = self.authorize(badge, op.required_rights())?;
                 let mut tx = self.store.transaction_of(tx, owner)?;
                 self.store.touch(&tx, now);
-                self.run(&mut tx, op).map(Reply::Op)
+                self.run(&mut tx, object, op).map(Reply::Op)
             }
             Request::Commit { tx } => {
                 let mut tx = self.store.transaction_of(tx, owner)?;
@@ -269,34 +349,60 @@ impl<B: StorageBackend> StorageServer<B> {
                 self.store.rollback(&mut tx)?;
                 Ok(Reply::RolledBack)
             }
-            Request::Transact { ops } => self.transact(ops, owner, asker, now),
-            Request::Versions { cap, after, limit } => {
-                let object = self.authorize(&cap, Rights::READ)?;
+            Request::Transact { ops } => {
+                // Every op's rights are checked before anything runs.
+                let required = ops
+                    .iter()
+                    .fold(Rights::NONE, |r, op| r | op.required_rights());
+                let object = self.authorize(badge, required)?;
+                self.transact(object, ops, owner, asker, now)
+            }
+            Request::Versions { after, limit } => {
+                let object = self.authorize(badge, Rights::READ)?;
                 let limit = (limit as usize).min(MAX_VERSIONS_PER_REPLY);
                 Ok(Reply::Versions(self.store.versions(object, after, limit)?))
             }
-            Request::Attenuate { cap, rights } => {
-                let object = self.authorize(&cap, Rights::NONE)?;
-                let epoch = self.store.object(object)?.cap_epoch();
-                Ok(Reply::Cap(self.caps.mint(
+            Request::Revoke => {
+                let object = self.authorize(badge, Rights::CONTROL)?;
+                if self.store.object(object)?.cap_epoch() >= ObjectBadge::MAX_EPOCH {
+                    return Err(StorageError::RevocationsExhausted(object));
+                }
+                let fresh = |epoch| ObjectGrant {
                     object,
-                    cap.rights().attenuate(rights),
                     epoch,
-                )))
+                    rights: OBJECT_CAP_RIGHTS,
+                };
+                let epoch = self
+                    .store
+                    .revoke_with_origin(object, |epoch| origin(asker, &Reply::Cap(fresh(epoch))))?;
+                Ok(Reply::Cap(fresh(epoch)))
             }
-            Request::Revoke { cap } => {
-                let object = self.authorize(&cap, Rights::CONTROL)?;
-                let caps = &self.caps;
-                let epoch = self.store.revoke_with_origin(object, |epoch| {
-                    origin(asker, &Reply::Cap(caps.mint(object, OBJECT_RIGHTS, epoch)))
-                })?;
-                Ok(Reply::Cap(self.caps.mint(object, OBJECT_RIGHTS, epoch)))
+            Request::Export => {
+                let object = self.authorize(badge, Rights::GRANT)?;
+                let epoch = self.store.object(object)?.cap_epoch();
+                let rights = badge.map_or(Rights::NONE, |b| b.rights);
+                Ok(Reply::Token(self.caps.mint(object, rights, epoch)))
+            }
+            Request::Import { token } => {
+                let object = token.object();
+                let epoch = self.store.object(object)?.cap_epoch();
+                if !self.caps.verify(&token, epoch) {
+                    return Err(StorageError::InvalidCapability(object));
+                }
+                // The capability travels in the answer, which needs
+                // TRANSFER; the holder can clone it without (see `cap`).
+                Ok(Reply::Cap(ObjectGrant {
+                    object,
+                    epoch,
+                    rights: token.rights() | Rights::TRANSFER,
+                }))
             }
         }
     }
 
     fn transact(
         &mut self,
+        object: ObjectId,
         ops: Vec<Op>,
         owner: Option<u64>,
         asker: Option<(u64, u64)>,
@@ -311,7 +417,7 @@ impl<B: StorageBackend> StorageServer<B> {
         let mut tx = self.store.begin_owned(owner, now)?;
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
-            match self.run(&mut tx, op) {
+            match self.run(&mut tx, object, op) {
                 Ok(result) => results.push(result),
                 Err(e) => {
                     // A conflict has already rolled it back.
@@ -336,30 +442,37 @@ impl<B: StorageBackend> StorageServer<B> {
         Ok(reply)
     }
 
-    /// Check `cap`: the object exists, the tag verifies under the object's
-    /// current epoch, and the rights include `required`.
-    fn authorize(&self, cap: &ObjectCap, required: Rights) -> Result<ObjectId, StorageError> {
-        let object = self.store.object(cap.object())?;
-        if !self.caps.verify(cap, object.cap_epoch()) {
-            return Err(StorageError::InvalidCapability(cap.object()));
+    /// Check the kernel's stamp: the request came through an object
+    /// capability, its object exists, its epoch is the object's current one
+    /// (else the capability was revoked), and its rights include
+    /// `required`.
+    fn authorize(&self, badge: Option<Badge>, required: Rights) -> Result<ObjectId, StorageError> {
+        let badge = badge.ok_or(StorageError::CapabilityRequired)?;
+        let ObjectBadge { object, epoch } = ObjectBadge::decode(badge.value);
+        if self.store.object(object)?.cap_epoch() != epoch {
+            return Err(StorageError::InvalidCapability(object));
         }
-        if !cap.rights().contains(required) {
+        if !badge.rights.contains(required) {
             return Err(StorageError::MissingRights {
-                object: cap.object(),
+                object,
                 required,
-                held: cap.rights(),
+                held: badge.rights,
             });
         }
-        Ok(cap.object())
+        Ok(object)
     }
 
-    /// Authorize and run one operation in `tx`.
-    fn run(&mut self, tx: &mut StoreTx, op: Op) -> Result<OpResult, StorageError> {
-        let object = self.authorize(op.cap(), op.required_rights())?;
+    /// Run one operation on `object` (already authorized) in `tx`.
+    fn run(
+        &mut self,
+        tx: &mut StoreTx,
+        object: ObjectId,
+        op: Op,
+    ) -> Result<OpResult, StorageError> {
         let store = &mut self.store;
         Ok(match op {
-            Op::Version { .. } => OpResult::Version(store.read(tx, object)?),
-            Op::Expect { version, .. } => {
+            Op::Version => OpResult::Version(store.read(tx, object)?),
+            Op::Expect { version } => {
                 store.expect_version(tx, object, version)?;
                 OpResult::Matched
             }
@@ -367,7 +480,6 @@ impl<B: StorageBackend> StorageServer<B> {
                 at,
                 offset,
                 max_len,
-                ..
             } => {
                 let r = store.read_blob(tx, object, at, offset, max_len as usize)?;
                 OpResult::Blob {
@@ -377,15 +489,13 @@ impl<B: StorageBackend> StorageServer<B> {
                     bytes: r.bytes,
                 }
             }
-            Op::WriteBlob { bytes, .. } => OpResult::Written(store.write_blob(tx, object, &bytes)?),
-            Op::ExtendBlob { bytes, .. } => {
-                OpResult::Written(store.extend_blob(tx, object, &bytes)?)
-            }
-            Op::Append { record, .. } => {
+            Op::WriteBlob { bytes } => OpResult::Written(store.write_blob(tx, object, &bytes)?),
+            Op::ExtendBlob { bytes } => OpResult::Written(store.extend_blob(tx, object, &bytes)?),
+            Op::Append { record } => {
                 let (version, index) = store.append(tx, object, &record)?;
                 OpResult::Appended { version, index }
             }
-            Op::ReadLog { at, start, max, .. } => {
+            Op::ReadLog { at, start, max } => {
                 let r = store.read_log(tx, object, at, start, max as usize)?;
                 OpResult::Records {
                     version: r.version,
@@ -394,15 +504,15 @@ impl<B: StorageBackend> StorageServer<B> {
                     records: r.records,
                 }
             }
-            Op::Put { key, value, .. } => OpResult::Written(store.put(tx, object, &key, &value)?),
-            Op::Get { key, at, .. } => {
+            Op::Put { key, value } => OpResult::Written(store.put(tx, object, &key, &value)?),
+            Op::Get { key, at } => {
                 let r = store.get(tx, object, &key, at)?;
                 OpResult::Value {
                     version: r.version,
                     value: r.value,
                 }
             }
-            Op::Delete { key, .. } => {
+            Op::Delete { key } => {
                 let d = store.delete(tx, object, &key)?;
                 OpResult::Deleted {
                     version: d.version,
@@ -413,7 +523,6 @@ impl<B: StorageBackend> StorageServer<B> {
                 at,
                 start_after,
                 limit,
-                ..
             } => {
                 let r = store.list(tx, object, at, start_after.as_deref(), limit as usize)?;
                 OpResult::Keys {
@@ -424,6 +533,21 @@ impl<B: StorageBackend> StorageServer<B> {
             }
         })
     }
+}
+
+/// Mint the capability `grant` describes, as the storage service.
+fn mint<K: KernelApi>(kernel: &mut K, grant: ObjectGrant) -> Result<Cap<()>, KernelError> {
+    // Badges out of range are refused by `encode`; the object ids and
+    // epochs the store hands out stay in range (see `ObjectBadge`).
+    let badge = grant
+        .badge()
+        .encode()
+        .ok_or(KernelError::ResourceExhausted(
+            pandagen_abi::error::Resource::CapabilitySlots,
+        ))?;
+    kernel
+        .mint_object_capability(STORAGE, badge, grant.rights)
+        .map(Cap::erase)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use pandagen_sim::{
     ChannelServer, FaultPlan, MessageFault, MessageFilter, MessageRule, Scenario, SimulatedKernel,
     StepOutcome, StopReason,
 };
-use pandagen_storage::client::{delegate, received_cap, PendingCall};
+use pandagen_storage::client::{attenuate, delegate, received_cap, PendingCall};
 use pandagen_storage::protocol::actions;
 use pandagen_storage::server::HandleError;
 use pandagen_storage::{
@@ -66,6 +66,10 @@ fn transact(ops: Vec<Op>) -> Request {
     Request::Transact { ops }
 }
 
+/// The rights of the copy Alice moves to Bob: read, and move (it travels
+/// in a message).
+const READ_ONLY: Rights = Rights::from_bits(Rights::READ.bits() | Rights::TRANSFER.bits());
+
 /// What Bob saw.
 #[derive(Debug, Default)]
 struct Seen {
@@ -78,7 +82,8 @@ fn run(plan: FaultPlan) -> (Scenario, Rc<RefCell<Seen>>) {
     spawn_storage(&mut scenario);
     let retry = (Duration::from_millis(50), 4);
 
-    // Alice creates a map, writes it, and delegates a read-only capability.
+    // Alice creates a map, writes it, and moves a read-only copy of its
+    // capability to Bob.
     scenario
         .spawn(TaskDescriptor::new("alice".into()), move |k, _| {
             let mut client = StorageClient::connect(k)
@@ -101,24 +106,18 @@ fn run(plan: FaultPlan) -> (Scenario, Rc<RefCell<Seen>>) {
                 };
                 stage += 1;
                 match (stage, reply) {
-                    (1, Reply::Created { cap, .. }) => {
+                    (1, Reply::Created { .. }) => {
+                        let cap = call.take_granted().expect("created grants a capability");
                         let put = Op::Put {
-                            cap: cap.clone(),
                             key: b"greeting".to_vec(),
                             value: b"hello".to_vec(),
                         };
+                        call = client.start_on(k, &cap, &transact(vec![put])).unwrap();
                         map = Some(cap);
-                        call = client.start(k, &transact(vec![put])).unwrap();
                     }
                     (2, Reply::Transacted { .. }) => {
-                        let cap = map.clone().unwrap();
-                        let request = Request::Attenuate {
-                            cap,
-                            rights: Rights::READ,
-                        };
-                        call = client.start(k, &request).unwrap();
-                    }
-                    (3, Reply::Cap(read_only)) => {
+                        let map = map.as_ref().unwrap();
+                        let read_only = attenuate(k, map, READ_ONLY).unwrap();
                         let inbox = k.lookup_service(BOB_INBOX).unwrap();
                         delegate(k, inbox, read_only).unwrap();
                         return StepOutcome::Exit(ExitReason::Normal);
@@ -148,16 +147,15 @@ fn run(plan: FaultPlan) -> (Scenario, Rc<RefCell<Seen>>) {
             let mut token: Option<ObjectCap> = None;
             let mut call: Option<PendingCall> = None;
             Ok(move |k: &mut SimulatedKernel| {
-                let Some(cap) = token.clone() else {
-                    return match k.receive_message(inbox, Some(Duration::ZERO)) {
+                let Some(cap) = token.as_ref() else {
+                    return match k.receive_with_capabilities(inbox, Some(Duration::ZERO)) {
                         Ok(message) => {
-                            let cap = received_cap(&message).unwrap();
+                            let cap = received_cap(k, message).unwrap();
                             let get = Op::Get {
-                                cap: cap.clone(),
                                 key: b"greeting".to_vec(),
                                 at: None,
                             };
-                            call = Some(client.start(k, &transact(vec![get])).unwrap());
+                            call = Some(client.start_on(k, &cap, &transact(vec![get])).unwrap());
                             token = Some(cap);
                             StepOutcome::Progress
                         }
@@ -178,11 +176,10 @@ fn run(plan: FaultPlan) -> (Scenario, Rc<RefCell<Seen>>) {
                     };
                     bob_seen.borrow_mut().read = Some(value);
                     let put = Op::Put {
-                        cap,
                         key: b"greeting".to_vec(),
                         value: b"defaced".to_vec(),
                     };
-                    call = Some(client.start(k, &transact(vec![put])).unwrap());
+                    call = Some(client.start_on(k, cap, &transact(vec![put])).unwrap());
                     return StepOutcome::Progress;
                 }
                 match client.poll(k, pending) {
@@ -207,7 +204,7 @@ fn check(scenario: &Scenario, seen: &Seen) {
     match &seen.write {
         Some(ClientError::Storage(StorageError::MissingRights { required, held, .. })) => {
             assert_eq!(*required, Rights::WRITE);
-            assert_eq!(*held, Rights::READ);
+            assert_eq!(*held, READ_ONLY);
         }
         other => panic!("bob's write: {other:?}"),
     }

@@ -1,14 +1,18 @@
 //! The storage service under the SimulatedKernel: real (simulated) IPC,
-//! capabilities moved in messages, and injected faults.
+//! object capabilities minted by the service and enforced and moved by the
+//! kernel, and injected faults.
 
 mod support;
 
-use pandagen_abi::{Cap, ChannelId, Duration, KernelApi, KernelError, Rights};
+use pandagen_abi::{Cap, CapKind, ChannelId, Duration, KernelApi, KernelError, Rights, TaskId};
+use pandagen_core::CapabilityEvent;
 use pandagen_sim::{FaultPlan, MessageFault, MessageFilter, MessageRule};
-use pandagen_storage::client::{delegate, received_cap};
+use pandagen_storage::cap::OBJECT_CAP_RIGHTS;
+use pandagen_storage::client::{attenuate, delegate, received_cap};
 use pandagen_storage::protocol::actions;
 use pandagen_storage::{
-    ClientError, ObjectCap, ObjectKind, Op, OpResult, StorageClient, StorageError, TxId,
+    ClientError, ObjectCap, ObjectKind, ObjectToken, Op, OpResult, StorageClient, StorageError,
+    TxId,
 };
 use support::Harness;
 
@@ -23,7 +27,7 @@ fn drop_replies(times: Option<u32>) -> FaultPlan {
     })
 }
 
-fn setup() -> (Harness, pandagen_abi::TaskId, StorageClient) {
+fn setup() -> (Harness, TaskId, StorageClient) {
     let mut h = Harness::new(FaultPlan::new());
     h.start_storage();
     let alice = h.spawn_client("alice");
@@ -31,20 +35,14 @@ fn setup() -> (Harness, pandagen_abi::TaskId, StorageClient) {
     (h, alice, client)
 }
 
-fn log_total(
-    h: &mut Harness,
-    task: pandagen_abi::TaskId,
-    c: &mut StorageClient,
-    log: &ObjectCap,
-) -> u64 {
+fn log_total(h: &mut Harness, task: TaskId, c: &mut StorageClient, log: &ObjectCap) -> u64 {
     let op = Op::ReadLog {
-        cap: log.clone(),
         at: None,
         start: 0,
         max: 1,
     };
     match c
-        .transact(&mut h.as_client(task), vec![op])
+        .transact(&mut h.as_client(task), log, vec![op])
         .unwrap()
         .0
         .pop()
@@ -54,71 +52,281 @@ fn log_total(
     }
 }
 
+/// Move `cap` from `from` to `to` in a message, as two clients would: `to`
+/// makes an inbox and hands `from` a send capability for it.
+fn hand_over(h: &mut Harness, from: TaskId, to: TaskId, cap: ObjectCap) -> ObjectCap {
+    let inbox = h.as_client(to).create_channel().unwrap();
+    let send = h
+        .as_client(to)
+        .clone_capability(&Cap::from(inbox), Rights::SEND | Rights::TRANSFER)
+        .unwrap();
+    let at_from = h.kernel.delegate_capability(&send, to, from).unwrap();
+    delegate(&mut h.as_client(from), ChannelId::from_handle(at_from), cap).unwrap();
+    let message = h
+        .as_client(to)
+        .receive_with_capabilities(inbox, Some(Duration::ZERO))
+        .unwrap();
+    assert_eq!(message.envelope.source, Some(from));
+    received_cap(&mut h.as_client(to), message).unwrap()
+}
+
+/// What the kernel says `task` holds under `cap`.
+fn kernel_view(h: &Harness, task: TaskId, cap: &ObjectCap) -> Option<(CapKind, Rights)> {
+    h.kernel
+        .capabilities_of(task)
+        .into_iter()
+        .find(|(handle, _)| *handle == cap.handle())
+        .map(|(_, info)| (info.kind(), info.rights))
+}
+
 #[test]
-fn a_client_delegates_a_read_only_capability_to_another() {
+fn creating_an_object_returns_a_kernel_capability() {
+    let (mut h, alice, mut a) = setup();
+    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+    assert_eq!(
+        kernel_view(&h, alice, &map),
+        Some((CapKind::StorageObject, OBJECT_CAP_RIGHTS))
+    );
+    // The storage task minted it (audited) and kept nothing.
+    let storage = h.storage_task().unwrap();
+    assert!(h.kernel.audit_log().has_event(|e| matches!(
+        e,
+        CapabilityEvent::Granted { kind: CapKind::StorageObject, from: Some(f), source: None, .. }
+            if *f == storage
+    )));
+    assert!(h
+        .kernel
+        .capabilities_of(storage)
+        .iter()
+        .all(|(_, info)| info.kind() != CapKind::StorageObject));
+    a.put(&mut h.as_client(alice), &map, b"k", b"v").unwrap();
+    assert_eq!(
+        a.get(&mut h.as_client(alice), &map, b"k").unwrap(),
+        Some(b"v".to_vec())
+    );
+    h.kernel.check_invariants().unwrap();
+}
+
+#[test]
+fn a_read_only_copy_reads_but_cannot_write() {
+    let (mut h, alice, mut a) = setup();
+    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+    a.put(&mut h.as_client(alice), &map, b"k", b"v").unwrap();
+    let ro = attenuate(&mut h.as_client(alice), &map, Rights::READ).unwrap();
+    assert_eq!(
+        kernel_view(&h, alice, &ro),
+        Some((CapKind::StorageObject, Rights::READ))
+    );
+    assert_eq!(
+        a.get(&mut h.as_client(alice), &ro, b"k").unwrap(),
+        Some(b"v".to_vec())
+    );
+    assert!(matches!(
+        a.put(&mut h.as_client(alice), &ro, b"k", b"evil"),
+        Err(ClientError::Storage(StorageError::MissingRights {
+            required: Rights::WRITE,
+            held: Rights::READ,
+            ..
+        }))
+    ));
+    // A read-only copy has no GRANT: it cannot be copied or exported.
+    assert!(matches!(
+        attenuate(&mut h.as_client(alice), &ro, Rights::READ),
+        Err(ClientError::Kernel(KernelError::InsufficientAuthority))
+    ));
+    assert!(matches!(
+        a.export(&mut h.as_client(alice), &ro),
+        Err(ClientError::Storage(StorageError::MissingRights { .. }))
+    ));
+    assert_eq!(
+        a.get(&mut h.as_client(alice), &map, b"k").unwrap(),
+        Some(b"v".to_vec())
+    );
+    h.kernel.check_invariants().unwrap();
+}
+
+#[test]
+fn delegation_moves_the_capability_to_the_receiver() {
     let (mut h, alice, mut a) = setup();
     let bob = h.spawn_client("bob");
     let mut b = StorageClient::connect(&mut h.as_client(bob)).unwrap();
-
     let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
     a.put(&mut h.as_client(alice), &map, b"greeting", b"hello")
         .unwrap();
-    let read_only = a
-        .attenuate(&mut h.as_client(alice), &map, Rights::READ)
-        .unwrap();
+    let ro = attenuate(
+        &mut h.as_client(alice),
+        &map,
+        Rights::READ | Rights::TRANSFER,
+    )
+    .unwrap();
+    let ro_handle = ro.handle();
+    let at_bob = hand_over(&mut h, alice, bob, ro);
 
-    // Bob's inbox: he keeps the receive side and moves a send capability to
-    // Alice through the kernel.
+    // Alice no longer holds it: the kernel refuses her use of the handle.
+    let gone: ObjectCap = Cap::from_handle(ro_handle).assume_kind();
+    assert_eq!(
+        a.get(&mut h.as_client(alice), &gone, b"greeting"),
+        Err(ClientError::Kernel(KernelError::InvalidCapability))
+    );
+    assert!(h.kernel.audit_log().has_event(|e| matches!(
+        e,
+        CapabilityEvent::Delegated { kind: CapKind::StorageObject, from, to, via: Some(_), .. }
+            if *from == alice && *to == bob
+    )));
+    // Bob reads with it, and cannot write.
+    assert_eq!(
+        b.get(&mut h.as_client(bob), &at_bob, b"greeting").unwrap(),
+        Some(b"hello".to_vec())
+    );
+    assert!(matches!(
+        b.put(&mut h.as_client(bob), &at_bob, b"greeting", b"defaced"),
+        Err(ClientError::Storage(StorageError::MissingRights { .. }))
+    ));
+    // A capability without TRANSFER cannot be passed on at all.
+    let fixed = attenuate(&mut h.as_client(alice), &map, Rights::READ).unwrap();
     let inbox = h.as_client(bob).create_channel().unwrap();
     let send = h
         .as_client(bob)
         .clone_capability(&Cap::from(inbox), Rights::SEND | Rights::TRANSFER)
         .unwrap();
     let at_alice = h.kernel.delegate_capability(&send, bob, alice).unwrap();
-    delegate(
+    assert_eq!(
+        delegate(
+            &mut h.as_client(alice),
+            ChannelId::from_handle(at_alice),
+            fixed
+        ),
+        Err(ClientError::Kernel(KernelError::InsufficientAuthority))
+    );
+    h.kernel.check_invariants().unwrap();
+}
+
+#[test]
+fn forged_handles_and_unstamped_requests_are_refused() {
+    let (mut h, alice, mut a) = setup();
+    let mallory = h.spawn_client("mallory");
+    let mut m = StorageClient::connect(&mut h.as_client(mallory)).unwrap();
+    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+    a.put(&mut h.as_client(alice), &map, b"k", b"secret")
+        .unwrap();
+    // Alice's handle number means nothing in Mallory's space.
+    let copied: ObjectCap = Cap::from_handle(map.handle()).assume_kind();
+    assert!(matches!(
+        m.get(&mut h.as_client(mallory), &copied, b"k"),
+        Err(ClientError::Kernel(
+            KernelError::InvalidCapability | KernelError::WrongCapabilityKind { .. }
+        ))
+    ));
+    // Her channel capability is not an object capability.
+    let service = h
+        .as_client(mallory)
+        .lookup_service(pandagen_abi::services::STORAGE)
+        .unwrap();
+    let channel_as_object: ObjectCap = Cap::from_handle(service.handle()).assume_kind();
+    assert!(matches!(
+        m.get(&mut h.as_client(mallory), &channel_as_object, b"k"),
+        Err(ClientError::Kernel(KernelError::WrongCapabilityKind {
+            expected: CapKind::StorageObject,
+            found: CapKind::Channel
+        }))
+    ));
+    // An object request on the plain service channel names no object.
+    let request = pandagen_storage::Request::Transact {
+        ops: vec![Op::Get {
+            key: b"k".to_vec(),
+            at: None,
+        }],
+    };
+    assert_eq!(
+        m.call(&mut h.as_client(mallory), &request),
+        Err(ClientError::Storage(StorageError::CapabilityRequired))
+    );
+    // A forged token does not import.
+    let forged = ObjectToken::from_parts(
+        pandagen_storage::ObjectId::from_raw(1),
+        OBJECT_CAP_RIGHTS,
+        42,
+    );
+    assert!(matches!(
+        m.import(&mut h.as_client(mallory), &forged),
+        Err(ClientError::Storage(StorageError::InvalidCapability(_)))
+    ));
+    h.kernel.check_invariants().unwrap();
+}
+
+#[test]
+fn revocation_voids_every_capability_for_the_object() {
+    let (mut h, alice, mut a) = setup();
+    let bob = h.spawn_client("bob");
+    let mut b = StorageClient::connect(&mut h.as_client(bob)).unwrap();
+    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+    let rw = attenuate(
         &mut h.as_client(alice),
-        ChannelId::from_handle(at_alice),
-        read_only,
+        &map,
+        Rights::READ | Rights::WRITE | Rights::TRANSFER,
     )
     .unwrap();
+    let at_bob = hand_over(&mut h, alice, bob, rw);
+    b.put(&mut h.as_client(bob), &at_bob, b"k", b"bob").unwrap();
+    // Bob lacks CONTROL.
+    assert!(matches!(
+        b.revoke(&mut h.as_client(bob), &at_bob),
+        Err(ClientError::Storage(StorageError::MissingRights { .. }))
+    ));
+    let fresh = a.revoke(&mut h.as_client(alice), &map).unwrap();
+    for (task, client, cap) in [(bob, &mut b, &at_bob), (alice, &mut a, &map)] {
+        assert!(matches!(
+            client.get(&mut h.as_client(task), cap, b"k"),
+            Err(ClientError::Storage(StorageError::InvalidCapability(_)))
+        ));
+    }
+    assert_eq!(
+        a.get(&mut h.as_client(alice), &fresh, b"k").unwrap(),
+        Some(b"bob".to_vec())
+    );
+    h.kernel.check_invariants().unwrap();
+}
 
-    let message = h
-        .as_client(bob)
-        .receive_message(inbox, Some(Duration::ZERO))
-        .unwrap();
-    assert_eq!(message.source, Some(alice));
-    let token = received_cap(&message).unwrap();
-    assert_eq!(token.object(), map.object());
-    assert_eq!(token.rights(), Rights::READ);
-
+#[test]
+fn capabilities_survive_a_storage_restart_on_the_same_backend() {
+    let (mut h, alice, a) = setup();
+    let mut a = a.with_retry(Duration::from_millis(100), 2);
+    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+    a.put(&mut h.as_client(alice), &map, b"k", b"v").unwrap();
+    let ro = attenuate(&mut h.as_client(alice), &map, Rights::READ | Rights::GRANT).unwrap();
+    let token = a.export(&mut h.as_client(alice), &ro).unwrap();
+    let first = h.storage_task().unwrap();
+    h.kill_storage();
+    // While no storage task is registered, a send through the capability
+    // has nowhere to go: the client waits and gives up.
+    assert!(matches!(
+        a.get(&mut h.as_client(alice), &ro, b"k"),
+        Err(ClientError::Timeout { .. })
+    ));
+    let second = h.start_storage();
+    assert_ne!(first, second);
+    // The same kernel capabilities reach the new instance and keep their
+    // rights; the token imports there too.
     assert_eq!(
-        b.get(&mut h.as_client(bob), &token, b"greeting").unwrap(),
-        Some(b"hello".to_vec())
+        a.get(&mut h.as_client(alice), &ro, b"k").unwrap(),
+        Some(b"v".to_vec())
+    );
+    assert!(matches!(
+        a.put(&mut h.as_client(alice), &ro, b"k", b"x"),
+        Err(ClientError::Storage(StorageError::MissingRights { .. }))
+    ));
+    a.put(&mut h.as_client(alice), &map, b"k", b"w").unwrap();
+    let imported = a.import(&mut h.as_client(alice), &token).unwrap();
+    assert_eq!(
+        kernel_view(&h, alice, &imported),
+        Some((
+            CapKind::StorageObject,
+            Rights::READ | Rights::GRANT | Rights::TRANSFER
+        ))
     );
     assert_eq!(
-        b.put(&mut h.as_client(bob), &token, b"greeting", b"defaced"),
-        Err(ClientError::Storage(StorageError::MissingRights {
-            object: map.object(),
-            required: Rights::WRITE,
-            held: Rights::READ,
-        }))
-    );
-    // Asking for more rights yields no more.
-    let again = b
-        .attenuate(&mut h.as_client(bob), &token, Rights::READ | Rights::WRITE)
-        .unwrap();
-    assert_eq!(again.rights(), Rights::READ);
-    // Nor does editing the token.
-    let forged = ObjectCap::from_parts(token.object(), Rights::READ | Rights::WRITE, token.tag());
-    assert_eq!(
-        b.put(&mut h.as_client(bob), &forged, b"greeting", b"defaced"),
-        Err(ClientError::Storage(StorageError::InvalidCapability(
-            map.object()
-        )))
-    );
-    assert_eq!(
-        a.get(&mut h.as_client(alice), &map, b"greeting").unwrap(),
-        Some(b"hello".to_vec())
+        a.get(&mut h.as_client(alice), &imported, b"k").unwrap(),
+        Some(b"w".to_vec())
     );
     h.kernel.check_invariants().unwrap();
 }
@@ -131,6 +339,15 @@ fn dropped_replies_are_retried_and_each_request_runs_once() {
     let (log, _) = a.create(&mut h.as_client(alice), ObjectKind::Log).unwrap();
     assert_eq!(h.server().unwrap().store().object_count(), 1);
     assert_eq!(h.kernel.trace().lost().len(), 2);
+    // The capabilities minted for the lost answers died with them: Alice
+    // holds exactly one object capability.
+    let held = h
+        .kernel
+        .capabilities_of(alice)
+        .iter()
+        .filter(|(_, info)| info.kind() == CapKind::StorageObject)
+        .count();
+    assert_eq!(held, 1);
 
     // An append whose reply is lost is not appended twice.
     h.kernel.set_fault_plan(drop_replies(Some(1)));
@@ -164,23 +381,21 @@ fn when_every_reply_is_lost_the_client_reports_a_timeout() {
 
 fn begin_put_append(
     h: &mut Harness,
-    task: pandagen_abi::TaskId,
+    task: TaskId,
     c: &mut StorageClient,
     map: &ObjectCap,
     log: &ObjectCap,
 ) -> Result<TxId, ClientError> {
     let tx = c.begin(&mut h.as_client(task))?;
     let put = Op::Put {
-        cap: map.clone(),
         key: b"k".to_vec(),
         value: b"v".to_vec(),
     };
-    c.op(&mut h.as_client(task), tx, put)?;
+    c.op(&mut h.as_client(task), tx, map, put)?;
     let append = Op::Append {
-        cap: log.clone(),
         record: b"r".to_vec(),
     };
-    c.op(&mut h.as_client(task), tx, append)?;
+    c.op(&mut h.as_client(task), tx, log, append)?;
     Ok(tx)
 }
 
@@ -241,7 +456,7 @@ fn a_commit_whose_answer_died_with_the_service_is_answered_after_restart() {
     // Re-sending the same request under the same id gets the commit's
     // answer from the journal: the commit is neither lost nor repeated.
     let request = pandagen_storage::Request::Commit { tx };
-    match a.call_as(&mut h.as_client(alice), &request, id) {
+    match a.call_as(&mut h.as_client(alice), None, &request, id) {
         Ok(pandagen_storage::Reply::Committed { versions }) => assert_eq!(versions.len(), 2),
         other => panic!("{other:?}"),
     }
@@ -302,7 +517,7 @@ fn a_crash_at_any_message_of_a_transaction_is_all_or_nothing() {
 }
 
 #[test]
-fn random_faults_never_half_apply_or_repeat_a_request() {
+fn random_faults_never_half_apply_or_repeat_a_transaction() {
     let mut lost = 0;
     let mut unacknowledged = 0;
     for seed in 1..=24u64 {
@@ -313,18 +528,20 @@ fn random_faults_never_half_apply_or_repeat_a_request() {
         h.kernel.set_fault_plan(FaultPlan::random(seed));
         let mut acknowledged = Vec::new();
         for i in 0u8..12 {
-            let ops = vec![
-                Op::Append {
-                    cap: log.clone(),
-                    record: vec![i],
-                },
-                Op::Put {
-                    cap: map.clone(),
+            // One transaction over both objects: each op travels through
+            // its object's capability.
+            let outcome = (|| {
+                let mut k = h.as_client(alice);
+                let tx = a.begin(&mut k)?;
+                a.op(&mut k, tx, &log, Op::Append { record: vec![i] })?;
+                let put = Op::Put {
                     key: vec![i],
                     value: vec![i],
-                },
-            ];
-            match a.transact(&mut h.as_client(alice), ops) {
+                };
+                a.op(&mut k, tx, &map, put)?;
+                a.commit(&mut k, tx)
+            })();
+            match outcome {
                 Ok(_) => acknowledged.push(i),
                 Err(ClientError::Timeout { .. }) => {}
                 Err(ClientError::Kernel(KernelError::SendFailed(_))) => {}
@@ -337,13 +554,12 @@ fn random_faults_never_half_apply_or_repeat_a_request() {
         lost += h.kernel.trace().lost().len();
         assert!(h.storage_alive());
         let read = Op::ReadLog {
-            cap: log.clone(),
             at: None,
             start: 0,
             max: 100,
         };
         let records = match a
-            .transact(&mut h.as_client(alice), vec![read])
+            .transact(&mut h.as_client(alice), &log, vec![read])
             .unwrap()
             .0
             .pop()

@@ -287,6 +287,7 @@ impl KernelCore {
             sender_domain: 0,
             bytes,
             caps: Vec::new(),
+            badge: None,
         };
         Ok(self.push(ch, msg))
     }
@@ -374,6 +375,7 @@ impl KernelCore {
             sender_domain,
             bytes,
             caps,
+            badge,
         } = msg;
         let mut handles = Vec::new();
         if !caps.is_empty() {
@@ -404,6 +406,7 @@ impl KernelCore {
             bytes,
             caps: handles,
             seq,
+            badge,
         }))
     }
 
@@ -560,12 +563,24 @@ impl KernelCore {
             sender_domain,
             bytes,
             caps: moved,
+            badge: None,
         }
+    }
+
+    /// Hold an accepted message back in kernel custody (fault injection).
+    pub(super) fn park(&mut self, ch: ChannelRef, mut msg: Message) -> ParkedMessage {
+        for cap in &mut msg.caps {
+            cap.set_holder(Holder::Parked);
+        }
+        let token = self.next_parked;
+        self.next_parked += 1;
+        self.parked.insert(token, (ch, msg));
+        ParkedMessage { token, channel: ch }
     }
 
     /// Append an accepted message to `ch` (room and openness checked) and
     /// wake one waiting receiver.
-    fn push(&mut self, ch: ChannelRef, mut msg: Message) -> u64 {
+    pub(super) fn push(&mut self, ch: ChannelRef, mut msg: Message) -> u64 {
         for cap in &mut msg.caps {
             cap.set_holder(Holder::Queued(ch));
         }

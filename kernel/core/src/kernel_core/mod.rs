@@ -7,13 +7,15 @@
 //!
 //! The `impl` is split by concern: `tasks` (lifecycle and identity),
 //! `caps` (capability operations), `ipc` (channels and messages),
-//! `services` (registry), `blocking` (scheduling and waits), `invariants`.
+//! `services` (registry), `objects` (service-minted object capabilities),
+//! `blocking` (scheduling and waits), `invariants`.
 
 mod blocking;
 mod caps;
 mod fastpath;
 mod invariants;
 mod ipc;
+mod objects;
 mod services;
 mod spawn;
 mod tasks;

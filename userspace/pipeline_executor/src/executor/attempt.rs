@@ -139,6 +139,7 @@ impl PipelineExecutor {
         let ReceivedMessage {
             envelope,
             capabilities,
+            ..
         } = received;
         let reply: StageReply = match envelope.decode_payload(&STAGE_PROTOCOL, stage.handler) {
             Ok(reply) => reply,

@@ -202,6 +202,7 @@ impl FakeKernel {
         ReceivedMessage {
             envelope: queued.envelope,
             capabilities,
+            badge: None,
         }
     }
 
@@ -413,6 +414,27 @@ impl KernelApi for FakeKernel {
             e.channel,
             e.rights.attenuate(rights),
         )))
+    }
+
+    /// This fake models channels only: like `spawn_task` and
+    /// `grant_capability` here, minting is refused (pipelines never mint).
+    fn mint_object_capability(
+        &mut self,
+        _: ServiceId,
+        _: u64,
+        _: Rights,
+    ) -> Result<Cap<pandagen_abi::cap::kinds::StorageObject>, KernelError> {
+        Err(KernelError::InsufficientAuthority)
+    }
+
+    /// No object capability exists in this fake, so any handle is invalid.
+    fn send_to_object(
+        &mut self,
+        _: &Cap<pandagen_abi::cap::kinds::StorageObject>,
+        _: MessageEnvelope,
+        _: Vec<Cap<()>>,
+    ) -> Result<(), KernelError> {
+        Err(KernelError::InvalidCapability)
     }
 }
 

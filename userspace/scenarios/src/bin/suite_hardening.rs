@@ -99,6 +99,112 @@ impl Rng {
     }
 }
 
+/// Service-minted object capabilities: only the registrant mints; forged,
+/// wrong-kind, rightless and stale ones are refused; a genuine one
+/// delivers its badge and rights.
+fn object_capabilities(kernel: &mut Kernel, tally: &mut Tally) -> Result<(), KernelError> {
+    const SERVICE: ServiceId = ServiceId::from_raw(0x4a11);
+    let minted = kernel.mint_object_capability(SERVICE, 7, Rights::READ);
+    tally.check(
+        "hardening/mint_without_registration_refused",
+        match minted {
+            Err(KernelError::ServiceNotFound(s)) if s == SERVICE => Ok(()),
+            other => Err(alloc::format!("{other:?}")),
+        },
+    );
+    let served = kernel.create_channel()?;
+    kernel.register_service(SERVICE, served)?;
+    let rights = Rights::READ | Rights::GRANT | Rights::TRANSFER | Rights::REGISTER;
+    let cap = kernel.mint_object_capability(SERVICE, 7, rights)?;
+    let message = || {
+        MessageEnvelope::new(
+            SERVICE,
+            "object",
+            SchemaVersion::new(1, 0),
+            MessagePayload::default(),
+        )
+    };
+    kernel.send_to_object(&cap, message(), vec![])?;
+    let stamped = kernel.receive_with_capabilities(served, Some(Duration::ZERO));
+    tally.check(
+        "hardening/object_send_is_stamped_with_badge_and_rights",
+        match stamped {
+            // REGISTER is not an object right: the kernel minted without it.
+            Ok(m)
+                if m.badge
+                    == Some(pandagen_abi::Badge {
+                        value: 7,
+                        rights: Rights::READ | Rights::GRANT | Rights::TRANSFER,
+                    }) =>
+            {
+                Ok(())
+            }
+            other => Err(alloc::format!("{other:?}")),
+        },
+    );
+    let guessed: Cap<pandagen_abi::cap::kinds::StorageObject> =
+        Cap::from_handle(CapHandle::new(999, 1)).assume_kind();
+    let channel_as_object: Cap<pandagen_abi::cap::kinds::StorageObject> =
+        Cap::from_handle(served.handle()).assume_kind();
+    let rightless = kernel
+        .clone_capability(&Cap::from_handle(cap.handle()), Rights::TRANSFER)?
+        .assume_kind();
+    let refusals = [
+        (
+            kernel.send_to_object(&guessed, message(), vec![]),
+            KernelError::InvalidCapability,
+        ),
+        (
+            kernel.send_to_object(&channel_as_object, message(), vec![]),
+            KernelError::WrongCapabilityKind {
+                expected: pandagen_abi::CapKind::StorageObject,
+                found: pandagen_abi::CapKind::Channel,
+            },
+        ),
+        (
+            kernel.send_to_object(&rightless, message(), vec![]),
+            KernelError::InsufficientAuthority,
+        ),
+    ];
+    let mut forged = Ok(());
+    for (i, (got, expected)) in refusals.into_iter().enumerate() {
+        if got != Err(expected) {
+            forged = Err(alloc::format!("case {i}: {got:?}, expected {expected:?}"));
+        }
+    }
+    tally.check("hardening/forged_object_capabilities_refused", forged);
+    // Closing the channel ends the registration: minting stops, and the
+    // capability minted before reaches nobody until someone registers.
+    let stale_handle = rightless.handle();
+    kernel.drop_capability(rightless.erase())?;
+    kernel.drop_capability(Cap::from(served))?;
+    let after_close = (
+        kernel
+            .mint_object_capability(SERVICE, 8, Rights::READ)
+            .err(),
+        kernel.send_to_object(&cap, message(), vec![]).err(),
+        kernel
+            .send_to_object(
+                &Cap::from_handle(stale_handle).assume_kind(),
+                message(),
+                vec![],
+            )
+            .err(),
+    );
+    tally.check(
+        "hardening/stale_object_capabilities_refused",
+        match after_close {
+            (
+                Some(KernelError::ServiceNotFound(a)),
+                Some(KernelError::ServiceNotFound(b)),
+                Some(KernelError::InvalidCapability),
+            ) if a == SERVICE && b == SERVICE => Ok(()),
+            other => Err(alloc::format!("{other:?}")),
+        },
+    );
+    kernel.drop_capability(cap.erase())
+}
+
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let mut tally = Tally::default();
     let mut buffers = Buffers {
@@ -408,6 +514,8 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         },
     );
 
+    object_capabilities(kernel, &mut tally)?;
+
     // Sending to a closed channel: the only receiving capability is dropped.
     let closing = kernel.create_channel()?;
     let send_only = kernel.clone_capability(&Cap::from(closing), Rights::SEND)?;
@@ -476,7 +584,8 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     // that allocate kernel objects (Spawn, CreateChannel, Clone: a storm of
     // valid ones would only test resource limits), or that print or rebind
     // the console (DebugWrite, ConsoleWrite, BindConsoleInput) become
-    // unknown numbers.
+    // unknown numbers, as does 23 (reserved); the object-capability calls
+    // (24, 25) take part.
     let seed = rdtsc() | 1;
     println!("hardening: random syscall storm, seed {seed:#x}");
     let mut rng = Rng(seed);

@@ -1,17 +1,18 @@
-//! Scenario client "writer": creates a map, writes it, and hands a
-//! read-only capability for it to the reader (`storage_reader`), whose
-//! inbox it finds through the service registry.
+//! Scenario client "writer": creates a map, writes it, and moves a
+//! read-only copy of its kernel capability to the reader
+//! (`storage_reader`), whose inbox it finds through the service registry.
+//! After the move it checks that the kernel no longer lets it use the copy.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
 use pandagen_rt::abi::services::STORAGE;
-use pandagen_rt::abi::{Duration, KernelError, Rights, ServiceId};
+use pandagen_rt::abi::{Cap, Duration, KernelError, Rights, ServiceId};
 use pandagen_rt::Kernel;
 use pandagen_scenarios::{fail, lookup_with_retry};
-use pandagen_storage::client::delegate;
-use pandagen_storage::{ClientError, ObjectKind, StorageClient};
+use pandagen_storage::client::{attenuate, delegate};
+use pandagen_storage::{ClientError, ObjectCap, ObjectKind, StorageClient};
 
 pandagen_rt::entry!(main);
 
@@ -33,10 +34,20 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let (map, _) = ok(kernel, "create", created);
     let put = client.put(kernel, &map, b"greeting", b"hello from ring 3");
     ok(kernel, "put", put);
-    let attenuated = client.attenuate(kernel, &map, Rights::READ);
-    let read_only = ok(kernel, "attenuate", attenuated);
+    // Read, and move: the copy has to travel in a message.
+    let copy = attenuate(kernel, &map, Rights::READ | Rights::TRANSFER);
+    let read_only = ok(kernel, "attenuate", copy);
+    let moved = read_only.handle();
     let inbox = lookup_with_retry(kernel, READER_INBOX)?;
     let sent = delegate(kernel, inbox, read_only);
     ok(kernel, "delegate", sent);
-    Ok(())
+    // The kernel moved it: the handle is dead in this task now.
+    let gone: ObjectCap = Cap::from_handle(moved).assume_kind();
+    match client.get(kernel, &gone, b"greeting") {
+        Err(ClientError::Kernel(KernelError::InvalidCapability)) => Ok(()),
+        other => fail(
+            kernel,
+            alloc::format!("writer: the moved capability still worked: {other:?}"),
+        ),
+    }
 }

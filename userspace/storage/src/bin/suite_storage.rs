@@ -1,7 +1,9 @@
 //! Storage suite: the storage service and two clients in their own address
-//! spaces, through real system calls. The writer delegates a read-only
-//! capability to the reader, who can read but not write with it; the root
-//! checks versions and a conflicting pair of transactions itself.
+//! spaces, through real system calls. The writer moves a read-only kernel
+//! capability for its map to the reader (a kernel move: the writer can no
+//! longer use it), who can read but not write, copy or export with it; the
+//! root checks versions, a conflicting pair of transactions, and
+//! revocation itself.
 #![no_std]
 #![no_main]
 
@@ -14,6 +16,7 @@ use pandagen_rt::abi::services::STORAGE;
 use pandagen_rt::abi::{Duration, ExitReason, KernelApi, KernelError, Rights, TaskId};
 use pandagen_rt::Kernel;
 use pandagen_scenarios::{lookup_with_retry, spawn, startup_caps, wait_exit, Tally};
+use pandagen_storage::client::attenuate;
 use pandagen_storage::{ClientError, ObjectKind, Op, StorageClient, StorageError};
 
 pandagen_rt::entry!(main);
@@ -40,11 +43,10 @@ fn conflict_and_versions(kernel: &mut Kernel, client: &mut StorageClient) -> Res
     let t2 = client.begin(kernel).map_err(|x| e("begin", x))?;
     for (tx, value) in [(t1, b"v2"), (t2, b"v3")] {
         let put = Op::Put {
-            cap: map.clone(),
             key: b"k".to_vec(),
             value: value.to_vec(),
         };
-        client.op(kernel, tx, put).map_err(|x| e("op", x))?;
+        client.op(kernel, tx, &map, put).map_err(|x| e("op", x))?;
     }
     client.commit(kernel, t1).map_err(|x| e("commit", x))?;
     match client.commit(kernel, t2) {
@@ -56,16 +58,39 @@ fn conflict_and_versions(kernel: &mut Kernel, client: &mut StorageClient) -> Res
         return Err(alloc::format!("latest value {latest:?}"));
     }
     let old = Op::Get {
-        cap: map.clone(),
         key: b"k".to_vec(),
         at: Some(first),
     };
-    match client.transact(kernel, vec![old]) {
+    match client.transact(kernel, &map, vec![old]) {
         Ok((results, _)) => match results.as_slice() {
             [pandagen_storage::OpResult::Value { value: Some(v), .. }] if v == b"v1" => Ok(()),
             other => Err(alloc::format!("old version read {other:?}")),
         },
         Err(x) => Err(e("read old version", x)),
+    }
+}
+
+/// Revoking through a capability with CONTROL voids every capability for
+/// the object, copies included, and answers with a fresh one.
+fn revocation(kernel: &mut Kernel, client: &mut StorageClient) -> Result<(), String> {
+    let e = |what: &str, e: ClientError| alloc::format!("{what}: {e}");
+    let (map, _) = client
+        .create(kernel, ObjectKind::Map)
+        .map_err(|x| e("create", x))?;
+    let copy = attenuate(kernel, &map, Rights::READ).map_err(|x| e("copy", x))?;
+    client
+        .put(kernel, &map, b"k", b"v")
+        .map_err(|x| e("put", x))?;
+    let fresh = client.revoke(kernel, &map).map_err(|x| e("revoke", x))?;
+    for old in [&map, &copy] {
+        match client.get(kernel, old, b"k") {
+            Err(ClientError::Storage(StorageError::InvalidCapability(_))) => {}
+            other => return Err(alloc::format!("revoked capability read {other:?}")),
+        }
+    }
+    match client.get(kernel, &fresh, b"k") {
+        Ok(Some(v)) if v == b"v" => Ok(()),
+        other => Err(alloc::format!("fresh capability read {other:?}")),
     }
 }
 
@@ -100,24 +125,29 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         }
     }
     tally.check(
-        "storage/writer_creates_and_delegates_read_only",
+        "storage/writer_moves_a_read_only_capability_and_loses_it",
         exited_normally(&reasons, writer.task_id),
     );
     tally.check(
-        "storage/reader_reads_but_cannot_write",
+        "storage/reader_reads_but_cannot_write_copy_or_export",
         exited_normally(&reasons, reader.task_id),
     );
 
-    let outcome = lookup_with_retry(kernel, STORAGE)
+    let connected = lookup_with_retry(kernel, STORAGE)
         .map_err(|e| alloc::format!("lookup: {e}"))
-        .and_then(|_| StorageClient::connect(kernel).map_err(|e| alloc::format!("connect: {e}")))
-        .and_then(|client| {
+        .and_then(|_| StorageClient::connect(kernel).map_err(|e| alloc::format!("connect: {e}")));
+    match connected {
+        Ok(client) => {
             let mut client = client.with_retry(Duration::from_secs(2), 3);
-            conflict_and_versions(kernel, &mut client)
-        });
-    tally.check(
-        "storage/first_committer_wins_and_old_versions_read",
-        outcome,
-    );
+            let outcome = conflict_and_versions(kernel, &mut client);
+            tally.check(
+                "storage/first_committer_wins_and_old_versions_read",
+                outcome,
+            );
+            let outcome = revocation(kernel, &mut client);
+            tally.check("storage/revocation_voids_every_copy", outcome);
+        }
+        Err(reason) => tally.check("storage/connect", Err(reason)),
+    }
     tally.finish(kernel)
 }

@@ -6,6 +6,7 @@ use pandagen_abi::{SchemaMismatchError, SchemaVersion, TaskId};
 
 use super::*;
 use crate::backend::BackendError;
+use crate::cap::{ObjectToken, OBJECT_RIGHTS};
 use crate::ids::TxId;
 use crate::memory::{ApplyFault, MemoryBackend};
 use crate::object::ObjectKind;
@@ -35,42 +36,81 @@ fn envelope(source: u64, request: &Request) -> MessageEnvelope {
     e
 }
 
+/// The stamp the kernel puts on a request sent through a capability minted
+/// for `grant` and attenuated to `rights`.
+fn stamp(grant: &ObjectGrant, rights: Rights) -> Option<Badge> {
+    Some(Badge {
+        value: grant.badge().encode().unwrap(),
+        rights: grant.rights.attenuate(rights),
+    })
+}
+
+fn full(grant: &ObjectGrant) -> Option<Badge> {
+    stamp(grant, Rights::ALL)
+}
+
+fn answer_via(
+    s: &mut StorageServer<Shared>,
+    request: &MessageEnvelope,
+    badge: Option<Badge>,
+) -> Response {
+    let answer = s.respond(request, badge, Instant::from_nanos(2));
+    assert_eq!(answer.envelope.correlation_id, Some(request.id));
+    assert_eq!(answer.envelope.action, actions::REPLY);
+    let response: Response = answer.response().unwrap();
+    assert_eq!(
+        answer.grant,
+        response.as_ref().ok().and_then(Reply::grant),
+        "the answer's grant is the reply's"
+    );
+    response
+}
+
 fn answer(s: &mut StorageServer<Shared>, request: &MessageEnvelope) -> Response {
-    let reply = s.respond(request, Instant::from_nanos(2));
-    assert_eq!(reply.correlation_id, Some(request.id));
-    assert_eq!(reply.action, actions::REPLY);
-    reply.payload.decode().unwrap()
+    answer_via(s, request, None)
 }
 
 fn ask(s: &mut StorageServer<Shared>, source: u64, request: Request) -> Response {
     answer(s, &envelope(source, &request))
 }
 
-fn create(s: &mut StorageServer<Shared>, kind: ObjectKind) -> ObjectCap {
+fn ask_via(
+    s: &mut StorageServer<Shared>,
+    source: u64,
+    badge: Option<Badge>,
+    request: Request,
+) -> Response {
+    answer_via(s, &envelope(source, &request), badge)
+}
+
+fn create(s: &mut StorageServer<Shared>, kind: ObjectKind) -> ObjectGrant {
     match ask(s, ALICE, Request::Create { kind }) {
-        Ok(Reply::Created { cap, .. }) => cap,
+        Ok(Reply::Created { grant, .. }) => grant,
         other => panic!("create: {other:?}"),
     }
 }
 
-fn one(s: &mut StorageServer<Shared>, source: u64, op: Op) -> Result<OpResult, StorageError> {
-    match ask(s, source, Request::Transact { ops: vec![op] })? {
+fn one(
+    s: &mut StorageServer<Shared>,
+    source: u64,
+    badge: Option<Badge>,
+    op: Op,
+) -> Result<OpResult, StorageError> {
+    match ask_via(s, source, badge, Request::Transact { ops: vec![op] })? {
         Reply::Transacted { mut results, .. } => Ok(results.pop().unwrap()),
         other => panic!("transact: {other:?}"),
     }
 }
 
-fn put(cap: &ObjectCap, key: &[u8], value: &[u8]) -> Op {
+fn put(key: &[u8], value: &[u8]) -> Op {
     Op::Put {
-        cap: cap.clone(),
         key: key.to_vec(),
         value: value.to_vec(),
     }
 }
 
-fn get(cap: &ObjectCap, key: &[u8]) -> Op {
+fn get(key: &[u8]) -> Op {
     Op::Get {
-        cap: cap.clone(),
         key: key.to_vec(),
         at: None,
     }
@@ -83,83 +123,103 @@ fn value(r: Result<OpResult, StorageError>) -> Option<Vec<u8>> {
     }
 }
 
-fn attenuate(s: &mut StorageServer<Shared>, cap: &ObjectCap, rights: Rights) -> ObjectCap {
-    match ask(
-        s,
-        ALICE,
-        Request::Attenuate {
-            cap: cap.clone(),
-            rights,
-        },
-    ) {
-        Ok(Reply::Cap(c)) => c,
-        other => panic!("attenuate: {other:?}"),
-    }
-}
-
 #[test]
-fn create_returns_a_full_capability_that_reads_and_writes() {
+fn create_grants_a_full_capability_that_reads_and_writes() {
     let b = backend(1);
     let mut s = server(&b);
-    let cap = create(&mut s, ObjectKind::Map);
-    assert_eq!(cap.rights(), OBJECT_RIGHTS);
+    let map = create(&mut s, ObjectKind::Map);
+    assert_eq!(map.rights, OBJECT_CAP_RIGHTS);
+    assert_eq!(map.epoch, 0);
     assert!(matches!(
-        one(&mut s, ALICE, put(&cap, b"k", b"v")),
+        one(&mut s, ALICE, full(&map), put(b"k", b"v")),
         Ok(OpResult::Written(_))
     ));
     assert_eq!(
-        value(one(&mut s, ALICE, get(&cap, b"k"))),
+        value(one(&mut s, ALICE, full(&map), get(b"k"))),
         Some(b"v".to_vec())
     );
 }
 
 #[test]
-fn a_read_only_capability_reads_but_cannot_write() {
+fn a_read_only_stamp_reads_but_cannot_write() {
     let b = backend(1);
     let mut s = server(&b);
-    let cap = create(&mut s, ObjectKind::Map);
-    one(&mut s, ALICE, put(&cap, b"k", b"v")).unwrap();
-    let ro = attenuate(&mut s, &cap, Rights::READ);
-    assert_eq!(ro.rights(), Rights::READ);
-    assert_eq!(value(one(&mut s, BOB, get(&ro, b"k"))), Some(b"v".to_vec()));
+    let map = create(&mut s, ObjectKind::Map);
+    one(&mut s, ALICE, full(&map), put(b"k", b"v")).unwrap();
+    let ro = stamp(&map, Rights::READ);
+    assert_eq!(value(one(&mut s, BOB, ro, get(b"k"))), Some(b"v".to_vec()));
     assert_eq!(
-        one(&mut s, BOB, put(&ro, b"k", b"evil")),
+        one(&mut s, BOB, ro, put(b"k", b"evil")),
         Err(StorageError::MissingRights {
-            object: cap.object(),
+            object: map.object,
             required: Rights::WRITE,
             held: Rights::READ
         })
     );
-    // Attenuation never adds rights back.
-    let still_ro = attenuate(&mut s, &ro, Rights::READ | Rights::WRITE);
-    assert_eq!(still_ro.rights(), Rights::READ);
+    // A transaction's rights are checked for every op before any runs.
+    assert!(matches!(
+        ask_via(
+            &mut s,
+            BOB,
+            ro,
+            Request::Transact {
+                ops: vec![get(b"k"), put(b"k", b"evil")]
+            }
+        ),
+        Err(StorageError::MissingRights { .. })
+    ));
     assert_eq!(
-        value(one(&mut s, ALICE, get(&cap, b"k"))),
+        value(one(&mut s, ALICE, full(&map), get(b"k"))),
         Some(b"v".to_vec())
     );
 }
 
 #[test]
-fn forged_or_amplified_capabilities_are_refused() {
+fn object_requests_need_a_capability_for_a_live_object() {
     let b = backend(1);
     let mut s = server(&b);
-    let cap = create(&mut s, ObjectKind::Map);
-    let ro = attenuate(&mut s, &cap, Rights::READ);
-    let amplified = ObjectCap::from_parts(ro.object(), OBJECT_RIGHTS, ro.tag());
+    let map = create(&mut s, ObjectKind::Map);
+    // On the service channel (no stamp), an object request is refused.
     assert_eq!(
-        one(&mut s, BOB, put(&amplified, b"k", b"v")),
-        Err(StorageError::InvalidCapability(cap.object()))
+        ask(
+            &mut s,
+            BOB,
+            Request::Transact {
+                ops: vec![get(b"k")]
+            }
+        ),
+        Err(StorageError::CapabilityRequired)
     );
-    let other = create(&mut s, ObjectKind::Map);
-    let retargeted = ObjectCap::from_parts(other.object(), cap.rights(), cap.tag());
+    let unstamped = [
+        Request::Versions {
+            after: None,
+            limit: 1,
+        },
+        Request::Revoke,
+        Request::Export,
+    ];
+    for request in unstamped {
+        assert_eq!(
+            ask(&mut s, BOB, request),
+            Err(StorageError::CapabilityRequired)
+        );
+    }
+    // A badge naming no object (the service never minted one, but the
+    // server does not rely on that).
+    let ghost = ObjectGrant {
+        object: ObjectId::from_raw(999),
+        epoch: 0,
+        rights: OBJECT_CAP_RIGHTS,
+    };
     assert_eq!(
-        one(&mut s, BOB, get(&retargeted, b"k")),
-        Err(StorageError::InvalidCapability(other.object()))
-    );
-    let ghost = ObjectCap::from_parts(ObjectId::from_raw(999), OBJECT_RIGHTS, 0);
-    assert_eq!(
-        one(&mut s, BOB, get(&ghost, b"k")),
+        one(&mut s, BOB, full(&ghost), get(b"k")),
         Err(StorageError::UnknownObject(ObjectId::from_raw(999)))
+    );
+    // A badge under a future epoch is not current either.
+    let future = ObjectGrant { epoch: 1, ..map };
+    assert_eq!(
+        one(&mut s, BOB, full(&future), get(b"k")),
+        Err(StorageError::InvalidCapability(map.object))
     );
 }
 
@@ -170,16 +230,16 @@ fn each_bad_request_gets_its_own_typed_error() {
     let log = create(&mut s, ObjectKind::Log);
     let map = create(&mut s, ObjectKind::Map);
     assert_eq!(
-        one(&mut s, ALICE, put(&log, b"k", b"v")),
+        one(&mut s, ALICE, full(&log), put(b"k", b"v")),
         Err(StorageError::WrongKind {
-            object: log.object(),
+            object: log.object,
             expected: ObjectKind::Map,
             found: ObjectKind::Log
         })
     );
     let big = vec![0u8; limits::MAX_VALUE_BYTES + 1];
     assert!(matches!(
-        one(&mut s, ALICE, put(&map, b"k", &big)),
+        one(&mut s, ALICE, full(&map), put(b"k", &big)),
         Err(StorageError::ValueTooLarge { .. })
     ));
     // Malformed payload.
@@ -197,9 +257,9 @@ fn each_bad_request_gets_its_own_typed_error() {
         Err(StorageError::ActionMismatch)
     );
     // Too many operations.
-    let ops = vec![get(&map, b"k"); limits::MAX_OPS_PER_REQUEST + 1];
+    let ops = vec![get(b"k"); limits::MAX_OPS_PER_REQUEST + 1];
     assert!(matches!(
-        ask(&mut s, ALICE, Request::Transact { ops }),
+        ask_via(&mut s, ALICE, full(&map), Request::Transact { ops }),
         Err(StorageError::TooManyOps { .. })
     ));
 }
@@ -208,7 +268,13 @@ fn each_bad_request_gets_its_own_typed_error() {
 fn the_schema_version_is_checked_before_decoding() {
     let b = backend(1);
     let mut s = server(&b);
-    for version in [SchemaVersion::new(2, 0), SchemaVersion::new(0, 9)] {
+    // v1 (bearer tokens in the payload) is refused like any other version
+    // outside the window.
+    for version in [
+        SchemaVersion::new(3, 0),
+        SchemaVersion::new(1, 0),
+        SchemaVersion::new(0, 9),
+    ] {
         let mut e = envelope(ALICE, &Request::Begin);
         e.schema_version = version;
         // Garbage payload: the version error must win.
@@ -226,7 +292,7 @@ fn the_schema_version_is_checked_before_decoding() {
         }
     }
     let mut newer_minor = envelope(ALICE, &Request::Begin);
-    newer_minor.schema_version = SchemaVersion::new(1, 7);
+    newer_minor.schema_version = SchemaVersion::new(2, 7);
     assert!(matches!(
         answer(&mut s, &newer_minor),
         Ok(Reply::Begun { .. })
@@ -240,6 +306,16 @@ fn begin(s: &mut StorageServer<Shared>, who: u64) -> TxId {
     }
 }
 
+fn op_in(
+    s: &mut StorageServer<Shared>,
+    who: u64,
+    tx: TxId,
+    badge: Option<Badge>,
+    op: Op,
+) -> Response {
+    ask_via(s, who, badge, Request::Op { tx, op })
+}
+
 #[test]
 fn interactive_transactions_conflict_first_committer_wins() {
     let b = backend(1);
@@ -248,29 +324,24 @@ fn interactive_transactions_conflict_first_committer_wins() {
     let log = create(&mut s, ObjectKind::Log);
     let t1 = begin(&mut s, ALICE);
     let t2 = begin(&mut s, BOB);
-    ask(
-        &mut s,
-        ALICE,
-        Request::Op {
-            tx: t1,
-            op: put(&map, b"a", b"1"),
-        },
-    )
-    .unwrap();
+    op_in(&mut s, ALICE, t1, full(&map), put(b"a", b"1")).unwrap();
     let append = Op::Append {
-        cap: log.clone(),
         record: b"bob".to_vec(),
     };
-    ask(&mut s, BOB, Request::Op { tx: t2, op: append }).unwrap();
-    ask(
-        &mut s,
-        BOB,
-        Request::Op {
-            tx: t2,
-            op: put(&map, b"b", b"2"),
-        },
-    )
-    .unwrap();
+    op_in(&mut s, BOB, t2, full(&log), append).unwrap();
+    op_in(&mut s, BOB, t2, full(&map), put(b"b", b"2")).unwrap();
+    // An op in a transaction still needs the object's capability.
+    assert_eq!(
+        ask(
+            &mut s,
+            BOB,
+            Request::Op {
+                tx: t2,
+                op: put(b"c", b"3")
+            }
+        ),
+        Err(StorageError::CapabilityRequired)
+    );
     // Bob cannot touch Alice's transaction.
     assert_eq!(
         ask(&mut s, BOB, Request::Commit { tx: t1 }),
@@ -282,38 +353,36 @@ fn interactive_transactions_conflict_first_committer_wins() {
     ));
     assert_eq!(
         ask(&mut s, BOB, Request::Commit { tx: t2 }),
-        Err(StorageError::Conflict {
-            object: map.object()
-        })
+        Err(StorageError::Conflict { object: map.object })
     );
     // Nothing of Bob's transaction is visible: not the put, not the append.
-    assert_eq!(value(one(&mut s, ALICE, get(&map, b"b"))), None);
+    assert_eq!(value(one(&mut s, ALICE, full(&map), get(b"b"))), None);
     let read = Op::ReadLog {
-        cap: log.clone(),
         at: None,
         start: 0,
         max: 10,
     };
     assert!(matches!(
-        one(&mut s, ALICE, read),
+        one(&mut s, ALICE, full(&log), read),
         Ok(OpResult::Records { total: 0, .. })
     ));
     // A finished transaction accepts nothing more.
     assert_eq!(
-        ask(
-            &mut s,
-            ALICE,
-            Request::Op {
-                tx: t1,
-                op: put(&map, b"c", b"3")
-            }
-        ),
+        op_in(&mut s, ALICE, t1, full(&map), put(b"c", b"3")),
         Err(StorageError::NotActive(t1))
     );
     assert_eq!(
         ask(&mut s, BOB, Request::Rollback { tx: t2 }),
         Err(StorageError::NotActive(t2))
     );
+}
+
+fn read_all() -> Op {
+    Op::ReadLog {
+        at: None,
+        start: 0,
+        max: 10,
+    }
 }
 
 #[test]
@@ -325,87 +394,139 @@ fn a_repeated_request_is_answered_not_executed_again() {
         ALICE,
         &Request::Transact {
             ops: vec![Op::Append {
-                cap: log.clone(),
                 record: b"once".to_vec(),
             }],
         },
     );
-    let first = answer(&mut s, &append);
-    let second = answer(&mut s, &append);
+    let first = answer_via(&mut s, &append, full(&log));
+    let second = answer_via(&mut s, &append, full(&log));
     assert_eq!(first, second);
-    let read = Op::ReadLog {
-        cap: log.clone(),
-        at: None,
-        start: 0,
-        max: 10,
-    };
     assert!(matches!(
-        one(&mut s, ALICE, read),
+        one(&mut s, ALICE, full(&log), read_all()),
         Ok(OpResult::Records { total: 1, .. })
     ));
     // The same id from another task is another request.
     let mut from_bob = append.clone();
     from_bob.source = Some(TaskId::from_raw(BOB));
-    answer(&mut s, &from_bob).unwrap();
-    let read = Op::ReadLog {
-        cap: log,
-        at: None,
-        start: 0,
-        max: 10,
-    };
+    answer_via(&mut s, &from_bob, full(&log)).unwrap();
     assert!(matches!(
-        one(&mut s, ALICE, read),
+        one(&mut s, ALICE, full(&log), read_all()),
         Ok(OpResult::Records { total: 2, .. })
     ));
 }
 
 #[test]
-fn revocation_voids_old_tokens_and_needs_control() {
+fn revocation_voids_old_capabilities_and_needs_control() {
     let b = backend(1);
     let mut s = server(&b);
-    let cap = create(&mut s, ObjectKind::Map);
-    let rw = attenuate(&mut s, &cap, Rights::READ | Rights::WRITE);
+    let map = create(&mut s, ObjectKind::Map);
+    let rw = stamp(&map, Rights::READ | Rights::WRITE);
     assert!(matches!(
-        ask(&mut s, BOB, Request::Revoke { cap: rw.clone() }),
+        ask_via(&mut s, BOB, rw, Request::Revoke),
         Err(StorageError::MissingRights { .. })
     ));
-    let fresh = match ask(&mut s, ALICE, Request::Revoke { cap: cap.clone() }) {
-        Ok(Reply::Cap(c)) => c,
+    let fresh = match ask_via(&mut s, ALICE, full(&map), Request::Revoke) {
+        Ok(Reply::Cap(grant)) => grant,
         other => panic!("{other:?}"),
     };
-    for old in [&cap, &rw] {
+    assert_eq!(fresh.object, map.object);
+    assert_eq!(fresh.epoch, 1);
+    assert_eq!(fresh.rights, OBJECT_CAP_RIGHTS);
+    for old in [full(&map), rw] {
         assert_eq!(
-            one(&mut s, BOB, get(old, b"k")),
-            Err(StorageError::InvalidCapability(cap.object()))
+            one(&mut s, BOB, old, get(b"k")),
+            Err(StorageError::InvalidCapability(map.object))
         );
     }
-    assert_eq!(value(one(&mut s, ALICE, get(&fresh, b"k"))), None);
+    assert_eq!(value(one(&mut s, ALICE, full(&fresh), get(b"k"))), None);
+}
+
+fn export(s: &mut StorageServer<Shared>, badge: Option<Badge>) -> ObjectToken {
+    match ask_via(s, ALICE, badge, Request::Export) {
+        Ok(Reply::Token(token)) => token,
+        other => panic!("export: {other:?}"),
+    }
+}
+
+fn import(s: &mut StorageServer<Shared>, token: &ObjectToken) -> Response {
+    ask(
+        s,
+        BOB,
+        Request::Import {
+            token: token.clone(),
+        },
+    )
 }
 
 #[test]
-fn capabilities_survive_a_restart_on_the_same_backend_only() {
+fn exported_tokens_import_with_their_rights_and_forgeries_do_not() {
     let b = backend(1);
-    let (cap, ro) = {
-        let mut s = server(&b);
-        let cap = create(&mut s, ObjectKind::Map);
-        one(&mut s, ALICE, put(&cap, b"k", b"v")).unwrap();
-        let ro = attenuate(&mut s, &cap, Rights::READ);
-        (cap, ro)
-    };
-    let mut s = StorageServer::open(b.clone()).unwrap().0;
-    assert_eq!(value(one(&mut s, BOB, get(&ro, b"k"))), Some(b"v".to_vec()));
+    let mut s = server(&b);
+    let map = create(&mut s, ObjectKind::Map);
+    // Exporting makes a copyable token: it needs GRANT.
     assert!(matches!(
-        one(&mut s, BOB, put(&ro, b"k", b"x")),
+        ask_via(&mut s, ALICE, stamp(&map, Rights::READ), Request::Export),
         Err(StorageError::MissingRights { .. })
     ));
-    one(&mut s, ALICE, put(&cap, b"k", b"w")).unwrap();
-    // A backend with another key (another disk) accepts none of them.
+    let ro = export(&mut s, stamp(&map, Rights::READ | Rights::GRANT));
+    assert_eq!(ro.rights(), Rights::READ | Rights::GRANT);
+    match import(&mut s, &ro) {
+        Ok(Reply::Cap(grant)) => {
+            let rights = ro.rights() | Rights::TRANSFER;
+            assert_eq!(grant, ObjectGrant { rights, ..map });
+        }
+        other => panic!("import: {other:?}"),
+    }
+    let amplified = ObjectToken::from_parts(ro.object(), OBJECT_CAP_RIGHTS, ro.tag());
+    assert_eq!(
+        import(&mut s, &amplified),
+        Err(StorageError::InvalidCapability(map.object))
+    );
+    let other = create(&mut s, ObjectKind::Map);
+    let retargeted = ObjectToken::from_parts(other.object, ro.rights(), ro.tag());
+    assert_eq!(
+        import(&mut s, &retargeted),
+        Err(StorageError::InvalidCapability(other.object))
+    );
+    let ghost = ObjectToken::from_parts(ObjectId::from_raw(999), OBJECT_RIGHTS, 0);
+    assert_eq!(
+        import(&mut s, &ghost),
+        Err(StorageError::UnknownObject(ObjectId::from_raw(999)))
+    );
+    // A revocation voids tokens too.
+    ask_via(&mut s, ALICE, full(&map), Request::Revoke).unwrap();
+    assert_eq!(
+        import(&mut s, &ro),
+        Err(StorageError::InvalidCapability(map.object))
+    );
+}
+
+#[test]
+fn capabilities_and_tokens_survive_a_restart_on_the_same_backend_only() {
+    let b = backend(1);
+    let (map, token) = {
+        let mut s = server(&b);
+        let map = create(&mut s, ObjectKind::Map);
+        one(&mut s, ALICE, full(&map), put(b"k", b"v")).unwrap();
+        let token = export(&mut s, stamp(&map, Rights::READ | Rights::GRANT));
+        (map, token)
+    };
+    let mut s = StorageServer::open(b.clone()).unwrap().0;
+    let ro = stamp(&map, Rights::READ);
+    assert_eq!(value(one(&mut s, BOB, ro, get(b"k"))), Some(b"v".to_vec()));
+    assert!(matches!(
+        one(&mut s, BOB, ro, put(b"k", b"x")),
+        Err(StorageError::MissingRights { .. })
+    ));
+    one(&mut s, ALICE, full(&map), put(b"k", b"w")).unwrap();
+    assert!(matches!(import(&mut s, &token), Ok(Reply::Cap(_))));
+    // A backend with another key (another disk) accepts no token of this one.
     let other = backend(2);
     let mut s2 = server(&other);
     create(&mut s2, ObjectKind::Map);
     assert_eq!(
-        one(&mut s2, ALICE, get(&cap, b"k")),
-        Err(StorageError::InvalidCapability(cap.object()))
+        import(&mut s2, &token),
+        Err(StorageError::InvalidCapability(map.object))
     );
 }
 
@@ -417,20 +538,11 @@ fn a_restart_mid_transaction_applies_nothing_of_it() {
         let map = create(&mut s, ObjectKind::Map);
         let log = create(&mut s, ObjectKind::Log);
         let tx = begin(&mut s, ALICE);
-        ask(
-            &mut s,
-            ALICE,
-            Request::Op {
-                tx,
-                op: put(&map, b"k", b"v"),
-            },
-        )
-        .unwrap();
+        op_in(&mut s, ALICE, tx, full(&map), put(b"k", b"v")).unwrap();
         let append = Op::Append {
-            cap: log.clone(),
             record: b"r".to_vec(),
         };
-        ask(&mut s, ALICE, Request::Op { tx, op: append }).unwrap();
+        op_in(&mut s, ALICE, tx, full(&log), append).unwrap();
         (map, log, tx)
         // The server is dropped here: the storage task died between begin
         // and commit.
@@ -440,15 +552,9 @@ fn a_restart_mid_transaction_applies_nothing_of_it() {
         ask(&mut s, ALICE, Request::Commit { tx }),
         Err(StorageError::NotActive(tx))
     );
-    assert_eq!(value(one(&mut s, ALICE, get(&map, b"k"))), None);
-    let read = Op::ReadLog {
-        cap: log,
-        at: None,
-        start: 0,
-        max: 10,
-    };
+    assert_eq!(value(one(&mut s, ALICE, full(&map), get(b"k"))), None);
     assert!(matches!(
-        one(&mut s, ALICE, read),
+        one(&mut s, ALICE, full(&log), read_all()),
         Ok(OpResult::Records { total: 0, .. })
     ));
     // A new transaction never reuses the dead instance's id.
@@ -462,31 +568,24 @@ fn a_crash_while_writing_the_commit_applies_nothing_of_it() {
         let mut s = server(&b);
         let map = create(&mut s, ObjectKind::Map);
         let log = create(&mut s, ObjectKind::Log);
+        let tx = begin(&mut s, ALICE);
+        op_in(&mut s, ALICE, tx, full(&map), put(b"k", b"v")).unwrap();
+        let append = Op::Append {
+            record: b"r".to_vec(),
+        };
+        op_in(&mut s, ALICE, tx, full(&log), append).unwrap();
         b.borrow_mut().inject(ApplyFault::TornWrite { keep: 17 });
-        let ops = vec![
-            put(&map, b"k", b"v"),
-            Op::Append {
-                cap: log.clone(),
-                record: b"r".to_vec(),
-            },
-        ];
         assert_eq!(
-            ask(&mut s, ALICE, Request::Transact { ops }),
+            ask(&mut s, ALICE, Request::Commit { tx }),
             Err(StorageError::Backend(BackendError::Crashed))
         );
         (map, log)
     };
     let (mut s, report) = StorageServer::open(b.clone()).unwrap();
     assert_eq!(report.discarded_bytes, 17);
-    assert_eq!(value(one(&mut s, ALICE, get(&map, b"k"))), None);
-    let read = Op::ReadLog {
-        cap: log,
-        at: None,
-        start: 0,
-        max: 10,
-    };
+    assert_eq!(value(one(&mut s, ALICE, full(&map), get(b"k"))), None);
     assert!(matches!(
-        one(&mut s, ALICE, read),
+        one(&mut s, ALICE, full(&log), read_all()),
         Ok(OpResult::Records { total: 0, .. })
     ));
 }
@@ -499,13 +598,11 @@ fn a_transact_whose_answer_would_not_fit_commits_nothing() {
     let record = vec![1u8; limits::MAX_VALUE_BYTES];
     for _ in 0..2 {
         let op = Op::Append {
-            cap: log.clone(),
             record: record.clone(),
         };
-        one(&mut s, ALICE, op).unwrap();
+        one(&mut s, ALICE, full(&log), op).unwrap();
     }
     let read = |start| Op::ReadLog {
-        cap: log.clone(),
         at: None,
         start,
         max: 1,
@@ -514,16 +611,15 @@ fn a_transact_whose_answer_would_not_fit_commits_nothing() {
         read(0),
         read(1),
         Op::Append {
-            cap: log.clone(),
             record: b"x".to_vec(),
         },
     ];
     assert_eq!(
-        ask(&mut s, ALICE, Request::Transact { ops }),
+        ask_via(&mut s, ALICE, full(&log), Request::Transact { ops }),
         Err(StorageError::ReplyTooLarge)
     );
     assert!(matches!(
-        one(&mut s, ALICE, read(0)),
+        one(&mut s, ALICE, full(&log), read(0)),
         Ok(OpResult::Records { total: 2, .. })
     ));
 }
@@ -539,10 +635,10 @@ fn idle_transactions_expire() {
         ALICE,
         &Request::Op {
             tx,
-            op: put(&map, b"k", b"v"),
+            op: put(b"k", b"v"),
         },
     );
-    let reply: Response = s.respond(&e, late).payload.decode().unwrap();
+    let reply: Response = s.respond(&e, full(&map), late).response().unwrap();
     assert_eq!(reply, Err(StorageError::NotActive(tx)));
     assert_eq!(s.store().active_transactions(), 0);
 }
@@ -553,36 +649,30 @@ fn versions_are_listed_and_old_ones_read() {
     let mut s = server(&b);
     let blob = create(&mut s, ObjectKind::Blob);
     let write = |bytes: &[u8]| Op::WriteBlob {
-        cap: blob.clone(),
         bytes: bytes.to_vec(),
     };
-    let v1 = match one(&mut s, ALICE, write(b"one")) {
+    let v1 = match one(&mut s, ALICE, full(&blob), write(b"one")) {
         Ok(OpResult::Written(v)) => v,
         other => panic!("{other:?}"),
     };
-    one(&mut s, ALICE, write(b"two")).unwrap();
-    let versions = match ask(
-        &mut s,
-        ALICE,
-        Request::Versions {
-            cap: blob.clone(),
-            after: None,
-            limit: 10,
-        },
-    ) {
+    one(&mut s, ALICE, full(&blob), write(b"two")).unwrap();
+    let request = Request::Versions {
+        after: None,
+        limit: 10,
+    };
+    let versions = match ask_via(&mut s, ALICE, stamp(&blob, Rights::READ), request) {
         Ok(Reply::Versions(v)) => v,
         other => panic!("{other:?}"),
     };
     assert_eq!(versions.len(), 3);
     assert_eq!(versions[1], v1);
     let read = Op::ReadBlob {
-        cap: blob.clone(),
         at: Some(v1),
         offset: 0,
         max_len: 100,
     };
     assert!(
-        matches!(one(&mut s, ALICE, read), Ok(OpResult::Blob { ref bytes, .. }) if bytes == b"one")
+        matches!(one(&mut s, ALICE, full(&blob), read), Ok(OpResult::Blob { ref bytes, .. }) if bytes == b"one")
     );
 }
 
@@ -602,48 +692,59 @@ fn a_committed_request_resent_after_a_restart_is_answered_not_repeated() {
         ALICE,
         &Request::Transact {
             ops: vec![Op::Append {
-                cap: log.clone(),
                 record: b"once".to_vec(),
             }],
         },
     );
     let tx = begin(&mut s, ALICE);
     let op = Op::Append {
-        cap: log.clone(),
         record: b"in tx".to_vec(),
     };
-    ask(&mut s, ALICE, Request::Op { tx, op }).unwrap();
+    op_in(&mut s, ALICE, tx, full(&log), op).unwrap();
     let commit_req = envelope(ALICE, &Request::Commit { tx });
-    let revoke_req = envelope(ALICE, &Request::Revoke { cap: log.clone() });
-    let requests = [&create_req, &commit_req, &append_req, &revoke_req];
-    let first: Vec<Response> = requests.iter().map(|r| answer(&mut s, r)).collect();
-    assert!(first.iter().all(Result::is_ok), "{first:?}");
+    let revoke_req = envelope(ALICE, &Request::Revoke);
+    let requests = [
+        (&create_req, None),
+        (&commit_req, None),
+        (&append_req, full(&log)),
+        (&revoke_req, full(&log)),
+    ];
+    let first: Vec<Answer> = requests
+        .iter()
+        .map(|(r, badge)| s.respond(r, *badge, Instant::from_nanos(2)))
+        .collect();
+    assert!(
+        first.iter().all(|a| matches!(a.response(), Ok(Ok(_)))),
+        "{first:?}"
+    );
     drop(s);
 
     let mut s = StorageServer::open(b.clone()).unwrap().0;
     let objects = s.store().object_count();
-    let again: Vec<Response> = requests.iter().map(|r| answer(&mut s, r)).collect();
-    assert_eq!(again, first);
+    // The answers come from the journal, capabilities to mint included —
+    // so the re-sent revoke is not refused for its now-stale badge.
+    let again: Vec<Answer> = requests
+        .iter()
+        .map(|(r, badge)| s.respond(r, *badge, Instant::from_nanos(3)))
+        .collect();
+    let outcome = |a: &Answer| (a.response().unwrap(), a.grant);
+    assert_eq!(
+        again.iter().map(outcome).collect::<Vec<_>>(),
+        first.iter().map(outcome).collect::<Vec<_>>()
+    );
     assert_eq!(s.store().object_count(), objects, "create ran twice");
-    let fresh = match &first[3] {
-        Ok(Reply::Cap(c)) => c.clone(),
-        other => panic!("{other:?}"),
-    };
-    let read = Op::ReadLog {
-        cap: fresh.clone(),
-        at: None,
-        start: 0,
-        max: 10,
-    };
+    let fresh = first[3].grant.unwrap();
+    assert_eq!(fresh.epoch, 1);
     assert!(matches!(
-        one(&mut s, ALICE, read),
+        one(&mut s, ALICE, full(&fresh), read_all()),
         Ok(OpResult::Records { total: 2, .. })
     ));
-    // The same message id from another task is another request.
+    // The same message id from another task is another request, and the
+    // old badge is revoked.
     let mut from_bob = append_req.clone();
     from_bob.source = Some(TaskId::from_raw(BOB));
     assert!(matches!(
-        answer(&mut s, &from_bob),
+        answer_via(&mut s, &from_bob, full(&log)),
         Err(StorageError::InvalidCapability(_))
     ));
 }

@@ -160,7 +160,9 @@ impl Harness {
                     if self.crash_before_next_answer {
                         self.crash_before_next_answer = false;
                         let now = self.kernel.now();
-                        let _ = storage.server.respond(&request.envelope, now);
+                        let _ = storage
+                            .server
+                            .respond(&request.envelope, request.badge, now);
                         self.kill_storage();
                         return taken;
                     }
@@ -267,5 +269,23 @@ impl KernelApi for ClientKernel<'_> {
         rights: Rights,
     ) -> Result<Cap<()>, KernelError> {
         self.act(|k| k.clone_capability(capability, rights))
+    }
+
+    fn mint_object_capability(
+        &mut self,
+        service: ServiceId,
+        badge: u64,
+        rights: Rights,
+    ) -> Result<Cap<pandagen_abi::cap::kinds::StorageObject>, KernelError> {
+        self.act(|k| k.mint_object_capability(service, badge, rights))
+    }
+
+    fn send_to_object(
+        &mut self,
+        object: &Cap<pandagen_abi::cap::kinds::StorageObject>,
+        message: MessageEnvelope,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<(), KernelError> {
+        self.act(|k| k.send_to_object(object, message, capabilities))
     }
 }

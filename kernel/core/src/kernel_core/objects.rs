@@ -1,0 +1,232 @@
+//! Service-minted object capabilities, in the style of seL4's badged
+//! endpoints.
+//!
+//! A service keeps objects the kernel knows nothing about (the storage
+//! service's blobs, logs and maps). To hand out authority over one of them
+//! as a *kernel* capability, the service mints a capability of kind
+//! `StorageObject` whose object is [`ServiceObject`]: the service's id and
+//! a 64-bit badge that only the service interprets. From then on it is an
+//! ordinary capability: the kernel moves it in messages (`TRANSFER`),
+//! copies it with attenuated rights (`clone_cap`, `GRANT`), audits every
+//! step, and invalidates it when its holder dies.
+//!
+//! Using it is *sending through it*: [`KernelCore::send_to_object`]
+//! delivers the message on the channel the service has registered at that
+//! moment, stamped with the badge and with the rights of the capability
+//! used. The service trusts both, because only it could have minted a
+//! capability with that badge and only the kernel writes the stamp.
+//!
+//! The capability names the *service*, not its channel: after the service
+//! restarts and registers the same id again, old capabilities reach the
+//! new instance, which decides from the badge (for storage: object and
+//! revocation epoch, kept on its disk) whether it still honours them.
+//! Whoever holds a service's registration can mint for it and receives what
+//! is sent through its capabilities, which is why registering needs the
+//! `REGISTER` right.
+
+use alloc::vec::Vec;
+use pandagen_abi::cap::{INVOKE_RIGHTS, OBJECT_CAP_RIGHTS};
+use pandagen_abi::error::{MissingRights, SendError};
+use pandagen_abi::{Badge, CapHandle, CapKind, Instant, KernelError, Rights, ServiceId, TaskId};
+
+use super::{KernelCore, ParkedMessage};
+use crate::audit::CapabilityEvent;
+use crate::cap_table::{Holder, InvalidUse, ObjectRef, ServiceObject};
+use crate::channel::{ChannelRef, Message};
+
+impl KernelCore {
+    /// Mint, for `caller`, a capability for the object `badge` of
+    /// `service`, with `rights` restricted to
+    /// [`OBJECT_CAP_RIGHTS`](pandagen_abi::cap::OBJECT_CAP_RIGHTS). Only the
+    /// task that currently holds `service`'s registration may. Audited as
+    /// `Granted { from: Some(caller), source: None }`: issued by a task,
+    /// copied from no capability.
+    ///
+    /// Errors: `TaskNotFound(caller)`; `ServiceNotFound(service)` if
+    /// nobody has registered it; `InsufficientAuthority` if another task
+    /// has; `ResourceExhausted(CapabilitySlots)`. Cost: O(log s).
+    pub fn mint_object_cap(
+        &mut self,
+        caller: TaskId,
+        service: ServiceId,
+        badge: u64,
+        rights: Rights,
+        now: Instant,
+    ) -> Result<CapHandle, KernelError> {
+        if !self.is_alive(caller) {
+            return Err(KernelError::TaskNotFound(caller));
+        }
+        match self.registry.get(service) {
+            None => return Err(KernelError::ServiceNotFound(service)),
+            Some(r) if r.owner != caller => return Err(KernelError::InsufficientAuthority),
+            Some(_) => {}
+        }
+        self.require_room(caller, 1)?;
+        let rights = rights.attenuate(OBJECT_CAP_RIGHTS);
+        let object = ObjectRef::StorageObject(ServiceObject::new(service, badge));
+        let cap = self.new_record(object, rights, caller);
+        self.audit.record(
+            now,
+            CapabilityEvent::Granted {
+                cap: cap.id(),
+                kind: CapKind::StorageObject,
+                rights,
+                from: Some(caller),
+                to: caller,
+                source: None,
+            },
+        );
+        Ok(self.install(caller, cap))
+    }
+
+    /// The channel a send through the object capability `handle` would
+    /// reach now, validated as [`KernelCore::send_to_object`] validates it
+    /// (refusals audited). Errors: refusals as for `lookup`,
+    /// `InsufficientAuthority` without any of the invoke rights,
+    /// `ServiceNotFound`.
+    pub fn object_channel(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        now: Instant,
+    ) -> Result<ChannelRef, KernelError> {
+        self.invoke_target(caller, handle, now).map(|(ch, _, _)| ch)
+    }
+
+    /// Send `bytes` through the object capability `handle`, moving the
+    /// capabilities `caps` into the message exactly as
+    /// [`KernelCore::send`] does. The capability needs at least one of
+    /// [`INVOKE_RIGHTS`](pandagen_abi::cap::INVOKE_RIGHTS) and stays with
+    /// the caller (unless it is itself among `caps`). The message goes to
+    /// the channel `service` is registered with now and carries
+    /// `Badge { value: badge, rights }` of the capability used. Returns the
+    /// sequence number. Nothing changes on error.
+    ///
+    /// Errors: refusals as for `lookup` (`WrongCapabilityKind` for a
+    /// channel capability); `InsufficientAuthority` without an invoke
+    /// right; `ServiceNotFound(service)` while the service is not
+    /// registered; the `SendFailed` causes of `send`. Cost: as `send`, plus
+    /// O(log s) for the registry.
+    pub fn send_to_object(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        bytes: Vec<u8>,
+        caps: &[CapHandle],
+        now: Instant,
+    ) -> Result<u64, KernelError> {
+        let (ch, msg) = self.accept_for_object(caller, handle, bytes, caps, now)?;
+        Ok(self.push(ch, msg))
+    }
+
+    /// [`KernelCore::send_to_object`] held back for fault injection, like
+    /// [`KernelCore::prepare_send`]: finish with `enqueue` or `discard`.
+    pub fn prepare_send_to_object(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        bytes: Vec<u8>,
+        caps: &[CapHandle],
+        now: Instant,
+    ) -> Result<ParkedMessage, KernelError> {
+        let (ch, msg) = self.accept_for_object(caller, handle, bytes, caps, now)?;
+        Ok(self.park(ch, msg))
+    }
+
+    /// Validate an invocation of `handle`: the channel it reaches and the
+    /// stamp it gives.
+    fn invoke_target(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        now: Instant,
+    ) -> Result<(ChannelRef, Badge, u16), KernelError> {
+        let checked = self
+            .check_in(caller, handle, Some(CapKind::StorageObject), Rights::NONE)
+            .map(|(task, cap)| (cap.object(), cap.rights(), task.domain));
+        let (object, rights, domain) = match checked {
+            Ok(found) => found,
+            Err(reason) => return Err(self.refuse(caller, handle, reason, now)),
+        };
+        if rights.attenuate(INVOKE_RIGHTS) == Rights::NONE {
+            let reason = InvalidUse::MissingRights(MissingRights {
+                required: INVOKE_RIGHTS,
+                held: rights,
+            });
+            return Err(self.refuse(caller, handle, reason, now));
+        }
+        let ObjectRef::StorageObject(target) = object else {
+            unreachable!("kind checked");
+        };
+        let ch = self
+            .registry
+            .get(target.service)
+            .map(|r| r.channel)
+            .ok_or(KernelError::ServiceNotFound(target.service))?;
+        let badge = Badge {
+            value: target.badge,
+            rights,
+        };
+        Ok((ch, badge, domain))
+    }
+
+    /// Validate an invocation and build its message, moving the carried
+    /// capabilities out of the caller's space. Nothing changes on error.
+    fn accept_for_object(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        bytes: Vec<u8>,
+        caps: &[CapHandle],
+        now: Instant,
+    ) -> Result<(ChannelRef, Message), KernelError> {
+        let (ch, badge, sender_domain) = self.invoke_target(caller, handle, now)?;
+        let refusal = match self.channels.get(ch) {
+            None => Some(SendError::ChannelClosed),
+            Some(c) if c.is_closed() => Some(SendError::ChannelClosed),
+            Some(c) if c.queue.len() >= c.capacity as usize => Some(SendError::QueueFull),
+            Some(_) => None,
+        };
+        if let Some(e) = refusal {
+            return Err(KernelError::SendFailed(e));
+        }
+        if bytes.len() > self.config.max_message_bytes {
+            return Err(KernelError::SendFailed(SendError::MessageTooLarge {
+                len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                max: self.config.max_message_bytes as u32,
+            }));
+        }
+        if caps.len() > self.config.max_caps_per_message {
+            return Err(KernelError::SendFailed(SendError::TooManyCapabilities));
+        }
+        let mut moved = Vec::new();
+        if !caps.is_empty() {
+            self.validate_moves(caller, caps, now)?;
+            let task = self.tasks.get(caller).expect("caller validated");
+            for &h in caps {
+                let cap = task.space.get(h).expect("handle validated");
+                if cap.object() == ObjectRef::Channel(ch) && cap.rights().contains(Rights::RECEIVE)
+                {
+                    return Err(KernelError::SendFailed(SendError::ReceiveRightOnOwnChannel));
+                }
+            }
+            moved.reserve_exact(caps.len());
+            let task = self.tasks.get_mut(caller).expect("caller validated");
+            for &h in caps {
+                let mut cap = task.space.remove(h).expect("handle validated");
+                cap.set_holder(Holder::Queued(ch));
+                moved.push(cap);
+            }
+        }
+        let seq = self.next_seq();
+        let msg = Message {
+            seq,
+            sender: caller,
+            sender_domain,
+            bytes,
+            caps: moved,
+            badge: Some(badge),
+        };
+        Ok((ch, msg))
+    }
+}

@@ -1,0 +1,290 @@
+//! Service-minted object capabilities: minting, invoking (badge stamping),
+//! moving, attenuating, and what a service restart does to them.
+
+mod common;
+
+use common::*;
+use pandagen_abi::cap::{INVOKE_RIGHTS, OBJECT_CAP_RIGHTS};
+use pandagen_abi::error::SendError;
+use pandagen_abi::{Badge, CapHandle, CapKind, ExitReason, KernelError, Rights, ServiceId, TaskId};
+use pandagen_core::{CapabilityEvent, KernelCore, Mintable, ObjectRef, ServiceObject};
+use proptest::prelude::*;
+
+const SVC: ServiceId = ServiceId::from_raw(40);
+const FULL: Rights = OBJECT_CAP_RIGHTS;
+
+/// A server task registered as `SVC`, its receive channel, and a client.
+struct World {
+    k: KernelCore,
+    server: TaskId,
+    chan: CapHandle,
+    client: TaskId,
+}
+
+fn world() -> World {
+    let mut k = kernel();
+    let server = spawn(&mut k, "server");
+    let client = spawn(&mut k, "client");
+    let chan = serve(&mut k, server);
+    World {
+        k,
+        server,
+        chan,
+        client,
+    }
+}
+
+/// Register `task` as `SVC` on a new channel.
+fn serve(k: &mut KernelCore, task: TaskId) -> CapHandle {
+    let reg = k
+        .mint(task, Mintable::ServiceRegistry, Rights::REGISTER, T0)
+        .unwrap();
+    let chan = k.create_channel(task, T0).unwrap();
+    k.register_service(task, reg, SVC, chan, T0).unwrap();
+    chan
+}
+
+#[test]
+fn only_the_registration_holder_may_mint() {
+    let mut w = world();
+    assert_eq!(
+        w.k.mint_object_cap(w.client, SVC, 1, FULL, T0),
+        Err(KernelError::InsufficientAuthority)
+    );
+    let other = ServiceId::from_raw(41);
+    assert_eq!(
+        w.k.mint_object_cap(w.server, other, 1, FULL, T0),
+        Err(KernelError::ServiceNotFound(other))
+    );
+    let h = w.k.mint_object_cap(w.server, SVC, 7, FULL, T0).unwrap();
+    let info = w.k.inspect(w.server, h).unwrap();
+    assert_eq!(info.kind(), CapKind::StorageObject);
+    assert_eq!(
+        info.object,
+        ObjectRef::StorageObject(ServiceObject::new(SVC, 7))
+    );
+    assert!(w.k.audit_log().has_event(|e| matches!(
+        e,
+        CapabilityEvent::Granted { kind: CapKind::StorageObject, from: Some(f), to, source: None, .. }
+            if *f == w.server && *to == w.server
+    )));
+    w.k.check_invariants().unwrap();
+}
+
+#[test]
+fn minted_rights_are_restricted_to_object_rights() {
+    let mut w = world();
+    let h =
+        w.k.mint_object_cap(w.server, SVC, 1, Rights::ALL, T0)
+            .unwrap();
+    assert_eq!(w.k.inspect(w.server, h).unwrap().rights, OBJECT_CAP_RIGHTS);
+    assert!(!OBJECT_CAP_RIGHTS.contains(Rights::SEND));
+    assert!(!OBJECT_CAP_RIGHTS.contains(Rights::REGISTER));
+}
+
+#[test]
+fn a_send_through_the_capability_carries_its_badge_and_rights() {
+    let mut w = world();
+    let full = w.k.mint_object_cap(w.server, SVC, 99, FULL, T0).unwrap();
+    let moved = w.k.delegate(w.server, full, w.client, T0).unwrap();
+    let ro = w.k.clone_cap(w.client, moved, Rights::READ, T0).unwrap();
+    w.k.send_to_object(w.client, ro, b"read".to_vec(), &[], T0)
+        .unwrap();
+    w.k.send_to_object(w.client, moved, b"write".to_vec(), &[], T0)
+        .unwrap();
+    let first = w.k.receive(w.server, w.chan, T0).unwrap().unwrap();
+    assert_eq!(first.sender, w.client);
+    assert_eq!(first.bytes, b"read");
+    assert_eq!(
+        first.badge,
+        Some(Badge {
+            value: 99,
+            rights: Rights::READ
+        })
+    );
+    let second = w.k.receive(w.server, w.chan, T0).unwrap().unwrap();
+    assert_eq!(
+        second.badge,
+        Some(Badge {
+            value: 99,
+            rights: FULL
+        })
+    );
+    // A plain channel send carries no badge.
+    let to_server = w.k.lookup_service(w.client, SVC, T0).unwrap();
+    w.k.send(w.client, to_server, b"plain".to_vec(), &[], T0)
+        .unwrap();
+    assert_eq!(
+        w.k.receive(w.server, w.chan, T0).unwrap().unwrap().badge,
+        None
+    );
+    w.k.check_invariants().unwrap();
+}
+
+#[test]
+fn invoking_needs_an_object_capability_with_an_invoke_right() {
+    let mut w = world();
+    let full = w.k.mint_object_cap(w.server, SVC, 1, FULL, T0).unwrap();
+    let only_transfer = w.k.clone_cap(w.server, full, Rights::TRANSFER, T0).unwrap();
+    let before = invalid_uses(&w.k);
+    assert_eq!(
+        w.k.send_to_object(w.server, only_transfer, b"x".to_vec(), &[], T0),
+        Err(KernelError::InsufficientAuthority)
+    );
+    assert!(matches!(
+        w.k.send_to_object(w.server, w.chan, b"x".to_vec(), &[], T0),
+        Err(KernelError::WrongCapabilityKind {
+            expected: CapKind::StorageObject,
+            found: CapKind::Channel
+        })
+    ));
+    // A guessed handle, and a forged one built from a live handle's slot.
+    assert_eq!(
+        w.k.send_to_object(w.client, CapHandle::new(3, 1), b"x".to_vec(), &[], T0),
+        Err(KernelError::InvalidCapability)
+    );
+    assert_eq!(
+        w.k.send_to_object(w.client, full, b"x".to_vec(), &[], T0),
+        Err(KernelError::InvalidCapability)
+    );
+    assert_eq!(invalid_uses(&w.k), before + 4);
+    // Sending on an object capability as if it were a channel is refused.
+    assert!(matches!(
+        w.k.send(w.server, full, b"x".to_vec(), &[], T0),
+        Err(KernelError::WrongCapabilityKind { .. })
+    ));
+    let ch = w.k.channel_of(w.server, w.chan, T0).unwrap();
+    assert_eq!(w.k.queue_len(ch), Some(0));
+    assert!(INVOKE_RIGHTS.contains(Rights::READ | Rights::WRITE | Rights::CONTROL));
+}
+
+#[test]
+fn delegating_in_a_message_moves_the_capability() {
+    let mut w = world();
+    let full = w.k.mint_object_cap(w.server, SVC, 5, FULL, T0).unwrap();
+    let inbox = w.k.create_channel(w.client, T0).unwrap();
+    let to_client =
+        w.k.clone_cap(w.client, inbox, Rights::SEND | Rights::TRANSFER, T0)
+            .unwrap();
+    let to_client = w.k.delegate(w.client, to_client, w.server, T0).unwrap();
+    w.k.send(w.server, to_client, b"here".to_vec(), &[full], T0)
+        .unwrap();
+    // The sender lost it.
+    assert_eq!(
+        w.k.send_to_object(w.server, full, b"x".to_vec(), &[], T0),
+        Err(KernelError::InvalidCapability)
+    );
+    let got = w.k.receive(w.client, inbox, T0).unwrap().unwrap();
+    let cap = got.caps[0];
+    w.k.send_to_object(w.client, cap, b"use".to_vec(), &[], T0)
+        .unwrap();
+    let used = w.k.receive(w.server, w.chan, T0).unwrap().unwrap();
+    assert_eq!(used.sender, w.client);
+    assert_eq!(used.badge.map(|b| b.value), Some(5));
+    // A capability without TRANSFER cannot be attached to a message.
+    let fixed = w.k.clone_cap(w.client, cap, Rights::READ, T0).unwrap();
+    let back = w.k.lookup_service(w.client, SVC, T0).unwrap();
+    assert_eq!(
+        w.k.send(w.client, back, b"x".to_vec(), &[fixed], T0),
+        Err(KernelError::InsufficientAuthority)
+    );
+    w.k.check_invariants().unwrap();
+}
+
+#[test]
+fn capabilities_reach_the_service_again_after_it_re_registers() {
+    let mut w = world();
+    let full = w.k.mint_object_cap(w.server, SVC, 3, FULL, T0).unwrap();
+    let held = w.k.delegate(w.server, full, w.client, T0).unwrap();
+    w.k.terminate(w.server, ExitReason::Normal, T0).unwrap();
+    // Between instances nobody serves the object.
+    assert_eq!(
+        w.k.send_to_object(w.client, held, b"x".to_vec(), &[], T0),
+        Err(KernelError::ServiceNotFound(SVC))
+    );
+    let successor = spawn(&mut w.k, "server-2");
+    let chan = serve(&mut w.k, successor);
+    w.k.send_to_object(w.client, held, b"again".to_vec(), &[], T0)
+        .unwrap();
+    let got = w.k.receive(successor, chan, T0).unwrap().unwrap();
+    assert_eq!(got.badge.map(|b| (b.value, b.rights)), Some((3, FULL)));
+    w.k.check_invariants().unwrap();
+}
+
+#[test]
+fn object_capabilities_die_with_their_holder() {
+    let mut w = world();
+    let full = w.k.mint_object_cap(w.server, SVC, 3, FULL, T0).unwrap();
+    let held = w.k.delegate(w.server, full, w.client, T0).unwrap();
+    let id = w.k.inspect(w.client, held).unwrap().id;
+    w.k.terminate(w.client, ExitReason::Normal, T0).unwrap();
+    assert!(w.k.audit_log().has_event(|e| matches!(
+        e,
+        CapabilityEvent::Invalidated { cap, kind: CapKind::StorageObject, .. } if *cap == id
+    )));
+    w.k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_full_queue_or_an_oversized_message_refuses_the_send_and_keeps_the_caps() {
+    let mut w = world();
+    let full = w.k.mint_object_cap(w.server, SVC, 3, FULL, T0).unwrap();
+    let carried = w.k.mint_object_cap(w.server, SVC, 4, FULL, T0).unwrap();
+    let ch = w.k.channel_of(w.server, w.chan, T0).unwrap();
+    let capacity = w.k.queue_capacity(ch).unwrap();
+    for _ in 0..capacity {
+        w.k.send_to_object(w.server, full, Vec::new(), &[], T0)
+            .unwrap();
+    }
+    assert_eq!(
+        w.k.send_to_object(w.server, full, Vec::new(), &[carried], T0),
+        Err(KernelError::SendFailed(SendError::QueueFull))
+    );
+    assert!(w.k.inspect(w.server, carried).is_some());
+    w.k.check_invariants().unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever rights are asked for and however a holder attenuates, the
+    /// stamp never carries a right the capability used does not hold, nor
+    /// one outside the object rights; and only the registrant mints.
+    #[test]
+    fn stamps_never_exceed_the_capability_used(
+        asked in 0u32..(1 << 9),
+        mask in 0u32..(1 << 9),
+        badge in any::<u64>(),
+        minter_is_server in any::<bool>(),
+    ) {
+        let mut w = world();
+        let minter = if minter_is_server { w.server } else { w.client };
+        let minted = w.k.mint_object_cap(minter, SVC, badge, Rights::from_bits(asked), T0);
+        if !minter_is_server {
+            prop_assert_eq!(minted, Err(KernelError::InsufficientAuthority));
+            return Ok(());
+        }
+        let h = minted.unwrap();
+        let held = w.k.inspect(w.server, h).unwrap().rights;
+        prop_assert_eq!(held, Rights::from_bits(asked).attenuate(OBJECT_CAP_RIGHTS));
+        let used = if held.contains(Rights::GRANT) {
+            w.k.clone_cap(w.server, h, Rights::from_bits(mask), T0).unwrap()
+        } else {
+            h
+        };
+        let rights = w.k.inspect(w.server, used).unwrap().rights;
+        let sent = w.k.send_to_object(w.server, used, b"m".to_vec(), &[], T0);
+        if rights.attenuate(INVOKE_RIGHTS) == Rights::NONE {
+            prop_assert_eq!(sent, Err(KernelError::InsufficientAuthority));
+        } else {
+            prop_assert!(sent.is_ok());
+            let got = w.k.receive(w.server, w.chan, T0).unwrap().unwrap();
+            let stamp = got.badge.unwrap();
+            prop_assert_eq!(stamp.value, badge);
+            prop_assert_eq!(stamp.rights, rights);
+            prop_assert!(held.contains(stamp.rights));
+            prop_assert!(OBJECT_CAP_RIGHTS.contains(stamp.rights));
+        }
+        w.k.check_invariants().unwrap();
+    }
+}
