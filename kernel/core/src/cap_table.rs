@@ -53,6 +53,8 @@ pub enum ObjectRef {
     BootImage,
     SerialInput,
     KernelInfo,
+    /// The kernel's block device (there is one; see [`crate::block`]).
+    BlockDevice,
 }
 
 impl ObjectRef {
@@ -65,6 +67,7 @@ impl ObjectRef {
             ObjectRef::BootImage => CapKind::BootImage,
             ObjectRef::SerialInput => CapKind::SerialInput,
             ObjectRef::KernelInfo => CapKind::KernelInfo,
+            ObjectRef::BlockDevice => CapKind::BlockDevice,
         }
     }
 }
@@ -79,6 +82,7 @@ pub enum Mintable {
     BootImage,
     SerialInput,
     KernelInfo,
+    BlockDevice,
     Task(TaskId),
     StorageObject(u64),
 }
@@ -90,6 +94,7 @@ impl From<Mintable> for ObjectRef {
             Mintable::BootImage => ObjectRef::BootImage,
             Mintable::SerialInput => ObjectRef::SerialInput,
             Mintable::KernelInfo => ObjectRef::KernelInfo,
+            Mintable::BlockDevice => ObjectRef::BlockDevice,
             Mintable::Task(t) => ObjectRef::Task(t),
             Mintable::StorageObject(o) => ObjectRef::StorageObject(o),
         }

@@ -9,6 +9,7 @@
 //! `caps` (capability operations), `ipc` (channels and messages),
 //! `services` (registry), `blocking` (scheduling and waits), `invariants`.
 
+mod blockdev;
 mod blocking;
 mod caps;
 mod invariants;
