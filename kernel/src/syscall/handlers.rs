@@ -61,6 +61,9 @@ pub fn handle(call: Syscall, cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, K
         Syscall::Terminate => crate::introspect::terminate,
         Syscall::Shutdown => crate::introspect::shutdown,
         Syscall::ReadBootFile => read_boot_file,
+        Syscall::BlockInfo => crate::blockdev::info,
+        Syscall::BlockRead => crate::blockdev::read,
+        Syscall::BlockWrite => crate::blockdev::write,
         // Calls this kernel does not implement yet answer as unknown ones.
         #[allow(unreachable_patterns)]
         _ => unsupported,
