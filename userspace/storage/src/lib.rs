@@ -17,7 +17,9 @@
 //!   [`CommitRecord`](record::CommitRecord) the backend makes durable
 //!   atomically; recovery replays records. [`memory`] keeps a framed
 //!   journal in memory; [`journal`] is the crash-consistent block-device
-//!   version. A crash never leaves part of a transaction applied.
+//!   version, and [`device`] puts it on the kernel's block device (the
+//!   ring-3 service does when it is given one, so its objects survive a
+//!   restart). A crash never leaves part of a transaction applied.
 //! * [`cap`] — an [`ObjectCap`] is a storage-issued token, unforgeable
 //!   (SipHash-2-4 MAC under the backend's secret key) and durable (valid
 //!   for as long as the data, across restarts); attenuation and revocation
@@ -37,6 +39,7 @@ extern crate alloc;
 pub mod backend;
 pub mod cap;
 pub mod client;
+pub mod device;
 pub mod error;
 pub mod ids;
 pub mod journal;
@@ -52,8 +55,10 @@ pub mod transaction;
 pub use backend::{BackendError, StorageBackend};
 pub use cap::ObjectCap;
 pub use client::{ClientError, StorageClient};
+pub use device::KernelBlockDevice;
 pub use error::{StorageError, TransactionError};
 pub use ids::{CommitSeq, ObjectId, TxId, VersionId};
+pub use journal::JournalBackend;
 pub use memory::MemoryBackend;
 pub use object::ObjectKind;
 pub use protocol::{Op, OpResult, Reply, Request};
