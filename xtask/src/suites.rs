@@ -165,6 +165,16 @@ pub const SUITES: &[Suite] = &[
             "storage_reader",
         ])
         .timeout(300),
+    // Storage on the kernel's block device survives its own crash: the
+    // root supervises it, crashes it with pm.crash and reads back from the
+    // restarted instance.
+    Suite::new(
+        "persistence-bios",
+        Firmware::Bios,
+        BootConfig::suite("persistence"),
+    )
+    .programs(&["suite_persistence", "storage"])
+    .timeout(300),
     Suite::new(
         "pipeline-bios",
         Firmware::Bios,
