@@ -1,7 +1,9 @@
 //! Storage suite: the storage service and two clients in their own address
 //! spaces, through real system calls. The writer delegates a read-only
 //! capability to the reader, who can read but not write with it; the root
-//! checks versions and a conflicting pair of transactions itself.
+//! checks versions and a conflicting pair of transactions itself. The
+//! service keeps its journal on the kernel's block device, as in the
+//! system.
 #![no_std]
 #![no_main]
 
@@ -77,8 +79,16 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
 
     let registry = Rights::REGISTER | Rights::TRANSFER;
     let for_storage = kernel.clone_capability(&root_caps[0], registry)?;
+    let disk = Rights::READ | Rights::WRITE | Rights::TRANSFER;
+    let device = kernel.clone_capability(&root_caps[4], disk)?;
     let for_reader = kernel.clone_capability(&root_caps[0], registry)?;
-    spawn(kernel, "storage", "storage", vec![for_storage], exits)?;
+    spawn(
+        kernel,
+        "storage",
+        "storage",
+        vec![for_storage, device],
+        exits,
+    )?;
     let reader = spawn(
         kernel,
         "storage_reader",
