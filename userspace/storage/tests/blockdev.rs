@@ -101,7 +101,7 @@ fn start_storage(kernel: &Kernel, key: [u8; 16]) -> Storage {
     let (server, report) = StorageServer::open(journal).unwrap();
     let channel = kernel
         .borrow_mut()
-        .as_task(task, |k| StorageServer::<Backend>::register(k))
+        .as_task(task, StorageServer::<Backend>::register)
         .unwrap();
     Storage {
         task,
