@@ -11,6 +11,7 @@
 extern crate alloc;
 
 mod arch;
+mod blockdev;
 mod boot_mode;
 mod console;
 mod console_input;

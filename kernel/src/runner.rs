@@ -60,6 +60,7 @@ fn ramdisk_file(directory: &str, name: &str) -> Option<&'static [u8]> {
 /// manager).
 pub fn start(mode: BootMode, suite: Option<&str>) {
     syscall_entry::init();
+    crate::blockdev::init();
     let (name, policy) = match mode {
         BootMode::Suite => (
             alloc::format!("suite_{}", suite.unwrap_or("")),

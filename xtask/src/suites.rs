@@ -165,6 +165,16 @@ pub const SUITES: &[Suite] = &[
             "storage_reader",
         ])
         .timeout(300),
+    // Storage on the kernel's block device survives its own crash: the
+    // root supervises it, crashes it with pm.crash and reads back from the
+    // restarted instance.
+    Suite::new(
+        "persistence-bios",
+        Firmware::Bios,
+        BootConfig::suite("persistence"),
+    )
+    .programs(&["suite_persistence", "storage"])
+    .timeout(300),
     Suite::new(
         "pipeline-bios",
         Firmware::Bios,
@@ -233,6 +243,7 @@ const CONSOLE_SCRIPT: &[SerialStep] = &[SerialStep {
            stop transformer\r\
            start transformer\r\
            restart storage\r\
+           store get greeting\r\
            crash transformer\r\
            ps\r\
            uptimx\x7fe\r\
@@ -266,6 +277,9 @@ const CONSOLE_EXPECT: &[(&str, &str)] = &[
     ("console/stop", "transformer: stopped (restarts 0)"),
     ("console/start", "transformer: running (restarts 0)"),
     ("console/restart", "storage: running (restarts 1)"),
+    // Storage keeps its journal on the kernel's block device: the new
+    // instance serves what the old one committed.
+    ("console/store_get_after_restart", "greeting = hello panda"),
     ("console/crash", "its supervisor restarted it as task"),
     (
         "console/ps_after_crash",

@@ -92,6 +92,8 @@ pub enum CapKind {
     SerialInput,
     /// Kernel introspection (task list, audit log) for operators.
     KernelInfo,
+    /// The kernel's block device (`READ`: info and reads, `WRITE`: writes).
+    BlockDevice,
 }
 
 impl fmt::Display for CapKind {
@@ -104,6 +106,7 @@ impl fmt::Display for CapKind {
             CapKind::BootImage => "boot-image",
             CapKind::SerialInput => "serial-input",
             CapKind::KernelInfo => "kernel-info",
+            CapKind::BlockDevice => "block-device",
         };
         f.write_str(name)
     }

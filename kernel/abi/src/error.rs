@@ -41,6 +41,22 @@ pub enum KernelError {
     Syscall(SyscallError),
     /// A message could not be encoded or decoded.
     Envelope(EnvelopeError),
+    /// A block-device request was refused (see [`BlockError`]).
+    Block(BlockError),
+}
+
+/// Why a block-device request was refused. Nothing was read or written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlockError {
+    /// Blocks `first .. first + count` are not all on the device, which
+    /// has `blocks` blocks.
+    OutOfRange { first: u64, count: u64, blocks: u64 },
+    /// `len` bytes is not a positive whole number of `block_size`-byte
+    /// blocks (a write's data, or a read of zero blocks).
+    BadLength { len: u64, block_size: u32 },
+    /// More than `max` bytes in one call
+    /// ([`MAX_BLOCK_TRANSFER`](crate::syscall::MAX_BLOCK_TRANSFER)).
+    TooLarge { len: u64, max: u32 },
 }
 
 /// Why a task could not be spawned.
@@ -174,6 +190,7 @@ impl fmt::Display for KernelError {
             KernelError::BootFileNotFound => f.write_str("no such file in the boot image"),
             KernelError::Syscall(e) => write!(f, "bad system call: {e:?}"),
             KernelError::Envelope(e) => write!(f, "message error: {e}"),
+            KernelError::Block(e) => write!(f, "block device: {e:?}"),
         }
     }
 }

@@ -11,7 +11,8 @@
 //! * [`envelope`] — [`MessageEnvelope`] and postcard-encoded payloads;
 //! * [`schema`] — [`SchemaVersion`] and the version window policy;
 //! * [`identity`] — execution identity, trust domains and exit notifications;
-//! * [`api`] — the [`KernelApi`] trait both kernels implement.
+//! * [`api`] — the [`KernelApi`] trait both kernels implement;
+//! * [`block`] — [`BlockApi`], the block-device calls as a trait.
 //!
 //! The crate is `no_std` + `alloc` and has no hardware access.
 #![no_std]
@@ -19,6 +20,7 @@
 extern crate alloc;
 
 pub mod api;
+pub mod block;
 pub mod cap;
 pub mod envelope;
 pub mod error;
@@ -31,6 +33,7 @@ pub mod syscall;
 pub mod time;
 
 pub use api::{KernelApi, Priority, ReceivedMessage, TaskDescriptor, TaskHandle};
+pub use block::BlockApi;
 pub use cap::{Badge, Cap, CapHandle, CapKind, Rights};
 pub use envelope::{EnvelopeError, MessageEnvelope, MessagePayload};
 pub use error::KernelError;

@@ -124,10 +124,22 @@ pub enum Syscall {
     /// service has registered now, stamped with the capability's badge and
     /// rights (see [`ReceiveReply::badge`]).
     SendToObject = 25,
+    /// [`BlockInfoRequest`] → [`BlockInfo`]: the geometry of the block
+    /// device (needs the `BlockDevice` capability with `READ`).
+    BlockInfo = 26,
+    /// [`BlockReadRequest`] → [`BlockReadReply`]: `count` whole blocks
+    /// from block `first` (needs `READ`; at most [`MAX_BLOCK_TRANSFER`]
+    /// bytes per call).
+    BlockRead = 27,
+    /// [`BlockWriteRequest`] → `()`: whole blocks from block `first`
+    /// (needs `WRITE`; at most [`MAX_BLOCK_TRANSFER`] bytes per call). A
+    /// completed write is as durable as the device: the kernel's RAM disk
+    /// keeps it until the machine stops.
+    BlockWrite = 28,
 }
 
 /// The first number that is not a system call.
-pub const SYSCALL_COUNT: u64 = 26;
+pub const SYSCALL_COUNT: u64 = 29;
 
 /// The action of console-input messages.
 pub const CONSOLE_INPUT_ACTION: &str = "console.input";
@@ -161,6 +173,9 @@ impl Syscall {
             23 => Syscall::SendReceive,
             24 => Syscall::MintObjectCap,
             25 => Syscall::SendToObject,
+            26 => Syscall::BlockInfo,
+            27 => Syscall::BlockRead,
+            28 => Syscall::BlockWrite,
             other => return Err(SyscallError::UnknownSyscall(other)),
         })
     }
@@ -377,6 +392,50 @@ pub struct BootFileReply<'a> {
     pub bytes: &'a [u8],
 }
 
+/// The most data bytes one [`Syscall::BlockRead`] or
+/// [`Syscall::BlockWrite`] moves; with its framing it fits both the
+/// request and the response limits.
+pub const MAX_BLOCK_TRANSFER: usize = 16 * 1024;
+
+/// A [`Syscall::BlockInfo`] request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockInfoRequest {
+    pub capability: CapHandle,
+}
+
+/// The geometry of a block device: `block_count` blocks of `block_size`
+/// bytes, numbered from 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockInfo {
+    pub block_size: u32,
+    pub block_count: u64,
+}
+
+/// A [`Syscall::BlockRead`] request: `count` blocks from block `first`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockReadRequest {
+    pub capability: CapHandle,
+    pub first: u64,
+    pub count: u32,
+}
+
+/// The blocks a [`Syscall::BlockRead`] read, `count * block_size` bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockReadReply<'a> {
+    #[serde(serialize_with = "as_bytes")]
+    pub bytes: &'a [u8],
+}
+
+/// A [`Syscall::BlockWrite`] request: `bytes` (a whole number of blocks)
+/// written from block `first` on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockWriteRequest<'a> {
+    pub capability: CapHandle,
+    pub first: u64,
+    #[serde(serialize_with = "as_bytes")]
+    pub bytes: &'a [u8],
+}
+
 /// What a task learns about itself at start.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartupInfo {
@@ -419,11 +478,12 @@ impl StartupInfo {
 /// The kinds of the root task's capabilities, in order: what the kernel
 /// mints at boot for the first task (the process manager, or a test suite's
 /// root program).
-pub const ROOT_CAPABILITIES: [crate::cap::CapKind; 4] = [
+pub const ROOT_CAPABILITIES: [crate::cap::CapKind; 5] = [
     crate::cap::CapKind::ServiceRegistry,
     crate::cap::CapKind::BootImage,
     crate::cap::CapKind::KernelInfo,
     crate::cap::CapKind::SerialInput,
+    crate::cap::CapKind::BlockDevice,
 ];
 
 /// `rax` values above this are transport statuses, not lengths.
@@ -498,6 +558,19 @@ mod tests {
                 assert_eq!(framed, expected, "sender {sender}, len {len}");
             }
         }
+    }
+
+    #[test]
+    fn a_full_block_transfer_fits_the_request_and_response_limits() {
+        let data = alloc::vec![0xA5u8; MAX_BLOCK_TRANSFER];
+        let write = BlockWriteRequest {
+            capability: CapHandle::new(u32::MAX, u32::MAX),
+            first: u64::MAX,
+            bytes: &data,
+        };
+        assert!(postcard::to_allocvec(&write).unwrap().len() <= MAX_REQUEST_BYTES);
+        let reply: Result<BlockReadReply<'_>, KernelError> = Ok(BlockReadReply { bytes: &data });
+        assert!(postcard::to_allocvec(&reply).unwrap().len() <= RESPONSE_BUFFER_BYTES);
     }
 
     #[test]

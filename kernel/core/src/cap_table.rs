@@ -69,6 +69,8 @@ pub enum ObjectRef {
     BootImage,
     SerialInput,
     KernelInfo,
+    /// The kernel's block device (there is one; see [`crate::block`]).
+    BlockDevice,
 }
 
 impl ObjectRef {
@@ -81,6 +83,7 @@ impl ObjectRef {
             ObjectRef::BootImage => CapKind::BootImage,
             ObjectRef::SerialInput => CapKind::SerialInput,
             ObjectRef::KernelInfo => CapKind::KernelInfo,
+            ObjectRef::BlockDevice => CapKind::BlockDevice,
         }
     }
 }
@@ -95,6 +98,7 @@ pub enum Mintable {
     BootImage,
     SerialInput,
     KernelInfo,
+    BlockDevice,
     Task(TaskId),
     StorageObject(ServiceObject),
 }
@@ -106,6 +110,7 @@ impl From<Mintable> for ObjectRef {
             Mintable::BootImage => ObjectRef::BootImage,
             Mintable::SerialInput => ObjectRef::SerialInput,
             Mintable::KernelInfo => ObjectRef::KernelInfo,
+            Mintable::BlockDevice => ObjectRef::BlockDevice,
             Mintable::Task(t) => ObjectRef::Task(t),
             Mintable::StorageObject(o) => ObjectRef::StorageObject(o),
         }

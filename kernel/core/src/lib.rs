@@ -20,7 +20,10 @@
 //! * [`task`] — the task table (ids never reused) and identity table;
 //! * [`registry`] — `ServiceId` → channel;
 //! * [`sched`] — scheduling policy: priorities, round-robin, blocking with
-//!   deadlines.
+//!   deadlines;
+//! * [`block`] — the kernel's block device: the [`BlockStore`] each kernel
+//!   provides and the checks every block call passes
+//!   ([`KernelCore::block_read`] and friends).
 //!
 //! ## Semantics in brief
 //!
@@ -80,6 +83,7 @@
 extern crate alloc;
 
 pub mod audit;
+pub mod block;
 pub mod cap_table;
 pub mod channel;
 mod kernel_core;
@@ -89,6 +93,7 @@ pub mod task;
 pub mod user_range;
 
 pub use audit::{AuditCounts, AuditLog, AuditRecord, CapabilityEvent, InvalidationReason};
+pub use block::{BlockStore, VecDisk};
 pub use cap_table::{
     CapId, CapInfo, CapStatus, Capability, Holder, InvalidUse, Mintable, ObjectRef, ServiceObject,
 };

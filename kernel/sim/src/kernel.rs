@@ -16,7 +16,7 @@ use pandagen_abi::{
     IdentityKind, IdentityMetadata, Instant, KernelError, Rights, TaskDescriptor, TaskHandle,
     TaskId, TrustDomain,
 };
-use pandagen_core::{AuditLog, ChannelRef, CoreConfig, KernelCore, ParkedMessage};
+use pandagen_core::{AuditLog, ChannelRef, CoreConfig, KernelCore, ParkedMessage, VecDisk};
 
 use crate::clock::VirtualClock;
 use crate::fault::{ChannelKey, FaultPlan};
@@ -122,7 +122,8 @@ impl From<ChannelKey> for ChannelRef {
 /// A fresh kernel has one task, the *root task* (`IdentityKind::System`,
 /// trust domain `core`), holding the root capabilities in the order of
 /// [`ROOT_CAPABILITIES`](pandagen_abi::syscall::ROOT_CAPABILITIES):
-/// the service registry, the boot image, kernel info and serial input. It
+/// the service registry, the boot image, kernel info, serial input and the
+/// block device (see [`crate::blockdev`]). It
 /// is the acting task until [`SimulatedKernel::set_current_task`] or
 /// [`SimulatedKernel::as_task`] says otherwise, so the reference's
 /// single-actor examples (create a channel, register a service, send,
@@ -163,6 +164,8 @@ pub struct SimulatedKernel {
     pub(crate) known_images: Option<BTreeSet<String>>,
     pub(crate) launches: Vec<Launch>,
     pub(crate) startups: BTreeMap<TaskId, StartupInfo>,
+    /// The block device, created on first use (see [`crate::blockdev`]).
+    pub(crate) disk: Option<VecDisk>,
 }
 
 impl Default for SimulatedKernel {
@@ -212,6 +215,7 @@ impl SimulatedKernel {
             known_images: None,
             launches: Vec::new(),
             startups,
+            disk: None,
         }
     }
 

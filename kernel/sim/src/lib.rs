@@ -37,6 +37,7 @@
 //! ```
 
 mod api;
+pub mod blockdev;
 pub mod clock;
 pub mod fault;
 mod held;

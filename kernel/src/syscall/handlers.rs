@@ -66,6 +66,9 @@ pub fn handle(call: Syscall, cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, K
         Syscall::SendReceive => send_receive,
         Syscall::MintObjectCap => mint_object_cap,
         Syscall::SendToObject => send_to_object,
+        Syscall::BlockInfo => crate::blockdev::info,
+        Syscall::BlockRead => crate::blockdev::read,
+        Syscall::BlockWrite => crate::blockdev::write,
         // Calls this kernel does not implement yet answer as unknown ones.
         #[allow(unreachable_patterns)]
         _ => unsupported,

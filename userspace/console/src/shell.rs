@@ -424,8 +424,9 @@ impl Shell {
         match self.store_inner(host, command) {
             Ok(text) => text,
             Err(e) => {
-                // A restarted storage service (memory backend) no longer
-                // knows our objects: make new ones next time.
+                // A restarted storage service that lost its data (one
+                // without a block device) no longer knows our objects:
+                // make new ones next time.
                 if matches!(
                     e,
                     pandagen_storage::ClientError::Storage(

@@ -13,6 +13,7 @@ pub struct BootCapabilities {
     pub boot_image: Option<Cap<()>>,
     pub kernel_info: Option<Cap<()>>,
     pub serial_input: Option<Cap<()>>,
+    pub block_device: Option<Cap<()>>,
 }
 
 /// The rights a child's copy keeps: everything the original has except
@@ -23,7 +24,7 @@ pub const CHILD_RIGHTS: Rights = Rights::from_bits(Rights::ALL.bits() & !Rights:
 impl BootCapabilities {
     /// From the root task's start-up capabilities, which come in the order
     /// of `pandagen_abi::syscall::ROOT_CAPABILITIES`: registry, boot image,
-    /// kernel info, serial input.
+    /// kernel info, serial input, block device.
     pub fn from_root_handles(handles: &[CapHandle]) -> Self {
         let cap = |i: usize| handles.get(i).map(|h| Cap::from_handle(*h));
         BootCapabilities {
@@ -31,6 +32,7 @@ impl BootCapabilities {
             boot_image: cap(1),
             kernel_info: cap(2),
             serial_input: cap(3),
+            block_device: cap(4),
         }
     }
 
@@ -42,6 +44,7 @@ impl BootCapabilities {
             CapabilityName::BootImage => self.boot_image.as_ref(),
             CapabilityName::KernelInfo => self.kernel_info.as_ref(),
             CapabilityName::SerialInput => self.serial_input.as_ref(),
+            CapabilityName::BlockDevice => self.block_device.as_ref(),
         }
     }
 }

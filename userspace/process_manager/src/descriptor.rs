@@ -31,6 +31,9 @@ pub enum CapabilityName {
     SerialInput,
     /// `kernel-info`: kernel introspection (task list, audit log).
     KernelInfo,
+    /// `block-device`: the kernel's block device (a RAM disk that outlives
+    /// tasks; read and write), where the storage service keeps its journal.
+    BlockDevice,
 }
 
 impl fmt::Display for CapabilityName {
@@ -40,6 +43,7 @@ impl fmt::Display for CapabilityName {
             CapabilityName::BootImage => f.write_str("boot-image"),
             CapabilityName::SerialInput => f.write_str("serial-input"),
             CapabilityName::KernelInfo => f.write_str("kernel-info"),
+            CapabilityName::BlockDevice => f.write_str("block-device"),
         }
     }
 }

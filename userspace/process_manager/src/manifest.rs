@@ -9,7 +9,7 @@
 //! image = storage           # program in the boot image; defaults to the name
 //! restart = on-failure      # never | always | on-failure | backoff:<max_attempts>
 //! capabilities = registry   # comma list: registry, boot-image, serial-input,
-//!                           #   kernel-info
+//!                           #   kernel-info, block-device
 //! depends =                 # comma list of service names
 //! trust = core              # trust domain; defaults to "user"
 //! kind = service            # system | service | component; defaults to service
@@ -247,6 +247,7 @@ fn descriptor(
                 "boot-image" => CapabilityName::BootImage,
                 "serial-input" => CapabilityName::SerialInput,
                 "kernel-info" => CapabilityName::KernelInfo,
+                "block-device" => CapabilityName::BlockDevice,
                 _ => return Err(bad_value(line, "capabilities", item)),
             };
             capabilities.push(capability);

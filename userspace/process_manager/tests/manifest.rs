@@ -28,7 +28,7 @@ fn a_full_entry_parses_into_a_descriptor() {
           id = 11\n\
           image = web_server\n\
           restart = backoff:4\n\
-          capabilities = registry, boot-image, serial-input, kernel-info\n\
+          capabilities = registry, boot-image, serial-input, kernel-info, block-device\n\
           depends = db\n\
           trust = sandbox\n\
           kind = component\n\
@@ -50,6 +50,7 @@ fn a_full_entry_parses_into_a_descriptor() {
             CapabilityName::BootImage,
             CapabilityName::SerialInput,
             CapabilityName::KernelInfo,
+            CapabilityName::BlockDevice,
         ]
     );
     assert_eq!(web.dependencies, [ServiceId::from_raw(10)]);

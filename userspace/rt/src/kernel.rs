@@ -28,6 +28,33 @@ use pandagen_abi::ids::KERNEL_TASK;
 /// the kernel's request limit with room for its framing).
 const MAX_CONSOLE_WRITE: usize = 4096;
 
+impl pandagen_abi::BlockApi for Kernel {
+    fn block_info(
+        &mut self,
+        device: CapHandle,
+    ) -> Result<pandagen_abi::syscall::BlockInfo, KernelError> {
+        crate::block::info(&mut self.scratch, &mut self.response, device)
+    }
+
+    fn block_read(
+        &mut self,
+        device: CapHandle,
+        first: u64,
+        count: u32,
+    ) -> Result<Vec<u8>, KernelError> {
+        crate::block::read(&mut self.scratch, &mut self.response, device, first, count)
+    }
+
+    fn block_write(
+        &mut self,
+        device: CapHandle,
+        first: u64,
+        bytes: &[u8],
+    ) -> Result<(), KernelError> {
+        crate::block::write(&mut self.scratch, &mut self.response, device, first, bytes)
+    }
+}
+
 /// The calling task's view of the kernel. One per program, made by
 /// [`entry!`](crate::entry); it owns the request and response buffers so
 /// that a system call allocates nothing.

@@ -22,6 +22,9 @@
 //!
 //! Not done yet: checkpoints and journal compaction. The journal grows
 //! until the device is full, then `apply` answers `Full`.
+//!
+//! In ring 3 the device is the kernel's block device, reached through
+//! [`crate::device::KernelBlockDevice`].
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -96,6 +99,25 @@ impl<D: BlockDevice> JournalBackend<D> {
             last_seq: CommitSeq::ZERO,
             ready: true,
         })
+    }
+
+    /// Open the volume on `device`, or format it with capability key `key`
+    /// if the device is blank (its superblock all zeros, as a fresh RAM
+    /// disk is). Returns whether it was formatted. A device that is not
+    /// blank and holds no valid superblock is `Corrupt`, and is left as it
+    /// is: data is never formatted away.
+    pub fn open_or_format(mut device: D, key: [u8; 16]) -> Result<(Self, bool), BackendError> {
+        let block_size = device.block_size();
+        if block_size < MIN_BLOCK_SIZE || device.block_count() < 2 {
+            return Err(BackendError::Full);
+        }
+        let mut block = vec![0u8; block_size];
+        io(device.read_blocks(0, &mut block))?;
+        if block.iter().all(|&b| b == 0) {
+            Ok((Self::format(device, key)?, true))
+        } else {
+            Ok((Self::open(device)?, false))
+        }
     }
 
     /// Open a formatted volume. Call `replay` (as `ObjectStore::open`

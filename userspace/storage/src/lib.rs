@@ -17,7 +17,9 @@
 //!   [`CommitRecord`](record::CommitRecord) the backend makes durable
 //!   atomically; recovery replays records. [`memory`] keeps a framed
 //!   journal in memory; [`journal`] is the crash-consistent block-device
-//!   version. A crash never leaves part of a transaction applied.
+//!   version, and [`device`] puts it on the kernel's block device (the
+//!   ring-3 service does when it is given one, so its objects survive a
+//!   restart). A crash never leaves part of a transaction applied.
 //! * [`cap`] — an [`ObjectCap`] is a *kernel* capability the service
 //!   mints for an object (badge = object + revocation epoch); clients send
 //!   requests through it, the kernel moves and attenuates it, the service
@@ -38,6 +40,7 @@ extern crate alloc;
 pub mod backend;
 pub mod cap;
 pub mod client;
+pub mod device;
 pub mod error;
 pub mod ids;
 pub mod journal;
@@ -53,8 +56,10 @@ pub mod transaction;
 pub use backend::{BackendError, StorageBackend};
 pub use cap::{ObjectCap, ObjectToken};
 pub use client::{ClientError, StorageClient};
+pub use device::KernelBlockDevice;
 pub use error::{StorageError, TransactionError};
 pub use ids::{CommitSeq, ObjectId, TxId, VersionId};
+pub use journal::JournalBackend;
 pub use memory::MemoryBackend;
 pub use object::ObjectKind;
 pub use protocol::{Op, OpResult, Reply, Request};

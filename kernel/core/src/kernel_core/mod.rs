@@ -10,6 +10,7 @@
 //! `services` (registry), `objects` (service-minted object capabilities),
 //! `blocking` (scheduling and waits), `invariants`.
 
+mod blockdev;
 mod blocking;
 mod caps;
 mod fastpath;

@@ -159,6 +159,11 @@ impl KernelCore {
                 Mintable::SerialInput,
                 Rights::READ | Rights::WRITE | Rights::RECEIVE | transferable,
             ),
+            // READ: info and reads; WRITE: writes (`Syscall::BlockWrite`).
+            (
+                Mintable::BlockDevice,
+                Rights::READ | Rights::WRITE | transferable,
+            ),
         ];
         let mut capabilities = Vec::with_capacity(minted.len());
         for (object, rights) in minted {

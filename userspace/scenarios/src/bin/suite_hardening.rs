@@ -9,13 +9,14 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use pandagen_abi::error::{Resource, SendError, SyscallError, UserMemoryError};
+use pandagen_abi::error::{BlockError, Resource, SendError, SyscallError, UserMemoryError};
 use pandagen_abi::syscall::{
-    decode_status, ReceiveRequest, SendRequest, Syscall, STATUS_BAD_RESPONSE_BUFFER, SYSCALL_COUNT,
+    decode_status, BlockReadRequest, BlockWriteRequest, ReceiveRequest, SendRequest, Syscall,
+    MAX_BLOCK_TRANSFER, STATUS_BAD_RESPONSE_BUFFER, SYSCALL_COUNT,
 };
 use pandagen_abi::{
-    Cap, CapHandle, ChannelId, Duration, ExitReason, KernelApi, KernelError, MessageEnvelope,
-    MessagePayload, Rights, SchemaVersion, ServiceId,
+    BlockApi, Cap, CapHandle, ChannelId, Duration, ExitReason, KernelApi, KernelError,
+    MessageEnvelope, MessagePayload, Rights, SchemaVersion, ServiceId,
 };
 use pandagen_rt::syscall::raw_syscall;
 use pandagen_rt::{println, Kernel};
@@ -26,6 +27,8 @@ pandagen_rt::entry!(main);
 const KERNEL_ADDRESS: u64 = 0xffff_8000_0000_0000;
 const UNMAPPED_USER_ADDRESS: u64 = 0x1000;
 static READ_ONLY_BUFFER: [u8; 256] = [0; 256];
+/// Read-only and large enough for a one-block read's response.
+static READ_ONLY_BLOCK_BUFFER: [u8; 1024] = [0; 1024];
 
 /// Issue a raw system call and decode the response as `Result<(), KernelError>`
 /// (every error response has that shape whatever the call's reply type).
@@ -515,6 +518,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     );
 
     object_capabilities(kernel, &mut tally)?;
+    block_device(kernel, &mut tally, &mut buffers)?;
 
     // Sending to a closed channel: the only receiving capability is dropped.
     let closing = kernel.create_channel()?;
@@ -584,8 +588,9 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     // that allocate kernel objects (Spawn, CreateChannel, Clone: a storm of
     // valid ones would only test resource limits), or that print or rebind
     // the console (DebugWrite, ConsoleWrite, BindConsoleInput) become
-    // unknown numbers, as does 23 (reserved); the object-capability calls
-    // (24, 25) take part.
+    // unknown numbers, as does SendReceive (23, it blocks). The
+    // object-capability calls (24, 25) and the block-device calls (26..=28)
+    // take part: nothing else in this suite uses the device.
     let seed = rdtsc() | 1;
     println!("hardening: random syscall storm, seed {seed:#x}");
     let mut rng = Rng(seed);
@@ -639,4 +644,202 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         },
     );
     tally.finish(kernel)
+}
+
+fn check_eq<T: PartialEq + core::fmt::Debug>(got: T, expected: T) -> Result<(), String> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(alloc::format!("expected {expected:?}, got {got:?}"))
+    }
+}
+
+/// The block-device calls: typed errors for blocks off the device, wrong
+/// lengths, missing or wrong capabilities and bad user buffers, and a
+/// refused call changes nothing.
+fn block_device(
+    kernel: &mut Kernel,
+    tally: &mut Tally,
+    buffers: &mut Buffers,
+) -> Result<(), KernelError> {
+    let device = kernel.startup()?.capabilities[4];
+    let info = kernel.block_info(device);
+    tally.check(
+        "hardening/block_info",
+        match info {
+            Ok(i) if i.block_size == 512 && i.block_count == 4096 => Ok(()),
+            other => Err(alloc::format!("{other:?}")),
+        },
+    );
+    let blocks = info.map_or(0, |i| i.block_count);
+    let block = 512usize;
+
+    let last = blocks.saturating_sub(1);
+    kernel.block_write(device, last, &[0x77; 512])?;
+    let mut off_device = Ok(());
+    for (first, count) in [(blocks, 1u32), (last, 2), (u64::MAX, 1)] {
+        let expected = Err(KernelError::Block(BlockError::OutOfRange {
+            first,
+            count: u64::from(count),
+            blocks,
+        }));
+        if let Err(e) = check_eq(kernel.block_read(device, first, count), expected.clone()) {
+            off_device = Err(alloc::format!("read {first}+{count}: {e}"));
+        }
+        let data = vec![0x11; count as usize * block];
+        if let Err(e) = check_eq(
+            kernel.block_write(device, first, &data),
+            expected.map(|_: Vec<u8>| ()),
+        ) {
+            off_device = Err(alloc::format!("write {first}+{count}: {e}"));
+        }
+    }
+    if let Err(e) = check_eq(kernel.block_read(device, last, 1), Ok(vec![0x77; 512])) {
+        off_device = Err(alloc::format!("the last block changed: {e}"));
+    }
+    tally.check("hardening/block_out_of_range", off_device);
+
+    let bad_length = |len: u64| {
+        Err(KernelError::Block(BlockError::BadLength {
+            len,
+            block_size: 512,
+        }))
+    };
+    let too_large = MAX_BLOCK_TRANSFER + block;
+    tally.check(
+        "hardening/block_wrong_sizes",
+        check_eq(kernel.block_write(device, 0, &[1; 100]), bad_length(100))
+            .and_then(|()| check_eq(kernel.block_write(device, 0, &[]), bad_length(0)))
+            .and_then(|()| check_eq(kernel.block_read(device, 0, 0).map(|_| ()), bad_length(0)))
+            .and_then(|()| {
+                check_eq(
+                    kernel.block_write(device, 0, &vec![1; too_large]),
+                    Err(KernelError::Block(BlockError::TooLarge {
+                        len: too_large as u64,
+                        max: MAX_BLOCK_TRANSFER as u32,
+                    })),
+                )
+            })
+            .and_then(|()| match kernel.block_read(device, 0, u32::MAX) {
+                Err(KernelError::Block(BlockError::TooLarge { .. })) => Ok(()),
+                other => Err(alloc::format!(
+                    "u32::MAX blocks: {:?}",
+                    other.map(|b| b.len())
+                )),
+            }),
+    );
+
+    let read_only = kernel.clone_capability(&Cap::from_handle(device), Rights::READ)?;
+    let channel = kernel.create_channel()?;
+    tally.check(
+        "hardening/block_needs_the_capability_and_its_rights",
+        check_eq(
+            kernel.block_read(CapHandle::new(999, 0), 0, 1),
+            Err(KernelError::InvalidCapability),
+        )
+        .and_then(|()| {
+            check_eq(
+                kernel.block_info(channel.handle()).map(|_| ()),
+                Err(KernelError::WrongCapabilityKind {
+                    expected: pandagen_abi::CapKind::BlockDevice,
+                    found: pandagen_abi::CapKind::Channel,
+                }),
+            )
+        })
+        .and_then(|()| {
+            check_eq(
+                kernel.block_write(read_only.handle(), last, &[0; 512]),
+                Err(KernelError::InsufficientAuthority),
+            )
+        })
+        .and_then(|()| {
+            check_eq(
+                kernel.block_read(read_only.handle(), last, 1),
+                Ok(vec![0x77; 512]),
+            )
+        }),
+    );
+    kernel.drop_capability(read_only)?;
+    kernel.drop_capability(Cap::from(channel))?;
+
+    // Bad user buffers: the request (which carries a write's data) and the
+    // response (which carries a read's).
+    let read = postcard::to_allocvec(&BlockReadRequest {
+        capability: device,
+        first: 0,
+        count: 1,
+    })
+    .unwrap();
+    buffers.request[..read.len()].copy_from_slice(&read);
+    let read_req = buffers.req(read.len());
+    let mut user_memory = Ok(());
+    for (name, response) in [
+        ("kernel-half", (KERNEL_ADDRESS, 4096)),
+        ("unmapped", (UNMAPPED_USER_ADDRESS, 4096)),
+        ("read-only", (READ_ONLY_BLOCK_BUFFER.as_ptr() as u64, 1024)),
+    ] {
+        let result = raw(Syscall::BlockRead as u64, read_req, response);
+        if result != Err(STATUS_BAD_RESPONSE_BUFFER) {
+            user_memory = Err(alloc::format!("{name} response: {result:?}"));
+        }
+    }
+    let whole = postcard::to_allocvec(&BlockReadRequest {
+        capability: device,
+        first: 0,
+        count: (MAX_BLOCK_TRANSFER / block) as u32,
+    })
+    .unwrap();
+    buffers.request[..whole.len()].copy_from_slice(&whole);
+    let small = (buffers.response.as_mut_ptr() as u64, 1024);
+    match raw(Syscall::BlockRead as u64, buffers.req(whole.len()), small) {
+        Err(rax)
+            if matches!(
+                decode_status(rax),
+                Err(KernelError::Syscall(SyscallError::ResponseTooLarge { .. }))
+            ) => {}
+        other => user_memory = Err(alloc::format!("small response: {other:?}")),
+    }
+    for (name, request, expected) in [
+        (
+            "kernel-half",
+            (KERNEL_ADDRESS, 600),
+            UserMemoryError::NotUserAddress,
+        ),
+        (
+            "unmapped",
+            (UNMAPPED_USER_ADDRESS, 600),
+            UserMemoryError::Unmapped,
+        ),
+    ] {
+        let resp = buffers.resp();
+        if let Err(e) = expect_error(
+            raw(Syscall::BlockWrite as u64, request, resp),
+            syscall_error(SyscallError::BadUserMemory(expected)),
+        ) {
+            user_memory = Err(alloc::format!("{name} request: {e}"));
+        }
+    }
+    let write = postcard::to_allocvec(&BlockWriteRequest {
+        capability: device,
+        first: last,
+        bytes: &[0x99; 512],
+    })
+    .unwrap();
+    buffers.request[..write.len()].copy_from_slice(&write);
+    let resp = buffers.resp();
+    if let Err(e) = expect_error(
+        raw(
+            Syscall::BlockWrite as u64,
+            buffers.req(write.len() - 1),
+            resp,
+        ),
+        syscall_error(SyscallError::MalformedRequest),
+    ) {
+        user_memory = Err(alloc::format!("truncated write: {e}"));
+    }
+    if let Err(e) = check_eq(kernel.block_read(device, last, 1), Ok(vec![0x77; 512])) {
+        user_memory = Err(alloc::format!("the last block changed: {e}"));
+    }
+    tally.check("hardening/block_bad_user_buffers", user_memory);
+    Ok(())
 }

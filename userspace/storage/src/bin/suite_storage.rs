@@ -3,7 +3,8 @@
 //! capability for its map to the reader (a kernel move: the writer can no
 //! longer use it), who can read but not write, copy or export with it; the
 //! root checks versions, a conflicting pair of transactions, and
-//! revocation itself.
+//! revocation itself. The service
+//! keeps its journal on the kernel's block device, as in the system.
 #![no_std]
 #![no_main]
 
@@ -102,8 +103,16 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
 
     let registry = Rights::REGISTER | Rights::TRANSFER;
     let for_storage = kernel.clone_capability(&root_caps[0], registry)?;
+    let disk = Rights::READ | Rights::WRITE | Rights::TRANSFER;
+    let device = kernel.clone_capability(&root_caps[4], disk)?;
     let for_reader = kernel.clone_capability(&root_caps[0], registry)?;
-    spawn(kernel, "storage", "storage", vec![for_storage], exits)?;
+    spawn(
+        kernel,
+        "storage",
+        "storage",
+        vec![for_storage, device],
+        exits,
+    )?;
     let reader = spawn(
         kernel,
         "storage_reader",

@@ -244,3 +244,27 @@ fn the_store_runs_on_a_journal_and_recovers_from_it() {
     );
     assert_eq!(s.read_log(&tx, l, None, 0, 10).unwrap().total, 1);
 }
+
+#[test]
+fn a_blank_device_is_formatted_and_a_formatted_one_is_opened_never_reformatted() {
+    let blank = Disk {
+        bytes: vec![0; 64 * BLOCK],
+        tear: None,
+        fail_flush: false,
+    };
+    let (mut j, formatted) = JournalBackend::open_or_format(blank, [4; 16]).unwrap();
+    assert!(formatted);
+    assert!(replay(&mut j).is_empty());
+    j.apply(&record(1, 10)).unwrap();
+    // Another key offered on reopen is ignored: the volume keeps its own.
+    let (mut j, formatted) = JournalBackend::open_or_format(j.into_device(), [5; 16]).unwrap();
+    assert!(!formatted);
+    assert_eq!(j.cap_key(), SipKey::from_bytes([4; 16]));
+    assert_eq!(replay(&mut j), vec![record(1, 10)]);
+    // Not blank, not a volume: refused rather than formatted.
+    let disk = Disk::new(64);
+    assert_eq!(
+        JournalBackend::open_or_format(disk, [6; 16]).map(|(_, f)| f),
+        Err(BackendError::Corrupt)
+    );
+}

@@ -1,0 +1,168 @@
+//! The kernel's block device: a RAM disk of [`DISK_BYTES`] (2 MiB) in
+//! [`BLOCK_SIZE`]-byte blocks, and the three system calls over it
+//! (`BlockInfo`, `BlockRead`, `BlockWrite`).
+//!
+//! The disk is physical frames the kernel takes at boot and never gives
+//! back, zeroed then, and reached through the physical-memory window; it
+//! belongs to the kernel, not to any task. So what a task writes survives
+//! that task — a storage service restarted by the process manager finds
+//! its journal — but not a reboot or power-off: the disk is RAM. The root
+//! task receives its capability (`ROOT_CAPABILITIES`) and hands copies on.
+//!
+//! The checks (capability and rights, whole blocks, transfer limit, bounds)
+//! are the core's, shared with the simulator (`pandagen_core::block`). User
+//! memory is never touched here: the request bytes were copied in by the
+//! dispatcher, and the reply is copied out by it.
+
+use alloc::vec::Vec;
+use pandagen_abi::error::Resource;
+use pandagen_abi::syscall::{
+    BlockInfoRequest, BlockReadReply, BlockReadRequest, BlockWriteRequest,
+};
+use pandagen_abi::KernelError;
+use pandagen_core::BlockStore;
+use pandagen_hal::x86_64::paging::PhysWindow;
+use pandagen_hal::FRAME_SIZE;
+use spin::Mutex;
+
+use crate::syscall::{decode, Ctx, Step};
+
+/// Bytes per block.
+pub const BLOCK_SIZE: u32 = 512;
+/// The size of the RAM disk.
+pub const DISK_BYTES: u64 = 2 << 20;
+
+/// The RAM disk, once [`init`] has allocated it.
+static DISK: Mutex<Option<RamDisk>> = Mutex::new(None);
+
+/// A disk made of whole frames, not necessarily contiguous.
+struct RamDisk {
+    /// Physical addresses of the frames, in disk order.
+    frames: Vec<u64>,
+    window: PhysWindow,
+}
+
+impl RamDisk {
+    /// Call `each(window address, offset into the caller's buffer, length)`
+    /// for the pieces of `len` bytes from byte `offset`, frame by frame.
+    fn pieces(&self, offset: u64, len: usize, mut each: impl FnMut(u64, usize, usize)) {
+        let mut done = 0;
+        while done < len {
+            let at = offset + done as u64;
+            let frame = self.frames[(at / FRAME_SIZE) as usize];
+            let within = at % FRAME_SIZE;
+            let n = ((FRAME_SIZE - within) as usize).min(len - done);
+            each(self.window.virt(frame) + within, done, n);
+            done += n;
+        }
+    }
+}
+
+impl BlockStore for RamDisk {
+    fn block_size(&self) -> u32 {
+        BLOCK_SIZE
+    }
+
+    fn block_count(&self) -> u64 {
+        self.frames.len() as u64 * FRAME_SIZE / u64::from(BLOCK_SIZE)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) {
+        self.pieces(offset, buf.len(), |src, at, n| {
+            // SAFETY: `src` is the window address of a frame the disk owns
+            // (allocated in `init`, never freed, never mapped elsewhere),
+            // with `n` bytes to the end of the piece inside that frame; the
+            // core only asks for ranges on the disk, and `buf` is kernel
+            // memory, so the two do not overlap.
+            unsafe { core::ptr::copy_nonoverlapping(src as *const u8, buf[at..].as_mut_ptr(), n) };
+        });
+    }
+
+    fn write_at(&mut self, offset: u64, bytes: &[u8]) {
+        self.pieces(offset, bytes.len(), |dst, at, n| {
+            // SAFETY: as in `read_at`; the disk's frames are writable
+            // through the window and referenced by nothing else.
+            unsafe { core::ptr::copy_nonoverlapping(bytes[at..].as_ptr(), dst as *mut u8, n) };
+        });
+    }
+}
+
+/// Take and zero the disk's frames. If memory runs out, the frames taken
+/// so far are given back and the block calls answer
+/// `ResourceExhausted(Memory)`.
+pub fn init() {
+    let mut disk = DISK.lock();
+    if disk.is_some() {
+        return;
+    }
+    let window = crate::mem::paging::kernel_space().window();
+    let count = (DISK_BYTES / FRAME_SIZE) as usize;
+    let mut frames = Vec::with_capacity(count);
+    for _ in 0..count {
+        let Some(frame) = crate::mem::frame::allocate() else {
+            for frame in frames {
+                let _ = crate::mem::frame::free(frame);
+            }
+            log::error!("no memory for the {DISK_BYTES}-byte RAM disk: block calls will fail");
+            return;
+        };
+        // SAFETY: the frame was just allocated for the disk alone and is
+        // mapped read-write through the window.
+        unsafe { core::ptr::write_bytes(window.virt(frame) as *mut u8, 0, FRAME_SIZE as usize) };
+        frames.push(frame);
+    }
+    log::info!(
+        "RAM disk: {} blocks of {BLOCK_SIZE} bytes",
+        DISK_BYTES / u64::from(BLOCK_SIZE)
+    );
+    *disk = Some(RamDisk { frames, window });
+}
+
+fn no_disk() -> KernelError {
+    KernelError::ResourceExhausted(Resource::Memory)
+}
+
+/// `Syscall::BlockInfo`.
+pub fn info(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: BlockInfoRequest = decode(request)?;
+    let disk = DISK.lock();
+    let disk = disk.as_ref().ok_or_else(no_disk)?;
+    let info =
+        cx.k.core
+            .block_info(cx.caller, request.capability, disk, cx.now)?;
+    cx.reply(info)
+}
+
+/// `Syscall::BlockRead`.
+pub fn read(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: BlockReadRequest = decode(request)?;
+    let bytes = {
+        let disk = DISK.lock();
+        let disk = disk.as_ref().ok_or_else(no_disk)?;
+        cx.k.core.block_read(
+            cx.caller,
+            request.capability,
+            disk,
+            request.first,
+            request.count,
+            cx.now,
+        )?
+    };
+    cx.reply(BlockReadReply { bytes: &bytes })
+}
+
+/// `Syscall::BlockWrite`.
+pub fn write(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: BlockWriteRequest<'_> = decode(request)?;
+    let mut disk = DISK.lock();
+    let disk = disk.as_mut().ok_or_else(no_disk)?;
+    cx.k.core.block_write(
+        cx.caller,
+        request.capability,
+        disk,
+        request.first,
+        request.bytes,
+        cx.now,
+    )?;
+    cx.reply(())
+}

@@ -1,0 +1,277 @@
+//! QEMU suite `persistence`: storage survives its own crash. The root task
+//! runs the process manager's supervisor over
+//! `manifests/suite-persistence.manifest` (storage with the kernel's block
+//! device) and is also a storage client: it commits objects, has the
+//! process manager crash the storage task with a `pm.crash` request, waits
+//! for the supervisor to restart it, and reads the same objects back from
+//! the new instance through the same kernel object capabilities it held
+//! before the crash (they name the storage *service*, not the task, so the
+//! kernel routes them to whichever instance is registered), with the same
+//! client and reply channel. One `[TEST]` line per check, then
+//! `[SUITE] DONE` (see `qemu/README.md`).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use pandagen_process_manager::{
+    parse_manifest, BootCapabilities, InstanceEnd, LifecycleState, PmClient, PmReply, PmRequest,
+    ServiceInfo, ServiceRef, Supervisor, SupervisorConfig,
+};
+use pandagen_rt::abi::services::STORAGE;
+use pandagen_rt::abi::{BlockApi, Duration, ExitReason, KernelApi, KernelError};
+use pandagen_rt::{println, Kernel};
+use pandagen_scenarios::{lookup_with_retry, Tally};
+use pandagen_storage::{ClientError, ObjectCap, ObjectKind, StorageClient};
+
+pandagen_rt::entry!(main, heap = 4 << 20);
+
+const MANIFEST: &[u8] =
+    include_bytes!("../../../process_manager/manifests/suite-persistence.manifest");
+/// Where the root capabilities put the block device (`ROOT_CAPABILITIES`).
+const BLOCK_DEVICE_SLOT: usize = 4;
+/// How long any one phase may take on a loaded machine.
+const PHASE: Duration = Duration::from_secs(30);
+const GREETING: &[u8] = b"written before the crash";
+const AFTER: &[u8] = b"written after the restart";
+
+/// A blob larger than one journal block, with a recognisable pattern.
+fn blob() -> Vec<u8> {
+    (0..5000u32).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+/// Step the supervisor until storage is `Running` with `restarts`
+/// restarts behind it.
+fn run_until_storage_runs(
+    kernel: &mut Kernel,
+    supervisor: &mut Supervisor,
+    restarts: u32,
+) -> Result<ServiceInfo, String> {
+    let start = kernel.now();
+    loop {
+        let _ = supervisor.step(kernel);
+        for (at, event) in supervisor.events_mut().drain() {
+            println!("persistence: [{} ms] {event:?}", at.as_millis());
+        }
+        if let Some(info) = supervisor.service(STORAGE) {
+            if info.state == LifecycleState::Running && info.restart_count == restarts {
+                return Ok(info);
+            }
+            if info.gave_up {
+                return Err(alloc::format!(
+                    "the supervisor gave up on storage: {info:?}"
+                ));
+            }
+        }
+        if kernel.now().saturating_duration_since(start) > PHASE {
+            return Err(alloc::format!(
+                "storage not running after {restarts} restarts: {:?}",
+                supervisor.service(STORAGE)
+            ));
+        }
+    }
+}
+
+fn connect(kernel: &mut Kernel) -> Result<StorageClient, String> {
+    lookup_with_retry(kernel, STORAGE).map_err(|e| alloc::format!("lookup: {e}"))?;
+    let client = StorageClient::connect(kernel).map_err(|e| alloc::format!("connect: {e}"))?;
+    Ok(client.with_retry(Duration::from_secs(2), 3))
+}
+
+fn failed(what: &str, e: ClientError) -> String {
+    alloc::format!("{what}: {e}")
+}
+
+/// The storage objects this task created, by the kernel capabilities it
+/// holds for them.
+struct Objects {
+    map: ObjectCap,
+    blob: ObjectCap,
+}
+
+/// Commit a map entry and a multi-block blob; returns their capabilities.
+fn write_objects(kernel: &mut Kernel, client: &mut StorageClient) -> Result<Objects, String> {
+    let e = failed;
+    let (map, _) = client
+        .create(kernel, ObjectKind::Map)
+        .map_err(|x| e("create map", x))?;
+    client
+        .put(kernel, &map, b"greeting", GREETING)
+        .map_err(|x| e("put", x))?;
+    let (blob_cap, _) = client
+        .create(kernel, ObjectKind::Blob)
+        .map_err(|x| e("create blob", x))?;
+    client
+        .write_blob(kernel, &blob_cap, &blob())
+        .map_err(|x| e("write blob", x))?;
+    Ok(Objects {
+        map,
+        blob: blob_cap,
+    })
+}
+
+/// Read both objects back through the capabilities in `objects`.
+fn read_objects(
+    kernel: &mut Kernel,
+    client: &mut StorageClient,
+    objects: &Objects,
+) -> Result<(), String> {
+    let e = failed;
+    let value = client
+        .get(kernel, &objects.map, b"greeting")
+        .map_err(|x| e("get", x))?;
+    if value.as_deref() != Some(GREETING) {
+        return Err(alloc::format!("greeting read back as {value:?}"));
+    }
+    let bytes = client
+        .read_blob(kernel, &objects.blob, None)
+        .map_err(|x| e("read blob", x))?;
+    if bytes != blob() {
+        return Err(alloc::format!(
+            "blob read back as {} other bytes",
+            bytes.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Commit through the map's capability on the new instance and read it
+/// back: the restarted service goes on where its predecessor stopped.
+fn commit_after_restart(
+    kernel: &mut Kernel,
+    client: &mut StorageClient,
+    objects: &Objects,
+) -> Result<(), String> {
+    let e = failed;
+    client
+        .put(kernel, &objects.map, b"greeting", AFTER)
+        .map_err(|x| e("put", x))?;
+    match client.get(kernel, &objects.map, b"greeting") {
+        Ok(Some(value)) if value == AFTER => Ok(()),
+        other => Err(alloc::format!("greeting read back as {other:?}")),
+    }
+}
+
+/// `pm.crash` for storage, sent to the supervisor this task runs: send,
+/// let the supervisor handle it, take the answer.
+fn crash_storage(kernel: &mut Kernel, supervisor: &mut Supervisor) -> Result<ServiceInfo, String> {
+    let channel = supervisor
+        .channel()
+        .ok_or_else(|| String::from("the supervisor has no channel"))?;
+    let pm = PmClient::with_channel(kernel, channel).map_err(|e| alloc::format!("{e}"))?;
+    let id = pm
+        .send(
+            kernel,
+            &PmRequest::Crash(ServiceRef::Name("storage".into())),
+        )
+        .map_err(|e| alloc::format!("send pm.crash: {e:?}"))?;
+    let start = kernel.now();
+    loop {
+        let _ = supervisor.step(kernel);
+        match pm.receive(kernel, id, Some(Duration::ZERO)) {
+            Ok(PmReply::Service(info)) => return Ok(info),
+            Ok(other) => return Err(alloc::format!("pm.crash answered {other:?}")),
+            Err(pandagen_process_manager::ClientError::Kernel(KernelError::Timeout)) => {}
+            Err(error) => return Err(alloc::format!("pm.crash: {error:?}")),
+        }
+        if kernel.now().saturating_duration_since(start) > PHASE {
+            return Err(String::from("no answer to pm.crash"));
+        }
+    }
+}
+
+fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
+    let startup = kernel.startup()?;
+    let mut tally = Tally::default();
+    let manifest = match parse_manifest(MANIFEST) {
+        Ok(manifest) => manifest,
+        Err(error) => {
+            tally.check("persistence/manifest", Err(alloc::format!("{error}")));
+            tally.finish(kernel)
+        }
+    };
+    let caps = BootCapabilities::from_root_handles(&startup.capabilities);
+    let mut supervisor = Supervisor::new(manifest, caps, SupervisorConfig::default())
+        .with_terminator(pandagen_rt::syscall::terminate);
+    if let Err(error) = supervisor.boot(kernel) {
+        tally.check("persistence/boot", Err(alloc::format!("{error:?}")));
+        tally.finish(kernel)
+    }
+
+    let first = run_until_storage_runs(kernel, &mut supervisor, 0);
+    let first_execution = first.as_ref().ok().and_then(|i| i.execution_id);
+    tally.check("persistence/storage_starts", first.map(|_| ()));
+    // One client for the whole run: it keeps its reply channel and its
+    // object capabilities across the storage restart.
+    let mut client = connect(kernel);
+    let written = match &mut client {
+        Ok(client) => write_objects(kernel, client),
+        Err(reason) => Err(reason.clone()),
+    };
+    let (written, objects) = match written {
+        Ok(objects) => (Ok(()), Some(objects)),
+        Err(reason) => (Err(reason), None),
+    };
+    tally.check("persistence/client_commits_objects", written);
+
+    // The journal is on the kernel's block device: its superblock is there.
+    let device = startup.capabilities.get(BLOCK_DEVICE_SLOT).copied();
+    tally.check(
+        "persistence/journal_is_on_the_block_device",
+        match device.map(|d| kernel.block_read(d, 0, 1)) {
+            Some(Ok(block)) if block.starts_with(b"PGSTORE1") => Ok(()),
+            Some(Ok(block)) => Err(alloc::format!("block 0 begins {:?}", &block[..8])),
+            Some(Err(e)) => Err(alloc::format!("block read: {e}")),
+            None => Err(String::from("no block-device root capability")),
+        },
+    );
+
+    let crashed = crash_storage(kernel, &mut supervisor);
+    tally.check("persistence/pm_crash_accepted", crashed.map(|_| ()));
+    let second = run_until_storage_runs(kernel, &mut supervisor, 1);
+    tally.check(
+        "persistence/storage_restarted_as_a_new_instance_after_a_failure",
+        match &second {
+            Ok(info)
+                if info.execution_id.is_some()
+                    && info.execution_id != first_execution
+                    && matches!(
+                        info.last_end,
+                        Some(InstanceEnd::Exited(ExitReason::Failure { .. }))
+                    ) =>
+            {
+                Ok(())
+            }
+            other => Err(alloc::format!("{other:?}")),
+        },
+    );
+    // Wait for the new instance to register (until then a send through an
+    // object capability has nowhere to go).
+    let registered = lookup_with_retry(kernel, STORAGE)
+        .map(|_| ())
+        .map_err(|e| alloc::format!("lookup: {e}"));
+    let ready = match (registered, client.as_mut(), objects.as_ref()) {
+        (Err(reason), _, _) => Err(reason),
+        (_, Err(reason), _) => Err(reason.clone()),
+        (_, _, None) => Err(String::from("nothing was written")),
+        (Ok(()), Ok(client), Some(objects)) => Ok((client, objects)),
+    };
+    let (read, committed) = match ready {
+        Ok((client, objects)) => (
+            read_objects(kernel, client, objects),
+            commit_after_restart(kernel, client, objects),
+        ),
+        Err(reason) => (Err(reason.clone()), Err(reason)),
+    };
+    tally.check(
+        "persistence/objects_read_back_through_the_same_capabilities",
+        read,
+    );
+    tally.check(
+        "persistence/the_new_instance_commits_through_the_same_capability",
+        committed,
+    );
+    tally.finish(kernel)
+}
