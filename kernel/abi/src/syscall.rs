@@ -207,14 +207,15 @@ pub struct SendRequest<'a> {
     pub capabilities: heapless::Vec<CapHandle, MAX_MESSAGE_CAPS>,
 }
 
-/// A [`Syscall::SendReceive`] request: a [`SendRequest`] on `send`, then
-/// a [`ReceiveRequest`] on `receive`.
+/// A [`Syscall::SendReceive`] request: a [`SendRequest`] on `send`
+/// (without capabilities: moving capabilities takes [`Syscall::Send`]),
+/// then a [`ReceiveRequest`] on `receive`. Kept small: it is decoded on
+/// every call of the IPC fast path.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendReceiveRequest<'a> {
     pub send: CapHandle,
     #[serde(serialize_with = "as_bytes")]
     pub message: &'a [u8],
-    pub capabilities: heapless::Vec<CapHandle, MAX_MESSAGE_CAPS>,
     pub receive: CapHandle,
     /// As [`ReceiveRequest::timeout_nanos`].
     pub timeout_nanos: Option<u64>,

@@ -191,31 +191,29 @@ fn receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 fn send_receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: SendReceiveRequest<'_> = decode(request)?;
     let deadline = deadline(cx, request.timeout_nanos);
-    if request.capabilities.is_empty() {
-        let Kernel { core, tasks, .. } = &mut *cx.k;
-        let switched = core.send_receive_fast(
-            cx.caller,
-            request.send,
-            request.message,
-            request.receive,
-            deadline,
-            cx.now,
-            |offer| crate::task::accept_offer(tasks, offer),
-        );
-        if let Some(switched) = switched {
-            return Ok(Step::SwitchTo {
-                task: switched.receiver,
-                pending: Pending::Receive {
-                    channel: request.receive,
-                    deadline,
-                    response: cx.response,
-                },
-            });
-        }
+    let Kernel { core, tasks, .. } = &mut *cx.k;
+    let switched = core.send_receive_fast(
+        cx.caller,
+        request.send,
+        request.message,
+        request.receive,
+        deadline,
+        cx.now,
+        |offer| crate::task::accept_offer(tasks, offer),
+    );
+    if let Some(switched) = switched {
+        return Ok(Step::SwitchTo {
+            task: switched.receiver,
+            pending: Pending::Receive {
+                channel: request.receive,
+                deadline,
+                response: cx.response,
+            },
+        });
     }
     cx.k.core
         .check_receive(cx.caller, request.receive, cx.now)?;
-    send_message(cx, request.send, request.message, &request.capabilities)?;
+    send_message(cx, request.send, request.message, &[])?;
     receive_message(cx, request.receive, request.timeout_nanos)
 }
 

@@ -316,7 +316,7 @@ impl KernelApi for Kernel {
         let request = SendReceiveRequest {
             send: send.handle(),
             message: &bytes,
-            capabilities: heapless::Vec::new(),
+
             receive: receive.handle(),
             timeout_nanos: timeout.map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
         };

@@ -18,10 +18,10 @@
 //! channels and every other case take the general path, which reports
 //! them.
 
-use pandagen_abi::{CapHandle, CapKind, Instant, Rights, TaskId};
+use pandagen_abi::{CapHandle, Instant, Rights, TaskId};
 
 use super::KernelCore;
-use crate::cap_table::ObjectRef;
+use crate::cap_table::{CapSpace, ObjectRef};
 use crate::channel::ChannelRef;
 use crate::sched::{BlockedOn, SchedState};
 use crate::task::WakeReason;
@@ -72,8 +72,9 @@ impl KernelCore {
         {
             return None;
         }
-        let to = self.fast_channel(caller, send, Rights::SEND)?;
-        let from = self.fast_channel(caller, receive, Rights::RECEIVE)?;
+        let space = &self.tasks.get(caller)?.space;
+        let to = fast_channel(space, send, Rights::SEND)?;
+        let from = fast_channel(space, receive, Rights::RECEIVE)?;
         let c = self.channels.get(to)?;
         let receiver_slot = match (c.is_closed(), c.queue.is_empty(), c.waiters.head()) {
             (false, true, Some(slot)) => slot,
@@ -113,22 +114,15 @@ impl KernelCore {
         self.sched.block(caller_slot, on, waiters);
         Some(Switched { receiver, seq })
     }
+}
 
-    /// The channel a valid channel capability with `required` names, or
-    /// `None` (not audited: the general path repeats the check and audits
-    /// the refusal).
-    fn fast_channel(
-        &self,
-        caller: TaskId,
-        handle: CapHandle,
-        required: Rights,
-    ) -> Option<ChannelRef> {
-        match self.check_in(caller, handle, Some(CapKind::Channel), required) {
-            Ok((_, cap)) => match cap.object() {
-                ObjectRef::Channel(ch) => Some(ch),
-                _ => None,
-            },
-            Err(_) => None,
-        }
+/// The channel a valid channel capability with `required` in `space`
+/// names, or `None` (not audited: the general path repeats the check and
+/// audits the refusal).
+fn fast_channel(space: &CapSpace, handle: CapHandle, required: Rights) -> Option<ChannelRef> {
+    let cap = space.get(handle).ok()?;
+    match cap.object() {
+        ObjectRef::Channel(ch) if cap.rights().contains(required) => Some(ch),
+        _ => None,
     }
 }

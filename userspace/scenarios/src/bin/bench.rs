@@ -106,7 +106,7 @@ impl RawClient {
             send_receive: postcard::to_allocvec(&SendReceiveRequest {
                 send: to_server,
                 message: envelope,
-                capabilities: heapless::Vec::new(),
+
                 receive: from_server,
                 timeout_nanos: None,
             })

@@ -79,7 +79,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
                 &SendReceiveRequest {
                     send: replies,
                     message: reply.message,
-                    capabilities: heapless::Vec::new(),
+
                     receive: requests,
                     timeout_nanos: None,
                 },
