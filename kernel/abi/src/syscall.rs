@@ -210,15 +210,39 @@ pub struct SendRequest<'a> {
 /// A [`Syscall::SendReceive`] request: a [`SendRequest`] on `send`
 /// (without capabilities: moving capabilities takes [`Syscall::Send`]),
 /// then a [`ReceiveRequest`] on `receive`. Kept small: it is decoded on
-/// every call of the IPC fast path.
+/// every call of the IPC fast path. The message comes last, so that a task
+/// calling with the same capabilities again and again can keep the postcard
+/// encoding of the other fields and append only the message's (see
+/// [`SendReceivePrefix`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendReceiveRequest<'a> {
     pub send: CapHandle,
-    #[serde(serialize_with = "as_bytes")]
-    pub message: &'a [u8],
     pub receive: CapHandle,
     /// As [`ReceiveRequest::timeout_nanos`].
     pub timeout_nanos: Option<u64>,
+    #[serde(serialize_with = "as_bytes")]
+    pub message: &'a [u8],
+}
+
+/// The fields of a [`SendReceiveRequest`] before its message. Postcard
+/// writes a struct as its fields one after the other, so the encoding of a
+/// request is the encoding of this prefix followed by that of
+/// [`MessageBytes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SendReceivePrefix {
+    pub send: CapHandle,
+    pub receive: CapHandle,
+    pub timeout_nanos: Option<u64>,
+}
+
+/// Message bytes encoded as in a request (one postcard byte string).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageBytes<'a>(pub &'a [u8]);
+
+impl Serialize for MessageBytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -572,6 +596,28 @@ mod tests {
         assert!(postcard::to_allocvec(&write).unwrap().len() <= MAX_REQUEST_BYTES);
         let reply: Result<BlockReadReply<'_>, KernelError> = Ok(BlockReadReply { bytes: &data });
         assert!(postcard::to_allocvec(&reply).unwrap().len() <= RESPONSE_BUFFER_BYTES);
+    }
+
+    #[test]
+    fn a_send_receive_request_is_its_prefix_then_its_message() {
+        let request = SendReceiveRequest {
+            send: CapHandle::new(3, 1),
+            receive: CapHandle::new(300, 7),
+            timeout_nanos: Some(1_000_000),
+            message: &[9; 200],
+        };
+        let mut split = postcard::to_allocvec(&SendReceivePrefix {
+            send: request.send,
+            receive: request.receive,
+            timeout_nanos: request.timeout_nanos,
+        })
+        .unwrap();
+        split.extend(postcard::to_allocvec(&MessageBytes(request.message)).unwrap());
+        assert_eq!(split, postcard::to_allocvec(&request).unwrap());
+        assert_eq!(
+            postcard::from_bytes::<SendReceiveRequest<'_>>(&split).unwrap(),
+            request
+        );
     }
 
     #[test]

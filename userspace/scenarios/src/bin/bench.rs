@@ -9,8 +9,10 @@
 //! - `ipc_call_round_trip_*`: the kernel's IPC path with one entry per
 //!   side: the client's `SendReceive` (send the request, wait for the
 //!   reply) and the server's (send the reply, wait for the next request),
-//!   through raw system calls with requests encoded once — the shape of
-//!   seL4's `Call` + `ReplyRecv`, and the figure for the bar.
+//!   through raw system calls — the shape of seL4's `Call` + `ReplyRecv`,
+//!   and the figure for the bar. The client's request is encoded once; the
+//!   server (`raw_echo` as `call_echo`) keeps the encoding of its request's
+//!   constant fields and encodes only the echoed message each time.
 //! - `ipc_round_trip_raw_*`: the same through four entries: the client's
 //!   `Send` then `Receive`, and `raw_echo`'s.
 //! - `ipc_round_trip_*`: the whole stack a service uses — building,

@@ -14,8 +14,8 @@ extern crate alloc;
 use alloc::vec;
 use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
-    decode_status, ReceiveReply, ReceiveRequest, SendReceiveRequest, SendRequest, Syscall,
-    RESPONSE_BUFFER_BYTES,
+    decode_status, MessageBytes, ReceiveReply, ReceiveRequest, SendReceivePrefix, SendRequest,
+    Syscall, RESPONSE_BUFFER_BYTES,
 };
 use pandagen_abi::KernelError;
 use pandagen_rt::syscall::raw_syscall;
@@ -62,6 +62,16 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         vec![0u8; RESPONSE_BUFFER_BYTES],
     ];
     let mut request = vec![0u8; RESPONSE_BUFFER_BYTES];
+    let prefix = postcard::to_slice(
+        &SendReceivePrefix {
+            send: replies,
+            receive: requests,
+            timeout_nanos: None,
+        },
+        &mut request,
+    )
+    .map_err(|_| malformed())?
+    .len();
     let mut send_response = [0u8; 64];
     let mut len = call(Syscall::Receive, &receive, &mut buffers[0])?;
     let mut current = 0;
@@ -75,18 +85,13 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
             return Ok(());
         }
         if reply_and_wait {
-            let encoded = postcard::to_slice(
-                &SendReceiveRequest {
-                    send: replies,
-                    message: reply.message,
-
-                    receive: requests,
-                    timeout_nanos: None,
-                },
-                &mut request,
-            )
-            .map_err(|_| malformed())?;
-            len = call(Syscall::SendReceive, encoded, next)?;
+            // Like the client, encode the constant part of the request
+            // once (`prefix`, written at the start of `request` before the
+            // loop) and only the message each time.
+            let tail = postcard::to_slice(&MessageBytes(reply.message), &mut request[prefix..])
+                .map_err(|_| malformed())?
+                .len();
+            len = call(Syscall::SendReceive, &request[..prefix + tail], next)?;
             current ^= 1;
         } else {
             let encoded = postcard::to_slice(
