@@ -243,16 +243,20 @@ impl Scheduler {
     /// Wake a blocked task: remove it from `wait_list` (the list it waits
     /// in, if any) and the deadline index, and make it ready.
     pub(crate) fn wake(&mut self, slot: u32, wait_list: Option<&mut TaskList>) {
-        let SchedState::Blocked(on) = self.state(slot) else {
-            return;
-        };
+        if let SchedState::Blocked(on) = self.state(slot) {
+            self.stop_waiting(slot, on, wait_list);
+            self.make_ready(slot);
+        }
+    }
+
+    /// Take a blocked task out of `wait_list` and the deadline index.
+    fn stop_waiting(&mut self, slot: u32, on: BlockedOn, wait_list: Option<&mut TaskList>) {
         if let Some(list) = wait_list {
             self.unlink(list, slot);
         }
         if let Some(deadline) = on.deadline() {
             self.deadlines.remove(&(deadline, slot));
         }
-        self.make_ready(slot);
     }
 
     /// Run a blocked task directly, without passing through the ready
@@ -260,16 +264,10 @@ impl Scheduler {
     /// deadline index and mark it running. The task that was running must
     /// block or yield in the same step. No effect unless it is blocked.
     pub(crate) fn run_blocked(&mut self, slot: u32, wait_list: Option<&mut TaskList>) {
-        let SchedState::Blocked(on) = self.state(slot) else {
-            return;
-        };
-        if let Some(list) = wait_list {
-            self.unlink(list, slot);
+        if let SchedState::Blocked(on) = self.state(slot) {
+            self.stop_waiting(slot, on, wait_list);
+            self.entries[slot as usize].state = SchedState::Running;
         }
-        if let Some(deadline) = on.deadline() {
-            self.deadlines.remove(&(deadline, slot));
-        }
-        self.entries[slot as usize].state = SchedState::Running;
     }
 
     /// Whether `pick_next` would choose `slot` if it were made ready now:
@@ -283,14 +281,7 @@ impl Scheduler {
     pub(crate) fn deactivate(&mut self, slot: u32, wait_list: Option<&mut TaskList>) {
         match self.state(slot) {
             SchedState::Ready => self.unready(slot),
-            SchedState::Blocked(on) => {
-                if let Some(list) = wait_list {
-                    self.unlink(list, slot);
-                }
-                if let Some(deadline) = on.deadline() {
-                    self.deadlines.remove(&(deadline, slot));
-                }
-            }
+            SchedState::Blocked(on) => self.stop_waiting(slot, on, wait_list),
             SchedState::Running | SchedState::Inactive => {}
         }
         self.entries[slot as usize].state = SchedState::Inactive;

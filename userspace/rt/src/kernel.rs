@@ -86,6 +86,17 @@ fn received(reply: ReceiveReply<'_>) -> Result<ReceivedMessage, KernelError> {
     })
 }
 
+/// The handles of capabilities to move in a message.
+fn handles_of(
+    capabilities: &[Cap<()>],
+) -> Result<heapless::Vec<CapHandle, MAX_MESSAGE_CAPS>, KernelError> {
+    let mut handles = heapless::Vec::new();
+    for cap in capabilities {
+        handles.push(cap.handle()).map_err(|_| too_many_caps())?;
+    }
+    Ok(handles)
+}
+
 fn too_many_caps() -> KernelError {
     KernelError::SendFailed(pandagen_abi::error::SendError::TooManyCapabilities)
 }
@@ -269,10 +280,7 @@ impl KernelApi for Kernel {
         capabilities: Vec<Cap<()>>,
     ) -> Result<(), KernelError> {
         let bytes = message.encode()?;
-        let mut handles = heapless::Vec::<CapHandle, MAX_MESSAGE_CAPS>::new();
-        for cap in &capabilities {
-            handles.push(cap.handle()).map_err(|_| too_many_caps())?;
-        }
+        let handles = handles_of(&capabilities)?;
         let request = SendRequest {
             channel: channel.handle(),
             message: &bytes,
@@ -427,10 +435,7 @@ impl KernelApi for Kernel {
         capabilities: Vec<Cap<()>>,
     ) -> Result<(), KernelError> {
         let bytes = message.encode()?;
-        let mut handles = heapless::Vec::<CapHandle, MAX_MESSAGE_CAPS>::new();
-        for cap in &capabilities {
-            handles.push(cap.handle()).map_err(|_| too_many_caps())?;
-        }
+        let handles = handles_of(&capabilities)?;
         let request = ObjectSendRequest {
             object: object.handle(),
             message: &bytes,

@@ -7,15 +7,18 @@
 //! capabilities the client already holds (they name the service, not the
 //! task), and imports the tokens its predecessor exported.
 
+#[macro_use]
+mod support;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::syscall::BlockInfo;
 use pandagen_abi::{
-    BlockApi, Cap, CapHandle, CapKind, ChannelId, Duration, ExitReason, FailureCause, Instant,
-    KernelApi, KernelError, MessageEnvelope, MessagePayload, ReceivedMessage, Rights, ServiceId,
-    TaskDescriptor, TaskHandle, TaskId,
+    BlockApi, CapHandle, CapKind, ChannelId, Duration, ExitReason, FailureCause, Instant,
+    KernelApi, KernelError, MessageEnvelope, MessagePayload, ReceivedMessage, Rights,
+    TaskDescriptor, TaskId,
 };
 use pandagen_sim::SimulatedKernel;
 use pandagen_storage::cap::OBJECT_CAP_RIGHTS;
@@ -69,22 +72,7 @@ impl BlockApi for Task {
 }
 
 impl KernelApi for Task {
-    fn spawn_task(&mut self, descriptor: TaskDescriptor) -> Result<TaskHandle, KernelError> {
-        self.act(|k| k.spawn_task(descriptor))
-    }
-
-    fn create_channel(&mut self) -> Result<ChannelId, KernelError> {
-        self.act(|k| k.create_channel())
-    }
-
-    fn send_with_capabilities(
-        &mut self,
-        channel: ChannelId,
-        message: MessageEnvelope,
-        capabilities: Vec<Cap<()>>,
-    ) -> Result<(), KernelError> {
-        self.act(|k| k.send_with_capabilities(channel, message, capabilities))
-    }
+    forward_to_simulator!();
 
     fn receive_with_capabilities(
         &mut self,
@@ -96,60 +84,6 @@ impl KernelApi for Task {
 
     fn now(&self) -> Instant {
         KernelApi::now(&*self.kernel.borrow())
-    }
-
-    fn sleep(&mut self, duration: Duration) -> Result<(), KernelError> {
-        self.act(|k| k.sleep(duration))
-    }
-
-    fn grant_capability(&mut self, task: TaskId, capability: Cap<()>) -> Result<(), KernelError> {
-        self.act(|k| k.grant_capability(task, capability))
-    }
-
-    fn register_service(
-        &mut self,
-        service_id: ServiceId,
-        channel: ChannelId,
-    ) -> Result<(), KernelError> {
-        self.act(|k| k.register_service(service_id, channel))
-    }
-
-    fn lookup_service(&mut self, service_id: ServiceId) -> Result<ChannelId, KernelError> {
-        self.act(|k| k.lookup_service(service_id))
-    }
-
-    fn delegate_capability(&mut self, capability: Cap<()>, to: TaskId) -> Result<(), KernelError> {
-        self.act(|k| KernelApi::delegate_capability(k, capability, to))
-    }
-
-    fn drop_capability(&mut self, capability: Cap<()>) -> Result<(), KernelError> {
-        self.act(|k| KernelApi::drop_capability(k, capability))
-    }
-
-    fn clone_capability(
-        &mut self,
-        capability: &Cap<()>,
-        rights: Rights,
-    ) -> Result<Cap<()>, KernelError> {
-        self.act(|k| k.clone_capability(capability, rights))
-    }
-
-    fn mint_object_capability(
-        &mut self,
-        service: ServiceId,
-        badge: u64,
-        rights: Rights,
-    ) -> Result<Cap<pandagen_abi::cap::kinds::StorageObject>, KernelError> {
-        self.act(|k| k.mint_object_capability(service, badge, rights))
-    }
-
-    fn send_to_object(
-        &mut self,
-        object: &Cap<pandagen_abi::cap::kinds::StorageObject>,
-        message: MessageEnvelope,
-        capabilities: Vec<Cap<()>>,
-    ) -> Result<(), KernelError> {
-        self.act(|k| k.send_to_object(object, message, capabilities))
     }
 }
 

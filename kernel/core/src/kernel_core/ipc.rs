@@ -503,15 +503,30 @@ impl KernelCore {
         let ObjectRef::Channel(ch) = object else {
             unreachable!("kind checked");
         };
-        let c = self
-            .channels
-            .get(ch)
-            .expect("a valid channel capability keeps its channel alive");
-        if c.is_closed() {
-            return Err(KernelError::SendFailed(SendError::ChannelClosed));
-        }
-        if c.queue.len() >= c.capacity as usize {
-            return Err(KernelError::SendFailed(SendError::QueueFull));
+        self.check_delivery(caller, ch, len, caps, now)?;
+        Ok((ch, sender_domain))
+    }
+
+    /// The checks of a send that come after the capability it goes
+    /// through (a channel capability, or an object capability naming a
+    /// service's channel): the channel can take a `len`-byte message
+    /// carrying `caps`, and the caller may move them. Changes nothing.
+    pub(super) fn check_delivery(
+        &mut self,
+        caller: TaskId,
+        ch: ChannelRef,
+        len: usize,
+        caps: &[CapHandle],
+        now: Instant,
+    ) -> Result<(), KernelError> {
+        let refusal = match self.channels.get(ch) {
+            None => Some(SendError::ChannelClosed),
+            Some(c) if c.is_closed() => Some(SendError::ChannelClosed),
+            Some(c) if c.queue.len() >= c.capacity as usize => Some(SendError::QueueFull),
+            Some(_) => None,
+        };
+        if let Some(e) = refusal {
+            return Err(KernelError::SendFailed(e));
         }
         if len > self.config.max_message_bytes {
             return Err(KernelError::SendFailed(SendError::MessageTooLarge {
@@ -533,12 +548,12 @@ impl KernelCore {
                 }
             }
         }
-        Ok((ch, sender_domain))
+        Ok(())
     }
 
     /// Build the message of a checked send, moving `caps` out of the
     /// caller's space into kernel custody.
-    fn seal(
+    pub(super) fn seal(
         &mut self,
         caller: TaskId,
         sender_domain: u16,

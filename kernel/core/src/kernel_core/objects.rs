@@ -26,12 +26,12 @@
 
 use alloc::vec::Vec;
 use pandagen_abi::cap::{INVOKE_RIGHTS, OBJECT_CAP_RIGHTS};
-use pandagen_abi::error::{MissingRights, SendError};
+use pandagen_abi::error::MissingRights;
 use pandagen_abi::{Badge, CapHandle, CapKind, Instant, KernelError, Rights, ServiceId, TaskId};
 
 use super::{KernelCore, ParkedMessage};
 use crate::audit::CapabilityEvent;
-use crate::cap_table::{Holder, InvalidUse, ObjectRef, ServiceObject};
+use crate::cap_table::{InvalidUse, ObjectRef, ServiceObject};
 use crate::channel::{ChannelRef, Message};
 
 impl KernelCore {
@@ -181,52 +181,10 @@ impl KernelCore {
         now: Instant,
     ) -> Result<(ChannelRef, Message), KernelError> {
         let (ch, badge, sender_domain) = self.invoke_target(caller, handle, now)?;
-        let refusal = match self.channels.get(ch) {
-            None => Some(SendError::ChannelClosed),
-            Some(c) if c.is_closed() => Some(SendError::ChannelClosed),
-            Some(c) if c.queue.len() >= c.capacity as usize => Some(SendError::QueueFull),
-            Some(_) => None,
-        };
-        if let Some(e) = refusal {
-            return Err(KernelError::SendFailed(e));
-        }
-        if bytes.len() > self.config.max_message_bytes {
-            return Err(KernelError::SendFailed(SendError::MessageTooLarge {
-                len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
-                max: self.config.max_message_bytes as u32,
-            }));
-        }
-        if caps.len() > self.config.max_caps_per_message {
-            return Err(KernelError::SendFailed(SendError::TooManyCapabilities));
-        }
-        let mut moved = Vec::new();
-        if !caps.is_empty() {
-            self.validate_moves(caller, caps, now)?;
-            let task = self.tasks.get(caller).expect("caller validated");
-            for &h in caps {
-                let cap = task.space.get(h).expect("handle validated");
-                if cap.object() == ObjectRef::Channel(ch) && cap.rights().contains(Rights::RECEIVE)
-                {
-                    return Err(KernelError::SendFailed(SendError::ReceiveRightOnOwnChannel));
-                }
-            }
-            moved.reserve_exact(caps.len());
-            let task = self.tasks.get_mut(caller).expect("caller validated");
-            for &h in caps {
-                let mut cap = task.space.remove(h).expect("handle validated");
-                cap.set_holder(Holder::Queued(ch));
-                moved.push(cap);
-            }
-        }
+        self.check_delivery(caller, ch, bytes.len(), caps, now)?;
         let seq = self.next_seq();
-        let msg = Message {
-            seq,
-            sender: caller,
-            sender_domain,
-            bytes,
-            caps: moved,
-            badge: Some(badge),
-        };
+        let mut msg = self.seal(caller, sender_domain, ch, seq, bytes, caps);
+        msg.badge = Some(badge);
         Ok((ch, msg))
     }
 }

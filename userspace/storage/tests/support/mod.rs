@@ -18,11 +18,112 @@ use std::rc::Rc;
 
 use pandagen_abi::error::ReceiveError;
 use pandagen_abi::{
-    Cap, ChannelId, Duration, ExitReason, FailureCause, Instant, KernelApi, KernelError,
-    MessageEnvelope, ReceivedMessage, Rights, ServiceId, TaskDescriptor, TaskHandle, TaskId,
+    ChannelId, Duration, ExitReason, FailureCause, Instant, KernelApi, KernelError,
+    ReceivedMessage, TaskDescriptor, TaskHandle, TaskId,
 };
 use pandagen_sim::{FaultPlan, SimulatedKernel};
 use pandagen_storage::{MemoryBackend, StorageServer};
+
+/// The `KernelApi` methods that a test's view of one task forwards
+/// unchanged to the simulated kernel through its `act` method: every one
+/// but receiving and the clock, which each view does its own way.
+macro_rules! forward_to_simulator {
+    () => {
+        fn spawn_task(
+            &mut self,
+            descriptor: pandagen_abi::TaskDescriptor,
+        ) -> Result<pandagen_abi::TaskHandle, pandagen_abi::KernelError> {
+            self.act(|k| k.spawn_task(descriptor))
+        }
+
+        fn create_channel(&mut self) -> Result<pandagen_abi::ChannelId, pandagen_abi::KernelError> {
+            self.act(|k| k.create_channel())
+        }
+
+        fn send_with_capabilities(
+            &mut self,
+            channel: pandagen_abi::ChannelId,
+            message: pandagen_abi::MessageEnvelope,
+            capabilities: Vec<pandagen_abi::Cap<()>>,
+        ) -> Result<(), pandagen_abi::KernelError> {
+            self.act(|k| k.send_with_capabilities(channel, message, capabilities))
+        }
+
+        fn sleep(
+            &mut self,
+            duration: pandagen_abi::Duration,
+        ) -> Result<(), pandagen_abi::KernelError> {
+            self.act(|k| k.sleep(duration))
+        }
+
+        fn grant_capability(
+            &mut self,
+            task: pandagen_abi::TaskId,
+            capability: pandagen_abi::Cap<()>,
+        ) -> Result<(), pandagen_abi::KernelError> {
+            self.act(|k| k.grant_capability(task, capability))
+        }
+
+        fn register_service(
+            &mut self,
+            service_id: pandagen_abi::ServiceId,
+            channel: pandagen_abi::ChannelId,
+        ) -> Result<(), pandagen_abi::KernelError> {
+            self.act(|k| k.register_service(service_id, channel))
+        }
+
+        fn lookup_service(
+            &mut self,
+            service_id: pandagen_abi::ServiceId,
+        ) -> Result<pandagen_abi::ChannelId, pandagen_abi::KernelError> {
+            self.act(|k| k.lookup_service(service_id))
+        }
+
+        fn delegate_capability(
+            &mut self,
+            capability: pandagen_abi::Cap<()>,
+            to: pandagen_abi::TaskId,
+        ) -> Result<(), pandagen_abi::KernelError> {
+            self.act(|k| pandagen_abi::KernelApi::delegate_capability(k, capability, to))
+        }
+
+        fn drop_capability(
+            &mut self,
+            capability: pandagen_abi::Cap<()>,
+        ) -> Result<(), pandagen_abi::KernelError> {
+            self.act(|k| pandagen_abi::KernelApi::drop_capability(k, capability))
+        }
+
+        fn clone_capability(
+            &mut self,
+            capability: &pandagen_abi::Cap<()>,
+            rights: pandagen_abi::Rights,
+        ) -> Result<pandagen_abi::Cap<()>, pandagen_abi::KernelError> {
+            self.act(|k| k.clone_capability(capability, rights))
+        }
+
+        fn mint_object_capability(
+            &mut self,
+            service: pandagen_abi::ServiceId,
+            badge: u64,
+            rights: pandagen_abi::Rights,
+        ) -> Result<
+            pandagen_abi::Cap<pandagen_abi::cap::kinds::StorageObject>,
+            pandagen_abi::KernelError,
+        > {
+            self.act(|k| k.mint_object_capability(service, badge, rights))
+        }
+
+        fn send_to_object(
+            &mut self,
+            object: &pandagen_abi::Cap<pandagen_abi::cap::kinds::StorageObject>,
+            message: pandagen_abi::MessageEnvelope,
+            capabilities: Vec<pandagen_abi::Cap<()>>,
+        ) -> Result<(), pandagen_abi::KernelError> {
+            self.act(|k| k.send_to_object(object, message, capabilities))
+        }
+    };
+}
 
 pub type Shared = Rc<RefCell<MemoryBackend>>;
 
@@ -195,22 +296,7 @@ impl ClientKernel<'_> {
 }
 
 impl KernelApi for ClientKernel<'_> {
-    fn spawn_task(&mut self, descriptor: TaskDescriptor) -> Result<TaskHandle, KernelError> {
-        self.act(|k| k.spawn_task(descriptor))
-    }
-
-    fn create_channel(&mut self) -> Result<ChannelId, KernelError> {
-        self.act(|k| k.create_channel())
-    }
-
-    fn send_with_capabilities(
-        &mut self,
-        channel: ChannelId,
-        message: MessageEnvelope,
-        capabilities: Vec<Cap<()>>,
-    ) -> Result<(), KernelError> {
-        self.act(|k| k.send_with_capabilities(channel, message, capabilities))
-    }
+    forward_to_simulator!();
 
     fn receive_with_capabilities(
         &mut self,
@@ -233,59 +319,5 @@ impl KernelApi for ClientKernel<'_> {
 
     fn now(&self) -> Instant {
         self.h.kernel.now()
-    }
-
-    fn sleep(&mut self, duration: Duration) -> Result<(), KernelError> {
-        self.act(|k| k.sleep(duration))
-    }
-
-    fn grant_capability(&mut self, task: TaskId, capability: Cap<()>) -> Result<(), KernelError> {
-        self.act(|k| k.grant_capability(task, capability))
-    }
-
-    fn register_service(
-        &mut self,
-        service_id: ServiceId,
-        channel: ChannelId,
-    ) -> Result<(), KernelError> {
-        self.act(|k| k.register_service(service_id, channel))
-    }
-
-    fn lookup_service(&mut self, service_id: ServiceId) -> Result<ChannelId, KernelError> {
-        self.act(|k| k.lookup_service(service_id))
-    }
-
-    fn delegate_capability(&mut self, capability: Cap<()>, to: TaskId) -> Result<(), KernelError> {
-        self.act(|k| KernelApi::delegate_capability(k, capability, to))
-    }
-
-    fn drop_capability(&mut self, capability: Cap<()>) -> Result<(), KernelError> {
-        self.act(|k| KernelApi::drop_capability(k, capability))
-    }
-
-    fn clone_capability(
-        &mut self,
-        capability: &Cap<()>,
-        rights: Rights,
-    ) -> Result<Cap<()>, KernelError> {
-        self.act(|k| k.clone_capability(capability, rights))
-    }
-
-    fn mint_object_capability(
-        &mut self,
-        service: ServiceId,
-        badge: u64,
-        rights: Rights,
-    ) -> Result<Cap<pandagen_abi::cap::kinds::StorageObject>, KernelError> {
-        self.act(|k| k.mint_object_capability(service, badge, rights))
-    }
-
-    fn send_to_object(
-        &mut self,
-        object: &Cap<pandagen_abi::cap::kinds::StorageObject>,
-        message: MessageEnvelope,
-        capabilities: Vec<Cap<()>>,
-    ) -> Result<(), KernelError> {
-        self.act(|k| k.send_to_object(object, message, capabilities))
     }
 }
