@@ -42,6 +42,9 @@ fn pair() -> Pair {
     }
 }
 
+/// A change to the set-up that must make the fast path decline.
+type Prepare = Box<dyn Fn(&mut Pair)>;
+
 fn blocked_on_receive(k: &KernelCore, task: TaskId) -> bool {
     matches!(
         k.task_state(task),
@@ -88,7 +91,7 @@ fn a_call_and_its_reply_switch_straight_between_the_two_tasks() {
 fn the_fast_path_declines_and_changes_nothing_when_a_condition_fails() {
     let p = pair();
     let bogus = CapHandle::new(999, 0);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Pair)>)> = vec![
+    let cases: Vec<(&str, Prepare)> = vec![
         (
             "a ready task of the receiver's priority",
             Box::new(|p: &mut Pair| {
