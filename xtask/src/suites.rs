@@ -155,7 +155,13 @@ pub const SUITES: &[Suite] = &[
         Firmware::Bios,
         BootConfig::suite("supervision"),
     )
-    .programs(&["suite_supervision", "pm_steady", "pm_crasher", "pm_client"])
+    .programs(&[
+        "suite_supervision",
+        "pm_steady",
+        "pm_crasher",
+        "pm_client",
+        "pm_intruder",
+    ])
     .timeout(300),
     Suite::new("storage-bios", Firmware::Bios, BootConfig::suite("storage"))
         .programs(&[
