@@ -212,8 +212,10 @@ fn an_attenuated_copy_without_control_is_refused() {
             .unwrap();
         copy.assume_kind::<kinds::StorageObject>()
     });
-    let mut pm = world.as_client(PmClient::connect).unwrap();
-    pm = pm.with_control(read_only);
+    let mut pm = world
+        .as_client(PmClient::connect)
+        .unwrap()
+        .with_control(read_only);
     let before = snapshot(&world);
     for request in control_requests("db") {
         assert_eq!(
@@ -230,8 +232,8 @@ fn an_attenuated_copy_without_control_is_refused() {
             .unwrap()
             .assume_kind::<kinds::StorageObject>()
     });
-    let mut pm = pm;
-    let _ = pm.take_control();
+    // Swap it in for the read-only copy.
+    assert!(pm.take_control().is_some());
     let pm = pm.with_control(inert);
     assert_eq!(
         world.request_with(client, &pm, PmRequest::Stop("db".into())),
