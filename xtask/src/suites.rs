@@ -155,7 +155,13 @@ pub const SUITES: &[Suite] = &[
         Firmware::Bios,
         BootConfig::suite("supervision"),
     )
-    .programs(&["suite_supervision", "pm_steady", "pm_crasher", "pm_client"])
+    .programs(&[
+        "suite_supervision",
+        "pm_steady",
+        "pm_crasher",
+        "pm_client",
+        "pm_intruder",
+    ])
     .timeout(300),
     Suite::new("storage-bios", Firmware::Bios, BootConfig::suite("storage"))
         .programs(&[
@@ -166,8 +172,9 @@ pub const SUITES: &[Suite] = &[
         ])
         .timeout(300),
     // Storage on the kernel's block device survives its own crash: the
-    // root supervises it, crashes it with pm.crash and reads back from the
-    // restarted instance.
+    // root supervises it, crashes it with pm.crash (through a control
+    // capability it mints for itself) and reads back from the restarted
+    // instance.
     Suite::new(
         "persistence-bios",
         Firmware::Bios,
@@ -262,6 +269,9 @@ const CONSOLE_EXPECT: &[(&str, &str)] = &[
     ("console/ps_services", "services (4):"),
     ("console/caps", "capabilities of task"),
     ("console/caps_serial", "serial-input"),
+    // The process manager's control capability, from the manifest's
+    // `pm-control`: CONTROL and TRANSFER, no GRANT.
+    ("console/caps_pm_control", "storage-object   ---t----C"),
     ("console/audit", "audit: newest 5 entries"),
     ("console/services", "registered services ("),
     ("console/store_put", "stored greeting (map version"),

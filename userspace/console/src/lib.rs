@@ -28,11 +28,15 @@
 //!
 //! ## Authority
 //!
-//! The console holds exactly two capabilities, granted by the process
+//! The console holds exactly three capabilities, granted by the process
 //! manager from the manifest: `SerialInput` (bind typed input to its own
-//! channel, write output) and `KernelInfo` (tasks, capabilities, audit log,
-//! memory, the registry; `CONTROL` for `shutdown`). It controls services
-//! only by asking the process manager, and reaches storage and the pipeline
+//! channel, write output), `KernelInfo` (tasks, capabilities, audit log,
+//! memory, the registry; `CONTROL` for `shutdown`) and `pm-control`, the
+//! process manager's control capability (`CONTROL | TRANSFER`), through
+//! which it sends `start`, `stop`, `restart` and `crash`; `ps` and
+//! `services` ask the process manager on its channel, which anyone may. A
+//! console started without `pm-control` gets the process manager's
+//! refusal for the service actions. It reaches storage and the pipeline
 //! executor as any client does, by looking them up.
 #![cfg_attr(not(test), no_std)]
 

@@ -16,7 +16,7 @@ use core::time::Duration;
 use pandagen_abi::info::{InfoReply, InfoRequest, MAX_AUDIT_ENTRIES};
 use pandagen_abi::services::CONSOLE;
 use pandagen_abi::syscall::CONSOLE_INPUT_ACTION;
-use pandagen_abi::{CapHandle, ChannelId, KernelError, TaskId};
+use pandagen_abi::{Cap, CapHandle, ChannelId, KernelError, TaskId};
 use pandagen_pipeline_executor::client::{ClientError as PipelineError, PipelineClient};
 use pandagen_process_manager::{
     ClientError as PmClientError, LifecycleState, PmClient, PmError, ServiceInfo, ServiceRef,
@@ -44,16 +44,20 @@ pub struct ConsoleCaps {
     pub serial: CapHandle,
     /// `KernelInfo`: introspection, shutdown.
     pub info: CapHandle,
+    /// The process manager's control capability, for `start`, `stop`,
+    /// `restart` and `crash`. Without it the process manager refuses them.
+    pub pm_control: Option<CapHandle>,
 }
 
 impl ConsoleCaps {
-    /// From the start-up capabilities (`serial-input, kernel-info` in the
-    /// manifest).
+    /// From the start-up capabilities (`serial-input, kernel-info` and
+    /// optionally `pm-control` in the manifest, in that order).
     pub fn from_startup(handles: &[CapHandle]) -> Option<Self> {
         match handles {
-            [serial, info, ..] => Some(ConsoleCaps {
+            [serial, info, rest @ ..] => Some(ConsoleCaps {
                 serial: *serial,
                 info: *info,
+                pm_control: rest.first().copied(),
             }),
             _ => None,
         }
@@ -139,6 +143,15 @@ fn pm_error(error: &PmClientError) -> String {
         PmClientError::Rejected(PmError::CannotTerminate(None)) => {
             "the process manager cannot terminate tasks".into()
         }
+        PmClientError::Rejected(PmError::ControlCapabilityRequired) => {
+            "refused: this console holds no pm-control capability".into()
+        }
+        PmClientError::Rejected(PmError::MissingRights { required, held }) => {
+            format!("refused: the pm-control capability has rights {held}, not {required}")
+        }
+        PmClientError::Rejected(PmError::UnknownBadge(_)) => {
+            "refused: that capability is not the process manager's control capability".into()
+        }
         PmClientError::Kernel(KernelError::Timeout) => "the process manager did not answer".into(),
         PmClientError::Kernel(e) => format!("process manager unreachable: {e}"),
         other => format!("process manager: {other:?}"),
@@ -179,7 +192,11 @@ impl Shell {
 
     fn pm<H: ConsoleHost>(&mut self, host: &mut H) -> Result<&PmClient, PmClientError> {
         if self.pm.is_none() {
-            self.pm = Some(PmClient::connect(host)?.with_timeout(Some(Duration::from_secs(5))));
+            let mut pm = PmClient::connect(host)?.with_timeout(Some(Duration::from_secs(5)));
+            if let Some(control) = self.caps.pm_control {
+                pm = pm.with_control(Cap::from_handle(control).assume_kind());
+            }
+            self.pm = Some(pm);
         }
         self.pm.as_ref().ok_or(PmClientError::UnexpectedReply)
     }

@@ -1,12 +1,20 @@
 //! The shell over a fake host: the SimulatedKernel for `KernelApi`, canned
-//! kernel-info replies, and a recording terminal.
+//! kernel-info replies, and a recording terminal. Some tests add a real
+//! process manager (the supervisor library in a task of its own), which
+//! runs whenever the shell waits for an answer.
 
 use pandagen_abi::info::{CapSummary, InfoReply, InfoRequest, MemorySummary};
+use pandagen_abi::syscall::ROOT_CAPABILITIES;
 use pandagen_abi::{
     Cap, CapHandle, CapKind, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope,
     ReceivedMessage, Rights, ServiceId, TaskDescriptor, TaskHandle, TaskId,
 };
 use pandagen_console::{ConsoleCaps, ConsoleHost, Flow, Shell, PROMPT};
+use pandagen_process_manager::protocol::CHILD_CONTROL_RIGHTS;
+use pandagen_process_manager::{
+    parse_manifest, Activity, BootCapabilities, LifecycleState, Supervisor, SupervisorConfig,
+    SupervisorEvent,
+};
 use pandagen_sim::SimulatedKernel;
 
 const SERIAL: CapHandle = CapHandle::new(0, 1);
@@ -18,6 +26,8 @@ struct FakeHost {
     requests: Vec<(CapHandle, InfoRequest)>,
     bound: Option<ChannelId>,
     shutdown: Option<Result<(), KernelError>>,
+    /// A process manager and the task it runs as.
+    pm: Option<(TaskId, Supervisor)>,
 }
 
 impl FakeHost {
@@ -28,7 +38,63 @@ impl FakeHost {
             requests: Vec::new(),
             bound: None,
             shutdown: None,
+            pm: None,
         }
+    }
+
+    /// Start a process manager over `manifest` in a task of its own, with
+    /// copies of the root capabilities.
+    fn with_process_manager(manifest: &str) -> Self {
+        let mut host = Self::new();
+        let mut descriptor = TaskDescriptor::new("process-manager".into());
+        for kind in ROOT_CAPABILITIES {
+            descriptor = descriptor.with_capability(host.sim.root_copy(kind, Rights::ALL).unwrap());
+        }
+        let task = host.sim.spawn_task(descriptor).unwrap().task_id;
+        let manifest = parse_manifest(manifest.as_bytes()).unwrap();
+        let supervisor = host.sim.as_task(task, |k| {
+            let startup = k.startup().unwrap();
+            let caps = BootCapabilities::from_root_handles(&startup.capabilities);
+            let mut supervisor = Supervisor::new(manifest, caps, SupervisorConfig::default());
+            supervisor.boot(k).unwrap();
+            supervisor
+        });
+        host.pm = Some((task, supervisor));
+        host.run_pm();
+        host
+    }
+
+    /// Have the process manager mint its control capability and move it
+    /// to the shell's task; returns its handle there.
+    fn control_for_shell(&mut self) -> CapHandle {
+        let shell = self.sim.current_task();
+        let (task, supervisor) = self.pm.as_ref().unwrap();
+        let task = *task;
+        let minted = self
+            .sim
+            .as_task(task, |k| {
+                supervisor.control_capability(k, CHILD_CONTROL_RIGHTS)
+            })
+            .unwrap();
+        self.sim.delegate_capability(&minted, task, shell).unwrap()
+    }
+
+    /// Let the process manager handle everything it has been sent.
+    fn run_pm(&mut self) {
+        let sim = &mut self.sim;
+        if let Some((task, supervisor)) = self.pm.as_mut() {
+            sim.as_task(*task, |k| while supervisor.poll(k) == Activity::Handled {});
+        }
+    }
+
+    fn pm_state(&self, name: &str) -> LifecycleState {
+        let (_, supervisor) = self.pm.as_ref().unwrap();
+        supervisor
+            .services()
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .state
     }
 
     fn text(&self) -> String {
@@ -101,6 +167,7 @@ impl KernelApi for FakeHost {
         c: ChannelId,
         t: Option<Duration>,
     ) -> Result<ReceivedMessage, KernelError> {
+        self.run_pm();
         self.sim.receive_with_capabilities(c, t)
     }
     fn now(&self) -> Instant {
@@ -226,4 +293,61 @@ fn the_console_does_not_stop_itself() {
     let (text, flow) = shell().execute(&mut host, "stop console");
     assert_eq!(flow, Flow::Continue);
     assert!(text.starts_with("refusing to stop the console"), "{text}");
+}
+
+/// A service the process manager considers running once spawned (the
+/// simulator does not run its image).
+const ONE_SERVICE: &str = "
+[worker]
+id = 70
+ready = spawned
+";
+
+#[test]
+fn service_actions_without_pm_control_are_refused_by_the_process_manager() {
+    let mut host = FakeHost::with_process_manager(ONE_SERVICE);
+    assert_eq!(host.pm_state("worker"), LifecycleState::Running);
+    let mut shell = shell();
+    for command in [
+        "stop worker",
+        "restart worker",
+        "crash worker",
+        "start worker",
+    ] {
+        let (text, flow) = shell.execute(&mut host, command);
+        assert_eq!(flow, Flow::Continue);
+        assert_eq!(
+            text, "worker: refused: this console holds no pm-control capability\n",
+            "{command}"
+        );
+    }
+    assert_eq!(host.pm_state("worker"), LifecycleState::Running);
+    let (_, supervisor) = host.pm.as_ref().unwrap();
+    let refusals = supervisor
+        .events()
+        .iter()
+        .filter(|(_, e)| matches!(e, SupervisorEvent::ControlRefused { .. }))
+        .count();
+    assert_eq!(refusals, 4);
+    // What anyone may ask (pm.list) still works.
+    let pending = shell.wait_for_services(&mut host, Duration::from_secs(1));
+    assert!(pending.is_empty(), "{pending:?}");
+}
+
+#[test]
+fn with_pm_control_the_console_controls_services() {
+    let mut host = FakeHost::with_process_manager(ONE_SERVICE);
+    let control = host.control_for_shell();
+    let caps = ConsoleCaps::from_startup(&[SERIAL, INFO, control]).unwrap();
+    assert_eq!(caps.pm_control, Some(control));
+    let mut shell = Shell::new(caps, TaskId::from_raw(5));
+    // Authorized, so the process manager gets as far as the state check.
+    let (text, _) = shell.execute(&mut host, "start worker");
+    assert!(text.starts_with("worker: refused: "), "{text}");
+    assert!(!text.contains("pm-control"), "{text}");
+    // A stop is carried out (the simulated worker never exits, so the
+    // shell reports it still stopping after its wait).
+    let (text, _) = shell.execute(&mut host, "stop worker");
+    assert!(text.starts_with("worker: still stopping"), "{text}");
+    assert_eq!(host.pm_state("worker"), LifecycleState::Stopping);
 }

@@ -37,7 +37,8 @@ impl BootCapabilities {
     }
 
     /// The original behind a named boot capability, if the process manager
-    /// received it.
+    /// received it. `pm-control` has none: it is not a boot capability
+    /// but minted by the process manager itself.
     pub fn original(&self, name: &CapabilityName) -> Option<&Cap<()>> {
         match name {
             CapabilityName::Registry => self.registry.as_ref(),
@@ -45,6 +46,7 @@ impl BootCapabilities {
             CapabilityName::KernelInfo => self.kernel_info.as_ref(),
             CapabilityName::SerialInput => self.serial_input.as_ref(),
             CapabilityName::BlockDevice => self.block_device.as_ref(),
+            CapabilityName::PmControl => None,
         }
     }
 }

@@ -3,11 +3,17 @@
 //! [`PmClient::call`] sends and waits. In a step-driven simulation, where
 //! the process manager only runs between the client's calls, use
 //! [`PmClient::send`] and then [`PmClient::receive`].
+//!
+//! Read-only requests go on the process manager's channel. State-changing
+//! ones go through the control capability given with
+//! [`PmClient::with_control`]; without one they go on the channel too and
+//! the process manager refuses them (`ControlCapabilityRequired`).
 
 use alloc::vec;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use pandagen_abi::cap::kinds;
 use pandagen_abi::services::PROCESS_MANAGER;
 use pandagen_abi::{
     Cap, ChannelId, EnvelopeError, KernelApi, KernelError, MessageEnvelope, MessageId,
@@ -46,6 +52,7 @@ impl From<EnvelopeError> for ClientError {
 
 pub struct PmClient {
     server: ChannelId,
+    control: Option<Cap<kinds::StorageObject>>,
     reply: ChannelId,
     timeout: Option<Duration>,
 }
@@ -65,6 +72,7 @@ impl PmClient {
         let reply = kernel.create_channel()?;
         Ok(PmClient {
             server,
+            control: None,
             reply,
             timeout: Some(Duration::from_secs(5)),
         })
@@ -74,6 +82,24 @@ impl PmClient {
     pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// Send state-changing requests through `control`, the process
+    /// manager's control capability (see [`crate::protocol`]).
+    pub fn with_control(mut self, control: Cap<kinds::StorageObject>) -> Self {
+        self.control = Some(control);
+        self
+    }
+
+    /// The control capability this client holds, if any.
+    pub fn control(&self) -> Option<&Cap<kinds::StorageObject>> {
+        self.control.as_ref()
+    }
+
+    /// Give the control capability back (to move it elsewhere, say); the
+    /// client then sends every request on the channel.
+    pub fn take_control(&mut self) -> Option<Cap<kinds::StorageObject>> {
+        self.control.take()
     }
 
     pub fn reply_channel(&self) -> ChannelId {
@@ -97,7 +123,11 @@ impl PmClient {
         let reply =
             kernel.clone_capability(&Cap::from(self.reply), Rights::SEND | Rights::TRANSFER)?;
         let reply_handle = reply.handle();
-        if let Err(error) = kernel.send_with_capabilities(self.server, envelope, vec![reply]) {
+        let sent = match (&self.control, request.is_control()) {
+            (Some(control), true) => kernel.send_to_object(control, envelope, vec![reply]),
+            _ => kernel.send_with_capabilities(self.server, envelope, vec![reply]),
+        };
+        if let Err(error) = sent {
             // A failed send leaves the copy with us.
             let _ = kernel.drop_capability(Cap::from_handle(reply_handle));
             return Err(error.into());

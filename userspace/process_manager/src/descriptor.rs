@@ -14,7 +14,9 @@ use crate::policy::RestartPolicy;
 
 /// A capability a service's descriptor asks for, by name. The process
 /// manager holds the originals (minted by the kernel at boot) and moves a
-/// per-instance copy into the child at spawn.
+/// per-instance copy into the child at spawn — except `pm-control`, which
+/// is the process manager's own object capability and is minted fresh for
+/// each instance.
 ///
 /// There is no "channel to another service" capability: looking a service
 /// up needs no authority (the registry hands out send-only capabilities,
@@ -34,6 +36,10 @@ pub enum CapabilityName {
     /// `block-device`: the kernel's block device (a RAM disk that outlives
     /// tasks; read and write), where the storage service keeps its journal.
     BlockDevice,
+    /// `pm-control`: the process manager's control capability (rights
+    /// `CONTROL | TRANSFER`), needed for `pm.start`, `pm.stop`,
+    /// `pm.restart` and `pm.crash` (see [`crate::protocol`]).
+    PmControl,
 }
 
 impl fmt::Display for CapabilityName {
@@ -44,6 +50,7 @@ impl fmt::Display for CapabilityName {
             CapabilityName::SerialInput => f.write_str("serial-input"),
             CapabilityName::KernelInfo => f.write_str("kernel-info"),
             CapabilityName::BlockDevice => f.write_str("block-device"),
+            CapabilityName::PmControl => f.write_str("pm-control"),
         }
     }
 }

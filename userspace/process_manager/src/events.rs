@@ -7,7 +7,7 @@ use core::time::Duration;
 use pandagen_abi::{ExecutionId, Instant, KernelError, ServiceId, TaskId};
 
 use crate::lifecycle::{IllegalTransition, LifecycleState};
-use crate::protocol::InstanceEnd;
+use crate::protocol::{InstanceEnd, PmError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SupervisorEvent {
@@ -63,6 +63,13 @@ pub enum SupervisorEvent {
     Refused(IllegalTransition),
     /// A request arrived without a reply capability; it cannot be answered.
     UnanswerableRequest,
+    /// A state-changing request without the control capability (or with a
+    /// wrong or attenuated one) was refused; `from` is the sender the
+    /// kernel stamped.
+    ControlRefused {
+        from: Option<TaskId>,
+        refusal: PmError,
+    },
     /// The process manager's own receive failed (e.g. an injected fault).
     ReceiveFailed(KernelError),
 }

@@ -9,7 +9,7 @@
 //! image = storage           # program in the boot image; defaults to the name
 //! restart = on-failure      # never | always | on-failure | backoff:<max_attempts>
 //! capabilities = registry   # comma list: registry, boot-image, serial-input,
-//!                           #   kernel-info, block-device
+//!                           #   kernel-info, block-device, pm-control
 //! depends =                 # comma list of service names
 //! trust = core              # trust domain; defaults to "user"
 //! kind = service            # system | service | component; defaults to service
@@ -248,6 +248,7 @@ fn descriptor(
                 "serial-input" => CapabilityName::SerialInput,
                 "kernel-info" => CapabilityName::KernelInfo,
                 "block-device" => CapabilityName::BlockDevice,
+                "pm-control" => CapabilityName::PmControl,
                 _ => return Err(bad_value(line, "capabilities", item)),
             };
             capabilities.push(capability);

@@ -27,6 +27,29 @@
 //! `start`, `stop` and `restart` answer as soon as the transition has begun
 //! (the reply shows the new state, e.g. `Stopping`); poll `pm.status` or
 //! `pm.list` to see it finish.
+//!
+//! ## Authority
+//!
+//! `pm.list` and `pm.status` are read-only and answered to anyone who can
+//! look the process manager up. The state-changing requests — `pm.start`,
+//! `pm.stop`, `pm.restart`, `pm.crash` — must be sent *through* the
+//! process manager's control capability: a kernel object capability
+//! (`StorageObject` kind) naming `(PROCESS_MANAGER, CONTROL_BADGE)` that
+//! only the task holding the process manager's registration can mint
+//! (`mint_object_capability`), used with `send_to_object`. The kernel
+//! stamps such a request with the badge and the capability's rights; the
+//! process manager acts only on the stamp [`CONTROL_BADGE`] with
+//! [`CONTROL_RIGHT`]. Anything else is refused before the payload is read
+//! and changes nothing: a plain send on the channel gets
+//! [`PmError::ControlCapabilityRequired`], a badge it never minted
+//! [`PmError::UnknownBadge`], a copy attenuated below `CONTROL`
+//! [`PmError::MissingRights`].
+//!
+//! The process manager hands the capability out by name: a manifest entry
+//! listing `pm-control` receives a fresh one (rights
+//! [`CHILD_CONTROL_RIGHTS`]) at every spawn. A host that runs the
+//! supervisor in its own task (the QEMU suites' roots) mints one with
+//! [`Supervisor::control_capability`](crate::Supervisor::control_capability).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -34,8 +57,8 @@ use serde::{Deserialize, Serialize};
 
 use pandagen_abi::services::PROCESS_MANAGER;
 use pandagen_abi::{
-    ExecutionId, ExitReason, Instant, KernelError, SchemaMismatchError, SchemaVersion, ServiceId,
-    TaskId, TrustDomain, VersionPolicy,
+    ExecutionId, ExitReason, Instant, KernelError, Rights, SchemaMismatchError, SchemaVersion,
+    ServiceId, TaskId, TrustDomain, VersionPolicy,
 };
 
 use crate::lifecycle::{IllegalTransition, LifecycleState};
@@ -54,6 +77,18 @@ pub const STOP_ACTION: &str = "pm.stop";
 pub const RESTART_ACTION: &str = "pm.restart";
 pub const CRASH_ACTION: &str = "pm.crash";
 pub const RESPONSE_ACTION: &str = "pm.response";
+
+/// The badge of the process manager's control capability (the only badge
+/// it mints): "pm control" in ASCII.
+pub const CONTROL_BADGE: u64 = u64::from_be_bytes(*b"pmctrl\0\x01");
+/// The right a control request's capability must carry.
+pub const CONTROL_RIGHT: Rights = Rights::CONTROL;
+/// The rights of the control capability a service named `pm-control` in
+/// the manifest receives: `CONTROL` to use it and `TRANSFER` so that it can
+/// be moved (at spawn, and on to another task), but no `GRANT`: it cannot
+/// be copied.
+pub const CHILD_CONTROL_RIGHTS: Rights =
+    Rights::from_bits(Rights::CONTROL.bits() | Rights::TRANSFER.bits());
 
 /// The action the process manager sends to a service it stops. A service
 /// should exit with `ExitReason::Normal` when it receives it from the task
@@ -113,6 +148,21 @@ impl PmRequest {
             | PmRequest::Crash(s) => Some(s),
         }
     }
+
+    /// Whether the request changes state (and so needs the control
+    /// capability; see the module docs).
+    pub fn is_control(&self) -> bool {
+        is_control_action(self.action())
+    }
+}
+
+/// Whether `action` is a state-changing request: `pm.start`, `pm.stop`,
+/// `pm.restart` or `pm.crash`.
+pub fn is_control_action(action: &str) -> bool {
+    matches!(
+        action,
+        START_ACTION | STOP_ACTION | RESTART_ACTION | CRASH_ACTION
+    )
 }
 
 /// How the last instance of a service ended, as the supervisor observed it.
@@ -183,6 +233,18 @@ pub enum PmError {
     /// `pm.crash`: this supervisor cannot terminate tasks, or the kernel
     /// refused.
     CannotTerminate(Option<KernelError>),
+    /// A state-changing request sent on the channel rather than through
+    /// the control capability: the sender holds no authority to control
+    /// services. Nothing was done.
+    ControlCapabilityRequired,
+    /// A state-changing request sent through an object capability for the
+    /// process manager whose badge is not [`CONTROL_BADGE`] (one it never
+    /// minted, or minted for something else). Nothing was done.
+    UnknownBadge(u64),
+    /// A state-changing request sent through the control capability, but
+    /// through a copy without the `required` rights (attenuated): `held`
+    /// is what the kernel stamped. Nothing was done.
+    MissingRights { required: Rights, held: Rights },
 }
 
 /// The payload of every response.

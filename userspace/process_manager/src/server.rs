@@ -1,14 +1,15 @@
 //! Answering requests on the process manager's channel (see
-//! [`crate::protocol`] for the interface).
+//! [`crate::protocol`] for the interface and who may ask what).
 
-use pandagen_abi::{ChannelId, KernelApi, MessageEnvelope, MessagePayload, ReceivedMessage};
+use pandagen_abi::{Badge, ChannelId, KernelApi, MessageEnvelope, MessagePayload, ReceivedMessage};
 use pandagen_abi::{ExitReason, FailureCause};
 
 use crate::events::SupervisorEvent;
 use crate::lifecycle::{IllegalTransition, LifecycleState};
 use crate::protocol::{
-    PmError, PmReply, PmResponse, ServiceRef, CRASH_ACTION, DESTINATION, LIST_ACTION, POLICY,
-    RESPONSE_ACTION, RESTART_ACTION, SCHEMA, START_ACTION, STATUS_ACTION, STOP_ACTION,
+    PmError, PmReply, PmResponse, ServiceRef, CONTROL_BADGE, CONTROL_RIGHT, CRASH_ACTION,
+    DESTINATION, LIST_ACTION, POLICY, RESPONSE_ACTION, RESTART_ACTION, SCHEMA, START_ACTION,
+    STATUS_ACTION, STOP_ACTION,
 };
 use crate::supervisor::Supervisor;
 
@@ -20,6 +21,29 @@ enum Operation {
     Stop,
     Restart,
     Crash,
+}
+
+impl Operation {
+    /// Whether it changes state, and so needs the control capability.
+    fn is_control(self) -> bool {
+        !matches!(self, Operation::List | Operation::Status)
+    }
+}
+
+/// The authority a request's kernel stamp carries for state-changing
+/// operations: `Ok` only for the control badge with the control right.
+fn authorize_control(badge: Option<Badge>) -> Result<(), PmError> {
+    let badge = badge.ok_or(PmError::ControlCapabilityRequired)?;
+    if badge.value != CONTROL_BADGE {
+        return Err(PmError::UnknownBadge(badge.value));
+    }
+    if !badge.rights.contains(CONTROL_RIGHT) {
+        return Err(PmError::MissingRights {
+            required: CONTROL_RIGHT,
+            held: badge.rights,
+        });
+    }
+    Ok(())
 }
 
 impl Supervisor {
@@ -36,7 +60,7 @@ impl Supervisor {
             return;
         };
         let request = message.envelope;
-        let response = self.answer(kernel, &request);
+        let response = self.answer(kernel, &request, message.badge);
         // A list too large for one payload is answered with the error the
         // encoder gives; manifests are far below that size.
         if let Ok(payload) = MessagePayload::new(&response) {
@@ -48,7 +72,12 @@ impl Supervisor {
         let _ = kernel.drop_capability(reply);
     }
 
-    fn answer<K: KernelApi>(&mut self, kernel: &mut K, request: &MessageEnvelope) -> PmResponse {
+    fn answer<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        request: &MessageEnvelope,
+        badge: Option<Badge>,
+    ) -> PmResponse {
         POLICY
             .check(DESTINATION, request.schema_version)
             .map_err(PmError::SchemaMismatch)?;
@@ -61,6 +90,20 @@ impl Supervisor {
             CRASH_ACTION => Operation::Crash,
             _ => return Err(PmError::UnknownAction),
         };
+        // Authority first: an unauthorized sender learns nothing about
+        // the services and changes nothing.
+        if operation.is_control() {
+            if let Err(refusal) = authorize_control(badge) {
+                self.log(
+                    kernel,
+                    SupervisorEvent::ControlRefused {
+                        from: request.source,
+                        refusal: refusal.clone(),
+                    },
+                );
+                return Err(refusal);
+            }
+        }
         if operation == Operation::List {
             request
                 .payload

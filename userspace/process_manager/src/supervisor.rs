@@ -28,11 +28,12 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use pandagen_abi::api::EXIT_NOTIFICATION_ACTION;
+use pandagen_abi::cap::kinds;
 use pandagen_abi::error::SendError;
 use pandagen_abi::services::PROCESS_MANAGER;
 use pandagen_abi::{
     Cap, CapHandle, ChannelId, ExecutionId, ExitNotification, Instant, KernelApi, KernelError,
-    MessageEnvelope, MessagePayload, ReceivedMessage, ServiceId, TaskDescriptor, TaskId,
+    MessageEnvelope, MessagePayload, ReceivedMessage, Rights, ServiceId, TaskDescriptor, TaskId,
 };
 
 use crate::boot_caps::{BootCapabilities, CHILD_RIGHTS};
@@ -41,7 +42,9 @@ use crate::descriptor::{CapabilityName, Readiness};
 use crate::events::{EventLog, SupervisorEvent};
 use crate::lifecycle::LifecycleState;
 use crate::policy::{ExitClass, RestartDecision, STABLE_RUN};
-use crate::protocol::{InstanceEnd, ServiceInfo, SCHEMA, SHUTDOWN_ACTION};
+use crate::protocol::{
+    InstanceEnd, ServiceInfo, CHILD_CONTROL_RIGHTS, CONTROL_BADGE, SCHEMA, SHUTDOWN_ACTION,
+};
 use crate::record::{Instance, Record};
 use crate::validate::Manifest;
 
@@ -154,6 +157,29 @@ impl Supervisor {
     /// The channel requests and exit notifications arrive on.
     pub fn channel(&self) -> Option<ChannelId> {
         self.channel
+    }
+
+    /// Mint, in the calling task's space, a control capability for this
+    /// process manager with `rights` (the kernel keeps only the object
+    /// rights and `GRANT`/`TRANSFER`): what `pm.start`, `pm.stop`,
+    /// `pm.restart` and `pm.crash` must be sent through (see
+    /// [`crate::protocol`]). Only the task that booted the supervisor (and
+    /// so holds the registration) may; it is how a host running the
+    /// supervisor in its own task — a test root — gives itself or a task
+    /// it spawns the authority. Manifest services get theirs by naming
+    /// `pm-control`.
+    ///
+    /// Errors: `ServiceNotFound` before [`Supervisor::boot`], and the
+    /// kernel's refusals of `mint_object_capability`.
+    pub fn control_capability<K: KernelApi>(
+        &self,
+        kernel: &mut K,
+        rights: Rights,
+    ) -> Result<Cap<kinds::StorageObject>, KernelError> {
+        if self.channel.is_none() {
+            return Err(KernelError::ServiceNotFound(PROCESS_MANAGER));
+        }
+        kernel.mint_object_capability(PROCESS_MANAGER, CONTROL_BADGE, rights)
     }
 
     pub fn config(&self) -> &SupervisorConfig {
@@ -337,6 +363,11 @@ impl Supervisor {
         kernel: &mut K,
         name: &CapabilityName,
     ) -> Result<Cap<()>, KernelError> {
+        if *name == CapabilityName::PmControl {
+            return self
+                .control_capability(kernel, CHILD_CONTROL_RIGHTS)
+                .map(Cap::erase);
+        }
         let original = self
             .caps
             .original(name)

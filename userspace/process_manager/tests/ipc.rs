@@ -3,6 +3,7 @@
 
 mod support;
 
+use pandagen_abi::cap::kinds;
 use pandagen_abi::services::PROCESS_MANAGER;
 use pandagen_abi::{
     Cap, Duration, ExitReason, KernelApi, KernelError, MessageEnvelope, MessagePayload, Rights,
@@ -186,15 +187,29 @@ fn operations_that_do_not_apply_are_typed_errors() {
     );
 }
 
-/// Send a hand-made envelope to the process manager and return its answer.
+/// Send a hand-made envelope to the process manager on its channel and
+/// return its answer.
 fn raw(world: &mut World, envelope: MessageEnvelope) -> MessageEnvelope {
+    raw_through(world, envelope, None)
+}
+
+/// Send a hand-made envelope to the process manager, through `control` if
+/// given, else on its channel, and return its answer.
+fn raw_through(
+    world: &mut World,
+    envelope: MessageEnvelope,
+    control: Option<&Cap<kinds::StorageObject>>,
+) -> MessageEnvelope {
     let reply = world.as_client(|k| {
         let pm = k.lookup_service(PROCESS_MANAGER).unwrap();
         let reply = k.create_channel().unwrap();
         let cap = k
             .clone_capability(&Cap::from(reply), Rights::SEND | Rights::TRANSFER)
             .unwrap();
-        k.send_with_capabilities(pm, envelope, vec![cap]).unwrap();
+        match control {
+            Some(control) => k.send_to_object(control, envelope, vec![cap]).unwrap(),
+            None => k.send_with_capabilities(pm, envelope, vec![cap]).unwrap(),
+        }
         reply
     });
     world.run_for(ms(1));
@@ -243,17 +258,28 @@ fn unknown_actions_and_malformed_payloads_get_their_own_errors() {
         MessagePayload::empty(),
     );
     assert_eq!(error_of(&raw(&mut world, unknown)), PmError::UnknownAction);
-    let malformed = MessageEnvelope::new(
-        PROCESS_MANAGER,
-        protocol::STOP_ACTION,
-        SCHEMA,
-        MessagePayload::from_bytes(vec![9, 9, 9]).unwrap(),
-    );
+    let malformed = || {
+        MessageEnvelope::new(
+            PROCESS_MANAGER,
+            protocol::STOP_ACTION,
+            SCHEMA,
+            MessagePayload::from_bytes(vec![9, 9, 9]).unwrap(),
+        )
+    };
+    let task = world.client_task;
+    let control = world
+        .give_control(task, protocol::CHILD_CONTROL_RIGHTS)
+        .unwrap();
     assert_eq!(
-        error_of(&raw(&mut world, malformed)),
+        error_of(&raw_through(&mut world, malformed(), Some(&control))),
         PmError::MalformedPayload
     );
-    // Nothing was stopped by the bad request.
+    // Authority is checked before the payload is read.
+    assert_eq!(
+        error_of(&raw(&mut world, malformed())),
+        PmError::ControlCapabilityRequired
+    );
+    // Nothing was stopped by the bad requests.
     assert_eq!(world.info("db").state, LifecycleState::Running);
 }
 

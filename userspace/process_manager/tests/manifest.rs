@@ -28,7 +28,7 @@ fn a_full_entry_parses_into_a_descriptor() {
           id = 11\n\
           image = web_server\n\
           restart = backoff:4\n\
-          capabilities = registry, boot-image, serial-input, kernel-info, block-device\n\
+          capabilities = registry, boot-image, serial-input, kernel-info, block-device, pm-control\n\
           depends = db\n\
           trust = sandbox\n\
           kind = component\n\
@@ -51,6 +51,7 @@ fn a_full_entry_parses_into_a_descriptor() {
             CapabilityName::SerialInput,
             CapabilityName::KernelInfo,
             CapabilityName::BlockDevice,
+            CapabilityName::PmControl,
         ]
     );
     assert_eq!(web.dependencies, [ServiceId::from_raw(10)]);

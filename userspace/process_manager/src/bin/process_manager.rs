@@ -137,6 +137,13 @@ fn report(name: &impl Fn(ServiceId) -> String, at: Instant, event: &SupervisorEv
             "process-manager: [{ms} ms] {}: cannot be started: {error}",
             name(*service)
         ),
+        SupervisorEvent::ControlRefused { from, refusal } => println!(
+            "process-manager: [{ms} ms] control request from {} refused: {refusal:?}",
+            from.map_or_else(
+                || String::from("an unknown sender"),
+                |t| alloc::format!("{t}")
+            )
+        ),
         other => println!("process-manager: [{ms} ms] {other:?}"),
     }
 }

@@ -3,8 +3,10 @@
 //! SimulatedKernel) over `manifests/suite-supervision.manifest`, lets the
 //! crasher fail and be restarted under its backoff policy until the policy
 //! gives up, pings the steady service all along, while a separate client
-//! task (`pm_client`) follows the crasher through a restart, and reports
-//! one `[TEST]` line per check and `[SUITE] DONE` (see `qemu/README.md`).
+//! task (`pm_client`) follows the crasher through a restart, and another
+//! (`pm_intruder`), which holds no control capability, is refused every
+//! state-changing request. It reports one `[TEST]` line per check and
+//! `[SUITE] DONE` (see `qemu/README.md`).
 #![no_std]
 #![no_main]
 
@@ -17,12 +19,13 @@ use core::time::Duration;
 use pandagen_process_manager::demo::{ping, CRASHER, STEADY};
 use pandagen_process_manager::policy::backoff_delay;
 use pandagen_process_manager::{
-    parse_manifest, BootCapabilities, LifecycleState, Supervisor, SupervisorConfig, SupervisorEvent,
+    parse_manifest, BootCapabilities, LifecycleState, PmError, Supervisor, SupervisorConfig,
+    SupervisorEvent,
 };
 use pandagen_rt::abi::api::EXIT_NOTIFICATION_ACTION;
 use pandagen_rt::abi::{
     ChannelId, ExitNotification, ExitReason, Instant, KernelApi, KernelError, ServiceId,
-    TaskDescriptor,
+    TaskDescriptor, TaskId,
 };
 use pandagen_rt::{println, Kernel};
 
@@ -87,10 +90,17 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let caps = BootCapabilities::from_root_handles(&startup.capabilities);
     let mut supervisor = Supervisor::new(manifest, caps, config);
     supervisor.boot(kernel)?;
-    let client_exits = match spawn_client(kernel) {
-        Ok(exits) => Some(exits),
+    let client_exits = match spawn(kernel, "pm_client") {
+        Ok((_, exits)) => Some(exits),
         Err(error) => {
             println!("supervision: cannot spawn pm_client: {error}");
+            None
+        }
+    };
+    let intruder = match spawn(kernel, "pm_intruder") {
+        Ok(spawned) => Some(spawned),
+        Err(error) => {
+            println!("supervision: cannot spawn pm_intruder: {error}");
             None
         }
     };
@@ -186,7 +196,11 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     tally.check("backoff delays 100/200/400 ms on the kernel clock", waits);
     tally.check(
         "a client of the restarted crasher gets a closed channel, then finds the new instance",
-        client_verdict(kernel, client_exits),
+        client_verdict(kernel, client_exits, "pm_client"),
+    );
+    tally.check(
+        "a task without the control capability is refused stop/restart/crash/start, and nothing changes",
+        intruder_verdict(kernel, intruder, &events),
     );
     let steady = supervisor.service(STEADY);
     tally.check(
@@ -208,13 +222,41 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     finish(kernel, tally)
 }
 
-/// How `pm_client` (see `demo::observe_restart`) ended: it has long
-/// finished by the time the crasher has been given up.
-fn client_verdict(kernel: &mut Kernel, exits: Option<ChannelId>) -> Result<(), String> {
-    let exits = exits.ok_or_else(|| String::from("pm_client could not be spawned"))?;
+/// How `pm_intruder` ended (it checks the answers it got), and whether
+/// the supervisor logged each of its five requests as refused. That
+/// nothing changed is what the other checks show: the crasher restarted
+/// exactly three times, the steady service never.
+fn intruder_verdict(
+    kernel: &mut Kernel,
+    intruder: Option<(TaskId, ChannelId)>,
+    events: &[(Instant, SupervisorEvent)],
+) -> Result<(), String> {
+    let (task, exits) = intruder.ok_or_else(|| String::from("pm_intruder could not be spawned"))?;
+    client_verdict(kernel, Some(exits), "pm_intruder")?;
+    let refused = events
+        .iter()
+        .filter(|(_, e)| {
+            *e == SupervisorEvent::ControlRefused {
+                from: Some(task),
+                refusal: PmError::ControlCapabilityRequired,
+            }
+        })
+        .count();
+    if refused == 5 {
+        Ok(())
+    } else {
+        Err(alloc::format!("{refused} refusals logged, expected 5"))
+    }
+}
+
+/// How a client task (`pm_client`, see `demo::observe_restart`, or
+/// `pm_intruder`) ended: it has long finished by the time the crasher has
+/// been given up.
+fn client_verdict(kernel: &mut Kernel, exits: Option<ChannelId>, name: &str) -> Result<(), String> {
+    let exits = exits.ok_or_else(|| alloc::format!("{name} could not be spawned"))?;
     let envelope = kernel
         .receive_message(exits, Some(Duration::from_secs(10)))
-        .map_err(|e| alloc::format!("no exit notification from pm_client: {e}"))?;
+        .map_err(|e| alloc::format!("no exit notification from {name}: {e}"))?;
     if envelope.action != EXIT_NOTIFICATION_ACTION {
         return Err(alloc::format!("unexpected {:?}", envelope.action));
     }
@@ -224,19 +266,19 @@ fn client_verdict(kernel: &mut Kernel, exits: Option<ChannelId>) -> Result<(), S
         .map_err(|e| alloc::format!("bad exit notification: {e}"))?;
     match notification.reason {
         ExitReason::Normal => Ok(()),
-        other => Err(alloc::format!("pm_client: {other:?}")),
+        other => Err(alloc::format!("{name}: {other:?}")),
     }
 }
 
-/// Spawn the client task, with its exit notification sent to a channel of
-/// its own (not the supervisor's).
-fn spawn_client(kernel: &mut Kernel) -> Result<ChannelId, KernelError> {
+/// Spawn a client task from `image`, with no capabilities and its exit
+/// notification sent to a channel of its own (not the supervisor's).
+fn spawn(kernel: &mut Kernel, image: &str) -> Result<(TaskId, ChannelId), KernelError> {
     let exits = kernel.create_channel()?;
-    let descriptor = TaskDescriptor::new("pm_client".into())
-        .with_image("pm_client")
+    let descriptor = TaskDescriptor::new(image.into())
+        .with_image(image)
         .with_exit_channel(exits);
-    kernel.spawn_task(descriptor)?;
-    Ok(exits)
+    let handle = kernel.spawn_task(descriptor)?;
+    Ok((handle.task_id, exits))
 }
 
 fn finish(kernel: &mut Kernel, tally: Tally) -> Result<(), KernelError> {

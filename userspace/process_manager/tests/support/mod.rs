@@ -1,7 +1,9 @@
 //! A simulated system for the process manager's scenario tests: the
 //! process manager as a child of the root task (holding copies of the root
 //! capabilities), test services started from images by the scenario
-//! runner, and a passive client task the test acts as.
+//! runner, and a passive client task the test acts as. The client holds
+//! the process manager's control capability (minted by the process manager
+//! and moved to it) unless a test asks for a plain request.
 
 #![allow(dead_code)]
 
@@ -9,13 +11,14 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
+use pandagen_abi::cap::kinds;
 use pandagen_abi::syscall::ROOT_CAPABILITIES;
 use pandagen_abi::{
-    ChannelId, Duration, ExitReason, FailureCause, IdentityKind, Instant, KernelApi, KernelError,
-    MessageEnvelope, MessagePayload, Rights, SchemaVersion, ServiceId, TaskDescriptor, TaskId,
-    TrustDomain,
+    Cap, ChannelId, Duration, ExitReason, FailureCause, IdentityKind, Instant, KernelApi,
+    KernelError, MessageEnvelope, MessagePayload, Rights, SchemaVersion, ServiceId, TaskDescriptor,
+    TaskId, TrustDomain,
 };
-use pandagen_process_manager::protocol::SHUTDOWN_ACTION;
+use pandagen_process_manager::protocol::{CHILD_CONTROL_RIGHTS, SHUTDOWN_ACTION};
 use pandagen_process_manager::{
     parse_manifest, Activity, BootCapabilities, ClientError, PmClient, PmReply, PmRequest,
     ServiceInfo, Supervisor, SupervisorConfig, SupervisorEvent,
@@ -183,7 +186,10 @@ pub struct World {
     pub pm_task: TaskId,
     pub scripts: Rc<RefCell<Scripts>>,
     pub client_task: TaskId,
+    /// The client's process manager client, with the control capability.
     client: Option<PmClient>,
+    /// The client's process manager client without it.
+    plain_client: Option<PmClient>,
 }
 
 impl World {
@@ -269,6 +275,7 @@ impl World {
             scripts,
             client_task,
             client: None,
+            plain_client: None,
         }
     }
 
@@ -319,24 +326,77 @@ impl World {
         self.scenario.kernel_mut().as_task(task, f)
     }
 
-    /// Send a request to the process manager as the client, let the system
-    /// run briefly, and collect the answer.
+    /// Have the process manager mint a control capability with `rights`
+    /// (as the task holding its registration) and move it to `task`.
+    /// Returns it as a handle in `task`'s space. `rights` must include
+    /// `TRANSFER` for the move.
+    pub fn give_control(
+        &mut self,
+        task: TaskId,
+        rights: Rights,
+    ) -> Result<Cap<kinds::StorageObject>, KernelError> {
+        let pm_task = self.pm_task;
+        let pm = self.pm.clone();
+        let kernel = self.scenario.kernel_mut();
+        let minted = kernel.as_task(pm_task, |k| {
+            pm.borrow()
+                .as_ref()
+                .expect("booted")
+                .control_capability(k, rights)
+        })?;
+        let moved = kernel.delegate_capability(&minted, pm_task, task)?;
+        Ok(Cap::from_handle(moved).assume_kind())
+    }
+
+    /// Send a request to the process manager as the client, through the
+    /// control capability the process manager gave it, let the system run
+    /// briefly, and collect the answer.
     pub fn request(&mut self, request: PmRequest) -> Result<PmReply, ClientError> {
         if self.client.is_none() {
             let client = self.as_client(PmClient::connect).expect("connect");
-            self.client = Some(client);
+            let task = self.client_task;
+            let control = self
+                .give_control(task, CHILD_CONTROL_RIGHTS)
+                .expect("a control capability");
+            self.client = Some(client.with_control(control));
         }
         let client = self.client.take().expect("client");
-        let sent = self.as_client(|k| client.send(k, &request));
-        let result = match sent {
-            Ok(id) => {
-                self.run_for(Duration::from_millis(1));
-                self.as_client(|k| client.receive(k, id, Some(Duration::ZERO)))
-            }
-            Err(error) => Err(error),
-        };
+        let result = self.request_with(self.client_task, &client, request);
         self.client = Some(client);
         result
+    }
+
+    /// As [`World::request`], but from a client without the control
+    /// capability: every request goes on the process manager's channel.
+    pub fn plain_request(&mut self, request: PmRequest) -> Result<PmReply, ClientError> {
+        if self.plain_client.is_none() {
+            let client = self.as_client(PmClient::connect).expect("connect");
+            self.plain_client = Some(client);
+        }
+        let client = self.plain_client.take().expect("client");
+        let result = self.request_with(self.client_task, &client, request);
+        self.plain_client = Some(client);
+        result
+    }
+
+    /// Send `request` with `client` acting as `task`, let the system run
+    /// briefly, and collect the answer.
+    pub fn request_with(
+        &mut self,
+        task: TaskId,
+        client: &PmClient,
+        request: PmRequest,
+    ) -> Result<PmReply, ClientError> {
+        let kernel = self.scenario.kernel_mut();
+        let sent = kernel.as_task(task, |k| client.send(k, &request));
+        match sent {
+            Ok(id) => {
+                self.run_for(Duration::from_millis(1));
+                let kernel = self.scenario.kernel_mut();
+                kernel.as_task(task, |k| client.receive(k, id, Some(Duration::ZERO)))
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Ping `service` as the client over `channel` (a channel the client

@@ -2,7 +2,9 @@
 //! runs the process manager's supervisor over
 //! `manifests/suite-persistence.manifest` (storage with the kernel's block
 //! device) and is also a storage client: it commits objects, has the
-//! process manager crash the storage task with a `pm.crash` request, waits
+//! process manager crash the storage task with a `pm.crash` request (sent
+//! through the control capability it mints as the holder of the process
+//! manager's registration; a plain request is refused first), waits
 //! for the supervisor to restart it, and reads the same objects back from
 //! the new instance through the same kernel object capabilities it held
 //! before the crash (they name the storage *service*, not the task, so the
@@ -17,14 +19,14 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use pandagen_process_manager::{
-    parse_manifest, BootCapabilities, InstanceEnd, LifecycleState, PmClient, PmReply, PmRequest,
-    ServiceInfo, ServiceRef, Supervisor, SupervisorConfig,
+    parse_manifest, BootCapabilities, ClientError, InstanceEnd, LifecycleState, PmClient, PmError,
+    PmReply, PmRequest, ServiceInfo, ServiceRef, Supervisor, SupervisorConfig,
 };
 use pandagen_rt::abi::services::STORAGE;
-use pandagen_rt::abi::{BlockApi, Duration, ExitReason, KernelApi, KernelError};
+use pandagen_rt::abi::{BlockApi, Duration, ExitReason, KernelApi, KernelError, Rights};
 use pandagen_rt::{println, Kernel};
 use pandagen_scenarios::{lookup_with_retry, Tally};
-use pandagen_storage::{ClientError, ObjectCap, ObjectKind, StorageClient};
+use pandagen_storage::{ClientError as StorageClientError, ObjectCap, ObjectKind, StorageClient};
 
 pandagen_rt::entry!(main, heap = 4 << 20);
 
@@ -80,7 +82,7 @@ fn connect(kernel: &mut Kernel) -> Result<StorageClient, String> {
     Ok(client.with_retry(Duration::from_secs(2), 3))
 }
 
-fn failed(what: &str, e: ClientError) -> String {
+fn failed(what: &str, e: StorageClientError) -> String {
     alloc::format!("{what}: {e}")
 }
 
@@ -154,32 +156,68 @@ fn commit_after_restart(
     }
 }
 
-/// `pm.crash` for storage, sent to the supervisor this task runs: send,
-/// let the supervisor handle it, take the answer.
-fn crash_storage(kernel: &mut Kernel, supervisor: &mut Supervisor) -> Result<ServiceInfo, String> {
-    let channel = supervisor
-        .channel()
-        .ok_or_else(|| String::from("the supervisor has no channel"))?;
-    let pm = PmClient::with_channel(kernel, channel).map_err(|e| alloc::format!("{e}"))?;
-    let id = pm
-        .send(
-            kernel,
-            &PmRequest::Crash(ServiceRef::Name("storage".into())),
-        )
-        .map_err(|e| alloc::format!("send pm.crash: {e:?}"))?;
+/// `pm.crash` for storage, sent to the supervisor this task runs with
+/// `pm`: send, let the supervisor handle it, take the answer.
+fn crash_storage(
+    kernel: &mut Kernel,
+    supervisor: &mut Supervisor,
+    pm: &PmClient,
+) -> Result<PmReply, ClientError> {
+    let id = pm.send(
+        kernel,
+        &PmRequest::Crash(ServiceRef::Name("storage".into())),
+    )?;
     let start = kernel.now();
     loop {
         let _ = supervisor.step(kernel);
         match pm.receive(kernel, id, Some(Duration::ZERO)) {
-            Ok(PmReply::Service(info)) => return Ok(info),
-            Ok(other) => return Err(alloc::format!("pm.crash answered {other:?}")),
-            Err(pandagen_process_manager::ClientError::Kernel(KernelError::Timeout)) => {}
-            Err(error) => return Err(alloc::format!("pm.crash: {error:?}")),
-        }
-        if kernel.now().saturating_duration_since(start) > PHASE {
-            return Err(String::from("no answer to pm.crash"));
+            Err(ClientError::Kernel(KernelError::Timeout))
+                if kernel.now().saturating_duration_since(start) <= PHASE => {}
+            answer => return answer,
         }
     }
+}
+
+/// Without the control capability the crash is refused and storage keeps
+/// running; through it, it is carried out.
+fn crash_storage_with_control(
+    kernel: &mut Kernel,
+    supervisor: &mut Supervisor,
+) -> (Result<(), String>, Result<ServiceInfo, String>) {
+    let Some(channel) = supervisor.channel() else {
+        let none = String::from("the supervisor has no channel");
+        return (Err(none.clone()), Err(none));
+    };
+    let pm = match PmClient::with_channel(kernel, channel) {
+        Ok(pm) => pm,
+        Err(e) => return (Err(alloc::format!("{e}")), Err(alloc::format!("{e}"))),
+    };
+    let before = supervisor.service(STORAGE).and_then(|s| s.execution_id);
+    let refused = match crash_storage(kernel, supervisor, &pm) {
+        Err(ClientError::Rejected(PmError::ControlCapabilityRequired)) => {
+            match supervisor.service(STORAGE) {
+                Some(info)
+                    if info.state == LifecycleState::Running
+                        && info.execution_id == before
+                        && info.restart_count == 0 =>
+                {
+                    Ok(())
+                }
+                other => Err(alloc::format!("storage changed anyway: {other:?}")),
+            }
+        }
+        other => Err(alloc::format!("a plain pm.crash was answered {other:?}")),
+    };
+    let control = match supervisor.control_capability(kernel, Rights::CONTROL) {
+        Ok(control) => control,
+        Err(e) => return (refused, Err(alloc::format!("mint: {e}"))),
+    };
+    let pm = pm.with_control(control);
+    let crashed = match crash_storage(kernel, supervisor, &pm) {
+        Ok(PmReply::Service(info)) => Ok(info),
+        other => Err(alloc::format!("pm.crash answered {other:?}")),
+    };
+    (refused, crashed)
 }
 
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
@@ -228,7 +266,11 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         },
     );
 
-    let crashed = crash_storage(kernel, &mut supervisor);
+    let (refused, crashed) = crash_storage_with_control(kernel, &mut supervisor);
+    tally.check(
+        "persistence/pm_crash_without_the_control_capability_refused",
+        refused,
+    );
     tally.check("persistence/pm_crash_accepted", crashed.map(|_| ()));
     let second = run_until_storage_runs(kernel, &mut supervisor, 1);
     tally.check(
