@@ -585,8 +585,15 @@ impl<D: BlockDevice> StorageBackend for JournalBackend<D> {
             j.checkpoint_place(j.checkpoint_blocks(packed), j.tail + blocks)
                 .is_some()
         };
-        if !(fits(self) && compactable(self)) && self.tail > self.journal_start() {
-            self.compact()?;
+        // Compact if that can help: there are frames to pack, or the
+        // checkpoint can move to the front of the data area. A checkpoint
+        // that had to go after the live extent moves to the front at once.
+        for _ in 0..2 {
+            let helps =
+                self.tail > self.journal_start() || DATA_START + self.cp_blocks <= self.cp_start;
+            if (fits(self) && compactable(self)) || !helps || !self.compact()? {
+                break;
+            }
         }
         let restart = record.origin.is_none()
             && record

@@ -300,3 +300,291 @@ fn a_blank_device_is_formatted_and_a_formatted_one_is_opened_never_reformatted()
         Err(BackendError::Corrupt)
     );
 }
+
+// Compaction.
+
+use crate::error::StorageError;
+use crate::record::Origin;
+use alloc::format;
+use alloc::string::String;
+
+/// Everything a reader can see in `s`: every object, its kind, its
+/// capability epoch and the content of each of its versions.
+fn dump<B: StorageBackend>(s: &ObjectStore<B>) -> Vec<String> {
+    let mut out = Vec::new();
+    for id in 1..=s.object_count() as u64 {
+        let obj = s.object(ObjectId::from_raw(id)).unwrap();
+        out.push(format!("{id} {:?} epoch {}", obj.kind(), obj.cap_epoch()));
+        for stamp in obj.versions() {
+            let at = stamp.seq;
+            let content = match obj.kind() {
+                ObjectKind::Blob => format!("{:?}", obj.blob_at(at)),
+                ObjectKind::Log => format!(
+                    "{:?}",
+                    obj.log_at(at)
+                        .unwrap()
+                        .iter()
+                        .map(|(_, r)| r)
+                        .collect::<Vec<_>>()
+                ),
+                ObjectKind::Map => format!(
+                    "{:?}",
+                    obj.map_keys_at(None, at)
+                        .map(|k| (k, obj.map_get_at(k, at)))
+                        .collect::<Vec<_>>()
+                ),
+            };
+            out.push(format!("  {:?}: {content}", stamp.version));
+        }
+    }
+    out
+}
+
+/// The durable answers of origins (task 1, message 1..=`messages`).
+fn answers<B: StorageBackend>(s: &ObjectStore<B>, messages: u64) -> Vec<Option<Vec<u8>>> {
+    (1..=messages)
+        .map(|m| s.durable_answer(1, m).map(<[u8]>::to_vec))
+        .collect()
+}
+
+type Store = ObjectStore<JournalBackend<Disk>>;
+
+fn reopen(s: Store) -> Store {
+    let disk = s.into_backend().into_device();
+    ObjectStore::open(JournalBackend::open(disk).unwrap())
+        .unwrap()
+        .0
+}
+
+/// Commit `i` of a deterministic workload over a map (1), a log (2) and a
+/// blob (3): a small put, and now and then an append, a blob write or a
+/// revocation. Each carries origin (1, i).
+fn workload_step(s: &mut Store, i: u64) -> Result<(), StorageError> {
+    let (map, log, blob) = (
+        ObjectId::from_raw(1),
+        ObjectId::from_raw(2),
+        ObjectId::from_raw(3),
+    );
+    let mut tx = s.begin_transaction()?;
+    let key = format!("key{}", i % 16);
+    s.put(&mut tx, map, key.as_bytes(), format!("v{i}").as_bytes())?;
+    if i % 10 == 0 {
+        s.append(&mut tx, log, format!("rec{i}").as_bytes())?;
+    }
+    if i % 25 == 0 {
+        s.write_blob(&mut tx, blob, &[i as u8; 40])?;
+    }
+    let origin = Origin {
+        task: 1,
+        message: i,
+        answer: i.to_le_bytes().to_vec(),
+    };
+    s.commit_with_origin(&mut tx, Some(origin))?;
+    if i % 50 == 0 {
+        s.revoke(map)?;
+    }
+    Ok(())
+}
+
+fn workload_store(disk: Disk) -> Store {
+    let (mut s, _) = ObjectStore::open(JournalBackend::format(disk, [9; 16]).unwrap()).unwrap();
+    s.create(ObjectKind::Map).unwrap();
+    s.create(ObjectKind::Log).unwrap();
+    s.create(ObjectKind::Blob).unwrap();
+    s
+}
+
+#[test]
+fn three_times_more_commits_than_blocks_all_survive_with_every_version() {
+    const BLOCKS: u64 = 128;
+    let mut s = workload_store(Disk::sized(BLOCKS as usize, 512));
+    let commits = 3 * BLOCKS;
+    for i in 1..=commits {
+        workload_step(&mut s, i).unwrap_or_else(|e| panic!("commit {i}: {e:?} {:?}", s.backend()));
+    }
+    // Without compaction each commit would take a block of its own.
+    assert!(s.backend().generation() >= 2, "{:?}", s.backend());
+    let before = dump(&s);
+    let answered = answers(&s, commits);
+    // Only the most recent origins are remembered, and reopening keeps
+    // exactly those.
+    assert!(answered[..(commits as usize - DURABLE_ANSWERS)]
+        .iter()
+        .all(Option::is_none));
+    assert!(answered[(commits as usize - DURABLE_ANSWERS)..]
+        .iter()
+        .all(Option::is_some));
+    let mut s = reopen(s);
+    assert_eq!(dump(&s), before);
+    assert_eq!(answers(&s, commits), answered);
+    // Old versions read back through a transaction too.
+    let map = ObjectId::from_raw(1);
+    let first = s.object(map).unwrap().versions()[1].version;
+    let tx = s.begin_transaction().unwrap();
+    assert_eq!(
+        s.get(&tx, map, b"key1", Some(first)).unwrap().value,
+        Some(b"v1".to_vec())
+    );
+    assert_eq!(
+        s.get(&tx, map, b"key1", None).unwrap().value,
+        Some(format!("v{}", commits - 15).into_bytes())
+    );
+    // The store goes on, across further compactions and reopens.
+    for i in commits + 1..=2 * commits {
+        workload_step(&mut s, i).unwrap_or_else(|e| panic!("commit {i}: {e:?}"));
+    }
+    let before = dump(&s);
+    let s = reopen(reopen(s));
+    assert_eq!(dump(&s), before);
+}
+
+#[test]
+fn a_crash_at_any_write_of_a_compaction_opens_the_old_or_the_new_state() {
+    let mut s = workload_store(Disk::new(64));
+    for i in 1..=30 {
+        workload_step(&mut s, i).unwrap();
+    }
+    let expected = dump(&s);
+    let expected_answers = answers(&s, 30);
+    let base = s.into_backend().into_device();
+    let mut outcomes = [false, false];
+    'budgets: for budget in 0.. {
+        for half in [false, true] {
+            let mut s = ObjectStore::open(JournalBackend::open(base.clone()).unwrap())
+                .unwrap()
+                .0;
+            let old = s.backend().generation();
+            s.backend_mut().device_mut().budget = Some(budget);
+            s.backend_mut().device_mut().budget_half = half;
+            let compacted = s.backend_mut().compact();
+            let mut disk = s.into_backend().into_device();
+            disk.budget = None;
+            disk.tear = None;
+            let mut s = reopen_store(disk);
+            let new = s.backend().generation();
+            assert!(new == old || new == old + 1, "budget={budget} half={half}");
+            if compacted.is_ok() {
+                assert_eq!(compacted, Ok(true));
+                assert_eq!(new, old + 1);
+            }
+            outcomes[(new - old) as usize] = true;
+            assert_eq!(dump(&s), expected, "budget={budget} half={half}");
+            assert_eq!(answers(&s, 30), expected_answers);
+            // The journal goes on from the state it opened.
+            workload_step(&mut s, 31).unwrap();
+            let after = dump(&s);
+            let s = reopen(s);
+            assert_eq!(dump(&s), after, "budget={budget} half={half}");
+            if compacted.is_ok() {
+                break 'budgets;
+            }
+        }
+        assert!(budget < 1000);
+    }
+    assert_eq!(outcomes, [true, true], "both outcomes were reached");
+}
+
+fn reopen_store(disk: Disk) -> Store {
+    ObjectStore::open(JournalBackend::open(disk).unwrap())
+        .unwrap()
+        .0
+}
+
+#[test]
+fn a_crash_in_the_compaction_a_commit_starts_loses_no_commit() {
+    // Find the first commit that compacts, without faults.
+    let mut s = workload_store(Disk::new(48));
+    let mut dumps = vec![dump(&s)];
+    let mut trigger = None;
+    for i in 1..500 {
+        let old = s.backend().generation();
+        workload_step(&mut s, i).unwrap();
+        dumps.push(dump(&s));
+        if s.backend().generation() > old {
+            trigger = Some(i);
+            break;
+        }
+    }
+    let trigger = trigger.expect("a commit compacts");
+    let (pre, post) = (&dumps[trigger as usize - 1], &dumps[trigger as usize]);
+    assert_ne!(pre, post);
+    let mut outcomes = [false, false];
+    'budgets: for budget in 0.. {
+        for half in [false, true] {
+            let mut s = workload_store(Disk::new(48));
+            for i in 1..trigger {
+                workload_step(&mut s, i).unwrap();
+            }
+            s.backend_mut().device_mut().budget = Some(budget);
+            s.backend_mut().device_mut().budget_half = half;
+            let committed = workload_step(&mut s, trigger);
+            let mut disk = s.into_backend().into_device();
+            disk.budget = None;
+            disk.tear = None;
+            let s = reopen_store(disk);
+            let state = dump(&s);
+            if committed.is_ok() {
+                assert_eq!(&state, post, "budget={budget} half={half}");
+            } else {
+                // Not acknowledged: either outcome, never anything else.
+                assert!(
+                    &state == pre || &state == post,
+                    "budget={budget} half={half}"
+                );
+            }
+            outcomes[usize::from(&state == post)] = true;
+            if committed.is_ok() {
+                break 'budgets;
+            }
+        }
+        assert!(budget < 1000);
+    }
+    assert_eq!(outcomes, [true, true]);
+}
+
+#[test]
+fn live_data_beyond_capacity_answers_full_and_loses_nothing() {
+    const BLOCKS: usize = 32;
+    let (mut s, _) =
+        ObjectStore::open(JournalBackend::format(Disk::new(BLOCKS), [9; 16]).unwrap()).unwrap();
+    let (map, _) = s.create(ObjectKind::Map).unwrap();
+    let mut accepted = 0u64;
+    let error = loop {
+        let mut tx = s.begin_transaction().unwrap();
+        let key = accepted.to_le_bytes();
+        s.put(&mut tx, map, &key, &[accepted as u8; 60]).unwrap();
+        match s.commit(&mut tx) {
+            Ok(()) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted < 10_000);
+    };
+    assert_eq!(error, StorageError::Backend(BackendError::Full));
+    // Compaction ran before the device gave up; about half the data area
+    // holds live data, the rest is for the checkpoint that replaces it.
+    assert!(s.backend().generation() > 0);
+    assert!(accepted > 8, "{accepted}");
+    let before = dump(&s);
+    // Still full, and a reopened store (more than once) has everything.
+    let mut tx = s.begin_transaction().unwrap();
+    s.put(&mut tx, map, b"more", &[1; 60]).unwrap();
+    assert_eq!(
+        s.commit(&mut tx),
+        Err(StorageError::Backend(BackendError::Full))
+    );
+    let mut s = reopen(reopen(reopen(s)));
+    assert_eq!(dump(&s), before);
+    let tx = s.begin_transaction().unwrap();
+    for i in 0..accepted {
+        assert_eq!(
+            s.get(&tx, map, &i.to_le_bytes(), None).unwrap().value,
+            Some(vec![i as u8; 60])
+        );
+    }
+    let mut tx = s.begin_transaction().unwrap();
+    s.put(&mut tx, map, b"more", &[1; 60]).unwrap();
+    assert_eq!(
+        s.commit(&mut tx),
+        Err(StorageError::Backend(BackendError::Full))
+    );
+}
