@@ -414,9 +414,12 @@ fn three_times_more_commits_than_blocks_all_survive_with_every_version() {
     assert!(answered[(commits as usize - DURABLE_ANSWERS)..]
         .iter()
         .all(Option::is_some));
+    let instance = s.instance();
     let mut s = reopen(s);
     assert_eq!(dump(&s), before);
     assert_eq!(answers(&s, commits), answered);
+    // Instance numbers (which prefix transaction ids) are never reused.
+    assert_eq!(s.instance(), instance + 1);
     // Old versions read back through a transaction too.
     let map = ObjectId::from_raw(1);
     let first = s.object(map).unwrap().versions()[1].version;
@@ -434,8 +437,10 @@ fn three_times_more_commits_than_blocks_all_survive_with_every_version() {
         workload_step(&mut s, i).unwrap_or_else(|e| panic!("commit {i}: {e:?}"));
     }
     let before = dump(&s);
+    assert_eq!(s.backend_mut().compact(), Ok(true));
     let s = reopen(reopen(s));
     assert_eq!(dump(&s), before);
+    assert_eq!(s.instance(), instance + 3);
 }
 
 #[test]
@@ -587,4 +592,44 @@ fn live_data_beyond_capacity_answers_full_and_loses_nothing() {
         s.commit(&mut tx),
         Err(StorageError::Backend(BackendError::Full))
     );
+}
+
+/// One commit with origin (1, `message`) and an answer naming `i`.
+fn answered_put<B: StorageBackend>(s: &mut ObjectStore<B>, i: u64, message: u64) {
+    let map = ObjectId::from_raw(1);
+    let mut tx = s.begin_transaction().unwrap();
+    s.put(&mut tx, map, b"k", &i.to_le_bytes()).unwrap();
+    let origin = Origin {
+        task: 1,
+        message,
+        answer: i.to_le_bytes().to_vec(),
+    };
+    s.commit_with_origin(&mut tx, Some(origin)).unwrap();
+}
+
+#[test]
+fn compaction_keeps_exactly_the_durable_answers_a_full_history_would() {
+    // The same commits on a store that never compacts and on one that
+    // compacts often; some requests are answered twice (the second answer
+    // wins), and far more than DURABLE_ANSWERS are made.
+    let (mut reference, _) = ObjectStore::open(crate::MemoryBackend::new([9; 16])).unwrap();
+    reference.create(ObjectKind::Map).unwrap();
+    let mut s = workload_store(Disk::sized(128, 512));
+    let message = |i: u64| if i % 7 == 0 { i - 3 } else { i };
+    for i in 1..=700 {
+        answered_put(&mut reference, i, message(i));
+        answered_put(&mut s, i, message(i));
+        if i % 97 == 0 {
+            assert_eq!(s.backend_mut().compact(), Ok(true));
+        }
+    }
+    assert_eq!(answers(&s, 800), answers(&reference, 800));
+    let mut s = reopen(s);
+    assert_eq!(answers(&s, 800), answers(&reference, 800));
+    // Which answers are evicted next depends on the order they entered.
+    for i in 701..=760 {
+        answered_put(&mut reference, i, message(i));
+        answered_put(&mut s, i, message(i));
+        assert_eq!(answers(&s, 800), answers(&reference, 800), "{i}");
+    }
 }
