@@ -12,34 +12,55 @@ use crate::transaction::TransactionalStorage;
 const BLOCK: usize = 128;
 
 /// A disk in memory that can tear the next write after `keep` whole blocks
-/// (plus, optionally, half of the next block), as power loss would.
+/// (plus, optionally, half of the next block), as power loss would, or
+/// lose power after a budget of block writes.
+#[derive(Clone)]
 struct Disk {
     bytes: Vec<u8>,
+    block: usize,
     tear: Option<(usize, bool)>,
+    /// Blocks that may still be written before the power goes; the write
+    /// that exceeds it is torn like `tear` with `budget_half`.
+    budget: Option<usize>,
+    budget_half: bool,
     fail_flush: bool,
 }
 
 impl Disk {
     fn new(blocks: usize) -> Self {
+        Self::sized(blocks, BLOCK)
+    }
+
+    fn sized(blocks: usize, block: usize) -> Self {
         Disk {
-            bytes: vec![0xA5; blocks * BLOCK],
+            bytes: vec![0xA5; blocks * block],
+            block,
             tear: None,
+            budget: None,
+            budget_half: false,
             fail_flush: false,
+        }
+    }
+
+    fn blank(blocks: usize) -> Self {
+        Disk {
+            bytes: vec![0; blocks * BLOCK],
+            ..Self::new(blocks)
         }
     }
 }
 
 impl BlockDevice for Disk {
     fn block_size(&self) -> usize {
-        BLOCK
+        self.block
     }
 
     fn block_count(&self) -> u64 {
-        (self.bytes.len() / BLOCK) as u64
+        (self.bytes.len() / self.block) as u64
     }
 
     fn read_blocks(&mut self, start: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        let at = start as usize * BLOCK;
+        let at = start as usize * self.block;
         let src = self
             .bytes
             .get(at..at + buf.len())
@@ -49,9 +70,18 @@ impl BlockDevice for Disk {
     }
 
     fn write_blocks(&mut self, start: u64, buf: &[u8]) -> Result<(), BlockError> {
-        let at = start as usize * BLOCK;
+        let block = self.block;
+        let at = start as usize * block;
         if at + buf.len() > self.bytes.len() {
             return Err(BlockError::OutOfRange);
+        }
+        if let Some(left) = self.budget {
+            let blocks = buf.len() / block;
+            if blocks <= left {
+                self.budget = Some(left - blocks);
+            } else if self.tear.is_none() {
+                self.tear = Some((left, self.budget_half));
+            }
         }
         match self.tear.take() {
             None => {
@@ -59,9 +89,9 @@ impl BlockDevice for Disk {
                 Ok(())
             }
             Some((keep, half)) => {
-                let mut n = (keep * BLOCK).min(buf.len());
+                let mut n = (keep * block).min(buf.len());
                 if half && n < buf.len() {
-                    n += BLOCK / 2;
+                    n += block / 2;
                 }
                 self.bytes[at..at + n].copy_from_slice(&buf[..n]);
                 // The power is gone: nothing else reaches the disk.
@@ -72,7 +102,7 @@ impl BlockDevice for Disk {
     }
 
     fn flush(&mut self) -> Result<(), BlockError> {
-        if self.fail_flush {
+        if self.fail_flush || self.tear.is_some() {
             return Err(BlockError::Device);
         }
         Ok(())
@@ -190,10 +220,21 @@ fn a_commit_reported_as_failed_is_not_replayed() {
 
 #[test]
 fn a_full_device_refuses_cleanly() {
-    let mut j = JournalBackend::format(Disk::new(4), [9; 16]).unwrap();
+    // Two superblocks and three data blocks.
+    let mut j = JournalBackend::format(Disk::new(5), [9; 16]).unwrap();
     j.apply(&record(1, 10)).unwrap();
     assert_eq!(j.apply(&record(2, 1000)), Err(BackendError::Full));
-    j.apply(&record(2, 10)).unwrap();
+    let mut seq = 2;
+    while j.apply(&record(seq, 10)).is_ok() {
+        seq += 1;
+    }
+    // Compaction keeps a one-block frame per data block (the space to write
+    // the next checkpoint stays free).
+    assert!(seq > 3, "{seq}");
+    assert_eq!(j.apply(&record(seq, 10)), Err(BackendError::Full));
+    let mut j = JournalBackend::open(j.into_device()).unwrap();
+    let all: Vec<_> = (1..seq).map(|s| record(s, 10)).collect();
+    assert_eq!(replay(&mut j), all);
 }
 
 #[test]
@@ -206,12 +247,7 @@ fn frames_of_another_format_are_not_replayed() {
     let mut j = JournalBackend::format(disk, [8; 16]).unwrap();
     assert!(replay(&mut j).is_empty());
     disk = j.into_device();
-    assert!(JournalBackend::open(Disk {
-        bytes: vec![0; 64 * BLOCK],
-        tear: None,
-        fail_flush: false
-    })
-    .is_err());
+    assert!(JournalBackend::open(Disk::blank(64)).is_err());
     let mut j = JournalBackend::open(disk).unwrap();
     assert!(replay(&mut j).is_empty());
 }
@@ -247,11 +283,7 @@ fn the_store_runs_on_a_journal_and_recovers_from_it() {
 
 #[test]
 fn a_blank_device_is_formatted_and_a_formatted_one_is_opened_never_reformatted() {
-    let blank = Disk {
-        bytes: vec![0; 64 * BLOCK],
-        tear: None,
-        fail_flush: false,
-    };
+    let blank = Disk::blank(64);
     let (mut j, formatted) = JournalBackend::open_or_format(blank, [4; 16]).unwrap();
     assert!(formatted);
     assert!(replay(&mut j).is_empty());
@@ -267,4 +299,337 @@ fn a_blank_device_is_formatted_and_a_formatted_one_is_opened_never_reformatted()
         JournalBackend::open_or_format(disk, [6; 16]).map(|(_, f)| f),
         Err(BackendError::Corrupt)
     );
+}
+
+// Compaction.
+
+use crate::error::StorageError;
+use crate::record::Origin;
+use alloc::format;
+use alloc::string::String;
+
+/// Everything a reader can see in `s`: every object, its kind, its
+/// capability epoch and the content of each of its versions.
+fn dump<B: StorageBackend>(s: &ObjectStore<B>) -> Vec<String> {
+    let mut out = Vec::new();
+    for id in 1..=s.object_count() as u64 {
+        let obj = s.object(ObjectId::from_raw(id)).unwrap();
+        out.push(format!("{id} {:?} epoch {}", obj.kind(), obj.cap_epoch()));
+        for stamp in obj.versions() {
+            let at = stamp.seq;
+            let content = match obj.kind() {
+                ObjectKind::Blob => format!("{:?}", obj.blob_at(at)),
+                ObjectKind::Log => format!(
+                    "{:?}",
+                    obj.log_at(at)
+                        .unwrap()
+                        .iter()
+                        .map(|(_, r)| r)
+                        .collect::<Vec<_>>()
+                ),
+                ObjectKind::Map => format!(
+                    "{:?}",
+                    obj.map_keys_at(None, at)
+                        .map(|k| (k, obj.map_get_at(k, at)))
+                        .collect::<Vec<_>>()
+                ),
+            };
+            out.push(format!("  {:?}: {content}", stamp.version));
+        }
+    }
+    out
+}
+
+/// The durable answers of origins (task 1, message 1..=`messages`).
+fn answers<B: StorageBackend>(s: &ObjectStore<B>, messages: u64) -> Vec<Option<Vec<u8>>> {
+    (1..=messages)
+        .map(|m| s.durable_answer(1, m).map(<[u8]>::to_vec))
+        .collect()
+}
+
+type Store = ObjectStore<JournalBackend<Disk>>;
+
+fn reopen(s: Store) -> Store {
+    let disk = s.into_backend().into_device();
+    ObjectStore::open(JournalBackend::open(disk).unwrap())
+        .unwrap()
+        .0
+}
+
+/// Commit `i` of a deterministic workload over a map (1), a log (2) and a
+/// blob (3): a small put, and now and then an append, a blob write or a
+/// revocation. Each carries origin (1, i).
+fn workload_step(s: &mut Store, i: u64) -> Result<(), StorageError> {
+    let (map, log, blob) = (
+        ObjectId::from_raw(1),
+        ObjectId::from_raw(2),
+        ObjectId::from_raw(3),
+    );
+    let mut tx = s.begin_transaction()?;
+    let key = format!("key{}", i % 16);
+    s.put(&mut tx, map, key.as_bytes(), format!("v{i}").as_bytes())?;
+    if i % 10 == 0 {
+        s.append(&mut tx, log, format!("rec{i}").as_bytes())?;
+    }
+    if i % 25 == 0 {
+        s.write_blob(&mut tx, blob, &[i as u8; 40])?;
+    }
+    let origin = Origin {
+        task: 1,
+        message: i,
+        answer: i.to_le_bytes().to_vec(),
+    };
+    s.commit_with_origin(&mut tx, Some(origin))?;
+    if i % 50 == 0 {
+        s.revoke(map)?;
+    }
+    Ok(())
+}
+
+fn workload_store(disk: Disk) -> Store {
+    let (mut s, _) = ObjectStore::open(JournalBackend::format(disk, [9; 16]).unwrap()).unwrap();
+    s.create(ObjectKind::Map).unwrap();
+    s.create(ObjectKind::Log).unwrap();
+    s.create(ObjectKind::Blob).unwrap();
+    s
+}
+
+#[test]
+fn three_times_more_commits_than_blocks_all_survive_with_every_version() {
+    const BLOCKS: u64 = 128;
+    let mut s = workload_store(Disk::sized(BLOCKS as usize, 512));
+    let commits = 3 * BLOCKS;
+    for i in 1..=commits {
+        workload_step(&mut s, i).unwrap_or_else(|e| panic!("commit {i}: {e:?} {:?}", s.backend()));
+    }
+    // Without compaction each commit would take a block of its own.
+    assert!(s.backend().generation() >= 2, "{:?}", s.backend());
+    let before = dump(&s);
+    let answered = answers(&s, commits);
+    // Only the most recent origins are remembered, and reopening keeps
+    // exactly those.
+    assert!(answered[..(commits as usize - DURABLE_ANSWERS)]
+        .iter()
+        .all(Option::is_none));
+    assert!(answered[(commits as usize - DURABLE_ANSWERS)..]
+        .iter()
+        .all(Option::is_some));
+    let instance = s.instance();
+    let mut s = reopen(s);
+    assert_eq!(dump(&s), before);
+    assert_eq!(answers(&s, commits), answered);
+    // Instance numbers (which prefix transaction ids) are never reused.
+    assert_eq!(s.instance(), instance + 1);
+    // Old versions read back through a transaction too.
+    let map = ObjectId::from_raw(1);
+    let first = s.object(map).unwrap().versions()[1].version;
+    let tx = s.begin_transaction().unwrap();
+    assert_eq!(
+        s.get(&tx, map, b"key1", Some(first)).unwrap().value,
+        Some(b"v1".to_vec())
+    );
+    assert_eq!(
+        s.get(&tx, map, b"key1", None).unwrap().value,
+        Some(format!("v{}", commits - 15).into_bytes())
+    );
+    // The store goes on, across further compactions and reopens.
+    for i in commits + 1..=2 * commits {
+        workload_step(&mut s, i).unwrap_or_else(|e| panic!("commit {i}: {e:?}"));
+    }
+    let before = dump(&s);
+    assert_eq!(s.backend_mut().compact(), Ok(true));
+    let s = reopen(reopen(s));
+    assert_eq!(dump(&s), before);
+    assert_eq!(s.instance(), instance + 3);
+}
+
+#[test]
+fn a_crash_at_any_write_of_a_compaction_opens_the_old_or_the_new_state() {
+    let mut s = workload_store(Disk::new(64));
+    for i in 1..=30 {
+        workload_step(&mut s, i).unwrap();
+    }
+    let expected = dump(&s);
+    let expected_answers = answers(&s, 30);
+    let base = s.into_backend().into_device();
+    let mut outcomes = [false, false];
+    'budgets: for budget in 0.. {
+        for half in [false, true] {
+            let mut s = ObjectStore::open(JournalBackend::open(base.clone()).unwrap())
+                .unwrap()
+                .0;
+            let old = s.backend().generation();
+            s.backend_mut().device_mut().budget = Some(budget);
+            s.backend_mut().device_mut().budget_half = half;
+            let compacted = s.backend_mut().compact();
+            let mut disk = s.into_backend().into_device();
+            disk.budget = None;
+            disk.tear = None;
+            let mut s = reopen_store(disk);
+            let new = s.backend().generation();
+            assert!(new == old || new == old + 1, "budget={budget} half={half}");
+            if compacted.is_ok() {
+                assert_eq!(compacted, Ok(true));
+                assert_eq!(new, old + 1);
+            }
+            outcomes[(new - old) as usize] = true;
+            assert_eq!(dump(&s), expected, "budget={budget} half={half}");
+            assert_eq!(answers(&s, 30), expected_answers);
+            // The journal goes on from the state it opened.
+            workload_step(&mut s, 31).unwrap();
+            let after = dump(&s);
+            let s = reopen(s);
+            assert_eq!(dump(&s), after, "budget={budget} half={half}");
+            if compacted.is_ok() {
+                break 'budgets;
+            }
+        }
+        assert!(budget < 1000);
+    }
+    assert_eq!(outcomes, [true, true], "both outcomes were reached");
+}
+
+fn reopen_store(disk: Disk) -> Store {
+    ObjectStore::open(JournalBackend::open(disk).unwrap())
+        .unwrap()
+        .0
+}
+
+#[test]
+fn a_crash_in_the_compaction_a_commit_starts_loses_no_commit() {
+    // Find the first commit that compacts, without faults.
+    let mut s = workload_store(Disk::new(48));
+    let mut dumps = vec![dump(&s)];
+    let mut trigger = None;
+    for i in 1..500 {
+        let old = s.backend().generation();
+        workload_step(&mut s, i).unwrap();
+        dumps.push(dump(&s));
+        if s.backend().generation() > old {
+            trigger = Some(i);
+            break;
+        }
+    }
+    let trigger = trigger.expect("a commit compacts");
+    let (pre, post) = (&dumps[trigger as usize - 1], &dumps[trigger as usize]);
+    assert_ne!(pre, post);
+    let mut outcomes = [false, false];
+    'budgets: for budget in 0.. {
+        for half in [false, true] {
+            let mut s = workload_store(Disk::new(48));
+            for i in 1..trigger {
+                workload_step(&mut s, i).unwrap();
+            }
+            s.backend_mut().device_mut().budget = Some(budget);
+            s.backend_mut().device_mut().budget_half = half;
+            let committed = workload_step(&mut s, trigger);
+            let mut disk = s.into_backend().into_device();
+            disk.budget = None;
+            disk.tear = None;
+            let s = reopen_store(disk);
+            let state = dump(&s);
+            if committed.is_ok() {
+                assert_eq!(&state, post, "budget={budget} half={half}");
+            } else {
+                // Not acknowledged: either outcome, never anything else.
+                assert!(
+                    &state == pre || &state == post,
+                    "budget={budget} half={half}"
+                );
+            }
+            outcomes[usize::from(&state == post)] = true;
+            if committed.is_ok() {
+                break 'budgets;
+            }
+        }
+        assert!(budget < 1000);
+    }
+    assert_eq!(outcomes, [true, true]);
+}
+
+#[test]
+fn live_data_beyond_capacity_answers_full_and_loses_nothing() {
+    const BLOCKS: usize = 32;
+    let (mut s, _) =
+        ObjectStore::open(JournalBackend::format(Disk::new(BLOCKS), [9; 16]).unwrap()).unwrap();
+    let (map, _) = s.create(ObjectKind::Map).unwrap();
+    let mut accepted = 0u64;
+    let error = loop {
+        let mut tx = s.begin_transaction().unwrap();
+        let key = accepted.to_le_bytes();
+        s.put(&mut tx, map, &key, &[accepted as u8; 60]).unwrap();
+        match s.commit(&mut tx) {
+            Ok(()) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted < 10_000);
+    };
+    assert_eq!(error, StorageError::Backend(BackendError::Full));
+    // Compaction ran before the device gave up; about half the data area
+    // holds live data, the rest is for the checkpoint that replaces it.
+    assert!(s.backend().generation() > 0);
+    assert!(accepted > 8, "{accepted}");
+    let before = dump(&s);
+    // Still full, and a reopened store (more than once) has everything.
+    let mut tx = s.begin_transaction().unwrap();
+    s.put(&mut tx, map, b"more", &[1; 60]).unwrap();
+    assert_eq!(
+        s.commit(&mut tx),
+        Err(StorageError::Backend(BackendError::Full))
+    );
+    let mut s = reopen(reopen(reopen(s)));
+    assert_eq!(dump(&s), before);
+    let tx = s.begin_transaction().unwrap();
+    for i in 0..accepted {
+        assert_eq!(
+            s.get(&tx, map, &i.to_le_bytes(), None).unwrap().value,
+            Some(vec![i as u8; 60])
+        );
+    }
+    let mut tx = s.begin_transaction().unwrap();
+    s.put(&mut tx, map, b"more", &[1; 60]).unwrap();
+    assert_eq!(
+        s.commit(&mut tx),
+        Err(StorageError::Backend(BackendError::Full))
+    );
+}
+
+/// One commit with origin (1, `message`) and an answer naming `i`.
+fn answered_put<B: StorageBackend>(s: &mut ObjectStore<B>, i: u64, message: u64) {
+    let map = ObjectId::from_raw(1);
+    let mut tx = s.begin_transaction().unwrap();
+    s.put(&mut tx, map, b"k", &i.to_le_bytes()).unwrap();
+    let origin = Origin {
+        task: 1,
+        message,
+        answer: i.to_le_bytes().to_vec(),
+    };
+    s.commit_with_origin(&mut tx, Some(origin)).unwrap();
+}
+
+#[test]
+fn compaction_keeps_exactly_the_durable_answers_a_full_history_would() {
+    // The same commits on a store that never compacts and on one that
+    // compacts often; some requests are answered twice (the second answer
+    // wins), and far more than DURABLE_ANSWERS are made.
+    let (mut reference, _) = ObjectStore::open(crate::MemoryBackend::new([9; 16])).unwrap();
+    reference.create(ObjectKind::Map).unwrap();
+    let mut s = workload_store(Disk::sized(128, 512));
+    let message = |i: u64| if i % 7 == 0 { i - 3 } else { i };
+    for i in 1..=700 {
+        answered_put(&mut reference, i, message(i));
+        answered_put(&mut s, i, message(i));
+        if i % 97 == 0 {
+            assert_eq!(s.backend_mut().compact(), Ok(true));
+        }
+    }
+    assert_eq!(answers(&s, 800), answers(&reference, 800));
+    let mut s = reopen(s);
+    assert_eq!(answers(&s, 800), answers(&reference, 800));
+    // Which answers are evicted next depends on the order they entered.
+    for i in 701..=760 {
+        answered_put(&mut reference, i, message(i));
+        answered_put(&mut s, i, message(i));
+        assert_eq!(answers(&s, 800), answers(&reference, 800), "{i}");
+    }
 }
