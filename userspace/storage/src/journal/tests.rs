@@ -368,10 +368,10 @@ fn workload_step(s: &mut Store, i: u64) -> Result<(), StorageError> {
     let mut tx = s.begin_transaction()?;
     let key = format!("key{}", i % 16);
     s.put(&mut tx, map, key.as_bytes(), format!("v{i}").as_bytes())?;
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         s.append(&mut tx, log, format!("rec{i}").as_bytes())?;
     }
-    if i % 25 == 0 {
+    if i.is_multiple_of(25) {
         s.write_blob(&mut tx, blob, &[i as u8; 40])?;
     }
     let origin = Origin {
@@ -380,7 +380,7 @@ fn workload_step(s: &mut Store, i: u64) -> Result<(), StorageError> {
         answer: i.to_le_bytes().to_vec(),
     };
     s.commit_with_origin(&mut tx, Some(origin))?;
-    if i % 50 == 0 {
+    if i.is_multiple_of(50) {
         s.revoke(map)?;
     }
     Ok(())
@@ -615,7 +615,7 @@ fn compaction_keeps_exactly_the_durable_answers_a_full_history_would() {
     let (mut reference, _) = ObjectStore::open(crate::MemoryBackend::new([9; 16])).unwrap();
     reference.create(ObjectKind::Map).unwrap();
     let mut s = workload_store(Disk::sized(128, 512));
-    let message = |i: u64| if i % 7 == 0 { i - 3 } else { i };
+    let message = |i: u64| if i.is_multiple_of(7) { i - 3 } else { i };
     for i in 1..=700 {
         answered_put(&mut reference, i, message(i));
         answered_put(&mut s, i, message(i));
