@@ -66,6 +66,11 @@ pub trait StorageBackend {
         &mut self,
         visit: &mut dyn FnMut(CommitRecord),
     ) -> Result<RecoveryReport, BackendError>;
+
+    /// How many compactions of the durable history have completed over
+    /// the life of the data (they survive restarts). A backend that never
+    /// compacts answers 0.
+    fn compactions(&self) -> u64;
 }
 
 impl<B: StorageBackend + ?Sized> StorageBackend for Box<B> {
@@ -82,6 +87,10 @@ impl<B: StorageBackend + ?Sized> StorageBackend for Box<B> {
         visit: &mut dyn FnMut(CommitRecord),
     ) -> Result<RecoveryReport, BackendError> {
         (**self).replay(visit)
+    }
+
+    fn compactions(&self) -> u64 {
+        (**self).compactions()
     }
 }
 
@@ -103,5 +112,9 @@ impl<B: StorageBackend> StorageBackend for Rc<RefCell<B>> {
         visit: &mut dyn FnMut(CommitRecord),
     ) -> Result<RecoveryReport, BackendError> {
         self.borrow_mut().replay(visit)
+    }
+
+    fn compactions(&self) -> u64 {
+        self.borrow().compactions()
     }
 }

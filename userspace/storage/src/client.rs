@@ -27,7 +27,8 @@ use crate::error::StorageError;
 use crate::ids::{TxId, VersionId};
 use crate::object::ObjectKind;
 use crate::protocol::{
-    actions, NewVersions, Op, OpResult, Reply, Request, Response, SCHEMA, VERSION_POLICY,
+    actions, NewVersions, Op, OpResult, Reply, Request, Response, StorageInfo, SCHEMA,
+    VERSION_POLICY,
 };
 
 /// Why a call failed.
@@ -268,8 +269,10 @@ impl StorageClient {
     /// Send `envelope` with a fresh reply capability, on the service
     /// channel or through the object capability `via`. `false` if it could
     /// not be sent now (the caller then spends the attempt waiting, as for
-    /// a lost answer). A closed service channel is looked up again first: a
-    /// restarted storage task has registered a new one. Through an object
+    /// a lost answer). A closed service channel, or a service-channel
+    /// capability the kernel no longer knows (invalidated with the dead
+    /// instance's channel), is looked up again first: a restarted storage
+    /// task has registered a new one. Through an object
     /// capability no lookup is needed: the kernel finds the storage task
     /// registered at the moment, or answers `ServiceNotFound` while there
     /// is none.
@@ -301,6 +304,7 @@ impl StorageClient {
             let _ = kernel.drop_capability(Cap::from_handle(handle));
             match e {
                 KernelError::SendFailed(SendError::ChannelClosed)
+                | KernelError::InvalidCapability
                     if via.is_none() && self.relookup && !looked_up =>
                 {
                     looked_up = true;
@@ -448,6 +452,15 @@ impl StorageClient {
         let request = Request::Create { kind };
         match self.exchange(kernel, None, &request, MessageId::new())? {
             (Reply::Created { version, .. }, Some(cap)) => Ok((cap, version)),
+            _ => Err(ClientError::UnexpectedReply),
+        }
+    }
+
+    /// Facts about the volume: its last commit and how many compactions
+    /// its backend completed.
+    pub fn info<K: KernelApi>(&mut self, kernel: &mut K) -> Result<StorageInfo, ClientError> {
+        match self.call(kernel, &Request::Info)? {
+            Reply::Info(info) => Ok(info),
             _ => Err(ClientError::UnexpectedReply),
         }
     }

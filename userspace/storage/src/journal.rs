@@ -672,6 +672,11 @@ impl<D: BlockDevice> StorageBackend for JournalBackend<D> {
         self.ready = true;
         Ok(report)
     }
+
+    /// The superblock generation: each completed compaction raises it.
+    fn compactions(&self) -> u64 {
+        self.generation
+    }
 }
 
 #[cfg(test)]

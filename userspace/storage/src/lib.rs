@@ -62,7 +62,7 @@ pub use ids::{CommitSeq, ObjectId, TxId, VersionId};
 pub use journal::JournalBackend;
 pub use memory::MemoryBackend;
 pub use object::ObjectKind;
-pub use protocol::{Op, OpResult, Reply, Request};
+pub use protocol::{Op, OpResult, Reply, Request, StorageInfo};
 pub use server::{Answer, StorageServer};
 pub use store::ObjectStore;
 pub use transaction::{Transaction, TransactionalStorage, TxState};

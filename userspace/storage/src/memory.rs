@@ -157,6 +157,11 @@ impl StorageBackend for MemoryBackend {
         self.fault = None;
         Ok(report)
     }
+
+    /// The journal in memory is never compacted.
+    fn compactions(&self) -> u64 {
+        0
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 //! name no object, and the server acts on the object of the badge the
 //! kernel stamped, with the rights the kernel stamped (see
 //! [`cap`](crate::cap)). The others — `Create`, `Begin`, `Commit`,
-//! `Rollback`, `Import` — go to the service channel. An object request
+//! `Rollback`, `Import`, `Info` — go to the service channel. An object request
 //! that arrives without a badge is answered `CapabilityRequired`. A
 //! transaction over several objects sends each `Op` through its object's
 //! capability; `Transact` is one object's operations in one message.
@@ -44,11 +44,11 @@ use crate::ids::{CommitSeq, ObjectId, TxId, VersionId};
 use crate::object::ObjectKind;
 
 /// The schema version clients send.
-pub const SCHEMA: SchemaVersion = SchemaVersion::new(2, 0);
+pub const SCHEMA: SchemaVersion = SchemaVersion::new(2, 1);
 
 /// The versions the service accepts: v2.x only (see the module docs for
 /// why v1 is refused).
-pub const VERSION_POLICY: VersionPolicy = VersionPolicy::current(2, 0).with_min_major(2);
+pub const VERSION_POLICY: VersionPolicy = VersionPolicy::current(2, 1).with_min_major(2);
 
 /// Action names, one per request, plus the reply's.
 pub mod actions {
@@ -62,6 +62,7 @@ pub mod actions {
     pub const REVOKE: &str = "storage.revoke";
     pub const EXPORT: &str = "storage.export";
     pub const IMPORT: &str = "storage.import";
+    pub const INFO: &str = "storage.info";
     pub const REPLY: &str = "storage.reply";
     /// Not a request: the action clients use when they move an
     /// [`ObjectCap`](crate::cap::ObjectCap) to each other (attached to the
@@ -69,8 +70,8 @@ pub mod actions {
     pub const CAP_DELEGATION: &str = "storage.cap";
 
     /// Every request action.
-    pub const REQUESTS: [&str; 10] = [
-        CREATE, BEGIN, OP, COMMIT, ROLLBACK, TRANSACT, VERSIONS, REVOKE, EXPORT, IMPORT,
+    pub const REQUESTS: [&str; 11] = [
+        CREATE, BEGIN, OP, COMMIT, ROLLBACK, TRANSACT, VERSIONS, REVOKE, EXPORT, IMPORT, INFO,
     ];
 }
 
@@ -209,6 +210,9 @@ pub enum Request {
     /// travels in the answer), if its tag verifies under the object's
     /// current epoch.
     Import { token: ObjectToken },
+    /// Facts about the volume as a whole ([`StorageInfo`]); read-only, and
+    /// it names no object (v2.1).
+    Info,
 }
 
 impl Request {
@@ -225,6 +229,7 @@ impl Request {
             Request::Revoke => actions::REVOKE,
             Request::Export => actions::EXPORT,
             Request::Import { .. } => actions::IMPORT,
+            Request::Info => actions::INFO,
         }
     }
 
@@ -267,6 +272,20 @@ pub enum Reply {
     Cap(ObjectGrant),
     /// `Export`.
     Token(ObjectToken),
+    /// `Info`.
+    Info(StorageInfo),
+}
+
+/// The answer to [`Request::Info`]: facts about the volume, not about any
+/// object, so any client of the service may ask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageInfo {
+    /// The last commit made durable.
+    pub last_commit: CommitSeq,
+    /// How many times the backend compacted its durable history (for the
+    /// journal on a block device: its superblock generation). It survives
+    /// restarts; a backend that never compacts answers 0.
+    pub compactions: u64,
 }
 
 impl Reply {

@@ -54,7 +54,8 @@ use crate::error::StorageError;
 use crate::ids::ObjectId;
 use crate::limits;
 use crate::protocol::{
-    actions, Op, OpResult, Reply, Request, Response, MAX_VERSIONS_PER_REPLY, VERSION_POLICY,
+    actions, Op, OpResult, Reply, Request, Response, StorageInfo, MAX_VERSIONS_PER_REPLY,
+    VERSION_POLICY,
 };
 use crate::record::Origin;
 use crate::store::ObjectStore;
@@ -397,6 +398,10 @@ impl<B: StorageBackend> StorageServer<B> {
                     rights: token.rights() | Rights::TRANSFER,
                 }))
             }
+            Request::Info => Ok(Reply::Info(StorageInfo {
+                last_commit: self.store.last_commit(),
+                compactions: self.store.backend().compactions(),
+            })),
         }
     }
 

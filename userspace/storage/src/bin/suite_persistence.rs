@@ -9,7 +9,12 @@
 //! the new instance through the same kernel object capabilities it held
 //! before the crash (they name the storage *service*, not the task, so the
 //! kernel routes them to whichever instance is registered), with the same
-//! client and reply channel. One `[TEST]` line per check, then
+//! client and reply channel. Before the crash it commits enough small
+//! map versions to make the journal on the RAM disk compact itself into a
+//! checkpoint (observed with the storage `Info` request, whose compaction
+//! count is the journal's superblock generation), and after the restart it
+//! reads back both the newest of them and versions from before the
+//! compaction. One `[TEST]` line per check, then
 //! `[SUITE] DONE` (see `qemu/README.md`).
 #![no_std]
 #![no_main]
@@ -26,7 +31,10 @@ use pandagen_rt::abi::services::STORAGE;
 use pandagen_rt::abi::{BlockApi, Duration, ExitReason, KernelApi, KernelError, Rights};
 use pandagen_rt::{println, Kernel};
 use pandagen_scenarios::{lookup_with_retry, Tally};
-use pandagen_storage::{ClientError as StorageClientError, ObjectCap, ObjectKind, StorageClient};
+use pandagen_storage::{
+    ClientError as StorageClientError, ObjectCap, ObjectKind, Op, OpResult, StorageClient,
+    VersionId,
+};
 
 pandagen_rt::entry!(main, heap = 4 << 20);
 
@@ -38,6 +46,14 @@ const BLOCK_DEVICE_SLOT: usize = 4;
 const PHASE: Duration = Duration::from_secs(30);
 const GREETING: &[u8] = b"written before the crash";
 const AFTER: &[u8] = b"written after the restart";
+
+/// The map key the compaction phase rewrites.
+const COUNTER: &[u8] = b"counter";
+/// The most commits the compaction phase makes. Each takes a block of the
+/// 4096-block RAM disk, so the journal compacts after about 3800.
+const MAX_COUNTER_COMMITS: u32 = 6000;
+/// How often (in commits) the compaction phase asks storage for `Info`.
+const INFO_EVERY: u32 = 64;
 
 /// A blob larger than one journal block, with a recognisable pattern.
 fn blob() -> Vec<u8> {
@@ -112,6 +128,111 @@ fn write_objects(kernel: &mut Kernel, client: &mut StorageClient) -> Result<Obje
         map,
         blob: blob_cap,
     })
+}
+
+/// What the compaction phase committed: the version of `COUNTER` after
+/// its first and its middle commit (both before the compaction), and the
+/// number of commits (the newest value).
+struct Counted {
+    first: VersionId,
+    middle: VersionId,
+    middle_value: u32,
+    last_value: u32,
+}
+
+/// Commit `COUNTER = 1, 2, ...` through the map's capability, one small
+/// commit each, until storage reports a completed compaction.
+fn commit_until_compaction(
+    kernel: &mut Kernel,
+    client: &mut StorageClient,
+    objects: &Objects,
+) -> Result<Counted, String> {
+    let e = failed;
+    let start = kernel.now();
+    let before = client.info(kernel).map_err(|x| e("info", x))?;
+    if before.compactions != 0 {
+        return Err(alloc::format!("compacted already: {before:?}"));
+    }
+    let mut versions = Vec::new();
+    for n in 1..=MAX_COUNTER_COMMITS {
+        let value = alloc::format!("{n}");
+        let version = client
+            .put(kernel, &objects.map, COUNTER, value.as_bytes())
+            .map_err(|x| e("put counter", x))?;
+        versions.push(version);
+        if n % INFO_EVERY != 0 {
+            continue;
+        }
+        let info = client.info(kernel).map_err(|x| e("info", x))?;
+        if info.compactions > 0 {
+            println!(
+                "persistence: {n} commits, {info:?}, in {} ms",
+                kernel.now().saturating_duration_since(start).as_millis()
+            );
+            let middle_value = n / 2;
+            return Ok(Counted {
+                first: versions[0],
+                middle: versions[middle_value as usize - 1],
+                middle_value,
+                last_value: n,
+            });
+        }
+    }
+    Err(alloc::format!(
+        "no compaction after {MAX_COUNTER_COMMITS} commits"
+    ))
+}
+
+/// `COUNTER` as of `version`.
+fn counter_at(
+    kernel: &mut Kernel,
+    client: &mut StorageClient,
+    objects: &Objects,
+    version: VersionId,
+) -> Result<Option<Vec<u8>>, String> {
+    let op = Op::Get {
+        key: COUNTER.to_vec(),
+        at: Some(version),
+    };
+    match client.transact(kernel, &objects.map, alloc::vec![op]) {
+        Ok((results, _)) => match results.as_slice() {
+            [OpResult::Value { value, .. }] => Ok(value.clone()),
+            other => Err(alloc::format!("get at {version:?} answered {other:?}")),
+        },
+        Err(x) => Err(failed("get at", x)),
+    }
+}
+
+/// After the restart: the volume still counts the compaction, and the
+/// newest `COUNTER` and the versions from before the compaction read back
+/// through the map's capability.
+fn read_counter(
+    kernel: &mut Kernel,
+    client: &mut StorageClient,
+    objects: &Objects,
+    counted: &Counted,
+) -> Result<(), String> {
+    let info = client.info(kernel).map_err(|x| failed("info", x))?;
+    if info.compactions == 0 {
+        return Err(alloc::format!("the restarted storage reports {info:?}"));
+    }
+    let newest = client
+        .get(kernel, &objects.map, COUNTER)
+        .map_err(|x| failed("get", x))?;
+    let expect = alloc::format!("{}", counted.last_value);
+    if newest.as_deref() != Some(expect.as_bytes()) {
+        return Err(alloc::format!("newest counter read back as {newest:?}"));
+    }
+    for (version, value) in [(counted.first, 1), (counted.middle, counted.middle_value)] {
+        let old = counter_at(kernel, client, objects, version)?;
+        let expect = alloc::format!("{value}");
+        if old.as_deref() != Some(expect.as_bytes()) {
+            return Err(alloc::format!(
+                "counter at {version:?} read back as {old:?}, not {expect}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Read both objects back through the capabilities in `objects`.
@@ -266,6 +387,17 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         },
     );
 
+    let counted = match (client.as_mut(), objects.as_ref()) {
+        (Ok(client), Some(objects)) => commit_until_compaction(kernel, client, objects),
+        (Err(reason), _) => Err(reason.clone()),
+        (_, None) => Err(String::from("nothing was written")),
+    };
+    let (compacted, counted) = match counted {
+        Ok(counted) => (Ok(()), Some(counted)),
+        Err(reason) => (Err(reason), None),
+    };
+    tally.check("persistence/small_commits_compact_the_journal", compacted);
+
     let (refused, crashed) = crash_storage_with_control(kernel, &mut supervisor);
     tally.check(
         "persistence/pm_crash_without_the_control_capability_refused",
@@ -300,16 +432,24 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         (_, _, None) => Err(String::from("nothing was written")),
         (Ok(()), Ok(client), Some(objects)) => Ok((client, objects)),
     };
-    let (read, committed) = match ready {
+    let (read, compacted, committed) = match ready {
         Ok((client, objects)) => (
             read_objects(kernel, client, objects),
+            match &counted {
+                Some(counted) => read_counter(kernel, client, objects, counted),
+                None => Err(String::from("the journal was not compacted")),
+            },
             commit_after_restart(kernel, client, objects),
         ),
-        Err(reason) => (Err(reason.clone()), Err(reason)),
+        Err(reason) => (Err(reason.clone()), Err(reason.clone()), Err(reason)),
     };
     tally.check(
         "persistence/objects_read_back_through_the_same_capabilities",
         read,
+    );
+    tally.check(
+        "persistence/newest_and_pre_compaction_versions_read_back_after_the_restart",
+        compacted,
     );
     tally.check(
         "persistence/the_new_instance_commits_through_the_same_capability",

@@ -633,3 +633,84 @@ fn compaction_keeps_exactly_the_durable_answers_a_full_history_would() {
         assert_eq!(answers(&s, 800), answers(&reference, 800), "{i}");
     }
 }
+
+/// The `Info` request reports the journal's completed compactions, before
+/// and after one, and after a restart on the same device.
+#[test]
+fn the_info_request_reports_completed_compactions_across_a_restart() {
+    use crate::protocol::{Reply, Request, StorageInfo, SCHEMA};
+    use crate::server::StorageServer;
+    use pandagen_abi::services::STORAGE;
+    use pandagen_abi::{Badge, Instant, MessageEnvelope, MessagePayload, TaskId};
+
+    fn ask<B: StorageBackend>(
+        server: &mut StorageServer<B>,
+        request: &Request,
+        badge: Option<Badge>,
+    ) -> Reply {
+        let mut envelope = MessageEnvelope::new(
+            STORAGE,
+            request.action(),
+            SCHEMA,
+            MessagePayload::new(request).unwrap(),
+        );
+        envelope.source = Some(TaskId::from_raw(7));
+        let answer = server.respond(&envelope, badge, Instant::from_nanos(1));
+        let response: crate::protocol::Response = answer.response().unwrap();
+        response.unwrap()
+    }
+    fn info<B: StorageBackend>(server: &mut StorageServer<B>) -> StorageInfo {
+        match ask(server, &Request::Info, None) {
+            Reply::Info(info) => info,
+            other => panic!("Info answered {other:?}"),
+        }
+    }
+
+    let journal = JournalBackend::format(Disk::sized(64, 512), [3; 16]).unwrap();
+    let (mut server, _) = StorageServer::open(journal).unwrap();
+    let Reply::Created { grant, .. } = ask(
+        &mut server,
+        &Request::Create {
+            kind: ObjectKind::Map,
+        },
+        None,
+    ) else {
+        panic!("no map");
+    };
+    let badge = Some(Badge {
+        value: grant.badge().encode().unwrap(),
+        rights: grant.rights,
+    });
+    assert_eq!(
+        info(&mut server),
+        StorageInfo {
+            last_commit: server.store().last_commit(),
+            compactions: 0,
+        }
+    );
+    let mut commits = 0;
+    while server.store().backend().generation() == 0 {
+        commits += 1;
+        assert!(commits < 200, "no compaction after {commits} commits");
+        let put = crate::protocol::Op::Put {
+            key: b"k".to_vec(),
+            value: format!("v{commits}").into_bytes(),
+        };
+        let reply = ask(&mut server, &Request::Transact { ops: vec![put] }, badge);
+        assert!(matches!(reply, Reply::Transacted { .. }), "{reply:?}");
+    }
+    let after = info(&mut server);
+    assert!(after.compactions >= 1);
+    assert_eq!(after.compactions, server.store().backend().generation());
+    assert_eq!(after.last_commit, server.store().last_commit());
+    // The count is durable: a restarted server on the same device reports
+    // it too (and one more commit, its `Open`).
+    let disk = server.into_backend().into_device();
+    let (mut server, _) = StorageServer::open(JournalBackend::open(disk).unwrap()).unwrap();
+    let reopened = info(&mut server);
+    assert_eq!(reopened.compactions, after.compactions);
+    assert!(reopened.last_commit > after.last_commit);
+    // A backend that never compacts answers 0.
+    let (mut server, _) = StorageServer::open(crate::memory::MemoryBackend::new([3; 16])).unwrap();
+    assert_eq!(info(&mut server).compactions, 0);
+}
