@@ -209,14 +209,8 @@ impl KernelCore {
         caps: &[CapHandle],
         now: Instant,
     ) -> Result<ParkedMessage, KernelError> {
-        let (ch, mut msg) = self.accept(caller, handle, bytes, caps, now)?;
-        for cap in &mut msg.caps {
-            cap.set_holder(Holder::Parked);
-        }
-        let token = self.next_parked;
-        self.next_parked += 1;
-        self.parked.insert(token, (ch, msg));
-        Ok(ParkedMessage { token, channel: ch })
+        let (ch, msg) = self.accept(caller, handle, bytes, caps, now)?;
+        Ok(self.park(ch, msg))
     }
 
     /// Queue a parked message now. If its channel has closed (or been
@@ -230,13 +224,7 @@ impl KernelCore {
             // unless a token was forged, which the API does not allow.
             return Err(KernelError::SendFailed(SendError::ChannelClosed));
         };
-        let refusal = match self.channels.get(ch) {
-            None => Some(SendError::ChannelClosed),
-            Some(c) if c.is_closed() => Some(SendError::ChannelClosed),
-            Some(c) if c.queue.len() >= c.capacity as usize => Some(SendError::QueueFull),
-            Some(_) => None,
-        };
-        match refusal {
+        match self.channel_refusal(ch) {
             Some(e) => {
                 self.discard_message(msg, InvalidationReason::MessageDiscarded, now);
                 Err(KernelError::SendFailed(e))
@@ -265,21 +253,7 @@ impl KernelCore {
         bytes: Vec<u8>,
         _now: Instant,
     ) -> Result<u64, KernelError> {
-        let refusal = match self.channels.get(ch) {
-            None => Some(SendError::ChannelClosed),
-            Some(c) if c.is_closed() => Some(SendError::ChannelClosed),
-            Some(c) if c.queue.len() >= c.capacity as usize => Some(SendError::QueueFull),
-            Some(_) => None,
-        };
-        if let Some(e) = refusal {
-            return Err(KernelError::SendFailed(e));
-        }
-        if bytes.len() > self.config.max_message_bytes {
-            return Err(KernelError::SendFailed(SendError::MessageTooLarge {
-                len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
-                max: self.config.max_message_bytes as u32,
-            }));
-        }
+        self.check_room(ch, bytes.len())?;
         let seq = self.next_seq();
         let msg = Message {
             seq,
@@ -507,6 +481,32 @@ impl KernelCore {
         Ok((ch, sender_domain))
     }
 
+    /// Why `ch` cannot take one more message now (closed, gone, or its
+    /// queue full), if it cannot.
+    fn channel_refusal(&self, ch: ChannelRef) -> Option<SendError> {
+        match self.channels.get(ch) {
+            None => Some(SendError::ChannelClosed),
+            Some(c) if c.is_closed() => Some(SendError::ChannelClosed),
+            Some(c) if c.queue.len() >= c.capacity as usize => Some(SendError::QueueFull),
+            Some(_) => None,
+        }
+    }
+
+    /// `ch` can take a `len`-byte message now: open, not full, and the
+    /// message within the size limit.
+    fn check_room(&self, ch: ChannelRef, len: usize) -> Result<(), KernelError> {
+        if let Some(e) = self.channel_refusal(ch) {
+            return Err(KernelError::SendFailed(e));
+        }
+        if len > self.config.max_message_bytes {
+            return Err(KernelError::SendFailed(SendError::MessageTooLarge {
+                len: u32::try_from(len).unwrap_or(u32::MAX),
+                max: self.config.max_message_bytes as u32,
+            }));
+        }
+        Ok(())
+    }
+
     /// The checks of a send that come after the capability it goes
     /// through (a channel capability, or an object capability naming a
     /// service's channel): the channel can take a `len`-byte message
@@ -519,21 +519,7 @@ impl KernelCore {
         caps: &[CapHandle],
         now: Instant,
     ) -> Result<(), KernelError> {
-        let refusal = match self.channels.get(ch) {
-            None => Some(SendError::ChannelClosed),
-            Some(c) if c.is_closed() => Some(SendError::ChannelClosed),
-            Some(c) if c.queue.len() >= c.capacity as usize => Some(SendError::QueueFull),
-            Some(_) => None,
-        };
-        if let Some(e) = refusal {
-            return Err(KernelError::SendFailed(e));
-        }
-        if len > self.config.max_message_bytes {
-            return Err(KernelError::SendFailed(SendError::MessageTooLarge {
-                len: u32::try_from(len).unwrap_or(u32::MAX),
-                max: self.config.max_message_bytes as u32,
-            }));
-        }
+        self.check_room(ch, len)?;
         if caps.len() > self.config.max_caps_per_message {
             return Err(KernelError::SendFailed(SendError::TooManyCapabilities));
         }
