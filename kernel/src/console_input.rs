@@ -170,17 +170,8 @@ fn encode(chunk: &[u8]) -> Option<Vec<u8>> {
 /// restarted console takes over); bytes already typed go to it at once.
 pub fn bind(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: BindConsoleInputRequest = decode(request)?;
-    let (caller, now) = (cx.caller, cx.now);
-    cx.k.core.lookup(
-        caller,
-        request.capability,
-        CapKind::SerialInput,
-        Rights::READ,
-        now,
-    )?;
-    let info =
-        cx.k.core
-            .lookup(caller, request.channel, CapKind::Channel, Rights::SEND, now)?;
+    cx.require(request.capability, CapKind::SerialInput, Rights::READ)?;
+    let info = cx.require(request.channel, CapKind::Channel, Rights::SEND)?;
     let ObjectRef::Channel(channel) = info.object else {
         return Err(KernelError::InvalidCapability);
     };
@@ -194,13 +185,7 @@ pub fn bind(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 /// `WRITE`.
 pub fn write(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: ConsoleWriteRequest<'_> = decode(request)?;
-    cx.k.core.lookup(
-        cx.caller,
-        request.capability,
-        CapKind::SerialInput,
-        Rights::WRITE,
-        cx.now,
-    )?;
+    cx.require(request.capability, CapKind::SerialInput, Rights::WRITE)?;
     crate::console::write_bytes(request.bytes);
     cx.reply(())
 }

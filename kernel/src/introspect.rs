@@ -29,14 +29,7 @@ fn bounded<const N: usize>(text: &str) -> heapless::String<N> {
 
 pub fn kernel_info(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: InfoRequestEnvelope = decode(request)?;
-    let (caller, now) = (cx.caller, cx.now);
-    cx.k.core.lookup(
-        caller,
-        request.capability,
-        CapKind::KernelInfo,
-        Rights::READ,
-        now,
-    )?;
+    cx.require(request.capability, CapKind::KernelInfo, Rights::READ)?;
     let core = &cx.k.core;
     let reply = match request.request {
         InfoRequest::Tasks => InfoReply::Tasks(tasks(core)),
@@ -152,13 +145,7 @@ pub fn terminate(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> 
 /// Power off: QEMU's exit device reports a clean exit.
 pub fn shutdown(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: ShutdownRequest = decode(request)?;
-    cx.k.core.lookup(
-        cx.caller,
-        request.capability,
-        CapKind::KernelInfo,
-        Rights::CONTROL,
-        cx.now,
-    )?;
+    cx.require(request.capability, CapKind::KernelInfo, Rights::CONTROL)?;
     crate::println!("kernel: shutdown requested by {}", cx.caller);
     crate::qemu::exit(crate::qemu::ExitCode::Success)
 }

@@ -121,14 +121,7 @@ fn spawn(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 /// the `BootImage` capability with `READ`.
 fn read_boot_file(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: ReadBootFileRequest<'_> = decode(request)?;
-    let (caller, now) = (cx.caller, cx.now);
-    cx.k.core.lookup(
-        caller,
-        request.capability,
-        CapKind::BootImage,
-        Rights::READ,
-        now,
-    )?;
+    cx.require(request.capability, CapKind::BootImage, Rights::READ)?;
     let bytes = crate::runner::boot_file(request.name).ok_or(KernelError::BootFileNotFound)?;
     cx.reply(BootFileReply { bytes })
 }

@@ -29,7 +29,8 @@ use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
     Syscall, MAX_REQUEST_BYTES, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER,
 };
-use pandagen_abi::{ExitReason, Instant, KernelError, TaskId};
+use pandagen_abi::{CapHandle, CapKind, ExitReason, Instant, KernelError, Rights, TaskId};
+use pandagen_core::CapInfo;
 use serde::Serialize;
 
 use crate::arch::x86_64::trap::TrapFrame;
@@ -62,6 +63,19 @@ pub struct Ctx<'k> {
 }
 
 impl Ctx<'_> {
+    /// The caller's capability `handle`, which must be of `kind` and hold
+    /// `rights` (a refusal is audited and returned as the call's error).
+    pub fn require(
+        &mut self,
+        handle: CapHandle,
+        kind: CapKind,
+        rights: Rights,
+    ) -> Result<CapInfo, KernelError> {
+        self.k
+            .core
+            .lookup(self.caller, handle, kind, rights, self.now)
+    }
+
     /// Encode `Ok(value)` as the response.
     pub fn reply<T: Serialize>(&mut self, value: T) -> Result<Step, KernelError> {
         Ok(Step::Reply(reply::encode(&mut self.k.response, &Ok(value))))
