@@ -10,7 +10,7 @@ use pandagen_abi::info::{
     AuditEntry, CapSummary, MemorySummary, ServiceSummary, TaskRunState, TaskSummary,
 };
 use pandagen_abi::{IdentityKind, Instant, TaskId};
-use pandagen_process_manager::{InstanceEnd, LifecycleState, ServiceInfo};
+use pandagen_process_manager::{InstanceEnd, ServiceInfo};
 
 use crate::command::COMMANDS;
 
@@ -44,17 +44,6 @@ fn kind(kind: IdentityKind) -> &'static str {
     }
 }
 
-fn lifecycle(state: LifecycleState) -> &'static str {
-    match state {
-        LifecycleState::Starting => "starting",
-        LifecycleState::Running => "running",
-        LifecycleState::Stopping => "stopping",
-        LifecycleState::Stopped => "stopped",
-        LifecycleState::Failed => "failed",
-        LifecycleState::Restarting => "restarting",
-    }
-}
-
 fn last_end(end: &Option<InstanceEnd>) -> String {
     match end {
         None => String::from("-"),
@@ -82,7 +71,7 @@ fn ps_services(services: &[ServiceInfo]) -> String {
             "  {:<18} {:>3} {:<10} {:>8} {:>4} {:<10} {}",
             s.name,
             s.service_id.as_raw(),
-            lifecycle(s.state),
+            s.state,
             s.restart_count,
             task,
             s.trust_domain.as_str(),
@@ -219,12 +208,7 @@ pub fn mem(m: &MemorySummary) -> String {
 
 /// A service after `start`/`stop`/`restart` settled.
 pub fn service_change(s: &ServiceInfo) -> String {
-    format!(
-        "{}: {} (restarts {})\n",
-        s.name,
-        lifecycle(s.state),
-        s.restart_count
-    )
+    format!("{}: {} (restarts {})\n", s.name, s.state, s.restart_count)
 }
 
 #[cfg(test)]
@@ -235,6 +219,7 @@ mod tests {
     use pandagen_abi::{
         CapHandle, CapKind, ExecutionId, ExitReason, Priority, Rights, ServiceId, TrustDomain,
     };
+    use pandagen_process_manager::LifecycleState;
     use pandagen_process_manager::RestartPolicy;
 
     fn name(s: &str) -> heapless::String<MAX_INFO_NAME> {

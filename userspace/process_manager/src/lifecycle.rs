@@ -92,7 +92,8 @@ impl fmt::Display for LifecycleState {
             LifecycleState::Failed => "failed",
             LifecycleState::Restarting => "restarting",
         };
-        f.write_str(name)
+        // `pad`, not `write_str`: tables align states with `{:<10}`.
+        f.pad(name)
     }
 }
 
