@@ -25,16 +25,7 @@ type Handler = fn(&mut Ctx<'_>, &[u8]) -> Result<Step, KernelError>;
 pub fn handle(call: Syscall, cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     // Calls that create kernel objects are refused before the heap runs
     // low, like sends (see `send`); calls that free memory always run.
-    let creates = matches!(
-        call,
-        Syscall::Spawn
-            | Syscall::CreateChannel
-            | Syscall::Clone
-            | Syscall::Grant
-            | Syscall::RegisterService
-            | Syscall::MintObjectCap
-    );
-    if creates && !crate::mem::heap::has_room(HEAP_RESERVE) {
+    if call.properties().allocates && !crate::mem::heap::has_room(HEAP_RESERVE) {
         return Err(KernelError::ResourceExhausted(Resource::Memory));
     }
     let handler: Handler = match call {

@@ -8,9 +8,9 @@
 //! response. The [`Step`] says what happens to the caller: a response, a
 //! block (the call completes when the task is picked again), an exit.
 //!
-//! Checks, in order: the number (`UnknownSyscall`); for `Receive` and
-//! `SendReceive` only,
-//! the response buffer (writable user memory for
+//! Checks, in order: the number (`UnknownSyscall`); for calls that take
+//! a message off a channel (`CallProperties::receives`: `Receive` and
+//! `SendReceive`) the response buffer (writable user memory for
 //! `min(capacity, RESPONSE_BUFFER_BYTES)` bytes, else
 //! `rax = STATUS_BAD_RESPONSE_BUFFER` and nothing is received — a message,
 //! once dequeued, could not be put back); the request length
@@ -164,7 +164,7 @@ fn dispatch(
             .get_mut(&caller)
             .ok_or(KernelError::TaskNotFound(caller))?
             .memory;
-        if matches!(call, Syscall::Receive | Syscall::SendReceive) {
+        if call.properties().receives {
             let check = response.capacity.min(RESPONSE_BUFFER_BYTES as u64);
             if memory.check_writable(response.ptr, check).is_err() {
                 return Ok(None);
