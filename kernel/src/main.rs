@@ -15,7 +15,6 @@ mod blockdev;
 mod boot_mode;
 mod console;
 mod console_input;
-mod introspect;
 mod ktest;
 mod layout;
 mod loader;

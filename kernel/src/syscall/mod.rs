@@ -2,11 +2,15 @@
 //!
 //! [`syscall_dispatch`] receives the caller's frame (registers per
 //! `pandagen_abi::syscall`), copies the request in through the caller's
-//! page tables, and calls one handler per [`Syscall`]. Every handler has
-//! one shape — `fn(&mut Ctx, request bytes) -> Result<Step, KernelError>` —
-//! and decodes its postcard request itself; an `Err` is encoded as the
-//! response. The [`Step`] says what happens to the caller: a response, a
-//! block (the call completes when the task is picked again), an exit.
+//! page tables, and calls one handler per [`Syscall`]. The handlers are
+//! grouped by the ABI table's families, one file each: [`task`], [`ipc`],
+//! [`caps`], [`info`], [`console`], [`block`]; each file's `handler`
+//! maps its family's calls to their handlers, and the compiler checks that
+//! every call has one. Every handler has one shape —
+//! `fn(&mut Ctx, request bytes) -> Result<Step, KernelError>` — and decodes
+//! its postcard request itself; an `Err` is encoded as the response. The
+//! [`Step`] says what happens to the caller: a response, a block (the call
+//! completes when the task is picked again), an exit.
 //!
 //! Checks, in order: the number (`UnknownSyscall`); for calls that take
 //! a message off a channel (`CallProperties::receives`: `Receive` and
@@ -22,19 +26,30 @@
 //! a task passes can make the kernel panic: every failure is a typed
 //! error.
 
-mod handlers;
+mod block;
+mod caps;
+mod console;
+mod info;
+mod ipc;
 pub mod reply;
+mod task;
 
-use pandagen_abi::error::SyscallError;
+use pandagen_abi::error::{Resource, SyscallError};
 use pandagen_abi::syscall::{
-    Syscall, MAX_REQUEST_BYTES, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER,
+    Family, Syscall, MAX_REQUEST_BYTES, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER,
 };
 use pandagen_abi::{CapHandle, CapKind, ExitReason, Instant, KernelError, Rights, TaskId};
 use pandagen_core::CapInfo;
 use serde::Serialize;
 
 use crate::arch::x86_64::trap::TrapFrame;
-use crate::task::{self, Kernel, Pending, UserBuffer, KERNEL};
+use crate::task::{Kernel, Pending, UserBuffer, KERNEL};
+
+/// Heap the kernel keeps for its own bookkeeping whatever tasks queue.
+const HEAP_RESERVE: usize = 512 * 1024;
+
+/// The one shape of every handler.
+type Handler = fn(&mut Ctx<'_>, &[u8]) -> Result<Step, KernelError>;
 
 /// What a call does to its caller.
 pub enum Step {
@@ -56,8 +71,6 @@ pub enum Step {
 pub struct Ctx<'k> {
     pub k: &'k mut Kernel,
     pub caller: TaskId,
-    /// The raw call number.
-    pub number: u64,
     pub now: Instant,
     pub response: UserBuffer,
 }
@@ -74,6 +87,18 @@ impl Ctx<'_> {
         self.k
             .core
             .lookup(self.caller, handle, kind, rights, self.now)
+    }
+
+    /// Refuse with `ResourceExhausted(Memory)` unless the heap can take
+    /// `bytes` more and still keep [`HEAP_RESERVE`] free: tasks filling
+    /// channels nobody drains, or creating objects without end, must not
+    /// run the kernel out of memory.
+    pub fn ensure_heap_room(&self, bytes: usize) -> Result<(), KernelError> {
+        if crate::mem::heap::has_room(bytes + HEAP_RESERVE) {
+            Ok(())
+        } else {
+            Err(KernelError::ResourceExhausted(Resource::Memory))
+        }
     }
 
     /// Encode `Ok(value)` as the response.
@@ -120,25 +145,25 @@ pub extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
         Step::ReplyThenYield(len) => {
             frame.rax = deliver(k, caller, response, len);
             k.core.yield_task(caller);
-            task::park(k, frame);
+            crate::task::park_current(k, frame);
         }
         Step::Block(pending) => {
             if let Some(t) = k.tasks.get_mut(&caller) {
                 t.pending = Some(pending);
             }
-            task::park(k, frame);
+            crate::task::park_current(k, frame);
         }
         Step::Exit(reason) => k.kill(caller, reason),
         Step::SwitchTo { task, pending } => {
             if let Some(t) = k.tasks.get_mut(&caller) {
                 t.pending = Some(pending);
             }
-            task::park(k, frame);
-            task::resume(k, task, frame);
+            crate::task::park_current(k, frame);
+            crate::task::resume(k, task, frame);
             return frame;
         }
     }
-    task::schedule(guard, frame);
+    crate::task::schedule(guard, frame);
     frame
 }
 
@@ -184,11 +209,10 @@ fn dispatch(
                 let mut cx = Ctx {
                     k: &mut *k,
                     caller,
-                    number: frame.rax,
-                    now: task::now(),
+                    now: crate::task::now(),
                     response,
                 };
-                handlers::handle(call, &mut cx, &request[..len as usize])
+                handle(call, &mut cx, &request[..len as usize])
             }
             Err(e) => Err(KernelError::Syscall(SyscallError::BadUserMemory(e))),
         };
@@ -203,4 +227,22 @@ fn dispatch(
         }
         Err(e) => Some(Step::Reply(reply::encode::<()>(&mut k.response, &Err(e)))),
     }
+}
+
+/// Run `call`'s handler. Calls that create kernel objects are refused
+/// before the heap runs low (sends check against their message's size);
+/// calls that free memory always run.
+fn handle(call: Syscall, cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    if call.properties().allocates {
+        cx.ensure_heap_room(0)?;
+    }
+    let handler = match call.family() {
+        Family::Task(call) => task::handler(call),
+        Family::Ipc(call) => ipc::handler(call),
+        Family::Caps(call) => caps::handler(call),
+        Family::Info(call) => info::handler(call),
+        Family::Console(call) => console::handler(call),
+        Family::Block(call) => block::handler(call),
+    };
+    handler(cx, request)
 }

@@ -16,8 +16,7 @@
 mod schedule;
 
 pub use schedule::{
-    accept_offer, load as resume, park_current as park, preempt_tick, run_first, schedule,
-    user_fault,
+    accept_offer, park_current, preempt_tick, resume, run_first, schedule, user_fault,
 };
 
 use alloc::vec::Vec;

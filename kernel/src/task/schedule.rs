@@ -56,7 +56,7 @@ pub fn schedule(mut guard: Guard, frame: &mut TrapFrame) {
                     continue;
                 }
                 if complete_pending(k, next, now) {
-                    load(k, next, frame);
+                    resume(k, next, frame);
                     return;
                 }
             }
@@ -73,7 +73,7 @@ pub fn schedule(mut guard: Guard, frame: &mut TrapFrame) {
 /// Put `next`'s registers in the live `frame` and load its address
 /// space; it becomes the current task with a fresh time slice. `next` must
 /// be the task the core marked running, with no pending call.
-pub fn load(k: &mut Kernel, next: TaskId, frame: &mut TrapFrame) {
+pub fn resume(k: &mut Kernel, next: TaskId, frame: &mut TrapFrame) {
     let Some(task) = k.tasks.get(&next) else {
         return;
     };

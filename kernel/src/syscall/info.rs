@@ -1,8 +1,9 @@
 //! The operator's system calls: `KernelInfo` (read the object model through
-//! a `KernelInfo` capability with `READ`), `Terminate` (a parent ends its
-//! own child) and `Shutdown` (`KernelInfo` with `CONTROL`). Everything they
-//! report comes from the core; this file only converts it to the ABI's
-//! bounded summaries.
+//! a `KernelInfo` capability with `READ`), `Shutdown` (`KernelInfo` with
+//! `CONTROL`) and `ReadBootFile` (a data file of the boot image, with the
+//! `BootImage` capability's `READ`). Everything `KernelInfo` reports comes
+//! from the core; this file only converts it to the ABI's bounded
+//! summaries.
 
 use alloc::format;
 use alloc::vec::Vec;
@@ -10,11 +11,21 @@ use pandagen_abi::info::{
     AuditEntry, CapSummary, InfoReply, InfoRequest, MemorySummary, ServiceSummary, TaskRunState,
     TaskSummary, MAX_AUDIT_ENTRIES, MAX_AUDIT_LINE,
 };
-use pandagen_abi::syscall::{InfoRequestEnvelope, ShutdownRequest, TerminateRequest};
+use pandagen_abi::syscall::{
+    BootFileReply, InfoCall, InfoRequestEnvelope, ReadBootFileRequest, ShutdownRequest,
+};
 use pandagen_abi::{CapKind, KernelError, Rights};
 use pandagen_core::{InvariantViolation, KernelCore, SchedState};
 
-use crate::syscall::{decode, Ctx, Step};
+use super::{decode, Ctx, Handler, Step};
+
+pub(super) fn handler(call: InfoCall) -> Handler {
+    match call {
+        InfoCall::KernelInfo => kernel_info,
+        InfoCall::Shutdown => shutdown,
+        InfoCall::ReadBootFile => read_boot_file,
+    }
+}
 
 /// Copy `text` into a bounded string, cut on a character boundary.
 fn bounded<const N: usize>(text: &str) -> heapless::String<N> {
@@ -27,7 +38,7 @@ fn bounded<const N: usize>(text: &str) -> heapless::String<N> {
     out
 }
 
-pub fn kernel_info(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+fn kernel_info(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: InfoRequestEnvelope = decode(request)?;
     cx.require(request.capability, CapKind::KernelInfo, Rights::READ)?;
     let core = &cx.k.core;
@@ -127,25 +138,19 @@ fn tasks(core: &KernelCore) -> Vec<TaskSummary> {
         .collect()
 }
 
-/// Only the task's parent may end it, and not itself (that is `Exit`).
-pub fn terminate(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
-    let request: TerminateRequest = decode(request)?;
-    let core = &cx.k.core;
-    let target = core
-        .task_info(request.task)
-        .ok_or(KernelError::TaskNotFound(request.task))?;
-    let caller = core.task_identity(cx.caller);
-    if request.task == cx.caller || target.parent.is_none() || target.parent != caller {
-        return Err(KernelError::InsufficientAuthority);
-    }
-    cx.k.kill(request.task, request.reason);
-    cx.reply(())
-}
-
 /// Power off: QEMU's exit device reports a clean exit.
-pub fn shutdown(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+fn shutdown(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: ShutdownRequest = decode(request)?;
     cx.require(request.capability, CapKind::KernelInfo, Rights::CONTROL)?;
     crate::println!("kernel: shutdown requested by {}", cx.caller);
     crate::qemu::exit(crate::qemu::ExitCode::Success)
+}
+
+/// A data file of the boot image (the service manifest), for a holder of
+/// the `BootImage` capability with `READ`.
+fn read_boot_file(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: ReadBootFileRequest<'_> = decode(request)?;
+    cx.require(request.capability, CapKind::BootImage, Rights::READ)?;
+    let bytes = crate::runner::boot_file(request.name).ok_or(KernelError::BootFileNotFound)?;
+    cx.reply(BootFileReply { bytes })
 }
