@@ -144,7 +144,7 @@ pub fn deliver(k: &mut Kernel) {
             input.consume(chunk.len());
             continue;
         };
-        match k.core.send_from_kernel(channel, bytes, now) {
+        match k.core_mut().send_from_kernel(channel, bytes, now) {
             Ok(_) => input.consume(chunk.len()),
             Err(KernelError::SendFailed(SendError::QueueFull)) => break,
             Err(_) => {

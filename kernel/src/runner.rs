@@ -92,7 +92,7 @@ pub fn start(mode: BootMode, suite: Option<&str>) {
         Ok(root) => {
             debug_assert_eq!(root.capabilities.len(), ROOT_CAPABILITIES.len());
             log::info!("root task {} runs bin/{name}", root.task);
-            kernel.root = Some(root.task);
+            kernel.set_root(root.task);
         }
         Err(e) => {
             crate::println!("[TEST] FAIL kernel/root_program: cannot start bin/{name}: {e}");

@@ -619,6 +619,11 @@ const STATUS_BIT: u64 = 1 << 63;
 /// The response buffer itself failed validation.
 pub const STATUS_BAD_RESPONSE_BUFFER: u64 = STATUS_BIT | 1;
 
+/// The kernel has no state to run the call with (no kernel state yet, or
+/// no current task): nothing was done. Ring 3 never runs in that state,
+/// so a task should never see this.
+pub const STATUS_KERNEL_UNAVAILABLE: u64 = STATUS_BIT | 3;
+
 /// The status for "the response needs `needed` bytes but the buffer is
 /// smaller".
 pub const fn status_response_too_large(needed: u32) -> u64 {
@@ -635,6 +640,9 @@ pub const fn decode_status(rax: u64) -> Result<usize, KernelError> {
         return Err(KernelError::Syscall(SyscallError::BadUserMemory(
             crate::error::UserMemoryError::Unmapped,
         )));
+    }
+    if rax == STATUS_KERNEL_UNAVAILABLE {
+        return Err(KernelError::Syscall(SyscallError::KernelUnavailable));
     }
     if (rax >> 32) & 0x7fff_ffff == 2 {
         return Err(KernelError::Syscall(SyscallError::ResponseTooLarge {
@@ -790,7 +798,16 @@ mod tests {
                 needed: 9000
             }))
         ));
-        assert!(decode_status(STATUS_BAD_RESPONSE_BUFFER).is_err());
+        assert_eq!(
+            decode_status(STATUS_BAD_RESPONSE_BUFFER),
+            Err(KernelError::Syscall(SyscallError::BadUserMemory(
+                crate::error::UserMemoryError::Unmapped
+            )))
+        );
+        assert_eq!(
+            decode_status(STATUS_KERNEL_UNAVAILABLE),
+            Err(KernelError::Syscall(SyscallError::KernelUnavailable))
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub(super) fn handler(call: BlockCall) -> Handler {
 fn info(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: BlockInfoRequest = decode(request)?;
     let info = with_disk(|disk| {
-        cx.k.core
+        cx.k.core_mut()
             .block_info(cx.caller, request.capability, disk, cx.now)
     })?;
     cx.reply(info)
@@ -31,7 +31,7 @@ fn info(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 fn read(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: BlockReadRequest = decode(request)?;
     let bytes = with_disk(|disk| {
-        cx.k.core.block_read(
+        cx.k.core_mut().block_read(
             cx.caller,
             request.capability,
             disk,
@@ -46,7 +46,7 @@ fn read(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 fn write(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: BlockWriteRequest<'_> = decode(request)?;
     with_disk(|disk| {
-        cx.k.core.block_write(
+        cx.k.core_mut().block_write(
             cx.caller,
             request.capability,
             disk,

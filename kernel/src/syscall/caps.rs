@@ -20,28 +20,29 @@ pub(super) fn handler(call: CapCall) -> Handler {
 
 fn grant(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: TransferRequest = decode(request)?;
-    cx.k.core
+    cx.k.core_mut()
         .grant(cx.caller, request.capability, request.task, cx.now)?;
     cx.reply(())
 }
 
 fn delegate(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: TransferRequest = decode(request)?;
-    cx.k.core
+    cx.k.core_mut()
         .delegate(cx.caller, request.capability, request.task, cx.now)?;
     cx.reply(())
 }
 
 fn drop_cap(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: CapRequest = decode(request)?;
-    cx.k.core.drop_cap(cx.caller, request.capability, cx.now)?;
+    cx.k.core_mut()
+        .drop_cap(cx.caller, request.capability, cx.now)?;
     cx.reply(())
 }
 
 fn clone_cap(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: CloneRequest = decode(request)?;
     let handle =
-        cx.k.core
+        cx.k.core_mut()
             .clone_cap(cx.caller, request.capability, request.rights, cx.now)?;
     cx.reply(handle)
 }
@@ -50,7 +51,7 @@ fn clone_cap(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 /// that the caller holds the service's registration).
 fn mint_object_cap(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: MintObjectCapRequest = decode(request)?;
-    let handle = cx.k.core.mint_object_cap(
+    let handle = cx.k.core_mut().mint_object_cap(
         cx.caller,
         request.service,
         request.badge,

@@ -41,7 +41,7 @@ fn bounded<const N: usize>(text: &str) -> heapless::String<N> {
 fn kernel_info(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: InfoRequestEnvelope = decode(request)?;
     cx.require(request.capability, CapKind::KernelInfo, Rights::READ)?;
-    let core = &cx.k.core;
+    let core = cx.k.core();
     let reply = match request.request {
         InfoRequest::Tasks => InfoReply::Tasks(tasks(core)),
         InfoRequest::Capabilities { task } => InfoReply::Capabilities(

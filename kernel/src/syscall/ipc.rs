@@ -10,8 +10,8 @@ use pandagen_abi::syscall::{
 use pandagen_abi::{CapHandle, CapKind, Duration, Instant, KernelError, Rights};
 use pandagen_core::RecvOutcome;
 
-use super::{decode, reply, Ctx, Handler, Step};
-use crate::task::{Kernel, Pending};
+use super::{decode, Ctx, Handler, Step};
+use crate::task::Pending;
 
 pub(super) fn handler(call: IpcCall) -> Handler {
     match call {
@@ -27,7 +27,7 @@ pub(super) fn handler(call: IpcCall) -> Handler {
 
 fn create_channel(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     decode::<()>(request)?;
-    let handle = cx.k.core.create_channel(cx.caller, cx.now)?;
+    let handle = cx.k.core_mut().create_channel(cx.caller, cx.now)?;
     cx.reply(handle)
 }
 
@@ -51,15 +51,13 @@ fn receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 fn send_receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: SendReceiveRequest<'_> = decode(request)?;
     let deadline = deadline(cx, request.timeout_nanos);
-    let Kernel { core, tasks, .. } = &mut *cx.k;
-    let switched = core.send_receive_fast(
+    let switched = cx.k.send_receive_fast(
         cx.caller,
         request.send,
         request.message,
         request.receive,
         deadline,
         cx.now,
-        |offer| crate::task::accept_offer(tasks, offer),
     );
     if let Some(switched) = switched {
         return Ok(Step::SwitchTo {
@@ -71,7 +69,7 @@ fn send_receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
             },
         });
     }
-    cx.k.core
+    cx.k.core_mut()
         .check_receive(cx.caller, request.receive, cx.now)?;
     send_message(cx, request.send, request.message, &[])?;
     receive_message(cx, request.receive, request.timeout_nanos)
@@ -81,7 +79,7 @@ fn send_receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 fn send_to_object(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: ObjectSendRequest<'_> = decode(request)?;
     cx.ensure_heap_room(request.message.len())?;
-    cx.k.core.send_to_object(
+    cx.k.core_mut().send_to_object(
         cx.caller,
         request.object,
         Vec::from(request.message),
@@ -95,10 +93,10 @@ fn send_to_object(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError>
 fn register_service(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: RegisterRequest = decode(request)?;
     let registry =
-        cx.k.core
+        cx.k.core_mut()
             .find_cap(cx.caller, CapKind::ServiceRegistry, Rights::REGISTER)
             .ok_or(KernelError::InsufficientAuthority)?;
-    cx.k.core.register_service(
+    cx.k.core_mut().register_service(
         cx.caller,
         registry,
         request.service,
@@ -111,7 +109,7 @@ fn register_service(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelErro
 fn lookup_service(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: ServiceRequest = decode(request)?;
     let handle =
-        cx.k.core
+        cx.k.core_mut()
             .lookup_service(cx.caller, request.service, cx.now)?;
     cx.reply(handle)
 }
@@ -131,11 +129,7 @@ fn send_message(
     capabilities: &[CapHandle],
 ) -> Result<(), KernelError> {
     cx.ensure_heap_room(message.len())?;
-    let Kernel { core, tasks, .. } = &mut *cx.k;
-    core.send_or_hand_off(cx.caller, channel, message, capabilities, cx.now, |offer| {
-        crate::task::accept_offer(tasks, offer)
-    })?;
-    Ok(())
+    cx.k.send_or_hand_off(cx.caller, channel, message, capabilities, cx.now)
 }
 
 /// Receive from `channel`, or block the caller until a message arrives or
@@ -148,13 +142,10 @@ fn receive_message(
     let deadline = deadline(cx, timeout_nanos);
     match cx
         .k
-        .core
+        .core_mut()
         .receive_or_block(cx.caller, channel, deadline, cx.now)?
     {
-        RecvOutcome::Message(delivered) => Ok(Step::Reply(reply::encode_receive(
-            &mut cx.k.response,
-            &delivered,
-        ))),
+        RecvOutcome::Message(delivered) => Ok(Step::Reply(cx.k.encode_received(&delivered))),
         RecvOutcome::TimedOut => Err(KernelError::Timeout),
         RecvOutcome::Blocked => Ok(Step::Block(Pending::Receive {
             channel,

@@ -7,7 +7,7 @@ use pandagen_abi::syscall::{ExitRequest, SleepRequest, SpawnRequest, TaskCall, T
 use pandagen_abi::{Duration, KernelError, TrustDomain};
 use pandagen_core::{SpawnArgs, TaskSpec};
 
-use super::{decode, reply, Ctx, Handler, Step};
+use super::{decode, Ctx, Handler, Step};
 use crate::task::Pending;
 
 pub(super) fn handler(call: TaskCall) -> Handler {
@@ -36,7 +36,7 @@ fn exit(_cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 
 fn yield_now(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     decode::<()>(request)?;
-    let len = reply::encode(&mut cx.k.response, &Ok(()));
+    let len = cx.k.encode_response(&Ok(()));
     Ok(Step::ReplyThenYield(len))
 }
 
@@ -79,7 +79,7 @@ fn now(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 fn sleep(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: SleepRequest = decode(request)?;
     let until = cx.now.saturating_add(Duration::from_nanos(request.nanos));
-    if cx.k.core.sleep_until(cx.caller, until, cx.now)? {
+    if cx.k.core_mut().sleep_until(cx.caller, until, cx.now)? {
         Ok(Step::Block(Pending::Sleep {
             response: cx.response,
         }))
@@ -91,9 +91,8 @@ fn sleep(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 fn startup(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     decode::<()>(request)?;
     let info =
-        cx.k.tasks
-            .get(&cx.caller)
-            .map(|t| t.startup.clone())
+        cx.k.startup(cx.caller)
+            .cloned()
             .ok_or(KernelError::TaskNotFound(cx.caller))?;
     cx.reply(info)
 }
@@ -101,7 +100,7 @@ fn startup(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 /// Only the task's parent may end it, and not itself (that is `Exit`).
 fn terminate(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: TerminateRequest = decode(request)?;
-    let core = &cx.k.core;
+    let core = cx.k.core();
     let target = core
         .task_info(request.task)
         .ok_or(KernelError::TaskNotFound(request.task))?;

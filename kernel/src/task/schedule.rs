@@ -140,7 +140,7 @@ fn complete_pending(k: &mut Kernel, task: TaskId, now: Instant) -> bool {
 /// task runs.
 ///
 /// [`KernelCore::send_or_hand_off`]: pandagen_core::KernelCore::send_or_hand_off
-pub fn accept_offer(tasks: &mut UserTasks, offer: &Offer<'_>) -> bool {
+pub(super) fn accept_offer(tasks: &mut UserTasks, offer: &Offer<'_>) -> bool {
     let Some(task) = tasks.get_mut(&offer.receiver) else {
         return false;
     };
