@@ -24,7 +24,7 @@ use pandagen_hal::interrupt::InterruptHal;
 use pandagen_hal::x86_64::{pic, X86Interrupts};
 use spin::Mutex;
 
-use crate::task::{self, Kernel, KERNEL};
+use crate::task::{self, KernelState, KERNEL};
 
 /// COM1's legacy interrupt line.
 const COM1_IRQ: u8 = 4;
@@ -124,7 +124,7 @@ fn deliver_if_free() {
 
 /// Send buffered bytes to the bound channel, a chunk per message, while
 /// its queue has room.
-pub fn deliver(k: &mut Kernel) {
+pub fn deliver(k: &mut KernelState) {
     let mut input = INPUT.lock();
     let Some(channel) = input.bound else {
         return;
@@ -167,7 +167,7 @@ fn encode(chunk: &[u8]) -> Option<Vec<u8>> {
 /// Deliver console input on `channel` from now on. A new binding replaces
 /// the old one (a restarted console takes over); bytes already typed go to
 /// it at once.
-pub fn bind(k: &mut Kernel, channel: ChannelRef) {
+pub fn bind(k: &mut KernelState, channel: ChannelRef) {
     INPUT.lock().bound = Some(channel);
     drain_uart();
     deliver(k);

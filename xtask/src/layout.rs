@@ -13,6 +13,28 @@ pub const PINNED_NIGHTLY: &str = "nightly-2026-10-01";
 
 /// Cargo package of the kernel binary.
 pub const KERNEL_PACKAGE: &str = "pandagen-kernel";
+/// The kernel feature that adds the test harness (ring-0 self-tests and
+/// the verdict of ring-3 test runs).
+pub const TEST_HARNESS_FEATURE: &str = "test-harness";
+
+/// Which kernel a boot image carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelKind {
+    /// The kernel the system image ships: no test harness.
+    System,
+    /// With the test harness, for `mode=ktest`, `suite` and `bench`.
+    Test,
+}
+
+impl KernelKind {
+    /// The kernel a boot in `mode` needs.
+    pub fn for_mode(mode: crate::bootcfg::Mode) -> Self {
+        match mode {
+            crate::bootcfg::Mode::System => KernelKind::System,
+            _ => KernelKind::Test,
+        }
+    }
+}
 
 /// Build profile, chosen by `--release`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,11 +95,22 @@ impl Layout {
         }
     }
 
-    pub fn kernel_elf(&self, profile: Profile) -> PathBuf {
+    /// Where cargo leaves the kernel it built last, of either kind.
+    pub fn built_kernel_elf(&self, profile: Profile) -> PathBuf {
         self.target()
             .join(BARE_METAL_TARGET)
             .join(profile.dir())
             .join(KERNEL_PACKAGE)
+    }
+
+    /// The kernel of `kind`, kept apart from the other kind (cargo puts
+    /// both at [`Layout::built_kernel_elf`]).
+    pub fn kernel_elf(&self, profile: Profile, kind: KernelKind) -> PathBuf {
+        let name = match kind {
+            KernelKind::System => format!("{KERNEL_PACKAGE}-system"),
+            KernelKind::Test => format!("{KERNEL_PACKAGE}-test"),
+        };
+        self.built_kernel_elf(profile).with_file_name(name)
     }
 
     /// Target dir for ring-3 programs: separate from the kernel's because

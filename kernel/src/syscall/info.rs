@@ -151,6 +151,6 @@ fn shutdown(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 fn read_boot_file(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: ReadBootFileRequest<'_> = decode(request)?;
     cx.require(request.capability, CapKind::BootImage, Rights::READ)?;
-    let bytes = crate::runner::boot_file(request.name).ok_or(KernelError::BootFileNotFound)?;
+    let bytes = crate::boot_files::boot_file(request.name).ok_or(KernelError::BootFileNotFound)?;
     cx.reply(BootFileReply { bytes })
 }

@@ -44,7 +44,7 @@ use pandagen_core::CapInfo;
 use serde::Serialize;
 
 use crate::arch::x86_64::trap::TrapFrame;
-use crate::task::{Kernel, Pending, UserBuffer, KERNEL};
+use crate::task::{KernelState, Pending, UserBuffer, KERNEL};
 
 /// Heap the kernel keeps for its own bookkeeping whatever tasks queue.
 const HEAP_RESERVE: usize = 512 * 1024;
@@ -71,7 +71,7 @@ pub enum Step {
 /// A call in progress. Its fields are the handlers' (this module's
 /// children) alone.
 pub struct Ctx<'k> {
-    k: &'k mut Kernel,
+    k: &'k mut KernelState,
     caller: TaskId,
     now: Instant,
     response: UserBuffer,
@@ -197,7 +197,12 @@ pub extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
 }
 
 /// Validate and run one call.
-fn dispatch(k: &mut Kernel, caller: TaskId, frame: &TrapFrame, response: UserBuffer) -> Outcome {
+fn dispatch(
+    k: &mut KernelState,
+    caller: TaskId,
+    frame: &TrapFrame,
+    response: UserBuffer,
+) -> Outcome {
     match validate_and_run(k, caller, frame, response) {
         Ok(step) => Outcome::Ran(step),
         Err(CallError::Recoverable(e)) => {
@@ -209,7 +214,7 @@ fn dispatch(k: &mut Kernel, caller: TaskId, frame: &TrapFrame, response: UserBuf
 
 /// The checks of the module documentation, in order, then the handler.
 fn validate_and_run(
-    k: &mut Kernel,
+    k: &mut KernelState,
     caller: TaskId,
     frame: &TrapFrame,
     response: UserBuffer,

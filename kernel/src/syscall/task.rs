@@ -45,7 +45,7 @@ fn yield_now(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 /// fails for any reason moves no capability and leaves nothing behind.
 fn spawn(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: SpawnRequest<'_> = decode(request)?;
-    let image = crate::runner::image(request.image)
+    let image = crate::boot_files::image(request.image)
         .ok_or(KernelError::SpawnFailed(SpawnError::ImageNotFound))?;
     let spec = TaskSpec::new(request.name)
         .kind(request.kind)

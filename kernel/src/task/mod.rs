@@ -35,7 +35,7 @@ use crate::usermem::UserMemory;
 
 /// The whole kernel state, behind one lock. Taken with interrupts off (in
 /// the syscall and trap dispatchers); released only by the idle loop.
-pub static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
+pub static KERNEL: Mutex<Option<KernelState>> = Mutex::new(None);
 
 /// Timer ticks a task runs before the next ready task of its priority gets
 /// the CPU.
@@ -118,22 +118,19 @@ impl UserTasks {
     }
 }
 
-/// What ends the run in `suite` and `bench` modes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RootPolicy {
-    /// The root's exit ends the QEMU run with its verdict.
-    ExitQemu,
-    /// The system keeps running whatever the root does.
-    KeepRunning,
-}
+/// Called when a watched task ends, with the object model after its end.
+/// Only the test harness watches a task (its root task, for the verdict).
+pub type TaskEndHook = fn(&KernelCore, &ExitReason);
 
-pub struct Kernel {
+/// The kernel's state: the core's object model and, per task, what needs
+/// hardware. One instance, behind [`KERNEL`].
+pub struct KernelState {
     core: KernelCore,
     tasks: UserTasks,
     /// The task whose registers are in the live frame.
     current: Option<TaskId>,
-    root: Option<TaskId>,
-    root_policy: RootPolicy,
+    /// A task whose end someone is waiting for (see [`TaskEndHook`]).
+    end_watch: Option<(TaskId, TaskEndHook)>,
     /// Ticks left in the current task's slice.
     slice_left: u32,
     /// The root of the page table in CR3.
@@ -149,14 +146,13 @@ pub fn now() -> Instant {
     Instant::from_nanos(crate::time::now())
 }
 
-impl Kernel {
-    pub fn new(root_policy: RootPolicy) -> Self {
-        Kernel {
+impl KernelState {
+    pub fn new() -> Self {
+        KernelState {
             core: KernelCore::default(),
             tasks: UserTasks::default(),
             current: None,
-            root: None,
-            root_policy,
+            end_watch: None,
             slice_left: TIME_SLICE_TICKS,
             active_space: paging::kernel_space().root(),
             request: alloc::vec![0; pandagen_abi::syscall::MAX_REQUEST_BYTES],
@@ -178,9 +174,9 @@ impl Kernel {
         self.current
     }
 
-    /// The task that test runs judge by (see [`RootPolicy`]).
-    pub fn set_root(&mut self, task: TaskId) {
-        self.root = Some(task);
+    /// Call `on_end` when `task` ends (replacing any earlier watch).
+    pub fn watch_end(&mut self, task: TaskId, on_end: TaskEndHook) {
+        self.end_watch = Some((task, on_end));
     }
 
     /// What `task` learns about itself at start.
@@ -203,7 +199,7 @@ impl Kernel {
 
     /// The request scratch buffer, taken out for the length of one call
     /// (so that a handler can read the request while changing the kernel
-    /// state); give it back with [`Kernel::return_request_buffer`].
+    /// state); give it back with [`KernelState::return_request_buffer`].
     pub fn take_request_buffer(&mut self) -> Vec<u8> {
         core::mem::take(&mut self.request)
     }
@@ -242,7 +238,7 @@ impl Kernel {
         capabilities: &[CapHandle],
         now: Instant,
     ) -> Result<(), KernelError> {
-        let Kernel { core, tasks, .. } = self;
+        let KernelState { core, tasks, .. } = self;
         core.send_or_hand_off(caller, channel, message, capabilities, now, |offer| {
             accept_offer(tasks, offer)
         })?;
@@ -261,7 +257,7 @@ impl Kernel {
         deadline: Option<Instant>,
         now: Instant,
     ) -> Option<Switched> {
-        let Kernel { core, tasks, .. } = self;
+        let KernelState { core, tasks, .. } = self;
         core.send_receive_fast(caller, send, message, receive, deadline, now, |offer| {
             accept_offer(tasks, offer)
         })
@@ -297,12 +293,15 @@ impl Kernel {
     }
 
     /// End `task`: the core invalidates its capabilities and sends its exit
-    /// notification; its address space is freed. If it was the root under
-    /// [`RootPolicy::ExitQemu`], the run ends here.
+    /// notification; its address space is freed. If it was watched (see
+    /// [`KernelState::watch_end`]), the watcher's hook runs last.
     pub fn kill(&mut self, task: TaskId, reason: ExitReason) {
         let now = now();
-        let normal = reason == ExitReason::Normal;
-        if !normal {
+        let watcher = self
+            .end_watch
+            .filter(|(watched, _)| *watched == task)
+            .map(|(_, on_end)| (on_end, reason.clone()));
+        if reason != ExitReason::Normal {
             log::info!("task {task} ended: {reason:?}");
         }
         if let Err(e) = self.core.terminate(task, reason, now) {
@@ -323,8 +322,8 @@ impl Kernel {
             }
             loader::destroy(user.memory.into_space());
         }
-        if self.root == Some(task) && self.root_policy == RootPolicy::ExitQemu {
-            crate::runner::finish(&self.core, normal);
+        if let Some((on_end, reason)) = watcher {
+            on_end(&self.core, &reason);
         }
     }
 
