@@ -56,6 +56,7 @@ pub struct CallProperties {
     /// queue a message check the heap against the message's size instead.
     pub allocates: bool,
     /// May block the caller (the call completes when the task runs again).
+    /// The kernel checks, in debug builds, that no other call blocks.
     pub blocks: bool,
     /// Takes a message off a channel into the response buffer. The buffer
     /// is checked before anything else, since a dequeued message could not

@@ -10,7 +10,10 @@
 //! `fn(&mut Ctx, request bytes) -> Result<Step, KernelError>` — and decodes
 //! its postcard request itself; an `Err` is encoded as the response. The
 //! [`Step`] says what happens to the caller: a response, a block (the call
-//! completes when the task is picked again), an exit.
+//! completes when the task is picked again), an exit. The dispatcher's own
+//! result is an [`Outcome`]: the call ran (a recoverable error is its
+//! response), or no response can be written at all and `rax` carries a
+//! transport status.
 //!
 //! Checks, in order: the number (`UnknownSyscall`); for calls that take
 //! a message off a channel (`CallProperties::receives`: `Receive` and
@@ -256,7 +259,12 @@ fn validate_and_run(
         None => Err(KernelError::TaskNotFound(caller)),
     };
     k.return_request_buffer(request);
-    Ok(result?)
+    let step = result?;
+    debug_assert!(
+        call.properties().blocks || !matches!(step, Step::Block(_) | Step::SwitchTo { .. }),
+        "{call:?} blocked, but its row in the call table does not say `blocks`"
+    );
+    Ok(step)
 }
 
 /// Run `call`'s handler. Calls that create kernel objects are refused
