@@ -14,7 +14,7 @@ use pandagen_abi::info::{
 use pandagen_abi::syscall::{
     BootFileReply, InfoCall, InfoRequestEnvelope, ReadBootFileRequest, ShutdownRequest,
 };
-use pandagen_abi::{CapKind, KernelError, Rights};
+use pandagen_abi::{CapKind, KernelError, Rights, TaskId};
 use pandagen_core::{InvariantViolation, KernelCore, SchedState};
 
 use super::{decode, Ctx, Handler, Step};
@@ -44,58 +44,68 @@ fn kernel_info(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let core = cx.k.core();
     let reply = match request.request {
         InfoRequest::Tasks => InfoReply::Tasks(tasks(core)),
-        InfoRequest::Capabilities { task } => InfoReply::Capabilities(
-            core.list_caps(task)?
-                .into_iter()
-                .map(|(handle, info)| CapSummary {
-                    handle,
-                    kind: info.kind(),
-                    rights: info.rights,
-                })
-                .collect(),
-        ),
-        InfoRequest::Audit { last } => {
-            let log = core.audit_log();
-            let last = usize::from(last.min(MAX_AUDIT_ENTRIES));
-            let skip = log.len().saturating_sub(last);
-            let entries = log
-                .records()
-                .skip(skip)
-                .map(|r| AuditEntry {
-                    sequence: r.seq,
-                    time_nanos: r.at.as_nanos(),
-                    line: bounded::<MAX_AUDIT_LINE>(&format!("{:?}", r.event)),
-                })
-                .collect();
-            InfoReply::Audit {
-                entries,
-                dropped: log.dropped(),
-            }
-        }
-        InfoRequest::Memory => {
-            let (frames_total, frames_free) = crate::mem::frame::counts();
-            let (used, free) = crate::mem::heap::usage();
-            InfoReply::Memory(MemorySummary {
-                frames_total,
-                frames_free,
-                heap_bytes: (used + free) as u64,
-                heap_used: used as u64,
-            })
-        }
-        InfoRequest::Services => InfoReply::Services(
-            core.services()
-                .into_iter()
-                .map(|r| ServiceSummary {
-                    service: r.service,
-                    task: r.owner,
-                })
-                .collect(),
-        ),
+        InfoRequest::Capabilities { task } => InfoReply::Capabilities(capabilities(core, task)?),
+        InfoRequest::Audit { last } => audit(core, last),
+        InfoRequest::Memory => InfoReply::Memory(memory()),
+        InfoRequest::Services => InfoReply::Services(services(core)),
         InfoRequest::CheckInvariants => {
             InfoReply::Invariants(core.check_invariants().map_err(|v| invariant_number(&v)))
         }
     };
     cx.reply(reply)
+}
+
+fn capabilities(core: &KernelCore, task: TaskId) -> Result<Vec<CapSummary>, KernelError> {
+    Ok(core
+        .list_caps(task)?
+        .into_iter()
+        .map(|(handle, info)| CapSummary {
+            handle,
+            kind: info.kind(),
+            rights: info.rights,
+        })
+        .collect())
+}
+
+/// The newest `last` audit records (at most [`MAX_AUDIT_ENTRIES`]).
+fn audit(core: &KernelCore, last: u16) -> InfoReply {
+    let log = core.audit_log();
+    let last = usize::from(last.min(MAX_AUDIT_ENTRIES));
+    let skip = log.len().saturating_sub(last);
+    let entries = log
+        .records()
+        .skip(skip)
+        .map(|r| AuditEntry {
+            sequence: r.seq,
+            time_nanos: r.at.as_nanos(),
+            line: bounded::<MAX_AUDIT_LINE>(&format!("{:?}", r.event)),
+        })
+        .collect();
+    InfoReply::Audit {
+        entries,
+        dropped: log.dropped(),
+    }
+}
+
+fn memory() -> MemorySummary {
+    let (frames_total, frames_free) = crate::mem::frame::counts();
+    let (used, free) = crate::mem::heap::usage();
+    MemorySummary {
+        frames_total,
+        frames_free,
+        heap_bytes: (used + free) as u64,
+        heap_used: used as u64,
+    }
+}
+
+fn services(core: &KernelCore) -> Vec<ServiceSummary> {
+    core.services()
+        .into_iter()
+        .map(|r| ServiceSummary {
+            service: r.service,
+            task: r.owner,
+        })
+        .collect()
 }
 
 /// The violated invariant's position in the core's list (1-based).
