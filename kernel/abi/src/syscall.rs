@@ -153,7 +153,8 @@ macro_rules! syscall_table {
 // The call table: one row per call, grouped by family. A row is
 // `Name = number [properties],` with its request → reply documented above
 // it; the request and reply types follow the table. A new call takes the
-// next free number, in the family its kernel handler belongs to.
+// next free number, in the family its kernel handler belongs to (the steps
+// are in docs/architecture.md, "Adding a system call").
 syscall_table! {
     /// The caller's own life: starting, time, ending.
     family Task(TaskCall) {
