@@ -171,3 +171,31 @@ impl Layout {
         self.target().join("bench")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bootcfg::Mode;
+
+    #[test]
+    fn only_the_system_mode_boots_the_kernel_without_the_test_harness() {
+        assert_eq!(KernelKind::for_mode(Mode::System), KernelKind::System);
+        for mode in [Mode::Ktest, Mode::Suite, Mode::Bench] {
+            assert_eq!(KernelKind::for_mode(mode), KernelKind::Test, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn the_two_kernels_are_kept_apart_from_what_cargo_built_last() {
+        let layout = Layout {
+            root: PathBuf::from("/repo"),
+        };
+        let system = layout.kernel_elf(Profile::Debug, KernelKind::System);
+        let test = layout.kernel_elf(Profile::Debug, KernelKind::Test);
+        let built = layout.built_kernel_elf(Profile::Debug);
+        assert_ne!(system, test);
+        assert_ne!(system, built);
+        assert_ne!(test, built);
+        assert_eq!(system.parent(), built.parent());
+    }
+}
