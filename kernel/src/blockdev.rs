@@ -15,12 +15,12 @@
 //! dispatcher, and the reply is copied out by it.
 
 use alloc::vec::Vec;
+use pandagen_abi::block::{byte_offset, BlockDevice};
 use pandagen_abi::error::Resource;
 use pandagen_abi::syscall::{
     BlockInfoRequest, BlockReadReply, BlockReadRequest, BlockWriteRequest,
 };
-use pandagen_abi::KernelError;
-use pandagen_core::BlockStore;
+use pandagen_abi::{BlockError, KernelError};
 use pandagen_hal::x86_64::paging::PhysWindow;
 use pandagen_hal::FRAME_SIZE;
 use spin::Mutex;
@@ -58,7 +58,7 @@ impl RamDisk {
     }
 }
 
-impl BlockStore for RamDisk {
+impl BlockDevice for RamDisk {
     fn block_size(&self) -> u32 {
         BLOCK_SIZE
     }
@@ -67,23 +67,32 @@ impl BlockStore for RamDisk {
         self.frames.len() as u64 * FRAME_SIZE / u64::from(BLOCK_SIZE)
     }
 
-    fn read_at(&self, offset: u64, buf: &mut [u8]) {
+    fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        let offset = byte_offset(self.geometry(), first, buf.len())?;
         self.pieces(offset, buf.len(), |src, at, n| {
             // SAFETY: `src` is the window address of a frame the disk owns
             // (allocated in `init`, never freed, never mapped elsewhere),
-            // with `n` bytes to the end of the piece inside that frame; the
-            // core only asks for ranges on the disk, and `buf` is kernel
-            // memory, so the two do not overlap.
+            // with `n` bytes to the end of the piece inside that frame;
+            // `byte_offset` checked that the range lies on the disk, and
+            // `buf` is kernel memory, so the two do not overlap.
             unsafe { core::ptr::copy_nonoverlapping(src as *const u8, buf[at..].as_mut_ptr(), n) };
         });
+        Ok(())
     }
 
-    fn write_at(&mut self, offset: u64, bytes: &[u8]) {
+    fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), BlockError> {
+        let offset = byte_offset(self.geometry(), first, bytes.len())?;
         self.pieces(offset, bytes.len(), |dst, at, n| {
-            // SAFETY: as in `read_at`; the disk's frames are writable
+            // SAFETY: as in `read_blocks`; the disk's frames are writable
             // through the window and referenced by nothing else.
             unsafe { core::ptr::copy_nonoverlapping(bytes[at..].as_ptr(), dst as *mut u8, n) };
         });
+        Ok(())
+    }
+
+    /// A write is in RAM when it returns; there is nothing to flush.
+    fn flush(&mut self) -> Result<(), BlockError> {
+        Ok(())
     }
 }
 
@@ -137,8 +146,8 @@ pub fn info(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 pub fn read(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: BlockReadRequest = decode(request)?;
     let bytes = {
-        let disk = DISK.lock();
-        let disk = disk.as_ref().ok_or_else(no_disk)?;
+        let mut disk = DISK.lock();
+        let disk = disk.as_mut().ok_or_else(no_disk)?;
         cx.k.core.block_read(
             cx.caller,
             request.capability,

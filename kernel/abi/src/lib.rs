@@ -12,7 +12,7 @@
 //! * [`schema`] — [`SchemaVersion`] and the version window policy;
 //! * [`identity`] — execution identity, trust domains and exit notifications;
 //! * [`api`] — the [`KernelApi`] trait both kernels implement;
-//! * [`block`] — [`BlockApi`], the block-device calls as a trait.
+//! * [`block`] — [`BlockDevice`], the one interface of a block device.
 //!
 //! The crate is `no_std` + `alloc` and has no hardware access.
 #![no_std]
@@ -33,10 +33,10 @@ pub mod syscall;
 pub mod time;
 
 pub use api::{KernelApi, Priority, ReceivedMessage, TaskDescriptor, TaskHandle};
-pub use block::BlockApi;
+pub use block::BlockDevice;
 pub use cap::{Badge, Cap, CapHandle, CapKind, Rights};
 pub use envelope::{EnvelopeError, MessageEnvelope, MessagePayload};
-pub use error::KernelError;
+pub use error::{BlockError, KernelError};
 pub use identity::{
     ExitNotification, ExitReason, FailureCause, IdentityKind, IdentityMetadata, TrustDomain,
 };

@@ -56,7 +56,7 @@ pub mod transaction;
 pub use backend::{BackendError, StorageBackend};
 pub use cap::{ObjectCap, ObjectToken};
 pub use client::{ClientError, StorageClient};
-pub use device::KernelBlockDevice;
+pub use device::BlockCallClient;
 pub use error::{StorageError, TransactionError};
 pub use ids::{CommitSeq, ObjectId, TxId, VersionId};
 pub use journal::JournalBackend;

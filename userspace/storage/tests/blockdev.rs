@@ -14,19 +14,17 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use pandagen_abi::services::STORAGE;
-use pandagen_abi::syscall::BlockInfo;
 use pandagen_abi::{
-    BlockApi, CapHandle, CapKind, ChannelId, Duration, ExitReason, FailureCause, Instant,
-    KernelApi, KernelError, MessageEnvelope, MessagePayload, ReceivedMessage, Rights,
-    TaskDescriptor, TaskId,
+    CapKind, ChannelId, Duration, ExitReason, FailureCause, Instant, KernelApi, KernelError,
+    MessageEnvelope, MessagePayload, ReceivedMessage, Rights, TaskDescriptor, TaskId,
 };
 use pandagen_sim::SimulatedKernel;
 use pandagen_storage::cap::OBJECT_CAP_RIGHTS;
 use pandagen_storage::client::attenuate;
 use pandagen_storage::protocol::{actions, Request, SCHEMA};
 use pandagen_storage::{
-    ClientError, JournalBackend, KernelBlockDevice, ObjectCap, ObjectKind, ObjectToken, Op,
-    OpResult, Reply, StorageClient, StorageError, StorageServer,
+    BlockCallClient, ClientError, JournalBackend, ObjectCap, ObjectKind, ObjectToken, Op, OpResult,
+    Reply, StorageClient, StorageError, StorageServer,
 };
 
 type Kernel = Rc<RefCell<SimulatedKernel>>;
@@ -47,30 +45,6 @@ impl Task {
     }
 }
 
-impl BlockApi for Task {
-    fn block_info(&mut self, device: CapHandle) -> Result<BlockInfo, KernelError> {
-        self.act(|k| k.block_info(device))
-    }
-
-    fn block_read(
-        &mut self,
-        device: CapHandle,
-        first: u64,
-        count: u32,
-    ) -> Result<Vec<u8>, KernelError> {
-        self.act(|k| k.block_read(device, first, count))
-    }
-
-    fn block_write(
-        &mut self,
-        device: CapHandle,
-        first: u64,
-        bytes: &[u8],
-    ) -> Result<(), KernelError> {
-        self.act(|k| k.block_write(device, first, bytes))
-    }
-}
-
 impl KernelApi for Task {
     forward_to_simulator!();
 
@@ -87,7 +61,7 @@ impl KernelApi for Task {
     }
 }
 
-type Backend = JournalBackend<KernelBlockDevice<Task>>;
+type Backend = JournalBackend<BlockCallClient<Task>>;
 
 struct Storage {
     port: Task,
@@ -127,7 +101,7 @@ fn start_storage(kernel: &Kernel, key: [u8; 16]) -> Storage {
         task,
     };
     let device = port.act(|k| k.startup()).unwrap().capabilities[1];
-    let disk = KernelBlockDevice::open(port.clone(), device).unwrap();
+    let disk = BlockCallClient::open(port.clone(), device).unwrap();
     let (journal, formatted) = JournalBackend::open_or_format(disk, key).unwrap();
     let (server, report) = StorageServer::open(journal).unwrap();
     let channel = StorageServer::<Backend>::register(&mut port).unwrap();
