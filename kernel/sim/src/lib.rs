@@ -21,7 +21,7 @@
 //!   it a [`FaultPlan`], and [`Scenario::run_until`] a virtual deadline; see
 //!   the [`runner`] docs for how a step should poll.
 //! * Check outcomes with [`SimulatedKernel::trace`], `audit_log`,
-//!   `get_exit_notifications` and [`SimulatedKernel::check_invariants`].
+//!   `exit_notifications` and [`SimulatedKernel::check_invariants`].
 //!
 //! ```
 //! use pandagen_abi::{KernelApi, MessageEnvelope, MessagePayload, SchemaVersion, ServiceId};
