@@ -28,7 +28,7 @@ pub mod timer;
 pub mod x86_64;
 
 pub use cpu::CpuHal;
-pub use frame::{FrameBitmap, FrameError, PhysRange, FRAME_SIZE};
+pub use frame::{FrameBitmap, FrameError, PhysRange};
 pub use interrupt::{InterruptError, InterruptHal};
 pub use memory::{MemoryError, MemoryHal};
 pub use serial::SerialHal;

@@ -17,12 +17,12 @@
 use alloc::vec::Vec;
 use pandagen_abi::block::{byte_offset, BlockDevice};
 use pandagen_abi::error::Resource;
+use pandagen_abi::memory::PAGE_SIZE;
 use pandagen_abi::syscall::{
     BlockInfoRequest, BlockReadReply, BlockReadRequest, BlockWriteRequest,
 };
 use pandagen_abi::{BlockError, KernelError};
 use pandagen_hal::x86_64::paging::PhysWindow;
-use pandagen_hal::FRAME_SIZE;
 use spin::Mutex;
 
 use crate::syscall::{decode, Ctx, Step};
@@ -49,9 +49,9 @@ impl RamDisk {
         let mut done = 0;
         while done < len {
             let at = offset + done as u64;
-            let frame = self.frames[(at / FRAME_SIZE) as usize];
-            let within = at % FRAME_SIZE;
-            let n = ((FRAME_SIZE - within) as usize).min(len - done);
+            let frame = self.frames[(at / PAGE_SIZE) as usize];
+            let within = at % PAGE_SIZE;
+            let n = ((PAGE_SIZE - within) as usize).min(len - done);
             each(self.window.virt(frame) + within, done, n);
             done += n;
         }
@@ -64,7 +64,7 @@ impl BlockDevice for RamDisk {
     }
 
     fn block_count(&self) -> u64 {
-        self.frames.len() as u64 * FRAME_SIZE / u64::from(BLOCK_SIZE)
+        self.frames.len() as u64 * PAGE_SIZE / u64::from(BLOCK_SIZE)
     }
 
     fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
@@ -105,7 +105,7 @@ pub fn init() {
         return;
     }
     let window = crate::mem::paging::kernel_space().window();
-    let count = (DISK_BYTES / FRAME_SIZE) as usize;
+    let count = (DISK_BYTES / PAGE_SIZE) as usize;
     let mut frames = Vec::with_capacity(count);
     for _ in 0..count {
         let Some(frame) = crate::mem::frame::allocate() else {
@@ -117,7 +117,7 @@ pub fn init() {
         };
         // SAFETY: the frame was just allocated for the disk alone and is
         // mapped read-write through the window.
-        unsafe { core::ptr::write_bytes(window.virt(frame) as *mut u8, 0, FRAME_SIZE as usize) };
+        unsafe { core::ptr::write_bytes(window.virt(frame) as *mut u8, 0, PAGE_SIZE as usize) };
         frames.push(frame);
     }
     log::info!(

@@ -12,8 +12,9 @@
 //! Each suite boots its own image (kernel + a ramdisk with its `boot.cfg`
 //! and programs) and must follow the serial protocol in `qemu/README.md`.
 
-use crate::bootcfg::{BootConfig, Mode};
+use crate::bootcfg::BootConfig;
 use crate::qemu::{Firmware, SerialStep};
+use pandagen_hal::boot_config::BootMode;
 
 /// One QEMU run.
 #[derive(Clone, Copy, Debug)]
@@ -85,14 +86,22 @@ impl Suite {
 
 pub const SUITES: &[Suite] = &[
     // Ring-0 self-tests, under both firmwares so the UEFI path boots every run.
-    Suite::new("ktest-bios", Firmware::Bios, BootConfig::mode(Mode::Ktest)),
-    Suite::new("ktest-uefi", Firmware::Uefi, BootConfig::mode(Mode::Ktest)),
+    Suite::new(
+        "ktest-bios",
+        Firmware::Bios,
+        BootConfig::mode(BootMode::Ktest),
+    ),
+    Suite::new(
+        "ktest-uefi",
+        Firmware::Uefi,
+        BootConfig::mode(BootMode::Ktest),
+    ),
     // The whole system as `cargo xtask run` boots it, driven through the
     // operator console by one burst of typed input; `shutdown` ends QEMU.
     Suite::new(
         "console-bios",
         Firmware::Bios,
-        BootConfig::mode(Mode::System),
+        BootConfig::mode(BootMode::System),
     )
     .programs(&[
         "process_manager",
@@ -110,7 +119,7 @@ pub const SUITES: &[Suite] = &[
     Suite::new(
         "system-bios",
         Firmware::Bios,
-        BootConfig::mode(Mode::System),
+        BootConfig::mode(BootMode::System),
     )
     .programs(&[
         "process_manager",

@@ -12,7 +12,9 @@
 //! * [`schema`] — [`SchemaVersion`] and the version window policy;
 //! * [`identity`] — execution identity, trust domains and exit notifications;
 //! * [`api`] — the [`KernelApi`] trait both kernels implement;
-//! * [`block`] — [`BlockDevice`], the one interface of a block device.
+//! * [`block`] — [`BlockDevice`], the one interface of a block device;
+//! * [`memory`] — the page size and the end of the user half;
+//! * [`text`] — cutting text to a bound on a character boundary.
 //!
 //! The crate is `no_std` + `alloc` and has no hardware access.
 #![no_std]
@@ -27,9 +29,11 @@ pub mod error;
 pub mod identity;
 pub mod ids;
 pub mod info;
+pub mod memory;
 pub mod schema;
 pub mod services;
 pub mod syscall;
+pub mod text;
 pub mod time;
 
 pub use api::{KernelApi, Priority, ReceivedMessage, TaskDescriptor, TaskHandle};
