@@ -323,6 +323,7 @@ fn flash(layout: &Layout, f: &Flags) -> TaskResult<bool> {
 /// the kernel, which only builds for the bare-metal target.
 fn clippy(layout: &Layout) -> TaskResult<bool> {
     setup::ensure(Needs::default())?;
+    setup::ensure_clippy()?;
     let host = process::cargo()
         .current_dir(&layout.root)
         .args(["clippy", "--all-targets", "--", "-D", "warnings"])

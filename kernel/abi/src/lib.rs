@@ -18,6 +18,7 @@
 //!
 //! The crate is `no_std` + `alloc` and has no hardware access.
 #![no_std]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

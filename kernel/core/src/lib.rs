@@ -80,6 +80,7 @@
 //! k.check_invariants().unwrap();
 //! ```
 #![no_std]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

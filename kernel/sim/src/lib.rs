@@ -35,6 +35,7 @@
 //! kernel.send_message(channel, message.clone()).unwrap();
 //! assert_eq!(kernel.receive_message(channel, None).unwrap().id, message.id);
 //! ```
+#![forbid(unsafe_code)]
 
 mod api;
 pub mod blockdev;

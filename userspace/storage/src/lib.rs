@@ -34,6 +34,7 @@
 //! * [`client`] — the typed client over any `KernelApi`, blocking (`call`
 //!   with timeout and same-id retries) or not (`start` / `poll`).
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
