@@ -447,3 +447,79 @@ fn a_dead_instance_cannot_touch_the_device_through_its_old_capability() {
     );
     kernel.borrow().check_invariants().unwrap();
 }
+
+/// A task holding only a copy of the root's device capability with
+/// `rights`, and that capability in its space.
+fn device_holder(kernel: &Kernel, rights: Rights) -> (Task, pandagen_abi::CapHandle) {
+    let task = {
+        let mut k = kernel.borrow_mut();
+        let device = k.root_copy(CapKind::BlockDevice, rights).unwrap();
+        let descriptor = TaskDescriptor::new("disk-user".into()).with_capability(device);
+        let root = k.root_task();
+        k.as_task(root, |k| k.spawn_task(descriptor))
+            .unwrap()
+            .task_id
+    };
+    let port = Task {
+        kernel: kernel.clone(),
+        task,
+    };
+    let device = port.act(|k| k.startup()).unwrap().capabilities[0];
+    (port, device)
+}
+
+#[test]
+fn the_block_call_client_refuses_a_request_whole_and_says_why() {
+    use pandagen_abi::{BlockDevice, BlockError};
+
+    let kernel: Kernel = Rc::new(RefCell::new(SimulatedKernel::new()));
+    let (port, device) = device_holder(&kernel, Rights::READ | Rights::WRITE);
+    let mut disk = BlockCallClient::open(port, device).unwrap();
+    let (size, blocks) = (disk.block_size() as usize, disk.block_count());
+
+    // Larger than one call: split into pieces, and read back whole.
+    let data: Vec<u8> = (0..3 * 16 * 1024).map(|i| (i % 251) as u8).collect();
+    disk.write_blocks(7, &data).unwrap();
+    let mut back = vec![0; data.len()];
+    disk.read_blocks(7, &mut back).unwrap();
+    assert_eq!(back, data);
+
+    // A write whose first pieces would fit but whose end is off the
+    // device writes nothing at all.
+    let first = blocks - 40;
+    assert_eq!(
+        disk.write_blocks(first, &vec![0xEE; 64 * size]),
+        Err(BlockError::OutOfRange {
+            first,
+            count: 64,
+            blocks
+        })
+    );
+    let mut tail = vec![0xFF; 40 * size];
+    disk.read_blocks(first, &mut tail).unwrap();
+    assert!(tail.iter().all(|&b| b == 0), "a refused write wrote");
+    assert_eq!(
+        disk.read_blocks(0, &mut []),
+        Err(BlockError::BadLength {
+            len: 0,
+            block_size: size as u32
+        })
+    );
+
+    // A read-only capability: reads work, writes are not permitted, and
+    // the kernel's own answer is kept for diagnostics.
+    let (port, device) = device_holder(&kernel, Rights::READ);
+    let mut read_only = BlockCallClient::open(port, device).unwrap();
+    let mut block = vec![0; size];
+    read_only.read_blocks(7, &mut block).unwrap();
+    assert_eq!(block, data[..size]);
+    assert_eq!(
+        read_only.write_blocks(7, &block),
+        Err(BlockError::NotPermitted)
+    );
+    assert_eq!(
+        read_only.last_error(),
+        Some(KernelError::InsufficientAuthority)
+    );
+    kernel.borrow().check_invariants().unwrap();
+}
