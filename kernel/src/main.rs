@@ -28,7 +28,7 @@ mod task;
 mod time;
 mod usermem;
 
-use arch::x86_64::{gdt, idt, protection};
+use arch::x86_64::{gdt, idt, protection, syscall_entry};
 use bootloader_api::config::Mapping;
 use bootloader_api::{entry_point, BootInfo, BootloaderConfig};
 use log::LevelFilter;
@@ -60,6 +60,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     gdt::init();
     idt::init();
     let protections = protection::enable();
+    // The syscall MSRs and the per-CPU block GS points at: every trap from
+    // here on finds the kernel's GS base (the ring-0 self-tests rely on it).
+    syscall_entry::init();
     profile.mark("serial, GDT, IDT, CPU protections");
 
     let ramdisk = ramdisk(boot_info);
