@@ -15,6 +15,7 @@ mod blockdev;
 mod boot_mode;
 mod console;
 mod console_input;
+mod early_display;
 mod introspect;
 mod ktest;
 mod layout;
@@ -106,8 +107,16 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let calibration = time::init(entry_tsc);
     profile.mark("PIC, PIT, TSC calibration");
     profile.log();
+    // From the banner on, the console is mirrored on the screen.
+    let display = early_display::init(boot_info.framebuffer.take());
 
-    print_banner(firmware.name(), &protections, calibration, entry_tsc);
+    print_banner(
+        firmware.name(),
+        &protections,
+        calibration,
+        entry_tsc,
+        display,
+    );
 
     runner::init(ramdisk);
     match config.mode {
@@ -223,6 +232,7 @@ fn print_banner(
     protections: &protection::Protections,
     calibration: time::Calibration,
     entry_tsc: u64,
+    display: early_display::Status,
 ) {
     let banner_tsc = rdtsc();
     let (total, free) = mem::frame::counts();
@@ -262,6 +272,15 @@ fn print_banner(
         on(protections.smep),
         on(protections.smap)
     );
+    match display {
+        early_display::Status::Active { width, height } => {
+            println!(" display  : {width}x{height} framebuffer, early console")
+        }
+        early_display::Status::NoFramebuffer => println!(" display  : none (serial only)"),
+        early_display::Status::Unsupported => {
+            println!(" display  : framebuffer in an unsupported pixel format (serial only)")
+        }
+    }
     let to_us = |cycles: u64| clock::cycles_to_ns(cycles, tsc_hz) / 1000;
     println!(
         " boot     : {}.{:03} ms from kernel entry to banner",
