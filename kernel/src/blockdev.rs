@@ -13,11 +13,11 @@
 //! are the core's, shared with the simulator (`pandagen_core::block`).
 
 use alloc::vec::Vec;
+use pandagen_abi::block::{byte_offset, BlockDevice};
 use pandagen_abi::error::Resource;
-use pandagen_abi::KernelError;
-use pandagen_core::BlockStore;
+use pandagen_abi::memory::PAGE_SIZE;
+use pandagen_abi::{BlockError, KernelError};
 use pandagen_hal::x86_64::paging::PhysWindow;
-use pandagen_hal::FRAME_SIZE;
 use spin::Mutex;
 
 /// Bytes per block.
@@ -42,41 +42,50 @@ impl RamDisk {
         let mut done = 0;
         while done < len {
             let at = offset + done as u64;
-            let frame = self.frames[(at / FRAME_SIZE) as usize];
-            let within = at % FRAME_SIZE;
-            let n = ((FRAME_SIZE - within) as usize).min(len - done);
+            let frame = self.frames[(at / PAGE_SIZE) as usize];
+            let within = at % PAGE_SIZE;
+            let n = ((PAGE_SIZE - within) as usize).min(len - done);
             each(self.window.virt(frame) + within, done, n);
             done += n;
         }
     }
 }
 
-impl BlockStore for RamDisk {
+impl BlockDevice for RamDisk {
     fn block_size(&self) -> u32 {
         BLOCK_SIZE
     }
 
     fn block_count(&self) -> u64 {
-        self.frames.len() as u64 * FRAME_SIZE / u64::from(BLOCK_SIZE)
+        self.frames.len() as u64 * PAGE_SIZE / u64::from(BLOCK_SIZE)
     }
 
-    fn read_at(&self, offset: u64, buf: &mut [u8]) {
+    fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        let offset = byte_offset(self.geometry(), first, buf.len())?;
         self.pieces(offset, buf.len(), |src, at, n| {
             // SAFETY: `src` is the window address of a frame the disk owns
             // (allocated in `init`, never freed, never mapped elsewhere),
-            // with `n` bytes to the end of the piece inside that frame; the
-            // core only asks for ranges on the disk, and `buf` is kernel
-            // memory, so the two do not overlap.
+            // with `n` bytes to the end of the piece inside that frame;
+            // `byte_offset` checked that the range lies on the disk, and
+            // `buf` is kernel memory, so the two do not overlap.
             unsafe { core::ptr::copy_nonoverlapping(src as *const u8, buf[at..].as_mut_ptr(), n) };
         });
+        Ok(())
     }
 
-    fn write_at(&mut self, offset: u64, bytes: &[u8]) {
+    fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), BlockError> {
+        let offset = byte_offset(self.geometry(), first, bytes.len())?;
         self.pieces(offset, bytes.len(), |dst, at, n| {
-            // SAFETY: as in `read_at`; the disk's frames are writable
+            // SAFETY: as in `read_blocks`; the disk's frames are writable
             // through the window and referenced by nothing else.
             unsafe { core::ptr::copy_nonoverlapping(bytes[at..].as_ptr(), dst as *mut u8, n) };
         });
+        Ok(())
+    }
+
+    /// A write is in RAM when it returns; there is nothing to flush.
+    fn flush(&mut self) -> Result<(), BlockError> {
+        Ok(())
     }
 }
 
@@ -89,7 +98,7 @@ pub fn init() {
         return;
     }
     let window = crate::mem::paging::kernel_space().window();
-    let count = (DISK_BYTES / FRAME_SIZE) as usize;
+    let count = (DISK_BYTES / PAGE_SIZE) as usize;
     let mut frames = Vec::with_capacity(count);
     for _ in 0..count {
         let Some(frame) = crate::mem::frame::allocate() else {
@@ -101,7 +110,7 @@ pub fn init() {
         };
         // SAFETY: the frame was just allocated for the disk alone and is
         // mapped read-write through the window.
-        unsafe { core::ptr::write_bytes(window.virt(frame) as *mut u8, 0, FRAME_SIZE as usize) };
+        unsafe { core::ptr::write_bytes(window.virt(frame) as *mut u8, 0, PAGE_SIZE as usize) };
         frames.push(frame);
     }
     log::info!(
@@ -114,7 +123,7 @@ pub fn init() {
 /// Run `f` on the disk; without one (its frames could not be allocated at
 /// boot) the block calls answer `ResourceExhausted(Memory)`.
 pub fn with_disk<R>(
-    f: impl FnOnce(&mut dyn BlockStore) -> Result<R, KernelError>,
+    f: impl FnOnce(&mut dyn BlockDevice) -> Result<R, KernelError>,
 ) -> Result<R, KernelError> {
     let mut disk = DISK.lock();
     let disk = disk

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use pandagen_hal::boot_config::BootMode;
+
 /// The bare-metal target both the kernel and ring-3 programs are built for.
 pub const BARE_METAL_TARGET: &str = "x86_64-unknown-none";
 
@@ -27,11 +29,13 @@ pub enum KernelKind {
 }
 
 impl KernelKind {
-    /// The kernel a boot in `mode` needs.
-    pub fn for_mode(mode: crate::bootcfg::Mode) -> Self {
-        match mode {
-            crate::bootcfg::Mode::System => KernelKind::System,
-            _ => KernelKind::Test,
+    /// The kernel a boot in `mode` needs: the test modes report a verdict,
+    /// which only the test harness does.
+    pub fn for_mode(mode: BootMode) -> Self {
+        if mode.is_test() {
+            KernelKind::Test
+        } else {
+            KernelKind::System
         }
     }
 }
@@ -175,12 +179,11 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bootcfg::Mode;
 
     #[test]
     fn only_the_system_mode_boots_the_kernel_without_the_test_harness() {
-        assert_eq!(KernelKind::for_mode(Mode::System), KernelKind::System);
-        for mode in [Mode::Ktest, Mode::Suite, Mode::Bench] {
+        assert_eq!(KernelKind::for_mode(BootMode::System), KernelKind::System);
+        for mode in [BootMode::Ktest, BootMode::Suite, BootMode::Bench] {
             assert_eq!(KernelKind::for_mode(mode), KernelKind::Test, "{mode:?}");
         }
     }

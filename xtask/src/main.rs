@@ -22,12 +22,13 @@ mod testing;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::bootcfg::{BootConfig, Mode};
+use crate::bootcfg::BootConfig;
 use crate::build::ImageSpec;
 use crate::layout::{KernelKind, Layout, Profile};
 use crate::process::TaskResult;
 use crate::qemu::{Accel, Firmware, Machine};
 use crate::setup::Needs;
+use pandagen_hal::boot_config::BootMode;
 
 const HELP: &str = "\
 usage: cargo xtask <command> [options]
@@ -173,7 +174,7 @@ fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<Vec<Path
     }
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let spec = ImageSpec {
-        boot_cfg: BootConfig::mode(Mode::System),
+        boot_cfg: BootConfig::mode(BootMode::System),
         programs: &names,
         manifest: Some(&manifest),
     };
@@ -336,6 +337,7 @@ fn flash(layout: &Layout, f: &Flags) -> TaskResult<bool> {
 /// the kernel, which only builds for the bare-metal target.
 fn clippy(layout: &Layout) -> TaskResult<bool> {
     setup::ensure(Needs::default())?;
+    setup::ensure_clippy()?;
     let host = process::cargo()
         .current_dir(&layout.root)
         .args(["clippy", "--all-targets", "--", "-D", "warnings"])

@@ -12,9 +12,10 @@
 //! Each suite boots its own image (kernel + a ramdisk with its `boot.cfg`
 //! and programs) and must follow the serial protocol in `qemu/README.md`.
 
-use crate::bootcfg::{BootConfig, Mode};
+use crate::bootcfg::BootConfig;
 use crate::qemu::{Firmware, SerialStep};
 use crate::screen::ScreenCheck;
+use pandagen_hal::boot_config::BootMode;
 
 /// One QEMU run.
 #[derive(Clone, Copy, Debug)]
@@ -95,14 +96,22 @@ impl Suite {
 
 pub const SUITES: &[Suite] = &[
     // Ring-0 self-tests, under both firmwares so the UEFI path boots every run.
-    Suite::new("ktest-bios", Firmware::Bios, BootConfig::mode(Mode::Ktest)),
-    Suite::new("ktest-uefi", Firmware::Uefi, BootConfig::mode(Mode::Ktest)),
+    Suite::new(
+        "ktest-bios",
+        Firmware::Bios,
+        BootConfig::mode(BootMode::Ktest),
+    ),
+    Suite::new(
+        "ktest-uefi",
+        Firmware::Uefi,
+        BootConfig::mode(BootMode::Ktest),
+    ),
     // The whole system as `cargo xtask run` boots it, driven through the
     // operator console by one burst of typed input; `shutdown` ends QEMU.
     Suite::new(
         "console-bios",
         Firmware::Bios,
-        BootConfig::mode(Mode::System),
+        BootConfig::mode(BootMode::System),
     )
     .programs(&[
         "process_manager",
@@ -120,7 +129,7 @@ pub const SUITES: &[Suite] = &[
     Suite::new(
         "system-bios",
         Firmware::Bios,
-        BootConfig::mode(Mode::System),
+        BootConfig::mode(BootMode::System),
     )
     .programs(&[
         "process_manager",
@@ -143,7 +152,7 @@ pub const SUITES: &[Suite] = &[
     Suite::new(
         "display-bios",
         Firmware::Bios,
-        BootConfig::mode(Mode::System),
+        BootConfig::mode(BootMode::System),
     )
     .programs(SYSTEM_PROGRAMS)
     .manifest(crate::programs::SYSTEM_MANIFEST)
@@ -154,7 +163,7 @@ pub const SUITES: &[Suite] = &[
     Suite::new(
         "display-uefi",
         Firmware::Uefi,
-        BootConfig::mode(Mode::System),
+        BootConfig::mode(BootMode::System),
     )
     .programs(SYSTEM_PROGRAMS)
     .manifest(crate::programs::SYSTEM_MANIFEST)

@@ -42,12 +42,12 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::cap::{kinds, Badge, Cap, Rights};
+use crate::cap::{kinds, Badge, Cap, CapHandle, Rights};
 use crate::envelope::MessageEnvelope;
 use crate::error::{KernelError, SyscallError};
 use crate::identity::{IdentityKind, TrustDomain};
 use crate::ids::{ChannelId, ExecutionId, ServiceId, TaskId};
-use crate::syscall::Syscall;
+use crate::syscall::{BlockInfo, Syscall};
 use crate::time::{Duration, Instant};
 
 /// Bounds the kernel enforces on task creation.
@@ -167,14 +167,15 @@ pub const fn unsupported(call: Syscall) -> KernelError {
 }
 
 /// The kernel interface, as the interface reference defines it, plus
-/// capability transfer in messages and the capability `clone`, `delegate`
-/// and `drop` operations.
+/// capability transfer in messages, the capability `clone`, `delegate`
+/// and `drop` operations, and the block-device calls.
 ///
 /// The methods without a body are the ones every implementation needs;
-/// every method added after them has a default body that answers
-/// [`unsupported`], so that a test fake need not change when a call is
-/// added, and implements only what its tests use. Both kernels override
-/// every default.
+/// every method added after them has a default body that answers as a
+/// kernel without that call would ([`unsupported`], or for the block
+/// calls, no handle names a device), so that a test fake need not change
+/// when a call is added, and implements only what its tests use. Both
+/// kernels override every default.
 pub trait KernelApi {
     fn spawn_task(&mut self, descriptor: TaskDescriptor) -> Result<TaskHandle, KernelError>;
     fn create_channel(&mut self) -> Result<ChannelId, KernelError>;
@@ -295,12 +296,53 @@ pub trait KernelApi {
         let _ = (object, message, capabilities);
         Err(unsupported(Syscall::SendToObject))
     }
+
+    /// The geometry of the block device `device` names (a `BlockDevice`
+    /// capability with `READ`). The three block calls share these rules:
+    /// a capability of another kind, or without the right, is refused
+    /// (`InvalidCapability`, `WrongCapabilityKind`,
+    /// `InsufficientAuthority`) and nothing is read or written; a transfer
+    /// is a positive whole number of blocks, at most
+    /// [`MAX_BLOCK_TRANSFER`](crate::syscall::MAX_BLOCK_TRANSFER) bytes,
+    /// all on the device, else `KernelError::Block` says why. The device
+    /// belongs to the kernel, not to a task: what a task wrote is still
+    /// there after it ends, for the next holder of a capability to it.
+    ///
+    /// A kernel without a block device refuses every handle, which is what
+    /// these defaults do.
+    fn block_info(&mut self, device: CapHandle) -> Result<BlockInfo, KernelError> {
+        let _ = device;
+        Err(KernelError::InvalidCapability)
+    }
+
+    /// `count` blocks from block `first` (needs `READ`; see
+    /// [`KernelApi::block_info`]).
+    fn block_read(
+        &mut self,
+        device: CapHandle,
+        first: u64,
+        count: u32,
+    ) -> Result<Vec<u8>, KernelError> {
+        let _ = (device, first, count);
+        Err(KernelError::InvalidCapability)
+    }
+
+    /// Write `bytes`, a whole number of blocks, from block `first` on
+    /// (needs `WRITE`; see [`KernelApi::block_info`]).
+    fn block_write(
+        &mut self,
+        device: CapHandle,
+        first: u64,
+        bytes: &[u8],
+    ) -> Result<(), KernelError> {
+        let _ = (device, first, bytes);
+        Err(KernelError::InvalidCapability)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cap::CapHandle;
 
     /// A fake that writes only the methods without a default body.
     struct Minimal;
@@ -372,6 +414,19 @@ mod tests {
         assert_eq!(
             kernel.send_to_object(&object, message, Vec::new()),
             Err(unsupported(Syscall::SendToObject))
+        );
+        let device = CapHandle::new(5, 0);
+        assert_eq!(
+            kernel.block_info(device),
+            Err(KernelError::InvalidCapability)
+        );
+        assert_eq!(
+            kernel.block_read(device, 0, 1),
+            Err(KernelError::InvalidCapability)
+        );
+        assert_eq!(
+            kernel.block_write(device, 0, &[0; 512]),
+            Err(KernelError::InvalidCapability)
         );
     }
 }

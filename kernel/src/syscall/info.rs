@@ -14,6 +14,7 @@ use pandagen_abi::info::{
 use pandagen_abi::syscall::{
     BootFileReply, InfoCall, InfoRequestEnvelope, ReadBootFileRequest, ShutdownRequest,
 };
+use pandagen_abi::text::bounded;
 use pandagen_abi::{CapKind, KernelError, Rights, TaskId};
 use pandagen_core::{InvariantViolation, KernelCore, SchedState};
 
@@ -25,17 +26,6 @@ pub(super) fn handler(call: InfoCall) -> Handler {
         InfoCall::Shutdown => shutdown,
         InfoCall::ReadBootFile => read_boot_file,
     }
-}
-
-/// Copy `text` into a bounded string, cut on a character boundary.
-fn bounded<const N: usize>(text: &str) -> heapless::String<N> {
-    let mut out = heapless::String::new();
-    for c in text.chars() {
-        if out.push(c).is_err() {
-            break;
-        }
-    }
-    out
 }
 
 fn kernel_info(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
