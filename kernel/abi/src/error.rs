@@ -104,6 +104,11 @@ pub enum ReceiveError {
     ChannelClosed,
     /// Fault injection made this receive fail (simulation only).
     InjectedFault,
+    /// The next message carried more capabilities than the receiver's
+    /// capability space has room for. It was discarded (its capabilities
+    /// invalidated and audited), so the queue moves on: a full space can
+    /// cost the receiver that message, never the channel.
+    NoRoomForCapabilities { carried: u8 },
 }
 
 /// A kernel resource that ran out.

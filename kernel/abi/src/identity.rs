@@ -216,9 +216,40 @@ pub enum ExitReason {
     Timeout,
 }
 
+/// The longest text an exit reason keeps (a described failure or a
+/// cancellation reason), in bytes. Longer text is cut at a character
+/// boundary when the task ends, so that every exit notification fits one
+/// message and none is ever lost to its size.
+pub const MAX_EXIT_REASON_TEXT: usize = 256;
+
 impl ExitReason {
     pub fn is_failure(&self) -> bool {
         matches!(self, ExitReason::Failure { .. })
+    }
+
+    /// This reason with its text cut to [`MAX_EXIT_REASON_TEXT`] bytes.
+    pub fn bounded(self) -> ExitReason {
+        fn cut(mut text: String) -> String {
+            if text.len() > MAX_EXIT_REASON_TEXT {
+                let mut end = MAX_EXIT_REASON_TEXT;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+            text
+        }
+        match self {
+            ExitReason::Failure {
+                error: FailureCause::Described(text),
+            } => ExitReason::Failure {
+                error: FailureCause::Described(cut(text)),
+            },
+            ExitReason::Cancelled { reason } => ExitReason::Cancelled {
+                reason: cut(reason),
+            },
+            other => other,
+        }
     }
 }
 
@@ -263,6 +294,33 @@ mod tests {
             error_code: 4,
         });
         assert!(alloc::format!("{fault}").contains("0x10"));
+    }
+
+    #[test]
+    fn bounded_reasons_keep_short_text_and_cut_long_text_on_a_char_boundary() {
+        let short = ExitReason::Failure {
+            error: "short".into(),
+        };
+        assert_eq!(short.clone().bounded(), short);
+        let long = "é".repeat(MAX_EXIT_REASON_TEXT);
+        let ExitReason::Cancelled { reason } = (ExitReason::Cancelled {
+            reason: long.clone(),
+        })
+        .bounded() else {
+            unreachable!()
+        };
+        assert!(reason.len() <= MAX_EXIT_REASON_TEXT && long.starts_with(&reason));
+        assert_eq!(reason.len(), MAX_EXIT_REASON_TEXT);
+        let ExitReason::Failure {
+            error: FailureCause::Described(text),
+        } = (ExitReason::Failure {
+            error: "x".repeat(100_000).into(),
+        })
+        .bounded()
+        else {
+            unreachable!()
+        };
+        assert_eq!(text.len(), MAX_EXIT_REASON_TEXT);
     }
 
     #[test]

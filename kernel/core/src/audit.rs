@@ -22,6 +22,9 @@ pub enum InvalidationReason {
     ChannelClosed,
     /// It was in a message that was dropped or could not be delivered.
     MessageDiscarded,
+    /// It was in a message whose receiver had no room for the
+    /// capabilities the message carried.
+    ReceiverFull,
 }
 
 /// One capability event.

@@ -187,14 +187,16 @@ pub fn observe_restart<K: KernelApi>(
         }
         kernel.sleep(poll).map_err(|e| format!("sleep: {e}"))
     };
-    let lookup = |kernel: &mut K, not: Option<ChannelId>| match kernel.lookup_service(service) {
-        Ok(channel) if Some(channel) != not => Ok(Some(channel)),
-        Ok(_) | Err(KernelError::ServiceNotFound(_)) => Ok(None),
+    // Every lookup is a new capability; once the old channel has closed,
+    // a lookup can only find the new instance's.
+    let lookup = |kernel: &mut K| match kernel.lookup_service(service) {
+        Ok(channel) => Ok(Some(channel)),
+        Err(KernelError::ServiceNotFound(_)) => Ok(None),
         Err(e) => Err(format!("lookup: {e}")),
     };
 
     let old = loop {
-        if let Some(channel) = lookup(kernel, None)? {
+        if let Some(channel) = lookup(kernel)? {
             break channel;
         }
         wait(kernel, "no instance registered")?;
@@ -214,7 +216,7 @@ pub fn observe_restart<K: KernelApi>(
         return Err("the first instance never answered".into());
     }
     let new = loop {
-        if let Some(channel) = lookup(kernel, Some(old))? {
+        if let Some(channel) = lookup(kernel)? {
             break channel;
         }
         wait(kernel, "no new instance registered")?;

@@ -255,7 +255,9 @@ impl KernelCore {
             InvalidUse::WrongKind { expected, found } => {
                 KernelError::WrongCapabilityKind { expected, found }
             }
-            InvalidUse::MissingRights(_) => KernelError::InsufficientAuthority,
+            InvalidUse::MissingRights(_)
+            | InvalidUse::NamesOtherService(_)
+            | InvalidUse::NoAuthorityOver(_) => KernelError::InsufficientAuthority,
         }
     }
 
@@ -369,7 +371,7 @@ impl KernelCore {
                 c.receivers == 0
             };
             if closing {
-                let queue = core::mem::take(&mut c.queue);
+                let queue = c.take_queue();
                 self.unregister_channel(ch);
                 self.wake_all(ch, WakeReason::ChannelClosed);
                 for msg in queue {
