@@ -156,6 +156,25 @@ pub struct MissingRights {
     pub held: Rights,
 }
 
+impl KernelError {
+    /// Whether a receive that failed with this error can never succeed on
+    /// the same channel: it closed, or the capability is not one to
+    /// receive with. Any other failure (a message that is not an
+    /// envelope, one whose capabilities did not fit, a timeout, an
+    /// injected fault) costs at most that message, and a server goes on
+    /// to the next one: what a client sends must never end a server.
+    pub fn ends_receiving(&self) -> bool {
+        matches!(
+            self,
+            KernelError::ReceiveFailed(ReceiveError::ChannelClosed)
+                | KernelError::ChannelError(_)
+                | KernelError::InvalidCapability
+                | KernelError::InsufficientAuthority
+                | KernelError::WrongCapabilityKind { .. }
+        )
+    }
+}
+
 impl From<EnvelopeError> for KernelError {
     fn from(e: EnvelopeError) -> Self {
         KernelError::Envelope(e)

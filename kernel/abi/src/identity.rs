@@ -22,26 +22,38 @@ pub enum IdentityKind {
     PipelineStage,
 }
 
+/// The longest trust-domain name kept, in bytes.
+pub const MAX_TRUST_DOMAIN: usize = 32;
+
 /// A trust-domain tag. Domains are audited, not enforced: crossing one is
-/// allowed and recorded.
+/// allowed and recorded. The name is held inline (at most
+/// [`MAX_TRUST_DOMAIN`] bytes; a longer one is cut at a character
+/// boundary), so copying a domain — into every cross-domain audit record —
+/// never allocates.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct TrustDomain(String);
+pub struct TrustDomain(heapless::String<MAX_TRUST_DOMAIN>);
 
 impl TrustDomain {
     pub fn core() -> Self {
-        TrustDomain("core".into())
+        TrustDomain::new("core")
     }
 
     pub fn user() -> Self {
-        TrustDomain("user".into())
+        TrustDomain::new("user")
     }
 
     pub fn sandbox() -> Self {
-        TrustDomain("sandbox".into())
+        TrustDomain::new("sandbox")
     }
 
-    pub fn new(name: impl Into<String>) -> Self {
-        TrustDomain(name.into())
+    pub fn new(name: impl AsRef<str>) -> Self {
+        let mut inline = heapless::String::new();
+        for c in name.as_ref().chars() {
+            if inline.push(c).is_err() {
+                break;
+            }
+        }
+        TrustDomain(inline)
     }
 
     pub fn as_str(&self) -> &str {
@@ -53,13 +65,13 @@ impl TrustDomain {
 /// `from_domain == "core"` as in the interface reference.
 impl PartialEq<str> for TrustDomain {
     fn eq(&self, other: &str) -> bool {
-        self.0 == other
+        self.0.as_str() == other
     }
 }
 
 impl PartialEq<&str> for TrustDomain {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
+        self.0.as_str() == *other
     }
 }
 

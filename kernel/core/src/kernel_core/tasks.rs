@@ -169,6 +169,9 @@ impl KernelCore {
         }
         self.exits.push(notification.clone());
         self.route_exit(&notification);
+        if !self.config.keep_ended_identities {
+            self.identities.forget_task(task);
+        }
         Ok(notification)
     }
 
