@@ -112,7 +112,7 @@ impl fmt::Display for CapKind {
             CapKind::SerialInput => "serial-input",
             CapKind::KernelInfo => "kernel-info",
             CapKind::BlockDevice => "block-device",
-            CapKind::ServiceRegistration => "service-registration",
+            CapKind::ServiceRegistration => "registration",
         };
         f.write_str(name)
     }

@@ -346,6 +346,21 @@ mod tests {
     }
 
     #[test]
+    fn trust_domain_names_are_kept_inline_and_cut_on_a_char_boundary() {
+        let long = "ü".repeat(MAX_TRUST_DOMAIN);
+        let domain = TrustDomain::new(&long);
+        assert_eq!(domain.as_str().len(), MAX_TRUST_DOMAIN);
+        assert!(long.starts_with(domain.as_str()));
+        let odd = alloc::format!("a{long}");
+        let cut = TrustDomain::new(odd);
+        assert_eq!(
+            cut.as_str().len(),
+            MAX_TRUST_DOMAIN - 1,
+            "no half character"
+        );
+    }
+
+    #[test]
     fn trust_domains_compare_with_their_names() {
         let core = TrustDomain::core();
         let by_ref = &core;

@@ -331,3 +331,25 @@ fn an_exit_route_needs_the_receive_right() {
     );
     assert_eq!(k.task_count(), tasks);
 }
+
+/// A kernel configured to keep nothing about ended tasks forgets the
+/// identity of each as it dies, so a task's death gives back everything it
+/// cost; by default (a host supervisor's record) identities stay.
+#[test]
+fn an_ended_tasks_identity_is_forgotten_unless_kept() {
+    for keep in [true, false] {
+        let mut k = KernelCore::new(pandagen_core::CoreConfig {
+            keep_ended_identities: keep,
+            ..pandagen_core::CoreConfig::default()
+        });
+        let root = spawn(&mut k, "root");
+        let before = k.identity_count();
+        let (child, execution) = spawn_child(&mut k, root, "child");
+        k.terminate(child, ExitReason::Normal, T0).unwrap();
+        assert_eq!(k.identity(execution).is_some(), keep);
+        assert_eq!(k.task_identity(child).is_some(), keep);
+        let expected = if keep { before + 1 } else { before };
+        assert_eq!(k.identity_count(), expected);
+        assert!(k.task_identity(root).is_some());
+    }
+}

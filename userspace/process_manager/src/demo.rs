@@ -167,9 +167,8 @@ pub fn ping_over<K: KernelApi>(
 /// is gone, sending on that channel fails with `ChannelClosed` (never a
 /// hang, never a silent drop); a new lookup finds the restarted instance,
 /// which answers; and the old channel stays closed. Gives up after
-/// `within`. The caller must not share its capability table with the
-/// service's supervisor (a lookup returns the capability a task already
-/// holds, and the supervisor drops its own when the instance ends).
+/// `within`. Every lookup is a capability of its own, so the caller may
+/// share its capability space with the service's supervisor.
 pub fn observe_restart<K: KernelApi>(
     kernel: &mut K,
     service: ServiceId,
