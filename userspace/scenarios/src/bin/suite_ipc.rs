@@ -10,7 +10,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec;
 use pandagen_abi::{
-    Duration, ExitReason, KernelApi, KernelError, MessageEnvelope, MessagePayload, Rights, TaskId,
+    Duration, ExitReason, KernelApi, KernelError, MessageEnvelope, MessagePayload, TaskId,
 };
 use pandagen_rt::Kernel;
 use pandagen_scenarios::{

@@ -11,9 +11,9 @@ extern crate alloc;
 use alloc::vec;
 use alloc::vec::Vec;
 use pandagen_rt::abi::services::STORAGE;
-use pandagen_rt::abi::{Duration, KernelApi, KernelError, Rights};
+use pandagen_rt::abi::{Duration, KernelApi, KernelError};
 use pandagen_rt::{println, Kernel};
-use pandagen_scenarios::{fail, lookup_with_retry, rdtsc, spawn, startup_caps, wait_registered};
+use pandagen_scenarios::{fail, rdtsc, spawn, startup_caps, wait_registered};
 use pandagen_storage::{ObjectKind, StorageClient};
 
 pandagen_rt::entry!(main);

@@ -11,7 +11,7 @@ use alloc::vec;
 use pandagen_rt::abi::services::STORAGE;
 use pandagen_rt::abi::{Duration, KernelApi, KernelError, Rights, ServiceId};
 use pandagen_rt::Kernel;
-use pandagen_scenarios::{fail, lookup_with_retry, wait_registered};
+use pandagen_scenarios::{fail, wait_registered};
 use pandagen_storage::client::{attenuate, received_cap};
 use pandagen_storage::{ClientError, Op, Request, StorageClient, StorageError};
 

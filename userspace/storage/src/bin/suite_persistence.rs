@@ -30,7 +30,7 @@ use pandagen_process_manager::{
 use pandagen_rt::abi::services::STORAGE;
 use pandagen_rt::abi::{BlockApi, Duration, ExitReason, KernelApi, KernelError, Rights};
 use pandagen_rt::{println, Kernel};
-use pandagen_scenarios::{lookup_with_retry, wait_registered, Tally};
+use pandagen_scenarios::{wait_registered, Tally};
 use pandagen_storage::{
     ClientError as StorageClientError, ObjectCap, ObjectKind, Op, OpResult, StorageClient,
     VersionId,

@@ -19,9 +19,7 @@ use pandagen_rt::abi::{Duration, ExitReason, KernelApi, KernelError, Rights, Ser
 /// The id `storage_reader` registers its inbox under.
 const READER_INBOX: ServiceId = ServiceId::from_raw(0x5701);
 use pandagen_rt::Kernel;
-use pandagen_scenarios::{
-    lookup_with_retry, spawn, startup_caps, wait_exit, wait_registered, Tally,
-};
+use pandagen_scenarios::{spawn, startup_caps, wait_exit, wait_registered, Tally};
 use pandagen_storage::client::attenuate;
 use pandagen_storage::{ClientError, ObjectKind, Op, StorageClient, StorageError};
 

@@ -10,10 +10,10 @@ extern crate alloc;
 use alloc::format;
 use alloc::vec;
 use pandagen_abi::services::{PIPELINE_EXECUTOR, TRANSFORMER};
-use pandagen_abi::{Duration, KernelApi, KernelError, Rights};
+use pandagen_abi::{Duration, KernelApi, KernelError};
 use pandagen_pipeline_executor::PipelineClient;
 use pandagen_rt::Kernel;
-use pandagen_scenarios::{lookup_with_retry, spawn, startup_caps, wait_registered, Tally};
+use pandagen_scenarios::{spawn, startup_caps, wait_registered, Tally};
 use pandagen_transformer::demo::scenarios;
 use pandagen_transformer::FLAKY_TRANSFORMER;
 
