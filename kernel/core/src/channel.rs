@@ -79,7 +79,8 @@ impl fmt::Display for ChannelRef {
 }
 
 /// The sender stamped on messages the kernel itself originates (exit
-/// notifications, see [`KernelCore::send_from_kernel`](crate::KernelCore::send_from_kernel)).
+/// notifications and console input, see
+/// [`KernelCore::send_exit_from_kernel`](crate::KernelCore::send_exit_from_kernel)).
 /// Task ids start at 1, so it never names a task; a receiving runtime
 /// presents it as `MessageEnvelope::source == None`.
 pub const KERNEL_SENDER: TaskId = pandagen_abi::ids::KERNEL_TASK;

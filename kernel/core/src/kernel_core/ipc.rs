@@ -241,12 +241,12 @@ impl KernelCore {
         }
     }
 
-    /// Queue a message the kernel itself originates (an exit notification)
-    /// on `ch`, with sender [`KERNEL_SENDER`](crate::channel::KERNEL_SENDER)
-    /// and no capabilities. Needs no capability: the kernel decides where
-    /// its own notifications go (the `exit_channel` a spawner named).
-    /// Errors: `SendFailed(ChannelClosed | QueueFull | MessageTooLarge)`.
-    /// Returns the sequence number. Cost: O(1).
+    /// Queue a message the kernel itself originates (console input) on
+    /// `ch`, with sender [`KERNEL_SENDER`](crate::channel::KERNEL_SENDER)
+    /// and no capabilities, within the queue bound. Needs no capability:
+    /// the kernel decides where its own messages go. Errors:
+    /// `SendFailed(ChannelClosed | QueueFull | MessageTooLarge)`. Returns
+    /// the sequence number. Cost: O(1).
     pub fn send_from_kernel(
         &mut self,
         ch: ChannelRef,
@@ -254,17 +254,7 @@ impl KernelCore {
         _now: Instant,
     ) -> Result<u64, KernelError> {
         self.check_room(ch, bytes.len())?;
-        let seq = self.next_seq();
-        let msg = Message {
-            seq,
-            sender: crate::channel::KERNEL_SENDER,
-            sender_domain: 0,
-            bytes,
-            caps: Vec::new(),
-            badge: None,
-            reserved: false,
-        };
-        Ok(self.push(ch, msg))
+        Ok(self.push_from_kernel(ch, bytes, false))
     }
 
     /// Queue the exit notification `bytes` on `ch` in the room the kernel
@@ -281,6 +271,11 @@ impl KernelCore {
         if self.channels.get(ch).is_none_or(|c| c.is_closed()) {
             return Err(KernelError::SendFailed(SendError::ChannelClosed));
         }
+        Ok(self.push_from_kernel(ch, bytes, true))
+    }
+
+    /// Queue a checked kernel message (`reserved`: in the exit room).
+    fn push_from_kernel(&mut self, ch: ChannelRef, bytes: Vec<u8>, reserved: bool) -> u64 {
         let seq = self.next_seq();
         let msg = Message {
             seq,
@@ -289,9 +284,9 @@ impl KernelCore {
             bytes,
             caps: Vec::new(),
             badge: None,
-            reserved: true,
+            reserved,
         };
-        Ok(self.push(ch, msg))
+        self.push(ch, msg)
     }
 
     /// Messages currently parked.
