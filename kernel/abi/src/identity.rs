@@ -47,13 +47,7 @@ impl TrustDomain {
     }
 
     pub fn new(name: impl AsRef<str>) -> Self {
-        let mut inline = heapless::String::new();
-        for c in name.as_ref().chars() {
-            if inline.push(c).is_err() {
-                break;
-            }
-        }
-        TrustDomain(inline)
+        TrustDomain(crate::text::bounded(name.as_ref()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -242,13 +236,8 @@ impl ExitReason {
     /// This reason with its text cut to [`MAX_EXIT_REASON_TEXT`] bytes.
     pub fn bounded(self) -> ExitReason {
         fn cut(mut text: String) -> String {
-            if text.len() > MAX_EXIT_REASON_TEXT {
-                let mut end = MAX_EXIT_REASON_TEXT;
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                text.truncate(end);
-            }
+            let kept = crate::text::truncate(&text, MAX_EXIT_REASON_TEXT).len();
+            text.truncate(kept);
             text
         }
         match self {
