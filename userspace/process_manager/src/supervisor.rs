@@ -229,7 +229,8 @@ impl Supervisor {
 
     /// Wait for one message or the next deadline, handle it, then run
     /// whatever became due. Never spins: with nothing due it blocks until a
-    /// message arrives.
+    /// message arrives. `Err` only when the channel can no longer deliver
+    /// (`KernelError::ends_receiving`); any other failed receive is logged.
     pub fn step<K: KernelApi>(&mut self, kernel: &mut K) -> Result<(), KernelError> {
         let channel = self.channel.ok_or(KernelError::InvalidCapability)?;
         let timeout = self
@@ -241,9 +242,17 @@ impl Supervisor {
                 Ok(())
             }
             Err(KernelError::Timeout) => Ok(()),
+            // A message that is not an envelope (or whose capabilities did
+            // not fit) is lost and logged; the next one is served at once,
+            // so a client sending garbage costs the process manager no
+            // more than the garbage.
             Err(error) => {
                 self.log(kernel, SupervisorEvent::ReceiveFailed(error));
-                Err(error)
+                if error.ends_receiving() {
+                    Err(error)
+                } else {
+                    Ok(())
+                }
             }
         };
         self.tick(kernel);
@@ -277,8 +286,8 @@ impl Supervisor {
     pub fn serve<K: KernelApi>(&mut self, kernel: &mut K) -> ! {
         loop {
             if self.step(kernel).is_err() {
-                // A failed receive (an injected fault, say) consumed no
-                // time; yield so a persistent failure cannot spin.
+                // The channel can no longer deliver; yield so that this
+                // cannot spin.
                 let _ = kernel.sleep(self.config.ready_poll);
             }
         }
