@@ -72,3 +72,45 @@ fn a_services_registration_names_only_its_own_id() {
         .any(|(h, _)| *h == registration));
     assert_eq!(kernel.service_registrant(DB), Ok(db));
 }
+
+/// While a service is down and being restarted, another service holding
+/// its own registration cannot take the id; the restarted instance gets it
+/// back.
+#[test]
+fn a_restarting_services_id_cannot_be_taken() {
+    let mut world = World::scripted(
+        "[db]\nid = 20\nrestart = always\ncapabilities = registry\n\
+         [other]\nid = 21\ncapabilities = registry\n",
+        |s| {
+            s.then("db", Behaviour::CrashAfter(Duration::from_millis(30)));
+        },
+    );
+    world.run_for(Duration::from_millis(20));
+    let first = world.info("db").task_id.unwrap();
+    let other = world.info("other").task_id.unwrap();
+    assert_eq!(world.kernel().service_registrant(DB), Ok(first));
+    // Step until db has died and its id is free.
+    let mut squatted = Vec::new();
+    for _ in 0..200 {
+        world.run_for(Duration::from_millis(1));
+        if world.kernel().service_registrant(DB).is_err() {
+            squatted.push(world.kernel().as_task(other, |k| {
+                let channel = k.create_channel()?;
+                k.register_service(DB, channel)
+            }));
+        }
+        if world.info("db").task_id != Some(first)
+            && world.info("db").state == LifecycleState::Running
+        {
+            break;
+        }
+    }
+    assert!(!squatted.is_empty(), "the id was never free");
+    assert!(squatted
+        .iter()
+        .all(|r| *r == Err(KernelError::InsufficientAuthority)));
+    let second = world.info("db").task_id.unwrap();
+    assert_ne!(second, first);
+    assert_eq!(world.info("db").state, LifecycleState::Running);
+    assert_eq!(world.kernel().service_registrant(DB), Ok(second));
+}
