@@ -204,6 +204,18 @@ syscall_table! {
         /// service has registered now, stamped with the capability's badge and
         /// rights (see [`ReceiveReply::badge`]).
         SendToObject = 25,
+        /// [`MintRegistrationRequest`] → `CapHandle`: a capability of kind
+        /// `ServiceRegistration` naming one service id, with
+        /// `REGISTER | TRANSFER`, minted from the `ServiceRegistry`
+        /// capability (needs `REGISTER | GRANT` on it). This is how the process
+        /// manager gives each service it starts the right to register its own
+        /// id and no other.
+        MintRegistration = 29 [allocates],
+        /// [`ServiceRequest`] → `TaskId`: the task that holds the service's
+        /// registration now (`ServiceNotFound` if nobody does). Needs no
+        /// capability, like a lookup; it lets a supervisor check that the task
+        /// serving an id is the instance it started.
+        ServiceRegistrant = 30,
     }
 
     /// Moving, copying and dropping capabilities.
@@ -467,6 +479,15 @@ pub struct RegisterRequest {
     pub channel: CapHandle,
 }
 
+/// A [`Syscall::MintRegistration`] request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MintRegistrationRequest {
+    /// The caller's `ServiceRegistry` capability.
+    pub registry: CapHandle,
+    /// The one id the new capability may register.
+    pub service: ServiceId,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRequest {
     pub service: ServiceId,
@@ -695,6 +716,7 @@ mod tests {
                 Syscall::Clone,
                 Syscall::RegisterService,
                 Syscall::MintObjectCap,
+                Syscall::MintRegistration,
             ]
         );
         assert_eq!(

@@ -4,10 +4,10 @@
 
 use alloc::vec::Vec;
 use pandagen_abi::syscall::{
-    IpcCall, ObjectSendRequest, ReceiveRequest, RegisterRequest, SendReceiveRequest, SendRequest,
-    ServiceRequest,
+    IpcCall, MintRegistrationRequest, ObjectSendRequest, ReceiveRequest, RegisterRequest,
+    SendReceiveRequest, SendRequest, ServiceRequest,
 };
-use pandagen_abi::{CapHandle, CapKind, Duration, Instant, KernelError, Rights};
+use pandagen_abi::{CapHandle, Duration, Instant, KernelError};
 use pandagen_core::RecvOutcome;
 
 use super::{decode, Ctx, Handler, Step};
@@ -22,6 +22,8 @@ pub(super) fn handler(call: IpcCall) -> Handler {
         IpcCall::SendToObject => send_to_object,
         IpcCall::RegisterService => register_service,
         IpcCall::LookupService => lookup_service,
+        IpcCall::MintRegistration => mint_registration,
+        IpcCall::ServiceRegistrant => service_registrant,
     }
 }
 
@@ -89,21 +91,38 @@ fn send_to_object(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError>
     cx.reply(())
 }
 
-/// Uses the caller's first `ServiceRegistry` capability with `REGISTER`.
+/// Uses the caller's capability naming the id (see
+/// `KernelCore::find_registration`).
 fn register_service(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: RegisterRequest = decode(request)?;
-    let registry =
-        cx.k.core_mut()
-            .find_cap(cx.caller, CapKind::ServiceRegistry, Rights::REGISTER)
+    let authority =
+        cx.k.core()
+            .find_registration(cx.caller, request.service)
             .ok_or(KernelError::InsufficientAuthority)?;
     cx.k.core_mut().register_service(
         cx.caller,
-        registry,
+        authority,
         request.service,
         request.channel,
         cx.now,
     )?;
     cx.reply(())
+}
+
+/// A supervisor mints, from its `ServiceRegistry` capability, the right to
+/// register one id, for the service it starts.
+fn mint_registration(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: MintRegistrationRequest = decode(request)?;
+    let handle =
+        cx.k.core_mut()
+            .mint_registration(cx.caller, request.registry, request.service, cx.now)?;
+    cx.reply(handle)
+}
+
+fn service_registrant(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: ServiceRequest = decode(request)?;
+    let task = cx.k.core().service_registrant(request.service)?;
+    cx.reply(task)
 }
 
 fn lookup_service(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {

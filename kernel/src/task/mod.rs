@@ -149,7 +149,12 @@ pub fn now() -> Instant {
 impl KernelState {
     pub fn new() -> Self {
         KernelState {
-            core: KernelCore::default(),
+            // Nothing about an ended task stays behind (its parent has the
+            // exit notification).
+            core: KernelCore::new(pandagen_core::CoreConfig {
+                keep_ended_identities: false,
+                ..pandagen_core::CoreConfig::default()
+            }),
             tasks: UserTasks::default(),
             current: None,
             end_watch: None,
@@ -296,6 +301,8 @@ impl KernelState {
     /// notification; its address space is freed. If it was watched (see
     /// [`KernelState::watch_end`]), the watcher's hook runs last.
     pub fn kill(&mut self, task: TaskId, reason: ExitReason) {
+        // The reason's text comes from ring 3: bounded before it is logged.
+        let reason = reason.bounded();
         let now = now();
         let watcher = self
             .end_watch
