@@ -40,6 +40,7 @@ mod api;
 pub mod blockdev;
 pub mod clock;
 pub mod fault;
+pub mod fixtures;
 mod held;
 pub mod injector;
 mod kernel;

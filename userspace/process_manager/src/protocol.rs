@@ -57,7 +57,7 @@ use serde::{Deserialize, Serialize};
 
 use pandagen_abi::services::PROCESS_MANAGER;
 use pandagen_abi::{
-    ExecutionId, ExitReason, Instant, KernelError, Rights, SchemaMismatchError, SchemaVersion,
+    ExecutionId, ExitReason, ExtensibleError, Instant, KernelError, Rights, SchemaMismatchError, SchemaVersion,
     ServiceId, TaskId, TrustDomain, VersionPolicy,
 };
 
@@ -245,6 +245,16 @@ pub enum PmError {
     /// through a copy without the `required` rights (attenuated): `held`
     /// is what the kernel stamped. Nothing was done.
     MissingRights { required: Rights, held: Rights },
+    /// Never sent: an error of a newer process manager that this version
+    /// does not know, with its variant index (see
+    /// [`pandagen_abi::evolve`]).
+    Unrecognized { variant: u32 },
+}
+
+impl ExtensibleError for PmError {
+    fn unrecognized(variant: u32) -> Self {
+        PmError::Unrecognized { variant }
+    }
 }
 
 /// The payload of every response.
