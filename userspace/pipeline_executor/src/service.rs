@@ -87,7 +87,9 @@ pub enum PipelineRequestError {
     DuplicateCapabilityLabel(u64),
     /// Never sent: a refusal of a newer executor that this version does
     /// not know, with its variant index (see [`pandagen_abi::evolve`]).
-    Unrecognized { variant: u32 },
+    Unrecognized {
+        variant: u32,
+    },
 }
 
 impl Answer for PipelineResponse {

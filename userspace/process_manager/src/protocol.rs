@@ -57,8 +57,8 @@ use serde::{Deserialize, Serialize};
 
 use pandagen_abi::services::PROCESS_MANAGER;
 use pandagen_abi::{
-    ExecutionId, ExitReason, ExtensibleError, Instant, KernelError, Rights, SchemaMismatchError, SchemaVersion,
-    ServiceId, TaskId, TrustDomain, VersionPolicy,
+    ExecutionId, ExitReason, ExtensibleError, Instant, KernelError, Rights, SchemaMismatchError,
+    SchemaVersion, ServiceId, TaskId, TrustDomain, VersionPolicy,
 };
 
 use crate::lifecycle::{IllegalTransition, LifecycleState};

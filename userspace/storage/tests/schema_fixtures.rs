@@ -1,9 +1,11 @@
-//! Bytes written by an earlier version of the storage protocol and of its
+//! Bytes written by earlier versions of the storage protocol and of its
 //! on-disk journal, committed under `tests/fixtures/`, decoded by this
-//! version. The fixtures were written once (see
-//! `pandagen_sim::fixtures`); a change that makes any of them undecodable,
-//! or decode to something else, breaks clients or volumes in the field and
-//! needs a new major version (or, for the journal, a migration).
+//! version. `v2.0/` and `journal-v2.0/` were written by the storage crate
+//! as it was at schema v2.0 (before `Info`), `v2.1/` by v2.1. Fixtures are
+//! written once (see `pandagen_sim::fixtures`); a change that makes any of
+//! them undecodable, or decode to something else, breaks clients or
+//! volumes in the field and needs a new major version (or, for the
+//! journal, a migration).
 
 use std::path::PathBuf;
 
@@ -15,14 +17,17 @@ use pandagen_storage::cap::ObjectGrant;
 use pandagen_storage::protocol::{Response, SCHEMA, VERSION_POLICY};
 use pandagen_storage::record::{Change, CommitRecord};
 use pandagen_storage::{
-    CommitSeq, JournalBackend, ObjectId, ObjectKind, ObjectStore, ObjectToken, Op, OpResult,
-    Reply, Request, StorageError, StorageInfo, TransactionalStorage, TxId, VersionId,
+    CommitSeq, JournalBackend, ObjectId, ObjectKind, ObjectStore, ObjectToken, Op, OpResult, Reply,
+    Request, StorageError, StorageInfo, TransactionalStorage, TxId, VersionId,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The version the fixtures of `dir` were written at.
-const WRITTEN_AT: SchemaVersion = SchemaVersion::new(2, 1);
+/// The versions fixtures were written at, oldest first.
+const WRITTEN_AT: [(&str, SchemaVersion); 2] = [
+    ("v2.0", SchemaVersion::new(2, 0)),
+    ("v2.1", SchemaVersion::new(2, 1)),
+];
 
 fn dir(version: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -30,17 +35,16 @@ fn dir(version: &str) -> PathBuf {
         .join(version)
 }
 
-fn old_bytes<T: Serialize>(name: &str, value: &T) -> Vec<u8> {
-    committed(&dir("v2.1"), name, || postcard::to_allocvec(value).unwrap())
-}
-
 fn decodes_to<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+    version: &str,
     name: &str,
     value: T,
 ) {
-    let bytes = old_bytes(name, &value);
+    let bytes = committed(&dir(version), name, || {
+        postcard::to_allocvec(&value).unwrap()
+    });
     let payload = MessagePayload::from_bytes(bytes).unwrap();
-    assert_eq!(payload.decode::<T>(), Ok(value), "fixture {name}");
+    assert_eq!(payload.decode::<T>(), Ok(value), "fixture {version}/{name}");
 }
 
 fn object(n: u64) -> ObjectId {
@@ -53,12 +57,16 @@ fn version(n: u64) -> VersionId {
 
 #[test]
 fn the_fixtures_are_inside_the_current_version_window() {
-    assert!(VERSION_POLICY.check(ServiceId::from_raw(0), WRITTEN_AT).is_ok());
-    assert!(SCHEMA.is_compatible_with(&WRITTEN_AT));
+    for (_, version) in WRITTEN_AT {
+        assert!(VERSION_POLICY
+            .check(ServiceId::from_raw(0), version)
+            .is_ok());
+        assert!(SCHEMA.is_compatible_with(&version));
+    }
 }
 
 #[test]
-fn requests_written_at_v2_1_decode() {
+fn requests_written_at_v2_0_and_v2_1_decode() {
     let cases = [
         (
             "request-create.bin",
@@ -125,21 +133,24 @@ fn requests_written_at_v2_1_decode() {
                 token: ObjectToken::from_parts(object(5), Rights::READ, 0xfeed_beef),
             },
         ),
-        ("request-info.bin", Request::Info),
     ];
-    for (name, request) in cases {
-        decodes_to(name, request);
+    for (version, _) in WRITTEN_AT {
+        for (name, request) in cases.clone() {
+            decodes_to(version, name, request);
+        }
     }
+    // Added at v2.1.
+    decodes_to("v2.1", "request-info.bin", Request::Info);
 }
 
 #[test]
-fn responses_written_at_v2_1_decode() {
+fn responses_written_at_v2_0_and_v2_1_decode() {
     let grant = ObjectGrant {
         object: object(5),
         epoch: 1,
         rights: Rights::READ,
     };
-    let cases: [(&str, Response); 6] = [
+    let cases: [(&str, Response); 5] = [
         (
             "response-created.bin",
             Ok(Reply::Created {
@@ -161,13 +172,6 @@ fn responses_written_at_v2_1_decode() {
             })),
         ),
         (
-            "response-info.bin",
-            Ok(Reply::Info(StorageInfo {
-                last_commit: CommitSeq::from_raw(41),
-                compactions: 2,
-            })),
-        ),
-        (
             "response-conflict.bin",
             Err(StorageError::Conflict { object: object(5) }),
         ),
@@ -180,9 +184,16 @@ fn responses_written_at_v2_1_decode() {
             }),
         ),
     ];
-    for (name, response) in cases {
-        decodes_to(name, response);
+    for (version, _) in WRITTEN_AT {
+        for (name, response) in cases.clone() {
+            decodes_to(version, name, response);
+        }
     }
+    let info: Response = Ok(Reply::Info(StorageInfo {
+        last_commit: CommitSeq::from_raw(41),
+        compactions: 2,
+    }));
+    decodes_to("v2.1", "response-info.bin", info);
 }
 
 #[test]
@@ -190,7 +201,7 @@ fn an_envelope_written_at_v2_1_decodes_and_its_answer_reads() {
     let written = MessageEnvelope::new(
         pandagen_abi::services::STORAGE,
         "storage.reply",
-        WRITTEN_AT,
+        WRITTEN_AT[1].1,
         MessagePayload::new(&Response::Ok(Reply::RolledBack)).unwrap(),
     );
     let bytes = committed(&dir("v2.1"), "envelope-reply.bin", || {
@@ -198,7 +209,7 @@ fn an_envelope_written_at_v2_1_decodes_and_its_answer_reads() {
     });
     let envelope = MessageEnvelope::decode(&bytes).unwrap();
     assert_eq!(envelope.action, "storage.reply");
-    assert_eq!(envelope.schema_version, WRITTEN_AT);
+    assert_eq!(envelope.schema_version, WRITTEN_AT[1].1);
     let answer: Result<Response, EnvelopeError> =
         envelope.decode_answer(&VERSION_POLICY, pandagen_abi::services::STORAGE);
     assert_eq!(answer, Ok(Ok(Reply::RolledBack)));
@@ -221,7 +232,7 @@ fn an_error_this_version_does_not_know_is_unrecognized_not_malformed() {
 }
 
 #[test]
-fn a_journal_record_written_at_v2_1_decodes() {
+fn a_journal_record_written_at_v2_0_decodes() {
     let record = CommitRecord {
         seq: CommitSeq::from_raw(3),
         changes: vec![
@@ -239,7 +250,7 @@ fn a_journal_record_written_at_v2_1_decodes() {
         ],
         origin: None,
     };
-    let bytes = committed(&dir("journal-v2"), "record.bin", || {
+    let bytes = committed(&dir("journal-v2.0"), "record.bin", || {
         postcard::to_allocvec(&record).unwrap()
     });
     assert_eq!(pandagen_abi::evolve::from_bytes(&bytes), Ok(record));
@@ -276,8 +287,8 @@ fn write_volume() -> Vec<u8> {
 }
 
 #[test]
-fn a_journal_volume_written_at_v2_1_opens_and_reads_back() {
-    let mut image = committed(&dir("journal-v2"), "volume.img", write_volume);
+fn a_journal_volume_written_at_v2_0_opens_and_reads_back() {
+    let mut image = committed(&dir("journal-v2.0"), "volume.img", write_volume);
     assert_eq!(image.len(), IMAGE_BLOCK * IMAGE_BLOCKS);
     let device = RamBlockDevice::new(&mut image, IMAGE_BLOCK, false);
     let (backend, formatted) = JournalBackend::open_or_format(device, [0; 16]).unwrap();
@@ -295,7 +306,10 @@ fn a_journal_volume_written_at_v2_1_opens_and_reads_back() {
     let first = store.read_blob(&tx, blob, Some(history[1]), 0, 64).unwrap();
     assert_eq!(first.bytes, b"first");
     let records = store.read_log(&tx, log, None, 0, 8).unwrap();
-    assert_eq!(records.records, vec![b"entry-0".to_vec(), b"entry-1".to_vec()]);
+    assert_eq!(
+        records.records,
+        vec![b"entry-0".to_vec(), b"entry-1".to_vec()]
+    );
     // The upgraded service keeps writing to the same volume.
     let mut tx = store.begin_transaction().unwrap();
     store.put(&mut tx, map, b"after", b"upgrade").unwrap();
