@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cap::{CapKind, Rights};
 use crate::envelope::EnvelopeError;
-use crate::ids::{ServiceId, TaskId};
+use crate::ids::{ExecutionId, ServiceId, TaskId};
 
 /// The errors of the kernel API. The variant names follow the interface
 /// reference; where the reference carries a message string, PandaGen carries
@@ -43,6 +43,10 @@ pub enum KernelError {
     Envelope(EnvelopeError),
     /// A block-device request was refused (see [`BlockError`]).
     Block(BlockError),
+    /// The execution id names no execution this kernel created (lineage
+    /// given to `create_identity` or a spawn with explicit lineage must
+    /// name executions the kernel issued).
+    UnknownExecution(ExecutionId),
 }
 
 /// Why a block-device request was refused. Nothing was read or written.
@@ -191,6 +195,7 @@ impl fmt::Display for KernelError {
             KernelError::Syscall(e) => write!(f, "bad system call: {e:?}"),
             KernelError::Envelope(e) => write!(f, "message error: {e}"),
             KernelError::Block(e) => write!(f, "block device: {e:?}"),
+            KernelError::UnknownExecution(e) => write!(f, "{e} was not issued by this kernel"),
         }
     }
 }

@@ -360,9 +360,14 @@ impl SimulatedKernel {
 
     // ---- identity and supervision (the reference's operations) -------------
 
-    /// Record an identity that no task was created with. The kernel assigns
-    /// its execution id (replacing the one in `metadata`) and returns it.
-    pub fn create_identity(&mut self, metadata: IdentityMetadata) -> ExecutionId {
+    /// Record an identity that no task was created with. The kernel issues
+    /// its execution id (replacing [`ExecutionId::UNASSIGNED`] in
+    /// `metadata`) and returns it; lineage must name executions this kernel
+    /// issued (see `KernelCore::create_identity`).
+    pub fn create_identity(
+        &mut self,
+        metadata: IdentityMetadata,
+    ) -> Result<ExecutionId, KernelError> {
         self.core.create_identity(metadata)
     }
 
@@ -379,7 +384,8 @@ impl SimulatedKernel {
     /// Spawn a task (acting as the current task, whose capabilities listed
     /// in `descriptor` move to the child) with its identity given in full:
     /// `kind` and `trust_domain` override the descriptor's, and the lineage
-    /// is recorded as given.
+    /// is recorded as given if this kernel issued both ids
+    /// (`UnknownExecution` otherwise).
     pub fn spawn_task_with_identity(
         &mut self,
         descriptor: TaskDescriptor,

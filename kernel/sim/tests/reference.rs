@@ -532,18 +532,22 @@ fn exit_notifications_reach_the_parents_exit_channel() -> Result<(), KernelError
 #[test]
 fn created_identities_are_kept_and_never_reused() {
     let mut kernel = SimulatedKernel::new();
-    let a = kernel.create_identity(IdentityMetadata::new(
-        IdentityKind::PipelineStage,
-        TrustDomain::sandbox(),
-        "stage-1",
-        kernel.now().as_nanos(),
-    ));
-    let b = kernel.create_identity(IdentityMetadata::new(
-        IdentityKind::PipelineStage,
-        TrustDomain::sandbox(),
-        "stage-2",
-        kernel.now().as_nanos(),
-    ));
+    let a = kernel
+        .create_identity(IdentityMetadata::new(
+            IdentityKind::PipelineStage,
+            TrustDomain::sandbox(),
+            "stage-1",
+            kernel.now().as_nanos(),
+        ))
+        .unwrap();
+    let b = kernel
+        .create_identity(IdentityMetadata::new(
+            IdentityKind::PipelineStage,
+            TrustDomain::sandbox(),
+            "stage-2",
+            kernel.now().as_nanos(),
+        ))
+        .unwrap();
     assert_ne!(a, b);
     assert_eq!(kernel.get_identity(a).unwrap().name, "stage-1");
     assert_eq!(
