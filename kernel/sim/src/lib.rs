@@ -49,12 +49,18 @@ mod messaging;
 pub mod rng;
 pub mod runner;
 pub mod trace;
+pub mod transfer;
 
 pub use fault::{
     ChannelKey, FaultPlan, LifecycleFault, LifecycleRule, MessageFault, MessageFilter, MessageRule,
 };
 pub use injector::FaultInjector;
 pub use kernel::{CapRef, Launch, SimInvariantViolation, SimulatedKernel};
+pub use transfer::CapabilityTransfer;
+
+/// The simulated kernel under the short name the interface description's
+/// examples use.
+pub type SimKernel = SimulatedKernel;
 pub use pandagen_core::{EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE};
 pub use runner::{ChannelServer, RunReport, Scenario, SimService, StepOutcome, StopReason};
 pub use trace::{LossReason, Trace, TraceEvent, TraceRecord};

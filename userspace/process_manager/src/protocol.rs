@@ -207,6 +207,26 @@ pub struct ServiceInfo {
     pub next_restart_at: Option<Instant>,
 }
 
+impl ServiceInfo {
+    /// The live instance's task and the service's state, if an instance
+    /// is alive.
+    pub fn handle(&self) -> Option<ServiceHandle> {
+        self.task_id.map(|task_id| ServiceHandle {
+            task_id,
+            state: self.state,
+        })
+    }
+}
+
+/// A service instance as the process manager supervises it: its task and
+/// the service's lifecycle state. [`ServiceInfo`] is the full record the
+/// process manager reports; this is the part that names the running task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceHandle {
+    pub task_id: TaskId,
+    pub state: LifecycleState,
+}
+
 /// A successful answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PmReply {

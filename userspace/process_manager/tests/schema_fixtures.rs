@@ -122,3 +122,25 @@ fn an_error_this_version_does_not_know_is_unrecognized_not_malformed() {
         Err(EnvelopeError::UnknownVariant { variant: 40 })
     );
 }
+
+#[test]
+fn a_service_handle_names_the_live_instance_only() {
+    use pandagen_process_manager::ServiceHandle;
+    let running = ServiceInfo {
+        state: LifecycleState::Running,
+        ..info()
+    };
+    assert_eq!(
+        running.handle(),
+        Some(ServiceHandle {
+            task_id: TaskId::from_raw(7),
+            state: LifecycleState::Running,
+        })
+    );
+    let stopped = ServiceInfo {
+        state: LifecycleState::Stopped,
+        task_id: None,
+        ..info()
+    };
+    assert_eq!(stopped.handle(), None);
+}

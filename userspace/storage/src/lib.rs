@@ -65,7 +65,7 @@ pub use object::ObjectKind;
 pub use protocol::{Op, OpResult, Reply, Request, StorageInfo};
 pub use server::{Answer, StorageServer};
 pub use store::ObjectStore;
-pub use transaction::{Transaction, TransactionalStorage, TxState};
+pub use transaction::{BoundTransaction, Transaction, TransactionalStorage, TxState};
 
 /// Bounds the service enforces, chosen so that any single value, and any
 /// read reply, fits in one message payload.
