@@ -18,7 +18,8 @@
 //!   `REGISTER` and the `RECEIVE` right on the channel being registered.
 //!   `lookup_service` installs a send-only capability for the service's
 //!   channel in the caller's space (or returns the one it already has). It
-//!   takes `&mut self` for that reason, where the reference wrote `&self`.
+//!   takes `&mut self` for that reason (docs/interfaces.md lists this
+//!   difference from the interface description).
 //! * A message can carry capabilities. They are *moved* out of the sender's
 //!   space when the send succeeds, held by the kernel while in flight, and
 //!   installed in the receiver's space on delivery. A message that is
@@ -158,7 +159,7 @@ pub struct ReceivedMessage {
     pub badge: Option<Badge>,
 }
 
-/// The kernel interface, as the interface reference defines it, plus
+/// The kernel interface (docs/interfaces.md, "The kernel API"), with
 /// capability transfer in messages and the capability `clone`, `delegate`
 /// and `drop` operations.
 pub trait KernelApi {

@@ -9,9 +9,9 @@ use crate::cap::{CapKind, Rights};
 use crate::envelope::EnvelopeError;
 use crate::ids::{ExecutionId, ServiceId, TaskId};
 
-/// The errors of the kernel API. The variant names follow the interface
-/// reference; where the reference carries a message string, PandaGen carries
-/// a typed cause instead.
+/// The errors of the kernel API. Each carries a typed cause where the
+/// interface description carried a message string (docs/interfaces.md,
+/// "Deliberate differences").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KernelError {
     SpawnFailed(SpawnError),

@@ -50,7 +50,7 @@ impl TrustDomain {
 }
 
 /// Domains compare with their names, so audit assertions can read
-/// `from_domain == "core"` as in the interface reference.
+/// `from_domain == "core"` (docs/interfaces.md).
 impl PartialEq<str> for TrustDomain {
     fn eq(&self, other: &str) -> bool {
         self.0 == other

@@ -1,4 +1,5 @@
-//! The interface reference's own examples, written with its names, plus
+//! The interface description's own examples, written with its names (see
+//! docs/interfaces.md for where PandaGen's form differs), plus
 //! the Kernel API contracts around them.
 
 use pandagen_abi::error::{ReceiveError, SendError};

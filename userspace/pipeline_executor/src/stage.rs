@@ -66,7 +66,7 @@ pub struct StageRequest {
     pub capabilities: Vec<u64>,
 }
 
-/// The outcome of one stage attempt, as the reference defines it.
+/// The outcome of one stage attempt (docs/interfaces.md, "Pipelines").
 /// `capabilities` are the labels of the capabilities attached to the reply,
 /// under which they join the executor's pool.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -100,7 +100,7 @@ impl ExtensibleError for StorageError {
     }
 }
 
-/// The reference's name for the error type of [`TransactionalStorage`](crate::transaction::TransactionalStorage).
+/// The name docs/interfaces.md uses for the error type of [`TransactionalStorage`](crate::transaction::TransactionalStorage).
 pub type TransactionError = StorageError;
 
 impl From<BackendError> for StorageError {

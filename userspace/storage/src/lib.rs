@@ -7,7 +7,7 @@
 //! [`ObjectId`] — no paths, no hierarchy. Every committed modification
 //! creates a new [`VersionId`], and every old version stays readable.
 //!
-//! * [`transaction`] — all changes go through transactions: the reference's
+//! * [`transaction`] — all changes go through transactions: the
 //!   [`TransactionalStorage`] trait plus typed per-kind operations.
 //!   Isolation is **snapshot isolation, first committer wins**: a commit
 //!   that overlaps another's write to the same object fails with
