@@ -7,7 +7,12 @@
 //! `PANDAGEN_WRITE_FIXTURES=1` is set, in which case the current encoding
 //! is written (to add a fixture for a new message or a new version).
 
+use std::fmt::Debug;
 use std::path::Path;
+
+use pandagen_abi::MessagePayload;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// The environment variable that lets [`committed`] write missing fixtures.
 pub const WRITE_FIXTURES: &str = "PANDAGEN_WRITE_FIXTURES";
@@ -30,4 +35,26 @@ pub fn committed(dir: &Path, name: &str, encode: impl FnOnce() -> Vec<u8>) -> Ve
             path.display()
         ),
     }
+}
+
+/// Assert that the committed payload fixture `name` under `dir` decodes,
+/// as a message payload of this version, to `value`. A missing fixture is
+/// handled as by [`committed`] (written as `value`'s current encoding).
+pub fn assert_decodes_to<T>(dir: &Path, name: &str, value: T)
+where
+    T: Serialize + DeserializeOwned + PartialEq + Debug,
+{
+    let bytes = committed(dir, name, || {
+        MessagePayload::new(&value)
+            .expect("the value encodes")
+            .as_bytes()
+            .to_vec()
+    });
+    let payload = MessagePayload::from_bytes(bytes).expect("a fixture fits in a payload");
+    assert_eq!(
+        payload.decode::<T>(),
+        Ok(value),
+        "fixture {}",
+        dir.join(name).display()
+    );
 }

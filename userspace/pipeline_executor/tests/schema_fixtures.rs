@@ -13,7 +13,7 @@ use pandagen_pipeline_executor::{
     PipelineRequest, PipelineRequestError, PipelineResponse, PipelineSpec, RetryPolicy,
     StageExecutionResult, StageId, StageResult, StageSpec, StageTraceEntry, TypedPayload,
 };
-use pandagen_sim::fixtures::committed;
+use pandagen_sim::fixtures::assert_decodes_to;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -21,9 +21,7 @@ const WRITTEN_AT: SchemaVersion = SchemaVersion::new(1, 0);
 
 fn decodes_to<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(name: &str, value: T) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1.0");
-    let bytes = committed(&dir, name, || postcard::to_allocvec(&value).unwrap());
-    let payload = MessagePayload::from_bytes(bytes).unwrap();
-    assert_eq!(payload.decode::<T>(), Ok(value), "fixture {name}");
+    assert_decodes_to(&dir, name, value);
 }
 
 fn text() -> PayloadSchemaId {

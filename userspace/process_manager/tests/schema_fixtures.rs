@@ -15,7 +15,7 @@ use pandagen_process_manager::{
     IllegalTransition, InstanceEnd, LifecycleState, PmError, PmReply, RestartPolicy, ServiceInfo,
     ServiceRef,
 };
-use pandagen_sim::fixtures::committed;
+use pandagen_sim::fixtures::assert_decodes_to;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -23,9 +23,7 @@ const WRITTEN_AT: pandagen_abi::SchemaVersion = pandagen_abi::SchemaVersion::new
 
 fn decodes_to<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(name: &str, value: T) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1.0");
-    let bytes = committed(&dir, name, || postcard::to_allocvec(&value).unwrap());
-    let payload = MessagePayload::from_bytes(bytes).unwrap();
-    assert_eq!(payload.decode::<T>(), Ok(value), "fixture {name}");
+    assert_decodes_to(&dir, name, value);
 }
 
 fn info() -> ServiceInfo {

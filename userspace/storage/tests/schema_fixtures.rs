@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use pandagen_abi::envelope::MessagePayload;
 use pandagen_abi::{EnvelopeError, MessageEnvelope, Rights, SchemaVersion, ServiceId};
 use pandagen_hal::RamBlockDevice;
-use pandagen_sim::fixtures::committed;
+use pandagen_sim::fixtures::{assert_decodes_to, committed};
 use pandagen_storage::cap::ObjectGrant;
 use pandagen_storage::protocol::{Response, SCHEMA, VERSION_POLICY};
 use pandagen_storage::record::{Change, CommitRecord};
@@ -40,11 +40,7 @@ fn decodes_to<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
     name: &str,
     value: T,
 ) {
-    let bytes = committed(&dir(version), name, || {
-        postcard::to_allocvec(&value).unwrap()
-    });
-    let payload = MessagePayload::from_bytes(bytes).unwrap();
-    assert_eq!(payload.decode::<T>(), Ok(value), "fixture {version}/{name}");
+    assert_decodes_to(&dir(version), name, value);
 }
 
 fn object(n: u64) -> ObjectId {
