@@ -116,8 +116,11 @@ fn main() -> ExitCode {
             })
         }),
         "image" => parse_flags(rest, &["--release"]).and_then(|f| image(&layout, &f).map(|_| true)),
-        "run" => parse_flags(rest, &["--release", "--uefi", "--kvm", "--gdb", "--display"])
-            .and_then(|f| run(&layout, &f)),
+        "run" => parse_flags(
+            rest,
+            &["--release", "--uefi", "--kvm", "--gdb", "--display"],
+        )
+        .and_then(|f| run(&layout, &f)),
         "test" => parse_flags(
             rest,
             &["--release", "--host-only", "--qemu-only", "--suite"],

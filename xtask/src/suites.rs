@@ -104,14 +104,7 @@ pub const SUITES: &[Suite] = &[
         Firmware::Bios,
         BootConfig::mode(Mode::System),
     )
-    .programs(&[
-        "process_manager",
-        "storage",
-        "transformer",
-        "flaky_transformer",
-        "pipeline_executor",
-        "console",
-    ])
+    .programs(SYSTEM_PROGRAMS)
     .manifest(crate::programs::SYSTEM_MANIFEST)
     .timeout(300)
     .input(CONSOLE_SCRIPT)
@@ -123,14 +116,7 @@ pub const SUITES: &[Suite] = &[
         Firmware::Bios,
         BootConfig::mode(Mode::System),
     )
-    .programs(&[
-        "process_manager",
-        "storage",
-        "transformer",
-        "flaky_transformer",
-        "pipeline_executor",
-        "console",
-    ])
+    .programs(SYSTEM_PROGRAMS)
     .manifest(crate::programs::SYSTEM_MANIFEST)
     .timeout(300)
     .input(&[SerialStep {
@@ -273,11 +259,13 @@ const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
     ("system/shutdown", "shutting down"),
 ];
 
-/// The programs of the system image.
+/// The programs of the system image: the root and every image
+/// system.manifest names (a test below keeps the two in step).
 const SYSTEM_PROGRAMS: &[&str] = &[
     "process_manager",
     "storage",
     "transformer",
+    "flaky_transformer",
     "pipeline_executor",
     "console",
 ];
@@ -304,7 +292,7 @@ const DISPLAY_SCREEN: ScreenCheck = ScreenCheck {
 const DISPLAY_EXPECT: &[(&str, &str)] = &[
     ("display/banner_on_screen", " display  : "),
     ("display/help", "commands:"),
-    ("display/ps", "services (4):"),
+    ("display/ps", "services (5):"),
     ("display/shutdown", "shutting down"),
 ];
 
@@ -460,6 +448,17 @@ mod tests {
             assert!(s.timeout_secs > 0, "{}", s.name);
             programs::resolve(&all, s.programs).unwrap_or_else(|e| panic!("{}: {e}", s.name));
         }
+    }
+
+    #[test]
+    fn system_suites_boot_every_program_the_system_image_has() {
+        let layout = crate::layout::Layout::from_xtask_manifest();
+        let all = programs::discover(&layout).unwrap();
+        let manifest =
+            std::fs::read_to_string(layout.root.join(programs::SYSTEM_MANIFEST)).unwrap();
+        let (image, missing) = programs::system_programs(&all, &manifest);
+        assert!(missing.is_empty(), "no program for {missing:?}");
+        assert_eq!(SYSTEM_PROGRAMS, image.as_slice());
     }
 
     #[test]
