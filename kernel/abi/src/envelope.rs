@@ -78,6 +78,14 @@ impl fmt::Display for EnvelopeError {
 
 impl core::error::Error for EnvelopeError {}
 
+impl EnvelopeError {
+    /// Whether the bytes named something this version does not know (a
+    /// newer peer's action, request or error), as opposed to being broken.
+    pub const fn is_unknown_variant(&self) -> bool {
+        matches!(self, EnvelopeError::UnknownVariant { .. })
+    }
+}
+
 fn too_large(len: usize, max: usize) -> (u32, u32) {
     (u32::try_from(len).unwrap_or(u32::MAX), max as u32)
 }
