@@ -45,6 +45,17 @@ pub enum DecodeFailure {
 /// defaults and naming unknown variants (see the module docs). Trailing
 /// bytes are rejected.
 pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeFailure> {
+    // Bytes of this very version decode with plain postcard, at its cost:
+    // the tolerant decoder only differs where plain postcard fails (input
+    // that ends early, or an unknown variant), so it runs only then.
+    if let Ok((value, [])) = postcard::take_from_bytes::<T>(bytes) {
+        return Ok(value);
+    }
+    tolerant_from_bytes(bytes)
+}
+
+/// [`from_bytes`] without the plain-postcard attempt first.
+fn tolerant_from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeFailure> {
     let state = State {
         total: bytes.len(),
         remaining: Cell::new(bytes.len()),
