@@ -33,11 +33,11 @@ use arch::x86_64::{gdt, idt, protection, syscall_entry};
 use bootloader_api::config::Mapping;
 use bootloader_api::{entry_point, BootInfo, BootloaderConfig};
 use log::LevelFilter;
+use pandagen_abi::memory::PAGE_SIZE;
 use pandagen_hal::boot_config::{BootMode, LogLevel};
 use pandagen_hal::x86_64::clock;
 use pandagen_hal::x86_64::cpu::rdtsc;
 use pandagen_hal::x86_64::paging::PhysWindow;
-use pandagen_hal::FRAME_SIZE;
 
 /// Size of the boot CPU's kernel stack.
 const KERNEL_STACK_SIZE: u64 = 256 * 1024;
@@ -236,7 +236,7 @@ fn print_banner(
 ) {
     let banner_tsc = rdtsc();
     let (total, free) = mem::frame::counts();
-    let mib = |frames: u64| frames * FRAME_SIZE / 1024 / 1024;
+    let mib = |frames: u64| frames * PAGE_SIZE / 1024 / 1024;
     let tsc_hz = clock::tsc_hz();
     let tick_mhz = clock::tick_millihertz();
     let on = |b: bool| if b { "on" } else { "off" };

@@ -23,12 +23,13 @@ mod testing;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::bootcfg::{BootConfig, Mode};
+use crate::bootcfg::BootConfig;
 use crate::build::ImageSpec;
 use crate::layout::{Layout, Profile};
 use crate::process::TaskResult;
 use crate::qemu::{Accel, Firmware, Machine};
 use crate::setup::Needs;
+use pandagen_hal::boot_config::BootMode;
 
 const HELP: &str = "\
 usage: cargo xtask <command> [options]
@@ -180,7 +181,7 @@ fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<SystemIm
     }
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let spec = ImageSpec {
-        boot_cfg: BootConfig::mode(Mode::System),
+        boot_cfg: BootConfig::mode(BootMode::System),
         programs: &name_refs,
         manifest: Some(&manifest),
     };
@@ -340,6 +341,7 @@ fn flash(layout: &Layout, f: &Flags) -> TaskResult<bool> {
 /// the kernel, which only builds for the bare-metal target.
 fn clippy(layout: &Layout) -> TaskResult<bool> {
     setup::ensure(Needs::default())?;
+    setup::ensure_clippy()?;
     let host = process::cargo()
         .current_dir(&layout.root)
         .args(["clippy", "--all-targets", "--", "-D", "warnings"])

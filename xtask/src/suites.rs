@@ -12,9 +12,10 @@
 //! Each suite boots its own image (kernel + a ramdisk with its `boot.cfg`
 //! and programs) and must follow the serial protocol in `qemu/README.md`.
 
-use crate::bootcfg::{BootConfig, Mode};
+use crate::bootcfg::BootConfig;
 use crate::qemu::{Firmware, SerialStep};
 use crate::screen::ScreenCheck;
+use pandagen_hal::boot_config::BootMode;
 
 /// One QEMU run.
 #[derive(Clone, Copy, Debug)]
@@ -95,14 +96,22 @@ impl Suite {
 
 pub const SUITES: &[Suite] = &[
     // Ring-0 self-tests, under both firmwares so the UEFI path boots every run.
-    Suite::new("ktest-bios", Firmware::Bios, BootConfig::mode(Mode::Ktest)),
-    Suite::new("ktest-uefi", Firmware::Uefi, BootConfig::mode(Mode::Ktest)),
+    Suite::new(
+        "ktest-bios",
+        Firmware::Bios,
+        BootConfig::mode(BootMode::Ktest),
+    ),
+    Suite::new(
+        "ktest-uefi",
+        Firmware::Uefi,
+        BootConfig::mode(BootMode::Ktest),
+    ),
     // The whole system as `cargo xtask run` boots it, driven through the
     // operator console by one burst of typed input; `shutdown` ends QEMU.
     Suite::new(
         "console-bios",
         Firmware::Bios,
-        BootConfig::mode(Mode::System),
+        BootConfig::mode(BootMode::System),
     )
     .programs(SYSTEM_PROGRAMS)
     .manifest(crate::programs::SYSTEM_MANIFEST)
@@ -114,7 +123,7 @@ pub const SUITES: &[Suite] = &[
     Suite::new(
         "system-bios",
         Firmware::Bios,
-        BootConfig::mode(Mode::System),
+        BootConfig::mode(BootMode::System),
     )
     .programs(SYSTEM_PROGRAMS)
     .manifest(crate::programs::SYSTEM_MANIFEST)
@@ -131,7 +140,7 @@ pub const SUITES: &[Suite] = &[
     Suite::new(
         "display-bios",
         Firmware::Bios,
-        BootConfig::mode(Mode::System),
+        BootConfig::mode(BootMode::System),
     )
     .programs(SYSTEM_PROGRAMS)
     .manifest(crate::programs::SYSTEM_MANIFEST)
@@ -142,7 +151,7 @@ pub const SUITES: &[Suite] = &[
     Suite::new(
         "display-uefi",
         Firmware::Uefi,
-        BootConfig::mode(Mode::System),
+        BootConfig::mode(BootMode::System),
     )
     .programs(SYSTEM_PROGRAMS)
     .manifest(crate::programs::SYSTEM_MANIFEST)
@@ -206,6 +215,31 @@ pub const SUITES: &[Suite] = &[
     )
     .programs(&["suite_persistence", "storage"])
     .timeout(300),
+    // Hostile ring-3 programs against the whole system (the process
+    // manager supervising storage, transformer, pipeline executor and
+    // console): `suite_adversary`, a service of its manifest, runs each
+    // `attack_*` program and checks the aftermath (authority refused,
+    // services answering, kernel heap and frames back where they were).
+    // Adding an attack adds its program here (see suite_adversary.rs).
+    Suite::new(
+        "adversary-bios",
+        Firmware::Bios,
+        BootConfig::mode(BootMode::System),
+    )
+    .programs(&[
+        "process_manager",
+        "storage",
+        "transformer",
+        "pipeline_executor",
+        "console",
+        "suite_adversary",
+        "attack_squat",
+        "attack_grant_flood",
+        "attack_garbage_caps",
+        "attack_exit_flood",
+    ])
+    .manifest(ADVERSARY_MANIFEST)
+    .timeout(600),
     Suite::new(
         "pipeline-bios",
         Firmware::Bios,
@@ -219,6 +253,9 @@ pub const SUITES: &[Suite] = &[
     ])
     .timeout(300),
 ];
+
+/// The adversary suite's manifest: the system's services and the suite.
+const ADVERSARY_MANIFEST: &str = "userspace/process_manager/manifests/suite-adversary.manifest";
 
 /// The boot log of `mode=system`, in order: the start order computed from
 /// `system.manifest`, each service started only after what it depends on

@@ -13,13 +13,20 @@
 //! * `grant_capability` issues a *copy* of a capability the caller holds with
 //!   the `GRANT` right (audited as Granted); `delegate_capability` *moves*
 //!   one the caller holds with `TRANSFER` (audited as Delegated): the caller
-//!   loses it.
-//! * `register_service` needs a `ServiceRegistry` capability with
-//!   `REGISTER` and the `RECEIVE` right on the channel being registered.
-//!   `lookup_service` installs a send-only capability for the service's
-//!   channel in the caller's space (or returns the one it already has). It
-//!   takes `&mut self` for that reason (docs/interfaces.md lists this
-//!   difference from the interface description).
+//!   loses it. Both put a capability into another task, which needs
+//!   authority over that task: a `Task` capability naming it with `SEND`
+//!   (a task id alone is a guessable number and confers nothing). Moving
+//!   capabilities in a message needs only `SEND` on a channel the other
+//!   task receives on.
+//! * `register_service` needs a capability naming the id — a
+//!   `ServiceRegistration` for exactly that id (what the process manager
+//!   gives each service it starts) or the whole `ServiceRegistry` (the
+//!   process manager's own) — with `REGISTER`, and the `RECEIVE` right on
+//!   the channel being registered. `lookup_service` installs a new
+//!   send-only capability for the service's channel in the caller's space
+//!   on every call; the caller drops it when done. It takes `&mut self` for
+//!   that reason (docs/interfaces.md lists this difference from the
+//!   interface description).
 //! * A message can carry capabilities. They are *moved* out of the sender's
 //!   space when the send succeeds, held by the kernel while in flight, and
 //!   installed in the receiver's space on delivery. A message that is
@@ -43,11 +50,12 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::cap::{kinds, Badge, Cap, Rights};
+use crate::cap::{kinds, Badge, Cap, CapHandle, Rights};
 use crate::envelope::MessageEnvelope;
 use crate::error::KernelError;
 use crate::identity::{IdentityKind, TrustDomain};
 use crate::ids::{ChannelId, ExecutionId, ServiceId, TaskId};
+use crate::syscall::BlockInfo;
 use crate::time::{Duration, Instant};
 
 /// Bounds the kernel enforces on task creation.
@@ -90,10 +98,17 @@ pub struct TaskDescriptor {
     pub kind: IdentityKind,
     pub trust_domain: TrustDomain,
     /// Where the kernel reports this task's exit: a channel in the
-    /// spawner's space on which it holds `SEND`. When the task terminates,
-    /// the kernel enqueues an envelope with action [`EXIT_NOTIFICATION_ACTION`]
-    /// whose payload is the [`ExitNotification`](crate::identity::ExitNotification).
-    /// This is how a parent — and only the parent — supervises its children.
+    /// spawner's space on which it holds `RECEIVE` (its own channel: a
+    /// spawner cannot aim notifications at someone else's queue). When the
+    /// task terminates, the kernel enqueues an envelope with action
+    /// [`EXIT_NOTIFICATION_ACTION`] whose payload is the
+    /// [`ExitNotification`](crate::identity::ExitNotification). The
+    /// notification never competes with tasks' messages for room: it goes
+    /// into room the kernel reserved for that child at spawn, which no send
+    /// can take, and its reason is bounded
+    /// ([`MAX_EXIT_REASON_TEXT`](crate::identity::MAX_EXIT_REASON_TEXT)), so
+    /// it is never lost while the channel is open. This is how a parent —
+    /// and only the parent — supervises its children.
     pub exit_channel: Option<ChannelId>,
 }
 
@@ -159,9 +174,9 @@ pub struct ReceivedMessage {
     pub badge: Option<Badge>,
 }
 
-/// The kernel interface (docs/interfaces.md, "The kernel API"), with
-/// capability transfer in messages and the capability `clone`, `delegate`
-/// and `drop` operations.
+/// The kernel interface (docs/interfaces.md, "The kernel API"), plus
+/// capability transfer in messages, the capability `clone`, `delegate`
+/// and `drop` operations, and the block-device calls.
 pub trait KernelApi {
     fn spawn_task(&mut self, descriptor: TaskDescriptor) -> Result<TaskHandle, KernelError>;
     fn create_channel(&mut self) -> Result<ChannelId, KernelError>;
@@ -232,7 +247,21 @@ pub trait KernelApi {
         service_id: ServiceId,
         channel: ChannelId,
     ) -> Result<(), KernelError>;
+    /// A new send-only capability for the channel `service_id` is
+    /// registered with (one slot per call: drop it when done).
     fn lookup_service(&mut self, service_id: ServiceId) -> Result<ChannelId, KernelError>;
+    /// Mint, from the caller's `ServiceRegistry` capability `registry`
+    /// (needing `REGISTER | GRANT`), a `ServiceRegistration` capability for
+    /// `service` alone, with `REGISTER | TRANSFER`: what a supervisor moves
+    /// into the service it starts.
+    fn mint_registration_capability(
+        &mut self,
+        registry: &Cap<()>,
+        service: ServiceId,
+    ) -> Result<Cap<kinds::ServiceRegistration>, KernelError>;
+    /// The task holding `service`'s registration now (`ServiceNotFound` if
+    /// nobody does). Needs no capability.
+    fn service_registrant(&mut self, service: ServiceId) -> Result<TaskId, KernelError>;
     /// Move `capability` from the caller to `to`; the caller loses it.
     fn delegate_capability(&mut self, capability: Cap<()>, to: TaskId) -> Result<(), KernelError>;
     /// Release `capability`; it becomes invalid.
@@ -273,4 +302,46 @@ pub trait KernelApi {
         message: MessageEnvelope,
         capabilities: Vec<Cap<()>>,
     ) -> Result<(), KernelError>;
+
+    /// The geometry of the block device `device` names (a `BlockDevice`
+    /// capability with `READ`). The three block calls share these rules:
+    /// a capability of another kind, or without the right, is refused
+    /// (`InvalidCapability`, `WrongCapabilityKind`,
+    /// `InsufficientAuthority`) and nothing is read or written; a transfer
+    /// is a positive whole number of blocks, at most
+    /// [`MAX_BLOCK_TRANSFER`](crate::syscall::MAX_BLOCK_TRANSFER) bytes,
+    /// all on the device, else `KernelError::Block` says why. The device
+    /// belongs to the kernel, not to a task: what a task wrote is still
+    /// there after it ends, for the next holder of a capability to it.
+    ///
+    /// A kernel without a block device refuses every handle, which is what
+    /// these defaults do.
+    fn block_info(&mut self, device: CapHandle) -> Result<BlockInfo, KernelError> {
+        let _ = device;
+        Err(KernelError::InvalidCapability)
+    }
+
+    /// `count` blocks from block `first` (needs `READ`; see
+    /// [`KernelApi::block_info`]).
+    fn block_read(
+        &mut self,
+        device: CapHandle,
+        first: u64,
+        count: u32,
+    ) -> Result<Vec<u8>, KernelError> {
+        let _ = (device, first, count);
+        Err(KernelError::InvalidCapability)
+    }
+
+    /// Write `bytes`, a whole number of blocks, from block `first` on
+    /// (needs `WRITE`; see [`KernelApi::block_info`]).
+    fn block_write(
+        &mut self,
+        device: CapHandle,
+        first: u64,
+        bytes: &[u8],
+    ) -> Result<(), KernelError> {
+        let _ = (device, first, bytes);
+        Err(KernelError::InvalidCapability)
+    }
 }

@@ -49,7 +49,13 @@ pub enum KernelError {
     UnknownExecution(ExecutionId),
 }
 
-/// Why a block-device request was refused. Nothing was read or written.
+/// Why a block-device request failed: the one error of every
+/// [`BlockDevice`](crate::block::BlockDevice), and what the kernel's block
+/// calls answer inside [`KernelError::Block`]. Except after `Device`,
+/// nothing was read or written.
+///
+/// The kernel's block calls answer only the first three; the variants'
+/// order is their wire encoding, so new ones go at the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BlockError {
     /// Blocks `first .. first + count` are not all on the device, which
@@ -61,6 +67,13 @@ pub enum BlockError {
     /// More than `max` bytes in one call
     /// ([`MAX_BLOCK_TRANSFER`](crate::syscall::MAX_BLOCK_TRANSFER)).
     TooLarge { len: u64, max: u32 },
+    /// The holder may not do this, for example write through a read-only
+    /// capability.
+    NotPermitted,
+    /// The device, or the way to it, failed: an I/O error, or a
+    /// capability that no longer names the device. A failed write may have
+    /// reached the device in part.
+    Device,
 }
 
 /// Why a task could not be spawned.
@@ -108,6 +121,11 @@ pub enum ReceiveError {
     ChannelClosed,
     /// Fault injection made this receive fail (simulation only).
     InjectedFault,
+    /// The next message carried more capabilities than the receiver's
+    /// capability space has room for. It was discarded (its capabilities
+    /// invalidated and audited), so the queue moves on: a full space can
+    /// cost the receiver that message, never the channel.
+    NoRoomForCapabilities { carried: u8 },
 }
 
 /// A kernel resource that ran out.
@@ -153,6 +171,25 @@ pub enum UserMemoryError {
 pub struct MissingRights {
     pub required: Rights,
     pub held: Rights,
+}
+
+impl KernelError {
+    /// Whether a receive that failed with this error can never succeed on
+    /// the same channel: it closed, or the capability is not one to
+    /// receive with. Any other failure (a message that is not an
+    /// envelope, one whose capabilities did not fit, a timeout, an
+    /// injected fault) costs at most that message, and a server goes on
+    /// to the next one: what a client sends must never end a server.
+    pub fn ends_receiving(&self) -> bool {
+        matches!(
+            self,
+            KernelError::ReceiveFailed(ReceiveError::ChannelClosed)
+                | KernelError::ChannelError(_)
+                | KernelError::InvalidCapability
+                | KernelError::InsufficientAuthority
+                | KernelError::WrongCapabilityKind { .. }
+        )
+    }
 }
 
 impl From<EnvelopeError> for KernelError {

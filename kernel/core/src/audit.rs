@@ -22,6 +22,9 @@ pub enum InvalidationReason {
     ChannelClosed,
     /// It was in a message that was dropped or could not be delivered.
     MessageDiscarded,
+    /// It was in a message whose receiver had no room for the
+    /// capabilities the message carried.
+    ReceiverFull,
 }
 
 /// One capability event.
@@ -142,8 +145,10 @@ pub struct AuditLog {
 impl AuditLog {
     /// A log keeping the `capacity` most recent events (at least one).
     pub fn new(capacity: usize) -> Self {
+        // Allocated once, in full: recording then never allocates, so the
+        // log's cost does not depend on how many events it has seen.
         AuditLog {
-            ring: VecDeque::new(),
+            ring: VecDeque::with_capacity(capacity.max(1)),
             capacity: capacity.max(1),
             next_seq: 0,
             totals: [0; 7],
@@ -212,7 +217,7 @@ impl AuditLog {
     }
 
     /// Retained events about `cap`, oldest first.
-    pub fn get_events_for_cap(&self, cap: CapId) -> Vec<&CapabilityEvent> {
+    pub fn events_for_cap(&self, cap: CapId) -> Vec<&CapabilityEvent> {
         self.events().filter(|e| e.cap() == Some(cap)).collect()
     }
 
@@ -254,8 +259,8 @@ mod tests {
         assert_eq!(log.total(), 5);
         assert_eq!(log.counts().dropped, 5);
         assert_eq!(log.records().next().unwrap().seq, 2);
-        assert!(log.get_events_for_cap(CapId::from_raw(1)).is_empty());
-        assert_eq!(log.get_events_for_cap(CapId::from_raw(4)).len(), 1);
+        assert!(log.events_for_cap(CapId::from_raw(1)).is_empty());
+        assert_eq!(log.events_for_cap(CapId::from_raw(4)).len(), 1);
         assert_eq!(
             log.count_events(|e| matches!(e, CapabilityEvent::Dropped { .. })),
             3

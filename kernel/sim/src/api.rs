@@ -1,12 +1,13 @@
 //! `KernelApi` for the simulator: every call acts as the current task.
 
 use pandagen_abi::cap::kinds;
-use pandagen_abi::CapKind;
+use pandagen_abi::syscall::BlockInfo;
 use pandagen_abi::{
-    Cap, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope, ReceivedMessage,
-    Rights, ServiceId, TaskDescriptor, TaskHandle, TaskId,
+    Cap, CapHandle, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope,
+    ReceivedMessage, Rights, ServiceId, TaskDescriptor, TaskHandle, TaskId,
 };
 
+use crate::blockdev::new_disk;
 use crate::kernel::SimulatedKernel;
 use crate::trace::TraceEvent;
 
@@ -73,7 +74,8 @@ impl KernelApi for SimulatedKernel {
         Ok(())
     }
 
-    /// Uses the caller's first `ServiceRegistry` capability with `REGISTER`.
+    /// Uses the caller's registration for `service_id` (see
+    /// `KernelCore::find_registration`).
     fn register_service(
         &mut self,
         service_id: ServiceId,
@@ -81,12 +83,30 @@ impl KernelApi for SimulatedKernel {
     ) -> Result<(), KernelError> {
         let caller = self.alive_caller()?;
         let now = self.clock_now();
-        let registry = self
+        let authority = self
             .core
-            .find_cap(caller, CapKind::ServiceRegistry, Rights::REGISTER)
+            .find_registration(caller, service_id)
             .ok_or(KernelError::InsufficientAuthority)?;
         self.core
-            .register_service(caller, registry, service_id, channel.handle(), now)
+            .register_service(caller, authority, service_id, channel.handle(), now)
+    }
+
+    fn mint_registration_capability(
+        &mut self,
+        registry: &Cap<()>,
+        service: ServiceId,
+    ) -> Result<Cap<kinds::ServiceRegistration>, KernelError> {
+        let caller = self.alive_caller()?;
+        let now = self.clock_now();
+        let handle = self
+            .core
+            .mint_registration(caller, registry.handle(), service, now)?;
+        self.bump_activity();
+        Ok(Cap::from_handle(handle).assume_kind())
+    }
+
+    fn service_registrant(&mut self, service: ServiceId) -> Result<TaskId, KernelError> {
+        self.core.service_registrant(service)
     }
 
     fn lookup_service(&mut self, service_id: ServiceId) -> Result<ChannelId, KernelError> {
@@ -144,5 +164,35 @@ impl KernelApi for SimulatedKernel {
         capabilities: Vec<Cap<()>>,
     ) -> Result<(), KernelError> {
         self.send_to_object_as(self.current, object.handle(), &message, capabilities)
+    }
+
+    fn block_info(&mut self, device: CapHandle) -> Result<BlockInfo, KernelError> {
+        let (caller, now) = (self.current, self.clock_now());
+        let disk = self.disk.get_or_insert_with(new_disk);
+        self.core.block_info(caller, device, disk, now)
+    }
+
+    fn block_read(
+        &mut self,
+        device: CapHandle,
+        first: u64,
+        count: u32,
+    ) -> Result<Vec<u8>, KernelError> {
+        let (caller, now) = (self.current, self.clock_now());
+        let disk = self.disk.get_or_insert_with(new_disk);
+        self.core
+            .block_read(caller, device, disk, first, count, now)
+    }
+
+    fn block_write(
+        &mut self,
+        device: CapHandle,
+        first: u64,
+        bytes: &[u8],
+    ) -> Result<(), KernelError> {
+        let (caller, now) = (self.current, self.clock_now());
+        let disk = self.disk.get_or_insert_with(new_disk);
+        self.core
+            .block_write(caller, device, disk, first, bytes, now)
     }
 }

@@ -7,8 +7,12 @@
 //! serial protocol in `qemu/README.md`), and exits `Normal` only if every
 //! check passed. The kernel turns the root's exit into QEMU's exit status.
 #![no_std]
+// One exception, `rdtsc`, which ring 3 needs for `cargo xtask bench`.
+#![deny(unsafe_code)]
 
 extern crate alloc;
+
+pub mod adversary;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -53,11 +57,17 @@ impl Tally {
         }
     }
 
+    /// Print the suite summary line; true if every check passed. For a
+    /// suite that is not the root task and ends the run itself.
+    pub fn report(&self) -> bool {
+        println!("[SUITE] DONE passed={} failed={}", self.passed, self.failed);
+        self.failed == 0
+    }
+
     /// Print the suite summary and end the root task: `Normal` if every
     /// check passed, otherwise a failure naming how many did not.
     pub fn finish(self, kernel: &mut pandagen_rt::Kernel) -> ! {
-        println!("[SUITE] DONE passed={} failed={}", self.passed, self.failed);
-        if self.failed == 0 {
+        if self.report() {
             kernel.exit(ExitReason::Normal)
         } else {
             let error = alloc::format!("{} checks failed", self.failed);
@@ -119,6 +129,7 @@ pub fn startup_caps(info: &StartupInfo) -> Vec<Cap<()>> {
 /// advances exactly once per instruction, which is how `cargo xtask bench`
 /// counts instructions.
 #[inline(always)]
+#[allow(unsafe_code)]
 pub fn rdtsc() -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
@@ -154,6 +165,17 @@ pub fn lookup_with_retry<K: KernelApi>(
         kernel.sleep(Duration::from_millis(1))?;
     }
     Err(last)
+}
+
+/// Wait for `service` to register (see [`lookup_with_retry`]), keeping no
+/// capability: every lookup is a new one, dropped here.
+pub fn wait_registered<K: KernelApi>(
+    kernel: &mut K,
+    service: ServiceId,
+) -> Result<(), KernelError> {
+    let channel = lookup_with_retry(kernel, service)?;
+    let _ = kernel.drop_capability(Cap::from(channel));
+    Ok(())
 }
 
 /// The schema version of the echo protocol.

@@ -9,9 +9,10 @@
 
 use std::path::PathBuf;
 
+use pandagen_abi::block::BlockDevice;
 use pandagen_abi::envelope::MessagePayload;
 use pandagen_abi::{EnvelopeError, MessageEnvelope, Rights, SchemaVersion, ServiceId};
-use pandagen_hal::RamBlockDevice;
+use pandagen_core::VecDisk;
 use pandagen_sim::fixtures::{assert_decodes_to, committed};
 use pandagen_storage::cap::ObjectGrant;
 use pandagen_storage::protocol::{Response, SCHEMA, VERSION_POLICY};
@@ -259,8 +260,7 @@ const IMAGE_KEY: [u8; 16] = *b"fixture-volume-k";
 /// What the committed volume holds: a map, a blob with two versions and a
 /// log, each made by its own transaction.
 fn write_volume() -> Vec<u8> {
-    let mut bytes = vec![0u8; IMAGE_BLOCK * IMAGE_BLOCKS];
-    let device = RamBlockDevice::new(&mut bytes, IMAGE_BLOCK, false);
+    let device = VecDisk::new(IMAGE_BLOCK as u32, IMAGE_BLOCKS as u64);
     let backend = JournalBackend::format(device, IMAGE_KEY).unwrap();
     let (mut store, _) = ObjectStore::open(backend).unwrap();
     let (map, _) = store.create(ObjectKind::Map).unwrap();
@@ -278,15 +278,15 @@ fn write_volume() -> Vec<u8> {
     store.write(&mut tx, log, b"entry-0").unwrap();
     store.write(&mut tx, log, b"entry-1").unwrap();
     store.commit(&mut tx).unwrap();
-    drop(store);
-    bytes
+    store.into_backend().into_device().bytes().to_vec()
 }
 
 #[test]
 fn a_journal_volume_written_at_v2_0_opens_and_reads_back() {
-    let mut image = committed(&dir("journal-v2.0"), "volume.img", write_volume);
+    let image = committed(&dir("journal-v2.0"), "volume.img", write_volume);
     assert_eq!(image.len(), IMAGE_BLOCK * IMAGE_BLOCKS);
-    let device = RamBlockDevice::new(&mut image, IMAGE_BLOCK, false);
+    let mut device = VecDisk::new(IMAGE_BLOCK as u32, IMAGE_BLOCKS as u64);
+    device.write_blocks(0, &image).unwrap();
     let (backend, formatted) = JournalBackend::open_or_format(device, [0; 16]).unwrap();
     assert!(!formatted, "an old volume must be opened, never formatted");
     let (mut store, _) = ObjectStore::open(backend).unwrap();

@@ -5,30 +5,33 @@
 //! "current task". The real kernel wraps one `KernelCore` in a lock and
 //! calls it from its syscall dispatcher; the simulator owns one directly.
 //!
-//! The `impl` is split by concern: `tasks` (lifecycle and identity),
-//! `caps` (capability operations), `ipc` (channels and messages),
-//! `services` (registry), `objects` (service-minted object capabilities),
-//! `blocking` (scheduling and waits), `invariants`.
+//! The `impl` is split by concern, and a file here has the name of the
+//! crate-level module whose data it operates on: `task` (lifecycle and
+//! identity), `cap_table` (capability operations), `channel` (channels and
+//! messages), `registry` (service registration and lookup), `sched`
+//! (scheduling and waits), `block` (the block calls); and, with no data
+//! module of their own, `spawn`, `objects` (service-minted object
+//! capabilities), `fastpath` and `invariants`.
 
-mod blockdev;
-mod blocking;
-mod caps;
+mod block;
+mod cap_table;
+mod channel;
 mod fastpath;
 mod invariants;
-mod ipc;
 mod objects;
-mod services;
+mod registry;
+mod sched;
 mod spawn;
-mod tasks;
+mod task;
 
-pub use blocking::RecvOutcome;
+pub use channel::{Offer, ParkedMessage, Sent};
 pub use fastpath::Switched;
 pub use invariants::InvariantViolation;
-pub use ipc::{Offer, ParkedMessage, Sent};
+pub use sched::RecvOutcome;
 pub use spawn::{
     exit_notification_bytes, SpawnArgs, Spawned, EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE,
 };
-pub use tasks::TaskInfo;
+pub use task::TaskInfo;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -47,8 +50,8 @@ use crate::task::{IdentityTable, Task, TaskTable, WakeReason};
 
 /// Bounds and defaults. Everything the kernel stores is bounded by one of
 /// these, except the identity table (one entry per execution ever
-/// created, kept for supervision) and the parked-message set (fault
-/// injection only).
+/// created, kept for supervision, unless `keep_ended_identities` is off)
+/// and the parked-message set (fault injection only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoreConfig {
     /// Audit events kept in the ring buffer.
@@ -70,6 +73,12 @@ pub struct CoreConfig {
     /// Exit notifications kept until cleared (the oldest is pushed out
     /// beyond this; see `exit_notifications_dropped`).
     pub exit_notification_capacity: usize,
+    /// Whether the identity of an ended task stays in the identity table
+    /// (`identity`, `task_identity` keep answering for it). A host
+    /// supervisor's record of past executions needs it; a kernel that must
+    /// give back everything a task cost when it dies does not keep it
+    /// (its parent learns the identity from the exit notification).
+    pub keep_ended_identities: bool,
 }
 
 impl Default for CoreConfig {
@@ -84,6 +93,7 @@ impl Default for CoreConfig {
             max_channels: 1 << 16,
             max_services: 256,
             exit_notification_capacity: 1024,
+            keep_ended_identities: true,
         }
     }
 }
@@ -255,7 +265,9 @@ impl KernelCore {
             InvalidUse::WrongKind { expected, found } => {
                 KernelError::WrongCapabilityKind { expected, found }
             }
-            InvalidUse::MissingRights(_) => KernelError::InsufficientAuthority,
+            InvalidUse::MissingRights(_)
+            | InvalidUse::NamesOtherService(_)
+            | InvalidUse::NoAuthorityOver(_) => KernelError::InsufficientAuthority,
         }
     }
 
@@ -369,7 +381,7 @@ impl KernelCore {
                 c.receivers == 0
             };
             if closing {
-                let queue = core::mem::take(&mut c.queue);
+                let queue = c.take_queue();
                 self.unregister_channel(ch);
                 self.wake_all(ch, WakeReason::ChannelClosed);
                 for msg in queue {

@@ -65,7 +65,8 @@ impl KernelCore {
     /// docs/interfaces.md): a supervisor may spawn on behalf of an
     /// execution that is not itself a live task, and parent and creator may
     /// differ. Lineage is structural, never authority, but it must name
-    /// executions this kernel issued (alive or not), so that lineage built
+    /// executions this kernel issued and still records (every one, unless
+    /// `keep_ended_identities` is off), so that lineage built
     /// from ids always names the executions it claims. Errors as for
     /// `create_task`, and `UnknownExecution` for a parent or creator id
     /// this kernel never issued.
@@ -113,7 +114,9 @@ impl KernelCore {
     /// — which closes channels it held the last receive right for,
     /// discarding their queued messages and invalidating the capabilities
     /// those carried, and wakes receivers of channels it was the last
-    /// possible sender on — and an [`ExitNotification`] is recorded,
+    /// possible sender on — and an [`ExitNotification`] (its reason cut to
+    /// [`MAX_EXIT_REASON_TEXT`](pandagen_abi::identity::MAX_EXIT_REASON_TEXT)
+    /// bytes of text) is recorded,
     /// sent on the task's exit route if [`KernelCore::spawn`] recorded one,
     /// and returned. Errors: `TaskNotFound` if it is not alive.
     ///
@@ -162,7 +165,7 @@ impl KernelCore {
         let notification = ExitNotification {
             execution_id: execution,
             task_id: Some(task),
-            reason,
+            reason: reason.bounded(),
             terminated_at_nanos: now.as_nanos(),
         };
         if self.exits.len() >= self.config.exit_notification_capacity.max(1) {
@@ -170,7 +173,10 @@ impl KernelCore {
             self.exits_dropped += 1;
         }
         self.exits.push(notification.clone());
-        self.route_exit(&notification, now);
+        self.route_exit(&notification);
+        if !self.config.keep_ended_identities {
+            self.identities.forget_task(task);
+        }
         Ok(notification)
     }
 
