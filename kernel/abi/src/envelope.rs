@@ -68,6 +68,26 @@ impl fmt::Display for EnvelopeError {
 
 impl core::error::Error for EnvelopeError {}
 
+/// The most bytes an envelope's fields take encoded, apart from the
+/// action's and the payload's own bytes: postcard writes each of the eight
+/// integers (four ids, two version numbers, two lengths) as a varint of at
+/// most 10 bytes, plus one tag byte for each of the two options.
+const MAX_HEADER_BYTES: usize = 8 * 10 + 2;
+
+/// The bytes postcard's varint of `value` takes: seven bits per byte.
+const fn varint_len(value: u64) -> usize {
+    let bits = 64 - (value | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
+}
+
+fn check_message_len(len: usize) -> Result<(), EnvelopeError> {
+    if len > MAX_MESSAGE_BYTES {
+        let (len, max) = too_large(len, MAX_MESSAGE_BYTES);
+        return Err(EnvelopeError::MessageTooLarge { len, max });
+    }
+    Ok(())
+}
+
 fn too_large(len: usize, max: usize) -> (u32, u32) {
     (u32::try_from(len).unwrap_or(u32::MAX), max as u32)
 }
@@ -223,15 +243,42 @@ impl MessageEnvelope {
         Ok(())
     }
 
-    /// Encode for the wire.
+    /// Encode for the wire, into one allocation sized for the whole
+    /// envelope (the header fields' worst case plus the action and the
+    /// payload), so the buffer never grows while postcard writes.
     pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
         self.check_bounds()?;
-        let bytes = postcard::to_allocvec(self).map_err(|_| EnvelopeError::EncodeFailed)?;
-        if bytes.len() > MAX_MESSAGE_BYTES {
-            let (len, max) = too_large(bytes.len(), MAX_MESSAGE_BYTES);
-            return Err(EnvelopeError::MessageTooLarge { len, max });
-        }
+        let capacity = MAX_HEADER_BYTES + self.action.len() + self.payload.len();
+        let bytes = postcard::to_extend(self, Vec::with_capacity(capacity))
+            .map_err(|_| EnvelopeError::EncodeFailed)?;
+        check_message_len(bytes.len())?;
         Ok(bytes)
+    }
+
+    /// The length [`encode`](Self::encode) would produce, with its checks,
+    /// without encoding: for a carrier that moves the envelope itself (the
+    /// simulator) yet must apply the same size limits as the wire.
+    ///
+    /// Computed field by field as postcard lays the envelope out (each
+    /// integer a varint, an option a tag byte and its value, the action
+    /// and the payload their length and bytes), which costs a few dozen
+    /// instructions where a counting serializer costs a few hundred. The
+    /// tests hold it equal to `encode().len()`.
+    pub fn encoded_len(&self) -> Result<usize, EnvelopeError> {
+        self.check_bounds()?;
+        let option = |value: Option<u64>| value.map_or(1, |v| 1 + varint_len(v));
+        let len = varint_len(self.id.as_raw())
+            + varint_len(self.destination.as_raw())
+            + option(self.source.map(|t| t.as_raw()))
+            + varint_len(self.action.len() as u64)
+            + self.action.len()
+            + varint_len(u64::from(self.schema_version.major))
+            + varint_len(u64::from(self.schema_version.minor))
+            + option(self.correlation_id.map(|m| m.as_raw()))
+            + varint_len(self.payload.len() as u64)
+            + self.payload.len();
+        check_message_len(len)?;
+        Ok(len)
     }
 
     /// Decode from the wire, rejecting oversized or malformed input.
@@ -295,6 +342,50 @@ mod tests {
         assert_eq!(decoded.correlation_id, Some(MessageId::from_raw(77)));
         let payload: MyPayload = decoded.payload.decode().unwrap();
         assert_eq!(payload.field, "value");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn encoded_len_is_the_length_of_the_encoding(
+            id: u64,
+            destination: u64,
+            source: Option<u64>,
+            action in "[a-z.]{0,64}",
+            major: u32,
+            minor: u32,
+            correlation: Option<u64>,
+            payload in 0usize..=MAX_PAYLOAD_BYTES,
+        ) {
+            let envelope = MessageEnvelope {
+                id: MessageId::from_raw(id),
+                destination: ServiceId::from_raw(destination),
+                source: source.map(TaskId::from_raw),
+                action,
+                schema_version: SchemaVersion::new(major, minor),
+                correlation_id: correlation.map(MessageId::from_raw),
+                payload: MessagePayload::from_bytes(vec![7; payload]).unwrap(),
+            };
+            let bytes = envelope.encode().unwrap();
+            proptest::prop_assert_eq!(envelope.encoded_len(), Ok(bytes.len()));
+            proptest::prop_assert!(
+                bytes.len() <= MAX_HEADER_BYTES + envelope.action.len() + payload
+            );
+        }
+    }
+
+    #[test]
+    fn encoded_len_applies_the_encoding_limits() {
+        let mut envelope = sample();
+        for value in [0, 127, 128, 16_383, 16_384, u64::MAX >> 1, u64::MAX] {
+            envelope.id = MessageId::from_raw(value);
+            let len = envelope.encode().unwrap().len();
+            assert_eq!(envelope.encoded_len(), Ok(len), "{value}");
+        }
+        envelope.action = "x".repeat(MAX_ACTION_LEN + 1);
+        assert!(matches!(
+            envelope.encoded_len(),
+            Err(EnvelopeError::ActionTooLong { .. })
+        ));
     }
 
     #[test]

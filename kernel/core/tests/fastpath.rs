@@ -214,7 +214,7 @@ fn a_send_hands_off_to_a_blocked_receiver_or_queues() {
 
     // Nobody waits now: the message is queued, and no offer is made.
     let queued = k.send_or_hand_off(client, to_server, b"b", &[], T0, |_| panic!("no waiter"));
-    assert!(matches!(queued, Ok(Sent::Queued(_))));
+    assert!(matches!(queued, Ok(Sent::Queued { .. })));
     assert_eq!(k.queue_len(ch), Some(1));
     k.check_invariants().unwrap();
 }
@@ -230,7 +230,7 @@ fn a_declined_hand_off_queues_the_message_and_wakes_the_receiver() {
         ..
     } = pair();
     let sent = k.send_or_hand_off(client, to_server, b"a", &[], T0, |_| false);
-    assert!(matches!(sent, Ok(Sent::Queued(_))));
+    assert!(matches!(sent, Ok(Sent::Queued { .. })));
     assert_eq!(k.take_wake_reason(server), Some(WakeReason::MessageArrived));
     let got = k.receive(server, requests, T0).unwrap().unwrap();
     assert_eq!(got.bytes, b"a");
@@ -250,7 +250,7 @@ fn a_message_carrying_capabilities_is_never_handed_off() {
     } = pair();
     let extra = k.create_channel(client, T0).unwrap();
     let sent = k.send_or_hand_off(client, to_server, b"a", &[extra], T0, |_| panic!("offered"));
-    assert!(matches!(sent, Ok(Sent::Queued(_))));
+    assert!(matches!(sent, Ok(Sent::Queued { .. })));
     let got = k.receive(server, requests, T0).unwrap().unwrap();
     assert_eq!(got.caps.len(), 1);
     k.check_invariants().unwrap();

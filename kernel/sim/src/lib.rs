@@ -53,7 +53,7 @@ pub use fault::{
     ChannelKey, FaultPlan, LifecycleFault, LifecycleRule, MessageFault, MessageFilter, MessageRule,
 };
 pub use injector::FaultInjector;
-pub use kernel::{CapRef, Launch, SimInvariantViolation, SimulatedKernel};
+pub use kernel::{CapRef, IpcCounts, Launch, SimInvariantViolation, SimulatedKernel};
 pub use pandagen_core::{EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE};
 pub use runner::{ChannelServer, RunReport, Scenario, SimService, StepOutcome, StopReason};
-pub use trace::{LossReason, Trace, TraceEvent, TraceRecord};
+pub use trace::{LossReason, Trace, TraceEvent, TraceRecord, DEFAULT_TRACE_CAPACITY};
