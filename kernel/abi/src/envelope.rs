@@ -92,6 +92,10 @@ fn too_large(len: usize, max: usize) -> (u32, u32) {
     (u32::try_from(len).unwrap_or(u32::MAX), max as u32)
 }
 
+/// The buffer [`MessagePayload::new`] starts with: room for the small
+/// requests and replies that make up most traffic.
+pub const PAYLOAD_START_CAPACITY: usize = 128;
+
 /// A postcard-encoded payload of at most [`MAX_PAYLOAD_BYTES`].
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct MessagePayload {
@@ -99,9 +103,12 @@ pub struct MessagePayload {
 }
 
 impl MessagePayload {
-    /// Encode `value` with postcard.
+    /// Encode `value` with postcard, into a buffer that starts at
+    /// [`PAYLOAD_START_CAPACITY`] bytes, so that a typical request or reply
+    /// is written with one allocation and no regrowth.
     pub fn new<T: Serialize + ?Sized>(value: &T) -> Result<Self, EnvelopeError> {
-        let bytes = postcard::to_allocvec(value).map_err(|_| EnvelopeError::EncodeFailed)?;
+        let buffer = Vec::with_capacity(PAYLOAD_START_CAPACITY);
+        let bytes = postcard::to_extend(value, buffer).map_err(|_| EnvelopeError::EncodeFailed)?;
         Self::from_bytes(bytes)
     }
 
@@ -130,6 +137,11 @@ impl MessagePayload {
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// The encoded bytes, without a copy.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
     }
 
     pub fn len(&self) -> usize {

@@ -85,13 +85,19 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// The answer to `request` with payload `payload` (a [`Response`]).
-    fn new(request: &MessageEnvelope, payload: MessagePayload) -> Self {
+    /// The answer to `request` with payload `payload` (a [`Response`]),
+    /// remembered from an earlier execution: the grant is read back from it.
+    fn remembered(request: &MessageEnvelope, payload: MessagePayload) -> Self {
         let grant = payload
             .decode::<Response>()
             .ok()
             .and_then(|r| r.ok())
             .and_then(|reply| reply.grant());
+        Self::new(request, payload, grant)
+    }
+
+    /// The answer to `request` with payload `payload`, granting `grant`.
+    fn new(request: &MessageEnvelope, payload: MessagePayload, grant: Option<ObjectGrant>) -> Self {
         Answer {
             envelope: MessageEnvelope::reply_to(request, actions::REPLY, payload),
             grant,
@@ -113,7 +119,7 @@ fn origin(asker: Option<(u64, u64)>, reply: &Reply) -> Option<Origin> {
     Some(Origin {
         task,
         message,
-        answer: answer.as_bytes().to_vec(),
+        answer: answer.into_bytes(),
     })
 }
 
@@ -257,16 +263,17 @@ impl<B: StorageBackend> StorageServer<B> {
     ) -> Answer {
         let key = request.source.map(|task| (task, request.id));
         if let Some(answer) = key.as_ref().and_then(|k| self.answered.get(k)) {
-            return Answer::new(request, answer.clone());
+            return Answer::remembered(request, answer.clone());
         }
         let durable = key.and_then(|(task, id)| {
             let bytes = self.store.durable_answer(task.as_raw(), id.as_raw())?;
             MessagePayload::from_bytes(bytes.to_vec()).ok()
         });
         if let Some(answer) = durable {
-            return Answer::new(request, answer);
+            return Answer::remembered(request, answer);
         }
         let response = self.execute(request, badge, now);
+        let grant = response.as_ref().ok().and_then(Reply::grant);
         let payload = MessagePayload::new(&response).unwrap_or_else(|_| {
             // Replies are bounded below the payload limit (see `limits`);
             // should one not fit anyway, the client still gets an answer.
@@ -276,7 +283,7 @@ impl<B: StorageBackend> StorageServer<B> {
         if let Some(key) = key {
             self.answered.insert(key, payload.clone());
         }
-        Answer::new(request, payload)
+        Answer::new(request, payload, grant)
     }
 
     fn execute(
@@ -437,7 +444,9 @@ impl<B: StorageBackend> StorageServer<B> {
         };
         // Check the answer fits before committing, so that a client never
         // gets an error for a transaction that did commit.
-        let size = postcard::to_allocvec(&reply).map_or(usize::MAX, |b| b.len());
+        let counter = postcard::ser_flavors::Size::default();
+        let size =
+            postcard::serialize_with_flavor::<_, _, usize>(&reply, counter).unwrap_or(usize::MAX);
         if size > MAX_PAYLOAD_BYTES - 64 {
             let _ = self.store.rollback(&mut tx);
             return Err(StorageError::ReplyTooLarge);
