@@ -123,6 +123,21 @@ fn origin(asker: Option<(u64, u64)>, reply: &Reply) -> Option<Origin> {
     })
 }
 
+/// The origin to record with a commit answered by `reply`, if the commit
+/// writes anything: a read-only commit leaves no record to keep it in, so
+/// its answer is not encoded for one.
+fn writes_origin(asker: Option<(u64, u64)>, reply: &Reply) -> Option<Origin> {
+    let versions = match reply {
+        Reply::Committed { versions } | Reply::Transacted { versions, .. } => versions,
+        _ => return origin(asker, reply),
+    };
+    if versions.is_empty() {
+        None
+    } else {
+        origin(asker, reply)
+    }
+}
+
 /// Remembered answers, oldest evicted first.
 #[derive(Debug, Default)]
 struct AnswerCache {
@@ -193,18 +208,56 @@ impl<B: StorageBackend> StorageServer<B> {
 
     /// Serve requests on `channel` until receiving fails (the channel is
     /// closed or revoked); returns that error.
+    ///
+    /// An answer that grants no capability goes out with the wait for the
+    /// next request in one `send_then_receive` (one `SendReceive` system
+    /// call, which the kernel completes by switching straight to the
+    /// waiting client), and the request's reply capability is dropped once
+    /// that call returns. Other answers take [`StorageServer::handle`].
     pub fn serve<K: KernelApi>(&mut self, kernel: &mut K, channel: ChannelId) -> KernelError {
+        let mut next = kernel.receive_with_capabilities(channel, None);
         loop {
-            match kernel.receive_with_capabilities(channel, None) {
+            next = match next {
                 // A client that cannot be answered only hurts itself; the
                 // server goes on with the next request.
-                Ok(request) => {
-                    let _ = self.handle(kernel, request);
-                }
-                Err(KernelError::Timeout) => continue,
+                Ok(request) => match self.answer_and_wait(kernel, request, channel) {
+                    Some(next) => next,
+                    None => kernel.receive_with_capabilities(channel, None),
+                },
+                Err(KernelError::Timeout) => kernel.receive_with_capabilities(channel, None),
                 Err(e) => return e,
-            }
+            };
         }
+    }
+
+    /// Answer `request` and, when the answer carries no capability, wait
+    /// for the next request in the same call. `None` when the caller must
+    /// receive the next request itself: the answer went through
+    /// [`StorageServer::handle`], or the combined call failed (its send or
+    /// its receive; a failing receive fails again for the caller, which
+    /// then sees its cause).
+    fn answer_and_wait<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        request: ReceivedMessage,
+        channel: ChannelId,
+    ) -> Option<Result<ReceivedMessage, KernelError>> {
+        if request.capabilities.len() != 1 {
+            let _ = self.handle(kernel, request);
+            return None;
+        }
+        let answer = self.respond(&request.envelope, request.badge, kernel.now());
+        let Some(reply_cap) = request.capabilities.into_iter().next() else {
+            return None;
+        };
+        if let Some(grant) = answer.grant {
+            let _ = self.send_answer(kernel, reply_cap, answer.envelope, Some(grant));
+            return None;
+        }
+        let reply = ChannelId::from_handle(reply_cap.handle());
+        let next = kernel.send_then_receive(reply, answer.envelope, channel, None);
+        let _ = kernel.drop_capability(reply_cap);
+        next.ok().map(Ok)
     }
 
     /// Handle one received request: answer it on the reply capability it
@@ -224,10 +277,21 @@ impl<B: StorageBackend> StorageServer<B> {
         let Some(reply_cap) = reply_cap else {
             return Err(HandleError::NoReplyChannel);
         };
-        let Answer {
-            mut envelope,
-            grant,
-        } = self.respond(&request.envelope, request.badge, kernel.now());
+        let Answer { envelope, grant } =
+            self.respond(&request.envelope, request.badge, kernel.now());
+        self.send_answer(kernel, reply_cap, envelope, grant)
+    }
+
+    /// Send `envelope` on `reply_cap` with the capability `grant` describes
+    /// (minted now; a refused mint is answered as such), then drop
+    /// `reply_cap`.
+    fn send_answer<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        reply_cap: Cap<()>,
+        mut envelope: MessageEnvelope,
+        grant: Option<ObjectGrant>,
+    ) -> Result<(), HandleError> {
         let mut attached = Vec::new();
         if let Some(grant) = grant {
             match mint(kernel, grant) {
@@ -348,8 +412,8 @@ impl<B: StorageBackend> StorageServer<B> {
                 let reply = Reply::Committed {
                     versions: self.store.pending_versions(&tx)?,
                 };
-                self.store
-                    .commit_with_origin(&mut tx, origin(asker, &reply))?;
+                let origin = writes_origin(asker, &reply);
+                self.store.commit_with_origin(&mut tx, origin)?;
                 Ok(reply)
             }
             Request::Rollback { tx } => {
@@ -451,8 +515,8 @@ impl<B: StorageBackend> StorageServer<B> {
             let _ = self.store.rollback(&mut tx);
             return Err(StorageError::ReplyTooLarge);
         }
-        self.store
-            .commit_with_origin(&mut tx, origin(asker, &reply))?;
+        let origin = writes_origin(asker, &reply);
+        self.store.commit_with_origin(&mut tx, origin)?;
         Ok(reply)
     }
 

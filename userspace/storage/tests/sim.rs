@@ -632,7 +632,9 @@ fn answers_reach_the_waiting_client_through_the_kernels_hand_off() {
         .unwrap();
     let before = h.kernel.ipc_counts();
     for i in 0u8..4 {
-        client.put(&mut h.as_client(alice), &map, &[i], b"v").unwrap();
+        client
+            .put(&mut h.as_client(alice), &map, &[i], b"v")
+            .unwrap();
         let value = client.get(&mut h.as_client(alice), &map, &[i]).unwrap();
         assert_eq!(value.as_deref(), Some(&b"v"[..]));
     }
