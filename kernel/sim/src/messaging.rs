@@ -587,11 +587,10 @@ impl SimulatedKernel {
     /// (normally the head of the mirror).
     fn take_queued(&mut self, key: ChannelKey, core_seq: u64) -> Option<Queued> {
         let queue = self.queued.get_mut(&key)?;
-        let position = if queue.front()?.core_seq == core_seq {
-            0
-        } else {
-            queue.iter().position(|q| q.core_seq == core_seq)?
-        };
+        if queue.front()?.core_seq == core_seq {
+            return queue.pop_front();
+        }
+        let position = queue.iter().position(|q| q.core_seq == core_seq)?;
         queue.remove(position)
     }
 
