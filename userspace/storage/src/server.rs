@@ -247,9 +247,7 @@ impl<B: StorageBackend> StorageServer<B> {
             return None;
         }
         let answer = self.respond(&request.envelope, request.badge, kernel.now());
-        let Some(reply_cap) = request.capabilities.into_iter().next() else {
-            return None;
-        };
+        let reply_cap = request.capabilities.into_iter().next()?;
         if let Some(grant) = answer.grant {
             let _ = self.send_answer(kernel, reply_cap, answer.envelope, Some(grant));
             return None;
