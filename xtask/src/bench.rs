@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::bootcfg::{BootConfig, Mode};
+use crate::bootcfg::BootConfig;
 use crate::build::{self, ImageSpec};
 use crate::fail;
 use crate::layout::{Layout, Profile};
@@ -18,6 +18,7 @@ use crate::process::{cargo, display, TaskResult};
 use crate::qemu::{self, Accel, Firmware, Machine, EXIT_PASS};
 use crate::serial::{self, Bench};
 use crate::setup::{self, Needs};
+use pandagen_hal::boot_config::BootMode;
 
 /// A host benchmark: `cargo bench -p <package> --bench <bench>`, whose
 /// output must contain `[BENCH]` lines. Add host benchmarks here.
@@ -83,7 +84,7 @@ struct QemuBench {
 const QEMU_BENCHES: &[QemuBench] = &[
     QemuBench {
         name: "bench",
-        boot_cfg: BootConfig::mode(Mode::Bench),
+        boot_cfg: BootConfig::mode(BootMode::Bench),
         programs: BENCH_PROGRAMS,
     },
     // Storage Map put/get through ring-3 IPC: root `bench_storage`.
@@ -349,7 +350,7 @@ mod tests {
         let all = crate::programs::discover(&Layout::from_xtask_manifest()).unwrap();
         for qb in QEMU_BENCHES {
             qb.boot_cfg.validate().unwrap();
-            assert_eq!(qb.boot_cfg.mode, Mode::Bench, "{}", qb.name);
+            assert_eq!(qb.boot_cfg.mode, BootMode::Bench, "{}", qb.name);
             let root = qb
                 .boot_cfg
                 .suite
