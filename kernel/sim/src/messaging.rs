@@ -132,13 +132,13 @@ impl SimulatedKernel {
 
     /// Make `task` the core's running task (the simulator decides who
     /// runs): the task that was running goes back to its ready list, unless
-    /// it has blocked since.
+    /// it has blocked since; `task` stops waiting if it blocked since it
+    /// last ran.
     pub(crate) fn make_running(&mut self, task: TaskId) {
-        if self.running == Some(task) {
-            return;
-        }
         if let Some(previous) = self.running.take() {
-            self.core.yield_task(previous);
+            if previous != task {
+                self.core.yield_task(previous);
+            }
         }
         if self.core.run_task(task) {
             self.running = Some(task);

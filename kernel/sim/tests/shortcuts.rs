@@ -185,6 +185,38 @@ fn a_fault_plan_keeps_every_message_on_the_queue() {
 }
 
 #[test]
+fn a_caller_whose_last_call_was_declined_takes_the_fast_path_next_time() {
+    let mut kernel = SimulatedKernel::new();
+    let requests = kernel.create_channel().unwrap();
+    let replies = kernel.create_channel().unwrap();
+    let server_cap = kernel
+        .clone_capability(&Cap::from(requests), Rights::RECEIVE | Rights::TRANSFER)
+        .unwrap();
+    let server = kernel
+        .spawn_task(TaskDescriptor::new("server".into()).with_capability(server_cap))
+        .unwrap()
+        .task_id;
+    let startup = kernel.as_task(server, |k| k.startup()).unwrap();
+    let on = ChannelId::from_handle(startup.capabilities[0]);
+    let root = kernel.root_task();
+    for n in 0..3 {
+        // The first call finds no server waiting: the general path queues
+        // it, and the caller is left blocked on its reply channel. Later
+        // calls find the server waiting and switch to it.
+        if n > 0 {
+            let waiting = kernel.as_task(server, |k| k.receive_message(on, Some(Duration::ZERO)));
+            assert_eq!(waiting.unwrap_err(), KernelError::Timeout);
+        }
+        let early = kernel.send_then_receive(requests, request(n), replies, None);
+        assert_eq!(early.unwrap_err(), KernelError::Timeout);
+        assert_eq!(kernel.ipc_counts().switched, u64::from(n));
+        let got = kernel.as_task(server, |k| k.receive_message(on, Some(Duration::ZERO)));
+        assert_eq!(got.unwrap().source, Some(root));
+    }
+    kernel.check_invariants().unwrap();
+}
+
+#[test]
 fn a_message_handed_to_a_task_that_ends_is_lost_not_leaked() {
     let mut kernel = SimulatedKernel::new();
     let channel = kernel.create_channel().unwrap();
