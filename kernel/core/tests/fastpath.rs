@@ -5,8 +5,9 @@
 mod common;
 
 use common::*;
-use pandagen_abi::{CapHandle, Priority, TaskId};
-use pandagen_core::{BlockedOn, KernelCore, SchedState, Sent, WakeReason};
+use pandagen_abi::error::SendError;
+use pandagen_abi::{CapHandle, KernelError, Priority, TaskId};
+use pandagen_core::{BlockedOn, Body, KernelCore, SchedState, Sent, WakeReason};
 
 /// A server blocked receiving on its request channel and a running
 /// client, each holding a send capability for the other's channel.
@@ -253,5 +254,42 @@ fn a_message_carrying_capabilities_is_never_handed_off() {
     assert!(matches!(sent, Ok(Sent::Queued { .. })));
     let got = k.receive(server, requests, T0).unwrap().unwrap();
     assert_eq!(got.caps.len(), 1);
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_kept_body_is_checked_by_its_length_and_delivered_without_bytes() {
+    let Pair {
+        mut k,
+        server,
+        client,
+        requests,
+        to_server,
+        ..
+    } = pair();
+    let max = k.config().max_message_bytes;
+    let too_long = k.send_or_hand_off(client, to_server, Body::Kept(max + 1), &[], T0, |_| {
+        panic!("a refused message is never offered")
+    });
+    assert!(matches!(
+        too_long,
+        Err(KernelError::SendFailed(SendError::MessageTooLarge { .. }))
+    ));
+    // The server is still blocked: the offer carries no bytes, and the
+    // embedder that kept them recognises the message by its number.
+    let handed = k.send_or_hand_off(client, to_server, Body::Kept(max), &[], T0, |o| {
+        o.bytes.is_empty()
+    });
+    let Ok(Sent::HandedOff { seq, channel, .. }) = handed else {
+        panic!("{handed:?}");
+    };
+    // Queued, it is delivered with empty bytes under the same numbering.
+    let queued = k.send(client, to_server, Body::Kept(max), &[], T0).unwrap();
+    let got = k.receive(server, requests, T0).unwrap().unwrap();
+    assert_eq!(
+        (got.seq, got.bytes.len(), got.channel),
+        (queued, 0, channel)
+    );
+    assert!(queued > seq);
     k.check_invariants().unwrap();
 }
