@@ -74,10 +74,19 @@ impl core::error::Error for EnvelopeError {}
 /// most 10 bytes, plus one tag byte for each of the two options.
 const MAX_HEADER_BYTES: usize = 8 * 10 + 2;
 
-/// The bytes postcard's varint of `value` takes: seven bits per byte.
+/// The bytes postcard's varint of `value` takes: seven bits per byte,
+/// looked up by the number of significant bits.
 const fn varint_len(value: u64) -> usize {
-    let bits = 64 - (value | 1).leading_zeros() as usize;
-    bits.div_ceil(7)
+    const BY_BITS: [u8; 65] = {
+        let mut table = [0u8; 65];
+        let mut bits = 0;
+        while bits <= 64 {
+            table[bits] = if bits == 0 { 1 } else { bits.div_ceil(7) as u8 };
+            bits += 1;
+        }
+        table
+    };
+    BY_BITS[64 - value.leading_zeros() as usize] as usize
 }
 
 fn check_message_len(len: usize) -> Result<(), EnvelopeError> {
