@@ -224,8 +224,10 @@ impl<B: StorageBackend> StorageServer<B> {
                     Some(next) => next,
                     None => kernel.receive_with_capabilities(channel, None),
                 },
-                Err(KernelError::Timeout) => kernel.receive_with_capabilities(channel, None),
-                Err(e) => return e,
+                Err(e) if e.ends_receiving() => return e,
+                // That message is lost (not an envelope, say); the next is
+                // served.
+                Err(_) => kernel.receive_with_capabilities(channel, None),
             };
         }
     }
