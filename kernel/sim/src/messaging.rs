@@ -345,7 +345,7 @@ impl SimulatedKernel {
         if !self.faults_active && self.held.is_empty() {
             // Nothing can arrive later on its own: take what is queued, or
             // stay blocked in the core for a hand-off.
-            return match self.core.receive_or_block(task, handle, None, start)? {
+            return match self.receive_or_block(task, handle, start)? {
                 RecvOutcome::Message(delivered) => self.deliver(task, delivered),
                 _ => self.wait_in_vain(task, timeout.map(|t| start.saturating_add(t))),
             };
@@ -381,9 +381,7 @@ impl SimulatedKernel {
                 }
             }
             let now = self.clock_now();
-            if let RecvOutcome::Message(delivered) =
-                self.core.receive_or_block(task, handle, None, now)?
-            {
+            if let RecvOutcome::Message(delivered) = self.receive_or_block(task, handle, now)? {
                 return self.deliver(task, delivered);
             }
             let next_due = self.held.next_due(Some(key));
@@ -393,6 +391,37 @@ impl SimulatedKernel {
                 _ => return self.wait_in_vain(task, deadline),
             }
         }
+    }
+
+    /// The core's receive, blocking `task` in the core if nothing is queued.
+    /// The simulator keeps receive deadlines itself (in virtual time), so
+    /// the core is given none. A head message whose capabilities do not
+    /// fit in `task`'s space is discarded by the core; its envelope leaves
+    /// the mirror with it, and the trace records the loss.
+    fn receive_or_block(
+        &mut self,
+        task: TaskId,
+        handle: CapHandle,
+        now: Instant,
+    ) -> Result<RecvOutcome, KernelError> {
+        let received = self.core.receive_or_block(task, handle, None, now);
+        if let Err(KernelError::ReceiveFailed(ReceiveError::NoRoomForCapabilities { .. })) =
+            received
+        {
+            if let Ok(ch) = self.core.channel_of(task, handle, now) {
+                let key = ChannelKey::from(ch);
+                if let Some(lost) = self.queued.get_mut(&key).and_then(|q| q.pop_front()) {
+                    self.record(TraceEvent::Lost {
+                        seq: lost.seq,
+                        reason: LossReason::ReceiverFull,
+                        capabilities: lost.caps,
+                    });
+                    self.bump_activity();
+                }
+            }
+            self.reap_closed();
+        }
+        received
     }
 
     /// A receive that nothing will satisfy before its timeout: the clock

@@ -43,6 +43,9 @@ pub enum LossReason {
     /// It had been handed to a waiting receiver, which ended before taking
     /// it.
     ReceiverExited,
+    /// Its receiver had no room for the capabilities it carried, so the
+    /// kernel discarded it (and invalidated them).
+    ReceiverFull,
     /// The channel's queue was full when a delayed or reordered message
     /// came due.
     QueueFull,

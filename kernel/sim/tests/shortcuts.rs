@@ -245,3 +245,47 @@ fn a_message_handed_to_a_task_that_ends_is_lost_not_leaked() {
     )));
     kernel.check_invariants().unwrap();
 }
+
+#[test]
+fn a_message_whose_capabilities_do_not_fit_leaves_the_mirror_too() {
+    // The root task holds its root capabilities and one channel: room for
+    // one more capability, not for the two the first message carries.
+    let mut kernel = SimulatedKernel::new();
+    let held = kernel.capabilities_of(kernel.root_task()).len() as u32;
+    let config = pandagen_core::CoreConfig {
+        max_caps_per_task: held + 4,
+        ..Default::default()
+    };
+    let mut kernel = SimulatedKernel::with_config(config);
+    let channel = kernel.create_channel().unwrap();
+    let a = kernel.create_channel().unwrap();
+    let b = kernel.create_channel().unwrap();
+    kernel
+        .send_with_capabilities(channel, request(1), vec![Cap::from(a), Cap::from(b)])
+        .unwrap();
+    kernel.send_message(channel, request(2)).unwrap();
+    // Fill the space so that the two carried capabilities cannot land.
+    kernel.create_channel().unwrap();
+    kernel.create_channel().unwrap();
+    let refused = kernel.receive_with_capabilities(channel, Some(Duration::ZERO));
+    assert!(matches!(
+        refused,
+        Err(KernelError::ReceiveFailed(
+            pandagen_abi::error::ReceiveError::NoRoomForCapabilities { carried: 2 }
+        ))
+    ));
+    assert!(kernel.trace().events().any(|e| matches!(
+        e,
+        TraceEvent::Lost {
+            reason: LossReason::ReceiverFull,
+            capabilities: 2,
+            ..
+        }
+    )));
+    let next = kernel
+        .receive_message(channel, Some(Duration::ZERO))
+        .unwrap();
+    assert_eq!(next.payload.decode::<u32>(), Ok(2));
+    assert!(kernel.in_flight().is_empty());
+    kernel.check_invariants().unwrap();
+}
