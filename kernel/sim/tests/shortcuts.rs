@@ -250,8 +250,8 @@ fn a_message_handed_to_a_task_that_ends_is_lost_not_leaked() {
 fn a_message_whose_capabilities_do_not_fit_leaves_the_mirror_too() {
     // The root task holds its root capabilities and one channel: room for
     // one more capability, not for the two the first message carries.
-    let mut kernel = SimulatedKernel::new();
-    let held = kernel.capabilities_of(kernel.root_task()).len() as u32;
+    let fresh = SimulatedKernel::new();
+    let held = fresh.capabilities_of(fresh.root_task()).len() as u32;
     let config = pandagen_core::CoreConfig {
         max_caps_per_task: held + 4,
         ..Default::default()
