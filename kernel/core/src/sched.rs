@@ -270,6 +270,22 @@ impl Scheduler {
         }
     }
 
+    /// Run a ready or blocked task because the embedder chose it (the
+    /// simulator steps tasks in its own order): it leaves its ready list,
+    /// or stops waiting (`wait_list` is the list it waits in, if any), and
+    /// is marked running. The task that was running must have been put
+    /// back first. No effect on a running or inactive task.
+    pub(crate) fn run(&mut self, slot: u32, wait_list: Option<&mut TaskList>) {
+        match self.state(slot) {
+            SchedState::Ready => {
+                self.unready(slot);
+                self.entries[slot as usize].state = SchedState::Running;
+            }
+            SchedState::Blocked(_) => self.run_blocked(slot, wait_list),
+            SchedState::Running | SchedState::Inactive => {}
+        }
+    }
+
     /// Whether `pick_next` would choose `slot` if it were made ready now:
     /// no ready task has its priority or a higher one.
     pub(crate) fn would_run_next(&self, slot: u32) -> bool {

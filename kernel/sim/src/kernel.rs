@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use pandagen_abi::syscall::StartupInfo;
 use pandagen_abi::{
     CapHandle, CapKind, Duration, ExecutionId, ExitNotification, ExitReason, FailureCause,
-    IdentityKind, IdentityMetadata, Instant, KernelError, Rights, TaskDescriptor, TaskHandle,
-    TaskId, TrustDomain,
+    IdentityKind, IdentityMetadata, Instant, KernelError, MessageEnvelope, Rights, TaskDescriptor,
+    TaskHandle, TaskId, TrustDomain,
 };
 use pandagen_core::{
     AuditLog, ChannelRef, CoreConfig, KernelCore, Mintable, ParkedMessage, VecDisk,
@@ -26,21 +26,45 @@ use crate::held::Held;
 use crate::injector::FaultInjector;
 use crate::trace::{Trace, TraceEvent};
 
-/// A message held back by a fault, with the number of capabilities it
-/// carries (for the trace).
+/// A message held back by a fault: the core's handle, the number of
+/// capabilities it carries (for the trace) and the envelope.
 #[derive(Debug)]
 pub(crate) struct InFlight {
     pub(crate) parked: ParkedMessage,
     pub(crate) caps: usize,
+    pub(crate) envelope: MessageEnvelope,
 }
 
 /// A message queued in a channel, as the simulator tracks it: the core's
-/// sequence number, the trace's, and its capability count.
-#[derive(Clone, Copy, Debug)]
+/// sequence number, the trace's, its capability count, and the envelope
+/// itself (the core holds only its length; see `messaging`).
+#[derive(Debug)]
 pub(crate) struct Queued {
     pub(crate) core_seq: u64,
     pub(crate) seq: u64,
     pub(crate) caps: usize,
+    pub(crate) envelope: MessageEnvelope,
+}
+
+/// A message the core handed straight to `receiver`, which was blocked
+/// receiving on its channel, kept until that task receives on it.
+#[derive(Debug)]
+pub(crate) struct Handed {
+    pub(crate) receiver: TaskId,
+    pub(crate) key: ChannelKey,
+    pub(crate) seq: u64,
+    pub(crate) sender: TaskId,
+    pub(crate) envelope: MessageEnvelope,
+}
+
+/// How the messages sent so far travelled: through a queue, handed to a
+/// blocked receiver (the core's `send_or_hand_off`), or through the core's
+/// fast path (`send_receive_fast`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IpcCounts {
+    pub queued: u64,
+    pub handed_off: u64,
+    pub switched: u64,
 }
 
 /// A task spawned with an image, waiting for the scenario runner to start
@@ -162,6 +186,11 @@ pub struct SimulatedKernel {
     pub(crate) trace: Trace,
     next_seq: u64,
     pub(crate) queued: BTreeMap<ChannelKey, VecDeque<Queued>>,
+    pub(crate) handed: Vec<Handed>,
+    /// The task the core has marked running, once the simulator chose one
+    /// (see `make_running`).
+    pub(crate) running: Option<TaskId>,
+    pub(crate) ipc: IpcCounts,
     activity: u64,
     pub(crate) known_images: Option<BTreeSet<String>>,
     pub(crate) launches: Vec<Launch>,
@@ -213,6 +242,9 @@ impl SimulatedKernel {
             trace: Trace::new(),
             next_seq: 1,
             queued: BTreeMap::new(),
+            handed: Vec::new(),
+            running: None,
+            ipc: IpcCounts::default(),
             activity: 0,
             known_images: None,
             launches: Vec::new(),
@@ -251,6 +283,21 @@ impl SimulatedKernel {
         }
         self.current = task;
         Ok(())
+    }
+
+    /// Let `task` wait, in the core's scheduler, until it next acts: it is
+    /// neither ready nor running, so it does not outrank the services of a
+    /// scenario when the core decides whether its fast path may switch
+    /// straight to a receiver. The scenario runner parks the root task,
+    /// which drives the scenario from outside, while services run.
+    pub fn park(&mut self, task: TaskId) {
+        let now = self.clock.now();
+        if self.running == Some(task) {
+            self.running = None;
+        }
+        let _ = self
+            .core
+            .sleep_until(task, Instant::from_nanos(u64::MAX), now);
     }
 
     /// Run `f` acting as `task`, then restore the previous acting task.
@@ -547,9 +594,16 @@ impl SimulatedKernel {
             .values()
             .flat_map(|q| q.iter().map(|m| m.seq))
             .chain(self.held.seqs())
+            .chain(self.handed.iter().map(|h| h.seq))
             .collect();
         seqs.sort_unstable();
         seqs
+    }
+
+    /// How the messages sent so far travelled (queued, handed off, or
+    /// through the fast path).
+    pub fn ipc_counts(&self) -> IpcCounts {
+        self.ipc
     }
 
     /// Messages held back by delay and reorder faults.
@@ -634,6 +688,10 @@ impl SimulatedKernel {
             reason: format!("{reason:?}"),
         });
         self.startups.remove(&task);
+        if self.running == Some(task) {
+            self.running = None;
+        }
+        self.lose_handed_to(task);
         if let Some(channel) = route {
             self.send_exit_notification(channel, &notification);
         }

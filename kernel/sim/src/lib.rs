@@ -56,7 +56,7 @@ pub use fault::{
     ChannelKey, FaultPlan, LifecycleFault, LifecycleRule, MessageFault, MessageFilter, MessageRule,
 };
 pub use injector::FaultInjector;
-pub use kernel::{CapRef, Launch, SimInvariantViolation, SimulatedKernel};
+pub use kernel::{CapRef, IpcCounts, Launch, SimInvariantViolation, SimulatedKernel};
 pub use transfer::CapabilityTransfer;
 
 /// The simulated kernel under the short name the interface description's
@@ -64,4 +64,4 @@ pub use transfer::CapabilityTransfer;
 pub type SimKernel = SimulatedKernel;
 pub use pandagen_core::{EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE};
 pub use runner::{ChannelServer, RunReport, Scenario, SimService, StepOutcome, StopReason};
-pub use trace::{LossReason, Trace, TraceEvent, TraceRecord};
+pub use trace::{LossReason, Trace, TraceEvent, TraceRecord, DEFAULT_TRACE_CAPACITY};

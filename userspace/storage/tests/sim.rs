@@ -623,3 +623,26 @@ fn requests_in_an_unsupported_schema_get_a_typed_error_over_ipc() {
     // The server dropped the reply capability it was given.
     h.kernel.check_invariants().unwrap();
 }
+
+#[test]
+fn answers_reach_the_waiting_client_through_the_kernels_hand_off() {
+    let (mut h, alice, mut client) = setup();
+    let (map, _) = client
+        .create(&mut h.as_client(alice), ObjectKind::Map)
+        .unwrap();
+    let before = h.kernel.ipc_counts();
+    for i in 0u8..4 {
+        client
+            .put(&mut h.as_client(alice), &map, &[i], b"v")
+            .unwrap();
+        let value = client.get(&mut h.as_client(alice), &map, &[i]).unwrap();
+        assert_eq!(value.as_deref(), Some(&b"v"[..]));
+    }
+    let after = h.kernel.ipc_counts();
+    // Each request carries its reply capability, so it is queued; each
+    // answer finds the client blocked on its reply channel and is handed
+    // to it, as the real kernel's `send_or_hand_off` does.
+    assert_eq!(after.queued - before.queued, 8);
+    assert_eq!(after.handed_off - before.handed_off, 8);
+    h.kernel.check_invariants().unwrap();
+}
