@@ -7,6 +7,7 @@ mod cargo_test;
 mod flash;
 mod layout;
 mod lock;
+mod mutants;
 mod process;
 mod programs;
 mod qemu;
@@ -42,6 +43,10 @@ commands:
   bench                       kernel benchmarks (release build) under QEMU TCG -icount;
                               results in target/bench/results.json
   clippy                      clippy on the host crates and on the kernel for x86_64-unknown-none
+  mutants [--crate NAME]... [--file GLOB]...
+                              mutation testing (cargo-mutants) of pandagen-core and the storage
+                              journal; prints each score and the surviving mutants, fails below
+                              95%; results in target/mutants/ (about 30 minutes per crate)
   help                        this text
 ";
 
@@ -59,6 +64,8 @@ struct Flags {
     qemu_only: bool,
     device: Option<PathBuf>,
     suites: Vec<String>,
+    crates: Vec<String>,
+    files: Vec<String>,
 }
 
 fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
@@ -85,6 +92,8 @@ fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
             "--qemu-only" => flags.qemu_only = true,
             "--device" => flags.device = Some(PathBuf::from(value()?)),
             "--suite" => flags.suites.push(value()?),
+            "--crate" => flags.crates.push(value()?),
+            "--file" => flags.files.push(value()?),
             _ => unreachable!("checked against `allowed`"),
         }
     }
@@ -131,6 +140,15 @@ fn main() -> ExitCode {
         .and_then(|f| flash(&layout, &f)),
         "bench" => parse_flags(rest, &[]).and_then(|_| bench::run(&layout)),
         "clippy" => parse_flags(rest, &[]).and_then(|_| clippy(&layout)),
+        "mutants" => parse_flags(rest, &["--crate", "--file"]).and_then(|f| {
+            mutants::run(
+                &layout,
+                &mutants::Options {
+                    only: f.crates,
+                    files: f.files,
+                },
+            )
+        }),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(true)
