@@ -1,0 +1,157 @@
+//! What compaction keeps: `compact_records` drops exactly what replay does
+//! not need, and a checkpoint is only written where it fits with room for
+//! the merged `Open` change.
+
+use super::*;
+
+fn rec(seq: u64, changes: Vec<Change>, origin: Option<(u64, u64)>) -> CommitRecord {
+    CommitRecord {
+        seq: CommitSeq::from_raw(seq),
+        changes,
+        origin: origin.map(|(task, message)| Origin {
+            task,
+            message,
+            answer: vec![message as u8],
+        }),
+    }
+}
+
+fn create(object: u64) -> Change {
+    Change::Create {
+        object: ObjectId::from_raw(object),
+        kind: ObjectKind::Blob,
+        version: VersionId::from_raw(object),
+    }
+}
+
+fn revoke(object: u64, epoch: u32) -> Change {
+    Change::Revoke {
+        object: ObjectId::from_raw(object),
+        epoch,
+    }
+}
+
+#[test]
+fn nothing_compacts_to_nothing() {
+    assert_eq!(compact_records(Vec::new()), Vec::new());
+}
+
+#[test]
+fn open_changes_merge_into_the_last_record_which_always_stays() {
+    let history = vec![
+        rec(1, vec![Change::Open { instance: 1 }], None),
+        rec(2, vec![create(1)], None),
+        rec(3, vec![Change::Open { instance: 3 }], None),
+        rec(4, vec![Change::Open { instance: 2 }], None),
+        rec(5, vec![], None),
+    ];
+    assert_eq!(
+        compact_records(history),
+        vec![
+            rec(2, vec![create(1)], None),
+            // Empty but last: it keeps the last commit number.
+            rec(5, vec![Change::Open { instance: 3 }], None),
+        ]
+    );
+    // Without any `Open`, none is invented, and an empty last record
+    // stays as it is.
+    let history = vec![rec(1, vec![create(1)], None), rec(2, vec![], None)];
+    assert_eq!(compact_records(history.clone()), history);
+}
+
+#[test]
+fn only_the_last_revocation_of_each_object_stays() {
+    let history = vec![
+        rec(1, vec![create(1), create(2)], None),
+        rec(2, vec![revoke(1, 1)], None),
+        rec(3, vec![revoke(2, 1), revoke(1, 2)], None),
+        rec(4, vec![create(3)], None),
+    ];
+    assert_eq!(
+        compact_records(history),
+        vec![
+            rec(1, vec![create(1), create(2)], None),
+            rec(3, vec![revoke(2, 1), revoke(1, 2)], None),
+            rec(4, vec![create(3)], None),
+        ]
+    );
+}
+
+#[test]
+fn only_the_origins_the_store_still_remembers_stay() {
+    let extra = 5u64;
+    let total = DURABLE_ANSWERS as u64 + extra;
+    // Each commit answers a distinct request. The last one answers the
+    // first request again after the store forgot it: it is remembered
+    // anew and pushes out one more.
+    let mut history: Vec<CommitRecord> = (1..=total)
+        .map(|i| rec(i, vec![create(i)], Some((7, i))))
+        .collect();
+    history.push(rec(total + 1, vec![], Some((7, 1))));
+    let compacted = compact_records(history.clone());
+    assert_eq!(compacted.len(), history.len(), "every creation stays");
+    let kept: Vec<bool> = compacted.iter().map(|r| r.origin.is_some()).collect();
+    // The oldest `extra + 1` distinct origins were forgotten.
+    let forgotten = (extra + 1) as usize;
+    assert!(kept[..forgotten].iter().all(|k| !k), "{kept:?}");
+    assert!(kept[forgotten..].iter().all(|k| *k));
+    // A record left with nothing at all goes, unless it is the last.
+    let mut history: Vec<CommitRecord> =
+        (1..=total).map(|i| rec(i, vec![], Some((7, i)))).collect();
+    history.push(rec(total + 1, vec![], None));
+    let compacted = compact_records(history);
+    let seqs: Vec<u64> = compacted.iter().map(|r| r.seq.as_raw()).collect();
+    let expected: Vec<u64> = (extra + 1..=total + 1).collect();
+    assert_eq!(seqs, expected);
+}
+
+#[test]
+fn compaction_frees_the_blocks_of_dropped_records() {
+    let mut j = JournalBackend::format(Disk::new(64), [9; 16]).unwrap();
+    for seq in 1..=10 {
+        let restart = rec(
+            seq,
+            vec![Change::Open {
+                instance: seq as u32,
+            }],
+            None,
+        );
+        j.apply(&restart).unwrap();
+    }
+    assert_eq!(j.tail(), DATA_START + 10, "a block per frame");
+    assert_eq!(j.compact(), Ok(true));
+    // Ten frames became one checkpoint block holding one record.
+    assert_eq!(j.tail() - j.cp_start, 1);
+    let mut j = JournalBackend::open(j.into_device()).unwrap();
+    assert_eq!(
+        replay(&mut j),
+        vec![rec(10, vec![Change::Open { instance: 10 }], None)]
+    );
+}
+
+#[test]
+fn a_checkpoint_needs_room_for_its_header_records_and_slack() {
+    let j = JournalBackend::format(Disk::new(64), [9; 16]).unwrap();
+    let block = BLOCK as u64;
+    let fixed = CHECKPOINT_HEADER as u64 + PACK_SLACK;
+    assert_eq!(j.checkpoint_blocks(0), 1);
+    assert_eq!(j.checkpoint_blocks(block - fixed), 1, "exactly one block");
+    assert_eq!(j.checkpoint_blocks(block - fixed + 1), 2);
+    assert_eq!(j.blocks_for(0), 0);
+    assert_eq!(j.blocks_for(block), 1);
+    assert_eq!(j.blocks_for(block + 1), 2);
+}
+
+#[test]
+fn a_checkpoint_goes_before_the_live_extent_only_where_it_fits() {
+    let mut j = JournalBackend::format(Disk::new(16), [9; 16]).unwrap();
+    // Live extent from block 2: nothing fits before it.
+    assert_eq!(j.checkpoint_place(1, 5), Some(5));
+    assert_eq!(j.checkpoint_place(11, 5), Some(5), "ends on the last block");
+    assert_eq!(j.checkpoint_place(12, 5), None);
+    // Live extent from block 6: four blocks fit before it, five do not.
+    j.cp_start = 6;
+    assert_eq!(j.checkpoint_place(4, 10), Some(DATA_START));
+    assert_eq!(j.checkpoint_place(5, 10), Some(10));
+    assert_eq!(j.checkpoint_place(7, 10), None);
+}
