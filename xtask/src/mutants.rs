@@ -34,6 +34,10 @@ pub struct MutantTarget {
     /// The files mutated, as cargo-mutants `--file` globs from the
     /// workspace root; empty: the whole package.
     pub files: &'static [&'static str],
+    /// The package's test targets that judge the mutants (`cargo test`
+    /// arguments). Doctests are left out: they show usage, and building
+    /// them for every mutant would double the run time.
+    pub tests: &'static [&'static str],
 }
 
 pub const TARGETS: &[MutantTarget] = &[
@@ -41,6 +45,7 @@ pub const TARGETS: &[MutantTarget] = &[
         name: "pandagen-core",
         package: "pandagen-core",
         files: &[],
+        tests: &["--lib", "--tests"],
     },
     MutantTarget {
         name: "journal",
@@ -49,6 +54,10 @@ pub const TARGETS: &[MutantTarget] = &[
             "userspace/storage/src/journal.rs",
             "userspace/storage/src/journal/**/*.rs",
         ],
+        // The journal's own tests, and the block-device tests that run the
+        // storage service over it; the other storage tests use the memory
+        // backend and never reach the journal.
+        tests: &["--lib", "--test", "blockdev"],
     },
 ];
 
@@ -165,6 +174,7 @@ pub fn run(layout: &Layout, opts: &Options) -> TaskResult<bool> {
         for f in &files {
             cmd.args(["--file", f]);
         }
+        cmd.arg("--").args(target.tests);
         println!("\n== mutants: {} ==\n{}", target.name, display(&cmd));
         let status = cmd
             .status()
@@ -218,7 +228,10 @@ mod tests {
         assert_eq!(o.viable(), 5);
         assert_eq!(o.score(), 80.0);
         let summary = o.summary("t");
-        assert!(summary.starts_with("t: mutation score 80.0% (4 of 5"), "{summary}");
+        assert!(
+            summary.starts_with("t: mutation score 80.0% (4 of 5"),
+            "{summary}"
+        );
         assert!(summary.contains("missed: src/x.rs:1:1: replace f -> bool with true"));
     }
 
