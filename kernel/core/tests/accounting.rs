@@ -8,15 +8,12 @@ use common::*;
 use pandagen_abi::{ExitReason, KernelError, Priority, Rights, ServiceId};
 use pandagen_core::{CapabilityEvent, CoreConfig, KernelCore, Mintable, TaskSpec};
 
-fn serve(k: &mut KernelCore, name: &str, services: &[u64]) -> pandagen_abi::TaskId {
+/// A new task serving `services`, all on one channel.
+fn server(k: &mut KernelCore, name: &str, services: &[u64]) -> pandagen_abi::TaskId {
     let t = spawn(k, name);
-    let reg = k
-        .mint(t, Mintable::ServiceRegistry, Rights::REGISTER, T0)
-        .unwrap();
     let chan = k.create_channel(t, T0).unwrap();
     for &s in services {
-        k.register_service(t, reg, ServiceId::from_raw(s), chan, T0)
-            .unwrap();
+        register(k, t, ServiceId::from_raw(s), chan);
     }
     t
 }
@@ -28,8 +25,8 @@ fn registered(k: &KernelCore) -> Vec<u64> {
 #[test]
 fn a_dying_task_loses_its_registrations_and_nobody_else_does() {
     let mut k = kernel();
-    let a = serve(&mut k, "a", &[1, 3]);
-    let b = serve(&mut k, "b", &[2, 4]);
+    let a = server(&mut k, "a", &[1, 3]);
+    let b = server(&mut k, "b", &[2, 4]);
     assert_eq!(registered(&k), [1, 2, 3, 4]);
     k.terminate(a, ExitReason::Normal, T0).unwrap();
     assert_eq!(registered(&k), [2, 4]);
@@ -41,12 +38,15 @@ fn a_dying_task_loses_its_registrations_and_nobody_else_does() {
         k.lookup_service(client, ServiceId::from_raw(1), T0),
         Err(KernelError::ServiceNotFound(ServiceId::from_raw(1)))
     );
-    let to_b = k.lookup_service(client, ServiceId::from_raw(4), T0).unwrap();
-    k.send(client, to_b, b"still here".to_vec(), &[], T0).unwrap();
+    let to_b = k
+        .lookup_service(client, ServiceId::from_raw(4), T0)
+        .unwrap();
+    k.send(client, to_b, b"still here".to_vec(), &[], T0)
+        .unwrap();
     assert_eq!(k.service(ServiceId::from_raw(2)).unwrap().owner, b);
     k.check_invariants().unwrap();
     // The freed ids can be registered again.
-    serve(&mut k, "a2", &[1, 3]);
+    server(&mut k, "a2", &[1, 3]);
     assert_eq!(registered(&k), [1, 2, 3, 4]);
     k.check_invariants().unwrap();
 }
@@ -54,7 +54,7 @@ fn a_dying_task_loses_its_registrations_and_nobody_else_does() {
 #[test]
 fn only_the_owner_may_withdraw_a_registration() {
     let mut k = kernel();
-    let a = serve(&mut k, "a", &[1]);
+    let a = server(&mut k, "a", &[1]);
     let b = spawn(&mut k, "b");
     let svc = ServiceId::from_raw(1);
     assert_eq!(
@@ -137,7 +137,10 @@ fn exit_notifications_pushed_out_are_counted() {
 #[test]
 fn live_task_channel_and_ready_counts_follow_every_change() {
     let mut k = kernel();
-    assert_eq!((k.task_count(), k.channel_count(), k.ready_count()), (0, 0, 0));
+    assert_eq!(
+        (k.task_count(), k.channel_count(), k.ready_count()),
+        (0, 0, 0)
+    );
     let a = spawn(&mut k, "a");
     let b = spawn_at(&mut k, "b", Priority::HIGH);
     assert_eq!((k.task_count(), k.ready_count()), (2, 2));
@@ -155,7 +158,10 @@ fn live_task_channel_and_ready_counts_follow_every_change() {
     k.drop_cap(a, ch, T0).unwrap();
     assert_eq!(k.channel_count(), 1);
     k.terminate(b, ExitReason::Normal, T0).unwrap();
-    assert_eq!((k.task_count(), k.channel_count(), k.ready_count()), (1, 0, 1));
+    assert_eq!(
+        (k.task_count(), k.channel_count(), k.ready_count()),
+        (1, 0, 1)
+    );
     assert_eq!(k.identity_count(), 2, "identities outlive tasks");
     let info = k.tasks();
     assert_eq!(info.len(), 1);

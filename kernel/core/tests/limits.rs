@@ -75,16 +75,23 @@ fn capabilities_that_exactly_fill_the_receivers_space_are_delivered() {
     let to_receiver = k.grant(receiver, inbox, sender, T0).unwrap();
     // The receiver holds one capability; three more fill its space.
     let gifts: Vec<CapHandle> = (0..3)
-        .map(|_| k.mint(sender, Mintable::KernelInfo, Rights::ALL, T0).unwrap())
+        .map(|_| {
+            k.mint(sender, Mintable::KernelInfo, Rights::ALL, T0)
+                .unwrap()
+        })
         .collect();
-    k.send(sender, to_receiver, b"3".to_vec(), &gifts, T0).unwrap();
+    k.send(sender, to_receiver, b"3".to_vec(), &gifts, T0)
+        .unwrap();
     let got = k.receive(receiver, inbox, T0).unwrap().unwrap();
     assert_eq!(got.caps.len(), 3);
     assert_eq!(k.cap_count(receiver), room as usize);
 
     // Now it is full: one more waits in the queue until there is room.
-    let one = k.mint(sender, Mintable::KernelInfo, Rights::ALL, T0).unwrap();
-    k.send(sender, to_receiver, b"1".to_vec(), &[one], T0).unwrap();
+    let one = k
+        .mint(sender, Mintable::KernelInfo, Rights::ALL, T0)
+        .unwrap();
+    k.send(sender, to_receiver, b"1".to_vec(), &[one], T0)
+        .unwrap();
     assert_eq!(
         k.receive(receiver, inbox, T0),
         Err(KernelError::ResourceExhausted(Resource::CapabilitySlots))
@@ -92,7 +99,10 @@ fn capabilities_that_exactly_fill_the_receivers_space_are_delivered() {
     let ch = k.channel_of(receiver, inbox, T0).unwrap();
     assert_eq!(k.queue_len(ch), Some(1));
     k.drop_cap(receiver, got.caps[0], T0).unwrap();
-    assert_eq!(k.receive(receiver, inbox, T0).unwrap().unwrap().caps.len(), 1);
+    assert_eq!(
+        k.receive(receiver, inbox, T0).unwrap().unwrap().caps.len(),
+        1
+    );
     k.check_invariants().unwrap();
 }
 
@@ -198,8 +208,13 @@ fn a_spawn_moves_at_most_the_spawn_capability_limit() {
     let root = k.create_root_task("root", T0).unwrap().task;
     let caps: Vec<CapHandle> = (0..=MAX_SPAWN_CAPS)
         .map(|_| {
-            k.mint(root, Mintable::KernelInfo, Rights::READ | Rights::TRANSFER, T0)
-                .unwrap()
+            k.mint(
+                root,
+                Mintable::KernelInfo,
+                Rights::READ | Rights::TRANSFER,
+                T0,
+            )
+            .unwrap()
         })
         .collect();
     let before = (k.task_count(), k.cap_count(root));
@@ -209,7 +224,11 @@ fn a_spawn_moves_at_most_the_spawn_capability_limit() {
     );
     assert_eq!((k.task_count(), k.cap_count(root)), before);
     let child = k
-        .spawn(root, spawn_args(TaskSpec::new("c"), &caps[..MAX_SPAWN_CAPS]), T0)
+        .spawn(
+            root,
+            spawn_args(TaskSpec::new("c"), &caps[..MAX_SPAWN_CAPS]),
+            T0,
+        )
         .unwrap();
     assert_eq!(child.capabilities.len(), MAX_SPAWN_CAPS);
     assert_eq!(k.cap_count(child.task), MAX_SPAWN_CAPS);
@@ -221,7 +240,9 @@ fn a_spawn_moves_at_most_the_spawn_capability_limit() {
 fn task_names_of_the_limit_are_accepted_and_longer_or_empty_ones_refused() {
     let mut k = kernel();
     let longest = "n".repeat(MAX_TASK_NAME);
-    let (t, e) = k.create_task(None, TaskSpec::new(longest.clone()), T0).unwrap();
+    let (t, e) = k
+        .create_task(None, TaskSpec::new(longest.clone()), T0)
+        .unwrap();
     assert_eq!(k.task_info(t).unwrap().name, longest);
     assert_eq!(k.identity(e).unwrap().name, longest);
     for bad in ["n".repeat(MAX_TASK_NAME + 1), String::new()] {
@@ -234,7 +255,11 @@ fn task_names_of_the_limit_are_accepted_and_longer_or_empty_ones_refused() {
     }
     let root = k.create_root_task("root", T0).unwrap().task;
     assert_eq!(
-        k.spawn(root, spawn_args(TaskSpec::new("n".repeat(MAX_TASK_NAME + 1)), &[]), T0),
+        k.spawn(
+            root,
+            spawn_args(TaskSpec::new("n".repeat(MAX_TASK_NAME + 1)), &[]),
+            T0
+        ),
         Err(KernelError::SpawnFailed(SpawnError::InvalidName))
     );
     assert_eq!(k.task_count(), 2);

@@ -25,7 +25,9 @@ fn fanout(receivers: usize, senders: usize) -> Fanout {
     let full = k.create_channel(owner, T0).unwrap();
     let copy = |k: &mut KernelCore, rights: Rights, name: &str| {
         let t = spawn(k, name);
-        let h = k.clone_cap(owner, full, rights | Rights::TRANSFER, T0).unwrap();
+        let h = k
+            .clone_cap(owner, full, rights | Rights::TRANSFER, T0)
+            .unwrap();
         (t, k.delegate(owner, h, t, T0).unwrap())
     };
     let rx = (0..receivers)
@@ -126,7 +128,9 @@ fn dropping_an_unrelated_capability_wakes_nobody() {
     block(&mut k, rx_task, rx_h);
     // Capabilities of other kinds, of other channels, and one of two
     // senders: none of it can end the wait.
-    let info = k.mint(owner, Mintable::KernelInfo, Rights::READ, T0).unwrap();
+    let info = k
+        .mint(owner, Mintable::KernelInfo, Rights::READ, T0)
+        .unwrap();
     k.drop_cap(owner, info, T0).unwrap();
     let other = k.create_channel(tx[0].0, T0).unwrap();
     k.drop_cap(tx[0].0, other, T0).unwrap();

@@ -1,8 +1,10 @@
 //! Shared fixtures for the contract tests.
 #![allow(dead_code)]
 
-use pandagen_abi::{ExecutionId, IdentityKind, Instant, Priority, TaskId, TrustDomain};
-use pandagen_core::{CapabilityEvent, KernelCore, TaskSpec};
+use pandagen_abi::{
+    CapHandle, ExecutionId, IdentityKind, Instant, Priority, Rights, ServiceId, TaskId, TrustDomain,
+};
+use pandagen_core::{CapabilityEvent, KernelCore, Mintable, TaskSpec};
 
 pub const T0: Instant = Instant::ZERO;
 
@@ -42,4 +44,24 @@ pub fn spawn_at(k: &mut KernelCore, name: &str, priority: Priority) -> TaskId {
 pub fn invalid_uses(k: &KernelCore) -> usize {
     k.audit_log()
         .count_events(|e| matches!(e, CapabilityEvent::InvalidUseAttempt { .. }))
+}
+
+/// A registry capability with `REGISTER`, minted for `task`.
+pub fn registry_cap(k: &mut KernelCore, task: TaskId) -> CapHandle {
+    k.mint(task, Mintable::ServiceRegistry, Rights::REGISTER, T0)
+        .unwrap()
+}
+
+/// `task` registers `service` on `channel` (a handle with `RECEIVE`).
+pub fn register(k: &mut KernelCore, task: TaskId, service: ServiceId, channel: CapHandle) {
+    let registry = registry_cap(k, task);
+    k.register_service(task, registry, service, channel, T0)
+        .unwrap();
+}
+
+/// `task` serves `service` on a channel of its own; returns its handle.
+pub fn serve(k: &mut KernelCore, task: TaskId, service: ServiceId) -> CapHandle {
+    let channel = k.create_channel(task, T0).unwrap();
+    register(k, task, service, channel);
+    channel
 }
