@@ -143,3 +143,31 @@ fn format_and_open_take_the_smallest_devices_exactly() {
         );
     }
 }
+
+#[test]
+fn a_checksummed_superblock_of_another_format_or_block_size_is_refused() {
+    // Well-formed and correctly checksummed, but not this format: an older
+    // magic, or written for another block size.
+    let reseal = |block: &mut [u8]| {
+        let sum = superblock_sum(&block[..SUPER_LEN]);
+        block[SUPER_LEN..SUPER_LEN + 8].copy_from_slice(&sum.to_le_bytes());
+    };
+    let fresh = JournalBackend::format(Disk::new(16), [9; 16])
+        .unwrap()
+        .into_device();
+    let mut resealed = fresh.clone();
+    reseal(superblock(&mut resealed, 0));
+    assert!(opened(resealed).is_ok(), "resealing alone changes nothing");
+
+    let mut old_format = fresh.clone();
+    let block = superblock(&mut old_format, 0);
+    block[..8].copy_from_slice(b"PGSTORE1");
+    reseal(block);
+    assert_eq!(opened(old_format), Err(BackendError::Corrupt));
+
+    let mut other_size = fresh;
+    let block = superblock(&mut other_size, 0);
+    block[8..12].copy_from_slice(&(2 * BLOCK as u32).to_le_bytes());
+    reseal(block);
+    assert_eq!(opened(other_size), Err(BackendError::Corrupt));
+}
