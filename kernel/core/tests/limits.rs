@@ -264,3 +264,22 @@ fn task_names_of_the_limit_are_accepted_and_longer_or_empty_ones_refused() {
     );
     assert_eq!(k.task_count(), 2);
 }
+
+#[test]
+fn reordering_reaches_exactly_the_queued_positions() {
+    let mut k = kernel();
+    let t = spawn(&mut k, "t");
+    let h = k.create_channel(t, T0).unwrap();
+    let ch = k.channel_of(t, h, T0).unwrap();
+    for i in 0..3u8 {
+        k.send(t, h, vec![i], &[], T0).unwrap();
+    }
+    for (i, j) in [(3, 0), (0, 3), (3, 3), (usize::MAX, 1)] {
+        assert!(!k.swap_queued(ch, i, j), "({i}, {j})");
+    }
+    assert!(k.swap_queued(ch, 2, 0), "the last and the first");
+    let got: Vec<u8> = (0..3)
+        .map(|_| k.receive(t, h, T0).unwrap().unwrap().bytes[0])
+        .collect();
+    assert_eq!(got, [2, 1, 0]);
+}
