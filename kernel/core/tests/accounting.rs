@@ -89,8 +89,29 @@ fn closing_a_registered_channel_removes_exactly_its_registrations() {
         k.register_service(a, reg, ServiceId::from_raw(s), chan, T0)
             .unwrap();
     }
+    // Another task can still send to the doomed channel: it outlives its
+    // receive right, closed.
+    let b = spawn(&mut k, "b");
+    let to_doomed = k.grant(a, doomed, b, T0).unwrap();
+    let to_doomed = {
+        let weak = k
+            .clone_cap(b, to_doomed, Rights::SEND | Rights::TRANSFER, T0)
+            .unwrap();
+        let full = to_doomed;
+        k.drop_cap(b, full, T0).unwrap();
+        weak
+    };
     k.drop_cap(a, doomed, T0).unwrap();
     assert_eq!(registered(&k), [2]);
+    assert_eq!(k.channel_count(), 2);
+    assert_eq!(
+        k.send(b, to_doomed, vec![], &[], T0),
+        Err(KernelError::SendFailed(
+            pandagen_abi::error::SendError::ChannelClosed
+        ))
+    );
+    k.check_invariants().unwrap();
+    k.drop_cap(b, to_doomed, T0).unwrap();
     assert_eq!(k.channel_count(), 1);
     k.check_invariants().unwrap();
 }
