@@ -171,3 +171,42 @@ fn a_checksummed_superblock_of_another_format_or_block_size_is_refused() {
     reseal(block);
     assert_eq!(opened(other_size), Err(BackendError::Corrupt));
 }
+
+#[test]
+fn a_blank_device_of_minimum_block_size_is_formatted() {
+    let blank = Disk {
+        bytes: vec![0; 8 * MIN_BLOCK_SIZE],
+        ..Disk::sized(8, MIN_BLOCK_SIZE)
+    };
+    let (mut j, formatted) = JournalBackend::open_or_format(blank, [2; 16]).unwrap();
+    assert!(formatted);
+    assert!(replay(&mut j).is_empty());
+}
+
+#[test]
+fn a_volume_cut_short_below_the_minimum_is_refused() {
+    // A valid volume on three blocks, then the device shrinks to two: its
+    // superblock would still check out, but there is no data area.
+    let disk = JournalBackend::format(Disk::new(3), [1; 16])
+        .unwrap()
+        .into_device();
+    let mut cut = disk.clone();
+    cut.bytes.truncate(DATA_START as usize * BLOCK);
+    assert_eq!(JournalBackend::open(cut).err(), Some(BackendError::Corrupt));
+    assert!(JournalBackend::open(disk).is_ok());
+}
+
+#[test]
+fn the_superblock_says_where_the_journal_starts() {
+    // After a compaction the checkpoint sits after the first generation's
+    // frames; the journal starts right after it, before and after replay.
+    let mut disk = compacted();
+    let block = superblock(&mut disk, 1);
+    let cp_start = le_u64(&block[36..]);
+    let cp_blocks = le_u64(&block[44..]);
+    assert!(cp_start > DATA_START && cp_blocks > 0);
+    let mut j = JournalBackend::open(disk).unwrap();
+    assert_eq!(j.tail(), cp_start + cp_blocks);
+    replay(&mut j);
+    assert_eq!(j.tail(), cp_start + cp_blocks + 1, "one frame after it");
+}
