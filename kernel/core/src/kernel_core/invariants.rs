@@ -263,6 +263,9 @@ mod tests {
         let mut w = world();
         let orphan = w.k.channels.create(1);
         assert_eq!(w.k.check_invariants(), Err(V::UnreferencedChannel(orphan)));
+        // Also when its own count claims a reference that no record makes.
+        w.k.channels.get_mut(orphan).unwrap().refs = 1;
+        assert_eq!(w.k.check_invariants(), Err(V::UnreferencedChannel(orphan)));
     }
 
     #[test]
