@@ -1,0 +1,119 @@
+//! Exit routes: a spawner names where its child's exit notification goes;
+//! the kernel sends it there once, or hands the route to a kernel that
+//! delivers it itself, and a full or closed route loses only the message.
+
+mod common;
+
+use common::*;
+use pandagen_abi::{
+    CapHandle, ExitNotification, ExitReason, KernelError, MessageEnvelope, Rights, TaskId,
+};
+use pandagen_core::{KernelCore, SpawnArgs, TaskSpec};
+
+fn spawn_routed(k: &mut KernelCore, parent: TaskId, exits: CapHandle) -> TaskId {
+    k.spawn(
+        parent,
+        SpawnArgs {
+            spec: TaskSpec::new("child"),
+            with_image: false,
+            capabilities: &[],
+            exit_channel: Some(exits),
+        },
+        T0,
+    )
+    .unwrap()
+    .task
+}
+
+fn notification(bytes: &[u8]) -> ExitNotification {
+    MessageEnvelope::decode(bytes)
+        .unwrap()
+        .payload
+        .decode()
+        .unwrap()
+}
+
+#[test]
+fn the_notification_goes_to_the_route_once() {
+    let mut k = kernel();
+    let parent = spawn(&mut k, "parent");
+    let exits = k.create_channel(parent, T0).unwrap();
+    let child = spawn_routed(&mut k, parent, exits);
+    let ch = k.channel_of(parent, exits, T0).unwrap();
+    assert_eq!(k.exit_route(child), Some(ch));
+    k.terminate(child, ExitReason::Normal, at(4)).unwrap();
+    let got = k.receive(parent, exits, T0).unwrap().unwrap();
+    let n = notification(&got.bytes);
+    assert_eq!((n.task_id, n.terminated_at_nanos), (Some(child), 4));
+    assert_eq!(k.exit_route(child), None);
+    assert_eq!(k.receive(parent, exits, T0), Ok(None), "only once");
+}
+
+#[test]
+fn a_kernel_that_takes_the_route_delivers_it_itself() {
+    let mut k = kernel();
+    let parent = spawn(&mut k, "parent");
+    let exits = k.create_channel(parent, T0).unwrap();
+    let child = spawn_routed(&mut k, parent, exits);
+    let ch = k.channel_of(parent, exits, T0).unwrap();
+    assert_eq!(k.take_exit_route(child), Some(ch));
+    assert_eq!(k.exit_route(child), None);
+    assert_eq!(k.take_exit_route(child), None);
+    k.terminate(child, ExitReason::Normal, T0).unwrap();
+    assert_eq!(k.queue_len(ch), Some(0), "terminate sent nothing");
+    assert_eq!(k.exit_notifications().len(), 1, "but recorded it");
+}
+
+#[test]
+fn a_full_route_loses_the_message_but_not_the_record() {
+    let mut k = kernel();
+    let parent = spawn(&mut k, "parent");
+    let exits = k.create_channel_with_capacity(parent, 1, T0).unwrap();
+    let child = spawn_routed(&mut k, parent, exits);
+    k.send(parent, exits, b"filler".to_vec(), &[], T0).unwrap();
+    k.terminate(child, ExitReason::Normal, T0).unwrap();
+    assert_eq!(
+        k.receive(parent, exits, T0).unwrap().unwrap().bytes,
+        b"filler"
+    );
+    assert_eq!(k.receive(parent, exits, T0), Ok(None));
+    assert_eq!(
+        k.exit_notifications().last().and_then(|n| n.task_id),
+        Some(child)
+    );
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_route_needs_send_on_a_channel() {
+    let mut k = kernel();
+    let parent = spawn(&mut k, "parent");
+    let exits = k.create_channel(parent, T0).unwrap();
+    let receive_only = k.clone_cap(parent, exits, Rights::RECEIVE, T0).unwrap();
+    let info = k
+        .mint(parent, pandagen_core::Mintable::KernelInfo, Rights::ALL, T0)
+        .unwrap();
+    for (route, expected) in [
+        (receive_only, KernelError::InsufficientAuthority),
+        (
+            info,
+            KernelError::WrongCapabilityKind {
+                expected: pandagen_abi::CapKind::Channel,
+                found: pandagen_abi::CapKind::KernelInfo,
+            },
+        ),
+    ] {
+        let refused = k.spawn(
+            parent,
+            SpawnArgs {
+                spec: TaskSpec::new("child"),
+                with_image: false,
+                capabilities: &[],
+                exit_channel: Some(route),
+            },
+            T0,
+        );
+        assert_eq!(refused, Err(expected));
+    }
+    assert_eq!(k.task_count(), 1, "no child was created");
+}
