@@ -30,5 +30,9 @@ fn channels_print_with_their_slot_and_generation() {
     k.drop_cap(t, first, T0).unwrap();
     let second = k.create_channel(t, T0).unwrap();
     let new = k.channel_of(t, second, T0).unwrap();
-    assert_ne!(old.to_string(), new.to_string(), "a reused slot prints anew");
+    assert_ne!(
+        old.to_string(),
+        new.to_string(),
+        "a reused slot prints anew"
+    );
 }

@@ -98,3 +98,20 @@ fn a_frame_spanning_blocks_is_read_whole() {
     let mut j = JournalBackend::open(damaged).unwrap();
     assert_eq!(replay(&mut j), vec![]);
 }
+
+#[test]
+fn a_frame_spanning_blocks_deep_in_the_journal_is_replayed() {
+    // A large frame late on the device: its blocks are checked against
+    // what is left after it, not against anything smaller.
+    let mut j = JournalBackend::format(Disk::new(32), [9; 16]).unwrap();
+    let mut expected: Vec<CommitRecord> = (1..=10).map(|s| record(s, 10)).collect();
+    for r in &expected {
+        j.apply(r).unwrap();
+    }
+    expected.push(record(11, 600));
+    j.apply(&expected[10]).unwrap();
+    let at = DATA_START + 10;
+    assert!(j.tail() - at > 4, "{} blocks", j.tail() - at);
+    let mut j = JournalBackend::open(j.into_device()).unwrap();
+    assert_eq!(replay(&mut j), expected);
+}
