@@ -209,3 +209,56 @@ fn recovery_counts_the_records_it_replays() {
     let report = j.replay(&mut |_| seen += 1).unwrap();
     assert_eq!((report.records, seen), (5, 5), "three packed, two framed");
 }
+
+/// A volume whose only checkpoint holds `r`; returns the disk and the
+/// checkpoint's first byte.
+fn checkpointed(r: &CommitRecord) -> (Disk, usize) {
+    let mut j = JournalBackend::format(Disk::new(32), [9; 16]).unwrap();
+    j.apply(r).unwrap();
+    assert_eq!(j.compact(), Ok(true));
+    let at = j.cp_start as usize * BLOCK;
+    (j.into_device(), at)
+}
+
+fn reopened(disk: Disk) -> Result<Vec<CommitRecord>, BackendError> {
+    let mut j = JournalBackend::open(disk)?;
+    let mut out = Vec::new();
+    j.replay(&mut |r| out.push(r))?;
+    Ok(out)
+}
+
+#[test]
+fn a_checkpoint_with_another_magic_generation_or_length_is_corrupt() {
+    let r = record(1, 10);
+    let (disk, at) = checkpointed(&r);
+    assert_eq!(reopened(disk.clone()), Ok(vec![r]));
+    // The MAC covers the record bytes; the header fields are checked on
+    // their own, each of them.
+    let cases: [(&str, usize, &[u8]); 4] = [
+        ("magic", 0, b"PGCQ"),
+        ("generation", 4, &7u64.to_le_bytes()),
+        ("a length past the checkpoint", 20, &1000u32.to_le_bytes()),
+        ("the largest length", 20, &u32::MAX.to_le_bytes()),
+    ];
+    for (what, offset, bytes) in cases {
+        let mut bad = disk.clone();
+        bad.bytes[at + offset..at + offset + bytes.len()].copy_from_slice(bytes);
+        assert_eq!(reopened(bad), Err(BackendError::Corrupt), "{what}");
+    }
+}
+
+#[test]
+fn a_checkpoint_that_exactly_fills_its_blocks_opens() {
+    // Find a record whose checkpoint ends on a block boundary.
+    let r = (0..4 * BLOCK)
+        .map(|payload| record(1, payload))
+        .find(|r| {
+            let len = 4 + postcard::to_allocvec(r).unwrap().len();
+            (CHECKPOINT_HEADER + len) % BLOCK == 0
+        })
+        .unwrap();
+    let (disk, at) = checkpointed(&r);
+    let len = le_u32(&disk.bytes[at + 20..]) as usize;
+    assert_eq!((CHECKPOINT_HEADER + len) % BLOCK, 0);
+    assert_eq!(reopened(disk), Ok(vec![r]));
+}
