@@ -300,7 +300,9 @@ fn the_fast_path_takes_the_largest_message_and_declines_one_byte_more() {
 #[test]
 fn the_fast_path_declines_for_a_caller_that_is_not_running() {
     let mut p = pair();
-    // The client gives up the CPU: it is ready, not running.
+    // The client gives up the CPU: it is ready, not running, and below
+    // the server's priority, so nothing else stands in the way.
+    p.k.set_priority(p.client, Priority::IDLE).unwrap();
     assert!(p.k.yield_task(p.client));
     assert_eq!(p.k.task_state(p.client), Some(SchedState::Ready));
     let result =
