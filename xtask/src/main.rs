@@ -47,7 +47,7 @@ commands:
   bench                       kernel benchmarks (release build) under QEMU TCG -icount;
                               results in target/bench/results.json
   clippy                      clippy on the host crates and on the kernel for x86_64-unknown-none
-  mutants [--crate NAME]... [--file GLOB]...
+  mutants [--crate NAME]... [--file GLOB]... [--re REGEX]...
                               mutation testing (cargo-mutants) of pandagen-core and the storage
                               journal; prints each score and the surviving mutants, fails below
                               95%; results in target/mutants/ (about 30 minutes per crate)
@@ -71,6 +71,7 @@ struct Flags {
     suites: Vec<String>,
     crates: Vec<String>,
     files: Vec<String>,
+    regexes: Vec<String>,
 }
 
 fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
@@ -100,6 +101,7 @@ fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
             "--suite" => flags.suites.push(value()?),
             "--crate" => flags.crates.push(value()?),
             "--file" => flags.files.push(value()?),
+            "--re" => flags.regexes.push(value()?),
             _ => unreachable!("checked against `allowed`"),
         }
     }
@@ -149,12 +151,13 @@ fn main() -> ExitCode {
         .and_then(|f| flash(&layout, &f)),
         "bench" => parse_flags(rest, &[]).and_then(|_| bench::run(&layout)),
         "clippy" => parse_flags(rest, &[]).and_then(|_| clippy(&layout)),
-        "mutants" => parse_flags(rest, &["--crate", "--file"]).and_then(|f| {
+        "mutants" => parse_flags(rest, &["--crate", "--file", "--re"]).and_then(|f| {
             mutants::run(
                 &layout,
                 &mutants::Options {
                     only: f.crates,
                     files: f.files,
+                    only_matching: f.regexes,
                 },
             )
         }),

@@ -136,6 +136,9 @@ pub struct Options {
     pub only: Vec<String>,
     /// Files to mutate instead of the target's own (one target only).
     pub files: Vec<String>,
+    /// Only the mutants whose names match these regexes (cargo-mutants
+    /// `--re`; one target only).
+    pub only_matching: Vec<String>,
 }
 
 /// Runs cargo-mutants on each chosen target; true if every score is at
@@ -152,8 +155,9 @@ pub fn run(layout: &Layout, opts: &Options) -> TaskResult<bool> {
         .iter()
         .filter(|t| opts.only.is_empty() || opts.only.iter().any(|o| o == t.name))
         .collect();
-    if !opts.files.is_empty() && targets.len() != 1 {
-        return Err(fail!("--file needs exactly one --crate"));
+    let partial = !opts.files.is_empty() || !opts.only_matching.is_empty();
+    if partial && targets.len() != 1 {
+        return Err(fail!("--file and --re need exactly one --crate"));
     }
     ensure_cargo_mutants()?;
     let mut all_pass = true;
@@ -174,6 +178,9 @@ pub fn run(layout: &Layout, opts: &Options) -> TaskResult<bool> {
         for f in &files {
             cmd.args(["--file", f]);
         }
+        for re in &opts.only_matching {
+            cmd.args(["--re", re]);
+        }
         cmd.arg("--").args(target.tests);
         println!("\n== mutants: {} ==\n{}", target.name, display(&cmd));
         let status = cmd
@@ -187,10 +194,11 @@ pub fn run(layout: &Layout, opts: &Options) -> TaskResult<bool> {
         }
         let outcome = Outcome::read(&out.join("mutants.out"))?;
         let mut summary = outcome.summary(target.name);
-        if !opts.files.is_empty() {
+        if partial {
             summary.push_str(&format!(
-                "  (only the mutants of {}: not the target's full score)\n",
-                files.join(", ")
+                "  (only the mutants of {} matching {:?}: not the target's full score)\n",
+                files.join(", "),
+                opts.only_matching
             ));
         }
         std::fs::write(out.join("summary.txt"), &summary)?;
