@@ -92,6 +92,7 @@ fn closing_a_registered_channel_removes_exactly_its_registrations() {
     // Another task can still send to the doomed channel: it outlives its
     // receive right, closed.
     let b = spawn(&mut k, "b");
+    authorise(&mut k, a, b);
     let to_doomed = k.grant(a, doomed, b, T0).unwrap();
     let to_doomed = {
         let weak = k

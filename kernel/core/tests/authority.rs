@@ -17,6 +17,7 @@ fn a_send_only_handle_is_refused_for_receiving_and_the_refusal_is_audited() {
     let weak = k
         .clone_cap(owner, chan, Rights::SEND | Rights::TRANSFER, T0)
         .unwrap();
+    authorise(&mut k, owner, peer);
     let peer_send = k.delegate(owner, weak, peer, T0).unwrap();
     k.send(owner, chan, b"secret".to_vec(), &[], T0).unwrap();
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use pandagen_abi::api::limits::{MAX_SPAWN_CAPS, MAX_TASK_NAME};
-use pandagen_abi::error::{Resource, SendError, SpawnError};
+use pandagen_abi::error::{ReceiveError, Resource, SendError, SpawnError};
 use pandagen_abi::{CapHandle, KernelError, Rights, ServiceId};
 use pandagen_core::{CoreConfig, KernelCore, Mintable, SpawnArgs, TaskSpec};
 
@@ -72,7 +72,9 @@ fn capabilities_that_exactly_fill_the_receivers_space_are_delivered() {
     let sender = spawn(&mut k, "sender");
     let receiver = spawn(&mut k, "receiver");
     let inbox = k.create_channel(receiver, T0).unwrap();
+    let over = authorise(&mut k, receiver, sender);
     let to_receiver = k.grant(receiver, inbox, sender, T0).unwrap();
+    k.drop_cap(receiver, over, T0).unwrap();
     // The receiver holds one capability; three more fill its space.
     let gifts: Vec<CapHandle> = (0..3)
         .map(|_| {
@@ -86,23 +88,23 @@ fn capabilities_that_exactly_fill_the_receivers_space_are_delivered() {
     assert_eq!(got.caps.len(), 3);
     assert_eq!(k.cap_count(receiver), room as usize);
 
-    // Now it is full: one more waits in the queue until there is room.
+    // Now it is full: a message carrying one more is refused to it and
+    // dropped, and the receiver is told how many it lost; the next one
+    // still arrives.
     let one = k
         .mint(sender, Mintable::KernelInfo, Rights::ALL, T0)
         .unwrap();
     k.send(sender, to_receiver, b"1".to_vec(), &[one], T0)
         .unwrap();
+    k.send(sender, to_receiver, b"0".to_vec(), &[], T0).unwrap();
     assert_eq!(
         k.receive(receiver, inbox, T0),
-        Err(KernelError::ResourceExhausted(Resource::CapabilitySlots))
+        Err(KernelError::ReceiveFailed(
+            ReceiveError::NoRoomForCapabilities { carried: 1 }
+        ))
     );
-    let ch = k.channel_of(receiver, inbox, T0).unwrap();
-    assert_eq!(k.queue_len(ch), Some(1));
-    k.drop_cap(receiver, got.caps[0], T0).unwrap();
-    assert_eq!(
-        k.receive(receiver, inbox, T0).unwrap().unwrap().caps.len(),
-        1
-    );
+    assert_eq!(k.cap_count(receiver), room as usize);
+    assert_eq!(k.receive(receiver, inbox, T0).unwrap().unwrap().bytes, b"0");
     k.check_invariants().unwrap();
 }
 

@@ -167,10 +167,17 @@ fn a_grant_to_a_dead_task_id_does_not_reach_the_slot_successor() {
     let mut k = kernel();
     let giver = spawn(&mut k, "giver");
     let old = spawn(&mut k, "old");
+    // Authority over the old task, obtained while it lived.
+    authorise(&mut k, giver, old);
     k.terminate(old, ExitReason::Normal, T0).unwrap();
     let new = spawn(&mut k, "new");
     assert_eq!(slot_index(new), slot_index(old));
     let chan = k.create_channel(giver, T0).unwrap();
+    assert_eq!(
+        k.grant(giver, chan, new, T0),
+        Err(KernelError::InsufficientAuthority),
+        "authority over the old task is none over its successor"
+    );
     assert_eq!(
         k.grant(giver, chan, old, T0),
         Err(KernelError::TaskNotFound(old))

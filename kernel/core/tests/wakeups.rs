@@ -25,10 +25,13 @@ fn fanout(receivers: usize, senders: usize) -> Fanout {
     let full = k.create_channel(owner, T0).unwrap();
     let copy = |k: &mut KernelCore, rights: Rights, name: &str| {
         let t = spawn(k, name);
+        let over = authorise(k, owner, t);
         let h = k
             .clone_cap(owner, full, rights | Rights::TRANSFER, T0)
             .unwrap();
-        (t, k.delegate(owner, h, t, T0).unwrap())
+        let moved = k.delegate(owner, h, t, T0).unwrap();
+        k.drop_cap(owner, over, T0).unwrap();
+        (t, moved)
     };
     let rx = (0..receivers)
         .map(|_| copy(&mut k, Rights::RECEIVE, "rx"))

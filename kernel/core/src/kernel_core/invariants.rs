@@ -116,7 +116,7 @@ impl KernelCore {
             if !counts.contains_key(&ch) || c.refs == 0 {
                 return Err(InvariantViolation::UnreferencedChannel(ch));
             }
-            if c.queue.len() > c.capacity as usize {
+            if c.bounded_len() > c.capacity as usize {
                 return Err(InvariantViolation::QueueOverCapacity(ch));
             }
             if c.is_closed() && !c.queue.is_empty() {
@@ -188,8 +188,10 @@ mod tests {
         let send = k
             .clone_cap(a, chan, Rights::SEND | Rights::GRANT, T0)
             .unwrap();
+        let over_b = k.mint(a, Mintable::Task(b), Rights::SEND, T0).unwrap();
         k.grant(a, send, b, T0).unwrap();
         k.drop_cap(a, send, T0).unwrap();
+        k.drop_cap(a, over_b, T0).unwrap();
         let reg = k
             .mint(a, Mintable::ServiceRegistry, Rights::REGISTER, T0)
             .unwrap();

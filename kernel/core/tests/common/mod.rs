@@ -65,3 +65,15 @@ pub fn serve(k: &mut KernelCore, task: TaskId, service: ServiceId) -> CapHandle 
     register(k, task, service, channel);
     channel
 }
+
+/// Give `from` authority to put capabilities into `to` (a `Task`
+/// capability naming it with `SEND`), as grant and delegate require.
+pub fn authorise(k: &mut KernelCore, from: TaskId, to: TaskId) -> pandagen_abi::CapHandle {
+    k.mint(
+        from,
+        pandagen_core::Mintable::Task(to),
+        pandagen_abi::Rights::SEND,
+        T0,
+    )
+    .unwrap()
+}
