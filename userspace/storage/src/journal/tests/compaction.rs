@@ -262,3 +262,28 @@ fn a_checkpoint_that_exactly_fills_its_blocks_opens() {
     assert_eq!((CHECKPOINT_HEADER + len) % BLOCK, 0);
     assert_eq!(reopened(disk), Ok(vec![r]));
 }
+
+#[test]
+fn a_commit_compacts_only_when_that_can_help() {
+    let mut j = JournalBackend::format(Disk::new(16), [9; 16]).unwrap();
+    for seq in 1..=3 {
+        j.apply(&record(seq, 10)).unwrap();
+    }
+    // Packed behind the frames (nothing fits in front of them).
+    assert_eq!(j.compact(), Ok(true));
+    assert!(j.cp_start > DATA_START);
+    assert_eq!(j.generation(), 1);
+    // A commit too large for the device: compacting moves the checkpoint
+    // to the front (that frees the rest), once, and the commit is refused.
+    let huge = record(4, 16 * BLOCK);
+    assert_eq!(j.apply(&huge), Err(BackendError::Full));
+    assert_eq!((j.generation(), j.cp_start), (2, DATA_START));
+    // Nothing is left to gain: refused again without compacting.
+    assert_eq!(j.apply(&huge), Err(BackendError::Full));
+    assert_eq!((j.generation(), j.cp_start), (2, DATA_START));
+    // Everything is still there, and the journal goes on.
+    j.apply(&record(4, 10)).unwrap();
+    let mut j = JournalBackend::open(j.into_device()).unwrap();
+    let all: Vec<_> = (1..=4).map(|s| record(s, 10)).collect();
+    assert_eq!(replay(&mut j), all);
+}
