@@ -553,10 +553,13 @@ mod tests {
         s
     }
 
+    /// A named way of damaging a scheduler.
+    type Damage = (&'static str, fn(&mut Scheduler));
+
     #[test]
     fn consistent_finds_each_kind_of_damage() {
         let normal = Priority::NORMAL.0 as usize;
-        let cases: [(&str, fn(&mut Scheduler)); 10] = [
+        let cases: [Damage; 10] = [
             ("bitmap bit of a non-empty level cleared", |s| {
                 s.nonempty &= !(1 << Priority::NORMAL.0)
             }),

@@ -254,12 +254,12 @@ fn a_checkpoint_that_exactly_fills_its_blocks_opens() {
         .map(|payload| record(1, payload))
         .find(|r| {
             let len = 4 + postcard::to_allocvec(r).unwrap().len();
-            (CHECKPOINT_HEADER + len) % BLOCK == 0
+            (CHECKPOINT_HEADER + len).is_multiple_of(BLOCK)
         })
         .unwrap();
     let (disk, at) = checkpointed(&r);
     let len = le_u32(&disk.bytes[at + 20..]) as usize;
-    assert_eq!((CHECKPOINT_HEADER + len) % BLOCK, 0);
+    assert!((CHECKPOINT_HEADER + len).is_multiple_of(BLOCK));
     assert_eq!(reopened(disk), Ok(vec![r]));
 }
 
