@@ -6,25 +6,8 @@
 mod common;
 
 use common::*;
-use pandagen_abi::{
-    CapHandle, ExitNotification, ExitReason, KernelError, MessageEnvelope, Rights, TaskId,
-};
-use pandagen_core::{KernelCore, SpawnArgs, TaskSpec};
-
-fn spawn_routed(k: &mut KernelCore, parent: TaskId, exits: CapHandle) -> TaskId {
-    k.spawn(
-        parent,
-        SpawnArgs {
-            spec: TaskSpec::new("child"),
-            with_image: false,
-            capabilities: &[],
-            exit_channel: Some(exits),
-        },
-        T0,
-    )
-    .unwrap()
-    .task
-}
+use pandagen_abi::{ExitNotification, ExitReason, KernelError, MessageEnvelope, Rights};
+use pandagen_core::{SpawnArgs, TaskSpec};
 
 fn notification(bytes: &[u8]) -> ExitNotification {
     MessageEnvelope::decode(bytes)

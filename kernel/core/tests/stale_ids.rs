@@ -133,19 +133,7 @@ fn an_exit_route_to_a_destroyed_channel_does_not_reach_its_successor() {
     let root = k.create_root_task("root", T0).unwrap().task;
     let exits = k.create_channel(root, T0).unwrap();
     let old = k.channel_of(root, exits, T0).unwrap();
-    let child = k
-        .spawn(
-            root,
-            SpawnArgs {
-                spec: TaskSpec::new("child"),
-                with_image: false,
-                capabilities: &[],
-                exit_channel: Some(exits),
-            },
-            T0,
-        )
-        .unwrap()
-        .task;
+    let child = spawn_routed(&mut k, root, exits);
     assert_eq!(k.exit_route(child), Some(old));
     k.drop_cap(root, exits, T0).unwrap();
     let successor = k.create_channel(root, T0).unwrap();

@@ -50,6 +50,16 @@ fn fanout(receivers: usize, senders: usize) -> Fanout {
     }
 }
 
+/// [`fanout`] with the owner and every other receiver blocked receiving.
+fn all_blocked(receivers: usize, senders: usize) -> Fanout {
+    let mut f = fanout(receivers, senders);
+    block(&mut f.k, f.owner, f.owner_rx);
+    for &(t, h) in &f.rx {
+        block(&mut f.k, t, h);
+    }
+    f
+}
+
 fn block(k: &mut KernelCore, task: TaskId, h: CapHandle) {
     assert_eq!(
         k.receive_or_block(task, h, None, T0),
@@ -69,11 +79,7 @@ fn taking_the_last_message_of_a_drained_channel_wakes_the_other_receivers_closed
         owner_rx,
         rx,
         tx,
-    } = fanout(2, 1);
-    block(&mut k, owner, owner_rx);
-    for &(t, h) in &rx {
-        block(&mut k, t, h);
-    }
+    } = all_blocked(2, 1);
     let (sender, to) = tx[0];
     k.send(sender, to, b"last".to_vec(), &[], T0).unwrap();
     assert_eq!(k.take_wake_reason(owner), Some(WakeReason::MessageArrived));
@@ -103,11 +109,7 @@ fn taking_a_message_while_a_sender_remains_wakes_nobody_else() {
         owner_rx,
         rx,
         tx,
-    } = fanout(2, 1);
-    block(&mut k, owner, owner_rx);
-    for &(t, h) in &rx {
-        block(&mut k, t, h);
-    }
+    } = all_blocked(2, 1);
     let (sender, to) = tx[0];
     k.send(sender, to, b"one".to_vec(), &[], T0).unwrap();
     k.receive_or_block(owner, owner_rx, None, T0).unwrap();

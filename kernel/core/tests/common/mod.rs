@@ -77,3 +77,20 @@ pub fn authorise(k: &mut KernelCore, from: TaskId, to: TaskId) -> pandagen_abi::
     )
     .unwrap()
 }
+
+/// A child of `parent` whose exit notification goes to `exits` (a channel
+/// `parent` receives on).
+pub fn spawn_routed(k: &mut KernelCore, parent: TaskId, exits: CapHandle) -> TaskId {
+    k.spawn(
+        parent,
+        pandagen_core::SpawnArgs {
+            spec: TaskSpec::new("child"),
+            with_image: false,
+            capabilities: &[],
+            exit_channel: Some(exits),
+        },
+        T0,
+    )
+    .unwrap()
+    .task
+}
