@@ -8,6 +8,7 @@ mod flash;
 mod gdb;
 mod layout;
 mod lock;
+mod mutants;
 mod process;
 mod programs;
 mod qemu;
@@ -47,6 +48,10 @@ commands:
   bench                       kernel benchmarks (release build) under QEMU TCG -icount;
                               results in target/bench/results.json
   clippy                      clippy on the host crates and on the kernel for x86_64-unknown-none
+  mutants [--crate NAME]... [--file GLOB]... [--re REGEX]...
+                              mutation testing (cargo-mutants) of pandagen-core and the storage
+                              journal; prints each score and the surviving mutants, fails below
+                              95%; results in target/mutants/ (about 30 minutes per crate)
   help                        this text
 ";
 
@@ -65,6 +70,9 @@ struct Flags {
     qemu_only: bool,
     device: Option<PathBuf>,
     suites: Vec<String>,
+    crates: Vec<String>,
+    files: Vec<String>,
+    regexes: Vec<String>,
 }
 
 fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
@@ -92,6 +100,9 @@ fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
             "--qemu-only" => flags.qemu_only = true,
             "--device" => flags.device = Some(PathBuf::from(value()?)),
             "--suite" => flags.suites.push(value()?),
+            "--crate" => flags.crates.push(value()?),
+            "--file" => flags.files.push(value()?),
+            "--re" => flags.regexes.push(value()?),
             _ => unreachable!("checked against `allowed`"),
         }
     }
@@ -141,6 +152,16 @@ fn main() -> ExitCode {
         .and_then(|f| flash(&layout, &f)),
         "bench" => parse_flags(rest, &[]).and_then(|_| bench::run(&layout)),
         "clippy" => parse_flags(rest, &[]).and_then(|_| clippy(&layout)),
+        "mutants" => parse_flags(rest, &["--crate", "--file", "--re"]).and_then(|f| {
+            mutants::run(
+                &layout,
+                &mutants::Options {
+                    only: f.crates,
+                    files: f.files,
+                    only_matching: f.regexes,
+                },
+            )
+        }),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(true)

@@ -337,3 +337,40 @@ impl ChannelTable {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_at_the_last_generation_is_retired_not_wrapped() {
+        let mut table = ChannelTable::new();
+        let a = table.create(1);
+        table.slots[a.index() as usize].generation = u32::MAX - 1;
+        let b = ChannelRef::from_parts(a.index(), u32::MAX - 1);
+        table.destroy(b);
+        let c = table.create(1);
+        assert_eq!(c, ChannelRef::from_parts(a.index(), u32::MAX));
+        assert!(table.get(b).is_none());
+        table.destroy(c);
+        assert_eq!(table.live(), 0);
+        // Retired: the next channel takes a new slot.
+        let d = table.create(1);
+        assert_ne!(d.index(), a.index());
+        assert!(table.get(c).is_none());
+        assert_eq!(table.iter().map(|(r, _)| r).collect::<Vec<_>>(), [d]);
+    }
+
+    #[test]
+    fn destroying_a_stale_reference_leaves_the_successor_alone() {
+        let mut table = ChannelTable::new();
+        let a = table.create(1);
+        table.destroy(a);
+        let b = table.create(1);
+        assert_eq!(b.index(), a.index());
+        table.destroy(a);
+        assert!(table.get(b).is_some());
+        assert!(table.get_mut(a).is_none());
+        assert_eq!(table.live(), 1);
+    }
+}

@@ -296,3 +296,78 @@ fn a_kept_body_is_checked_by_its_length_and_delivered_without_bytes() {
     assert!(queued > seq);
     k.check_invariants().unwrap();
 }
+
+/// Whether the fast path switches for this pair after `prepare`, checking
+/// that a decline left the caller running and the server waiting.
+fn switches(
+    mut p: Pair,
+    bytes: &[u8],
+    deadline: Option<pandagen_abi::Instant>,
+    now: pandagen_abi::Instant,
+) -> bool {
+    let result = p.k.send_receive_fast(
+        p.client,
+        p.to_server,
+        bytes,
+        p.replies,
+        deadline,
+        now,
+        |_| true,
+    );
+    if result.is_none() {
+        assert!(blocked_on_receive(&p.k, p.server));
+        let ch = p.k.channel_of(p.server, p.requests, now).unwrap();
+        assert_eq!(p.k.queue_len(ch), Some(0), "a decline queues nothing");
+    }
+    p.k.check_invariants().unwrap();
+    result.is_some()
+}
+
+#[test]
+fn the_fast_path_takes_the_largest_message_and_declines_one_byte_more() {
+    let max = kernel().config().max_message_bytes;
+    assert!(switches(pair(), &vec![7; max], None, T0));
+    assert!(!switches(pair(), &vec![7; max + 1], None, T0));
+    // The general path reports the oversized message.
+    let mut p = pair();
+    assert!(matches!(
+        p.k.send(p.client, p.to_server, vec![7; max + 1], &[], T0),
+        Err(pandagen_abi::KernelError::SendFailed(
+            pandagen_abi::error::SendError::MessageTooLarge { .. }
+        ))
+    ));
+}
+
+#[test]
+fn the_fast_path_declines_for_a_caller_that_is_not_running() {
+    let mut p = pair();
+    // The client gives up the CPU: it is ready, not running, and below
+    // the server's priority, so nothing else stands in the way.
+    p.k.set_priority(p.client, Priority::IDLE).unwrap();
+    assert!(p.k.yield_task(p.client));
+    assert_eq!(p.k.task_state(p.client), Some(SchedState::Ready));
+    let result =
+        p.k.send_receive_fast(p.client, p.to_server, b"x", p.replies, None, T0, |_| true);
+    assert_eq!(result, None);
+    assert_eq!(p.k.task_state(p.client), Some(SchedState::Ready));
+    assert!(blocked_on_receive(&p.k, p.server));
+    p.k.check_invariants().unwrap();
+}
+
+#[test]
+fn the_fast_path_declines_a_deadline_that_is_now_and_takes_one_just_after() {
+    assert!(!switches(pair(), b"x", Some(at(5)), at(5)));
+    assert!(switches(pair(), b"x", Some(at(6)), at(5)));
+}
+
+#[test]
+fn the_fast_path_declines_while_another_deadline_is_due() {
+    // A sleeper whose deadline is exactly now must be woken first, by the
+    // general path; one due later does not stand in the way.
+    for (due, expected) in [(5, false), (6, true)] {
+        let mut p = pair();
+        let sleeper = spawn_at(&mut p.k, "sleeper", Priority::IDLE);
+        assert!(p.k.sleep_until(sleeper, at(due), T0).unwrap());
+        assert_eq!(switches(p, b"x", None, at(5)), expected, "due at {due}");
+    }
+}
