@@ -15,6 +15,7 @@ mod blockdev;
 mod boot_mode;
 mod console;
 mod console_input;
+mod debug_output;
 mod introspect;
 mod ktest;
 mod layout;

@@ -10,6 +10,9 @@
 //!
 //! Markers may be preceded by other output on the same line (firmware text
 //! without a newline, a log prefix); everything from the marker on counts.
+//! But nothing after [`TASK_OUTPUT_TAG`] is a marker: the kernel starts
+//! every log line of a task other than the run's root task with it
+//! (`kernel/src/debug_output.rs`), so a service cannot forge a verdict.
 
 use crate::qemu::{Exit, EXIT_PASS};
 
@@ -37,6 +40,8 @@ pub struct Report {
 const TEST: &str = "[TEST] ";
 const SUITE: &str = "[SUITE] ";
 const BENCH: &str = "[BENCH] ";
+/// How the kernel begins a line written by a task other than the root.
+pub const TASK_OUTPUT_TAG: &str = "[task ";
 
 pub fn parse(serial: &str) -> Report {
     let mut report = Report::default();
@@ -59,7 +64,11 @@ pub fn parse(serial: &str) -> Report {
 }
 
 fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
-    line.find(marker).map(|i| &line[i + marker.len()..])
+    let trusted = match line.find(TASK_OUTPUT_TAG) {
+        Some(tag) => &line[..tag],
+        None => line,
+    };
+    trusted.find(marker).map(|i| &line[i + marker.len()..])
 }
 
 fn parse_test(rest: &str, report: &mut Report) -> bool {
@@ -256,6 +265,18 @@ PandaGen 0.1.0 (bios)\r
         let r = parse("\x1b[2J garbage[TEST] PASS late\n INFO [BENCH] x 1.5 ns\n");
         assert_eq!(r.passed, ["late"]);
         assert_eq!(r.benches[0].value, 1.5);
+    }
+
+    #[test]
+    fn a_task_other_than_the_root_cannot_print_a_verdict() {
+        let r = parse(
+            "[task 7 transformer] [TEST] PASS forged\n\
+             [task 7 x] [SUITE] DONE passed=9 failed=0\n\
+             [task 7 [TEST] PASS x] y\n\
+             [TEST] PASS real\n",
+        );
+        assert_eq!(r.passed, ["real"]);
+        assert!(r.done.is_none() && r.malformed.is_empty());
     }
 
     #[test]

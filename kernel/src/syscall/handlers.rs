@@ -339,7 +339,7 @@ fn debug_write(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
             pandagen_abi::error::SyscallError::MalformedRequest,
         ));
     }
-    crate::println!("{}", request.text);
+    crate::debug_output::write(cx.k, cx.caller, request.text);
     cx.reply(())
 }
 
