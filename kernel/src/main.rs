@@ -93,6 +93,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     mem::frame::init(regions, window).expect("cannot build the frame allocator");
     profile.mark("frame allocator");
     let paging = mem::paging::init(window).expect("cannot set up the kernel address space");
+    arch::x86_64::stacks::set_boot_stack(boot_info.kernel_stack_bottom);
+    arch::x86_64::stacks::arm_guards();
     log::debug!(
         "paging: {} kernel-half tables added, {} bootloader lower-half entries removed",
         paging.kernel_tables_added,

@@ -5,6 +5,7 @@ mod bootcfg;
 mod build;
 mod cargo_test;
 mod flash;
+mod fuzz;
 mod layout;
 mod lock;
 mod process;
@@ -39,6 +40,9 @@ commands:
                               host tests, then the QEMU suites; ends with `N passed, M failed`
   flash --device PATH [--bios | --uefi] [--yes] [--allow-file] [--release]
                               write the image (UEFI by default) to a USB stick and verify it
+  fuzz [--time SECONDS] [--target NAME]
+                              coverage-guided fuzzing (libFuzzer) of the core and of every
+                              decoder of ring-3 or disk bytes; 60 s per target by default
   bench                       kernel benchmarks (release build) under QEMU TCG -icount;
                               results in target/bench/results.json
   clippy                      clippy on the host crates and on the kernel for x86_64-unknown-none
@@ -59,6 +63,8 @@ struct Flags {
     qemu_only: bool,
     device: Option<PathBuf>,
     suites: Vec<String>,
+    time: Option<u64>,
+    target: Option<String>,
 }
 
 fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
@@ -85,6 +91,14 @@ fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
             "--qemu-only" => flags.qemu_only = true,
             "--device" => flags.device = Some(PathBuf::from(value()?)),
             "--suite" => flags.suites.push(value()?),
+            "--time" => {
+                let v = value()?;
+                let secs = v
+                    .parse()
+                    .map_err(|_| fail!("`--time` needs a number of seconds, not `{v}`"))?;
+                flags.time = Some(secs);
+            }
+            "--target" => flags.target = Some(value()?),
             _ => unreachable!("checked against `allowed`"),
         }
     }
@@ -131,6 +145,8 @@ fn main() -> ExitCode {
         .and_then(|f| flash(&layout, &f)),
         "bench" => parse_flags(rest, &[]).and_then(|_| bench::run(&layout)),
         "clippy" => parse_flags(rest, &[]).and_then(|_| clippy(&layout)),
+        "fuzz" => parse_flags(rest, &["--time", "--target"])
+            .and_then(|f| fuzz::run(&layout, f.time, f.target.as_deref())),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(true)

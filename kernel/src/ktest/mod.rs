@@ -16,6 +16,7 @@
 
 mod hal;
 mod memory;
+mod stacks;
 mod time;
 mod traps;
 
@@ -94,6 +95,18 @@ pub static TESTS: &[KernelTest] = &[
     KernelTest {
         name: "trap_general_protection_non_canonical",
         run: traps::general_protection,
+    },
+    KernelTest {
+        name: "stacks_guard_pages_are_unmapped",
+        run: stacks::guard_pages_are_unmapped,
+    },
+    KernelTest {
+        name: "stacks_boot_stack_overflow_double_faults_with_report",
+        run: stacks::boot_stack_overflow_is_reported,
+    },
+    KernelTest {
+        name: "stacks_entry_stack_overflow_double_faults_with_report",
+        run: stacks::entry_stack_overflow_is_reported,
     },
     KernelTest {
         name: "irq_registered_handler_runs_through_idt",

@@ -40,6 +40,7 @@ pub mod fault_probe;
 pub mod gdt;
 pub mod idt;
 pub mod protection;
+pub mod stacks;
 pub mod syscall_entry;
 pub mod trap;
 mod trap_entry;
