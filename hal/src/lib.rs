@@ -22,6 +22,7 @@ pub mod heap;
 pub mod interrupt;
 pub mod memory;
 pub mod serial;
+pub mod siphash;
 pub mod timer;
 
 #[cfg(target_arch = "x86_64")]

@@ -1,9 +1,10 @@
-//! SipHash-2-4 (Aumasson & Bernstein), the keyed MAC behind capability
-//! tags and journal frame checksums.
+//! SipHash-2-4 (Aumasson & Bernstein), the keyed MAC behind the storage
+//! service's capability tags and journal checksums, and the keyed mixing
+//! of the kernel's entropy pool.
 //!
 //! Written here rather than taken from `core::hash` because core's SipHasher
-//! is deprecated and unstable to name, and because the storage service needs
-//! a one-shot MAC with a 128-bit secret key, nothing more.
+//! is deprecated and unstable to name, and because both users need a
+//! one-shot MAC with a 128-bit secret key, nothing more.
 
 /// A 128-bit SipHash key.
 #[derive(Clone, Copy, PartialEq, Eq)]
