@@ -16,6 +16,7 @@ mod boot_mode;
 mod console;
 mod console_input;
 mod debug_output;
+mod entropy;
 mod introspect;
 mod ktest;
 mod layout;
@@ -105,6 +106,13 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     profile.mark("heap");
     let calibration = time::init(entry_tsc);
     profile.mark("PIC, PIT, TSC calibration");
+    match entropy::init() {
+        pandagen_abi::syscall::EntropySource::TimerJitter => log::warn!(
+            "entropy: no RDSEED or RDRAND; seeded from TSC jitter against the PIT (weaker)"
+        ),
+        source => log::info!("entropy: seeded from {source:?}"),
+    }
+    profile.mark("entropy pool");
     profile.log();
 
     print_banner(firmware.name(), &protections, calibration, entry_tsc);

@@ -85,7 +85,7 @@ pub fn start(mode: BootMode, suite: Option<&str>) {
     };
     let mut kernel = Kernel::new(policy);
     let now = task::now();
-    let root = kernel.start(image, &name, |core| {
+    let root = kernel.start(&name, image, &name, |core| {
         core.create_root_task(name.as_str(), now)
     });
     match root {

@@ -136,10 +136,18 @@ pub enum Syscall {
     /// completed write is as durable as the device: the kernel's RAM disk
     /// keeps it until the machine stops.
     BlockWrite = 28,
+    /// No request → [`RandomReply`]: fresh bytes from the kernel's entropy
+    /// pool, and where the pool's seed came from.
+    Random = 29,
+    /// No request → [`ProgramSecretReply`]: a secret bound to the program
+    /// image the caller runs and to this boot. Every task running the same
+    /// image gets the same bytes; no task running another image can learn
+    /// them (the storage service seals its capability key with it).
+    ProgramSecret = 30,
 }
 
 /// The first number that is not a system call.
-pub const SYSCALL_COUNT: u64 = 29;
+pub const SYSCALL_COUNT: u64 = 31;
 
 /// The action of console-input messages.
 pub const CONSOLE_INPUT_ACTION: &str = "console.input";
@@ -176,6 +184,8 @@ impl Syscall {
             26 => Syscall::BlockInfo,
             27 => Syscall::BlockRead,
             28 => Syscall::BlockWrite,
+            29 => Syscall::Random,
+            30 => Syscall::ProgramSecret,
             other => return Err(SyscallError::UnknownSyscall(other)),
         })
     }
@@ -663,4 +673,31 @@ mod tests {
         .unwrap();
         assert!(postcard::from_bytes::<SendRequest<'_>>(&bytes).is_err());
     }
+}
+
+/// Where the kernel's entropy pool was seeded from at boot, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntropySource {
+    /// The CPU's RDSEED (a conditioned hardware noise source).
+    Rdseed,
+    /// The CPU's RDRAND (a DRBG reseeded from hardware noise).
+    Rdrand,
+    /// No hardware generator: the jitter of the TSC against the PIT's
+    /// timer interrupts, with the boot TSC. Weaker; the kernel says so at
+    /// boot.
+    TimerJitter,
+}
+
+/// The reply of [`Syscall::Random`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RandomReply {
+    pub bytes: [u8; 32],
+    pub source: EntropySource,
+}
+
+/// The reply of [`Syscall::ProgramSecret`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramSecretReply {
+    pub secret: [u8; 16],
+    pub source: EntropySource,
 }

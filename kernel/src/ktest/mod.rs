@@ -14,6 +14,7 @@
 //! then exits QEMU with 0x10 (all passed) or 0x11. A test that panics or
 //! takes an unexpected exception ends the run at once with 0x11.
 
+mod entropy;
 mod hal;
 mod memory;
 mod stacks;
@@ -123,6 +124,22 @@ pub static TESTS: &[KernelTest] = &[
     KernelTest {
         name: "hal_memory_maps_user_pages",
         run: hal::memory_hal_maps_user_pages,
+    },
+    KernelTest {
+        name: "entropy_source_is_the_best_available",
+        run: entropy::source_is_the_best_available,
+    },
+    KernelTest {
+        name: "entropy_program_secrets_are_per_program",
+        run: entropy::program_secrets_are_per_program,
+    },
+    KernelTest {
+        name: "entropy_random_bytes_never_repeat",
+        run: entropy::random_bytes_never_repeat,
+    },
+    KernelTest {
+        name: "entropy_timer_jitter_varies",
+        run: entropy::timer_jitter_varies,
     },
     KernelTest {
         name: "time_ticks_advance",

@@ -69,6 +69,8 @@ pub fn handle(call: Syscall, cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, K
         Syscall::BlockInfo => crate::blockdev::info,
         Syscall::BlockRead => crate::blockdev::read,
         Syscall::BlockWrite => crate::blockdev::write,
+        Syscall::Random => crate::entropy::random_call,
+        Syscall::ProgramSecret => crate::entropy::program_secret_call,
         // Calls this kernel does not implement yet answer as unknown ones.
         #[allow(unreachable_patterns)]
         _ => unsupported,
@@ -108,8 +110,9 @@ fn spawn(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     cx.k.core.authorize_spawn(caller, &args, now)?;
     let image = crate::runner::image(request.image)
         .ok_or(KernelError::SpawnFailed(SpawnError::ImageNotFound))?;
-    let spawned =
-        cx.k.start(image, request.name, |core| core.spawn(caller, args, now))?;
+    let spawned = cx.k.start(request.image, image, request.name, |core| {
+        core.spawn(caller, args, now)
+    })?;
     cx.reply(TaskHandle {
         task_id: spawned.task,
         execution_id: spawned.execution,

@@ -68,6 +68,9 @@ pub struct UserTask {
     pub memory: UserMemory,
     pub pending: Option<Pending>,
     pub startup: StartupInfo,
+    /// The program image it runs (`bin/<image>`): what its program secret
+    /// is bound to (see `entropy`).
+    pub image: alloc::string::String,
 }
 
 /// The kernel's [`UserTask`]s, in a table parallel to the core's task
@@ -169,6 +172,7 @@ impl Kernel {
         task: TaskId,
         execution: ExecutionId,
         name: &str,
+        image: &str,
         capabilities: &[CapHandle],
         loaded: Loaded,
     ) {
@@ -188,6 +192,7 @@ impl Kernel {
                 memory: UserMemory::new(loaded.space),
                 pending: None,
                 startup,
+                image: alloc::string::String::from(image),
             },
         );
     }
@@ -224,9 +229,11 @@ impl Kernel {
         }
     }
 
-    /// Load `image` and create a core task for it with `create`.
+    /// Load `image` (the program `bin/<image_name>`) and create a core
+    /// task for it with `create`.
     pub fn start(
         &mut self,
+        image_name: &str,
         image: &[u8],
         name: &str,
         create: impl FnOnce(&mut KernelCore) -> Result<pandagen_core::Spawned, KernelError>,
@@ -238,6 +245,7 @@ impl Kernel {
                     spawned.task,
                     spawned.execution,
                     name,
+                    image_name,
                     &spawned.capabilities,
                     loaded,
                 );

@@ -84,7 +84,8 @@ use crate::record::{Change, CommitRecord};
 use crate::siphash::{siphash24, SipKey};
 use crate::store::DURABLE_ANSWERS;
 
-const SUPER_MAGIC: &[u8; 8] = b"PGSTORE3";
+/// How a superblock begins.
+pub const SUPER_MAGIC: &[u8; 8] = b"PGSTORE3";
 /// The seal of a volume opened without one.
 pub const NO_SEAL: [u8; 16] = [0; 16];
 /// magic | block size | key XOR seal | generation | cp_start | cp_blocks

@@ -40,6 +40,7 @@ pub mod fault_probe;
 pub mod gdt;
 pub mod idt;
 pub mod protection;
+pub mod random;
 pub mod stacks;
 pub mod syscall_entry;
 pub mod trap;
