@@ -22,9 +22,9 @@
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
+use pandagen_abi::siphash::{siphash24, SipKey};
 use pandagen_abi::syscall::{EntropySource, ProgramSecretReply, RandomReply};
 use pandagen_abi::KernelError;
-use pandagen_hal::siphash::{siphash24, SipKey};
 use pandagen_hal::x86_64::cpu::rdtsc;
 use spin::Once;
 

@@ -17,9 +17,9 @@
 //! step's zeroing and copying, whatever the image's size.
 
 use pandagen_abi::error::{Resource, SpawnError};
+use pandagen_abi::memory::PAGE_SIZE;
 use pandagen_abi::KernelError;
 use pandagen_core::program_image::{parse_program, ImageSegment, ProgramImage};
-use pandagen_core::user_range::PAGE_SIZE;
 use pandagen_hal::memory::MemoryError;
 use pandagen_hal::x86_64::paging::{AddressSpace, PageFlags};
 

@@ -22,9 +22,10 @@
 //! * [`sched`] — scheduling policy: priorities, round-robin, blocking with
 //!   deadlines;
 //! * [`program_image`] — validation of a ring-3 program image (ELF);
-//! * [`block`] — the kernel's block device: the [`BlockStore`] each kernel
-//!   provides and the checks every block call passes
-//!   ([`KernelCore::block_read`] and friends).
+//! * [`block`] — the kernel's block device: the checks every block call
+//!   passes ([`KernelCore::block_read`] and friends) before it reaches the
+//!   [`BlockDevice`](pandagen_abi::BlockDevice) each kernel provides, and
+//!   [`VecDisk`].
 //!
 //! ## Semantics in brief
 //!
@@ -80,6 +81,7 @@
 //! k.check_invariants().unwrap();
 //! ```
 #![no_std]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
@@ -95,7 +97,7 @@ pub mod task;
 pub mod user_range;
 
 pub use audit::{AuditCounts, AuditLog, AuditRecord, CapabilityEvent, InvalidationReason};
-pub use block::{BlockStore, VecDisk};
+pub use block::VecDisk;
 pub use cap_table::{
     CapId, CapInfo, CapStatus, Capability, Holder, InvalidUse, Mintable, ObjectRef, ServiceObject,
 };

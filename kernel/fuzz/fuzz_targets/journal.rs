@@ -7,7 +7,8 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use pandagen_hal::RamBlockDevice;
+use pandagen_abi::BlockDevice;
+use pandagen_core::VecDisk;
 use pandagen_storage::store::ObjectStore;
 use pandagen_storage::transaction::TransactionalStorage;
 use pandagen_storage::{JournalBackend, ObjectKind};
@@ -22,10 +23,9 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
-    let mut disk = vec![0u8; BLOCK * BLOCKS];
-    {
-        let device = RamBlockDevice::new(&mut disk, BLOCK, false);
-        let Ok(journal) = JournalBackend::format(device, [7; 16]) else {
+    let disk = VecDisk::new(BLOCK as u32, BLOCKS as u64);
+    let mut disk = {
+        let Ok(journal) = JournalBackend::format(disk, [7; 16]) else {
             return;
         };
         let Ok((mut store, _)) = ObjectStore::open(journal) else {
@@ -41,13 +41,18 @@ fuzz_target!(|input: Input| {
             let _ = store.put(&mut tx, map, &[*key], value);
             let _ = store.commit(&mut tx);
         }
-    }
+        store.into_backend().into_device()
+    };
     for &(offset, xor) in input.corruptions.iter().take(32) {
-        let at = usize::from(offset) % disk.len();
-        disk[at] ^= xor;
+        let at = usize::from(offset) % (BLOCK * BLOCKS);
+        let first = (at / BLOCK) as u64;
+        let mut block = [0u8; BLOCK];
+        if disk.read_blocks(first, &mut block).is_ok() {
+            block[at % BLOCK] ^= xor;
+            let _ = disk.write_blocks(first, &block);
+        }
     }
-    let device = RamBlockDevice::new(&mut disk, BLOCK, false);
-    let Ok(journal) = JournalBackend::open(device) else {
+    let Ok(journal) = JournalBackend::open(disk) else {
         return;
     };
     if let Ok((store, _)) = ObjectStore::open(journal) {

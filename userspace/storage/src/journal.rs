@@ -71,12 +71,13 @@
 //! previous format of the device (another key) is never replayed.
 //!
 //! In ring 3 the device is the kernel's block device, reached through
-//! [`crate::device::KernelBlockDevice`].
+//! [`crate::device::BlockCallClient`].
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec;
 use alloc::vec::Vec;
-use pandagen_hal::BlockDevice;
+use pandagen_abi::block::BlockDevice;
+use pandagen_abi::BlockError;
 
 use crate::backend::{BackendError, RecoveryReport, StorageBackend};
 use crate::ids::CommitSeq;
@@ -137,7 +138,7 @@ impl<D: BlockDevice> core::fmt::Debug for JournalBackend<D> {
     }
 }
 
-fn io<T>(r: Result<T, pandagen_hal::BlockError>) -> Result<T, BackendError> {
+fn io<T>(r: Result<T, BlockError>) -> Result<T, BackendError> {
     r.map_err(|_| BackendError::Io)
 }
 
@@ -204,7 +205,7 @@ impl Superblock {
 
     /// The newest valid superblock on `device`.
     fn read<D: BlockDevice>(device: &mut D, seal: [u8; 16]) -> Result<Self, BackendError> {
-        let block_size = device.block_size();
+        let block_size = device.block_size() as usize;
         let count = device.block_count();
         let mut best: Option<Superblock> = None;
         for slot in 0..DATA_START {
@@ -305,7 +306,7 @@ impl<D: BlockDevice> JournalBackend<D> {
         key: [u8; 16],
         seal: [u8; 16],
     ) -> Result<Self, BackendError> {
-        let block_size = device.block_size();
+        let block_size = device.block_size() as usize;
         if block_size < MIN_BLOCK_SIZE || device.block_count() <= DATA_START {
             return Err(BackendError::Full);
         }
@@ -354,7 +355,7 @@ impl<D: BlockDevice> JournalBackend<D> {
         key: [u8; 16],
         seal: [u8; 16],
     ) -> Result<(Self, bool), BackendError> {
-        let block_size = device.block_size();
+        let block_size = device.block_size() as usize;
         if block_size < MIN_BLOCK_SIZE || device.block_count() <= DATA_START {
             return Err(BackendError::Full);
         }
@@ -375,7 +376,7 @@ impl<D: BlockDevice> JournalBackend<D> {
 
     /// [`open`](Self::open) for a volume sealed with `seal`.
     pub fn open_sealed(mut device: D, seal: [u8; 16]) -> Result<Self, BackendError> {
-        let block_size = device.block_size();
+        let block_size = device.block_size() as usize;
         if block_size < MIN_BLOCK_SIZE || device.block_count() <= DATA_START {
             return Err(BackendError::Corrupt);
         }

@@ -34,6 +34,7 @@
 //! * [`client`] — the typed client over any `KernelApi`, blocking (`call`
 //!   with timeout and same-id retries) or not (`start` / `poll`).
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
@@ -50,14 +51,14 @@ pub mod protocol;
 pub mod record;
 pub mod server;
 /// SipHash-2-4, shared with the kernel (which keys its entropy pool with it).
-pub use pandagen_hal::siphash;
+pub use pandagen_abi::siphash;
 pub mod store;
 pub mod transaction;
 
 pub use backend::{BackendError, StorageBackend};
 pub use cap::{ObjectCap, ObjectToken};
 pub use client::{ClientError, StorageClient};
-pub use device::KernelBlockDevice;
+pub use device::BlockCallClient;
 pub use error::{StorageError, TransactionError};
 pub use ids::{CommitSeq, ObjectId, TxId, VersionId};
 pub use journal::JournalBackend;

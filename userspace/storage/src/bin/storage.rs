@@ -22,9 +22,9 @@ extern crate alloc;
 use alloc::boxed::Box;
 use pandagen_rt::abi::error::Resource;
 use pandagen_rt::abi::{CapHandle, KernelApi, KernelError};
-use pandagen_rt::{println, BlockPort, Kernel};
+use pandagen_rt::{println, Kernel};
 use pandagen_storage::{
-    JournalBackend, KernelBlockDevice, MemoryBackend, StorageBackend, StorageServer,
+    BlockCallClient, JournalBackend, MemoryBackend, StorageBackend, StorageServer,
 };
 
 // Objects (and, without a block device, the journal) live in memory: give
@@ -52,7 +52,9 @@ fn capability_key() -> Result<[u8; 16], KernelError> {
 
 /// The journal on the block device `device`.
 fn block_backend(device: CapHandle) -> Result<Box<dyn StorageBackend>, KernelError> {
-    let disk = KernelBlockDevice::open(BlockPort::new(), device).inspect_err(|e| {
+    // The journal calls the kernel from inside the request loop, while the
+    // program's own `Kernel` is borrowed by the server: it gets its own.
+    let disk = BlockCallClient::open(Kernel::new(), device).inspect_err(|e| {
         println!("storage: the block device cannot be used: {e}");
     })?;
     let key = capability_key()?;
