@@ -570,7 +570,7 @@ impl World {
             }
             Syscall::BlockRead => {
                 let r: BlockReadRequest = decode(request)?;
-                core.block_read(caller, r.capability, &self.disk, r.first, r.count, now)?;
+                core.block_read(caller, r.capability, &mut self.disk, r.first, r.count, now)?;
             }
             Syscall::BlockWrite => {
                 let r: BlockWriteRequest<'_> = decode(request)?;
