@@ -191,7 +191,7 @@ pub const SUITES: &[Suite] = &[
         Firmware::Bios,
         BootConfig::suite("hardening"),
     )
-    .programs(&["suite_hardening", "handle_thief"])
+    .programs(&["suite_hardening", "handle_thief", "console_spoofer"])
     .timeout(300),
     // Services (userspace/{process_manager,storage,transformer}) through
     // real system calls.

@@ -556,6 +556,20 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     });
     tally.check("hardening/another_tasks_handle", thief_outcome);
 
+    // A service's log lines cannot pass for verdicts or the console: the
+    // spoofer prints forged `[TEST]`/`[SUITE]` lines and escape sequences;
+    // the kernel tags and escapes them, so the harness counts none (if it
+    // did, this suite's DONE counts would not match and the suite fails).
+    let spoofer = spawn(kernel, "console_spoofer", "console_spoofer", vec![], exits)?;
+    let spoofer_outcome = wait_exit(kernel, exits, Duration::from_secs(30)).and_then(|n| {
+        if n.task_id == Some(spoofer.task_id) && n.reason == ExitReason::Normal {
+            Ok(())
+        } else {
+            Err(alloc::format!("{n:?}"))
+        }
+    });
+    tally.check("hardening/service_log_lines_are_tagged", spoofer_outcome);
+
     // Boot files: data files are readable with the boot-image capability;
     // programs and paths are not, and nothing is readable without it.
     let info = kernel.startup()?;
