@@ -56,9 +56,10 @@ mod trap_entry;
 /// Long kernel work (loading a program image) calls this between bounded
 /// steps, so interrupt latency is bounded by one step, not by the size of
 /// the work. The caller must hold no lock an interrupt handler takes
-/// without `try_lock` (the handlers take only the clock, the console input
-/// buffer and, with `try_lock`, the kernel state); interrupts arriving in
-/// ring 0 never switch tasks, so the caller resumes where it was.
+/// without `try_lock` (the handlers take only the clock, the serial port
+/// and the console input buffer, and the kernel state with `try_lock`).
+/// Interrupts arriving in ring 0 never switch tasks, so the caller resumes
+/// where it was.
 pub fn let_interrupts_in() {
     if !x86_64::instructions::interrupts::are_enabled() {
         // SAFETY: `sti` takes effect after the next instruction, so the
