@@ -136,18 +136,30 @@ pub enum Syscall {
     /// completed write is as durable as the device: the kernel's RAM disk
     /// keeps it until the machine stops.
     BlockWrite = 28,
+    /// [`MintRegistrationRequest`] → `CapHandle`: a capability of kind
+    /// `ServiceRegistration` naming one service id, with
+    /// `REGISTER | TRANSFER`, minted from the `ServiceRegistry`
+    /// capability (needs `REGISTER | GRANT` on it). This is how the process
+    /// manager gives each service it starts the right to register its own
+    /// id and no other.
+    MintRegistration = 29,
+    /// [`ServiceRequest`] → `TaskId`: the task that holds the service's
+    /// registration now (`ServiceNotFound` if nobody does). Needs no
+    /// capability, like a lookup; it lets a supervisor check that the task
+    /// serving an id is the instance it started.
+    ServiceRegistrant = 30,
     /// No request → [`RandomReply`]: fresh bytes from the kernel's entropy
     /// pool, and where the pool's seed came from.
-    Random = 29,
+    Random = 31,
     /// No request → [`ProgramSecretReply`]: a secret bound to the program
     /// image the caller runs and to this boot. Every task running the same
     /// image gets the same bytes; no task running another image can learn
     /// them (the storage service seals its capability key with it).
-    ProgramSecret = 30,
+    ProgramSecret = 32,
 }
 
 /// The first number that is not a system call.
-pub const SYSCALL_COUNT: u64 = 31;
+pub const SYSCALL_COUNT: u64 = 33;
 
 /// The action of console-input messages.
 pub const CONSOLE_INPUT_ACTION: &str = "console.input";
@@ -184,8 +196,10 @@ impl Syscall {
             26 => Syscall::BlockInfo,
             27 => Syscall::BlockRead,
             28 => Syscall::BlockWrite,
-            29 => Syscall::Random,
-            30 => Syscall::ProgramSecret,
+            29 => Syscall::MintRegistration,
+            30 => Syscall::ServiceRegistrant,
+            31 => Syscall::Random,
+            32 => Syscall::ProgramSecret,
             other => return Err(SyscallError::UnknownSyscall(other)),
         })
     }
@@ -370,6 +384,15 @@ pub struct CloneRequest {
 pub struct RegisterRequest {
     pub service: ServiceId,
     pub channel: CapHandle,
+}
+
+/// A [`Syscall::MintRegistration`] request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MintRegistrationRequest {
+    /// The caller's `ServiceRegistry` capability.
+    pub registry: CapHandle,
+    /// The one id the new capability may register.
+    pub service: ServiceId,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

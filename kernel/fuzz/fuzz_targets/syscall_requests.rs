@@ -49,6 +49,8 @@ fuzz_target!(|data: &[u8]| {
         Syscall::BlockInfo => round_trip!(BlockInfoRequest, bytes),
         Syscall::BlockRead => round_trip!(BlockReadRequest, bytes),
         Syscall::BlockWrite => round_trip!(BlockWriteRequest<'_>, bytes),
+        Syscall::MintRegistration => round_trip!(MintRegistrationRequest, bytes),
+        Syscall::ServiceRegistrant => round_trip!(ServiceRequest, bytes),
         _ => round_trip!((), bytes),
     }
 });

@@ -10,13 +10,13 @@
 use arbitrary::Arbitrary;
 use pandagen_abi::syscall::{
     BlockInfoRequest, BlockReadRequest, BlockWriteRequest, CapRequest, CloneRequest, ExitRequest,
-    MintObjectCapRequest, ObjectSendRequest, ReceiveRequest, RegisterRequest, SendReceiveRequest,
-    SendRequest, ServiceRequest, SleepRequest, SpawnRequest, Syscall, TerminateRequest,
-    TransferRequest,
+    MintObjectCapRequest, MintRegistrationRequest, ObjectSendRequest, ReceiveRequest,
+    RegisterRequest, SendReceiveRequest, SendRequest, ServiceRequest, SleepRequest, SpawnRequest,
+    Syscall, TerminateRequest, TransferRequest,
 };
 use pandagen_abi::{
-    CapHandle, CapKind, ExitReason, IdentityKind, Instant, KernelError, Priority, Rights,
-    ServiceId, TaskId, TrustDomain,
+    CapHandle, ExitReason, IdentityKind, Instant, KernelError, Priority, Rights, ServiceId, TaskId,
+    TrustDomain,
 };
 use pandagen_core::{KernelCore, SpawnArgs, TaskSpec, VecDisk};
 use serde::Serialize;
@@ -89,6 +89,15 @@ pub enum Step {
     Drop {
         caller: u8,
         cap: Handle,
+    },
+    MintRegistration {
+        caller: u8,
+        registry: Handle,
+        service: u8,
+    },
+    Registrant {
+        caller: u8,
+        service: u8,
     },
     Register {
         caller: u8,
@@ -350,6 +359,24 @@ impl World {
                 };
                 (*caller, Syscall::RegisterService, bytes(&request))
             }
+            Step::MintRegistration {
+                caller,
+                registry,
+                service: s,
+            } => {
+                let c = self.caller(*caller)?;
+                let request = MintRegistrationRequest {
+                    registry: self.handle(c, *registry),
+                    service: service(*s),
+                };
+                (*caller, Syscall::MintRegistration, bytes(&request))
+            }
+            Step::Registrant { caller, service: s } => {
+                let request = ServiceRequest {
+                    service: service(*s),
+                };
+                (*caller, Syscall::ServiceRegistrant, bytes(&request))
+            }
             Step::Lookup { caller, service: s } => {
                 let request = ServiceRequest {
                     service: service(*s),
@@ -507,10 +534,18 @@ impl World {
             }
             Syscall::RegisterService => {
                 let r: RegisterRequest = decode(request)?;
-                let registry = core
-                    .find_cap(caller, CapKind::ServiceRegistry, Rights::REGISTER)
+                let authority = core
+                    .find_registration(caller, r.service)
                     .ok_or(KernelError::InsufficientAuthority)?;
-                core.register_service(caller, registry, r.service, r.channel, now)?;
+                core.register_service(caller, authority, r.service, r.channel, now)?;
+            }
+            Syscall::MintRegistration => {
+                let r: MintRegistrationRequest = decode(request)?;
+                core.mint_registration(caller, r.registry, r.service, now)?;
+            }
+            Syscall::ServiceRegistrant => {
+                let r: ServiceRequest = decode(request)?;
+                core.service_registrant(r.service)?;
             }
             Syscall::LookupService => {
                 let r: ServiceRequest = decode(request)?;
