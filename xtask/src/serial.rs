@@ -12,7 +12,10 @@
 //! without a newline, a log prefix); everything from the marker on counts.
 //! But nothing after [`TASK_OUTPUT_TAG`] is a marker: the kernel starts
 //! every log line of a task other than the run's root task with it
-//! (`kernel/src/debug_output.rs`), so a service cannot forge a verdict.
+//! (`kernel/src/debug_output.rs`), so a service cannot forge a verdict. A
+//! suite whose verdicts come from a service (the adversary suite runs
+//! under the process manager) names that service ([`parse_trusting`]); its
+//! name is the one the process manager gave it from the manifest.
 
 use crate::qemu::{Exit, EXIT_PASS};
 
@@ -63,9 +66,18 @@ const BENCH: &str = "[BENCH] ";
 pub const TASK_OUTPUT_TAG: &str = "[task ";
 
 pub fn parse(serial: &str) -> Report {
+    parse_trusting(serial, None)
+}
+
+/// [`parse`], also taking the markers of the task named `trusted`.
+pub fn parse_trusting(serial: &str, trusted: Option<&str>) -> Report {
     let mut report = Report::default();
     for raw in serial.lines() {
         let line = raw.trim_end_matches('\r');
+        let line = match trusted {
+            Some(name) => untag(line, name),
+            None => line,
+        };
         let ok = if let Some(rest) = after(line, TEST) {
             parse_test(rest, &mut report)
         } else if let Some(rest) = after(line, SUITE) {
@@ -80,6 +92,22 @@ pub fn parse(serial: &str) -> Report {
         }
     }
     report
+}
+
+/// The text of a line of task `name` (`[task <id> <name>] text`), or the
+/// line unchanged if another task or the kernel wrote it.
+fn untag<'a>(line: &'a str, name: &str) -> &'a str {
+    let Some(tagged) = line.strip_prefix(TASK_OUTPUT_TAG) else {
+        return line;
+    };
+    let Some((id, rest)) = tagged.split_once(' ') else {
+        return line;
+    };
+    let from_it = rest.strip_prefix(name).and_then(|r| r.strip_prefix("] "));
+    match from_it {
+        Some(text) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => text,
+        _ => line,
+    }
 }
 
 fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
@@ -296,6 +324,18 @@ PandaGen 0.1.0 (bios)\r
         );
         assert_eq!(r.passed, ["real"]);
         assert!(r.done.is_none() && r.malformed.is_empty());
+    }
+
+    #[test]
+    fn a_suite_trusts_only_the_task_it_names() {
+        let log = "[task 6 adversary] [TEST] PASS real\n\
+                   [task 9 attacker] [TEST] PASS forged\n\
+                   [task 9 adversary-x] [TEST] PASS forged_too\n\
+                   [task 6 adversary] [SUITE] DONE passed=1 failed=0\n";
+        let r = parse_trusting(log, Some("adversary"));
+        assert_eq!(r.passed, ["real"]);
+        assert_eq!(r.done, Some((1, 0)));
+        assert!(parse(log).passed.is_empty());
     }
 
     #[test]
