@@ -15,17 +15,19 @@
 use core::fmt::{self, Write};
 use pandagen_abi::TaskId;
 
-use crate::task::Kernel;
+use crate::task::KernelState;
 
 /// How the line of a task other than the root begins; xtask's serial
 /// harness (`xtask/src/serial.rs`) knows it.
 pub const TASK_OUTPUT_TAG: &str = "[task ";
 
 /// Print `text` from task `from`.
-pub fn write(k: &Kernel, from: TaskId, text: &str) {
-    let name = match k.root {
-        Some(root) if root == from => None,
-        _ => Some(k.core.task_info(from).map(|info| info.name)),
+pub fn write(k: &KernelState, from: TaskId, text: &str) {
+    // The root is the one task created without a parent.
+    let info = k.core().task_info(from);
+    let name = match &info {
+        Some(info) if info.parent.is_none() => None,
+        _ => Some(info.map(|info| info.name)),
     };
     for line in text.split('\n') {
         match &name {

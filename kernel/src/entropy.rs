@@ -23,13 +23,11 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use pandagen_abi::siphash::{siphash24, SipKey};
-use pandagen_abi::syscall::{EntropySource, ProgramSecretReply, RandomReply};
-use pandagen_abi::KernelError;
+use pandagen_abi::syscall::EntropySource;
 use pandagen_hal::x86_64::cpu::rdtsc;
 use spin::Once;
 
 use crate::arch::x86_64::random;
-use crate::syscall::{decode, Ctx, Step};
 
 /// Hardware words taken at boot.
 const HARDWARE_WORDS: usize = 16;
@@ -146,27 +144,4 @@ pub fn random_bytes() -> [u8; 32] {
 /// Where the pool's seed came from.
 pub fn source() -> EntropySource {
     pool().source
-}
-
-/// `Random`: fresh bytes for anyone (they reveal nothing about the pool).
-pub fn random_call(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
-    decode::<()>(request)?;
-    cx.reply(RandomReply {
-        bytes: random_bytes(),
-        source: source(),
-    })
-}
-
-/// `ProgramSecret`: the secret of the image the caller runs.
-pub fn program_secret_call(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
-    decode::<()>(request)?;
-    let task =
-        cx.k.tasks
-            .get(&cx.caller)
-            .ok_or(KernelError::TaskNotFound(cx.caller))?;
-    let secret = program_secret(&task.image);
-    cx.reply(ProgramSecretReply {
-        secret,
-        source: source(),
-    })
 }

@@ -3,11 +3,12 @@
 //! Policy today (ring 0 only):
 //! - #BP returns (the breakpoint is counted and logged).
 //! - NMI is logged and returns.
-//! - A fault armed through [`fault_probe`] resumes at
-//!   the probe's recovery point.
+//! - In a kernel with the test harness, a fault armed through
+//!   `fault_probe` resumes at the probe's recovery point.
 //! - A double fault whose CR2 lies in a stack's guard page is reported as
 //!   that stack's overflow (see [`stacks`]), then is fatal like any other
-//!   (the self-test's [`stacks::overflow_probe`] resumes instead).
+//!   (with the test harness, the self-test's overflow probe resumes
+//!   instead).
 //! - Anything else is fatal: a full register dump, then
 //!   [`stop_after_fatal_error`](crate::panic::stop_after_fatal_error)
 //!   (QEMU exits with failure in test modes, the CPU halts otherwise).
@@ -16,9 +17,8 @@
 //! task, with `ExitReason::Failure` naming the fault (see
 //! `task::user_fault`); the kernel prints one report line and runs on.
 
-use super::fault_probe;
 use super::idt::vector;
-use super::stacks::{self, Overflow};
+use super::stacks;
 use super::trap::TrapFrame;
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::registers::control::Cr2;
@@ -75,11 +75,13 @@ pub fn name(vector: u8) -> &'static str {
 }
 
 /// How many breakpoints have been taken.
+#[cfg(feature = "test-harness")]
 pub fn breakpoints() -> u64 {
     BREAKPOINTS.load(Ordering::Relaxed)
 }
 
 /// The GS base in effect while the last ring-0 breakpoint was handled.
+#[cfg(feature = "test-harness")]
 pub fn last_breakpoint_gs_base() -> u64 {
     BREAKPOINT_GS_BASE.load(Ordering::Relaxed)
 }
@@ -102,7 +104,8 @@ pub(super) fn handle(frame: &mut TrapFrame) {
             let address = Cr2::read_raw();
             if let Some(stack) = stacks::overflowed_stack(address) {
                 report_overflow(stack, address, frame);
-                if stacks::try_recover(frame, Overflow { stack, address }) {
+                #[cfg(feature = "test-harness")]
+                if stacks::try_recover(frame, stacks::Overflow { stack, address }) {
                     return;
                 }
             }
@@ -110,7 +113,8 @@ pub(super) fn handle(frame: &mut TrapFrame) {
             crate::panic::stop_after_fatal_error()
         }
         _ => {
-            if fault_probe::try_recover(frame) {
+            #[cfg(feature = "test-harness")]
+            if super::fault_probe::try_recover(frame) {
                 return;
             }
             // An access far into a guard page is delivered as a plain

@@ -19,8 +19,10 @@
 
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "test-harness")]
 use spin::Mutex;
 
+#[cfg(feature = "test-harness")]
 use super::trap::TrapFrame;
 
 const PAGE: usize = 4096;
@@ -114,6 +116,7 @@ pub fn overflowed_stack(address: u64) -> Option<&'static str> {
         .map(|(name, _)| name)
 }
 
+#[cfg(feature = "test-harness")]
 /// An overflow [`overflow_probe`] caught.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Overflow {
@@ -122,11 +125,15 @@ pub struct Overflow {
     pub address: u64,
 }
 
+#[cfg(feature = "test-harness")]
 /// Where an armed probe resumes, and its stack pointer then.
 static PROBE_RESUME: AtomicU64 = AtomicU64::new(0);
+#[cfg(feature = "test-harness")]
 static PROBE_RSP: AtomicU64 = AtomicU64::new(0);
+#[cfg(feature = "test-harness")]
 static CAUGHT: Mutex<Option<Overflow>> = Mutex::new(None);
 
+#[cfg(feature = "test-harness")]
 /// Called by the double-fault handler after it reported `overflow`:
 /// resumes an armed probe.
 pub(super) fn try_recover(frame: &mut TrapFrame, overflow: Overflow) -> bool {
@@ -140,6 +147,7 @@ pub(super) fn try_recover(frame: &mut TrapFrame, overflow: Overflow) -> bool {
     true
 }
 
+#[cfg(feature = "test-harness")]
 /// Overflow a stack on purpose (a ring-0 self-test): from `top` (or from
 /// the current stack pointer if `None`), touch one word every 512 bytes
 /// downwards, as a chain of calls with 512-byte frames would, until the
