@@ -6,6 +6,7 @@ mod build;
 mod cargo_test;
 mod flash;
 mod fuzz;
+mod gdb;
 mod layout;
 mod lock;
 mod process;
@@ -174,7 +175,13 @@ fn main() -> ExitCode {
 
 /// Builds the system images (`mode=system`, every ring-3 program) and
 /// returns `[bios, uefi]`.
-fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<Vec<PathBuf>> {
+/// The system's disk images (BIOS, UEFI) and the ring-3 programs in them.
+struct SystemImages {
+    images: Vec<PathBuf>,
+    programs: Vec<String>,
+}
+
+fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<SystemImages> {
     let kernel = build::kernel(layout, profile, KernelKind::System)?;
     let manifest = layout.root.join(programs::SYSTEM_MANIFEST);
     let manifest_text = std::fs::read_to_string(&manifest)
@@ -188,10 +195,10 @@ fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<Vec<Path
             missing.join(", ")
         );
     }
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let spec = ImageSpec {
         boot_cfg: BootConfig::mode(BootMode::System),
-        programs: &names,
+        programs: &name_refs,
         manifest: Some(&manifest),
     };
     let images = vec![
@@ -209,7 +216,10 @@ fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<Vec<Path
             (Firmware::Uefi, images[1].clone()),
         ],
     )?;
-    Ok(images)
+    Ok(SystemImages {
+        images,
+        programs: names,
+    })
 }
 
 fn image(layout: &Layout, f: &Flags) -> TaskResult<()> {
@@ -218,7 +228,7 @@ fn image(layout: &Layout, f: &Flags) -> TaskResult<()> {
         qemu: false,
     })?;
     let _lock = lock::acquire(layout)?;
-    let images = build_system_images(layout, Profile::from_release_flag(f.release))?;
+    let images = build_system_images(layout, Profile::from_release_flag(f.release))?.images;
     println!("BIOS image: {}", images[0].display());
     println!("UEFI image: {}", images[1].display());
     Ok(())
@@ -232,7 +242,7 @@ fn run(layout: &Layout, f: &Flags) -> TaskResult<bool> {
     let profile = Profile::from_release_flag(f.release);
     // Locked while building only: a long interactive session must not
     // block `cargo xtask test` in another terminal (tests use other images).
-    let images = {
+    let SystemImages { images, programs } = {
         let _lock = lock::acquire(layout)?;
         build_system_images(layout, profile)?
     };
@@ -263,14 +273,8 @@ fn run(layout: &Layout, f: &Flags) -> TaskResult<bool> {
         firmware.name()
     );
     if f.gdb {
-        println!(
-            "QEMU is waiting for a debugger on tcp::1234. In another terminal:\n    \
-             gdb {elf} -ex 'target remote :1234'\n\
-             then `continue` to boot. The bootloader relocates a position-independent kernel;\n\
-             if breakpoints do not hit, load the symbols at the `virtual_address_offset` it\n\
-             logs on serial: `symbol-file -o <offset> {elf}`.",
-            elf = layout.kernel_elf(profile, KernelKind::System).display()
-        );
+        let script = gdb::write_script(layout, profile, &programs)?;
+        println!("{}", gdb::instructions(layout, profile, &script, &programs));
     }
     // Ctrl-C reaches QEMU (same process group) and stops it; xtask outlives
     // it to report how it ended. A handler, unlike SIG_IGN, is reset to the
@@ -331,7 +335,7 @@ fn flash(layout: &Layout, f: &Flags) -> TaskResult<bool> {
         qemu: false,
     })?;
     let _lock = lock::acquire(layout)?;
-    let images = build_system_images(layout, Profile::from_release_flag(f.release))?;
+    let images = build_system_images(layout, Profile::from_release_flag(f.release))?.images;
     let image = if f.bios { &images[0] } else { &images[1] };
     let len = std::fs::metadata(image)?.len();
     let target = flash::validate(device, f.allow_file, image, len)

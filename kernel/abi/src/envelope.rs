@@ -13,6 +13,7 @@ use core::fmt;
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::evolve::{self, Answer, DecodeFailure};
 use crate::ids::{MessageId, ServiceId, TaskId};
 use crate::schema::{SchemaMismatchError, SchemaVersion, VersionPolicy};
 
@@ -45,6 +46,12 @@ pub enum EnvelopeError {
     Malformed,
     /// The schema version is outside what the receiver accepts.
     SchemaMismatch(SchemaMismatchError),
+    /// The bytes name an enum variant (an action, a reply or an error)
+    /// that this version does not know: the sender speaks a newer minor
+    /// version. `variant` is the unknown index.
+    UnknownVariant {
+        variant: u32,
+    },
 }
 
 impl fmt::Display for EnvelopeError {
@@ -62,14 +69,36 @@ impl fmt::Display for EnvelopeError {
             EnvelopeError::EncodeFailed => f.write_str("value could not be encoded"),
             EnvelopeError::Malformed => f.write_str("malformed message bytes"),
             EnvelopeError::SchemaMismatch(e) => write!(f, "{e}"),
+            EnvelopeError::UnknownVariant { variant } => {
+                write!(f, "unknown variant {variant} (sent by a newer version)")
+            }
         }
     }
 }
 
 impl core::error::Error for EnvelopeError {}
 
+impl EnvelopeError {
+    /// Whether the bytes named something this version does not know (a
+    /// newer peer's action, request or error), as opposed to being broken.
+    pub const fn is_unknown_variant(&self) -> bool {
+        matches!(self, EnvelopeError::UnknownVariant { .. })
+    }
+}
+
 fn too_large(len: usize, max: usize) -> (u32, u32) {
     (u32::try_from(len).unwrap_or(u32::MAX), max as u32)
+}
+
+impl From<DecodeFailure> for EnvelopeError {
+    fn from(failure: DecodeFailure) -> Self {
+        match failure {
+            DecodeFailure::UnknownVariant { variant, .. } => {
+                EnvelopeError::UnknownVariant { variant }
+            }
+            DecodeFailure::Malformed => EnvelopeError::Malformed,
+        }
+    }
 }
 
 /// A postcard-encoded payload of at most [`MAX_PAYLOAD_BYTES`].
@@ -100,12 +129,19 @@ impl MessagePayload {
     }
 
     /// Decode the payload as `T`. Trailing bytes are rejected, so a payload
-    /// of another type is rarely mistaken for this one.
+    /// of another type is rarely mistaken for this one. A payload written
+    /// by an older minor version decodes with its added trailing fields at
+    /// their defaults; a variant this version does not know is
+    /// [`EnvelopeError::UnknownVariant`] (see [`evolve`](crate::evolve)).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, EnvelopeError> {
-        match postcard::take_from_bytes::<T>(&self.bytes) {
-            Ok((value, [])) => Ok(value),
-            _ => Err(EnvelopeError::Malformed),
-        }
+        evolve::from_bytes(&self.bytes).map_err(EnvelopeError::from)
+    }
+
+    /// Decode a response payload: as [`MessagePayload::decode`], except
+    /// that an error variant this version does not know becomes the
+    /// answer's `Unrecognized` error instead of a failure.
+    pub fn decode_answer<A: Answer>(&self) -> Result<A, EnvelopeError> {
+        evolve::answer_from_bytes(&self.bytes).map_err(EnvelopeError::from)
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -240,10 +276,7 @@ impl MessageEnvelope {
             let (len, max) = too_large(bytes.len(), MAX_MESSAGE_BYTES);
             return Err(EnvelopeError::MessageTooLarge { len, max });
         }
-        let envelope = match postcard::take_from_bytes::<MessageEnvelope>(bytes) {
-            Ok((envelope, [])) => envelope,
-            _ => return Err(EnvelopeError::Malformed),
-        };
+        let envelope = evolve::from_bytes::<MessageEnvelope>(bytes).map_err(EnvelopeError::from)?;
         envelope.check_bounds()?;
         Ok(envelope)
     }
@@ -259,6 +292,20 @@ impl MessageEnvelope {
             .check(service, self.schema_version)
             .map_err(EnvelopeError::SchemaMismatch)?;
         self.payload.decode()
+    }
+
+    /// Check the schema version, then decode the payload as a response
+    /// (see [`MessagePayload::decode_answer`]). This is how clients read
+    /// answers.
+    pub fn decode_answer<A: Answer>(
+        &self,
+        policy: &VersionPolicy,
+        service: ServiceId,
+    ) -> Result<A, EnvelopeError> {
+        policy
+            .check(service, self.schema_version)
+            .map_err(EnvelopeError::SchemaMismatch)?;
+        self.payload.decode_answer()
     }
 }
 

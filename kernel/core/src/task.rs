@@ -31,8 +31,8 @@ pub struct TaskSpec {
     pub trust_domain: TrustDomain,
     pub priority: Priority,
     /// Parent and creator execution ids to record instead of "child of
-    /// the spawner" (the reference's `spawn_task_with_identity`). Lineage
-    /// is structural, never authority, so they are recorded as given.
+    /// the spawner" (`spawn_task_with_identity`). Lineage is structural,
+    /// never authority; the kernel checks only that it issued the ids.
     pub lineage: Option<(Option<ExecutionId>, Option<ExecutionId>)>,
 }
 

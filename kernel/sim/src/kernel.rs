@@ -56,7 +56,7 @@ pub struct Launch {
 /// [`ChannelId`](pandagen_abi::ChannelId), a [`Cap`](pandagen_abi::Cap),
 /// the raw `u64` id of a `Cap` (`Cap::id()`) — all handles in that task's
 /// space — or the core's [`CapId`](pandagen_core::CapId) from the audit
-/// log. Used by the reference-form calls.
+/// log. Used by the calls that name their tasks (docs/interfaces.md).
 pub trait CapRef {
     /// The handle naming it in `task`'s space. A name that matches nothing
     /// yields a handle the core refuses (and audits) as invalid.
@@ -127,11 +127,11 @@ impl From<ChannelKey> for ChannelRef {
 /// the service registry, the boot image, kernel info, serial input and the
 /// block device (see [`crate::blockdev`]). It
 /// is the acting task until [`SimulatedKernel::set_current_task`] or
-/// [`SimulatedKernel::as_task`] says otherwise, so the reference's
-/// single-actor examples (create a channel, register a service, send,
+/// [`SimulatedKernel::as_task`] says otherwise, so the single-actor
+/// examples of docs/interfaces.md (create a channel, register a service, send,
 /// receive) work as written.
 ///
-/// # Choices where the reference is silent
+/// # Choices docs/interfaces.md leaves open
 ///
 /// * A receive that finds the queue empty waits in virtual time: the clock
 ///   moves to the deadline, or to the moment a delayed message for that
@@ -145,7 +145,7 @@ impl From<ChannelKey> for ChannelRef {
 ///   [`EXIT_NOTIFICATION_ACTION`](pandagen_abi::api::EXIT_NOTIFICATION_ACTION),
 ///   schema v1.0, destination `ServiceId(0)` and no source (the kernel sent
 ///   it). Drop faults apply to them; delay and reorder faults do not.
-/// * The reference's inherent forms `delegate_capability(cap, from, to)` and
+/// * The inherent forms `delegate_capability(cap, from, to)` and
 ///   `drop_capability(cap, task)` shadow the [`KernelApi`](pandagen_abi::KernelApi) methods of the
 ///   same names on a `SimulatedKernel` value; generic service code (`K:
 ///   KernelApi`) always gets the trait's. Call the trait's explicitly with
@@ -387,14 +387,19 @@ impl SimulatedKernel {
         self.clock.now()
     }
 
-    // ---- identity and supervision (the reference's operations) -------------
-    // Named as Rust names accessors: the reference's `get_identity`,
-    // `get_task_identity` and `get_exit_notifications` are `identity`,
-    // `task_identity` and `exit_notifications` here.
+    // ---- identity and supervision (docs/interfaces.md) ----------------------
+    // Named as Rust names accessors: the interface description's
+    // `get_identity`, `get_task_identity` and `get_exit_notifications` are
+    // `identity`, `task_identity` and `exit_notifications` here.
 
-    /// Record an identity that no task was created with. The kernel assigns
-    /// its execution id (replacing the one in `metadata`) and returns it.
-    pub fn create_identity(&mut self, metadata: IdentityMetadata) -> ExecutionId {
+    /// Record an identity that no task was created with. The kernel issues
+    /// its execution id (replacing [`ExecutionId::UNASSIGNED`] in
+    /// `metadata`) and returns it; lineage must name executions this kernel
+    /// issued (see `KernelCore::create_identity`).
+    pub fn create_identity(
+        &mut self,
+        metadata: IdentityMetadata,
+    ) -> Result<ExecutionId, KernelError> {
         self.core.create_identity(metadata)
     }
 
@@ -411,7 +416,8 @@ impl SimulatedKernel {
     /// Spawn a task (acting as the current task, whose capabilities listed
     /// in `descriptor` move to the child) with its identity given in full:
     /// `kind` and `trust_domain` override the descriptor's, and the lineage
-    /// is recorded as given.
+    /// is recorded as given if this kernel issued both ids
+    /// (`UnknownExecution` otherwise).
     pub fn spawn_task_with_identity(
         &mut self,
         descriptor: TaskDescriptor,
@@ -442,7 +448,7 @@ impl SimulatedKernel {
         self.core.clear_exit_notifications();
     }
 
-    // ---- capabilities (the reference's forms) ------------------------------
+    // ---- capabilities, naming their tasks (docs/interfaces.md) -------------
 
     /// Move the capability `cap` from `from` to `to` (audited `Delegated`,
     /// plus `CrossDomainDelegation` across trust domains). `from` must hold

@@ -87,6 +87,10 @@ use crate::store::DURABLE_ANSWERS;
 
 /// How a superblock begins.
 pub const SUPER_MAGIC: &[u8; 8] = b"PGSTORE3";
+/// How a superblock written before sealing began, and the fixed key of
+/// its checksum: such volumes still open (their key was in the clear).
+const LEGACY_SUPER_MAGIC: &[u8; 8] = b"PGSTORE2";
+const LEGACY_SUPER_KEY: [u8; 16] = *b"pandagen-superbk";
 /// The seal of a volume opened without one.
 pub const NO_SEAL: [u8; 16] = [0; 16];
 /// magic | block size | key XOR seal | generation | cp_start | cp_blocks
@@ -184,15 +188,23 @@ impl Superblock {
 
     fn decode(block: &[u8], block_count: u64, seal: [u8; 16]) -> Option<Self> {
         let block_size = block.len();
-        if &block[..8] != SUPER_MAGIC || le_u32(&block[8..]) as usize != block_size {
+        if le_u32(&block[8..]) as usize != block_size {
             return None;
         }
-        let mut sealed = [0u8; 16];
-        sealed.copy_from_slice(&block[12..28]);
-        let key = xor(sealed, seal);
-        if le_u64(&block[SUPER_LEN..]) != superblock_sum(key, &block[..SUPER_LEN]) {
+        let mut stored = [0u8; 16];
+        stored.copy_from_slice(&block[12..28]);
+        let sum = le_u64(&block[SUPER_LEN..]);
+        let key = if &block[..8] == SUPER_MAGIC {
+            let key = xor(stored, seal);
+            (sum == superblock_sum(key, &block[..SUPER_LEN])).then_some(key)?
+        } else if &block[..8] == LEGACY_SUPER_MAGIC {
+            // A volume from before sealing: the key in the clear, the sum
+            // under a fixed key. The next superblock written seals it.
+            let legacy = SipKey::from_bytes(LEGACY_SUPER_KEY);
+            (sum == siphash24(&legacy, &block[..SUPER_LEN])).then_some(stored)?
+        } else {
             return None;
-        }
+        };
         let sb = Superblock {
             key,
             generation: le_u64(&block[28..]),
@@ -482,7 +494,7 @@ impl<D: BlockDevice> JournalBackend<D> {
         if mac != self.mac(FRAME_MAGIC, seq, body) {
             return Ok(None);
         }
-        let record: CommitRecord = match postcard::from_bytes(body) {
+        let record: CommitRecord = match pandagen_abi::evolve::from_bytes(body) {
             Ok(r) => r,
             // Verified but undecodable: written by an incompatible version.
             Err(_) => return Err(BackendError::Corrupt),
@@ -523,7 +535,7 @@ impl<D: BlockDevice> JournalBackend<D> {
                 .ok_or(BackendError::Corrupt)? as usize;
             let record = body
                 .get(at + 4..at + 4 + n)
-                .and_then(|b| postcard::from_bytes::<CommitRecord>(b).ok())
+                .and_then(|b| pandagen_abi::evolve::from_bytes::<CommitRecord>(b).ok())
                 .ok_or(BackendError::Corrupt)?;
             records.push(record);
             at += 4 + n;

@@ -293,10 +293,15 @@ impl<B: StorageBackend> StorageServer<B> {
         if !actions::REQUESTS.contains(&envelope.action.as_str()) {
             return Err(StorageError::UnknownAction);
         }
-        let request: Request = envelope
-            .payload
-            .decode()
-            .map_err(|_| StorageError::MalformedPayload)?;
+        // A request variant this version does not know (a newer client's
+        // operation) is an unknown action, not a broken payload.
+        let request: Request = envelope.payload.decode().map_err(|e| {
+            if e.is_unknown_variant() {
+                StorageError::UnknownAction
+            } else {
+                StorageError::MalformedPayload
+            }
+        })?;
         if request.action() != envelope.action {
             return Err(StorageError::ActionMismatch);
         }
