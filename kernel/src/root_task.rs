@@ -25,7 +25,7 @@ pub fn run(name: &str, on_end: Option<TaskEndHook>) -> RootError {
     };
     let mut kernel = KernelState::new();
     let now = task::now();
-    let root = match kernel.start(image, name, |core| core.create_root_task(name, now)) {
+    let root = match kernel.start(name, image, name, |core| core.create_root_task(name, now)) {
         Ok(root) => root,
         Err(e) => return RootError::Failed(e),
     };

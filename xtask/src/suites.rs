@@ -39,6 +39,10 @@ pub struct Suite {
     /// A screenshot compared with the console's text (`screen.rs`); QEMU
     /// then runs with a QMP monitor and a standard VGA display.
     pub screen: Option<ScreenCheck>,
+    /// The service whose (kernel-tagged) lines carry the verdicts, for a
+    /// suite whose test program is not the root task
+    /// (see `serial::parse_trusting`).
+    pub verdicts_from: Option<&'static str>,
 }
 
 /// Default limit: BIOS reaches the kernel in ~2 s and UEFI in ~4 s under
@@ -60,6 +64,7 @@ impl Suite {
             input: &[],
             expect: &[],
             screen: None,
+            verdicts_from: None,
         }
     }
 
@@ -90,6 +95,11 @@ impl Suite {
 
     pub const fn screen(mut self, check: ScreenCheck) -> Self {
         self.screen = Some(check);
+        self
+    }
+
+    pub const fn verdicts_from(mut self, service: &'static str) -> Self {
+        self.verdicts_from = Some(service);
         self
     }
 }
@@ -179,7 +189,7 @@ pub const SUITES: &[Suite] = &[
         Firmware::Bios,
         BootConfig::suite("hardening"),
     )
-    .programs(&["suite_hardening", "handle_thief"])
+    .programs(&["suite_hardening", "handle_thief", "console_spoofer"])
     .timeout(300),
     // Services (userspace/{process_manager,storage,transformer}) through
     // real system calls.
@@ -239,6 +249,7 @@ pub const SUITES: &[Suite] = &[
         "attack_exit_flood",
     ])
     .manifest(ADVERSARY_MANIFEST)
+    .verdicts_from("adversary")
     .timeout(600),
     Suite::new(
         "pipeline-bios",

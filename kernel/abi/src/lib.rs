@@ -35,6 +35,7 @@ pub mod info;
 pub mod memory;
 pub mod schema;
 pub mod services;
+pub mod siphash;
 pub mod syscall;
 pub mod text;
 pub mod time;

@@ -21,6 +21,7 @@
 //! * [`registry`] — `ServiceId` → channel;
 //! * [`sched`] — scheduling policy: priorities, round-robin, blocking with
 //!   deadlines;
+//! * [`program_image`] — validation of a ring-3 program image (ELF);
 //! * [`block`] — the kernel's block device: the checks every block call
 //!   passes ([`KernelCore::block_read`] and friends) before it reaches the
 //!   [`BlockDevice`](pandagen_abi::BlockDevice) each kernel provides, and
@@ -89,6 +90,7 @@ pub mod block;
 pub mod cap_table;
 pub mod channel;
 mod kernel_core;
+pub mod program_image;
 pub mod registry;
 pub mod sched;
 pub mod task;

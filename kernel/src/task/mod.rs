@@ -69,6 +69,9 @@ pub struct UserTask {
     pub memory: UserMemory,
     pub pending: Option<Pending>,
     pub startup: StartupInfo,
+    /// The program image it runs (`bin/<image>`): what its program secret
+    /// is bound to (see `entropy`).
+    pub image: alloc::string::String,
 }
 
 /// The kernel's [`UserTask`]s, in a table parallel to the core's task
@@ -184,6 +187,11 @@ impl KernelState {
         self.end_watch = Some((task, on_end));
     }
 
+    /// The program image `task` runs (`bin/<image>`).
+    pub fn image(&self, task: TaskId) -> Option<&str> {
+        self.tasks.get(&task).map(|t| t.image.as_str())
+    }
+
     /// What `task` learns about itself at start.
     pub fn startup(&self, task: TaskId) -> Option<&StartupInfo> {
         self.tasks.get(&task).map(|t| &t.startup)
@@ -274,6 +282,7 @@ impl KernelState {
         task: TaskId,
         execution: ExecutionId,
         name: &str,
+        image: &str,
         capabilities: &[CapHandle],
         loaded: Loaded,
     ) {
@@ -293,6 +302,7 @@ impl KernelState {
                 memory: UserMemory::new(loaded.space),
                 pending: None,
                 startup,
+                image: alloc::string::String::from(image),
             },
         );
     }
@@ -334,9 +344,11 @@ impl KernelState {
         }
     }
 
-    /// Load `image` and create a core task for it with `create`.
+    /// Load `image` (the program `bin/<image_name>`) and create a core
+    /// task for it with `create`.
     pub fn start(
         &mut self,
+        image_name: &str,
         image: &[u8],
         name: &str,
         create: impl FnOnce(&mut KernelCore) -> Result<pandagen_core::Spawned, KernelError>,
@@ -348,6 +360,7 @@ impl KernelState {
                     spawned.task,
                     spawned.execution,
                     name,
+                    image_name,
                     &spawned.capabilities,
                     loaded,
                 );

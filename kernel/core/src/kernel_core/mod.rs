@@ -255,6 +255,7 @@ impl KernelCore {
                 task: caller,
                 handle,
                 reason,
+                repeats: 0,
             },
         );
         match reason {

@@ -65,24 +65,16 @@ pub struct Spawned {
 }
 
 impl KernelCore {
-    /// Create a task on behalf of `spawner`, moving `args.capabilities`
-    /// into it and recording its exit route. Everything is validated before
-    /// anything is created, so a refused spawn changes nothing (refusals of
-    /// capability uses are audited).
-    ///
-    /// Errors: `TaskNotFound(spawner)`;
-    /// `SpawnFailed(TooManyCapabilities)` beyond `limits::MAX_SPAWN_CAPS`;
-    /// `InsufficientAuthority` for an image spawn without a `BootImage`
-    /// capability carrying `SPAWN`; `InvalidCapability` for a repeated or
-    /// unknown handle; the refusals of `lookup` for a capability without
-    /// `TRANSFER` or an exit channel without `RECEIVE`; the errors of
-    /// `create_task`.
-    pub fn spawn(
+    /// Every check [`spawn`](Self::spawn) makes before it creates
+    /// anything, with the same errors, and the exit route it would record.
+    /// A kernel calls this before it loads the child's image, so that a
+    /// refused spawn costs no allocation, zeroing or copying.
+    pub fn authorize_spawn(
         &mut self,
         spawner: TaskId,
-        args: SpawnArgs<'_>,
+        args: &SpawnArgs<'_>,
         now: Instant,
-    ) -> Result<Spawned, KernelError> {
+    ) -> Result<Option<ChannelRef>, KernelError> {
         if !self.is_alive(spawner) {
             return Err(KernelError::TaskNotFound(spawner));
         }
@@ -105,16 +97,38 @@ impl KernelCore {
                 .map_or(CapKind::Channel, |info| info.kind());
             self.lookup(spawner, handle, kind, Rights::TRANSFER, now)?;
         }
-        let exit_route = match args.exit_channel {
+        match args.exit_channel {
             Some(channel) => {
                 let info = self.lookup(spawner, channel, CapKind::Channel, Rights::RECEIVE, now)?;
                 match info.object {
-                    ObjectRef::Channel(ch) => Some(ch),
-                    _ => return Err(KernelError::InvalidCapability),
+                    ObjectRef::Channel(ch) => Ok(Some(ch)),
+                    _ => Err(KernelError::InvalidCapability),
                 }
             }
-            None => None,
-        };
+            None => Ok(None),
+        }
+    }
+
+    /// Create a task on behalf of `spawner`, moving `args.capabilities`
+    /// into it and recording its exit route. Everything is validated before
+    /// anything is created, so a refused spawn changes nothing (refusals of
+    /// capability uses are audited).
+    ///
+    /// Errors: `TaskNotFound(spawner)`;
+    /// `SpawnFailed(TooManyCapabilities)` beyond `limits::MAX_SPAWN_CAPS`;
+    /// `InsufficientAuthority` for an image spawn without a `BootImage`
+    /// capability carrying `SPAWN`; `InvalidCapability` for a repeated or
+    /// unknown handle; the refusals of `lookup` for a capability without
+    /// `TRANSFER` or an exit channel without `RECEIVE`; the errors of
+    /// `create_task`.
+    pub fn spawn(
+        &mut self,
+        spawner: TaskId,
+        args: SpawnArgs<'_>,
+        now: Instant,
+    ) -> Result<Spawned, KernelError> {
+        let exit_route = self.authorize_spawn(spawner, &args, now)?;
+        let handles = args.capabilities;
         let (task, execution) = self.create_task(Some(spawner), args.spec, now)?;
         let capabilities = if handles.is_empty() {
             Vec::new()
@@ -268,6 +282,31 @@ mod tests {
         assert_eq!(n.task_id, Some(child.task));
         assert_eq!(n.reason, ExitReason::Normal);
         assert_eq!(k.exit_route(child.task), None);
+        k.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn authorizing_a_spawn_checks_authority_and_creates_nothing() {
+        let mut k = KernelCore::default();
+        let root = k.create_root_task("root", t0()).unwrap();
+        let plain = |name: &str| SpawnArgs {
+            spec: TaskSpec::new(name),
+            with_image: true,
+            capabilities: &[],
+            exit_channel: None,
+        };
+        let child = k.spawn(root.task, plain("child"), t0()).unwrap();
+        let tasks = k.task_count();
+        assert_eq!(
+            k.authorize_spawn(child.task, &plain("grandchild"), t0()),
+            Err(KernelError::InsufficientAuthority),
+            "no BootImage capability"
+        );
+        assert_eq!(
+            k.authorize_spawn(root.task, &plain("sibling"), t0()),
+            Ok(None)
+        );
+        assert_eq!(k.task_count(), tasks, "authorizing creates nothing");
         k.check_invariants().unwrap();
     }
 

@@ -308,6 +308,7 @@ const CHECKS: &[Check] = &[
     forged_and_stale_handles,
     send_receive_refusals,
     another_tasks_handle,
+    service_log_lines,
     boot_files,
     object_capabilities,
     block_device,
@@ -647,6 +648,25 @@ fn another_tasks_handle(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), 
         }
     });
     tally.check("hardening/another_tasks_handle", thief_outcome);
+    Ok(())
+}
+
+/// A service's log lines cannot pass for verdicts or the console: the
+/// spoofer prints forged `[TEST]`/`[SUITE]` lines and escape sequences;
+/// the kernel tags and escapes them, so the harness counts none (if it
+/// did, this suite's DONE counts would not match and the suite fails).
+fn service_log_lines(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelError> {
+    let tally = &mut shared.tally;
+    let exits = kernel.create_channel()?;
+    let spoofer = spawn(kernel, "console_spoofer", "console_spoofer", vec![], exits)?;
+    let spoofer_outcome = wait_exit(kernel, exits, Duration::from_secs(30)).and_then(|n| {
+        if n.task_id == Some(spoofer.task_id) && n.reason == ExitReason::Normal {
+            Ok(())
+        } else {
+            Err(alloc::format!("{n:?}"))
+        }
+    });
+    tally.check("hardening/service_log_lines_are_tagged", spoofer_outcome);
     Ok(())
 }
 
