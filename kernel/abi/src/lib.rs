@@ -12,7 +12,8 @@
 //! * [`schema`] — [`SchemaVersion`] and the version window policy;
 //! * [`identity`] — execution identity, trust domains and exit notifications;
 //! * [`api`] — the [`KernelApi`] trait both kernels implement;
-//! * [`block`] — [`BlockApi`], the block-device calls as a trait.
+//! * [`block`] — [`BlockApi`], the block-device calls as a trait;
+//! * [`budget`] — [`Budget`], the kernel memory a task may hold.
 //!
 //! The crate is `no_std` + `alloc` and has no hardware access.
 #![no_std]
@@ -21,6 +22,7 @@ extern crate alloc;
 
 pub mod api;
 pub mod block;
+pub mod budget;
 pub mod cap;
 pub mod envelope;
 pub mod error;
@@ -34,6 +36,7 @@ pub mod time;
 
 pub use api::{KernelApi, Priority, ReceivedMessage, TaskDescriptor, TaskHandle};
 pub use block::BlockApi;
+pub use budget::Budget;
 pub use cap::{Badge, Cap, CapHandle, CapKind, Rights};
 pub use envelope::{EnvelopeError, MessageEnvelope, MessagePayload};
 pub use error::KernelError;

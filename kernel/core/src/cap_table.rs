@@ -16,6 +16,7 @@ use core::fmt;
 use pandagen_abi::error::MissingRights;
 use pandagen_abi::{CapHandle, CapKind, Rights, ServiceId, TaskId};
 
+use crate::budget::AccountId;
 use crate::channel::ChannelRef;
 
 /// The identity of one capability record, for the audit trail. Unique for
@@ -169,16 +170,30 @@ pub struct Capability {
     object: ObjectRef,
     rights: Rights,
     holder: Holder,
+    /// The account charged for this record (see [`crate::budget`]): the
+    /// task whose call made it, wherever the record has moved since.
+    payer: AccountId,
 }
 
 impl Capability {
-    pub(crate) fn new(id: CapId, object: ObjectRef, rights: Rights, holder: Holder) -> Self {
+    pub(crate) fn new(
+        id: CapId,
+        object: ObjectRef,
+        rights: Rights,
+        holder: Holder,
+        payer: AccountId,
+    ) -> Self {
         Capability {
             id,
             object,
             rights,
             holder,
+            payer,
         }
+    }
+
+    pub(crate) fn payer(&self) -> AccountId {
+        self.payer
     }
 
     pub fn id(&self) -> CapId {
@@ -381,6 +396,7 @@ mod tests {
             ObjectRef::KernelInfo,
             Rights::READ,
             Holder::Task(TaskId::from_raw(1)),
+            AccountId::from_raw(0),
         )
     }
 

@@ -32,15 +32,19 @@
 //! A message may not carry a `RECEIVE` capability for the very channel it is
 //! sent on: that would make a channel that keeps itself open with nobody
 //! able to receive. Longer cycles (two channels each carrying the other's
-//! only receive capability) are possible and keep both alive until one is
-//! received; like `SCM_RIGHTS` cycles in Unix, they cost memory, not
-//! authority.
+//! only receive capability) are possible; reference counts alone would keep
+//! them alive forever. When a task dies the core collects them: every
+//! channel that no live task's capability space (nor a registration or a
+//! parked message) reaches, directly or through the queues of reachable
+//! channels, has its queue discarded, which closes and destroys the whole
+//! unreachable set (see `KernelCore::collect_unreachable`).
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt;
 use pandagen_abi::{Badge, CapHandle, TaskId};
 
+use crate::budget::AccountId;
 use crate::cap_table::Capability;
 use crate::sched::TaskList;
 
@@ -93,6 +97,10 @@ pub(crate) struct Message {
     pub(crate) caps: Vec<Capability>,
     /// Set when the message was sent through an object capability.
     pub(crate) badge: Option<Badge>,
+    /// The sender's account, charged [`message_cost`](crate::budget::message_cost)
+    /// until the message is received or discarded; `None` for the kernel's
+    /// own messages.
+    pub(crate) payer: Option<AccountId>,
 }
 
 /// A message handed to its receiver.
@@ -126,6 +134,8 @@ pub(crate) struct Channel {
     pub(crate) registrations: u32,
     /// Tasks blocked receiving, in arrival order.
     pub(crate) waiters: TaskList,
+    /// The creator's account, charged [`CHANNEL_COST`](crate::budget::CHANNEL_COST).
+    pub(crate) payer: AccountId,
 }
 
 impl Channel {
@@ -163,7 +173,7 @@ impl ChannelTable {
         self.live
     }
 
-    pub(crate) fn create(&mut self, capacity: u32) -> ChannelRef {
+    pub(crate) fn create(&mut self, capacity: u32, payer: AccountId) -> ChannelRef {
         let channel = Channel {
             queue: VecDeque::new(),
             capacity,
@@ -172,6 +182,7 @@ impl ChannelTable {
             receivers: 0,
             registrations: 0,
             waiters: TaskList::EMPTY,
+            payer,
         };
         let index = match self.free.pop() {
             Some(i) => i,
@@ -216,6 +227,11 @@ impl ChannelTable {
                 }
             }
         }
+    }
+
+    /// One past the highest slot index in use so far.
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (ChannelRef, &Channel)> {

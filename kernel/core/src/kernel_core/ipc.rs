@@ -8,10 +8,11 @@
 
 use alloc::vec::Vec;
 use pandagen_abi::error::{ReceiveError, Resource, SendError};
-use pandagen_abi::{CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
+use pandagen_abi::{Budget, CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
 
 use super::KernelCore;
 use crate::audit::{CapabilityEvent, InvalidationReason};
+use crate::budget::{message_cost, CAP_COST, CHANNEL_COST};
 use crate::cap_table::{Holder, ObjectRef};
 use crate::channel::{ChannelRef, Delivered, Message};
 use crate::task::WakeReason;
@@ -70,7 +71,10 @@ impl KernelCore {
     }
 
     /// Create a channel whose queue holds at most `capacity` messages
-    /// (clamped to `1..=max_queue_capacity`).
+    /// (clamped to `1..=max_queue_capacity`). The caller pays
+    /// [`CHANNEL_COST`] + [`CAP_COST`] from its budget until the channel and
+    /// the capability are gone; `ResourceExhausted(MemoryBudget)` if it
+    /// cannot.
     pub fn create_channel_with_capacity(
         &mut self,
         caller: TaskId,
@@ -82,9 +86,11 @@ impl KernelCore {
             return Err(KernelError::ResourceExhausted(Resource::Channels));
         }
         let capacity = capacity.clamp(1, self.config.max_queue_capacity.max(1));
-        let ch = self.channels.create(capacity);
+        let payer = self.pay(caller, CHANNEL_COST + CAP_COST)?;
+        let ch = self.channels.create(capacity, payer);
         let rights = Rights::SEND | Rights::RECEIVE | Rights::GRANT | Rights::TRANSFER;
-        let cap = self.new_record(ObjectRef::Channel(ch), rights, caller);
+        // The creator's capability record is charged with the channel.
+        let cap = self.new_record(ObjectRef::Channel(ch), rights, caller, payer);
         self.audit.record(
             now,
             CapabilityEvent::Granted {
@@ -262,6 +268,7 @@ impl KernelCore {
             bytes,
             caps: Vec::new(),
             badge: None,
+            payer: None,
         };
         Ok(self.push(ch, msg))
     }
@@ -343,6 +350,7 @@ impl KernelCore {
         }
         let msg = c.queue.pop_front().expect("head checked above");
         let now_drained = c.is_drained() && c.waiters.len() > 0;
+        self.release_message(&msg);
         let Message {
             seq,
             sender,
@@ -350,6 +358,7 @@ impl KernelCore {
             bytes,
             caps,
             badge,
+            payer: _,
         } = msg;
         let mut handles = Vec::new();
         if !caps.is_empty() {
@@ -523,6 +532,10 @@ impl KernelCore {
         if caps.len() > self.config.max_caps_per_message {
             return Err(KernelError::SendFailed(SendError::TooManyCapabilities));
         }
+        // The sender pays for the message while it is queued.
+        let account = self.account_of(caller)?;
+        self.accounts
+            .check(account, Budget::memory(message_cost(len, caps.len())))?;
         if !caps.is_empty() {
             self.validate_moves(caller, caps, now)?;
             let task = self.tasks.get(caller).expect("caller validated");
@@ -549,6 +562,11 @@ impl KernelCore {
         caps: &[CapHandle],
     ) -> Message {
         let mut moved = Vec::new();
+        let payer = self.tasks.get(caller).expect("caller validated").account;
+        let cost = message_cost(bytes.len(), caps.len());
+        if self.accounts.charge_memory(payer, cost).is_err() {
+            unreachable!("the sender's budget was checked by check_delivery");
+        }
         if !caps.is_empty() {
             moved.reserve_exact(caps.len());
             let task = self.tasks.get_mut(caller).expect("caller validated");
@@ -565,6 +583,7 @@ impl KernelCore {
             bytes,
             caps: moved,
             badge: None,
+            payer: Some(payer),
         }
     }
 

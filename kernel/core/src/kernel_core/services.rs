@@ -110,7 +110,8 @@ impl KernelCore {
             return Ok(h);
         }
         self.require_room(caller, 1)?;
-        let cap = self.new_record(object, Rights::SEND, caller);
+        let payer = self.pay(caller, crate::budget::CAP_COST)?;
+        let cap = self.new_record(object, Rights::SEND, caller, payer);
         self.audit.record(
             now,
             CapabilityEvent::Granted {

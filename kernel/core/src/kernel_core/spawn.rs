@@ -13,7 +13,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use pandagen_abi::api::{limits, EXIT_NOTIFICATION_ACTION};
-use pandagen_abi::error::SpawnError;
+use pandagen_abi::error::{Resource, SpawnError};
 use pandagen_abi::{
     CapHandle, CapKind, ExecutionId, ExitNotification, ExitReason, FailureCause, IdentityKind,
     Instant, KernelError, MessageEnvelope, MessagePayload, Priority, Rights, SchemaVersion,
@@ -41,6 +41,9 @@ pub struct SpawnArgs<'a> {
     pub capabilities: &'a [CapHandle],
     /// Where the child's exit notification goes (needs `SEND` on it).
     pub exit_channel: Option<CapHandle>,
+    /// Frames the embedding kernel allocated for the child's address space
+    /// (0 in the simulator), charged to the child's budget.
+    pub frames: u64,
 }
 
 /// A task [`KernelCore::spawn`] created.
@@ -63,8 +66,11 @@ impl KernelCore {
     /// `InsufficientAuthority` for an image spawn without a `BootImage`
     /// capability carrying `SPAWN`; `InvalidCapability` for a repeated or
     /// unknown handle; the refusals of `lookup` for a capability without
-    /// `TRANSFER` or an exit channel without `SEND`; the errors of
-    /// `create_task`.
+    /// `TRANSFER` or an exit channel without `SEND`;
+    /// `ResourceExhausted(FrameBudget)` when the child's budget cannot hold
+    /// `args.frames`; the errors of `create_task` (among them
+    /// `ResourceExhausted(MemoryBudget | FrameBudget)` when the spawner's
+    /// budget cannot grant the child's).
     pub fn spawn(
         &mut self,
         spawner: TaskId,
@@ -103,7 +109,14 @@ impl KernelCore {
             }
             None => None,
         };
+        let budget = self.budget_for(&args.spec, Some(self.account_of(spawner)?));
+        if budget.frames < args.frames {
+            return Err(KernelError::ResourceExhausted(Resource::FrameBudget));
+        }
         let (task, execution) = self.create_task(Some(spawner), args.spec, now)?;
+        if self.charge_frames(task, args.frames).is_err() {
+            unreachable!("the child's budget covers its frames (checked above)");
+        }
         let capabilities = if handles.is_empty() {
             Vec::new()
         } else {
@@ -240,6 +253,7 @@ mod tests {
                     with_image: true,
                     capabilities: &[gift],
                     exit_channel: Some(exits),
+                    frames: 0,
                 },
                 t0(),
             )
@@ -272,6 +286,7 @@ mod tests {
                 with_image: true,
                 capabilities: &[ch, ch],
                 exit_channel: None,
+                frames: 0,
             },
             t0(),
         );
@@ -283,6 +298,7 @@ mod tests {
                 with_image: true,
                 capabilities: &[no_transfer],
                 exit_channel: None,
+                frames: 0,
             },
             t0(),
         );
@@ -303,6 +319,7 @@ mod tests {
                     with_image: false,
                     capabilities: &[],
                     exit_channel: None,
+                    frames: 0,
                 },
                 t0(),
             )
@@ -314,6 +331,7 @@ mod tests {
                 with_image: true,
                 capabilities: &[],
                 exit_channel: None,
+                frames: 0,
             },
             t0(),
         );
