@@ -85,8 +85,10 @@ pub fn start(mode: BootMode, suite: Option<&str>) {
     };
     let mut kernel = Kernel::new(policy);
     let now = task::now();
-    let root = kernel.start(image, &name, |core| {
-        core.create_root_task(name.as_str(), now)
+    let root = kernel.start(image, &name, |core, frames| {
+        let root = core.create_root_task(name.as_str(), now)?;
+        core.charge_frames(root.task, frames)?;
+        Ok(root)
     });
     match root {
         Ok(root) => {

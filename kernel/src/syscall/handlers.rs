@@ -94,12 +94,13 @@ fn spawn(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: SpawnRequest<'_> = decode(request)?;
     let image = crate::runner::image(request.image)
         .ok_or(KernelError::SpawnFailed(SpawnError::ImageNotFound))?;
-    let spec = TaskSpec::new(request.name)
+    let mut spec = TaskSpec::new(request.name)
         .kind(request.kind)
         .trust_domain(TrustDomain::new(request.trust_domain))
         .priority(request.priority);
+    spec.budget = request.budget;
     let (caller, now) = (cx.caller, cx.now);
-    let spawned = cx.k.start(image, request.name, |core| {
+    let spawned = cx.k.start(image, request.name, |core, frames| {
         core.spawn(
             caller,
             SpawnArgs {
@@ -107,6 +108,7 @@ fn spawn(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
                 with_image: true,
                 capabilities: &request.capabilities,
                 exit_channel: request.exit_channel,
+                frames,
             },
             now,
         )

@@ -56,9 +56,8 @@ pub const DEFAULT_CHILD_MEMORY: u64 = 256 << 10;
 pub const DEFAULT_CHILD_FRAMES: u64 = 4096;
 
 /// Bounds and defaults. Everything the kernel stores is bounded by one of
-/// these, except the identity table (one entry per execution ever
-/// created, kept for supervision) and the parked-message set (fault
-/// injection only).
+/// these or by the budgets, except free-standing identities made by
+/// `create_identity` and the parked-message set (fault injection only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoreConfig {
     /// Audit events kept in the ring buffer.
@@ -83,12 +82,17 @@ pub struct CoreConfig {
     /// The budget of a task created without a parent (see
     /// [`crate::budget`]).
     pub root_budget: Budget,
-    /// The budget a spawner grants a child when it names none.
+    /// The budget a spawner grants a child when it names none (at most
+    /// half of what the spawner has left).
     pub default_child_budget: Budget,
     /// Bytes the embedding kernel keeps per task beside the core's records
     /// (the real kernel's saved registers and address-space handle),
     /// charged to each task with [`budget::TASK_COST`](crate::budget::TASK_COST).
     pub task_overhead: u64,
+    /// Identities of ended tasks kept for [`KernelCore::identity`] (the
+    /// oldest is forgotten beyond this), so that a long-running system's
+    /// identity table does not grow with every spawn.
+    pub retained_identities: usize,
 }
 
 impl Default for CoreConfig {
@@ -106,6 +110,7 @@ impl Default for CoreConfig {
             root_budget: Budget::new(64 << 20, 1 << 20),
             default_child_budget: Budget::new(DEFAULT_CHILD_MEMORY, DEFAULT_CHILD_FRAMES),
             task_overhead: 0,
+            retained_identities: 4096,
         }
     }
 }

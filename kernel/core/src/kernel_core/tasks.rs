@@ -84,11 +84,21 @@ impl KernelCore {
         self.create_task_in(spec, None, parent_exec, creator_exec, now)
     }
 
-    /// The budget a task created under `parent_account` with `spec` gets.
+    /// The budget a task created under `parent_account` with `spec` gets:
+    /// the one it names, or by default `default_child_budget` but at most
+    /// half of what the parent has left in each dimension (so that a child
+    /// with a default budget can itself spawn with defaults).
     pub(super) fn budget_for(&self, spec: &TaskSpec, parent_account: Option<AccountId>) -> Budget {
         match (spec.budget, parent_account) {
             (Some(budget), _) => budget,
-            (None, Some(_)) => self.config.default_child_budget,
+            (None, Some(parent)) => {
+                let left = self.accounts.usage(parent).available();
+                let default = self.config.default_child_budget;
+                Budget::new(
+                    default.memory.min(left.memory / 2),
+                    default.frames.min(left.frames / 2),
+                )
+            }
             (None, None) => self.config.root_budget,
         }
     }
@@ -218,6 +228,8 @@ impl KernelCore {
                 .of_task(task)
                 .unwrap_or(ExecutionId::from_raw(0))
         });
+        self.identities
+            .retire(execution, self.config.retained_identities);
         let notification = ExitNotification {
             execution_id: execution,
             task_id: Some(task),
