@@ -182,6 +182,18 @@ pub const SUITES: &[Suite] = &[
     )
     .programs(&["suite_persistence", "storage"])
     .timeout(300),
+    // Kernel memory accounting (userspace/process_manager/src/bin/suite_soak.rs):
+    // 10,000 spawn/exit and 1,000 service crash/restart cycles, then the
+    // heap-cycle attack; kernel heap and frames must be back at baseline
+    // after each.
+    Suite::new("soak-bios", Firmware::Bios, BootConfig::suite("soak"))
+        .programs(&[
+            "suite_soak",
+            "pm_steady",
+            "soak_child",
+            "attack_heap_cycles",
+        ])
+        .timeout(900),
     Suite::new(
         "pipeline-bios",
         Firmware::Bios,

@@ -31,11 +31,13 @@ use crate::cap_table::Capability;
 use crate::channel::{Channel, Message};
 use crate::task::Task;
 
-/// Bytes charged per capability record: the record, its slot, and the
-/// space's free-list entry.
-pub const CAP_COST: u64 = size_of::<Capability>() as u64 + 16;
-/// Bytes charged per channel: the object and its table slot.
-pub const CHANNEL_COST: u64 = size_of::<Channel>() as u64 + 16;
+/// Bytes charged per capability record: the record's slot (twice, since a
+/// space grows by doubling) and its free-list entry.
+pub const CAP_COST: u64 = 2 * size_of::<Capability>() as u64 + 16;
+/// Bytes charged per channel: the object and its table slot (twice, since
+/// the table grows by doubling), and the four-entry queue buffer a used
+/// channel keeps (see `slab::fit_queue`).
+pub const CHANNEL_COST: u64 = 2 * size_of::<Channel>() as u64 + 4 * size_of::<Message>() as u64;
 /// Bytes charged per task for the core's records (task, scheduler entry,
 /// identity with its name) before the embedding kernel's own share
 /// ([`CoreConfig::task_overhead`](crate::CoreConfig::task_overhead)).

@@ -292,6 +292,9 @@ pub(crate) struct CapSpace {
     free: Vec<u32>,
     live: u32,
     limit: u32,
+    /// The generation new slots start at: above every generation of the
+    /// trailing slots dropped so far (see [`crate::slab`]).
+    generation_floor: u32,
 }
 
 impl CapSpace {
@@ -301,6 +304,7 @@ impl CapSpace {
             free: Vec::new(),
             live: 0,
             limit,
+            generation_floor: 1,
         }
     }
 
@@ -314,10 +318,15 @@ impl CapSpace {
     }
 
     pub(crate) fn get(&self, handle: CapHandle) -> Result<&Capability, InvalidUse> {
-        let slot = self
-            .slots
-            .get(handle.index() as usize)
-            .ok_or(InvalidUse::NoSuchCapability)?;
+        let Some(slot) = self.slots.get(handle.index() as usize) else {
+            // Beyond the table: a slot that was dropped (its handles are
+            // below the floor) or one that never existed.
+            return Err(if handle.generation() < self.generation_floor {
+                InvalidUse::StaleHandle
+            } else {
+                InvalidUse::NoSuchCapability
+            });
+        };
         match &slot.cap {
             Some(cap) if slot.generation == handle.generation() => Ok(cap),
             Some(_) => Err(InvalidUse::StaleHandle),
@@ -332,10 +341,13 @@ impl CapSpace {
             return Err(cap);
         }
         let index = match self.free.pop() {
-            Some(i) => i,
+            Some(i) => {
+                crate::slab::fit_free_list(&mut self.free);
+                i
+            }
             None => {
                 self.slots.push(Slot {
-                    generation: 1,
+                    generation: self.generation_floor,
                     cap: None,
                 });
                 (self.slots.len() - 1) as u32
@@ -360,19 +372,29 @@ impl CapSpace {
             slot.generation += 1;
             self.free.push(index);
         }
+        let dropped = crate::slab::trim(
+            &mut self.slots,
+            &mut self.free,
+            |s| s.cap.is_none(),
+            |s| s.generation,
+        );
+        self.generation_floor = self.generation_floor.max(dropped);
         cap
     }
 
     /// Take every record out (task termination).
     pub(crate) fn drain(&mut self) -> Vec<Capability> {
         let mut out = Vec::with_capacity(self.live as usize);
-        for index in 0..self.slots.len() {
+        // `remove` trims trailing free slots, so the length is re-read.
+        let mut index = 0;
+        while index < self.slots.len() {
             let generation = self.slots[index].generation;
             if self.slots[index].cap.is_some() {
                 if let Some(cap) = self.remove(CapHandle::new(index as u32, generation)) {
                     out.push(cap);
                 }
             }
+            index += 1;
         }
         out
     }

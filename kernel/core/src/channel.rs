@@ -158,6 +158,8 @@ pub(crate) struct ChannelTable {
     slots: Vec<ChannelSlot>,
     free: Vec<u32>,
     live: usize,
+    /// The generation new slots start at (see [`crate::slab`]).
+    generation_floor: u32,
 }
 
 impl ChannelTable {
@@ -166,6 +168,7 @@ impl ChannelTable {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
+            generation_floor: 1,
         }
     }
 
@@ -185,10 +188,13 @@ impl ChannelTable {
             payer,
         };
         let index = match self.free.pop() {
-            Some(i) => i,
+            Some(i) => {
+                crate::slab::fit_free_list(&mut self.free);
+                i
+            }
             None => {
                 self.slots.push(ChannelSlot {
-                    generation: 1,
+                    generation: self.generation_floor,
                     channel: None,
                 });
                 (self.slots.len() - 1) as u32
@@ -225,6 +231,13 @@ impl ChannelTable {
                     slot.generation += 1;
                     self.free.push(r.index);
                 }
+                let dropped = crate::slab::trim(
+                    &mut self.slots,
+                    &mut self.free,
+                    |s| s.channel.is_none(),
+                    |s| s.generation,
+                );
+                self.generation_floor = self.generation_floor.max(dropped);
             }
         }
     }

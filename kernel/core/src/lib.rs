@@ -92,6 +92,7 @@ pub mod channel;
 mod kernel_core;
 pub mod registry;
 pub mod sched;
+mod slab;
 pub mod task;
 pub mod user_range;
 

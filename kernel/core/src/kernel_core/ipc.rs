@@ -349,6 +349,7 @@ impl KernelCore {
             return Err(KernelError::ResourceExhausted(Resource::CapabilitySlots));
         }
         let msg = c.queue.pop_front().expect("head checked above");
+        crate::slab::fit_queue(&mut c.queue);
         let now_drained = c.is_drained() && c.waiters.len() > 0;
         self.release_message(&msg);
         let Message {
@@ -404,7 +405,11 @@ impl KernelCore {
         now: Instant,
     ) -> Result<bool, KernelError> {
         let ch = self.receivable(caller, handle, now)?;
-        let Some(msg) = self.channels.get_mut(ch).and_then(|c| c.queue.pop_front()) else {
+        let Some(msg) = self.channels.get_mut(ch).and_then(|c| {
+            let msg = c.queue.pop_front();
+            crate::slab::fit_queue(&mut c.queue);
+            msg
+        }) else {
             return Ok(false);
         };
         self.discard_message(msg, InvalidationReason::MessageDiscarded, now);
