@@ -36,14 +36,15 @@ use pandagen_process_manager::{
 };
 use pandagen_rt::abi::info::{InfoReply, InfoRequest, MemorySummary};
 use pandagen_rt::abi::{
-    Cap, CapHandle, ChannelId, ExitReason, KernelApi, KernelError, Rights, TaskDescriptor,
+    Cap, CapHandle, ChannelId, ExitReason, KernelApi, KernelError, MessageEnvelope, MessagePayload,
+    Rights, ServiceId, TaskDescriptor,
 };
 use pandagen_rt::{println, Kernel};
-use pandagen_scenarios::{wait_exit, AttackReport, Tally, ATTACK_REPORT_ACTION};
+use pandagen_scenarios::{wait_exit, AttackReport, Tally, ATTACK_REPORT_ACTION, SOAK_SCHEMA};
 
 const MANIFEST: &[u8] = include_bytes!("../../manifests/suite-soak.manifest");
-const SPAWN_CYCLES: u32 = 500;
-const CRASH_CYCLES: u32 = 50;
+const SPAWN_CYCLES: u32 = 10_000;
+const CRASH_CYCLES: u32 = 1_000;
 /// Cycles run before a baseline is taken, so that tables that grow to a
 /// working size (task slots, the kernel's free lists) have done so.
 const WARM_UP: u32 = 32;
@@ -165,7 +166,9 @@ impl Soak {
             let _ = self.supervisor.step(kernel);
             self.supervisor.events_mut().drain().for_each(drop);
             if let Some(s) = self.supervisor.service(STEADY) {
-                if s.state == LifecycleState::Running && s.task_id.is_some() && s.task_id != previous
+                if s.state == LifecycleState::Running
+                    && s.task_id.is_some()
+                    && s.task_id != previous
                 {
                     return Ok(());
                 }
@@ -198,6 +201,8 @@ impl Soak {
         for _ in 0..WARM_UP / 8 {
             self.crash_once(kernel)?;
         }
+        ping(kernel, STEADY, Duration::from_secs(1))
+            .map_err(|e| format!("steady does not answer: {e}"))?;
         let before = self.settled_reading(kernel)?;
         let started = kernel.now();
         for cycle in 0..CRASH_CYCLES {
@@ -216,6 +221,20 @@ impl Soak {
         let outcome = (|| -> Result<(Reading, ChannelId, ChannelId), String> {
             let report = kernel.create_channel().map_err(|e| format!("{e}"))?;
             let attack_exits = kernel.create_channel().map_err(|e| format!("{e}"))?;
+            // A channel keeps a small queue buffer once used: use both
+            // before the baseline, as the attack will.
+            for channel in [report, attack_exits] {
+                let probe = MessageEnvelope::new(
+                    ServiceId::from_raw(0),
+                    "soak.probe",
+                    SOAK_SCHEMA,
+                    MessagePayload::empty(),
+                );
+                kernel
+                    .send_message(channel, probe)
+                    .and_then(|()| kernel.receive_message(channel, Some(Duration::ZERO)))
+                    .map_err(|e| format!("probing a channel: {e}"))?;
+            }
             let before = self.settled_reading(kernel)?;
             Ok((before, report, attack_exits))
         })();
@@ -224,7 +243,8 @@ impl Soak {
             Err(error) => return tally.check("soak/attack_setup", Err(error)),
         };
         let attacker = (|| -> Result<_, KernelError> {
-            let send = kernel.clone_capability(&Cap::from(report), Rights::SEND | Rights::TRANSFER)?;
+            let send =
+                kernel.clone_capability(&Cap::from(report), Rights::SEND | Rights::TRANSFER)?;
             let descriptor = TaskDescriptor::new("attacker".into())
                 .with_image("attack_heap_cycles")
                 .with_exit_channel(attack_exits)
