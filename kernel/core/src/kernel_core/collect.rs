@@ -19,9 +19,9 @@ use alloc::vec::Vec;
 use pandagen_abi::Instant;
 
 use super::KernelCore;
-use crate::audit::{CapabilityEvent, InvalidationReason};
-use crate::cap_table::{Capability, ObjectRef};
-use crate::channel::ChannelRef;
+use crate::audit::InvalidationReason;
+use crate::cap_table::ObjectRef;
+use crate::channel::{ChannelRef, Message};
 
 /// What one collection freed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,29 +48,15 @@ impl KernelCore {
             .map(|(ch, _)| ch)
             .collect();
         let mut collected = Collected::default();
-        let mut released: Vec<Capability> = Vec::new();
+        let mut discarded: Vec<Message> = Vec::new();
         for &ch in &garbage {
-            let Some(c) = self.channels.get_mut(ch) else {
-                continue;
-            };
-            let queue = core::mem::take(&mut c.queue);
-            for msg in queue {
-                collected.messages += 1;
-                self.release_message(&msg);
-                released.extend(msg.caps);
+            if let Some(c) = self.channels.get_mut(ch) {
+                discarded.extend(core::mem::take(&mut c.queue));
             }
         }
-        for cap in released {
-            self.audit.record(
-                now,
-                CapabilityEvent::Invalidated {
-                    cap: cap.id(),
-                    kind: cap.kind(),
-                    holder: None,
-                    reason: InvalidationReason::Unreachable,
-                },
-            );
-            self.retire(cap, now);
+        collected.messages = discarded.len();
+        for msg in discarded {
+            self.discard_message(msg, InvalidationReason::Unreachable, now);
         }
         collected.channels = garbage
             .iter()
