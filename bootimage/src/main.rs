@@ -12,7 +12,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bootloader::DiskImageBuilder;
+use bootloader::{BootConfig, DiskImageBuilder};
+use bootloader_boot_config::LevelFilter;
 
 /// Parsed command line.
 #[derive(Debug, Default)]
@@ -57,6 +58,7 @@ fn run(args: Args) -> Result<(), String> {
         return Err(format!("kernel `{}` is not a file", kernel.display()));
     }
     let mut builder = DiskImageBuilder::new(kernel);
+    builder.set_boot_config(&quiet_boot());
     if let Some(ramdisk) = args.ramdisk {
         if !ramdisk.is_file() {
             return Err(format!("ramdisk `{}` is not a file", ramdisk.display()));
@@ -74,6 +76,16 @@ fn run(args: Args) -> Result<(), String> {
             .map_err(|e| format!("creating UEFI image `{}`: {e:#}", out.display()))?;
     }
     Ok(())
+}
+
+/// The bootloader prints only warnings and errors: its step-by-step log
+/// would otherwise fill the screen (slowly, under emulation) until the
+/// kernel's own console takes it over, and on a PC its last line
+/// ("Jumping to kernel entry point") reads like a hang.
+fn quiet_boot() -> BootConfig {
+    let mut config = BootConfig::default();
+    config.log_level = LevelFilter::Warn;
+    config
 }
 
 fn main() -> ExitCode {

@@ -27,6 +27,29 @@ pub enum BootMode {
 }
 
 impl BootMode {
+    /// Every mode, in the order the `mode` key's values are listed.
+    pub const ALL: [BootMode; 4] = [
+        BootMode::System,
+        BootMode::Ktest,
+        BootMode::Suite,
+        BootMode::Bench,
+    ];
+
+    /// The mode's value for the `mode` key.
+    pub const fn name(self) -> &'static str {
+        match self {
+            BootMode::System => "system",
+            BootMode::Ktest => "ktest",
+            BootMode::Suite => "suite",
+            BootMode::Bench => "bench",
+        }
+    }
+
+    /// The mode a `mode` value names.
+    pub fn from_name(name: &str) -> Option<BootMode> {
+        BootMode::ALL.into_iter().find(|mode| mode.name() == name)
+    }
+
     /// Whether this mode ends by reporting a verdict through the QEMU exit
     /// device (so faults and panics must exit QEMU instead of halting).
     pub fn is_test(self) -> bool {
@@ -102,13 +125,8 @@ pub fn parse(text: &str) -> Result<BootConfig<'_>, BootConfigError> {
         let value = value.trim();
         match key.trim() {
             "mode" => {
-                config.mode = match value {
-                    "system" => BootMode::System,
-                    "ktest" => BootMode::Ktest,
-                    "suite" => BootMode::Suite,
-                    "bench" => BootMode::Bench,
-                    _ => return Err(BootConfigError::UnknownMode { line: line_no }),
-                }
+                config.mode = BootMode::from_name(value)
+                    .ok_or(BootConfigError::UnknownMode { line: line_no })?
             }
             "suite" => {
                 if value.is_empty() {

@@ -10,8 +10,7 @@
 //! never look like a valid allocation, and the first megabyte is kept for
 //! firmware structures and future SMP start-up trampolines.
 
-/// Size of a physical frame (and of a small page).
-pub const FRAME_SIZE: u64 = 4096;
+use pandagen_abi::memory::PAGE_SIZE;
 
 /// Physical memory below this address is never handed out.
 pub const LOW_MEMORY_END: u64 = 0x10_0000;
@@ -36,8 +35,8 @@ impl PhysRange {
     /// The whole frames inside this range, above [`LOW_MEMORY_END`], as a
     /// range of frame numbers.
     fn frames(self) -> core::ops::Range<u64> {
-        let start = self.start.max(LOW_MEMORY_END).div_ceil(FRAME_SIZE);
-        let end = self.end / FRAME_SIZE;
+        let start = self.start.max(LOW_MEMORY_END).div_ceil(PAGE_SIZE);
+        let end = self.end / PAGE_SIZE;
         start..end.max(start)
     }
 }
@@ -45,7 +44,7 @@ impl PhysRange {
 /// Why a frame operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
-    /// The address is not a multiple of [`FRAME_SIZE`].
+    /// The address is not a multiple of [`PAGE_SIZE`](pandagen_abi::memory::PAGE_SIZE).
     Misaligned,
     /// The frame is not usable RAM managed by this allocator.
     NotManaged,
@@ -102,12 +101,12 @@ impl<'a> FrameBitmap<'a> {
     where
         I: IntoIterator<Item = PhysRange> + Clone,
     {
-        let bytes = (words as u64 * 8).div_ceil(FRAME_SIZE) * FRAME_SIZE;
+        let bytes = (words as u64 * 8).div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let fit = |floor: u64| {
             usable.clone().into_iter().find_map(move |range| {
                 let frames = range.frames();
-                let start = (frames.start * FRAME_SIZE).max(floor);
-                let end = frames.end * FRAME_SIZE;
+                let start = (frames.start * PAGE_SIZE).max(floor);
+                let end = frames.end * PAGE_SIZE;
                 (bytes > 0 && end >= start && end - start >= bytes).then_some(start)
             })
         };
@@ -149,7 +148,7 @@ impl<'a> FrameBitmap<'a> {
                 }
             }
         }
-        let preferred = (PREFERRED_START / FRAME_SIZE).saturating_sub(first_frame) / BITS;
+        let preferred = (PREFERRED_START / PAGE_SIZE).saturating_sub(first_frame) / BITS;
         bitmap.hint = (preferred as usize).min(words - 1);
         Ok(bitmap)
     }
@@ -158,8 +157,8 @@ impl<'a> FrameBitmap<'a> {
     /// for the bitmap's own storage). Frames in the range that are currently
     /// allocated stay with their owner but can no longer be freed here.
     pub fn reserve(&mut self, range: PhysRange) {
-        let start = range.start / FRAME_SIZE;
-        let end = range.end.div_ceil(FRAME_SIZE);
+        let start = range.start / PAGE_SIZE;
+        let end = range.end.div_ceil(PAGE_SIZE);
         for frame in start..end {
             if !self.contains(frame) {
                 continue;
@@ -189,7 +188,7 @@ impl<'a> FrameBitmap<'a> {
                 self.free_count -= 1;
                 self.hint = word;
                 let frame = self.first_frame + word as u64 * BITS + bit;
-                return Some(frame * FRAME_SIZE);
+                return Some(frame * PAGE_SIZE);
             }
         }
         None
@@ -197,10 +196,10 @@ impl<'a> FrameBitmap<'a> {
 
     /// Returns the frame at `addr` to the pool.
     pub fn free(&mut self, addr: u64) -> Result<(), FrameError> {
-        if !addr.is_multiple_of(FRAME_SIZE) {
+        if !addr.is_multiple_of(PAGE_SIZE) {
             return Err(FrameError::Misaligned);
         }
-        let frame = addr / FRAME_SIZE;
+        let frame = addr / PAGE_SIZE;
         if !self.contains(frame) {
             return Err(FrameError::NotManaged);
         }
@@ -218,8 +217,8 @@ impl<'a> FrameBitmap<'a> {
 
     /// Whether the frame at `addr` is managed here and currently handed out.
     pub fn is_allocated(&self, addr: u64) -> bool {
-        let frame = addr / FRAME_SIZE;
-        if !addr.is_multiple_of(FRAME_SIZE) || !self.contains(frame) {
+        let frame = addr / PAGE_SIZE;
+        if !addr.is_multiple_of(PAGE_SIZE) || !self.contains(frame) {
             return false;
         }
         let (word, bit) = self.position(frame);
@@ -296,11 +295,11 @@ mod tests {
         let mut bitmap = build(&mut storage);
         let mut seen = HashSet::new();
         while let Some(frame) = bitmap.allocate() {
-            assert_eq!(frame % FRAME_SIZE, 0);
+            assert_eq!(frame % PAGE_SIZE, 0);
             assert!(seen.insert(frame), "frame {frame:#x} handed out twice");
             let in_range = map()
                 .iter()
-                .any(|r| frame >= r.start && frame + FRAME_SIZE <= r.end);
+                .any(|r| frame >= r.start && frame + PAGE_SIZE <= r.end);
             assert!(
                 in_range && frame >= LOW_MEMORY_END,
                 "frame {frame:#x} not usable"
@@ -319,19 +318,19 @@ mod tests {
             },
             PhysRange {
                 start: 16 * MIB,
-                end: 16 * MIB + 2 * FRAME_SIZE,
+                end: 16 * MIB + 2 * PAGE_SIZE,
             },
         ];
         let mut storage = vec![0; FrameBitmap::storage_words(usable)];
         let mut bitmap = FrameBitmap::new(usable, &mut storage).unwrap();
         assert_eq!(bitmap.allocate(), Some(16 * MIB));
-        assert_eq!(bitmap.allocate(), Some(16 * MIB + FRAME_SIZE));
+        assert_eq!(bitmap.allocate(), Some(16 * MIB + PAGE_SIZE));
         assert_eq!(bitmap.allocate(), Some(MIB));
         let words = FrameBitmap::storage_words(usable);
         assert_eq!(FrameBitmap::find_storage(usable, words), Some(16 * MIB));
         assert_eq!(
             FrameBitmap::find_storage(map(), words),
-            Some(MIB + FRAME_SIZE)
+            Some(MIB + PAGE_SIZE)
         );
     }
 
@@ -372,11 +371,11 @@ mod tests {
         let total = bitmap.total_frames();
         bitmap.reserve(PhysRange {
             start: 4 * MIB,
-            end: 4 * MIB + 3 * FRAME_SIZE,
+            end: 4 * MIB + 3 * PAGE_SIZE,
         });
         assert_eq!(bitmap.total_frames(), total - 3);
         while let Some(frame) = bitmap.allocate() {
-            assert!(!(4 * MIB..4 * MIB + 3 * FRAME_SIZE).contains(&frame));
+            assert!(!(4 * MIB..4 * MIB + 3 * PAGE_SIZE).contains(&frame));
         }
         assert_eq!(bitmap.free(4 * MIB), Err(FrameError::NotManaged));
     }
@@ -385,7 +384,7 @@ mod tests {
     fn storage_placement_fits_in_a_usable_range() {
         let words = FrameBitmap::storage_words(map());
         let at = FrameBitmap::find_storage(map(), words).unwrap();
-        assert_eq!(at % FRAME_SIZE, 0);
+        assert_eq!(at % PAGE_SIZE, 0);
         assert!(at >= LOW_MEMORY_END);
         assert!(FrameBitmap::find_storage(map(), 1 << 30).is_none());
         let mut too_small = vec![0u64; words - 1];

@@ -15,14 +15,14 @@
 //! dispatcher, and the reply is copied out by it.
 
 use alloc::vec::Vec;
+use pandagen_abi::block::{byte_offset, BlockDevice};
 use pandagen_abi::error::Resource;
+use pandagen_abi::memory::PAGE_SIZE;
 use pandagen_abi::syscall::{
     BlockInfoRequest, BlockReadReply, BlockReadRequest, BlockWriteRequest,
 };
-use pandagen_abi::KernelError;
-use pandagen_core::BlockStore;
+use pandagen_abi::{BlockError, KernelError};
 use pandagen_hal::x86_64::paging::PhysWindow;
-use pandagen_hal::FRAME_SIZE;
 use spin::Mutex;
 
 use crate::syscall::{decode, Ctx, Step};
@@ -49,41 +49,50 @@ impl RamDisk {
         let mut done = 0;
         while done < len {
             let at = offset + done as u64;
-            let frame = self.frames[(at / FRAME_SIZE) as usize];
-            let within = at % FRAME_SIZE;
-            let n = ((FRAME_SIZE - within) as usize).min(len - done);
+            let frame = self.frames[(at / PAGE_SIZE) as usize];
+            let within = at % PAGE_SIZE;
+            let n = ((PAGE_SIZE - within) as usize).min(len - done);
             each(self.window.virt(frame) + within, done, n);
             done += n;
         }
     }
 }
 
-impl BlockStore for RamDisk {
+impl BlockDevice for RamDisk {
     fn block_size(&self) -> u32 {
         BLOCK_SIZE
     }
 
     fn block_count(&self) -> u64 {
-        self.frames.len() as u64 * FRAME_SIZE / u64::from(BLOCK_SIZE)
+        self.frames.len() as u64 * PAGE_SIZE / u64::from(BLOCK_SIZE)
     }
 
-    fn read_at(&self, offset: u64, buf: &mut [u8]) {
+    fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        let offset = byte_offset(self.geometry(), first, buf.len())?;
         self.pieces(offset, buf.len(), |src, at, n| {
             // SAFETY: `src` is the window address of a frame the disk owns
             // (allocated in `init`, never freed, never mapped elsewhere),
-            // with `n` bytes to the end of the piece inside that frame; the
-            // core only asks for ranges on the disk, and `buf` is kernel
-            // memory, so the two do not overlap.
+            // with `n` bytes to the end of the piece inside that frame;
+            // `byte_offset` checked that the range lies on the disk, and
+            // `buf` is kernel memory, so the two do not overlap.
             unsafe { core::ptr::copy_nonoverlapping(src as *const u8, buf[at..].as_mut_ptr(), n) };
         });
+        Ok(())
     }
 
-    fn write_at(&mut self, offset: u64, bytes: &[u8]) {
+    fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), BlockError> {
+        let offset = byte_offset(self.geometry(), first, bytes.len())?;
         self.pieces(offset, bytes.len(), |dst, at, n| {
-            // SAFETY: as in `read_at`; the disk's frames are writable
+            // SAFETY: as in `read_blocks`; the disk's frames are writable
             // through the window and referenced by nothing else.
             unsafe { core::ptr::copy_nonoverlapping(bytes[at..].as_ptr(), dst as *mut u8, n) };
         });
+        Ok(())
+    }
+
+    /// A write is in RAM when it returns; there is nothing to flush.
+    fn flush(&mut self) -> Result<(), BlockError> {
+        Ok(())
     }
 }
 
@@ -96,7 +105,7 @@ pub fn init() {
         return;
     }
     let window = crate::mem::paging::kernel_space().window();
-    let count = (DISK_BYTES / FRAME_SIZE) as usize;
+    let count = (DISK_BYTES / PAGE_SIZE) as usize;
     let mut frames = Vec::with_capacity(count);
     for _ in 0..count {
         let Some(frame) = crate::mem::frame::allocate() else {
@@ -108,7 +117,7 @@ pub fn init() {
         };
         // SAFETY: the frame was just allocated for the disk alone and is
         // mapped read-write through the window.
-        unsafe { core::ptr::write_bytes(window.virt(frame) as *mut u8, 0, FRAME_SIZE as usize) };
+        unsafe { core::ptr::write_bytes(window.virt(frame) as *mut u8, 0, PAGE_SIZE as usize) };
         frames.push(frame);
     }
     log::info!(
@@ -137,8 +146,8 @@ pub fn info(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 pub fn read(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: BlockReadRequest = decode(request)?;
     let bytes = {
-        let disk = DISK.lock();
-        let disk = disk.as_ref().ok_or_else(no_disk)?;
+        let mut disk = DISK.lock();
+        let disk = disk.as_mut().ok_or_else(no_disk)?;
         cx.k.core.block_read(
             cx.caller,
             request.capability,

@@ -1,4 +1,6 @@
 //! The serial console (COM1): raw output lines and the `log` backend.
+//! Everything written here is mirrored on the early display
+//! ([`crate::early_display`]), log lines in their level's colour.
 //!
 //! Output is serialised by one lock taken with interrupts disabled, so an
 //! interrupt handler that logs can never spin on a lock its own CPU holds.
@@ -7,9 +9,12 @@
 
 use core::fmt::{self, Write};
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use pandagen_display::{palette, Rgb};
 use pandagen_hal::x86_64::{clock, Com1};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
+
+use crate::early_display;
 
 static SERIAL: Mutex<Option<Com1>> = Mutex::new(None);
 static LOGGER: KernelLogger = KernelLogger;
@@ -32,9 +37,14 @@ pub fn set_level(level: LevelFilter) {
 
 /// Writes formatted text to the console.
 pub fn write_fmt(args: fmt::Arguments<'_>) {
+    write_coloured(args, palette::TEXT);
+}
+
+/// Writes formatted text, drawn on the screen in `colour`.
+fn write_coloured(args: fmt::Arguments<'_>, colour: Rgb) {
     interrupts::without_interrupts(|| {
         if let Some(port) = SERIAL.lock().as_mut() {
-            let _ = port.write_fmt(args);
+            let _ = Mirror { port, colour }.write_fmt(args);
         }
     });
 }
@@ -45,8 +55,33 @@ pub fn write_bytes(bytes: &[u8]) {
     interrupts::without_interrupts(|| {
         if let Some(port) = SERIAL.lock().as_mut() {
             port.write_bytes(bytes);
+            early_display::write(bytes, palette::TEXT);
         }
     });
+}
+
+/// Serial output that is also drawn on the early display.
+struct Mirror<'a> {
+    port: &'a mut Com1,
+    colour: Rgb,
+}
+
+impl Write for Mirror<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let _ = self.port.write_str(s);
+        early_display::write(s.as_bytes(), self.colour);
+        Ok(())
+    }
+}
+
+/// What the fatal path writes on the screen besides the serial port.
+struct EmergencyScreen;
+
+impl Write for EmergencyScreen {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        early_display::emergency(s.as_bytes());
+        Ok(())
+    }
 }
 
 /// A received byte, if the UART holds one.
@@ -78,6 +113,7 @@ pub fn emergency(args: fmt::Arguments<'_>) {
             let _ = port.write_fmt(args);
         }
     });
+    let _ = EmergencyScreen.write_fmt(args);
 }
 
 /// Prints a line on the console, without log decoration.
@@ -116,14 +152,17 @@ impl Log for KernelLogger {
             Level::Debug => "DEBUG",
             Level::Trace => "TRACE",
         };
-        write_fmt(format_args!(
-            "[{:>4}.{:06}] {} {}: {}\n",
-            ns / 1_000_000_000,
-            ns % 1_000_000_000 / 1000,
-            label,
-            record.target().trim_start_matches("pandagen_kernel::"),
-            record.args()
-        ));
+        write_coloured(
+            format_args!(
+                "[{:>4}.{:06}] {} {}: {}\n",
+                ns / 1_000_000_000,
+                ns % 1_000_000_000 / 1000,
+                label,
+                record.target().trim_start_matches("pandagen_kernel::"),
+                record.args()
+            ),
+            early_display::level_colour(record.level()),
+        );
     }
 
     fn flush(&self) {}

@@ -11,21 +11,11 @@ use pandagen_abi::info::{
     TaskSummary, MAX_AUDIT_ENTRIES, MAX_AUDIT_LINE,
 };
 use pandagen_abi::syscall::{InfoRequestEnvelope, ShutdownRequest, TerminateRequest};
+use pandagen_abi::text::bounded;
 use pandagen_abi::{CapKind, KernelError, Rights};
 use pandagen_core::{InvariantViolation, KernelCore, SchedState};
 
 use crate::syscall::{decode, Ctx, Step};
-
-/// Copy `text` into a bounded string, cut on a character boundary.
-fn bounded<const N: usize>(text: &str) -> heapless::String<N> {
-    let mut out = heapless::String::new();
-    for c in text.chars() {
-        if out.push(c).is_err() {
-            break;
-        }
-    }
-    out
-}
 
 pub fn kernel_info(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: InfoRequestEnvelope = decode(request)?;

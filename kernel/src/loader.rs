@@ -14,8 +14,9 @@ use elf::abi::{EM_X86_64, ET_EXEC, PF_W, PF_X, PT_LOAD};
 use elf::endian::LittleEndian;
 use elf::ElfBytes;
 use pandagen_abi::error::{Resource, SpawnError};
+use pandagen_abi::memory::PAGE_SIZE;
 use pandagen_abi::KernelError;
-use pandagen_core::user_range::{user_range, PAGE_SIZE};
+use pandagen_core::user_range::user_range;
 use pandagen_hal::memory::MemoryError;
 use pandagen_hal::x86_64::paging::{AddressSpace, PageFlags};
 

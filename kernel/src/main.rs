@@ -15,6 +15,7 @@ mod blockdev;
 mod boot_mode;
 mod console;
 mod console_input;
+mod early_display;
 mod introspect;
 mod ktest;
 mod layout;
@@ -28,15 +29,15 @@ mod task;
 mod time;
 mod usermem;
 
-use arch::x86_64::{gdt, idt, protection};
+use arch::x86_64::{gdt, idt, protection, syscall_entry};
 use bootloader_api::config::Mapping;
 use bootloader_api::{entry_point, BootInfo, BootloaderConfig};
 use log::LevelFilter;
+use pandagen_abi::memory::PAGE_SIZE;
 use pandagen_hal::boot_config::{BootMode, LogLevel};
 use pandagen_hal::x86_64::clock;
 use pandagen_hal::x86_64::cpu::rdtsc;
 use pandagen_hal::x86_64::paging::PhysWindow;
-use pandagen_hal::FRAME_SIZE;
 
 /// Size of the boot CPU's kernel stack.
 const KERNEL_STACK_SIZE: u64 = 256 * 1024;
@@ -60,6 +61,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     gdt::init();
     idt::init();
     let protections = protection::enable();
+    // The syscall MSRs and the per-CPU block GS points at: every trap from
+    // here on finds the kernel's GS base (the ring-0 self-tests rely on it).
+    syscall_entry::init();
     profile.mark("serial, GDT, IDT, CPU protections");
 
     let ramdisk = ramdisk(boot_info);
@@ -103,8 +107,16 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let calibration = time::init(entry_tsc);
     profile.mark("PIC, PIT, TSC calibration");
     profile.log();
+    // From the banner on, the console is mirrored on the screen.
+    let display = early_display::init(boot_info.framebuffer.take());
 
-    print_banner(firmware.name(), &protections, calibration, entry_tsc);
+    print_banner(
+        firmware.name(),
+        &protections,
+        calibration,
+        entry_tsc,
+        display,
+    );
 
     runner::init(ramdisk);
     match config.mode {
@@ -220,10 +232,11 @@ fn print_banner(
     protections: &protection::Protections,
     calibration: time::Calibration,
     entry_tsc: u64,
+    display: early_display::Status,
 ) {
     let banner_tsc = rdtsc();
     let (total, free) = mem::frame::counts();
-    let mib = |frames: u64| frames * FRAME_SIZE / 1024 / 1024;
+    let mib = |frames: u64| frames * PAGE_SIZE / 1024 / 1024;
     let tsc_hz = clock::tsc_hz();
     let tick_mhz = clock::tick_millihertz();
     let on = |b: bool| if b { "on" } else { "off" };
@@ -259,6 +272,15 @@ fn print_banner(
         on(protections.smep),
         on(protections.smap)
     );
+    match display {
+        early_display::Status::Active { width, height } => {
+            println!(" display  : {width}x{height} framebuffer, early console")
+        }
+        early_display::Status::NoFramebuffer => println!(" display  : none (serial only)"),
+        early_display::Status::Unsupported => {
+            println!(" display  : framebuffer in an unsupported pixel format (serial only)")
+        }
+    }
     let to_us = |cycles: u64| clock::cycles_to_ns(cycles, tsc_hz) / 1000;
     println!(
         " boot     : {}.{:03} ms from kernel entry to banner",

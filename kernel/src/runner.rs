@@ -18,7 +18,6 @@ use pandagen_hal::boot_config::BootMode;
 use spin::Once;
 use tar_no_std::TarArchiveRef;
 
-use crate::arch::x86_64::syscall_entry;
 use crate::qemu;
 use crate::task::{self, Kernel, RootPolicy, KERNEL};
 
@@ -59,7 +58,6 @@ fn ramdisk_file(directory: &str, name: &str) -> Option<&'static [u8]> {
 /// there is no root program to run (system mode without a process
 /// manager).
 pub fn start(mode: BootMode, suite: Option<&str>) {
-    syscall_entry::init();
     crate::blockdev::init();
     let (name, policy) = match mode {
         BootMode::Suite => (

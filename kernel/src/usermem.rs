@@ -16,7 +16,8 @@
 //! syscall buffers a task reuses call after call are walked once.
 
 use pandagen_abi::error::UserMemoryError;
-use pandagen_core::user_range::{pages, user_range, PAGE_SIZE};
+use pandagen_abi::memory::PAGE_SIZE;
+use pandagen_core::user_range::{pages, user_range};
 use pandagen_hal::x86_64::paging::AddressSpace;
 
 /// Page translations remembered per task, indexed by the low bits of the

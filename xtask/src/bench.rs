@@ -7,7 +7,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::bootcfg::{BootConfig, Mode};
+use crate::bootcfg::BootConfig;
 use crate::build::{self, ImageSpec};
 use crate::fail;
 use crate::layout::{Layout, Profile};
@@ -15,6 +15,7 @@ use crate::process::{cargo, display, TaskResult};
 use crate::qemu::{self, Accel, Firmware, Machine, EXIT_PASS};
 use crate::serial::{self, Bench};
 use crate::setup::{self, Needs};
+use pandagen_hal::boot_config::BootMode;
 
 /// A host benchmark: `cargo bench -p <package> --bench <bench>`, whose
 /// output must contain `[BENCH]` lines. Add host benchmarks here.
@@ -57,7 +58,7 @@ struct QemuBench {
 const QEMU_BENCHES: &[QemuBench] = &[
     QemuBench {
         name: "bench",
-        boot_cfg: BootConfig::mode(Mode::Bench),
+        boot_cfg: BootConfig::mode(BootMode::Bench),
         programs: BENCH_PROGRAMS,
     },
     // Storage Map put/get through ring-3 IPC: root `bench_storage`.
@@ -242,7 +243,7 @@ mod tests {
         let all = crate::programs::discover(&Layout::from_xtask_manifest()).unwrap();
         for qb in QEMU_BENCHES {
             qb.boot_cfg.validate().unwrap();
-            assert_eq!(qb.boot_cfg.mode, Mode::Bench, "{}", qb.name);
+            assert_eq!(qb.boot_cfg.mode, BootMode::Bench, "{}", qb.name);
             let root = qb
                 .boot_cfg
                 .suite

@@ -6,42 +6,19 @@
 //! with `mode=bench`, the bench program `bench_<suite>`),
 //! `seed` (a decimal u64). The kernel ignores unknown keys.
 
-/// What the kernel does after boot.
-#[allow(dead_code)] // `Suite` is used once ring-3 suites join the table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Start the process manager and the services in the manifest.
-    System,
-    /// Run the ring-0 self-tests, report them, exit QEMU.
-    Ktest,
-    /// Run the ring-3 scenario suite named by `suite`.
-    Suite,
-    /// Run the kernel benchmarks and print `[BENCH]` lines.
-    Bench,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::System => "system",
-            Mode::Ktest => "ktest",
-            Mode::Suite => "suite",
-            Mode::Bench => "bench",
-        }
-    }
-}
+use pandagen_hal::boot_config::BootMode;
 
 /// A boot configuration; `const` so suites can be declared in a table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BootConfig {
-    pub mode: Mode,
+    pub mode: BootMode,
     pub suite: Option<&'static str>,
     pub seed: Option<u64>,
 }
 
 #[allow(dead_code)] // constructors for suite table entries
 impl BootConfig {
-    pub const fn mode(mode: Mode) -> Self {
+    pub const fn mode(mode: BootMode) -> Self {
         BootConfig {
             mode,
             suite: None,
@@ -52,7 +29,7 @@ impl BootConfig {
     /// A ring-3 scenario suite: `mode=suite` plus `suite=<name>`.
     pub const fn suite(name: &'static str) -> Self {
         BootConfig {
-            mode: Mode::Suite,
+            mode: BootMode::Suite,
             suite: Some(name),
             seed: None,
         }
@@ -62,7 +39,7 @@ impl BootConfig {
     /// root program is `bench_<name>` instead of `bench`.
     pub const fn bench(name: &'static str) -> Self {
         BootConfig {
-            mode: Mode::Bench,
+            mode: BootMode::Bench,
             suite: Some(name),
             seed: None,
         }
@@ -76,7 +53,7 @@ impl BootConfig {
     /// The file's text. Keys appear in a fixed order so images are
     /// reproducible.
     pub fn render(&self) -> String {
-        let mut out = format!("mode={}\n", self.mode.as_str());
+        let mut out = format!("mode={}\n", self.mode.name());
         if let Some(suite) = self.suite {
             out.push_str(&format!("suite={suite}\n"));
         }
@@ -89,7 +66,7 @@ impl BootConfig {
     /// Checks values the line format cannot carry.
     pub fn validate(&self) -> Result<(), String> {
         match (self.mode, self.suite) {
-            (Mode::Suite, None) => return Err("mode=suite needs a suite name".into()),
+            (BootMode::Suite, None) => return Err("mode=suite needs a suite name".into()),
             (_, Some(s)) if s.is_empty() || s.contains(['\n', '\r', '=']) => {
                 return Err(format!("suite name {s:?} cannot be written to boot.cfg"))
             }
@@ -105,9 +82,9 @@ mod tests {
 
     #[test]
     fn renders_mode_only() {
-        assert_eq!(BootConfig::mode(Mode::Ktest).render(), "mode=ktest\n");
-        assert_eq!(BootConfig::mode(Mode::System).render(), "mode=system\n");
-        assert_eq!(BootConfig::mode(Mode::Bench).render(), "mode=bench\n");
+        assert_eq!(BootConfig::mode(BootMode::Ktest).render(), "mode=ktest\n");
+        assert_eq!(BootConfig::mode(BootMode::System).render(), "mode=system\n");
+        assert_eq!(BootConfig::mode(BootMode::Bench).render(), "mode=bench\n");
         assert_eq!(
             BootConfig::bench("storage").render(),
             "mode=bench\nsuite=storage\n"
@@ -122,8 +99,25 @@ mod tests {
     }
 
     #[test]
+    fn the_kernel_reads_back_what_xtask_writes() {
+        let configs = BootMode::ALL.map(BootConfig::mode).into_iter().chain([
+            BootConfig::suite("ipc").with_seed(42),
+            BootConfig::bench("storage"),
+        ]);
+        for cfg in configs {
+            let text = cfg.render();
+            let parsed = pandagen_hal::boot_config::parse(&text).unwrap();
+            assert_eq!(
+                (parsed.mode, parsed.suite, parsed.seed),
+                (cfg.mode, cfg.suite, cfg.seed),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn rejects_unwritable_configs() {
-        assert!(BootConfig::mode(Mode::Suite).validate().is_err());
+        assert!(BootConfig::mode(BootMode::Suite).validate().is_err());
         assert!(BootConfig::suite("a=b").validate().is_err());
         assert!(BootConfig::suite("a\nmode=system").validate().is_err());
         assert!(BootConfig::suite("").validate().is_err());

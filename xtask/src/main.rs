@@ -10,7 +10,9 @@ mod lock;
 mod process;
 mod programs;
 mod qemu;
+mod qmp;
 mod ramdisk;
+mod screen;
 mod serial;
 mod setup;
 mod strip;
@@ -20,12 +22,13 @@ mod testing;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::bootcfg::{BootConfig, Mode};
+use crate::bootcfg::BootConfig;
 use crate::build::ImageSpec;
 use crate::layout::{Layout, Profile};
 use crate::process::TaskResult;
 use crate::qemu::{Accel, Firmware, Machine};
 use crate::setup::Needs;
+use pandagen_hal::boot_config::BootMode;
 
 const HELP: &str = "\
 usage: cargo xtask <command> [options]
@@ -33,8 +36,9 @@ usage: cargo xtask <command> [options]
 commands:
   setup                       install the Rust target, pinned nightly, QEMU and OVMF if missing
   image [--release]           build target/pandagen-bios.img and target/pandagen-uefi.img
-  run [--uefi] [--kvm] [--gdb] [--release]
-                              boot the system image in QEMU, serial console on this terminal
+  run [--uefi] [--display] [--kvm] [--gdb] [--release]
+                              boot the system image in QEMU, serial console on this terminal;
+                              --display also shows the screen in a window
   test [--release] [--host-only | --qemu-only] [--suite NAME]...
                               host tests, then the QEMU suites; ends with `N passed, M failed`
   flash --device PATH [--bios | --uefi] [--yes] [--allow-file] [--release]
@@ -53,6 +57,7 @@ struct Flags {
     bios: bool,
     kvm: bool,
     gdb: bool,
+    display: bool,
     yes: bool,
     allow_file: bool,
     host_only: bool,
@@ -79,6 +84,7 @@ fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
             "--bios" => flags.bios = true,
             "--kvm" => flags.kvm = true,
             "--gdb" => flags.gdb = true,
+            "--display" => flags.display = true,
             "--yes" => flags.yes = true,
             "--allow-file" => flags.allow_file = true,
             "--host-only" => flags.host_only = true,
@@ -110,8 +116,11 @@ fn main() -> ExitCode {
             })
         }),
         "image" => parse_flags(rest, &["--release"]).and_then(|f| image(&layout, &f).map(|_| true)),
-        "run" => parse_flags(rest, &["--release", "--uefi", "--kvm", "--gdb"])
-            .and_then(|f| run(&layout, &f)),
+        "run" => parse_flags(
+            rest,
+            &["--release", "--uefi", "--kvm", "--gdb", "--display"],
+        )
+        .and_then(|f| run(&layout, &f)),
         "test" => parse_flags(
             rest,
             &["--release", "--host-only", "--qemu-only", "--suite"],
@@ -165,7 +174,7 @@ fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<Vec<Path
     }
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let spec = ImageSpec {
-        boot_cfg: BootConfig::mode(Mode::System),
+        boot_cfg: BootConfig::mode(BootMode::System),
         programs: &names,
         manifest: Some(&manifest),
     };
@@ -217,13 +226,19 @@ fn run(layout: &Layout, f: &Flags) -> TaskResult<bool> {
         Firmware::Bios
     };
     let image = if f.uefi { &images[1] } else { &images[0] };
-    let extra: &[&str] = if f.gdb { &["gdb"] } else { &[] };
+    let mut extra: Vec<&str> = Vec::new();
+    if f.gdb {
+        extra.push("gdb");
+    }
+    if f.display {
+        extra.push("display");
+    }
     let machine = Machine {
         firmware,
         accel: if f.kvm { Accel::Kvm } else { Accel::Tcg },
         image,
         ovmf: host.ovmf.as_deref(),
-        extra_profiles: extra,
+        extra_profiles: &extra,
     };
     let mut cmd = qemu::command(layout, &machine)?;
     println!(
@@ -322,6 +337,7 @@ fn flash(layout: &Layout, f: &Flags) -> TaskResult<bool> {
 /// the kernel, which only builds for the bare-metal target.
 fn clippy(layout: &Layout) -> TaskResult<bool> {
     setup::ensure(Needs::default())?;
+    setup::ensure_clippy()?;
     let host = process::cargo()
         .current_dir(&layout.root)
         .args(["clippy", "--all-targets", "--", "-D", "warnings"])

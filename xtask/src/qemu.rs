@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -172,21 +172,65 @@ pub struct Captured {
     pub elapsed: Duration,
 }
 
+/// A running QEMU as an observer sees it: its serial output so far, and
+/// its serial input.
+pub struct Session {
+    serial: Arc<Mutex<Vec<u8>>>,
+    stdin: Arc<Mutex<Option<ChildStdin>>>,
+    deadline: Instant,
+}
+
+impl Session {
+    /// The serial output so far.
+    pub fn serial(&self) -> Vec<u8> {
+        self.serial.lock().expect("reader holds it briefly").clone()
+    }
+
+    /// Types `text` on the serial line.
+    pub fn send(&self, text: &str) {
+        if let Some(stdin) = self.stdin.lock().expect("writers hold it briefly").as_mut() {
+            let _ = stdin.write_all(text.as_bytes());
+            let _ = stdin.flush();
+        }
+    }
+
+    /// When the run's timeout ends.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+/// Something that watches a run from its own thread while QEMU runs (for
+/// example, takes screenshots), and returns what it found.
+pub type Observer<T> = Box<dyn FnOnce(&Session) -> T + Send>;
+
 /// Runs `cmd` until it exits or `timeout` passes. Serial output is streamed
 /// into `log` as it arrives (so a killed run keeps its log), QEMU's own
 /// stderr is appended at the end.
 pub fn run_captured(
-    mut cmd: Command,
+    cmd: Command,
     timeout: Duration,
     log: &Path,
     script: &'static [SerialStep],
 ) -> TaskResult<Captured> {
+    run_observed::<()>(cmd, timeout, log, script, None).map(|(captured, _)| captured)
+}
+
+/// [`run_captured`], with `observer` running beside QEMU. Its result is
+/// `None` if it had not finished shortly after QEMU exited.
+pub fn run_observed<T: Send + 'static>(
+    mut cmd: Command,
+    timeout: Duration,
+    log: &Path,
+    script: &'static [SerialStep],
+    observer: Option<Observer<T>>,
+) -> TaskResult<(Captured, Option<T>)> {
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let log_file =
         std::fs::File::create(log).map_err(|e| fail!("creating log {}: {e}", log.display()))?;
-    cmd.stdin(if script.is_empty() {
+    cmd.stdin(if script.is_empty() && observer.is_none() {
         Stdio::null()
     } else {
         Stdio::piped()
@@ -199,11 +243,13 @@ pub fn run_captured(
         .map_err(|e| fail!("cannot start {QEMU_BINARY}: {e}"))?;
 
     let serial = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let stdin = Arc::new(Mutex::new(child.stdin.take()));
     let stderr_buf = Arc::new(Mutex::new(Vec::<u8>::new()));
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     spawn_serial_reader(
         &mut child,
         serial.clone(),
+        stdin.clone(),
         log_file,
         script,
         done_tx.clone(),
@@ -220,6 +266,17 @@ pub fn run_captured(
         }
         let _ = done_tx.send(());
     });
+    let (observed_tx, observed_rx) = std::sync::mpsc::channel::<T>();
+    if let Some(observer) = observer {
+        let session = Session {
+            serial: serial.clone(),
+            stdin,
+            deadline: start + timeout,
+        };
+        std::thread::spawn(move || {
+            let _ = observed_tx.send(observer(&session));
+        });
+    }
 
     let exit = wait_with_timeout(&mut child, timeout)?;
     let elapsed = start.elapsed();
@@ -232,6 +289,9 @@ pub fn run_captured(
             break;
         }
     }
+    let observed = observed_rx
+        .recv_timeout(grace.saturating_duration_since(Instant::now()))
+        .ok();
     let stderr_bytes = stderr_buf.lock().expect("reader done or detached").clone();
     let serial =
         String::from_utf8_lossy(&serial.lock().expect("reader done or detached")).into_owned();
@@ -246,22 +306,25 @@ pub fn run_captured(
         exit.describe(),
         elapsed.as_secs_f64()
     )?;
-    Ok(Captured {
-        exit,
-        serial,
-        elapsed,
-    })
+    Ok((
+        Captured {
+            exit,
+            serial,
+            elapsed,
+        },
+        observed,
+    ))
 }
 
 fn spawn_serial_reader(
     child: &mut Child,
     serial: Arc<Mutex<Vec<u8>>>,
+    stdin: Arc<Mutex<Option<ChildStdin>>>,
     mut log_file: std::fs::File,
     script: &'static [SerialStep],
     done: std::sync::mpsc::Sender<()>,
 ) {
     let mut stdout = child.stdout.take().expect("stdout is piped");
-    let mut stdin = child.stdin.take();
     std::thread::spawn(move || {
         let mut steps = script.iter();
         let mut next = steps.next();
@@ -281,7 +344,8 @@ fn spawn_serial_reader(
                 match find_bytes(hay, step.wait_for.as_bytes()) {
                     Some(pos) => {
                         search_from += pos + step.wait_for.len();
-                        if let Some(stdin) = stdin.as_mut() {
+                        if let Some(stdin) = stdin.lock().expect("writers hold it briefly").as_mut()
+                        {
                             let _ = stdin.write_all(step.send.as_bytes());
                             let _ = stdin.flush();
                         }
@@ -295,7 +359,7 @@ fn spawn_serial_reader(
     });
 }
 
-fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+pub fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() {
         return Some(0);
     }

@@ -84,7 +84,7 @@ fn append(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bootcfg::Mode;
+    use pandagen_hal::boot_config::BootMode;
     use std::io::Read;
 
     fn entries(archive: &[u8]) -> Vec<(String, Vec<u8>, bool)> {
@@ -136,7 +136,7 @@ mod tests {
     #[test]
     fn same_inputs_give_same_bytes() {
         let contents = Contents {
-            boot_cfg: BootConfig::mode(Mode::Ktest),
+            boot_cfg: BootConfig::mode(BootMode::Ktest),
             manifest: None,
             programs: vec![],
         };
@@ -146,7 +146,7 @@ mod tests {
     #[test]
     fn missing_program_is_an_error() {
         let err = pack(&Contents {
-            boot_cfg: BootConfig::mode(Mode::System),
+            boot_cfg: BootConfig::mode(BootMode::System),
             manifest: None,
             programs: vec![Program {
                 name: "ghost",

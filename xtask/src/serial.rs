@@ -34,6 +34,25 @@ pub struct Report {
     pub malformed: Vec<String>,
 }
 
+impl Report {
+    /// A check xtask made itself (not a guest line); the DONE tally counts
+    /// it like the guest's own.
+    pub fn pass(&mut self, name: &str) {
+        self.passed.push(name.to_string());
+        if let Some((passed, _)) = self.done.as_mut() {
+            *passed += 1;
+        }
+    }
+
+    /// A failed check xtask made itself.
+    pub fn fail(&mut self, name: &str, why: String) {
+        self.failed.push((name.to_string(), why));
+        if let Some((_, failed)) = self.done.as_mut() {
+            *failed += 1;
+        }
+    }
+}
+
 const TEST: &str = "[TEST] ";
 const SUITE: &str = "[SUITE] ";
 const BENCH: &str = "[BENCH] ";

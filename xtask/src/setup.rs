@@ -64,6 +64,21 @@ fn ensure_target() -> TaskResult<()> {
     run_checked(Command::new("rustup").args(["target", "add", BARE_METAL_TARGET]))
 }
 
+/// The clippy component of the toolchain that builds the workspace, for
+/// `cargo xtask clippy` (a minimal rustup profile leaves it out).
+pub fn ensure_clippy() -> TaskResult<()> {
+    let installed = probe(Command::new("rustup").args(["component", "list", "--installed"]))
+        .ok_or_else(|| fail!("`rustup` is not available; install it from https://rustup.rs"))?;
+    if installed
+        .lines()
+        .any(|l| l.trim() == "clippy" || l.trim().starts_with("clippy-"))
+    {
+        return Ok(());
+    }
+    println!("xtask: installing the Rust component clippy");
+    run_checked(Command::new("rustup").args(["component", "add", "clippy"]))
+}
+
 fn ensure_nightly() -> TaskResult<()> {
     let toolchains = probe(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
     let present = toolchains.lines().any(|l| {

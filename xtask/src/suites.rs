@@ -12,8 +12,10 @@
 //! Each suite boots its own image (kernel + a ramdisk with its `boot.cfg`
 //! and programs) and must follow the serial protocol in `qemu/README.md`.
 
-use crate::bootcfg::{BootConfig, Mode};
+use crate::bootcfg::BootConfig;
 use crate::qemu::{Firmware, SerialStep};
+use crate::screen::ScreenCheck;
+use pandagen_hal::boot_config::BootMode;
 
 /// One QEMU run.
 #[derive(Clone, Copy, Debug)]
@@ -34,6 +36,9 @@ pub struct Suite {
     /// `(test name, text)` pairs that must appear in the serial output in
     /// this order; each is reported as one test (see `serial::markers`).
     pub expect: &'static [(&'static str, &'static str)],
+    /// A screenshot compared with the console's text (`screen.rs`); QEMU
+    /// then runs with a QMP monitor and a standard VGA display.
+    pub screen: Option<ScreenCheck>,
 }
 
 /// Default limit: BIOS reaches the kernel in ~2 s and UEFI in ~4 s under
@@ -54,6 +59,7 @@ impl Suite {
             timeout_secs: DEFAULT_TIMEOUT_SECS,
             input: &[],
             expect: &[],
+            screen: None,
         }
     }
 
@@ -81,18 +87,31 @@ impl Suite {
         self.expect = markers;
         self
     }
+
+    pub const fn screen(mut self, check: ScreenCheck) -> Self {
+        self.screen = Some(check);
+        self
+    }
 }
 
 pub const SUITES: &[Suite] = &[
     // Ring-0 self-tests, under both firmwares so the UEFI path boots every run.
-    Suite::new("ktest-bios", Firmware::Bios, BootConfig::mode(Mode::Ktest)),
-    Suite::new("ktest-uefi", Firmware::Uefi, BootConfig::mode(Mode::Ktest)),
+    Suite::new(
+        "ktest-bios",
+        Firmware::Bios,
+        BootConfig::mode(BootMode::Ktest),
+    ),
+    Suite::new(
+        "ktest-uefi",
+        Firmware::Uefi,
+        BootConfig::mode(BootMode::Ktest),
+    ),
     // The whole system as `cargo xtask run` boots it, driven through the
     // operator console by one burst of typed input; `shutdown` ends QEMU.
     Suite::new(
         "console-bios",
         Firmware::Bios,
-        BootConfig::mode(Mode::System),
+        BootConfig::mode(BootMode::System),
     )
     .programs(&[
         "process_manager",
@@ -110,7 +129,7 @@ pub const SUITES: &[Suite] = &[
     Suite::new(
         "system-bios",
         Firmware::Bios,
-        BootConfig::mode(Mode::System),
+        BootConfig::mode(BootMode::System),
     )
     .programs(&[
         "process_manager",
@@ -126,6 +145,32 @@ pub const SUITES: &[Suite] = &[
         send: "shutdown\r",
     }])
     .expect(SYSTEM_BOOT_EXPECT),
+    // The screen: the system boots on a standard VGA framebuffer, `help`
+    // and `ps` are typed, and a QMP screenshot must equal, pixel for pixel,
+    // the console's serial output drawn with the kernel's own text-screen
+    // code and font. Under both firmwares (different framebuffers).
+    Suite::new(
+        "display-bios",
+        Firmware::Bios,
+        BootConfig::mode(BootMode::System),
+    )
+    .programs(SYSTEM_PROGRAMS)
+    .manifest(crate::programs::SYSTEM_MANIFEST)
+    .timeout(300)
+    .input(DISPLAY_SCRIPT)
+    .expect(DISPLAY_EXPECT)
+    .screen(DISPLAY_SCREEN),
+    Suite::new(
+        "display-uefi",
+        Firmware::Uefi,
+        BootConfig::mode(BootMode::System),
+    )
+    .programs(SYSTEM_PROGRAMS)
+    .manifest(crate::programs::SYSTEM_MANIFEST)
+    .timeout(300)
+    .input(DISPLAY_SCRIPT)
+    .expect(DISPLAY_EXPECT)
+    .screen(DISPLAY_SCREEN),
     // Ring-3 scenario suites (userspace/scenarios): the root program is
     // `suite_<name>`; the kernel exits QEMU when it ends.
     Suite::new("faults-bios", Firmware::Bios, BootConfig::suite("faults"))
@@ -241,6 +286,41 @@ const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
     ("system/console_starts", "console: stopped -> starting"),
     ("system/all_running", "4 of 4 services running"),
     ("system/shutdown", "shutting down"),
+];
+
+/// The programs of the system image.
+const SYSTEM_PROGRAMS: &[&str] = &[
+    "process_manager",
+    "storage",
+    "transformer",
+    "pipeline_executor",
+    "console",
+];
+
+/// `help`, then `ps` once `help` has answered; the screenshot follows the
+/// prompt after `ps`, then `shutdown` ends the run.
+const DISPLAY_SCRIPT: &[SerialStep] = &[
+    SerialStep {
+        wait_for: "pandagen> ",
+        send: "help\r",
+    },
+    SerialStep {
+        wait_for: "pandagen> ",
+        send: "ps\r",
+    },
+];
+
+const DISPLAY_SCREEN: ScreenCheck = ScreenCheck {
+    wait_for: "pandagen> ",
+    count: 3,
+    then: "shutdown\r",
+};
+
+const DISPLAY_EXPECT: &[(&str, &str)] = &[
+    ("display/banner_on_screen", " display  : "),
+    ("display/help", "commands:"),
+    ("display/ps", "services (4):"),
+    ("display/shutdown", "shutting down"),
 ];
 
 /// Typed as fast as the serial line takes it, in one burst once the

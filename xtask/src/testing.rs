@@ -11,6 +11,7 @@ use crate::fail;
 use crate::layout::{Layout, Profile};
 use crate::process::{cargo, TaskResult};
 use crate::qemu::{self, Accel, Machine};
+use crate::screen;
 use crate::serial;
 use crate::setup::{self, Needs};
 use crate::suites::{Suite, SUITES};
@@ -135,6 +136,37 @@ fn host_tests(layout: &Layout, tally: &mut Tally) -> TaskResult<()> {
     Ok(())
 }
 
+/// Adds the screenshot's checks to `report`: it was taken, and it shows
+/// exactly the console's text. On a mismatch the expected image is kept
+/// beside the screenshot (`<suite>.expected.png`).
+fn check_screen(
+    taken: Option<Result<screen::Taken, String>>,
+    log: &std::path::Path,
+    report: &mut serial::Report,
+) {
+    let taken = match taken {
+        Some(Ok(taken)) => taken,
+        Some(Err(why)) => return report.fail("screen/screenshot", why),
+        None => return report.fail("screen/screenshot", "not taken before QEMU exited".into()),
+    };
+    report.pass("screen/screenshot");
+    let (width, height) = (taken.shot.width, taken.shot.height);
+    let verdict = screen::expected_screen(&taken.serial, width, height).and_then(|expected| {
+        screen::compare(&taken.shot, &expected).inspect_err(|_| {
+            let _ = screen::write_png(
+                &log.with_extension("expected.png"),
+                width,
+                height,
+                expected.pixels(),
+            );
+        })
+    });
+    match verdict {
+        Ok(()) => report.pass("screen/matches_console_text"),
+        Err(why) => report.fail("screen/matches_console_text", why),
+    }
+}
+
 fn run_suite(
     layout: &Layout,
     profile: Profile,
@@ -168,21 +200,37 @@ fn run_suite(
         ovmf,
         extra_profiles: &[],
     };
-    let cmd = qemu::command(layout, &machine)?;
+    let mut cmd = qemu::command(layout, &machine)?;
     let log = qemu::log_path(layout, suite.name);
+    let observer = suite.screen.map(|check| {
+        let qmp = layout.suite_dir().join(format!("{}.qmp", suite.name));
+        let _ = std::fs::remove_file(&qmp);
+        cmd.args(["-vga", "std", "-qmp"])
+            .arg(format!("unix:{},server,nowait", qmp.display()));
+        screen::observer(
+            check,
+            qmp,
+            log.with_extension("ppm"),
+            log.with_extension("png"),
+        )
+    });
     print!("  {:<20} ", suite.name);
     std::io::stdout().flush()?;
-    let captured = qemu::run_captured(
+    let (captured, taken) = qemu::run_observed(
         cmd,
         Duration::from_secs(suite.timeout_secs),
         &log,
         suite.input,
+        observer,
     )?;
-    let report = if suite.expect.is_empty() {
+    let mut report = if suite.expect.is_empty() {
         serial::parse(&captured.serial)
     } else {
         serial::markers(&captured.serial, suite.expect)
     };
+    if suite.screen.is_some() {
+        check_screen(taken, &log, &mut report);
+    }
     let verdict = serial::judge(&report, captured.exit);
     let secs = captured.elapsed.as_secs_f64();
     if verdict.ok {

@@ -15,13 +15,12 @@
 //! The code here only edits memory. Flushing the TLB after an unmap or a
 //! permission change in the *active* address space is the caller's job.
 
-use crate::frame::{FrameBitmap, FrameError, FRAME_SIZE};
+use crate::frame::{FrameBitmap, FrameError};
 use crate::memory::MemoryError;
+use pandagen_abi::memory::{PAGE_SIZE, USER_END};
 
 /// First address of the shared kernel half.
 pub const KERNEL_HALF_START: u64 = 0xFFFF_8000_0000_0000;
-/// One past the last address of the user half.
-pub const USER_HALF_END: u64 = 0x0000_8000_0000_0000;
 /// Index of the first kernel-half entry in the top-level table.
 pub const KERNEL_PML4_START: usize = 256;
 
@@ -47,7 +46,7 @@ pub fn is_canonical(addr: u64) -> bool {
 
 /// Whether `addr` lies in the user half.
 pub fn is_user_half(addr: u64) -> bool {
-    addr < USER_HALF_END
+    addr < USER_END
 }
 
 /// The permissions of a 4 KiB mapping.
@@ -175,7 +174,7 @@ impl PhysWindow {
     pub fn zero_frame(&self, phys: u64) {
         // SAFETY: the frame is mapped through the window (its contract) and
         // the caller owns it (it was just allocated).
-        unsafe { core::ptr::write_bytes(self.virt(phys) as *mut u8, 0, FRAME_SIZE as usize) }
+        unsafe { core::ptr::write_bytes(self.virt(phys) as *mut u8, 0, PAGE_SIZE as usize) }
     }
 }
 
@@ -270,7 +269,7 @@ impl AddressSpace {
         phys: u64,
         flags: PageFlags,
     ) -> Result<(), MemoryError> {
-        if !virt.is_multiple_of(FRAME_SIZE) || !phys.is_multiple_of(FRAME_SIZE) {
+        if !virt.is_multiple_of(PAGE_SIZE) || !phys.is_multiple_of(PAGE_SIZE) {
             return Err(MemoryError::NotAligned);
         }
         if !is_canonical(virt) {
@@ -314,7 +313,7 @@ impl AddressSpace {
     /// Emptied intermediate tables are kept until the address space is torn
     /// down. The caller flushes the TLB if this space is active.
     pub fn unmap(&self, virt: u64) -> Result<u64, MemoryError> {
-        if !virt.is_multiple_of(FRAME_SIZE) {
+        if !virt.is_multiple_of(PAGE_SIZE) {
             return Err(MemoryError::NotAligned);
         }
         if !is_canonical(virt) {
@@ -358,7 +357,7 @@ impl AddressSpace {
             writable &= entry & bits::WRITABLE != 0;
             user &= entry & bits::USER != 0;
             executable &= entry & bits::NO_EXECUTE == 0;
-            let page_size = FRAME_SIZE << (9 * (level - 1));
+            let page_size = PAGE_SIZE << (9 * (level - 1));
             if level == 1 || (entry & bits::HUGE != 0 && level <= 3) {
                 let base = entry & bits::ADDRESS & !(page_size - 1);
                 return Some(Translation {

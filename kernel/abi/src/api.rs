@@ -43,11 +43,12 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::Budget;
-use crate::cap::{kinds, Badge, Cap, Rights};
+use crate::cap::{kinds, Badge, Cap, CapHandle, Rights};
 use crate::envelope::MessageEnvelope;
 use crate::error::KernelError;
 use crate::identity::{IdentityKind, TrustDomain};
 use crate::ids::{ChannelId, ExecutionId, ServiceId, TaskId};
+use crate::syscall::BlockInfo;
 use crate::time::{Duration, Instant};
 
 /// Bounds the kernel enforces on task creation.
@@ -170,8 +171,8 @@ pub struct ReceivedMessage {
 }
 
 /// The kernel interface, as the interface reference defines it, plus
-/// capability transfer in messages and the capability `clone`, `delegate`
-/// and `drop` operations.
+/// capability transfer in messages, the capability `clone`, `delegate`
+/// and `drop` operations, and the block-device calls.
 pub trait KernelApi {
     fn spawn_task(&mut self, descriptor: TaskDescriptor) -> Result<TaskHandle, KernelError>;
     fn create_channel(&mut self) -> Result<ChannelId, KernelError>;
@@ -283,4 +284,46 @@ pub trait KernelApi {
         message: MessageEnvelope,
         capabilities: Vec<Cap<()>>,
     ) -> Result<(), KernelError>;
+
+    /// The geometry of the block device `device` names (a `BlockDevice`
+    /// capability with `READ`). The three block calls share these rules:
+    /// a capability of another kind, or without the right, is refused
+    /// (`InvalidCapability`, `WrongCapabilityKind`,
+    /// `InsufficientAuthority`) and nothing is read or written; a transfer
+    /// is a positive whole number of blocks, at most
+    /// [`MAX_BLOCK_TRANSFER`](crate::syscall::MAX_BLOCK_TRANSFER) bytes,
+    /// all on the device, else `KernelError::Block` says why. The device
+    /// belongs to the kernel, not to a task: what a task wrote is still
+    /// there after it ends, for the next holder of a capability to it.
+    ///
+    /// A kernel without a block device refuses every handle, which is what
+    /// these defaults do.
+    fn block_info(&mut self, device: CapHandle) -> Result<BlockInfo, KernelError> {
+        let _ = device;
+        Err(KernelError::InvalidCapability)
+    }
+
+    /// `count` blocks from block `first` (needs `READ`; see
+    /// [`KernelApi::block_info`]).
+    fn block_read(
+        &mut self,
+        device: CapHandle,
+        first: u64,
+        count: u32,
+    ) -> Result<Vec<u8>, KernelError> {
+        let _ = (device, first, count);
+        Err(KernelError::InvalidCapability)
+    }
+
+    /// Write `bytes`, a whole number of blocks, from block `first` on
+    /// (needs `WRITE`; see [`KernelApi::block_info`]).
+    fn block_write(
+        &mut self,
+        device: CapHandle,
+        first: u64,
+        bytes: &[u8],
+    ) -> Result<(), KernelError> {
+        let _ = (device, first, bytes);
+        Err(KernelError::InvalidCapability)
+    }
 }

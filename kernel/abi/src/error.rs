@@ -45,7 +45,13 @@ pub enum KernelError {
     Block(BlockError),
 }
 
-/// Why a block-device request was refused. Nothing was read or written.
+/// Why a block-device request failed: the one error of every
+/// [`BlockDevice`](crate::block::BlockDevice), and what the kernel's block
+/// calls answer inside [`KernelError::Block`]. Except after `Device`,
+/// nothing was read or written.
+///
+/// The kernel's block calls answer only the first three; the variants'
+/// order is their wire encoding, so new ones go at the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BlockError {
     /// Blocks `first .. first + count` are not all on the device, which
@@ -57,6 +63,13 @@ pub enum BlockError {
     /// More than `max` bytes in one call
     /// ([`MAX_BLOCK_TRANSFER`](crate::syscall::MAX_BLOCK_TRANSFER)).
     TooLarge { len: u64, max: u32 },
+    /// The holder may not do this, for example write through a read-only
+    /// capability.
+    NotPermitted,
+    /// The device, or the way to it, failed: an I/O error, or a
+    /// capability that no longer names the device. A failed write may have
+    /// reached the device in part.
+    Device,
 }
 
 /// Why a task could not be spawned.

@@ -12,11 +12,14 @@
 //! * [`schema`] — [`SchemaVersion`] and the version window policy;
 //! * [`identity`] — execution identity, trust domains and exit notifications;
 //! * [`api`] — the [`KernelApi`] trait both kernels implement;
-//! * [`block`] — [`BlockApi`], the block-device calls as a trait;
-//! * [`budget`] — [`Budget`], the kernel memory a task may hold.
+//! * [`block`] — [`BlockDevice`], the one interface of a block device;
+//! * [`budget`] — [`Budget`], the kernel memory a task may hold;
+//! * [`memory`] — the page size and the end of the user half;
+//! * [`text`] — cutting text to a bound on a character boundary.
 //!
 //! The crate is `no_std` + `alloc` and has no hardware access.
 #![no_std]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
@@ -29,17 +32,19 @@ pub mod error;
 pub mod identity;
 pub mod ids;
 pub mod info;
+pub mod memory;
 pub mod schema;
 pub mod services;
 pub mod syscall;
+pub mod text;
 pub mod time;
 
 pub use api::{KernelApi, Priority, ReceivedMessage, TaskDescriptor, TaskHandle};
-pub use block::BlockApi;
+pub use block::BlockDevice;
 pub use budget::Budget;
 pub use cap::{Badge, Cap, CapHandle, CapKind, Rights};
 pub use envelope::{EnvelopeError, MessageEnvelope, MessagePayload};
-pub use error::KernelError;
+pub use error::{BlockError, KernelError};
 pub use identity::{
     ExitNotification, ExitReason, FailureCause, IdentityKind, IdentityMetadata, TrustDomain,
 };

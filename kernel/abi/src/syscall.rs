@@ -488,17 +488,11 @@ impl StartupInfo {
         name: &str,
         caps: &[CapHandle],
     ) -> Self {
-        let mut short_name = heapless::String::new();
-        for c in name.chars() {
-            if short_name.push(c).is_err() {
-                break;
-            }
-        }
         let capabilities = caps.iter().copied().take(limits::MAX_SPAWN_CAPS).collect();
         StartupInfo {
             task,
             execution,
-            name: short_name,
+            name: crate::text::bounded(name),
             capabilities,
         }
     }

@@ -215,7 +215,7 @@ impl AuditLog {
     }
 
     /// Retained events about `cap`, oldest first.
-    pub fn get_events_for_cap(&self, cap: CapId) -> Vec<&CapabilityEvent> {
+    pub fn events_for_cap(&self, cap: CapId) -> Vec<&CapabilityEvent> {
         self.events().filter(|e| e.cap() == Some(cap)).collect()
     }
 
@@ -257,8 +257,8 @@ mod tests {
         assert_eq!(log.total(), 5);
         assert_eq!(log.counts().dropped, 5);
         assert_eq!(log.records().next().unwrap().seq, 2);
-        assert!(log.get_events_for_cap(CapId::from_raw(1)).is_empty());
-        assert_eq!(log.get_events_for_cap(CapId::from_raw(4)).len(), 1);
+        assert!(log.events_for_cap(CapId::from_raw(1)).is_empty());
+        assert_eq!(log.events_for_cap(CapId::from_raw(4)).len(), 1);
         assert_eq!(
             log.count_events(|e| matches!(e, CapabilityEvent::Dropped { .. })),
             3

@@ -1,13 +1,13 @@
 //! The kernel's block device: fixed-size blocks that belong to the kernel,
 //! not to any task, so that what one task writes outlives it.
 //!
-//! Each kernel provides the storage behind it as a [`BlockStore`] (the bare
-//! -metal kernel a RAM disk of physical frames, the simulator a
-//! [`VecDisk`]); the checks every call passes — the capability, then whole
-//! blocks, the transfer limit, the device's bounds — are the
-//! [`KernelCore::block_info`], [`KernelCore::block_read`] and
-//! [`KernelCore::block_write`] methods, so they exist once. A store is only
-//! ever asked for ranges those checks accepted.
+//! Each kernel provides the device behind its block calls as a
+//! [`BlockDevice`] (the bare-metal kernel a RAM disk of physical frames,
+//! the simulator a [`VecDisk`]); the checks every call passes — the
+//! capability, then whole blocks, the transfer limit, the device's bounds
+//! ([`check_transfer`]) — are the [`KernelCore::block_info`],
+//! [`KernelCore::block_read`] and [`KernelCore::block_write`] methods, so
+//! they exist once.
 //!
 //! [`KernelCore::block_info`]: crate::KernelCore::block_info
 //! [`KernelCore::block_read`]: crate::KernelCore::block_read
@@ -15,59 +15,26 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use pandagen_abi::block::{byte_offset, on_device, whole_blocks, BlockDevice};
 use pandagen_abi::error::BlockError;
 use pandagen_abi::syscall::{BlockInfo, MAX_BLOCK_TRANSFER};
 
-/// The bytes behind a block device.
-pub trait BlockStore {
-    /// Bytes per block; non-zero.
-    fn block_size(&self) -> u32;
-    /// Blocks on the device.
-    fn block_count(&self) -> u64;
-    /// Copy `buf.len()` bytes from byte `offset`. Called only with ranges
-    /// that lie on the device.
-    fn read_at(&self, offset: u64, buf: &mut [u8]);
-    /// Copy `bytes` to byte `offset`. Called only with ranges that lie on
-    /// the device.
-    fn write_at(&mut self, offset: u64, bytes: &[u8]);
-}
-
-/// The geometry of `store`.
-pub fn info(store: &dyn BlockStore) -> BlockInfo {
-    BlockInfo {
-        block_size: store.block_size(),
-        block_count: store.block_count(),
-    }
-}
-
-/// The byte offset of a transfer of `len` bytes from block `first`, after
-/// checking that it is a positive whole number of blocks, within the
-/// transfer limit, and on the device.
-pub fn span(store: &dyn BlockStore, first: u64, len: u64) -> Result<u64, BlockError> {
-    let block_size = store.block_size();
-    let size = u64::from(block_size);
-    if len == 0 || size == 0 || !len.is_multiple_of(size) {
-        return Err(BlockError::BadLength { len, block_size });
-    }
+/// Check a block call's transfer of `len` bytes from block `first` on a
+/// device of `geometry`: a positive whole number of blocks, within the
+/// transfer limit, and on the device — in that order, so that the error
+/// names the first rule broken.
+pub fn check_transfer(geometry: BlockInfo, first: u64, len: u64) -> Result<(), BlockError> {
+    let count = whole_blocks(len, geometry.block_size)?;
     if len > MAX_BLOCK_TRANSFER as u64 {
         return Err(BlockError::TooLarge {
             len,
             max: MAX_BLOCK_TRANSFER as u32,
         });
     }
-    let count = len / size;
-    let blocks = store.block_count();
-    match first.checked_add(count) {
-        Some(end) if end <= blocks => Ok(first * size),
-        _ => Err(BlockError::OutOfRange {
-            first,
-            count,
-            blocks,
-        }),
-    }
+    on_device(first, count, geometry.block_count)
 }
 
-/// A block store in a `Vec`: the simulator's device, and a test double.
+/// A block device in a `Vec`: the simulator's device, and a test double.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VecDisk {
     bytes: Vec<u8>,
@@ -90,7 +57,7 @@ impl VecDisk {
     }
 }
 
-impl BlockStore for VecDisk {
+impl BlockDevice for VecDisk {
     fn block_size(&self) -> u32 {
         self.block_size
     }
@@ -99,14 +66,20 @@ impl BlockStore for VecDisk {
         (self.bytes.len() / self.block_size as usize) as u64
     }
 
-    fn read_at(&self, offset: u64, buf: &mut [u8]) {
-        let at = offset as usize;
+    fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        let at = byte_offset(self.geometry(), first, buf.len())? as usize;
         buf.copy_from_slice(&self.bytes[at..at + buf.len()]);
+        Ok(())
     }
 
-    fn write_at(&mut self, offset: u64, bytes: &[u8]) {
-        let at = offset as usize;
+    fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), BlockError> {
+        let at = byte_offset(self.geometry(), first, bytes.len())? as usize;
         self.bytes[at..at + bytes.len()].copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), BlockError> {
+        Ok(())
     }
 }
 
@@ -115,34 +88,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spans_are_whole_blocks_within_the_limit_and_on_the_device() {
-        let disk = VecDisk::new(512, 64);
-        assert_eq!(span(&disk, 0, 512), Ok(0));
-        assert_eq!(span(&disk, 63, 512), Ok(63 * 512));
-        assert_eq!(span(&disk, 32, 32 * 512), Ok(32 * 512));
+    fn transfers_are_whole_blocks_within_the_limit_and_on_the_device() {
+        let disk = VecDisk::new(512, 64).geometry();
+        assert_eq!(check_transfer(disk, 0, 512), Ok(()));
+        assert_eq!(check_transfer(disk, 63, 512), Ok(()));
+        assert_eq!(check_transfer(disk, 32, 32 * 512), Ok(()));
         assert_eq!(
-            span(&disk, 0, 0),
+            check_transfer(disk, 0, 0),
             Err(BlockError::BadLength {
                 len: 0,
                 block_size: 512
             })
         );
         assert_eq!(
-            span(&disk, 0, 100),
+            check_transfer(disk, 0, 100),
             Err(BlockError::BadLength {
                 len: 100,
                 block_size: 512
             })
         );
         assert_eq!(
-            span(&disk, 0, MAX_BLOCK_TRANSFER as u64 + 512),
+            check_transfer(disk, 0, MAX_BLOCK_TRANSFER as u64 + 512),
             Err(BlockError::TooLarge {
                 len: MAX_BLOCK_TRANSFER as u64 + 512,
                 max: MAX_BLOCK_TRANSFER as u32
             })
         );
+        // A length that breaks two rules is named by the first.
         assert_eq!(
-            span(&disk, 63, 1024),
+            check_transfer(disk, 0, MAX_BLOCK_TRANSFER as u64 + 100),
+            Err(BlockError::BadLength {
+                len: MAX_BLOCK_TRANSFER as u64 + 100,
+                block_size: 512
+            })
+        );
+        assert_eq!(
+            check_transfer(disk, 63, 1024),
             Err(BlockError::OutOfRange {
                 first: 63,
                 count: 2,
@@ -150,12 +131,40 @@ mod tests {
             })
         );
         assert_eq!(
-            span(&disk, u64::MAX, 512),
+            check_transfer(disk, u64::MAX, 512),
             Err(BlockError::OutOfRange {
                 first: u64::MAX,
                 count: 1,
                 blocks: 64
             })
         );
+    }
+
+    #[test]
+    fn a_vec_disk_reads_back_what_was_written_and_refuses_bad_requests() {
+        let mut disk = VecDisk::new(512, 4);
+        let data = [0xABu8; 1024];
+        disk.write_blocks(2, &data).unwrap();
+        let mut out = [0u8; 1024];
+        disk.read_blocks(2, &mut out).unwrap();
+        assert_eq!(out, data);
+        let mut first = [1u8; 512];
+        disk.read_blocks(0, &mut first).unwrap();
+        assert_eq!(first, [0u8; 512]);
+
+        let before = disk.clone();
+        assert!(matches!(
+            disk.write_blocks(3, &data),
+            Err(BlockError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            disk.write_blocks(0, &data[..100]),
+            Err(BlockError::BadLength { .. })
+        ));
+        assert_eq!(disk, before, "a refused write writes nothing");
+        assert!(matches!(
+            disk.read_blocks(4, &mut first),
+            Err(BlockError::OutOfRange { .. })
+        ));
     }
 }

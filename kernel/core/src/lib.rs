@@ -23,9 +23,10 @@
 //!   deadlines;
 //! * [`budget`] — accounts: who pays for each kernel object, budgets
 //!   carved from the spawner's, returned at death;
-//! * [`block`] — the kernel's block device: the [`BlockStore`] each kernel
-//!   provides and the checks every block call passes
-//!   ([`KernelCore::block_read`] and friends).
+//! * [`block`] — the kernel's block device: the checks every block call
+//!   passes ([`KernelCore::block_read`] and friends) before it reaches the
+//!   [`BlockDevice`](pandagen_abi::BlockDevice) each kernel provides, and
+//!   [`VecDisk`].
 //!
 //! ## Semantics in brief
 //!
@@ -81,6 +82,7 @@
 //! k.check_invariants().unwrap();
 //! ```
 #![no_std]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
@@ -97,7 +99,7 @@ pub mod task;
 pub mod user_range;
 
 pub use audit::{AuditCounts, AuditLog, AuditRecord, CapabilityEvent, InvalidationReason};
-pub use block::{BlockStore, VecDisk};
+pub use block::VecDisk;
 pub use budget::{AccountId, BudgetUsage};
 pub use cap_table::{
     CapId, CapInfo, CapStatus, Capability, Holder, InvalidUse, Mintable, ObjectRef, ServiceObject,

@@ -8,11 +8,7 @@
 
 use core::ops::Range;
 use pandagen_abi::error::UserMemoryError;
-
-/// One past the last user-half address (x86_64, 4-level paging).
-pub const USER_END: u64 = 0x0000_8000_0000_0000;
-/// The page size the kernel maps user memory with.
-pub const PAGE_SIZE: u64 = 4096;
+use pandagen_abi::memory::{PAGE_SIZE, USER_END};
 
 /// Check `len` bytes at `ptr`: `Overflow` if the end wraps,
 /// `NotUserAddress` if any byte lies outside the user half. An empty range

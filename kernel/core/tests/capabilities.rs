@@ -398,7 +398,7 @@ fn one_capability_has_a_complete_trail() {
     let h = k.delegate(a, h, b, at(1)).unwrap();
     let _ = k.lookup(a, h, CapKind::KernelInfo, Rights::NONE, at(2)); // not a's any more
     k.drop_cap(b, h, at(3)).unwrap();
-    let trail = k.audit_log().get_events_for_cap(id);
+    let trail = k.audit_log().events_for_cap(id);
     assert_eq!(trail.len(), 4, "{trail:?}");
     assert!(matches!(
         trail[0],

@@ -1,12 +1,14 @@
 //! `KernelApi` for the simulator: every call acts as the current task.
 
 use pandagen_abi::cap::kinds;
+use pandagen_abi::syscall::BlockInfo;
 use pandagen_abi::CapKind;
 use pandagen_abi::{
-    Cap, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope, ReceivedMessage,
-    Rights, ServiceId, TaskDescriptor, TaskHandle, TaskId,
+    Cap, CapHandle, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope,
+    ReceivedMessage, Rights, ServiceId, TaskDescriptor, TaskHandle, TaskId,
 };
 
+use crate::blockdev::new_disk;
 use crate::kernel::SimulatedKernel;
 use crate::trace::TraceEvent;
 
@@ -144,5 +146,35 @@ impl KernelApi for SimulatedKernel {
         capabilities: Vec<Cap<()>>,
     ) -> Result<(), KernelError> {
         self.send_to_object_as(self.current, object.handle(), &message, capabilities)
+    }
+
+    fn block_info(&mut self, device: CapHandle) -> Result<BlockInfo, KernelError> {
+        let (caller, now) = (self.current, self.clock_now());
+        let disk = self.disk.get_or_insert_with(new_disk);
+        self.core.block_info(caller, device, disk, now)
+    }
+
+    fn block_read(
+        &mut self,
+        device: CapHandle,
+        first: u64,
+        count: u32,
+    ) -> Result<Vec<u8>, KernelError> {
+        let (caller, now) = (self.current, self.clock_now());
+        let disk = self.disk.get_or_insert_with(new_disk);
+        self.core
+            .block_read(caller, device, disk, first, count, now)
+    }
+
+    fn block_write(
+        &mut self,
+        device: CapHandle,
+        first: u64,
+        bytes: &[u8],
+    ) -> Result<(), KernelError> {
+        let (caller, now) = (self.current, self.clock_now());
+        let disk = self.disk.get_or_insert_with(new_disk);
+        self.core
+            .block_write(caller, device, disk, first, bytes, now)
     }
 }

@@ -359,6 +359,9 @@ impl SimulatedKernel {
     }
 
     // ---- identity and supervision (the reference's operations) -------------
+    // Named as Rust names accessors: the reference's `get_identity`,
+    // `get_task_identity` and `get_exit_notifications` are `identity`,
+    // `task_identity` and `exit_notifications` here.
 
     /// Record an identity that no task was created with. The kernel assigns
     /// its execution id (replacing the one in `metadata`) and returns it.
@@ -367,12 +370,12 @@ impl SimulatedKernel {
     }
 
     /// The identity of any execution ever created, alive or not.
-    pub fn get_identity(&self, execution_id: ExecutionId) -> Option<&IdentityMetadata> {
+    pub fn identity(&self, execution_id: ExecutionId) -> Option<&IdentityMetadata> {
         self.core.identity(execution_id)
     }
 
     /// The execution a task runs (or ran) as.
-    pub fn get_task_identity(&self, task_id: TaskId) -> Option<ExecutionId> {
+    pub fn task_identity(&self, task_id: TaskId) -> Option<ExecutionId> {
         self.core.task_identity(task_id)
     }
 
@@ -402,7 +405,7 @@ impl SimulatedKernel {
     }
 
     /// Exit notifications since the last clear, oldest first.
-    pub fn get_exit_notifications(&self) -> &[ExitNotification] {
+    pub fn exit_notifications(&self) -> &[ExitNotification] {
         self.core.exit_notifications()
     }
 

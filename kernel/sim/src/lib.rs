@@ -21,7 +21,7 @@
 //!   it a [`FaultPlan`], and [`Scenario::run_until`] a virtual deadline; see
 //!   the [`runner`] docs for how a step should poll.
 //! * Check outcomes with [`SimulatedKernel::trace`], `audit_log`,
-//!   `get_exit_notifications` and [`SimulatedKernel::check_invariants`].
+//!   `exit_notifications` and [`SimulatedKernel::check_invariants`].
 //!
 //! ```
 //! use pandagen_abi::{KernelApi, MessageEnvelope, MessagePayload, SchemaVersion, ServiceId};
@@ -35,6 +35,7 @@
 //! kernel.send_message(channel, message.clone()).unwrap();
 //! assert_eq!(kernel.receive_message(channel, None).unwrap().id, message.id);
 //! ```
+#![forbid(unsafe_code)]
 
 mod api;
 pub mod blockdev;

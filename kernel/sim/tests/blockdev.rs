@@ -5,8 +5,7 @@
 use pandagen_abi::error::BlockError;
 use pandagen_abi::syscall::{BlockInfo, MAX_BLOCK_TRANSFER};
 use pandagen_abi::{
-    BlockApi, CapHandle, CapKind, ExitReason, KernelApi, KernelError, Rights, TaskDescriptor,
-    TaskId,
+    CapHandle, CapKind, ExitReason, KernelApi, KernelError, Rights, TaskDescriptor, TaskId,
 };
 use pandagen_sim::blockdev::{BLOCK_COUNT, BLOCK_SIZE};
 use pandagen_sim::SimulatedKernel;

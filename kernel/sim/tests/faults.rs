@@ -380,7 +380,7 @@ fn crash_after_messages_ends_the_task_with_a_failure() {
     assert_eq!(number(&m), 1);
     assert!(!kernel.task_is_alive(worker.task_id));
     let notification = kernel
-        .get_exit_notifications()
+        .exit_notifications()
         .iter()
         .find(|n| n.task_id == Some(worker.task_id))
         .unwrap();

@@ -426,10 +426,10 @@ fn supervision_example_flow() -> Result<(), KernelError> {
         Some(supervisor_exec_id), // Creator
     )?;
     assert_eq!(
-        kernel.get_task_identity(child_handle.task_id),
+        kernel.task_identity(child_handle.task_id),
         Some(child_exec_id)
     );
-    let identity = kernel.get_identity(child_exec_id).unwrap();
+    let identity = kernel.identity(child_exec_id).unwrap();
     assert!(identity.is_child_of(supervisor_exec_id));
     assert_eq!(identity.creator_id, Some(supervisor_exec_id));
     assert_eq!(identity.kind, IdentityKind::Component);
@@ -447,7 +447,7 @@ fn supervision_example_flow() -> Result<(), KernelError> {
 
     // Later, check for child termination
     let mut saw_failure = false;
-    let notifications = kernel.get_exit_notifications();
+    let notifications = kernel.exit_notifications();
     for notif in notifications {
         if notif.execution_id == child_exec_id {
             match &notif.reason {
@@ -464,9 +464,9 @@ fn supervision_example_flow() -> Result<(), KernelError> {
     }
     assert!(saw_failure);
     kernel.clear_exit_notifications();
-    assert!(kernel.get_exit_notifications().is_empty());
+    assert!(kernel.exit_notifications().is_empty());
     // The identity outlives the task; the task is gone.
-    assert!(kernel.get_identity(child_exec_id).is_some());
+    assert!(kernel.identity(child_exec_id).is_some());
     assert!(!kernel.task_is_alive(child_handle.task_id));
     Ok(())
 }
@@ -504,7 +504,7 @@ fn every_termination_produces_one_notification() -> Result<(), KernelError> {
     // Terminating a task twice does not notify twice.
     kernel.terminate_task_with_reason(tasks[0], ExitReason::Normal);
     let reasons: Vec<_> = kernel
-        .get_exit_notifications()
+        .exit_notifications()
         .iter()
         .map(|n| (n.task_id, n.reason.clone()))
         .collect();
@@ -545,9 +545,9 @@ fn created_identities_are_kept_and_never_reused() {
         kernel.now().as_nanos(),
     ));
     assert_ne!(a, b);
-    assert_eq!(kernel.get_identity(a).unwrap().name, "stage-1");
+    assert_eq!(kernel.identity(a).unwrap().name, "stage-1");
     assert_eq!(
-        kernel.get_identity(b).unwrap().trust_domain,
+        kernel.identity(b).unwrap().trust_domain,
         TrustDomain::sandbox()
     );
 }
@@ -622,7 +622,7 @@ fn the_audit_trail_follows_one_capability_through_its_life() -> Result<(), Kerne
     kernel.drop_capability(moved, task2)?;
 
     let audit = kernel.audit_log();
-    let events = audit.get_events_for_cap(cap_id);
+    let events = audit.events_for_cap(cap_id);
     assert!(matches!(events[0], CapabilityEvent::Granted { .. }));
     assert!(matches!(events[1], CapabilityEvent::Delegated { .. }));
     assert!(matches!(events[2], CapabilityEvent::Dropped { owner, .. } if *owner == task2));
@@ -643,13 +643,13 @@ fn task_and_execution_ids_are_never_reused() -> Result<(), KernelError> {
     assert_ne!(first.task_id, second.task_id);
     assert_ne!(first.execution_id, second.execution_id);
     assert_eq!(
-        kernel.get_task_identity(first.task_id),
+        kernel.task_identity(first.task_id),
         Some(first.execution_id)
     );
     // Identity is not authority: the identity of the root grants nothing to
     // a task that merely knows it.
-    let root_exec = kernel.get_task_identity(kernel.root_task()).unwrap();
-    assert!(kernel.get_identity(root_exec).is_some());
+    let root_exec = kernel.task_identity(kernel.root_task()).unwrap();
+    assert!(kernel.identity(root_exec).is_some());
     Ok(())
 }
 

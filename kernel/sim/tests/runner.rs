@@ -42,7 +42,7 @@ fn timers_advance_virtual_time_and_exits_end_the_run() {
     let report = scenario.run_until(at(1_000));
     assert_eq!(report.stop, StopReason::AllExited);
     assert_eq!(report.end, at(40));
-    assert_eq!(scenario.kernel().get_exit_notifications().len(), 1);
+    assert_eq!(scenario.kernel().exit_notifications().len(), 1);
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn a_failing_setup_ends_the_task_and_reports_the_error() {
     });
     assert_eq!(result.unwrap_err(), KernelError::InsufficientAuthority);
     assert!(scenario.live_services().is_empty());
-    let notifications = scenario.kernel().get_exit_notifications();
+    let notifications = scenario.kernel().exit_notifications();
     assert_eq!(notifications.len(), 1);
     assert!(notifications[0].reason.is_failure());
 }
@@ -238,7 +238,7 @@ fn spawned_images_are_started_and_supervised_through_exit_notifications() {
     for notification in seen.iter() {
         let identity = scenario
             .kernel()
-            .get_identity(notification.execution_id)
+            .identity(notification.execution_id)
             .unwrap();
         assert!(identity.is_child_of(pm.execution_id));
     }

@@ -7,9 +7,9 @@ use crate::mem::{frame, heap, paging};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::alloc::Layout;
+use pandagen_abi::memory::PAGE_SIZE;
 use pandagen_hal::frame::FrameError;
 use pandagen_hal::x86_64::paging::{PageFlags, KERNEL_PML4_START};
-use pandagen_hal::FRAME_SIZE;
 use x86_64::instructions::interrupts;
 
 pub fn layout_is_upper_half() -> TestResult {
@@ -59,7 +59,7 @@ pub fn frames_are_unique() -> TestResult {
         "a frame is not marked allocated"
     );
     ensure!(
-        frames.iter().all(|&f| f % FRAME_SIZE == 0 && f != 0),
+        frames.iter().all(|&f| f % PAGE_SIZE == 0 && f != 0),
         "a frame is misaligned"
     );
     frames.sort_unstable();

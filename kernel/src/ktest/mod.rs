@@ -80,6 +80,10 @@ pub static TESTS: &[KernelTest] = &[
         run: traps::breakpoint_returns,
     },
     KernelTest {
+        name: "trap_with_user_gs_runs_on_kernel_gs",
+        run: traps::trap_with_user_gs_runs_on_kernel_gs,
+    },
+    KernelTest {
         name: "trap_page_fault_unmapped_reports_cr2",
         run: traps::page_fault_unmapped,
     },

@@ -8,6 +8,7 @@ use crate::mem::{frame, paging};
 use pandagen_hal::x86_64::paging::PageFlags;
 use x86_64::instructions::interrupts;
 use x86_64::instructions::segmentation::Segment;
+use x86_64::registers::model_specific::{GsBase, KernelGsBase};
 
 /// A kernel-half address nothing maps (the top PML4 entry's table is empty
 /// apart from what tests map and remove).
@@ -51,6 +52,55 @@ pub fn breakpoint_returns() -> TestResult {
     unsafe { core::arch::asm!("int3") };
     let after = exceptions::breakpoints();
     ensure!(after == before + 1, "breakpoint count {before} -> {after}");
+    Ok(())
+}
+
+/// A trap taken in ring 0 while GS holds the user's base (as an NMI between
+/// `syscall` and its `swapgs` would be) runs its handler on the kernel's GS
+/// base, and returns to the interrupted code with the user's base back.
+pub fn trap_with_user_gs_runs_on_kernel_gs() -> TestResult {
+    let kernel_gs = GsBase::read().as_u64();
+    let user_gs = KernelGsBase::read().as_u64();
+    ensure!(
+        kernel_gs != user_gs,
+        "kernel and user GS bases are both {kernel_gs:#x}"
+    );
+    let before = exceptions::breakpoints();
+    let gs_after_trap = interrupts::without_interrupts(|| {
+        let gs: u64;
+        // SAFETY: interrupts are off, so nothing but the breakpoint runs
+        // while GS holds the user's base; the second `swapgs` restores the
+        // kernel's. RAX, RCX and RDX are declared clobbered (RDMSR).
+        unsafe {
+            core::arch::asm!(
+                "swapgs",
+                "int3",
+                "mov ecx, 0xC0000101",
+                "rdmsr",
+                "shl rdx, 32",
+                "or rax, rdx",
+                "swapgs",
+                out("rax") gs,
+                out("rcx") _,
+                out("rdx") _,
+            )
+        };
+        gs
+    });
+    ensure!(
+        exceptions::breakpoints() == before + 1,
+        "the breakpoint was not taken"
+    );
+    let handler_gs = exceptions::last_breakpoint_gs_base();
+    ensure!(
+        handler_gs == kernel_gs,
+        "handler ran on GS base {handler_gs:#x}, not the kernel's {kernel_gs:#x}"
+    );
+    ensure!(
+        gs_after_trap == user_gs,
+        "the trap returned with GS base {gs_after_trap:#x}, not the user's {user_gs:#x}"
+    );
+    ensure!(GsBase::read().as_u64() == kernel_gs, "GS base not restored");
     Ok(())
 }
 

@@ -2,7 +2,8 @@
 //! map (see [`pandagen_hal::frame`] for the bookkeeping itself).
 
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
-use pandagen_hal::frame::{FrameBitmap, FrameError, PhysRange, FRAME_SIZE};
+use pandagen_abi::memory::PAGE_SIZE;
+use pandagen_hal::frame::{FrameBitmap, FrameError, PhysRange};
 use pandagen_hal::x86_64::paging::{FrameSource, PhysWindow};
 use spin::Mutex;
 
@@ -58,7 +59,7 @@ pub fn init(regions: &'static MemoryRegions, window: PhysWindow) -> Result<(), F
     let storage: &'static mut [u64] =
         unsafe { core::slice::from_raw_parts_mut(window.virt(at) as *mut u64, words) };
     let mut bitmap = FrameBitmap::new(usable, storage)?;
-    let bytes = (words as u64 * 8).div_ceil(FRAME_SIZE) * FRAME_SIZE;
+    let bytes = (words as u64 * 8).div_ceil(PAGE_SIZE) * PAGE_SIZE;
     bitmap.reserve(PhysRange {
         start: at,
         end: at + bytes,

@@ -5,10 +5,10 @@
 
 use super::{frame, paging};
 use crate::layout::{KERNEL_HEAP_SIZE, KERNEL_HEAP_START};
+use pandagen_abi::memory::PAGE_SIZE;
 use pandagen_hal::heap::LockedHeap;
 use pandagen_hal::memory::MemoryError;
 use pandagen_hal::x86_64::paging::PageFlags;
-use pandagen_hal::FRAME_SIZE;
 
 #[global_allocator]
 static ALLOCATOR: LockedHeap = LockedHeap::empty();
@@ -19,7 +19,7 @@ pub fn init() -> Result<(), MemoryError> {
     while virt < KERNEL_HEAP_START + KERNEL_HEAP_SIZE {
         let phys = frame::allocate().ok_or(MemoryError::OutOfMemory)?;
         paging::map_kernel_page(virt, phys, PageFlags::KERNEL_DATA)?;
-        virt += FRAME_SIZE;
+        virt += PAGE_SIZE;
     }
     // SAFETY: the range was just mapped read-write, is used by nothing
     // else, and `init` runs once.

@@ -39,6 +39,7 @@
 //! refusal for the service actions. It reaches storage and the pipeline
 //! executor as any client does, by looking them up.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -45,6 +45,7 @@
 //! * Stages get copies of their capabilities; the pool keeps the originals
 //!   and, in the service, hands them all back to the submitter at the end.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

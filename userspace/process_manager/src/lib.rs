@@ -35,6 +35,7 @@
 //!   after a dependency restarts, its old channel answers
 //!   `SendFailed(ChannelClosed)` and a new lookup finds the new one.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

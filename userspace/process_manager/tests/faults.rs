@@ -189,8 +189,8 @@ fn only_its_own_children_concern_the_supervisor() {
     // The kernel's own record shows the stranger is no child of the
     // process manager.
     let pm_task = world.pm_task;
-    let pm = world.kernel().get_task_identity(pm_task).unwrap();
-    let identity = world.kernel().get_identity(stranger.execution_id).unwrap();
+    let pm = world.kernel().task_identity(pm_task).unwrap();
+    let identity = world.kernel().identity(stranger.execution_id).unwrap();
     assert!(!identity.is_child_of(pm));
 }
 

@@ -65,15 +65,12 @@ fn list_reports_state_restarts_identity_and_trust_domain() {
     assert_eq!(services[1].trust_domain, TrustDomain::user());
     // The identity is the kernel's: the execution id of the running task.
     let task = db.task_id.unwrap();
-    let execution = world.kernel().get_task_identity(task);
+    let execution = world.kernel().task_identity(task);
     assert_eq!(execution, db.execution_id);
     // And its identity's parent is the process manager.
     let pm_task = world.pm_task;
-    let pm_execution = world.kernel().get_task_identity(pm_task).unwrap();
-    let identity = world
-        .kernel()
-        .get_identity(db.execution_id.unwrap())
-        .unwrap();
+    let pm_execution = world.kernel().task_identity(pm_task).unwrap();
+    let identity = world.kernel().identity(db.execution_id.unwrap()).unwrap();
     assert!(identity.is_child_of(pm_execution));
 }
 

@@ -28,36 +28,12 @@ use pandagen_abi::ids::KERNEL_TASK;
 /// the kernel's request limit with room for its framing).
 const MAX_CONSOLE_WRITE: usize = 4096;
 
-impl pandagen_abi::BlockApi for Kernel {
-    fn block_info(
-        &mut self,
-        device: CapHandle,
-    ) -> Result<pandagen_abi::syscall::BlockInfo, KernelError> {
-        crate::block::info(&mut self.scratch, &mut self.response, device)
-    }
-
-    fn block_read(
-        &mut self,
-        device: CapHandle,
-        first: u64,
-        count: u32,
-    ) -> Result<Vec<u8>, KernelError> {
-        crate::block::read(&mut self.scratch, &mut self.response, device, first, count)
-    }
-
-    fn block_write(
-        &mut self,
-        device: CapHandle,
-        first: u64,
-        bytes: &[u8],
-    ) -> Result<(), KernelError> {
-        crate::block::write(&mut self.scratch, &mut self.response, device, first, bytes)
-    }
-}
-
-/// The calling task's view of the kernel. One per program, made by
-/// [`entry!`](crate::entry); it owns the request and response buffers so
-/// that a system call allocates nothing.
+/// The calling task's view of the kernel, made by [`entry!`](crate::entry)
+/// for the program's `main`; it owns the request and response buffers so
+/// that a system call allocates nothing. A program may make another
+/// ([`Kernel::new`]) for code that must call the kernel while the first is
+/// borrowed: the storage service's journal writes to the block device
+/// from inside the server's request loop.
 pub struct Kernel {
     scratch: Vec<u8>,
     response: Vec<u8>,
@@ -448,5 +424,30 @@ impl KernelApi for Kernel {
             &mut self.scratch,
             &mut self.response,
         )
+    }
+
+    fn block_info(
+        &mut self,
+        device: CapHandle,
+    ) -> Result<pandagen_abi::syscall::BlockInfo, KernelError> {
+        crate::block::info(&mut self.scratch, &mut self.response, device)
+    }
+
+    fn block_read(
+        &mut self,
+        device: CapHandle,
+        first: u64,
+        count: u32,
+    ) -> Result<Vec<u8>, KernelError> {
+        crate::block::read(&mut self.scratch, &mut self.response, device, first, count)
+    }
+
+    fn block_write(
+        &mut self,
+        device: CapHandle,
+        first: u64,
+        bytes: &[u8],
+    ) -> Result<(), KernelError> {
+        crate::block::write(&mut self.scratch, &mut self.response, device, first, bytes)
     }
 }

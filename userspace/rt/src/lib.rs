@@ -6,8 +6,7 @@
 //!   program's `main` with a [`Kernel`];
 //! * [`Kernel`] implements [`pandagen_abi::KernelApi`] over system calls, so
 //!   service logic written against the trait runs unchanged here and in the
-//!   host-side `SimulatedKernel`, and [`pandagen_abi::BlockApi`] (the
-//!   block-device calls; [`BlockPort`] is the same with buffers of its own);
+//!   host-side `SimulatedKernel`;
 //! * a panic ends the task with `ExitReason::Failure` after logging where;
 //! * `link.ld` places programs in the user half with W^X segments.
 //!
@@ -18,14 +17,13 @@
 
 extern crate alloc;
 
-pub mod block;
+mod block;
 mod kernel;
 pub mod syscall;
 
 #[cfg(target_os = "none")]
 mod runtime;
 
-pub use block::BlockPort;
 pub use kernel::Kernel;
 pub use pandagen_abi as abi;
 

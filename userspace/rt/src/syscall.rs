@@ -9,6 +9,7 @@ use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
     decode_status, DebugWriteRequest, Syscall, TerminateRequest, MAX_DEBUG_WRITE,
 };
+use pandagen_abi::text::truncate;
 use pandagen_abi::{ExitReason, KernelError, TaskId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -109,13 +110,11 @@ pub fn null() -> u64 {
 /// Write a line to the kernel log (truncated to the kernel's limit on a
 /// character boundary).
 pub fn debug_write(text: &str) {
-    let mut end = text.len().min(MAX_DEBUG_WRITE);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
     let mut scratch = [0u8; MAX_DEBUG_WRITE + 16];
     let mut response = [0u8; 32];
-    let request = DebugWriteRequest { text: &text[..end] };
+    let request = DebugWriteRequest {
+        text: truncate(text, MAX_DEBUG_WRITE),
+    };
     // Logging must never fail the program; a lost log line is acceptable.
     let _: Result<(), KernelError> =
         call(Syscall::DebugWrite, &request, &mut scratch, &mut response);

@@ -7,6 +7,8 @@
 //! serial protocol in `qemu/README.md`), and exits `Normal` only if every
 //! check passed. The kernel turns the root's exit into QEMU's exit status.
 #![no_std]
+// One exception, `rdtsc`, which ring 3 needs for `cargo xtask bench`.
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
@@ -135,6 +137,7 @@ pub fn startup_caps(info: &StartupInfo) -> Vec<Cap<()>> {
 /// advances exactly once per instruction, which is how `cargo xtask bench`
 /// counts instructions.
 #[inline(always)]
+#[allow(unsafe_code)]
 pub fn rdtsc() -> u64 {
     #[cfg(target_arch = "x86_64")]
     {

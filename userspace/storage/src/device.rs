@@ -1,7 +1,7 @@
-//! The kernel's block device as the journal's [`BlockDevice`]: block reads
-//! and writes become [`BlockApi`] calls (system calls in ring 3, the
-//! simulator on the host), split into pieces of at most
-//! [`MAX_BLOCK_TRANSFER`] bytes.
+//! [`BlockCallClient`]: the kernel's block device as a [`BlockDevice`] for
+//! the journal. Block reads and writes become the block calls of
+//! [`KernelApi`] (system calls in ring 3, the simulator on the host), split
+//! into pieces of at most [`MAX_BLOCK_TRANSFER`] bytes.
 //!
 //! A write is complete when its call returns (the kernel's device is a RAM
 //! disk with no cache), so `flush` has nothing to do. A request split into
@@ -10,26 +10,25 @@
 
 use alloc::vec::Vec;
 
-use pandagen_abi::error::BlockError as KernelBlockError;
+use pandagen_abi::block::{on_device, whole_blocks, BlockDevice};
 use pandagen_abi::syscall::MAX_BLOCK_TRANSFER;
-use pandagen_abi::{BlockApi, CapHandle, KernelError};
-use pandagen_hal::{BlockDevice, BlockError};
+use pandagen_abi::{BlockError, CapHandle, KernelApi, KernelError};
 
-/// A block device reached through `port` with the `BlockDevice`
-/// capability `device`.
-pub struct KernelBlockDevice<P: BlockApi> {
-    port: P,
+/// The client of the kernel's block calls: the device named by the
+/// `BlockDevice` capability `device`, reached through `kernel`.
+pub struct BlockCallClient<K: KernelApi> {
+    kernel: K,
     device: CapHandle,
-    block_size: usize,
+    block_size: u32,
     block_count: u64,
-    /// The last kernel error, for diagnostics (the `BlockDevice` trait's
-    /// errors are coarser).
+    /// The last kernel error, for diagnostics (a [`BlockError`] cannot
+    /// carry it).
     last_error: Option<KernelError>,
 }
 
-impl<P: BlockApi> core::fmt::Debug for KernelBlockDevice<P> {
+impl<K: KernelApi> core::fmt::Debug for BlockCallClient<K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("KernelBlockDevice")
+        f.debug_struct("BlockCallClient")
             .field("device", &self.device)
             .field("block_size", &self.block_size)
             .field("block_count", &self.block_count)
@@ -37,23 +36,25 @@ impl<P: BlockApi> core::fmt::Debug for KernelBlockDevice<P> {
     }
 }
 
+/// A block call's refusal as the device's error: the kernel's own block
+/// errors unchanged, a missing right as `NotPermitted`, anything else
+/// (the capability is gone, the call failed) as `Device`.
 fn block_error(error: KernelError) -> BlockError {
     match error {
-        KernelError::Block(KernelBlockError::OutOfRange { .. }) => BlockError::OutOfRange,
-        KernelError::Block(_) => BlockError::BadBufferLength,
-        KernelError::InsufficientAuthority => BlockError::ReadOnly,
+        KernelError::Block(e) => e,
+        KernelError::InsufficientAuthority => BlockError::NotPermitted,
         _ => BlockError::Device,
     }
 }
 
-impl<P: BlockApi> KernelBlockDevice<P> {
+impl<K: KernelApi> BlockCallClient<K> {
     /// Ask the kernel for the device's geometry (needs `READ`).
-    pub fn open(mut port: P, device: CapHandle) -> Result<Self, KernelError> {
-        let info = port.block_info(device)?;
-        Ok(KernelBlockDevice {
-            port,
+    pub fn open(mut kernel: K, device: CapHandle) -> Result<Self, KernelError> {
+        let info = kernel.block_info(device)?;
+        Ok(BlockCallClient {
+            kernel,
             device,
-            block_size: info.block_size as usize,
+            block_size: info.block_size,
             block_count: info.block_count,
             last_error: None,
         })
@@ -66,14 +67,15 @@ impl<P: BlockApi> KernelBlockDevice<P> {
 
     /// Whole blocks per call.
     fn piece_bytes(&self) -> usize {
-        (MAX_BLOCK_TRANSFER / self.block_size).max(1) * self.block_size
+        let block_size = self.block_size as usize;
+        (MAX_BLOCK_TRANSFER / block_size).max(1) * block_size
     }
 
-    fn check(&self, len: usize) -> Result<(), BlockError> {
-        if self.block_size == 0 || !len.is_multiple_of(self.block_size) {
-            return Err(BlockError::BadBufferLength);
-        }
-        Ok(())
+    /// The device's rules, checked here so that a request the kernel would
+    /// refuse is refused whole, before any piece of it is written.
+    fn check(&self, first: u64, len: usize) -> Result<(), BlockError> {
+        let count = whole_blocks(len as u64, self.block_size)?;
+        on_device(first, count, self.block_count)
     }
 
     fn fail(&mut self, error: KernelError) -> BlockError {
@@ -82,8 +84,8 @@ impl<P: BlockApi> KernelBlockDevice<P> {
     }
 }
 
-impl<P: BlockApi> BlockDevice for KernelBlockDevice<P> {
-    fn block_size(&self) -> usize {
+impl<K: KernelApi> BlockDevice for BlockCallClient<K> {
+    fn block_size(&self) -> u32 {
         self.block_size
     }
 
@@ -91,13 +93,13 @@ impl<P: BlockApi> BlockDevice for KernelBlockDevice<P> {
         self.block_count
     }
 
-    fn read_blocks(&mut self, start: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        self.check(buf.len())?;
+    fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.check(first, buf.len())?;
         let piece = self.piece_bytes();
-        let mut block = start;
+        let mut block = first;
         for chunk in buf.chunks_mut(piece) {
-            let count = (chunk.len() / self.block_size) as u32;
-            let bytes: Vec<u8> = match self.port.block_read(self.device, block, count) {
+            let count = (chunk.len() / self.block_size as usize) as u32;
+            let bytes: Vec<u8> = match self.kernel.block_read(self.device, block, count) {
                 Ok(bytes) => bytes,
                 Err(e) => return Err(self.fail(e)),
             };
@@ -110,15 +112,15 @@ impl<P: BlockApi> BlockDevice for KernelBlockDevice<P> {
         Ok(())
     }
 
-    fn write_blocks(&mut self, start: u64, buf: &[u8]) -> Result<(), BlockError> {
-        self.check(buf.len())?;
+    fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), BlockError> {
+        self.check(first, bytes.len())?;
         let piece = self.piece_bytes();
-        let mut block = start;
-        for chunk in buf.chunks(piece) {
-            if let Err(e) = self.port.block_write(self.device, block, chunk) {
+        let mut block = first;
+        for chunk in bytes.chunks(piece) {
+            if let Err(e) = self.kernel.block_write(self.device, block, chunk) {
                 return Err(self.fail(e));
             }
-            block += (chunk.len() / self.block_size) as u64;
+            block += (chunk.len() / self.block_size as usize) as u64;
         }
         Ok(())
     }

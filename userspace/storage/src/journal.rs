@@ -62,12 +62,13 @@
 //! previous format of the device (another key) is never replayed.
 //!
 //! In ring 3 the device is the kernel's block device, reached through
-//! [`crate::device::KernelBlockDevice`].
+//! [`crate::device::BlockCallClient`].
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec;
 use alloc::vec::Vec;
-use pandagen_hal::BlockDevice;
+use pandagen_abi::block::BlockDevice;
+use pandagen_abi::BlockError;
 
 use crate::backend::{BackendError, RecoveryReport, StorageBackend};
 use crate::ids::CommitSeq;
@@ -124,7 +125,7 @@ impl<D: BlockDevice> core::fmt::Debug for JournalBackend<D> {
     }
 }
 
-fn io<T>(r: Result<T, pandagen_hal::BlockError>) -> Result<T, BackendError> {
+fn io<T>(r: Result<T, BlockError>) -> Result<T, BackendError> {
     r.map_err(|_| BackendError::Io)
 }
 
@@ -185,7 +186,7 @@ impl Superblock {
 
     /// The newest valid superblock on `device`.
     fn read<D: BlockDevice>(device: &mut D) -> Result<Self, BackendError> {
-        let block_size = device.block_size();
+        let block_size = device.block_size() as usize;
         let count = device.block_count();
         let mut best: Option<Superblock> = None;
         for slot in 0..DATA_START {
@@ -275,7 +276,7 @@ fn compact_records(mut records: Vec<CommitRecord>) -> Vec<CommitRecord> {
 impl<D: BlockDevice> JournalBackend<D> {
     /// Format `device` as an empty volume with capability key `key`.
     pub fn format(mut device: D, key: [u8; 16]) -> Result<Self, BackendError> {
-        let block_size = device.block_size();
+        let block_size = device.block_size() as usize;
         if block_size < MIN_BLOCK_SIZE || device.block_count() <= DATA_START {
             return Err(BackendError::Full);
         }
@@ -313,7 +314,7 @@ impl<D: BlockDevice> JournalBackend<D> {
     /// blank and holds no valid superblock is `Corrupt`, and is left as it
     /// is: data is never formatted away.
     pub fn open_or_format(mut device: D, key: [u8; 16]) -> Result<(Self, bool), BackendError> {
-        let block_size = device.block_size();
+        let block_size = device.block_size() as usize;
         if block_size < MIN_BLOCK_SIZE || device.block_count() <= DATA_START {
             return Err(BackendError::Full);
         }
@@ -329,7 +330,7 @@ impl<D: BlockDevice> JournalBackend<D> {
     /// Open a formatted volume. Call `replay` (as `ObjectStore::open`
     /// does) before applying anything.
     pub fn open(mut device: D) -> Result<Self, BackendError> {
-        let block_size = device.block_size();
+        let block_size = device.block_size() as usize;
         if block_size < MIN_BLOCK_SIZE || device.block_count() <= DATA_START {
             return Err(BackendError::Corrupt);
         }

@@ -34,6 +34,7 @@
 //! * [`client`] — the typed client over any `KernelApi`, blocking (`call`
 //!   with timeout and same-id retries) or not (`start` / `poll`).
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
@@ -56,7 +57,7 @@ pub mod transaction;
 pub use backend::{BackendError, StorageBackend};
 pub use cap::{ObjectCap, ObjectToken};
 pub use client::{ClientError, StorageClient};
-pub use device::KernelBlockDevice;
+pub use device::BlockCallClient;
 pub use error::{StorageError, TransactionError};
 pub use ids::{CommitSeq, ObjectId, TxId, VersionId};
 pub use journal::JournalBackend;

@@ -14,19 +14,17 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use pandagen_abi::services::STORAGE;
-use pandagen_abi::syscall::BlockInfo;
 use pandagen_abi::{
-    BlockApi, CapHandle, CapKind, ChannelId, Duration, ExitReason, FailureCause, Instant,
-    KernelApi, KernelError, MessageEnvelope, MessagePayload, ReceivedMessage, Rights,
-    TaskDescriptor, TaskId,
+    CapKind, ChannelId, Duration, ExitReason, FailureCause, Instant, KernelApi, KernelError,
+    MessageEnvelope, MessagePayload, ReceivedMessage, Rights, TaskDescriptor, TaskId,
 };
 use pandagen_sim::SimulatedKernel;
 use pandagen_storage::cap::OBJECT_CAP_RIGHTS;
 use pandagen_storage::client::attenuate;
 use pandagen_storage::protocol::{actions, Request, SCHEMA};
 use pandagen_storage::{
-    ClientError, JournalBackend, KernelBlockDevice, ObjectCap, ObjectKind, ObjectToken, Op,
-    OpResult, Reply, StorageClient, StorageError, StorageServer,
+    BlockCallClient, ClientError, JournalBackend, ObjectCap, ObjectKind, ObjectToken, Op, OpResult,
+    Reply, StorageClient, StorageError, StorageServer,
 };
 
 type Kernel = Rc<RefCell<SimulatedKernel>>;
@@ -47,30 +45,6 @@ impl Task {
     }
 }
 
-impl BlockApi for Task {
-    fn block_info(&mut self, device: CapHandle) -> Result<BlockInfo, KernelError> {
-        self.act(|k| k.block_info(device))
-    }
-
-    fn block_read(
-        &mut self,
-        device: CapHandle,
-        first: u64,
-        count: u32,
-    ) -> Result<Vec<u8>, KernelError> {
-        self.act(|k| k.block_read(device, first, count))
-    }
-
-    fn block_write(
-        &mut self,
-        device: CapHandle,
-        first: u64,
-        bytes: &[u8],
-    ) -> Result<(), KernelError> {
-        self.act(|k| k.block_write(device, first, bytes))
-    }
-}
-
 impl KernelApi for Task {
     forward_to_simulator!();
 
@@ -87,7 +61,7 @@ impl KernelApi for Task {
     }
 }
 
-type Backend = JournalBackend<KernelBlockDevice<Task>>;
+type Backend = JournalBackend<BlockCallClient<Task>>;
 
 struct Storage {
     port: Task,
@@ -127,7 +101,7 @@ fn start_storage(kernel: &Kernel, key: [u8; 16]) -> Storage {
         task,
     };
     let device = port.act(|k| k.startup()).unwrap().capabilities[1];
-    let disk = KernelBlockDevice::open(port.clone(), device).unwrap();
+    let disk = BlockCallClient::open(port.clone(), device).unwrap();
     let (journal, formatted) = JournalBackend::open_or_format(disk, key).unwrap();
     let (server, report) = StorageServer::open(journal).unwrap();
     let channel = StorageServer::<Backend>::register(&mut port).unwrap();
@@ -470,6 +444,82 @@ fn a_dead_instance_cannot_touch_the_device_through_its_old_capability() {
     assert_eq!(
         client.get(&mut next, &map, b"k"),
         Some(b"committed".to_vec())
+    );
+    kernel.borrow().check_invariants().unwrap();
+}
+
+/// A task holding only a copy of the root's device capability with
+/// `rights`, and that capability in its space.
+fn device_holder(kernel: &Kernel, rights: Rights) -> (Task, pandagen_abi::CapHandle) {
+    let task = {
+        let mut k = kernel.borrow_mut();
+        let device = k.root_copy(CapKind::BlockDevice, rights).unwrap();
+        let descriptor = TaskDescriptor::new("disk-user".into()).with_capability(device);
+        let root = k.root_task();
+        k.as_task(root, |k| k.spawn_task(descriptor))
+            .unwrap()
+            .task_id
+    };
+    let port = Task {
+        kernel: kernel.clone(),
+        task,
+    };
+    let device = port.act(|k| k.startup()).unwrap().capabilities[0];
+    (port, device)
+}
+
+#[test]
+fn the_block_call_client_refuses_a_request_whole_and_says_why() {
+    use pandagen_abi::{BlockDevice, BlockError};
+
+    let kernel: Kernel = Rc::new(RefCell::new(SimulatedKernel::new()));
+    let (port, device) = device_holder(&kernel, Rights::READ | Rights::WRITE);
+    let mut disk = BlockCallClient::open(port, device).unwrap();
+    let (size, blocks) = (disk.block_size() as usize, disk.block_count());
+
+    // Larger than one call: split into pieces, and read back whole.
+    let data: Vec<u8> = (0..3 * 16 * 1024).map(|i| (i % 251) as u8).collect();
+    disk.write_blocks(7, &data).unwrap();
+    let mut back = vec![0; data.len()];
+    disk.read_blocks(7, &mut back).unwrap();
+    assert_eq!(back, data);
+
+    // A write whose first pieces would fit but whose end is off the
+    // device writes nothing at all.
+    let first = blocks - 40;
+    assert_eq!(
+        disk.write_blocks(first, &vec![0xEE; 64 * size]),
+        Err(BlockError::OutOfRange {
+            first,
+            count: 64,
+            blocks
+        })
+    );
+    let mut tail = vec![0xFF; 40 * size];
+    disk.read_blocks(first, &mut tail).unwrap();
+    assert!(tail.iter().all(|&b| b == 0), "a refused write wrote");
+    assert_eq!(
+        disk.read_blocks(0, &mut []),
+        Err(BlockError::BadLength {
+            len: 0,
+            block_size: size as u32
+        })
+    );
+
+    // A read-only capability: reads work, writes are not permitted, and
+    // the kernel's own answer is kept for diagnostics.
+    let (port, device) = device_holder(&kernel, Rights::READ);
+    let mut read_only = BlockCallClient::open(port, device).unwrap();
+    let mut block = vec![0; size];
+    read_only.read_blocks(7, &mut block).unwrap();
+    assert_eq!(block, data[..size]);
+    assert_eq!(
+        read_only.write_blocks(7, &block),
+        Err(BlockError::NotPermitted)
+    );
+    assert_eq!(
+        read_only.last_error(),
+        Some(KernelError::InsufficientAuthority)
     );
     kernel.borrow().check_invariants().unwrap();
 }

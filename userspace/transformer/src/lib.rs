@@ -8,6 +8,7 @@
 //! pipelines and their expected outcomes, shared by the simulator tests and
 //! the ring-3 `suite_pipeline` program.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

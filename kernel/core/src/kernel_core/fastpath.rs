@@ -26,7 +26,7 @@ use crate::channel::ChannelRef;
 use crate::sched::{BlockedOn, SchedState};
 use crate::task::WakeReason;
 
-use super::ipc::Offer;
+use super::channel::Offer;
 
 /// What the fast path did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,32 +5,35 @@
 //! "current task". The real kernel wraps one `KernelCore` in a lock and
 //! calls it from its syscall dispatcher; the simulator owns one directly.
 //!
-//! The `impl` is split by concern: `tasks` (lifecycle and identity),
-//! `caps` (capability operations), `ipc` (channels and messages),
-//! `services` (registry), `objects` (service-minted object capabilities),
-//! `blocking` (scheduling and waits), `invariants`.
+//! The `impl` is split by concern, and a file here has the name of the
+//! crate-level module whose data it operates on: `task` (lifecycle and
+//! identity), `cap_table` (capability operations), `channel` (channels and
+//! messages), `registry` (service registration and lookup), `sched`
+//! (scheduling and waits), `block` (the block calls); and, with no data
+//! module of their own, `spawn`, `objects` (service-minted object
+//! capabilities), `fastpath` and `invariants`.
 
-mod blockdev;
-mod blocking;
-mod caps;
+mod block;
+mod cap_table;
+mod channel;
 mod collect;
 mod fastpath;
 mod invariants;
-mod ipc;
 mod objects;
-mod services;
+mod registry;
+mod sched;
 mod spawn;
-mod tasks;
+mod task;
 
-pub use blocking::RecvOutcome;
+pub use channel::{Offer, ParkedMessage, Sent};
 pub use collect::Collected;
 pub use fastpath::Switched;
 pub use invariants::InvariantViolation;
-pub use ipc::{Offer, ParkedMessage, Sent};
+pub use sched::RecvOutcome;
 pub use spawn::{
     exit_notification_bytes, SpawnArgs, Spawned, EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE,
 };
-pub use tasks::TaskInfo;
+pub use task::TaskInfo;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;

@@ -18,8 +18,13 @@ use super::idt::vector;
 use super::trap::TrapFrame;
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::registers::control::Cr2;
+use x86_64::registers::model_specific::GsBase;
 
 static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
+/// The GS base the last ring-0 breakpoint's handler ran on (the self-tests
+/// check that a trap from ring 0 with the user's GS base still runs on the
+/// kernel's).
+static BREAKPOINT_GS_BASE: AtomicU64 = AtomicU64::new(0);
 
 /// Names of the 32 exception vectors.
 const NAMES: [&str; 32] = [
@@ -70,6 +75,11 @@ pub fn breakpoints() -> u64 {
     BREAKPOINTS.load(Ordering::Relaxed)
 }
 
+/// The GS base in effect while the last ring-0 breakpoint was handled.
+pub fn last_breakpoint_gs_base() -> u64 {
+    BREAKPOINT_GS_BASE.load(Ordering::Relaxed)
+}
+
 pub(super) fn handle(frame: &mut TrapFrame) {
     let vec = frame.vector as u8;
     if frame.is_from_user() && vec != vector::NMI && vec != vector::MACHINE_CHECK {
@@ -80,6 +90,7 @@ pub(super) fn handle(frame: &mut TrapFrame) {
     match vec {
         vector::BREAKPOINT => {
             BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
+            BREAKPOINT_GS_BASE.store(GsBase::read().as_u64(), Ordering::Relaxed);
             log::info!("breakpoint at {:#x}", frame.rip.wrapping_sub(1));
         }
         vector::NMI => log::warn!("NMI at {:#x}", frame.rip),

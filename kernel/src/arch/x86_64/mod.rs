@@ -7,19 +7,23 @@
 //! # Ring 3
 //!
 //! - **Segments**: the GDT is laid out for SYSCALL/SYSRET;
-//!   [`syscall_entry::init`] writes [`gdt::STAR`], LSTAR and FMASK (IF, TF,
-//!   DF, AC cleared on entry). User selectors are [`gdt::USER_CODE`] (0x23)
+//!   [`syscall_entry::init`] writes [`gdt::STAR`], LSTAR and FMASK. User
+//!   selectors are [`gdt::USER_CODE`] (0x23)
 //!   and [`gdt::USER_DATA`] (0x1B).
 //! - **One kernel stack**: every entry from ring 3 — interrupt, exception
 //!   or `syscall` — lands at the top of the same kernel stack (TSS.RSP0 and
 //!   the per-CPU block hold its top; single CPU). A task that is not
 //!   running keeps its registers in its `task::UserTask`; switching copies
 //!   frames in and out of the live frame at the top of the stack.
-//! - **GS**: while the kernel runs, GS points at the per-CPU block; the
-//!   trap stubs `swapgs` on entry from and exit to ring 3 (decided by the
-//!   saved CS), the syscall stub always. NMI and #MC arrive on IST stacks
-//!   and may interrupt the kernel between SYSCALL and its `swapgs`; their
-//!   handlers must not trust GS (they only log or stop).
+//! - **GS**: while the kernel runs, GS points at the per-CPU block. The
+//!   syscall stub always swaps; the trap stubs swap when the live GS base
+//!   is not the per-CPU block (paranoid entry, see `trap_entry`), so an
+//!   NMI, #MC, #DF or an `iretq` #GP that lands between `syscall` and its
+//!   `swapgs`, or between the exit's `swapgs` and `iretq`, still runs on
+//!   the kernel's GS and returns to the GS state it found.
+//! - **RFLAGS**: FMASK clears IF, TF, DF, AC, NT and IOPL on `syscall`
+//!   (see `syscall_entry`); gates clear TF, NT and RF, and the trap
+//!   dispatcher re-arms SMAP (AC).
 //! - **Context switch**: [`trap::trap_dispatch`] and the syscall
 //!   dispatcher may replace the live frame with another task's (see
 //!   `task::schedule`); the common exit pops it and `iretq`s.

@@ -13,8 +13,13 @@
 //! and there is no non-canonical-RCX hazard. (RIP values only ever come
 //! from the CPU or from a validated ELF entry point.)
 //!
-//! FMASK clears IF, TF, DF and AC: the kernel runs the dispatcher with
-//! interrupts off and SMAP armed.
+//! FMASK clears every RFLAGS bit ring 3 can leave set that changes how the
+//! kernel runs: IF (the dispatcher runs with interrupts off), TF (no single
+//! step trap in ring 0), DF (string instructions go up), AC (SMAP stays
+//! armed), NT (with NT set, the `iretq` back to ring 3 would be a task
+//! return and raise #GP in ring 0) and IOPL (ring 3 cannot set it, but the
+//! kernel does not rely on that). The interrupt and exception gates clear
+//! TF, NT and RF themselves; `protection::rearm_smap` handles AC there.
 
 use super::gdt;
 use super::trap::{pop_gprs, push_gprs, TrapFrame};
@@ -50,7 +55,9 @@ const KERNEL_STACK_SIZE: usize = 64 * 1024;
 struct KernelStack([u8; KERNEL_STACK_SIZE]);
 
 static mut KERNEL_STACK: KernelStack = KernelStack([0; KERNEL_STACK_SIZE]);
-static mut PER_CPU: PerCpu = PerCpu {
+/// The boot CPU's block. The trap stubs compare the live GS base with its
+/// address to decide whether to `swapgs`.
+pub(super) static mut PER_CPU: PerCpu = PerCpu {
     kernel_rsp: 0,
     user_rsp: 0,
 };
@@ -70,7 +77,8 @@ pub fn init() {
     unsafe { (*per_cpu).kernel_rsp = top };
     gdt::set_kernel_stack(VirtAddr::new(top));
     // SAFETY: STAR holds the selectors the GDT was laid out for; LSTAR the
-    // entry stub below; FMASK the flags cleared on entry. GS base is the
+    // entry stub below; FMASK the flags cleared on entry (see the module
+    // docs). GS base is the
     // per-CPU block while in the kernel and 0 (the user's) in the swapped
     // slot: the exit path swaps before `iretq` to ring 3.
     unsafe {
@@ -80,7 +88,10 @@ pub fn init() {
             RFlags::INTERRUPT_FLAG
                 | RFlags::TRAP_FLAG
                 | RFlags::DIRECTION_FLAG
-                | RFlags::ALIGNMENT_CHECK,
+                | RFlags::ALIGNMENT_CHECK
+                | RFlags::NESTED_TASK
+                | RFlags::IOPL_LOW
+                | RFlags::IOPL_HIGH,
         );
         GsBase::write(VirtAddr::new(per_cpu as u64));
         KernelGsBase::write(VirtAddr::zero());

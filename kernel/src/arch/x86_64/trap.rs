@@ -67,6 +67,11 @@ macro_rules! pop_gprs {
 
 pub(crate) use {pop_gprs, push_gprs};
 
+/// The bit of [`TrapFrame::vector`] the trap entry sets when it arrived in
+/// ring 0 with the user's GS base and had to `swapgs`, so the exit swaps
+/// back before resuming that code.
+pub const USER_GS_AT_ENTRY_BIT: u64 = 63;
+
 /// Every register of an interrupted context, as the entry stubs lay it
 /// out (lowest address first).
 #[repr(C)]
@@ -87,7 +92,9 @@ pub struct TrapFrame {
     pub rcx: u64,
     pub rbx: u64,
     pub rax: u64,
-    /// Interrupt vector, pushed by the stub.
+    /// Interrupt vector, pushed by the stub, in the low byte (read it as
+    /// `vector as u8`). Bit [`USER_GS_AT_ENTRY_BIT`] is the entry path's
+    /// own mark (see `trap_entry`).
     pub vector: u64,
     /// The CPU's error code, or 0 for vectors without one.
     pub error_code: u64,

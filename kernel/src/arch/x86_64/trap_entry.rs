@@ -7,12 +7,25 @@
 //! [`trap_dispatch`], then restores the
 //! registers of the frame the dispatcher returned and `iretq`s into it.
 //!
-//! `swapgs` runs on entry from and on exit to ring 3 (tested through the
-//! saved CS), so that in the kernel GS always points at the per-CPU block
-//! and in user mode at the user's value.
+//! # GS
+//!
+//! In the kernel GS always points at the per-CPU block, in ring 3 at the
+//! user's value. Entry decides whether to `swapgs` from the GS base itself
+//! (IA32_GS_BASE compared with the per-CPU block), not from the saved CS:
+//! an NMI, #MC, #DF or a #GP raised by `iretq` can arrive in ring 0 while
+//! GS still (or already) holds the user's base, between `syscall` and its
+//! `swapgs` or between the exit's `swapgs` and `iretq`. Trusting the saved
+//! CS there would run the handler on the user's GS base. When such an entry
+//! from ring 0 had to swap, it sets bit [`USER_GS_AT_ENTRY_BIT`] of the frame's
+//! vector word, and the exit swaps back before resuming that ring-0 code.
+//! A frame resumed in ring 3 always leaves through `swapgs`.
 
-use super::trap::{pop_gprs, push_gprs, trap_dispatch};
+use super::syscall_entry::PER_CPU;
+use super::trap::{pop_gprs, push_gprs, trap_dispatch, USER_GS_AT_ENTRY_BIT};
 use core::arch::naked_asm;
+
+/// IA32_GS_BASE: the GS base in effect (not the swapped-out one).
+const IA32_GS_BASE: u32 = 0xC000_0101;
 
 /// The number of vectors with a stub: the 32 exceptions and 16 legacy IRQs.
 pub const STUB_COUNT: usize = 48;
@@ -22,10 +35,27 @@ pub const STUB_COUNT: usize = 48;
 unsafe extern "C" fn trap_common() {
     naked_asm!(
         // [rsp] = vector, [rsp + 8] = error code, [rsp + 24] = saved CS.
-        "test byte ptr [rsp + 24], 3",
-        "jz 2f",
+        // Paranoid GS: read the live GS base and swap only when it is not
+        // the per-CPU block. RAX, RCX and RDX are saved first (RDMSR).
+        "push rax",
+        "push rcx",
+        "push rdx",
+        "mov ecx, {gs_base_msr}",
+        "rdmsr",
+        "shl rdx, 32",
+        "or rax, rdx",
+        "lea rcx, [rip + {per_cpu}]",
+        "cmp rax, rcx",
+        "je 2f",
         "swapgs",
+        // Swapped on an entry from ring 0: remember to swap back at exit.
+        "test byte ptr [rsp + 24 + 24], 3",
+        "jnz 2f",
+        "bts qword ptr [rsp + 24], {user_gs_bit}",
         "2:",
+        "pop rdx",
+        "pop rcx",
+        "pop rax",
         push_gprs!(),
         // The SysV ABI wants the direction flag clear at every call.
         "cld",
@@ -34,13 +64,21 @@ unsafe extern "C" fn trap_common() {
         // Resume whichever frame the dispatcher chose.
         "mov rsp, rax",
         pop_gprs!(),
-        // Drop vector and error code; [rsp + 8] is now the saved CS.
-        "add rsp, 16",
-        "test byte ptr [rsp + 8], 3",
-        "jz 3f",
+        // [rsp] = vector, [rsp + 8] = error code, [rsp + 24] = saved CS.
+        // To ring 3: always swap. To ring 0: swap back only if entry did.
+        "test byte ptr [rsp + 24], 3",
+        "jnz 4f",
+        "btr qword ptr [rsp], {user_gs_bit}",
+        "jnc 3f",
+        "4:",
         "swapgs",
         "3:",
+        // Drop vector and error code.
+        "add rsp, 16",
         "iretq",
+        gs_base_msr = const IA32_GS_BASE,
+        per_cpu = sym PER_CPU,
+        user_gs_bit = const USER_GS_AT_ENTRY_BIT,
         dispatch = sym trap_dispatch,
     );
 }

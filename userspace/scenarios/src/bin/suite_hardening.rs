@@ -15,8 +15,8 @@ use pandagen_abi::syscall::{
     MAX_BLOCK_TRANSFER, STATUS_BAD_RESPONSE_BUFFER, SYSCALL_COUNT,
 };
 use pandagen_abi::{
-    BlockApi, Cap, CapHandle, ChannelId, Duration, ExitReason, KernelApi, KernelError,
-    MessageEnvelope, MessagePayload, Rights, SchemaVersion, ServiceId,
+    Cap, CapHandle, ChannelId, Duration, ExitReason, KernelApi, KernelError, MessageEnvelope,
+    MessagePayload, Rights, SchemaVersion, ServiceId,
 };
 use pandagen_rt::syscall::raw_syscall;
 use pandagen_rt::{println, Kernel};
@@ -208,12 +208,81 @@ fn object_capabilities(kernel: &mut Kernel, tally: &mut Tally) -> Result<(), Ker
     kernel.drop_capability(cap.erase())
 }
 
+/// RFLAGS.NT: with NT set by ring 3 and not masked on `syscall`, the
+/// kernel's `iretq` back would be a task return and raise #GP in ring 0.
+const RFLAGS_NT: u64 = 1 << 14;
+/// RFLAGS.DF: a kernel copying with DF set would copy backwards.
+const RFLAGS_DF: u64 = 1 << 10;
+
+/// A system call made with RFLAGS.NT and RFLAGS.DF set. Returns the status
+/// and the flags ring 3 sees afterwards (its own, restored).
+fn syscall_with_hostile_flags(number: u64, request: &[u8], response: &mut [u8]) -> (u64, u64) {
+    let rax: u64;
+    let flags_after: u64;
+    // SAFETY: NT and DF are set only around the `syscall` and cleared
+    // again before any compiler-generated code runs; the kernel validates
+    // the buffers, which are this task's own.
+    unsafe {
+        core::arch::asm!(
+            "pushfq",
+            "or qword ptr [rsp], {nt_df}",
+            "popfq",
+            "syscall",
+            "pushfq",
+            "pop {flags}",
+            "pushfq",
+            "and qword ptr [rsp], {clear}",
+            "popfq",
+            nt_df = const RFLAGS_NT | RFLAGS_DF,
+            clear = const !(RFLAGS_NT | RFLAGS_DF),
+            flags = out(reg) flags_after,
+            inlateout("rax") number => rax,
+            in("rdi") request.as_ptr(),
+            in("rsi") request.len(),
+            in("rdx") response.as_mut_ptr(),
+            in("r10") response.len(),
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    (rax, flags_after)
+}
+
+/// Ring 3 enters the kernel with NT and DF set: the kernel must mask them
+/// (FMASK), answer normally, and hand ring 3 its own flags back.
+fn hostile_rflags(tally: &mut Tally) {
+    let mut response = [0u8; 256];
+    let (status, flags) = syscall_with_hostile_flags(SYSCALL_COUNT, &[], &mut response);
+    let answered = match decode_status(status) {
+        Ok(len) => match postcard::from_bytes::<Result<(), KernelError>>(&response[..len]) {
+            Ok(Err(KernelError::Syscall(SyscallError::UnknownSyscall(n))))
+                if n == SYSCALL_COUNT =>
+            {
+                Ok(())
+            }
+            other => Err(alloc::format!("unexpected answer {other:?}")),
+        },
+        Err(_) => Err(alloc::format!("status {status:#x}")),
+    };
+    let flags_kept = if flags & (RFLAGS_NT | RFLAGS_DF) == RFLAGS_NT | RFLAGS_DF {
+        Ok(())
+    } else {
+        Err(alloc::format!("ring 3 got RFLAGS {flags:#x} back"))
+    };
+    tally.check(
+        "hardening/syscall_with_nt_and_df_set",
+        answered.and(flags_kept),
+    );
+}
+
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let mut tally = Tally::default();
     let mut buffers = Buffers {
         request: vec![0; 4096],
         response: vec![0; 4096],
     };
+
+    hostile_rflags(&mut tally);
 
     // Unknown system call numbers.
     for number in [SYSCALL_COUNT, 64, 255, 1 << 32, u64::MAX] {

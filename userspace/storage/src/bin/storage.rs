@@ -16,9 +16,9 @@ extern crate alloc;
 use alloc::boxed::Box;
 use pandagen_rt::abi::error::Resource;
 use pandagen_rt::abi::{CapHandle, KernelApi, KernelError};
-use pandagen_rt::{println, BlockPort, Kernel};
+use pandagen_rt::{println, Kernel};
 use pandagen_storage::{
-    JournalBackend, KernelBlockDevice, MemoryBackend, StorageBackend, StorageServer,
+    BlockCallClient, JournalBackend, MemoryBackend, StorageBackend, StorageServer,
 };
 use x86_64::instructions::random::RdRand;
 
@@ -55,7 +55,9 @@ fn block_backend(
     kernel: &mut Kernel,
     device: CapHandle,
 ) -> Result<Box<dyn StorageBackend>, KernelError> {
-    let disk = KernelBlockDevice::open(BlockPort::new(), device).inspect_err(|e| {
+    // The journal calls the kernel from inside the request loop, while the
+    // program's own `Kernel` is borrowed by the server: it gets its own.
+    let disk = BlockCallClient::open(Kernel::new(), device).inspect_err(|e| {
         println!("storage: the block device cannot be used: {e}");
     })?;
     let key = capability_key(kernel);

@@ -28,7 +28,7 @@ use pandagen_process_manager::{
     PmReply, PmRequest, ServiceInfo, ServiceRef, Supervisor, SupervisorConfig,
 };
 use pandagen_rt::abi::services::STORAGE;
-use pandagen_rt::abi::{BlockApi, Duration, ExitReason, KernelApi, KernelError, Rights};
+use pandagen_rt::abi::{Duration, ExitReason, KernelApi, KernelError, Rights};
 use pandagen_rt::{println, Kernel};
 use pandagen_scenarios::{lookup_with_retry, Tally};
 use pandagen_storage::{

@@ -1,6 +1,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
-use pandagen_hal::{BlockDevice, BlockError};
+use pandagen_abi::block::{byte_offset, BlockDevice};
+use pandagen_abi::BlockError;
 
 use super::*;
 use crate::ids::{ObjectId, VersionId};
@@ -51,8 +52,8 @@ impl Disk {
 }
 
 impl BlockDevice for Disk {
-    fn block_size(&self) -> usize {
-        self.block
+    fn block_size(&self) -> u32 {
+        self.block as u32
     }
 
     fn block_count(&self) -> u64 {
@@ -60,21 +61,14 @@ impl BlockDevice for Disk {
     }
 
     fn read_blocks(&mut self, start: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        let at = start as usize * self.block;
-        let src = self
-            .bytes
-            .get(at..at + buf.len())
-            .ok_or(BlockError::OutOfRange)?;
-        buf.copy_from_slice(src);
+        let at = byte_offset(self.geometry(), start, buf.len())? as usize;
+        buf.copy_from_slice(&self.bytes[at..at + buf.len()]);
         Ok(())
     }
 
     fn write_blocks(&mut self, start: u64, buf: &[u8]) -> Result<(), BlockError> {
         let block = self.block;
-        let at = start as usize * block;
-        if at + buf.len() > self.bytes.len() {
-            return Err(BlockError::OutOfRange);
-        }
+        let at = byte_offset(self.geometry(), start, buf.len())? as usize;
         if let Some(left) = self.budget {
             let blocks = buf.len() / block;
             if blocks <= left {

@@ -29,6 +29,31 @@ use pandagen_storage::{MemoryBackend, StorageServer};
 /// but receiving and the clock, which each view does its own way.
 macro_rules! forward_to_simulator {
     () => {
+        fn block_info(
+            &mut self,
+            device: pandagen_abi::CapHandle,
+        ) -> Result<pandagen_abi::syscall::BlockInfo, pandagen_abi::KernelError> {
+            self.act(|k| k.block_info(device))
+        }
+
+        fn block_read(
+            &mut self,
+            device: pandagen_abi::CapHandle,
+            first: u64,
+            count: u32,
+        ) -> Result<Vec<u8>, pandagen_abi::KernelError> {
+            self.act(|k| k.block_read(device, first, count))
+        }
+
+        fn block_write(
+            &mut self,
+            device: pandagen_abi::CapHandle,
+            first: u64,
+            bytes: &[u8],
+        ) -> Result<(), pandagen_abi::KernelError> {
+            self.act(|k| k.block_write(device, first, bytes))
+        }
+
         fn spawn_task(
             &mut self,
             descriptor: pandagen_abi::TaskDescriptor,

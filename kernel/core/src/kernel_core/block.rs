@@ -5,10 +5,10 @@
 use alloc::vec;
 use alloc::vec::Vec;
 use pandagen_abi::syscall::BlockInfo;
-use pandagen_abi::{CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
+use pandagen_abi::{BlockDevice, CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
 
 use super::KernelCore;
-use crate::block::{self, BlockStore};
+use crate::block::check_transfer;
 
 impl KernelCore {
     /// The geometry of `disk`, for a holder of a `BlockDevice` capability
@@ -17,50 +17,50 @@ impl KernelCore {
         &mut self,
         caller: TaskId,
         handle: CapHandle,
-        disk: &dyn BlockStore,
+        disk: &dyn BlockDevice,
         now: Instant,
     ) -> Result<BlockInfo, KernelError> {
         self.lookup(caller, handle, CapKind::BlockDevice, Rights::READ, now)?;
-        Ok(block::info(disk))
+        Ok(disk.geometry())
     }
 
     /// `count` blocks of `disk` from block `first`, for a holder of a
     /// `BlockDevice` capability with `READ`. Errors: those of
     /// [`KernelCore::lookup`], then `Block(BadLength | TooLarge |
-    /// OutOfRange)`.
+    /// OutOfRange)`, then the device's own.
     pub fn block_read(
         &mut self,
         caller: TaskId,
         handle: CapHandle,
-        disk: &dyn BlockStore,
+        disk: &mut dyn BlockDevice,
         first: u64,
         count: u32,
         now: Instant,
     ) -> Result<Vec<u8>, KernelError> {
         self.lookup(caller, handle, CapKind::BlockDevice, Rights::READ, now)?;
         let len = u64::from(count) * u64::from(disk.block_size());
-        let offset = block::span(disk, first, len).map_err(KernelError::Block)?;
+        check_transfer(disk.geometry(), first, len).map_err(KernelError::Block)?;
         let mut bytes = vec![0; len as usize];
-        disk.read_at(offset, &mut bytes);
+        disk.read_blocks(first, &mut bytes)
+            .map_err(KernelError::Block)?;
         Ok(bytes)
     }
 
     /// Write `bytes` (whole blocks) to `disk` from block `first`, for a
     /// holder of a `BlockDevice` capability with `WRITE`. Errors: those of
     /// [`KernelCore::lookup`], then `Block(BadLength | TooLarge |
-    /// OutOfRange)`.
+    /// OutOfRange)`, then the device's own.
     pub fn block_write(
         &mut self,
         caller: TaskId,
         handle: CapHandle,
-        disk: &mut dyn BlockStore,
+        disk: &mut dyn BlockDevice,
         first: u64,
         bytes: &[u8],
         now: Instant,
     ) -> Result<(), KernelError> {
         self.lookup(caller, handle, CapKind::BlockDevice, Rights::WRITE, now)?;
-        let offset = block::span(disk, first, bytes.len() as u64).map_err(KernelError::Block)?;
-        disk.write_at(offset, bytes);
-        Ok(())
+        check_transfer(disk.geometry(), first, bytes.len() as u64).map_err(KernelError::Block)?;
+        disk.write_blocks(first, bytes).map_err(KernelError::Block)
     }
 }

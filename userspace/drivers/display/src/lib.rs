@@ -1,0 +1,22 @@
+//! A text console on a linear framebuffer.
+//!
+//! [`TextScreen`] is a small terminal: it keeps a cursor, wraps and scrolls,
+//! colours text, and understands the few escape sequences PandaGen's console
+//! emits (colour, cursor left/right, erase to end of line). It draws
+//! straight into a framebuffer described by a [`FramebufferFormat`] (width,
+//! height, stride and pixel layout, as the bootloader reports them), with
+//! the Noto Sans Mono bitmap font at 16 pixels.
+//!
+//! The same code draws the kernel's early display and, on the host, the
+//! image a test expects to find in a QEMU screenshot, so the two can be
+//! compared pixel for pixel.
+#![no_std]
+#![forbid(unsafe_code)]
+
+mod font;
+mod format;
+mod terminal;
+
+pub use font::{CELL_HEIGHT, CELL_WIDTH};
+pub use format::{FormatError, FramebufferFormat, PixelLayout, Rgb};
+pub use terminal::{palette, TextScreen};
