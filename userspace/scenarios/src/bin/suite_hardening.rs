@@ -604,8 +604,9 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     );
 
     // Flooding channels nobody drains: queued messages live in kernel
-    // memory, so the kernel must refuse sends before it runs out, and get
-    // the memory back when the channels close.
+    // memory, charged to their sender, so the kernel refuses sends when the
+    // sender's budget is spent (long before the kernel heap runs out), and
+    // gets the memory back when the channels close.
     let big = MessagePayload::from_bytes(vec![0x5a; 16_000])?;
     let mut flooded = Vec::new();
     let mut refusal = None;
@@ -646,7 +647,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     tally.check(
         "hardening/queue_flood_refused_then_recovered",
         match (refusal, recovered) {
-            (Some(KernelError::ResourceExhausted(Resource::Memory)), Ok(())) => Ok(()),
+            (Some(KernelError::ResourceExhausted(Resource::MemoryBudget)), Ok(())) => Ok(()),
             other => Err(alloc::format!("refusal and recovery: {other:?}")),
         },
     );
