@@ -92,6 +92,14 @@ pub fn start(mode: BootMode, suite: Option<&str>) {
         Ok(root) => {
             debug_assert_eq!(root.capabilities.len(), ROOT_CAPABILITIES.len());
             log::info!("root task {} runs bin/{name}", root.task);
+            if let Some(budget) = kernel.core.budget(root.task) {
+                log::info!(
+                    "root budget: {} bytes of kernel memory, {} frames ({} used by its image)",
+                    budget.limit.memory,
+                    budget.limit.frames,
+                    budget.used.frames
+                );
+            }
             kernel.root = Some(root.task);
         }
         Err(e) => {
