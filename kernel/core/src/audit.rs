@@ -25,6 +25,9 @@ pub enum InvalidationReason {
     /// It was in a message queued on a channel no live task could reach
     /// any more (see `KernelCore::collect_unreachable`).
     Unreachable,
+    /// It was in a message whose receiver had no room for the
+    /// capabilities the message carried.
+    ReceiverFull,
 }
 
 /// One capability event.
@@ -145,8 +148,10 @@ pub struct AuditLog {
 impl AuditLog {
     /// A log keeping the `capacity` most recent events (at least one).
     pub fn new(capacity: usize) -> Self {
+        // Allocated once, in full: recording then never allocates, so the
+        // log's cost does not depend on how many events it has seen.
         AuditLog {
-            ring: VecDeque::new(),
+            ring: VecDeque::with_capacity(capacity.max(1)),
             capacity: capacity.max(1),
             next_seq: 0,
             totals: [0; 7],

@@ -236,8 +236,6 @@ fn pack(slot: u32, generation: u64) -> TaskId {
 pub(crate) struct IdentityTable {
     identities: BTreeMap<ExecutionId, IdentityMetadata>,
     by_task: BTreeMap<TaskId, ExecutionId>,
-    /// Identities of ended executions, oldest first.
-    retired: VecDeque<ExecutionId>,
     next: u64,
 }
 
@@ -246,7 +244,6 @@ impl IdentityTable {
         IdentityTable {
             identities: BTreeMap::new(),
             by_task: BTreeMap::new(),
-            retired: VecDeque::new(),
             next: 1,
         }
     }
@@ -272,30 +269,20 @@ impl IdentityTable {
         self.identities.get(&id)
     }
 
-    /// `execution` has ended: keep its identity among the `keep` most
-    /// recently ended, forgetting the oldest beyond that.
-    pub(crate) fn retire(&mut self, execution: ExecutionId, keep: usize) {
-        self.retired.push_back(execution);
-        while self.retired.len() > keep {
-            let Some(oldest) = self.retired.pop_front() else {
-                break;
-            };
-            if let Some(metadata) = self.identities.remove(&oldest) {
-                if let Some(task) = metadata.task_id {
-                    if self.by_task.get(&task) == Some(&oldest) {
-                        self.by_task.remove(&task);
-                    }
-                }
-            }
-        }
-    }
-
     pub(crate) fn of_task(&self, task: TaskId) -> Option<ExecutionId> {
         self.by_task.get(&task).copied()
     }
 
     pub(crate) fn len(&self) -> usize {
         self.identities.len()
+    }
+
+    /// Forget the identity `task` ran as (it has ended, and the kernel
+    /// keeps no history of ended executions).
+    pub(crate) fn forget_task(&mut self, task: TaskId) {
+        if let Some(execution) = self.by_task.remove(&task) {
+            self.identities.remove(&execution);
+        }
     }
 }
 

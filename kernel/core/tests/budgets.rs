@@ -8,7 +8,7 @@ use common::T0;
 use pandagen_abi::error::Resource;
 use pandagen_abi::{Budget, CapHandle, ExitReason, KernelError, Rights, TaskId};
 use pandagen_core::budget::{message_cost, CAP_COST, CHANNEL_COST, TASK_COST};
-use pandagen_core::{KernelCore, SpawnArgs, TaskSpec};
+use pandagen_core::{KernelCore, Mintable, SpawnArgs, TaskSpec};
 use proptest::prelude::*;
 
 const OUT_OF_BUDGET: KernelError = KernelError::ResourceExhausted(Resource::MemoryBudget);
@@ -33,6 +33,12 @@ fn child(k: &mut KernelCore, parent: TaskId, name: &str, budget: Option<Budget>)
     )
     .unwrap()
     .task
+}
+
+/// Give `from` authority to put capabilities into `to` (a `Task`
+/// capability naming it, with `SEND`), which grant and delegate need.
+fn authorise(k: &mut KernelCore, from: TaskId, to: TaskId) {
+    k.mint(from, Mintable::Task(to), Rights::SEND, T0).unwrap();
 }
 
 fn used(k: &KernelCore, task: TaskId) -> Budget {
@@ -156,6 +162,7 @@ fn collection_keeps_everything_a_live_task_can_still_reach() {
     let outer_send = k
         .clone_cap(keeper, outer, Rights::SEND | Rights::TRANSFER, T0)
         .unwrap();
+    authorise(&mut k, keeper, maker);
     k.delegate(keeper, outer_send, maker, T0).unwrap();
     let outer_send = k.list_caps(maker).unwrap()[0].0;
     // The maker parks a channel (with a message) in the keeper's queue.
@@ -196,6 +203,7 @@ fn a_queued_message_is_paid_by_its_sender_until_received_even_after_the_sender_d
     let send = k
         .clone_cap(server, inbox, Rights::SEND | Rights::TRANSFER, T0)
         .unwrap();
+    authorise(&mut k, server, sender);
     let send = k.delegate(server, send, sender, T0).unwrap();
     let server_before = used(&k, server);
     let sender_before = used(&k, sender);
@@ -233,6 +241,7 @@ fn a_receiver_that_never_receives_costs_its_senders_only_their_own_budget() {
         let cap = k
             .clone_cap(sink, inbox, Rights::SEND | Rights::TRANSFER, T0)
             .unwrap();
+        authorise(&mut k, sink, s);
         let cap = k.delegate(sink, cap, s, T0).unwrap();
         senders.push((s, cap));
     }
@@ -310,9 +319,12 @@ fn a_child_budget_is_carved_from_the_parents_and_cannot_exceed_it() {
 fn grants_and_clones_are_paid_by_the_task_that_makes_them() {
     let mut k = KernelCore::default();
     let root = root(&mut k);
-    let tiny = TASK_COST + CHANNEL_COST + CAP_COST + CAP_COST;
+    // Room for the task, a channel, the Task capability naming `other`,
+    // and one copy.
+    let tiny = TASK_COST + CHANNEL_COST + 3 * CAP_COST;
     let granter = child(&mut k, root, "granter", Some(Budget::memory(tiny)));
     let other = child(&mut k, root, "other", None);
+    authorise(&mut k, granter, other);
     let ch = k.create_channel(granter, T0).unwrap();
     let other_before = used(&k, other);
     k.grant(granter, ch, other, T0).unwrap();

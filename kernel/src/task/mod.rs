@@ -162,9 +162,9 @@ fn core_config() -> CoreConfig {
             frames_free.saturating_sub(UNBUDGETED_FRAMES),
         ),
         task_overhead: core::mem::size_of::<(TaskId, UserTask)>() as u64,
-        // Dead executions' identities would pile up forever; nothing in
-        // this kernel asks about them.
-        retained_identities: 0,
+        // Nothing about an ended task stays behind (its parent has the
+        // exit notification).
+        keep_ended_identities: false,
         ..CoreConfig::default()
     }
 }
@@ -222,6 +222,8 @@ impl Kernel {
     /// notification; its address space is freed. If it was the root under
     /// [`RootPolicy::ExitQemu`], the run ends here.
     pub fn kill(&mut self, task: TaskId, reason: ExitReason) {
+        // The reason's text comes from ring 3: bounded before it is logged.
+        let reason = reason.bounded();
         let now = now();
         let normal = reason == ExitReason::Normal;
         if !normal {

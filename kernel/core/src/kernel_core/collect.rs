@@ -51,7 +51,7 @@ impl KernelCore {
         let mut discarded: Vec<Message> = Vec::new();
         for &ch in &garbage {
             if let Some(c) = self.channels.get_mut(ch) {
-                discarded.extend(core::mem::take(&mut c.queue));
+                discarded.extend(c.take_queue());
             }
         }
         collected.messages = discarded.len();

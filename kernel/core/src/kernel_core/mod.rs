@@ -59,8 +59,10 @@ pub const DEFAULT_CHILD_MEMORY: u64 = 256 << 10;
 pub const DEFAULT_CHILD_FRAMES: u64 = 4096;
 
 /// Bounds and defaults. Everything the kernel stores is bounded by one of
-/// these or by the budgets, except free-standing identities made by
-/// `create_identity` and the parked-message set (fault injection only).
+/// these or by the budgets, except the identity table (one entry per
+/// execution ever created, kept for supervision, unless
+/// `keep_ended_identities` is off) and the parked-message set (fault
+/// injection only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoreConfig {
     /// Audit events kept in the ring buffer.
@@ -92,10 +94,12 @@ pub struct CoreConfig {
     /// (the real kernel's saved registers and address-space handle),
     /// charged to each task with [`budget::TASK_COST`](crate::budget::TASK_COST).
     pub task_overhead: u64,
-    /// Identities of ended tasks kept for [`KernelCore::identity`] (the
-    /// oldest is forgotten beyond this), so that a long-running system's
-    /// identity table does not grow with every spawn.
-    pub retained_identities: usize,
+    /// Whether the identity of an ended task stays in the identity table
+    /// (`identity`, `task_identity` keep answering for it). A host
+    /// supervisor's record of past executions needs it; a kernel that must
+    /// give back everything a task cost when it dies does not keep it
+    /// (its parent learns the identity from the exit notification).
+    pub keep_ended_identities: bool,
 }
 
 impl Default for CoreConfig {
@@ -113,7 +117,7 @@ impl Default for CoreConfig {
             root_budget: Budget::new(64 << 20, 1 << 20),
             default_child_budget: Budget::new(DEFAULT_CHILD_MEMORY, DEFAULT_CHILD_FRAMES),
             task_overhead: 0,
-            retained_identities: 4096,
+            keep_ended_identities: true,
         }
     }
 }
@@ -288,7 +292,9 @@ impl KernelCore {
             InvalidUse::WrongKind { expected, found } => {
                 KernelError::WrongCapabilityKind { expected, found }
             }
-            InvalidUse::MissingRights(_) => KernelError::InsufficientAuthority,
+            InvalidUse::MissingRights(_)
+            | InvalidUse::NamesOtherService(_)
+            | InvalidUse::NoAuthorityOver(_) => KernelError::InsufficientAuthority,
         }
     }
 
@@ -436,7 +442,7 @@ impl KernelCore {
                 c.receivers == 0
             };
             if closing {
-                let queue = core::mem::take(&mut c.queue);
+                let queue = c.take_queue();
                 self.unregister_channel(ch);
                 self.wake_all(ch, WakeReason::ChannelClosed);
                 for msg in queue {

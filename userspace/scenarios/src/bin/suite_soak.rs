@@ -1,7 +1,7 @@
 //! QEMU suite `soak`: kernel memory accounting under load and attack.
 //!
 //! The root runs the process manager's supervisor over
-//! `manifests/suite-soak.manifest` (one service, `steady`, restarted
+//! `userspace/process_manager/manifests/suite-soak.manifest` (one service, `steady`, restarted
 //! whenever it dies) and reads the kernel's heap and frame counts through
 //! its `KernelInfo` capability (`InfoRequest::Memory`) before and after
 //! each phase:
@@ -42,7 +42,7 @@ use pandagen_rt::abi::{
 use pandagen_rt::{println, Kernel};
 use pandagen_scenarios::{wait_exit, AttackReport, Tally, ATTACK_REPORT_ACTION, SOAK_SCHEMA};
 
-const MANIFEST: &[u8] = include_bytes!("../../manifests/suite-soak.manifest");
+const MANIFEST: &[u8] = include_bytes!("../../../process_manager/manifests/suite-soak.manifest");
 const SPAWN_CYCLES: u32 = 10_000;
 const CRASH_CYCLES: u32 = 1_000;
 /// Cycles run before a baseline is taken, so that tables that grow to a
