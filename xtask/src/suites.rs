@@ -225,6 +225,18 @@ pub const SUITES: &[Suite] = &[
     )
     .programs(&["suite_persistence", "storage"])
     .timeout(300),
+    // Kernel memory accounting (userspace/scenarios/src/bin/suite_soak.rs):
+    // 10,000 spawn/exit and 1,000 service crash/restart cycles, then the
+    // heap-cycle attack; kernel heap and frames must be back at baseline
+    // after each.
+    Suite::new("soak-bios", Firmware::Bios, BootConfig::suite("soak"))
+        .programs(&[
+            "suite_soak",
+            "pm_steady",
+            "soak_child",
+            "attack_heap_cycles",
+        ])
+        .timeout(900),
     // Hostile ring-3 programs against the whole system (the process
     // manager supervising storage, transformer, pipeline executor and
     // console): `suite_adversary`, a service of its manifest, runs each

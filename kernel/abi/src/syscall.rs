@@ -24,6 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::{limits, Priority};
+use crate::budget::Budget;
 use crate::cap::{Badge, CapHandle, Rights};
 use crate::error::{KernelError, SyscallError};
 use crate::identity::{ExitReason, IdentityKind};
@@ -321,6 +322,9 @@ pub struct SpawnRequest<'a> {
     pub kind: IdentityKind,
     pub trust_domain: &'a str,
     pub exit_channel: Option<CapHandle>,
+    /// The child's budget, carved out of the spawner's; `None` for the
+    /// kernel's default (see [`crate::budget`]).
+    pub budget: Option<Budget>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

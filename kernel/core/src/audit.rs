@@ -29,6 +29,9 @@ pub enum InvalidationReason {
     ChannelClosed,
     /// It was in a message that was dropped or could not be delivered.
     MessageDiscarded,
+    /// It was in a message queued on a channel no live task could reach
+    /// any more (see `KernelCore::collect_unreachable`).
+    Unreachable,
     /// It was in a message whose receiver had no room for the
     /// capabilities the message carried.
     ReceiverFull,

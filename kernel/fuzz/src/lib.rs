@@ -180,6 +180,7 @@ impl World {
                 with_image: true,
                 capabilities: &[],
                 exit_channel: None,
+                frames: 0,
             };
             core.spawn(root.task, args, now).expect("child");
         }
@@ -569,6 +570,7 @@ impl World {
                     with_image: true,
                     capabilities: &r.capabilities,
                     exit_channel: r.exit_channel,
+                    frames: 0,
                 };
                 core.authorize_spawn(caller, &args, now)?;
                 core.spawn(caller, args, now)?;

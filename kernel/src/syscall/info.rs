@@ -138,6 +138,7 @@ fn invariant_number(violation: &InvariantViolation) -> u32 {
         InvariantViolation::TaskState(_) => 9,
         InvariantViolation::Scheduler => 10,
         InvariantViolation::WaitList(_) => 11,
+        InvariantViolation::Account(_) => 12,
     }
 }
 

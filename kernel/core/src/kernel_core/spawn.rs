@@ -25,7 +25,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use pandagen_abi::api::{limits, EXIT_NOTIFICATION_ACTION};
-use pandagen_abi::error::SpawnError;
+use pandagen_abi::error::{Resource, SpawnError};
 use pandagen_abi::{
     CapHandle, CapKind, ExecutionId, ExitNotification, ExitReason, FailureCause, IdentityKind,
     Instant, KernelError, MessageEnvelope, MessagePayload, Priority, Rights, SchemaVersion,
@@ -53,6 +53,9 @@ pub struct SpawnArgs<'a> {
     pub capabilities: &'a [CapHandle],
     /// Where the child's exit notification goes (needs `RECEIVE` on it).
     pub exit_channel: Option<CapHandle>,
+    /// Frames the embedding kernel allocated for the child's address space
+    /// (0 in the simulator), charged to the child's budget.
+    pub frames: u64,
 }
 
 /// A task [`KernelCore::spawn`] created.
@@ -119,8 +122,11 @@ impl KernelCore {
     /// `InsufficientAuthority` for an image spawn without a `BootImage`
     /// capability carrying `SPAWN`; `InvalidCapability` for a repeated or
     /// unknown handle; the refusals of `lookup` for a capability without
-    /// `TRANSFER` or an exit channel without `RECEIVE`; the errors of
-    /// `create_task`.
+    /// `TRANSFER` or an exit channel without `RECEIVE`;
+    /// `ResourceExhausted(FrameBudget)` when the child's budget cannot hold
+    /// `args.frames`; the errors of `create_task` (among them
+    /// `ResourceExhausted(MemoryBudget | FrameBudget)` when the spawner's
+    /// budget cannot grant the child's).
     pub fn spawn(
         &mut self,
         spawner: TaskId,
@@ -129,7 +135,14 @@ impl KernelCore {
     ) -> Result<Spawned, KernelError> {
         let exit_route = self.authorize_spawn(spawner, &args, now)?;
         let handles = args.capabilities;
+        let budget = self.budget_for(&args.spec, Some(self.account_of(spawner)?));
+        if budget.frames < args.frames {
+            return Err(KernelError::ResourceExhausted(Resource::FrameBudget));
+        }
         let (task, execution) = self.create_task(Some(spawner), args.spec, now)?;
+        if self.charge_frames(task, args.frames).is_err() {
+            unreachable!("the child's budget covers its frames (checked above)");
+        }
         let capabilities = if handles.is_empty() {
             Vec::new()
         } else {
@@ -267,6 +280,7 @@ mod tests {
                     with_image: true,
                     capabilities: &[gift],
                     exit_channel: Some(exits),
+                    frames: 0,
                 },
                 t0(),
             )
@@ -294,6 +308,7 @@ mod tests {
             with_image: true,
             capabilities: &[],
             exit_channel: None,
+            frames: 0,
         };
         let child = k.spawn(root.task, plain("child"), t0()).unwrap();
         let tasks = k.task_count();
@@ -324,6 +339,7 @@ mod tests {
                 with_image: true,
                 capabilities: &[ch, ch],
                 exit_channel: None,
+                frames: 0,
             },
             t0(),
         );
@@ -335,6 +351,7 @@ mod tests {
                 with_image: true,
                 capabilities: &[no_transfer],
                 exit_channel: None,
+                frames: 0,
             },
             t0(),
         );
@@ -355,6 +372,7 @@ mod tests {
                     with_image: false,
                     capabilities: &[],
                     exit_channel: None,
+                    frames: 0,
                 },
                 t0(),
             )
@@ -366,6 +384,7 @@ mod tests {
                 with_image: true,
                 capabilities: &[],
                 exit_channel: None,
+                frames: 0,
             },
             t0(),
         );

@@ -723,8 +723,9 @@ fn send_to_closed_channel(kernel: &mut Kernel, shared: &mut Shared) -> Result<()
 }
 
 /// Flooding channels nobody drains: queued messages live in kernel memory,
-/// so the kernel must refuse sends before it runs out, and get the memory
-/// back when the channels close.
+/// charged to their sender, so the kernel refuses sends when the sender's
+/// budget is spent (long before the kernel heap runs out), and gets the
+/// memory back when the channels close.
 fn queue_flood(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelError> {
     let tally = &mut shared.tally;
     let big = MessagePayload::from_bytes(vec![0x5a; 16_000])?;
@@ -767,7 +768,7 @@ fn queue_flood(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelErr
     tally.check(
         "hardening/queue_flood_refused_then_recovered",
         match (refusal, recovered) {
-            (Some(KernelError::ResourceExhausted(Resource::Memory)), Ok(())) => Ok(()),
+            (Some(KernelError::ResourceExhausted(Resource::MemoryBudget)), Ok(())) => Ok(()),
             other => Err(alloc::format!("refusal and recovery: {other:?}")),
         },
     );
