@@ -18,7 +18,6 @@
 pub mod boot_config;
 pub mod cpu;
 pub mod frame;
-pub mod heap;
 pub mod interrupt;
 pub mod memory;
 pub mod serial;

@@ -58,7 +58,7 @@ pub const fn message_cost(len: usize, caps: usize) -> u64 {
 }
 
 /// Largest block the kernel heap serves from a power-of-two size class
-/// (`pandagen_hal::heap::MAX_CLASS_SIZE`); larger blocks come from its
+/// (`pandagen_heap::MAX_CLASS_SIZE`); larger blocks come from its
 /// linked-list heap in 16-byte granules.
 const LARGEST_CLASS: usize = 2048;
 

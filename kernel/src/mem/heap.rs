@@ -6,9 +6,9 @@
 use super::{frame, paging};
 use crate::layout::{KERNEL_HEAP_SIZE, KERNEL_HEAP_START};
 use pandagen_abi::memory::PAGE_SIZE;
-use pandagen_hal::heap::LockedHeap;
 use pandagen_hal::memory::MemoryError;
 use pandagen_hal::x86_64::paging::PageFlags;
+use pandagen_heap::LockedHeap;
 
 #[global_allocator]
 static ALLOCATOR: LockedHeap = LockedHeap::empty();

@@ -5,7 +5,7 @@ use core::fmt::Write;
 use core::panic::PanicInfo;
 use pandagen_abi::syscall::{ExitRequest, Syscall, MAX_DEBUG_WRITE};
 use pandagen_abi::{ExitReason, FailureCause, KernelError};
-use pandagen_hal::heap::LockedHeap;
+use pandagen_heap::LockedHeap;
 
 use crate::syscall::call_small;
 

@@ -1,5 +1,7 @@
-//! A heap allocator for the kernel and ring-3 programs: size classes for
-//! small blocks in front of a first-fit linked-list heap for large ones.
+//! The heap allocator of the kernel and of ring-3 programs: size classes
+//! for small blocks in front of a first-fit linked-list heap for large
+//! ones. Its own crate, so that ring-3 programs (through the runtime) use
+//! it without depending on the ring-0 HAL.
 //!
 //! The IPC path allocates and frees a few small blocks per message (the
 //! message bytes, queue nodes, decoded strings). A linked-list heap keeps
@@ -11,6 +13,8 @@
 //! is aligned to its size, so any alignment up to the size is honoured.
 //! Class blocks are never given back to the large heap, which bounds the
 //! memory each class holds by its peak use.
+
+#![cfg_attr(not(test), no_std)]
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
