@@ -9,17 +9,21 @@
 //! [`USER_STACK_SIZE`] bytes below [`USER_STACK_TOP`], NX, with
 //! [`STACK_GUARD_SIZE`] bytes left unmapped below it so that an overflow
 //! faults (and is reported as a stack overflow, see [`in_stack_guard`]).
+//!
+//! Loading runs inside the `Spawn` system call, with interrupts off. An
+//! image may ask for up to [`MAX_IMAGE_MEMORY`], so every
+//! [`PAGES_PER_STEP`] pages the loader lets pending interrupts in
+//! ([`let_interrupts_in`]): the timer and input are late by at most one
+//! step's zeroing and copying, whatever the image's size.
 
-use elf::abi::{EM_X86_64, ET_EXEC, PF_W, PF_X, PT_LOAD};
-use elf::endian::LittleEndian;
-use elf::ElfBytes;
 use pandagen_abi::error::{Resource, SpawnError};
 use pandagen_abi::memory::PAGE_SIZE;
 use pandagen_abi::KernelError;
-use pandagen_core::user_range::user_range;
+use pandagen_core::program_image::{parse_program, ImageSegment, ProgramImage};
 use pandagen_hal::memory::MemoryError;
 use pandagen_hal::x86_64::paging::{AddressSpace, PageFlags};
 
+use crate::arch::x86_64::let_interrupts_in;
 use crate::mem::frame::{self, GlobalFrames};
 use crate::mem::paging;
 
@@ -31,6 +35,21 @@ pub const USER_STACK_SIZE: u64 = 64 * 1024;
 pub const STACK_GUARD_SIZE: u64 = 1024 * 1024;
 /// The most memory one image may ask for (all segments together).
 const MAX_IMAGE_MEMORY: u64 = 64 << 20;
+/// Pages mapped, zeroed and filled between two interrupt windows (64 KiB).
+const PAGES_PER_STEP: u32 = 16;
+
+/// Counts mapped pages and opens an interrupt window every
+/// [`PAGES_PER_STEP`] of them.
+struct Pacer(u32);
+
+impl Pacer {
+    fn page_done(&mut self) {
+        self.0 += 1;
+        if self.0.is_multiple_of(PAGES_PER_STEP) {
+            let_interrupts_in();
+        }
+    }
+}
 
 /// Whether a fault at `address` hit the guard region below the stack.
 pub fn in_stack_guard(address: u64) -> bool {
@@ -58,58 +77,19 @@ fn memory(e: MemoryError) -> KernelError {
     }
 }
 
-/// A loadable segment, validated.
-struct Segment<'a> {
-    vaddr: u64,
-    memsz: u64,
-    bytes: &'a [u8],
-    flags: PageFlags,
+/// Parse and validate `image` without allocating anything but the list
+/// of its segments (the checks are the core's, shared with the fuzzer).
+fn segments(image: &[u8]) -> Result<ProgramImage<'_>, KernelError> {
+    let limit = USER_STACK_TOP - USER_STACK_SIZE - STACK_GUARD_SIZE;
+    parse_program(image, limit, MAX_IMAGE_MEMORY).map_err(|_| invalid())
 }
 
-/// Parse and validate `image` without allocating anything.
-fn segments(image: &[u8]) -> Result<(u64, alloc::vec::Vec<Segment<'_>>), KernelError> {
-    let file = ElfBytes::<LittleEndian>::minimal_parse(image).map_err(|_| invalid())?;
-    if file.ehdr.e_type != ET_EXEC || file.ehdr.e_machine != EM_X86_64 {
-        return Err(invalid());
+fn flags(segment: &ImageSegment<'_>) -> PageFlags {
+    PageFlags {
+        writable: segment.writable,
+        user: true,
+        executable: segment.executable,
     }
-    let table = file.segments().ok_or_else(invalid)?;
-    let mut out = alloc::vec::Vec::new();
-    let mut total = 0u64;
-    for ph in table.iter().filter(|ph| ph.p_type == PT_LOAD) {
-        let writable = ph.p_flags & PF_W != 0;
-        let executable = ph.p_flags & PF_X != 0;
-        if (writable && executable) || ph.p_filesz > ph.p_memsz || ph.p_memsz == 0 {
-            return Err(invalid());
-        }
-        user_range(ph.p_vaddr, ph.p_memsz).map_err(|_| invalid())?;
-        if ph.p_vaddr + ph.p_memsz > USER_STACK_TOP - USER_STACK_SIZE - STACK_GUARD_SIZE {
-            return Err(invalid());
-        }
-        total = total.saturating_add(ph.p_memsz);
-        let start = usize::try_from(ph.p_offset).map_err(|_| invalid())?;
-        let len = usize::try_from(ph.p_filesz).map_err(|_| invalid())?;
-        let bytes = image
-            .get(start..start.checked_add(len).ok_or_else(invalid)?)
-            .ok_or_else(invalid)?;
-        out.push(Segment {
-            vaddr: ph.p_vaddr,
-            memsz: ph.p_memsz,
-            bytes,
-            flags: PageFlags {
-                writable,
-                user: true,
-                executable,
-            },
-        });
-    }
-    let entry = file.ehdr.e_entry;
-    let entry_ok = out
-        .iter()
-        .any(|s| s.flags.executable && (s.vaddr..s.vaddr + s.memsz).contains(&entry));
-    if out.is_empty() || total > MAX_IMAGE_MEMORY || !entry_ok {
-        return Err(invalid());
-    }
-    Ok((entry, out))
 }
 
 /// Map one zeroed page at `virt` and return its kernel-window address.
@@ -123,12 +103,16 @@ fn map_zeroed(space: &AddressSpace, virt: u64, flags: PageFlags) -> Result<u64, 
     Ok(space.window().virt(phys))
 }
 
-fn map_segment(space: &AddressSpace, seg: &Segment<'_>) -> Result<(), KernelError> {
+fn map_segment(
+    space: &AddressSpace,
+    seg: &ImageSegment<'_>,
+    pacer: &mut Pacer,
+) -> Result<(), KernelError> {
     let first = seg.vaddr & !(PAGE_SIZE - 1);
     let end = seg.vaddr + seg.memsz;
     let mut page = first;
     while page < end {
-        let dst = map_zeroed(space, page, seg.flags)?;
+        let dst = map_zeroed(space, page, flags(seg))?;
         // The file bytes that fall into this page.
         let from = page.max(seg.vaddr);
         let to = (page + PAGE_SIZE).min(seg.vaddr + seg.bytes.len() as u64);
@@ -146,22 +130,25 @@ fn map_segment(space: &AddressSpace, seg: &Segment<'_>) -> Result<(), KernelErro
             };
         }
         page += PAGE_SIZE;
+        pacer.page_done();
     }
     Ok(())
 }
 
 /// Load `image` into a new address space with a stack.
 pub fn load(image: &[u8]) -> Result<Loaded, KernelError> {
-    let (entry, segments) = segments(image)?;
+    let ProgramImage { entry, segments } = segments(image)?;
     let space = paging::new_user_space().map_err(memory)?;
+    let mut pacer = Pacer(0);
     let mapped = segments
         .iter()
-        .try_for_each(|seg| map_segment(&space, seg))
+        .try_for_each(|seg| map_segment(&space, seg, &mut pacer))
         .and_then(|()| {
             let mut page = USER_STACK_TOP - USER_STACK_SIZE;
             while page < USER_STACK_TOP {
                 map_zeroed(&space, page, PageFlags::USER_DATA)?;
                 page += PAGE_SIZE;
+                pacer.page_done();
             }
             Ok(())
         });

@@ -16,7 +16,9 @@ mod boot_files;
 mod boot_mode;
 mod console;
 mod console_input;
+mod debug_output;
 mod early_display;
+mod entropy;
 #[cfg(feature = "test-harness")]
 mod harness;
 #[cfg(feature = "test-harness")]
@@ -99,6 +101,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     mem::frame::init(regions, window).expect("cannot build the frame allocator");
     profile.mark("frame allocator");
     let paging = mem::paging::init(window).expect("cannot set up the kernel address space");
+    arch::x86_64::stacks::set_boot_stack(boot_info.kernel_stack_bottom);
+    arch::x86_64::stacks::arm_guards();
     log::debug!(
         "paging: {} kernel-half tables added, {} bootloader lower-half entries removed",
         paging.kernel_tables_added,
@@ -109,6 +113,13 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     profile.mark("heap");
     let calibration = time::init(entry_tsc);
     profile.mark("PIC, PIT, TSC calibration");
+    match entropy::init() {
+        pandagen_abi::syscall::EntropySource::TimerJitter => log::warn!(
+            "entropy: no RDSEED or RDRAND; seeded from TSC jitter against the PIT (weaker)"
+        ),
+        source => log::info!("entropy: seeded from {source:?}"),
+    }
+    profile.mark("entropy pool");
     profile.log();
     // From the banner on, the console is mirrored on the screen.
     let display = early_display::init(boot_info.framebuffer.take());

@@ -25,12 +25,25 @@ pub fn run(name: &str, on_end: Option<TaskEndHook>) -> RootError {
     };
     let mut kernel = KernelState::new();
     let now = task::now();
-    let root = match kernel.start(image, name, |core| core.create_root_task(name, now)) {
+    let started = kernel.start(name, image, name, |core, frames| {
+        let root = core.create_root_task(name, now)?;
+        core.charge_frames(root.task, frames)?;
+        Ok(root)
+    });
+    let root = match started {
         Ok(root) => root,
         Err(e) => return RootError::Failed(e),
     };
     debug_assert_eq!(root.capabilities.len(), ROOT_CAPABILITIES.len());
     log::info!("root task {} runs bin/{name}", root.task);
+    if let Some(budget) = kernel.core().budget(root.task) {
+        log::info!(
+            "root budget: {} bytes of kernel memory, {} frames ({} used by its image)",
+            budget.limit.memory,
+            budget.limit.frames,
+            budget.used.frames
+        );
+    }
     if let Some(on_end) = on_end {
         kernel.watch_end(root.task, on_end);
     }

@@ -127,7 +127,6 @@ pub fn now() -> u64 {
 }
 
 /// Timer ticks since the timer started.
-#[cfg(feature = "test-harness")]
 pub fn ticks() -> u64 {
     clock::ticks()
 }

@@ -128,8 +128,11 @@ pub fn write_script(layout: &Layout, profile: Profile, programs: &[String]) -> T
     std::fs::create_dir_all(&dir).map_err(|e| fail!("{}: {e}", dir.display()))?;
     let path = dir.join("pandagen.gdb");
     let services = service_elfs(layout, profile, programs);
-    std::fs::write(&path, script(&layout.kernel_elf(profile, KernelKind::System), &services))
-        .map_err(|e| fail!("{}: {e}", path.display()))?;
+    std::fs::write(
+        &path,
+        script(&layout.kernel_elf(profile, KernelKind::System), &services),
+    )
+    .map_err(|e| fail!("{}: {e}", path.display()))?;
     Ok(path)
 }
 

@@ -5,6 +5,7 @@ mod bootcfg;
 mod build;
 mod cargo_test;
 mod flash;
+mod fuzz;
 mod gdb;
 mod layout;
 mod lock;
@@ -45,6 +46,9 @@ commands:
                               host tests, then the QEMU suites; ends with `N passed, M failed`
   flash --device PATH [--bios | --uefi] [--yes] [--allow-file] [--release]
                               write the image (UEFI by default) to a USB stick and verify it
+  fuzz [--time SECONDS] [--target NAME]
+                              coverage-guided fuzzing (libFuzzer) of the core and of every
+                              decoder of ring-3 or disk bytes; 60 s per target by default
   bench                       kernel benchmarks (release build) under QEMU TCG -icount;
                               results in target/bench/results.json
   clippy                      clippy on the host crates and on the kernel for x86_64-unknown-none
@@ -73,6 +77,8 @@ struct Flags {
     crates: Vec<String>,
     files: Vec<String>,
     regexes: Vec<String>,
+    time: Option<u64>,
+    target: Option<String>,
 }
 
 fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
@@ -103,6 +109,14 @@ fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
             "--crate" => flags.crates.push(value()?),
             "--file" => flags.files.push(value()?),
             "--re" => flags.regexes.push(value()?),
+            "--time" => {
+                let v = value()?;
+                let secs = v
+                    .parse()
+                    .map_err(|_| fail!("`--time` needs a number of seconds, not `{v}`"))?;
+                flags.time = Some(secs);
+            }
+            "--target" => flags.target = Some(value()?),
             _ => unreachable!("checked against `allowed`"),
         }
     }
@@ -162,6 +176,8 @@ fn main() -> ExitCode {
                 },
             )
         }),
+        "fuzz" => parse_flags(rest, &["--time", "--target"])
+            .and_then(|f| fuzz::run(&layout, f.time, f.target.as_deref())),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(true)
@@ -178,8 +194,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Builds the system images (`mode=system`, every ring-3 program) and
-/// returns `[bios, uefi]`.
 /// The system's disk images (BIOS, UEFI) and the ring-3 programs in them.
 struct SystemImages {
     images: Vec<PathBuf>,

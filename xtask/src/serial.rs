@@ -10,6 +10,12 @@
 //!
 //! Markers may be preceded by other output on the same line (firmware text
 //! without a newline, a log prefix); everything from the marker on counts.
+//! But nothing after [`TASK_OUTPUT_TAG`] is a marker: the kernel starts
+//! every log line of a task other than the run's root task with it
+//! (`kernel/src/debug_output.rs`), so a service cannot forge a verdict. A
+//! suite whose verdicts come from a service (the adversary suite runs
+//! under the process manager) names that service ([`parse_trusting`]); its
+//! name is the one the process manager gave it from the manifest.
 
 use crate::qemu::{Exit, EXIT_PASS};
 
@@ -56,11 +62,22 @@ impl Report {
 const TEST: &str = "[TEST] ";
 const SUITE: &str = "[SUITE] ";
 const BENCH: &str = "[BENCH] ";
+/// How the kernel begins a line written by a task other than the root.
+pub const TASK_OUTPUT_TAG: &str = "[task ";
 
 pub fn parse(serial: &str) -> Report {
+    parse_trusting(serial, None)
+}
+
+/// [`parse`], also taking the markers of the task named `trusted`.
+pub fn parse_trusting(serial: &str, trusted: Option<&str>) -> Report {
     let mut report = Report::default();
     for raw in serial.lines() {
         let line = raw.trim_end_matches('\r');
+        let line = match trusted {
+            Some(name) => untag(line, name),
+            None => line,
+        };
         let ok = if let Some(rest) = after(line, TEST) {
             parse_test(rest, &mut report)
         } else if let Some(rest) = after(line, SUITE) {
@@ -77,8 +94,28 @@ pub fn parse(serial: &str) -> Report {
     report
 }
 
+/// The text of a line of task `name` (`[task <id> <name>] text`), or the
+/// line unchanged if another task or the kernel wrote it.
+fn untag<'a>(line: &'a str, name: &str) -> &'a str {
+    let Some(tagged) = line.strip_prefix(TASK_OUTPUT_TAG) else {
+        return line;
+    };
+    let Some((id, rest)) = tagged.split_once(' ') else {
+        return line;
+    };
+    let from_it = rest.strip_prefix(name).and_then(|r| r.strip_prefix("] "));
+    match from_it {
+        Some(text) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => text,
+        _ => line,
+    }
+}
+
 fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
-    line.find(marker).map(|i| &line[i + marker.len()..])
+    let trusted = match line.find(TASK_OUTPUT_TAG) {
+        Some(tag) => &line[..tag],
+        None => line,
+    };
+    trusted.find(marker).map(|i| &line[i + marker.len()..])
 }
 
 fn parse_test(rest: &str, report: &mut Report) -> bool {
@@ -275,6 +312,30 @@ PandaGen 0.1.0 (bios)\r
         let r = parse("\x1b[2J garbage[TEST] PASS late\n INFO [BENCH] x 1.5 ns\n");
         assert_eq!(r.passed, ["late"]);
         assert_eq!(r.benches[0].value, 1.5);
+    }
+
+    #[test]
+    fn a_task_other_than_the_root_cannot_print_a_verdict() {
+        let r = parse(
+            "[task 7 transformer] [TEST] PASS forged\n\
+             [task 7 x] [SUITE] DONE passed=9 failed=0\n\
+             [task 7 [TEST] PASS x] y\n\
+             [TEST] PASS real\n",
+        );
+        assert_eq!(r.passed, ["real"]);
+        assert!(r.done.is_none() && r.malformed.is_empty());
+    }
+
+    #[test]
+    fn a_suite_trusts_only_the_task_it_names() {
+        let log = "[task 6 adversary] [TEST] PASS real\n\
+                   [task 9 attacker] [TEST] PASS forged\n\
+                   [task 9 adversary-x] [TEST] PASS forged_too\n\
+                   [task 6 adversary] [SUITE] DONE passed=1 failed=0\n";
+        let r = parse_trusting(log, Some("adversary"));
+        assert_eq!(r.passed, ["real"]);
+        assert_eq!(r.done, Some((1, 0)));
+        assert!(parse(log).passed.is_empty());
     }
 
     #[test]

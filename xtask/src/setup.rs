@@ -80,7 +80,7 @@ pub fn ensure_clippy() -> TaskResult<()> {
     run_checked(Command::new("rustup").args(["component", "add", "clippy"]))
 }
 
-fn ensure_nightly() -> TaskResult<()> {
+pub fn ensure_nightly() -> TaskResult<()> {
     let toolchains = probe(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
     let present = toolchains.lines().any(|l| {
         l.split_whitespace()
@@ -282,7 +282,7 @@ fn read_os_release() -> String {
     std::fs::read_to_string(Path::new("/etc/os-release")).unwrap_or_default()
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }

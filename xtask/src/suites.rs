@@ -39,6 +39,10 @@ pub struct Suite {
     /// A screenshot compared with the console's text (`screen.rs`); QEMU
     /// then runs with a QMP monitor and a standard VGA display.
     pub screen: Option<ScreenCheck>,
+    /// The service whose (kernel-tagged) lines carry the verdicts, for a
+    /// suite whose test program is not the root task
+    /// (see `serial::parse_trusting`).
+    pub verdicts_from: Option<&'static str>,
 }
 
 /// Default limit: BIOS reaches the kernel in ~2 s and UEFI in ~4 s under
@@ -60,6 +64,7 @@ impl Suite {
             input: &[],
             expect: &[],
             screen: None,
+            verdicts_from: None,
         }
     }
 
@@ -90,6 +95,11 @@ impl Suite {
 
     pub const fn screen(mut self, check: ScreenCheck) -> Self {
         self.screen = Some(check);
+        self
+    }
+
+    pub const fn verdicts_from(mut self, service: &'static str) -> Self {
+        self.verdicts_from = Some(service);
         self
     }
 }
@@ -179,7 +189,7 @@ pub const SUITES: &[Suite] = &[
         Firmware::Bios,
         BootConfig::suite("hardening"),
     )
-    .programs(&["suite_hardening", "handle_thief"])
+    .programs(&["suite_hardening", "handle_thief", "console_spoofer"])
     .timeout(300),
     // Services (userspace/{process_manager,storage,transformer}) through
     // real system calls.
@@ -215,6 +225,18 @@ pub const SUITES: &[Suite] = &[
     )
     .programs(&["suite_persistence", "storage"])
     .timeout(300),
+    // Kernel memory accounting (userspace/scenarios/src/bin/suite_soak.rs):
+    // 10,000 spawn/exit and 1,000 service crash/restart cycles, then the
+    // heap-cycle attack; kernel heap and frames must be back at baseline
+    // after each.
+    Suite::new("soak-bios", Firmware::Bios, BootConfig::suite("soak"))
+        .programs(&[
+            "suite_soak",
+            "pm_steady",
+            "soak_child",
+            "attack_heap_cycles",
+        ])
+        .timeout(900),
     // Hostile ring-3 programs against the whole system (the process
     // manager supervising storage, transformer, pipeline executor and
     // console): `suite_adversary`, a service of its manifest, runs each
@@ -239,6 +261,7 @@ pub const SUITES: &[Suite] = &[
         "attack_exit_flood",
     ])
     .manifest(ADVERSARY_MANIFEST)
+    .verdicts_from("adversary")
     .timeout(600),
     Suite::new(
         "pipeline-bios",

@@ -50,6 +50,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+use crate::budget::Budget;
 use crate::cap::{kinds, Badge, Cap, CapHandle, Rights};
 use crate::envelope::MessageEnvelope;
 use crate::error::{KernelError, SyscallError};
@@ -110,6 +111,10 @@ pub struct TaskDescriptor {
     /// it is never lost while the channel is open. This is how a parent —
     /// and only the parent — supervises its children.
     pub exit_channel: Option<ChannelId>,
+    /// The kernel memory the task may hold, carved out of the spawner's
+    /// budget (see [`crate::budget`]); `None` grants the kernel's default
+    /// child budget.
+    pub budget: Option<Budget>,
 }
 
 /// The action of the kernel's exit-notification messages.
@@ -125,7 +130,13 @@ impl TaskDescriptor {
             kind: IdentityKind::Component,
             trust_domain: TrustDomain::user(),
             exit_channel: None,
+            budget: None,
         }
+    }
+
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     pub fn with_exit_channel(mut self, channel: ChannelId) -> Self {

@@ -131,11 +131,20 @@ pub enum ReceiveError {
 /// A kernel resource that ran out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Resource {
+    /// The kernel as a whole is out of memory.
     Memory,
     Tasks,
     Channels,
     CapabilitySlots,
     ServiceSlots,
+    /// The calling task's kernel-memory budget
+    /// ([`Budget::memory`](crate::budget::Budget::memory)) is used up: the
+    /// task (or the children it granted budgets to) holds as many kernel
+    /// objects and queued bytes as it was given. Others are unaffected.
+    MemoryBudget,
+    /// The spawner's frame budget ([`Budget::frames`](crate::budget::Budget::frames))
+    /// cannot cover the new task's address space and grant.
+    FrameBudget,
 }
 
 /// Errors in the form of a system call, before any object is touched.

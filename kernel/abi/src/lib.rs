@@ -14,6 +14,7 @@
 //! * [`identity`] — execution identity, trust domains and exit notifications;
 //! * [`api`] — the [`KernelApi`] trait both kernels implement;
 //! * [`block`] — [`BlockDevice`], the one interface of a block device;
+//! * [`budget`] — [`Budget`], the kernel memory a task may hold;
 //! * [`memory`] — the page size and the end of the user half;
 //! * [`text`] — cutting text to a bound on a character boundary.
 //!
@@ -25,6 +26,7 @@ extern crate alloc;
 
 pub mod api;
 pub mod block;
+pub mod budget;
 pub mod cap;
 pub mod envelope;
 pub mod error;
@@ -35,12 +37,14 @@ pub mod info;
 pub mod memory;
 pub mod schema;
 pub mod services;
+pub mod siphash;
 pub mod syscall;
 pub mod text;
 pub mod time;
 
 pub use api::{KernelApi, Priority, ReceivedMessage, TaskDescriptor, TaskHandle};
 pub use block::BlockDevice;
+pub use budget::Budget;
 pub use cap::{Badge, Cap, CapHandle, CapKind, Rights};
 pub use envelope::{EnvelopeError, MessageEnvelope, MessagePayload};
 pub use error::{BlockError, KernelError};

@@ -24,6 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::{limits, Priority};
+use crate::budget::Budget;
 use crate::cap::{Badge, CapHandle, Rights};
 use crate::error::{KernelError, SyscallError};
 use crate::identity::{ExitReason, IdentityKind};
@@ -247,6 +248,15 @@ syscall_table! {
         /// image that is not a program (the service manifest). Needs the
         /// `BootImage` capability with `READ`.
         ReadBootFile = 22,
+        /// No request → [`RandomReply`]: fresh bytes from the kernel's
+        /// entropy pool, and where the pool's seed came from.
+        Random = 31,
+        /// No request → [`ProgramSecretReply`]: a secret bound to the
+        /// program image the caller runs and to this boot. Every task
+        /// running the same image gets the same bytes; no task running
+        /// another image can learn them (the storage service seals its
+        /// capability key with it).
+        ProgramSecret = 32,
     }
 
     /// The serial console and the kernel log.
@@ -312,6 +322,9 @@ pub struct SpawnRequest<'a> {
     pub kind: IdentityKind,
     pub trust_domain: &'a str,
     pub exit_channel: Option<CapHandle>,
+    /// The child's budget, carved out of the spawner's; `None` for the
+    /// kernel's default (see [`crate::budget`]).
+    pub budget: Option<Budget>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -859,4 +872,31 @@ mod tests {
         .unwrap();
         assert!(postcard::from_bytes::<SendRequest<'_>>(&bytes).is_err());
     }
+}
+
+/// Where the kernel's entropy pool was seeded from at boot, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntropySource {
+    /// The CPU's RDSEED (a conditioned hardware noise source).
+    Rdseed,
+    /// The CPU's RDRAND (a DRBG reseeded from hardware noise).
+    Rdrand,
+    /// No hardware generator: the jitter of the TSC against the PIT's
+    /// timer interrupts, with the boot TSC. Weaker; the kernel says so at
+    /// boot.
+    TimerJitter,
+}
+
+/// The reply of [`Syscall::Random`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RandomReply {
+    pub bytes: [u8; 32],
+    pub source: EntropySource,
+}
+
+/// The reply of [`Syscall::ProgramSecret`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramSecretReply {
+    pub secret: [u8; 16],
+    pub source: EntropySource,
 }

@@ -5,8 +5,15 @@
 //! number of events pushed out is counted. Per-variant totals are kept
 //! separately and never drop, so "audit counts match the operations
 //! performed" can be checked even after the ring has wrapped.
+//!
+//! Refusals cost the refused task nothing, so a task could otherwise flood
+//! the ring with them and push out the record of what it (and everyone
+//! else) actually did. Each task therefore keeps at most
+//! [`REFUSALS_KEPT_PER_TASK`] refusal records in the ring; further
+//! refusals are folded into its newest one (`repeats` counts them) until
+//! older ones age out. Totals still count every refusal.
 
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use pandagen_abi::{CapHandle, CapKind, Instant, Rights, TaskId, TrustDomain};
 
@@ -22,6 +29,9 @@ pub enum InvalidationReason {
     ChannelClosed,
     /// It was in a message that was dropped or could not be delivered.
     MessageDiscarded,
+    /// It was in a message queued on a channel no live task could reach
+    /// any more (see `KernelCore::collect_unreachable`).
+    Unreachable,
     /// It was in a message whose receiver had no room for the
     /// capabilities the message carried.
     ReceiverFull,
@@ -59,11 +69,14 @@ pub enum CapabilityEvent {
     },
     /// `owner` released `cap`.
     Dropped { cap: CapId, owner: TaskId },
-    /// `task` tried to use `handle` and was refused.
+    /// `task` tried to use `handle` and was refused; `repeats` more
+    /// refusals of the same task were folded into this record (see the
+    /// module docs).
     InvalidUseAttempt {
         task: TaskId,
         handle: CapHandle,
         reason: InvalidUse,
+        repeats: u64,
     },
     /// `cap` stopped existing without its holder's action. `holder` is
     /// the task that held it, or `None` if it was in kernel custody.
@@ -134,12 +147,28 @@ pub struct AuditCounts {
     pub cross_domain: u64,
 }
 
+/// Refusal records one task may have in the ring at once.
+pub const REFUSALS_KEPT_PER_TASK: usize = 8;
+
+/// A task's refusal records in the ring.
+#[derive(Clone, Copy, Debug)]
+struct KeptRefusals {
+    /// How many of the task's refusal records are in the ring.
+    count: usize,
+    /// The sequence number of the newest one.
+    newest: u64,
+}
+
 /// The bounded audit log.
 pub struct AuditLog {
     ring: VecDeque<AuditRecord>,
     capacity: usize,
     next_seq: u64,
     totals: [u64; 7],
+    /// Per task with refusal records in the ring; at most `capacity`
+    /// entries.
+    refusals: BTreeMap<TaskId, KeptRefusals>,
+    folded: u64,
 }
 
 impl AuditLog {
@@ -152,15 +181,34 @@ impl AuditLog {
             capacity: capacity.max(1),
             next_seq: 0,
             totals: [0; 7],
+            refusals: BTreeMap::new(),
+            folded: 0,
         }
     }
 
     /// Append an event, pushing out the oldest one if the ring is full.
     /// O(1).
+    /// A refusal by a task that already has [`REFUSALS_KEPT_PER_TASK`]
+    /// refusal records in the ring is folded into its newest one instead.
     pub(crate) fn record(&mut self, at: Instant, event: CapabilityEvent) {
         self.totals[event.counter()] += 1;
+        if let CapabilityEvent::InvalidUseAttempt { task, .. } = event {
+            if self.fold_refusal(task) {
+                return;
+            }
+        }
         if self.ring.len() == self.capacity {
-            self.ring.pop_front();
+            if let Some(oldest) = self.ring.pop_front() {
+                self.forget_refusal(&oldest.event);
+            }
+        }
+        if let CapabilityEvent::InvalidUseAttempt { task, .. } = event {
+            let kept = self.refusals.entry(task).or_insert(KeptRefusals {
+                count: 0,
+                newest: 0,
+            });
+            kept.count += 1;
+            kept.newest = self.next_seq;
         }
         self.ring.push_back(AuditRecord {
             seq: self.next_seq,
@@ -168,6 +216,49 @@ impl AuditLog {
             event,
         });
         self.next_seq += 1;
+    }
+
+    /// Fold a refusal of `task` into its newest record if the task has
+    /// used up its share of the ring.
+    fn fold_refusal(&mut self, task: TaskId) -> bool {
+        let Some(kept) = self.refusals.get(&task) else {
+            return false;
+        };
+        if kept.count < REFUSALS_KEPT_PER_TASK {
+            return false;
+        }
+        let index = kept.newest - self.dropped();
+        let Some(record) = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.ring.get_mut(i))
+        else {
+            return false;
+        };
+        if let CapabilityEvent::InvalidUseAttempt { repeats, .. } = &mut record.event {
+            *repeats += 1;
+            self.folded += 1;
+            return true;
+        }
+        false
+    }
+
+    /// A record left the ring: if it was a refusal, its task has room for
+    /// one more.
+    fn forget_refusal(&mut self, event: &CapabilityEvent) {
+        if let CapabilityEvent::InvalidUseAttempt { task, .. } = event {
+            if let Some(kept) = self.refusals.get_mut(task) {
+                kept.count -= 1;
+                if kept.count == 0 {
+                    self.refusals.remove(task);
+                }
+            }
+        }
+    }
+
+    /// Refusals folded into an earlier record rather than given their own
+    /// (counted in [`counts`](Self::counts) all the same).
+    pub fn folded_refusals(&self) -> u64 {
+        self.folded
     }
 
     pub fn capacity(&self) -> usize {
@@ -234,6 +325,7 @@ impl AuditLog {
     /// Forget the retained events (totals and sequence numbers continue).
     pub fn clear(&mut self) {
         self.ring.clear();
+        self.refusals.clear();
     }
 }
 
@@ -266,5 +358,73 @@ mod tests {
             3
         );
         assert!(!log.has_event(|e| matches!(e, CapabilityEvent::Granted { .. })));
+    }
+
+    fn refused(task: u64, handle: u64) -> CapabilityEvent {
+        CapabilityEvent::InvalidUseAttempt {
+            task: TaskId::from_raw(task),
+            handle: CapHandle::from_raw(handle),
+            reason: InvalidUse::NoSuchCapability,
+            repeats: 0,
+        }
+    }
+
+    fn refusals_of(log: &AuditLog, who: u64) -> (usize, u64) {
+        let mut records = 0;
+        let mut repeats_total = 0;
+        for event in log.events() {
+            if let CapabilityEvent::InvalidUseAttempt { task, repeats, .. } = event {
+                if *task == TaskId::from_raw(who) {
+                    records += 1;
+                    repeats_total += 1 + repeats;
+                }
+            }
+        }
+        (records, repeats_total)
+    }
+
+    #[test]
+    fn a_task_flooding_refusals_cannot_push_out_what_others_did() {
+        let mut log = AuditLog::new(64);
+        // What the victim did: 20 events.
+        for cap in 0..20 {
+            log.record(Instant::from_nanos(cap), dropped(cap));
+        }
+        // The attacker is refused 100 000 times.
+        for attempt in 0..100_000 {
+            log.record(Instant::from_nanos(100 + attempt), refused(7, attempt));
+        }
+        for cap in 0..20 {
+            assert_eq!(
+                log.events_for_cap(CapId::from_raw(cap)).len(),
+                1,
+                "event {cap} is still in the log"
+            );
+        }
+        let (records, total) = refusals_of(&log, 7);
+        assert_eq!(records, REFUSALS_KEPT_PER_TASK);
+        assert_eq!(total, 100_000, "every refusal is accounted for");
+        assert_eq!(log.counts().invalid_use_attempts, 100_000);
+        assert_eq!(
+            log.folded_refusals(),
+            100_000 - REFUSALS_KEPT_PER_TASK as u64
+        );
+        assert_eq!(log.len(), 20 + REFUSALS_KEPT_PER_TASK);
+    }
+
+    #[test]
+    fn a_task_regains_room_for_refusals_as_its_old_ones_age_out() {
+        let mut log = AuditLog::new(10);
+        for attempt in 0..REFUSALS_KEPT_PER_TASK as u64 {
+            log.record(Instant::from_nanos(attempt), refused(3, attempt));
+        }
+        // Other events age the refusals out of the ring.
+        for cap in 0..10 {
+            log.record(Instant::from_nanos(100 + cap), dropped(cap));
+        }
+        assert_eq!(refusals_of(&log, 3), (0, 0));
+        log.record(Instant::from_nanos(200), refused(3, 99));
+        assert_eq!(refusals_of(&log, 3), (1, 1), "a fresh record, not a fold");
+        assert_eq!(log.folded_refusals(), 0);
     }
 }

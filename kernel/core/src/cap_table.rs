@@ -16,6 +16,7 @@ use core::fmt;
 use pandagen_abi::error::MissingRights;
 use pandagen_abi::{CapHandle, CapKind, Rights, ServiceId, TaskId};
 
+use crate::budget::AccountId;
 use crate::channel::ChannelRef;
 
 /// The identity of one capability record, for the audit trail. Unique for
@@ -174,16 +175,30 @@ pub struct Capability {
     object: ObjectRef,
     rights: Rights,
     holder: Holder,
+    /// The account charged for this record (see [`crate::budget`]): the
+    /// task whose call made it, wherever the record has moved since.
+    payer: AccountId,
 }
 
 impl Capability {
-    pub(crate) fn new(id: CapId, object: ObjectRef, rights: Rights, holder: Holder) -> Self {
+    pub(crate) fn new(
+        id: CapId,
+        object: ObjectRef,
+        rights: Rights,
+        holder: Holder,
+        payer: AccountId,
+    ) -> Self {
         Capability {
             id,
             object,
             rights,
             holder,
+            payer,
         }
+    }
+
+    pub(crate) fn payer(&self) -> AccountId {
+        self.payer
     }
 
     pub fn id(&self) -> CapId {
@@ -280,6 +295,9 @@ pub(crate) struct CapSpace {
     free: Vec<u32>,
     live: u32,
     limit: u32,
+    /// The generation new slots start at: above every generation of the
+    /// trailing slots dropped so far (see [`crate::slab`]).
+    generation_floor: u32,
 }
 
 impl CapSpace {
@@ -289,6 +307,7 @@ impl CapSpace {
             free: Vec::new(),
             live: 0,
             limit,
+            generation_floor: 1,
         }
     }
 
@@ -302,10 +321,15 @@ impl CapSpace {
     }
 
     pub(crate) fn get(&self, handle: CapHandle) -> Result<&Capability, InvalidUse> {
-        let slot = self
-            .slots
-            .get(handle.index() as usize)
-            .ok_or(InvalidUse::NoSuchCapability)?;
+        let Some(slot) = self.slots.get(handle.index() as usize) else {
+            // Beyond the table: a slot that was dropped (its handles are
+            // below the floor) or one that never existed.
+            return Err(if handle.generation() < self.generation_floor {
+                InvalidUse::StaleHandle
+            } else {
+                InvalidUse::NoSuchCapability
+            });
+        };
         match &slot.cap {
             Some(cap) if slot.generation == handle.generation() => Ok(cap),
             Some(_) => Err(InvalidUse::StaleHandle),
@@ -320,10 +344,13 @@ impl CapSpace {
             return Err(cap);
         }
         let index = match self.free.pop() {
-            Some(i) => i,
+            Some(i) => {
+                crate::slab::fit_free_list(&mut self.free);
+                i
+            }
             None => {
                 self.slots.push(Slot {
-                    generation: 1,
+                    generation: self.generation_floor,
                     cap: None,
                 });
                 (self.slots.len() - 1) as u32
@@ -348,19 +375,32 @@ impl CapSpace {
             slot.generation += 1;
             self.free.push(index);
         }
+        // A retired slot (at the last generation) is never trimmed: a new
+        // slot would start at that generation and revive the retired
+        // slot's last handle.
+        let dropped = crate::slab::trim(
+            &mut self.slots,
+            &mut self.free,
+            |s| s.cap.is_none() && s.generation < u32::MAX,
+            |s| s.generation,
+        );
+        self.generation_floor = self.generation_floor.max(dropped);
         cap
     }
 
     /// Take every record out (task termination).
     pub(crate) fn drain(&mut self) -> Vec<Capability> {
         let mut out = Vec::with_capacity(self.live as usize);
-        for index in 0..self.slots.len() {
+        // `remove` trims trailing free slots, so the length is re-read.
+        let mut index = 0;
+        while index < self.slots.len() {
             let generation = self.slots[index].generation;
             if self.slots[index].cap.is_some() {
                 if let Some(cap) = self.remove(CapHandle::new(index as u32, generation)) {
                     out.push(cap);
                 }
             }
+            index += 1;
         }
         out
     }
@@ -384,6 +424,7 @@ mod tests {
             ObjectRef::KernelInfo,
             Rights::READ,
             Holder::Task(TaskId::from_raw(1)),
+            AccountId::from_raw(0),
         )
     }
 

@@ -32,15 +32,19 @@
 //! A message may not carry a `RECEIVE` capability for the very channel it is
 //! sent on: that would make a channel that keeps itself open with nobody
 //! able to receive. Longer cycles (two channels each carrying the other's
-//! only receive capability) are possible and keep both alive until one is
-//! received; like `SCM_RIGHTS` cycles in Unix, they cost memory, not
-//! authority.
+//! only receive capability) are possible; reference counts alone would keep
+//! them alive forever. When a task dies the core collects them: every
+//! channel that no live task's capability space (nor a registration or a
+//! parked message) reaches, directly or through the queues of reachable
+//! channels, has its queue discarded, which closes and destroys the whole
+//! unreachable set (see `KernelCore::collect_unreachable`).
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt;
 use pandagen_abi::{Badge, CapHandle, TaskId};
 
+use crate::budget::AccountId;
 use crate::cap_table::Capability;
 use crate::sched::TaskList;
 
@@ -170,6 +174,10 @@ pub(crate) struct Message {
     pub(crate) caps: Vec<Capability>,
     /// Set when the message was sent through an object capability.
     pub(crate) badge: Option<Badge>,
+    /// The sender's account, charged [`message_cost`](crate::budget::message_cost)
+    /// until the message is received or discarded; `None` for the kernel's
+    /// own messages.
+    pub(crate) payer: Option<AccountId>,
     /// An exit notification queued in the room the kernel keeps for each
     /// child's notification: it does not count against the queue bound,
     /// so no task's sends can ever crowd it out.
@@ -209,6 +217,8 @@ pub(crate) struct Channel {
     pub(crate) registrations: u32,
     /// Tasks blocked receiving, in arrival order.
     pub(crate) waiters: TaskList,
+    /// The creator's account, charged [`CHANNEL_COST`](crate::budget::CHANNEL_COST).
+    pub(crate) payer: AccountId,
     /// Queued messages that are `reserved` (exit notifications).
     pub(crate) reserved_queued: u32,
 }
@@ -226,10 +236,12 @@ impl Channel {
         self.queue.push_back(msg);
     }
 
-    /// Take the next message, uncounting a reserved one.
+    /// Take the next message, uncounting a reserved one, and give back
+    /// queue buffer the queue no longer needs (see `slab::fit_queue`).
     pub(crate) fn pop_front(&mut self) -> Option<Message> {
         let msg = self.queue.pop_front()?;
         self.reserved_queued -= u32::from(msg.reserved);
+        crate::slab::fit_queue(&mut self.queue);
         Some(msg)
     }
 
@@ -258,6 +270,8 @@ pub(crate) struct ChannelTable {
     slots: Vec<ChannelSlot>,
     free: Vec<u32>,
     live: usize,
+    /// The generation new slots start at (see [`crate::slab`]).
+    generation_floor: u32,
 }
 
 impl ChannelTable {
@@ -266,6 +280,7 @@ impl ChannelTable {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
+            generation_floor: 1,
         }
     }
 
@@ -273,7 +288,7 @@ impl ChannelTable {
         self.live
     }
 
-    pub(crate) fn create(&mut self, capacity: u32) -> ChannelRef {
+    pub(crate) fn create(&mut self, capacity: u32, payer: AccountId) -> ChannelRef {
         let channel = Channel {
             queue: VecDeque::new(),
             capacity,
@@ -282,13 +297,17 @@ impl ChannelTable {
             receivers: 0,
             registrations: 0,
             waiters: TaskList::EMPTY,
+            payer,
             reserved_queued: 0,
         };
         let index = match self.free.pop() {
-            Some(i) => i,
+            Some(i) => {
+                crate::slab::fit_free_list(&mut self.free);
+                i
+            }
             None => {
                 self.slots.push(ChannelSlot {
-                    generation: 1,
+                    generation: self.generation_floor,
                     channel: None,
                 });
                 (self.slots.len() - 1) as u32
@@ -325,8 +344,23 @@ impl ChannelTable {
                     slot.generation += 1;
                     self.free.push(r.index);
                 }
+                // A retired slot (at the last generation) is never trimmed:
+                // a new slot would start at that generation and revive
+                // the retired slot's last reference.
+                let dropped = crate::slab::trim(
+                    &mut self.slots,
+                    &mut self.free,
+                    |s| s.channel.is_none() && s.generation < u32::MAX,
+                    |s| s.generation,
+                );
+                self.generation_floor = self.generation_floor.max(dropped);
             }
         }
+    }
+
+    /// One past the highest slot index in use so far.
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (ChannelRef, &Channel)> {
@@ -345,17 +379,17 @@ mod tests {
     #[test]
     fn a_slot_at_the_last_generation_is_retired_not_wrapped() {
         let mut table = ChannelTable::new();
-        let a = table.create(1);
+        let a = table.create(1, crate::budget::AccountId::from_raw(0));
         table.slots[a.index() as usize].generation = u32::MAX - 1;
         let b = ChannelRef::from_parts(a.index(), u32::MAX - 1);
         table.destroy(b);
-        let c = table.create(1);
+        let c = table.create(1, crate::budget::AccountId::from_raw(0));
         assert_eq!(c, ChannelRef::from_parts(a.index(), u32::MAX));
         assert!(table.get(b).is_none());
         table.destroy(c);
         assert_eq!(table.live(), 0);
         // Retired: the next channel takes a new slot.
-        let d = table.create(1);
+        let d = table.create(1, crate::budget::AccountId::from_raw(0));
         assert_ne!(d.index(), a.index());
         assert!(table.get(c).is_none());
         assert_eq!(table.iter().map(|(r, _)| r).collect::<Vec<_>>(), [d]);
@@ -364,9 +398,9 @@ mod tests {
     #[test]
     fn destroying_a_stale_reference_leaves_the_successor_alone() {
         let mut table = ChannelTable::new();
-        let a = table.create(1);
+        let a = table.create(1, crate::budget::AccountId::from_raw(0));
         table.destroy(a);
-        let b = table.create(1);
+        let b = table.create(1, crate::budget::AccountId::from_raw(0));
         assert_eq!(b.index(), a.index());
         table.destroy(a);
         assert!(table.get(b).is_some());

@@ -21,6 +21,9 @@
 //! * [`registry`] — `ServiceId` → channel;
 //! * [`sched`] — scheduling policy: priorities, round-robin, blocking with
 //!   deadlines;
+//! * [`program_image`] — validation of a ring-3 program image (ELF);
+//! * [`budget`] — accounts: who pays for each kernel object, budgets
+//!   carved from the spawner's, returned at death;
 //! * [`block`] — the kernel's block device: the checks every block call
 //!   passes ([`KernelCore::block_read`] and friends) before it reaches the
 //!   [`BlockDevice`](pandagen_abi::BlockDevice) each kernel provides, and
@@ -86,24 +89,28 @@ extern crate alloc;
 
 pub mod audit;
 pub mod block;
+pub mod budget;
 pub mod cap_table;
 pub mod channel;
 mod kernel_core;
+pub mod program_image;
 pub mod registry;
 pub mod sched;
+mod slab;
 pub mod task;
 pub mod user_range;
 
 pub use audit::{AuditCounts, AuditLog, AuditRecord, CapabilityEvent, InvalidationReason};
 pub use block::VecDisk;
+pub use budget::{AccountId, BudgetUsage};
 pub use cap_table::{
     CapId, CapInfo, CapStatus, Capability, Holder, InvalidUse, Mintable, ObjectRef, ServiceObject,
 };
 pub use channel::{Body, ChannelRef, Delivered};
 pub use kernel_core::{
-    exit_notification_bytes, CoreConfig, InvariantViolation, KernelCore, Offer, ParkedMessage,
-    RecvOutcome, Sent, SpawnArgs, Spawned, Switched, TaskInfo, EXIT_NOTIFICATION_SCHEMA,
-    KERNEL_SERVICE,
+    exit_notification_bytes, Collected, CoreConfig, InvariantViolation, KernelCore, Offer,
+    ParkedMessage, RecvOutcome, Sent, SpawnArgs, Spawned, Switched, TaskInfo, DEFAULT_CHILD_FRAMES,
+    DEFAULT_CHILD_MEMORY, EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE,
 };
 pub use registry::Registration;
 pub use sched::{BlockedOn, SchedState};

@@ -13,8 +13,11 @@
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
-use pandagen_abi::{ExecutionId, IdentityKind, IdentityMetadata, Priority, TaskId, TrustDomain};
+use pandagen_abi::{
+    Budget, ExecutionId, IdentityKind, IdentityMetadata, Priority, TaskId, TrustDomain,
+};
 
+use crate::budget::AccountId;
 use crate::cap_table::CapSpace;
 
 /// Largest number of live tasks (slot indices are 16 bits, 0 unused).
@@ -34,6 +37,10 @@ pub struct TaskSpec {
     /// the spawner" (`spawn_task_with_identity`). Lineage is structural,
     /// never authority; the kernel checks only that it issued the ids.
     pub lineage: Option<(Option<ExecutionId>, Option<ExecutionId>)>,
+    /// The budget the new task gets, carved out of its parent's; `None`
+    /// takes [`CoreConfig::default_child_budget`](crate::CoreConfig::default_child_budget)
+    /// (or `root_budget` for a task without a parent).
+    pub budget: Option<Budget>,
 }
 
 impl TaskSpec {
@@ -44,7 +51,13 @@ impl TaskSpec {
             trust_domain: TrustDomain::user(),
             priority: Priority::NORMAL,
             lineage: None,
+            budget: None,
         }
+    }
+
+    pub fn budget(mut self, budget: Budget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     pub fn lineage(mut self, parent: Option<ExecutionId>, creator: Option<ExecutionId>) -> Self {
@@ -88,6 +101,11 @@ pub(crate) struct Task {
     pub(crate) domain: u16,
     pub(crate) space: CapSpace,
     pub(crate) wake: Option<WakeReason>,
+    /// The task's account (see [`crate::budget`]).
+    pub(crate) account: AccountId,
+    /// What is charged to `account` for the task itself: its records and
+    /// the frames of its address space.
+    pub(crate) own_charge: Budget,
 }
 
 struct TaskSlot {
@@ -279,6 +297,8 @@ mod tests {
             domain: 0,
             space: CapSpace::new(4),
             wake: None,
+            account: AccountId::from_raw(0),
+            own_charge: Budget::ZERO,
         }
     }
 

@@ -33,6 +33,7 @@ fn a_send_only_handle_is_refused_for_receiving_and_the_refusal_is_audited() {
             task,
             handle,
             reason: InvalidUse::MissingRights(_),
+            ..
         } if *task == peer && *handle == peer_send
     )));
     // Nor can the peer take the message some other way.

@@ -111,6 +111,7 @@ fn a_route_needs_receive_on_a_channel() {
                 with_image: false,
                 capabilities: &[],
                 exit_channel: Some(route),
+                frames: 0,
             },
             T0,
         );

@@ -201,6 +201,7 @@ fn spawn_args(spec: TaskSpec, capabilities: &[CapHandle]) -> SpawnArgs<'_> {
         with_image: false,
         capabilities,
         exit_channel: None,
+        frames: 0,
     }
 }
 

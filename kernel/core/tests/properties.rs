@@ -226,6 +226,7 @@ impl Model {
                         j += 1;
                     }
                 }
+                self.collect_unreachable();
             }
             Op::CreateChannel(i) => {
                 let Some(t) = self.alive_task(i) else { return };
@@ -669,10 +670,66 @@ impl Model {
                 .any(|c| c.object == obj && c.rights.contains(Rights::RECEIVE))
     }
 
+    /// What `terminate` does after invalidating the dead task's
+    /// capabilities: discard the queues of every channel that no live
+    /// capability or parked message reaches, directly or through the
+    /// queues of reachable channels (to a fixpoint with closing, as both
+    /// discard carried rights).
+    fn collect_unreachable(&mut self) {
+        loop {
+            self.close_unreceivable();
+            let mut reached: BTreeSet<ChannelRef> = BTreeSet::new();
+            let mut work: Vec<ChannelRef> = Vec::new();
+            let roots = self.live.iter().map(|c| c.object).chain(
+                self.parked
+                    .iter()
+                    .flat_map(|(_, m)| m.caps.iter().map(|c| c.object)),
+            );
+            for object in roots {
+                if let ObjectRef::Channel(ch) = object {
+                    if reached.insert(ch) {
+                        work.push(ch);
+                    }
+                }
+            }
+            while let Some(ch) = work.pop() {
+                for msg in self.queues.get(&ch).into_iter().flatten() {
+                    for c in &msg.caps {
+                        if let ObjectRef::Channel(next) = c.object {
+                            if reached.insert(next) {
+                                work.push(next);
+                            }
+                        }
+                    }
+                }
+            }
+            let garbage: Vec<ChannelRef> = self
+                .queues
+                .iter()
+                .filter(|(ch, q)| !q.is_empty() && !reached.contains(ch))
+                .map(|(ch, _)| *ch)
+                .collect();
+            if garbage.is_empty() {
+                return;
+            }
+            for ch in garbage {
+                let q = std::mem::take(self.queues.get_mut(&ch).unwrap());
+                self.expect.invalidated += q.iter().map(|m| m.caps.len() as u64).sum::<u64>();
+            }
+        }
+    }
+
     /// Close, in the model, every channel with no receive right left
     /// (to a fixpoint, as closing discards carried rights), and compare
     /// with the kernel.
     fn sweep_closed(&mut self) {
+        self.close_unreceivable();
+        self.compare_channels();
+    }
+
+    /// Discard, in the model, the queue of every channel with no receive
+    /// right left, to a fixpoint.
+    fn close_unreceivable(&mut self) {
         loop {
             let doomed: Vec<ChannelRef> = self
                 .queues
@@ -688,6 +745,11 @@ impl Model {
                 self.expect.invalidated += q.iter().map(|m| m.caps.len() as u64).sum::<u64>();
             }
         }
+    }
+
+    /// Every channel's closedness, existence and queue length agree with
+    /// the kernel's.
+    fn compare_channels(&self) {
         let chans: Vec<ChannelRef> = self.queues.keys().copied().collect();
         for ch in chans {
             assert_eq!(

@@ -72,6 +72,7 @@ fn a_dead_task_id_cannot_act_on_the_task_that_reuses_its_slot() {
                 with_image: false,
                 capabilities: &[],
                 exit_channel: None,
+                frames: 0,
             },
             T0,
         ),

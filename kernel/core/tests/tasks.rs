@@ -330,6 +330,7 @@ fn spawn_routed(
             with_image: false,
             capabilities: &[],
             exit_channel: Some(exit_channel),
+            frames: 0,
         },
         T0,
     )

@@ -65,3 +65,9 @@ pub type SimKernel = SimulatedKernel;
 pub use pandagen_core::{EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE};
 pub use runner::{ChannelServer, RunReport, Scenario, SimService, StepOutcome, StopReason};
 pub use trace::{LossReason, Trace, TraceEvent, TraceRecord, DEFAULT_TRACE_CAPACITY};
+
+/// The budget a host harness grants the task that plays the process
+/// manager (the real kernel's root task gets the kernel heap and frames
+/// less the kernel's own reserve, about this much): enough for the
+/// per-service budgets of a manifest.
+pub const SUPERVISOR_BUDGET: pandagen_abi::Budget = pandagen_abi::Budget::new(8 << 20, 1 << 16);

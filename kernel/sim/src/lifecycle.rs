@@ -41,6 +41,7 @@ impl SimulatedKernel {
             .kind(descriptor.kind)
             .trust_domain(descriptor.trust_domain.clone())
             .priority(descriptor.priority);
+        spec.budget = descriptor.budget;
         if let Some((parent, creator)) = lineage {
             spec = spec.lineage(parent, creator);
         }
@@ -52,6 +53,7 @@ impl SimulatedKernel {
                 with_image: descriptor.image.is_some(),
                 capabilities: &handles,
                 exit_channel: descriptor.exit_channel.map(|c| c.handle()),
+                frames: 0,
             },
             now,
         )?;

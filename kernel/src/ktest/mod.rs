@@ -14,8 +14,10 @@
 //! then exits QEMU with 0x10 (all passed) or 0x11. A test that panics or
 //! takes an unexpected exception ends the run at once with 0x11.
 
+mod entropy;
 mod hal;
 mod memory;
+mod stacks;
 mod time;
 mod traps;
 
@@ -100,6 +102,18 @@ pub static TESTS: &[KernelTest] = &[
         run: traps::general_protection,
     },
     KernelTest {
+        name: "stacks_guard_pages_are_unmapped",
+        run: stacks::guard_pages_are_unmapped,
+    },
+    KernelTest {
+        name: "stacks_boot_stack_overflow_double_faults_with_report",
+        run: stacks::boot_stack_overflow_is_reported,
+    },
+    KernelTest {
+        name: "stacks_entry_stack_overflow_double_faults_with_report",
+        run: stacks::entry_stack_overflow_is_reported,
+    },
+    KernelTest {
         name: "irq_registered_handler_runs_through_idt",
         run: traps::irq_handler_runs_through_idt,
     },
@@ -114,6 +128,22 @@ pub static TESTS: &[KernelTest] = &[
     KernelTest {
         name: "hal_memory_maps_user_pages",
         run: hal::memory_hal_maps_user_pages,
+    },
+    KernelTest {
+        name: "entropy_source_is_the_best_available",
+        run: entropy::source_is_the_best_available,
+    },
+    KernelTest {
+        name: "entropy_program_secrets_are_per_program",
+        run: entropy::program_secrets_are_per_program,
+    },
+    KernelTest {
+        name: "entropy_random_bytes_never_repeat",
+        run: entropy::random_bytes_never_repeat,
+    },
+    KernelTest {
+        name: "entropy_timer_jitter_varies",
+        run: entropy::timer_jitter_varies,
     },
     KernelTest {
         name: "time_ticks_advance",

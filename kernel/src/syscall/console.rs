@@ -19,14 +19,15 @@ pub(super) fn handler(call: ConsoleCall) -> Handler {
     }
 }
 
-/// The text goes to the serial log verbatim, as one line. Longer than
+/// The text goes to the serial log through `debug_output` (tagged with the
+/// task and escaped unless it comes from the root task). Longer than
 /// `MAX_DEBUG_WRITE` is `MalformedRequest` (the runtime truncates first).
 fn debug_write(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: DebugWriteRequest<'_> = decode(request)?;
     if request.text.len() > MAX_DEBUG_WRITE {
         return Err(KernelError::Syscall(SyscallError::MalformedRequest));
     }
-    crate::println!("{}", request.text);
+    crate::debug_output::write(cx.k, cx.caller, request.text);
     cx.reply(())
 }
 

@@ -1,7 +1,8 @@
 //! The operator's system calls: `KernelInfo` (read the object model through
 //! a `KernelInfo` capability with `READ`), `Shutdown` (`KernelInfo` with
 //! `CONTROL`) and `ReadBootFile` (a data file of the boot image, with the
-//! `BootImage` capability's `READ`). Everything `KernelInfo` reports comes
+//! `BootImage` capability's `READ`), and the entropy pool's `Random` and
+//! `ProgramSecret` (see `entropy`). Everything `KernelInfo` reports comes
 //! from the core; this file only converts it to the ABI's bounded
 //! summaries.
 
@@ -12,7 +13,8 @@ use pandagen_abi::info::{
     TaskSummary, MAX_AUDIT_ENTRIES, MAX_AUDIT_LINE,
 };
 use pandagen_abi::syscall::{
-    BootFileReply, InfoCall, InfoRequestEnvelope, ReadBootFileRequest, ShutdownRequest,
+    BootFileReply, InfoCall, InfoRequestEnvelope, ProgramSecretReply, RandomReply,
+    ReadBootFileRequest, ShutdownRequest,
 };
 use pandagen_abi::text::bounded;
 use pandagen_abi::{CapKind, KernelError, Rights, TaskId};
@@ -25,7 +27,31 @@ pub(super) fn handler(call: InfoCall) -> Handler {
         InfoCall::KernelInfo => kernel_info,
         InfoCall::Shutdown => shutdown,
         InfoCall::ReadBootFile => read_boot_file,
+        InfoCall::Random => random,
+        InfoCall::ProgramSecret => program_secret,
     }
+}
+
+/// `Random`: fresh bytes from the entropy pool, for anyone (they reveal
+/// nothing about the pool).
+fn random(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    decode::<()>(request)?;
+    cx.reply(RandomReply {
+        bytes: crate::entropy::random_bytes(),
+        source: crate::entropy::source(),
+    })
+}
+
+/// `ProgramSecret`: the secret of the image the caller runs.
+fn program_secret(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    decode::<()>(request)?;
+    let image =
+        cx.k.image(cx.caller)
+            .ok_or(KernelError::TaskNotFound(cx.caller))?;
+    cx.reply(ProgramSecretReply {
+        secret: crate::entropy::program_secret(image),
+        source: crate::entropy::source(),
+    })
 }
 
 fn kernel_info(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
@@ -112,6 +138,7 @@ fn invariant_number(violation: &InvariantViolation) -> u32 {
         InvariantViolation::TaskState(_) => 9,
         InvariantViolation::Scheduler => 10,
         InvariantViolation::WaitList(_) => 11,
+        InvariantViolation::Account(_) => 12,
     }
 }
 

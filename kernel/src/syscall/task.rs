@@ -45,25 +45,27 @@ fn yield_now(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 /// fails for any reason moves no capability and leaves nothing behind.
 fn spawn(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: SpawnRequest<'_> = decode(request)?;
-    let image = crate::boot_files::image(request.image)
-        .ok_or(KernelError::SpawnFailed(SpawnError::ImageNotFound))?;
-    let spec = TaskSpec::new(request.name)
+    let mut spec = TaskSpec::new(request.name)
         .kind(request.kind)
         .trust_domain(TrustDomain::new(request.trust_domain))
         .priority(request.priority);
+    spec.budget = request.budget;
+    let args = SpawnArgs {
+        spec,
+        with_image: true,
+        capabilities: &request.capabilities,
+        exit_channel: request.exit_channel,
+        frames: 0,
+    };
     let (caller, now) = (cx.caller, cx.now);
-    let spawned = cx.k.start(image, request.name, |core| {
-        core.spawn(
-            caller,
-            SpawnArgs {
-                spec,
-                with_image: true,
-                capabilities: &request.capabilities,
-                exit_channel: request.exit_channel,
-            },
-            now,
-        )
-    })?;
+    // Authority first: a refused spawn allocates, zeroes and copies nothing.
+    cx.k.core_mut().authorize_spawn(caller, &args, now)?;
+    let image = crate::boot_files::image(request.image)
+        .ok_or(KernelError::SpawnFailed(SpawnError::ImageNotFound))?;
+    let spawned =
+        cx.k.start(request.image, image, request.name, |core, frames| {
+            core.spawn(caller, SpawnArgs { frames, ..args }, now)
+        })?;
     cx.reply(TaskHandle {
         task_id: spawned.task,
         execution_id: spawned.execution,

@@ -21,15 +21,15 @@ use schedule::accept_offer;
 
 use alloc::vec::Vec;
 use pandagen_abi::syscall::{StartupInfo, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER};
-use pandagen_abi::{CapHandle, ExecutionId, ExitReason, Instant, KernelError, TaskId};
-use pandagen_core::{slot_index, Delivered, KernelCore, Switched};
+use pandagen_abi::{Budget, CapHandle, ExecutionId, ExitReason, Instant, KernelError, TaskId};
+use pandagen_core::{slot_index, CoreConfig, Delivered, KernelCore, Switched};
 use serde::Serialize;
 use spin::Mutex;
 
 use crate::arch::x86_64::gdt;
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::loader::{self, Loaded};
-use crate::mem::paging;
+use crate::mem::{frame, heap, paging};
 use crate::syscall::reply;
 use crate::usermem::UserMemory;
 
@@ -69,6 +69,9 @@ pub struct UserTask {
     pub memory: UserMemory,
     pub pending: Option<Pending>,
     pub startup: StartupInfo,
+    /// The program image it runs (`bin/<image>`): what its program secret
+    /// is bound to (see `entropy`).
+    pub image: alloc::string::String,
 }
 
 /// The kernel's [`UserTask`]s, in a table parallel to the core's task
@@ -141,6 +144,32 @@ pub struct KernelState {
     response: Vec<u8>,
 }
 
+/// Kernel heap kept out of every budget: the kernel's own growth that no
+/// task pays for (the audit ring, the tables' slots, exit notifications).
+const UNBUDGETED_HEAP: u64 = 1 << 20;
+/// Frames kept out of every budget: kernel stacks and page tables the
+/// kernel makes for itself.
+const UNBUDGETED_FRAMES: u64 = 1024;
+
+/// The core's configuration on this machine: the root task's budget is
+/// the heap and the frames free now, less what the kernel keeps for
+/// itself; tasks are charged for what this kernel keeps per task too.
+fn core_config() -> CoreConfig {
+    let (_, heap_free) = heap::usage();
+    let (_, frames_free) = frame::counts();
+    CoreConfig {
+        root_budget: Budget::new(
+            (heap_free as u64).saturating_sub(UNBUDGETED_HEAP),
+            frames_free.saturating_sub(UNBUDGETED_FRAMES),
+        ),
+        task_overhead: core::mem::size_of::<(TaskId, UserTask)>() as u64,
+        // Nothing about an ended task stays behind (its parent has the
+        // exit notification).
+        keep_ended_identities: false,
+        ..CoreConfig::default()
+    }
+}
+
 /// The current time as the core sees it.
 pub fn now() -> Instant {
     Instant::from_nanos(crate::time::now())
@@ -149,12 +178,7 @@ pub fn now() -> Instant {
 impl KernelState {
     pub fn new() -> Self {
         KernelState {
-            // Nothing about an ended task stays behind (its parent has the
-            // exit notification).
-            core: KernelCore::new(pandagen_core::CoreConfig {
-                keep_ended_identities: false,
-                ..pandagen_core::CoreConfig::default()
-            }),
+            core: KernelCore::new(core_config()),
             tasks: UserTasks::default(),
             current: None,
             end_watch: None,
@@ -182,6 +206,11 @@ impl KernelState {
     /// Call `on_end` when `task` ends (replacing any earlier watch).
     pub fn watch_end(&mut self, task: TaskId, on_end: TaskEndHook) {
         self.end_watch = Some((task, on_end));
+    }
+
+    /// The program image `task` runs (`bin/<image>`).
+    pub fn image(&self, task: TaskId) -> Option<&str> {
+        self.tasks.get(&task).map(|t| t.image.as_str())
     }
 
     /// What `task` learns about itself at start.
@@ -274,6 +303,7 @@ impl KernelState {
         task: TaskId,
         execution: ExecutionId,
         name: &str,
+        image: &str,
         capabilities: &[CapHandle],
         loaded: Loaded,
     ) {
@@ -293,6 +323,7 @@ impl KernelState {
                 memory: UserMemory::new(loaded.space),
                 pending: None,
                 startup,
+                image: alloc::string::String::from(image),
             },
         );
     }
@@ -334,20 +365,28 @@ impl KernelState {
         }
     }
 
-    /// Load `image` and create a core task for it with `create`.
+    /// Load `image` (the program `bin/<image_name>`) and create a core
+    /// task for it with `create`, which is told how many frames the new
+    /// address space took (page tables and pages: everything the frame
+    /// allocator handed out while loading), so that the core charges them
+    /// to the task's budget.
     pub fn start(
         &mut self,
+        image_name: &str,
         image: &[u8],
         name: &str,
-        create: impl FnOnce(&mut KernelCore) -> Result<pandagen_core::Spawned, KernelError>,
+        create: impl FnOnce(&mut KernelCore, u64) -> Result<pandagen_core::Spawned, KernelError>,
     ) -> Result<pandagen_core::Spawned, KernelError> {
+        let free_before = frame::counts().1;
         let loaded = loader::load(image)?;
-        match create(&mut self.core) {
+        let frames = free_before.saturating_sub(frame::counts().1);
+        match create(&mut self.core, frames) {
             Ok(spawned) => {
                 self.attach(
                     spawned.task,
                     spawned.execution,
                     name,
+                    image_name,
                     &spawned.capabilities,
                     loaded,
                 );

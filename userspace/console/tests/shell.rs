@@ -46,7 +46,8 @@ impl FakeHost {
     /// copies of the root capabilities.
     fn with_process_manager(manifest: &str) -> Self {
         let mut host = Self::new();
-        let mut descriptor = TaskDescriptor::new("process-manager".into());
+        let mut descriptor = TaskDescriptor::new("process-manager".into())
+            .with_budget(pandagen_sim::SUPERVISOR_BUDGET);
         for kind in ROOT_CAPABILITIES {
             descriptor = descriptor.with_capability(host.sim.root_copy(kind, Rights::ALL).unwrap());
         }

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
-use pandagen_abi::{IdentityKind, Priority, ServiceId, TrustDomain};
+use pandagen_abi::{Budget, IdentityKind, Priority, ServiceId, TrustDomain};
 
 use crate::policy::RestartPolicy;
 
@@ -83,4 +83,7 @@ pub struct ServiceDescriptor {
     pub kind: IdentityKind,
     pub priority: Priority,
     pub readiness: Readiness,
+    /// The kernel memory and frames each instance is granted, out of the
+    /// process manager's own budget (manifest keys `memory` and `frames`).
+    pub budget: Budget,
 }

@@ -15,7 +15,18 @@
 //! kind = service            # system | service | component; defaults to service
 //! priority = 8              # 0..31; defaults to 8
 //! ready = registered        # registered | spawned; defaults to registered
+//! memory = 256K             # kernel memory (channels, capabilities, queued
+//!                           #   messages) per instance; bytes, K or M suffix;
+//!                           #   defaults to 256K
+//! frames = 16M              # memory for its address space (pages and page
+//!                           #   tables), rounded up to 4 KiB frames;
+//!                           #   defaults to 16M
 //! ```
+//!
+//! Both budgets are carved out of the process manager's own (see
+//! `pandagen_abi::budget`): an instance that tries to hold more gets
+//! `ResourceExhausted(MemoryBudget)` and hurts nobody else, and its death
+//! returns everything it held.
 //!
 //! Parsing ([`parse`]) checks syntax and resolves names; every failure is a
 //! [`ManifestError`] that names the line or the service. [`parse`] then
@@ -28,7 +39,8 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use pandagen_abi::api::limits::MAX_TASK_NAME;
-use pandagen_abi::{IdentityKind, Priority, ServiceId, TrustDomain};
+use pandagen_abi::budget::FRAME_BYTES;
+use pandagen_abi::{Budget, IdentityKind, Priority, ServiceId, TrustDomain};
 
 use crate::descriptor::{CapabilityName, Readiness, ServiceDescriptor};
 use crate::policy::RestartPolicy;
@@ -97,7 +109,12 @@ struct Section {
     values: BTreeMap<String, (u32, String)>,
 }
 
-const KEYS: [&str; 9] = [
+/// The budget of an instance whose section names none: room for a few
+/// hundred channels or a full queue of large messages, and a service
+/// image several times the size of today's.
+pub const DEFAULT_BUDGET: Budget = Budget::new(256 << 10, (16 << 20) / FRAME_BYTES);
+
+const KEYS: [&str; 11] = [
     "id",
     "image",
     "restart",
@@ -107,6 +124,8 @@ const KEYS: [&str; 9] = [
     "kind",
     "priority",
     "ready",
+    "memory",
+    "frames",
 ];
 
 /// Parse and validate a manifest.
@@ -283,6 +302,18 @@ fn descriptor(
         Some((_, "spawned")) => Readiness::Spawned,
         Some((line, value)) => return Err(bad_value(line, "ready", value)),
     };
+    let size = |key: &str| -> Result<Option<u64>, ManifestError> {
+        match get(key) {
+            None => Ok(None),
+            Some((line, value)) => parse_size(value)
+                .map(Some)
+                .ok_or(bad_value(line, key, value)),
+        }
+    };
+    let budget = Budget::new(
+        size("memory")?.unwrap_or(DEFAULT_BUDGET.memory),
+        size("frames")?.map_or(DEFAULT_BUDGET.frames, |bytes| bytes.div_ceil(FRAME_BYTES)),
+    );
     Ok(ServiceDescriptor {
         service_id: ids[name],
         name: name.into(),
@@ -294,7 +325,19 @@ fn descriptor(
         kind,
         priority,
         readiness,
+        budget,
     })
+}
+
+/// A byte count: decimal digits with an optional `K` (KiB) or `M` (MiB)
+/// suffix.
+fn parse_size(value: &str) -> Option<u64> {
+    let (digits, unit) = match value.as_bytes().last()? {
+        b'K' | b'k' => (&value[..value.len() - 1], 1u64 << 10),
+        b'M' | b'm' => (&value[..value.len() - 1], 1u64 << 20),
+        _ => (value, 1),
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(unit)
 }
 
 fn parse_policy(value: &str) -> Option<RestartPolicy> {

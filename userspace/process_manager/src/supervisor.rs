@@ -441,7 +441,8 @@ impl Supervisor {
         let mut task = TaskDescriptor::new(descriptor.name.clone())
             .with_image(descriptor.image.clone())
             .with_priority(descriptor.priority)
-            .with_identity(descriptor.kind, descriptor.trust_domain.clone());
+            .with_identity(descriptor.kind, descriptor.trust_domain.clone())
+            .with_budget(descriptor.budget);
         task.capabilities = minted;
         if let Some(channel) = self.channel {
             task = task.with_exit_channel(channel);

@@ -1,6 +1,7 @@
 //! The manifest format, its validation and the start order.
 
-use pandagen_abi::{IdentityKind, Priority, ServiceId, TrustDomain};
+use pandagen_abi::{Budget, IdentityKind, Priority, ServiceId, TrustDomain};
+use pandagen_process_manager::manifest::DEFAULT_BUDGET;
 use pandagen_process_manager::{
     parse_manifest, CapabilityName, ManifestError, Readiness, RestartPolicy, SyntaxError,
     ValidationError,
@@ -33,7 +34,9 @@ fn a_full_entry_parses_into_a_descriptor() {
           trust = sandbox\n\
           kind = component\n\
           priority = 3\n\
-          ready = spawned\n",
+          ready = spawned\n\
+          memory = 96K\n\
+          frames = 2M\n",
     )
     .unwrap();
     let web = manifest.by_name("web").unwrap();
@@ -59,6 +62,9 @@ fn a_full_entry_parses_into_a_descriptor() {
     assert_eq!(web.kind, IdentityKind::Component);
     assert_eq!(web.priority, Priority(3));
     assert_eq!(web.readiness, Readiness::Spawned);
+    assert_eq!(web.budget, Budget::new(96 << 10, 512));
+    let db = manifest.by_name("db").unwrap();
+    assert_eq!(db.budget, DEFAULT_BUDGET);
 }
 
 #[test]
@@ -72,6 +78,7 @@ fn defaults_are_documented_values() {
     assert_eq!(solo.kind, IdentityKind::Service);
     assert_eq!(solo.priority, Priority::NORMAL);
     assert_eq!(solo.readiness, Readiness::Registered);
+    assert_eq!(solo.budget, Budget::new(256 << 10, 4096));
 }
 
 #[test]
@@ -257,6 +264,10 @@ fn bad_values_are_rejected() {
         "capabilities = channel:a",
         "restart = backoff:many",
         "image = ../etc",
+        "memory = lots",
+        "memory = 12G",
+        "frames = -4K",
+        "memory = 99999999999999999999M",
     ] {
         let text = format!("[a]\nid=5\n{line}\n");
         assert!(

@@ -22,6 +22,7 @@ fn descriptor(index: usize, dependencies: &[usize]) -> ServiceDescriptor {
         kind: IdentityKind::Service,
         priority: Priority::NORMAL,
         readiness: Readiness::Registered,
+        budget: pandagen_process_manager::manifest::DEFAULT_BUDGET,
     }
 }
 

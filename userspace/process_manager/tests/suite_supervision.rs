@@ -55,7 +55,8 @@ fn the_supervision_suite_passes_on_the_simulator() {
         "pm_crasher",
         demo(CRASHER, Some(Duration::from_millis(300))),
     );
-    let mut descriptor = TaskDescriptor::new("suite".into());
+    let mut descriptor =
+        TaskDescriptor::new("suite".into()).with_budget(pandagen_sim::SUPERVISOR_BUDGET);
     for kind in ROOT_CAPABILITIES {
         descriptor =
             descriptor.with_capability(scenario.kernel_mut().root_copy(kind, Rights::ALL).unwrap());

@@ -262,6 +262,7 @@ impl KernelApi for Kernel {
             kind: descriptor.kind,
             trust_domain: descriptor.trust_domain.as_str(),
             exit_channel: descriptor.exit_channel.map(|c| c.handle()),
+            budget: descriptor.budget,
         };
         call(
             Syscall::Spawn,

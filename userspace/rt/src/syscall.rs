@@ -133,3 +133,15 @@ pub fn terminate(task: TaskId, reason: ExitReason) -> Result<(), KernelError> {
         &mut response,
     )
 }
+
+/// 32 fresh random bytes from the kernel's entropy pool, and the source
+/// the pool was seeded from.
+pub fn random() -> Result<pandagen_abi::syscall::RandomReply, KernelError> {
+    call_small(Syscall::Random, &())
+}
+
+/// The kernel's secret for the program image this task runs, for this
+/// boot (see `Syscall::ProgramSecret`).
+pub fn program_secret() -> Result<pandagen_abi::syscall::ProgramSecretReply, KernelError> {
+    call_small(Syscall::ProgramSecret, &())
+}

@@ -36,6 +36,22 @@ pub const ECHO: ServiceId = ServiceId::from_raw(100);
 /// Request payload of the echo service: the server answers `value + 1`.
 pub type EchoValue = u64;
 
+/// The schema of the soak suite's own messages.
+pub const SOAK_SCHEMA: pandagen_abi::SchemaVersion = pandagen_abi::SchemaVersion::new(1, 0);
+/// The action of `attack_heap_cycles`'s report.
+pub const ATTACK_REPORT_ACTION: &str = "attack.report";
+
+/// What `attack_heap_cycles` managed before the kernel refused it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttackReport {
+    /// Channel pairs built, each a cycle of receive rights.
+    pub pairs: u32,
+    /// Payload bytes queued in them.
+    pub bytes_queued: u64,
+    /// The error that stopped it, as `Debug` text.
+    pub refusal: String,
+}
+
 /// Counts checks and prints the serial protocol lines.
 #[derive(Default)]
 pub struct Tally {

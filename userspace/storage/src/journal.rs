@@ -57,6 +57,15 @@
 //! small `Open` record of a restart may use the rest, so that a store that
 //! answers `Full` can still be reopened and read.
 //!
+//! **Sealing.** The key must not be readable by another holder of the
+//! device. A volume opened with a *seal* (`*_sealed`: 16 bytes only its
+//! owner can obtain — in ring 3, the kernel's secret for the storage
+//! program) stores `key XOR seal` in the superblock, and the superblock's
+//! checksum is keyed with the key itself: the bytes on the device reveal
+//! nothing about the key, and opening with the wrong seal finds no valid
+//! superblock (`Corrupt`) rather than an empty volume. The unsealed calls
+//! use an all-zero seal.
+//!
 //! Because the MAC is keyed with the secret key, no client data stored in a
 //! record can ever pass for a frame or a checkpoint, and data from a
 //! previous format of the device (another key) is never replayed.
@@ -76,9 +85,15 @@ use crate::record::{Change, CommitRecord};
 use crate::siphash::{siphash24, SipKey};
 use crate::store::DURABLE_ANSWERS;
 
-const SUPER_MAGIC: &[u8; 8] = b"PGSTORE2";
-const SUPER_KEY: SipKey = SipKey::from_bytes(*b"pandagen-superbk");
-/// magic | block size | key | generation | cp_start | cp_blocks
+/// How a superblock begins.
+pub const SUPER_MAGIC: &[u8; 8] = b"PGSTORE3";
+/// How a superblock written before sealing began, and the fixed key of
+/// its checksum: such volumes still open (their key was in the clear).
+const LEGACY_SUPER_MAGIC: &[u8; 8] = b"PGSTORE2";
+const LEGACY_SUPER_KEY: [u8; 16] = *b"pandagen-superbk";
+/// The seal of a volume opened without one.
+pub const NO_SEAL: [u8; 16] = [0; 16];
+/// magic | block size | key XOR seal | generation | cp_start | cp_blocks
 const SUPER_LEN: usize = 8 + 4 + 16 + 8 + 8 + 8;
 const FRAME_MAGIC: &[u8; 4] = b"PGJR";
 const FRAME_HEADER: usize = 4 + 8 + 4 + 8;
@@ -95,6 +110,8 @@ pub const MIN_BLOCK_SIZE: usize = 64;
 pub struct JournalBackend<D: BlockDevice> {
     device: D,
     key: SipKey,
+    /// XORed onto the key where the superblock stores it.
+    seal: [u8; 16],
     block_size: usize,
     /// The generation of the current superblock.
     generation: u64,
@@ -129,8 +146,12 @@ fn io<T>(r: Result<T, BlockError>) -> Result<T, BackendError> {
     r.map_err(|_| BackendError::Io)
 }
 
-fn superblock_sum(bytes: &[u8]) -> u64 {
-    siphash24(&SUPER_KEY, bytes)
+fn superblock_sum(key: [u8; 16], bytes: &[u8]) -> u64 {
+    siphash24(&SipKey::from_bytes(key), bytes)
+}
+
+fn xor(a: [u8; 16], b: [u8; 16]) -> [u8; 16] {
+    core::array::from_fn(|i| a[i] ^ b[i])
 }
 
 fn le_u64(bytes: &[u8]) -> u64 {
@@ -144,6 +165,7 @@ fn le_u32(bytes: &[u8]) -> u32 {
 /// One superblock's contents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Superblock {
+    /// The key itself (the device holds it sealed).
     key: [u8; 16],
     generation: u64,
     cp_start: u64,
@@ -151,29 +173,38 @@ struct Superblock {
 }
 
 impl Superblock {
-    fn encode(&self, block_size: usize) -> Vec<u8> {
+    fn encode(&self, block_size: usize, seal: [u8; 16]) -> Vec<u8> {
         let mut block = vec![0u8; block_size];
         block[..8].copy_from_slice(SUPER_MAGIC);
         block[8..12].copy_from_slice(&(block_size as u32).to_le_bytes());
-        block[12..28].copy_from_slice(&self.key);
+        block[12..28].copy_from_slice(&xor(self.key, seal));
         block[28..36].copy_from_slice(&self.generation.to_le_bytes());
         block[36..44].copy_from_slice(&self.cp_start.to_le_bytes());
         block[44..52].copy_from_slice(&self.cp_blocks.to_le_bytes());
-        let sum = superblock_sum(&block[..SUPER_LEN]);
+        let sum = superblock_sum(self.key, &block[..SUPER_LEN]);
         block[SUPER_LEN..SUPER_LEN + 8].copy_from_slice(&sum.to_le_bytes());
         block
     }
 
-    fn decode(block: &[u8], block_count: u64) -> Option<Self> {
+    fn decode(block: &[u8], block_count: u64, seal: [u8; 16]) -> Option<Self> {
         let block_size = block.len();
-        if &block[..8] != SUPER_MAGIC
-            || le_u32(&block[8..]) as usize != block_size
-            || le_u64(&block[SUPER_LEN..]) != superblock_sum(&block[..SUPER_LEN])
-        {
+        if le_u32(&block[8..]) as usize != block_size {
             return None;
         }
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&block[12..28]);
+        let mut stored = [0u8; 16];
+        stored.copy_from_slice(&block[12..28]);
+        let sum = le_u64(&block[SUPER_LEN..]);
+        let key = if &block[..8] == SUPER_MAGIC {
+            let key = xor(stored, seal);
+            (sum == superblock_sum(key, &block[..SUPER_LEN])).then_some(key)?
+        } else if &block[..8] == LEGACY_SUPER_MAGIC {
+            // A volume from before sealing: the key in the clear, the sum
+            // under a fixed key. The next superblock written seals it.
+            let legacy = SipKey::from_bytes(LEGACY_SUPER_KEY);
+            (sum == siphash24(&legacy, &block[..SUPER_LEN])).then_some(stored)?
+        } else {
+            return None;
+        };
         let sb = Superblock {
             key,
             generation: le_u64(&block[28..]),
@@ -185,14 +216,14 @@ impl Superblock {
     }
 
     /// The newest valid superblock on `device`.
-    fn read<D: BlockDevice>(device: &mut D) -> Result<Self, BackendError> {
+    fn read<D: BlockDevice>(device: &mut D, seal: [u8; 16]) -> Result<Self, BackendError> {
         let block_size = device.block_size() as usize;
         let count = device.block_count();
         let mut best: Option<Superblock> = None;
         for slot in 0..DATA_START {
             let mut block = vec![0u8; block_size];
             io(device.read_blocks(slot, &mut block))?;
-            if let Some(sb) = Superblock::decode(&block, count) {
+            if let Some(sb) = Superblock::decode(&block, count, seal) {
                 if sb.generation % DATA_START == slot
                     && best.is_none_or(|b| sb.generation > b.generation)
                 {
@@ -274,8 +305,19 @@ fn compact_records(mut records: Vec<CommitRecord>) -> Vec<CommitRecord> {
 }
 
 impl<D: BlockDevice> JournalBackend<D> {
-    /// Format `device` as an empty volume with capability key `key`.
-    pub fn format(mut device: D, key: [u8; 16]) -> Result<Self, BackendError> {
+    /// Format `device` as an empty volume with capability key `key`,
+    /// unsealed.
+    pub fn format(device: D, key: [u8; 16]) -> Result<Self, BackendError> {
+        Self::format_sealed(device, key, NO_SEAL)
+    }
+
+    /// Format `device` as an empty volume with capability key `key`,
+    /// stored under `seal`.
+    pub fn format_sealed(
+        mut device: D,
+        key: [u8; 16],
+        seal: [u8; 16],
+    ) -> Result<Self, BackendError> {
         let block_size = device.block_size() as usize;
         if block_size < MIN_BLOCK_SIZE || device.block_count() <= DATA_START {
             return Err(BackendError::Full);
@@ -292,11 +334,12 @@ impl<D: BlockDevice> JournalBackend<D> {
         io(device.write_blocks(1, &void))?;
         io(device.write_blocks(DATA_START, &void))?;
         io(device.flush())?;
-        io(device.write_blocks(0, &sb.encode(block_size)))?;
+        io(device.write_blocks(0, &sb.encode(block_size, seal)))?;
         io(device.flush())?;
         Ok(JournalBackend {
             device,
             key: SipKey::from_bytes(key),
+            seal,
             block_size,
             generation: 0,
             cp_start: DATA_START,
@@ -313,7 +356,17 @@ impl<D: BlockDevice> JournalBackend<D> {
     /// RAM disk). Returns whether it was formatted. A device that is not
     /// blank and holds no valid superblock is `Corrupt`, and is left as it
     /// is: data is never formatted away.
-    pub fn open_or_format(mut device: D, key: [u8; 16]) -> Result<(Self, bool), BackendError> {
+    pub fn open_or_format(device: D, key: [u8; 16]) -> Result<(Self, bool), BackendError> {
+        Self::open_or_format_sealed(device, key, NO_SEAL)
+    }
+
+    /// [`open_or_format`](Self::open_or_format) for a volume sealed with
+    /// `seal`; a volume sealed with another seal is `Corrupt`.
+    pub fn open_or_format_sealed(
+        mut device: D,
+        key: [u8; 16],
+        seal: [u8; 16],
+    ) -> Result<(Self, bool), BackendError> {
         let block_size = device.block_size() as usize;
         if block_size < MIN_BLOCK_SIZE || device.block_count() <= DATA_START {
             return Err(BackendError::Full);
@@ -321,23 +374,29 @@ impl<D: BlockDevice> JournalBackend<D> {
         let mut blocks = vec![0u8; DATA_START as usize * block_size];
         io(device.read_blocks(0, &mut blocks))?;
         if blocks.iter().all(|&b| b == 0) {
-            Ok((Self::format(device, key)?, true))
+            Ok((Self::format_sealed(device, key, seal)?, true))
         } else {
-            Ok((Self::open(device)?, false))
+            Ok((Self::open_sealed(device, seal)?, false))
         }
     }
 
     /// Open a formatted volume. Call `replay` (as `ObjectStore::open`
     /// does) before applying anything.
-    pub fn open(mut device: D) -> Result<Self, BackendError> {
+    pub fn open(device: D) -> Result<Self, BackendError> {
+        Self::open_sealed(device, NO_SEAL)
+    }
+
+    /// [`open`](Self::open) for a volume sealed with `seal`.
+    pub fn open_sealed(mut device: D, seal: [u8; 16]) -> Result<Self, BackendError> {
         let block_size = device.block_size() as usize;
         if block_size < MIN_BLOCK_SIZE || device.block_count() <= DATA_START {
             return Err(BackendError::Corrupt);
         }
-        let sb = Superblock::read(&mut device)?;
+        let sb = Superblock::read(&mut device, seal)?;
         Ok(JournalBackend {
             device,
             key: SipKey::from_bytes(sb.key),
+            seal,
             block_size,
             generation: sb.generation,
             cp_start: sb.cp_start,
@@ -547,8 +606,10 @@ impl<D: BlockDevice> JournalBackend<D> {
             .write_blocks(start, &image)
             .and_then(|()| self.device.flush())
             .and_then(|()| {
-                self.device
-                    .write_blocks(generation % DATA_START, &sb.encode(self.block_size))
+                self.device.write_blocks(
+                    generation % DATA_START,
+                    &sb.encode(self.block_size, self.seal),
+                )
             })
             .and_then(|()| self.device.flush());
         if written.is_err() {
@@ -640,7 +701,7 @@ impl<D: BlockDevice> StorageBackend for JournalBackend<D> {
         visit: &mut dyn FnMut(CommitRecord),
     ) -> Result<RecoveryReport, BackendError> {
         // A failed compaction may have switched the superblock or not.
-        let sb = Superblock::read(&mut self.device)?;
+        let sb = Superblock::read(&mut self.device, self.seal)?;
         if SipKey::from_bytes(sb.key) != self.key {
             return Err(BackendError::Corrupt);
         }

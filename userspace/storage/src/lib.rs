@@ -50,7 +50,8 @@ pub mod object;
 pub mod protocol;
 pub mod record;
 pub mod server;
-pub mod siphash;
+/// SipHash-2-4, shared with the kernel (which keys its entropy pool with it).
+pub use pandagen_abi::siphash;
 pub mod store;
 pub mod transaction;
 

@@ -113,7 +113,8 @@ fn boot(crash_after: Option<u32>, demo: pandagen_transformer::demo::DemoScenario
         ) as Box<dyn SimService>)
     });
 
-    let mut descriptor = TaskDescriptor::new("process-manager".into());
+    let mut descriptor =
+        TaskDescriptor::new("process-manager".into()).with_budget(pandagen_sim::SUPERVISOR_BUDGET);
     for kind in ROOT_CAPABILITIES {
         let copy = scenario
             .kernel_mut()

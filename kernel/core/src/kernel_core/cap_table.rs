@@ -11,6 +11,7 @@ use pandagen_abi::{CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
 
 use super::KernelCore;
 use crate::audit::CapabilityEvent;
+use crate::budget::CAP_COST;
 use crate::cap_table::{CapInfo, InvalidUse, Mintable, ObjectRef};
 
 impl KernelCore {
@@ -21,8 +22,8 @@ impl KernelCore {
     /// `Granted { from: None }`. Nothing reachable from ring 3 leads here:
     /// the syscall layer only calls it while building tasks.
     ///
-    /// Errors: `TaskNotFound(owner)`, `ResourceExhausted(CapabilitySlots)`.
-    /// Cost: O(1).
+    /// Errors: `TaskNotFound(owner)`, `ResourceExhausted(CapabilitySlots |
+    /// MemoryBudget)`. Cost: O(1).
     pub fn mint(
         &mut self,
         owner: TaskId,
@@ -31,7 +32,8 @@ impl KernelCore {
         now: Instant,
     ) -> Result<CapHandle, KernelError> {
         self.require_room(owner, 1)?;
-        let cap = self.new_record(object.into(), rights, owner);
+        let payer = self.pay(owner, CAP_COST)?;
+        let cap = self.new_record(object.into(), rights, owner, payer);
         self.audit.record(
             now,
             CapabilityEvent::Granted {
@@ -142,7 +144,8 @@ impl KernelCore {
     ///
     /// Errors: refusals as for [`KernelCore::lookup`], `InsufficientAuthority`
     /// without authority over `target`, `TaskNotFound(target)`,
-    /// `ResourceExhausted(CapabilitySlots)`. Cost: O(slots).
+    /// `ResourceExhausted(CapabilitySlots)`, `ResourceExhausted(MemoryBudget)`
+    /// when the caller's budget cannot pay for the copy. Cost: O(slots).
     pub fn grant(
         &mut self,
         caller: TaskId,
@@ -153,7 +156,9 @@ impl KernelCore {
         let info = self.validate(caller, handle, None, Rights::GRANT, now)?;
         self.check_target(caller, handle, target, now)?;
         self.require_room(target, 1)?;
-        let cap = self.new_record(info.object, info.rights, target);
+        // The granter made the record, so the granter pays for it.
+        let payer = self.pay(caller, CAP_COST)?;
+        let cap = self.new_record(info.object, info.rights, target, payer);
         let id = cap.id();
         self.audit.record(
             now,
@@ -264,8 +269,9 @@ impl KernelCore {
     ) -> Result<CapHandle, KernelError> {
         let info = self.validate(caller, handle, None, Rights::GRANT, now)?;
         self.require_room(caller, 1)?;
+        let payer = self.pay(caller, CAP_COST)?;
         let attenuated = info.rights.attenuate(rights);
-        let cap = self.new_record(info.object, attenuated, caller);
+        let cap = self.new_record(info.object, attenuated, caller, payer);
         self.audit.record(
             now,
             CapabilityEvent::Cloned {

@@ -8,10 +8,11 @@
 
 use alloc::vec::Vec;
 use pandagen_abi::error::{ReceiveError, Resource, SendError};
-use pandagen_abi::{CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
+use pandagen_abi::{Budget, CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
 
 use super::KernelCore;
 use crate::audit::{CapabilityEvent, InvalidationReason};
+use crate::budget::{message_cost, CAP_COST, CHANNEL_COST};
 use crate::cap_table::{Holder, ObjectRef};
 use crate::channel::{Body, ChannelRef, Delivered, Message};
 use crate::task::WakeReason;
@@ -93,7 +94,10 @@ impl KernelCore {
     }
 
     /// Create a channel whose queue holds at most `capacity` messages
-    /// (clamped to `1..=max_queue_capacity`).
+    /// (clamped to `1..=max_queue_capacity`). The caller pays
+    /// [`CHANNEL_COST`] + [`CAP_COST`] from its budget until the channel and
+    /// the capability are gone; `ResourceExhausted(MemoryBudget)` if it
+    /// cannot.
     pub fn create_channel_with_capacity(
         &mut self,
         caller: TaskId,
@@ -105,9 +109,11 @@ impl KernelCore {
             return Err(KernelError::ResourceExhausted(Resource::Channels));
         }
         let capacity = capacity.clamp(1, self.config.max_queue_capacity.max(1));
-        let ch = self.channels.create(capacity);
+        let payer = self.pay(caller, CHANNEL_COST + CAP_COST)?;
+        let ch = self.channels.create(capacity, payer);
         let rights = Rights::SEND | Rights::RECEIVE | Rights::GRANT | Rights::TRANSFER;
-        let cap = self.new_record(ObjectRef::Channel(ch), rights, caller);
+        // The creator's capability record is charged with the channel.
+        let cap = self.new_record(ObjectRef::Channel(ch), rights, caller, payer);
         self.audit.record(
             now,
             CapabilityEvent::Granted {
@@ -314,6 +320,7 @@ impl KernelCore {
             caps: Vec::new(),
             badge: None,
             reserved,
+            payer: None,
         };
         self.push(ch, msg)
     }
@@ -406,6 +413,7 @@ impl KernelCore {
         }
         let msg = c.pop_front().expect("head checked above");
         let now_drained = c.is_drained() && c.waiters.len() > 0;
+        self.release_message(&msg);
         let Message {
             seq,
             sender,
@@ -414,6 +422,7 @@ impl KernelCore {
             caps,
             badge,
             reserved: _,
+            payer: _,
         } = msg;
         let mut handles = Vec::new();
         if !caps.is_empty() {
@@ -588,6 +597,10 @@ impl KernelCore {
         if caps.len() > self.config.max_caps_per_message {
             return Err(KernelError::SendFailed(SendError::TooManyCapabilities));
         }
+        // The sender pays for the message while it is queued.
+        let account = self.account_of(caller)?;
+        self.accounts
+            .check(account, Budget::memory(message_cost(len, caps.len())))?;
         if !caps.is_empty() {
             self.validate_moves(caller, caps, now)?;
             let task = self.tasks.get(caller).expect("caller validated");
@@ -614,6 +627,11 @@ impl KernelCore {
         caps: &[CapHandle],
     ) -> Message {
         let mut moved = Vec::new();
+        let payer = self.tasks.get(caller).expect("caller validated").account;
+        let cost = message_cost(bytes.len(), caps.len());
+        if self.accounts.charge_memory(payer, cost).is_err() {
+            unreachable!("the sender's budget was checked by check_delivery");
+        }
         if !caps.is_empty() {
             moved.reserve_exact(caps.len());
             let task = self.tasks.get_mut(caller).expect("caller validated");
@@ -631,6 +649,7 @@ impl KernelCore {
             caps: moved,
             badge: None,
             reserved: false,
+            payer: Some(payer),
         }
     }
 

@@ -2,11 +2,12 @@
 //! real kernel's self-test after a syscall fuzz run. O(everything).
 
 use alloc::collections::{BTreeMap, BTreeSet};
-use pandagen_abi::{Rights, ServiceId, TaskId};
+use pandagen_abi::{Budget, Rights, ServiceId, TaskId};
 
 use super::KernelCore;
+use crate::budget::{message_cost, AccountId, CAP_COST, CHANNEL_COST};
 use crate::cap_table::{CapId, Capability, Holder, ObjectRef};
-use crate::channel::ChannelRef;
+use crate::channel::{ChannelRef, Message};
 use crate::sched::{BlockedOn, SchedState};
 
 /// The first inconsistency `check_invariants` found.
@@ -36,6 +37,9 @@ pub enum InvariantViolation {
     Scheduler,
     /// A channel's wait list holds a task not blocked on it.
     WaitList(ChannelRef),
+    /// An account's charge disagrees with the objects it pays for, exceeds
+    /// its limit, or an object names an account that does not exist.
+    Account(AccountId),
 }
 
 #[derive(Default, PartialEq, Eq, Debug)]
@@ -150,7 +154,61 @@ impl KernelCore {
         if !self.sched.consistent() {
             return Err(InvariantViolation::Scheduler);
         }
-        Ok(())
+        self.check_accounts()
+    }
+
+    /// Every account's charge is exactly the cost of the objects that name
+    /// it as payer plus the limits of its child accounts, within its limit;
+    /// no closed account lingers with nothing charged.
+    fn check_accounts(&self) -> Result<(), InvariantViolation> {
+        let mut expected: BTreeMap<AccountId, Budget> = BTreeMap::new();
+        let mut add = |account: AccountId, amount: Budget| {
+            let e = expected.entry(account).or_default();
+            *e = e.saturating_add(amount);
+        };
+        let cap = Budget::memory(CAP_COST);
+        let message = |msg: &Message| Budget::memory(message_cost(msg.bytes.len(), msg.caps.len()));
+        for (_, task) in self.tasks.iter() {
+            add(task.account, task.own_charge);
+            for (_, c) in task.space.iter() {
+                add(c.payer(), cap);
+            }
+        }
+        for (_, c) in self.channels.iter() {
+            add(c.payer, Budget::memory(CHANNEL_COST));
+            for msg in &c.queue {
+                if let Some(payer) = msg.payer {
+                    add(payer, message(msg));
+                }
+                for carried in &msg.caps {
+                    add(carried.payer(), cap);
+                }
+            }
+        }
+        for (_, msg) in self.parked.values() {
+            if let Some(payer) = msg.payer {
+                add(payer, message(msg));
+            }
+            for carried in &msg.caps {
+                add(carried.payer(), cap);
+            }
+        }
+        for (_, usage, parent, _) in self.accounts.iter() {
+            if let Some(parent) = parent {
+                add(parent, usage.limit);
+            }
+        }
+        for (account, usage, _, open) in self.accounts.iter() {
+            let charged = expected.remove(&account).unwrap_or_default();
+            let empty_and_closed = !open && usage.used == Budget::ZERO;
+            if charged != usage.used || !usage.used.fits_in(&usage.limit) || empty_and_closed {
+                return Err(InvariantViolation::Account(account));
+            }
+        }
+        match expected.into_keys().next() {
+            Some(missing) => Err(InvariantViolation::Account(missing)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -219,7 +277,8 @@ mod tests {
         let mut w = world();
         let (_, cap) = first_cap_of(&w.k, w.a);
         let id = cap.id();
-        let copy = Capability::new(id, cap.object(), cap.rights(), Holder::Task(w.b));
+        let payer = w.k.account_of(w.b).unwrap();
+        let copy = Capability::new(id, cap.object(), cap.rights(), Holder::Task(w.b), payer);
         w.k.tasks.get_mut(w.b).unwrap().space.install(copy).ok();
         // The counts stay right, so only the duplicate is wrong.
         let c = w.k.channels.get_mut(w.ch).unwrap();
@@ -263,7 +322,8 @@ mod tests {
     #[test]
     fn a_channel_nothing_references_is_found() {
         let mut w = world();
-        let orphan = w.k.channels.create(1);
+        let payer = w.k.account_of(w.a).unwrap();
+        let orphan = w.k.channels.create(1, payer);
         assert_eq!(w.k.check_invariants(), Err(V::UnreferencedChannel(orphan)));
         // Also when its own count claims a reference that no record makes.
         w.k.channels.get_mut(orphan).unwrap().refs = 1;
@@ -273,9 +333,11 @@ mod tests {
     #[test]
     fn a_record_naming_a_destroyed_channel_is_found() {
         let mut w = world();
-        let gone = w.k.channels.create(1);
+        let payer = w.k.account_of(w.b).unwrap();
+        let gone = w.k.channels.create(1, payer);
         w.k.channels.destroy(gone);
-        let cap = w.k.new_record(ObjectRef::Channel(gone), Rights::SEND, w.b);
+        let cap =
+            w.k.new_record(ObjectRef::Channel(gone), Rights::SEND, w.b, payer);
         w.k.tasks.get_mut(w.b).unwrap().space.install(cap).ok();
         assert_eq!(w.k.check_invariants(), Err(V::ChannelCounts(gone)));
     }

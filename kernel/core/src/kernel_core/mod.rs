@@ -16,6 +16,7 @@
 mod block;
 mod cap_table;
 mod channel;
+mod collect;
 mod fastpath;
 mod invariants;
 mod objects;
@@ -25,6 +26,7 @@ mod spawn;
 mod task;
 
 pub use channel::{Offer, ParkedMessage, Sent};
+pub use collect::Collected;
 pub use fastpath::Switched;
 pub use invariants::InvariantViolation;
 pub use sched::RecvOutcome;
@@ -38,20 +40,29 @@ use alloc::vec::Vec;
 use pandagen_abi::envelope::MAX_MESSAGE_BYTES;
 use pandagen_abi::error::Resource;
 use pandagen_abi::{
-    CapHandle, CapKind, ExitNotification, Instant, KernelError, Rights, TaskId, TrustDomain,
+    Budget, CapHandle, CapKind, ExitNotification, Instant, KernelError, Rights, TaskId, TrustDomain,
 };
 
 use crate::audit::{AuditLog, CapabilityEvent, InvalidationReason};
+use crate::budget::{message_cost, AccountId, Accounts, CAP_COST, CHANNEL_COST};
 use crate::cap_table::{CapId, CapInfo, Capability, Holder, InvalidUse, ObjectRef};
 use crate::channel::{ChannelRef, ChannelTable, Message};
 use crate::registry::Registry;
 use crate::sched::Scheduler;
 use crate::task::{IdentityTable, Task, TaskTable, WakeReason};
 
+/// Kernel memory a child gets when its spawner names no budget: room for a
+/// few hundred channels, or a full default queue of maximal messages.
+pub const DEFAULT_CHILD_MEMORY: u64 = 256 << 10;
+/// Frames a child gets when its spawner names no budget (16 MiB): a
+/// service image with its stack and page tables, with room to spare.
+pub const DEFAULT_CHILD_FRAMES: u64 = 4096;
+
 /// Bounds and defaults. Everything the kernel stores is bounded by one of
-/// these, except the identity table (one entry per execution ever
-/// created, kept for supervision, unless `keep_ended_identities` is off)
-/// and the parked-message set (fault injection only).
+/// these or by the budgets, except the identity table (one entry per
+/// execution ever created, kept for supervision, unless
+/// `keep_ended_identities` is off) and the parked-message set (fault
+/// injection only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoreConfig {
     /// Audit events kept in the ring buffer.
@@ -73,6 +84,16 @@ pub struct CoreConfig {
     /// Exit notifications kept until cleared (the oldest is pushed out
     /// beyond this; see `exit_notifications_dropped`).
     pub exit_notification_capacity: usize,
+    /// The budget of a task created without a parent (see
+    /// [`crate::budget`]).
+    pub root_budget: Budget,
+    /// The budget a spawner grants a child when it names none (at most
+    /// half of what the spawner has left).
+    pub default_child_budget: Budget,
+    /// Bytes the embedding kernel keeps per task beside the core's records
+    /// (the real kernel's saved registers and address-space handle),
+    /// charged to each task with [`budget::TASK_COST`](crate::budget::TASK_COST).
+    pub task_overhead: u64,
     /// Whether the identity of an ended task stays in the identity table
     /// (`identity`, `task_identity` keep answering for it). A host
     /// supervisor's record of past executions needs it; a kernel that must
@@ -93,6 +114,9 @@ impl Default for CoreConfig {
             max_channels: 1 << 16,
             max_services: 256,
             exit_notification_capacity: 1024,
+            root_budget: Budget::new(64 << 20, 1 << 20),
+            default_child_budget: Budget::new(DEFAULT_CHILD_MEMORY, DEFAULT_CHILD_FRAMES),
+            task_overhead: 0,
             keep_ended_identities: true,
         }
     }
@@ -107,6 +131,8 @@ pub struct KernelCore {
     /// Interned trust domains; tasks and messages store an index.
     domains: Vec<TrustDomain>,
     channels: ChannelTable,
+    /// Who pays for what (see [`crate::budget`]).
+    accounts: Accounts,
     registry: Registry,
     sched: Scheduler,
     audit: AuditLog,
@@ -134,6 +160,7 @@ impl KernelCore {
             identities: IdentityTable::new(),
             domains: Vec::new(),
             channels: ChannelTable::new(),
+            accounts: Accounts::new(),
             registry: Registry::new(),
             sched: Scheduler::new(),
             audit: AuditLog::new(config.audit_capacity),
@@ -255,6 +282,7 @@ impl KernelCore {
                 task: caller,
                 handle,
                 reason,
+                repeats: 0,
             },
         );
         match reason {
@@ -271,9 +299,32 @@ impl KernelCore {
         }
     }
 
-    /// Create a new record for `owner` (not yet installed) and account for
-    /// it in its object's reference counts.
-    fn new_record(&mut self, object: ObjectRef, rights: Rights, owner: TaskId) -> Capability {
+    /// The account of a live task.
+    fn account_of(&self, task: TaskId) -> Result<AccountId, KernelError> {
+        self.tasks
+            .get(task)
+            .map(|t| t.account)
+            .ok_or(KernelError::TaskNotFound(task))
+    }
+
+    /// Charge `bytes` of kernel memory to `task`'s account, returning the
+    /// account; `ResourceExhausted(MemoryBudget)` changes nothing.
+    fn pay(&mut self, task: TaskId, bytes: u64) -> Result<AccountId, KernelError> {
+        let account = self.account_of(task)?;
+        self.accounts.charge_memory(account, bytes)?;
+        Ok(account)
+    }
+
+    /// Create a new record for `owner` (not yet installed), paid for by
+    /// `payer` (already charged [`CAP_COST`]), and account for it in its
+    /// object's reference counts.
+    fn new_record(
+        &mut self,
+        object: ObjectRef,
+        rights: Rights,
+        owner: TaskId,
+        payer: AccountId,
+    ) -> Capability {
         if let ObjectRef::Channel(ch) = object {
             if let Some(c) = self.channels.get_mut(ch) {
                 c.refs += 1;
@@ -286,7 +337,7 @@ impl KernelCore {
             }
         }
         let id = self.new_cap_id();
-        Capability::new(id, object, rights, Holder::Task(owner))
+        Capability::new(id, object, rights, Holder::Task(owner), payer)
     }
 
     /// Install a record in a live task's space (the caller checked room).
@@ -343,6 +394,7 @@ impl KernelCore {
     /// Invalidate every capability carried by `msg` (audited), then
     /// release them.
     fn discard_message(&mut self, msg: Message, reason: InvalidationReason, now: Instant) {
+        self.release_message(&msg);
         for cap in msg.caps {
             self.audit.record(
                 now,
@@ -357,6 +409,15 @@ impl KernelCore {
         }
     }
 
+    /// Return a message's charge to its sender's account (the message has
+    /// left the kernel, or is being discarded).
+    fn release_message(&mut self, msg: &Message) {
+        if let Some(payer) = msg.payer {
+            self.accounts
+                .release_memory(payer, message_cost(msg.bytes.len(), msg.caps.len()));
+        }
+    }
+
     /// A record has stopped existing (its event is already audited):
     /// release its references. Closing a channel discards its queue, which
     /// may release further records and close further channels; that cascade
@@ -365,6 +426,7 @@ impl KernelCore {
         let mut work: Vec<Capability> = Vec::new();
         let mut next = Some(first);
         while let Some(cap) = next.take().or_else(|| work.pop()) {
+            self.accounts.release_memory(cap.payer(), CAP_COST);
             let ObjectRef::Channel(ch) = cap.object() else {
                 continue;
             };
@@ -385,6 +447,7 @@ impl KernelCore {
                 self.unregister_channel(ch);
                 self.wake_all(ch, WakeReason::ChannelClosed);
                 for msg in queue {
+                    self.release_message(&msg);
                     for carried in msg.caps {
                         self.audit.record(
                             now,
@@ -411,7 +474,9 @@ impl KernelCore {
         };
         if c.refs == 0 {
             debug_assert!(c.queue.is_empty() && c.waiters.len() == 0);
+            let payer = c.payer;
             self.channels.destroy(ch);
+            self.accounts.release_memory(payer, CHANNEL_COST);
         } else if c.is_drained() && c.waiters.len() > 0 {
             self.wake_all(ch, WakeReason::ChannelClosed);
         }

@@ -61,9 +61,10 @@ impl KernelCore {
             Some(_) => {}
         }
         self.require_room(caller, 1)?;
+        let payer = self.pay(caller, crate::budget::CAP_COST)?;
         let rights = rights.attenuate(OBJECT_CAP_RIGHTS);
         let object = ObjectRef::StorageObject(ServiceObject::new(service, badge));
-        let cap = self.new_record(object, rights, caller);
+        let cap = self.new_record(object, rights, caller, payer);
         self.audit.record(
             now,
             CapabilityEvent::Granted {

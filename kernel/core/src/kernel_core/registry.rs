@@ -122,8 +122,8 @@ impl KernelCore {
     /// `REGISTER | TRANSFER`, in the caller's space. Audited as
     /// `Granted { from: Some(caller), source }`.
     ///
-    /// Errors: refusals as for `lookup`; `ResourceExhausted(CapabilitySlots)`.
-    /// Cost: O(1).
+    /// Errors: refusals as for `lookup`; `ResourceExhausted(CapabilitySlots |
+    /// MemoryBudget)`. Cost: O(1).
     pub fn mint_registration(
         &mut self,
         caller: TaskId,
@@ -140,8 +140,9 @@ impl KernelCore {
             now,
         )?;
         self.require_room(caller, 1)?;
+        let payer = self.pay(caller, crate::budget::CAP_COST)?;
         let object = Mintable::ServiceRegistration(service).into();
-        let cap = self.new_record(object, REGISTRATION_RIGHTS, caller);
+        let cap = self.new_record(object, REGISTRATION_RIGHTS, caller, payer);
         self.audit.record(
             now,
             CapabilityEvent::Granted {
@@ -190,7 +191,8 @@ impl KernelCore {
             .ok_or(KernelError::ServiceNotFound(service))?;
         let object = ObjectRef::Channel(ch);
         self.require_room(caller, 1)?;
-        let cap = self.new_record(object, Rights::SEND, caller);
+        let payer = self.pay(caller, crate::budget::CAP_COST)?;
+        let cap = self.new_record(object, Rights::SEND, caller, payer);
         self.audit.record(
             now,
             CapabilityEvent::Granted {

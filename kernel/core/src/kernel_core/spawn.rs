@@ -25,7 +25,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use pandagen_abi::api::{limits, EXIT_NOTIFICATION_ACTION};
-use pandagen_abi::error::SpawnError;
+use pandagen_abi::error::{Resource, SpawnError};
 use pandagen_abi::{
     CapHandle, CapKind, ExecutionId, ExitNotification, ExitReason, FailureCause, IdentityKind,
     Instant, KernelError, MessageEnvelope, MessagePayload, Priority, Rights, SchemaVersion,
@@ -53,6 +53,9 @@ pub struct SpawnArgs<'a> {
     pub capabilities: &'a [CapHandle],
     /// Where the child's exit notification goes (needs `RECEIVE` on it).
     pub exit_channel: Option<CapHandle>,
+    /// Frames the embedding kernel allocated for the child's address space
+    /// (0 in the simulator), charged to the child's budget.
+    pub frames: u64,
 }
 
 /// A task [`KernelCore::spawn`] created.
@@ -65,24 +68,16 @@ pub struct Spawned {
 }
 
 impl KernelCore {
-    /// Create a task on behalf of `spawner`, moving `args.capabilities`
-    /// into it and recording its exit route. Everything is validated before
-    /// anything is created, so a refused spawn changes nothing (refusals of
-    /// capability uses are audited).
-    ///
-    /// Errors: `TaskNotFound(spawner)`;
-    /// `SpawnFailed(TooManyCapabilities)` beyond `limits::MAX_SPAWN_CAPS`;
-    /// `InsufficientAuthority` for an image spawn without a `BootImage`
-    /// capability carrying `SPAWN`; `InvalidCapability` for a repeated or
-    /// unknown handle; the refusals of `lookup` for a capability without
-    /// `TRANSFER` or an exit channel without `RECEIVE`; the errors of
-    /// `create_task`.
-    pub fn spawn(
+    /// Every check [`spawn`](Self::spawn) makes before it creates
+    /// anything, with the same errors, and the exit route it would record.
+    /// A kernel calls this before it loads the child's image, so that a
+    /// refused spawn costs no allocation, zeroing or copying.
+    pub fn authorize_spawn(
         &mut self,
         spawner: TaskId,
-        args: SpawnArgs<'_>,
+        args: &SpawnArgs<'_>,
         now: Instant,
-    ) -> Result<Spawned, KernelError> {
+    ) -> Result<Option<ChannelRef>, KernelError> {
         if !self.is_alive(spawner) {
             return Err(KernelError::TaskNotFound(spawner));
         }
@@ -105,17 +100,49 @@ impl KernelCore {
                 .map_or(CapKind::Channel, |info| info.kind());
             self.lookup(spawner, handle, kind, Rights::TRANSFER, now)?;
         }
-        let exit_route = match args.exit_channel {
+        match args.exit_channel {
             Some(channel) => {
                 let info = self.lookup(spawner, channel, CapKind::Channel, Rights::RECEIVE, now)?;
                 match info.object {
-                    ObjectRef::Channel(ch) => Some(ch),
-                    _ => return Err(KernelError::InvalidCapability),
+                    ObjectRef::Channel(ch) => Ok(Some(ch)),
+                    _ => Err(KernelError::InvalidCapability),
                 }
             }
-            None => None,
-        };
+            None => Ok(None),
+        }
+    }
+
+    /// Create a task on behalf of `spawner`, moving `args.capabilities`
+    /// into it and recording its exit route. Everything is validated before
+    /// anything is created, so a refused spawn changes nothing (refusals of
+    /// capability uses are audited).
+    ///
+    /// Errors: `TaskNotFound(spawner)`;
+    /// `SpawnFailed(TooManyCapabilities)` beyond `limits::MAX_SPAWN_CAPS`;
+    /// `InsufficientAuthority` for an image spawn without a `BootImage`
+    /// capability carrying `SPAWN`; `InvalidCapability` for a repeated or
+    /// unknown handle; the refusals of `lookup` for a capability without
+    /// `TRANSFER` or an exit channel without `RECEIVE`;
+    /// `ResourceExhausted(FrameBudget)` when the child's budget cannot hold
+    /// `args.frames`; the errors of `create_task` (among them
+    /// `ResourceExhausted(MemoryBudget | FrameBudget)` when the spawner's
+    /// budget cannot grant the child's).
+    pub fn spawn(
+        &mut self,
+        spawner: TaskId,
+        args: SpawnArgs<'_>,
+        now: Instant,
+    ) -> Result<Spawned, KernelError> {
+        let exit_route = self.authorize_spawn(spawner, &args, now)?;
+        let handles = args.capabilities;
+        let budget = self.budget_for(&args.spec, Some(self.account_of(spawner)?));
+        if budget.frames < args.frames {
+            return Err(KernelError::ResourceExhausted(Resource::FrameBudget));
+        }
         let (task, execution) = self.create_task(Some(spawner), args.spec, now)?;
+        if self.charge_frames(task, args.frames).is_err() {
+            unreachable!("the child's budget covers its frames (checked above)");
+        }
         let capabilities = if handles.is_empty() {
             Vec::new()
         } else {
@@ -253,6 +280,7 @@ mod tests {
                     with_image: true,
                     capabilities: &[gift],
                     exit_channel: Some(exits),
+                    frames: 0,
                 },
                 t0(),
             )
@@ -272,6 +300,32 @@ mod tests {
     }
 
     #[test]
+    fn authorizing_a_spawn_checks_authority_and_creates_nothing() {
+        let mut k = KernelCore::default();
+        let root = k.create_root_task("root", t0()).unwrap();
+        let plain = |name: &str| SpawnArgs {
+            spec: TaskSpec::new(name),
+            with_image: true,
+            capabilities: &[],
+            exit_channel: None,
+            frames: 0,
+        };
+        let child = k.spawn(root.task, plain("child"), t0()).unwrap();
+        let tasks = k.task_count();
+        assert_eq!(
+            k.authorize_spawn(child.task, &plain("grandchild"), t0()),
+            Err(KernelError::InsufficientAuthority),
+            "no BootImage capability"
+        );
+        assert_eq!(
+            k.authorize_spawn(root.task, &plain("sibling"), t0()),
+            Ok(None)
+        );
+        assert_eq!(k.task_count(), tasks, "authorizing creates nothing");
+        k.check_invariants().unwrap();
+    }
+
+    #[test]
     fn refused_spawn_changes_nothing() {
         let mut k = KernelCore::default();
         let root = k.create_root_task("root", t0()).unwrap();
@@ -285,6 +339,7 @@ mod tests {
                 with_image: true,
                 capabilities: &[ch, ch],
                 exit_channel: None,
+                frames: 0,
             },
             t0(),
         );
@@ -296,6 +351,7 @@ mod tests {
                 with_image: true,
                 capabilities: &[no_transfer],
                 exit_channel: None,
+                frames: 0,
             },
             t0(),
         );
@@ -316,6 +372,7 @@ mod tests {
                     with_image: false,
                     capabilities: &[],
                     exit_channel: None,
+                    frames: 0,
                 },
                 t0(),
             )
@@ -327,6 +384,7 @@ mod tests {
                 with_image: true,
                 capabilities: &[],
                 exit_channel: None,
+                frames: 0,
             },
             t0(),
         );

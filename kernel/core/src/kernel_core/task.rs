@@ -5,12 +5,13 @@ use alloc::vec::Vec;
 use pandagen_abi::api::limits::MAX_TASK_NAME;
 use pandagen_abi::error::{Resource, SpawnError};
 use pandagen_abi::{
-    ExecutionId, ExitNotification, ExitReason, IdentityKind, IdentityMetadata, Instant,
+    Budget, ExecutionId, ExitNotification, ExitReason, IdentityKind, IdentityMetadata, Instant,
     KernelError, Priority, TaskId, TrustDomain,
 };
 
 use super::KernelCore;
 use crate::audit::{CapabilityEvent, InvalidationReason};
+use crate::budget::{AccountId, BudgetUsage, TASK_COST};
 use crate::cap_table::CapSpace;
 use crate::sched::{BlockedOn, SchedState};
 use crate::task::{Task, TaskSpec};
@@ -28,6 +29,8 @@ pub struct TaskInfo {
     pub state: SchedState,
     /// Capabilities installed in its space.
     pub caps: usize,
+    /// Its budget and what is charged to it.
+    pub budget: BudgetUsage,
 }
 
 impl KernelCore {
@@ -57,7 +60,11 @@ impl KernelCore {
             None => None,
         };
         let (parent_id, creator_id) = spec.lineage.unwrap_or((parent_exec, parent_exec));
-        self.create_task_with_lineage(spec, parent_id, creator_id, now)
+        let parent_account = match parent {
+            Some(p) => Some(self.account_of(p)?),
+            None => None,
+        };
+        self.create_task_in(spec, parent_account, parent_id, creator_id, now)
     }
 
     /// [`KernelCore::create_task`] with the lineage of the new identity
@@ -67,12 +74,52 @@ impl KernelCore {
     /// differ. Lineage is structural, never authority, but it must name
     /// executions this kernel issued and still records (every one, unless
     /// `keep_ended_identities` is off), so that lineage built
-    /// from ids always names the executions it claims. Errors as for
-    /// `create_task`, and `UnknownExecution` for a parent or creator id
-    /// this kernel never issued.
+    /// from ids always names the executions it claims. No live task pays
+    /// for it: it gets a root budget. Errors as for `create_task`, and
+    /// `UnknownExecution` for a parent or creator id this kernel never
+    /// issued.
     pub fn create_task_with_lineage(
         &mut self,
         spec: TaskSpec,
+        parent_exec: Option<ExecutionId>,
+        creator_exec: Option<ExecutionId>,
+        now: Instant,
+    ) -> Result<(TaskId, ExecutionId), KernelError> {
+        self.create_task_in(spec, None, parent_exec, creator_exec, now)
+    }
+
+    /// The budget a task created under `parent_account` with `spec` gets:
+    /// the one it names, or by default `default_child_budget` but at most
+    /// half of what the parent has left in each dimension (so that a child
+    /// with a default budget can itself spawn with defaults).
+    pub(super) fn budget_for(&self, spec: &TaskSpec, parent_account: Option<AccountId>) -> Budget {
+        match (spec.budget, parent_account) {
+            (Some(budget), _) => budget,
+            (None, Some(parent)) => {
+                let left = self.accounts.usage(parent).available();
+                let default = self.config.default_child_budget;
+                Budget::new(
+                    default.memory.min(left.memory / 2),
+                    default.frames.min(left.frames / 2),
+                )
+            }
+            (None, None) => self.config.root_budget,
+        }
+    }
+
+    /// What a task costs the kernel before it does anything.
+    pub(super) fn task_cost(&self) -> u64 {
+        TASK_COST + self.config.task_overhead
+    }
+
+    /// Create a task whose account is carved out of `parent_account` (a
+    /// root account without one) and charge the task to it. Errors also
+    /// `ResourceExhausted(MemoryBudget | FrameBudget)` when the parent
+    /// cannot grant the budget or the budget cannot hold the task.
+    fn create_task_in(
+        &mut self,
+        spec: TaskSpec,
+        parent_account: Option<AccountId>,
         parent_exec: Option<ExecutionId>,
         creator_exec: Option<ExecutionId>,
         now: Instant,
@@ -85,6 +132,15 @@ impl KernelCore {
             .tasks
             .next_id()
             .ok_or(KernelError::ResourceExhausted(Resource::Tasks))?;
+        let budget = self.budget_for(&spec, parent_account);
+        let own_charge = Budget::memory(self.task_cost());
+        if !own_charge.fits_in(&budget) {
+            return Err(KernelError::ResourceExhausted(Resource::MemoryBudget));
+        }
+        let account = self.accounts.open(parent_account, budget)?;
+        if self.accounts.charge(account, own_charge).is_err() {
+            unreachable!("a fresh account holds its own task (checked above)");
+        }
         let execution = self.identities.allocate();
         let domain = self.intern_domain(spec.trust_domain.clone());
         self.identities.insert(IdentityMetadata {
@@ -103,6 +159,8 @@ impl KernelCore {
             domain,
             space: CapSpace::new(self.config.max_caps_per_task),
             wake: None,
+            account,
+            own_charge,
         });
         self.sched.activate(slot, spec.priority);
         Ok((id, execution))
@@ -120,8 +178,14 @@ impl KernelCore {
     /// sent on the task's exit route if [`KernelCore::spawn`] recorded one,
     /// and returned. Errors: `TaskNotFound` if it is not alive.
     ///
+    /// Then everything charged to the task's account that no live task can
+    /// reach any more is collected (see [`KernelCore::collect_unreachable`])
+    /// and the account is closed: the unused rest of its budget returns to
+    /// its parent at once, the rest as the objects still charged to it go.
+    ///
     /// Cost: O(c + r) for c capabilities and r registrations, plus the
-    /// messages discarded.
+    /// messages discarded, plus one collection (O(every capability and
+    /// queued message)).
     pub fn terminate(
         &mut self,
         task: TaskId,
@@ -157,6 +221,15 @@ impl KernelCore {
             self.retire(cap, now);
         }
         let removed = self.tasks.remove(slot);
+        if let Some(t) = &removed {
+            // The task's own records and frames go now; what it made that
+            // nothing live can reach goes with the collection below; what
+            // others still reach stays charged to the closed account, and
+            // returns to the parent as it goes.
+            self.accounts.release(t.account, t.own_charge);
+            self.collect_unreachable(now);
+            self.accounts.close(t.account);
+        }
         let execution = removed.map(|t| t.execution).unwrap_or_else(|| {
             self.identities
                 .of_task(task)
@@ -217,6 +290,32 @@ impl KernelCore {
             }
         }
         Ok(())
+    }
+
+    /// The budget of a live task and what is charged to it. O(1).
+    pub fn budget(&self, task: TaskId) -> Option<BudgetUsage> {
+        self.tasks.get(task).map(|t| self.accounts.usage(t.account))
+    }
+
+    /// Charge `frames` more frames to `task`'s budget for its address space
+    /// (the embedding kernel allocated them); they are returned when the
+    /// task dies. `ResourceExhausted(FrameBudget)` changes nothing.
+    pub fn charge_frames(&mut self, task: TaskId, frames: u64) -> Result<(), KernelError> {
+        let account = self.account_of(task)?;
+        let amount = Budget::new(0, frames);
+        self.accounts.charge(account, amount)?;
+        let t = self
+            .tasks
+            .get_mut(task)
+            .expect("alive: its account was found");
+        t.own_charge = t.own_charge.saturating_add(amount);
+        Ok(())
+    }
+
+    /// Accounts in existence: one per live task, plus one per dead task
+    /// that still pays for objects others reach.
+    pub fn account_count(&self) -> usize {
+        self.accounts.live()
     }
 
     /// Whether `task` exists and has not terminated. O(1).
@@ -301,6 +400,7 @@ impl KernelCore {
             priority: self.sched.priority(slot),
             state: self.sched.state(slot),
             caps: t.space.len(),
+            budget: self.accounts.usage(t.account),
         })
     }
 }

@@ -88,6 +88,7 @@ pub fn spawn_routed(k: &mut KernelCore, parent: TaskId, exits: CapHandle) -> Tas
             with_image: false,
             capabilities: &[],
             exit_channel: Some(exits),
+            frames: 0,
         },
         T0,
     )

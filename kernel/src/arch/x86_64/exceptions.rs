@@ -5,6 +5,10 @@
 //! - NMI is logged and returns.
 //! - In a kernel with the test harness, a fault armed through
 //!   `fault_probe` resumes at the probe's recovery point.
+//! - A double fault whose CR2 lies in a stack's guard page is reported as
+//!   that stack's overflow (see [`stacks`]), then is fatal like any other
+//!   (with the test harness, the self-test's overflow probe resumes
+//!   instead).
 //! - Anything else is fatal: a full register dump, then
 //!   [`stop_after_fatal_error`](crate::panic::stop_after_fatal_error)
 //!   (QEMU exits with failure in test modes, the CPU halts otherwise).
@@ -14,6 +18,7 @@
 //! `task::user_fault`); the kernel prints one report line and runs on.
 
 use super::idt::vector;
+use super::stacks;
 use super::trap::TrapFrame;
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::registers::control::Cr2;
@@ -95,15 +100,44 @@ pub(super) fn handle(frame: &mut TrapFrame) {
             log::info!("breakpoint at {:#x}", frame.rip.wrapping_sub(1));
         }
         vector::NMI => log::warn!("NMI at {:#x}", frame.rip),
+        vector::DOUBLE_FAULT => {
+            let address = Cr2::read_raw();
+            if let Some(stack) = stacks::overflowed_stack(address) {
+                report_overflow(stack, address, frame);
+                #[cfg(feature = "test-harness")]
+                if stacks::try_recover(frame, stacks::Overflow { stack, address }) {
+                    return;
+                }
+            }
+            report(frame);
+            crate::panic::stop_after_fatal_error()
+        }
         _ => {
             #[cfg(feature = "test-harness")]
             if super::fault_probe::try_recover(frame) {
                 return;
             }
+            // An access far into a guard page is delivered as a plain
+            // page fault when the exception frame still fits above it.
+            if vec == vector::PAGE_FAULT {
+                let address = Cr2::read_raw();
+                if let Some(stack) = stacks::overflowed_stack(address) {
+                    report_overflow(stack, address, frame);
+                }
+            }
             report(frame);
             crate::panic::stop_after_fatal_error()
         }
     }
+}
+
+/// Names the stack that overflowed, before the register dump.
+fn report_overflow(stack: &str, address: u64, frame: &TrapFrame) {
+    crate::console::emergency(format_args!(
+        "\nKERNEL STACK OVERFLOW: the {stack} stack ran into its guard page \
+         (CR2={address:#018x}, RSP={:#018x}, RIP={:#018x})\n",
+        frame.rsp, frame.rip
+    ));
 }
 
 /// Prints one exception with all registers.

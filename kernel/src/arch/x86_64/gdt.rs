@@ -16,7 +16,8 @@
 //! CS = STAR bits 63..48 + 16 = 0x20|3, so STAR bits 63..48 = 0x10: see [`STAR`].
 //!
 //! The TSS provides separate interrupt stacks (IST) for #DF, NMI and #MC,
-//! which can strike when the current stack is unusable, and RSP0, the stack
+//! which can strike when the current stack is unusable (each with a guard
+//! page, see [`stacks`](super::stacks)), and RSP0, the stack
 //! the CPU switches to on an interrupt from ring 3 ([`set_kernel_stack`]).
 
 use core::ptr::addr_of_mut;
@@ -33,8 +34,6 @@ pub const IST_DOUBLE_FAULT: u8 = 1;
 pub const IST_NMI: u8 = 2;
 /// IST slot for the machine check.
 pub const IST_MACHINE_CHECK: u8 = 3;
-
-const IST_STACK_SIZE: usize = 16 * 1024;
 
 /// The selectors of every segment.
 #[derive(Debug, Clone, Copy)]
@@ -57,10 +56,6 @@ pub const USER_CODE: u16 = 0x20 | 3;
 /// The value for the STAR MSR: SYSCALL base 0x08, SYSRET base 0x10.
 pub const STAR: u64 = (0x10 << 48) | ((KERNEL_CODE as u64) << 32);
 
-#[repr(C, align(16))]
-struct IstStack([u8; IST_STACK_SIZE]);
-
-static mut IST_STACKS: [IstStack; 3] = [const { IstStack([0; IST_STACK_SIZE]) }; 3];
 static mut TSS: TaskStateSegment = TaskStateSegment::new();
 static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
 
@@ -71,16 +66,14 @@ pub fn init() {
         .into_iter()
         .enumerate()
     {
-        // SAFETY: IST_STACKS is only ever used as raw stack memory by the
-        // CPU; taking its address creates no reference.
-        let base = unsafe { addr_of_mut!(IST_STACKS[slot]) } as u64;
+        let top = super::stacks::ist_stack_top(slot);
         // SAFETY: runs once on the boot CPU before the TSS is loaded, so
         // nothing else reads it.
         // The TSS is packed, so its arrays are copied out, edited and
         // written back rather than indexed in place.
         unsafe {
             let mut table = (*tss).interrupt_stack_table;
-            table[usize::from(ist - 1)] = VirtAddr::new(base + IST_STACK_SIZE as u64);
+            table[usize::from(ist - 1)] = VirtAddr::new(top);
             (*tss).interrupt_stack_table = table;
         }
     }

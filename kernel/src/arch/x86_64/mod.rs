@@ -46,9 +46,32 @@ pub mod fault_probe;
 pub mod gdt;
 pub mod idt;
 pub mod protection;
+pub mod random;
+pub mod stacks;
 pub mod syscall_entry;
 pub mod trap;
 mod trap_entry;
+
+/// Lets pending interrupts in for a moment if the caller runs with them
+/// off, as every system call does; does nothing if they are on.
+///
+/// Long kernel work (loading a program image) calls this between bounded
+/// steps, so interrupt latency is bounded by one step, not by the size of
+/// the work. The caller must hold no lock an interrupt handler takes
+/// without `try_lock` (the handlers take only the clock, the serial port
+/// and the console input buffer, and the kernel state with `try_lock`).
+/// Interrupts arriving in ring 0 never switch tasks, so the caller resumes
+/// where it was.
+pub fn let_interrupts_in() {
+    if !x86_64::instructions::interrupts::are_enabled() {
+        // SAFETY: `sti` takes effect after the next instruction, so the
+        // `nop` is where pending interrupts are delivered; `cli` restores
+        // the caller's state. Handlers run on this stack (the kernel is
+        // built without a red zone) and return here; the asm clobbers
+        // memory, so nothing read before is assumed unchanged.
+        unsafe { core::arch::asm!("sti", "nop", "cli") };
+    }
+}
 
 /// Halts this CPU for good, with interrupts off.
 pub fn halt_forever() -> ! {

@@ -48,13 +48,6 @@ pub struct PerCpu {
 const KERNEL_RSP: usize = offset_of!(PerCpu, kernel_rsp);
 const USER_RSP: usize = offset_of!(PerCpu, user_rsp);
 
-/// Bytes of the single kernel stack every entry from ring 3 uses.
-const KERNEL_STACK_SIZE: usize = 64 * 1024;
-
-#[repr(C, align(16))]
-struct KernelStack([u8; KERNEL_STACK_SIZE]);
-
-static mut KERNEL_STACK: KernelStack = KernelStack([0; KERNEL_STACK_SIZE]);
 /// The boot CPU's block. The trap stubs compare the live GS base with its
 /// address to decide whether to `swapgs`.
 pub(super) static mut PER_CPU: PerCpu = PerCpu {
@@ -62,10 +55,10 @@ pub(super) static mut PER_CPU: PerCpu = PerCpu {
     user_rsp: 0,
 };
 
-/// The top of the kernel stack for entries from ring 3.
+/// The top of the kernel stack for entries from ring 3 (guarded, see
+/// [`stacks`](super::stacks)).
 fn kernel_stack_top() -> u64 {
-    let base = core::ptr::addr_of_mut!(KERNEL_STACK) as u64;
-    base + KERNEL_STACK_SIZE as u64
+    super::stacks::entry_stack_top()
 }
 
 /// Enables `syscall`: STAR/LSTAR/FMASK, EFER.SCE, the per-CPU block in GS

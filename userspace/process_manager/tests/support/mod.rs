@@ -235,7 +235,8 @@ impl World {
         // The process manager gets copies of the root capabilities, in the
         // order the real kernel gives them to the root task.
         let mut descriptor = TaskDescriptor::new("process-manager".into())
-            .with_identity(IdentityKind::System, TrustDomain::core());
+            .with_identity(IdentityKind::System, TrustDomain::core())
+            .with_budget(pandagen_sim::SUPERVISOR_BUDGET);
         for kind in ROOT_CAPABILITIES {
             let copy = scenario
                 .kernel_mut()

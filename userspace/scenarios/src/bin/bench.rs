@@ -19,6 +19,11 @@
 //!   encoding and decoding `MessageEnvelope`s through `KernelApi`'s
 //!   `send_then_receive` (one `SendReceive` per side), and `ipc_echo`'s
 //!   dispatch on the action.
+//!
+//! Two refusals show that authority is checked before work: `refused_grant`
+//! (a grant of a forged handle) and `refused_spawn` (a spawn of a real
+//! program that moves a forged handle). A refused spawn must cost about
+//! what a refused grant does, not the loading of the image it names.
 #![no_std]
 #![no_main]
 
@@ -28,11 +33,13 @@ use alloc::vec;
 use alloc::vec::Vec;
 use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
-    decode_status, ReceiveRequest, SendReceiveRequest, SendRequest, Syscall, RESPONSE_BUFFER_BYTES,
+    decode_status, ReceiveRequest, SendReceiveRequest, SendRequest, SpawnRequest, Syscall,
+    TransferRequest, RESPONSE_BUFFER_BYTES,
 };
 use pandagen_abi::Cap;
 use pandagen_abi::{
-    ChannelId, Duration, KernelApi, KernelError, MessageEnvelope, MessagePayload, Rights,
+    CapHandle, ChannelId, Duration, IdentityKind, KernelApi, KernelError, MessageEnvelope,
+    MessagePayload, Priority, Rights,
 };
 use pandagen_rt::syscall::{null, raw_syscall};
 use pandagen_rt::{println, Kernel};
@@ -226,6 +233,39 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         stop.call(Syscall::Send, &send)?;
     }
 
+    let forged = CapHandle::new(4000, 7);
+    let grant = TransferRequest {
+        capability: forged,
+        task: info.task,
+    };
+    let refused_grant = measure(|| refused(Syscall::Grant, &grant))?;
+    println!("[BENCH] refused_grant {refused_grant} instructions");
+    let spawn_request = SpawnRequest {
+        name: "refused",
+        image: "ipc_echo",
+        capabilities: heapless::Vec::from_slice(&[forged]).map_err(|_| refusal_missing())?,
+        priority: Priority::NORMAL,
+        kind: IdentityKind::Service,
+        trust_domain: "user",
+        exit_channel: None,
+    };
+    let refused_spawn = measure(|| refused(Syscall::Spawn, &spawn_request))?;
+    println!("[BENCH] refused_spawn {refused_spawn} instructions");
+
     println!("[SUITE] DONE passed=1 failed=0");
     Ok(())
+}
+
+fn refusal_missing() -> KernelError {
+    KernelError::Syscall(SyscallError::MalformedRequest)
+}
+
+/// Make `call`, which must be refused with `InvalidCapability`.
+fn refused<R: serde::Serialize>(call: Syscall, request: &R) -> Result<(), KernelError> {
+    let mut scratch = [0u8; 256];
+    let mut response = [0u8; 64];
+    match pandagen_rt::syscall::call::<_, ()>(call, request, &mut scratch, &mut response) {
+        Err(KernelError::InvalidCapability) => Ok(()),
+        _ => Err(refusal_missing()),
+    }
 }

@@ -193,6 +193,12 @@ struct Seen {
     notification: Option<ExitNotification>,
 }
 
+/// What each attacker may make the kernel hold: enough kernel memory to
+/// fill a whole capability space with channels (the grant-flood attack
+/// must reach a full space), and frames for its image and the children the
+/// exit-flood attack spawns.
+const ATTACKER_BUDGET: pandagen_abi::Budget = pandagen_abi::Budget::new(1 << 20, 8192);
+
 /// Spawn the attacker, wait until it has reported or died, kill it if it
 /// still lives, and collect what it sent. Everything made for it is gone
 /// when this returns.
@@ -208,7 +214,8 @@ fn attack_once(kernel: &mut Kernel, suite: &mut Suite, attack: &Attack) -> Resul
         .with_image(attack.image)
         .with_identity(IdentityKind::Component, TrustDomain::user())
         .with_priority(ATTACKER_PRIORITY)
-        .with_exit_channel(suite.inbox);
+        .with_exit_channel(suite.inbox)
+        .with_budget(ATTACKER_BUDGET);
     let descriptor = gifts
         .into_iter()
         .fold(descriptor, |d, cap| d.with_capability(cap));

@@ -308,6 +308,7 @@ const CHECKS: &[Check] = &[
     forged_and_stale_handles,
     send_receive_refusals,
     another_tasks_handle,
+    service_log_lines,
     boot_files,
     object_capabilities,
     block_device,
@@ -650,6 +651,25 @@ fn another_tasks_handle(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), 
     Ok(())
 }
 
+/// A service's log lines cannot pass for verdicts or the console: the
+/// spoofer prints forged `[TEST]`/`[SUITE]` lines and escape sequences;
+/// the kernel tags and escapes them, so the harness counts none (if it
+/// did, this suite's DONE counts would not match and the suite fails).
+fn service_log_lines(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelError> {
+    let tally = &mut shared.tally;
+    let exits = kernel.create_channel()?;
+    let spoofer = spawn(kernel, "console_spoofer", "console_spoofer", vec![], exits)?;
+    let spoofer_outcome = wait_exit(kernel, exits, Duration::from_secs(30)).and_then(|n| {
+        if n.task_id == Some(spoofer.task_id) && n.reason == ExitReason::Normal {
+            Ok(())
+        } else {
+            Err(alloc::format!("{n:?}"))
+        }
+    });
+    tally.check("hardening/service_log_lines_are_tagged", spoofer_outcome);
+    Ok(())
+}
+
 /// Boot files: data files are readable with the boot-image capability;
 /// programs and paths are not, and nothing is readable without it.
 fn boot_files(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelError> {
@@ -703,8 +723,9 @@ fn send_to_closed_channel(kernel: &mut Kernel, shared: &mut Shared) -> Result<()
 }
 
 /// Flooding channels nobody drains: queued messages live in kernel memory,
-/// so the kernel must refuse sends before it runs out, and get the memory
-/// back when the channels close.
+/// charged to their sender, so the kernel refuses sends when the sender's
+/// budget is spent (long before the kernel heap runs out), and gets the
+/// memory back when the channels close.
 fn queue_flood(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelError> {
     let tally = &mut shared.tally;
     let big = MessagePayload::from_bytes(vec![0x5a; 16_000])?;
@@ -747,7 +768,7 @@ fn queue_flood(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelErr
     tally.check(
         "hardening/queue_flood_refused_then_recovered",
         match (refusal, recovered) {
-            (Some(KernelError::ResourceExhausted(Resource::Memory)), Ok(())) => Ok(()),
+            (Some(KernelError::ResourceExhausted(Resource::MemoryBudget)), Ok(())) => Ok(()),
             other => Err(alloc::format!("refusal and recovery: {other:?}")),
         },
     );

@@ -8,6 +8,12 @@
 //! restarted instance serves what its predecessor committed and accepts
 //! the capability tokens it issued. Without one they live in memory and
 //! die with the task.
+//!
+//! The capability key comes from the kernel's entropy pool (seeded from
+//! RDSEED, RDRAND or timer jitter; the log says which). On the device it
+//! is sealed with the kernel's secret for this program
+//! (`Syscall::ProgramSecret`), so another holder of the block device reads
+//! only `key XOR secret`.
 #![no_std]
 #![no_main]
 
@@ -20,7 +26,6 @@ use pandagen_rt::{println, Kernel};
 use pandagen_storage::{
     BlockCallClient, JournalBackend, MemoryBackend, StorageBackend, StorageServer,
 };
-use x86_64::instructions::random::RdRand;
 
 // Objects (and, without a block device, the journal) live in memory: give
 // the service room to hold them.
@@ -31,37 +36,30 @@ const JOURNAL_BYTES: usize = 2 * 1024 * 1024;
 /// Where the block device is among the start-up capabilities.
 const BLOCK_DEVICE_SLOT: usize = 1;
 
-/// A fresh capability key: RDRAND when the CPU has it, otherwise the clock
-/// (weak, and logged as such). With a block device it is written to the
-/// volume's superblock at format time and read back at every later start.
-fn capability_key(kernel: &mut Kernel) -> [u8; 16] {
+/// A fresh capability key from the kernel's entropy pool. With a block
+/// device it is written (sealed) to the volume's superblock at format time
+/// and read back at every later start.
+fn capability_key() -> Result<[u8; 16], KernelError> {
+    let reply = pandagen_rt::syscall::random()?;
+    println!(
+        "storage: capability key from the kernel's entropy pool ({:?})",
+        reply.source
+    );
     let mut key = [0u8; 16];
-    let rdrand = RdRand::new();
-    for (i, half) in key.chunks_exact_mut(8).enumerate() {
-        let word = match rdrand.and_then(RdRand::get_u64) {
-            Some(word) => word,
-            None => {
-                kernel.debug("storage: no RDRAND; capability key derived from the clock");
-                kernel.now().as_nanos().rotate_left(17 * i as u32) ^ 0x9e37_79b9_7f4a_7c15
-            }
-        };
-        half.copy_from_slice(&word.to_le_bytes());
-    }
-    key
+    key.copy_from_slice(&reply.bytes[..16]);
+    Ok(key)
 }
 
 /// The journal on the block device `device`.
-fn block_backend(
-    kernel: &mut Kernel,
-    device: CapHandle,
-) -> Result<Box<dyn StorageBackend>, KernelError> {
+fn block_backend(device: CapHandle) -> Result<Box<dyn StorageBackend>, KernelError> {
     // The journal calls the kernel from inside the request loop, while the
     // program's own `Kernel` is borrowed by the server: it gets its own.
     let disk = BlockCallClient::open(Kernel::new(), device).inspect_err(|e| {
         println!("storage: the block device cannot be used: {e}");
     })?;
-    let key = capability_key(kernel);
-    match JournalBackend::open_or_format(disk, key) {
+    let key = capability_key()?;
+    let seal = pandagen_rt::syscall::program_secret()?.secret;
+    match JournalBackend::open_or_format_sealed(disk, key, seal) {
         Ok((journal, formatted)) => {
             println!(
                 "storage: journal on the block device ({})",
@@ -83,12 +81,12 @@ fn block_backend(
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let startup = kernel.startup()?;
     let backend: Box<dyn StorageBackend> = match startup.capabilities.get(BLOCK_DEVICE_SLOT) {
-        Some(&device) => block_backend(kernel, device)?,
+        Some(&device) => block_backend(device)?,
         None => {
             kernel.debug("storage: no block device; objects live in memory only");
             // The journal shares this task's heap with the indexes built
             // from it; bound it so that clients cannot exhaust the heap.
-            Box::new(MemoryBackend::new(capability_key(kernel)).with_capacity(JOURNAL_BYTES))
+            Box::new(MemoryBackend::new(capability_key()?).with_capacity(JOURNAL_BYTES))
         }
     };
     let (mut server, report) = match StorageServer::open(backend) {

@@ -713,3 +713,47 @@ fn the_info_request_reports_completed_compactions_across_a_restart() {
     let (mut server, _) = StorageServer::open(crate::memory::MemoryBackend::new([3; 16])).unwrap();
     assert_eq!(info(&mut server).compactions, 0);
 }
+
+#[test]
+fn a_sealed_volume_keeps_its_key_off_the_device_and_opens_only_with_its_seal() {
+    let (key, seal) = ([9; 16], [0x5c; 16]);
+    let (j, formatted) = JournalBackend::open_or_format_sealed(Disk::blank(64), key, seal).unwrap();
+    assert!(formatted);
+    let disk = j.into_device();
+    assert!(
+        !disk.bytes.windows(16).any(|w| w == key),
+        "the key is nowhere on the device"
+    );
+    let other_seal = JournalBackend::open_sealed(disk.clone(), [0x5d; 16]);
+    assert!(matches!(other_seal, Err(BackendError::Corrupt)));
+    assert!(matches!(
+        JournalBackend::open(disk.clone()),
+        Err(BackendError::Corrupt)
+    ));
+    let (j, formatted) = JournalBackend::open_or_format_sealed(disk, [1; 16], seal).unwrap();
+    assert!(
+        !formatted,
+        "an existing sealed volume is opened, not formatted"
+    );
+    assert_eq!(j.cap_key(), SipKey::from_bytes(key));
+}
+
+#[test]
+fn a_sealed_volume_survives_compaction_and_reopening() {
+    let seal = [0x33; 16];
+    // Three times more commits than blocks: the journal must compact.
+    let disk = Disk::sized(128, 512);
+    let journal = JournalBackend::format_sealed(disk, [9; 16], seal).unwrap();
+    let (mut s, _) = ObjectStore::open(journal).unwrap();
+    s.create(ObjectKind::Map).unwrap();
+    s.create(ObjectKind::Log).unwrap();
+    s.create(ObjectKind::Blob).unwrap();
+    for i in 1..=3 * 128 {
+        workload_step(&mut s, i).unwrap();
+    }
+    let before = dump(&s);
+    let disk = s.into_backend().into_device();
+    let (reopened, _) =
+        ObjectStore::open(JournalBackend::open_sealed(disk, seal).unwrap()).unwrap();
+    assert_eq!(dump(&reopened), before);
+}

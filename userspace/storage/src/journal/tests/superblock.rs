@@ -91,7 +91,7 @@ fn a_checkpoint_extent_outside_the_data_area_is_refused() {
             cp_start,
             cp_blocks,
         };
-        superblock(&mut disk, 0).copy_from_slice(&sb.encode(BLOCK));
+        superblock(&mut disk, 0).copy_from_slice(&sb.encode(BLOCK, NO_SEAL));
         disk
     };
     // Over a superblock, past the end, or wrapping around.
@@ -149,7 +149,7 @@ fn a_checksummed_superblock_of_another_format_or_block_size_is_refused() {
     // Well-formed and correctly checksummed, but not this format: an older
     // magic, or written for another block size.
     let reseal = |block: &mut [u8]| {
-        let sum = superblock_sum(&block[..SUPER_LEN]);
+        let sum = superblock_sum([9; 16], &block[..SUPER_LEN]);
         block[SUPER_LEN..SUPER_LEN + 8].copy_from_slice(&sum.to_le_bytes());
     };
     let fresh = JournalBackend::format(Disk::new(16), [9; 16])

@@ -1,9 +1,10 @@
-//! SipHash-2-4 (Aumasson & Bernstein), the keyed MAC behind capability
-//! tags and journal frame checksums.
+//! SipHash-2-4 (Aumasson & Bernstein), the keyed MAC behind the storage
+//! service's capability tags and journal checksums, and the keyed mixing
+//! of the kernel's entropy pool (here, in the crate both depend on).
 //!
 //! Written here rather than taken from `core::hash` because core's SipHasher
-//! is deprecated and unstable to name, and because the storage service needs
-//! a one-shot MAC with a 128-bit secret key, nothing more.
+//! is deprecated and unstable to name, and because both users need a
+//! one-shot MAC with a 128-bit secret key, nothing more.
 
 /// A 128-bit SipHash key.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -132,7 +133,7 @@ mod tests {
         SipKey::from_bytes(key)
     }
 
-    fn message(len: usize) -> std::vec::Vec<u8> {
+    fn message(len: usize) -> alloc::vec::Vec<u8> {
         (0..len as u8).collect()
     }
 
@@ -155,7 +156,7 @@ mod tests {
             let expected = {
                 use core::hash::Hasher;
                 let k = SipKey::from_bytes(key);
-                let mut h = std::hash::SipHasher::new_with_keys(k.k0, k.k1);
+                let mut h = core::hash::SipHasher::new_with_keys(k.k0, k.k1);
                 h.write(&msg);
                 h.finish()
             };
