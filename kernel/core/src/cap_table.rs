@@ -221,14 +221,6 @@ impl Capability {
         self.holder
     }
 
-    /// The owning task, if the record is installed in a space.
-    pub fn owner(&self) -> Option<TaskId> {
-        match self.holder {
-            Holder::Task(t) => Some(t),
-            _ => None,
-        }
-    }
-
     pub fn status(&self) -> CapStatus {
         match self.holder {
             Holder::Task(_) => CapStatus::Valid,

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use pandagen_abi::error::BlockError;
-use pandagen_abi::syscall::BlockInfo;
+use pandagen_abi::syscall::{BlockInfo, MAX_BLOCK_TRANSFER};
 use pandagen_abi::{CapKind, KernelError, Rights};
 use pandagen_core::{Mintable, VecDisk};
 
@@ -118,4 +118,40 @@ fn transfers_off_the_device_or_of_no_whole_block_are_refused() {
         0,
         "geometry errors are not capability misuse"
     );
+}
+
+#[test]
+fn one_call_moves_at_most_the_transfer_limit() {
+    let mut k = kernel();
+    let t = spawn(&mut k, "t");
+    let h = k
+        .mint(t, Mintable::BlockDevice, Rights::READ | Rights::WRITE, T0)
+        .unwrap();
+    let limit_blocks = (MAX_BLOCK_TRANSFER / BLOCK as usize) as u32;
+    let mut disk = VecDisk::new(BLOCK, u64::from(limit_blocks) + 4);
+    let largest: Vec<u8> = (0..MAX_BLOCK_TRANSFER).map(|i| (i / 7) as u8).collect();
+
+    // Exactly the limit is one call's worth, both ways.
+    k.block_write(t, h, &mut disk, 2, &largest, T0).unwrap();
+    assert_eq!(
+        k.block_read(t, h, &mut disk, 2, limit_blocks, T0),
+        Ok(largest)
+    );
+
+    // One block more is refused as too large, though it is on the device.
+    let before = disk.clone();
+    let too_large = MAX_BLOCK_TRANSFER as u64 + u64::from(BLOCK);
+    let refusal = Err(KernelError::Block(BlockError::TooLarge {
+        len: too_large,
+        max: MAX_BLOCK_TRANSFER as u32,
+    }));
+    assert_eq!(
+        k.block_write(t, h, &mut disk, 0, &vec![9; too_large as usize], T0),
+        refusal
+    );
+    assert_eq!(
+        k.block_read(t, h, &mut disk, 0, limit_blocks + 1, T0),
+        refusal.map(|()| Vec::new())
+    );
+    assert_eq!(disk, before, "a refused transfer writes nothing");
 }

@@ -7,7 +7,7 @@ use common::*;
 use pandagen_abi::error::{ReceiveError, SendError};
 use pandagen_abi::{CapKind, ExitReason, KernelError, Rights, TrustDomain};
 use pandagen_core::{
-    CapabilityEvent, CoreConfig, InvalidationReason, KernelCore, Mintable, ObjectRef,
+    Body, CapabilityEvent, CoreConfig, InvalidationReason, KernelCore, Mintable, ObjectRef,
 };
 
 fn chan_ref(
@@ -522,4 +522,22 @@ fn kernel_messages_carry_the_kernel_sender_and_respect_bounds() {
         Err(KernelError::SendFailed(SendError::ChannelClosed))
     );
     k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_message_body_knows_its_length_however_it_is_held() {
+    let bytes = [1u8, 2, 3];
+    let empty: [u8; 0] = [];
+    let cases = [
+        (Body::from(&bytes), 3),
+        (Body::from(vec![7u8; 5]), 5),
+        (Body::Kept(4), 4),
+        (Body::from(&empty), 0),
+        (Body::from(Vec::new()), 0),
+        (Body::Kept(0), 0),
+    ];
+    for (body, len) in cases {
+        assert_eq!(body.len(), len, "{body:?}");
+        assert_eq!(body.is_empty(), len == 0, "{body:?}");
+    }
 }

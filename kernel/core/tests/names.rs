@@ -16,6 +16,15 @@ fn capability_ids_print_as_cap_and_their_number() {
     let h = k.mint(t, Mintable::KernelInfo, Rights::READ, T0).unwrap();
     let id = k.inspect(t, h).unwrap().id;
     assert_eq!(id.to_string(), format!("cap#{}", id.as_raw()));
+    // Every capability has its own number, so a log line names one.
+    let mut numbers = vec![id.as_raw()];
+    for _ in 0..3 {
+        let h = k.mint(t, Mintable::KernelInfo, Rights::READ, T0).unwrap();
+        let id = k.inspect(t, h).unwrap().id;
+        assert_eq!(id.to_string(), format!("cap#{}", id.as_raw()));
+        assert!(!numbers.contains(&id.as_raw()), "{id} printed twice");
+        numbers.push(id.as_raw());
+    }
 }
 
 #[test]
