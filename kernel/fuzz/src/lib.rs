@@ -15,8 +15,8 @@ use pandagen_abi::syscall::{
     Syscall, TerminateRequest, TransferRequest,
 };
 use pandagen_abi::{
-    CapHandle, ExitReason, IdentityKind, Instant, KernelError, Priority, Rights, ServiceId, TaskId,
-    TrustDomain,
+    budget::Budget, CapHandle, ExitReason, IdentityKind, Instant, KernelError, Priority, Rights,
+    ServiceId, TaskId, TrustDomain,
 };
 use pandagen_core::{KernelCore, SpawnArgs, TaskSpec, VecDisk};
 use serde::Serialize;
@@ -125,6 +125,9 @@ pub enum Step {
         caps: Vec<Handle>,
         exit: Option<Handle>,
         priority: u8,
+        /// A budget carved from the caller's (memory bytes, frames), or the
+        /// kernel's default.
+        budget: Option<(u32, u32)>,
     },
     Terminate {
         caller: u8,
@@ -416,6 +419,7 @@ impl World {
                 caps,
                 exit,
                 priority,
+                budget,
             } => {
                 let c = self.caller(*caller)?;
                 let request = SpawnRequest {
@@ -427,6 +431,10 @@ impl World {
                     kind: IdentityKind::Service,
                     trust_domain: "user",
                     exit_channel: exit.map(|e| self.handle(c, e)),
+                    budget: budget.map(|(memory, frames)| Budget {
+                        memory: memory.into(),
+                        frames: frames.into(),
+                    }),
                 };
                 (*caller, Syscall::Spawn, bytes(&request))
             }
