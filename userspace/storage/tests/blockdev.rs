@@ -277,7 +277,7 @@ fn objects_survive_two_storage_restarts_on_the_block_device() {
     let mut client = Client::spawn(&kernel);
     assert!(storage.formatted, "a blank device is formatted");
     assert_eq!(storage.replayed, 0);
-    assert!(superblock(&kernel).starts_with(b"PGSTORE2"));
+    assert!(superblock(&kernel).starts_with(pandagen_storage::journal::SUPER_MAGIC));
     let map = client.create(&mut storage, ObjectKind::Map);
     assert_eq!(
         client.holds(&map),

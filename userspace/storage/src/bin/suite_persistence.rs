@@ -380,7 +380,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     tally.check(
         "persistence/journal_is_on_the_block_device",
         match device.map(|d| kernel.block_read(d, 0, 1)) {
-            Some(Ok(block)) if block.starts_with(b"PGSTORE2") => Ok(()),
+            Some(Ok(block)) if block.starts_with(pandagen_storage::journal::SUPER_MAGIC) => Ok(()),
             Some(Ok(block)) => Err(alloc::format!("block 0 begins {:?}", &block[..8])),
             Some(Err(e)) => Err(alloc::format!("block read: {e}")),
             None => Err(String::from("no block-device root capability")),
