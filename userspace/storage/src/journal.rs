@@ -146,9 +146,10 @@ const PACK_SLACK: u64 = 16;
 pub const MIN_BLOCK_SIZE: usize = 128;
 /// The most bytes compaction, replay and settling read or write at once.
 pub const IO_CHUNK: usize = 64 * 1024;
-/// A last segment of the area no larger than this (body bytes) is packed
-/// again with the next compaction, so that small compactions (and the
-/// `Open` records of restarts) do not each leave a segment behind.
+/// A last segment of the area no larger than this (body bytes), nor than
+/// an eighth of the data area, is packed again with the next compaction,
+/// so that small compactions (and the `Open` records of restarts) do not
+/// each leave a segment behind.
 pub const MERGE_BYTES: u64 = IO_CHUNK as u64;
 /// What an ordinary commit leaves free for a restart's `Open` record: its
 /// frame (one block) and its entry in the next segment.
@@ -274,8 +275,7 @@ impl Superblock {
             legacy,
         };
         let end = sb.cp_start.checked_add(sb.cp_blocks)?;
-        (DATA_START <= sb.seg_end && sb.seg_end <= sb.cp_start && end <= block_count)
-            .then_some(sb)
+        (DATA_START <= sb.seg_end && sb.seg_end <= sb.cp_start && end <= block_count).then_some(sb)
     }
 
     /// The newest valid superblock on `device`.
@@ -520,9 +520,7 @@ impl SegmentReader {
             }
             self.carry.drain(..self.used);
             self.used = 0;
-            let blocks = volume
-                .chunk_blocks()
-                .min(volume.blocks_for(self.remaining));
+            let blocks = volume.chunk_blocks().min(volume.blocks_for(self.remaining));
             let mut piece = vec![0u8; blocks as usize * volume.block_size];
             io(device.read_blocks(self.next_block, &mut piece))?;
             self.next_block += blocks;
@@ -646,7 +644,10 @@ struct PackPlan {
     /// store remembers are known, as the store remembers them — each
     /// origin's first and latest commit, in the order the origins were
     /// first recorded, the last [`DURABLE_ANSWERS`] of them.
-    answers: Option<(BTreeMap<(u64, u64), (CommitSeq, CommitSeq)>, VecDeque<(u64, u64)>)>,
+    answers: Option<(
+        BTreeMap<(u64, u64), (CommitSeq, CommitSeq)>,
+        VecDeque<(u64, u64)>,
+    )>,
 }
 
 impl PackPlan {
@@ -951,8 +952,11 @@ impl<D: BlockDevice> JournalBackend<D> {
         if self.cp_blocks > 0 {
             let end = self.journal_start();
             if self.legacy {
-                legacy =
-                    volume.read_legacy_checkpoint(&mut self.device, self.cp_start, self.cp_blocks)?;
+                legacy = volume.read_legacy_checkpoint(
+                    &mut self.device,
+                    self.cp_start,
+                    self.cp_blocks,
+                )?;
             } else {
                 let reader = SegmentReader::open(&volume, &mut self.device, self.cp_start, end)?;
                 if reader.end != end {
@@ -973,8 +977,19 @@ impl<D: BlockDevice> JournalBackend<D> {
     /// The body bytes of the last segment of the area if the next packing
     /// takes it in.
     fn merge_bytes(&self) -> u64 {
+        self.merge_start()
+            .and(self.last_segment)
+            .map_or(0, |(_, body)| body)
+    }
+
+    /// Where the last segment of the area starts, if the next packing
+    /// takes it in.
+    fn merge_start(&self) -> Option<u64> {
+        let area = (self.device.block_count() - DATA_START) * self.block_size as u64;
+        let limit = MERGE_BYTES.min(area / 8);
         self.last_segment
-            .map_or(0, |(_, body)| if body <= MERGE_BYTES { body } else { 0 })
+            .filter(|&(_, body)| body <= limit)
+            .map(|(at, _)| at)
     }
 
     /// The blocks the next packing may take, with `extra` more entry
@@ -990,10 +1005,7 @@ impl<D: BlockDevice> JournalBackend<D> {
     fn pack(&mut self) -> Result<bool, BackendError> {
         let start = self.tail;
         let count = self.device.block_count();
-        let mut merge = self
-            .last_segment
-            .filter(|&(_, body)| body <= MERGE_BYTES)
-            .map(|(at, _)| at);
+        let mut merge = self.merge_start();
         if start + self.pack_blocks(0) > count {
             merge = None;
             if start + self.segment_blocks(self.pack_bytes) > count {

@@ -10,6 +10,9 @@ use crate::record::Change;
 use crate::store::{ObjectStore, DURABLE_ANSWERS};
 use crate::transaction::TransactionalStorage;
 
+mod older_volumes;
+mod power_cut;
+
 const BLOCK: usize = 128;
 
 /// A disk in memory that can tear the next write after `keep` whole blocks
@@ -462,7 +465,10 @@ fn a_crash_at_any_write_of_a_compaction_opens_the_old_or_the_new_state() {
             disk.tear = None;
             let mut s = reopen_store(disk);
             let new = s.backend().generation();
-            assert!((old..=old + 2).contains(&new), "budget={budget} half={half}");
+            assert!(
+                (old..=old + 2).contains(&new),
+                "budget={budget} half={half}"
+            );
             if compacted.is_ok() {
                 assert_eq!(compacted, Ok(true));
                 assert_eq!(new, old + 2);
