@@ -227,6 +227,31 @@ pub const SUITES: &[Suite] = &[
     )
     .programs(&["suite_persistence", "storage"])
     .timeout(300),
+    // Hostile ring-3 programs against the whole system (the process
+    // manager supervising storage, transformer, pipeline executor and
+    // console): `suite_adversary`, a service of its manifest, runs each
+    // `attack_*` program and checks the aftermath (authority refused,
+    // services answering, kernel heap and frames back where they were).
+    // Adding an attack adds its program here (see suite_adversary.rs).
+    Suite::new(
+        "adversary-bios",
+        Firmware::Bios,
+        BootConfig::mode(BootMode::System),
+    )
+    .programs(&[
+        "process_manager",
+        "storage",
+        "transformer",
+        "pipeline_executor",
+        "console",
+        "suite_adversary",
+        "attack_squat",
+        "attack_grant_flood",
+        "attack_garbage_caps",
+        "attack_exit_flood",
+    ])
+    .manifest(ADVERSARY_MANIFEST)
+    .timeout(600),
     Suite::new(
         "pipeline-bios",
         Firmware::Bios,
@@ -240,6 +265,9 @@ pub const SUITES: &[Suite] = &[
     ])
     .timeout(300),
 ];
+
+/// The adversary suite's manifest: the system's services and the suite.
+const ADVERSARY_MANIFEST: &str = "userspace/process_manager/manifests/suite-adversary.manifest";
 
 /// The boot log of `mode=system`, in order: the start order computed from
 /// `system.manifest`, each service started only after what it depends on

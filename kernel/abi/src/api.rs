@@ -13,12 +13,19 @@
 //! * `grant_capability` issues a *copy* of a capability the caller holds with
 //!   the `GRANT` right (audited as Granted); `delegate_capability` *moves*
 //!   one the caller holds with `TRANSFER` (audited as Delegated): the caller
-//!   loses it.
-//! * `register_service` needs a `ServiceRegistry` capability with
-//!   `REGISTER` and the `RECEIVE` right on the channel being registered.
-//!   `lookup_service` installs a send-only capability for the service's
-//!   channel in the caller's space (or returns the one it already has). It
-//!   takes `&mut self` for that reason, where the reference wrote `&self`.
+//!   loses it. Both put a capability into another task, which needs
+//!   authority over that task: a `Task` capability naming it with `SEND`
+//!   (a task id alone is a guessable number and confers nothing). Moving
+//!   capabilities in a message needs only `SEND` on a channel the other
+//!   task receives on.
+//! * `register_service` needs a capability naming the id — a
+//!   `ServiceRegistration` for exactly that id (what the process manager
+//!   gives each service it starts) or the whole `ServiceRegistry` (the
+//!   process manager's own) — with `REGISTER`, and the `RECEIVE` right on
+//!   the channel being registered. `lookup_service` installs a new
+//!   send-only capability for the service's channel in the caller's space
+//!   on every call; the caller drops it when done. It takes `&mut self` for
+//!   that reason, where the reference wrote `&self`.
 //! * A message can carry capabilities. They are *moved* out of the sender's
 //!   space when the send succeeds, held by the kernel while in flight, and
 //!   installed in the receiver's space on delivery. A message that is
@@ -90,10 +97,17 @@ pub struct TaskDescriptor {
     pub kind: IdentityKind,
     pub trust_domain: TrustDomain,
     /// Where the kernel reports this task's exit: a channel in the
-    /// spawner's space on which it holds `SEND`. When the task terminates,
-    /// the kernel enqueues an envelope with action [`EXIT_NOTIFICATION_ACTION`]
-    /// whose payload is the [`ExitNotification`](crate::identity::ExitNotification).
-    /// This is how a parent — and only the parent — supervises its children.
+    /// spawner's space on which it holds `RECEIVE` (its own channel: a
+    /// spawner cannot aim notifications at someone else's queue). When the
+    /// task terminates, the kernel enqueues an envelope with action
+    /// [`EXIT_NOTIFICATION_ACTION`] whose payload is the
+    /// [`ExitNotification`](crate::identity::ExitNotification). The
+    /// notification never competes with tasks' messages for room: it goes
+    /// into room the kernel reserved for that child at spawn, which no send
+    /// can take, and its reason is bounded
+    /// ([`MAX_EXIT_REASON_TEXT`](crate::identity::MAX_EXIT_REASON_TEXT)), so
+    /// it is never lost while the channel is open. This is how a parent —
+    /// and only the parent — supervises its children.
     pub exit_channel: Option<ChannelId>,
 }
 
@@ -232,7 +246,21 @@ pub trait KernelApi {
         service_id: ServiceId,
         channel: ChannelId,
     ) -> Result<(), KernelError>;
+    /// A new send-only capability for the channel `service_id` is
+    /// registered with (one slot per call: drop it when done).
     fn lookup_service(&mut self, service_id: ServiceId) -> Result<ChannelId, KernelError>;
+    /// Mint, from the caller's `ServiceRegistry` capability `registry`
+    /// (needing `REGISTER | GRANT`), a `ServiceRegistration` capability for
+    /// `service` alone, with `REGISTER | TRANSFER`: what a supervisor moves
+    /// into the service it starts.
+    fn mint_registration_capability(
+        &mut self,
+        registry: &Cap<()>,
+        service: ServiceId,
+    ) -> Result<Cap<kinds::ServiceRegistration>, KernelError>;
+    /// The task holding `service`'s registration now (`ServiceNotFound` if
+    /// nobody does). Needs no capability.
+    fn service_registrant(&mut self, service: ServiceId) -> Result<TaskId, KernelError>;
     /// Move `capability` from the caller to `to`; the caller loses it.
     fn delegate_capability(&mut self, capability: Cap<()>, to: TaskId) -> Result<(), KernelError>;
     /// Release `capability`; it becomes invalid.

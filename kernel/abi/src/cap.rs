@@ -94,6 +94,11 @@ pub enum CapKind {
     KernelInfo,
     /// The kernel's block device (`READ`: info and reads, `WRITE`: writes).
     BlockDevice,
+    /// The right to register one service id, which the capability names
+    /// (`REGISTER`). Minted from the `ServiceRegistry` capability by its
+    /// holder (the process manager, for each service it starts), so that no
+    /// other task can take that id.
+    ServiceRegistration,
 }
 
 impl fmt::Display for CapKind {
@@ -107,6 +112,7 @@ impl fmt::Display for CapKind {
             CapKind::SerialInput => "serial-input",
             CapKind::KernelInfo => "kernel-info",
             CapKind::BlockDevice => "block-device",
+            CapKind::ServiceRegistration => "registration",
         };
         f.write_str(name)
     }
@@ -130,11 +136,14 @@ impl Rights {
     pub const READ: Rights = Rights(1 << 4);
     /// Modify the designated object.
     pub const WRITE: Rights = Rights(1 << 5);
-    /// Register a service (on a `ServiceRegistry` capability).
+    /// Register a service (on a `ServiceRegistry` capability: any id, and
+    /// mint registrations; on a `ServiceRegistration`: the id it names).
     pub const REGISTER: Rights = Rights(1 << 6);
     /// Spawn tasks from images (on a `BootImage` capability).
     pub const SPAWN: Rights = Rights(1 << 7);
-    /// Terminate or supervise (on a `Task` capability).
+    /// Terminate or supervise (on a `Task` capability). On a `Task`
+    /// capability, `SEND` is the right to put capabilities into that task
+    /// (`grant_capability`, `delegate_capability`).
     pub const CONTROL: Rights = Rights(1 << 8);
     pub const ALL: Rights = Rights((1 << 9) - 1);
 
@@ -244,6 +253,7 @@ pub mod kinds {
     pub enum BootImage {}
     pub enum SerialInput {}
     pub enum KernelInfo {}
+    pub enum ServiceRegistration {}
 }
 
 /// A typed capability handle. Move-only: it is neither `Clone` nor `Copy`, so

@@ -117,6 +117,11 @@ pub enum ReceiveError {
     ChannelClosed,
     /// Fault injection made this receive fail (simulation only).
     InjectedFault,
+    /// The next message carried more capabilities than the receiver's
+    /// capability space has room for. It was discarded (its capabilities
+    /// invalidated and audited), so the queue moves on: a full space can
+    /// cost the receiver that message, never the channel.
+    NoRoomForCapabilities { carried: u8 },
 }
 
 /// A kernel resource that ran out.
@@ -162,6 +167,25 @@ pub enum UserMemoryError {
 pub struct MissingRights {
     pub required: Rights,
     pub held: Rights,
+}
+
+impl KernelError {
+    /// Whether a receive that failed with this error can never succeed on
+    /// the same channel: it closed, or the capability is not one to
+    /// receive with. Any other failure (a message that is not an
+    /// envelope, one whose capabilities did not fit, a timeout, an
+    /// injected fault) costs at most that message, and a server goes on
+    /// to the next one: what a client sends must never end a server.
+    pub fn ends_receiving(&self) -> bool {
+        matches!(
+            self,
+            KernelError::ReceiveFailed(ReceiveError::ChannelClosed)
+                | KernelError::ChannelError(_)
+                | KernelError::InvalidCapability
+                | KernelError::InsufficientAuthority
+                | KernelError::WrongCapabilityKind { .. }
+        )
+    }
 }
 
 impl From<EnvelopeError> for KernelError {

@@ -22,26 +22,32 @@ pub enum IdentityKind {
     PipelineStage,
 }
 
+/// The longest trust-domain name kept, in bytes.
+pub const MAX_TRUST_DOMAIN: usize = 32;
+
 /// A trust-domain tag. Domains are audited, not enforced: crossing one is
-/// allowed and recorded.
+/// allowed and recorded. The name is held inline (at most
+/// [`MAX_TRUST_DOMAIN`] bytes; a longer one is cut at a character
+/// boundary), so copying a domain — into every cross-domain audit record —
+/// never allocates.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct TrustDomain(String);
+pub struct TrustDomain(heapless::String<MAX_TRUST_DOMAIN>);
 
 impl TrustDomain {
     pub fn core() -> Self {
-        TrustDomain("core".into())
+        TrustDomain::new("core")
     }
 
     pub fn user() -> Self {
-        TrustDomain("user".into())
+        TrustDomain::new("user")
     }
 
     pub fn sandbox() -> Self {
-        TrustDomain("sandbox".into())
+        TrustDomain::new("sandbox")
     }
 
-    pub fn new(name: impl Into<String>) -> Self {
-        TrustDomain(name.into())
+    pub fn new(name: impl AsRef<str>) -> Self {
+        TrustDomain(crate::text::bounded(name.as_ref()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -53,13 +59,13 @@ impl TrustDomain {
 /// `from_domain == "core"` as in the interface reference.
 impl PartialEq<str> for TrustDomain {
     fn eq(&self, other: &str) -> bool {
-        self.0 == other
+        self.0.as_str() == other
     }
 }
 
 impl PartialEq<&str> for TrustDomain {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
+        self.0.as_str() == *other
     }
 }
 
@@ -216,9 +222,35 @@ pub enum ExitReason {
     Timeout,
 }
 
+/// The longest text an exit reason keeps (a described failure or a
+/// cancellation reason), in bytes. Longer text is cut at a character
+/// boundary when the task ends, so that every exit notification fits one
+/// message and none is ever lost to its size.
+pub const MAX_EXIT_REASON_TEXT: usize = 256;
+
 impl ExitReason {
     pub fn is_failure(&self) -> bool {
         matches!(self, ExitReason::Failure { .. })
+    }
+
+    /// This reason with its text cut to [`MAX_EXIT_REASON_TEXT`] bytes.
+    pub fn bounded(self) -> ExitReason {
+        fn cut(mut text: String) -> String {
+            let kept = crate::text::truncate(&text, MAX_EXIT_REASON_TEXT).len();
+            text.truncate(kept);
+            text
+        }
+        match self {
+            ExitReason::Failure {
+                error: FailureCause::Described(text),
+            } => ExitReason::Failure {
+                error: FailureCause::Described(cut(text)),
+            },
+            ExitReason::Cancelled { reason } => ExitReason::Cancelled {
+                reason: cut(reason),
+            },
+            other => other,
+        }
     }
 }
 
@@ -266,6 +298,33 @@ mod tests {
     }
 
     #[test]
+    fn bounded_reasons_keep_short_text_and_cut_long_text_on_a_char_boundary() {
+        let short = ExitReason::Failure {
+            error: "short".into(),
+        };
+        assert_eq!(short.clone().bounded(), short);
+        let long = "é".repeat(MAX_EXIT_REASON_TEXT);
+        let ExitReason::Cancelled { reason } = (ExitReason::Cancelled {
+            reason: long.clone(),
+        })
+        .bounded() else {
+            unreachable!()
+        };
+        assert!(reason.len() <= MAX_EXIT_REASON_TEXT && long.starts_with(&reason));
+        assert_eq!(reason.len(), MAX_EXIT_REASON_TEXT);
+        let ExitReason::Failure {
+            error: FailureCause::Described(text),
+        } = (ExitReason::Failure {
+            error: "x".repeat(100_000).into(),
+        })
+        .bounded()
+        else {
+            unreachable!()
+        };
+        assert_eq!(text.len(), MAX_EXIT_REASON_TEXT);
+    }
+
+    #[test]
     fn trust_domains_have_the_reference_names() {
         assert_eq!(TrustDomain::core().as_str(), "core");
         assert_eq!(TrustDomain::user().as_str(), "user");
@@ -273,6 +332,21 @@ mod tests {
         assert!(TrustDomain::core() == "core");
         assert!(&TrustDomain::user() == "user");
         assert!(TrustDomain::user() != "core");
+    }
+
+    #[test]
+    fn trust_domain_names_are_kept_inline_and_cut_on_a_char_boundary() {
+        let long = "ü".repeat(MAX_TRUST_DOMAIN);
+        let domain = TrustDomain::new(&long);
+        assert_eq!(domain.as_str().len(), MAX_TRUST_DOMAIN);
+        assert!(long.starts_with(domain.as_str()));
+        let odd = alloc::format!("a{long}");
+        let cut = TrustDomain::new(odd);
+        assert_eq!(
+            cut.as_str().len(),
+            MAX_TRUST_DOMAIN - 1,
+            "no half character"
+        );
     }
 
     #[test]

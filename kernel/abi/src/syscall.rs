@@ -136,10 +136,22 @@ pub enum Syscall {
     /// completed write is as durable as the device: the kernel's RAM disk
     /// keeps it until the machine stops.
     BlockWrite = 28,
+    /// [`MintRegistrationRequest`] → `CapHandle`: a capability of kind
+    /// `ServiceRegistration` naming one service id, with
+    /// `REGISTER | TRANSFER`, minted from the `ServiceRegistry`
+    /// capability (needs `REGISTER | GRANT` on it). This is how the process
+    /// manager gives each service it starts the right to register its own
+    /// id and no other.
+    MintRegistration = 29,
+    /// [`ServiceRequest`] → `TaskId`: the task that holds the service's
+    /// registration now (`ServiceNotFound` if nobody does). Needs no
+    /// capability, like a lookup; it lets a supervisor check that the task
+    /// serving an id is the instance it started.
+    ServiceRegistrant = 30,
 }
 
 /// The first number that is not a system call.
-pub const SYSCALL_COUNT: u64 = 29;
+pub const SYSCALL_COUNT: u64 = 31;
 
 /// The action of console-input messages.
 pub const CONSOLE_INPUT_ACTION: &str = "console.input";
@@ -176,6 +188,8 @@ impl Syscall {
             26 => Syscall::BlockInfo,
             27 => Syscall::BlockRead,
             28 => Syscall::BlockWrite,
+            29 => Syscall::MintRegistration,
+            30 => Syscall::ServiceRegistrant,
             other => return Err(SyscallError::UnknownSyscall(other)),
         })
     }
@@ -360,6 +374,15 @@ pub struct CloneRequest {
 pub struct RegisterRequest {
     pub service: ServiceId,
     pub channel: CapHandle,
+}
+
+/// A [`Syscall::MintRegistration`] request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MintRegistrationRequest {
+    /// The caller's `ServiceRegistry` capability.
+    pub registry: CapHandle,
+    /// The one id the new capability may register.
+    pub service: ServiceId,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

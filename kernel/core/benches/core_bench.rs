@@ -66,6 +66,7 @@ fn main() {
         .unwrap();
     }
     let chan = k.create_channel(b, now).unwrap();
+    k.mint(b, Mintable::Task(a), Rights::SEND, now).unwrap();
     let to_b = k.grant(b, chan, a, now).unwrap();
 
     bench("core_cap_lookup", 1.0, || {
@@ -101,6 +102,7 @@ fn main() {
         .mint(a, Mintable::KernelInfo, Rights::TRANSFER, now)
         .unwrap();
     let back = k.create_channel(a, now).unwrap();
+    k.mint(a, Mintable::Task(b), Rights::SEND, now).unwrap();
     let to_a = k.grant(a, back, b, now).unwrap();
     bench("core_send_recv_64b_with_cap", 2.0, || {
         for _ in 0..BATCH {

@@ -22,6 +22,9 @@ pub enum InvalidationReason {
     ChannelClosed,
     /// It was in a message that was dropped or could not be delivered.
     MessageDiscarded,
+    /// It was in a message whose receiver had no room for the
+    /// capabilities the message carried.
+    ReceiverFull,
 }
 
 /// One capability event.
@@ -142,8 +145,10 @@ pub struct AuditLog {
 impl AuditLog {
     /// A log keeping the `capacity` most recent events (at least one).
     pub fn new(capacity: usize) -> Self {
+        // Allocated once, in full: recording then never allocates, so the
+        // log's cost does not depend on how many events it has seen.
         AuditLog {
-            ring: VecDeque::new(),
+            ring: VecDeque::with_capacity(capacity.max(1)),
             capacity: capacity.max(1),
             next_seq: 0,
             totals: [0; 7],

@@ -71,6 +71,8 @@ pub enum ObjectRef {
     KernelInfo,
     /// The kernel's block device (there is one; see [`crate::block`]).
     BlockDevice,
+    /// The right to register this one service id.
+    ServiceRegistration(ServiceId),
 }
 
 impl ObjectRef {
@@ -84,6 +86,7 @@ impl ObjectRef {
             ObjectRef::SerialInput => CapKind::SerialInput,
             ObjectRef::KernelInfo => CapKind::KernelInfo,
             ObjectRef::BlockDevice => CapKind::BlockDevice,
+            ObjectRef::ServiceRegistration(_) => CapKind::ServiceRegistration,
         }
     }
 }
@@ -101,6 +104,7 @@ pub enum Mintable {
     BlockDevice,
     Task(TaskId),
     StorageObject(ServiceObject),
+    ServiceRegistration(ServiceId),
 }
 
 impl From<Mintable> for ObjectRef {
@@ -113,6 +117,7 @@ impl From<Mintable> for ObjectRef {
             Mintable::BlockDevice => ObjectRef::BlockDevice,
             Mintable::Task(t) => ObjectRef::Task(t),
             Mintable::StorageObject(o) => ObjectRef::StorageObject(o),
+            Mintable::ServiceRegistration(s) => ObjectRef::ServiceRegistration(s),
         }
     }
 }
@@ -260,6 +265,12 @@ pub enum InvalidUse {
     /// The same handle was named twice in one operation that moves
     /// capabilities (a message or a batch delegation).
     DuplicateHandle,
+    /// A `ServiceRegistration` capability used for another service id than
+    /// the one it names.
+    NamesOtherService(ServiceId),
+    /// The operation puts a capability into this task, and the caller holds
+    /// no `Task` capability naming it with `SEND`.
+    NoAuthorityOver(TaskId),
 }
 
 struct Slot {

@@ -79,7 +79,8 @@ impl fmt::Display for ChannelRef {
 }
 
 /// The sender stamped on messages the kernel itself originates (exit
-/// notifications, see [`KernelCore::send_from_kernel`](crate::KernelCore::send_from_kernel)).
+/// notifications and console input, see
+/// [`KernelCore::send_exit_from_kernel`](crate::KernelCore::send_exit_from_kernel)).
 /// Task ids start at 1, so it never names a task; a receiving runtime
 /// presents it as `MessageEnvelope::source == None`.
 pub const KERNEL_SENDER: TaskId = pandagen_abi::ids::KERNEL_TASK;
@@ -93,6 +94,10 @@ pub(crate) struct Message {
     pub(crate) caps: Vec<Capability>,
     /// Set when the message was sent through an object capability.
     pub(crate) badge: Option<Badge>,
+    /// An exit notification queued in the room the kernel keeps for each
+    /// child's notification: it does not count against the queue bound,
+    /// so no task's sends can ever crowd it out.
+    pub(crate) reserved: bool,
 }
 
 /// A message handed to its receiver.
@@ -126,9 +131,36 @@ pub(crate) struct Channel {
     pub(crate) registrations: u32,
     /// Tasks blocked receiving, in arrival order.
     pub(crate) waiters: TaskList,
+    /// Queued messages that are `reserved` (exit notifications).
+    pub(crate) reserved_queued: u32,
 }
 
 impl Channel {
+    /// Messages counted against the queue bound: everything but the
+    /// kernel's reserved exit notifications.
+    pub(crate) fn bounded_len(&self) -> usize {
+        self.queue.len() - self.reserved_queued as usize
+    }
+
+    /// Append a message, counting a reserved one.
+    pub(crate) fn push_back(&mut self, msg: Message) {
+        self.reserved_queued += u32::from(msg.reserved);
+        self.queue.push_back(msg);
+    }
+
+    /// Take the next message, uncounting a reserved one.
+    pub(crate) fn pop_front(&mut self) -> Option<Message> {
+        let msg = self.queue.pop_front()?;
+        self.reserved_queued -= u32::from(msg.reserved);
+        Some(msg)
+    }
+
+    /// Take the whole queue (the channel is closing).
+    pub(crate) fn take_queue(&mut self) -> alloc::collections::VecDeque<Message> {
+        self.reserved_queued = 0;
+        core::mem::take(&mut self.queue)
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.receivers == 0
     }
@@ -172,6 +204,7 @@ impl ChannelTable {
             receivers: 0,
             registrations: 0,
             waiters: TaskList::EMPTY,
+            reserved_queued: 0,
         };
         let index = match self.free.pop() {
             Some(i) => i,

@@ -258,6 +258,14 @@ impl IdentityTable {
     pub(crate) fn len(&self) -> usize {
         self.identities.len()
     }
+
+    /// Forget the identity `task` ran as (it has ended, and the kernel
+    /// keeps no history of ended executions).
+    pub(crate) fn forget_task(&mut self, task: TaskId) {
+        if let Some(execution) = self.by_task.remove(&task) {
+            self.identities.remove(&execution);
+        }
+    }
 }
 
 #[cfg(test)]

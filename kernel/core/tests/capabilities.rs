@@ -99,6 +99,20 @@ fn grant_copies_and_needs_the_grant_right() {
         )
         .unwrap();
     let source = k.inspect(a, h).unwrap();
+    assert_eq!(
+        k.grant(a, h, b, T0),
+        Err(KernelError::InsufficientAuthority),
+        "a task id alone confers nothing"
+    );
+    assert_eq!(k.cap_count(b), 0);
+    assert!(k.audit_log().has_event(|e| matches!(
+        e,
+        CapabilityEvent::InvalidUseAttempt {
+            reason: pandagen_core::InvalidUse::NoAuthorityOver(t),
+            ..
+        } if *t == b
+    )));
+    authorise(&mut k, a, b);
     let copy = k.grant(a, h, b, T0).unwrap();
     let info = k
         .lookup(b, copy, CapKind::StorageObject, Rights::READ, T0)
@@ -139,6 +153,7 @@ fn grant_to_a_dead_task_fails_and_changes_nothing() {
     let mut k = kernel();
     let a = spawn(&mut k, "a");
     let b = spawn(&mut k, "b");
+    authorise(&mut k, a, b);
     k.terminate(b, ExitReason::Normal, T0).unwrap();
     let h = k.mint(a, Mintable::KernelInfo, Rights::ALL, T0).unwrap();
     assert_eq!(k.grant(a, h, b, T0), Err(KernelError::TaskNotFound(b)));
@@ -153,6 +168,13 @@ fn delegate_moves_and_the_source_loses_access() {
     let b = spawn(&mut k, "b");
     let h = k.create_channel(a, T0).unwrap();
     let id = k.inspect(a, h).unwrap().id;
+    assert_eq!(
+        k.delegate(a, h, b, T0),
+        Err(KernelError::InsufficientAuthority),
+        "a task id alone confers nothing"
+    );
+    assert!(k.inspect(a, h).is_some(), "a refused move changes nothing");
+    authorise(&mut k, a, b);
     let moved = k.delegate(a, h, b, T0).unwrap();
     assert_eq!(
         k.inspect(b, moved).unwrap().id,
@@ -173,7 +195,7 @@ fn delegate_moves_and_the_source_loses_access() {
     )));
     // The source cannot move it again either.
     assert_eq!(k.delegate(a, h, b, T0), Err(KernelError::InvalidCapability));
-    assert_eq!(k.cap_count(a), 0);
+    assert_eq!(k.cap_count(a), 1, "only its task capability for b");
     assert_eq!(k.cap_count(b), 1);
     k.check_invariants().unwrap();
 }
@@ -287,6 +309,8 @@ fn cross_domain_moves_are_allowed_and_audited() {
     let core1 = spawn_in(&mut k, "core1", TrustDomain::core());
     let core2 = spawn_in(&mut k, "core2", TrustDomain::core());
     let user = spawn_in(&mut k, "user", TrustDomain::user());
+    authorise(&mut k, core1, core2);
+    authorise(&mut k, core2, user);
     let h = k
         .mint(core1, Mintable::KernelInfo, Rights::ALL, T0)
         .unwrap();
@@ -305,6 +329,7 @@ fn cross_domain_moves_are_allowed_and_audited() {
     let g = k
         .mint(core1, Mintable::BootImage, Rights::GRANT, T0)
         .unwrap();
+    authorise(&mut k, core1, user);
     k.grant(core1, g, user, T0).unwrap();
     assert_eq!(k.audit_log().counts().cross_domain, 2);
 }
@@ -340,17 +365,19 @@ fn list_caps_shows_kind_rights_and_handles() {
 #[test]
 fn capability_spaces_are_bounded() {
     let mut k = KernelCore::new(CoreConfig {
-        max_caps_per_task: 2,
+        max_caps_per_task: 3,
         ..CoreConfig::default()
     });
     let a = spawn(&mut k, "a");
     let b = spawn(&mut k, "b");
+    authorise(&mut k, a, b);
     let x = k.mint(a, Mintable::KernelInfo, Rights::ALL, T0).unwrap();
     k.mint(a, Mintable::KernelInfo, Rights::ALL, T0).unwrap();
     let full = Err(KernelError::ResourceExhausted(Resource::CapabilitySlots));
     assert_eq!(k.mint(a, Mintable::KernelInfo, Rights::ALL, T0), full);
     assert_eq!(k.clone_cap(a, x, Rights::ALL, T0), full);
     assert_eq!(k.create_channel(a, T0), full);
+    k.grant(a, x, b, T0).unwrap();
     k.grant(a, x, b, T0).unwrap();
     k.grant(a, x, b, T0).unwrap();
     assert_eq!(k.grant(a, x, b, T0), full);
@@ -363,11 +390,12 @@ fn audit_counts_track_each_operation() {
     let mut k = kernel();
     let a = spawn(&mut k, "a");
     let b = spawn(&mut k, "b");
-    let h = k.create_channel(a, T0).unwrap(); // granted 1
+    authorise(&mut k, a, b); // granted 1
+    let h = k.create_channel(a, T0).unwrap(); // granted 2
     let c = k
         .clone_cap(a, h, Rights::SEND | Rights::TRANSFER, T0)
         .unwrap(); // cloned 1
-    k.grant(a, h, b, T0).unwrap(); // granted 2
+    k.grant(a, h, b, T0).unwrap(); // granted 3
     k.delegate(a, c, b, T0).unwrap(); // delegated 1
     k.drop_cap(a, h, T0).unwrap(); // dropped 1
     let _ = k.drop_cap(a, h, T0); // invalid use 1
@@ -382,7 +410,7 @@ fn audit_counts_track_each_operation() {
             counts.invalid_use_attempts,
             counts.invalidated
         ),
-        (2, 1, 1, 1, 1, 2)
+        (3, 1, 1, 1, 1, 2)
     );
     assert_eq!(k.channel_count(), 0, "every reference is gone");
     k.check_invariants().unwrap();
@@ -393,6 +421,7 @@ fn one_capability_has_a_complete_trail() {
     let mut k = kernel();
     let a = spawn(&mut k, "a");
     let b = spawn_in(&mut k, "b", TrustDomain::core());
+    authorise(&mut k, a, b);
     let h = k.mint(a, Mintable::KernelInfo, Rights::ALL, T0).unwrap();
     let id = k.inspect(a, h).unwrap().id;
     let h = k.delegate(a, h, b, at(1)).unwrap();

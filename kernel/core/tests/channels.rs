@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use pandagen_abi::error::{ReceiveError, Resource, SendError};
+use pandagen_abi::error::{ReceiveError, SendError};
 use pandagen_abi::{CapKind, ExitReason, KernelError, Rights, TrustDomain};
 use pandagen_core::{
     CapabilityEvent, CoreConfig, InvalidationReason, KernelCore, Mintable, ObjectRef,
@@ -28,6 +28,7 @@ fn messages_arrive_in_fifo_order_with_the_sender_stamped() {
     let to_server = k.delegate(server, send_only, client, T0).unwrap_err();
     // A SEND-only clone has no TRANSFER: it cannot be moved. Grant instead.
     assert_eq!(to_server, KernelError::InsufficientAuthority);
+    authorise(&mut k, server, client);
     let to_server = k.grant(server, h, client, T0).unwrap();
     let mut seqs = Vec::new();
     for i in 0..5u8 {
@@ -102,6 +103,7 @@ fn capabilities_travel_by_move_and_are_installed_on_delivery() {
     let a = spawn_in(&mut k, "a", TrustDomain::core());
     let b = spawn_in(&mut k, "b", TrustDomain::user());
     let h = k.create_channel(b, T0).unwrap();
+    authorise(&mut k, b, a);
     let to_b = k.grant(b, h, a, T0).unwrap();
     let gift = k
         .mint(
@@ -118,7 +120,11 @@ fn capabilities_travel_by_move_and_are_installed_on_delivery() {
     k.send(a, to_b, b"take this".to_vec(), &[gift], T0).unwrap();
     // In flight: the sender has lost it and nobody can use it.
     assert!(k.inspect(a, gift).is_none());
-    assert_eq!(k.cap_count(b), 1);
+    assert_eq!(
+        k.cap_count(b),
+        2,
+        "its channel and its task capability for a"
+    );
     k.check_invariants().unwrap();
     let m = k.receive(b, h, T0).unwrap().unwrap();
     assert_eq!(m.caps.len(), 1);
@@ -191,26 +197,43 @@ fn a_channel_cannot_carry_its_own_receive_right() {
 }
 
 #[test]
-fn a_receiver_without_room_leaves_the_message_queued() {
+fn a_receiver_without_room_loses_that_message_and_the_queue_moves_on() {
     let mut k = KernelCore::new(CoreConfig {
-        max_caps_per_task: 2,
+        max_caps_per_task: 3,
         ..CoreConfig::default()
     });
     let a = spawn(&mut k, "a");
     let b = spawn(&mut k, "b");
     let h = k.create_channel(b, T0).unwrap();
+    authorise(&mut k, b, a);
     let to_b = k.grant(b, h, a, T0).unwrap();
     let x = k
         .mint(a, Mintable::KernelInfo, Rights::TRANSFER, T0)
         .unwrap();
+    let x_id = k.inspect(a, x).unwrap().id;
     k.send(a, to_b, vec![7], &[x], T0).unwrap();
+    k.send(a, to_b, vec![8], &[], T0).unwrap();
     k.mint(b, Mintable::KernelInfo, Rights::READ, T0).unwrap(); // b is now full
+    let ch = chan_ref(&mut k, b, h);
     assert_eq!(
         k.receive(b, h, T0),
-        Err(KernelError::ResourceExhausted(Resource::CapabilitySlots))
+        Err(KernelError::ReceiveFailed(
+            ReceiveError::NoRoomForCapabilities { carried: 1 }
+        ))
     );
-    let ch = chan_ref(&mut k, b, h);
-    assert_eq!(k.queue_len(ch), Some(1));
+    assert!(k.audit_log().has_event(|e| matches!(
+        e,
+        CapabilityEvent::Invalidated {
+            cap,
+            reason: InvalidationReason::ReceiverFull,
+            ..
+        } if *cap == x_id
+    )));
+    // The message behind it is not held up.
+    let next = k.receive(b, h, T0).unwrap().unwrap();
+    assert_eq!(next.bytes, vec![8]);
+    assert_eq!(k.queue_len(ch), Some(0));
+    assert_eq!(k.cap_count(b), 3, "nothing was installed");
     k.check_invariants().unwrap();
 }
 
@@ -227,6 +250,7 @@ fn dropping_the_last_receive_right_closes_the_channel_and_invalidates_queued_cap
         Err(KernelError::InsufficientAuthority)
     );
     k.drop_cap(server, send_clone, T0).unwrap();
+    authorise(&mut k, server, client);
     let to_server = k.grant(server, h, client, T0).unwrap();
     // The client's copy has RECEIVE too (a grant copies rights); attenuate
     // it to send-only and drop the full one.
@@ -290,6 +314,7 @@ fn owner_death_closes_its_channels_and_invalidates_caps_in_flight() {
     let client = spawn(&mut k, "client");
     let h = k.create_channel(server, T0).unwrap();
     let ch = chan_ref(&mut k, server, h);
+    authorise(&mut k, server, client);
     let full = k.grant(server, h, client, T0).unwrap();
     let to_server = k.clone_cap(client, full, Rights::SEND, T0).unwrap();
     k.drop_cap(client, full, T0).unwrap();

@@ -25,8 +25,10 @@ fn pair() -> Pair {
     let server = spawn(&mut k, "server");
     let client = spawn(&mut k, "client");
     let requests = k.create_channel(server, T0).unwrap();
+    authorise(&mut k, server, client);
     let to_server = k.grant(server, requests, client, T0).unwrap();
     let replies = k.create_channel(client, T0).unwrap();
+    authorise(&mut k, client, server);
     let to_client = k.grant(client, replies, server, T0).unwrap();
     assert_eq!(k.pick_next(), Some(server));
     k.receive_or_block(server, requests, None, T0).unwrap();
@@ -101,6 +103,7 @@ fn the_fast_path_declines_and_changes_nothing_when_a_condition_fails() {
         (
             "the reply channel already holds a message",
             Box::new(|p: &mut Pair| {
+                authorise(&mut p.k, p.client, p.server);
                 let own = p.k.grant(p.client, p.replies, p.server, T0).unwrap();
                 p.k.send(p.server, own, vec![1], &[], T0).unwrap();
             }),

@@ -86,6 +86,7 @@ fn minted_rights_are_restricted_to_object_rights() {
 fn a_send_through_the_capability_carries_its_badge_and_rights() {
     let mut w = world();
     let full = w.k.mint_object_cap(w.server, SVC, 99, FULL, T0).unwrap();
+    authorise(&mut w.k, w.server, w.client);
     let moved = w.k.delegate(w.server, full, w.client, T0).unwrap();
     let ro = w.k.clone_cap(w.client, moved, Rights::READ, T0).unwrap();
     w.k.send_to_object(w.client, ro, b"read".to_vec(), &[], T0)
@@ -166,6 +167,7 @@ fn delegating_in_a_message_moves_the_capability() {
     let to_client =
         w.k.clone_cap(w.client, inbox, Rights::SEND | Rights::TRANSFER, T0)
             .unwrap();
+    authorise(&mut w.k, w.client, w.server);
     let to_client = w.k.delegate(w.client, to_client, w.server, T0).unwrap();
     w.k.send(w.server, to_client, b"here".to_vec(), &[full], T0)
         .unwrap();
@@ -195,6 +197,7 @@ fn delegating_in_a_message_moves_the_capability() {
 fn capabilities_reach_the_service_again_after_it_re_registers() {
     let mut w = world();
     let full = w.k.mint_object_cap(w.server, SVC, 3, FULL, T0).unwrap();
+    authorise(&mut w.k, w.server, w.client);
     let held = w.k.delegate(w.server, full, w.client, T0).unwrap();
     w.k.terminate(w.server, ExitReason::Normal, T0).unwrap();
     // Between instances nobody serves the object.
@@ -215,6 +218,7 @@ fn capabilities_reach_the_service_again_after_it_re_registers() {
 fn object_capabilities_die_with_their_holder() {
     let mut w = world();
     let full = w.k.mint_object_cap(w.server, SVC, 3, FULL, T0).unwrap();
+    authorise(&mut w.k, w.server, w.client);
     let held = w.k.delegate(w.server, full, w.client, T0).unwrap();
     let id = w.k.inspect(w.client, held).unwrap().id;
     w.k.terminate(w.client, ExitReason::Normal, T0).unwrap();

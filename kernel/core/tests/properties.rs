@@ -38,6 +38,9 @@ enum Op {
     Terminate(usize),
     CreateChannel(usize),
     Mint(usize, u16),
+    /// Mint the first task a `Task` capability (with `SEND`) naming the
+    /// second: authority to put capabilities into it.
+    Authorise(usize, usize),
     Grant(usize, usize),
     Delegate(usize, usize),
     Clone(usize, u16),
@@ -69,6 +72,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => idx.clone().prop_map(Op::Terminate),
         3 => idx.clone().prop_map(Op::CreateChannel),
         2 => (idx.clone(), any::<u16>()).prop_map(|(t, r)| Op::Mint(t, r)),
+        2 => (idx.clone(), idx.clone()).prop_map(|(f, t)| Op::Authorise(f, t)),
         2 => (idx.clone(), idx.clone()).prop_map(|(c, t)| Op::Grant(c, t)),
         2 => (idx.clone(), idx.clone()).prop_map(|(c, t)| Op::Delegate(c, t)),
         2 => (idx.clone(), any::<u16>()).prop_map(|(c, r)| Op::Clone(c, r)),
@@ -161,6 +165,14 @@ impl Model {
 
     fn any_task(&self, i: usize) -> Option<TaskId> {
         (!self.tasks.is_empty()).then(|| self.tasks[i % self.tasks.len()].0)
+    }
+
+    /// Whether `from` may put capabilities into `to`.
+    fn authorised(&self, from: TaskId, to: TaskId) -> bool {
+        from == to
+            || self.live.iter().any(|c| {
+                c.task == from && c.object == ObjectRef::Task(to) && c.rights.contains(Rights::SEND)
+            })
     }
 
     fn pick(&self, i: usize) -> Option<usize> {
@@ -257,14 +269,33 @@ impl Model {
                     rights,
                 });
             }
+            Op::Authorise(from, to) => {
+                let (Some(from), Some(to)) = (self.alive_task(from), self.any_task(to)) else {
+                    return;
+                };
+                let h = self
+                    .k
+                    .mint(from, Mintable::Task(to), Rights::SEND, now)
+                    .unwrap();
+                let info = self.k.inspect(from, h).unwrap();
+                self.expect.granted += 1;
+                self.live.push(LiveCap {
+                    task: from,
+                    handle: h,
+                    id: info.id,
+                    object: info.object,
+                    rights: Rights::SEND,
+                });
+            }
             Op::Grant(c, target) => {
                 let (Some(c), Some(target)) = (self.pick(c), self.any_task(target)) else {
                     return;
                 };
                 let cap = self.live[c].clone();
                 let target_alive = self.k.is_alive(target);
+                let authorised = self.authorised(cap.task, target);
                 let r = self.k.grant(cap.task, cap.handle, target, now);
-                if !cap.rights.contains(Rights::GRANT) {
+                if !cap.rights.contains(Rights::GRANT) || !authorised {
                     assert_eq!(r, Err(KernelError::InsufficientAuthority));
                     self.expect.invalid_use_attempts += 1;
                 } else if !target_alive {
@@ -291,8 +322,9 @@ impl Model {
                 };
                 let cap = self.live[c].clone();
                 let target_alive = self.k.is_alive(target);
+                let authorised = self.authorised(cap.task, target);
                 let r = self.k.delegate(cap.task, cap.handle, target, now);
-                if !cap.rights.contains(Rights::TRANSFER) {
+                if !cap.rights.contains(Rights::TRANSFER) || !authorised {
                     assert_eq!(r, Err(KernelError::InsufficientAuthority));
                     self.expect.invalid_use_attempts += 1;
                 } else if !target_alive {

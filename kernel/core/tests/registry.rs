@@ -17,7 +17,7 @@ fn registering_needs_a_registry_capability_and_a_receive_right() {
     assert!(matches!(
         k.register_service(s, info, SVC, chan, T0),
         Err(KernelError::WrongCapabilityKind {
-            expected: CapKind::ServiceRegistry,
+            expected: CapKind::ServiceRegistration,
             ..
         })
     ));
@@ -60,7 +60,7 @@ fn duplicate_registration_is_refused() {
 }
 
 #[test]
-fn lookup_yields_a_reused_send_only_capability() {
+fn lookup_yields_a_new_send_only_capability_each_time() {
     let mut k = kernel();
     let s = spawn(&mut k, "server");
     let c = spawn(&mut k, "client");
@@ -75,11 +75,12 @@ fn lookup_yields_a_reused_send_only_capability() {
     );
     let h = k.lookup_service(c, SVC, T0).unwrap();
     assert_eq!(k.inspect(c, h).unwrap().rights, Rights::SEND);
-    assert_eq!(
-        k.lookup_service(c, SVC, T0).unwrap(),
-        h,
-        "no slot leak on repeated lookups"
-    );
+    let again = k.lookup_service(c, SVC, T0).unwrap();
+    assert_ne!(again, h, "every lookup is its own capability");
+    assert_eq!(k.cap_count(c), 2);
+    // Dropping one leaves the other usable: no caller's drop can take a
+    // capability away from another part of the same task.
+    k.drop_cap(c, again, T0).unwrap();
     assert_eq!(k.cap_count(c), 1);
     k.send(c, h, b"hello".to_vec(), &[], T0).unwrap();
     let m = k.receive(s, chan, T0).unwrap().unwrap();
@@ -164,4 +165,79 @@ fn only_the_owner_can_unregister() {
         Err(KernelError::ServiceNotFound(SVC))
     );
     k.check_invariants().unwrap();
+}
+
+/// A registry holder mints a registration for one id and moves it into
+/// the task that will serve it; that task can register its id and no other,
+/// so it can neither take another service's id nor mint that service's
+/// object capabilities.
+#[test]
+fn a_registration_names_one_id_and_cannot_take_another() {
+    let mut k = kernel();
+    let pm = spawn(&mut k, "pm");
+    let svc = spawn(&mut k, "svc");
+    let registry = k
+        .mint(
+            pm,
+            Mintable::ServiceRegistry,
+            Rights::REGISTER | Rights::GRANT,
+            T0,
+        )
+        .unwrap();
+    let minted = k.mint_registration(pm, registry, SVC, T0).unwrap();
+    let info = k.inspect(pm, minted).unwrap();
+    assert_eq!(info.kind(), CapKind::ServiceRegistration);
+    assert_eq!(info.rights, Rights::REGISTER | Rights::TRANSFER);
+    let held = k.delegate_all(pm, &[minted], svc, T0).unwrap()[0];
+    let chan = k.create_channel(svc, T0).unwrap();
+    let other = ServiceId::from_raw(2);
+    let before = invalid_uses(&k);
+    assert_eq!(
+        k.register_service(svc, held, other, chan, T0),
+        Err(KernelError::InsufficientAuthority),
+        "squatting another id is refused"
+    );
+    assert_eq!(invalid_uses(&k), before + 1);
+    assert!(k.service(other).is_none());
+    assert_eq!(
+        k.mint_object_cap(svc, other, 1, Rights::READ, T0),
+        Err(KernelError::ServiceNotFound(other))
+    );
+    assert_eq!(k.find_registration(svc, other), None);
+    assert_eq!(k.find_registration(svc, SVC), Some(held));
+    k.register_service(svc, held, SVC, chan, T0).unwrap();
+    assert_eq!(k.service_registrant(SVC), Ok(svc));
+    assert_eq!(
+        k.service_registrant(other),
+        Err(KernelError::ServiceNotFound(other))
+    );
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn minting_a_registration_needs_register_and_grant_on_the_registry() {
+    let mut k = kernel();
+    let pm = spawn(&mut k, "pm");
+    let no_grant = k
+        .mint(pm, Mintable::ServiceRegistry, Rights::REGISTER, T0)
+        .unwrap();
+    assert_eq!(
+        k.mint_registration(pm, no_grant, SVC, T0),
+        Err(KernelError::InsufficientAuthority)
+    );
+    let full = k
+        .mint(
+            pm,
+            Mintable::ServiceRegistry,
+            Rights::REGISTER | Rights::GRANT,
+            T0,
+        )
+        .unwrap();
+    let own = k.mint_registration(pm, full, SVC, T0).unwrap();
+    // A registration cannot mint further registrations.
+    assert!(matches!(
+        k.mint_registration(pm, own, ServiceId::from_raw(2), T0),
+        Err(KernelError::WrongCapabilityKind { .. })
+    ));
+    assert_eq!(k.cap_count(pm), 3);
 }

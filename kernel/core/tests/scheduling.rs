@@ -41,6 +41,7 @@ fn a_blocked_receiver_wakes_when_a_message_arrives() {
     let server = spawn(&mut k, "server");
     let client = spawn(&mut k, "client");
     let h = k.create_channel(server, T0).unwrap();
+    authorise(&mut k, server, client);
     let to_server = k.grant(server, h, client, T0).unwrap();
     assert_eq!(
         k.receive_or_block(server, h, None, T0),
@@ -99,6 +100,7 @@ fn a_message_before_the_deadline_cancels_the_timeout() {
     let t = spawn(&mut k, "t");
     let h = k.create_channel(t, T0).unwrap();
     let s = spawn(&mut k, "s");
+    authorise(&mut k, t, s);
     let to_t = k.grant(t, h, s, T0).unwrap();
     k.receive_or_block(t, h, Some(at(100)), T0).unwrap();
     k.send(s, to_t, vec![1], &[], at(10)).unwrap();
@@ -114,7 +116,9 @@ fn one_message_wakes_one_waiter_in_arrival_order() {
     let h = k.create_channel(owner, T0).unwrap();
     let w1 = spawn(&mut k, "w1");
     let w2 = spawn(&mut k, "w2");
+    authorise(&mut k, owner, w1);
     let h1 = k.grant(owner, h, w1, T0).unwrap();
+    authorise(&mut k, owner, w2);
     let h2 = k.grant(owner, h, w2, T0).unwrap();
     k.receive_or_block(w1, h1, None, T0).unwrap();
     k.receive_or_block(w2, h2, None, T0).unwrap();
@@ -132,6 +136,7 @@ fn a_receiver_woken_too_late_blocks_again() {
     let owner = spawn(&mut k, "owner");
     let h = k.create_channel(owner, T0).unwrap();
     let w = spawn(&mut k, "w");
+    authorise(&mut k, owner, w);
     let hw = k.grant(owner, h, w, T0).unwrap();
     k.receive_or_block(w, hw, None, T0).unwrap();
     k.send(owner, h, vec![1], &[], T0).unwrap();
@@ -172,6 +177,7 @@ fn terminating_a_blocked_task_leaves_no_trace_in_wait_lists() {
     let owner = spawn(&mut k, "owner");
     let h = k.create_channel(owner, T0).unwrap();
     let w = spawn(&mut k, "w");
+    authorise(&mut k, owner, w);
     let hw = k.grant(owner, h, w, T0).unwrap();
     k.receive_or_block(w, hw, Some(at(10)), T0).unwrap();
     k.terminate(
@@ -198,6 +204,7 @@ fn the_death_of_the_last_possible_sender_wakes_receivers() {
         .unwrap();
     let recv_only = k.clone_cap(client, reply, Rights::RECEIVE, T0).unwrap();
     k.drop_cap(client, reply, T0).unwrap();
+    authorise(&mut k, client, server);
     k.delegate(client, send_right, server, T0).unwrap();
     assert_eq!(
         k.receive_or_block(client, recv_only, None, T0),

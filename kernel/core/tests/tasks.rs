@@ -9,7 +9,9 @@ use pandagen_abi::error::SpawnError;
 use pandagen_abi::{
     CapKind, ExitReason, IdentityKind, KernelError, Priority, Rights, TaskId, TrustDomain,
 };
-use pandagen_core::{CapabilityEvent, InvalidationReason, Mintable, SchedState, TaskSpec};
+use pandagen_core::{
+    CapabilityEvent, InvalidationReason, KernelCore, Mintable, SchedState, TaskSpec,
+};
 
 #[test]
 fn identities_record_lineage_domain_and_creation_time() {
@@ -138,6 +140,7 @@ fn termination_invalidates_every_capability_of_the_task() {
     let root = spawn(&mut k, "root");
     let (child, _) = spawn_child(&mut k, root, "child");
     let h = k.mint(root, Mintable::KernelInfo, Rights::ALL, T0).unwrap();
+    authorise(&mut k, root, child);
     let copy = k.grant(root, h, child, T0).unwrap();
     let chan = k.create_channel(child, T0).unwrap();
     let ids = [
@@ -231,4 +234,122 @@ fn explicit_lineage_is_recorded_as_given() {
         .unwrap();
     let id = k.identity(child).unwrap();
     assert_eq!((id.parent_id, id.creator_id), (Some(sup), Some(creator)));
+}
+
+fn spawn_routed(
+    k: &mut KernelCore,
+    parent: TaskId,
+    exit_channel: pandagen_abi::CapHandle,
+) -> Result<TaskId, KernelError> {
+    k.spawn(
+        parent,
+        pandagen_core::SpawnArgs {
+            spec: TaskSpec::new("child"),
+            with_image: false,
+            capabilities: &[],
+            exit_channel: Some(exit_channel),
+        },
+        T0,
+    )
+    .map(|s| s.task)
+}
+
+/// The exit notification of every child arrives, however full other tasks
+/// keep the exit channel and however long the exit reason: it is bounded
+/// and goes into room tasks' sends cannot take.
+#[test]
+fn exit_notifications_survive_a_flooded_channel_and_an_oversized_reason() {
+    let mut k = KernelCore::new(pandagen_core::CoreConfig {
+        default_queue_capacity: 2,
+        ..pandagen_core::CoreConfig::default()
+    });
+    let parent = spawn(&mut k, "parent");
+    let flooder = spawn(&mut k, "flooder");
+    let exits = k.create_channel(parent, T0).unwrap();
+    let public = k
+        .clone_cap(parent, exits, Rights::SEND | Rights::GRANT, T0)
+        .unwrap();
+    authorise(&mut k, parent, flooder);
+    let to_parent = k.grant(parent, public, flooder, T0).unwrap();
+    let children: Vec<TaskId> = (0..3)
+        .map(|_| spawn_routed(&mut k, parent, exits).unwrap())
+        .collect();
+    while k.send(flooder, to_parent, vec![0; 8], &[], T0).is_ok() {}
+    let huge = "x".repeat(pandagen_abi::envelope::MAX_MESSAGE_BYTES * 2);
+    for &child in &children {
+        let reason = ExitReason::Failure {
+            error: huge.clone().into(),
+        };
+        k.terminate(child, reason, T0).unwrap();
+    }
+    // The notifications did not make room for the flooder.
+    assert_eq!(
+        k.send(flooder, to_parent, vec![0; 8], &[], T0),
+        Err(KernelError::SendFailed(
+            pandagen_abi::error::SendError::QueueFull
+        ))
+    );
+    k.check_invariants().unwrap();
+    let mut notified = Vec::new();
+    while let Ok(Some(m)) = k.receive(parent, exits, T0) {
+        if m.sender != pandagen_core::channel::KERNEL_SENDER {
+            continue;
+        }
+        let envelope = pandagen_abi::MessageEnvelope::decode(&m.bytes).unwrap();
+        let n: pandagen_abi::ExitNotification = envelope.payload.decode().unwrap();
+        let ExitReason::Failure {
+            error: pandagen_abi::FailureCause::Described(text),
+        } = n.reason
+        else {
+            panic!("reason changed kind");
+        };
+        assert_eq!(text.len(), pandagen_abi::identity::MAX_EXIT_REASON_TEXT);
+        notified.push(n.task_id.unwrap());
+    }
+    assert_eq!(notified, children);
+    k.check_invariants().unwrap();
+}
+
+/// A spawner can only route a child's exit to a channel it receives on:
+/// otherwise notifications (which bypass the queue bound) could be aimed
+/// at someone else's queue.
+#[test]
+fn an_exit_route_needs_the_receive_right() {
+    let mut k = kernel();
+    let parent = spawn(&mut k, "parent");
+    let victim = spawn(&mut k, "victim");
+    let theirs = k.create_channel(victim, T0).unwrap();
+    let send_only = k
+        .clone_cap(victim, theirs, Rights::SEND | Rights::TRANSFER, T0)
+        .unwrap();
+    authorise(&mut k, victim, parent);
+    let held = k.delegate(victim, send_only, parent, T0).unwrap();
+    let tasks = k.task_count();
+    assert_eq!(
+        spawn_routed(&mut k, parent, held),
+        Err(KernelError::InsufficientAuthority)
+    );
+    assert_eq!(k.task_count(), tasks);
+}
+
+/// A kernel configured to keep nothing about ended tasks forgets the
+/// identity of each as it dies, so a task's death gives back everything it
+/// cost; by default (a host supervisor's record) identities stay.
+#[test]
+fn an_ended_tasks_identity_is_forgotten_unless_kept() {
+    for keep in [true, false] {
+        let mut k = KernelCore::new(pandagen_core::CoreConfig {
+            keep_ended_identities: keep,
+            ..pandagen_core::CoreConfig::default()
+        });
+        let root = spawn(&mut k, "root");
+        let before = k.identity_count();
+        let (child, execution) = spawn_child(&mut k, root, "child");
+        k.terminate(child, ExitReason::Normal, T0).unwrap();
+        assert_eq!(k.identity(execution).is_some(), keep);
+        assert_eq!(k.task_identity(child).is_some(), keep);
+        let expected = if keep { before + 1 } else { before };
+        assert_eq!(k.identity_count(), expected);
+        assert!(k.task_identity(root).is_some());
+    }
 }

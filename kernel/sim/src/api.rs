@@ -2,7 +2,6 @@
 
 use pandagen_abi::cap::kinds;
 use pandagen_abi::syscall::BlockInfo;
-use pandagen_abi::CapKind;
 use pandagen_abi::{
     Cap, CapHandle, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope,
     ReceivedMessage, Rights, ServiceId, TaskDescriptor, TaskHandle, TaskId,
@@ -75,7 +74,8 @@ impl KernelApi for SimulatedKernel {
         Ok(())
     }
 
-    /// Uses the caller's first `ServiceRegistry` capability with `REGISTER`.
+    /// Uses the caller's registration for `service_id` (see
+    /// `KernelCore::find_registration`).
     fn register_service(
         &mut self,
         service_id: ServiceId,
@@ -83,12 +83,30 @@ impl KernelApi for SimulatedKernel {
     ) -> Result<(), KernelError> {
         let caller = self.alive_caller()?;
         let now = self.clock_now();
-        let registry = self
+        let authority = self
             .core
-            .find_cap(caller, CapKind::ServiceRegistry, Rights::REGISTER)
+            .find_registration(caller, service_id)
             .ok_or(KernelError::InsufficientAuthority)?;
         self.core
-            .register_service(caller, registry, service_id, channel.handle(), now)
+            .register_service(caller, authority, service_id, channel.handle(), now)
+    }
+
+    fn mint_registration_capability(
+        &mut self,
+        registry: &Cap<()>,
+        service: ServiceId,
+    ) -> Result<Cap<kinds::ServiceRegistration>, KernelError> {
+        let caller = self.alive_caller()?;
+        let now = self.clock_now();
+        let handle = self
+            .core
+            .mint_registration(caller, registry.handle(), service, now)?;
+        self.bump_activity();
+        Ok(Cap::from_handle(handle).assume_kind())
+    }
+
+    fn service_registrant(&mut self, service: ServiceId) -> Result<TaskId, KernelError> {
+        self.core.service_registrant(service)
     }
 
     fn lookup_service(&mut self, service_id: ServiceId) -> Result<ChannelId, KernelError> {

@@ -16,7 +16,9 @@ use pandagen_abi::{
     IdentityKind, IdentityMetadata, Instant, KernelError, Rights, TaskDescriptor, TaskHandle,
     TaskId, TrustDomain,
 };
-use pandagen_core::{AuditLog, ChannelRef, CoreConfig, KernelCore, ParkedMessage, VecDisk};
+use pandagen_core::{
+    AuditLog, ChannelRef, CoreConfig, KernelCore, Mintable, ParkedMessage, VecDisk,
+};
 
 use crate::clock::VirtualClock;
 use crate::fault::{ChannelKey, FaultPlan};
@@ -280,6 +282,33 @@ impl SimulatedKernel {
         )
     }
 
+    /// Mint, in the acting task's space, a `Task` capability naming `task`
+    /// with `SEND`: the authority `grant_capability` and
+    /// `delegate_capability` need to put capabilities into `task` (the
+    /// kernel gives it out only when building tasks; a host harness hands
+    /// it out here).
+    pub fn task_capability(&mut self, task: TaskId) -> Result<CapHandle, KernelError> {
+        let now = self.clock.now();
+        self.core
+            .mint(self.current, Mintable::Task(task), Rights::SEND, now)
+    }
+
+    /// A `ServiceRegistration` for `service` alone, minted from the root's
+    /// registry in the root task's space (moveable to a child at spawn):
+    /// what the process manager gives a service it starts.
+    pub fn registration_for_child(
+        &mut self,
+        service: pandagen_abi::ServiceId,
+    ) -> Result<pandagen_abi::Cap<()>, KernelError> {
+        let registry = self
+            .root_capability(CapKind::ServiceRegistry)
+            .ok_or(KernelError::InvalidCapability)?;
+        let now = self.clock.now();
+        self.core
+            .mint_registration(self.root, registry, service, now)
+            .map(pandagen_abi::Cap::from_handle)
+    }
+
     /// A copy of the root capability of `kind`, attenuated to `rights`
     /// plus `TRANSFER` (so that it can be moved to a child at spawn), in
     /// the root task's space.
@@ -418,7 +447,10 @@ impl SimulatedKernel {
     /// Move the capability `cap` from `from` to `to` (audited `Delegated`,
     /// plus `CrossDomainDelegation` across trust domains). `from` must hold
     /// it with `TRANSFER`; `to` must be alive. Returns its handle in `to`'s
-    /// space.
+    /// space. This is the host harness acting as the kernel (it names both
+    /// tasks), so it needs no authority over `to`; a task's own
+    /// [`KernelApi::delegate_capability`](pandagen_abi::KernelApi::delegate_capability)
+    /// does (a `Task` capability naming it with `SEND`).
     pub fn delegate_capability(
         &mut self,
         cap: impl CapRef,
@@ -427,7 +459,7 @@ impl SimulatedKernel {
     ) -> Result<CapHandle, KernelError> {
         let now = self.clock.now();
         let handle = cap.handle_in(self, from);
-        let handle = self.core.delegate(from, handle, to, now)?;
+        let handle = self.core.delegate_all(from, &[handle], to, now)?[0];
         self.activity += 1;
         Ok(handle)
     }

@@ -112,8 +112,7 @@ impl SimulatedKernel {
             });
             return;
         }
-        let now = self.clock_now();
-        match self.core.send_from_kernel(channel, bytes, now) {
+        match self.core.send_exit_from_kernel(channel, bytes) {
             Ok(core_seq) => self.push_queued(key, core_seq, seq, 0),
             Err(error) => {
                 let reason = match error {

@@ -396,6 +396,12 @@ fn granting_issues_an_audited_copy() -> Result<(), KernelError> {
     let task = spawn_in_domain(&mut kernel, "t", TrustDomain::user());
     let channel = kernel.create_channel()?;
     let copy = kernel.clone_capability(&Cap::from(channel), Rights::SEND | Rights::GRANT)?;
+    // A task id alone is no authority over the task.
+    assert_eq!(
+        kernel.grant_capability(task, Cap::from_handle(copy.handle())),
+        Err(KernelError::InsufficientAuthority)
+    );
+    kernel.task_capability(task)?;
     kernel.grant_capability(task, copy)?;
     assert!(kernel.audit_log().has_event(
         |e| matches!(e, CapabilityEvent::Granted { to, from: Some(_), .. } if *to == task)
@@ -579,6 +585,7 @@ fn channels_are_unique_and_bidirectional() -> Result<(), KernelError> {
         &Cap::from(a),
         Rights::SEND | Rights::RECEIVE | Rights::GRANT,
     )?;
+    kernel.task_capability(peer.task_id)?;
     kernel.grant_capability(peer.task_id, copy)?;
     let (peer_handle, _) = kernel.capabilities_of(peer.task_id)[0];
     let peer_channel = ChannelId::from_handle(peer_handle);

@@ -6,9 +6,9 @@ use pandagen_abi::api::TaskHandle;
 use pandagen_abi::error::{Resource, SpawnError};
 use pandagen_abi::syscall::{
     BootFileReply, CapRequest, CloneRequest, DebugWriteRequest, ExitRequest, MintObjectCapRequest,
-    ObjectSendRequest, ReadBootFileRequest, ReceiveRequest, RegisterRequest, SendReceiveRequest,
-    SendRequest, ServiceRequest, SleepRequest, SpawnRequest, Syscall, TransferRequest,
-    MAX_DEBUG_WRITE,
+    MintRegistrationRequest, ObjectSendRequest, ReadBootFileRequest, ReceiveRequest,
+    RegisterRequest, SendReceiveRequest, SendRequest, ServiceRequest, SleepRequest, SpawnRequest,
+    Syscall, TransferRequest, MAX_DEBUG_WRITE,
 };
 use pandagen_abi::{CapHandle, CapKind, Duration, KernelError, Rights, TrustDomain};
 use pandagen_core::{RecvOutcome, SpawnArgs, TaskSpec};
@@ -33,6 +33,7 @@ pub fn handle(call: Syscall, cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, K
             | Syscall::Grant
             | Syscall::RegisterService
             | Syscall::MintObjectCap
+            | Syscall::MintRegistration
     );
     if creates && !crate::mem::heap::has_room(HEAP_RESERVE) {
         return Err(KernelError::ResourceExhausted(Resource::Memory));
@@ -69,6 +70,8 @@ pub fn handle(call: Syscall, cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, K
         Syscall::BlockInfo => crate::blockdev::info,
         Syscall::BlockRead => crate::blockdev::read,
         Syscall::BlockWrite => crate::blockdev::write,
+        Syscall::MintRegistration => mint_registration,
+        Syscall::ServiceRegistrant => service_registrant,
         // Calls this kernel does not implement yet answer as unknown ones.
         #[allow(unreachable_patterns)]
         _ => unsupported,
@@ -306,21 +309,36 @@ fn clone_cap(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     cx.reply(handle)
 }
 
-/// Uses the caller's first `ServiceRegistry` capability with `REGISTER`.
+/// Uses the caller's capability naming the id (see
+/// `KernelCore::find_registration`).
 fn register_service(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: RegisterRequest = decode(request)?;
-    let registry =
+    let authority =
         cx.k.core
-            .find_cap(cx.caller, CapKind::ServiceRegistry, Rights::REGISTER)
+            .find_registration(cx.caller, request.service)
             .ok_or(KernelError::InsufficientAuthority)?;
     cx.k.core.register_service(
         cx.caller,
-        registry,
+        authority,
         request.service,
         request.channel,
         cx.now,
     )?;
     cx.reply(())
+}
+
+fn mint_registration(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: MintRegistrationRequest = decode(request)?;
+    let handle =
+        cx.k.core
+            .mint_registration(cx.caller, request.registry, request.service, cx.now)?;
+    cx.reply(handle)
+}
+
+fn service_registrant(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: ServiceRequest = decode(request)?;
+    let task = cx.k.core.service_registrant(request.service)?;
+    cx.reply(task)
 }
 
 fn lookup_service(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {

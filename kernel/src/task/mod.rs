@@ -151,7 +151,12 @@ pub fn now() -> Instant {
 impl Kernel {
     pub fn new(root_policy: RootPolicy) -> Self {
         Kernel {
-            core: KernelCore::default(),
+            // Nothing about an ended task stays behind (its parent has the
+            // exit notification).
+            core: KernelCore::new(pandagen_core::CoreConfig {
+                keep_ended_identities: false,
+                ..pandagen_core::CoreConfig::default()
+            }),
             tasks: UserTasks::default(),
             current: None,
             root: None,
@@ -196,6 +201,8 @@ impl Kernel {
     /// notification; its address space is freed. If it was the root under
     /// [`RootPolicy::ExitQemu`], the run ends here.
     pub fn kill(&mut self, task: TaskId, reason: ExitReason) {
+        // The reason's text comes from ring 3: bounded before it is logged.
+        let reason = reason.bounded();
         let now = now();
         let normal = reason == ExitReason::Normal;
         if !normal {

@@ -185,6 +185,16 @@ impl KernelApi for FakeHost {
     fn lookup_service(&mut self, s: ServiceId) -> Result<ChannelId, KernelError> {
         self.sim.lookup_service(s)
     }
+    fn mint_registration_capability(
+        &mut self,
+        registry: &Cap<()>,
+        s: ServiceId,
+    ) -> Result<Cap<pandagen_abi::cap::kinds::ServiceRegistration>, KernelError> {
+        self.sim.mint_registration_capability(registry, s)
+    }
+    fn service_registrant(&mut self, s: ServiceId) -> Result<TaskId, KernelError> {
+        self.sim.service_registrant(s)
+    }
     fn delegate_capability(&mut self, c: Cap<()>, to: TaskId) -> Result<(), KernelError> {
         KernelApi::delegate_capability(&mut self.sim, c, to)
     }

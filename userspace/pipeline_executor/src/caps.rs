@@ -1,8 +1,7 @@
 //! Small capability helpers shared by the executor, the stage adapter, the
 //! service and the client.
 
-use pandagen_abi::error::ReceiveError;
-use pandagen_abi::{Cap, KernelApi, KernelError, Rights};
+use pandagen_abi::{Cap, KernelApi, Rights};
 
 /// Release capabilities this task holds. A capability that is already
 /// invalid is gone, which is the goal, so errors are ignored.
@@ -13,19 +12,6 @@ pub(crate) fn drop_all<K: KernelApi>(
     for capability in capabilities {
         let _ = kernel.drop_capability(capability);
     }
-}
-
-/// True if a receive error means the channel can never deliver again, so a
-/// serve loop should stop; timeouts and injected faults are transient.
-pub(crate) fn is_fatal_receive_error(error: &KernelError) -> bool {
-    matches!(
-        error,
-        KernelError::ReceiveFailed(ReceiveError::ChannelClosed)
-            | KernelError::ChannelError(_)
-            | KernelError::InvalidCapability
-            | KernelError::InsufficientAuthority
-            | KernelError::WrongCapabilityKind { .. }
-    )
 }
 
 /// The rights of the reply capability a request carries: send only, plus

@@ -29,7 +29,7 @@ use pandagen_abi::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::caps::{drop_all, is_fatal_receive_error};
+use crate::caps::drop_all;
 use crate::executor::{PipelineExecution, PipelineExecutor, PipelineRun, Progress};
 use crate::payload::TypedPayload;
 use crate::spec::PipelineSpec;
@@ -163,7 +163,7 @@ impl PipelineService {
                 Ok(received) => {
                     self.handle(kernel, received);
                 }
-                Err(e) if is_fatal_receive_error(&e) => return e,
+                Err(e) if e.ends_receiving() => return e,
                 Err(_) => {}
             }
         }

@@ -34,7 +34,7 @@ use pandagen_abi::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::caps::{drop_all, is_fatal_receive_error};
+use crate::caps::drop_all;
 use crate::ids::{PipelineId, StageId};
 use crate::payload::TypedPayload;
 
@@ -302,7 +302,7 @@ pub fn serve_stages<K: KernelApi, H: StageHandler>(
             Ok(received) => {
                 handle_stage_request(kernel, service, handler, received);
             }
-            Err(e) if is_fatal_receive_error(&e) => return e,
+            Err(e) if e.ends_receiving() => return e,
             // Timeouts and injected faults are transient: keep serving.
             Err(_) => {}
         }

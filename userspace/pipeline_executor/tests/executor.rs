@@ -226,11 +226,12 @@ fn initial_capabilities_are_lent_as_copies_and_stay_in_the_pool() {
     assert_eq!(run.trace.final_result, PipelineExecutionResult::Success);
     assert_eq!(handler.borrow().calls[1].labels, [label]);
     assert_eq!(executor.capability_labels(), [label]);
-    // The executor's task gained only the cached lookup of the handler.
-    assert_eq!(kernel.held_by(CLIENT), before + 1);
+    // The executor's task gained nothing: each attempt's lookup of the
+    // handler is dropped once the request is sent.
+    assert_eq!(kernel.held_by(CLIENT), before);
     assert_eq!(kernel.held_by(HANDLER_TASK), 1);
     executor.release_capabilities(&mut kernel);
-    assert_eq!(kernel.held_by(CLIENT), before);
+    assert_eq!(kernel.held_by(CLIENT), before - 1, "the token is released");
 }
 
 #[test]
@@ -305,7 +306,7 @@ fn a_stage_cannot_shadow_a_label_already_in_the_pool() {
     // The returned capability was released, not kept or leaked.
     assert_eq!(executor.capability_labels().len(), 1);
     assert_eq!(kernel.held_by(HANDLER_TASK), 1);
-    assert_eq!(kernel.held_by(CLIENT), 2, "token + handler lookup");
+    assert_eq!(kernel.held_by(CLIENT), 1, "only the token");
 }
 
 #[test]
@@ -396,8 +397,8 @@ fn a_late_reply_to_an_earlier_attempt_is_discarded_and_released() {
     assert_eq!(kernel.held_by(HANDLER_TASK), 1);
     assert_eq!(
         kernel.held_by(CLIENT),
-        2,
-        "minted capability + handler lookup"
+        1,
+        "only the minted capability: the handler lookups were dropped"
     );
     assert_eq!(kernel.in_flight(), 0);
 }
@@ -466,7 +467,7 @@ fn a_pool_capability_that_cannot_be_copied_stops_the_stage_before_it_runs() {
     ));
     assert!(run.trace.entries.is_empty());
     assert!(handler.borrow().calls.is_empty());
-    // Nothing half-made is left behind (the reply channel is closed too);
-    // only the kernel's cached lookup of the handler remains.
-    assert_eq!(kernel.held_by(CLIENT), before + 1);
+    // Nothing half-made is left behind: the reply channel is closed and
+    // the lookup of the handler dropped.
+    assert_eq!(kernel.held_by(CLIENT), before);
 }

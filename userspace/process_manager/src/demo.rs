@@ -167,9 +167,8 @@ pub fn ping_over<K: KernelApi>(
 /// is gone, sending on that channel fails with `ChannelClosed` (never a
 /// hang, never a silent drop); a new lookup finds the restarted instance,
 /// which answers; and the old channel stays closed. Gives up after
-/// `within`. The caller must not share its capability table with the
-/// service's supervisor (a lookup returns the capability a task already
-/// holds, and the supervisor drops its own when the instance ends).
+/// `within`. Every lookup is a capability of its own, so the caller may
+/// share its capability space with the service's supervisor.
 pub fn observe_restart<K: KernelApi>(
     kernel: &mut K,
     service: ServiceId,
@@ -187,14 +186,16 @@ pub fn observe_restart<K: KernelApi>(
         }
         kernel.sleep(poll).map_err(|e| format!("sleep: {e}"))
     };
-    let lookup = |kernel: &mut K, not: Option<ChannelId>| match kernel.lookup_service(service) {
-        Ok(channel) if Some(channel) != not => Ok(Some(channel)),
-        Ok(_) | Err(KernelError::ServiceNotFound(_)) => Ok(None),
+    // Every lookup is a new capability; once the old channel has closed,
+    // a lookup can only find the new instance's.
+    let lookup = |kernel: &mut K| match kernel.lookup_service(service) {
+        Ok(channel) => Ok(Some(channel)),
+        Err(KernelError::ServiceNotFound(_)) => Ok(None),
         Err(e) => Err(format!("lookup: {e}")),
     };
 
     let old = loop {
-        if let Some(channel) = lookup(kernel, None)? {
+        if let Some(channel) = lookup(kernel)? {
             break channel;
         }
         wait(kernel, "no instance registered")?;
@@ -214,7 +215,7 @@ pub fn observe_restart<K: KernelApi>(
         return Err("the first instance never answered".into());
     }
     let new = loop {
-        if let Some(channel) = lookup(kernel, Some(old))? {
+        if let Some(channel) = lookup(kernel)? {
             break channel;
         }
         wait(kernel, "no new instance registered")?;

@@ -25,7 +25,8 @@ use crate::policy::RestartPolicy;
 /// them.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum CapabilityName {
-    /// `registry`: register services in the service registry.
+    /// `registry`: register this service's own id, and no other (a
+    /// `ServiceRegistration` minted for each instance).
     Registry,
     /// `boot-image`: read and spawn programs from the boot image.
     BootImage,

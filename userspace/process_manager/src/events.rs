@@ -50,6 +50,9 @@ pub enum SupervisorEvent {
     /// An exit notification that is not about a child of this supervisor,
     /// or is not from the kernel. Ignored.
     ForeignNotification { execution: Option<ExecutionId> },
+    /// A service's id is registered by a task that is not the instance
+    /// this supervisor started: not counted as ready (or as alive).
+    ForeignRegistrant { service: ServiceId, task: TaskId },
     /// A capability a child needed could not be minted or found.
     CapabilityUnavailable {
         service: ServiceId,

@@ -8,7 +8,7 @@
 //! id = 2                    # required: the ServiceId (decimal)
 //! image = storage           # program in the boot image; defaults to the name
 //! restart = on-failure      # never | always | on-failure | backoff:<max_attempts>
-//! capabilities = registry   # comma list: registry, boot-image, serial-input,
+//! capabilities = registry   # comma list: registry (this service's own id only), boot-image, serial-input,
 //!                           #   kernel-info, block-device, pm-control
 //! depends =                 # comma list of service names
 //! trust = core              # trust domain; defaults to "user"

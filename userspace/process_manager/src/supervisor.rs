@@ -14,11 +14,19 @@
 //! instance this supervisor spawned and still considers live. Anything
 //! else is logged and ignored.
 //!
-//! Lost exit notifications: messages may be dropped, notifications
-//! included. The kernel removes a dead task's service registrations, so
-//! every `liveness_interval` the supervisor looks each running service up;
-//! a registration that vanished means the instance died, and it is handled
-//! as an [`InstanceEnd::Vanished`] failure. A send that fails with a closed
+//! Registration is bound to the instance: the manifest's `registry`
+//! capability is a `ServiceRegistration` for the service's own id, minted
+//! for each spawn and moved into that instance alone, and a service counts
+//! as ready only when the kernel reports that *that instance's task* holds
+//! the registration (`service_registrant`), never merely because a lookup
+//! succeeds.
+//!
+//! Lost exit notifications: the kernel queues them in room no task's sends
+//! can take, so they are lost only to injected faults (the simulator) or a
+//! closed channel. The kernel removes a dead task's service registrations,
+//! so every `liveness_interval` the supervisor asks who holds each running
+//! service's registration; if it is no longer the instance, the instance
+//! is handled as an [`InstanceEnd::Vanished`] failure. A send that fails with a closed
 //! channel (when stopping a service) is treated the same way. If the lost
 //! notification turns up later, its execution id is retired and it is
 //! ignored. Services with `ready = spawned` have no registration, so a lost
@@ -55,6 +63,17 @@ const KERNEL_SOURCE: TaskId = TaskId::from_raw(0);
 
 /// How many events the log keeps.
 const EVENT_LOG_CAPACITY: usize = 512;
+
+/// Who holds a service's registration, as the supervisor sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Registrant {
+    /// The instance this supervisor started.
+    Instance,
+    /// Some other task.
+    Foreign(TaskId),
+    /// Nobody.
+    Nobody,
+}
 
 /// What [`Supervisor::poll`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,7 +229,8 @@ impl Supervisor {
 
     /// Wait for one message or the next deadline, handle it, then run
     /// whatever became due. Never spins: with nothing due it blocks until a
-    /// message arrives.
+    /// message arrives. `Err` only when the channel can no longer deliver
+    /// (`KernelError::ends_receiving`); any other failed receive is logged.
     pub fn step<K: KernelApi>(&mut self, kernel: &mut K) -> Result<(), KernelError> {
         let channel = self.channel.ok_or(KernelError::InvalidCapability)?;
         let timeout = self
@@ -222,9 +242,17 @@ impl Supervisor {
                 Ok(())
             }
             Err(KernelError::Timeout) => Ok(()),
+            // A message that is not an envelope (or whose capabilities did
+            // not fit) is lost and logged; the next one is served at once,
+            // so a client sending garbage costs the process manager no
+            // more than the garbage.
             Err(error) => {
                 self.log(kernel, SupervisorEvent::ReceiveFailed(error));
-                Err(error)
+                if error.ends_receiving() {
+                    Err(error)
+                } else {
+                    Ok(())
+                }
             }
         };
         self.tick(kernel);
@@ -258,8 +286,8 @@ impl Supervisor {
     pub fn serve<K: KernelApi>(&mut self, kernel: &mut K) -> ! {
         loop {
             if self.step(kernel).is_err() {
-                // A failed receive (an injected fault, say) consumed no
-                // time; yield so a persistent failure cannot spin.
+                // The channel can no longer deliver; yield so that this
+                // cannot spin.
                 let _ = kernel.sleep(self.config.ready_poll);
             }
         }
@@ -357,15 +385,27 @@ impl Supervisor {
         })
     }
 
-    /// Mint the child's copy of one named capability.
+    /// Mint the child's copy of one named capability. `registry` becomes
+    /// a registration for `service`'s own id and no other.
     fn mint<K: KernelApi>(
         &self,
         kernel: &mut K,
+        service: ServiceId,
         name: &CapabilityName,
     ) -> Result<Cap<()>, KernelError> {
         if *name == CapabilityName::PmControl {
             return self
                 .control_capability(kernel, CHILD_CONTROL_RIGHTS)
+                .map(Cap::erase);
+        }
+        if *name == CapabilityName::Registry {
+            let registry = self
+                .caps
+                .registry
+                .as_ref()
+                .ok_or(KernelError::InvalidCapability)?;
+            return kernel
+                .mint_registration_capability(registry, service)
                 .map(Cap::erase);
         }
         let original = self
@@ -381,7 +421,7 @@ impl Supervisor {
         let service = self.records[index].descriptor.service_id;
         let mut minted: Vec<Cap<()>> = Vec::new();
         for name in self.records[index].descriptor.capabilities.clone() {
-            match self.mint(kernel, &name) {
+            match self.mint(kernel, service, &name) {
                 Ok(capability) => minted.push(capability),
                 Err(error) => {
                     for capability in minted {
@@ -465,12 +505,23 @@ impl Supervisor {
         record.timer = channel.map(|_| now + self.config.liveness_interval);
     }
 
+    /// Ready when the instance this supervisor started holds the
+    /// registration; then its channel is looked up once and kept (dropped
+    /// when the instance ends).
     fn poll_ready<K: KernelApi>(&mut self, kernel: &mut K, index: usize) {
         let now = kernel.now();
         let service = self.records[index].descriptor.service_id;
-        match kernel.lookup_service(service) {
-            Ok(channel) => self.became_ready(kernel, index, Some(channel)),
-            Err(_) => {
+        let ready = match self.registrant(kernel, index) {
+            Registrant::Instance => kernel.lookup_service(service).ok(),
+            Registrant::Foreign(task) => {
+                self.log(kernel, SupervisorEvent::ForeignRegistrant { service, task });
+                None
+            }
+            Registrant::Nobody => None,
+        };
+        match ready {
+            Some(channel) => self.became_ready(kernel, index, Some(channel)),
+            None => {
                 let record = &mut self.records[index];
                 if record.startup_deadline.is_some_and(|d| now >= d) {
                     self.instance_ended(kernel, index, InstanceEnd::NeverReady);
@@ -481,14 +532,22 @@ impl Supervisor {
         }
     }
 
-    /// Is this instance's registration still there? (See the module docs:
-    /// this is how a lost exit notification is noticed.)
+    /// Who holds the registration of `index`'s service, compared with the
+    /// instance this supervisor started.
+    fn registrant<K: KernelApi>(&self, kernel: &mut K, index: usize) -> Registrant {
+        let record = &self.records[index];
+        match kernel.service_registrant(record.descriptor.service_id) {
+            Ok(task) if record.instance.is_some_and(|i| i.task_id == task) => Registrant::Instance,
+            Ok(task) => Registrant::Foreign(task),
+            Err(_) => Registrant::Nobody,
+        }
+    }
+
+    /// Has this instance stopped holding its registration? (See the module
+    /// docs: this is how a lost exit notification is noticed.) Asks the
+    /// kernel who the registrant is, so it holds no capability.
     fn registration_vanished<K: KernelApi>(&mut self, kernel: &mut K, index: usize) -> bool {
-        let service = self.records[index].descriptor.service_id;
-        matches!(
-            kernel.lookup_service(service),
-            Err(KernelError::ServiceNotFound(_))
-        )
+        self.registrant(kernel, index) != Registrant::Instance
     }
 
     fn check_alive<K: KernelApi>(&mut self, kernel: &mut K, index: usize) {

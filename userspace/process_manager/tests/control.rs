@@ -301,7 +301,9 @@ fn the_capability_moves_to_another_task_which_can_then_use_it() {
     let operator = spawn_task(&mut world, "operator");
     let control = world.give_control(client, CHILD_CONTROL_RIGHTS).unwrap();
     let stale = control.handle();
-    // The client moves it with the ordinary kernel call.
+    // The client moves it with the ordinary kernel call, which needs
+    // authority over the operator's task.
+    world.as_client(|k| k.task_capability(operator)).unwrap();
     world
         .as_client(|k| KernelApi::delegate_capability(k, control.erase(), operator))
         .unwrap();

@@ -276,3 +276,47 @@ fn under_random_faults_the_system_converges_once_they_stop() {
     assert!(lost > 0, "no message was dropped");
     assert!(vanished > 0, "no exit notification was lost: {lost} drops");
 }
+
+/// A client fills the process manager's channel — which is also its
+/// children's exit route — and a child then dies with a reason far longer
+/// than a message: the notification still arrives (bounded, in room no
+/// send can take), so the supervisor learns the real exit at once instead
+/// of noticing a vanished registration a liveness interval later.
+#[test]
+fn an_exit_notification_survives_a_flooded_process_manager_channel() {
+    let mut world = World::new(MANIFEST);
+    world.run_for(ms(50));
+    let victim = world.info("svc");
+    let refused = world.as_client(|k| {
+        let pm = k.lookup_service(PROCESS_MANAGER).unwrap();
+        loop {
+            let noise = MessageEnvelope::new(
+                ServiceId::from_raw(0),
+                "noise",
+                SchemaVersion::new(1, 0),
+                MessagePayload::empty(),
+            );
+            if let Err(e) = k.send_message(pm, noise) {
+                return e;
+            }
+        }
+    });
+    assert_eq!(refused, KernelError::SendFailed(SendError::QueueFull));
+    let reason = ExitReason::Failure {
+        error: "x".repeat(100_000).into(),
+    };
+    world
+        .kernel()
+        .terminate_task_with_reason(victim.task_id.unwrap(), reason);
+    // Well within the liveness interval.
+    world.run_for(ms(20));
+    let info = world.info("svc");
+    assert!(
+        matches!(
+            info.last_end,
+            Some(InstanceEnd::Exited(ExitReason::Failure { .. }))
+        ),
+        "{:?}",
+        info.last_end
+    );
+}

@@ -3,7 +3,7 @@
 mod support;
 
 use pandagen_abi::{CapKind, Duration, Rights, ServiceId};
-use pandagen_core::CapabilityEvent;
+use pandagen_core::{CapabilityEvent, ObjectRef};
 use pandagen_process_manager::{LifecycleState, SupervisorEvent};
 use support::{Behaviour, World};
 
@@ -105,7 +105,20 @@ fn each_service_gets_exactly_its_named_capabilities_and_crossing_a_trust_domain_
         .iter()
         .map(|(_, info)| info.kind())
         .collect();
-    assert!(kinds.contains(&CapKind::ServiceRegistry));
+    // `registry` is a registration for the worker's own id, not the
+    // whole registry.
+    assert!(!kinds.contains(&CapKind::ServiceRegistry));
+    let registrations: Vec<ObjectRef> = world
+        .kernel()
+        .capabilities_of(worker)
+        .iter()
+        .filter(|(_, info)| info.kind() == CapKind::ServiceRegistration)
+        .map(|(_, info)| info.object)
+        .collect();
+    assert_eq!(
+        registrations,
+        [ObjectRef::ServiceRegistration(ServiceId::from_raw(14))]
+    );
     assert!(kinds.contains(&CapKind::KernelInfo));
     assert!(!kinds.contains(&CapKind::BootImage) && !kinds.contains(&CapKind::SerialInput));
     for (_, info) in world.kernel().capabilities_of(worker) {

@@ -9,7 +9,8 @@ use pandagen_abi::error::SpawnError;
 use pandagen_abi::info::{InfoReply, InfoRequest};
 use pandagen_abi::syscall::{
     BindConsoleInputRequest, BootFileReply, ConsoleWriteRequest, InfoRequestEnvelope,
-    MintObjectCapRequest, ObjectSendRequest, ReadBootFileRequest, ShutdownRequest,
+    MintObjectCapRequest, MintRegistrationRequest, ObjectSendRequest, ReadBootFileRequest,
+    ShutdownRequest,
 };
 use pandagen_abi::syscall::{
     CapRequest, CloneRequest, ExitRequest, ReceiveReply, ReceiveRequest, RegisterRequest,
@@ -47,12 +48,37 @@ impl Default for Kernel {
 
 /// A received message as the API presents it.
 fn received(reply: ReceiveReply<'_>) -> Result<ReceivedMessage, KernelError> {
+    received_or_release(reply, |handle| {
+        // The capability is in this task's space; a drop the kernel refuses
+        // means it is already gone, which is the goal anyway.
+        let _: Result<(), KernelError> =
+            call_small(Syscall::Drop, &CapRequest { capability: handle });
+    })
+}
+
+/// [`received`], with `release` dropping a carried capability: a message
+/// whose envelope cannot be decoded is an error to the caller, who never
+/// sees its capabilities, so they are released here rather than left to
+/// fill the task's capability space (any sender could otherwise leak the
+/// receiver's slots with garbage bytes).
+fn received_or_release(
+    reply: ReceiveReply<'_>,
+    mut release: impl FnMut(CapHandle),
+) -> Result<ReceivedMessage, KernelError> {
+    let mut envelope = match MessageEnvelope::decode(reply.message) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            for handle in &reply.capabilities {
+                release(*handle);
+            }
+            return Err(error.into());
+        }
+    };
     let capabilities = reply
         .capabilities
         .iter()
         .map(|h| Cap::from_handle(*h))
         .collect();
-    let mut envelope = MessageEnvelope::decode(reply.message)?;
     // Kernel-originated messages (exit notifications) have no source task.
     envelope.source = (reply.sender != KERNEL_TASK).then_some(reply.sender);
     Ok(ReceivedMessage {
@@ -353,6 +379,25 @@ impl KernelApi for Kernel {
             .map(ChannelId::from_handle)
     }
 
+    fn mint_registration_capability(
+        &mut self,
+        registry: &Cap<()>,
+        service: ServiceId,
+    ) -> Result<Cap<kinds::ServiceRegistration>, KernelError> {
+        call_small::<_, CapHandle>(
+            Syscall::MintRegistration,
+            &MintRegistrationRequest {
+                registry: registry.handle(),
+                service,
+            },
+        )
+        .map(|h| Cap::from_handle(h).assume_kind())
+    }
+
+    fn service_registrant(&mut self, service: ServiceId) -> Result<TaskId, KernelError> {
+        call_small(Syscall::ServiceRegistrant, &ServiceRequest { service })
+    }
+
     fn delegate_capability(&mut self, capability: Cap<()>, to: TaskId) -> Result<(), KernelError> {
         call_small(
             Syscall::Delegate,
@@ -448,5 +493,51 @@ impl KernelApi for Kernel {
         bytes: &[u8],
     ) -> Result<(), KernelError> {
         crate::block::write(&mut self.scratch, &mut self.response, device, first, bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_undecodable_message_releases_every_carried_capability() {
+        let carried: heapless::Vec<CapHandle, MAX_MESSAGE_CAPS> = (1..=MAX_MESSAGE_CAPS as u32)
+            .map(|i| CapHandle::new(i, 1))
+            .collect();
+        let reply = ReceiveReply {
+            sender: TaskId::from_raw(9),
+            message: b"not an envelope",
+            capabilities: carried.clone(),
+            badge: None,
+        };
+        let mut released = Vec::new();
+        let result = received_or_release(reply, |h| released.push(h));
+        assert!(matches!(result, Err(KernelError::Envelope(_))));
+        assert_eq!(released, carried.to_vec());
+    }
+
+    #[test]
+    fn a_decodable_message_keeps_its_capabilities() {
+        let envelope = MessageEnvelope::new(
+            ServiceId::from_raw(1),
+            "ping",
+            pandagen_abi::SchemaVersion::new(1, 0),
+            pandagen_abi::MessagePayload::empty(),
+        );
+        let bytes = envelope.encode().unwrap();
+        let mut carried = heapless::Vec::new();
+        carried.push(CapHandle::new(3, 1)).unwrap();
+        let reply = ReceiveReply {
+            sender: TaskId::from_raw(9),
+            message: &bytes,
+            capabilities: carried,
+            badge: None,
+        };
+        let mut released = Vec::new();
+        let message = received_or_release(reply, |h| released.push(h)).unwrap();
+        assert!(released.is_empty());
+        assert_eq!(message.capabilities.len(), 1);
+        assert_eq!(message.envelope.source, Some(TaskId::from_raw(9)));
     }
 }

@@ -12,6 +12,8 @@
 
 extern crate alloc;
 
+pub mod adversary;
+
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -55,11 +57,17 @@ impl Tally {
         }
     }
 
+    /// Print the suite summary line; true if every check passed. For a
+    /// suite that is not the root task and ends the run itself.
+    pub fn report(&self) -> bool {
+        println!("[SUITE] DONE passed={} failed={}", self.passed, self.failed);
+        self.failed == 0
+    }
+
     /// Print the suite summary and end the root task: `Normal` if every
     /// check passed, otherwise a failure naming how many did not.
     pub fn finish(self, kernel: &mut pandagen_rt::Kernel) -> ! {
-        println!("[SUITE] DONE passed={} failed={}", self.passed, self.failed);
-        if self.failed == 0 {
+        if self.report() {
             kernel.exit(ExitReason::Normal)
         } else {
             let error = alloc::format!("{} checks failed", self.failed);
@@ -157,6 +165,17 @@ pub fn lookup_with_retry<K: KernelApi>(
         kernel.sleep(Duration::from_millis(1))?;
     }
     Err(last)
+}
+
+/// Wait for `service` to register (see [`lookup_with_retry`]), keeping no
+/// capability: every lookup is a new one, dropped here.
+pub fn wait_registered<K: KernelApi>(
+    kernel: &mut K,
+    service: ServiceId,
+) -> Result<(), KernelError> {
+    let channel = lookup_with_retry(kernel, service)?;
+    let _ = kernel.drop_capability(Cap::from(channel));
+    Ok(())
 }
 
 /// The schema version of the echo protocol.

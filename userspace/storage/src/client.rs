@@ -269,10 +269,9 @@ impl StorageClient {
     /// Send `envelope` with a fresh reply capability, on the service
     /// channel or through the object capability `via`. `false` if it could
     /// not be sent now (the caller then spends the attempt waiting, as for
-    /// a lost answer). A closed service channel, or a service-channel
-    /// capability the kernel no longer knows (invalidated with the dead
-    /// instance's channel), is looked up again first: a restarted storage
-    /// task has registered a new one. Through an object
+    /// a lost answer). A closed service channel is looked up again first
+    /// (its capability dropped): a restarted storage task has registered a
+    /// new one. Through an object
     /// capability no lookup is needed: the kernel finds the storage task
     /// registered at the moment, or answers `ServiceNotFound` while there
     /// is none.
@@ -304,13 +303,15 @@ impl StorageClient {
             let _ = kernel.drop_capability(Cap::from_handle(handle));
             match e {
                 KernelError::SendFailed(SendError::ChannelClosed)
-                | KernelError::InvalidCapability
                     if via.is_none() && self.relookup && !looked_up =>
                 {
                     looked_up = true;
                     match kernel.lookup_service(STORAGE) {
-                        Ok(service) if service != self.service => self.service = service,
-                        _ => return Ok(false),
+                        Ok(service) => {
+                            let closed = core::mem::replace(&mut self.service, service);
+                            let _ = kernel.drop_capability(Cap::from(closed));
+                        }
+                        Err(_) => return Ok(false),
                     }
                 }
                 // Full queue, an injected fault, or a service still away.

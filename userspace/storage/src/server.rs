@@ -195,8 +195,10 @@ impl<B: StorageBackend> StorageServer<B> {
                 Ok(request) => {
                     let _ = self.handle(kernel, request);
                 }
-                Err(KernelError::Timeout) => continue,
-                Err(e) => return e,
+                Err(e) if e.ends_receiving() => return e,
+                // That message is lost (not an envelope, say); the next is
+                // served.
+                Err(_) => continue,
             }
         }
     }

@@ -11,7 +11,7 @@ use pandagen_abi::{CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
 
 use super::KernelCore;
 use crate::audit::CapabilityEvent;
-use crate::cap_table::{CapInfo, InvalidUse, Mintable};
+use crate::cap_table::{CapInfo, InvalidUse, Mintable, ObjectRef};
 
 impl KernelCore {
     /// Kernel only: create a capability out of nothing for `owner`. This is
@@ -102,14 +102,47 @@ impl KernelCore {
             .map(|(h, _)| h)
     }
 
+    /// Check that `caller` may put capabilities into `target`: it is the
+    /// caller itself, or the caller holds a `Task` capability naming
+    /// `target` with `SEND`. A task id is a guessable number; without this
+    /// rule any task could fill any other task's capability space. A
+    /// refusal is audited as `InvalidUseAttempt` on `handle` (the
+    /// capability being moved) with reason `NoAuthorityOver(target)`.
+    /// O(slots).
+    fn check_target(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        target: TaskId,
+        now: Instant,
+    ) -> Result<(), KernelError> {
+        if caller == target {
+            return Ok(());
+        }
+        let object = ObjectRef::Task(target);
+        let authorised = self.tasks.get(caller).is_some_and(|t| {
+            t.space
+                .iter()
+                .any(|(_, c)| c.object() == object && c.rights().contains(Rights::SEND))
+        });
+        if authorised {
+            Ok(())
+        } else {
+            Err(self.refuse(caller, handle, InvalidUse::NoAuthorityOver(target), now))
+        }
+    }
+
     /// Give `target` a copy of the capability `handle` names, with the
-    /// same rights. Needs `GRANT`. The caller keeps its capability.
+    /// same rights. Needs `GRANT` on it, and authority over `target` (see
+    /// `check_target`: a `Task` capability naming it with `SEND`). The
+    /// caller keeps its capability.
     /// Audited as `Granted { from: Some(caller), source }`, plus
     /// `CrossDomainDelegation` if the two tasks are in different trust
     /// domains. Returns the copy's handle in `target`'s space.
     ///
-    /// Errors: refusals as for [`KernelCore::lookup`], `TaskNotFound(target)`,
-    /// `ResourceExhausted(CapabilitySlots)`. Cost: O(1).
+    /// Errors: refusals as for [`KernelCore::lookup`], `InsufficientAuthority`
+    /// without authority over `target`, `TaskNotFound(target)`,
+    /// `ResourceExhausted(CapabilitySlots)`. Cost: O(slots).
     pub fn grant(
         &mut self,
         caller: TaskId,
@@ -118,6 +151,7 @@ impl KernelCore {
         now: Instant,
     ) -> Result<CapHandle, KernelError> {
         let info = self.validate(caller, handle, None, Rights::GRANT, now)?;
+        self.check_target(caller, handle, target, now)?;
         self.require_room(target, 1)?;
         let cap = self.new_record(info.object, info.rights, target);
         let id = cap.id();
@@ -140,9 +174,10 @@ impl KernelCore {
 
     /// Move the capability `handle` names to `target`: the caller loses it
     /// (its handle goes stale) and `target` gets it with the same id and
-    /// rights. Needs `TRANSFER`. Audited as `Delegated { via: None }`, plus
+    /// rights. Needs `TRANSFER`, and authority over `target` as for
+    /// [`KernelCore::grant`]. Audited as `Delegated { via: None }`, plus
     /// `CrossDomainDelegation` across trust domains. Returns the handle in
-    /// `target`'s space. Errors as for [`KernelCore::grant`]. Cost: O(1).
+    /// `target`'s space. Errors as for [`KernelCore::grant`]. Cost: O(slots).
     pub fn delegate(
         &mut self,
         caller: TaskId,
@@ -150,13 +185,20 @@ impl KernelCore {
         target: TaskId,
         now: Instant,
     ) -> Result<CapHandle, KernelError> {
+        self.validate(caller, handle, None, Rights::TRANSFER, now)?;
+        self.check_target(caller, handle, target, now)?;
         self.delegate_all(caller, &[handle], target, now)
             .map(|handles| handles[0])
     }
 
-    /// Delegate several capabilities at once, all or nothing (what spawning
-    /// a task with initial capabilities needs). The same handle may not
-    /// appear twice. Returns the new handles in order.
+    /// Move several capabilities from `caller` into `target` at once, all
+    /// or nothing, *without* checking authority over `target`: the
+    /// kernel's own move, for a spawner filling the task it is creating
+    /// ([`KernelCore::spawn`]) and for a host harness acting as the kernel
+    /// (the simulator's reference-form `delegate_capability`). No system
+    /// call reaches it for an existing task; [`KernelCore::delegate`] is
+    /// the checked form. Each capability needs `TRANSFER`; the same handle
+    /// may not appear twice. Returns the new handles in order.
     /// Cost: O(k²) for k handles (duplicate check; k is small).
     pub fn delegate_all(
         &mut self,

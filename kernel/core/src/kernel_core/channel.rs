@@ -241,12 +241,12 @@ impl KernelCore {
         }
     }
 
-    /// Queue a message the kernel itself originates (an exit notification)
-    /// on `ch`, with sender [`KERNEL_SENDER`](crate::channel::KERNEL_SENDER)
-    /// and no capabilities. Needs no capability: the kernel decides where
-    /// its own notifications go (the `exit_channel` a spawner named).
-    /// Errors: `SendFailed(ChannelClosed | QueueFull | MessageTooLarge)`.
-    /// Returns the sequence number. Cost: O(1).
+    /// Queue a message the kernel itself originates (console input) on
+    /// `ch`, with sender [`KERNEL_SENDER`](crate::channel::KERNEL_SENDER)
+    /// and no capabilities, within the queue bound. Needs no capability:
+    /// the kernel decides where its own messages go. Errors:
+    /// `SendFailed(ChannelClosed | QueueFull | MessageTooLarge)`. Returns
+    /// the sequence number. Cost: O(1).
     pub fn send_from_kernel(
         &mut self,
         ch: ChannelRef,
@@ -254,6 +254,28 @@ impl KernelCore {
         _now: Instant,
     ) -> Result<u64, KernelError> {
         self.check_room(ch, bytes.len())?;
+        Ok(self.push_from_kernel(ch, bytes, false))
+    }
+
+    /// Queue the exit notification `bytes` on `ch` in the room the kernel
+    /// keeps for it: it is not counted against the queue bound, so a full
+    /// queue never loses it (the count of such messages is bounded by the
+    /// receiver's children, each notified once). Only a closed or destroyed
+    /// channel refuses it (`SendFailed(ChannelClosed)`). Returns the
+    /// sequence number.
+    pub fn send_exit_from_kernel(
+        &mut self,
+        ch: ChannelRef,
+        bytes: Vec<u8>,
+    ) -> Result<u64, KernelError> {
+        if self.channels.get(ch).is_none_or(|c| c.is_closed()) {
+            return Err(KernelError::SendFailed(SendError::ChannelClosed));
+        }
+        Ok(self.push_from_kernel(ch, bytes, true))
+    }
+
+    /// Queue a checked kernel message (`reserved`: in the exit room).
+    fn push_from_kernel(&mut self, ch: ChannelRef, bytes: Vec<u8>, reserved: bool) -> u64 {
         let seq = self.next_seq();
         let msg = Message {
             seq,
@@ -262,8 +284,9 @@ impl KernelCore {
             bytes,
             caps: Vec::new(),
             badge: None,
+            reserved,
         };
-        Ok(self.push(ch, msg))
+        self.push(ch, msg)
     }
 
     /// Messages currently parked.
@@ -279,9 +302,10 @@ impl KernelCore {
     ///
     /// Errors: refusals as for `lookup`; `ReceiveFailed(ChannelClosed)` if
     /// the queue is empty and no message can ever arrive (see
-    /// [`crate::channel`]); `ResourceExhausted(CapabilitySlots)` if the
-    /// caller has no room for the carried capabilities (the message stays
-    /// queued).
+    /// [`crate::channel`]); `ReceiveFailed(NoRoomForCapabilities)` if the
+    /// caller has no room for the carried capabilities: that message is
+    /// discarded (its capabilities invalidated and audited as
+    /// `ReceiverFull`) and the next receive gets the one after it.
     pub fn receive(
         &mut self,
         caller: TaskId,
@@ -339,9 +363,19 @@ impl KernelCore {
             };
         };
         if head.caps.len() > room {
-            return Err(KernelError::ResourceExhausted(Resource::CapabilitySlots));
+            // Left at the head, the message would be refused to every
+            // receive and block the channel for good: it is discarded
+            // instead (its capabilities invalidated and audited), and the
+            // receiver learns what it lost.
+            let carried = u8::try_from(head.caps.len()).unwrap_or(u8::MAX);
+            let msg = c.pop_front().expect("head checked above");
+            self.discard_message(msg, InvalidationReason::ReceiverFull, now);
+            self.settle_channel(ch);
+            return Err(KernelError::ReceiveFailed(
+                ReceiveError::NoRoomForCapabilities { carried },
+            ));
         }
-        let msg = c.queue.pop_front().expect("head checked above");
+        let msg = c.pop_front().expect("head checked above");
         let now_drained = c.is_drained() && c.waiters.len() > 0;
         let Message {
             seq,
@@ -350,6 +384,7 @@ impl KernelCore {
             bytes,
             caps,
             badge,
+            reserved: _,
         } = msg;
         let mut handles = Vec::new();
         if !caps.is_empty() {
@@ -395,7 +430,7 @@ impl KernelCore {
         now: Instant,
     ) -> Result<bool, KernelError> {
         let ch = self.receivable(caller, handle, now)?;
-        let Some(msg) = self.channels.get_mut(ch).and_then(|c| c.queue.pop_front()) else {
+        let Some(msg) = self.channels.get_mut(ch).and_then(|c| c.pop_front()) else {
             return Ok(false);
         };
         self.discard_message(msg, InvalidationReason::MessageDiscarded, now);
@@ -487,7 +522,7 @@ impl KernelCore {
         match self.channels.get(ch) {
             None => Some(SendError::ChannelClosed),
             Some(c) if c.is_closed() => Some(SendError::ChannelClosed),
-            Some(c) if c.queue.len() >= c.capacity as usize => Some(SendError::QueueFull),
+            Some(c) if c.bounded_len() >= c.capacity as usize => Some(SendError::QueueFull),
             Some(_) => None,
         }
     }
@@ -565,6 +600,7 @@ impl KernelCore {
             bytes,
             caps: moved,
             badge: None,
+            reserved: false,
         }
     }
 
@@ -587,7 +623,7 @@ impl KernelCore {
         }
         let seq = msg.seq;
         let c = self.channels.get_mut(ch).expect("checked by the caller");
-        c.queue.push_back(msg);
+        c.push_back(msg);
         if let Some(slot) = c.waiters.head() {
             self.sched.wake(slot, Some(&mut c.waiters));
             if let Some(t) = self.tasks.by_slot_mut(slot) {

@@ -116,7 +116,7 @@ impl KernelCore {
             if !counts.contains_key(&ch) || c.refs == 0 {
                 return Err(InvariantViolation::UnreferencedChannel(ch));
             }
-            if c.queue.len() > c.capacity as usize {
+            if c.bounded_len() > c.capacity as usize {
                 return Err(InvariantViolation::QueueOverCapacity(ch));
             }
             if c.is_closed() && !c.queue.is_empty() {

@@ -50,8 +50,8 @@ use crate::task::{IdentityTable, Task, TaskTable, WakeReason};
 
 /// Bounds and defaults. Everything the kernel stores is bounded by one of
 /// these, except the identity table (one entry per execution ever
-/// created, kept for supervision) and the parked-message set (fault
-/// injection only).
+/// created, kept for supervision, unless `keep_ended_identities` is off)
+/// and the parked-message set (fault injection only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoreConfig {
     /// Audit events kept in the ring buffer.
@@ -73,6 +73,12 @@ pub struct CoreConfig {
     /// Exit notifications kept until cleared (the oldest is pushed out
     /// beyond this; see `exit_notifications_dropped`).
     pub exit_notification_capacity: usize,
+    /// Whether the identity of an ended task stays in the identity table
+    /// (`identity`, `task_identity` keep answering for it). A host
+    /// supervisor's record of past executions needs it; a kernel that must
+    /// give back everything a task cost when it dies does not keep it
+    /// (its parent learns the identity from the exit notification).
+    pub keep_ended_identities: bool,
 }
 
 impl Default for CoreConfig {
@@ -87,6 +93,7 @@ impl Default for CoreConfig {
             max_channels: 1 << 16,
             max_services: 256,
             exit_notification_capacity: 1024,
+            keep_ended_identities: true,
         }
     }
 }
@@ -258,7 +265,9 @@ impl KernelCore {
             InvalidUse::WrongKind { expected, found } => {
                 KernelError::WrongCapabilityKind { expected, found }
             }
-            InvalidUse::MissingRights(_) => KernelError::InsufficientAuthority,
+            InvalidUse::MissingRights(_)
+            | InvalidUse::NamesOtherService(_)
+            | InvalidUse::NoAuthorityOver(_) => KernelError::InsufficientAuthority,
         }
     }
 
@@ -372,7 +381,7 @@ impl KernelCore {
                 c.receivers == 0
             };
             if closing {
-                let queue = core::mem::take(&mut c.queue);
+                let queue = c.take_queue();
                 self.unregister_channel(ch);
                 self.wake_all(ch, WakeReason::ChannelClosed);
                 for msg in queue {

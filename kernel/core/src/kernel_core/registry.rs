@@ -1,4 +1,12 @@
 //! Service registration and lookup.
+//!
+//! Registering an id needs a capability that names it: a
+//! `ServiceRegistration` for exactly that id, which the holder of the
+//! whole `ServiceRegistry` (the process manager) mints for each service it
+//! starts ([`KernelCore::mint_registration`]), or the `ServiceRegistry`
+//! itself. A task holding only its own registration cannot take another
+//! service's id, and so cannot receive that service's requests or mint its
+//! object capabilities.
 
 use alloc::vec::Vec;
 use pandagen_abi::error::Resource;
@@ -6,35 +14,51 @@ use pandagen_abi::{CapHandle, CapKind, Instant, KernelError, Rights, ServiceId, 
 
 use super::KernelCore;
 use crate::audit::CapabilityEvent;
-use crate::cap_table::ObjectRef;
+use crate::cap_table::{InvalidUse, Mintable, ObjectRef};
 use crate::channel::ChannelRef;
 use crate::registry::Registration;
 
+/// The rights of a minted `ServiceRegistration`: register, and be moved
+/// into the task that will serve the id (not copied).
+const REGISTRATION_RIGHTS: Rights =
+    Rights::from_bits(Rights::REGISTER.bits() | Rights::TRANSFER.bits());
+
 impl KernelCore {
     /// Register `service` as served by the channel `channel` names.
-    /// Needs a `ServiceRegistry` capability with `REGISTER` (`registry`)
-    /// and `RECEIVE` on the channel: only a task that can serve a channel
-    /// can advertise it. The entry belongs to `caller` and is removed when
-    /// it terminates or the channel closes.
+    /// `authority` must name the id: a `ServiceRegistration` for `service`
+    /// or the `ServiceRegistry`, with `REGISTER`. The caller also needs
+    /// `RECEIVE` on the channel: only a task that can serve a channel can
+    /// advertise it. The entry belongs to `caller` and is removed when it
+    /// terminates or the channel closes.
     ///
-    /// Errors: refusals as for `lookup` (on either handle);
-    /// `ServiceAlreadyRegistered(service)`; `ResourceExhausted(ServiceSlots)`.
-    /// Cost: O(log s) for s services.
+    /// Errors: refusals as for `lookup` (on either handle), and
+    /// `InsufficientAuthority` for a registration naming another id (all
+    /// audited); `ServiceAlreadyRegistered(service)`;
+    /// `ResourceExhausted(ServiceSlots)`. Cost: O(log s) for s services.
     pub fn register_service(
         &mut self,
         caller: TaskId,
-        registry: CapHandle,
+        authority: CapHandle,
         service: ServiceId,
         channel: CapHandle,
         now: Instant,
     ) -> Result<(), KernelError> {
-        self.validate(
-            caller,
-            registry,
-            Some(CapKind::ServiceRegistry),
-            Rights::REGISTER,
-            now,
-        )?;
+        let info = self.validate(caller, authority, None, Rights::REGISTER, now)?;
+        match info.object {
+            ObjectRef::ServiceRegistry => {}
+            ObjectRef::ServiceRegistration(named) if named == service => {}
+            ObjectRef::ServiceRegistration(named) => {
+                let reason = InvalidUse::NamesOtherService(named);
+                return Err(self.refuse(caller, authority, reason, now));
+            }
+            other => {
+                let reason = InvalidUse::WrongKind {
+                    expected: CapKind::ServiceRegistration,
+                    found: other.kind(),
+                };
+                return Err(self.refuse(caller, authority, reason, now));
+            }
+        }
         let ch = self.receivable(caller, channel, now)?;
         if self.registry.get(service).is_some() {
             return Err(KernelError::ServiceAlreadyRegistered(service));
@@ -77,38 +101,94 @@ impl KernelCore {
         }
     }
 
-    /// Find `service` and return a send-only capability for its channel in
-    /// the caller's space. If the caller already holds a capability for
-    /// that channel with exactly `SEND`, that handle is returned and no
-    /// slot is used; otherwise one is issued (audited as
-    /// `Granted { from: None }`). Needs no capability: a lookup confers
+    /// The capability in `caller`'s space that lets it register `service`:
+    /// the first `ServiceRegistration` naming `service`, else the first
+    /// `ServiceRegistry`, holding `REGISTER`. For calls whose ABI does not
+    /// name the capability (the reference's `register_service`). O(slots).
+    pub fn find_registration(&self, caller: TaskId, service: ServiceId) -> Option<CapHandle> {
+        let space = &self.tasks.get(caller)?.space;
+        let with = |object: ObjectRef| {
+            space
+                .iter()
+                .find(|(_, c)| c.object() == object && c.rights().contains(Rights::REGISTER))
+                .map(|(h, _)| h)
+        };
+        with(ObjectRef::ServiceRegistration(service)).or_else(|| with(ObjectRef::ServiceRegistry))
+    }
+
+    /// Mint, from `caller`'s `ServiceRegistry` capability `registry`
+    /// (needing `REGISTER | GRANT`: it issues authority), a
+    /// `ServiceRegistration` capability for `service` alone, with
+    /// `REGISTER | TRANSFER`, in the caller's space. Audited as
+    /// `Granted { from: Some(caller), source }`.
+    ///
+    /// Errors: refusals as for `lookup`; `ResourceExhausted(CapabilitySlots)`.
+    /// Cost: O(1).
+    pub fn mint_registration(
+        &mut self,
+        caller: TaskId,
+        registry: CapHandle,
+        service: ServiceId,
+        now: Instant,
+    ) -> Result<CapHandle, KernelError> {
+        let required = Rights::REGISTER | Rights::GRANT;
+        let info = self.validate(
+            caller,
+            registry,
+            Some(CapKind::ServiceRegistry),
+            required,
+            now,
+        )?;
+        self.require_room(caller, 1)?;
+        let object = Mintable::ServiceRegistration(service).into();
+        let cap = self.new_record(object, REGISTRATION_RIGHTS, caller);
+        self.audit.record(
+            now,
+            CapabilityEvent::Granted {
+                cap: cap.id(),
+                kind: CapKind::ServiceRegistration,
+                rights: REGISTRATION_RIGHTS,
+                from: Some(caller),
+                to: caller,
+                source: Some(info.id),
+            },
+        );
+        Ok(self.install(caller, cap))
+    }
+
+    /// The task holding `service`'s registration. Needs no capability.
+    /// Errors: `ServiceNotFound(service)`. O(log s).
+    pub fn service_registrant(&self, service: ServiceId) -> Result<TaskId, KernelError> {
+        self.registry
+            .get(service)
+            .map(|r| r.owner)
+            .ok_or(KernelError::ServiceNotFound(service))
+    }
+
+    /// Find `service` and issue a new send-only capability for its channel
+    /// in the caller's space (audited as `Granted { from: None }`). Every
+    /// lookup makes its own capability, so that dropping one never takes
+    /// away a capability some other part of the caller still uses; callers
+    /// drop what they no longer need. Needs no capability: a lookup confers
     /// only the right to send requests, which the server validates.
     ///
     /// Errors: `TaskNotFound(caller)`, `ServiceNotFound(service)`,
-    /// `ResourceExhausted(CapabilitySlots)`. Cost: O(log s + slots).
+    /// `ResourceExhausted(CapabilitySlots)`. Cost: O(log s).
     pub fn lookup_service(
         &mut self,
         caller: TaskId,
         service: ServiceId,
         now: Instant,
     ) -> Result<CapHandle, KernelError> {
-        let task = self
-            .tasks
-            .get(caller)
-            .ok_or(KernelError::TaskNotFound(caller))?;
+        if !self.is_alive(caller) {
+            return Err(KernelError::TaskNotFound(caller));
+        }
         let ch = self
             .registry
             .get(service)
             .map(|r| r.channel)
             .ok_or(KernelError::ServiceNotFound(service))?;
         let object = ObjectRef::Channel(ch);
-        if let Some((h, _)) = task
-            .space
-            .iter()
-            .find(|(_, c)| c.object() == object && c.rights() == Rights::SEND)
-        {
-            return Ok(h);
-        }
         self.require_room(caller, 1)?;
         let cap = self.new_record(object, Rights::SEND, caller);
         self.audit.record(

@@ -6,9 +6,21 @@
 //! the child terminates, the kernel itself enqueues an envelope with action
 //! [`EXIT_NOTIFICATION_ACTION`] carrying the [`ExitNotification`] on that
 //! channel. The route is a channel reference, not a capability: the spawner
-//! proved `SEND` on it at spawn time, and a channel that has closed since
-//! simply loses the notification (it is still recorded in
-//! [`KernelCore::exit_notifications`]).
+//! proved `RECEIVE` on it at spawn time (it is the spawner's own channel,
+//! so nobody can aim a child's notifications at a third party's queue).
+//!
+//! Exit notifications are never lost while their channel is open:
+//! * the reason is bounded ([`ExitReason::bounded`]), so the envelope
+//!   always fits one message;
+//! * it is queued in room the kernel keeps for it
+//!   ([`KernelCore::send_exit_from_kernel`]), outside the queue bound that
+//!   tasks' sends are held to, so no task can crowd it out by filling the
+//!   channel (the parent's public service channel may be its exit route);
+//! * only the kernel queues into that room: its messages carry the kernel
+//!   sender, which no task can stamp.
+//!
+//! A channel that has closed since loses the notification (nobody could
+//! receive it); it is still recorded in [`KernelCore::exit_notifications`].
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -39,7 +51,7 @@ pub struct SpawnArgs<'a> {
     pub with_image: bool,
     /// Capabilities moved from the spawner into the child, in order.
     pub capabilities: &'a [CapHandle],
-    /// Where the child's exit notification goes (needs `SEND` on it).
+    /// Where the child's exit notification goes (needs `RECEIVE` on it).
     pub exit_channel: Option<CapHandle>,
 }
 
@@ -63,7 +75,7 @@ impl KernelCore {
     /// `InsufficientAuthority` for an image spawn without a `BootImage`
     /// capability carrying `SPAWN`; `InvalidCapability` for a repeated or
     /// unknown handle; the refusals of `lookup` for a capability without
-    /// `TRANSFER` or an exit channel without `SEND`; the errors of
+    /// `TRANSFER` or an exit channel without `RECEIVE`; the errors of
     /// `create_task`.
     pub fn spawn(
         &mut self,
@@ -95,7 +107,7 @@ impl KernelCore {
         }
         let exit_route = match args.exit_channel {
             Some(channel) => {
-                let info = self.lookup(spawner, channel, CapKind::Channel, Rights::SEND, now)?;
+                let info = self.lookup(spawner, channel, CapKind::Channel, Rights::RECEIVE, now)?;
                 match info.object {
                     ObjectRef::Channel(ch) => Some(ch),
                     _ => return Err(KernelError::InvalidCapability),
@@ -189,9 +201,10 @@ impl KernelCore {
     }
 
     /// Deliver `notification` on the exit route its task was spawned with
-    /// (forgetting the route). Called by `terminate`. Returns whether a
-    /// notification was queued; a closed or full channel loses it.
-    pub(super) fn route_exit(&mut self, notification: &ExitNotification, now: Instant) -> bool {
+    /// (forgetting the route), in the room kept for it. Called by
+    /// `terminate`. Returns whether a notification was queued; only a
+    /// closed channel loses it.
+    pub(super) fn route_exit(&mut self, notification: &ExitNotification) -> bool {
         let Some(task) = notification.task_id else {
             return false;
         };
@@ -201,7 +214,7 @@ impl KernelCore {
         let Ok(bytes) = exit_notification_bytes(notification) else {
             return false;
         };
-        self.send_from_kernel(channel, bytes, now).is_ok()
+        self.send_exit_from_kernel(channel, bytes).is_ok()
     }
 }
 

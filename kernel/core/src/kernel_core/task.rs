@@ -109,7 +109,9 @@ impl KernelCore {
     /// — which closes channels it held the last receive right for,
     /// discarding their queued messages and invalidating the capabilities
     /// those carried, and wakes receivers of channels it was the last
-    /// possible sender on — and an [`ExitNotification`] is recorded,
+    /// possible sender on — and an [`ExitNotification`] (its reason cut to
+    /// [`MAX_EXIT_REASON_TEXT`](pandagen_abi::identity::MAX_EXIT_REASON_TEXT)
+    /// bytes of text) is recorded,
     /// sent on the task's exit route if [`KernelCore::spawn`] recorded one,
     /// and returned. Errors: `TaskNotFound` if it is not alive.
     ///
@@ -158,7 +160,7 @@ impl KernelCore {
         let notification = ExitNotification {
             execution_id: execution,
             task_id: Some(task),
-            reason,
+            reason: reason.bounded(),
             terminated_at_nanos: now.as_nanos(),
         };
         if self.exits.len() >= self.config.exit_notification_capacity.max(1) {
@@ -166,7 +168,10 @@ impl KernelCore {
             self.exits_dropped += 1;
         }
         self.exits.push(notification.clone());
-        self.route_exit(&notification, now);
+        self.route_exit(&notification);
+        if !self.config.keep_ended_identities {
+            self.identities.forget_task(task);
+        }
         Ok(notification)
     }
 

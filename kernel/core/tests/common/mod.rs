@@ -43,3 +43,15 @@ pub fn invalid_uses(k: &KernelCore) -> usize {
     k.audit_log()
         .count_events(|e| matches!(e, CapabilityEvent::InvalidUseAttempt { .. }))
 }
+
+/// Give `from` authority to put capabilities into `to` (a `Task`
+/// capability naming it with `SEND`), as grant and delegate require.
+pub fn authorise(k: &mut KernelCore, from: TaskId, to: TaskId) -> pandagen_abi::CapHandle {
+    k.mint(
+        from,
+        pandagen_core::Mintable::Task(to),
+        pandagen_abi::Rights::SEND,
+        T0,
+    )
+    .unwrap()
+}

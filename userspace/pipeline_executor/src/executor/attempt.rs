@@ -2,7 +2,6 @@
 //! and take the reply apart.
 
 use alloc::vec::Vec;
-use pandagen_abi::error::SendError;
 use pandagen_abi::{
     Cap, CapHandle, ChannelId, KernelApi, KernelError, MessageEnvelope, MessageId, MessagePayload,
     ReceivedMessage, Rights,
@@ -64,6 +63,9 @@ impl PipelineExecutor {
                 capability,
             });
         }
+        // Each attempt looks the handler up afresh, so that a restarted
+        // handler's new channel is found, and drops its capability once
+        // the request is sent (or not).
         let handler = match kernel.lookup_service(stage.handler) {
             Ok(channel) => channel,
             Err(e) => {
@@ -72,6 +74,24 @@ impl PipelineExecutor {
                 )))
             }
         };
+        let sent = self.send_request(kernel, pipeline_id, stage, attempt, input, reply, handler);
+        let _ = kernel.drop_capability(Cap::from(handler));
+        sent
+    }
+
+    /// Send one attempt's request to `handler`, with the reply capability
+    /// and copies of the capabilities the stage is lent.
+    #[allow(clippy::too_many_arguments)]
+    fn send_request<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        pipeline_id: PipelineId,
+        stage: &StageSpec,
+        attempt: u32,
+        input: &TypedPayload,
+        reply: ChannelId,
+        handler: ChannelId,
+    ) -> Result<Sent, ExecutorError> {
         let request = StageRequest {
             pipeline_id,
             stage_id: stage.id,
@@ -116,11 +136,6 @@ impl PipelineExecutor {
         if let Err(e) = kernel.send_with_capabilities(handler, envelope, attached) {
             // A failed send leaves the copies with us: release them.
             drop_all(kernel, handles.into_iter().map(Cap::from_handle));
-            if e == KernelError::SendFailed(SendError::ChannelClosed) {
-                // The handler is gone; forget its channel so that the next
-                // lookup finds a restarted handler's new one.
-                let _ = kernel.drop_capability(Cap::from(handler));
-            }
             return Ok(Sent::Ended(Attempt::failed(
                 StageExecutionResult::Unreachable(e),
             )));

@@ -58,7 +58,8 @@ pub struct FakeKernel {
     next_handle: u64,
     caps: BTreeMap<u64, Entry>,
     channels: Vec<Channel>,
-    services: BTreeMap<ServiceId, usize>,
+    /// Each registered service's channel index and registrant.
+    services: BTreeMap<ServiceId, (usize, Task)>,
     handlers: BTreeMap<usize, (Task, Option<Handler>)>,
     held: Vec<(Instant, usize, Queued)>,
     pub faults: Faults,
@@ -116,7 +117,7 @@ impl FakeKernel {
     pub fn add_service(&mut self, task: Task, service: ServiceId, handler: Handler) {
         let channel = self.as_task(task, |k| k.create_channel().unwrap());
         let index = self.entry_of(task, channel).channel;
-        self.services.insert(service, index);
+        self.services.insert(service, (index, task));
         self.handlers.insert(index, (task, Some(handler)));
     }
 
@@ -350,30 +351,44 @@ impl KernelApi for FakeKernel {
         channel: ChannelId,
     ) -> Result<(), KernelError> {
         let e = self.entry(channel.handle())?;
-        if self.services.insert(service, e.channel).is_some() {
+        if self
+            .services
+            .insert(service, (e.channel, e.owner))
+            .is_some()
+        {
             return Err(KernelError::ServiceAlreadyRegistered(service));
         }
         Ok(())
     }
 
     fn lookup_service(&mut self, service: ServiceId) -> Result<ChannelId, KernelError> {
-        let channel = *self
+        // As in the kernel: a new capability on every lookup.
+        let (channel, _) = *self
             .services
             .get(&service)
             .ok_or(KernelError::ServiceNotFound(service))?;
-        let owner = self.current;
-        if let Some((&h, _)) = self
-            .caps
-            .iter()
-            .find(|(_, e)| e.owner == owner && e.channel == channel && e.rights == Rights::SEND)
-        {
-            return Ok(ChannelId::from_handle(CapHandle::from_raw(h)));
-        }
         Ok(ChannelId::from_handle(self.install(
-            owner,
+            self.current,
             channel,
             Rights::SEND,
         )))
+    }
+
+    fn mint_registration_capability(
+        &mut self,
+        _: &Cap<()>,
+        _: ServiceId,
+    ) -> Result<Cap<pandagen_abi::cap::kinds::ServiceRegistration>, KernelError> {
+        // Pipelines hold no registry: minting is refused, as for a task
+        // without one in the kernel.
+        Err(KernelError::InsufficientAuthority)
+    }
+
+    fn service_registrant(&mut self, service: ServiceId) -> Result<TaskId, KernelError> {
+        self.services
+            .get(&service)
+            .map(|(_, owner)| TaskId::from_raw(*owner))
+            .ok_or(KernelError::ServiceNotFound(service))
     }
 
     fn delegate_capability(&mut self, _: Cap<()>, _: TaskId) -> Result<(), KernelError> {

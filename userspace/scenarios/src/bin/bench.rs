@@ -163,8 +163,14 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let info = kernel.startup()?;
     let root_caps = startup_caps(&info);
     let exits = kernel.create_channel()?;
-    let registry = kernel.clone_capability(&root_caps[0], Rights::REGISTER | Rights::TRANSFER)?;
-    spawn(kernel, "ipc_echo", "ipc_echo", vec![registry], exits)?;
+    let registry = kernel.mint_registration_capability(&root_caps[0], ECHO)?;
+    spawn(
+        kernel,
+        "ipc_echo",
+        "ipc_echo",
+        vec![registry.erase()],
+        exits,
+    )?;
     let (echo, reply) = open_echo_session(kernel)?;
 
     let null_cost = measure(|| {

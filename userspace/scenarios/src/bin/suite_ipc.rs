@@ -10,7 +10,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec;
 use pandagen_abi::{
-    Duration, ExitReason, KernelApi, KernelError, MessageEnvelope, MessagePayload, Rights, TaskId,
+    Duration, ExitReason, KernelApi, KernelError, MessageEnvelope, MessagePayload, TaskId,
 };
 use pandagen_rt::Kernel;
 use pandagen_scenarios::{
@@ -33,8 +33,14 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let mut tally = Tally::default();
     let exits = kernel.create_channel()?;
 
-    let registry = kernel.clone_capability(&root_caps[0], Rights::REGISTER | Rights::TRANSFER)?;
-    let echo = spawn(kernel, "ipc_echo", "ipc_echo", vec![registry], exits)?;
+    let registry = kernel.mint_registration_capability(&root_caps[0], ECHO)?;
+    let echo = spawn(
+        kernel,
+        "ipc_echo",
+        "ipc_echo",
+        vec![registry.erase()],
+        exits,
+    )?;
     let client = spawn(kernel, "ipc_client", "ipc_client", vec![], exits)?;
     let transfer = spawn(
         kernel,

@@ -11,9 +11,9 @@ extern crate alloc;
 use alloc::vec;
 use alloc::vec::Vec;
 use pandagen_rt::abi::services::STORAGE;
-use pandagen_rt::abi::{Duration, KernelApi, KernelError, Rights};
+use pandagen_rt::abi::{Duration, KernelApi, KernelError};
 use pandagen_rt::{println, Kernel};
-use pandagen_scenarios::{fail, lookup_with_retry, rdtsc, spawn, startup_caps};
+use pandagen_scenarios::{fail, rdtsc, spawn, startup_caps, wait_registered};
 use pandagen_storage::{ObjectKind, StorageClient};
 
 pandagen_rt::entry!(main);
@@ -30,9 +30,9 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let info = kernel.startup()?;
     let root_caps = startup_caps(&info);
     let exits = kernel.create_channel()?;
-    let registry = kernel.clone_capability(&root_caps[0], Rights::REGISTER | Rights::TRANSFER)?;
-    spawn(kernel, "storage", "storage", vec![registry], exits)?;
-    lookup_with_retry(kernel, STORAGE)?;
+    let registry = kernel.mint_registration_capability(&root_caps[0], STORAGE)?;
+    spawn(kernel, "storage", "storage", vec![registry.erase()], exits)?;
+    wait_registered(kernel, STORAGE)?;
     let mut client = match StorageClient::connect(kernel) {
         Ok(client) => client.with_retry(Duration::from_secs(10), 1),
         Err(e) => fail(kernel, alloc::format!("connect: {e}")),

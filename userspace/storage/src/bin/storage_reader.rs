@@ -11,7 +11,7 @@ use alloc::vec;
 use pandagen_rt::abi::services::STORAGE;
 use pandagen_rt::abi::{Duration, KernelApi, KernelError, Rights, ServiceId};
 use pandagen_rt::Kernel;
-use pandagen_scenarios::{fail, lookup_with_retry};
+use pandagen_scenarios::{fail, wait_registered};
 use pandagen_storage::client::{attenuate, received_cap};
 use pandagen_storage::{ClientError, Op, Request, StorageClient, StorageError};
 
@@ -23,7 +23,7 @@ const READER_INBOX: ServiceId = ServiceId::from_raw(0x5701);
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let inbox = kernel.create_channel()?;
     kernel.register_service(READER_INBOX, inbox)?;
-    lookup_with_retry(kernel, STORAGE)?;
+    wait_registered(kernel, STORAGE)?;
     let mut client = match StorageClient::connect(kernel) {
         Ok(client) => client.with_retry(Duration::from_secs(2), 3),
         Err(e) => fail(kernel, alloc::format!("reader: connect: {e}")),

@@ -10,7 +10,7 @@ extern crate alloc;
 use pandagen_rt::abi::services::STORAGE;
 use pandagen_rt::abi::{Cap, Duration, KernelError, Rights, ServiceId};
 use pandagen_rt::Kernel;
-use pandagen_scenarios::{fail, lookup_with_retry};
+use pandagen_scenarios::{fail, lookup_with_retry, wait_registered};
 use pandagen_storage::client::{attenuate, delegate};
 use pandagen_storage::{ClientError, ObjectCap, ObjectKind, StorageClient};
 
@@ -27,7 +27,7 @@ fn ok<T>(kernel: &mut Kernel, what: &str, result: Result<T, ClientError>) -> T {
 }
 
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
-    lookup_with_retry(kernel, STORAGE)?;
+    wait_registered(kernel, STORAGE)?;
     let connected = StorageClient::connect(kernel);
     let mut client = ok(kernel, "connect", connected).with_retry(Duration::from_secs(2), 3);
     let created = client.create(kernel, ObjectKind::Map);

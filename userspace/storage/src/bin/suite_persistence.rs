@@ -30,7 +30,7 @@ use pandagen_process_manager::{
 use pandagen_rt::abi::services::STORAGE;
 use pandagen_rt::abi::{Duration, ExitReason, KernelApi, KernelError, Rights};
 use pandagen_rt::{println, Kernel};
-use pandagen_scenarios::{lookup_with_retry, Tally};
+use pandagen_scenarios::{wait_registered, Tally};
 use pandagen_storage::{
     ClientError as StorageClientError, ObjectCap, ObjectKind, Op, OpResult, StorageClient,
     VersionId,
@@ -93,7 +93,7 @@ fn run_until_storage_runs(
 }
 
 fn connect(kernel: &mut Kernel) -> Result<StorageClient, String> {
-    lookup_with_retry(kernel, STORAGE).map_err(|e| alloc::format!("lookup: {e}"))?;
+    wait_registered(kernel, STORAGE).map_err(|e| alloc::format!("lookup: {e}"))?;
     let client = StorageClient::connect(kernel).map_err(|e| alloc::format!("connect: {e}"))?;
     Ok(client.with_retry(Duration::from_secs(2), 3))
 }
@@ -423,9 +423,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     );
     // Wait for the new instance to register (until then a send through an
     // object capability has nowhere to go).
-    let registered = lookup_with_retry(kernel, STORAGE)
-        .map(|_| ())
-        .map_err(|e| alloc::format!("lookup: {e}"));
+    let registered = wait_registered(kernel, STORAGE).map_err(|e| alloc::format!("lookup: {e}"));
     let ready = match (registered, client.as_mut(), objects.as_ref()) {
         (Err(reason), _, _) => Err(reason),
         (_, Err(reason), _) => Err(reason.clone()),

@@ -14,9 +14,12 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec;
 use pandagen_rt::abi::services::STORAGE;
-use pandagen_rt::abi::{Duration, ExitReason, KernelApi, KernelError, Rights, TaskId};
+use pandagen_rt::abi::{Duration, ExitReason, KernelApi, KernelError, Rights, ServiceId, TaskId};
+
+/// The id `storage_reader` registers its inbox under.
+const READER_INBOX: ServiceId = ServiceId::from_raw(0x5701);
 use pandagen_rt::Kernel;
-use pandagen_scenarios::{lookup_with_retry, spawn, startup_caps, wait_exit, Tally};
+use pandagen_scenarios::{spawn, startup_caps, wait_exit, wait_registered, Tally};
 use pandagen_storage::client::attenuate;
 use pandagen_storage::{ClientError, ObjectKind, Op, StorageClient, StorageError};
 
@@ -101,11 +104,14 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let mut tally = Tally::default();
     let exits = kernel.create_channel()?;
 
-    let registry = Rights::REGISTER | Rights::TRANSFER;
-    let for_storage = kernel.clone_capability(&root_caps[0], registry)?;
+    let for_storage = kernel
+        .mint_registration_capability(&root_caps[0], STORAGE)?
+        .erase();
     let disk = Rights::READ | Rights::WRITE | Rights::TRANSFER;
     let device = kernel.clone_capability(&root_caps[4], disk)?;
-    let for_reader = kernel.clone_capability(&root_caps[0], registry)?;
+    let for_reader = kernel
+        .mint_registration_capability(&root_caps[0], READER_INBOX)?
+        .erase();
     spawn(
         kernel,
         "storage",
@@ -142,7 +148,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         exited_normally(&reasons, reader.task_id),
     );
 
-    let connected = lookup_with_retry(kernel, STORAGE)
+    let connected = wait_registered(kernel, STORAGE)
         .map_err(|e| alloc::format!("lookup: {e}"))
         .and_then(|_| StorageClient::connect(kernel).map_err(|e| alloc::format!("connect: {e}")));
     match connected {

@@ -104,6 +104,24 @@ macro_rules! forward_to_simulator {
             self.act(|k| k.lookup_service(service_id))
         }
 
+        fn mint_registration_capability(
+            &mut self,
+            registry: &pandagen_abi::Cap<()>,
+            service: pandagen_abi::ServiceId,
+        ) -> Result<
+            pandagen_abi::Cap<pandagen_abi::cap::kinds::ServiceRegistration>,
+            pandagen_abi::KernelError,
+        > {
+            self.act(|k| k.mint_registration_capability(registry, service))
+        }
+
+        fn service_registrant(
+            &mut self,
+            service: pandagen_abi::ServiceId,
+        ) -> Result<pandagen_abi::TaskId, pandagen_abi::KernelError> {
+            self.act(|k| k.service_registrant(service))
+        }
+
         fn delegate_capability(
             &mut self,
             capability: pandagen_abi::Cap<()>,

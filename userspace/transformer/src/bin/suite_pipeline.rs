@@ -10,10 +10,10 @@ extern crate alloc;
 use alloc::format;
 use alloc::vec;
 use pandagen_abi::services::{PIPELINE_EXECUTOR, TRANSFORMER};
-use pandagen_abi::{Duration, KernelApi, KernelError, Rights};
+use pandagen_abi::{Duration, KernelApi, KernelError};
 use pandagen_pipeline_executor::PipelineClient;
 use pandagen_rt::Kernel;
-use pandagen_scenarios::{lookup_with_retry, spawn, startup_caps, Tally};
+use pandagen_scenarios::{spawn, startup_caps, wait_registered, Tally};
 use pandagen_transformer::demo::scenarios;
 use pandagen_transformer::FLAKY_TRANSFORMER;
 
@@ -31,13 +31,12 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         ("pipeline_executor", PIPELINE_EXECUTOR),
     ];
     for (image, service) in services {
-        // Each service gets a registry capability it can register with,
-        // and nothing else.
+        // Each service gets a registration for its own id, and nothing
+        // else.
         let started = kernel
-            .clone_capability(&root_caps[0], Rights::REGISTER | Rights::TRANSFER)
-            .and_then(|registry| spawn(kernel, image, image, vec![registry], exits))
-            .and_then(|_| lookup_with_retry(kernel, service))
-            .map(|_| ())
+            .mint_registration_capability(&root_caps[0], service)
+            .and_then(|registry| spawn(kernel, image, image, vec![registry.erase()], exits))
+            .and_then(|_| wait_registered(kernel, service))
             .map_err(|e| format!("{image} did not start and register: {e}"));
         tally.check(&format!("pipeline/{image}_starts"), started);
     }

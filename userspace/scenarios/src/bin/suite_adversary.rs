@@ -1,0 +1,390 @@
+//! QEMU suite `adversary`: hostile ring-3 programs against the whole
+//! system. The image boots as `cargo xtask run` does — the process manager
+//! as root, supervising storage, the transformer, the pipeline executor and
+//! the console — plus this program, a service of
+//! `manifests/suite-adversary.manifest` holding a registration for its own
+//! id, the boot image (to spawn attackers) and kernel introspection.
+//!
+//! For every entry of [`ATTACKS`] it spawns the attack program (its child,
+//! so it can kill it), lets it run until it has reported or died, and then
+//! checks:
+//! * the attacker's authority did not work — its own report, and the
+//!   suite's own view of what the attack aimed at ([`Aim`]);
+//! * once the attacker is killed, the kernel is up and every service
+//!   answers (process manager, storage, transformer and pipeline executor
+//!   a request each, from the same instance as before the attack: none was
+//!   brought down and restarted; the console is alive);
+//! * the kernel's heap in use and its free frames are exactly what they
+//!   were before the attacker was spawned.
+//!
+//! The attacks run twice. The first round lets the kernel's tables (task
+//! and channel slots, free lists) grow to what the attacks need, which they
+//! keep as capacity; the second round must then leave heap and frames
+//! exactly as it found them. Frames are compared in both rounds.
+//!
+//! Adding an attack: write `userspace/scenarios/src/bin/attack_<name>.rs`
+//! (see [`pandagen_scenarios::adversary`] for the report it sends), add a
+//! `[[bin]]` for it, one [`Attack`] line below, and its name to the
+//! `adversary-bios` programs in `xtask/src/suites.rs`.
+//!
+//! Output: one `[TEST]` line per check and `[SUITE] DONE`; then the suite
+//! powers the machine off (QEMU exits 33; the verdict is the DONE line).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use pandagen_abi::api::EXIT_NOTIFICATION_ACTION;
+use pandagen_abi::identity::MAX_EXIT_REASON_TEXT;
+use pandagen_abi::info::{InfoReply, InfoRequest, MemorySummary, TaskRunState};
+use pandagen_abi::services::{PIPELINE_EXECUTOR, PROCESS_MANAGER, STORAGE, TRANSFORMER};
+use pandagen_abi::{
+    Cap, CapHandle, ChannelId, Duration, ExitNotification, ExitReason, FailureCause, IdentityKind,
+    KernelApi, KernelError, Priority, Rights, ServiceId, TaskDescriptor, TaskId, TrustDomain,
+};
+use pandagen_process_manager::demo::ping;
+use pandagen_rt::{println, Kernel};
+use pandagen_scenarios::adversary::REPORT_ACTION;
+use pandagen_scenarios::Tally;
+
+pandagen_rt::entry!(main, heap = 2 << 20);
+
+/// The services that must answer after every attack.
+const SERVICES: [ServiceId; 4] = [PROCESS_MANAGER, STORAGE, TRANSFORMER, PIPELINE_EXECUTOR];
+/// Attackers run above every service (the process manager runs at
+/// `HIGH`): an attack runs to its end before any service reacts, which is
+/// the harshest schedule for the services and makes what the attack leaves
+/// queued — and so the kernel's queue capacities — the same every round.
+const ATTACKER_PRIORITY: Priority = Priority(Priority::HIGH.0 + 1);
+/// How long an attacker may run before it must have reported or died.
+const ATTACK_TIME: Duration = Duration::from_secs(30);
+/// How long a service may take to answer.
+const ANSWER_TIME: Duration = Duration::from_secs(5);
+
+/// What an attack aims at, which the suite checks itself after it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Aim {
+    /// The system services' ids (finding 2): afterwards each is still
+    /// registered by the same task as before.
+    ServiceIds,
+    /// Other tasks' capability spaces (findings 4 and 6): afterwards no
+    /// service holds more capabilities than before.
+    CapabilitySpaces,
+    /// Its own exit notification (finding 7): it must arrive, its reason
+    /// bounded, although the attacker filled the exit route.
+    ExitNotification,
+}
+
+/// One attack program and what it is given.
+struct Attack {
+    /// The program in the boot image (`bin/<image>`).
+    image: &'static str,
+    aim: Aim,
+    /// Lend the attacker this suite's registration (it hands it back with
+    /// its report).
+    lend_registration: bool,
+}
+
+const ATTACKS: &[Attack] = &[
+    Attack {
+        image: "attack_squat",
+        aim: Aim::ServiceIds,
+        lend_registration: true,
+    },
+    Attack {
+        image: "attack_grant_flood",
+        aim: Aim::CapabilitySpaces,
+        lend_registration: false,
+    },
+    Attack {
+        image: "attack_garbage_caps",
+        aim: Aim::CapabilitySpaces,
+        lend_registration: false,
+    },
+    Attack {
+        image: "attack_exit_flood",
+        aim: Aim::ExitNotification,
+        lend_registration: false,
+    },
+];
+
+/// This task's authority (its manifest entry: `registry, boot-image,
+/// kernel-info`).
+struct Suite {
+    registration: Option<Cap<()>>,
+    info: CapHandle,
+    /// Reports and attackers' exit notifications arrive here.
+    inbox: ChannelId,
+}
+
+fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
+    let startup = kernel.startup()?;
+    let caps = &startup.capabilities;
+    let (Some(&registration), Some(&info)) = (caps.first(), caps.get(2)) else {
+        return Err(KernelError::InvalidCapability);
+    };
+    let mut suite = Suite {
+        registration: Some(Cap::from_handle(registration)),
+        info,
+        inbox: kernel.create_channel()?,
+    };
+    let mut tally = Tally::default();
+    for round in ["warm", "measured"] {
+        for attack in ATTACKS {
+            run(kernel, &mut suite, &mut tally, attack, round);
+        }
+    }
+    let all_passed = tally.report();
+    println!("adversary: done (all passed: {all_passed})");
+    kernel.shutdown(suite.info)
+}
+
+/// Run one attack and check its aftermath.
+fn run(kernel: &mut Kernel, suite: &mut Suite, tally: &mut Tally, attack: &Attack, round: &str) {
+    let name = |check: &str| alloc::format!("adversary/{round}/{}/{check}", attack.image);
+    let before = settled_memory(kernel, suite.info);
+    let registrants = registrants_now(kernel);
+    let held = service_caps(kernel, suite.info);
+    let outcome = attack_once(kernel, suite, attack);
+    let refused = match (&outcome, attack.aim) {
+        (Err(e), _) => Err(e.clone()),
+        (Ok(seen), Aim::ExitNotification) => match &seen.notification {
+            Some(n) => bounded_failure(n),
+            None => Err("its exit notification never arrived".into()),
+        },
+        (Ok(seen), _) => match &seen.report {
+            Some(text) if text.is_empty() => Ok(()),
+            Some(text) => Err(alloc::format!("got through: {text}")),
+            None => Err("no report".into()),
+        },
+    };
+    tally.check(&name("authority_refused"), refused);
+    let aimed = match attack.aim {
+        Aim::ServiceIds => same(&registrants, &registrants_now(kernel), "registrants"),
+        Aim::CapabilitySpaces => no_growth(&held, &service_caps(kernel, suite.info)),
+        Aim::ExitNotification => Ok(()),
+    };
+    tally.check(&name("targets_untouched"), aimed);
+    let answer = services_answer(kernel, suite.info)
+        .and_then(|()| same(&registrants, &registrants_now(kernel), "registrants"));
+    tally.check(&name("services_answer"), answer);
+    let after = settled_memory(kernel, suite.info);
+    let memory = match (before, after) {
+        (Ok(b), Ok(a)) if round == "warm" => same(b.frames_free, a.frames_free, "free frames"),
+        (Ok(b), Ok(a)) => same(
+            (b.heap_used, b.frames_free),
+            (a.heap_used, a.frames_free),
+            "(heap bytes in use, free frames)",
+        ),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    tally.check(&name("memory_returned"), memory);
+}
+
+/// What the suite saw of one attacker.
+struct Seen {
+    /// Its report's text (empty: everything was refused).
+    report: Option<String>,
+    /// Its exit notification.
+    notification: Option<ExitNotification>,
+}
+
+/// Spawn the attacker, wait until it has reported or died, kill it if it
+/// still lives, and collect what it sent. Everything made for it is gone
+/// when this returns.
+fn attack_once(kernel: &mut Kernel, suite: &mut Suite, attack: &Attack) -> Result<Seen, String> {
+    let to_inbox = kernel
+        .clone_capability(&Cap::from(suite.inbox), Rights::SEND | Rights::TRANSFER)
+        .map_err(|e| alloc::format!("inbox capability: {e}"))?;
+    let mut gifts = vec![to_inbox];
+    if attack.lend_registration {
+        gifts.extend(suite.registration.take());
+    }
+    let descriptor = TaskDescriptor::new(attack.image.into())
+        .with_image(attack.image)
+        .with_identity(IdentityKind::Component, TrustDomain::user())
+        .with_priority(ATTACKER_PRIORITY)
+        .with_exit_channel(suite.inbox);
+    let descriptor = gifts
+        .into_iter()
+        .fold(descriptor, |d, cap| d.with_capability(cap));
+    let child = kernel
+        .spawn_task(descriptor)
+        .map_err(|e| alloc::format!("spawn {}: {e}", attack.image))?;
+    let attacker = child.task_id;
+    // The attacker runs undisturbed (nothing is received meanwhile, so it
+    // can fill the inbox) until it waits for good or has ended.
+    let deadline = kernel.now() + ATTACK_TIME;
+    while !settled(kernel, suite.info, attacker) {
+        if kernel.now() >= deadline {
+            break;
+        }
+        let _ = kernel.sleep(Duration::from_millis(20));
+    }
+    let mut seen = Seen {
+        report: None,
+        notification: None,
+    };
+    drain(kernel, suite, attacker, &mut seen, Duration::ZERO);
+    if seen.notification.is_none() {
+        let reason = ExitReason::Cancelled {
+            reason: "killed by the adversary suite".into(),
+        };
+        kernel
+            .terminate(attacker, reason)
+            .map_err(|e| alloc::format!("kill: {e}"))?;
+        drain(kernel, suite, attacker, &mut seen, ANSWER_TIME);
+    }
+    if attack.lend_registration && suite.registration.is_none() {
+        return Err("the lent registration did not come back".into());
+    }
+    Ok(seen)
+}
+
+/// Has `task` ended, or is it blocked for good (parked)?
+fn settled(kernel: &mut Kernel, info: CapHandle, task: TaskId) -> bool {
+    match kernel.kernel_info(info, InfoRequest::Tasks) {
+        Ok(InfoReply::Tasks(tasks)) => tasks
+            .iter()
+            .find(|t| t.task == task)
+            .is_none_or(|t| t.state == TaskRunState::Blocked),
+        _ => false,
+    }
+}
+
+/// Take everything waiting in the inbox (waiting up to `wait` for the
+/// attacker's exit notification): the attacker's report and the
+/// registration it hands back, and its exit notification. Other messages
+/// (an attacker's noise) are dropped with what they carry.
+fn drain(
+    kernel: &mut Kernel,
+    suite: &mut Suite,
+    attacker: TaskId,
+    seen: &mut Seen,
+    wait: Duration,
+) {
+    let deadline = kernel.now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(kernel.now());
+        let Ok(message) = kernel.receive_with_capabilities(suite.inbox, Some(left)) else {
+            return;
+        };
+        let mut capabilities = message.capabilities.into_iter();
+        let envelope = message.envelope;
+        if envelope.action == REPORT_ACTION && envelope.source == Some(attacker) {
+            seen.report = Some(envelope.payload.decode().unwrap_or_default());
+            if suite.registration.is_none() {
+                suite.registration = capabilities.next();
+            }
+        } else if envelope.action == EXIT_NOTIFICATION_ACTION && envelope.source.is_none() {
+            if let Ok(n) = envelope.payload.decode::<ExitNotification>() {
+                if n.task_id == Some(attacker) {
+                    seen.notification = Some(n);
+                }
+            }
+        }
+        for extra in capabilities {
+            let _ = kernel.drop_capability(extra);
+        }
+        if seen.notification.is_some() && kernel.now() >= deadline {
+            return;
+        }
+    }
+}
+
+/// The notification reports a failure whose text was cut to the bound.
+fn bounded_failure(n: &ExitNotification) -> Result<(), String> {
+    match &n.reason {
+        ExitReason::Failure {
+            error: FailureCause::Described(text),
+        } if text.len() == MAX_EXIT_REASON_TEXT => Ok(()),
+        other => Err(alloc::format!(
+            "expected a failure cut to {MAX_EXIT_REASON_TEXT} bytes, got {} bytes of {:?}",
+            alloc::format!("{other:?}").len(),
+            core::mem::discriminant(other)
+        )),
+    }
+}
+
+/// Who holds each service's registration now.
+fn registrants_now(kernel: &mut Kernel) -> Vec<Result<TaskId, KernelError>> {
+    SERVICES
+        .iter()
+        .map(|s| kernel.service_registrant(*s))
+        .collect()
+}
+
+/// How many capabilities each service's task holds, by service.
+fn service_caps(kernel: &mut Kernel, info: CapHandle) -> Vec<(ServiceId, Option<usize>)> {
+    SERVICES
+        .iter()
+        .map(|&service| {
+            let count = kernel.service_registrant(service).ok().and_then(|task| {
+                match kernel.kernel_info(info, InfoRequest::Capabilities { task }) {
+                    Ok(InfoReply::Capabilities(caps)) => Some(caps.len()),
+                    _ => None,
+                }
+            });
+            (service, count)
+        })
+        .collect()
+}
+
+fn no_growth(
+    before: &[(ServiceId, Option<usize>)],
+    after: &[(ServiceId, Option<usize>)],
+) -> Result<(), String> {
+    for ((service, was), (_, now)) in before.iter().zip(after) {
+        match (was, now) {
+            (Some(was), Some(now)) if now <= was => {}
+            _ => {
+                return Err(alloc::format!(
+                    "service {service} held {was:?} capabilities before, {now:?} after"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn same<T: PartialEq + core::fmt::Debug>(before: T, after: T, what: &str) -> Result<(), String> {
+    if before == after {
+        Ok(())
+    } else {
+        Err(alloc::format!("{what}: {before:?} before, {after:?} after"))
+    }
+}
+
+/// Every service answers a request, and the console still runs.
+fn services_answer(kernel: &mut Kernel, info: CapHandle) -> Result<(), String> {
+    for service in SERVICES {
+        ping(kernel, service, ANSWER_TIME)
+            .map_err(|e| alloc::format!("service {service} did not answer: {e}"))?;
+    }
+    match kernel.kernel_info(info, InfoRequest::Tasks) {
+        Ok(InfoReply::Tasks(tasks)) if tasks.iter().any(|t| t.name.as_str() == "console") => Ok(()),
+        other => Err(alloc::format!("the console is not running: {other:?}")),
+    }
+}
+
+/// The kernel's memory use once the system is quiet: two readings 20 ms
+/// apart that agree.
+fn settled_memory(kernel: &mut Kernel, info: CapHandle) -> Result<MemorySummary, String> {
+    let mut last = None;
+    for _ in 0..100 {
+        let reading = match kernel.kernel_info(info, InfoRequest::Memory) {
+            Ok(InfoReply::Memory(memory)) => memory,
+            other => return Err(alloc::format!("memory: {other:?}")),
+        };
+        if last == Some(reading) {
+            return Ok(reading);
+        }
+        last = Some(reading);
+        let _ = kernel.sleep(Duration::from_millis(20));
+    }
+    Err("kernel memory use never settled".into())
+}
