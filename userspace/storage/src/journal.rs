@@ -632,6 +632,44 @@ impl SegmentWriter {
     }
 }
 
+/// The answers the store remembers, worked out as the store does: each
+/// origin's first and latest commit, in the order the origins were first
+/// recorded, the last [`DURABLE_ANSWERS`] of them.
+struct Remembered {
+    entries: BTreeMap<(u64, u64), (CommitSeq, CommitSeq)>,
+    order: VecDeque<(u64, u64)>,
+}
+
+impl Remembered {
+    fn note(&mut self, record: &CommitRecord) {
+        let Some(origin) = &record.origin else {
+            return;
+        };
+        let key = (origin.task, origin.message);
+        match self.entries.get_mut(&key) {
+            Some(entry) => entry.1 = record.seq,
+            None => {
+                self.entries.insert(key, (record.seq, record.seq));
+                self.order.push_back(key);
+            }
+        }
+        while self.order.len() > DURABLE_ANSWERS {
+            if let Some(old) = self.order.pop_front() {
+                self.entries.remove(&old);
+            }
+        }
+    }
+
+    /// Whether `record`'s origin is needed to rebuild the answers.
+    fn keeps_origin(&self, record: &CommitRecord) -> bool {
+        record.origin.as_ref().is_none_or(|origin| {
+            self.entries
+                .get(&(origin.task, origin.message))
+                .is_some_and(|&(first, latest)| record.seq == first || record.seq == latest)
+        })
+    }
+}
+
 /// What packing drops (see the module docs), found by a first pass over
 /// the records to pack.
 struct PackPlan {
@@ -640,14 +678,9 @@ struct PackPlan {
     /// The highest instance opened.
     instance: u32,
     last: CommitSeq,
-    /// Set when the records are the whole history: then the answers the
-    /// store remembers are known, as the store remembers them — each
-    /// origin's first and latest commit, in the order the origins were
-    /// first recorded, the last [`DURABLE_ANSWERS`] of them.
-    answers: Option<(
-        BTreeMap<(u64, u64), (CommitSeq, CommitSeq)>,
-        VecDeque<(u64, u64)>,
-    )>,
+    /// Set when the records are the whole history: then which answers the
+    /// store remembers is known.
+    answers: Option<Remembered>,
 }
 
 impl PackPlan {
@@ -656,35 +689,16 @@ impl PackPlan {
             last_revoke: BTreeMap::new(),
             instance: 0,
             last: CommitSeq::ZERO,
-            answers: whole_history.then(|| (BTreeMap::new(), VecDeque::new())),
+            answers: whole_history.then(|| Remembered {
+                entries: BTreeMap::new(),
+                order: VecDeque::new(),
+            }),
         }
     }
 
-    /// Whether `record`'s origin is needed to rebuild the answers.
-    fn keeps_origin(&self, record: &CommitRecord) -> bool {
-        let (Some(origin), Some((entries, _))) = (&record.origin, &self.answers) else {
-            return true;
-        };
-        entries
-            .get(&(origin.task, origin.message))
-            .is_some_and(|&(first, latest)| record.seq == first || record.seq == latest)
-    }
-
     fn note(&mut self, record: &CommitRecord) {
-        if let (Some(origin), Some((entries, order))) = (&record.origin, &mut self.answers) {
-            let key = (origin.task, origin.message);
-            match entries.get_mut(&key) {
-                Some(entry) => entry.1 = record.seq,
-                None => {
-                    entries.insert(key, (record.seq, record.seq));
-                    order.push_back(key);
-                }
-            }
-            while order.len() > DURABLE_ANSWERS {
-                if let Some(old) = order.pop_front() {
-                    entries.remove(&old);
-                }
-            }
+        if let Some(answers) = &mut self.answers {
+            answers.note(record);
         }
         for change in &record.changes {
             match change {
@@ -701,7 +715,11 @@ impl PackPlan {
     /// `record` as packed, or `None` if it can go.
     fn pack(&self, mut record: CommitRecord) -> Option<CommitRecord> {
         let seq = record.seq;
-        if !self.keeps_origin(&record) {
+        if self
+            .answers
+            .as_ref()
+            .is_some_and(|a| !a.keeps_origin(&record))
+        {
             record.origin = None;
         }
         record.changes.retain(|change| match change {
