@@ -374,25 +374,11 @@ impl KernelApi for FakeKernel {
         )))
     }
 
-    fn mint_registration_capability(
-        &mut self,
-        _: &Cap<()>,
-        _: ServiceId,
-    ) -> Result<Cap<pandagen_abi::cap::kinds::ServiceRegistration>, KernelError> {
-        // Pipelines hold no registry: minting is refused, as for a task
-        // without one in the kernel.
-        Err(KernelError::InsufficientAuthority)
-    }
-
     fn service_registrant(&mut self, service: ServiceId) -> Result<TaskId, KernelError> {
         self.services
             .get(&service)
             .map(|(_, owner)| TaskId::from_raw(*owner))
             .ok_or(KernelError::ServiceNotFound(service))
-    }
-
-    fn delegate_capability(&mut self, _: Cap<()>, _: TaskId) -> Result<(), KernelError> {
-        Err(KernelError::InsufficientAuthority)
     }
 
     fn drop_capability(&mut self, capability: Cap<()>) -> Result<(), KernelError> {
@@ -429,27 +415,6 @@ impl KernelApi for FakeKernel {
             e.channel,
             e.rights.attenuate(rights),
         )))
-    }
-
-    /// This fake models channels only: like `spawn_task` and
-    /// `grant_capability` here, minting is refused (pipelines never mint).
-    fn mint_object_capability(
-        &mut self,
-        _: ServiceId,
-        _: u64,
-        _: Rights,
-    ) -> Result<Cap<pandagen_abi::cap::kinds::StorageObject>, KernelError> {
-        Err(KernelError::InsufficientAuthority)
-    }
-
-    /// No object capability exists in this fake, so any handle is invalid.
-    fn send_to_object(
-        &mut self,
-        _: &Cap<pandagen_abi::cap::kinds::StorageObject>,
-        _: MessageEnvelope,
-        _: Vec<Cap<()>>,
-    ) -> Result<(), KernelError> {
-        Err(KernelError::InvalidCapability)
     }
 }
 
