@@ -807,10 +807,18 @@ impl<D: BlockDevice> JournalBackend<D> {
         io(device.flush())?;
         io(device.write_blocks(0, &sb.encode(block_size)))?;
         io(device.flush())?;
-        Ok(JournalBackend {
+        let mut journal = Self::described_by(device, &sb);
+        // Nothing to replay.
+        journal.ready = true;
+        Ok(journal)
+    }
+
+    /// A backend on `device` in the layout `sb` describes, not yet ready.
+    fn described_by(device: D, sb: &Superblock) -> Self {
+        let mut journal = JournalBackend {
+            block_size: device.block_size() as usize,
             device,
-            key: SipKey::from_bytes(key),
-            block_size,
+            key: SipKey::from_bytes(sb.key),
             generation: 0,
             seg_end: DATA_START,
             cp_start: DATA_START,
@@ -820,8 +828,10 @@ impl<D: BlockDevice> JournalBackend<D> {
             last_segment: None,
             last_seq: CommitSeq::ZERO,
             pack_bytes: 0,
-            ready: true,
-        })
+            ready: false,
+        };
+        journal.adopt(sb);
+        journal
     }
 
     /// Open the volume on `device`, or format it with capability key `key`
@@ -851,23 +861,7 @@ impl<D: BlockDevice> JournalBackend<D> {
             return Err(BackendError::Corrupt);
         }
         let sb = Superblock::read(&mut device)?;
-        let mut journal = JournalBackend {
-            device,
-            key: SipKey::from_bytes(sb.key),
-            block_size,
-            generation: 0,
-            seg_end: DATA_START,
-            cp_start: DATA_START,
-            cp_blocks: 0,
-            legacy: false,
-            tail: DATA_START,
-            last_segment: None,
-            last_seq: CommitSeq::ZERO,
-            pack_bytes: 0,
-            ready: false,
-        };
-        journal.adopt(&sb);
-        Ok(journal)
+        Ok(Self::described_by(device, &sb))
     }
 
     fn adopt(&mut self, sb: &Superblock) {
