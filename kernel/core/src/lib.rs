@@ -101,7 +101,7 @@ pub use cached_disk::{CachedDisk, CutOutcome};
 pub use cap_table::{
     CapId, CapInfo, CapStatus, Capability, Holder, InvalidUse, Mintable, ObjectRef, ServiceObject,
 };
-pub use channel::{ChannelRef, Delivered};
+pub use channel::{Body, ChannelRef, Delivered};
 pub use kernel_core::{
     exit_notification_bytes, CoreConfig, InvariantViolation, KernelCore, Offer, ParkedMessage,
     RecvOutcome, Sent, SpawnArgs, Spawned, Switched, TaskInfo, EXIT_NOTIFICATION_SCHEMA,

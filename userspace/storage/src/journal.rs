@@ -359,7 +359,7 @@ impl Volume {
         if mac != self.mac(FRAME_MAGIC, self.generation, seq, body) {
             return Ok(None);
         }
-        let record: CommitRecord = match postcard::from_bytes(body) {
+        let record: CommitRecord = match pandagen_abi::evolve::from_bytes(body) {
             Ok(r) => r,
             // Verified but undecodable: written by an incompatible version.
             Err(_) => return Err(BackendError::Corrupt),
@@ -403,7 +403,7 @@ impl Volume {
                 .ok_or(BackendError::Corrupt)? as usize;
             let record = body
                 .get(at + 4..at + 4 + n)
-                .and_then(|b| postcard::from_bytes::<CommitRecord>(b).ok())
+                .and_then(|b| pandagen_abi::evolve::from_bytes::<CommitRecord>(b).ok())
                 .ok_or(BackendError::Corrupt)?;
             if record.seq.as_raw() > last {
                 return Err(BackendError::Corrupt);
@@ -500,8 +500,8 @@ impl SegmentReader {
                     if le_u64(&available[4..]) != mac {
                         return Err(BackendError::Corrupt);
                     }
-                    let record: CommitRecord =
-                        postcard::from_bytes(body).map_err(|_| BackendError::Corrupt)?;
+                    let record: CommitRecord = pandagen_abi::evolve::from_bytes(body)
+                        .map_err(|_| BackendError::Corrupt)?;
                     let seq = record.seq.as_raw();
                     if seq <= self.previous || seq > self.last {
                         return Err(BackendError::Corrupt);

@@ -10,8 +10,12 @@ use crate::record::Change;
 use crate::store::{ObjectStore, DURABLE_ANSWERS};
 use crate::transaction::TransactionalStorage;
 
+mod compaction;
+mod frames;
+mod layout;
 mod older_volumes;
 mod power_cut;
+mod superblock;
 
 const BLOCK: usize = 128;
 

@@ -1,0 +1,335 @@
+//! What compaction keeps: packing drops exactly what replay does not
+//! need, a segment is packed after the tail and settled at the end of the
+//! segment area, and damaged segment headers are refused.
+
+use super::*;
+
+fn rec(seq: u64, changes: Vec<Change>, origin: Option<(u64, u64)>) -> CommitRecord {
+    CommitRecord {
+        seq: CommitSeq::from_raw(seq),
+        changes,
+        origin: origin.map(|(task, message)| Origin {
+            task,
+            message,
+            answer: vec![message as u8],
+        }),
+    }
+}
+
+fn create(object: u64) -> Change {
+    Change::Create {
+        object: ObjectId::from_raw(object),
+        kind: ObjectKind::Blob,
+        version: VersionId::from_raw(object),
+    }
+}
+
+fn revoke(object: u64, epoch: u32) -> Change {
+    Change::Revoke {
+        object: ObjectId::from_raw(object),
+        epoch,
+    }
+}
+
+/// `history` as one packing keeps it: a first pass notes what is there,
+/// a second keeps what replay needs. `whole_history`: the records are all
+/// there ever were (packing from the start of the segment area).
+fn packed(history: Vec<CommitRecord>, whole_history: bool) -> Vec<CommitRecord> {
+    let mut plan = PackPlan::new(whole_history);
+    for r in &history {
+        plan.note(r);
+    }
+    history.into_iter().filter_map(|r| plan.pack(r)).collect()
+}
+
+#[test]
+fn nothing_packs_to_nothing() {
+    assert_eq!(packed(Vec::new(), true), Vec::new());
+    assert_eq!(packed(Vec::new(), false), Vec::new());
+}
+
+#[test]
+fn open_changes_merge_into_the_last_record_which_always_stays() {
+    let history = vec![
+        rec(1, vec![Change::Open { instance: 1 }], None),
+        rec(2, vec![create(1)], None),
+        rec(3, vec![Change::Open { instance: 3 }], None),
+        rec(4, vec![Change::Open { instance: 2 }], None),
+        rec(5, vec![], None),
+    ];
+    assert_eq!(
+        packed(history, false),
+        vec![
+            rec(2, vec![create(1)], None),
+            // Empty but last: it keeps the last commit number.
+            rec(5, vec![Change::Open { instance: 3 }], None),
+        ]
+    );
+    // Without any `Open`, none is invented, and an empty last record
+    // stays as it is.
+    let history = vec![rec(1, vec![create(1)], None), rec(2, vec![], None)];
+    assert_eq!(packed(history.clone(), true), history);
+}
+
+#[test]
+fn only_the_last_revocation_of_each_object_stays() {
+    let history = vec![
+        rec(1, vec![create(1), create(2)], None),
+        rec(2, vec![revoke(1, 1)], None),
+        rec(3, vec![revoke(2, 1), revoke(1, 2)], None),
+        rec(4, vec![create(3)], None),
+    ];
+    assert_eq!(
+        packed(history, false),
+        vec![
+            rec(1, vec![create(1), create(2)], None),
+            rec(3, vec![revoke(2, 1), revoke(1, 2)], None),
+            rec(4, vec![create(3)], None),
+        ]
+    );
+}
+
+#[test]
+fn over_the_whole_history_only_the_origins_the_store_still_remembers_stay() {
+    let extra = 5u64;
+    let total = DURABLE_ANSWERS as u64 + extra;
+    // Each commit answers a distinct request. The last one answers the
+    // first request again after the store forgot it: it is remembered
+    // anew and pushes out one more.
+    let mut history: Vec<CommitRecord> = (1..=total)
+        .map(|i| rec(i, vec![create(i)], Some((7, i))))
+        .collect();
+    history.push(rec(total + 1, vec![], Some((7, 1))));
+    let compacted = packed(history.clone(), true);
+    assert_eq!(compacted.len(), history.len(), "every creation stays");
+    let kept: Vec<bool> = compacted.iter().map(|r| r.origin.is_some()).collect();
+    // The oldest `extra + 1` distinct origins were forgotten.
+    let forgotten = (extra + 1) as usize;
+    assert!(kept[..forgotten].iter().all(|k| !k), "{kept:?}");
+    assert!(kept[forgotten..].iter().all(|k| *k));
+    // A record left with nothing at all goes, unless it is the last.
+    let mut history: Vec<CommitRecord> =
+        (1..=total).map(|i| rec(i, vec![], Some((7, i)))).collect();
+    history.push(rec(total + 1, vec![], None));
+    let compacted = packed(history, true);
+    let seqs: Vec<u64> = compacted.iter().map(|r| r.seq.as_raw()).collect();
+    let expected: Vec<u64> = (extra + 1..=total + 1).collect();
+    assert_eq!(seqs, expected);
+}
+
+#[test]
+fn over_part_of_the_history_every_origin_stays() {
+    // Which answers the store remembers depends on the records before
+    // these, which this packing does not see: it drops none.
+    let total = DURABLE_ANSWERS as u64 + 5;
+    let history: Vec<CommitRecord> = (1..=total).map(|i| rec(i, vec![], Some((7, i)))).collect();
+    assert_eq!(packed(history.clone(), false), history);
+}
+
+#[test]
+fn compaction_frees_the_blocks_of_dropped_records() {
+    let mut j = JournalBackend::format(Disk::new(64), [9; 16]).unwrap();
+    for seq in 1..=10 {
+        let restart = rec(
+            seq,
+            vec![Change::Open {
+                instance: seq as u32,
+            }],
+            None,
+        );
+        j.apply(&restart).unwrap();
+    }
+    assert_eq!(j.tail(), DATA_START + 10, "a block per frame");
+    assert_eq!(j.compact(), Ok(true));
+    // Ten frames became one segment block holding one record, settled at
+    // the start of the data area; the journal starts right after it.
+    assert_eq!(j.segment_end(), DATA_START + 1);
+    assert_eq!((j.tail(), j.cp_blocks), (DATA_START + 1, 0));
+    let mut j = JournalBackend::open(j.into_device()).unwrap();
+    assert_eq!(
+        replay(&mut j),
+        vec![rec(10, vec![Change::Open { instance: 10 }], None)]
+    );
+}
+
+#[test]
+fn a_segment_needs_room_for_its_header_entries_and_slack() {
+    let j = JournalBackend::format(Disk::new(64), [9; 16]).unwrap();
+    let block = BLOCK as u64;
+    let fixed = SEGMENT_HEADER as u64 + PACK_SLACK;
+    assert_eq!(j.segment_blocks(0), 1);
+    assert_eq!(j.segment_blocks(block - fixed), 1, "exactly one block");
+    assert_eq!(j.segment_blocks(block - fixed + 1), 2);
+    assert_eq!(j.blocks_for(0), 0);
+    assert_eq!(j.blocks_for(block), 1);
+    assert_eq!(j.blocks_for(block + 1), 2);
+}
+
+#[test]
+fn a_segment_is_packed_at_the_tail_then_settled_at_the_end_of_the_area() {
+    let mut j = JournalBackend::format(Disk::new(16), [9; 16]).unwrap();
+    for seq in 1..=3 {
+        j.apply(&record(seq, 10)).unwrap();
+    }
+    // Packing writes the new segment after the frames, never over them.
+    assert_eq!(j.tail(), DATA_START + 3);
+    assert_eq!(j.pack(), Ok(true));
+    assert_eq!((j.cp_start, j.cp_blocks), (DATA_START + 3, 1));
+    assert_eq!((j.segment_end(), j.generation()), (DATA_START, 1));
+    assert_eq!(j.tail(), DATA_START + 4);
+    // The frames are dead now: settling copies the segment over them.
+    assert!(j.settleable());
+    j.settle().unwrap();
+    assert_eq!(j.segment_end(), DATA_START + 1);
+    assert_eq!(
+        (j.cp_blocks, j.tail(), j.generation()),
+        (0, DATA_START + 1, 2)
+    );
+    // The next segment goes after the first, which stays where it is.
+    for seq in 4..=6 {
+        j.apply(&record(seq, 10)).unwrap();
+    }
+    assert_eq!(j.pack(), Ok(true));
+    assert_eq!(j.cp_start, DATA_START + 4);
+    j.settle().unwrap();
+    let area = j.segment_end();
+    assert!(area > DATA_START + 1, "{area}");
+    let mut j = JournalBackend::open(j.into_device()).unwrap();
+    let all: Vec<_> = (1..=6).map(|s| record(s, 10)).collect();
+    assert_eq!(replay(&mut j), all);
+}
+
+/// How many commits of `payload` bytes a 12-block volume takes before it
+/// answers `Full`, reopening (as after a restart) after every `reopen`
+/// commits; `None`: never.
+fn capacity(payload: usize, reopen: Option<u64>) -> u64 {
+    let mut j = JournalBackend::format(Disk::new(12), [9; 16]).unwrap();
+    let mut seq = 1;
+    loop {
+        match j.apply(&record(seq, payload)) {
+            Ok(()) => {}
+            Err(BackendError::Full) => return seq - 1,
+            Err(e) => panic!("commit {seq}: {e:?}"),
+        }
+        if reopen.is_some_and(|n| seq % n == 0) {
+            j = JournalBackend::open(j.into_device()).unwrap();
+            j.replay(&mut |_| {}).unwrap();
+        }
+        seq += 1;
+    }
+}
+
+#[test]
+fn a_reopened_journal_holds_exactly_as_much_as_one_never_closed() {
+    // Recovery recomputes the packed size of the live records from the
+    // checkpoint and the frames: neither more nor less than the running
+    // journal counted, so `Full` comes at the same commit.
+    for payload in [10, 40] {
+        let never = capacity(payload, None);
+        assert!(never > 3, "{never}");
+        for every in [1, 2, 3, 5] {
+            assert_eq!(
+                capacity(payload, Some(every)),
+                never,
+                "{payload} bytes, every {every}"
+            );
+        }
+    }
+}
+
+#[test]
+fn recovery_counts_the_records_it_replays() {
+    let mut j = JournalBackend::format(Disk::new(32), [9; 16]).unwrap();
+    for seq in 1..=3 {
+        j.apply(&record(seq, 10)).unwrap();
+    }
+    assert_eq!(j.compact(), Ok(true));
+    for seq in 4..=5 {
+        j.apply(&record(seq, 10)).unwrap();
+    }
+    let mut j = JournalBackend::open(j.into_device()).unwrap();
+    let mut seen = 0;
+    let report = j.replay(&mut |_| seen += 1).unwrap();
+    assert_eq!((report.records, seen), (5, 5), "three packed, two framed");
+}
+
+/// A volume whose only segment holds `r`; returns the disk and the
+/// segment's first byte.
+fn segmented(r: &CommitRecord) -> (Disk, usize) {
+    let mut j = JournalBackend::format(Disk::new(32), [9; 16]).unwrap();
+    j.apply(r).unwrap();
+    assert_eq!(j.compact(), Ok(true));
+    assert_eq!(j.cp_blocks, 0, "settled");
+    let at = DATA_START as usize * BLOCK;
+    (j.into_device(), at)
+}
+
+fn reopened(disk: Disk) -> Result<Vec<CommitRecord>, BackendError> {
+    let mut j = JournalBackend::open(disk)?;
+    let mut out = Vec::new();
+    j.replay(&mut |r| out.push(r))?;
+    Ok(out)
+}
+
+#[test]
+fn a_segment_with_another_magic_generation_bounds_or_length_is_corrupt() {
+    let r = record(1, 10);
+    let (disk, at) = segmented(&r);
+    assert_eq!(&disk.bytes[at..at + 4], SEGMENT_MAGIC);
+    assert_eq!(reopened(disk.clone()), Ok(vec![r]));
+    // The header's MAC covers the commit numbers and the length; the
+    // magic and a generation newer than the volume's are checked on their
+    // own, and a length running past the area before the MAC.
+    let cases: [(&str, usize, &[u8]); 7] = [
+        ("magic", 0, b"PGSQ"),
+        ("a newer generation", 4, &7u64.to_le_bytes()),
+        ("an older generation", 4, &0u64.to_le_bytes()),
+        ("first commit", 12, &0u64.to_le_bytes()),
+        ("last commit", 20, &2u64.to_le_bytes()),
+        ("a length past the segment area", 28, &1000u64.to_le_bytes()),
+        ("the largest length", 28, &u64::MAX.to_le_bytes()),
+    ];
+    for (what, offset, bytes) in cases {
+        let mut bad = disk.clone();
+        bad.bytes[at + offset..at + offset + bytes.len()].copy_from_slice(bytes);
+        assert_eq!(reopened(bad), Err(BackendError::Corrupt), "{what}");
+    }
+}
+
+#[test]
+fn a_segment_that_exactly_fills_its_blocks_opens() {
+    // Find a record whose segment ends on a block boundary.
+    let r = (0..4 * BLOCK)
+        .map(|payload| record(1, payload))
+        .find(|r| {
+            let len = ENTRY_HEADER + postcard::to_allocvec(r).unwrap().len();
+            (SEGMENT_HEADER + len).is_multiple_of(BLOCK)
+        })
+        .unwrap();
+    let (disk, at) = segmented(&r);
+    let len = le_u64(&disk.bytes[at + 28..]) as usize;
+    assert!((SEGMENT_HEADER + len).is_multiple_of(BLOCK));
+    assert_eq!(reopened(disk), Ok(vec![r]));
+}
+
+#[test]
+fn a_commit_compacts_only_when_that_can_help() {
+    let mut j = JournalBackend::format(Disk::new(16), [9; 16]).unwrap();
+    for seq in 1..=3 {
+        j.apply(&record(seq, 10)).unwrap();
+    }
+    // A commit too large for the device: compacting packs and settles
+    // the frames (that frees their blocks), once, and it is refused.
+    let huge = record(4, 16 * BLOCK);
+    assert_eq!(j.apply(&huge), Err(BackendError::Full));
+    assert_eq!((j.generation(), j.segment_end()), (2, DATA_START + 1));
+    assert_eq!(j.tail(), DATA_START + 1);
+    // Nothing is left to gain: refused again without compacting.
+    assert_eq!(j.apply(&huge), Err(BackendError::Full));
+    assert_eq!(j.generation(), 2);
+    // Everything is still there, and the journal goes on.
+    j.apply(&record(4, 10)).unwrap();
+    let mut j = JournalBackend::open(j.into_device()).unwrap();
+    let all: Vec<_> = (1..=4).map(|s| record(s, 10)).collect();
+    assert_eq!(replay(&mut j), all);
+}
