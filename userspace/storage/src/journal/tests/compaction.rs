@@ -174,26 +174,31 @@ fn a_segment_is_packed_at_the_tail_then_settled_at_the_end_of_the_area() {
     // Packing writes the new segment after the frames, never over them.
     assert_eq!(j.tail(), DATA_START + 3);
     assert_eq!(j.pack(), Ok(true));
-    assert_eq!((j.cp_start, j.cp_blocks), (DATA_START + 3, 1));
+    let blocks = j.cp_blocks;
+    assert!(
+        (1..3).contains(&blocks),
+        "packed denser than frames: {blocks}"
+    );
+    assert_eq!(j.cp_start, DATA_START + 3);
     assert_eq!((j.segment_end(), j.generation()), (DATA_START, 1));
-    assert_eq!(j.tail(), DATA_START + 4);
+    assert_eq!(j.tail(), DATA_START + 3 + blocks);
     // The frames are dead now: settling copies the segment over them.
     assert!(j.settleable());
     j.settle().unwrap();
-    assert_eq!(j.segment_end(), DATA_START + 1);
+    assert_eq!(j.segment_end(), DATA_START + blocks);
     assert_eq!(
         (j.cp_blocks, j.tail(), j.generation()),
-        (0, DATA_START + 1, 2)
+        (0, DATA_START + blocks, 2)
     );
-    // The next segment goes after the first, which stays where it is.
+    // The next frames go after the segment area, and their segment after
+    // them, never over the area.
     for seq in 4..=6 {
         j.apply(&record(seq, 10)).unwrap();
     }
     assert_eq!(j.pack(), Ok(true));
-    assert_eq!(j.cp_start, DATA_START + 4);
+    assert_eq!(j.cp_start, DATA_START + blocks + 3);
     j.settle().unwrap();
-    let area = j.segment_end();
-    assert!(area > DATA_START + 1, "{area}");
+    assert!(j.segment_end() >= DATA_START + blocks);
     let mut j = JournalBackend::open(j.into_device()).unwrap();
     let all: Vec<_> = (1..=6).map(|s| record(s, 10)).collect();
     assert_eq!(replay(&mut j), all);
@@ -322,8 +327,9 @@ fn a_commit_compacts_only_when_that_can_help() {
     // the frames (that frees their blocks), once, and it is refused.
     let huge = record(4, 16 * BLOCK);
     assert_eq!(j.apply(&huge), Err(BackendError::Full));
-    assert_eq!((j.generation(), j.segment_end()), (2, DATA_START + 1));
-    assert_eq!(j.tail(), DATA_START + 1);
+    assert_eq!(j.generation(), 2);
+    assert!(j.segment_end() < DATA_START + 3, "the frames were packed");
+    assert_eq!(j.tail(), j.segment_end());
     // Nothing is left to gain: refused again without compacting.
     assert_eq!(j.apply(&huge), Err(BackendError::Full));
     assert_eq!(j.generation(), 2);
