@@ -49,7 +49,7 @@ fn a_frame_length_that_is_torn_or_runs_past_the_device_ends_the_journal() {
 }
 
 #[test]
-fn a_frame_ending_on_the_last_block_is_replayed() {
+fn a_full_store_keeps_taking_restarts_and_replays_them() {
     // Fill the device: ordinary commits until refused, then the restart
     // records a full store may still write, up to the very last block.
     const BLOCKS: u64 = 8;
@@ -65,16 +65,19 @@ fn a_frame_ending_on_the_last_block_is_replayed() {
         }],
         origin: None,
     };
-    while j.apply(&open(seq)).is_ok() {
+    // Restarts are never refused: packing merges their `Open`s.
+    let mut highest = j.tail();
+    for _ in 0..64 {
+        j.apply(&open(seq)).unwrap();
+        highest = highest.max(j.tail());
         seq += 1;
     }
-    assert_eq!(j.tail(), BLOCKS, "the last frame ends the device");
+    assert!(highest <= BLOCKS, "{highest}");
     let last = CommitSeq::from_raw(seq - 1);
     let mut j = JournalBackend::open(j.into_device()).unwrap();
     let replayed = replay(&mut j);
     assert_eq!(replayed.last().map(|r| r.seq), Some(last));
-    assert_eq!(j.tail(), BLOCKS);
-    assert_eq!(j.apply(&open(seq)), Err(BackendError::Full));
+    assert!(j.tail() <= BLOCKS);
 }
 
 #[test]
