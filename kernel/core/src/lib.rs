@@ -90,6 +90,7 @@ extern crate alloc;
 pub mod audit;
 pub mod block;
 pub mod budget;
+pub mod cached_disk;
 pub mod cap_table;
 pub mod channel;
 mod kernel_core;
@@ -103,6 +104,7 @@ pub mod user_range;
 pub use audit::{AuditCounts, AuditLog, AuditRecord, CapabilityEvent, InvalidationReason};
 pub use block::VecDisk;
 pub use budget::{AccountId, BudgetUsage};
+pub use cached_disk::{CachedDisk, CutOutcome};
 pub use cap_table::{
     CapId, CapInfo, CapStatus, Capability, Holder, InvalidUse, Mintable, ObjectRef, ServiceObject,
 };

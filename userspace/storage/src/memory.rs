@@ -155,7 +155,7 @@ impl StorageBackend for MemoryBackend {
                 break;
             }
             let record: CommitRecord =
-                postcard::from_bytes(body).map_err(|_| BackendError::Corrupt)?;
+                pandagen_abi::evolve::from_bytes(body).map_err(|_| BackendError::Corrupt)?;
             visit(record);
             report.records += 1;
             at += HEADER + len;

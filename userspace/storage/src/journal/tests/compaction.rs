@@ -1,6 +1,6 @@
-//! What compaction keeps: `compact_records` drops exactly what replay does
-//! not need, and a checkpoint is only written where it fits with room for
-//! the merged `Open` change.
+//! What compaction keeps: packing drops exactly what replay does not
+//! need, a segment is packed after the tail and settled at the end of the
+//! segment area, and damaged segment headers are refused.
 
 use super::*;
 
@@ -31,9 +31,21 @@ fn revoke(object: u64, epoch: u32) -> Change {
     }
 }
 
+/// `history` as one packing keeps it: a first pass notes what is there,
+/// a second keeps what replay needs. `whole_history`: the records are all
+/// there ever were (packing from the start of the segment area).
+fn packed(history: Vec<CommitRecord>, whole_history: bool) -> Vec<CommitRecord> {
+    let mut plan = PackPlan::new(whole_history);
+    for r in &history {
+        plan.note(r);
+    }
+    history.into_iter().filter_map(|r| plan.pack(r)).collect()
+}
+
 #[test]
-fn nothing_compacts_to_nothing() {
-    assert_eq!(compact_records(Vec::new()), Vec::new());
+fn nothing_packs_to_nothing() {
+    assert_eq!(packed(Vec::new(), true), Vec::new());
+    assert_eq!(packed(Vec::new(), false), Vec::new());
 }
 
 #[test]
@@ -46,7 +58,7 @@ fn open_changes_merge_into_the_last_record_which_always_stays() {
         rec(5, vec![], None),
     ];
     assert_eq!(
-        compact_records(history),
+        packed(history, false),
         vec![
             rec(2, vec![create(1)], None),
             // Empty but last: it keeps the last commit number.
@@ -56,7 +68,7 @@ fn open_changes_merge_into_the_last_record_which_always_stays() {
     // Without any `Open`, none is invented, and an empty last record
     // stays as it is.
     let history = vec![rec(1, vec![create(1)], None), rec(2, vec![], None)];
-    assert_eq!(compact_records(history.clone()), history);
+    assert_eq!(packed(history.clone(), true), history);
 }
 
 #[test]
@@ -68,7 +80,7 @@ fn only_the_last_revocation_of_each_object_stays() {
         rec(4, vec![create(3)], None),
     ];
     assert_eq!(
-        compact_records(history),
+        packed(history, false),
         vec![
             rec(1, vec![create(1), create(2)], None),
             rec(3, vec![revoke(2, 1), revoke(1, 2)], None),
@@ -78,7 +90,7 @@ fn only_the_last_revocation_of_each_object_stays() {
 }
 
 #[test]
-fn only_the_origins_the_store_still_remembers_stay() {
+fn over_the_whole_history_only_the_origins_the_store_still_remembers_stay() {
     let extra = 5u64;
     let total = DURABLE_ANSWERS as u64 + extra;
     // Each commit answers a distinct request. The last one answers the
@@ -88,7 +100,7 @@ fn only_the_origins_the_store_still_remembers_stay() {
         .map(|i| rec(i, vec![create(i)], Some((7, i))))
         .collect();
     history.push(rec(total + 1, vec![], Some((7, 1))));
-    let compacted = compact_records(history.clone());
+    let compacted = packed(history.clone(), true);
     assert_eq!(compacted.len(), history.len(), "every creation stays");
     let kept: Vec<bool> = compacted.iter().map(|r| r.origin.is_some()).collect();
     // The oldest `extra + 1` distinct origins were forgotten.
@@ -99,10 +111,19 @@ fn only_the_origins_the_store_still_remembers_stay() {
     let mut history: Vec<CommitRecord> =
         (1..=total).map(|i| rec(i, vec![], Some((7, i)))).collect();
     history.push(rec(total + 1, vec![], None));
-    let compacted = compact_records(history);
+    let compacted = packed(history, true);
     let seqs: Vec<u64> = compacted.iter().map(|r| r.seq.as_raw()).collect();
     let expected: Vec<u64> = (extra + 1..=total + 1).collect();
     assert_eq!(seqs, expected);
+}
+
+#[test]
+fn over_part_of_the_history_every_origin_stays() {
+    // Which answers the store remembers depends on the records before
+    // these, which this packing does not see: it drops none.
+    let total = DURABLE_ANSWERS as u64 + 5;
+    let history: Vec<CommitRecord> = (1..=total).map(|i| rec(i, vec![], Some((7, i)))).collect();
+    assert_eq!(packed(history.clone(), false), history);
 }
 
 #[test]
@@ -120,8 +141,10 @@ fn compaction_frees_the_blocks_of_dropped_records() {
     }
     assert_eq!(j.tail(), DATA_START + 10, "a block per frame");
     assert_eq!(j.compact(), Ok(true));
-    // Ten frames became one checkpoint block holding one record.
-    assert_eq!(j.tail() - j.cp_start, 1);
+    // Ten frames became one segment block holding one record, settled at
+    // the start of the data area; the journal starts right after it.
+    assert_eq!(j.segment_end(), DATA_START + 1);
+    assert_eq!((j.tail(), j.cp_blocks), (DATA_START + 1, 0));
     let mut j = JournalBackend::open(j.into_device()).unwrap();
     assert_eq!(
         replay(&mut j),
@@ -130,30 +153,55 @@ fn compaction_frees_the_blocks_of_dropped_records() {
 }
 
 #[test]
-fn a_checkpoint_needs_room_for_its_header_records_and_slack() {
+fn a_segment_needs_room_for_its_header_entries_and_slack() {
     let j = JournalBackend::format(Disk::new(64), [9; 16]).unwrap();
     let block = BLOCK as u64;
-    let fixed = CHECKPOINT_HEADER as u64 + PACK_SLACK;
-    assert_eq!(j.checkpoint_blocks(0), 1);
-    assert_eq!(j.checkpoint_blocks(block - fixed), 1, "exactly one block");
-    assert_eq!(j.checkpoint_blocks(block - fixed + 1), 2);
+    let fixed = SEGMENT_HEADER as u64 + PACK_SLACK;
+    assert_eq!(j.segment_blocks(0), 1);
+    assert_eq!(j.segment_blocks(block - fixed), 1, "exactly one block");
+    assert_eq!(j.segment_blocks(block - fixed + 1), 2);
     assert_eq!(j.blocks_for(0), 0);
     assert_eq!(j.blocks_for(block), 1);
     assert_eq!(j.blocks_for(block + 1), 2);
 }
 
 #[test]
-fn a_checkpoint_goes_before_the_live_extent_only_where_it_fits() {
+fn a_segment_is_packed_at_the_tail_then_settled_at_the_end_of_the_area() {
     let mut j = JournalBackend::format(Disk::new(16), [9; 16]).unwrap();
-    // Live extent from block 2: nothing fits before it.
-    assert_eq!(j.checkpoint_place(1, 5), Some(5));
-    assert_eq!(j.checkpoint_place(11, 5), Some(5), "ends on the last block");
-    assert_eq!(j.checkpoint_place(12, 5), None);
-    // Live extent from block 6: four blocks fit before it, five do not.
-    j.cp_start = 6;
-    assert_eq!(j.checkpoint_place(4, 10), Some(DATA_START));
-    assert_eq!(j.checkpoint_place(5, 10), Some(10));
-    assert_eq!(j.checkpoint_place(7, 10), None);
+    for seq in 1..=3 {
+        j.apply(&record(seq, 10)).unwrap();
+    }
+    // Packing writes the new segment after the frames, never over them.
+    assert_eq!(j.tail(), DATA_START + 3);
+    assert_eq!(j.pack(), Ok(true));
+    let blocks = j.cp_blocks;
+    assert!(
+        (1..3).contains(&blocks),
+        "packed denser than frames: {blocks}"
+    );
+    assert_eq!(j.cp_start, DATA_START + 3);
+    assert_eq!((j.segment_end(), j.generation()), (DATA_START, 1));
+    assert_eq!(j.tail(), DATA_START + 3 + blocks);
+    // The frames are dead now: settling copies the segment over them.
+    assert!(j.settleable());
+    j.settle().unwrap();
+    assert_eq!(j.segment_end(), DATA_START + blocks);
+    assert_eq!(
+        (j.cp_blocks, j.tail(), j.generation()),
+        (0, DATA_START + blocks, 2)
+    );
+    // The next frames go after the segment area, and their segment after
+    // them, never over the area.
+    for seq in 4..=6 {
+        j.apply(&record(seq, 10)).unwrap();
+    }
+    assert_eq!(j.pack(), Ok(true));
+    assert_eq!(j.cp_start, DATA_START + blocks + 3);
+    j.settle().unwrap();
+    assert!(j.segment_end() >= DATA_START + blocks);
+    let mut j = JournalBackend::open(j.into_device()).unwrap();
+    let all: Vec<_> = (1..=6).map(|s| record(s, 10)).collect();
+    assert_eq!(replay(&mut j), all);
 }
 
 /// How many commits of `payload` bytes a 12-block volume takes before it
@@ -210,13 +258,14 @@ fn recovery_counts_the_records_it_replays() {
     assert_eq!((report.records, seen), (5, 5), "three packed, two framed");
 }
 
-/// A volume whose only checkpoint holds `r`; returns the disk and the
-/// checkpoint's first byte.
-fn checkpointed(r: &CommitRecord) -> (Disk, usize) {
+/// A volume whose only segment holds `r`; returns the disk and the
+/// segment's first byte.
+fn segmented(r: &CommitRecord) -> (Disk, usize) {
     let mut j = JournalBackend::format(Disk::new(32), [9; 16]).unwrap();
     j.apply(r).unwrap();
     assert_eq!(j.compact(), Ok(true));
-    let at = j.cp_start as usize * BLOCK;
+    assert_eq!(j.cp_blocks, 0, "settled");
+    let at = DATA_START as usize * BLOCK;
     (j.into_device(), at)
 }
 
@@ -228,17 +277,22 @@ fn reopened(disk: Disk) -> Result<Vec<CommitRecord>, BackendError> {
 }
 
 #[test]
-fn a_checkpoint_with_another_magic_generation_or_length_is_corrupt() {
+fn a_segment_with_another_magic_generation_bounds_or_length_is_corrupt() {
     let r = record(1, 10);
-    let (disk, at) = checkpointed(&r);
+    let (disk, at) = segmented(&r);
+    assert_eq!(&disk.bytes[at..at + 4], SEGMENT_MAGIC);
     assert_eq!(reopened(disk.clone()), Ok(vec![r]));
-    // The MAC covers the record bytes; the header fields are checked on
-    // their own, each of them.
-    let cases: [(&str, usize, &[u8]); 4] = [
-        ("magic", 0, b"PGCQ"),
-        ("generation", 4, &7u64.to_le_bytes()),
-        ("a length past the checkpoint", 20, &1000u32.to_le_bytes()),
-        ("the largest length", 20, &u32::MAX.to_le_bytes()),
+    // The header's MAC covers the commit numbers and the length; the
+    // magic and a generation newer than the volume's are checked on their
+    // own, and a length running past the area before the MAC.
+    let cases: [(&str, usize, &[u8]); 7] = [
+        ("magic", 0, b"PGSQ"),
+        ("a newer generation", 4, &7u64.to_le_bytes()),
+        ("an older generation", 4, &0u64.to_le_bytes()),
+        ("first commit", 12, &0u64.to_le_bytes()),
+        ("last commit", 20, &2u64.to_le_bytes()),
+        ("a length past the segment area", 28, &1000u64.to_le_bytes()),
+        ("the largest length", 28, &u64::MAX.to_le_bytes()),
     ];
     for (what, offset, bytes) in cases {
         let mut bad = disk.clone();
@@ -248,18 +302,18 @@ fn a_checkpoint_with_another_magic_generation_or_length_is_corrupt() {
 }
 
 #[test]
-fn a_checkpoint_that_exactly_fills_its_blocks_opens() {
-    // Find a record whose checkpoint ends on a block boundary.
+fn a_segment_that_exactly_fills_its_blocks_opens() {
+    // Find a record whose segment ends on a block boundary.
     let r = (0..4 * BLOCK)
         .map(|payload| record(1, payload))
         .find(|r| {
-            let len = 4 + postcard::to_allocvec(r).unwrap().len();
-            (CHECKPOINT_HEADER + len).is_multiple_of(BLOCK)
+            let len = ENTRY_HEADER + postcard::to_allocvec(r).unwrap().len();
+            (SEGMENT_HEADER + len).is_multiple_of(BLOCK)
         })
         .unwrap();
-    let (disk, at) = checkpointed(&r);
-    let len = le_u32(&disk.bytes[at + 20..]) as usize;
-    assert!((CHECKPOINT_HEADER + len).is_multiple_of(BLOCK));
+    let (disk, at) = segmented(&r);
+    let len = le_u64(&disk.bytes[at + 28..]) as usize;
+    assert!((SEGMENT_HEADER + len).is_multiple_of(BLOCK));
     assert_eq!(reopened(disk), Ok(vec![r]));
 }
 
@@ -269,21 +323,72 @@ fn a_commit_compacts_only_when_that_can_help() {
     for seq in 1..=3 {
         j.apply(&record(seq, 10)).unwrap();
     }
-    // Packed behind the frames (nothing fits in front of them).
-    assert_eq!(j.compact(), Ok(true));
-    assert!(j.cp_start > DATA_START);
-    assert_eq!(j.generation(), 1);
-    // A commit too large for the device: compacting moves the checkpoint
-    // to the front (that frees the rest), once, and the commit is refused.
+    // A commit too large for the device: compacting packs and settles
+    // the frames (that frees their blocks), once, and it is refused.
     let huge = record(4, 16 * BLOCK);
     assert_eq!(j.apply(&huge), Err(BackendError::Full));
-    assert_eq!((j.generation(), j.cp_start), (2, DATA_START));
+    assert_eq!(j.generation(), 2);
+    assert!(j.segment_end() < DATA_START + 3, "the frames were packed");
+    assert_eq!(j.tail(), j.segment_end());
     // Nothing is left to gain: refused again without compacting.
     assert_eq!(j.apply(&huge), Err(BackendError::Full));
-    assert_eq!((j.generation(), j.cp_start), (2, DATA_START));
+    assert_eq!(j.generation(), 2);
     // Everything is still there, and the journal goes on.
     j.apply(&record(4, 10)).unwrap();
     let mut j = JournalBackend::open(j.into_device()).unwrap();
     let all: Vec<_> = (1..=4).map(|s| record(s, 10)).collect();
     assert_eq!(replay(&mut j), all);
+}
+
+#[test]
+fn a_segment_writer_writes_nothing_at_or_past_its_end() {
+    let volume = Volume {
+        key: SipKey::from_bytes([9; 16]),
+        block_size: BLOCK,
+        generation: 1,
+    };
+    let mut disk = Disk::new(16);
+    let untouched = disk.bytes.clone();
+    let (start, end) = (DATA_START, DATA_START + 3);
+    let mut writer = SegmentWriter::new(start, end, 1);
+    let mut pushed = Ok(());
+    for seq in 1..=200 {
+        pushed = writer.push(&volume, &mut disk, &record(seq, 100));
+        if pushed.is_err() {
+            break;
+        }
+    }
+    let finished = pushed.and_then(|()| writer.finish(&volume, &mut disk));
+    assert_eq!(finished, Err(BackendError::Full));
+    let at = end as usize * BLOCK;
+    assert!(disk.bytes[at..] == untouched[at..], "nothing past the end");
+    // Exactly as much as fits is taken.
+    let mut writer = SegmentWriter::new(start, end, 1);
+    writer.push(&volume, &mut disk, &record(1, 100)).unwrap();
+    assert_eq!(writer.finish(&volume, &mut disk), Ok(2));
+    let mut writer = SegmentWriter::new(start, start + 1, 1);
+    writer.push(&volume, &mut disk, &record(1, 10)).unwrap();
+    assert_eq!(writer.finish(&volume, &mut disk), Ok(1));
+}
+
+#[test]
+fn a_packing_that_outgrows_its_room_changes_nothing() {
+    // Frames up to two blocks before the end of the device; the bound on
+    // the packed size says one block, but the records need more: packing
+    // stops at the end of the device, and the journal goes on as before.
+    let mut j = JournalBackend::format(Disk::new(64), [9; 16]).unwrap();
+    let expected: Vec<CommitRecord> = (1..=6).map(|s| record(s, 60)).collect();
+    for r in &expected {
+        j.apply(r).unwrap();
+    }
+    let blocks = j.tail() + 2;
+    j.device_mut().bytes.truncate(blocks as usize * BLOCK);
+    let before = j.device_mut().bytes.clone();
+    j.pack_bytes = 1;
+    assert_eq!(j.pack(), Ok(false));
+    assert_eq!(j.generation(), 0);
+    let used = j.tail() as usize * BLOCK;
+    assert!(j.device_mut().bytes[..used] == before[..used]);
+    let mut j = JournalBackend::open(j.into_device()).unwrap();
+    assert_eq!(replay(&mut j), expected);
 }

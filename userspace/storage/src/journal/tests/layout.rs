@@ -1,14 +1,24 @@
-//! The on-disk layout, pinned by a committed image: a volume written by
+//! The on-disk layout, pinned by committed images: a volume written by
 //! this code must stay byte-for-byte what `layout.img` holds, and that
 //! image must open with its records. A deliberate change of layout needs a
-//! new `SUPER_MAGIC` (old volumes are then refused, never misread) and a
-//! new image: run this test once with `PANDAGEN_BLESS_JOURNAL_IMAGE=1`.
+//! new `SUPER_MAGIC` (volumes of an unknown layout are then refused, never
+//! misread) and a new image: run this test once with
+//! `PANDAGEN_BLESS_JOURNAL_IMAGE=1`.
+//!
+//! `layout-pgstore2.img` and `layout-pgstore3.img` are the images the
+//! previous layout wrote for the same records, before sealing (`PGSTORE2`)
+//! and sealed with no seal (`PGSTORE3`): they must keep opening with them,
+//! and go on taking commits.
 
 use super::*;
 use crate::record::Origin;
 
 const IMAGE: &[u8] = include_bytes!("layout.img");
+const PGSTORE2_IMAGE: &[u8] = include_bytes!("layout-pgstore2.img");
+const PGSTORE3_IMAGE: &[u8] = include_bytes!("layout-pgstore3.img");
 const BLOCKS: usize = 12;
+const KEY: [u8; 16] = [0x5A; 16];
+const SEAL: [u8; 16] = [0xC3; 16];
 
 /// Two frames (one spanning blocks), a commit with an origin, a
 /// revocation and an `Open`, a compaction, and one frame after it.
@@ -33,13 +43,20 @@ fn records() -> [CommitRecord; 4] {
 
 fn written() -> Disk {
     let [a, b, c, d] = records();
-    let mut j = JournalBackend::format(Disk::new(BLOCKS), [0x5A; 16]).unwrap();
+    let mut j = JournalBackend::format_sealed(Disk::new(BLOCKS), KEY, SEAL).unwrap();
     j.apply(&a).unwrap();
     j.apply(&b).unwrap();
     j.apply(&c).unwrap();
     assert_eq!(j.compact(), Ok(true));
     j.apply(&d).unwrap();
     j.into_device()
+}
+
+fn image_disk(image: &[u8]) -> Disk {
+    Disk {
+        bytes: image.to_vec(),
+        ..Disk::new(BLOCKS)
+    }
 }
 
 #[test]
@@ -60,24 +77,149 @@ fn a_volume_is_written_byte_for_byte_as_the_committed_image() {
 }
 
 #[test]
-fn the_committed_image_opens_with_its_records() {
-    let disk = Disk {
-        bytes: IMAGE.to_vec(),
-        ..Disk::new(BLOCKS)
-    };
-    let mut j = JournalBackend::open(disk).unwrap();
-    assert_eq!(j.generation(), 1);
-    assert_eq!(j.cap_key(), SipKey::from_bytes([0x5A; 16]));
+fn the_committed_image_opens_with_its_records_and_only_with_its_seal() {
+    let mut j = JournalBackend::open_sealed(image_disk(IMAGE), SEAL).unwrap();
+    // Packed (generation 1), then settled (generation 2).
+    assert_eq!(j.generation(), 2);
+    assert_eq!(j.cap_key(), SipKey::from_bytes(KEY));
     assert_eq!(replay(&mut j), records());
-    // Where things are: superblock generation 1 in block 1, pointing at
-    // the checkpoint after the first generation's frames; a frame after
-    // the checkpoint.
-    assert_eq!(&IMAGE[BLOCK..BLOCK + 8], SUPER_MAGIC);
-    assert_eq!(le_u64(&IMAGE[BLOCK + 28..]), 1);
-    let cp_start = le_u64(&IMAGE[BLOCK + 36..]) as usize;
-    let cp_blocks = le_u64(&IMAGE[BLOCK + 44..]) as usize;
-    assert_eq!(&IMAGE[cp_start * BLOCK..][..4], CHECKPOINT_MAGIC);
-    assert_eq!(&IMAGE[(cp_start + cp_blocks) * BLOCK..][..4], FRAME_MAGIC);
-    assert_eq!(&IMAGE[DATA_START as usize * BLOCK..][..4], FRAME_MAGIC);
-    assert_eq!(j.tail(), (cp_start + cp_blocks + 1) as u64);
+    // Where things are: superblock generation 2 in block 0, the key
+    // sealed, with the segment area from the first data block to
+    // `seg_end`, nothing pending, and a frame right after the area.
+    assert_eq!(&IMAGE[..8], SUPER_MAGIC);
+    assert_eq!(IMAGE[8..24], xor(KEY, SEAL));
+    assert!(!IMAGE.windows(16).any(|w| w == KEY), "the key is sealed");
+    assert_eq!(le_u64(&IMAGE[24..]), 2);
+    let cp_start = le_u64(&IMAGE[32..]);
+    let cp_blocks = le_u64(&IMAGE[40..]);
+    let seg_end = le_u64(&IMAGE[48..]);
+    assert_eq!((cp_start, cp_blocks), (seg_end, 0));
+    assert!(seg_end > DATA_START);
+    assert_eq!(&IMAGE[DATA_START as usize * BLOCK..][..4], SEGMENT_MAGIC);
+    assert_eq!(&IMAGE[seg_end as usize * BLOCK..][..4], FRAME_MAGIC);
+    assert_eq!(j.segment_end(), seg_end);
+    assert_eq!(j.tail(), seg_end + 1);
+    // Another seal, or none, finds no superblock.
+    for seal in [NO_SEAL, [0xC2; 16]] {
+        assert_eq!(
+            JournalBackend::open_sealed(image_disk(IMAGE), seal).err(),
+            Some(BackendError::Corrupt)
+        );
+    }
+}
+
+/// Open an image of the previous layout, check its records, then go on
+/// committing records of `payload` bytes (every fourth a restart's
+/// `Open`) until one is refused or `max` are taken; reopen and check
+/// that everything taken is there. Returns the records taken and the
+/// volume's superblock magics after that.
+fn goes_on_from(image: &[u8], seal: [u8; 16], payload: usize, max: u64) -> (u64, Vec<Vec<u8>>) {
+    let mut j = JournalBackend::open_sealed(image_disk(image), seal).unwrap();
+    assert_eq!(j.generation(), 1);
+    assert_eq!(j.cap_key(), SipKey::from_bytes(KEY));
+    let mut expected = replay(&mut j);
+    assert_eq!(expected, records());
+    let mut taken = 0;
+    for seq in 5..5 + max {
+        let next = if seq % 4 == 0 {
+            CommitRecord {
+                seq: CommitSeq::from_raw(seq),
+                changes: vec![Change::Open {
+                    instance: seq as u32,
+                }],
+                origin: None,
+            }
+        } else {
+            record(seq, payload)
+        };
+        match j.apply(&next) {
+            Ok(()) => expected.push(next),
+            Err(e) => {
+                assert_eq!(e, BackendError::Full, "seq {seq}");
+                break;
+            }
+        }
+        taken += 1;
+    }
+    let disk = j.into_device();
+    let magics = disk.bytes.chunks(BLOCK).take(2).map(|b| b[..8].to_vec());
+    let magics = magics.collect();
+    let mut j = JournalBackend::open_sealed(disk, seal).unwrap();
+    assert_eq!(packed_view(&replay(&mut j)), packed_view(&expected));
+    (taken, magics)
+}
+
+#[test]
+fn the_images_of_the_previous_layout_open_with_the_same_records_and_upgrade() {
+    assert_eq!(&PGSTORE2_IMAGE[BLOCK..BLOCK + 8], LEGACY_SUPER_MAGIC);
+    assert_eq!(&PGSTORE3_IMAGE[BLOCK..BLOCK + 8], SEALED_LEGACY_SUPER_MAGIC);
+    // A volume from before sealing opens under any seal, and is sealed
+    // with it from its first compaction on: both superblock copies are
+    // then of the current layout, and the key is nowhere on the device.
+    for (image, seal) in [(PGSTORE2_IMAGE, SEAL), (PGSTORE3_IMAGE, NO_SEAL)] {
+        // The first commit needs a compaction, and the tail has no room
+        // for the packed segment: it goes where the dead frames before the
+        // checkpoint were. The commits then go on until the (twelve-block)
+        // device is really full.
+        let (taken, magics) = goes_on_from(image, seal, 10, 200);
+        assert!((8..200).contains(&taken), "{taken}");
+        assert_eq!(magics, vec![SUPER_MAGIC.to_vec(); 2]);
+    }
+    let mut j = JournalBackend::open_sealed(image_disk(PGSTORE2_IMAGE), SEAL).unwrap();
+    replay(&mut j);
+    assert_eq!(j.compact(), Ok(true));
+    let disk = j.into_device();
+    assert!(!disk.bytes.windows(16).any(|w| w == KEY));
+    let mut j = JournalBackend::open_sealed(disk.clone(), SEAL).unwrap();
+    assert_eq!(packed_view(&replay(&mut j)), packed_view(&records()));
+    assert_eq!(
+        JournalBackend::open(disk).err(),
+        Some(BackendError::Corrupt),
+        "sealed now"
+    );
+}
+
+#[test]
+fn a_sealed_image_of_the_previous_layout_opens_only_with_its_seal() {
+    assert_eq!(
+        JournalBackend::open_sealed(image_disk(PGSTORE3_IMAGE), SEAL).err(),
+        Some(BackendError::Corrupt)
+    );
+}
+
+#[test]
+fn a_damaged_superblock_of_the_previous_layout_is_refused() {
+    // Magic, block size, key, generation, checkpoint start and length, and
+    // the checksum, in both copies: nothing to open.
+    for image in [PGSTORE2_IMAGE, PGSTORE3_IMAGE] {
+        for offset in [
+            0,
+            8,
+            11,
+            12,
+            27,
+            28,
+            36,
+            44,
+            LEGACY_SUPER_LEN,
+            LEGACY_SUPER_LEN + 7,
+        ] {
+            let mut disk = image_disk(image);
+            disk.bytes[offset] ^= 0x10;
+            disk.bytes[BLOCK + offset] ^= 0x10;
+            assert_eq!(
+                JournalBackend::open(disk).err(),
+                Some(BackendError::Corrupt),
+                "byte {offset}"
+            );
+        }
+        // Read with blocks twice as large, its first copy (which says
+        // otherwise) is not a superblock.
+        let mut disk = Disk::sized(BLOCKS / 2, 2 * BLOCK);
+        disk.bytes.copy_from_slice(image);
+        assert_eq!(
+            JournalBackend::open(disk).err(),
+            Some(BackendError::Corrupt)
+        );
+    }
 }

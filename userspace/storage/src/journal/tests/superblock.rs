@@ -1,14 +1,15 @@
-//! The superblock pair: a copy whose checksum, magic, block size, extent
-//! or slot is wrong is never used, and the newest valid copy wins.
+//! The superblock pair: a copy whose checksum, magic, block size, seal,
+//! extent or slot is wrong is never used, and the newest valid copy wins.
 
 use super::*;
 
-/// A volume with one commit, compacted once (generation 1 in block 1),
-/// then one more commit; generation 0 stays valid in block 0.
+/// A volume with one commit, packed once into a pending segment
+/// (generation 1 in block 1), then one more commit; generation 0 stays
+/// valid in block 0.
 fn compacted() -> Disk {
     let mut j = JournalBackend::format(Disk::new(32), [9; 16]).unwrap();
     j.apply(&record(1, 10)).unwrap();
-    assert_eq!(j.compact(), Ok(true));
+    assert_eq!(j.pack(), Ok(true));
     j.apply(&record(2, 10)).unwrap();
     assert_eq!(j.generation(), 1);
     j.into_device()
@@ -32,9 +33,22 @@ fn a_change_to_any_checksummed_byte_voids_the_only_superblock() {
         .unwrap()
         .into_device();
     assert!(opened(fresh.clone()).is_ok());
-    // Magic, block size, key, generation, checkpoint start and length, and
-    // the checksum itself.
-    for offset in [0, 7, 8, 12, 27, 29, 36, 44, SUPER_LEN, SUPER_LEN + 7] {
+    // Magic, sealed key, generation, pending start and length, the end of
+    // the segment area, and the checksum itself.
+    for offset in [
+        0,
+        7,
+        8,
+        23,
+        24,
+        31,
+        32,
+        40,
+        48,
+        55,
+        SUPER_LEN,
+        SUPER_LEN + 7,
+    ] {
         let mut disk = fresh.clone();
         superblock(&mut disk, 0)[offset] ^= 0x02;
         assert_eq!(
@@ -59,12 +73,12 @@ fn the_newest_valid_copy_wins_and_a_damaged_one_falls_back_to_the_older() {
     // Generation 1 damaged: generation 0, whose extent the compaction left
     // untouched, opens with what it held.
     let mut damaged = disk.clone();
-    superblock(&mut damaged, 1)[12] ^= 1;
+    superblock(&mut damaged, 1)[24] ^= 1;
     assert_eq!(opened(damaged), Ok((0, vec![record(1, 10)])));
     // Both damaged: nothing to open.
     let mut both = disk;
-    superblock(&mut both, 0)[12] ^= 1;
-    superblock(&mut both, 1)[12] ^= 1;
+    superblock(&mut both, 0)[24] ^= 1;
+    superblock(&mut both, 1)[24] ^= 1;
     assert_eq!(opened(both), Err(BackendError::Corrupt));
 }
 
@@ -80,34 +94,48 @@ fn a_valid_superblock_in_the_other_slot_is_not_used() {
 }
 
 #[test]
-fn a_checkpoint_extent_outside_the_data_area_is_refused() {
+fn a_segment_area_or_pending_extent_outside_the_data_area_is_refused() {
     let key = [3; 16];
     let blocks = 16u64;
-    let write = |cp_start: u64, cp_blocks: u64| {
+    let write = |seg_end: u64, cp_start: u64, cp_blocks: u64| {
         let mut disk = Disk::new(blocks as usize);
         let sb = Superblock {
             key,
             generation: 0,
             cp_start,
             cp_blocks,
+            seg_end,
+            legacy: false,
         };
         superblock(&mut disk, 0).copy_from_slice(&sb.encode(BLOCK, NO_SEAL));
         disk
     };
-    // Over a superblock, past the end, or wrapping around.
+    // A pending segment over a superblock, past the end, or wrapping
+    // around.
     for (start, len) in [(1, 0), (0, 1), (blocks, 1), (2, blocks - 1), (u64::MAX, 2)] {
         assert_eq!(
-            JournalBackend::open(write(start, len)).err(),
+            JournalBackend::open(write(DATA_START, start, len)).err(),
             Some(BackendError::Corrupt),
             "{start}+{len}"
         );
     }
-    // Exactly the data area: accepted (the checkpoint is then read, and
-    // this one, never written, does not verify).
-    let mut j = JournalBackend::open(write(DATA_START, blocks - DATA_START)).unwrap();
+    // A segment area over a superblock, or past the pending segment.
+    for (seg_end, start) in [(1, 4), (0, 4), (5, 4), (blocks + 1, blocks + 1)] {
+        assert_eq!(
+            JournalBackend::open(write(seg_end, start, 0)).err(),
+            Some(BackendError::Corrupt),
+            "area to {seg_end}, pending at {start}"
+        );
+    }
+    // Exactly the data area: accepted (the pending segment is then read,
+    // and this one, never written, does not verify).
+    let mut j = JournalBackend::open(write(DATA_START, DATA_START, blocks - DATA_START)).unwrap();
     assert_eq!(j.replay(&mut |_| {}), Err(BackendError::Corrupt));
-    // No checkpoint at the very end: an empty volume.
-    assert_eq!(opened(write(blocks, 0)), Ok((0, vec![])));
+    // A segment area of the whole data area, never written: corrupt too.
+    let mut j = JournalBackend::open(write(blocks, blocks, 0)).unwrap();
+    assert_eq!(j.replay(&mut |_| {}), Err(BackendError::Corrupt));
+    // No segment at all, nothing pending at the very end: an empty volume.
+    assert_eq!(opened(write(DATA_START, blocks, 0)), Ok((0, vec![])));
 }
 
 #[test]
@@ -149,7 +177,7 @@ fn a_checksummed_superblock_of_another_format_or_block_size_is_refused() {
     // Well-formed and correctly checksummed, but not this format: an older
     // magic, or written for another block size.
     let reseal = |block: &mut [u8]| {
-        let sum = superblock_sum([9; 16], &block[..SUPER_LEN]);
+        let sum = superblock_sum([9; 16], block.len(), &block[..SUPER_LEN]);
         block[SUPER_LEN..SUPER_LEN + 8].copy_from_slice(&sum.to_le_bytes());
     };
     let fresh = JournalBackend::format(Disk::new(16), [9; 16])
@@ -165,11 +193,15 @@ fn a_checksummed_superblock_of_another_format_or_block_size_is_refused() {
     reseal(block);
     assert_eq!(opened(old_format), Err(BackendError::Corrupt));
 
-    let mut other_size = fresh;
-    let block = superblock(&mut other_size, 0);
-    block[8..12].copy_from_slice(&(2 * BLOCK as u32).to_le_bytes());
-    reseal(block);
-    assert_eq!(opened(other_size), Err(BackendError::Corrupt));
+    // The block size is not stored but checksummed: the same superblock
+    // read as the start of a larger (or smaller) block does not verify.
+    for size in [2 * BLOCK, BLOCK / 2] {
+        let mut other_size = Disk::sized(16, size);
+        let copied = size.min(BLOCK);
+        other_size.bytes[..copied].copy_from_slice(&fresh.bytes[..copied]);
+        other_size.bytes[size..size + copied].copy_from_slice(&fresh.bytes[..copied]);
+        assert_eq!(opened(other_size), Err(BackendError::Corrupt), "{size}");
+    }
 }
 
 #[test]
@@ -198,12 +230,13 @@ fn a_volume_cut_short_below_the_minimum_is_refused() {
 
 #[test]
 fn the_superblock_says_where_the_journal_starts() {
-    // After a compaction the checkpoint sits after the first generation's
-    // frames; the journal starts right after it, before and after replay.
+    // After a packing the pending segment sits after the first
+    // generation's frames; the journal starts right after it, before and
+    // after replay.
     let mut disk = compacted();
     let block = superblock(&mut disk, 1);
-    let cp_start = le_u64(&block[36..]);
-    let cp_blocks = le_u64(&block[44..]);
+    let cp_start = le_u64(&block[32..]);
+    let cp_blocks = le_u64(&block[40..]);
     assert!(cp_start > DATA_START && cp_blocks > 0);
     let mut j = JournalBackend::open(disk).unwrap();
     assert_eq!(j.tail(), cp_start + cp_blocks);
