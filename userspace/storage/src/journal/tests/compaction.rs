@@ -281,7 +281,7 @@ fn a_segment_with_another_magic_generation_bounds_or_length_is_corrupt() {
     let r = record(1, 10);
     let (disk, at) = segmented(&r);
     assert_eq!(&disk.bytes[at..at + 4], SEGMENT_MAGIC);
-    assert_eq!(reopened(disk.clone()), Ok(vec![r]));
+    assert_eq!(reopened(disk.clone()), Ok(vec![r.clone()]));
     // The header's MAC covers the commit numbers and the length; the
     // magic and a generation newer than the volume's are checked on their
     // own, and a length running past the area before the MAC.
@@ -298,6 +298,25 @@ fn a_segment_with_another_magic_generation_bounds_or_length_is_corrupt() {
         let mut bad = disk.clone();
         bad.bytes[at + offset..at + offset + bytes.len()].copy_from_slice(bytes);
         assert_eq!(reopened(bad), Err(BackendError::Corrupt), "{what}");
+    }
+    // The same segment, whole and verifying, but written for the next
+    // generation (which the volume, at 2, has not reached): refused by the
+    // generation check alone.
+    for (generation, opens) in [(2, true), (3, false)] {
+        let mut rewritten = disk.clone();
+        let volume = Volume {
+            key: SipKey::from_bytes([9; 16]),
+            block_size: BLOCK,
+            generation,
+        };
+        let mut writer = SegmentWriter::new(DATA_START, 32, generation);
+        writer.push(&volume, &mut rewritten, &r).unwrap();
+        writer.finish(&volume, &mut rewritten).unwrap();
+        assert_eq!(
+            reopened(rewritten).is_ok(),
+            opens,
+            "generation {generation}"
+        );
     }
 }
 
