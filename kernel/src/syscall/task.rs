@@ -65,9 +65,11 @@ fn spawn(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     cx.k.core_mut().authorize_spawn(caller, &args, now)?;
     let image = crate::boot_files::image(request.image)
         .ok_or(KernelError::SpawnFailed(SpawnError::ImageNotFound))?;
-    let frames = crate::loader::frames_at_least(image)?;
-    cx.k.core()
-        .authorize_child_budget(caller, &SpawnArgs { frames, ..args })?;
+    let args = SpawnArgs {
+        frames: crate::loader::frames_at_least(image)?,
+        ..args
+    };
+    cx.k.core().authorize_child_budget(caller, &args)?;
     let spawned =
         cx.k.start(request.image, image, request.name, |core, frames| {
             core.spawn(caller, SpawnArgs { frames, ..args }, now)
