@@ -167,9 +167,9 @@ pub struct AuditLog {
     capacity: usize,
     next_seq: u64,
     totals: [u64; 7],
-    /// Per task with refusal records in the ring (at most `capacity`
-    /// entries). A [`SortedMap`], so its heap depends on how many tasks
-    /// have records, not on the order they were refused in.
+    /// Per task with refusal records in the ring: never more entries than
+    /// the ring has records, so room for `capacity` is reserved once and
+    /// the log's heap never changes with who was refused.
     refusals: SortedMap<TaskId, KeptRefusals>,
     folded: u64,
 }
@@ -184,7 +184,7 @@ impl AuditLog {
             capacity: capacity.max(1),
             next_seq: 0,
             totals: [0; 7],
-            refusals: SortedMap::new(),
+            refusals: SortedMap::with_reserved(capacity.max(1)),
             folded: 0,
         }
     }
@@ -437,6 +437,7 @@ mod tests {
     #[test]
     fn refusals_from_many_tasks_are_counted_per_task_as_they_age_out() {
         let mut log = AuditLog::new(16);
+        let index_room = log.refusals.capacity();
         // Tasks refused in an order that is not sorted, each several times,
         // with other events interleaved so records age out in between.
         for round in 0..40u64 {
@@ -456,6 +457,11 @@ mod tests {
             assert_eq!(kept, records, "task {task}");
         }
         assert!(log.refusals.len() <= log.len());
+        assert_eq!(
+            log.refusals.capacity(),
+            index_room,
+            "the log's heap does not change with who was refused"
+        );
         assert_eq!(log.counts().invalid_use_attempts, 40 * 7);
     }
 }

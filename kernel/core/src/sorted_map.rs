@@ -22,12 +22,15 @@ use crate::slab::capacity_for;
 #[derive(Clone, Debug)]
 pub struct SortedMap<K, V> {
     entries: Vec<(K, V)>,
+    /// Capacity held whatever the length (see [`SortedMap::with_reserved`]).
+    reserved: usize,
 }
 
 impl<K, V> Default for SortedMap<K, V> {
     fn default() -> Self {
         SortedMap {
             entries: Vec::new(),
+            reserved: 0,
         }
     }
 }
@@ -36,11 +39,28 @@ impl<K: Ord, V> SortedMap<K, V> {
     pub const fn new() -> Self {
         SortedMap {
             entries: Vec::new(),
+            reserved: 0,
+        }
+    }
+
+    /// A map that holds room for `reserved` entries from the start and
+    /// never gives it back: up to that many entries, its heap is constant,
+    /// for a map whose number of entries follows what ring 3 does (the
+    /// audit log's index of refused tasks).
+    pub fn with_reserved(reserved: usize) -> Self {
+        SortedMap {
+            entries: Vec::with_capacity(reserved),
+            reserved,
         }
     }
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Entries it has room for without allocating.
+    pub fn capacity(&self) -> usize {
+        self.entries.capacity()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -111,7 +131,8 @@ impl<K: Ord, V> SortedMap<K, V> {
     }
 
     pub fn clear(&mut self) {
-        self.entries = Vec::new();
+        self.entries.clear();
+        self.fit();
     }
 
     /// Room for one more entry, growing to exactly `capacity_for` of the
@@ -120,13 +141,14 @@ impl<K: Ord, V> SortedMap<K, V> {
     fn grow(&mut self) {
         let len = self.entries.len();
         if len == self.entries.capacity() {
-            self.entries.reserve_exact(capacity_for(len + 1) - len);
+            let target = capacity_for(len + 1).max(self.reserved);
+            self.entries.reserve_exact(target - len);
         }
     }
 
     /// Give back capacity beyond what growth to this length reaches.
     fn fit(&mut self) {
-        let fit = capacity_for(self.entries.len());
+        let fit = capacity_for(self.entries.len()).max(self.reserved);
         if self.entries.capacity() > fit {
             self.entries.shrink_to(fit);
         }
@@ -161,6 +183,26 @@ mod tests {
         assert_eq!(m.get(&5), Some(&"E"));
         m.clear();
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn a_reserved_map_keeps_its_room_whatever_it_holds() {
+        let mut m = SortedMap::with_reserved(10);
+        let room = m.entries.capacity();
+        assert!(room >= 10);
+        for k in 0..10 {
+            m.insert(k, k);
+        }
+        for k in 0..10 {
+            m.remove(&k);
+        }
+        m.insert(3, 3);
+        m.clear();
+        assert_eq!(m.entries.capacity(), room);
+        for k in 0..11 {
+            m.insert(k, k);
+        }
+        assert_eq!(m.len(), 11, "and grows beyond it like any map");
     }
 
     #[test]
