@@ -1,6 +1,6 @@
 //! The kernel's block device: a RAM disk of [`DISK_BYTES`] (2 MiB) in
-//! [`BLOCK_SIZE`]-byte blocks, and the three system calls over it
-//! (`BlockInfo`, `BlockRead`, `BlockWrite`).
+//! [`BLOCK_SIZE`]-byte blocks. The system calls over it (`BlockInfo`,
+//! `BlockRead`, `BlockWrite`) are in `crate::syscall::block`.
 //!
 //! The disk is physical frames the kernel takes at boot and never gives
 //! back, zeroed then, and reached through the physical-memory window; it
@@ -10,22 +10,15 @@
 //! task receives its capability (`ROOT_CAPABILITIES`) and hands copies on.
 //!
 //! The checks (capability and rights, whole blocks, transfer limit, bounds)
-//! are the core's, shared with the simulator (`pandagen_core::block`). User
-//! memory is never touched here: the request bytes were copied in by the
-//! dispatcher, and the reply is copied out by it.
+//! are the core's, shared with the simulator (`pandagen_core::block`).
 
 use alloc::vec::Vec;
 use pandagen_abi::block::{byte_offset, BlockDevice};
 use pandagen_abi::error::Resource;
 use pandagen_abi::memory::PAGE_SIZE;
-use pandagen_abi::syscall::{
-    BlockInfoRequest, BlockReadReply, BlockReadRequest, BlockWriteRequest,
-};
 use pandagen_abi::{BlockError, KernelError};
 use pandagen_hal::x86_64::paging::PhysWindow;
 use spin::Mutex;
-
-use crate::syscall::{decode, Ctx, Step};
 
 /// Bytes per block.
 pub const BLOCK_SIZE: u32 = 512;
@@ -127,51 +120,14 @@ pub fn init() {
     *disk = Some(RamDisk { frames, window });
 }
 
-fn no_disk() -> KernelError {
-    KernelError::ResourceExhausted(Resource::Memory)
-}
-
-/// `Syscall::BlockInfo`.
-pub fn info(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
-    let request: BlockInfoRequest = decode(request)?;
-    let disk = DISK.lock();
-    let disk = disk.as_ref().ok_or_else(no_disk)?;
-    let info =
-        cx.k.core
-            .block_info(cx.caller, request.capability, disk, cx.now)?;
-    cx.reply(info)
-}
-
-/// `Syscall::BlockRead`.
-pub fn read(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
-    let request: BlockReadRequest = decode(request)?;
-    let bytes = {
-        let mut disk = DISK.lock();
-        let disk = disk.as_mut().ok_or_else(no_disk)?;
-        cx.k.core.block_read(
-            cx.caller,
-            request.capability,
-            disk,
-            request.first,
-            request.count,
-            cx.now,
-        )?
-    };
-    cx.reply(BlockReadReply { bytes: &bytes })
-}
-
-/// `Syscall::BlockWrite`.
-pub fn write(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
-    let request: BlockWriteRequest<'_> = decode(request)?;
+/// Run `f` on the disk; without one (its frames could not be allocated at
+/// boot) the block calls answer `ResourceExhausted(Memory)`.
+pub fn with_disk<R>(
+    f: impl FnOnce(&mut dyn BlockDevice) -> Result<R, KernelError>,
+) -> Result<R, KernelError> {
     let mut disk = DISK.lock();
-    let disk = disk.as_mut().ok_or_else(no_disk)?;
-    cx.k.core.block_write(
-        cx.caller,
-        request.capability,
-        disk,
-        request.first,
-        request.bytes,
-        cx.now,
-    )?;
-    cx.reply(())
+    let disk = disk
+        .as_mut()
+        .ok_or(KernelError::ResourceExhausted(Resource::Memory))?;
+    f(disk)
 }

@@ -17,15 +17,14 @@
 
 use alloc::vec::Vec;
 use pandagen_abi::error::SendError;
-use pandagen_abi::syscall::{BindConsoleInputRequest, ConsoleWriteRequest, CONSOLE_INPUT_ACTION};
-use pandagen_abi::{CapKind, KernelError, MessageEnvelope, MessagePayload, Rights, SchemaVersion};
-use pandagen_core::{ChannelRef, ObjectRef, KERNEL_SERVICE};
+use pandagen_abi::syscall::CONSOLE_INPUT_ACTION;
+use pandagen_abi::{KernelError, MessageEnvelope, MessagePayload, SchemaVersion};
+use pandagen_core::{ChannelRef, KERNEL_SERVICE};
 use pandagen_hal::interrupt::InterruptHal;
 use pandagen_hal::x86_64::{pic, X86Interrupts};
 use spin::Mutex;
 
-use crate::syscall::{decode, Ctx, Step};
-use crate::task::{self, Kernel, KERNEL};
+use crate::task::{self, KernelState, KERNEL};
 
 /// COM1's legacy interrupt line.
 const COM1_IRQ: u8 = 4;
@@ -125,7 +124,7 @@ fn deliver_if_free() {
 
 /// Send buffered bytes to the bound channel, a chunk per message, while
 /// its queue has room.
-pub fn deliver(k: &mut Kernel) {
+pub fn deliver(k: &mut KernelState) {
     let mut input = INPUT.lock();
     let Some(channel) = input.bound else {
         return;
@@ -145,7 +144,7 @@ pub fn deliver(k: &mut Kernel) {
             input.consume(chunk.len());
             continue;
         };
-        match k.core.send_from_kernel(channel, bytes, now) {
+        match k.core_mut().send_from_kernel(channel, bytes, now) {
             Ok(_) => input.consume(chunk.len()),
             Err(KernelError::SendFailed(SendError::QueueFull)) => break,
             Err(_) => {
@@ -165,27 +164,11 @@ fn encode(chunk: &[u8]) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// `BindConsoleInput`: the caller's `SerialInput` capability with `READ`
-/// and `SEND` on the channel. A new binding replaces the old one (a
-/// restarted console takes over); bytes already typed go to it at once.
-pub fn bind(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
-    let request: BindConsoleInputRequest = decode(request)?;
-    cx.require(request.capability, CapKind::SerialInput, Rights::READ)?;
-    let info = cx.require(request.channel, CapKind::Channel, Rights::SEND)?;
-    let ObjectRef::Channel(channel) = info.object else {
-        return Err(KernelError::InvalidCapability);
-    };
+/// Deliver console input on `channel` from now on. A new binding replaces
+/// the old one (a restarted console takes over); bytes already typed go to
+/// it at once.
+pub fn bind(k: &mut KernelState, channel: ChannelRef) {
     INPUT.lock().bound = Some(channel);
     drain_uart();
-    deliver(cx.k);
-    cx.reply(())
-}
-
-/// `ConsoleWrite`: raw bytes to COM1, with the `SerialInput` capability's
-/// `WRITE`.
-pub fn write(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
-    let request: ConsoleWriteRequest<'_> = decode(request)?;
-    cx.require(request.capability, CapKind::SerialInput, Rights::WRITE)?;
-    crate::console::write_bytes(request.bytes);
-    cx.reply(())
+    deliver(k);
 }

@@ -25,6 +25,7 @@ pub const KERNEL_HEAP_START: u64 = 0xFFFF_C000_0000_0000;
 pub const KERNEL_HEAP_SIZE: u64 = 8 << 20;
 
 /// Start of the region reserved for per-task kernel stacks.
+#[cfg(feature = "test-harness")]
 pub const KERNEL_STACKS_START: u64 = 0xFFFF_C080_0000_0000;
 
 /// Start of the kernel half.

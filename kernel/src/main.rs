@@ -12,18 +12,21 @@ extern crate alloc;
 
 mod arch;
 mod blockdev;
+mod boot_files;
 mod boot_mode;
 mod console;
 mod console_input;
 mod early_display;
-mod introspect;
+#[cfg(feature = "test-harness")]
+mod harness;
+#[cfg(feature = "test-harness")]
 mod ktest;
 mod layout;
 mod loader;
 mod mem;
 mod panic;
 mod qemu;
-mod runner;
+mod root_task;
 mod syscall;
 mod task;
 mod time;
@@ -118,15 +121,50 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         display,
     );
 
-    runner::init(ramdisk);
+    boot_files::init(ramdisk);
     match config.mode {
-        BootMode::Ktest => ktest::run_all(),
-        BootMode::System | BootMode::Suite | BootMode::Bench => {
-            console_input::init();
-            runner::start(config.mode, config.suite);
-            system()
-        }
+        BootMode::System => system(),
+        #[cfg(feature = "test-harness")]
+        BootMode::Ktest => harness::run_ktest(),
+        #[cfg(feature = "test-harness")]
+        BootMode::Suite => harness::run_suite(config.suite),
+        #[cfg(feature = "test-harness")]
+        BootMode::Bench => harness::run_bench(config.suite),
+        #[cfg(not(feature = "test-harness"))]
+        mode => without_harness(mode),
     }
+}
+
+/// What ring 3 needs beside the scheduler and the `syscall` entry (set up
+/// at boot): console input and the block device.
+fn start_ring3_support() {
+    console_input::init();
+    blockdev::init();
+}
+
+/// `mode=system`: the process manager as the root task; without one,
+/// nothing to run but the idle loop.
+fn system() -> ! {
+    start_ring3_support();
+    let name = "process_manager";
+    match root_task::run(name, None) {
+        root_task::RootError::Missing => {
+            log::info!("no bin/{name} in the ramdisk: nothing to run")
+        }
+        root_task::RootError::Failed(e) => log::error!("cannot start bin/{name}: {e}"),
+    }
+    log::info!("system ready");
+    loop {
+        x86_64::instructions::hlt();
+    }
+}
+
+/// A test mode in a kernel without the test harness: a fatal error (which
+/// in a test mode ends the QEMU run with failure).
+#[cfg(not(feature = "test-harness"))]
+fn without_harness(mode: BootMode) -> ! {
+    println!("kernel: mode {mode:?} needs a kernel built with the `test-harness` feature");
+    panic::stop_after_fatal_error()
 }
 
 /// TSC timestamps of the boot phases, logged at debug level once the TSC
@@ -160,14 +198,6 @@ impl BootProfile {
             log::debug!("boot phase {phase:<34} {us:>7} us");
             previous = tsc;
         }
-    }
-}
-
-/// `mode=system` without a root program: nothing to run but the idle loop.
-fn system() -> ! {
-    log::info!("system ready");
-    loop {
-        x86_64::instructions::hlt();
     }
 }
 

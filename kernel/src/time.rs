@@ -127,6 +127,7 @@ pub fn now() -> u64 {
 }
 
 /// Timer ticks since the timer started.
+#[cfg(feature = "test-harness")]
 pub fn ticks() -> u64 {
     clock::ticks()
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::bootcfg::BootConfig;
 use crate::build::{self, ImageSpec};
 use crate::fail;
-use crate::layout::{Layout, Profile};
+use crate::layout::{KernelKind, Layout, Profile};
 use crate::process::{cargo, display, TaskResult};
 use crate::qemu::{self, Accel, Firmware, Machine, EXIT_PASS};
 use crate::serial::{self, Bench};
@@ -87,7 +87,7 @@ pub fn run(layout: &Layout) -> TaskResult<bool> {
     let mut rows = Vec::new();
     let mut ok = true;
 
-    let kernel = build::kernel(layout, profile)?;
+    let kernel = build::kernel(layout, profile, KernelKind::Test)?;
     println!("== kernel benchmarks (QEMU TCG, -icount shift=0: 1 TSC tick = 1 instruction) ==");
     for qb in QEMU_BENCHES {
         let spec = ImageSpec {

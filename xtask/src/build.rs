@@ -5,27 +5,36 @@ use std::path::{Path, PathBuf};
 
 use crate::bootcfg::BootConfig;
 use crate::fail;
-use crate::layout::{Layout, Profile, BARE_METAL_TARGET, KERNEL_PACKAGE, PINNED_NIGHTLY};
+use crate::layout::{
+    KernelKind, Layout, Profile, BARE_METAL_TARGET, KERNEL_PACKAGE, PINNED_NIGHTLY,
+    TEST_HARNESS_FEATURE,
+};
 use crate::process::{cargo, run_checked, TaskResult};
 use crate::programs;
 use crate::qemu::Firmware;
 use crate::ramdisk;
 use crate::strip;
 
-/// Builds the kernel ELF and returns its path.
-pub fn kernel(layout: &Layout, profile: Profile) -> TaskResult<PathBuf> {
+/// Builds the kernel ELF of `kind` and returns its path.
+pub fn kernel(layout: &Layout, profile: Profile, kind: KernelKind) -> TaskResult<PathBuf> {
     let mut cmd = cargo();
     cmd.current_dir(&layout.root)
         .args(["build", "-p", KERNEL_PACKAGE, "--target", BARE_METAL_TARGET])
         .args(profile.cargo_args());
+    if kind == KernelKind::Test {
+        cmd.args(["--features", TEST_HARNESS_FEATURE]);
+    }
     run_checked(&mut cmd)?;
-    let elf = layout.kernel_elf(profile);
-    if !elf.is_file() {
+    let built = layout.built_kernel_elf(profile);
+    if !built.is_file() {
         return Err(fail!(
             "kernel build succeeded but {} is missing",
-            elf.display()
+            built.display()
         ));
     }
+    let elf = layout.kernel_elf(profile, kind);
+    std::fs::copy(&built, &elf)
+        .map_err(|e| fail!("copying {} to {}: {e}", built.display(), elf.display()))?;
     Ok(elf)
 }
 

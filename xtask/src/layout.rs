@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use pandagen_hal::boot_config::BootMode;
+
 /// The bare-metal target both the kernel and ring-3 programs are built for.
 pub const BARE_METAL_TARGET: &str = "x86_64-unknown-none";
 
@@ -13,6 +15,30 @@ pub const PINNED_NIGHTLY: &str = "nightly-2026-10-01";
 
 /// Cargo package of the kernel binary.
 pub const KERNEL_PACKAGE: &str = "pandagen-kernel";
+/// The kernel feature that adds the test harness (ring-0 self-tests and
+/// the verdict of ring-3 test runs).
+pub const TEST_HARNESS_FEATURE: &str = "test-harness";
+
+/// Which kernel a boot image carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelKind {
+    /// The kernel the system image ships: no test harness.
+    System,
+    /// With the test harness, for `mode=ktest`, `suite` and `bench`.
+    Test,
+}
+
+impl KernelKind {
+    /// The kernel a boot in `mode` needs: the test modes report a verdict,
+    /// which only the test harness does.
+    pub fn for_mode(mode: BootMode) -> Self {
+        if mode.is_test() {
+            KernelKind::Test
+        } else {
+            KernelKind::System
+        }
+    }
+}
 
 /// Build profile, chosen by `--release`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,11 +99,22 @@ impl Layout {
         }
     }
 
-    pub fn kernel_elf(&self, profile: Profile) -> PathBuf {
+    /// Where cargo leaves the kernel it built last, of either kind.
+    pub fn built_kernel_elf(&self, profile: Profile) -> PathBuf {
         self.target()
             .join(BARE_METAL_TARGET)
             .join(profile.dir())
             .join(KERNEL_PACKAGE)
+    }
+
+    /// The kernel of `kind`, kept apart from the other kind (cargo puts
+    /// both at [`Layout::built_kernel_elf`]).
+    pub fn kernel_elf(&self, profile: Profile, kind: KernelKind) -> PathBuf {
+        let name = match kind {
+            KernelKind::System => format!("{KERNEL_PACKAGE}-system"),
+            KernelKind::Test => format!("{KERNEL_PACKAGE}-test"),
+        };
+        self.built_kernel_elf(profile).with_file_name(name)
     }
 
     /// Target dir for ring-3 programs: separate from the kernel's because
@@ -136,5 +173,32 @@ impl Layout {
 
     pub fn bench_dir(&self) -> PathBuf {
         self.target().join("bench")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_system_mode_boots_the_kernel_without_the_test_harness() {
+        assert_eq!(KernelKind::for_mode(BootMode::System), KernelKind::System);
+        for mode in [BootMode::Ktest, BootMode::Suite, BootMode::Bench] {
+            assert_eq!(KernelKind::for_mode(mode), KernelKind::Test, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn the_two_kernels_are_kept_apart_from_what_cargo_built_last() {
+        let layout = Layout {
+            root: PathBuf::from("/repo"),
+        };
+        let system = layout.kernel_elf(Profile::Debug, KernelKind::System);
+        let test = layout.kernel_elf(Profile::Debug, KernelKind::Test);
+        let built = layout.built_kernel_elf(Profile::Debug);
+        assert_ne!(system, test);
+        assert_ne!(system, built);
+        assert_ne!(test, built);
+        assert_eq!(system.parent(), built.parent());
     }
 }

@@ -24,7 +24,7 @@ use std::process::ExitCode;
 
 use crate::bootcfg::BootConfig;
 use crate::build::ImageSpec;
-use crate::layout::{Layout, Profile};
+use crate::layout::{KernelKind, Layout, Profile};
 use crate::process::TaskResult;
 use crate::qemu::{Accel, Firmware, Machine};
 use crate::setup::Needs;
@@ -159,7 +159,7 @@ fn main() -> ExitCode {
 /// Builds the system images (`mode=system`, every ring-3 program) and
 /// returns `[bios, uefi]`.
 fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<Vec<PathBuf>> {
-    let kernel = build::kernel(layout, profile)?;
+    let kernel = build::kernel(layout, profile, KernelKind::System)?;
     let manifest = layout.root.join(programs::SYSTEM_MANIFEST);
     let manifest_text = std::fs::read_to_string(&manifest)
         .map_err(|e| fail!("reading {}: {e}", manifest.display()))?;
@@ -253,7 +253,7 @@ fn run(layout: &Layout, f: &Flags) -> TaskResult<bool> {
              then `continue` to boot. The bootloader relocates a position-independent kernel;\n\
              if breakpoints do not hit, load the symbols at the `virtual_address_offset` it\n\
              logs on serial: `symbol-file -o <offset> {elf}`.",
-            elf = layout.kernel_elf(profile).display()
+            elf = layout.kernel_elf(profile, KernelKind::System).display()
         );
     }
     // Ctrl-C reaches QEMU (same process group) and stops it; xtask outlives
@@ -342,16 +342,17 @@ fn clippy(layout: &Layout) -> TaskResult<bool> {
         .current_dir(&layout.root)
         .args(["clippy", "--all-targets", "--", "-D", "warnings"])
         .status()?;
-    let kernel = process::cargo()
-        .current_dir(&layout.root)
-        .args(["clippy", "-p", layout::KERNEL_PACKAGE])
-        .args([
-            "--target",
-            layout::BARE_METAL_TARGET,
-            "--",
-            "-D",
-            "warnings",
-        ])
-        .status()?;
-    Ok(host.success() && kernel.success())
+    // Both kernels: the system one, and the one with the test harness.
+    let mut kernels_ok = true;
+    for features in [&[][..], &["--features", layout::TEST_HARNESS_FEATURE][..]] {
+        let kernel = process::cargo()
+            .current_dir(&layout.root)
+            .args(["clippy", "-p", layout::KERNEL_PACKAGE])
+            .args(["--target", layout::BARE_METAL_TARGET])
+            .args(features)
+            .args(["--", "-D", "warnings"])
+            .status()?;
+        kernels_ok &= kernel.success();
+    }
+    Ok(host.success() && kernels_ok)
 }

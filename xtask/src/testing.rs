@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::build::{self, ImageSpec};
 use crate::cargo_test;
 use crate::fail;
-use crate::layout::{Layout, Profile};
+use crate::layout::{KernelKind, Layout, Profile};
 use crate::process::{cargo, TaskResult};
 use crate::qemu::{self, Accel, Machine};
 use crate::screen;
@@ -61,12 +61,26 @@ pub fn run(layout: &Layout, opts: &Options) -> TaskResult<bool> {
         println!("\n== QEMU suites ==");
         // A build error fails the affected suites but not the whole run, so
         // the summary line still accounts for every suite.
-        match build::kernel(layout, opts.profile) {
-            Ok(kernel) => {
+        let kernels = [KernelKind::System, KernelKind::Test]
+            .into_iter()
+            .filter(|kind| {
+                suites
+                    .iter()
+                    .any(|s| KernelKind::for_mode(s.boot_cfg.mode) == *kind)
+            })
+            .map(|kind| build::kernel(layout, opts.profile, kind).map(|elf| (kind, elf)))
+            .collect::<TaskResult<Vec<_>>>();
+        match kernels {
+            Ok(kernels) => {
                 for suite in suites {
                     let ovmf = host.ovmf.as_deref();
-                    if let Err(e) =
-                        run_suite(layout, opts.profile, &kernel, suite, ovmf, &mut tally)
+                    let kind = KernelKind::for_mode(suite.boot_cfg.mode);
+                    let kernel = kernels
+                        .iter()
+                        .find(|(k, _)| *k == kind)
+                        .map(|(_, elf)| elf.as_path())
+                        .expect("every kind a suite needs was built");
+                    if let Err(e) = run_suite(layout, opts.profile, kernel, suite, ovmf, &mut tally)
                     {
                         println!("  {:<20} FAILED  {e}", suite.name);
                         tally.failed += 1;

@@ -471,7 +471,7 @@ mod tests {
             end: RAM as u64,
         }];
         storage.resize(FrameBitmap::storage_words(usable), 0);
-        // SAFETY (test only): the storage outlives every use in the test.
+        // SAFETY: (test only) the storage outlives every use in the test.
         let storage: &'static mut [u64] = unsafe { &mut *(storage.as_mut_slice() as *mut [u64]) };
         let mut frames = FrameBitmap::new(usable, storage).unwrap();
         let root = frames.allocate().unwrap();

@@ -31,8 +31,9 @@ impl Com1 {
     /// # Safety
     /// As for [`Com1::init`]; output may interleave with another handle's.
     pub unsafe fn steal() -> Self {
-        // SAFETY: forwarded to the caller.
         Self {
+            // SAFETY: forwarded to the caller (COM1 exists and is
+            // initialised; interleaved output is accepted).
             port: unsafe { SerialPort::new(Self::BASE) },
         }
     }

@@ -51,10 +51,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::cap::{kinds, Badge, Cap, CapHandle, Rights};
 use crate::envelope::MessageEnvelope;
-use crate::error::KernelError;
+use crate::error::{KernelError, SyscallError};
 use crate::identity::{IdentityKind, TrustDomain};
 use crate::ids::{ChannelId, ExecutionId, ServiceId, TaskId};
-use crate::syscall::BlockInfo;
+use crate::syscall::{BlockInfo, Syscall};
 use crate::time::{Duration, Instant};
 
 /// Bounds the kernel enforces on task creation.
@@ -173,9 +173,23 @@ pub struct ReceivedMessage {
     pub badge: Option<Badge>,
 }
 
+/// The answer of a kernel that does not offer `call`: what the real kernel
+/// answers for a number it does not know, and the default body of every
+/// [`KernelApi`] method added after the first set.
+pub const fn unsupported(call: Syscall) -> KernelError {
+    KernelError::Syscall(SyscallError::UnknownSyscall(call as u64))
+}
+
 /// The kernel interface, as the interface reference defines it, plus
 /// capability transfer in messages, the capability `clone`, `delegate`
 /// and `drop` operations, and the block-device calls.
+///
+/// The methods without a body are the ones every implementation needs;
+/// every method added after them has a default body that answers as a
+/// kernel without that call would ([`unsupported`], or for the block
+/// calls, no handle names a device), so that a test fake need not change
+/// when a call is added, and implements only what its tests use. Both
+/// kernels override every default.
 pub trait KernelApi {
     fn spawn_task(&mut self, descriptor: TaskDescriptor) -> Result<TaskHandle, KernelError>;
     fn create_channel(&mut self) -> Result<ChannelId, KernelError>;
@@ -262,7 +276,10 @@ pub trait KernelApi {
     /// nobody does). Needs no capability.
     fn service_registrant(&mut self, service: ServiceId) -> Result<TaskId, KernelError>;
     /// Move `capability` from the caller to `to`; the caller loses it.
-    fn delegate_capability(&mut self, capability: Cap<()>, to: TaskId) -> Result<(), KernelError>;
+    fn delegate_capability(&mut self, capability: Cap<()>, to: TaskId) -> Result<(), KernelError> {
+        let _ = (capability, to);
+        Err(unsupported(Syscall::Delegate))
+    }
     /// Release `capability`; it becomes invalid.
     fn drop_capability(&mut self, capability: Cap<()>) -> Result<(), KernelError>;
     /// An explicit, audited copy of `capability` in the caller's own space,
@@ -286,7 +303,10 @@ pub trait KernelApi {
         service: ServiceId,
         badge: u64,
         rights: Rights,
-    ) -> Result<Cap<kinds::StorageObject>, KernelError>;
+    ) -> Result<Cap<kinds::StorageObject>, KernelError> {
+        let _ = (service, badge, rights);
+        Err(unsupported(Syscall::MintObjectCap))
+    }
 
     /// Send `message` through the object capability `object` (which needs
     /// one of [`INVOKE_RIGHTS`](crate::cap::INVOKE_RIGHTS)) to the channel
@@ -300,7 +320,10 @@ pub trait KernelApi {
         object: &Cap<kinds::StorageObject>,
         message: MessageEnvelope,
         capabilities: Vec<Cap<()>>,
-    ) -> Result<(), KernelError>;
+    ) -> Result<(), KernelError> {
+        let _ = (object, message, capabilities);
+        Err(unsupported(Syscall::SendToObject))
+    }
 
     /// The geometry of the block device `device` names (a `BlockDevice`
     /// capability with `READ`). The three block calls share these rules:
@@ -342,5 +365,96 @@ pub trait KernelApi {
     ) -> Result<(), KernelError> {
         let _ = (device, first, bytes);
         Err(KernelError::InvalidCapability)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake that writes only the methods without a default body.
+    struct Minimal;
+
+    impl KernelApi for Minimal {
+        fn spawn_task(&mut self, _: TaskDescriptor) -> Result<TaskHandle, KernelError> {
+            Err(KernelError::InsufficientAuthority)
+        }
+        fn create_channel(&mut self) -> Result<ChannelId, KernelError> {
+            Ok(ChannelId::from_handle(CapHandle::new(1, 0)))
+        }
+        fn send_with_capabilities(
+            &mut self,
+            _: ChannelId,
+            _: MessageEnvelope,
+            _: Vec<Cap<()>>,
+        ) -> Result<(), KernelError> {
+            Ok(())
+        }
+        fn receive_with_capabilities(
+            &mut self,
+            _: ChannelId,
+            _: Option<Duration>,
+        ) -> Result<ReceivedMessage, KernelError> {
+            Err(KernelError::Timeout)
+        }
+        fn now(&self) -> Instant {
+            Instant::ZERO
+        }
+        fn sleep(&mut self, _: Duration) -> Result<(), KernelError> {
+            Ok(())
+        }
+        fn grant_capability(&mut self, _: TaskId, _: Cap<()>) -> Result<(), KernelError> {
+            Ok(())
+        }
+        fn register_service(&mut self, _: ServiceId, _: ChannelId) -> Result<(), KernelError> {
+            Ok(())
+        }
+        fn lookup_service(&mut self, service: ServiceId) -> Result<ChannelId, KernelError> {
+            Err(KernelError::ServiceNotFound(service))
+        }
+        fn drop_capability(&mut self, _: Cap<()>) -> Result<(), KernelError> {
+            Ok(())
+        }
+        fn clone_capability(&mut self, c: &Cap<()>, _: Rights) -> Result<Cap<()>, KernelError> {
+            Ok(Cap::from_handle(c.handle()))
+        }
+    }
+
+    #[test]
+    fn calls_a_fake_leaves_out_answer_as_from_a_kernel_without_them() {
+        let mut kernel = Minimal;
+        let cap = Cap::from_handle(CapHandle::new(2, 0));
+        assert_eq!(
+            kernel.delegate_capability(cap, TaskId::from_raw(3)),
+            Err(KernelError::Syscall(SyscallError::UnknownSyscall(
+                Syscall::Delegate as u64
+            )))
+        );
+        let minted = kernel.mint_object_capability(ServiceId::from_raw(1), 7, Rights::READ);
+        assert_eq!(minted.err(), Some(unsupported(Syscall::MintObjectCap)));
+        let object = Cap::from_handle(CapHandle::new(4, 0)).assume_kind();
+        let message = MessageEnvelope::new(
+            ServiceId::from_raw(1),
+            "x",
+            crate::schema::SchemaVersion::new(1, 0),
+            crate::envelope::MessagePayload::new(&0u8).unwrap(),
+        );
+        assert_eq!(
+            kernel.send_to_object(&object, message, Vec::new()),
+            Err(unsupported(Syscall::SendToObject))
+        );
+        let device = CapHandle::new(5, 0);
+        assert_eq!(
+            kernel.block_info(device),
+            Err(KernelError::InvalidCapability)
+        );
+        assert_eq!(
+            kernel.block_read(device, 0, 1),
+            Err(KernelError::InvalidCapability)
+        );
+        assert_eq!(
+            kernel.block_write(device, 0, &[0; 512]),
+            Err(KernelError::InvalidCapability)
+        );
     }
 }

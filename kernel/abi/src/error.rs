@@ -147,6 +147,8 @@ pub enum SyscallError {
     ResponseTooLarge { needed: u32 },
     /// The request or buffer is longer than the kernel will copy.
     RequestTooLarge { len: u64, max: u32 },
+    /// The kernel had no state to run the call with; nothing was done.
+    KernelUnavailable,
 }
 
 /// Why a user memory range was rejected.

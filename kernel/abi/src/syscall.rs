@@ -46,154 +46,257 @@ fn as_bytes<S: serde::Serializer>(bytes: &&[u8], serializer: S) -> Result<S::Ok,
     serializer.serialize_bytes(bytes)
 }
 
-/// System call numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[repr(u64)]
-pub enum Syscall {
-    /// Does nothing and returns 0 without touching any buffer. For
-    /// measuring the cost of entering and leaving the kernel.
-    Null = 0,
-    /// [`ExitRequest`] → never returns.
-    Exit = 1,
-    /// No request → `()`. Gives up the rest of the time slice.
-    Yield = 2,
-    /// [`SpawnRequest`] → [`TaskHandle`](crate::api::TaskHandle).
-    Spawn = 3,
-    /// No request → `CapHandle` of the new channel.
-    CreateChannel = 4,
-    /// [`SendRequest`] → `()`.
-    Send = 5,
-    /// [`ReceiveRequest`] → [`ReceiveReply`]. Blocks.
-    Receive = 6,
-    /// No request → [`Instant`](crate::time::Instant).
-    Now = 7,
-    /// [`SleepRequest`] → `()`. Blocks.
-    Sleep = 8,
-    /// [`TransferRequest`] → `()`: copy a capability to another task.
-    Grant = 9,
-    /// [`TransferRequest`] → `()`: move a capability to another task.
-    Delegate = 10,
-    /// [`CapRequest`] → `()`.
-    Drop = 11,
-    /// [`CloneRequest`] → `CapHandle` of the copy.
-    Clone = 12,
-    /// [`RegisterRequest`] → `()`.
-    RegisterService = 13,
-    /// [`ServiceRequest`] → `CapHandle` (send-only channel capability).
-    LookupService = 14,
-    /// [`DebugWriteRequest`] → `()`: a line for the kernel log.
-    DebugWrite = 15,
-    /// No request → [`StartupInfo`]: who am I, and which capabilities was I
-    /// born with.
-    Startup = 16,
-    /// [`InfoRequestEnvelope`] → [`InfoReply`](crate::info::InfoReply).
-    KernelInfo = 17,
-    /// [`ConsoleWriteRequest`] → `()`: raw bytes to the serial console
-    /// (needs the `SerialInput` capability with `WRITE`).
-    ConsoleWrite = 18,
-    /// [`BindConsoleInputRequest`] → `()`: from now on, bytes typed on
-    /// the serial console arrive on that channel as kernel messages with
-    /// action [`CONSOLE_INPUT_ACTION`] and a `Vec<u8>` payload (needs the
-    /// `SerialInput` capability with `READ`, and `SEND` on the channel).
-    BindConsoleInput = 19,
-    /// [`TerminateRequest`] → `()`: end one of the caller's own children.
-    /// Only a task's parent may do this.
-    Terminate = 20,
-    /// [`ShutdownRequest`] → never returns: power off (QEMU exits
-    /// cleanly). Needs the `KernelInfo` capability with `CONTROL`.
-    Shutdown = 21,
-    /// [`ReadBootFileRequest`] → [`BootFileReply`]: a file of the boot
-    /// image that is not a program (the service manifest). Needs the
-    /// `BootImage` capability with `READ`.
-    ReadBootFile = 22,
-    /// [`SendReceiveRequest`] → [`ReceiveReply`]: a send and then a
-    /// receive, in one entry. The client's call (request out, wait for the
-    /// reply) and the server's reply-and-wait (reply out, wait for the next
-    /// request) are both this call, like seL4's `Call` and `ReplyRecv`.
-    /// Both capabilities are checked before anything happens; a send error
-    /// is returned with nothing sent or received, after a successful send
-    /// the call behaves exactly as [`Syscall::Receive`].
-    SendReceive = 23,
-    /// [`MintObjectCapRequest`] → `CapHandle`: a service mints a capability
-    /// for one of its own objects (kind `StorageObject`, object = the
-    /// service and an opaque badge). Only the task that holds the
-    /// service's registration may.
-    MintObjectCap = 24,
-    /// [`ObjectSendRequest`] → `()`: send a request *through* an object
-    /// capability. The kernel delivers it on the channel the object's
-    /// service has registered now, stamped with the capability's badge and
-    /// rights (see [`ReceiveReply::badge`]).
-    SendToObject = 25,
-    /// [`BlockInfoRequest`] → [`BlockInfo`]: the geometry of the block
-    /// device (needs the `BlockDevice` capability with `READ`).
-    BlockInfo = 26,
-    /// [`BlockReadRequest`] → [`BlockReadReply`]: `count` whole blocks
-    /// from block `first` (needs `READ`; at most [`MAX_BLOCK_TRANSFER`]
-    /// bytes per call).
-    BlockRead = 27,
-    /// [`BlockWriteRequest`] → `()`: whole blocks from block `first`
-    /// (needs `WRITE`; at most [`MAX_BLOCK_TRANSFER`] bytes per call). A
-    /// completed write is as durable as the device: the kernel's RAM disk
-    /// keeps it until the machine stops.
-    BlockWrite = 28,
-    /// [`MintRegistrationRequest`] → `CapHandle`: a capability of kind
-    /// `ServiceRegistration` naming one service id, with
-    /// `REGISTER | TRANSFER`, minted from the `ServiceRegistry`
-    /// capability (needs `REGISTER | GRANT` on it). This is how the process
-    /// manager gives each service it starts the right to register its own
-    /// id and no other.
-    MintRegistration = 29,
-    /// [`ServiceRequest`] → `TaskId`: the task that holds the service's
-    /// registration now (`ServiceNotFound` if nobody does). Needs no
-    /// capability, like a lookup; it lets a supervisor check that the task
-    /// serving an id is the instance it started.
-    ServiceRegistrant = 30,
+/// What the kernel must know about a call before running it, beyond its
+/// number. Written once per call in the table below.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallProperties {
+    /// Creates kernel objects (a task, a channel, a capability, a
+    /// registration): the kernel refuses the call with
+    /// `ResourceExhausted(Memory)` before its heap runs low. Calls that
+    /// queue a message check the heap against the message's size instead.
+    pub allocates: bool,
+    /// May block the caller (the call completes when the task runs again).
+    /// The kernel checks, in debug builds, that no other call blocks.
+    pub blocks: bool,
+    /// Takes a message off a channel into the response buffer. The buffer
+    /// is checked before anything else, since a dequeued message could not
+    /// be put back: an unwritable buffer is `STATUS_BAD_RESPONSE_BUFFER`
+    /// with nothing received.
+    pub receives: bool,
 }
 
-/// The first number that is not a system call.
-pub const SYSCALL_COUNT: u64 = 31;
+/// Writes the call table out as the [`Syscall`] enum (with its numbers),
+/// one enum per family (for the kernel's per-family handler tables),
+/// [`Syscall::from_number`], [`Syscall::ALL`], [`Syscall::family`],
+/// [`Syscall::properties`] and [`SYSCALL_COUNT`]. Numbers are dense from
+/// 0 (checked at compile time below).
+macro_rules! syscall_table {
+    ($(
+        $(#[$family_doc:meta])*
+        family $family:ident($family_enum:ident) {
+            $(
+                $(#[$doc:meta])*
+                $name:ident = $number:literal $([$($property:ident),*])?,
+            )*
+        }
+    )*) => {
+        /// System call numbers.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[repr(u64)]
+        pub enum Syscall {
+            $($(
+                $(#[$doc])*
+                $name = $number,
+            )*)*
+        }
+
+        $(
+            $(#[$family_doc])*
+            #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+            pub enum $family_enum {
+                $($name,)*
+            }
+        )*
+
+        /// A call and the family it belongs to: the kernel's dispatcher
+        /// hands each family's calls to that family's handler table, whose
+        /// `match` the compiler checks for completeness.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Family {
+            $($family($family_enum),)*
+        }
+
+        /// The first number that is not a system call.
+        pub const SYSCALL_COUNT: u64 = Syscall::ALL.len() as u64;
+
+        impl Syscall {
+            /// Every call, in number order.
+            pub const ALL: &'static [Syscall] = &{
+                let mut all = [$($(Syscall::$name,)*)*];
+                $($(all[$number] = Syscall::$name;)*)*
+                all
+            };
+
+            pub const fn from_number(number: u64) -> Result<Syscall, SyscallError> {
+                match number {
+                    $($($number => Ok(Syscall::$name),)*)*
+                    other => Err(SyscallError::UnknownSyscall(other)),
+                }
+            }
+
+            /// The call's family (see [`Family`]).
+            pub const fn family(self) -> Family {
+                match self {
+                    $($(Syscall::$name => Family::$family($family_enum::$name),)*)*
+                }
+            }
+
+            /// What the kernel must know about the call before running it.
+            pub const fn properties(self) -> CallProperties {
+                match self {
+                    $($(Syscall::$name => {
+                        #[allow(unused_mut)]
+                        let mut properties = CallProperties {
+                            allocates: false,
+                            blocks: false,
+                            receives: false,
+                        };
+                        $($(properties.$property = true;)*)?
+                        properties
+                    })*)*
+                }
+            }
+        }
+    };
+}
+
+// The call table: one row per call, grouped by family. A row is
+// `Name = number [properties],` with its request → reply documented above
+// it; the request and reply types follow the table. A new call takes the
+// next free number, in the family its kernel handler belongs to (the steps
+// are in docs/architecture.md, "Adding a system call").
+syscall_table! {
+    /// The caller's own life: starting, time, ending.
+    family Task(TaskCall) {
+        /// Does nothing and returns 0 without touching any buffer. For
+        /// measuring the cost of entering and leaving the kernel.
+        Null = 0,
+        /// [`ExitRequest`] → never returns.
+        Exit = 1,
+        /// No request → `()`. Gives up the rest of the time slice.
+        Yield = 2,
+        /// [`SpawnRequest`] → [`TaskHandle`](crate::api::TaskHandle).
+        Spawn = 3 [allocates],
+        /// No request → [`Instant`](crate::time::Instant).
+        Now = 7,
+        /// [`SleepRequest`] → `()`. Blocks.
+        Sleep = 8 [blocks],
+        /// No request → [`StartupInfo`]: who am I, and which capabilities was I
+        /// born with.
+        Startup = 16,
+        /// [`TerminateRequest`] → `()`: end one of the caller's own children.
+        /// Only a task's parent may do this.
+        Terminate = 20,
+    }
+
+    /// Channels, messages and the service names of channels.
+    family Ipc(IpcCall) {
+        /// No request → `CapHandle` of the new channel.
+        CreateChannel = 4 [allocates],
+        /// [`SendRequest`] → `()`.
+        Send = 5,
+        /// [`ReceiveRequest`] → [`ReceiveReply`]. Blocks.
+        Receive = 6 [blocks, receives],
+        /// [`RegisterRequest`] → `()`.
+        RegisterService = 13 [allocates],
+        /// [`ServiceRequest`] → `CapHandle` (send-only channel capability).
+        LookupService = 14,
+        /// [`SendReceiveRequest`] → [`ReceiveReply`]: a send and then a
+        /// receive, in one entry. The client's call (request out, wait for the
+        /// reply) and the server's reply-and-wait (reply out, wait for the next
+        /// request) are both this call, like seL4's `Call` and `ReplyRecv`.
+        /// Both capabilities are checked before anything happens; a send error
+        /// is returned with nothing sent or received, after a successful send
+        /// the call behaves exactly as [`Syscall::Receive`].
+        SendReceive = 23 [blocks, receives],
+        /// [`ObjectSendRequest`] → `()`: send a request *through* an object
+        /// capability. The kernel delivers it on the channel the object's
+        /// service has registered now, stamped with the capability's badge and
+        /// rights (see [`ReceiveReply::badge`]).
+        SendToObject = 25,
+        /// [`ServiceRequest`] → `TaskId`: the task that holds the service's
+        /// registration now (`ServiceNotFound` if nobody does). Needs no
+        /// capability, like a lookup; it lets a supervisor check that the task
+        /// serving an id is the instance it started.
+        ServiceRegistrant = 30,
+    }
+
+    /// Moving, copying and dropping capabilities.
+    family Caps(CapCall) {
+        /// [`TransferRequest`] → `()`: copy a capability to another task.
+        Grant = 9 [allocates],
+        /// [`TransferRequest`] → `()`: move a capability to another task.
+        Delegate = 10,
+        /// [`CapRequest`] → `()`.
+        Drop = 11,
+        /// [`CloneRequest`] → `CapHandle` of the copy.
+        Clone = 12 [allocates],
+        /// [`MintObjectCapRequest`] → `CapHandle`: a service mints a capability
+        /// for one of its own objects (kind `StorageObject`, object = the
+        /// service and an opaque badge). Only the task that holds the
+        /// service's registration may.
+        MintObjectCap = 24 [allocates],
+        /// [`MintRegistrationRequest`] → `CapHandle`: a capability of kind
+        /// `ServiceRegistration` naming one service id, with
+        /// `REGISTER | TRANSFER`, minted from the `ServiceRegistry`
+        /// capability (needs `REGISTER | GRANT` on it). This is how the process
+        /// manager gives each service it starts the right to register its own
+        /// id and no other.
+        MintRegistration = 29 [allocates],
+    }
+
+    /// The operator's calls: reading the object model, the boot image,
+    /// powering off.
+    family Info(InfoCall) {
+        /// [`InfoRequestEnvelope`] → [`InfoReply`](crate::info::InfoReply).
+        KernelInfo = 17,
+        /// [`ShutdownRequest`] → never returns: power off (QEMU exits
+        /// cleanly). Needs the `KernelInfo` capability with `CONTROL`.
+        Shutdown = 21,
+        /// [`ReadBootFileRequest`] → [`BootFileReply`]: a file of the boot
+        /// image that is not a program (the service manifest). Needs the
+        /// `BootImage` capability with `READ`.
+        ReadBootFile = 22,
+    }
+
+    /// The serial console and the kernel log.
+    family Console(ConsoleCall) {
+        /// [`DebugWriteRequest`] → `()`: a line for the kernel log.
+        DebugWrite = 15,
+        /// [`ConsoleWriteRequest`] → `()`: raw bytes to the serial console
+        /// (needs the `SerialInput` capability with `WRITE`).
+        ConsoleWrite = 18,
+        /// [`BindConsoleInputRequest`] → `()`: from now on, bytes typed on
+        /// the serial console arrive on that channel as kernel messages with
+        /// action [`CONSOLE_INPUT_ACTION`] and a `Vec<u8>` payload (needs the
+        /// `SerialInput` capability with `READ`, and `SEND` on the channel).
+        BindConsoleInput = 19,
+    }
+
+    /// The kernel's block device.
+    family Block(BlockCall) {
+        /// [`BlockInfoRequest`] → [`BlockInfo`]: the geometry of the block
+        /// device (needs the `BlockDevice` capability with `READ`).
+        BlockInfo = 26,
+        /// [`BlockReadRequest`] → [`BlockReadReply`]: `count` whole blocks
+        /// from block `first` (needs `READ`; at most [`MAX_BLOCK_TRANSFER`]
+        /// bytes per call).
+        BlockRead = 27,
+        /// [`BlockWriteRequest`] → `()`: whole blocks from block `first`
+        /// (needs `WRITE`; at most [`MAX_BLOCK_TRANSFER`] bytes per call). A
+        /// completed write is as durable as the device: the kernel's RAM disk
+        /// keeps it until the machine stops.
+        BlockWrite = 28,
+    }
+}
+
+/// The numbers are dense from 0: `ALL[n]` is call `n`. (A number past the
+/// end does not compile either: `ALL`'s construction indexes out of
+/// bounds; nor does a duplicate: the enum would have two equal
+/// discriminants.)
+const _: () = {
+    let mut n = 0;
+    while n < Syscall::ALL.len() {
+        assert!(
+            Syscall::ALL[n] as u64 == n as u64,
+            "call numbers must be dense from 0"
+        );
+        n += 1;
+    }
+};
 
 /// The action of console-input messages.
 pub const CONSOLE_INPUT_ACTION: &str = "console.input";
-
-impl Syscall {
-    pub const fn from_number(number: u64) -> Result<Syscall, SyscallError> {
-        Ok(match number {
-            0 => Syscall::Null,
-            1 => Syscall::Exit,
-            2 => Syscall::Yield,
-            3 => Syscall::Spawn,
-            4 => Syscall::CreateChannel,
-            5 => Syscall::Send,
-            6 => Syscall::Receive,
-            7 => Syscall::Now,
-            8 => Syscall::Sleep,
-            9 => Syscall::Grant,
-            10 => Syscall::Delegate,
-            11 => Syscall::Drop,
-            12 => Syscall::Clone,
-            13 => Syscall::RegisterService,
-            14 => Syscall::LookupService,
-            15 => Syscall::DebugWrite,
-            16 => Syscall::Startup,
-            17 => Syscall::KernelInfo,
-            18 => Syscall::ConsoleWrite,
-            19 => Syscall::BindConsoleInput,
-            20 => Syscall::Terminate,
-            21 => Syscall::Shutdown,
-            22 => Syscall::ReadBootFile,
-            23 => Syscall::SendReceive,
-            24 => Syscall::MintObjectCap,
-            25 => Syscall::SendToObject,
-            26 => Syscall::BlockInfo,
-            27 => Syscall::BlockRead,
-            28 => Syscall::BlockWrite,
-            29 => Syscall::MintRegistration,
-            30 => Syscall::ServiceRegistrant,
-            other => return Err(SyscallError::UnknownSyscall(other)),
-        })
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitRequest {
@@ -533,6 +636,11 @@ const STATUS_BIT: u64 = 1 << 63;
 /// The response buffer itself failed validation.
 pub const STATUS_BAD_RESPONSE_BUFFER: u64 = STATUS_BIT | 1;
 
+/// The kernel has no state to run the call with (no kernel state yet, or
+/// no current task): nothing was done. Ring 3 never runs in that state,
+/// so a task should never see this.
+pub const STATUS_KERNEL_UNAVAILABLE: u64 = STATUS_BIT | 3;
+
 /// The status for "the response needs `needed` bytes but the buffer is
 /// smaller".
 pub const fn status_response_too_large(needed: u32) -> u64 {
@@ -549,6 +657,9 @@ pub const fn decode_status(rax: u64) -> Result<usize, KernelError> {
         return Err(KernelError::Syscall(SyscallError::BadUserMemory(
             crate::error::UserMemoryError::Unmapped,
         )));
+    }
+    if rax == STATUS_KERNEL_UNAVAILABLE {
+        return Err(KernelError::Syscall(SyscallError::KernelUnavailable));
     }
     if (rax >> 32) & 0x7fff_ffff == 2 {
         return Err(KernelError::Syscall(SyscallError::ResponseTooLarge {
@@ -575,6 +686,64 @@ mod tests {
         assert_eq!(
             Syscall::from_number(u64::MAX),
             Err(SyscallError::UnknownSyscall(u64::MAX))
+        );
+    }
+
+    #[test]
+    fn all_lists_every_call_once_in_number_order() {
+        assert_eq!(Syscall::ALL.len() as u64, SYSCALL_COUNT);
+        for (n, call) in Syscall::ALL.iter().enumerate() {
+            assert_eq!(*call as u64, n as u64);
+            assert_eq!(Syscall::from_number(n as u64), Ok(*call));
+        }
+    }
+
+    #[test]
+    fn properties_name_the_calls_the_kernel_treats_specially() {
+        let with = |property: fn(CallProperties) -> bool| -> alloc::vec::Vec<Syscall> {
+            Syscall::ALL
+                .iter()
+                .copied()
+                .filter(|call| property(call.properties()))
+                .collect()
+        };
+        assert_eq!(
+            with(|p| p.allocates),
+            [
+                Syscall::Spawn,
+                Syscall::CreateChannel,
+                Syscall::Grant,
+                Syscall::Clone,
+                Syscall::RegisterService,
+                Syscall::MintObjectCap,
+            ]
+        );
+        assert_eq!(
+            with(|p| p.blocks),
+            [Syscall::Receive, Syscall::Sleep, Syscall::SendReceive]
+        );
+        assert_eq!(
+            with(|p| p.receives),
+            [Syscall::Receive, Syscall::SendReceive]
+        );
+    }
+
+    #[test]
+    fn every_call_is_in_the_family_named_for_it() {
+        assert_eq!(Syscall::Send.family(), Family::Ipc(IpcCall::Send));
+        assert_eq!(Syscall::Grant.family(), Family::Caps(CapCall::Grant));
+        assert_eq!(Syscall::Spawn.family(), Family::Task(TaskCall::Spawn));
+        assert_eq!(
+            Syscall::KernelInfo.family(),
+            Family::Info(InfoCall::KernelInfo)
+        );
+        assert_eq!(
+            Syscall::BindConsoleInput.family(),
+            Family::Console(ConsoleCall::BindConsoleInput)
+        );
+        assert_eq!(
+            Syscall::BlockWrite.family(),
+            Family::Block(BlockCall::BlockWrite)
         );
     }
 
@@ -646,7 +815,16 @@ mod tests {
                 needed: 9000
             }))
         ));
-        assert!(decode_status(STATUS_BAD_RESPONSE_BUFFER).is_err());
+        assert_eq!(
+            decode_status(STATUS_BAD_RESPONSE_BUFFER),
+            Err(KernelError::Syscall(SyscallError::BadUserMemory(
+                crate::error::UserMemoryError::Unmapped
+            )))
+        );
+        assert_eq!(
+            decode_status(STATUS_KERNEL_UNAVAILABLE),
+            Err(KernelError::Syscall(SyscallError::KernelUnavailable))
+        );
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub fn map_kernel_page(virt: u64, phys: u64, flags: PageFlags) -> Result<(), Mem
 }
 
 /// Removes one kernel-half page, flushes it, and returns its frame.
+#[cfg(feature = "test-harness")]
 pub fn unmap_kernel_page(virt: u64) -> Result<u64, MemoryError> {
     let phys = kernel_space().unmap(virt)?;
     // A kernel page may be cached in the TLB whatever space is active.

@@ -2,15 +2,22 @@
 //!
 //! [`syscall_dispatch`] receives the caller's frame (registers per
 //! `pandagen_abi::syscall`), copies the request in through the caller's
-//! page tables, and calls one handler per [`Syscall`]. Every handler has
-//! one shape — `fn(&mut Ctx, request bytes) -> Result<Step, KernelError>` —
-//! and decodes its postcard request itself; an `Err` is encoded as the
-//! response. The [`Step`] says what happens to the caller: a response, a
-//! block (the call completes when the task is picked again), an exit.
+//! page tables, and calls one handler per [`Syscall`]. The handlers are
+//! grouped by the ABI table's families, one file each: [`task`], [`ipc`],
+//! [`caps`], [`info`], [`console`], [`block`]; each file's `handler`
+//! maps its family's calls to their handlers, and the compiler checks that
+//! every call has one. Every handler has one shape —
+//! `fn(&mut Ctx, request bytes) -> Result<Step, KernelError>` — and decodes
+//! its postcard request itself; an `Err` is encoded as the response. The
+//! [`Step`] says what happens to the caller: a response, a block (the call
+//! completes when the task is picked again), an exit. The dispatcher's own
+//! result is an [`Outcome`]: the call ran (a recoverable error is its
+//! response), or no response can be written at all and `rax` carries a
+//! transport status.
 //!
-//! Checks, in order: the number (`UnknownSyscall`); for `Receive` and
-//! `SendReceive` only,
-//! the response buffer (writable user memory for
+//! Checks, in order: the number (`UnknownSyscall`); for calls that take
+//! a message off a channel (`CallProperties::receives`: `Receive` and
+//! `SendReceive`) the response buffer (writable user memory for
 //! `min(capacity, RESPONSE_BUFFER_BYTES)` bytes, else
 //! `rax = STATUS_BAD_RESPONSE_BUFFER` and nothing is received — a message,
 //! once dequeued, could not be put back); the request length
@@ -22,19 +29,31 @@
 //! a task passes can make the kernel panic: every failure is a typed
 //! error.
 
-mod handlers;
+mod block;
+mod caps;
+mod console;
+mod info;
+mod ipc;
 pub mod reply;
+mod task;
 
-use pandagen_abi::error::SyscallError;
+use pandagen_abi::error::{Resource, SyscallError};
 use pandagen_abi::syscall::{
-    Syscall, MAX_REQUEST_BYTES, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER,
+    Family, Syscall, MAX_REQUEST_BYTES, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER,
+    STATUS_KERNEL_UNAVAILABLE,
 };
 use pandagen_abi::{CapHandle, CapKind, ExitReason, Instant, KernelError, Rights, TaskId};
 use pandagen_core::CapInfo;
 use serde::Serialize;
 
 use crate::arch::x86_64::trap::TrapFrame;
-use crate::task::{self, Kernel, Pending, UserBuffer, KERNEL};
+use crate::task::{KernelState, Pending, UserBuffer, KERNEL};
+
+/// Heap the kernel keeps for its own bookkeeping whatever tasks queue.
+const HEAP_RESERVE: usize = 512 * 1024;
+
+/// The one shape of every handler.
+type Handler = fn(&mut Ctx<'_>, &[u8]) -> Result<Step, KernelError>;
 
 /// What a call does to its caller.
 pub enum Step {
@@ -52,14 +71,13 @@ pub enum Step {
     SwitchTo { task: TaskId, pending: Pending },
 }
 
-/// A call in progress.
+/// A call in progress. Its fields are the handlers' (this module's
+/// children) alone.
 pub struct Ctx<'k> {
-    pub k: &'k mut Kernel,
-    pub caller: TaskId,
-    /// The raw call number.
-    pub number: u64,
-    pub now: Instant,
-    pub response: UserBuffer,
+    k: &'k mut KernelState,
+    caller: TaskId,
+    now: Instant,
+    response: UserBuffer,
 }
 
 impl Ctx<'_> {
@@ -72,19 +90,59 @@ impl Ctx<'_> {
         rights: Rights,
     ) -> Result<CapInfo, KernelError> {
         self.k
-            .core
+            .core_mut()
             .lookup(self.caller, handle, kind, rights, self.now)
+    }
+
+    /// Refuse with `ResourceExhausted(Memory)` unless the heap can take
+    /// `bytes` more and still keep [`HEAP_RESERVE`] free: tasks filling
+    /// channels nobody drains, or creating objects without end, must not
+    /// run the kernel out of memory.
+    pub fn ensure_heap_room(&self, bytes: usize) -> Result<(), KernelError> {
+        if crate::mem::heap::has_room(bytes + HEAP_RESERVE) {
+            Ok(())
+        } else {
+            Err(KernelError::ResourceExhausted(Resource::Memory))
+        }
     }
 
     /// Encode `Ok(value)` as the response.
     pub fn reply<T: Serialize>(&mut self, value: T) -> Result<Step, KernelError> {
-        Ok(Step::Reply(reply::encode(&mut self.k.response, &Ok(value))))
+        Ok(Step::Reply(self.k.encode_response(&Ok(value))))
     }
 }
 
 /// Decode a postcard request; any failure is `MalformedRequest`.
 pub fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, KernelError> {
     postcard::from_bytes(bytes).map_err(|_| KernelError::Syscall(SyscallError::MalformedRequest))
+}
+
+/// How the dispatcher leaves the caller (after Hubris's `UserError`: a
+/// call either runs — its recoverable errors are answered as its result —
+/// or cannot be answered at all).
+enum Outcome {
+    /// The call ran: its result, `Ok` or a recoverable `Err`, is encoded in
+    /// the kernel's response buffer, and the [`Step`] says what happens to
+    /// the caller.
+    Ran(Step),
+    /// No response can be written: the caller resumes at once with this
+    /// transport status in `rax`, and the call did nothing.
+    Unanswered(u64),
+}
+
+/// Why a call did not run to a [`Step`].
+enum CallError {
+    /// Answered to the caller as `Err(error)`: a bad number, request or
+    /// pointer, or the handler's own refusal.
+    Recoverable(KernelError),
+    /// Nothing can be answered (see [`Outcome::Unanswered`]).
+    Unanswerable(u64),
+}
+
+impl From<KernelError> for CallError {
+    fn from(error: KernelError) -> Self {
+        CallError::Recoverable(error)
+    }
 }
 
 /// Called by the entry stub with the caller's frame; returns the frame to
@@ -95,112 +153,134 @@ pub extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
         return frame;
     }
     let mut guard = KERNEL.lock();
-    let Some(k) = guard.as_mut() else {
-        frame.rax = STATUS_BAD_RESPONSE_BUFFER;
-        return frame;
-    };
-    let Some(caller) = k.current else {
-        // Unreachable: ring 3 runs only as the current task.
-        frame.rax = STATUS_BAD_RESPONSE_BUFFER;
+    // Unreachable in practice: ring 3 runs only once the kernel state
+    // exists, and only as its current task.
+    let Some((k, caller)) = guard
+        .as_mut()
+        .and_then(|k| k.current().map(|caller| (k, caller)))
+    else {
+        frame.rax = STATUS_KERNEL_UNAVAILABLE;
         return frame;
     };
     let response = UserBuffer {
         ptr: frame.rdx,
         capacity: frame.r10,
     };
-    let step = dispatch(k, caller, frame, response);
-    let Some(step) = step else {
-        return frame;
+    let step = match dispatch(k, caller, frame, response) {
+        Outcome::Ran(step) => step,
+        Outcome::Unanswered(status) => {
+            frame.rax = status;
+            return frame;
+        }
     };
     match step {
         Step::Reply(len) => {
-            frame.rax = deliver(k, caller, response, len);
+            frame.rax = k.deliver_response(caller, response, len);
             return frame;
         }
         Step::ReplyThenYield(len) => {
-            frame.rax = deliver(k, caller, response, len);
-            k.core.yield_task(caller);
-            task::park(k, frame);
+            frame.rax = k.deliver_response(caller, response, len);
+            k.core_mut().yield_task(caller);
+            crate::task::park_current(k, frame);
         }
         Step::Block(pending) => {
-            if let Some(t) = k.tasks.get_mut(&caller) {
-                t.pending = Some(pending);
-            }
-            task::park(k, frame);
+            k.set_pending(caller, pending);
+            crate::task::park_current(k, frame);
         }
         Step::Exit(reason) => k.kill(caller, reason),
         Step::SwitchTo { task, pending } => {
-            if let Some(t) = k.tasks.get_mut(&caller) {
-                t.pending = Some(pending);
-            }
-            task::park(k, frame);
-            task::resume(k, task, frame);
+            k.set_pending(caller, pending);
+            crate::task::park_current(k, frame);
+            crate::task::resume(k, task, frame);
             return frame;
         }
     }
-    task::schedule(guard, frame);
+    crate::task::schedule(guard, frame);
     frame
 }
 
-fn deliver(k: &mut Kernel, caller: TaskId, to: UserBuffer, len: usize) -> u64 {
-    match k.tasks.get_mut(&caller) {
-        Some(t) => reply::deliver(&mut t.memory, to, &k.response[..len]),
-        None => STATUS_BAD_RESPONSE_BUFFER,
+/// Validate and run one call.
+fn dispatch(
+    k: &mut KernelState,
+    caller: TaskId,
+    frame: &TrapFrame,
+    response: UserBuffer,
+) -> Outcome {
+    match validate_and_run(k, caller, frame, response) {
+        Ok(step) => Outcome::Ran(step),
+        Err(CallError::Recoverable(e)) => {
+            Outcome::Ran(Step::Reply(k.encode_response::<()>(&Err(e))))
+        }
+        Err(CallError::Unanswerable(status)) => Outcome::Unanswered(status),
     }
 }
 
-/// Validate and run one call. `None` means `frame.rax` already holds a
-/// transport status.
-fn dispatch(
-    k: &mut Kernel,
+/// The checks of the module documentation, in order, then the handler.
+fn validate_and_run(
+    k: &mut KernelState,
     caller: TaskId,
-    frame: &mut TrapFrame,
+    frame: &TrapFrame,
     response: UserBuffer,
-) -> Option<Step> {
-    let result = (|| {
-        let call = Syscall::from_number(frame.rax).map_err(KernelError::Syscall)?;
-        let memory = &mut k
-            .tasks
-            .get_mut(&caller)
-            .ok_or(KernelError::TaskNotFound(caller))?
-            .memory;
-        if matches!(call, Syscall::Receive | Syscall::SendReceive) {
-            let check = response.capacity.min(RESPONSE_BUFFER_BYTES as u64);
-            if memory.check_writable(response.ptr, check).is_err() {
-                return Ok(None);
-            }
+) -> Result<Step, CallError> {
+    let call = Syscall::from_number(frame.rax).map_err(KernelError::Syscall)?;
+    let memory = k
+        .memory_mut(caller)
+        .ok_or(KernelError::TaskNotFound(caller))?;
+    if call.properties().receives {
+        let check = response.capacity.min(RESPONSE_BUFFER_BYTES as u64);
+        if memory.check_writable(response.ptr, check).is_err() {
+            return Err(CallError::Unanswerable(STATUS_BAD_RESPONSE_BUFFER));
         }
-        let len = frame.rsi;
-        if len > MAX_REQUEST_BYTES as u64 {
-            return Err(KernelError::Syscall(SyscallError::RequestTooLarge {
-                len,
-                max: MAX_REQUEST_BYTES as u32,
-            }));
-        }
-        let mut request = core::mem::take(&mut k.request);
-        let copied = memory.copy_in(frame.rdi, &mut request[..len as usize]);
-        let result = match copied {
-            Ok(()) => {
-                let mut cx = Ctx {
-                    k: &mut *k,
-                    caller,
-                    number: frame.rax,
-                    now: task::now(),
-                    response,
-                };
-                handlers::handle(call, &mut cx, &request[..len as usize])
-            }
-            Err(e) => Err(KernelError::Syscall(SyscallError::BadUserMemory(e))),
-        };
-        k.request = request;
-        result.map(Some)
-    })();
-    match result {
-        Ok(Some(step)) => Some(step),
-        Ok(None) => {
-            frame.rax = STATUS_BAD_RESPONSE_BUFFER;
-            None
-        }
-        Err(e) => Some(Step::Reply(reply::encode::<()>(&mut k.response, &Err(e)))),
     }
+    let len = frame.rsi;
+    if len > MAX_REQUEST_BYTES as u64 {
+        return Err(KernelError::Syscall(SyscallError::RequestTooLarge {
+            len,
+            max: MAX_REQUEST_BYTES as u32,
+        })
+        .into());
+    }
+    let mut request = k.take_request_buffer();
+    let request_bytes = &mut request[..len as usize];
+    let result = match k
+        .memory_mut(caller)
+        .map(|m| m.copy_in(frame.rdi, request_bytes))
+    {
+        Some(Ok(())) => {
+            let mut cx = Ctx {
+                k: &mut *k,
+                caller,
+                now: crate::task::now(),
+                response,
+            };
+            handle(call, &mut cx, request_bytes)
+        }
+        Some(Err(e)) => Err(KernelError::Syscall(SyscallError::BadUserMemory(e))),
+        None => Err(KernelError::TaskNotFound(caller)),
+    };
+    k.return_request_buffer(request);
+    let step = result?;
+    debug_assert!(
+        call.properties().blocks || !matches!(step, Step::Block(_) | Step::SwitchTo { .. }),
+        "{call:?} blocked, but its row in the call table does not say `blocks`"
+    );
+    Ok(step)
+}
+
+/// Run `call`'s handler. Calls that create kernel objects are refused
+/// before the heap runs low (sends check against their message's size);
+/// calls that free memory always run.
+fn handle(call: Syscall, cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    if call.properties().allocates {
+        cx.ensure_heap_room(0)?;
+    }
+    let handler = match call.family() {
+        Family::Task(call) => task::handler(call),
+        Family::Ipc(call) => ipc::handler(call),
+        Family::Caps(call) => caps::handler(call),
+        Family::Info(call) => info::handler(call),
+        Family::Console(call) => console::handler(call),
+        Family::Block(call) => block::handler(call),
+    };
+    handler(cx, request)
 }

@@ -15,26 +15,27 @@
 
 mod schedule;
 
-pub use schedule::{
-    accept_offer, load as resume, park_current as park, preempt_tick, run_first, schedule,
-    user_fault,
-};
+pub use schedule::{park_current, preempt_tick, resume, run_first, schedule, user_fault};
+
+use schedule::accept_offer;
 
 use alloc::vec::Vec;
-use pandagen_abi::syscall::{StartupInfo, RESPONSE_BUFFER_BYTES};
+use pandagen_abi::syscall::{StartupInfo, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER};
 use pandagen_abi::{CapHandle, ExecutionId, ExitReason, Instant, KernelError, TaskId};
-use pandagen_core::{slot_index, KernelCore};
+use pandagen_core::{slot_index, Delivered, KernelCore, Switched};
+use serde::Serialize;
 use spin::Mutex;
 
 use crate::arch::x86_64::gdt;
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::loader::{self, Loaded};
 use crate::mem::paging;
+use crate::syscall::reply;
 use crate::usermem::UserMemory;
 
 /// The whole kernel state, behind one lock. Taken with interrupts off (in
 /// the syscall and trap dispatchers); released only by the idle loop.
-pub static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
+pub static KERNEL: Mutex<Option<KernelState>> = Mutex::new(None);
 
 /// Timer ticks a task runs before the next ready task of its priority gets
 /// the CPU.
@@ -117,30 +118,27 @@ impl UserTasks {
     }
 }
 
-/// What ends the run in `suite` and `bench` modes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RootPolicy {
-    /// The root's exit ends the QEMU run with its verdict.
-    ExitQemu,
-    /// The system keeps running whatever the root does.
-    KeepRunning,
-}
+/// Called when a watched task ends, with the object model after its end.
+/// Only the test harness watches a task (its root task, for the verdict).
+pub type TaskEndHook = fn(&KernelCore, &ExitReason);
 
-pub struct Kernel {
-    pub core: KernelCore,
-    pub tasks: UserTasks,
+/// The kernel's state: the core's object model and, per task, what needs
+/// hardware. One instance, behind [`KERNEL`].
+pub struct KernelState {
+    core: KernelCore,
+    tasks: UserTasks,
     /// The task whose registers are in the live frame.
-    pub current: Option<TaskId>,
-    pub root: Option<TaskId>,
-    pub root_policy: RootPolicy,
+    current: Option<TaskId>,
+    /// A task whose end someone is waiting for (see [`TaskEndHook`]).
+    end_watch: Option<(TaskId, TaskEndHook)>,
     /// Ticks left in the current task's slice.
-    pub slice_left: u32,
+    slice_left: u32,
     /// The root of the page table in CR3.
-    pub active_space: u64,
+    active_space: u64,
     /// Scratch for the request being decoded (taken out during a call).
-    pub request: Vec<u8>,
+    request: Vec<u8>,
     /// Scratch for the response being encoded.
-    pub response: Vec<u8>,
+    response: Vec<u8>,
 }
 
 /// The current time as the core sees it.
@@ -148,9 +146,9 @@ pub fn now() -> Instant {
     Instant::from_nanos(crate::time::now())
 }
 
-impl Kernel {
-    pub fn new(root_policy: RootPolicy) -> Self {
-        Kernel {
+impl KernelState {
+    pub fn new() -> Self {
+        KernelState {
             // Nothing about an ended task stays behind (its parent has the
             // exit notification).
             core: KernelCore::new(pandagen_core::CoreConfig {
@@ -159,8 +157,7 @@ impl Kernel {
             }),
             tasks: UserTasks::default(),
             current: None,
-            root: None,
-            root_policy,
+            end_watch: None,
             slice_left: TIME_SLICE_TICKS,
             active_space: paging::kernel_space().root(),
             request: alloc::vec![0; pandagen_abi::syscall::MAX_REQUEST_BYTES],
@@ -168,8 +165,111 @@ impl Kernel {
         }
     }
 
+    /// The object model.
+    pub fn core(&self) -> &KernelCore {
+        &self.core
+    }
+
+    pub fn core_mut(&mut self) -> &mut KernelCore {
+        &mut self.core
+    }
+
+    /// The task whose registers are in the live frame.
+    pub fn current(&self) -> Option<TaskId> {
+        self.current
+    }
+
+    /// Call `on_end` when `task` ends (replacing any earlier watch).
+    pub fn watch_end(&mut self, task: TaskId, on_end: TaskEndHook) {
+        self.end_watch = Some((task, on_end));
+    }
+
+    /// What `task` learns about itself at start.
+    pub fn startup(&self, task: TaskId) -> Option<&StartupInfo> {
+        self.tasks.get(&task).map(|t| &t.startup)
+    }
+
+    /// `task`'s memory, as its system calls see it.
+    pub fn memory_mut(&mut self, task: TaskId) -> Option<&mut UserMemory> {
+        self.tasks.get_mut(&task).map(|t| &mut t.memory)
+    }
+
+    /// `task` waits for `pending` to complete; it completes when the
+    /// scheduler picks the task again.
+    pub fn set_pending(&mut self, task: TaskId, pending: Pending) {
+        if let Some(t) = self.tasks.get_mut(&task) {
+            t.pending = Some(pending);
+        }
+    }
+
+    /// The request scratch buffer, taken out for the length of one call
+    /// (so that a handler can read the request while changing the kernel
+    /// state); give it back with [`KernelState::return_request_buffer`].
+    pub fn take_request_buffer(&mut self) -> Vec<u8> {
+        core::mem::take(&mut self.request)
+    }
+
+    pub fn return_request_buffer(&mut self, buffer: Vec<u8>) {
+        self.request = buffer;
+    }
+
+    /// Encode `result` as the response; returns its length.
+    pub fn encode_response<T: Serialize>(&mut self, result: &Result<T, KernelError>) -> usize {
+        reply::encode(&mut self.response, result)
+    }
+
+    /// Encode a delivered message as the response to a receive.
+    pub fn encode_received(&mut self, delivered: &Delivered) -> usize {
+        reply::encode_receive(&mut self.response, delivered)
+    }
+
+    /// Write the first `len` bytes of the response into `task`'s buffer
+    /// `to`; returns the `rax` the task sees.
+    pub fn deliver_response(&mut self, task: TaskId, to: UserBuffer, len: usize) -> u64 {
+        match self.tasks.get_mut(&task) {
+            Some(t) => reply::deliver(&mut t.memory, to, &self.response[..len]),
+            None => STATUS_BAD_RESPONSE_BUFFER,
+        }
+    }
+
+    /// Send as `caller`: straight into the buffer of a receiver blocked on
+    /// the channel if there is one (see `KernelCore::send_or_hand_off`),
+    /// else onto the queue.
+    pub fn send_or_hand_off(
+        &mut self,
+        caller: TaskId,
+        channel: CapHandle,
+        message: &[u8],
+        capabilities: &[CapHandle],
+        now: Instant,
+    ) -> Result<(), KernelError> {
+        let KernelState { core, tasks, .. } = self;
+        core.send_or_hand_off(caller, channel, message, capabilities, now, |offer| {
+            accept_offer(tasks, offer)
+        })?;
+        Ok(())
+    }
+
+    /// The core's send-then-receive fast path (see
+    /// `KernelCore::send_receive_fast`): `Some` if the message went
+    /// straight to a waiting receiver, which the core made the running task.
+    pub fn send_receive_fast(
+        &mut self,
+        caller: TaskId,
+        send: CapHandle,
+        message: &[u8],
+        receive: CapHandle,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Option<Switched> {
+        let KernelState { core, tasks, .. } = self;
+        core.send_receive_fast(caller, send, message, receive, deadline, now, |offer| {
+            accept_offer(tasks, offer)
+        })
+    }
+
     /// Attach a loaded program to the core task `task`.
-    pub fn attach(
+    fn attach(
         &mut self,
         task: TaskId,
         execution: ExecutionId,
@@ -198,14 +298,17 @@ impl Kernel {
     }
 
     /// End `task`: the core invalidates its capabilities and sends its exit
-    /// notification; its address space is freed. If it was the root under
-    /// [`RootPolicy::ExitQemu`], the run ends here.
+    /// notification; its address space is freed. If it was watched (see
+    /// [`KernelState::watch_end`]), the watcher's hook runs last.
     pub fn kill(&mut self, task: TaskId, reason: ExitReason) {
         // The reason's text comes from ring 3: bounded before it is logged.
         let reason = reason.bounded();
         let now = now();
-        let normal = reason == ExitReason::Normal;
-        if !normal {
+        let watcher = self
+            .end_watch
+            .filter(|(watched, _)| *watched == task)
+            .map(|(_, on_end)| (on_end, reason.clone()));
+        if reason != ExitReason::Normal {
             log::info!("task {task} ended: {reason:?}");
         }
         if let Err(e) = self.core.terminate(task, reason, now) {
@@ -226,8 +329,8 @@ impl Kernel {
             }
             loader::destroy(user.memory.into_space());
         }
-        if self.root == Some(task) && self.root_policy == RootPolicy::ExitQemu {
-            crate::runner::finish(&self.core, normal);
+        if let Some((on_end, reason)) = watcher {
+            on_end(&self.core, &reason);
         }
     }
 

@@ -15,17 +15,17 @@ use pandagen_abi::{ExitReason, FailureCause, Instant, KernelError, TaskId};
 use pandagen_core::{Offer, RecvOutcome};
 use spin::MutexGuard;
 
-use super::{now, Kernel, Pending, UserTasks, KERNEL, TIME_SLICE_TICKS};
+use super::{now, KernelState, Pending, UserTasks, KERNEL, TIME_SLICE_TICKS};
 use crate::arch::x86_64::idt::vector;
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::mem::paging;
 use crate::syscall::reply;
 
-type Guard = MutexGuard<'static, Option<Kernel>>;
+type Guard = MutexGuard<'static, Option<KernelState>>;
 
 /// Move the live frame into the current task's record; no task is current
 /// afterwards.
-pub fn park_current(k: &mut Kernel, frame: &TrapFrame) {
+pub fn park_current(k: &mut KernelState, frame: &TrapFrame) {
     if let Some(cur) = k.current.take() {
         if let Some(task) = k.tasks.get_mut(&cur) {
             task.frame = frame.clone();
@@ -56,7 +56,7 @@ pub fn schedule(mut guard: Guard, frame: &mut TrapFrame) {
                     continue;
                 }
                 if complete_pending(k, next, now) {
-                    load(k, next, frame);
+                    resume(k, next, frame);
                     return;
                 }
             }
@@ -73,7 +73,7 @@ pub fn schedule(mut guard: Guard, frame: &mut TrapFrame) {
 /// Put `next`'s registers in the live `frame` and load its address
 /// space; it becomes the current task with a fresh time slice. `next` must
 /// be the task the core marked running, with no pending call.
-pub fn load(k: &mut Kernel, next: TaskId, frame: &mut TrapFrame) {
+pub fn resume(k: &mut KernelState, next: TaskId, frame: &mut TrapFrame) {
     let Some(task) = k.tasks.get(&next) else {
         return;
     };
@@ -91,7 +91,7 @@ pub fn load(k: &mut Kernel, next: TaskId, frame: &mut TrapFrame) {
 
 /// Finish `task`'s blocked call if it can finish now. Returns whether the
 /// task can run (false: it blocked again).
-fn complete_pending(k: &mut Kernel, task: TaskId, now: Instant) -> bool {
+fn complete_pending(k: &mut KernelState, task: TaskId, now: Instant) -> bool {
     let Some(pending) = k.tasks.get_mut(&task).and_then(|t| t.pending.take()) else {
         return true;
     };
@@ -122,7 +122,7 @@ fn complete_pending(k: &mut Kernel, task: TaskId, now: Instant) -> bool {
             ),
         },
     };
-    let Kernel {
+    let KernelState {
         tasks, response: r, ..
     } = k;
     if let Some(t) = tasks.get_mut(&task) {
@@ -140,7 +140,7 @@ fn complete_pending(k: &mut Kernel, task: TaskId, now: Instant) -> bool {
 /// task runs.
 ///
 /// [`KernelCore::send_or_hand_off`]: pandagen_core::KernelCore::send_or_hand_off
-pub fn accept_offer(tasks: &mut UserTasks, offer: &Offer<'_>) -> bool {
+pub(super) fn accept_offer(tasks: &mut UserTasks, offer: &Offer<'_>) -> bool {
     let Some(task) = tasks.get_mut(&offer.receiver) else {
         return false;
     };

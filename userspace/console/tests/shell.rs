@@ -195,22 +195,11 @@ impl KernelApi for FakeHost {
     fn service_registrant(&mut self, s: ServiceId) -> Result<TaskId, KernelError> {
         self.sim.service_registrant(s)
     }
-    fn delegate_capability(&mut self, c: Cap<()>, to: TaskId) -> Result<(), KernelError> {
-        KernelApi::delegate_capability(&mut self.sim, c, to)
-    }
     fn drop_capability(&mut self, c: Cap<()>) -> Result<(), KernelError> {
         KernelApi::drop_capability(&mut self.sim, c)
     }
     fn clone_capability(&mut self, c: &Cap<()>, r: Rights) -> Result<Cap<()>, KernelError> {
         self.sim.clone_capability(c, r)
-    }
-    fn mint_object_capability(
-        &mut self,
-        s: ServiceId,
-        badge: u64,
-        r: Rights,
-    ) -> Result<Cap<pandagen_abi::cap::kinds::StorageObject>, KernelError> {
-        self.sim.mint_object_capability(s, badge, r)
     }
     fn send_to_object(
         &mut self,

@@ -27,7 +27,8 @@ use pandagen_storage::{
     Reply, StorageClient, StorageError, StorageServer,
 };
 
-type Kernel = Rc<RefCell<SimulatedKernel>>;
+/// The one simulated kernel that every task view in a test acts on.
+type SharedSim = Rc<RefCell<SimulatedKernel>>;
 
 /// One task's view of a shared simulated kernel. Every call borrows the
 /// kernel for itself only, so the storage server can answer a request
@@ -35,7 +36,7 @@ type Kernel = Rc<RefCell<SimulatedKernel>>;
 /// through the block calls of the same task.
 #[derive(Clone)]
 struct Task {
-    kernel: Kernel,
+    kernel: SharedSim,
     task: TaskId,
 }
 
@@ -81,7 +82,7 @@ impl Storage {
 /// capability and a block-device capability (`READ | WRITE`) moved into
 /// it, then the program's start-up — open or format the journal on the
 /// device, replay it, register.
-fn start_storage(kernel: &Kernel, key: [u8; 16]) -> Storage {
+fn start_storage(kernel: &SharedSim, key: [u8; 16]) -> Storage {
     let task = {
         let mut k = kernel.borrow_mut();
         let registry = k.registry_capability_for_child().unwrap();
@@ -149,7 +150,7 @@ struct Client {
 }
 
 impl Client {
-    fn spawn(kernel: &Kernel) -> Client {
+    fn spawn(kernel: &SharedSim) -> Client {
         let task = {
             let mut k = kernel.borrow_mut();
             let root = k.root_task();
@@ -263,7 +264,7 @@ impl Client {
 
 /// The first block of the device, read by the root task with its own
 /// device capability.
-fn superblock(kernel: &Kernel) -> Vec<u8> {
+fn superblock(kernel: &SharedSim) -> Vec<u8> {
     let mut k = kernel.borrow_mut();
     let device = k.root_capability(CapKind::BlockDevice).unwrap();
     let root = k.root_task();
@@ -272,7 +273,7 @@ fn superblock(kernel: &Kernel) -> Vec<u8> {
 
 #[test]
 fn objects_survive_two_storage_restarts_on_the_block_device() {
-    let kernel: Kernel = Rc::new(RefCell::new(SimulatedKernel::new()));
+    let kernel: SharedSim = Rc::new(RefCell::new(SimulatedKernel::new()));
     let mut storage = start_storage(&kernel, *b"first-key-000000");
     let mut client = Client::spawn(&kernel);
     assert!(storage.formatted, "a blank device is formatted");
@@ -398,7 +399,7 @@ fn objects_survive_two_storage_restarts_on_the_block_device() {
 
 #[test]
 fn a_dead_instance_cannot_touch_the_device_through_its_old_capability() {
-    let kernel: Kernel = Rc::new(RefCell::new(SimulatedKernel::new()));
+    let kernel: SharedSim = Rc::new(RefCell::new(SimulatedKernel::new()));
     let mut storage = start_storage(&kernel, [1; 16]);
     let mut client = Client::spawn(&kernel);
     let map = client.create(&mut storage, ObjectKind::Map);
@@ -450,7 +451,7 @@ fn a_dead_instance_cannot_touch_the_device_through_its_old_capability() {
 
 /// A task holding only a copy of the root's device capability with
 /// `rights`, and that capability in its space.
-fn device_holder(kernel: &Kernel, rights: Rights) -> (Task, pandagen_abi::CapHandle) {
+fn device_holder(kernel: &SharedSim, rights: Rights) -> (Task, pandagen_abi::CapHandle) {
     let task = {
         let mut k = kernel.borrow_mut();
         let device = k.root_copy(CapKind::BlockDevice, rights).unwrap();
@@ -472,7 +473,7 @@ fn device_holder(kernel: &Kernel, rights: Rights) -> (Task, pandagen_abi::CapHan
 fn the_block_call_client_refuses_a_request_whole_and_says_why() {
     use pandagen_abi::{BlockDevice, BlockError};
 
-    let kernel: Kernel = Rc::new(RefCell::new(SimulatedKernel::new()));
+    let kernel: SharedSim = Rc::new(RefCell::new(SimulatedKernel::new()));
     let (port, device) = device_holder(&kernel, Rights::READ | Rights::WRITE);
     let mut disk = BlockCallClient::open(port, device).unwrap();
     let (size, blocks) = (disk.block_size() as usize, disk.block_count());

@@ -3,8 +3,8 @@
 //! Policy today (ring 0 only):
 //! - #BP returns (the breakpoint is counted and logged).
 //! - NMI is logged and returns.
-//! - A fault armed through [`fault_probe`] resumes at
-//!   the probe's recovery point.
+//! - In a kernel with the test harness, a fault armed through
+//!   `fault_probe` resumes at the probe's recovery point.
 //! - Anything else is fatal: a full register dump, then
 //!   [`stop_after_fatal_error`](crate::panic::stop_after_fatal_error)
 //!   (QEMU exits with failure in test modes, the CPU halts otherwise).
@@ -13,7 +13,6 @@
 //! task, with `ExitReason::Failure` naming the fault (see
 //! `task::user_fault`); the kernel prints one report line and runs on.
 
-use super::fault_probe;
 use super::idt::vector;
 use super::trap::TrapFrame;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -71,11 +70,13 @@ pub fn name(vector: u8) -> &'static str {
 }
 
 /// How many breakpoints have been taken.
+#[cfg(feature = "test-harness")]
 pub fn breakpoints() -> u64 {
     BREAKPOINTS.load(Ordering::Relaxed)
 }
 
 /// The GS base in effect while the last ring-0 breakpoint was handled.
+#[cfg(feature = "test-harness")]
 pub fn last_breakpoint_gs_base() -> u64 {
     BREAKPOINT_GS_BASE.load(Ordering::Relaxed)
 }
@@ -95,7 +96,8 @@ pub(super) fn handle(frame: &mut TrapFrame) {
         }
         vector::NMI => log::warn!("NMI at {:#x}", frame.rip),
         _ => {
-            if fault_probe::try_recover(frame) {
+            #[cfg(feature = "test-harness")]
+            if super::fault_probe::try_recover(frame) {
                 return;
             }
             report(frame);

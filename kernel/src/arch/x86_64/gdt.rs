@@ -120,6 +120,7 @@ pub fn init() {
 }
 
 /// The segment selectors (after [`init`]).
+#[cfg(feature = "test-harness")]
 pub fn selectors() -> Selectors {
     GDT.get().expect("GDT not initialised").1
 }

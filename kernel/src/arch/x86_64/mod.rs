@@ -32,14 +32,16 @@
 //!   only that task.
 //! - **User memory**: the kernel never dereferences user pointers: it
 //!   copies through the task's page tables and the physical-memory window
-//!   (`usermem`), so SMAP stays armed. [`protection::with_user_access`] and
-//!   [`fault_probe`] remain for the ring-0 self-tests.
+//!   (`usermem`), so SMAP stays armed. `protection::with_user_access` and
+//!   `fault_probe` remain for the ring-0 self-tests (feature
+//!   `test-harness`).
 //! - **Address spaces**: `mem::paging::new_user_space` gives an empty user
 //!   half sharing the kernel half; `switch_to` loads it; `AddressSpace::destroy`
 //!   frees its tables. User programs link in the lower half (below
 //!   `0x0000_8000_0000_0000`); nothing of the kernel is mapped there.
 
 pub mod exceptions;
+#[cfg(feature = "test-harness")]
 pub mod fault_probe;
 pub mod gdt;
 pub mod idt;

@@ -57,7 +57,8 @@ pub fn smap_enabled() -> bool {
 /// Runs `f` with ring-0 access to user pages allowed (STAC/CLAC when SMAP
 /// is on). Keep `f` to the copy itself: every user access outside such a
 /// window faults, which is what catches kernel bugs that follow user
-/// pointers.
+/// pointers. Only the ring-0 self-tests touch user pages from ring 0.
+#[cfg(feature = "test-harness")]
 pub fn with_user_access<R>(f: impl FnOnce() -> R) -> R {
     let smap = smap_enabled();
     if smap {

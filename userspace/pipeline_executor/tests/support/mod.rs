@@ -391,10 +391,6 @@ impl KernelApi for FakeKernel {
             .ok_or(KernelError::ServiceNotFound(service))
     }
 
-    fn delegate_capability(&mut self, _: Cap<()>, _: TaskId) -> Result<(), KernelError> {
-        Err(KernelError::InsufficientAuthority)
-    }
-
     fn drop_capability(&mut self, capability: Cap<()>) -> Result<(), KernelError> {
         let e = self.entry(capability.handle())?;
         self.caps.remove(&capability.handle().as_raw());
@@ -429,27 +425,6 @@ impl KernelApi for FakeKernel {
             e.channel,
             e.rights.attenuate(rights),
         )))
-    }
-
-    /// This fake models channels only: like `spawn_task` and
-    /// `grant_capability` here, minting is refused (pipelines never mint).
-    fn mint_object_capability(
-        &mut self,
-        _: ServiceId,
-        _: u64,
-        _: Rights,
-    ) -> Result<Cap<pandagen_abi::cap::kinds::StorageObject>, KernelError> {
-        Err(KernelError::InsufficientAuthority)
-    }
-
-    /// No object capability exists in this fake, so any handle is invalid.
-    fn send_to_object(
-        &mut self,
-        _: &Cap<pandagen_abi::cap::kinds::StorageObject>,
-        _: MessageEnvelope,
-        _: Vec<Cap<()>>,
-    ) -> Result<(), KernelError> {
-        Err(KernelError::InvalidCapability)
     }
 }
 
