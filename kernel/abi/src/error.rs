@@ -6,6 +6,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::cap::{CapKind, Rights};
+pub use crate::device::DeviceError;
 use crate::envelope::EnvelopeError;
 use crate::ids::{ServiceId, TaskId};
 
@@ -43,6 +44,8 @@ pub enum KernelError {
     Envelope(EnvelopeError),
     /// A block-device request was refused (see [`BlockError`]).
     Block(BlockError),
+    /// A device request was refused (see [`DeviceError`]).
+    Device(DeviceError),
 }
 
 /// Why a block-device request failed: the one error of every
@@ -230,6 +233,7 @@ impl fmt::Display for KernelError {
             KernelError::Syscall(e) => write!(f, "bad system call: {e:?}"),
             KernelError::Envelope(e) => write!(f, "message error: {e}"),
             KernelError::Block(e) => write!(f, "block device: {e:?}"),
+            KernelError::Device(e) => write!(f, "device: {e}"),
         }
     }
 }

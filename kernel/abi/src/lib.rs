@@ -13,6 +13,7 @@
 //! * [`identity`] — execution identity, trust domains and exit notifications;
 //! * [`api`] — the [`KernelApi`] trait both kernels implement;
 //! * [`block`] — [`BlockDevice`], the one interface of a block device;
+//! * [`device`] — device capabilities: ports, device memory, interrupts, DMA;
 //! * [`memory`] — the page size and the end of the user half;
 //! * [`text`] — cutting text to a bound on a character boundary.
 //!
@@ -25,6 +26,7 @@ extern crate alloc;
 pub mod api;
 pub mod block;
 pub mod cap;
+pub mod device;
 pub mod envelope;
 pub mod error;
 pub mod identity;

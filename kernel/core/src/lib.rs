@@ -101,8 +101,8 @@ pub use cap_table::{
 };
 pub use channel::{ChannelRef, Delivered};
 pub use kernel_core::{
-    exit_notification_bytes, CoreConfig, InvariantViolation, KernelCore, Offer, ParkedMessage,
-    RecvOutcome, Sent, SpawnArgs, Spawned, Switched, TaskInfo, EXIT_NOTIFICATION_SCHEMA,
+    exit_notification_bytes, CoreConfig, Devices, InterruptOutcome, InvariantViolation, KernelCore,
+    Offer, ParkedMessage, DEVICE_RIGHTS, INTERRUPT_SCHEMA, ROOT_DEVICE_CAPS, RecvOutcome, Sent, SpawnArgs, Spawned, Switched, TaskInfo, EXIT_NOTIFICATION_SCHEMA,
     KERNEL_SERVICE,
 };
 pub use registry::Registration;
