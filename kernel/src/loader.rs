@@ -99,6 +99,7 @@ fn segments(image: &[u8]) -> Result<(u64, alloc::vec::Vec<Segment<'_>>), KernelE
                 writable,
                 user: true,
                 executable,
+                uncached: false,
             },
         });
     }

@@ -55,6 +55,28 @@ pub unsafe fn unmask(irq: u8) {
     });
 }
 
+/// Closes IRQ line `irq` (0..16): the controller holds its requests until
+/// it is unmasked. The cascade stays open for the secondary's other lines.
+///
+/// # Safety
+/// Ring 0.
+pub unsafe fn mask(irq: u8) {
+    assert!(irq < IRQ_COUNT, "IRQ {irq} does not exist");
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut pics = PICS.lock();
+        // SAFETY: forwarded to the caller; masks only change which lines fire.
+        unsafe {
+            let [mut primary, mut secondary] = pics.read_masks();
+            if irq < 8 {
+                primary |= 1 << irq;
+            } else {
+                secondary |= 1 << (irq - 8);
+            }
+            pics.write_masks(primary, secondary);
+        }
+    });
+}
+
 /// Whether `vector` is a legacy IRQ vector.
 pub fn is_irq_vector(vector: u8) -> bool {
     (IRQ_BASE..IRQ_BASE + IRQ_COUNT).contains(&vector)

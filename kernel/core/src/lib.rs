@@ -102,8 +102,8 @@ pub use cap_table::{
 pub use channel::{ChannelRef, Delivered};
 pub use kernel_core::{
     exit_notification_bytes, CoreConfig, Devices, InterruptOutcome, InvariantViolation, KernelCore,
-    Offer, ParkedMessage, DEVICE_RIGHTS, INTERRUPT_SCHEMA, ROOT_DEVICE_CAPS, RecvOutcome, Sent, SpawnArgs, Spawned, Switched, TaskInfo, EXIT_NOTIFICATION_SCHEMA,
-    KERNEL_SERVICE,
+    Offer, ParkedMessage, RecvOutcome, Sent, SpawnArgs, Spawned, Switched, TaskInfo, DEVICE_RIGHTS,
+    EXIT_NOTIFICATION_SCHEMA, INTERRUPT_SCHEMA, KERNEL_SERVICE, ROOT_DEVICE_CAPS,
 };
 pub use registry::Registration;
 pub use sched::{BlockedOn, SchedState};

@@ -42,17 +42,40 @@ fn mint(
 #[test]
 fn only_narrower_ranges_of_the_same_kind_are_minted() {
     let (mut k, root, [ports, memory, irqs, dma]) = with_root();
-    let keyboard = mint(&mut k, root, ports, DeviceResource::Ports(PortRange::new(0x60, 0x64))).unwrap();
+    let keyboard = mint(
+        &mut k,
+        root,
+        ports,
+        DeviceResource::Ports(PortRange::new(0x60, 0x64)),
+    )
+    .unwrap();
     assert_eq!(k.inspect(root, keyboard).unwrap().kind(), CapKind::IoPorts);
     // From the narrower one: narrower still, never wider.
-    mint(&mut k, root, keyboard, DeviceResource::Ports(PortRange::new(0x60, 0x60))).unwrap();
+    mint(
+        &mut k,
+        root,
+        keyboard,
+        DeviceResource::Ports(PortRange::new(0x60, 0x60)),
+    )
+    .unwrap();
     assert_eq!(
-        mint(&mut k, root, keyboard, DeviceResource::Ports(PortRange::new(0x60, 0x65))).map(drop),
+        mint(
+            &mut k,
+            root,
+            keyboard,
+            DeviceResource::Ports(PortRange::new(0x60, 0x65))
+        )
+        .map(drop),
         device_error(DeviceError::OutsideGrant)
     );
     // Another kind through a port capability: refused as the wrong kind.
     assert!(matches!(
-        mint(&mut k, root, keyboard, DeviceResource::Interrupts(InterruptLines::one(1))),
+        mint(
+            &mut k,
+            root,
+            keyboard,
+            DeviceResource::Interrupts(InterruptLines::one(1))
+        ),
         Err(KernelError::WrongCapabilityKind {
             expected: CapKind::Interrupt,
             found: CapKind::IoPorts
@@ -66,11 +89,22 @@ fn only_narrower_ranges_of_the_same_kind_are_minted() {
     );
     let bar = mint(&mut k, root, memory, DeviceResource::Memory(BAR)).unwrap();
     assert_eq!(
-        mint(&mut k, root, bar, DeviceResource::Memory(PhysRange::new(BAR.base, BAR.len * 2)))
-            .map(drop),
+        mint(
+            &mut k,
+            root,
+            bar,
+            DeviceResource::Memory(PhysRange::new(BAR.base, BAR.len * 2))
+        )
+        .map(drop),
         device_error(DeviceError::OutsideGrant)
     );
-    mint(&mut k, root, irqs, DeviceResource::Interrupts(InterruptLines::one(8))).unwrap();
+    mint(
+        &mut k,
+        root,
+        irqs,
+        DeviceResource::Interrupts(InterruptLines::one(8)),
+    )
+    .unwrap();
     k.check_invariants().unwrap();
 }
 
@@ -78,18 +112,44 @@ fn only_narrower_ranges_of_the_same_kind_are_minted() {
 fn minting_needs_grant_and_never_adds_rights() {
     let (mut k, root, [ports, ..]) = with_root();
     let read_only = k
-        .mint_device(root, ports, DeviceResource::Ports(PortRange::new(0x70, 0x71)), Rights::READ | Rights::GRANT, T0)
+        .mint_device(
+            root,
+            ports,
+            DeviceResource::Ports(PortRange::new(0x70, 0x71)),
+            Rights::READ | Rights::GRANT,
+            T0,
+        )
         .unwrap();
     let again = k
-        .mint_device(root, read_only, DeviceResource::Ports(PortRange::new(0x70, 0x70)), Rights::ALL, T0)
+        .mint_device(
+            root,
+            read_only,
+            DeviceResource::Ports(PortRange::new(0x70, 0x70)),
+            Rights::ALL,
+            T0,
+        )
         .unwrap();
-    assert_eq!(k.inspect(root, again).unwrap().rights, Rights::READ | Rights::GRANT);
+    assert_eq!(
+        k.inspect(root, again).unwrap().rights,
+        Rights::READ | Rights::GRANT
+    );
     let no_grant = k
-        .mint_device(root, ports, DeviceResource::Ports(PortRange::new(0x70, 0x71)), Rights::READ, T0)
+        .mint_device(
+            root,
+            ports,
+            DeviceResource::Ports(PortRange::new(0x70, 0x71)),
+            Rights::READ,
+            T0,
+        )
         .unwrap();
     let before = invalid_uses(&k);
     assert_eq!(
-        mint(&mut k, root, no_grant, DeviceResource::Ports(PortRange::new(0x70, 0x70))),
+        mint(
+            &mut k,
+            root,
+            no_grant,
+            DeviceResource::Ports(PortRange::new(0x70, 0x70))
+        ),
         Err(KernelError::InsufficientAuthority)
     );
     assert_eq!(invalid_uses(&k), before + 1, "the refusal is audited");
@@ -99,26 +159,62 @@ fn minting_needs_grant_and_never_adds_rights() {
 fn what_the_kernel_keeps_is_never_minted() {
     let (mut k, root, [ports, memory, irqs, _]) = with_root();
     assert_eq!(
-        mint(&mut k, root, memory, DeviceResource::Memory(PhysRange::new(0x10_0000, 0x1000))).map(drop),
-        device_error(DeviceError::NotDeviceMemory { base: 0x10_0000, len: 0x1000 })
+        mint(
+            &mut k,
+            root,
+            memory,
+            DeviceResource::Memory(PhysRange::new(0x10_0000, 0x1000))
+        )
+        .map(drop),
+        device_error(DeviceError::NotDeviceMemory {
+            base: 0x10_0000,
+            len: 0x1000
+        })
     );
     // A range that only touches the framebuffer's last page.
     let straddling = PhysRange::new(FRAMEBUFFER.end() - 0x1000, 0x2000);
     assert_eq!(
         mint(&mut k, root, memory, DeviceResource::Memory(straddling)).map(drop),
-        device_error(DeviceError::NotDeviceMemory { base: straddling.base, len: straddling.len })
+        device_error(DeviceError::NotDeviceMemory {
+            base: straddling.base,
+            len: straddling.len
+        })
     );
-    mint(&mut k, root, memory, DeviceResource::Memory(PhysRange::new(FRAMEBUFFER.end(), 0x1000))).unwrap();
+    mint(
+        &mut k,
+        root,
+        memory,
+        DeviceResource::Memory(PhysRange::new(FRAMEBUFFER.end(), 0x1000)),
+    )
+    .unwrap();
     assert_eq!(
-        mint(&mut k, root, ports, DeviceResource::Ports(PortRange::new(0x3f0, 0x3ff))).map(drop),
+        mint(
+            &mut k,
+            root,
+            ports,
+            DeviceResource::Ports(PortRange::new(0x3f0, 0x3ff))
+        )
+        .map(drop),
         device_error(DeviceError::KernelPort { port: 0x3f8 })
     );
     assert_eq!(
-        mint(&mut k, root, irqs, DeviceResource::Interrupts(InterruptLines::one(0))).map(drop),
+        mint(
+            &mut k,
+            root,
+            irqs,
+            DeviceResource::Interrupts(InterruptLines::one(0))
+        )
+        .map(drop),
         device_error(DeviceError::KernelInterrupt { line: 0 })
     );
     assert_eq!(
-        mint(&mut k, root, memory, DeviceResource::Memory(PhysRange::new(BAR.base + 1, 0x1000))).map(drop),
+        mint(
+            &mut k,
+            root,
+            memory,
+            DeviceResource::Memory(PhysRange::new(BAR.base + 1, 0x1000))
+        )
+        .map(drop),
         device_error(DeviceError::OutsideGrant)
     );
 }
@@ -127,14 +223,29 @@ fn what_the_kernel_keeps_is_never_minted() {
 fn port_access_is_checked_per_port_width_and_right() {
     let (mut k, root, [ports, ..]) = with_root();
     let rtc = k
-        .mint_device(root, ports, DeviceResource::Ports(PortRange::new(0x70, 0x71)), Rights::READ | Rights::WRITE, T0)
+        .mint_device(
+            root,
+            ports,
+            DeviceResource::Ports(PortRange::new(0x70, 0x71)),
+            Rights::READ | Rights::WRITE,
+            T0,
+        )
         .unwrap();
     k.check_port_access(root, rtc, 0x70, 1, true, T0).unwrap();
     k.check_port_access(root, rtc, 0x71, 1, false, T0).unwrap();
     k.check_port_access(root, rtc, 0x70, 2, false, T0).unwrap();
-    assert_eq!(k.check_port_access(root, rtc, 0x71, 2, false, T0), device_error(DeviceError::OutsideGrant));
-    assert_eq!(k.check_port_access(root, rtc, 0x72, 1, false, T0), device_error(DeviceError::OutsideGrant));
-    assert_eq!(k.check_port_access(root, rtc, 0x70, 3, false, T0), device_error(DeviceError::BadWidth { width: 3 }));
+    assert_eq!(
+        k.check_port_access(root, rtc, 0x71, 2, false, T0),
+        device_error(DeviceError::OutsideGrant)
+    );
+    assert_eq!(
+        k.check_port_access(root, rtc, 0x72, 1, false, T0),
+        device_error(DeviceError::OutsideGrant)
+    );
+    assert_eq!(
+        k.check_port_access(root, rtc, 0x70, 3, false, T0),
+        device_error(DeviceError::BadWidth { width: 3 })
+    );
     let read_only = k.clone_cap(root, rtc, Rights::READ, T0);
     // Cloning needs GRANT, which this capability lacks.
     assert_eq!(read_only, Err(KernelError::InsufficientAuthority));
@@ -146,7 +257,10 @@ fn port_access_is_checked_per_port_width_and_right() {
     let channel = k.create_channel(root, T0).unwrap();
     assert!(matches!(
         k.check_port_access(root, channel, 0x70, 1, false, T0),
-        Err(KernelError::WrongCapabilityKind { expected: CapKind::IoPorts, found: CapKind::Channel })
+        Err(KernelError::WrongCapabilityKind {
+            expected: CapKind::IoPorts,
+            found: CapKind::Channel
+        })
     ));
 }
 
@@ -155,20 +269,39 @@ fn device_memory_outside_the_grant_or_in_ram_is_refused() {
     let (mut k, root, [_, memory, ..]) = with_root();
     let bar = mint(&mut k, root, memory, DeviceResource::Memory(BAR)).unwrap();
     k.check_device_mapping(root, bar, BAR, true, T0).unwrap();
-    k.check_device_mapping(root, bar, PhysRange::new(BAR.base + 0x1000, 0x1000), false, T0).unwrap();
+    k.check_device_mapping(
+        root,
+        bar,
+        PhysRange::new(BAR.base + 0x1000, 0x1000),
+        false,
+        T0,
+    )
+    .unwrap();
     assert_eq!(
-        k.check_device_mapping(root, bar, PhysRange::new(BAR.base, BAR.len + 0x1000), false, T0),
+        k.check_device_mapping(
+            root,
+            bar,
+            PhysRange::new(BAR.base, BAR.len + 0x1000),
+            false,
+            T0
+        ),
         device_error(DeviceError::OutsideGrant)
     );
     // The root's capability names all of physical memory, but RAM is
     // still refused at use.
     assert_eq!(
         k.check_device_mapping(root, memory, PhysRange::new(0x20_0000, 0x1000), true, T0),
-        device_error(DeviceError::NotDeviceMemory { base: 0x20_0000, len: 0x1000 })
+        device_error(DeviceError::NotDeviceMemory {
+            base: 0x20_0000,
+            len: 0x1000
+        })
     );
     assert_eq!(
         k.check_device_mapping(root, memory, FRAMEBUFFER, true, T0),
-        device_error(DeviceError::NotDeviceMemory { base: FRAMEBUFFER.base, len: FRAMEBUFFER.len })
+        device_error(DeviceError::NotDeviceMemory {
+            base: FRAMEBUFFER.base,
+            len: FRAMEBUFFER.len
+        })
     );
 }
 
@@ -189,9 +322,17 @@ fn a_line_binds_once_and_fires_coalesce_until_acknowledged() {
     let (mut k, root, [_, _, irqs, _]) = with_root();
     let driver = spawn(&mut k, "driver");
     authorise(&mut k, root, driver);
-    let keyboard = mint(&mut k, root, irqs, DeviceResource::Interrupts(InterruptLines::one(1))).unwrap();
+    let keyboard = mint(
+        &mut k,
+        root,
+        irqs,
+        DeviceResource::Interrupts(InterruptLines::one(1)),
+    )
+    .unwrap();
     k.grant(root, keyboard, driver, T0).unwrap();
-    let held = k.find_cap(driver, CapKind::Interrupt, Rights::RECEIVE).unwrap();
+    let held = k
+        .find_cap(driver, CapKind::Interrupt, Rights::RECEIVE)
+        .unwrap();
     let channel = k.create_channel(driver, T0).unwrap();
     assert_eq!(k.interrupt_fired(1), InterruptOutcome::Unbound);
     k.bind_interrupt(driver, held, 1, channel, T0).unwrap();
@@ -206,7 +347,10 @@ fn a_line_binds_once_and_fires_coalesce_until_acknowledged() {
         device_error(DeviceError::AlreadyBound { line: 1 })
     );
     // Lines outside the capability.
-    assert_eq!(k.bind_interrupt(driver, held, 8, channel, T0), device_error(DeviceError::OutsideGrant));
+    assert_eq!(
+        k.bind_interrupt(driver, held, 8, channel, T0),
+        device_error(DeviceError::OutsideGrant)
+    );
     // A storm: one notification, the rest counted.
     assert_eq!(k.interrupt_fired(1), InterruptOutcome::Notified);
     for _ in 0..10_000 {
@@ -234,7 +378,11 @@ fn a_line_never_acknowledged_leaves_other_lines_working_and_the_queue_bounded() 
     assert_eq!(k.interrupt_fired(1), InterruptOutcome::Notified);
     for round in 0..100u32 {
         assert_eq!(k.interrupt_fired(1), InterruptOutcome::Coalesced);
-        assert_eq!(k.interrupt_fired(8), InterruptOutcome::Notified, "round {round}");
+        assert_eq!(
+            k.interrupt_fired(8),
+            InterruptOutcome::Notified,
+            "round {round}"
+        );
         assert_eq!(notifications(&mut k, root, live), vec![8]);
         assert_eq!(k.acknowledge_interrupt(root, irqs, 8, T0), Ok(0));
     }
@@ -256,7 +404,10 @@ fn the_notification_fits_even_a_full_queue() {
     .encode()
     .unwrap();
     k.send(root, channel, envelope.clone(), &[], T0).unwrap();
-    assert!(k.send(root, channel, envelope.clone(), &[], T0).is_err(), "the queue is full");
+    assert!(
+        k.send(root, channel, envelope.clone(), &[], T0).is_err(),
+        "the queue is full"
+    );
     assert_eq!(k.interrupt_fired(8), InterruptOutcome::Notified);
 }
 
@@ -265,12 +416,22 @@ fn a_dead_holder_frees_its_lines_and_its_dma_charge() {
     let (mut k, root, [_, _, irqs, dma]) = with_root();
     let driver = spawn(&mut k, "driver");
     authorise(&mut k, root, driver);
-    let line = mint(&mut k, root, irqs, DeviceResource::Interrupts(InterruptLines::one(8))).unwrap();
+    let line = mint(
+        &mut k,
+        root,
+        irqs,
+        DeviceResource::Interrupts(InterruptLines::one(8)),
+    )
+    .unwrap();
     let allowance = mint(&mut k, root, dma, DeviceResource::Dma { bytes: 0x10000 }).unwrap();
     k.grant(root, line, driver, T0).unwrap();
     k.grant(root, allowance, driver, T0).unwrap();
-    let line = k.find_cap(driver, CapKind::Interrupt, Rights::RECEIVE).unwrap();
-    let allowance = k.find_cap(driver, CapKind::DmaMemory, Rights::WRITE).unwrap();
+    let line = k
+        .find_cap(driver, CapKind::Interrupt, Rights::RECEIVE)
+        .unwrap();
+    let allowance = k
+        .find_cap(driver, CapKind::DmaMemory, Rights::WRITE)
+        .unwrap();
     let channel = k.create_channel(driver, T0).unwrap();
     k.bind_interrupt(driver, line, 8, channel, T0).unwrap();
     k.charge_dma(driver, allowance, 0x8000, T0).unwrap();
@@ -306,15 +467,24 @@ fn dma_is_charged_against_the_allowance() {
     k.charge_dma(root, allowance, 0x8000, T0).unwrap();
     assert_eq!(
         k.charge_dma(root, allowance, 0x1000, T0),
-        device_error(DeviceError::DmaAllowance { held: 0x10000, allowed: 0x10000 })
+        device_error(DeviceError::DmaAllowance {
+            held: 0x10000,
+            allowed: 0x10000
+        })
     );
-    assert_eq!(k.charge_dma(root, allowance, 0x800, T0), device_error(DeviceError::OutsideGrant));
+    assert_eq!(
+        k.charge_dma(root, allowance, 0x800, T0),
+        device_error(DeviceError::OutsideGrant)
+    );
     k.uncharge_dma(root, 0x8000);
     k.charge_dma(root, allowance, 0x1000, T0).unwrap();
     assert_eq!(k.dma_held(root), 0x9000);
     let ports = k.find_cap(root, CapKind::IoPorts, Rights::GRANT).unwrap();
     assert!(matches!(
         k.charge_dma(root, ports, 0x1000, T0),
-        Err(KernelError::WrongCapabilityKind { expected: CapKind::DmaMemory, found: CapKind::IoPorts })
+        Err(KernelError::WrongCapabilityKind {
+            expected: CapKind::DmaMemory,
+            found: CapKind::IoPorts
+        })
     ));
 }

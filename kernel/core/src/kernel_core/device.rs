@@ -103,7 +103,10 @@ fn kernel_line_in(lines: &InterruptLines) -> Option<u8> {
 
 fn notification_bytes(line: u8) -> Result<Vec<u8>, KernelError> {
     let payload = MessagePayload::new(&InterruptNotification { line, coalesced: 0 })?;
-    Ok(MessageEnvelope::new(KERNEL_SERVICE, INTERRUPT_ACTION, INTERRUPT_SCHEMA, payload).encode()?)
+    Ok(
+        MessageEnvelope::new(KERNEL_SERVICE, INTERRUPT_ACTION, INTERRUPT_SCHEMA, payload)
+            .encode()?,
+    )
 }
 
 impl KernelCore {
