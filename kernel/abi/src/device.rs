@@ -32,7 +32,7 @@ pub const KERNEL_PORTS: [PortRange; 5] = [
 pub const PHYSICAL_LIMIT: u64 = 1 << 52;
 
 /// An inclusive range of I/O ports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PortRange {
     pub first: u16,
     pub last: u16,
@@ -67,7 +67,7 @@ impl PortRange {
 }
 
 /// A page-aligned range of physical addresses, `[base, base + len)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PhysRange {
     pub base: u64,
     pub len: u64,
@@ -110,7 +110,7 @@ impl PhysRange {
 }
 
 /// An inclusive range of interrupt lines.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct InterruptLines {
     pub first: u8,
     pub last: u8,
@@ -145,7 +145,7 @@ impl InterruptLines {
 
 /// What a device capability designates. Each variant is its own capability
 /// kind ([`DeviceResource::kind`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum DeviceResource {
     /// `in`/`out` on these ports (`READ`: in, `WRITE`: out).
     Ports(PortRange),

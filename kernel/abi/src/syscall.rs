@@ -823,6 +823,11 @@ mod tests {
                 Syscall::Clone,
                 Syscall::RegisterService,
                 Syscall::MintObjectCap,
+                Syscall::MintRegistration,
+                Syscall::MintDevice,
+                Syscall::MapDeviceMemory,
+                Syscall::BindInterrupt,
+                Syscall::AllocateDma,
             ]
         );
         assert_eq!(

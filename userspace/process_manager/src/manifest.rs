@@ -15,7 +15,16 @@
 //! kind = service            # system | service | component; defaults to service
 //! priority = 8              # 0..31; defaults to 8
 //! ready = registered        # registered | spawned; defaults to registered
+//! ports = 0x60-0x64         # device capabilities, for drivers: I/O port ranges,
+//! irq = 1                   #   interrupt lines (each `N` or `N-M`),
+//! device-memory = 0xfe000000+0x4000   # physical ranges (base+length, page-aligned),
+//! dma = 64K                 #   a DMA allowance (bytes; K and M suffixes)
 //! ```
+//!
+//! Each device key is a comma list; every item becomes one capability,
+//! minted at spawn from the process manager's root capability for that
+//! resource (never wider: the kernel refuses), after those of
+//! `capabilities`, in the order `ports`, `device-memory`, `irq`, `dma`.
 //!
 //! Parsing ([`parse`]) checks syntax and resolves names; every failure is a
 //! [`ManifestError`] that names the line or the service. [`parse`] then
@@ -28,6 +37,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use pandagen_abi::api::limits::MAX_TASK_NAME;
+use pandagen_abi::device::{DeviceResource, InterruptLines, PhysRange, PortRange};
 use pandagen_abi::{IdentityKind, Priority, ServiceId, TrustDomain};
 
 use crate::descriptor::{CapabilityName, Readiness, ServiceDescriptor};
@@ -97,7 +107,7 @@ struct Section {
     values: BTreeMap<String, (u32, String)>,
 }
 
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 13] = [
     "id",
     "image",
     "restart",
@@ -107,6 +117,10 @@ const KEYS: [&str; 9] = [
     "kind",
     "priority",
     "ready",
+    "ports",
+    "device-memory",
+    "irq",
+    "dma",
 ];
 
 /// Parse and validate a manifest.
@@ -254,6 +268,14 @@ fn descriptor(
             capabilities.push(capability);
         }
     }
+    for key in ["ports", "device-memory", "irq", "dma"] {
+        if let Some((line, value)) = get(key) {
+            for item in list(value) {
+                let resource = parse_device(key, item).ok_or(bad_value(line, key, item))?;
+                capabilities.push(CapabilityName::Device(resource));
+            }
+        }
+    }
     let mut dependencies = Vec::new();
     if let Some((_, value)) = get("depends") {
         for item in list(value) {
@@ -295,6 +317,62 @@ fn descriptor(
         priority,
         readiness,
     })
+}
+
+/// A number in decimal or `0x` hexadecimal.
+fn parse_number(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+/// `N` or `N-M` (inclusive).
+fn parse_span(text: &str) -> Option<(u64, u64)> {
+    match text.split_once('-') {
+        Some((first, last)) => Some((parse_number(first.trim())?, parse_number(last.trim())?)),
+        None => parse_number(text).map(|n| (n, n)),
+    }
+}
+
+/// One item of a device key; `None` if it does not parse or names an
+/// empty or malformed range (the kernel checks it against the grant).
+fn parse_device(key: &str, item: &str) -> Option<DeviceResource> {
+    let resource = match key {
+        "ports" => {
+            let (first, last) = parse_span(item)?;
+            DeviceResource::Ports(PortRange::new(
+                u16::try_from(first).ok()?,
+                u16::try_from(last).ok()?,
+            ))
+        }
+        "irq" => {
+            let (first, last) = parse_span(item)?;
+            DeviceResource::Interrupts(InterruptLines {
+                first: u8::try_from(first).ok()?,
+                last: u8::try_from(last).ok()?,
+            })
+        }
+        "device-memory" => {
+            let (base, len) = item.split_once('+')?;
+            DeviceResource::Memory(PhysRange::new(
+                parse_number(base.trim())?,
+                parse_number(len.trim())?,
+            ))
+        }
+        "dma" => {
+            let (digits, scale) = match item.as_bytes().last()? {
+                b'K' | b'k' => (&item[..item.len() - 1], 1 << 10),
+                b'M' | b'm' => (&item[..item.len() - 1], 1 << 20),
+                _ => (item, 1),
+            };
+            DeviceResource::Dma {
+                bytes: parse_number(digits)?.checked_mul(scale)?,
+            }
+        }
+        _ => return None,
+    };
+    resource.is_valid().then_some(resource)
 }
 
 fn parse_policy(value: &str) -> Option<RestartPolicy> {
