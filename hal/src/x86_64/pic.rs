@@ -36,23 +36,17 @@ pub unsafe fn init() {
 /// # Safety
 /// Ring 0; the IDT must handle the line's vector.
 pub unsafe fn unmask(irq: u8) {
-    assert!(irq < IRQ_COUNT, "IRQ {irq} does not exist");
-    // The lock is also taken by `end_of_interrupt` in interrupt context, so
-    // hold it only with interrupts off.
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let mut pics = PICS.lock();
-        // SAFETY: forwarded to the caller; masks only change which lines fire.
-        unsafe {
-            let [mut primary, mut secondary] = pics.read_masks();
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        update_masks(irq, |primary, secondary| {
             if irq < 8 {
-                primary &= !(1 << irq);
+                *primary &= !(1 << irq);
             } else {
-                secondary &= !(1 << (irq - 8));
-                primary &= !(1 << 2);
+                *secondary &= !(1 << (irq - 8));
+                *primary &= !(1 << 2);
             }
-            pics.write_masks(primary, secondary);
-        }
-    });
+        })
+    }
 }
 
 /// Closes IRQ line `irq` (0..16): the controller holds its requests until
@@ -61,17 +55,32 @@ pub unsafe fn unmask(irq: u8) {
 /// # Safety
 /// Ring 0.
 pub unsafe fn mask(irq: u8) {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        update_masks(irq, |primary, secondary| {
+            if irq < 8 {
+                *primary |= 1 << irq;
+            } else {
+                *secondary |= 1 << (irq - 8);
+            }
+        })
+    }
+}
+
+/// Read both mask registers, let `change` edit them, write them back.
+///
+/// # Safety
+/// Ring 0.
+unsafe fn update_masks(irq: u8, change: impl FnOnce(&mut u8, &mut u8)) {
     assert!(irq < IRQ_COUNT, "IRQ {irq} does not exist");
+    // The lock is also taken by `end_of_interrupt` in interrupt context, so
+    // hold it only with interrupts off.
     x86_64::instructions::interrupts::without_interrupts(|| {
         let mut pics = PICS.lock();
         // SAFETY: forwarded to the caller; masks only change which lines fire.
         unsafe {
             let [mut primary, mut secondary] = pics.read_masks();
-            if irq < 8 {
-                primary |= 1 << irq;
-            } else {
-                secondary |= 1 << (irq - 8);
-            }
+            change(&mut primary, &mut secondary);
             pics.write_masks(primary, secondary);
         }
     });
