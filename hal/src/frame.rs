@@ -437,7 +437,7 @@ mod tests {
 
     #[test]
     fn contiguous_runs_skip_allocated_frames_and_are_freed_frame_by_frame() {
-        let ranges = vec![PhysRange {
+        let ranges = [PhysRange {
             start: 16 * MIB,
             end: 16 * MIB + 64 * PAGE_SIZE,
         }];

@@ -51,7 +51,8 @@ fn a_driver_gets_exactly_the_ranges_its_section_names() {
 
 #[test]
 fn a_kernel_port_in_the_manifest_fails_the_spawn() {
-    let mut world = World::new("[evil]\nid = 31\nready = spawned\nrestart = never\nports = 0x3f8-0x3ff\n");
+    let mut world =
+        World::new("[evil]\nid = 31\nready = spawned\nrestart = never\nports = 0x3f8-0x3ff\n");
     world.run_for(Duration::from_millis(20));
     assert_ne!(world.info("evil").state, LifecycleState::Running);
     assert!(world.info("evil").task_id.is_none());

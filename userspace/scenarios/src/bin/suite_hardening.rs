@@ -15,8 +15,8 @@ use pandagen_abi::syscall::{
     MAX_BLOCK_TRANSFER, ROOT_CAPABILITIES, STATUS_BAD_RESPONSE_BUFFER, SYSCALL_COUNT,
 };
 use pandagen_abi::{
-    Cap, CapHandle, CapKind, ChannelId, Duration, ExitReason, KernelApi, KernelError, MessageEnvelope,
-    MessagePayload, Rights, SchemaVersion, ServiceId,
+    Cap, CapHandle, CapKind, ChannelId, Duration, ExitReason, KernelApi, KernelError,
+    MessageEnvelope, MessagePayload, Rights, SchemaVersion, ServiceId,
 };
 use pandagen_rt::syscall::raw_syscall;
 use pandagen_rt::{println, Kernel};
