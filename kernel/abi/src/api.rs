@@ -284,10 +284,16 @@ pub trait KernelApi {
         &mut self,
         registry: &Cap<()>,
         service: ServiceId,
-    ) -> Result<Cap<kinds::ServiceRegistration>, KernelError>;
+    ) -> Result<Cap<kinds::ServiceRegistration>, KernelError> {
+        let _ = (registry, service);
+        Err(unsupported(Syscall::MintRegistration))
+    }
     /// The task holding `service`'s registration now (`ServiceNotFound` if
     /// nobody does). Needs no capability.
-    fn service_registrant(&mut self, service: ServiceId) -> Result<TaskId, KernelError>;
+    fn service_registrant(&mut self, service: ServiceId) -> Result<TaskId, KernelError> {
+        let _ = service;
+        Err(unsupported(Syscall::ServiceRegistrant))
+    }
     /// Move `capability` from the caller to `to`; the caller loses it.
     fn delegate_capability(&mut self, capability: Cap<()>, to: TaskId) -> Result<(), KernelError> {
         let _ = (capability, to);
@@ -425,16 +431,6 @@ mod tests {
         fn lookup_service(&mut self, service: ServiceId) -> Result<ChannelId, KernelError> {
             Err(KernelError::ServiceNotFound(service))
         }
-        fn mint_registration_capability(
-            &mut self,
-            _: &Cap<()>,
-            _: ServiceId,
-        ) -> Result<Cap<kinds::ServiceRegistration>, KernelError> {
-            Err(KernelError::InsufficientAuthority)
-        }
-        fn service_registrant(&mut self, service: ServiceId) -> Result<TaskId, KernelError> {
-            Err(KernelError::ServiceNotFound(service))
-        }
         fn drop_capability(&mut self, _: Cap<()>) -> Result<(), KernelError> {
             Ok(())
         }
@@ -471,6 +467,19 @@ mod tests {
         assert_eq!(
             kernel.send_to_object(&object, message, Vec::new()),
             Err(unsupported(Syscall::SendToObject))
+        );
+        assert_eq!(
+            kernel
+                .mint_registration_capability(
+                    &Cap::from_handle(CapHandle::new(6, 0)),
+                    ServiceId::from_raw(1)
+                )
+                .err(),
+            Some(unsupported(Syscall::MintRegistration))
+        );
+        assert_eq!(
+            kernel.service_registrant(ServiceId::from_raw(1)),
+            Err(unsupported(Syscall::ServiceRegistrant))
         );
         let device = CapHandle::new(5, 0);
         assert_eq!(

@@ -204,6 +204,13 @@ syscall_table! {
         /// service has registered now, stamped with the capability's badge and
         /// rights (see [`ReceiveReply::badge`]).
         SendToObject = 25,
+        /// [`MintRegistrationRequest`] → `CapHandle`: a capability of kind
+        /// `ServiceRegistration` naming one service id, with
+        /// `REGISTER | TRANSFER`, minted from the `ServiceRegistry`
+        /// capability (needs `REGISTER | GRANT` on it). This is how the process
+        /// manager gives each service it starts the right to register its own
+        /// id and no other.
+        MintRegistration = 29 [allocates],
         /// [`ServiceRequest`] → `TaskId`: the task that holds the service's
         /// registration now (`ServiceNotFound` if nobody does). Needs no
         /// capability, like a lookup; it lets a supervisor check that the task
@@ -226,13 +233,6 @@ syscall_table! {
         /// service and an opaque badge). Only the task that holds the
         /// service's registration may.
         MintObjectCap = 24 [allocates],
-        /// [`MintRegistrationRequest`] → `CapHandle`: a capability of kind
-        /// `ServiceRegistration` naming one service id, with
-        /// `REGISTER | TRANSFER`, minted from the `ServiceRegistry`
-        /// capability (needs `REGISTER | GRANT` on it). This is how the process
-        /// manager gives each service it starts the right to register its own
-        /// id and no other.
-        MintRegistration = 29 [allocates],
     }
 
     /// The operator's calls: reading the object model, the boot image,

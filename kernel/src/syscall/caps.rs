@@ -1,9 +1,8 @@
 //! Moving, copying and dropping capabilities: `Grant`, `Delegate`, `Drop`,
-//! `Clone`, `MintObjectCap`, `MintRegistration`.
+//! `Clone`, `MintObjectCap`.
 
 use pandagen_abi::syscall::{
-    CapCall, CapRequest, CloneRequest, MintObjectCapRequest, MintRegistrationRequest,
-    TransferRequest,
+    CapCall, CapRequest, CloneRequest, MintObjectCapRequest, TransferRequest,
 };
 use pandagen_abi::KernelError;
 
@@ -16,7 +15,6 @@ pub(super) fn handler(call: CapCall) -> Handler {
         CapCall::Drop => drop_cap,
         CapCall::Clone => clone_cap,
         CapCall::MintObjectCap => mint_object_cap,
-        CapCall::MintRegistration => mint_registration,
     }
 }
 
@@ -60,15 +58,5 @@ fn mint_object_cap(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError
         request.rights,
         cx.now,
     )?;
-    cx.reply(handle)
-}
-
-/// The process manager mints a registration for one service id from the
-/// registry capability (the core checks `REGISTER | GRANT` on it).
-fn mint_registration(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
-    let request: MintRegistrationRequest = decode(request)?;
-    let handle =
-        cx.k.core_mut()
-            .mint_registration(cx.caller, request.registry, request.service, cx.now)?;
     cx.reply(handle)
 }

@@ -4,8 +4,8 @@
 
 use alloc::vec::Vec;
 use pandagen_abi::syscall::{
-    IpcCall, ObjectSendRequest, ReceiveRequest, RegisterRequest, SendReceiveRequest, SendRequest,
-    ServiceRequest,
+    IpcCall, MintRegistrationRequest, ObjectSendRequest, ReceiveRequest, RegisterRequest,
+    SendReceiveRequest, SendRequest, ServiceRequest,
 };
 use pandagen_abi::{CapHandle, Duration, Instant, KernelError};
 use pandagen_core::RecvOutcome;
@@ -22,6 +22,7 @@ pub(super) fn handler(call: IpcCall) -> Handler {
         IpcCall::SendToObject => send_to_object,
         IpcCall::RegisterService => register_service,
         IpcCall::LookupService => lookup_service,
+        IpcCall::MintRegistration => mint_registration,
         IpcCall::ServiceRegistrant => service_registrant,
     }
 }
@@ -90,11 +91,12 @@ fn send_to_object(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError>
     cx.reply(())
 }
 
-/// Uses the caller's first `ServiceRegistry` capability with `REGISTER`.
+/// Uses the caller's capability naming the id (see
+/// `KernelCore::find_registration`).
 fn register_service(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: RegisterRequest = decode(request)?;
     let authority =
-        cx.k.core_mut()
+        cx.k.core()
             .find_registration(cx.caller, request.service)
             .ok_or(KernelError::InsufficientAuthority)?;
     cx.k.core_mut().register_service(
@@ -107,10 +109,19 @@ fn register_service(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelErro
     cx.reply(())
 }
 
-/// Who serves an id now: no capability needed, like a lookup.
+/// A supervisor mints, from its `ServiceRegistry` capability, the right to
+/// register one id, for the service it starts.
+fn mint_registration(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: MintRegistrationRequest = decode(request)?;
+    let handle =
+        cx.k.core_mut()
+            .mint_registration(cx.caller, request.registry, request.service, cx.now)?;
+    cx.reply(handle)
+}
+
 fn service_registrant(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: ServiceRequest = decode(request)?;
-    let task = cx.k.core_mut().service_registrant(request.service)?;
+    let task = cx.k.core().service_registrant(request.service)?;
     cx.reply(task)
 }
 

@@ -316,15 +316,27 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TextScreen<B> {
         }
     }
 
-    /// Moves every line up by one and blanks the last.
+    /// Lines one scroll moves the text up by: a quarter of the screen, so
+    /// a burst of output moves the whole framebuffer once per quarter
+    /// screen instead of once per line (a framebuffer copy is the costly
+    /// part of drawing text, above all under emulation).
+    fn scroll_jump(&self) -> usize {
+        (self.rows / 4).max(1)
+    }
+
+    /// Moves the text up by [`scroll_jump`](Self::scroll_jump) lines, blanks
+    /// the lines that opened at the bottom, and puts the cursor on the
+    /// first of them.
     fn scroll(&mut self) {
+        let jump = self.scroll_jump();
         let line = CELL_HEIGHT * self.format.row_bytes();
         let text_bytes = self.rows * line;
-        self.fb.as_mut().copy_within(line..text_bytes, 0);
-        self.clear_pixels((self.rows - 1) * CELL_HEIGHT, self.rows * CELL_HEIGHT);
-        self.cells.copy_within(self.cols.., 0);
-        let last = (self.rows - 1) * self.cols;
-        self.cells[last..].fill(BLANK);
+        self.fb.as_mut().copy_within(jump * line..text_bytes, 0);
+        self.clear_pixels((self.rows - jump) * CELL_HEIGHT, self.rows * CELL_HEIGHT);
+        self.cells.copy_within(jump * self.cols.., 0);
+        let kept = (self.rows - jump) * self.cols;
+        self.cells[kept..].fill(BLANK);
+        self.row = self.rows - jump;
     }
 
     fn set_cell(&mut self, col: usize, row: usize, cell: Cell) {

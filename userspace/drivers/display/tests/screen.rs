@@ -105,20 +105,28 @@ fn colours_follow_the_pixel_layout() {
 
 #[test]
 fn lines_scroll_up_pixel_for_pixel() {
-    let rows = 3;
+    // Eight rows scroll by a quarter screen: two lines at a time.
+    let rows = 8;
     let mut s = screen(12, rows);
-    for k in 0..=rows {
+    for k in 0..rows {
         s.write_str(&format!("line {k}\n"));
     }
-    // Four lines and a final newline on three rows: lines 2 and 3 remain,
-    // the cursor sits on the empty last row.
-    assert_eq!(s.row_text(0), "line 2");
-    assert_eq!(s.row_text(1), "line 3");
-    assert_eq!(s.row_text(2), "");
-    assert_eq!(s.cursor(), (0, 2));
+    // Eight lines and a final newline on eight rows: the last newline
+    // scrolled by two, leaving lines 2..=7 and the cursor on the first of
+    // the two opened rows.
+    for row in 0..6 {
+        assert_eq!(s.row_text(row), format!("line {}", row + 2));
+    }
+    assert_eq!(
+        (s.row_text(6), s.row_text(7)),
+        (String::new(), String::new())
+    );
+    assert_eq!(s.cursor(), (0, 6));
     // The scrolled pixels equal those of the same text written in place.
     let mut fresh = screen(12, rows);
-    fresh.write_str("line 2\nline 3\n");
+    for k in 2..rows {
+        fresh.write_str(&format!("line {k}\n"));
+    }
     for col in 0..12 {
         for row in 0..rows {
             assert_eq!(
@@ -128,6 +136,13 @@ fn lines_scroll_up_pixel_for_pixel() {
             );
         }
     }
+    // A screen of fewer than four rows scrolls one line at a time.
+    let mut small = screen(12, 3);
+    small.write_str("a\nb\nc\nd");
+    assert_eq!(
+        (small.row_text(0), small.row_text(1), small.row_text(2)),
+        ("b".into(), "c".into(), "d".into())
+    );
 }
 
 #[test]

@@ -374,16 +374,6 @@ impl KernelApi for FakeKernel {
         )))
     }
 
-    fn mint_registration_capability(
-        &mut self,
-        _: &Cap<()>,
-        _: ServiceId,
-    ) -> Result<Cap<pandagen_abi::cap::kinds::ServiceRegistration>, KernelError> {
-        // Pipelines hold no registry: minting is refused, as for a task
-        // without one in the kernel.
-        Err(KernelError::InsufficientAuthority)
-    }
-
     fn service_registrant(&mut self, service: ServiceId) -> Result<TaskId, KernelError> {
         self.services
             .get(&service)
