@@ -2,9 +2,12 @@
 //! the guest TSC counts executed instructions) plus host benchmarks.
 //!
 //! Everything reports through `[BENCH] <name> <value> <unit>` lines, and
-//! all results land in `target/bench/results.json`.
+//! all results land in `target/bench/results.json`. One host figure is
+//! counted rather than timed: the simulator's instructions per message,
+//! under valgrind's callgrind (see [`SIM_MESSAGE_COST`]).
 
-use std::process::Stdio;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::bootcfg::BootConfig;
@@ -46,6 +49,29 @@ const BENCH_PROGRAMS: &[&str] = &["bench", "ipc_echo", "raw_echo"];
 
 const BENCH_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The simulator's instruction count per message: the `sim_message_cost`
+/// example of `pandagen-sim`, run under callgrind counting only its
+/// `send_and_receive` (one send and one receive of a 64-byte envelope,
+/// trace on), once with `MESSAGES.0` and once with `MESSAGES.1` messages.
+/// The difference of the two counts over the difference of the message
+/// counts is the steady-state cost of one message: warm-up and one-time
+/// costs cancel out.
+pub struct CallgrindBench {
+    pub name: &'static str,
+    pub package: &'static str,
+    pub example: &'static str,
+    pub function: &'static str,
+    pub messages: (u64, u64),
+}
+
+pub const SIM_MESSAGE_COST: CallgrindBench = CallgrindBench {
+    name: "sim_send_receive_64b_instructions",
+    package: "pandagen-sim",
+    example: "sim_message_cost",
+    function: "send_and_receive",
+    messages: (10_000, 30_000),
+};
+
 /// One QEMU benchmark run: a bench-mode image whose root program prints
 /// `[BENCH]` lines.
 struct QemuBench {
@@ -83,6 +109,7 @@ pub fn run(layout: &Layout) -> TaskResult<bool> {
         nightly: true,
         qemu: true,
     })?;
+    setup::ensure_valgrind()?;
     let _lock = crate::lock::acquire(layout)?;
     let mut rows = Vec::new();
     let mut ok = true;
@@ -159,12 +186,92 @@ pub fn run(layout: &Layout) -> TaskResult<bool> {
         }));
     }
 
+    println!(
+        "== host benchmark: {} under callgrind ==",
+        SIM_MESSAGE_COST.example
+    );
+    match callgrind(layout, &SIM_MESSAGE_COST) {
+        Ok(bench) => rows.push(Row {
+            source: "host",
+            bench,
+        }),
+        Err(e) => {
+            ok = false;
+            println!("  {}: {e}", SIM_MESSAGE_COST.name);
+        }
+    }
+
     let json_path = layout.bench_dir().join("results.json");
     std::fs::create_dir_all(layout.bench_dir())?;
     std::fs::write(&json_path, to_json(&rows))?;
     print_table(&rows);
     println!("results: {}", json_path.display());
     Ok(ok)
+}
+
+/// Build `cb`'s example in release and count its instructions per message
+/// (see [`CallgrindBench`]).
+fn callgrind(layout: &Layout, cb: &CallgrindBench) -> TaskResult<Bench> {
+    let mut build = cargo();
+    build.current_dir(&layout.root).args([
+        "build",
+        "--release",
+        "-p",
+        cb.package,
+        "--example",
+        cb.example,
+    ]);
+    crate::process::run_checked(&mut build)?;
+    let exe = layout.target().join("release/examples").join(cb.example);
+    let out_dir = layout.bench_dir();
+    std::fs::create_dir_all(&out_dir)?;
+    let (few, many) = cb.messages;
+    let low = collected(&exe, cb, few, &out_dir)?;
+    let high = collected(&exe, cb, many, &out_dir)?;
+    let value = per_message(low, high, cb.messages)
+        .ok_or_else(|| crate::fail!("callgrind counted {low} then {high} instructions"))?;
+    Ok(Bench {
+        name: cb.name.into(),
+        value,
+        unit: "instructions".into(),
+    })
+}
+
+/// The instructions callgrind counted in `cb.function` over a run of
+/// `messages` messages.
+fn collected(exe: &Path, cb: &CallgrindBench, messages: u64, out_dir: &Path) -> TaskResult<u64> {
+    let out_file = out_dir.join(format!("callgrind.{}.{messages}.out", cb.example));
+    let mut cmd = Command::new(setup::VALGRIND_BINARY);
+    cmd.arg("--tool=callgrind")
+        .arg(format!("--toggle-collect=*{}*", cb.function))
+        .arg(format!("--callgrind-out-file={}", out_file.display()))
+        .arg(exe)
+        .arg(messages.to_string())
+        .stdout(Stdio::null());
+    let out = cmd
+        .output()
+        .map_err(|e| crate::fail!("cannot run {}: {e}", display(&cmd)))?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(crate::fail!("{} failed:\n{log}", display(&cmd)));
+    }
+    parse_collected(&log)
+        .ok_or_else(|| crate::fail!("no `Collected :` line from callgrind:\n{log}"))
+}
+
+/// The count in callgrind's `==pid== Collected : N` line.
+fn parse_collected(log: &str) -> Option<u64> {
+    log.lines().find_map(|line| {
+        let (_, count) = line.split_once("Collected :")?;
+        count.trim().replace(',', "").parse().ok()
+    })
+}
+
+/// Instructions per message from the counts of two runs.
+fn per_message(low: u64, high: u64, (few, many): (u64, u64)) -> Option<f64> {
+    let extra = high.checked_sub(low)?;
+    let messages = many.checked_sub(few).filter(|&m| m > 0)?;
+    Some((extra as f64 / messages as f64).round())
 }
 
 fn to_json(rows: &[Row]) -> String {
@@ -255,6 +362,19 @@ mod tests {
             );
             crate::programs::resolve(&all, qb.programs).unwrap();
         }
+    }
+
+    #[test]
+    fn callgrind_counts_become_instructions_per_message() {
+        let log = "==123== Events    : Ir\n==123== Collected : 46147427\n==123==\n";
+        assert_eq!(parse_collected(log), Some(46_147_427));
+        assert_eq!(parse_collected("==1== I   refs: 5\n"), None);
+        assert_eq!(
+            per_message(46_147_427, 87_102_243, (10_000, 20_000)),
+            Some(4_095.0)
+        );
+        assert_eq!(per_message(10, 5, (1, 2)), None);
+        assert_eq!(per_message(5, 10, (2, 2)), None);
     }
 
     #[test]

@@ -5,8 +5,10 @@ mod bootcfg;
 mod build;
 mod cargo_test;
 mod flash;
+mod gdb;
 mod layout;
 mod lock;
+mod mutants;
 mod process;
 mod programs;
 mod qemu;
@@ -46,6 +48,10 @@ commands:
   bench                       kernel benchmarks (release build) under QEMU TCG -icount;
                               results in target/bench/results.json
   clippy                      clippy on the host crates and on the kernel for x86_64-unknown-none
+  mutants [--crate NAME]... [--file GLOB]... [--re REGEX]...
+                              mutation testing (cargo-mutants) of pandagen-core and the storage
+                              journal; prints each score and the surviving mutants, fails below
+                              95%; results in target/mutants/ (about 30 minutes per crate)
   help                        this text
 ";
 
@@ -64,6 +70,9 @@ struct Flags {
     qemu_only: bool,
     device: Option<PathBuf>,
     suites: Vec<String>,
+    crates: Vec<String>,
+    files: Vec<String>,
+    regexes: Vec<String>,
 }
 
 fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
@@ -91,6 +100,9 @@ fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
             "--qemu-only" => flags.qemu_only = true,
             "--device" => flags.device = Some(PathBuf::from(value()?)),
             "--suite" => flags.suites.push(value()?),
+            "--crate" => flags.crates.push(value()?),
+            "--file" => flags.files.push(value()?),
+            "--re" => flags.regexes.push(value()?),
             _ => unreachable!("checked against `allowed`"),
         }
     }
@@ -140,6 +152,16 @@ fn main() -> ExitCode {
         .and_then(|f| flash(&layout, &f)),
         "bench" => parse_flags(rest, &[]).and_then(|_| bench::run(&layout)),
         "clippy" => parse_flags(rest, &[]).and_then(|_| clippy(&layout)),
+        "mutants" => parse_flags(rest, &["--crate", "--file", "--re"]).and_then(|f| {
+            mutants::run(
+                &layout,
+                &mutants::Options {
+                    only: f.crates,
+                    files: f.files,
+                    only_matching: f.regexes,
+                },
+            )
+        }),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(true)
@@ -158,7 +180,13 @@ fn main() -> ExitCode {
 
 /// Builds the system images (`mode=system`, every ring-3 program) and
 /// returns `[bios, uefi]`.
-fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<Vec<PathBuf>> {
+/// The system's disk images (BIOS, UEFI) and the ring-3 programs in them.
+struct SystemImages {
+    images: Vec<PathBuf>,
+    programs: Vec<String>,
+}
+
+fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<SystemImages> {
     let kernel = build::kernel(layout, profile, KernelKind::System)?;
     let manifest = layout.root.join(programs::SYSTEM_MANIFEST);
     let manifest_text = std::fs::read_to_string(&manifest)
@@ -172,10 +200,10 @@ fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<Vec<Path
             missing.join(", ")
         );
     }
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let spec = ImageSpec {
         boot_cfg: BootConfig::mode(BootMode::System),
-        programs: &names,
+        programs: &name_refs,
         manifest: Some(&manifest),
     };
     let images = vec![
@@ -193,7 +221,10 @@ fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<Vec<Path
             (Firmware::Uefi, images[1].clone()),
         ],
     )?;
-    Ok(images)
+    Ok(SystemImages {
+        images,
+        programs: names,
+    })
 }
 
 fn image(layout: &Layout, f: &Flags) -> TaskResult<()> {
@@ -202,7 +233,7 @@ fn image(layout: &Layout, f: &Flags) -> TaskResult<()> {
         qemu: false,
     })?;
     let _lock = lock::acquire(layout)?;
-    let images = build_system_images(layout, Profile::from_release_flag(f.release))?;
+    let images = build_system_images(layout, Profile::from_release_flag(f.release))?.images;
     println!("BIOS image: {}", images[0].display());
     println!("UEFI image: {}", images[1].display());
     Ok(())
@@ -216,7 +247,7 @@ fn run(layout: &Layout, f: &Flags) -> TaskResult<bool> {
     let profile = Profile::from_release_flag(f.release);
     // Locked while building only: a long interactive session must not
     // block `cargo xtask test` in another terminal (tests use other images).
-    let images = {
+    let SystemImages { images, programs } = {
         let _lock = lock::acquire(layout)?;
         build_system_images(layout, profile)?
     };
@@ -247,14 +278,8 @@ fn run(layout: &Layout, f: &Flags) -> TaskResult<bool> {
         firmware.name()
     );
     if f.gdb {
-        println!(
-            "QEMU is waiting for a debugger on tcp::1234. In another terminal:\n    \
-             gdb {elf} -ex 'target remote :1234'\n\
-             then `continue` to boot. The bootloader relocates a position-independent kernel;\n\
-             if breakpoints do not hit, load the symbols at the `virtual_address_offset` it\n\
-             logs on serial: `symbol-file -o <offset> {elf}`.",
-            elf = layout.kernel_elf(profile, KernelKind::System).display()
-        );
+        let script = gdb::write_script(layout, profile, &programs)?;
+        println!("{}", gdb::instructions(layout, profile, &script, &programs));
     }
     // Ctrl-C reaches QEMU (same process group) and stops it; xtask outlives
     // it to report how it ended. A handler, unlike SIG_IGN, is reset to the
@@ -315,7 +340,7 @@ fn flash(layout: &Layout, f: &Flags) -> TaskResult<bool> {
         qemu: false,
     })?;
     let _lock = lock::acquire(layout)?;
-    let images = build_system_images(layout, Profile::from_release_flag(f.release))?;
+    let images = build_system_images(layout, Profile::from_release_flag(f.release))?.images;
     let image = if f.bios { &images[0] } else { &images[1] };
     let len = std::fs::metadata(image)?.len();
     let target = flash::validate(device, f.allow_file, image, len)

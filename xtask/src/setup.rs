@@ -2,9 +2,9 @@
 //! prints what it installs, and stays quiet when everything is present.
 //!
 //! Rust pieces (the bare-metal target, the pinned nightly) are installed
-//! through rustup everywhere. QEMU and OVMF come from the system package
-//! manager, which xtask drives only as root on Debian/Ubuntu; elsewhere it
-//! stops and prints the exact command to run.
+//! through rustup everywhere. QEMU and OVMF (and valgrind, for `bench`)
+//! come from the system package manager, which xtask drives only as root on
+//! Debian/Ubuntu; elsewhere it stops and prints the exact command to run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +25,7 @@ const OVMF_CANDIDATES: &[&str] = &[
 ];
 
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+pub const VALGRIND_BINARY: &str = "valgrind";
 
 /// What the host needs for a given task.
 #[derive(Clone, Copy, Debug, Default)]
@@ -147,20 +148,12 @@ fn ensure_qemu_and_ovmf() -> TaskResult<()> {
         (false, true) => "QEMU is",
         _ => "OVMF (UEFI firmware for QEMU) is",
     };
-    let os = read_os_release();
-    let platform = Platform::detect(&os);
+    let platform = Platform::detect(&read_os_release());
     if platform == Platform::Debian && is_root() {
-        println!("xtask: {missing} missing; installing qemu-system-x86 and ovmf with apt-get");
-        run_checked(Command::new("apt-get").arg("update"))?;
-        run_checked(
-            Command::new("apt-get")
-                .args(["install", "-y", "qemu-system-x86", "ovmf"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+        apt_install(missing, &["qemu-system-x86", "ovmf"])?;
         if !qemu_present() || find_ovmf().is_none() {
             return Err(fail!("apt-get finished but QEMU or OVMF is still missing"));
         }
-        println!("xtask: installed qemu-system-x86 and ovmf");
         return Ok(());
     }
     Err(fail!(
@@ -168,6 +161,46 @@ fn ensure_qemu_and_ovmf() -> TaskResult<()> {
         platform.install_command(),
         "then run the command again (set PANDAGEN_OVMF=/path/to/OVMF.fd if your OVMF lives elsewhere)."
     ))
+}
+
+fn valgrind_present() -> bool {
+    probe(Command::new(VALGRIND_BINARY).arg("--version")).is_some()
+}
+
+/// valgrind, whose callgrind tool counts the simulator's instructions for
+/// `cargo xtask bench`: installed from Debian's `valgrind` package like
+/// QEMU, or named with the command to install it.
+pub fn ensure_valgrind() -> TaskResult<()> {
+    if valgrind_present() {
+        return Ok(());
+    }
+    let platform = Platform::detect(&read_os_release());
+    if platform == Platform::Debian && is_root() {
+        apt_install("valgrind is", &["valgrind"])?;
+        if !valgrind_present() {
+            return Err(fail!("apt-get finished but valgrind is still missing"));
+        }
+        return Ok(());
+    }
+    Err(fail!(
+        "valgrind is missing. Install with:\n    {}\nthen run the command again.",
+        platform.valgrind_install_command()
+    ))
+}
+
+/// Install Debian `packages` with apt-get (as root), saying why.
+fn apt_install(missing: &str, packages: &[&str]) -> TaskResult<()> {
+    let names = packages.join(" and ");
+    println!("xtask: {missing} missing; installing {names} with apt-get");
+    run_checked(Command::new("apt-get").arg("update"))?;
+    run_checked(
+        Command::new("apt-get")
+            .args(["install", "-y"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    println!("xtask: installed {names}");
+    Ok(())
 }
 
 /// Host platforms with a known QEMU/OVMF install command.
@@ -227,6 +260,24 @@ impl Platform {
     }
 }
 
+impl Platform {
+    pub fn valgrind_install_command(self) -> &'static str {
+        match self {
+            Platform::Debian => "sudo apt-get update && sudo apt-get install -y valgrind",
+            Platform::Fedora => "sudo dnf install -y valgrind",
+            Platform::Arch => "sudo pacman -S --needed valgrind",
+            Platform::Suse => "sudo zypper install -y valgrind",
+            Platform::MacOs => {
+                "valgrind does not run on current macOS; run `cargo xtask bench` on Linux"
+            }
+            Platform::Other => {
+                "install valgrind with your package manager \
+                 (Debian/Ubuntu: apt-get install valgrind)"
+            }
+        }
+    }
+}
+
 fn read_os_release() -> String {
     std::fs::read_to_string(Path::new("/etc/os-release")).unwrap_or_default()
 }
@@ -265,6 +316,7 @@ mod tests {
             Platform::Other,
         ] {
             assert!(p.install_command().contains("qemu"), "{p:?}");
+            assert!(p.valgrind_install_command().contains("valgrind"), "{p:?}");
         }
     }
 }

@@ -113,13 +113,7 @@ pub const SUITES: &[Suite] = &[
         Firmware::Bios,
         BootConfig::mode(BootMode::System),
     )
-    .programs(&[
-        "process_manager",
-        "storage",
-        "transformer",
-        "pipeline_executor",
-        "console",
-    ])
+    .programs(SYSTEM_PROGRAMS)
     .manifest(crate::programs::SYSTEM_MANIFEST)
     .timeout(300)
     .input(CONSOLE_SCRIPT)
@@ -131,13 +125,7 @@ pub const SUITES: &[Suite] = &[
         Firmware::Bios,
         BootConfig::mode(BootMode::System),
     )
-    .programs(&[
-        "process_manager",
-        "storage",
-        "transformer",
-        "pipeline_executor",
-        "console",
-    ])
+    .programs(SYSTEM_PROGRAMS)
     .manifest(crate::programs::SYSTEM_MANIFEST)
     .timeout(300)
     .input(&[SerialStep {
@@ -278,8 +266,8 @@ const ADVERSARY_MANIFEST: &str = "userspace/process_manager/manifests/suite-adve
 
 /// The boot log of `mode=system`, in order: the start order computed from
 /// `system.manifest`, each service started only after what it depends on
-/// (storage and transformer before the pipeline executor, which comes
-/// before the console), and every service running. (The console's own
+/// (storage and both transformers before the pipeline executor, which
+/// comes before the console), and every service running. (The console's own
 /// ready line may come before or after the last of these: it runs as soon
 /// as it is spawned.)
 const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
@@ -290,9 +278,13 @@ const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
     ),
     (
         "system/order_3",
-        "process-manager: start order 3: pipeline-executor",
+        "process-manager: start order 3: flaky-transformer",
     ),
-    ("system/order_4", "process-manager: start order 4: console"),
+    (
+        "system/order_4",
+        "process-manager: start order 4: pipeline-executor",
+    ),
+    ("system/order_5", "process-manager: start order 5: console"),
     ("system/storage_starts", "storage: stopped -> starting"),
     (
         "system/transformer_starts",
@@ -307,15 +299,17 @@ const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
         "pipeline-executor: starting -> running",
     ),
     ("system/console_starts", "console: stopped -> starting"),
-    ("system/all_running", "4 of 4 services running"),
+    ("system/all_running", "5 of 5 services running"),
     ("system/shutdown", "shutting down"),
 ];
 
-/// The programs of the system image.
+/// The programs of the system image: the root and every image
+/// system.manifest names (a test below keeps the two in step).
 const SYSTEM_PROGRAMS: &[&str] = &[
     "process_manager",
     "storage",
     "transformer",
+    "flaky_transformer",
     "pipeline_executor",
     "console",
 ];
@@ -342,7 +336,7 @@ const DISPLAY_SCREEN: ScreenCheck = ScreenCheck {
 const DISPLAY_EXPECT: &[(&str, &str)] = &[
     ("display/banner_on_screen", " display  : "),
     ("display/help", "commands:"),
-    ("display/ps", "services (4):"),
+    ("display/ps", "services (5):"),
     ("display/shutdown", "shutting down"),
 ];
 
@@ -361,7 +355,12 @@ const CONSOLE_SCRIPT: &[SerialStep] = &[SerialStep {
            store log append first entry\r\
            store log read\r\
            store versions\r\
+           pipeline list\r\
            pipeline run happy\r\
+           pipeline run failure\r\
+           pipeline run retry\r\
+           pipeline run missing\r\
+           pipeline run retry\r\
            stop transformer\r\
            start transformer\r\
            restart storage\r\
@@ -381,7 +380,7 @@ const CONSOLE_EXPECT: &[(&str, &str)] = &[
     ("console/system_ready", "system ready in "),
     ("console/help", "commands:"),
     ("console/ps_tasks", "tasks ("),
-    ("console/ps_services", "services (4):"),
+    ("console/ps_services", "services (5):"),
     ("console/caps", "capabilities of task"),
     ("console/caps_serial", "serial-input"),
     // The process manager's control capability, from the manifest's
@@ -394,11 +393,49 @@ const CONSOLE_EXPECT: &[(&str, &str)] = &[
     ("console/store_log_append", "appended log record #0"),
     ("console/store_log_read", "  #0 first entry"),
     ("console/store_versions", "map versions ("),
+    // Every demo `pipeline list` shows, and the retry demo a second time
+    // (its flaky stage fails the first two attempts of every run).
+    (
+        "console/pipeline_list",
+        "demo pipelines: happy_path, failure_path, retry_path, missing_capability",
+    ),
     (
         "console/pipeline_run",
         "pipeline happy_path (blob_pipeline): Success",
     ),
     ("console/pipeline_outcome", "outcome: as the demo expects"),
+    (
+        "console/pipeline_failure_run",
+        "pipeline failure_path (unlent_handle): Failed",
+    ),
+    (
+        "console/pipeline_failure_outcome",
+        "outcome: as the demo expects",
+    ),
+    (
+        "console/pipeline_retry_run",
+        "pipeline retry_path (flaky): Success",
+    ),
+    (
+        "console/pipeline_retry_outcome",
+        "outcome: as the demo expects",
+    ),
+    (
+        "console/pipeline_missing_run",
+        "pipeline missing_capability (missing_capability): Failed",
+    ),
+    (
+        "console/pipeline_missing_outcome",
+        "outcome: as the demo expects",
+    ),
+    (
+        "console/pipeline_retry_again_run",
+        "pipeline retry_path (flaky): Success",
+    ),
+    (
+        "console/pipeline_retry_again_outcome",
+        "outcome: as the demo expects",
+    ),
     ("console/stop", "transformer: stopped (restarts 0)"),
     ("console/start", "transformer: running (restarts 0)"),
     ("console/restart", "storage: running (restarts 1)"),
@@ -455,6 +492,17 @@ mod tests {
             assert!(s.timeout_secs > 0, "{}", s.name);
             programs::resolve(&all, s.programs).unwrap_or_else(|e| panic!("{}: {e}", s.name));
         }
+    }
+
+    #[test]
+    fn system_suites_boot_every_program_the_system_image_has() {
+        let layout = crate::layout::Layout::from_xtask_manifest();
+        let all = programs::discover(&layout).unwrap();
+        let manifest =
+            std::fs::read_to_string(layout.root.join(programs::SYSTEM_MANIFEST)).unwrap();
+        let (image, missing) = programs::system_programs(&all, &manifest);
+        assert!(missing.is_empty(), "no program for {missing:?}");
+        assert_eq!(SYSTEM_PROGRAMS, image.as_slice());
     }
 
     #[test]

@@ -25,7 +25,8 @@
 //!   the channel being registered. `lookup_service` installs a new
 //!   send-only capability for the service's channel in the caller's space
 //!   on every call; the caller drops it when done. It takes `&mut self` for
-//!   that reason, where the reference wrote `&self`.
+//!   that reason (docs/interfaces.md lists this difference from the
+//!   interface description).
 //! * A message can carry capabilities. They are *moved* out of the sender's
 //!   space when the send succeeds, held by the kernel while in flight, and
 //!   installed in the receiver's space on delivery. A message that is
@@ -180,7 +181,7 @@ pub const fn unsupported(call: Syscall) -> KernelError {
     KernelError::Syscall(SyscallError::UnknownSyscall(call as u64))
 }
 
-/// The kernel interface, as the interface reference defines it, plus
+/// The kernel interface (docs/interfaces.md, "The kernel API"), plus
 /// capability transfer in messages, the capability `clone`, `delegate`
 /// and `drop` operations, and the block-device calls.
 ///

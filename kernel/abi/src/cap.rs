@@ -289,7 +289,7 @@ impl<T> Cap<T> {
         self.handle
     }
 
-    /// The traceable id of the reference: the packed handle.
+    /// The capability's traceable id (docs/interfaces.md): the packed handle.
     pub const fn id(&self) -> u64 {
         self.handle.as_raw()
     }

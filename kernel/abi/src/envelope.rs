@@ -13,6 +13,7 @@ use core::fmt;
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::evolve::{self, Answer, DecodeFailure};
 use crate::ids::{MessageId, ServiceId, TaskId};
 use crate::schema::{SchemaMismatchError, SchemaVersion, VersionPolicy};
 
@@ -45,6 +46,12 @@ pub enum EnvelopeError {
     Malformed,
     /// The schema version is outside what the receiver accepts.
     SchemaMismatch(SchemaMismatchError),
+    /// The bytes name an enum variant (an action, a reply or an error)
+    /// that this version does not know: the sender speaks a newer minor
+    /// version. `variant` is the unknown index.
+    UnknownVariant {
+        variant: u32,
+    },
 }
 
 impl fmt::Display for EnvelopeError {
@@ -62,15 +69,70 @@ impl fmt::Display for EnvelopeError {
             EnvelopeError::EncodeFailed => f.write_str("value could not be encoded"),
             EnvelopeError::Malformed => f.write_str("malformed message bytes"),
             EnvelopeError::SchemaMismatch(e) => write!(f, "{e}"),
+            EnvelopeError::UnknownVariant { variant } => {
+                write!(f, "unknown variant {variant} (sent by a newer version)")
+            }
         }
     }
 }
 
 impl core::error::Error for EnvelopeError {}
 
+impl EnvelopeError {
+    /// Whether the bytes named something this version does not know (a
+    /// newer peer's action, request or error), as opposed to being broken.
+    pub const fn is_unknown_variant(&self) -> bool {
+        matches!(self, EnvelopeError::UnknownVariant { .. })
+    }
+}
+
+/// The most bytes an envelope's fields take encoded, apart from the
+/// action's and the payload's own bytes: postcard writes each of the eight
+/// integers (four ids, two version numbers, two lengths) as a varint of at
+/// most 10 bytes, plus one tag byte for each of the two options.
+const MAX_HEADER_BYTES: usize = 8 * 10 + 2;
+
+/// The bytes postcard's varint of `value` takes: seven bits per byte,
+/// looked up by the number of significant bits.
+const fn varint_len(value: u64) -> usize {
+    const BY_BITS: [u8; 65] = {
+        let mut table = [0u8; 65];
+        let mut bits = 0;
+        while bits <= 64 {
+            table[bits] = if bits == 0 { 1 } else { bits.div_ceil(7) as u8 };
+            bits += 1;
+        }
+        table
+    };
+    BY_BITS[64 - value.leading_zeros() as usize] as usize
+}
+
+fn check_message_len(len: usize) -> Result<(), EnvelopeError> {
+    if len > MAX_MESSAGE_BYTES {
+        let (len, max) = too_large(len, MAX_MESSAGE_BYTES);
+        return Err(EnvelopeError::MessageTooLarge { len, max });
+    }
+    Ok(())
+}
+
 fn too_large(len: usize, max: usize) -> (u32, u32) {
     (u32::try_from(len).unwrap_or(u32::MAX), max as u32)
 }
+
+impl From<DecodeFailure> for EnvelopeError {
+    fn from(failure: DecodeFailure) -> Self {
+        match failure {
+            DecodeFailure::UnknownVariant { variant, .. } => {
+                EnvelopeError::UnknownVariant { variant }
+            }
+            DecodeFailure::Malformed => EnvelopeError::Malformed,
+        }
+    }
+}
+
+/// The buffer [`MessagePayload::new`] starts with: room for the small
+/// requests and replies that make up most traffic.
+pub const PAYLOAD_START_CAPACITY: usize = 128;
 
 /// A postcard-encoded payload of at most [`MAX_PAYLOAD_BYTES`].
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -79,9 +141,12 @@ pub struct MessagePayload {
 }
 
 impl MessagePayload {
-    /// Encode `value` with postcard.
+    /// Encode `value` with postcard, into a buffer that starts at
+    /// [`PAYLOAD_START_CAPACITY`] bytes, so that a typical request or reply
+    /// is written with one allocation and no regrowth.
     pub fn new<T: Serialize + ?Sized>(value: &T) -> Result<Self, EnvelopeError> {
-        let bytes = postcard::to_allocvec(value).map_err(|_| EnvelopeError::EncodeFailed)?;
+        let buffer = Vec::with_capacity(PAYLOAD_START_CAPACITY);
+        let bytes = postcard::to_extend(value, buffer).map_err(|_| EnvelopeError::EncodeFailed)?;
         Self::from_bytes(bytes)
     }
 
@@ -100,16 +165,28 @@ impl MessagePayload {
     }
 
     /// Decode the payload as `T`. Trailing bytes are rejected, so a payload
-    /// of another type is rarely mistaken for this one.
+    /// of another type is rarely mistaken for this one. A payload written
+    /// by an older minor version decodes with its added trailing fields at
+    /// their defaults; a variant this version does not know is
+    /// [`EnvelopeError::UnknownVariant`] (see [`evolve`](crate::evolve)).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, EnvelopeError> {
-        match postcard::take_from_bytes::<T>(&self.bytes) {
-            Ok((value, [])) => Ok(value),
-            _ => Err(EnvelopeError::Malformed),
-        }
+        evolve::from_bytes(&self.bytes).map_err(EnvelopeError::from)
+    }
+
+    /// Decode a response payload: as [`MessagePayload::decode`], except
+    /// that an error variant this version does not know becomes the
+    /// answer's `Unrecognized` error instead of a failure.
+    pub fn decode_answer<A: Answer>(&self) -> Result<A, EnvelopeError> {
+        evolve::answer_from_bytes(&self.bytes).map_err(EnvelopeError::from)
     }
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// The encoded bytes, without a copy.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
     }
 
     pub fn len(&self) -> usize {
@@ -223,15 +300,42 @@ impl MessageEnvelope {
         Ok(())
     }
 
-    /// Encode for the wire.
+    /// Encode for the wire, into one allocation sized for the whole
+    /// envelope (the header fields' worst case plus the action and the
+    /// payload), so the buffer never grows while postcard writes.
     pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
         self.check_bounds()?;
-        let bytes = postcard::to_allocvec(self).map_err(|_| EnvelopeError::EncodeFailed)?;
-        if bytes.len() > MAX_MESSAGE_BYTES {
-            let (len, max) = too_large(bytes.len(), MAX_MESSAGE_BYTES);
-            return Err(EnvelopeError::MessageTooLarge { len, max });
-        }
+        let capacity = MAX_HEADER_BYTES + self.action.len() + self.payload.len();
+        let bytes = postcard::to_extend(self, Vec::with_capacity(capacity))
+            .map_err(|_| EnvelopeError::EncodeFailed)?;
+        check_message_len(bytes.len())?;
         Ok(bytes)
+    }
+
+    /// The length [`encode`](Self::encode) would produce, with its checks,
+    /// without encoding: for a carrier that moves the envelope itself (the
+    /// simulator) yet must apply the same size limits as the wire.
+    ///
+    /// Computed field by field as postcard lays the envelope out (each
+    /// integer a varint, an option a tag byte and its value, the action
+    /// and the payload their length and bytes), which costs a few dozen
+    /// instructions where a counting serializer costs a few hundred. The
+    /// tests hold it equal to `encode().len()`.
+    pub fn encoded_len(&self) -> Result<usize, EnvelopeError> {
+        self.check_bounds()?;
+        let option = |value: Option<u64>| value.map_or(1, |v| 1 + varint_len(v));
+        let len = varint_len(self.id.as_raw())
+            + varint_len(self.destination.as_raw())
+            + option(self.source.map(|t| t.as_raw()))
+            + varint_len(self.action.len() as u64)
+            + self.action.len()
+            + varint_len(u64::from(self.schema_version.major))
+            + varint_len(u64::from(self.schema_version.minor))
+            + option(self.correlation_id.map(|m| m.as_raw()))
+            + varint_len(self.payload.len() as u64)
+            + self.payload.len();
+        check_message_len(len)?;
+        Ok(len)
     }
 
     /// Decode from the wire, rejecting oversized or malformed input.
@@ -240,10 +344,7 @@ impl MessageEnvelope {
             let (len, max) = too_large(bytes.len(), MAX_MESSAGE_BYTES);
             return Err(EnvelopeError::MessageTooLarge { len, max });
         }
-        let envelope = match postcard::take_from_bytes::<MessageEnvelope>(bytes) {
-            Ok((envelope, [])) => envelope,
-            _ => return Err(EnvelopeError::Malformed),
-        };
+        let envelope = evolve::from_bytes::<MessageEnvelope>(bytes).map_err(EnvelopeError::from)?;
         envelope.check_bounds()?;
         Ok(envelope)
     }
@@ -259,6 +360,20 @@ impl MessageEnvelope {
             .check(service, self.schema_version)
             .map_err(EnvelopeError::SchemaMismatch)?;
         self.payload.decode()
+    }
+
+    /// Check the schema version, then decode the payload as a response
+    /// (see [`MessagePayload::decode_answer`]). This is how clients read
+    /// answers.
+    pub fn decode_answer<A: Answer>(
+        &self,
+        policy: &VersionPolicy,
+        service: ServiceId,
+    ) -> Result<A, EnvelopeError> {
+        policy
+            .check(service, self.schema_version)
+            .map_err(EnvelopeError::SchemaMismatch)?;
+        self.payload.decode_answer()
     }
 }
 
@@ -295,6 +410,50 @@ mod tests {
         assert_eq!(decoded.correlation_id, Some(MessageId::from_raw(77)));
         let payload: MyPayload = decoded.payload.decode().unwrap();
         assert_eq!(payload.field, "value");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn encoded_len_is_the_length_of_the_encoding(
+            id: u64,
+            destination: u64,
+            source: Option<u64>,
+            action in "[a-z.]{0,64}",
+            major: u32,
+            minor: u32,
+            correlation: Option<u64>,
+            payload in 0usize..=MAX_PAYLOAD_BYTES,
+        ) {
+            let envelope = MessageEnvelope {
+                id: MessageId::from_raw(id),
+                destination: ServiceId::from_raw(destination),
+                source: source.map(TaskId::from_raw),
+                action,
+                schema_version: SchemaVersion::new(major, minor),
+                correlation_id: correlation.map(MessageId::from_raw),
+                payload: MessagePayload::from_bytes(vec![7; payload]).unwrap(),
+            };
+            let bytes = envelope.encode().unwrap();
+            proptest::prop_assert_eq!(envelope.encoded_len(), Ok(bytes.len()));
+            proptest::prop_assert!(
+                bytes.len() <= MAX_HEADER_BYTES + envelope.action.len() + payload
+            );
+        }
+    }
+
+    #[test]
+    fn encoded_len_applies_the_encoding_limits() {
+        let mut envelope = sample();
+        for value in [0, 127, 128, 16_383, 16_384, u64::MAX >> 1, u64::MAX] {
+            envelope.id = MessageId::from_raw(value);
+            let len = envelope.encode().unwrap().len();
+            assert_eq!(envelope.encoded_len(), Ok(len), "{value}");
+        }
+        envelope.action = "x".repeat(MAX_ACTION_LEN + 1);
+        assert!(matches!(
+            envelope.encoded_len(),
+            Err(EnvelopeError::ActionTooLong { .. })
+        ));
     }
 
     #[test]

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use crate::cap::{CapKind, Rights};
 pub use crate::device::DeviceError;
 use crate::envelope::EnvelopeError;
-use crate::ids::{ServiceId, TaskId};
+use crate::ids::{ExecutionId, ServiceId, TaskId};
 
-/// The errors of the kernel API. The variant names follow the interface
-/// reference; where the reference carries a message string, PandaGen carries
-/// a typed cause instead.
+/// The errors of the kernel API. Each carries a typed cause where the
+/// interface description carried a message string (docs/interfaces.md,
+/// "Deliberate differences").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KernelError {
     SpawnFailed(SpawnError),
@@ -44,6 +44,10 @@ pub enum KernelError {
     Envelope(EnvelopeError),
     /// A block-device request was refused (see [`BlockError`]).
     Block(BlockError),
+    /// The execution id names no execution this kernel created (lineage
+    /// given to `create_identity` or a spawn with explicit lineage must
+    /// name executions the kernel issued).
+    UnknownExecution(ExecutionId),
     /// A device request was refused (see [`DeviceError`]).
     Device(DeviceError),
 }
@@ -233,6 +237,7 @@ impl fmt::Display for KernelError {
             KernelError::Syscall(e) => write!(f, "bad system call: {e:?}"),
             KernelError::Envelope(e) => write!(f, "message error: {e}"),
             KernelError::Block(e) => write!(f, "block device: {e:?}"),
+            KernelError::UnknownExecution(e) => write!(f, "{e} was not issued by this kernel"),
             KernelError::Device(e) => write!(f, "device: {e}"),
         }
     }

@@ -56,7 +56,7 @@ impl TrustDomain {
 }
 
 /// Domains compare with their names, so audit assertions can read
-/// `from_domain == "core"` as in the interface reference.
+/// `from_domain == "core"` (docs/interfaces.md).
 impl PartialEq<str> for TrustDomain {
     fn eq(&self, other: &str) -> bool {
         self.0.as_str() == other
@@ -90,7 +90,13 @@ pub struct IdentityMetadata {
 }
 
 impl IdentityMetadata {
-    /// A new identity with a fresh, never-reused [`ExecutionId`].
+    /// A new identity, not yet recorded: its `execution_id` is
+    /// [`ExecutionId::UNASSIGNED`] until a kernel records it
+    /// (`create_identity` returns the id it issued, and the kernel's copy
+    /// carries it). Only the kernel issues execution ids, so an id a caller
+    /// holds always names the execution the kernel recorded under it, and
+    /// lineage (`with_parent`, `with_creator`) built from such ids is
+    /// checked by the kernel when the identity is recorded.
     pub fn new(
         kind: IdentityKind,
         trust_domain: TrustDomain,
@@ -98,7 +104,7 @@ impl IdentityMetadata {
         created_at_nanos: u64,
     ) -> Self {
         IdentityMetadata {
-            execution_id: ExecutionId::generate(),
+            execution_id: ExecutionId::UNASSIGNED,
             kind,
             task_id: None,
             parent_id: None,
@@ -268,15 +274,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn identities_are_never_reused_and_record_lineage() {
+    fn new_identities_wait_for_the_kernel_to_issue_their_id_and_record_lineage() {
         let parent = IdentityMetadata::new(IdentityKind::Service, TrustDomain::core(), "pm", 0);
+        assert_eq!(parent.execution_id, ExecutionId::UNASSIGNED);
+        let issued_by_a_kernel = ExecutionId::from_raw(3);
         let child =
             IdentityMetadata::new(IdentityKind::Component, TrustDomain::user(), "worker", 5)
-                .with_parent(parent.execution_id)
-                .with_creator(parent.execution_id);
-        assert_ne!(parent.execution_id, child.execution_id);
-        assert!(child.is_child_of(parent.execution_id));
-        assert!(!parent.is_child_of(child.execution_id));
+                .with_parent(issued_by_a_kernel)
+                .with_creator(issued_by_a_kernel);
+        assert!(!child.execution_id.is_assigned());
+        assert!(child.is_child_of(issued_by_a_kernel));
+        assert!(!child.is_child_of(ExecutionId::from_raw(4)));
         assert!(!parent.same_domain(&child));
     }
 

@@ -70,9 +70,6 @@ pub const KERNEL_TASK: TaskId = TaskId::from_raw(0);
 /// ring-3 runtime seeds it with a per-task base (see [`seed_id_counter`]) so
 /// that ids from different tasks do not collide.
 static NEXT_LOCAL_ID: AtomicU64 = AtomicU64::new(1);
-/// Execution ids are handed out by whoever creates identities: the kernel
-/// (real or simulated). A separate counter keeps them dense and monotonic.
-static NEXT_EXECUTION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Start this process's message/service id counter at `base` (used by the
 /// ring-3 runtime with a base derived from its task id). Ids only ever grow:
@@ -114,10 +111,18 @@ impl Default for ServiceId {
 }
 
 impl ExecutionId {
-    /// The next execution id. Ids are never reused for the life of the
-    /// kernel that calls this.
-    pub fn generate() -> Self {
-        ExecutionId(NEXT_EXECUTION_ID.fetch_add(1, Ordering::Relaxed))
+    /// The id of an identity no kernel has recorded yet. Execution ids have
+    /// one source, the kernel that records the identity (it issues them
+    /// from 1, never reusing one), so an [`IdentityMetadata`] a caller
+    /// builds carries this until `create_identity` answers with the real
+    /// one.
+    ///
+    /// [`IdentityMetadata`]: crate::IdentityMetadata
+    pub const UNASSIGNED: ExecutionId = ExecutionId(0);
+
+    /// Whether a kernel issued this id (it is not [`Self::UNASSIGNED`]).
+    pub const fn is_assigned(&self) -> bool {
+        self.0 != 0
     }
 }
 
@@ -154,7 +159,8 @@ mod tests {
         let b = MessageId::new();
         assert_ne!(a, b);
         assert_ne!(ServiceId::new(), ServiceId::new());
-        assert_ne!(ExecutionId::generate(), ExecutionId::generate());
+        assert!(!ExecutionId::UNASSIGNED.is_assigned());
+        assert!(ExecutionId::from_raw(1).is_assigned());
     }
 
     #[test]

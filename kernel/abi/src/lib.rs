@@ -10,6 +10,7 @@
 //! * [`time`] — a `no_std` [`Instant`] (nanoseconds on the kernel clock);
 //! * [`envelope`] — [`MessageEnvelope`] and postcard-encoded payloads;
 //! * [`schema`] — [`SchemaVersion`] and the version window policy;
+//! * [`evolve`] — decoding that lets a schema grow within a major version;
 //! * [`identity`] — execution identity, trust domains and exit notifications;
 //! * [`api`] — the [`KernelApi`] trait both kernels implement;
 //! * [`block`] — [`BlockDevice`], the one interface of a block device;
@@ -29,6 +30,7 @@ pub mod cap;
 pub mod device;
 pub mod envelope;
 pub mod error;
+pub mod evolve;
 pub mod identity;
 pub mod ids;
 pub mod info;
@@ -44,6 +46,7 @@ pub use block::BlockDevice;
 pub use cap::{Badge, Cap, CapHandle, CapKind, Rights};
 pub use envelope::{EnvelopeError, MessageEnvelope, MessagePayload};
 pub use error::{BlockError, KernelError};
+pub use evolve::{Answer, ExtensibleError};
 pub use identity::{
     ExitNotification, ExitReason, FailureCause, IdentityKind, IdentityMetadata, TrustDomain,
 };

@@ -69,7 +69,8 @@ impl VersionPolicy {
         }
     }
 
-    /// Same as [`VersionPolicy::current`], under the reference's other name.
+    /// Same as [`VersionPolicy::current`], under the name
+    /// docs/interfaces.md's version negotiation example uses.
     pub const fn new(major: u32, minor: u32) -> Self {
         Self::current(major, minor)
     }
@@ -116,6 +117,34 @@ impl VersionPolicy {
         }
     }
 
+    /// The oldest version of the current major this policy accepts.
+    pub const fn oldest_current(&self) -> SchemaVersion {
+        SchemaVersion::new(self.current.major, self.min_minor)
+    }
+
+    /// The error telling a sender of `received` (the current major, but an
+    /// older minor than [`VersionPolicy::with_min_minor`] requires) which
+    /// version `service` needs: the current major at its minimum minor. (The
+    /// oldest version of the whole window may be an older major, which a
+    /// sender of the current major has no reason to go back to.)
+    pub const fn upgrade_required(
+        &self,
+        service: ServiceId,
+        received: SchemaVersion,
+    ) -> SchemaMismatchError {
+        SchemaMismatchError::upgrade_required(service, self.oldest_current(), received)
+    }
+
+    /// The error telling a sender of `received` that `service` (with this
+    /// policy) supports only its range.
+    pub const fn unsupported(
+        &self,
+        service: ServiceId,
+        received: SchemaVersion,
+    ) -> SchemaMismatchError {
+        SchemaMismatchError::unsupported(service, self.supported_range(), received)
+    }
+
     /// Check `incoming` for `service`, turning a mismatch into the error the
     /// service sends back.
     pub fn check(
@@ -125,16 +154,8 @@ impl VersionPolicy {
     ) -> Result<(), SchemaMismatchError> {
         match self.check_compatibility(&incoming) {
             Compatibility::Compatible => Ok(()),
-            Compatibility::UpgradeRequired => Err(SchemaMismatchError::UpgradeRequired {
-                service,
-                expected_min: self.supported_range().0,
-                received: incoming,
-            }),
-            Compatibility::Unsupported => Err(SchemaMismatchError::Unsupported {
-                service,
-                supported_range: self.supported_range(),
-                received: incoming,
-            }),
+            Compatibility::UpgradeRequired => Err(self.upgrade_required(service, incoming)),
+            Compatibility::Unsupported => Err(self.unsupported(service, incoming)),
         }
     }
 }
@@ -168,6 +189,32 @@ pub enum SchemaMismatchError {
 }
 
 impl SchemaMismatchError {
+    /// The sender must upgrade to at least `expected_min`.
+    pub const fn upgrade_required(
+        service: ServiceId,
+        expected_min: SchemaVersion,
+        received: SchemaVersion,
+    ) -> Self {
+        SchemaMismatchError::UpgradeRequired {
+            service,
+            expected_min,
+            received,
+        }
+    }
+
+    /// `received` is outside `supported_range` (too new or too old).
+    pub const fn unsupported(
+        service: ServiceId,
+        supported_range: (SchemaVersion, SchemaVersion),
+        received: SchemaVersion,
+    ) -> Self {
+        SchemaMismatchError::Unsupported {
+            service,
+            supported_range,
+            received,
+        }
+    }
+
     pub const fn service(&self) -> ServiceId {
         match self {
             SchemaMismatchError::UpgradeRequired { service, .. }

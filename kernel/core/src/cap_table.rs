@@ -421,6 +421,28 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_at_the_last_generation_is_retired_not_wrapped() {
+        let mut space = CapSpace::new(8);
+        let a = space.install(record(1)).unwrap();
+        space.slots[a.index() as usize].generation = u32::MAX;
+        let last = CapHandle::new(a.index(), u32::MAX);
+        assert!(space.remove(last).is_some());
+        // The slot never comes back: a new record goes elsewhere, and no
+        // handle for the old slot is valid again.
+        let b = space.install(record(2)).unwrap();
+        assert_ne!(b.index(), a.index());
+        assert_eq!(space.get(last).unwrap_err(), InvalidUse::NoSuchCapability);
+        assert_eq!(space.len(), 1);
+        // One below the maximum still advances and reuses the slot.
+        space.slots[b.index() as usize].generation = u32::MAX - 1;
+        assert!(space
+            .remove(CapHandle::new(b.index(), u32::MAX - 1))
+            .is_some());
+        let c = space.install(record(3)).unwrap();
+        assert_eq!((c.index(), c.generation()), (b.index(), u32::MAX));
+    }
+
+    #[test]
     fn guessed_handles_fail() {
         let mut space = CapSpace::new(8);
         let a = space.install(record(1)).unwrap();

@@ -85,6 +85,82 @@ impl fmt::Display for ChannelRef {
 /// presents it as `MessageEnvelope::source == None`.
 pub const KERNEL_SENDER: TaskId = pandagen_abi::ids::KERNEL_TASK;
 
+/// What a sender hands the core to carry.
+///
+/// The real kernel passes the message bytes. An embedder that carries the
+/// contents itself, beside the core's queue, passes only their length
+/// ([`Body::Kept`]): the simulator moves each `MessageEnvelope` as a value
+/// and never encodes it. The core's checks (size limit, queue room,
+/// capabilities) see the same length either way; a kept message is queued
+/// and delivered with empty bytes, and the embedder matches it to its
+/// contents by sequence number.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// Bytes to copy: into the queue, or straight to a waiting receiver.
+    Borrowed(&'a [u8]),
+    /// Bytes to move into the queue without a copy.
+    Owned(Vec<u8>),
+    /// Contents the embedder keeps, of this encoded length.
+    Kept(usize),
+}
+
+impl Body<'_> {
+    /// The encoded length every size check uses.
+    pub fn len(&self) -> usize {
+        match self {
+            Body::Borrowed(bytes) => bytes.len(),
+            Body::Owned(bytes) => bytes.len(),
+            Body::Kept(len) => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes a receiver can be handed in place (empty for kept ones).
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Body::Borrowed(bytes) => bytes,
+            Body::Owned(bytes) => bytes,
+            Body::Kept(_) => &[],
+        }
+    }
+
+    /// The bytes to queue (empty for kept ones).
+    pub(crate) fn into_queued(self) -> Vec<u8> {
+        match self {
+            Body::Borrowed(bytes) => Vec::from(bytes),
+            Body::Owned(bytes) => bytes,
+            Body::Kept(_) => Vec::new(),
+        }
+    }
+}
+
+impl<'a> From<&'a [u8]> for Body<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        Body::Borrowed(bytes)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [u8; N]> for Body<'a> {
+    fn from(bytes: &'a [u8; N]) -> Self {
+        Body::Borrowed(bytes)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for Body<'a> {
+    fn from(bytes: &'a Vec<u8>) -> Self {
+        Body::Borrowed(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Body<'static> {
+    fn from(bytes: Vec<u8>) -> Self {
+        Body::Owned(bytes)
+    }
+}
+
 /// A message in kernel custody.
 pub(crate) struct Message {
     pub(crate) seq: u64,
@@ -103,6 +179,8 @@ pub(crate) struct Message {
 /// A message handed to its receiver.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Delivered {
+    /// The channel it was received from.
+    pub channel: ChannelRef,
     /// The sending task, as the kernel saw it.
     pub sender: TaskId,
     /// The message bytes, exactly as sent.
@@ -257,5 +335,42 @@ impl ChannelTable {
                 .as_ref()
                 .map(|c| (ChannelRef::from_parts(i as u32, s.generation), c))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_at_the_last_generation_is_retired_not_wrapped() {
+        let mut table = ChannelTable::new();
+        let a = table.create(1);
+        table.slots[a.index() as usize].generation = u32::MAX - 1;
+        let b = ChannelRef::from_parts(a.index(), u32::MAX - 1);
+        table.destroy(b);
+        let c = table.create(1);
+        assert_eq!(c, ChannelRef::from_parts(a.index(), u32::MAX));
+        assert!(table.get(b).is_none());
+        table.destroy(c);
+        assert_eq!(table.live(), 0);
+        // Retired: the next channel takes a new slot.
+        let d = table.create(1);
+        assert_ne!(d.index(), a.index());
+        assert!(table.get(c).is_none());
+        assert_eq!(table.iter().map(|(r, _)| r).collect::<Vec<_>>(), [d]);
+    }
+
+    #[test]
+    fn destroying_a_stale_reference_leaves_the_successor_alone() {
+        let mut table = ChannelTable::new();
+        let a = table.create(1);
+        table.destroy(a);
+        let b = table.create(1);
+        assert_eq!(b.index(), a.index());
+        table.destroy(a);
+        assert!(table.get(b).is_some());
+        assert!(table.get_mut(a).is_none());
+        assert_eq!(table.live(), 1);
     }
 }

@@ -99,7 +99,7 @@ pub use block::VecDisk;
 pub use cap_table::{
     CapId, CapInfo, CapStatus, Capability, Holder, InvalidUse, Mintable, ObjectRef, ServiceObject,
 };
-pub use channel::{ChannelRef, Delivered};
+pub use channel::{Body, ChannelRef, Delivered};
 pub use kernel_core::{
     exit_notification_bytes, CoreConfig, Devices, InterruptOutcome, InvariantViolation, KernelCore,
     Offer, ParkedMessage, RecvOutcome, Sent, SpawnArgs, Spawned, Switched, TaskInfo, DEVICE_RIGHTS,

@@ -270,6 +270,22 @@ impl Scheduler {
         }
     }
 
+    /// Run a ready or blocked task because the embedder chose it (the
+    /// simulator steps tasks in its own order): it leaves its ready list,
+    /// or stops waiting (`wait_list` is the list it waits in, if any), and
+    /// is marked running. The task that was running must have been put
+    /// back first. No effect on a running or inactive task.
+    pub(crate) fn run(&mut self, slot: u32, wait_list: Option<&mut TaskList>) {
+        match self.state(slot) {
+            SchedState::Ready => {
+                self.unready(slot);
+                self.entries[slot as usize].state = SchedState::Running;
+            }
+            SchedState::Blocked(_) => self.run_blocked(slot, wait_list),
+            SchedState::Running | SchedState::Inactive => {}
+        }
+    }
+
     /// Whether `pick_next` would choose `slot` if it were made ready now:
     /// no ready task has its priority or a higher one.
     pub(crate) fn would_run_next(&self, slot: u32) -> bool {
@@ -524,6 +540,120 @@ mod tests {
         // Out-of-range priorities clamp to the top level.
         s.set_priority(0, Priority(200));
         assert_eq!(s.priority(0), Priority(31));
+        assert!(s.consistent());
+    }
+
+    /// Three ready tasks at NORMAL, one blocked with a deadline, one
+    /// blocked without: consistent.
+    fn busy() -> Scheduler {
+        let mut s = Scheduler::new();
+        for slot in 0..5 {
+            s.activate(slot, Priority::NORMAL);
+        }
+        s.block(
+            3,
+            BlockedOn::Sleep {
+                until: Instant::from_nanos(5),
+            },
+            None,
+        );
+        s.block(
+            4,
+            BlockedOn::Receive {
+                channel: ChannelRef::from_parts(0, 1),
+                deadline: None,
+            },
+            None,
+        );
+        assert!(s.consistent());
+        s
+    }
+
+    /// A named way of damaging a scheduler.
+    type Damage = (&'static str, fn(&mut Scheduler));
+
+    #[test]
+    fn consistent_finds_each_kind_of_damage() {
+        let normal = Priority::NORMAL.0 as usize;
+        let cases: [Damage; 10] = [
+            ("bitmap bit of a non-empty level cleared", |s| {
+                s.nonempty &= !(1 << Priority::NORMAL.0)
+            }),
+            ("bitmap bit of an empty level set", |s| s.nonempty |= 1),
+            ("a listed task not ready", |s| {
+                s.entries[1].state = SchedState::Running
+            }),
+            ("a listed task of another priority", |s| {
+                s.entries[1].priority = 0
+            }),
+            ("a broken back link", |s| s.entries[2].link.prev = 0),
+            ("a cycle", |s| s.entries[2].link.next = 0),
+            ("a list shorter than its count", |s| {
+                s.ready[Priority::NORMAL.0 as usize].len += 1
+            }),
+            ("a wrong tail", |s| {
+                s.ready[Priority::NORMAL.0 as usize].tail = 1
+            }),
+            ("a ready task in no list", |s| {
+                s.entries[4].state = SchedState::Ready
+            }),
+            ("a deadline nobody waits for", |s| {
+                s.deadlines.insert((Instant::from_nanos(9), 4));
+            }),
+        ];
+        for (what, damage) in cases {
+            let mut s = busy();
+            damage(&mut s);
+            assert!(!s.consistent(), "{what}");
+        }
+        // A blocked task's deadline missing from the index.
+        let mut s = busy();
+        s.deadlines.clear();
+        assert!(!s.consistent(), "a missing deadline");
+        assert_eq!(busy().ready[normal].len(), 3);
+    }
+
+    #[test]
+    fn a_task_is_next_only_if_no_ready_task_has_its_priority_or_more() {
+        let mut s = Scheduler::new();
+        s.activate(0, Priority::NORMAL);
+        s.activate(1, Priority::HIGH);
+        s.block(
+            1,
+            BlockedOn::Sleep {
+                until: Instant::from_nanos(1),
+            },
+            None,
+        );
+        assert!(s.would_run_next(1), "it outranks the ready task");
+        s.activate(2, Priority::HIGH);
+        assert!(!s.would_run_next(1), "an equal ready task goes first");
+        assert!(!s.would_run_next(0));
+        assert_eq!(s.ready_len(), 2);
+        assert_eq!(s.pick_next(), Some(2));
+        assert_eq!(s.ready_len(), 1);
+        assert!(s.would_run_next(1));
+    }
+
+    #[test]
+    fn running_a_blocked_task_takes_it_out_of_every_list() {
+        let mut s = Scheduler::new();
+        let mut waiters = TaskList::EMPTY;
+        let on = BlockedOn::Receive {
+            channel: ChannelRef::from_parts(0, 1),
+            deadline: Some(Instant::from_nanos(7)),
+        };
+        s.activate(0, Priority::NORMAL);
+        s.block(0, on, Some(&mut waiters));
+        s.run_blocked(0, Some(&mut waiters));
+        assert_eq!(s.state(0), SchedState::Running);
+        assert_eq!(waiters.len(), 0);
+        assert_eq!(s.next_deadline(), None);
+        assert_eq!(s.ready_len(), 0);
+        // Not blocked: no effect.
+        s.run_blocked(0, None);
+        assert_eq!(s.state(0), SchedState::Running);
+        assert!(!s.yield_running(1), "an unknown slot was not running");
         assert!(s.consistent());
     }
 }

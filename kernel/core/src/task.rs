@@ -31,8 +31,8 @@ pub struct TaskSpec {
     pub trust_domain: TrustDomain,
     pub priority: Priority,
     /// Parent and creator execution ids to record instead of "child of
-    /// the spawner" (the reference's `spawn_task_with_identity`). Lineage
-    /// is structural, never authority, so they are recorded as given.
+    /// the spawner" (`spawn_task_with_identity`). Lineage is structural,
+    /// never authority; the kernel checks only that it issued the ids.
     pub lineage: Option<(Option<ExecutionId>, Option<ExecutionId>)>,
 }
 
@@ -280,6 +280,33 @@ mod tests {
             space: CapSpace::new(4),
             wake: None,
         }
+    }
+
+    #[test]
+    fn a_slot_at_the_last_generation_is_retired_not_wrapped() {
+        let last = u64::MAX >> INDEX_BITS;
+        let mut table = TaskTable::new();
+        let a = table.next_id().unwrap();
+        let slot = table.insert(task(a));
+        table.slots[slot as usize].generation = last - 1;
+        let b = pack(slot, last - 1);
+        table.slots[slot as usize].task = Some(task(b));
+        table.remove(slot);
+        // One below the maximum: the slot comes back with the last
+        // generation.
+        let c = table.next_id().unwrap();
+        assert_eq!(c, pack(slot, last));
+        assert_eq!(table.insert(task(c)), slot);
+        assert!(table.get(b).is_none());
+        // At the maximum it is retired: the next task gets a fresh slot
+        // and the last id stays dead.
+        table.remove(slot);
+        let d = table.next_id().unwrap();
+        assert_eq!(slot_index(d), slot as usize + 1);
+        assert_eq!(table.insert(task(d)), slot + 1);
+        assert!(table.get(c).is_none());
+        assert_eq!(table.slot_of(c), None);
+        assert_eq!(table.live(), 1);
     }
 
     #[test]

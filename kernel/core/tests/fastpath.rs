@@ -5,8 +5,9 @@
 mod common;
 
 use common::*;
-use pandagen_abi::{CapHandle, Priority, TaskId};
-use pandagen_core::{BlockedOn, KernelCore, SchedState, Sent, WakeReason};
+use pandagen_abi::error::SendError;
+use pandagen_abi::{CapHandle, KernelError, Priority, TaskId};
+use pandagen_core::{BlockedOn, Body, KernelCore, SchedState, Sent, WakeReason};
 
 /// A server blocked receiving on its request channel and a running
 /// client, each holding a send capability for the other's channel.
@@ -217,7 +218,7 @@ fn a_send_hands_off_to_a_blocked_receiver_or_queues() {
 
     // Nobody waits now: the message is queued, and no offer is made.
     let queued = k.send_or_hand_off(client, to_server, b"b", &[], T0, |_| panic!("no waiter"));
-    assert!(matches!(queued, Ok(Sent::Queued(_))));
+    assert!(matches!(queued, Ok(Sent::Queued { .. })));
     assert_eq!(k.queue_len(ch), Some(1));
     k.check_invariants().unwrap();
 }
@@ -233,7 +234,7 @@ fn a_declined_hand_off_queues_the_message_and_wakes_the_receiver() {
         ..
     } = pair();
     let sent = k.send_or_hand_off(client, to_server, b"a", &[], T0, |_| false);
-    assert!(matches!(sent, Ok(Sent::Queued(_))));
+    assert!(matches!(sent, Ok(Sent::Queued { .. })));
     assert_eq!(k.take_wake_reason(server), Some(WakeReason::MessageArrived));
     let got = k.receive(server, requests, T0).unwrap().unwrap();
     assert_eq!(got.bytes, b"a");
@@ -253,8 +254,120 @@ fn a_message_carrying_capabilities_is_never_handed_off() {
     } = pair();
     let extra = k.create_channel(client, T0).unwrap();
     let sent = k.send_or_hand_off(client, to_server, b"a", &[extra], T0, |_| panic!("offered"));
-    assert!(matches!(sent, Ok(Sent::Queued(_))));
+    assert!(matches!(sent, Ok(Sent::Queued { .. })));
     let got = k.receive(server, requests, T0).unwrap().unwrap();
     assert_eq!(got.caps.len(), 1);
     k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_kept_body_is_checked_by_its_length_and_delivered_without_bytes() {
+    let Pair {
+        mut k,
+        server,
+        client,
+        requests,
+        to_server,
+        ..
+    } = pair();
+    let max = k.config().max_message_bytes;
+    let too_long = k.send_or_hand_off(client, to_server, Body::Kept(max + 1), &[], T0, |_| {
+        panic!("a refused message is never offered")
+    });
+    assert!(matches!(
+        too_long,
+        Err(KernelError::SendFailed(SendError::MessageTooLarge { .. }))
+    ));
+    // The server is still blocked: the offer carries no bytes, and the
+    // embedder that kept them recognises the message by its number.
+    let handed = k.send_or_hand_off(client, to_server, Body::Kept(max), &[], T0, |o| {
+        o.bytes.is_empty()
+    });
+    let Ok(Sent::HandedOff { seq, channel, .. }) = handed else {
+        panic!("{handed:?}");
+    };
+    // Queued, it is delivered with empty bytes under the same numbering.
+    let queued = k.send(client, to_server, Body::Kept(max), &[], T0).unwrap();
+    let got = k.receive(server, requests, T0).unwrap().unwrap();
+    assert_eq!(
+        (got.seq, got.bytes.len(), got.channel),
+        (queued, 0, channel)
+    );
+    assert!(queued > seq);
+    k.check_invariants().unwrap();
+}
+
+/// Whether the fast path switches for this pair after `prepare`, checking
+/// that a decline left the caller running and the server waiting.
+fn switches(
+    mut p: Pair,
+    bytes: &[u8],
+    deadline: Option<pandagen_abi::Instant>,
+    now: pandagen_abi::Instant,
+) -> bool {
+    let result = p.k.send_receive_fast(
+        p.client,
+        p.to_server,
+        bytes,
+        p.replies,
+        deadline,
+        now,
+        |_| true,
+    );
+    if result.is_none() {
+        assert!(blocked_on_receive(&p.k, p.server));
+        let ch = p.k.channel_of(p.server, p.requests, now).unwrap();
+        assert_eq!(p.k.queue_len(ch), Some(0), "a decline queues nothing");
+    }
+    p.k.check_invariants().unwrap();
+    result.is_some()
+}
+
+#[test]
+fn the_fast_path_takes_the_largest_message_and_declines_one_byte_more() {
+    let max = kernel().config().max_message_bytes;
+    assert!(switches(pair(), &vec![7; max], None, T0));
+    assert!(!switches(pair(), &vec![7; max + 1], None, T0));
+    // The general path reports the oversized message.
+    let mut p = pair();
+    assert!(matches!(
+        p.k.send(p.client, p.to_server, vec![7; max + 1], &[], T0),
+        Err(pandagen_abi::KernelError::SendFailed(
+            pandagen_abi::error::SendError::MessageTooLarge { .. }
+        ))
+    ));
+}
+
+#[test]
+fn the_fast_path_declines_for_a_caller_that_is_not_running() {
+    let mut p = pair();
+    // The client gives up the CPU: it is ready, not running, and below
+    // the server's priority, so nothing else stands in the way.
+    p.k.set_priority(p.client, Priority::IDLE).unwrap();
+    assert!(p.k.yield_task(p.client));
+    assert_eq!(p.k.task_state(p.client), Some(SchedState::Ready));
+    let result =
+        p.k.send_receive_fast(p.client, p.to_server, b"x", p.replies, None, T0, |_| true);
+    assert_eq!(result, None);
+    assert_eq!(p.k.task_state(p.client), Some(SchedState::Ready));
+    assert!(blocked_on_receive(&p.k, p.server));
+    p.k.check_invariants().unwrap();
+}
+
+#[test]
+fn the_fast_path_declines_a_deadline_that_is_now_and_takes_one_just_after() {
+    assert!(!switches(pair(), b"x", Some(at(5)), at(5)));
+    assert!(switches(pair(), b"x", Some(at(6)), at(5)));
+}
+
+#[test]
+fn the_fast_path_declines_while_another_deadline_is_due() {
+    // A sleeper whose deadline is exactly now must be woken first, by the
+    // general path; one due later does not stand in the way.
+    for (due, expected) in [(5, false), (6, true)] {
+        let mut p = pair();
+        let sleeper = spawn_at(&mut p.k, "sleeper", Priority::IDLE);
+        assert!(p.k.sleep_until(sleeper, at(due), T0).unwrap());
+        assert_eq!(switches(p, b"x", None, at(5)), expected, "due at {due}");
+    }
 }

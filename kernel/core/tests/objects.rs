@@ -7,7 +7,7 @@ use common::*;
 use pandagen_abi::cap::{INVOKE_RIGHTS, OBJECT_CAP_RIGHTS};
 use pandagen_abi::error::SendError;
 use pandagen_abi::{Badge, CapHandle, CapKind, ExitReason, KernelError, Rights, ServiceId, TaskId};
-use pandagen_core::{CapabilityEvent, KernelCore, Mintable, ObjectRef, ServiceObject};
+use pandagen_core::{CapabilityEvent, KernelCore, ObjectRef, ServiceObject};
 use proptest::prelude::*;
 
 const SVC: ServiceId = ServiceId::from_raw(40);
@@ -25,7 +25,7 @@ fn world() -> World {
     let mut k = kernel();
     let server = spawn(&mut k, "server");
     let client = spawn(&mut k, "client");
-    let chan = serve(&mut k, server);
+    let chan = serve(&mut k, server, SVC);
     World {
         k,
         server,
@@ -35,15 +35,6 @@ fn world() -> World {
 }
 
 /// Register `task` as `SVC` on a new channel.
-fn serve(k: &mut KernelCore, task: TaskId) -> CapHandle {
-    let reg = k
-        .mint(task, Mintable::ServiceRegistry, Rights::REGISTER, T0)
-        .unwrap();
-    let chan = k.create_channel(task, T0).unwrap();
-    k.register_service(task, reg, SVC, chan, T0).unwrap();
-    chan
-}
-
 #[test]
 fn only_the_registration_holder_may_mint() {
     let mut w = world();
@@ -206,7 +197,7 @@ fn capabilities_reach_the_service_again_after_it_re_registers() {
         Err(KernelError::ServiceNotFound(SVC))
     );
     let successor = spawn(&mut w.k, "server-2");
-    let chan = serve(&mut w.k, successor);
+    let chan = serve(&mut w.k, successor, SVC);
     w.k.send_to_object(w.client, held, b"again".to_vec(), &[], T0)
         .unwrap();
     let got = w.k.receive(successor, chan, T0).unwrap().unwrap();

@@ -64,11 +64,7 @@ fn lookup_yields_a_new_send_only_capability_each_time() {
     let mut k = kernel();
     let s = spawn(&mut k, "server");
     let c = spawn(&mut k, "client");
-    let reg = k
-        .mint(s, Mintable::ServiceRegistry, Rights::REGISTER, T0)
-        .unwrap();
-    let chan = k.create_channel(s, T0).unwrap();
-    k.register_service(s, reg, SVC, chan, T0).unwrap();
+    let chan = serve(&mut k, s, SVC);
     assert_eq!(
         k.lookup_service(c, ServiceId::from_raw(2), T0),
         Err(KernelError::ServiceNotFound(ServiceId::from_raw(2)))
@@ -94,11 +90,7 @@ fn a_dead_tasks_registrations_are_removed() {
     let mut k = kernel();
     let s = spawn(&mut k, "server");
     let c = spawn(&mut k, "client");
-    let reg = k
-        .mint(s, Mintable::ServiceRegistry, Rights::REGISTER, T0)
-        .unwrap();
-    let chan = k.create_channel(s, T0).unwrap();
-    k.register_service(s, reg, SVC, chan, T0).unwrap();
+    serve(&mut k, s, SVC);
     let h = k.lookup_service(c, SVC, T0).unwrap();
     k.terminate(
         s,
@@ -120,11 +112,7 @@ fn a_dead_tasks_registrations_are_removed() {
     k.check_invariants().unwrap();
     // A restarted server can take the name again.
     let s2 = spawn(&mut k, "server2");
-    let reg2 = k
-        .mint(s2, Mintable::ServiceRegistry, Rights::REGISTER, T0)
-        .unwrap();
-    let chan2 = k.create_channel(s2, T0).unwrap();
-    k.register_service(s2, reg2, SVC, chan2, T0).unwrap();
+    serve(&mut k, s2, SVC);
     let h2 = k.lookup_service(c, SVC, T0).unwrap();
     assert_ne!(h2, h);
     k.check_invariants().unwrap();
@@ -134,11 +122,7 @@ fn a_dead_tasks_registrations_are_removed() {
 fn a_closed_channels_registrations_are_removed() {
     let mut k = kernel();
     let s = spawn(&mut k, "server");
-    let reg = k
-        .mint(s, Mintable::ServiceRegistry, Rights::REGISTER, T0)
-        .unwrap();
-    let chan = k.create_channel(s, T0).unwrap();
-    k.register_service(s, reg, SVC, chan, T0).unwrap();
+    let chan = serve(&mut k, s, SVC);
     k.drop_cap(s, chan, T0).unwrap();
     assert!(k.service(SVC).is_none());
     assert_eq!(k.channel_count(), 0);
@@ -150,11 +134,7 @@ fn only_the_owner_can_unregister() {
     let mut k = kernel();
     let s = spawn(&mut k, "server");
     let other = spawn(&mut k, "other");
-    let reg = k
-        .mint(s, Mintable::ServiceRegistry, Rights::REGISTER, T0)
-        .unwrap();
-    let chan = k.create_channel(s, T0).unwrap();
-    k.register_service(s, reg, SVC, chan, T0).unwrap();
+    serve(&mut k, s, SVC);
     assert_eq!(
         k.unregister_service(other, SVC),
         Err(KernelError::InsufficientAuthority)

@@ -254,3 +254,79 @@ fn re_blocking_a_blocked_task_moves_its_wait() {
     ));
     k.check_invariants().unwrap();
 }
+
+#[test]
+fn every_deadline_due_at_once_wakes_and_is_counted() {
+    let mut k = kernel();
+    let sleepers: Vec<_> = (0..3).map(|_| spawn(&mut k, "s")).collect();
+    let receiver = spawn(&mut k, "r");
+    let h = k.create_channel(receiver, T0).unwrap();
+    for (i, &s) in sleepers.iter().enumerate() {
+        assert_eq!(k.sleep_until(s, at(10 + i as u64), T0), Ok(true));
+    }
+    assert_eq!(
+        k.receive_or_block(receiver, h, Some(at(11)), T0),
+        Ok(RecvOutcome::Blocked)
+    );
+    assert_eq!(k.expire_deadlines(at(9)), 0);
+    // Two sleepers and the receiver are due by 11; the last sleeper is not.
+    assert_eq!(k.expire_deadlines(at(11)), 3);
+    for t in [sleepers[0], sleepers[1], receiver] {
+        assert_eq!(k.take_wake_reason(t), Some(WakeReason::DeadlineReached));
+    }
+    assert!(matches!(
+        k.task_state(sleepers[2]),
+        Some(SchedState::Blocked(BlockedOn::Sleep { .. }))
+    ));
+    assert_eq!(k.next_deadline(), Some(at(12)));
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_sleeper_that_starts_receiving_stops_sleeping() {
+    let mut k = kernel();
+    let t = spawn(&mut k, "t");
+    let h = k.create_channel(t, T0).unwrap();
+    assert_eq!(k.sleep_until(t, at(10), T0), Ok(true));
+    // The kernel re-issues a wait for a task it did not wake: the sleep
+    // is replaced, not kept beside the receive.
+    assert_eq!(
+        k.receive_or_block(t, h, None, at(1)),
+        Ok(RecvOutcome::Blocked)
+    );
+    assert_eq!(k.next_deadline(), None);
+    assert!(matches!(
+        k.task_state(t),
+        Some(SchedState::Blocked(BlockedOn::Receive { .. }))
+    ));
+    assert_eq!(k.expire_deadlines(at(10)), 0);
+    // And a receiver that goes to sleep leaves the wait list.
+    assert_eq!(k.sleep_until(t, at(20), at(2)), Ok(true));
+    k.send(t, h, b"x".to_vec(), &[], at(3)).unwrap();
+    assert_eq!(k.take_wake_reason(t), None, "not woken by the message");
+    assert_eq!(k.expire_deadlines(at(20)), 1);
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_receive_whose_deadline_is_now_times_out_and_one_just_after_blocks() {
+    let mut k = kernel();
+    let t = spawn(&mut k, "t");
+    let h = k.create_channel(t, T0).unwrap();
+    assert_eq!(
+        k.receive_or_block(t, h, Some(at(5)), at(5)),
+        Ok(RecvOutcome::TimedOut)
+    );
+    assert_eq!(k.task_state(t), Some(SchedState::Ready));
+    assert_eq!(
+        k.receive_or_block(t, h, Some(at(6)), at(5)),
+        Ok(RecvOutcome::Blocked)
+    );
+    assert_eq!(k.next_deadline(), Some(at(6)));
+    // Sleeping until now does not block; a moment later does.
+    let s = spawn(&mut k, "s");
+    assert_eq!(k.sleep_until(s, at(5), at(5)), Ok(false));
+    assert_eq!(k.task_state(s), Some(SchedState::Ready));
+    assert_eq!(k.sleep_until(s, at(6), at(5)), Ok(true));
+    k.check_invariants().unwrap();
+}

@@ -213,7 +213,7 @@ fn free_standing_identities_get_fresh_ids_and_never_hijack_a_task() {
     )
     .with_task_id(t)
     .with_parent(e);
-    let stage = k.create_identity(meta);
+    let stage = k.create_identity(meta).unwrap();
     assert_ne!(stage, e);
     assert_eq!(k.identity(stage).unwrap().execution_id, stage);
     assert!(k.identity(stage).unwrap().is_child_of(e));
@@ -234,6 +234,88 @@ fn explicit_lineage_is_recorded_as_given() {
         .unwrap();
     let id = k.identity(child).unwrap();
     assert_eq!((id.parent_id, id.creator_id), (Some(sup), Some(creator)));
+}
+
+#[test]
+fn lineage_must_name_executions_the_kernel_issued() {
+    let mut k = kernel();
+    let (_, real) = k.create_task(None, TaskSpec::new("real"), T0).unwrap();
+    let never_issued = pandagen_abi::ExecutionId::from_raw(real.as_raw() + 1000);
+    let tasks_before = k.task_count();
+    assert_eq!(
+        k.create_task_with_lineage(TaskSpec::new("orphan"), Some(never_issued), None, T0),
+        Err(KernelError::UnknownExecution(never_issued))
+    );
+    assert_eq!(
+        k.create_task_with_lineage(TaskSpec::new("orphan"), Some(real), Some(never_issued), T0),
+        Err(KernelError::UnknownExecution(never_issued))
+    );
+    assert_eq!(k.task_count(), tasks_before, "nothing was created");
+    // An identity a caller built but no kernel recorded has no id to be
+    // anyone's parent.
+    let unrecorded =
+        pandagen_abi::IdentityMetadata::new(IdentityKind::Service, TrustDomain::core(), "x", 0);
+    let child = pandagen_abi::IdentityMetadata::new(
+        IdentityKind::PipelineStage,
+        TrustDomain::sandbox(),
+        "stage",
+        0,
+    )
+    .with_parent(unrecorded.execution_id);
+    assert_eq!(
+        k.create_identity(child),
+        Err(KernelError::UnknownExecution(
+            pandagen_abi::ExecutionId::UNASSIGNED
+        ))
+    );
+}
+
+#[test]
+fn ids_the_kernel_returns_build_lineage_that_names_the_right_executions() {
+    let mut k = kernel();
+    let (_, spawned) = k.create_task(None, TaskSpec::new("spawned"), T0).unwrap();
+    let meta = |name: &str| {
+        pandagen_abi::IdentityMetadata::new(IdentityKind::Component, TrustDomain::user(), name, 0)
+    };
+    let supervisor = k.create_identity(meta("supervisor")).unwrap();
+    let worker = k
+        .create_identity(meta("worker").with_parent(supervisor).with_creator(spawned))
+        .unwrap();
+    let (_, grandchild) = k
+        .create_task_with_lineage(TaskSpec::new("grandchild"), Some(worker), None, T0)
+        .unwrap();
+    // Every id answers with the identity it was issued for, and the ids
+    // from create_identity and create_task come from one sequence.
+    let ids = [spawned, supervisor, worker, grandchild];
+    for (i, a) in ids.iter().enumerate() {
+        assert!(a.is_assigned());
+        assert!(ids[i + 1..].iter().all(|b| b != a), "{a} issued twice");
+    }
+    assert_eq!(k.identity(supervisor).unwrap().name, "supervisor");
+    let worker_meta = k.identity(worker).unwrap();
+    assert_eq!(worker_meta.execution_id, worker);
+    assert!(worker_meta.is_child_of(supervisor));
+    assert_eq!(worker_meta.creator_id, Some(spawned));
+    assert_eq!(k.identity(spawned).unwrap().name, "spawned");
+    let grandchild_meta = k.identity(grandchild).unwrap();
+    assert!(grandchild_meta.is_child_of(worker));
+    assert_eq!(
+        k.identity(grandchild_meta.parent_id.unwrap()).unwrap().name,
+        "worker"
+    );
+}
+
+#[test]
+fn an_identity_may_name_only_a_task_the_kernel_created() {
+    let mut k = kernel();
+    let ghost = pandagen_abi::TaskId::from_raw(4242);
+    let meta =
+        pandagen_abi::IdentityMetadata::new(IdentityKind::Service, TrustDomain::core(), "g", 0)
+            .with_task_id(ghost);
+    assert_eq!(
+        k.create_identity(meta),
+        Err(KernelError::TaskNotFound(ghost))
+    );
 }
 
 fn spawn_routed(

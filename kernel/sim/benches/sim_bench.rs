@@ -5,8 +5,13 @@
 //!
 //! Each line is `[BENCH] <name> <value> <unit>`: the median of repeated
 //! runs, measured with the host's monotonic clock (the simulation itself
-//! never reads it). The trace is switched off, as a long benchmark would
-//! otherwise measure trace growth.
+//! never reads it). The throughput runs switch the trace off, to measure
+//! the message path alone.
+//!
+//! It also checks that memory stays flat over ten million messages with
+//! the trace on (its default): the resident set may not grow by more than
+//! [`FLAT_SLACK_KB`] between the first million messages and the tenth
+//! (Linux only; it reads `/proc/self/status`). The bench fails otherwise.
 
 use std::time::Instant as HostInstant;
 
@@ -17,6 +22,14 @@ use pandagen_sim::{FaultPlan, SimulatedKernel};
 
 const MESSAGES: u32 = 200_000;
 const RUNS: usize = 9;
+
+/// Messages of the memory check, and when it takes its first reading.
+const FLAT_MESSAGES: u64 = 10_000_000;
+const FLAT_BASELINE_AT: u64 = 1_000_000;
+/// Growth the memory check tolerates: the allocator's slack, far below
+/// what a trace growing by one record per message would take (hundreds of
+/// megabytes).
+const FLAT_SLACK_KB: u64 = 2 * 1024;
 
 fn envelope() -> MessageEnvelope {
     MessageEnvelope::new(
@@ -53,6 +66,62 @@ fn run(plan: Option<FaultPlan>) -> f64 {
     f64::from(MESSAGES) / elapsed
 }
 
+/// A field of `/proc/self/status`, in kB (`None` off Linux).
+fn status_kb(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Ten million send+receive pairs with the trace on: the resident set
+/// after the first million against the largest one read after each later
+/// million, and the trace's own bounds (its length never above its
+/// capacity). Runs first, before the other runs raise the process's
+/// footprint.
+fn memory_stays_flat() -> bool {
+    let mut kernel = SimulatedKernel::new();
+    assert!(kernel.trace().is_enabled());
+    let channel = kernel.create_channel().expect("channel");
+    let message = envelope();
+    let mut baseline = None;
+    let mut peak = None;
+    for i in 0..FLAT_MESSAGES {
+        if i == FLAT_BASELINE_AT {
+            baseline = status_kb("VmRSS:");
+        }
+        if i > FLAT_BASELINE_AT && i % FLAT_BASELINE_AT == 0 {
+            peak = peak.max(status_kb("VmRSS:"));
+        }
+        kernel
+            .send_message(channel, message.clone())
+            .expect("room in the queue");
+        kernel
+            .receive_message(channel, Some(Duration::ZERO))
+            .expect("the message just sent");
+    }
+    let trace = kernel.trace();
+    assert!(trace.len() <= trace.capacity());
+    assert_eq!(
+        trace.dropped() + trace.len() as u64,
+        2 * FLAT_MESSAGES,
+        "every send and delivery was recorded"
+    );
+    let (Some(baseline), Some(peak)) = (baseline, peak.max(status_kb("VmRSS:"))) else {
+        println!("memory check skipped: no /proc/self/status");
+        return true;
+    };
+    let growth = peak.saturating_sub(baseline);
+    println!("[BENCH] sim_traced_memory_growth_1m_to_10m_messages {growth} kB");
+    if growth > FLAT_SLACK_KB {
+        println!(
+            "memory grew by {growth} kB between 1 and 10 million traced messages \
+             (limit {FLAT_SLACK_KB} kB)"
+        );
+        return false;
+    }
+    true
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -60,6 +129,9 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn main() {
     // Warm up allocator and caches.
+    if !memory_stays_flat() {
+        std::process::exit(1);
+    }
     run(None);
     let plain = median((0..RUNS).map(|_| run(None)).collect());
     println!("[BENCH] sim_send_receive_64b {plain:.0} msgs/s");

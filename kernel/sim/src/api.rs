@@ -40,7 +40,7 @@ impl KernelApi for SimulatedKernel {
         message: MessageEnvelope,
         capabilities: Vec<Cap<()>>,
     ) -> Result<(), KernelError> {
-        self.send_as(self.current, channel, &message, capabilities)
+        self.send_as(self.current, channel, message, capabilities)
     }
 
     fn receive_with_capabilities(
@@ -49,6 +49,18 @@ impl KernelApi for SimulatedKernel {
         timeout: Option<Duration>,
     ) -> Result<ReceivedMessage, KernelError> {
         self.receive_as(self.current, channel, timeout)
+    }
+
+    /// The core's fast path when the other side is waiting (see
+    /// [`crate::messaging`]'s docs), else the kernel's general path.
+    fn send_then_receive(
+        &mut self,
+        send: ChannelId,
+        message: MessageEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        self.send_then_receive_as(self.current, send, message, receive, timeout)
     }
 
     fn now(&self) -> Instant {
@@ -178,7 +190,7 @@ impl KernelApi for SimulatedKernel {
         message: MessageEnvelope,
         capabilities: Vec<Cap<()>>,
     ) -> Result<(), KernelError> {
-        self.send_to_object_as(self.current, object.handle(), &message, capabilities)
+        self.send_to_object_as(self.current, object.handle(), message, capabilities)
     }
 
     fn block_info(&mut self, device: CapHandle) -> Result<BlockInfo, KernelError> {

@@ -132,7 +132,7 @@ pub enum LifecycleFault {
     CrashOnSend,
     /// `receive_message` fails with `ReceiveFailed(InjectedFault)`. With
     /// `consume`, the message at the head of the queue (if any) is lost with
-    /// it — the reference's "may or may not be consumed" — and its
+    /// it ("may or may not be consumed", docs/interfaces.md) and its
     /// capabilities are invalidated; otherwise it stays queued.
     CrashOnReceive { consume: bool },
     /// The task is terminated with `ExitReason::Failure` right after it has

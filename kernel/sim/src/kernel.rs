@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use pandagen_abi::syscall::StartupInfo;
 use pandagen_abi::{
     CapHandle, CapKind, Duration, ExecutionId, ExitNotification, ExitReason, FailureCause,
-    IdentityKind, IdentityMetadata, Instant, KernelError, Rights, TaskDescriptor, TaskHandle,
-    TaskId, TrustDomain,
+    IdentityKind, IdentityMetadata, Instant, KernelError, MessageEnvelope, Rights, TaskDescriptor,
+    TaskHandle, TaskId, TrustDomain,
 };
 use pandagen_core::{
     AuditLog, ChannelRef, CoreConfig, KernelCore, Mintable, ParkedMessage, VecDisk,
@@ -26,21 +26,45 @@ use crate::held::Held;
 use crate::injector::FaultInjector;
 use crate::trace::{Trace, TraceEvent};
 
-/// A message held back by a fault, with the number of capabilities it
-/// carries (for the trace).
+/// A message held back by a fault: the core's handle, the number of
+/// capabilities it carries (for the trace) and the envelope.
 #[derive(Debug)]
 pub(crate) struct InFlight {
     pub(crate) parked: ParkedMessage,
     pub(crate) caps: usize,
+    pub(crate) envelope: MessageEnvelope,
 }
 
 /// A message queued in a channel, as the simulator tracks it: the core's
-/// sequence number, the trace's, and its capability count.
-#[derive(Clone, Copy, Debug)]
+/// sequence number, the trace's, its capability count, and the envelope
+/// itself (the core holds only its length; see `messaging`).
+#[derive(Debug)]
 pub(crate) struct Queued {
     pub(crate) core_seq: u64,
     pub(crate) seq: u64,
     pub(crate) caps: usize,
+    pub(crate) envelope: MessageEnvelope,
+}
+
+/// A message the core handed straight to `receiver`, which was blocked
+/// receiving on its channel, kept until that task receives on it.
+#[derive(Debug)]
+pub(crate) struct Handed {
+    pub(crate) receiver: TaskId,
+    pub(crate) key: ChannelKey,
+    pub(crate) seq: u64,
+    pub(crate) sender: TaskId,
+    pub(crate) envelope: MessageEnvelope,
+}
+
+/// How the messages sent so far travelled: through a queue, handed to a
+/// blocked receiver (the core's `send_or_hand_off`), or through the core's
+/// fast path (`send_receive_fast`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IpcCounts {
+    pub queued: u64,
+    pub handed_off: u64,
+    pub switched: u64,
 }
 
 /// A task spawned with an image, waiting for the scenario runner to start
@@ -56,7 +80,7 @@ pub struct Launch {
 /// [`ChannelId`](pandagen_abi::ChannelId), a [`Cap`](pandagen_abi::Cap),
 /// the raw `u64` id of a `Cap` (`Cap::id()`) — all handles in that task's
 /// space — or the core's [`CapId`](pandagen_core::CapId) from the audit
-/// log. Used by the reference-form calls.
+/// log. Used by the calls that name their tasks (docs/interfaces.md).
 pub trait CapRef {
     /// The handle naming it in `task`'s space. A name that matches nothing
     /// yields a handle the core refuses (and audits) as invalid.
@@ -127,11 +151,11 @@ impl From<ChannelKey> for ChannelRef {
 /// the service registry, the boot image, kernel info, serial input and the
 /// block device (see [`crate::blockdev`]). It
 /// is the acting task until [`SimulatedKernel::set_current_task`] or
-/// [`SimulatedKernel::as_task`] says otherwise, so the reference's
-/// single-actor examples (create a channel, register a service, send,
+/// [`SimulatedKernel::as_task`] says otherwise, so the single-actor
+/// examples of docs/interfaces.md (create a channel, register a service, send,
 /// receive) work as written.
 ///
-/// # Choices where the reference is silent
+/// # Choices docs/interfaces.md leaves open
 ///
 /// * A receive that finds the queue empty waits in virtual time: the clock
 ///   moves to the deadline, or to the moment a delayed message for that
@@ -145,7 +169,7 @@ impl From<ChannelKey> for ChannelRef {
 ///   [`EXIT_NOTIFICATION_ACTION`](pandagen_abi::api::EXIT_NOTIFICATION_ACTION),
 ///   schema v1.0, destination `ServiceId(0)` and no source (the kernel sent
 ///   it). Drop faults apply to them; delay and reorder faults do not.
-/// * The reference's inherent forms `delegate_capability(cap, from, to)` and
+/// * The inherent forms `delegate_capability(cap, from, to)` and
 ///   `drop_capability(cap, task)` shadow the [`KernelApi`](pandagen_abi::KernelApi) methods of the
 ///   same names on a `SimulatedKernel` value; generic service code (`K:
 ///   KernelApi`) always gets the trait's. Call the trait's explicitly with
@@ -162,6 +186,11 @@ pub struct SimulatedKernel {
     pub(crate) trace: Trace,
     next_seq: u64,
     pub(crate) queued: BTreeMap<ChannelKey, VecDeque<Queued>>,
+    pub(crate) handed: Vec<Handed>,
+    /// The task the core has marked running, once the simulator chose one
+    /// (see `make_running`).
+    pub(crate) running: Option<TaskId>,
+    pub(crate) ipc: IpcCounts,
     activity: u64,
     pub(crate) known_images: Option<BTreeSet<String>>,
     pub(crate) launches: Vec<Launch>,
@@ -213,6 +242,9 @@ impl SimulatedKernel {
             trace: Trace::new(),
             next_seq: 1,
             queued: BTreeMap::new(),
+            handed: Vec::new(),
+            running: None,
+            ipc: IpcCounts::default(),
             activity: 0,
             known_images: None,
             launches: Vec::new(),
@@ -251,6 +283,21 @@ impl SimulatedKernel {
         }
         self.current = task;
         Ok(())
+    }
+
+    /// Let `task` wait, in the core's scheduler, until it next acts: it is
+    /// neither ready nor running, so it does not outrank the services of a
+    /// scenario when the core decides whether its fast path may switch
+    /// straight to a receiver. The scenario runner parks the root task,
+    /// which drives the scenario from outside, while services run.
+    pub fn park(&mut self, task: TaskId) {
+        let now = self.clock.now();
+        if self.running == Some(task) {
+            self.running = None;
+        }
+        let _ = self
+            .core
+            .sleep_until(task, Instant::from_nanos(u64::MAX), now);
     }
 
     /// Run `f` acting as `task`, then restore the previous acting task.
@@ -387,14 +434,19 @@ impl SimulatedKernel {
         self.clock.now()
     }
 
-    // ---- identity and supervision (the reference's operations) -------------
-    // Named as Rust names accessors: the reference's `get_identity`,
-    // `get_task_identity` and `get_exit_notifications` are `identity`,
-    // `task_identity` and `exit_notifications` here.
+    // ---- identity and supervision (docs/interfaces.md) ----------------------
+    // Named as Rust names accessors: the interface description's
+    // `get_identity`, `get_task_identity` and `get_exit_notifications` are
+    // `identity`, `task_identity` and `exit_notifications` here.
 
-    /// Record an identity that no task was created with. The kernel assigns
-    /// its execution id (replacing the one in `metadata`) and returns it.
-    pub fn create_identity(&mut self, metadata: IdentityMetadata) -> ExecutionId {
+    /// Record an identity that no task was created with. The kernel issues
+    /// its execution id (replacing [`ExecutionId::UNASSIGNED`] in
+    /// `metadata`) and returns it; lineage must name executions this kernel
+    /// issued (see `KernelCore::create_identity`).
+    pub fn create_identity(
+        &mut self,
+        metadata: IdentityMetadata,
+    ) -> Result<ExecutionId, KernelError> {
         self.core.create_identity(metadata)
     }
 
@@ -411,7 +463,8 @@ impl SimulatedKernel {
     /// Spawn a task (acting as the current task, whose capabilities listed
     /// in `descriptor` move to the child) with its identity given in full:
     /// `kind` and `trust_domain` override the descriptor's, and the lineage
-    /// is recorded as given.
+    /// is recorded as given if this kernel issued both ids
+    /// (`UnknownExecution` otherwise).
     pub fn spawn_task_with_identity(
         &mut self,
         descriptor: TaskDescriptor,
@@ -442,7 +495,7 @@ impl SimulatedKernel {
         self.core.clear_exit_notifications();
     }
 
-    // ---- capabilities (the reference's forms) ------------------------------
+    // ---- capabilities, naming their tasks (docs/interfaces.md) -------------
 
     /// Move the capability `cap` from `from` to `to` (audited `Delegated`,
     /// plus `CrossDomainDelegation` across trust domains). `from` must hold
@@ -541,9 +594,16 @@ impl SimulatedKernel {
             .values()
             .flat_map(|q| q.iter().map(|m| m.seq))
             .chain(self.held.seqs())
+            .chain(self.handed.iter().map(|h| h.seq))
             .collect();
         seqs.sort_unstable();
         seqs
+    }
+
+    /// How the messages sent so far travelled (queued, handed off, or
+    /// through the fast path).
+    pub fn ipc_counts(&self) -> IpcCounts {
+        self.ipc
     }
 
     /// Messages held back by delay and reorder faults.
@@ -628,6 +688,10 @@ impl SimulatedKernel {
             reason: format!("{reason:?}"),
         });
         self.startups.remove(&task);
+        if self.running == Some(task) {
+            self.running = None;
+        }
+        self.lose_handed_to(task);
         if let Some(channel) = route {
             self.send_exit_notification(channel, &notification);
         }

@@ -41,6 +41,7 @@ mod api;
 pub mod blockdev;
 pub mod clock;
 pub mod fault;
+pub mod fixtures;
 mod held;
 pub mod injector;
 mod kernel;
@@ -49,12 +50,18 @@ mod messaging;
 pub mod rng;
 pub mod runner;
 pub mod trace;
+pub mod transfer;
 
 pub use fault::{
     ChannelKey, FaultPlan, LifecycleFault, LifecycleRule, MessageFault, MessageFilter, MessageRule,
 };
 pub use injector::FaultInjector;
-pub use kernel::{CapRef, Launch, SimInvariantViolation, SimulatedKernel};
+pub use kernel::{CapRef, IpcCounts, Launch, SimInvariantViolation, SimulatedKernel};
+pub use transfer::CapabilityTransfer;
+
+/// The simulated kernel under the short name the interface description's
+/// examples use.
+pub type SimKernel = SimulatedKernel;
 pub use pandagen_core::{EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE};
 pub use runner::{ChannelServer, RunReport, Scenario, SimService, StepOutcome, StopReason};
-pub use trace::{LossReason, Trace, TraceEvent, TraceRecord};
+pub use trace::{LossReason, Trace, TraceEvent, TraceRecord, DEFAULT_TRACE_CAPACITY};

@@ -10,8 +10,8 @@ use pandagen_abi::api::EXIT_NOTIFICATION_ACTION;
 use pandagen_abi::error::SpawnError;
 use pandagen_abi::syscall::StartupInfo;
 use pandagen_abi::{
-    CapHandle, ExecutionId, ExitNotification, KernelError, MessageEnvelope, MessageId,
-    TaskDescriptor, TaskHandle, TaskId,
+    CapHandle, ExecutionId, ExitNotification, KernelError, MessageEnvelope, TaskDescriptor,
+    TaskHandle, TaskId,
 };
 use pandagen_core::channel::KERNEL_SENDER;
 use pandagen_core::{exit_notification_bytes, ChannelRef, SpawnArgs, TaskSpec};
@@ -87,15 +87,19 @@ impl SimulatedKernel {
         let Ok(bytes) = exit_notification_bytes(notification) else {
             return;
         };
-        let id = MessageEnvelope::decode(&bytes).map_or(MessageId::from_raw(0), |e| e.id);
+        let Ok(envelope) = MessageEnvelope::decode(&bytes) else {
+            return;
+        };
+        let id = envelope.id;
         let key = ChannelKey::from(channel);
         let seq = self.new_seq();
+        let action = self.trace.intern(EXIT_NOTIFICATION_ACTION);
         self.record(TraceEvent::Sent {
             seq,
             id,
             from: KERNEL_SENDER,
             channel: key,
-            action: EXIT_NOTIFICATION_ACTION.into(),
+            action,
             capabilities: 0,
         });
         self.bump_activity();
@@ -113,7 +117,7 @@ impl SimulatedKernel {
             return;
         }
         match self.core.send_exit_from_kernel(channel, bytes) {
-            Ok(core_seq) => self.push_queued(key, core_seq, seq, 0),
+            Ok(core_seq) => self.push_queued(key, core_seq, seq, 0, envelope),
             Err(error) => {
                 let reason = match error {
                     KernelError::SendFailed(pandagen_abi::error::SendError::QueueFull) => {

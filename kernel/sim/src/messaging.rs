@@ -2,27 +2,50 @@
 //! fault plan applied between "accepted" and "queued", and virtual-time
 //! waiting on the receive side.
 //!
-//! Without faults a send is the core's `send`. With a fault plan, the
-//! message is accepted with `prepare_send` (validated, capabilities moved
-//! into kernel custody), and the injector decides: queue it now, discard
-//! it (the core invalidates and audits its capabilities), or hold it for a
-//! delay or a reordering. Every held message leaves the holding buffer
-//! exactly once, so no fault can duplicate a message.
+//! # Envelopes move; the core checks
 //!
-//! The simulator mirrors each channel's queue as a list of sequence
-//! numbers so the trace can say which message was delivered or lost,
-//! including messages lost when a channel closes.
+//! The simulator never encodes an envelope. It measures the length the
+//! encoding would have ([`MessageEnvelope::encoded_len`], which applies
+//! the wire's limits), gives the core that length as a [`Body::Kept`], and
+//! keeps the envelope itself beside the core's queue, in a mirror that
+//! also holds the trace's sequence number. The core does everything else
+//! exactly as for the real kernel: one capability check, the channel's
+//! size limit and room, capability transfer, ordering, waking. On delivery
+//! the core names the message by its sequence number and the simulator
+//! hands over the envelope it kept, stamped with the sender the core saw.
+//!
+//! # The shortcuts of the real kernel
+//!
+//! A receive that finds the queue empty leaves the task blocked on that
+//! channel in the core, as the real kernel's would. A send without
+//! capabilities goes through the core's `send_or_hand_off`: if a task is
+//! blocked receiving on the channel, the message is handed to it directly
+//! (nothing is queued) and waits for it in the simulator's hand-off slot
+//! until its next receive on that channel. `send_then_receive` tries the
+//! core's fast path, `send_receive_fast`, first: the receiver is handed the
+//! message and becomes the running task, and the caller is left blocked on
+//! its receive channel. The trace records both (`HandedOff`, `SwitchedTo`).
+//!
+//! # Faults
+//!
+//! With a fault plan, the message is accepted with `prepare_send`
+//! (validated, capabilities moved into kernel custody), and the injector
+//! decides: queue it now, discard it (the core invalidates and audits its
+//! capabilities), or hold it for a delay or a reordering. Every held
+//! message leaves the holding buffer exactly once, so no fault can
+//! duplicate a message. Fault plans apply to queued messages, so a send
+//! under a plan never takes a shortcut.
 
 use pandagen_abi::error::{ReceiveError, SendError};
 use pandagen_abi::{
-    Cap, CapHandle, CapKind, ChannelId, Duration, KernelError, MessageEnvelope, ReceivedMessage,
-    Rights, TaskId,
+    Cap, CapHandle, CapKind, ChannelId, Duration, Instant, KernelError, MessageEnvelope,
+    ReceivedMessage, Rights, TaskId,
 };
 use pandagen_core::channel::KERNEL_SENDER;
-use pandagen_core::{ChannelRef, Delivered};
+use pandagen_core::{Body, ChannelRef, Delivered, RecvOutcome, Sent};
 
 use crate::fault::{ChannelKey, MessageFault};
-use crate::kernel::{InFlight, Queued, SimulatedKernel};
+use crate::kernel::{Handed, InFlight, Queued, SimulatedKernel};
 use crate::trace::{LossReason, TraceEvent};
 
 /// What a send goes through.
@@ -38,7 +61,7 @@ impl SimulatedKernel {
         &mut self,
         task: TaskId,
         channel: ChannelId,
-        message: &MessageEnvelope,
+        message: MessageEnvelope,
         capabilities: Vec<Cap<()>>,
     ) -> Result<(), KernelError> {
         self.send_through(
@@ -55,64 +78,145 @@ impl SimulatedKernel {
         &mut self,
         task: TaskId,
         object: CapHandle,
-        message: &MessageEnvelope,
+        message: MessageEnvelope,
         capabilities: Vec<Cap<()>>,
     ) -> Result<(), KernelError> {
         self.send_through(task, Target::Object(object), message, capabilities)
+    }
+
+    /// `send_then_receive` acting as `task`: the core's fast path when the
+    /// receiver is waiting and would run next (see the module docs), else
+    /// a receive check, a send and a receive, as the real kernel does.
+    pub(crate) fn send_then_receive_as(
+        &mut self,
+        task: TaskId,
+        send: ChannelId,
+        message: MessageEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        if !self.faults_active && self.core.is_alive(task) {
+            let len = message.encoded_len()?;
+            let now = self.clock_now();
+            self.make_running(task);
+            // The simulator keeps receive deadlines itself (in virtual
+            // time), so the core is given none.
+            let switched = self.core.send_receive_fast(
+                task,
+                send.handle(),
+                Body::Kept(len),
+                receive.handle(),
+                None,
+                now,
+                |_| true,
+            );
+            if let Some(switched) = switched {
+                let key = ChannelKey::from(switched.channel);
+                let seq = self.new_seq();
+                self.record_sent(seq, &message, task, key, 0);
+                self.record(TraceEvent::SwitchedTo {
+                    seq,
+                    to: switched.receiver,
+                });
+                self.ipc.switched += 1;
+                self.running = Some(switched.receiver);
+                self.hand(switched.receiver, key, seq, task, message);
+                return self.receive_as(task, receive, timeout);
+            }
+        }
+        let now = self.clock_now();
+        self.core.check_receive(task, receive.handle(), now)?;
+        self.send_as(task, send, message, Vec::new())?;
+        self.receive_as(task, receive, timeout)
+    }
+
+    /// Make `task` the core's running task (the simulator decides who
+    /// runs): the task that was running goes back to its ready list, unless
+    /// it has blocked since; `task` stops waiting if it blocked since it
+    /// last ran.
+    pub(crate) fn make_running(&mut self, task: TaskId) {
+        if let Some(previous) = self.running.take() {
+            if previous != task {
+                self.core.yield_task(previous);
+            }
+        }
+        if self.core.run_task(task) {
+            self.running = Some(task);
+        }
     }
 
     fn send_through(
         &mut self,
         task: TaskId,
         target: Target,
-        message: &MessageEnvelope,
+        message: MessageEnvelope,
         capabilities: Vec<Cap<()>>,
     ) -> Result<(), KernelError> {
         let now = self.clock_now();
-        let bytes = message.encode()?;
+        let len = message.encoded_len()?;
+        let handles: Vec<CapHandle> = capabilities.iter().map(Cap::handle).collect();
+        let caps = handles.len();
+
+        if !self.faults_active {
+            let body = Body::Kept(len);
+            let sent = match target {
+                Target::Channel(handle) => {
+                    self.core
+                        .send_or_hand_off(task, handle, body, &handles, now, |_| true)?
+                }
+                Target::Object(handle) => {
+                    let (channel, seq) = self
+                        .core
+                        .send_to_object(task, handle, body, &handles, now)?;
+                    Sent::Queued { channel, seq }
+                }
+            };
+            let key = ChannelKey::from(sent.channel());
+            let seq = self.new_seq();
+            self.record_sent(seq, &message, task, key, caps);
+            match sent {
+                Sent::Queued { seq: core_seq, .. } => {
+                    self.push_queued(key, core_seq, seq, caps, message);
+                    if !self.held.is_empty() {
+                        self.release_overtaken(key);
+                    }
+                }
+                Sent::HandedOff { receiver, .. } => {
+                    self.record(TraceEvent::HandedOff { seq, to: receiver });
+                    self.ipc.handed_off += 1;
+                    self.hand(receiver, key, seq, task, message);
+                }
+            }
+            return Ok(());
+        }
+
+        // Refusals come before injected failures, as without a plan.
         let ch = match target {
             Target::Channel(handle) => self.core.channel_of(task, handle, now)?,
             Target::Object(handle) => self.core.object_channel(task, handle, now)?,
         };
         let key = ChannelKey::from(ch);
-        let handles: Vec<CapHandle> = capabilities.iter().map(Cap::handle).collect();
-        let caps = handles.len();
-
-        if !self.faults_active {
-            let core_seq = match target {
-                Target::Channel(handle) => self.core.send(task, handle, bytes, &handles, now)?,
-                Target::Object(handle) => self
-                    .core
-                    .send_to_object(task, handle, bytes, &handles, now)?,
-            };
-            let seq = self.new_seq();
-            self.record_sent(seq, message, task, key, caps);
-            self.push_queued(key, core_seq, seq, caps);
-            if !self.held.is_empty() {
-                self.release_overtaken(key);
-            }
-            return Ok(());
-        }
-
         if self.injector.send_should_fail(task) {
-            self.record(TraceEvent::SendFailed {
-                from: task,
-                action: message.action.clone(),
-            });
+            let action = self.trace.intern(&message.action);
+            self.record(TraceEvent::SendFailed { from: task, action });
             return Err(KernelError::SendFailed(SendError::InjectedFault));
         }
+        let body = Body::Kept(len);
         let parked = match target {
-            Target::Channel(handle) => {
-                self.core.prepare_send(task, handle, bytes, &handles, now)?
-            }
+            Target::Channel(handle) => self.core.prepare_send(task, handle, body, &handles, now)?,
             Target::Object(handle) => self
                 .core
-                .prepare_send_to_object(task, handle, bytes, &handles, now)?,
+                .prepare_send_to_object(task, handle, body, &handles, now)?,
         };
         let seq = self.new_seq();
-        self.record_sent(seq, message, task, key, caps);
-        let in_flight = InFlight { parked, caps };
-        match self.injector.message_fault(key, &message.action, task) {
+        self.record_sent(seq, &message, task, key, caps);
+        let fault = self.injector.message_fault(key, &message.action, task);
+        let in_flight = InFlight {
+            parked,
+            caps,
+            envelope: message,
+        };
+        match fault {
             None => self.enqueue(seq, key, in_flight),
             Some(MessageFault::Drop) => self.lose(seq, in_flight, LossReason::InjectedDrop),
             Some(MessageFault::Delay(delay)) if delay > Duration::ZERO => {
@@ -138,6 +242,92 @@ impl SimulatedKernel {
         Ok(())
     }
 
+    /// Keep a message the core handed to `receiver` until it receives on
+    /// that channel.
+    fn hand(
+        &mut self,
+        receiver: TaskId,
+        key: ChannelKey,
+        seq: u64,
+        sender: TaskId,
+        envelope: MessageEnvelope,
+    ) {
+        self.handed.push(Handed {
+            receiver,
+            key,
+            seq,
+            sender,
+            envelope,
+        });
+    }
+
+    /// The message handed to `task` on the channel `handle` names, if any
+    /// (the receive it completes was checked when the task blocked; the
+    /// handle is checked again, as any receive's).
+    fn take_handed(
+        &mut self,
+        task: TaskId,
+        handle: CapHandle,
+    ) -> Result<Option<ReceivedMessage>, KernelError> {
+        if !self.handed.iter().any(|h| h.receiver == task) {
+            return Ok(None);
+        }
+        let now = self.clock_now();
+        let info = self
+            .core
+            .lookup(task, handle, CapKind::Channel, Rights::RECEIVE, now)?;
+        let pandagen_core::ObjectRef::Channel(ch) = info.object else {
+            return Ok(None);
+        };
+        let key = ChannelKey::from(ch);
+        let Some(i) = self
+            .handed
+            .iter()
+            .position(|h| h.receiver == task && h.key == key)
+        else {
+            return Ok(None);
+        };
+        let Handed {
+            seq,
+            sender,
+            mut envelope,
+            ..
+        } = self.handed.remove(i);
+        envelope.source = Some(sender);
+        self.record(TraceEvent::Delivered {
+            seq,
+            id: envelope.id,
+            to: task,
+            channel: key,
+        });
+        self.bump_activity();
+        Ok(Some(ReceivedMessage {
+            envelope,
+            capabilities: Vec::new(),
+            badge: None,
+        }))
+    }
+
+    /// Messages handed to `task` that it will never take now that it has
+    /// ended.
+    pub(crate) fn lose_handed_to(&mut self, task: TaskId) {
+        if !self.handed.iter().any(|h| h.receiver == task) {
+            return;
+        }
+        let (lost, kept) = std::mem::take(&mut self.handed)
+            .into_iter()
+            .partition(|h| h.receiver == task);
+        self.handed = kept;
+        for Handed { seq, .. } in lost {
+            self.record(TraceEvent::Lost {
+                seq,
+                reason: LossReason::ReceiverExited,
+                capabilities: 0,
+            });
+            self.bump_activity();
+        }
+    }
+
     /// `receive_with_capabilities` acting as `task`.
     pub(crate) fn receive_as(
         &mut self,
@@ -146,10 +336,23 @@ impl SimulatedKernel {
         timeout: Option<Duration>,
     ) -> Result<ReceivedMessage, KernelError> {
         let handle = channel.handle();
+        if !self.handed.is_empty() {
+            if let Some(message) = self.take_handed(task, handle)? {
+                return Ok(message);
+            }
+        }
         let start = self.clock_now();
+        if !self.faults_active && self.held.is_empty() {
+            // Nothing can arrive later on its own: take what is queued, or
+            // stay blocked in the core for a hand-off.
+            return match self.receive_or_block(task, handle, start)? {
+                RecvOutcome::Message(delivered) => self.deliver(task, delivered),
+                _ => self.wait_in_vain(task, timeout.map(|t| start.saturating_add(t))),
+            };
+        }
+
         let ch = self.core.channel_of(task, handle, start)?;
         let key = ChannelKey::from(ch);
-
         if self.faults_active {
             if let Some(crash) = self.injector.receive_should_fail(task) {
                 // A receive that would be refused anyway is refused as such.
@@ -178,52 +381,89 @@ impl SimulatedKernel {
                 }
             }
             let now = self.clock_now();
-            if let Some(delivered) = self.core.receive(task, handle, now)? {
-                return self.deliver(task, key, delivered);
+            if let RecvOutcome::Message(delivered) = self.receive_or_block(task, handle, now)? {
+                return self.deliver(task, delivered);
             }
             let next_due = self.held.next_due(Some(key));
             match (next_due, deadline) {
                 (Some(due), Some(deadline)) if due <= deadline => self.advance_time_to(due),
                 (Some(due), None) => self.advance_time_to(due),
-                (_, Some(deadline)) => {
-                    if deadline > now {
-                        self.advance_time_to(deadline);
-                        self.record(TraceEvent::Waited {
-                            task,
-                            until: deadline,
-                        });
-                    }
-                    return Err(KernelError::Timeout);
-                }
-                // Nothing can ever arrive: see the module docs of `kernel`.
-                (None, None) => return Err(KernelError::Timeout),
+                _ => return self.wait_in_vain(task, deadline),
             }
         }
     }
 
+    /// The core's receive, blocking `task` in the core if nothing is queued.
+    /// The simulator keeps receive deadlines itself (in virtual time), so
+    /// the core is given none. A head message whose capabilities do not
+    /// fit in `task`'s space is discarded by the core; its envelope leaves
+    /// the mirror with it, and the trace records the loss.
+    fn receive_or_block(
+        &mut self,
+        task: TaskId,
+        handle: CapHandle,
+        now: Instant,
+    ) -> Result<RecvOutcome, KernelError> {
+        let received = self.core.receive_or_block(task, handle, None, now);
+        if let Err(KernelError::ReceiveFailed(ReceiveError::NoRoomForCapabilities { .. })) =
+            received
+        {
+            if let Ok(ch) = self.core.channel_of(task, handle, now) {
+                let key = ChannelKey::from(ch);
+                if let Some(lost) = self.queued.get_mut(&key).and_then(|q| q.pop_front()) {
+                    self.record(TraceEvent::Lost {
+                        seq: lost.seq,
+                        reason: LossReason::ReceiverFull,
+                        capabilities: lost.caps,
+                    });
+                    self.bump_activity();
+                }
+            }
+            self.reap_closed();
+        }
+        received
+    }
+
+    /// A receive that nothing will satisfy before its timeout: the clock
+    /// moves to the deadline (see the module docs of `kernel`), and the
+    /// task stays blocked in the core, where a later send can hand it a
+    /// message.
+    fn wait_in_vain(
+        &mut self,
+        task: TaskId,
+        deadline: Option<Instant>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        let now = self.clock_now();
+        if let Some(deadline) = deadline {
+            if deadline > now {
+                self.advance_time_to(deadline);
+                self.record(TraceEvent::Waited {
+                    task,
+                    until: deadline,
+                });
+            }
+        }
+        Err(KernelError::Timeout)
+    }
+
     /// Hand a message the core delivered to `task` over as a
-    /// `ReceivedMessage`, with the sender stamped as its source.
+    /// `ReceivedMessage`: the envelope the simulator kept for it, stamped
+    /// with the sender the core saw.
     fn deliver(
         &mut self,
         task: TaskId,
-        key: ChannelKey,
         delivered: Delivered,
     ) -> Result<ReceivedMessage, KernelError> {
-        let seq = match self.take_queued(key, delivered.seq) {
-            Some(q) => q.seq,
-            None => self.new_seq(),
+        let key = ChannelKey::from(delivered.channel);
+        let (seq, envelope) = match self.take_queued(key, delivered.seq) {
+            Some(q) => (q.seq, Ok(q.envelope)),
+            // Only messages the simulator queued reach a receiver, so this
+            // is a bug in it; still, never leave the capabilities behind.
+            None => (self.new_seq(), MessageEnvelope::decode(&delivered.bytes)),
         };
-        let capabilities: Vec<Cap<()>> = delivered
-            .caps
-            .iter()
-            .copied()
-            .map(Cap::from_handle)
-            .collect();
-        let mut envelope = match MessageEnvelope::decode(&delivered.bytes) {
+        let mut envelope = match envelope {
             Ok(envelope) => envelope,
             Err(error) => {
-                // Only the simulator encodes messages, so this is a bug in
-                // it; still, never leave the carried capabilities behind.
                 let now = self.clock_now();
                 for handle in delivered.caps {
                     let _ = self.core.drop_cap(task, handle, now);
@@ -240,6 +480,7 @@ impl SimulatedKernel {
         });
         self.bump_activity();
         self.count_operation(task);
+        let capabilities: Vec<Cap<()>> = delivered.caps.into_iter().map(Cap::from_handle).collect();
         Ok(ReceivedMessage {
             envelope,
             capabilities,
@@ -276,10 +517,14 @@ impl SimulatedKernel {
     /// Queue a message the fault plan let through (or that came due).
     fn enqueue(&mut self, seq: u64, key: ChannelKey, in_flight: InFlight) {
         let now = self.clock_now();
-        let InFlight { parked, caps } = in_flight;
+        let InFlight {
+            parked,
+            caps,
+            envelope,
+        } = in_flight;
         match self.core.enqueue(parked, now) {
             Ok(core_seq) => {
-                self.push_queued(key, core_seq, seq, caps);
+                self.push_queued(key, core_seq, seq, caps, envelope);
                 self.release_overtaken(key);
             }
             Err(error) => {
@@ -317,7 +562,7 @@ impl SimulatedKernel {
     /// audited by the core).
     pub(crate) fn lose(&mut self, seq: u64, in_flight: InFlight, reason: LossReason) {
         let now = self.clock_now();
-        let InFlight { parked, caps } = in_flight;
+        let InFlight { parked, caps, .. } = in_flight;
         self.core.discard(parked, now);
         self.record(TraceEvent::Lost {
             seq,
@@ -338,22 +583,32 @@ impl SimulatedKernel {
     ) {
         self.bump_activity();
         if self.trace.is_enabled() {
+            let action = self.trace.intern(&message.action);
             self.record(TraceEvent::Sent {
                 seq,
                 id: message.id,
                 from,
                 channel,
-                action: message.action.clone(),
+                action,
                 capabilities,
             });
         }
     }
 
-    pub(crate) fn push_queued(&mut self, key: ChannelKey, core_seq: u64, seq: u64, caps: usize) {
+    pub(crate) fn push_queued(
+        &mut self,
+        key: ChannelKey,
+        core_seq: u64,
+        seq: u64,
+        caps: usize,
+        envelope: MessageEnvelope,
+    ) {
+        self.ipc.queued += 1;
         self.queued.entry(key).or_default().push_back(Queued {
             core_seq,
             seq,
             caps,
+            envelope,
         });
     }
 
@@ -361,11 +616,10 @@ impl SimulatedKernel {
     /// (normally the head of the mirror).
     fn take_queued(&mut self, key: ChannelKey, core_seq: u64) -> Option<Queued> {
         let queue = self.queued.get_mut(&key)?;
-        let position = if queue.front()?.core_seq == core_seq {
-            0
-        } else {
-            queue.iter().position(|q| q.core_seq == core_seq)?
-        };
+        if queue.front()?.core_seq == core_seq {
+            return queue.pop_front();
+        }
+        let position = queue.iter().position(|q| q.core_seq == core_seq)?;
         queue.remove(position)
     }
 

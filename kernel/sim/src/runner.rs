@@ -126,6 +126,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use pandagen_abi::error::ReceiveError;
 use pandagen_abi::syscall::StartupInfo;
@@ -266,7 +267,7 @@ enum SlotState {
 }
 
 struct Slot {
-    name: String,
+    name: Arc<str>,
     task: TaskId,
     service: Box<dyn SimService>,
     state: SlotState,
@@ -326,7 +327,7 @@ impl Scenario {
         F: FnOnce(&mut SimulatedKernel, &StartupInfo) -> Result<S, KernelError>,
     {
         let root = self.kernel.root_task();
-        let name = descriptor.name.clone();
+        let name: Arc<str> = Arc::from(descriptor.name.as_str());
         let handle = self.kernel.as_task(root, |k| k.spawn_task(descriptor))?;
         let service = self.kernel.as_task(handle.task_id, |k| {
             let startup = k.startup()?;
@@ -371,7 +372,7 @@ impl Scenario {
     pub fn task_of(&self, name: &str) -> Option<TaskId> {
         self.slots
             .iter()
-            .find(|s| s.name == name && !matches!(s.state, SlotState::Exited))
+            .find(|s| &*s.name == name && !matches!(s.state, SlotState::Exited))
             .map(|s| s.task)
     }
 
@@ -380,13 +381,15 @@ impl Scenario {
         self.slots
             .iter()
             .filter(|s| !matches!(s.state, SlotState::Exited))
-            .map(|s| (s.name.clone(), s.task))
+            .map(|s| (s.name.to_string(), s.task))
             .collect()
     }
 
     /// Run until quiescent, or until virtual time reaches `deadline`.
     pub fn run_until(&mut self, deadline: Instant) -> RunReport {
         let start_steps = self.steps;
+        let root = self.kernel.root_task();
+        self.kernel.park(root);
         let mut rounds = 0;
         let stop = loop {
             if self.steps - start_steps >= self.step_limit {
@@ -455,9 +458,9 @@ impl Scenario {
             let outcome = self.kernel.as_task(slot.task, |k| slot.service.step(k));
             self.steps += 1;
             self.kernel.record(TraceEvent::Step {
-                service: slot.name.clone(),
+                service: Arc::clone(&slot.name),
                 task: slot.task,
-                outcome: outcome.to_string(),
+                outcome: outcome.clone(),
             });
             if !self.kernel.task_is_alive(slot.task) {
                 // A fault (or another task) ended it during the step.
@@ -496,7 +499,7 @@ impl Scenario {
             let built = self.kernel.as_task(task, |k| factory(k, &launch.startup));
             match built {
                 Ok(service) => self.slots.push(Slot {
-                    name: launch.name,
+                    name: Arc::from(launch.name),
                     task,
                     service,
                     state: SlotState::Live,

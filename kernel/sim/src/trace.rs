@@ -6,12 +6,30 @@
 //! send), which is deterministic; the envelope's `MessageId` is recorded too
 //! but left out of [`Trace::render`], since ids come from a process-wide
 //! counter and differ between runs in one test binary.
+//!
+//! The trace is a ring: it keeps the newest [`Trace::capacity`] records
+//! (by default [`DEFAULT_TRACE_CAPACITY`]) and counts the ones it let go
+//! ([`Trace::dropped`]), so a long simulation runs in flat memory with
+//! tracing on. Names that recur in every record (a message's action, a
+//! service's name) are shared, not copied: the trace keeps one `Arc<str>`
+//! per distinct action ([`Trace::intern`]).
 
+use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
+use std::sync::Arc;
 
 use pandagen_abi::{Instant, KernelError, MessageId, TaskId};
 
 use crate::fault::ChannelKey;
+use crate::runner::StepOutcome;
+
+/// How many records a trace keeps unless told otherwise.
+pub const DEFAULT_TRACE_CAPACITY: usize = 1 << 16;
+
+/// How many distinct names the trace shares at most; past that it starts a
+/// fresh set (records keep the names they hold), so a simulation that
+/// invents names without end cannot grow it either.
+const MAX_SHARED_NAMES: usize = 1024;
 
 /// Why a message that was sent successfully was never delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +40,12 @@ pub enum LossReason {
     InjectedReceiveCrash,
     /// Its channel closed (every receiver is gone) before delivery.
     ChannelClosed,
+    /// It had been handed to a waiting receiver, which ended before taking
+    /// it.
+    ReceiverExited,
+    /// Its receiver had no room for the capabilities it carried, so the
+    /// kernel discarded it (and invalidated them).
+    ReceiverFull,
     /// The channel's queue was full when a delayed or reordered message
     /// came due.
     QueueFull,
@@ -39,11 +63,19 @@ pub enum TraceEvent {
         id: MessageId,
         from: TaskId,
         channel: ChannelKey,
-        action: String,
+        action: Arc<str>,
         capabilities: usize,
     },
+    /// The message went straight to `to`, which was blocked receiving on
+    /// its channel (the core's hand-off, `send_or_hand_off`): nothing was
+    /// queued.
+    HandedOff { seq: u64, to: TaskId },
+    /// The message went straight to `to` and `to` became the running task
+    /// while the sender blocked for its answer (the core's IPC fast path,
+    /// `send_receive_fast`).
+    SwitchedTo { seq: u64, to: TaskId },
     /// A send failed because of an injected fault; nothing was enqueued.
-    SendFailed { from: TaskId, action: String },
+    SendFailed { from: TaskId, action: Arc<str> },
     /// A message was lost; its capabilities were invalidated.
     Lost {
         seq: u64,
@@ -80,9 +112,9 @@ pub enum TraceEvent {
     HandlerError { task: TaskId, error: KernelError },
     /// The scenario runner stepped a service.
     Step {
-        service: String,
+        service: Arc<str>,
         task: TaskId,
-        outcome: String,
+        outcome: StepOutcome,
     },
 }
 
@@ -93,22 +125,71 @@ pub struct TraceRecord {
     pub event: TraceEvent,
 }
 
-/// The ordered record of a run.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The ordered record of a run: the newest `capacity` records.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trace {
+    /// A ring once full: `records[oldest]` is the oldest record, and a new
+    /// one overwrites it in place.
     records: Vec<TraceRecord>,
+    oldest: usize,
+    capacity: usize,
+    dropped: u64,
     enabled: bool,
+    names: BTreeSet<Arc<str>>,
+    /// The name shared last: most records repeat the previous one's.
+    last_name: Option<Arc<str>>,
+}
+
+impl Default for Trace {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Trace {
+    /// An enabled trace of [`DEFAULT_TRACE_CAPACITY`] records.
     pub fn new() -> Self {
+        Self::with_capacity(DEFAULT_TRACE_CAPACITY)
+    }
+
+    /// An enabled trace that keeps the newest `capacity` records.
+    pub fn with_capacity(capacity: usize) -> Self {
         Trace {
             records: Vec::new(),
+            oldest: 0,
+            capacity,
+            dropped: 0,
             enabled: true,
+            names: BTreeSet::new(),
+            last_name: None,
         }
     }
 
-    /// Recording can be switched off (benchmarks do) to keep memory flat.
+    /// Keep the newest `capacity` records from now on (the oldest beyond it
+    /// are let go at once).
+    pub fn set_capacity(&mut self, capacity: usize) {
+        let mut records = std::mem::take(&mut self.records);
+        records.rotate_left(self.oldest);
+        self.oldest = 0;
+        let excess = records.len().saturating_sub(capacity);
+        records.drain(..excess);
+        records.shrink_to(capacity);
+        self.dropped += excess as u64;
+        self.records = records;
+        self.capacity = capacity;
+    }
+
+    /// How many records the trace keeps.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// How many records were let go to stay within the capacity.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Recording can be switched off altogether.
     pub fn set_enabled(&mut self, enabled: bool) {
         self.enabled = enabled;
     }
@@ -118,17 +199,55 @@ impl Trace {
     }
 
     pub fn push(&mut self, at: Instant, event: TraceEvent) {
-        if self.enabled {
-            self.records.push(TraceRecord { at, event });
+        if !self.enabled || self.capacity == 0 {
+            return;
         }
+        let record = TraceRecord { at, event };
+        if self.records.len() < self.capacity {
+            self.records.push(record);
+            return;
+        }
+        self.records[self.oldest] = record;
+        self.oldest = (self.oldest + 1) % self.records.len();
+        self.dropped += 1;
     }
 
-    pub fn records(&self) -> &[TraceRecord] {
-        &self.records
+    /// The shared copy of `name`, made on its first use: records of the
+    /// same action or service point at one string.
+    pub fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(last) = &self.last_name {
+            if **last == *name {
+                return Arc::clone(last);
+            }
+        }
+        let shared = match self.names.get(name) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                if self.names.len() >= MAX_SHARED_NAMES {
+                    self.names.clear();
+                }
+                let shared: Arc<str> = Arc::from(name);
+                self.names.insert(Arc::clone(&shared));
+                shared
+            }
+        };
+        self.last_name = Some(Arc::clone(&shared));
+        shared
+    }
+
+    /// How many distinct names the trace currently shares.
+    pub fn shared_names(&self) -> usize {
+        self.names.len()
+    }
+
+    /// The records kept, oldest first.
+    pub fn records(&self) -> impl Iterator<Item = &TraceRecord> {
+        let (newer, older) = self.records.split_at(self.oldest);
+        older.iter().chain(newer)
     }
 
     pub fn events(&self) -> impl Iterator<Item = &TraceEvent> {
-        self.records.iter().map(|r| &r.event)
+        self.records().map(|r| &r.event)
     }
 
     pub fn len(&self) -> usize {
@@ -165,9 +284,13 @@ impl Trace {
 
     /// A stable text form, one line per event, without process-global ids:
     /// two runs of the same scenario with the same plan render identically.
+    /// A trace that let records go says so in its first line.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for record in &self.records {
+        if self.dropped > 0 {
+            let _ = writeln!(out, "({} earlier records dropped)", self.dropped);
+        }
+        for record in self.records() {
             let _ = writeln!(out, "{}", RenderRecord(record));
         }
         out
@@ -213,6 +336,8 @@ impl fmt::Display for RenderRecord<'_> {
                 write!(f, "held #{seq} for {overtakes} overtakes")
             }
             TraceEvent::Released { seq } => write!(f, "released #{seq}"),
+            TraceEvent::HandedOff { seq, to } => write!(f, "handed #{seq} -> {to}"),
+            TraceEvent::SwitchedTo { seq, to } => write!(f, "switched #{seq} -> {to}"),
             TraceEvent::Delivered {
                 seq, to, channel, ..
             } => write!(f, "delivered #{seq} {channel} -> {to}"),
@@ -267,6 +392,40 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.render(), b.render());
         assert!(a.render().contains("sent #0 task#1 -> ch3g0 \"ping\""));
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_records_and_counts_the_rest() {
+        let mut t = Trace::with_capacity(4);
+        for seq in 0..10 {
+            t.push(Instant::ZERO, TraceEvent::Released { seq });
+        }
+        assert_eq!(t.len(), 4);
+        assert_eq!(t.dropped(), 6);
+        let kept: Vec<u64> = t
+            .events()
+            .map(|e| match e {
+                TraceEvent::Released { seq } => *seq,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(kept, [6, 7, 8, 9]);
+        assert!(t.render().starts_with("(6 earlier records dropped)\n"));
+        t.set_capacity(2);
+        assert_eq!((t.len(), t.dropped()), (2, 8));
+    }
+
+    #[test]
+    fn names_are_shared_and_bounded() {
+        let mut t = Trace::new();
+        let a = t.intern("storage.put");
+        let b = t.intern("storage.put");
+        assert!(Arc::ptr_eq(&a, &b));
+        for i in 0..3 * MAX_SHARED_NAMES {
+            t.intern(&format!("action{i}"));
+            assert!(t.shared_names() <= MAX_SHARED_NAMES);
+        }
+        assert_eq!(&*a, "storage.put");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Fault Injection Semantics 1–5 and the Safety Properties Under Faults,
-//! from the interface reference's Message Passing section.
+//! (docs/interfaces.md, "The kernel API").
 
 use pandagen_abi::error::{ReceiveError, SendError};
 use pandagen_abi::{

@@ -1,4 +1,5 @@
-//! The interface reference's own examples, written with its names, plus
+//! The interface description's own examples, written with its names (see
+//! docs/interfaces.md for where PandaGen's form differs), plus
 //! the Kernel API contracts around them.
 
 use pandagen_abi::error::{ReceiveError, SendError};
@@ -538,18 +539,22 @@ fn exit_notifications_reach_the_parents_exit_channel() -> Result<(), KernelError
 #[test]
 fn created_identities_are_kept_and_never_reused() {
     let mut kernel = SimulatedKernel::new();
-    let a = kernel.create_identity(IdentityMetadata::new(
-        IdentityKind::PipelineStage,
-        TrustDomain::sandbox(),
-        "stage-1",
-        kernel.now().as_nanos(),
-    ));
-    let b = kernel.create_identity(IdentityMetadata::new(
-        IdentityKind::PipelineStage,
-        TrustDomain::sandbox(),
-        "stage-2",
-        kernel.now().as_nanos(),
-    ));
+    let a = kernel
+        .create_identity(IdentityMetadata::new(
+            IdentityKind::PipelineStage,
+            TrustDomain::sandbox(),
+            "stage-1",
+            kernel.now().as_nanos(),
+        ))
+        .unwrap();
+    let b = kernel
+        .create_identity(IdentityMetadata::new(
+            IdentityKind::PipelineStage,
+            TrustDomain::sandbox(),
+            "stage-2",
+            kernel.now().as_nanos(),
+        ))
+        .unwrap();
     assert_ne!(a, b);
     assert_eq!(kernel.identity(a).unwrap().name, "stage-1");
     assert_eq!(

@@ -187,7 +187,7 @@ impl PipelineClient {
             }
             let response: PipelineResponse = match received
                 .envelope
-                .decode_payload(&PIPELINE_PROTOCOL, PIPELINE_EXECUTOR)
+                .decode_answer(&PIPELINE_PROTOCOL, PIPELINE_EXECUTOR)
             {
                 Ok(response) => response,
                 Err(e) => {

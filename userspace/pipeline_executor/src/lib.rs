@@ -17,7 +17,7 @@
 //!
 //! ## Capability labels
 //!
-//! The reference names capabilities in pipelines by `u64` id. A capability
+//! Pipelines name capabilities by `u64` id (docs/interfaces.md). A capability
 //! handle, though, means something only in its holder's space, and a
 //! capability returned by a stage gets its handle only when it arrives. So
 //! the ids in `required_capabilities`, in [`StageResult::Success`] and in the
@@ -28,9 +28,9 @@
 //! author can refer to it in advance). A label is a name, never authority:
 //! the executor only forwards capabilities it actually holds.
 //!
-//! ## Choices where the reference is silent
+//! ## Choices docs/interfaces.md leaves open
 //!
-//! * Errors in [`StageResult`] stay strings, as the reference writes them
+//! * Errors in [`StageResult`] stay strings (docs/interfaces.md says why)
 //!   (a stage's domain is open-ended); everything the executor itself
 //!   decides is a typed [`ExecutorError`] or [`StageExecutionResult`].
 //! * A reply that does not come within the stage timeout is a retryable

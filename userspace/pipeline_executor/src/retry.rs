@@ -6,7 +6,7 @@
 //! it is deterministic under the simulator.
 //!
 //! `backoff_duration(n) = initial_backoff_ms * backoff_multiplier^n`. The wait
-//! before retry `n` is `backoff_duration(n - 1)`, which gives the reference's
+//! before retry `n` is `backoff_duration(n - 1)`, which gives the
 //! sequence for `exponential_backoff(3, 100)`: 100 ms, 200 ms, 400 ms.
 //!
 //! Execution is bounded: `validate` rejects policies with more than

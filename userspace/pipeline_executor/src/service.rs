@@ -24,7 +24,7 @@ use alloc::vec::Vec;
 use pandagen_abi::envelope::MAX_PAYLOAD_BYTES;
 use pandagen_abi::services::PIPELINE_EXECUTOR;
 use pandagen_abi::{
-    Cap, CapHandle, ChannelId, Duration, EnvelopeError, Instant, KernelApi, KernelError,
+    Answer, Cap, CapHandle, ChannelId, Duration, EnvelopeError, Instant, KernelApi, KernelError,
     MessageEnvelope, MessagePayload, ReceivedMessage, VersionPolicy,
 };
 use serde::{Deserialize, Serialize};
@@ -85,6 +85,19 @@ pub enum PipelineRequestError {
     },
     /// Two initial capabilities share a label.
     DuplicateCapabilityLabel(u64),
+    /// Never sent: a refusal of a newer executor that this version does
+    /// not know, with its variant index (see [`pandagen_abi::evolve`]).
+    Unrecognized {
+        variant: u32,
+    },
+}
+
+impl Answer for PipelineResponse {
+    const ERROR_VARIANT: u32 = 1;
+
+    fn unrecognized_error(variant: u32) -> Self {
+        PipelineResponse::Rejected(PipelineRequestError::Unrecognized { variant })
+    }
 }
 
 /// What happened to one request.

@@ -29,7 +29,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use pandagen_abi::{
-    Cap, ChannelId, EnvelopeError, KernelApi, KernelError, MessageEnvelope, MessagePayload,
+    Answer, Cap, ChannelId, EnvelopeError, KernelApi, KernelError, MessageEnvelope, MessagePayload,
     ReceivedMessage, ServiceId, TaskId, VersionPolicy,
 };
 use serde::{Deserialize, Serialize};
@@ -66,7 +66,7 @@ pub struct StageRequest {
     pub capabilities: Vec<u64>,
 }
 
-/// The outcome of one stage attempt, as the reference defines it.
+/// The outcome of one stage attempt (docs/interfaces.md, "Pipelines").
 /// `capabilities` are the labels of the capabilities attached to the reply,
 /// under which they join the executor's pool.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +99,17 @@ pub enum StageRequestError {
     UnknownAction,
     /// The labels in the request do not match the capabilities attached.
     CapabilityCountMismatch { declared: u32, attached: u32 },
+    /// Never sent: a refusal of a newer handler that this version does not
+    /// know, with its variant index (see [`pandagen_abi::evolve`]).
+    Unrecognized { variant: u32 },
+}
+
+impl Answer for StageReply {
+    const ERROR_VARIANT: u32 = 1;
+
+    fn unrecognized_error(variant: u32) -> Self {
+        StageReply::Rejected(StageRequestError::Unrecognized { variant })
+    }
 }
 
 /// One stage invocation, as a handler sees it. The capabilities are lent:

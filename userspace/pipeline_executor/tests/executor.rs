@@ -3,25 +3,12 @@
 
 mod support;
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
-use pandagen_abi::{Duration, KernelApi, ServiceId};
+use pandagen_abi::{Duration, KernelApi};
 use pandagen_pipeline_executor::{
     ExecutorError, OutputViolation, PipelineError, PipelineExecutionResult, PipelineExecutor,
     PipelineSpec, Progress, RetryPolicy, StageExecutionResult, StageSpec,
 };
 use support::*;
-
-const HANDLER: ServiceId = ServiceId::from_raw(100);
-const HANDLER_TASK: Task = 2;
-
-fn setup() -> (FakeKernel, Rc<RefCell<TestHandler>>) {
-    let mut kernel = FakeKernel::new();
-    let handler = TestHandler::new();
-    kernel.add_stage_service(HANDLER_TASK, HANDLER, handler.clone());
-    (kernel, handler)
-}
 
 fn stage(name: &str, action: &str) -> StageSpec {
     StageSpec::new(name, HANDLER, action, text(), text())
@@ -44,7 +31,7 @@ fn decode_text(payload: &pandagen_pipeline_executor::TypedPayload) -> String {
 
 #[test]
 fn happy_path_runs_every_stage_and_flows_capabilities() {
-    let (mut kernel, handler) = setup();
+    let (mut kernel, handler) = kernel_with_handler();
     let minted = stage("Mint", "mint");
     let guarded = stage("Guarded", "needs_cap").with_capabilities(vec![42]);
     let counted = StageSpec::new("Count", HANDLER, "count", text(), count());
@@ -87,7 +74,7 @@ fn happy_path_runs_every_stage_and_flows_capabilities() {
 
 #[test]
 fn a_permanent_failure_stops_the_pipeline_at_that_stage() {
-    let (mut kernel, handler) = setup();
+    let (mut kernel, handler) = kernel_with_handler();
     let p = pipeline(vec![
         stage("A", "upper"),
         stage("B", "fail"),
@@ -121,7 +108,7 @@ fn a_permanent_failure_stops_the_pipeline_at_that_stage() {
 
 #[test]
 fn a_permanent_failure_is_not_retried_even_with_a_retry_policy() {
-    let (mut kernel, handler) = setup();
+    let (mut kernel, handler) = kernel_with_handler();
     let p = pipeline(vec![
         stage("B", "fail").with_retry_policy(RetryPolicy::fixed_retries(3, 10))
     ]);
@@ -132,7 +119,7 @@ fn a_permanent_failure_is_not_retried_even_with_a_retry_policy() {
 
 #[test]
 fn retries_follow_the_policy_with_backoff_on_kernel_time() {
-    let (mut kernel, handler) = setup();
+    let (mut kernel, handler) = kernel_with_handler();
     handler.borrow_mut().flaky_failures = 2;
     let p = pipeline(vec![
         stage("Flaky", "flaky").with_retry_policy(RetryPolicy::exponential_backoff(3, 100))
@@ -159,7 +146,7 @@ fn retries_follow_the_policy_with_backoff_on_kernel_time() {
 
 #[test]
 fn retries_are_bounded_and_then_fail_permanently() {
-    let (mut kernel, handler) = setup();
+    let (mut kernel, handler) = kernel_with_handler();
     handler.borrow_mut().flaky_failures = 100;
     let p = pipeline(vec![
         stage("Flaky", "flaky").with_retry_policy(RetryPolicy::fixed_retries(2, 50)),
@@ -186,7 +173,7 @@ fn retries_are_bounded_and_then_fail_permanently() {
 
 #[test]
 fn a_missing_capability_fails_fast_before_the_stage_runs() {
-    let (mut kernel, handler) = setup();
+    let (mut kernel, handler) = kernel_with_handler();
     let p = pipeline(vec![
         stage("A", "upper"),
         stage("B", "needs_cap").with_capabilities(vec![42]),
@@ -211,7 +198,7 @@ fn a_missing_capability_fails_fast_before_the_stage_runs() {
 
 #[test]
 fn initial_capabilities_are_lent_as_copies_and_stay_in_the_pool() {
-    let (mut kernel, handler) = setup();
+    let (mut kernel, handler) = kernel_with_handler();
     let token = kernel.mint_token(CLIENT);
     let label = token.id();
     let p = pipeline(vec![
@@ -236,7 +223,7 @@ fn initial_capabilities_are_lent_as_copies_and_stay_in_the_pool() {
 
 #[test]
 fn invalid_pipelines_never_run() {
-    let (mut kernel, handler) = setup();
+    let (mut kernel, handler) = kernel_with_handler();
     let empty = PipelineSpec::new("empty", text(), text());
     let run = PipelineExecutor::new().run(&mut kernel, &empty, text_payload("x"));
     assert_eq!(
@@ -272,7 +259,7 @@ fn invalid_pipelines_never_run() {
 
 #[test]
 fn output_that_breaks_the_declared_schema_is_a_permanent_failure() {
-    let (mut kernel, _) = setup();
+    let (mut kernel, _) = kernel_with_handler();
     let p = pipeline(vec![
         stage("Bad", "bad_schema").with_retry_policy(RetryPolicy::fixed_retries(2, 1))
     ]);
@@ -289,7 +276,7 @@ fn output_that_breaks_the_declared_schema_is_a_permanent_failure() {
 
 #[test]
 fn a_stage_cannot_shadow_a_label_already_in_the_pool() {
-    let (mut kernel, handler) = setup();
+    let (mut kernel, handler) = kernel_with_handler();
     let token = kernel.mint_token(CLIENT);
     handler.borrow_mut().mint_label = token.id();
     let mut executor = PipelineExecutor::new();
@@ -311,7 +298,7 @@ fn a_stage_cannot_shadow_a_label_already_in_the_pool() {
 
 #[test]
 fn unknown_actions_are_rejected_by_the_handler() {
-    let (mut kernel, _) = setup();
+    let (mut kernel, _) = kernel_with_handler();
     let p = pipeline(vec![stage("Nope", "no_such_action")]);
     let run = PipelineExecutor::new().run(&mut kernel, &p, text_payload("x"));
     assert!(matches!(
@@ -336,7 +323,7 @@ fn an_unregistered_handler_is_retried_then_reported() {
 
 #[test]
 fn a_lost_reply_times_out_and_the_retry_succeeds_without_leaks() {
-    let (mut kernel, handler) = setup();
+    let (mut kernel, handler) = kernel_with_handler();
     kernel.faults.drop.insert("pipeline.stage_result".into(), 1);
     let p = pipeline(vec![
         stage("Mint", "mint").with_retry_policy(RetryPolicy::fixed_retries(2, 10))
@@ -364,7 +351,7 @@ fn a_lost_reply_times_out_and_the_retry_succeeds_without_leaks() {
 
 #[test]
 fn a_late_reply_to_an_earlier_attempt_is_discarded_and_released() {
-    let (mut kernel, handler) = setup();
+    let (mut kernel, handler) = kernel_with_handler();
     // The first reply arrives (at 120 ms) after its attempt timed out (at
     // 100 ms), during the backoff, and sits on the reply channel when the
     // retry starts waiting (at 130 ms).
@@ -418,11 +405,11 @@ fn stepped_execution_produces_the_same_trace_as_blocking_execution() {
         p
     };
 
-    let (mut kernel, handler) = setup();
+    let (mut kernel, handler) = kernel_with_handler();
     handler.borrow_mut().flaky_failures = 2;
     let blocking = PipelineExecutor::new().run(&mut kernel, &build(), text_payload("x"));
 
-    let (mut kernel, handler) = setup();
+    let (mut kernel, handler) = kernel_with_handler();
     handler.borrow_mut().flaky_failures = 2;
     let mut executor = PipelineExecutor::new();
     let mut execution = executor.start(&mut kernel, &build(), text_payload("x"));
@@ -444,7 +431,7 @@ fn stepped_execution_produces_the_same_trace_as_blocking_execution() {
 
 #[test]
 fn a_pool_capability_that_cannot_be_copied_stops_the_stage_before_it_runs() {
-    let (mut kernel, handler) = setup();
+    let (mut kernel, handler) = kernel_with_handler();
     let token = kernel.mint_token(CLIENT);
     // A copy without GRANT cannot itself be copied for a stage.
     let weak = kernel

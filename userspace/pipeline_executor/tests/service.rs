@@ -10,7 +10,7 @@ use std::rc::Rc;
 use pandagen_abi::services::PIPELINE_EXECUTOR;
 use pandagen_abi::{
     Cap, Duration, EnvelopeError, KernelApi, MessageEnvelope, MessagePayload, Rights,
-    SchemaMismatchError, SchemaVersion, ServiceId,
+    SchemaMismatchError, SchemaVersion,
 };
 use pandagen_pipeline_executor::service::{EXECUTE_ACTION, RESPONSE_ACTION};
 use pandagen_pipeline_executor::{
@@ -19,14 +19,10 @@ use pandagen_pipeline_executor::{
 };
 use support::*;
 
-const HANDLER: ServiceId = ServiceId::from_raw(100);
-const HANDLER_TASK: Task = 2;
 const SERVICE_TASK: Task = 3;
 
 fn setup() -> (FakeKernel, Rc<RefCell<TestHandler>>) {
-    let mut kernel = FakeKernel::new();
-    let handler = TestHandler::new();
-    kernel.add_stage_service(HANDLER_TASK, HANDLER, handler.clone());
+    let (mut kernel, handler) = kernel_with_handler();
     let mut service = PipelineService::new().with_stage_timeout(Duration::from_millis(200));
     kernel.add_service(
         SERVICE_TASK,
@@ -229,10 +225,8 @@ fn a_request_without_a_reply_capability_runs_nothing() {
 
 #[test]
 fn the_stepped_service_answers_like_the_blocking_one() {
-    let mut kernel = FakeKernel::new();
-    let handler = TestHandler::new();
+    let (mut kernel, handler) = kernel_with_handler();
     handler.borrow_mut().flaky_failures = 1;
-    kernel.add_stage_service(HANDLER_TASK, HANDLER, handler.clone());
     // The service is registered without an auto-run handler: the test steps it.
     let channel = kernel.as_task(SERVICE_TASK, |k| PipelineService::register(k).unwrap());
     let mut service = PipelineService::new();

@@ -5,16 +5,13 @@ mod support;
 
 use pandagen_abi::{
     Cap, Duration, EnvelopeError, KernelApi, MessageEnvelope, MessagePayload, Rights,
-    SchemaMismatchError, SchemaVersion, ServiceId,
+    SchemaMismatchError, SchemaVersion,
 };
 use pandagen_pipeline_executor::stage::{
     StageReply, StageRequest, StageRequestError, StageResult, STAGE_RESULT_ACTION,
 };
 use pandagen_pipeline_executor::{PipelineId, StageId};
 use support::*;
-
-const HANDLER: ServiceId = ServiceId::from_raw(100);
-const HANDLER_TASK: Task = 2;
 
 fn request(labels: Vec<u64>) -> StageRequest {
     StageRequest {
@@ -59,9 +56,7 @@ fn exchange(
 
 #[test]
 fn a_well_formed_request_runs_and_answers() {
-    let mut kernel = FakeKernel::new();
-    let handler = TestHandler::new();
-    kernel.add_stage_service(HANDLER_TASK, HANDLER, handler.clone());
+    let (mut kernel, handler) = kernel_with_handler();
     let payload = MessagePayload::new(&request(vec![])).unwrap();
     let reply = exchange(
         &mut kernel,
@@ -84,9 +79,7 @@ fn a_well_formed_request_runs_and_answers() {
 
 #[test]
 fn bad_requests_are_rejected_without_running_the_stage() {
-    let mut kernel = FakeKernel::new();
-    let handler = TestHandler::new();
-    kernel.add_stage_service(HANDLER_TASK, HANDLER, handler.clone());
+    let (mut kernel, handler) = kernel_with_handler();
 
     let payload = MessagePayload::new(&request(vec![])).unwrap();
     let newer = exchange(
@@ -152,9 +145,7 @@ fn bad_requests_are_rejected_without_running_the_stage() {
 
 #[test]
 fn lent_capabilities_are_released_after_the_stage() {
-    let mut kernel = FakeKernel::new();
-    let handler = TestHandler::new();
-    kernel.add_stage_service(HANDLER_TASK, HANDLER, handler.clone());
+    let (mut kernel, handler) = kernel_with_handler();
     let token = kernel.mint_token(CLIENT);
     let payload = MessagePayload::new(&request(vec![42])).unwrap();
     let reply = exchange(

@@ -148,7 +148,7 @@ impl PmClient {
             if envelope.correlation_id != Some(request) || envelope.action != RESPONSE_ACTION {
                 continue;
             }
-            let response: PmResponse = envelope.decode_payload(&POLICY, DESTINATION)?;
+            let response: PmResponse = envelope.decode_answer(&POLICY, DESTINATION)?;
             return response.map_err(ClientError::Rejected);
         }
     }

@@ -1,5 +1,5 @@
 //! What the process manager knows about one service before it runs: the
-//! reference's `ServiceDescriptor`, with the capabilities named rather than
+//! `ServiceDescriptor` of docs/interfaces.md, with the capabilities named rather than
 //! held (the process manager mints a fresh copy of each for every instance it
 //! spawns, so a restart never depends on the previous instance's handles).
 

@@ -58,7 +58,9 @@ pub use boot_caps::BootCapabilities;
 pub use client::{ClientError, PmClient};
 pub use config::SupervisorConfig;
 pub use events::SupervisorEvent;
-pub use protocol::{InstanceEnd, PmError, PmReply, PmRequest, ServiceInfo, ServiceRef};
+pub use protocol::{
+    InstanceEnd, PmError, PmReply, PmRequest, ServiceHandle, ServiceInfo, ServiceRef,
+};
 pub use supervisor::{Activity, BootError, Supervisor, Terminator};
 
 pub use descriptor::{CapabilityName, Readiness, ServiceDescriptor};

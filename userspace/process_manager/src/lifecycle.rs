@@ -1,6 +1,6 @@
 //! Service lifecycle states and their legal transitions.
 //!
-//! The interface reference names five transitions:
+//! docs/interfaces.md names five transitions:
 //!
 //! | from       | to         | why                                 |
 //! |------------|------------|-------------------------------------|
@@ -32,7 +32,7 @@
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
-/// The reference's lifecycle states.
+/// The lifecycle states (docs/interfaces.md, "Process manager").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum LifecycleState {
     Starting,

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use pandagen_abi::ExitReason;
 
-/// The reference's restart policies.
+/// The restart policies (docs/interfaces.md, "Process manager").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RestartPolicy {
     /// Never restart; a failure leaves the service `Failed`.

@@ -57,8 +57,8 @@ use serde::{Deserialize, Serialize};
 
 use pandagen_abi::services::PROCESS_MANAGER;
 use pandagen_abi::{
-    ExecutionId, ExitReason, Instant, KernelError, Rights, SchemaMismatchError, SchemaVersion,
-    ServiceId, TaskId, TrustDomain, VersionPolicy,
+    ExecutionId, ExitReason, ExtensibleError, Instant, KernelError, Rights, SchemaMismatchError,
+    SchemaVersion, ServiceId, TaskId, TrustDomain, VersionPolicy,
 };
 
 use crate::lifecycle::{IllegalTransition, LifecycleState};
@@ -207,6 +207,26 @@ pub struct ServiceInfo {
     pub next_restart_at: Option<Instant>,
 }
 
+impl ServiceInfo {
+    /// The live instance's task and the service's state, if an instance
+    /// is alive.
+    pub fn handle(&self) -> Option<ServiceHandle> {
+        self.task_id.map(|task_id| ServiceHandle {
+            task_id,
+            state: self.state,
+        })
+    }
+}
+
+/// A service instance as the process manager supervises it: its task and
+/// the service's lifecycle state. [`ServiceInfo`] is the full record the
+/// process manager reports; this is the part that names the running task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceHandle {
+    pub task_id: TaskId,
+    pub state: LifecycleState,
+}
+
 /// A successful answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PmReply {
@@ -245,6 +265,16 @@ pub enum PmError {
     /// through a copy without the `required` rights (attenuated): `held`
     /// is what the kernel stamped. Nothing was done.
     MissingRights { required: Rights, held: Rights },
+    /// Never sent: an error of a newer process manager that this version
+    /// does not know, with its variant index (see
+    /// [`pandagen_abi::evolve`]).
+    Unrecognized { variant: u32 },
+}
+
+impl ExtensibleError for PmError {
+    fn unrecognized(variant: u32) -> Self {
+        PmError::Unrecognized { variant }
+    }
 }
 
 /// The payload of every response.

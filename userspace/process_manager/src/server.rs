@@ -111,10 +111,15 @@ impl Supervisor {
                 .map_err(|_| PmError::MalformedPayload)?;
             return Ok(PmReply::Services(self.services()));
         }
-        let target: ServiceRef = request
-            .payload
-            .decode()
-            .map_err(|_| PmError::MalformedPayload)?;
+        // A way of naming a service this version does not know (a newer
+        // client's) is refused as an unknown action, not a broken payload.
+        let target: ServiceRef = request.payload.decode().map_err(|e| {
+            if e.is_unknown_variant() {
+                PmError::UnknownAction
+            } else {
+                PmError::MalformedPayload
+            }
+        })?;
         let index = self.find(&target).ok_or(PmError::UnknownService(target))?;
         match operation {
             Operation::List | Operation::Status => {}

@@ -255,14 +255,16 @@ fn unknown_actions_and_malformed_payloads_get_their_own_errors() {
         MessagePayload::empty(),
     );
     assert_eq!(error_of(&raw(&mut world, unknown)), PmError::UnknownAction);
-    let malformed = || {
+    let stop_with = |bytes: Vec<u8>| {
         MessageEnvelope::new(
             PROCESS_MANAGER,
             protocol::STOP_ACTION,
             SCHEMA,
-            MessagePayload::from_bytes(vec![9, 9, 9]).unwrap(),
+            MessagePayload::from_bytes(bytes).unwrap(),
         )
     };
+    // `ServiceRef::Name` of 200 bytes, with none of them there.
+    let malformed = || stop_with(vec![1, 200]);
     let task = world.client_task;
     let control = world
         .give_control(task, protocol::CHILD_CONTROL_RIGHTS)
@@ -270,6 +272,16 @@ fn unknown_actions_and_malformed_payloads_get_their_own_errors() {
     assert_eq!(
         error_of(&raw_through(&mut world, malformed(), Some(&control))),
         PmError::MalformedPayload
+    );
+    // A `ServiceRef` variant of a newer client (index 9): an action this
+    // version does not know, not a broken payload.
+    assert_eq!(
+        error_of(&raw_through(
+            &mut world,
+            stop_with(vec![9, 9, 9]),
+            Some(&control)
+        )),
+        PmError::UnknownAction
     );
     // Authority is checked before the payload is read.
     assert_eq!(

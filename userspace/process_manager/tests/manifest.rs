@@ -132,7 +132,13 @@ fn the_boot_manifest_is_valid_and_ordered() {
         .collect();
     assert_eq!(
         order,
-        ["storage", "transformer", "pipeline-executor", "console"]
+        [
+            "storage",
+            "transformer",
+            "flaky-transformer",
+            "pipeline-executor",
+            "console"
+        ]
     );
 }
 

@@ -130,7 +130,7 @@ fn unpack<K: KernelApi>(
     for extra in caps {
         let _ = kernel.drop_capability(extra);
     }
-    let response: Result<Response, _> = answer.envelope.decode_payload(&VERSION_POLICY, STORAGE);
+    let response: Result<Response, _> = answer.envelope.decode_answer(&VERSION_POLICY, STORAGE);
     let reply = match response {
         Ok(Ok(reply)) => reply,
         Ok(Err(e)) => {

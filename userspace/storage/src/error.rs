@@ -2,7 +2,7 @@
 //! variant, so clients match on causes instead of parsing text.
 
 use core::fmt;
-use pandagen_abi::{EnvelopeError, KernelError, Rights, SchemaMismatchError};
+use pandagen_abi::{EnvelopeError, ExtensibleError, KernelError, Rights, SchemaMismatchError};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendError;
@@ -88,9 +88,19 @@ pub enum StorageError {
     /// the request did stands; re-send it under the same id to get the
     /// capability.
     MintRefused(KernelError),
+    /// Never sent: an error of a newer service version that this version
+    /// does not know, with its variant index (see
+    /// [`pandagen_abi::evolve`]).
+    Unrecognized { variant: u32 },
 }
 
-/// The reference's name for the error type of [`TransactionalStorage`](crate::transaction::TransactionalStorage).
+impl ExtensibleError for StorageError {
+    fn unrecognized(variant: u32) -> Self {
+        StorageError::Unrecognized { variant }
+    }
+}
+
+/// The name docs/interfaces.md uses for the error type of [`TransactionalStorage`](crate::transaction::TransactionalStorage).
 pub type TransactionError = StorageError;
 
 impl From<BackendError> for StorageError {
@@ -163,6 +173,9 @@ impl fmt::Display for StorageError {
             }
             StorageError::RevocationsExhausted(o) => write!(f, "{o} cannot be revoked again"),
             StorageError::MintRefused(e) => write!(f, "capability not issued: {e}"),
+            StorageError::Unrecognized { variant } => {
+                write!(f, "error {variant} of a newer storage version")
+            }
         }
     }
 }

@@ -435,7 +435,7 @@ impl<D: BlockDevice> JournalBackend<D> {
         if mac != self.mac(FRAME_MAGIC, seq, body) {
             return Ok(None);
         }
-        let record: CommitRecord = match postcard::from_bytes(body) {
+        let record: CommitRecord = match pandagen_abi::evolve::from_bytes(body) {
             Ok(r) => r,
             // Verified but undecodable: written by an incompatible version.
             Err(_) => return Err(BackendError::Corrupt),
@@ -476,7 +476,7 @@ impl<D: BlockDevice> JournalBackend<D> {
                 .ok_or(BackendError::Corrupt)? as usize;
             let record = body
                 .get(at + 4..at + 4 + n)
-                .and_then(|b| postcard::from_bytes::<CommitRecord>(b).ok())
+                .and_then(|b| pandagen_abi::evolve::from_bytes::<CommitRecord>(b).ok())
                 .ok_or(BackendError::Corrupt)?;
             records.push(record);
             at += 4 + n;

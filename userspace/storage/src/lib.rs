@@ -7,7 +7,7 @@
 //! [`ObjectId`] — no paths, no hierarchy. Every committed modification
 //! creates a new [`VersionId`], and every old version stays readable.
 //!
-//! * [`transaction`] — all changes go through transactions: the reference's
+//! * [`transaction`] — all changes go through transactions: the
 //!   [`TransactionalStorage`] trait plus typed per-kind operations.
 //!   Isolation is **snapshot isolation, first committer wins**: a commit
 //!   that overlaps another's write to the same object fails with
@@ -66,7 +66,7 @@ pub use object::ObjectKind;
 pub use protocol::{Op, OpResult, Reply, Request, StorageInfo};
 pub use server::{Answer, StorageServer};
 pub use store::ObjectStore;
-pub use transaction::{Transaction, TransactionalStorage, TxState};
+pub use transaction::{BoundTransaction, Transaction, TransactionalStorage, TxState};
 
 /// Bounds the service enforces, chosen so that any single value, and any
 /// read reply, fits in one message payload.

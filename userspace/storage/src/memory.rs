@@ -8,6 +8,7 @@
 //! off. Fault injection reproduces exactly that: a torn write followed by a
 //! crash, so tests exercise the same recovery path a disk would.
 
+use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::backend::{BackendError, RecoveryReport, StorageBackend};
@@ -79,13 +80,21 @@ impl MemoryBackend {
         siphash24(&FRAME_KEY, &buf)
     }
 
+    /// The framed record: `len | checksum | body`, written in one buffer.
+    /// The body is encoded in place after the header; the checksum covers
+    /// `len | body`, which the buffer holds contiguously once `len` is
+    /// written just before the body, so nothing is copied.
     fn frame(record: &CommitRecord) -> Result<Vec<u8>, BackendError> {
-        let body = postcard::to_allocvec(record).map_err(|_| BackendError::Io)?;
-        let len = u32::try_from(body.len()).map_err(|_| BackendError::Full)?;
-        let mut frame = Vec::with_capacity(HEADER + body.len());
-        frame.extend_from_slice(&len.to_le_bytes());
-        frame.extend_from_slice(&Self::checksum(&body).to_le_bytes());
-        frame.extend_from_slice(&body);
+        let start = vec![0u8; HEADER];
+        let mut frame = postcard::to_extend(record, start).map_err(|_| BackendError::Io)?;
+        let len = u32::try_from(frame.len() - HEADER).map_err(|_| BackendError::Full)?;
+        let len = len.to_le_bytes();
+        // `len | body` as the checksum reads it: `len` in the last 4 bytes
+        // of the header for a moment.
+        frame[HEADER - 4..HEADER].copy_from_slice(&len);
+        let sum = siphash24(&FRAME_KEY, &frame[HEADER - 4..]);
+        frame[..4].copy_from_slice(&len);
+        frame[4..HEADER].copy_from_slice(&sum.to_le_bytes());
         Ok(frame)
     }
 }

@@ -85,13 +85,19 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// The answer to `request` with payload `payload` (a [`Response`]).
-    fn new(request: &MessageEnvelope, payload: MessagePayload) -> Self {
+    /// The answer to `request` with payload `payload` (a [`Response`]),
+    /// remembered from an earlier execution: the grant is read back from it.
+    fn remembered(request: &MessageEnvelope, payload: MessagePayload) -> Self {
         let grant = payload
             .decode::<Response>()
             .ok()
             .and_then(|r| r.ok())
             .and_then(|reply| reply.grant());
+        Self::new(request, payload, grant)
+    }
+
+    /// The answer to `request` with payload `payload`, granting `grant`.
+    fn new(request: &MessageEnvelope, payload: MessagePayload, grant: Option<ObjectGrant>) -> Self {
         Answer {
             envelope: MessageEnvelope::reply_to(request, actions::REPLY, payload),
             grant,
@@ -113,8 +119,23 @@ fn origin(asker: Option<(u64, u64)>, reply: &Reply) -> Option<Origin> {
     Some(Origin {
         task,
         message,
-        answer: answer.as_bytes().to_vec(),
+        answer: answer.into_bytes(),
     })
+}
+
+/// The origin to record with a commit answered by `reply`, if the commit
+/// writes anything: a read-only commit leaves no record to keep it in, so
+/// its answer is not encoded for one.
+fn writes_origin(asker: Option<(u64, u64)>, reply: &Reply) -> Option<Origin> {
+    let versions = match reply {
+        Reply::Committed { versions } | Reply::Transacted { versions, .. } => versions,
+        _ => return origin(asker, reply),
+    };
+    if versions.is_empty() {
+        None
+    } else {
+        origin(asker, reply)
+    }
 }
 
 /// Remembered answers, oldest evicted first.
@@ -187,20 +208,56 @@ impl<B: StorageBackend> StorageServer<B> {
 
     /// Serve requests on `channel` until receiving fails (the channel is
     /// closed or revoked); returns that error.
+    ///
+    /// An answer that grants no capability goes out with the wait for the
+    /// next request in one `send_then_receive` (one `SendReceive` system
+    /// call, which the kernel completes by switching straight to the
+    /// waiting client), and the request's reply capability is dropped once
+    /// that call returns. Other answers take [`StorageServer::handle`].
     pub fn serve<K: KernelApi>(&mut self, kernel: &mut K, channel: ChannelId) -> KernelError {
+        let mut next = kernel.receive_with_capabilities(channel, None);
         loop {
-            match kernel.receive_with_capabilities(channel, None) {
+            next = match next {
                 // A client that cannot be answered only hurts itself; the
                 // server goes on with the next request.
-                Ok(request) => {
-                    let _ = self.handle(kernel, request);
-                }
+                Ok(request) => match self.answer_and_wait(kernel, request, channel) {
+                    Some(next) => next,
+                    None => kernel.receive_with_capabilities(channel, None),
+                },
                 Err(e) if e.ends_receiving() => return e,
                 // That message is lost (not an envelope, say); the next is
                 // served.
-                Err(_) => continue,
-            }
+                Err(_) => kernel.receive_with_capabilities(channel, None),
+            };
         }
+    }
+
+    /// Answer `request` and, when the answer carries no capability, wait
+    /// for the next request in the same call. `None` when the caller must
+    /// receive the next request itself: the answer went through
+    /// [`StorageServer::handle`], or the combined call failed (its send or
+    /// its receive; a failing receive fails again for the caller, which
+    /// then sees its cause).
+    fn answer_and_wait<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        request: ReceivedMessage,
+        channel: ChannelId,
+    ) -> Option<Result<ReceivedMessage, KernelError>> {
+        if request.capabilities.len() != 1 {
+            let _ = self.handle(kernel, request);
+            return None;
+        }
+        let answer = self.respond(&request.envelope, request.badge, kernel.now());
+        let reply_cap = request.capabilities.into_iter().next()?;
+        if let Some(grant) = answer.grant {
+            let _ = self.send_answer(kernel, reply_cap, answer.envelope, Some(grant));
+            return None;
+        }
+        let reply = ChannelId::from_handle(reply_cap.handle());
+        let next = kernel.send_then_receive(reply, answer.envelope, channel, None);
+        let _ = kernel.drop_capability(reply_cap);
+        next.ok().map(Ok)
     }
 
     /// Handle one received request: answer it on the reply capability it
@@ -220,10 +277,21 @@ impl<B: StorageBackend> StorageServer<B> {
         let Some(reply_cap) = reply_cap else {
             return Err(HandleError::NoReplyChannel);
         };
-        let Answer {
-            mut envelope,
-            grant,
-        } = self.respond(&request.envelope, request.badge, kernel.now());
+        let Answer { envelope, grant } =
+            self.respond(&request.envelope, request.badge, kernel.now());
+        self.send_answer(kernel, reply_cap, envelope, grant)
+    }
+
+    /// Send `envelope` on `reply_cap` with the capability `grant` describes
+    /// (minted now; a refused mint is answered as such), then drop
+    /// `reply_cap`.
+    fn send_answer<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        reply_cap: Cap<()>,
+        mut envelope: MessageEnvelope,
+        grant: Option<ObjectGrant>,
+    ) -> Result<(), HandleError> {
         let mut attached = Vec::new();
         if let Some(grant) = grant {
             match mint(kernel, grant) {
@@ -259,16 +327,17 @@ impl<B: StorageBackend> StorageServer<B> {
     ) -> Answer {
         let key = request.source.map(|task| (task, request.id));
         if let Some(answer) = key.as_ref().and_then(|k| self.answered.get(k)) {
-            return Answer::new(request, answer.clone());
+            return Answer::remembered(request, answer.clone());
         }
         let durable = key.and_then(|(task, id)| {
             let bytes = self.store.durable_answer(task.as_raw(), id.as_raw())?;
             MessagePayload::from_bytes(bytes.to_vec()).ok()
         });
         if let Some(answer) = durable {
-            return Answer::new(request, answer);
+            return Answer::remembered(request, answer);
         }
         let response = self.execute(request, badge, now);
+        let grant = response.as_ref().ok().and_then(Reply::grant);
         let payload = MessagePayload::new(&response).unwrap_or_else(|_| {
             // Replies are bounded below the payload limit (see `limits`);
             // should one not fit anyway, the client still gets an answer.
@@ -278,7 +347,7 @@ impl<B: StorageBackend> StorageServer<B> {
         if let Some(key) = key {
             self.answered.insert(key, payload.clone());
         }
-        Answer::new(request, payload)
+        Answer::new(request, payload, grant)
     }
 
     fn execute(
@@ -293,10 +362,15 @@ impl<B: StorageBackend> StorageServer<B> {
         if !actions::REQUESTS.contains(&envelope.action.as_str()) {
             return Err(StorageError::UnknownAction);
         }
-        let request: Request = envelope
-            .payload
-            .decode()
-            .map_err(|_| StorageError::MalformedPayload)?;
+        // A request variant this version does not know (a newer client's
+        // operation) is an unknown action, not a broken payload.
+        let request: Request = envelope.payload.decode().map_err(|e| {
+            if e.is_unknown_variant() {
+                StorageError::UnknownAction
+            } else {
+                StorageError::MalformedPayload
+            }
+        })?;
         if request.action() != envelope.action {
             return Err(StorageError::ActionMismatch);
         }
@@ -343,8 +417,8 @@ impl<B: StorageBackend> StorageServer<B> {
                 let reply = Reply::Committed {
                     versions: self.store.pending_versions(&tx)?,
                 };
-                self.store
-                    .commit_with_origin(&mut tx, origin(asker, &reply))?;
+                let origin = writes_origin(asker, &reply);
+                self.store.commit_with_origin(&mut tx, origin)?;
                 Ok(reply)
             }
             Request::Rollback { tx } => {
@@ -439,13 +513,15 @@ impl<B: StorageBackend> StorageServer<B> {
         };
         // Check the answer fits before committing, so that a client never
         // gets an error for a transaction that did commit.
-        let size = postcard::to_allocvec(&reply).map_or(usize::MAX, |b| b.len());
+        let counter = postcard::ser_flavors::Size::default();
+        let size =
+            postcard::serialize_with_flavor::<_, _, usize>(&reply, counter).unwrap_or(usize::MAX);
         if size > MAX_PAYLOAD_BYTES - 64 {
             let _ = self.store.rollback(&mut tx);
             return Err(StorageError::ReplyTooLarge);
         }
-        self.store
-            .commit_with_origin(&mut tx, origin(asker, &reply))?;
+        let origin = writes_origin(asker, &reply);
+        self.store.commit_with_origin(&mut tx, origin)?;
         Ok(reply)
     }
 

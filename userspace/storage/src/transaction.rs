@@ -84,7 +84,7 @@ impl Transaction {
     }
 }
 
-/// The transactional interface of the interface reference.
+/// The transactional interface (docs/interfaces.md, "Storage").
 ///
 /// `read` returns the version of the object this transaction sees (its own
 /// pending version if it wrote the object). `write` stores `data` as the
@@ -104,6 +104,66 @@ pub trait TransactionalStorage {
     ) -> Result<VersionId, TransactionError>;
     fn commit(&mut self, tx: &mut Transaction) -> Result<(), TransactionError>;
     fn rollback(&mut self, tx: &mut Transaction) -> Result<(), TransactionError>;
+
+    /// Begin a transaction bound to this storage: modify it, then
+    /// `commit()` or `rollback()` it, each of which consumes it, so a
+    /// finished transaction cannot be modified (the type system says so).
+    /// Dropped while active, it is rolled back.
+    fn transaction(&mut self) -> Result<BoundTransaction<'_, Self>, TransactionError>
+    where
+        Self: Sized,
+    {
+        let tx = self.begin_transaction()?;
+        Ok(BoundTransaction { storage: self, tx })
+    }
+}
+
+/// A transaction together with the storage it runs on (see
+/// [`TransactionalStorage::transaction`]).
+pub struct BoundTransaction<'s, S: TransactionalStorage> {
+    storage: &'s mut S,
+    tx: Transaction,
+}
+
+impl<S: TransactionalStorage> BoundTransaction<'_, S> {
+    /// The version of `object_id` this transaction sees.
+    pub fn read(&self, object_id: ObjectId) -> Result<VersionId, TransactionError> {
+        self.storage.read(&self.tx, object_id)
+    }
+
+    /// Modify `object_id`: its next content is `data` (see
+    /// [`TransactionalStorage::write`] for what that means per kind).
+    /// Returns the version it gets if the transaction commits.
+    pub fn modify(
+        &mut self,
+        object_id: ObjectId,
+        data: &[u8],
+    ) -> Result<VersionId, TransactionError> {
+        self.storage.write(&mut self.tx, object_id, data)
+    }
+
+    /// Make every modification durable and visible, all or none.
+    pub fn commit(mut self) -> Result<(), TransactionError> {
+        self.storage.commit(&mut self.tx)
+    }
+
+    /// Discard every modification.
+    pub fn rollback(mut self) -> Result<(), TransactionError> {
+        self.storage.rollback(&mut self.tx)
+    }
+
+    /// The transaction itself (its id, snapshot and state).
+    pub fn handle(&self) -> &Transaction {
+        &self.tx
+    }
+}
+
+impl<S: TransactionalStorage> Drop for BoundTransaction<'_, S> {
+    fn drop(&mut self) {
+        if self.tx.is_active() {
+            let _ = self.storage.rollback(&mut self.tx);
+        }
+    }
 }
 
 /// A transaction's buffered change to one object.

@@ -30,8 +30,7 @@ fn drop_replies(times: Option<u32>) -> FaultPlan {
 fn setup() -> (Harness, TaskId, StorageClient) {
     let mut h = Harness::new(FaultPlan::new());
     h.start_storage();
-    let alice = h.spawn_client("alice");
-    let client = StorageClient::connect(&mut h.as_client(alice)).unwrap();
+    let (alice, client) = h.connect_client("alice");
     (h, alice, client)
 }
 
@@ -148,8 +147,7 @@ fn a_read_only_copy_reads_but_cannot_write() {
 #[test]
 fn delegation_moves_the_capability_to_the_receiver() {
     let (mut h, alice, mut a) = setup();
-    let bob = h.spawn_client("bob");
-    let mut b = StorageClient::connect(&mut h.as_client(bob)).unwrap();
+    let (bob, mut b) = h.connect_client("bob");
     let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
     a.put(&mut h.as_client(alice), &map, b"greeting", b"hello")
         .unwrap();
@@ -204,8 +202,7 @@ fn delegation_moves_the_capability_to_the_receiver() {
 #[test]
 fn forged_handles_and_unstamped_requests_are_refused() {
     let (mut h, alice, mut a) = setup();
-    let mallory = h.spawn_client("mallory");
-    let mut m = StorageClient::connect(&mut h.as_client(mallory)).unwrap();
+    let (mallory, mut m) = h.connect_client("mallory");
     let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
     a.put(&mut h.as_client(alice), &map, b"k", b"secret")
         .unwrap();
@@ -257,8 +254,7 @@ fn forged_handles_and_unstamped_requests_are_refused() {
 #[test]
 fn revocation_voids_every_capability_for_the_object() {
     let (mut h, alice, mut a) = setup();
-    let bob = h.spawn_client("bob");
-    let mut b = StorageClient::connect(&mut h.as_client(bob)).unwrap();
+    let (bob, mut b) = h.connect_client("bob");
     let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
     let rw = attenuate(
         &mut h.as_client(alice),
@@ -621,5 +617,28 @@ fn requests_in_an_unsupported_schema_get_a_typed_error_over_ipc() {
         assert!(matches!(response, Err(StorageError::SchemaMismatch(_))));
     }
     // The server dropped the reply capability it was given.
+    h.kernel.check_invariants().unwrap();
+}
+
+#[test]
+fn answers_reach_the_waiting_client_through_the_kernels_hand_off() {
+    let (mut h, alice, mut client) = setup();
+    let (map, _) = client
+        .create(&mut h.as_client(alice), ObjectKind::Map)
+        .unwrap();
+    let before = h.kernel.ipc_counts();
+    for i in 0u8..4 {
+        client
+            .put(&mut h.as_client(alice), &map, &[i], b"v")
+            .unwrap();
+        let value = client.get(&mut h.as_client(alice), &map, &[i]).unwrap();
+        assert_eq!(value.as_deref(), Some(&b"v"[..]));
+    }
+    let after = h.kernel.ipc_counts();
+    // Each request carries its reply capability, so it is queued; each
+    // answer finds the client blocked on its reply channel and is handed
+    // to it, as the real kernel's `send_or_hand_off` does.
+    assert_eq!(after.queued - before.queued, 8);
+    assert_eq!(after.handed_off - before.handed_off, 8);
     h.kernel.check_invariants().unwrap();
 }

@@ -5,9 +5,10 @@
 //!
 //! They need the transformer registered as `TRANSFORMER`, a second instance
 //! with [`FailureMode::flaky`](crate::FailureMode::flaky) as
-//! [`FLAKY_TRANSFORMER`], and the pipeline executor service. The retry
-//! scenario uses up the flaky instance's injected failures, so each
-//! scenario runs once per system.
+//! [`FLAKY_TRANSFORMER`], and the pipeline executor service. Every
+//! scenario can run any number of times on one system: the flaky instance
+//! fails the first two attempts of each run's stage, not its first two
+//! requests ever.
 
 use alloc::format;
 use alloc::string::String;

@@ -26,6 +26,9 @@ use crate::transform::{apply, Action};
 pub struct FailureMode {
     /// Requests still to fail with a retryable error, per action.
     transient: BTreeMap<Action, u32>,
+    /// Per action: every stage's attempts below this number fail with a
+    /// retryable error (a failure that each pipeline run meets afresh).
+    failing_attempts: BTreeMap<Action, u32>,
     /// Actions that always fail permanently.
     permanent: Vec<Action>,
 }
@@ -41,10 +44,18 @@ impl FailureMode {
         self
     }
 
-    /// The flaky instance's mode: the first two `uppercase` requests fail
-    /// transiently.
+    /// The first `count` attempts (attempt numbers `0..count`) of every
+    /// stage running `action` fail transiently; later retries run.
+    pub fn transient_attempts(mut self, action: Action, count: u32) -> Self {
+        self.failing_attempts.insert(action, count);
+        self
+    }
+
+    /// The flaky instance's mode: the first two attempts of every
+    /// `uppercase` stage fail transiently, so the retry demo succeeds on
+    /// its second retry however often it runs.
     pub fn flaky() -> Self {
-        FailureMode::none().transient(Action::Uppercase, 2)
+        FailureMode::none().transient_attempts(Action::Uppercase, 2)
     }
 
     /// Every request for `action` fails permanently.
@@ -53,11 +64,21 @@ impl FailureMode {
         self
     }
 
-    /// Decide (and use up) the injected failure for one request.
-    fn take(&mut self, action: Action) -> Option<StageOutcome> {
+    /// Decide (and use up) the injected failure for attempt `attempt` of
+    /// a stage running `action`.
+    fn take(&mut self, action: Action, attempt: u32) -> Option<StageOutcome> {
         if self.permanent.contains(&action) {
             return Some(StageOutcome::Failure {
                 error: format!("{} is configured to fail", action.name()),
+            });
+        }
+        if self
+            .failing_attempts
+            .get(&action)
+            .is_some_and(|&count| attempt < count)
+        {
+            return Some(StageOutcome::Retryable {
+                error: format!("{} transiently unavailable", action.name()),
             });
         }
         match self.transient.get_mut(&action) {
@@ -188,7 +209,7 @@ impl StageHandler for Transformer {
         let Some(action) = action else {
             return StageOutcome::UnknownAction;
         };
-        if let Some(injected) = self.failures.take(action) {
+        if let Some(injected) = self.failures.take(action, call.attempt) {
             return injected;
         }
         let lent: Vec<u64> = call.capabilities.iter().map(|(label, _)| *label).collect();

@@ -1,4 +1,4 @@
-//! The reference's pipeline scenarios on the SimulatedKernel: the
+//! The pipeline scenarios of docs/interfaces.md on the SimulatedKernel: the
 //! transformer and the pipeline executor service are separate tasks,
 //! stepped by the scenario runner; a client submits over versioned IPC.
 

@@ -91,7 +91,7 @@ impl KernelCore {
 
     /// The first capability in `task`'s space of `kind` holding at least
     /// `required` rights. For calls whose ABI does not name the capability
-    /// (the reference `register_service` finds the caller's registry
+    /// (`register_service` in docs/interfaces.md finds the caller's registry
     /// capability this way). O(slots).
     pub fn find_cap(&self, task: TaskId, kind: CapKind, required: Rights) -> Option<CapHandle> {
         self.tasks

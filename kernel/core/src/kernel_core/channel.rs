@@ -13,7 +13,7 @@ use pandagen_abi::{CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
 use super::KernelCore;
 use crate::audit::{CapabilityEvent, InvalidationReason};
 use crate::cap_table::{Holder, ObjectRef};
-use crate::channel::{ChannelRef, Delivered, Message};
+use crate::channel::{Body, ChannelRef, Delivered, Message};
 use crate::task::WakeReason;
 
 /// A message the kernel has accepted but not yet queued: the handle for
@@ -36,13 +36,34 @@ impl ParkedMessage {
     }
 }
 
-/// What became of a message sent with [`KernelCore::send_or_hand_off`].
+/// What became of a message sent with [`KernelCore::send_or_hand_off`]
+/// on `channel`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sent {
     /// Queued, with this sequence number.
-    Queued(u64),
+    Queued { channel: ChannelRef, seq: u64 },
     /// Delivered straight to `receiver`, which was blocked receiving.
-    HandedOff { receiver: TaskId, seq: u64 },
+    HandedOff {
+        channel: ChannelRef,
+        receiver: TaskId,
+        seq: u64,
+    },
+}
+
+impl Sent {
+    /// The channel the message went to.
+    pub fn channel(&self) -> ChannelRef {
+        match *self {
+            Sent::Queued { channel, .. } | Sent::HandedOff { channel, .. } => channel,
+        }
+    }
+
+    /// The message's sequence number.
+    pub fn seq(&self) -> u64 {
+        match *self {
+            Sent::Queued { seq, .. } | Sent::HandedOff { seq, .. } => seq,
+        }
+    }
 }
 
 /// A message offered to a blocked receiver (see
@@ -53,6 +74,8 @@ pub struct Offer<'a> {
     /// The sender, as the kernel stamps it.
     pub sender: TaskId,
     pub seq: u64,
+    /// The message bytes (empty for a [`Body::Kept`] message, whose
+    /// contents the embedder carries).
     pub bytes: &'a [u8],
 }
 
@@ -137,15 +160,15 @@ impl KernelCore {
     /// Errors: refusals as for `lookup`; `SendFailed(ChannelClosed |
     /// QueueFull | MessageTooLarge | TooManyCapabilities |
     /// ReceiveRightOnOwnChannel)`.
-    pub fn send(
+    pub fn send<'b>(
         &mut self,
         caller: TaskId,
         handle: CapHandle,
-        bytes: Vec<u8>,
+        body: impl Into<Body<'b>>,
         caps: &[CapHandle],
         now: Instant,
     ) -> Result<u64, KernelError> {
-        let (ch, msg) = self.accept(caller, handle, bytes, caps, now)?;
+        let (ch, msg) = self.accept(caller, handle, body.into(), caps, now)?;
         Ok(self.push(ch, msg))
     }
 
@@ -160,16 +183,17 @@ impl KernelCore {
     /// queued or allocated. Otherwise — or without a waiting receiver —
     /// the bytes are copied and queued exactly as `send` does. Validation
     /// and errors are `send`'s, and on error nothing changed.
-    pub fn send_or_hand_off(
+    pub fn send_or_hand_off<'b>(
         &mut self,
         caller: TaskId,
         handle: CapHandle,
-        bytes: &[u8],
+        body: impl Into<Body<'b>>,
         caps: &[CapHandle],
         now: Instant,
         hand_off: impl FnOnce(&Offer<'_>) -> bool,
     ) -> Result<Sent, KernelError> {
-        let (ch, sender_domain) = self.check_send(caller, handle, bytes.len(), caps, now)?;
+        let body = body.into();
+        let (ch, sender_domain) = self.check_send(caller, handle, body.len(), caps, now)?;
         let seq = self.next_seq();
         if caps.is_empty() {
             let c = self.channels.get_mut(ch).expect("checked above");
@@ -179,20 +203,25 @@ impl KernelCore {
                         receiver,
                         sender: caller,
                         seq,
-                        bytes,
+                        bytes: body.as_slice(),
                     };
                     if hand_off(&offer) {
                         self.sched.wake(slot, Some(&mut c.waiters));
                         if let Some(t) = self.tasks.by_slot_mut(slot) {
                             t.wake = Some(WakeReason::HandedOff);
                         }
-                        return Ok(Sent::HandedOff { receiver, seq });
+                        return Ok(Sent::HandedOff {
+                            channel: ch,
+                            receiver,
+                            seq,
+                        });
                     }
                 }
             }
         }
-        let msg = self.seal(caller, sender_domain, ch, seq, Vec::from(bytes), caps);
-        Ok(Sent::Queued(self.push(ch, msg)))
+        let msg = self.seal(caller, sender_domain, ch, seq, body.into_queued(), caps);
+        let seq = self.push(ch, msg);
+        Ok(Sent::Queued { channel: ch, seq })
     }
 
     /// The first half of `send`, for fault injection: validate exactly as
@@ -201,15 +230,15 @@ impl KernelCore {
     /// custody, and hold the message back. Finish with
     /// [`KernelCore::enqueue`] (deliver late) or [`KernelCore::discard`]
     /// (lose it).
-    pub fn prepare_send(
+    pub fn prepare_send<'b>(
         &mut self,
         caller: TaskId,
         handle: CapHandle,
-        bytes: Vec<u8>,
+        body: impl Into<Body<'b>>,
         caps: &[CapHandle],
         now: Instant,
     ) -> Result<ParkedMessage, KernelError> {
-        let (ch, msg) = self.accept(caller, handle, bytes, caps, now)?;
+        let (ch, msg) = self.accept(caller, handle, body.into(), caps, now)?;
         Ok(self.park(ch, msg))
     }
 
@@ -434,6 +463,7 @@ impl KernelCore {
             self.wake_all(ch, WakeReason::ChannelClosed);
         }
         Ok(Some(Delivered {
+            channel: ch,
             sender,
             bytes,
             caps: handles,
@@ -506,13 +536,13 @@ impl KernelCore {
         &mut self,
         caller: TaskId,
         handle: CapHandle,
-        bytes: Vec<u8>,
+        body: Body<'_>,
         caps: &[CapHandle],
         now: Instant,
     ) -> Result<(ChannelRef, Message), KernelError> {
-        let (ch, sender_domain) = self.check_send(caller, handle, bytes.len(), caps, now)?;
+        let (ch, sender_domain) = self.check_send(caller, handle, body.len(), caps, now)?;
         let seq = self.next_seq();
-        let msg = self.seal(caller, sender_domain, ch, seq, bytes, caps);
+        let msg = self.seal(caller, sender_domain, ch, seq, body.into_queued(), caps);
         Ok((ch, msg))
     }
 

@@ -22,7 +22,7 @@ use pandagen_abi::{CapHandle, Instant, Rights, TaskId};
 
 use super::KernelCore;
 use crate::cap_table::{CapSpace, ObjectRef};
-use crate::channel::ChannelRef;
+use crate::channel::{Body, ChannelRef};
 use crate::sched::{BlockedOn, SchedState};
 use crate::task::WakeReason;
 
@@ -31,6 +31,8 @@ use super::channel::Offer;
 /// What the fast path did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Switched {
+    /// The channel the message was sent on.
+    pub channel: ChannelRef,
     /// The task that received the message and is now running.
     pub receiver: TaskId,
     /// The message's sequence number.
@@ -54,19 +56,20 @@ impl KernelCore {
     /// ([`WakeReason::HandedOff`]) and the caller is blocked on `receive`
     /// exactly as after `receive_or_block`. On `None` nothing changed.
     #[allow(clippy::too_many_arguments)]
-    pub fn send_receive_fast(
+    pub fn send_receive_fast<'b>(
         &mut self,
         caller: TaskId,
         send: CapHandle,
-        bytes: &[u8],
+        body: impl Into<Body<'b>>,
         receive: CapHandle,
         deadline: Option<Instant>,
         now: Instant,
         hand_off: impl FnOnce(&Offer<'_>) -> bool,
     ) -> Option<Switched> {
+        let body = body.into();
         let caller_slot = self.tasks.slot_of(caller)?;
         if self.sched.state(caller_slot) != SchedState::Running
-            || bytes.len() > self.config.max_message_bytes
+            || body.len() > self.config.max_message_bytes
             || deadline.is_some_and(|d| d <= now)
             || self.sched.next_deadline().is_some_and(|d| d <= now)
         {
@@ -93,7 +96,7 @@ impl KernelCore {
             receiver,
             sender: caller,
             seq,
-            bytes,
+            bytes: body.as_slice(),
         };
         if !hand_off(&offer) {
             return None;
@@ -112,7 +115,11 @@ impl KernelCore {
         };
         let waiters = self.channels.get_mut(from).map(|c| &mut c.waiters);
         self.sched.block(caller_slot, on, waiters);
-        Some(Switched { receiver, seq })
+        Some(Switched {
+            channel: to,
+            receiver,
+            seq,
+        })
     }
 }
 

@@ -153,3 +153,252 @@ impl KernelCore {
         Ok(())
     }
 }
+
+/// `check_invariants` against states the public operations never produce,
+/// each broken in one place on purpose: the checker must name the fault.
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+    use pandagen_abi::{ExitReason, Instant, Priority, Rights, ServiceId, TaskId};
+
+    use super::InvariantViolation as V;
+    use crate::cap_table::{Capability, Holder, ObjectRef};
+    use crate::channel::ChannelRef;
+    use crate::registry::Registration;
+    use crate::sched::BlockedOn;
+    use crate::{KernelCore, Mintable, TaskSpec};
+
+    const T0: Instant = Instant::ZERO;
+
+    /// A consistent kernel: two tasks, a channel `a` owns (with one
+    /// message queued) of which `b` holds a send-only copy, and a service
+    /// registered on it.
+    struct World {
+        k: KernelCore,
+        a: TaskId,
+        b: TaskId,
+        ch: ChannelRef,
+    }
+
+    fn world() -> World {
+        let mut k = KernelCore::default();
+        let a = k.create_task(None, TaskSpec::new("a"), T0).unwrap().0;
+        let b = k.create_task(None, TaskSpec::new("b"), T0).unwrap().0;
+        let chan = k.create_channel(a, T0).unwrap();
+        let send = k
+            .clone_cap(a, chan, Rights::SEND | Rights::GRANT, T0)
+            .unwrap();
+        let over_b = k.mint(a, Mintable::Task(b), Rights::SEND, T0).unwrap();
+        k.grant(a, send, b, T0).unwrap();
+        k.drop_cap(a, send, T0).unwrap();
+        k.drop_cap(a, over_b, T0).unwrap();
+        let reg = k
+            .mint(a, Mintable::ServiceRegistry, Rights::REGISTER, T0)
+            .unwrap();
+        k.register_service(a, reg, ServiceId::from_raw(9), chan, T0)
+            .unwrap();
+        k.send(a, chan, b"queued".to_vec(), &[], T0).unwrap();
+        let ch = k.channel_of(a, chan, T0).unwrap();
+        k.check_invariants().unwrap();
+        World { k, a, b, ch }
+    }
+
+    /// `check_invariants` after `break_it` changed a fresh world.
+    fn broken(break_it: impl FnOnce(&mut World)) -> Result<(), V> {
+        let mut w = world();
+        break_it(&mut w);
+        w.k.check_invariants()
+    }
+
+    fn first_cap_of(k: &KernelCore, task: TaskId) -> (pandagen_abi::CapHandle, &Capability) {
+        k.tasks.get(task).unwrap().space.iter().next().unwrap()
+    }
+
+    #[test]
+    fn a_capability_in_two_places_is_found() {
+        let mut w = world();
+        let (_, cap) = first_cap_of(&w.k, w.a);
+        let id = cap.id();
+        let copy = Capability::new(id, cap.object(), cap.rights(), Holder::Task(w.b));
+        w.k.tasks.get_mut(w.b).unwrap().space.install(copy).ok();
+        // The counts stay right, so only the duplicate is wrong.
+        let c = w.k.channels.get_mut(w.ch).unwrap();
+        c.refs += 1;
+        c.senders += 1;
+        c.receivers += 1;
+        assert_eq!(w.k.check_invariants(), Err(V::DuplicateCapability(id)));
+    }
+
+    #[test]
+    fn a_holder_that_disagrees_with_the_place_is_found() {
+        let mut w = world();
+        let (h, cap) = first_cap_of(&w.k, w.b);
+        let id = cap.id();
+        let mut cap = w.k.tasks.get_mut(w.b).unwrap().space.remove(h).unwrap();
+        cap.set_holder(Holder::Parked);
+        // Re-install without the kernel's bookkeeping (which would fix it).
+        w.k.tasks.get_mut(w.b).unwrap().space.install(cap).ok();
+        assert_eq!(w.k.check_invariants(), Err(V::HolderMismatch(id)));
+    }
+
+    #[test]
+    fn every_channel_count_is_checked() {
+        let counts: [fn(&mut crate::channel::Channel); 4] = [
+            |c| c.refs += 1,
+            |c| c.senders -= 1,
+            |c| c.receivers += 1,
+            |c| c.registrations += 1,
+        ];
+        for (i, bump) in counts.into_iter().enumerate() {
+            let mut w = world();
+            bump(w.k.channels.get_mut(w.ch).unwrap());
+            assert_eq!(
+                w.k.check_invariants(),
+                Err(V::ChannelCounts(w.ch)),
+                "count {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_channel_nothing_references_is_found() {
+        let mut w = world();
+        let orphan = w.k.channels.create(1);
+        assert_eq!(w.k.check_invariants(), Err(V::UnreferencedChannel(orphan)));
+        // Also when its own count claims a reference that no record makes.
+        w.k.channels.get_mut(orphan).unwrap().refs = 1;
+        assert_eq!(w.k.check_invariants(), Err(V::UnreferencedChannel(orphan)));
+    }
+
+    #[test]
+    fn a_record_naming_a_destroyed_channel_is_found() {
+        let mut w = world();
+        let gone = w.k.channels.create(1);
+        w.k.channels.destroy(gone);
+        let cap = w.k.new_record(ObjectRef::Channel(gone), Rights::SEND, w.b);
+        w.k.tasks.get_mut(w.b).unwrap().space.install(cap).ok();
+        assert_eq!(w.k.check_invariants(), Err(V::ChannelCounts(gone)));
+    }
+
+    #[test]
+    fn a_queue_over_its_bound_is_found_and_a_full_one_is_fine() {
+        let mut w = world();
+        w.k.channels.get_mut(w.ch).unwrap().capacity = 1;
+        assert_eq!(w.k.check_invariants(), Ok(()), "exactly full");
+        w.k.channels.get_mut(w.ch).unwrap().capacity = 0;
+        assert_eq!(w.k.check_invariants(), Err(V::QueueOverCapacity(w.ch)));
+    }
+
+    #[test]
+    fn a_closed_channel_with_messages_is_found() {
+        let mut w = world();
+        // Take the only receive right away behind the kernel's back, with
+        // the counts adjusted to match.
+        w.k.unregister_owner(w.a);
+        let (h, _) = first_cap_of(&w.k, w.a);
+        w.k.tasks.get_mut(w.a).unwrap().space.remove(h).unwrap();
+        let c = w.k.channels.get_mut(w.ch).unwrap();
+        c.refs -= 1;
+        c.senders -= 1;
+        c.receivers -= 1;
+        assert_eq!(w.k.check_invariants(), Err(V::ClosedChannelNotEmpty(w.ch)));
+    }
+
+    #[test]
+    fn a_registration_of_a_dead_owner_or_a_closed_channel_is_found() {
+        let svc = ServiceId::from_raw(10);
+        let ghost = broken(|w| {
+            w.k.registry.insert(Registration {
+                service: svc,
+                channel: w.ch,
+                owner: TaskId::from_raw(999),
+                registered_at: T0,
+            });
+            w.k.channels.get_mut(w.ch).unwrap().registrations += 1;
+        });
+        assert_eq!(ghost, Err(V::StaleRegistration(svc)));
+        let closed = broken(|w| {
+            let gone = ChannelRef::from_parts(77, 1);
+            w.k.registry.insert(Registration {
+                service: svc,
+                channel: gone,
+                owner: w.a,
+                registered_at: T0,
+            });
+        });
+        assert_eq!(closed, Err(V::StaleRegistration(svc)));
+    }
+
+    #[test]
+    fn an_unscheduled_task_or_an_unlisted_waiter_is_found() {
+        let mut w = world();
+        let slot = w.k.tasks.slot_of(w.b).unwrap();
+        w.k.sched.deactivate(slot, None);
+        assert_eq!(w.k.check_invariants(), Err(V::TaskState(w.b)));
+
+        let mut w = world();
+        let slot = w.k.tasks.slot_of(w.b).unwrap();
+        // Blocked on the channel, but not in its wait list.
+        let on = BlockedOn::Receive {
+            channel: w.ch,
+            deadline: None,
+        };
+        w.k.sched.block(slot, on, None);
+        assert_eq!(w.k.check_invariants(), Err(V::TaskState(w.b)));
+    }
+
+    #[test]
+    fn a_waiter_blocked_elsewhere_is_found() {
+        let mut w = world();
+        let other = w.k.create_channel(w.b, T0).unwrap();
+        let other = w.k.channel_of(w.b, other, T0).unwrap();
+        let slot = w.k.tasks.slot_of(w.b).unwrap();
+        // In `ch`'s wait list while blocked on `other`.
+        let on = BlockedOn::Receive {
+            channel: other,
+            deadline: None,
+        };
+        let waiters = w.k.channels.get_mut(w.ch).map(|c| &mut c.waiters);
+        w.k.sched.block(slot, on, waiters);
+        assert_eq!(w.k.check_invariants(), Err(V::WaitList(w.ch)));
+    }
+
+    #[test]
+    fn a_waiter_whose_task_is_gone_is_found() {
+        let mut w = world();
+        let slot = w.k.tasks.slot_of(w.b).unwrap();
+        let on = BlockedOn::Receive {
+            channel: w.ch,
+            deadline: None,
+        };
+        let waiters = w.k.channels.get_mut(w.ch).map(|c| &mut c.waiters);
+        w.k.sched.block(slot, on, waiters);
+        w.k.check_invariants().unwrap();
+        // The task leaves the table but not the wait list.
+        let caps: Vec<_> = w.k.tasks.by_slot_mut(slot).unwrap().space.drain();
+        for cap in caps {
+            w.k.retire(cap, T0);
+        }
+        w.k.tasks.remove(slot);
+        assert_eq!(w.k.check_invariants(), Err(V::WaitList(w.ch)));
+    }
+
+    #[test]
+    fn a_scheduler_out_of_step_is_found() {
+        let mut w = world();
+        let slot = w.k.tasks.slot_of(w.b).unwrap();
+        w.k.set_priority(w.b, Priority::HIGH).unwrap();
+        // Ready a second time: listed twice.
+        w.k.sched.activate(slot, Priority::HIGH);
+        assert_eq!(w.k.check_invariants(), Err(V::Scheduler));
+    }
+
+    #[test]
+    fn a_terminated_world_is_consistent() {
+        let mut w = world();
+        w.k.terminate(w.a, ExitReason::Normal, T0).unwrap();
+        w.k.terminate(w.b, ExitReason::Normal, T0).unwrap();
+        assert_eq!(w.k.check_invariants(), Ok(()));
+        assert_eq!(w.k.channel_count(), 0);
+    }
+}

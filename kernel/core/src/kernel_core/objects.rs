@@ -24,7 +24,6 @@
 //! is sent through its capabilities, which is why registering needs the
 //! `REGISTER` right.
 
-use alloc::vec::Vec;
 use pandagen_abi::cap::{INVOKE_RIGHTS, OBJECT_CAP_RIGHTS};
 use pandagen_abi::error::MissingRights;
 use pandagen_abi::{Badge, CapHandle, CapKind, Instant, KernelError, Rights, ServiceId, TaskId};
@@ -32,7 +31,7 @@ use pandagen_abi::{Badge, CapHandle, CapKind, Instant, KernelError, Rights, Serv
 use super::{KernelCore, ParkedMessage};
 use crate::audit::CapabilityEvent;
 use crate::cap_table::{InvalidUse, ObjectRef, ServiceObject};
-use crate::channel::{ChannelRef, Message};
+use crate::channel::{Body, ChannelRef, Message};
 
 impl KernelCore {
     /// Mint, for `caller`, a capability for the object `badge` of
@@ -100,36 +99,37 @@ impl KernelCore {
     /// the caller (unless it is itself among `caps`). The message goes to
     /// the channel `service` is registered with now and carries
     /// `Badge { value: badge, rights }` of the capability used. Returns the
-    /// sequence number. Nothing changes on error.
+    /// channel it was queued on and its sequence number. Nothing changes on
+    /// error.
     ///
     /// Errors: refusals as for `lookup` (`WrongCapabilityKind` for a
     /// channel capability); `InsufficientAuthority` without an invoke
     /// right; `ServiceNotFound(service)` while the service is not
     /// registered; the `SendFailed` causes of `send`. Cost: as `send`, plus
     /// O(log s) for the registry.
-    pub fn send_to_object(
+    pub fn send_to_object<'b>(
         &mut self,
         caller: TaskId,
         handle: CapHandle,
-        bytes: Vec<u8>,
+        body: impl Into<Body<'b>>,
         caps: &[CapHandle],
         now: Instant,
-    ) -> Result<u64, KernelError> {
-        let (ch, msg) = self.accept_for_object(caller, handle, bytes, caps, now)?;
-        Ok(self.push(ch, msg))
+    ) -> Result<(ChannelRef, u64), KernelError> {
+        let (ch, msg) = self.accept_for_object(caller, handle, body.into(), caps, now)?;
+        Ok((ch, self.push(ch, msg)))
     }
 
     /// [`KernelCore::send_to_object`] held back for fault injection, like
     /// [`KernelCore::prepare_send`]: finish with `enqueue` or `discard`.
-    pub fn prepare_send_to_object(
+    pub fn prepare_send_to_object<'b>(
         &mut self,
         caller: TaskId,
         handle: CapHandle,
-        bytes: Vec<u8>,
+        body: impl Into<Body<'b>>,
         caps: &[CapHandle],
         now: Instant,
     ) -> Result<ParkedMessage, KernelError> {
-        let (ch, msg) = self.accept_for_object(caller, handle, bytes, caps, now)?;
+        let (ch, msg) = self.accept_for_object(caller, handle, body.into(), caps, now)?;
         Ok(self.park(ch, msg))
     }
 
@@ -176,14 +176,14 @@ impl KernelCore {
         &mut self,
         caller: TaskId,
         handle: CapHandle,
-        bytes: Vec<u8>,
+        body: Body<'_>,
         caps: &[CapHandle],
         now: Instant,
     ) -> Result<(ChannelRef, Message), KernelError> {
         let (ch, badge, sender_domain) = self.invoke_target(caller, handle, now)?;
-        self.check_delivery(caller, ch, bytes.len(), caps, now)?;
+        self.check_delivery(caller, ch, body.len(), caps, now)?;
         let seq = self.next_seq();
-        let mut msg = self.seal(caller, sender_domain, ch, seq, bytes, caps);
+        let mut msg = self.seal(caller, sender_domain, ch, seq, body.into_queued(), caps);
         msg.badge = Some(badge);
         Ok((ch, msg))
     }

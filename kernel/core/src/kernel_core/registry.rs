@@ -104,7 +104,7 @@ impl KernelCore {
     /// The capability in `caller`'s space that lets it register `service`:
     /// the first `ServiceRegistration` naming `service`, else the first
     /// `ServiceRegistry`, holding `REGISTER`. For calls whose ABI does not
-    /// name the capability (the reference's `register_service`). O(slots).
+    /// name the capability (`register_service` in docs/interfaces.md). O(slots).
     pub fn find_registration(&self, caller: TaskId, service: ServiceId) -> Option<CapHandle> {
         let space = &self.tasks.get(caller)?.space;
         let with = |object: ObjectRef| {

@@ -149,6 +149,26 @@ impl KernelCore {
         self.tasks.by_slot(slot).map(|t| t.id)
     }
 
+    /// Make `task` the running task because the embedder's own scheduler
+    /// chose it, not [`KernelCore::pick_next`] (the simulator steps tasks in
+    /// its own order). A blocked task stops waiting with no wake reason:
+    /// nothing arrived for it. Put the task that was running back first
+    /// ([`KernelCore::yield_task`]). Returns false if `task` is not alive.
+    /// O(1), or O(log n) if a deadline is removed.
+    pub fn run_task(&mut self, task: TaskId) -> bool {
+        let Some(slot) = self.tasks.slot_of(task) else {
+            return false;
+        };
+        let waiters = match self.sched.state(slot) {
+            SchedState::Blocked(BlockedOn::Receive { channel, .. }) => {
+                self.channels.get_mut(channel).map(|c| &mut c.waiters)
+            }
+            _ => None,
+        };
+        self.sched.run(slot, waiters);
+        true
+    }
+
     /// A running task gives up the CPU (its time slice ended or it
     /// yielded): it goes to the back of its priority's ready list, which
     /// makes equal priorities round-robin. Returns false if it was not

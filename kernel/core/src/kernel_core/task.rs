@@ -61,11 +61,15 @@ impl KernelCore {
     }
 
     /// [`KernelCore::create_task`] with the lineage of the new identity
-    /// given explicitly as execution ids (the reference's
-    /// `spawn_task_with_identity`): a supervisor may spawn on behalf of an
+    /// given explicitly as execution ids (`spawn_task_with_identity` in
+    /// docs/interfaces.md): a supervisor may spawn on behalf of an
     /// execution that is not itself a live task, and parent and creator may
-    /// differ. Lineage is structural, never authority, so the ids are
-    /// recorded as given. Errors as for `create_task`.
+    /// differ. Lineage is structural, never authority, but it must name
+    /// executions this kernel issued and still records (every one, unless
+    /// `keep_ended_identities` is off), so that lineage built
+    /// from ids always names the executions it claims. Errors as for
+    /// `create_task`, and `UnknownExecution` for a parent or creator id
+    /// this kernel never issued.
     pub fn create_task_with_lineage(
         &mut self,
         spec: TaskSpec,
@@ -76,6 +80,7 @@ impl KernelCore {
         if spec.name.is_empty() || spec.name.len() > MAX_TASK_NAME {
             return Err(KernelError::SpawnFailed(SpawnError::InvalidName));
         }
+        self.check_lineage(parent_exec, creator_exec)?;
         let id = self
             .tasks
             .next_id()
@@ -156,7 +161,7 @@ impl KernelCore {
         let execution = removed.map(|t| t.execution).unwrap_or_else(|| {
             self.identities
                 .of_task(task)
-                .unwrap_or(ExecutionId::from_raw(0))
+                .unwrap_or(ExecutionId::UNASSIGNED)
         });
         let notification = ExitNotification {
             execution_id: execution,
@@ -177,14 +182,42 @@ impl KernelCore {
     }
 
     /// Record an identity that no task was created with (a pipeline stage,
-    /// a supervisor's own record). The kernel assigns the execution id —
-    /// the one in `metadata` is replaced — so ids stay unique across
-    /// identities made here and by `create_task`. O(log n).
-    pub fn create_identity(&mut self, mut metadata: IdentityMetadata) -> ExecutionId {
+    /// a supervisor's own record) and return the execution id the kernel
+    /// issued for it. The kernel is the one source of execution ids: the
+    /// id in `metadata` (normally [`ExecutionId::UNASSIGNED`]) is replaced,
+    /// so ids stay unique across identities made here and by
+    /// `create_task`. Its lineage must name executions this kernel issued
+    /// (`UnknownExecution` otherwise), and its `task_id`, if any, a task
+    /// this kernel created (`TaskNotFound`). O(log n).
+    pub fn create_identity(
+        &mut self,
+        mut metadata: IdentityMetadata,
+    ) -> Result<ExecutionId, KernelError> {
+        self.check_lineage(metadata.parent_id, metadata.creator_id)?;
+        if let Some(task) = metadata.task_id {
+            self.identities
+                .of_task(task)
+                .ok_or(KernelError::TaskNotFound(task))?;
+        }
         let execution = self.identities.allocate();
         metadata.execution_id = execution;
         self.identities.insert(metadata);
-        execution
+        Ok(execution)
+    }
+
+    /// `UnknownExecution` unless each given id names an execution this
+    /// kernel issued.
+    fn check_lineage(
+        &self,
+        parent: Option<ExecutionId>,
+        creator: Option<ExecutionId>,
+    ) -> Result<(), KernelError> {
+        for id in [parent, creator].into_iter().flatten() {
+            if self.identities.get(id).is_none() {
+                return Err(KernelError::UnknownExecution(id));
+            }
+        }
+        Ok(())
     }
 
     /// Whether `task` exists and has not terminated. O(1).

@@ -1,8 +1,10 @@
 //! Shared fixtures for the contract tests.
 #![allow(dead_code)]
 
-use pandagen_abi::{ExecutionId, IdentityKind, Instant, Priority, TaskId, TrustDomain};
-use pandagen_core::{CapabilityEvent, KernelCore, TaskSpec};
+use pandagen_abi::{
+    CapHandle, ExecutionId, IdentityKind, Instant, Priority, Rights, ServiceId, TaskId, TrustDomain,
+};
+use pandagen_core::{CapabilityEvent, KernelCore, Mintable, TaskSpec};
 
 pub const T0: Instant = Instant::ZERO;
 
@@ -44,6 +46,26 @@ pub fn invalid_uses(k: &KernelCore) -> usize {
         .count_events(|e| matches!(e, CapabilityEvent::InvalidUseAttempt { .. }))
 }
 
+/// A registry capability with `REGISTER`, minted for `task`.
+pub fn registry_cap(k: &mut KernelCore, task: TaskId) -> CapHandle {
+    k.mint(task, Mintable::ServiceRegistry, Rights::REGISTER, T0)
+        .unwrap()
+}
+
+/// `task` registers `service` on `channel` (a handle with `RECEIVE`).
+pub fn register(k: &mut KernelCore, task: TaskId, service: ServiceId, channel: CapHandle) {
+    let registry = registry_cap(k, task);
+    k.register_service(task, registry, service, channel, T0)
+        .unwrap();
+}
+
+/// `task` serves `service` on a channel of its own; returns its handle.
+pub fn serve(k: &mut KernelCore, task: TaskId, service: ServiceId) -> CapHandle {
+    let channel = k.create_channel(task, T0).unwrap();
+    register(k, task, service, channel);
+    channel
+}
+
 /// Give `from` authority to put capabilities into `to` (a `Task`
 /// capability naming it with `SEND`), as grant and delegate require.
 pub fn authorise(k: &mut KernelCore, from: TaskId, to: TaskId) -> pandagen_abi::CapHandle {
@@ -54,4 +76,21 @@ pub fn authorise(k: &mut KernelCore, from: TaskId, to: TaskId) -> pandagen_abi::
         T0,
     )
     .unwrap()
+}
+
+/// A child of `parent` whose exit notification goes to `exits` (a channel
+/// `parent` receives on).
+pub fn spawn_routed(k: &mut KernelCore, parent: TaskId, exits: CapHandle) -> TaskId {
+    k.spawn(
+        parent,
+        pandagen_core::SpawnArgs {
+            spec: TaskSpec::new("child"),
+            with_image: false,
+            capabilities: &[],
+            exit_channel: Some(exits),
+        },
+        T0,
+    )
+    .unwrap()
+    .task
 }

@@ -156,7 +156,7 @@ impl PipelineExecutor {
             capabilities,
             ..
         } = received;
-        let reply: StageReply = match envelope.decode_payload(&STAGE_PROTOCOL, stage.handler) {
+        let reply: StageReply = match envelope.decode_answer(&STAGE_PROTOCOL, stage.handler) {
             Ok(reply) => reply,
             Err(e) => {
                 drop_all(kernel, capabilities);

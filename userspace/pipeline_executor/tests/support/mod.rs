@@ -24,6 +24,18 @@ use pandagen_pipeline_executor::{PayloadSchemaId, StageCall, StageOutcome, Typed
 
 pub type Task = u64;
 pub const CLIENT: Task = 1;
+/// The stage service the test pipelines call, and the task serving it.
+pub const HANDLER: ServiceId = ServiceId::from_raw(100);
+pub const HANDLER_TASK: Task = 2;
+
+/// A fake kernel in which `HANDLER_TASK` serves `HANDLER` with a fresh
+/// [`TestHandler`], returned so the test can script and inspect it.
+pub fn kernel_with_handler() -> (FakeKernel, Rc<RefCell<TestHandler>>) {
+    let mut kernel = FakeKernel::new();
+    let handler = TestHandler::new();
+    kernel.add_stage_service(HANDLER_TASK, HANDLER, handler.clone());
+    (kernel, handler)
+}
 
 type Handler = Box<dyn FnMut(&mut FakeKernel, ReceivedMessage)>;
 

@@ -10,6 +10,11 @@ use crate::record::Change;
 use crate::store::ObjectStore;
 use crate::transaction::TransactionalStorage;
 
+mod compaction;
+mod frames;
+mod layout;
+mod superblock;
+
 const BLOCK: usize = 128;
 
 /// A disk in memory that can tear the next write after `keep` whole blocks

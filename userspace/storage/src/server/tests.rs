@@ -246,6 +246,12 @@ fn each_bad_request_gets_its_own_typed_error() {
     let mut bad = envelope(ALICE, &Request::Begin);
     bad.payload = MessagePayload::from_bytes(vec![0xff, 0xff, 0xff]).unwrap();
     assert_eq!(answer(&mut s, &bad), Err(StorageError::MalformedPayload));
+    // An operation of a newer version (`Op` variant 99 of `Request::Op`,
+    // variant 2) is an unknown action, not a broken payload.
+    let mut newer = envelope(ALICE, &Request::Begin);
+    newer.action = actions::OP.to_string();
+    newer.payload = MessagePayload::from_bytes(vec![2, 1, 99]).unwrap();
+    assert_eq!(answer(&mut s, &newer), Err(StorageError::UnknownAction));
     // Unknown action, and an action that does not match the payload.
     let mut unknown = envelope(ALICE, &Request::Begin);
     unknown.action = "storage.format_disk".to_string();

@@ -22,7 +22,7 @@ use pandagen_abi::{
     ReceivedMessage, TaskDescriptor, TaskHandle, TaskId,
 };
 use pandagen_sim::{FaultPlan, SimulatedKernel};
-use pandagen_storage::{MemoryBackend, StorageServer};
+use pandagen_storage::{MemoryBackend, StorageClient, StorageServer};
 
 /// The `KernelApi` methods that a test's view of one task forwards
 /// unchanged to the simulated kernel through its `act` method: every one
@@ -269,6 +269,15 @@ impl Harness {
             .as_task(root, |k| k.spawn_task(descriptor))
             .unwrap();
         handle.task_id
+    }
+
+    /// Spawn a client task and connect a storage client for it to the
+    /// running service.
+    pub fn connect_client(&mut self, name: &str) -> (TaskId, StorageClient) {
+        let task = self.spawn_client(name);
+        let client = StorageClient::connect(&mut self.as_client(task))
+            .unwrap_or_else(|e| panic!("{name} cannot connect: {e:?}"));
+        (task, client)
     }
 
     /// The kernel as seen by `task`.

@@ -1,6 +1,6 @@
 //! A test-only transformer for retry scenarios: registers as
-//! `FLAKY_TRANSFORMER`, and its first two `uppercase` requests fail
-//! transiently.
+//! `FLAKY_TRANSFORMER`, and the first two attempts of every `uppercase`
+//! stage fail transiently.
 #![no_std]
 #![no_main]
 

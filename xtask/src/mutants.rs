@@ -1,0 +1,265 @@
+//! `cargo xtask mutants`: mutation testing with cargo-mutants.
+//!
+//! cargo-mutants changes one thing in the code at a time (a comparison
+//! flipped, a function body replaced by a default value, ...) and runs the
+//! package's tests against each change. A change no test notices — a
+//! *missed* mutant — marks behaviour the tests do not pin down. The score
+//! is the share of viable mutants the tests catch (a mutant whose tests hang
+//! past the timeout counts as caught).
+//!
+//! Mutants that cannot change behaviour (equivalent mutants) are skipped in
+//! `.cargo/mutants.toml`, each with its reason. A run takes about half an
+//! hour per target on two cores, so it is not part of `cargo xtask test`.
+//! Results land in `target/mutants/<target>/mutants.out/` (cargo-mutants'
+//! own files: `missed.txt`, `caught.txt`, `outcomes.json`, logs) and a
+//! summary in `target/mutants/<target>/summary.txt`.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::fail;
+use crate::layout::Layout;
+use crate::process::{cargo, display, probe, run_checked, TaskResult};
+
+/// The lowest score a target may have (percent of viable mutants caught).
+pub const SCORE_FLOOR: f64 = 95.0;
+
+/// Code held to the mutation score. Add new crates of the core's kind
+/// (quotas, device capabilities, drivers) here as they appear.
+pub struct MutantTarget {
+    /// What `--crate` names.
+    pub name: &'static str,
+    /// The cargo package whose tests judge the mutants.
+    pub package: &'static str,
+    /// The files mutated, as cargo-mutants `--file` globs from the
+    /// workspace root; empty: the whole package.
+    pub files: &'static [&'static str],
+    /// The package's test targets that judge the mutants (`cargo test`
+    /// arguments). Doctests are left out: they show usage, and building
+    /// them for every mutant would double the run time.
+    pub tests: &'static [&'static str],
+}
+
+pub const TARGETS: &[MutantTarget] = &[
+    MutantTarget {
+        name: "pandagen-core",
+        package: "pandagen-core",
+        files: &[],
+        tests: &["--lib", "--tests"],
+    },
+    MutantTarget {
+        name: "journal",
+        package: "pandagen-storage",
+        files: &[
+            "userspace/storage/src/journal.rs",
+            "userspace/storage/src/journal/**/*.rs",
+        ],
+        // The journal's own tests, and the block-device tests that run the
+        // storage service over it; the other storage tests use the memory
+        // backend and never reach the journal.
+        tests: &["--lib", "--test", "blockdev"],
+    },
+];
+
+/// How one target's mutants fared.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub caught: usize,
+    pub timeouts: usize,
+    /// The surviving mutants, as cargo-mutants names them
+    /// (`file:line:column: replace ... with ...`).
+    pub missed: Vec<String>,
+    pub unviable: usize,
+}
+
+impl Outcome {
+    /// Reads cargo-mutants' `mutants.out` directory.
+    pub fn read(dir: &Path) -> TaskResult<Self> {
+        let lines = |name: &str| -> TaskResult<Vec<String>> {
+            let path = dir.join(name);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Ok(text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::to_owned)
+                    .collect()),
+                // cargo-mutants leaves out the files of outcomes that did
+                // not occur in older versions.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(fail!("reading {}: {e}", path.display())),
+            }
+        };
+        Ok(Outcome {
+            caught: lines("caught.txt")?.len(),
+            timeouts: lines("timeout.txt")?.len(),
+            missed: lines("missed.txt")?,
+            unviable: lines("unviable.txt")?.len(),
+        })
+    }
+
+    pub fn viable(&self) -> usize {
+        self.caught + self.timeouts + self.missed.len()
+    }
+
+    /// Percent of viable mutants caught; 100 when there are none.
+    pub fn score(&self) -> f64 {
+        match self.viable() {
+            0 => 100.0,
+            n => 100.0 * (self.caught + self.timeouts) as f64 / n as f64,
+        }
+    }
+
+    pub fn summary(&self, name: &str) -> String {
+        let mut s = format!(
+            "{name}: mutation score {:.1}% ({} of {} viable mutants caught: {} failed a test, \
+             {} timed out; {} missed; {} unviable)\n",
+            self.score(),
+            self.caught + self.timeouts,
+            self.viable(),
+            self.caught,
+            self.timeouts,
+            self.missed.len(),
+            self.unviable,
+        );
+        for m in &self.missed {
+            s.push_str("  missed: ");
+            s.push_str(m);
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// Options of `cargo xtask mutants`.
+pub struct Options {
+    /// Target names (all if empty).
+    pub only: Vec<String>,
+    /// Files to mutate instead of the target's own (one target only).
+    pub files: Vec<String>,
+    /// Only the mutants whose names match these regexes (cargo-mutants
+    /// `--re`; one target only).
+    pub only_matching: Vec<String>,
+}
+
+/// Runs cargo-mutants on each chosen target; true if every score is at
+/// least [`SCORE_FLOOR`].
+pub fn run(layout: &Layout, opts: &Options) -> TaskResult<bool> {
+    let names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
+    if let Some(unknown) = opts.only.iter().find(|o| !names.contains(&o.as_str())) {
+        return Err(fail!(
+            "no mutation target `{unknown}`; targets: {}",
+            names.join(", ")
+        ));
+    }
+    let targets: Vec<&MutantTarget> = TARGETS
+        .iter()
+        .filter(|t| opts.only.is_empty() || opts.only.iter().any(|o| o == t.name))
+        .collect();
+    let partial = !opts.files.is_empty() || !opts.only_matching.is_empty();
+    if partial && targets.len() != 1 {
+        return Err(fail!("--file and --re need exactly one --crate"));
+    }
+    ensure_cargo_mutants()?;
+    let mut all_pass = true;
+    let mut report = String::new();
+    for target in targets {
+        let out = layout.target().join("mutants").join(target.name);
+        std::fs::create_dir_all(&out)?;
+        let files: Vec<&str> = if opts.files.is_empty() {
+            target.files.to_vec()
+        } else {
+            opts.files.iter().map(String::as_str).collect()
+        };
+        let mut cmd = cargo();
+        cmd.current_dir(&layout.root)
+            .args(["mutants", "--package", target.package, "--jobs", "1"])
+            .arg("--output")
+            .arg(&out);
+        for f in &files {
+            cmd.args(["--file", f]);
+        }
+        for re in &opts.only_matching {
+            cmd.args(["--re", re]);
+        }
+        cmd.arg("--").args(target.tests);
+        println!("\n== mutants: {} ==\n{}", target.name, display(&cmd));
+        let status = cmd
+            .status()
+            .map_err(|e| fail!("cannot start `{}`: {e}", display(&cmd)))?;
+        // cargo-mutants exits 2 when some mutant was missed and 3 on
+        // timeouts; both still produce a result to score. Anything else
+        // non-zero (the unmutated tests fail, bad options) does not.
+        if !matches!(status.code(), Some(0 | 2 | 3)) {
+            return Err(fail!("`{}` failed ({status})", display(&cmd)));
+        }
+        let outcome = Outcome::read(&out.join("mutants.out"))?;
+        let mut summary = outcome.summary(target.name);
+        if partial {
+            summary.push_str(&format!(
+                "  (only the mutants of {} matching {:?}: not the target's full score)\n",
+                files.join(", "),
+                opts.only_matching
+            ));
+        }
+        std::fs::write(out.join("summary.txt"), &summary)?;
+        all_pass &= outcome.score() >= SCORE_FLOOR;
+        report.push_str(&summary);
+    }
+    println!("\n== mutation scores (floor {SCORE_FLOOR}%) ==\n{report}");
+    Ok(all_pass)
+}
+
+fn ensure_cargo_mutants() -> TaskResult<()> {
+    if probe(cargo().args(["mutants", "--version"])).is_some() {
+        return Ok(());
+    }
+    println!("xtask: cargo-mutants is missing; installing it with `cargo install --locked cargo-mutants`");
+    run_checked(Command::new("cargo").args(["install", "--locked", "cargo-mutants"]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_count_timeouts_as_caught_and_ignore_unviable() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("caught.txt"), "a\nb\nc\n").unwrap();
+        std::fs::write(dir.path().join("timeout.txt"), "d\n").unwrap();
+        std::fs::write(
+            dir.path().join("missed.txt"),
+            "src/x.rs:1:1: replace f -> bool with true\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("unviable.txt"), "e\nf\n").unwrap();
+        let o = Outcome::read(dir.path()).unwrap();
+        assert_eq!(o.viable(), 5);
+        assert_eq!(o.score(), 80.0);
+        let summary = o.summary("t");
+        assert!(
+            summary.starts_with("t: mutation score 80.0% (4 of 5"),
+            "{summary}"
+        );
+        assert!(summary.contains("missed: src/x.rs:1:1: replace f -> bool with true"));
+    }
+
+    #[test]
+    fn missing_outcome_files_count_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("caught.txt"), "a\n").unwrap();
+        let o = Outcome::read(dir.path()).unwrap();
+        assert_eq!((o.viable(), o.score()), (1, 100.0));
+        assert_eq!(Outcome::default().score(), 100.0);
+    }
+
+    #[test]
+    fn every_target_file_exists() {
+        // A renamed file would otherwise silently drop out of the run.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for t in TARGETS {
+            for f in t.files.iter().filter(|f| !f.contains('*')) {
+                assert!(root.join(f).is_file(), "{}: {f}", t.name);
+            }
+        }
+    }
+}
