@@ -191,6 +191,13 @@ pub const SUITES: &[Suite] = &[
     )
     .programs(&["suite_hardening", "handle_thief", "console_spoofer"])
     .timeout(300),
+    // Device capabilities: a ring-3 driver on the RTC's ports and
+    // interrupt, the I/O APIC's registers as device memory, DMA memory,
+    // and the refusals (wrong kind, outside the grant, RAM as device
+    // memory, a line bound twice, an unacknowledged storm).
+    Suite::new("devices-bios", Firmware::Bios, BootConfig::suite("devices"))
+        .programs(&["suite_devices"])
+        .timeout(120),
     // Services (userspace/{process_manager,storage,transformer}) through
     // real system calls.
     Suite::new(

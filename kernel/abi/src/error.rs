@@ -6,6 +6,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::cap::{CapKind, Rights};
+pub use crate::device::DeviceError;
 use crate::envelope::EnvelopeError;
 use crate::ids::{ExecutionId, ServiceId, TaskId};
 
@@ -47,6 +48,8 @@ pub enum KernelError {
     /// given to `create_identity` or a spawn with explicit lineage must
     /// name executions the kernel issued).
     UnknownExecution(ExecutionId),
+    /// A device request was refused (see [`DeviceError`]).
+    Device(DeviceError),
 }
 
 /// Why a block-device request failed: the one error of every
@@ -244,6 +247,7 @@ impl fmt::Display for KernelError {
             KernelError::Envelope(e) => write!(f, "message error: {e}"),
             KernelError::Block(e) => write!(f, "block device: {e:?}"),
             KernelError::UnknownExecution(e) => write!(f, "{e} was not issued by this kernel"),
+            KernelError::Device(e) => write!(f, "device: {e}"),
         }
     }
 }

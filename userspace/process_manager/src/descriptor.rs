@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
+use pandagen_abi::device::DeviceResource;
 use pandagen_abi::{Budget, IdentityKind, Priority, ServiceId, TrustDomain};
 
 use crate::policy::RestartPolicy;
@@ -41,6 +42,10 @@ pub enum CapabilityName {
     /// `CONTROL | TRANSFER`), needed for `pm.start`, `pm.stop`,
     /// `pm.restart` and `pm.crash` (see [`crate::protocol`]).
     PmControl,
+    /// A device capability cut from the process manager's root one for
+    /// this resource: manifest keys `ports`, `device-memory`, `irq`, `dma`
+    /// (see [`crate::manifest`]).
+    Device(DeviceResource),
 }
 
 impl fmt::Display for CapabilityName {
@@ -52,6 +57,16 @@ impl fmt::Display for CapabilityName {
             CapabilityName::KernelInfo => f.write_str("kernel-info"),
             CapabilityName::BlockDevice => f.write_str("block-device"),
             CapabilityName::PmControl => f.write_str("pm-control"),
+            CapabilityName::Device(DeviceResource::Ports(r)) => {
+                write!(f, "ports {:#x}-{:#x}", r.first, r.last)
+            }
+            CapabilityName::Device(DeviceResource::Memory(r)) => {
+                write!(f, "device-memory {:#x}+{:#x}", r.base, r.len)
+            }
+            CapabilityName::Device(DeviceResource::Interrupts(l)) => {
+                write!(f, "irq {}-{}", l.first, l.last)
+            }
+            CapabilityName::Device(DeviceResource::Dma { bytes }) => write!(f, "dma {bytes}"),
         }
     }
 }

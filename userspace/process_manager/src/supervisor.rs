@@ -44,7 +44,7 @@ use pandagen_abi::{
     MessageEnvelope, MessagePayload, ReceivedMessage, Rights, ServiceId, TaskDescriptor, TaskId,
 };
 
-use crate::boot_caps::{BootCapabilities, CHILD_RIGHTS};
+use crate::boot_caps::{BootCapabilities, CHILD_RIGHTS, DRIVER_RIGHTS};
 use crate::config::SupervisorConfig;
 use crate::descriptor::{CapabilityName, Readiness};
 use crate::events::{EventLog, SupervisorEvent};
@@ -397,6 +397,13 @@ impl Supervisor {
             return self
                 .control_capability(kernel, CHILD_CONTROL_RIGHTS)
                 .map(Cap::erase);
+        }
+        if let CapabilityName::Device(resource) = name {
+            let root = self
+                .caps
+                .device_root(resource)
+                .ok_or(KernelError::InvalidCapability)?;
+            return kernel.mint_device_capability(root, *resource, DRIVER_RIGHTS);
         }
         if *name == CapabilityName::Registry {
             let registry = self
