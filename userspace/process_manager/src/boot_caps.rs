@@ -75,7 +75,9 @@ impl BootCapabilities {
             CapabilityName::KernelInfo => self.kernel_info.as_ref(),
             CapabilityName::SerialInput => self.serial_input.as_ref(),
             CapabilityName::BlockDevice => self.block_device.as_ref(),
-            CapabilityName::PmControl | CapabilityName::Device(_) => None,
+            CapabilityName::PmControl | CapabilityName::Device(_) | CapabilityName::Driver(_) => {
+                None
+            }
         }
     }
 }

@@ -25,7 +25,18 @@
 //! irq = 1                   #   interrupt lines (each `N` or `N-M`),
 //! device-memory = 0xfe000000+0x4000   # physical ranges (base+length, page-aligned),
 //! dma = 64K                 #   a DMA allowance (bytes; K and M suffixes)
+//! pci = 1af4:1001, class:01:00  # a driver: the PCI devices it drives (vendor:device
+//!                           #   ids or class:CC:SS, hexadecimal)
 //! ```
+//!
+//! A section with `pci` is a driver. It starts only once the `pci` service
+//! has reported a device it matches, with that device's capabilities
+//! after those of `capabilities` (see [`crate::devices::driver_resources`];
+//! its `dma` comes last, with them), and depends on the `pci` service.
+//! If no device matches, it never starts, and services depending on it
+//! start without it. Another service names `driver:NAME` in its
+//! `capabilities` to receive the capability that driver serves through
+//! (and so depends on it).
 //!
 //! Both budgets are carved out of the process manager's own (see
 //! `pandagen_abi::budget`): an instance that tries to hold more gets
@@ -52,7 +63,8 @@ use pandagen_abi::budget::FRAME_BYTES;
 use pandagen_abi::device::{DeviceResource, InterruptLines, PhysRange, PortRange};
 use pandagen_abi::{Budget, IdentityKind, Priority, ServiceId, TrustDomain};
 
-use crate::descriptor::{CapabilityName, Readiness, ServiceDescriptor};
+use crate::descriptor::{CapabilityName, DriverSpec, Readiness, ServiceDescriptor};
+use crate::devices::DeviceMatch;
 use crate::policy::RestartPolicy;
 use crate::validate::{self, Manifest, ValidationError};
 
@@ -124,7 +136,7 @@ struct Section {
 /// image several times the size of today's.
 pub const DEFAULT_BUDGET: Budget = Budget::new(256 << 10, (16 << 20) / FRAME_BYTES);
 
-const KEYS: [&str; 15] = [
+const KEYS: [&str; 16] = [
     "id",
     "image",
     "restart",
@@ -140,6 +152,7 @@ const KEYS: [&str; 15] = [
     "device-memory",
     "irq",
     "dma",
+    "pci",
 ];
 
 /// Parse and validate a manifest.
@@ -282,12 +295,35 @@ fn descriptor(
                 "kernel-info" => CapabilityName::KernelInfo,
                 "block-device" => CapabilityName::BlockDevice,
                 "pm-control" => CapabilityName::PmControl,
-                _ => return Err(bad_value(line, "capabilities", item)),
+                _ => match item.strip_prefix("driver:") {
+                    Some(driver) => CapabilityName::Driver(lookup_name(ids, name, driver.trim())?),
+                    None => return Err(bad_value(line, "capabilities", item)),
+                },
             };
             capabilities.push(capability);
         }
     }
+    let driver = match get("pci") {
+        None => None,
+        Some((line, value)) => {
+            let mut matches = Vec::new();
+            for item in list(value) {
+                matches.push(DeviceMatch::parse(item).ok_or(bad_value(line, "pci", item))?);
+            }
+            let dma = match get("dma") {
+                None => None,
+                Some((line, value)) => {
+                    Some(parse_size(value).ok_or(bad_value(line, "dma", value))?)
+                }
+            };
+            Some(DriverSpec { matches, dma })
+        }
+    };
     for key in ["ports", "device-memory", "irq", "dma"] {
+        // A driver's DMA allowance comes with its device, after the BARs.
+        if key == "dma" && driver.is_some() {
+            continue;
+        }
         if let Some((line, value)) = get(key) {
             for item in list(value) {
                 let resource = parse_device(key, item).ok_or(bad_value(line, key, item))?;
@@ -299,6 +335,13 @@ fn descriptor(
     if let Some((_, value)) = get("depends") {
         for item in list(value) {
             dependencies.push(lookup_name(ids, name, item)?);
+        }
+    }
+    for capability in &capabilities {
+        if let CapabilityName::Driver(service) = capability {
+            if !dependencies.contains(service) {
+                dependencies.push(*service);
+            }
         }
     }
     let trust_domain = match get("trust") {
@@ -348,6 +391,7 @@ fn descriptor(
         priority,
         readiness,
         budget,
+        driver,
     })
 }
 
