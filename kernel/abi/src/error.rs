@@ -77,6 +77,14 @@ pub enum BlockError {
     /// capability that no longer names the device. A failed write may have
     /// reached the device in part.
     Device,
+    /// A ring-3 driver did not answer: it ended (crashed, or was
+    /// restarted) while holding the request, or gave no answer in time. A
+    /// write may or may not have reached the device; asking again reaches
+    /// its next instance.
+    Unavailable,
+    /// A request to a ring-3 driver could not be decoded. Nothing was
+    /// read or written.
+    Malformed,
 }
 
 /// Why a task could not be spawned.

@@ -27,6 +27,7 @@ extern crate alloc;
 
 pub mod api;
 pub mod block;
+pub mod block_protocol;
 pub mod budget;
 pub mod cap;
 pub mod device;
