@@ -4,6 +4,7 @@ mod bench;
 mod bootcfg;
 mod build;
 mod cargo_test;
+mod disk;
 mod flash;
 mod fuzz;
 mod gdb;
@@ -39,9 +40,11 @@ usage: cargo xtask <command> [options]
 commands:
   setup                       install the Rust target, pinned nightly, QEMU and OVMF if missing
   image [--release]           build target/pandagen-bios.img and target/pandagen-uefi.img
-  run [--uefi] [--display] [--kvm] [--gdb] [--release]
+  run [--uefi] [--display] [--kvm] [--gdb] [--release] [--fresh-disk] [--disk-size MIB] [--no-disk]
                               boot the system image in QEMU, serial console on this terminal;
-                              --display also shows the screen in a window
+                              --display also shows the screen in a window; storage keeps its
+                              journal on the virtio-blk disk target/pandagen-disk.img (created on
+                              first run, 64 MiB unless --disk-size says; --fresh-disk empties it)
   test [--release] [--host-only | --qemu-only] [--suite NAME]...
                               host tests, then the QEMU suites; ends with `N passed, M failed`
   flash --device PATH [--bios | --uefi] [--yes] [--allow-file] [--release]
@@ -79,6 +82,11 @@ struct Flags {
     regexes: Vec<String>,
     time: Option<u64>,
     target: Option<String>,
+    fresh_disk: bool,
+    no_disk: bool,
+    disk_size: Option<String>,
+    cuts: Option<u64>,
+    seed: Option<u64>,
 }
 
 fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
@@ -117,6 +125,20 @@ fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
                 flags.time = Some(secs);
             }
             "--target" => flags.target = Some(value()?),
+            "--fresh-disk" => flags.fresh_disk = true,
+            "--no-disk" => flags.no_disk = true,
+            "--disk-size" => flags.disk_size = Some(value()?),
+            "--cuts" | "--seed" => {
+                let v = value()?;
+                let n = v
+                    .parse()
+                    .map_err(|_| fail!("`{arg}` needs a number, not `{v}`"))?;
+                if arg == "--cuts" {
+                    flags.cuts = Some(n);
+                } else {
+                    flags.seed = Some(n);
+                }
+            }
             _ => unreachable!("checked against `allowed`"),
         }
     }
@@ -144,7 +166,16 @@ fn main() -> ExitCode {
         "image" => parse_flags(rest, &["--release"]).and_then(|f| image(&layout, &f).map(|_| true)),
         "run" => parse_flags(
             rest,
-            &["--release", "--uefi", "--kvm", "--gdb", "--display"],
+            &[
+                "--release",
+                "--uefi",
+                "--kvm",
+                "--gdb",
+                "--display",
+                "--fresh-disk",
+                "--disk-size",
+                "--no-disk",
+            ],
         )
         .and_then(|f| run(&layout, &f)),
         "test" => parse_flags(
@@ -286,6 +317,22 @@ fn run(layout: &Layout, f: &Flags) -> TaskResult<bool> {
         extra_profiles: &extra,
     };
     let mut cmd = qemu::command(layout, &machine)?;
+    if !f.no_disk {
+        let disk = disk::run_disk_path(layout);
+        let size = match &f.disk_size {
+            Some(text) => disk::parse_size_mib(text)?,
+            None => disk::DEFAULT_DISK_MIB,
+        };
+        if disk::prepare(&disk, size, f.fresh_disk)? {
+            println!("disk: created {} ({size} MiB, empty)", disk.display());
+        } else {
+            println!(
+                "disk: {} (kept from earlier runs; --fresh-disk starts empty)",
+                disk.display()
+            );
+        }
+        cmd.args(disk::qemu_args(&disk));
+    }
     println!(
         "booting {} ({}); stop with Ctrl-C",
         image.display(),

@@ -416,7 +416,9 @@ pub fn devices(devices: &[pandagen_process_manager::devices::DeviceEntry]) -> St
         Some((address, name)) => {
             let _ = writeln!(out, "storage journal: on the {name} disk at {address}");
         }
-        None => out.push_str("storage journal: on the kernel's RAM disk (no disk driver running)\n"),
+        None => {
+            out.push_str("storage journal: on the kernel's RAM disk (no disk driver running)\n")
+        }
     }
     out
 }

@@ -227,7 +227,9 @@ impl Shell {
                         .iter()
                         .filter(|s| {
                             // A driver with no device is not wanted and never runs.
-                            s.service_id != CONSOLE && s.wanted && s.state != LifecycleState::Running
+                            s.service_id != CONSOLE
+                                && s.wanted
+                                && s.state != LifecycleState::Running
                         })
                         .map(|s| format!("{} ({})", s.name, s.state))
                         .collect()
@@ -376,8 +378,11 @@ impl Shell {
         };
         match result {
             Ok(devices) => render::devices(&devices),
-            Err(e) => format!("devices: {}
-", pm_error(&e)),
+            Err(e) => format!(
+                "devices: {}
+",
+                pm_error(&e)
+            ),
         }
     }
 
@@ -494,12 +499,14 @@ impl Shell {
         let cap = match held {
             Some(cap) => cap,
             None => {
-                let kind = match which {
-                    StoreObject::Map => ObjectKind::Map,
-                    StoreObject::Log => ObjectKind::Log,
+                // The map is the volume's home map, so that what was put
+                // before a reboot is found after it; the log is private.
+                let made = match which {
+                    StoreObject::Map => client.home(host),
+                    StoreObject::Log => client.create(host, ObjectKind::Log).map(|(cap, _)| cap),
                 };
-                match client.create(host, kind) {
-                    Ok((cap, _)) => cap,
+                match made {
+                    Ok(cap) => cap,
                     Err(e) => {
                         self.store.client = Some(client);
                         return Err(e);

@@ -21,7 +21,8 @@ use pandagen_abi::{
 };
 
 use crate::devices::{
-    DeviceEntry, PciDevice, DEVICES_ACTION, DEVICES_FOUND_ACTION, DRIVER_READY_ACTION,
+    DeviceEntry, PciDevice, DEVICES_ACTION, DEVICES_ENABLED_ACTION, DEVICES_FOUND_ACTION,
+    DRIVER_READY_ACTION,
 };
 use crate::protocol::{
     PmError, PmReply, PmRequest, PmResponse, ServiceInfo, ServiceRef, DESTINATION, POLICY,
@@ -258,6 +259,14 @@ impl PmClient {
         devices: &[PciDevice],
     ) -> Result<Vec<u16>, ClientError> {
         match self.call_with(kernel, DEVICES_FOUND_ACTION, &devices, Vec::new())? {
+            PmReply::Bound(indices) => Ok(indices),
+            _ => Err(ClientError::UnexpectedReply),
+        }
+    }
+
+    /// The bound devices are enabled: start their drivers.
+    pub fn devices_enabled<K: KernelApi>(&self, kernel: &mut K) -> Result<Vec<u16>, ClientError> {
+        match self.call_with(kernel, DEVICES_ENABLED_ACTION, &(), Vec::new())? {
             PmReply::Bound(indices) => Ok(indices),
             _ => Err(ClientError::UnexpectedReply),
         }

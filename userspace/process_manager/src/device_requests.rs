@@ -13,7 +13,8 @@ use pandagen_abi::{Cap, KernelApi, MessageEnvelope, TaskId};
 
 use crate::descriptor::CapabilityName;
 use crate::devices::{
-    DeviceEntry, DriverBinding, PciDevice, CONFIG_PORTS, DEVICES_ACTION, DEVICES_FOUND_ACTION,
+    DeviceEntry, DriverBinding, PciDevice, CONFIG_PORTS, DEVICES_ACTION, DEVICES_ENABLED_ACTION,
+    DEVICES_FOUND_ACTION,
 };
 use crate::protocol::{PmError, PmReply, PmResponse, DESTINATION, POLICY};
 use crate::supervisor::Supervisor;
@@ -62,9 +63,28 @@ impl Supervisor {
                     .payload
                     .decode()
                     .map_err(|_| PmError::MalformedPayload)?;
-                let bound = self.bind_drivers(reporter, devices);
+                Ok(PmReply::Bound(self.bind_drivers(reporter, devices)))
+            }
+            DEVICES_ENABLED_ACTION => {
+                request
+                    .source
+                    .and_then(|task| self.bus_service(task))
+                    .ok_or(PmError::NotTheBusService)?;
+                let mut started = Vec::new();
+                for record in &mut self.records {
+                    if let Some(device) = record.device() {
+                        if let Some(i) = self
+                            .devices
+                            .iter()
+                            .position(|d| d.address == device.address)
+                        {
+                            started.push(i as u16);
+                        }
+                        record.wanted = true;
+                    }
+                }
                 self.tick(kernel);
-                Ok(PmReply::Bound(bound))
+                Ok(PmReply::Bound(started))
             }
             _ => {
                 let index = request
@@ -126,8 +146,8 @@ impl Supervisor {
             match found {
                 Some((i, device)) => {
                     taken.push(i as u16);
+                    // Wanted once the bus service has enabled the device.
                     record.binding = Some(DriverBinding::Bound(device.clone()));
-                    record.wanted = true;
                     if !record.descriptor.dependencies.contains(&reporter_id) {
                         record.descriptor.dependencies.push(reporter_id);
                     }

@@ -25,8 +25,11 @@ use crate::lifecycle::LifecycleState;
 
 /// `pci` → process manager: `Vec<PciDevice>`; answered with
 /// `PmReply::Bound`, the indices of the devices a driver was bound to (the
-/// `pci` service enables their bus mastering).
+/// `pci` service then lets them decode and master the bus).
 pub const DEVICES_FOUND_ACTION: &str = "pm.devices-found";
+/// `pci` → process manager: `()`, once the bound devices are enabled;
+/// their drivers start then. Answered with `PmReply::Bound` again.
+pub const DEVICES_ENABLED_ACTION: &str = "pm.devices-enabled";
 /// Anyone → process manager: `()`; answered with `PmReply::Devices`.
 pub const DEVICES_ACTION: &str = "pm.devices";
 /// A driver → process manager: `()`, with the reply channel and then the

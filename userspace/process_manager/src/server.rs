@@ -4,7 +4,9 @@
 use pandagen_abi::{Badge, ChannelId, KernelApi, MessageEnvelope, MessagePayload, ReceivedMessage};
 use pandagen_abi::{ExitReason, FailureCause};
 
-use crate::devices::{DEVICES_ACTION, DEVICES_FOUND_ACTION, DRIVER_READY_ACTION};
+use crate::devices::{
+    DEVICES_ACTION, DEVICES_ENABLED_ACTION, DEVICES_FOUND_ACTION, DRIVER_READY_ACTION,
+};
 use crate::events::SupervisorEvent;
 use crate::lifecycle::{IllegalTransition, LifecycleState};
 use crate::protocol::{
@@ -72,9 +74,10 @@ impl Supervisor {
         };
         let request = message.envelope;
         let response = match request.action.as_str() {
-            DEVICES_FOUND_ACTION | DEVICES_ACTION | DRIVER_READY_ACTION => {
-                self.answer_device_request(kernel, &request, handed)
-            }
+            DEVICES_FOUND_ACTION
+            | DEVICES_ENABLED_ACTION
+            | DEVICES_ACTION
+            | DRIVER_READY_ACTION => self.answer_device_request(kernel, &request, handed),
             _ => self.answer(kernel, &request, message.badge),
         };
         // A list too large for one payload is answered with the error the

@@ -494,7 +494,11 @@ impl Supervisor {
                     }
                     self.log(
                         kernel,
-                        SupervisorEvent::CapabilityUnavailable { service, error },
+                        SupervisorEvent::CapabilityUnavailable {
+                            service,
+                            capability: name,
+                            error,
+                        },
                     );
                     self.instance_ended(kernel, index, InstanceEnd::SpawnFailed(error));
                     return;

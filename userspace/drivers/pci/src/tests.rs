@@ -88,14 +88,20 @@ fn bus() -> Bus {
         // A multi-function device: functions 0 and 2 exist.
         functions.insert(at(0, 31, 0), function(0x8086, 0x2918, 0x06_01_00, 0x80));
         functions.insert(at(0, 31, 2), function(0x8086, 0x2922, 0x01_06_01, 0));
-        // A device on a far bus, which a scan of bus 0 alone would miss.
+        // A bridge to bus 200, and a device there, which a scan of bus 0
+        // alone would miss.
+        let mut bridge = function(0x1b36, 0x000c, 0x06_04_00, 0x01);
+        bridge.registers[6] = 0x00c8_c800;
+        functions.insert(at(0, 28, 0), bridge);
         functions.insert(at(200, 1, 0), function(0x1234, 0x5678, 0x02_00_00, 0));
+        // A device on a bus no bridge leads to: not reachable, not found.
+        functions.insert(at(90, 0, 0), function(0x1234, 0x9999, 0x02_00_00, 0));
     }
     bus
 }
 
 #[test]
-fn every_bus_and_function_is_found_in_address_order() {
+fn every_reachable_bus_and_function_is_found_in_address_order() {
     let found = enumerate(&bus());
     let addresses: Vec<PciAddress> = found.iter().map(|d| d.address).collect();
     assert_eq!(
@@ -103,12 +109,13 @@ fn every_bus_and_function_is_found_in_address_order() {
         vec![
             at(0, 0, 0),
             at(0, 3, 0),
+            at(0, 28, 0),
             at(0, 31, 0),
             at(0, 31, 2),
             at(200, 1, 0)
         ]
     );
-    let sata = &found[3];
+    let sata = &found[4];
     assert_eq!((sata.vendor, sata.device), (0x8086, 0x2922));
     assert_eq!((sata.class, sata.subclass, sata.interface), (1, 6, 1));
 }

@@ -49,7 +49,9 @@ fn allocate(pages: usize) -> (u64, u64) {
 }
 
 fn release(phys: u64, pages: usize) -> bool {
-    POOL.lock().as_mut().is_some_and(|pool| pool.free(phys, pages))
+    POOL.lock()
+        .as_mut()
+        .is_some_and(|pool| pool.free(phys, pages))
 }
 
 fn pages_for(len: usize) -> usize {
@@ -70,7 +72,10 @@ unsafe impl Hal for CapabilityHal {
         // SAFETY: `virt` starts `pages` pages of the installed DMA region,
         // mapped writable in this task and handed to no one else.
         unsafe { core::ptr::write_bytes(virt as *mut u8, 0, pages * PAGE) };
-        (phys, NonNull::new(virt as *mut u8).expect("DMA mapped at 0"))
+        (
+            phys,
+            NonNull::new(virt as *mut u8).expect("DMA mapped at 0"),
+        )
     }
 
     unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {

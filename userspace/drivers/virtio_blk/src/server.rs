@@ -202,7 +202,13 @@ mod tests {
     fn bad_requests_get_typed_errors_and_touch_nothing() {
         let mut disk = ram();
         assert_eq!(
-            serve(&mut disk, &BlockRequest::Read { first: 63, count: 2 }),
+            serve(
+                &mut disk,
+                &BlockRequest::Read {
+                    first: 63,
+                    count: 2
+                }
+            ),
             Err(BlockError::OutOfRange {
                 first: 63,
                 count: 2,

@@ -25,10 +25,10 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
-use pandagen_rt::abi::error::Resource;
 use pandagen_rt::abi::block::BlockDevice;
+use pandagen_rt::abi::error::Resource;
 use pandagen_rt::abi::services::VIRTIO_BLK;
-use pandagen_rt::abi::{Cap, CapHandle, KernelApi, KernelError};
+use pandagen_rt::abi::{Cap, CapHandle, KernelError};
 use pandagen_rt::{println, Kernel};
 use pandagen_storage::{
     BlockCallClient, DriverBlockClient, JournalBackend, MemoryBackend, StorageBackend,
@@ -68,28 +68,38 @@ fn block_backend(device: CapHandle) -> Result<Box<dyn StorageBackend>, KernelErr
         println!("storage: the block device cannot be used: {e}");
     })?;
     println!("storage: no disk; the journal is on the kernel's RAM disk (lost at power-off)");
-    journal_backend(disk)
+    let seal = pandagen_rt::syscall::program_secret()?.secret;
+    journal_backend(disk, seal)
 }
 
 /// The journal on the disk behind the driver's block capability `driver`.
 fn disk_backend(driver: CapHandle) -> Result<Box<dyn StorageBackend>, KernelError> {
-    let disk = DriverBlockClient::open(Kernel::new(), VIRTIO_BLK, Cap::from_handle(driver))
-        .map_err(|e| {
-            println!("storage: the disk cannot be used: {e:?}");
-            KernelError::Block(e)
-        })?;
+    let disk = DriverBlockClient::open(
+        Kernel::new(),
+        VIRTIO_BLK,
+        Cap::<()>::from_handle(driver).assume_kind(),
+    )
+    .map_err(|e| {
+        println!("storage: the disk cannot be used: {e:?}");
+        KernelError::Block(e)
+    })?;
     println!(
         "storage: the journal is on the virtio-blk disk ({} MiB)",
         (disk.block_count() * u64::from(disk.block_size())) >> 20
     );
-    journal_backend(disk)
+    // The kernel's program secret lasts one boot and the disk outlives
+    // it, so the key on the disk is unsealed: it is guarded by the block
+    // capability, which only this service holds.
+    journal_backend(disk, pandagen_storage::journal::NO_SEAL)
 }
 
+/// The journal on `disk`, its capability key sealed with `seal` (all
+/// zeros, `NO_SEAL`: unsealed).
 fn journal_backend<D: BlockDevice + 'static>(
     disk: D,
+    seal: [u8; 16],
 ) -> Result<Box<dyn StorageBackend>, KernelError> {
     let key = capability_key()?;
-    let seal = pandagen_rt::syscall::program_secret()?.secret;
     match JournalBackend::open_or_format_sealed(disk, key, seal) {
         Ok((journal, formatted)) => {
             println!(
@@ -124,8 +134,12 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
             Box::new(MemoryBackend::new(capability_key()?).with_capacity(JOURNAL_BYTES))
         }
     };
+    // The program secret differs between boots and is the same for every
+    // instance of this program within one: the server's boot tag.
+    let secret = pandagen_rt::syscall::program_secret()?.secret;
+    let boot = u32::from_le_bytes([secret[0], secret[1], secret[2], secret[3]]);
     let (mut server, report) = match StorageServer::open(backend) {
-        Ok(opened) => opened,
+        Ok((server, report)) => (server.with_boot(boot), report),
         Err(e) => {
             println!("storage: cannot open the backend: {e}");
             return Err(KernelError::ResourceExhausted(Resource::Memory));

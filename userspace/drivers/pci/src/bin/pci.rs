@@ -2,11 +2,12 @@
 //!
 //! Start-up capabilities, in order: its service registration, then an
 //! `IoPorts` capability for exactly 0xCF8..=0xCFF (manifest
-//! `ports = 0xcf8-0xcff`). It enumerates buses 0..=255, reports every
-//! function to the process manager, lets the devices that were given a
-//! driver decode and master the bus, then registers (which is when
-//! services depending on it start, their drivers already bound) and
-//! serves nothing more.
+//! `ports = 0xcf8-0xcff`). It registers (its supervisor counts it as up;
+//! services that need devices wait for the drivers instead), enumerates
+//! bus 0 and every bus behind a bridge, reports every function to the
+//! process manager, lets the devices that were given a driver decode and
+//! master the bus, says so (their drivers start then), and serves nothing
+//! more.
 #![no_std]
 #![no_main]
 
@@ -44,6 +45,8 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         .get(PORTS_SLOT)
         .ok_or(KernelError::InvalidCapability)?;
     let space = Mechanism1::new(CapabilityPorts(Ports::new(ports)));
+    let channel = kernel.create_channel()?;
+    kernel.register_service(PCI, channel)?;
     let devices = enumerate(&space);
     for device in &devices {
         println!(
@@ -65,11 +68,12 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
                     enable_driver_access(&space, device.address);
                 }
             }
+            if let Err(error) = pm.devices_enabled(kernel) {
+                println!("pci: the process manager did not start the drivers: {error:?}");
+            }
         }
         Err(error) => println!("pci: the process manager refused the report: {error:?}"),
     }
-    let channel = kernel.create_channel()?;
-    kernel.register_service(PCI, channel)?;
     loop {
         // Nothing is served: every request is dropped with its capabilities.
         if let Ok(message) = kernel.receive_with_capabilities(channel, None) {

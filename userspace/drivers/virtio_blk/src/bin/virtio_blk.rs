@@ -44,10 +44,10 @@ pandagen_rt::entry!(main, heap = 1 << 20);
 /// DMA memory the driver allocates: the virtqueue plus bounce pages for
 /// the largest request.
 const DMA_BYTES: u64 = 128 << 10;
-/// The rights the block capability carries (the process manager gives
-/// clients copies without `GRANT`).
+/// The rights of the block capability handed to the process manager:
+/// `GRANT` lets it copy the capability for clients, whose copies lack it.
 const BLOCK_RIGHTS: Rights = Rights::from_bits(
-    Rights::READ.bits() | Rights::WRITE.bits() | Rights::TRANSFER.bits(),
+    Rights::READ.bits() | Rights::WRITE.bits() | Rights::GRANT.bits() | Rights::TRANSFER.bits(),
 );
 
 /// The device capabilities, by what they are.
@@ -116,14 +116,20 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let transport = match PciTransport::new::<CapabilityHal, _>(&mut root, function) {
         Ok(transport) => transport,
         Err(error) => {
-            println!("virtio-blk: {}: not a usable virtio device: {error}", device.address);
+            println!(
+                "virtio-blk: {}: not a usable virtio device: {error}",
+                device.address
+            );
             return Err(KernelError::InvalidCapability);
         }
     };
     let mut disk: VirtioDisk<CapabilityHal, PciTransport> = match VirtioDisk::new(transport) {
         Ok(disk) => disk,
         Err(error) => {
-            println!("virtio-blk: {}: the device did not start: {error}", device.address);
+            println!(
+                "virtio-blk: {}: the device did not start: {error}",
+                device.address
+            );
             return Err(KernelError::InvalidCapability);
         }
     };
