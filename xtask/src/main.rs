@@ -5,6 +5,7 @@ mod bootcfg;
 mod build;
 mod cargo_test;
 mod disk;
+mod disk_suites;
 mod flash;
 mod fuzz;
 mod gdb;
@@ -45,8 +46,9 @@ commands:
                               --display also shows the screen in a window; storage keeps its
                               journal on the virtio-blk disk target/pandagen-disk.img (created on
                               first run, 64 MiB unless --disk-size says; --fresh-disk empties it)
-  test [--release] [--host-only | --qemu-only] [--suite NAME]...
-                              host tests, then the QEMU suites; ends with `N passed, M failed`
+  test [--release] [--host-only | --qemu-only] [--suite NAME]... [--cuts N] [--seed S]
+                              host tests, then the QEMU suites; ends with `N passed, M failed`;
+                              --cuts sets the power-cut suite's cuts (25), --seed repeats a run
   flash --device PATH [--bios | --uefi] [--yes] [--allow-file] [--release]
                               write the image (UEFI by default) to a USB stick and verify it
   fuzz [--time SECONDS] [--target NAME]
@@ -180,7 +182,14 @@ fn main() -> ExitCode {
         .and_then(|f| run(&layout, &f)),
         "test" => parse_flags(
             rest,
-            &["--release", "--host-only", "--qemu-only", "--suite"],
+            &[
+                "--release",
+                "--host-only",
+                "--qemu-only",
+                "--suite",
+                "--cuts",
+                "--seed",
+            ],
         )
         .and_then(|f| test(&layout, &f)),
         "flash" => parse_flags(
@@ -378,6 +387,10 @@ fn test(layout: &Layout, f: &Flags) -> TaskResult<bool> {
         host: !f.qemu_only,
         qemu: !f.host_only,
         only: f.suites.clone(),
+        cuts: disk_suites::CutOptions {
+            cuts: f.cuts,
+            seed: f.seed,
+        },
     };
     testing::run(layout, &opts)
 }

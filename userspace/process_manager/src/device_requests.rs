@@ -119,6 +119,24 @@ impl Supervisor {
         })
     }
 
+    /// The service at `index` will not run again. If it was the bus
+    /// service and had not reported, no device will be found this boot:
+    /// the waiting drivers are absent, so their dependents start without
+    /// them.
+    pub(crate) fn no_more_devices(&mut self, index: usize) {
+        let holds_config_ports = self.records[index].descriptor.capabilities.iter().any(|c| {
+            matches!(c, CapabilityName::Device(DeviceResource::Ports(p)) if p.contains(&CONFIG_PORTS))
+        });
+        if !holds_config_ports || self.devices_reported {
+            return;
+        }
+        for record in &mut self.records {
+            if record.binding == Some(DriverBinding::Waiting) {
+                record.binding = Some(DriverBinding::Absent);
+            }
+        }
+    }
+
     /// The index of the bound driver whose live instance is `task`.
     fn live_driver(&self, task: TaskId) -> Option<usize> {
         self.records

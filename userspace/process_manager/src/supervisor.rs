@@ -807,6 +807,7 @@ impl Supervisor {
                         record.wanted = false;
                         record.gave_up = true;
                         self.log(kernel, SupervisorEvent::Unstartable { service, error });
+                        self.no_more_devices(index);
                     }
                     None => self.apply_policy(kernel, index, ExitClass::Abnormal),
                 }
@@ -855,6 +856,7 @@ impl Supervisor {
                 record.wanted = false;
                 record.gave_up = true;
                 self.log(kernel, SupervisorEvent::GaveUp { service, attempts });
+                self.no_more_devices(index);
             }
         }
     }
