@@ -31,7 +31,7 @@ const DISK_MIB: u64 = 32;
 /// How long one boot may take to reach the writer (or the prompt).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The latest a cut comes after the first acknowledgement of a boot.
-const MAX_CUT_DELAY_MS: u64 = 2500;
+const MAX_CUT_DELAY_MS: u64 = 1500;
 
 /// Which multi-boot suite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +86,11 @@ impl Machine {
 
     /// Wait until `done` holds for the serial text (`Some`), QEMU exits or
     /// `timeout` passes (`None`).
-    fn wait_for<T>(&mut self, timeout: Duration, mut done: impl FnMut(&str) -> Option<T>) -> Option<T> {
+    fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&str) -> Option<T>,
+    ) -> Option<T> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(found) = done(&self.text()) {
@@ -177,7 +181,10 @@ fn reboot(
         ("colour", "blue"),
     ];
     let mut first = Machine::start(make()?, disk_image)?;
-    if first.wait_for(BOOT_TIMEOUT, |t| t.contains(PROMPT).then_some(())).is_none() {
+    if first
+        .wait_for(BOOT_TIMEOUT, |t| t.contains(PROMPT).then_some(()))
+        .is_none()
+    {
         transcript.push_str(&first.kill());
         report.fail("reboot/first_boot", "no console prompt".into());
         return Ok(());
@@ -192,10 +199,16 @@ fn reboot(
     if stored {
         report.pass("reboot/first_boot_stores");
     } else {
-        report.fail("reboot/first_boot_stores", "a put was not acknowledged".into());
+        report.fail(
+            "reboot/first_boot_stores",
+            "a put was not acknowledged".into(),
+        );
     }
     let mut second = Machine::start(make()?, disk_image)?;
-    if second.wait_for(BOOT_TIMEOUT, |t| t.contains(PROMPT).then_some(())).is_none() {
+    if second
+        .wait_for(BOOT_TIMEOUT, |t| t.contains(PROMPT).then_some(()))
+        .is_none()
+    {
         transcript.push_str("\n==== second boot ====\n");
         transcript.push_str(&second.kill());
         report.fail("reboot/second_boot", "no console prompt".into());
@@ -257,7 +270,9 @@ fn verdict(text: &str) -> Option<Verdict> {
     if let Some(line) = text.lines().find(|l| l.contains("POWERCUT TORN")) {
         return Some(Verdict::Torn(line.trim().to_string()));
     }
-    numbers(text, "POWERCUT PRESENT ").first().map(|n| Verdict::Present(*n))
+    numbers(text, "POWERCUT PRESENT ")
+        .first()
+        .map(|n| Verdict::Present(*n))
 }
 
 fn power_cuts(

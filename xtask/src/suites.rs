@@ -245,11 +245,15 @@ pub const SUITES: &[Suite] = &[
     // driver: two boots on one image (values and every version read back),
     // then power cuts (SIGKILL at seeded random moments; every
     // acknowledged commit must survive; `--cuts N`, `--seed S`).
-    Suite::new("reboot-bios", Firmware::Bios, BootConfig::mode(BootMode::System))
-        .programs(SYSTEM_PROGRAMS)
-        .manifest(crate::programs::SYSTEM_MANIFEST)
-        .timeout(300)
-        .disk(crate::disk_suites::DiskRun::Reboot),
+    Suite::new(
+        "reboot-bios",
+        Firmware::Bios,
+        BootConfig::mode(BootMode::System),
+    )
+    .programs(SYSTEM_PROGRAMS)
+    .manifest(crate::programs::SYSTEM_MANIFEST)
+    .timeout(300)
+    .disk(crate::disk_suites::DiskRun::Reboot),
     Suite::new(
         "powercut-bios",
         Firmware::Bios,

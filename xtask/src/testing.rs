@@ -86,9 +86,7 @@ pub fn run(layout: &Layout, opts: &Options) -> TaskResult<bool> {
                         .find(|(k, _)| *k == kind)
                         .map(|(_, elf)| elf.as_path())
                         .expect("every kind a suite needs was built");
-                    if let Err(e) =
-                        run_suite(layout, opts, kernel, suite, ovmf, &mut tally)
-                    {
+                    if let Err(e) = run_suite(layout, opts, kernel, suite, ovmf, &mut tally) {
                         println!("  {:<20} FAILED  {e}", suite.name);
                         tally.failed += 1;
                     }

@@ -597,6 +597,17 @@ impl Supervisor {
             None => {
                 let record = &mut self.records[index];
                 if record.startup_deadline.is_some_and(|d| now >= d) {
+                    // An instance given up on must not live on beside its
+                    // replacement (two storage tasks on one disk): end it
+                    // when the host can.
+                    if let (Some(terminate), Some(instance)) = (self.terminator, record.instance) {
+                        let reason = pandagen_abi::ExitReason::Failure {
+                            error: pandagen_abi::FailureCause::Described(
+                                "not ready in time; terminated by its supervisor".into(),
+                            ),
+                        };
+                        let _ = terminate(instance.task_id, reason);
+                    }
                     self.instance_ended(kernel, index, InstanceEnd::NeverReady);
                 } else {
                     record.timer = Some(now + self.config.ready_poll);

@@ -5,7 +5,7 @@
 //! At every boot it first checks what the previous boots left: the home
 //! map's `count` says how many records were committed; record `i` is at
 //! key `rec-<i>` and must hold exactly [`record`]`(i)` (lengths vary from
-//! a few bytes to several blocks, so a commit spans blocks and can tear).
+//! a few bytes to three blocks, so a commit spans blocks and can tear).
 //! `count` and the record it counts are written in one transaction, so a
 //! half-applied commit shows as a `count` whose last record is missing or
 //! a record past `count`. It prints `POWERCUT PRESENT <count>` when all is
@@ -31,11 +31,11 @@ pandagen_rt::entry!(main);
 
 /// How many of the newest records each boot reads back in full (all of
 /// them would make every boot slower than the last).
-const CHECKED: u64 = 64;
+const CHECKED: u64 = 16;
 
-/// Record `i`'s bytes: deterministic, 40 to about 3,000 bytes long.
+/// Record `i`'s bytes: deterministic, 40 to about 1,500 bytes long.
 fn record(i: u64) -> Vec<u8> {
-    let len = 40 + (i.wrapping_mul(2_654_435_761) % 3000) as usize;
+    let len = 40 + (i.wrapping_mul(2_654_435_761) % 1500) as usize;
     let mut bytes = format!("record {i}:").into_bytes();
     let mut x = i ^ 0x9e37_79b9_7f4a_7c15;
     while bytes.len() < len {
