@@ -226,15 +226,16 @@ impl PmClient {
     }
 
     /// Send `action` with `payload` on the process manager's channel, the
-    /// reply channel first and then `capabilities` (moved), and wait for
-    /// the answer: the device requests of [`crate::devices`].
-    fn call_with<K: KernelApi, T: serde::Serialize>(
+    /// reply channel first and then `capabilities` (moved): the device
+    /// requests of [`crate::devices`]. Collect the answer with
+    /// [`PmClient::receive`].
+    pub fn send_with<K: KernelApi, T: serde::Serialize>(
         &self,
         kernel: &mut K,
         action: &str,
         payload: &T,
         capabilities: Vec<Cap<()>>,
-    ) -> Result<PmReply, ClientError> {
+    ) -> Result<MessageId, ClientError> {
         let envelope =
             MessageEnvelope::new(DESTINATION, action, SCHEMA, MessagePayload::new(payload)?);
         let id = envelope.id;
@@ -247,6 +248,17 @@ impl PmClient {
             let _ = kernel.drop_capability(Cap::from_handle(reply_handle));
             return Err(error.into());
         }
+        Ok(id)
+    }
+
+    fn call_with<K: KernelApi, T: serde::Serialize>(
+        &self,
+        kernel: &mut K,
+        action: &str,
+        payload: &T,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<PmReply, ClientError> {
+        let id = self.send_with(kernel, action, payload, capabilities)?;
         self.receive(kernel, id, self.timeout)
     }
 
