@@ -42,7 +42,7 @@ impl DmaPool {
             return false;
         };
         let first = offset as usize / PAGE;
-        if offset as usize % PAGE != 0 || first + pages > self.used.len() {
+        if !(offset as usize).is_multiple_of(PAGE) || first + pages > self.used.len() {
             return false;
         }
         if !self.used[first..first + pages].iter().all(|u| *u) {
