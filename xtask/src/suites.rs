@@ -398,7 +398,9 @@ const DISPLAY_SCREEN: ScreenCheck = ScreenCheck {
 const DISPLAY_EXPECT: &[(&str, &str)] = &[
     ("display/banner_on_screen", " display  : "),
     ("display/help", "commands:"),
-    ("display/ps", "services (5):"),
+    // storage, transformer, flaky-transformer, pipeline-executor, console,
+    // the pci service and the virtio-blk driver (listed even without a disk).
+    ("display/ps", "services (7):"),
     ("display/shutdown", "shutting down"),
 ];
 
@@ -442,7 +444,7 @@ const CONSOLE_EXPECT: &[(&str, &str)] = &[
     ("console/system_ready", "system ready in "),
     ("console/help", "commands:"),
     ("console/ps_tasks", "tasks ("),
-    ("console/ps_services", "services (5):"),
+    ("console/ps_services", "services (7):"),
     ("console/caps", "capabilities of task"),
     ("console/caps_serial", "serial-input"),
     // The process manager's control capability, from the manifest's
