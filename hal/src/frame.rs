@@ -194,6 +194,38 @@ impl<'a> FrameBitmap<'a> {
         None
     }
 
+    /// Hands out `count` physically contiguous free frames (for DMA),
+    /// returning the first one's address; each is freed on its own later.
+    /// A first-fit scan from the bottom of managed memory: O(frames),
+    /// which is fine for the rare allocations drivers make at start-up.
+    pub fn allocate_contiguous(&mut self, count: u64) -> Option<u64> {
+        if count == 0 || count > self.free_count {
+            return None;
+        }
+        let mut run_start = self.first_frame;
+        let mut run = 0;
+        for frame in self.first_frame..self.first_frame + self.frame_count {
+            let (word, bit) = self.position(frame);
+            if self.free[word] & bit == 0 {
+                run = 0;
+                continue;
+            }
+            if run == 0 {
+                run_start = frame;
+            }
+            run += 1;
+            if run == count {
+                for taken in run_start..run_start + count {
+                    let (word, bit) = self.position(taken);
+                    self.free[word] &= !bit;
+                }
+                self.free_count -= count;
+                return Some(run_start * PAGE_SIZE);
+            }
+        }
+        None
+    }
+
     /// Returns the frame at `addr` to the pool.
     pub fn free(&mut self, addr: u64) -> Result<(), FrameError> {
         if !addr.is_multiple_of(PAGE_SIZE) {
@@ -401,5 +433,29 @@ mod tests {
             FrameBitmap::new(nothing, &mut empty),
             Err(FrameError::NoUsableMemory)
         ));
+    }
+
+    #[test]
+    fn contiguous_runs_skip_allocated_frames_and_are_freed_frame_by_frame() {
+        let ranges = [PhysRange {
+            start: 16 * MIB,
+            end: 16 * MIB + 64 * PAGE_SIZE,
+        }];
+        let mut storage = vec![0u64; FrameBitmap::storage_words(ranges.iter().copied())];
+        let mut b = FrameBitmap::new(ranges.iter().copied(), &mut storage).unwrap();
+        let single = b.allocate().unwrap();
+        let run = b.allocate_contiguous(8).unwrap();
+        for i in 0..8 {
+            assert!(b.is_allocated(run + i * PAGE_SIZE));
+            assert_ne!(run + i * PAGE_SIZE, single);
+        }
+        assert_eq!(b.free_frames(), 64 - 9);
+        assert_eq!(b.allocate_contiguous(64), None, "only 55 frames are free");
+        for i in 0..8 {
+            b.free(run + i * PAGE_SIZE).unwrap();
+        }
+        assert_eq!(b.free_frames(), 63);
+        assert!(b.allocate_contiguous(63).is_some());
+        assert_eq!(b.free_frames(), 0);
     }
 }

@@ -107,6 +107,7 @@ fn flags(segment: &ImageSegment<'_>) -> PageFlags {
         writable: segment.writable,
         user: true,
         executable: segment.executable,
+        uncached: false,
     }
 }
 

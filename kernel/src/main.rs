@@ -17,6 +17,7 @@ mod boot_mode;
 mod console;
 mod console_input;
 mod debug_output;
+mod device;
 mod early_display;
 mod entropy;
 #[cfg(feature = "test-harness")]
@@ -121,6 +122,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
     profile.mark("entropy pool");
     profile.log();
+    device::set_reserved(never_device_memory(boot_info));
     // From the banner on, the console is mirrored on the screen.
     let display = early_display::init(boot_info.framebuffer.take());
 
@@ -151,6 +153,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 fn start_ring3_support() {
     console_input::init();
     blockdev::init();
+    device::init();
 }
 
 /// `mode=system`: the process manager as the root task; without one,
@@ -168,6 +171,41 @@ fn system() -> ! {
     loop {
         x86_64::instructions::hlt();
     }
+}
+
+/// What is never device memory: every region of the firmware's map (RAM,
+/// whatever it holds, and what the firmware reserves) and the framebuffer
+/// the early display draws on (found through the bootloader's mapping of
+/// it).
+fn never_device_memory(boot_info: &BootInfo) -> alloc::vec::Vec<pandagen_abi::device::PhysRange> {
+    use pandagen_abi::device::PhysRange;
+    use pandagen_abi::memory::PAGE_SIZE;
+    let page_range = |start: u64, end: u64| {
+        let base = start & !(PAGE_SIZE - 1);
+        PhysRange::new(base, end.div_ceil(PAGE_SIZE) * PAGE_SIZE - base)
+    };
+    let mut ranges: alloc::vec::Vec<PhysRange> = boot_info
+        .memory_regions
+        .iter()
+        // UEFI's memory-mapped I/O entries (types 11 and 12) are device
+        // ranges, not RAM.
+        .filter(|r| {
+            r.end > r.start
+                && !matches!(
+                    r.kind,
+                    bootloader_api::info::MemoryRegionKind::UnknownUefi(11 | 12)
+                )
+        })
+        .map(|r| page_range(r.start, r.end))
+        .collect();
+    if let Some(fb) = boot_info.framebuffer.as_ref() {
+        let virt = fb.buffer().as_ptr() as u64;
+        let len = fb.buffer().len() as u64;
+        if let Some(t) = mem::paging::kernel_space().translate(virt) {
+            ranges.push(page_range(t.phys, t.phys + len));
+        }
+    }
+    ranges
 }
 
 /// A test mode in a kernel without the test harness: a fatal error (which

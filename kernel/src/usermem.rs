@@ -81,7 +81,10 @@ impl UserMemory {
             .space
             .translate(page)
             .ok_or(UserMemoryError::Unmapped)?;
-        if !t.flags.user {
+        // Device registers are never a system call's buffer: the kernel
+        // reaches memory through its window onto RAM, and reading a
+        // register can change its device.
+        if !t.flags.user || t.flags.uncached {
             return Err(UserMemoryError::NotUserAddress);
         }
         let window = self.space.window().virt(t.phys & !(PAGE_SIZE - 1));

@@ -4,6 +4,8 @@ mod bench;
 mod bootcfg;
 mod build;
 mod cargo_test;
+mod disk;
+mod disk_suites;
 mod flash;
 mod fuzz;
 mod gdb;
@@ -39,11 +41,14 @@ usage: cargo xtask <command> [options]
 commands:
   setup                       install the Rust target, pinned nightly, QEMU and OVMF if missing
   image [--release]           build target/pandagen-bios.img and target/pandagen-uefi.img
-  run [--uefi] [--display] [--kvm] [--gdb] [--release]
+  run [--uefi] [--display] [--kvm] [--gdb] [--release] [--fresh-disk] [--disk-size MIB] [--no-disk]
                               boot the system image in QEMU, serial console on this terminal;
-                              --display also shows the screen in a window
-  test [--release] [--host-only | --qemu-only] [--suite NAME]...
-                              host tests, then the QEMU suites; ends with `N passed, M failed`
+                              --display also shows the screen in a window; storage keeps its
+                              journal on the virtio-blk disk target/pandagen-disk.img (created on
+                              first run, 64 MiB unless --disk-size says; --fresh-disk empties it)
+  test [--release] [--host-only | --qemu-only] [--suite NAME]... [--cuts N] [--seed S]
+                              host tests, then the QEMU suites; ends with `N passed, M failed`;
+                              --cuts sets the power-cut suite's cuts (25), --seed repeats a run
   flash --device PATH [--bios | --uefi] [--yes] [--allow-file] [--release]
                               write the image (UEFI by default) to a USB stick and verify it
   fuzz [--time SECONDS] [--target NAME]
@@ -79,6 +84,11 @@ struct Flags {
     regexes: Vec<String>,
     time: Option<u64>,
     target: Option<String>,
+    fresh_disk: bool,
+    no_disk: bool,
+    disk_size: Option<String>,
+    cuts: Option<u64>,
+    seed: Option<u64>,
 }
 
 fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
@@ -117,6 +127,20 @@ fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
                 flags.time = Some(secs);
             }
             "--target" => flags.target = Some(value()?),
+            "--fresh-disk" => flags.fresh_disk = true,
+            "--no-disk" => flags.no_disk = true,
+            "--disk-size" => flags.disk_size = Some(value()?),
+            "--cuts" | "--seed" => {
+                let v = value()?;
+                let n = v
+                    .parse()
+                    .map_err(|_| fail!("`{arg}` needs a number, not `{v}`"))?;
+                if arg == "--cuts" {
+                    flags.cuts = Some(n);
+                } else {
+                    flags.seed = Some(n);
+                }
+            }
             _ => unreachable!("checked against `allowed`"),
         }
     }
@@ -144,12 +168,28 @@ fn main() -> ExitCode {
         "image" => parse_flags(rest, &["--release"]).and_then(|f| image(&layout, &f).map(|_| true)),
         "run" => parse_flags(
             rest,
-            &["--release", "--uefi", "--kvm", "--gdb", "--display"],
+            &[
+                "--release",
+                "--uefi",
+                "--kvm",
+                "--gdb",
+                "--display",
+                "--fresh-disk",
+                "--disk-size",
+                "--no-disk",
+            ],
         )
         .and_then(|f| run(&layout, &f)),
         "test" => parse_flags(
             rest,
-            &["--release", "--host-only", "--qemu-only", "--suite"],
+            &[
+                "--release",
+                "--host-only",
+                "--qemu-only",
+                "--suite",
+                "--cuts",
+                "--seed",
+            ],
         )
         .and_then(|f| test(&layout, &f)),
         "flash" => parse_flags(
@@ -286,6 +326,22 @@ fn run(layout: &Layout, f: &Flags) -> TaskResult<bool> {
         extra_profiles: &extra,
     };
     let mut cmd = qemu::command(layout, &machine)?;
+    if !f.no_disk {
+        let disk = disk::run_disk_path(layout);
+        let size = match &f.disk_size {
+            Some(text) => disk::parse_size_mib(text)?,
+            None => disk::DEFAULT_DISK_MIB,
+        };
+        if disk::prepare(&disk, size, f.fresh_disk)? {
+            println!("disk: created {} ({size} MiB, empty)", disk.display());
+        } else {
+            println!(
+                "disk: {} (kept from earlier runs; --fresh-disk starts empty)",
+                disk.display()
+            );
+        }
+        cmd.args(disk::qemu_args(&disk));
+    }
     println!(
         "booting {} ({}); stop with Ctrl-C",
         image.display(),
@@ -331,6 +387,10 @@ fn test(layout: &Layout, f: &Flags) -> TaskResult<bool> {
         host: !f.qemu_only,
         qemu: !f.host_only,
         only: f.suites.clone(),
+        cuts: disk_suites::CutOptions {
+            cuts: f.cuts,
+            seed: f.seed,
+        },
     };
     testing::run(layout, &opts)
 }

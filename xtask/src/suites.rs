@@ -43,6 +43,9 @@ pub struct Suite {
     /// suite whose test program is not the root task
     /// (see `serial::parse_trusting`).
     pub verdicts_from: Option<&'static str>,
+    /// Boots more than once on one virtio-blk disk (`disk_suites.rs`)
+    /// instead of once.
+    pub disk: Option<crate::disk_suites::DiskRun>,
 }
 
 /// Default limit: BIOS reaches the kernel in ~2 s and UEFI in ~4 s under
@@ -65,6 +68,7 @@ impl Suite {
             expect: &[],
             screen: None,
             verdicts_from: None,
+            disk: None,
         }
     }
 
@@ -95,6 +99,11 @@ impl Suite {
 
     pub const fn screen(mut self, check: ScreenCheck) -> Self {
         self.screen = Some(check);
+        self
+    }
+
+    pub const fn disk(mut self, run: crate::disk_suites::DiskRun) -> Self {
+        self.disk = Some(run);
         self
     }
 
@@ -191,6 +200,13 @@ pub const SUITES: &[Suite] = &[
     )
     .programs(&["suite_hardening", "handle_thief", "console_spoofer"])
     .timeout(300),
+    // Device capabilities: a ring-3 driver on the RTC's ports and
+    // interrupt, the I/O APIC's registers as device memory, DMA memory,
+    // and the refusals (wrong kind, outside the grant, RAM as device
+    // memory, a line bound twice, an unacknowledged storm).
+    Suite::new("devices-bios", Firmware::Bios, BootConfig::suite("devices"))
+        .programs(&["suite_devices"])
+        .timeout(120),
     // Services (userspace/{process_manager,storage,transformer}) through
     // real system calls.
     Suite::new(
@@ -225,6 +241,34 @@ pub const SUITES: &[Suite] = &[
     )
     .programs(&["suite_persistence", "storage"])
     .timeout(300),
+    // Storage on a virtio-blk disk behind the ring-3 pci service and
+    // driver: two boots on one image (values and every version read back),
+    // then power cuts (SIGKILL at seeded random moments; every
+    // acknowledged commit must survive; `--cuts N`, `--seed S`).
+    Suite::new(
+        "reboot-bios",
+        Firmware::Bios,
+        BootConfig::mode(BootMode::System),
+    )
+    .programs(SYSTEM_PROGRAMS)
+    .manifest(crate::programs::SYSTEM_MANIFEST)
+    .timeout(300)
+    .disk(crate::disk_suites::DiskRun::Reboot),
+    Suite::new(
+        "powercut-bios",
+        Firmware::Bios,
+        BootConfig::mode(BootMode::System),
+    )
+    .programs(&[
+        "process_manager",
+        "pci",
+        "virtio_blk",
+        "storage",
+        "powercut_writer",
+    ])
+    .manifest("userspace/process_manager/manifests/suite-powercut.manifest")
+    .timeout(900)
+    .disk(crate::disk_suites::DiskRun::PowerCut),
     // Kernel memory accounting (userspace/scenarios/src/bin/suite_soak.rs):
     // 10,000 spawn/exit and 1,000 service crash/restart cycles, then the
     // heap-cycle attack; kernel heap and frames must be back at baseline
@@ -323,6 +367,8 @@ const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
 /// system.manifest names (a test below keeps the two in step).
 const SYSTEM_PROGRAMS: &[&str] = &[
     "process_manager",
+    "pci",
+    "virtio_blk",
     "storage",
     "transformer",
     "flaky_transformer",
@@ -352,7 +398,9 @@ const DISPLAY_SCREEN: ScreenCheck = ScreenCheck {
 const DISPLAY_EXPECT: &[(&str, &str)] = &[
     ("display/banner_on_screen", " display  : "),
     ("display/help", "commands:"),
-    ("display/ps", "services (5):"),
+    // storage, transformer, flaky-transformer, pipeline-executor, console,
+    // the pci service and the virtio-blk driver (listed even without a disk).
+    ("display/ps", "services (7):"),
     ("display/shutdown", "shutting down"),
 ];
 
@@ -396,7 +444,7 @@ const CONSOLE_EXPECT: &[(&str, &str)] = &[
     ("console/system_ready", "system ready in "),
     ("console/help", "commands:"),
     ("console/ps_tasks", "tasks ("),
-    ("console/ps_services", "services (5):"),
+    ("console/ps_services", "services (7):"),
     ("console/caps", "capabilities of task"),
     ("console/caps_serial", "serial-input"),
     // The process manager's control capability, from the manifest's

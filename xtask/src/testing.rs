@@ -26,6 +26,8 @@ pub struct Options {
     pub qemu: bool,
     /// Run only suites with these names (all if empty).
     pub only: Vec<String>,
+    /// The power-cut suite's cuts and seed.
+    pub cuts: crate::disk_suites::CutOptions,
 }
 
 #[derive(Default)]
@@ -84,8 +86,7 @@ pub fn run(layout: &Layout, opts: &Options) -> TaskResult<bool> {
                         .find(|(k, _)| *k == kind)
                         .map(|(_, elf)| elf.as_path())
                         .expect("every kind a suite needs was built");
-                    if let Err(e) = run_suite(layout, opts.profile, kernel, suite, ovmf, &mut tally)
-                    {
+                    if let Err(e) = run_suite(layout, opts, kernel, suite, ovmf, &mut tally) {
                         println!("  {:<20} FAILED  {e}", suite.name);
                         tally.failed += 1;
                     }
@@ -187,7 +188,7 @@ fn check_screen(
 
 fn run_suite(
     layout: &Layout,
-    profile: Profile,
+    opts: &Options,
     kernel: &std::path::Path,
     suite: &Suite,
     ovmf: Option<&std::path::Path>,
@@ -205,7 +206,7 @@ fn run_suite(
         .join(format!("{}.ramdisk.tar", suite.name));
     build::images(
         layout,
-        profile,
+        opts.profile,
         kernel,
         &spec,
         &ramdisk,
@@ -218,8 +219,40 @@ fn run_suite(
         ovmf,
         extra_profiles: &[],
     };
-    let mut cmd = qemu::command(layout, &machine)?;
     let log = qemu::log_path(layout, suite.name);
+    if let Some(run) = suite.disk {
+        print!("  {:<20} ", suite.name);
+        std::io::stdout().flush()?;
+        let started = std::time::Instant::now();
+        let mut report = serial::Report::default();
+        let disk_image = layout.suite_dir().join(format!("{}.disk.img", suite.name));
+        crate::disk_suites::run(
+            run,
+            &|| qemu::command(layout, &machine),
+            &disk_image,
+            &log,
+            opts.cuts,
+            &mut report,
+        )?;
+        let secs = started.elapsed().as_secs_f64();
+        if report.failed.is_empty() {
+            println!("ok      {} tests, {secs:.1}s", report.passed.len());
+        } else {
+            println!(
+                "FAILED  {} passed, {} failed, {secs:.1}s (log: {})",
+                report.passed.len(),
+                report.failed.len(),
+                log.display()
+            );
+            for (name, reason) in &report.failed {
+                println!("      FAIL {name}: {reason}");
+            }
+        }
+        tally.passed += report.passed.len();
+        tally.failed += report.failed.len();
+        return Ok(());
+    }
+    let mut cmd = qemu::command(layout, &machine)?;
     let observer = suite.screen.map(|check| {
         let qmp = layout.suite_dir().join(format!("{}.qmp", suite.name));
         let _ = std::fs::remove_file(&qmp);

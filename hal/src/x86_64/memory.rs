@@ -47,6 +47,7 @@ impl<F: FrameSource> MemoryHal for X86Memory<'_, F> {
             writable,
             user: is_user_half(virt),
             executable,
+            uncached: false,
         };
         self.space
             .map(self.frames, virt, physical_addr as u64, flags)

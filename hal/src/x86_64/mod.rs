@@ -11,6 +11,7 @@ pub mod memory;
 pub mod paging;
 pub mod pic;
 pub mod pit;
+pub mod port;
 pub mod serial;
 
 pub use clock::X86Timer;

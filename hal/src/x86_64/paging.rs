@@ -31,6 +31,10 @@ pub mod bits {
     pub const PRESENT: u64 = 1 << 0;
     pub const WRITABLE: u64 = 1 << 1;
     pub const USER: u64 = 1 << 2;
+    /// Write-through (PWT): with PCD, PAT entry 3 — uncached.
+    pub const WRITE_THROUGH: u64 = 1 << 3;
+    /// Cache disable (PCD).
+    pub const NO_CACHE: u64 = 1 << 4;
     pub const HUGE: u64 = 1 << 7;
     pub const GLOBAL: u64 = 1 << 8;
     pub const NO_EXECUTE: u64 = 1 << 63;
@@ -55,6 +59,10 @@ pub struct PageFlags {
     pub writable: bool,
     pub user: bool,
     pub executable: bool,
+    /// Uncached (PCD and PWT: PAT entry 3, strong uncacheable with the
+    /// power-on PAT): for device memory, whose registers must see every
+    /// access in order.
+    pub uncached: bool,
 }
 
 impl PageFlags {
@@ -62,26 +70,38 @@ impl PageFlags {
         writable: true,
         user: false,
         executable: false,
+        uncached: false,
     };
     pub const KERNEL_READ_ONLY: Self = Self {
         writable: false,
         user: false,
         executable: false,
+        uncached: false,
     };
     pub const USER_DATA: Self = Self {
         writable: true,
         user: true,
         executable: false,
+        uncached: false,
     };
     pub const USER_READ_ONLY: Self = Self {
         writable: false,
         user: true,
         executable: false,
+        uncached: false,
+    };
+    /// A driver's device registers: user data, uncached.
+    pub const USER_DEVICE: Self = Self {
+        writable: true,
+        user: true,
+        executable: false,
+        uncached: true,
     };
     pub const USER_CODE: Self = Self {
         writable: false,
         user: true,
         executable: true,
+        uncached: false,
     };
 
     fn leaf_bits(self) -> u64 {
@@ -94,6 +114,9 @@ impl PageFlags {
         }
         if !self.executable {
             raw |= bits::NO_EXECUTE;
+        }
+        if self.uncached {
+            raw |= bits::NO_CACHE | bits::WRITE_THROUGH;
         }
         raw
     }
@@ -349,6 +372,7 @@ impl AddressSpace {
         let mut writable = true;
         let mut user = true;
         let mut executable = true;
+        let mut uncached = false;
         for level in [4, 3, 2, 1] {
             let entry = self.window.read(table, index(virt, level));
             if entry & bits::PRESENT == 0 {
@@ -357,6 +381,7 @@ impl AddressSpace {
             writable &= entry & bits::WRITABLE != 0;
             user &= entry & bits::USER != 0;
             executable &= entry & bits::NO_EXECUTE == 0;
+            uncached |= entry & bits::NO_CACHE != 0;
             let page_size = PAGE_SIZE << (9 * (level - 1));
             if level == 1 || (entry & bits::HUGE != 0 && level <= 3) {
                 let base = entry & bits::ADDRESS & !(page_size - 1);
@@ -366,6 +391,7 @@ impl AddressSpace {
                         writable,
                         user,
                         executable,
+                        uncached,
                     },
                     page_size,
                 });

@@ -36,6 +36,42 @@ pub unsafe fn init() {
 /// # Safety
 /// Ring 0; the IDT must handle the line's vector.
 pub unsafe fn unmask(irq: u8) {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        update_masks(irq, |primary, secondary| {
+            if irq < 8 {
+                *primary &= !(1 << irq);
+            } else {
+                *secondary &= !(1 << (irq - 8));
+                *primary &= !(1 << 2);
+            }
+        })
+    }
+}
+
+/// Closes IRQ line `irq` (0..16): the controller holds its requests until
+/// it is unmasked. The cascade stays open for the secondary's other lines.
+///
+/// # Safety
+/// Ring 0.
+pub unsafe fn mask(irq: u8) {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        update_masks(irq, |primary, secondary| {
+            if irq < 8 {
+                *primary |= 1 << irq;
+            } else {
+                *secondary |= 1 << (irq - 8);
+            }
+        })
+    }
+}
+
+/// Read both mask registers, let `change` edit them, write them back.
+///
+/// # Safety
+/// Ring 0.
+unsafe fn update_masks(irq: u8, change: impl FnOnce(&mut u8, &mut u8)) {
     assert!(irq < IRQ_COUNT, "IRQ {irq} does not exist");
     // The lock is also taken by `end_of_interrupt` in interrupt context, so
     // hold it only with interrupts off.
@@ -44,12 +80,7 @@ pub unsafe fn unmask(irq: u8) {
         // SAFETY: forwarded to the caller; masks only change which lines fire.
         unsafe {
             let [mut primary, mut secondary] = pics.read_masks();
-            if irq < 8 {
-                primary &= !(1 << irq);
-            } else {
-                secondary &= !(1 << (irq - 8));
-                primary &= !(1 << 2);
-            }
+            change(&mut primary, &mut secondary);
             pics.write_masks(primary, secondary);
         }
     });

@@ -294,6 +294,19 @@ pub trait KernelApi {
     /// A new send-only capability for the channel `service_id` is
     /// registered with (one slot per call: drop it when done).
     fn lookup_service(&mut self, service_id: ServiceId) -> Result<ChannelId, KernelError>;
+    /// Mint, from the caller's device capability `parent` (needing
+    /// `GRANT`), a capability for the narrower `resource` with `rights`
+    /// cut to the parent's: how a supervisor gives a driver exactly its
+    /// device (see [`crate::device`]).
+    fn mint_device_capability(
+        &mut self,
+        parent: &Cap<()>,
+        resource: crate::device::DeviceResource,
+        rights: Rights,
+    ) -> Result<Cap<()>, KernelError> {
+        let _ = (parent, resource, rights);
+        Err(unsupported(Syscall::MintDevice))
+    }
     /// Mint, from the caller's `ServiceRegistry` capability `registry`
     /// (needing `REGISTER | GRANT`), a `ServiceRegistration` capability for
     /// `service` alone, with `REGISTER | TRANSFER`: what a supervisor moves
@@ -469,6 +482,12 @@ mod tests {
         );
         let minted = kernel.mint_object_capability(ServiceId::from_raw(1), 7, Rights::READ);
         assert_eq!(minted.err(), Some(unsupported(Syscall::MintObjectCap)));
+        let device = kernel.mint_device_capability(
+            &Cap::from_handle(CapHandle::new(6, 0)),
+            crate::device::DeviceResource::Dma { bytes: 4096 },
+            Rights::WRITE,
+        );
+        assert_eq!(device.err(), Some(unsupported(Syscall::MintDevice)));
         let object = Cap::from_handle(CapHandle::new(4, 0)).assume_kind();
         let message = MessageEnvelope::new(
             ServiceId::from_raw(1),

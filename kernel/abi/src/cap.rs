@@ -99,6 +99,16 @@ pub enum CapKind {
     /// holder (the process manager, for each service it starts), so that no
     /// other task can take that id.
     ServiceRegistration,
+    /// A range of I/O ports (`READ`: `in`, `WRITE`: `out`; `GRANT`: mint
+    /// narrower ranges). See [`crate::device`].
+    IoPorts,
+    /// A physical range outside RAM, mapped uncached (`READ`, `WRITE`).
+    DeviceMemory,
+    /// A range of interrupt lines to bind to channels (`RECEIVE`).
+    Interrupt,
+    /// The right to allocate contiguous DMA memory up to a byte allowance
+    /// (`WRITE`).
+    DmaMemory,
 }
 
 impl fmt::Display for CapKind {
@@ -113,6 +123,10 @@ impl fmt::Display for CapKind {
             CapKind::KernelInfo => "kernel-info",
             CapKind::BlockDevice => "block-device",
             CapKind::ServiceRegistration => "registration",
+            CapKind::IoPorts => "io-ports",
+            CapKind::DeviceMemory => "device-memory",
+            CapKind::Interrupt => "interrupt",
+            CapKind::DmaMemory => "dma-memory",
         };
         f.write_str(name)
     }

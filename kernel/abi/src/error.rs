@@ -6,6 +6,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::cap::{CapKind, Rights};
+pub use crate::device::DeviceError;
 use crate::envelope::EnvelopeError;
 use crate::ids::{ExecutionId, ServiceId, TaskId};
 
@@ -47,6 +48,8 @@ pub enum KernelError {
     /// given to `create_identity` or a spawn with explicit lineage must
     /// name executions the kernel issued).
     UnknownExecution(ExecutionId),
+    /// A device request was refused (see [`DeviceError`]).
+    Device(DeviceError),
 }
 
 /// Why a block-device request failed: the one error of every
@@ -74,6 +77,14 @@ pub enum BlockError {
     /// capability that no longer names the device. A failed write may have
     /// reached the device in part.
     Device,
+    /// A ring-3 driver did not answer: it ended (crashed, or was
+    /// restarted) while holding the request, or gave no answer in time. A
+    /// write may or may not have reached the device; asking again reaches
+    /// its next instance.
+    Unavailable,
+    /// A request to a ring-3 driver could not be decoded. Nothing was
+    /// read or written.
+    Malformed,
 }
 
 /// Why a task could not be spawned.
@@ -244,6 +255,7 @@ impl fmt::Display for KernelError {
             KernelError::Envelope(e) => write!(f, "message error: {e}"),
             KernelError::Block(e) => write!(f, "block device: {e:?}"),
             KernelError::UnknownExecution(e) => write!(f, "{e} was not issued by this kernel"),
+            KernelError::Device(e) => write!(f, "device: {e}"),
         }
     }
 }

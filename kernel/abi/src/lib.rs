@@ -15,6 +15,7 @@
 //! * [`api`] — the [`KernelApi`] trait both kernels implement;
 //! * [`block`] — [`BlockDevice`], the one interface of a block device;
 //! * [`budget`] — [`Budget`], the kernel memory a task may hold;
+//! * [`device`] — device capabilities: ports, device memory, interrupts, DMA;
 //! * [`memory`] — the page size and the end of the user half;
 //! * [`text`] — cutting text to a bound on a character boundary.
 //!
@@ -26,8 +27,10 @@ extern crate alloc;
 
 pub mod api;
 pub mod block;
+pub mod block_protocol;
 pub mod budget;
 pub mod cap;
+pub mod device;
 pub mod envelope;
 pub mod error;
 pub mod evolve;

@@ -288,6 +288,34 @@ syscall_table! {
         /// keeps it until the machine stops.
         BlockWrite = 28,
     }
+
+    /// Device capabilities: ports, device memory, interrupt lines, DMA
+    /// memory (see [`crate::device`]). Each checks the capability before
+    /// touching hardware.
+    family Device(DeviceCall) {
+        /// [`MintDeviceRequest`] → `CapHandle`: a narrower device
+        /// capability, from one the caller holds with `GRANT`.
+        MintDevice = 33 [allocates],
+        /// [`PortReadRequest`] → `u32`: `in` of 1, 2 or 4 bytes (needs
+        /// `READ` on an `IoPorts` capability covering them).
+        PortRead = 34,
+        /// [`PortWriteRequest`] → `()`: `out` (needs `WRITE`).
+        PortWrite = 35,
+        /// [`MapDeviceMemoryRequest`] → `u64`, the mapping's address:
+        /// device memory mapped uncached into the caller.
+        MapDeviceMemory = 36 [allocates],
+        /// [`BindInterruptRequest`] → `()`: the line's notifications go to
+        /// the channel from now on (needs `RECEIVE` on the `Interrupt`
+        /// capability, `SEND` on the channel); then the line is unmasked.
+        BindInterrupt = 37 [allocates],
+        /// [`InterruptRequest`] → `u32`, fires coalesced since the last
+        /// acknowledgement: the driver has handled the line; unmask it.
+        AcknowledgeInterrupt = 38,
+        /// [`AllocateDmaRequest`] → [`DmaRegion`]: physically contiguous
+        /// zeroed frames, mapped into the caller (needs `WRITE` on a
+        /// `DmaMemory` capability with allowance left).
+        AllocateDma = 39 [allocates],
+    }
 }
 
 /// The numbers are dense from 0: `ALL[n]` is call `n`. (A number past the
@@ -304,6 +332,76 @@ const _: () = {
         n += 1;
     }
 };
+
+/// A [`Syscall::MintDevice`] request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MintDeviceRequest {
+    pub parent: CapHandle,
+    pub resource: crate::device::DeviceResource,
+    /// Cut to the parent's rights.
+    pub rights: crate::cap::Rights,
+}
+
+/// A [`Syscall::PortRead`] request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortReadRequest {
+    pub capability: CapHandle,
+    pub port: u16,
+    /// 1, 2 or 4 bytes.
+    pub width: u8,
+}
+
+/// A [`Syscall::PortWrite`] request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortWriteRequest {
+    pub capability: CapHandle,
+    pub port: u16,
+    pub width: u8,
+    /// Its low `width` bytes are written.
+    pub value: u32,
+}
+
+/// A [`Syscall::MapDeviceMemory`] request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapDeviceMemoryRequest {
+    pub capability: CapHandle,
+    pub range: crate::device::PhysRange,
+    pub writable: bool,
+    /// Where in the caller's user half (page-aligned, unmapped); `None`
+    /// lets the kernel choose.
+    pub at: Option<u64>,
+}
+
+/// A [`Syscall::BindInterrupt`] request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindInterruptRequest {
+    pub capability: CapHandle,
+    pub line: u8,
+    pub channel: CapHandle,
+}
+
+/// A [`Syscall::AcknowledgeInterrupt`] request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterruptRequest {
+    pub capability: CapHandle,
+    pub line: u8,
+}
+
+/// A [`Syscall::AllocateDma`] request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocateDmaRequest {
+    pub capability: CapHandle,
+    /// A positive multiple of the page size.
+    pub bytes: u64,
+}
+
+/// DMA memory: where the caller sees it and where devices do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmaRegion {
+    pub address: u64,
+    pub physical: u64,
+    pub bytes: u64,
+}
 
 /// The action of console-input messages.
 pub const CONSOLE_INPUT_ACTION: &str = "console.input";
@@ -643,12 +741,21 @@ impl StartupInfo {
 /// The kinds of the root task's capabilities, in order: what the kernel
 /// mints at boot for the first task (the process manager, or a test suite's
 /// root program).
-pub const ROOT_CAPABILITIES: [crate::cap::CapKind; 5] = [
+///
+/// The last four are the whole of each device resource (every port, all
+/// physical memory outside RAM and the kernel, every interrupt line the
+/// kernel does not keep, an unbounded DMA allowance), from which the root
+/// mints each driver's narrower capabilities.
+pub const ROOT_CAPABILITIES: [crate::cap::CapKind; 9] = [
     crate::cap::CapKind::ServiceRegistry,
     crate::cap::CapKind::BootImage,
     crate::cap::CapKind::KernelInfo,
     crate::cap::CapKind::SerialInput,
     crate::cap::CapKind::BlockDevice,
+    crate::cap::CapKind::IoPorts,
+    crate::cap::CapKind::DeviceMemory,
+    crate::cap::CapKind::Interrupt,
+    crate::cap::CapKind::DmaMemory,
 ];
 
 /// `rax` values above this are transport statuses, not lengths.
@@ -737,6 +844,10 @@ mod tests {
                 Syscall::RegisterService,
                 Syscall::MintObjectCap,
                 Syscall::MintRegistration,
+                Syscall::MintDevice,
+                Syscall::MapDeviceMemory,
+                Syscall::BindInterrupt,
+                Syscall::AllocateDma,
             ]
         );
         assert_eq!(

@@ -13,6 +13,7 @@
 
 use alloc::vec::Vec;
 use core::fmt;
+use pandagen_abi::device::DeviceResource;
 use pandagen_abi::error::MissingRights;
 use pandagen_abi::{CapHandle, CapKind, Rights, ServiceId, TaskId};
 
@@ -74,6 +75,9 @@ pub enum ObjectRef {
     BlockDevice,
     /// The right to register this one service id.
     ServiceRegistration(ServiceId),
+    /// A device resource: ports, device memory, interrupt lines or a DMA
+    /// allowance (see [`pandagen_abi::device`]).
+    Device(DeviceResource),
 }
 
 impl ObjectRef {
@@ -88,6 +92,7 @@ impl ObjectRef {
             ObjectRef::KernelInfo => CapKind::KernelInfo,
             ObjectRef::BlockDevice => CapKind::BlockDevice,
             ObjectRef::ServiceRegistration(_) => CapKind::ServiceRegistration,
+            ObjectRef::Device(resource) => resource.kind(),
         }
     }
 }
@@ -106,6 +111,10 @@ pub enum Mintable {
     Task(TaskId),
     StorageObject(ServiceObject),
     ServiceRegistration(ServiceId),
+    /// The root task's device capabilities (the whole of each resource,
+    /// see `kernel_core::device::ROOT_DEVICE_CAPS`), and the narrower
+    /// ones minted from them.
+    Device(DeviceResource),
 }
 
 impl From<Mintable> for ObjectRef {
@@ -119,6 +128,7 @@ impl From<Mintable> for ObjectRef {
             Mintable::Task(t) => ObjectRef::Task(t),
             Mintable::StorageObject(o) => ObjectRef::StorageObject(o),
             Mintable::ServiceRegistration(s) => ObjectRef::ServiceRegistration(s),
+            Mintable::Device(d) => ObjectRef::Device(d),
         }
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use pandagen_abi::syscall::ROOT_CAPABILITIES;
 use pandagen_abi::{CapKind, IdentityKind, KernelError, Priority, Rights, TrustDomain};
-use pandagen_core::{CapabilityEvent, InvalidUse, Mintable, SchedState};
+use pandagen_core::{CapabilityEvent, InvalidUse, Mintable, SchedState, DEVICE_RIGHTS};
 
 #[test]
 fn a_send_only_handle_is_refused_for_receiving_and_the_refusal_is_audited() {
@@ -117,6 +117,10 @@ fn the_root_task_holds_exactly_the_root_capabilities_with_exactly_their_rights()
             CapKind::BlockDevice,
             Rights::READ | Rights::WRITE | transferable,
         ),
+        (CapKind::IoPorts, DEVICE_RIGHTS),
+        (CapKind::DeviceMemory, DEVICE_RIGHTS),
+        (CapKind::Interrupt, DEVICE_RIGHTS),
+        (CapKind::DmaMemory, DEVICE_RIGHTS),
     ];
     assert_eq!(
         expected.map(|(kind, _)| kind),

@@ -103,6 +103,21 @@ impl KernelApi for SimulatedKernel {
             .register_service(caller, authority, service_id, channel.handle(), now)
     }
 
+    fn mint_device_capability(
+        &mut self,
+        parent: &Cap<()>,
+        resource: pandagen_abi::device::DeviceResource,
+        rights: Rights,
+    ) -> Result<Cap<()>, KernelError> {
+        let caller = self.alive_caller()?;
+        let now = self.clock_now();
+        let handle = self
+            .core
+            .mint_device(caller, parent.handle(), resource, rights, now)?;
+        self.bump_activity();
+        Ok(Cap::from_handle(handle))
+    }
+
     fn mint_registration_capability(
         &mut self,
         registry: &Cap<()>,

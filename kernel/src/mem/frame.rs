@@ -80,6 +80,12 @@ pub fn allocate() -> Option<u64> {
     with(|b| b.allocate())
 }
 
+/// `count` physically contiguous free frames (DMA memory); the first one's
+/// address.
+pub fn allocate_contiguous(count: u64) -> Option<u64> {
+    with(|b| b.allocate_contiguous(count))
+}
+
 /// Returns a frame.
 pub fn free(phys: u64) -> Result<(), FrameError> {
     with(|b| b.free(phys))

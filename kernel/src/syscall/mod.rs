@@ -32,6 +32,7 @@
 mod block;
 mod caps;
 mod console;
+mod device;
 mod info;
 mod ipc;
 pub mod reply;
@@ -281,6 +282,7 @@ fn handle(call: Syscall, cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, Kerne
         Family::Info(call) => info::handler(call),
         Family::Console(call) => console::handler(call),
         Family::Block(call) => block::handler(call),
+        Family::Device(call) => device::handler(call),
     };
     handler(cx, request)
 }

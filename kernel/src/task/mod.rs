@@ -177,7 +177,7 @@ pub fn now() -> Instant {
 
 impl KernelState {
     pub fn new() -> Self {
-        KernelState {
+        let mut state = KernelState {
             core: KernelCore::new(core_config()),
             tasks: UserTasks::default(),
             current: None,
@@ -186,7 +186,9 @@ impl KernelState {
             active_space: paging::kernel_space().root(),
             request: alloc::vec![0; pandagen_abi::syscall::MAX_REQUEST_BYTES],
             response: alloc::vec![0; RESPONSE_BUFFER_BYTES],
-        }
+        };
+        state.core.set_reserved_physical(crate::device::reserved());
+        state
     }
 
     /// The object model.

@@ -16,6 +16,7 @@ pub enum Command {
     Nothing,
     Help,
     Ps,
+    Devices,
     /// The capabilities of a task (the console's own when `None`).
     Caps(Option<TaskId>),
     Audit(u16),
@@ -111,6 +112,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ),
     ("services", "services", "the kernel's service registry"),
     (
+        "devices",
+        "devices",
+        "PCI devices, their drivers, and where storage keeps its journal",
+    ),
+    (
         "start",
         "start <service>",
         "start a stopped or failed service",
@@ -191,6 +197,7 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
     match command {
         "help" | "?" => Ok(Command::Help),
         "ps" => simple(Command::Ps, rest),
+        "devices" => simple(Command::Devices, rest),
         "services" => simple(Command::Services, rest),
         "uptime" => simple(Command::Uptime, rest),
         "mem" => simple(Command::Mem, rest),

@@ -211,6 +211,58 @@ pub fn service_change(s: &ServiceInfo) -> String {
     format!("{}: {} (restarts {})\n", s.name, s.state, s.restart_count)
 }
 
+/// `devices`: each PCI function the `pci` service found, its resources
+/// and its driver; then where the storage journal lives, which follows
+/// from whether a disk driver runs (storage uses the disk when there is
+/// one and fails rather than fall back).
+pub fn devices(devices: &[pandagen_process_manager::devices::DeviceEntry]) -> String {
+    use pandagen_process_manager::devices::BarSpace;
+    use pandagen_process_manager::LifecycleState;
+    let mut out = String::new();
+    if devices.is_empty() {
+        out.push_str("no devices reported (is the pci service running?)\n");
+    }
+    let mut disk = None;
+    for d in devices {
+        let _ = write!(
+            out,
+            "{} {:04x}:{:04x} class {:02x}:{:02x}",
+            d.address, d.vendor, d.device, d.class, d.subclass
+        );
+        if let Some(line) = d.interrupt_line {
+            let _ = write!(out, " irq {line}");
+        }
+        for bar in &d.bars {
+            match bar.space {
+                BarSpace::Memory { base, size, .. } => {
+                    let _ = write!(out, " bar{} mem {base:#x}+{size:#x}", bar.index);
+                }
+                BarSpace::Io { port, size } => {
+                    let _ = write!(out, " bar{} io {port:#x}+{size:#x}", bar.index);
+                }
+            }
+        }
+        match &d.driver {
+            Some((_, name, state)) => {
+                let _ = writeln!(out, "\n    driver {name} ({state})");
+                if d.class == 1 && *state == LifecycleState::Running {
+                    disk = Some((d.address, name.clone()));
+                }
+            }
+            None => out.push_str("\n    no driver\n"),
+        }
+    }
+    match disk {
+        Some((address, name)) => {
+            let _ = writeln!(out, "storage journal: on the {name} disk at {address}");
+        }
+        None => {
+            out.push_str("storage journal: on the kernel's RAM disk (no disk driver running)\n")
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -225,7 +225,12 @@ impl Shell {
                         .any(|s| s.service_id == CONSOLE && s.restart_count > 0);
                     services
                         .iter()
-                        .filter(|s| s.service_id != CONSOLE && s.state != LifecycleState::Running)
+                        .filter(|s| {
+                            // A driver with no device is not wanted and never runs.
+                            s.service_id != CONSOLE
+                                && s.wanted
+                                && s.state != LifecycleState::Running
+                        })
                         .map(|s| format!("{} ({})", s.name, s.state))
                         .collect()
                 }
@@ -310,6 +315,7 @@ impl Shell {
             Command::Nothing => String::new(),
             Command::Help => render::help(),
             Command::Ps => self.ps(host),
+            Command::Devices => self.devices(host),
             Command::Caps(task) => {
                 let task = task.unwrap_or(self.me);
                 match self.info(host, InfoRequest::Capabilities { task }) {
@@ -363,6 +369,21 @@ impl Shell {
         request: InfoRequest,
     ) -> Result<InfoReply, KernelError> {
         host.kernel_info(self.caps.info, request)
+    }
+
+    fn devices<H: ConsoleHost>(&mut self, host: &mut H) -> String {
+        let result = match self.pm(host) {
+            Ok(pm) => pm.devices(host),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(devices) => render::devices(&devices),
+            Err(e) => format!(
+                "devices: {}
+",
+                pm_error(&e)
+            ),
+        }
     }
 
     fn ps<H: ConsoleHost>(&mut self, host: &mut H) -> String {
@@ -478,12 +499,14 @@ impl Shell {
         let cap = match held {
             Some(cap) => cap,
             None => {
-                let kind = match which {
-                    StoreObject::Map => ObjectKind::Map,
-                    StoreObject::Log => ObjectKind::Log,
+                // The map is the volume's home map, so that what was put
+                // before a reboot is found after it; the log is private.
+                let made = match which {
+                    StoreObject::Map => client.home(host),
+                    StoreObject::Log => client.create(host, ObjectKind::Log).map(|(cap, _)| cap),
                 };
-                match client.create(host, kind) {
-                    Ok((cap, _)) => cap,
+                match made {
+                    Ok(cap) => cap,
                     Err(e) => {
                         self.store.client = Some(client);
                         return Err(e);

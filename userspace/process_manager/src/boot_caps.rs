@@ -1,5 +1,6 @@
 //! The initial authority the kernel mints for the root task.
 
+use pandagen_abi::device::DeviceResource;
 use pandagen_abi::{Cap, CapHandle, Rights};
 
 use crate::descriptor::CapabilityName;
@@ -14,7 +15,20 @@ pub struct BootCapabilities {
     pub kernel_info: Option<Cap<()>>,
     pub serial_input: Option<Cap<()>>,
     pub block_device: Option<Cap<()>>,
+    /// The whole of each device resource, from which each driver's
+    /// narrower capabilities are minted.
+    pub ports: Option<Cap<()>>,
+    pub device_memory: Option<Cap<()>>,
+    pub interrupts: Option<Cap<()>>,
+    pub dma: Option<Cap<()>>,
 }
+
+/// The rights of a driver's device capability: use it (`READ`, `WRITE`,
+/// `RECEIVE` for interrupts) and have it moved to it at spawn, never mint
+/// from it.
+pub const DRIVER_RIGHTS: Rights = Rights::from_bits(
+    Rights::READ.bits() | Rights::WRITE.bits() | Rights::RECEIVE.bits() | Rights::TRANSFER.bits(),
+);
 
 /// The rights a child's copy keeps: everything the original has except
 /// `GRANT`, so a child can use its capability and have it moved to it at
@@ -24,7 +38,8 @@ pub const CHILD_RIGHTS: Rights = Rights::from_bits(Rights::ALL.bits() & !Rights:
 impl BootCapabilities {
     /// From the root task's start-up capabilities, which come in the order
     /// of `pandagen_abi::syscall::ROOT_CAPABILITIES`: registry, boot image,
-    /// kernel info, serial input, block device.
+    /// kernel info, serial input, block device, then ports, device memory,
+    /// interrupts and DMA.
     pub fn from_root_handles(handles: &[CapHandle]) -> Self {
         let cap = |i: usize| handles.get(i).map(|h| Cap::from_handle(*h));
         BootCapabilities {
@@ -33,6 +48,20 @@ impl BootCapabilities {
             kernel_info: cap(2),
             serial_input: cap(3),
             block_device: cap(4),
+            ports: cap(5),
+            device_memory: cap(6),
+            interrupts: cap(7),
+            dma: cap(8),
+        }
+    }
+
+    /// The root capability a device resource of this kind is minted from.
+    pub fn device_root(&self, resource: &DeviceResource) -> Option<&Cap<()>> {
+        match resource {
+            DeviceResource::Ports(_) => self.ports.as_ref(),
+            DeviceResource::Memory(_) => self.device_memory.as_ref(),
+            DeviceResource::Interrupts(_) => self.interrupts.as_ref(),
+            DeviceResource::Dma { .. } => self.dma.as_ref(),
         }
     }
 
@@ -46,7 +75,9 @@ impl BootCapabilities {
             CapabilityName::KernelInfo => self.kernel_info.as_ref(),
             CapabilityName::SerialInput => self.serial_input.as_ref(),
             CapabilityName::BlockDevice => self.block_device.as_ref(),
-            CapabilityName::PmControl => None,
+            CapabilityName::PmControl | CapabilityName::Device(_) | CapabilityName::Driver(_) => {
+                None
+            }
         }
     }
 }

@@ -20,6 +20,10 @@ use pandagen_abi::{
     MessagePayload, Rights,
 };
 
+use crate::devices::{
+    DeviceEntry, PciDevice, DEVICES_ACTION, DEVICES_ENABLED_ACTION, DEVICES_FOUND_ACTION,
+    DRIVER_READY_ACTION,
+};
 use crate::protocol::{
     PmError, PmReply, PmRequest, PmResponse, ServiceInfo, ServiceRef, DESTINATION, POLICY,
     RESPONSE_ACTION, SCHEMA,
@@ -165,7 +169,7 @@ impl PmClient {
     pub fn list<K: KernelApi>(&self, kernel: &mut K) -> Result<Vec<ServiceInfo>, ClientError> {
         match self.call(kernel, &PmRequest::List)? {
             PmReply::Services(services) => Ok(services),
-            PmReply::Service(_) => Err(ClientError::UnexpectedReply),
+            _ => Err(ClientError::UnexpectedReply),
         }
     }
 
@@ -176,7 +180,7 @@ impl PmClient {
     ) -> Result<ServiceInfo, ClientError> {
         match self.call(kernel, &request)? {
             PmReply::Service(info) => Ok(info),
-            PmReply::Services(_) => Err(ClientError::UnexpectedReply),
+            _ => Err(ClientError::UnexpectedReply),
         }
     }
 
@@ -219,5 +223,85 @@ impl PmClient {
         service: impl Into<ServiceRef>,
     ) -> Result<ServiceInfo, ClientError> {
         self.one(kernel, PmRequest::Crash(service.into()))
+    }
+
+    /// Send `action` with `payload` on the process manager's channel, the
+    /// reply channel first and then `capabilities` (moved): the device
+    /// requests of [`crate::devices`]. Collect the answer with
+    /// [`PmClient::receive`].
+    pub fn send_with<K: KernelApi, T: serde::Serialize>(
+        &self,
+        kernel: &mut K,
+        action: &str,
+        payload: &T,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<MessageId, ClientError> {
+        let envelope =
+            MessageEnvelope::new(DESTINATION, action, SCHEMA, MessagePayload::new(payload)?);
+        let id = envelope.id;
+        let reply =
+            kernel.clone_capability(&Cap::from(self.reply), Rights::SEND | Rights::TRANSFER)?;
+        let reply_handle = reply.handle();
+        let mut moved = vec![reply];
+        moved.extend(capabilities);
+        if let Err(error) = kernel.send_with_capabilities(self.server, envelope, moved) {
+            let _ = kernel.drop_capability(Cap::from_handle(reply_handle));
+            return Err(error.into());
+        }
+        Ok(id)
+    }
+
+    fn call_with<K: KernelApi, T: serde::Serialize>(
+        &self,
+        kernel: &mut K,
+        action: &str,
+        payload: &T,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<PmReply, ClientError> {
+        let id = self.send_with(kernel, action, payload, capabilities)?;
+        self.receive(kernel, id, self.timeout)
+    }
+
+    /// Report the functions the `pci` service found; the answer lists the
+    /// indices of those a driver was bound to. Only the holder of the
+    /// configuration-space ports may.
+    pub fn report_devices<K: KernelApi>(
+        &self,
+        kernel: &mut K,
+        devices: &[PciDevice],
+    ) -> Result<Vec<u16>, ClientError> {
+        match self.call_with(kernel, DEVICES_FOUND_ACTION, &devices, Vec::new())? {
+            PmReply::Bound(indices) => Ok(indices),
+            _ => Err(ClientError::UnexpectedReply),
+        }
+    }
+
+    /// The bound devices are enabled: start their drivers.
+    pub fn devices_enabled<K: KernelApi>(&self, kernel: &mut K) -> Result<Vec<u16>, ClientError> {
+        match self.call_with(kernel, DEVICES_ENABLED_ACTION, &(), Vec::new())? {
+            PmReply::Bound(indices) => Ok(indices),
+            _ => Err(ClientError::UnexpectedReply),
+        }
+    }
+
+    /// Every device found and its driver.
+    pub fn devices<K: KernelApi>(&self, kernel: &mut K) -> Result<Vec<DeviceEntry>, ClientError> {
+        match self.call_with(kernel, DEVICES_ACTION, &(), Vec::new())? {
+            PmReply::Devices(devices) => Ok(devices),
+            _ => Err(ClientError::UnexpectedReply),
+        }
+    }
+
+    /// A driver, once registered: hand the process manager `service_cap`
+    /// (the capability its clients will be given) and learn its device.
+    pub fn driver_ready<K: KernelApi>(
+        &self,
+        kernel: &mut K,
+        service_cap: Cap<()>,
+    ) -> Result<PciDevice, ClientError> {
+        match self.call_with(kernel, DRIVER_READY_ACTION, &(), vec![service_cap])? {
+            PmReply::Device(device) => Ok(device),
+            _ => Err(ClientError::UnexpectedReply),
+        }
     }
 }

@@ -24,7 +24,9 @@ impl Default for SupervisorConfig {
     fn default() -> Self {
         SupervisorConfig {
             ready_poll: Duration::from_millis(10),
-            startup_timeout: Duration::from_secs(5),
+            // Storage replays its journal before it registers; from a disk,
+            // under emulation, a long journal takes seconds.
+            startup_timeout: Duration::from_secs(30),
             liveness_interval: Duration::from_secs(1),
             stop_timeout: Duration::from_secs(2),
         }

@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
+use pandagen_abi::device::DeviceResource;
 use pandagen_abi::{Budget, IdentityKind, Priority, ServiceId, TrustDomain};
 
 use crate::policy::RestartPolicy;
@@ -41,6 +42,15 @@ pub enum CapabilityName {
     /// `CONTROL | TRANSFER`), needed for `pm.start`, `pm.stop`,
     /// `pm.restart` and `pm.crash` (see [`crate::protocol`]).
     PmControl,
+    /// A device capability cut from the process manager's root one for
+    /// this resource: manifest keys `ports`, `device-memory`, `irq`, `dma`
+    /// (see [`crate::manifest`]).
+    Device(DeviceResource),
+    /// `driver:NAME`: the capability the driver section `NAME` serves its
+    /// clients through (handed to the process manager with
+    /// `pm.driver-ready`). Left out, with no slot, when the driver has no
+    /// device: the service then works without it.
+    Driver(ServiceId),
 }
 
 impl fmt::Display for CapabilityName {
@@ -52,6 +62,17 @@ impl fmt::Display for CapabilityName {
             CapabilityName::KernelInfo => f.write_str("kernel-info"),
             CapabilityName::BlockDevice => f.write_str("block-device"),
             CapabilityName::PmControl => f.write_str("pm-control"),
+            CapabilityName::Device(DeviceResource::Ports(r)) => {
+                write!(f, "ports {:#x}-{:#x}", r.first, r.last)
+            }
+            CapabilityName::Device(DeviceResource::Memory(r)) => {
+                write!(f, "device-memory {:#x}+{:#x}", r.base, r.len)
+            }
+            CapabilityName::Device(DeviceResource::Interrupts(l)) => {
+                write!(f, "irq {}-{}", l.first, l.last)
+            }
+            CapabilityName::Device(DeviceResource::Dma { bytes }) => write!(f, "dma {bytes}"),
+            CapabilityName::Driver(service) => write!(f, "driver {service}"),
         }
     }
 }
@@ -86,4 +107,16 @@ pub struct ServiceDescriptor {
     /// The kernel memory and frames each instance is granted, out of the
     /// process manager's own budget (manifest keys `memory` and `frames`).
     pub budget: Budget,
+    /// For a driver section (manifest key `pci`): the devices it drives
+    /// and the DMA allowance it gets with each.
+    pub driver: Option<DriverSpec>,
+}
+
+/// What a driver section drives (see [`crate::devices`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverSpec {
+    /// Any of these (manifest `pci = 1af4:1001, class:01:00`).
+    pub matches: Vec<crate::devices::DeviceMatch>,
+    /// The section's `dma` key: given after the device's BARs and line.
+    pub dma: Option<u64>,
 }

@@ -56,6 +56,7 @@ pub enum SupervisorEvent {
     /// A capability a child needed could not be minted or found.
     CapabilityUnavailable {
         service: ServiceId,
+        capability: crate::descriptor::CapabilityName,
         error: KernelError,
     },
     /// A stop was asked for, the instance has not exited yet, and it is

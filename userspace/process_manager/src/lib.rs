@@ -44,6 +44,8 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod descriptor;
+mod device_requests;
+pub mod devices;
 pub mod events;
 pub mod lifecycle;
 pub mod manifest;

@@ -21,12 +21,32 @@
 //! frames = 16M              # memory for its address space (pages and page
 //!                           #   tables), rounded up to 4 KiB frames;
 //!                           #   defaults to 16M
+//! ports = 0x60-0x64         # device capabilities, for drivers: I/O port ranges,
+//! irq = 1                   #   interrupt lines (each `N` or `N-M`),
+//! device-memory = 0xfe000000+0x4000   # physical ranges (base+length, page-aligned),
+//! dma = 64K                 #   a DMA allowance (bytes; K and M suffixes)
+//! pci = 1af4:1001, class:01:00  # a driver: the PCI devices it drives (vendor:device
+//!                           #   ids or class:CC:SS, hexadecimal)
 //! ```
+//!
+//! A section with `pci` is a driver. It starts only once the `pci` service
+//! has reported a device it matches, with that device's capabilities
+//! after those of `capabilities` (see [`crate::devices::driver_resources`];
+//! its `dma` comes last, with them), and depends on the `pci` service.
+//! If no device matches, it never starts, and services depending on it
+//! start without it. Another service names `driver:NAME` in its
+//! `capabilities` to receive the capability that driver serves through
+//! (and so depends on it).
 //!
 //! Both budgets are carved out of the process manager's own (see
 //! `pandagen_abi::budget`): an instance that tries to hold more gets
 //! `ResourceExhausted(MemoryBudget)` and hurts nobody else, and its death
 //! returns everything it held.
+//!
+//! Each device key is a comma list; every item becomes one capability,
+//! minted at spawn from the process manager's root capability for that
+//! resource (never wider: the kernel refuses), after those of
+//! `capabilities`, in the order `ports`, `device-memory`, `irq`, `dma`.
 //!
 //! Parsing ([`parse`]) checks syntax and resolves names; every failure is a
 //! [`ManifestError`] that names the line or the service. [`parse`] then
@@ -40,9 +60,11 @@ use core::fmt;
 
 use pandagen_abi::api::limits::MAX_TASK_NAME;
 use pandagen_abi::budget::FRAME_BYTES;
+use pandagen_abi::device::{DeviceResource, InterruptLines, PhysRange, PortRange};
 use pandagen_abi::{Budget, IdentityKind, Priority, ServiceId, TrustDomain};
 
-use crate::descriptor::{CapabilityName, Readiness, ServiceDescriptor};
+use crate::descriptor::{CapabilityName, DriverSpec, Readiness, ServiceDescriptor};
+use crate::devices::DeviceMatch;
 use crate::policy::RestartPolicy;
 use crate::validate::{self, Manifest, ValidationError};
 
@@ -114,7 +136,7 @@ struct Section {
 /// image several times the size of today's.
 pub const DEFAULT_BUDGET: Budget = Budget::new(256 << 10, (16 << 20) / FRAME_BYTES);
 
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 16] = [
     "id",
     "image",
     "restart",
@@ -126,6 +148,11 @@ const KEYS: [&str; 11] = [
     "ready",
     "memory",
     "frames",
+    "ports",
+    "device-memory",
+    "irq",
+    "dma",
+    "pci",
 ];
 
 /// Parse and validate a manifest.
@@ -268,15 +295,53 @@ fn descriptor(
                 "kernel-info" => CapabilityName::KernelInfo,
                 "block-device" => CapabilityName::BlockDevice,
                 "pm-control" => CapabilityName::PmControl,
-                _ => return Err(bad_value(line, "capabilities", item)),
+                _ => match item.strip_prefix("driver:") {
+                    Some(driver) => CapabilityName::Driver(lookup_name(ids, name, driver.trim())?),
+                    None => return Err(bad_value(line, "capabilities", item)),
+                },
             };
             capabilities.push(capability);
+        }
+    }
+    let driver = match get("pci") {
+        None => None,
+        Some((line, value)) => {
+            let mut matches = Vec::new();
+            for item in list(value) {
+                matches.push(DeviceMatch::parse(item).ok_or(bad_value(line, "pci", item))?);
+            }
+            let dma = match get("dma") {
+                None => None,
+                Some((line, value)) => {
+                    Some(parse_size(value).ok_or(bad_value(line, "dma", value))?)
+                }
+            };
+            Some(DriverSpec { matches, dma })
+        }
+    };
+    for key in ["ports", "device-memory", "irq", "dma"] {
+        // A driver's DMA allowance comes with its device, after the BARs.
+        if key == "dma" && driver.is_some() {
+            continue;
+        }
+        if let Some((line, value)) = get(key) {
+            for item in list(value) {
+                let resource = parse_device(key, item).ok_or(bad_value(line, key, item))?;
+                capabilities.push(CapabilityName::Device(resource));
+            }
         }
     }
     let mut dependencies = Vec::new();
     if let Some((_, value)) = get("depends") {
         for item in list(value) {
             dependencies.push(lookup_name(ids, name, item)?);
+        }
+    }
+    for capability in &capabilities {
+        if let CapabilityName::Driver(service) = capability {
+            if !dependencies.contains(service) {
+                dependencies.push(*service);
+            }
         }
     }
     let trust_domain = match get("trust") {
@@ -326,6 +391,7 @@ fn descriptor(
         priority,
         readiness,
         budget,
+        driver,
     })
 }
 
@@ -338,6 +404,55 @@ fn parse_size(value: &str) -> Option<u64> {
         _ => (value, 1),
     };
     digits.trim().parse::<u64>().ok()?.checked_mul(unit)
+}
+
+/// A number in decimal or `0x` hexadecimal.
+fn parse_number(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+/// `N` or `N-M` (inclusive).
+fn parse_span(text: &str) -> Option<(u64, u64)> {
+    match text.split_once('-') {
+        Some((first, last)) => Some((parse_number(first.trim())?, parse_number(last.trim())?)),
+        None => parse_number(text).map(|n| (n, n)),
+    }
+}
+
+/// One item of a device key; `None` if it does not parse or names an
+/// empty or malformed range (the kernel checks it against the grant).
+fn parse_device(key: &str, item: &str) -> Option<DeviceResource> {
+    let resource = match key {
+        "ports" => {
+            let (first, last) = parse_span(item)?;
+            DeviceResource::Ports(PortRange::new(
+                u16::try_from(first).ok()?,
+                u16::try_from(last).ok()?,
+            ))
+        }
+        "irq" => {
+            let (first, last) = parse_span(item)?;
+            DeviceResource::Interrupts(InterruptLines {
+                first: u8::try_from(first).ok()?,
+                last: u8::try_from(last).ok()?,
+            })
+        }
+        "device-memory" => {
+            let (base, len) = item.split_once('+')?;
+            DeviceResource::Memory(PhysRange::new(
+                parse_number(base.trim())?,
+                parse_number(len.trim())?,
+            ))
+        }
+        "dma" => DeviceResource::Dma {
+            bytes: parse_size(item)?,
+        },
+        _ => return None,
+    };
+    resource.is_valid().then_some(resource)
 }
 
 fn parse_policy(value: &str) -> Option<RestartPolicy> {

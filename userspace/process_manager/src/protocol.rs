@@ -232,6 +232,13 @@ pub struct ServiceHandle {
 pub enum PmReply {
     Services(Vec<ServiceInfo>),
     Service(ServiceInfo),
+    /// `pm.devices-found`: the indices of the reported devices a driver
+    /// was bound to.
+    Bound(Vec<u16>),
+    /// `pm.devices`: every device found and its driver.
+    Devices(Vec<crate::devices::DeviceEntry>),
+    /// `pm.driver-ready`: the asking driver's device.
+    Device(crate::devices::PciDevice),
 }
 
 /// Every way a request can be refused.
@@ -269,6 +276,15 @@ pub enum PmError {
     /// does not know, with its variant index (see
     /// [`pandagen_abi::evolve`]).
     Unrecognized { variant: u32 },
+    /// `pm.devices-found` from a task that is not the live instance of the
+    /// service holding the configuration-space ports
+    /// ([`crate::devices::CONFIG_PORTS`]). Nothing was done.
+    NotTheBusService,
+    /// `pm.devices-found` a second time: drivers are bound once per boot.
+    DevicesAlreadyReported,
+    /// `pm.driver-ready` from a task that is not the live instance of a
+    /// driver bound to a device, or without the capability to hand over.
+    NotADriver,
 }
 
 impl ExtensibleError for PmError {

@@ -1,8 +1,9 @@
 //! The supervisor's record of one service.
 
-use pandagen_abi::{ChannelId, ExecutionId, Instant, TaskId};
+use pandagen_abi::{Cap, ChannelId, ExecutionId, Instant, TaskId};
 
 use crate::descriptor::ServiceDescriptor;
+use crate::devices::DriverBinding;
 use crate::lifecycle::{Lifecycle, LifecycleState};
 use crate::protocol::{InstanceEnd, ServiceInfo};
 
@@ -38,11 +39,20 @@ pub(crate) struct Record {
     pub timer: Option<Instant>,
     /// When a starting instance must have become ready.
     pub startup_deadline: Option<Instant>,
+    /// For a driver section: its device, once the `pci` service reported.
+    pub binding: Option<DriverBinding>,
+    /// For a driver: the capability it serves its clients through, handed
+    /// over with `pm.driver-ready`. It names the service, not an instance,
+    /// so it stays valid across the driver's restarts.
+    pub served: Option<Cap<()>>,
 }
 
 impl Record {
     pub fn new(descriptor: ServiceDescriptor) -> Self {
+        let binding = descriptor.driver.as_ref().map(|_| DriverBinding::Waiting);
         Record {
+            binding,
+            served: None,
             descriptor,
             lifecycle: Lifecycle::new(),
             instance: None,
@@ -56,6 +66,19 @@ impl Record {
             timer: None,
             startup_deadline: None,
         }
+    }
+
+    /// The device this driver is bound to.
+    pub fn device(&self) -> Option<&crate::devices::PciDevice> {
+        match &self.binding {
+            Some(DriverBinding::Bound(device)) => Some(device),
+            _ => None,
+        }
+    }
+
+    /// A driver section that will never start this boot: no device.
+    pub fn is_absent_driver(&self) -> bool {
+        self.binding == Some(DriverBinding::Absent)
     }
 
     pub fn state(&self) -> LifecycleState {

@@ -4,6 +4,9 @@
 use pandagen_abi::{Badge, ChannelId, KernelApi, MessageEnvelope, MessagePayload, ReceivedMessage};
 use pandagen_abi::{ExitReason, FailureCause};
 
+use crate::devices::{
+    DEVICES_ACTION, DEVICES_ENABLED_ACTION, DEVICES_FOUND_ACTION, DRIVER_READY_ACTION,
+};
 use crate::events::SupervisorEvent;
 use crate::lifecycle::{IllegalTransition, LifecycleState};
 use crate::protocol::{
@@ -52,15 +55,31 @@ impl Supervisor {
     pub(crate) fn on_request<K: KernelApi>(&mut self, kernel: &mut K, message: ReceivedMessage) {
         let mut capabilities = message.capabilities.into_iter();
         let reply = capabilities.next();
+        // Only `pm.driver-ready` carries a capability past the reply
+        // channel; every other is released.
+        let mut handed = None;
         for extra in capabilities {
-            let _ = kernel.drop_capability(extra);
+            if handed.is_none() && message.envelope.action == DRIVER_READY_ACTION {
+                handed = Some(extra);
+            } else {
+                let _ = kernel.drop_capability(extra);
+            }
         }
         let Some(reply) = reply else {
             self.log(kernel, SupervisorEvent::UnanswerableRequest);
+            if let Some(handed) = handed {
+                let _ = kernel.drop_capability(handed);
+            }
             return;
         };
         let request = message.envelope;
-        let response = self.answer(kernel, &request, message.badge);
+        let response = match request.action.as_str() {
+            DEVICES_FOUND_ACTION
+            | DEVICES_ENABLED_ACTION
+            | DEVICES_ACTION
+            | DRIVER_READY_ACTION => self.answer_device_request(kernel, &request, handed),
+            _ => self.answer(kernel, &request, message.badge),
+        };
         // A list too large for one payload is answered with the error the
         // encoder gives; manifests are far below that size.
         if let Ok(payload) = MessagePayload::new(&response) {

@@ -44,9 +44,10 @@ use pandagen_abi::{
     MessageEnvelope, MessagePayload, ReceivedMessage, Rights, ServiceId, TaskDescriptor, TaskId,
 };
 
-use crate::boot_caps::{BootCapabilities, CHILD_RIGHTS};
+use crate::boot_caps::{BootCapabilities, CHILD_RIGHTS, DRIVER_RIGHTS};
 use crate::config::SupervisorConfig;
 use crate::descriptor::{CapabilityName, Readiness};
+use crate::devices::{driver_resources, PciDevice};
 use crate::events::{EventLog, SupervisorEvent};
 use crate::lifecycle::LifecycleState;
 use crate::policy::{ExitClass, RestartDecision, STABLE_RUN};
@@ -60,6 +61,11 @@ use crate::validate::Manifest;
 /// 1, so this never names a task. A runtime should present it as
 /// `source == None`; both forms are accepted.
 const KERNEL_SOURCE: TaskId = TaskId::from_raw(0);
+
+/// The rights of a driver's served capability as its clients get it: use
+/// it and have it moved to them at spawn.
+const SERVED_RIGHTS: Rights =
+    Rights::from_bits(Rights::READ.bits() | Rights::WRITE.bits() | Rights::TRANSFER.bits());
 
 /// How many events the log keeps.
 const EVENT_LOG_CAPACITY: usize = 512;
@@ -130,6 +136,9 @@ pub struct Supervisor {
     channel: Option<ChannelId>,
     pub(crate) events: EventLog,
     pub(crate) terminator: Option<Terminator>,
+    /// What the `pci` service reported (empty until it has).
+    pub(crate) devices: Vec<PciDevice>,
+    pub(crate) devices_reported: bool,
 }
 
 impl Supervisor {
@@ -148,6 +157,8 @@ impl Supervisor {
             channel: None,
             events: EventLog::new(EVENT_LOG_CAPACITY),
             terminator: None,
+            devices: Vec::new(),
+            devices_reported: false,
         }
     }
 
@@ -167,7 +178,8 @@ impl Supervisor {
             .map_err(BootError::Register)?;
         self.channel = Some(channel);
         for record in &mut self.records {
-            record.wanted = true;
+            // A driver is wanted once its device is found.
+            record.wanted = record.binding.is_none();
         }
         self.tick(kernel);
         Ok(channel)
@@ -378,10 +390,14 @@ impl Supervisor {
         }
     }
 
+    /// Every dependency runs, or is a driver with no device (which never
+    /// will: its dependents start without it).
     fn dependencies_running(&self, index: usize) -> bool {
         self.records[index].descriptor.dependencies.iter().all(|d| {
-            self.index_of(*d)
-                .is_some_and(|i| self.records[i].state() == LifecycleState::Running)
+            self.index_of(*d).is_some_and(|i| {
+                let record = &self.records[i];
+                record.state() == LifecycleState::Running || record.is_absent_driver()
+            })
         })
     }
 
@@ -397,6 +413,20 @@ impl Supervisor {
             return self
                 .control_capability(kernel, CHILD_CONTROL_RIGHTS)
                 .map(Cap::erase);
+        }
+        if let CapabilityName::Driver(driver) = name {
+            let served = self
+                .index_of(*driver)
+                .and_then(|i| self.records[i].served.as_ref())
+                .ok_or(KernelError::InvalidCapability)?;
+            return kernel.clone_capability(served, SERVED_RIGHTS);
+        }
+        if let CapabilityName::Device(resource) = name {
+            let root = self
+                .caps
+                .device_root(resource)
+                .ok_or(KernelError::InvalidCapability)?;
+            return kernel.mint_device_capability(root, *resource, DRIVER_RIGHTS);
         }
         if *name == CapabilityName::Registry {
             let registry = self
@@ -415,12 +445,47 @@ impl Supervisor {
         kernel.clone_capability(original, CHILD_RIGHTS)
     }
 
+    /// What an instance of `index` receives, in order: its section's
+    /// capabilities (less `driver:` ones whose driver has no device), then,
+    /// for a driver, its device's. A driver without a device cannot start.
+    fn capability_names(&self, index: usize) -> Result<Vec<CapabilityName>, KernelError> {
+        let record = &self.records[index];
+        let mut names: Vec<CapabilityName> = record
+            .descriptor
+            .capabilities
+            .iter()
+            .filter(|name| match name {
+                CapabilityName::Driver(driver) => !self
+                    .index_of(*driver)
+                    .is_some_and(|i| self.records[i].is_absent_driver()),
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        if let Some(spec) = &record.descriptor.driver {
+            let device = record.device().ok_or(KernelError::InvalidCapability)?;
+            names.extend(
+                driver_resources(device, spec.dma)
+                    .into_iter()
+                    .map(CapabilityName::Device),
+            );
+        }
+        Ok(names)
+    }
+
     /// Spawn a new instance of a service that is now `Starting`.
     fn spawn<K: KernelApi>(&mut self, kernel: &mut K, index: usize) {
         let now = kernel.now();
         let service = self.records[index].descriptor.service_id;
         let mut minted: Vec<Cap<()>> = Vec::new();
-        for name in self.records[index].descriptor.capabilities.clone() {
+        let names = match self.capability_names(index) {
+            Ok(names) => names,
+            Err(error) => {
+                self.instance_ended(kernel, index, InstanceEnd::SpawnFailed(error));
+                return;
+            }
+        };
+        for name in names {
             match self.mint(kernel, service, &name) {
                 Ok(capability) => minted.push(capability),
                 Err(error) => {
@@ -429,7 +494,11 @@ impl Supervisor {
                     }
                     self.log(
                         kernel,
-                        SupervisorEvent::CapabilityUnavailable { service, error },
+                        SupervisorEvent::CapabilityUnavailable {
+                            service,
+                            capability: name,
+                            error,
+                        },
                     );
                     self.instance_ended(kernel, index, InstanceEnd::SpawnFailed(error));
                     return;
@@ -512,8 +581,11 @@ impl Supervisor {
     fn poll_ready<K: KernelApi>(&mut self, kernel: &mut K, index: usize) {
         let now = kernel.now();
         let service = self.records[index].descriptor.service_id;
+        let handed_over =
+            self.records[index].binding.is_none() || self.records[index].served.is_some();
         let ready = match self.registrant(kernel, index) {
-            Registrant::Instance => kernel.lookup_service(service).ok(),
+            Registrant::Instance if handed_over => kernel.lookup_service(service).ok(),
+            Registrant::Instance => None,
             Registrant::Foreign(task) => {
                 self.log(kernel, SupervisorEvent::ForeignRegistrant { service, task });
                 None
@@ -525,6 +597,17 @@ impl Supervisor {
             None => {
                 let record = &mut self.records[index];
                 if record.startup_deadline.is_some_and(|d| now >= d) {
+                    // An instance given up on must not live on beside its
+                    // replacement (two storage tasks on one disk): end it
+                    // when the host can.
+                    if let (Some(terminate), Some(instance)) = (self.terminator, record.instance) {
+                        let reason = pandagen_abi::ExitReason::Failure {
+                            error: pandagen_abi::FailureCause::Described(
+                                "not ready in time; terminated by its supervisor".into(),
+                            ),
+                        };
+                        let _ = terminate(instance.task_id, reason);
+                    }
                     self.instance_ended(kernel, index, InstanceEnd::NeverReady);
                 } else {
                     record.timer = Some(now + self.config.ready_poll);
@@ -735,6 +818,7 @@ impl Supervisor {
                         record.wanted = false;
                         record.gave_up = true;
                         self.log(kernel, SupervisorEvent::Unstartable { service, error });
+                        self.no_more_devices(index);
                     }
                     None => self.apply_policy(kernel, index, ExitClass::Abnormal),
                 }
@@ -783,6 +867,7 @@ impl Supervisor {
                 record.wanted = false;
                 record.gave_up = true;
                 self.log(kernel, SupervisorEvent::GaveUp { service, attempts });
+                self.no_more_devices(index);
             }
         }
     }

@@ -140,6 +140,8 @@ fn the_boot_manifest_is_valid_and_ordered() {
     assert_eq!(
         order,
         [
+            "pci",
+            "virtio-blk",
             "storage",
             "transformer",
             "flaky-transformer",

@@ -23,6 +23,7 @@ fn descriptor(index: usize, dependencies: &[usize]) -> ServiceDescriptor {
         priority: Priority::NORMAL,
         readiness: Readiness::Registered,
         budget: pandagen_process_manager::manifest::DEFAULT_BUDGET,
+        driver: None,
     }
 }
 

@@ -403,6 +403,15 @@ impl KernelApi for Kernel {
             .map(ChannelId::from_handle)
     }
 
+    fn mint_device_capability(
+        &mut self,
+        parent: &Cap<()>,
+        resource: pandagen_abi::device::DeviceResource,
+        rights: Rights,
+    ) -> Result<Cap<()>, KernelError> {
+        crate::device::mint(parent.handle(), resource, rights).map(Cap::from_handle)
+    }
+
     fn mint_registration_capability(
         &mut self,
         registry: &Cap<()>,

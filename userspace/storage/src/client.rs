@@ -457,6 +457,14 @@ impl StorageClient {
         }
     }
 
+    /// A capability for the volume's home map (see `Request::Home`).
+    pub fn home<K: KernelApi>(&mut self, kernel: &mut K) -> Result<ObjectCap, ClientError> {
+        match self.exchange(kernel, None, &Request::Home, MessageId::new())? {
+            (Reply::Cap(_), Some(cap)) => Ok(cap),
+            _ => Err(ClientError::UnexpectedReply),
+        }
+    }
+
     /// Facts about the volume: its last commit and how many compactions
     /// its backend completed.
     pub fn info<K: KernelApi>(&mut self, kernel: &mut K) -> Result<StorageInfo, ClientError> {

@@ -63,6 +63,7 @@ pub mod actions {
     pub const EXPORT: &str = "storage.export";
     pub const IMPORT: &str = "storage.import";
     pub const INFO: &str = "storage.info";
+    pub const HOME: &str = "storage.home";
     pub const REPLY: &str = "storage.reply";
     /// Not a request: the action clients use when they move an
     /// [`ObjectCap`](crate::cap::ObjectCap) to each other (attached to the
@@ -70,8 +71,8 @@ pub mod actions {
     pub const CAP_DELEGATION: &str = "storage.cap";
 
     /// Every request action.
-    pub const REQUESTS: [&str; 11] = [
-        CREATE, BEGIN, OP, COMMIT, ROLLBACK, TRANSACT, VERSIONS, REVOKE, EXPORT, IMPORT, INFO,
+    pub const REQUESTS: [&str; 12] = [
+        CREATE, BEGIN, OP, COMMIT, ROLLBACK, TRANSACT, VERSIONS, REVOKE, EXPORT, IMPORT, INFO, HOME,
     ];
 }
 
@@ -213,6 +214,14 @@ pub enum Request {
     /// Facts about the volume as a whole ([`StorageInfo`]); read-only, and
     /// it names no object (v2.1).
     Info,
+    /// The volume's home map: its first Map object (the lowest id), made
+    /// if it has none. It is the same object at every start of a volume on
+    /// a disk, which is how the console finds what it stored before a
+    /// reboot. Answers `Cap` with `READ | WRITE | TRANSFER` (never `GRANT`
+    /// or `CONTROL`): it is a shared, well-known object, as readable and
+    /// writable by every client of the service as `/tmp` is by every user;
+    /// private data belongs in objects made with `Create`.
+    Home,
 }
 
 impl Request {
@@ -230,6 +239,7 @@ impl Request {
             Request::Export => actions::EXPORT,
             Request::Import { .. } => actions::IMPORT,
             Request::Info => actions::INFO,
+            Request::Home => actions::HOME,
         }
     }
 

@@ -53,6 +53,11 @@ use crate::cap::{CapAuthority, ObjectBadge, ObjectGrant, OBJECT_CAP_RIGHTS};
 use crate::error::StorageError;
 use crate::ids::ObjectId;
 use crate::limits;
+use crate::object::ObjectKind;
+
+/// The rights of a capability for the home map (see `Request::Home`).
+const HOME_RIGHTS: Rights =
+    Rights::from_bits(Rights::READ.bits() | Rights::WRITE.bits() | Rights::TRANSFER.bits());
 use crate::protocol::{
     actions, Op, OpResult, Reply, Request, Response, StorageInfo, MAX_VERSIONS_PER_REPLY,
     VERSION_POLICY,
@@ -169,6 +174,11 @@ pub struct StorageServer<B: StorageBackend> {
     caps: CapAuthority,
     answered: AnswerCache,
     tx_timeout: Duration,
+    /// Mixed into the task half of every durable answer's key: task and
+    /// message ids restart at every boot, and a journal on a disk outlives
+    /// the boot, so without it a request after a reboot could be taken for
+    /// the retry of one before (and answered with that one's answer).
+    boot: u64,
 }
 
 impl<B: StorageBackend> StorageServer<B> {
@@ -181,8 +191,23 @@ impl<B: StorageBackend> StorageServer<B> {
             caps,
             answered: AnswerCache::default(),
             tx_timeout: DEFAULT_TX_TIMEOUT,
+            boot: 0,
         };
         Ok((server, report))
+    }
+
+    /// Tell the server which boot this is (a value that differs between
+    /// boots and is the same for every instance within one): durable
+    /// answers are keyed by it, so a retry reaches a restarted instance's
+    /// remembered answer but a request of a later boot never does.
+    pub fn with_boot(mut self, boot: u32) -> Self {
+        self.boot = u64::from(boot) << 32;
+        self
+    }
+
+    /// The task half of a durable answer's key.
+    fn durable_task(&self, task: TaskId) -> u64 {
+        task.as_raw() ^ self.boot
     }
 
     pub fn with_tx_timeout(mut self, timeout: Duration) -> Self {
@@ -331,7 +356,9 @@ impl<B: StorageBackend> StorageServer<B> {
             return Answer::remembered(request, answer.clone());
         }
         let durable = key.and_then(|(task, id)| {
-            let bytes = self.store.durable_answer(task.as_raw(), id.as_raw())?;
+            let bytes = self
+                .store
+                .durable_answer(self.durable_task(task), id.as_raw())?;
             MessagePayload::from_bytes(bytes.to_vec()).ok()
         });
         if let Some(answer) = durable {
@@ -382,7 +409,9 @@ impl<B: StorageBackend> StorageServer<B> {
         let timeout = u64::try_from(self.tx_timeout.as_nanos()).unwrap_or(u64::MAX);
         self.store.expire_idle(now.saturating_sub(timeout));
         let owner = envelope.source.map(|t| t.as_raw());
-        let asker = envelope.source.map(|t| (t.as_raw(), envelope.id.as_raw()));
+        let asker = envelope
+            .source
+            .map(|t| (self.durable_task(t), envelope.id.as_raw()));
         match request {
             Request::Create { kind } => {
                 let full = |object| ObjectGrant {
@@ -473,6 +502,21 @@ impl<B: StorageBackend> StorageServer<B> {
                     object,
                     epoch,
                     rights: token.rights() | Rights::TRANSFER,
+                }))
+            }
+            Request::Home => {
+                let object = match self.store.first_of_kind(ObjectKind::Map) {
+                    Some(object) => object,
+                    None => {
+                        self.store
+                            .create_with_origin(ObjectKind::Map, |_, _| None)?
+                            .0
+                    }
+                };
+                Ok(Reply::Cap(ObjectGrant {
+                    object,
+                    epoch: self.store.object(object)?.cap_epoch(),
+                    rights: HOME_RIGHTS,
                 }))
             }
             Request::Info => Ok(Reply::Info(StorageInfo {

@@ -213,6 +213,15 @@ impl<B: StorageBackend> ObjectStore<B> {
             .ok_or(StorageError::UnknownObject(id))
     }
 
+    /// The lowest id of an object of `kind`.
+    pub fn first_of_kind(&self, kind: ObjectKind) -> Option<ObjectId> {
+        self.catalog
+            .objects
+            .iter()
+            .find(|(_, object)| object.kind() == kind)
+            .map(|(id, _)| *id)
+    }
+
     pub fn object_count(&self) -> usize {
         self.catalog.objects.len()
     }

@@ -141,7 +141,7 @@ impl KernelCore {
 
     /// Validate a use of channel capability `handle` needing `required`,
     /// returning the channel it designates.
-    fn channel_with(
+    pub(super) fn channel_with(
         &mut self,
         caller: TaskId,
         handle: CapHandle,
@@ -307,6 +307,29 @@ impl KernelCore {
             return Err(KernelError::SendFailed(SendError::ChannelClosed));
         }
         Ok(self.push_from_kernel(ch, bytes, true))
+    }
+
+    /// Queue the kernel message `bytes` (an interrupt notification) on `ch`
+    /// in the room the kernel keeps beside the queue bound, as
+    /// [`KernelCore::send_exit_from_kernel`]. Errors:
+    /// `SendFailed(ChannelClosed)`.
+    pub(super) fn send_reserved_from_kernel(
+        &mut self,
+        ch: ChannelRef,
+        bytes: Vec<u8>,
+    ) -> Result<u64, KernelError> {
+        self.send_exit_from_kernel(ch, bytes)
+    }
+
+    /// Make room in `ch`'s queue storage for `extra` kernel messages beyond
+    /// its bound, so that queueing them later does not grow the queue (the
+    /// interrupt path allocates nothing while the queue holds no more than
+    /// its bound plus those).
+    pub(super) fn reserve_kernel_room(&mut self, ch: ChannelRef, extra: usize) {
+        if let Some(c) = self.channels.get_mut(ch) {
+            let wanted = c.capacity as usize + c.reserved_queued as usize + extra;
+            c.queue.reserve(wanted.saturating_sub(c.queue.len()));
+        }
     }
 
     /// Queue a checked kernel message (`reserved`: in the exit room).

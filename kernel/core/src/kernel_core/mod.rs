@@ -17,6 +17,7 @@ mod block;
 mod cap_table;
 mod channel;
 mod collect;
+mod device;
 mod fastpath;
 mod invariants;
 mod objects;
@@ -27,6 +28,7 @@ mod task;
 
 pub use channel::{Offer, ParkedMessage, Sent};
 pub use collect::Collected;
+pub use device::{Devices, InterruptOutcome, DEVICE_RIGHTS, INTERRUPT_SCHEMA, ROOT_DEVICE_CAPS};
 pub use fastpath::Switched;
 pub use invariants::InvariantViolation;
 pub use sched::RecvOutcome;
@@ -144,6 +146,9 @@ pub struct KernelCore {
     next_cap: u64,
     next_seq: u64,
     next_parked: u64,
+    /// Interrupt bindings, the physical ranges that are never device
+    /// memory, the DMA charges.
+    devices: Devices,
 }
 
 impl Default for KernelCore {
@@ -171,6 +176,7 @@ impl KernelCore {
             next_cap: 1,
             next_seq: 1,
             next_parked: 1,
+            devices: Devices::default(),
         }
     }
 

@@ -32,6 +32,7 @@ use pandagen_abi::{
     SchemaVersion, ServiceId, TaskId, TrustDomain,
 };
 
+use super::device::ROOT_DEVICE_CAPS;
 use super::KernelCore;
 use crate::cap_table::{Mintable, ObjectRef};
 use crate::channel::ChannelRef;
@@ -227,8 +228,8 @@ impl KernelCore {
                 Rights::READ | Rights::WRITE | transferable,
             ),
         ];
-        let mut capabilities = Vec::with_capacity(minted.len());
-        for (object, rights) in minted {
+        let mut capabilities = Vec::with_capacity(minted.len() + ROOT_DEVICE_CAPS.len());
+        for (object, rights) in minted.into_iter().chain(ROOT_DEVICE_CAPS) {
             capabilities.push(self.mint(task, object, rights, now)?);
         }
         Ok(Spawned {

@@ -204,6 +204,7 @@ impl KernelCore {
             _ => self.sched.deactivate(slot, None),
         }
         self.unregister_owner(task);
+        self.release_devices(task);
         let caps = match self.tasks.by_slot_mut(slot) {
             Some(t) => t.space.drain(),
             None => Vec::new(),

@@ -153,7 +153,10 @@ fn report(name: &impl Fn(ServiceId) -> String, at: Instant, event: &SupervisorEv
 fn report_boot_if_settled(supervisor: &Supervisor, kernel: &mut Kernel) -> bool {
     let services = supervisor.services();
     let settled = services.iter().all(|s| {
-        s.state == LifecycleState::Running || (s.state == LifecycleState::Failed && s.gave_up)
+        s.state == LifecycleState::Running
+            || (s.state == LifecycleState::Failed && s.gave_up)
+            // A driver whose device is absent is never wanted.
+            || (s.state == LifecycleState::Stopped && !s.wanted)
     });
     if settled {
         let running = services

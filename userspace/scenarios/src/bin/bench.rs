@@ -252,6 +252,21 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let refused_spawn = measure(|| refused(Syscall::Spawn, &spawn_request))?;
     println!("[BENCH] refused_spawn {refused_spawn} instructions");
 
+    // A checked port read (`PortRead` on the CMOS RTC's data port): the
+    // cost a driver pays per `in` with checked calls instead of the TSS
+    // I/O permission bitmap (docs/architecture.md, "Port I/O").
+    let all_ports = info.capabilities[5];
+    let rtc = pandagen_rt::device::mint(
+        all_ports,
+        pandagen_abi::device::DeviceResource::Ports(pandagen_abi::device::PortRange::new(
+            0x70, 0x71,
+        )),
+        Rights::READ | Rights::WRITE,
+    )?;
+    let ports = pandagen_rt::device::Ports::new(rtc);
+    let port_read = measure(|| ports.read8(0x71).map(drop))?;
+    println!("[BENCH] port_read_checked_call {port_read} instructions");
+
     println!("[SUITE] DONE passed=1 failed=0");
     Ok(())
 }

@@ -3,11 +3,16 @@
 //!
 //! Start-up capabilities, in order: the service registry, then optionally
 //! the kernel's block device (`READ | WRITE`; manifest name
-//! `block-device`). With a device the objects live in the crash-consistent
-//! journal on it (formatted on first use, replayed at every start), so a
-//! restarted instance serves what its predecessor committed and accepts
-//! the capability tokens it issued. Without one they live in memory and
-//! die with the task.
+//! `block-device`, a RAM disk that outlives tasks but not a reboot), then
+//! optionally a disk driver's block capability (manifest name
+//! `driver:virtio-blk`, present only when a disk was found). The journal
+//! goes on the disk when there is one — and storage fails rather than fall
+//! back if the disk cannot be used, so the backend is always the one the
+//! device list implies — else on the RAM disk. The journal is formatted on
+//! first use and replayed at every start, so a restarted instance serves
+//! what its predecessor committed and accepts the capability tokens it
+//! issued. With neither device the objects live in memory and die with
+//! the task.
 //!
 //! The capability key comes from the kernel's entropy pool (seeded from
 //! RDSEED, RDRAND or timer jitter; the log says which). On the device it
@@ -20,11 +25,14 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
+use pandagen_rt::abi::block::BlockDevice;
 use pandagen_rt::abi::error::Resource;
-use pandagen_rt::abi::{CapHandle, KernelError};
+use pandagen_rt::abi::services::VIRTIO_BLK;
+use pandagen_rt::abi::{Cap, CapHandle, KernelError};
 use pandagen_rt::{println, Kernel};
 use pandagen_storage::{
-    BlockCallClient, JournalBackend, MemoryBackend, StorageBackend, StorageServer,
+    BlockCallClient, DriverBlockClient, JournalBackend, MemoryBackend, StorageBackend,
+    StorageServer,
 };
 
 // Objects (and, without a block device, the journal) live in memory: give
@@ -35,6 +43,8 @@ pandagen_rt::entry!(main, heap = 8 << 20);
 const JOURNAL_BYTES: usize = 2 * 1024 * 1024;
 /// Where the block device is among the start-up capabilities.
 const BLOCK_DEVICE_SLOT: usize = 1;
+/// Where the disk driver's block capability is, when there is a disk.
+const DISK_SLOT: usize = 2;
 
 /// A fresh capability key from the kernel's entropy pool. With a block
 /// device it is written (sealed) to the volume's superblock at format time
@@ -50,15 +60,46 @@ fn capability_key() -> Result<[u8; 16], KernelError> {
     Ok(key)
 }
 
-/// The journal on the block device `device`.
+/// The journal on the kernel's RAM disk `device`.
 fn block_backend(device: CapHandle) -> Result<Box<dyn StorageBackend>, KernelError> {
     // The journal calls the kernel from inside the request loop, while the
     // program's own `Kernel` is borrowed by the server: it gets its own.
     let disk = BlockCallClient::open(Kernel::new(), device).inspect_err(|e| {
         println!("storage: the block device cannot be used: {e}");
     })?;
-    let key = capability_key()?;
+    println!("storage: no disk; the journal is on the kernel's RAM disk (lost at power-off)");
     let seal = pandagen_rt::syscall::program_secret()?.secret;
+    journal_backend(disk, seal)
+}
+
+/// The journal on the disk behind the driver's block capability `driver`.
+fn disk_backend(driver: CapHandle) -> Result<Box<dyn StorageBackend>, KernelError> {
+    let disk = DriverBlockClient::open(
+        Kernel::new(),
+        VIRTIO_BLK,
+        Cap::<()>::from_handle(driver).assume_kind(),
+    )
+    .map_err(|e| {
+        println!("storage: the disk cannot be used: {e:?}");
+        KernelError::Block(e)
+    })?;
+    println!(
+        "storage: the journal is on the virtio-blk disk ({} MiB)",
+        (disk.block_count() * u64::from(disk.block_size())) >> 20
+    );
+    // The kernel's program secret lasts one boot and the disk outlives
+    // it, so the key on the disk is unsealed: it is guarded by the block
+    // capability, which only this service holds.
+    journal_backend(disk, pandagen_storage::journal::NO_SEAL)
+}
+
+/// The journal on `disk`, its capability key sealed with `seal` (all
+/// zeros, `NO_SEAL`: unsealed).
+fn journal_backend<D: BlockDevice + 'static>(
+    disk: D,
+    seal: [u8; 16],
+) -> Result<Box<dyn StorageBackend>, KernelError> {
+    let key = capability_key()?;
     match JournalBackend::open_or_format_sealed(disk, key, seal) {
         Ok((journal, formatted)) => {
             println!(
@@ -80,17 +121,25 @@ fn block_backend(device: CapHandle) -> Result<Box<dyn StorageBackend>, KernelErr
 
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let startup = kernel.startup()?;
-    let backend: Box<dyn StorageBackend> = match startup.capabilities.get(BLOCK_DEVICE_SLOT) {
-        Some(&device) => block_backend(device)?,
-        None => {
+    let backend: Box<dyn StorageBackend> = match (
+        startup.capabilities.get(DISK_SLOT),
+        startup.capabilities.get(BLOCK_DEVICE_SLOT),
+    ) {
+        (Some(&driver), _) => disk_backend(driver)?,
+        (None, Some(&device)) => block_backend(device)?,
+        (None, None) => {
             kernel.debug("storage: no block device; objects live in memory only");
             // The journal shares this task's heap with the indexes built
             // from it; bound it so that clients cannot exhaust the heap.
             Box::new(MemoryBackend::new(capability_key()?).with_capacity(JOURNAL_BYTES))
         }
     };
+    // The program secret differs between boots and is the same for every
+    // instance of this program within one: the server's boot tag.
+    let secret = pandagen_rt::syscall::program_secret()?.secret;
+    let boot = u32::from_le_bytes([secret[0], secret[1], secret[2], secret[3]]);
     let (mut server, report) = match StorageServer::open(backend) {
-        Ok(opened) => opened,
+        Ok((server, report)) => (server.with_boot(boot), report),
         Err(e) => {
             println!("storage: cannot open the backend: {e}");
             return Err(KernelError::ResourceExhausted(Resource::Memory));

@@ -754,3 +754,62 @@ fn a_committed_request_resent_after_a_restart_is_answered_not_repeated() {
         Err(StorageError::InvalidCapability(_))
     ));
 }
+
+#[test]
+fn a_request_of_a_later_boot_is_not_taken_for_a_retry_of_an_earlier_one() {
+    let b = backend(1);
+    let request = envelope(
+        ALICE,
+        &Request::Create {
+            kind: ObjectKind::Map,
+        },
+    );
+    let mut first_boot = server(&b).with_boot(7);
+    let first = first_boot.respond(&request, None, Instant::from_nanos(1));
+    // The same instance of the boot after a restart: a retry, answered.
+    let mut restarted = server(&b).with_boot(7);
+    let again = restarted.respond(&request, None, Instant::from_nanos(2));
+    assert_eq!(again.response(), first.response());
+    // The next boot: task and message ids start over, so the same ids are
+    // a new request, executed anew.
+    let mut next_boot = server(&b).with_boot(8);
+    let fresh = next_boot.respond(&request, None, Instant::from_nanos(3));
+    assert_ne!(fresh.response(), first.response());
+    assert!(matches!(fresh.response(), Ok(Ok(Reply::Created { .. }))));
+}
+
+#[test]
+fn the_home_map_is_the_first_map_at_every_start_and_never_grants() {
+    let b = backend(1);
+    let mut s = server(&b);
+    create(&mut s, ObjectKind::Log);
+    let home = match ask(&mut s, ALICE, Request::Home) {
+        Ok(Reply::Cap(grant)) => grant,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(home.rights, HOME_RIGHTS);
+    assert!(!home.rights.contains(Rights::GRANT) && !home.rights.contains(Rights::CONTROL));
+    one(
+        &mut s,
+        ALICE,
+        stamp(&home, Rights::WRITE),
+        put(b"greeting", b"hello"),
+    )
+    .unwrap();
+    create(&mut s, ObjectKind::Map);
+    let mut restarted = server(&b);
+    let again = match ask(&mut restarted, BOB, Request::Home) {
+        Ok(Reply::Cap(grant)) => grant,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(again.object, home.object);
+    assert_eq!(
+        value(one(
+            &mut restarted,
+            BOB,
+            stamp(&again, Rights::READ),
+            get(b"greeting")
+        )),
+        Some(b"hello".to_vec())
+    );
+}

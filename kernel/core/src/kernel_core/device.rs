@@ -1,0 +1,485 @@
+//! Device capabilities: minting narrower ones, checking each use, binding
+//! interrupt lines to channels, and the DMA charge (see
+//! [`pandagen_abi::device`]).
+//!
+//! The hardware side (the `in`/`out` instruction, the page tables, the PIC,
+//! the frames) is the kernel's; this module decides, before any of it
+//! happens, whether the caller may. Every refusal of a capability is
+//! audited as any other; a range outside the grant is
+//! `Device(OutsideGrant)` with nothing done.
+//!
+//! Interrupts: a line is bound to one channel at a time. When it fires the
+//! kernel masks it and [`KernelCore::interrupt_fired`] queues the
+//! notification the binding prepared when it was made (so the interrupt
+//! path builds nothing), in the room the kernel keeps beside the queue
+//! bound; fires until the holder acknowledges are counted, not queued. A
+//! holder that never acknowledges leaves its own line masked and nothing
+//! else: the other lines have their own state. The binding ends when its
+//! holder dies.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use pandagen_abi::device::{
+    DeviceError, DeviceResource, InterruptLines, InterruptNotification, PhysRange, PortRange,
+    INTERRUPT_ACTION, INTERRUPT_LINES, KERNEL_INTERRUPT_LINES, KERNEL_PORTS,
+};
+use pandagen_abi::{
+    CapHandle, CapKind, Instant, KernelError, MessageEnvelope, MessagePayload, Rights,
+    SchemaVersion, TaskId,
+};
+
+use super::KernelCore;
+use crate::audit::CapabilityEvent;
+use crate::cap_table::{Mintable, ObjectRef};
+use crate::channel::ChannelRef;
+use crate::KERNEL_SERVICE;
+
+/// The schema of interrupt notifications.
+pub const INTERRUPT_SCHEMA: SchemaVersion = SchemaVersion::new(1, 0);
+
+/// The rights each device kind can carry (a mint never adds others).
+pub const DEVICE_RIGHTS: Rights = Rights::from_bits(
+    Rights::READ.bits()
+        | Rights::WRITE.bits()
+        | Rights::RECEIVE.bits()
+        | Rights::GRANT.bits()
+        | Rights::TRANSFER.bits(),
+);
+
+/// One interrupt line's binding.
+#[derive(Debug)]
+struct Binding {
+    holder: TaskId,
+    channel: ChannelRef,
+    /// The notification, encoded when the binding was made or last
+    /// acknowledged; `None` while it is queued (waiting for the
+    /// acknowledgement that re-arms it).
+    armed: Option<Vec<u8>>,
+    /// Fires seen while the line waited for acknowledgement.
+    coalesced: u32,
+}
+
+/// The device side of the object model.
+#[derive(Debug, Default)]
+pub struct Devices {
+    /// Physical ranges that are never device memory: RAM, the kernel's
+    /// image and tables, the early framebuffer.
+    reserved: Vec<PhysRange>,
+    lines: [Option<Binding>; INTERRUPT_LINES as usize],
+    /// DMA bytes each task holds, against its capability's allowance.
+    dma_held: BTreeMap<TaskId, u64>,
+}
+
+/// What the kernel does with a line that fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InterruptOutcome {
+    /// The notification was queued; keep the line masked until the
+    /// holder acknowledges.
+    Notified,
+    /// The line was already waiting for acknowledgement: counted.
+    Coalesced,
+    /// Nobody holds the line (or its channel closed): keep it masked.
+    Unbound,
+}
+
+fn refuse(e: DeviceError) -> KernelError {
+    KernelError::Device(e)
+}
+
+/// The first kernel port in `range`, if any.
+fn kernel_port_in(range: &PortRange) -> Option<u16> {
+    KERNEL_PORTS
+        .iter()
+        .find(|k| k.overlaps(range))
+        .map(|k| k.first.max(range.first))
+}
+
+fn kernel_line_in(lines: &InterruptLines) -> Option<u8> {
+    KERNEL_INTERRUPT_LINES
+        .iter()
+        .copied()
+        .find(|&l| lines.contains_line(l))
+}
+
+fn notification_bytes(line: u8) -> Result<Vec<u8>, KernelError> {
+    let payload = MessagePayload::new(&InterruptNotification { line, coalesced: 0 })?;
+    Ok(
+        MessageEnvelope::new(KERNEL_SERVICE, INTERRUPT_ACTION, INTERRUPT_SCHEMA, payload)
+            .encode()?,
+    )
+}
+
+impl KernelCore {
+    /// Kernel only, at boot: the physical ranges that are never device
+    /// memory (every RAM region of the firmware's map, whatever its use,
+    /// the kernel's own ranges, the framebuffer the kernel draws on).
+    pub fn set_reserved_physical(&mut self, ranges: Vec<PhysRange>) {
+        self.devices.reserved = ranges;
+    }
+
+    /// The first reserved range `range` overlaps.
+    fn reserved_overlap(&self, range: &PhysRange) -> Option<PhysRange> {
+        self.devices
+            .reserved
+            .iter()
+            .copied()
+            .find(|r| r.overlaps(range))
+    }
+
+    /// Whether `resource` names only what a driver may hold: no kernel
+    /// port, no kernel line, no RAM or kernel memory.
+    fn check_device_resource(&self, resource: &DeviceResource) -> Result<(), KernelError> {
+        if !resource.is_valid() {
+            return Err(refuse(DeviceError::OutsideGrant));
+        }
+        match resource {
+            DeviceResource::Ports(r) => match kernel_port_in(r) {
+                Some(port) => Err(refuse(DeviceError::KernelPort { port })),
+                None => Ok(()),
+            },
+            DeviceResource::Memory(r) => match self.reserved_overlap(r) {
+                Some(_) => Err(refuse(DeviceError::NotDeviceMemory {
+                    base: r.base,
+                    len: r.len,
+                })),
+                None => Ok(()),
+            },
+            DeviceResource::Interrupts(l) => match kernel_line_in(l) {
+                Some(line) => Err(refuse(DeviceError::KernelInterrupt { line })),
+                None => Ok(()),
+            },
+            DeviceResource::Dma { .. } => Ok(()),
+        }
+    }
+
+    /// Mint, from the caller's device capability `parent` (needing
+    /// `GRANT`), a capability for `narrower` — of the same kind and inside
+    /// the parent's range — with `rights` cut to the parent's. The new
+    /// capability is in the caller's space, ready to hand to a driver.
+    /// Audited as `Granted { from: Some(caller), source: parent }`.
+    ///
+    /// Errors, in order: the parent's refusal (`InvalidCapability`,
+    /// `WrongCapabilityKind`, `InsufficientAuthority`); `Device(OutsideGrant)`
+    /// for a range not inside the parent's; `Device(KernelPort |
+    /// KernelInterrupt | NotDeviceMemory)` for what the kernel keeps;
+    /// `ResourceExhausted(CapabilitySlots)`. Cost: O(reserved ranges).
+    pub fn mint_device(
+        &mut self,
+        caller: TaskId,
+        parent: CapHandle,
+        narrower: DeviceResource,
+        rights: Rights,
+        now: Instant,
+    ) -> Result<CapHandle, KernelError> {
+        let info = self.validate(caller, parent, Some(narrower.kind()), Rights::GRANT, now)?;
+        let ObjectRef::Device(granted) = info.object else {
+            return Err(KernelError::InvalidCapability);
+        };
+        if !granted.contains(&narrower) {
+            return Err(refuse(DeviceError::OutsideGrant));
+        }
+        self.check_device_resource(&narrower)?;
+        self.require_room(caller, 1)?;
+        let payer = self.pay(caller, crate::budget::CAP_COST)?;
+        let rights = info.rights.attenuate(rights).attenuate(DEVICE_RIGHTS);
+        let cap = self.new_record(ObjectRef::Device(narrower), rights, caller, payer);
+        self.audit.record(
+            now,
+            CapabilityEvent::Granted {
+                cap: cap.id(),
+                kind: narrower.kind(),
+                rights,
+                from: Some(caller),
+                to: caller,
+                source: Some(info.id),
+            },
+        );
+        Ok(self.install(caller, cap))
+    }
+
+    /// The resource `handle` designates, for a use needing `required`.
+    fn device_use(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        kind: CapKind,
+        required: Rights,
+        now: Instant,
+    ) -> Result<DeviceResource, KernelError> {
+        let info = self.validate(caller, handle, Some(kind), required, now)?;
+        match info.object {
+            ObjectRef::Device(resource) => Ok(resource),
+            _ => Err(KernelError::InvalidCapability),
+        }
+    }
+
+    /// May `caller` do a `width`-byte `in` (`write == false`, needs
+    /// `READ`) or `out` (needs `WRITE`) on `port` through `handle`?
+    /// Errors: the capability's refusal; `Device(BadWidth)`;
+    /// `Device(OutsideGrant)`; `Device(KernelPort)`. O(1).
+    pub fn check_port_access(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        port: u16,
+        width: u8,
+        write: bool,
+        now: Instant,
+    ) -> Result<(), KernelError> {
+        let required = if write { Rights::WRITE } else { Rights::READ };
+        let resource = self.device_use(caller, handle, CapKind::IoPorts, required, now)?;
+        if !matches!(width, 1 | 2 | 4) {
+            return Err(refuse(DeviceError::BadWidth { width }));
+        }
+        let DeviceResource::Ports(range) = resource else {
+            return Err(KernelError::InvalidCapability);
+        };
+        if !range.contains_access(port, width) {
+            return Err(refuse(DeviceError::OutsideGrant));
+        }
+        let access = PortRange::new(port, port + u16::from(width) - 1);
+        match kernel_port_in(&access) {
+            Some(port) => Err(refuse(DeviceError::KernelPort { port })),
+            None => Ok(()),
+        }
+    }
+
+    /// The port range `handle` designates, for a holder with `READ` and
+    /// `WRITE` (for a kernel that grants ports in the TSS bitmap rather
+    /// than per access). Errors: the capability's refusal;
+    /// `Device(KernelPort)`.
+    pub fn port_range(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        now: Instant,
+    ) -> Result<PortRange, KernelError> {
+        let resource = self.device_use(
+            caller,
+            handle,
+            CapKind::IoPorts,
+            Rights::READ | Rights::WRITE,
+            now,
+        )?;
+        let DeviceResource::Ports(range) = resource else {
+            return Err(KernelError::InvalidCapability);
+        };
+        match kernel_port_in(&range) {
+            Some(port) => Err(refuse(DeviceError::KernelPort { port })),
+            None => Ok(range),
+        }
+    }
+
+    /// May `caller` map `range` through `handle` (`READ`; `WRITE` too for
+    /// a writable mapping)? Errors: the capability's refusal;
+    /// `Device(OutsideGrant)` for a range not inside the capability's (or
+    /// empty, misaligned); `Device(NotDeviceMemory)` for RAM or kernel
+    /// memory. O(reserved ranges).
+    pub fn check_device_mapping(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        range: PhysRange,
+        writable: bool,
+        now: Instant,
+    ) -> Result<(), KernelError> {
+        let required = if writable {
+            Rights::READ | Rights::WRITE
+        } else {
+            Rights::READ
+        };
+        let granted = self.device_use(caller, handle, CapKind::DeviceMemory, required, now)?;
+        let wanted = DeviceResource::Memory(range);
+        if !range.is_valid() || !granted.contains(&wanted) {
+            return Err(refuse(DeviceError::OutsideGrant));
+        }
+        self.check_device_resource(&wanted)
+    }
+
+    /// Bind interrupt `line` to the channel `channel` names (needing
+    /// `SEND`), through the caller's `Interrupt` capability `handle`
+    /// (needing `RECEIVE`). The notification is encoded now, so that the
+    /// interrupt path only moves it into the queue. The kernel unmasks the
+    /// line after this returns `Ok`.
+    ///
+    /// Errors: the capabilities' refusals; `Device(OutsideGrant)`,
+    /// `Device(KernelInterrupt)`; `Device(AlreadyBound)` if any task holds
+    /// the line (a second binding is refused, not a replacement).
+    pub fn bind_interrupt(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        line: u8,
+        channel: CapHandle,
+        now: Instant,
+    ) -> Result<(), KernelError> {
+        let granted = self.device_use(caller, handle, CapKind::Interrupt, Rights::RECEIVE, now)?;
+        let channel = self.channel_with(caller, channel, Rights::SEND, now)?;
+        let wanted = DeviceResource::Interrupts(InterruptLines::one(line));
+        if !wanted.is_valid() || !granted.contains(&wanted) {
+            return Err(refuse(DeviceError::OutsideGrant));
+        }
+        self.check_device_resource(&wanted)?;
+        if self.devices.lines[line as usize].is_some() {
+            return Err(refuse(DeviceError::AlreadyBound { line }));
+        }
+        let armed = notification_bytes(line)?;
+        self.reserve_kernel_room(channel, 1);
+        self.devices.lines[line as usize] = Some(Binding {
+            holder: caller,
+            channel,
+            armed: Some(armed),
+            coalesced: 0,
+        });
+        Ok(())
+    }
+
+    /// The line fired (the kernel has masked it). Queues the prepared
+    /// notification unless one is outstanding, in which case the fire is
+    /// counted. Allocates nothing: the notification was encoded at bind
+    /// or acknowledgement time and the queue has room reserved for it.
+    pub fn interrupt_fired(&mut self, line: u8) -> InterruptOutcome {
+        let Some(binding) = self
+            .devices
+            .lines
+            .get_mut(line as usize)
+            .and_then(Option::as_mut)
+        else {
+            return InterruptOutcome::Unbound;
+        };
+        let Some(bytes) = binding.armed.take() else {
+            binding.coalesced = binding.coalesced.saturating_add(1);
+            return InterruptOutcome::Coalesced;
+        };
+        let channel = binding.channel;
+        match self.send_reserved_from_kernel(channel, bytes) {
+            Ok(_) => InterruptOutcome::Notified,
+            Err(_) => {
+                // The channel closed: nobody can be told, so the line
+                // stays masked and free for a new binding.
+                self.devices.lines[line as usize] = None;
+                InterruptOutcome::Unbound
+            }
+        }
+    }
+
+    /// The holder of `line`'s binding acknowledges it (through its
+    /// `Interrupt` capability with `RECEIVE`): the notification is
+    /// re-armed and the kernel unmasks the line. Returns the fires
+    /// coalesced since the last acknowledgement.
+    ///
+    /// Errors: the capability's refusal; `Device(OutsideGrant)` for a line
+    /// outside it; `Device(NotBound)` if the caller does not hold the
+    /// line's binding.
+    pub fn acknowledge_interrupt(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        line: u8,
+        now: Instant,
+    ) -> Result<u32, KernelError> {
+        let granted = self.device_use(caller, handle, CapKind::Interrupt, Rights::RECEIVE, now)?;
+        if !granted.contains(&DeviceResource::Interrupts(InterruptLines::one(line))) {
+            return Err(refuse(DeviceError::OutsideGrant));
+        }
+        let binding = self
+            .devices
+            .lines
+            .get_mut(line as usize)
+            .and_then(Option::as_mut)
+            .filter(|b| b.holder == caller)
+            .ok_or(refuse(DeviceError::NotBound { line }))?;
+        if binding.armed.is_none() {
+            binding.armed = Some(notification_bytes(line)?);
+        }
+        Ok(core::mem::take(&mut binding.coalesced))
+    }
+
+    /// The task bound to `line`, if any.
+    pub fn interrupt_holder(&self, line: u8) -> Option<TaskId> {
+        self.devices
+            .lines
+            .get(line as usize)?
+            .as_ref()
+            .map(|b| b.holder)
+    }
+
+    /// Charge `bytes` of DMA memory to `caller` through its `DmaMemory`
+    /// capability `handle` (needing `WRITE`): refused past the
+    /// capability's allowance, counting what the caller holds already.
+    /// The kernel then allocates the frames; if that fails it calls
+    /// [`KernelCore::uncharge_dma`]. This is the one place DMA memory is
+    /// charged, and the holder's death returns the charge
+    /// ([`KernelCore::terminate`]).
+    ///
+    /// Errors: the capability's refusal; `Device(OutsideGrant)` for zero
+    /// or unaligned bytes; `Device(DmaAllowance)`.
+    pub fn charge_dma(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        bytes: u64,
+        now: Instant,
+    ) -> Result<(), KernelError> {
+        let granted = self.device_use(caller, handle, CapKind::DmaMemory, Rights::WRITE, now)?;
+        let DeviceResource::Dma { bytes: allowed } = granted else {
+            return Err(KernelError::InvalidCapability);
+        };
+        if bytes == 0 || !bytes.is_multiple_of(pandagen_abi::memory::PAGE_SIZE) {
+            return Err(refuse(DeviceError::OutsideGrant));
+        }
+        let held = self.dma_held(caller);
+        if held.checked_add(bytes).is_none_or(|total| total > allowed) {
+            return Err(refuse(DeviceError::DmaAllowance { held, allowed }));
+        }
+        self.devices.dma_held.insert(caller, held + bytes);
+        Ok(())
+    }
+
+    /// Give back a charge whose allocation failed.
+    pub fn uncharge_dma(&mut self, task: TaskId, bytes: u64) {
+        if let Some(held) = self.devices.dma_held.get_mut(&task) {
+            *held = held.saturating_sub(bytes);
+            if *held == 0 {
+                self.devices.dma_held.remove(&task);
+            }
+        }
+    }
+
+    /// DMA bytes `task` holds.
+    pub fn dma_held(&self, task: TaskId) -> u64 {
+        self.devices.dma_held.get(&task).copied().unwrap_or(0)
+    }
+
+    /// At `task`'s death: its interrupt bindings end (their lines stay
+    /// masked until a new binding) and its DMA charge is returned (the
+    /// kernel frees the frames with its address space).
+    pub(super) fn release_devices(&mut self, task: TaskId) {
+        for line in self.devices.lines.iter_mut() {
+            if line.as_ref().is_some_and(|b| b.holder == task) {
+                *line = None;
+            }
+        }
+        self.devices.dma_held.remove(&task);
+    }
+}
+
+/// The kernel's root device capabilities: the whole of each resource.
+pub const ROOT_DEVICE_CAPS: [(Mintable, Rights); 4] = [
+    (
+        Mintable::Device(DeviceResource::Ports(PortRange::ALL)),
+        DEVICE_RIGHTS,
+    ),
+    (
+        Mintable::Device(DeviceResource::Memory(PhysRange::ALL)),
+        DEVICE_RIGHTS,
+    ),
+    (
+        Mintable::Device(DeviceResource::Interrupts(InterruptLines::ALL)),
+        DEVICE_RIGHTS,
+    ),
+    (
+        Mintable::Device(DeviceResource::Dma { bytes: u64::MAX }),
+        DEVICE_RIGHTS,
+    ),
+];

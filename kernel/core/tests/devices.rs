@@ -1,0 +1,490 @@
+//! Device capabilities: minting only narrower ranges, checks before any
+//! work, interrupt bindings (one per line, coalescing, ended at death), the
+//! DMA allowance.
+
+mod common;
+
+use common::*;
+use pandagen_abi::device::{
+    DeviceError, DeviceResource, InterruptLines, InterruptNotification, PhysRange, PortRange,
+    INTERRUPT_ACTION,
+};
+use pandagen_abi::{CapHandle, CapKind, ExitReason, KernelError, MessageEnvelope, Rights, TaskId};
+use pandagen_core::{InterruptOutcome, KernelCore, DEVICE_RIGHTS, ROOT_DEVICE_CAPS};
+
+const RAM: PhysRange = PhysRange::new(0, 0x800_0000);
+const FRAMEBUFFER: PhysRange = PhysRange::new(0xfd00_0000, 0x30_0000);
+const BAR: PhysRange = PhysRange::new(0xfe00_0000, 0x4000);
+
+fn device_error(e: DeviceError) -> Result<(), KernelError> {
+    Err(KernelError::Device(e))
+}
+
+/// A kernel whose root task holds the four root device capabilities, in
+/// the order of `ROOT_DEVICE_CAPS` (ports, memory, interrupts, DMA).
+fn with_root() -> (KernelCore, TaskId, [CapHandle; 4]) {
+    let mut k = kernel();
+    k.set_reserved_physical(vec![RAM, FRAMEBUFFER]);
+    let root = spawn(&mut k, "root");
+    let caps = ROOT_DEVICE_CAPS.map(|(object, rights)| k.mint(root, object, rights, T0).unwrap());
+    (k, root, caps)
+}
+
+fn mint(
+    k: &mut KernelCore,
+    root: TaskId,
+    parent: CapHandle,
+    resource: DeviceResource,
+) -> Result<CapHandle, KernelError> {
+    k.mint_device(root, parent, resource, DEVICE_RIGHTS, T0)
+}
+
+#[test]
+fn only_narrower_ranges_of_the_same_kind_are_minted() {
+    let (mut k, root, [ports, memory, irqs, dma]) = with_root();
+    let keyboard = mint(
+        &mut k,
+        root,
+        ports,
+        DeviceResource::Ports(PortRange::new(0x60, 0x64)),
+    )
+    .unwrap();
+    assert_eq!(k.inspect(root, keyboard).unwrap().kind(), CapKind::IoPorts);
+    // From the narrower one: narrower still, never wider.
+    mint(
+        &mut k,
+        root,
+        keyboard,
+        DeviceResource::Ports(PortRange::new(0x60, 0x60)),
+    )
+    .unwrap();
+    assert_eq!(
+        mint(
+            &mut k,
+            root,
+            keyboard,
+            DeviceResource::Ports(PortRange::new(0x60, 0x65))
+        )
+        .map(drop),
+        device_error(DeviceError::OutsideGrant)
+    );
+    // Another kind through a port capability: refused as the wrong kind.
+    assert!(matches!(
+        mint(
+            &mut k,
+            root,
+            keyboard,
+            DeviceResource::Interrupts(InterruptLines::one(1))
+        ),
+        Err(KernelError::WrongCapabilityKind {
+            expected: CapKind::Interrupt,
+            found: CapKind::IoPorts
+        })
+    ));
+    // A narrower DMA allowance, not a larger one.
+    let small = mint(&mut k, root, dma, DeviceResource::Dma { bytes: 0x10000 }).unwrap();
+    assert_eq!(
+        mint(&mut k, root, small, DeviceResource::Dma { bytes: 0x20000 }).map(drop),
+        device_error(DeviceError::OutsideGrant)
+    );
+    let bar = mint(&mut k, root, memory, DeviceResource::Memory(BAR)).unwrap();
+    assert_eq!(
+        mint(
+            &mut k,
+            root,
+            bar,
+            DeviceResource::Memory(PhysRange::new(BAR.base, BAR.len * 2))
+        )
+        .map(drop),
+        device_error(DeviceError::OutsideGrant)
+    );
+    mint(
+        &mut k,
+        root,
+        irqs,
+        DeviceResource::Interrupts(InterruptLines::one(8)),
+    )
+    .unwrap();
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn minting_needs_grant_and_never_adds_rights() {
+    let (mut k, root, [ports, ..]) = with_root();
+    let read_only = k
+        .mint_device(
+            root,
+            ports,
+            DeviceResource::Ports(PortRange::new(0x70, 0x71)),
+            Rights::READ | Rights::GRANT,
+            T0,
+        )
+        .unwrap();
+    let again = k
+        .mint_device(
+            root,
+            read_only,
+            DeviceResource::Ports(PortRange::new(0x70, 0x70)),
+            Rights::ALL,
+            T0,
+        )
+        .unwrap();
+    assert_eq!(
+        k.inspect(root, again).unwrap().rights,
+        Rights::READ | Rights::GRANT
+    );
+    let no_grant = k
+        .mint_device(
+            root,
+            ports,
+            DeviceResource::Ports(PortRange::new(0x70, 0x71)),
+            Rights::READ,
+            T0,
+        )
+        .unwrap();
+    let before = invalid_uses(&k);
+    assert_eq!(
+        mint(
+            &mut k,
+            root,
+            no_grant,
+            DeviceResource::Ports(PortRange::new(0x70, 0x70))
+        ),
+        Err(KernelError::InsufficientAuthority)
+    );
+    assert_eq!(invalid_uses(&k), before + 1, "the refusal is audited");
+}
+
+#[test]
+fn what_the_kernel_keeps_is_never_minted() {
+    let (mut k, root, [ports, memory, irqs, _]) = with_root();
+    assert_eq!(
+        mint(
+            &mut k,
+            root,
+            memory,
+            DeviceResource::Memory(PhysRange::new(0x10_0000, 0x1000))
+        )
+        .map(drop),
+        device_error(DeviceError::NotDeviceMemory {
+            base: 0x10_0000,
+            len: 0x1000
+        })
+    );
+    // A range that only touches the framebuffer's last page.
+    let straddling = PhysRange::new(FRAMEBUFFER.end() - 0x1000, 0x2000);
+    assert_eq!(
+        mint(&mut k, root, memory, DeviceResource::Memory(straddling)).map(drop),
+        device_error(DeviceError::NotDeviceMemory {
+            base: straddling.base,
+            len: straddling.len
+        })
+    );
+    mint(
+        &mut k,
+        root,
+        memory,
+        DeviceResource::Memory(PhysRange::new(FRAMEBUFFER.end(), 0x1000)),
+    )
+    .unwrap();
+    assert_eq!(
+        mint(
+            &mut k,
+            root,
+            ports,
+            DeviceResource::Ports(PortRange::new(0x3f0, 0x3ff))
+        )
+        .map(drop),
+        device_error(DeviceError::KernelPort { port: 0x3f8 })
+    );
+    assert_eq!(
+        mint(
+            &mut k,
+            root,
+            irqs,
+            DeviceResource::Interrupts(InterruptLines::one(0))
+        )
+        .map(drop),
+        device_error(DeviceError::KernelInterrupt { line: 0 })
+    );
+    assert_eq!(
+        mint(
+            &mut k,
+            root,
+            memory,
+            DeviceResource::Memory(PhysRange::new(BAR.base + 1, 0x1000))
+        )
+        .map(drop),
+        device_error(DeviceError::OutsideGrant)
+    );
+}
+
+#[test]
+fn port_access_is_checked_per_port_width_and_right() {
+    let (mut k, root, [ports, ..]) = with_root();
+    let rtc = k
+        .mint_device(
+            root,
+            ports,
+            DeviceResource::Ports(PortRange::new(0x70, 0x71)),
+            Rights::READ | Rights::WRITE,
+            T0,
+        )
+        .unwrap();
+    k.check_port_access(root, rtc, 0x70, 1, true, T0).unwrap();
+    k.check_port_access(root, rtc, 0x71, 1, false, T0).unwrap();
+    k.check_port_access(root, rtc, 0x70, 2, false, T0).unwrap();
+    assert_eq!(
+        k.check_port_access(root, rtc, 0x71, 2, false, T0),
+        device_error(DeviceError::OutsideGrant)
+    );
+    assert_eq!(
+        k.check_port_access(root, rtc, 0x72, 1, false, T0),
+        device_error(DeviceError::OutsideGrant)
+    );
+    assert_eq!(
+        k.check_port_access(root, rtc, 0x70, 3, false, T0),
+        device_error(DeviceError::BadWidth { width: 3 })
+    );
+    let read_only = k.clone_cap(root, rtc, Rights::READ, T0);
+    // Cloning needs GRANT, which this capability lacks.
+    assert_eq!(read_only, Err(KernelError::InsufficientAuthority));
+    // The root's own capability covers every port but still not the kernel's.
+    assert_eq!(
+        k.check_port_access(root, ports, 0xf4, 1, true, T0),
+        device_error(DeviceError::KernelPort { port: 0xf4 })
+    );
+    let channel = k.create_channel(root, T0).unwrap();
+    assert!(matches!(
+        k.check_port_access(root, channel, 0x70, 1, false, T0),
+        Err(KernelError::WrongCapabilityKind {
+            expected: CapKind::IoPorts,
+            found: CapKind::Channel
+        })
+    ));
+}
+
+#[test]
+fn device_memory_outside_the_grant_or_in_ram_is_refused() {
+    let (mut k, root, [_, memory, ..]) = with_root();
+    let bar = mint(&mut k, root, memory, DeviceResource::Memory(BAR)).unwrap();
+    k.check_device_mapping(root, bar, BAR, true, T0).unwrap();
+    k.check_device_mapping(
+        root,
+        bar,
+        PhysRange::new(BAR.base + 0x1000, 0x1000),
+        false,
+        T0,
+    )
+    .unwrap();
+    assert_eq!(
+        k.check_device_mapping(
+            root,
+            bar,
+            PhysRange::new(BAR.base, BAR.len + 0x1000),
+            false,
+            T0
+        ),
+        device_error(DeviceError::OutsideGrant)
+    );
+    // The root's capability names all of physical memory, but RAM is
+    // still refused at use.
+    assert_eq!(
+        k.check_device_mapping(root, memory, PhysRange::new(0x20_0000, 0x1000), true, T0),
+        device_error(DeviceError::NotDeviceMemory {
+            base: 0x20_0000,
+            len: 0x1000
+        })
+    );
+    assert_eq!(
+        k.check_device_mapping(root, memory, FRAMEBUFFER, true, T0),
+        device_error(DeviceError::NotDeviceMemory {
+            base: FRAMEBUFFER.base,
+            len: FRAMEBUFFER.len
+        })
+    );
+}
+
+/// The notifications queued on `channel`, decoded.
+fn notifications(k: &mut KernelCore, task: TaskId, channel: CapHandle) -> Vec<u8> {
+    let mut lines = Vec::new();
+    while let Some(m) = k.receive(task, channel, T0).unwrap() {
+        let envelope = MessageEnvelope::decode(&m.bytes).unwrap();
+        assert_eq!(envelope.action, INTERRUPT_ACTION);
+        let n: InterruptNotification = envelope.payload.decode().unwrap();
+        lines.push(n.line);
+    }
+    lines
+}
+
+#[test]
+fn a_line_binds_once_and_fires_coalesce_until_acknowledged() {
+    let (mut k, root, [_, _, irqs, _]) = with_root();
+    let driver = spawn(&mut k, "driver");
+    authorise(&mut k, root, driver);
+    let keyboard = mint(
+        &mut k,
+        root,
+        irqs,
+        DeviceResource::Interrupts(InterruptLines::one(1)),
+    )
+    .unwrap();
+    k.grant(root, keyboard, driver, T0).unwrap();
+    let held = k
+        .find_cap(driver, CapKind::Interrupt, Rights::RECEIVE)
+        .unwrap();
+    let channel = k.create_channel(driver, T0).unwrap();
+    assert_eq!(k.interrupt_fired(1), InterruptOutcome::Unbound);
+    k.bind_interrupt(driver, held, 1, channel, T0).unwrap();
+    // A second binding, by anyone, is refused.
+    assert_eq!(
+        k.bind_interrupt(driver, held, 1, channel, T0),
+        device_error(DeviceError::AlreadyBound { line: 1 })
+    );
+    let root_channel = k.create_channel(root, T0).unwrap();
+    assert_eq!(
+        k.bind_interrupt(root, irqs, 1, root_channel, T0),
+        device_error(DeviceError::AlreadyBound { line: 1 })
+    );
+    // Lines outside the capability.
+    assert_eq!(
+        k.bind_interrupt(driver, held, 8, channel, T0),
+        device_error(DeviceError::OutsideGrant)
+    );
+    // A storm: one notification, the rest counted.
+    assert_eq!(k.interrupt_fired(1), InterruptOutcome::Notified);
+    for _ in 0..10_000 {
+        assert_eq!(k.interrupt_fired(1), InterruptOutcome::Coalesced);
+    }
+    assert_eq!(notifications(&mut k, driver, channel), vec![1]);
+    // Only the binding's holder acknowledges.
+    assert_eq!(
+        k.acknowledge_interrupt(root, irqs, 1, T0),
+        Err(KernelError::Device(DeviceError::NotBound { line: 1 }))
+    );
+    assert_eq!(k.acknowledge_interrupt(driver, held, 1, T0), Ok(10_000));
+    assert_eq!(k.interrupt_fired(1), InterruptOutcome::Notified);
+    assert_eq!(notifications(&mut k, driver, channel), vec![1]);
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_line_never_acknowledged_leaves_other_lines_working_and_the_queue_bounded() {
+    let (mut k, root, [_, _, irqs, _]) = with_root();
+    let stuck = k.create_channel_with_capacity(root, 1, T0).unwrap();
+    let live = k.create_channel(root, T0).unwrap();
+    k.bind_interrupt(root, irqs, 1, stuck, T0).unwrap();
+    k.bind_interrupt(root, irqs, 8, live, T0).unwrap();
+    assert_eq!(k.interrupt_fired(1), InterruptOutcome::Notified);
+    for round in 0..100u32 {
+        assert_eq!(k.interrupt_fired(1), InterruptOutcome::Coalesced);
+        assert_eq!(
+            k.interrupt_fired(8),
+            InterruptOutcome::Notified,
+            "round {round}"
+        );
+        assert_eq!(notifications(&mut k, root, live), vec![8]);
+        assert_eq!(k.acknowledge_interrupt(root, irqs, 8, T0), Ok(0));
+    }
+    // The never-acknowledged line queued exactly one message.
+    assert_eq!(notifications(&mut k, root, stuck), vec![1]);
+}
+
+#[test]
+fn the_notification_fits_even_a_full_queue() {
+    let (mut k, root, [_, _, irqs, _]) = with_root();
+    let channel = k.create_channel_with_capacity(root, 1, T0).unwrap();
+    k.bind_interrupt(root, irqs, 8, channel, T0).unwrap();
+    let envelope = MessageEnvelope::new(
+        pandagen_abi::ServiceId::from_raw(1),
+        "filler",
+        pandagen_abi::SchemaVersion::new(1, 0),
+        pandagen_abi::MessagePayload::new(&0u8).unwrap(),
+    )
+    .encode()
+    .unwrap();
+    k.send(root, channel, envelope.clone(), &[], T0).unwrap();
+    assert!(
+        k.send(root, channel, envelope.clone(), &[], T0).is_err(),
+        "the queue is full"
+    );
+    assert_eq!(k.interrupt_fired(8), InterruptOutcome::Notified);
+}
+
+#[test]
+fn a_dead_holder_frees_its_lines_and_its_dma_charge() {
+    let (mut k, root, [_, _, irqs, dma]) = with_root();
+    let driver = spawn(&mut k, "driver");
+    authorise(&mut k, root, driver);
+    let line = mint(
+        &mut k,
+        root,
+        irqs,
+        DeviceResource::Interrupts(InterruptLines::one(8)),
+    )
+    .unwrap();
+    let allowance = mint(&mut k, root, dma, DeviceResource::Dma { bytes: 0x10000 }).unwrap();
+    k.grant(root, line, driver, T0).unwrap();
+    k.grant(root, allowance, driver, T0).unwrap();
+    let line = k
+        .find_cap(driver, CapKind::Interrupt, Rights::RECEIVE)
+        .unwrap();
+    let allowance = k
+        .find_cap(driver, CapKind::DmaMemory, Rights::WRITE)
+        .unwrap();
+    let channel = k.create_channel(driver, T0).unwrap();
+    k.bind_interrupt(driver, line, 8, channel, T0).unwrap();
+    k.charge_dma(driver, allowance, 0x8000, T0).unwrap();
+    assert_eq!(k.dma_held(driver), 0x8000);
+    assert_eq!(k.interrupt_holder(8), Some(driver));
+    k.terminate(driver, ExitReason::Normal, T0).unwrap();
+    assert_eq!(k.interrupt_holder(8), None);
+    assert_eq!(k.dma_held(driver), 0);
+    assert_eq!(k.interrupt_fired(8), InterruptOutcome::Unbound);
+    // The line is free for the next driver.
+    let next = k.create_channel(root, T0).unwrap();
+    k.bind_interrupt(root, irqs, 8, next, T0).unwrap();
+    assert_eq!(k.interrupt_holder(8), Some(root));
+}
+
+#[test]
+fn a_closed_channel_ends_the_binding() {
+    let (mut k, root, [_, _, irqs, _]) = with_root();
+    let channel = k.create_channel(root, T0).unwrap();
+    k.bind_interrupt(root, irqs, 8, channel, T0).unwrap();
+    // Its only receive right gone, the channel closes.
+    k.drop_cap(root, channel, T0).unwrap();
+    assert_eq!(k.interrupt_holder(8), Some(root));
+    assert_eq!(k.interrupt_fired(8), InterruptOutcome::Unbound);
+    assert_eq!(k.interrupt_holder(8), None);
+}
+
+#[test]
+fn dma_is_charged_against_the_allowance() {
+    let (mut k, root, [_, _, _, dma]) = with_root();
+    let allowance = mint(&mut k, root, dma, DeviceResource::Dma { bytes: 0x10000 }).unwrap();
+    k.charge_dma(root, allowance, 0x8000, T0).unwrap();
+    k.charge_dma(root, allowance, 0x8000, T0).unwrap();
+    assert_eq!(
+        k.charge_dma(root, allowance, 0x1000, T0),
+        device_error(DeviceError::DmaAllowance {
+            held: 0x10000,
+            allowed: 0x10000
+        })
+    );
+    assert_eq!(
+        k.charge_dma(root, allowance, 0x800, T0),
+        device_error(DeviceError::OutsideGrant)
+    );
+    k.uncharge_dma(root, 0x8000);
+    k.charge_dma(root, allowance, 0x1000, T0).unwrap();
+    assert_eq!(k.dma_held(root), 0x9000);
+    let ports = k.find_cap(root, CapKind::IoPorts, Rights::GRANT).unwrap();
+    assert!(matches!(
+        k.charge_dma(root, ports, 0x1000, T0),
+        Err(KernelError::WrongCapabilityKind {
+            expected: CapKind::DmaMemory,
+            found: CapKind::IoPorts
+        })
+    ));
+}

@@ -1,0 +1,241 @@
+//! Device capabilities, the hardware side: interrupt lines delivered to
+//! the channels drivers bound them to, device memory and DMA memory mapped
+//! into drivers. Every decision (may this task, is this range device
+//! memory, is the line bound) is the core's (`pandagen_core`'s device
+//! module); this module only touches the PIC and the page tables.
+//!
+//! Interrupts: every line a driver may bind has a handler from boot on and
+//! starts masked. When a line fires, its handler masks it at once (so a
+//! device that keeps asserting it cannot storm the CPU) and marks it
+//! pending; the pending lines are delivered when the kernel state is free
+//! (in the same interrupt, or at the next timer tick). Delivery moves the
+//! notification the binding prepared into the channel: nothing is built in
+//! the interrupt path. The line stays masked until its holder acknowledges
+//! (or, if nobody holds it, until someone binds it).
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU16, Ordering};
+use pandagen_abi::device::{DeviceError, PhysRange, INTERRUPT_LINES, KERNEL_INTERRUPT_LINES};
+use pandagen_abi::error::Resource;
+use pandagen_abi::memory::{PAGE_SIZE, USER_END};
+use pandagen_abi::KernelError;
+use pandagen_core::InterruptOutcome;
+use pandagen_hal::interrupt::InterruptHal;
+use pandagen_hal::x86_64::paging::{AddressSpace, PageFlags};
+use pandagen_hal::x86_64::{pic, X86Interrupts};
+use spin::Once;
+
+use crate::mem::frame::{self, GlobalFrames};
+use crate::task::{KernelState, KERNEL};
+
+/// Where the kernel places mappings whose address the driver left to it.
+const DEVICE_MAPPINGS_START: u64 = 0x0000_4000_0000_0000;
+/// How far above [`DEVICE_MAPPINGS_START`] it looks for room.
+const DEVICE_MAPPINGS_SPAN: u64 = 1 << 40;
+
+/// Lines that fired and are not yet delivered, one bit per line.
+static PENDING: AtomicU16 = AtomicU16::new(0);
+
+/// The physical ranges that are never device memory, set once at boot.
+static RESERVED: Once<Vec<PhysRange>> = Once::new();
+
+/// Record the ranges that are never device memory: every region of the
+/// firmware's memory map (RAM, whatever it is used for, and the ranges the
+/// firmware reserves) and the framebuffer the early display draws on.
+/// Until the display moves to ring 3 the framebuffer is the kernel's: a
+/// request for it is refused as `NotDeviceMemory`, so it never has two
+/// owners.
+pub fn set_reserved(ranges: Vec<PhysRange>) {
+    RESERVED.call_once(|| ranges);
+}
+
+/// The reserved ranges, for the core (see [`set_reserved`]).
+pub fn reserved() -> Vec<PhysRange> {
+    RESERVED.get().cloned().unwrap_or_default()
+}
+
+/// Give every line a driver may bind its handler, masked.
+pub fn init() {
+    for line in 0..INTERRUPT_LINES {
+        if KERNEL_INTERRUPT_LINES.contains(&line) {
+            continue;
+        }
+        let handler = LINE_HANDLERS[line as usize];
+        match X86Interrupts.register_handler(pic::IRQ_BASE + line, handler) {
+            // SAFETY: ring 0; registering unmasked the line, which stays
+            // closed until a driver binds it.
+            Ok(()) => unsafe { pic::mask(line) },
+            Err(e) => log::warn!("interrupt line {line} unavailable to drivers: {e:?}"),
+        }
+    }
+}
+
+/// One handler per line (the HAL calls handlers without an argument).
+const LINE_HANDLERS: [fn(); INTERRUPT_LINES as usize] = [
+    on_line::<0>,
+    on_line::<1>,
+    on_line::<2>,
+    on_line::<3>,
+    on_line::<4>,
+    on_line::<5>,
+    on_line::<6>,
+    on_line::<7>,
+    on_line::<8>,
+    on_line::<9>,
+    on_line::<10>,
+    on_line::<11>,
+    on_line::<12>,
+    on_line::<13>,
+    on_line::<14>,
+    on_line::<15>,
+];
+
+fn on_line<const LINE: u8>() {
+    // SAFETY: ring 0, in the line's own handler.
+    unsafe { pic::mask(LINE) };
+    PENDING.fetch_or(1 << LINE, Ordering::AcqRel);
+    if let Some(mut guard) = KERNEL.try_lock() {
+        if let Some(k) = guard.as_mut() {
+            deliver(k);
+        }
+    }
+}
+
+/// Each timer tick: deliver lines that fired while the kernel state was
+/// in use.
+pub fn on_tick() {
+    if PENDING.load(Ordering::Acquire) != 0 {
+        if let Some(mut guard) = KERNEL.try_lock() {
+            if let Some(k) = guard.as_mut() {
+                deliver(k);
+            }
+        }
+    }
+}
+
+/// Hand every pending line to the core. A line whose notification is
+/// queued, or whose fire was coalesced into one already queued, stays
+/// masked until acknowledged; an unbound one stays masked until bound.
+pub fn deliver(k: &mut KernelState) {
+    let pending = PENDING.swap(0, Ordering::AcqRel);
+    for line in 0..INTERRUPT_LINES {
+        if pending & (1 << line) != 0 {
+            // A queued notification wakes the channel's receiver; every
+            // outcome leaves the line masked.
+            let _: InterruptOutcome = k.core_mut().interrupt_fired(line);
+        }
+    }
+}
+
+/// Open `line` (after a binding, or its holder's acknowledgement).
+pub fn unmask(line: u8) {
+    if line < INTERRUPT_LINES && !KERNEL_INTERRUPT_LINES.contains(&line) {
+        // SAFETY: ring 0; the line has a handler (see `init`).
+        unsafe { pic::unmask(line) };
+    }
+}
+
+/// Whether `len` bytes from `virt` are page-aligned, in the user half and
+/// unmapped in `space`.
+fn is_free(space: &AddressSpace, virt: u64, len: u64) -> bool {
+    virt.is_multiple_of(PAGE_SIZE)
+        && virt != 0
+        && virt.checked_add(len).is_some_and(|end| end <= USER_END)
+        && (0..len / PAGE_SIZE).all(|i| space.translate(virt + i * PAGE_SIZE).is_none())
+}
+
+/// Where to map `len` bytes: `at` if the caller named it (and it is free),
+/// else the first free run in the kernel's device-mapping window.
+fn place(space: &AddressSpace, at: Option<u64>, len: u64) -> Result<u64, KernelError> {
+    if let Some(address) = at {
+        return if is_free(space, address, len) {
+            Ok(address)
+        } else {
+            Err(KernelError::Device(DeviceError::BadMappingAddress {
+                address,
+            }))
+        };
+    }
+    let mut candidate = DEVICE_MAPPINGS_START;
+    while candidate + len <= DEVICE_MAPPINGS_START + DEVICE_MAPPINGS_SPAN {
+        // Skip past the first mapped page of the candidate run.
+        match (0..len / PAGE_SIZE).find(|i| space.translate(candidate + i * PAGE_SIZE).is_some()) {
+            None => return Ok(candidate),
+            Some(i) => candidate += (i + 1) * PAGE_SIZE,
+        }
+    }
+    Err(KernelError::ResourceExhausted(Resource::Memory))
+}
+
+/// Map `len` bytes of physical memory from `phys` at `virt` (page by page;
+/// on failure the pages mapped so far are unmapped again, leaving the
+/// frames to the caller).
+fn map_run(
+    space: &AddressSpace,
+    virt: u64,
+    phys: u64,
+    len: u64,
+    flags: PageFlags,
+) -> Result<(), KernelError> {
+    for i in 0..len / PAGE_SIZE {
+        if space
+            .map(
+                &mut GlobalFrames,
+                virt + i * PAGE_SIZE,
+                phys + i * PAGE_SIZE,
+                flags,
+            )
+            .is_err()
+        {
+            for j in 0..i {
+                let _ = space.unmap(virt + j * PAGE_SIZE);
+            }
+            return Err(KernelError::ResourceExhausted(Resource::Memory));
+        }
+    }
+    Ok(())
+}
+
+/// Map the device range `range` (checked by the core) uncached into
+/// `space`. Its pages are never freed as RAM: the frame allocator does not
+/// manage them, so the address space's teardown leaves them alone. Kernel
+/// copies to or from user memory refuse uncached pages (see `usermem`).
+pub fn map_device_memory(
+    space: &AddressSpace,
+    range: PhysRange,
+    writable: bool,
+    at: Option<u64>,
+) -> Result<u64, KernelError> {
+    let virt = place(space, at, range.len)?;
+    let flags = PageFlags {
+        writable,
+        ..PageFlags::USER_DEVICE
+    };
+    map_run(space, virt, range.base, range.len, flags)?;
+    Ok(virt)
+}
+
+/// Allocate `bytes` of contiguous zeroed frames and map them into `space`
+/// (cached: x86 DMA is cache-coherent). Returns `(virtual, physical)`. The
+/// frames belong to the address space from now on and are freed with it.
+pub fn allocate_dma(
+    space: &AddressSpace,
+    bytes: u64,
+    at: Option<u64>,
+) -> Result<(u64, u64), KernelError> {
+    let frames = bytes / PAGE_SIZE;
+    let virt = place(space, at, bytes)?;
+    let phys = frame::allocate_contiguous(frames).ok_or(KernelError::Device(
+        DeviceError::NoContiguousMemory { bytes },
+    ))?;
+    for i in 0..frames {
+        space.window().zero_frame(phys + i * PAGE_SIZE);
+    }
+    if let Err(e) = map_run(space, virt, phys, bytes, PageFlags::USER_DATA) {
+        for i in 0..frames {
+            let _ = frame::free(phys + i * PAGE_SIZE);
+        }
+        return Err(e);
+    }
+    Ok((virt, phys))
+}

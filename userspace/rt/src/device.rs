@@ -1,0 +1,247 @@
+//! Device capabilities for ring-3 drivers: typed handles over the device
+//! system calls. A driver receives its capabilities from the process
+//! manager (they arrive at start-up, in the order its manifest entry lists
+//! them) and wraps each once:
+//!
+//! ```ignore
+//! let ports = Ports::new(caps[0]);             // ports = 0x70-0x71
+//! ports.write8(0x70, 0x0a)?;                   // select RTC register A
+//! let status = ports.read8(0x71)?;
+//!
+//! let irq = Interrupt::new(caps[1], 8);        // irq = 8
+//! irq.bind(&channel)?;                         // notifications arrive there
+//! // ... on each INTERRUPT_ACTION message: service the device, then
+//! irq.acknowledge()?;                          // unmask the line
+//!
+//! let dma = Dma::new(caps[2]).allocate(4096)?; // dma = 64K
+//! // hand dma.physical to the device, use dma.as_mut_slice() yourself
+//! ```
+//!
+//! Every call is checked by the kernel against the capability before any
+//! hardware is touched; a refusal is a typed [`KernelError`] (mostly
+//! `KernelError::Device(..)`), never a fault.
+
+use pandagen_abi::device::{DeviceResource, PhysRange};
+use pandagen_abi::syscall::{
+    AllocateDmaRequest, BindInterruptRequest, DmaRegion, InterruptRequest, MapDeviceMemoryRequest,
+    MintDeviceRequest, PortReadRequest, PortWriteRequest, Syscall,
+};
+use pandagen_abi::{CapHandle, KernelError, Rights};
+
+use crate::syscall::call_small;
+
+/// Mint a narrower device capability from `parent` (which needs `GRANT`):
+/// how the process manager cuts each driver's share from the root's.
+pub fn mint(
+    parent: CapHandle,
+    resource: DeviceResource,
+    rights: Rights,
+) -> Result<CapHandle, KernelError> {
+    call_small(
+        Syscall::MintDevice,
+        &MintDeviceRequest {
+            parent,
+            resource,
+            rights,
+        },
+    )
+}
+
+/// An `IoPorts` capability.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    capability: CapHandle,
+}
+
+impl Ports {
+    pub const fn new(capability: CapHandle) -> Self {
+        Ports { capability }
+    }
+
+    fn read(&self, port: u16, width: u8) -> Result<u32, KernelError> {
+        call_small(
+            Syscall::PortRead,
+            &PortReadRequest {
+                capability: self.capability,
+                port,
+                width,
+            },
+        )
+    }
+
+    fn write(&self, port: u16, width: u8, value: u32) -> Result<(), KernelError> {
+        call_small(
+            Syscall::PortWrite,
+            &PortWriteRequest {
+                capability: self.capability,
+                port,
+                width,
+                value,
+            },
+        )
+    }
+
+    pub fn read8(&self, port: u16) -> Result<u8, KernelError> {
+        self.read(port, 1).map(|v| v as u8)
+    }
+
+    pub fn read16(&self, port: u16) -> Result<u16, KernelError> {
+        self.read(port, 2).map(|v| v as u16)
+    }
+
+    pub fn read32(&self, port: u16) -> Result<u32, KernelError> {
+        self.read(port, 4)
+    }
+
+    pub fn write8(&self, port: u16, value: u8) -> Result<(), KernelError> {
+        self.write(port, 1, u32::from(value))
+    }
+
+    pub fn write16(&self, port: u16, value: u16) -> Result<(), KernelError> {
+        self.write(port, 2, u32::from(value))
+    }
+
+    pub fn write32(&self, port: u16, value: u32) -> Result<(), KernelError> {
+        self.write(port, 4, value)
+    }
+}
+
+/// A `DeviceMemory` capability.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceMemory {
+    capability: CapHandle,
+}
+
+/// Device memory mapped into this task: its registers, uncached. Access
+/// it with volatile reads and writes (see [`Mapping::read32`]); the kernel
+/// refuses it as a system-call buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Mapping {
+    pub address: u64,
+    pub len: u64,
+}
+
+impl DeviceMemory {
+    pub const fn new(capability: CapHandle) -> Self {
+        DeviceMemory { capability }
+    }
+
+    /// Map `range` (page-aligned, inside the capability) where the kernel
+    /// chooses, or at `at` in the user half.
+    pub fn map(
+        &self,
+        range: PhysRange,
+        writable: bool,
+        at: Option<u64>,
+    ) -> Result<Mapping, KernelError> {
+        let address = call_small(
+            Syscall::MapDeviceMemory,
+            &MapDeviceMemoryRequest {
+                capability: self.capability,
+                range,
+                writable,
+                at,
+            },
+        )?;
+        Ok(Mapping {
+            address,
+            len: range.len,
+        })
+    }
+}
+
+impl Mapping {
+    /// The 32-bit register at byte `offset` (`None` past the end or
+    /// unaligned).
+    pub fn read32(&self, offset: u64) -> Option<u32> {
+        let address = self.register(offset)?;
+        // SAFETY: `address` is inside a live device mapping of this task
+        // (checked by `register`), aligned for u32; device registers need
+        // volatile access.
+        Some(unsafe { core::ptr::read_volatile(address as *const u32) })
+    }
+
+    /// Write the 32-bit register at byte `offset`; `false` past the end or
+    /// unaligned. Faults if the mapping is read-only.
+    pub fn write32(&self, offset: u64, value: u32) -> bool {
+        let Some(address) = self.register(offset) else {
+            return false;
+        };
+        // SAFETY: as in `read32`.
+        unsafe { core::ptr::write_volatile(address as *mut u32, value) };
+        true
+    }
+
+    fn register(&self, offset: u64) -> Option<u64> {
+        (offset.is_multiple_of(4) && offset.checked_add(4)? <= self.len)
+            .then_some(self.address + offset)
+    }
+}
+
+/// One interrupt line of an `Interrupt` capability.
+#[derive(Clone, Copy, Debug)]
+pub struct Interrupt {
+    capability: CapHandle,
+    line: u8,
+}
+
+impl Interrupt {
+    pub const fn new(capability: CapHandle, line: u8) -> Self {
+        Interrupt { capability, line }
+    }
+
+    pub const fn line(&self) -> u8 {
+        self.line
+    }
+
+    /// Send the line's notifications (action
+    /// [`INTERRUPT_ACTION`](pandagen_abi::device::INTERRUPT_ACTION)) to
+    /// `channel` (a handle with `SEND`), and unmask it.
+    pub fn bind(&self, channel: CapHandle) -> Result<(), KernelError> {
+        call_small(
+            Syscall::BindInterrupt,
+            &BindInterruptRequest {
+                capability: self.capability,
+                line: self.line,
+                channel,
+            },
+        )
+    }
+
+    /// The line is handled: unmask it. Returns how many fires were
+    /// coalesced into the last notification.
+    pub fn acknowledge(&self) -> Result<u32, KernelError> {
+        call_small(
+            Syscall::AcknowledgeInterrupt,
+            &InterruptRequest {
+                capability: self.capability,
+                line: self.line,
+            },
+        )
+    }
+}
+
+/// A `DmaMemory` capability.
+#[derive(Clone, Copy, Debug)]
+pub struct Dma {
+    capability: CapHandle,
+}
+
+impl Dma {
+    pub const fn new(capability: CapHandle) -> Self {
+        Dma { capability }
+    }
+
+    /// `bytes` (a multiple of 4096) of zeroed, physically contiguous
+    /// memory, mapped into this task; [`DmaRegion::physical`] is what the
+    /// device is told. Freed when the task ends.
+    pub fn allocate(&self, bytes: u64) -> Result<DmaRegion, KernelError> {
+        call_small(
+            Syscall::AllocateDma,
+            &AllocateDmaRequest {
+                capability: self.capability,
+                bytes,
+            },
+        )
+    }
+}

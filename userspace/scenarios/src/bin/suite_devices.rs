@@ -1,0 +1,373 @@
+//! Device capabilities in QEMU: a small driver, as the root task, cuts its
+//! own narrower capabilities from the root's and uses each — the CMOS real
+//! time clock through ports 0x70/0x71, the I/O APIC's registers as device
+//! memory, the RTC's interrupt (line 8) bound to a channel, DMA memory —
+//! and checks the refusals: wrong kind, outside the grant, RAM as device
+//! memory, a line bound twice, a device mapping as a system-call buffer,
+//! and a storm on a line never acknowledged (the kernel keeps running, the
+//! fires are coalesced into one notification).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use pandagen_abi::device::{
+    DeviceError, DeviceResource, InterruptLines, InterruptNotification, PhysRange, PortRange,
+    INTERRUPT_ACTION,
+};
+use pandagen_abi::syscall::{Syscall, ROOT_CAPABILITIES};
+use pandagen_abi::{CapHandle, CapKind, ChannelId, Duration, KernelApi, KernelError, Rights};
+use pandagen_rt::device::{self, DeviceMemory, Dma, Interrupt, Ports};
+use pandagen_rt::Kernel;
+use pandagen_scenarios::Tally;
+
+pandagen_rt::entry!(main);
+
+const RTC_INDEX: u16 = 0x70;
+const RTC_DATA: u16 = 0x71;
+const RTC_LINE: u8 = 8;
+/// The I/O APIC of QEMU's PC machines.
+const IOAPIC: PhysRange = PhysRange::new(0xfec0_0000, 0x1000);
+
+fn expect_error<T: core::fmt::Debug>(
+    outcome: Result<T, KernelError>,
+    wanted: KernelError,
+) -> Result<(), String> {
+    match outcome {
+        Err(e) if e == wanted => Ok(()),
+        other => Err(format!("expected {wanted:?}, got {other:?}")),
+    }
+}
+
+fn root_cap(info: &pandagen_abi::syscall::StartupInfo, kind: CapKind) -> CapHandle {
+    let index = ROOT_CAPABILITIES
+        .iter()
+        .position(|k| *k == kind)
+        .expect("a root device capability");
+    info.capabilities[index]
+}
+
+fn rtc_read(ports: &Ports, register: u8) -> Result<u8, KernelError> {
+    ports.write8(RTC_INDEX, register)?;
+    ports.read8(RTC_DATA)
+}
+
+fn rtc_write(ports: &Ports, register: u8, value: u8) -> Result<(), KernelError> {
+    ports.write8(RTC_INDEX, register)?;
+    ports.write8(RTC_DATA, value)
+}
+
+/// The next interrupt notification on `channel`, within `timeout`.
+fn notification(
+    kernel: &mut Kernel,
+    channel: ChannelId,
+    timeout: Duration,
+) -> Result<InterruptNotification, String> {
+    let message = kernel
+        .receive_message(channel, Some(timeout))
+        .map_err(|e| format!("no notification: {e:?}"))?;
+    if message.action != INTERRUPT_ACTION {
+        return Err(format!("unexpected action {}", message.action));
+    }
+    message
+        .payload
+        .decode()
+        .map_err(|e| format!("undecodable notification: {e:?}"))
+}
+
+fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
+    let mut tally = Tally::default();
+    let info = kernel.startup()?;
+    let all_ports = root_cap(&info, CapKind::IoPorts);
+    let all_memory = root_cap(&info, CapKind::DeviceMemory);
+    let all_lines = root_cap(&info, CapKind::Interrupt);
+    let all_dma = root_cap(&info, CapKind::DmaMemory);
+    let driver_rights = Rights::READ | Rights::WRITE | Rights::RECEIVE;
+
+    // Ports: the RTC's two, nothing more.
+    let rtc = device::mint(
+        all_ports,
+        DeviceResource::Ports(PortRange::new(RTC_INDEX, RTC_DATA)),
+        driver_rights,
+    )?;
+    let ports = Ports::new(rtc);
+    tally.check(
+        "devices/ports_read_the_rtc",
+        (|| {
+            let status_b = rtc_read(&ports, 0x0b).map_err(|e| format!("{e:?}"))?;
+            let seconds = rtc_read(&ports, 0x00).map_err(|e| format!("{e:?}"))?;
+            let limit = if status_b & 0x04 != 0 { 60 } else { 0x60 };
+            if seconds < limit {
+                Ok(())
+            } else {
+                Err(format!(
+                    "seconds register {seconds:#x} (status B {status_b:#x})"
+                ))
+            }
+        })(),
+    );
+    tally.check(
+        "devices/ports_outside_the_grant_refused",
+        expect_error(
+            ports.read8(0x72),
+            KernelError::Device(DeviceError::OutsideGrant),
+        )
+        .and(expect_error(
+            ports.read16(RTC_DATA),
+            KernelError::Device(DeviceError::OutsideGrant),
+        )),
+    );
+    tally.check(
+        "devices/kernel_ports_refused_even_to_the_root",
+        expect_error(
+            Ports::new(all_ports).write8(0xf4, 0x10),
+            KernelError::Device(DeviceError::KernelPort { port: 0xf4 }),
+        ),
+    );
+    tally.check(
+        "devices/mint_only_narrower_with_grant",
+        (|| {
+            let grantable = device::mint(
+                all_ports,
+                DeviceResource::Ports(PortRange::new(RTC_INDEX, RTC_DATA)),
+                Rights::READ | Rights::GRANT,
+            )
+            .map_err(|e| format!("{e:?}"))?;
+            expect_error(
+                device::mint(
+                    grantable,
+                    DeviceResource::Ports(PortRange::new(RTC_INDEX, 0x72)),
+                    Rights::READ,
+                ),
+                KernelError::Device(DeviceError::OutsideGrant),
+            )?;
+            device::mint(
+                grantable,
+                DeviceResource::Ports(PortRange::new(RTC_DATA, RTC_DATA)),
+                Rights::READ,
+            )
+            .map_err(|e| format!("narrower: {e:?}"))?;
+            expect_error(
+                device::mint(
+                    rtc,
+                    DeviceResource::Ports(PortRange::new(RTC_INDEX, RTC_INDEX)),
+                    Rights::READ,
+                ),
+                KernelError::InsufficientAuthority,
+            )?;
+            expect_error(
+                device::mint(
+                    all_ports,
+                    DeviceResource::Ports(PortRange::new(0x3f0, 0x3ff)),
+                    Rights::READ,
+                ),
+                KernelError::Device(DeviceError::KernelPort { port: 0x3f8 }),
+            )
+        })(),
+    );
+    tally.check(
+        "devices/wrong_kind_refused",
+        match Ports::new(all_dma).read8(RTC_DATA) {
+            Err(KernelError::WrongCapabilityKind {
+                expected: CapKind::IoPorts,
+                found: CapKind::DmaMemory,
+            }) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+
+    // Device memory: the I/O APIC's registers, uncached.
+    let ioapic = device::mint(all_memory, DeviceResource::Memory(IOAPIC), driver_rights);
+    tally.check(
+        "devices/device_memory_maps_the_ioapic",
+        (|| {
+            let cap = ioapic.map_err(|e| format!("mint: {e:?}"))?;
+            let mapping = DeviceMemory::new(cap)
+                .map(IOAPIC, true, None)
+                .map_err(|e| format!("map: {e:?}"))?;
+            // IOREGSEL = 1 (the version register), then read IOWIN.
+            mapping.write32(0, 1);
+            let version = mapping.read32(0x10).unwrap_or(0);
+            let entries = (version >> 16) & 0xff;
+            if version & 0xff >= 0x11 && entries >= 15 {
+                Ok(())
+            } else {
+                Err(format!("I/O APIC version register {version:#x}"))
+            }
+        })(),
+    );
+    tally.check(
+        "devices/ram_refused_as_device_memory",
+        expect_error(
+            DeviceMemory::new(all_memory).map(PhysRange::new(0x10_0000, 0x1000), false, None),
+            KernelError::Device(DeviceError::NotDeviceMemory {
+                base: 0x10_0000,
+                len: 0x1000,
+            }),
+        ),
+    );
+    tally.check(
+        "devices/device_memory_outside_the_grant_refused",
+        match ioapic {
+            Ok(cap) => expect_error(
+                DeviceMemory::new(cap).map(PhysRange::new(IOAPIC.base, 0x2000), false, None),
+                KernelError::Device(DeviceError::OutsideGrant),
+            ),
+            Err(e) => Err(format!("mint: {e:?}")),
+        },
+    );
+    tally.check(
+        "devices/device_mapping_is_not_a_syscall_buffer",
+        (|| {
+            let cap = ioapic.map_err(|e| format!("mint: {e:?}"))?;
+            let mapping = DeviceMemory::new(cap)
+                .map(IOAPIC, false, None)
+                .map_err(|e| format!("map: {e:?}"))?;
+            let mut scratch = [0u8; 16];
+            // SAFETY: the response slice names this task's own (mapped)
+            // device page; the kernel must refuse it without touching it,
+            // and nothing here reads it.
+            let response =
+                unsafe { core::slice::from_raw_parts_mut(mapping.address as *mut u8, 64) };
+            match pandagen_rt::syscall::call::<_, u64>(Syscall::Now, &(), &mut scratch, response) {
+                Err(KernelError::Syscall(_)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })(),
+    );
+
+    // Interrupts: the RTC's periodic interrupt on line 8.
+    let line_cap = device::mint(
+        all_lines,
+        DeviceResource::Interrupts(InterruptLines::one(RTC_LINE)),
+        driver_rights,
+    )?;
+    let irq = Interrupt::new(line_cap, RTC_LINE);
+    let channel = kernel.create_channel()?;
+    let channel_handle = channel.handle();
+    tally.check(
+        "devices/kernel_line_refused",
+        expect_error(
+            Interrupt::new(all_lines, 0).bind(channel_handle),
+            KernelError::Device(DeviceError::KernelInterrupt { line: 0 }),
+        ),
+    );
+    tally.check(
+        "devices/line_outside_the_grant_refused",
+        expect_error(
+            Interrupt::new(line_cap, 1).bind(channel_handle),
+            KernelError::Device(DeviceError::OutsideGrant),
+        ),
+    );
+    let bound = irq.bind(channel_handle);
+    tally.check(
+        "devices/line_bound_twice_refused",
+        bound
+            .map_err(|e| format!("first bind: {e:?}"))
+            .and_then(|()| {
+                expect_error(
+                    Interrupt::new(all_lines, RTC_LINE).bind(channel_handle),
+                    KernelError::Device(DeviceError::AlreadyBound { line: RTC_LINE }),
+                )
+            }),
+    );
+    // Periodic interrupt at 1024 Hz: register A rate 6, register B PIE.
+    let enable = (|| {
+        let a = rtc_read(&ports, 0x8a)?;
+        rtc_write(&ports, 0x8a, (a & 0xf0) | 0x06)?;
+        let b = rtc_read(&ports, 0x8b)?;
+        rtc_write(&ports, 0x8b, b | 0x40)?;
+        // Reading register C re-arms the RTC's interrupt.
+        rtc_read(&ports, 0x0c).map(drop)
+    })();
+    tally.check(
+        "devices/interrupts_arrive_and_acknowledge",
+        enable
+            .map_err(|e| format!("RTC setup: {e:?}"))
+            .and_then(|()| {
+                for round in 0..3 {
+                    let n = notification(kernel, channel, Duration::from_millis(2000))
+                        .map_err(|e| format!("round {round}: {e}"))?;
+                    if n.line != RTC_LINE {
+                        return Err(format!("notification for line {}", n.line));
+                    }
+                    rtc_read(&ports, 0x0c).map_err(|e| format!("{e:?}"))?;
+                    irq.acknowledge().map_err(|e| format!("ack: {e:?}"))?;
+                }
+                Ok(())
+            }),
+    );
+    // A storm the driver never acknowledges: the RTC keeps asking, the
+    // line stays masked, the kernel's timer (another line) keeps working.
+    tally.check(
+        "devices/unacknowledged_storm_is_coalesced",
+        (|| {
+            let first = notification(kernel, channel, Duration::from_millis(2000))?;
+            // Re-arm the device but not the line, then keep the RTC busy.
+            let before = kernel.now();
+            kernel
+                .sleep(Duration::from_millis(200))
+                .map_err(|e| format!("sleep: {e:?}"))?;
+            let slept = kernel.now() - before;
+            if slept < Duration::from_millis(200) {
+                return Err(format!("slept only {slept:?}"));
+            }
+            // Nothing more was queued while the line waited.
+            if let Ok(m) = kernel.receive_message(channel, Some(Duration::ZERO)) {
+                return Err(format!("a second notification queued: {}", m.action));
+            }
+            rtc_read(&ports, 0x0c).map_err(|e| format!("{e:?}"))?;
+            irq.acknowledge().map_err(|e| format!("ack: {e:?}"))?;
+            // After the acknowledgement the line works again.
+            let next = notification(kernel, channel, Duration::from_millis(2000))?;
+            rtc_read(&ports, 0x0c).map_err(|e| format!("{e:?}"))?;
+            irq.acknowledge().map_err(|e| format!("ack: {e:?}"))?;
+            if first.line == RTC_LINE && next.line == RTC_LINE {
+                Ok(())
+            } else {
+                Err(format!("lines {} and {}", first.line, next.line))
+            }
+        })(),
+    );
+    // Quiet the RTC again.
+    let _ = rtc_read(&ports, 0x8b).and_then(|b| rtc_write(&ports, 0x8b, b & !0x40));
+
+    // DMA: contiguous, zeroed, its physical address never device memory.
+    let allowance = device::mint(
+        all_dma,
+        DeviceResource::Dma { bytes: 0x4000 },
+        driver_rights,
+    )?;
+    let dma = Dma::new(allowance);
+    tally.check(
+        "devices/dma_allocates_within_the_allowance",
+        (|| {
+            let region = dma.allocate(0x3000).map_err(|e| format!("{e:?}"))?;
+            if region.physical == 0 || region.physical % 0x1000 != 0 || region.bytes != 0x3000 {
+                return Err(format!("{region:?}"));
+            }
+            expect_error(
+                dma.allocate(0x2000),
+                KernelError::Device(DeviceError::DmaAllowance {
+                    held: 0x3000,
+                    allowed: 0x4000,
+                }),
+            )?;
+            // DMA memory is RAM: never mappable as device memory.
+            expect_error(
+                DeviceMemory::new(all_memory).map(
+                    PhysRange::new(region.physical, 0x1000),
+                    false,
+                    None,
+                ),
+                KernelError::Device(DeviceError::NotDeviceMemory {
+                    base: region.physical,
+                    len: 0x1000,
+                }),
+            )
+        })(),
+    );
+    tally.finish(kernel)
+}

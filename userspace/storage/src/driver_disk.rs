@@ -1,0 +1,192 @@
+//! [`DriverBlockClient`]: a ring-3 disk driver's block capability as a
+//! [`BlockDevice`] for the journal. Each read or write becomes requests of
+//! the block protocol ([`pandagen_abi::block_protocol`]) of at most
+//! [`MAX_TRANSFER`] bytes, sent through the capability; `flush` waits for
+//! the driver's flush, so a commit the journal acknowledges after it is on
+//! the media.
+//!
+//! A driver that dies holding a request never answers: after
+//! [`ANSWER_TIMEOUT`] the request fails with `BlockError::Unavailable`
+//! (typed, never a hang), and the next request reaches the driver's
+//! restarted instance through the same capability, which names the
+//! driver's service rather than one instance of it. While the driver is
+//! between instances (not registered), sends fail the same way.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use pandagen_abi::block::{on_device, whole_blocks, BlockDevice};
+use pandagen_abi::block_protocol::{
+    BlockReply, BlockRequest, BlockResponse, MAX_TRANSFER, REQUEST_ACTION, RESPONSE_ACTION, SCHEMA,
+};
+use pandagen_abi::cap::kinds;
+use pandagen_abi::{
+    BlockError, Cap, ChannelId, KernelApi, KernelError, MessageEnvelope, MessagePayload, Rights,
+    ServiceId,
+};
+
+/// How long a request may go unanswered before the driver is taken to be
+/// gone. Generous: under emulation a 12 KiB transfer takes milliseconds.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub struct DriverBlockClient<K: KernelApi> {
+    kernel: K,
+    driver: ServiceId,
+    capability: Cap<kinds::StorageObject>,
+    reply: ChannelId,
+    block_size: u32,
+    block_count: u64,
+    timeout: Duration,
+}
+
+impl<K: KernelApi> core::fmt::Debug for DriverBlockClient<K> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DriverBlockClient")
+            .field("driver", &self.driver)
+            .field("block_size", &self.block_size)
+            .field("block_count", &self.block_count)
+            .finish()
+    }
+}
+
+/// A failed send: the driver is between instances, or the capability is
+/// no good.
+fn send_error(error: KernelError) -> BlockError {
+    match error {
+        KernelError::ServiceNotFound(_) | KernelError::SendFailed(_) => BlockError::Unavailable,
+        KernelError::InsufficientAuthority => BlockError::NotPermitted,
+        _ => BlockError::Device,
+    }
+}
+
+impl<K: KernelApi> DriverBlockClient<K> {
+    /// Ask the driver `driver` for its geometry through `capability`.
+    pub fn open(
+        mut kernel: K,
+        driver: ServiceId,
+        capability: Cap<kinds::StorageObject>,
+    ) -> Result<Self, BlockError> {
+        let reply = kernel.create_channel().map_err(|_| BlockError::Device)?;
+        let mut client = DriverBlockClient {
+            kernel,
+            driver,
+            capability,
+            reply,
+            block_size: 0,
+            block_count: 0,
+            timeout: ANSWER_TIMEOUT,
+        };
+        match client.call(&BlockRequest::Info)? {
+            BlockReply::Info(info) if info.block_size > 0 => {
+                client.block_size = info.block_size;
+                client.block_count = info.block_count;
+                Ok(client)
+            }
+            _ => Err(BlockError::Device),
+        }
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// One request and its answer.
+    pub fn call(&mut self, request: &BlockRequest) -> Result<BlockReply, BlockError> {
+        let payload = MessagePayload::new(request).map_err(|_| BlockError::Malformed)?;
+        let envelope = MessageEnvelope::new(self.driver, REQUEST_ACTION, SCHEMA, payload);
+        let id = envelope.id;
+        let reply = self
+            .kernel
+            .clone_capability(&Cap::from(self.reply), Rights::SEND | Rights::TRANSFER)
+            .map_err(|_| BlockError::Device)?;
+        let handle = reply.handle();
+        if let Err(error) = self
+            .kernel
+            .send_to_object(&self.capability, envelope, vec![reply])
+        {
+            let _ = self.kernel.drop_capability(Cap::from_handle(handle));
+            return Err(send_error(error));
+        }
+        loop {
+            let answer = match self.kernel.receive_message(self.reply, Some(self.timeout)) {
+                Ok(answer) => answer,
+                Err(KernelError::Timeout) => return Err(BlockError::Unavailable),
+                Err(_) => return Err(BlockError::Device),
+            };
+            // An answer to an earlier request that timed out: not ours.
+            if answer.correlation_id != Some(id) || answer.action != RESPONSE_ACTION {
+                continue;
+            }
+            let response: BlockResponse =
+                answer.payload.decode().map_err(|_| BlockError::Malformed)?;
+            return response;
+        }
+    }
+
+    fn check(&self, first: u64, len: usize) -> Result<(), BlockError> {
+        let count = whole_blocks(len as u64, self.block_size)?;
+        on_device(first, count, self.block_count)
+    }
+
+    fn piece_bytes(&self) -> usize {
+        let block_size = self.block_size as usize;
+        (MAX_TRANSFER / block_size).max(1) * block_size
+    }
+}
+
+impl<K: KernelApi> BlockDevice for DriverBlockClient<K> {
+    fn block_size(&self) -> u32 {
+        self.block_size
+    }
+
+    fn block_count(&self) -> u64 {
+        self.block_count
+    }
+
+    fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.check(first, buf.len())?;
+        let piece = self.piece_bytes();
+        let mut block = first;
+        for chunk in buf.chunks_mut(piece) {
+            let count = (chunk.len() / self.block_size as usize) as u32;
+            match self.call(&BlockRequest::Read {
+                first: block,
+                count,
+            })? {
+                BlockReply::Data(bytes) if bytes.len() == chunk.len() => {
+                    chunk.copy_from_slice(&bytes)
+                }
+                _ => return Err(BlockError::Device),
+            }
+            block += u64::from(count);
+        }
+        Ok(())
+    }
+
+    fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), BlockError> {
+        self.check(first, bytes.len())?;
+        let piece = self.piece_bytes();
+        let mut block = first;
+        for chunk in bytes.chunks(piece) {
+            let data: Vec<u8> = chunk.to_vec();
+            match self.call(&BlockRequest::Write {
+                first: block,
+                bytes: data,
+            })? {
+                BlockReply::Done => {}
+                _ => return Err(BlockError::Device),
+            }
+            block += (chunk.len() / self.block_size as usize) as u64;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), BlockError> {
+        match self.call(&BlockRequest::Flush)? {
+            BlockReply::Done => Ok(()),
+            _ => Err(BlockError::Device),
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! Suites that boot more than once on one virtio-blk disk image.
+//!
+//! * **reboot**: the system (console included) on a fresh disk; the first
+//!   boot puts values in the storage service's home map and shuts down;
+//!   the second reads every value and every version back.
+//! * **power-cut**: storage and `powercut_writer` on a fresh disk. Each
+//!   boot the writer checks what the previous boots left (`POWERCUT
+//!   PRESENT <n>`: `n` records, none torn) and then commits numbered
+//!   records, printing `POWERCUT ACK <i>` after each acknowledgement.
+//!   xtask SIGKILLs QEMU at a seeded random moment after the first
+//!   acknowledgement, and boots again on the same image. Every
+//!   acknowledged record must be present at the next boot, nothing may be
+//!   torn, and the journal must open. The seed is printed; `--seed` and
+//!   `--cuts` (default [`DEFAULT_CUTS`]) repeat or lengthen a run.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::disk;
+use crate::fail;
+use crate::process::TaskResult;
+use crate::serial::Report;
+
+/// Power cuts per `cargo xtask test` run.
+pub const DEFAULT_CUTS: u64 = 25;
+/// The disk of these suites, in MiB.
+const DISK_MIB: u64 = 32;
+/// How long one boot may take to reach the writer (or the prompt).
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// The latest a cut comes after the first acknowledgement of a boot.
+const MAX_CUT_DELAY_MS: u64 = 1500;
+
+/// Which multi-boot suite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskRun {
+    Reboot,
+    PowerCut,
+}
+
+/// Options of the power-cut suite.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CutOptions {
+    pub cuts: Option<u64>,
+    pub seed: Option<u64>,
+}
+
+/// A running QEMU whose serial output is collected as it comes.
+struct Machine {
+    child: Child,
+    serial: Arc<Mutex<Vec<u8>>>,
+    started: Instant,
+}
+
+impl Machine {
+    fn start(mut cmd: Command, disk_image: &Path) -> TaskResult<Machine> {
+        cmd.args(disk::qemu_args(disk_image))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().map_err(|e| fail!("cannot start QEMU: {e}"))?;
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let serial = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&serial);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().expect("reader").extend_from_slice(&buf[..n]);
+            }
+        });
+        Ok(Machine {
+            child,
+            serial,
+            started: Instant::now(),
+        })
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.serial.lock().expect("serial")).into_owned()
+    }
+
+    /// Wait until `done` holds for the serial text (`Some`), QEMU exits or
+    /// `timeout` passes (`None`).
+    fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&str) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(found) = done(&self.text()) {
+                return Some(found);
+            }
+            if Instant::now() >= deadline || matches!(self.child.try_wait(), Ok(Some(_))) {
+                return done(&self.text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn send(&mut self, text: &str) {
+        if let Some(stdin) = self.child.stdin.as_mut() {
+            let _ = stdin.write_all(text.as_bytes());
+            let _ = stdin.flush();
+        }
+    }
+
+    /// The power cut: SIGKILL, no chance to flush anything.
+    fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(50));
+        self.text()
+    }
+
+    /// Wait for QEMU to exit by itself (after `shutdown`), or kill it.
+    fn finish(mut self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                std::thread::sleep(Duration::from_millis(100));
+                return self.text();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill()
+    }
+}
+
+/// Run `suite`'s boots on a fresh disk beside its image; `make` gives a
+/// QEMU command for the suite's image (without the disk). Appends the
+/// serial output of every boot to `log`.
+pub fn run(
+    which: DiskRun,
+    make: &dyn Fn() -> TaskResult<Command>,
+    disk_image: &Path,
+    log: &Path,
+    options: CutOptions,
+    report: &mut Report,
+) -> TaskResult<()> {
+    disk::prepare(disk_image, DISK_MIB, true)?;
+    let mut transcript = String::new();
+    let result = match which {
+        DiskRun::Reboot => reboot(make, disk_image, &mut transcript, report),
+        DiskRun::PowerCut => power_cuts(make, disk_image, &mut transcript, options, report),
+    };
+    std::fs::write(log, &transcript)?;
+    result
+}
+
+/// Type `line` at the prompt and wait for the next prompt; the output
+/// between them.
+fn command(machine: &mut Machine, line: &str) -> Option<String> {
+    let before = machine.text().len();
+    machine.send(&format!("{line}\n"));
+    machine.wait_for(Duration::from_secs(30), |text| {
+        let fresh = text.get(before..)?;
+        let echo = fresh.find(line)?;
+        let after = &fresh[echo + line.len()..];
+        let prompt = after.find("pandagen> ")?;
+        Some(after[..prompt].to_string())
+    })
+}
+
+const PROMPT: &str = "pandagen> ";
+
+fn reboot(
+    make: &dyn Fn() -> TaskResult<Command>,
+    disk_image: &Path,
+    transcript: &mut String,
+    report: &mut Report,
+) -> TaskResult<()> {
+    let puts = [
+        ("greeting", "hello"),
+        ("greeting", "world"),
+        ("colour", "blue"),
+    ];
+    let mut first = Machine::start(make()?, disk_image)?;
+    if first
+        .wait_for(BOOT_TIMEOUT, |t| t.contains(PROMPT).then_some(()))
+        .is_none()
+    {
+        transcript.push_str(&first.kill());
+        report.fail("reboot/first_boot", "no console prompt".into());
+        return Ok(());
+    }
+    let mut stored = true;
+    for (key, value) in puts {
+        let out = command(&mut first, &format!("store put {key} {value}")).unwrap_or_default();
+        stored &= out.contains(&format!("stored {key}"));
+    }
+    first.send("shutdown\n");
+    transcript.push_str(&first.finish(Duration::from_secs(30)));
+    if stored {
+        report.pass("reboot/first_boot_stores");
+    } else {
+        report.fail(
+            "reboot/first_boot_stores",
+            "a put was not acknowledged".into(),
+        );
+    }
+    let mut second = Machine::start(make()?, disk_image)?;
+    if second
+        .wait_for(BOOT_TIMEOUT, |t| t.contains(PROMPT).then_some(()))
+        .is_none()
+    {
+        transcript.push_str("\n==== second boot ====\n");
+        transcript.push_str(&second.kill());
+        report.fail("reboot/second_boot", "no console prompt".into());
+        return Ok(());
+    }
+    let greeting = command(&mut second, "store get greeting").unwrap_or_default();
+    let colour = command(&mut second, "store get colour").unwrap_or_default();
+    let versions = command(&mut second, "store versions").unwrap_or_default();
+    second.send("shutdown\n");
+    transcript.push_str("\n==== second boot ====\n");
+    transcript.push_str(&second.finish(Duration::from_secs(30)));
+    if greeting.contains("greeting = world") && colour.contains("colour = blue") {
+        report.pass("reboot/objects_read_back");
+    } else {
+        report.fail(
+            "reboot/objects_read_back",
+            format!("got `{}` and `{}`", greeting.trim(), colour.trim()),
+        );
+    }
+    // The home map's creation, then one version per put.
+    if versions.contains("map versions (4): ver#1 ver#2 ver#3 ver#4") {
+        report.pass("reboot/all_versions_read_back");
+    } else {
+        report.fail(
+            "reboot/all_versions_read_back",
+            format!("got `{}`", versions.trim()),
+        );
+    }
+    Ok(())
+}
+
+/// A small seeded generator (xorshift64*), so that a run can be repeated.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// The numbers after `prefix` on the lines of `text`.
+fn numbers(text: &str, prefix: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.split(prefix).nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// What a boot said about the previous ones.
+enum Verdict {
+    Present(u64),
+    Torn(String),
+}
+
+fn verdict(text: &str) -> Option<Verdict> {
+    if let Some(line) = text.lines().find(|l| l.contains("POWERCUT TORN")) {
+        return Some(Verdict::Torn(line.trim().to_string()));
+    }
+    numbers(text, "POWERCUT PRESENT ")
+        .first()
+        .map(|n| Verdict::Present(*n))
+}
+
+fn power_cuts(
+    make: &dyn Fn() -> TaskResult<Command>,
+    disk_image: &Path,
+    transcript: &mut String,
+    options: CutOptions,
+    report: &mut Report,
+) -> TaskResult<()> {
+    let seed = options.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1
+    });
+    let cuts = options.cuts.unwrap_or(DEFAULT_CUTS);
+    print!("(seed {seed}, {cuts} cuts) ");
+    let _ = std::io::stdout().flush();
+    let mut rng = Rng(seed);
+    // Acknowledged so far (the highest acknowledged record + 1).
+    let mut acknowledged = 0u64;
+    let mut problems: Vec<String> = Vec::new();
+    let mut made = 0u64;
+    for boot in 0..=cuts {
+        let mut machine = Machine::start(make()?, disk_image)?;
+        let seen = machine.wait_for(BOOT_TIMEOUT, verdict);
+        let last_boot = boot == cuts;
+        let text = match seen {
+            Some(Verdict::Present(n)) => {
+                if n < acknowledged {
+                    problems.push(format!(
+                        "boot {boot}: {n} records present, {acknowledged} were acknowledged"
+                    ));
+                }
+                if last_boot {
+                    machine.kill()
+                } else {
+                    // Cut at a random moment after writing has begun.
+                    let _ = machine.wait_for(Duration::from_secs(30), |t| {
+                        numbers(t, "POWERCUT ACK ").first().copied()
+                    });
+                    let delay = rng.next() % MAX_CUT_DELAY_MS;
+                    std::thread::sleep(Duration::from_millis(delay));
+                    let text = machine.kill();
+                    made += 1;
+                    text
+                }
+            }
+            Some(Verdict::Torn(why)) => {
+                problems.push(format!("boot {boot}: {why}"));
+                machine.kill()
+            }
+            None => {
+                problems.push(format!(
+                    "boot {boot}: the writer did not report within {}s (the journal did not open?)",
+                    machine.started.elapsed().as_secs()
+                ));
+                machine.kill()
+            }
+        };
+        if let Some(max) = numbers(&text, "POWERCUT ACK ").into_iter().max() {
+            acknowledged = acknowledged.max(max + 1);
+        }
+        transcript.push_str(&format!("\n==== boot {boot} ====\n{text}"));
+        if !problems.is_empty() {
+            break;
+        }
+    }
+    println!();
+    print!("  {:<20} ", "");
+    print!("{made} cuts, {acknowledged} acknowledged commits kept ");
+    if problems.is_empty() && made == cuts {
+        report.pass("powercut/every_acknowledged_commit_survives");
+    } else {
+        let why = if problems.is_empty() {
+            format!("only {made} of {cuts} cuts were made")
+        } else {
+            problems.join("; ")
+        };
+        report.fail("powercut/every_acknowledged_commit_survives", why);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writer_lines_are_read_by_number() {
+        let text = "[task 9 w] POWERCUT ACK 3\r\nnoise\n[task 9 w] POWERCUT ACK 4\n";
+        assert_eq!(numbers(text, "POWERCUT ACK "), vec![3, 4]);
+        assert!(matches!(
+            verdict("x POWERCUT PRESENT 17\n"),
+            Some(Verdict::Present(17))
+        ));
+        assert!(matches!(
+            verdict("POWERCUT PRESENT 3\nPOWERCUT TORN record 2 differs\n"),
+            Some(Verdict::Torn(_))
+        ));
+        assert!(verdict("booting").is_none());
+    }
+
+    #[test]
+    fn the_cut_moments_repeat_with_the_seed() {
+        let a: Vec<u64> = {
+            let mut r = Rng(42);
+            (0..5).map(|_| r.next() % MAX_CUT_DELAY_MS).collect()
+        };
+        let b: Vec<u64> = {
+            let mut r = Rng(42);
+            (0..5).map(|_| r.next() % MAX_CUT_DELAY_MS).collect()
+        };
+        assert_eq!(a, b);
+        assert!(a.iter().any(|d| *d != a[0]));
+    }
+}
