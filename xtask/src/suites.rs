@@ -189,7 +189,12 @@ pub const SUITES: &[Suite] = &[
         Firmware::Bios,
         BootConfig::suite("hardening"),
     )
-    .programs(&["suite_hardening", "handle_thief", "console_spoofer"])
+    .programs(&[
+        "suite_hardening",
+        "handle_thief",
+        "console_spoofer",
+        "raw_echo",
+    ])
     .timeout(300),
     // Services (userspace/{process_manager,storage,transformer}) through
     // real system calls.

@@ -13,16 +13,16 @@ use pandagen_abi::syscall::{
     ShutdownRequest,
 };
 use pandagen_abi::syscall::{
-    CapRequest, CloneRequest, ExitRequest, ReceiveReply, ReceiveRequest, RegisterRequest,
-    SendReceiveRequest, SendRequest, ServiceRequest, SleepRequest, SpawnRequest, StartupInfo,
-    Syscall, TransferRequest, MAX_MESSAGE_CAPS, MAX_REQUEST_BYTES, RESPONSE_BUFFER_BYTES,
+    CapRequest, CloneRequest, ExchangeRegisters, ExitRequest, ReceiveReply, ReceiveRequest,
+    RegisterRequest, SendRequest, ServiceRequest, SleepRequest, SpawnRequest, StartupInfo, Syscall,
+    TransferRequest, MAX_MESSAGE_CAPS, MAX_REQUEST_BYTES, RESPONSE_BUFFER_BYTES,
 };
 use pandagen_abi::{
     Cap, CapHandle, ChannelId, Duration, ExitReason, Instant, KernelApi, KernelError,
     MessageEnvelope, Rights, ServiceId, TaskDescriptor, TaskHandle, TaskId,
 };
 
-use crate::syscall::{call, call_small};
+use crate::syscall::{call, call_receiving, call_small, exchange};
 use pandagen_abi::ids::KERNEL_TASK;
 
 /// The most bytes one `ConsoleWrite` call carries (the request must fit
@@ -307,7 +307,7 @@ impl KernelApi for Kernel {
             channel: channel.handle(),
             timeout_nanos,
         };
-        let reply: ReceiveReply<'_> = call(
+        let reply = call_receiving(
             Syscall::Receive,
             &request,
             &mut self.scratch,
@@ -323,21 +323,13 @@ impl KernelApi for Kernel {
         receive: ChannelId,
         timeout: Option<Duration>,
     ) -> Result<ReceivedMessage, KernelError> {
-        let bytes = message.encode()?;
-        let request = SendReceiveRequest {
+        let bytes = message.encode_into(&mut self.scratch)?;
+        let request = ExchangeRegisters {
             send: send.handle(),
-            message: &bytes,
-
             receive: receive.handle(),
             timeout_nanos: timeout.map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
         };
-        let reply: ReceiveReply<'_> = call(
-            Syscall::SendReceive,
-            &request,
-            &mut self.scratch,
-            &mut self.response,
-        )?;
-        received(reply)
+        received(exchange(&request, bytes, &mut self.response)?)
     }
 
     fn now(&self) -> Instant {

@@ -7,7 +7,8 @@
 
 use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
-    decode_status, DebugWriteRequest, Syscall, TerminateRequest, MAX_DEBUG_WRITE,
+    decode_receive_response, decode_status, DebugWriteRequest, ExchangeRegisters, ReceiveReply,
+    Syscall, TerminateRequest, MAX_DEBUG_WRITE,
 };
 use pandagen_abi::text::truncate;
 use pandagen_abi::{ExitReason, KernelError, TaskId};
@@ -75,12 +76,120 @@ pub fn call<'r, Req: Serialize, Reply: serde::Deserialize<'r>>(
     // SAFETY: `encoded` and `response` are live, distinct buffers of the
     // given lengths for the duration of the call.
     let rax = unsafe { raw_syscall(call as u64, ptr, len, response.as_mut_ptr(), response.len()) };
+    decode_response(rax, response)
+}
+
+/// [`call`] for a call that receives a message (`Receive`), its reply
+/// read by [`decode_receive_response`].
+pub fn call_receiving<'r, Req: Serialize>(
+    call: Syscall,
+    request: &Req,
+    scratch: &mut [u8],
+    response: &'r mut [u8],
+) -> Result<ReceiveReply<'r>, KernelError> {
+    let encoded = postcard::to_slice(request, scratch)
+        .map_err(|_| KernelError::Syscall(SyscallError::MalformedRequest))?;
+    let (ptr, len) = (encoded.as_ptr(), encoded.len());
+    // SAFETY: as in `call`.
+    let rax = unsafe { raw_syscall(call as u64, ptr, len, response.as_mut_ptr(), response.len()) };
+    received_in(rax, response)
+}
+
+/// The reply of a receive that returned `rax`, from `response`.
+fn received_in(rax: u64, response: &[u8]) -> Result<ReceiveReply<'_>, KernelError> {
+    let written = decode_status(rax)?;
+    let bytes = response
+        .get(..written)
+        .ok_or(KernelError::Syscall(SyscallError::MalformedRequest))?;
+    decode_receive_response(bytes)
+}
+
+/// The `Result<Reply, KernelError>` a call left in `response`, given the
+/// `rax` it returned.
+fn decode_response<'r, Reply: serde::Deserialize<'r>>(
+    rax: u64,
+    response: &'r [u8],
+) -> Result<Reply, KernelError> {
     let written = decode_status(rax)?;
     let bytes = response
         .get(..written)
         .ok_or(KernelError::Syscall(SyscallError::MalformedRequest))?;
     postcard::from_bytes::<Result<Reply, KernelError>>(bytes)
         .map_err(|_| KernelError::Syscall(SyscallError::MalformedRequest))?
+}
+
+/// Enter the kernel with [`Syscall::Exchange`]: `message` out on
+/// `request.send`, then a receive on `request.receive` into `response`.
+/// Returns `rax` (the response length, or a transport status).
+///
+/// # Safety
+/// `message` must be readable for `message_len` bytes and `response`
+/// writable for `response_len` bytes, as for [`raw_syscall`].
+#[cfg(target_os = "none")]
+pub unsafe fn raw_exchange(
+    request: &ExchangeRegisters,
+    message: *const u8,
+    message_len: usize,
+    response: *mut u8,
+    response_len: usize,
+) -> u64 {
+    let [send, receive, timeout] = request.to_registers();
+    let rax: u64;
+    // SAFETY: as for `raw_syscall`; r8, r9 and r12 are inputs the kernel
+    // preserves.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") Syscall::Exchange as u64 => rax,
+            in("rdi") message,
+            in("rsi") message_len,
+            in("rdx") response,
+            in("r10") response_len,
+            in("r8") send,
+            in("r9") receive,
+            in("r12") timeout,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    rax
+}
+
+/// On the host, as [`raw_syscall`]: there is no kernel to enter.
+///
+/// # Safety
+/// Always safe to call; `unsafe` only to match the bare-metal signature.
+#[cfg(not(target_os = "none"))]
+pub unsafe fn raw_exchange(
+    _: &ExchangeRegisters,
+    _: *const u8,
+    _: usize,
+    _: *mut u8,
+    _: usize,
+) -> u64 {
+    pandagen_abi::syscall::STATUS_BAD_RESPONSE_BUFFER
+}
+
+/// Send `message` on `request.send`, then receive on `request.receive`
+/// (one [`Syscall::Exchange`]), and decode the reply from `response`.
+pub fn exchange<'r>(
+    request: &ExchangeRegisters,
+    message: &[u8],
+    response: &'r mut [u8],
+) -> Result<ReceiveReply<'r>, KernelError> {
+    // SAFETY: `message` and `response` are live, distinct buffers of the
+    // given lengths for the duration of the call.
+    let rax = unsafe {
+        raw_exchange(
+            request,
+            message.as_ptr(),
+            message.len(),
+            response.as_mut_ptr(),
+            response.len(),
+        )
+    };
+    received_in(rax, response)
 }
 
 /// A call with a small fixed-size reply, using stack buffers.
@@ -116,7 +225,15 @@ pub fn null() -> u64 {
 #[cfg(not(target_os = "none"))]
 pub fn null() -> u64 {
     // SAFETY: the host stub touches nothing.
-    unsafe { raw_syscall(Syscall::Null as u64, core::ptr::null(), 0, core::ptr::null_mut(), 0) }
+    unsafe {
+        raw_syscall(
+            Syscall::Null as u64,
+            core::ptr::null(),
+            0,
+            core::ptr::null_mut(),
+            0,
+        )
+    }
 }
 
 /// Write a line to the kernel log (truncated to the kernel's limit on a
