@@ -463,29 +463,25 @@ pub const fn receive_reply_header_len(sender: TaskId, len: usize) -> usize {
 /// `out`; returns the bytes written, which are fewer than the header only
 /// if `out` is too short for it.
 pub fn write_receive_reply_header(sender: TaskId, len: usize, out: &mut [u8]) -> usize {
-    let mut header = [0u8; MAX_RECEIVE_REPLY_HEADER];
-    // header[0] = 0: Result::Ok.
-    let mut at = put_varint(&mut header, 1, sender.as_raw());
-    at = put_varint(&mut header, at, len as u64);
-    let written = at.min(out.len());
-    out[..written].copy_from_slice(&header[..written]);
-    written
+    let Some(tag) = out.first_mut() else {
+        return 0;
+    };
+    *tag = 0; // Result::Ok
+    let at = put_varint(out, 1, sender.as_raw());
+    put_varint(out, at, len as u64)
 }
 
-/// The longest header: the `Ok` tag and two ten-byte varints.
-const MAX_RECEIVE_REPLY_HEADER: usize = 21;
-
-/// Write `value` as a postcard varint at `out[at..]`; returns the index
-/// after it. `out` has room: a varint is at most ten bytes.
-fn put_varint(out: &mut [u8; MAX_RECEIVE_REPLY_HEADER], mut at: usize, mut value: u64) -> usize {
-    while value >= 0x80 && at < out.len() {
-        out[at] = value as u8 | 0x80;
+/// Write `value` as a postcard varint at `out[at..]`, as far as `out`
+/// reaches; returns the index after what was written.
+fn put_varint(out: &mut [u8], mut at: usize, mut value: u64) -> usize {
+    while let Some(slot) = out.get_mut(at) {
+        at += 1;
+        if value < 0x80 {
+            *slot = value as u8;
+            break;
+        }
+        *slot = value as u8 | 0x80;
         value >>= 7;
-        at += 1;
-    }
-    if at < out.len() {
-        out[at] = value as u8;
-        at += 1;
     }
     at
 }
