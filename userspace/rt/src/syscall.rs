@@ -97,11 +97,7 @@ pub fn call_receiving<'r, Req: Serialize>(
 
 /// The reply of a receive that returned `rax`, from `response`.
 fn received_in(rax: u64, response: &[u8]) -> Result<ReceiveReply<'_>, KernelError> {
-    let written = decode_status(rax)?;
-    let bytes = response
-        .get(..written)
-        .ok_or(KernelError::Syscall(SyscallError::MalformedRequest))?;
-    decode_receive_response(bytes)
+    decode_receive_response(written(rax, response)?)
 }
 
 /// The `Result<Reply, KernelError>` a call left in `response`, given the
@@ -110,12 +106,16 @@ fn decode_response<'r, Reply: serde::Deserialize<'r>>(
     rax: u64,
     response: &'r [u8],
 ) -> Result<Reply, KernelError> {
-    let written = decode_status(rax)?;
-    let bytes = response
-        .get(..written)
-        .ok_or(KernelError::Syscall(SyscallError::MalformedRequest))?;
-    postcard::from_bytes::<Result<Reply, KernelError>>(bytes)
+    postcard::from_bytes::<Result<Reply, KernelError>>(written(rax, response)?)
         .map_err(|_| KernelError::Syscall(SyscallError::MalformedRequest))?
+}
+
+/// The bytes of `response` a call that returned `rax` wrote.
+fn written(rax: u64, response: &[u8]) -> Result<&[u8], KernelError> {
+    let len = decode_status(rax)?;
+    response
+        .get(..len)
+        .ok_or(KernelError::Syscall(SyscallError::MalformedRequest))
 }
 
 /// Enter the kernel with [`Syscall::Exchange`]: `message` out on

@@ -35,14 +35,15 @@ use pandagen_abi::syscall::{
     decode_status, ExchangeRegisters, ReceiveRequest, SendRequest, SpawnRequest, Syscall,
     TransferRequest, RESPONSE_BUFFER_BYTES,
 };
-use pandagen_abi::Cap;
 use pandagen_abi::{
     CapHandle, ChannelId, Duration, IdentityKind, KernelApi, KernelError, MessageEnvelope,
-    MessagePayload, Priority, Rights,
+    MessagePayload, Priority,
 };
 use pandagen_rt::syscall::{null, raw_exchange, raw_syscall};
 use pandagen_rt::{println, Kernel};
-use pandagen_scenarios::{open_echo_session, rdtsc, spawn, startup_caps, ECHO, ECHO_VERSION};
+use pandagen_scenarios::{
+    open_echo_session, rdtsc, spawn, spawn_raw_echo, startup_caps, ECHO, ECHO_VERSION,
+};
 
 pandagen_rt::entry!(main);
 
@@ -215,18 +216,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         ),
     ];
     for (server, figure, round_trip) in raw {
-        let requests = kernel.create_channel()?;
-        let to_server = kernel.clone_capability(&Cap::from(requests), Rights::SEND)?;
-        let replies = kernel.create_channel()?;
-        let to_client =
-            kernel.clone_capability(&Cap::from(replies), Rights::SEND | Rights::TRANSFER)?;
-        spawn(
-            kernel,
-            server,
-            "raw_echo",
-            vec![Cap::from(requests), to_client],
-            exits,
-        )?;
+        let (to_server, replies) = spawn_raw_echo(kernel, server, exits)?;
         for (name, payload) in [("empty_payload", &empty), ("64_byte_payload", &bytes)] {
             let envelope =
                 MessageEnvelope::new(ECHO, "echo.raw", ECHO_VERSION, payload.clone()).encode()?;

@@ -21,7 +21,7 @@ use pandagen_abi::{
 };
 use pandagen_rt::syscall::{raw_exchange, raw_syscall};
 use pandagen_rt::{println, Kernel};
-use pandagen_scenarios::{rdtsc, spawn, wait_exit, Tally};
+use pandagen_scenarios::{rdtsc, spawn, spawn_raw_echo, wait_exit, Tally};
 
 pandagen_rt::entry!(main);
 
@@ -627,23 +627,13 @@ fn send_receive_refusals(kernel: &mut Kernel, shared: &mut Shared) -> Result<(),
 /// a server blocked receiving (the fast path's case): a bad message is a
 /// typed error with nothing delivered (else the server would answer it,
 /// or end on an empty message), a bad response buffer is a transport
-/// status, and a message across a page boundary arrives intact. The server is `raw_echo` as `call_echo`, which answers every
-/// message with the same bytes.
+/// status, and a message across a page boundary arrives intact. The
+/// server is `raw_echo` as `call_echo`, which answers every message with
+/// the same bytes.
 fn exchange_pointers(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelError> {
     let tally = &mut shared.tally;
     let exits = kernel.create_channel()?;
-    let requests = kernel.create_channel()?;
-    let to_server = kernel.clone_capability(&Cap::from(requests), Rights::SEND)?;
-    let replies = kernel.create_channel()?;
-    let to_client =
-        kernel.clone_capability(&Cap::from(replies), Rights::SEND | Rights::TRANSFER)?;
-    spawn(
-        kernel,
-        "call_echo",
-        "raw_echo",
-        vec![Cap::from(requests), to_client],
-        exits,
-    )?;
+    let (to_server, replies) = spawn_raw_echo(kernel, "call_echo", exits)?;
     let request = ExchangeRegisters {
         send: to_server.handle(),
         receive: replies.handle(),
