@@ -222,7 +222,7 @@ syscall_table! {
         /// message once, straight from the caller's memory into the
         /// receiver's buffer: `rdi`/`rsi` the message (pointer, length),
         /// `rdx`/`r10` the response buffer as for every call, and the rest
-        /// of the request as [`ExchangeRegisters`] in `r8`, `r9`, `r12`. The
+        /// of the request as [`ExchangeRegisters`] in `r8`, `r9`, `r12`, `r13`. The
         /// response is [`Syscall::SendReceive`]'s: a [`ReceiveReply`].
         Exchange = 33 [blocks, receives],
     }
@@ -355,20 +355,51 @@ pub struct SendReceiveRequest<'a> {
     pub receive: CapHandle,
     /// As [`ReceiveRequest::timeout_nanos`].
     pub timeout_nanos: Option<u64>,
+    /// Release `send` once the message is sent, before the receive: a
+    /// server answering on a request's reply capability uses it once (as a
+    /// one-shot reply), and the next request's reply capability then takes
+    /// the slot it left, so the server's capability space does not creep.
+    /// A refused send leaves the capability with the caller.
+    pub consume_send: bool,
     #[serde(serialize_with = "as_bytes")]
     pub message: &'a [u8],
 }
 
+/// The fields of a [`SendReceiveRequest`] before its message. Postcard
+/// writes a struct as its fields one after the other, so the encoding of a
+/// request is the encoding of this prefix followed by that of
+/// [`MessageBytes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SendReceivePrefix {
+    pub send: CapHandle,
+    pub receive: CapHandle,
+    pub timeout_nanos: Option<u64>,
+    pub consume_send: bool,
+}
+
+/// Message bytes encoded as in a request (one postcard byte string).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageBytes<'a>(pub &'a [u8]);
+
+impl Serialize for MessageBytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
 /// The registers of a [`Syscall::Exchange`] beyond the message and the
 /// response buffer: the channel to send on (`r8`), the channel to receive
-/// on (`r9`), and the receive's timeout in nanoseconds (`r12`,
-/// [`ExchangeRegisters::WAIT_FOREVER`] for none).
+/// on (`r9`), the receive's timeout in nanoseconds (`r12`,
+/// [`ExchangeRegisters::WAIT_FOREVER`] for none) and
+/// [`SendReceiveRequest::consume_send`] (`r13`: 0 or 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExchangeRegisters {
     pub send: CapHandle,
     pub receive: CapHandle,
     /// As [`ReceiveRequest::timeout_nanos`].
     pub timeout_nanos: Option<u64>,
+    /// As [`SendReceiveRequest::consume_send`].
+    pub consume_send: bool,
 }
 
 impl ExchangeRegisters {
@@ -376,9 +407,15 @@ impl ExchangeRegisters {
     /// nanoseconds, some 584 years, is the same wait.)
     pub const WAIT_FOREVER: u64 = u64::MAX;
 
-    /// The request a task put in `r8`, `r9` and `r12`.
-    pub const fn from_registers(r8: u64, r9: u64, r12: u64) -> Self {
-        ExchangeRegisters {
+    /// The request a task put in `r8`, `r9`, `r12` and `r13`; an `r13`
+    /// other than 0 or 1 is `MalformedRequest`.
+    pub const fn from_registers(r8: u64, r9: u64, r12: u64, r13: u64) -> Result<Self, KernelError> {
+        let consume_send = match r13 {
+            0 => false,
+            1 => true,
+            _ => return Err(KernelError::Syscall(SyscallError::MalformedRequest)),
+        };
+        Ok(ExchangeRegisters {
             send: CapHandle::from_raw(r8),
             receive: CapHandle::from_raw(r9),
             timeout_nanos: if r12 == Self::WAIT_FOREVER {
@@ -386,16 +423,22 @@ impl ExchangeRegisters {
             } else {
                 Some(r12)
             },
-        }
+            consume_send,
+        })
     }
 
-    /// The values of `r8`, `r9` and `r12`.
-    pub const fn to_registers(&self) -> [u64; 3] {
+    /// The values of `r8`, `r9`, `r12` and `r13`.
+    pub const fn to_registers(&self) -> [u64; 4] {
         let timeout = match self.timeout_nanos {
             Some(nanos) => nanos,
             None => Self::WAIT_FOREVER,
         };
-        [self.send.as_raw(), self.receive.as_raw(), timeout]
+        [
+            self.send.as_raw(),
+            self.receive.as_raw(),
+            timeout,
+            self.consume_send as u64,
+        ]
     }
 }
 
@@ -941,17 +984,51 @@ mod tests {
     #[test]
     fn exchange_registers_round_trip() {
         for timeout_nanos in [None, Some(0), Some(1_000_000), Some(u64::MAX - 1)] {
-            let request = ExchangeRegisters {
-                send: CapHandle::new(3, 1),
-                receive: CapHandle::new(u32::MAX, 7),
-                timeout_nanos,
-            };
-            let [r8, r9, r12] = request.to_registers();
-            assert_eq!(ExchangeRegisters::from_registers(r8, r9, r12), request);
+            for consume_send in [false, true] {
+                let request = ExchangeRegisters {
+                    send: CapHandle::new(3, 1),
+                    receive: CapHandle::new(u32::MAX, 7),
+                    timeout_nanos,
+                    consume_send,
+                };
+                let [r8, r9, r12, r13] = request.to_registers();
+                assert_eq!(
+                    ExchangeRegisters::from_registers(r8, r9, r12, r13),
+                    Ok(request)
+                );
+            }
         }
         assert_eq!(
-            ExchangeRegisters::from_registers(0, 0, u64::MAX).timeout_nanos,
-            None
+            ExchangeRegisters::from_registers(0, 0, u64::MAX, 0).map(|r| r.timeout_nanos),
+            Ok(None)
+        );
+        assert_eq!(
+            ExchangeRegisters::from_registers(0, 0, 0, 2),
+            Err(KernelError::Syscall(SyscallError::MalformedRequest))
+        );
+    }
+
+    #[test]
+    fn a_send_receive_request_is_its_prefix_then_its_message() {
+        let request = SendReceiveRequest {
+            send: CapHandle::new(3, 1),
+            receive: CapHandle::new(300, 7),
+            timeout_nanos: Some(1_000_000),
+            consume_send: true,
+            message: &[9; 200],
+        };
+        let mut split = postcard::to_allocvec(&SendReceivePrefix {
+            send: request.send,
+            receive: request.receive,
+            timeout_nanos: request.timeout_nanos,
+            consume_send: request.consume_send,
+        })
+        .unwrap();
+        split.extend(postcard::to_allocvec(&MessageBytes(request.message)).unwrap());
+        assert_eq!(split, postcard::to_allocvec(&request).unwrap());
+        assert_eq!(
+            postcard::from_bytes::<SendReceiveRequest<'_>>(&split).unwrap(),
+            request
         );
     }
 

@@ -316,6 +316,51 @@ fn a_child_budget_is_carved_from_the_parents_and_cannot_exceed_it() {
 }
 
 #[test]
+fn a_spawn_beyond_budget_is_refused_before_the_image_is_loaded() {
+    let mut k = KernelCore::default();
+    let root = root(&mut k);
+    let mid = child(&mut k, root, "mid", Some(Budget::new(100_000, 10)));
+    let tasks_before = k.task_count();
+    let used_before = used(&k, mid);
+    let authorize = |k: &mut KernelCore, budget: Budget, frames: u64| {
+        k.authorize_spawn(
+            mid,
+            &SpawnArgs {
+                spec: TaskSpec::new("leaf").budget(budget),
+                with_image: false,
+                capabilities: &[],
+                exit_channel: None,
+                frames,
+            },
+            T0,
+        )
+    };
+    // What spawn itself would refuse, authorize_spawn refuses first, so the
+    // kernel never loads an image for a child that cannot be paid for.
+    assert_eq!(
+        authorize(&mut k, Budget::new(200_000, 0), 0),
+        Err(OUT_OF_BUDGET)
+    );
+    assert_eq!(
+        authorize(&mut k, Budget::new(10_000, 11), 0),
+        Err(KernelError::ResourceExhausted(Resource::FrameBudget))
+    );
+    assert_eq!(
+        authorize(&mut k, Budget::new(10_000, 4), 5),
+        Err(KernelError::ResourceExhausted(Resource::FrameBudget)),
+        "the image's least frames must fit the child's budget"
+    );
+    assert_eq!(
+        authorize(&mut k, Budget::new(TASK_COST - 1, 4), 0),
+        Err(OUT_OF_BUDGET),
+        "the child's budget must hold its own task record"
+    );
+    assert_eq!(authorize(&mut k, Budget::new(50_000, 4), 4), Ok(None));
+    assert_eq!(k.task_count(), tasks_before, "authorizing creates nothing");
+    assert_eq!(used(&k, mid), used_before, "and charges nothing");
+}
+
+#[test]
 fn grants_and_clones_are_paid_by_the_task_that_makes_them() {
     let mut k = KernelCore::default();
     let root = root(&mut k);

@@ -51,7 +51,9 @@ fn receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 /// A send, then a receive: first the core's fast path (a receiver is
 /// waiting: hand it the message and switch straight to it), else the two
 /// halves one after the other. The receive capability is checked before
-/// sending, so that a call refused for it has sent nothing.
+/// sending, so that a call refused for it has sent nothing. With
+/// `consume_send`, the send capability is released in every outcome,
+/// after the send and before the receive (see [`SendReceiveRequest`]).
 fn send_receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     send_receive_parts(cx, decode(request)?)
 }
@@ -61,6 +63,12 @@ fn send_receive_parts(
     cx: &mut Ctx<'_>,
     request: SendReceiveRequest<'_>,
 ) -> Result<Step, KernelError> {
+    let release = |cx: &mut Ctx<'_>| {
+        if request.consume_send {
+            // Already invalid if this fails, which is the goal anyway.
+            let _ = cx.k.core_mut().drop_cap(cx.caller, request.send, cx.now);
+        }
+    };
     let deadline = deadline(cx, request.timeout_nanos);
     let switched = cx.k.send_receive_fast(
         cx.caller,
@@ -71,6 +79,7 @@ fn send_receive_parts(
         cx.now,
     );
     if let Some(switched) = switched {
+        release(cx);
         return Ok(Step::SwitchTo {
             task: switched.receiver,
             pending: Pending::Receive {
@@ -80,9 +89,12 @@ fn send_receive_parts(
             },
         });
     }
-    cx.k.core_mut()
-        .check_receive(cx.caller, request.receive, cx.now)?;
-    send_message(cx, request.send, request.message, &[])?;
+    let sent =
+        cx.k.core_mut()
+            .check_receive(cx.caller, request.receive, cx.now)
+            .and_then(|()| send_message(cx, request.send, request.message, &[]));
+    release(cx);
+    sent?;
     receive_message(cx, request.receive, request.timeout_nanos)
 }
 
@@ -91,13 +103,19 @@ fn send_receive_parts(
 /// like any request's). [`exchange_fast`] declined it first.
 fn exchange(cx: &mut Ctx<'_>, message: &[u8]) -> Result<Step, KernelError> {
     let registers = cx.registers;
-    let request = ExchangeRegisters::from_registers(registers.r8, registers.r9, registers.r12);
+    let request = ExchangeRegisters::from_registers(
+        registers.r8,
+        registers.r9,
+        registers.r12,
+        registers.r13,
+    )?;
     send_receive_parts(
         cx,
         SendReceiveRequest {
             send: request.send,
             receive: request.receive,
             timeout_nanos: request.timeout_nanos,
+            consume_send: request.consume_send,
             message,
         },
     )
@@ -118,7 +136,8 @@ pub(super) fn exchange_fast(
     frame: &TrapFrame,
     response: UserBuffer,
 ) -> Option<Step> {
-    let request = ExchangeRegisters::from_registers(frame.r8, frame.r9, frame.r12);
+    let request =
+        ExchangeRegisters::from_registers(frame.r8, frame.r9, frame.r12, frame.r13).ok()?;
     let memory = k.memory_mut(caller)?;
     let checked = response.capacity.min(RESPONSE_BUFFER_BYTES as u64);
     memory.check_writable(response.ptr, checked).ok()?;
@@ -138,6 +157,10 @@ pub(super) fn exchange_fast(
         deadline,
         now,
     )?;
+    if request.consume_send {
+        // Sent: released before the receive, as `send_receive` does.
+        let _ = k.core_mut().drop_cap(caller, request.send, now);
+    }
     Some(Step::SwitchTo {
         task: switched.receiver,
         pending: Pending::Receive {

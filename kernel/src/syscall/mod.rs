@@ -83,12 +83,13 @@ pub struct Ctx<'k> {
     registers: ExtraRegisters,
 }
 
-/// `r8`, `r9` and `r12` as the caller left them.
+/// `r8`, `r9`, `r12` and `r13` as the caller left them.
 #[derive(Clone, Copy, Debug)]
 pub struct ExtraRegisters {
     pub r8: u64,
     pub r9: u64,
     pub r12: u64,
+    pub r13: u64,
 }
 
 impl ExtraRegisters {
@@ -97,6 +98,7 @@ impl ExtraRegisters {
             r8: frame.r8,
             r9: frame.r9,
             r12: frame.r12,
+            r13: frame.r13,
         }
     }
 }

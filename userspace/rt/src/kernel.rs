@@ -104,6 +104,27 @@ fn too_many_caps() -> KernelError {
 }
 
 impl Kernel {
+    /// One `Exchange` (a `SendReceive` with its request in registers);
+    /// `consume_send` releases `send` in the kernel between the send and
+    /// the receive.
+    fn send_receive(
+        &mut self,
+        send: CapHandle,
+        message: MessageEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+        consume_send: bool,
+    ) -> Result<ReceivedMessage, KernelError> {
+        let bytes = message.encode_into(&mut self.scratch)?;
+        let request = ExchangeRegisters {
+            send,
+            receive: receive.handle(),
+            timeout_nanos: timeout.map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
+            consume_send,
+        };
+        received(exchange(&request, bytes, &mut self.response)?)
+    }
+
     pub fn new() -> Self {
         Kernel {
             scratch: vec![0; MAX_REQUEST_BYTES],
@@ -323,13 +344,17 @@ impl KernelApi for Kernel {
         receive: ChannelId,
         timeout: Option<Duration>,
     ) -> Result<ReceivedMessage, KernelError> {
-        let bytes = message.encode_into(&mut self.scratch)?;
-        let request = ExchangeRegisters {
-            send: send.handle(),
-            receive: receive.handle(),
-            timeout_nanos: timeout.map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
-        };
-        received(exchange(&request, bytes, &mut self.response)?)
+        self.send_receive(send.handle(), message, receive, timeout, false)
+    }
+
+    fn reply_then_receive(
+        &mut self,
+        reply: Cap<()>,
+        message: MessageEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        self.send_receive(reply.handle(), message, receive, timeout, true)
     }
 
     fn now(&self) -> Instant {

@@ -133,10 +133,10 @@ pub unsafe fn raw_exchange(
     response: *mut u8,
     response_len: usize,
 ) -> u64 {
-    let [send, receive, timeout] = request.to_registers();
+    let [send, receive, timeout, consume_send] = request.to_registers();
     let rax: u64;
-    // SAFETY: as for `raw_syscall`; r8, r9 and r12 are inputs the kernel
-    // preserves.
+    // SAFETY: as for `raw_syscall`; r8, r9, r12 and r13 are inputs the
+    // kernel preserves.
     unsafe {
         core::arch::asm!(
             "syscall",
@@ -148,6 +148,7 @@ pub unsafe fn raw_exchange(
             in("r8") send,
             in("r9") receive,
             in("r12") timeout,
+            in("r13") consume_send,
             lateout("rcx") _,
             lateout("r11") _,
             options(nostack),

@@ -118,6 +118,7 @@ impl RawClient {
                 send: to_server,
                 receive: from_server,
                 timeout_nanos: None,
+                consume_send: false,
             },
             envelope: envelope.to_vec(),
             response: vec![0; RESPONSE_BUFFER_BYTES],

@@ -67,6 +67,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         send: replies,
         receive: requests,
         timeout_nanos: None,
+        consume_send: false,
     };
     let mut send_response = [0u8; 64];
     let mut len = call(Syscall::Receive, &receive, &mut buffers[0])?;
