@@ -158,6 +158,25 @@ impl UserMemory {
         Some(unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len) })
     }
 
+    /// The `len` bytes at `ptr` as a kernel slice to read in place, if
+    /// they lie in one page the task may read (or are empty); `None`
+    /// otherwise (the caller then uses [`UserMemory::copy_in`], which
+    /// reports errors).
+    pub fn readable_in_page(&mut self, ptr: u64, len: usize) -> Option<&[u8]> {
+        if len == 0 {
+            return Some(&[]);
+        }
+        let at = self.within_page(ptr, len as u64, false)?;
+        // SAFETY: `at` is the kernel-window address of `len` bytes inside
+        // one present user page of this task (checked by `within_page`).
+        // The frame belongs to the task alone (the kernel never maps one
+        // task's frame into another task or into kernel data), so no
+        // kernel slice being written can overlap it, and the task, which
+        // is in the kernel, cannot change it while the slice borrows
+        // `self`.
+        Some(unsafe { core::slice::from_raw_parts(at as *const u8, len) })
+    }
+
     /// Copy `dst.len()` bytes from the task's `ptr` into `dst`. A failure
     /// part-way leaves a partial copy in `dst`, which the caller discards
     /// with the error.

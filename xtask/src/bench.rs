@@ -103,7 +103,8 @@ struct Row {
 
 /// Benchmarks always use the release kernel: debug-build instruction
 /// counts measure the compiler's unoptimised output, not the kernel.
-pub fn run(layout: &Layout) -> TaskResult<bool> {
+/// `qemu_only` skips the host benchmarks (for iterating on the kernel).
+pub fn run(layout: &Layout, qemu_only: bool) -> TaskResult<bool> {
     let profile = Profile::Release;
     let host = setup::ensure(Needs {
         nightly: true,
@@ -165,7 +166,8 @@ pub fn run(layout: &Layout) -> TaskResult<bool> {
         }));
     }
 
-    for hb in HOST_BENCHES {
+    let host_benches = if qemu_only { &[][..] } else { HOST_BENCHES };
+    for hb in host_benches {
         let mut cmd = cargo();
         cmd.current_dir(&layout.root)
             .args(["bench", "-p", hb.package, "--bench", hb.bench])
@@ -186,18 +188,20 @@ pub fn run(layout: &Layout) -> TaskResult<bool> {
         }));
     }
 
-    println!(
-        "== host benchmark: {} under callgrind ==",
-        SIM_MESSAGE_COST.example
-    );
-    match callgrind(layout, &SIM_MESSAGE_COST) {
-        Ok(bench) => rows.push(Row {
-            source: "host",
-            bench,
-        }),
-        Err(e) => {
-            ok = false;
-            println!("  {}: {e}", SIM_MESSAGE_COST.name);
+    if !qemu_only {
+        println!(
+            "== host benchmark: {} under callgrind ==",
+            SIM_MESSAGE_COST.example
+        );
+        match callgrind(layout, &SIM_MESSAGE_COST) {
+            Ok(bench) => rows.push(Row {
+                source: "host",
+                bench,
+            }),
+            Err(e) => {
+                ok = false;
+                println!("  {}: {e}", SIM_MESSAGE_COST.name);
+            }
         }
     }
 

@@ -56,6 +56,7 @@ commands:
                               decoder of ring-3 or disk bytes; 60 s per target by default
   bench                       kernel benchmarks (release build) under QEMU TCG -icount;
                               results in target/bench/results.json
+    --qemu-only               only the QEMU benchmarks (no host benchmarks)
   clippy                      clippy on the host crates and on the kernel for x86_64-unknown-none
   mutants [--crate NAME]... [--file GLOB]... [--re REGEX]...
                               mutation testing (cargo-mutants) of pandagen-core and the storage
@@ -204,7 +205,9 @@ fn main() -> ExitCode {
             ],
         )
         .and_then(|f| flash(&layout, &f)),
-        "bench" => parse_flags(rest, &[]).and_then(|_| bench::run(&layout)),
+        "bench" => {
+            parse_flags(rest, &["--qemu-only"]).and_then(|f| bench::run(&layout, f.qemu_only))
+        }
         "clippy" => parse_flags(rest, &[]).and_then(|_| clippy(&layout)),
         "mutants" => parse_flags(rest, &["--crate", "--file", "--re"]).and_then(|f| {
             mutants::run(

@@ -198,7 +198,12 @@ pub const SUITES: &[Suite] = &[
         Firmware::Bios,
         BootConfig::suite("hardening"),
     )
-    .programs(&["suite_hardening", "handle_thief", "console_spoofer"])
+    .programs(&[
+        "suite_hardening",
+        "handle_thief",
+        "console_spoofer",
+        "raw_echo",
+    ])
     .timeout(300),
     // Device capabilities: a ring-3 driver on the RTC's ports and
     // interrupt, the I/O APIC's registers as device memory, DMA memory,

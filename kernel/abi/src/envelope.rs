@@ -312,6 +312,16 @@ impl MessageEnvelope {
         Ok(bytes)
     }
 
+    /// Encode for the wire into `out`, with [`encode`](Self::encode)'s
+    /// checks, allocating nothing; returns the encoded bytes. An `out`
+    /// too short for the envelope is `EncodeFailed`.
+    pub fn encode_into<'o>(&self, out: &'o mut [u8]) -> Result<&'o mut [u8], EnvelopeError> {
+        self.check_bounds()?;
+        let bytes = postcard::to_slice(self, out).map_err(|_| EnvelopeError::EncodeFailed)?;
+        check_message_len(bytes.len())?;
+        Ok(bytes)
+    }
+
     /// The length [`encode`](Self::encode) would produce, with its checks,
     /// without encoding: for a carrier that moves the envelope itself (the
     /// simulator) yet must apply the same size limits as the wire.
@@ -383,6 +393,31 @@ mod tests {
     use crate::schema::VersionPolicy;
     use alloc::string::ToString;
     use alloc::vec;
+
+    #[test]
+    fn encode_into_writes_what_encode_allocates() {
+        let envelope = MessageEnvelope::new(
+            ServiceId::from_raw(7),
+            "map.put",
+            SchemaVersion::new(1, 2),
+            MessagePayload::from_bytes(vec![0xa5; 64]).unwrap(),
+        )
+        .with_correlation(MessageId::from_raw(300));
+        let mut out = [0u8; 512];
+        let expected = envelope.encode().unwrap();
+        assert_eq!(envelope.encode_into(&mut out).unwrap(), &expected[..]);
+        let mut short = [0u8; 16];
+        assert_eq!(
+            envelope.encode_into(&mut short),
+            Err(EnvelopeError::EncodeFailed)
+        );
+        let mut long_action = envelope.clone();
+        long_action.action = "a".repeat(MAX_ACTION_LEN + 1);
+        assert!(matches!(
+            long_action.encode_into(&mut out),
+            Err(EnvelopeError::ActionTooLong { .. })
+        ));
+    }
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
     struct MyPayload {

@@ -217,6 +217,14 @@ syscall_table! {
         /// capability, like a lookup; it lets a supervisor check that the task
         /// serving an id is the instance it started.
         ServiceRegistrant = 30,
+        /// [`SendReceive`](Syscall::SendReceive) with its request in
+        /// registers, so that the kernel decodes nothing and copies the
+        /// message once, straight from the caller's memory into the
+        /// receiver's buffer: `rdi`/`rsi` the message (pointer, length),
+        /// `rdx`/`r10` the response buffer as for every call, and the rest
+        /// of the request as [`ExchangeRegisters`] in `r8`, `r9`, `r12`, `r13`. The
+        /// response is [`Syscall::SendReceive`]'s: a [`ReceiveReply`].
+        Exchange = 42 [blocks, receives],
     }
 
     /// Moving, copying and dropping capabilities.
@@ -437,11 +445,8 @@ pub struct SendRequest<'a> {
 
 /// A [`Syscall::SendReceive`] request: a [`SendRequest`] on `send`
 /// (without capabilities: moving capabilities takes [`Syscall::Send`]),
-/// then a [`ReceiveRequest`] on `receive`. Kept small: it is decoded on
-/// every call of the IPC fast path. The message comes last, so that a task
-/// calling with the same capabilities again and again can keep the postcard
-/// encoding of the other fields and append only the message's (see
-/// [`SendReceivePrefix`]).
+/// then a [`ReceiveRequest`] on `receive`. [`Syscall::Exchange`] is the
+/// same request in registers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendReceiveRequest<'a> {
     pub send: CapHandle,
@@ -477,6 +482,61 @@ pub struct MessageBytes<'a>(pub &'a [u8]);
 impl Serialize for MessageBytes<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(self.0)
+    }
+}
+
+/// The registers of a [`Syscall::Exchange`] beyond the message and the
+/// response buffer: the channel to send on (`r8`), the channel to receive
+/// on (`r9`), the receive's timeout in nanoseconds (`r12`,
+/// [`ExchangeRegisters::WAIT_FOREVER`] for none) and
+/// [`SendReceiveRequest::consume_send`] (`r13`: 0 or 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExchangeRegisters {
+    pub send: CapHandle,
+    pub receive: CapHandle,
+    /// As [`ReceiveRequest::timeout_nanos`].
+    pub timeout_nanos: Option<u64>,
+    /// As [`SendReceiveRequest::consume_send`].
+    pub consume_send: bool,
+}
+
+impl ExchangeRegisters {
+    /// The `r12` of a receive without a timeout. (A timeout of `u64::MAX`
+    /// nanoseconds, some 584 years, is the same wait.)
+    pub const WAIT_FOREVER: u64 = u64::MAX;
+
+    /// The request a task put in `r8`, `r9`, `r12` and `r13`; an `r13`
+    /// other than 0 or 1 is `MalformedRequest`.
+    pub const fn from_registers(r8: u64, r9: u64, r12: u64, r13: u64) -> Result<Self, KernelError> {
+        let consume_send = match r13 {
+            0 => false,
+            1 => true,
+            _ => return Err(KernelError::Syscall(SyscallError::MalformedRequest)),
+        };
+        Ok(ExchangeRegisters {
+            send: CapHandle::from_raw(r8),
+            receive: CapHandle::from_raw(r9),
+            timeout_nanos: if r12 == Self::WAIT_FOREVER {
+                None
+            } else {
+                Some(r12)
+            },
+            consume_send,
+        })
+    }
+
+    /// The values of `r8`, `r9`, `r12` and `r13`.
+    pub const fn to_registers(&self) -> [u64; 4] {
+        let timeout = match self.timeout_nanos {
+            Some(nanos) => nanos,
+            None => Self::WAIT_FOREVER,
+        };
+        [
+            self.send.as_raw(),
+            self.receive.as_raw(),
+            timeout,
+            self.consume_send as u64,
+        ]
     }
 }
 
@@ -544,23 +604,77 @@ pub const fn receive_reply_header_len(sender: TaskId, len: usize) -> usize {
 /// `out`; returns the bytes written, which are fewer than the header only
 /// if `out` is too short for it.
 pub fn write_receive_reply_header(sender: TaskId, len: usize, out: &mut [u8]) -> usize {
-    let mut bytes = out.iter_mut();
-    let mut written = 0;
-    let mut put = |byte: u8| {
-        if let Some(slot) = bytes.next() {
-            *slot = byte;
-            written += 1;
-        }
+    let Some(tag) = out.first_mut() else {
+        return 0;
     };
-    put(0); // Result::Ok
-    for mut value in [sender.as_raw(), len as u64] {
-        while value >= 0x80 {
-            put(value as u8 | 0x80);
-            value >>= 7;
+    *tag = 0; // Result::Ok
+    let at = put_varint(out, 1, sender.as_raw());
+    put_varint(out, at, len as u64)
+}
+
+/// Write `value` as a postcard varint at `out[at..]`, as far as `out`
+/// reaches; returns the index after what was written.
+fn put_varint(out: &mut [u8], mut at: usize, mut value: u64) -> usize {
+    while let Some(slot) = out.get_mut(at) {
+        at += 1;
+        if value < 0x80 {
+            *slot = value as u8;
+            break;
         }
-        put(value as u8);
+        *slot = value as u8 | 0x80;
+        value >>= 7;
     }
-    written
+    at
+}
+
+/// Read a postcard varint from `bytes[at..]`: the value and the index
+/// after it, or `None` if it is cut short or longer than a `u64`.
+fn take_varint(bytes: &[u8], mut at: usize) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(at)?;
+        at += 1;
+        value |= u64::from(byte & 0x7f).checked_shl(shift)?;
+        if byte & 0x80 == 0 {
+            // The tenth byte carries one bit of a u64.
+            return (shift < 63 || byte <= 1).then_some((value, at));
+        }
+    }
+    None
+}
+
+/// Decode the response to a receive (`Result<ReceiveReply, KernelError>`)
+/// — what the kernel writes, and what postcard decodes. The common reply,
+/// a message without capabilities or badge, is read straight from its
+/// framing (see [`receive_reply_header_len`]); anything else, an error
+/// included, goes through postcard. Malformed bytes are
+/// `MalformedRequest`, as in every response decode.
+pub fn decode_receive_response(bytes: &[u8]) -> Result<ReceiveReply<'_>, KernelError> {
+    if let Some(reply) = framed_receive_reply(bytes) {
+        return Ok(reply);
+    }
+    postcard::from_bytes::<Result<ReceiveReply<'_>, KernelError>>(bytes)
+        .map_err(|_| KernelError::Syscall(SyscallError::MalformedRequest))?
+}
+
+/// The reply of a response framed as header, message, trailer, if
+/// `bytes` is exactly that.
+fn framed_receive_reply(bytes: &[u8]) -> Option<ReceiveReply<'_>> {
+    if bytes.first() != Some(&0) {
+        return None;
+    }
+    let (sender, at) = take_varint(bytes, 1)?;
+    let (len, at) = take_varint(bytes, at)?;
+    let end = at.checked_add(usize::try_from(len).ok()?)?;
+    if bytes.get(end..)? != RECEIVE_REPLY_TRAILER {
+        return None;
+    }
+    Some(ReceiveReply {
+        sender: TaskId::from_raw(sender),
+        message: &bytes[at..end],
+        capabilities: heapless::Vec::new(),
+        badge: None,
+    })
 }
 
 /// The length of `value` as a postcard varint.
@@ -852,11 +966,16 @@ mod tests {
         );
         assert_eq!(
             with(|p| p.blocks),
-            [Syscall::Receive, Syscall::Sleep, Syscall::SendReceive]
+            [
+                Syscall::Receive,
+                Syscall::Sleep,
+                Syscall::SendReceive,
+                Syscall::Exchange
+            ]
         );
         assert_eq!(
             with(|p| p.receives),
-            [Syscall::Receive, Syscall::SendReceive]
+            [Syscall::Receive, Syscall::SendReceive, Syscall::Exchange]
         );
     }
 
@@ -904,6 +1023,63 @@ mod tests {
     }
 
     #[test]
+    fn receive_responses_decode_as_postcard_does() {
+        let message = [7u8; 300];
+        let mut caps = heapless::Vec::new();
+        caps.push(CapHandle::new(4, 2)).unwrap();
+        let badge = Some(Badge {
+            value: 9,
+            rights: Rights::READ,
+        });
+        let mut responses = alloc::vec::Vec::new();
+        for sender in [0u64, 1, 127, 128, 1 << 20, u64::MAX] {
+            for len in [0usize, 1, 127, 128, 300] {
+                for (capabilities, badge) in [
+                    (heapless::Vec::new(), None),
+                    (caps.clone(), None),
+                    (heapless::Vec::new(), badge),
+                ] {
+                    let reply: Result<ReceiveReply<'_>, KernelError> = Ok(ReceiveReply {
+                        sender: TaskId::from_raw(sender),
+                        message: &message[..len],
+                        capabilities,
+                        badge,
+                    });
+                    responses.push(postcard::to_allocvec(&reply).unwrap());
+                }
+            }
+        }
+        let error: Result<ReceiveReply<'_>, KernelError> = Err(KernelError::Timeout);
+        responses.push(postcard::to_allocvec(&error).unwrap());
+        fn by_postcard(bytes: &[u8]) -> Result<ReceiveReply<'_>, KernelError> {
+            postcard::from_bytes::<Result<ReceiveReply<'_>, KernelError>>(bytes)
+                .map_err(|_| KernelError::Syscall(SyscallError::MalformedRequest))?
+        }
+        for bytes in &responses {
+            // Whole, cut short anywhere, or with a byte too many.
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert_eq!(decode_receive_response(&longer), by_postcard(&longer));
+            for cut in 0..=bytes.len() {
+                let bytes = &bytes[..cut];
+                assert_eq!(
+                    decode_receive_response(bytes),
+                    by_postcard(bytes),
+                    "{bytes:?}"
+                );
+            }
+        }
+        // A varint longer than a u64 is malformed.
+        let overlong = [
+            0u8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0,
+        ];
+        assert_eq!(
+            decode_receive_response(&overlong),
+            Err(KernelError::Syscall(SyscallError::MalformedRequest))
+        );
+    }
+
+    #[test]
     fn a_full_block_transfer_fits_the_request_and_response_limits() {
         let data = alloc::vec![0xA5u8; MAX_BLOCK_TRANSFER];
         let write = BlockWriteRequest {
@@ -914,6 +1090,33 @@ mod tests {
         assert!(postcard::to_allocvec(&write).unwrap().len() <= MAX_REQUEST_BYTES);
         let reply: Result<BlockReadReply<'_>, KernelError> = Ok(BlockReadReply { bytes: &data });
         assert!(postcard::to_allocvec(&reply).unwrap().len() <= RESPONSE_BUFFER_BYTES);
+    }
+
+    #[test]
+    fn exchange_registers_round_trip() {
+        for timeout_nanos in [None, Some(0), Some(1_000_000), Some(u64::MAX - 1)] {
+            for consume_send in [false, true] {
+                let request = ExchangeRegisters {
+                    send: CapHandle::new(3, 1),
+                    receive: CapHandle::new(u32::MAX, 7),
+                    timeout_nanos,
+                    consume_send,
+                };
+                let [r8, r9, r12, r13] = request.to_registers();
+                assert_eq!(
+                    ExchangeRegisters::from_registers(r8, r9, r12, r13),
+                    Ok(request)
+                );
+            }
+        }
+        assert_eq!(
+            ExchangeRegisters::from_registers(0, 0, u64::MAX, 0).map(|r| r.timeout_nanos),
+            Ok(None)
+        );
+        assert_eq!(
+            ExchangeRegisters::from_registers(0, 0, 0, 2),
+            Err(KernelError::Syscall(SyscallError::MalformedRequest))
+        );
     }
 
     #[test]

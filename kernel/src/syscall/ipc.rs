@@ -1,17 +1,18 @@
 //! Channels, messages and the service names of channels: `CreateChannel`,
-//! `Send`, `Receive`, `SendReceive`, `SendToObject`, `RegisterService`,
-//! `LookupService`.
+//! `Send`, `Receive`, `SendReceive` and `Exchange`, `SendToObject`,
+//! `RegisterService`, `LookupService`.
 
 use alloc::vec::Vec;
 use pandagen_abi::syscall::{
-    IpcCall, MintRegistrationRequest, ObjectSendRequest, ReceiveRequest, RegisterRequest,
-    SendReceiveRequest, SendRequest, ServiceRequest,
+    ExchangeRegisters, IpcCall, MintRegistrationRequest, ObjectSendRequest, ReceiveRequest,
+    RegisterRequest, SendReceiveRequest, SendRequest, ServiceRequest, RESPONSE_BUFFER_BYTES,
 };
-use pandagen_abi::{CapHandle, Duration, Instant, KernelError};
+use pandagen_abi::{CapHandle, Duration, Instant, KernelError, TaskId};
 use pandagen_core::RecvOutcome;
 
 use super::{decode, Ctx, Handler, Step};
-use crate::task::Pending;
+use crate::arch::x86_64::trap::TrapFrame;
+use crate::task::{KernelState, Pending, UserBuffer, UserRange};
 
 pub(super) fn handler(call: IpcCall) -> Handler {
     match call {
@@ -24,6 +25,7 @@ pub(super) fn handler(call: IpcCall) -> Handler {
         IpcCall::LookupService => lookup_service,
         IpcCall::MintRegistration => mint_registration,
         IpcCall::ServiceRegistrant => service_registrant,
+        IpcCall::Exchange => exchange,
     }
 }
 
@@ -53,7 +55,14 @@ fn receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 /// `consume_send`, the send capability is released in every outcome,
 /// after the send and before the receive (see [`SendReceiveRequest`]).
 fn send_receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
-    let request: SendReceiveRequest<'_> = decode(request)?;
+    send_receive_parts(cx, decode(request)?)
+}
+
+/// [`send_receive`] of a decoded request.
+fn send_receive_parts(
+    cx: &mut Ctx<'_>,
+    request: SendReceiveRequest<'_>,
+) -> Result<Step, KernelError> {
     let release = |cx: &mut Ctx<'_>| {
         if request.consume_send {
             // Already invalid if this fails, which is the goal anyway.
@@ -87,6 +96,79 @@ fn send_receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     release(cx);
     sent?;
     receive_message(cx, request.receive, request.timeout_nanos)
+}
+
+/// `SendReceive` with its request in registers, on the general path: the
+/// dispatcher has copied the message in as the request (its length checked
+/// like any request's). [`exchange_fast`] declined it first.
+fn exchange(cx: &mut Ctx<'_>, message: &[u8]) -> Result<Step, KernelError> {
+    let registers = cx.registers;
+    let request = ExchangeRegisters::from_registers(
+        registers.r8,
+        registers.r9,
+        registers.r12,
+        registers.r13,
+    )?;
+    send_receive_parts(
+        cx,
+        SendReceiveRequest {
+            send: request.send,
+            receive: request.receive,
+            timeout_nanos: request.timeout_nanos,
+            consume_send: request.consume_send,
+            message,
+        },
+    )
+}
+
+/// The IPC fast path of [`Syscall::Exchange`], before the dispatcher's
+/// general path: with a receiver already waiting (see
+/// `KernelCore::send_receive_fast`), the message goes from the caller's
+/// page straight into the receiver's buffer — no request buffer, no
+/// decoding, one copy — and the receiver runs next. The response buffer is
+/// checked first, as for every receive. `None` — having changed nothing —
+/// sends the call down the general path, which reports any error.
+///
+/// [`Syscall::Exchange`]: pandagen_abi::syscall::Syscall::Exchange
+pub(super) fn exchange_fast(
+    k: &mut KernelState,
+    caller: TaskId,
+    frame: &TrapFrame,
+    response: UserBuffer,
+) -> Option<Step> {
+    let request =
+        ExchangeRegisters::from_registers(frame.r8, frame.r9, frame.r12, frame.r13).ok()?;
+    let memory = k.memory_mut(caller)?;
+    let checked = response.capacity.min(RESPONSE_BUFFER_BYTES as u64);
+    memory.check_writable(response.ptr, checked).ok()?;
+    let message = UserRange {
+        ptr: frame.rdi,
+        len: usize::try_from(frame.rsi).ok()?,
+    };
+    let now = crate::task::now();
+    let deadline = request
+        .timeout_nanos
+        .map(|n| now.saturating_add(Duration::from_nanos(n)));
+    let switched = k.exchange_fast(
+        caller,
+        request.send,
+        message,
+        request.receive,
+        deadline,
+        now,
+    )?;
+    if request.consume_send {
+        // Sent: released before the receive, as `send_receive` does.
+        let _ = k.core_mut().drop_cap(caller, request.send, now);
+    }
+    Some(Step::SwitchTo {
+        task: switched.receiver,
+        pending: Pending::Receive {
+            channel: request.receive,
+            deadline,
+            response,
+        },
+    })
 }
 
 /// A send through an object capability; the same heap reserve as `send`.

@@ -79,6 +79,29 @@ pub struct Ctx<'k> {
     caller: TaskId,
     now: Instant,
     response: UserBuffer,
+    /// The argument registers beyond the request and response buffers,
+    /// for calls whose request travels partly in registers.
+    registers: ExtraRegisters,
+}
+
+/// `r8`, `r9`, `r12` and `r13` as the caller left them.
+#[derive(Clone, Copy, Debug)]
+pub struct ExtraRegisters {
+    pub r8: u64,
+    pub r9: u64,
+    pub r12: u64,
+    pub r13: u64,
+}
+
+impl ExtraRegisters {
+    fn of(frame: &TrapFrame) -> Self {
+        ExtraRegisters {
+            r8: frame.r8,
+            r9: frame.r9,
+            r12: frame.r12,
+            r13: frame.r13,
+        }
+    }
 }
 
 impl Ctx<'_> {
@@ -167,12 +190,20 @@ pub extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
         ptr: frame.rdx,
         capacity: frame.r10,
     };
-    let step = match dispatch(k, caller, frame, response) {
-        Outcome::Ran(step) => step,
-        Outcome::Unanswered(status) => {
-            frame.rax = status;
-            return frame;
-        }
+    let fast = if frame.rax == Syscall::Exchange as u64 {
+        ipc::exchange_fast(k, caller, frame, response)
+    } else {
+        None
+    };
+    let step = match fast {
+        Some(step) => step,
+        None => match dispatch(k, caller, frame, response) {
+            Outcome::Ran(step) => step,
+            Outcome::Unanswered(status) => {
+                frame.rax = status;
+                return frame;
+            }
+        },
     };
     match step {
         Step::Reply(len) => {
@@ -192,8 +223,9 @@ pub extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
         Step::SwitchTo { task, pending } => {
             k.set_pending(caller, pending);
             crate::task::park_current(k, frame);
-            crate::task::resume(k, task, frame);
-            return frame;
+            if let Some(next) = crate::task::resume_in_place(k, task) {
+                return next;
+            }
         }
     }
     crate::task::schedule(guard, frame);
@@ -253,6 +285,7 @@ fn validate_and_run(
                 caller,
                 now: crate::task::now(),
                 response,
+                registers: ExtraRegisters::of(frame),
             };
             handle(call, &mut cx, request_bytes)
         }

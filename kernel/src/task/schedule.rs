@@ -89,6 +89,27 @@ pub fn resume(k: &mut KernelState, next: TaskId, frame: &mut TrapFrame) {
     k.slice_left = TIME_SLICE_TICKS;
 }
 
+/// [`resume`] without the copy: `next`'s saved registers are left in its
+/// record, and the frame to leave the kernel with is that record itself
+/// (the syscall exit restores registers from whatever frame it is given,
+/// and nothing runs between the dispatcher's return and the `iretq`: one
+/// CPU, interrupts off). `None` — having changed nothing — if `next` has
+/// no record.
+pub fn resume_in_place(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
+    let task = k.tasks.get_mut(&next)?;
+    let space = task.memory.space();
+    if k.active_space != space.root() {
+        // SAFETY: every task space comes from `new_user_space` and shares
+        // the kernel half, where the record lives.
+        unsafe { paging::switch_to(space) };
+        k.active_space = space.root();
+    }
+    let frame: *mut TrapFrame = &mut task.frame;
+    k.current = Some(next);
+    k.slice_left = TIME_SLICE_TICKS;
+    Some(frame)
+}
+
 /// Finish `task`'s blocked call if it can finish now. Returns whether the
 /// task can run (false: it blocked again).
 fn complete_pending(k: &mut KernelState, task: TaskId, now: Instant) -> bool {
@@ -153,6 +174,34 @@ pub(super) fn accept_offer(tasks: &mut UserTasks, offer: &Offer<'_>) -> bool {
     };
     task.frame.rax = rax;
     task.pending = None;
+    true
+}
+
+/// [`accept_offer`] for a message still in the sender's memory at
+/// `message` (the core was handed only its length): copied from there
+/// straight into the receiver's buffer. Declines as `accept_offer` does,
+/// and also when the message does not lie within one page of the sender's
+/// readable memory (the general path copies it in and reports any error).
+pub(super) fn accept_offer_in_place(
+    tasks: &mut UserTasks,
+    message: super::UserRange,
+    offer: &Offer<'_>,
+) -> bool {
+    let Some((sender, receiver)) = tasks.pair_mut(&offer.sender, &offer.receiver) else {
+        return false;
+    };
+    let Some(Pending::Receive { response, .. }) = receiver.pending else {
+        return false;
+    };
+    let Some(bytes) = sender.memory.readable_in_page(message.ptr, message.len) else {
+        return false;
+    };
+    let Some(rax) = reply::deliver_message(&mut receiver.memory, response, offer.sender, bytes)
+    else {
+        return false;
+    };
+    receiver.frame.rax = rax;
+    receiver.pending = None;
     true
 }
 

@@ -13,16 +13,16 @@ use pandagen_abi::syscall::{
     ShutdownRequest,
 };
 use pandagen_abi::syscall::{
-    CapRequest, CloneRequest, ExitRequest, ReceiveReply, ReceiveRequest, RegisterRequest,
-    SendReceiveRequest, SendRequest, ServiceRequest, SleepRequest, SpawnRequest, StartupInfo,
-    Syscall, TransferRequest, MAX_MESSAGE_CAPS, MAX_REQUEST_BYTES, RESPONSE_BUFFER_BYTES,
+    CapRequest, CloneRequest, ExchangeRegisters, ExitRequest, ReceiveReply, ReceiveRequest,
+    RegisterRequest, SendRequest, ServiceRequest, SleepRequest, SpawnRequest, StartupInfo, Syscall,
+    TransferRequest, MAX_MESSAGE_CAPS, MAX_REQUEST_BYTES, RESPONSE_BUFFER_BYTES,
 };
 use pandagen_abi::{
     Cap, CapHandle, ChannelId, Duration, ExitReason, Instant, KernelApi, KernelError,
     MessageEnvelope, Rights, ServiceId, TaskDescriptor, TaskHandle, TaskId,
 };
 
-use crate::syscall::{call, call_small};
+use crate::syscall::{call, call_receiving, call_small, exchange};
 use pandagen_abi::ids::KERNEL_TASK;
 
 /// The most bytes one `ConsoleWrite` call carries (the request must fit
@@ -104,8 +104,9 @@ fn too_many_caps() -> KernelError {
 }
 
 impl Kernel {
-    /// One `SendReceive`; `consume_send` releases `send` in the kernel
-    /// between the send and the receive.
+    /// One `Exchange` (a `SendReceive` with its request in registers);
+    /// `consume_send` releases `send` in the kernel between the send and
+    /// the receive.
     fn send_receive(
         &mut self,
         send: CapHandle,
@@ -114,21 +115,14 @@ impl Kernel {
         timeout: Option<Duration>,
         consume_send: bool,
     ) -> Result<ReceivedMessage, KernelError> {
-        let bytes = message.encode()?;
-        let request = SendReceiveRequest {
+        let bytes = message.encode_into(&mut self.scratch)?;
+        let request = ExchangeRegisters {
             send,
             receive: receive.handle(),
             timeout_nanos: timeout.map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
             consume_send,
-            message: &bytes,
         };
-        let reply: ReceiveReply<'_> = call(
-            Syscall::SendReceive,
-            &request,
-            &mut self.scratch,
-            &mut self.response,
-        )?;
-        received(reply)
+        received(exchange(&request, bytes, &mut self.response)?)
     }
 
     pub fn new() -> Self {
@@ -334,7 +328,7 @@ impl KernelApi for Kernel {
             channel: channel.handle(),
             timeout_nanos,
         };
-        let reply: ReceiveReply<'_> = call(
+        let reply = call_receiving(
             Syscall::Receive,
             &request,
             &mut self.scratch,

@@ -7,7 +7,8 @@
 
 use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
-    decode_status, DebugWriteRequest, Syscall, TerminateRequest, MAX_DEBUG_WRITE,
+    decode_receive_response, decode_status, DebugWriteRequest, ExchangeRegisters, ReceiveReply,
+    Syscall, TerminateRequest, MAX_DEBUG_WRITE,
 };
 use pandagen_abi::text::truncate;
 use pandagen_abi::{ExitReason, KernelError, TaskId};
@@ -75,12 +76,121 @@ pub fn call<'r, Req: Serialize, Reply: serde::Deserialize<'r>>(
     // SAFETY: `encoded` and `response` are live, distinct buffers of the
     // given lengths for the duration of the call.
     let rax = unsafe { raw_syscall(call as u64, ptr, len, response.as_mut_ptr(), response.len()) };
-    let written = decode_status(rax)?;
-    let bytes = response
-        .get(..written)
-        .ok_or(KernelError::Syscall(SyscallError::MalformedRequest))?;
-    postcard::from_bytes::<Result<Reply, KernelError>>(bytes)
+    decode_response(rax, response)
+}
+
+/// [`call`] for a call that receives a message (`Receive`), its reply
+/// read by [`decode_receive_response`].
+pub fn call_receiving<'r, Req: Serialize>(
+    call: Syscall,
+    request: &Req,
+    scratch: &mut [u8],
+    response: &'r mut [u8],
+) -> Result<ReceiveReply<'r>, KernelError> {
+    let encoded = postcard::to_slice(request, scratch)
+        .map_err(|_| KernelError::Syscall(SyscallError::MalformedRequest))?;
+    let (ptr, len) = (encoded.as_ptr(), encoded.len());
+    // SAFETY: as in `call`.
+    let rax = unsafe { raw_syscall(call as u64, ptr, len, response.as_mut_ptr(), response.len()) };
+    received_in(rax, response)
+}
+
+/// The reply of a receive that returned `rax`, from `response`.
+fn received_in(rax: u64, response: &[u8]) -> Result<ReceiveReply<'_>, KernelError> {
+    decode_receive_response(written(rax, response)?)
+}
+
+/// The `Result<Reply, KernelError>` a call left in `response`, given the
+/// `rax` it returned.
+fn decode_response<'r, Reply: serde::Deserialize<'r>>(
+    rax: u64,
+    response: &'r [u8],
+) -> Result<Reply, KernelError> {
+    postcard::from_bytes::<Result<Reply, KernelError>>(written(rax, response)?)
         .map_err(|_| KernelError::Syscall(SyscallError::MalformedRequest))?
+}
+
+/// The bytes of `response` a call that returned `rax` wrote.
+fn written(rax: u64, response: &[u8]) -> Result<&[u8], KernelError> {
+    let len = decode_status(rax)?;
+    response
+        .get(..len)
+        .ok_or(KernelError::Syscall(SyscallError::MalformedRequest))
+}
+
+/// Enter the kernel with [`Syscall::Exchange`]: `message` out on
+/// `request.send`, then a receive on `request.receive` into `response`.
+/// Returns `rax` (the response length, or a transport status).
+///
+/// # Safety
+/// `message` must be readable for `message_len` bytes and `response`
+/// writable for `response_len` bytes, as for [`raw_syscall`].
+#[cfg(target_os = "none")]
+pub unsafe fn raw_exchange(
+    request: &ExchangeRegisters,
+    message: *const u8,
+    message_len: usize,
+    response: *mut u8,
+    response_len: usize,
+) -> u64 {
+    let [send, receive, timeout, consume_send] = request.to_registers();
+    let rax: u64;
+    // SAFETY: as for `raw_syscall`; r8, r9, r12 and r13 are inputs the
+    // kernel preserves.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") Syscall::Exchange as u64 => rax,
+            in("rdi") message,
+            in("rsi") message_len,
+            in("rdx") response,
+            in("r10") response_len,
+            in("r8") send,
+            in("r9") receive,
+            in("r12") timeout,
+            in("r13") consume_send,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    rax
+}
+
+/// On the host, as [`raw_syscall`]: there is no kernel to enter.
+///
+/// # Safety
+/// Always safe to call; `unsafe` only to match the bare-metal signature.
+#[cfg(not(target_os = "none"))]
+pub unsafe fn raw_exchange(
+    _: &ExchangeRegisters,
+    _: *const u8,
+    _: usize,
+    _: *mut u8,
+    _: usize,
+) -> u64 {
+    pandagen_abi::syscall::STATUS_BAD_RESPONSE_BUFFER
+}
+
+/// Send `message` on `request.send`, then receive on `request.receive`
+/// (one [`Syscall::Exchange`]), and decode the reply from `response`.
+pub fn exchange<'r>(
+    request: &ExchangeRegisters,
+    message: &[u8],
+    response: &'r mut [u8],
+) -> Result<ReceiveReply<'r>, KernelError> {
+    // SAFETY: `message` and `response` are live, distinct buffers of the
+    // given lengths for the duration of the call.
+    let rax = unsafe {
+        raw_exchange(
+            request,
+            message.as_ptr(),
+            message.len(),
+            response.as_mut_ptr(),
+            response.len(),
+        )
+    };
+    received_in(rax, response)
 }
 
 /// A call with a small fixed-size reply, using stack buffers.
@@ -93,9 +203,29 @@ pub fn call_small<Req: Serialize, Reply: DeserializeOwned>(
     call(number, request, &mut scratch, &mut response)
 }
 
-/// The cheapest round trip into the kernel and back.
+/// The cheapest round trip into the kernel and back: the null call reads
+/// no argument register, so only `rax` is set.
+#[cfg(target_os = "none")]
 pub fn null() -> u64 {
-    // SAFETY: the null call touches no buffer.
+    let rax: u64;
+    // SAFETY: the null call touches no memory and changes no register but
+    // rax (its result) and the rcx and r11 that `syscall` itself clobbers.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") Syscall::Null as u64 => rax,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack, nomem),
+        );
+    }
+    rax
+}
+
+/// On the host, as [`raw_syscall`]: there is no kernel to enter.
+#[cfg(not(target_os = "none"))]
+pub fn null() -> u64 {
+    // SAFETY: the host stub touches nothing.
     unsafe {
         raw_syscall(
             Syscall::Null as u64,

@@ -20,8 +20,8 @@ use alloc::vec::Vec;
 use pandagen_abi::api::EXIT_NOTIFICATION_ACTION;
 use pandagen_abi::syscall::StartupInfo;
 use pandagen_abi::{
-    Cap, ChannelId, Duration, ExitNotification, ExitReason, KernelApi, KernelError, ServiceId,
-    TaskDescriptor, TaskHandle,
+    Cap, ChannelId, Duration, ExitNotification, ExitReason, KernelApi, KernelError, Rights,
+    ServiceId, TaskDescriptor, TaskHandle,
 };
 use pandagen_rt::println;
 
@@ -110,6 +110,29 @@ pub fn spawn<K: KernelApi>(
         descriptor = descriptor.with_capability(capability);
     }
     kernel.spawn_task(descriptor)
+}
+
+/// Start `raw_echo` under `name` (`call_echo` answers with `Exchange`)
+/// with a fresh request channel and reply channel. Returns the send-only
+/// capability for its requests and the channel its answers arrive on.
+pub fn spawn_raw_echo<K: KernelApi>(
+    kernel: &mut K,
+    name: &str,
+    exit_channel: ChannelId,
+) -> Result<(Cap<()>, ChannelId), KernelError> {
+    let requests = kernel.create_channel()?;
+    let to_server = kernel.clone_capability(&Cap::from(requests), Rights::SEND)?;
+    let replies = kernel.create_channel()?;
+    let to_client =
+        kernel.clone_capability(&Cap::from(replies), Rights::SEND | Rights::TRANSFER)?;
+    spawn(
+        kernel,
+        name,
+        "raw_echo",
+        alloc::vec![Cap::from(requests), to_client],
+        exit_channel,
+    )?;
+    Ok((to_server, replies))
 }
 
 /// Wait for the next exit notification on `exit_channel`.
@@ -202,7 +225,7 @@ pub const ECHO_VERSION: pandagen_abi::SchemaVersion = pandagen_abi::SchemaVersio
 pub fn open_echo_session<K: KernelApi>(
     kernel: &mut K,
 ) -> Result<(ChannelId, ChannelId), KernelError> {
-    use pandagen_abi::{MessageEnvelope, MessagePayload, Rights};
+    use pandagen_abi::{MessageEnvelope, MessagePayload};
     let echo = lookup_with_retry(kernel, ECHO)?;
     let reply = kernel.create_channel()?;
     let reply_send = kernel.clone_capability(&Cap::from(reply), Rights::SEND | Rights::TRANSFER)?;

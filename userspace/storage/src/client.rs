@@ -333,8 +333,10 @@ impl StorageClient {
             return Ok(None);
         }
         let deadline = kernel.now().saturating_add(self.timeout);
+        // The first wait is the whole timeout: the clock is read again
+        // only after a late answer.
+        let mut left = self.timeout;
         loop {
-            let left = deadline.saturating_duration_since(kernel.now());
             if left.is_zero() {
                 return Ok(None);
             }
@@ -348,6 +350,7 @@ impl StorageClient {
                     for cap in late.capabilities {
                         let _ = kernel.drop_capability(cap);
                     }
+                    left = deadline.saturating_duration_since(kernel.now());
                 }
                 // A lost or failed receive counts as a lost answer: the next
                 // attempt re-sends under the same id.

@@ -55,6 +55,7 @@ pub mod server;
 pub use pandagen_abi::siphash;
 pub mod store;
 pub mod transaction;
+mod wire_bytes;
 
 pub use backend::{BackendError, StorageBackend};
 pub use cap::{ObjectCap, ObjectToken};

@@ -96,11 +96,20 @@ pub enum Op {
         max_len: u32,
     },
     /// Replace a blob's content (`WRITE`).
-    WriteBlob { bytes: Vec<u8> },
+    WriteBlob {
+        #[serde(with = "crate::wire_bytes")]
+        bytes: Vec<u8>,
+    },
     /// Append to the blob's next version, to build large blobs (`WRITE`).
-    ExtendBlob { bytes: Vec<u8> },
+    ExtendBlob {
+        #[serde(with = "crate::wire_bytes")]
+        bytes: Vec<u8>,
+    },
     /// Append a record to a log (`WRITE`).
-    Append { record: Vec<u8> },
+    Append {
+        #[serde(with = "crate::wire_bytes")]
+        record: Vec<u8>,
+    },
     /// Records `start..` of a log (`READ`).
     ReadLog {
         at: Option<VersionId>,
@@ -108,11 +117,23 @@ pub enum Op {
         max: u32,
     },
     /// Set a map key (`WRITE`).
-    Put { key: Vec<u8>, value: Vec<u8> },
+    Put {
+        #[serde(with = "crate::wire_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "crate::wire_bytes")]
+        value: Vec<u8>,
+    },
     /// Read a map key (`READ`).
-    Get { key: Vec<u8>, at: Option<VersionId> },
+    Get {
+        #[serde(with = "crate::wire_bytes")]
+        key: Vec<u8>,
+        at: Option<VersionId>,
+    },
     /// Remove a map key (`WRITE`).
-    Delete { key: Vec<u8> },
+    Delete {
+        #[serde(with = "crate::wire_bytes")]
+        key: Vec<u8>,
+    },
     /// Map keys after `start_after`, in order (`READ`).
     List {
         at: Option<VersionId>,
@@ -152,6 +173,7 @@ pub enum OpResult {
         version: VersionId,
         total_len: u64,
         offset: u64,
+        #[serde(with = "crate::wire_bytes")]
         bytes: Vec<u8>,
     },
     /// `ReadLog`.
@@ -164,6 +186,7 @@ pub enum OpResult {
     /// `Get`.
     Value {
         version: VersionId,
+        #[serde(with = "crate::wire_bytes::option")]
         value: Option<Vec<u8>>,
     },
     /// `Delete`.

@@ -99,10 +99,32 @@ pub fn init() {
     }
 }
 
+// The entry stub tests for the null call as `rax == 0`.
+const _: () = assert!(pandagen_abi::syscall::Syscall::Null as u64 == 0);
+
 /// The LSTAR target.
+///
+/// [`Syscall::Null`](pandagen_abi::syscall::Syscall::Null) is answered
+/// before anything else: it reads no memory, needs no kernel state, and
+/// returns 0 with `sysretq` without touching GS or the stack. `sysretq`
+/// loads RIP from RCX, and on Intel CPUs a non-canonical RCX faults in
+/// ring 0 with the user's RSP; RCX is the address after the caller's
+/// `syscall`, which is canonical unless that instruction ended the user
+/// half, so the path checks it (every bit from 47 up clear) and otherwise
+/// takes the full path, which leaves with `iretq`. RFLAGS come back from
+/// R11, where `syscall` put the caller's own.
 #[unsafe(naked)]
 unsafe extern "C" fn syscall_entry() {
     naked_asm!(
+        "test rax, rax",
+        "jnz 2f",
+        "mov rax, rcx",
+        "shr rax, 47",
+        "jnz 1f",
+        "sysretq",
+        "1:",
+        "xor eax, eax",
+        "2:",
         "swapgs",
         "mov gs:[{user_rsp}], rsp",
         "mov rsp, gs:[{kernel_rsp}]",

@@ -7,17 +7,16 @@
 //! server send, client receive, across two address spaces), each with an
 //! empty and a 64-byte payload:
 //! - `ipc_call_round_trip_*`: the kernel's IPC path with one entry per
-//!   side: the client's `SendReceive` (send the request, wait for the
-//!   reply) and the server's (send the reply, wait for the next request),
-//!   through raw system calls — the shape of seL4's `Call` + `ReplyRecv`,
-//!   and the figure for the bar. The client's request is encoded once; the
-//!   server (`raw_echo` as `call_echo`) keeps the encoding of its request's
-//!   constant fields and encodes only the echoed message each time.
+//!   side: the client's `Exchange` (send the request, wait for the reply)
+//!   and the server's (send the reply, wait for the next request), through
+//!   raw system calls with the request in registers — the shape of seL4's
+//!   `Call` + `ReplyRecv`, and the figure for the bar. The server is
+//!   `raw_echo` as `call_echo`.
 //! - `ipc_round_trip_raw_*`: the same through four entries: the client's
 //!   `Send` then `Receive`, and `raw_echo`'s.
 //! - `ipc_round_trip_*`: the whole stack a service uses — building,
 //!   encoding and decoding `MessageEnvelope`s through `KernelApi`'s
-//!   `send_then_receive` (one `SendReceive` per side), and `ipc_echo`'s
+//!   `send_then_receive` (one `Exchange` per side), and `ipc_echo`'s
 //!   dispatch on the action.
 //!
 //! Two refusals show that authority is checked before work: `refused_grant`
@@ -33,17 +32,18 @@ use alloc::vec;
 use alloc::vec::Vec;
 use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
-    decode_status, ReceiveRequest, SendReceiveRequest, SendRequest, SpawnRequest, Syscall,
+    decode_status, ExchangeRegisters, ReceiveRequest, SendRequest, SpawnRequest, Syscall,
     TransferRequest, RESPONSE_BUFFER_BYTES,
 };
-use pandagen_abi::Cap;
 use pandagen_abi::{
     CapHandle, ChannelId, Duration, IdentityKind, KernelApi, KernelError, MessageEnvelope,
-    MessagePayload, Priority, Rights,
+    MessagePayload, Priority,
 };
-use pandagen_rt::syscall::{null, raw_syscall};
+use pandagen_rt::syscall::{null, raw_exchange, raw_syscall};
 use pandagen_rt::{println, Kernel};
-use pandagen_scenarios::{open_echo_session, rdtsc, spawn, startup_caps, ECHO, ECHO_VERSION};
+use pandagen_scenarios::{
+    open_echo_session, rdtsc, spawn, spawn_raw_echo, startup_caps, ECHO, ECHO_VERSION,
+};
 
 pandagen_rt::entry!(main);
 
@@ -89,7 +89,9 @@ fn round_trip(
 struct RawClient {
     send: Vec<u8>,
     receive: Vec<u8>,
-    send_receive: Vec<u8>,
+    /// The `Exchange` request (in registers) and its message.
+    exchange: ExchangeRegisters,
+    envelope: Vec<u8>,
     response: Vec<u8>,
 }
 
@@ -112,14 +114,13 @@ impl RawClient {
                 timeout_nanos: None,
             })
             .map_err(malformed)?,
-            send_receive: postcard::to_allocvec(&SendReceiveRequest {
+            exchange: ExchangeRegisters {
                 send: to_server,
-                message: envelope,
                 receive: from_server,
                 timeout_nanos: None,
                 consume_send: false,
-            })
-            .map_err(malformed)?,
+            },
+            envelope: envelope.to_vec(),
             response: vec![0; RESPONSE_BUFFER_BYTES],
         })
     }
@@ -149,12 +150,19 @@ impl RawClient {
         self.check_reply(received)
     }
 
-    /// The round trip as one `SendReceive`.
+    /// The round trip as one `Exchange`.
     fn call_round_trip(&mut self) -> Result<(), KernelError> {
-        let request = core::mem::take(&mut self.send_receive);
-        let received = self.call(Syscall::SendReceive, &request);
-        self.send_receive = request;
-        self.check_reply(received)
+        // SAFETY: both buffers are ours and live across the call.
+        let rax = unsafe {
+            raw_exchange(
+                &self.exchange,
+                self.envelope.as_ptr(),
+                self.envelope.len(),
+                self.response.as_mut_ptr(),
+                self.response.len(),
+            )
+        };
+        self.check_reply(decode_status(rax))
     }
 
     fn check_reply(&self, received: Result<usize, KernelError>) -> Result<(), KernelError> {
@@ -209,18 +217,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         ),
     ];
     for (server, figure, round_trip) in raw {
-        let requests = kernel.create_channel()?;
-        let to_server = kernel.clone_capability(&Cap::from(requests), Rights::SEND)?;
-        let replies = kernel.create_channel()?;
-        let to_client =
-            kernel.clone_capability(&Cap::from(replies), Rights::SEND | Rights::TRANSFER)?;
-        spawn(
-            kernel,
-            server,
-            "raw_echo",
-            vec![Cap::from(requests), to_client],
-            exits,
-        )?;
+        let (to_server, replies) = spawn_raw_echo(kernel, server, exits)?;
         for (name, payload) in [("empty_payload", &empty), ("64_byte_payload", &bytes)] {
             let envelope =
                 MessageEnvelope::new(ECHO, "echo.raw", ECHO_VERSION, payload.clone()).encode()?;
@@ -248,6 +245,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         kind: IdentityKind::Service,
         trust_domain: "user",
         exit_channel: None,
+        budget: None,
     };
     let refused_spawn = measure(|| refused(Syscall::Spawn, &spawn_request))?;
     println!("[BENCH] refused_spawn {refused_spawn} instructions");

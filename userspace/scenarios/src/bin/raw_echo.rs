@@ -3,9 +3,10 @@
 //! calls. It measures the kernel's IPC path, not envelope handling. An
 //! empty message ends it.
 //!
-//! Spawned under the name `call_echo` it answers with `SendReceive`
-//! (reply, then wait for the next request, in one entry — seL4's
-//! `ReplyRecv`); under any other name with a `Send` and then a `Receive`.
+//! Spawned under the name `call_echo` it answers with `Exchange` (reply,
+//! then wait for the next request, in one entry with the request in
+//! registers — seL4's `ReplyRecv`); under any other name with a `Send` and
+//! then a `Receive`.
 #![no_std]
 #![no_main]
 
@@ -14,11 +15,11 @@ extern crate alloc;
 use alloc::vec;
 use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
-    decode_status, MessageBytes, ReceiveReply, ReceiveRequest, SendReceivePrefix, SendRequest,
+    decode_receive_response, decode_status, ExchangeRegisters, ReceiveRequest, SendRequest,
     Syscall, RESPONSE_BUFFER_BYTES,
 };
 use pandagen_abi::KernelError;
-use pandagen_rt::syscall::raw_syscall;
+use pandagen_rt::syscall::{raw_exchange, raw_syscall};
 use pandagen_rt::Kernel;
 
 pandagen_rt::entry!(main);
@@ -62,37 +63,35 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         vec![0u8; RESPONSE_BUFFER_BYTES],
     ];
     let mut request = vec![0u8; RESPONSE_BUFFER_BYTES];
-    let prefix = postcard::to_slice(
-        &SendReceivePrefix {
-            send: replies,
-            receive: requests,
-            timeout_nanos: None,
-            consume_send: false,
-        },
-        &mut request,
-    )
-    .map_err(|_| malformed())?
-    .len();
+    let exchange = ExchangeRegisters {
+        send: replies,
+        receive: requests,
+        timeout_nanos: None,
+        consume_send: false,
+    };
     let mut send_response = [0u8; 64];
     let mut len = call(Syscall::Receive, &receive, &mut buffers[0])?;
     let mut current = 0;
     loop {
         let [a, b] = &mut buffers;
         let (received, next) = if current == 0 { (a, b) } else { (b, a) };
-        let reply: ReceiveReply<'_> =
-            postcard::from_bytes::<Result<ReceiveReply<'_>, KernelError>>(&received[..len])
-                .map_err(|_| malformed())??;
+        let reply = decode_receive_response(received.get(..len).ok_or_else(malformed)?)?;
         if reply.message.is_empty() {
             return Ok(());
         }
         if reply_and_wait {
-            // Like the client, encode the constant part of the request
-            // once (`prefix`, written at the start of `request` before the
-            // loop) and only the message each time.
-            let tail = postcard::to_slice(&MessageBytes(reply.message), &mut request[prefix..])
-                .map_err(|_| malformed())?
-                .len();
-            len = call(Syscall::SendReceive, &request[..prefix + tail], next)?;
+            // SAFETY: the message (in the buffer just received into) and
+            // `next` are live, distinct buffers for the call.
+            let rax = unsafe {
+                raw_exchange(
+                    &exchange,
+                    reply.message.as_ptr(),
+                    reply.message.len(),
+                    next.as_mut_ptr(),
+                    next.len(),
+                )
+            };
+            len = decode_status(rax)?;
             current ^= 1;
         } else {
             let encoded = postcard::to_slice(

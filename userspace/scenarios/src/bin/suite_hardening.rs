@@ -11,16 +11,17 @@ use alloc::vec;
 use alloc::vec::Vec;
 use pandagen_abi::error::{BlockError, Resource, SendError, SyscallError, UserMemoryError};
 use pandagen_abi::syscall::{
-    decode_status, BlockReadRequest, BlockWriteRequest, ReceiveRequest, SendRequest, Syscall,
-    MAX_BLOCK_TRANSFER, ROOT_CAPABILITIES, STATUS_BAD_RESPONSE_BUFFER, SYSCALL_COUNT,
+    decode_receive_response, decode_status, BlockReadRequest, BlockWriteRequest, ExchangeRegisters,
+    ReceiveRequest, SendRequest, Syscall, MAX_BLOCK_TRANSFER, ROOT_CAPABILITIES,
+    STATUS_BAD_RESPONSE_BUFFER, SYSCALL_COUNT,
 };
 use pandagen_abi::{
     Cap, CapHandle, CapKind, ChannelId, Duration, ExitReason, KernelApi, KernelError,
     MessageEnvelope, MessagePayload, Rights, SchemaVersion, ServiceId,
 };
-use pandagen_rt::syscall::raw_syscall;
+use pandagen_rt::syscall::{raw_exchange, raw_syscall};
 use pandagen_rt::{println, Kernel};
-use pandagen_scenarios::{rdtsc, spawn, wait_exit, Tally};
+use pandagen_scenarios::{rdtsc, spawn, spawn_raw_echo, wait_exit, Tally};
 
 pandagen_rt::entry!(main);
 
@@ -105,7 +106,7 @@ impl Rng {
 /// The calls the random storm replaces with unknown numbers: they would
 /// end or park this task or the machine, allocate kernel objects, or print
 /// or rebind the console.
-const STORM_EXCLUDED: [Syscall; 12] = [
+const STORM_EXCLUDED: [Syscall; 13] = [
     Syscall::Exit,
     Syscall::Spawn,
     Syscall::CreateChannel,
@@ -118,6 +119,7 @@ const STORM_EXCLUDED: [Syscall; 12] = [
     Syscall::Terminate,
     Syscall::Shutdown,
     Syscall::SendReceive,
+    Syscall::Exchange,
 ];
 
 /// Service-minted object capabilities: only the registrant mints; forged,
@@ -307,6 +309,7 @@ const CHECKS: &[Check] = &[
     huge_lengths,
     forged_and_stale_handles,
     send_receive_refusals,
+    exchange_pointers,
     reply_capability_is_used_once,
     another_tasks_handle,
     service_log_lines,
@@ -629,6 +632,107 @@ fn send_receive_refusals(kernel: &mut Kernel, shared: &mut Shared) -> Result<(),
         },
     );
     kernel.drop_capability(Cap::from(target))?;
+    Ok(())
+}
+
+/// `Exchange` takes its request in registers, and its fast path copies
+/// the message straight out of the caller's memory into a waiting
+/// receiver's buffer. Every pointer and length must still be checked with
+/// a server blocked receiving (the fast path's case): a bad message is a
+/// typed error with nothing delivered (else the server would answer it,
+/// or end on an empty message), a bad response buffer is a transport
+/// status, and a message across a page boundary arrives intact. The
+/// server is `raw_echo` as `call_echo`, which answers every message with
+/// the same bytes.
+fn exchange_pointers(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelError> {
+    let tally = &mut shared.tally;
+    let exits = kernel.create_channel()?;
+    let (to_server, replies) = spawn_raw_echo(kernel, "call_echo", exits)?;
+    let request = ExchangeRegisters {
+        send: to_server.handle(),
+        receive: replies.handle(),
+        timeout_nanos: Some(Duration::from_secs(5).as_nanos() as u64),
+        consume_send: false,
+    };
+    let mut response = vec![0u8; 4096];
+    // Two pages, so that a message can straddle the boundary between them.
+    let mut pages = vec![0u8; 3 * 4096];
+    let boundary = (pages.as_ptr() as u64 + 4096) & !4095;
+    let exchange = |message: (u64, u64), response: (u64, u64)| -> Result<Vec<u8>, String> {
+        // SAFETY: the kernel validates every pointer; a bad one is the
+        // point of the check and can only produce an error for this task.
+        let rax = unsafe {
+            raw_exchange(
+                &request,
+                message.0 as *const u8,
+                message.1 as usize,
+                response.0 as *mut u8,
+                response.1 as usize,
+            )
+        };
+        let len = decode_status(rax).map_err(|e| alloc::format!("status {e:?}"))?;
+        // SAFETY: the kernel wrote `len` bytes into the response buffer.
+        let bytes = unsafe { core::slice::from_raw_parts(response.0 as *const u8, len) };
+        decode_receive_response(bytes)
+            .map(|reply| reply.message.to_vec())
+            .map_err(|e| alloc::format!("{e:?}"))
+    };
+    let response_at = (response.as_mut_ptr() as u64, response.len() as u64);
+    // A first round trip leaves the server blocked receiving.
+    let hello = b"hello".to_vec();
+    let first = exchange((hello.as_ptr() as u64, 5), response_at);
+    tally.check("hardening/exchange_round_trip", check_eq(first, Ok(hello)));
+    let kernel_message = exchange((KERNEL_ADDRESS, 16), response_at);
+    let unmapped_message = exchange((UNMAPPED_USER_ADDRESS, 16), response_at);
+    let huge_message = exchange((pages.as_ptr() as u64, 1 << 40), response_at);
+    let error = |e: SyscallError| Err(alloc::format!("{:?}", syscall_error(e)));
+    let too_large = matches!(&huge_message, Err(e) if e.contains("RequestTooLarge"));
+    tally.check(
+        "hardening/exchange_bad_messages_are_typed",
+        check_eq(
+            (kernel_message, unmapped_message, too_large),
+            (
+                error(SyscallError::BadUserMemory(UserMemoryError::NotUserAddress)),
+                error(SyscallError::BadUserMemory(UserMemoryError::Unmapped)),
+                true,
+            ),
+        ),
+    );
+    let read_only = exchange(
+        (pages.as_ptr() as u64, 4),
+        (READ_ONLY_BUFFER.as_ptr() as u64, 256),
+    );
+    tally.check(
+        "hardening/exchange_read_only_response_is_refused",
+        check_eq(read_only.map_err(|e| e.starts_with("status")), Err(true)),
+    );
+    // Nothing reached the server: the next answer echoes the next message.
+    // (A message straddling two pages is copied in by the general path.)
+    let straddling: Vec<u8> = (0..64u8).collect();
+    let at = (boundary - 32 - pages.as_ptr() as u64) as usize;
+    pages[at..at + 64].copy_from_slice(&straddling);
+    let echoed = exchange((boundary - 32, 64), response_at);
+    tally.check(
+        "hardening/exchange_straddling_message_arrives_intact",
+        check_eq(echoed, Ok(straddling)),
+    );
+    // An empty message ends the server.
+    let stop = postcard::to_allocvec(&SendRequest {
+        channel: to_server.handle(),
+        message: &[],
+        capabilities: heapless::Vec::new(),
+    })
+    .map_err(|_| syscall_error(SyscallError::MalformedRequest))?;
+    let stopped = raw(
+        Syscall::Send as u64,
+        (stop.as_ptr() as u64, stop.len() as u64),
+        response_at,
+    );
+    tally.check(
+        "hardening/exchange_server_stopped",
+        check_eq(stopped, Ok(Ok(()))),
+    );
+    wait_exit(kernel, exits, Duration::from_secs(5)).map_err(|_| KernelError::Timeout)?;
     Ok(())
 }
 
