@@ -457,7 +457,8 @@ pub struct SendReceiveRequest<'a> {
     /// server answering on a request's reply capability uses it once (as a
     /// one-shot reply), and the next request's reply capability then takes
     /// the slot it left, so the server's capability space does not creep.
-    /// A refused send leaves the capability with the caller.
+    /// The capability is released in every outcome, a refused send or
+    /// receive included: a reply capability is good for one answer.
     pub consume_send: bool,
     #[serde(serialize_with = "as_bytes")]
     pub message: &'a [u8],
