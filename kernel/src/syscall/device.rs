@@ -7,7 +7,7 @@
 use pandagen_abi::device::PhysRange;
 use pandagen_abi::memory::PAGE_SIZE;
 use pandagen_abi::syscall::{
-    AllocateDmaRequest, BindInterruptRequest, DeviceCall, DmaRegion, InterruptRequest,
+    AllocateDmaRequest, BindInterruptRequest, CapRequest, DeviceCall, DmaRegion, InterruptRequest,
     MapDeviceMemoryRequest, MintDeviceRequest, PortReadRequest, PortWriteRequest,
 };
 use pandagen_abi::KernelError;
@@ -26,7 +26,14 @@ pub(super) fn handler(call: DeviceCall) -> Handler {
         DeviceCall::BindInterrupt => bind_interrupt,
         DeviceCall::AcknowledgeInterrupt => acknowledge_interrupt,
         DeviceCall::AllocateDma => allocate_dma,
+        DeviceCall::OpenPorts => open_ports,
     }
+}
+
+fn open_ports(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: CapRequest = decode(request)?;
+    let range = cx.k.open_ports(cx.caller, request.capability, cx.now)?;
+    cx.reply(range)
 }
 
 fn mint(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {

@@ -207,13 +207,18 @@ fn dispatch(
     frame: &TrapFrame,
     response: UserBuffer,
 ) -> Outcome {
-    match validate_and_run(k, caller, frame, response) {
+    let outcome = match validate_and_run(k, caller, frame, response) {
         Ok(step) => Outcome::Ran(step),
         Err(CallError::Recoverable(e)) => {
             Outcome::Ran(Step::Reply(k.encode_response::<()>(&Err(e))))
         }
         Err(CallError::Unanswerable(status)) => Outcome::Unanswered(status),
+    };
+    // The call may have given up a capability whose ports are open.
+    if k.has_port_windows(caller) {
+        k.sync_ports(caller);
     }
+    outcome
 }
 
 /// The checks of the module documentation, in order, then the handler.

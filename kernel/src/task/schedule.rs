@@ -87,6 +87,7 @@ pub fn resume(k: &mut KernelState, next: TaskId, frame: &mut TrapFrame) {
     }
     k.current = Some(next);
     k.slice_left = TIME_SLICE_TICKS;
+    k.sync_ports(next);
 }
 
 /// Finish `task`'s blocked call if it can finish now. Returns whether the

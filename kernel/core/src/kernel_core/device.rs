@@ -289,6 +289,28 @@ impl KernelCore {
         }
     }
 
+    /// The port range `task`'s capability `handle` opens to its own `in`
+    /// and `out` instructions, if it still does: an `IoPorts` capability
+    /// with `READ` and `WRITE`, in `task`'s space now. Audits nothing (the
+    /// kernel asks this after each call and at each switch to `task`, to
+    /// close the ports of a capability that is gone). O(1).
+    pub fn port_window(&self, task: TaskId, handle: CapHandle) -> Option<PortRange> {
+        let cap = self
+            .check(
+                task,
+                handle,
+                Some(CapKind::IoPorts),
+                Rights::READ | Rights::WRITE,
+            )
+            .ok()?;
+        match cap.info().object {
+            ObjectRef::Device(DeviceResource::Ports(range)) if kernel_port_in(&range).is_none() => {
+                Some(range)
+            }
+            _ => None,
+        }
+    }
+
     /// May `caller` map `range` through `handle` (`READ`; `WRITE` too for
     /// a writable mapping)? Errors: the capability's refusal;
     /// `Device(OutsideGrant)` for a range not inside the capability's (or

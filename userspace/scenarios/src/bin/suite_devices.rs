@@ -374,10 +374,100 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         })(),
     );
     tally.check(
+        "devices/port_window_reads_the_rtc",
+        (|| {
+            let window = ports.open().map_err(|e| format!("open: {e:?}"))?;
+            window
+                .write8(RTC_INDEX, 0x0b)
+                .map_err(|e| format!("{e:?}"))?;
+            let direct = window.read8(RTC_DATA).map_err(|e| format!("{e:?}"))?;
+            let checked = rtc_read(&ports, 0x0b).map_err(|e| format!("{e:?}"))?;
+            expect_error(
+                window.read8(0x72),
+                KernelError::Device(DeviceError::OutsideGrant),
+            )?;
+            if direct == checked {
+                Ok(())
+            } else {
+                Err(format!("status B {direct:#x} direct, {checked:#x} checked"))
+            }
+        })(),
+    );
+    tally.check(
+        "devices/port_window_refused_without_write",
+        (|| {
+            let read_only = device::mint(
+                all_ports,
+                DeviceResource::Ports(PortRange::new(RTC_INDEX, RTC_DATA)),
+                Rights::READ,
+            )
+            .map_err(|e| format!("{e:?}"))?;
+            expect_error(
+                Ports::new(read_only).open().map(|w| w.range()),
+                KernelError::InsufficientAuthority,
+            )?;
+            expect_error(
+                Ports::new(all_dma).open().map(|w| w.range()),
+                KernelError::WrongCapabilityKind {
+                    expected: CapKind::IoPorts,
+                    found: CapKind::DmaMemory,
+                },
+            )
+        })(),
+    );
+    for mode in ["prober-dropped", "prober-outside"] {
+        tally.check(
+            &format!("devices/port_window_faults_{mode}"),
+            prober_dies(kernel, all_ports, mode),
+        );
+    }
+    tally.check(
         "devices/a_dead_holder_gives_everything_back",
         dead_holder(kernel, &info, all_lines, all_memory, all_dma),
     );
     tally.finish(kernel)
+}
+
+/// `port_prober` named `mode` opens a port window, reports, and must die
+/// of a #GP at its probe (see its documentation).
+fn prober_dies(kernel: &mut Kernel, all_ports: CapHandle, mode: &str) -> Result<(), String> {
+    let report = kernel.create_channel().map_err(|e| format!("{e:?}"))?;
+    let exits = kernel.create_channel().map_err(|e| format!("{e:?}"))?;
+    let send = kernel
+        .clone_capability(&Cap::from(report), Rights::SEND | Rights::TRANSFER)
+        .map_err(|e| format!("{e:?}"))?;
+    let rtc = device::mint(
+        all_ports,
+        DeviceResource::Ports(PortRange::new(RTC_INDEX, RTC_DATA)),
+        Rights::READ | Rights::WRITE | Rights::TRANSFER,
+    )
+    .map_err(|e| format!("{e:?}"))?;
+    let descriptor = TaskDescriptor::new(mode.into())
+        .with_image("port_prober")
+        .with_exit_channel(exits)
+        .with_capability(Cap::from_handle(send.handle()))
+        .with_capability(Cap::from_handle(rtc));
+    kernel
+        .spawn_task(descriptor)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let first: String = kernel
+        .receive_message(report, Some(Duration::from_secs(20)))
+        .map_err(|e| format!("no report: {e}"))?
+        .payload
+        .decode()
+        .map_err(|e| format!("{e}"))?;
+    if first != "opened" {
+        return Err(first);
+    }
+    let exit = wait_exit(kernel, exits, Duration::from_secs(20))?;
+    if let Ok(m) = kernel.receive_message(report, Some(Duration::ZERO)) {
+        let said: String = m.payload.decode().unwrap_or_default();
+        return Err(said);
+    }
+    match exit.reason {
+        ExitReason::Failure { .. } => Ok(()),
+        other => Err(format!("ended {other:?}")),
+    }
 }
 
 fn frames_free(kernel: &mut Kernel, info: CapHandle) -> Result<u64, String> {
