@@ -174,6 +174,11 @@ pub extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
             return frame;
         }
     };
+    // The call may have given up a capability whose ports are open (the
+    // ports open are the caller's: it runs).
+    if k.ports_open() {
+        k.sync_ports(caller);
+    }
     match step {
         Step::Reply(len) => {
             frame.rax = k.deliver_response(caller, response, len);
@@ -207,18 +212,13 @@ fn dispatch(
     frame: &TrapFrame,
     response: UserBuffer,
 ) -> Outcome {
-    let outcome = match validate_and_run(k, caller, frame, response) {
+    match validate_and_run(k, caller, frame, response) {
         Ok(step) => Outcome::Ran(step),
         Err(CallError::Recoverable(e)) => {
             Outcome::Ran(Step::Reply(k.encode_response::<()>(&Err(e))))
         }
         Err(CallError::Unanswerable(status)) => Outcome::Unanswered(status),
-    };
-    // The call may have given up a capability whose ports are open.
-    if k.has_port_windows(caller) {
-        k.sync_ports(caller);
     }
-    outcome
 }
 
 /// The checks of the module documentation, in order, then the handler.
