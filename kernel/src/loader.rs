@@ -84,6 +84,24 @@ fn segments(image: &[u8]) -> Result<ProgramImage<'_>, KernelError> {
     parse_program(image, limit, MAX_IMAGE_MEMORY).map_err(|_| invalid())
 }
 
+/// Frames loading `image` takes at the least (its segments' pages and the
+/// stack's), known without allocating: what a spawn's budget must cover
+/// before the kernel spends time zeroing and copying.
+pub fn frames_at_least(image: &[u8]) -> Result<u64, KernelError> {
+    let program = segments(image)?;
+    let pages = |start: u64, len: u64| {
+        let first = start / PAGE_SIZE;
+        let end = start.saturating_add(len).div_ceil(PAGE_SIZE);
+        end - first
+    };
+    let segment_pages: u64 = program
+        .segments
+        .iter()
+        .map(|s| pages(s.vaddr, s.memsz))
+        .sum();
+    Ok(segment_pages + USER_STACK_SIZE / PAGE_SIZE)
+}
+
 fn flags(segment: &ImageSegment<'_>) -> PageFlags {
     PageFlags {
         writable: segment.writable,

@@ -264,6 +264,25 @@ pub trait KernelApi {
         self.receive_with_capabilities(receive, timeout)
     }
 
+    /// Answer on `reply` (a request's reply capability, used once) and wait
+    /// for the next request on `receive`. The ring-3 runtime makes this one
+    /// `SendReceive` that releases `reply` after sending and before
+    /// receiving, so the next request's reply capability reuses its slot.
+    /// If the send is refused, `reply` is released all the same (it names
+    /// a client that cannot be answered) and the error returned.
+    fn reply_then_receive(
+        &mut self,
+        reply: Cap<()>,
+        message: MessageEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        let sent = self.send_message(ChannelId::from_handle(reply.handle()), message);
+        let _ = self.drop_capability(reply);
+        sent?;
+        self.receive_with_capabilities(receive, timeout)
+    }
+
     fn now(&self) -> Instant;
     fn sleep(&mut self, duration: Duration) -> Result<(), KernelError>;
     fn grant_capability(&mut self, task: TaskId, capability: Cap<()>) -> Result<(), KernelError>;

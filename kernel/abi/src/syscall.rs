@@ -455,6 +455,12 @@ pub struct SendReceiveRequest<'a> {
     pub receive: CapHandle,
     /// As [`ReceiveRequest::timeout_nanos`].
     pub timeout_nanos: Option<u64>,
+    /// Release `send` once the message is sent, before the receive: a
+    /// server answering on a request's reply capability uses it once (as a
+    /// one-shot reply), and the next request's reply capability then takes
+    /// the slot it left, so the server's capability space does not creep.
+    /// A refused send leaves the capability with the caller.
+    pub consume_send: bool,
     #[serde(serialize_with = "as_bytes")]
     pub message: &'a [u8],
 }
@@ -468,6 +474,7 @@ pub struct SendReceivePrefix {
     pub send: CapHandle,
     pub receive: CapHandle,
     pub timeout_nanos: Option<u64>,
+    pub consume_send: bool,
 }
 
 /// Message bytes encoded as in a request (one postcard byte string).
@@ -922,12 +929,14 @@ mod tests {
             send: CapHandle::new(3, 1),
             receive: CapHandle::new(300, 7),
             timeout_nanos: Some(1_000_000),
+            consume_send: true,
             message: &[9; 200],
         };
         let mut split = postcard::to_allocvec(&SendReceivePrefix {
             send: request.send,
             receive: request.receive,
             timeout_nanos: request.timeout_nanos,
+            consume_send: request.consume_send,
         })
         .unwrap();
         split.extend(postcard::to_allocvec(&MessageBytes(request.message)).unwrap());

@@ -13,7 +13,9 @@
 //! refusals are folded into its newest one (`repeats` counts them) until
 //! older ones age out. Totals still count every refusal.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
+
+use crate::sorted_map::SortedMap;
 use alloc::vec::Vec;
 use pandagen_abi::{CapHandle, CapKind, Instant, Rights, TaskId, TrustDomain};
 
@@ -165,9 +167,10 @@ pub struct AuditLog {
     capacity: usize,
     next_seq: u64,
     totals: [u64; 7],
-    /// Per task with refusal records in the ring; at most `capacity`
-    /// entries.
-    refusals: BTreeMap<TaskId, KeptRefusals>,
+    /// Per task with refusal records in the ring: never more entries than
+    /// the ring has records, so room for `capacity` is reserved once and
+    /// the log's heap never changes with who was refused.
+    refusals: SortedMap<TaskId, KeptRefusals>,
     folded: u64,
 }
 
@@ -181,7 +184,7 @@ impl AuditLog {
             capacity: capacity.max(1),
             next_seq: 0,
             totals: [0; 7],
-            refusals: BTreeMap::new(),
+            refusals: SortedMap::with_reserved(capacity.max(1)),
             folded: 0,
         }
     }
@@ -203,10 +206,13 @@ impl AuditLog {
             }
         }
         if let CapabilityEvent::InvalidUseAttempt { task, .. } = event {
-            let kept = self.refusals.entry(task).or_insert(KeptRefusals {
-                count: 0,
-                newest: 0,
-            });
+            let kept = self.refusals.get_or_insert(
+                task,
+                KeptRefusals {
+                    count: 0,
+                    newest: 0,
+                },
+            );
             kept.count += 1;
             kept.newest = self.next_seq;
         }
@@ -221,7 +227,7 @@ impl AuditLog {
     /// Fold a refusal of `task` into its newest record if the task has
     /// used up its share of the ring.
     fn fold_refusal(&mut self, task: TaskId) -> bool {
-        let Some(kept) = self.refusals.get(&task) else {
+        let Some(&kept) = self.refusals.get(&task) else {
             return false;
         };
         if kept.count < REFUSALS_KEPT_PER_TASK {
@@ -426,5 +432,36 @@ mod tests {
         log.record(Instant::from_nanos(200), refused(3, 99));
         assert_eq!(refusals_of(&log, 3), (1, 1), "a fresh record, not a fold");
         assert_eq!(log.folded_refusals(), 0);
+    }
+
+    #[test]
+    fn refusals_from_many_tasks_are_counted_per_task_as_they_age_out() {
+        let mut log = AuditLog::new(16);
+        let index_room = log.refusals.capacity();
+        // Tasks refused in an order that is not sorted, each several times,
+        // with other events interleaved so records age out in between.
+        for round in 0..40u64 {
+            for task in [9u64, 2, 31, 5, 17, 2, 40 + round] {
+                log.record(Instant::from_nanos(round), refused(task, round));
+            }
+            log.record(Instant::from_nanos(round), dropped(round));
+        }
+        // The index agrees with the ring: each task's count is its number of
+        // records in the ring, and tasks with none have no entry.
+        for task in [9u64, 2, 31, 5, 17, 79, 40] {
+            let (records, _) = refusals_of(&log, task);
+            let kept = log
+                .refusals
+                .get(&TaskId::from_raw(task))
+                .map_or(0, |k| k.count);
+            assert_eq!(kept, records, "task {task}");
+        }
+        assert!(log.refusals.len() <= log.len());
+        assert_eq!(
+            log.refusals.capacity(),
+            index_room,
+            "the log's heap does not change with who was refused"
+        );
+        assert_eq!(log.counts().invalid_use_attempts, 40 * 7);
     }
 }

@@ -97,6 +97,7 @@ pub mod program_image;
 pub mod registry;
 pub mod sched;
 mod slab;
+pub mod sorted_map;
 pub mod task;
 pub mod user_range;
 

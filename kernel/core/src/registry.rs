@@ -4,9 +4,10 @@
 //! looking up does not, but only yields a send-only capability. An entry
 //! belongs to the task that registered it and disappears when that task
 //! dies or the channel closes. Lookups are O(log n) in the number of
-//! services (a `BTreeMap`: deterministic iteration, no hashing).
+//! services (a [`SortedMap`]: deterministic iteration, no hashing, and
+//! memory that depends only on how many services are registered).
 
-use alloc::collections::BTreeMap;
+use crate::sorted_map::SortedMap;
 use alloc::vec::Vec;
 use pandagen_abi::{Instant, ServiceId, TaskId};
 
@@ -22,13 +23,13 @@ pub struct Registration {
 }
 
 pub(crate) struct Registry {
-    entries: BTreeMap<ServiceId, Registration>,
+    entries: SortedMap<ServiceId, Registration>,
 }
 
 impl Registry {
     pub(crate) fn new() -> Self {
         Registry {
-            entries: BTreeMap::new(),
+            entries: SortedMap::new(),
         }
     }
 

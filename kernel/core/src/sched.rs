@@ -18,13 +18,15 @@
 //! | `pick_next`               | O(1) (bitmap of non-empty levels + list head) |
 //! | `yield_running`           | O(1)                       |
 //! | `block` without deadline  | O(1)                       |
-//! | `block` with deadline     | O(log n) (`BTreeSet` insert) |
+//! | `block` with deadline     | O(n) (sorted insert, no allocation) |
 //! | `wake` / `deactivate`     | O(1), or O(log n) if a deadline is removed |
 //! | `next_deadline`           | O(log n)                   |
 //! | `pop_expired`             | O(log n) per woken task    |
 //! | `set_priority`            | O(1)                       |
 
 use alloc::collections::BTreeSet;
+
+use crate::sorted_map::SortedMap;
 use alloc::vec::Vec;
 use pandagen_abi::{Instant, Priority};
 
@@ -119,7 +121,8 @@ pub(crate) struct Scheduler {
     ready: [TaskList; LEVELS],
     /// Bit `p` is set iff `ready[p]` is non-empty.
     nonempty: u32,
-    deadlines: BTreeSet<(Instant, u32)>,
+    /// Blocked tasks by deadline (a set: the values are unit).
+    deadlines: SortedMap<(Instant, u32), ()>,
 }
 
 impl Scheduler {
@@ -128,7 +131,7 @@ impl Scheduler {
             entries: Vec::new(),
             ready: [TaskList::EMPTY; LEVELS],
             nonempty: 0,
-            deadlines: BTreeSet::new(),
+            deadlines: SortedMap::new(),
         }
     }
 
@@ -236,7 +239,7 @@ impl Scheduler {
             self.push_back(list, slot);
         }
         if let Some(deadline) = on.deadline() {
-            self.deadlines.insert((deadline, slot));
+            self.deadlines.insert((deadline, slot), ());
         }
     }
 
@@ -318,14 +321,14 @@ impl Scheduler {
 
     /// The earliest deadline of any blocked task.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.first().map(|&(at, _)| at)
+        self.deadlines.first().map(|(&(at, _), _)| at)
     }
 
     /// The blocked task with the earliest deadline at or before `now`, if
     /// any. It is not woken; the caller does that (it knows the wait list).
     pub(crate) fn first_expired(&self, now: Instant) -> Option<u32> {
         match self.deadlines.first() {
-            Some(&(at, slot)) if at <= now => Some(slot),
+            Some((&(at, slot), _)) if at <= now => Some(slot),
             _ => None,
         }
     }
@@ -425,7 +428,11 @@ impl Scheduler {
                 _ => None,
             })
             .collect::<BTreeSet<_>>();
-        with_deadline == self.deadlines
+        with_deadline.len() == self.deadlines.len()
+            && with_deadline
+                .iter()
+                .zip(self.deadlines.iter())
+                .all(|(expected, (held, ()))| expected == held)
     }
 }
 
@@ -598,7 +605,7 @@ mod tests {
                 s.entries[4].state = SchedState::Ready
             }),
             ("a deadline nobody waits for", |s| {
-                s.deadlines.insert((Instant::from_nanos(9), 4));
+                s.deadlines.insert((Instant::from_nanos(9), 4), ());
             }),
         ];
         for (what, damage) in cases {

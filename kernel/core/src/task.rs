@@ -10,7 +10,9 @@
 //! lineage of an execution that has already ended. Execution ids come from
 //! a counter owned by the table and are never reused.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
+
+use crate::sorted_map::SortedMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use pandagen_abi::{
@@ -234,16 +236,16 @@ fn pack(slot: u32, generation: u64) -> TaskId {
 
 /// Every execution ever created, by id, and the task each one ran as.
 pub(crate) struct IdentityTable {
-    identities: BTreeMap<ExecutionId, IdentityMetadata>,
-    by_task: BTreeMap<TaskId, ExecutionId>,
+    identities: SortedMap<ExecutionId, IdentityMetadata>,
+    by_task: SortedMap<TaskId, ExecutionId>,
     next: u64,
 }
 
 impl IdentityTable {
     pub(crate) fn new() -> Self {
         IdentityTable {
-            identities: BTreeMap::new(),
-            by_task: BTreeMap::new(),
+            identities: SortedMap::new(),
+            by_task: SortedMap::new(),
             next: 1,
         }
     }
@@ -260,7 +262,7 @@ impl IdentityTable {
         // a later free-standing identity naming the same task (see
         // `KernelCore::create_identity`) must not replace it.
         if let Some(task) = metadata.task_id {
-            self.by_task.entry(task).or_insert(metadata.execution_id);
+            self.by_task.get_or_insert(task, metadata.execution_id);
         }
         self.identities.insert(metadata.execution_id, metadata);
     }

@@ -35,6 +35,18 @@ fn child(k: &mut KernelCore, parent: TaskId, name: &str, budget: Option<Budget>)
     .task
 }
 
+/// A spawn of an image-less child named "leaf" with `budget`, whose
+/// address space took `frames`.
+fn leaf_args(budget: Budget, frames: u64) -> SpawnArgs<'static> {
+    SpawnArgs {
+        spec: TaskSpec::new("leaf").budget(budget),
+        with_image: false,
+        capabilities: &[],
+        exit_channel: None,
+        frames,
+    }
+}
+
 /// Give `from` authority to put capabilities into `to` (a `Task`
 /// capability naming it, with `SEND`), which grant and delegate need.
 fn authorise(k: &mut KernelCore, from: TaskId, to: TaskId) {
@@ -274,17 +286,7 @@ fn a_child_budget_is_carved_from_the_parents_and_cannot_exceed_it() {
     let baseline = used(&k, root);
     let mid = child(&mut k, root, "mid", Some(Budget::new(100_000, 10)));
     let spawn = |k: &mut KernelCore, budget: Budget, frames: u64| {
-        k.spawn(
-            mid,
-            SpawnArgs {
-                spec: TaskSpec::new("leaf").budget(budget),
-                with_image: false,
-                capabilities: &[],
-                exit_channel: None,
-                frames,
-            },
-            T0,
-        )
+        k.spawn(mid, leaf_args(budget, frames), T0)
     };
     assert_eq!(
         spawn(&mut k, Budget::new(200_000, 0), 0).map(|s| s.task),
@@ -313,6 +315,41 @@ fn a_child_budget_is_carved_from_the_parents_and_cannot_exceed_it() {
     k.terminate(leaf, ExitReason::Normal, T0).unwrap();
     assert_eq!(used(&k, root), baseline);
     k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_spawn_beyond_budget_is_refused_before_the_image_is_loaded() {
+    let mut k = KernelCore::default();
+    let root = root(&mut k);
+    let mid = child(&mut k, root, "mid", Some(Budget::new(100_000, 10)));
+    let tasks_before = k.task_count();
+    let used_before = used(&k, mid);
+    let authorize = |k: &mut KernelCore, budget: Budget, frames: u64| {
+        k.authorize_spawn(mid, &leaf_args(budget, frames), T0)
+    };
+    // What spawn itself would refuse, authorize_spawn refuses first, so the
+    // kernel never loads an image for a child that cannot be paid for.
+    assert_eq!(
+        authorize(&mut k, Budget::new(200_000, 0), 0),
+        Err(OUT_OF_BUDGET)
+    );
+    assert_eq!(
+        authorize(&mut k, Budget::new(10_000, 11), 0),
+        Err(KernelError::ResourceExhausted(Resource::FrameBudget))
+    );
+    assert_eq!(
+        authorize(&mut k, Budget::new(10_000, 4), 5),
+        Err(KernelError::ResourceExhausted(Resource::FrameBudget)),
+        "the image's least frames must fit the child's budget"
+    );
+    assert_eq!(
+        authorize(&mut k, Budget::new(TASK_COST - 1, 4), 0),
+        Err(OUT_OF_BUDGET),
+        "the child's budget must hold its own task record"
+    );
+    assert_eq!(authorize(&mut k, Budget::new(50_000, 4), 4), Ok(None));
+    assert_eq!(k.task_count(), tasks_before, "authorizing creates nothing");
+    assert_eq!(used(&k, mid), used_before, "and charges nothing");
 }
 
 #[test]

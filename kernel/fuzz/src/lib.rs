@@ -69,6 +69,7 @@ pub enum Step {
         caller: u8,
         send: Handle,
         receive: Handle,
+        consume_send: bool,
         bytes: Vec<u8>,
     },
     Grant {
@@ -309,6 +310,7 @@ impl World {
                 caller,
                 send,
                 receive,
+                consume_send,
                 bytes: message,
             } => {
                 let c = self.caller(*caller)?;
@@ -316,6 +318,7 @@ impl World {
                     send: self.handle(c, *send),
                     receive: self.handle(c, *receive),
                     timeout_nanos: Some(1000),
+                    consume_send: *consume_send,
                     message,
                 };
                 (*caller, Syscall::SendReceive, bytes(&request))

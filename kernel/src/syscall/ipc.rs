@@ -49,9 +49,17 @@ fn receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 /// A send, then a receive: first the core's fast path (a receiver is
 /// waiting: hand it the message and switch straight to it), else the two
 /// halves one after the other. The receive capability is checked before
-/// sending, so that a call refused for it has sent nothing.
+/// sending, so that a call refused for it has sent nothing. With
+/// `consume_send`, the send capability is released in every outcome,
+/// after the send and before the receive (see [`SendReceiveRequest`]).
 fn send_receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: SendReceiveRequest<'_> = decode(request)?;
+    let release = |cx: &mut Ctx<'_>| {
+        if request.consume_send {
+            // Already invalid if this fails, which is the goal anyway.
+            let _ = cx.k.core_mut().drop_cap(cx.caller, request.send, cx.now);
+        }
+    };
     let deadline = deadline(cx, request.timeout_nanos);
     let switched = cx.k.send_receive_fast(
         cx.caller,
@@ -62,6 +70,7 @@ fn send_receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
         cx.now,
     );
     if let Some(switched) = switched {
+        release(cx);
         return Ok(Step::SwitchTo {
             task: switched.receiver,
             pending: Pending::Receive {
@@ -71,9 +80,12 @@ fn send_receive(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
             },
         });
     }
-    cx.k.core_mut()
-        .check_receive(cx.caller, request.receive, cx.now)?;
-    send_message(cx, request.send, request.message, &[])?;
+    let sent =
+        cx.k.core_mut()
+            .check_receive(cx.caller, request.receive, cx.now)
+            .and_then(|()| send_message(cx, request.send, request.message, &[]));
+    release(cx);
+    sent?;
     receive_message(cx, request.receive, request.timeout_nanos)
 }
 

@@ -58,10 +58,18 @@ fn spawn(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
         frames: 0,
     };
     let (caller, now) = (cx.caller, cx.now);
-    // Authority first: a refused spawn allocates, zeroes and copies nothing.
+    // Authority and budget first: a refused spawn allocates, zeroes and
+    // copies nothing. The budget check then takes the least the image
+    // needs (read from its headers); the exact count is charged after
+    // loading.
     cx.k.core_mut().authorize_spawn(caller, &args, now)?;
     let image = crate::boot_files::image(request.image)
         .ok_or(KernelError::SpawnFailed(SpawnError::ImageNotFound))?;
+    let args = SpawnArgs {
+        frames: crate::loader::frames_at_least(image)?,
+        ..args
+    };
+    cx.k.core().authorize_child_budget(caller, &args)?;
     let spawned =
         cx.k.start(request.image, image, request.name, |core, frames| {
             core.spawn(caller, SpawnArgs { frames, ..args }, now)

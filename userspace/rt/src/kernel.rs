@@ -104,6 +104,33 @@ fn too_many_caps() -> KernelError {
 }
 
 impl Kernel {
+    /// One `SendReceive`; `consume_send` releases `send` in the kernel
+    /// between the send and the receive.
+    fn send_receive(
+        &mut self,
+        send: CapHandle,
+        message: MessageEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+        consume_send: bool,
+    ) -> Result<ReceivedMessage, KernelError> {
+        let bytes = message.encode()?;
+        let request = SendReceiveRequest {
+            send,
+            receive: receive.handle(),
+            timeout_nanos: timeout.map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
+            consume_send,
+            message: &bytes,
+        };
+        let reply: ReceiveReply<'_> = call(
+            Syscall::SendReceive,
+            &request,
+            &mut self.scratch,
+            &mut self.response,
+        )?;
+        received(reply)
+    }
+
     pub fn new() -> Self {
         Kernel {
             scratch: vec![0; MAX_REQUEST_BYTES],
@@ -323,21 +350,17 @@ impl KernelApi for Kernel {
         receive: ChannelId,
         timeout: Option<Duration>,
     ) -> Result<ReceivedMessage, KernelError> {
-        let bytes = message.encode()?;
-        let request = SendReceiveRequest {
-            send: send.handle(),
-            message: &bytes,
+        self.send_receive(send.handle(), message, receive, timeout, false)
+    }
 
-            receive: receive.handle(),
-            timeout_nanos: timeout.map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
-        };
-        let reply: ReceiveReply<'_> = call(
-            Syscall::SendReceive,
-            &request,
-            &mut self.scratch,
-            &mut self.response,
-        )?;
-        received(reply)
+    fn reply_then_receive(
+        &mut self,
+        reply: Cap<()>,
+        message: MessageEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        self.send_receive(reply.handle(), message, receive, timeout, true)
     }
 
     fn now(&self) -> Instant {

@@ -210,10 +210,11 @@ impl<B: StorageBackend> StorageServer<B> {
     /// closed or revoked); returns that error.
     ///
     /// An answer that grants no capability goes out with the wait for the
-    /// next request in one `send_then_receive` (one `SendReceive` system
+    /// next request in one `reply_then_receive` (one `SendReceive` system
     /// call, which the kernel completes by switching straight to the
-    /// waiting client), and the request's reply capability is dropped once
-    /// that call returns. Other answers take [`StorageServer::handle`].
+    /// waiting client, and which releases the request's reply capability
+    /// before the next request's arrives). Other answers take
+    /// [`StorageServer::handle`].
     pub fn serve<K: KernelApi>(&mut self, kernel: &mut K, channel: ChannelId) -> KernelError {
         let mut next = kernel.receive_with_capabilities(channel, None);
         loop {
@@ -254,10 +255,10 @@ impl<B: StorageBackend> StorageServer<B> {
             let _ = self.send_answer(kernel, reply_cap, answer.envelope, Some(grant));
             return None;
         }
-        let reply = ChannelId::from_handle(reply_cap.handle());
-        let next = kernel.send_then_receive(reply, answer.envelope, channel, None);
-        let _ = kernel.drop_capability(reply_cap);
-        next.ok().map(Ok)
+        kernel
+            .reply_then_receive(reply_cap, answer.envelope, channel, None)
+            .ok()
+            .map(Ok)
     }
 
     /// Handle one received request: answer it on the reply capability it

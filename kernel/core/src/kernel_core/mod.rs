@@ -39,7 +39,7 @@ pub use spawn::{
 };
 pub use task::TaskInfo;
 
-use alloc::collections::BTreeMap;
+use crate::sorted_map::SortedMap;
 use alloc::vec::Vec;
 use pandagen_abi::envelope::MAX_MESSAGE_BYTES;
 use pandagen_abi::error::Resource;
@@ -142,9 +142,9 @@ pub struct KernelCore {
     audit: AuditLog,
     exits: Vec<ExitNotification>,
     exits_dropped: u64,
-    parked: BTreeMap<u64, (ChannelRef, Message)>,
+    parked: SortedMap<u64, (ChannelRef, Message)>,
     /// Where each spawned task's exit notification goes.
-    exit_routes: BTreeMap<TaskId, ChannelRef>,
+    exit_routes: SortedMap<TaskId, ChannelRef>,
     next_cap: u64,
     next_seq: u64,
     next_parked: u64,
@@ -173,8 +173,8 @@ impl KernelCore {
             audit: AuditLog::new(config.audit_capacity),
             exits: Vec::new(),
             exits_dropped: 0,
-            parked: BTreeMap::new(),
-            exit_routes: BTreeMap::new(),
+            parked: SortedMap::new(),
+            exit_routes: SortedMap::new(),
             next_cap: 1,
             next_seq: 1,
             next_parked: 1,

@@ -27,9 +27,9 @@ use alloc::vec::Vec;
 use pandagen_abi::api::{limits, EXIT_NOTIFICATION_ACTION};
 use pandagen_abi::error::{Resource, SpawnError};
 use pandagen_abi::{
-    CapHandle, CapKind, ExecutionId, ExitNotification, ExitReason, FailureCause, IdentityKind,
-    Instant, KernelError, MessageEnvelope, MessagePayload, Priority, Rights, SchemaVersion,
-    ServiceId, TaskId, TrustDomain,
+    Budget, CapHandle, CapKind, ExecutionId, ExitNotification, ExitReason, FailureCause,
+    IdentityKind, Instant, KernelError, MessageEnvelope, MessagePayload, Priority, Rights,
+    SchemaVersion, ServiceId, TaskId, TrustDomain,
 };
 
 use super::device::ROOT_DEVICE_CAPS;
@@ -55,7 +55,8 @@ pub struct SpawnArgs<'a> {
     /// Where the child's exit notification goes (needs `RECEIVE` on it).
     pub exit_channel: Option<CapHandle>,
     /// Frames the embedding kernel allocated for the child's address space
-    /// (0 in the simulator), charged to the child's budget.
+    /// (0 in the simulator), charged to the child's budget. Before loading,
+    /// for [`KernelCore::authorize_spawn`]: the least the image will take.
     pub frames: u64,
 }
 
@@ -70,9 +71,11 @@ pub struct Spawned {
 
 impl KernelCore {
     /// Every check [`spawn`](Self::spawn) makes before it creates
-    /// anything, with the same errors, and the exit route it would record.
-    /// A kernel calls this before it loads the child's image, so that a
-    /// refused spawn costs no allocation, zeroing or copying.
+    /// anything, with the same errors, and the exit route it would record:
+    /// authority, then budget (the spawner can grant the child's budget,
+    /// which holds the child's task record and `args.frames`). A kernel
+    /// calls this before it loads the child's image, so that a refused
+    /// spawn costs no allocation, zeroing or copying.
     pub fn authorize_spawn(
         &mut self,
         spawner: TaskId,
@@ -101,16 +104,38 @@ impl KernelCore {
                 .map_or(CapKind::Channel, |info| info.kind());
             self.lookup(spawner, handle, kind, Rights::TRANSFER, now)?;
         }
-        match args.exit_channel {
+        let exit_route = match args.exit_channel {
             Some(channel) => {
                 let info = self.lookup(spawner, channel, CapKind::Channel, Rights::RECEIVE, now)?;
                 match info.object {
-                    ObjectRef::Channel(ch) => Ok(Some(ch)),
-                    _ => Err(KernelError::InvalidCapability),
+                    ObjectRef::Channel(ch) => Some(ch),
+                    _ => return Err(KernelError::InvalidCapability),
                 }
             }
-            None => Ok(None),
+            None => None,
+        };
+        self.authorize_child_budget(spawner, args)?;
+        Ok(exit_route)
+    }
+
+    /// The budget checks of a spawn: the child's budget holds its task
+    /// record and `args.frames`, and the spawner's account can grant it.
+    /// Part of [`authorize_spawn`](Self::authorize_spawn); a kernel calls
+    /// it again once it knows how many frames the image needs at least.
+    pub fn authorize_child_budget(
+        &self,
+        spawner: TaskId,
+        args: &SpawnArgs<'_>,
+    ) -> Result<(), KernelError> {
+        let account = self.account_of(spawner)?;
+        let budget = self.budget_for(&args.spec, Some(account));
+        if !Budget::memory(self.task_cost()).fits_in(&budget) {
+            return Err(KernelError::ResourceExhausted(Resource::MemoryBudget));
         }
+        if budget.frames < args.frames {
+            return Err(KernelError::ResourceExhausted(Resource::FrameBudget));
+        }
+        self.accounts.check(account, budget)
     }
 
     /// Create a task on behalf of `spawner`, moving `args.capabilities`
@@ -136,26 +161,24 @@ impl KernelCore {
     ) -> Result<Spawned, KernelError> {
         let exit_route = self.authorize_spawn(spawner, &args, now)?;
         let handles = args.capabilities;
-        let budget = self.budget_for(&args.spec, Some(self.account_of(spawner)?));
-        if budget.frames < args.frames {
-            return Err(KernelError::ResourceExhausted(Resource::FrameBudget));
-        }
         let (task, execution) = self.create_task(Some(spawner), args.spec, now)?;
-        if self.charge_frames(task, args.frames).is_err() {
-            unreachable!("the child's budget covers its frames (checked above)");
-        }
-        let capabilities = if handles.is_empty() {
-            Vec::new()
-        } else {
-            match self.delegate_all(spawner, handles, task, now) {
-                Ok(moved) => moved,
-                Err(error) => {
-                    let reason = ExitReason::Failure {
-                        error: FailureCause::Described(alloc::format!("spawn failed: {error}")),
-                    };
-                    let _ = self.terminate(task, reason, now);
-                    return Err(error);
-                }
+        // The charge cannot fail (the child's budget was checked to cover
+        // the frames), but if it did, the child is undone, not the kernel.
+        let moved = self.charge_frames(task, args.frames).and_then(|()| {
+            if handles.is_empty() {
+                Ok(Vec::new())
+            } else {
+                self.delegate_all(spawner, handles, task, now)
+            }
+        });
+        let capabilities = match moved {
+            Ok(moved) => moved,
+            Err(error) => {
+                let reason = ExitReason::Failure {
+                    error: FailureCause::Described(alloc::format!("spawn failed: {error}")),
+                };
+                let _ = self.terminate(task, reason, now);
+                return Err(error);
             }
         };
         if let Some(ch) = exit_route {

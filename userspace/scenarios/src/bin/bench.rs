@@ -115,9 +115,9 @@ impl RawClient {
             send_receive: postcard::to_allocvec(&SendReceiveRequest {
                 send: to_server,
                 message: envelope,
-
                 receive: from_server,
                 timeout_nanos: None,
+                consume_send: false,
             })
             .map_err(malformed)?,
             response: vec![0; RESPONSE_BUFFER_BYTES],

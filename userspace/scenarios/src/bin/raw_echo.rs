@@ -67,6 +67,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
             send: replies,
             receive: requests,
             timeout_nanos: None,
+            consume_send: false,
         },
         &mut request,
     )

@@ -307,6 +307,7 @@ const CHECKS: &[Check] = &[
     huge_lengths,
     forged_and_stale_handles,
     send_receive_refusals,
+    reply_capability_is_used_once,
     another_tasks_handle,
     service_log_lines,
     boot_files,
@@ -628,6 +629,73 @@ fn send_receive_refusals(kernel: &mut Kernel, shared: &mut Shared) -> Result<(),
         },
     );
     kernel.drop_capability(Cap::from(target))?;
+    Ok(())
+}
+
+/// A reply capability used through `reply_then_receive` is released by the
+/// kernel between the send and the receive: the answer arrives, the handle
+/// is dead afterwards, and the next capability the task receives takes the
+/// slot it left (a server's space does not creep by one slot per request).
+/// It is released even when the call is refused.
+fn reply_capability_is_used_once(
+    kernel: &mut Kernel,
+    shared: &mut Shared,
+) -> Result<(), KernelError> {
+    let tally = &mut shared.tally;
+    let answers = kernel.create_channel()?;
+    let requests = kernel.create_channel()?;
+    let reply = kernel.clone_capability(&Cap::from(answers), Rights::SEND)?;
+    let reply_handle = reply.handle();
+    let reply_slot = reply_handle.index();
+    // The next request, carrying a fresh reply capability, is already
+    // queued: the receive installs it right after the release.
+    let next_reply =
+        kernel.clone_capability(&Cap::from(answers), Rights::SEND | Rights::TRANSFER)?;
+    kernel.send_with_capabilities(requests, probe(), alloc::vec![next_reply])?;
+    let next = kernel.reply_then_receive(reply, probe(), requests, Some(Duration::ZERO));
+    let answered = kernel.receive_message(answers, Some(Duration::ZERO));
+    let dead = kernel.drop_capability(Cap::from_handle(reply_handle));
+    let installed_at = next
+        .as_ref()
+        .ok()
+        .and_then(|m| m.capabilities.first())
+        .map(|c| c.handle().index());
+    tally.check(
+        "hardening/reply_capability_is_used_once",
+        match (&answered, &dead, installed_at) {
+            (Ok(_), Err(KernelError::InvalidCapability), Some(slot)) if slot == reply_slot => {
+                Ok(())
+            }
+            other => Err(alloc::format!(
+                "{other:?}, reply slot {reply_slot}; next {:?}",
+                next.as_ref().map(|m| m.capabilities.len())
+            )),
+        },
+    );
+    if let Ok(next) = next {
+        for cap in next.capabilities {
+            kernel.drop_capability(cap)?;
+        }
+    }
+    // Refused (forged receive): nothing sent, and the reply still released.
+    let reply = kernel.clone_capability(&Cap::from(answers), Rights::SEND)?;
+    let handle = reply.handle();
+    let refused = kernel.reply_then_receive(
+        reply,
+        probe(),
+        ChannelId::from_handle(CapHandle::new(999, 0)),
+        None,
+    );
+    let released = kernel.drop_capability(Cap::from_handle(handle));
+    tally.check(
+        "hardening/refused_reply_still_releases_the_capability",
+        match (&refused, &released) {
+            (Err(KernelError::InvalidCapability), Err(KernelError::InvalidCapability)) => Ok(()),
+            other => Err(alloc::format!("{other:?}")),
+        },
+    );
+    kernel.drop_capability(Cap::from(answers))?;
+    kernel.drop_capability(Cap::from(requests))?;
     Ok(())
 }
 

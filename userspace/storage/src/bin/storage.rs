@@ -21,7 +21,7 @@ extern crate alloc;
 
 use alloc::boxed::Box;
 use pandagen_rt::abi::error::Resource;
-use pandagen_rt::abi::{CapHandle, KernelApi, KernelError};
+use pandagen_rt::abi::{CapHandle, KernelError};
 use pandagen_rt::{println, Kernel};
 use pandagen_storage::{
     BlockCallClient, JournalBackend, MemoryBackend, StorageBackend, StorageServer,
