@@ -25,7 +25,6 @@
 //! kernel through [`KernelCore::charge_frames`]. All of it returns when
 //! the holder dies.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use pandagen_abi::device::{
     DeviceError, DeviceResource, InterruptLines, InterruptNotification, PhysRange, PortRange,
@@ -41,6 +40,7 @@ use crate::audit::CapabilityEvent;
 use crate::budget::{allocation, AccountId};
 use crate::cap_table::{Mintable, ObjectRef};
 use crate::channel::ChannelRef;
+use crate::sorted_map::SortedMap;
 use crate::KERNEL_SERVICE;
 
 /// The schema of interrupt notifications.
@@ -78,8 +78,9 @@ pub struct Devices {
     /// image and tables, the early framebuffer.
     reserved: Vec<PhysRange>,
     lines: [Option<Binding>; INTERRUPT_LINES as usize],
-    /// DMA bytes each task holds, against its capability's allowance.
-    dma_held: BTreeMap<TaskId, u64>,
+    /// DMA bytes each task holds, against its capability's allowance (a
+    /// map whose heap depends only on how many tasks hold DMA memory).
+    dma_held: SortedMap<TaskId, u64>,
 }
 
 /// What the kernel does with a line that fired.
