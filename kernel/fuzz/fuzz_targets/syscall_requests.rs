@@ -51,6 +51,14 @@ fuzz_target!(|data: &[u8]| {
         Syscall::BlockWrite => round_trip!(BlockWriteRequest<'_>, bytes),
         Syscall::MintRegistration => round_trip!(MintRegistrationRequest, bytes),
         Syscall::ServiceRegistrant => round_trip!(ServiceRequest, bytes),
+        Syscall::MintDevice => round_trip!(MintDeviceRequest, bytes),
+        Syscall::PortRead => round_trip!(PortReadRequest, bytes),
+        Syscall::PortWrite => round_trip!(PortWriteRequest, bytes),
+        Syscall::MapDeviceMemory => round_trip!(MapDeviceMemoryRequest, bytes),
+        Syscall::BindInterrupt => round_trip!(BindInterruptRequest, bytes),
+        Syscall::AcknowledgeInterrupt => round_trip!(InterruptRequest, bytes),
+        Syscall::AllocateDma => round_trip!(AllocateDmaRequest, bytes),
+        Syscall::OpenPorts => round_trip!(CapRequest, bytes),
         _ => round_trip!((), bytes),
     }
 });

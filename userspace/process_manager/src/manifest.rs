@@ -18,9 +18,9 @@
 //! memory = 256K             # kernel memory (channels, capabilities, queued
 //!                           #   messages) per instance; bytes, K or M suffix;
 //!                           #   defaults to 256K
-//! frames = 16M              # memory for its address space (pages and page
-//!                           #   tables), rounded up to 4 KiB frames;
-//!                           #   defaults to 16M
+//! frames = 16M              # memory for its address space (pages, page
+//!                           #   tables, a driver's DMA memory), rounded up
+//!                           #   to 4 KiB frames; defaults to 16M
 //! ports = 0x60-0x64         # device capabilities, for drivers: I/O port ranges,
 //! irq = 1                   #   interrupt lines (each `N` or `N-M`),
 //! device-memory = 0xfe000000+0x4000   # physical ranges (base+length, page-aligned),
