@@ -308,6 +308,7 @@ const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
         "process-manager: start order 4: pipeline-executor",
     ),
     ("system/order_5", "process-manager: start order 5: console"),
+    ("system/order_6", "process-manager: start order 6: keyboard"),
     ("system/storage_starts", "storage: stopped -> starting"),
     (
         "system/transformer_starts",
@@ -322,7 +323,7 @@ const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
         "pipeline-executor: starting -> running",
     ),
     ("system/console_starts", "console: stopped -> starting"),
-    ("system/all_running", "5 of 5 services running"),
+    ("system/all_running", "6 of 6 services running"),
     ("system/shutdown", "shutting down"),
 ];
 
@@ -335,6 +336,7 @@ const SYSTEM_PROGRAMS: &[&str] = &[
     "flaky_transformer",
     "pipeline_executor",
     "console",
+    "ps2_keyboard",
 ];
 
 /// `help`, then `ps` once `help` has answered; the screenshot follows the
@@ -359,7 +361,7 @@ const DISPLAY_SCREEN: ScreenCheck = ScreenCheck {
 const DISPLAY_EXPECT: &[(&str, &str)] = &[
     ("display/banner_on_screen", " display  : "),
     ("display/help", "commands:"),
-    ("display/ps", "services (5):"),
+    ("display/ps", "services (6):"),
     ("display/shutdown", "shutting down"),
 ];
 
@@ -403,7 +405,7 @@ const CONSOLE_EXPECT: &[(&str, &str)] = &[
     ("console/system_ready", "system ready in "),
     ("console/help", "commands:"),
     ("console/ps_tasks", "tasks ("),
-    ("console/ps_services", "services (5):"),
+    ("console/ps_services", "services (6):"),
     ("console/caps", "capabilities of task"),
     ("console/caps_serial", "serial-input"),
     // The process manager's control capability, from the manifest's

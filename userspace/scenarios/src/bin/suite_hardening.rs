@@ -105,7 +105,7 @@ impl Rng {
 /// The calls the random storm replaces with unknown numbers: they would
 /// end or park this task or the machine, allocate kernel objects, or print
 /// or rebind the console.
-const STORM_EXCLUDED: [Syscall; 12] = [
+const STORM_EXCLUDED: [Syscall; 13] = [
     Syscall::Exit,
     Syscall::Spawn,
     Syscall::CreateChannel,
@@ -117,6 +117,7 @@ const STORM_EXCLUDED: [Syscall; 12] = [
     Syscall::BindConsoleInput,
     Syscall::Terminate,
     Syscall::Shutdown,
+    Syscall::Reboot,
     Syscall::SendReceive,
 ];
 
@@ -790,7 +791,7 @@ fn queue_flood(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelErr
 
 /// A seeded storm of random system calls. Calls that could end or park this
 /// task or the machine (Exit, Sleep, Receive, SendReceive, Terminate,
-/// Shutdown), that allocate kernel objects (Spawn, CreateChannel, Clone: a
+/// Shutdown, Reboot), that allocate kernel objects (Spawn, CreateChannel, Clone: a
 /// storm of valid ones would only test resource limits), or that print or
 /// rebind the console (DebugWrite, ConsoleWrite, BindConsoleInput) become
 /// unknown numbers (see [`STORM_EXCLUDED`]). The object-capability calls

@@ -1,12 +1,13 @@
 //! The PS/2 keyboard driver as a ring-3 program. Its capabilities, in the
 //! manifest's order: `registry`, `boot-files` (to read `keyboard=` in
-//! `boot.cfg`), then the ports `0x60-0x64` and interrupt line 1.
+//! `boot.cfg`), then the ports `0x60` and `0x64` (one capability each:
+//! the ports between belong to other devices) and interrupt line 1.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
-use pandagen_ps2_keyboard::controller::{Controller, KeyboardState, PortIo};
+use pandagen_ps2_keyboard::controller::{Controller, KeyboardState, PortIo, COMMAND_PORT};
 use pandagen_ps2_keyboard::keymap::{Decoder, Layout};
 use pandagen_ps2_keyboard::protocol::KEYBOARD;
 use pandagen_ps2_keyboard::service::{Driver, InterruptLine};
@@ -19,15 +20,29 @@ pandagen_rt::entry!(main);
 /// The controller's interrupt line.
 const IRQ: u8 = 1;
 
-struct RingThreePorts(Ports);
+/// The controller's two ports, each its own capability.
+struct ControllerPorts {
+    data: Ports,
+    command: Ports,
+}
 
-impl PortIo for RingThreePorts {
+impl ControllerPorts {
+    fn of(&self, port: u16) -> &Ports {
+        if port == COMMAND_PORT {
+            &self.command
+        } else {
+            &self.data
+        }
+    }
+}
+
+impl PortIo for ControllerPorts {
     type Error = KernelError;
     fn read(&mut self, port: u16) -> Result<u8, KernelError> {
-        self.0.read8(port)
+        self.of(port).read8(port)
     }
     fn write(&mut self, port: u16, value: u8) -> Result<(), KernelError> {
-        self.0.write8(port, value)
+        self.of(port).write8(port, value)
     }
 }
 
@@ -53,12 +68,15 @@ fn layout(kernel: &mut Kernel, boot_files: CapHandle) -> Layout {
 
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let startup = kernel.startup()?;
-    let [_registration, boot_files, ports, irq] = startup.capabilities[..] else {
-        println!("keyboard: expected registry, boot-files, ports and irq capabilities");
+    let [_registration, boot_files, data, command, irq] = startup.capabilities[..] else {
+        println!("keyboard: expected registry, boot-files, ports 0x60 and 0x64, irq 1");
         return Err(KernelError::InsufficientAuthority);
     };
     let layout = layout(kernel, boot_files);
-    let mut controller = Controller::new(RingThreePorts(Ports::new(ports)));
+    let mut controller = Controller::new(ControllerPorts {
+        data: Ports::new(data),
+        command: Ports::new(command),
+    });
     match controller.initialise() {
         Ok(KeyboardState::Ready) => {
             println!("keyboard: PS/2 keyboard ready ({} layout)", layout.name())
