@@ -7,6 +7,7 @@ mod cargo_test;
 mod flash;
 mod fuzz;
 mod gdb;
+mod keyboard;
 mod layout;
 mod lock;
 mod mutants;

@@ -172,11 +172,10 @@ pub struct Captured {
     pub elapsed: Duration,
 }
 
-/// A running QEMU as an observer sees it: its serial output so far, and
-/// its serial input.
+/// A running QEMU as an observer sees it: its serial output so far (an
+/// observer types on the guest's keyboard, never on its serial line).
 pub struct Session {
     serial: Arc<Mutex<Vec<u8>>>,
-    stdin: Arc<Mutex<Option<ChildStdin>>>,
     deadline: Instant,
 }
 
@@ -184,14 +183,6 @@ impl Session {
     /// The serial output so far.
     pub fn serial(&self) -> Vec<u8> {
         self.serial.lock().expect("reader holds it briefly").clone()
-    }
-
-    /// Types `text` on the serial line.
-    pub fn send(&self, text: &str) {
-        if let Some(stdin) = self.stdin.lock().expect("writers hold it briefly").as_mut() {
-            let _ = stdin.write_all(text.as_bytes());
-            let _ = stdin.flush();
-        }
     }
 
     /// When the run's timeout ends.
@@ -270,7 +261,6 @@ pub fn run_observed<T: Send + 'static>(
     if let Some(observer) = observer {
         let session = Session {
             serial: serial.clone(),
-            stdin,
             deadline: start + timeout,
         };
         std::thread::spawn(move || {

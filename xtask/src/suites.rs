@@ -13,6 +13,7 @@
 //! and programs) and must follow the serial protocol in `qemu/README.md`.
 
 use crate::bootcfg::BootConfig;
+use crate::keyboard::KeyStep;
 use crate::qemu::{Firmware, SerialStep};
 use crate::screen::ScreenCheck;
 use pandagen_hal::boot_config::BootMode;
@@ -32,6 +33,13 @@ pub struct Suite {
     pub timeout_secs: u64,
     /// Scripted serial input.
     pub input: &'static [SerialStep],
+    /// Keys typed on the PS/2 keyboard through QMP (`keyboard.rs`); QEMU
+    /// then runs with a QMP monitor.
+    pub keys: &'static [KeyStep],
+    /// The run ends with an ACPI power-off: QEMU runs without the exit
+    /// device and may reboot, and passes when it exits 0 after the guest
+    /// powered off (QMP `SHUTDOWN` event, reason `guest-shutdown`).
+    pub power_off: bool,
     /// For suites that print no `[TEST]` lines (the interactive system):
     /// `(test name, text)` pairs that must appear in the serial output in
     /// this order; each is reported as one test (see `serial::markers`).
@@ -62,6 +70,8 @@ impl Suite {
             manifest: None,
             timeout_secs: DEFAULT_TIMEOUT_SECS,
             input: &[],
+            keys: &[],
+            power_off: false,
             expect: &[],
             screen: None,
             verdicts_from: None,
@@ -85,6 +95,16 @@ impl Suite {
 
     pub const fn input(mut self, steps: &'static [SerialStep]) -> Self {
         self.input = steps;
+        self
+    }
+
+    pub const fn keys(mut self, steps: &'static [KeyStep]) -> Self {
+        self.keys = steps;
+        self
+    }
+
+    pub const fn power_off(mut self) -> Self {
+        self.power_off = true;
         self
     }
 
@@ -155,7 +175,7 @@ pub const SUITES: &[Suite] = &[
     .programs(SYSTEM_PROGRAMS)
     .manifest(crate::programs::SYSTEM_MANIFEST)
     .timeout(300)
-    .input(DISPLAY_SCRIPT)
+    .keys(DISPLAY_KEYS)
     .expect(DISPLAY_EXPECT)
     .screen(DISPLAY_SCREEN),
     Suite::new(
@@ -166,9 +186,35 @@ pub const SUITES: &[Suite] = &[
     .programs(SYSTEM_PROGRAMS)
     .manifest(crate::programs::SYSTEM_MANIFEST)
     .timeout(300)
-    .input(DISPLAY_SCRIPT)
+    .keys(DISPLAY_KEYS)
     .expect(DISPLAY_EXPECT)
     .screen(DISPLAY_SCREEN),
+    // The keyboard and the power button, from the PS/2 keyboard alone: 400
+    // characters typed through QMP as fast as it takes them must all be
+    // echoed, in order; `reboot` must bring a second boot; `shutdown` must
+    // power off through ACPI (no exit device attached).
+    Suite::new(
+        "keyboard-power-bios",
+        Firmware::Bios,
+        BootConfig::mode(BootMode::System),
+    )
+    .programs(SYSTEM_PROGRAMS)
+    .manifest(crate::programs::SYSTEM_MANIFEST)
+    .timeout(300)
+    .keys(KEYBOARD_POWER_KEYS)
+    .expect(KEYBOARD_POWER_EXPECT)
+    .power_off(),
+    Suite::new(
+        "keyboard-power-uefi",
+        Firmware::Uefi,
+        BootConfig::mode(BootMode::System),
+    )
+    .programs(SYSTEM_PROGRAMS)
+    .manifest(crate::programs::SYSTEM_MANIFEST)
+    .timeout(300)
+    .keys(KEYBOARD_POWER_KEYS)
+    .expect(KEYBOARD_POWER_EXPECT)
+    .power_off(),
     // Ring-3 scenario suites (userspace/scenarios): the root program is
     // `suite_<name>`; the kernel exits QEMU when it ends.
     Suite::new("faults-bios", Firmware::Bios, BootConfig::suite("faults"))
@@ -339,16 +385,17 @@ const SYSTEM_PROGRAMS: &[&str] = &[
     "ps2_keyboard",
 ];
 
-/// `help`, then `ps` once `help` has answered; the screenshot follows the
-/// prompt after `ps`, then `shutdown` ends the run.
-const DISPLAY_SCRIPT: &[SerialStep] = &[
-    SerialStep {
+/// `help`, then `ps` once `help` has answered, typed on the PS/2
+/// keyboard (nothing is typed on serial); the screenshot follows the prompt
+/// after `ps`, then `shutdown` (typed too) ends the run.
+const DISPLAY_KEYS: &[KeyStep] = &[
+    KeyStep {
         wait_for: "pandagen> ",
-        send: "help\r",
+        text: &["help\r"],
     },
-    SerialStep {
+    KeyStep {
         wait_for: "pandagen> ",
-        send: "ps\r",
+        text: &["ps\r"],
     },
 ];
 
@@ -360,9 +407,56 @@ const DISPLAY_SCREEN: ScreenCheck = ScreenCheck {
 
 const DISPLAY_EXPECT: &[(&str, &str)] = &[
     ("display/banner_on_screen", " display  : "),
+    ("display/keyboard_ready", "keyboard: PS/2 keyboard ready (us layout)"),
     ("display/help", "commands:"),
     ("display/ps", "services (6):"),
     ("display/shutdown", "shutting down"),
+];
+
+/// The typing test: four lines of 100 characters (letters of both cases,
+/// digits, every shifted and unshifted symbol of a US keyboard), each a
+/// word the console does not know, so that it answers between them while
+/// the next keys arrive.
+const TYPED: [&str; 4] = [
+    "x0 U89K1D5a0{|HE)CbLMQ}s^NcC^Gct^}(d76%(?LCNUH1lS-2]_w!L#fKka]VE tNMO66iv>9`b4 b8>p6&k-+cs?DZVe,f{+Z",
+    "x1 ^O9[}\"+jDOm?l,pFbY(fo\\\"gYt)<GEw#bE;Fon_sIX0eZ7`76Hehd?z2}G=XnBo1(nKo63sZEqqZ3=CYxU}-w0A{2c M@LpjN",
+    "x2 \\-E'_8A$4=r .k(}n~{Oh7k-`g[Q'vm|UZKYiCy6A|b(aCQY^*AhI)cX(hs}'<CA=(,{)~I[d&&[B8#9Sr|6|wnyclV`K+_mt",
+    "x3 ex&<<p~DSA!3lxl7ke@tt:~uA1fTo\"Z0Hp&X%yT4V3cSykBX0h$B0`}.Rf]ZSc+s1EPvZhWfZ)5+esav\\y}#L&}$0dgp]'aqO",
+];
+
+const KEYBOARD_POWER_KEYS: &[KeyStep] = &[
+    KeyStep {
+        wait_for: "pandagen> ",
+        text: &[TYPED[0], "\r", TYPED[1], "\r", TYPED[2], "\r", TYPED[3], "\r"],
+    },
+    KeyStep {
+        wait_for: "unknown command `x3`",
+        text: &["reboot\r"],
+    },
+    KeyStep {
+        wait_for: "system ready in ",
+        text: &[],
+    },
+    KeyStep {
+        wait_for: "pandagen> ",
+        text: &["shutdown\r"],
+    },
+];
+
+const KEYBOARD_POWER_EXPECT: &[(&str, &str)] = &[
+    ("keyboard/ready", "keyboard: PS/2 keyboard ready (us layout)"),
+    ("keyboard/prompt", "pandagen> "),
+    ("keyboard/typed_1", TYPED[0]),
+    ("keyboard/typed_2", TYPED[1]),
+    ("keyboard/typed_3", TYPED[2]),
+    ("keyboard/typed_4", TYPED[3]),
+    ("keyboard/answered", "unknown command `x3`"),
+    ("power/rebooting", "rebooting"),
+    ("power/reboot_requested", "kernel: reboot requested by"),
+    ("power/second_banner", " firmware : "),
+    ("power/second_boot_ready", "system ready in "),
+    ("power/shutting_down", "shutting down"),
+    ("power/shutdown_requested", "kernel: shutdown requested by"),
 ];
 
 /// Typed as fast as the serial line takes it, in one burst once the
