@@ -15,9 +15,14 @@
 //!
 //! How fast: at the speed of the PS/2 wire, which carries about one byte
 //! a millisecond: after a character whose scancodes take `n` bytes, the
-//! next is sent `n` ms later ([`WIRE_BYTE`]). A keyboard cannot send
-//! faster, and the guest must keep up through the keyboard's 16-byte
-//! buffer.
+//! next is sent `n` ms later ([`WIRE_BYTE`]); a keyboard cannot send
+//! faster. But never more than [`UNECHOED_BYTES`] scancode bytes ahead of
+//! what the console has echoed: QEMU's keyboard keeps 16 bytes and drops
+//! the rest, as a real one does, and a loaded host can stop the guest's
+//! CPU for longer than 16 ms while QEMU's monitor thread keeps taking keys.
+//! With this bound no key is ever dropped before the guest could read it,
+//! so any key missing from the echo was lost by the guest (the driver or
+//! the console).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -105,9 +110,61 @@ pub fn qcode(c: char) -> Option<(&'static str, bool)> {
 
 /// The time the PS/2 wire takes for one byte (11 bits at 10-16.7 kHz).
 pub const WIRE_BYTE: Duration = Duration::from_millis(1);
+/// Scancode bytes typed but not yet echoed, at most (QEMU's keyboard
+/// buffer holds 16).
+pub const UNECHOED_BYTES: usize = 12;
+
+/// Follows the console's echo of typed characters in the serial output.
+struct Echo {
+    /// Scanned up to here.
+    at: usize,
+    /// Typed characters not yet seen echoed, with their scancode bytes.
+    pending: std::collections::VecDeque<(u8, usize)>,
+}
+
+impl Echo {
+    fn new(session: &Session) -> Self {
+        Echo {
+            at: session.serial().len(),
+            pending: Default::default(),
+        }
+    }
+
+    fn unechoed_bytes(&self) -> usize {
+        self.pending.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Consume echoed characters, in order (other output in between, such
+    /// as a command's answer, is skipped).
+    fn update(&mut self, session: &Session) {
+        let serial = session.serial();
+        while let Some(&byte) = serial.get(self.at) {
+            self.at += 1;
+            if self.pending.front().is_some_and(|(c, _)| *c == byte) {
+                self.pending.pop_front();
+            }
+        }
+    }
+
+    /// Waits until at most `limit` bytes are unechoed.
+    fn wait_below(&mut self, session: &Session, limit: usize) -> Result<(), String> {
+        loop {
+            self.update(session);
+            if self.unechoed_bytes() <= limit {
+                return Ok(());
+            }
+            if Instant::now() >= session.deadline() {
+                let missing: String = self.pending.iter().map(|(c, _)| *c as char).collect();
+                return Err(format!("typed keys never echoed: {missing:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
 
 /// Types `text`, one `input-send-event` per character.
-pub fn type_text(qmp: &mut Qmp, text: &str) -> Result<(), String> {
+pub fn type_text(qmp: &mut Qmp, session: &Session, text: &str) -> Result<(), String> {
+    let mut echo = Echo::new(session);
     for c in text.chars() {
         let (key, shift) = qcode(c).ok_or_else(|| format!("no US key types {c:?}"))?;
         let event = |key: &str, down: bool| {
@@ -125,10 +182,12 @@ pub fn type_text(qmp: &mut Qmp, text: &str) -> Result<(), String> {
         };
         // In scancode set 1 every one of these keys is one byte down and
         // one byte up.
-        let wire = WIRE_BYTE * events.len() as u32;
+        let bytes = events.len();
+        echo.wait_below(session, UNECHOED_BYTES.saturating_sub(bytes))?;
         qmp.execute("input-send-event", json!({ "events": events }))
             .map_err(|e| e.0)?;
-        std::thread::sleep(wire);
+        echo.pending.push_back((c as u8, bytes));
+        std::thread::sleep(WIRE_BYTE * bytes as u32);
     }
     Ok(())
 }
@@ -138,6 +197,8 @@ pub fn type_text(qmp: &mut Qmp, text: &str) -> Result<(), String> {
 pub struct Observed {
     /// Steps typed, in order; the first failure ends the run's typing.
     pub typed: usize,
+    /// The longest burst: characters and how long typing them took.
+    pub longest: (usize, Duration),
     pub error: Option<String>,
     /// The screenshot, for a suite with a screen check.
     pub taken: Option<Result<Taken, String>>,
@@ -182,15 +243,20 @@ fn run(
     let mut from = 0;
     for step in plan.steps {
         from = wait_for(session, step.wait_for, from)?;
+        let started = Instant::now();
         for piece in step.text {
-            type_text(monitor, piece)?;
+            type_text(monitor, session, piece)?;
+        }
+        let chars = step.text.iter().map(|p| p.chars().count()).sum();
+        if chars > observed.longest.0 {
+            observed.longest = (chars, started.elapsed());
         }
         observed.typed += 1;
     }
     if let Some((check, ppm, png)) = &plan.screen {
         let taken = screen::take(check, session, monitor, ppm, png);
         observed.taken = Some(taken);
-        type_text(monitor, check.then)?;
+        type_text(monitor, session, check.then)?;
     }
     Ok(())
 }

@@ -329,6 +329,12 @@ fn run_suite(
     let secs = captured.elapsed.as_secs_f64();
     if verdict.ok {
         println!("ok      {} tests, {secs:.1}s", verdict.passed);
+        if let (chars @ 1.., took) = observed.longest {
+            println!(
+                "      typed {chars} characters on the keyboard in {:.1}s",
+                took.as_secs_f64()
+            );
+        }
     } else {
         println!(
             "FAILED  {} passed, {} failed, {secs:.1}s (log: {})",
