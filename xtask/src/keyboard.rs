@@ -167,9 +167,7 @@ pub fn type_text(qmp: &mut Qmp, session: &Session, text: &str) -> Result<(), Str
     let mut echo = Echo::new(session);
     for c in text.chars() {
         let (key, shift) = qcode(c).ok_or_else(|| format!("no US key types {c:?}"))?;
-        let event = |key: &str, down: bool| {
-            json!({ "type": "key", "data": { "down": down, "key": { "type": "qcode", "data": key } } })
-        };
+        let event = |key: &str, down: bool| json!({ "type": "key", "data": { "down": down, "key": { "type": "qcode", "data": key } } });
         let events = if shift {
             vec![
                 event("shift", true),

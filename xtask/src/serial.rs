@@ -264,7 +264,7 @@ pub fn judge_exit(report: &Report, exit: Exit, expected: i32) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qemu::EXIT_FAIL;
+    use crate::qemu::{EXIT_FAIL, EXIT_PASS};
 
     const GOOD: &str = "\
 SeaBIOS (version 1.16)\r
@@ -408,5 +408,17 @@ PandaGen 0.1.0 (bios)\r
     fn exit_33_with_failed_nonzero_fails() {
         let log = "[TEST] FAIL a: b\n[SUITE] DONE passed=0 failed=1\n";
         assert!(!judge(&parse(log), Exit::Code(EXIT_PASS)).ok);
+    }
+
+    #[test]
+    fn a_power_off_run_must_exit_0_and_nothing_else() {
+        let report = markers(
+            "hello\nshutting down\n",
+            &[("a", "hello"), ("b", "shutting down")],
+        );
+        assert!(judge_exit(&report, Exit::Code(0), 0).ok);
+        // The exit device (33) or a timeout is not a power-off.
+        assert!(!judge_exit(&report, Exit::Code(EXIT_PASS), 0).ok);
+        assert!(!judge_exit(&report, Exit::TimedOut, 0).ok);
     }
 }

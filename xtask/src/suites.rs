@@ -407,7 +407,10 @@ const DISPLAY_SCREEN: ScreenCheck = ScreenCheck {
 
 const DISPLAY_EXPECT: &[(&str, &str)] = &[
     ("display/banner_on_screen", " display  : "),
-    ("display/keyboard_ready", "keyboard: PS/2 keyboard ready (us layout)"),
+    (
+        "display/keyboard_ready",
+        "keyboard: PS/2 keyboard ready (us layout)",
+    ),
     ("display/help", "commands:"),
     ("display/ps", "services (6):"),
     ("display/shutdown", "shutting down"),
@@ -427,7 +430,9 @@ const TYPED: [&str; 4] = [
 const KEYBOARD_POWER_KEYS: &[KeyStep] = &[
     KeyStep {
         wait_for: "pandagen> ",
-        text: &[TYPED[0], "\r", TYPED[1], "\r", TYPED[2], "\r", TYPED[3], "\r"],
+        text: &[
+            TYPED[0], "\r", TYPED[1], "\r", TYPED[2], "\r", TYPED[3], "\r",
+        ],
     },
     KeyStep {
         wait_for: "unknown command `x3`",
@@ -444,7 +449,10 @@ const KEYBOARD_POWER_KEYS: &[KeyStep] = &[
 ];
 
 const KEYBOARD_POWER_EXPECT: &[(&str, &str)] = &[
-    ("keyboard/ready", "keyboard: PS/2 keyboard ready (us layout)"),
+    (
+        "keyboard/ready",
+        "keyboard: PS/2 keyboard ready (us layout)",
+    ),
     ("keyboard/prompt", "pandagen> "),
     ("keyboard/typed_1", TYPED[0]),
     ("keyboard/typed_2", TYPED[1]),

@@ -155,28 +155,6 @@ fn host_tests(layout: &Layout, tally: &mut Tally) -> TaskResult<()> {
     Ok(())
 }
 
-/// QEMU's arguments less the exit device and `-no-reboot`: a machine as a
-/// user has it, which can only end by powering off.
-fn without_exit_device(args: Vec<String>) -> Vec<String> {
-    let mut kept = Vec::with_capacity(args.len());
-    let mut args = args.into_iter().peekable();
-    while let Some(arg) = args.next() {
-        if arg == "-no-reboot" {
-            continue;
-        }
-        if arg == "-device"
-            && args
-                .peek()
-                .is_some_and(|device| device.starts_with("isa-debug-exit"))
-        {
-            args.next();
-            continue;
-        }
-        kept.push(arg);
-    }
-    kept
-}
-
 /// The machine reset once (the `reboot`) and then powered off through
 /// ACPI: QMP's `RESET` with reason `guest-reset`, then `SHUTDOWN` with
 /// reason `guest-shutdown` (what QEMU reports for an S5 request; a
@@ -196,7 +174,10 @@ fn check_power_events(events: &[serde_json::Value], report: &mut serial::Report)
         .filter(|(name, _)| name == "RESET" || name == "SHUTDOWN")
         .collect();
     let seen = || format!("QMP events: {reasons:?}");
-    match reasons.iter().position(|(n, r)| n == "RESET" && r == "guest-reset") {
+    match reasons
+        .iter()
+        .position(|(n, r)| n == "RESET" && r == "guest-reset")
+    {
         Some(_) => report.pass("power/reset_by_guest"),
         None => report.fail("power/reset_by_guest", seen()),
     }
@@ -274,7 +255,7 @@ fn run_suite(
     };
     let mut args = qemu::args(layout, &machine)?;
     if suite.power_off {
-        args = without_exit_device(args);
+        args = qemu::as_a_pc(args);
     }
     let mut cmd = std::process::Command::new(crate::setup::QEMU_BINARY);
     cmd.args(args);
