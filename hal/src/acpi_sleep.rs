@@ -53,7 +53,9 @@ pub fn find_s5(aml: &[u8]) -> Result<SleepTypes, S5Error> {
         let named = match name {
             0 => false,
             1 => aml[0] == NAME_OP,
-            _ => aml[name - 1] == NAME_OP || (aml[name - 1] == ROOT_CHAR && aml[name - 2] == NAME_OP),
+            _ => {
+                aml[name - 1] == NAME_OP || (aml[name - 1] == ROOT_CHAR && aml[name - 2] == NAME_OP)
+            }
         };
         if !named {
             // A reference to `_S5_` (or a method by that name), not its
@@ -154,8 +156,19 @@ mod tests {
     fn byte_prefixed_values_and_a_root_path() {
         // Name (\_S5, Package (0x02) { 0x07, 0x05 })
         let aml = [
-            NAME_OP, ROOT_CHAR, b'_', b'S', b'5', b'_', PACKAGE_OP, 0x06, 0x02, BYTE_PREFIX, 7,
-            BYTE_PREFIX, 5,
+            NAME_OP,
+            ROOT_CHAR,
+            b'_',
+            b'S',
+            b'5',
+            b'_',
+            PACKAGE_OP,
+            0x06,
+            0x02,
+            BYTE_PREFIX,
+            7,
+            BYTE_PREFIX,
+            5,
         ];
         assert_eq!(find_s5(&aml), Ok(SleepTypes { a: 7, b: 5 }));
     }
@@ -163,7 +176,16 @@ mod tests {
     #[test]
     fn a_two_byte_package_length_is_read() {
         // PkgLength 0x41 0x00: two bytes, length 1 | 0 << 4... made long by padding.
-        let mut aml = vec![NAME_OP, b'_', b'S', b'5', b'_', PACKAGE_OP, 0x40 | 0x0c, 0x00];
+        let mut aml = vec![
+            NAME_OP,
+            b'_',
+            b'S',
+            b'5',
+            b'_',
+            PACKAGE_OP,
+            0x40 | 0x0c,
+            0x00,
+        ];
         aml.extend_from_slice(&[0x02, BYTE_PREFIX, 5, ONE_OP]);
         aml.extend_from_slice(&[0; 6]);
         assert_eq!(find_s5(&aml), Ok(SleepTypes { a: 5, b: 1 }));
@@ -173,8 +195,22 @@ mod tests {
     fn references_are_skipped_for_the_definition() {
         // A method body mentioning _S5_ first, then the definition.
         let aml = [
-            0x70, b'_', b'S', b'5', b'_', 0x60, NAME_OP, b'_', b'S', b'5', b'_', PACKAGE_OP, 0x04,
-            0x01, BYTE_PREFIX, 3,
+            0x70,
+            b'_',
+            b'S',
+            b'5',
+            b'_',
+            0x60,
+            NAME_OP,
+            b'_',
+            b'S',
+            b'5',
+            b'_',
+            PACKAGE_OP,
+            0x04,
+            0x01,
+            BYTE_PREFIX,
+            3,
         ];
         assert_eq!(find_s5(&aml), Ok(SleepTypes { a: 3, b: 3 }));
     }
@@ -185,10 +221,24 @@ mod tests {
         // Method (_S5_) ...: not a package.
         let method = [NAME_OP, b'_', b'S', b'5', b'_', 0x14, 0x03, 0x00];
         assert_eq!(find_s5(&method), Err(S5Error::Unsupported));
-        let truncated = [NAME_OP, b'_', b'S', b'5', b'_', PACKAGE_OP, 0x06, 0x02, 0x00];
+        let truncated = [
+            NAME_OP, b'_', b'S', b'5', b'_', PACKAGE_OP, 0x06, 0x02, 0x00,
+        ];
         assert_eq!(find_s5(&truncated), Err(S5Error::Truncated));
         // SLP_TYP is three bits.
-        let wide = [NAME_OP, b'_', b'S', b'5', b'_', PACKAGE_OP, 0x05, 0x02, BYTE_PREFIX, 9, 0];
+        let wide = [
+            NAME_OP,
+            b'_',
+            b'S',
+            b'5',
+            b'_',
+            PACKAGE_OP,
+            0x05,
+            0x02,
+            BYTE_PREFIX,
+            9,
+            0,
+        ];
         assert_eq!(find_s5(&wide), Err(S5Error::Unsupported));
     }
 }

@@ -117,11 +117,7 @@ pub fn init(rsdp: Option<u64>, phys_offset: u64) -> Result<&'static PowerInfo, P
             .flatten()
     };
     let pm1a_control = fadt.pm1a_control_block().ok().and_then(io_port);
-    let pm1b_control = fadt
-        .pm1b_control_block()
-        .ok()
-        .flatten()
-        .and_then(io_port);
+    let pm1b_control = fadt.pm1b_control_block().ok().flatten().and_then(io_port);
     let flags = fadt.flags;
     let reset = flags
         .supports_system_reset_via_fadt()
@@ -132,7 +128,11 @@ pub fn init(rsdp: Option<u64>, phys_offset: u64) -> Result<&'static PowerInfo, P
     let smi_command = fadt.smi_cmd_port;
     let acpi_enable_value = fadt.acpi_enable;
     let acpi_enable = (smi_command != 0 && acpi_enable_value != 0)
-        .then(|| u16::try_from(smi_command).ok().map(|p| (p, acpi_enable_value)))
+        .then(|| {
+            u16::try_from(smi_command)
+                .ok()
+                .map(|p| (p, acpi_enable_value))
+        })
         .flatten();
 
     let aml = |address: usize, length: u32| {
@@ -171,7 +171,9 @@ impl PowerInfo {
     /// One line for the boot log.
     pub fn describe(&self) -> alloc::string::String {
         let off = match (self.pm1a_control, self.s5) {
-            (Some(port), Ok(t)) => alloc::format!("S5 via PM1a {port:#x} (SLP_TYP {}/{})", t.a, t.b),
+            (Some(port), Ok(t)) => {
+                alloc::format!("S5 via PM1a {port:#x} (SLP_TYP {}/{})", t.a, t.b)
+            }
             (None, _) => "no PM1a I/O port".into(),
             (_, Err(e)) => alloc::format!("no S5 ({e:?})"),
         };

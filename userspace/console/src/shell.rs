@@ -24,12 +24,12 @@ use pandagen_abi::syscall::CONSOLE_INPUT_ACTION;
 use pandagen_abi::{
     Cap, CapHandle, ChannelId, KernelError, MessageEnvelope, MessagePayload, Rights, TaskId,
 };
-use pandagen_ps2_keyboard::protocol::{
-    INPUT_ACTION as KEYBOARD_INPUT_ACTION, SCHEMA as KEYBOARD_SCHEMA, SUBSCRIBE_ACTION,
-};
 use pandagen_pipeline_executor::client::{ClientError as PipelineError, PipelineClient};
 use pandagen_process_manager::{
     ClientError as PmClientError, LifecycleState, PmClient, PmError, ServiceInfo, ServiceRef,
+};
+use pandagen_ps2_keyboard::protocol::{
+    INPUT_ACTION as KEYBOARD_INPUT_ACTION, SCHEMA as KEYBOARD_SCHEMA, SUBSCRIBE_ACTION,
 };
 use pandagen_storage::{ObjectCap, ObjectKind, Op, OpResult, StorageClient, StorageError};
 
@@ -286,7 +286,8 @@ impl Shell {
                 host.clone_capability(&Cap::from(input), Rights::SEND | Rights::TRANSFER)?;
             let handle = reply_to.handle();
             let payload = MessagePayload::new(&()).map_err(KernelError::Envelope)?;
-            let request = MessageEnvelope::new(KEYBOARD, SUBSCRIBE_ACTION, KEYBOARD_SCHEMA, payload);
+            let request =
+                MessageEnvelope::new(KEYBOARD, SUBSCRIBE_ACTION, KEYBOARD_SCHEMA, payload);
             host.send_with_capabilities(keyboard, request, vec![reply_to])
                 .inspect_err(|_| {
                     // Not sent: the copy is still ours.

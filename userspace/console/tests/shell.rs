@@ -4,6 +4,7 @@
 //! runs whenever the shell waits for an answer.
 
 use pandagen_abi::info::{CapSummary, InfoReply, InfoRequest, MemorySummary};
+use pandagen_abi::services::KEYBOARD;
 use pandagen_abi::syscall::ROOT_CAPABILITIES;
 use pandagen_abi::{
     Cap, CapHandle, CapKind, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope,
@@ -15,7 +16,6 @@ use pandagen_process_manager::{
     parse_manifest, Activity, BootCapabilities, LifecycleState, Supervisor, SupervisorConfig,
     SupervisorEvent,
 };
-use pandagen_abi::services::KEYBOARD;
 use pandagen_ps2_keyboard::protocol::{INPUT_ACTION, SUBSCRIBE_ACTION};
 use pandagen_sim::SimulatedKernel;
 
@@ -415,14 +415,18 @@ fn keyboard_input_is_taken_from_the_subscribed_driver_only() {
     assert_eq!(request.capabilities.len(), 1);
     let to_console = ChannelId::from_handle(request.capabilities[0].handle());
     host.sim
-        .as_task(driver, |k| k.send_message(to_console, typed(INPUT_ACTION, b"mem\r")))
+        .as_task(driver, |k| {
+            k.send_message(to_console, typed(INPUT_ACTION, b"mem\r"))
+        })
         .unwrap();
     // Another task sending keyboard input is ignored.
     host.sim
         .send_message(input, typed(INPUT_ACTION, b"xyzzy\r"))
         .unwrap();
     host.sim
-        .as_task(driver, |k| k.send_message(to_console, typed(INPUT_ACTION, b"shutdown\r")))
+        .as_task(driver, |k| {
+            k.send_message(to_console, typed(INPUT_ACTION, b"shutdown\r"))
+        })
         .unwrap();
     shell.run(&mut host).unwrap();
     let text = host.text();
