@@ -113,6 +113,9 @@ pub const WIRE_BYTE: Duration = Duration::from_millis(1);
 /// Scancode bytes typed but not yet echoed, at most (QEMU's keyboard
 /// buffer holds 16).
 pub const UNECHOED_BYTES: usize = 12;
+/// With keys waiting for their echo and none arriving this long, they
+/// were lost: the run's typing fails instead of waiting for its timeout.
+pub const ECHO_STALL: Duration = Duration::from_secs(20);
 
 /// Follows the console's echo of typed characters in the serial output.
 struct Echo {
@@ -148,12 +151,17 @@ impl Echo {
 
     /// Waits until at most `limit` bytes are unechoed.
     fn wait_below(&mut self, session: &Session, limit: usize) -> Result<(), String> {
+        let mut progress = Instant::now();
         loop {
+            let waiting = self.pending.len();
             self.update(session);
+            if self.pending.len() < waiting {
+                progress = Instant::now();
+            }
             if self.unechoed_bytes() <= limit {
                 return Ok(());
             }
-            if Instant::now() >= session.deadline() {
+            if Instant::now() >= session.deadline() || progress.elapsed() >= ECHO_STALL {
                 let missing: String = self.pending.iter().map(|(c, _)| *c as char).collect();
                 return Err(format!("typed keys never echoed: {missing:?}"));
             }
