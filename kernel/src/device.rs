@@ -27,6 +27,8 @@ use spin::Once;
 
 use crate::mem::frame::{self, GlobalFrames};
 use crate::task::{KernelState, KERNEL};
+use pandagen_hal::frame::FrameError;
+use pandagen_hal::x86_64::paging::FrameSource;
 
 /// Where the kernel places mappings whose address the driver left to it.
 const DEVICE_MAPPINGS_START: u64 = 0x0000_4000_0000_0000;
@@ -167,24 +169,51 @@ fn place(space: &AddressSpace, at: Option<u64>, len: u64) -> Result<u64, KernelE
     Err(KernelError::ResourceExhausted(Resource::Memory))
 }
 
+/// The most page-table frames a mapping of `pages` contiguous pages can
+/// add to an address space: a run of pages touches at most
+/// `pages / 512 + 1` page tables (rounded up), as many page directories
+/// per 512² pages, and page-directory-pointer tables per 512³ (the
+/// top-level table exists already).
+pub fn table_frames_bound(pages: u64) -> u64 {
+    [512u64, 512 * 512, 512 * 512 * 512]
+        .iter()
+        .map(|span| pages.div_ceil(*span) + 1)
+        .sum()
+}
+
+/// The global frame allocator, counting the page-table frames it hands
+/// out, so that a mapping's tables are charged exactly.
+#[derive(Default)]
+pub struct CountedFrames {
+    pub taken: u64,
+}
+
+impl FrameSource for CountedFrames {
+    fn allocate_frame(&mut self) -> Option<u64> {
+        let frame = GlobalFrames.allocate_frame();
+        self.taken += u64::from(frame.is_some());
+        frame
+    }
+
+    fn free_frame(&mut self, phys: u64) -> Result<(), FrameError> {
+        GlobalFrames.free_frame(phys)
+    }
+}
+
 /// Map `len` bytes of physical memory from `phys` at `virt` (page by page;
 /// on failure the pages mapped so far are unmapped again, leaving the
-/// frames to the caller).
+/// frames to the caller; the page tables made stay, counted in `tables`).
 fn map_run(
     space: &AddressSpace,
     virt: u64,
     phys: u64,
     len: u64,
     flags: PageFlags,
+    tables: &mut CountedFrames,
 ) -> Result<(), KernelError> {
     for i in 0..len / PAGE_SIZE {
         if space
-            .map(
-                &mut GlobalFrames,
-                virt + i * PAGE_SIZE,
-                phys + i * PAGE_SIZE,
-                flags,
-            )
+            .map(tables, virt + i * PAGE_SIZE, phys + i * PAGE_SIZE, flags)
             .is_err()
         {
             for j in 0..i {
@@ -205,13 +234,14 @@ pub fn map_device_memory(
     range: PhysRange,
     writable: bool,
     at: Option<u64>,
+    tables: &mut CountedFrames,
 ) -> Result<u64, KernelError> {
     let virt = place(space, at, range.len)?;
     let flags = PageFlags {
         writable,
         ..PageFlags::USER_DEVICE
     };
-    map_run(space, virt, range.base, range.len, flags)?;
+    map_run(space, virt, range.base, range.len, flags, tables)?;
     Ok(virt)
 }
 
@@ -222,6 +252,7 @@ pub fn allocate_dma(
     space: &AddressSpace,
     bytes: u64,
     at: Option<u64>,
+    tables: &mut CountedFrames,
 ) -> Result<(u64, u64), KernelError> {
     let frames = bytes / PAGE_SIZE;
     let virt = place(space, at, bytes)?;
@@ -231,7 +262,7 @@ pub fn allocate_dma(
     for i in 0..frames {
         space.window().zero_frame(phys + i * PAGE_SIZE);
     }
-    if let Err(e) = map_run(space, virt, phys, bytes, PageFlags::USER_DATA) {
+    if let Err(e) = map_run(space, virt, phys, bytes, PageFlags::USER_DATA, tables) {
         for i in 0..frames {
             let _ = frame::free(phys + i * PAGE_SIZE);
         }

@@ -242,7 +242,7 @@ pub const SUITES: &[Suite] = &[
     // and the refusals (wrong kind, outside the grant, RAM as device
     // memory, a line bound twice, an unacknowledged storm).
     Suite::new("devices-bios", Firmware::Bios, BootConfig::suite("devices"))
-        .programs(&["suite_devices"])
+        .programs(&["suite_devices", "device_holder", "port_prober"])
         .timeout(120),
     // Services (userspace/{process_manager,storage,transformer}) through
     // real system calls.

@@ -223,7 +223,14 @@ pub enum DeviceError {
     /// The address the caller named for the mapping is not free, not
     /// page-aligned or not in its user half.
     BadMappingAddress { address: u64 },
+    /// The caller has [`MAX_PORT_WINDOWS`] port capabilities open to its
+    /// `in` and `out` instructions already.
+    TooManyPortWindows,
 }
+
+/// The most port capabilities one task may open to its own `in` and `out`
+/// instructions (`OpenPorts`) at a time.
+pub const MAX_PORT_WINDOWS: usize = 4;
 
 impl fmt::Display for DeviceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

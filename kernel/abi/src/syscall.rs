@@ -320,6 +320,13 @@ syscall_table! {
         /// zeroed frames, mapped into the caller (needs `WRITE` on a
         /// `DmaMemory` capability with allowance left).
         AllocateDma = 39 [allocates],
+        /// [`CapRequest`] → [`PortRange`](crate::device::PortRange): open
+        /// the ports of an `IoPorts` capability held with `READ` and
+        /// `WRITE` to the caller's own `in` and `out` instructions, through
+        /// the TSS I/O permission bitmap, for as long as it holds the
+        /// capability (at most [`MAX_PORT_WINDOWS`](crate::device::MAX_PORT_WINDOWS)
+        /// at a time). Opening one already open changes nothing.
+        OpenPorts = 40,
     }
 }
 

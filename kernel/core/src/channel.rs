@@ -221,6 +221,11 @@ pub(crate) struct Channel {
     pub(crate) payer: AccountId,
     /// Queued messages that are `reserved` (exit notifications).
     pub(crate) reserved_queued: u32,
+    /// Interrupt lines bound to this channel. The queue's buffer always
+    /// has an entry free for each bound line whose notification is not
+    /// queued, so that the interrupt path never allocates: an ordinary
+    /// push makes room for them first, a pop never shrinks below them.
+    pub(crate) kernel_room: u32,
 }
 
 impl Channel {
@@ -230,10 +235,30 @@ impl Channel {
         self.queue.len() - self.reserved_queued as usize
     }
 
-    /// Append a message, counting a reserved one.
+    /// Append a message, counting a reserved one, keeping the buffer
+    /// entries of the bound interrupt lines free.
     pub(crate) fn push_back(&mut self, msg: Message) {
         self.reserved_queued += u32::from(msg.reserved);
+        if self.kernel_room > 0 {
+            self.queue.reserve(1 + self.kernel_room as usize);
+        }
         self.queue.push_back(msg);
+    }
+
+    /// Append an interrupt notification into one of the entries kept free
+    /// for it (see [`Channel::kernel_room`]): never allocates.
+    pub(crate) fn push_into_room(&mut self, msg: Message) {
+        debug_assert!(self.queue.len() < self.queue.capacity(), "room kept");
+        self.reserved_queued += u32::from(msg.reserved);
+        self.queue.push_back(msg);
+    }
+
+    /// Keep `extra` more (or, negative, fewer) buffer entries free for
+    /// interrupt notifications.
+    pub(crate) fn adjust_kernel_room(&mut self, extra: i32) {
+        self.kernel_room = self.kernel_room.saturating_add_signed(extra);
+        self.queue.reserve(self.kernel_room as usize);
+        crate::slab::fit_queue(&mut self.queue, self.kernel_room as usize);
     }
 
     /// Take the next message, uncounting a reserved one, and give back
@@ -241,7 +266,7 @@ impl Channel {
     pub(crate) fn pop_front(&mut self) -> Option<Message> {
         let msg = self.queue.pop_front()?;
         self.reserved_queued -= u32::from(msg.reserved);
-        crate::slab::fit_queue(&mut self.queue);
+        crate::slab::fit_queue(&mut self.queue, self.kernel_room as usize);
         Some(msg)
     }
 
@@ -299,6 +324,7 @@ impl ChannelTable {
             waiters: TaskList::EMPTY,
             payer,
             reserved_queued: 0,
+            kernel_room: 0,
         };
         let index = match self.free.pop() {
             Some(i) => {

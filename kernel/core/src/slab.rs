@@ -65,12 +65,14 @@ pub(crate) fn trim<S>(
 }
 
 /// After taking from a message queue: give back a buffer more than twice
-/// what the queue holds (never below four entries, so a channel used for
-/// one message at a time does not reallocate on every message). A queue's
-/// buffer is then at most `max(4, 2 × len)` entries, which the channel's
-/// and the queued messages' charges cover.
-pub(crate) fn fit_queue<T>(queue: &mut VecDeque<T>) {
-    let fit = capacity_for(queue.len()).max(4);
+/// what the queue holds plus the `room` entries kept for interrupt
+/// notifications (never below four entries, so a channel used for one
+/// message at a time does not reallocate on every message). A queue's
+/// buffer is then at most `max(4, 2 × (len + room))` entries, which the
+/// channel's, the queued messages' and the interrupt bindings' charges
+/// cover.
+pub(crate) fn fit_queue<T>(queue: &mut VecDeque<T>, room: usize) {
+    let fit = capacity_for(queue.len() + room).max(4);
     if queue.capacity() > fit {
         queue.shrink_to(fit);
     }

@@ -9,8 +9,13 @@ use pandagen_abi::device::{
     DeviceError, DeviceResource, InterruptLines, InterruptNotification, PhysRange, PortRange,
     INTERRUPT_ACTION,
 };
-use pandagen_abi::{CapHandle, CapKind, ExitReason, KernelError, MessageEnvelope, Rights, TaskId};
-use pandagen_core::{InterruptOutcome, KernelCore, DEVICE_RIGHTS, ROOT_DEVICE_CAPS};
+use pandagen_abi::error::Resource;
+use pandagen_abi::{
+    Budget, CapHandle, CapKind, ExitReason, KernelError, MessageEnvelope, Rights, TaskId,
+};
+use pandagen_core::{
+    binding_cost, InterruptOutcome, KernelCore, TaskSpec, DEVICE_RIGHTS, ROOT_DEVICE_CAPS,
+};
 
 const RAM: PhysRange = PhysRange::new(0, 0x800_0000);
 const FRAMEBUFFER: PhysRange = PhysRange::new(0xfd00_0000, 0x30_0000);
@@ -452,11 +457,10 @@ fn a_closed_channel_ends_the_binding() {
     let (mut k, root, [_, _, irqs, _]) = with_root();
     let channel = k.create_channel(root, T0).unwrap();
     k.bind_interrupt(root, irqs, 8, channel, T0).unwrap();
-    // Its only receive right gone, the channel closes.
+    // Its only receive right gone, the channel closes: the line is free.
     k.drop_cap(root, channel, T0).unwrap();
-    assert_eq!(k.interrupt_holder(8), Some(root));
-    assert_eq!(k.interrupt_fired(8), InterruptOutcome::Unbound);
     assert_eq!(k.interrupt_holder(8), None);
+    assert_eq!(k.interrupt_fired(8), InterruptOutcome::Unbound);
 }
 
 #[test]
@@ -487,4 +491,163 @@ fn dma_is_charged_against_the_allowance() {
             found: CapKind::IoPorts
         })
     ));
+}
+
+/// A driver spawned by `root` with `budget`, holding a DMA allowance of
+/// `allowance` bytes and the interrupt line 8 (the driver's handles, in
+/// that order).
+fn driver_with_budget(
+    k: &mut KernelCore,
+    root: TaskId,
+    [_, _, irqs, dma]: [CapHandle; 4],
+    budget: Budget,
+    allowance: u64,
+) -> (TaskId, CapHandle, CapHandle) {
+    let mut spec = TaskSpec::new("driver");
+    spec.budget = Some(budget);
+    let (driver, _) = k.create_task(Some(root), spec, T0).unwrap();
+    authorise(k, root, driver);
+    for (parent, resource) in [
+        (dma, DeviceResource::Dma { bytes: allowance }),
+        (irqs, DeviceResource::Interrupts(InterruptLines::one(8))),
+    ] {
+        let cap = mint(k, root, parent, resource).unwrap();
+        k.grant(root, cap, driver, T0).unwrap();
+        k.drop_cap(root, cap, T0).unwrap();
+    }
+    let dma = k
+        .find_cap(driver, CapKind::DmaMemory, Rights::WRITE)
+        .unwrap();
+    let line = k
+        .find_cap(driver, CapKind::Interrupt, Rights::RECEIVE)
+        .unwrap();
+    (driver, dma, line)
+}
+
+#[test]
+fn dma_frames_are_charged_to_the_holders_budget_and_refused_past_it() {
+    let (mut k, root, caps) = with_root();
+    let (driver, dma, _) =
+        driver_with_budget(&mut k, root, caps, Budget::new(64 << 10, 8), 0x10_0000);
+    let before = k.budget(driver).unwrap().used;
+    k.charge_dma(driver, dma, 0x5000, T0).unwrap();
+    assert_eq!(k.budget(driver).unwrap().used.frames, before.frames + 5);
+    // Within the capability's allowance, past the budget: refused, typed,
+    // with nothing charged.
+    assert_eq!(
+        k.charge_dma(driver, dma, 0x4000, T0),
+        Err(KernelError::ResourceExhausted(Resource::FrameBudget))
+    );
+    assert_eq!(k.dma_held(driver), 0x5000);
+    assert_eq!(k.budget(driver).unwrap().used.frames, before.frames + 5);
+    k.charge_dma(driver, dma, 0x3000, T0).unwrap();
+    // A failed allocation gives back its frames too.
+    k.uncharge_dma(driver, 0x3000);
+    assert_eq!(k.budget(driver).unwrap().used.frames, before.frames + 5);
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn page_table_frames_charged_before_a_mapping_are_returned_if_unused() {
+    let (mut k, root, caps) = with_root();
+    let (driver, _, _) = driver_with_budget(&mut k, root, caps, Budget::new(64 << 10, 8), 0x1000);
+    let before = k.budget(driver).unwrap().used.frames;
+    assert_eq!(
+        k.charge_frames(driver, 9),
+        Err(KernelError::ResourceExhausted(Resource::FrameBudget))
+    );
+    k.charge_frames(driver, 4).unwrap();
+    k.release_frames(driver, 3);
+    assert_eq!(k.budget(driver).unwrap().used.frames, before + 1);
+    // Never more than was charged.
+    k.release_frames(driver, 100);
+    assert_eq!(k.budget(driver).unwrap().used.frames, 0);
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_binding_is_paid_by_its_holder_and_refused_past_its_budget() {
+    let (mut k, root, caps) = with_root();
+    let (driver, _, line) =
+        driver_with_budget(&mut k, root, caps, Budget::new(64 << 10, 8), 0x1000);
+    let channel = k.create_channel(driver, T0).unwrap();
+    let before = k.budget(driver).unwrap().used.memory;
+    k.bind_interrupt(driver, line, 8, channel, T0).unwrap();
+    let cost = k.budget(driver).unwrap().used.memory - before;
+    let notification = MessageEnvelope::new(
+        pandagen_core::KERNEL_SERVICE,
+        INTERRUPT_ACTION,
+        pandagen_core::INTERRUPT_SCHEMA,
+        pandagen_abi::MessagePayload::new(&InterruptNotification {
+            line: 8,
+            coalesced: 0,
+        })
+        .unwrap(),
+    )
+    .encode()
+    .unwrap();
+    assert_eq!(cost, binding_cost(notification.len()));
+    k.check_invariants().unwrap();
+
+    // A holder one byte short of the binding's cost cannot bind (the
+    // same setup, with a budget cut to what it uses plus the cost - 1).
+    let short = Budget::new(before + cost - 1, 8);
+    let (mut k, root, caps) = with_root();
+    let (poor, _, line) = driver_with_budget(&mut k, root, caps, short, 0x1000);
+    let channel = k.create_channel(poor, T0).unwrap();
+    assert_eq!(k.budget(poor).unwrap().used.memory, before);
+    assert_eq!(
+        k.bind_interrupt(poor, line, 8, channel, T0),
+        Err(KernelError::ResourceExhausted(Resource::MemoryBudget))
+    );
+    assert_eq!(k.interrupt_holder(8), None);
+    assert_eq!(k.interrupt_fired(8), InterruptOutcome::Unbound);
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_dead_drivers_budget_returns_whole_to_its_parent() {
+    let (mut k, root, caps) = with_root();
+    let limit = Budget::new(64 << 10, 64);
+    let (driver, dma, line) = driver_with_budget(&mut k, root, caps, limit, 0x10_0000);
+    let channel = k.create_channel(driver, T0).unwrap();
+    k.bind_interrupt(driver, line, 8, channel, T0).unwrap();
+    k.charge_dma(driver, dma, 0x8000, T0).unwrap();
+    k.charge_frames(driver, 3).unwrap();
+    assert_eq!(k.interrupt_fired(8), InterruptOutcome::Notified);
+    k.check_invariants().unwrap();
+    let with_driver = k.budget(root).unwrap().used;
+    k.terminate(driver, ExitReason::Normal, T0).unwrap();
+    // The notification still queued on the dead driver's channel went
+    // with it; the line, the DMA frames, the page tables and the
+    // binding's memory are all back, with the two records the root paid
+    // for when it granted the driver its capabilities.
+    let granted = Budget::memory(2 * pandagen_core::budget::CAP_COST);
+    assert_eq!(
+        k.budget(root).unwrap().used,
+        with_driver.saturating_sub(limit).saturating_sub(granted)
+    );
+    assert_eq!(k.account_count(), 1);
+    assert_eq!(k.interrupt_holder(8), None);
+    assert_eq!(k.dma_held(driver), 0);
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_stale_binding_is_replaced_and_its_charge_returned() {
+    let (mut k, root, [_, _, irqs, _]) = with_root();
+    let used = |k: &KernelCore| k.budget(root).unwrap().used.memory;
+    let channel = k.create_channel(root, T0).unwrap();
+    let before = used(&k);
+    k.bind_interrupt(root, irqs, 8, channel, T0).unwrap();
+    let cost = used(&k) - before;
+    assert!(cost > 0);
+    k.drop_cap(root, channel, T0).unwrap();
+    let next = k.create_channel(root, T0).unwrap();
+    let with_next = used(&k);
+    k.bind_interrupt(root, irqs, 8, next, T0).unwrap();
+    // The stale binding's charge went back as the new one was made.
+    assert_eq!(used(&k), with_next);
+    assert_eq!(k.interrupt_holder(8), Some(root));
+    k.check_invariants().unwrap();
 }

@@ -5,15 +5,17 @@
 //! or in `crate::device`.
 
 use pandagen_abi::device::PhysRange;
+use pandagen_abi::memory::PAGE_SIZE;
 use pandagen_abi::syscall::{
-    AllocateDmaRequest, BindInterruptRequest, DeviceCall, DmaRegion, InterruptRequest,
+    AllocateDmaRequest, BindInterruptRequest, CapRequest, DeviceCall, DmaRegion, InterruptRequest,
     MapDeviceMemoryRequest, MintDeviceRequest, PortReadRequest, PortWriteRequest,
 };
 use pandagen_abi::KernelError;
+use pandagen_hal::x86_64::paging::AddressSpace;
 use pandagen_hal::x86_64::port;
 
 use super::{decode, Ctx, Handler, Step};
-use crate::device;
+use crate::device::{self, CountedFrames};
 
 pub(super) fn handler(call: DeviceCall) -> Handler {
     match call {
@@ -24,7 +26,14 @@ pub(super) fn handler(call: DeviceCall) -> Handler {
         DeviceCall::BindInterrupt => bind_interrupt,
         DeviceCall::AcknowledgeInterrupt => acknowledge_interrupt,
         DeviceCall::AllocateDma => allocate_dma,
+        DeviceCall::OpenPorts => open_ports,
     }
+}
+
+fn open_ports(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: CapRequest = decode(request)?;
+    let range = cx.k.open_ports(cx.caller, request.capability, cx.now)?;
+    cx.reply(range)
 }
 
 fn mint(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
@@ -70,6 +79,29 @@ fn port_write(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     cx.reply(())
 }
 
+/// Run `map`, which adds at most `pages` pages to the caller's address
+/// space, with the page tables it may make charged to the caller's frames
+/// budget first (`ResourceExhausted(FrameBudget)` before any work), and
+/// what it did not make given back after. The tables stay in the address
+/// space, charged, until the task dies, whether `map` succeeded or not.
+fn with_charged_tables<T>(
+    cx: &mut Ctx<'_>,
+    pages: u64,
+    map: impl FnOnce(&AddressSpace, &mut CountedFrames) -> Result<T, KernelError>,
+) -> Result<T, KernelError> {
+    let caller = cx.caller;
+    let bound = device::table_frames_bound(pages);
+    cx.k.core_mut().charge_frames(caller, bound)?;
+    let mut tables = CountedFrames::default();
+    let mapped = match cx.k.memory_mut(caller) {
+        Some(memory) => map(memory.space(), &mut tables),
+        None => Err(KernelError::TaskNotFound(caller)),
+    };
+    cx.k.core_mut()
+        .release_frames(caller, bound.saturating_sub(tables.taken));
+    mapped
+}
+
 fn map_memory(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: MapDeviceMemoryRequest = decode(request)?;
     let range: PhysRange = request.range;
@@ -80,11 +112,9 @@ fn map_memory(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
         request.writable,
         cx.now,
     )?;
-    let caller = cx.caller;
-    let memory =
-        cx.k.memory_mut(caller)
-            .ok_or(KernelError::TaskNotFound(caller))?;
-    let address = device::map_device_memory(memory.space(), range, request.writable, request.at)?;
+    let address = with_charged_tables(cx, range.len / PAGE_SIZE, |space, tables| {
+        device::map_device_memory(space, range, request.writable, request.at, tables)
+    })?;
     cx.reply(address)
 }
 
@@ -113,17 +143,17 @@ fn acknowledge_interrupt(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, Kerne
     cx.reply(coalesced)
 }
 
-/// Charged first (the one place DMA is charged), then allocated and
-/// mapped; a failed allocation gives the charge back.
+/// Charged first (the one place DMA is charged: the allowance, and the
+/// frames and their page tables to the caller's budget), then allocated
+/// and mapped; a failed allocation gives the frames' charge back.
 fn allocate_dma(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: AllocateDmaRequest = decode(request)?;
     let caller = cx.caller;
     cx.k.core_mut()
         .charge_dma(caller, request.capability, request.bytes, cx.now)?;
-    let allocated = match cx.k.memory_mut(caller) {
-        Some(memory) => device::allocate_dma(memory.space(), request.bytes, None),
-        None => Err(KernelError::TaskNotFound(caller)),
-    };
+    let allocated = with_charged_tables(cx, request.bytes / PAGE_SIZE, |space, tables| {
+        device::allocate_dma(space, request.bytes, None, tables)
+    });
     match allocated {
         Ok((address, physical)) => cx.reply(DmaRegion {
             address,

@@ -174,6 +174,11 @@ pub extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
             return frame;
         }
     };
+    // The call may have given up a capability whose ports are open (the
+    // ports open are the caller's: it runs).
+    if k.ports_open() {
+        k.sync_ports(caller);
+    }
     match step {
         Step::Reply(len) => {
             frame.rax = k.deliver_response(caller, response, len);

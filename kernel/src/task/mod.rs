@@ -13,6 +13,7 @@
 //! [`UserTask::frame`]. Switching copies the live frame out and the next
 //! task's frame in (see [`schedule`]).
 
+mod ports;
 mod schedule;
 
 pub use schedule::{park_current, preempt_tick, resume, run_first, schedule, user_fault};
@@ -72,6 +73,8 @@ pub struct UserTask {
     /// The program image it runs (`bin/<image>`): what its program secret
     /// is bound to (see `entropy`).
     pub image: alloc::string::String,
+    /// Port capabilities open to its `in` and `out` (see `ports`).
+    pub ports: ports::PortWindows,
 }
 
 /// The kernel's [`UserTask`]s, in a table parallel to the core's task
@@ -142,6 +145,8 @@ pub struct KernelState {
     request: Vec<u8>,
     /// Scratch for the response being encoded.
     response: Vec<u8>,
+    /// The port ranges open in the TSS I/O bitmap (see `ports`).
+    open_ports: ports::OpenPorts,
 }
 
 /// Kernel heap kept out of every budget: the kernel's own growth that no
@@ -186,6 +191,7 @@ impl KernelState {
             active_space: paging::kernel_space().root(),
             request: alloc::vec![0; pandagen_abi::syscall::MAX_REQUEST_BYTES],
             response: alloc::vec![0; RESPONSE_BUFFER_BYTES],
+            open_ports: ports::OpenPorts::new(),
         };
         state.core.set_reserved_physical(crate::device::reserved());
         state
@@ -326,6 +332,7 @@ impl KernelState {
                 pending: None,
                 startup,
                 image: alloc::string::String::from(image),
+                ports: ports::PortWindows::new(),
             },
         );
     }

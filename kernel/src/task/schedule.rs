@@ -78,6 +78,7 @@ pub fn resume(k: &mut KernelState, next: TaskId, frame: &mut TrapFrame) {
         return;
     };
     *frame = task.frame.clone();
+    let has_windows = !task.ports.is_empty();
     let space = task.memory.space();
     if k.active_space != space.root() {
         // SAFETY: every task space comes from `new_user_space` and shares
@@ -87,6 +88,11 @@ pub fn resume(k: &mut KernelState, next: TaskId, frame: &mut TrapFrame) {
     }
     k.current = Some(next);
     k.slice_left = TIME_SLICE_TICKS;
+    // The bitmap shows the windows of the task about to run, and no
+    // other's: nothing to do between two tasks without windows.
+    if has_windows || k.ports_open() {
+        k.sync_ports(next);
+    }
 }
 
 /// Finish `task`'s blocked call if it can finish now. Returns whether the

@@ -21,10 +21,10 @@
 //! hardware is touched; a refusal is a typed [`KernelError`] (mostly
 //! `KernelError::Device(..)`), never a fault.
 
-use pandagen_abi::device::{DeviceResource, PhysRange};
+use pandagen_abi::device::{DeviceError, DeviceResource, PhysRange, PortRange};
 use pandagen_abi::syscall::{
-    AllocateDmaRequest, BindInterruptRequest, DmaRegion, InterruptRequest, MapDeviceMemoryRequest,
-    MintDeviceRequest, PortReadRequest, PortWriteRequest, Syscall,
+    AllocateDmaRequest, BindInterruptRequest, CapRequest, DmaRegion, InterruptRequest,
+    MapDeviceMemoryRequest, MintDeviceRequest, PortReadRequest, PortWriteRequest, Syscall,
 };
 use pandagen_abi::{CapHandle, KernelError, Rights};
 
@@ -103,6 +103,82 @@ impl Ports {
 
     pub fn write32(&self, port: u16, value: u32) -> Result<(), KernelError> {
         self.write(port, 4, value)
+    }
+
+    /// Open these ports to this task's own `in` and `out` (the capability
+    /// needs `READ` and `WRITE`): no system call per access from then on,
+    /// until the task gives the capability up.
+    pub fn open(&self) -> Result<PortWindow, KernelError> {
+        let range = call_small(
+            Syscall::OpenPorts,
+            &CapRequest {
+                capability: self.capability,
+            },
+        )?;
+        Ok(PortWindow { range })
+    }
+}
+
+/// Ports open to this task's `in` and `out` instructions ([`Ports::open`]).
+/// Accesses outside the window are refused here with
+/// `Device(OutsideGrant)`; the CPU would fault them anyway (the kernel's
+/// I/O permission bitmap), which ends the task.
+#[derive(Clone, Copy, Debug)]
+pub struct PortWindow {
+    range: PortRange,
+}
+
+impl PortWindow {
+    pub const fn range(&self) -> PortRange {
+        self.range
+    }
+
+    fn check(&self, port: u16, width: u8) -> Result<(), KernelError> {
+        if self.range.contains_access(port, width) {
+            Ok(())
+        } else {
+            Err(KernelError::Device(DeviceError::OutsideGrant))
+        }
+    }
+
+    pub fn read8(&self, port: u16) -> Result<u8, KernelError> {
+        self.check(port, 1)?;
+        // SAFETY: the kernel opened this port to this task (a port it does
+        // not drive); `in` touches no memory.
+        Ok(unsafe { raw_in8(port) })
+    }
+
+    pub fn write8(&self, port: u16, value: u8) -> Result<(), KernelError> {
+        self.check(port, 1)?;
+        // SAFETY: as in `read8`.
+        unsafe { raw_out8(port, value) };
+        Ok(())
+    }
+}
+
+/// `in al, dx` with no check: faults (#GP, ending the task) unless the
+/// kernel opened `port` to this task.
+///
+/// # Safety
+/// The port's device must tolerate the read (reads have side effects on
+/// some devices).
+pub unsafe fn raw_in8(port: u16) -> u8 {
+    let value: u8;
+    // SAFETY: the caller's contract; the instruction touches no memory.
+    unsafe {
+        core::arch::asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags));
+    }
+    value
+}
+
+/// `out dx, al` with no check (see [`raw_in8`]).
+///
+/// # Safety
+/// As [`raw_in8`], for a write.
+pub unsafe fn raw_out8(port: u16, value: u8) {
+    // SAFETY: the caller's contract; the instruction touches no memory.
+    unsafe {
+        core::arch::asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags));
     }
 }
 

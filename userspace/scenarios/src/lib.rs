@@ -41,6 +41,15 @@ pub const SOAK_SCHEMA: pandagen_abi::SchemaVersion = pandagen_abi::SchemaVersion
 /// The action of `attack_heap_cycles`'s report.
 pub const ATTACK_REPORT_ACTION: &str = "attack.report";
 
+/// `device_holder`'s report (a `String`: "ok" or what went wrong).
+pub const DEVICE_HOLDER_REPORT: &str = "device_holder.report";
+pub const DEVICE_HOLDER_SCHEMA: pandagen_abi::SchemaVersion =
+    pandagen_abi::SchemaVersion::new(1, 0);
+/// The interrupt line `device_holder` binds (free on QEMU's PC machines).
+pub const DEVICE_HOLDER_LINE: u8 = 5;
+/// The device page `device_holder` maps: the I/O APIC's registers.
+pub const DEVICE_HOLDER_PAGE: u64 = 0xfec0_0000;
+
 /// What `attack_heap_cycles` managed before the kernel refused it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AttackReport {

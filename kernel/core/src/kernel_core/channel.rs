@@ -310,33 +310,40 @@ impl KernelCore {
     }
 
     /// Queue the kernel message `bytes` (an interrupt notification) on `ch`
-    /// in the room the kernel keeps beside the queue bound, as
-    /// [`KernelCore::send_exit_from_kernel`]. Errors:
+    /// beside the queue bound, as [`KernelCore::send_exit_from_kernel`],
+    /// into the buffer entry the line's binding keeps free (see
+    /// [`KernelCore::adjust_kernel_room`]): allocates nothing. Errors:
     /// `SendFailed(ChannelClosed)`.
-    pub(super) fn send_reserved_from_kernel(
+    pub(super) fn send_into_kernel_room(
         &mut self,
         ch: ChannelRef,
         bytes: Vec<u8>,
     ) -> Result<u64, KernelError> {
-        self.send_exit_from_kernel(ch, bytes)
+        if self.channels.get(ch).is_none_or(|c| c.is_closed()) {
+            return Err(KernelError::SendFailed(SendError::ChannelClosed));
+        }
+        let msg = self.kernel_message(bytes, true);
+        Ok(self.push_as(ch, msg, true))
     }
 
-    /// Make room in `ch`'s queue storage for `extra` kernel messages beyond
-    /// its bound, so that queueing them later does not grow the queue (the
-    /// interrupt path allocates nothing while the queue holds no more than
-    /// its bound plus those).
-    pub(super) fn reserve_kernel_room(&mut self, ch: ChannelRef, extra: usize) {
+    /// Keep `extra` more (negative: fewer) entries of `ch`'s queue buffer
+    /// free for interrupt notifications, one per line bound to it.
+    pub(super) fn adjust_kernel_room(&mut self, ch: ChannelRef, extra: i32) {
         if let Some(c) = self.channels.get_mut(ch) {
-            let wanted = c.capacity as usize + c.reserved_queued as usize + extra;
-            c.queue.reserve(wanted.saturating_sub(c.queue.len()));
+            c.adjust_kernel_room(extra);
         }
     }
 
     /// Queue a checked kernel message (`reserved`: in the exit room).
     fn push_from_kernel(&mut self, ch: ChannelRef, bytes: Vec<u8>, reserved: bool) -> u64 {
-        let seq = self.next_seq();
-        let msg = Message {
-            seq,
+        let msg = self.kernel_message(bytes, reserved);
+        self.push(ch, msg)
+    }
+
+    /// A message from the kernel itself, paid for by nobody.
+    fn kernel_message(&mut self, bytes: Vec<u8>, reserved: bool) -> Message {
+        Message {
+            seq: self.next_seq(),
             sender: crate::channel::KERNEL_SENDER,
             sender_domain: 0,
             bytes,
@@ -344,8 +351,7 @@ impl KernelCore {
             badge: None,
             reserved,
             payer: None,
-        };
-        self.push(ch, msg)
+        }
     }
 
     /// Messages currently parked.
@@ -689,13 +695,23 @@ impl KernelCore {
 
     /// Append an accepted message to `ch` (room and openness checked) and
     /// wake one waiting receiver.
-    pub(super) fn push(&mut self, ch: ChannelRef, mut msg: Message) -> u64 {
+    pub(super) fn push(&mut self, ch: ChannelRef, msg: Message) -> u64 {
+        self.push_as(ch, msg, false)
+    }
+
+    /// Queue `msg` (an interrupt notification into its kept entry if
+    /// `into_room`) and wake the first receiver waiting.
+    fn push_as(&mut self, ch: ChannelRef, mut msg: Message, into_room: bool) -> u64 {
         for cap in &mut msg.caps {
             cap.set_holder(Holder::Queued(ch));
         }
         let seq = msg.seq;
         let c = self.channels.get_mut(ch).expect("checked by the caller");
-        c.push_back(msg);
+        if into_room {
+            c.push_into_room(msg);
+        } else {
+            c.push_back(msg);
+        }
         if let Some(slot) = c.waiters.head() {
             self.sched.wake(slot, Some(&mut c.waiters));
             if let Some(t) = self.tasks.by_slot_mut(slot) {

@@ -16,6 +16,14 @@
 //! holder that never acknowledges leaves its own line masked and nothing
 //! else: the other lines have their own state. The binding ends when its
 //! holder dies.
+//!
+//! Accounting: a binding is charged to its holder's memory budget
+//! ([`binding_cost`]: the prepared notification and the queue entry its
+//! channel keeps free for it), a minted capability like any record, and
+//! DMA memory to its holder's frames budget ([`KernelCore::charge_dma`]);
+//! the page tables that device and DMA mappings need are charged by the
+//! kernel through [`KernelCore::charge_frames`]. All of it returns when
+//! the holder dies.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -30,6 +38,7 @@ use pandagen_abi::{
 
 use super::KernelCore;
 use crate::audit::CapabilityEvent;
+use crate::budget::{allocation, AccountId};
 use crate::cap_table::{Mintable, ObjectRef};
 use crate::channel::ChannelRef;
 use crate::KERNEL_SERVICE;
@@ -50,6 +59,9 @@ pub const DEVICE_RIGHTS: Rights = Rights::from_bits(
 #[derive(Debug)]
 struct Binding {
     holder: TaskId,
+    /// The holder's account, charged `cost`.
+    payer: AccountId,
+    cost: u64,
     channel: ChannelRef,
     /// The notification, encoded when the binding was made or last
     /// acknowledged; `None` while it is queued (waiting for the
@@ -99,6 +111,13 @@ fn kernel_line_in(lines: &InterruptLines) -> Option<u8> {
         .iter()
         .copied()
         .find(|&l| lines.contains_line(l))
+}
+
+/// Kernel memory a binding whose notification is `len` bytes holds: the
+/// notification (prepared, or queued) and the two queue-buffer entries its
+/// kept room can grow the channel's buffer by (see `slab::fit_queue`).
+pub const fn binding_cost(len: usize) -> u64 {
+    allocation(len) + 2 * core::mem::size_of::<crate::channel::Message>() as u64
 }
 
 fn notification_bytes(line: u8) -> Result<Vec<u8>, KernelError> {
@@ -270,6 +289,28 @@ impl KernelCore {
         }
     }
 
+    /// The port range `task`'s capability `handle` opens to its own `in`
+    /// and `out` instructions, if it still does: an `IoPorts` capability
+    /// with `READ` and `WRITE`, in `task`'s space now. Audits nothing (the
+    /// kernel asks this after each call and at each switch to `task`, to
+    /// close the ports of a capability that is gone). O(1).
+    pub fn port_window(&self, task: TaskId, handle: CapHandle) -> Option<PortRange> {
+        let cap = self
+            .check(
+                task,
+                handle,
+                Some(CapKind::IoPorts),
+                Rights::READ | Rights::WRITE,
+            )
+            .ok()?;
+        match cap.info().object {
+            ObjectRef::Device(DeviceResource::Ports(range)) if kernel_port_in(&range).is_none() => {
+                Some(range)
+            }
+            _ => None,
+        }
+    }
+
     /// May `caller` map `range` through `handle` (`READ`; `WRITE` too for
     /// a writable mapping)? Errors: the capability's refusal;
     /// `Device(OutsideGrant)` for a range not inside the capability's (or
@@ -320,13 +361,21 @@ impl KernelCore {
             return Err(refuse(DeviceError::OutsideGrant));
         }
         self.check_device_resource(&wanted)?;
-        if self.devices.lines[line as usize].is_some() {
-            return Err(refuse(DeviceError::AlreadyBound { line }));
+        if let Some(existing) = &self.devices.lines[line as usize] {
+            if self.channel_open(existing.channel) {
+                return Err(refuse(DeviceError::AlreadyBound { line }));
+            }
+            // Nobody can be told of this line any more: the binding goes.
+            self.end_binding(line);
         }
         let armed = notification_bytes(line)?;
-        self.reserve_kernel_room(channel, 1);
+        let cost = binding_cost(armed.len());
+        let payer = self.pay(caller, cost)?;
+        self.adjust_kernel_room(channel, 1);
         self.devices.lines[line as usize] = Some(Binding {
             holder: caller,
+            payer,
+            cost,
             channel,
             armed: Some(armed),
             coalesced: 0,
@@ -334,32 +383,48 @@ impl KernelCore {
         Ok(())
     }
 
+    fn channel_open(&self, channel: ChannelRef) -> bool {
+        self.channels.get(channel).is_some_and(|c| !c.is_closed())
+    }
+
+    /// End `line`'s binding: its charge returns to the holder, its
+    /// channel stops keeping room for it.
+    fn end_binding(&mut self, line: u8) {
+        if let Some(binding) = self.devices.lines[line as usize].take() {
+            self.accounts.release_memory(binding.payer, binding.cost);
+            self.adjust_kernel_room(binding.channel, -1);
+        }
+    }
+
     /// The line fired (the kernel has masked it). Queues the prepared
     /// notification unless one is outstanding, in which case the fire is
-    /// counted. Allocates nothing: the notification was encoded at bind
-    /// or acknowledgement time and the queue has room reserved for it.
+    /// counted. Neither allocates nor frees: the notification was encoded
+    /// at bind or acknowledgement time and the queue keeps an entry free
+    /// for it. If the channel has closed, nobody can be told: the line
+    /// stays masked, and a new binding may replace this one.
     pub fn interrupt_fired(&mut self, line: u8) -> InterruptOutcome {
-        let Some(binding) = self
+        let Some(channel) = self
             .devices
             .lines
-            .get_mut(line as usize)
-            .and_then(Option::as_mut)
+            .get(line as usize)
+            .and_then(Option::as_ref)
+            .map(|b| b.channel)
         else {
             return InterruptOutcome::Unbound;
         };
+        if !self.channel_open(channel) {
+            return InterruptOutcome::Unbound;
+        }
+        let binding = self.devices.lines[line as usize]
+            .as_mut()
+            .expect("found above");
         let Some(bytes) = binding.armed.take() else {
             binding.coalesced = binding.coalesced.saturating_add(1);
             return InterruptOutcome::Coalesced;
         };
-        let channel = binding.channel;
-        match self.send_reserved_from_kernel(channel, bytes) {
+        match self.send_into_kernel_room(channel, bytes) {
             Ok(_) => InterruptOutcome::Notified,
-            Err(_) => {
-                // The channel closed: nobody can be told, so the line
-                // stays masked and free for a new binding.
-                self.devices.lines[line as usize] = None;
-                InterruptOutcome::Unbound
-            }
+            Err(_) => unreachable!("the channel is open (checked above)"),
         }
     }
 
@@ -392,28 +457,36 @@ impl KernelCore {
         if binding.armed.is_none() {
             binding.armed = Some(notification_bytes(line)?);
         }
-        Ok(core::mem::take(&mut binding.coalesced))
+        let coalesced = core::mem::take(&mut binding.coalesced);
+        let channel = binding.channel;
+        // Re-armed: its queue entry must be free again.
+        self.adjust_kernel_room(channel, 0);
+        Ok(coalesced)
     }
 
-    /// The task bound to `line`, if any.
+    /// The task bound to `line`, if any (a binding whose channel has
+    /// closed binds nothing: the next binding replaces it).
     pub fn interrupt_holder(&self, line: u8) -> Option<TaskId> {
         self.devices
             .lines
             .get(line as usize)?
             .as_ref()
+            .filter(|b| self.channel_open(b.channel))
             .map(|b| b.holder)
     }
 
     /// Charge `bytes` of DMA memory to `caller` through its `DmaMemory`
     /// capability `handle` (needing `WRITE`): refused past the
-    /// capability's allowance, counting what the caller holds already.
-    /// The kernel then allocates the frames; if that fails it calls
-    /// [`KernelCore::uncharge_dma`]. This is the one place DMA memory is
-    /// charged, and the holder's death returns the charge
-    /// ([`KernelCore::terminate`]).
+    /// capability's allowance, counting what the caller holds already, and
+    /// past the caller's frames budget (the frames are charged to it like
+    /// those of its address space). The kernel then allocates the frames;
+    /// if that fails it calls [`KernelCore::uncharge_dma`]. This is the
+    /// one place DMA memory is charged, and the holder's death returns the
+    /// charge ([`KernelCore::terminate`]).
     ///
-    /// Errors: the capability's refusal; `Device(OutsideGrant)` for zero
-    /// or unaligned bytes; `Device(DmaAllowance)`.
+    /// Errors, with nothing charged: the capability's refusal;
+    /// `Device(OutsideGrant)` for zero or unaligned bytes;
+    /// `Device(DmaAllowance)`; `ResourceExhausted(FrameBudget)`.
     pub fn charge_dma(
         &mut self,
         caller: TaskId,
@@ -432,18 +505,22 @@ impl KernelCore {
         if held.checked_add(bytes).is_none_or(|total| total > allowed) {
             return Err(refuse(DeviceError::DmaAllowance { held, allowed }));
         }
+        self.charge_frames(caller, bytes / pandagen_abi::memory::PAGE_SIZE)?;
         self.devices.dma_held.insert(caller, held + bytes);
         Ok(())
     }
 
-    /// Give back a charge whose allocation failed.
+    /// Give back a charge whose allocation failed (allowance and frames).
     pub fn uncharge_dma(&mut self, task: TaskId, bytes: u64) {
-        if let Some(held) = self.devices.dma_held.get_mut(&task) {
-            *held = held.saturating_sub(bytes);
-            if *held == 0 {
-                self.devices.dma_held.remove(&task);
-            }
+        let Some(held) = self.devices.dma_held.get_mut(&task) else {
+            return;
+        };
+        let returned = bytes.min(*held);
+        *held -= returned;
+        if *held == 0 {
+            self.devices.dma_held.remove(&task);
         }
+        self.release_frames(task, returned / pandagen_abi::memory::PAGE_SIZE);
     }
 
     /// DMA bytes `task` holds.
@@ -452,15 +529,29 @@ impl KernelCore {
     }
 
     /// At `task`'s death: its interrupt bindings end (their lines stay
-    /// masked until a new binding) and its DMA charge is returned (the
-    /// kernel frees the frames with its address space).
+    /// masked until a new binding; their charges return), and its DMA
+    /// allowance use is forgotten (the frames charged for it return with
+    /// the rest of its own charge; the kernel frees them with its address
+    /// space).
     pub(super) fn release_devices(&mut self, task: TaskId) {
-        for line in self.devices.lines.iter_mut() {
-            if line.as_ref().is_some_and(|b| b.holder == task) {
-                *line = None;
+        for line in 0..INTERRUPT_LINES {
+            let held = self.devices.lines[line as usize]
+                .as_ref()
+                .is_some_and(|b| b.holder == task);
+            if held {
+                self.end_binding(line);
             }
         }
         self.devices.dma_held.remove(&task);
+    }
+
+    /// Each binding's payer and cost, for the account invariant.
+    pub(super) fn binding_charges(&self) -> impl Iterator<Item = (AccountId, u64)> + '_ {
+        self.devices
+            .lines
+            .iter()
+            .flatten()
+            .map(|b| (b.payer, b.cost))
     }
 }
 

@@ -193,6 +193,9 @@ impl KernelCore {
                 add(carried.payer(), cap);
             }
         }
+        for (payer, cost) in self.binding_charges() {
+            add(payer, Budget::memory(cost));
+        }
         for (_, usage, parent, _) in self.accounts.iter() {
             if let Some(parent) = parent {
                 add(parent, usage.limit);

@@ -28,7 +28,9 @@ mod task;
 
 pub use channel::{Offer, ParkedMessage, Sent};
 pub use collect::Collected;
-pub use device::{Devices, InterruptOutcome, DEVICE_RIGHTS, INTERRUPT_SCHEMA, ROOT_DEVICE_CAPS};
+pub use device::{
+    binding_cost, Devices, InterruptOutcome, DEVICE_RIGHTS, INTERRUPT_SCHEMA, ROOT_DEVICE_CAPS,
+};
 pub use fastpath::Switched;
 pub use invariants::InvariantViolation;
 pub use sched::RecvOutcome;

@@ -313,6 +313,21 @@ impl KernelCore {
         Ok(())
     }
 
+    /// Return `frames` that [`KernelCore::charge_frames`] charged to
+    /// `task` and the kernel did not use after all (a bound charged before
+    /// the work, less what the work took). Does nothing for a dead task
+    /// (its charge went back at its death) and never returns more than the
+    /// task's own charge holds.
+    pub fn release_frames(&mut self, task: TaskId, frames: u64) {
+        let Some(t) = self.tasks.get_mut(task) else {
+            return;
+        };
+        let amount = Budget::new(0, frames.min(t.own_charge.frames));
+        t.own_charge = t.own_charge.saturating_sub(amount);
+        let account = t.account;
+        self.accounts.release(account, amount);
+    }
+
     /// Accounts in existence: one per live task, plus one per dead task
     /// that still pays for objects others reach.
     pub fn account_count(&self) -> usize {

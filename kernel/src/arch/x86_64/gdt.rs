@@ -19,8 +19,15 @@
 //! which can strike when the current stack is unusable (each with a guard
 //! page, see [`stacks`](super::stacks)), and RSP0, the stack
 //! the CPU switches to on an interrupt from ring 3 ([`set_kernel_stack`]).
+//!
+//! Behind the TSS lies the I/O permission bitmap, one bit per port (set:
+//! `in`/`out` from ring 3 faults with #GP), covering all 65,536 ports and
+//! all set, so ring 3 reaches no port, until the scheduler opens the ports
+//! of the running task's windows ([`set_port_access`]; see
+//! `crate::device`'s port windows).
 
-use core::ptr::addr_of_mut;
+use core::ptr::{addr_of, addr_of_mut};
+use pandagen_abi::device::PortRange;
 use spin::Once;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
 use x86_64::instructions::tables::load_tss;
@@ -56,12 +63,29 @@ pub const USER_CODE: u16 = 0x20 | 3;
 /// The value for the STAR MSR: SYSCALL base 0x08, SYSRET base 0x10.
 pub const STAR: u64 = (0x10 << 48) | ((KERNEL_CODE as u64) << 32);
 
-static mut TSS: TaskStateSegment = TaskStateSegment::new();
+/// Bytes of the I/O permission bitmap: a bit per port, then the byte of
+/// ones the CPU requires after it.
+const IO_BITMAP_BYTES: usize = 65536 / 8 + 1;
+
+/// The TSS with its I/O permission bitmap right behind it (`iomap_base`
+/// is the TSS's size, as `TaskStateSegment::new` sets it).
+#[repr(C)]
+struct TssWithIoBitmap {
+    tss: TaskStateSegment,
+    io_bitmap: [u8; IO_BITMAP_BYTES],
+}
+
+static mut TSS: TssWithIoBitmap = TssWithIoBitmap {
+    tss: TaskStateSegment::new(),
+    io_bitmap: [0xff; IO_BITMAP_BYTES],
+};
 static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
 
 /// Builds and loads the GDT and TSS, and reloads every segment register.
 pub fn init() {
-    let tss = addr_of_mut!(TSS);
+    // SAFETY: only a raw pointer to the static is made here; every access
+    // through it below says why it holds.
+    let tss = unsafe { addr_of_mut!(TSS.tss) };
     for (slot, ist) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK]
         .into_iter()
         .enumerate()
@@ -83,9 +107,16 @@ pub fn init() {
         let kernel_data = gdt.append(Descriptor::kernel_data_segment());
         let user_data = gdt.append(Descriptor::user_data_segment());
         let user_code = gdt.append(Descriptor::user_code_segment());
-        // SAFETY: TSS is a static that lives forever, and after this point
-        // it is only changed through `set_kernel_stack`, field by field.
-        let tss = gdt.append(unsafe { Descriptor::tss_segment_unchecked(tss) });
+        // SAFETY: TSS is a static that lives forever; the references live
+        // only for this call (which reads the TSS's `iomap_base` and the
+        // bitmap's address, length and last byte), and after this point it
+        // is only changed through `set_kernel_stack` and
+        // `set_port_access`, field by field.
+        let descriptor = unsafe {
+            Descriptor::tss_segment_with_iomap(&*addr_of!(TSS.tss), &*addr_of!(TSS.io_bitmap))
+        }
+        .expect("the I/O bitmap follows the TSS, with its closing byte");
+        let tss = gdt.append(descriptor);
         (
             gdt,
             Selectors {
@@ -126,9 +157,28 @@ pub fn set_kernel_stack(top: VirtAddr) {
     // struct is packed); the CPU reads RSP0 only when it delivers an
     // interrupt from ring 3, which cannot happen while the kernel runs this.
     unsafe {
-        let tss = addr_of_mut!(TSS);
+        let tss = addr_of_mut!(TSS.tss);
         let mut table = (*tss).privilege_stack_table;
         table[0] = top;
         (*tss).privilege_stack_table = table;
+    }
+}
+
+/// Let ring 3 use the ports of `range` with `in` and `out` (`allowed`), or
+/// make them fault again. The bitmap is read by the CPU at each `in` or
+/// `out` in ring 3, so a change applies to the next one.
+pub fn set_port_access(range: PortRange, allowed: bool) {
+    for port in range.first..=range.last {
+        let (byte, bit) = (usize::from(port / 8), 1u8 << (port % 8));
+        // SAFETY: `byte` < 8192 (a port is below 65,536), inside the
+        // bitmap, never the closing byte; only the kernel writes it, with
+        // interrupts off under the kernel state's lock, and no interrupt
+        // handler touches it. The access is by raw pointer, never a
+        // reference, since the CPU reads the bitmap too.
+        unsafe {
+            let at = addr_of_mut!(TSS.io_bitmap).cast::<u8>().add(byte);
+            let old = at.read_volatile();
+            at.write_volatile(if allowed { old & !bit } else { old | bit });
+        }
     }
 }

@@ -17,11 +17,15 @@ use pandagen_abi::device::{
     DeviceError, DeviceResource, InterruptLines, InterruptNotification, PhysRange, PortRange,
     INTERRUPT_ACTION,
 };
+use pandagen_abi::info::{InfoReply, InfoRequest};
 use pandagen_abi::syscall::{Syscall, ROOT_CAPABILITIES};
+use pandagen_abi::{Cap, ExitReason, TaskDescriptor};
 use pandagen_abi::{CapHandle, CapKind, ChannelId, Duration, KernelApi, KernelError, Rights};
 use pandagen_rt::device::{self, DeviceMemory, Dma, Interrupt, Ports};
 use pandagen_rt::Kernel;
-use pandagen_scenarios::Tally;
+use pandagen_scenarios::{
+    wait_exit, Tally, DEVICE_HOLDER_LINE, DEVICE_HOLDER_PAGE, DEVICE_HOLDER_REPORT,
+};
 
 pandagen_rt::entry!(main);
 
@@ -369,5 +373,185 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
             )
         })(),
     );
+    tally.check(
+        "devices/port_window_reads_the_rtc",
+        (|| {
+            let window = ports.open().map_err(|e| format!("open: {e:?}"))?;
+            window
+                .write8(RTC_INDEX, 0x0b)
+                .map_err(|e| format!("{e:?}"))?;
+            let direct = window.read8(RTC_DATA).map_err(|e| format!("{e:?}"))?;
+            let checked = rtc_read(&ports, 0x0b).map_err(|e| format!("{e:?}"))?;
+            expect_error(
+                window.read8(0x72),
+                KernelError::Device(DeviceError::OutsideGrant),
+            )?;
+            if direct == checked {
+                Ok(())
+            } else {
+                Err(format!("status B {direct:#x} direct, {checked:#x} checked"))
+            }
+        })(),
+    );
+    tally.check(
+        "devices/port_window_refused_without_write",
+        (|| {
+            let read_only = device::mint(
+                all_ports,
+                DeviceResource::Ports(PortRange::new(RTC_INDEX, RTC_DATA)),
+                Rights::READ,
+            )
+            .map_err(|e| format!("{e:?}"))?;
+            expect_error(
+                Ports::new(read_only).open().map(|w| w.range()),
+                KernelError::InsufficientAuthority,
+            )?;
+            expect_error(
+                Ports::new(all_dma).open().map(|w| w.range()),
+                KernelError::WrongCapabilityKind {
+                    expected: CapKind::IoPorts,
+                    found: CapKind::DmaMemory,
+                },
+            )
+        })(),
+    );
+    for mode in ["prober-dropped", "prober-outside"] {
+        tally.check(
+            &format!("devices/port_window_faults_{mode}"),
+            prober_dies(kernel, all_ports, mode),
+        );
+    }
+    tally.check(
+        "devices/a_dead_holder_gives_everything_back",
+        dead_holder(kernel, &info, all_lines, all_memory, all_dma),
+    );
     tally.finish(kernel)
+}
+
+/// `port_prober` named `mode` opens a port window, reports, and must die
+/// of a #GP at its probe (see its documentation).
+fn prober_dies(kernel: &mut Kernel, all_ports: CapHandle, mode: &str) -> Result<(), String> {
+    let report = kernel.create_channel().map_err(|e| format!("{e:?}"))?;
+    let exits = kernel.create_channel().map_err(|e| format!("{e:?}"))?;
+    let send = kernel
+        .clone_capability(&Cap::from(report), Rights::SEND | Rights::TRANSFER)
+        .map_err(|e| format!("{e:?}"))?;
+    let rtc = device::mint(
+        all_ports,
+        DeviceResource::Ports(PortRange::new(RTC_INDEX, RTC_DATA)),
+        Rights::READ | Rights::WRITE | Rights::TRANSFER,
+    )
+    .map_err(|e| format!("{e:?}"))?;
+    let descriptor = TaskDescriptor::new(mode.into())
+        .with_image("port_prober")
+        .with_exit_channel(exits)
+        .with_capability(Cap::from_handle(send.handle()))
+        .with_capability(Cap::from_handle(rtc));
+    kernel
+        .spawn_task(descriptor)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let first: String = kernel
+        .receive_message(report, Some(Duration::from_secs(20)))
+        .map_err(|e| format!("no report: {e}"))?
+        .payload
+        .decode()
+        .map_err(|e| format!("{e}"))?;
+    if first != "opened" {
+        return Err(first);
+    }
+    let exit = wait_exit(kernel, exits, Duration::from_secs(20))?;
+    if let Ok(m) = kernel.receive_message(report, Some(Duration::ZERO)) {
+        let said: String = m.payload.decode().unwrap_or_default();
+        return Err(said);
+    }
+    match exit.reason {
+        ExitReason::Failure { .. } => Ok(()),
+        other => Err(format!("ended {other:?}")),
+    }
+}
+
+fn frames_free(kernel: &mut Kernel, info: CapHandle) -> Result<u64, String> {
+    match kernel.kernel_info(info, InfoRequest::Memory) {
+        Ok(InfoReply::Memory(summary)) => Ok(summary.frames_free),
+        other => Err(format!("kernel info: {other:?}")),
+    }
+}
+
+/// A driver (`device_holder`) is refused DMA beyond its frames budget,
+/// binds a line, allocates DMA memory and maps a device page, and is
+/// killed: the line binds again and every frame it held (its image, its
+/// DMA memory, its page tables) is free again.
+fn dead_holder(
+    kernel: &mut Kernel,
+    startup: &pandagen_abi::syscall::StartupInfo,
+    all_lines: CapHandle,
+    all_memory: CapHandle,
+    all_dma: CapHandle,
+) -> Result<(), String> {
+    let info = root_cap(startup, CapKind::KernelInfo);
+    let line = DEVICE_HOLDER_LINE;
+    let before = frames_free(kernel, info)?;
+    let report = kernel.create_channel().map_err(|e| format!("{e:?}"))?;
+    let exits = kernel.create_channel().map_err(|e| format!("{e:?}"))?;
+    let minted = (|| -> Result<_, KernelError> {
+        // Spawn moves capabilities: each needs TRANSFER.
+        let moved = Rights::TRANSFER;
+        let send = kernel.clone_capability(&Cap::from(report), Rights::SEND | moved)?;
+        let dma = device::mint(
+            all_dma,
+            DeviceResource::Dma { bytes: 64 << 20 },
+            Rights::WRITE | moved,
+        )?;
+        let irq = device::mint(
+            all_lines,
+            DeviceResource::Interrupts(InterruptLines::one(line)),
+            Rights::RECEIVE | moved,
+        )?;
+        let page = device::mint(
+            all_memory,
+            DeviceResource::Memory(PhysRange::new(DEVICE_HOLDER_PAGE, 0x1000)),
+            Rights::READ | moved,
+        )?;
+        Ok([send.handle(), dma, irq, page])
+    })()
+    .map_err(|e| format!("minting: {e:?}"))?;
+    let mut descriptor = TaskDescriptor::new("device-holder".into())
+        .with_image("device_holder")
+        .with_exit_channel(exits);
+    for cap in minted {
+        descriptor = descriptor.with_capability(Cap::from_handle(cap));
+    }
+    let holder = kernel
+        .spawn_task(descriptor)
+        .map_err(|e| format!("spawn: {e}"))?;
+    let message = kernel
+        .receive_message(report, Some(Duration::from_secs(20)))
+        .map_err(|e| format!("no report: {e}"))?;
+    let said: String = message.payload.decode().map_err(|e| format!("{e}"))?;
+    if message.action != DEVICE_HOLDER_REPORT || said != "ok" {
+        return Err(format!("the holder reported {said:?}"));
+    }
+    let probe = kernel.create_channel().map_err(|e| format!("{e:?}"))?;
+    expect_error(
+        Interrupt::new(all_lines, line).bind(probe.handle()),
+        KernelError::Device(DeviceError::AlreadyBound { line }),
+    )?;
+    kernel
+        .terminate(
+            holder.task_id,
+            ExitReason::Failure {
+                error: "killed by the devices suite".into(),
+            },
+        )
+        .map_err(|e| format!("terminate: {e}"))?;
+    wait_exit(kernel, exits, Duration::from_secs(20))?;
+    Interrupt::new(all_lines, line)
+        .bind(probe.handle())
+        .map_err(|e| format!("the dead holder's line: {e:?}"))?;
+    let after = frames_free(kernel, info)?;
+    if after == before {
+        Ok(())
+    } else {
+        Err(format!("frames free {before} before, {after} after"))
+    }
 }
