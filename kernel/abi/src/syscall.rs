@@ -261,7 +261,7 @@ syscall_table! {
         /// [`ShutdownRequest`] → never returns: reset the machine (the ACPI
         /// reset register, then the 8042's reset line, then a triple
         /// fault). Needs the `KernelInfo` capability with `CONTROL`.
-        Reboot = 40,
+        Reboot = 41,
     }
 
     /// The serial console and the kernel log.
