@@ -193,28 +193,8 @@ pub const SUITES: &[Suite] = &[
     // characters typed through QMP as fast as it takes them must all be
     // echoed, in order; `reboot` must bring a second boot; `shutdown` must
     // power off through ACPI (no exit device attached).
-    Suite::new(
-        "keyboard-power-bios",
-        Firmware::Bios,
-        BootConfig::mode(BootMode::System),
-    )
-    .programs(SYSTEM_PROGRAMS)
-    .manifest(crate::programs::SYSTEM_MANIFEST)
-    .timeout(300)
-    .keys(KEYBOARD_POWER_KEYS)
-    .expect(KEYBOARD_POWER_EXPECT)
-    .power_off(),
-    Suite::new(
-        "keyboard-power-uefi",
-        Firmware::Uefi,
-        BootConfig::mode(BootMode::System),
-    )
-    .programs(SYSTEM_PROGRAMS)
-    .manifest(crate::programs::SYSTEM_MANIFEST)
-    .timeout(300)
-    .keys(KEYBOARD_POWER_KEYS)
-    .expect(KEYBOARD_POWER_EXPECT)
-    .power_off(),
+    keyboard_power("keyboard-power-bios", Firmware::Bios),
+    keyboard_power("keyboard-power-uefi", Firmware::Uefi),
     // Ring-3 scenario suites (userspace/scenarios): the root program is
     // `suite_<name>`; the kernel exits QEMU when it ends.
     Suite::new("faults-bios", Firmware::Bios, BootConfig::suite("faults"))
@@ -415,6 +395,18 @@ const DISPLAY_EXPECT: &[(&str, &str)] = &[
     ("display/ps", "services (6):"),
     ("display/shutdown", "shutting down"),
 ];
+
+/// The system image, driven from the PS/2 keyboard alone, ending in an
+/// ACPI power-off.
+const fn keyboard_power(name: &'static str, firmware: Firmware) -> Suite {
+    Suite::new(name, firmware, BootConfig::mode(BootMode::System))
+        .programs(SYSTEM_PROGRAMS)
+        .manifest(crate::programs::SYSTEM_MANIFEST)
+        .timeout(300)
+        .keys(KEYBOARD_POWER_KEYS)
+        .expect(KEYBOARD_POWER_EXPECT)
+        .power_off()
+}
 
 /// The typing test: four lines of 100 characters (letters of both cases,
 /// digits, every shifted and unshifted symbol of a US keyboard), each a

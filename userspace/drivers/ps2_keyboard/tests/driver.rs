@@ -219,6 +219,17 @@ impl InterruptLine for Line {
     }
 }
 
+/// A US driver over a fresh model, and a line that acknowledges quietly.
+fn us_driver() -> (Rc<RefCell<Model>>, Driver<Fake>, Line) {
+    let (m, controller) = model();
+    let line = Line {
+        model: m.clone(),
+        on_ack: Vec::new(),
+        acks: 0,
+    };
+    (m, Driver::new(controller, Decoder::new(Layout::Us)), line)
+}
+
 fn tap(code: u8) -> [u8; 2] {
     [code, code | 0x80]
 }
@@ -248,13 +259,7 @@ fn an_interrupt_takes_every_byte_including_those_during_the_acknowledgement() {
 
 #[test]
 fn bytes_beyond_the_limit_drop_the_oldest_and_are_counted() {
-    let (m, controller) = model();
-    let mut driver = Driver::new(controller, Decoder::new(Layout::Us));
-    let mut line = Line {
-        model: m.clone(),
-        on_ack: Vec::new(),
-        acks: 0,
-    };
+    let (m, mut driver, mut line) = us_driver();
     for _ in 0..PENDING_LIMIT + 10 {
         for b in tap(0x1e) {
             m.borrow_mut().key(b);
@@ -283,15 +288,9 @@ fn subscription(sim: &mut SimulatedKernel, input: pandagen_abi::ChannelId) -> Re
 
 #[test]
 fn typed_bytes_wait_for_a_subscriber_then_arrive_in_order() {
-    let (m, controller) = model();
+    let (m, mut driver, mut line) = us_driver();
     let mut sim = SimulatedKernel::new();
     let input = sim.create_channel().unwrap();
-    let mut driver = Driver::new(controller, Decoder::new(Layout::Us));
-    let mut line = Line {
-        model: m.clone(),
-        on_ack: Vec::new(),
-        acks: 0,
-    };
     // 300 characters (more than one message), typed before anyone listens.
     let mut expected = Vec::new();
     for i in 0..300 {
@@ -323,15 +322,9 @@ fn typed_bytes_wait_for_a_subscriber_then_arrive_in_order() {
 
 #[test]
 fn a_subscription_without_exactly_one_capability_is_ignored() {
-    let (m, controller) = model();
+    let (m, mut driver, mut line) = us_driver();
     let mut sim = SimulatedKernel::new();
     let input = sim.create_channel().unwrap();
-    let mut driver = Driver::new(controller, Decoder::new(Layout::Us));
-    let mut line = Line {
-        model: m.clone(),
-        on_ack: Vec::new(),
-        acks: 0,
-    };
     for b in tap(0x1e) {
         m.borrow_mut().key(b);
     }
