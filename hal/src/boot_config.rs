@@ -12,6 +12,7 @@
 //! | `suite`| the suite to run (or, with `bench`, the bench program `bench_<suite>`) | none |
 //! | `seed` | decimal or `0x` hex `u64`           | none     |
 //! | `log`  | `error` `warn` `info` `debug` `trace` | `info` |
+//! | `keyboard` | `us`, `uk`, `de`: read by the PS/2 keyboard driver, not the kernel | `us` |
 
 /// What the kernel does after it has booted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,6 +15,7 @@
 //!   pure memory manipulation and is tested on the host over fake memory.
 #![cfg_attr(not(test), no_std)]
 
+pub mod acpi_sleep;
 pub mod boot_config;
 pub mod cpu;
 pub mod frame;

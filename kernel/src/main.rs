@@ -28,6 +28,7 @@ mod layout;
 mod loader;
 mod mem;
 mod panic;
+mod power;
 mod qemu;
 mod root_task;
 mod syscall;
@@ -123,6 +124,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     profile.mark("entropy pool");
     profile.log();
     device::set_reserved(never_device_memory(boot_info));
+    match power::init(boot_info.rsdp_addr.into_option(), phys_offset) {
+        Ok(info) => log::info!("power: {}", info.describe()),
+        Err(e) => log::warn!("power: no ACPI power control ({e}); shutdown halts"),
+    }
     // From the banner on, the console is mirrored on the screen.
     let display = early_display::init(boot_info.framebuffer.take());
 

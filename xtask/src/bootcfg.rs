@@ -8,12 +8,17 @@
 
 use pandagen_hal::boot_config::BootMode;
 
+use pandagen_ps2_keyboard::keymap::Layout;
+
 /// A boot configuration; `const` so suites can be declared in a table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BootConfig {
     pub mode: BootMode,
     pub suite: Option<&'static str>,
     pub seed: Option<u64>,
+    /// `keyboard=`: the PS/2 keyboard driver's layout (read by the driver,
+    /// not the kernel); `None` leaves the driver's default, US.
+    pub keyboard: Option<Layout>,
 }
 
 #[allow(dead_code)] // constructors for suite table entries
@@ -23,6 +28,7 @@ impl BootConfig {
             mode,
             suite: None,
             seed: None,
+            keyboard: None,
         }
     }
 
@@ -32,6 +38,7 @@ impl BootConfig {
             mode: BootMode::Suite,
             suite: Some(name),
             seed: None,
+            keyboard: None,
         }
     }
 
@@ -42,11 +49,17 @@ impl BootConfig {
             mode: BootMode::Bench,
             suite: Some(name),
             seed: None,
+            keyboard: None,
         }
     }
 
     pub const fn with_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+
+    pub const fn with_keyboard(mut self, layout: Layout) -> Self {
+        self.keyboard = Some(layout);
         self
     }
 
@@ -59,6 +72,9 @@ impl BootConfig {
         }
         if let Some(seed) = self.seed {
             out.push_str(&format!("seed={seed}\n"));
+        }
+        if let Some(layout) = self.keyboard {
+            out.push_str(&format!("keyboard={}\n", layout.name()));
         }
         out
     }
@@ -112,6 +128,18 @@ mod tests {
                 (cfg.mode, cfg.suite, cfg.seed),
                 "{text}"
             );
+        }
+    }
+
+    #[test]
+    fn the_keyboard_driver_reads_back_its_layout() {
+        for layout in Layout::ALL {
+            let text = BootConfig::mode(BootMode::System)
+                .with_keyboard(layout)
+                .render();
+            assert_eq!(Layout::from_boot_config(&text), Ok(layout), "{text}");
+            // The kernel ignores the key.
+            assert!(pandagen_hal::boot_config::parse(&text).is_ok());
         }
     }
 

@@ -9,6 +9,7 @@ mod disk_suites;
 mod flash;
 mod fuzz;
 mod gdb;
+mod keyboard;
 mod layout;
 mod lock;
 mod mutants;
@@ -34,22 +35,27 @@ use crate::process::TaskResult;
 use crate::qemu::{Accel, Firmware, Machine};
 use crate::setup::Needs;
 use pandagen_hal::boot_config::BootMode;
+use pandagen_ps2_keyboard::keymap::Layout as KeyboardLayout;
 
 const HELP: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
   setup                       install the Rust target, pinned nightly, QEMU and OVMF if missing
-  image [--release]           build target/pandagen-bios.img and target/pandagen-uefi.img
-  run [--uefi] [--display] [--kvm] [--gdb] [--release] [--fresh-disk] [--disk-size MIB] [--no-disk]
-                              boot the system image in QEMU, serial console on this terminal;
-                              --display also shows the screen in a window; storage keeps its
-                              journal on the virtio-blk disk target/pandagen-disk.img (created on
-                              first run, 64 MiB unless --disk-size says; --fresh-disk empties it)
+  image [--release] [--keyboard us|uk|de]
+                              build target/pandagen-bios.img and target/pandagen-uefi.img
+  run [--uefi] [--display] [--kvm] [--gdb] [--release] [--keyboard us|uk|de]
+      [--fresh-disk] [--disk-size MIB] [--no-disk]
+                              boot the system image in QEMU as a PC (reboot reboots, shutdown
+                              powers off), serial console on this terminal; --display also
+                              shows the screen in a window, whose keyboard the console reads;
+                              storage keeps its journal on the virtio-blk disk
+                              target/pandagen-disk.img (created on first run, 64 MiB unless
+                              --disk-size says; --fresh-disk empties it)
   test [--release] [--host-only | --qemu-only] [--suite NAME]... [--cuts N] [--seed S]
                               host tests, then the QEMU suites; ends with `N passed, M failed`;
                               --cuts sets the power-cut suite's cuts (25), --seed repeats a run
-  flash --device PATH [--bios | --uefi] [--yes] [--allow-file] [--release]
+  flash --device PATH [--bios | --uefi] [--yes] [--allow-file] [--release] [--keyboard L]
                               write the image (UEFI by default) to a USB stick and verify it
   fuzz [--time SECONDS] [--target NAME]
                               coverage-guided fuzzing (libFuzzer) of the core and of every
@@ -90,6 +96,7 @@ struct Flags {
     disk_size: Option<String>,
     cuts: Option<u64>,
     seed: Option<u64>,
+    keyboard: Option<KeyboardLayout>,
 }
 
 fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
@@ -142,6 +149,13 @@ fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
                     flags.seed = Some(n);
                 }
             }
+            "--keyboard" => {
+                let v = value()?;
+                flags.keyboard = Some(KeyboardLayout::from_name(&v).ok_or_else(|| {
+                    let names: Vec<&str> = KeyboardLayout::ALL.iter().map(|l| l.name()).collect();
+                    fail!("`--keyboard` takes one of {}, not `{v}`", names.join(", "))
+                })?);
+            }
             _ => unreachable!("checked against `allowed`"),
         }
     }
@@ -166,7 +180,8 @@ fn main() -> ExitCode {
                 true
             })
         }),
-        "image" => parse_flags(rest, &["--release"]).and_then(|f| image(&layout, &f).map(|_| true)),
+        "image" => parse_flags(rest, &["--release", "--keyboard"])
+            .and_then(|f| image(&layout, &f).map(|_| true)),
         "run" => parse_flags(
             rest,
             &[
@@ -178,6 +193,7 @@ fn main() -> ExitCode {
                 "--fresh-disk",
                 "--disk-size",
                 "--no-disk",
+                "--keyboard",
             ],
         )
         .and_then(|f| run(&layout, &f)),
@@ -202,6 +218,7 @@ fn main() -> ExitCode {
                 "--uefi",
                 "--yes",
                 "--allow-file",
+                "--keyboard",
             ],
         )
         .and_then(|f| flash(&layout, &f)),
@@ -243,7 +260,11 @@ struct SystemImages {
     programs: Vec<String>,
 }
 
-fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<SystemImages> {
+fn build_system_images(
+    layout: &Layout,
+    profile: Profile,
+    keyboard: Option<KeyboardLayout>,
+) -> TaskResult<SystemImages> {
     let kernel = build::kernel(layout, profile, KernelKind::System)?;
     let manifest = layout.root.join(programs::SYSTEM_MANIFEST);
     let manifest_text = std::fs::read_to_string(&manifest)
@@ -259,7 +280,10 @@ fn build_system_images(layout: &Layout, profile: Profile) -> TaskResult<SystemIm
     }
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let spec = ImageSpec {
-        boot_cfg: BootConfig::mode(BootMode::System),
+        boot_cfg: match keyboard {
+            Some(layout) => BootConfig::mode(BootMode::System).with_keyboard(layout),
+            None => BootConfig::mode(BootMode::System),
+        },
         programs: &name_refs,
         manifest: Some(&manifest),
     };
@@ -290,7 +314,8 @@ fn image(layout: &Layout, f: &Flags) -> TaskResult<()> {
         qemu: false,
     })?;
     let _lock = lock::acquire(layout)?;
-    let images = build_system_images(layout, Profile::from_release_flag(f.release))?.images;
+    let images =
+        build_system_images(layout, Profile::from_release_flag(f.release), f.keyboard)?.images;
     println!("BIOS image: {}", images[0].display());
     println!("UEFI image: {}", images[1].display());
     Ok(())
@@ -306,7 +331,7 @@ fn run(layout: &Layout, f: &Flags) -> TaskResult<bool> {
     // block `cargo xtask test` in another terminal (tests use other images).
     let SystemImages { images, programs } = {
         let _lock = lock::acquire(layout)?;
-        build_system_images(layout, profile)?
+        build_system_images(layout, profile, f.keyboard)?
     };
     let firmware = if f.uefi {
         Firmware::Uefi
@@ -328,7 +353,10 @@ fn run(layout: &Layout, f: &Flags) -> TaskResult<bool> {
         ovmf: host.ovmf.as_deref(),
         extra_profiles: &extra,
     };
-    let mut cmd = qemu::command(layout, &machine)?;
+    // As a PC: `reboot` reboots, `shutdown` powers off through ACPI (QEMU
+    // then exits 0); no exit device.
+    let mut cmd = std::process::Command::new(setup::QEMU_BINARY);
+    cmd.args(qemu::as_a_pc(qemu::args(layout, &machine)?));
     if !f.no_disk {
         let disk = disk::run_disk_path(layout);
         let size = match &f.disk_size {
@@ -417,7 +445,8 @@ fn flash(layout: &Layout, f: &Flags) -> TaskResult<bool> {
         qemu: false,
     })?;
     let _lock = lock::acquire(layout)?;
-    let images = build_system_images(layout, Profile::from_release_flag(f.release))?.images;
+    let images =
+        build_system_images(layout, Profile::from_release_flag(f.release), f.keyboard)?.images;
     let image = if f.bios { &images[0] } else { &images[1] };
     let len = std::fs::metadata(image)?.len();
     let target = flash::validate(device, f.allow_file, image, len)

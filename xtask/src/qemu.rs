@@ -123,6 +123,29 @@ pub fn command(layout: &Layout, machine: &Machine<'_>) -> TaskResult<Command> {
     Ok(cmd)
 }
 
+/// QEMU's arguments less the exit device and `-no-reboot`: the machine as
+/// a user has it, on which `reboot` reboots and `shutdown` can only end
+/// the run by powering off through ACPI.
+pub fn as_a_pc(args: Vec<String>) -> Vec<String> {
+    let mut kept = Vec::with_capacity(args.len());
+    let mut args = args.into_iter().peekable();
+    while let Some(arg) = args.next() {
+        if arg == "-no-reboot" {
+            continue;
+        }
+        if arg == "-device"
+            && args
+                .peek()
+                .is_some_and(|device| device.starts_with("isa-debug-exit"))
+        {
+            args.next();
+            continue;
+        }
+        kept.push(arg);
+    }
+    kept
+}
+
 /// How a QEMU run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -172,11 +195,10 @@ pub struct Captured {
     pub elapsed: Duration,
 }
 
-/// A running QEMU as an observer sees it: its serial output so far, and
-/// its serial input.
+/// A running QEMU as an observer sees it: its serial output so far (an
+/// observer types on the guest's keyboard, never on its serial line).
 pub struct Session {
     serial: Arc<Mutex<Vec<u8>>>,
-    stdin: Arc<Mutex<Option<ChildStdin>>>,
     deadline: Instant,
 }
 
@@ -184,14 +206,6 @@ impl Session {
     /// The serial output so far.
     pub fn serial(&self) -> Vec<u8> {
         self.serial.lock().expect("reader holds it briefly").clone()
-    }
-
-    /// Types `text` on the serial line.
-    pub fn send(&self, text: &str) {
-        if let Some(stdin) = self.stdin.lock().expect("writers hold it briefly").as_mut() {
-            let _ = stdin.write_all(text.as_bytes());
-            let _ = stdin.flush();
-        }
     }
 
     /// When the run's timeout ends.
@@ -270,7 +284,6 @@ pub fn run_observed<T: Send + 'static>(
     if let Some(observer) = observer {
         let session = Session {
             serial: serial.clone(),
-            stdin,
             deadline: start + timeout,
         };
         std::thread::spawn(move || {
@@ -441,6 +454,27 @@ mod tests {
                 assert_eq!(args.iter().any(|a| a == "-enable-kvm"), accel == Accel::Kvm);
             }
         }
+    }
+
+    #[test]
+    fn a_pc_has_no_exit_device_and_may_reboot() {
+        let layout = Layout::from_xtask_manifest();
+        let machine = Machine {
+            firmware: Firmware::Bios,
+            accel: Accel::Tcg,
+            image: Path::new("/img"),
+            ovmf: None,
+            extra_profiles: &["display"],
+        };
+        let all = args(&layout, &machine).unwrap();
+        let pc = as_a_pc(all.clone());
+        assert!(!pc
+            .iter()
+            .any(|a| a == "-no-reboot" || a.contains("debug-exit")));
+        // Only those went: three words.
+        assert_eq!(pc.len() + 3, all.len());
+        assert!(pc.iter().any(|a| a == "format=raw,file=/img"));
+        assert!(pc.windows(2).any(|w| w == ["-vga", "std"]));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A minimal QMP client: QEMU's JSON monitor protocol on a Unix socket,
-//! enough to take screenshots (and later to type on the PS/2 keyboard).
+//! enough to take screenshots, type on the PS/2 keyboard and see what the
+//! machine did (events such as `RESET` and `SHUTDOWN`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -14,6 +15,8 @@ use crate::process::TaskResult;
 pub struct Qmp {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
+    /// Events that arrived while a command waited for its answer.
+    events: Vec<Value>,
 }
 
 impl Qmp {
@@ -34,6 +37,7 @@ impl Qmp {
         let mut qmp = Qmp {
             reader: BufReader::new(stream.try_clone()?),
             writer: stream,
+            events: Vec::new(),
         };
         let greeting = qmp.read_message()?;
         if greeting.get("QMP").is_none() {
@@ -44,7 +48,7 @@ impl Qmp {
     }
 
     /// Runs one command and returns its `return` value (events that arrive
-    /// meanwhile are skipped).
+    /// meanwhile are kept for [`Qmp::events_until_closed`]).
     pub fn execute(&mut self, command: &str, arguments: Value) -> TaskResult<Value> {
         let request = json!({ "execute": command, "arguments": arguments });
         writeln!(self.writer, "{request}")?;
@@ -56,7 +60,24 @@ impl Qmp {
             if let Some(err) = reply.get("error") {
                 return Err(fail!("QMP {command}: {err}"));
             }
+            if reply.get("event").is_some() {
+                self.events.push(reply);
+            }
         }
+    }
+
+    /// Every event so far and every one until QEMU closes the monitor (it
+    /// exits) or `deadline` passes, in order.
+    pub fn events_until_closed(&mut self, deadline: Instant) -> Vec<Value> {
+        let mut events = std::mem::take(&mut self.events);
+        while Instant::now() < deadline {
+            match self.read_message() {
+                Ok(message) if message.get("event").is_some() => events.push(message),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        events
     }
 
     /// Writes the screen to `ppm` (QEMU writes binary PPM, RGB).

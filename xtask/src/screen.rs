@@ -7,14 +7,14 @@
 //! that serial output through a [`TextScreen`] of the screenshot's size
 //! therefore gives the exact image the screen must show.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pandagen_display::{palette, FramebufferFormat, PixelLayout, Rgb, TextScreen};
 
 use crate::fail;
 use crate::process::TaskResult;
-use crate::qemu::{find_bytes, Observer, Session};
+use crate::qemu::{find_bytes, Session};
 use crate::qmp::Qmp;
 
 /// How long the serial output must stay unchanged before a screenshot: the
@@ -28,7 +28,7 @@ pub struct ScreenCheck {
     /// in the serial output and the output has then gone quiet.
     pub wait_for: &'static str,
     pub count: usize,
-    /// Typed on the serial line after the screenshot (e.g. `shutdown\r`).
+    /// Typed on the PS/2 keyboard after the screenshot (e.g. `shutdown\r`).
     pub then: &'static str,
 }
 
@@ -39,29 +39,15 @@ pub struct Taken {
     pub serial: Vec<u8>,
 }
 
-/// An observer that takes `check`'s screenshot through the QMP socket
-/// `qmp`, keeping it as `ppm` and `png`.
-pub fn observer(
-    check: ScreenCheck,
-    qmp: PathBuf,
-    ppm: PathBuf,
-    png: PathBuf,
-) -> Observer<Result<Taken, String>> {
-    Box::new(move |session: &Session| {
-        let taken = take(&check, session, &qmp, &ppm, &png);
-        session.send(check.then);
-        taken
-    })
-}
-
-fn take(
+/// Takes `check`'s screenshot through `monitor`, keeping it as `ppm` and
+/// `png`, once the console has gone quiet.
+pub fn take(
     check: &ScreenCheck,
     session: &Session,
-    qmp: &Path,
+    monitor: &mut Qmp,
     ppm: &Path,
     png: &Path,
 ) -> Result<Taken, String> {
-    let mut monitor = Qmp::connect(qmp, Duration::from_secs(20)).map_err(|e| e.0)?;
     let serial = wait_until_quiet(check, session)?;
     monitor.screendump(ppm).map_err(|e| e.0)?;
     if session.serial() != serial {

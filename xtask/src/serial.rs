@@ -17,7 +17,7 @@
 //! under the process manager) names that service ([`parse_trusting`]); its
 //! name is the one the process manager gave it from the manifest.
 
-use crate::qemu::{Exit, EXIT_PASS};
+use crate::qemu::Exit;
 
 /// One benchmark result.
 #[derive(Clone, Debug, PartialEq)]
@@ -218,9 +218,16 @@ pub struct Verdict {
 /// line was seen with failed=0, and its counts agree with the per-test
 /// lines. A suite that fails without any FAIL line still counts one failed
 /// test, so a crash or hang can never read as "0 failed".
+#[cfg(test)]
 pub fn judge(report: &Report, exit: Exit) -> Verdict {
+    judge_exit(report, exit, crate::qemu::EXIT_PASS)
+}
+
+/// [`judge`] for a run that must end with QEMU's status `expected` (0 for
+/// a machine without the exit device that powers itself off).
+pub fn judge_exit(report: &Report, exit: Exit, expected: i32) -> Verdict {
     let mut problems = Vec::new();
-    if exit != Exit::Code(EXIT_PASS) {
+    if exit != Exit::Code(expected) {
         problems.push(exit.describe());
     }
     match report.done {
@@ -257,7 +264,7 @@ pub fn judge(report: &Report, exit: Exit) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qemu::EXIT_FAIL;
+    use crate::qemu::{EXIT_FAIL, EXIT_PASS};
 
     const GOOD: &str = "\
 SeaBIOS (version 1.16)\r
@@ -401,5 +408,17 @@ PandaGen 0.1.0 (bios)\r
     fn exit_33_with_failed_nonzero_fails() {
         let log = "[TEST] FAIL a: b\n[SUITE] DONE passed=0 failed=1\n";
         assert!(!judge(&parse(log), Exit::Code(EXIT_PASS)).ok);
+    }
+
+    #[test]
+    fn a_power_off_run_must_exit_0_and_nothing_else() {
+        let report = markers(
+            "hello\nshutting down\n",
+            &[("a", "hello"), ("b", "shutting down")],
+        );
+        assert!(judge_exit(&report, Exit::Code(0), 0).ok);
+        // The exit device (33) or a timeout is not a power-off.
+        assert!(!judge_exit(&report, Exit::Code(EXIT_PASS), 0).ok);
+        assert!(!judge_exit(&report, Exit::TimedOut, 0).ok);
     }
 }

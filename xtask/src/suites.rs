@@ -13,6 +13,7 @@
 //! and programs) and must follow the serial protocol in `qemu/README.md`.
 
 use crate::bootcfg::BootConfig;
+use crate::keyboard::KeyStep;
 use crate::qemu::{Firmware, SerialStep};
 use crate::screen::ScreenCheck;
 use pandagen_hal::boot_config::BootMode;
@@ -32,6 +33,13 @@ pub struct Suite {
     pub timeout_secs: u64,
     /// Scripted serial input.
     pub input: &'static [SerialStep],
+    /// Keys typed on the PS/2 keyboard through QMP (`keyboard.rs`); QEMU
+    /// then runs with a QMP monitor.
+    pub keys: &'static [KeyStep],
+    /// The run ends with an ACPI power-off: QEMU runs without the exit
+    /// device and may reboot, and passes when it exits 0 after the guest
+    /// powered off (QMP `SHUTDOWN` event, reason `guest-shutdown`).
+    pub power_off: bool,
     /// For suites that print no `[TEST]` lines (the interactive system):
     /// `(test name, text)` pairs that must appear in the serial output in
     /// this order; each is reported as one test (see `serial::markers`).
@@ -65,6 +73,8 @@ impl Suite {
             manifest: None,
             timeout_secs: DEFAULT_TIMEOUT_SECS,
             input: &[],
+            keys: &[],
+            power_off: false,
             expect: &[],
             screen: None,
             verdicts_from: None,
@@ -89,6 +99,16 @@ impl Suite {
 
     pub const fn input(mut self, steps: &'static [SerialStep]) -> Self {
         self.input = steps;
+        self
+    }
+
+    pub const fn keys(mut self, steps: &'static [KeyStep]) -> Self {
+        self.keys = steps;
+        self
+    }
+
+    pub const fn power_off(mut self) -> Self {
+        self.power_off = true;
         self
     }
 
@@ -164,7 +184,7 @@ pub const SUITES: &[Suite] = &[
     .programs(SYSTEM_PROGRAMS)
     .manifest(crate::programs::SYSTEM_MANIFEST)
     .timeout(300)
-    .input(DISPLAY_SCRIPT)
+    .keys(DISPLAY_KEYS)
     .expect(DISPLAY_EXPECT)
     .screen(DISPLAY_SCREEN),
     Suite::new(
@@ -175,9 +195,15 @@ pub const SUITES: &[Suite] = &[
     .programs(SYSTEM_PROGRAMS)
     .manifest(crate::programs::SYSTEM_MANIFEST)
     .timeout(300)
-    .input(DISPLAY_SCRIPT)
+    .keys(DISPLAY_KEYS)
     .expect(DISPLAY_EXPECT)
     .screen(DISPLAY_SCREEN),
+    // The keyboard and the power button, from the PS/2 keyboard alone: 400
+    // characters typed through QMP as fast as it takes them must all be
+    // echoed, in order; `reboot` must bring a second boot; `shutdown` must
+    // power off through ACPI (no exit device attached).
+    keyboard_power("keyboard-power-bios", Firmware::Bios),
+    keyboard_power("keyboard-power-uefi", Firmware::Uefi),
     // Ring-3 scenario suites (userspace/scenarios): the root program is
     // `suite_<name>`; the kernel exits QEMU when it ends.
     Suite::new("faults-bios", Firmware::Bios, BootConfig::suite("faults"))
@@ -350,6 +376,7 @@ const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
         "process-manager: start order 4: pipeline-executor",
     ),
     ("system/order_5", "process-manager: start order 5: console"),
+    ("system/order_6", "process-manager: start order 6: keyboard"),
     ("system/storage_starts", "storage: stopped -> starting"),
     (
         "system/transformer_starts",
@@ -364,7 +391,7 @@ const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
         "pipeline-executor: starting -> running",
     ),
     ("system/console_starts", "console: stopped -> starting"),
-    ("system/all_running", "5 of 5 services running"),
+    ("system/all_running", "6 of 6 services running"),
     ("system/shutdown", "shutting down"),
 ];
 
@@ -379,18 +406,20 @@ const SYSTEM_PROGRAMS: &[&str] = &[
     "flaky_transformer",
     "pipeline_executor",
     "console",
+    "ps2_keyboard",
 ];
 
-/// `help`, then `ps` once `help` has answered; the screenshot follows the
-/// prompt after `ps`, then `shutdown` ends the run.
-const DISPLAY_SCRIPT: &[SerialStep] = &[
-    SerialStep {
+/// `help`, then `ps` once `help` has answered, typed on the PS/2
+/// keyboard (nothing is typed on serial); the screenshot follows the prompt
+/// after `ps`, then `shutdown` (typed too) ends the run.
+const DISPLAY_KEYS: &[KeyStep] = &[
+    KeyStep {
         wait_for: "pandagen> ",
-        send: "help\r",
+        text: &["help\r"],
     },
-    SerialStep {
+    KeyStep {
         wait_for: "pandagen> ",
-        send: "ps\r",
+        text: &["ps\r"],
     },
 ];
 
@@ -402,11 +431,79 @@ const DISPLAY_SCREEN: ScreenCheck = ScreenCheck {
 
 const DISPLAY_EXPECT: &[(&str, &str)] = &[
     ("display/banner_on_screen", " display  : "),
+    (
+        "display/keyboard_ready",
+        "keyboard: PS/2 keyboard ready (us layout)",
+    ),
     ("display/help", "commands:"),
     // storage, transformer, flaky-transformer, pipeline-executor, console,
-    // the pci service and the virtio-blk driver (listed even without a disk).
-    ("display/ps", "services (7):"),
+    // the keyboard driver, the pci service and the virtio-blk driver (listed
+    // even without a disk).
+    ("display/ps", "services (8):"),
     ("display/shutdown", "shutting down"),
+];
+
+/// The system image, driven from the PS/2 keyboard alone, ending in an
+/// ACPI power-off.
+const fn keyboard_power(name: &'static str, firmware: Firmware) -> Suite {
+    Suite::new(name, firmware, BootConfig::mode(BootMode::System))
+        .programs(SYSTEM_PROGRAMS)
+        .manifest(crate::programs::SYSTEM_MANIFEST)
+        .timeout(300)
+        .keys(KEYBOARD_POWER_KEYS)
+        .expect(KEYBOARD_POWER_EXPECT)
+        .power_off()
+}
+
+/// The typing test: four lines of 100 characters (letters of both cases,
+/// digits, every shifted and unshifted symbol of a US keyboard), each a
+/// word the console does not know, so that it answers between them while
+/// the next keys arrive.
+const TYPED: [&str; 4] = [
+    "x0 U89K1D5a0{|HE)CbLMQ}s^NcC^Gct^}(d76%(?LCNUH1lS-2]_w!L#fKka]VE tNMO66iv>9`b4 b8>p6&k-+cs?DZVe,f{+Z",
+    "x1 ^O9[}\"+jDOm?l,pFbY(fo\\\"gYt)<GEw#bE;Fon_sIX0eZ7`76Hehd?z2}G=XnBo1(nKo63sZEqqZ3=CYxU}-w0A{2c M@LpjN",
+    "x2 \\-E'_8A$4=r .k(}n~{Oh7k-`g[Q'vm|UZKYiCy6A|b(aCQY^*AhI)cX(hs}'<CA=(,{)~I[d&&[B8#9Sr|6|wnyclV`K+_mt",
+    "x3 ex&<<p~DSA!3lxl7ke@tt:~uA1fTo\"Z0Hp&X%yT4V3cSykBX0h$B0`}.Rf]ZSc+s1EPvZhWfZ)5+esav\\y}#L&}$0dgp]'aqO",
+];
+
+const KEYBOARD_POWER_KEYS: &[KeyStep] = &[
+    KeyStep {
+        wait_for: "pandagen> ",
+        text: &[
+            TYPED[0], "\r", TYPED[1], "\r", TYPED[2], "\r", TYPED[3], "\r",
+        ],
+    },
+    KeyStep {
+        wait_for: "unknown command `x3`",
+        text: &["reboot\r"],
+    },
+    KeyStep {
+        wait_for: "system ready in ",
+        text: &[],
+    },
+    KeyStep {
+        wait_for: "pandagen> ",
+        text: &["shutdown\r"],
+    },
+];
+
+const KEYBOARD_POWER_EXPECT: &[(&str, &str)] = &[
+    (
+        "keyboard/ready",
+        "keyboard: PS/2 keyboard ready (us layout)",
+    ),
+    ("keyboard/prompt", "pandagen> "),
+    ("keyboard/typed_1", TYPED[0]),
+    ("keyboard/typed_2", TYPED[1]),
+    ("keyboard/typed_3", TYPED[2]),
+    ("keyboard/typed_4", TYPED[3]),
+    ("keyboard/answered", "unknown command `x3`"),
+    ("power/rebooting", "rebooting"),
+    ("power/reboot_requested", "kernel: reboot requested by"),
+    ("power/second_banner", " firmware : "),
+    ("power/second_boot_ready", "system ready in "),
+    ("power/shutting_down", "shutting down"),
+    ("power/shutdown_requested", "kernel: shutdown requested by"),
 ];
 
 /// Typed as fast as the serial line takes it, in one burst once the
@@ -449,7 +546,7 @@ const CONSOLE_EXPECT: &[(&str, &str)] = &[
     ("console/system_ready", "system ready in "),
     ("console/help", "commands:"),
     ("console/ps_tasks", "tasks ("),
-    ("console/ps_services", "services (7):"),
+    ("console/ps_services", "services (8):"),
     ("console/caps", "capabilities of task"),
     ("console/caps_serial", "serial-input"),
     // The process manager's control capability, from the manifest's

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::build::{self, ImageSpec};
 use crate::cargo_test;
 use crate::fail;
+use crate::keyboard;
 use crate::layout::{KernelKind, Layout, Profile};
 use crate::process::{cargo, TaskResult};
 use crate::qemu::{self, Accel, Machine};
@@ -155,6 +156,40 @@ fn host_tests(layout: &Layout, tally: &mut Tally) -> TaskResult<()> {
     Ok(())
 }
 
+/// The machine reset once (the `reboot`) and then powered off through
+/// ACPI: QMP's `RESET` with reason `guest-reset`, then `SHUTDOWN` with
+/// reason `guest-shutdown` (what QEMU reports for an S5 request; a
+/// triple fault or the exit device would say otherwise).
+fn check_power_events(events: &[serde_json::Value], report: &mut serial::Report) {
+    let reasons: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| {
+            let name = e.get("event")?.as_str()?.to_string();
+            let reason = e
+                .pointer("/data/reason")
+                .and_then(|r| r.as_str())
+                .unwrap_or("")
+                .to_string();
+            Some((name, reason))
+        })
+        .filter(|(name, _)| name == "RESET" || name == "SHUTDOWN")
+        .collect();
+    let seen = || format!("QMP events: {reasons:?}");
+    match reasons
+        .iter()
+        .position(|(n, r)| n == "RESET" && r == "guest-reset")
+    {
+        Some(_) => report.pass("power/reset_by_guest"),
+        None => report.fail("power/reset_by_guest", seen()),
+    }
+    match reasons.last() {
+        Some((n, r)) if n == "SHUTDOWN" && r == "guest-shutdown" => {
+            report.pass("power/acpi_power_off")
+        }
+        _ => report.fail("power/acpi_power_off", seen()),
+    }
+}
+
 /// Adds the screenshot's checks to `report`: it was taken, and it shows
 /// exactly the console's text. On a mismatch the expected image is kept
 /// beside the screenshot (`<suite>.expected.png`).
@@ -252,22 +287,31 @@ fn run_suite(
         tally.failed += report.failed.len();
         return Ok(());
     }
-    let mut cmd = qemu::command(layout, &machine)?;
-    let observer = suite.screen.map(|check| {
+    let mut args = qemu::args(layout, &machine)?;
+    if suite.power_off {
+        args = qemu::as_a_pc(args);
+    }
+    let mut cmd = std::process::Command::new(crate::setup::QEMU_BINARY);
+    cmd.args(args);
+    let observer = (suite.screen.is_some() || !suite.keys.is_empty()).then(|| {
         let qmp = layout.suite_dir().join(format!("{}.qmp", suite.name));
         let _ = std::fs::remove_file(&qmp);
-        cmd.args(["-vga", "std", "-qmp"])
+        if suite.screen.is_some() {
+            cmd.args(["-vga", "std"]);
+        }
+        cmd.arg("-qmp")
             .arg(format!("unix:{},server,nowait", qmp.display()));
-        screen::observer(
-            check,
+        keyboard::observer(keyboard::Plan {
             qmp,
-            log.with_extension("ppm"),
-            log.with_extension("png"),
-        )
+            steps: suite.keys,
+            screen: suite
+                .screen
+                .map(|check| (check, log.with_extension("ppm"), log.with_extension("png"))),
+        })
     });
     print!("  {:<20} ", suite.name);
     std::io::stdout().flush()?;
-    let (captured, taken) = qemu::run_observed(
+    let (captured, observed) = qemu::run_observed(
         cmd,
         Duration::from_secs(suite.timeout_secs),
         &log,
@@ -279,13 +323,32 @@ fn run_suite(
     } else {
         serial::markers(&captured.serial, suite.expect)
     };
-    if suite.screen.is_some() {
-        check_screen(taken, &log, &mut report);
+    let mut observed = observed.unwrap_or_default();
+    if !suite.keys.is_empty() {
+        match observed.error.take() {
+            None => report.pass("keys/typed"),
+            Some(why) => report.fail("keys/typed", why),
+        }
     }
-    let verdict = serial::judge(&report, captured.exit);
+    if suite.screen.is_some() {
+        check_screen(observed.taken.take(), &log, &mut report);
+    }
+    let expected_exit = if suite.power_off {
+        check_power_events(&observed.events, &mut report);
+        0
+    } else {
+        qemu::EXIT_PASS
+    };
+    let verdict = serial::judge_exit(&report, captured.exit, expected_exit);
     let secs = captured.elapsed.as_secs_f64();
     if verdict.ok {
         println!("ok      {} tests, {secs:.1}s", verdict.passed);
+        if let (chars @ 1.., took) = observed.longest {
+            println!(
+                "      typed {chars} characters on the keyboard in {:.1}s",
+                took.as_secs_f64()
+            );
+        }
     } else {
         println!(
             "FAILED  {} passed, {} failed, {secs:.1}s (log: {})",

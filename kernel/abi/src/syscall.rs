@@ -249,8 +249,9 @@ syscall_table! {
     family Info(InfoCall) {
         /// [`InfoRequestEnvelope`] → [`InfoReply`](crate::info::InfoReply).
         KernelInfo = 17,
-        /// [`ShutdownRequest`] → never returns: power off (QEMU exits
-        /// cleanly). Needs the `KernelInfo` capability with `CONTROL`.
+        /// [`ShutdownRequest`] → never returns: power off through ACPI S5
+        /// (after QEMU's exit device, where attached). Needs the
+        /// `KernelInfo` capability with `CONTROL`.
         Shutdown = 21,
         /// [`ReadBootFileRequest`] → [`BootFileReply`]: a file of the boot
         /// image that is not a program (the service manifest). Needs the
@@ -265,6 +266,10 @@ syscall_table! {
         /// another image can learn them (the storage service seals its
         /// capability key with it).
         ProgramSecret = 32,
+        /// [`ShutdownRequest`] → never returns: reset the machine (the ACPI
+        /// reset register, then the 8042's reset line, then a triple
+        /// fault). Needs the `KernelInfo` capability with `CONTROL`.
+        Reboot = 41,
     }
 
     /// The serial console and the kernel log.

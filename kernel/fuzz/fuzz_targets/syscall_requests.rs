@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
         Syscall::ConsoleWrite => round_trip!(ConsoleWriteRequest<'_>, bytes),
         Syscall::BindConsoleInput => round_trip!(BindConsoleInputRequest, bytes),
         Syscall::Terminate => round_trip!(TerminateRequest, bytes),
-        Syscall::Shutdown => round_trip!(ShutdownRequest, bytes),
+        Syscall::Shutdown | Syscall::Reboot => round_trip!(ShutdownRequest, bytes),
         Syscall::ReadBootFile => round_trip!(ReadBootFileRequest<'_>, bytes),
         Syscall::SendReceive => round_trip!(SendReceiveRequest<'_>, bytes),
         Syscall::MintObjectCap => round_trip!(MintObjectCapRequest, bytes),

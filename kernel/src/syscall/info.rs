@@ -26,6 +26,7 @@ pub(super) fn handler(call: InfoCall) -> Handler {
     match call {
         InfoCall::KernelInfo => kernel_info,
         InfoCall::Shutdown => shutdown,
+        InfoCall::Reboot => reboot,
         InfoCall::ReadBootFile => read_boot_file,
         InfoCall::Random => random,
         InfoCall::ProgramSecret => program_secret,
@@ -165,12 +166,20 @@ fn tasks(core: &KernelCore) -> Vec<TaskSummary> {
         .collect()
 }
 
-/// Power off: QEMU's exit device reports a clean exit.
+/// Power off (see `crate::power`).
 fn shutdown(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: ShutdownRequest = decode(request)?;
     cx.require(request.capability, CapKind::KernelInfo, Rights::CONTROL)?;
     crate::println!("kernel: shutdown requested by {}", cx.caller);
-    crate::qemu::exit(crate::qemu::ExitCode::Success)
+    crate::power::power_off()
+}
+
+/// Reset the machine (see `crate::power`).
+fn reboot(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: ShutdownRequest = decode(request)?;
+    cx.require(request.capability, CapKind::KernelInfo, Rights::CONTROL)?;
+    crate::println!("kernel: reboot requested by {}", cx.caller);
+    crate::power::reset()
 }
 
 /// A data file of the boot image (the service manifest), for a holder of

@@ -30,6 +30,7 @@ pub enum Command {
     Uptime,
     Mem,
     Shutdown,
+    Reboot,
 }
 
 /// `store ...`: the console's own map and log objects in the storage
@@ -140,7 +141,8 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ),
     ("uptime", "uptime", "time since boot"),
     ("mem", "mem", "frame and heap usage"),
-    ("shutdown", "shutdown", "power off"),
+    ("shutdown", "shutdown", "power off (ACPI)"),
+    ("reboot", "reboot", "reset the machine"),
 ];
 
 fn usage(word: &str) -> &'static str {
@@ -202,6 +204,7 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
         "uptime" => simple(Command::Uptime, rest),
         "mem" => simple(Command::Mem, rest),
         "shutdown" => simple(Command::Shutdown, rest),
+        "reboot" => simple(Command::Reboot, rest),
         "caps" => {
             let task = match word(&mut rest) {
                 None => None,
@@ -333,6 +336,7 @@ mod tests {
         assert_eq!(parse(""), Ok(Command::Nothing));
         assert_eq!(parse("help"), Ok(Command::Help));
         assert_eq!(parse("shutdown"), Ok(Command::Shutdown));
+        assert_eq!(parse("reboot"), Ok(Command::Reboot));
         assert_eq!(parse("ps aux"), Err(ParseError::Usage("ps")));
     }
 

@@ -25,6 +25,9 @@ pub trait ConsoleHost: KernelApi {
     /// Power off; `capability` is `KernelInfo` with `CONTROL`. Returns only
     /// if refused.
     fn shutdown(&mut self, capability: CapHandle) -> Result<(), KernelError>;
+    /// Reset the machine; `capability` is `KernelInfo` with `CONTROL`.
+    /// Returns only if refused.
+    fn reboot(&mut self, capability: CapHandle) -> Result<(), KernelError>;
 }
 
 #[cfg(feature = "ring3")]
@@ -51,5 +54,9 @@ impl ConsoleHost for pandagen_rt::Kernel {
 
     fn shutdown(&mut self, capability: CapHandle) -> Result<(), KernelError> {
         pandagen_rt::Kernel::shutdown(self, capability)
+    }
+
+    fn reboot(&mut self, capability: CapHandle) -> Result<(), KernelError> {
+        pandagen_rt::Kernel::reboot(self, capability)
     }
 }

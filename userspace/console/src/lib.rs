@@ -1,7 +1,8 @@
 //! # pandagen-console — the operator console
 //!
-//! A ring-3 service that gives the operator a shell on the serial line once
-//! the process manager has started every service:
+//! A ring-3 service that gives the operator a shell on the serial line and
+//! the PS/2 keyboard (output on serial and, through the kernel, on the
+//! screen) once the process manager has started every service:
 //!
 //! * [`editor`] — line editing (backspace, history on the arrow keys, ANSI
 //!   escape sequences), fed byte by byte;
@@ -18,7 +19,7 @@
 //! the commands: `ps`, `caps [task]`, `audit [n]`, `services`,
 //! `start|stop|restart|crash <service>`, `store put|get|log append|log
 //! read|versions`, `pipeline list|run <demo>`, `uptime`, `mem`,
-//! `shutdown`. Service actions wait (up to 10 s) for the outcome and say it;
+//! `shutdown` (ACPI power-off), `reboot`. Service actions wait (up to 10 s) for the outcome and say it;
 //! `crash` shows the supervisor bringing the service back.
 //!
 //! Input typed while a command runs is kept (in the kernel's buffer and the
@@ -31,7 +32,7 @@
 //! The console holds exactly three capabilities, granted by the process
 //! manager from the manifest: `SerialInput` (bind typed input to its own
 //! channel, write output), `KernelInfo` (tasks, capabilities, audit log,
-//! memory, the registry; `CONTROL` for `shutdown`) and `pm-control`, the
+//! memory, the registry; `CONTROL` for `shutdown` and `reboot`) and `pm-control`, the
 //! process manager's control capability (`CONTROL | TRANSFER`), through
 //! which it sends `start`, `stop`, `restart` and `crash`; `ps` and
 //! `services` ask the process manager on its channel, which anyone may. A

@@ -1,11 +1,16 @@
 //! The shell: reads console input from its channel, edits lines, runs
 //! commands against the kernel and the services, writes the answers.
 //!
-//! Input arrives as kernel messages (action [`CONSOLE_INPUT_ACTION`], a
-//! `Vec<u8>` payload) on a channel only the console can receive on. Every
-//! byte of every message goes through the line editor, in order; while a
-//! command runs, further input waits in the kernel's buffer and the
-//! channel, so typing ahead loses nothing.
+//! Input arrives on a channel only the console can receive on, from two
+//! sources: the kernel's serial line (action [`CONSOLE_INPUT_ACTION`], sent
+//! by the kernel) and the PS/2 keyboard driver (action
+//! [`KEYBOARD_INPUT_ACTION`], sent by the task registered as the keyboard
+//! service, to which the console gave a send-only capability to this
+//! channel). Both carry a `Vec<u8>` of terminal bytes. Every byte of every
+//! message goes through the line editor, in order; while a command runs,
+//! further input waits in the kernel's buffer, the driver and the channel,
+//! so typing ahead loses nothing. Output goes to the kernel's console,
+//! which writes it to the serial line and draws it on the screen.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -14,12 +19,17 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use pandagen_abi::info::{InfoReply, InfoRequest, MAX_AUDIT_ENTRIES};
-use pandagen_abi::services::CONSOLE;
+use pandagen_abi::services::{CONSOLE, KEYBOARD};
 use pandagen_abi::syscall::CONSOLE_INPUT_ACTION;
-use pandagen_abi::{Cap, CapHandle, ChannelId, KernelError, TaskId};
+use pandagen_abi::{
+    Cap, CapHandle, ChannelId, KernelError, MessageEnvelope, MessagePayload, Rights, TaskId,
+};
 use pandagen_pipeline_executor::client::{ClientError as PipelineError, PipelineClient};
 use pandagen_process_manager::{
     ClientError as PmClientError, LifecycleState, PmClient, PmError, ServiceInfo, ServiceRef,
+};
+use pandagen_ps2_keyboard::protocol::{
+    INPUT_ACTION as KEYBOARD_INPUT_ACTION, SCHEMA as KEYBOARD_SCHEMA, SUBSCRIBE_ACTION,
 };
 use pandagen_storage::{ObjectCap, ObjectKind, Op, OpResult, StorageClient, StorageError};
 
@@ -36,6 +46,9 @@ pub const PROMPT: &str = "pandagen> ";
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Between polls of the process manager while waiting for services.
 const READY_POLL: Duration = Duration::from_millis(20);
+/// How often an idle console checks that it is subscribed to the keyboard
+/// driver now registered (a restarted driver knows no subscriber).
+const KEYBOARD_CHECK: Duration = Duration::from_secs(1);
 
 /// The console's capabilities, in the manifest's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +126,8 @@ pub struct Shell {
     pm: Option<PmClient>,
     store: Store,
     input: Option<ChannelId>,
+    /// The keyboard driver's task this console subscribed to.
+    keyboard: Option<TaskId>,
     /// This console is a restarted instance (the boot announcement is
     /// not repeated).
     restarted: bool,
@@ -167,6 +182,7 @@ impl Shell {
             pm: None,
             store: Store::default(),
             input: None,
+            keyboard: None,
             restarted: false,
         }
     }
@@ -260,16 +276,57 @@ impl Shell {
         self.write(host, PROMPT);
     }
 
+    /// Have the keyboard driver, if one is registered and it is not the
+    /// one already subscribed to, send typed bytes to the input channel.
+    /// Returns the driver's task once subscribed.
+    pub fn subscribe_keyboard<H: ConsoleHost>(&mut self, host: &mut H) -> Option<TaskId> {
+        let input = self.input?;
+        let driver = host.service_registrant(KEYBOARD).ok()?;
+        if self.keyboard == Some(driver) {
+            return self.keyboard;
+        }
+        let keyboard = host.lookup_service(KEYBOARD).ok()?;
+        let subscribed = (|| {
+            let reply_to =
+                host.clone_capability(&Cap::from(input), Rights::SEND | Rights::TRANSFER)?;
+            let handle = reply_to.handle();
+            let payload = MessagePayload::new(&()).map_err(KernelError::Envelope)?;
+            let request =
+                MessageEnvelope::new(KEYBOARD, SUBSCRIBE_ACTION, KEYBOARD_SCHEMA, payload);
+            host.send_with_capabilities(keyboard, request, vec![reply_to])
+                .inspect_err(|_| {
+                    // Not sent: the copy is still ours.
+                    let _ = host.drop_capability(Cap::from_handle(handle));
+                })
+        })();
+        let _ = host.drop_capability(Cap::from(keyboard));
+        self.keyboard = subscribed.ok().map(|()| driver);
+        self.keyboard
+    }
+
     /// Serve input until `shutdown`.
     pub fn run<H: ConsoleHost>(&mut self, host: &mut H) -> Result<(), KernelError> {
         let input = match self.input {
             Some(channel) => channel,
             None => self.bind(host)?,
         };
+        self.subscribe_keyboard(host);
         loop {
-            let message = host.receive_message(input, None)?;
-            // Only the kernel sends on this channel; anything else is noise.
-            if message.action != CONSOLE_INPUT_ACTION || message.source.is_some() {
+            let message = match host.receive_message(input, Some(KEYBOARD_CHECK)) {
+                Ok(message) => message,
+                Err(KernelError::Timeout) => {
+                    self.subscribe_keyboard(host);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            // Typed bytes come from the kernel (serial) or from the
+            // keyboard driver subscribed to; anything else is noise.
+            let from_serial = message.action == CONSOLE_INPUT_ACTION && message.source.is_none();
+            let from_keyboard = message.action == KEYBOARD_INPUT_ACTION
+                && message.source.is_some()
+                && message.source == self.keyboard;
+            if !(from_serial || from_keyboard) {
                 continue;
             }
             let Ok(bytes) = message.payload.decode::<Vec<u8>>() else {
@@ -357,6 +414,13 @@ impl Shell {
                 return match host.shutdown(self.caps.info) {
                     Ok(()) => (String::new(), Flow::Ended),
                     Err(e) => (format!("shutdown refused: {e}\n"), Flow::Continue),
+                };
+            }
+            Command::Reboot => {
+                self.write(host, "rebooting\n");
+                return match host.reboot(self.caps.info) {
+                    Ok(()) => (String::new(), Flow::Ended),
+                    Err(e) => (format!("reboot refused: {e}\n"), Flow::Continue),
                 };
             }
         };

@@ -4,6 +4,7 @@
 //! runs whenever the shell waits for an answer.
 
 use pandagen_abi::info::{CapSummary, InfoReply, InfoRequest, MemorySummary};
+use pandagen_abi::services::KEYBOARD;
 use pandagen_abi::syscall::ROOT_CAPABILITIES;
 use pandagen_abi::{
     Cap, CapHandle, CapKind, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope,
@@ -15,6 +16,7 @@ use pandagen_process_manager::{
     parse_manifest, Activity, BootCapabilities, LifecycleState, Supervisor, SupervisorConfig,
     SupervisorEvent,
 };
+use pandagen_ps2_keyboard::protocol::{INPUT_ACTION, SUBSCRIBE_ACTION};
 use pandagen_sim::SimulatedKernel;
 
 const SERIAL: CapHandle = CapHandle::new(0, 1);
@@ -26,6 +28,7 @@ struct FakeHost {
     requests: Vec<(CapHandle, InfoRequest)>,
     bound: Option<ChannelId>,
     shutdown: Option<Result<(), KernelError>>,
+    reboot: Option<Result<(), KernelError>>,
     /// A process manager and the task it runs as.
     pm: Option<(TaskId, Supervisor)>,
 }
@@ -38,6 +41,7 @@ impl FakeHost {
             requests: Vec::new(),
             bound: None,
             shutdown: None,
+            reboot: None,
             pm: None,
         }
     }
@@ -145,6 +149,11 @@ impl ConsoleHost for FakeHost {
     fn shutdown(&mut self, capability: CapHandle) -> Result<(), KernelError> {
         assert_eq!(capability, INFO, "shutdown uses the kernel-info capability");
         self.shutdown.take().unwrap_or(Ok(()))
+    }
+
+    fn reboot(&mut self, capability: CapHandle) -> Result<(), KernelError> {
+        assert_eq!(capability, INFO, "reboot uses the kernel-info capability");
+        self.reboot.take().unwrap_or(Ok(()))
     }
 }
 
@@ -350,4 +359,84 @@ fn with_pm_control_the_console_controls_services() {
     let (text, _) = shell.execute(&mut host, "stop worker");
     assert!(text.starts_with("worker: still stopping"), "{text}");
     assert_eq!(host.pm_state("worker"), LifecycleState::Stopping);
+}
+
+#[test]
+fn reboot_ends_the_shell_unless_the_kernel_refuses() {
+    let mut host = FakeHost::new();
+    let mut shell = shell();
+    host.reboot = Some(Err(KernelError::InsufficientAuthority));
+    let (text, flow) = shell.execute(&mut host, "reboot");
+    assert_eq!(flow, Flow::Continue);
+    assert!(text.starts_with("reboot refused"), "{text}");
+    assert_eq!(shell.input_bytes(&mut host, b"reboot\rps\r"), Flow::Ended);
+    assert!(host.text().ends_with("rebooting\r\n"));
+}
+
+fn typed(action: &str, bytes: &[u8]) -> MessageEnvelope {
+    MessageEnvelope::new(
+        KEYBOARD,
+        action,
+        pandagen_ps2_keyboard::protocol::SCHEMA,
+        pandagen_abi::MessagePayload::new(&bytes.to_vec()).unwrap(),
+    )
+}
+
+#[test]
+fn keyboard_input_is_taken_from_the_subscribed_driver_only() {
+    let mut host = FakeHost::new();
+    let mut shell = shell();
+    let input = shell.bind(&mut host).unwrap();
+    // No keyboard driver yet: nothing to subscribe to.
+    assert_eq!(shell.subscribe_keyboard(&mut host), None);
+    let registry = host.sim.registry_capability_for_child().unwrap();
+    let driver = host
+        .sim
+        .spawn_task(TaskDescriptor::new("keyboard".into()).with_capability(registry))
+        .unwrap()
+        .task_id;
+    let inbox = host
+        .sim
+        .as_task(driver, |k| {
+            let ch = k.create_channel()?;
+            k.register_service(KEYBOARD, ch)?;
+            Ok::<_, KernelError>(ch)
+        })
+        .unwrap();
+    assert_eq!(shell.subscribe_keyboard(&mut host), Some(driver));
+    // The driver received one capability: where to send typed bytes.
+    let request = host
+        .sim
+        .as_task(driver, |k| {
+            k.receive_with_capabilities(inbox, Some(Duration::ZERO))
+        })
+        .unwrap();
+    assert_eq!(request.envelope.action, SUBSCRIBE_ACTION);
+    assert_eq!(request.capabilities.len(), 1);
+    let to_console = ChannelId::from_handle(request.capabilities[0].handle());
+    host.sim
+        .as_task(driver, |k| {
+            k.send_message(to_console, typed(INPUT_ACTION, b"mem\r"))
+        })
+        .unwrap();
+    // Another task sending keyboard input is ignored.
+    host.sim
+        .send_message(input, typed(INPUT_ACTION, b"xyzzy\r"))
+        .unwrap();
+    host.sim
+        .as_task(driver, |k| {
+            k.send_message(to_console, typed(INPUT_ACTION, b"shutdown\r"))
+        })
+        .unwrap();
+    shell.run(&mut host).unwrap();
+    let text = host.text();
+    assert!(text.contains("frames: 5 used of 10"), "{text}");
+    assert!(!text.contains("xyzzy"), "{text}");
+    assert!(text.ends_with("shutting down\r\n"), "{text}");
+    // Subscribing again to the same driver sends nothing new.
+    assert_eq!(shell.subscribe_keyboard(&mut host), Some(driver));
+    assert!(host
+        .sim
+        .as_task(driver, |k| k.receive_message(inbox, Some(Duration::ZERO)))
+        .is_err());
 }

@@ -30,6 +30,11 @@ pub const DRIVER_RIGHTS: Rights = Rights::from_bits(
     Rights::READ.bits() | Rights::WRITE.bits() | Rights::RECEIVE.bits() | Rights::TRANSFER.bits(),
 );
 
+/// The rights of a `boot-files` capability: read the boot image's data
+/// files, never spawn from it.
+pub const BOOT_FILES_RIGHTS: Rights =
+    Rights::from_bits(Rights::READ.bits() | Rights::TRANSFER.bits());
+
 /// The rights a child's copy keeps: everything the original has except
 /// `GRANT`, so a child can use its capability and have it moved to it at
 /// spawn, but cannot mint copies for others.
@@ -71,7 +76,7 @@ impl BootCapabilities {
     pub fn original(&self, name: &CapabilityName) -> Option<&Cap<()>> {
         match name {
             CapabilityName::Registry => self.registry.as_ref(),
-            CapabilityName::BootImage => self.boot_image.as_ref(),
+            CapabilityName::BootImage | CapabilityName::BootFiles => self.boot_image.as_ref(),
             CapabilityName::KernelInfo => self.kernel_info.as_ref(),
             CapabilityName::SerialInput => self.serial_input.as_ref(),
             CapabilityName::BlockDevice => self.block_device.as_ref(),

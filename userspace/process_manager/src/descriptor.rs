@@ -31,6 +31,10 @@ pub enum CapabilityName {
     Registry,
     /// `boot-image`: read and spawn programs from the boot image.
     BootImage,
+    /// `boot-files`: read the boot image's data files (`boot.cfg`, the
+    /// manifest) and nothing else: the boot image with `READ` alone, so no
+    /// program can be spawned with it.
+    BootFiles,
     /// `serial-input`: read the serial console.
     SerialInput,
     /// `kernel-info`: kernel introspection (task list, audit log).
@@ -58,6 +62,7 @@ impl fmt::Display for CapabilityName {
         match self {
             CapabilityName::Registry => f.write_str("registry"),
             CapabilityName::BootImage => f.write_str("boot-image"),
+            CapabilityName::BootFiles => f.write_str("boot-files"),
             CapabilityName::SerialInput => f.write_str("serial-input"),
             CapabilityName::KernelInfo => f.write_str("kernel-info"),
             CapabilityName::BlockDevice => f.write_str("block-device"),

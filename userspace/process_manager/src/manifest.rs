@@ -8,8 +8,8 @@
 //! id = 2                    # required: the ServiceId (decimal)
 //! image = storage           # program in the boot image; defaults to the name
 //! restart = on-failure      # never | always | on-failure | backoff:<max_attempts>
-//! capabilities = registry   # comma list: registry (this service's own id only), boot-image, serial-input,
-//!                           #   kernel-info, block-device, pm-control
+//! capabilities = registry   # comma list: registry (this service's own id only), boot-image, boot-files,
+//!                           #   serial-input, kernel-info, block-device, pm-control
 //! depends =                 # comma list of service names
 //! trust = core              # trust domain; defaults to "user"
 //! kind = service            # system | service | component; defaults to service
@@ -291,6 +291,7 @@ fn descriptor(
             let capability = match item {
                 "registry" => CapabilityName::Registry,
                 "boot-image" => CapabilityName::BootImage,
+                "boot-files" => CapabilityName::BootFiles,
                 "serial-input" => CapabilityName::SerialInput,
                 "kernel-info" => CapabilityName::KernelInfo,
                 "block-device" => CapabilityName::BlockDevice,

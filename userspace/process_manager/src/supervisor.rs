@@ -44,7 +44,7 @@ use pandagen_abi::{
     MessageEnvelope, MessagePayload, ReceivedMessage, Rights, ServiceId, TaskDescriptor, TaskId,
 };
 
-use crate::boot_caps::{BootCapabilities, CHILD_RIGHTS, DRIVER_RIGHTS};
+use crate::boot_caps::{BootCapabilities, BOOT_FILES_RIGHTS, CHILD_RIGHTS, DRIVER_RIGHTS};
 use crate::config::SupervisorConfig;
 use crate::descriptor::{CapabilityName, Readiness};
 use crate::devices::{driver_resources, PciDevice};
@@ -442,7 +442,11 @@ impl Supervisor {
             .caps
             .original(name)
             .ok_or(KernelError::InvalidCapability)?;
-        kernel.clone_capability(original, CHILD_RIGHTS)
+        let rights = match name {
+            CapabilityName::BootFiles => BOOT_FILES_RIGHTS,
+            _ => CHILD_RIGHTS,
+        };
+        kernel.clone_capability(original, rights)
     }
 
     /// What an instance of `index` receives, in order: its section's

@@ -1,5 +1,6 @@
 //! The manifest format, its validation and the start order.
 
+use pandagen_abi::device::{DeviceResource, InterruptLines, PortRange};
 use pandagen_abi::{Budget, IdentityKind, Priority, ServiceId, TrustDomain};
 use pandagen_process_manager::manifest::DEFAULT_BUDGET;
 use pandagen_process_manager::{
@@ -146,7 +147,25 @@ fn the_boot_manifest_is_valid_and_ordered() {
             "transformer",
             "flaky-transformer",
             "pipeline-executor",
-            "console"
+            "console",
+            "keyboard"
+        ]
+    );
+    // The keyboard driver holds exactly its controller: two single ports
+    // and line 1, and reads boot.cfg without the right to spawn.
+    let keyboard = manifest
+        .start_order()
+        .iter()
+        .find(|d| d.name == "keyboard")
+        .unwrap();
+    assert_eq!(
+        keyboard.capabilities,
+        [
+            CapabilityName::Registry,
+            CapabilityName::BootFiles,
+            CapabilityName::Device(DeviceResource::Ports(PortRange::new(0x60, 0x60))),
+            CapabilityName::Device(DeviceResource::Ports(PortRange::new(0x64, 0x64))),
+            CapabilityName::Device(DeviceResource::Interrupts(InterruptLines::one(1))),
         ]
     );
 }

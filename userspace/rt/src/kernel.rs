@@ -249,6 +249,12 @@ impl Kernel {
         call_small(Syscall::Shutdown, &ShutdownRequest { capability })
     }
 
+    /// Reset the machine (needs the `KernelInfo` capability with
+    /// `CONTROL`). Returns only if refused.
+    pub fn reboot(&mut self, capability: CapHandle) -> Result<(), KernelError> {
+        call_small(Syscall::Reboot, &ShutdownRequest { capability })
+    }
+
     /// End this task with the outcome of its `main`.
     pub fn exit_with(&mut self, result: Result<(), KernelError>) -> ! {
         match result {

@@ -89,3 +89,21 @@ pub fn init() {
     // every present gate points at a stub that ends in `iretq`.
     unsafe { lidt(&pointer) };
 }
+
+/// Reset the CPU the one way every x86 machine honours: load an empty IDT
+/// and raise an exception. No handler can be found, the double fault
+/// cannot be delivered either, and the third fault resets the processor.
+pub fn triple_fault() -> ! {
+    let empty = DescriptorTablePointer {
+        limit: 0,
+        base: VirtAddr::new(0),
+    };
+    x86_64::instructions::interrupts::disable();
+    // SAFETY: deliberately unusable: the point is that the next exception
+    // cannot be delivered. Nothing runs after it.
+    unsafe {
+        lidt(&empty);
+        core::arch::asm!("int3", options(nomem, nostack));
+    }
+    super::halt_forever()
+}

@@ -118,6 +118,7 @@ const STORM_EXCLUDED: [Syscall; 13] = [
     Syscall::BindConsoleInput,
     Syscall::Terminate,
     Syscall::Shutdown,
+    Syscall::Reboot,
     Syscall::SendReceive,
     Syscall::Exchange,
 ];
@@ -962,7 +963,7 @@ fn queue_flood(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelErr
 
 /// A seeded storm of random system calls. Calls that could end or park this
 /// task or the machine (Exit, Sleep, Receive, SendReceive, Terminate,
-/// Shutdown), that allocate kernel objects (Spawn, CreateChannel, Clone: a
+/// Shutdown, Reboot), that allocate kernel objects (Spawn, CreateChannel, Clone: a
 /// storm of valid ones would only test resource limits), or that print or
 /// rebind the console (DebugWrite, ConsoleWrite, BindConsoleInput) become
 /// unknown numbers (see [`STORM_EXCLUDED`]). The object-capability calls
