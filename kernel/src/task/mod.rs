@@ -185,23 +185,29 @@ const UNBUDGETED_HEAP: u64 = 1 << 20;
 /// kernel makes for itself.
 const UNBUDGETED_FRAMES: u64 = 1024;
 
-/// The core's configuration on this machine: the root task's budget is
-/// the heap and the frames free now, less what the kernel keeps for
-/// itself; tasks are charged for what this kernel keeps per task too.
+/// The core's configuration on this machine: tasks are charged for what
+/// this kernel keeps per task too (the root budget is set by
+/// [`root_budget`] once the core exists).
 fn core_config() -> CoreConfig {
-    let (_, heap_free) = heap::usage();
-    let (_, frames_free) = frame::counts();
     CoreConfig {
-        root_budget: Budget::new(
-            (heap_free as u64).saturating_sub(UNBUDGETED_HEAP),
-            frames_free.saturating_sub(UNBUDGETED_FRAMES),
-        ),
         task_overhead: core::mem::size_of::<(TaskId, UserTask)>() as u64,
         // Nothing about an ended task stays behind (its parent has the
         // exit notification).
         keep_ended_identities: false,
         ..CoreConfig::default()
     }
+}
+
+/// The root task's budget: the heap and the frames free now, less what the
+/// kernel keeps for itself. Measured once the core exists, so that its own
+/// fixed structures are not promised to any task.
+fn root_budget() -> Budget {
+    let (_, heap_free) = heap::usage();
+    let (_, frames_free) = frame::counts();
+    Budget::new(
+        (heap_free as u64).saturating_sub(UNBUDGETED_HEAP),
+        frames_free.saturating_sub(UNBUDGETED_FRAMES),
+    )
 }
 
 /// The current time as the core sees it.
@@ -223,6 +229,8 @@ impl KernelState {
             open_ports: ports::OpenPorts::new(),
         };
         state.core.set_reserved_physical(crate::device::reserved());
+        // No task exists yet, so this cannot be refused.
+        let _ = state.core.set_root_budget(root_budget());
         state
     }
 

@@ -160,6 +160,19 @@ impl Default for KernelCore {
 }
 
 impl KernelCore {
+    /// Set the root task's budget before the root task exists (false, and
+    /// nothing changed, once any task does): for a kernel that measures its
+    /// free memory after the core's own fixed structures (the audit ring
+    /// and its index) are allocated, so that budgets never promise memory
+    /// those structures took.
+    pub fn set_root_budget(&mut self, budget: Budget) -> bool {
+        if self.task_count() > 0 {
+            return false;
+        }
+        self.config.root_budget = budget;
+        true
+    }
+
     pub fn new(config: CoreConfig) -> Self {
         KernelCore {
             config,
