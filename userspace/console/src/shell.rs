@@ -312,7 +312,11 @@ impl Shell {
         };
         self.subscribe_keyboard(host);
         loop {
-            let message = match host.receive_message(input, Some(KEYBOARD_CHECK)) {
+            // Re-checked only while subscribed (to follow a restarted
+            // driver): without a keyboard the console sleeps untimed, so
+            // its kernel footprint does not change with the clock.
+            let timeout = self.keyboard.is_some().then_some(KEYBOARD_CHECK);
+            let message = match host.receive_message(input, timeout) {
                 Ok(message) => message,
                 Err(KernelError::Timeout) => {
                     self.subscribe_keyboard(host);
