@@ -121,7 +121,8 @@ pub(crate) struct Scheduler {
     ready: [TaskList; LEVELS],
     /// Bit `p` is set iff `ready[p]` is non-empty.
     nonempty: u32,
-    /// Blocked tasks by deadline (a set: the values are unit).
+    /// Blocked tasks by deadline (a set: the values are unit), with room
+    /// reserved for every task slot.
     deadlines: SortedMap<(Instant, u32), ()>,
 }
 
@@ -149,6 +150,10 @@ impl Scheduler {
                     priority: 0,
                 },
             );
+            // Every task could sleep at once: room for all of them, so
+            // kernel memory does not change with how many happen to be
+            // sleeping when someone looks.
+            self.deadlines.reserve(self.entries.len());
         }
         &mut self.entries[i]
     }

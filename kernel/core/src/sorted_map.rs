@@ -58,6 +58,18 @@ impl<K: Ord, V> SortedMap<K, V> {
         self.entries.len()
     }
 
+    /// Hold room for at least `reserved` entries from now on (never
+    /// lowered), as [`SortedMap::with_reserved`] does.
+    pub fn reserve(&mut self, reserved: usize) {
+        if reserved > self.reserved {
+            self.reserved = reserved;
+            let len = self.entries.len();
+            if self.entries.capacity() < reserved {
+                self.entries.reserve_exact(reserved - len);
+            }
+        }
+    }
+
     /// Entries it has room for without allocating.
     pub fn capacity(&self) -> usize {
         self.entries.capacity()
@@ -199,6 +211,13 @@ mod tests {
         m.insert(3, 3);
         m.clear();
         assert_eq!(m.entries.capacity(), room);
+        let mut grown = SortedMap::new();
+        grown.insert(1, 1);
+        grown.reserve(12);
+        let room = grown.capacity();
+        assert!(room >= 12);
+        grown.remove(&1);
+        assert_eq!(grown.capacity(), room, "reserved room stays");
         for k in 0..11 {
             m.insert(k, k);
         }
