@@ -106,7 +106,7 @@ impl Rng {
 /// The calls the random storm replaces with unknown numbers: they would
 /// end or park this task or the machine, allocate kernel objects, or print
 /// or rebind the console.
-const STORM_EXCLUDED: [Syscall; 13] = [
+const STORM_EXCLUDED: [Syscall; 14] = [
     Syscall::Exit,
     Syscall::Spawn,
     Syscall::CreateChannel,
