@@ -252,9 +252,18 @@ impl Rng {
     }
 }
 
-/// The numbers after `prefix` on the lines of `text`.
+/// The complete lines of `text`: a line the guest is still writing (no
+/// newline yet) is not read, or `PRESENT 60` read as far as `PRESENT 6`
+/// would look like lost records.
+fn complete_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .map(str::trim_end)
+}
+
+/// The numbers after `prefix` on the complete lines of `text`.
 fn numbers(text: &str, prefix: &str) -> Vec<u64> {
-    text.lines()
+    complete_lines(text)
         .filter_map(|l| l.split(prefix).nth(1))
         .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
         .collect()
@@ -267,7 +276,7 @@ enum Verdict {
 }
 
 fn verdict(text: &str) -> Option<Verdict> {
-    if let Some(line) = text.lines().find(|l| l.contains("POWERCUT TORN")) {
+    if let Some(line) = complete_lines(text).find(|l| l.contains("POWERCUT TORN")) {
         return Some(Verdict::Torn(line.trim().to_string()));
     }
     numbers(text, "POWERCUT PRESENT ")
@@ -360,6 +369,15 @@ fn power_cuts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_still_being_written_is_not_read() {
+        let text = "POWERCUT ACK 5\nPOWERCUT PRESENT 6";
+        assert!(verdict(text).is_none(), "PRESENT 6 may be PRESENT 60");
+        assert_eq!(numbers(text, "POWERCUT ACK "), [5]);
+        let text = "POWERCUT PRESENT 60\r\n";
+        assert!(matches!(verdict(text), Some(Verdict::Present(60))));
+    }
 
     #[test]
     fn writer_lines_are_read_by_number() {
