@@ -8,10 +8,18 @@
 //!
 //! Why not the `aml` crate: every AML interpreter crate (`aml` 0.16, the
 //! one inside `acpi` 6) needs a nightly compiler, and the kernel builds on
-//! stable. `\_S5` is, on every firmware we know of, a static
-//! `Name(_S5, Package() {a, b, ...})`, which is a few fixed opcodes: this
-//! module decodes exactly that form and reports anything else as
-//! [`S5Error::Unsupported`] rather than guessing.
+//! stable. Firmware writes `\_S5` in one of three shapes, and this module
+//! decodes exactly those, with no general interpreter:
+//! - a static `Name(_S5, Package() {a, b, ...})` (QEMU, most PCs);
+//! - `Method(_S5) { Return (Package() {a, b, ...}) }`;
+//! - `Method(_S5) { Return (XS5) }` with `Name(XS5, Package() {...})`
+//!   elsewhere in the same table.
+//!
+//! A method that does anything before its `Return` (tests a condition,
+//! stores a value, calls another method) could answer differently at run
+//! time, so it is reported as [`S5Error::Unsupported`] rather than
+//! guessed at. The decoder reads at most the table it is given, follows at
+//! most one name, and never loops on its own output.
 
 /// `SLP_TYPa` and `SLP_TYPb` for S5 (3-bit values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,17 +30,19 @@ pub struct SleepTypes {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum S5Error {
-    /// No `Name(_S5, ...)` in this table.
+    /// No `Name(_S5, ...)` or `Method(_S5, ...)` in this table.
     NotFound,
-    /// `_S5` is there but not a package of integer constants (a method,
-    /// or an encoding this decoder does not read), or a value does not
-    /// fit in 3 bits.
+    /// `_S5` is there but not in a shape this decoder reads: a method that
+    /// computes its answer, an encoding it does not know, or a value that
+    /// does not fit in 3 bits.
     Unsupported,
-    /// The table ends inside the package.
+    /// The table ends inside the definition.
     Truncated,
 }
 
 const NAME_OP: u8 = 0x08;
+const METHOD_OP: u8 = 0x14;
+const RETURN_OP: u8 = 0xa4;
 const ROOT_CHAR: u8 = b'\\';
 const PACKAGE_OP: u8 = 0x12;
 const ZERO_OP: u8 = 0x00;
@@ -41,28 +51,46 @@ const BYTE_PREFIX: u8 = 0x0a;
 const WORD_PREFIX: u8 = 0x0b;
 const DWORD_PREFIX: u8 = 0x0c;
 const QWORD_PREFIX: u8 = 0x0e;
+const S5_NAME: &[u8; 4] = b"_S5_";
 
 /// The S5 sleep types in one AML stream (a table's body, after its
 /// header).
 pub fn find_s5(aml: &[u8]) -> Result<SleepTypes, S5Error> {
+    find_definition(aml, S5_NAME, Follow::MethodReturns)
+}
+
+/// Whether a definition may be a method (only `_S5` itself may: a name a
+/// method returns must be a plain package, so the search ends there).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    MethodReturns,
+    PackagesOnly,
+}
+
+/// The first definition of `name` in `aml` that decodes, or the first
+/// error among its definitions (`NotFound` when there are none).
+fn find_definition(aml: &[u8], name: &[u8; 4], follow: Follow) -> Result<SleepTypes, S5Error> {
     let mut first_error = S5Error::NotFound;
     let mut at = 0;
-    while let Some(offset) = find(&aml[at..], b"_S5_") {
-        let name = at + offset;
-        at = name + 4;
-        let named = match name {
-            0 => false,
-            1 => aml[0] == NAME_OP,
-            _ => {
-                aml[name - 1] == NAME_OP || (aml[name - 1] == ROOT_CHAR && aml[name - 2] == NAME_OP)
-            }
-        };
-        if !named {
-            // A reference to `_S5_` (or a method by that name), not its
-            // definition.
-            continue;
+    while let Some(offset) = find(&aml[at..], name) {
+        let start = at + offset;
+        at = start + 4;
+        let mut decoded = None;
+        if defined_by(aml, start, NAME_OP) {
+            decoded = Some(package(&aml[at..]));
         }
-        match package(&aml[at..]) {
+        // A method's one-byte length can equal `NameOp` (8), so a failed
+        // `Name` reading is tried again as a method.
+        if follow == Follow::MethodReturns && !matches!(decoded, Some(Ok(_))) {
+            if let Some(end) = method_end(aml, start) {
+                decoded = Some(method(aml, at, end));
+            }
+        }
+        let Some(decoded) = decoded else {
+            // A reference to the name, not its definition.
+            continue;
+        };
+        match decoded {
             Ok(types) => return Ok(types),
             Err(e) if first_error == S5Error::NotFound => first_error = e,
             Err(_) => {}
@@ -75,20 +103,96 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Where the name at `start` begins its path: before a root `\`, if any.
+fn path_start(aml: &[u8], start: usize) -> usize {
+    if start >= 1 && aml[start - 1] == ROOT_CHAR {
+        start - 1
+    } else {
+        start
+    }
+}
+
+/// Whether the name at `start` directly follows `opcode` (as in
+/// `NameOp NameString`).
+fn defined_by(aml: &[u8], start: usize, opcode: u8) -> bool {
+    let path = path_start(aml, start);
+    path >= 1 && aml[path - 1] == opcode
+}
+
+/// If the name at `start` is a method's (`MethodOp PkgLength NameString`),
+/// where that method ends (bounded by the table). A `PkgLength` is 1 to 4
+/// bytes, and its lead byte says how many, so each candidate is checked
+/// against its own encoding.
+fn method_end(aml: &[u8], start: usize) -> Option<usize> {
+    let path = path_start(aml, start);
+    (1..=4).find_map(|size| {
+        let length_at = path.checked_sub(size)?;
+        if length_at == 0 || aml[length_at - 1] != METHOD_OP {
+            return None;
+        }
+        let mut cursor = Cursor::new(&aml[length_at..path]);
+        let length = cursor.pkg_length().ok()?;
+        (cursor.at == size).then(|| (length_at + length).min(aml.len()))
+    })
+}
+
+/// `MethodFlags TermList` from `at` to `end`: decoded only when the whole
+/// body is one `Return` of a package or of a named package.
+fn method(aml: &[u8], at: usize, end: usize) -> Result<SleepTypes, S5Error> {
+    let body = aml.get(at..end).ok_or(S5Error::Truncated)?;
+    let mut cursor = Cursor::new(body);
+    let _flags = cursor.byte()?;
+    if cursor.byte()? != RETURN_OP {
+        return Err(S5Error::Unsupported);
+    }
+    let returned = &body[cursor.at..];
+    match returned.first() {
+        Some(&PACKAGE_OP) => package(returned),
+        Some(_) => {
+            let name = returned.strip_prefix(&[ROOT_CHAR]).unwrap_or(returned);
+            if !name.first().is_some_and(|&c| is_name_lead(c)) {
+                // An integer, a local, a call: not a name of a package.
+                return Err(S5Error::Unsupported);
+            }
+            let name: &[u8; 4] = name
+                .get(..4)
+                .and_then(|n| n.try_into().ok())
+                .ok_or(S5Error::Truncated)?;
+            if !is_name_seg(name) || name == S5_NAME {
+                return Err(S5Error::Unsupported);
+            }
+            match find_definition(aml, name, Follow::PackagesOnly) {
+                // The method names a package this table does not define
+                // (an external reference): not something to guess.
+                Err(S5Error::NotFound) => Err(S5Error::Unsupported),
+                other => other,
+            }
+        }
+        None => Err(S5Error::Truncated),
+    }
+}
+
+/// A NameSeg: a lead character `A`-`Z` or `_`, then three of those or
+/// digits.
+fn is_name_seg(name: &[u8; 4]) -> bool {
+    is_name_lead(name[0])
+        && name[1..]
+            .iter()
+            .all(|&c| is_name_lead(c) || c.is_ascii_digit())
+}
+
+fn is_name_lead(c: u8) -> bool {
+    c.is_ascii_uppercase() || c == b'_'
+}
+
 /// `PackageOp PkgLength NumElements a b ...`, right after the name.
 fn package(bytes: &[u8]) -> Result<SleepTypes, S5Error> {
-    let mut cursor = Cursor { bytes, at: 0 };
+    let mut cursor = Cursor::new(bytes);
     if cursor.byte()? != PACKAGE_OP {
         return Err(S5Error::Unsupported);
     }
-    let lead = cursor.byte()?;
-    let extra = lead >> 6;
-    let mut length = usize::from(if extra == 0 { lead & 0x3f } else { lead & 0x0f });
-    for i in 0..extra {
-        length |= usize::from(cursor.byte()?) << (4 + 8 * i);
-    }
     // The length counts itself (its 1-4 bytes) and the contents.
-    let end = 1 + length;
+    let end = 1 + cursor.pkg_length()?;
     if end > bytes.len() {
         return Err(S5Error::Truncated);
     }
@@ -110,7 +214,11 @@ struct Cursor<'a> {
     at: usize,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Cursor { bytes, at: 0 }
+    }
+
     fn byte(&mut self) -> Result<u8, S5Error> {
         let b = *self.bytes.get(self.at).ok_or(S5Error::Truncated)?;
         self.at += 1;
@@ -123,6 +231,19 @@ impl Cursor<'_> {
             value |= u64::from(self.byte()?) << (8 * i);
         }
         Ok(value)
+    }
+
+    /// A `PkgLength`: the lead byte's top two bits count the bytes that
+    /// follow; with none, its low six bits are the length, otherwise its
+    /// low four bits are the lowest and each following byte adds eight.
+    fn pkg_length(&mut self) -> Result<usize, S5Error> {
+        let lead = self.byte()?;
+        let extra = lead >> 6;
+        let mut length = usize::from(if extra == 0 { lead & 0x3f } else { lead & 0x0f });
+        for i in 0..extra {
+            length |= usize::from(self.byte()?) << (4 + 8 * i);
+        }
+        Ok(length)
     }
 
     /// An integer constant: `Zero`, `One`, or a byte/word/dword/qword.
@@ -218,7 +339,7 @@ mod tests {
     #[test]
     fn missing_method_and_truncated_forms_are_errors() {
         assert_eq!(find_s5(b"no sleep states here"), Err(S5Error::NotFound));
-        // Method (_S5_) ...: not a package.
+        // Name (_S5_, <a method opcode>): not a package.
         let method = [NAME_OP, b'_', b'S', b'5', b'_', 0x14, 0x03, 0x00];
         assert_eq!(find_s5(&method), Err(S5Error::Unsupported));
         let truncated = [
@@ -240,5 +361,76 @@ mod tests {
             0,
         ];
         assert_eq!(find_s5(&wide), Err(S5Error::Unsupported));
+    }
+    /// `Method (_S5, 0) { Return (Package (0x04) { 0x05, 0x05, 0, 0 }) }`
+    fn method_returning_a_package() -> Vec<u8> {
+        let package = [PACKAGE_OP, 0x08, 0x04, BYTE_PREFIX, 5, BYTE_PREFIX, 5, 0, 0];
+        let mut aml = vec![METHOD_OP, 0x10, b'_', b'S', b'5', b'_', 0x00, RETURN_OP];
+        aml.extend_from_slice(&package);
+        assert_eq!(
+            aml.len() - 1,
+            0x10,
+            "the method's length counts itself and its body"
+        );
+        aml
+    }
+
+    #[test]
+    fn a_method_returning_a_package_is_read() {
+        let mut aml = vec![0x10, 0x30, b'_', b'S', b'B', b'_'];
+        aml.extend(method_returning_a_package());
+        assert_eq!(find_s5(&aml), Ok(SleepTypes { a: 5, b: 5 }));
+    }
+
+    #[test]
+    fn a_method_with_a_root_path_is_read() {
+        let mut aml = method_returning_a_package();
+        aml.insert(2, ROOT_CHAR);
+        aml[1] += 1;
+        assert_eq!(find_s5(&aml), Ok(SleepTypes { a: 5, b: 5 }));
+    }
+
+    #[test]
+    fn a_method_returning_a_named_package_follows_the_name() {
+        // Method (_S5) { Return (XS5_) }  Name (XS5_, Package (0x02) { 6, 4 })
+        let mut aml = vec![METHOD_OP, 0x0b, b'_', b'S', b'5', b'_', 0x00, RETURN_OP];
+        aml.extend_from_slice(b"XS5_");
+        aml.extend_from_slice(&[NAME_OP, b'X', b'S', b'5', b'_']);
+        aml.extend_from_slice(&[PACKAGE_OP, 0x06, 0x02, BYTE_PREFIX, 6, BYTE_PREFIX, 4]);
+        assert_eq!(find_s5(&aml), Ok(SleepTypes { a: 6, b: 4 }));
+        // The same method when the table does not define the name.
+        let external = &aml[..0x0c];
+        assert_eq!(find_s5(external), Err(S5Error::Unsupported));
+    }
+
+    #[test]
+    fn methods_that_compute_their_answer_are_not_guessed() {
+        // Method (_S5) { If (...) { ... } Return (...) }
+        let mut conditional = method_returning_a_package();
+        conditional[7] = 0xa0;
+        assert_eq!(find_s5(&conditional), Err(S5Error::Unsupported));
+        // Method (_S5) { Return (_S5_) }: no following itself.
+        let mut itself = vec![METHOD_OP, 0x0b, b'_', b'S', b'5', b'_', 0x00, RETURN_OP];
+        itself.extend_from_slice(b"_S5_");
+        assert_eq!(find_s5(&itself), Err(S5Error::Unsupported));
+        // A returned name that is not a name: an integer, for instance.
+        let mut integer = vec![METHOD_OP, 0x09, b'_', b'S', b'5', b'_', 0x00, RETURN_OP];
+        integer.extend_from_slice(&[BYTE_PREFIX, 5]);
+        assert_eq!(find_s5(&integer), Err(S5Error::Unsupported));
+    }
+
+    #[test]
+    fn a_method_cut_short_by_the_table_is_truncated() {
+        let aml = method_returning_a_package();
+        assert_eq!(find_s5(&aml[..aml.len() - 3]), Err(S5Error::Truncated));
+        assert_eq!(find_s5(&aml[..8]), Err(S5Error::Truncated));
+    }
+
+    #[test]
+    fn a_method_of_another_name_is_a_reference() {
+        let mut aml = method_returning_a_package();
+        aml[2..6].copy_from_slice(b"_S4_");
+        aml.extend_from_slice(&[0x70, b'_', b'S', b'5', b'_', 0x60]);
+        assert_eq!(find_s5(&aml), Err(S5Error::NotFound));
     }
 }
