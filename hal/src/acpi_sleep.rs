@@ -433,4 +433,26 @@ mod tests {
         aml.extend_from_slice(&[0x70, b'_', b'S', b'5', b'_', 0x60]);
         assert_eq!(find_s5(&aml), Err(S5Error::NotFound));
     }
+    #[test]
+    fn every_single_byte_change_and_every_cut_is_answered_without_a_panic() {
+        // Firmware tables are untrusted input too: every byte of each
+        // shape, set to every value, and every prefix, must give an answer.
+        let mut named = vec![METHOD_OP, 0x0b, b'_', b'S', b'5', b'_', 0x00, RETURN_OP];
+        named.extend_from_slice(b"XS5_");
+        named.extend_from_slice(&[NAME_OP, b'X', b'S', b'5', b'_']);
+        named.extend_from_slice(&[PACKAGE_OP, 0x45, 0x00, 0x02, ONE_OP, ONE_OP]);
+        assert_eq!(find_s5(&named), Ok(SleepTypes { a: 1, b: 1 }));
+        for shape in [method_returning_a_package(), named] {
+            for cut in 0..=shape.len() {
+                let _ = find_s5(&shape[..cut]);
+            }
+            for at in 0..shape.len() {
+                let mut changed = shape.clone();
+                for value in 0..=255 {
+                    changed[at] = value;
+                    let _ = find_s5(&changed);
+                }
+            }
+        }
+    }
 }
