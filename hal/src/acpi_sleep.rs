@@ -52,6 +52,8 @@ const WORD_PREFIX: u8 = 0x0b;
 const DWORD_PREFIX: u8 = 0x0c;
 const QWORD_PREFIX: u8 = 0x0e;
 const S5_NAME: &[u8; 4] = b"_S5_";
+/// The low three bits of a method's flags: how many arguments it takes.
+const METHOD_ARG_COUNT: u8 = 0x07;
 
 /// The S5 sleep types in one AML stream (a table's body, after its
 /// header).
@@ -141,7 +143,10 @@ fn method_end(aml: &[u8], start: usize) -> Option<usize> {
 fn method(aml: &[u8], at: usize, end: usize) -> Result<SleepTypes, S5Error> {
     let body = aml.get(at..end).ok_or(S5Error::Truncated)?;
     let mut cursor = Cursor::new(body);
-    let _flags = cursor.byte()?;
+    // A method that takes arguments could answer by them.
+    if cursor.byte()? & METHOD_ARG_COUNT != 0 {
+        return Err(S5Error::Unsupported);
+    }
     if cursor.byte()? != RETURN_OP {
         return Err(S5Error::Unsupported);
     }
@@ -413,6 +418,10 @@ mod tests {
         let mut itself = vec![METHOD_OP, 0x0b, b'_', b'S', b'5', b'_', 0x00, RETURN_OP];
         itself.extend_from_slice(b"_S5_");
         assert_eq!(find_s5(&itself), Err(S5Error::Unsupported));
+        // A method that takes an argument.
+        let mut argument = method_returning_a_package();
+        argument[6] = 0x01;
+        assert_eq!(find_s5(&argument), Err(S5Error::Unsupported));
         // A returned name that is not a name: an integer, for instance.
         let mut integer = vec![METHOD_OP, 0x09, b'_', b'S', b'5', b'_', 0x00, RETURN_OP];
         integer.extend_from_slice(&[BYTE_PREFIX, 5]);
