@@ -158,7 +158,10 @@ mod tests {
             .insert(config_address(VIRTIO, 4), 7);
         assert_eq!(space.read32(VIRTIO, 0), u32::MAX);
         space.write32(VIRTIO, 0x10, 0);
-        assert_eq!(space.ports.registers.borrow()[&config_address(VIRTIO, 4)], 7);
+        assert_eq!(
+            space.ports.registers.borrow()[&config_address(VIRTIO, 4)],
+            7
+        );
         assert_eq!(space.ports.registers.borrow().len(), 1);
     }
 }
