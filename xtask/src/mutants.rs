@@ -38,8 +38,9 @@ pub struct MutantTarget {
     /// workspace root; empty: the whole package.
     pub files: &'static [&'static str],
     /// The package's test targets that judge the mutants (`cargo test`
-    /// arguments). Doctests are left out: they show usage, and building
-    /// them for every mutant would double the run time.
+    /// arguments; each mutant's build compiles only these). Doctests are
+    /// left out: they show usage, and building them for every mutant would
+    /// double the run time.
     pub tests: &'static [&'static str],
 }
 
@@ -202,7 +203,11 @@ pub fn run(layout: &Layout, opts: &Options) -> TaskResult<bool> {
         for re in &opts.only_matching {
             cmd.args(["--re", re]);
         }
-        cmd.arg("--").args(target.tests);
+        // As cargo arguments (not after `--`), so that each mutant's build
+        // compiles only these test targets, not every test of the package.
+        for t in target.tests {
+            cmd.arg(format!("--cargo-arg={t}"));
+        }
         println!("\n== mutants: {} ==\n{}", target.name, display(&cmd));
         let status = cmd
             .status()
