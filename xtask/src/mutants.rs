@@ -279,6 +279,35 @@ mod tests {
     }
 
     #[test]
+    fn every_target_names_a_package_of_the_workspace() {
+        // A renamed package would otherwise fail only when the slow run
+        // starts.
+        fn manifests(dir: &Path, found: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                let name = entry.file_name();
+                if path.is_dir() && name != "target" && !name.to_string_lossy().starts_with('.') {
+                    manifests(&path, found);
+                } else if name == "Cargo.toml" {
+                    found.push(std::fs::read_to_string(&path).unwrap());
+                }
+            }
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let mut found = Vec::new();
+        manifests(root, &mut found);
+        for t in TARGETS {
+            let line = format!("name = \"{}\"", t.package);
+            assert!(
+                found.iter().any(|m| m.lines().any(|l| l.trim() == line)),
+                "{}: no package {}",
+                t.name,
+                t.package
+            );
+        }
+    }
+
+    #[test]
     fn every_target_file_exists() {
         // A renamed file would otherwise silently drop out of the run.
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
