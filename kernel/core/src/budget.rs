@@ -302,6 +302,22 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_names_the_dimension_that_ran_out() {
+        let mut a = Accounts::new();
+        let task = a.open(None, Budget::new(1000, 10)).unwrap();
+        // All the memory that is left, but one frame too many: frames.
+        assert_eq!(
+            a.charge(task, Budget::new(1000, 11)),
+            Err(KernelError::ResourceExhausted(Resource::FrameBudget))
+        );
+        assert_eq!(
+            a.charge(task, Budget::new(1001, 10)),
+            Err(KernelError::ResourceExhausted(Resource::MemoryBudget))
+        );
+        assert_eq!(a.usage(task).used, Budget::ZERO, "nothing charged");
+    }
+
+    #[test]
     fn releases_on_closed_accounts_travel_up_to_the_first_open_one() {
         let mut a = Accounts::new();
         let root = a.open(None, Budget::memory(1000)).unwrap();

@@ -110,4 +110,27 @@ mod tests {
         assert_eq!(highest, 7);
         assert_eq!((slots.capacity(), free.capacity()), reference);
     }
+
+    #[test]
+    fn a_drained_queue_gives_back_all_but_twice_its_messages_and_room() {
+        // A queue that once held 40 messages, now holding `len`, with
+        // `room` entries kept for interrupt notifications: its buffer is
+        // what growth to `len + room` reaches, and never below four.
+        for (len, room, buffer) in [(4usize, 1usize, 8usize), (3, 2, 8), (3, 1, 4), (0, 0, 4)] {
+            let mut queue: VecDeque<u64> = VecDeque::new();
+            queue.extend(0..40);
+            while queue.len() > len {
+                queue.pop_front();
+            }
+            fit_queue(&mut queue, room);
+            assert_eq!(queue.capacity(), buffer, "{len} queued, room for {room}");
+            assert_eq!(queue.len(), len, "nothing queued is lost");
+        }
+        // A buffer already within bounds is left alone.
+        let mut queue: VecDeque<u64> = VecDeque::with_capacity(4);
+        queue.extend(0..4);
+        let before = queue.capacity();
+        fit_queue(&mut queue, 1);
+        assert_eq!(queue.capacity(), before);
+    }
 }

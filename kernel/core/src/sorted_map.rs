@@ -179,6 +179,7 @@ mod tests {
         assert_eq!(m.insert(3, "c"), None);
         assert_eq!(m.insert(3, "C"), Some("c"));
         assert_eq!(m.len(), 3);
+        assert!(!m.is_empty());
         assert_eq!(m.get(&3), Some(&"C"));
         assert_eq!(m.get(&4), None);
         assert!(m.contains_key(&1) && !m.contains_key(&2));

@@ -651,3 +651,76 @@ fn a_stale_binding_is_replaced_and_its_charge_returned() {
     assert_eq!(k.interrupt_holder(8), Some(root));
     k.check_invariants().unwrap();
 }
+
+#[test]
+fn the_ports_right_below_a_kernel_port_are_the_drivers() {
+    // The command/status ports end where the kernel's 0xf4..=0xf7 begin:
+    // every width that stays below them is allowed, one that reaches them
+    // is refused at the kernel's first port.
+    let (mut k, root, [ports, ..]) = with_root();
+    k.check_port_access(root, ports, 0xf3, 1, true, T0).unwrap();
+    k.check_port_access(root, ports, 0xf2, 2, false, T0)
+        .unwrap();
+    k.check_port_access(root, ports, 0xf0, 4, true, T0).unwrap();
+    assert_eq!(
+        k.check_port_access(root, ports, 0xf1, 4, true, T0),
+        device_error(DeviceError::KernelPort { port: 0xf4 })
+    );
+    k.check_port_access(root, ports, 0x3f7, 1, false, T0)
+        .unwrap();
+}
+
+#[test]
+fn a_port_window_needs_both_rights_a_live_capability_and_no_kernel_port() {
+    let (mut k, root, [ports, ..]) = with_root();
+    let keyboard = PortRange::new(0x60, 0x64);
+    let both = k
+        .mint_device(
+            root,
+            ports,
+            DeviceResource::Ports(keyboard),
+            Rights::READ | Rights::WRITE,
+            T0,
+        )
+        .unwrap();
+    let read_only = k
+        .mint_device(
+            root,
+            ports,
+            DeviceResource::Ports(keyboard),
+            Rights::READ,
+            T0,
+        )
+        .unwrap();
+    assert_eq!(k.port_window(root, both), Some(keyboard));
+    assert_eq!(k.port_range(root, both, T0), Ok(keyboard));
+    // `in` alone is not a window the task's instructions may use.
+    assert_eq!(k.port_window(root, read_only), None);
+    assert_eq!(
+        k.port_range(root, read_only, T0),
+        Err(KernelError::InsufficientAuthority)
+    );
+    // The root's capability spans the kernel's ports: never a window.
+    assert_eq!(k.port_window(root, ports), None);
+    assert_eq!(
+        k.port_range(root, ports, T0),
+        Err(KernelError::Device(DeviceError::KernelPort { port: 0x20 }))
+    );
+    // Gone, it opens nothing.
+    k.drop_cap(root, both, T0).unwrap();
+    assert_eq!(k.port_window(root, both), None);
+}
+
+#[test]
+fn a_writable_mapping_needs_write() {
+    let (mut k, root, [_, memory, ..]) = with_root();
+    let read_only = k
+        .mint_device(root, memory, DeviceResource::Memory(BAR), Rights::READ, T0)
+        .unwrap();
+    k.check_device_mapping(root, read_only, BAR, false, T0)
+        .unwrap();
+    assert_eq!(
+        k.check_device_mapping(root, read_only, BAR, true, T0),
+        Err(KernelError::InsufficientAuthority)
+    );
+}

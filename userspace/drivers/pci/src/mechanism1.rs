@@ -82,4 +82,86 @@ mod tests {
             0x8000_1810
         );
     }
+
+    /// Ports 0xCF8 and 0xCFC over a modelled bus with one register set,
+    /// and a capability that may refuse the address port.
+    struct Ports {
+        selected: std::cell::Cell<Option<u32>>,
+        registers: std::cell::RefCell<std::collections::BTreeMap<u32, u32>>,
+        address_port_allowed: bool,
+    }
+
+    impl PortIo for Ports {
+        fn read32(&self, port: u16) -> Option<u32> {
+            assert_eq!(port, DATA_PORT);
+            let selected = self.selected.get()?;
+            Some(*self.registers.borrow().get(&selected).unwrap_or(&u32::MAX))
+        }
+
+        fn write32(&self, port: u16, value: u32) -> bool {
+            match port {
+                ADDRESS_PORT if self.address_port_allowed => self.selected.set(Some(value)),
+                ADDRESS_PORT => return false,
+                DATA_PORT => match self.selected.get() {
+                    Some(selected) => {
+                        self.registers.borrow_mut().insert(selected, value);
+                    }
+                    None => return false,
+                },
+                _ => panic!("port {port:#x} is not a configuration port"),
+            }
+            true
+        }
+    }
+
+    fn ports(address_port_allowed: bool) -> Ports {
+        Ports {
+            selected: std::cell::Cell::new(None),
+            registers: Default::default(),
+            address_port_allowed,
+        }
+    }
+
+    const VIRTIO: PciAddress = PciAddress {
+        bus: 0,
+        device: 3,
+        function: 0,
+    };
+
+    #[test]
+    fn registers_are_read_and_written_at_the_selected_address() {
+        let space = Mechanism1::new(ports(true));
+        space
+            .ports
+            .registers
+            .borrow_mut()
+            .insert(config_address(VIRTIO, 0), 0x1001_1af4);
+        assert_eq!(space.read32(VIRTIO, 0), 0x1001_1af4);
+        space.write32(VIRTIO, 0x3c, 0x010b);
+        assert_eq!(
+            space.ports.registers.borrow()[&config_address(VIRTIO, 0x3c)],
+            0x010b
+        );
+        assert_eq!(space.read32(VIRTIO, 0x3c), 0x010b);
+    }
+
+    #[test]
+    fn a_refused_address_port_reads_as_absent_and_writes_nothing() {
+        let space = Mechanism1::new(ports(false));
+        // A register selected before the capability was narrowed must not
+        // be read or written through the data port.
+        space.ports.selected.set(Some(config_address(VIRTIO, 4)));
+        space
+            .ports
+            .registers
+            .borrow_mut()
+            .insert(config_address(VIRTIO, 4), 7);
+        assert_eq!(space.read32(VIRTIO, 0), u32::MAX);
+        space.write32(VIRTIO, 0x10, 0);
+        assert_eq!(
+            space.ports.registers.borrow()[&config_address(VIRTIO, 4)],
+            7
+        );
+        assert_eq!(space.ports.registers.borrow().len(), 1);
+    }
 }

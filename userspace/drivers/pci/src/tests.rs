@@ -18,10 +18,12 @@ struct Function {
 struct Bus {
     functions: RefCell<BTreeMap<PciAddress, Function>>,
     writes: RefCell<Vec<(PciAddress, u8, u32)>>,
+    reads: RefCell<Vec<PciAddress>>,
 }
 
 impl ConfigSpace for Bus {
     fn read32(&self, address: PciAddress, offset: u8) -> u32 {
+        self.reads.borrow_mut().push(address);
         self.functions
             .borrow()
             .get(&address)
@@ -196,4 +198,105 @@ fn only_the_bound_device_is_given_bus_mastering() {
 #[test]
 fn an_empty_slot_is_not_a_device() {
     assert!(describe(&bus(), at(0, 4, 0)).is_none());
+}
+
+#[test]
+fn a_single_function_host_bridge_roots_bus_0_only() {
+    // Probing buses nothing leads to costs boot time under emulation (and
+    // on real hardware can find functions firmware left unconfigured).
+    let space = bus();
+    enumerate(&space);
+    let probed: std::collections::BTreeSet<u8> =
+        space.reads.borrow().iter().map(|a| a.bus).collect();
+    assert_eq!(probed, [0, 200].into_iter().collect());
+}
+
+#[test]
+fn a_multi_function_host_bridge_roots_a_bus_per_function() {
+    let space = bus();
+    {
+        let mut functions = space.functions.borrow_mut();
+        functions.get_mut(&at(0, 0, 0)).unwrap().registers[3] = 0x80 << 16;
+        functions.insert(at(0, 0, 1), function(0x8086, 0x29c1, 0x06_00_00, 0));
+        functions.insert(at(5, 2, 0), function(0x1234, 0x4321, 0x02_00_00, 0));
+    }
+    let found = enumerate(&space);
+    assert!(found.iter().any(|d| d.address == at(5, 2, 0)));
+    assert!(!found.iter().any(|d| d.address.bus == 90));
+}
+
+#[test]
+fn no_interrupt_line_without_a_pin_or_a_routed_line() {
+    let space = bus();
+    // The host bridge has no interrupt pin (its line register reads 0).
+    assert_eq!(describe(&space, at(0, 0, 0)).unwrap().interrupt_line, None);
+    // Pin A wired, but firmware routed it nowhere (line 0xff).
+    space
+        .functions
+        .borrow_mut()
+        .get_mut(&at(0, 3, 0))
+        .unwrap()
+        .registers[15] = 0x0000_01ff;
+    assert_eq!(describe(&space, at(0, 3, 0)).unwrap().interrupt_line, None);
+}
+
+#[test]
+fn an_io_bar_in_a_later_slot_is_sized_at_its_own_register() {
+    // An AHCI-like function: a memory BAR in slot 0, a 32-port I/O BAR in
+    // slot 4; a driver given the wrong size could reach another device's
+    // ports.
+    let space = bus();
+    {
+        let mut f = function(0x8086, 0x2922, 0x01_06_01, 0);
+        f.registers[4] = 0xfebd_2000;
+        f.bar_masks[0] = 0xffff_f000;
+        f.registers[8] = 0xd001;
+        f.bar_masks[4] = 0xffff_ffe0;
+        space.functions.borrow_mut().insert(at(0, 5, 0), f);
+    }
+    let sata = describe(&space, at(0, 5, 0)).unwrap();
+    assert_eq!(
+        sata.bars,
+        vec![
+            PciBar {
+                index: 0,
+                space: BarSpace::Memory {
+                    base: 0xfebd_2000,
+                    size: 0x1000,
+                    wide: false
+                }
+            },
+            PciBar {
+                index: 4,
+                space: BarSpace::Io {
+                    port: 0xd000,
+                    size: 0x20
+                }
+            },
+        ]
+    );
+    let functions = space.functions.borrow();
+    assert_eq!(functions[&at(0, 5, 0)].registers[2], 0x01_06_01 << 8);
+}
+
+#[test]
+fn decoding_firmware_already_enabled_stays_enabled() {
+    let space = bus();
+    enable_driver_access(&space, at(0, 3, 0));
+    let functions = space.functions.borrow();
+    assert_eq!(functions[&at(0, 3, 0)].registers[1] & 0x7, 0x7);
+}
+
+#[test]
+fn an_io_bar_with_no_port_bits_is_left_out() {
+    // Writable bits only above the 16-bit port space: no size a driver
+    // could be given.
+    let space = bus();
+    {
+        let mut f = function(0x1234, 0x0001, 0x02_00_00, 0);
+        f.registers[4] = 0x0001;
+        f.bar_masks[0] = 0xffff_0000;
+        space.functions.borrow_mut().insert(at(0, 6, 0), f);
+    }
+    assert_eq!(describe(&space, at(0, 6, 0)).unwrap().bars, vec![]);
 }

@@ -185,6 +185,23 @@ mod tests {
     }
 
     #[test]
+    fn every_editing_key_is_the_sequence_the_line_editor_knows() {
+        // Extended (E0) make codes: down, right, left, Home, End.
+        for (code, sequence) in [
+            (0x50, b"\x1b[B"),
+            (0x4d, b"\x1b[C"),
+            (0x4b, b"\x1b[D"),
+            (0x47, b"\x1b[H"),
+            (0x4f, b"\x1b[F"),
+        ] {
+            let bytes = [0xe0, code, 0xe0, code | 0x80];
+            assert_eq!(decode(Layout::Us, &bytes), sequence, "E0 {code:#x}");
+        }
+        // F1 has no sequence the line editor knows: nothing is typed.
+        assert_eq!(decode(Layout::Us, &tap(0x3b)), b"");
+    }
+
+    #[test]
     fn boot_config_chooses_the_layout() {
         assert_eq!(Layout::from_boot_config("mode=system\n"), Ok(Layout::Us));
         assert_eq!(

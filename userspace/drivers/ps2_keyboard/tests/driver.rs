@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use pandagen_abi::device::INTERRUPT_ACTION;
 use pandagen_abi::{
     Cap, KernelApi, KernelError, MessageEnvelope, MessagePayload, ReceivedMessage, Rights,
     ServiceId,
@@ -35,6 +36,13 @@ struct Model {
     keyboard_absent: bool,
     /// Bytes the keyboard received.
     to_keyboard: Vec<u8>,
+    /// Commands the keyboard answers with RESEND before acknowledging.
+    resends: usize,
+    /// The configuration byte when the controller ran its self-test.
+    config_at_self_test: Option<u8>,
+    /// Data-port reads with nothing waiting: on hardware they return a
+    /// stale byte, which a driver would take for a key.
+    stale_data_reads: usize,
 }
 
 impl Model {
@@ -68,7 +76,13 @@ impl PortIo for Fake {
                 Some((_, aux)) => 0x01 | if *aux { 0x20 } else { 0 },
                 None => 0,
             }),
-            DATA_PORT => Ok(m.output.pop_front().map_or(0, |(b, _)| b)),
+            DATA_PORT => match m.output.pop_front() {
+                Some((b, _)) => Ok(b),
+                None => {
+                    m.stale_data_reads += 1;
+                    Ok(0)
+                }
+            },
             _ => Err(KernelError::InsufficientAuthority),
         }
     }
@@ -82,6 +96,7 @@ impl PortIo for Fake {
             }
             (COMMAND_PORT, 0x60) => m.awaiting_config = true,
             (COMMAND_PORT, 0xaa) => {
+                m.config_at_self_test = Some(m.config);
                 let a = m.self_test_answer;
                 m.output.push_back((a, false));
             }
@@ -97,6 +112,11 @@ impl PortIo for Fake {
             (DATA_PORT, v) => {
                 m.to_keyboard.push(v);
                 if m.keyboard_absent {
+                    return Ok(());
+                }
+                if m.resends > 0 {
+                    m.resends -= 1;
+                    m.output.push_back((0xfe, false));
                     return Ok(());
                 }
                 if m.awaiting_set {
@@ -148,6 +168,71 @@ fn initialisation_enables_irq1_with_translation_and_set_2() {
     assert_eq!(m.scancode_set, Some(2));
     assert_eq!(m.to_keyboard, [0xff, 0xf0, 0x02, 0xf4]);
     assert!(m.output.is_empty(), "nothing left in the output buffer");
+    assert_eq!(
+        m.stale_data_reads, 0,
+        "the data port is read only when full"
+    );
+}
+
+#[test]
+fn interrupts_and_translation_are_off_while_the_controller_tests_itself() {
+    // Otherwise the self-test's answers would raise IRQ 1 (or 12) and
+    // reach the keyboard decoder as keys.
+    let (m, mut controller) = model();
+    controller.initialise().unwrap();
+    let during = m.borrow().config_at_self_test.unwrap();
+    assert_eq!(during & 0x43, 0, "IRQ 1, IRQ 12 and translation off");
+}
+
+#[test]
+fn the_final_configuration_is_exact_whatever_the_firmware_left() {
+    // Firmware left port 1's clock off and translation off, with IRQs
+    // and the system flag on: the driver turns the clock and translation
+    // on, IRQ 12 off, and leaves the system flag alone.
+    let (m, mut controller) = model();
+    m.borrow_mut().config = 0x17;
+    assert_eq!(controller.initialise(), Ok(KeyboardState::Ready));
+    assert_eq!(m.borrow().config, 0x45);
+}
+
+#[test]
+fn a_keyboard_asking_for_a_resend_gets_the_command_again() {
+    let (m, mut controller) = model();
+    m.borrow_mut().resends = 2;
+    assert_eq!(controller.initialise(), Ok(KeyboardState::Ready));
+    assert_eq!(m.borrow().to_keyboard, [0xff, 0xff, 0xff, 0xf0, 0x02, 0xf4]);
+}
+
+#[test]
+fn a_keyboard_that_only_asks_for_resends_is_given_up_on() {
+    let (m, mut controller) = model();
+    m.borrow_mut().resends = usize::MAX;
+    assert_eq!(
+        controller.initialise(),
+        Ok(KeyboardState::NoAnswer {
+            command: 0xff,
+            got: Some(0xfe)
+        })
+    );
+    assert_eq!(
+        m.borrow().to_keyboard,
+        [0xff; 4],
+        "the first try and three resends"
+    );
+}
+
+#[test]
+fn status_and_drain_report_what_waits() {
+    let (m, mut controller) = model();
+    assert_eq!(controller.status(), Ok(0));
+    m.borrow_mut().output.push_back((0x08, true));
+    assert_eq!(controller.status(), Ok(0x21), "a mouse byte waits");
+    m.borrow_mut().key(0x1e);
+    m.borrow_mut().key(0x9e);
+    let mut keys = Vec::new();
+    assert_eq!(controller.drain(&mut keys), Ok(3), "every byte read");
+    assert_eq!(keys, [0x1e, 0x9e], "the mouse byte dropped");
+    assert_eq!(m.borrow().stale_data_reads, 0);
 }
 
 #[test]
@@ -334,4 +419,241 @@ fn a_subscription_without_exactly_one_capability_is_ignored() {
     driver.subscribe(&mut sim, request);
     driver.deliver(&mut sim);
     assert_eq!(driver.pending(), b"a", "nothing sent without a subscriber");
+}
+
+/// A kernel that hands out scripted messages and records what the driver
+/// does: the timeout of each receive, the messages it sends, the
+/// capabilities it releases. A receive with nothing scripted ends `run`
+/// with `ChannelError(Closed)`.
+#[derive(Default)]
+struct Scripted {
+    inbox: VecDeque<ReceivedMessage>,
+    timeouts: Vec<Option<pandagen_abi::Duration>>,
+    sent: Vec<MessageEnvelope>,
+    dropped: Vec<pandagen_abi::CapHandle>,
+    queue_full: bool,
+}
+
+impl KernelApi for Scripted {
+    fn spawn_task(
+        &mut self,
+        _: pandagen_abi::TaskDescriptor,
+    ) -> Result<pandagen_abi::TaskHandle, KernelError> {
+        Err(KernelError::InsufficientAuthority)
+    }
+    fn create_channel(&mut self) -> Result<pandagen_abi::ChannelId, KernelError> {
+        Err(KernelError::InsufficientAuthority)
+    }
+    fn send_with_capabilities(
+        &mut self,
+        _: pandagen_abi::ChannelId,
+        message: MessageEnvelope,
+        _: Vec<Cap<()>>,
+    ) -> Result<(), KernelError> {
+        if self.queue_full {
+            return Err(KernelError::SendFailed(
+                pandagen_abi::error::SendError::QueueFull,
+            ));
+        }
+        self.sent.push(message);
+        Ok(())
+    }
+    fn receive_with_capabilities(
+        &mut self,
+        _: pandagen_abi::ChannelId,
+        timeout: Option<pandagen_abi::Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        self.timeouts.push(timeout);
+        self.inbox.pop_front().ok_or(KernelError::ChannelError(
+            pandagen_abi::error::ChannelError::Closed,
+        ))
+    }
+    fn now(&self) -> pandagen_abi::Instant {
+        pandagen_abi::Instant::ZERO
+    }
+    fn sleep(&mut self, _: pandagen_abi::Duration) -> Result<(), KernelError> {
+        Ok(())
+    }
+    fn grant_capability(&mut self, _: pandagen_abi::TaskId, _: Cap<()>) -> Result<(), KernelError> {
+        Err(KernelError::InsufficientAuthority)
+    }
+    fn register_service(
+        &mut self,
+        _: ServiceId,
+        _: pandagen_abi::ChannelId,
+    ) -> Result<(), KernelError> {
+        Err(KernelError::InsufficientAuthority)
+    }
+    fn lookup_service(
+        &mut self,
+        service: ServiceId,
+    ) -> Result<pandagen_abi::ChannelId, KernelError> {
+        Err(KernelError::ServiceNotFound(service))
+    }
+    fn drop_capability(&mut self, capability: Cap<()>) -> Result<(), KernelError> {
+        self.dropped.push(capability.handle());
+        Ok(())
+    }
+    fn clone_capability(&mut self, _: &Cap<()>, _: Rights) -> Result<Cap<()>, KernelError> {
+        Err(KernelError::InsufficientAuthority)
+    }
+}
+
+fn cap(index: u32) -> Cap<()> {
+    Cap::from_handle(pandagen_abi::CapHandle::new(index, 1))
+}
+
+/// A message as the driver receives it: `source` None is the kernel.
+fn received(source: Option<u64>, action: &str, capabilities: Vec<Cap<()>>) -> ReceivedMessage {
+    let mut envelope = MessageEnvelope::new(
+        ServiceId::from_raw(6),
+        action,
+        SCHEMA,
+        MessagePayload::new(&()).unwrap(),
+    );
+    envelope.source = source.map(pandagen_abi::TaskId::from_raw);
+    ReceivedMessage {
+        envelope,
+        capabilities,
+        badge: None,
+    }
+}
+
+const CONSOLE_TASK: u64 = 9;
+
+#[test]
+fn only_the_kernel_can_signal_an_interrupt() {
+    let (m, mut driver, mut line) = us_driver();
+    let mut kernel = Scripted::default();
+    for b in tap(0x1e) {
+        m.borrow_mut().key(b);
+    }
+    // A task sending "device.interrupt" neither reads the controller nor
+    // unmasks the line; what it attached is released.
+    driver
+        .handle(
+            &mut kernel,
+            &mut line,
+            received(Some(CONSOLE_TASK), INTERRUPT_ACTION, vec![cap(4)]),
+        )
+        .unwrap();
+    assert_eq!((line.acks, driver.pending()), (0, &b""[..]));
+    assert_eq!(kernel.dropped, [cap(4).handle()]);
+    driver
+        .handle(
+            &mut kernel,
+            &mut line,
+            received(None, INTERRUPT_ACTION, vec![]),
+        )
+        .unwrap();
+    assert_eq!((line.acks, driver.pending()), (1, &b"a"[..]));
+}
+
+#[test]
+fn a_subscription_through_the_channel_receives_what_was_typed() {
+    let (m, mut driver, mut line) = us_driver();
+    let mut kernel = Scripted::default();
+    for b in tap(0x30) {
+        m.borrow_mut().key(b);
+    }
+    driver
+        .handle(
+            &mut kernel,
+            &mut line,
+            received(None, INTERRUPT_ACTION, vec![]),
+        )
+        .unwrap();
+    // An unrelated request is not a subscription: bytes stay.
+    driver
+        .handle(
+            &mut kernel,
+            &mut line,
+            received(Some(CONSOLE_TASK), "keyboard.other", vec![cap(5)]),
+        )
+        .unwrap();
+    assert_eq!(driver.subscriber_task(), None);
+    assert_eq!(driver.pending(), b"b");
+    assert_eq!(kernel.dropped, [cap(5).handle()]);
+    driver
+        .handle(
+            &mut kernel,
+            &mut line,
+            received(Some(CONSOLE_TASK), SUBSCRIBE_ACTION, vec![cap(6)]),
+        )
+        .unwrap();
+    assert_eq!(
+        driver.subscriber_task(),
+        Some(pandagen_abi::TaskId::from_raw(CONSOLE_TASK))
+    );
+    assert!(driver.pending().is_empty());
+    assert_eq!(kernel.sent.len(), 1);
+    assert_eq!(
+        kernel.sent[0].payload.decode::<Vec<u8>>().unwrap(),
+        b"b".to_vec()
+    );
+}
+
+/// The interrupt line refuses the acknowledgement (the capability was
+/// revoked): the driver stops with that error instead of spinning.
+struct RevokedLine;
+
+impl InterruptLine for RevokedLine {
+    fn acknowledge(&mut self) -> Result<(), KernelError> {
+        Err(KernelError::InvalidCapability)
+    }
+}
+
+#[test]
+fn a_refused_acknowledgement_ends_the_driver_with_its_error() {
+    let (_, mut driver, _) = us_driver();
+    let mut kernel = Scripted::default();
+    kernel
+        .inbox
+        .push_back(received(None, INTERRUPT_ACTION, vec![]));
+    assert_eq!(
+        driver.handle(
+            &mut kernel,
+            &mut RevokedLine,
+            received(None, INTERRUPT_ACTION, vec![])
+        ),
+        Err(KernelError::InvalidCapability)
+    );
+    let channel = pandagen_abi::ChannelId::from_handle(cap(1).handle());
+    assert_eq!(
+        driver.run(&mut kernel, &mut RevokedLine, channel),
+        Err(KernelError::InvalidCapability)
+    );
+}
+
+#[test]
+fn the_driver_sleeps_untimed_unless_bytes_wait_for_a_full_subscriber() {
+    let channel = pandagen_abi::ChannelId::from_handle(cap(1).handle());
+    let (m, mut driver, mut line) = us_driver();
+    for b in tap(0x1e) {
+        m.borrow_mut().key(b);
+    }
+    let mut kernel = Scripted {
+        queue_full: true,
+        ..Scripted::default()
+    };
+    // Idle, then a key with nobody subscribed, then a subscriber whose
+    // queue is full: only the last wait is timed (to retry delivery).
+    kernel
+        .inbox
+        .push_back(received(None, INTERRUPT_ACTION, vec![]));
+    kernel
+        .inbox
+        .push_back(received(Some(CONSOLE_TASK), SUBSCRIBE_ACTION, vec![cap(6)]));
+    assert_eq!(
+        driver.run(&mut kernel, &mut line, channel),
+        Err(KernelError::ChannelError(
+            pandagen_abi::error::ChannelError::Closed
+        )),
+        "the failing receive ends the loop"
+    );
+    assert_eq!(
+        kernel.timeouts,
+        [None, None, Some(pandagen_abi::Duration::from_millis(10))]
+    );
+    assert_eq!(driver.pending(), b"a", "kept for the retry");
 }

@@ -94,7 +94,7 @@ mod tests {
     use super::*;
     use alloc::vec;
     use pandagen_process_manager::devices::{PciAddress, PciBar};
-    use virtio_drivers::transport::pci::bus::{BarInfo, PciRoot};
+    use virtio_drivers::transport::pci::bus::{BarInfo, MemoryBarType, PciRoot};
 
     fn device() -> PciDevice {
         let mut config = vec![0u8; CONFIG_BYTES];
@@ -159,12 +159,62 @@ mod tests {
         }
         assert_eq!(root.bar_info(function, 2).unwrap(), None);
         // Sizing restored the BAR: asking again gives the same answer.
-        assert!(matches!(
+        // Its type and prefetch bits included: a 64-bit BAR must not come
+        // back as a 32-bit one.
+        assert_eq!(
             root.bar_info(function, 4).unwrap(),
             Some(BarInfo::Memory {
+                address_type: MemoryBarType::Width64,
+                prefetchable: true,
                 address: 0xfe00_0000,
-                ..
+                size: 0x4000,
             })
-        ));
+        );
+        assert_eq!(
+            root.bar_info(function, 0).unwrap(),
+            Some(BarInfo::IO {
+                address: 0xc080,
+                size: 0x80
+            })
+        );
+    }
+
+    #[test]
+    fn a_small_io_bar_is_sized_by_its_own_port_bits() {
+        // An 8-port I/O BAR: bits 2 and 3 are address bits, not flags.
+        let mut device = device();
+        device.config[0x14..0x18].copy_from_slice(&0xc001u32.to_le_bytes());
+        device.bars.push(PciBar {
+            index: 1,
+            space: BarSpace::Io {
+                port: 0xc000,
+                size: 8,
+            },
+        });
+        let mut root = PciRoot::new(SnapshotConfig::new(&device));
+        let function = DeviceFunction {
+            bus: 0,
+            device: 3,
+            function: 0,
+        };
+        match root.bar_info(function, 1).unwrap() {
+            Some(BarInfo::IO { address, size }) => assert_eq!((address, size), (0xc000, 8)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn registers_past_the_bars_keep_what_is_written() {
+        let mut config = SnapshotConfig::new(&device());
+        let function = DeviceFunction {
+            bus: 0,
+            device: 3,
+            function: 0,
+        };
+        // CardBus CIS pointer and the subsystem ids: plain registers.
+        config.write_word(function, 0x28, 0x1234_5678);
+        config.write_word(function, 0x2c, 0xffff_ffff);
+        assert_eq!(config.read_word(function, 0x28), 0x1234_5678);
+        assert_eq!(config.read_word(function, 0x2c), 0xffff_ffff);
     }
 }

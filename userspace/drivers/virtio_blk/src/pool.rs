@@ -83,4 +83,39 @@ mod tests {
         assert_eq!(pool.allocate(3), Some(a));
         assert_eq!(pool.free_pages(), 3);
     }
+
+    #[test]
+    fn the_whole_region_and_its_last_pages_can_be_had_but_no_more() {
+        let mut pool = DmaPool::new(0x1000_0000, 0x20_0000, 8 * PAGE as u64);
+        assert_eq!(pool.allocate(0), None, "no empty allocation");
+        assert_eq!(pool.allocate(9), None, "more than the region");
+        let all = pool.allocate(8).unwrap();
+        assert_eq!(all, (0x20_0000, 0x1000_0000));
+        assert!(pool.free(all.0, 8));
+        let head = pool.allocate(5).unwrap();
+        let tail = pool.allocate(3).unwrap();
+        assert_eq!(tail, (0x20_5000, 0x1000_5000));
+        assert_eq!(pool.free_pages(), 0);
+        assert!(!pool.free(tail.0, 4), "past the region's end");
+        assert!(
+            !pool.free(tail.0 + 0x800, 1),
+            "inside a page, not at its start"
+        );
+        assert!(pool.free(tail.0, 3), "the last pages");
+        // Exactly the pages freed come back, not those of another holder.
+        assert_eq!(pool.free_pages(), 3);
+        assert_eq!(pool.allocate(4), None, "the head is still held");
+        assert_eq!(pool.allocate(3), Some(tail));
+        assert!(pool.free(head.0, 5));
+    }
+
+    #[test]
+    fn physical_addresses_translate_only_inside_the_region() {
+        let pool = DmaPool::new(0x1000_0000, 0x20_0000, 8 * PAGE as u64);
+        assert_eq!(pool.virtual_of(0x20_0000), Some(0x1000_0000));
+        assert_eq!(pool.virtual_of(0x20_1234), Some(0x1000_1234));
+        assert_eq!(pool.virtual_of(0x20_7fff), Some(0x1000_7fff));
+        assert_eq!(pool.virtual_of(0x20_8000), None, "one past the end");
+        assert_eq!(pool.virtual_of(0x1f_ffff), None, "below");
+    }
 }

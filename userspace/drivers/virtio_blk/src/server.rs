@@ -280,4 +280,40 @@ mod tests {
             Ok(BlockReply::Batch(vec![Err(BlockError::NotPermitted)]))
         );
     }
+
+    #[test]
+    fn the_largest_transfer_and_batch_are_served_and_one_more_is_refused() {
+        let mut disk = ram();
+        let blocks = (MAX_TRANSFER / 512) as u32;
+        let largest = BlockRequest::Read {
+            first: 0,
+            count: blocks,
+        };
+        assert!(
+            matches!(serve(&mut disk, &largest), Ok(BlockReply::Data(d)) if d.len() == MAX_TRANSFER)
+        );
+        let over = BlockRequest::Read {
+            first: 0,
+            count: blocks + 1,
+        };
+        assert_eq!(
+            serve(&mut disk, &over),
+            Err(BlockError::TooLarge {
+                len: MAX_TRANSFER as u64 + 512,
+                max: MAX_TRANSFER as u32
+            })
+        );
+        let full = BlockRequest::Batch(vec![BlockRequest::Info; MAX_BATCH]);
+        assert!(
+            matches!(serve(&mut disk, &full), Ok(BlockReply::Batch(a)) if a.len() == MAX_BATCH)
+        );
+        let over = BlockRequest::Batch(vec![BlockRequest::Info; MAX_BATCH + 1]);
+        assert_eq!(
+            serve(&mut disk, &over),
+            Err(BlockError::TooLarge {
+                len: MAX_BATCH as u64 + 1,
+                max: MAX_BATCH as u32
+            })
+        );
+    }
 }

@@ -321,6 +321,24 @@ fn a_segment_with_another_magic_generation_bounds_or_length_is_corrupt() {
 }
 
 #[test]
+fn a_verifying_segment_claiming_commit_0_is_corrupt_not_a_crash() {
+    // Commit numbers start at 1. A segment written (with the volume's key,
+    // so its MACs verify) as holding commit 0 comes from a broken writer:
+    // opening it is refused as corruption, and the storage service lives.
+    let (disk, _) = segmented(&record(1, 10));
+    let volume = Volume {
+        key: SipKey::from_bytes([9; 16]),
+        block_size: BLOCK,
+        generation: 2,
+    };
+    let mut forged = disk.clone();
+    let mut writer = SegmentWriter::new(DATA_START, 32, 2);
+    writer.push(&volume, &mut forged, &record(0, 10)).unwrap();
+    writer.finish(&volume, &mut forged).unwrap();
+    assert_eq!(reopened(forged), Err(BackendError::Corrupt));
+}
+
+#[test]
 fn a_segment_that_exactly_fills_its_blocks_opens() {
     // Find a record whose segment ends on a block boundary.
     let r = (0..4 * BLOCK)
