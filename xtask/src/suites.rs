@@ -416,6 +416,7 @@ const SYSTEM_PROGRAMS: &[&str] = &[
     "pipeline_executor",
     "console",
     "ps2_keyboard",
+    "display",
 ];
 
 /// `help`, then `ps` once `help` has answered, typed on the PS/2

@@ -36,6 +36,8 @@ fn write(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: ConsoleWriteRequest<'_> = decode(request)?;
     cx.require(request.capability, CapKind::SerialInput, Rights::WRITE)?;
     crate::console::write_bytes(request.bytes);
+    // The kernel lock is ours: the screen's copy goes now, not at the tick.
+    crate::screen_output::deliver(cx.k);
     cx.reply(())
 }
 
