@@ -17,6 +17,7 @@ use crate::keyboard::KeyStep;
 use crate::qemu::{Firmware, SerialStep};
 use crate::screen::ScreenCheck;
 use pandagen_hal::boot_config::BootMode;
+use pandagen_ps2_keyboard::keymap::Layout as KeyboardLayout;
 
 /// One QEMU run.
 #[derive(Clone, Copy, Debug)]
@@ -204,6 +205,8 @@ pub const SUITES: &[Suite] = &[
     // power off through ACPI (no exit device attached).
     keyboard_power("keyboard-power-bios", Firmware::Bios),
     keyboard_power("keyboard-power-uefi", Firmware::Uefi),
+    layout_suite("layout-uk-bios", KeyboardLayout::Uk, UK_KEYS, UK_EXPECT),
+    layout_suite("layout-de-bios", KeyboardLayout::De, DE_KEYS, DE_EXPECT),
     // Ring-3 scenario suites (userspace/scenarios): the root program is
     // `suite_<name>`; the kernel exits QEMU when it ends.
     Suite::new("faults-bios", Firmware::Bios, BootConfig::suite("faults"))
@@ -400,7 +403,7 @@ const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
         "pipeline-executor: starting -> running",
     ),
     ("system/console_starts", "console: stopped -> starting"),
-    ("system/running_without_disk", "7 of 8 services running"),
+    ("system/running_without_disk", "8 of 9 services running"),
     ("system/shutdown", "shutting down"),
 ];
 
@@ -441,15 +444,21 @@ const DISPLAY_SCREEN: ScreenCheck = ScreenCheck {
 
 const DISPLAY_EXPECT: &[(&str, &str)] = &[
     ("display/banner_on_screen", " display  : "),
+    // The ring-3 display service owns the screen from here on: everything
+    // after this line on the screenshot is its drawing.
+    (
+        "display/service_took_over",
+        "display: took the screen over from the kernel",
+    ),
     (
         "display/keyboard_ready",
         "keyboard: PS/2 keyboard ready (us layout)",
     ),
     ("display/help", "commands:"),
     // storage, transformer, flaky-transformer, pipeline-executor, console,
-    // the keyboard driver, the pci service and the virtio-blk driver (listed
-    // even without a disk).
-    ("display/ps", "services (8):"),
+    // the keyboard driver, the display service, the pci service and the
+    // virtio-blk driver (listed even without a disk).
+    ("display/ps", "services (9):"),
     ("display/shutdown", "shutting down"),
 ];
 
@@ -464,6 +473,77 @@ const fn keyboard_power(name: &'static str, firmware: Firmware) -> Suite {
         .expect(KEYBOARD_POWER_EXPECT)
         .power_off()
 }
+
+/// A keyboard layout chosen in `boot.cfg`, typed under QEMU: the keys
+/// that give `keys`' text in that layout (where they differ from the US
+/// ones: the German y and z, the UK @ and "...) must echo it, then
+/// `shutdown` powers off.
+const fn layout_suite(
+    name: &'static str,
+    layout: KeyboardLayout,
+    keys: &'static [KeyStep],
+    expect: &'static [(&'static str, &'static str)],
+) -> Suite {
+    Suite::new(
+        name,
+        Firmware::Bios,
+        BootConfig::mode(BootMode::System).with_keyboard(layout),
+    )
+    .programs(SYSTEM_PROGRAMS)
+    .manifest(crate::programs::SYSTEM_MANIFEST)
+    .timeout(300)
+    .keys(keys)
+    .expect(expect)
+    .power_off()
+}
+
+/// Every UK key whose character differs from the US one, among letters.
+const UK_TYPED: &str = "uk say \"hi\" @home #tag ~x \\path |pipe";
+/// The German y and z, and every German symbol on a different key from
+/// the US one (ASCII only: the echo is compared byte for byte).
+const DE_TYPED: &str = "de zy ZY \"x\" a/b (c)=d? e+f*g #h 'i <j> k;l: m-n_o !p %q &r";
+
+const UK_KEYS: &[KeyStep] = &[
+    KeyStep {
+        wait_for: "pandagen> ",
+        text: &[UK_TYPED, "\r"],
+    },
+    KeyStep {
+        wait_for: "unknown command `uk`",
+        text: &["shutdown\r"],
+    },
+];
+
+const UK_EXPECT: &[(&str, &str)] = &[
+    (
+        "layout/uk_ready",
+        "keyboard: PS/2 keyboard ready (uk layout)",
+    ),
+    ("layout/uk_typed", UK_TYPED),
+    ("layout/uk_answered", "unknown command `uk`"),
+    ("power/shutting_down", "shutting down"),
+];
+
+const DE_KEYS: &[KeyStep] = &[
+    KeyStep {
+        wait_for: "pandagen> ",
+        text: &[DE_TYPED, "\r"],
+    },
+    KeyStep {
+        wait_for: "unknown command `de`",
+        text: &["shutdown\r"],
+    },
+];
+
+const DE_EXPECT: &[(&str, &str)] = &[
+    (
+        "layout/de_ready",
+        "keyboard: PS/2 keyboard ready (de layout)",
+    ),
+    ("layout/de_typed", DE_TYPED),
+    ("layout/de_answered", "unknown command `de`"),
+    ("power/shutting_down", "shutting down"),
+];
 
 /// The typing test: four lines of 100 characters (letters of both cases,
 /// digits, every shifted and unshifted symbol of a US keyboard), each a
@@ -556,7 +636,7 @@ const CONSOLE_EXPECT: &[(&str, &str)] = &[
     ("console/system_ready", "system ready in "),
     ("console/help", "commands:"),
     ("console/ps_tasks", "tasks ("),
-    ("console/ps_services", "services (8):"),
+    ("console/ps_services", "services (9):"),
     ("console/caps", "capabilities of task"),
     ("console/caps_serial", "serial-input"),
     // The process manager's control capability, from the manifest's

@@ -307,6 +307,10 @@ fn run_suite(
             screen: suite
                 .screen
                 .map(|check| (check, log.with_extension("ppm"), log.with_extension("png"))),
+            layout: suite
+                .boot_cfg
+                .keyboard
+                .unwrap_or(pandagen_ps2_keyboard::keymap::Layout::Us),
         })
     });
     print!("  {:<20} ", suite.name);

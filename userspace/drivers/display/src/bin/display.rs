@@ -4,6 +4,8 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 use pandagen_display::service::Display;
 use pandagen_rt::abi::{KernelApi, KernelError};
 use pandagen_rt::device::Framebuffer;
