@@ -237,8 +237,8 @@ pub fn type_text(
 ) -> Result<(), String> {
     let mut echo = Echo::new(session);
     for c in text.chars() {
-        let (key, shift) = qcode_in(layout, c)
-            .ok_or_else(|| format!("no {} key types {c:?}", layout.name()))?;
+        let (key, shift) =
+            qcode_in(layout, c).ok_or_else(|| format!("no {} key types {c:?}", layout.name()))?;
         let event = |key: &str, down: bool| json!({ "type": "key", "data": { "down": down, "key": { "type": "qcode", "data": key } } });
         let events = if shift {
             vec![
@@ -329,7 +329,13 @@ fn run(
     if let Some((check, ppm, png)) = &plan.screen {
         let taken = screen::take(check, session, monitor, ppm, png);
         observed.taken = Some(taken);
-        type_text(monitor, session, plan.layout, check.then)?;
+        let mut from = session.serial().len();
+        for step in check.then {
+            from = wait_for(session, step.wait_for, from)?;
+            for piece in step.text {
+                type_text(monitor, session, plan.layout, piece)?;
+            }
+        }
     }
     Ok(())
 }

@@ -28,8 +28,9 @@ pub struct ScreenCheck {
     /// in the serial output and the output has then gone quiet.
     pub wait_for: &'static str,
     pub count: usize,
-    /// Typed on the PS/2 keyboard after the screenshot (e.g. `shutdown\r`).
-    pub then: &'static str,
+    /// Typed on the PS/2 keyboard after the screenshot, step by step
+    /// (e.g. `shutdown\r` once the screenshot is taken).
+    pub then: &'static [crate::keyboard::KeyStep],
 }
 
 /// A screenshot and the serial output that had been written when it was

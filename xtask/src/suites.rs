@@ -424,7 +424,8 @@ const SYSTEM_PROGRAMS: &[&str] = &[
 
 /// `help`, then `ps` once `help` has answered, typed on the PS/2
 /// keyboard (nothing is typed on serial); the screenshot follows the prompt
-/// after `ps`, then `shutdown` (typed too) ends the run.
+/// after `ps`, then the display service is crashed and restarted, and
+/// `shutdown` (typed too) ends the run.
 const DISPLAY_KEYS: &[KeyStep] = &[
     KeyStep {
         wait_for: "pandagen> ",
@@ -439,8 +440,27 @@ const DISPLAY_KEYS: &[KeyStep] = &[
 const DISPLAY_SCREEN: ScreenCheck = ScreenCheck {
     wait_for: "pandagen> ",
     count: 3,
-    then: "shutdown\r",
+    then: DISPLAY_AFTER_SCREENSHOT,
 };
+
+/// After the screenshot: the display service is made to fail; the process
+/// manager restarts it, the new instance takes the screen over again, and
+/// the keyboard and the screen go on (`shutdown` is typed, echoed and
+/// answered after it).
+const DISPLAY_AFTER_SCREENSHOT: &[KeyStep] = &[
+    KeyStep {
+        wait_for: "",
+        text: &["crash display\r"],
+    },
+    KeyStep {
+        wait_for: "display: took the screen over again",
+        text: &[],
+    },
+    KeyStep {
+        wait_for: "pandagen> ",
+        text: &["shutdown\r"],
+    },
+];
 
 const DISPLAY_EXPECT: &[(&str, &str)] = &[
     ("display/banner_on_screen", " display  : "),
@@ -459,6 +479,8 @@ const DISPLAY_EXPECT: &[(&str, &str)] = &[
     // the keyboard driver, the display service, the pci service and the
     // virtio-blk driver (listed even without a disk).
     ("display/ps", "services (9):"),
+    ("display/crashed", "crash display"),
+    ("display/restarted", "display: took the screen over again"),
     ("display/shutdown", "shutting down"),
 ];
 
@@ -477,7 +499,7 @@ const fn keyboard_power(name: &'static str, firmware: Firmware) -> Suite {
 /// A keyboard layout chosen in `boot.cfg`, typed under QEMU: the keys
 /// that give `keys`' text in that layout (where they differ from the US
 /// ones: the German y and z, the UK @ and "...) must echo it, then
-/// `shutdown` powers off.
+/// `shutdown` ends the run (power-off itself is keyboard-power's).
 const fn layout_suite(
     name: &'static str,
     layout: KeyboardLayout,
@@ -494,7 +516,6 @@ const fn layout_suite(
     .timeout(300)
     .keys(keys)
     .expect(expect)
-    .power_off()
 }
 
 /// Every UK key whose character differs from the US one, among letters.
@@ -521,7 +542,7 @@ const UK_EXPECT: &[(&str, &str)] = &[
     ),
     ("layout/uk_typed", UK_TYPED),
     ("layout/uk_answered", "unknown command `uk`"),
-    ("power/shutting_down", "shutting down"),
+    ("layout/uk_shutdown", "shutting down"),
 ];
 
 const DE_KEYS: &[KeyStep] = &[
@@ -542,7 +563,7 @@ const DE_EXPECT: &[(&str, &str)] = &[
     ),
     ("layout/de_typed", DE_TYPED),
     ("layout/de_answered", "unknown command `de`"),
-    ("power/shutting_down", "shutting down"),
+    ("layout/de_shutdown", "shutting down"),
 ];
 
 /// The typing test: four lines of 100 characters (letters of both cases,
