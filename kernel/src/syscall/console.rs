@@ -28,6 +28,7 @@ fn debug_write(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
         return Err(KernelError::Syscall(SyscallError::MalformedRequest));
     }
     crate::debug_output::write(cx.k, cx.caller, request.text);
+    crate::screen_output::deliver(cx.k);
     cx.reply(())
 }
 
