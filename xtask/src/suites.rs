@@ -359,7 +359,8 @@ pub const SUITES: &[Suite] = &[
 const ADVERSARY_MANIFEST: &str = "userspace/process_manager/manifests/suite-adversary.manifest";
 
 /// The boot log of `mode=system`, in order: the start order computed from
-/// `system.manifest` (the pci service and the disk driver first, storage
+/// `system.manifest` (the display service first, to take the screen over
+/// early, then the pci service and the disk driver, storage
 /// after them, storage and both transformers before the pipeline executor,
 /// which comes before the console), each service started only after what
 /// it depends on, and every service running but the disk driver: this
@@ -367,26 +368,28 @@ const ADVERSARY_MANIFEST: &str = "userspace/process_manager/manifests/suite-adve
 /// console's own ready line may come before or after the last of these: it
 /// runs as soon as it is spawned.)
 const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
-    ("system/order_1", "process-manager: start order 1: pci"),
+    ("system/order_1", "process-manager: start order 1: display"),
+    ("system/order_2", "process-manager: start order 2: pci"),
     (
-        "system/order_2",
-        "process-manager: start order 2: virtio-blk",
+        "system/order_3",
+        "process-manager: start order 3: virtio-blk",
     ),
-    ("system/order_3", "process-manager: start order 3: storage"),
-    (
-        "system/order_4",
-        "process-manager: start order 4: transformer",
-    ),
+    ("system/order_4", "process-manager: start order 4: storage"),
     (
         "system/order_5",
-        "process-manager: start order 5: flaky-transformer",
+        "process-manager: start order 5: transformer",
     ),
     (
         "system/order_6",
-        "process-manager: start order 6: pipeline-executor",
+        "process-manager: start order 6: flaky-transformer",
     ),
-    ("system/order_7", "process-manager: start order 7: console"),
-    ("system/order_8", "process-manager: start order 8: keyboard"),
+    (
+        "system/order_7",
+        "process-manager: start order 7: pipeline-executor",
+    ),
+    ("system/order_8", "process-manager: start order 8: console"),
+    ("system/order_9", "process-manager: start order 9: keyboard"),
+    ("system/display_starts", "display: stopped -> starting"),
     ("system/pci_starts", "pci: stopped -> starting"),
     // The transformer needs nothing; storage waits for the bus report.
     (

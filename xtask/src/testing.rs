@@ -210,7 +210,10 @@ fn check_screen(
         Some(_) => report.pass("screen/drawn_by_the_display_service"),
         None => report.fail(
             "screen/drawn_by_the_display_service",
-            format!("`{}` is not in the output before the screenshot", screen::TAKE_OVER_LINE),
+            format!(
+                "`{}` is not in the output before the screenshot",
+                screen::TAKE_OVER_LINE
+            ),
         ),
     }
     let (width, height) = (taken.shot.width, taken.shot.height);
