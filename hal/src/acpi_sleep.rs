@@ -304,7 +304,8 @@ mod tests {
         rooted.extend_from_slice(&METHOD_FORM[2..]);
         assert_eq!(find_s5(&rooted), Ok(SleepTypes { a: 7, b: 0 }));
         // A two-byte method length (a long method, padded after).
-        let mut long = vec![METHOD_OP, 0x40 | 0x00, 0x02];
+        // Lead byte 0x40: one more length byte, low nibble 0.
+        let mut long = vec![METHOD_OP, 0x40, 0x02];
         long.extend_from_slice(&METHOD_FORM[2..]);
         long.resize(1 + 0x20, 0xa3);
         assert_eq!(find_s5(&long), Ok(SleepTypes { a: 7, b: 0 }));
