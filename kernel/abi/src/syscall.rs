@@ -342,7 +342,7 @@ syscall_table! {
         /// `Framebuffer` device-memory capability, `SEND` on the channel).
         /// A later take-over replaces the channel (a restarted display
         /// service); output written meanwhile waits for it.
-        TakeOverScreen = 43 [allocates],
+        TakeOverScreen = 43,
     }
 }
 
