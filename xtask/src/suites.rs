@@ -414,6 +414,7 @@ const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
 /// system.manifest names (a test below keeps the two in step).
 const SYSTEM_PROGRAMS: &[&str] = &[
     "process_manager",
+    "display",
     "pci",
     "virtio_blk",
     "storage",
@@ -422,7 +423,6 @@ const SYSTEM_PROGRAMS: &[&str] = &[
     "pipeline_executor",
     "console",
     "ps2_keyboard",
-    "display",
 ];
 
 /// `help`, then `ps` once `help` has answered, typed on the PS/2
