@@ -1,6 +1,8 @@
 //! The serial console (COM1): raw output lines and the `log` backend.
-//! Everything written here is mirrored on the early display
-//! ([`crate::early_display`]), log lines in their level's colour.
+//! Everything written here is mirrored on the screen, log lines in their
+//! level's colour: drawn by the early display ([`crate::early_display`])
+//! until the display service takes the screen over, then sent to it
+//! ([`crate::screen_output`]).
 //!
 //! Output is serialised by one lock taken with interrupts disabled, so an
 //! interrupt handler that logs can never spin on a lock its own CPU holds.
@@ -9,12 +11,12 @@
 
 use core::fmt::{self, Write};
 use log::{Level, LevelFilter, Log, Metadata, Record};
-use pandagen_display::{palette, Rgb};
+use pandagen_abi::screen::ScreenColour;
 use pandagen_hal::x86_64::{clock, Com1};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
-use crate::early_display;
+use crate::{early_display, screen_output};
 
 static SERIAL: Mutex<Option<Com1>> = Mutex::new(None);
 static LOGGER: KernelLogger = KernelLogger;
@@ -37,16 +39,17 @@ pub fn set_level(level: LevelFilter) {
 
 /// Writes formatted text to the console.
 pub fn write_fmt(args: fmt::Arguments<'_>) {
-    write_coloured(args, palette::TEXT);
+    write_coloured(args, ScreenColour::Text);
 }
 
 /// Writes formatted text, drawn on the screen in `colour`.
-fn write_coloured(args: fmt::Arguments<'_>, colour: Rgb) {
+fn write_coloured(args: fmt::Arguments<'_>, colour: ScreenColour) {
     interrupts::without_interrupts(|| {
         if let Some(port) = SERIAL.lock().as_mut() {
             let _ = Mirror { port, colour }.write_fmt(args);
         }
     });
+    screen_output::deliver_if_free();
 }
 
 /// Writes raw bytes (a ring-3 console's output, escape sequences and all).
@@ -55,15 +58,16 @@ pub fn write_bytes(bytes: &[u8]) {
     interrupts::without_interrupts(|| {
         if let Some(port) = SERIAL.lock().as_mut() {
             port.write_bytes(bytes);
-            early_display::write(bytes, palette::TEXT);
+            early_display::write(bytes, ScreenColour::Text);
         }
     });
+    screen_output::deliver_if_free();
 }
 
 /// Serial output that is also drawn on the early display.
 struct Mirror<'a> {
     port: &'a mut Com1,
-    colour: Rgb,
+    colour: ScreenColour,
 }
 
 impl Write for Mirror<'_> {

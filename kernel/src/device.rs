@@ -43,10 +43,8 @@ static RESERVED: Once<Vec<PhysRange>> = Once::new();
 
 /// Record the ranges that are never device memory: every region of the
 /// firmware's memory map (RAM, whatever it is used for, and the ranges the
-/// firmware reserves) and the framebuffer the early display draws on.
-/// Until the display moves to ring 3 the framebuffer is the kernel's: a
-/// request for it is refused as `NotDeviceMemory`, so it never has two
-/// owners.
+/// firmware reserves). The framebuffer is refused as `Memory` too, by the
+/// core, which knows its pages: only its own capability maps it.
 pub fn set_reserved(ranges: Vec<PhysRange>) {
     RESERVED.call_once(|| ranges);
 }

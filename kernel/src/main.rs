@@ -31,6 +31,7 @@ mod panic;
 mod power;
 mod qemu;
 mod root_task;
+mod screen_output;
 mod syscall;
 mod task;
 mod time;
@@ -129,7 +130,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         Err(e) => log::warn!("power: no ACPI power control ({e}); shutdown halts"),
     }
     // From the banner on, the console is mirrored on the screen.
-    let display = early_display::init(boot_info.framebuffer.take());
+    let framebuffer_physical = framebuffer_physical(boot_info);
+    let display = early_display::init(boot_info.framebuffer.take(), framebuffer_physical);
 
     print_banner(
         firmware.name(),
@@ -179,9 +181,9 @@ fn system() -> ! {
 }
 
 /// What is never device memory: every region of the firmware's map (RAM,
-/// whatever it holds, and what the firmware reserves) and the framebuffer
-/// the early display draws on (found through the bootloader's mapping of
-/// it).
+/// whatever it holds, and what the firmware reserves). The framebuffer is
+/// not device memory either, but the core knows it apart: only its own
+/// capability maps it (`KernelCore::set_framebuffer`).
 fn never_device_memory(boot_info: &BootInfo) -> alloc::vec::Vec<pandagen_abi::device::PhysRange> {
     use pandagen_abi::device::PhysRange;
     use pandagen_abi::memory::PAGE_SIZE;
@@ -189,7 +191,7 @@ fn never_device_memory(boot_info: &BootInfo) -> alloc::vec::Vec<pandagen_abi::de
         let base = start & !(PAGE_SIZE - 1);
         PhysRange::new(base, end.div_ceil(PAGE_SIZE) * PAGE_SIZE - base)
     };
-    let mut ranges: alloc::vec::Vec<PhysRange> = boot_info
+    boot_info
         .memory_regions
         .iter()
         // UEFI's memory-mapped I/O entries (types 11 and 12) are device
@@ -202,15 +204,14 @@ fn never_device_memory(boot_info: &BootInfo) -> alloc::vec::Vec<pandagen_abi::de
                 )
         })
         .map(|r| page_range(r.start, r.end))
-        .collect();
-    if let Some(fb) = boot_info.framebuffer.as_ref() {
-        let virt = fb.buffer().as_ptr() as u64;
-        let len = fb.buffer().len() as u64;
-        if let Some(t) = mem::paging::kernel_space().translate(virt) {
-            ranges.push(page_range(t.phys, t.phys + len));
-        }
-    }
-    ranges
+        .collect()
+}
+
+/// The physical address of the framebuffer's first byte, found through the
+/// bootloader's mapping of it.
+fn framebuffer_physical(boot_info: &BootInfo) -> Option<u64> {
+    let virt = boot_info.framebuffer.as_ref()?.buffer().as_ptr() as u64;
+    mem::paging::kernel_space().translate(virt).map(|t| t.phys)
 }
 
 /// A test mode in a kernel without the test harness: a fatal error (which

@@ -34,7 +34,11 @@ pub fn run(name: &str, on_end: Option<TaskEndHook>) -> RootError {
         Ok(root) => root,
         Err(e) => return RootError::Failed(e),
     };
-    debug_assert_eq!(root.capabilities.len(), ROOT_CAPABILITIES.len());
+    // The root's capabilities, then the framebuffer's where there is one.
+    debug_assert_eq!(
+        root.capabilities.len(),
+        ROOT_CAPABILITIES.len() + usize::from(crate::early_display::framebuffer_pages().is_some())
+    );
     log::info!("root task {} runs bin/{name}", root.task);
     if let Some(budget) = kernel.core().budget(root.task) {
         log::info!(

@@ -32,6 +32,7 @@ use serde_json::{json, Value};
 use crate::qemu::{find_bytes, Observer, Session};
 use crate::qmp::Qmp;
 use crate::screen::{self, ScreenCheck, Taken};
+use pandagen_ps2_keyboard::keymap::Layout as KeyboardLayout;
 
 /// One typed burst: once `wait_for` has appeared, the pieces of `text`
 /// are typed one after the other, with no pause between them.
@@ -108,6 +109,62 @@ pub fn qcode(c: char) -> Option<(&'static str, bool)> {
         .map(|(_, q)| (*q, true))
 }
 
+/// The QEMU key (`qcode`, named for its place on a US keyboard) that
+/// types `c` in `layout`, and whether Shift is held. Outside the US layout
+/// only characters whose key is certain are offered: letters, digits,
+/// space and Enter, and the symbols listed for the layout (from the
+/// layout's printed key caps, not from the decoder the guest uses, so
+/// that a guest decoding the wrong layout echoes something else);
+/// `None` for the rest.
+pub fn qcode_in(layout: KeyboardLayout, c: char) -> Option<(&'static str, bool)> {
+    // The keys whose characters differ from the US ones.
+    const UK: [(char, &str, bool); 6] = [
+        ('"', "2", true),
+        ('@', "apostrophe", true),
+        ('#', "backslash", false),
+        ('~', "backslash", true),
+        ('\\', "less", false),
+        ('|', "less", true),
+    ];
+    const DE: [(char, &str, bool); 23] = [
+        ('z', "y", false),
+        ('Z', "y", true),
+        ('y', "z", false),
+        ('Y', "z", true),
+        ('"', "2", true),
+        ('&', "6", true),
+        ('/', "7", true),
+        ('(', "8", true),
+        (')', "9", true),
+        ('=', "0", true),
+        ('?', "minus", true),
+        ('+', "bracket_right", false),
+        ('*', "bracket_right", true),
+        ('#', "backslash", false),
+        ('\'', "backslash", true),
+        ('<', "less", false),
+        ('>', "less", true),
+        (';', "comma", true),
+        (':', "dot", true),
+        ('-', "slash", false),
+        ('_', "slash", true),
+        ('!', "1", true),
+        ('%', "5", true),
+    ];
+    let table: &[(char, &str, bool)] = match layout {
+        KeyboardLayout::Us => return qcode(c),
+        KeyboardLayout::Uk => &UK,
+        KeyboardLayout::De => &DE,
+    };
+    if let Some((_, key, shift)) = table.iter().find(|(t, _, _)| *t == c) {
+        return Some((key, *shift));
+    }
+    let same_as_us = c.is_ascii_alphanumeric()
+        || matches!(c, ' ' | '\r' | '\n' | '\u{7f}' | ',' | '.')
+        || (layout == KeyboardLayout::Uk && c.is_ascii_graphic());
+    same_as_us.then(|| qcode(c)).flatten()
+}
+
 /// The time the PS/2 wire takes for one byte (11 bits at 10-16.7 kHz).
 pub const WIRE_BYTE: Duration = Duration::from_millis(1);
 /// Scancode bytes typed but not yet echoed, at most (QEMU's keyboard
@@ -170,11 +227,18 @@ impl Echo {
     }
 }
 
-/// Types `text`, one `input-send-event` per character.
-pub fn type_text(qmp: &mut Qmp, session: &Session, text: &str) -> Result<(), String> {
+/// Types `text` on a keyboard of `layout`, one `input-send-event` per
+/// character.
+pub fn type_text(
+    qmp: &mut Qmp,
+    session: &Session,
+    layout: KeyboardLayout,
+    text: &str,
+) -> Result<(), String> {
     let mut echo = Echo::new(session);
     for c in text.chars() {
-        let (key, shift) = qcode(c).ok_or_else(|| format!("no US key types {c:?}"))?;
+        let (key, shift) =
+            qcode_in(layout, c).ok_or_else(|| format!("no {} key types {c:?}", layout.name()))?;
         let event = |key: &str, down: bool| json!({ "type": "key", "data": { "down": down, "key": { "type": "qcode", "data": key } } });
         let events = if shift {
             vec![
@@ -219,6 +283,9 @@ pub struct Plan {
     pub qmp: PathBuf,
     pub steps: &'static [KeyStep],
     pub screen: Option<(ScreenCheck, PathBuf, PathBuf)>,
+    /// The layout the guest's keyboard driver decodes (`keyboard=` in
+    /// `boot.cfg`): text is typed on the keys that give it there.
+    pub layout: KeyboardLayout,
 }
 
 pub fn observer(plan: Plan) -> Observer<Observed> {
@@ -251,7 +318,7 @@ fn run(
         from = wait_for(session, step.wait_for, from)?;
         let started = Instant::now();
         for piece in step.text {
-            type_text(monitor, session, piece)?;
+            type_text(monitor, session, plan.layout, piece)?;
         }
         let chars = step.text.iter().map(|p| p.chars().count()).sum();
         if chars > observed.longest.0 {
@@ -262,7 +329,13 @@ fn run(
     if let Some((check, ppm, png)) = &plan.screen {
         let taken = screen::take(check, session, monitor, ppm, png);
         observed.taken = Some(taken);
-        type_text(monitor, session, check.then)?;
+        let mut from = session.serial().len();
+        for step in check.then {
+            from = wait_for(session, step.wait_for, from)?;
+            for piece in step.text {
+                type_text(monitor, session, plan.layout, piece)?;
+            }
+        }
     }
     Ok(())
 }
@@ -288,6 +361,25 @@ fn wait_for(session: &Session, text: &str, from: usize) -> Result<usize, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layouts_move_the_keys_their_caps_say() {
+        use KeyboardLayout::*;
+        // The German z and y swap places; UK's @ and " swap with US's.
+        assert_eq!(qcode_in(De, 'z'), Some(("y", false)));
+        assert_eq!(qcode_in(De, 'Y'), Some(("z", true)));
+        assert_eq!(qcode_in(De, '/'), Some(("7", true)));
+        assert_eq!(qcode_in(Uk, '@'), Some(("apostrophe", true)));
+        assert_eq!(qcode_in(Uk, '"'), Some(("2", true)));
+        assert_eq!(qcode_in(Uk, '#'), Some(("backslash", false)));
+        assert_eq!(qcode_in(Us, '@'), Some(("2", true)));
+        // Unchanged keys are the US ones; keys the table does not know
+        // in a layout are refused rather than guessed.
+        assert_eq!(qcode_in(De, 'a'), qcode('a'));
+        assert_eq!(qcode_in(Uk, '['), qcode('['));
+        assert_eq!(qcode_in(De, '['), None);
+        assert_eq!(qcode_in(De, '@'), None);
+    }
 
     #[test]
     fn every_printable_ascii_character_has_a_key() {

@@ -3,7 +3,9 @@
 //! draws with (`pandagen-display`), pixel for pixel.
 //!
 //! Everything the kernel writes to the serial port from its banner on is
-//! also drawn on the screen, log lines in their level's colour. Replaying
+//! also drawn on the screen, log lines in their level's colour: by the
+//! kernel's early console until the ring-3 display service takes the
+//! screen over, then by that service, in the same order. Replaying
 //! that serial output through a [`TextScreen`] of the screenshot's size
 //! therefore gives the exact image the screen must show.
 
@@ -28,8 +30,9 @@ pub struct ScreenCheck {
     /// in the serial output and the output has then gone quiet.
     pub wait_for: &'static str,
     pub count: usize,
-    /// Typed on the PS/2 keyboard after the screenshot (e.g. `shutdown\r`).
-    pub then: &'static str,
+    /// Typed on the PS/2 keyboard after the screenshot, step by step
+    /// (e.g. `shutdown\r` once the screenshot is taken).
+    pub then: &'static [crate::keyboard::KeyStep],
 }
 
 /// A screenshot and the serial output that had been written when it was
@@ -91,6 +94,10 @@ fn count(mut hay: &[u8], needle: &[u8]) -> usize {
     }
     n
 }
+
+/// What the display service prints once it has taken the screen over
+/// from the kernel: everything drawn after it is the service's.
+pub const TAKE_OVER_LINE: &str = "display: took the screen over from the kernel";
 
 /// The first line the kernel draws on the screen (the banner's rule).
 const BANNER_RULE: &str = "==============================================================";

@@ -17,6 +17,7 @@ use crate::keyboard::KeyStep;
 use crate::qemu::{Firmware, SerialStep};
 use crate::screen::ScreenCheck;
 use pandagen_hal::boot_config::BootMode;
+use pandagen_ps2_keyboard::keymap::Layout as KeyboardLayout;
 
 /// One QEMU run.
 #[derive(Clone, Copy, Debug)]
@@ -204,6 +205,8 @@ pub const SUITES: &[Suite] = &[
     // power off through ACPI (no exit device attached).
     keyboard_power("keyboard-power-bios", Firmware::Bios),
     keyboard_power("keyboard-power-uefi", Firmware::Uefi),
+    layout_suite("layout-uk-bios", KeyboardLayout::Uk, UK_KEYS, UK_EXPECT),
+    layout_suite("layout-de-bios", KeyboardLayout::De, DE_KEYS, DE_EXPECT),
     // Ring-3 scenario suites (userspace/scenarios): the root program is
     // `suite_<name>`; the kernel exits QEMU when it ends.
     Suite::new("faults-bios", Firmware::Bios, BootConfig::suite("faults"))
@@ -356,7 +359,8 @@ pub const SUITES: &[Suite] = &[
 const ADVERSARY_MANIFEST: &str = "userspace/process_manager/manifests/suite-adversary.manifest";
 
 /// The boot log of `mode=system`, in order: the start order computed from
-/// `system.manifest` (the pci service and the disk driver first, storage
+/// `system.manifest` (the display service first, to take the screen over
+/// early, then the pci service and the disk driver, storage
 /// after them, storage and both transformers before the pipeline executor,
 /// which comes before the console), each service started only after what
 /// it depends on, and every service running but the disk driver: this
@@ -364,26 +368,28 @@ const ADVERSARY_MANIFEST: &str = "userspace/process_manager/manifests/suite-adve
 /// console's own ready line may come before or after the last of these: it
 /// runs as soon as it is spawned.)
 const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
-    ("system/order_1", "process-manager: start order 1: pci"),
+    ("system/order_1", "process-manager: start order 1: display"),
+    ("system/order_2", "process-manager: start order 2: pci"),
     (
-        "system/order_2",
-        "process-manager: start order 2: virtio-blk",
+        "system/order_3",
+        "process-manager: start order 3: virtio-blk",
     ),
-    ("system/order_3", "process-manager: start order 3: storage"),
-    (
-        "system/order_4",
-        "process-manager: start order 4: transformer",
-    ),
+    ("system/order_4", "process-manager: start order 4: storage"),
     (
         "system/order_5",
-        "process-manager: start order 5: flaky-transformer",
+        "process-manager: start order 5: transformer",
     ),
     (
         "system/order_6",
-        "process-manager: start order 6: pipeline-executor",
+        "process-manager: start order 6: flaky-transformer",
     ),
-    ("system/order_7", "process-manager: start order 7: console"),
-    ("system/order_8", "process-manager: start order 8: keyboard"),
+    (
+        "system/order_7",
+        "process-manager: start order 7: pipeline-executor",
+    ),
+    ("system/order_8", "process-manager: start order 8: console"),
+    ("system/order_9", "process-manager: start order 9: keyboard"),
+    ("system/display_starts", "display: stopped -> starting"),
     ("system/pci_starts", "pci: stopped -> starting"),
     // The transformer needs nothing; storage waits for the bus report.
     (
@@ -400,7 +406,7 @@ const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
         "pipeline-executor: starting -> running",
     ),
     ("system/console_starts", "console: stopped -> starting"),
-    ("system/running_without_disk", "7 of 8 services running"),
+    ("system/running_without_disk", "8 of 9 services running"),
     ("system/shutdown", "shutting down"),
 ];
 
@@ -408,6 +414,7 @@ const SYSTEM_BOOT_EXPECT: &[(&str, &str)] = &[
 /// system.manifest names (a test below keeps the two in step).
 const SYSTEM_PROGRAMS: &[&str] = &[
     "process_manager",
+    "display",
     "pci",
     "virtio_blk",
     "storage",
@@ -420,7 +427,8 @@ const SYSTEM_PROGRAMS: &[&str] = &[
 
 /// `help`, then `ps` once `help` has answered, typed on the PS/2
 /// keyboard (nothing is typed on serial); the screenshot follows the prompt
-/// after `ps`, then `shutdown` (typed too) ends the run.
+/// after `ps`, then the display service is crashed and restarted, and
+/// `shutdown` (typed too) ends the run.
 const DISPLAY_KEYS: &[KeyStep] = &[
     KeyStep {
         wait_for: "pandagen> ",
@@ -435,8 +443,25 @@ const DISPLAY_KEYS: &[KeyStep] = &[
 const DISPLAY_SCREEN: ScreenCheck = ScreenCheck {
     wait_for: "pandagen> ",
     count: 3,
-    then: "shutdown\r",
+    then: DISPLAY_AFTER_SCREENSHOT,
 };
+
+/// After the screenshot: the display service is made to fail; the process
+/// manager restarts it, the new instance takes the screen over again, and
+/// the keyboard and the screen go on (`shutdown` is typed, echoed and
+/// answered after it).
+const DISPLAY_AFTER_SCREENSHOT: &[KeyStep] = &[
+    KeyStep {
+        wait_for: "",
+        text: &["crash display\r"],
+    },
+    // The console's prompt may come before or after the new instance's
+    // line; it is waiting for keys either way.
+    KeyStep {
+        wait_for: "display: took the screen over again",
+        text: &["shutdown\r"],
+    },
+];
 
 const DISPLAY_EXPECT: &[(&str, &str)] = &[
     ("display/banner_on_screen", " display  : "),
@@ -446,9 +471,11 @@ const DISPLAY_EXPECT: &[(&str, &str)] = &[
     ),
     ("display/help", "commands:"),
     // storage, transformer, flaky-transformer, pipeline-executor, console,
-    // the keyboard driver, the pci service and the virtio-blk driver (listed
-    // even without a disk).
-    ("display/ps", "services (8):"),
+    // the keyboard driver, the display service, the pci service and the
+    // virtio-blk driver (listed even without a disk).
+    ("display/ps", "services (9):"),
+    ("display/crashed", "crash display"),
+    ("display/restarted", "display: took the screen over again"),
     ("display/shutdown", "shutting down"),
 ];
 
@@ -463,6 +490,76 @@ const fn keyboard_power(name: &'static str, firmware: Firmware) -> Suite {
         .expect(KEYBOARD_POWER_EXPECT)
         .power_off()
 }
+
+/// A keyboard layout chosen in `boot.cfg`, typed under QEMU: the keys
+/// that give `keys`' text in that layout (where they differ from the US
+/// ones: the German y and z, the UK @ and "...) must echo it, then
+/// `shutdown` ends the run (power-off itself is keyboard-power's).
+const fn layout_suite(
+    name: &'static str,
+    layout: KeyboardLayout,
+    keys: &'static [KeyStep],
+    expect: &'static [(&'static str, &'static str)],
+) -> Suite {
+    Suite::new(
+        name,
+        Firmware::Bios,
+        BootConfig::mode(BootMode::System).with_keyboard(layout),
+    )
+    .programs(SYSTEM_PROGRAMS)
+    .manifest(crate::programs::SYSTEM_MANIFEST)
+    .timeout(300)
+    .keys(keys)
+    .expect(expect)
+}
+
+/// Every UK key whose character differs from the US one, among letters.
+const UK_TYPED: &str = "uk say \"hi\" @home #tag ~x \\path |pipe";
+/// The German y and z, and every German symbol on a different key from
+/// the US one (ASCII only: the echo is compared byte for byte).
+const DE_TYPED: &str = "de zy ZY \"x\" a/b (c)=d? e+f*g #h 'i <j> k;l: m-n_o !p %q &r";
+
+const UK_KEYS: &[KeyStep] = &[
+    KeyStep {
+        wait_for: "pandagen> ",
+        text: &[UK_TYPED, "\r"],
+    },
+    KeyStep {
+        wait_for: "unknown command `uk`",
+        text: &["shutdown\r"],
+    },
+];
+
+const UK_EXPECT: &[(&str, &str)] = &[
+    (
+        "layout/uk_ready",
+        "keyboard: PS/2 keyboard ready (uk layout)",
+    ),
+    ("layout/uk_typed", UK_TYPED),
+    ("layout/uk_answered", "unknown command `uk`"),
+    ("layout/uk_shutdown", "shutting down"),
+];
+
+const DE_KEYS: &[KeyStep] = &[
+    KeyStep {
+        wait_for: "pandagen> ",
+        text: &[DE_TYPED, "\r"],
+    },
+    KeyStep {
+        wait_for: "unknown command `de`",
+        text: &["shutdown\r"],
+    },
+];
+
+const DE_EXPECT: &[(&str, &str)] = &[
+    (
+        "layout/de_ready",
+        "keyboard: PS/2 keyboard ready (de layout)",
+    ),
+    ("layout/de_typed", DE_TYPED),
+    ("layout/de_answered", "unknown command `de`"),
+    ("layout/de_shutdown", "shutting down"),
+];
 
 /// The typing test: four lines of 100 characters (letters of both cases,
 /// digits, every shifted and unshifted symbol of a US keyboard), each a
@@ -555,7 +652,7 @@ const CONSOLE_EXPECT: &[(&str, &str)] = &[
     ("console/system_ready", "system ready in "),
     ("console/help", "commands:"),
     ("console/ps_tasks", "tasks ("),
-    ("console/ps_services", "services (8):"),
+    ("console/ps_services", "services (9):"),
     ("console/caps", "capabilities of task"),
     ("console/caps_serial", "serial-input"),
     // The process manager's control capability, from the manifest's

@@ -204,6 +204,18 @@ fn check_screen(
         None => return report.fail("screen/screenshot", "not taken before QEMU exited".into()),
     };
     report.pass("screen/screenshot");
+    // What the screenshot shows after this line, the ring-3 display
+    // service drew (the kernel's early console drew what is above it).
+    match crate::qemu::find_bytes(&taken.serial, screen::TAKE_OVER_LINE.as_bytes()) {
+        Some(_) => report.pass("screen/drawn_by_the_display_service"),
+        None => report.fail(
+            "screen/drawn_by_the_display_service",
+            format!(
+                "`{}` is not in the output before the screenshot",
+                screen::TAKE_OVER_LINE
+            ),
+        ),
+    }
     let (width, height) = (taken.shot.width, taken.shot.height);
     let verdict = screen::expected_screen(&taken.serial, width, height).and_then(|expected| {
         screen::compare(&taken.shot, &expected).inspect_err(|_| {
@@ -307,6 +319,10 @@ fn run_suite(
             screen: suite
                 .screen
                 .map(|check| (check, log.with_extension("ppm"), log.with_extension("png"))),
+            layout: suite
+                .boot_cfg
+                .keyboard
+                .unwrap_or(pandagen_ps2_keyboard::keymap::Layout::Us),
         })
     });
     print!("  {:<20} ", suite.name);

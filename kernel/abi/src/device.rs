@@ -158,6 +158,14 @@ pub enum DeviceResource {
     /// Allocate physically contiguous DMA memory, at most this many bytes
     /// held at once by the holder (`WRITE`).
     Dma { bytes: u64 },
+    /// The framebuffer the bootloader set up, at this physical range: mapped
+    /// like `Memory` (`READ`; `WRITE` for a writable mapping), and taken
+    /// over from the kernel's early console with
+    /// [`TakeOverScreen`](crate::syscall::Syscall::TakeOverScreen). Only
+    /// the kernel makes one, at boot, for the root task; a `Memory`
+    /// capability never covers the framebuffer, so this is the one way to
+    /// map it.
+    Framebuffer(PhysRange),
 }
 
 impl DeviceResource {
@@ -167,6 +175,7 @@ impl DeviceResource {
             DeviceResource::Memory(_) => CapKind::DeviceMemory,
             DeviceResource::Interrupts(_) => CapKind::Interrupt,
             DeviceResource::Dma { .. } => CapKind::DmaMemory,
+            DeviceResource::Framebuffer(_) => CapKind::DeviceMemory,
         }
     }
 
@@ -177,6 +186,7 @@ impl DeviceResource {
             DeviceResource::Memory(r) => r.is_valid(),
             DeviceResource::Interrupts(r) => r.is_valid(),
             DeviceResource::Dma { bytes } => *bytes > 0,
+            DeviceResource::Framebuffer(r) => r.is_valid(),
         }
     }
 
@@ -187,6 +197,7 @@ impl DeviceResource {
             (DeviceResource::Memory(a), DeviceResource::Memory(b)) => a.contains(b),
             (DeviceResource::Interrupts(a), DeviceResource::Interrupts(b)) => a.contains(b),
             (DeviceResource::Dma { bytes: a }, DeviceResource::Dma { bytes: b }) => *b <= *a,
+            (DeviceResource::Framebuffer(a), DeviceResource::Framebuffer(b)) => a.contains(b),
             _ => false,
         }
     }
@@ -200,9 +211,9 @@ pub enum DeviceError {
     /// The request names a range outside the capability's (or, for a mint,
     /// wider than the parent's), or an empty or misaligned range.
     OutsideGrant,
-    /// The physical range overlaps RAM, the kernel's own memory or a range
-    /// the kernel draws on (the early framebuffer): it is never device
-    /// memory.
+    /// The physical range overlaps RAM, the kernel's own memory or the
+    /// framebuffer (which only its own capability maps): it is never
+    /// device memory.
     NotDeviceMemory { base: u64, len: u64 },
     /// The port range includes a port the kernel drives itself.
     KernelPort { port: u16 },
@@ -226,6 +237,9 @@ pub enum DeviceError {
     /// The caller has [`MAX_PORT_WINDOWS`] port capabilities open to its
     /// `in` and `out` instructions already.
     TooManyPortWindows,
+    /// The capability is device memory but not the framebuffer (taking the
+    /// screen over needs the framebuffer's), or the machine has none.
+    NotFramebuffer,
 }
 
 /// The most port capabilities one task may open to its own `in` and `out`
@@ -270,6 +284,21 @@ mod tests {
             .contains(&DeviceResource::Ports(PortRange::new(1, 1))));
         assert!(DeviceResource::Dma { bytes: 65536 }.contains(&DeviceResource::Dma { bytes: 4096 }));
         assert!(!DeviceResource::Dma { bytes: 4096 }.contains(&DeviceResource::Dma { bytes: 8192 }));
+    }
+
+    #[test]
+    fn all_device_memory_does_not_cover_the_framebuffer() {
+        let screen = PhysRange::new(0xfd00_0000, 0x40_0000);
+        let framebuffer = DeviceResource::Framebuffer(screen);
+        assert!(!DeviceResource::Memory(PhysRange::ALL).contains(&framebuffer));
+        assert!(!framebuffer.contains(&DeviceResource::Memory(screen)));
+        assert!(
+            framebuffer.contains(&DeviceResource::Framebuffer(PhysRange::new(
+                0xfd00_0000,
+                0x1000
+            )))
+        );
+        assert_eq!(framebuffer.kind(), CapKind::DeviceMemory);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! * [`budget`] — [`Budget`], the kernel memory a task may hold;
 //! * [`device`] — device capabilities: ports, device memory, interrupts, DMA;
 //! * [`memory`] — the page size and the end of the user half;
+//! * [`screen`] — handing the framebuffer to the ring-3 display service;
 //! * [`text`] — cutting text to a bound on a character boundary.
 //!
 //! The crate is `no_std` + `alloc` and has no hardware access.
@@ -39,6 +40,7 @@ pub mod ids;
 pub mod info;
 pub mod memory;
 pub mod schema;
+pub mod screen;
 pub mod services;
 pub mod siphash;
 pub mod syscall;

@@ -335,6 +335,14 @@ syscall_table! {
         /// capability (at most [`MAX_PORT_WINDOWS`](crate::device::MAX_PORT_WINDOWS)
         /// at a time). Opening one already open changes nothing.
         OpenPorts = 40,
+        /// [`TakeOverScreenRequest`](crate::screen::TakeOverScreenRequest)
+        /// → [`ScreenHandOver`](crate::screen::ScreenHandOver): the kernel
+        /// stops drawing on the framebuffer and sends what it would have
+        /// drawn to the channel instead (needs `READ | WRITE` on the
+        /// `Framebuffer` device-memory capability, `SEND` on the channel).
+        /// A later take-over replaces the channel (a restarted display
+        /// service); output written meanwhile waits for it.
+        TakeOverScreen = 43,
     }
 }
 
@@ -872,7 +880,10 @@ impl StartupInfo {
 /// The last four are the whole of each device resource (every port, all
 /// physical memory outside RAM and the kernel, every interrupt line the
 /// kernel does not keep, an unbounded DMA allowance), from which the root
-/// mints each driver's narrower capabilities.
+/// mints each driver's narrower capabilities. On a machine with a
+/// framebuffer a tenth follows: the framebuffer's own `DeviceMemory`
+/// capability ([`DeviceResource::Framebuffer`](crate::device::DeviceResource::Framebuffer)),
+/// the only one that maps it.
 pub const ROOT_CAPABILITIES: [crate::cap::CapKind; 9] = [
     crate::cap::CapKind::ServiceRegistry,
     crate::cap::CapKind::BootImage,

@@ -724,3 +724,117 @@ fn a_writable_mapping_needs_write() {
         Err(KernelError::InsufficientAuthority)
     );
 }
+
+/// A kernel told where the framebuffer is, and its root task.
+fn with_framebuffer() -> (KernelCore, TaskId, Vec<CapHandle>) {
+    let mut k = kernel();
+    k.set_reserved_physical(vec![RAM]);
+    k.set_framebuffer(FRAMEBUFFER);
+    let root = k.create_root_task("root", T0).unwrap();
+    (k, root.task, root.capabilities)
+}
+
+#[test]
+fn the_root_task_alone_receives_the_framebuffer_capability() {
+    let (k, root, caps) = with_framebuffer();
+    assert_eq!(
+        caps.len(),
+        pandagen_abi::syscall::ROOT_CAPABILITIES.len() + 1
+    );
+    let screen = *caps.last().unwrap();
+    assert_eq!(
+        k.inspect(root, screen).unwrap().kind(),
+        CapKind::DeviceMemory
+    );
+    // Without a framebuffer, the root's capabilities are the nine.
+    let mut plain = kernel();
+    let root = plain.create_root_task("root", T0).unwrap();
+    assert_eq!(
+        root.capabilities.len(),
+        pandagen_abi::syscall::ROOT_CAPABILITIES.len()
+    );
+}
+
+#[test]
+fn only_the_framebuffer_capability_maps_the_framebuffer() {
+    let (mut k, root, caps) = with_framebuffer();
+    let memory = caps[6];
+    let screen = *caps.last().unwrap();
+    // The root's all-of-device-memory capability does not reach it, to
+    // map or to mint, even though the kernel's reserved list omits it.
+    assert_eq!(
+        k.check_device_mapping(root, memory, FRAMEBUFFER, true, T0),
+        device_error(DeviceError::NotDeviceMemory {
+            base: FRAMEBUFFER.base,
+            len: FRAMEBUFFER.len
+        })
+    );
+    assert!(mint(&mut k, root, memory, DeviceResource::Memory(FRAMEBUFFER)).is_err());
+    assert!(mint(
+        &mut k,
+        root,
+        memory,
+        DeviceResource::Framebuffer(FRAMEBUFFER)
+    )
+    .is_err());
+    // Its own capability maps it, and no page beyond.
+    k.check_device_mapping(root, screen, FRAMEBUFFER, true, T0)
+        .unwrap();
+    assert_eq!(
+        k.check_device_mapping(
+            root,
+            screen,
+            PhysRange::new(FRAMEBUFFER.base, FRAMEBUFFER.len + 0x1000),
+            true,
+            T0
+        ),
+        device_error(DeviceError::OutsideGrant)
+    );
+    // A copy without GRANT, as a display service gets, maps it too.
+    let copy = mint(
+        &mut k,
+        root,
+        screen,
+        DeviceResource::Framebuffer(FRAMEBUFFER),
+    )
+    .unwrap();
+    k.check_device_mapping(root, copy, FRAMEBUFFER, false, T0)
+        .unwrap();
+}
+
+#[test]
+fn taking_the_screen_over_needs_the_framebuffer_capability() {
+    let (mut k, root, caps) = with_framebuffer();
+    let screen = *caps.last().unwrap();
+    let channel = k.create_channel(root, T0).unwrap();
+    let (range, _) = k.check_screen_takeover(root, screen, channel, T0).unwrap();
+    assert_eq!(range, FRAMEBUFFER);
+    // Other device memory, even all of it, is not the screen.
+    let bar = mint(&mut k, root, caps[6], DeviceResource::Memory(BAR)).unwrap();
+    for other in [caps[6], bar] {
+        assert_eq!(
+            k.check_screen_takeover(root, other, channel, T0).map(drop),
+            device_error(DeviceError::NotFramebuffer)
+        );
+    }
+    // A read-only copy cannot draw.
+    let read_only = k
+        .mint_device(
+            root,
+            screen,
+            DeviceResource::Framebuffer(FRAMEBUFFER),
+            Rights::READ,
+            T0,
+        )
+        .unwrap();
+    assert_eq!(
+        k.check_screen_takeover(root, read_only, channel, T0)
+            .map(drop),
+        Err(KernelError::InsufficientAuthority)
+    );
+    // Another task holding nothing cannot name the root's capability.
+    let stranger = spawn(&mut k, "stranger");
+    assert!(k
+        .check_screen_takeover(stranger, screen, channel, T0)
+        .is_err());
+}

@@ -59,6 +59,9 @@ fuzz_target!(|data: &[u8]| {
         Syscall::AcknowledgeInterrupt => round_trip!(InterruptRequest, bytes),
         Syscall::AllocateDma => round_trip!(AllocateDmaRequest, bytes),
         Syscall::OpenPorts => round_trip!(CapRequest, bytes),
+        Syscall::TakeOverScreen => {
+            round_trip!(pandagen_abi::screen::TakeOverScreenRequest, bytes)
+        }
         _ => round_trip!((), bytes),
     }
 });

@@ -28,6 +28,7 @@ fn debug_write(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
         return Err(KernelError::Syscall(SyscallError::MalformedRequest));
     }
     crate::debug_output::write(cx.k, cx.caller, request.text);
+    crate::screen_output::deliver(cx.k);
     cx.reply(())
 }
 
@@ -36,6 +37,8 @@ fn write(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: ConsoleWriteRequest<'_> = decode(request)?;
     cx.require(request.capability, CapKind::SerialInput, Rights::WRITE)?;
     crate::console::write_bytes(request.bytes);
+    // The kernel lock is ours: the screen's copy goes now, not at the tick.
+    crate::screen_output::deliver(cx.k);
     cx.reply(())
 }
 

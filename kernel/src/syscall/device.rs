@@ -4,8 +4,9 @@
 //! (`pandagen_core`'s device module); only then is hardware touched here
 //! or in `crate::device`.
 
-use pandagen_abi::device::PhysRange;
+use pandagen_abi::device::{DeviceError, PhysRange};
 use pandagen_abi::memory::PAGE_SIZE;
+use pandagen_abi::screen::TakeOverScreenRequest;
 use pandagen_abi::syscall::{
     AllocateDmaRequest, BindInterruptRequest, CapRequest, DeviceCall, DmaRegion, InterruptRequest,
     MapDeviceMemoryRequest, MintDeviceRequest, PortReadRequest, PortWriteRequest,
@@ -27,7 +28,31 @@ pub(super) fn handler(call: DeviceCall) -> Handler {
         DeviceCall::AcknowledgeInterrupt => acknowledge_interrupt,
         DeviceCall::AllocateDma => allocate_dma,
         DeviceCall::OpenPorts => open_ports,
+        DeviceCall::TakeOverScreen => take_over_screen,
     }
+}
+
+/// The capability checks are the core's; then the early display stops for
+/// good and the output it would have drawn goes to the channel.
+fn take_over_screen(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: TakeOverScreenRequest = decode(request)?;
+    let (pages, channel) = cx.k.core_mut().check_screen_takeover(
+        cx.caller,
+        request.framebuffer,
+        request.channel,
+        cx.now,
+    )?;
+    let hand_over = crate::early_display::hand_over()
+        .filter(|h| h.range == pages)
+        .ok_or(KernelError::Device(DeviceError::NotFramebuffer))?;
+    if hand_over.cursor.is_some() {
+        log::info!(
+            "screen: {} takes the framebuffer over; the kernel draws no more",
+            cx.caller
+        );
+    }
+    crate::screen_output::bind(cx.k, channel);
+    cx.reply(hand_over)
 }
 
 fn open_ports(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {

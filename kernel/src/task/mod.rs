@@ -229,6 +229,9 @@ impl KernelState {
             open_ports: ports::OpenPorts::new(),
         };
         state.core.set_reserved_physical(crate::device::reserved());
+        if let Some(pages) = crate::early_display::framebuffer_pages() {
+            state.core.set_framebuffer(pages);
+        }
         // No task exists yet, so this cannot be refused.
         let _ = state.core.set_root_budget(root_budget());
         state

@@ -21,6 +21,10 @@ pub struct BootCapabilities {
     pub device_memory: Option<Cap<()>>,
     pub interrupts: Option<Cap<()>>,
     pub dma: Option<Cap<()>>,
+    /// The framebuffer's own device memory, on a machine with one: the only
+    /// capability that maps it, for the service whose manifest entry lists
+    /// `framebuffer`.
+    pub framebuffer: Option<Cap<()>>,
 }
 
 /// The rights of a driver's device capability: use it (`READ`, `WRITE`,
@@ -44,7 +48,7 @@ impl BootCapabilities {
     /// From the root task's start-up capabilities, which come in the order
     /// of `pandagen_abi::syscall::ROOT_CAPABILITIES`: registry, boot image,
     /// kernel info, serial input, block device, then ports, device memory,
-    /// interrupts and DMA.
+    /// interrupts and DMA, then the framebuffer where there is one.
     pub fn from_root_handles(handles: &[CapHandle]) -> Self {
         let cap = |i: usize| handles.get(i).map(|h| Cap::from_handle(*h));
         BootCapabilities {
@@ -57,6 +61,7 @@ impl BootCapabilities {
             device_memory: cap(6),
             interrupts: cap(7),
             dma: cap(8),
+            framebuffer: cap(9),
         }
     }
 
@@ -67,6 +72,8 @@ impl BootCapabilities {
             DeviceResource::Memory(_) => self.device_memory.as_ref(),
             DeviceResource::Interrupts(_) => self.interrupts.as_ref(),
             DeviceResource::Dma { .. } => self.dma.as_ref(),
+            // Never cut from a root capability: the kernel made exactly one.
+            DeviceResource::Framebuffer(_) => None,
         }
     }
 
@@ -80,6 +87,7 @@ impl BootCapabilities {
             CapabilityName::KernelInfo => self.kernel_info.as_ref(),
             CapabilityName::SerialInput => self.serial_input.as_ref(),
             CapabilityName::BlockDevice => self.block_device.as_ref(),
+            CapabilityName::Framebuffer => self.framebuffer.as_ref(),
             CapabilityName::PmControl | CapabilityName::Device(_) | CapabilityName::Driver(_) => {
                 None
             }

@@ -42,6 +42,10 @@ pub enum CapabilityName {
     /// `block-device`: the kernel's block device (a RAM disk that outlives
     /// tasks; read and write), where the storage service keeps its journal.
     BlockDevice,
+    /// `framebuffer`: the framebuffer's device memory (the kernel's one
+    /// capability for it; read and write), for the display service that
+    /// takes the screen over from the kernel's early console.
+    Framebuffer,
     /// `pm-control`: the process manager's control capability (rights
     /// `CONTROL | TRANSFER`), needed for `pm.start`, `pm.stop`,
     /// `pm.restart` and `pm.crash` (see [`crate::protocol`]).
@@ -66,6 +70,7 @@ impl fmt::Display for CapabilityName {
             CapabilityName::SerialInput => f.write_str("serial-input"),
             CapabilityName::KernelInfo => f.write_str("kernel-info"),
             CapabilityName::BlockDevice => f.write_str("block-device"),
+            CapabilityName::Framebuffer => f.write_str("framebuffer"),
             CapabilityName::PmControl => f.write_str("pm-control"),
             CapabilityName::Device(DeviceResource::Ports(r)) => {
                 write!(f, "ports {:#x}-{:#x}", r.first, r.last)
@@ -77,6 +82,9 @@ impl fmt::Display for CapabilityName {
                 write!(f, "irq {}-{}", l.first, l.last)
             }
             CapabilityName::Device(DeviceResource::Dma { bytes }) => write!(f, "dma {bytes}"),
+            CapabilityName::Device(DeviceResource::Framebuffer(r)) => {
+                write!(f, "framebuffer {:#x}+{:#x}", r.base, r.len)
+            }
             CapabilityName::Driver(service) => write!(f, "driver {service}"),
         }
     }

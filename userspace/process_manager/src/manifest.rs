@@ -9,7 +9,7 @@
 //! image = storage           # program in the boot image; defaults to the name
 //! restart = on-failure      # never | always | on-failure | backoff:<max_attempts>
 //! capabilities = registry   # comma list: registry (this service's own id only), boot-image, boot-files,
-//!                           #   serial-input, kernel-info, block-device, pm-control
+//!                           #   serial-input, kernel-info, block-device, framebuffer, pm-control
 //! depends =                 # comma list of service names
 //! trust = core              # trust domain; defaults to "user"
 //! kind = service            # system | service | component; defaults to service
@@ -295,6 +295,7 @@ fn descriptor(
                 "serial-input" => CapabilityName::SerialInput,
                 "kernel-info" => CapabilityName::KernelInfo,
                 "block-device" => CapabilityName::BlockDevice,
+                "framebuffer" => CapabilityName::Framebuffer,
                 "pm-control" => CapabilityName::PmControl,
                 _ => match item.strip_prefix("driver:") {
                     Some(driver) => CapabilityName::Driver(lookup_name(ids, name, driver.trim())?),

@@ -141,6 +141,7 @@ fn the_boot_manifest_is_valid_and_ordered() {
     assert_eq!(
         order,
         [
+            "display",
             "pci",
             "virtio-blk",
             "storage",
@@ -168,6 +169,18 @@ fn the_boot_manifest_is_valid_and_ordered() {
             CapabilityName::Device(DeviceResource::Interrupts(InterruptLines::one(1))),
         ]
     );
+    // The display service holds the framebuffer and nothing else, and
+    // nobody else holds it.
+    for service in manifest.start_order() {
+        let holds = service.capabilities.contains(&CapabilityName::Framebuffer);
+        assert_eq!(holds, service.name == "display", "{}", service.name);
+    }
+    let display = manifest
+        .start_order()
+        .iter()
+        .find(|d| d.name == "display")
+        .unwrap();
+    assert_eq!(display.capabilities, [CapabilityName::Framebuffer]);
 }
 
 #[test]

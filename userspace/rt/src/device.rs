@@ -22,6 +22,7 @@
 //! `KernelError::Device(..)`), never a fault.
 
 use pandagen_abi::device::{DeviceError, DeviceResource, PhysRange, PortRange};
+use pandagen_abi::screen::{ScreenHandOver, TakeOverScreenRequest};
 use pandagen_abi::syscall::{
     AllocateDmaRequest, BindInterruptRequest, CapRequest, DmaRegion, InterruptRequest,
     MapDeviceMemoryRequest, MintDeviceRequest, PortReadRequest, PortWriteRequest, Syscall,
@@ -319,5 +320,62 @@ impl Dma {
                 bytes,
             },
         )
+    }
+}
+
+/// The framebuffer's `DeviceMemory` capability (the one the kernel mints
+/// for the root task, and the manifest hands to the display service).
+#[derive(Clone, Copy, Debug)]
+pub struct Framebuffer {
+    capability: CapHandle,
+}
+
+impl Framebuffer {
+    pub const fn new(capability: CapHandle) -> Self {
+        Framebuffer { capability }
+    }
+
+    /// Take the screen over from the kernel's early console: the kernel
+    /// draws no more and sends its screen output on `channel` (a channel
+    /// capability with `SEND`) from now on.
+    pub fn take_over(&self, channel: CapHandle) -> Result<ScreenHandOver, KernelError> {
+        call_small(
+            Syscall::TakeOverScreen,
+            &TakeOverScreenRequest {
+                framebuffer: self.capability,
+                channel,
+            },
+        )
+    }
+
+    /// Map the framebuffer `hand_over` describes, writable, and return its
+    /// bytes (`stride * height * bytes_per_pixel` of them). Each call maps
+    /// it anew, so call it once.
+    pub fn map(&self, hand_over: &ScreenHandOver) -> Result<&'static mut [u8], KernelError> {
+        let format = &hand_over.format;
+        let len = u64::from(format.stride)
+            .checked_mul(u64::from(format.height))
+            .and_then(|n| n.checked_mul(u64::from(format.bytes_per_pixel)))
+            .filter(|len| {
+                hand_over
+                    .offset
+                    .checked_add(*len)
+                    .is_some_and(|end| end <= hand_over.range.len)
+            })
+            .ok_or(KernelError::Device(DeviceError::OutsideGrant))?;
+        let mapping = DeviceMemory::new(self.capability).map(hand_over.range, true, None)?;
+        // SAFETY: the kernel just mapped `hand_over.range` writable at
+        // `mapping.address` in this task, and device mappings are never
+        // unmapped while the task lives, so the bytes stay valid for
+        // 'static; `offset + len` lies inside the mapping (checked above);
+        // the mapping is new, so no other reference to it exists. A
+        // framebuffer's reads and writes have no side effects, so plain
+        // (non-volatile) accesses are sound on it.
+        Ok(unsafe {
+            core::slice::from_raw_parts_mut(
+                (mapping.address + hand_over.offset) as *mut u8,
+                len as usize,
+            )
+        })
     }
 }

@@ -75,8 +75,11 @@ struct Binding {
 #[derive(Debug, Default)]
 pub struct Devices {
     /// Physical ranges that are never device memory: RAM, the kernel's
-    /// image and tables, the early framebuffer.
+    /// image and tables.
     reserved: Vec<PhysRange>,
+    /// The framebuffer's pages: never `Memory`, only `Framebuffer`, whose
+    /// one capability the kernel mints for the root task.
+    framebuffer: Option<PhysRange>,
     lines: [Option<Binding>; INTERRUPT_LINES as usize],
     /// DMA bytes each task holds, against its capability's allowance (a
     /// map whose heap depends only on how many tasks hold DMA memory).
@@ -137,11 +140,26 @@ impl KernelCore {
         self.devices.reserved = ranges;
     }
 
-    /// The first reserved range `range` overlaps.
+    /// Kernel only, at boot, before the root task: the framebuffer's
+    /// pages. From then on no `Memory` capability can name them; the root
+    /// task receives the one `Framebuffer` capability for them (see
+    /// [`KernelCore::create_root_task`]).
+    pub fn set_framebuffer(&mut self, range: PhysRange) {
+        self.devices.framebuffer = Some(range);
+    }
+
+    /// The framebuffer's pages, if the machine has one.
+    pub fn framebuffer(&self) -> Option<PhysRange> {
+        self.devices.framebuffer
+    }
+
+    /// The first reserved range `range` overlaps (the framebuffer
+    /// included: it is not ordinary device memory).
     fn reserved_overlap(&self, range: &PhysRange) -> Option<PhysRange> {
         self.devices
             .reserved
             .iter()
+            .chain(self.devices.framebuffer.as_ref())
             .copied()
             .find(|r| r.overlaps(range))
     }
@@ -169,6 +187,13 @@ impl KernelCore {
                 None => Ok(()),
             },
             DeviceResource::Dma { .. } => Ok(()),
+            DeviceResource::Framebuffer(r) => match self.devices.framebuffer {
+                Some(screen) if screen.contains(r) => Ok(()),
+                _ => Err(refuse(DeviceError::NotDeviceMemory {
+                    base: r.base,
+                    len: r.len,
+                })),
+            },
         }
     }
 
@@ -331,11 +356,42 @@ impl KernelCore {
             Rights::READ
         };
         let granted = self.device_use(caller, handle, CapKind::DeviceMemory, required, now)?;
-        let wanted = DeviceResource::Memory(range);
+        let wanted = match granted {
+            DeviceResource::Framebuffer(_) => DeviceResource::Framebuffer(range),
+            _ => DeviceResource::Memory(range),
+        };
         if !range.is_valid() || !granted.contains(&wanted) {
             return Err(refuse(DeviceError::OutsideGrant));
         }
         self.check_device_resource(&wanted)
+    }
+
+    /// May `caller` take the screen over from the kernel's early console
+    /// with its capability `framebuffer` (`READ | WRITE`, the framebuffer's
+    /// own) and have the screen's output sent on the channel `channel`
+    /// names (`SEND`)? Returns the framebuffer's pages and the channel.
+    /// Errors: the capabilities' refusals; `Device(NotFramebuffer)` for
+    /// other device memory. O(1).
+    pub fn check_screen_takeover(
+        &mut self,
+        caller: TaskId,
+        framebuffer: CapHandle,
+        channel: CapHandle,
+        now: Instant,
+    ) -> Result<(PhysRange, ChannelRef), KernelError> {
+        let granted = self.device_use(
+            caller,
+            framebuffer,
+            CapKind::DeviceMemory,
+            Rights::READ | Rights::WRITE,
+            now,
+        )?;
+        let range = match (granted, self.devices.framebuffer) {
+            (DeviceResource::Framebuffer(r), Some(screen)) if r == screen => r,
+            _ => return Err(refuse(DeviceError::NotFramebuffer)),
+        };
+        let channel = self.channel_with(caller, channel, Rights::SEND, now)?;
+        Ok((range, channel))
     }
 
     /// Bind interrupt `line` to the channel `channel` names (needing

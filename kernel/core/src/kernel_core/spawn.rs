@@ -32,11 +32,12 @@ use pandagen_abi::{
     SchemaVersion, ServiceId, TaskId, TrustDomain,
 };
 
-use super::device::ROOT_DEVICE_CAPS;
+use super::device::{DEVICE_RIGHTS, ROOT_DEVICE_CAPS};
 use super::KernelCore;
 use crate::cap_table::{Mintable, ObjectRef};
 use crate::channel::ChannelRef;
 use crate::task::TaskSpec;
+use pandagen_abi::device::DeviceResource;
 
 /// The schema version of the kernel's exit-notification messages.
 pub const EXIT_NOTIFICATION_SCHEMA: SchemaVersion = SchemaVersion::new(1, 0);
@@ -194,7 +195,9 @@ impl KernelCore {
     /// Create the root task (`IdentityKind::System`, trust domain `core`,
     /// `Priority::HIGH`) holding the root capabilities in the order of
     /// [`ROOT_CAPABILITIES`](pandagen_abi::syscall::ROOT_CAPABILITIES), each
-    /// transferable. Errors: those of `create_task` and `mint`.
+    /// transferable, then, if the kernel set a framebuffer
+    /// ([`KernelCore::set_framebuffer`]), the one capability for it.
+    /// Errors: those of `create_task` and `mint`.
     pub fn create_root_task(
         &mut self,
         name: impl Into<String>,
@@ -229,7 +232,18 @@ impl KernelCore {
             ),
         ];
         let mut capabilities = Vec::with_capacity(minted.len() + ROOT_DEVICE_CAPS.len());
-        for (object, rights) in minted.into_iter().chain(ROOT_DEVICE_CAPS) {
+        // Last, where the machine has one: the framebuffer.
+        let framebuffer = self.framebuffer().map(|range| {
+            (
+                Mintable::Device(DeviceResource::Framebuffer(range)),
+                DEVICE_RIGHTS,
+            )
+        });
+        for (object, rights) in minted
+            .into_iter()
+            .chain(ROOT_DEVICE_CAPS)
+            .chain(framebuffer)
+        {
             capabilities.push(self.mint(task, object, rights, now)?);
         }
         Ok(Spawned {

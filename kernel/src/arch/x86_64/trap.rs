@@ -139,6 +139,7 @@ pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame 
             unsafe { pic::end_of_interrupt(vector) };
             crate::console_input::on_tick();
             crate::device::on_tick();
+            crate::screen_output::on_tick();
             // A tick in ring 0 is the idle loop's wake-up, which looks at
             // the deadlines itself; a tick in ring 3 may preempt.
             if frame.is_from_user() {

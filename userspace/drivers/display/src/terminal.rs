@@ -115,6 +115,42 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> TextScreen<B> {
         Ok(screen)
     }
 
+    /// A screen on `fb` that already shows text the previous owner drew:
+    /// nothing is cleared, and writing continues at column `col` (up to the
+    /// number of columns: the next character wraps first) of row `row`,
+    /// both clamped to the screen. The old text's pixels stay and scroll
+    /// with the rest; its characters are not known, so they count as
+    /// blanks to the cell redraws (which only the cursor's cell needs:
+    /// the previous owner leaves its cursor past its last character).
+    pub fn resume(
+        fb: B,
+        format: FramebufferFormat,
+        col: usize,
+        row: usize,
+    ) -> Result<Self, FormatError> {
+        format.validate(fb.as_ref().len())?;
+        let cols = format.width / CELL_WIDTH;
+        let rows = format.height / CELL_HEIGHT;
+        Ok(TextScreen {
+            fb,
+            format,
+            cols,
+            rows,
+            col: col.min(cols),
+            row: row.min(rows - 1),
+            colour: palette::TEXT,
+            default_colour: palette::TEXT,
+            cells: vec![BLANK; cols * rows],
+            parser: Parser::Ground,
+        })
+    }
+
+    /// Where the next character goes: the column (which may equal the
+    /// number of columns, when the next character wraps first) and the row.
+    pub fn position(&self) -> (usize, usize) {
+        (self.col, self.row)
+    }
+
     /// Columns and rows of text.
     pub fn size(&self) -> (usize, usize) {
         (self.cols, self.rows)

@@ -5,7 +5,8 @@
 //! and checks the refusals: wrong kind, outside the grant, RAM as device
 //! memory, a line bound twice, a device mapping as a system-call buffer,
 //! and a storm on a line never acknowledged (the kernel keeps running, the
-//! fires are coalesced into one notification).
+//! fires are coalesced into one notification). Last, the framebuffer: only
+//! its own capability maps it or takes the screen over.
 #![no_std]
 #![no_main]
 
@@ -21,7 +22,7 @@ use pandagen_abi::info::{InfoReply, InfoRequest};
 use pandagen_abi::syscall::{Syscall, ROOT_CAPABILITIES};
 use pandagen_abi::{Cap, ExitReason, TaskDescriptor};
 use pandagen_abi::{CapHandle, CapKind, ChannelId, Duration, KernelApi, KernelError, Rights};
-use pandagen_rt::device::{self, DeviceMemory, Dma, Interrupt, Ports};
+use pandagen_rt::device::{self, DeviceMemory, Dma, Framebuffer, Interrupt, Ports};
 use pandagen_rt::Kernel;
 use pandagen_scenarios::{
     wait_exit, Tally, DEVICE_HOLDER_LINE, DEVICE_HOLDER_PAGE, DEVICE_HOLDER_REPORT,
@@ -425,7 +426,58 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         "devices/a_dead_holder_gives_everything_back",
         dead_holder(kernel, &info, all_lines, all_memory, all_dma),
     );
+    tally.check(
+        "devices/framebuffer_only_through_its_own_capability",
+        framebuffer_is_its_capabilitys(kernel, &info, all_memory),
+    );
     tally.finish(kernel)
+}
+
+/// The framebuffer (QEMU's VGA) is mapped only through the one capability
+/// the kernel made for it, the root's last: the root's all-of-device-memory
+/// capability neither maps it nor mints a capability for it, and does not
+/// take the screen over; the framebuffer's own capability does both.
+fn framebuffer_is_its_capabilitys(
+    kernel: &mut Kernel,
+    info: &pandagen_abi::syscall::StartupInfo,
+    all_memory: CapHandle,
+) -> Result<(), String> {
+    let Some(&own) = info.capabilities.get(ROOT_CAPABILITIES.len()) else {
+        return Err("no framebuffer capability after the root's nine".into());
+    };
+    let channel = kernel.create_channel().map_err(|e| format!("{e:?}"))?;
+    expect_error(
+        Framebuffer::new(all_memory).take_over(channel.handle()),
+        KernelError::Device(DeviceError::NotFramebuffer),
+    )?;
+    let screen = Framebuffer::new(own);
+    let hand_over = screen
+        .take_over(channel.handle())
+        .map_err(|e| format!("take over: {e:?}"))?;
+    let refused = KernelError::Device(DeviceError::NotDeviceMemory {
+        base: hand_over.range.base,
+        len: hand_over.range.len,
+    });
+    expect_error(
+        DeviceMemory::new(all_memory).map(hand_over.range, true, None),
+        refused,
+    )?;
+    expect_error(
+        device::mint(
+            all_memory,
+            DeviceResource::Memory(hand_over.range),
+            Rights::READ | Rights::WRITE,
+        ),
+        refused,
+    )?;
+    let pixels = screen.map(&hand_over).map_err(|e| format!("map: {e:?}"))?;
+    // The first pixel row is the screen's new owner's to draw.
+    pixels[..16].fill(0xff);
+    if pixels[..16].iter().all(|&b| b == 0xff) {
+        Ok(())
+    } else {
+        Err("the mapped framebuffer did not keep a write".into())
+    }
 }
 
 /// `port_prober` named `mode` opens a port window, reports, and must die

@@ -105,8 +105,8 @@ impl Rng {
 
 /// The calls the random storm replaces with unknown numbers: they would
 /// end or park this task or the machine, allocate kernel objects, or print
-/// or rebind the console.
-const STORM_EXCLUDED: [Syscall; 14] = [
+/// or rebind the console or the screen.
+const STORM_EXCLUDED: [Syscall; 15] = [
     Syscall::Exit,
     Syscall::Spawn,
     Syscall::CreateChannel,
@@ -121,6 +121,7 @@ const STORM_EXCLUDED: [Syscall; 14] = [
     Syscall::Reboot,
     Syscall::SendReceive,
     Syscall::Exchange,
+    Syscall::TakeOverScreen,
 ];
 
 /// Service-minted object capabilities: only the registrant mints; forged,
@@ -965,7 +966,8 @@ fn queue_flood(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelErr
 /// task or the machine (Exit, Sleep, Receive, SendReceive, Terminate,
 /// Shutdown, Reboot), that allocate kernel objects (Spawn, CreateChannel, Clone: a
 /// storm of valid ones would only test resource limits), or that print or
-/// rebind the console (DebugWrite, ConsoleWrite, BindConsoleInput) become
+/// rebind the console or the screen (DebugWrite, ConsoleWrite,
+/// BindConsoleInput, TakeOverScreen) become
 /// unknown numbers (see [`STORM_EXCLUDED`]). The object-capability calls
 /// and the block-device calls take part: nothing else in this suite uses
 /// the device.
