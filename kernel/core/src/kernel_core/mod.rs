@@ -465,7 +465,9 @@ impl KernelCore {
             };
             if closing {
                 let queue = c.take_queue();
+                let service = c.bound_to;
                 self.unregister_channel(ch);
+                self.unbind_kernel_channel(ch, service);
                 self.wake_all(ch, WakeReason::ChannelClosed);
                 for msg in queue {
                     self.release_message(&msg);
@@ -484,6 +486,20 @@ impl KernelCore {
                 }
             }
             self.settle_channel(ch);
+        }
+    }
+
+    /// A kernel channel `ch` bound to `service` has closed: the service
+    /// channel may be bound again, and may now be drained.
+    fn unbind_kernel_channel(&mut self, ch: ChannelRef, service: Option<ChannelRef>) {
+        let Some(service) = service else {
+            return;
+        };
+        if let Some(c) = self.channels.get_mut(service) {
+            if c.bound == Some(ch) {
+                c.bound = None;
+                self.settle_channel(service);
+            }
         }
     }
 
