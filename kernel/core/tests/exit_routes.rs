@@ -40,12 +40,17 @@ fn a_kernel_that_takes_the_route_delivers_it_itself() {
     let exits = k.create_channel(parent, T0).unwrap();
     let child = spawn_routed(&mut k, parent, exits);
     let ch = k.channel_of(parent, exits, T0).unwrap();
-    assert_eq!(k.take_exit_route(child), Some(ch));
+    let route = k.take_exit_route(child).unwrap();
+    assert_eq!(route.channel(), ch);
     assert_eq!(k.exit_route(child), None);
-    assert_eq!(k.take_exit_route(child), None);
+    assert!(k.take_exit_route(child).is_none());
     k.terminate(child, ExitReason::Normal, T0).unwrap();
     assert_eq!(k.queue_len(ch), Some(0), "terminate sent nothing");
     assert_eq!(k.exit_notifications().len(), 1, "but recorded it");
+    // The taken route still holds its reservation until it is forgotten.
+    assert!(k.check_invariants().is_err());
+    k.forget_exit_route(route);
+    k.check_invariants().unwrap();
 }
 
 #[test]
@@ -356,4 +361,145 @@ fn the_binder_pays_and_either_end_closing_ends_the_binding() {
         before.memory - CHANNEL_COST - CAP_COST
     );
     k.check_invariants().unwrap();
+}
+
+/// The spawner pays for the kernel's notification of its child's exit:
+/// reserved when the route is recorded, the queued message's charge once
+/// the child dies, returned when it is received.
+#[test]
+fn the_spawner_pays_for_the_exit_notification_from_spawn_to_receipt() {
+    use pandagen_core::budget::{message_cost, EXIT_ROUTE_COST};
+    let mut k = kernel();
+    let parent = spawn(&mut k, "parent");
+    let exits = k.create_channel(parent, T0).unwrap();
+    let before = k.budget(parent).unwrap().used.memory;
+    let unrouted = spawn_child_with_route(&mut k, parent, None);
+    let with_child = k.budget(parent).unwrap().used.memory;
+    let routed = spawn_child_with_route(&mut k, parent, Some(exits));
+    let grant = with_child - before;
+    assert_eq!(
+        k.budget(parent).unwrap().used.memory,
+        with_child + grant + EXIT_ROUTE_COST,
+        "the route's reservation on top of the child's grant"
+    );
+    k.check_invariants().unwrap();
+    k.terminate(routed, ExitReason::Normal, T0).unwrap();
+    let ch = k.channel_of(parent, exits, T0).unwrap();
+    assert_eq!(k.queue_len(ch), Some(1));
+    k.check_invariants().unwrap();
+    let got = k.receive(parent, exits, T0).unwrap().unwrap();
+    assert!(message_cost(got.bytes.len(), 0) <= EXIT_ROUTE_COST);
+    assert_eq!(k.budget(parent).unwrap().used.memory, with_child);
+    k.terminate(unrouted, ExitReason::Normal, T0).unwrap();
+    assert_eq!(k.budget(parent).unwrap().used.memory, before);
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_spawner_that_cannot_pay_for_the_notification_gets_no_routed_child() {
+    use pandagen_abi::error::Resource;
+    use pandagen_abi::Budget;
+    use pandagen_core::budget::{CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST, TASK_COST};
+    let mut k = kernel();
+    let root = spawn(&mut k, "root");
+    let child_budget = Budget::memory(TASK_COST + 4096);
+    // Room for its own task, a channel, and one child's grant: not for
+    // the grant and a route's reservation together.
+    let limit = TASK_COST + CHANNEL_COST + CAP_COST + child_budget.memory + EXIT_ROUTE_COST - 1;
+    let parent = k
+        .spawn(
+            root,
+            SpawnArgs {
+                spec: TaskSpec::new("parent").budget(Budget::memory(limit)),
+                with_image: false,
+                capabilities: &[],
+                exit_channel: None,
+                frames: 0,
+            },
+            T0,
+        )
+        .unwrap()
+        .task;
+    let exits = k.create_channel(parent, T0).unwrap();
+    let tasks = k.task_count();
+    let args = |route| SpawnArgs {
+        spec: TaskSpec::new("child").budget(child_budget),
+        with_image: false,
+        capabilities: &[],
+        exit_channel: route,
+        frames: 0,
+    };
+    assert_eq!(
+        k.spawn(parent, args(Some(exits)), T0).map(|s| s.task),
+        Err(KernelError::ResourceExhausted(Resource::MemoryBudget))
+    );
+    assert_eq!(k.task_count(), tasks, "nothing was created");
+    k.check_invariants().unwrap();
+    // Without a route the same child fits.
+    k.spawn(parent, args(None), T0).unwrap();
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_closed_route_returns_the_reservation() {
+    let mut k = kernel();
+    let parent = spawn(&mut k, "parent");
+    let base = k.budget(parent).unwrap().used;
+    let exits = k.create_channel(parent, T0).unwrap();
+    let child = spawn_child_with_route(&mut k, parent, Some(exits));
+    k.drop_cap(parent, exits, T0).unwrap();
+    k.terminate(child, ExitReason::Normal, T0).unwrap();
+    assert_eq!(k.budget(parent).unwrap().used, base);
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn the_largest_exit_notification_fits_its_reservation() {
+    use pandagen_abi::identity::MAX_EXIT_REASON_TEXT;
+    use pandagen_abi::{ExecutionId, FailureCause, TaskId};
+    use pandagen_core::budget::EXIT_NOTIFICATION_BYTES;
+    let long = "\u{10FFFF}".repeat(MAX_EXIT_REASON_TEXT);
+    for reason in [
+        ExitReason::Normal,
+        ExitReason::Timeout,
+        ExitReason::Cancelled {
+            reason: long.clone(),
+        },
+        ExitReason::Failure {
+            error: FailureCause::Described(long.clone()),
+        },
+    ] {
+        let n = ExitNotification {
+            execution_id: ExecutionId::from_raw(u64::MAX),
+            task_id: Some(TaskId::from_raw(u64::MAX)),
+            reason: reason.bounded(),
+            terminated_at_nanos: u64::MAX,
+        };
+        let bytes = pandagen_core::exit_notification_bytes(&n).unwrap();
+        assert!(
+            bytes.len() <= EXIT_NOTIFICATION_BYTES,
+            "{} bytes",
+            bytes.len()
+        );
+    }
+}
+
+fn spawn_child_with_route(
+    k: &mut pandagen_core::KernelCore,
+    parent: pandagen_abi::TaskId,
+    route: Option<pandagen_abi::CapHandle>,
+) -> pandagen_abi::TaskId {
+    k.spawn(
+        parent,
+        SpawnArgs {
+            spec: TaskSpec::new("child"),
+            with_image: false,
+            capabilities: &[],
+            exit_channel: route,
+            frames: 0,
+        },
+        T0,
+    )
+    .unwrap()
+    .task
 }

@@ -332,7 +332,9 @@ fn exits_go_to_a_kernel_channel_that_a_flood_cannot_reach() {
     let victim = world.info("svc").task_id.unwrap();
     let core = world.kernel().core();
     let public = core.service(PROCESS_MANAGER).unwrap().channel;
-    let route = core.exit_route(victim).expect("the supervisor named a route");
+    let route = core
+        .exit_route(victim)
+        .expect("the supervisor named a route");
     assert_ne!(route, public, "not the channel anyone can send on");
     let flood = |world: &mut World| {
         world.as_client(|k| {

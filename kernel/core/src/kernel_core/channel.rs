@@ -12,7 +12,7 @@ use pandagen_abi::{Budget, CapHandle, CapKind, Instant, KernelError, Rights, Tas
 
 use super::KernelCore;
 use crate::audit::{CapabilityEvent, InvalidationReason};
-use crate::budget::{message_cost, CAP_COST, CHANNEL_COST};
+use crate::budget::{message_cost, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST};
 use crate::cap_table::{Holder, ObjectRef};
 use crate::channel::{Body, ChannelRef, Delivered, Message};
 use crate::task::WakeReason;
@@ -370,35 +370,50 @@ impl KernelCore {
 
     /// Queue a message the kernel itself originates (console input) on
     /// `ch`, with sender [`KERNEL_SENDER`](crate::channel::KERNEL_SENDER)
-    /// and no capabilities, within the queue bound. Needs no capability:
-    /// the kernel decides where its own messages go. Errors:
-    /// `SendFailed(ChannelClosed | QueueFull | MessageTooLarge)`. Returns
-    /// the sequence number. Cost: O(1).
+    /// and no capabilities, within the queue bound, charged to `payer`
+    /// (the task that bound the input to `ch`) until it is received. Needs
+    /// no capability: the kernel decides where its own messages go.
+    /// Errors: `SendFailed(ChannelClosed | QueueFull | MessageTooLarge)`;
+    /// `TaskNotFound(payer)`; `ResourceExhausted(MemoryBudget)` when the
+    /// payer cannot pay (the caller keeps the input and retries, as for a
+    /// full queue). Returns the sequence number. Cost: O(1).
     pub fn send_from_kernel(
         &mut self,
         ch: ChannelRef,
         bytes: Vec<u8>,
+        payer: TaskId,
         _now: Instant,
     ) -> Result<u64, KernelError> {
         self.check_room(ch, bytes.len())?;
-        Ok(self.push_from_kernel(ch, bytes, false))
+        let account = self.pay(payer, message_cost(bytes.len(), 0))?;
+        let mut msg = self.kernel_message(bytes, false);
+        msg.payer = Some(account);
+        Ok(self.push(ch, msg))
     }
 
-    /// Queue the exit notification `bytes` on `ch` in the room the kernel
-    /// keeps for it: it is not counted against the queue bound, so a full
-    /// queue never loses it (the count of such messages is bounded by the
-    /// receiver's children, each notified once). Only a closed or destroyed
-    /// channel refuses it (`SendFailed(ChannelClosed)`). Returns the
-    /// sequence number.
+    /// Queue the exit notification `bytes` on `route`'s channel in the
+    /// room the kernel keeps for it: it is not counted against the queue
+    /// bound, so a full queue never loses it (the count of such messages
+    /// is bounded by the receiver's children, each notified once). The
+    /// route's reservation pays for it until it is received (what it does
+    /// not need is returned now). Only a closed or destroyed channel
+    /// refuses it (`SendFailed(ChannelClosed)`), returning the whole
+    /// reservation. Returns the sequence number.
     pub fn send_exit_from_kernel(
         &mut self,
-        ch: ChannelRef,
+        route: crate::ExitRoute,
         bytes: Vec<u8>,
     ) -> Result<u64, KernelError> {
-        if self.channels.get(ch).is_none_or(|c| c.is_closed()) {
+        let (ch, payer) = (route.channel(), route.payer());
+        let cost = message_cost(bytes.len(), 0);
+        if self.channels.get(ch).is_none_or(|c| c.is_closed()) || cost > EXIT_ROUTE_COST {
+            self.forget_exit_route(route);
             return Err(KernelError::SendFailed(SendError::ChannelClosed));
         }
-        Ok(self.push_from_kernel(ch, bytes, true))
+        self.accounts.release_memory(payer, EXIT_ROUTE_COST - cost);
+        let mut msg = self.kernel_message(bytes, true);
+        msg.payer = Some(payer);
+        Ok(self.push(ch, msg))
     }
 
     /// Queue the kernel message `bytes` (an interrupt notification) on `ch`
@@ -426,13 +441,7 @@ impl KernelCore {
         }
     }
 
-    /// Queue a checked kernel message (`reserved`: in the exit room).
-    fn push_from_kernel(&mut self, ch: ChannelRef, bytes: Vec<u8>, reserved: bool) -> u64 {
-        let msg = self.kernel_message(bytes, reserved);
-        self.push(ch, msg)
-    }
-
-    /// A message from the kernel itself, paid for by nobody.
+    /// A message from the kernel itself (its payer set by the caller).
     fn kernel_message(&mut self, bytes: Vec<u8>, reserved: bool) -> Message {
         Message {
             seq: self.next_seq(),

@@ -37,12 +37,12 @@ pub enum InvariantViolation {
     Scheduler,
     /// A channel's wait list holds a task not blocked on it.
     WaitList(ChannelRef),
-    /// A kernel channel and the service channel it is bound to do not
-    /// name each other, or a kernel channel has a sender or registration.
-    Binding(ChannelRef),
     /// An account's charge disagrees with the objects it pays for, exceeds
     /// its limit, or an object names an account that does not exist.
     Account(AccountId),
+    /// A kernel channel and the service channel it is bound to do not
+    /// name each other, or a kernel channel has a sender or registration.
+    Binding(ChannelRef),
 }
 
 #[derive(Default, PartialEq, Eq, Debug)]
@@ -210,6 +210,9 @@ impl KernelCore {
         }
         for (payer, cost) in self.binding_charges() {
             add(payer, Budget::memory(cost));
+        }
+        for payer in self.exit_route_charges() {
+            add(payer, Budget::memory(crate::budget::EXIT_ROUTE_COST));
         }
         for (_, usage, parent, _) in self.accounts.iter() {
             if let Some(parent) = parent {

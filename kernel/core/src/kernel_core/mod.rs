@@ -35,7 +35,8 @@ pub use fastpath::Switched;
 pub use invariants::InvariantViolation;
 pub use sched::RecvOutcome;
 pub use spawn::{
-    exit_notification_bytes, SpawnArgs, Spawned, EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE,
+    exit_notification_bytes, ExitRoute, SpawnArgs, Spawned, EXIT_NOTIFICATION_SCHEMA,
+    KERNEL_SERVICE,
 };
 pub use task::TaskInfo;
 
@@ -144,7 +145,7 @@ pub struct KernelCore {
     exits_dropped: u64,
     parked: SortedMap<u64, (ChannelRef, Message)>,
     /// Where each spawned task's exit notification goes.
-    exit_routes: SortedMap<TaskId, ChannelRef>,
+    exit_routes: SortedMap<TaskId, ExitRoute>,
     next_cap: u64,
     next_seq: u64,
     next_parked: u64,
