@@ -560,24 +560,11 @@ fn a_kernel_message_its_payer_cannot_afford_is_refused_and_not_queued() {
     use pandagen_abi::Budget;
     let mut k = kernel();
     let root = spawn(&mut k, "root");
-    let poor = k
-        .spawn(
-            root,
-            pandagen_core::SpawnArgs {
-                spec: pandagen_core::TaskSpec::new("poor").budget(Budget::memory(
-                    pandagen_core::budget::TASK_COST
-                        + pandagen_core::budget::CHANNEL_COST
-                        + pandagen_core::budget::CAP_COST,
-                )),
-                with_image: false,
-                capabilities: &[],
-                exit_channel: None,
-                frames: 0,
-            },
-            T0,
-        )
-        .unwrap()
-        .task;
+    let cost = pandagen_core::budget::TASK_COST
+        + pandagen_core::budget::CHANNEL_COST
+        + pandagen_core::budget::CAP_COST;
+    let spec = pandagen_core::TaskSpec::new("poor").budget(Budget::memory(cost));
+    let poor = spawn_under(&mut k, root, spec, None).unwrap();
     let h = k.create_channel(poor, T0).unwrap();
     let ch = chan_ref(&mut k, poor, h);
     assert_eq!(

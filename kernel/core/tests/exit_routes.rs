@@ -135,6 +135,8 @@ struct Bound {
     kernel_channel: pandagen_abi::CapHandle,
     attacker: pandagen_abi::TaskId,
     attacker_send: pandagen_abi::CapHandle,
+    /// The parent's `ServiceRegistry` capability.
+    registry: pandagen_abi::CapHandle,
 }
 
 fn bound_service(capacity: u32) -> Bound {
@@ -164,6 +166,7 @@ fn bound_service(capacity: u32) -> Bound {
         kernel_channel,
         attacker,
         attacker_send,
+        registry,
     }
 }
 
@@ -176,6 +179,7 @@ fn a_flooded_service_channel_still_delivers_exits_through_its_kernel_channel() {
         kernel_channel,
         attacker,
         attacker_send,
+        ..
     } = bound_service(2);
     let children: Vec<_> = (0..3)
         .map(|_| spawn_routed(&mut k, parent, kernel_channel))
@@ -251,6 +255,7 @@ fn service_and_kernel_messages_are_received_in_send_order() {
         kernel_channel,
         attacker,
         attacker_send,
+        ..
     } = bound_service(8);
     let first = spawn_routed(&mut k, parent, kernel_channel);
     let second = spawn_routed(&mut k, parent, kernel_channel);
@@ -286,6 +291,7 @@ fn only_a_receiver_binds_and_nobody_can_send_on_a_kernel_channel() {
         kernel_channel,
         attacker,
         attacker_send,
+        registry,
     } = bound_service(4);
     use pandagen_abi::error::ChannelError;
     assert_eq!(
@@ -307,14 +313,6 @@ fn only_a_receiver_binds_and_nobody_can_send_on_a_kernel_channel() {
         .send(parent, kernel_channel, b"x".to_vec(), &[], T0)
         .is_err());
     // Registering it would let a lookup make a sender.
-    let registry = k
-        .mint(
-            parent,
-            pandagen_core::Mintable::ServiceRegistry,
-            Rights::REGISTER,
-            T0,
-        )
-        .unwrap();
     assert_eq!(
         k.register_service(
             parent,
@@ -406,37 +404,24 @@ fn a_spawner_that_cannot_pay_for_the_notification_gets_no_routed_child() {
     // Room for its own task, a channel, and one child's grant: not for
     // the grant and a route's reservation together.
     let limit = TASK_COST + CHANNEL_COST + CAP_COST + child_budget.memory + EXIT_ROUTE_COST - 1;
-    let parent = k
-        .spawn(
-            root,
-            SpawnArgs {
-                spec: TaskSpec::new("parent").budget(Budget::memory(limit)),
-                with_image: false,
-                capabilities: &[],
-                exit_channel: None,
-                frames: 0,
-            },
-            T0,
-        )
-        .unwrap()
-        .task;
+    let parent = spawn_under(
+        &mut k,
+        root,
+        TaskSpec::new("parent").budget(Budget::memory(limit)),
+        None,
+    )
+    .unwrap();
     let exits = k.create_channel(parent, T0).unwrap();
     let tasks = k.task_count();
-    let args = |route| SpawnArgs {
-        spec: TaskSpec::new("child").budget(child_budget),
-        with_image: false,
-        capabilities: &[],
-        exit_channel: route,
-        frames: 0,
-    };
+    let child = || TaskSpec::new("child").budget(child_budget);
     assert_eq!(
-        k.spawn(parent, args(Some(exits)), T0).map(|s| s.task),
+        spawn_under(&mut k, parent, child(), Some(exits)),
         Err(KernelError::ResourceExhausted(Resource::MemoryBudget))
     );
     assert_eq!(k.task_count(), tasks, "nothing was created");
     k.check_invariants().unwrap();
     // Without a route the same child fits.
-    k.spawn(parent, args(None), T0).unwrap();
+    spawn_under(&mut k, parent, child(), None).unwrap();
     k.check_invariants().unwrap();
 }
 
@@ -489,17 +474,5 @@ fn spawn_child_with_route(
     parent: pandagen_abi::TaskId,
     route: Option<pandagen_abi::CapHandle>,
 ) -> pandagen_abi::TaskId {
-    k.spawn(
-        parent,
-        SpawnArgs {
-            spec: TaskSpec::new("child"),
-            with_image: false,
-            capabilities: &[],
-            exit_channel: route,
-            frames: 0,
-        },
-        T0,
-    )
-    .unwrap()
-    .task
+    spawn_under(k, parent, TaskSpec::new("child"), route).unwrap()
 }

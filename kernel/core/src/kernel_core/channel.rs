@@ -112,10 +112,11 @@ impl KernelCore {
 
     /// Bind a new *kernel channel* to the service channel `service`
     /// (needing `RECEIVE` on it) and give the caller a capability with
-    /// only `RECEIVE` for it, like seL4's bound notification. Nobody ever
-    /// holds a `SEND` capability for a kernel channel (rights only
-    /// attenuate) and it cannot be registered, so only the kernel queues
-    /// on it: exit notifications of the children it is the exit route of,
+    /// only `RECEIVE` for it, like seL4's bound notification: without
+    /// `GRANT` or `TRANSFER` it is never copied or moved, so it is the
+    /// channel's one record. Nobody ever holds a `SEND` capability for a
+    /// kernel channel (rights only attenuate) and it cannot be registered,
+    /// so only the kernel queues on it: exit notifications of the children it is the exit route of,
     /// interrupts and console input bound to it.
     ///
     /// A receive on `service` also takes the kernel channel's messages: of
