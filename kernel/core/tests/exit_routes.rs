@@ -476,3 +476,24 @@ fn spawn_child_with_route(
 ) -> pandagen_abi::TaskId {
     spawn_under(k, parent, TaskSpec::new("child"), route).unwrap()
 }
+
+/// A spawner that dies before its child leaves the reservation on its
+/// closed account; the child's death (its route now closed) returns it,
+/// and everything comes back to the spawner's own parent.
+#[test]
+fn a_spawner_dying_first_gets_its_reservation_back_at_the_childs_death() {
+    let mut k = kernel();
+    let root = spawn(&mut k, "root");
+    let base = k.budget(root).unwrap().used;
+    let parent = spawn_under(&mut k, root, TaskSpec::new("parent"), None).unwrap();
+    let exits = k.create_channel(parent, T0).unwrap();
+    let kernel_channel = k.bind_kernel_channel(parent, exits, T0).unwrap();
+    let child = spawn_child_with_route(&mut k, parent, Some(kernel_channel));
+    k.terminate(parent, ExitReason::Normal, T0).unwrap();
+    k.check_invariants().unwrap();
+    assert_ne!(k.budget(root).unwrap().used, base, "the route is still held");
+    k.terminate(child, ExitReason::Normal, T0).unwrap();
+    k.check_invariants().unwrap();
+    assert_eq!(k.budget(root).unwrap().used, base);
+    assert_eq!(k.channel_count(), 0);
+}
