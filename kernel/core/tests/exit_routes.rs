@@ -491,7 +491,11 @@ fn a_spawner_dying_first_gets_its_reservation_back_at_the_childs_death() {
     let child = spawn_child_with_route(&mut k, parent, Some(kernel_channel));
     k.terminate(parent, ExitReason::Normal, T0).unwrap();
     k.check_invariants().unwrap();
-    assert_ne!(k.budget(root).unwrap().used, base, "the route is still held");
+    assert_ne!(
+        k.budget(root).unwrap().used,
+        base,
+        "the route is still held"
+    );
     k.terminate(child, ExitReason::Normal, T0).unwrap();
     k.check_invariants().unwrap();
     assert_eq!(k.budget(root).unwrap().used, base);
