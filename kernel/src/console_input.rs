@@ -18,7 +18,7 @@
 use alloc::vec::Vec;
 use pandagen_abi::error::SendError;
 use pandagen_abi::syscall::CONSOLE_INPUT_ACTION;
-use pandagen_abi::{KernelError, MessageEnvelope, MessagePayload, SchemaVersion};
+use pandagen_abi::{KernelError, MessageEnvelope, MessagePayload, SchemaVersion, TaskId};
 use pandagen_core::{ChannelRef, KERNEL_SERVICE};
 use pandagen_hal::interrupt::InterruptHal;
 use pandagen_hal::x86_64::{pic, X86Interrupts};
@@ -41,7 +41,9 @@ struct Input {
     len: usize,
     /// Bytes that arrived while the buffer was full.
     overflowed: u64,
-    bound: Option<ChannelRef>,
+    /// The channel input goes to, and the task that bound it, which pays
+    /// for each message until it is received.
+    bound: Option<(ChannelRef, TaskId)>,
 }
 
 impl Input {
@@ -126,7 +128,7 @@ fn deliver_if_free() {
 /// its queue has room.
 pub fn deliver(k: &mut KernelState) {
     let mut input = INPUT.lock();
-    let Some(channel) = input.bound else {
+    let Some((channel, binder)) = input.bound else {
         return;
     };
     if input.overflowed > 0 {
@@ -144,11 +146,14 @@ pub fn deliver(k: &mut KernelState) {
             input.consume(chunk.len());
             continue;
         };
-        match k.core_mut().send_from_kernel(channel, bytes, now) {
+        match k.core_mut().send_from_kernel(channel, bytes, binder, now) {
             Ok(_) => input.consume(chunk.len()),
-            Err(KernelError::SendFailed(SendError::QueueFull)) => break,
+            // Full, or the binder's budget is: the bytes wait for the
+            // receiver to take what is queued.
+            Err(KernelError::SendFailed(SendError::QueueFull))
+            | Err(KernelError::ResourceExhausted(_)) => break,
             Err(_) => {
-                // The channel closed (its receiver ended): keep the bytes
+                // The channel closed or the binder ended: keep the bytes
                 // for the next task that binds the console.
                 input.bound = None;
                 break;
@@ -167,8 +172,8 @@ fn encode(chunk: &[u8]) -> Option<Vec<u8>> {
 /// Deliver console input on `channel` from now on. A new binding replaces
 /// the old one (a restarted console takes over); bytes already typed go to
 /// it at once.
-pub fn bind(k: &mut KernelState, channel: ChannelRef) {
-    INPUT.lock().bound = Some(channel);
+pub fn bind(k: &mut KernelState, channel: ChannelRef, binder: TaskId) {
+    INPUT.lock().bound = Some((channel, binder));
     drain_uart();
     deliver(k);
 }

@@ -337,6 +337,11 @@ pub const SUITES: &[Suite] = &[
         "attack_grant_flood",
         "attack_garbage_caps",
         "attack_exit_flood",
+        "attack_entry",
+        "attack_heap_cycles",
+        "attack_console",
+        "attack_storage_key",
+        "attack_kernel_channel",
     ])
     .manifest(ADVERSARY_MANIFEST)
     .verdicts_from("adversary")

@@ -319,6 +319,16 @@ pub trait KernelApi {
         let _ = (registry, service);
         Err(unsupported(Syscall::MintRegistration))
     }
+    /// Bind a new kernel channel to `channel` (needing `RECEIVE` on it):
+    /// a channel only the kernel writes to, whose messages a receive on
+    /// `channel` also takes (see
+    /// [`Syscall::BindKernelChannel`](crate::syscall::Syscall::BindKernelChannel)).
+    /// The answer's capability has `RECEIVE` only; name it as the exit
+    /// channel of a spawn so that no task can crowd out the notification.
+    fn bind_kernel_channel(&mut self, channel: ChannelId) -> Result<ChannelId, KernelError> {
+        let _ = channel;
+        Err(unsupported(Syscall::BindKernelChannel))
+    }
     /// The task holding `service`'s registration now (`ServiceNotFound` if
     /// nobody does). Needs no capability.
     fn service_registrant(&mut self, service: ServiceId) -> Result<TaskId, KernelError> {

@@ -105,6 +105,12 @@ pub enum SpawnError {
 pub enum ChannelError {
     /// The channel was closed: every endpoint holder dropped it or died.
     Closed,
+    /// Only the kernel writes to this channel (it is bound to a service
+    /// channel, see `Syscall::BindKernelChannel`): it cannot be registered
+    /// as a service nor have a channel bound to it.
+    KernelOnly,
+    /// The service channel already has a kernel channel bound to it.
+    AlreadyBound,
 }
 
 /// Why a send failed. A failed send never enqueues anything.

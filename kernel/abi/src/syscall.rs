@@ -225,6 +225,16 @@ syscall_table! {
         /// of the request as [`ExchangeRegisters`] in `r8`, `r9`, `r12`, `r13`. The
         /// response is [`Syscall::SendReceive`]'s: a [`ReceiveReply`].
         Exchange = 42 [blocks, receives],
+        /// [`CapRequest`] (a channel capability with `RECEIVE`) →
+        /// `CapHandle` of a new *kernel channel* bound to it, with
+        /// `RECEIVE` only: nobody can ever send on it, so only the kernel
+        /// queues there (exit notifications, interrupts, console input
+        /// routed to it). A receive on the service channel also takes the
+        /// kernel channel's messages, the older head first, and a kernel
+        /// message wakes a task blocked receiving on the service channel,
+        /// like seL4's bound notification. The caller pays for the
+        /// channel. Errors: `ChannelError(KernelOnly | AlreadyBound)`.
+        BindKernelChannel = 43 [allocates],
     }
 
     /// Moving, copying and dropping capabilities.
@@ -986,6 +996,7 @@ mod tests {
                 Syscall::MapDeviceMemory,
                 Syscall::BindInterrupt,
                 Syscall::AllocateDma,
+                Syscall::BindKernelChannel,
             ]
         );
         assert_eq!(

@@ -38,6 +38,16 @@ pub const CAP_COST: u64 = 2 * size_of::<Capability>() as u64 + 16;
 /// the table grows by doubling), and the four-entry queue buffer a used
 /// channel keeps (see `slab::fit_queue`).
 pub const CHANNEL_COST: u64 = 2 * size_of::<Channel>() as u64 + 4 * size_of::<Message>() as u64;
+
+/// The most bytes the kernel's exit notification of one task can take: its
+/// reason is cut to `MAX_EXIT_REASON_TEXT`, the rest is fixed-size (a test
+/// encodes the largest of each kind).
+pub const EXIT_NOTIFICATION_BYTES: usize = 1024;
+/// Bytes reserved, when a spawn records an exit route, for the kernel's
+/// notification on it: the queued message it will become. Charged to the
+/// spawner, so that the kernel's own messages are paid for like any other
+/// and delivering one never needs memory nobody was charged for.
+pub const EXIT_ROUTE_COST: u64 = message_cost(EXIT_NOTIFICATION_BYTES, 0);
 /// Bytes charged per task for the core's records (task, scheduler entry,
 /// identity with its name) before the embedding kernel's own share
 /// ([`CoreConfig::task_overhead`](crate::CoreConfig::task_overhead)).

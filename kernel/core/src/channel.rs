@@ -226,6 +226,14 @@ pub(crate) struct Channel {
     /// queued, so that the interrupt path never allocates: an ordinary
     /// push makes room for them first, a pop never shrinks below them.
     pub(crate) kernel_room: u32,
+    /// On a service channel: the kernel-only channel bound to it, whose
+    /// messages a receive on this channel also takes (see
+    /// `KernelCore::bind_kernel_channel`).
+    pub(crate) bound: Option<ChannelRef>,
+    /// On a kernel-only channel: the service channel it is bound to.
+    /// Nobody holds a `SEND` capability for it, and it cannot be
+    /// registered, so only the kernel queues messages on it.
+    pub(crate) bound_to: Option<ChannelRef>,
 }
 
 impl Channel {
@@ -280,8 +288,15 @@ impl Channel {
         self.receivers == 0
     }
 
+    /// No message can ever arrive: no sender, no registration, nothing
+    /// queued, and no binding (while bound, either end may still receive
+    /// the kernel's messages).
     pub(crate) fn is_drained(&self) -> bool {
-        self.senders == 0 && self.registrations == 0 && self.queue.is_empty()
+        self.senders == 0
+            && self.registrations == 0
+            && self.queue.is_empty()
+            && self.bound.is_none()
+            && self.bound_to.is_none()
     }
 }
 
@@ -325,6 +340,8 @@ impl ChannelTable {
             payer,
             reserved_queued: 0,
             kernel_room: 0,
+            bound: None,
+            bound_to: None,
         };
         let index = match self.free.pop() {
             Some(i) => {

@@ -509,16 +509,28 @@ fn kernel_messages_carry_the_kernel_sender_and_respect_bounds() {
     assert_ne!(t, KERNEL_SENDER, "no task is ever the kernel");
     let h = k.create_channel_with_capacity(t, 1, T0).unwrap();
     let ch = chan_ref(&mut k, t, h);
-    k.send_from_kernel(ch, vec![1, 2], T0).unwrap();
+    let before = k.budget(t).unwrap().used.memory;
+    k.send_from_kernel(ch, vec![1, 2], t, T0).unwrap();
     assert_eq!(
-        k.send_from_kernel(ch, vec![3], T0),
+        k.budget(t).unwrap().used.memory,
+        before + pandagen_core::budget::message_cost(2, 0),
+        "the binder pays for the kernel's message while it is queued"
+    );
+    assert_eq!(
+        k.send_from_kernel(ch, vec![3], t, T0),
         Err(KernelError::SendFailed(SendError::QueueFull))
     );
     let m = k.receive(t, h, T0).unwrap().unwrap();
     assert_eq!((m.sender, m.bytes), (KERNEL_SENDER, vec![1, 2]));
+    assert_eq!(
+        k.budget(t).unwrap().used.memory,
+        before,
+        "returned on receipt"
+    );
+    k.check_invariants().unwrap();
     k.drop_cap(t, h, T0).unwrap();
     assert_eq!(
-        k.send_from_kernel(ch, vec![4], T0),
+        k.send_from_kernel(ch, vec![4], t, T0),
         Err(KernelError::SendFailed(SendError::ChannelClosed))
     );
     k.check_invariants().unwrap();
@@ -540,4 +552,25 @@ fn a_message_body_knows_its_length_however_it_is_held() {
         assert_eq!(body.len(), len, "{body:?}");
         assert_eq!(body.is_empty(), len == 0, "{body:?}");
     }
+}
+
+#[test]
+fn a_kernel_message_its_payer_cannot_afford_is_refused_and_not_queued() {
+    use pandagen_abi::error::Resource;
+    use pandagen_abi::Budget;
+    let mut k = kernel();
+    let root = spawn(&mut k, "root");
+    let cost = pandagen_core::budget::TASK_COST
+        + pandagen_core::budget::CHANNEL_COST
+        + pandagen_core::budget::CAP_COST;
+    let spec = pandagen_core::TaskSpec::new("poor").budget(Budget::memory(cost));
+    let poor = spawn_under(&mut k, root, spec, None).unwrap();
+    let h = k.create_channel(poor, T0).unwrap();
+    let ch = chan_ref(&mut k, poor, h);
+    assert_eq!(
+        k.send_from_kernel(ch, vec![7; 64], poor, T0),
+        Err(KernelError::ResourceExhausted(Resource::MemoryBudget))
+    );
+    assert_eq!(k.queue_len(ch), Some(0));
+    k.check_invariants().unwrap();
 }

@@ -28,9 +28,12 @@ fn the_largest_message_is_delivered_and_one_byte_more_is_refused() {
         }))
     );
     let ch = k.channel_of(t, h, T0).unwrap();
-    assert_eq!(k.send_from_kernel(ch, vec![2; max], T0).map(|_| ()), Ok(()));
+    assert_eq!(
+        k.send_from_kernel(ch, vec![2; max], t, T0).map(|_| ()),
+        Ok(())
+    );
     assert!(matches!(
-        k.send_from_kernel(ch, vec![2; max + 1], T0),
+        k.send_from_kernel(ch, vec![2; max + 1], t, T0),
         Err(KernelError::SendFailed(SendError::MessageTooLarge { .. }))
     ));
     assert!(matches!(

@@ -112,7 +112,7 @@ fn a_destroyed_channel_reference_never_names_the_channel_in_its_slot() {
         "no reordering through the old ref"
     );
     assert_eq!(
-        k.send_from_kernel(old, b"lost".to_vec(), T0),
+        k.send_from_kernel(old, b"lost".to_vec(), t, T0),
         Err(KernelError::SendFailed(SendError::ChannelClosed))
     );
     assert_eq!(

@@ -544,6 +544,10 @@ impl World {
                 let r: CapRequest = decode(request)?;
                 core.drop_cap(caller, r.capability, now)?;
             }
+            Syscall::BindKernelChannel => {
+                let r: CapRequest = decode(request)?;
+                core.bind_kernel_channel(caller, r.capability, now)?;
+            }
             Syscall::RegisterService => {
                 let r: RegisterRequest = decode(request)?;
                 let authority = core

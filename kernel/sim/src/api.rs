@@ -132,6 +132,16 @@ impl KernelApi for SimulatedKernel {
         Ok(Cap::from_handle(handle).assume_kind())
     }
 
+    fn bind_kernel_channel(&mut self, channel: ChannelId) -> Result<ChannelId, KernelError> {
+        let caller = self.alive_caller()?;
+        let now = self.clock_now();
+        let handle = self
+            .core
+            .bind_kernel_channel(caller, channel.handle(), now)?;
+        self.bump_activity();
+        Ok(ChannelId::from_handle(handle))
+    }
+
     fn service_registrant(&mut self, service: ServiceId) -> Result<TaskId, KernelError> {
         self.core.service_registrant(service)
     }

@@ -692,8 +692,8 @@ impl SimulatedKernel {
             self.running = None;
         }
         self.lose_handed_to(task);
-        if let Some(channel) = route {
-            self.send_exit_notification(channel, &notification);
+        if let Some(route) = route {
+            self.send_exit_notification(route, &notification);
         }
         self.reap_closed();
         Ok(())

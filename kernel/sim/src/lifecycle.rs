@@ -14,7 +14,7 @@ use pandagen_abi::{
     TaskHandle, TaskId,
 };
 use pandagen_core::channel::KERNEL_SENDER;
-use pandagen_core::{exit_notification_bytes, ChannelRef, SpawnArgs, TaskSpec};
+use pandagen_core::{exit_notification_bytes, ExitRoute, SpawnArgs, TaskSpec};
 
 use crate::fault::{ChannelKey, MessageFault};
 use crate::kernel::{Launch, SimulatedKernel};
@@ -83,15 +83,17 @@ impl SimulatedKernel {
     /// Send `notification` to a parent's exit channel, as the kernel.
     pub(crate) fn send_exit_notification(
         &mut self,
-        channel: ChannelRef,
+        route: ExitRoute,
         notification: &ExitNotification,
     ) {
-        let Ok(bytes) = exit_notification_bytes(notification) else {
+        let envelope = exit_notification_bytes(notification)
+            .ok()
+            .and_then(|bytes| Some((MessageEnvelope::decode(&bytes).ok()?, bytes)));
+        let Some((envelope, bytes)) = envelope else {
+            self.core.forget_exit_route(route);
             return;
         };
-        let Ok(envelope) = MessageEnvelope::decode(&bytes) else {
-            return;
-        };
+        let channel = route.channel();
         let id = envelope.id;
         let key = ChannelKey::from(channel);
         let seq = self.new_seq();
@@ -111,6 +113,7 @@ impl SimulatedKernel {
                 .message_fault(key, EXIT_NOTIFICATION_ACTION, KERNEL_SENDER)
                 == Some(MessageFault::Drop);
         if dropped {
+            self.core.forget_exit_route(route);
             self.record(TraceEvent::Lost {
                 seq,
                 reason: LossReason::InjectedDrop,
@@ -118,7 +121,7 @@ impl SimulatedKernel {
             });
             return;
         }
-        match self.core.send_exit_from_kernel(channel, bytes) {
+        match self.core.send_exit_from_kernel(route, bytes) {
             Ok(core_seq) => self.push_queued(key, core_seq, seq, 0, envelope),
             Err(error) => {
                 let reason = match error {

@@ -51,6 +51,6 @@ fn bind_input(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let ObjectRef::Channel(channel) = info.object else {
         return Err(KernelError::InvalidCapability);
     };
-    crate::console_input::bind(cx.k, channel);
+    crate::console_input::bind(cx.k, channel, cx.caller);
     cx.reply(())
 }

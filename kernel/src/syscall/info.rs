@@ -140,6 +140,7 @@ fn invariant_number(violation: &InvariantViolation) -> u32 {
         InvariantViolation::Scheduler => 10,
         InvariantViolation::WaitList(_) => 11,
         InvariantViolation::Account(_) => 12,
+        InvariantViolation::Binding(_) => 13,
     }
 }
 

@@ -4,8 +4,9 @@
 
 use alloc::vec::Vec;
 use pandagen_abi::syscall::{
-    ExchangeRegisters, IpcCall, MintRegistrationRequest, ObjectSendRequest, ReceiveRequest,
-    RegisterRequest, SendReceiveRequest, SendRequest, ServiceRequest, RESPONSE_BUFFER_BYTES,
+    CapRequest, ExchangeRegisters, IpcCall, MintRegistrationRequest, ObjectSendRequest,
+    ReceiveRequest, RegisterRequest, SendReceiveRequest, SendRequest, ServiceRequest,
+    RESPONSE_BUFFER_BYTES,
 };
 use pandagen_abi::{CapHandle, Duration, Instant, KernelError, TaskId};
 use pandagen_core::RecvOutcome;
@@ -26,7 +27,16 @@ pub(super) fn handler(call: IpcCall) -> Handler {
         IpcCall::MintRegistration => mint_registration,
         IpcCall::ServiceRegistrant => service_registrant,
         IpcCall::Exchange => exchange,
+        IpcCall::BindKernelChannel => bind_kernel_channel,
     }
+}
+
+fn bind_kernel_channel(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: CapRequest = decode(request)?;
+    let handle =
+        cx.k.core_mut()
+            .bind_kernel_channel(cx.caller, request.capability, cx.now)?;
+    cx.reply(handle)
 }
 
 fn create_channel(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {

@@ -2,8 +2,11 @@
 //! watches its children, and applies their restart policies.
 //!
 //! It is event driven and never busy-waits. All input arrives on one
-//! channel — its registered service channel, which is also the
-//! `exit_channel` of every child it spawns — and [`Supervisor::step`]
+//! channel — its registered service channel, to which a kernel channel is
+//! bound that is the `exit_channel` of every child it spawns (only the
+//! kernel can queue there, so a task flooding the service channel delays
+//! an exit notification by at most a queue's length and never loses it)
+//! — and [`Supervisor::step`]
 //! blocks on it with a receive timeout that ends at the next due timer
 //! (a restart, a readiness poll, a liveness check, a stop deadline). A
 //! crash loop therefore costs one spawn per restart delay and never
@@ -21,9 +24,9 @@
 //! the registration (`service_registrant`), never merely because a lookup
 //! succeeds.
 //!
-//! Lost exit notifications: the kernel queues them in room no task's sends
-//! can take, so they are lost only to injected faults (the simulator) or a
-//! closed channel. The kernel removes a dead task's service registrations,
+//! Lost exit notifications: the kernel queues them on a channel no task
+//! can send on, in room kept for them, so they are lost only to injected
+//! faults (the simulator) or a closed channel. The kernel removes a dead task's service registrations,
 //! so every `liveness_interval` the supervisor asks who holds each running
 //! service's registration; if it is no longer the instance, the instance
 //! is handled as an [`InstanceEnd::Vanished`] failure. A send that fails with a closed
@@ -95,6 +98,8 @@ pub enum Activity {
 pub enum BootError {
     CreateChannel(KernelError),
     Register(KernelError),
+    /// The kernel channel for exit notifications could not be bound.
+    BindExits(KernelError),
 }
 
 /// A spawn failure that no retry can fix: the image is missing or not a
@@ -113,7 +118,7 @@ pub fn spawn_error_is_permanent(error: &KernelError) -> bool {
 impl From<BootError> for KernelError {
     fn from(error: BootError) -> Self {
         match error {
-            BootError::CreateChannel(e) | BootError::Register(e) => e,
+            BootError::CreateChannel(e) | BootError::Register(e) | BootError::BindExits(e) => e,
         }
     }
 }
@@ -134,6 +139,10 @@ pub struct Supervisor {
     caps: BootCapabilities,
     config: SupervisorConfig,
     channel: Option<ChannelId>,
+    /// The kernel channel bound to `channel`: every child's exit route.
+    /// Only the kernel can queue on it, so no task can crowd out an exit
+    /// notification; a receive on `channel` takes its messages too.
+    exits: Option<ChannelId>,
     pub(crate) events: EventLog,
     pub(crate) terminator: Option<Terminator>,
     /// What the `pci` service reported (empty until it has).
@@ -155,6 +164,7 @@ impl Supervisor {
             caps,
             config,
             channel: None,
+            exits: None,
             events: EventLog::new(EVENT_LOG_CAPACITY),
             terminator: None,
             devices: Vec::new(),
@@ -176,7 +186,11 @@ impl Supervisor {
         kernel
             .register_service(PROCESS_MANAGER, channel)
             .map_err(BootError::Register)?;
+        let exits = kernel
+            .bind_kernel_channel(channel)
+            .map_err(BootError::BindExits)?;
         self.channel = Some(channel);
+        self.exits = Some(exits);
         for record in &mut self.records {
             // A driver is wanted once its device is found.
             record.wanted = record.binding.is_none();
@@ -517,8 +531,8 @@ impl Supervisor {
             .with_identity(descriptor.kind, descriptor.trust_domain.clone())
             .with_budget(descriptor.budget);
         task.capabilities = minted;
-        if let Some(channel) = self.channel {
-            task = task.with_exit_channel(channel);
+        if let Some(exits) = self.exits {
+            task = task.with_exit_channel(exits);
         }
         let readiness = descriptor.readiness;
         match kernel.spawn_task(task) {

@@ -320,3 +320,49 @@ fn an_exit_notification_survives_a_flooded_process_manager_channel() {
         info.last_end
     );
 }
+
+/// The exit route is not the public channel at all: it is a kernel channel
+/// bound to it, which no task can send on. An attacker that keeps the
+/// public channel full the whole time, refilling it as the supervisor
+/// drains it, still never pushes an exit notification out.
+#[test]
+fn exits_go_to_a_kernel_channel_that_a_flood_cannot_reach() {
+    let mut world = World::new(MANIFEST);
+    world.run_for(ms(50));
+    let victim = world.info("svc").task_id.unwrap();
+    let core = world.kernel().core();
+    let public = core.service(PROCESS_MANAGER).unwrap().channel;
+    let route = core
+        .exit_route(victim)
+        .expect("the supervisor named a route");
+    assert_ne!(route, public, "not the channel anyone can send on");
+    let flood = |world: &mut World| {
+        world.as_client(|k| {
+            let pm = k.lookup_service(PROCESS_MANAGER).unwrap();
+            let noise = || {
+                MessageEnvelope::new(
+                    ServiceId::from_raw(0),
+                    "noise",
+                    SchemaVersion::new(1, 0),
+                    MessagePayload::empty(),
+                )
+            };
+            while k.send_message(pm, noise()).is_ok() {}
+        })
+    };
+    flood(&mut world);
+    world
+        .kernel()
+        .terminate_task_with_reason(victim, ExitReason::Normal);
+    for _ in 0..5 {
+        world.run_for(ms(2));
+        flood(&mut world);
+    }
+    let info = world.info("svc");
+    assert!(
+        matches!(info.last_end, Some(InstanceEnd::Exited(ExitReason::Normal))),
+        "{:?}",
+        info.last_end
+    );
+    world.kernel().core().check_invariants().unwrap();
+}

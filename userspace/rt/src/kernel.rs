@@ -427,6 +427,13 @@ impl KernelApi for Kernel {
         .map(|h| Cap::from_handle(h).assume_kind())
     }
 
+    fn bind_kernel_channel(&mut self, channel: ChannelId) -> Result<ChannelId, KernelError> {
+        let request = CapRequest {
+            capability: channel.handle(),
+        };
+        call_small::<_, CapHandle>(Syscall::BindKernelChannel, &request).map(ChannelId::from_handle)
+    }
+
     fn service_registrant(&mut self, service: ServiceId) -> Result<TaskId, KernelError> {
         call_small(Syscall::ServiceRegistrant, &ServiceRequest { service })
     }

@@ -61,6 +61,64 @@ pub unsafe fn raw_syscall(number: u64, _: *const u8, _: usize, _: *mut u8, _: us
     pandagen_abi::syscall::STATUS_BAD_RESPONSE_BUFFER
 }
 
+/// RFLAGS.NT: set by ring 3 and not masked on `syscall`, the kernel's
+/// `iretq` back would be a task return and raise #GP in ring 0.
+pub const RFLAGS_NT: u64 = 1 << 14;
+/// RFLAGS.DF: a kernel copying with DF set would copy backwards.
+pub const RFLAGS_DF: u64 = 1 << 10;
+
+/// A hostile entry for the tests of the kernel's entry path: system call
+/// `number` made with the RFLAGS bits `set` (at most NT, DF and AC) set
+/// around the `syscall` instruction. Returns the status and the flags
+/// ring 3 sees right after it (which the kernel must restore as they
+/// were). The bits are cleared again before any compiled code runs.
+#[cfg(target_os = "none")]
+pub fn syscall_with_flags_set(
+    number: u64,
+    set: u64,
+    request: &[u8],
+    response: &mut [u8],
+) -> (u64, u64) {
+    const SETTABLE: u64 = RFLAGS_NT | RFLAGS_DF | (1 << 18);
+    let set = set & SETTABLE;
+    let rax: u64;
+    let flags_after: u64;
+    // SAFETY: the buffers are the caller's own (the kernel checks them
+    // too); the flags are set only around the `syscall` and cleared before
+    // any compiler-generated code runs, which assumes DF clear.
+    unsafe {
+        core::arch::asm!(
+            "pushfq",
+            "or qword ptr [rsp], {set}",
+            "popfq",
+            "syscall",
+            "pushfq",
+            "pop {flags}",
+            "pushfq",
+            "and qword ptr [rsp], {clear}",
+            "popfq",
+            set = in(reg) set,
+            clear = in(reg) !set,
+            flags = out(reg) flags_after,
+            inlateout("rax") number => rax,
+            in("rdi") request.as_ptr(),
+            in("rsi") request.len(),
+            in("rdx") response.as_mut_ptr(),
+            in("r10") response.len(),
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    (rax, flags_after)
+}
+
+/// On the host there is no kernel to enter (see [`raw_syscall`]).
+#[cfg(not(target_os = "none"))]
+pub fn syscall_with_flags_set(number: u64, set: u64, _: &[u8], _: &mut [u8]) -> (u64, u64) {
+    let _ = (number, set);
+    (pandagen_abi::syscall::STATUS_BAD_RESPONSE_BUFFER, 0)
+}
+
 /// Issue `call` with `request` encoded into `scratch`, and decode its
 /// `Result<Reply, KernelError>` from `response`. The reply may borrow from
 /// `response`.

@@ -2,9 +2,9 @@
 //! to the suite (`suite_adversary`) and then waits to be killed.
 //!
 //! Every attack program is spawned with, as its first capability, a
-//! send-only capability for the suite's inbox (which is also the exit route
-//! of every attacker, as the process manager's public channel is for its
-//! children). It tries what its finding describes, sends one
+//! send-only capability for the suite's inbox (to which the kernel channel
+//! that is every attacker's exit route is bound, as the process manager's
+//! is to its public channel). It tries what its finding describes, sends one
 //! [`REPORT_ACTION`] message saying whether every attempt was refused, and
 //! then parks until the suite kills it. The suite checks the outcome
 //! independently as well (registrations, capability counts, the services

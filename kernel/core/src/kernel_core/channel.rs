@@ -7,12 +7,12 @@
 //! message without capabilities allocates nothing beyond queue growth.
 
 use alloc::vec::Vec;
-use pandagen_abi::error::{ReceiveError, Resource, SendError};
+use pandagen_abi::error::{ChannelError, ReceiveError, Resource, SendError};
 use pandagen_abi::{Budget, CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
 
 use super::KernelCore;
 use crate::audit::{CapabilityEvent, InvalidationReason};
-use crate::budget::{message_cost, CAP_COST, CHANNEL_COST};
+use crate::budget::{message_cost, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST};
 use crate::cap_table::{Holder, ObjectRef};
 use crate::channel::{Body, ChannelRef, Delivered, Message};
 use crate::task::WakeReason;
@@ -104,14 +104,78 @@ impl KernelCore {
         capacity: u32,
         now: Instant,
     ) -> Result<CapHandle, KernelError> {
+        let capacity = capacity.clamp(1, self.config.max_queue_capacity.max(1));
+        let rights = Rights::SEND | Rights::RECEIVE | Rights::GRANT | Rights::TRANSFER;
+        let (_, handle) = self.new_channel(caller, capacity, rights, None, now)?;
+        Ok(handle)
+    }
+
+    /// Bind a new *kernel channel* to the service channel `service`
+    /// (needing `RECEIVE` on it) and give the caller a capability with
+    /// only `RECEIVE` for it, like seL4's bound notification: without
+    /// `GRANT` or `TRANSFER` it is never copied or moved, so it is the
+    /// channel's one record. Nobody ever holds a `SEND` capability for a
+    /// kernel channel (rights only attenuate) and it cannot be registered,
+    /// so only the kernel queues on it: exit notifications of the children it is the exit route of,
+    /// interrupts and console input bound to it.
+    ///
+    /// A receive on `service` also takes the kernel channel's messages: of
+    /// the two heads, the older by sequence number goes first, so both are
+    /// served in send order and neither can starve the other; a kernel
+    /// message wakes a task blocked receiving on `service`.
+    ///
+    /// The caller pays [`CHANNEL_COST`] + [`CAP_COST`] until the kernel
+    /// channel is gone. When its capability goes (dropped, or its holder
+    /// dies) it closes as any channel does and the service channel can be
+    /// bound again; when the service channel closes first, the kernel
+    /// channel stays receivable through its own capability.
+    ///
+    /// Errors: refusals as for `lookup`; `ChannelError(KernelOnly)` if
+    /// `service` is itself a kernel channel; `ChannelError(AlreadyBound)`;
+    /// `ResourceExhausted(CapabilitySlots | Channels | MemoryBudget)`.
+    pub fn bind_kernel_channel(
+        &mut self,
+        caller: TaskId,
+        service: CapHandle,
+        now: Instant,
+    ) -> Result<CapHandle, KernelError> {
+        let svc = self.receivable(caller, service, now)?;
+        let c = self
+            .channels
+            .get(svc)
+            .expect("a valid capability keeps its channel alive");
+        if c.bound_to.is_some() {
+            return Err(KernelError::ChannelError(ChannelError::KernelOnly));
+        }
+        if c.bound.is_some() {
+            return Err(KernelError::ChannelError(ChannelError::AlreadyBound));
+        }
+        let (bound, handle) = self.new_channel(caller, 1, Rights::RECEIVE, Some(svc), now)?;
+        if let Some(c) = self.channels.get_mut(svc) {
+            c.bound = Some(bound);
+        }
+        Ok(handle)
+    }
+
+    /// Create a channel (bound to `bound_to`, if given) and give the
+    /// caller its first capability with `rights`, charging both to it.
+    fn new_channel(
+        &mut self,
+        caller: TaskId,
+        capacity: u32,
+        rights: Rights,
+        bound_to: Option<ChannelRef>,
+        now: Instant,
+    ) -> Result<(ChannelRef, CapHandle), KernelError> {
         self.require_room(caller, 1)?;
         if self.channels.live() >= self.config.max_channels {
             return Err(KernelError::ResourceExhausted(Resource::Channels));
         }
-        let capacity = capacity.clamp(1, self.config.max_queue_capacity.max(1));
         let payer = self.pay(caller, CHANNEL_COST + CAP_COST)?;
         let ch = self.channels.create(capacity, payer);
-        let rights = Rights::SEND | Rights::RECEIVE | Rights::GRANT | Rights::TRANSFER;
+        if let Some(c) = self.channels.get_mut(ch) {
+            c.bound_to = bound_to;
+        }
         // The creator's capability record is charged with the channel.
         let cap = self.new_record(ObjectRef::Channel(ch), rights, caller, payer);
         self.audit.record(
@@ -125,7 +189,36 @@ impl KernelCore {
                 source: None,
             },
         );
-        Ok(self.install(caller, cap))
+        Ok((ch, self.install(caller, cap)))
+    }
+
+    /// Whether a receive on `ch` would find a message of its bound kernel
+    /// channel.
+    pub(super) fn kernel_messages_waiting(&self, ch: &crate::channel::Channel) -> bool {
+        ch.bound
+            .and_then(|b| self.channels.get(b))
+            .is_some_and(|b| !b.queue.is_empty())
+    }
+
+    /// Where a receive on `ch` takes its next message: `ch`, or its bound
+    /// kernel channel when that one's head is older (or `ch` is empty).
+    fn receive_source(&self, ch: ChannelRef) -> ChannelRef {
+        let Some(c) = self.channels.get(ch) else {
+            return ch;
+        };
+        let Some(bound) = c.bound else {
+            return ch;
+        };
+        let kernel_head = self
+            .channels
+            .get(bound)
+            .and_then(|b| b.queue.front())
+            .map(|m| m.seq);
+        match (c.queue.front().map(|m| m.seq), kernel_head) {
+            (None, Some(_)) => bound,
+            (Some(own), Some(kernel)) if kernel < own => bound,
+            _ => ch,
+        }
     }
 
     /// The channel object a channel capability designates (validated like
@@ -278,35 +371,50 @@ impl KernelCore {
 
     /// Queue a message the kernel itself originates (console input) on
     /// `ch`, with sender [`KERNEL_SENDER`](crate::channel::KERNEL_SENDER)
-    /// and no capabilities, within the queue bound. Needs no capability:
-    /// the kernel decides where its own messages go. Errors:
-    /// `SendFailed(ChannelClosed | QueueFull | MessageTooLarge)`. Returns
-    /// the sequence number. Cost: O(1).
+    /// and no capabilities, within the queue bound, charged to `payer`
+    /// (the task that bound the input to `ch`) until it is received. Needs
+    /// no capability: the kernel decides where its own messages go.
+    /// Errors: `SendFailed(ChannelClosed | QueueFull | MessageTooLarge)`;
+    /// `TaskNotFound(payer)`; `ResourceExhausted(MemoryBudget)` when the
+    /// payer cannot pay (the caller keeps the input and retries, as for a
+    /// full queue). Returns the sequence number. Cost: O(1).
     pub fn send_from_kernel(
         &mut self,
         ch: ChannelRef,
         bytes: Vec<u8>,
+        payer: TaskId,
         _now: Instant,
     ) -> Result<u64, KernelError> {
         self.check_room(ch, bytes.len())?;
-        Ok(self.push_from_kernel(ch, bytes, false))
+        let account = self.pay(payer, message_cost(bytes.len(), 0))?;
+        let mut msg = self.kernel_message(bytes, false);
+        msg.payer = Some(account);
+        Ok(self.push(ch, msg))
     }
 
-    /// Queue the exit notification `bytes` on `ch` in the room the kernel
-    /// keeps for it: it is not counted against the queue bound, so a full
-    /// queue never loses it (the count of such messages is bounded by the
-    /// receiver's children, each notified once). Only a closed or destroyed
-    /// channel refuses it (`SendFailed(ChannelClosed)`). Returns the
-    /// sequence number.
+    /// Queue the exit notification `bytes` on `route`'s channel in the
+    /// room the kernel keeps for it: it is not counted against the queue
+    /// bound, so a full queue never loses it (the count of such messages
+    /// is bounded by the receiver's children, each notified once). The
+    /// route's reservation pays for it until it is received (what it does
+    /// not need is returned now). Only a closed or destroyed channel
+    /// refuses it (`SendFailed(ChannelClosed)`), returning the whole
+    /// reservation. Returns the sequence number.
     pub fn send_exit_from_kernel(
         &mut self,
-        ch: ChannelRef,
+        route: crate::ExitRoute,
         bytes: Vec<u8>,
     ) -> Result<u64, KernelError> {
-        if self.channels.get(ch).is_none_or(|c| c.is_closed()) {
+        let (ch, payer) = (route.channel(), route.payer());
+        let cost = message_cost(bytes.len(), 0);
+        if self.channels.get(ch).is_none_or(|c| c.is_closed()) || cost > EXIT_ROUTE_COST {
+            self.forget_exit_route(route);
             return Err(KernelError::SendFailed(SendError::ChannelClosed));
         }
-        Ok(self.push_from_kernel(ch, bytes, true))
+        self.accounts.release_memory(payer, EXIT_ROUTE_COST - cost);
+        let mut msg = self.kernel_message(bytes, true);
+        msg.payer = Some(payer);
+        Ok(self.push(ch, msg))
     }
 
     /// Queue the kernel message `bytes` (an interrupt notification) on `ch`
@@ -334,13 +442,7 @@ impl KernelCore {
         }
     }
 
-    /// Queue a checked kernel message (`reserved`: in the exit room).
-    fn push_from_kernel(&mut self, ch: ChannelRef, bytes: Vec<u8>, reserved: bool) -> u64 {
-        let msg = self.kernel_message(bytes, reserved);
-        self.push(ch, msg)
-    }
-
-    /// A message from the kernel itself, paid for by nobody.
+    /// A message from the kernel itself (its payer set by the caller).
     fn kernel_message(&mut self, bytes: Vec<u8>, reserved: bool) -> Message {
         Message {
             seq: self.next_seq(),
@@ -403,13 +505,16 @@ impl KernelCore {
         self.channel_with(caller, handle, Rights::RECEIVE, now)
     }
 
-    /// Deliver the head of `ch`'s queue to `caller` (already validated).
+    /// Deliver the head of `ch`'s queue, or of its bound kernel channel
+    /// (see [`KernelCore::bind_kernel_channel`]), to `caller` (already
+    /// validated).
     pub(super) fn take(
         &mut self,
         caller: TaskId,
         ch: ChannelRef,
         now: Instant,
     ) -> Result<Option<Delivered>, KernelError> {
+        let ch = self.receive_source(ch);
         let room = self
             .tasks
             .get(caller)
@@ -712,12 +817,13 @@ impl KernelCore {
         } else {
             c.push_back(msg);
         }
-        if let Some(slot) = c.waiters.head() {
-            self.sched.wake(slot, Some(&mut c.waiters));
-            if let Some(t) = self.tasks.by_slot_mut(slot) {
-                t.wake = Some(WakeReason::MessageArrived);
-            }
-        }
+        // A kernel channel's message wakes a receiver of the channel it is
+        // bound to when nobody waits on it directly.
+        let woken = match (c.waiters.head(), c.bound_to) {
+            (None, Some(service)) => service,
+            _ => ch,
+        };
+        self.wake_one(woken, WakeReason::MessageArrived);
         seq
     }
 }

@@ -94,7 +94,7 @@ impl KernelCore {
             _ => return None,
         };
         let r = self.channels.get(from)?;
-        if !r.queue.is_empty() || r.is_drained() {
+        if !r.queue.is_empty() || r.is_drained() || self.kernel_messages_waiting(r) {
             return None;
         }
         if !self.sched.would_run_next(receiver_slot) {

@@ -7,7 +7,7 @@ use pandagen_abi::{Budget, Rights, ServiceId, TaskId};
 use super::KernelCore;
 use crate::budget::{message_cost, AccountId, CAP_COST, CHANNEL_COST};
 use crate::cap_table::{CapId, Capability, Holder, ObjectRef};
-use crate::channel::{ChannelRef, Message};
+use crate::channel::{Channel, ChannelRef, Message};
 use crate::sched::{BlockedOn, SchedState};
 
 /// The first inconsistency `check_invariants` found.
@@ -40,6 +40,9 @@ pub enum InvariantViolation {
     /// An account's charge disagrees with the objects it pays for, exceeds
     /// its limit, or an object names an account that does not exist.
     Account(AccountId),
+    /// A kernel channel and the service channel it is bound to do not
+    /// name each other, or a kernel channel has a sender or registration.
+    Binding(ChannelRef),
 }
 
 #[derive(Default, PartialEq, Eq, Debug)]
@@ -126,6 +129,18 @@ impl KernelCore {
             if c.is_closed() && !c.queue.is_empty() {
                 return Err(InvariantViolation::ClosedChannelNotEmpty(ch));
             }
+            let names_back =
+                |other: Option<ChannelRef>, back: fn(&Channel) -> Option<ChannelRef>| {
+                    other.is_none_or(|o| self.channels.get(o).is_none_or(|oc| back(oc) == Some(ch)))
+                };
+            let kernel_only = c.bound_to.is_none() || (c.senders == 0 && c.registrations == 0);
+            if !kernel_only
+                || !names_back(c.bound, |oc| oc.bound_to)
+                || !names_back(c.bound_to, |oc| oc.bound)
+                || c.bound.is_some_and(|b| self.channels.get(b).is_none())
+            {
+                return Err(InvariantViolation::Binding(ch));
+            }
             for slot in self.sched.iter_list(c.waiters) {
                 let blocked_here = matches!(
                     self.sched.state(slot),
@@ -195,6 +210,9 @@ impl KernelCore {
         }
         for (payer, cost) in self.binding_charges() {
             add(payer, Budget::memory(cost));
+        }
+        for payer in self.exit_route_charges() {
+            add(payer, Budget::memory(crate::budget::EXIT_ROUTE_COST));
         }
         for (_, usage, parent, _) in self.accounts.iter() {
             if let Some(parent) = parent {

@@ -35,7 +35,8 @@ pub use fastpath::Switched;
 pub use invariants::InvariantViolation;
 pub use sched::RecvOutcome;
 pub use spawn::{
-    exit_notification_bytes, SpawnArgs, Spawned, EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE,
+    exit_notification_bytes, ExitRoute, SpawnArgs, Spawned, EXIT_NOTIFICATION_SCHEMA,
+    KERNEL_SERVICE,
 };
 pub use task::TaskInfo;
 
@@ -144,7 +145,7 @@ pub struct KernelCore {
     exits_dropped: u64,
     parked: SortedMap<u64, (ChannelRef, Message)>,
     /// Where each spawned task's exit notification goes.
-    exit_routes: SortedMap<TaskId, ChannelRef>,
+    exit_routes: SortedMap<TaskId, ExitRoute>,
     next_cap: u64,
     next_seq: u64,
     next_parked: u64,
@@ -465,7 +466,9 @@ impl KernelCore {
             };
             if closing {
                 let queue = c.take_queue();
+                let service = c.bound_to;
                 self.unregister_channel(ch);
+                self.unbind_kernel_channel(ch, service);
                 self.wake_all(ch, WakeReason::ChannelClosed);
                 for msg in queue {
                     self.release_message(&msg);
@@ -484,6 +487,20 @@ impl KernelCore {
                 }
             }
             self.settle_channel(ch);
+        }
+    }
+
+    /// A kernel channel `ch` bound to `service` has closed: the service
+    /// channel may be bound again, and may now be drained.
+    fn unbind_kernel_channel(&mut self, ch: ChannelRef, service: Option<ChannelRef>) {
+        let Some(service) = service else {
+            return;
+        };
+        if let Some(c) = self.channels.get_mut(service) {
+            if c.bound == Some(ch) {
+                c.bound = None;
+                self.settle_channel(service);
+            }
         }
     }
 

@@ -9,7 +9,7 @@
 //! object capabilities.
 
 use alloc::vec::Vec;
-use pandagen_abi::error::Resource;
+use pandagen_abi::error::{ChannelError, Resource};
 use pandagen_abi::{CapHandle, CapKind, Instant, KernelError, Rights, ServiceId, TaskId};
 
 use super::KernelCore;
@@ -60,6 +60,11 @@ impl KernelCore {
             }
         }
         let ch = self.receivable(caller, channel, now)?;
+        if self.channels.get(ch).is_some_and(|c| c.bound_to.is_some()) {
+            // A lookup would make a sender of a channel only the kernel
+            // may write to.
+            return Err(KernelError::ChannelError(ChannelError::KernelOnly));
+        }
         if self.registry.get(service).is_some() {
             return Err(KernelError::ServiceAlreadyRegistered(service));
         }

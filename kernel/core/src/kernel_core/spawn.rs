@@ -9,6 +9,12 @@
 //! proved `RECEIVE` on it at spawn time (it is the spawner's own channel,
 //! so nobody can aim a child's notifications at a third party's queue).
 //!
+//! The notification is paid for: recording a route charges the spawner
+//! [`EXIT_ROUTE_COST`] (the largest notification's queued message), which
+//! becomes the queued message's charge when the child dies — so delivery
+//! never needs memory nobody paid for — and is returned when the message
+//! is received or discarded, or at once if the route's channel has closed.
+//!
 //! Exit notifications are never lost while their channel is open:
 //! * the reason is bounded ([`ExitReason::bounded`]), so the envelope
 //!   always fits one message;
@@ -34,6 +40,7 @@ use pandagen_abi::{
 
 use super::device::{DEVICE_RIGHTS, ROOT_DEVICE_CAPS};
 use super::KernelCore;
+use crate::budget::{AccountId, EXIT_ROUTE_COST};
 use crate::cap_table::{Mintable, ObjectRef};
 use crate::channel::ChannelRef;
 use crate::task::TaskSpec;
@@ -116,6 +123,13 @@ impl KernelCore {
             None => None,
         };
         self.authorize_child_budget(spawner, args)?;
+        if exit_route.is_some() {
+            // The child's budget and the route's reservation, together.
+            let account = self.account_of(spawner)?;
+            let budget = self.budget_for(&args.spec, Some(account));
+            let both = budget.saturating_add(Budget::memory(EXIT_ROUTE_COST));
+            self.accounts.check(account, both)?;
+        }
         Ok(exit_route)
     }
 
@@ -172,6 +186,13 @@ impl KernelCore {
                 self.delegate_all(spawner, handles, task, now)
             }
         });
+        let moved = match (moved, exit_route) {
+            (Ok(moved), Some(channel)) => self.pay(spawner, EXIT_ROUTE_COST).map(|payer| {
+                self.exit_routes.insert(task, ExitRoute { channel, payer });
+                moved
+            }),
+            (moved, _) => moved,
+        };
         let capabilities = match moved {
             Ok(moved) => moved,
             Err(error) => {
@@ -182,9 +203,6 @@ impl KernelCore {
                 return Err(error);
             }
         };
-        if let Some(ch) = exit_route {
-            self.exit_routes.insert(task, ch);
-        }
         Ok(Spawned {
             task,
             execution,
@@ -255,14 +273,29 @@ impl KernelCore {
 
     /// The exit channel recorded for `task` by [`KernelCore::spawn`].
     pub fn exit_route(&self, task: TaskId) -> Option<ChannelRef> {
-        self.exit_routes.get(&task).copied()
+        self.exit_routes.get(&task).map(|route| route.channel)
     }
 
     /// Remove `task`'s exit route and return it, so that the caller
     /// delivers the notification itself after `terminate` (the simulator
-    /// does, to apply its fault plan to it).
-    pub fn take_exit_route(&mut self, task: TaskId) -> Option<ChannelRef> {
+    /// does, to apply its fault plan to it). The route still holds its
+    /// reservation: give it back to
+    /// [`send_exit_from_kernel`](Self::send_exit_from_kernel) or
+    /// [`forget_exit_route`](Self::forget_exit_route).
+    pub fn take_exit_route(&mut self, task: TaskId) -> Option<ExitRoute> {
         self.exit_routes.remove(&task)
+    }
+
+    /// Give up a taken route without a notification (one lost to an
+    /// injected fault): its reservation is returned.
+    pub fn forget_exit_route(&mut self, route: ExitRoute) {
+        self.accounts.release_memory(route.payer, EXIT_ROUTE_COST);
+    }
+
+    /// What the exit routes of live tasks hold in reservations, by payer
+    /// (for `check_invariants`).
+    pub(super) fn exit_route_charges(&self) -> impl Iterator<Item = AccountId> + '_ {
+        self.exit_routes.values().map(|route| route.payer)
     }
 
     /// Deliver `notification` on the exit route its task was spawned with
@@ -273,13 +306,36 @@ impl KernelCore {
         let Some(task) = notification.task_id else {
             return false;
         };
-        let Some(channel) = self.exit_routes.remove(&task) else {
+        let Some(route) = self.exit_routes.remove(&task) else {
             return false;
         };
         let Ok(bytes) = exit_notification_bytes(notification) else {
+            self.forget_exit_route(route);
             return false;
         };
-        self.send_exit_from_kernel(channel, bytes).is_ok()
+        self.send_exit_from_kernel(route, bytes).is_ok()
+    }
+}
+
+/// Where a task's exit notification goes, and who paid for it
+/// ([`EXIT_ROUTE_COST`], reserved when the route was recorded). Not
+/// `Clone`: it is delivered or forgotten once.
+#[must_use = "an exit route holds a reservation: send on it or forget it"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct ExitRoute {
+    channel: ChannelRef,
+    payer: AccountId,
+}
+
+impl ExitRoute {
+    /// The channel the notification goes to.
+    pub fn channel(&self) -> ChannelRef {
+        self.channel
+    }
+
+    /// The account the notification is charged to.
+    pub(crate) fn payer(&self) -> AccountId {
+        self.payer
     }
 }
 

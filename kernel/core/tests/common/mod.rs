@@ -95,3 +95,21 @@ pub fn spawn_routed(k: &mut KernelCore, parent: TaskId, exits: CapHandle) -> Tas
     .unwrap()
     .task
 }
+
+/// Spawn an image-less child of `parent` from `spec`, its exits routed to
+/// `exit_channel` if given.
+pub fn spawn_under(
+    k: &mut KernelCore,
+    parent: TaskId,
+    spec: TaskSpec,
+    exit_channel: Option<CapHandle>,
+) -> Result<TaskId, pandagen_abi::KernelError> {
+    let args = pandagen_core::SpawnArgs {
+        spec,
+        with_image: false,
+        capabilities: &[],
+        exit_channel,
+        frames: 0,
+    };
+    k.spawn(parent, args, T0).map(|spawned| spawned.task)
+}

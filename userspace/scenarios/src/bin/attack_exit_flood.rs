@@ -1,12 +1,13 @@
 //! Adversary (issue 13, finding 7): a child tries to make its own exit
-//! notification disappear. Its parent's exit route is a channel the child
-//! can also send on (as the process manager's public channel is for its
-//! children), so it fills that channel, then exits with a reason far longer
-//! than a message may be. The kernel must still deliver the notification:
-//! the reason is bounded and the notification goes into room no send can
-//! take. The suite checks that it arrives.
+//! notification disappear. Its parent receives its exit notification on a
+//! channel the child can also send on (as the process manager's public
+//! channel is for its children), so it fills that channel, then exits
+//! with a reason far longer than a message may be. The kernel must still
+//! deliver the notification: the reason is bounded, and the route is the
+//! kernel channel bound to that channel, which no task can send on. The
+//! suite checks that it arrives.
 //!
-//! Capabilities: the suite's inbox (send), which is also its exit route.
+//! Capabilities: the suite's inbox (send).
 #![no_std]
 #![no_main]
 

@@ -19,7 +19,9 @@ use pandagen_abi::{
     Cap, CapHandle, CapKind, ChannelId, Duration, ExitReason, KernelApi, KernelError,
     MessageEnvelope, MessagePayload, Rights, SchemaVersion, ServiceId,
 };
-use pandagen_rt::syscall::{raw_exchange, raw_syscall};
+use pandagen_rt::syscall::{
+    raw_exchange, raw_syscall, syscall_with_flags_set, RFLAGS_DF, RFLAGS_NT,
+};
 use pandagen_rt::{println, Kernel};
 use pandagen_scenarios::{rdtsc, spawn, spawn_raw_echo, wait_exit, Tally};
 
@@ -231,52 +233,13 @@ fn object_capabilities(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), K
     kernel.drop_capability(cap.erase())
 }
 
-/// RFLAGS.NT: with NT set by ring 3 and not masked on `syscall`, the
-/// kernel's `iretq` back would be a task return and raise #GP in ring 0.
-const RFLAGS_NT: u64 = 1 << 14;
-/// RFLAGS.DF: a kernel copying with DF set would copy backwards.
-const RFLAGS_DF: u64 = 1 << 10;
-
-/// A system call made with RFLAGS.NT and RFLAGS.DF set. Returns the status
-/// and the flags ring 3 sees afterwards (its own, restored).
-fn syscall_with_hostile_flags(number: u64, request: &[u8], response: &mut [u8]) -> (u64, u64) {
-    let rax: u64;
-    let flags_after: u64;
-    // SAFETY: NT and DF are set only around the `syscall` and cleared
-    // again before any compiler-generated code runs; the kernel validates
-    // the buffers, which are this task's own.
-    unsafe {
-        core::arch::asm!(
-            "pushfq",
-            "or qword ptr [rsp], {nt_df}",
-            "popfq",
-            "syscall",
-            "pushfq",
-            "pop {flags}",
-            "pushfq",
-            "and qword ptr [rsp], {clear}",
-            "popfq",
-            nt_df = const RFLAGS_NT | RFLAGS_DF,
-            clear = const !(RFLAGS_NT | RFLAGS_DF),
-            flags = out(reg) flags_after,
-            inlateout("rax") number => rax,
-            in("rdi") request.as_ptr(),
-            in("rsi") request.len(),
-            in("rdx") response.as_mut_ptr(),
-            in("r10") response.len(),
-            lateout("rcx") _,
-            lateout("r11") _,
-        );
-    }
-    (rax, flags_after)
-}
-
 /// Ring 3 enters the kernel with NT and DF set: the kernel must mask them
 /// (FMASK), answer normally, and hand ring 3 its own flags back.
 fn hostile_rflags(_kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelError> {
     let tally = &mut shared.tally;
     let mut response = [0u8; 256];
-    let (status, flags) = syscall_with_hostile_flags(SYSCALL_COUNT, &[], &mut response);
+    let (status, flags) =
+        syscall_with_flags_set(SYSCALL_COUNT, RFLAGS_NT | RFLAGS_DF, &[], &mut response);
     let answered = match decode_status(status) {
         Ok(len) => match postcard::from_bytes::<Result<(), KernelError>>(&response[..len]) {
             Ok(Err(KernelError::Syscall(SyscallError::UnknownSyscall(n))))
