@@ -234,7 +234,7 @@ syscall_table! {
         /// message wakes a task blocked receiving on the service channel,
         /// like seL4's bound notification. The caller pays for the
         /// channel. Errors: `ChannelError(KernelOnly | AlreadyBound)`.
-        BindKernelChannel = 43 [allocates],
+        BindKernelChannel = 44 [allocates],
     }
 
     /// Moving, copying and dropping capabilities.
