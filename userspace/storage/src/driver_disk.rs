@@ -33,6 +33,8 @@ use pandagen_abi::{
     ServiceId,
 };
 
+use crate::device::for_each_piece;
+
 /// How long a request may go unanswered before the driver is taken to be
 /// gone. Generous: under emulation a 12 KiB transfer takes milliseconds.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -157,7 +159,7 @@ impl<K: KernelApi> DriverBlockClient<K> {
     }
 
     /// `buf` from the blocks read ahead, if they hold all of it.
-    fn from_read_ahead(&self, first: u64, buf: &mut [u8]) -> bool {
+    fn copy_read_ahead(&self, first: u64, buf: &mut [u8]) -> bool {
         let Some((start, bytes)) = &self.read_ahead else {
             return false;
         };
@@ -192,26 +194,23 @@ impl<K: KernelApi> BlockDevice for DriverBlockClient<K> {
         let piece = self.piece_bytes();
         let block_size = self.block_size as usize;
         if buf.len() < piece {
-            if !self.from_read_ahead(first, buf) {
+            if !self.copy_read_ahead(first, buf) {
                 let blocks = (piece / block_size) as u64;
                 let count = blocks.min(self.block_count - first) as u32;
                 let mut ahead = vec![0u8; count as usize * block_size];
                 self.read_ahead = None;
                 self.read_piece(first, count, &mut ahead)?;
                 self.read_ahead = Some((first, ahead));
-                if !self.from_read_ahead(first, buf) {
+                if !self.copy_read_ahead(first, buf) {
                     return Err(BlockError::Device);
                 }
             }
             return Ok(());
         }
-        let mut block = first;
-        for chunk in buf.chunks_mut(piece) {
-            let count = (chunk.len() / block_size) as u32;
-            self.read_piece(block, count, chunk)?;
-            block += u64::from(count);
-        }
-        Ok(())
+        for_each_piece(first, buf.len(), self.block_size, piece, |block, range| {
+            let count = (range.len() / block_size) as u32;
+            self.read_piece(block, count, &mut buf[range])
+        })
     }
 
     fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), BlockError> {
@@ -219,20 +218,19 @@ impl<K: KernelApi> BlockDevice for DriverBlockClient<K> {
         // Whatever part of it reaches the device, the blocks read ahead
         // may no longer be what the device holds.
         self.read_ahead = None;
-        let piece = self.piece_bytes();
-        let mut block = first;
-        for chunk in bytes.chunks(piece) {
-            let data: Vec<u8> = chunk.to_vec();
-            match self.call(&BlockRequest::Write {
+        for_each_piece(
+            first,
+            bytes.len(),
+            self.block_size,
+            MAX_TRANSFER,
+            |block, range| match self.call(&BlockRequest::Write {
                 first: block,
-                bytes: data,
+                bytes: bytes[range].to_vec(),
             })? {
-                BlockReply::Done => {}
-                _ => return Err(BlockError::Device),
-            }
-            block += (chunk.len() / self.block_size as usize) as u64;
-        }
-        Ok(())
+                BlockReply::Done => Ok(()),
+                _ => Err(BlockError::Device),
+            },
+        )
     }
 
     fn flush(&mut self) -> Result<(), BlockError> {

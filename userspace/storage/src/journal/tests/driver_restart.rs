@@ -95,10 +95,14 @@ fn replayed_after_restart(driver: &Driver) -> Vec<CommitRecord> {
     replay(&mut j)
 }
 
+/// A way for the driver to die, given how many whole blocks of a torn
+/// write reach the disk.
+type Death = fn(&mut Driver, usize);
+
 /// Ways the driver dies in the middle of the commit of a 700-byte record:
 /// before the frame is written, with the frame written whole but not
 /// flushed, and with the frame torn after each of its blocks.
-fn deaths() -> Vec<(&'static str, fn(&mut Driver, usize))> {
+fn deaths() -> Vec<(&'static str, Death)> {
     vec![
         ("before the write", |d, _| d.die_after(0)),
         ("before the flush", |d, _| d.die_after(1)),
