@@ -252,19 +252,31 @@ fn reboot(
     Ok(())
 }
 
+/// Run `cmd` with `disk_image` attached until a task prints a complete
+/// `[SUITE] DONE` line (`Some`) or `timeout` passes (`None`), then kill
+/// it: for runs whose root, the process manager, never ends them. Returns
+/// the serial output.
+pub fn run_until_done(
+    cmd: Command,
+    disk_image: &Path,
+    timeout: Duration,
+) -> TaskResult<(String, Option<()>)> {
+    let mut machine = Machine::start(cmd, disk_image)?;
+    let finished = machine.wait_for(timeout, |text| {
+        complete_lines(text)
+            .any(|line| line.contains("[SUITE] DONE"))
+            .then_some(())
+    });
+    Ok((machine.kill(), finished))
+}
+
 fn driver_crash(
     make: &dyn Fn() -> TaskResult<Command>,
     disk_image: &Path,
     transcript: &mut String,
     report: &mut Report,
 ) -> TaskResult<()> {
-    let mut machine = Machine::start(make()?, disk_image)?;
-    let finished = machine.wait_for(DRIVER_CRASH_TIMEOUT, |text| {
-        complete_lines(text)
-            .any(|line| line.contains("[SUITE] DONE"))
-            .then_some(())
-    });
-    let text = machine.kill();
+    let (text, finished) = run_until_done(make()?, disk_image, DRIVER_CRASH_TIMEOUT)?;
     let guest = crate::serial::parse_trusting(&text, Some(DRIVER_CRASH_TASK));
     transcript.push_str(&text);
     for name in &guest.passed {
