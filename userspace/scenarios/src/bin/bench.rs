@@ -37,7 +37,7 @@ use pandagen_abi::syscall::{
 };
 use pandagen_abi::{
     CapHandle, ChannelId, Duration, IdentityKind, KernelApi, KernelError, MessageEnvelope,
-    MessagePayload, Priority,
+    MessagePayload, Priority, Rights,
 };
 use pandagen_rt::syscall::{null, raw_exchange, raw_syscall};
 use pandagen_rt::{println, Kernel};
