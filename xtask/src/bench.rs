@@ -79,19 +79,47 @@ struct QemuBench {
     name: &'static str,
     boot_cfg: BootConfig,
     programs: &'static [&'static str],
+    /// A service manifest (repository-relative) for a system-mode run.
+    manifest: Option<&'static str>,
+    /// For a run on a fresh virtio-blk disk, whose root (the process
+    /// manager) never ends it: the task whose `[BENCH]` lines count. The
+    /// run ends when that task prints `[SUITE] DONE`.
+    disk_task: Option<&'static str>,
 }
+
+/// The disk of a benchmark run, in MiB.
+const BENCH_DISK_MIB: u64 = 32;
 
 const QEMU_BENCHES: &[QemuBench] = &[
     QemuBench {
         name: "bench",
         boot_cfg: BootConfig::mode(BootMode::Bench),
         programs: BENCH_PROGRAMS,
+        manifest: None,
+        disk_task: None,
     },
     // Storage Map put/get through ring-3 IPC: root `bench_storage`.
     QemuBench {
         name: "bench-storage",
         boot_cfg: BootConfig::bench("storage"),
         programs: &["bench_storage", "storage"],
+        manifest: None,
+        disk_task: None,
+    },
+    // The same with storage's journal on the virtio-blk disk, through the
+    // ring-3 driver (puts wait for the driver's flush).
+    QemuBench {
+        name: "bench-storage-disk",
+        boot_cfg: BootConfig::mode(BootMode::System),
+        programs: &[
+            "process_manager",
+            "pci",
+            "virtio_blk",
+            "storage",
+            "bench_storage_disk",
+        ],
+        manifest: Some("userspace/process_manager/manifests/bench-storage-disk.manifest"),
+        disk_task: Some("bench-storage-disk"),
     },
 ];
 
@@ -118,10 +146,11 @@ pub fn run(layout: &Layout, qemu_only: bool) -> TaskResult<bool> {
     let kernel = build::kernel(layout, profile, KernelKind::Test)?;
     println!("== kernel benchmarks (QEMU TCG, -icount shift=0: 1 TSC tick = 1 instruction) ==");
     for qb in QEMU_BENCHES {
+        let manifest = qb.manifest.map(|m| layout.root.join(m));
         let spec = ImageSpec {
             boot_cfg: qb.boot_cfg,
             programs: qb.programs,
-            manifest: None,
+            manifest: manifest.as_deref(),
         };
         let image = layout.bench_dir().join(format!("{}.img", qb.name));
         build::images(
@@ -140,18 +169,39 @@ pub fn run(layout: &Layout, qemu_only: bool) -> TaskResult<bool> {
             extra_profiles: &["bench"],
         };
         let log = qemu::log_path(layout, qb.name);
-        let captured =
-            qemu::run_captured(qemu::command(layout, &machine)?, BENCH_TIMEOUT, &log, &[])?;
-        let report = serial::parse(&captured.serial);
-        if captured.exit != qemu::Exit::Code(EXIT_PASS) {
-            ok = false;
-            println!(
-                "{} run: {} (log: {})",
-                qb.name,
-                captured.exit.describe(),
-                log.display()
-            );
-        }
+        let report = if let Some(task) = qb.disk_task {
+            let disk_image = layout.bench_dir().join(format!("{}.disk.img", qb.name));
+            crate::disk::prepare(&disk_image, BENCH_DISK_MIB, true)?;
+            let (text, finished) = crate::disk_suites::run_until_done(
+                qemu::command(layout, &machine)?,
+                &disk_image,
+                BENCH_TIMEOUT,
+            )?;
+            std::fs::write(&log, &text)?;
+            let report = serial::parse_trusting(&text, Some(task));
+            if finished.is_none() || report.done != Some((1, 0)) {
+                ok = false;
+                println!(
+                    "{} run: {task} did not finish cleanly (log: {})",
+                    qb.name,
+                    log.display()
+                );
+            }
+            report
+        } else {
+            let captured =
+                qemu::run_captured(qemu::command(layout, &machine)?, BENCH_TIMEOUT, &log, &[])?;
+            if captured.exit != qemu::Exit::Code(EXIT_PASS) {
+                ok = false;
+                println!(
+                    "{} run: {} (log: {})",
+                    qb.name,
+                    captured.exit.describe(),
+                    log.display()
+                );
+            }
+            serial::parse(&captured.serial)
+        };
         if report.benches.is_empty() {
             ok = false;
             println!(
@@ -354,11 +404,28 @@ mod tests {
         let all = crate::programs::discover(&Layout::from_xtask_manifest()).unwrap();
         for qb in QEMU_BENCHES {
             qb.boot_cfg.validate().unwrap();
-            assert_eq!(qb.boot_cfg.mode, BootMode::Bench, "{}", qb.name);
-            let root = qb
-                .boot_cfg
-                .suite
-                .map_or_else(|| "bench".to_string(), |s| format!("bench_{s}"));
+            let root = if qb.disk_task.is_some() {
+                // A system run: the process manager starts the manifest's
+                // services, the bench program among them.
+                assert_eq!(qb.boot_cfg.mode, BootMode::System, "{}", qb.name);
+                let manifest = qb.manifest.expect("a system run has a manifest");
+                let text =
+                    std::fs::read_to_string(Layout::from_xtask_manifest().root.join(manifest))
+                        .unwrap();
+                for image in crate::programs::manifest_images(&text) {
+                    assert!(
+                        qb.programs.contains(&image.as_str()),
+                        "{}: no {image}",
+                        qb.name
+                    );
+                }
+                crate::programs::SYSTEM_ROOT.to_string()
+            } else {
+                assert_eq!(qb.boot_cfg.mode, BootMode::Bench, "{}", qb.name);
+                qb.boot_cfg
+                    .suite
+                    .map_or_else(|| "bench".to_string(), |s| format!("bench_{s}"))
+            };
             assert!(
                 qb.programs.contains(&root.as_str()),
                 "{}: no {root}",

@@ -12,6 +12,11 @@
 //!   acknowledged record must be present at the next boot, nothing may be
 //!   torn, and the journal must open. The seed is printed; `--seed` and
 //!   `--cuts` (default [`DEFAULT_CUTS`]) repeat or lengthen a run.
+//! * **driver crash**: storage and `drivercrash_suite` on a fresh disk, one
+//!   boot. The suite program crashes the virtio-blk driver (through the
+//!   process manager's control capability, which only it holds) while
+//!   storage writes, and prints its checks as `[TEST]` lines; only lines
+//!   of the task `drivercrash` count.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -38,7 +43,13 @@ const MAX_CUT_DELAY_MS: u64 = 1500;
 pub enum DiskRun {
     Reboot,
     PowerCut,
+    DriverCrash,
 }
+
+/// The task whose `[TEST]` lines are the driver-crash suite's verdicts.
+const DRIVER_CRASH_TASK: &str = "drivercrash";
+/// How long the driver-crash suite's one boot may take.
+const DRIVER_CRASH_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Options of the power-cut suite.
 #[derive(Clone, Copy, Debug, Default)]
@@ -148,6 +159,7 @@ pub fn run(
     let result = match which {
         DiskRun::Reboot => reboot(make, disk_image, &mut transcript, report),
         DiskRun::PowerCut => power_cuts(make, disk_image, &mut transcript, options, report),
+        DiskRun::DriverCrash => driver_crash(make, disk_image, &mut transcript, report),
     };
     std::fs::write(log, &transcript)?;
     result
@@ -236,6 +248,57 @@ fn reboot(
             "reboot/all_versions_read_back",
             format!("got `{}`", versions.trim()),
         );
+    }
+    Ok(())
+}
+
+/// Run `cmd` with `disk_image` attached until a task prints a complete
+/// `[SUITE] DONE` line (`Some`) or `timeout` passes (`None`), then kill
+/// it: for runs whose root, the process manager, never ends them. Returns
+/// the serial output.
+pub fn run_until_done(
+    cmd: Command,
+    disk_image: &Path,
+    timeout: Duration,
+) -> TaskResult<(String, Option<()>)> {
+    let mut machine = Machine::start(cmd, disk_image)?;
+    let finished = machine.wait_for(timeout, |text| {
+        complete_lines(text)
+            .any(|line| line.contains("[SUITE] DONE"))
+            .then_some(())
+    });
+    Ok((machine.kill(), finished))
+}
+
+fn driver_crash(
+    make: &dyn Fn() -> TaskResult<Command>,
+    disk_image: &Path,
+    transcript: &mut String,
+    report: &mut Report,
+) -> TaskResult<()> {
+    let (text, finished) = run_until_done(make()?, disk_image, DRIVER_CRASH_TIMEOUT)?;
+    let guest = crate::serial::parse_trusting(&text, Some(DRIVER_CRASH_TASK));
+    transcript.push_str(&text);
+    for name in &guest.passed {
+        report.pass(name);
+    }
+    for (name, why) in &guest.failed {
+        report.fail(name, why.clone());
+    }
+    let counted = (guest.passed.len() as u64, guest.failed.len() as u64);
+    match (finished, guest.done) {
+        (Some(()), Some(done)) if done == counted && done.0 > 0 => {}
+        (Some(()), Some(done)) => report.fail(
+            "drivercrash/done",
+            format!("the tally {done:?} does not match the checks seen {counted:?}"),
+        ),
+        _ => report.fail(
+            "drivercrash/done",
+            format!(
+                "no `[SUITE] DONE` from {DRIVER_CRASH_TASK} within {}s",
+                DRIVER_CRASH_TIMEOUT.as_secs()
+            ),
+        ),
     }
     Ok(())
 }

@@ -303,6 +303,26 @@ pub const SUITES: &[Suite] = &[
     .manifest("userspace/process_manager/manifests/suite-powercut.manifest")
     .timeout(900)
     .disk(crate::disk_suites::DiskRun::PowerCut),
+    // The virtio-blk driver crashed while storage writes (by the suite's
+    // program, through the process manager's control capability): the
+    // commit in flight gets a typed error, the driver is restarted, the
+    // same storage instance commits again, and every acknowledged record
+    // is on the disk.
+    Suite::new(
+        "drivercrash-bios",
+        Firmware::Bios,
+        BootConfig::mode(BootMode::System),
+    )
+    .programs(&[
+        "process_manager",
+        "pci",
+        "virtio_blk",
+        "storage",
+        "drivercrash_suite",
+    ])
+    .manifest("userspace/process_manager/manifests/suite-drivercrash.manifest")
+    .timeout(120)
+    .disk(crate::disk_suites::DiskRun::DriverCrash),
     // Kernel memory accounting (userspace/scenarios/src/bin/suite_soak.rs):
     // 10,000 spawn/exit and 1,000 service crash/restart cycles, then the
     // heap-cycle attack; kernel heap and frames must be back at baseline

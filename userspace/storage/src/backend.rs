@@ -23,6 +23,7 @@ use alloc::rc::Rc;
 use core::cell::RefCell;
 use serde::{Deserialize, Serialize};
 
+use crate::ids::CommitSeq;
 use crate::record::CommitRecord;
 use crate::siphash::SipKey;
 
@@ -71,6 +72,15 @@ pub trait StorageBackend {
     /// the life of the data (they survive restarts). A backend that never
     /// compacts answers 0.
     fn compactions(&self) -> u64;
+
+    /// Take the backend back into service after a failed `apply`, without
+    /// a restart of its user: the medium went away mid-write and is back
+    /// (a disk driver crashed and was restarted). Whatever the failed
+    /// write left on the medium is made unreplayable first (its commit was
+    /// reported as failed), then the durable history is found again and
+    /// must end at `last`, the user's last acknowledged commit (`Corrupt`
+    /// if not). Until this succeeds, `apply` stays refused.
+    fn recover(&mut self, last: CommitSeq) -> Result<(), BackendError>;
 }
 
 impl<B: StorageBackend + ?Sized> StorageBackend for Box<B> {
@@ -91,6 +101,10 @@ impl<B: StorageBackend + ?Sized> StorageBackend for Box<B> {
 
     fn compactions(&self) -> u64 {
         (**self).compactions()
+    }
+
+    fn recover(&mut self, last: CommitSeq) -> Result<(), BackendError> {
+        (**self).recover(last)
     }
 }
 
@@ -116,5 +130,9 @@ impl<B: StorageBackend> StorageBackend for Rc<RefCell<B>> {
 
     fn compactions(&self) -> u64 {
         self.borrow().compactions()
+    }
+
+    fn recover(&mut self, last: CommitSeq) -> Result<(), BackendError> {
+        self.borrow_mut().recover(last)
     }
 }

@@ -9,6 +9,7 @@
 //! the device — which is exactly the torn write the journal recovers from.
 
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use pandagen_abi::block::{on_device, whole_blocks, BlockDevice};
 use pandagen_abi::syscall::MAX_BLOCK_TRANSFER;
@@ -47,6 +48,29 @@ fn block_error(error: KernelError) -> BlockError {
     }
 }
 
+/// Split a transfer of `len` bytes (whole blocks of `block_size`) from
+/// block `first` into pieces of at most `max` bytes (at least one block),
+/// and run `each(block, bytes)` on them in order, stopping at the first
+/// error: the block it starts at and its range of the caller's buffer.
+pub(crate) fn for_each_piece(
+    first: u64,
+    len: usize,
+    block_size: u32,
+    max: usize,
+    mut each: impl FnMut(u64, Range<usize>) -> Result<(), BlockError>,
+) -> Result<(), BlockError> {
+    let block_size = block_size as usize;
+    let piece = (max / block_size).max(1) * block_size;
+    let (mut block, mut at) = (first, 0);
+    while at < len {
+        let end = len.min(at + piece);
+        each(block, at..end)?;
+        block += ((end - at) / block_size) as u64;
+        at = end;
+    }
+    Ok(())
+}
+
 impl<K: KernelApi> BlockCallClient<K> {
     /// Ask the kernel for the device's geometry (needs `READ`).
     pub fn open(mut kernel: K, device: CapHandle) -> Result<Self, KernelError> {
@@ -63,12 +87,6 @@ impl<K: KernelApi> BlockCallClient<K> {
     /// The kernel error behind the last failed request.
     pub fn last_error(&self) -> Option<KernelError> {
         self.last_error
-    }
-
-    /// Whole blocks per call.
-    fn piece_bytes(&self) -> usize {
-        let block_size = self.block_size as usize;
-        (MAX_BLOCK_TRANSFER / block_size).max(1) * block_size
     }
 
     /// The device's rules, checked here so that a request the kernel would
@@ -95,37 +113,91 @@ impl<K: KernelApi> BlockDevice for BlockCallClient<K> {
 
     fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
         self.check(first, buf.len())?;
-        let piece = self.piece_bytes();
-        let mut block = first;
-        for chunk in buf.chunks_mut(piece) {
-            let count = (chunk.len() / self.block_size as usize) as u32;
-            let bytes: Vec<u8> = match self.kernel.block_read(self.device, block, count) {
-                Ok(bytes) => bytes,
-                Err(e) => return Err(self.fail(e)),
-            };
-            if bytes.len() != chunk.len() {
-                return Err(BlockError::Device);
-            }
-            chunk.copy_from_slice(&bytes);
-            block += u64::from(count);
-        }
-        Ok(())
+        let block_size = self.block_size;
+        for_each_piece(
+            first,
+            buf.len(),
+            block_size,
+            MAX_BLOCK_TRANSFER,
+            |block, range| {
+                let count = (range.len() / block_size as usize) as u32;
+                let bytes: Vec<u8> = match self.kernel.block_read(self.device, block, count) {
+                    Ok(bytes) => bytes,
+                    Err(e) => return Err(self.fail(e)),
+                };
+                let chunk = &mut buf[range];
+                if bytes.len() != chunk.len() {
+                    return Err(BlockError::Device);
+                }
+                chunk.copy_from_slice(&bytes);
+                Ok(())
+            },
+        )
     }
 
     fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), BlockError> {
         self.check(first, bytes.len())?;
-        let piece = self.piece_bytes();
-        let mut block = first;
-        for chunk in bytes.chunks(piece) {
-            if let Err(e) = self.kernel.block_write(self.device, block, chunk) {
-                return Err(self.fail(e));
-            }
-            block += (chunk.len() / self.block_size as usize) as u64;
-        }
-        Ok(())
+        for_each_piece(
+            first,
+            bytes.len(),
+            self.block_size,
+            MAX_BLOCK_TRANSFER,
+            |block, range| {
+                self.kernel
+                    .block_write(self.device, block, &bytes[range])
+                    .map_err(|e| self.fail(e))
+            },
+        )
     }
 
     fn flush(&mut self) -> Result<(), BlockError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn pieces(
+        first: u64,
+        len: usize,
+        max: usize,
+        fail_at: Option<u64>,
+    ) -> Vec<(u64, Range<usize>)> {
+        let mut seen = Vec::new();
+        let result = for_each_piece(first, len, 512, max, |block, range| {
+            seen.push((block, range));
+            if Some(block) == fail_at {
+                return Err(BlockError::Device);
+            }
+            Ok(())
+        });
+        assert_eq!(result.is_err(), fail_at.is_some());
+        seen
+    }
+
+    #[test]
+    fn a_transfer_is_split_into_whole_block_pieces_in_order() {
+        assert_eq!(
+            pieces(10, 5 * 512, 1024, None),
+            vec![(10, 0..1024), (12, 1024..2048), (14, 2048..2560)]
+        );
+        // A limit that is not a whole number of blocks rounds down, but
+        // never below one block.
+        assert_eq!(
+            pieces(0, 2 * 512, 700, None),
+            vec![(0, 0..512), (1, 512..1024)]
+        );
+        assert_eq!(pieces(0, 0, 1024, None), vec![]);
+    }
+
+    #[test]
+    fn the_first_failed_piece_ends_the_transfer() {
+        assert_eq!(
+            pieces(0, 6 * 512, 1024, Some(2)),
+            vec![(0, 0..1024), (2, 1024..2048)]
+        );
     }
 }

@@ -11,6 +11,13 @@
 //! restarted instance through the same capability, which names the
 //! driver's service rather than one instance of it. While the driver is
 //! between instances (not registered), sends fail the same way.
+//!
+//! Reads smaller than a request read ahead: the journal's recovery walks
+//! its frames one by one (a header block, then the body), and a driver
+//! round trip for each would make every boot's recovery grow with the
+//! journal. What was read ahead is kept until the next write, and only
+//! this client writes the device (the block capability is storage's
+//! alone), so it is never stale.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -26,6 +33,8 @@ use pandagen_abi::{
     ServiceId,
 };
 
+use crate::device::for_each_piece;
+
 /// How long a request may go unanswered before the driver is taken to be
 /// gone. Generous: under emulation a 12 KiB transfer takes milliseconds.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -38,6 +47,8 @@ pub struct DriverBlockClient<K: KernelApi> {
     block_size: u32,
     block_count: u64,
     timeout: Duration,
+    /// Blocks read ahead: the first one and their bytes.
+    read_ahead: Option<(u64, Vec<u8>)>,
 }
 
 impl<K: KernelApi> core::fmt::Debug for DriverBlockClient<K> {
@@ -76,6 +87,7 @@ impl<K: KernelApi> DriverBlockClient<K> {
             block_size: 0,
             block_count: 0,
             timeout: ANSWER_TIMEOUT,
+            read_ahead: None,
         };
         match client.call(&BlockRequest::Info)? {
             BlockReply::Info(info) if info.block_size > 0 => {
@@ -134,6 +146,38 @@ impl<K: KernelApi> DriverBlockClient<K> {
         let block_size = self.block_size as usize;
         (MAX_TRANSFER / block_size).max(1) * block_size
     }
+
+    /// Read `count` blocks from `first` in one request.
+    fn read_piece(&mut self, first: u64, count: u32, into: &mut [u8]) -> Result<(), BlockError> {
+        match self.call(&BlockRequest::Read { first, count })? {
+            BlockReply::Data(bytes) if bytes.len() == into.len() => {
+                into.copy_from_slice(&bytes);
+                Ok(())
+            }
+            _ => Err(BlockError::Device),
+        }
+    }
+
+    /// `buf` from the blocks read ahead, if they hold all of it.
+    fn copy_read_ahead(&self, first: u64, buf: &mut [u8]) -> bool {
+        let Some((start, bytes)) = &self.read_ahead else {
+            return false;
+        };
+        let Some(offset) = first
+            .checked_sub(*start)
+            .and_then(|blocks| usize::try_from(blocks).ok())
+            .and_then(|blocks| blocks.checked_mul(self.block_size as usize))
+        else {
+            return false;
+        };
+        match bytes.get(offset..offset.saturating_add(buf.len())) {
+            Some(held) => {
+                buf.copy_from_slice(held);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl<K: KernelApi> BlockDevice for DriverBlockClient<K> {
@@ -148,39 +192,45 @@ impl<K: KernelApi> BlockDevice for DriverBlockClient<K> {
     fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
         self.check(first, buf.len())?;
         let piece = self.piece_bytes();
-        let mut block = first;
-        for chunk in buf.chunks_mut(piece) {
-            let count = (chunk.len() / self.block_size as usize) as u32;
-            match self.call(&BlockRequest::Read {
-                first: block,
-                count,
-            })? {
-                BlockReply::Data(bytes) if bytes.len() == chunk.len() => {
-                    chunk.copy_from_slice(&bytes)
+        let block_size = self.block_size as usize;
+        if buf.len() < piece {
+            if !self.copy_read_ahead(first, buf) {
+                let blocks = (piece / block_size) as u64;
+                let count = blocks.min(self.block_count - first) as u32;
+                let mut ahead = vec![0u8; count as usize * block_size];
+                self.read_ahead = None;
+                self.read_piece(first, count, &mut ahead)?;
+                self.read_ahead = Some((first, ahead));
+                if !self.copy_read_ahead(first, buf) {
+                    return Err(BlockError::Device);
                 }
-                _ => return Err(BlockError::Device),
             }
-            block += u64::from(count);
+            return Ok(());
         }
-        Ok(())
+        for_each_piece(first, buf.len(), self.block_size, piece, |block, range| {
+            let count = (range.len() / block_size) as u32;
+            self.read_piece(block, count, &mut buf[range])
+        })
     }
 
     fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), BlockError> {
         self.check(first, bytes.len())?;
-        let piece = self.piece_bytes();
-        let mut block = first;
-        for chunk in bytes.chunks(piece) {
-            let data: Vec<u8> = chunk.to_vec();
-            match self.call(&BlockRequest::Write {
+        // Whatever part of it reaches the device, the blocks read ahead
+        // may no longer be what the device holds.
+        self.read_ahead = None;
+        for_each_piece(
+            first,
+            bytes.len(),
+            self.block_size,
+            MAX_TRANSFER,
+            |block, range| match self.call(&BlockRequest::Write {
                 first: block,
-                bytes: data,
+                bytes: bytes[range].to_vec(),
             })? {
-                BlockReply::Done => {}
-                _ => return Err(BlockError::Device),
-            }
-            block += (chunk.len() / self.block_size as usize) as u64;
-        }
-        Ok(())
+                BlockReply::Done => Ok(()),
+                _ => Err(BlockError::Device),
+            },
+        )
     }
 
     fn flush(&mut self) -> Result<(), BlockError> {

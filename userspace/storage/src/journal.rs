@@ -212,6 +212,9 @@ pub struct JournalBackend<D: BlockDevice> {
     /// `apply` is refused until `replay` has found the tail, and again
     /// after a failed write, until the next `replay`.
     ready: bool,
+    /// Where the frame of a commit reported as failed starts, until its
+    /// header is known to be voided on the medium.
+    failed_frame: Option<u64>,
 }
 
 impl<D: BlockDevice> core::fmt::Debug for JournalBackend<D> {
@@ -909,6 +912,7 @@ impl<D: BlockDevice> JournalBackend<D> {
             last_seq: CommitSeq::ZERO,
             pack_bytes: 0,
             ready: false,
+            failed_frame: None,
         };
         journal.adopt(sb);
         journal
@@ -993,6 +997,20 @@ impl<D: BlockDevice> JournalBackend<D> {
     /// settling) raises it by one.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Void the header of the frame of a commit reported as failed, so
+    /// that no recovery replays it, and forget it once that is on the
+    /// medium.
+    fn void_failed_frame(&mut self) -> Result<(), BackendError> {
+        let Some(at) = self.failed_frame else {
+            return Ok(());
+        };
+        let void = vec![0u8; self.block_size];
+        io(self.device.write_blocks(at, &void))?;
+        io(self.device.flush())?;
+        self.failed_frame = None;
+        Ok(())
     }
 
     /// The first journal block (just past the pending segment).
@@ -1320,12 +1338,12 @@ impl<D: BlockDevice> StorageBackend for JournalBackend<D> {
             // as failed; either way accept nothing more until recovery has
             // found the real tail. (If the process dies instead, nobody was
             // told the commit failed, and replaying a whole frame is right.)
-            let void = vec![0u8; self.block_size];
-            let _ = self
-                .device
-                .write_blocks(self.tail, &void)
-                .and_then(|()| self.device.flush());
+            // When the device is gone (its driver died mid-request) the
+            // void fails too, and `recover` writes it once the device is
+            // back.
+            self.failed_frame = Some(self.tail);
             self.ready = false;
+            let _ = self.void_failed_frame();
             return Err(BackendError::Io);
         }
         self.tail += blocks;
@@ -1394,6 +1412,16 @@ impl<D: BlockDevice> StorageBackend for JournalBackend<D> {
     /// The superblock generation: each compaction step raises it.
     fn compactions(&self) -> u64 {
         self.generation
+    }
+
+    fn recover(&mut self, last: CommitSeq) -> Result<(), BackendError> {
+        self.void_failed_frame()?;
+        self.replay(&mut |_| {})?;
+        if self.last_seq != last {
+            self.ready = false;
+            return Err(BackendError::Corrupt);
+        }
+        Ok(())
     }
 }
 

@@ -12,6 +12,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::backend::{BackendError, RecoveryReport, StorageBackend};
+use crate::ids::CommitSeq;
 use crate::record::CommitRecord;
 use crate::siphash::{siphash24, SipKey};
 
@@ -170,6 +171,18 @@ impl StorageBackend for MemoryBackend {
     /// The journal in memory is never compacted.
     fn compactions(&self) -> u64 {
         0
+    }
+
+    /// A torn frame is at the end of the journal, where `replay` cuts it
+    /// off.
+    fn recover(&mut self, last: CommitSeq) -> Result<(), BackendError> {
+        let mut found = CommitSeq::ZERO;
+        self.replay(&mut |record| found = record.seq)?;
+        if found != last {
+            self.crashed = true;
+            return Err(BackendError::Corrupt);
+        }
+        Ok(())
     }
 }
 

@@ -149,6 +149,9 @@ pub struct ObjectStore<B: StorageBackend> {
     catalog: Catalog,
     txs: BTreeMap<TxId, TxRecord>,
     next_tx: u64,
+    /// The last `apply` failed other than for room: the backend must be
+    /// recovered before it takes another record.
+    backend_failed: bool,
 }
 
 impl<B: StorageBackend> ObjectStore<B> {
@@ -176,6 +179,7 @@ impl<B: StorageBackend> ObjectStore<B> {
             catalog,
             txs: BTreeMap::new(),
             next_tx: u64::from(instance) << 32 | 1,
+            backend_failed: false,
         };
         store.commit_record(alloc::vec![Change::Open { instance }], None)?;
         Ok((store, report))
@@ -231,7 +235,10 @@ impl<B: StorageBackend> ObjectStore<B> {
     }
 
     /// Make `record` durable, then apply it. Nothing is applied if the
-    /// backend refuses it.
+    /// backend refuses it. After a failed write (the medium went away, as
+    /// when a disk driver dies mid-request) the backend is recovered in
+    /// place first, so that the store carries on once the medium is back;
+    /// while it is not, every commit fails with the recovery's error.
     fn commit_record(
         &mut self,
         changes: Vec<Change>,
@@ -242,7 +249,14 @@ impl<B: StorageBackend> ObjectStore<B> {
             changes,
             origin,
         };
-        self.backend.apply(&record)?;
+        if self.backend_failed {
+            self.backend.recover(self.catalog.last_seq)?;
+            self.backend_failed = false;
+        }
+        if let Err(error) = self.backend.apply(&record) {
+            self.backend_failed = error != BackendError::Full;
+            return Err(error.into());
+        }
         let seq = record.seq;
         self.catalog.apply(record)?;
         Ok(seq)

@@ -28,7 +28,7 @@ use alloc::boxed::Box;
 use pandagen_rt::abi::block::BlockDevice;
 use pandagen_rt::abi::error::Resource;
 use pandagen_rt::abi::services::VIRTIO_BLK;
-use pandagen_rt::abi::{Cap, CapHandle, KernelError};
+use pandagen_rt::abi::{Cap, CapHandle, KernelApi, KernelError};
 use pandagen_rt::{println, Kernel};
 use pandagen_storage::{
     BlockCallClient, DriverBlockClient, JournalBackend, MemoryBackend, StorageBackend,
@@ -138,6 +138,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     // instance of this program within one: the server's boot tag.
     let secret = pandagen_rt::syscall::program_secret()?.secret;
     let boot = u32::from_le_bytes([secret[0], secret[1], secret[2], secret[3]]);
+    let replay_started = kernel.now();
     let (mut server, report) = match StorageServer::open(backend) {
         Ok((server, report)) => (server.with_boot(boot), report),
         Err(e) => {
@@ -146,7 +147,14 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         }
     };
     if report.records > 0 {
-        println!("storage: replayed {} commits", report.records);
+        println!(
+            "storage: replayed {} commits in {} ms",
+            report.records,
+            kernel
+                .now()
+                .saturating_duration_since(replay_started)
+                .as_millis()
+        );
     }
     let channel = StorageServer::<Box<dyn StorageBackend>>::register(kernel)?;
     kernel.debug("storage: serving");

@@ -11,6 +11,7 @@ use crate::store::{ObjectStore, DURABLE_ANSWERS};
 use crate::transaction::TransactionalStorage;
 
 mod compaction;
+mod driver_restart;
 mod frames;
 mod layout;
 mod older_volumes;
