@@ -12,12 +12,14 @@
 //! bytes for the next try; a full buffer drops the oldest bytes and the
 //! next message says how many. Output written while no display service
 //! runs (it died, and its restart has not taken over yet) waits for the
-//! next one.
+//! next one. Each message is charged to the task that took the screen
+//! over until it reads it; when that budget is spent, the bytes wait as
+//! they do for a full queue.
 
 use alloc::vec::Vec;
 use pandagen_abi::error::SendError;
 use pandagen_abi::screen::{ScreenColour, ScreenOutput, MAX_SCREEN_OUTPUT, SCREEN_OUTPUT_ACTION};
-use pandagen_abi::{KernelError, MessageEnvelope, MessagePayload, SchemaVersion};
+use pandagen_abi::{KernelError, MessageEnvelope, MessagePayload, SchemaVersion, TaskId};
 use pandagen_core::{ChannelRef, KERNEL_SERVICE};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
@@ -38,7 +40,9 @@ struct Output {
     len: usize,
     /// Oldest bytes dropped for room since the last delivery.
     dropped: u64,
-    bound: Option<ChannelRef>,
+    /// The display service's channel, and the task that took the screen
+    /// over, which pays for the messages queued there until it reads them.
+    bound: Option<(ChannelRef, TaskId)>,
 }
 
 const COLOURS: [ScreenColour; 4] = [
@@ -112,8 +116,8 @@ pub fn push(bytes: &[u8], colour: ScreenColour) {
 
 /// Send to `channel` from now on (a restarted display service replaces
 /// the binding), and send what waits at once.
-pub fn bind(k: &mut KernelState, channel: ChannelRef) {
-    interrupts::without_interrupts(|| OUTPUT.lock().bound = Some(channel));
+pub fn bind(k: &mut KernelState, channel: ChannelRef, payer: TaskId) {
+    interrupts::without_interrupts(|| OUTPUT.lock().bound = Some((channel, payer)));
     deliver(k);
 }
 
@@ -146,12 +150,12 @@ pub fn deliver(k: &mut KernelState) {
     loop {
         let taken = interrupts::without_interrupts(|| {
             let mut output = OUTPUT.lock();
-            let channel = output.bound?;
+            let (channel, payer) = output.bound?;
             let (colour, bytes) = output.peek_run()?;
             let dropped = core::mem::take(&mut output.dropped);
-            Some((channel, colour, bytes, dropped))
+            Some(((channel, payer), colour, bytes, dropped))
         });
-        let Some((channel, colour, bytes, dropped)) = taken else {
+        let Some(((channel, payer), colour, bytes, dropped)) = taken else {
             return;
         };
         let len = bytes.len();
@@ -161,7 +165,7 @@ pub fn deliver(k: &mut KernelState) {
             dropped,
         });
         let sent = match message {
-            Some(message) => k.core_mut().send_from_kernel(channel, message, now),
+            Some(message) => k.core_mut().send_from_kernel(channel, message, payer, now),
             // Cannot happen for a bounded run: drop it rather than stall.
             None => Ok(0),
         };
@@ -174,7 +178,12 @@ pub fn deliver(k: &mut KernelState) {
                 }
                 Err(e) => {
                     output.dropped += dropped;
-                    if !matches!(e, KernelError::SendFailed(SendError::QueueFull)) {
+                    let retry_later = matches!(
+                        e,
+                        KernelError::SendFailed(SendError::QueueFull)
+                            | KernelError::ResourceExhausted(_)
+                    );
+                    if !retry_later {
                         // The display service ended: keep the bytes for
                         // its next instance.
                         output.bound = None;

@@ -351,7 +351,8 @@ syscall_table! {
         /// drawn to the channel instead (needs `READ | WRITE` on the
         /// `Framebuffer` device-memory capability, `SEND` on the channel).
         /// A later take-over replaces the channel (a restarted display
-        /// service); output written meanwhile waits for it.
+        /// service); output written meanwhile waits for it. The caller
+        /// pays for each output message until it reads it.
         TakeOverScreen = 43,
     }
 }

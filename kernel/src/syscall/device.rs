@@ -51,7 +51,7 @@ fn take_over_screen(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelErro
             cx.caller
         );
     }
-    crate::screen_output::bind(cx.k, channel);
+    crate::screen_output::bind(cx.k, channel, cx.caller);
     cx.reply(hand_over)
 }
 
