@@ -261,3 +261,55 @@ fn any_byte_stream_is_safe() {
         assert!(col < 9 && row < 3);
     }
 }
+
+#[test]
+fn firmware_modes_from_640x480_to_1920x1080_fill_their_width_and_scroll() {
+    // The modes BIOS (VESA, 3 bytes a pixel) and UEFI (GOP, 4) firmware
+    // hand over, with the row padding some firmware adds to the stride.
+    let modes = [
+        (640, 480, 3, 0),
+        (800, 600, 4, 0),
+        (1024, 768, 4, 64),
+        (1280, 720, 3, 0),
+        (1280, 800, 4, 0),
+        (1920, 1080, 4, 128),
+    ];
+    for (width, height, bytes_per_pixel, padding) in modes {
+        let f = FramebufferFormat {
+            width,
+            height,
+            stride: width + padding,
+            bytes_per_pixel,
+            layout: PixelLayout::Bgr,
+        };
+        let mut s = TextScreen::new(vec![0xaa; f.row_bytes() * height], f).unwrap();
+        let (cols, rows) = s.size();
+        assert_eq!(
+            (cols, rows),
+            (width / CELL_WIDTH, height / CELL_HEIGHT),
+            "{width}x{height}"
+        );
+        // One more line than the screen holds: the first scrolls away,
+        // and a full-width line keeps its last character.
+        let full: String = (0..cols).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+        for k in 0..rows {
+            s.write_str(&format!("{k}\n"));
+        }
+        s.write_str(&full);
+        assert_ne!(s.row_text(0), "0", "{width}x{height} did not scroll");
+        // The full line wrapped the cursor to the next row (scrolling
+        // again if that was the last), so look for where it landed.
+        let at = (0..rows)
+            .find(|&row| s.row_text(row) == full)
+            .unwrap_or_else(|| panic!("{width}x{height}: the full-width line is not on screen"));
+        assert!(!is_blank(&cell_pixels(&s, cols - 1, at)));
+        // Nothing is drawn in a row's padding past the visible width.
+        for y in 0..height {
+            let row = &s.pixels()[y * f.row_bytes()..(y + 1) * f.row_bytes()];
+            assert!(
+                row[width * bytes_per_pixel..].iter().all(|&b| b == 0xaa),
+                "{width}x{height}: row {y}'s padding was written"
+            );
+        }
+    }
+}
