@@ -290,7 +290,7 @@ pub enum InvalidUse {
     NoAuthorityOver(TaskId),
 }
 
-struct Slot {
+pub(crate) struct Slot {
     generation: u32,
     cap: Option<Capability>,
 }
