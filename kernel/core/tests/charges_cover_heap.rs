@@ -232,6 +232,7 @@ fn the_kernel_heap_never_outgrows_what_its_tasks_are_charged() {
     channels_are_paid_for();
     queued_messages_are_paid_for_by_their_sender();
     messages_carrying_capabilities_are_paid_for();
+    carried_records_are_paid_for_while_their_slots_stay();
     tasks_are_paid_for();
     interrupt_bindings_are_paid_for();
 }
@@ -293,4 +294,28 @@ fn interrupt_bindings_are_paid_for() {
     }
     assert!(bound >= 10, "only {bound} lines could be bound");
     meter.end(&k, driver, MOST_OVERCHARGE, "interrupt bindings");
+}
+
+/// The tightest case for carried records: the sender's space has just
+/// doubled (129 records in 256 slots) and a live record at its end keeps
+/// every slot a sent record leaves from being trimmed, so the slots, their
+/// free-list entries and the messages' carried vectors are all held at
+/// once, and nothing is reused.
+fn carried_records_are_paid_for_while_their_slots_stay() {
+    let (mut k, parent) = system();
+    let mut records: Vec<CapHandle> = Vec::with_capacity(128);
+    let (mut meter, task) = Meter::start(&mut k, parent);
+    let channel = k.create_channel(task, T0).unwrap();
+    for _ in 0..128 {
+        records.push(
+            k.clone_cap(task, channel, Rights::SEND | Rights::TRANSFER, T0)
+                .unwrap(),
+        );
+    }
+    let _anchor = k.clone_cap(task, channel, Rights::SEND, T0).unwrap();
+    meter.step(&k, task, || "129 records made".into());
+    for (n, batch) in records.chunks(8).enumerate() {
+        k.send(task, channel, &[2u8; 24], batch, T0).unwrap();
+        meter.step(&k, task, || format!("{} messages of 8 records", n + 1));
+    }
 }
