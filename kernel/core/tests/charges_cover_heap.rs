@@ -275,7 +275,7 @@ fn interrupt_bindings_are_paid_for() {
         .mint(driver, ROOT_DEVICE_CAPS[2].0, ROOT_DEVICE_CAPS[2].1, T0)
         .unwrap();
     let mut bound = 0;
-    for line in 0..INTERRUPT_LINES as u8 {
+    for line in 0..INTERRUPT_LINES {
         let Ok(cap) = k.mint_device(
             driver,
             lines,
