@@ -69,6 +69,14 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
+
+    /// Fisher-Yates: every order of `items` equally likely.
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+    }
 }
 
 impl CachedDisk {
@@ -150,10 +158,7 @@ impl CachedDisk {
                         _ => kept.push((*block, bytes.clone(), true)),
                     }
                 }
-                for i in (1..kept.len()).rev() {
-                    let j = rng.below(i as u64 + 1) as usize;
-                    kept.swap(i, j);
-                }
+                rng.shuffle(&mut kept);
                 for (block, bytes, torn) in kept {
                     if torn {
                         let old = medium.entry(block).or_insert_with(|| vec![0; bytes.len()]);
@@ -312,6 +317,79 @@ mod tests {
         back.read_blocks(0, &mut out).unwrap();
         assert_eq!(out, [1u8; 512]);
         assert_eq!(back.operations(), 0);
+    }
+
+    #[test]
+    fn a_disk_from_bytes_holds_those_bytes_block_for_block() {
+        let mut image = vec![0u8; 4 * 512];
+        image[512..1024].fill(5);
+        image[3 * 512 + 7] = 9;
+        let mut disk = CachedDisk::from_bytes(512, &image);
+        assert_eq!(disk.block_count(), 4);
+        assert_eq!(disk.blocks_held(), 2, "zero blocks cost nothing");
+        let mut out = vec![1u8; 4 * 512];
+        disk.read_blocks(0, &mut out).unwrap();
+        assert_eq!(out, image);
+        assert!(!disk.is_off());
+    }
+
+    #[test]
+    fn the_cache_counts_block_writes_until_a_flush() {
+        let mut disk = CachedDisk::new(512, 8);
+        assert_eq!(disk.unflushed(), 0);
+        disk.write_blocks(0, &[1u8; 1024]).unwrap();
+        disk.write_blocks(0, &[2u8; 512]).unwrap();
+        assert_eq!(disk.unflushed(), 3, "every block write, rewrites too");
+        assert_eq!(disk.blocks_held(), 0, "nothing on the medium yet");
+        disk.flush().unwrap();
+        assert_eq!((disk.unflushed(), disk.blocks_held()), (0, 2));
+    }
+
+    #[test]
+    fn a_multi_block_read_sees_each_block_where_it_is() {
+        // Block 1 flushed, block 2 only cached, block 3 never written.
+        let mut disk = CachedDisk::new(64, 4);
+        disk.write_blocks(1, &[1u8; 64]).unwrap();
+        disk.flush().unwrap();
+        disk.write_blocks(2, &[2u8; 64]).unwrap();
+        let mut out = [9u8; 3 * 64];
+        disk.read_blocks(1, &mut out).unwrap();
+        assert_eq!(&out[..64], &[1u8; 64]);
+        assert_eq!(&out[64..128], &[2u8; 64]);
+        assert_eq!(&out[128..], &[0u8; 64]);
+    }
+
+    #[test]
+    fn a_torn_write_is_new_in_its_first_half_and_old_in_the_rest() {
+        let mut disk = CachedDisk::new(64, 1);
+        disk.write_blocks(0, &[1u8; 64]).unwrap();
+        disk.flush().unwrap();
+        disk.write_blocks(0, &[2u8; 64]).unwrap();
+        let torn = (0..500)
+            .map(|seed| {
+                let mut out = [0u8; 64];
+                disk.after_cut(CutOutcome::Random(seed))
+                    .read_blocks(0, &mut out)
+                    .unwrap();
+                out
+            })
+            .find(|out| out[0] != out[63])
+            .expect("some seed tears the write");
+        assert_eq!(&torn[..32], &[2u8; 32]);
+        assert_eq!(&torn[32..], &[1u8; 32]);
+    }
+
+    #[test]
+    fn the_survivors_of_a_cut_land_in_every_order() {
+        // Every order of three writes happens (a shuffle that never leaves
+        // an item in place would give only the two rotations).
+        let mut orders = BTreeMap::new();
+        for seed in 0..200 {
+            let mut items = [0u8, 1, 2];
+            Rng(seed).shuffle(&mut items);
+            *orders.entry(items).or_insert(0) += 1;
+        }
+        assert_eq!(orders.len(), 6, "{orders:?}");
     }
 
     #[test]
