@@ -439,6 +439,22 @@ mod tests {
     }
 
     #[test]
+    fn destroying_the_newest_channels_returns_their_slots() {
+        let mut table = ChannelTable::new();
+        let payer = crate::budget::AccountId::from_raw(0);
+        let made: Vec<_> = (0..5).map(|_| table.create(1, payer)).collect();
+        for &r in made.iter().rev().take(3) {
+            table.destroy(r);
+        }
+        assert_eq!(table.slots.len(), 2, "the three trailing free slots go");
+        for &r in made.iter().take(2) {
+            table.destroy(r);
+        }
+        assert!(table.slots.is_empty() && table.free.is_empty());
+        assert_eq!(table.live(), 0);
+    }
+
+    #[test]
     fn destroying_a_stale_reference_leaves_the_successor_alone() {
         let mut table = ChannelTable::new();
         let a = table.create(1, crate::budget::AccountId::from_raw(0));

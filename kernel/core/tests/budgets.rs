@@ -521,3 +521,16 @@ proptest! {
         prop_assert_eq!(k.check_invariants(), Ok(()));
     }
 }
+
+#[test]
+fn the_root_budget_is_set_before_the_first_task_and_never_after() {
+    let mut k = common::kernel();
+    let first = Budget::new(3 << 20, 1000);
+    assert!(k.set_root_budget(first));
+    let root = common::spawn(&mut k, "root");
+    assert_eq!(k.budget(root).unwrap().limit, first);
+    // Once a task exists, the budgets promised can no longer change.
+    assert!(!k.set_root_budget(Budget::new(1 << 30, 1 << 20)));
+    let second = common::spawn(&mut k, "second root");
+    assert_eq!(k.budget(second).unwrap().limit, first);
+}
