@@ -155,10 +155,15 @@ pub(super) fn exchange_fast(
         ptr: frame.rdi,
         len: usize::try_from(frame.rsi).ok()?,
     };
-    let now = crate::task::now();
+    // The clock is read only for a deadline (the call's, or another
+    // task's that the core must not pass) and for the audit record of a
+    // released capability.
+    let started = request.timeout_nanos.map(|_| crate::task::now());
     let deadline = request
         .timeout_nanos
-        .map(|n| now.saturating_add(Duration::from_nanos(n)));
+        .zip(started)
+        .map(|(n, now)| now.saturating_add(Duration::from_nanos(n)));
+    let now = || started.unwrap_or_else(crate::task::now);
     let switched = k.exchange_fast(
         caller,
         request.send,
@@ -169,7 +174,7 @@ pub(super) fn exchange_fast(
     )?;
     if request.consume_send {
         // Sent: released before the receive, as `send_receive` does.
-        let _ = k.core_mut().drop_cap(caller, request.send, now);
+        let _ = k.core_mut().drop_cap(caller, request.send, now());
     }
     Some(Step::SwitchTo {
         task: switched.receiver,

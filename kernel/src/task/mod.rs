@@ -340,9 +340,15 @@ impl KernelState {
         now: Instant,
     ) -> Option<Switched> {
         let KernelState { core, tasks, .. } = self;
-        core.send_receive_fast(caller, send, message, receive, deadline, now, |offer| {
-            accept_offer(tasks, offer)
-        })
+        core.send_receive_fast(
+            caller,
+            send,
+            message,
+            receive,
+            deadline,
+            || now,
+            |offer| accept_offer(tasks, offer),
+        )
     }
 
     /// The fast path of `Exchange`: the core's send-then-receive fast path
@@ -350,6 +356,7 @@ impl KernelState {
     /// memory, and copied from there straight into the receiver's buffer
     /// (see [`schedule::accept_offer_in_place`]). `Some` as
     /// [`KernelState::send_receive_fast`]; on `None` nothing changed.
+    /// `now` is asked only when a deadline is involved.
     pub fn exchange_fast(
         &mut self,
         caller: TaskId,
@@ -357,7 +364,7 @@ impl KernelState {
         message: UserRange,
         receive: CapHandle,
         deadline: Option<Instant>,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
     ) -> Option<Switched> {
         let KernelState { core, tasks, .. } = self;
         let body = pandagen_core::Body::Kept(message.len);
