@@ -422,12 +422,18 @@ fn the_fast_path_reads_the_clock_only_when_a_deadline_is_involved() {
         reads.set(reads.get() + 1);
         at(5)
     };
-    let mut p = pair();
-    let switched =
-        p.k.send_receive_fast(p.client, p.to_server, b"x", p.replies, None, clock, |_| {
-            true
-        });
-    assert!(switched.is_some());
+    let call = |p: &mut Pair, deadline| {
+        p.k.send_receive_fast(
+            p.client,
+            p.to_server,
+            b"x",
+            p.replies,
+            deadline,
+            clock,
+            |_| true,
+        )
+    };
+    assert!(call(&mut pair(), None).is_some());
     assert_eq!(
         reads.get(),
         0,
@@ -435,25 +441,15 @@ fn the_fast_path_reads_the_clock_only_when_a_deadline_is_involved() {
     );
 
     // The call's own deadline, then another task's: each needs the time.
-    let mut p = pair();
-    let switched = p.k.send_receive_fast(
-        p.client,
-        p.to_server,
-        b"x",
-        p.replies,
-        Some(at(6)),
-        clock,
-        |_| true,
-    );
-    assert!(switched.is_some());
+    assert!(call(&mut pair(), Some(at(6))).is_some());
     assert_eq!(reads.get(), 1);
     let mut p = pair();
     let sleeper = spawn_at(&mut p.k, "sleeper", Priority::IDLE);
     assert!(p.k.sleep_until(sleeper, at(5), T0).unwrap());
-    let switched =
-        p.k.send_receive_fast(p.client, p.to_server, b"x", p.replies, None, clock, |_| {
-            true
-        });
-    assert_eq!(switched, None, "the sleeper is due and must be woken first");
+    assert_eq!(
+        call(&mut p, None),
+        None,
+        "the sleeper is due and must be woken first"
+    );
     assert_eq!(reads.get(), 2);
 }
