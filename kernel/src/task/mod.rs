@@ -13,8 +13,11 @@
 //! [`UserTask::frame`]. Switching copies the live frame out and the next
 //! task's frame in (see [`schedule`]).
 
+mod exchange;
 mod ports;
 mod schedule;
+
+pub use exchange::Exchanged;
 
 pub use schedule::{park_current, preempt_tick, resume_in_place, run_first, schedule, user_fault};
 
@@ -349,28 +352,6 @@ impl KernelState {
             || now,
             |offer| accept_offer(tasks, offer),
         )
-    }
-
-    /// The fast path of `Exchange`: the core's send-then-receive fast path
-    /// with the message left where the caller put it, `message` in its
-    /// memory, and copied from there straight into the receiver's buffer
-    /// (see [`schedule::accept_offer_in_place`]). `Some` as
-    /// [`KernelState::send_receive_fast`]; on `None` nothing changed.
-    /// `now` is asked only when a deadline is involved.
-    pub fn exchange_fast(
-        &mut self,
-        caller: TaskId,
-        send: CapHandle,
-        message: UserRange,
-        receive: CapHandle,
-        deadline: Option<Instant>,
-        now: impl FnOnce() -> Instant,
-    ) -> Option<Switched> {
-        let KernelState { core, tasks, .. } = self;
-        let body = pandagen_core::Body::Kept(message.len);
-        core.send_receive_fast(caller, send, body, receive, deadline, now, |offer| {
-            schedule::accept_offer_in_place(tasks, message, offer)
-        })
     }
 
     /// Attach a loaded program to the core task `task`.

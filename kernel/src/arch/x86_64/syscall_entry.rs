@@ -140,7 +140,14 @@ unsafe extern "C" fn syscall_entry() {
         push_gprs!(),
         "cld",
         "mov rdi, rsp",
+        // RAX still holds the call's number.
+        "cmp rax, {exchange}",
+        "je 3f",
         "call {dispatch}",
+        "mov rsp, rax",
+        "jmp {resume}",
+        "3:",
+        "call {exchange_entry}",
         "mov rsp, rax",
         "jmp {resume}",
         user_rsp = const USER_RSP,
@@ -148,7 +155,9 @@ unsafe extern "C" fn syscall_entry() {
         user_ss = const gdt::USER_DATA as u64,
         user_cs = const gdt::USER_CODE as u64,
         vector = const SYSCALL_VECTOR,
+        exchange = const pandagen_abi::syscall::Syscall::Exchange as u64,
         dispatch = sym crate::syscall::syscall_dispatch,
+        exchange_entry = sym crate::syscall::exchange_entry,
         resume = sym resume_user,
     );
 }
