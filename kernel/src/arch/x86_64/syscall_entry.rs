@@ -5,7 +5,9 @@
 //! per-CPU block ([`PerCpu`]), parks the user RSP there, loads the kernel
 //! stack top from it, and pushes a [`TrapFrame`] in exactly the layout the
 //! interrupt stubs build (vector [`SYSCALL_VECTOR`], CS/SS the user
-//! selectors, RIP from RCX, RFLAGS from R11). The safe dispatcher gets that
+//! selectors, RIP from RCX, RFLAGS from R11). The safe dispatcher
+//! (`Exchange` goes to its own entry first, `syscall::exchange_entry`, which
+//! hands what it declines to the dispatcher) gets that
 //! frame and returns the frame to resume — the caller's, or another task's
 //! after a block or an exit — which the stub restores and leaves with
 //! `iretq`. `iretq` rather than `sysretq`: every resumed frame, whether it
