@@ -122,7 +122,9 @@ impl KernelState {
 /// if either record is missing, the receiver is not blocked in a receive,
 /// has port windows (the general path's switch brings the bitmap to them),
 /// or cannot take the reply, or the message is not within one page of the
-/// sender's readable memory.
+/// sender's readable memory. Inlined into the closure the core calls, so
+/// that the arguments are not moved twice.
+#[inline(always)]
 fn hand_over(
     tasks: &mut UserTasks,
     message: UserRange,

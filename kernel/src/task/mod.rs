@@ -114,17 +114,10 @@ impl UserTasks {
     /// Two different tasks at once (`None` if either is missing or they
     /// are the same task).
     pub fn pair_mut(&mut self, a: &TaskId, b: &TaskId) -> Option<(&mut UserTask, &mut UserTask)> {
-        let (i, j) = (slot_index(*a), slot_index(*b));
-        if i == j || i.max(j) >= self.slots.len() {
-            return None;
-        }
-        let (low, high) = self.slots.split_at_mut(i.max(j));
-        let (first, second) = (&mut low[i.min(j)], &mut high[0]);
-        let (x, y) = if i < j {
-            (first, second)
-        } else {
-            (second, first)
-        };
+        let [x, y] = self
+            .slots
+            .get_disjoint_mut([slot_index(*a), slot_index(*b)])
+            .ok()?;
         match (x, y) {
             (Some((owner_a, task_a)), Some((owner_b, task_b))) if owner_a == a && owner_b == b => {
                 Some((task_a, task_b))
