@@ -55,6 +55,23 @@ fn blocked_on_receive(k: &KernelCore, task: TaskId) -> bool {
     )
 }
 
+/// The client's fast path with the usual arguments: `x` to the server,
+/// then a receive on its replies, no deadline of its own, at `T0`.
+fn call_x(
+    p: &mut Pair,
+    hand_off: impl FnOnce(&pandagen_core::Offer<'_>) -> bool,
+) -> Option<pandagen_core::Switched> {
+    p.k.send_receive_fast(
+        p.client,
+        p.to_server,
+        b"x",
+        p.replies,
+        None,
+        || T0,
+        hand_off,
+    )
+}
+
 #[test]
 fn a_call_and_its_reply_switch_straight_between_the_two_tasks() {
     let Pair {
@@ -152,18 +169,10 @@ fn the_fast_path_declines_and_changes_nothing_when_a_condition_fails() {
         prepare(&mut p);
         let before = invalid_uses(&p.k);
         let mut asked = false;
-        let result = p.k.send_receive_fast(
-            p.client,
-            p.to_server,
-            b"x",
-            p.replies,
-            None,
-            || T0,
-            |_| {
-                asked = true;
-                true
-            },
-        );
+        let result = call_x(&mut p, |_| {
+            asked = true;
+            true
+        });
         assert_eq!(result, None, "{name}");
         assert!(!asked, "{name}: no offer is made");
         assert_eq!(
@@ -184,15 +193,7 @@ fn the_fast_path_declines_and_changes_nothing_when_a_condition_fails() {
 #[test]
 fn a_declined_offer_or_a_passed_deadline_leaves_everything_as_it_was() {
     let mut p = pair();
-    let declined = p.k.send_receive_fast(
-        p.client,
-        p.to_server,
-        b"x",
-        p.replies,
-        None,
-        || T0,
-        |_| false,
-    );
+    let declined = call_x(&mut p, |_| false);
     assert_eq!(declined, None);
     let expired = p.k.send_receive_fast(
         p.client,
@@ -216,15 +217,7 @@ fn a_receiver_that_outranks_every_ready_task_is_switched_to() {
     let mut p = pair();
     let low = spawn_at(&mut p.k, "low", Priority::IDLE);
     assert_eq!(p.k.task_state(low), Some(SchedState::Ready));
-    let call = p.k.send_receive_fast(
-        p.client,
-        p.to_server,
-        b"x",
-        p.replies,
-        None,
-        || T0,
-        |_| true,
-    );
+    let call = call_x(&mut p, |_| true);
     assert_eq!(call.map(|s| s.receiver), Some(p.server));
     assert_eq!(
         p.k.task_state(low),
@@ -381,15 +374,7 @@ fn the_fast_path_declines_for_a_caller_that_is_not_running() {
     p.k.set_priority(p.client, Priority::IDLE).unwrap();
     assert!(p.k.yield_task(p.client));
     assert_eq!(p.k.task_state(p.client), Some(SchedState::Ready));
-    let result = p.k.send_receive_fast(
-        p.client,
-        p.to_server,
-        b"x",
-        p.replies,
-        None,
-        || T0,
-        |_| true,
-    );
+    let result = call_x(&mut p, |_| true);
     assert_eq!(result, None);
     assert_eq!(p.k.task_state(p.client), Some(SchedState::Ready));
     assert!(blocked_on_receive(&p.k, p.server));
