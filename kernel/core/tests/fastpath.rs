@@ -55,6 +55,23 @@ fn blocked_on_receive(k: &KernelCore, task: TaskId) -> bool {
     )
 }
 
+/// The client's fast path with the usual arguments: `x` to the server,
+/// then a receive on its replies, no deadline of its own, at `T0`.
+fn call_x(
+    p: &mut Pair,
+    hand_off: impl FnOnce(&pandagen_core::Offer<'_>) -> bool,
+) -> Option<pandagen_core::Switched> {
+    p.k.send_receive_fast(
+        p.client,
+        p.to_server,
+        b"x",
+        p.replies,
+        None,
+        || T0,
+        hand_off,
+    )
+}
+
 #[test]
 fn a_call_and_its_reply_switch_straight_between_the_two_tasks() {
     let Pair {
@@ -67,10 +84,18 @@ fn a_call_and_its_reply_switch_straight_between_the_two_tasks() {
         to_client,
     } = pair();
     let mut offered = None;
-    let call = k.send_receive_fast(client, to_server, b"ping", replies, None, T0, |o| {
-        offered = Some((o.receiver, o.sender, o.bytes.to_vec()));
-        true
-    });
+    let call = k.send_receive_fast(
+        client,
+        to_server,
+        b"ping",
+        replies,
+        None,
+        || T0,
+        |o| {
+            offered = Some((o.receiver, o.sender, o.bytes.to_vec()));
+            true
+        },
+    );
     assert_eq!(call.map(|s| s.receiver), Some(server));
     assert_eq!(offered, Some((server, client, b"ping".to_vec())));
     assert_eq!(k.task_state(server), Some(SchedState::Running));
@@ -80,9 +105,15 @@ fn a_call_and_its_reply_switch_straight_between_the_two_tasks() {
     assert_eq!(k.queue_len(request_channel), Some(0), "nothing was queued");
     k.check_invariants().unwrap();
 
-    let reply = k.send_receive_fast(server, to_client, b"pong", requests, None, T0, |o| {
-        o.receiver == client && o.bytes == b"pong"
-    });
+    let reply = k.send_receive_fast(
+        server,
+        to_client,
+        b"pong",
+        requests,
+        None,
+        || T0,
+        |o| o.receiver == client && o.bytes == b"pong",
+    );
     assert_eq!(reply.map(|s| s.receiver), Some(client));
     assert!(call.unwrap().seq < reply.unwrap().seq);
     assert_eq!(k.task_state(client), Some(SchedState::Running));
@@ -138,11 +169,10 @@ fn the_fast_path_declines_and_changes_nothing_when_a_condition_fails() {
         prepare(&mut p);
         let before = invalid_uses(&p.k);
         let mut asked = false;
-        let result =
-            p.k.send_receive_fast(p.client, p.to_server, b"x", p.replies, None, T0, |_| {
-                asked = true;
-                true
-            });
+        let result = call_x(&mut p, |_| {
+            asked = true;
+            true
+        });
         assert_eq!(result, None, "{name}");
         assert!(!asked, "{name}: no offer is made");
         assert_eq!(
@@ -163,8 +193,7 @@ fn the_fast_path_declines_and_changes_nothing_when_a_condition_fails() {
 #[test]
 fn a_declined_offer_or_a_passed_deadline_leaves_everything_as_it_was() {
     let mut p = pair();
-    let declined =
-        p.k.send_receive_fast(p.client, p.to_server, b"x", p.replies, None, T0, |_| false);
+    let declined = call_x(&mut p, |_| false);
     assert_eq!(declined, None);
     let expired = p.k.send_receive_fast(
         p.client,
@@ -172,7 +201,7 @@ fn a_declined_offer_or_a_passed_deadline_leaves_everything_as_it_was() {
         b"x",
         p.replies,
         Some(T0),
-        at(5),
+        || at(5),
         |_| true,
     );
     assert_eq!(expired, None, "a receive that would time out at once");
@@ -188,8 +217,7 @@ fn a_receiver_that_outranks_every_ready_task_is_switched_to() {
     let mut p = pair();
     let low = spawn_at(&mut p.k, "low", Priority::IDLE);
     assert_eq!(p.k.task_state(low), Some(SchedState::Ready));
-    let call =
-        p.k.send_receive_fast(p.client, p.to_server, b"x", p.replies, None, T0, |_| true);
+    let call = call_x(&mut p, |_| true);
     assert_eq!(call.map(|s| s.receiver), Some(p.server));
     assert_eq!(
         p.k.task_state(low),
@@ -311,7 +339,7 @@ fn switches(
         bytes,
         p.replies,
         deadline,
-        now,
+        || now,
         |_| true,
     );
     if result.is_none() {
@@ -346,8 +374,7 @@ fn the_fast_path_declines_for_a_caller_that_is_not_running() {
     p.k.set_priority(p.client, Priority::IDLE).unwrap();
     assert!(p.k.yield_task(p.client));
     assert_eq!(p.k.task_state(p.client), Some(SchedState::Ready));
-    let result =
-        p.k.send_receive_fast(p.client, p.to_server, b"x", p.replies, None, T0, |_| true);
+    let result = call_x(&mut p, |_| true);
     assert_eq!(result, None);
     assert_eq!(p.k.task_state(p.client), Some(SchedState::Ready));
     assert!(blocked_on_receive(&p.k, p.server));
@@ -370,4 +397,44 @@ fn the_fast_path_declines_while_another_deadline_is_due() {
         assert!(p.k.sleep_until(sleeper, at(due), T0).unwrap());
         assert_eq!(switches(p, b"x", None, at(5)), expected, "due at {due}");
     }
+}
+
+#[test]
+fn the_fast_path_reads_the_clock_only_when_a_deadline_is_involved() {
+    use core::cell::Cell;
+    let reads = Cell::new(0);
+    let clock = || {
+        reads.set(reads.get() + 1);
+        at(5)
+    };
+    let call = |p: &mut Pair, deadline| {
+        p.k.send_receive_fast(
+            p.client,
+            p.to_server,
+            b"x",
+            p.replies,
+            deadline,
+            clock,
+            |_| true,
+        )
+    };
+    assert!(call(&mut pair(), None).is_some());
+    assert_eq!(
+        reads.get(),
+        0,
+        "no deadline anywhere: the clock is not read"
+    );
+
+    // The call's own deadline, then another task's: each needs the time.
+    assert!(call(&mut pair(), Some(at(6))).is_some());
+    assert_eq!(reads.get(), 1);
+    let mut p = pair();
+    let sleeper = spawn_at(&mut p.k, "sleeper", Priority::IDLE);
+    assert!(p.k.sleep_until(sleeper, at(5), T0).unwrap());
+    assert_eq!(
+        call(&mut p, None),
+        None,
+        "the sleeper is due and must be woken first"
+    );
+    assert_eq!(reads.get(), 2);
 }

@@ -107,7 +107,7 @@ impl SimulatedKernel {
                 Body::Kept(len),
                 receive.handle(),
                 None,
-                now,
+                || now,
                 |_| true,
             );
             if let Some(switched) = switched {

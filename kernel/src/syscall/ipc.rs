@@ -6,14 +6,12 @@ use alloc::vec::Vec;
 use pandagen_abi::syscall::{
     CapRequest, ExchangeRegisters, IpcCall, MintRegistrationRequest, ObjectSendRequest,
     ReceiveRequest, RegisterRequest, SendReceiveRequest, SendRequest, ServiceRequest,
-    RESPONSE_BUFFER_BYTES,
 };
-use pandagen_abi::{CapHandle, Duration, Instant, KernelError, TaskId};
+use pandagen_abi::{CapHandle, Duration, Instant, KernelError};
 use pandagen_core::RecvOutcome;
 
 use super::{decode, Ctx, Handler, Step};
-use crate::arch::x86_64::trap::TrapFrame;
-use crate::task::{KernelState, Pending, UserBuffer, UserRange};
+use crate::task::Pending;
 
 pub(super) fn handler(call: IpcCall) -> Handler {
     match call {
@@ -110,7 +108,8 @@ fn send_receive_parts(
 
 /// `SendReceive` with its request in registers, on the general path: the
 /// dispatcher has copied the message in as the request (its length checked
-/// like any request's). [`exchange_fast`] declined it first.
+/// like any request's). The direct path (`KernelState::exchange_direct`)
+/// declined it first.
 fn exchange(cx: &mut Ctx<'_>, message: &[u8]) -> Result<Step, KernelError> {
     let registers = cx.registers;
     let request = ExchangeRegisters::from_registers(
@@ -129,56 +128,6 @@ fn exchange(cx: &mut Ctx<'_>, message: &[u8]) -> Result<Step, KernelError> {
             message,
         },
     )
-}
-
-/// The IPC fast path of [`Syscall::Exchange`], before the dispatcher's
-/// general path: with a receiver already waiting (see
-/// `KernelCore::send_receive_fast`), the message goes from the caller's
-/// page straight into the receiver's buffer — no request buffer, no
-/// decoding, one copy — and the receiver runs next. The response buffer is
-/// checked first, as for every receive. `None` — having changed nothing —
-/// sends the call down the general path, which reports any error.
-///
-/// [`Syscall::Exchange`]: pandagen_abi::syscall::Syscall::Exchange
-pub(super) fn exchange_fast(
-    k: &mut KernelState,
-    caller: TaskId,
-    frame: &TrapFrame,
-    response: UserBuffer,
-) -> Option<Step> {
-    let request =
-        ExchangeRegisters::from_registers(frame.r8, frame.r9, frame.r12, frame.r13).ok()?;
-    let memory = k.memory_mut(caller)?;
-    let checked = response.capacity.min(RESPONSE_BUFFER_BYTES as u64);
-    memory.check_writable(response.ptr, checked).ok()?;
-    let message = UserRange {
-        ptr: frame.rdi,
-        len: usize::try_from(frame.rsi).ok()?,
-    };
-    let now = crate::task::now();
-    let deadline = request
-        .timeout_nanos
-        .map(|n| now.saturating_add(Duration::from_nanos(n)));
-    let switched = k.exchange_fast(
-        caller,
-        request.send,
-        message,
-        request.receive,
-        deadline,
-        now,
-    )?;
-    if request.consume_send {
-        // Sent: released before the receive, as `send_receive` does.
-        let _ = k.core_mut().drop_cap(caller, request.send, now);
-    }
-    Some(Step::SwitchTo {
-        task: switched.receiver,
-        pending: Pending::Receive {
-            channel: request.receive,
-            deadline,
-            response,
-        },
-    })
 }
 
 /// A send through an object capability; the same heap reserve as `send`.

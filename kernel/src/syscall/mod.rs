@@ -48,7 +48,7 @@ use pandagen_core::CapInfo;
 use serde::Serialize;
 
 use crate::arch::x86_64::trap::TrapFrame;
-use crate::task::{KernelState, Pending, UserBuffer, KERNEL};
+use crate::task::{Exchanged, KernelState, Pending, UserBuffer, KERNEL};
 
 /// Heap the kernel keeps for its own bookkeeping whatever tasks queue.
 const HEAP_RESERVE: usize = 512 * 1024;
@@ -169,6 +169,29 @@ impl From<KernelError> for CallError {
     }
 }
 
+/// Called by the entry stub for [`Syscall::Exchange`] with the caller's
+/// frame; returns the frame to resume. The direct path
+/// (`KernelState::exchange_direct`) first; a call it declines, having
+/// changed nothing, goes to [`syscall_dispatch`] like any other.
+pub extern "C" fn exchange_entry(frame: &mut TrapFrame) -> *mut TrapFrame {
+    let mut guard = KERNEL.lock();
+    let taken = match guard.as_mut() {
+        Some(k) => k.exchange_direct(frame),
+        None => Exchanged::Declined,
+    };
+    match taken {
+        Exchanged::Resume(next) => next,
+        Exchanged::Parked => {
+            crate::task::schedule(guard, frame);
+            frame
+        }
+        Exchanged::Declined => {
+            drop(guard);
+            syscall_dispatch(frame)
+        }
+    }
+}
+
 /// Called by the entry stub with the caller's frame; returns the frame to
 /// resume.
 pub extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
@@ -190,20 +213,12 @@ pub extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
         ptr: frame.rdx,
         capacity: frame.r10,
     };
-    let fast = if frame.rax == Syscall::Exchange as u64 {
-        ipc::exchange_fast(k, caller, frame, response)
-    } else {
-        None
-    };
-    let step = match fast {
-        Some(step) => step,
-        None => match dispatch(k, caller, frame, response) {
-            Outcome::Ran(step) => step,
-            Outcome::Unanswered(status) => {
-                frame.rax = status;
-                return frame;
-            }
-        },
+    let step = match dispatch(k, caller, frame, response) {
+        Outcome::Ran(step) => step,
+        Outcome::Unanswered(status) => {
+            frame.rax = status;
+            return frame;
+        }
     };
     // The call may have given up a capability whose ports are open (the
     // ports open are the caller's: it runs).

@@ -13,8 +13,11 @@
 //! [`UserTask::frame`]. Switching copies the live frame out and the next
 //! task's frame in (see [`schedule`]).
 
+mod exchange;
 mod ports;
 mod schedule;
+
+pub use exchange::Exchanged;
 
 pub use schedule::{park_current, preempt_tick, resume_in_place, run_first, schedule, user_fault};
 
@@ -111,17 +114,10 @@ impl UserTasks {
     /// Two different tasks at once (`None` if either is missing or they
     /// are the same task).
     pub fn pair_mut(&mut self, a: &TaskId, b: &TaskId) -> Option<(&mut UserTask, &mut UserTask)> {
-        let (i, j) = (slot_index(*a), slot_index(*b));
-        if i == j || i.max(j) >= self.slots.len() {
-            return None;
-        }
-        let (low, high) = self.slots.split_at_mut(i.max(j));
-        let (first, second) = (&mut low[i.min(j)], &mut high[0]);
-        let (x, y) = if i < j {
-            (first, second)
-        } else {
-            (second, first)
-        };
+        let [x, y] = self
+            .slots
+            .get_disjoint_mut([slot_index(*a), slot_index(*b)])
+            .ok()?;
         match (x, y) {
             (Some((owner_a, task_a)), Some((owner_b, task_b))) if owner_a == a && owner_b == b => {
                 Some((task_a, task_b))
@@ -340,30 +336,15 @@ impl KernelState {
         now: Instant,
     ) -> Option<Switched> {
         let KernelState { core, tasks, .. } = self;
-        core.send_receive_fast(caller, send, message, receive, deadline, now, |offer| {
-            accept_offer(tasks, offer)
-        })
-    }
-
-    /// The fast path of `Exchange`: the core's send-then-receive fast path
-    /// with the message left where the caller put it, `message` in its
-    /// memory, and copied from there straight into the receiver's buffer
-    /// (see [`schedule::accept_offer_in_place`]). `Some` as
-    /// [`KernelState::send_receive_fast`]; on `None` nothing changed.
-    pub fn exchange_fast(
-        &mut self,
-        caller: TaskId,
-        send: CapHandle,
-        message: UserRange,
-        receive: CapHandle,
-        deadline: Option<Instant>,
-        now: Instant,
-    ) -> Option<Switched> {
-        let KernelState { core, tasks, .. } = self;
-        let body = pandagen_core::Body::Kept(message.len);
-        core.send_receive_fast(caller, send, body, receive, deadline, now, |offer| {
-            schedule::accept_offer_in_place(tasks, message, offer)
-        })
+        core.send_receive_fast(
+            caller,
+            send,
+            message,
+            receive,
+            deadline,
+            || now,
+            |offer| accept_offer(tasks, offer),
+        )
     }
 
     /// Attach a loaded program to the core task `task`.

@@ -110,9 +110,14 @@ pub fn resume_in_place(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFra
         unsafe { paging::switch_to(space) };
         k.active_space = space.root();
     }
+    let has_windows = !task.ports.is_empty();
     let frame: *mut TrapFrame = &mut task.frame;
     k.current = Some(next);
     k.slice_left = TIME_SLICE_TICKS;
+    // As in `resume`: the bitmap shows `next`'s windows and no other's.
+    if has_windows || k.ports_open() {
+        k.sync_ports(next);
+    }
     Some(frame)
 }
 
@@ -180,34 +185,6 @@ pub(super) fn accept_offer(tasks: &mut UserTasks, offer: &Offer<'_>) -> bool {
     };
     task.frame.rax = rax;
     task.pending = None;
-    true
-}
-
-/// [`accept_offer`] for a message still in the sender's memory at
-/// `message` (the core was handed only its length): copied from there
-/// straight into the receiver's buffer. Declines as `accept_offer` does,
-/// and also when the message does not lie within one page of the sender's
-/// readable memory (the general path copies it in and reports any error).
-pub(super) fn accept_offer_in_place(
-    tasks: &mut UserTasks,
-    message: super::UserRange,
-    offer: &Offer<'_>,
-) -> bool {
-    let Some((sender, receiver)) = tasks.pair_mut(&offer.sender, &offer.receiver) else {
-        return false;
-    };
-    let Some(Pending::Receive { response, .. }) = receiver.pending else {
-        return false;
-    };
-    let Some(bytes) = sender.memory.readable_in_page(message.ptr, message.len) else {
-        return false;
-    };
-    let Some(rax) = reply::deliver_message(&mut receiver.memory, response, offer.sender, bytes)
-    else {
-        return false;
-    };
-    receiver.frame.rax = rax;
-    receiver.pending = None;
     true
 }
 

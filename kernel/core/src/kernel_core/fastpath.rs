@@ -55,6 +55,11 @@ impl KernelCore {
     /// On `Some`, the receiver is running with its receive complete
     /// ([`WakeReason::HandedOff`]) and the caller is blocked on `receive`
     /// exactly as after `receive_or_block`. On `None` nothing changed.
+    ///
+    /// `now` is asked for the time only when a deadline is involved (the
+    /// call's or another blocked task's): reading a clock costs more than
+    /// the rest of the checks, and without a deadline the answer does not
+    /// depend on it.
     #[allow(clippy::too_many_arguments)]
     pub fn send_receive_fast<'b>(
         &mut self,
@@ -63,16 +68,21 @@ impl KernelCore {
         body: impl Into<Body<'b>>,
         receive: CapHandle,
         deadline: Option<Instant>,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
         hand_off: impl FnOnce(&Offer<'_>) -> bool,
     ) -> Option<Switched> {
         let body = body.into();
         let caller_slot = self.tasks.slot_of(caller)?;
         if self.sched.state(caller_slot) != SchedState::Running
             || body.len() > self.config.max_message_bytes
-            || deadline.is_some_and(|d| d <= now)
-            || self.sched.next_deadline().is_some_and(|d| d <= now)
         {
+            return None;
+        }
+        let earliest = match (deadline, self.sched.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if earliest.is_some_and(|d| d <= now()) {
             return None;
         }
         let space = &self.tasks.get(caller)?.space;

@@ -5,7 +5,9 @@
 //! per-CPU block ([`PerCpu`]), parks the user RSP there, loads the kernel
 //! stack top from it, and pushes a [`TrapFrame`] in exactly the layout the
 //! interrupt stubs build (vector [`SYSCALL_VECTOR`], CS/SS the user
-//! selectors, RIP from RCX, RFLAGS from R11). The safe dispatcher gets that
+//! selectors, RIP from RCX, RFLAGS from R11). The safe dispatcher
+//! (`Exchange` goes to its own entry first, `syscall::exchange_entry`, which
+//! hands what it declines to the dispatcher) gets that
 //! frame and returns the frame to resume — the caller's, or another task's
 //! after a block or an exit — which the stub restores and leaves with
 //! `iretq`. `iretq` rather than `sysretq`: every resumed frame, whether it
@@ -140,7 +142,14 @@ unsafe extern "C" fn syscall_entry() {
         push_gprs!(),
         "cld",
         "mov rdi, rsp",
+        // RAX still holds the call's number.
+        "cmp rax, {exchange}",
+        "je 3f",
         "call {dispatch}",
+        "mov rsp, rax",
+        "jmp {resume}",
+        "3:",
+        "call {exchange_entry}",
         "mov rsp, rax",
         "jmp {resume}",
         user_rsp = const USER_RSP,
@@ -148,7 +157,9 @@ unsafe extern "C" fn syscall_entry() {
         user_ss = const gdt::USER_DATA as u64,
         user_cs = const gdt::USER_CODE as u64,
         vector = const SYSCALL_VECTOR,
+        exchange = const pandagen_abi::syscall::Syscall::Exchange as u64,
         dispatch = sym crate::syscall::syscall_dispatch,
+        exchange_entry = sym crate::syscall::exchange_entry,
         resume = sym resume_user,
     );
 }

@@ -1,0 +1,156 @@
+//! `Exchange`'s direct path: one call that sends to a task already
+//! blocked receiving, parks the caller in its own receive and leaves the
+//! kernel as the receiver, without the general dispatcher.
+//!
+//! Every precondition is checked before anything changes: the caller is
+//! the current task, its registers decode, no port window is open (the
+//! general path keeps the I/O bitmap right across the switch), the
+//! response buffer is writable, and then the core's fast path
+//! (`KernelCore::send_receive_fast`: both capabilities, the waiting
+//! receiver, empty queues, no deadline due, the scheduler's choice). The
+//! kernel's half of the hand-off also declines for a receiver with port
+//! windows, a message outside one page of the caller's readable memory, or
+//! a receiver whose buffer cannot hold the reply. A declined call has
+//! changed nothing, and the dispatcher's general path runs it and reports
+//! any error exactly as `SendReceive` does.
+//!
+//! Taken, it costs one copy of the message (from the caller's page
+//! straight into the receiver's buffer, with the reply's framing), one
+//! copy of the caller's registers into its record, and no allocation,
+//! postcard or request buffer. The clock is read only when a deadline is
+//! involved (the call's own, another blocked task's) or a released reply
+//! capability's audit record needs the time, and then once.
+
+use core::cell::OnceCell;
+
+use pandagen_abi::syscall::{ExchangeRegisters, RESPONSE_BUFFER_BYTES};
+use pandagen_abi::Duration;
+use pandagen_core::{Body, Offer};
+
+use super::{now, schedule, KernelState, Pending, UserBuffer, UserRange, UserTasks};
+use crate::arch::x86_64::trap::TrapFrame;
+use crate::syscall::reply;
+
+/// What [`KernelState::exchange_direct`] did.
+pub enum Exchanged {
+    /// Nothing changed: run the call on the general path.
+    Declined,
+    /// Taken: leave the kernel through this frame (the receiver's record).
+    Resume(*mut TrapFrame),
+    /// Taken, but the receiver has no record to resume (not reachable: the
+    /// hand-off found it); the caller is parked, so schedule another task.
+    Parked,
+}
+
+impl KernelState {
+    /// Run the `Exchange` in `frame` (the current task's live frame) if
+    /// every condition of the direct path holds (see the module docs).
+    pub fn exchange_direct(&mut self, frame: &TrapFrame) -> Exchanged {
+        let Some(caller) = self.current else {
+            return Exchanged::Declined;
+        };
+        let Ok(request) =
+            ExchangeRegisters::from_registers(frame.r8, frame.r9, frame.r12, frame.r13)
+        else {
+            return Exchanged::Declined;
+        };
+        let Ok(len) = usize::try_from(frame.rsi) else {
+            return Exchanged::Declined;
+        };
+        if self.ports_open() {
+            return Exchanged::Declined;
+        }
+        let message = UserRange {
+            ptr: frame.rdi,
+            len,
+        };
+        let response = UserBuffer {
+            ptr: frame.rdx,
+            capacity: frame.r10,
+        };
+        let KernelState { core, tasks, .. } = self;
+        let Some(caller_task) = tasks.get_mut(&caller) else {
+            return Exchanged::Declined;
+        };
+        let checked = response.capacity.min(RESPONSE_BUFFER_BYTES as u64);
+        if caller_task
+            .memory
+            .check_writable(response.ptr, checked)
+            .is_err()
+        {
+            return Exchanged::Declined;
+        }
+        let time = OnceCell::new();
+        let clock = || *time.get_or_init(now);
+        let deadline = request
+            .timeout_nanos
+            .map(|n| clock().saturating_add(Duration::from_nanos(n)));
+        let parked = Pending::Receive {
+            channel: request.receive,
+            deadline,
+            response,
+        };
+        let switched = core.send_receive_fast(
+            caller,
+            request.send,
+            Body::Kept(len),
+            request.receive,
+            deadline,
+            clock,
+            |offer| hand_over(tasks, message, offer, frame, parked),
+        );
+        let Some(switched) = switched else {
+            return Exchanged::Declined;
+        };
+        if request.consume_send {
+            // Sent: released before the receive, as `SendReceive` does.
+            // Already gone if this fails, which is the goal anyway.
+            let _ = self.core.drop_cap(caller, request.send, clock());
+        }
+        self.current = None;
+        match schedule::resume_in_place(self, switched.receiver) {
+            Some(next) => Exchanged::Resume(next),
+            None => Exchanged::Parked,
+        }
+    }
+}
+
+/// The kernel's half of the direct path's hand-off: the message from
+/// `message` in the sender's memory straight into the receiver's pending
+/// receive buffer, and the sender's registers (`frame`) and its own
+/// receive (`parked`) into its record. Declines — having written nothing —
+/// if either record is missing, the receiver is not blocked in a receive,
+/// has port windows (the general path's switch brings the bitmap to them),
+/// or cannot take the reply, or the message is not within one page of the
+/// sender's readable memory. Inlined into the closure the core calls, so
+/// that the arguments are not moved twice.
+#[inline(always)]
+fn hand_over(
+    tasks: &mut UserTasks,
+    message: UserRange,
+    offer: &Offer<'_>,
+    frame: &TrapFrame,
+    parked: Pending,
+) -> bool {
+    let Some((sender, receiver)) = tasks.pair_mut(&offer.sender, &offer.receiver) else {
+        return false;
+    };
+    let Some(Pending::Receive { response, .. }) = receiver.pending else {
+        return false;
+    };
+    if !receiver.ports.is_empty() {
+        return false;
+    }
+    let Some(bytes) = sender.memory.readable_in_page(message.ptr, message.len) else {
+        return false;
+    };
+    let Some(rax) = reply::deliver_message(&mut receiver.memory, response, offer.sender, bytes)
+    else {
+        return false;
+    };
+    receiver.frame.rax = rax;
+    receiver.pending = None;
+    sender.frame = frame.clone();
+    sender.pending = Some(parked);
+    true
+}
