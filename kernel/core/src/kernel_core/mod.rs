@@ -18,6 +18,7 @@ mod cap_table;
 mod channel;
 mod collect;
 mod device;
+mod dma_quarantine;
 mod fastpath;
 mod invariants;
 mod objects;
@@ -31,6 +32,7 @@ pub use collect::Collected;
 pub use device::{
     binding_cost, Devices, InterruptOutcome, DEVICE_RIGHTS, INTERRUPT_SCHEMA, ROOT_DEVICE_CAPS,
 };
+pub use dma_quarantine::MAX_RELEASE_REGISTERS;
 pub use fastpath::Switched;
 pub use invariants::InvariantViolation;
 pub use sched::RecvOutcome;
