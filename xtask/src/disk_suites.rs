@@ -285,6 +285,16 @@ fn driver_crash(
     for (name, why) in &guest.failed {
         report.fail(name, why.clone());
     }
+    match dma_quarantine_verdict(&text) {
+        Ok(released) => {
+            print!("({released} quarantined DMA frames released after resets) ");
+            report.pass("drivercrash/dma_frames_quarantined_until_the_device_is_reset");
+        }
+        Err(why) => report.fail(
+            "drivercrash/dma_frames_quarantined_until_the_device_is_reset",
+            why,
+        ),
+    }
     let counted = (guest.passed.len() as u64, guest.failed.len() as u64);
     match (finished, guest.done) {
         (Some(()), Some(done)) if done == counted && done.0 > 0 => {}
@@ -301,6 +311,63 @@ fn driver_crash(
         ),
     }
     Ok(())
+}
+
+/// The kernel's account of the dead drivers' DMA frames: each death of a
+/// DMA holder keeps its frames (`dma quarantine: N frames of task T kept`),
+/// and a later instance, after resetting the device, releases all that is
+/// kept (`dma quarantine: M frames released by task U`): `M` must be the
+/// frames kept since the last release, every one of them still allocated
+/// (the kernel logs `was free before its release` otherwise), and `U`
+/// none of the dead tasks. At least one release must happen (the suite
+/// crashes the driver while it runs). Returns the frames released.
+fn dma_quarantine_verdict(text: &str) -> Result<u64, String> {
+    const MARK: &str = "dma quarantine: ";
+    let mut kept = 0u64;
+    let mut dead: Vec<String> = Vec::new();
+    let mut released = 0u64;
+    let mut releases = 0u64;
+    for line in complete_lines(text) {
+        let Some(rest) = line.split(MARK).nth(1) else {
+            continue;
+        };
+        if rest.contains("was free before its release") {
+            return Err(line.trim().to_string());
+        }
+        let mut words = rest.split_whitespace();
+        let frames: u64 = words
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("unreadable: {line}"))?;
+        let words: Vec<&str> = words.collect();
+        match words.as_slice() {
+            ["frames", "of", "task", task, "kept", ..] => {
+                kept += frames;
+                dead.push((*task).to_string());
+            }
+            ["frames", "released", "by", "task", task] => {
+                if frames != kept {
+                    return Err(format!(
+                        "{frames} frames released, {kept} were kept since the last release"
+                    ));
+                }
+                if dead.iter().any(|d| d == task) {
+                    return Err(format!("{task} released its own quarantine"));
+                }
+                released += frames;
+                releases += 1;
+                kept = 0;
+                dead.clear();
+            }
+            _ => return Err(format!("unexpected: {line}")),
+        }
+    }
+    if releases == 0 {
+        return Err(format!(
+            "no quarantine was released ({kept} frames kept at the end)"
+        ));
+    }
+    Ok(released)
 }
 
 /// A small seeded generator (xorshift64*), so that a run can be repeated.
@@ -432,6 +499,35 @@ fn power_cuts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dma_quarantine_releases_must_match_what_was_kept() {
+        let kept = |n: u64, task: &str| {
+            format!("[ 1.7] INFO  task: dma quarantine: {n} frames of task {task} kept until its device is reset\n")
+        };
+        let released = |n: u64, task: &str| {
+            format!("[ 2.0] INFO  syscall: dma quarantine: {n} frames released by task {task}\n")
+        };
+        let good = [
+            kept(32, "task#3"),
+            kept(32, "task#4"),
+            released(64, "task#5"),
+        ]
+        .concat();
+        assert_eq!(dma_quarantine_verdict(&good), Ok(64));
+        let short = [kept(32, "task#3"), released(16, "task#5")].concat();
+        assert!(dma_quarantine_verdict(&short).is_err());
+        let own = [kept(32, "task#3"), released(32, "task#3")].concat();
+        assert!(dma_quarantine_verdict(&own).is_err());
+        assert!(dma_quarantine_verdict(&kept(32, "task#3")).is_err());
+        let freed = [
+            kept(1, "task#3"),
+            "dma quarantine: frame 0x1000 was free before its release\n".to_string(),
+            released(0, "task#5"),
+        ]
+        .concat();
+        assert!(dma_quarantine_verdict(&freed).is_err());
+    }
 
     #[test]
     fn a_line_still_being_written_is_not_read() {

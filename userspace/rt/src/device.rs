@@ -25,7 +25,8 @@ use pandagen_abi::device::{DeviceError, DeviceResource, PhysRange, PortRange};
 use pandagen_abi::screen::{ScreenHandOver, TakeOverScreenRequest};
 use pandagen_abi::syscall::{
     AllocateDmaRequest, BindInterruptRequest, CapRequest, DmaRegion, InterruptRequest,
-    MapDeviceMemoryRequest, MintDeviceRequest, PortReadRequest, PortWriteRequest, Syscall,
+    MapDeviceMemoryRequest, MintDeviceRequest, PortReadRequest, PortWriteRequest,
+    ReleaseDmaQuarantineRequest, Syscall,
 };
 use pandagen_abi::{CapHandle, KernelError, Rights};
 
@@ -321,6 +322,20 @@ impl Dma {
             },
         )
     }
+}
+
+/// Tell the kernel the device behind `registers` (this task's `IoPorts`
+/// and `DeviceMemory` capabilities, each with `WRITE`) has been reset, so
+/// that the DMA frames a dead driver of it left quarantined can be reused.
+/// Returns the frames released (0 on a first start). Call it only after
+/// the reset: until then the device may still write into those frames.
+pub fn release_dma_quarantine(registers: &[CapHandle]) -> Result<u64, KernelError> {
+    let registers = heapless::Vec::from_slice(registers)
+        .map_err(|_| KernelError::Device(DeviceError::OutsideGrant))?;
+    call_small(
+        Syscall::ReleaseDmaQuarantine,
+        &ReleaseDmaQuarantineRequest { registers },
+    )
 }
 
 /// The framebuffer's `DeviceMemory` capability (the one the kernel mints

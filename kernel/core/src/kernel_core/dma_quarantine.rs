@@ -42,7 +42,7 @@
 //! releases them: never reused, never leaked to another task.
 
 use alloc::vec::Vec;
-use pandagen_abi::device::{DeviceResource, PhysRange};
+use pandagen_abi::device::{DeviceError, DeviceResource, PhysRange, MAX_RELEASE_REGISTERS};
 use pandagen_abi::memory::PAGE_SIZE;
 use pandagen_abi::{Budget, CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
 
@@ -50,10 +50,6 @@ use super::KernelCore;
 use crate::budget::AccountId;
 use crate::cap_table::ObjectRef;
 use crate::sorted_map::SortedMap;
-
-/// The most register capabilities one release names (a PCI function has
-/// six BARs; the rest is slack for narrower capabilities).
-pub const MAX_RELEASE_REGISTERS: usize = 8;
 
 /// One dead holder's frames, waiting for its device to be reset.
 #[derive(Debug)]
@@ -174,9 +170,7 @@ impl KernelCore {
         now: Instant,
     ) -> Result<Vec<PhysRange>, KernelError> {
         if registers.len() > MAX_RELEASE_REGISTERS {
-            return Err(KernelError::Device(
-                pandagen_abi::device::DeviceError::OutsideGrant,
-            ));
+            return Err(KernelError::Device(DeviceError::OutsideGrant));
         }
         let mut held: Vec<DeviceResource> = Vec::with_capacity(registers.len());
         for &handle in registers {

@@ -32,7 +32,6 @@ pub use collect::Collected;
 pub use device::{
     binding_cost, Devices, InterruptOutcome, DEVICE_RIGHTS, INTERRUPT_SCHEMA, ROOT_DEVICE_CAPS,
 };
-pub use dma_quarantine::MAX_RELEASE_REGISTERS;
 pub use fastpath::Switched;
 pub use invariants::InvariantViolation;
 pub use sched::RecvOutcome;

@@ -26,7 +26,7 @@ use pandagen_abi::{
 use pandagen_process_manager::devices::PciDevice;
 use pandagen_process_manager::protocol::SHUTDOWN_ACTION;
 use pandagen_process_manager::PmClient;
-use pandagen_rt::device::{DeviceMemory, Dma};
+use pandagen_rt::device::{release_dma_quarantine, DeviceMemory, Dma};
 use pandagen_rt::{println, Kernel};
 use pandagen_virtio_blk::config::SnapshotConfig;
 use pandagen_virtio_blk::disk::VirtioDisk;
@@ -53,6 +53,9 @@ const BLOCK_RIGHTS: Rights = Rights::from_bits(
 /// The device capabilities, by what they are.
 struct DeviceCaps {
     memory: Vec<(DeviceResource, pandagen_abi::CapHandle)>,
+    /// Every BAR's capability (ports and memory): what a reset of the
+    /// device is proved with.
+    registers: Vec<pandagen_abi::CapHandle>,
     dma: Option<pandagen_abi::CapHandle>,
 }
 
@@ -61,8 +64,10 @@ struct DeviceCaps {
 fn device_caps(device: &PciDevice, handles: &[pandagen_abi::CapHandle]) -> DeviceCaps {
     let mut rest = handles.iter().copied();
     let mut memory = Vec::new();
+    let mut registers = Vec::new();
     for resource in device.bars.iter().filter_map(|b| b.resource()) {
         if let Some(handle) = rest.next() {
+            registers.push(handle);
             if matches!(resource, DeviceResource::Memory(_)) {
                 memory.push((resource, handle));
             }
@@ -73,6 +78,7 @@ fn device_caps(device: &PciDevice, handles: &[pandagen_abi::CapHandle]) -> Devic
     }
     DeviceCaps {
         memory,
+        registers,
         dma: rest.next(),
     }
 }
@@ -133,6 +139,16 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
             return Err(KernelError::InvalidCapability);
         }
     };
+    // Opening the device reset it (status 0 before anything else): the
+    // requests a dead instance left in it are gone, so the DMA frames the
+    // kernel kept from that instance can be reused.
+    match release_dma_quarantine(&caps.registers) {
+        Ok(0) => {}
+        Ok(frames) => {
+            println!("virtio-blk: device reset; {frames} DMA frames of a dead instance released")
+        }
+        Err(error) => println!("virtio-blk: releasing the DMA quarantine: {error:?}"),
+    }
     println!(
         "virtio-blk: {} ready: {} sectors of 512 bytes{}",
         device.address,
