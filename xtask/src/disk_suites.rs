@@ -58,10 +58,18 @@ pub struct CutOptions {
     pub seed: Option<u64>,
 }
 
+/// Serial bytes as they arrived: the bytes, and for each read the host
+/// time since QEMU started and how many bytes had arrived by then.
+#[derive(Default)]
+struct Serial {
+    bytes: Vec<u8>,
+    arrivals: Vec<(Duration, usize)>,
+}
+
 /// A running QEMU whose serial output is collected as it comes.
 struct Machine {
     child: Child,
-    serial: Arc<Mutex<Vec<u8>>>,
+    serial: Arc<Mutex<Serial>>,
     started: Instant,
 }
 
@@ -71,9 +79,10 @@ impl Machine {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
+        let started = Instant::now();
         let mut child = cmd.spawn().map_err(|e| fail!("cannot start QEMU: {e}"))?;
         let mut stdout = child.stdout.take().expect("stdout is piped");
-        let serial = Arc::new(Mutex::new(Vec::new()));
+        let serial = Arc::new(Mutex::new(Serial::default()));
         let sink = Arc::clone(&serial);
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -81,18 +90,36 @@ impl Machine {
                 if n == 0 {
                     break;
                 }
-                sink.lock().expect("reader").extend_from_slice(&buf[..n]);
+                let mut serial = sink.lock().expect("reader");
+                serial.bytes.extend_from_slice(&buf[..n]);
+                let arrived = serial.bytes.len();
+                serial.arrivals.push((started.elapsed(), arrived));
             }
         });
         Ok(Machine {
             child,
             serial,
-            started: Instant::now(),
+            started,
         })
     }
 
     fn text(&self) -> String {
-        String::from_utf8_lossy(&self.serial.lock().expect("serial")).into_owned()
+        String::from_utf8_lossy(&self.serial.lock().expect("serial").bytes).into_owned()
+    }
+
+    /// When (host time since QEMU started) the serial output first held
+    /// `needle`.
+    fn first_seen(&self, needle: &str) -> Option<Duration> {
+        let serial = self.serial.lock().expect("serial");
+        let at = serial
+            .bytes
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())?;
+        serial
+            .arrivals
+            .iter()
+            .find(|(_, arrived)| *arrived >= at + needle.len())
+            .map(|(when, _)| *when)
     }
 
     /// Wait until `done` holds for the serial text (`Some`), QEMU exits or
@@ -414,6 +441,77 @@ fn verdict(text: &str) -> Option<Verdict> {
         .map(|n| Verdict::Present(*n))
 }
 
+/// The phases of a power-cut boot, each named with the serial text that
+/// ends it (the first kernel log line; the process manager's start order;
+/// the driver ready; storage opening the disk; storage running, its
+/// journal replayed; the writer's check of what is present; the first
+/// acknowledged commit).
+const BOOT_PHASES: [(&str, &str); 7] = [
+    ("firmware+loader", "pandagen_kernel"),
+    ("kernel init", "process-manager: start order"),
+    ("pci+driver", " ready: "),
+    ("storage start", "the journal is on the virtio-blk disk"),
+    ("journal replay", "storage: starting -> running"),
+    ("writer check", "POWERCUT PRESENT"),
+    ("first commit", "POWERCUT ACK"),
+];
+
+/// Host time spent in each of [`BOOT_PHASES`], then from the first
+/// acknowledgement to the cut, summed over boots.
+#[derive(Default)]
+struct PhaseTimes {
+    sums: [Duration; BOOT_PHASES.len() + 1],
+    boots: u32,
+}
+
+impl PhaseTimes {
+    /// Add `machine`'s boot, cut `total` after QEMU started; returns the
+    /// boot's line for the transcript. A boot missing a phase's line
+    /// (it died first) is not added.
+    fn add(&mut self, machine: &Machine, total: Duration) -> String {
+        let mut line = String::from("phases:");
+        let mut previous = Duration::ZERO;
+        let mut each = [Duration::ZERO; BOOT_PHASES.len() + 1];
+        for (i, (name, marker)) in BOOT_PHASES.iter().enumerate() {
+            let Some(at) = machine.first_seen(marker) else {
+                line.push_str(&format!(" {name} -"));
+                return line;
+            };
+            each[i] = at.saturating_sub(previous);
+            line.push_str(&format!(" {name} {:.2}s", each[i].as_secs_f64()));
+            previous = previous.max(at);
+        }
+        each[BOOT_PHASES.len()] = total.saturating_sub(previous);
+        line.push_str(&format!(
+            " writing {:.2}s total {:.2}s",
+            each[BOOT_PHASES.len()].as_secs_f64(),
+            total.as_secs_f64()
+        ));
+        for (sum, d) in self.sums.iter_mut().zip(each) {
+            *sum += d;
+        }
+        self.boots += 1;
+        line
+    }
+
+    /// The mean of each phase over the boots added.
+    fn summary(&self) -> String {
+        let n = self.boots.max(1);
+        let names = BOOT_PHASES.iter().map(|(name, _)| *name).chain(["writing"]);
+        let parts: Vec<String> = names
+            .zip(self.sums)
+            .map(|(name, sum)| format!("{name} {:.2}s", (sum / n).as_secs_f64()))
+            .collect();
+        let total: Duration = self.sums.iter().sum();
+        format!(
+            "mean wall time of a cut over {} boots: {} (total {:.2}s)",
+            self.boots,
+            parts.join(", "),
+            (total / n).as_secs_f64()
+        )
+    }
+}
+
 fn power_cuts(
     make: &dyn Fn() -> TaskResult<Command>,
     disk_image: &Path,
@@ -435,6 +533,8 @@ fn power_cuts(
     let mut acknowledged = 0u64;
     let mut problems: Vec<String> = Vec::new();
     let mut made = 0u64;
+    let mut phase_times = PhaseTimes::default();
+    let run_started = Instant::now();
     for boot in 0..=cuts {
         let mut machine = Machine::start(make()?, disk_image)?;
         let seen = machine.wait_for(BOOT_TIMEOUT, verdict);
@@ -455,9 +555,10 @@ fn power_cuts(
                     });
                     let delay = rng.next() % MAX_CUT_DELAY_MS;
                     std::thread::sleep(Duration::from_millis(delay));
+                    let phases = phase_times.add(&machine, machine.started.elapsed());
                     let text = machine.kill();
                     made += 1;
-                    text
+                    format!("{text}\n{phases}\n")
                 }
             }
             Some(Verdict::Torn(why)) => {
@@ -476,13 +577,26 @@ fn power_cuts(
             acknowledged = acknowledged.max(max + 1);
         }
         transcript.push_str(&format!("\n==== boot {boot} ====\n{text}"));
+        if cuts > DEFAULT_CUTS && boot % 10 == 0 {
+            // A long run reports as it goes (its log is written at the end).
+            eprintln!(
+                "powercut: seed {seed}, {made} of {cuts} cuts, {acknowledged} acknowledged, {:.0}s",
+                run_started.elapsed().as_secs_f64()
+            );
+        }
         if !problems.is_empty() {
             break;
         }
     }
+    let summary = phase_times.summary();
+    transcript.push_str(&format!("\n{summary}\n"));
     println!();
+    println!("  {:<20} {summary}", "");
     print!("  {:<20} ", "");
-    print!("{made} cuts, {acknowledged} acknowledged commits kept ");
+    print!(
+        "{made} cuts, {acknowledged} acknowledged commits kept, {:.0}s ",
+        run_started.elapsed().as_secs_f64()
+    );
     if problems.is_empty() && made == cuts {
         report.pass("powercut/every_acknowledged_commit_survives");
     } else {
