@@ -245,7 +245,9 @@ pub fn map_device_memory(
 
 /// Allocate `bytes` of contiguous zeroed frames and map them into `space`
 /// (cached: x86 DMA is cache-coherent). Returns `(virtual, physical)`. The
-/// frames belong to the address space from now on and are freed with it.
+/// frames belong to the address space from now on and are freed with it,
+/// unless the core quarantines them at the holder's death (see
+/// [`free_dma_regions`]).
 pub fn allocate_dma(
     space: &AddressSpace,
     bytes: u64,
@@ -267,4 +269,23 @@ pub fn allocate_dma(
         return Err(e);
     }
     Ok((virt, phys))
+}
+
+/// Free the frames of DMA regions the core released from quarantine (a
+/// device reset since its driver died). Returns the frames freed: every
+/// frame of the regions, which stayed allocated since the driver's death
+/// (a frame found free is logged as the broken promise it would be).
+pub fn free_dma_regions(regions: &[PhysRange]) -> u64 {
+    let mut freed = 0;
+    for region in regions {
+        for i in 0..region.len / PAGE_SIZE {
+            let phys = region.base + i * PAGE_SIZE;
+            if !frame::is_allocated(phys) {
+                log::error!("dma quarantine: frame {phys:#x} was free before its release");
+            } else if frame::free(phys).is_ok() {
+                freed += 1;
+            }
+        }
+    }
+    freed
 }

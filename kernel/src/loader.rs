@@ -186,8 +186,18 @@ pub fn load(image: &[u8]) -> Result<Loaded, KernelError> {
 
 /// Free an address space that is not active, with every page it maps.
 pub fn destroy(space: AddressSpace) {
+    destroy_keeping(space, &[]);
+}
+
+/// Free an address space that is not active, with every page it maps
+/// except those inside `kept` (quarantined DMA frames, which stay
+/// allocated).
+pub fn destroy_keeping(space: AddressSpace, kept: &[pandagen_abi::device::PhysRange]) {
     let freed = space.destroy(&mut GlobalFrames, |leaf| {
-        let _ = frame::free(leaf);
+        let in_kept = kept.iter().any(|r| leaf >= r.base && leaf - r.base < r.len);
+        if !in_kept {
+            let _ = frame::free(leaf);
+        }
     });
     if let Err(e) = freed {
         log::error!("freeing an address space: {e:?}");

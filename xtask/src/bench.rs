@@ -83,7 +83,8 @@ struct QemuBench {
     manifest: Option<&'static str>,
     /// For a run on a fresh virtio-blk disk, whose root (the process
     /// manager) never ends it: the task whose `[BENCH]` lines count. The
-    /// run ends when that task prints `[SUITE] DONE`.
+    /// run ends when that task prints `[SUITE] DONE`. Such a run uses
+    /// `qemu/bench-io.args`: idle time counts host nanoseconds.
     disk_task: Option<&'static str>,
 }
 
@@ -131,8 +132,15 @@ struct Row {
 
 /// Benchmarks always use the release kernel: debug-build instruction
 /// counts measure the compiler's unoptimised output, not the kernel.
-/// `qemu_only` skips the host benchmarks (for iterating on the kernel).
-pub fn run(layout: &Layout, qemu_only: bool) -> TaskResult<bool> {
+/// `qemu_only` skips the host benchmarks (for iterating on the kernel);
+/// a non-empty `only` runs just the QEMU benchmarks of those names.
+pub fn run(layout: &Layout, qemu_only: bool, only: &[String]) -> TaskResult<bool> {
+    if let Some(unknown) = only
+        .iter()
+        .find(|name| QEMU_BENCHES.iter().all(|qb| qb.name != name.as_str()))
+    {
+        return Err(crate::fail!("no QEMU benchmark is named `{unknown}`"));
+    }
     let profile = Profile::Release;
     let host = setup::ensure(Needs {
         nightly: true,
@@ -145,7 +153,10 @@ pub fn run(layout: &Layout, qemu_only: bool) -> TaskResult<bool> {
 
     let kernel = build::kernel(layout, profile, KernelKind::Test)?;
     println!("== kernel benchmarks (QEMU TCG, -icount shift=0: 1 TSC tick = 1 instruction) ==");
-    for qb in QEMU_BENCHES {
+    for qb in QEMU_BENCHES
+        .iter()
+        .filter(|qb| only.is_empty() || only.iter().any(|name| name == qb.name))
+    {
         let manifest = qb.manifest.map(|m| layout.root.join(m));
         let spec = ImageSpec {
             boot_cfg: qb.boot_cfg,
@@ -166,7 +177,13 @@ pub fn run(layout: &Layout, qemu_only: bool) -> TaskResult<bool> {
             accel: Accel::Tcg,
             image: &image,
             ovmf: host.ovmf.as_deref(),
-            extra_profiles: &["bench"],
+            // A disk run waits for the device's interrupts: its idle
+            // guest clock must keep the host's pace (see bench-io.args).
+            extra_profiles: if qb.disk_task.is_some() {
+                &["bench-io"]
+            } else {
+                &["bench"]
+            },
         };
         let log = qemu::log_path(layout, qb.name);
         let report = if let Some(task) = qb.disk_task {

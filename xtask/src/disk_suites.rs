@@ -58,10 +58,18 @@ pub struct CutOptions {
     pub seed: Option<u64>,
 }
 
+/// Serial bytes as they arrived: the bytes, and for each read the host
+/// time since QEMU started and how many bytes had arrived by then.
+#[derive(Default)]
+struct Serial {
+    bytes: Vec<u8>,
+    arrivals: Vec<(Duration, usize)>,
+}
+
 /// A running QEMU whose serial output is collected as it comes.
 struct Machine {
     child: Child,
-    serial: Arc<Mutex<Vec<u8>>>,
+    serial: Arc<Mutex<Serial>>,
     started: Instant,
 }
 
@@ -71,9 +79,10 @@ impl Machine {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
+        let started = Instant::now();
         let mut child = cmd.spawn().map_err(|e| fail!("cannot start QEMU: {e}"))?;
         let mut stdout = child.stdout.take().expect("stdout is piped");
-        let serial = Arc::new(Mutex::new(Vec::new()));
+        let serial = Arc::new(Mutex::new(Serial::default()));
         let sink = Arc::clone(&serial);
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -81,18 +90,36 @@ impl Machine {
                 if n == 0 {
                     break;
                 }
-                sink.lock().expect("reader").extend_from_slice(&buf[..n]);
+                let mut serial = sink.lock().expect("reader");
+                serial.bytes.extend_from_slice(&buf[..n]);
+                let arrived = serial.bytes.len();
+                serial.arrivals.push((started.elapsed(), arrived));
             }
         });
         Ok(Machine {
             child,
             serial,
-            started: Instant::now(),
+            started,
         })
     }
 
     fn text(&self) -> String {
-        String::from_utf8_lossy(&self.serial.lock().expect("serial")).into_owned()
+        String::from_utf8_lossy(&self.serial.lock().expect("serial").bytes).into_owned()
+    }
+
+    /// When (host time since QEMU started) the serial output first held
+    /// `needle`.
+    fn first_seen(&self, needle: &str) -> Option<Duration> {
+        let serial = self.serial.lock().expect("serial");
+        let at = serial
+            .bytes
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())?;
+        serial
+            .arrivals
+            .iter()
+            .find(|(_, arrived)| *arrived >= at + needle.len())
+            .map(|(when, _)| *when)
     }
 
     /// Wait until `done` holds for the serial text (`Some`), QEMU exits or
@@ -285,6 +312,16 @@ fn driver_crash(
     for (name, why) in &guest.failed {
         report.fail(name, why.clone());
     }
+    match dma_quarantine_verdict(&text) {
+        Ok(released) => {
+            print!("({released} quarantined DMA frames released after resets) ");
+            report.pass("drivercrash/dma_frames_quarantined_until_the_device_is_reset");
+        }
+        Err(why) => report.fail(
+            "drivercrash/dma_frames_quarantined_until_the_device_is_reset",
+            why,
+        ),
+    }
     let counted = (guest.passed.len() as u64, guest.failed.len() as u64);
     match (finished, guest.done) {
         (Some(()), Some(done)) if done == counted && done.0 > 0 => {}
@@ -301,6 +338,63 @@ fn driver_crash(
         ),
     }
     Ok(())
+}
+
+/// The kernel's account of the dead drivers' DMA frames: each death of a
+/// DMA holder keeps its frames (`dma quarantine: N frames of task T kept`),
+/// and a later instance, after resetting the device, releases all that is
+/// kept (`dma quarantine: M frames released by task U`): `M` must be the
+/// frames kept since the last release, every one of them still allocated
+/// (the kernel logs `was free before its release` otherwise), and `U`
+/// none of the dead tasks. At least one release must happen (the suite
+/// crashes the driver while it runs). Returns the frames released.
+fn dma_quarantine_verdict(text: &str) -> Result<u64, String> {
+    const MARK: &str = "dma quarantine: ";
+    let mut kept = 0u64;
+    let mut dead: Vec<String> = Vec::new();
+    let mut released = 0u64;
+    let mut releases = 0u64;
+    for line in complete_lines(text) {
+        let Some(rest) = line.split(MARK).nth(1) else {
+            continue;
+        };
+        if rest.contains("was free before its release") {
+            return Err(line.trim().to_string());
+        }
+        let mut words = rest.split_whitespace();
+        let frames: u64 = words
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("unreadable: {line}"))?;
+        let words: Vec<&str> = words.collect();
+        match words.as_slice() {
+            ["frames", "of", "task", task, "kept", ..] => {
+                kept += frames;
+                dead.push((*task).to_string());
+            }
+            ["frames", "released", "by", "task", task] => {
+                if frames != kept {
+                    return Err(format!(
+                        "{frames} frames released, {kept} were kept since the last release"
+                    ));
+                }
+                if dead.iter().any(|d| d == task) {
+                    return Err(format!("{task} released its own quarantine"));
+                }
+                released += frames;
+                releases += 1;
+                kept = 0;
+                dead.clear();
+            }
+            _ => return Err(format!("unexpected: {line}")),
+        }
+    }
+    if releases == 0 {
+        return Err(format!(
+            "no quarantine was released ({kept} frames kept at the end)"
+        ));
+    }
+    Ok(released)
 }
 
 /// A small seeded generator (xorshift64*), so that a run can be repeated.
@@ -347,6 +441,77 @@ fn verdict(text: &str) -> Option<Verdict> {
         .map(|n| Verdict::Present(*n))
 }
 
+/// The phases of a power-cut boot, each named with the serial text that
+/// ends it (the first kernel log line; the process manager's start order;
+/// the driver ready; storage opening the disk; storage running, its
+/// journal replayed; the writer's check of what is present; the first
+/// acknowledged commit).
+const BOOT_PHASES: [(&str, &str); 7] = [
+    ("firmware+loader", "pandagen_kernel"),
+    ("kernel init", "process-manager: start order"),
+    ("pci+driver", " ready: "),
+    ("storage start", "the journal is on the virtio-blk disk"),
+    ("journal replay", "storage: starting -> running"),
+    ("writer check", "POWERCUT PRESENT"),
+    ("first commit", "POWERCUT ACK"),
+];
+
+/// Host time spent in each of [`BOOT_PHASES`], then from the first
+/// acknowledgement to the cut, summed over boots.
+#[derive(Default)]
+struct PhaseTimes {
+    sums: [Duration; BOOT_PHASES.len() + 1],
+    boots: u32,
+}
+
+impl PhaseTimes {
+    /// Add `machine`'s boot, cut `total` after QEMU started; returns the
+    /// boot's line for the transcript. A boot missing a phase's line
+    /// (it died first) is not added.
+    fn add(&mut self, machine: &Machine, total: Duration) -> String {
+        let mut line = String::from("phases:");
+        let mut previous = Duration::ZERO;
+        let mut each = [Duration::ZERO; BOOT_PHASES.len() + 1];
+        for (i, (name, marker)) in BOOT_PHASES.iter().enumerate() {
+            let Some(at) = machine.first_seen(marker) else {
+                line.push_str(&format!(" {name} -"));
+                return line;
+            };
+            each[i] = at.saturating_sub(previous);
+            line.push_str(&format!(" {name} {:.2}s", each[i].as_secs_f64()));
+            previous = previous.max(at);
+        }
+        each[BOOT_PHASES.len()] = total.saturating_sub(previous);
+        line.push_str(&format!(
+            " writing {:.2}s total {:.2}s",
+            each[BOOT_PHASES.len()].as_secs_f64(),
+            total.as_secs_f64()
+        ));
+        for (sum, d) in self.sums.iter_mut().zip(each) {
+            *sum += d;
+        }
+        self.boots += 1;
+        line
+    }
+
+    /// The mean of each phase over the boots added.
+    fn summary(&self) -> String {
+        let n = self.boots.max(1);
+        let names = BOOT_PHASES.iter().map(|(name, _)| *name).chain(["writing"]);
+        let parts: Vec<String> = names
+            .zip(self.sums)
+            .map(|(name, sum)| format!("{name} {:.2}s", (sum / n).as_secs_f64()))
+            .collect();
+        let total: Duration = self.sums.iter().sum();
+        format!(
+            "mean wall time of a cut over {} boots: {} (total {:.2}s)",
+            self.boots,
+            parts.join(", "),
+            (total / n).as_secs_f64()
+        )
+    }
+}
+
 fn power_cuts(
     make: &dyn Fn() -> TaskResult<Command>,
     disk_image: &Path,
@@ -368,6 +533,8 @@ fn power_cuts(
     let mut acknowledged = 0u64;
     let mut problems: Vec<String> = Vec::new();
     let mut made = 0u64;
+    let mut phase_times = PhaseTimes::default();
+    let run_started = Instant::now();
     for boot in 0..=cuts {
         let mut machine = Machine::start(make()?, disk_image)?;
         let seen = machine.wait_for(BOOT_TIMEOUT, verdict);
@@ -388,9 +555,10 @@ fn power_cuts(
                     });
                     let delay = rng.next() % MAX_CUT_DELAY_MS;
                     std::thread::sleep(Duration::from_millis(delay));
+                    let phases = phase_times.add(&machine, machine.started.elapsed());
                     let text = machine.kill();
                     made += 1;
-                    text
+                    format!("{text}\n{phases}\n")
                 }
             }
             Some(Verdict::Torn(why)) => {
@@ -409,13 +577,26 @@ fn power_cuts(
             acknowledged = acknowledged.max(max + 1);
         }
         transcript.push_str(&format!("\n==== boot {boot} ====\n{text}"));
+        if cuts > DEFAULT_CUTS && boot % 10 == 0 {
+            // A long run reports as it goes (its log is written at the end).
+            eprintln!(
+                "powercut: seed {seed}, {made} of {cuts} cuts, {acknowledged} acknowledged, {:.0}s",
+                run_started.elapsed().as_secs_f64()
+            );
+        }
         if !problems.is_empty() {
             break;
         }
     }
+    let summary = phase_times.summary();
+    transcript.push_str(&format!("\n{summary}\n"));
     println!();
+    println!("  {:<20} {summary}", "");
     print!("  {:<20} ", "");
-    print!("{made} cuts, {acknowledged} acknowledged commits kept ");
+    print!(
+        "{made} cuts, {acknowledged} acknowledged commits kept, {:.0}s ",
+        run_started.elapsed().as_secs_f64()
+    );
     if problems.is_empty() && made == cuts {
         report.pass("powercut/every_acknowledged_commit_survives");
     } else {
@@ -432,6 +613,35 @@ fn power_cuts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dma_quarantine_releases_must_match_what_was_kept() {
+        let kept = |n: u64, task: &str| {
+            format!("[ 1.7] INFO  task: dma quarantine: {n} frames of task {task} kept until its device is reset\n")
+        };
+        let released = |n: u64, task: &str| {
+            format!("[ 2.0] INFO  syscall: dma quarantine: {n} frames released by task {task}\n")
+        };
+        let good = [
+            kept(32, "task#3"),
+            kept(32, "task#4"),
+            released(64, "task#5"),
+        ]
+        .concat();
+        assert_eq!(dma_quarantine_verdict(&good), Ok(64));
+        let short = [kept(32, "task#3"), released(16, "task#5")].concat();
+        assert!(dma_quarantine_verdict(&short).is_err());
+        let own = [kept(32, "task#3"), released(32, "task#3")].concat();
+        assert!(dma_quarantine_verdict(&own).is_err());
+        assert!(dma_quarantine_verdict(&kept(32, "task#3")).is_err());
+        let freed = [
+            kept(1, "task#3"),
+            "dma quarantine: frame 0x1000 was free before its release\n".to_string(),
+            released(0, "task#5"),
+        ]
+        .concat();
+        assert!(dma_quarantine_verdict(&freed).is_err());
+    }
 
     #[test]
     fn a_line_still_being_written_is_not_read() {

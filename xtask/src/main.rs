@@ -63,6 +63,7 @@ commands:
   bench                       kernel benchmarks (release build) under QEMU TCG -icount;
                               results in target/bench/results.json
     --qemu-only               only the QEMU benchmarks (no host benchmarks)
+    --suite NAME              only this QEMU benchmark (repeatable; e.g. bench-storage-disk)
   clippy                      clippy on the host crates and on the kernel for x86_64-unknown-none
   mutants [--crate NAME]... [--file GLOB]... [--re REGEX]...
                               mutation testing (cargo-mutants) of pandagen-core, the storage
@@ -224,9 +225,8 @@ fn main() -> ExitCode {
             ],
         )
         .and_then(|f| flash(&layout, &f)),
-        "bench" => {
-            parse_flags(rest, &["--qemu-only"]).and_then(|f| bench::run(&layout, f.qemu_only))
-        }
+        "bench" => parse_flags(rest, &["--qemu-only", "--suite"])
+            .and_then(|f| bench::run(&layout, f.qemu_only, &f.suites)),
         "clippy" => parse_flags(rest, &[]).and_then(|_| clippy(&layout)),
         "mutants" => parse_flags(rest, &["--crate", "--file", "--re"]).and_then(|f| {
             mutants::run(

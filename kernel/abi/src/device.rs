@@ -246,6 +246,12 @@ pub enum DeviceError {
 /// instructions (`OpenPorts`) at a time.
 pub const MAX_PORT_WINDOWS: usize = 4;
 
+/// The most register capabilities one
+/// [`ReleaseDmaQuarantine`](crate::syscall::Syscall::ReleaseDmaQuarantine)
+/// names (a PCI function has six BARs; the rest is slack for narrower
+/// capabilities).
+pub const MAX_RELEASE_REGISTERS: usize = 8;
+
 impl fmt::Display for DeviceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)

@@ -354,6 +354,13 @@ syscall_table! {
         /// service); output written meanwhile waits for it. The caller
         /// pays for each output message until it reads it.
         TakeOverScreen = 43,
+        /// [`ReleaseDmaQuarantineRequest`] → `u64`, frames released: the
+        /// caller has reset its device, so the DMA frames of dead drivers
+        /// whose register ranges the named capabilities (`IoPorts` or
+        /// `DeviceMemory`, each with `WRITE`) cover go back to the kernel,
+        /// and their charge to the dead drivers' spawners. Releasing
+        /// nothing is not an error.
+        ReleaseDmaQuarantine = 45,
     }
 }
 
@@ -432,6 +439,13 @@ pub struct AllocateDmaRequest {
     pub capability: CapHandle,
     /// A positive multiple of the page size.
     pub bytes: u64,
+}
+
+/// A [`Syscall::ReleaseDmaQuarantine`] request: the caller's device-register
+/// capabilities.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseDmaQuarantineRequest {
+    pub registers: heapless::Vec<CapHandle, { crate::device::MAX_RELEASE_REGISTERS }>,
 }
 
 /// DMA memory: where the caller sees it and where devices do.

@@ -26,6 +26,8 @@ mod capabilities;
 mod channels;
 #[path = "devices.rs"]
 mod devices;
+#[path = "dma_quarantine.rs"]
+mod dma_quarantine;
 #[path = "exit_routes.rs"]
 mod exit_routes;
 #[path = "fastpath.rs"]

@@ -92,7 +92,6 @@ pub fn free(phys: u64) -> Result<(), FrameError> {
 }
 
 /// Whether `phys` is currently handed out.
-#[cfg(feature = "test-harness")]
 pub fn is_allocated(phys: u64) -> bool {
     with(|b| b.is_allocated(phys))
 }

@@ -10,6 +10,7 @@ use pandagen_abi::screen::TakeOverScreenRequest;
 use pandagen_abi::syscall::{
     AllocateDmaRequest, BindInterruptRequest, CapRequest, DeviceCall, DmaRegion, InterruptRequest,
     MapDeviceMemoryRequest, MintDeviceRequest, PortReadRequest, PortWriteRequest,
+    ReleaseDmaQuarantineRequest,
 };
 use pandagen_abi::KernelError;
 use pandagen_hal::x86_64::paging::AddressSpace;
@@ -29,6 +30,7 @@ pub(super) fn handler(call: DeviceCall) -> Handler {
         DeviceCall::AllocateDma => allocate_dma,
         DeviceCall::OpenPorts => open_ports,
         DeviceCall::TakeOverScreen => take_over_screen,
+        DeviceCall::ReleaseDmaQuarantine => release_dma_quarantine,
     }
 }
 
@@ -180,14 +182,40 @@ fn allocate_dma(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
         device::allocate_dma(space, request.bytes, None, tables)
     });
     match allocated {
-        Ok((address, physical)) => cx.reply(DmaRegion {
-            address,
-            physical,
-            bytes: request.bytes,
-        }),
+        Ok((address, physical)) => {
+            cx.k.core_mut().dma_allocated(
+                caller,
+                PhysRange {
+                    base: physical,
+                    len: request.bytes,
+                },
+            );
+            cx.reply(DmaRegion {
+                address,
+                physical,
+                bytes: request.bytes,
+            })
+        }
         Err(e) => {
             cx.k.core_mut().uncharge_dma(caller, request.bytes);
             Err(e)
         }
     }
+}
+
+/// The core decides which quarantines the caller's register capabilities
+/// release; their frames go back to the free pool here.
+fn release_dma_quarantine(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
+    let request: ReleaseDmaQuarantineRequest = decode(request)?;
+    let released =
+        cx.k.core_mut()
+            .release_dma_quarantine(cx.caller, &request.registers, cx.now)?;
+    let frames = device::free_dma_regions(&released);
+    if frames > 0 {
+        log::info!(
+            "dma quarantine: {frames} frames released by task {}",
+            cx.caller
+        );
+    }
+    cx.reply(frames)
 }

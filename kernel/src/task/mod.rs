@@ -409,7 +409,19 @@ impl KernelState {
                 unsafe { paging::switch_to(&kernel) };
                 self.active_space = kernel.root();
             }
-            loader::destroy(user.memory.into_space());
+            // A DMA holder's quarantined frames stay allocated: its
+            // device may still write into them until it is reset.
+            let quarantined = self.core.quarantined_dma(task);
+            if !quarantined.is_empty() {
+                log::info!(
+                    "dma quarantine: {} frames of task {task} kept until its device is reset",
+                    quarantined
+                        .iter()
+                        .map(|r| r.len / pandagen_abi::memory::PAGE_SIZE)
+                        .sum::<u64>()
+                );
+            }
+            loader::destroy_keeping(user.memory.into_space(), &quarantined);
         }
         if let Some((on_end, reason)) = watcher {
             on_end(&self.core, &reason);

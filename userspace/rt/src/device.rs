@@ -25,11 +25,14 @@ use pandagen_abi::device::{DeviceError, DeviceResource, PhysRange, PortRange};
 use pandagen_abi::screen::{ScreenHandOver, TakeOverScreenRequest};
 use pandagen_abi::syscall::{
     AllocateDmaRequest, BindInterruptRequest, CapRequest, DmaRegion, InterruptRequest,
-    MapDeviceMemoryRequest, MintDeviceRequest, PortReadRequest, PortWriteRequest, Syscall,
+    MapDeviceMemoryRequest, MintDeviceRequest, PortReadRequest, PortWriteRequest, ReceiveRequest,
+    ReleaseDmaQuarantineRequest, Syscall,
 };
 use pandagen_abi::{CapHandle, KernelError, Rights};
 
-use crate::syscall::call_small;
+use core::time::Duration;
+
+use crate::syscall::{call_receiving, call_small};
 
 /// Mint a narrower device capability from `parent` (which needs `GRANT`):
 /// how the process manager cuts each driver's share from the root's.
@@ -298,6 +301,26 @@ impl Interrupt {
     }
 }
 
+impl Interrupt {
+    /// Wait up to `timeout` on `channel` (bound to this line with
+    /// [`Interrupt::bind`]) for the line's notification. `Ok(true)`: it
+    /// fired (service the device, then [`Interrupt::acknowledge`]);
+    /// `Ok(false)`: the time passed first.
+    pub fn wait(&self, channel: CapHandle, timeout: Duration) -> Result<bool, KernelError> {
+        let request = ReceiveRequest {
+            channel,
+            timeout_nanos: Some(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX)),
+        };
+        let mut scratch = [0u8; 32];
+        let mut response = [0u8; 256];
+        match call_receiving(Syscall::Receive, &request, &mut scratch, &mut response) {
+            Ok(_) => Ok(true),
+            Err(KernelError::Timeout) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+}
+
 /// A `DmaMemory` capability.
 #[derive(Clone, Copy, Debug)]
 pub struct Dma {
@@ -321,6 +344,20 @@ impl Dma {
             },
         )
     }
+}
+
+/// Tell the kernel the device behind `registers` (this task's `IoPorts`
+/// and `DeviceMemory` capabilities, each with `WRITE`) has been reset, so
+/// that the DMA frames a dead driver of it left quarantined can be reused.
+/// Returns the frames released (0 on a first start). Call it only after
+/// the reset: until then the device may still write into those frames.
+pub fn release_dma_quarantine(registers: &[CapHandle]) -> Result<u64, KernelError> {
+    let registers = heapless::Vec::from_slice(registers)
+        .map_err(|_| KernelError::Device(DeviceError::OutsideGrant))?;
+    call_small(
+        Syscall::ReleaseDmaQuarantine,
+        &ReleaseDmaQuarantineRequest { registers },
+    )
 }
 
 /// The framebuffer's `DeviceMemory` capability (the one the kernel mints

@@ -84,6 +84,9 @@ pub struct Devices {
     /// DMA bytes each task holds, against its capability's allowance (a
     /// map whose heap depends only on how many tasks hold DMA memory).
     dma_held: SortedMap<TaskId, u64>,
+    /// Where each holder's DMA frames are, and the quarantined frames of
+    /// dead holders (see `dma_quarantine`).
+    pub(super) dma: super::dma_quarantine::DmaFrames,
 }
 
 /// What the kernel does with a line that fired.
@@ -588,8 +591,9 @@ impl KernelCore {
     /// At `task`'s death: its interrupt bindings end (their lines stay
     /// masked until a new binding; their charges return), and its DMA
     /// allowance use is forgotten (the frames charged for it return with
-    /// the rest of its own charge; the kernel frees them with its address
-    /// space).
+    /// the rest of its own charge and the kernel frees them with its
+    /// address space, unless they were quarantined: see
+    /// `dma_quarantine`).
     pub(super) fn release_devices(&mut self, task: TaskId) {
         for line in 0..INTERRUPT_LINES {
             let held = self.devices.lines[line as usize]

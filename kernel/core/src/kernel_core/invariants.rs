@@ -211,6 +211,9 @@ impl KernelCore {
         for (payer, cost) in self.binding_charges() {
             add(payer, Budget::memory(cost));
         }
+        for (payer, frames) in self.quarantine_charges() {
+            add(payer, Budget::new(0, frames));
+        }
         for payer in self.exit_route_charges() {
             add(payer, Budget::memory(crate::budget::EXIT_ROUTE_COST));
         }

@@ -18,6 +18,7 @@ mod cap_table;
 mod channel;
 mod collect;
 mod device;
+mod dma_quarantine;
 mod fastpath;
 mod invariants;
 mod objects;

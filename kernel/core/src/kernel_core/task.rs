@@ -182,6 +182,9 @@ impl KernelCore {
     /// reach any more is collected (see [`KernelCore::collect_unreachable`])
     /// and the account is closed: the unused rest of its budget returns to
     /// its parent at once, the rest as the objects still charged to it go.
+    /// A DMA holder that could program a device leaves its DMA frames
+    /// quarantined, still charged to its closed account, until the device
+    /// is reset (see [`KernelCore::release_dma_quarantine`]).
     ///
     /// Cost: O(c + r) for c capabilities and r registrations, plus the
     /// messages discarded, plus one collection (O(every capability and
@@ -204,6 +207,9 @@ impl KernelCore {
             _ => self.sched.deactivate(slot, None),
         }
         self.unregister_owner(task);
+        // Before its capabilities go: they say whether it could program a
+        // device, and so whether its DMA frames must wait for a reset.
+        let quarantined = self.quarantine_dma(task);
         self.release_devices(task);
         let caps = match self.tasks.by_slot_mut(slot) {
             Some(t) => t.space.drain(),
@@ -227,7 +233,8 @@ impl KernelCore {
             // nothing live can reach goes with the collection below; what
             // others still reach stays charged to the closed account, and
             // returns to the parent as it goes.
-            self.accounts.release(t.account, t.own_charge);
+            self.accounts
+                .release(t.account, t.own_charge.saturating_sub(quarantined));
             self.collect_unreachable(now);
             self.accounts.close(t.account);
         }

@@ -7,14 +7,18 @@
 //! answers with the device's description (configuration-space snapshot
 //! included). It maps the BARs, allocates one DMA region, opens the device
 //! with the `virtio-drivers` PCI transport, and serves the block protocol
-//! to holders of the block capability. Requests complete by polling the
-//! used ring: the interrupt line is held but not bound.
+//! to holders of the block capability. Reads and writes wait for the
+//! device's interrupt line (legacy INTx through the PIC, bound to a
+//! channel of its own), with a bounded poll of the used ring behind each
+//! wait in case an interrupt is lost; flushes poll (the crate has no
+//! non-blocking flush). Without a routed line, everything polls.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
 use alloc::vec::Vec;
+use core::time::Duration;
 
 use pandagen_abi::api::EXIT_NOTIFICATION_ACTION;
 use pandagen_abi::device::DeviceResource;
@@ -26,10 +30,10 @@ use pandagen_abi::{
 use pandagen_process_manager::devices::PciDevice;
 use pandagen_process_manager::protocol::SHUTDOWN_ACTION;
 use pandagen_process_manager::PmClient;
-use pandagen_rt::device::{DeviceMemory, Dma};
+use pandagen_rt::device::{release_dma_quarantine, DeviceMemory, Dma, Interrupt};
 use pandagen_rt::{println, Kernel};
 use pandagen_virtio_blk::config::SnapshotConfig;
-use pandagen_virtio_blk::disk::VirtioDisk;
+use pandagen_virtio_blk::disk::{Completion, Polling, VirtioDisk};
 use pandagen_virtio_blk::hal::{self, CapabilityHal, Window};
 use pandagen_virtio_blk::pool::DmaPool;
 use pandagen_virtio_blk::protocol::{
@@ -53,6 +57,11 @@ const BLOCK_RIGHTS: Rights = Rights::from_bits(
 /// The device capabilities, by what they are.
 struct DeviceCaps {
     memory: Vec<(DeviceResource, pandagen_abi::CapHandle)>,
+    /// The interrupt line and its capability, if the device has one.
+    interrupt: Option<(u8, pandagen_abi::CapHandle)>,
+    /// Every BAR's capability (ports and memory): what a reset of the
+    /// device is proved with.
+    registers: Vec<pandagen_abi::CapHandle>,
     dma: Option<pandagen_abi::CapHandle>,
 }
 
@@ -61,20 +70,67 @@ struct DeviceCaps {
 fn device_caps(device: &PciDevice, handles: &[pandagen_abi::CapHandle]) -> DeviceCaps {
     let mut rest = handles.iter().copied();
     let mut memory = Vec::new();
+    let mut registers = Vec::new();
     for resource in device.bars.iter().filter_map(|b| b.resource()) {
         if let Some(handle) = rest.next() {
+            registers.push(handle);
             if matches!(resource, DeviceResource::Memory(_)) {
                 memory.push((resource, handle));
             }
         }
     }
-    if device.interrupt_line.is_some() {
-        rest.next();
-    }
+    let interrupt = device
+        .interrupt_line
+        .and_then(|line| rest.next().map(|handle| (line, handle)));
     DeviceCaps {
         memory,
+        interrupt,
+        registers,
         dma: rest.next(),
     }
+}
+
+/// The longest wait for an interrupt before the used ring is looked at
+/// anyway: bounds what a lost interrupt costs.
+const INTERRUPT_FALLBACK: Duration = Duration::from_millis(20);
+
+/// How requests are waited for: the device's line, or polling.
+enum Waiter {
+    Line {
+        interrupt: Interrupt,
+        channel: pandagen_abi::CapHandle,
+    },
+    Polling(Polling),
+}
+
+impl Completion for Waiter {
+    fn wait(&mut self) -> bool {
+        match self {
+            Waiter::Line { interrupt, channel } => {
+                matches!(interrupt.wait(*channel, INTERRUPT_FALLBACK), Ok(true))
+            }
+            Waiter::Polling(polling) => polling.wait(),
+        }
+    }
+
+    fn rearm(&mut self) {
+        if let Waiter::Line { interrupt, .. } = self {
+            let _ = interrupt.acknowledge();
+        }
+    }
+}
+
+/// Bind `line` to a channel of its own, so that waiting for the device
+/// takes no client request off the service channel.
+fn line_waiter(
+    kernel: &mut Kernel,
+    line: u8,
+    handle: pandagen_abi::CapHandle,
+) -> Result<Waiter, KernelError> {
+    let channel = kernel.create_channel()?.handle();
+    let interrupt = Interrupt::new(handle, line);
+    interrupt.bind(channel)?;
+    Ok(Waiter::Line { interrupt, channel })
 }
 
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
@@ -123,16 +179,37 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
             return Err(KernelError::InvalidCapability);
         }
     };
-    let mut disk: VirtioDisk<CapabilityHal, PciTransport> = match VirtioDisk::new(transport) {
-        Ok(disk) => disk,
-        Err(error) => {
-            println!(
-                "virtio-blk: {}: the device did not start: {error}",
-                device.address
-            );
-            return Err(KernelError::InvalidCapability);
-        }
+    let waiter = match caps.interrupt {
+        Some((line, handle)) => match line_waiter(kernel, line, handle) {
+            Ok(waiter) => waiter,
+            Err(error) => {
+                println!("virtio-blk: line {line} unusable ({error:?}): polling");
+                Waiter::Polling(Polling)
+            }
+        },
+        None => Waiter::Polling(Polling),
     };
+    let mut disk: VirtioDisk<CapabilityHal, PciTransport, Waiter> =
+        match VirtioDisk::new(transport, waiter) {
+            Ok(disk) => disk,
+            Err(error) => {
+                println!(
+                    "virtio-blk: {}: the device did not start: {error}",
+                    device.address
+                );
+                return Err(KernelError::InvalidCapability);
+            }
+        };
+    // Opening the device reset it (status 0 before anything else): the
+    // requests a dead instance left in it are gone, so the DMA frames the
+    // kernel kept from that instance can be reused.
+    match release_dma_quarantine(&caps.registers) {
+        Ok(0) => {}
+        Ok(frames) => {
+            println!("virtio-blk: device reset; {frames} DMA frames of a dead instance released")
+        }
+        Err(error) => println!("virtio-blk: releasing the DMA quarantine: {error:?}"),
+    }
     println!(
         "virtio-blk: {} ready: {} sectors of 512 bytes{}",
         device.address,
