@@ -155,6 +155,29 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_inclusive() {
+        let x = PF_X | 4;
+        // A segment whose file part fills its memory exactly, one that ends
+        // exactly at the address limit, and images exactly at the memory
+        // limit, in one segment and summed over two.
+        let cases = [
+            elf(0x40_0000, &[(PT_LOAD, x, 0, 0x40_0000, 256, 256)]),
+            elf(LIMIT - 4096, &[(PT_LOAD, x, 0, LIMIT - 4096, 0, 4096)]),
+            elf(0x40_0000, &[(PT_LOAD, x, 0, 0x40_0000, 0, MAX)]),
+            elf(
+                0x40_0000,
+                &[
+                    (PT_LOAD, x, 0, 0x40_0000, 0, MAX / 2),
+                    (PT_LOAD, 4, 0, 0x40_0000 + MAX, 0, MAX / 2),
+                ],
+            ),
+        ];
+        for image in cases {
+            assert!(parse_program(&image, LIMIT, MAX).is_ok());
+        }
+    }
+
+    #[test]
     fn every_kind_of_bad_image_gets_its_error() {
         let x = PF_X | 4;
         let cases: &[(Vec<u8>, ImageError)] = &[
