@@ -330,3 +330,26 @@ fn a_receive_whose_deadline_is_now_times_out_and_one_just_after_blocks() {
     assert_eq!(k.sleep_until(s, at(6), at(5)), Ok(true));
     k.check_invariants().unwrap();
 }
+
+#[test]
+fn a_task_the_embedder_chooses_runs_whether_ready_or_blocked() {
+    // The simulator steps tasks in its own order (`run_task`), not by
+    // `pick_next`.
+    let mut k = kernel();
+    let a = spawn(&mut k, "a");
+    let b = spawn(&mut k, "b");
+    assert!(k.run_task(b));
+    assert_eq!(k.task_state(b), Some(SchedState::Running));
+    assert!(k.yield_task(b));
+    assert_eq!(k.pick_next(), Some(a), "b left the ready list's head");
+    assert!(k.yield_task(a));
+    // A blocked receiver stops waiting, with nothing arrived.
+    let h = k.create_channel(a, T0).unwrap();
+    assert_eq!(k.receive_or_block(a, h, None, T0), Ok(RecvOutcome::Blocked));
+    assert!(k.run_task(a));
+    assert_eq!(k.task_state(a), Some(SchedState::Running));
+    k.check_invariants().unwrap();
+    assert!(k.yield_task(a));
+    k.terminate(a, ExitReason::Normal, T0).unwrap();
+    assert!(!k.run_task(a), "a dead task does not run");
+}
