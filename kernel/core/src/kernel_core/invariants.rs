@@ -43,6 +43,9 @@ pub enum InvariantViolation {
     /// A kernel channel and the service channel it is bound to do not
     /// name each other, or a kernel channel has a sender or registration.
     Binding(ChannelRef),
+    /// A message queued on (or parked for) this channel is charged to
+    /// nobody: kernel memory outside every budget.
+    UnpaidMessage(ChannelRef),
 }
 
 #[derive(Default, PartialEq, Eq, Debug)]
@@ -118,6 +121,14 @@ impl KernelCore {
             if actual != *expected {
                 return Err(InvariantViolation::ChannelCounts(ch));
             }
+        }
+        let queued = self
+            .channels
+            .iter()
+            .flat_map(|(ch, c)| c.queue.iter().map(move |m| (ch, m)));
+        let parked = self.parked.values().map(|(ch, m)| (*ch, m));
+        if let Some((ch, _)) = queued.chain(parked).find(|(_, m)| m.payer.is_none()) {
+            return Err(InvariantViolation::UnpaidMessage(ch));
         }
         for (ch, c) in self.channels.iter() {
             if !counts.contains_key(&ch) || c.refs == 0 {
@@ -241,6 +252,7 @@ mod tests {
     use pandagen_abi::{ExitReason, Instant, Priority, Rights, ServiceId, TaskId};
 
     use super::InvariantViolation as V;
+    use crate::budget::message_cost;
     use crate::cap_table::{Capability, Holder, ObjectRef};
     use crate::channel::ChannelRef;
     use crate::registry::Registration;
@@ -370,6 +382,19 @@ mod tests {
         assert_eq!(w.k.check_invariants(), Ok(()), "exactly full");
         w.k.channels.get_mut(w.ch).unwrap().capacity = 0;
         assert_eq!(w.k.check_invariants(), Err(V::QueueOverCapacity(w.ch)));
+    }
+
+    #[test]
+    fn a_queued_message_nobody_pays_for_is_found() {
+        // The queued message's charge released behind the kernel's back
+        // and its payer forgotten: the accounts agree again, so only the
+        // unpaid message is wrong.
+        let mut w = world();
+        let c = w.k.channels.get_mut(w.ch).unwrap();
+        let msg = c.queue.front_mut().unwrap();
+        let (payer, cost) = (msg.payer.take().unwrap(), message_cost(msg.bytes.len(), 0));
+        w.k.accounts.release_memory(payer, cost);
+        assert_eq!(w.k.check_invariants(), Err(V::UnpaidMessage(w.ch)));
     }
 
     #[test]
