@@ -99,6 +99,12 @@ impl AccountId {
         AccountId(index)
     }
 
+    /// The account in table slot `index` (for the invariant check, which
+    /// indexes its tables by slot).
+    pub(crate) const fn from_index(index: u32) -> Self {
+        AccountId(index)
+    }
+
     pub const fn index(self) -> u32 {
         self.0
     }
@@ -273,6 +279,11 @@ impl Accounts {
     }
 
     /// Every account: id, figures, parent, open.
+    /// Slots in the table, open or free (every account's index is below).
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     pub(crate) fn iter(
         &self,
     ) -> impl Iterator<Item = (AccountId, BudgetUsage, Option<AccountId>, bool)> + '_ {
