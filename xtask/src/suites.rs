@@ -362,6 +362,8 @@ pub const SUITES: &[Suite] = &[
         "attack_console",
         "attack_storage_key",
         "attack_kernel_channel",
+        "attack_port_window",
+        "attack_devices",
     ])
     .manifest(ADVERSARY_MANIFEST)
     .verdicts_from("adversary")
