@@ -364,6 +364,8 @@ pub const SUITES: &[Suite] = &[
         "attack_kernel_channel",
         "attack_port_window",
         "attack_devices",
+        "attack_pm_flood",
+        "pm_steady",
     ])
     .manifest(ADVERSARY_MANIFEST)
     .verdicts_from("adversary")

@@ -31,6 +31,11 @@ pub const READY_ACTION: &str = "adversary.ready";
 /// small, so that an attack that makes the kernel hold memory for it runs
 /// into it within seconds.
 pub const DEVICE_ATTACKER_BUDGET: pandagen_abi::Budget = pandagen_abi::Budget::new(128 << 10, 8192);
+/// Refused uses in `attack_console`'s audit flood.
+pub const AUDIT_FLOOD: u32 = 20_000;
+/// Refusal records the kernel keeps per task in its audit ring (the
+/// core's `REFUSALS_KEPT_PER_TASK`; the suite checks the flood against it).
+pub const REFUSALS_KEPT_PER_TASK: usize = 8;
 /// The destination written on reports (the suite registers nothing).
 const SUITE: ServiceId = ServiceId::from_raw(0);
 

@@ -40,7 +40,7 @@ use alloc::vec::Vec;
 
 use pandagen_abi::api::EXIT_NOTIFICATION_ACTION;
 use pandagen_abi::identity::MAX_EXIT_REASON_TEXT;
-use pandagen_abi::info::{InfoReply, InfoRequest, MemorySummary, TaskRunState};
+use pandagen_abi::info::{InfoReply, InfoRequest, MemorySummary, TaskRunState, MAX_AUDIT_ENTRIES};
 use pandagen_abi::services::{PIPELINE_EXECUTOR, PROCESS_MANAGER, STORAGE, TRANSFORMER};
 use pandagen_abi::{
     identity::CpuFault, Cap, CapHandle, ChannelId, Duration, ExitNotification, ExitReason,
@@ -51,7 +51,8 @@ use pandagen_process_manager::demo::ping;
 use pandagen_rt::device::Ports;
 use pandagen_rt::{println, Kernel};
 use pandagen_scenarios::adversary::{
-    DEVICE_ATTACKER_BUDGET, READY_ACTION, REPORT_ACTION, REPORT_SCHEMA,
+    AUDIT_FLOOD, DEVICE_ATTACKER_BUDGET, READY_ACTION, REFUSALS_KEPT_PER_TASK, REPORT_ACTION,
+    REPORT_SCHEMA,
 };
 use pandagen_scenarios::{AttackReport, Tally, ATTACK_REPORT_ACTION};
 
@@ -86,6 +87,17 @@ enum Aim {
     /// bounded, although the attacker filled the channel its parent
     /// receives on (whose bound kernel channel is the exit route).
     ExitNotification,
+    /// The audit log (finding 8): read back after the attack, the
+    /// attacker's flood of refusals is folded into at most
+    /// `REFUSALS_KEPT_PER_TASK` records that still count every refusal,
+    /// and its real actions before and after the flood (a clone each) are
+    /// still there.
+    AuditLog,
+    /// A service's supervision (finding 7, under QEMU): the attacker
+    /// floods the process manager's public channel while a service it
+    /// supervises ends, and watches the new instance appear; the service
+    /// ids are checked as for `ServiceIds`.
+    RestartsAService,
     /// The suite's own port window (device calls): the suite opens its
     /// ports and calls the attacker, which the kernel switches to
     /// directly; the attacker's `in` on those ports must fault (a
@@ -152,13 +164,19 @@ const ATTACKS: &[Attack] = &[
     },
     Attack {
         image: "attack_console",
-        aim: Aim::Kernel,
+        aim: Aim::AuditLog,
         lend_registration: false,
         lend_devices: false,
     },
     Attack {
         image: "attack_storage_key",
         aim: Aim::CapabilitySpaces,
+        lend_registration: false,
+        lend_devices: false,
+    },
+    Attack {
+        image: "attack_pm_flood",
+        aim: Aim::RestartsAService,
         lend_registration: false,
         lend_devices: false,
     },
@@ -248,8 +266,14 @@ fn run(kernel: &mut Kernel, suite: &mut Suite, tally: &mut Tally, attack: &Attac
     };
     tally.check(&name("authority_refused"), refused);
     let aimed = match attack.aim {
-        Aim::ServiceIds => same(&registrants, &registrants_now(kernel), "registrants"),
+        Aim::ServiceIds | Aim::RestartsAService => {
+            same(&registrants, &registrants_now(kernel), "registrants")
+        }
         Aim::CapabilitySpaces => no_growth(&held, &service_caps(kernel, suite.info)),
+        Aim::AuditLog => match &outcome {
+            Ok(seen) => audit_folded(kernel, suite.info, seen.attacker),
+            Err(_) => Ok(()),
+        },
         Aim::ExitNotification | Aim::Kernel | Aim::ForeignPortWindow => Ok(()),
     };
     tally.check(&name("targets_untouched"), aimed);
@@ -259,6 +283,14 @@ fn run(kernel: &mut Kernel, suite: &mut Suite, tally: &mut Tally, attack: &Attac
     let after = settled_memory(kernel, suite.info);
     let memory = match (before, after) {
         (Ok(b), Ok(a)) if round == "warm" => same(b.frames_free, a.frames_free, "free frames"),
+        // The attack restarts a supervised service: a new task, identity
+        // and execution, for which the kernel's tables are laid out
+        // again. More heap afterwards would be a leak; less is their fit.
+        (Ok(b), Ok(a)) if attack.aim == Aim::RestartsAService => same(
+            (b.heap_used.max(a.heap_used), b.frames_free),
+            (b.heap_used, a.frames_free),
+            "(heap bytes in use, at most as before; free frames)",
+        ),
         (Ok(b), Ok(a)) => same(
             (b.heap_used, b.frames_free),
             (a.heap_used, a.frames_free),
@@ -271,6 +303,7 @@ fn run(kernel: &mut Kernel, suite: &mut Suite, tally: &mut Tally, attack: &Attac
 
 /// What the suite saw of one attacker.
 struct Seen {
+    attacker: TaskId,
     /// Its report's text (empty: everything was refused).
     report: Option<String>,
     /// Its exit notification.
@@ -334,6 +367,7 @@ fn attack_once(kernel: &mut Kernel, suite: &mut Suite, attack: &Attack) -> Resul
         let _ = kernel.sleep(Duration::from_millis(20));
     }
     let mut seen = Seen {
+        attacker,
         report: None,
         notification: None,
     };
@@ -411,6 +445,64 @@ fn call_once(kernel: &mut Kernel, channel: ChannelId) {
     );
     let _ = kernel.send_then_receive(channel, call, reply, Some(CALL_TIME));
     let _ = kernel.drop_capability(Cap::<()>::from_handle(reply.handle()));
+}
+
+/// The audit log's newest records, read back after `attacker` flooded it
+/// with refusals between two clones of its own (see `attack_console`):
+/// its refusals are in at most `REFUSALS_KEPT_PER_TASK` records whose
+/// counts add up to the whole flood, and both clones are recorded, one
+/// before its refusal records and one after.
+fn audit_folded(kernel: &mut Kernel, info: CapHandle, attacker: TaskId) -> Result<(), String> {
+    let entries = match kernel.kernel_info(
+        info,
+        InfoRequest::Audit {
+            last: MAX_AUDIT_ENTRIES,
+        },
+    ) {
+        Ok(InfoReply::Audit { entries, .. }) => entries,
+        other => return Err(alloc::format!("audit: {other:?}")),
+    };
+    let who = alloc::format!("TaskId({})", attacker.as_raw());
+    let refusal = alloc::format!("InvalidUseAttempt {{ task: {who},");
+    let clone = alloc::format!("owner: {who},");
+    let mut refusal_records = 0;
+    let mut refusals = 0u64;
+    let mut clones_before = 0;
+    let mut clones_after = 0;
+    for entry in &entries {
+        let line = entry.line.as_str();
+        if line.starts_with(refusal.as_str()) {
+            refusal_records += 1;
+            let repeats = line
+                .split("repeats: ")
+                .nth(1)
+                .and_then(|rest| rest.trim_end_matches(" }").parse::<u64>().ok())
+                .ok_or_else(|| alloc::format!("a refusal record without its count: {line}"))?;
+            refusals += 1 + repeats;
+        } else if line.starts_with("Cloned {") && line.contains(clone.as_str()) {
+            if refusal_records == 0 {
+                clones_before += 1;
+            } else {
+                clones_after += 1;
+            }
+        }
+    }
+    if refusal_records == 0 || refusal_records > REFUSALS_KEPT_PER_TASK {
+        return Err(alloc::format!(
+            "{refusal_records} refusal records of the attacker (at most {REFUSALS_KEPT_PER_TASK} kept)"
+        ));
+    }
+    if refusals < u64::from(AUDIT_FLOOD) {
+        return Err(alloc::format!(
+            "its refusal records count {refusals} refusals, it made more than {AUDIT_FLOOD}"
+        ));
+    }
+    if clones_before == 0 || clones_after == 0 {
+        return Err(alloc::format!(
+            "its clones before and after the flood: {clones_before} and {clones_after} recorded"
+        ));
+    }
+    Ok(())
 }
 
 /// The attacker ended on a general-protection fault (its `in` without a
