@@ -327,6 +327,90 @@ mod tests {
         }
     }
 
+    /// The `exclude_re` entries of `.cargo/mutants.toml`, unescaped from
+    /// TOML.
+    fn exclusions(root: &Path) -> Vec<String> {
+        let config = std::fs::read_to_string(root.join(".cargo/mutants.toml")).unwrap();
+        let start = config.find("exclude_re = [").expect("exclude_re");
+        config[start..]
+            .lines()
+            .skip(1)
+            .take_while(|l| l.trim() != "]")
+            .map(str::trim)
+            .filter(|l| l.starts_with('"'))
+            .map(|l| {
+                l.trim_end_matches(',')
+                    .trim_matches('"')
+                    .replace("\\\\", "\\")
+            })
+            .collect()
+    }
+
+    /// Source files of the workspace whose path ends with `suffix`.
+    fn sources_ending_with(dir: &Path, suffix: &str, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() {
+                if name != "target" && !name.to_string_lossy().starts_with('.') {
+                    sources_ending_with(&path, suffix, found);
+                }
+            } else if path.to_string_lossy().ends_with(suffix) {
+                found.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn every_skip_by_position_still_points_at_its_operator() {
+        // A skip naming `file:line:column` goes stale when lines move
+        // above it: it then skips nothing, and the equivalent mutant it was
+        // written for counts as missed (or, worse, it skips another one).
+        // Each such skip must find the operator it names at that place.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let by_position = regex::Regex::new(
+            r"^(?P<file>[^:]+\.rs):(?P<line>[^:]+):(?P<col>[0-9]+):(?:\.\*|(?: replace (?P<op>\S+) with))",
+        )
+        .unwrap();
+        let mut checked = 0;
+        for skip in exclusions(root) {
+            let Some(m) = by_position.captures(&skip) else {
+                continue;
+            };
+            let mut files = Vec::new();
+            sources_ending_with(root, &m["file"], &mut files);
+            let line_re = regex::Regex::new(&format!("^(?:{})$", &m["line"])).unwrap();
+            let col: usize = m["col"].parse().unwrap();
+            let op = m.name("op").map(|o| o.as_str().replace('\\', ""));
+            // The skip is right if it names the operator in one of the
+            // files it can match (cargo-mutants matches names anywhere).
+            let points_at_op = |file: &std::path::PathBuf| {
+                let source = std::fs::read_to_string(file).unwrap();
+                let holds_op = |n: &usize| {
+                    let line = source.lines().nth(n - 1).unwrap();
+                    let at: String = line.chars().skip(col - 1).collect();
+                    op.as_ref().is_none_or(|op| at.starts_with(op.as_str()))
+                };
+                let places: Vec<usize> = (1..=source.lines().count())
+                    .filter(|n| line_re.is_match(&n.to_string()))
+                    .collect();
+                // Named lines must all hold it; a pattern for any line (the
+                // column and function pin the mutant) needs one that does.
+                match places.len() {
+                    0 => false,
+                    1..=4 => places.iter().all(holds_op),
+                    _ => places.iter().any(holds_op),
+                }
+            };
+            assert!(
+                files.iter().any(points_at_op),
+                "{skip}: no `{op:?}` at column {col} of those lines in {files:?}"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 5, "only {checked} skips by position found");
+    }
+
     #[test]
     fn every_target_file_exists() {
         // A renamed file would otherwise silently drop out of the run.

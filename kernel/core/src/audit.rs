@@ -419,6 +419,31 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_after_the_ring_has_wrapped_is_still_folded() {
+        // A long-running system: the ring has already dropped its oldest
+        // records, so ring positions and sequence numbers differ.
+        let mut log = AuditLog::new(32);
+        for cap in 0..100 {
+            log.record(Instant::from_nanos(cap), dropped(cap));
+        }
+        assert_eq!(log.dropped(), 68);
+        for attempt in 0..1_000 {
+            log.record(Instant::from_nanos(200 + attempt), refused(7, attempt));
+        }
+        let (records, total) = refusals_of(&log, 7);
+        assert_eq!(records, REFUSALS_KEPT_PER_TASK);
+        assert_eq!(total, 1_000, "every refusal is accounted for");
+        // What others did most recently is still there.
+        for cap in 100 - (32 - REFUSALS_KEPT_PER_TASK as u64)..100 {
+            assert_eq!(
+                log.events_for_cap(CapId::from_raw(cap)).len(),
+                1,
+                "event {cap}"
+            );
+        }
+    }
+
+    #[test]
     fn a_task_regains_room_for_refusals_as_its_old_ones_age_out() {
         let mut log = AuditLog::new(10);
         for attempt in 0..REFUSALS_KEPT_PER_TASK as u64 {

@@ -27,17 +27,21 @@ use core::mem::size_of;
 use pandagen_abi::error::Resource;
 use pandagen_abi::{Budget, KernelError};
 
-use crate::cap_table::Capability;
-use crate::channel::{Channel, Message};
-use crate::task::Task;
+use crate::cap_table::{Capability, Slot as CapSlot};
+use crate::channel::{ChannelSlot, Message};
+use crate::sched::SCHEDULER_BYTES;
+use crate::task::TASK_TABLE_BYTES;
+use pandagen_abi::api::limits::MAX_TASK_NAME;
 
-/// Bytes charged per capability record: the record's slot (twice, since a
-/// space grows by doubling) and its free-list entry.
-pub const CAP_COST: u64 = 2 * size_of::<Capability>() as u64 + 16;
-/// Bytes charged per channel: the object and its table slot (twice, since
-/// the table grows by doubling), and the four-entry queue buffer a used
-/// channel keeps (see `slab::fit_queue`).
-pub const CHANNEL_COST: u64 = 2 * size_of::<Channel>() as u64 + 4 * size_of::<Message>() as u64;
+/// Bytes charged per capability record: the slot holding it (twice, since
+/// a space grows by doubling) and its free-list entry.
+pub const CAP_COST: u64 = 2 * size_of::<CapSlot>() as u64 + 16;
+/// Bytes charged per channel: its table slot, which holds the object
+/// (twice, since the table grows by doubling), and the four-entry queue
+/// buffer a used channel keeps (see `slab::fit_queue`), as the kernel heap
+/// serves it.
+pub const CHANNEL_COST: u64 =
+    2 * size_of::<ChannelSlot>() as u64 + allocation(4 * size_of::<Message>());
 
 /// The most bytes the kernel's exit notification of one task can take: its
 /// reason is cut to `MAX_EXIT_REASON_TEXT`, the rest is fixed-size (a test
@@ -48,10 +52,15 @@ pub const EXIT_NOTIFICATION_BYTES: usize = 1024;
 /// spawner, so that the kernel's own messages are paid for like any other
 /// and delivering one never needs memory nobody was charged for.
 pub const EXIT_ROUTE_COST: u64 = message_cost(EXIT_NOTIFICATION_BYTES, 0);
-/// Bytes charged per task for the core's records (task, scheduler entry,
-/// identity with its name) before the embedding kernel's own share
-/// ([`CoreConfig::task_overhead`](crate::CoreConfig::task_overhead)).
-pub const TASK_COST: u64 = size_of::<Task>() as u64 + 256;
+/// Bytes charged per task for the core's records before the embedding
+/// kernel's own share ([`CoreConfig::task_overhead`](crate::CoreConfig::task_overhead)):
+/// its entries in the task, identity, scheduler and account tables (each
+/// twice, since the tables grow by doubling) and its name.
+pub const TASK_COST: u64 =
+    2 * (TASK_TABLE_BYTES + SCHEDULER_BYTES + ACCOUNT_BYTES) as u64 + allocation(MAX_TASK_NAME);
+
+/// Table bytes one account takes: its slot and free-list entry.
+const ACCOUNT_BYTES: usize = size_of::<Option<Account>>() + size_of::<u32>();
 
 /// Bytes charged for a queued message of `len` bytes carrying `caps`
 /// capabilities: its queue entry (twice, since a queue's buffer grows by
@@ -105,6 +114,7 @@ impl AccountId {
         AccountId(index)
     }
 
+    /// The account's slot in the table.
     pub const fn index(self) -> u32 {
         self.0
     }

@@ -290,7 +290,7 @@ pub enum InvalidUse {
     NoAuthorityOver(TaskId),
 }
 
-struct Slot {
+pub(crate) struct Slot {
     generation: u32,
     cap: Option<Capability>,
 }
@@ -451,6 +451,34 @@ mod tests {
         assert_eq!(space.get(a).unwrap_err(), InvalidUse::StaleHandle);
         assert_eq!(space.get(b).unwrap().id(), CapId(2));
         assert!(space.remove(a).is_none());
+    }
+
+    #[test]
+    fn a_free_slot_between_live_ones_tells_stale_handles_from_guesses() {
+        let mut space = CapSpace::new(8);
+        let a = space.install(record(1)).unwrap();
+        let _b = space.install(record(2)).unwrap();
+        assert!(space.remove(a).is_some());
+        // Slot 0 is free and kept (slot 1 is live): the dropped handle is
+        // stale, a handle of a generation the slot never had is a guess.
+        assert_eq!(space.get(a).unwrap_err(), InvalidUse::StaleHandle);
+        let future = CapHandle::new(a.index(), a.generation() + 5);
+        assert_eq!(space.get(future).unwrap_err(), InvalidUse::NoSuchCapability);
+    }
+
+    #[test]
+    fn dropping_the_last_records_returns_their_slots() {
+        let mut space = CapSpace::new(8);
+        let handles: Vec<_> = (0..6).map(|i| space.install(record(i)).unwrap()).collect();
+        for &h in handles.iter().rev().take(4) {
+            assert!(space.remove(h).is_some());
+        }
+        assert_eq!(space.slots.len(), 2, "the four trailing free slots go");
+        for &h in handles.iter().take(2) {
+            assert!(space.remove(h).is_some());
+        }
+        assert!(space.slots.is_empty());
+        assert!(space.free.is_empty());
     }
 
     #[test]

@@ -300,7 +300,7 @@ impl Channel {
     }
 }
 
-struct ChannelSlot {
+pub(crate) struct ChannelSlot {
     generation: u32,
     channel: Option<Channel>,
 }

@@ -115,6 +115,10 @@ struct Entry {
     priority: u8,
 }
 
+/// Table bytes one task takes in the scheduler: its entry and the deadline
+/// room kept for it (see [`crate::budget::TASK_COST`]).
+pub(crate) const SCHEDULER_BYTES: usize = size_of::<Entry>() + size_of::<((Instant, u32), ())>();
+
 /// The scheduler's per-task bookkeeping and ready lists.
 pub(crate) struct Scheduler {
     entries: Vec<Entry>,

@@ -115,6 +115,13 @@ struct TaskSlot {
     task: Option<Task>,
 }
 
+/// Table bytes one task takes here: its slot and free-list entry, its
+/// identity and the index from its task id (see [`crate::budget::TASK_COST`]).
+pub(crate) const TASK_TABLE_BYTES: usize = size_of::<TaskSlot>()
+    + size_of::<u32>()
+    + size_of::<(ExecutionId, IdentityMetadata)>()
+    + size_of::<(TaskId, ExecutionId)>();
+
 pub(crate) struct TaskTable {
     slots: Vec<TaskSlot>,
     free: VecDeque<u32>,

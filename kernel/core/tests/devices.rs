@@ -417,6 +417,37 @@ fn the_notification_fits_even_a_full_queue() {
 }
 
 #[test]
+fn the_notification_finds_room_however_many_messages_came_before_it() {
+    // Whatever the queue buffer's fill when the line fires, the kernel's
+    // interrupt path finds an entry kept free (it must not allocate).
+    for queued in 0..=20usize {
+        let (mut k, root, [_, _, irqs, _]) = with_root();
+        let channel = k.create_channel(root, T0).unwrap();
+        k.bind_interrupt(root, irqs, 8, channel, T0).unwrap();
+        for _ in 0..queued {
+            k.send(root, channel, &[7u8; 16], &[], T0).unwrap();
+        }
+        assert_eq!(
+            k.interrupt_fired(8),
+            InterruptOutcome::Notified,
+            "{queued} queued"
+        );
+        for _ in 0..queued {
+            assert_eq!(
+                k.receive(root, channel, T0).unwrap().unwrap().bytes,
+                [7u8; 16]
+            );
+        }
+        assert_eq!(
+            notifications(&mut k, root, channel),
+            vec![8],
+            "{queued} queued"
+        );
+        k.check_invariants().unwrap();
+    }
+}
+
+#[test]
 fn a_dead_holder_frees_its_lines_and_its_dma_charge() {
     let (mut k, root, [_, _, irqs, dma]) = with_root();
     let driver = spawn(&mut k, "driver");
