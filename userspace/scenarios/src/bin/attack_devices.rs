@@ -44,12 +44,10 @@ use pandagen_rt::device::{self, DeviceMemory, Dma, Framebuffer, Interrupt, Ports
 use pandagen_rt::syscall::call_small;
 use pandagen_rt::Kernel;
 use pandagen_scenarios::adversary::{park, report, Breaches, DEVICE_ATTACKER_BUDGET as BUDGET};
+use pandagen_scenarios::rtc::{rtc_read, rtc_write, RTC_DATA, RTC_INDEX, RTC_LINE};
 
 pandagen_rt::entry!(main);
 
-const RTC_INDEX: u16 = 0x70;
-const RTC_DATA: u16 = 0x71;
-const RTC_LINE: u8 = 8;
 /// The device memory and the DMA allowance the manifest lends (checked
 /// against what the kernel reports where it can be).
 const DEVICE_MEMORY: PhysRange = PhysRange::new(0xfe00_0000, 0x4000);
@@ -71,16 +69,6 @@ fn no_capability(e: &KernelError) -> bool {
             | KernelError::WrongCapabilityKind { .. }
             | KernelError::InsufficientAuthority
     )
-}
-
-fn rtc_read(ports: &Ports, register: u8) -> Result<u8, KernelError> {
-    ports.write8(RTC_INDEX, register)?;
-    ports.read8(RTC_DATA)
-}
-
-fn rtc_write(ports: &Ports, register: u8, value: u8) -> Result<(), KernelError> {
-    ports.write8(RTC_INDEX, register)?;
-    ports.write8(RTC_DATA, value)
 }
 
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
