@@ -940,3 +940,35 @@ fn a_notification_queued_when_its_holder_dies_stays_paid_for() {
     assert_eq!(k.account_count(), 1, "everything it paid for is back");
     k.check_invariants().unwrap();
 }
+
+#[test]
+fn an_access_to_the_last_port_is_checked_without_overflow() {
+    // Found by the core fuzz target: a one-byte access to port 0xffff
+    // through a grant ending there computed 0xffff + 1 and overflowed (a
+    // panic in a kernel built with overflow checks).
+    let (mut k, root, [ports, ..]) = with_root();
+    let top = mint(
+        &mut k,
+        root,
+        ports,
+        DeviceResource::Ports(PortRange::new(0xfff0, 0xffff)),
+    )
+    .unwrap();
+    for write in [false, true] {
+        assert_eq!(k.check_port_access(root, top, 0xffff, 1, write, T0), Ok(()));
+        assert_eq!(
+            k.check_port_access(root, ports, 0xffff, 1, write, T0),
+            Ok(())
+        );
+        assert_eq!(k.check_port_access(root, top, 0xfffe, 2, write, T0), Ok(()));
+        assert_eq!(k.check_port_access(root, top, 0xfffc, 4, write, T0), Ok(()));
+        assert_eq!(
+            k.check_port_access(root, top, 0xffff, 2, write, T0),
+            device_error(DeviceError::OutsideGrant)
+        );
+        assert_eq!(
+            k.check_port_access(root, top, 0xfffe, 4, write, T0),
+            device_error(DeviceError::OutsideGrant)
+        );
+    }
+}

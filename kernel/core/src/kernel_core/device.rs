@@ -293,7 +293,9 @@ impl KernelCore {
         if !range.contains_access(port, width) {
             return Err(refuse(DeviceError::OutsideGrant));
         }
-        let access = PortRange::new(port, port + u16::from(width) - 1);
+        // `port + width - 1` fits a port (the grant contains the access),
+        // but `port + width` does not for an access ending at 0xffff.
+        let access = PortRange::new(port, port + (u16::from(width) - 1));
         match kernel_port_in(&access) {
             Some(port) => Err(refuse(DeviceError::KernelPort { port })),
             None => Ok(()),
