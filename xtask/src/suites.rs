@@ -362,6 +362,10 @@ pub const SUITES: &[Suite] = &[
         "attack_console",
         "attack_storage_key",
         "attack_kernel_channel",
+        "attack_port_window",
+        "attack_devices",
+        "attack_pm_flood",
+        "pm_steady",
     ])
     .manifest(ADVERSARY_MANIFEST)
     .verdicts_from("adversary")

@@ -107,6 +107,17 @@ impl AccountId {
     pub(crate) const fn from_raw(index: u32) -> Self {
         AccountId(index)
     }
+
+    /// The account in table slot `index` (for the invariant check, which
+    /// indexes its tables by slot).
+    pub(crate) const fn from_index(index: u32) -> Self {
+        AccountId(index)
+    }
+
+    /// The account's slot in the table.
+    pub const fn index(self) -> u32 {
+        self.0
+    }
 }
 
 /// One account's figures, for listings.
@@ -275,6 +286,11 @@ impl Accounts {
     /// Accounts that exist (open, or closed with something still charged).
     pub(crate) fn live(&self) -> usize {
         self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Slots in the table, open or free (every account's index is below).
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
     }
 
     /// Every account: id, figures, parent, open.

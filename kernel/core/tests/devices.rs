@@ -869,3 +869,106 @@ fn taking_the_screen_over_needs_the_framebuffer_capability() {
         .check_screen_takeover(stranger, screen, channel, T0)
         .is_err());
 }
+
+/// A driver whose line 8 is bound to a channel `root` receives on (the
+/// driver holds only its send right), and the root's receive handle.
+fn driver_bound_to_roots_channel(
+    budget: Budget,
+) -> (KernelCore, TaskId, TaskId, CapHandle, CapHandle) {
+    let (mut k, root, caps) = with_root();
+    let (driver, _, line) = driver_with_budget(&mut k, root, caps, budget, 0x1000);
+    let inbox = k.create_channel(root, T0).unwrap();
+    let send = k
+        .clone_cap(root, inbox, Rights::SEND | Rights::GRANT, T0)
+        .unwrap();
+    k.grant(root, send, driver, T0).unwrap();
+    k.drop_cap(root, send, T0).unwrap();
+    let to_root = k.find_cap(driver, CapKind::Channel, Rights::SEND).unwrap();
+    k.bind_interrupt(driver, line, 8, to_root, T0).unwrap();
+    (k, root, driver, line, inbox)
+}
+
+#[test]
+fn acknowledging_before_reading_queues_only_notifications_the_holder_pays_for() {
+    // The holder acknowledges each notification without anyone reading
+    // it: each acknowledgement prepares (and pays for) the next one, so
+    // the notifications beside the queue bound stop at its budget instead
+    // of growing the kernel heap without limit.
+    let budget = Budget::new(16 << 10, 8);
+    let (mut k, root, driver, line, inbox) = driver_bound_to_roots_channel(budget);
+    let mut queued = 1;
+    assert_eq!(k.interrupt_fired(8), InterruptOutcome::Notified);
+    let refusal = loop {
+        match k.acknowledge_interrupt(driver, line, 8, T0) {
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+        assert_eq!(k.interrupt_fired(8), InterruptOutcome::Notified);
+        queued += 1;
+        k.check_invariants().unwrap();
+        assert!(queued < 10_000, "acknowledgements never ran out of budget");
+    };
+    assert_eq!(
+        refusal,
+        KernelError::ResourceExhausted(Resource::MemoryBudget)
+    );
+    assert!(k.budget(driver).unwrap().used.memory <= budget.memory);
+    // Refused, the line stays as it was: further fires are only counted.
+    assert_eq!(k.interrupt_fired(8), InterruptOutcome::Coalesced);
+    // Reading them gives the charges back, and the line re-arms.
+    let used_before_reading = k.budget(driver).unwrap().used.memory;
+    assert_eq!(notifications(&mut k, root, inbox).len(), queued);
+    assert!(k.budget(driver).unwrap().used.memory < used_before_reading);
+    assert_eq!(k.acknowledge_interrupt(driver, line, 8, T0), Ok(1));
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_notification_queued_when_its_holder_dies_stays_paid_for() {
+    // The driver's line fired into the root's channel and the driver
+    // died: the queued notification outlives the binding. Its charge
+    // stays on the dead driver's account until the root reads it; then
+    // the root has back exactly what it had before it spawned the
+    // driver.
+    let (mut k, root, driver, _, inbox) = driver_bound_to_roots_channel(Budget::new(64 << 10, 8));
+    assert_eq!(k.interrupt_fired(8), InterruptOutcome::Notified);
+    k.terminate(driver, ExitReason::Normal, T0).unwrap();
+    k.check_invariants().unwrap();
+    assert_eq!(k.interrupt_holder(8), None);
+    assert_eq!(k.account_count(), 2, "the dead driver's account still pays");
+    assert_eq!(notifications(&mut k, root, inbox), vec![8]);
+    assert_eq!(k.account_count(), 1, "everything it paid for is back");
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn an_access_to_the_last_port_is_checked_without_overflow() {
+    // Found by the core fuzz target: a one-byte access to port 0xffff
+    // through a grant ending there computed 0xffff + 1 and overflowed (a
+    // panic in a kernel built with overflow checks).
+    let (mut k, root, [ports, ..]) = with_root();
+    let top = mint(
+        &mut k,
+        root,
+        ports,
+        DeviceResource::Ports(PortRange::new(0xfff0, 0xffff)),
+    )
+    .unwrap();
+    for write in [false, true] {
+        assert_eq!(k.check_port_access(root, top, 0xffff, 1, write, T0), Ok(()));
+        assert_eq!(
+            k.check_port_access(root, ports, 0xffff, 1, write, T0),
+            Ok(())
+        );
+        assert_eq!(k.check_port_access(root, top, 0xfffe, 2, write, T0), Ok(()));
+        assert_eq!(k.check_port_access(root, top, 0xfffc, 4, write, T0), Ok(()));
+        assert_eq!(
+            k.check_port_access(root, top, 0xffff, 2, write, T0),
+            device_error(DeviceError::OutsideGrant)
+        );
+        assert_eq!(
+            k.check_port_access(root, top, 0xfffe, 4, write, T0),
+            device_error(DeviceError::OutsideGrant)
+        );
+    }
+}

@@ -8,17 +8,22 @@
 //! bytes for a call number; both go through the same decoder.
 
 use arbitrary::Arbitrary;
+use pandagen_abi::device::{DeviceResource, InterruptLines, PhysRange, PortRange};
+use pandagen_abi::memory::PAGE_SIZE;
+use pandagen_abi::screen::TakeOverScreenRequest;
 use pandagen_abi::syscall::{
-    BlockInfoRequest, BlockReadRequest, BlockWriteRequest, CapRequest, CloneRequest, ExitRequest,
-    MintObjectCapRequest, MintRegistrationRequest, ObjectSendRequest, ReceiveRequest,
-    RegisterRequest, SendReceiveRequest, SendRequest, ServiceRequest, SleepRequest, SpawnRequest,
-    Syscall, TerminateRequest, TransferRequest,
+    AllocateDmaRequest, BindInterruptRequest, BlockInfoRequest, BlockReadRequest,
+    BlockWriteRequest, CapRequest, CloneRequest, ExitRequest, InterruptRequest,
+    MapDeviceMemoryRequest, MintDeviceRequest, MintObjectCapRequest, MintRegistrationRequest,
+    ObjectSendRequest, PortReadRequest, PortWriteRequest, ReceiveRequest, RegisterRequest,
+    SendReceiveRequest, SendRequest, ServiceRequest, SleepRequest, SpawnRequest, Syscall,
+    TerminateRequest, TransferRequest,
 };
 use pandagen_abi::{
     budget::Budget, CapHandle, ExitReason, IdentityKind, Instant, KernelError, Priority, Rights,
     ServiceId, TaskId, TrustDomain,
 };
-use pandagen_core::{KernelCore, SpawnArgs, TaskSpec, VecDisk};
+use pandagen_core::{CoreConfig, KernelCore, SpawnArgs, TaskSpec, VecDisk};
 use serde::Serialize;
 
 /// Steps one input may take (keeps executions fast and bounded).
@@ -41,6 +46,50 @@ pub enum Task {
     /// Any id, live or not.
     Raw(u64),
 }
+
+/// A device range a step names: near the machine's RAM, framebuffer and
+/// device pages (in pages), or any bits.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+pub enum Resource {
+    Ports(u16, u16),
+    Memory { first_page: u32, pages: u16 },
+    RawMemory { base: u64, len: u64 },
+    Interrupts(u8, u8),
+    Dma { pages: u16 },
+    Framebuffer { first_page: u32, pages: u16 },
+}
+
+impl Resource {
+    fn device(self) -> DeviceResource {
+        let range = |first_page: u32, pages: u16| {
+            PhysRange::new(
+                u64::from(first_page) * PAGE_SIZE,
+                u64::from(pages) * PAGE_SIZE,
+            )
+        };
+        match self {
+            Resource::Ports(first, last) => DeviceResource::Ports(PortRange::new(first, last)),
+            Resource::Memory { first_page, pages } => {
+                DeviceResource::Memory(range(first_page, pages))
+            }
+            Resource::RawMemory { base, len } => DeviceResource::Memory(PhysRange::new(base, len)),
+            Resource::Interrupts(first, last) => {
+                DeviceResource::Interrupts(InterruptLines { first, last })
+            }
+            Resource::Dma { pages } => DeviceResource::Dma {
+                bytes: u64::from(pages) * PAGE_SIZE,
+            },
+            Resource::Framebuffer { first_page, pages } => {
+                DeviceResource::Framebuffer(range(first_page, pages))
+            }
+        }
+    }
+}
+
+/// The machine the world's core describes: RAM below 128 MiB (never
+/// device memory), a framebuffer, and device pages above.
+pub const RAM: PhysRange = PhysRange::new(0, 0x800_0000);
+pub const FRAMEBUFFER: PhysRange = PhysRange::new(0xfd00_0000, 0x30_0000);
 
 /// One system call.
 #[derive(Arbitrary, Clone, Debug)]
@@ -157,6 +206,69 @@ pub enum Step {
     Tick {
         nanos: u16,
     },
+    MintDevice {
+        caller: u8,
+        parent: Handle,
+        resource: Resource,
+        rights: u16,
+    },
+    PortAccess {
+        caller: u8,
+        cap: Handle,
+        port: u16,
+        width: u8,
+        write: bool,
+    },
+    OpenPorts {
+        caller: u8,
+        cap: Handle,
+    },
+    MapDeviceMemory {
+        caller: u8,
+        cap: Handle,
+        resource: Resource,
+        writable: bool,
+    },
+    BindInterrupt {
+        caller: u8,
+        cap: Handle,
+        line: u8,
+        channel: Handle,
+    },
+    AcknowledgeInterrupt {
+        caller: u8,
+        cap: Handle,
+        line: u8,
+    },
+    /// A line fires (the kernel's interrupt path).
+    Fire {
+        line: u8,
+    },
+    AllocateDma {
+        caller: u8,
+        cap: Handle,
+        pages: u16,
+        /// The frame allocator then fails (the charge is given back).
+        allocation_fails: bool,
+    },
+    TakeOverScreen {
+        caller: u8,
+        framebuffer: Handle,
+        channel: Handle,
+    },
+}
+
+/// The page tables a mapping of `pages` pages adds, as the kernel charges
+/// them: the bound first (refused past the frames budget), then back what
+/// a contiguous run did not need (one table per 512 pages, plus one).
+fn charge_tables(core: &mut KernelCore, task: TaskId, pages: u64) -> Result<(), KernelError> {
+    let bound: u64 = [512u64, 512 * 512, 512 * 512 * 512]
+        .iter()
+        .map(|span| pages.div_ceil(*span) + 1)
+        .sum();
+    core.charge_frames(task, bound)?;
+    core.release_frames(task, bound - (pages / 512 + 1).min(bound));
+    Ok(())
 }
 
 /// The core, its tasks and a small disk.
@@ -164,6 +276,8 @@ pub struct World {
     pub core: KernelCore,
     pub disk: VecDisk,
     pub now: u64,
+    /// The live tasks, refreshed before each step.
+    live: Vec<TaskId>,
 }
 
 impl Default for World {
@@ -175,7 +289,17 @@ impl Default for World {
 impl World {
     /// A root task and three children, as a process manager would start.
     pub fn new() -> Self {
-        let mut core = KernelCore::default();
+        // The kernel's configuration but for a shorter audit ring: 4,096
+        // records (a quarter megabyte, which the allocator maps and unmaps
+        // at each input) are more than 96 steps can fill, while 256 are
+        // filled and wrapped by many inputs, so the ring's wrapping and its
+        // refusal index are exercised rather than skipped.
+        let mut core = KernelCore::new(CoreConfig {
+            audit_capacity: 256,
+            ..CoreConfig::default()
+        });
+        core.set_reserved_physical(vec![RAM]);
+        core.set_framebuffer(FRAMEBUFFER);
         let now = Instant::from_nanos(0);
         let root = core.create_root_task("root", now).expect("root");
         for name in ["a", "b", "c"] {
@@ -192,15 +316,12 @@ impl World {
             core,
             disk: VecDisk::new(64, 16),
             now: 0,
+            live: Vec::new(),
         }
     }
 
-    fn live(&self) -> Vec<TaskId> {
-        self.core.tasks().iter().map(|t| t.id).collect()
-    }
-
     fn caller(&self, pick: u8) -> Option<TaskId> {
-        let live = self.live();
+        let live = &self.live;
         (!live.is_empty()).then(|| live[usize::from(pick) % live.len()])
     }
 
@@ -239,6 +360,8 @@ impl World {
 
     /// Run `step`, then check the core's invariants (panics if broken).
     pub fn run(&mut self, step: &Step) {
+        self.live.clear();
+        self.live.extend(self.core.task_ids());
         self.play(step);
         if let Err(violation) = self.core.check_invariants() {
             panic!("invariant broken after {step:?}: {violation:?}");
@@ -247,16 +370,35 @@ impl World {
 
     fn play(&mut self, step: &Step) {
         let Some((caller, call, bytes)) = self.encode(step) else {
-            if let Step::Tick { nanos } = step {
-                self.now += u64::from(*nanos);
-                self.core.expire_deadlines(self.instant());
-                if let Some(task) = self.core.pick_next() {
-                    self.core.yield_task(task);
+            match step {
+                Step::Tick { nanos } => {
+                    self.now += u64::from(*nanos);
+                    self.core.expire_deadlines(self.instant());
+                    if let Some(task) = self.core.pick_next() {
+                        self.core.yield_task(task);
+                    }
                 }
+                Step::Fire { line } => {
+                    let _ = self.core.interrupt_fired(*line);
+                }
+                _ => {}
             }
             return;
         };
-        let _ = self.dispatch(caller, call, &bytes);
+        let done = self.dispatch(caller, call, &bytes);
+        if let (
+            Ok(()),
+            Step::AllocateDma {
+                pages,
+                allocation_fails: true,
+                ..
+            },
+        ) = (done, step)
+        {
+            // The kernel's frame allocation failed after the charge.
+            self.core
+                .uncharge_dma(caller, u64::from(*pages) * PAGE_SIZE);
+        }
     }
 
     /// The request bytes a well-formed step sends (garbage steps send
@@ -270,7 +412,117 @@ impl World {
         };
         let service = |n: u8| ServiceId::from_raw(u64::from(n % 8));
         let (pick, call, encoded) = match step {
-            Step::Tick { .. } => return None,
+            Step::Tick { .. } | Step::Fire { .. } => return None,
+            Step::MintDevice {
+                caller,
+                parent,
+                resource,
+                rights,
+            } => {
+                let c = self.caller(*caller)?;
+                let request = MintDeviceRequest {
+                    parent: self.handle(c, *parent),
+                    resource: resource.device(),
+                    rights: Rights::from_bits(u32::from(*rights)),
+                };
+                (*caller, Syscall::MintDevice, bytes(&request))
+            }
+            Step::PortAccess {
+                caller,
+                cap,
+                port,
+                width,
+                write,
+            } => {
+                let c = self.caller(*caller)?;
+                let capability = self.handle(c, *cap);
+                if *write {
+                    let request = PortWriteRequest {
+                        capability,
+                        port: *port,
+                        width: *width,
+                        value: 0,
+                    };
+                    (*caller, Syscall::PortWrite, bytes(&request))
+                } else {
+                    let request = PortReadRequest {
+                        capability,
+                        port: *port,
+                        width: *width,
+                    };
+                    (*caller, Syscall::PortRead, bytes(&request))
+                }
+            }
+            Step::OpenPorts { caller, cap } => {
+                let c = self.caller(*caller)?;
+                let request = CapRequest {
+                    capability: self.handle(c, *cap),
+                };
+                (*caller, Syscall::OpenPorts, bytes(&request))
+            }
+            Step::MapDeviceMemory {
+                caller,
+                cap,
+                resource,
+                writable,
+            } => {
+                let c = self.caller(*caller)?;
+                let range = match resource.device() {
+                    DeviceResource::Memory(r) | DeviceResource::Framebuffer(r) => r,
+                    _ => PhysRange::new(0, 0),
+                };
+                let request = MapDeviceMemoryRequest {
+                    capability: self.handle(c, *cap),
+                    range,
+                    writable: *writable,
+                    at: None,
+                };
+                (*caller, Syscall::MapDeviceMemory, bytes(&request))
+            }
+            Step::BindInterrupt {
+                caller,
+                cap,
+                line,
+                channel,
+            } => {
+                let c = self.caller(*caller)?;
+                let request = BindInterruptRequest {
+                    capability: self.handle(c, *cap),
+                    line: *line,
+                    channel: self.handle(c, *channel),
+                };
+                (*caller, Syscall::BindInterrupt, bytes(&request))
+            }
+            Step::AcknowledgeInterrupt { caller, cap, line } => {
+                let c = self.caller(*caller)?;
+                let request = InterruptRequest {
+                    capability: self.handle(c, *cap),
+                    line: *line,
+                };
+                (*caller, Syscall::AcknowledgeInterrupt, bytes(&request))
+            }
+            Step::AllocateDma {
+                caller, cap, pages, ..
+            } => {
+                let c = self.caller(*caller)?;
+                let request = AllocateDmaRequest {
+                    capability: self.handle(c, *cap),
+                    bytes: u64::from(*pages) * PAGE_SIZE,
+                };
+                (*caller, Syscall::AllocateDma, bytes(&request))
+            }
+            Step::TakeOverScreen {
+                caller,
+                framebuffer,
+                channel,
+            } => {
+                let c = self.caller(*caller)?;
+                let request = TakeOverScreenRequest {
+                    framebuffer: self.handle(c, *framebuffer),
+                    channel: self.handle(c, *channel),
+                };
+                (*caller, Syscall::TakeOverScreen, bytes(&request))
+            }
             Step::Garbage {
                 caller,
                 number,
@@ -627,6 +879,47 @@ impl World {
             Syscall::BlockWrite => {
                 let r: BlockWriteRequest<'_> = decode(request)?;
                 core.block_write(caller, r.capability, &mut self.disk, r.first, r.bytes, now)?;
+            }
+            Syscall::MintDevice => {
+                let r: MintDeviceRequest = decode(request)?;
+                core.mint_device(caller, r.parent, r.resource, r.rights, now)?;
+            }
+            Syscall::PortRead => {
+                let r: PortReadRequest = decode(request)?;
+                core.check_port_access(caller, r.capability, r.port, r.width, false, now)?;
+            }
+            Syscall::PortWrite => {
+                let r: PortWriteRequest = decode(request)?;
+                core.check_port_access(caller, r.capability, r.port, r.width, true, now)?;
+            }
+            Syscall::OpenPorts => {
+                let r: CapRequest = decode(request)?;
+                core.port_range(caller, r.capability, now)?;
+            }
+            Syscall::MapDeviceMemory => {
+                let r: MapDeviceMemoryRequest = decode(request)?;
+                core.check_device_mapping(caller, r.capability, r.range, r.writable, now)?;
+                charge_tables(core, caller, r.range.len / PAGE_SIZE)?;
+            }
+            Syscall::BindInterrupt => {
+                let r: BindInterruptRequest = decode(request)?;
+                core.bind_interrupt(caller, r.capability, r.line, r.channel, now)?;
+            }
+            Syscall::AcknowledgeInterrupt => {
+                let r: InterruptRequest = decode(request)?;
+                core.acknowledge_interrupt(caller, r.capability, r.line, now)?;
+            }
+            Syscall::AllocateDma => {
+                let r: AllocateDmaRequest = decode(request)?;
+                core.charge_dma(caller, r.capability, r.bytes, now)?;
+                if let Err(e) = charge_tables(core, caller, r.bytes / PAGE_SIZE) {
+                    core.uncharge_dma(caller, r.bytes);
+                    return Err(e);
+                }
+            }
+            Syscall::TakeOverScreen => {
+                let r: TakeOverScreenRequest = decode(request)?;
+                core.check_screen_takeover(caller, r.framebuffer, r.channel, now)?;
             }
             // Calls that do not reach the object model: decoding is all
             // the kernel does with their bytes before its own checks.

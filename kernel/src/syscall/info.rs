@@ -141,6 +141,7 @@ fn invariant_number(violation: &InvariantViolation) -> u32 {
         InvariantViolation::WaitList(_) => 11,
         InvariantViolation::Account(_) => 12,
         InvariantViolation::Binding(_) => 13,
+        InvariantViolation::UnpaidMessage(_) => 14,
     }
 }
 

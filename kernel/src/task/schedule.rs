@@ -78,6 +78,18 @@ pub fn resume(k: &mut KernelState, next: TaskId, frame: &mut TrapFrame) {
         return;
     };
     *frame = task.frame.clone();
+    become_current(k, next);
+}
+
+/// Make `next` (which has a record) the task that runs when the kernel
+/// returns to ring 3: its address space, a fresh time slice, and the I/O
+/// permission bitmap showing its port windows and no other task's. Every
+/// way into ring 3 after a switch goes through here, so no task ever runs
+/// with the ports another task opened.
+fn become_current(k: &mut KernelState, next: TaskId) {
+    let Some(task) = k.tasks.get(&next) else {
+        return;
+    };
     let has_windows = !task.ports.is_empty();
     let space = task.memory.space();
     if k.active_space != space.root() {
@@ -88,8 +100,7 @@ pub fn resume(k: &mut KernelState, next: TaskId, frame: &mut TrapFrame) {
     }
     k.current = Some(next);
     k.slice_left = TIME_SLICE_TICKS;
-    // The bitmap shows the windows of the task about to run, and no
-    // other's: nothing to do between two tasks without windows.
+    // Nothing to do between two tasks without windows.
     if has_windows || k.ports_open() {
         k.sync_ports(next);
     }
@@ -102,23 +113,13 @@ pub fn resume(k: &mut KernelState, next: TaskId, frame: &mut TrapFrame) {
 /// CPU, interrupts off). `None` — having changed nothing — if `next` has
 /// no record.
 pub fn resume_in_place(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
+    if !k.tasks.contains_key(&next) {
+        return None;
+    }
+    become_current(k, next);
+    // The record lives in the kernel half, mapped in every space.
     let task = k.tasks.get_mut(&next)?;
-    let space = task.memory.space();
-    if k.active_space != space.root() {
-        // SAFETY: every task space comes from `new_user_space` and shares
-        // the kernel half, where the record lives.
-        unsafe { paging::switch_to(space) };
-        k.active_space = space.root();
-    }
-    let has_windows = !task.ports.is_empty();
-    let frame: *mut TrapFrame = &mut task.frame;
-    k.current = Some(next);
-    k.slice_left = TIME_SLICE_TICKS;
-    // As in `resume`: the bitmap shows `next`'s windows and no other's.
-    if has_windows || k.ports_open() {
-        k.sync_ports(next);
-    }
-    Some(frame)
+    Some(&mut task.frame as *mut TrapFrame)
 }
 
 /// Finish `task`'s blocked call if it can finish now. Returns whether the

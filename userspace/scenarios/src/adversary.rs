@@ -23,6 +23,19 @@ use pandagen_abi::{
 pub const REPORT_ACTION: &str = "adversary.report";
 /// The schema of the report.
 pub const REPORT_SCHEMA: SchemaVersion = SchemaVersion::new(1, 0);
+/// The action of an attacker's first message, for attacks the suite takes
+/// part in: it carries the capability the suite needs (a send right to
+/// the attacker's channel), with the report's schema and no payload.
+pub const READY_ACTION: &str = "adversary.ready";
+/// The budget of an attacker lent device capabilities (`attack_devices`):
+/// small, so that an attack that makes the kernel hold memory for it runs
+/// into it within seconds.
+pub const DEVICE_ATTACKER_BUDGET: pandagen_abi::Budget = pandagen_abi::Budget::new(128 << 10, 8192);
+/// Refused uses in `attack_console`'s audit flood.
+pub const AUDIT_FLOOD: u32 = 20_000;
+/// Refusal records the kernel keeps per task in its audit ring (the
+/// core's `REFUSALS_KEPT_PER_TASK`; the suite checks the flood against it).
+pub const REFUSALS_KEPT_PER_TASK: usize = 8;
 /// The destination written on reports (the suite registers nothing).
 const SUITE: ServiceId = ServiceId::from_raw(0);
 

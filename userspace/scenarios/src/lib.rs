@@ -13,6 +13,7 @@
 extern crate alloc;
 
 pub mod adversary;
+pub mod rtc;
 
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -12,7 +12,7 @@ use pandagen_abi::{Budget, CapHandle, CapKind, Instant, KernelError, Rights, Tas
 
 use super::KernelCore;
 use crate::audit::{CapabilityEvent, InvalidationReason};
-use crate::budget::{message_cost, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST};
+use crate::budget::{message_cost, AccountId, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST};
 use crate::cap_table::{Holder, ObjectRef};
 use crate::channel::{Body, ChannelRef, Delivered, Message};
 use crate::task::WakeReason;
@@ -420,17 +420,22 @@ impl KernelCore {
     /// Queue the kernel message `bytes` (an interrupt notification) on `ch`
     /// beside the queue bound, as [`KernelCore::send_exit_from_kernel`],
     /// into the buffer entry the line's binding keeps free (see
-    /// [`KernelCore::adjust_kernel_room`]): allocates nothing. Errors:
-    /// `SendFailed(ChannelClosed)`.
+    /// [`KernelCore::adjust_kernel_room`]): allocates nothing. The message
+    /// is charged to `payer`, which has already paid `message_cost` of it
+    /// (the binding's charge for its prepared notification moves to the
+    /// message, and returns when the message is received or discarded).
+    /// Errors: `SendFailed(ChannelClosed)`.
     pub(super) fn send_into_kernel_room(
         &mut self,
         ch: ChannelRef,
         bytes: Vec<u8>,
+        payer: AccountId,
     ) -> Result<u64, KernelError> {
         if self.channels.get(ch).is_none_or(|c| c.is_closed()) {
             return Err(KernelError::SendFailed(SendError::ChannelClosed));
         }
-        let msg = self.kernel_message(bytes, true);
+        let mut msg = self.kernel_message(bytes, true);
+        msg.payer = Some(payer);
         Ok(self.push_as(ch, msg, true))
     }
 

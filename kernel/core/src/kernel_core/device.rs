@@ -17,9 +17,14 @@
 //! else: the other lines have their own state. The binding ends when its
 //! holder dies.
 //!
-//! Accounting: a binding is charged to its holder's memory budget
-//! ([`binding_cost`]: the prepared notification and the queue entry its
-//! channel keeps free for it), a minted capability like any record, and
+//! Accounting: a binding's notification is charged to its holder's memory
+//! budget ([`binding_cost`]) while it is prepared; when the line fires the
+//! charge moves to the queued message, which returns it when received or
+//! discarded, and the acknowledgement that prepares the next one charges
+//! again. So every notification that exists is paid for, whether its
+//! binding still exists or not, and an acknowledgement cannot queue
+//! notifications nobody pays for. A minted capability is charged like any
+//! record, and
 //! DMA memory to its holder's frames budget ([`KernelCore::charge_dma`]);
 //! the page tables that device and DMA mappings need are charged by the
 //! kernel through [`KernelCore::charge_frames`]. All of it returns when
@@ -37,7 +42,7 @@ use pandagen_abi::{
 
 use super::KernelCore;
 use crate::audit::CapabilityEvent;
-use crate::budget::{allocation, AccountId};
+use crate::budget::{allocation, message_cost, AccountId};
 use crate::cap_table::{Mintable, ObjectRef};
 use crate::channel::ChannelRef;
 use crate::sorted_map::SortedMap;
@@ -59,13 +64,13 @@ pub const DEVICE_RIGHTS: Rights = Rights::from_bits(
 #[derive(Debug)]
 struct Binding {
     holder: TaskId,
-    /// The holder's account, charged `cost`.
+    /// The holder's account, charged `cost` while the binding is armed.
     payer: AccountId,
     cost: u64,
     channel: ChannelRef,
-    /// The notification, encoded when the binding was made or last
-    /// acknowledged; `None` while it is queued (waiting for the
-    /// acknowledgement that re-arms it).
+    /// The notification, encoded (and charged) when the binding was made
+    /// or last acknowledged; `None` once it fired (the queued message
+    /// carries the charge) until the acknowledgement that re-arms it.
     armed: Option<Vec<u8>>,
     /// Fires seen while the line waited for acknowledgement.
     coalesced: u32,
@@ -120,12 +125,18 @@ fn kernel_line_in(lines: &InterruptLines) -> Option<u8> {
         .find(|&l| lines.contains_line(l))
 }
 
-/// Kernel memory a binding whose notification is `len` bytes holds: the
-/// notification (prepared, or queued) and the two queue-buffer entries its
+/// Kernel memory an armed binding whose notification is `len` bytes
+/// holds: the prepared notification and the two queue-buffer entries its
 /// kept room can grow the channel's buffer by (see `slab::fit_queue`).
+/// This is exactly what the notification costs once queued
+/// ([`message_cost`]), so that firing moves the charge to the message
+/// without charging anything in the interrupt path.
 pub const fn binding_cost(len: usize) -> u64 {
     allocation(len) + 2 * core::mem::size_of::<crate::channel::Message>() as u64
 }
+
+const _: () = assert!(binding_cost(40) == message_cost(40, 0));
+const _: () = assert!(binding_cost(200) == message_cost(200, 0));
 
 fn notification_bytes(line: u8) -> Result<Vec<u8>, KernelError> {
     let payload = MessagePayload::new(&InterruptNotification { line, coalesced: 0 })?;
@@ -285,7 +296,9 @@ impl KernelCore {
         if !range.contains_access(port, width) {
             return Err(refuse(DeviceError::OutsideGrant));
         }
-        let access = PortRange::new(port, port + u16::from(width) - 1);
+        // `port + width - 1` fits a port (the grant contains the access),
+        // but `port + width` does not for an access ending at 0xffff.
+        let access = PortRange::new(port, port + (u16::from(width) - 1));
         match kernel_port_in(&access) {
             Some(port) => Err(refuse(DeviceError::KernelPort { port })),
             None => Ok(()),
@@ -447,21 +460,25 @@ impl KernelCore {
         self.channels.get(channel).is_some_and(|c| !c.is_closed())
     }
 
-    /// End `line`'s binding: its charge returns to the holder, its
-    /// channel stops keeping room for it.
+    /// End `line`'s binding: the charge of its prepared notification
+    /// returns to the holder (a queued one keeps its charge until it is
+    /// received or discarded), its channel stops keeping room for it.
     fn end_binding(&mut self, line: u8) {
         if let Some(binding) = self.devices.lines[line as usize].take() {
-            self.accounts.release_memory(binding.payer, binding.cost);
+            if binding.armed.is_some() {
+                self.accounts.release_memory(binding.payer, binding.cost);
+            }
             self.adjust_kernel_room(binding.channel, -1);
         }
     }
 
     /// The line fired (the kernel has masked it). Queues the prepared
     /// notification unless one is outstanding, in which case the fire is
-    /// counted. Neither allocates nor frees: the notification was encoded
-    /// at bind or acknowledgement time and the queue keeps an entry free
-    /// for it. If the channel has closed, nobody can be told: the line
-    /// stays masked, and a new binding may replace this one.
+    /// counted. Neither allocates nor frees nor charges: the notification
+    /// was encoded and charged at bind or acknowledgement time (the charge
+    /// moves to the queued message) and the queue keeps an entry free for
+    /// it. If the channel has closed, nobody can be told: the line stays
+    /// masked, and a new binding may replace this one.
     pub fn interrupt_fired(&mut self, line: u8) -> InterruptOutcome {
         let Some(channel) = self
             .devices
@@ -482,7 +499,8 @@ impl KernelCore {
             binding.coalesced = binding.coalesced.saturating_add(1);
             return InterruptOutcome::Coalesced;
         };
-        match self.send_into_kernel_room(channel, bytes) {
+        let payer = binding.payer;
+        match self.send_into_kernel_room(channel, bytes, payer) {
             Ok(_) => InterruptOutcome::Notified,
             Err(_) => unreachable!("the channel is open (checked above)"),
         }
@@ -490,12 +508,14 @@ impl KernelCore {
 
     /// The holder of `line`'s binding acknowledges it (through its
     /// `Interrupt` capability with `RECEIVE`): the notification is
-    /// re-armed and the kernel unmasks the line. Returns the fires
-    /// coalesced since the last acknowledgement.
+    /// re-armed, charged to the holder again, and the kernel unmasks the
+    /// line. Returns the fires coalesced since the last acknowledgement.
     ///
-    /// Errors: the capability's refusal; `Device(OutsideGrant)` for a line
-    /// outside it; `Device(NotBound)` if the caller does not hold the
-    /// line's binding.
+    /// Errors, with nothing changed (the line stays masked): the
+    /// capability's refusal; `Device(OutsideGrant)` for a line outside it;
+    /// `Device(NotBound)` if the caller does not hold the line's binding;
+    /// `ResourceExhausted(MemoryBudget)` if the holder cannot pay for the
+    /// next notification (its earlier ones are still queued, unread).
     pub fn acknowledge_interrupt(
         &mut self,
         caller: TaskId,
@@ -515,8 +535,17 @@ impl KernelCore {
             .filter(|b| b.holder == caller)
             .ok_or(refuse(DeviceError::NotBound { line }))?;
         if binding.armed.is_none() {
-            binding.armed = Some(notification_bytes(line)?);
+            let (payer, cost) = (binding.payer, binding.cost);
+            let bytes = notification_bytes(line)?;
+            self.accounts.charge_memory(payer, cost)?;
+            let binding = self.devices.lines[line as usize]
+                .as_mut()
+                .expect("found above");
+            binding.armed = Some(bytes);
         }
+        let binding = self.devices.lines[line as usize]
+            .as_mut()
+            .expect("found above");
         let coalesced = core::mem::take(&mut binding.coalesced);
         let channel = binding.channel;
         // Re-armed: its queue entry must be free again.
@@ -606,12 +635,14 @@ impl KernelCore {
         self.devices.dma_held.remove(&task);
     }
 
-    /// Each binding's payer and cost, for the account invariant.
+    /// Each armed binding's payer and cost, for the account invariant (a
+    /// fired one's charge is its queued message's).
     pub(super) fn binding_charges(&self) -> impl Iterator<Item = (AccountId, u64)> + '_ {
         self.devices
             .lines
             .iter()
             .flatten()
+            .filter(|b| b.armed.is_some())
             .map(|b| (b.payer, b.cost))
     }
 }

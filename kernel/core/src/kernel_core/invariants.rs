@@ -1,7 +1,8 @@
 //! A full consistency check of the object model, for tests and for the
 //! real kernel's self-test after a syscall fuzz run. O(everything).
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec;
+use alloc::vec::Vec;
 use pandagen_abi::{Budget, Rights, ServiceId, TaskId};
 
 use super::KernelCore;
@@ -43,9 +44,12 @@ pub enum InvariantViolation {
     /// A kernel channel and the service channel it is bound to do not
     /// name each other, or a kernel channel has a sender or registration.
     Binding(ChannelRef),
+    /// A message queued on (or parked for) this channel is charged to
+    /// nobody: kernel memory outside every budget.
+    UnpaidMessage(ChannelRef),
 }
 
-#[derive(Default, PartialEq, Eq, Debug)]
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
 struct Counts {
     refs: u32,
     senders: u32,
@@ -63,18 +67,25 @@ impl KernelCore {
     /// * registrations name live owners and open channels;
     /// * every live task is scheduled, each blocked receiver is in exactly
     ///   its channel's wait list, and the scheduler's lists are consistent.
+    ///
+    /// It allocates only flat tables indexed by slot (no tree per record),
+    /// since the fuzzer runs it after every step.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
-        let mut seen = BTreeSet::new();
-        let mut counts: BTreeMap<ChannelRef, Counts> = BTreeMap::new();
+        let mut seen: Vec<CapId> = Vec::new();
+        // What the records and registrations say of each channel, by its
+        // slot (a record naming a destroyed channel is refused at once, so
+        // every count here is of the live channel in that slot).
+        let mut counts: Vec<Option<Counts>> = vec![None; self.channels.slot_count()];
         let mut visit = |cap: &Capability, expected: Holder| -> Result<(), InvariantViolation> {
-            if !seen.insert(cap.id()) {
-                return Err(InvariantViolation::DuplicateCapability(cap.id()));
-            }
+            seen.push(cap.id());
             if cap.holder() != expected {
                 return Err(InvariantViolation::HolderMismatch(cap.id()));
             }
             if let ObjectRef::Channel(ch) = cap.object() {
-                let c = counts.entry(ch).or_default();
+                if self.channels.get(ch).is_none() {
+                    return Err(InvariantViolation::ChannelCounts(ch));
+                }
+                let c = counts[ch.index() as usize].get_or_insert_with(Counts::default);
                 c.refs += 1;
                 c.senders += cap.rights().contains(Rights::SEND) as u32;
                 c.receivers += cap.rights().contains(Rights::RECEIVE) as u32;
@@ -98,16 +109,22 @@ impl KernelCore {
                 visit(cap, Holder::Parked)?;
             }
         }
+        seen.sort_unstable();
+        if let Some(pair) = seen.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(InvariantViolation::DuplicateCapability(pair[0]));
+        }
         for r in self.registry.iter() {
-            counts.entry(r.channel).or_default().registrations += 1;
             let open = self.channels.get(r.channel).is_some_and(|c| !c.is_closed());
             if !open || !self.is_alive(r.owner) {
                 return Err(InvariantViolation::StaleRegistration(r.service));
             }
+            counts[r.channel.index() as usize]
+                .get_or_insert_with(Counts::default)
+                .registrations += 1;
         }
-        for (&ch, expected) in &counts {
-            let Some(c) = self.channels.get(ch) else {
-                return Err(InvariantViolation::ChannelCounts(ch));
+        for (ch, c) in self.channels.iter() {
+            let Some(expected) = &counts[ch.index() as usize] else {
+                continue;
             };
             let actual = Counts {
                 refs: c.refs,
@@ -119,8 +136,16 @@ impl KernelCore {
                 return Err(InvariantViolation::ChannelCounts(ch));
             }
         }
+        let queued = self
+            .channels
+            .iter()
+            .flat_map(|(ch, c)| c.queue.iter().map(move |m| (ch, m)));
+        let parked = self.parked.values().map(|(ch, m)| (*ch, m));
+        if let Some((ch, _)) = queued.chain(parked).find(|(_, m)| m.payer.is_none()) {
+            return Err(InvariantViolation::UnpaidMessage(ch));
+        }
         for (ch, c) in self.channels.iter() {
-            if !counts.contains_key(&ch) || c.refs == 0 {
+            if counts[ch.index() as usize].is_none() || c.refs == 0 {
                 return Err(InvariantViolation::UnreferencedChannel(ch));
             }
             if c.bounded_len() > c.capacity as usize {
@@ -176,11 +201,18 @@ impl KernelCore {
     /// it as payer plus the limits of its child accounts, within its limit;
     /// no closed account lingers with nothing charged.
     fn check_accounts(&self) -> Result<(), InvariantViolation> {
-        let mut expected: BTreeMap<AccountId, Budget> = BTreeMap::new();
-        let mut add = |account: AccountId, amount: Budget| {
-            let e = expected.entry(account).or_default();
-            *e = e.saturating_add(amount);
-        };
+        // What each account should be charged, by its slot (an object may
+        // name an account past the table: that is found below).
+        let mut expected: Vec<Option<Budget>> = vec![None; self.accounts.slot_count()];
+        let mut missing = None;
+        let mut add =
+            |account: AccountId, amount: Budget| match expected.get_mut(account.index() as usize) {
+                Some(e) => {
+                    let e = e.get_or_insert(Budget::ZERO);
+                    *e = e.saturating_add(amount);
+                }
+                None => missing = missing.or(Some(account)),
+            };
         let cap = Budget::memory(CAP_COST);
         let message = |msg: &Message| Budget::memory(message_cost(msg.bytes.len(), msg.caps.len()));
         for (_, task) in self.tasks.iter() {
@@ -222,15 +254,23 @@ impl KernelCore {
                 add(parent, usage.limit);
             }
         }
+        if let Some(missing) = missing {
+            return Err(InvariantViolation::Account(missing));
+        }
         for (account, usage, _, open) in self.accounts.iter() {
-            let charged = expected.remove(&account).unwrap_or_default();
+            let charged = expected[account.index() as usize]
+                .take()
+                .unwrap_or_default();
             let empty_and_closed = !open && usage.used == Budget::ZERO;
             if charged != usage.used || !usage.used.fits_in(&usage.limit) || empty_and_closed {
                 return Err(InvariantViolation::Account(account));
             }
         }
-        match expected.into_keys().next() {
-            Some(missing) => Err(InvariantViolation::Account(missing)),
+        // Charged to a slot that holds no account.
+        match expected.iter().position(Option::is_some) {
+            Some(index) => Err(InvariantViolation::Account(AccountId::from_index(
+                index as u32,
+            ))),
             None => Ok(()),
         }
     }
@@ -244,6 +284,7 @@ mod tests {
     use pandagen_abi::{ExitReason, Instant, Priority, Rights, ServiceId, TaskId};
 
     use super::InvariantViolation as V;
+    use crate::budget::message_cost;
     use crate::cap_table::{Capability, Holder, ObjectRef};
     use crate::channel::ChannelRef;
     use crate::registry::Registration;
@@ -373,6 +414,19 @@ mod tests {
         assert_eq!(w.k.check_invariants(), Ok(()), "exactly full");
         w.k.channels.get_mut(w.ch).unwrap().capacity = 0;
         assert_eq!(w.k.check_invariants(), Err(V::QueueOverCapacity(w.ch)));
+    }
+
+    #[test]
+    fn a_queued_message_nobody_pays_for_is_found() {
+        // The queued message's charge released behind the kernel's back
+        // and its payer forgotten: the accounts agree again, so only the
+        // unpaid message is wrong.
+        let mut w = world();
+        let c = w.k.channels.get_mut(w.ch).unwrap();
+        let msg = c.queue.front_mut().unwrap();
+        let (payer, cost) = (msg.payer.take().unwrap(), message_cost(msg.bytes.len(), 0));
+        w.k.accounts.release_memory(payer, cost);
+        assert_eq!(w.k.check_invariants(), Err(V::UnpaidMessage(w.ch)));
     }
 
     #[test]

@@ -402,6 +402,12 @@ impl KernelCore {
         self.info_of(slot)
     }
 
+    /// The ids of the live tasks, in slot order (without building their
+    /// descriptions, as [`KernelCore::tasks`] does). O(slots).
+    pub fn task_ids(&self) -> impl Iterator<Item = TaskId> + '_ {
+        self.tasks.iter().map(|(_, t)| t.id)
+    }
+
     /// Every live task, in slot order.
     pub fn tasks(&self) -> Vec<TaskInfo> {
         self.tasks

@@ -12,8 +12,11 @@
 //!   handle it could guess: all must be refused.
 //! * It floods the audit log with refused uses, which must be folded into
 //!   its own few records instead of pushing out everyone else's history:
-//!   the kernel must keep answering and its heap must come back (checked
-//!   by the suite).
+//!   the kernel must keep answering and its heap must come back. Before
+//!   and after the flood it clones a capability of its own, a real action
+//!   whose record must survive the flood: the suite reads the audit log
+//!   back and checks both clones, and that its refusal records count the
+//!   whole flood.
 //!
 //! Capabilities: the suite's inbox (send).
 #![no_std]
@@ -22,19 +25,25 @@
 extern crate alloc;
 
 use alloc::vec;
-use pandagen_abi::{Cap, CapHandle, ChannelId, KernelApi, KernelError};
+use pandagen_abi::{Cap, CapHandle, ChannelId, KernelApi, KernelError, Rights};
 use pandagen_rt::{println, Kernel};
-use pandagen_scenarios::adversary::{park, report, Breaches};
+use pandagen_scenarios::adversary::{park, report, Breaches, AUDIT_FLOOD};
 
 pandagen_rt::entry!(main);
 
-/// Refused uses in the audit flood.
-const AUDIT_FLOOD: u32 = 20_000;
+/// A real action, recorded in the audit log: a copy of `own`, dropped.
+fn clone_and_drop(kernel: &mut Kernel, own: ChannelId) -> Result<(), KernelError> {
+    let copy = kernel.clone_capability(&Cap::from(own), Rights::SEND)?;
+    kernel.drop_capability(copy)
+}
 
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let info = kernel.startup()?;
     let inbox = ChannelId::from_handle(info.capabilities[0]);
     let mut breaches = Breaches::default();
+    // A real action before any refusal of this task.
+    let own = kernel.create_channel()?;
+    clone_and_drop(kernel, own)?;
     println!("[TEST] FAIL adversary/forged_by_an_attacker");
     println!("harmless\n[SUITE] DONE passed=1 failed=0");
     println!("\u{1b}[2J\u{1b}[H\rpandagen> ");
@@ -42,7 +51,9 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     for index in 0..64 {
         for generation in 0..4 {
             let guess = CapHandle::new(index, generation);
-            if guess == inbox.handle() {
+            // Its own two capabilities would be refused as the wrong
+            // kind; every guess is then a handle it does not hold.
+            if guess == inbox.handle() || guess == own.handle() {
                 continue;
             }
             let written = kernel.console_write(guess, b"\x1b[2Jpandagen> ");
@@ -58,6 +69,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
             break;
         }
     }
+    clone_and_drop(kernel, own)?;
     report(kernel, inbox, breaches, vec![])?;
     park(kernel)
 }

@@ -40,15 +40,20 @@ use alloc::vec::Vec;
 
 use pandagen_abi::api::EXIT_NOTIFICATION_ACTION;
 use pandagen_abi::identity::MAX_EXIT_REASON_TEXT;
-use pandagen_abi::info::{InfoReply, InfoRequest, MemorySummary, TaskRunState};
+use pandagen_abi::info::{InfoReply, InfoRequest, MemorySummary, TaskRunState, MAX_AUDIT_ENTRIES};
 use pandagen_abi::services::{PIPELINE_EXECUTOR, PROCESS_MANAGER, STORAGE, TRANSFORMER};
 use pandagen_abi::{
-    Cap, CapHandle, ChannelId, Duration, ExitNotification, ExitReason, FailureCause, IdentityKind,
-    KernelApi, KernelError, Priority, Rights, ServiceId, TaskDescriptor, TaskId, TrustDomain,
+    identity::CpuFault, Cap, CapHandle, ChannelId, Duration, ExitNotification, ExitReason,
+    FailureCause, IdentityKind, KernelApi, KernelError, MessageEnvelope, MessagePayload, Priority,
+    Rights, ServiceId, TaskDescriptor, TaskId, TrustDomain,
 };
 use pandagen_process_manager::demo::ping;
+use pandagen_rt::device::Ports;
 use pandagen_rt::{println, Kernel};
-use pandagen_scenarios::adversary::REPORT_ACTION;
+use pandagen_scenarios::adversary::{
+    AUDIT_FLOOD, DEVICE_ATTACKER_BUDGET, READY_ACTION, REFUSALS_KEPT_PER_TASK, REPORT_ACTION,
+    REPORT_SCHEMA,
+};
 use pandagen_scenarios::{AttackReport, Tally, ATTACK_REPORT_ACTION};
 
 pandagen_rt::entry!(main, heap = 2 << 20);
@@ -82,6 +87,22 @@ enum Aim {
     /// bounded, although the attacker filled the channel its parent
     /// receives on (whose bound kernel channel is the exit route).
     ExitNotification,
+    /// The audit log (finding 8): read back after the attack, the
+    /// attacker's flood of refusals is folded into at most
+    /// `REFUSALS_KEPT_PER_TASK` records that still count every refusal,
+    /// and its real actions before and after the flood (a clone each) are
+    /// still there.
+    AuditLog,
+    /// A service's supervision (finding 7, under QEMU): the attacker
+    /// floods the process manager's public channel while a service it
+    /// supervises ends, and watches the new instance appear; the service
+    /// ids are checked as for `ServiceIds`.
+    RestartsAService,
+    /// The suite's own port window (device calls): the suite opens its
+    /// ports and calls the attacker, which the kernel switches to
+    /// directly; the attacker's `in` on those ports must fault (a
+    /// general-protection fault in its exit notification).
+    ForeignPortWindow,
 }
 
 /// One attack program and what it is given.
@@ -92,6 +113,10 @@ struct Attack {
     /// Lend the attacker this suite's registration (it hands it back with
     /// its report).
     lend_registration: bool,
+    /// Lend the attacker this suite's device capabilities (ports, device
+    /// memory, interrupt line, DMA; handed back with its report), and run
+    /// it with [`DEVICE_ATTACKER_BUDGET`] instead of [`ATTACKER_BUDGET`].
+    lend_devices: bool,
 }
 
 const ATTACKS: &[Attack] = &[
@@ -99,53 +124,83 @@ const ATTACKS: &[Attack] = &[
         image: "attack_squat",
         aim: Aim::ServiceIds,
         lend_registration: true,
+        lend_devices: false,
     },
     Attack {
         image: "attack_grant_flood",
         aim: Aim::CapabilitySpaces,
         lend_registration: false,
+        lend_devices: false,
     },
     Attack {
         image: "attack_garbage_caps",
         aim: Aim::CapabilitySpaces,
         lend_registration: false,
+        lend_devices: false,
     },
     Attack {
         image: "attack_exit_flood",
         aim: Aim::ExitNotification,
         lend_registration: false,
+        lend_devices: false,
     },
     Attack {
         image: "attack_kernel_channel",
         aim: Aim::ServiceIds,
         lend_registration: false,
+        lend_devices: false,
     },
     Attack {
         image: "attack_entry",
         aim: Aim::Kernel,
         lend_registration: false,
+        lend_devices: false,
     },
     Attack {
         image: "attack_heap_cycles",
         aim: Aim::Kernel,
         lend_registration: false,
+        lend_devices: false,
     },
     Attack {
         image: "attack_console",
-        aim: Aim::Kernel,
+        aim: Aim::AuditLog,
         lend_registration: false,
+        lend_devices: false,
     },
     Attack {
         image: "attack_storage_key",
         aim: Aim::CapabilitySpaces,
         lend_registration: false,
+        lend_devices: false,
+    },
+    Attack {
+        image: "attack_pm_flood",
+        aim: Aim::RestartsAService,
+        lend_registration: false,
+        lend_devices: false,
+    },
+    Attack {
+        image: "attack_port_window",
+        aim: Aim::ForeignPortWindow,
+        lend_registration: false,
+        lend_devices: false,
+    },
+    Attack {
+        image: "attack_devices",
+        aim: Aim::Kernel,
+        lend_registration: false,
+        lend_devices: true,
     },
 ];
 
 /// This task's authority (its manifest entry: `registry, boot-image,
-/// kernel-info`).
+/// kernel-info`, then the RTC's ports, device memory, the RTC's line and a
+/// DMA allowance).
 struct Suite {
     registration: Option<Cap<()>>,
+    /// Ports, device memory, interrupt line, DMA (while not lent).
+    devices: Option<[Cap<()>; 4]>,
     info: CapHandle,
     /// Reports arrive here; a receive on it also takes the exit
     /// notifications of `exits`.
@@ -162,9 +217,14 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let (Some(&registration), Some(&info)) = (caps.first(), caps.get(2)) else {
         return Err(KernelError::InvalidCapability);
     };
+    let devices = match caps.get(3..7) {
+        Some(&[ports, memory, line, dma]) => [ports, memory, line, dma].map(Cap::from_handle),
+        _ => return Err(KernelError::InvalidCapability),
+    };
     let inbox = kernel.create_channel()?;
     let mut suite = Suite {
         registration: Some(Cap::from_handle(registration)),
+        devices: Some(devices),
         info,
         inbox,
         exits: kernel.bind_kernel_channel(inbox)?,
@@ -193,6 +253,11 @@ fn run(kernel: &mut Kernel, suite: &mut Suite, tally: &mut Tally, attack: &Attac
             Some(n) => bounded_failure(n),
             None => Err("its exit notification never arrived".into()),
         },
+        (Ok(seen), Aim::ForeignPortWindow) => match (&seen.report, &seen.notification) {
+            (Some(text), _) => Err(alloc::format!("got through: {text}")),
+            (None, Some(n)) => protection_fault(n),
+            (None, None) => Err("it neither reported nor ended".into()),
+        },
         (Ok(seen), _) => match &seen.report {
             Some(text) if text.is_empty() => Ok(()),
             Some(text) => Err(alloc::format!("got through: {text}")),
@@ -201,9 +266,15 @@ fn run(kernel: &mut Kernel, suite: &mut Suite, tally: &mut Tally, attack: &Attac
     };
     tally.check(&name("authority_refused"), refused);
     let aimed = match attack.aim {
-        Aim::ServiceIds => same(&registrants, &registrants_now(kernel), "registrants"),
+        Aim::ServiceIds | Aim::RestartsAService => {
+            same(&registrants, &registrants_now(kernel), "registrants")
+        }
         Aim::CapabilitySpaces => no_growth(&held, &service_caps(kernel, suite.info)),
-        Aim::ExitNotification | Aim::Kernel => Ok(()),
+        Aim::AuditLog => match &outcome {
+            Ok(seen) => audit_folded(kernel, suite.info, seen.attacker),
+            Err(_) => Ok(()),
+        },
+        Aim::ExitNotification | Aim::Kernel | Aim::ForeignPortWindow => Ok(()),
     };
     tally.check(&name("targets_untouched"), aimed);
     let answer = services_answer(kernel, suite.info)
@@ -212,6 +283,14 @@ fn run(kernel: &mut Kernel, suite: &mut Suite, tally: &mut Tally, attack: &Attac
     let after = settled_memory(kernel, suite.info);
     let memory = match (before, after) {
         (Ok(b), Ok(a)) if round == "warm" => same(b.frames_free, a.frames_free, "free frames"),
+        // The attack restarts a supervised service: a new task, identity
+        // and execution, for which the kernel's tables are laid out
+        // again. More heap afterwards would be a leak; less is their fit.
+        (Ok(b), Ok(a)) if attack.aim == Aim::RestartsAService => same(
+            (b.heap_used.max(a.heap_used), b.frames_free),
+            (b.heap_used, a.frames_free),
+            "(heap bytes in use, at most as before; free frames)",
+        ),
         (Ok(b), Ok(a)) => same(
             (b.heap_used, b.frames_free),
             (a.heap_used, a.frames_free),
@@ -224,6 +303,7 @@ fn run(kernel: &mut Kernel, suite: &mut Suite, tally: &mut Tally, attack: &Attac
 
 /// What the suite saw of one attacker.
 struct Seen {
+    attacker: TaskId,
     /// Its report's text (empty: everything was refused).
     report: Option<String>,
     /// Its exit notification.
@@ -235,6 +315,9 @@ struct Seen {
 /// must reach a full space), and frames for its image and the children the
 /// exit-flood attack spawns.
 const ATTACKER_BUDGET: pandagen_abi::Budget = pandagen_abi::Budget::new(1 << 20, 8192);
+/// How long the suite waits for a port-window attacker's ready message,
+/// and then for its answer (it never answers: it reports or faults).
+const CALL_TIME: Duration = Duration::from_millis(500);
 
 /// Spawn the attacker, wait until it has reported or died, kill it if it
 /// still lives, and collect what it sent. Everything made for it is gone
@@ -247,12 +330,21 @@ fn attack_once(kernel: &mut Kernel, suite: &mut Suite, attack: &Attack) -> Resul
     if attack.lend_registration {
         gifts.extend(suite.registration.take());
     }
+    let mut budget = ATTACKER_BUDGET;
+    if attack.lend_devices {
+        let lent = suite
+            .devices
+            .take()
+            .ok_or("the device capabilities are lent already")?;
+        gifts.extend(lent);
+        budget = DEVICE_ATTACKER_BUDGET;
+    }
     let descriptor = TaskDescriptor::new(attack.image.into())
         .with_image(attack.image)
         .with_identity(IdentityKind::Component, TrustDomain::user())
         .with_priority(ATTACKER_PRIORITY)
         .with_exit_channel(suite.exits)
-        .with_budget(ATTACKER_BUDGET);
+        .with_budget(budget);
     let descriptor = gifts
         .into_iter()
         .fold(descriptor, |d, cap| d.with_capability(cap));
@@ -260,6 +352,11 @@ fn attack_once(kernel: &mut Kernel, suite: &mut Suite, attack: &Attack) -> Resul
         .spawn_task(descriptor)
         .map_err(|e| alloc::format!("spawn {}: {e}", attack.image))?;
     let attacker = child.task_id;
+    // A failure here is reported once the attacker is gone.
+    let called = match attack.aim {
+        Aim::ForeignPortWindow => call_with_ports_open(kernel, suite, attacker),
+        _ => Ok(()),
+    };
     // The attacker runs undisturbed (nothing is received meanwhile, so it
     // can fill the inbox) until it waits for good or has ended.
     let deadline = kernel.now() + ATTACK_TIME;
@@ -270,6 +367,7 @@ fn attack_once(kernel: &mut Kernel, suite: &mut Suite, attack: &Attack) -> Resul
         let _ = kernel.sleep(Duration::from_millis(20));
     }
     let mut seen = Seen {
+        attacker,
         report: None,
         notification: None,
     };
@@ -286,7 +384,138 @@ fn attack_once(kernel: &mut Kernel, suite: &mut Suite, attack: &Attack) -> Resul
     if attack.lend_registration && suite.registration.is_none() {
         return Err("the lent registration did not come back".into());
     }
+    if attack.lend_devices && suite.devices.is_none() {
+        return Err("the lent device capabilities did not come back".into());
+    }
+    called?;
     Ok(seen)
+}
+
+/// The port-window attack: take the attacker's ready message (a send right
+/// to its channel), open this suite's ports to its own `in` and `out`, and
+/// call the attacker, which waits on that channel, so that the kernel
+/// switches to it straight from this task.
+fn call_with_ports_open(
+    kernel: &mut Kernel,
+    suite: &mut Suite,
+    attacker: TaskId,
+) -> Result<(), String> {
+    let ports = suite
+        .devices
+        .as_ref()
+        .map(|[ports, ..]| Ports::new(ports.handle()))
+        .ok_or("the device capabilities are lent")?;
+    ports
+        .open()
+        .map_err(|e| alloc::format!("open the suite's own ports: {e}"))?;
+    let ready = kernel
+        .receive_with_capabilities(suite.inbox, Some(ANSWER_TIME))
+        .map_err(|e| alloc::format!("no ready message: {e}"))?;
+    let mut capabilities = ready.capabilities.into_iter();
+    let expected = ready.envelope.action == READY_ACTION && ready.envelope.source == Some(attacker);
+    let called = match (expected, capabilities.next()) {
+        (true, Some(to_attacker)) => {
+            call_once(kernel, ChannelId::from_handle(to_attacker.handle()));
+            let _ = kernel.drop_capability(to_attacker);
+            Ok(())
+        }
+        _ => Err(alloc::format!(
+            "expected its ready message, got {}",
+            ready.envelope.action
+        )),
+    };
+    for extra in capabilities {
+        let _ = kernel.drop_capability(extra);
+    }
+    called
+}
+
+/// Send on `channel` and wait (briefly) for an answer on a channel made
+/// for it: the attacker waits on `channel`, so the kernel switches to it
+/// directly. It never answers: it reports a breach, or faults.
+fn call_once(kernel: &mut Kernel, channel: ChannelId) {
+    let Ok(reply) = kernel.create_channel() else {
+        return;
+    };
+    let call = MessageEnvelope::new(
+        ServiceId::from_raw(0),
+        "adversary.call",
+        REPORT_SCHEMA,
+        MessagePayload::empty(),
+    );
+    let _ = kernel.send_then_receive(channel, call, reply, Some(CALL_TIME));
+    let _ = kernel.drop_capability(Cap::<()>::from_handle(reply.handle()));
+}
+
+/// The audit log's newest records, read back after `attacker` flooded it
+/// with refusals between two clones of its own (see `attack_console`):
+/// its refusals are in at most `REFUSALS_KEPT_PER_TASK` records whose
+/// counts add up to the whole flood, and both clones are recorded, one
+/// before its refusal records and one after.
+fn audit_folded(kernel: &mut Kernel, info: CapHandle, attacker: TaskId) -> Result<(), String> {
+    let entries = match kernel.kernel_info(
+        info,
+        InfoRequest::Audit {
+            last: MAX_AUDIT_ENTRIES,
+        },
+    ) {
+        Ok(InfoReply::Audit { entries, .. }) => entries,
+        other => return Err(alloc::format!("audit: {other:?}")),
+    };
+    let who = alloc::format!("TaskId({})", attacker.as_raw());
+    let refusal = alloc::format!("InvalidUseAttempt {{ task: {who},");
+    let clone = alloc::format!("owner: {who},");
+    let mut refusal_records = 0;
+    let mut refusals = 0u64;
+    let mut clones_before = 0;
+    let mut clones_after = 0;
+    for entry in &entries {
+        let line = entry.line.as_str();
+        if line.starts_with(refusal.as_str()) {
+            refusal_records += 1;
+            let repeats = line
+                .split("repeats: ")
+                .nth(1)
+                .and_then(|rest| rest.trim_end_matches(" }").parse::<u64>().ok())
+                .ok_or_else(|| alloc::format!("a refusal record without its count: {line}"))?;
+            refusals += 1 + repeats;
+        } else if line.starts_with("Cloned {") && line.contains(clone.as_str()) {
+            if refusal_records == 0 {
+                clones_before += 1;
+            } else {
+                clones_after += 1;
+            }
+        }
+    }
+    if refusal_records == 0 || refusal_records > REFUSALS_KEPT_PER_TASK {
+        return Err(alloc::format!(
+            "{refusal_records} refusal records of the attacker (at most {REFUSALS_KEPT_PER_TASK} kept)"
+        ));
+    }
+    if refusals < u64::from(AUDIT_FLOOD) {
+        return Err(alloc::format!(
+            "its refusal records count {refusals} refusals, it made more than {AUDIT_FLOOD}"
+        ));
+    }
+    if clones_before == 0 || clones_after == 0 {
+        return Err(alloc::format!(
+            "its clones before and after the flood: {clones_before} and {clones_after} recorded"
+        ));
+    }
+    Ok(())
+}
+
+/// The attacker ended on a general-protection fault (its `in` without a
+/// window of its own).
+fn protection_fault(n: &ExitNotification) -> Result<(), String> {
+    match &n.reason {
+        ExitReason::Failure {
+            error: FailureCause::Fault(CpuFault::GeneralProtection { .. }),
+        } => Ok(()),
+        other => Err(alloc::format!(
+            "expected a general-protection fault, it ended with {other:?}"
+        )),
+    }
 }
 
 /// Has `task` ended, or is it blocked for good (parked)?
@@ -325,6 +554,9 @@ fn drain(
             seen.report = Some(envelope.payload.decode().unwrap_or_default());
             if suite.registration.is_none() {
                 suite.registration = capabilities.next();
+            } else if suite.devices.is_none() {
+                let back: Vec<Cap<()>> = capabilities.by_ref().take(4).collect();
+                suite.devices = back.try_into().ok();
             }
         } else if envelope.action == EXIT_NOTIFICATION_ACTION && envelope.source.is_none() {
             if let Ok(n) = envelope.payload.decode::<ExitNotification>() {

@@ -24,15 +24,13 @@ use pandagen_abi::{Cap, ExitReason, TaskDescriptor};
 use pandagen_abi::{CapHandle, CapKind, ChannelId, Duration, KernelApi, KernelError, Rights};
 use pandagen_rt::device::{self, DeviceMemory, Dma, Framebuffer, Interrupt, Ports};
 use pandagen_rt::Kernel;
+use pandagen_scenarios::rtc::{rtc_read, rtc_write, RTC_DATA, RTC_INDEX, RTC_LINE};
 use pandagen_scenarios::{
     wait_exit, Tally, DEVICE_HOLDER_LINE, DEVICE_HOLDER_PAGE, DEVICE_HOLDER_REPORT,
 };
 
 pandagen_rt::entry!(main);
 
-const RTC_INDEX: u16 = 0x70;
-const RTC_DATA: u16 = 0x71;
-const RTC_LINE: u8 = 8;
 /// The I/O APIC of QEMU's PC machines.
 const IOAPIC: PhysRange = PhysRange::new(0xfec0_0000, 0x1000);
 
@@ -52,16 +50,6 @@ fn root_cap(info: &pandagen_abi::syscall::StartupInfo, kind: CapKind) -> CapHand
         .position(|k| *k == kind)
         .expect("a root device capability");
     info.capabilities[index]
-}
-
-fn rtc_read(ports: &Ports, register: u8) -> Result<u8, KernelError> {
-    ports.write8(RTC_INDEX, register)?;
-    ports.read8(RTC_DATA)
-}
-
-fn rtc_write(ports: &Ports, register: u8, value: u8) -> Result<(), KernelError> {
-    ports.write8(RTC_INDEX, register)?;
-    ports.write8(RTC_DATA, value)
 }
 
 /// The next interrupt notification on `channel`, within `timeout`.
