@@ -339,6 +339,18 @@ mod tests {
     }
 
     #[test]
+    fn slot_index_names_each_live_task_s_own_slot_and_no_slot_for_strangers() {
+        let mut table = TaskTable::new();
+        for expected in 0..4u32 {
+            let id = table.next_id().unwrap();
+            assert_eq!(table.insert(task(id)), expected);
+            assert_eq!(slot_index(id), expected as usize);
+        }
+        // Not ids the table made: an index no table reaches.
+        assert_eq!(slot_index(TaskId::from_raw(0)), usize::MAX);
+    }
+
+    #[test]
     fn task_ids_start_small_and_are_never_reused() {
         let mut table = TaskTable::new();
         let a = table.next_id().unwrap();
