@@ -141,6 +141,15 @@ fn the_fast_path_declines_and_changes_nothing_when_a_condition_fails() {
             }),
         ),
         (
+            "the reply channel's kernel channel holds an exit notification",
+            Box::new(|p: &mut Pair| {
+                let exits = p.k.bind_kernel_channel(p.client, p.replies, T0).unwrap();
+                let child = spawn_routed(&mut p.k, p.client, exits);
+                p.k.terminate(child, pandagen_abi::ExitReason::Normal, T0)
+                    .unwrap();
+            }),
+        ),
+        (
             "no receiver waits on the send channel",
             Box::new(|p: &mut Pair| {
                 p.to_server = p.k.create_channel(p.client, T0).unwrap();
@@ -237,8 +246,18 @@ fn a_send_hands_off_to_a_blocked_receiver_or_queues() {
         to_server,
         ..
     } = pair();
-    let handed = k.send_or_hand_off(client, to_server, b"a", &[], T0, |o| o.receiver == server);
+    let mut offered = None;
+    let handed = k.send_or_hand_off(client, to_server, b"a", &[], T0, |o| {
+        offered = Some(o.seq);
+        o.receiver == server
+    });
     assert!(matches!(handed, Ok(Sent::HandedOff { receiver, .. }) if receiver == server));
+    let handed_seq = handed.unwrap().seq();
+    assert_eq!(
+        Some(handed_seq),
+        offered,
+        "the sender learns the seq it offered"
+    );
     assert_eq!(k.task_state(server), Some(SchedState::Ready));
     assert_eq!(k.take_wake_reason(server), Some(WakeReason::HandedOff));
     let ch = k.channel_of(server, requests, T0).unwrap();
@@ -248,6 +267,13 @@ fn a_send_hands_off_to_a_blocked_receiver_or_queues() {
     let queued = k.send_or_hand_off(client, to_server, b"b", &[], T0, |_| panic!("no waiter"));
     assert!(matches!(queued, Ok(Sent::Queued { .. })));
     assert_eq!(k.queue_len(ch), Some(1));
+    let queued_seq = queued.unwrap().seq();
+    assert!(queued_seq > handed_seq, "sequence numbers grow");
+    let delivered = k.receive(server, requests, T0).unwrap().unwrap();
+    assert_eq!(
+        delivered.seq, queued_seq,
+        "the receiver sees the sender's seq"
+    );
     k.check_invariants().unwrap();
 }
 
