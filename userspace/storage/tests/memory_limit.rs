@@ -88,7 +88,7 @@ fn commit(
     let mut tx = store.begin_transaction()?;
     store.put(&mut tx, map, &key(i), &record(i))?;
     store.put(&mut tx, map, b"count", format!("{}", i + 1).as_bytes())?;
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         store.append(&mut tx, log, &record(i + 1))?;
         store.write_blob(&mut tx, blob, &record(i + 2))?;
         store.extend_blob(&mut tx, blob, &record(i + 3))?;
