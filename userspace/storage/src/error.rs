@@ -88,6 +88,13 @@ pub enum StorageError {
     /// the request did stands; re-send it under the same id to get the
     /// capability.
     MintRefused(KernelError),
+    /// The store's memory is full: the commit would grow its in-memory
+    /// state (`used` heap bytes, growing by `needed`) past `limit`, beyond
+    /// what a restarted service could rebuild from its journal. Nothing of
+    /// the commit was applied; the transaction is rolled back. Every
+    /// version is kept, so deleting does not make room: what is stored
+    /// stays readable, and the store takes no more growth.
+    StoreFull { used: u64, needed: u64, limit: u64 },
     /// Never sent: an error of a newer service version that this version
     /// does not know, with its variant index (see
     /// [`pandagen_abi::evolve`]).
@@ -173,6 +180,14 @@ impl fmt::Display for StorageError {
             }
             StorageError::RevocationsExhausted(o) => write!(f, "{o} cannot be revoked again"),
             StorageError::MintRefused(e) => write!(f, "capability not issued: {e}"),
+            StorageError::StoreFull {
+                used,
+                needed,
+                limit,
+            } => write!(
+                f,
+                "store full: {used} bytes held, the commit needs {needed} more, limit {limit}"
+            ),
             StorageError::Unrecognized { variant } => {
                 write!(f, "error {variant} of a newer storage version")
             }

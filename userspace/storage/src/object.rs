@@ -185,8 +185,17 @@ impl Object {
             .map(|(k, _)| k)
     }
 
-    pub(crate) fn commit_blob(&mut self, stamp: VersionStamp, bytes: Vec<u8>) {
+    /// Whether the map has ever held `key` (its history is kept even after
+    /// a delete).
+    pub(crate) fn map_has_key(&self, key: &[u8]) -> bool {
+        matches!(&self.history, History::Map(entries) if entries.contains_key(key))
+    }
+
+    pub(crate) fn commit_blob(&mut self, stamp: VersionStamp, mut bytes: Vec<u8>) {
         if let History::Blob(contents) = &mut self.history {
+            // A blob written in pieces grew by doubling; the store's
+            // footprint charges only its length.
+            bytes.shrink_to_fit();
             contents.push(bytes);
             self.push_version(stamp);
         }

@@ -205,6 +205,13 @@ impl<B: StorageBackend> StorageServer<B> {
         self
     }
 
+    /// Bound the heap bytes the store's committed state may hold (see
+    /// [`ObjectStore::with_memory_limit`]).
+    pub fn with_memory_limit(mut self, limit: u64) -> Self {
+        self.store = self.store.with_memory_limit(limit);
+        self
+    }
+
     /// The task half of a durable answer's key.
     fn durable_task(&self, task: TaskId) -> u64 {
         task.as_raw() ^ self.boot

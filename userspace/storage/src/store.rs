@@ -12,6 +12,7 @@
 //! store cannot differ from the one that wrote the records.
 
 mod blob;
+mod footprint;
 mod log;
 mod map;
 
@@ -48,6 +49,10 @@ struct Catalog {
     answer_order: VecDeque<(u64, u64)>,
     /// The last instance that opened the store (see `Change::Open`).
     instance: u32,
+    /// The heap bytes all of the above holds, bounded from above (see
+    /// [`footprint`]). Replay recomputes it with the same function that
+    /// charges a fresh commit, so it is the same after a restart.
+    bytes: u64,
 }
 
 impl Catalog {
@@ -60,7 +65,55 @@ impl Catalog {
             answers: BTreeMap::new(),
             answer_order: VecDeque::new(),
             instance: 0,
+            bytes: 0,
         }
+    }
+
+    /// What applying `record` would add to and free from [`Catalog::bytes`].
+    fn footprint_change(&self, record: &CommitRecord) -> (u64, u64) {
+        let mut added = 0u64;
+        for change in &record.changes {
+            added = added.saturating_add(match change {
+                Change::Create { .. } => footprint::create(),
+                Change::Blob { bytes, .. } => footprint::version() + footprint::blob(bytes.len()),
+                Change::LogAppend { records, .. } => {
+                    records.iter().fold(footprint::version(), |sum, r| {
+                        sum.saturating_add(footprint::log_record(r.len()))
+                    })
+                }
+                Change::Map {
+                    object, updates, ..
+                } => {
+                    let existing = self.objects.get(object);
+                    updates
+                        .iter()
+                        .fold(footprint::version(), |sum, (key, value)| {
+                            let known = existing.is_some_and(|o| o.map_has_key(key));
+                            let new_key = (!known).then_some(key.len());
+                            let value = value.as_ref().map_or(0, Vec::len);
+                            sum.saturating_add(footprint::map_update(new_key, value))
+                        })
+                }
+                Change::Revoke { .. } | Change::Open { .. } => 0,
+            });
+        }
+        let mut freed = 0;
+        if let Some(origin) = &record.origin {
+            match self.answers.get(&(origin.task, origin.message)) {
+                Some(old) => {
+                    added = added.saturating_add(footprint::heap_bytes(origin.answer.len()));
+                    freed += footprint::heap_bytes(old.len());
+                }
+                None => {
+                    added = added.saturating_add(footprint::answer(origin.answer.len()));
+                    if self.answer_order.len() >= DURABLE_ANSWERS {
+                        let evicted = self.answer_order.front().and_then(|k| self.answers.get(k));
+                        freed += evicted.map_or(0, |a| footprint::answer(a.len()));
+                    }
+                }
+            }
+        }
+        (added, freed)
     }
 
     fn remember(&mut self, origin: Origin) {
@@ -84,6 +137,7 @@ impl Catalog {
             return Err(corrupt);
         }
         let seq = record.seq;
+        let (added, freed) = self.footprint_change(&record);
         for change in record.changes {
             if let Some(version) = change.version() {
                 self.next_version = self.next_version.max(version.as_raw() + 1);
@@ -138,6 +192,7 @@ impl Catalog {
             self.remember(origin);
         }
         self.last_seq = seq;
+        self.bytes = self.bytes.saturating_add(added).saturating_sub(freed);
         Ok(())
     }
 }
@@ -152,6 +207,9 @@ pub struct ObjectStore<B: StorageBackend> {
     /// The last `apply` failed other than for room: the backend must be
     /// recovered before it takes another record.
     backend_failed: bool,
+    /// The most heap bytes the committed state may hold (see
+    /// [`with_memory_limit`](Self::with_memory_limit)).
+    memory_limit: u64,
 }
 
 impl<B: StorageBackend> ObjectStore<B> {
@@ -180,9 +238,34 @@ impl<B: StorageBackend> ObjectStore<B> {
             txs: BTreeMap::new(),
             next_tx: u64::from(instance) << 32 | 1,
             backend_failed: false,
+            memory_limit: u64::MAX,
         };
         store.commit_record(alloc::vec![Change::Open { instance }], None)?;
         Ok((store, report))
+    }
+
+    /// Refuse, with [`StorageError::StoreFull`], every commit after which
+    /// the committed state would hold more than `limit` heap bytes (as
+    /// [`memory_used`](Self::memory_used) counts them). The store keeps
+    /// every version in memory and a restart rebuilds all of it, so the
+    /// limit is what keeps every acknowledged commit recoverable in the
+    /// heap of the next instance. Replay never refuses: a store opened
+    /// over a limit (a smaller one than it was filled under) serves reads
+    /// and refuses growth. Unlimited unless set.
+    pub fn with_memory_limit(mut self, limit: u64) -> Self {
+        self.memory_limit = limit;
+        self
+    }
+
+    /// The heap bytes the committed state holds, bounded from above: every
+    /// object, version, map key, value and remembered answer, as the heap
+    /// serves their blocks.
+    pub fn memory_used(&self) -> u64 {
+        self.catalog.bytes
+    }
+
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit
     }
 
     /// The number of this instance of the store (1 for the first open of a
@@ -249,6 +332,21 @@ impl<B: StorageBackend> ObjectStore<B> {
             changes,
             origin,
         };
+        let (added, freed) = self.catalog.footprint_change(&record);
+        let after = self
+            .catalog
+            .bytes
+            .saturating_add(added)
+            .saturating_sub(freed);
+        // A record that adds nothing (a restart's `Open`) always passes, so
+        // that a full store can still be reopened.
+        if added > freed && after > self.memory_limit {
+            return Err(StorageError::StoreFull {
+                used: self.catalog.bytes,
+                needed: added - freed,
+                limit: self.memory_limit,
+            });
+        }
         if self.backend_failed {
             self.backend.recover(self.catalog.last_seq)?;
             self.backend_failed = false;

@@ -11,7 +11,11 @@
 //! a record past `count`. It prints `POWERCUT PRESENT <count>` when all is
 //! well, `POWERCUT TORN <why>` otherwise. Then it commits record after
 //! record, printing `POWERCUT ACK <i>` once storage has acknowledged each
-//! (storage acknowledges after the disk's flush), until the power is cut.
+//! (storage acknowledges after the disk's flush), until the power is cut —
+//! or until storage answers that it is full (`StoreFull`: its memory holds
+//! every version, and it takes no commit it could not rebuild after a
+//! restart), when it prints `POWERCUT FULL <count>` and stops: the run is
+//! over, not failed.
 #![no_std]
 #![no_main]
 
@@ -25,7 +29,7 @@ use pandagen_rt::abi::services::STORAGE;
 use pandagen_rt::abi::{Duration, KernelError};
 use pandagen_rt::{println, Kernel};
 use pandagen_scenarios::wait_registered;
-use pandagen_storage::{ObjectCap, Op, StorageClient};
+use pandagen_storage::{ClientError, ObjectCap, Op, StorageClient, StorageError};
 
 pandagen_rt::entry!(main);
 
@@ -117,6 +121,10 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
             Ok(_) => {
                 println!("POWERCUT ACK {next}");
                 next += 1;
+            }
+            Err(ClientError::Storage(e @ StorageError::StoreFull { .. })) => {
+                println!("POWERCUT FULL {next} ({e})");
+                return Ok(());
             }
             Err(e) => println!("POWERCUT ERROR {next}: {e}"),
         }

@@ -35,12 +35,31 @@ use pandagen_storage::{
     StorageServer,
 };
 
-// Objects (and, without a block device, the journal) live in memory: give
-// the service room to hold them.
-pandagen_rt::entry!(main, heap = 8 << 20);
+/// Objects (and, without a block device, the journal) live in memory: give
+/// the service room to hold them.
+const HEAP_BYTES: usize = 8 << 20;
+pandagen_rt::entry!(main, heap = HEAP_BYTES);
 
-/// The most journal bytes kept in memory (of the 8 MiB heap above).
+/// The most journal bytes kept in memory (of the heap above).
 const JOURNAL_BYTES: usize = 2 * 1024 * 1024;
+/// What the heap keeps beyond the committed state. Committing or replaying
+/// a record holds its encoding beside the decoded changes (which the
+/// state already counts): at most one largest transaction,
+/// `MAX_TX_BYTES`. The other mebibyte covers the journal's buffers (two
+/// `IO_CHUNK`s and a block), the server's message buffers and caches, the
+/// pending writes of open transactions, and the holes the linked-list
+/// heap leaves between large blocks; the store's count is itself an upper
+/// bound (about a fifth above what its state really holds, measured on
+/// the power-cut writer's records).
+const RESERVE_BYTES: usize = pandagen_storage::limits::MAX_TX_BYTES + (1 << 20);
+
+/// The most heap bytes the store's committed state may hold, so that a
+/// restarted instance can replay all of it: the heap less the reserve,
+/// and less the journal when the journal is in the heap too.
+const fn memory_limit(journal_in_heap: bool) -> u64 {
+    let journal = if journal_in_heap { JOURNAL_BYTES } else { 0 };
+    (HEAP_BYTES - RESERVE_BYTES - journal) as u64
+}
 /// Where the block device is among the start-up capabilities.
 const BLOCK_DEVICE_SLOT: usize = 1;
 /// Where the disk driver's block capability is, when there is a disk.
@@ -121,6 +140,8 @@ fn journal_backend<D: BlockDevice + 'static>(
 
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let startup = kernel.startup()?;
+    let memory_only = startup.capabilities.get(DISK_SLOT).is_none()
+        && startup.capabilities.get(BLOCK_DEVICE_SLOT).is_none();
     let backend: Box<dyn StorageBackend> = match (
         startup.capabilities.get(DISK_SLOT),
         startup.capabilities.get(BLOCK_DEVICE_SLOT),
@@ -140,7 +161,12 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let boot = u32::from_le_bytes([secret[0], secret[1], secret[2], secret[3]]);
     let replay_started = kernel.now();
     let (mut server, report) = match StorageServer::open(backend) {
-        Ok((server, report)) => (server.with_boot(boot), report),
+        Ok((server, report)) => (
+            server
+                .with_boot(boot)
+                .with_memory_limit(memory_limit(memory_only)),
+            report,
+        ),
         Err(e) => {
             println!("storage: cannot open the backend: {e}");
             return Err(KernelError::ResourceExhausted(Resource::Memory));

@@ -726,3 +726,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_footprint_rounds_allocations_as_the_heap_does() {
+    for bytes in (0..5000).chain([1 << 16, (1 << 20) + 3, limits::MAX_TX_BYTES]) {
+        assert_eq!(
+            footprint::heap_bytes(bytes),
+            pandagen_core::budget::allocation(bytes),
+            "{bytes} bytes"
+        );
+    }
+}
+
+#[test]
+fn a_refusal_names_the_limit_and_replay_counts_the_same() {
+    let backend = shared();
+    let mut s = reopen(&backend);
+    let (m, _) = s.create(ObjectKind::Map).unwrap();
+    let mut tx = s.begin_transaction().unwrap();
+    s.put(&mut tx, m, b"k", &[1; 100]).unwrap();
+    s.commit(&mut tx).unwrap();
+    let used = s.memory_used();
+    let mut s = s.with_memory_limit(used);
+    let mut tx = s.begin_transaction().unwrap();
+    s.put(&mut tx, m, b"k", &[2; 100]).unwrap();
+    assert!(matches!(
+        s.commit(&mut tx),
+        Err(StorageError::StoreFull { used: u, limit, .. }) if u == used && limit == used
+    ));
+    drop(s);
+    // A restart rebuilds exactly the count the refused commit was judged by.
+    let s = reopen(&backend).with_memory_limit(used);
+    assert_eq!(s.memory_used(), used);
+    assert_eq!(s.instance(), 2);
+}
