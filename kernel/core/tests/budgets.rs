@@ -534,3 +534,31 @@ fn the_root_budget_is_set_before_the_first_task_and_never_after() {
     let second = common::spawn(&mut k, "second root");
     assert_eq!(k.budget(second).unwrap().limit, first);
 }
+
+#[test]
+fn a_collection_reports_what_it_freed() {
+    let mut k = KernelCore::default();
+    let root = root(&mut k);
+    let maker = child(&mut k, root, "maker", None);
+    let kept = k.create_channel(maker, T0).unwrap();
+    // Two cycles of two channels, each with 3 messages queued on each
+    // channel (two fillers and the other's receive right).
+    build_filled_cycle(&mut k, maker, 10, 2).unwrap();
+    build_filled_cycle(&mut k, maker, 10, 2).unwrap();
+    let before = k.channel_count();
+    assert_eq!(
+        k.collect_unreachable(T0),
+        pandagen_core::Collected {
+            channels: 4,
+            messages: 12
+        }
+    );
+    assert_eq!(k.channel_count(), before - 4);
+    assert_eq!(
+        k.collect_unreachable(T0),
+        pandagen_core::Collected::default(),
+        "nothing left to free, and the reachable channel stays"
+    );
+    k.send(maker, kept, vec![1], &[], T0).unwrap();
+    k.check_invariants().unwrap();
+}

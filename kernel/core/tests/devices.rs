@@ -848,6 +848,18 @@ fn taking_the_screen_over_needs_the_framebuffer_capability() {
             device_error(DeviceError::NotFramebuffer)
         );
     }
+    // Part of the screen is not the screen: the display owns all of it.
+    let part = mint(
+        &mut k,
+        root,
+        screen,
+        DeviceResource::Framebuffer(PhysRange::new(FRAMEBUFFER.base, 0x1000)),
+    )
+    .unwrap();
+    assert_eq!(
+        k.check_screen_takeover(root, part, channel, T0).map(drop),
+        device_error(DeviceError::NotFramebuffer)
+    );
     // A read-only copy cannot draw.
     let read_only = k
         .mint_device(
