@@ -417,6 +417,40 @@ mod tests {
     }
 
     #[test]
+    fn every_broken_kernel_channel_binding_is_found() {
+        /// A service channel owned by `a` with a kernel channel bound to
+        /// it: (world, service, kernel channel).
+        fn bound() -> (World, ChannelRef, ChannelRef) {
+            let mut w = world();
+            let service = w.k.create_channel(w.a, T0).unwrap();
+            let kernel = w.k.bind_kernel_channel(w.a, service, T0).unwrap();
+            let service = w.k.channel_of(w.a, service, T0).unwrap();
+            let kernel = w.k.channel_of(w.a, kernel, T0).unwrap();
+            w.k.check_invariants().unwrap();
+            (w, service, kernel)
+        }
+        // A sender on the kernel channel (`new_record` keeps the counts).
+        let (mut w, _, kernel) = bound();
+        let payer = w.k.account_of(w.b).unwrap();
+        let send =
+            w.k.new_record(ObjectRef::Channel(kernel), Rights::SEND, w.b, payer);
+        w.k.tasks.get_mut(w.b).unwrap().space.install(send).ok();
+        assert_eq!(w.k.check_invariants(), Err(V::Binding(kernel)), "a sender");
+        // The service channel no longer names its kernel channel.
+        let (mut w, service, kernel) = bound();
+        w.k.channels.get_mut(service).unwrap().bound = None;
+        assert_eq!(w.k.check_invariants(), Err(V::Binding(kernel)), "one end");
+        // The kernel channel no longer names its service channel.
+        let (mut w, service, kernel) = bound();
+        w.k.channels.get_mut(kernel).unwrap().bound_to = None;
+        assert_eq!(
+            w.k.check_invariants(),
+            Err(V::Binding(service)),
+            "other end"
+        );
+    }
+
+    #[test]
     fn a_queued_message_nobody_pays_for_is_found() {
         // The queued message's charge released behind the kernel's back
         // and its payer forgotten: the accounts agree again, so only the
