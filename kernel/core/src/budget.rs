@@ -229,6 +229,14 @@ impl Accounts {
     }
 
     /// Charge a memory cost (see [`Accounts::charge`]).
+    /// For the invariant checker's tests: an account's figures and open
+    /// flag, to break in ways no operation would.
+    #[cfg(test)]
+    pub(crate) fn figures_mut(&mut self, id: AccountId) -> (&mut BudgetUsage, &mut bool) {
+        let account = self.get_mut(id);
+        (&mut account.usage, &mut account.open)
+    }
+
     pub(crate) fn charge_memory(&mut self, id: AccountId, bytes: u64) -> Result<(), KernelError> {
         self.charge(id, Budget::memory(bytes))
     }

@@ -451,6 +451,38 @@ mod tests {
     }
 
     #[test]
+    fn every_broken_account_is_found() {
+        // A charge no object explains.
+        let mut w = world();
+        let a = w.k.account_of(w.a).unwrap();
+        w.k.accounts.charge_memory(a, 16).unwrap();
+        assert_eq!(w.k.check_invariants(), Err(V::Account(a)), "unexplained");
+        // Charges that match but pass the limit.
+        let mut w = world();
+        let a = w.k.account_of(w.a).unwrap();
+        let (usage, _) = w.k.accounts.figures_mut(a);
+        usage.limit.memory = usage.used.memory - 1;
+        assert_eq!(w.k.check_invariants(), Err(V::Account(a)), "over its limit");
+        // A closed account with nothing charged that was never freed.
+        let mut w = world();
+        let stray =
+            w.k.accounts
+                .open(None, pandagen_abi::Budget::memory(4096))
+                .unwrap();
+        assert_eq!(
+            w.k.check_invariants(),
+            Ok(()),
+            "an open empty account is fine"
+        );
+        *w.k.accounts.figures_mut(stray).1 = false;
+        assert_eq!(
+            w.k.check_invariants(),
+            Err(V::Account(stray)),
+            "closed and empty"
+        );
+    }
+
+    #[test]
     fn a_queued_message_nobody_pays_for_is_found() {
         // The queued message's charge released behind the kernel's back
         // and its payer forgotten: the accounts agree again, so only the
