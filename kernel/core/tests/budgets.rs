@@ -562,3 +562,29 @@ fn a_collection_reports_what_it_freed() {
     k.send(maker, kept, vec![1], &[], T0).unwrap();
     k.check_invariants().unwrap();
 }
+
+#[test]
+fn a_default_child_gets_at_most_half_of_what_its_spawner_has_left() {
+    let mut k = KernelCore::default();
+    let root = root(&mut k);
+    // A spawner with less than twice the default child budget.
+    let small = Budget::new(100 << 10, 1000);
+    let spawner = child(&mut k, root, "spawner", Some(small));
+    let left = k.budget(spawner).unwrap().available();
+    let kid = child(&mut k, spawner, "kid", None);
+    assert_eq!(
+        k.budget(kid).unwrap().limit,
+        Budget::new(left.memory / 2, left.frames / 2)
+    );
+}
+
+#[test]
+fn a_task_costs_the_core_s_records_and_the_kernel_s_own_share() {
+    let mut k = KernelCore::new(pandagen_core::CoreConfig {
+        task_overhead: 3000,
+        ..pandagen_core::CoreConfig::default()
+    });
+    let root = root(&mut k);
+    let kid = child(&mut k, root, "kid", Some(Budget::memory(64 << 10)));
+    assert_eq!(used(&k, kid), Budget::memory(TASK_COST + 3000));
+}
