@@ -69,7 +69,7 @@ commands:
                               mutation testing (cargo-mutants) of pandagen-core, the storage
                               journal, pandagen-pci, pandagen-virtio-blk and pandagen-ps2-keyboard;
                               prints each score and the surviving mutants, fails below 95%;
-                              results in target/mutants/ (1.5-2 hours for the core or the
+                              results in target/mutants/ (1-2.5 hours for the core or the
                               journal on 2 cores, minutes for a driver)
   help                        this text
 ";

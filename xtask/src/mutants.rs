@@ -9,7 +9,7 @@
 //!
 //! Mutants that cannot change behaviour (equivalent mutants) are skipped in
 //! `.cargo/mutants.toml`, each with its reason. A run of the core or the
-//! journal takes 1.5 to 2 hours on two cores (a driver, minutes), so it is
+//! journal takes 1 to 2.5 hours on two cores (a driver, minutes), so it is
 //! not part of `cargo xtask test`.
 //! Results land in `target/mutants/<target>/mutants.out/` (cargo-mutants'
 //! own files: `missed.txt`, `caught.txt`, `outcomes.json`, logs) and a
