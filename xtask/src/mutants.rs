@@ -227,6 +227,10 @@ pub fn run(layout: &Layout, opts: &Options) -> TaskResult<bool> {
         let mut cmd = cargo();
         cmd.current_dir(&layout.root)
             .args(["mutants", "--package", target.package, "--jobs", "1"])
+            // In random order: a run stopped early (they take an hour or
+            // more) is then a fair sample of the whole target, not its
+            // first files and functions only.
+            .arg("--shuffle")
             .arg("--output")
             .arg(&out);
         for f in &files {

@@ -332,33 +332,48 @@ use crate::record::Origin;
 use alloc::format;
 use alloc::string::String;
 
+/// One thing a reader can see: an object (its id, kind and capability
+/// epoch), or the content of one of its versions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Seen {
+    Object(u64, ObjectKind, u32),
+    Blob(VersionId, Option<Vec<u8>>),
+    Log(VersionId, Vec<Vec<u8>>),
+    Map(VersionId, Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>),
+}
+
 /// Everything a reader can see in `s`: every object, its kind, its
-/// capability epoch and the content of each of its versions.
-fn dump<B: StorageBackend>(s: &ObjectStore<B>) -> Vec<String> {
+/// capability epoch and the content of each of its versions. Kept as
+/// values, not text: the power-cut tests compare thousands of these.
+fn dump<B: StorageBackend>(s: &ObjectStore<B>) -> Vec<Seen> {
     let mut out = Vec::new();
     for id in 1..=s.object_count() as u64 {
         let obj = s.object(ObjectId::from_raw(id)).unwrap();
-        out.push(format!("{id} {:?} epoch {}", obj.kind(), obj.cap_epoch()));
+        out.push(Seen::Object(id, obj.kind(), obj.cap_epoch()));
         for stamp in obj.versions() {
-            let at = stamp.seq;
-            let content = match obj.kind() {
-                ObjectKind::Blob => format!("{:?}", obj.blob_at(at)),
-                ObjectKind::Log => format!(
-                    "{:?}",
+            let (at, version) = (stamp.seq, stamp.version);
+            out.push(match obj.kind() {
+                ObjectKind::Blob => Seen::Blob(version, obj.blob_at(at).map(<[u8]>::to_vec)),
+                ObjectKind::Log => Seen::Log(
+                    version,
                     obj.log_at(at)
                         .unwrap()
                         .iter()
-                        .map(|(_, r)| r)
-                        .collect::<Vec<_>>()
+                        .map(|(_, r)| r.clone())
+                        .collect(),
                 ),
-                ObjectKind::Map => format!(
-                    "{:?}",
+                ObjectKind::Map => Seen::Map(
+                    version,
                     obj.map_keys_at(None, at)
-                        .map(|k| (k, obj.map_get_at(k, at)))
-                        .collect::<Vec<_>>()
+                        .map(|k| {
+                            (
+                                k.clone(),
+                                obj.map_get_at(k, at).map(|v| v.map(<[u8]>::to_vec)),
+                            )
+                        })
+                        .collect(),
                 ),
-            };
-            out.push(format!("  {:?}: {content}", stamp.version));
+            });
         }
     }
     out

@@ -117,7 +117,7 @@ fn a_crash_at_any_write_of_the_upgrade_keeps_everything<T: PartialEq + core::fmt
     assert_eq!(outcomes, [true; 3]);
 }
 
-fn store_view(j: JournalBackend<Disk>) -> Vec<String> {
+fn store_view(j: JournalBackend<Disk>) -> Vec<Seen> {
     dump(&ObjectStore::open(j).unwrap().0)
 }
 

@@ -82,7 +82,7 @@ fn step<B: StorageBackend>(s: &mut ObjectStore<B>, i: u64) -> Result<(), Storage
 }
 
 /// What the store holds after each number of steps, without faults.
-fn reference(steps: u64) -> Vec<Vec<String>> {
+fn reference(steps: u64) -> Vec<Vec<Seen>> {
     let mut s = setup(CachedDisk::new(512, 4096));
     let mut dumps = vec![dump(&s)];
     for i in 1..=steps {
@@ -103,7 +103,7 @@ fn reopen_cached(disk: CachedDisk) -> ObjectStore<JournalBackend<CachedDisk>> {
 /// Returns the steps the state holds.
 fn check_recovered<B: StorageBackend>(
     s: &ObjectStore<B>,
-    dumps: &[Vec<String>],
+    dumps: &[Vec<Seen>],
     acked: u64,
     context: &dyn Fn() -> String,
 ) -> u64 {
@@ -189,7 +189,7 @@ fn a_cut_before_any_write_or_flush_of_a_long_workload_loses_no_acknowledged_comm
 /// again at seeded moments, each cut keeping a seeded set of the unflushed
 /// writes; the journal recovers from a state recovered before, and goes
 /// on. Returns the cuts made.
-fn chained_cuts(seed: u64, dumps: &[Vec<String>]) -> u64 {
+fn chained_cuts(seed: u64, dumps: &[Vec<Seen>]) -> u64 {
     let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut random = move |n: u64| {
         rng ^= rng << 13;
