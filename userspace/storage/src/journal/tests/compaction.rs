@@ -429,3 +429,79 @@ fn a_packing_that_outgrows_its_room_changes_nothing() {
     let mut j = JournalBackend::open(j.into_device()).unwrap();
     assert_eq!(replay(&mut j), expected);
 }
+
+#[test]
+fn a_tail_too_short_to_take_in_the_last_segment_still_packs_without_it() {
+    // Packing takes the small last segment of the area in when there is
+    // room for both at the tail. When the room after the tail holds the
+    // pending records but not that segment too, it packs the records alone
+    // and leaves the segment where it is, instead of giving up and leaving
+    // the journal full.
+    let mut found = 0;
+    for frames in 1..24 {
+        let mut j = JournalBackend::format(Disk::new(40), [9; 16]).unwrap();
+        let expected: Vec<CommitRecord> = (1..=3 + frames).map(|s| record(s, 10)).collect();
+        for r in &expected[..3] {
+            j.apply(r).unwrap();
+        }
+        assert_eq!(j.compact(), Ok(true));
+        let area_end = j.segment_end();
+        for r in &expected[3..] {
+            j.apply(r).unwrap();
+        }
+        assert_eq!(j.segment_end(), area_end, "no compaction in between");
+        // The room after the tail: exactly the pending records' segment.
+        let count = j.tail() + j.segment_blocks(j.pack_bytes);
+        j.device_mut().bytes.truncate(count as usize * BLOCK);
+        // (The last segment must be small for the area, which the
+        // shortened device makes smaller.)
+        if j.merge_start().is_none() || j.tail() + j.pack_blocks(0) <= count {
+            continue;
+        }
+        found += 1;
+        assert_eq!(j.pack(), Ok(true), "{frames} frames");
+        assert_eq!(j.segment_end(), area_end, "the last segment stays");
+        assert!(j.tail() <= count);
+        let mut j = JournalBackend::open(j.into_device()).unwrap();
+        assert_eq!(replay(&mut j), expected, "{frames} frames");
+    }
+    assert!(found > 0, "no tail was too short for the last segment");
+}
+
+#[test]
+fn a_packing_that_exactly_fits_the_dead_blocks_before_the_pending_segment_goes_there() {
+    // With no room at the tail, packing may use the dead blocks between
+    // the segment area and the pending segment; a packing whose bound
+    // needs exactly all of them fits, and the journal goes on instead of
+    // answering full.
+    let mut found = 0;
+    for packed in 1..6 {
+        for frames in 1..8 {
+            let mut j = JournalBackend::format(Disk::new(40), [9; 16]).unwrap();
+            let expected: Vec<CommitRecord> =
+                (1..=packed + frames).map(|s| record(s, 10)).collect();
+            for r in &expected[..packed as usize] {
+                j.apply(r).unwrap();
+            }
+            assert_eq!(j.pack(), Ok(true));
+            let (area_end, pending) = (j.segment_end(), j.cp_start);
+            for r in &expected[packed as usize..] {
+                j.apply(r).unwrap();
+            }
+            let count = j.tail();
+            j.device_mut().bytes.truncate(count as usize * BLOCK);
+            let blocks = j.segment_blocks(j.pack_bytes);
+            if area_end + blocks != pending {
+                continue;
+            }
+            found += 1;
+            let context = format!("{packed} packed, {frames} frames");
+            assert_eq!(j.pack(), Ok(true), "{context}");
+            assert!(j.segment_end() > area_end, "{context}: joined the area");
+            assert!(j.segment_end() <= pending, "{context}");
+            let mut j = JournalBackend::open(j.into_device()).unwrap();
+            assert_eq!(replay(&mut j), expected, "{context}");
+        }
+    }
+    assert!(found > 0, "no packing fitted the dead blocks exactly");
+}
