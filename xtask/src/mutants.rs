@@ -49,6 +49,9 @@ pub struct MutantTarget {
     /// mutants (and its unmutated baseline), each for a reason given where
     /// the target is listed.
     pub cargo_args: &'static [&'static str],
+    /// More cargo-mutants options for this target, each for a reason
+    /// given where the target is listed.
+    pub mutants_args: &'static [&'static str],
 }
 
 pub const TARGETS: &[MutantTarget] = &[
@@ -59,6 +62,7 @@ pub const TARGETS: &[MutantTarget] = &[
         tests: &["--lib", "--tests"],
         skip_tests: &[],
         cargo_args: &[],
+        mutants_args: &[],
     },
     MutantTarget {
         name: "journal",
@@ -88,6 +92,15 @@ pub const TARGETS: &[MutantTarget] = &[
             "--config",
             "profile.test.package.pandagen-storage.opt-level=0",
         ],
+        // Then the tests are most of a mutant's time: libtest runs every
+        // test even after one has failed, so a caught mutant still waited
+        // for the slowest (two power-cut sweeps, about 10 s of CPU).
+        // nextest stops at the first failure and ends the tests still
+        // running.
+        mutants_args: &[
+            "--test-tool=nextest",
+            "--cargo-test-arg=--max-fail=1:immediate",
+        ],
     },
     MutantTarget {
         name: "pandagen-pci",
@@ -96,6 +109,7 @@ pub const TARGETS: &[MutantTarget] = &[
         tests: &["--lib", "--tests"],
         skip_tests: &[],
         cargo_args: &[],
+        mutants_args: &[],
     },
     MutantTarget {
         name: "pandagen-virtio-blk",
@@ -104,6 +118,7 @@ pub const TARGETS: &[MutantTarget] = &[
         tests: &["--lib", "--tests"],
         skip_tests: &[],
         cargo_args: &[],
+        mutants_args: &[],
     },
     MutantTarget {
         name: "pandagen-ps2-keyboard",
@@ -112,6 +127,7 @@ pub const TARGETS: &[MutantTarget] = &[
         tests: &["--lib", "--tests"],
         skip_tests: &[],
         cargo_args: &[],
+        mutants_args: &[],
     },
 ];
 
@@ -233,6 +249,7 @@ pub fn run(layout: &Layout, opts: &Options) -> TaskResult<bool> {
             .arg("--shuffle")
             .arg("--output")
             .arg(&out);
+        cmd.args(target.mutants_args);
         for f in &files {
             cmd.args(["--file", f]);
         }
