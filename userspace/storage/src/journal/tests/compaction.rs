@@ -505,3 +505,43 @@ fn a_packing_that_exactly_fits_the_dead_blocks_before_the_pending_segment_goes_t
     }
     assert!(found > 0, "no packing fitted the dead blocks exactly");
 }
+
+#[test]
+fn full_means_no_compaction_could_make_room() {
+    // A commit is refused as `Full` only when compacting, as often as it
+    // still changes something, would not make room for it: compacting
+    // by hand afterwards and trying again is refused too.
+    let mut fulls = 0;
+    for blocks in 10..=24 {
+        for payload in (1..=400).step_by(3) {
+            let mut j = JournalBackend::format(Disk::new(blocks), [9; 16]).unwrap();
+            let mut seq = 1;
+            let error = loop {
+                match j.apply(&record(seq, payload)) {
+                    Ok(()) => seq += 1,
+                    Err(e) => break e,
+                }
+                assert!(seq < 10_000, "{blocks} blocks never fill");
+            };
+            assert_eq!(
+                error,
+                BackendError::Full,
+                "{blocks} blocks, {payload} bytes"
+            );
+            fulls += 1;
+            for _ in 0..3 {
+                let generation = j.generation();
+                let _ = j.compact();
+                assert_eq!(
+                    j.apply(&record(seq, payload)),
+                    Err(BackendError::Full),
+                    "{blocks} blocks, {payload} bytes: commit {seq} fits after compacting"
+                );
+                if j.generation() == generation {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(fulls > 0);
+}
