@@ -545,3 +545,77 @@ fn full_means_no_compaction_could_make_room() {
     }
     assert!(fulls > 0);
 }
+
+#[test]
+fn a_commit_after_a_cut_between_packing_and_settling_settles_to_make_room() {
+    // Power lost after the packed segment was switched to but before it
+    // was settled: the reopened journal holds a pending segment and no
+    // frames. A commit too large for the room after it settles the
+    // segment first, which frees the frames' old blocks, and is taken.
+    let mut j = JournalBackend::format(Disk::new(20), [9; 16]).unwrap();
+    let mut expected: Vec<CommitRecord> = (1..=12).map(|s| record(s, 10)).collect();
+    for r in &expected {
+        j.apply(r).unwrap();
+    }
+    assert_eq!(j.pack(), Ok(true));
+    assert!(j.settleable());
+    let mut j = JournalBackend::open(j.into_device()).unwrap();
+    assert_eq!(replay(&mut j), expected);
+    let room = 20 - j.tail();
+    // The smallest commit whose frame needs one block more than that.
+    let frame_blocks =
+        |r: &CommitRecord| j.blocks_for((FRAME_HEADER + encode(r).unwrap().len()) as u64);
+    let large = (0..)
+        .map(|payload| record(13, payload))
+        .find(|r| frame_blocks(r) > room)
+        .unwrap();
+    assert_eq!(j.apply(&large), Ok(()));
+    expected.push(large);
+    let mut j = JournalBackend::open(j.into_device()).unwrap();
+    assert_eq!(replay(&mut j), expected);
+}
+
+/// Recomputes the MAC of a segment header, as its writer would have.
+fn reseal(volume: &Volume, header: &mut [u8]) {
+    let (generation, last) = (le_u64(&header[4..]), le_u64(&header[20..]));
+    let mac = volume.mac(SEGMENT_MAGIC, generation, last, &header[12..36]);
+    header[36..44].copy_from_slice(&mac.to_le_bytes());
+}
+
+#[test]
+fn a_segment_whose_entries_do_not_end_where_its_header_says_is_corrupt() {
+    // The entries are whole and verify, but the header (its MAC right)
+    // says the segment goes on: to a later last commit, or for a few
+    // bytes more than the entries take. Commits were lost or the writer
+    // was broken: opening it is refused, not read as complete.
+    let (disk, at) = segmented(&record(1, 10));
+    let volume = Volume {
+        key: SipKey::from_bytes([9; 16]),
+        block_size: BLOCK,
+        generation: 2,
+    };
+    let length = le_u64(&disk.bytes[at + 28..]);
+    let mut resealed = disk.clone();
+    reseal(&volume, &mut resealed.bytes[at..at + SEGMENT_HEADER]);
+    assert_eq!(
+        reopened(resealed).map(|r| r.len()),
+        Ok(1),
+        "resealing alone changes nothing"
+    );
+    let cases: [(&str, usize, u64); 3] = [
+        ("a later last commit", 20, 2),
+        ("one byte more", 28, length + 1),
+        (
+            "an entry header's length less one more",
+            28,
+            length + ENTRY_HEADER as u64 - 1,
+        ),
+    ];
+    for (what, offset, value) in cases {
+        let mut forged = disk.clone();
+        let header = &mut forged.bytes[at..at + SEGMENT_HEADER];
+        header[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
+        reseal(&volume, header);
+        assert_eq!(reopened(forged), Err(BackendError::Corrupt), "{what}");
+    }
+}

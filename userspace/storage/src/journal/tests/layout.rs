@@ -223,3 +223,31 @@ fn a_damaged_superblock_of_the_previous_layout_is_refused() {
         );
     }
 }
+
+#[test]
+fn a_superblock_of_the_unsealed_layout_under_another_magic_is_refused() {
+    // The unsealed previous layout's checksum is under a fixed key that
+    // anyone can compute: only its magic says what the block is. The same
+    // block, checksummed correctly, under the magic of another (older or
+    // unknown) format is not a superblock of this journal.
+    let opened = JournalBackend::open(image_disk(PGSTORE2_IMAGE));
+    assert!(opened.is_ok(), "the image opens as it is");
+    for magic in [b"PGSTORE1", b"PGSTORE5", b"XXXXXXXX"] {
+        let mut disk = image_disk(PGSTORE2_IMAGE);
+        for copy in 0..2 {
+            let block = &mut disk.bytes[copy * BLOCK..(copy + 1) * BLOCK];
+            block[..8].copy_from_slice(magic);
+            let sum = siphash24(
+                &SipKey::from_bytes(LEGACY_SUPER_KEY),
+                &block[..LEGACY_SUPER_LEN],
+            );
+            block[LEGACY_SUPER_LEN..LEGACY_SUPER_LEN + 8].copy_from_slice(&sum.to_le_bytes());
+        }
+        assert_eq!(
+            JournalBackend::open(disk).err(),
+            Some(BackendError::Corrupt),
+            "{}",
+            String::from_utf8_lossy(magic)
+        );
+    }
+}
