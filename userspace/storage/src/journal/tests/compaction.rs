@@ -619,3 +619,42 @@ fn a_segment_whose_entries_do_not_end_where_its_header_says_is_corrupt() {
         assert_eq!(reopened(forged), Err(BackendError::Corrupt), "{what}");
     }
 }
+
+#[test]
+fn a_request_answered_twice_keeps_its_latest_answer_across_compaction() {
+    // The store remembers a request's latest answer, in the place of its
+    // first: compacting the whole history keeps the origin of both
+    // commits, so that a retried request still gets the answer it was
+    // given last, after a restart as before it.
+    let answered = |seq: u64, changes: Vec<Change>, message: u64, answer: u8| CommitRecord {
+        origin: Some(Origin {
+            task: 7,
+            message,
+            answer: vec![answer],
+        }),
+        ..rec(seq, changes, None)
+    };
+    let history = [
+        answered(1, vec![create(1)], 1, 10),
+        answered(2, vec![create(2)], 2, 20),
+        answered(3, vec![create(3)], 1, 11),
+        rec(4, vec![create(4)], None),
+    ];
+    let mut j = JournalBackend::format(Disk::new(64), [9; 16]).unwrap();
+    for r in &history {
+        j.apply(r).unwrap();
+    }
+    let check = |j: JournalBackend<Disk>, when: &str| {
+        let (s, _) = ObjectStore::open(j).unwrap();
+        assert_eq!(s.durable_answer(7, 1), Some(&[11][..]), "{when}");
+        assert_eq!(s.durable_answer(7, 2), Some(&[20][..]), "{when}");
+        s.into_backend()
+    };
+    let mut j = check(JournalBackend::open(j.into_device()).unwrap(), "before");
+    assert_eq!(j.compact(), Ok(true));
+    assert_eq!(j.segment_end(), j.tail(), "the whole history was packed");
+    check(
+        JournalBackend::open(j.into_device()).unwrap(),
+        "after compacting",
+    );
+}
