@@ -227,3 +227,29 @@ fn a_volume_too_full_to_upgrade_stays_readable_and_refuses_commits_with_full() {
     let mut j = JournalBackend::open_sealed(disk, TINY_SEAL).unwrap();
     assert_eq!(replay(&mut j), expected);
 }
+
+#[test]
+fn a_checkpoint_of_the_previous_layout_with_a_damaged_magic_or_generation_is_corrupt() {
+    // The checkpoint's MAC covers its records, not its magic, and is
+    // computed with the volume's generation, not read from the block:
+    // those two fields are checked on their own. The superblock points at
+    // the checkpoint only once it was flushed, so either damaged is
+    // corruption, not a checkpoint to read.
+    let journal = JournalBackend::open(legacy_disk()).unwrap();
+    let (at, generation) = (journal.cp_start as usize * BLOCK, journal.generation());
+    assert!(journal.cp_blocks > 0, "the image holds a checkpoint");
+    let disk = journal.into_device();
+    assert_eq!(&disk.bytes[at..at + 4], LEGACY_CHECKPOINT_MAGIC);
+    assert_eq!(le_u64(&disk.bytes[at + 4..]), generation);
+    let cases: [(&str, usize, &[u8]); 3] = [
+        ("magic", 0, b"PGCQ"),
+        ("an older generation", 4, &(generation - 1).to_le_bytes()),
+        ("a newer generation", 4, &(generation + 1).to_le_bytes()),
+    ];
+    for (what, offset, bytes) in cases {
+        let mut bad = disk.clone();
+        bad.bytes[at + offset..at + offset + bytes.len()].copy_from_slice(bytes);
+        let opened = JournalBackend::open(bad).and_then(|mut j| j.replay(&mut |_| {}));
+        assert_eq!(opened.err(), Some(BackendError::Corrupt), "{what}");
+    }
+}
