@@ -387,3 +387,79 @@ fn compaction_writes_and_reads_in_pieces_of_io_chunk() {
     let device = j.device_mut();
     assert_eq!(device.largest_read, IO_CHUNK, "the largest read at replay");
 }
+
+/// Settling copies the pending segment, in pieces, to the end of the
+/// segment area, and writes nothing past where the copy ends: the blocks
+/// after it may still hold the pending segment itself, which is all the
+/// superblock knows of until the switch.
+#[test]
+fn settling_writes_only_where_the_segment_goes() {
+    struct Writes {
+        disk: CachedDisk,
+        /// (first block, blocks) of each write.
+        writes: Vec<(u64, u64)>,
+    }
+    impl BlockDevice for Writes {
+        fn block_size(&self) -> u32 {
+            self.disk.block_size()
+        }
+        fn block_count(&self) -> u64 {
+            self.disk.block_count()
+        }
+        fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+            self.disk.read_blocks(first, buf)
+        }
+        fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), BlockError> {
+            let blocks = (bytes.len() / self.disk.block_size() as usize) as u64;
+            self.writes.push((first, blocks));
+            self.disk.write_blocks(first, bytes)
+        }
+        fn flush(&mut self) -> Result<(), BlockError> {
+            self.disk.flush()
+        }
+    }
+    const BLOCK: u32 = 512;
+    let chunk = (IO_CHUNK / BLOCK as usize) as u64;
+    let disk = Writes {
+        disk: CachedDisk::new(BLOCK, 4096),
+        writes: Vec::new(),
+    };
+    let mut j = JournalBackend::format(disk, [5; 16]).unwrap();
+    for seq in 1..=300 {
+        j.apply(&record(seq, 400)).unwrap();
+    }
+    assert_eq!(j.pack(), Ok(true));
+    assert!(j.settleable());
+    let (to, blocks) = (j.segment_end(), j.cp_blocks);
+    assert!(
+        blocks > chunk && blocks % chunk != 0,
+        "a segment of {blocks} blocks: more than a piece, and a last piece short"
+    );
+    j.device_mut().writes.clear();
+    assert_eq!(j.compact(), Ok(true));
+    assert_eq!(j.segment_end(), to + blocks, "settled");
+    let writes = &j.device_mut().writes;
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|&&(first, _)| first >= DATA_START)
+            .map(|w| w.1)
+            .sum::<u64>(),
+        blocks,
+        "{writes:?}"
+    );
+    for &(first, n) in writes {
+        assert!(
+            first + n <= DATA_START || (first >= to && first + n <= to + blocks),
+            "a write of {n} blocks at {first}, outside the segment's {blocks} blocks at {to}"
+        );
+    }
+    let mut j = JournalBackend::open(j.into_device()).unwrap();
+    let mut next = 1;
+    j.replay(&mut |r| {
+        assert_eq!(r, record(next, 400));
+        next += 1;
+    })
+    .unwrap();
+    assert_eq!(next, 301);
+}
