@@ -253,3 +253,36 @@ fn a_checkpoint_of_the_previous_layout_with_a_damaged_magic_or_generation_is_cor
         assert_eq!(opened.err(), Some(BackendError::Corrupt), "{what}");
     }
 }
+
+#[test]
+fn a_checkpoint_of_the_previous_layout_that_exactly_fills_its_blocks_opens() {
+    // The image's checkpoint rewritten, as that layout's writer would
+    // have, to hold one record whose entry ends on the last byte of the
+    // checkpoint's blocks.
+    let j = JournalBackend::open(legacy_disk()).unwrap();
+    let (start, blocks, generation, volume) = (j.cp_start, j.cp_blocks, j.generation(), j.volume());
+    let mut disk = j.into_device();
+    let at = start as usize * BLOCK;
+    let last = le_u64(&disk.bytes[at + 12..]);
+    let room = blocks as usize * BLOCK - LEGACY_CHECKPOINT_HEADER - 4;
+    let filling = (0..)
+        .map(|payload| record(last, payload))
+        .find(|r| encode(r).unwrap().len() >= room)
+        .unwrap();
+    let encoded = encode(&filling).unwrap();
+    assert_eq!(encoded.len(), room, "a record that fills the checkpoint");
+    let mut body = (encoded.len() as u32).to_le_bytes().to_vec();
+    body.extend_from_slice(&encoded);
+    let mac = volume.mac(LEGACY_CHECKPOINT_MAGIC, generation, last, &body);
+    let checkpoint = &mut disk.bytes[at..at + blocks as usize * BLOCK];
+    checkpoint[..4].copy_from_slice(LEGACY_CHECKPOINT_MAGIC);
+    checkpoint[4..12].copy_from_slice(&generation.to_le_bytes());
+    checkpoint[12..20].copy_from_slice(&last.to_le_bytes());
+    checkpoint[20..24].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    checkpoint[24..32].copy_from_slice(&mac.to_le_bytes());
+    checkpoint[32..].copy_from_slice(&body);
+    let mut j = JournalBackend::open(disk).unwrap();
+    let replayed = replay(&mut j);
+    assert_eq!(replayed.first(), Some(&filling));
+    assert!(replayed.len() > 1, "the frames after it follow");
+}
