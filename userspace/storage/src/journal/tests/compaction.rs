@@ -658,3 +658,50 @@ fn a_request_answered_twice_keeps_its_latest_answer_across_compaction() {
         "after compacting",
     );
 }
+
+#[test]
+fn compacting_the_whole_history_drops_the_answers_the_store_forgot_and_no_others() {
+    // The store remembers the last DURABLE_ANSWERS answers. The first
+    // compaction packs every record there is, so it can tell which answers
+    // are forgotten and free their space; a later one, packing only what
+    // came after the segment area, cannot, and keeps every answer.
+    let extra = 5u64;
+    let total = DURABLE_ANSWERS as u64 + extra;
+    // A block per frame, and room to pack them, on a device small enough
+    // that the packed segment is too large to be merged again.
+    let mut j = JournalBackend::format(Disk::new(total as usize + 100), [9; 16]).unwrap();
+    let history: Vec<CommitRecord> = (1..=total)
+        .map(|i| rec(i, vec![create(i)], Some((7, i))))
+        .collect();
+    for r in &history {
+        j.apply(r).unwrap();
+    }
+    assert_eq!(j.generation(), 0, "not compacted before every record is in");
+    assert_eq!(j.compact(), Ok(true));
+    let mut j = JournalBackend::open(j.into_device()).unwrap();
+    let kept: Vec<bool> = replay(&mut j).iter().map(|r| r.origin.is_some()).collect();
+    assert_eq!(kept.len(), total as usize);
+    assert!(
+        kept[..extra as usize].iter().all(|k| !k),
+        "forgotten: dropped"
+    );
+    assert!(
+        kept[extra as usize..].iter().all(|k| *k),
+        "remembered: kept"
+    );
+    // The next records, packed after the (large) area without it, keep
+    // their answers, though the store will forget the oldest of them.
+    let later: Vec<CommitRecord> = (total + 1..=total + extra)
+        .map(|i| rec(i, vec![create(i)], Some((8, i))))
+        .collect();
+    for r in &later {
+        j.apply(r).unwrap();
+    }
+    let area = j.segment_end();
+    assert_eq!(j.merge_start(), None, "the area's segment is not merged");
+    assert_eq!(j.compact(), Ok(true));
+    assert!(j.segment_end() > area);
+    let mut j = JournalBackend::open(j.into_device()).unwrap();
+    let replayed = replay(&mut j);
+    assert_eq!(&replayed[total as usize..], &later[..]);
+}
