@@ -329,6 +329,57 @@ fn a_256_mib_disk_holds_live_data_on_most_of_it() {
     );
 }
 
+/// A disk that notes where each read and write went: (first block,
+/// bytes).
+struct Watched {
+    disk: CachedDisk,
+    reads: Vec<(u64, usize)>,
+    writes: Vec<(u64, usize)>,
+}
+
+impl Watched {
+    fn new(disk: CachedDisk) -> Self {
+        Watched {
+            disk,
+            reads: Vec::new(),
+            writes: Vec::new(),
+        }
+    }
+
+    fn forget(&mut self) {
+        self.reads.clear();
+        self.writes.clear();
+    }
+
+    fn largest_read(&self) -> usize {
+        self.reads.iter().map(|r| r.1).max().unwrap_or(0)
+    }
+
+    fn largest_write(&self) -> usize {
+        self.writes.iter().map(|w| w.1).max().unwrap_or(0)
+    }
+}
+
+impl BlockDevice for Watched {
+    fn block_size(&self) -> u32 {
+        self.disk.block_size()
+    }
+    fn block_count(&self) -> u64 {
+        self.disk.block_count()
+    }
+    fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.reads.push((first, buf.len()));
+        self.disk.read_blocks(first, buf)
+    }
+    fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), BlockError> {
+        self.writes.push((first, bytes.len()));
+        self.disk.write_blocks(first, bytes)
+    }
+    fn flush(&mut self) -> Result<(), BlockError> {
+        self.disk.flush()
+    }
+}
+
 /// Compaction of a journal far larger than a piece of I/O keeps memory
 /// bounded: the cache of unflushed writes is the segment being written,
 /// and no piece written at once is larger than `IO_CHUNK`. It also moves
@@ -336,46 +387,17 @@ fn a_256_mib_disk_holds_live_data_on_most_of_it() {
 /// 512-byte block would make compaction of megabytes thousands of calls.
 #[test]
 fn compaction_writes_and_reads_in_pieces_of_io_chunk() {
-    struct Largest {
-        disk: CachedDisk,
-        largest_write: usize,
-        largest_read: usize,
-    }
-    impl BlockDevice for Largest {
-        fn block_size(&self) -> u32 {
-            self.disk.block_size()
-        }
-        fn block_count(&self) -> u64 {
-            self.disk.block_count()
-        }
-        fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-            self.largest_read = self.largest_read.max(buf.len());
-            self.disk.read_blocks(first, buf)
-        }
-        fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), BlockError> {
-            self.largest_write = self.largest_write.max(bytes.len());
-            self.disk.write_blocks(first, bytes)
-        }
-        fn flush(&mut self) -> Result<(), BlockError> {
-            self.disk.flush()
-        }
-    }
-    let disk = Largest {
-        disk: CachedDisk::new(512, 16 * 1024),
-        largest_write: 0,
-        largest_read: 0,
-    };
+    let disk = Watched::new(CachedDisk::new(512, 16 * 1024));
     let mut j = JournalBackend::format(disk, [5; 16]).unwrap();
     // 2 MiB of small records: far more than one piece.
     for seq in 1..=4000 {
         j.apply(&record(seq, 400)).unwrap();
     }
-    let device = j.device_mut();
-    (device.largest_read, device.largest_write) = (0, 0);
+    j.device_mut().forget();
     assert_eq!(j.compact(), Ok(true));
     let device = j.device_mut();
-    assert_eq!(device.largest_read, IO_CHUNK, "the largest read");
-    assert_eq!(device.largest_write, IO_CHUNK, "the largest write");
+    assert_eq!(device.largest_read(), IO_CHUNK, "the largest read");
+    assert_eq!(device.largest_write(), IO_CHUNK, "the largest write");
     let mut j = JournalBackend::open(j.into_device()).unwrap();
     let mut next = 1;
     j.replay(&mut |r| {
@@ -384,8 +406,11 @@ fn compaction_writes_and_reads_in_pieces_of_io_chunk() {
     })
     .unwrap();
     assert_eq!(next, 4001);
-    let device = j.device_mut();
-    assert_eq!(device.largest_read, IO_CHUNK, "the largest read at replay");
+    assert_eq!(
+        j.device_mut().largest_read(),
+        IO_CHUNK,
+        "the largest read at replay"
+    );
 }
 
 /// Settling copies the pending segment, in pieces, to the end of the
@@ -394,36 +419,9 @@ fn compaction_writes_and_reads_in_pieces_of_io_chunk() {
 /// superblock knows of until the switch.
 #[test]
 fn settling_writes_only_where_the_segment_goes() {
-    struct Writes {
-        disk: CachedDisk,
-        /// (first block, blocks) of each write.
-        writes: Vec<(u64, u64)>,
-    }
-    impl BlockDevice for Writes {
-        fn block_size(&self) -> u32 {
-            self.disk.block_size()
-        }
-        fn block_count(&self) -> u64 {
-            self.disk.block_count()
-        }
-        fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-            self.disk.read_blocks(first, buf)
-        }
-        fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), BlockError> {
-            let blocks = (bytes.len() / self.disk.block_size() as usize) as u64;
-            self.writes.push((first, blocks));
-            self.disk.write_blocks(first, bytes)
-        }
-        fn flush(&mut self) -> Result<(), BlockError> {
-            self.disk.flush()
-        }
-    }
     const BLOCK: u32 = 512;
     let chunk = (IO_CHUNK / BLOCK as usize) as u64;
-    let disk = Writes {
-        disk: CachedDisk::new(BLOCK, 4096),
-        writes: Vec::new(),
-    };
+    let disk = Watched::new(CachedDisk::new(BLOCK, 4096));
     let mut j = JournalBackend::format(disk, [5; 16]).unwrap();
     for seq in 1..=300 {
         j.apply(&record(seq, 400)).unwrap();
@@ -435,10 +433,15 @@ fn settling_writes_only_where_the_segment_goes() {
         blocks > chunk && blocks % chunk != 0,
         "a segment of {blocks} blocks: more than a piece, and a last piece short"
     );
-    j.device_mut().writes.clear();
+    j.device_mut().forget();
     assert_eq!(j.compact(), Ok(true));
     assert_eq!(j.segment_end(), to + blocks, "settled");
-    let writes = &j.device_mut().writes;
+    let writes: Vec<(u64, u64)> = j
+        .device_mut()
+        .writes
+        .iter()
+        .map(|&(first, bytes)| (first, (bytes / BLOCK as usize) as u64))
+        .collect();
     assert_eq!(
         writes
             .iter()
@@ -448,7 +451,7 @@ fn settling_writes_only_where_the_segment_goes() {
         blocks,
         "{writes:?}"
     );
-    for &(first, n) in writes {
+    for &(first, n) in &writes {
         assert!(
             first + n <= DATA_START || (first >= to && first + n <= to + blocks),
             "a write of {n} blocks at {first}, outside the segment's {blocks} blocks at {to}"
