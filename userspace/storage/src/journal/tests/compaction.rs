@@ -705,3 +705,24 @@ fn compacting_the_whole_history_drops_the_answers_the_store_forgot_and_no_others
     let replayed = replay(&mut j);
     assert_eq!(&replayed[total as usize..], &later[..]);
 }
+
+#[test]
+fn compacting_with_nothing_to_compact_writes_nothing() {
+    // Once everything is in the segment area, compacting again has nothing
+    // to move: it succeeds without a write (no new generation, no wear),
+    // and the journal goes on.
+    let mut j = JournalBackend::format(Disk::new(32), [9; 16]).unwrap();
+    for seq in 1..=3 {
+        j.apply(&record(seq, 10)).unwrap();
+    }
+    assert_eq!(j.compact(), Ok(true));
+    assert_eq!(j.tail(), j.segment_end(), "everything is in the area");
+    let (generation, before) = (j.generation(), j.device_mut().bytes.clone());
+    assert_eq!(j.compact(), Ok(true));
+    assert_eq!(j.generation(), generation);
+    assert!(j.device_mut().bytes == before, "nothing was written");
+    j.apply(&record(4, 10)).unwrap();
+    let mut j = JournalBackend::open(j.into_device()).unwrap();
+    let all: Vec<_> = (1..=4).map(|s| record(s, 10)).collect();
+    assert_eq!(replay(&mut j), all);
+}
