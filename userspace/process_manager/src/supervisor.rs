@@ -58,6 +58,7 @@ use crate::protocol::{
     InstanceEnd, ServiceInfo, CHILD_CONTROL_RIGHTS, CONTROL_BADGE, SCHEMA, SHUTDOWN_ACTION,
 };
 use crate::record::{Instance, Record};
+use crate::refusals::{RefusalLimiter, RefusalVerdict};
 use crate::validate::Manifest;
 
 /// The sender the kernel stamps on messages it originates. Task ids start at
@@ -144,6 +145,8 @@ pub struct Supervisor {
     /// notification; a receive on `channel` takes its messages too.
     exits: Option<ChannelId>,
     pub(crate) events: EventLog,
+    /// Which refused messages are logged in full; the rest are counted.
+    refusals: RefusalLimiter,
     pub(crate) terminator: Option<Terminator>,
     /// What the `pci` service reported (empty until it has).
     pub(crate) devices: Vec<PciDevice>,
@@ -166,6 +169,7 @@ impl Supervisor {
             channel: None,
             exits: None,
             events: EventLog::new(EVENT_LOG_CAPACITY),
+            refusals: RefusalLimiter::default(),
             terminator: None,
             devices: Vec::new(),
             devices_reported: false,
@@ -248,9 +252,14 @@ impl Supervisor {
         &mut self.events
     }
 
-    /// The earliest time something is due, if anything is.
+    /// The earliest time something is due, if anything is (a summary of
+    /// counted refusals included).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.records.iter().filter_map(|r| r.timer).min()
+        self.records
+            .iter()
+            .filter_map(|r| r.timer)
+            .chain(self.refusals.summary_due())
+            .min()
     }
 
     /// Wait for one message or the next deadline, handle it, then run
@@ -272,13 +281,13 @@ impl Supervisor {
             // not fit) is lost and logged; the next one is served at once,
             // so a client sending garbage costs the process manager no
             // more than the garbage.
-            Err(error) => {
+            Err(error) if error.ends_receiving() => {
                 self.log(kernel, SupervisorEvent::ReceiveFailed(error));
-                if error.ends_receiving() {
-                    Err(error)
-                } else {
-                    Ok(())
-                }
+                Err(error)
+            }
+            Err(error) => {
+                self.log_refusal(kernel, None, SupervisorEvent::ReceiveFailed(error));
+                Ok(())
             }
         };
         self.tick(kernel);
@@ -301,8 +310,12 @@ impl Supervisor {
                 Activity::Handled
             }
             Err(KernelError::Timeout) => Activity::Waiting(self.next_deadline()),
-            Err(error) => {
+            Err(error) if error.ends_receiving() => {
                 self.log(kernel, SupervisorEvent::ReceiveFailed(error));
+                Activity::Handled
+            }
+            Err(error) => {
+                self.log_refusal(kernel, None, SupervisorEvent::ReceiveFailed(error));
                 Activity::Handled
             }
         }
@@ -336,6 +349,9 @@ impl Supervisor {
     /// deadlines. Services are visited in start order, so a chain of
     /// `ready = spawned` services comes up in one pass.
     pub fn tick<K: KernelApi>(&mut self, kernel: &mut K) {
+        if let Some(summary) = self.refusals.close_if_over(kernel.now()) {
+            self.log(kernel, SupervisorEvent::RefusalsCounted(summary));
+        }
         for index in 0..self.records.len() {
             let now = kernel.now();
             let record = &self.records[index];
@@ -380,6 +396,24 @@ impl Supervisor {
 
     pub(crate) fn log<K: KernelApi>(&mut self, kernel: &K, event: SupervisorEvent) {
         self.events.push(kernel.now(), event);
+    }
+
+    /// Log the refusal of a message from `sender` if this interval still
+    /// logs refusals in full; otherwise only count it (see
+    /// [`crate::refusals`]).
+    pub(crate) fn log_refusal<K: KernelApi>(
+        &mut self,
+        kernel: &K,
+        sender: Option<TaskId>,
+        event: SupervisorEvent,
+    ) {
+        let (ended, verdict) = self.refusals.refuse(kernel.now(), sender);
+        if let Some(summary) = ended {
+            self.log(kernel, SupervisorEvent::RefusalsCounted(summary));
+        }
+        if verdict == RefusalVerdict::Log {
+            self.log(kernel, event);
+        }
     }
 
     /// Apply a transition through the table, logging it (or the refusal).
