@@ -75,7 +75,9 @@ pub enum StorageError {
     /// `Transact`); the transaction was rolled back. Split the request.
     ReplyTooLarge,
     /// The backend could not make a commit durable. Nothing of it was
-    /// applied; the transaction is rolled back.
+    /// applied; the transaction is rolled back. With
+    /// [`BackendError::OutcomeUnknown`] the commit may still show up
+    /// after a restart (see there).
     Backend(BackendError),
     /// A request about one object was not sent through an object
     /// capability (it came on the service channel).
