@@ -45,21 +45,12 @@ use pandagen_abi::{Cap, CapHandle, ChannelId, Duration, KernelApi, KernelError, 
 use pandagen_rt::device::{self, Framebuffer};
 use pandagen_rt::syscall::call_small;
 use pandagen_rt::{println, Kernel};
-use pandagen_scenarios::adversary::{park, report, Breaches};
+use pandagen_scenarios::adversary::{guessed_handles, no_capability, park, report, Breaches};
 
 pandagen_rt::entry!(main);
 
 /// What it writes to the console, to find it again in the screen output.
 const MARK: &str = "attack_screen: this line must reach the screen's taker";
-
-fn no_capability(e: &KernelError) -> bool {
-    matches!(
-        e,
-        KernelError::InvalidCapability
-            | KernelError::WrongCapabilityKind { .. }
-            | KernelError::InsufficientAuthority
-    )
-}
 
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let info = kernel.startup()?;
@@ -85,13 +76,7 @@ fn without_the_capability(
     own: &[CapHandle],
     sink: ChannelId,
 ) -> Result<(), KernelError> {
-    let dropped = kernel.create_channel()?;
-    kernel.drop_capability(Cap::<()>::from_handle(dropped.handle()))?;
-    let guesses = (0..256u64)
-        .map(CapHandle::from_raw)
-        .chain([dropped.handle()])
-        .filter(|h| !own.contains(h));
-    for guess in guesses {
+    for guess in guessed_handles(kernel, own)? {
         b.expect_refused(
             "take the screen over through a guessed handle",
             Framebuffer::new(guess).take_over(sink.handle()),
