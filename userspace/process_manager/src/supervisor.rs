@@ -28,8 +28,11 @@
 //! can send on, in room kept for them, so they are lost only to injected
 //! faults (the simulator) or a closed channel. The kernel removes a dead task's service registrations,
 //! so every `liveness_interval` the supervisor asks who holds each running
-//! service's registration; if it is no longer the instance, the instance
-//! is handled as an [`InstanceEnd::Vanished`] failure. A send that fails with a closed
+//! service's registration; if it is no longer the instance, it first takes
+//! the notifications queued on the exit route itself (one may wait behind
+//! a flood of older messages on the public channel), and only if the
+//! instance's is not there is the instance handled as an
+//! [`InstanceEnd::Vanished`] failure. A send that fails with a closed
 //! channel (when stopping a service) is treated the same way. If the lost
 //! notification turns up later, its execution id is retired and it is
 //! ignored. Services with `ready = spawned` have no registration, so a lost
@@ -682,14 +685,44 @@ impl Supervisor {
     /// Has this instance stopped holding its registration? (See the module
     /// docs: this is how a lost exit notification is noticed.) Asks the
     /// kernel who the registrant is, so it holds no capability.
+    /// Whether the current instance of `index` no longer holds its
+    /// registration and has not ended by an exit notification either. The
+    /// kernel removes a dead task's registration when it queues its exit
+    /// notification, so a notification still waiting behind older messages
+    /// on the public channel (a flood) is taken first, from the exit route
+    /// itself: an instance is `Vanished` only if its notification is not
+    /// there.
     fn registration_vanished<K: KernelApi>(&mut self, kernel: &mut K, index: usize) -> bool {
-        self.registrant(kernel, index) != Registrant::Instance
+        if self.registrant(kernel, index) == Registrant::Instance {
+            return false;
+        }
+        let Some(execution) = self.records[index].instance.map(|i| i.execution_id) else {
+            return false;
+        };
+        self.take_queued_exits(kernel);
+        self.records[index]
+            .instance
+            .is_some_and(|i| i.execution_id == execution)
+    }
+
+    /// Handle every exit notification queued on the exit route now, without
+    /// waiting. The route holds at most one per child, so this ends.
+    fn take_queued_exits<K: KernelApi>(&mut self, kernel: &mut K) {
+        let Some(exits) = self.exits else {
+            return;
+        };
+        while let Ok(message) =
+            kernel.receive_with_capabilities(exits, Some(core::time::Duration::ZERO))
+        {
+            self.handle(kernel, message);
+        }
     }
 
     fn check_alive<K: KernelApi>(&mut self, kernel: &mut K, index: usize) {
         if self.registration_vanished(kernel, index) {
             self.instance_ended(kernel, index, InstanceEnd::Vanished);
-        } else {
+        } else if self.records[index].state() == LifecycleState::Running {
+            // Still running (not ended by a notification taken just now).
             let now = kernel.now();
             self.records[index].timer = Some(now + self.config.liveness_interval);
         }
@@ -705,6 +738,10 @@ impl Supervisor {
             .is_some_and(|i| i.channel.is_some());
         if registered && self.registration_vanished(kernel, index) {
             self.instance_ended(kernel, index, InstanceEnd::Vanished);
+            return;
+        }
+        if self.records[index].state() != LifecycleState::Stopping {
+            // Its exit notification was taken just now: stopped.
             return;
         }
         let service = self.records[index].descriptor.service_id;
