@@ -19,6 +19,7 @@ use pandagen_abi::device::{DeviceError, PhysRange, INTERRUPT_LINES, KERNEL_INTER
 use pandagen_abi::error::Resource;
 use pandagen_abi::memory::{PAGE_SIZE, USER_END};
 use pandagen_abi::KernelError;
+use pandagen_core::device_window::DeviceWindow;
 use pandagen_core::InterruptOutcome;
 use pandagen_hal::interrupt::InterruptHal;
 use pandagen_hal::x86_64::paging::{AddressSpace, PageFlags};
@@ -30,10 +31,12 @@ use crate::task::{KernelState, KERNEL};
 use pandagen_hal::frame::FrameError;
 use pandagen_hal::x86_64::paging::FrameSource;
 
-/// Where the kernel places mappings whose address the driver left to it.
-const DEVICE_MAPPINGS_START: u64 = 0x0000_4000_0000_0000;
-/// How far above [`DEVICE_MAPPINGS_START`] it looks for room.
-const DEVICE_MAPPINGS_SPAN: u64 = 1 << 40;
+/// Where the kernel places mappings whose address the driver left to it:
+/// 1 TiB from 64 TiB up (see [`DeviceWindow`] for the search).
+const DEVICE_MAPPINGS: DeviceWindow = DeviceWindow {
+    start: 0x0000_4000_0000_0000,
+    end: 0x0000_4000_0000_0000 + (1 << 40),
+};
 
 /// Lines that fired and are not yet delivered, one bit per line.
 static PENDING: AtomicU16 = AtomicU16::new(0);
@@ -145,8 +148,11 @@ fn is_free(space: &AddressSpace, virt: u64, len: u64) -> bool {
 }
 
 /// Where to map `len` bytes: `at` if the caller named it (and it is free),
-/// else the first free run in the kernel's device-mapping window.
-fn place(space: &AddressSpace, at: Option<u64>, len: u64) -> Result<u64, KernelError> {
+/// else a free run in the kernel's device-mapping window, searched from
+/// `next`, where the kernel's last placement in this space ended (see
+/// [`DeviceWindow::place`]), so that the search costs the new mapping's
+/// pages and not every page mapped before.
+fn place(space: &AddressSpace, next: u64, at: Option<u64>, len: u64) -> Result<u64, KernelError> {
     if let Some(address) = at {
         return if is_free(space, address, len) {
             Ok(address)
@@ -156,15 +162,18 @@ fn place(space: &AddressSpace, at: Option<u64>, len: u64) -> Result<u64, KernelE
             }))
         };
     }
-    let mut candidate = DEVICE_MAPPINGS_START;
-    while candidate + len <= DEVICE_MAPPINGS_START + DEVICE_MAPPINGS_SPAN {
-        // Skip past the first mapped page of the candidate run.
-        match (0..len / PAGE_SIZE).find(|i| space.translate(candidate + i * PAGE_SIZE).is_some()) {
-            None => return Ok(candidate),
-            Some(i) => candidate += (i + 1) * PAGE_SIZE,
-        }
+    DEVICE_MAPPINGS
+        .place(next, len, |page| space.translate(page).is_some())
+        .ok_or(KernelError::ResourceExhausted(Resource::Memory))
+}
+
+/// The kernel's next placement in `space` starts its search where the one
+/// at `virt` of `len` bytes ended (a mapping at an address the driver
+/// named leaves it where it was).
+fn placed(next: &mut u64, at: Option<u64>, virt: u64, len: u64) {
+    if at.is_none() {
+        *next = virt.saturating_add(len);
     }
-    Err(KernelError::ResourceExhausted(Resource::Memory))
 }
 
 /// The most page-table frames a mapping of `pages` contiguous pages can
@@ -228,18 +237,19 @@ fn map_run(
 /// manage them, so the address space's teardown leaves them alone. Kernel
 /// copies to or from user memory refuse uncached pages (see `usermem`).
 pub fn map_device_memory(
-    space: &AddressSpace,
+    (space, next): (&AddressSpace, &mut u64),
     range: PhysRange,
     writable: bool,
     at: Option<u64>,
     tables: &mut CountedFrames,
 ) -> Result<u64, KernelError> {
-    let virt = place(space, at, range.len)?;
+    let virt = place(space, *next, at, range.len)?;
     let flags = PageFlags {
         writable,
         ..PageFlags::USER_DEVICE
     };
     map_run(space, virt, range.base, range.len, flags, tables)?;
+    placed(next, at, virt, range.len);
     Ok(virt)
 }
 
@@ -249,13 +259,13 @@ pub fn map_device_memory(
 /// unless the core quarantines them at the holder's death (see
 /// [`free_dma_regions`]).
 pub fn allocate_dma(
-    space: &AddressSpace,
+    (space, next): (&AddressSpace, &mut u64),
     bytes: u64,
     at: Option<u64>,
     tables: &mut CountedFrames,
 ) -> Result<(u64, u64), KernelError> {
     let frames = bytes / PAGE_SIZE;
-    let virt = place(space, at, bytes)?;
+    let virt = place(space, *next, at, bytes)?;
     let phys = frame::allocate_contiguous(frames).ok_or(KernelError::Device(
         DeviceError::NoContiguousMemory { bytes },
     ))?;
@@ -268,6 +278,7 @@ pub fn allocate_dma(
         }
         return Err(e);
     }
+    placed(next, at, virt, bytes);
     Ok((virt, phys))
 }
 

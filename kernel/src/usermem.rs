@@ -45,6 +45,9 @@ pub struct UserMemory {
     /// length), replaced round-robin.
     writable: [(u64, u64); CACHED_RANGES],
     next_range: usize,
+    /// Where the kernel's last device or DMA placement in this space
+    /// ended: the next one searches from here (see `device::place`).
+    next_placement: u64,
 }
 
 impl UserMemory {
@@ -58,11 +61,18 @@ impl UserMemory {
             }; CACHED_PAGES],
             writable: [(0, 0); CACHED_RANGES],
             next_range: 0,
+            next_placement: 0,
         }
     }
 
     pub fn space(&self) -> &AddressSpace {
         &self.space
+    }
+
+    /// The space, and where the kernel's next device or DMA placement in
+    /// it starts its search.
+    pub fn space_and_placement(&mut self) -> (&AddressSpace, &mut u64) {
+        (&self.space, &mut self.next_placement)
     }
 
     /// Give the address space back (to free it).

@@ -11,9 +11,11 @@
 //!   acknowledgement, and boots again on the same image. Every
 //!   acknowledged record must be present at the next boot, nothing may be
 //!   torn, and the journal must open. When storage refuses a commit
-//!   because its memory is full (`POWERCUT FULL <n>`), the run ends there,
-//!   passing if nothing was lost. The seed is printed; `--seed` and
-//!   `--cuts` (default [`DEFAULT_CUTS`]) repeat or lengthen a run.
+//!   because its memory is full (`POWERCUT FULL <n>`), one more boot
+//!   checks that image, and the run goes on with a fresh image until it
+//!   has made all its cuts (storage keeps every version, so a long run
+//!   fills an image about every 50 cuts). The seed is printed; `--seed`
+//!   and `--cuts` (default [`DEFAULT_CUTS`]) repeat or lengthen a run.
 //! * **driver crash**: storage and `drivercrash_suite` on a fresh disk, one
 //!   boot. The suite program crashes the virtio-blk driver (through the
 //!   process manager's control capability, which only it holds) while
@@ -531,26 +533,33 @@ fn power_cuts(
     print!("(seed {seed}, {cuts} cuts) ");
     let _ = std::io::stdout().flush();
     let mut rng = Rng(seed);
-    // Acknowledged so far (the highest acknowledged record + 1).
+    // Acknowledged so far on this image (the highest acknowledged record + 1).
     let mut acknowledged = 0u64;
     let mut problems: Vec<String> = Vec::new();
     let mut made = 0u64;
-    // Storage refused a commit as full: no later boot can add a record.
+    // Storage refused a commit as full: no later boot on this image can add
+    // a record, so the next boot only checks, and the run goes on on a
+    // fresh image.
     let mut full = false;
+    let mut images = 1u64;
+    // Acknowledged (and checked) on the images already filled.
+    let mut on_full_images = 0u64;
     let mut phase_times = PhaseTimes::default();
     let run_started = Instant::now();
-    for boot in 0..=cuts {
+    for boot in 0.. {
         let mut machine = Machine::start(make()?, disk_image)?;
         let seen = machine.wait_for(BOOT_TIMEOUT, verdict);
-        let last_boot = boot == cuts;
+        // The boot after the last cut, or after the image filled up, only
+        // checks what the earlier boots left.
+        let check_only = made == cuts || full;
         let text = match seen {
             Some(Verdict::Present(n)) => {
                 if n < acknowledged {
                     problems.push(format!(
-                        "boot {boot}: {n} records present, {acknowledged} were acknowledged"
+                        "image {images}, boot {boot}: {n} records present, {acknowledged} were acknowledged"
                     ));
                 }
-                if last_boot {
+                if check_only {
                     machine.kill()
                 } else {
                     // Cut at a random moment after writing has begun.
@@ -567,12 +576,12 @@ fn power_cuts(
                 }
             }
             Some(Verdict::Torn(why)) => {
-                problems.push(format!("boot {boot}: {why}"));
+                problems.push(format!("image {images}, boot {boot}: {why}"));
                 machine.kill()
             }
             None => {
                 problems.push(format!(
-                    "boot {boot}: the writer did not report within {}s (the journal did not open?)",
+                    "image {images}, boot {boot}: the writer did not report within {}s (the journal did not open?)",
                     machine.started.elapsed().as_secs()
                 ));
                 machine.kill()
@@ -582,16 +591,25 @@ fn power_cuts(
             acknowledged = acknowledged.max(max + 1);
         }
         full |= !numbers(&text, "POWERCUT FULL ").is_empty();
-        transcript.push_str(&format!("\n==== boot {boot} ====\n{text}"));
+        transcript.push_str(&format!("\n==== image {images}, boot {boot} ====\n{text}"));
         if cuts > DEFAULT_CUTS && boot % 10 == 0 {
             // A long run reports as it goes (its log is written at the end).
             eprintln!(
-                "powercut: seed {seed}, {made} of {cuts} cuts, {acknowledged} acknowledged, {:.0}s",
+                "powercut: seed {seed}, {made} of {cuts} cuts, image {images}, {acknowledged} acknowledged on it, {:.0}s",
                 run_started.elapsed().as_secs_f64()
             );
         }
-        if !problems.is_empty() || full {
+        if !problems.is_empty() || (check_only && made == cuts) {
             break;
+        }
+        if check_only {
+            // Everything acknowledged on the full image is there: go on
+            // with the same seed on a fresh one.
+            disk::prepare(disk_image, DISK_MIB, true)?;
+            images += 1;
+            on_full_images += acknowledged;
+            acknowledged = 0;
+            full = false;
         }
     }
     let summary = phase_times.summary();
@@ -599,14 +617,17 @@ fn power_cuts(
     println!();
     println!("  {:<20} {summary}", "");
     print!("  {:<20} ", "");
-    print!(
-        "{made} cuts, {acknowledged} acknowledged commits kept, {:.0}s ",
-        run_started.elapsed().as_secs_f64()
-    );
-    if full {
-        print!("(storage full) ");
+    if images > 1 {
+        print!(
+            "{made} cuts on {images} disk images (the first {} filled to storage's limit), {} acknowledged commits kept, ",
+            images - 1,
+            on_full_images + acknowledged
+        );
+    } else {
+        print!("{made} cuts, {acknowledged} acknowledged commits kept, ");
     }
-    if problems.is_empty() && (made == cuts || full) {
+    print!("{:.0}s ", run_started.elapsed().as_secs_f64());
+    if problems.is_empty() && made == cuts {
         report.pass("powercut/every_acknowledged_commit_survives");
     } else {
         let why = if problems.is_empty() {

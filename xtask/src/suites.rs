@@ -364,6 +364,7 @@ pub const SUITES: &[Suite] = &[
         "attack_kernel_channel",
         "attack_port_window",
         "attack_devices",
+        "attack_screen",
         "attack_pm_flood",
         "pm_steady",
     ])

@@ -44,8 +44,8 @@ pub struct ScreenFormat {
 }
 
 /// A [`TakeOverScreen`](crate::syscall::Syscall::TakeOverScreen) request:
-/// the framebuffer capability (`READ | WRITE`) and the channel (`SEND`)
-/// the screen's output goes to from now on.
+/// the framebuffer capability (`READ | WRITE`) and the channel (`SEND |
+/// RECEIVE`: one the taker reads) the screen's output goes to from now on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TakeOverScreenRequest {
     pub framebuffer: CapHandle,

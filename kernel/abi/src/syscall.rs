@@ -349,7 +349,9 @@ syscall_table! {
         /// → [`ScreenHandOver`](crate::screen::ScreenHandOver): the kernel
         /// stops drawing on the framebuffer and sends what it would have
         /// drawn to the channel instead (needs `READ | WRITE` on the
-        /// `Framebuffer` device-memory capability, `SEND` on the channel).
+        /// `Framebuffer` device-memory capability, `SEND | RECEIVE` on the
+        /// channel: the output goes to a channel the taker reads, never
+        /// stamped by the kernel into another task's).
         /// A later take-over replaces the channel (a restarted display
         /// service); output written meanwhile waits for it. The caller
         /// pays for each output message until it reads it.

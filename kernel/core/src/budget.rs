@@ -37,11 +37,10 @@ use pandagen_abi::api::limits::MAX_TASK_NAME;
 /// a space grows by doubling) and its free-list entry.
 pub const CAP_COST: u64 = 2 * size_of::<CapSlot>() as u64 + 16;
 /// Bytes charged per channel: its table slot, which holds the object
-/// (twice, since the table grows by doubling), and the four-entry queue
-/// buffer a used channel keeps (see `slab::fit_queue`), as the kernel heap
-/// serves it.
-pub const CHANNEL_COST: u64 =
-    2 * size_of::<ChannelSlot>() as u64 + allocation(4 * size_of::<Message>());
+/// (twice, since the table grows by doubling), and the queue buffer every
+/// channel keeps (see `slab::fit_queue`), as the kernel heap serves it.
+pub const CHANNEL_COST: u64 = 2 * size_of::<ChannelSlot>() as u64
+    + allocation(crate::slab::MIN_QUEUE_BUFFER * size_of::<Message>());
 
 /// The most bytes the kernel's exit notification of one task can take: its
 /// reason is cut to `MAX_EXIT_REASON_TEXT`, the rest is fixed-size (a test

@@ -330,7 +330,12 @@ impl ChannelTable {
 
     pub(crate) fn create(&mut self, capacity: u32, payer: AccountId) -> ChannelRef {
         let channel = Channel {
-            queue: VecDeque::new(),
+            // The buffer a used channel keeps (see `slab::fit_queue`) is
+            // made with the channel, as its charge assumes: otherwise a
+            // channel's heap would depend on whether a message was ever
+            // queued on it rather than handed straight to a waiting
+            // receiver, which is a matter of timing.
+            queue: VecDeque::with_capacity(crate::slab::MIN_QUEUE_BUFFER),
             capacity,
             refs: 0,
             senders: 0,

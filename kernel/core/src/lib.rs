@@ -93,6 +93,7 @@ pub mod budget;
 pub mod cached_disk;
 pub mod cap_table;
 pub mod channel;
+pub mod device_window;
 mod kernel_core;
 pub mod program_image;
 pub mod registry;

@@ -64,15 +64,18 @@ pub(crate) fn trim<S>(
     highest
 }
 
+/// The entries of the queue buffer every channel keeps from its creation
+/// on, so that a channel used for one message at a time never reallocates.
+pub(crate) const MIN_QUEUE_BUFFER: usize = 4;
+
 /// After taking from a message queue: give back a buffer more than twice
 /// what the queue holds plus the `room` entries kept for interrupt
-/// notifications (never below four entries, so a channel used for one
-/// message at a time does not reallocate on every message). A queue's
+/// notifications (never below [`MIN_QUEUE_BUFFER`] entries). A queue's
 /// buffer is then at most `max(4, 2 × (len + room))` entries, which the
 /// channel's, the queued messages' and the interrupt bindings' charges
 /// cover.
 pub(crate) fn fit_queue<T>(queue: &mut VecDeque<T>, room: usize) {
-    let fit = capacity_for(queue.len() + room).max(4);
+    let fit = capacity_for(queue.len() + room).max(MIN_QUEUE_BUFFER);
     if queue.capacity() > fit {
         queue.shrink_to(fit);
     }

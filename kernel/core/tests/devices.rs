@@ -875,6 +875,16 @@ fn taking_the_screen_over_needs_the_framebuffer_capability() {
             .map(drop),
         Err(KernelError::InsufficientAuthority)
     );
+    // The output goes to a channel the taker reads: not one it may only
+    // send on (another service's), nor one it may only receive on.
+    for rights in [Rights::SEND, Rights::RECEIVE] {
+        let narrowed = k.clone_cap(root, channel, rights, T0).unwrap();
+        assert_eq!(
+            k.check_screen_takeover(root, screen, narrowed, T0)
+                .map(drop),
+            Err(KernelError::InsufficientAuthority)
+        );
+    }
     // Another task holding nothing cannot name the root's capability.
     let stranger = spawn(&mut k, "stranger");
     assert!(k

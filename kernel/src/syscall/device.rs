@@ -114,14 +114,14 @@ fn port_write(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
 fn with_charged_tables<T>(
     cx: &mut Ctx<'_>,
     pages: u64,
-    map: impl FnOnce(&AddressSpace, &mut CountedFrames) -> Result<T, KernelError>,
+    map: impl FnOnce((&AddressSpace, &mut u64), &mut CountedFrames) -> Result<T, KernelError>,
 ) -> Result<T, KernelError> {
     let caller = cx.caller;
     let bound = device::table_frames_bound(pages);
     cx.k.core_mut().charge_frames(caller, bound)?;
     let mut tables = CountedFrames::default();
     let mapped = match cx.k.memory_mut(caller) {
-        Some(memory) => map(memory.space(), &mut tables),
+        Some(memory) => map(memory.space_and_placement(), &mut tables),
         None => Err(KernelError::TaskNotFound(caller)),
     };
     cx.k.core_mut()

@@ -194,26 +194,32 @@ pub fn observe_restart<K: KernelApi>(
         Err(e) => Err(format!("lookup: {e}")),
     };
 
+    // An instance that answered, then ended: its channel is `old`. An
+    // instance found too late in its life to answer before it ended (or
+    // while the host stalled) proves nothing; the next one is watched.
     let old = loop {
-        if let Some(channel) = lookup(kernel)? {
-            break channel;
+        let found = loop {
+            if let Some(channel) = lookup(kernel)? {
+                break channel;
+            }
+            wait(kernel, "no instance that answered and then ended")?;
+        };
+        let mut answered = false;
+        loop {
+            match ping_over(kernel, found, service, timeout) {
+                Ok(()) => answered = true,
+                // It died between our send and its reply (or the host stalled).
+                Err(KernelError::Timeout) => {}
+                Err(KernelError::SendFailed(SendError::ChannelClosed)) => break,
+                Err(e) => return Err(format!("old channel before it closed: {e}")),
+            }
+            wait(kernel, "the instance did not end")?;
         }
-        wait(kernel, "no instance registered")?;
+        if answered {
+            break found;
+        }
+        let _ = kernel.drop_capability(Cap::from(found));
     };
-    let mut answered = false;
-    loop {
-        match ping_over(kernel, old, service, timeout) {
-            Ok(()) => answered = true,
-            // It died between our send and its reply (or the host stalled).
-            Err(KernelError::Timeout) => {}
-            Err(KernelError::SendFailed(SendError::ChannelClosed)) => break,
-            Err(e) => return Err(format!("old channel before it closed: {e}")),
-        }
-        wait(kernel, "the instance did not end")?;
-    }
-    if !answered {
-        return Err("the first instance never answered".into());
-    }
     let new = loop {
         if let Some(channel) = lookup(kernel)? {
             break channel;

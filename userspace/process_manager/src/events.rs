@@ -8,6 +8,7 @@ use pandagen_abi::{ExecutionId, Instant, KernelError, ServiceId, TaskId};
 
 use crate::lifecycle::{IllegalTransition, LifecycleState};
 use crate::protocol::{InstanceEnd, PmError};
+use crate::refusals::RefusalSummary;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SupervisorEvent {
@@ -74,8 +75,13 @@ pub enum SupervisorEvent {
         from: Option<TaskId>,
         refusal: PmError,
     },
-    /// The process manager's own receive failed (e.g. an injected fault).
+    /// The process manager's own receive failed (e.g. an injected fault,
+    /// or bytes that are no envelope).
     ReceiveFailed(KernelError),
+    /// Refusals (`UnanswerableRequest`, `ControlRefused`, `ReceiveFailed`)
+    /// past the few an interval logs in full, counted per sender (see
+    /// [`crate::refusals`]).
+    RefusalsCounted(RefusalSummary),
 }
 
 /// A bounded event log.

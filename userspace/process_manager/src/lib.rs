@@ -52,6 +52,7 @@ pub mod manifest;
 pub mod policy;
 pub mod protocol;
 mod record;
+pub mod refusals;
 mod server;
 pub mod supervisor;
 pub mod validate;

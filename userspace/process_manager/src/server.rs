@@ -66,7 +66,11 @@ impl Supervisor {
             }
         }
         let Some(reply) = reply else {
-            self.log(kernel, SupervisorEvent::UnanswerableRequest);
+            self.log_refusal(
+                kernel,
+                message.envelope.source,
+                SupervisorEvent::UnanswerableRequest,
+            );
             if let Some(handed) = handed {
                 let _ = kernel.drop_capability(handed);
             }
@@ -113,8 +117,9 @@ impl Supervisor {
         // the services and changes nothing.
         if operation.is_control() {
             if let Err(refusal) = authorize_control(badge) {
-                self.log(
+                self.log_refusal(
                     kernel,
+                    request.source,
                     SupervisorEvent::ControlRefused {
                         from: request.source,
                         refusal: refusal.clone(),

@@ -28,8 +28,11 @@
 //! can send on, in room kept for them, so they are lost only to injected
 //! faults (the simulator) or a closed channel. The kernel removes a dead task's service registrations,
 //! so every `liveness_interval` the supervisor asks who holds each running
-//! service's registration; if it is no longer the instance, the instance
-//! is handled as an [`InstanceEnd::Vanished`] failure. A send that fails with a closed
+//! service's registration; if it is no longer the instance, it first takes
+//! the notifications queued on the exit route itself (one may wait behind
+//! a flood of older messages on the public channel), and only if the
+//! instance's is not there is the instance handled as an
+//! [`InstanceEnd::Vanished`] failure. A send that fails with a closed
 //! channel (when stopping a service) is treated the same way. If the lost
 //! notification turns up later, its execution id is retired and it is
 //! ignored. Services with `ready = spawned` have no registration, so a lost
@@ -58,6 +61,7 @@ use crate::protocol::{
     InstanceEnd, ServiceInfo, CHILD_CONTROL_RIGHTS, CONTROL_BADGE, SCHEMA, SHUTDOWN_ACTION,
 };
 use crate::record::{Instance, Record};
+use crate::refusals::{RefusalLimiter, RefusalVerdict};
 use crate::validate::Manifest;
 
 /// The sender the kernel stamps on messages it originates. Task ids start at
@@ -144,6 +148,8 @@ pub struct Supervisor {
     /// notification; a receive on `channel` takes its messages too.
     exits: Option<ChannelId>,
     pub(crate) events: EventLog,
+    /// Which refused messages are logged in full; the rest are counted.
+    refusals: RefusalLimiter,
     pub(crate) terminator: Option<Terminator>,
     /// What the `pci` service reported (empty until it has).
     pub(crate) devices: Vec<PciDevice>,
@@ -166,6 +172,7 @@ impl Supervisor {
             channel: None,
             exits: None,
             events: EventLog::new(EVENT_LOG_CAPACITY),
+            refusals: RefusalLimiter::default(),
             terminator: None,
             devices: Vec::new(),
             devices_reported: false,
@@ -248,9 +255,14 @@ impl Supervisor {
         &mut self.events
     }
 
-    /// The earliest time something is due, if anything is.
+    /// The earliest time something is due, if anything is (a summary of
+    /// counted refusals included).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.records.iter().filter_map(|r| r.timer).min()
+        self.records
+            .iter()
+            .filter_map(|r| r.timer)
+            .chain(self.refusals.summary_due())
+            .min()
     }
 
     /// Wait for one message or the next deadline, handle it, then run
@@ -272,13 +284,13 @@ impl Supervisor {
             // not fit) is lost and logged; the next one is served at once,
             // so a client sending garbage costs the process manager no
             // more than the garbage.
-            Err(error) => {
+            Err(error) if error.ends_receiving() => {
                 self.log(kernel, SupervisorEvent::ReceiveFailed(error));
-                if error.ends_receiving() {
-                    Err(error)
-                } else {
-                    Ok(())
-                }
+                Err(error)
+            }
+            Err(error) => {
+                self.log_refusal(kernel, None, SupervisorEvent::ReceiveFailed(error));
+                Ok(())
             }
         };
         self.tick(kernel);
@@ -301,8 +313,12 @@ impl Supervisor {
                 Activity::Handled
             }
             Err(KernelError::Timeout) => Activity::Waiting(self.next_deadline()),
-            Err(error) => {
+            Err(error) if error.ends_receiving() => {
                 self.log(kernel, SupervisorEvent::ReceiveFailed(error));
+                Activity::Handled
+            }
+            Err(error) => {
+                self.log_refusal(kernel, None, SupervisorEvent::ReceiveFailed(error));
                 Activity::Handled
             }
         }
@@ -336,6 +352,9 @@ impl Supervisor {
     /// deadlines. Services are visited in start order, so a chain of
     /// `ready = spawned` services comes up in one pass.
     pub fn tick<K: KernelApi>(&mut self, kernel: &mut K) {
+        if let Some(summary) = self.refusals.close_if_over(kernel.now()) {
+            self.log(kernel, SupervisorEvent::RefusalsCounted(summary));
+        }
         for index in 0..self.records.len() {
             let now = kernel.now();
             let record = &self.records[index];
@@ -380,6 +399,24 @@ impl Supervisor {
 
     pub(crate) fn log<K: KernelApi>(&mut self, kernel: &K, event: SupervisorEvent) {
         self.events.push(kernel.now(), event);
+    }
+
+    /// Log the refusal of a message from `sender` if this interval still
+    /// logs refusals in full; otherwise only count it (see
+    /// [`crate::refusals`]).
+    pub(crate) fn log_refusal<K: KernelApi>(
+        &mut self,
+        kernel: &K,
+        sender: Option<TaskId>,
+        event: SupervisorEvent,
+    ) {
+        let (ended, verdict) = self.refusals.refuse(kernel.now(), sender);
+        if let Some(summary) = ended {
+            self.log(kernel, SupervisorEvent::RefusalsCounted(summary));
+        }
+        if verdict == RefusalVerdict::Log {
+            self.log(kernel, event);
+        }
     }
 
     /// Apply a transition through the table, logging it (or the refusal).
@@ -648,14 +685,44 @@ impl Supervisor {
     /// Has this instance stopped holding its registration? (See the module
     /// docs: this is how a lost exit notification is noticed.) Asks the
     /// kernel who the registrant is, so it holds no capability.
+    /// Whether the current instance of `index` no longer holds its
+    /// registration and has not ended by an exit notification either. The
+    /// kernel removes a dead task's registration when it queues its exit
+    /// notification, so a notification still waiting behind older messages
+    /// on the public channel (a flood) is taken first, from the exit route
+    /// itself: an instance is `Vanished` only if its notification is not
+    /// there.
     fn registration_vanished<K: KernelApi>(&mut self, kernel: &mut K, index: usize) -> bool {
-        self.registrant(kernel, index) != Registrant::Instance
+        if self.registrant(kernel, index) == Registrant::Instance {
+            return false;
+        }
+        let Some(execution) = self.records[index].instance.map(|i| i.execution_id) else {
+            return false;
+        };
+        self.take_queued_exits(kernel);
+        self.records[index]
+            .instance
+            .is_some_and(|i| i.execution_id == execution)
+    }
+
+    /// Handle every exit notification queued on the exit route now, without
+    /// waiting. The route holds at most one per child, so this ends.
+    fn take_queued_exits<K: KernelApi>(&mut self, kernel: &mut K) {
+        let Some(exits) = self.exits else {
+            return;
+        };
+        while let Ok(message) =
+            kernel.receive_with_capabilities(exits, Some(core::time::Duration::ZERO))
+        {
+            self.handle(kernel, message);
+        }
     }
 
     fn check_alive<K: KernelApi>(&mut self, kernel: &mut K, index: usize) {
         if self.registration_vanished(kernel, index) {
             self.instance_ended(kernel, index, InstanceEnd::Vanished);
-        } else {
+        } else if self.records[index].state() == LifecycleState::Running {
+            // Still running (not ended by a notification taken just now).
             let now = kernel.now();
             self.records[index].timer = Some(now + self.config.liveness_interval);
         }
@@ -671,6 +738,10 @@ impl Supervisor {
             .is_some_and(|i| i.channel.is_some());
         if registered && self.registration_vanished(kernel, index) {
             self.instance_ended(kernel, index, InstanceEnd::Vanished);
+            return;
+        }
+        if self.records[index].state() != LifecycleState::Stopping {
+            // Its exit notification was taken just now: stopped.
             return;
         }
         let service = self.records[index].descriptor.service_id;

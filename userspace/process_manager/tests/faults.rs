@@ -366,3 +366,50 @@ fn exits_go_to_a_kernel_channel_that_a_flood_cannot_reach() {
     );
     world.kernel().core().check_invariants().unwrap();
 }
+
+/// The kernel removes a dead instance's registration when it queues its
+/// exit notification. If the liveness check comes due while that
+/// notification still waits behind a flood of older messages, the
+/// supervisor must take it from the exit route and learn how the instance
+/// ended, not give it up as `Vanished`.
+#[test]
+fn a_liveness_check_during_a_flood_takes_the_queued_exit_notification() {
+    let mut world = World::new(MANIFEST);
+    world.run_for(ms(50));
+    let victim = world.info("svc").task_id.unwrap();
+    world.as_client(|k| {
+        let pm = k.lookup_service(PROCESS_MANAGER).unwrap();
+        let noise = || {
+            MessageEnvelope::new(
+                ServiceId::from_raw(0),
+                "noise",
+                SchemaVersion::new(1, 0),
+                MessagePayload::empty(),
+            )
+        };
+        while k.send_message(pm, noise()).is_ok() {}
+    });
+    world
+        .kernel()
+        .terminate_task_with_reason(victim, ExitReason::Normal);
+    // The liveness check is due before the supervisor runs again: its
+    // first step checks, with the notification behind the whole flood.
+    let liveness = world.pm(|pm| pm.config().liveness_interval);
+    let due = world.now() + liveness;
+    world.kernel().advance_time_to(due);
+    world.run_for(ms(1));
+    let info = world.info("svc");
+    assert!(
+        matches!(info.last_end, Some(InstanceEnd::Exited(ExitReason::Normal))),
+        "{:?}",
+        info.last_end
+    );
+    assert!(!world.events().iter().any(|(_, e)| matches!(
+        e,
+        SupervisorEvent::Ended {
+            end: InstanceEnd::Vanished,
+            ..
+        }
+    )));
+    world.kernel().core().check_invariants().unwrap();
+}

@@ -430,3 +430,55 @@ fn with_a_terminator_a_service_that_ignores_shutdown_is_ended_after_the_stop_tim
     assert_eq!(db.state, LifecycleState::Stopped);
     assert_eq!(db.restart_count, 0, "a stopped service is not restarted");
 }
+
+#[test]
+fn a_flood_of_refused_requests_is_logged_a_few_times_then_counted() {
+    use pandagen_process_manager::refusals::{REFUSALS_LOGGED_PER_INTERVAL, REFUSAL_INTERVAL};
+    let mut world = booted(|_| {});
+    let unanswerable = || {
+        MessageEnvelope::new(
+            PROCESS_MANAGER,
+            protocol::LIST_ACTION,
+            SCHEMA,
+            MessagePayload::new(&()).unwrap(),
+        )
+    };
+    let mut sent = 0u64;
+    for _ in 0..10 {
+        world.as_client(|k| {
+            let pm = k.lookup_service(PROCESS_MANAGER).unwrap();
+            for _ in 0..20 {
+                k.send_message(pm, unanswerable()).unwrap();
+                sent += 1;
+            }
+        });
+        world.run_for(ms(1));
+    }
+    let logged = world
+        .events()
+        .iter()
+        .filter(|(_, e)| *e == SupervisorEvent::UnanswerableRequest)
+        .count();
+    assert_eq!(logged, REFUSALS_LOGGED_PER_INTERVAL as usize);
+    // The rest are summarised once the interval is over, without a new
+    // message to wake the server: the summary is a deadline of its own.
+    world.run_for(REFUSAL_INTERVAL);
+    let summaries: Vec<_> = world
+        .events()
+        .iter()
+        .filter_map(|(_, e)| match e {
+            SupervisorEvent::RefusalsCounted(summary) => Some(summary.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    let summary = &summaries[0];
+    assert_eq!(
+        summary.total(),
+        sent - u64::from(REFUSALS_LOGGED_PER_INTERVAL)
+    );
+    // One sender, the client the kernel stamped on every request.
+    assert_eq!(summary.by_sender.len(), 1);
+    assert!(summary.by_sender[0].0.is_some());
+    assert!(world.request(PmRequest::List).is_ok());
+}

@@ -14,8 +14,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use pandagen_abi::{
-    Cap, ChannelId, KernelApi, KernelError, MessageEnvelope, MessagePayload, SchemaVersion,
-    ServiceId,
+    Cap, CapHandle, ChannelId, KernelApi, KernelError, MessageEnvelope, MessagePayload,
+    SchemaVersion, ServiceId,
 };
 
 /// The action of an attacker's report; the payload is a `String`, empty
@@ -89,4 +89,30 @@ pub fn park<K: KernelApi>(kernel: &mut K) -> Result<(), KernelError> {
     loop {
         kernel.receive_message(nowhere, None)?;
     }
+}
+
+/// The refusals of a handle that names no capability the call may use:
+/// nothing there, the wrong kind, or too few rights.
+pub fn no_capability(e: &KernelError) -> bool {
+    matches!(
+        e,
+        KernelError::InvalidCapability
+            | KernelError::WrongCapabilityKind { .. }
+            | KernelError::InsufficientAuthority
+    )
+}
+
+/// Handles an attacker may try without holding them: the first 256 and
+/// one it has just dropped (stale), except its own (`own`).
+pub fn guessed_handles<K: KernelApi>(
+    kernel: &mut K,
+    own: &[CapHandle],
+) -> Result<Vec<CapHandle>, KernelError> {
+    let dropped = kernel.create_channel()?;
+    kernel.drop_capability(Cap::<()>::from_handle(dropped.handle()))?;
+    Ok((0..256u64)
+        .map(CapHandle::from_raw)
+        .chain([dropped.handle()])
+        .filter(|h| !own.contains(h))
+        .collect())
 }

@@ -40,6 +40,13 @@ pub enum BackendError {
     /// A durable record does not decode: the medium holds corrupt data
     /// before its end (a torn *tail* is not corruption; it is discarded).
     Corrupt,
+    /// The medium failed mid-write and what may have reached it could not
+    /// be voided (the device is gone: its driver died, say). The commit is
+    /// not applied in this run, and the backend voids it once the device
+    /// is back; but if the service or the machine stops first, the next
+    /// start may find it durable. The caller cannot know which, so it must
+    /// look rather than assume either.
+    OutcomeUnknown,
 }
 
 /// What recovery found.

@@ -75,7 +75,9 @@ pub enum StorageError {
     /// `Transact`); the transaction was rolled back. Split the request.
     ReplyTooLarge,
     /// The backend could not make a commit durable. Nothing of it was
-    /// applied; the transaction is rolled back.
+    /// applied; the transaction is rolled back. With
+    /// [`BackendError::OutcomeUnknown`] the commit may still show up
+    /// after a restart (see there).
     Backend(BackendError),
     /// A request about one object was not sent through an object
     /// capability (it came on the service channel).
@@ -95,6 +97,12 @@ pub enum StorageError {
     /// version is kept, so deleting does not make room: what is stored
     /// stays readable, and the store takes no more growth.
     StoreFull { used: u64, needed: u64, limit: u64 },
+    /// The open transactions together already hold `pending` bytes of
+    /// uncommitted writes, and this write of `needed` more would take them
+    /// past `max` (the room the service's memory keeps for them). Nothing
+    /// was written; the transaction stays active. Commit or roll back, or
+    /// retry once other transactions have ended (idle ones expire).
+    PendingFull { pending: u64, needed: u64, max: u64 },
     /// Never sent: an error of a newer service version that this version
     /// does not know, with its variant index (see
     /// [`pandagen_abi::evolve`]).
@@ -187,6 +195,14 @@ impl fmt::Display for StorageError {
             } => write!(
                 f,
                 "store full: {used} bytes held, the commit needs {needed} more, limit {limit}"
+            ),
+            StorageError::PendingFull {
+                pending,
+                needed,
+                max,
+            } => write!(
+                f,
+                "open transactions hold {pending} bytes of writes, {needed} more would pass {max}"
             ),
             StorageError::Unrecognized { variant } => {
                 write!(f, "error {variant} of a newer storage version")

@@ -1340,11 +1340,14 @@ impl<D: BlockDevice> StorageBackend for JournalBackend<D> {
             // told the commit failed, and replaying a whole frame is right.)
             // When the device is gone (its driver died mid-request) the
             // void fails too, and `recover` writes it once the device is
-            // back.
+            // back; until then a restart could replay the frame, so the
+            // caller is told the outcome is unknown, not that it failed.
             self.failed_frame = Some(self.tail);
             self.ready = false;
-            let _ = self.void_failed_frame();
-            return Err(BackendError::Io);
+            return Err(match self.void_failed_frame() {
+                Ok(()) => BackendError::Io,
+                Err(_) => BackendError::OutcomeUnknown,
+            });
         }
         self.tail += blocks;
         self.last_seq = record.seq;

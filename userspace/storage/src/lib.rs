@@ -85,6 +85,11 @@ pub mod limits {
     pub const MAX_BLOB_BYTES: usize = 1024 * 1024;
     /// The most bytes one transaction may write before it commits.
     pub const MAX_TX_BYTES: usize = 2 * 1024 * 1024;
+    /// The most bytes all open transactions together may hold in
+    /// uncommitted writes: the service's memory keeps room for this much
+    /// (besides its committed state), so clients opening many large
+    /// transactions get `PendingFull`, never an out-of-memory service.
+    pub const MAX_PENDING_BYTES: usize = MAX_TX_BYTES;
     /// The most transactions active at once.
     pub const MAX_ACTIVE_TRANSACTIONS: usize = 64;
     /// The most transactions one client may have active at once, so that

@@ -585,6 +585,14 @@ impl<B: StorageBackend> ObjectStore<B> {
                 max: limits::MAX_TX_BYTES as u32,
             });
         }
+        let pending = self.pending_bytes();
+        if pending.saturating_add(bytes) > limits::MAX_PENDING_BYTES {
+            return Err(StorageError::PendingFull {
+                pending: pending as u64,
+                needed: bytes as u64,
+                max: limits::MAX_PENDING_BYTES as u64,
+            });
+        }
         let version = if record.writes.contains_key(&object) {
             None
         } else {
@@ -612,6 +620,12 @@ impl<B: StorageBackend> ObjectStore<B> {
                 .get_mut(&object)
                 .ok_or(StorageError::NotActive(tx.id())),
         }
+    }
+
+    /// Bytes of uncommitted writes all open transactions hold (at most
+    /// `MAX_ACTIVE_TRANSACTIONS` to add up).
+    fn pending_bytes(&self) -> usize {
+        self.txs.values().map(|r| r.bytes).sum()
     }
 
     /// Discard `tx` (conflict or failure); its handle becomes RolledBack.

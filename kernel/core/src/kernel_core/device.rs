@@ -385,7 +385,7 @@ impl KernelCore {
     /// May `caller` take the screen over from the kernel's early console
     /// with its capability `framebuffer` (`READ | WRITE`, the framebuffer's
     /// own) and have the screen's output sent on the channel `channel`
-    /// names (`SEND`)? Returns the framebuffer's pages and the channel.
+    /// names (`SEND | RECEIVE`: one it reads)? Returns the framebuffer's pages and the channel.
     /// Errors: the capabilities' refusals; `Device(NotFramebuffer)` for
     /// other device memory. O(1).
     pub fn check_screen_takeover(
@@ -406,7 +406,11 @@ impl KernelCore {
             (DeviceResource::Framebuffer(r), Some(screen)) if r == screen => r,
             _ => return Err(refuse(DeviceError::NotFramebuffer)),
         };
-        let channel = self.channel_with(caller, channel, Rights::SEND, now)?;
+        // The output goes to a channel the taker reads: the kernel stamps
+        // its messages as its own, so it must never queue them, on a
+        // task's behalf, in a channel that task may only send on (another
+        // service's, such as the process manager's public channel).
+        let channel = self.channel_with(caller, channel, Rights::SEND | Rights::RECEIVE, now)?;
         Ok((range, channel))
     }
 

@@ -144,6 +144,27 @@ fn report(name: &impl Fn(ServiceId) -> String, at: Instant, event: &SupervisorEv
                 |t| alloc::format!("{t}")
             )
         ),
+        SupervisorEvent::RefusalsCounted(summary) => {
+            let senders: Vec<String> = summary
+                .by_sender
+                .iter()
+                .map(|(sender, count)| match sender {
+                    Some(task) => alloc::format!("{count} from {task}"),
+                    None => alloc::format!("{count} unreadable"),
+                })
+                .collect();
+            println!(
+                "process-manager: [{ms} ms] {} more refused messages since {} ms, not logged one by one: {}{}",
+                summary.total(),
+                summary.since.as_millis(),
+                senders.join(", "),
+                if summary.other_senders > 0 {
+                    alloc::format!(", {} from other senders", summary.other_senders)
+                } else {
+                    String::new()
+                }
+            )
+        }
         other => println!("process-manager: [{ms} ms] {other:?}"),
     }
 }

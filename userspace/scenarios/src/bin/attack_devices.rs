@@ -43,7 +43,9 @@ use pandagen_abi::{Cap, CapHandle, ChannelId, Duration, KernelApi, KernelError, 
 use pandagen_rt::device::{self, DeviceMemory, Dma, Framebuffer, Interrupt, Ports};
 use pandagen_rt::syscall::call_small;
 use pandagen_rt::Kernel;
-use pandagen_scenarios::adversary::{park, report, Breaches, DEVICE_ATTACKER_BUDGET as BUDGET};
+use pandagen_scenarios::adversary::{
+    guessed_handles, no_capability, park, report, Breaches, DEVICE_ATTACKER_BUDGET as BUDGET,
+};
 use pandagen_scenarios::rtc::{rtc_read, rtc_write, RTC_DATA, RTC_INDEX, RTC_LINE};
 
 pandagen_rt::entry!(main);
@@ -60,15 +62,6 @@ fn outside(e: &KernelError) -> bool {
 
 fn wrong_kind(e: &KernelError) -> bool {
     matches!(e, KernelError::WrongCapabilityKind { .. })
-}
-
-fn no_capability(e: &KernelError) -> bool {
-    matches!(
-        e,
-        KernelError::InvalidCapability
-            | KernelError::WrongCapabilityKind { .. }
-            | KernelError::InsufficientAuthority
-    )
 }
 
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
@@ -157,13 +150,7 @@ fn forged_handles(
     b: &mut Breaches,
     own: &[CapHandle],
 ) -> Result<(), KernelError> {
-    let dropped = kernel.create_channel()?;
-    kernel.drop_capability(Cap::<()>::from_handle(dropped.handle()))?;
-    let guesses = (0..256u64)
-        .map(CapHandle::from_raw)
-        .chain([dropped.handle()])
-        .filter(|h| !own.contains(h));
-    for guess in guesses {
+    for guess in guessed_handles(kernel, own)? {
         b.expect_refused(
             "port read through a guessed handle",
             Ports::new(guess).read8(RTC_INDEX),

@@ -117,6 +117,9 @@ struct Attack {
     /// memory, interrupt line, DMA; handed back with its report), and run
     /// it with [`DEVICE_ATTACKER_BUDGET`] instead of [`ATTACKER_BUDGET`].
     lend_devices: bool,
+    /// Lend the attacker the framebuffer's capability (handed back with
+    /// its report).
+    lend_framebuffer: bool,
 }
 
 const ATTACKS: &[Attack] = &[
@@ -125,80 +128,101 @@ const ATTACKS: &[Attack] = &[
         aim: Aim::ServiceIds,
         lend_registration: true,
         lend_devices: false,
+        lend_framebuffer: false,
     },
     Attack {
         image: "attack_grant_flood",
         aim: Aim::CapabilitySpaces,
         lend_registration: false,
         lend_devices: false,
+        lend_framebuffer: false,
     },
     Attack {
         image: "attack_garbage_caps",
         aim: Aim::CapabilitySpaces,
         lend_registration: false,
         lend_devices: false,
+        lend_framebuffer: false,
     },
     Attack {
         image: "attack_exit_flood",
         aim: Aim::ExitNotification,
         lend_registration: false,
         lend_devices: false,
+        lend_framebuffer: false,
     },
     Attack {
         image: "attack_kernel_channel",
         aim: Aim::ServiceIds,
         lend_registration: false,
         lend_devices: false,
+        lend_framebuffer: false,
     },
     Attack {
         image: "attack_entry",
         aim: Aim::Kernel,
         lend_registration: false,
         lend_devices: false,
+        lend_framebuffer: false,
     },
     Attack {
         image: "attack_heap_cycles",
         aim: Aim::Kernel,
         lend_registration: false,
         lend_devices: false,
+        lend_framebuffer: false,
     },
     Attack {
         image: "attack_console",
         aim: Aim::AuditLog,
         lend_registration: false,
         lend_devices: false,
+        lend_framebuffer: false,
     },
     Attack {
         image: "attack_storage_key",
         aim: Aim::CapabilitySpaces,
         lend_registration: false,
         lend_devices: false,
+        lend_framebuffer: false,
     },
     Attack {
         image: "attack_pm_flood",
         aim: Aim::RestartsAService,
         lend_registration: false,
         lend_devices: false,
+        lend_framebuffer: false,
     },
     Attack {
         image: "attack_port_window",
         aim: Aim::ForeignPortWindow,
         lend_registration: false,
         lend_devices: false,
+        lend_framebuffer: false,
     },
     Attack {
         image: "attack_devices",
         aim: Aim::Kernel,
         lend_registration: false,
         lend_devices: true,
+        lend_framebuffer: false,
+    },
+    Attack {
+        image: "attack_screen",
+        aim: Aim::Kernel,
+        lend_registration: false,
+        lend_devices: false,
+        lend_framebuffer: true,
     },
 ];
 
 /// This task's authority (its manifest entry: `registry, boot-image,
-/// kernel-info`, then the RTC's ports, device memory, the RTC's line and a
-/// DMA allowance).
+/// kernel-info, framebuffer`, then the RTC's ports, device memory, the
+/// RTC's line and a DMA allowance).
 struct Suite {
     registration: Option<Cap<()>>,
+    /// The framebuffer (while not lent).
+    framebuffer: Option<Cap<()>>,
     /// Ports, device memory, interrupt line, DMA (while not lent).
     devices: Option<[Cap<()>; 4]>,
     info: CapHandle,
@@ -214,16 +238,19 @@ struct Suite {
 fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
     let startup = kernel.startup()?;
     let caps = &startup.capabilities;
-    let (Some(&registration), Some(&info)) = (caps.first(), caps.get(2)) else {
+    let (Some(&registration), Some(&info), Some(&framebuffer)) =
+        (caps.first(), caps.get(2), caps.get(3))
+    else {
         return Err(KernelError::InvalidCapability);
     };
-    let devices = match caps.get(3..7) {
+    let devices = match caps.get(4..8) {
         Some(&[ports, memory, line, dma]) => [ports, memory, line, dma].map(Cap::from_handle),
         _ => return Err(KernelError::InvalidCapability),
     };
     let inbox = kernel.create_channel()?;
     let mut suite = Suite {
         registration: Some(Cap::from_handle(registration)),
+        framebuffer: Some(Cap::from_handle(framebuffer)),
         devices: Some(devices),
         info,
         inbox,
@@ -339,6 +366,13 @@ fn attack_once(kernel: &mut Kernel, suite: &mut Suite, attack: &Attack) -> Resul
         gifts.extend(lent);
         budget = DEVICE_ATTACKER_BUDGET;
     }
+    if attack.lend_framebuffer {
+        let lent = suite
+            .framebuffer
+            .take()
+            .ok_or("the framebuffer is lent already")?;
+        gifts.push(lent);
+    }
     let descriptor = TaskDescriptor::new(attack.image.into())
         .with_image(attack.image)
         .with_identity(IdentityKind::Component, TrustDomain::user())
@@ -386,6 +420,9 @@ fn attack_once(kernel: &mut Kernel, suite: &mut Suite, attack: &Attack) -> Resul
     }
     if attack.lend_devices && suite.devices.is_none() {
         return Err("the lent device capabilities did not come back".into());
+    }
+    if attack.lend_framebuffer && suite.framebuffer.is_none() {
+        return Err("the lent framebuffer did not come back".into());
     }
     called?;
     Ok(seen)
@@ -557,6 +594,8 @@ fn drain(
             } else if suite.devices.is_none() {
                 let back: Vec<Cap<()>> = capabilities.by_ref().take(4).collect();
                 suite.devices = back.try_into().ok();
+            } else if suite.framebuffer.is_none() {
+                suite.framebuffer = capabilities.next();
             }
         } else if envelope.action == EXIT_NOTIFICATION_ACTION && envelope.source.is_none() {
             if let Ok(n) = envelope.payload.decode::<ExitNotification>() {

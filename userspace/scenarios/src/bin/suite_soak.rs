@@ -20,7 +20,11 @@
 //! frame count exactly where they started. The audit ring's records carry
 //! trust-domain names, so its heap share depends on which events it holds;
 //! before each reading the suite fills it with one kind of event
-//! ([`settle_audit`]), so that two readings compare like with like.
+//! ([`settle_audit`]), so that two readings compare like with like. Before
+//! that it sleeps ([`QUIESCE`]), so that every other task runs until it
+//! blocks: `steady` drops the reply capability of the suite's last ping
+//! only after its answer has woken the suite, and a reading taken while it
+//! still holds that capability counts the reply channel as live.
 #![no_std]
 #![no_main]
 
@@ -36,11 +40,10 @@ use pandagen_process_manager::{
 };
 use pandagen_rt::abi::info::{InfoReply, InfoRequest, MemorySummary};
 use pandagen_rt::abi::{
-    Cap, CapHandle, ChannelId, ExitReason, KernelApi, KernelError, MessageEnvelope, MessagePayload,
-    Rights, ServiceId, TaskDescriptor,
+    Cap, CapHandle, ChannelId, ExitReason, KernelApi, KernelError, Rights, TaskDescriptor,
 };
 use pandagen_rt::{println, Kernel};
-use pandagen_scenarios::{wait_exit, AttackReport, Tally, ATTACK_REPORT_ACTION, SOAK_SCHEMA};
+use pandagen_scenarios::{wait_exit, AttackReport, Tally, ATTACK_REPORT_ACTION};
 
 const MANIFEST: &[u8] = include_bytes!("../../../process_manager/manifests/suite-soak.manifest");
 const SPAWN_CYCLES: u32 = 10_000;
@@ -50,6 +53,9 @@ const CRASH_CYCLES: u32 = 1_000;
 const WARM_UP: u32 = 32;
 /// More than the kernel's audit ring holds (4096 records).
 const AUDIT_FILL: u32 = 2_100;
+/// Long enough for `steady` to finish handling a ping under TCG (it needs
+/// microseconds) and block receiving again.
+const QUIESCE: Duration = Duration::from_millis(50);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 const RESTART_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -119,8 +125,12 @@ impl Soak {
         }
     }
 
-    /// A reading with the audit ring full of one kind of record.
+    /// A reading taken once every other task has blocked, with the audit
+    /// ring full of one kind of record.
     fn settled_reading(&self, kernel: &mut Kernel) -> Result<Reading, String> {
+        kernel
+            .sleep(QUIESCE)
+            .map_err(|e| format!("sleeping until the others block: {e}"))?;
         settle_audit(kernel).map_err(|e| format!("filling the audit ring: {e}"))?;
         self.memory(kernel)
     }
@@ -221,20 +231,6 @@ impl Soak {
         let outcome = (|| -> Result<(Reading, ChannelId, ChannelId), String> {
             let report = kernel.create_channel().map_err(|e| format!("{e}"))?;
             let attack_exits = kernel.create_channel().map_err(|e| format!("{e}"))?;
-            // A channel keeps a small queue buffer once used: use both
-            // before the baseline, as the attack will.
-            for channel in [report, attack_exits] {
-                let probe = MessageEnvelope::new(
-                    ServiceId::from_raw(0),
-                    "soak.probe",
-                    SOAK_SCHEMA,
-                    MessagePayload::empty(),
-                );
-                kernel
-                    .send_message(channel, probe)
-                    .and_then(|()| kernel.receive_message(channel, Some(Duration::ZERO)))
-                    .map_err(|e| format!("probing a channel: {e}"))?;
-            }
             let before = self.settled_reading(kernel)?;
             Ok((before, report, attack_exits))
         })();

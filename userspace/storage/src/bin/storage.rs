@@ -37,21 +37,26 @@ use pandagen_storage::{
 
 /// Objects (and, without a block device, the journal) live in memory: give
 /// the service room to hold them.
-const HEAP_BYTES: usize = 8 << 20;
+const HEAP_BYTES: usize = 10 << 20;
 pandagen_rt::entry!(main, heap = HEAP_BYTES);
 
 /// The most journal bytes kept in memory (of the heap above).
 const JOURNAL_BYTES: usize = 2 * 1024 * 1024;
-/// What the heap keeps beyond the committed state. Committing or replaying
-/// a record holds its encoding beside the decoded changes (which the
-/// state already counts): at most one largest transaction,
-/// `MAX_TX_BYTES`. The other mebibyte covers the journal's buffers (two
-/// `IO_CHUNK`s and a block), the server's message buffers and caches, the
-/// pending writes of open transactions, and the holes the linked-list
-/// heap leaves between large blocks; the store's count is itself an upper
-/// bound (about a fifth above what its state really holds, measured on
-/// the power-cut writer's records).
-const RESERVE_BYTES: usize = pandagen_storage::limits::MAX_TX_BYTES + (1 << 20);
+/// What the heap keeps beyond the committed state:
+/// - the pending writes of open transactions, at most `MAX_PENDING_BYTES`
+///   (more is refused with `PendingFull`);
+/// - the encoding a commit or a replay holds beside the decoded changes
+///   (which the state already counts): at most one largest transaction,
+///   `MAX_TX_BYTES`;
+/// - a mebibyte for the journal's buffers (two `IO_CHUNK`s and a block),
+///   the server's message buffers and caches, and the holes the
+///   linked-list heap leaves between large blocks.
+///
+/// The store's count is itself an upper bound (about a fifth above what
+/// its state really holds, measured on the power-cut writer's records).
+const RESERVE_BYTES: usize = pandagen_storage::limits::MAX_PENDING_BYTES
+    + pandagen_storage::limits::MAX_TX_BYTES
+    + (1 << 20);
 
 /// The most heap bytes the store's committed state may hold, so that a
 /// restarted instance can replay all of it: the heap less the reserve,

@@ -227,15 +227,66 @@ fn a_frame_that_wholly_reached_the_disk_before_the_power_went_is_durable() {
     assert_eq!(replay(&mut j), vec![record(1, 700)]);
 }
 
+/// A disk whose next write lands whole but is reported as failed (a
+/// transient controller error); the device keeps working.
+#[derive(Clone)]
+struct FailsOneWrite {
+    disk: Disk,
+    fail_next_write: bool,
+}
+
+impl BlockDevice for FailsOneWrite {
+    fn block_size(&self) -> u32 {
+        self.disk.block_size()
+    }
+
+    fn block_count(&self) -> u64 {
+        self.disk.block_count()
+    }
+
+    fn read_blocks(&mut self, start: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.disk.read_blocks(start, buf)
+    }
+
+    fn write_blocks(&mut self, start: u64, buf: &[u8]) -> Result<(), BlockError> {
+        self.disk.write_blocks(start, buf)?;
+        if core::mem::take(&mut self.fail_next_write) {
+            return Err(BlockError::Device);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), BlockError> {
+        self.disk.flush()
+    }
+}
+
 #[test]
-fn a_commit_reported_as_failed_is_not_replayed() {
+fn a_commit_reported_as_failed_is_never_replayed_even_by_a_restart() {
+    let device = FailsOneWrite {
+        disk: Disk::new(64),
+        fail_next_write: false,
+    };
+    let mut j = JournalBackend::format(device, [9; 16]).unwrap();
+    j.apply(&record(1, 10)).unwrap();
+    j.device_mut().fail_next_write = true;
+    assert_eq!(j.apply(&record(2, 10)), Err(BackendError::Io));
+    // The service restarts at once, without recovering in place.
+    let mut j = JournalBackend::open(j.into_device().disk).unwrap();
+    assert_eq!(replay(&mut j), vec![record(1, 10)]);
+}
+
+#[test]
+fn a_commit_whose_failure_cannot_be_made_durable_is_reported_as_unknown() {
     let mut j = JournalBackend::format(Disk::new(64), [9; 16]).unwrap();
     j.apply(&record(1, 10)).unwrap();
     let mut disk = j.into_device();
     disk.fail_flush = true;
     let mut j = JournalBackend::open(disk).unwrap();
     replay(&mut j);
-    assert_eq!(j.apply(&record(2, 10)), Err(BackendError::Io));
+    // The frame's write and the void's write both reached the medium,
+    // but neither flush was acknowledged.
+    assert_eq!(j.apply(&record(2, 10)), Err(BackendError::OutcomeUnknown));
     let mut disk = j.into_device();
     disk.fail_flush = false;
     let mut j = JournalBackend::open(disk).unwrap();

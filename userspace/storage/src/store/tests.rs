@@ -406,6 +406,42 @@ fn expect_version_guards_against_lost_updates() {
     );
 }
 
+/// Clients opening many large transactions cannot make the service hold
+/// more uncommitted bytes than its memory keeps room for: past it, a write
+/// is refused, typed, and changes nothing.
+#[test]
+fn open_transactions_together_hold_at_most_the_pending_room() {
+    let mut s = store();
+    let max = limits::MAX_PENDING_BYTES;
+    let (a, _) = s.create(ObjectKind::Blob).unwrap();
+    let (b, _) = s.create(ObjectKind::Blob).unwrap();
+    let (c, _) = s.create(ObjectKind::Blob).unwrap();
+    let half = vec![7u8; max / 2];
+    let mut first = s.begin_owned(Some(1), 0).unwrap();
+    let mut second = s.begin_owned(Some(2), 0).unwrap();
+    let mut third = s.begin_owned(Some(3), 0).unwrap();
+    s.write_blob(&mut first, a, &half).unwrap();
+    s.write_blob(&mut second, b, &half).unwrap();
+    // Full to the byte: one more byte, from a third client, is refused.
+    assert_eq!(
+        s.write_blob(&mut third, c, b"x"),
+        Err(StorageError::PendingFull {
+            pending: max as u64,
+            needed: 1,
+            max: max as u64,
+        })
+    );
+    // The refused transaction is still active, and writes once another
+    // transaction has ended.
+    s.rollback(&mut first).unwrap();
+    s.write_blob(&mut third, c, b"x").unwrap();
+    s.commit(&mut third).unwrap();
+    s.commit(&mut second).unwrap();
+    assert_eq!(blob_bytes(&mut s, c, None), b"x");
+    assert_eq!(blob_bytes(&mut s, b, None), half[..limits::MAX_READ_BYTES]);
+    assert!(blob_bytes(&mut s, a, None).is_empty(), "rolled back");
+}
+
 #[test]
 fn active_transactions_are_bounded_and_idle_ones_expire() {
     let mut s = store();

@@ -1,7 +1,8 @@
 //! The journal behind a disk driver that dies in mid-request and is
-//! restarted: the commit in flight fails and is never replayed, whatever
-//! of it reached the disk, and the journal (and the store above it) carry
-//! on in place once the driver is back, with every acknowledged commit.
+//! restarted: the commit in flight fails with an unknown outcome; once the
+//! driver is back it is voided and never replayed, whatever of it reached
+//! the disk, and the journal (and the store above it) carry on in place
+//! with every acknowledged commit.
 
 use super::*;
 
@@ -121,7 +122,12 @@ fn a_commit_cut_by_a_driver_crash_is_never_replayed_and_the_journal_goes_on_in_p
             j.apply(&record(1, 10)).unwrap();
             j.apply(&record(2, 300)).unwrap();
             die(j.device_mut(), keep);
-            assert_eq!(j.apply(&record(3, 700)), Err(BackendError::Io), "{case}");
+            // The driver is gone, so the void cannot be written either.
+            assert_eq!(
+                j.apply(&record(3, 700)),
+                Err(BackendError::OutcomeUnknown),
+                "{case}"
+            );
             // Nothing more is taken while the medium is in doubt.
             assert_eq!(
                 j.apply(&record(3, 10)),
@@ -147,6 +153,22 @@ fn a_commit_cut_by_a_driver_crash_is_never_replayed_and_the_journal_goes_on_in_p
             );
         }
     }
+}
+
+/// Why a commit cut by a driver crash is reported as of unknown outcome:
+/// its frame reached the disk whole, and a service restarted before the
+/// driver is back (so before the frame could be voided) replays it.
+#[test]
+fn a_restart_before_the_driver_is_back_may_replay_the_commit_in_flight() {
+    let mut j = JournalBackend::format(Driver::new(Disk::new(64)), [9; 16]).unwrap();
+    j.apply(&record(1, 10)).unwrap();
+    // The frame's write is served, the flush is not.
+    j.device_mut().die_after(1);
+    assert_eq!(j.apply(&record(2, 300)), Err(BackendError::OutcomeUnknown));
+    assert_eq!(
+        replayed_after_restart(j.device_mut()),
+        vec![record(1, 10), record(2, 300)]
+    );
 }
 
 #[test]
@@ -183,7 +205,7 @@ fn the_store_carries_on_after_its_disk_driver_restarts_and_keeps_every_acknowled
         assert!(
             matches!(
                 put(&mut s, b"lost", &[9; 700]),
-                Err(StorageError::Backend(BackendError::Io))
+                Err(StorageError::Backend(BackendError::OutcomeUnknown))
             ),
             "{how}: the commit in flight fails, typed"
         );
