@@ -726,3 +726,30 @@ fn compacting_with_nothing_to_compact_writes_nothing() {
     let all: Vec<_> = (1..=4).map(|s| record(s, 10)).collect();
     assert_eq!(replay(&mut j), all);
 }
+
+#[test]
+fn no_entry_past_the_last_commit_its_segment_names_is_handed_over() {
+    // A segment's header (its MAC right) says commit 1 is its last, but a
+    // second entry follows: replay refuses it as corrupt before handing
+    // that entry to the store, not after.
+    let mut j = JournalBackend::format(Disk::new(32), [9; 16]).unwrap();
+    let records = [record(1, 10), record(2, 10)];
+    for r in &records {
+        j.apply(r).unwrap();
+    }
+    assert_eq!(j.compact(), Ok(true));
+    let volume = j.volume();
+    let mut disk = j.into_device();
+    let at = DATA_START as usize * BLOCK;
+    let header = &mut disk.bytes[at..at + SEGMENT_HEADER];
+    assert_eq!((le_u64(&header[12..]), le_u64(&header[20..])), (1, 2));
+    header[20..28].copy_from_slice(&1u64.to_le_bytes());
+    reseal(&volume, header);
+    let mut j = JournalBackend::open(disk).unwrap();
+    let mut handed = Vec::new();
+    assert_eq!(
+        j.replay(&mut |r| handed.push(r)).err(),
+        Some(BackendError::Corrupt)
+    );
+    assert_eq!(handed, records[..1]);
+}
