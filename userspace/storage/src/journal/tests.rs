@@ -383,6 +383,9 @@ use crate::record::Origin;
 use alloc::format;
 use alloc::string::String;
 
+/// A map's live keys at one version, each with what a reader gets for it.
+type MapEntries = Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>;
+
 /// One thing a reader can see: an object (its id, kind and capability
 /// epoch), or the content of one of its versions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -390,7 +393,7 @@ enum Seen {
     Object(u64, ObjectKind, u32),
     Blob(VersionId, Option<Vec<u8>>),
     Log(VersionId, Vec<Vec<u8>>),
-    Map(VersionId, Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>),
+    Map(VersionId, MapEntries),
 }
 
 /// Everything a reader can see in `s`: every object, its kind, its
