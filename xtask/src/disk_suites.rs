@@ -186,6 +186,11 @@ pub fn run(
     report: &mut Report,
 ) -> TaskResult<()> {
     disk::prepare(disk_image, DISK_MIB, true)?;
+    if let Some(dir) = log.parent() {
+        // Run alone (`--suite powercut-bios` in a fresh clone), no other
+        // suite has made the log directory.
+        std::fs::create_dir_all(dir)?;
+    }
     let mut transcript = String::new();
     let result = match which {
         DiskRun::Reboot => reboot(make, disk_image, &mut transcript, report),
