@@ -18,6 +18,7 @@
 extern crate alloc;
 
 mod block;
+pub mod compare;
 pub mod device;
 mod kernel;
 pub mod syscall;

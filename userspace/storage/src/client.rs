@@ -1,7 +1,10 @@
 //! The typed storage client, over any `KernelApi`.
 //!
-//! Each call sends one request with a send-only capability for the
-//! client's reply channel and waits for the answer correlated to it.
+//! Each call sends one request and waits for the answer correlated to it,
+//! on the client's reply channel. The client keeps a *session* with the
+//! service (see the protocol's *Sessions*): its first request, and every
+//! re-send, carries a send-only capability for the reply channel, which
+//! the service keeps; the others carry none.
 //! Requests about one object are sent through that object's kernel
 //! capability ([`ObjectCap`], see [`cap`](crate::cap)); the others go to the
 //! service channel. An answer that grants a capability carries it attached,
@@ -15,6 +18,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
 use pandagen_abi::error::{ReceiveError, SendError};
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
@@ -27,8 +31,8 @@ use crate::error::StorageError;
 use crate::ids::{TxId, VersionId};
 use crate::object::ObjectKind;
 use crate::protocol::{
-    actions, NewVersions, Op, OpResult, Reply, Request, Response, StorageInfo, SCHEMA,
-    VERSION_POLICY,
+    actions, NewVersions, Op, OpResult, Reply, Request, RequestPayloadRef, Response, StorageInfo,
+    SCHEMA, VERSION_POLICY,
 };
 
 /// Why a call failed.
@@ -158,6 +162,10 @@ fn unpack<K: KernelApi>(
     Ok((reply, granted))
 }
 
+/// Session numbers, unique among the clients of one program (a task's
+/// sessions are told apart by these; the service adds the task).
+static NEXT_SESSION: AtomicU32 = AtomicU32::new(1);
+
 /// A connection to the storage service.
 #[derive(Debug)]
 pub struct StorageClient {
@@ -168,6 +176,15 @@ pub struct StorageClient {
     /// Look the service up again when its channel closes (a restarted
     /// storage task registers a new one). Set by [`StorageClient::connect`].
     relookup: bool,
+    /// This client's session number.
+    session: u32,
+    /// Whether a request carrying the reply capability has been sent since
+    /// the service was (re)found: until then every request carries one.
+    opened: bool,
+    /// Requests sent whose answers have not been received. While it is
+    /// one (the request being waited for), no other answer can arrive, so
+    /// the wait needs no deadline of its own and the clock is not read.
+    unanswered: u32,
 }
 
 impl StorageClient {
@@ -189,6 +206,9 @@ impl StorageClient {
             timeout: DEFAULT_TIMEOUT,
             attempts: DEFAULT_ATTEMPTS,
             relookup: false,
+            session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            opened: false,
+            unanswered: 0,
         }
     }
 
@@ -247,16 +267,11 @@ impl StorageClient {
         request: &Request,
         id: MessageId,
     ) -> Result<(Reply, Option<ObjectCap>), ClientError> {
-        let mut envelope = MessageEnvelope::new(
-            STORAGE,
-            request.action(),
-            SCHEMA,
-            MessagePayload::new(request)?,
-        );
+        let mut envelope = self.envelope(request)?;
         envelope.id = id;
         let via = via.map(Cap::handle);
-        for _ in 0..self.attempts {
-            if let Some(answer) = self.attempt(kernel, via, &envelope)? {
+        for attempt in 0..self.attempts {
+            if let Some(answer) = self.attempt(kernel, via, &envelope, attempt > 0)? {
                 return unpack(kernel, answer);
             }
         }
@@ -266,10 +281,25 @@ impl StorageClient {
         })
     }
 
-    /// Send `envelope` with a fresh reply capability, on the service
-    /// channel or through the object capability `via`. `false` if it could
-    /// not be sent now (the caller then spends the attempt waiting, as for
-    /// a lost answer). A closed service channel is looked up again first
+    /// The envelope of `request`, in this client's session.
+    fn envelope(&self, request: &Request) -> Result<MessageEnvelope, ClientError> {
+        let payload = RequestPayloadRef {
+            request,
+            session: Some(self.session),
+        };
+        Ok(MessageEnvelope::new(
+            STORAGE,
+            request.action(),
+            SCHEMA,
+            MessagePayload::new(&payload)?,
+        ))
+    }
+
+    /// Send `envelope` on the service channel or through the object
+    /// capability `via`; with a fresh reply capability if `resend` or if
+    /// the session is not open yet (a re-send re-opens a session the
+    /// service may have dropped). `false` if it could not be sent now (the
+    /// caller then spends the attempt waiting, as for a lost answer). A closed service channel is looked up again first
     /// (its capability dropped): a restarted storage task has registered a
     /// new one. Through an object
     /// capability no lookup is needed: the kernel finds the storage task
@@ -280,27 +310,32 @@ impl StorageClient {
         kernel: &mut K,
         via: Option<CapHandle>,
         envelope: &MessageEnvelope,
+        resend: bool,
     ) -> Result<bool, ClientError> {
         let mut looked_up = false;
         loop {
-            let reply_cap = kernel.clone_capability(
-                &Cap::<()>::from(self.reply),
-                Rights::SEND | Rights::TRANSFER,
-            )?;
-            let handle = reply_cap.handle();
+            let attach = resend || !self.opened;
+            let mut caps = Vec::new();
+            if attach {
+                caps.push(kernel.clone_capability(
+                    &Cap::<()>::from(self.reply),
+                    Rights::SEND | Rights::TRANSFER,
+                )?);
+            }
+            let handle = caps.first().map(Cap::handle);
             let sent = match via {
-                Some(object) => {
-                    kernel.send_to_object(&as_object(object), envelope.clone(), vec![reply_cap])
-                }
-                None => {
-                    kernel.send_with_capabilities(self.service, envelope.clone(), vec![reply_cap])
-                }
+                Some(object) => kernel.send_to_object(&as_object(object), envelope.clone(), caps),
+                None => kernel.send_with_capabilities(self.service, envelope.clone(), caps),
             };
             let Err(e) = sent else {
+                self.opened |= attach;
+                self.unanswered = self.unanswered.saturating_add(1);
                 return Ok(true);
             };
             // A failed send leaves the capability with us.
-            let _ = kernel.drop_capability(Cap::from_handle(handle));
+            if let Some(handle) = handle {
+                let _ = kernel.drop_capability(Cap::from_handle(handle));
+            }
             match e {
                 KernelError::SendFailed(SendError::ChannelClosed)
                     if via.is_none() && self.relookup && !looked_up =>
@@ -310,6 +345,10 @@ impl StorageClient {
                         Ok(service) => {
                             let closed = core::mem::replace(&mut self.service, service);
                             let _ = kernel.drop_capability(Cap::from(closed));
+                            // A new instance keeps no session of ours, and
+                            // the old one's answers are not coming.
+                            self.opened = false;
+                            self.unanswered = 0;
                         }
                         Err(_) => return Ok(false),
                     }
@@ -327,14 +366,16 @@ impl StorageClient {
         kernel: &mut K,
         via: Option<CapHandle>,
         envelope: &MessageEnvelope,
+        resend: bool,
     ) -> Result<Option<ReceivedMessage>, ClientError> {
-        if !self.send(kernel, via, envelope)? {
+        if !self.send(kernel, via, envelope, resend)? {
             kernel.sleep(self.timeout)?;
             return Ok(None);
         }
-        let deadline = kernel.now().saturating_add(self.timeout);
-        // The first wait is the whole timeout: the clock is read again
-        // only after a late answer.
+        // The first wait is the whole timeout. The deadline matters only
+        // if other answers arrive first, which needs an earlier request
+        // still unanswered: only then is the clock read now.
+        let mut deadline = (self.unanswered > 1).then(|| kernel.now().saturating_add(self.timeout));
         let mut left = self.timeout;
         loop {
             if left.is_zero() {
@@ -342,15 +383,22 @@ impl StorageClient {
             }
             match kernel.receive_with_capabilities(self.reply, Some(left)) {
                 Ok(answer) if answer.envelope.correlation_id == Some(envelope.id) => {
-                    return Ok(Some(answer))
+                    self.unanswered = self.unanswered.saturating_sub(1);
+                    return Ok(Some(answer));
                 }
                 // A late answer to an earlier call: drop it (and whatever
                 // it carried) and keep waiting.
                 Ok(late) => {
+                    self.unanswered = self.unanswered.saturating_sub(1);
                     for cap in late.capabilities {
                         let _ = kernel.drop_capability(cap);
                     }
-                    left = deadline.saturating_duration_since(kernel.now());
+                    // An answer the count did not expect (the service
+                    // answered one request twice): the deadline is taken
+                    // from now, so the wait is at most this much longer.
+                    let now = kernel.now();
+                    let until = *deadline.get_or_insert(now.saturating_add(left));
+                    left = until.saturating_duration_since(now);
                 }
                 // A lost or failed receive counts as a lost answer: the next
                 // attempt re-sends under the same id.
@@ -389,14 +437,9 @@ impl StorageClient {
         via: Option<CapHandle>,
         request: &Request,
     ) -> Result<PendingCall, ClientError> {
-        let envelope = MessageEnvelope::new(
-            STORAGE,
-            request.action(),
-            SCHEMA,
-            MessagePayload::new(request)?,
-        );
+        let envelope = self.envelope(request)?;
         // If it cannot be sent now, the first deadline re-sends it.
-        self.send(kernel, via, &envelope)?;
+        self.send(kernel, via, &envelope, false)?;
         Ok(PendingCall {
             envelope,
             via,
@@ -418,11 +461,13 @@ impl StorageClient {
         loop {
             match kernel.receive_with_capabilities(self.reply, Some(Duration::ZERO)) {
                 Ok(answer) if answer.envelope.correlation_id == Some(call.envelope.id) => {
+                    self.unanswered = self.unanswered.saturating_sub(1);
                     let (reply, granted) = unpack(kernel, answer)?;
                     call.granted = granted;
                     return Ok(Some(reply));
                 }
                 Ok(late) => {
+                    self.unanswered = self.unanswered.saturating_sub(1);
                     for cap in late.capabilities {
                         let _ = kernel.drop_capability(cap);
                     }
@@ -440,7 +485,7 @@ impl StorageClient {
                 });
             }
             call.attempts_left -= 1;
-            self.send(kernel, call.via, &call.envelope)?;
+            self.send(kernel, call.via, &call.envelope, true)?;
             call.deadline = kernel.now().saturating_add(self.timeout);
         }
         Ok(None)

@@ -1,9 +1,9 @@
-//! The storage service's IPC protocol, schema v2.
+//! The storage service's IPC protocol, schema v2.2.
 //!
-//! A request is a [`Request`] in a `MessageEnvelope` whose action is
-//! [`Request::action`] and whose schema version is [`SCHEMA`]; its first
-//! attached capability is a send-only capability for the client's reply
-//! channel. The answer is one envelope with action [`actions::REPLY`],
+//! A request is a [`RequestPayload`] in a `MessageEnvelope` whose action
+//! is [`Request::action`] and whose schema version is [`SCHEMA`]; its first
+//! attached capability, if any, is a send-only capability for the client's
+//! reply channel (see *Sessions* for requests that carry none). The answer is one envelope with action [`actions::REPLY`],
 //! correlated to the request, whose payload is a [`Response`]: the reply or
 //! the typed error. Every request gets exactly one answer, bad ones
 //! included. An answer that grants a capability ([`Reply::Created`],
@@ -33,6 +33,24 @@
 //! Retries are idempotent: a request re-sent with the same message id gets
 //! the answer of its first execution, not a second execution (see
 //! [`server`](crate::server)).
+//!
+//! # Sessions (v2.2)
+//!
+//! A client that sends many requests need not attach a reply capability to
+//! each. It numbers itself with a *session* ([`RequestPayload::session`],
+//! unique among the sending task's clients) and attaches a reply
+//! capability to its first request, and again to every re-send: the
+//! server keeps that capability as the session's standing reply channel,
+//! keyed by the kernel-stamped sending task and the session number, and
+//! answers the session's later requests, which carry no capability, on
+//! it. A task can only name its own sessions (the task half of the key is
+//! the kernel's stamp), so an answer still goes only where the requester
+//! asked. A session request that arrives without a capability while the
+//! server keeps none for it (the server restarted, or dropped the session
+//! to make room or after a failed send) is not executed and gets no
+//! answer: the client's re-send, which attaches a capability again,
+//! re-opens the session. A request without a session number is answered
+//! on the capability it carries, once, as in v2.1.
 
 use alloc::vec::Vec;
 use pandagen_abi::{Rights, SchemaVersion, VersionPolicy};
@@ -44,11 +62,30 @@ use crate::ids::{CommitSeq, ObjectId, TxId, VersionId};
 use crate::object::ObjectKind;
 
 /// The schema version clients send.
-pub const SCHEMA: SchemaVersion = SchemaVersion::new(2, 1);
+pub const SCHEMA: SchemaVersion = SchemaVersion::new(2, 2);
 
 /// The versions the service accepts: v2.x only (see the module docs for
 /// why v1 is refused).
-pub const VERSION_POLICY: VersionPolicy = VersionPolicy::current(2, 1).with_min_major(2);
+pub const VERSION_POLICY: VersionPolicy = VersionPolicy::current(2, 2).with_min_major(2);
+
+/// What a request envelope's payload holds: the [`Request`] and, since
+/// v2.2, the number of the client's *session* (see the module docs). A
+/// v2.0 or v2.1 payload is a bare `Request`, which decodes as this with
+/// no session (the added field is last, with a default).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct RequestPayload {
+    pub request: Request,
+    #[serde(default)]
+    pub session: Option<u32>,
+}
+
+/// [`RequestPayload`] as a client encodes it, borrowing the request (the
+/// same bytes).
+#[derive(Debug, Serialize)]
+pub struct RequestPayloadRef<'a> {
+    pub request: &'a Request,
+    pub session: Option<u32>,
+}
 
 /// Action names, one per request, plus the reply's.
 pub mod actions {

@@ -44,8 +44,8 @@ use alloc::vec::Vec;
 use pandagen_abi::envelope::MAX_PAYLOAD_BYTES;
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
-    Badge, Cap, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope, MessageId,
-    MessagePayload, ReceivedMessage, Rights, TaskId,
+    Badge, Cap, CapHandle, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope,
+    MessageId, MessagePayload, ReceivedMessage, Rights, TaskId,
 };
 
 use crate::backend::{RecoveryReport, StorageBackend};
@@ -59,8 +59,8 @@ use crate::object::ObjectKind;
 const HOME_RIGHTS: Rights =
     Rights::from_bits(Rights::READ.bits() | Rights::WRITE.bits() | Rights::TRANSFER.bits());
 use crate::protocol::{
-    actions, Op, OpResult, Reply, Request, Response, StorageInfo, MAX_VERSIONS_PER_REPLY,
-    VERSION_POLICY,
+    actions, Op, OpResult, Reply, Request, RequestPayload, Response, StorageInfo,
+    MAX_VERSIONS_PER_REPLY, VERSION_POLICY,
 };
 use crate::record::Origin;
 use crate::store::ObjectStore;
@@ -69,6 +69,10 @@ use crate::transaction::TransactionalStorage;
 
 /// How many answers the server remembers for retried requests.
 pub const ANSWER_CACHE: usize = 64;
+/// How many client sessions (standing reply capabilities, see the
+/// protocol's *Sessions*) the server keeps; opening one more drops the
+/// longest-open one.
+pub const MAX_SESSIONS: usize = 64;
 /// The default idle timeout of a transaction, in kernel time.
 pub const DEFAULT_TX_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -167,12 +171,90 @@ impl AnswerCache {
     }
 }
 
+/// The standing reply capability of each open session, keyed by the
+/// kernel-stamped sending task and the client's session number.
+#[derive(Debug, Default)]
+struct Sessions {
+    replies: BTreeMap<(TaskId, u32), Cap<()>>,
+    /// Opening order, oldest first: the one dropped to make room.
+    order: VecDeque<(TaskId, u32)>,
+}
+
+impl Sessions {
+    fn get(&self, key: &(TaskId, u32)) -> Option<CapHandle> {
+        self.replies.get(key).map(Cap::handle)
+    }
+
+    /// Make `reply` the session's reply capability. Returns the
+    /// capabilities it replaces or evicts, for the caller to drop.
+    fn open(&mut self, key: (TaskId, u32), reply: Cap<()>) -> Vec<Cap<()>> {
+        let mut released = Vec::new();
+        match self.replies.insert(key, reply) {
+            Some(old) => released.push(old),
+            None => self.order.push_back(key),
+        }
+        while self.order.len() > MAX_SESSIONS {
+            if let Some(old) = self.order.pop_front() {
+                released.extend(self.replies.remove(&old));
+            }
+        }
+        released
+    }
+
+    /// Forget the session (its reply channel failed); its capability, for
+    /// the caller to drop.
+    fn close(&mut self, key: &(TaskId, u32)) -> Option<Cap<()>> {
+        let reply = self.replies.remove(key)?;
+        self.order.retain(|k| k != key);
+        Some(reply)
+    }
+}
+
+/// Where the answer to one request goes.
+#[derive(Debug)]
+enum ReplyTo {
+    /// The reply capability the request carried: used once, then dropped.
+    Once(Cap<()>),
+    /// The standing reply capability of the requester's session: kept.
+    Session((TaskId, u32), CapHandle),
+}
+
+/// A request's payload, decoded once, or why it cannot be executed.
+type Decoded = Result<RequestPayload, StorageError>;
+
+/// Decode the request in `envelope`: its schema version, its action and
+/// its payload, which must agree.
+fn decode_request(envelope: &MessageEnvelope) -> Decoded {
+    VERSION_POLICY
+        .check(STORAGE, envelope.schema_version)
+        .map_err(StorageError::SchemaMismatch)?;
+    if !actions::REQUESTS.contains(&envelope.action.as_str()) {
+        return Err(StorageError::UnknownAction);
+    }
+    // A request variant this version does not know (a newer client's
+    // operation) is an unknown action, not a broken payload.
+    let payload: RequestPayload = envelope.payload.decode().map_err(|e| {
+        if e.is_unknown_variant() {
+            StorageError::UnknownAction
+        } else {
+            StorageError::MalformedPayload
+        }
+    })?;
+    if payload.request.action() != envelope.action {
+        return Err(StorageError::ActionMismatch);
+    }
+    Ok(payload)
+}
+
 /// The storage service.
 #[derive(Debug)]
 pub struct StorageServer<B: StorageBackend> {
     store: ObjectStore<B>,
     caps: CapAuthority,
     answered: AnswerCache,
+    sessions: Sessions,
+    /// The latest clock reading, in nanoseconds (see [`Self::execute`]).
+    clock: u64,
     tx_timeout: Duration,
     /// Mixed into the task half of every durable answer's key: task and
     /// message ids restart at every boot, and a journal on a disk outlives
@@ -190,6 +272,8 @@ impl<B: StorageBackend> StorageServer<B> {
             store,
             caps,
             answered: AnswerCache::default(),
+            sessions: Sessions::default(),
+            clock: 0,
             tx_timeout: DEFAULT_TX_TIMEOUT,
             boot: 0,
         };
@@ -242,11 +326,12 @@ impl<B: StorageBackend> StorageServer<B> {
     /// closed or revoked); returns that error.
     ///
     /// An answer that grants no capability goes out with the wait for the
-    /// next request in one `reply_then_receive` (one `SendReceive` system
-    /// call, which the kernel completes by switching straight to the
-    /// waiting client, and which releases the request's reply capability
-    /// before the next request's arrives). Other answers take
-    /// [`StorageServer::handle`].
+    /// next request in one system call (an `Exchange`, which the kernel
+    /// completes by switching straight to the waiting client): on a
+    /// session's standing reply capability, which is kept, or on the
+    /// request's own reply capability, which the call releases before the
+    /// next request arrives. Other answers take [`StorageServer::handle`]'s
+    /// way.
     pub fn serve<K: KernelApi>(&mut self, kernel: &mut K, channel: ChannelId) -> KernelError {
         let mut next = kernel.receive_with_capabilities(channel, None);
         loop {
@@ -267,61 +352,129 @@ impl<B: StorageBackend> StorageServer<B> {
 
     /// Answer `request` and, when the answer carries no capability, wait
     /// for the next request in the same call. `None` when the caller must
-    /// receive the next request itself: the answer went through
-    /// [`StorageServer::handle`], or the combined call failed (its send or
-    /// its receive; a failing receive fails again for the caller, which
-    /// then sees its cause).
+    /// receive the next request itself: the request had nowhere to be
+    /// answered, the answer went out with [`StorageServer::send_answer`],
+    /// or the combined call failed (its send or its receive; a failing
+    /// receive fails again for the caller, which then sees its cause).
     fn answer_and_wait<K: KernelApi>(
         &mut self,
         kernel: &mut K,
         request: ReceivedMessage,
         channel: ChannelId,
     ) -> Option<Result<ReceivedMessage, KernelError>> {
-        if request.capabilities.len() != 1 {
-            let _ = self.handle(kernel, request);
-            return None;
-        }
-        let answer = self.respond(&request.envelope, request.badge, kernel.now());
-        let reply_cap = request.capabilities.into_iter().next()?;
+        let ReceivedMessage {
+            envelope,
+            capabilities,
+            badge,
+        } = request;
+        let decoded = decode_request(&envelope);
+        let reply_to = self.reply_to(kernel, &envelope, &decoded, capabilities)?;
+        let answer = self.respond_decoded(&envelope, decoded, badge, || kernel.now());
         if let Some(grant) = answer.grant {
-            let _ = self.send_answer(kernel, reply_cap, answer.envelope, Some(grant));
+            let _ = self.send_answer(kernel, reply_to, answer.envelope, Some(grant));
             return None;
         }
-        kernel
-            .reply_then_receive(reply_cap, answer.envelope, channel, None)
-            .ok()
-            .map(Ok)
+        match reply_to {
+            ReplyTo::Once(reply) => kernel
+                .reply_then_receive(reply, answer.envelope, channel, None)
+                .ok()
+                .map(Ok),
+            ReplyTo::Session(key, reply) => {
+                let reply = ChannelId::from_handle(reply);
+                match kernel.send_then_receive(reply, answer.envelope, channel, None) {
+                    Ok(next) => Some(Ok(next)),
+                    Err(_) => {
+                        self.close_session(kernel, &key);
+                        None
+                    }
+                }
+            }
+        }
     }
 
-    /// Handle one received request: answer it on the reply capability it
-    /// carried, with the capability the answer grants attached, then drop
-    /// every capability the request carried.
+    /// Handle one received request: answer it where [`Self::reply_to`]
+    /// says, with the capability the answer grants attached.
     pub fn handle<K: KernelApi>(
         &mut self,
         kernel: &mut K,
         request: ReceivedMessage,
     ) -> Result<(), HandleError> {
-        let mut caps = request.capabilities.into_iter();
-        let reply_cap = caps.next();
-        for extra in caps {
-            // Storage takes no kernel capabilities beyond the reply channel.
-            let _ = kernel.drop_capability(extra);
-        }
-        let Some(reply_cap) = reply_cap else {
+        let ReceivedMessage {
+            envelope,
+            capabilities,
+            badge,
+        } = request;
+        let decoded = decode_request(&envelope);
+        let Some(reply_to) = self.reply_to(kernel, &envelope, &decoded, capabilities) else {
             return Err(HandleError::NoReplyChannel);
         };
-        let Answer { envelope, grant } =
-            self.respond(&request.envelope, request.badge, kernel.now());
-        self.send_answer(kernel, reply_cap, envelope, grant)
+        let Answer {
+            envelope: answer,
+            grant,
+        } = self.respond_decoded(&envelope, decoded, badge, || kernel.now());
+        self.send_answer(kernel, reply_to, answer, grant)
     }
 
-    /// Send `envelope` on `reply_cap` with the capability `grant` describes
-    /// (minted now; a refused mint is answered as such), then drop
-    /// `reply_cap`.
+    /// Where to answer `envelope`, which carried `capabilities` (any beyond
+    /// the first are dropped: storage takes none but a reply channel).
+    /// - A reply capability with a session number opens (or re-opens) the
+    ///   requester's session on it.
+    /// - A reply capability without one is used for this answer only.
+    /// - No capability: the session's standing one, if the server keeps
+    ///   it; else `None`, and the request is not executed (the client's
+    ///   re-send carries a capability).
+    fn reply_to<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        envelope: &MessageEnvelope,
+        decoded: &Decoded,
+        capabilities: Vec<Cap<()>>,
+    ) -> Option<ReplyTo> {
+        let mut caps = capabilities.into_iter();
+        let attached = caps.next();
+        for extra in caps {
+            let _ = kernel.drop_capability(extra);
+        }
+        // The task half of the key is the kernel's stamp: a client names
+        // only its own task's sessions.
+        let session = match (envelope.source, decoded) {
+            (
+                Some(task),
+                Ok(RequestPayload {
+                    session: Some(n), ..
+                }),
+            ) => Some((task, *n)),
+            _ => None,
+        };
+        match (attached, session) {
+            (Some(reply), Some(key)) => {
+                let handle = reply.handle();
+                for released in self.sessions.open(key, reply) {
+                    let _ = kernel.drop_capability(released);
+                }
+                Some(ReplyTo::Session(key, handle))
+            }
+            (Some(reply), None) => Some(ReplyTo::Once(reply)),
+            (None, Some(key)) => self.sessions.get(&key).map(|h| ReplyTo::Session(key, h)),
+            (None, None) => None,
+        }
+    }
+
+    /// Forget session `key` and drop its reply capability.
+    fn close_session<K: KernelApi>(&mut self, kernel: &mut K, key: &(TaskId, u32)) {
+        if let Some(reply) = self.sessions.close(key) {
+            let _ = kernel.drop_capability(reply);
+        }
+    }
+
+    /// Send `envelope` to `reply_to` with the capability `grant` describes
+    /// (minted now; a refused mint is answered as such). A one-time reply
+    /// capability is dropped afterwards; a session whose reply channel
+    /// refused the answer is closed.
     fn send_answer<K: KernelApi>(
         &mut self,
         kernel: &mut K,
-        reply_cap: Cap<()>,
+        reply_to: ReplyTo,
         mut envelope: MessageEnvelope,
         grant: Option<ObjectGrant>,
     ) -> Result<(), HandleError> {
@@ -336,15 +489,25 @@ impl<B: StorageBackend> StorageServer<B> {
             }
         }
         let minted = attached.first().map(Cap::handle);
-        let reply = ChannelId::from_handle(reply_cap.handle());
-        let sent = kernel.send_with_capabilities(reply, envelope, attached);
+        let channel = match &reply_to {
+            ReplyTo::Once(reply) => reply.handle(),
+            ReplyTo::Session(_, reply) => *reply,
+        };
+        let sent =
+            kernel.send_with_capabilities(ChannelId::from_handle(channel), envelope, attached);
         if let (Err(_), Some(minted)) = (&sent, minted) {
             // A refused send leaves the capability with us: nobody got it.
             let _ = kernel.drop_capability(Cap::from_handle(minted));
         }
-        // Dropping our copy cannot fail in a way that matters: the answer is
-        // already queued (or refused) either way.
-        let _ = kernel.drop_capability(reply_cap);
+        match reply_to {
+            // Dropping our copy cannot fail in a way that matters: the
+            // answer is already queued (or refused) either way.
+            ReplyTo::Once(reply) => {
+                let _ = kernel.drop_capability(reply);
+            }
+            ReplyTo::Session(key, _) if sent.is_err() => self.close_session(kernel, &key),
+            ReplyTo::Session(..) => {}
+        }
         sent.map_err(HandleError::Send)
     }
 
@@ -357,6 +520,19 @@ impl<B: StorageBackend> StorageServer<B> {
         request: &MessageEnvelope,
         badge: Option<Badge>,
         now: Instant,
+    ) -> Answer {
+        let decoded = decode_request(request);
+        self.respond_decoded(request, decoded, badge, || now)
+    }
+
+    /// [`Self::respond`] with the request already decoded, reading the
+    /// clock only if the request needs it (see [`Self::execute`]).
+    fn respond_decoded(
+        &mut self,
+        request: &MessageEnvelope,
+        decoded: Decoded,
+        badge: Option<Badge>,
+        clock: impl FnOnce() -> Instant,
     ) -> Answer {
         let key = request.source.map(|task| (task, request.id));
         if let Some(answer) = key.as_ref().and_then(|k| self.answered.get(k)) {
@@ -371,7 +547,7 @@ impl<B: StorageBackend> StorageServer<B> {
         if let Some(answer) = durable {
             return Answer::remembered(request, answer);
         }
-        let response = self.execute(request, badge, now);
+        let response = self.execute(request, decoded, badge, clock);
         let grant = response.as_ref().ok().and_then(Reply::grant);
         let payload = MessagePayload::new(&response).unwrap_or_else(|_| {
             // Replies are bounded below the payload limit (see `limits`);
@@ -385,36 +561,29 @@ impl<B: StorageBackend> StorageServer<B> {
         Answer::new(request, payload, grant)
     }
 
+    /// Run the decoded request. The clock is read only when the request
+    /// needs it: to roll back idle transactions, when any are open, and to
+    /// stamp the use of an open transaction (`Begin`, `Op`). A `Transact`
+    /// begins and ends within this call, so no expiry can see its stamp.
     fn execute(
         &mut self,
         envelope: &MessageEnvelope,
+        decoded: Decoded,
         badge: Option<Badge>,
-        now: Instant,
+        clock: impl FnOnce() -> Instant,
     ) -> Response {
-        VERSION_POLICY
-            .check(STORAGE, envelope.schema_version)
-            .map_err(StorageError::SchemaMismatch)?;
-        if !actions::REQUESTS.contains(&envelope.action.as_str()) {
-            return Err(StorageError::UnknownAction);
-        }
-        // A request variant this version does not know (a newer client's
-        // operation) is an unknown action, not a broken payload.
-        let request: Request = envelope.payload.decode().map_err(|e| {
-            if e.is_unknown_variant() {
-                StorageError::UnknownAction
-            } else {
-                StorageError::MalformedPayload
-            }
-        })?;
-        if request.action() != envelope.action {
-            return Err(StorageError::ActionMismatch);
-        }
+        let request = decoded?.request;
         if request.needs_object() && badge.is_none() {
             return Err(StorageError::CapabilityRequired);
         }
-        let now = now.as_nanos();
-        let timeout = u64::try_from(self.tx_timeout.as_nanos()).unwrap_or(u64::MAX);
-        self.store.expire_idle(now.saturating_sub(timeout));
+        let needs_clock = self.store.active_transactions() > 0
+            || matches!(request, Request::Begin | Request::Op { .. });
+        if needs_clock {
+            self.clock = clock().as_nanos();
+            let timeout = u64::try_from(self.tx_timeout.as_nanos()).unwrap_or(u64::MAX);
+            self.store.expire_idle(self.clock.saturating_sub(timeout));
+        }
+        let now = self.clock;
         let owner = envelope.source.map(|t| t.as_raw());
         let asker = envelope
             .source
