@@ -646,3 +646,134 @@ fn answers_reach_the_waiting_client_through_the_kernels_hand_off() {
     assert_eq!(after.handed_off - before.handed_off, 8);
     h.kernel.check_invariants().unwrap();
 }
+
+/// How many of `task`'s messages so far carried capabilities.
+fn sends_with_capabilities(h: &Harness, task: TaskId) -> usize {
+    h.kernel
+        .trace()
+        .events()
+        .filter(|e| {
+            matches!(e, pandagen_sim::TraceEvent::Sent { from, capabilities, .. }
+                if *from == task && *capabilities > 0)
+        })
+        .count()
+}
+
+#[test]
+fn a_client_attaches_its_reply_capability_once_per_session() {
+    let (mut h, alice, mut a) = setup();
+    let storage = h.storage_task().unwrap();
+    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+    let opened = sends_with_capabilities(&h, alice);
+    assert_eq!(opened, 1, "the first request opens the session");
+    let held = h.kernel.capabilities_of(storage).len();
+    for i in 0..5u8 {
+        a.put(&mut h.as_client(alice), &map, &[i], b"v").unwrap();
+        assert_eq!(
+            a.get(&mut h.as_client(alice), &map, &[i]).unwrap(),
+            Some(b"v".to_vec())
+        );
+    }
+    assert_eq!(
+        sends_with_capabilities(&h, alice),
+        opened,
+        "later requests carry no capability"
+    );
+    assert_eq!(
+        h.kernel.capabilities_of(storage).len(),
+        held,
+        "storage keeps one reply capability for the session, not one per request"
+    );
+}
+
+#[test]
+fn a_lost_answer_is_re_sent_with_the_reply_capability() {
+    let (mut h, alice, a) = setup();
+    let mut a = a.with_retry(Duration::from_millis(50), 3);
+    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+    let opened = sends_with_capabilities(&h, alice);
+    h.kernel.set_fault_plan(drop_replies(Some(1)));
+    a.put(&mut h.as_client(alice), &map, b"k", b"v").unwrap();
+    assert_eq!(
+        sends_with_capabilities(&h, alice),
+        opened + 1,
+        "the re-send carried the reply capability"
+    );
+}
+
+/// A request envelope in session `session`, as a client encodes it.
+fn session_request(
+    request: &pandagen_storage::Request,
+    session: u32,
+) -> pandagen_abi::MessageEnvelope {
+    use pandagen_abi::{MessageEnvelope, MessagePayload};
+    use pandagen_storage::protocol::{RequestPayloadRef, SCHEMA};
+    let payload = RequestPayloadRef {
+        request,
+        session: Some(session),
+    };
+    MessageEnvelope::new(
+        pandagen_abi::services::STORAGE,
+        request.action(),
+        SCHEMA,
+        MessagePayload::new(&payload).unwrap(),
+    )
+}
+
+#[test]
+fn a_session_is_the_senders_own_and_a_request_without_one_is_not_executed() {
+    let (mut h, alice, mut a) = setup();
+    let (bob, _) = h.connect_client("bob");
+    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+    // Bob may write the map too: only the reply channel is at stake.
+    let for_bob = attenuate(&mut h.as_client(alice), &map, OBJECT_CAP_RIGHTS).unwrap();
+    let bobs_map = hand_over(&mut h, alice, bob, for_bob);
+    let session = 0x5e55;
+    let put = |key: &[u8]| pandagen_storage::Request::Transact {
+        ops: vec![Op::Put {
+            key: key.to_vec(),
+            value: b"v".to_vec(),
+        }],
+    };
+    // Alice opens session 0x5e55 on her own reply channel.
+    let inbox = h.as_client(alice).create_channel().unwrap();
+    let reply = h
+        .as_client(alice)
+        .clone_capability(&Cap::from(inbox), Rights::SEND | Rights::TRANSFER)
+        .unwrap();
+    h.as_client(alice)
+        .send_to_object(&map, session_request(&put(b"a"), session), vec![reply])
+        .unwrap();
+    h.pump();
+    assert!(h
+        .as_client(alice)
+        .receive_with_capabilities(inbox, Some(Duration::ZERO))
+        .is_ok());
+    // Bob names the same session number without a capability: his task
+    // has no such session, so nothing is executed and nothing answered
+    // (least of all on Alice's channel).
+    h.as_client(bob)
+        .send_to_object(&bobs_map, session_request(&put(b"b"), session), vec![])
+        .unwrap();
+    h.pump();
+    assert_eq!(
+        h.as_client(alice)
+            .receive_with_capabilities(inbox, Some(Duration::ZERO))
+            .err(),
+        Some(KernelError::Timeout)
+    );
+    assert_eq!(a.get(&mut h.as_client(alice), &map, b"b").unwrap(), None);
+    // Alice's own session still answers her requests without a capability.
+    h.as_client(alice)
+        .send_to_object(&map, session_request(&put(b"c"), session), vec![])
+        .unwrap();
+    h.pump();
+    assert!(h
+        .as_client(alice)
+        .receive_with_capabilities(inbox, Some(Duration::ZERO))
+        .is_ok());
+    assert_eq!(
+        a.get(&mut h.as_client(alice), &map, b"c").unwrap(),
+        Some(b"v".to_vec())
+    );
+}
