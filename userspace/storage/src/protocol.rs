@@ -174,6 +174,7 @@ pub enum Op {
     /// Map keys after `start_after`, in order (`READ`).
     List {
         at: Option<VersionId>,
+        #[serde(with = "crate::wire_bytes::option")]
         start_after: Option<Vec<u8>>,
         limit: u32,
     },
@@ -218,6 +219,7 @@ pub enum OpResult {
         version: VersionId,
         total: u64,
         start: u64,
+        #[serde(with = "crate::wire_bytes::list")]
         records: Vec<Vec<u8>>,
     },
     /// `Get`.
@@ -231,6 +233,7 @@ pub enum OpResult {
     /// `List`.
     Keys {
         version: VersionId,
+        #[serde(with = "crate::wire_bytes::list")]
         keys: Vec<Vec<u8>>,
         more: bool,
     },

@@ -5,6 +5,10 @@
 //! durable atomically — all of it or none of it — and recovery rebuilds the
 //! store by replaying records in commit order. Nothing else is ever written,
 //! so a crash can never leave part of a transaction applied.
+//!
+//! Byte fields are written as byte strings ([`wire_bytes`](crate::wire_bytes)):
+//! one copy each, in the same bytes as the sequences of `u8` the journal's
+//! format was defined with.
 
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
@@ -25,18 +29,21 @@ pub enum Change {
     Blob {
         object: ObjectId,
         version: VersionId,
+        #[serde(with = "crate::wire_bytes")]
         bytes: Vec<u8>,
     },
     /// Records appended to a log.
     LogAppend {
         object: ObjectId,
         version: VersionId,
+        #[serde(with = "crate::wire_bytes::list")]
         records: Vec<Vec<u8>>,
     },
     /// Map puts (`Some`) and deletes (`None`), in key order.
     Map {
         object: ObjectId,
         version: VersionId,
+        #[serde(with = "crate::wire_bytes::updates")]
         updates: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     },
     /// Every capability for `object` issued under an older epoch is void.
@@ -83,6 +90,7 @@ pub struct Origin {
     /// The request's message id.
     pub message: u64,
     /// The encoded answer payload.
+    #[serde(with = "crate::wire_bytes")]
     pub answer: Vec<u8>,
 }
 

@@ -20,15 +20,19 @@
 //! The server remembers the answers to the last [`ANSWER_CACHE`] requests,
 //! keyed by (sending task, message id). A client that timed out and re-sends
 //! the same envelope gets the remembered answer: a commit or an append is
-//! never executed twice because a reply was lost.
+//! never executed twice because a reply was lost. A `Transact` that wrote
+//! nothing (a read) is not remembered: its re-send runs it again, which
+//! changes nothing either.
 //!
 //! Requests that commit (`Create`, `Commit`, a writing `Transact`,
-//! `Revoke`) also store their answer in the commit record itself (see
+//! `Revoke`) store their answer in the commit record itself (see
 //! [`Origin`]), so the guarantee survives a restart of the service: if the
 //! storage task dies after a commit became durable but before its answer
 //! reached the client, the re-sent request is answered from the journal by
 //! the next instance, not executed again. The journal keeps the answers of
-//! the last [`DURABLE_ANSWERS`](crate::store::DURABLE_ANSWERS) such commits.
+//! the last [`DURABLE_ANSWERS`](crate::store::DURABLE_ANSWERS) such commits
+//! (more than [`ANSWER_CACHE`]), so a writing `Commit` or `Transact`, whose
+//! answer is in its record, is not remembered twice.
 //!
 //! # Transactions over IPC
 //!
@@ -255,6 +259,9 @@ pub struct StorageServer<B: StorageBackend> {
     sessions: Sessions,
     /// The latest clock reading, in nanoseconds (see [`Self::execute`]).
     clock: u64,
+    /// Whether the request being executed committed a record that keeps
+    /// its answer (so the answer cache need not).
+    answer_in_journal: bool,
     tx_timeout: Duration,
     /// Mixed into the task half of every durable answer's key: task and
     /// message ids restart at every boot, and a journal on a disk outlives
@@ -274,6 +281,7 @@ impl<B: StorageBackend> StorageServer<B> {
             answered: AnswerCache::default(),
             sessions: Sessions::default(),
             clock: 0,
+            answer_in_journal: false,
             tx_timeout: DEFAULT_TX_TIMEOUT,
             boot: 0,
         };
@@ -555,7 +563,12 @@ impl<B: StorageBackend> StorageServer<B> {
             let too_large: Response = Err(StorageError::ReplyTooLarge);
             MessagePayload::new(&too_large).unwrap_or_default()
         });
-        if let Some(key) = key {
+        // A writing commit's answer is in its journal record, which a
+        // re-send finds (see the module docs); a transaction that wrote
+        // nothing is simply run again.
+        let kept_elsewhere = self.answer_in_journal
+            || matches!(&response, Ok(Reply::Transacted { versions, .. }) if versions.is_empty());
+        if let Some(key) = key.filter(|_| !kept_elsewhere) {
             self.answered.insert(key, payload.clone());
         }
         Answer::new(request, payload, grant)
@@ -572,6 +585,7 @@ impl<B: StorageBackend> StorageServer<B> {
         badge: Option<Badge>,
         clock: impl FnOnce() -> Instant,
     ) -> Response {
+        self.answer_in_journal = false;
         let request = decoded?.request;
         if request.needs_object() && badge.is_none() {
             return Err(StorageError::CapabilityRequired);
@@ -624,7 +638,9 @@ impl<B: StorageBackend> StorageServer<B> {
                     versions: self.store.pending_versions(&tx)?,
                 };
                 let origin = writes_origin(asker, &reply);
+                let durable = origin.is_some();
                 self.store.commit_with_origin(&mut tx, origin)?;
+                self.answer_in_journal = durable;
                 Ok(reply)
             }
             Request::Rollback { tx } => {
@@ -742,7 +758,9 @@ impl<B: StorageBackend> StorageServer<B> {
             return Err(StorageError::ReplyTooLarge);
         }
         let origin = writes_origin(asker, &reply);
+        let durable = origin.is_some();
         self.store.commit_with_origin(&mut tx, origin)?;
+        self.answer_in_journal = durable;
         Ok(reply)
     }
 

@@ -5,8 +5,11 @@
 //! sequence of `u8` the same way (a length, then the bytes), so the wire
 //! format does not change, but a byte string is one copy: on a Map put the
 //! sequences cost about as much as the rest of the encoding.
-//! Use as `#[serde(with = "crate::wire_bytes")]` on a `Vec<u8>`, or
-//! `crate::wire_bytes::option` on an `Option<Vec<u8>>`.
+//! Use as `#[serde(with = "crate::wire_bytes")]` on a `Vec<u8>`,
+//! `crate::wire_bytes::option` on an `Option<Vec<u8>>`,
+//! `crate::wire_bytes::list` on a `Vec<Vec<u8>>` and
+//! `crate::wire_bytes::updates` on a map's `Vec<(Vec<u8>, Option<Vec<u8>>)>`
+//! (commit records use them too: the journal's bytes stay the same).
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -58,6 +61,76 @@ pub mod option {
     }
 }
 
+/// The same for `Vec<Vec<u8>>`: a sequence of byte strings.
+pub mod list {
+    use super::*;
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Serialize};
+
+    pub fn serialize<S: Serializer>(items: &[Vec<u8>], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(items.len()))?;
+        for item in items {
+            seq.serialize_element(&Borrowed(item))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Vec<u8>>, D::Error> {
+        Ok(Vec::<Owned>::deserialize(deserializer)?
+            .into_iter()
+            .map(|owned| owned.0)
+            .collect())
+    }
+
+    /// A byte string to write.
+    pub(super) struct Borrowed<'a>(pub(super) &'a [u8]);
+
+    impl Serialize for Borrowed<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+
+    /// A byte string read with [`ByteBuf`].
+    pub(super) struct Owned(pub(super) Vec<u8>);
+
+    impl<'de> Deserialize<'de> for Owned {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            super::deserialize(deserializer).map(Owned)
+        }
+    }
+}
+
+/// The same for a map's updates, `Vec<(Vec<u8>, Option<Vec<u8>>)>`: a
+/// sequence of (key, value or deleted) pairs.
+pub mod updates {
+    use super::list::{Borrowed, Owned};
+    use super::*;
+    use serde::ser::SerializeSeq;
+    use serde::Deserialize;
+
+    type Update = (Vec<u8>, Option<Vec<u8>>);
+
+    pub fn serialize<S: Serializer>(items: &[Update], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(items.len()))?;
+        for (key, value) in items {
+            seq.serialize_element(&(Borrowed(key), value.as_deref().map(Borrowed)))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Update>, D::Error> {
+        Ok(Vec::<(Owned, Option<Owned>)>::deserialize(deserializer)?
+            .into_iter()
+            .map(|(key, value)| (key.0, value.map(|v| v.0)))
+            .collect())
+    }
+}
+
 /// Accepts a byte string in any of its forms, and a sequence of bytes
 /// (what a format without byte strings writes).
 struct ByteBuf;
@@ -102,6 +175,59 @@ mod tests {
         key: alloc::vec::Vec<u8>,
         #[serde(with = "crate::wire_bytes::option")]
         value: Option<alloc::vec::Vec<u8>>,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    struct ListsAsSeq {
+        list: alloc::vec::Vec<alloc::vec::Vec<u8>>,
+        updates: alloc::vec::Vec<(alloc::vec::Vec<u8>, Option<alloc::vec::Vec<u8>>)>,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct ListsAsBytes {
+        #[serde(with = "crate::wire_bytes::list")]
+        list: alloc::vec::Vec<alloc::vec::Vec<u8>>,
+        #[serde(with = "crate::wire_bytes::updates")]
+        updates: alloc::vec::Vec<(alloc::vec::Vec<u8>, Option<alloc::vec::Vec<u8>>)>,
+    }
+
+    #[test]
+    fn lists_of_byte_strings_keep_the_wire_format_of_sequences() {
+        use alloc::vec;
+        use alloc::vec::Vec;
+        for len in [0usize, 1, 127, 128, 300] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let seq = ListsAsSeq {
+                list: vec![bytes.clone(), vec![], bytes.clone()],
+                updates: vec![
+                    (bytes.clone(), Some(vec![7; len])),
+                    (vec![1, 2], None),
+                    (vec![], Some(bytes.clone())),
+                ],
+            };
+            let as_bytes = ListsAsBytes {
+                list: seq.list.clone(),
+                updates: seq.updates.clone(),
+            };
+            let wire = postcard::to_allocvec(&seq).unwrap();
+            assert_eq!(postcard::to_allocvec(&as_bytes).unwrap(), wire);
+            assert_eq!(
+                postcard::from_bytes::<ListsAsBytes>(&wire).unwrap(),
+                as_bytes
+            );
+            let empty = ListsAsSeq {
+                list: vec![],
+                updates: vec![],
+            };
+            let empty_bytes = ListsAsBytes {
+                list: vec![],
+                updates: vec![],
+            };
+            assert_eq!(
+                postcard::to_allocvec(&empty_bytes).unwrap(),
+                postcard::to_allocvec(&empty).unwrap()
+            );
+        }
     }
 
     #[test]
