@@ -90,6 +90,10 @@ impl fmt::Display for ClientError {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 /// The default number of attempts per call.
 pub const DEFAULT_ATTEMPTS: u32 = 3;
+/// How long a request sent without the reply capability waits before it
+/// is sent again with it (see [`StorageClient::attempt`]): far longer
+/// than a request takes to serve, short beside a client's timeout.
+pub const SESSION_PROBE: Duration = Duration::from_millis(100);
 
 /// A request sent with [`StorageClient::start`] and not yet answered.
 #[derive(Debug)]
@@ -361,6 +365,15 @@ impl StorageClient {
     }
 
     /// One send and one wait; `None` on timeout.
+    ///
+    /// A request sent without the reply capability is answered only if
+    /// the service still keeps this client's session; an instance started
+    /// since keeps none and leaves it unanswered. So when no answer has
+    /// come after [`SESSION_PROBE`], the same envelope is sent again with
+    /// the capability (within this attempt), and the whole timeout is
+    /// waited for either answer. If the first was only slow, both are
+    /// answered (the second from the server's memory of the first, not
+    /// executed again) and the later answer is dropped as late.
     fn attempt<K: KernelApi>(
         &mut self,
         kernel: &mut K,
@@ -368,21 +381,42 @@ impl StorageClient {
         envelope: &MessageEnvelope,
         resend: bool,
     ) -> Result<Option<ReceivedMessage>, ClientError> {
+        let with_capability = resend || !self.opened;
         if !self.send(kernel, via, envelope, resend)? {
             kernel.sleep(self.timeout)?;
             return Ok(None);
         }
+        if !with_capability && SESSION_PROBE < self.timeout {
+            if let Some(answer) = self.wait(kernel, envelope.id, SESSION_PROBE)? {
+                return Ok(Some(answer));
+            }
+            if !self.send(kernel, via, envelope, true)? {
+                kernel.sleep(self.timeout)?;
+                return Ok(None);
+            }
+        }
+        self.wait(kernel, envelope.id, self.timeout)
+    }
+
+    /// Wait up to `timeout` for the answer to request `id`; `None` if none
+    /// came.
+    fn wait<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        id: MessageId,
+        timeout: Duration,
+    ) -> Result<Option<ReceivedMessage>, ClientError> {
         // The first wait is the whole timeout. The deadline matters only
         // if other answers arrive first, which needs an earlier request
         // still unanswered: only then is the clock read now.
-        let mut deadline = (self.unanswered > 1).then(|| kernel.now().saturating_add(self.timeout));
-        let mut left = self.timeout;
+        let mut deadline = (self.unanswered > 1).then(|| kernel.now().saturating_add(timeout));
+        let mut left = timeout;
         loop {
             if left.is_zero() {
                 return Ok(None);
             }
             match kernel.receive_with_capabilities(self.reply, Some(left)) {
-                Ok(answer) if answer.envelope.correlation_id == Some(envelope.id) => {
+                Ok(answer) if answer.envelope.correlation_id == Some(id) => {
                     self.unanswered = self.unanswered.saturating_sub(1);
                     return Ok(Some(answer));
                 }

@@ -489,9 +489,10 @@ fn a_crash_at_any_message_of_a_transaction_is_all_or_nothing() {
         if !h.storage_alive() {
             h.start_storage();
             // The new instance keeps no session for this client: its first
-            // request goes unanswered, and the re-send, which carries the
-            // reply capability again, re-opens the session.
-            a = a.with_retry(Duration::from_millis(50), 2);
+            // request goes unanswered, and the re-send after the session
+            // probe, which carries the reply capability again, re-opens
+            // the session within the one attempt.
+            a = a.with_retry(Duration::from_secs(1), 1);
         }
         let put_seen = a
             .get(&mut h.as_client(alice), &map, b"k")
