@@ -370,14 +370,7 @@ impl<B: StorageBackend> StorageServer<B> {
         request: ReceivedMessage,
         channel: ChannelId,
     ) -> Option<Result<ReceivedMessage, KernelError>> {
-        let ReceivedMessage {
-            envelope,
-            capabilities,
-            badge,
-        } = request;
-        let decoded = decode_request(&envelope);
-        let reply_to = self.reply_to(kernel, &envelope, &decoded, capabilities)?;
-        let answer = self.respond_decoded(&envelope, decoded, badge, || kernel.now());
+        let (reply_to, answer) = self.answer(kernel, request)?;
         if let Some(grant) = answer.grant {
             let _ = self.send_answer(kernel, reply_to, answer.envelope, Some(grant));
             return None;
@@ -407,20 +400,28 @@ impl<B: StorageBackend> StorageServer<B> {
         kernel: &mut K,
         request: ReceivedMessage,
     ) -> Result<(), HandleError> {
+        let Some((reply_to, answer)) = self.answer(kernel, request) else {
+            return Err(HandleError::NoReplyChannel);
+        };
+        self.send_answer(kernel, reply_to, answer.envelope, answer.grant)
+    }
+
+    /// Where to answer `request` and the answer; `None` when there is
+    /// nowhere to answer it (then it is not executed).
+    fn answer<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        request: ReceivedMessage,
+    ) -> Option<(ReplyTo, Answer)> {
         let ReceivedMessage {
             envelope,
             capabilities,
             badge,
         } = request;
         let decoded = decode_request(&envelope);
-        let Some(reply_to) = self.reply_to(kernel, &envelope, &decoded, capabilities) else {
-            return Err(HandleError::NoReplyChannel);
-        };
-        let Answer {
-            envelope: answer,
-            grant,
-        } = self.respond_decoded(&envelope, decoded, badge, || kernel.now());
-        self.send_answer(kernel, reply_to, answer, grant)
+        let reply_to = self.reply_to(kernel, &envelope, &decoded, capabilities)?;
+        let answer = self.respond_decoded(&envelope, decoded, badge, || kernel.now());
+        Some((reply_to, answer))
     }
 
     /// Where to answer `envelope`, which carried `capabilities` (any beyond
