@@ -154,7 +154,11 @@ impl SimulatedKernel {
     ) -> Result<(), KernelError> {
         let now = self.clock_now();
         let len = message.encoded_len()?;
-        let handles: Vec<CapHandle> = capabilities.iter().map(Cap::handle).collect();
+        // Most messages carry no capabilities: no vector for their handles.
+        let handles: Vec<CapHandle> = match capabilities.is_empty() {
+            true => Vec::new(),
+            false => capabilities.iter().map(Cap::handle).collect(),
+        };
         let caps = handles.len();
 
         if !self.faults_active {
@@ -398,6 +402,7 @@ impl SimulatedKernel {
     /// the core is given none. A head message whose capabilities do not
     /// fit in `task`'s space is discarded by the core; its envelope leaves
     /// the mirror with it, and the trace records the loss.
+    #[inline]
     fn receive_or_block(
         &mut self,
         task: TaskId,
@@ -449,6 +454,7 @@ impl SimulatedKernel {
     /// Hand a message the core delivered to `task` over as a
     /// `ReceivedMessage`: the envelope the simulator kept for it, stamped
     /// with the sender the core saw.
+    #[inline]
     fn deliver(
         &mut self,
         task: TaskId,
@@ -480,7 +486,10 @@ impl SimulatedKernel {
         });
         self.bump_activity();
         self.count_operation(task);
-        let capabilities: Vec<Cap<()>> = delivered.caps.into_iter().map(Cap::from_handle).collect();
+        let capabilities: Vec<Cap<()>> = match delivered.caps.is_empty() {
+            true => Vec::new(),
+            false => delivered.caps.into_iter().map(Cap::from_handle).collect(),
+        };
         Ok(ReceivedMessage {
             envelope,
             capabilities,
@@ -573,6 +582,7 @@ impl SimulatedKernel {
         self.reap_closed();
     }
 
+    #[inline]
     fn record_sent(
         &mut self,
         seq: u64,
@@ -595,6 +605,7 @@ impl SimulatedKernel {
         }
     }
 
+    #[inline]
     pub(crate) fn push_queued(
         &mut self,
         key: ChannelKey,
@@ -604,16 +615,21 @@ impl SimulatedKernel {
         envelope: MessageEnvelope,
     ) {
         self.ipc.queued += 1;
-        self.queued.entry(key).or_default().push_back(Queued {
+        let queued = Queued {
             core_seq,
             seq,
             caps,
             envelope,
-        });
+        };
+        match self.queued.get_mut(&key) {
+            Some(queue) => queue.push_back(queued),
+            None => self.queued.entry(key).or_default().push_back(queued),
+        }
     }
 
     /// Forget the queued message with the core's sequence number `core_seq`
     /// (normally the head of the mirror).
+    #[inline]
     fn take_queued(&mut self, key: ChannelKey, core_seq: u64) -> Option<Queued> {
         let queue = self.queued.get_mut(&key)?;
         if queue.front()?.core_seq == core_seq {

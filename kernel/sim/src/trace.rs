@@ -198,6 +198,7 @@ impl Trace {
         self.enabled
     }
 
+    #[inline]
     pub fn push(&mut self, at: Instant, event: TraceEvent) {
         if !self.enabled || self.capacity == 0 {
             return;
@@ -208,18 +209,26 @@ impl Trace {
             return;
         }
         self.records[self.oldest] = record;
-        self.oldest = (self.oldest + 1) % self.records.len();
+        self.oldest += 1;
+        if self.oldest == self.records.len() {
+            self.oldest = 0;
+        }
         self.dropped += 1;
     }
 
     /// The shared copy of `name`, made on its first use: records of the
     /// same action or service point at one string.
+    #[inline]
     pub fn intern(&mut self, name: &str) -> Arc<str> {
-        if let Some(last) = &self.last_name {
-            if **last == *name {
-                return Arc::clone(last);
-            }
+        match &self.last_name {
+            Some(last) if **last == *name => Arc::clone(last),
+            _ => self.intern_other(name),
         }
+    }
+
+    /// [`Trace::intern`] of a name other than the last one shared.
+    #[cold]
+    fn intern_other(&mut self, name: &str) -> Arc<str> {
         let shared = match self.names.get(name) {
             Some(shared) => Arc::clone(shared),
             None => {
