@@ -57,6 +57,7 @@ enum Target {
 
 impl SimulatedKernel {
     /// `send_with_capabilities` acting as `task`.
+    #[inline]
     pub(crate) fn send_as(
         &mut self,
         task: TaskId,
@@ -461,21 +462,9 @@ impl SimulatedKernel {
         delivered: Delivered,
     ) -> Result<ReceivedMessage, KernelError> {
         let key = ChannelKey::from(delivered.channel);
-        let (seq, envelope) = match self.take_queued(key, delivered.seq) {
-            Some(q) => (q.seq, Ok(q.envelope)),
-            // Only messages the simulator queued reach a receiver, so this
-            // is a bug in it; still, never leave the capabilities behind.
-            None => (self.new_seq(), MessageEnvelope::decode(&delivered.bytes)),
-        };
-        let mut envelope = match envelope {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                let now = self.clock_now();
-                for handle in delivered.caps {
-                    let _ = self.core.drop_cap(task, handle, now);
-                }
-                return Err(KernelError::Envelope(error));
-            }
+        let (seq, mut envelope) = match self.take_queued(key, delivered.seq) {
+            Some(q) => (q.seq, q.envelope),
+            None => self.unmirrored(task, &delivered)?,
         };
         envelope.source = (delivered.sender != KERNEL_SENDER).then_some(delivered.sender);
         self.record(TraceEvent::Delivered {
@@ -495,6 +484,29 @@ impl SimulatedKernel {
             capabilities,
             badge: delivered.badge,
         })
+    }
+
+    /// The envelope of a message the core delivered that the simulator
+    /// kept none for, and a new trace number for it. Only messages the
+    /// simulator queued reach a receiver, so this is a bug in it; still,
+    /// its bytes are decoded, and if they do not decode, the capabilities
+    /// it carried are not left behind.
+    #[cold]
+    fn unmirrored(
+        &mut self,
+        task: TaskId,
+        delivered: &Delivered,
+    ) -> Result<(u64, MessageEnvelope), KernelError> {
+        match MessageEnvelope::decode(&delivered.bytes) {
+            Ok(envelope) => Ok((self.new_seq(), envelope)),
+            Err(error) => {
+                let now = self.clock_now();
+                for &handle in &delivered.caps {
+                    let _ = self.core.drop_cap(task, handle, now);
+                }
+                Err(KernelError::Envelope(error))
+            }
+        }
     }
 
     /// A failing receive that consumes the head of the queue.

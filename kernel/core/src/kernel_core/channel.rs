@@ -541,9 +541,8 @@ impl KernelCore {
             Some(_) => self.receive_source(ch),
             None => ch,
         };
-        let (tasks, channels) = (&self.tasks, &mut self.channels);
-        let task = tasks.get(caller).ok_or(KernelError::TaskNotFound(caller))?;
-        let c = channels
+        let c = self
+            .channels
             .get_mut(ch)
             .expect("a valid channel capability keeps its channel alive");
         let Some(head) = c.queue.front() else {
@@ -553,7 +552,17 @@ impl KernelCore {
                 Ok(None)
             };
         };
-        if head.caps.len() > task.space.room() {
+        // Only a message carrying capabilities needs room in the caller's
+        // space.
+        if !head.caps.is_empty()
+            && head.caps.len()
+                > self
+                    .tasks
+                    .get(caller)
+                    .ok_or(KernelError::TaskNotFound(caller))?
+                    .space
+                    .room()
+        {
             // Left at the head, the message would be refused to every
             // receive and block the channel for good: it is discarded
             // instead (its capabilities invalidated and audited), and the
