@@ -146,6 +146,7 @@ impl SimulatedKernel {
         }
     }
 
+    #[inline(always)]
     fn send_through(
         &mut self,
         task: TaskId,
@@ -194,7 +195,23 @@ impl SimulatedKernel {
             }
             return Ok(());
         }
+        self.send_under_plan(task, target, message, len, &handles, now)
+    }
 
+    /// A send while a fault plan is active: the message is accepted and
+    /// parked, and the injector decides whether it is queued now, lost or
+    /// held (see the module docs).
+    #[inline(never)]
+    fn send_under_plan(
+        &mut self,
+        task: TaskId,
+        target: Target,
+        message: MessageEnvelope,
+        len: usize,
+        handles: &[CapHandle],
+        now: Instant,
+    ) -> Result<(), KernelError> {
+        let caps = handles.len();
         // Refusals come before injected failures, as without a plan.
         let ch = match target {
             Target::Channel(handle) => self.core.channel_of(task, handle, now)?,
@@ -208,10 +225,10 @@ impl SimulatedKernel {
         }
         let body = Body::Kept(len);
         let parked = match target {
-            Target::Channel(handle) => self.core.prepare_send(task, handle, body, &handles, now)?,
+            Target::Channel(handle) => self.core.prepare_send(task, handle, body, handles, now)?,
             Target::Object(handle) => self
                 .core
-                .prepare_send_to_object(task, handle, body, &handles, now)?,
+                .prepare_send_to_object(task, handle, body, handles, now)?,
         };
         let seq = self.new_seq();
         self.record_sent(seq, &message, task, key, caps);
@@ -334,7 +351,41 @@ impl SimulatedKernel {
     }
 
     /// `receive_with_capabilities` acting as `task`.
+    #[inline(always)]
     pub(crate) fn receive_as(
+        &mut self,
+        task: TaskId,
+        channel: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        if self.handed.is_empty() && !self.faults_active && self.held.is_empty() {
+            return self.receive_queued(task, channel.handle(), timeout);
+        }
+        self.receive_any(task, channel, timeout)
+    }
+
+    /// A receive when nothing can arrive later on its own (no fault plan,
+    /// nothing held): take what is queued, or stay blocked in the core for
+    /// a hand-off.
+    #[inline(always)]
+    fn receive_queued(
+        &mut self,
+        task: TaskId,
+        handle: CapHandle,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        let start = self.clock_now();
+        match self.receive_or_block(task, handle, start)? {
+            RecvOutcome::Message(delivered) => self.deliver(task, delivered),
+            _ => self.wait_in_vain(task, timeout.map(|t| start.saturating_add(t))),
+        }
+    }
+
+    /// [`Self::receive_as`] in every case: a message handed to `task`,
+    /// held messages that come due while it waits, and the fault plan's
+    /// receive failures.
+    #[inline(never)]
+    fn receive_any(
         &mut self,
         task: TaskId,
         channel: ChannelId,
@@ -346,16 +397,10 @@ impl SimulatedKernel {
                 return Ok(message);
             }
         }
-        let start = self.clock_now();
         if !self.faults_active && self.held.is_empty() {
-            // Nothing can arrive later on its own: take what is queued, or
-            // stay blocked in the core for a hand-off.
-            return match self.receive_or_block(task, handle, start)? {
-                RecvOutcome::Message(delivered) => self.deliver(task, delivered),
-                _ => self.wait_in_vain(task, timeout.map(|t| start.saturating_add(t))),
-            };
+            return self.receive_queued(task, handle, timeout);
         }
-
+        let start = self.clock_now();
         let ch = self.core.channel_of(task, handle, start)?;
         let key = ChannelKey::from(ch);
         if self.faults_active {
@@ -403,7 +448,7 @@ impl SimulatedKernel {
     /// the core is given none. A head message whose capabilities do not
     /// fit in `task`'s space is discarded by the core; its envelope leaves
     /// the mirror with it, and the trace records the loss.
-    #[inline]
+    #[inline(always)]
     fn receive_or_block(
         &mut self,
         task: TaskId,
@@ -455,7 +500,7 @@ impl SimulatedKernel {
     /// Hand a message the core delivered to `task` over as a
     /// `ReceivedMessage`: the envelope the simulator kept for it, stamped
     /// with the sender the core saw.
-    #[inline]
+    #[inline(always)]
     fn deliver(
         &mut self,
         task: TaskId,
