@@ -200,20 +200,25 @@ impl Trace {
 
     #[inline]
     pub fn push(&mut self, at: Instant, event: TraceEvent) {
-        if !self.enabled || self.capacity == 0 {
-            return;
+        if !self.enabled || self.records.len() < self.capacity || self.capacity == 0 {
+            return self.push_unless_full(at, event);
         }
-        let record = TraceRecord { at, event };
-        if self.records.len() < self.capacity {
-            self.records.push(record);
-            return;
-        }
-        self.records[self.oldest] = record;
+        // The ring is full: the newest record takes the oldest's place.
+        self.records[self.oldest] = TraceRecord { at, event };
         self.oldest += 1;
         if self.oldest == self.records.len() {
             self.oldest = 0;
         }
         self.dropped += 1;
+    }
+
+    /// [`Trace::push`] while the ring is filling (or recording is off).
+    #[cold]
+    #[inline(never)]
+    fn push_unless_full(&mut self, at: Instant, event: TraceEvent) {
+        if self.enabled && self.records.len() < self.capacity {
+            self.records.push(TraceRecord { at, event });
+        }
     }
 
     /// The shared copy of `name`, made on its first use: records of the
