@@ -728,6 +728,7 @@ impl KernelCore {
 
     /// Why `ch` cannot take one more message now (closed, gone, or its
     /// queue full), if it cannot.
+    #[inline]
     fn channel_refusal(&self, ch: ChannelRef) -> Option<SendError> {
         match self.channels.get(ch) {
             None => Some(SendError::ChannelClosed),
@@ -739,6 +740,7 @@ impl KernelCore {
 
     /// `ch` can take a `len`-byte message now: open, not full, and the
     /// message within the size limit.
+    #[inline]
     fn check_room(&self, ch: ChannelRef, len: usize) -> Result<(), KernelError> {
         if let Some(e) = self.channel_refusal(ch) {
             return Err(KernelError::SendFailed(e));
