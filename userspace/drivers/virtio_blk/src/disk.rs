@@ -242,10 +242,7 @@ impl<T: Transport> Transport for Handshake<T> {
         }
         self.transport.set_status(status);
         if status.contains(DeviceStatus::FEATURES_OK) {
-            let kept = self
-                .transport
-                .get_status()
-                .contains(DeviceStatus::FEATURES_OK);
+            let kept = self.get_status().contains(DeviceStatus::FEATURES_OK);
             self.features_refused.set(!kept);
         }
     }

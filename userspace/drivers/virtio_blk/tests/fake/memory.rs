@@ -5,13 +5,15 @@
 //! memory only through [`device_read`] and [`device_write`], which fail
 //! the test unless the whole access lies inside one region the driver has
 //! handed out and not taken back, and a write lands only in memory the
-//! driver let the device write. The table is per thread: each test has
-//! its own.
+//! driver let the device write. One table serves every test (the device
+//! may run on a thread of its own); each region remembers the thread that
+//! shared it, so a test counts only its own.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
+use std::sync::Mutex;
+use std::thread::ThreadId;
 
 use pandagen_virtio_blk::hal::Bouncing;
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
@@ -23,22 +25,33 @@ struct Region {
     /// Whether the device may write it: queue memory and buffers shared
     /// for the device to fill.
     device_writes: bool,
-    /// Where the region is copied back to when it is unshared (a bounce
-    /// copy); `None` for queue memory.
+    /// Whether the region is a bounce copy of a driver's buffer (not
+    /// queue memory).
     bounced: bool,
+    /// The thread whose driver allocated it.
+    owner: ThreadId,
 }
 
-#[derive(Default)]
+// SAFETY: a region's memory is reached only under the table's lock (by
+// the device) or by the driver that owns it.
+unsafe impl Send for Region {}
+
 struct Memory {
     regions: BTreeMap<PhysAddr, Region>,
     next_phys: PhysAddr,
 }
 
-thread_local! {
-    static MEMORY: RefCell<Memory> = RefCell::new(Memory {
-        regions: BTreeMap::new(),
-        next_phys: 0x4000_0000,
-    });
+static MEMORY: Mutex<Memory> = Mutex::new(Memory {
+    regions: BTreeMap::new(),
+    next_phys: 0x4000_0000,
+});
+
+fn memory() -> std::sync::MutexGuard<'static, Memory> {
+    // A test that failed while holding the lock leaves the table as it
+    // was: the other tests' regions are still right.
+    MEMORY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn pages_for(len: usize) -> usize {
@@ -55,25 +68,26 @@ fn allocate(len: usize, device_writes: bool, bounced: bool) -> (PhysAddr, NonNul
     let pages = pages_for(len);
     // SAFETY: the layout has a non-zero size.
     let virt = NonNull::new(unsafe { alloc_zeroed(layout(pages)) }).expect("out of memory");
-    MEMORY.with_borrow_mut(|m| {
-        let phys = m.next_phys;
-        m.next_phys += ((pages + 1) * PAGE_SIZE) as PhysAddr;
-        m.regions.insert(
-            phys,
-            Region {
-                virt,
-                len: pages * PAGE_SIZE,
-                device_writes,
-                bounced,
-            },
-        );
-        (phys, virt)
-    })
+    let mut m = memory();
+    let phys = m.next_phys;
+    m.next_phys += ((pages + 1) * PAGE_SIZE) as PhysAddr;
+    m.regions.insert(
+        phys,
+        Region {
+            virt,
+            len: pages * PAGE_SIZE,
+            device_writes,
+            bounced,
+            owner: std::thread::current().id(),
+        },
+    );
+    (phys, virt)
 }
 
 fn free(phys: PhysAddr) -> Region {
-    let region = MEMORY
-        .with_borrow_mut(|m| m.regions.remove(&phys))
+    let region = memory()
+        .regions
+        .remove(&phys)
         .unwrap_or_else(|| panic!("the driver gave back {phys:#x}, which it never had"));
     // SAFETY: allocated in `allocate` with this layout; removed from the
     // table, so the device can no longer reach it.
@@ -81,46 +95,54 @@ fn free(phys: PhysAddr) -> Region {
     region
 }
 
-/// Bounce copies the driver has shared and not yet taken back.
+/// Bounce copies this thread's driver has shared and not yet taken back.
 pub fn shared_buffers() -> usize {
-    MEMORY.with_borrow(|m| m.regions.values().filter(|r| r.bounced).count())
+    let me = std::thread::current().id();
+    memory()
+        .regions
+        .values()
+        .filter(|r| r.bounced && r.owner == me)
+        .count()
 }
 
-/// Where `[phys, phys + len)` is in this process, if all of it is inside
-/// one region: `None` if any of it is not.
-fn locate(phys: PhysAddr, len: usize, write: bool) -> *mut u8 {
-    MEMORY.with_borrow(|m| {
-        let (&start, region) = m
-            .regions
-            .range(..=phys)
-            .next_back()
-            .unwrap_or_else(|| panic!("device access at {phys:#x}: no memory there"));
-        let offset = (phys - start) as usize;
-        assert!(
-            offset.checked_add(len).is_some_and(|end| end <= region.len),
-            "device access [{phys:#x}, +{len}) runs past the region at {start:#x}"
-        );
-        assert!(
-            !write || region.device_writes,
-            "device write at {phys:#x} into memory shared only for reading"
-        );
-        // SAFETY: `offset` is inside the region's allocation.
-        unsafe { region.virt.as_ptr().add(offset) }
-    })
+/// Run `f` on the place in this process of `[phys, phys + len)`, under
+/// the table's lock, if all of it is inside one region the device may
+/// reach (and, for a write, may write): the test fails if not.
+fn with_place<R>(phys: PhysAddr, len: usize, write: bool, f: impl FnOnce(*mut u8) -> R) -> R {
+    let m = memory();
+    let (&start, region) = m
+        .regions
+        .range(..=phys)
+        .next_back()
+        .unwrap_or_else(|| panic!("device access at {phys:#x}: no memory there"));
+    let offset = (phys - start) as usize;
+    assert!(
+        offset.checked_add(len).is_some_and(|end| end <= region.len),
+        "device access [{phys:#x}, +{len}) runs past the region at {start:#x}"
+    );
+    assert!(
+        !write || region.device_writes,
+        "device write at {phys:#x} into memory shared only for reading"
+    );
+    // SAFETY: `offset` is inside the region's allocation.
+    f(unsafe { region.virt.as_ptr().add(offset) })
 }
 
 /// The device reads `len` bytes at `phys`.
 pub fn device_read(phys: PhysAddr, len: usize) -> Vec<u8> {
-    let at = locate(phys, len, false);
-    // SAFETY: `locate` checked the range is inside a live allocation.
-    unsafe { std::slice::from_raw_parts(at, len) }.to_vec()
+    // SAFETY: `with_place` checked the range is inside a live allocation,
+    // which stays allocated while the lock is held.
+    with_place(phys, len, false, |at| unsafe {
+        std::slice::from_raw_parts(at, len).to_vec()
+    })
 }
 
 /// The device writes `bytes` at `phys`.
 pub fn device_write(phys: PhysAddr, bytes: &[u8]) {
-    let at = locate(phys, bytes.len(), true);
     // SAFETY: as in `device_read`; the region is one the device may write.
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), at, bytes.len()) };
+    with_place(phys, bytes.len(), true, |at| unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), at, bytes.len())
+    })
 }
 
 /// A HAL whose physical addresses are entries of the table above.
@@ -163,10 +185,7 @@ unsafe impl Hal for TestHal {
     }
 
     unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
-        let region = MEMORY.with_borrow(|m| {
-            let r = &m.regions[&paddr];
-            r.virt
-        });
+        let region = memory().regions[&paddr].virt;
         if direction != BufferDirection::DriverToDevice {
             // SAFETY: the caller guarantees `buffer` is writable and the
             // device is done; the copy is at least as long.

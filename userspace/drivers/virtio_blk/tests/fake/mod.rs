@@ -14,9 +14,11 @@
 
 pub mod memory;
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use pandagen_virtio_blk::disk::Completion;
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
@@ -62,6 +64,9 @@ pub struct Faults {
     pub reset_on_request: bool,
     /// Refuse the driver's features: FEATURES_OK does not stick.
     pub refuse_features: bool,
+    /// Change the capacity to this right after the driver's next read of
+    /// configuration space (a disk resized under the driver's feet).
+    pub resize_on_config_read: Option<u64>,
 }
 
 /// One request as the device understood it.
@@ -110,6 +115,13 @@ pub struct Device {
     /// Whether requests are served when notified (else only when the
     /// driver waits on the line).
     serve_on_notify: bool,
+    /// Changed with every change of configuration space (4.1.4.3).
+    config_generation: u32,
+    /// A legacy device (2.6.2): it finds its queue from the descriptor
+    /// table's page number, in units of the guest page size the driver
+    /// set, with the rings where the legacy layout puts them.
+    legacy: bool,
+    guest_page_size: u32,
 }
 
 impl Device {
@@ -337,13 +349,13 @@ fn descriptor(table: PhysAddr, index: u16, size: u16) -> (PhysAddr, u32, u16, u1
 
 /// The test's handle on a device.
 #[derive(Clone)]
-pub struct FakeBlk(pub Rc<RefCell<Device>>);
+pub struct FakeBlk(pub Arc<Mutex<Device>>);
 
 impl FakeBlk {
     /// A device of `capacity` sectors offering `features`, with a queue
     /// of at most 16 entries, serving requests as soon as it is notified.
     pub fn new(capacity: u64, features: u64) -> Self {
-        FakeBlk(Rc::new(RefCell::new(Device {
+        FakeBlk(Arc::new(Mutex::new(Device {
             offered: features,
             accepted: 0,
             status: 0,
@@ -363,23 +375,51 @@ impl FakeBlk {
             requests: Vec::new(),
             faults: Faults::default(),
             serve_on_notify: true,
+            config_generation: 0,
+            legacy: false,
+            guest_page_size: 0,
         })))
     }
 
     /// Serve requests only when the driver waits on the line, as a device
     /// does that takes time.
     pub fn slow(self) -> Self {
-        self.0.borrow_mut().serve_on_notify = false;
+        self.0.lock().unwrap().serve_on_notify = false;
+        self
+    }
+
+    /// A legacy device (see [`Device::legacy`]).
+    pub fn legacy(self) -> Self {
+        self.0.lock().unwrap().legacy = true;
         self
     }
 
     pub fn max_queue(self, entries: u32) -> Self {
-        self.0.borrow_mut().max_queue = entries;
+        self.0.lock().unwrap().max_queue = entries;
         self
     }
 
-    pub fn device(&self) -> std::cell::RefMut<'_, Device> {
-        self.0.borrow_mut()
+    pub fn device(&self) -> MutexGuard<'_, Device> {
+        self.0.lock().unwrap()
+    }
+
+    /// Let the device work on a thread of its own, as hardware does: it
+    /// looks at its available ring every `every` and serves what it
+    /// finds, until the returned handle is dropped.
+    pub fn run_alone(&self, every: Duration) -> Running {
+        let device = self.0.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Acquire) {
+                std::thread::sleep(every);
+                device.lock().unwrap().serve();
+            }
+        });
+        Running {
+            stop,
+            thread: Some(thread),
+        }
     }
 
     pub fn transport(&self) -> FakeTransport {
@@ -396,7 +436,22 @@ impl FakeBlk {
     }
 }
 
-pub struct FakeTransport(Rc<RefCell<Device>>);
+/// A device running on a thread of its own: stopped when dropped.
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub struct FakeTransport(Arc<Mutex<Device>>);
 
 impl Transport for FakeTransport {
     fn device_type(&self) -> DeviceType {
@@ -404,16 +459,16 @@ impl Transport for FakeTransport {
     }
 
     fn read_device_features(&mut self) -> u64 {
-        self.0.borrow().offered
+        self.0.lock().unwrap().offered
     }
 
     fn write_driver_features(&mut self, driver_features: u64) {
-        self.0.borrow_mut().accepted = driver_features;
+        self.0.lock().unwrap().accepted = driver_features;
     }
 
     fn max_queue_size(&mut self, queue: u16) -> u32 {
         if queue == 0 {
-            self.0.borrow().max_queue
+            self.0.lock().unwrap().max_queue
         } else {
             0
         }
@@ -421,7 +476,7 @@ impl Transport for FakeTransport {
 
     fn notify(&mut self, queue: u16) {
         assert_eq!(queue, 0, "virtio-blk has one queue here");
-        let mut device = self.0.borrow_mut();
+        let mut device = self.0.lock().unwrap();
         device.notifications += 1;
         if device.serve_on_notify {
             device.serve();
@@ -429,11 +484,11 @@ impl Transport for FakeTransport {
     }
 
     fn get_status(&self) -> DeviceStatus {
-        DeviceStatus::from_bits_retain(self.0.borrow().status)
+        DeviceStatus::from_bits_retain(self.0.lock().unwrap().status)
     }
 
     fn set_status(&mut self, status: DeviceStatus) {
-        let mut device = self.0.borrow_mut();
+        let mut device = self.0.lock().unwrap();
         device.status_writes.push(status.bits());
         if status.is_empty() {
             device.reset();
@@ -449,10 +504,12 @@ impl Transport for FakeTransport {
         device.status = bits;
     }
 
-    fn set_guest_page_size(&mut self, _guest_page_size: u32) {}
+    fn set_guest_page_size(&mut self, guest_page_size: u32) {
+        self.0.lock().unwrap().guest_page_size = guest_page_size;
+    }
 
     fn requires_legacy_layout(&self) -> bool {
-        false
+        self.0.lock().unwrap().legacy
     }
 
     fn queue_set(
@@ -463,9 +520,27 @@ impl Transport for FakeTransport {
         driver_area: PhysAddr,
         device_area: PhysAddr,
     ) {
-        let mut device = self.0.borrow_mut();
+        let mut device = self.0.lock().unwrap();
         assert_eq!(queue, 0);
         assert!(size <= device.max_queue && size.is_power_of_two());
+        if device.legacy {
+            // Only the page number reaches a legacy device; without a
+            // guest page size it cannot find the queue at all.
+            let page = PhysAddr::from(device.guest_page_size);
+            if page == 0 {
+                return;
+            }
+            let desc = descriptors / page * page;
+            let avail = desc + 16 * PhysAddr::from(size);
+            let used = (avail + 6 + 2 * PhysAddr::from(size)).next_multiple_of(page);
+            device.queue = Some(Queue {
+                size: size as u16,
+                desc,
+                avail,
+                used,
+            });
+            return;
+        }
         device.queue = Some(Queue {
             size: size as u16,
             desc: descriptors,
@@ -475,21 +550,21 @@ impl Transport for FakeTransport {
     }
 
     fn queue_unset(&mut self, _queue: u16) {
-        self.0.borrow_mut().queue = None;
+        self.0.lock().unwrap().queue = None;
     }
 
     fn queue_used(&mut self, _queue: u16) -> bool {
-        self.0.borrow().queue.is_some()
+        self.0.lock().unwrap().queue.is_some()
     }
 
     fn ack_interrupt(&mut self) -> InterruptStatus {
-        let mut device = self.0.borrow_mut();
+        let mut device = self.0.lock().unwrap();
         device.isr_reads += 1;
         InterruptStatus::from_bits_retain(std::mem::take(&mut device.isr))
     }
 
     fn read_config_generation(&self) -> u32 {
-        0
+        self.0.lock().unwrap().config_generation
     }
 
     fn read_config_space<T: zerocopy::FromBytes + zerocopy::IntoBytes>(
@@ -500,8 +575,13 @@ impl Transport for FakeTransport {
         if offset + size > CONFIG_BYTES {
             return Err(Error::ConfigSpaceTooSmall);
         }
+        let mut device = self.0.lock().unwrap();
         let mut config = [0u8; CONFIG_BYTES];
-        config[0..8].copy_from_slice(&self.0.borrow().capacity.to_le_bytes());
+        config[0..8].copy_from_slice(&device.capacity.to_le_bytes());
+        if let Some(capacity) = device.faults.resize_on_config_read.take() {
+            device.capacity = capacity;
+            device.config_generation += 1;
+        }
         config[20..24].copy_from_slice(&(SECTOR as u32).to_le_bytes());
         Ok(T::read_from_bytes(&config[offset..offset + size]).unwrap())
     }
@@ -522,14 +602,14 @@ impl Transport for FakeTransport {
 /// fails the test if the driver waits far past its patience (it would
 /// never stop).
 pub struct FakeLine {
-    device: Rc<RefCell<Device>>,
+    device: Arc<Mutex<Device>>,
     patience: u32,
     masked: bool,
 }
 
 impl Completion for FakeLine {
     fn wait(&mut self) -> bool {
-        let mut device = self.device.borrow_mut();
+        let mut device = self.device.lock().unwrap();
         device.waits += 1;
         assert!(
             device.waits <= self.patience.saturating_mul(4).max(1000),
@@ -549,7 +629,7 @@ impl Completion for FakeLine {
 
     fn rearm(&mut self) {
         self.masked = false;
-        let mut device = self.device.borrow_mut();
+        let mut device = self.device.lock().unwrap();
         if device.isr != 0 {
             device.rearmed_while_raised += 1;
         }
