@@ -77,6 +77,9 @@ pub struct Request {
     pub data_len: usize,
 }
 
+/// A buffer of a descriptor chain: its address and length.
+type Buffer = (PhysAddr, usize);
+
 struct Queue {
     size: u16,
     desc: PhysAddr,
@@ -205,7 +208,7 @@ impl Device {
 
     /// The buffers of the descriptor chain at `head`: device-readable,
     /// then device-writable (2.7.4.2: readable ones come first).
-    fn chain(&self, head: u16) -> (Vec<(PhysAddr, usize)>, Vec<(PhysAddr, usize)>) {
+    fn chain(&self, head: u16) -> (Vec<Buffer>, Vec<Buffer>) {
         let size = self.queue.as_ref().unwrap().size;
         let table = self.queue.as_ref().unwrap().desc;
         let mut readable = Vec::new();
@@ -251,7 +254,7 @@ impl Device {
     }
 
     /// Do one block request; the bytes written into its buffers.
-    fn handle(&mut self, readable: &[(PhysAddr, usize)], writable: &[(PhysAddr, usize)]) -> u32 {
+    fn handle(&mut self, readable: &[Buffer], writable: &[Buffer]) -> u32 {
         let mut input = Vec::new();
         for &(addr, len) in readable {
             input.extend(memory::device_read(addr, len));
@@ -322,7 +325,7 @@ impl Device {
     /// The sectors of a transfer of `len` bytes from `sector`, if it is
     /// whole sectors on the disk.
     fn range(&self, sector: u64, len: usize) -> Option<std::ops::Range<u64>> {
-        if len % SECTOR != 0 {
+        if !len.is_multiple_of(SECTOR) {
             return None;
         }
         let end = sector.checked_add((len / SECTOR) as u64)?;
@@ -345,6 +348,14 @@ fn descriptor(table: PhysAddr, index: u16, size: u16) -> (PhysAddr, u32, u16, u1
         u16::from_le_bytes(raw[12..14].try_into().unwrap()),
         u16::from_le_bytes(raw[14..16].try_into().unwrap()),
     )
+}
+
+/// The device's state. A test that failed while holding it (an
+/// assertion of the fake) leaves it as it was, for the driver's drop.
+fn lock(device: &Mutex<Device>) -> MutexGuard<'_, Device> {
+    device
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The test's handle on a device.
@@ -384,23 +395,23 @@ impl FakeBlk {
     /// Serve requests only when the driver waits on the line, as a device
     /// does that takes time.
     pub fn slow(self) -> Self {
-        self.0.lock().unwrap().serve_on_notify = false;
+        lock(&self.0).serve_on_notify = false;
         self
     }
 
     /// A legacy device (see [`Device::legacy`]).
     pub fn legacy(self) -> Self {
-        self.0.lock().unwrap().legacy = true;
+        lock(&self.0).legacy = true;
         self
     }
 
     pub fn max_queue(self, entries: u32) -> Self {
-        self.0.lock().unwrap().max_queue = entries;
+        lock(&self.0).max_queue = entries;
         self
     }
 
     pub fn device(&self) -> MutexGuard<'_, Device> {
-        self.0.lock().unwrap()
+        lock(&self.0)
     }
 
     /// Let the device work on a thread of its own, as hardware does: it
@@ -413,7 +424,7 @@ impl FakeBlk {
         let thread = std::thread::spawn(move || {
             while !stopped.load(Ordering::Acquire) {
                 std::thread::sleep(every);
-                device.lock().unwrap().serve();
+                lock(&device).serve();
             }
         });
         Running {
@@ -459,16 +470,16 @@ impl Transport for FakeTransport {
     }
 
     fn read_device_features(&mut self) -> u64 {
-        self.0.lock().unwrap().offered
+        lock(&self.0).offered
     }
 
     fn write_driver_features(&mut self, driver_features: u64) {
-        self.0.lock().unwrap().accepted = driver_features;
+        lock(&self.0).accepted = driver_features;
     }
 
     fn max_queue_size(&mut self, queue: u16) -> u32 {
         if queue == 0 {
-            self.0.lock().unwrap().max_queue
+            lock(&self.0).max_queue
         } else {
             0
         }
@@ -476,7 +487,7 @@ impl Transport for FakeTransport {
 
     fn notify(&mut self, queue: u16) {
         assert_eq!(queue, 0, "virtio-blk has one queue here");
-        let mut device = self.0.lock().unwrap();
+        let mut device = lock(&self.0);
         device.notifications += 1;
         if device.serve_on_notify {
             device.serve();
@@ -484,11 +495,11 @@ impl Transport for FakeTransport {
     }
 
     fn get_status(&self) -> DeviceStatus {
-        DeviceStatus::from_bits_retain(self.0.lock().unwrap().status)
+        DeviceStatus::from_bits_retain(lock(&self.0).status)
     }
 
     fn set_status(&mut self, status: DeviceStatus) {
-        let mut device = self.0.lock().unwrap();
+        let mut device = lock(&self.0);
         device.status_writes.push(status.bits());
         if status.is_empty() {
             device.reset();
@@ -505,11 +516,11 @@ impl Transport for FakeTransport {
     }
 
     fn set_guest_page_size(&mut self, guest_page_size: u32) {
-        self.0.lock().unwrap().guest_page_size = guest_page_size;
+        lock(&self.0).guest_page_size = guest_page_size;
     }
 
     fn requires_legacy_layout(&self) -> bool {
-        self.0.lock().unwrap().legacy
+        lock(&self.0).legacy
     }
 
     fn queue_set(
@@ -520,7 +531,7 @@ impl Transport for FakeTransport {
         driver_area: PhysAddr,
         device_area: PhysAddr,
     ) {
-        let mut device = self.0.lock().unwrap();
+        let mut device = lock(&self.0);
         assert_eq!(queue, 0);
         assert!(size <= device.max_queue && size.is_power_of_two());
         if device.legacy {
@@ -550,21 +561,21 @@ impl Transport for FakeTransport {
     }
 
     fn queue_unset(&mut self, _queue: u16) {
-        self.0.lock().unwrap().queue = None;
+        lock(&self.0).queue = None;
     }
 
     fn queue_used(&mut self, _queue: u16) -> bool {
-        self.0.lock().unwrap().queue.is_some()
+        lock(&self.0).queue.is_some()
     }
 
     fn ack_interrupt(&mut self) -> InterruptStatus {
-        let mut device = self.0.lock().unwrap();
+        let mut device = lock(&self.0);
         device.isr_reads += 1;
         InterruptStatus::from_bits_retain(std::mem::take(&mut device.isr))
     }
 
     fn read_config_generation(&self) -> u32 {
-        self.0.lock().unwrap().config_generation
+        lock(&self.0).config_generation
     }
 
     fn read_config_space<T: zerocopy::FromBytes + zerocopy::IntoBytes>(
@@ -575,7 +586,7 @@ impl Transport for FakeTransport {
         if offset + size > CONFIG_BYTES {
             return Err(Error::ConfigSpaceTooSmall);
         }
-        let mut device = self.0.lock().unwrap();
+        let mut device = lock(&self.0);
         let mut config = [0u8; CONFIG_BYTES];
         config[0..8].copy_from_slice(&device.capacity.to_le_bytes());
         if let Some(capacity) = device.faults.resize_on_config_read.take() {
@@ -609,7 +620,7 @@ pub struct FakeLine {
 
 impl Completion for FakeLine {
     fn wait(&mut self) -> bool {
-        let mut device = self.device.lock().unwrap();
+        let mut device = lock(&self.device);
         device.waits += 1;
         assert!(
             device.waits <= self.patience.saturating_mul(4).max(1000),
@@ -629,7 +640,7 @@ impl Completion for FakeLine {
 
     fn rearm(&mut self) {
         self.masked = false;
-        let mut device = self.device.lock().unwrap();
+        let mut device = lock(&self.device);
         if device.isr != 0 {
             device.rearmed_while_raised += 1;
         }
