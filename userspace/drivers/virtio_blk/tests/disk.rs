@@ -83,7 +83,9 @@ fn what_is_written_is_read_back_with_direct_and_indirect_descriptors() {
                 },
             ]
         );
-        // Every bounce copy went back to the driver.
+        // The device was told of each request, and every bounce copy
+        // went back to the driver.
+        assert_eq!(stored.notifications, 4);
         assert_eq!(shared_buffers(), 0);
     }
 }

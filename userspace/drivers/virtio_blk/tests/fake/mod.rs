@@ -116,7 +116,7 @@ pub struct Device {
     pub requests: Vec<Request>,
     pub faults: Faults,
     /// Whether requests are served when notified (else only when the
-    /// driver waits on the line).
+    /// driver waits on the line, or by the device's own thread).
     serve_on_notify: bool,
     /// Changed with every change of configuration space (4.1.4.3).
     config_generation: u32,
