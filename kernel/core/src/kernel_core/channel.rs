@@ -329,7 +329,7 @@ impl KernelCore {
                 }
             }
         }
-        let msg = self.seal(caller, sender, ch, seq, body.into_queued(), caps);
+        let msg = self.seal(caller, sender, ch, seq, body, caps);
         let seq = self.push(ch, msg);
         Ok(Sent::Queued { channel: ch, seq })
     }
@@ -464,6 +464,7 @@ impl KernelCore {
             seq: self.next_seq(),
             sender: crate::channel::KERNEL_SENDER,
             sender_domain: 0,
+            len: bytes.len() as u32,
             bytes,
             caps: Vec::new(),
             badge: None,
@@ -585,6 +586,7 @@ impl KernelCore {
             bytes,
             caps,
             badge,
+            len: _,
             reserved: _,
             payer: _,
         } = msg;
@@ -692,7 +694,7 @@ impl KernelCore {
     ) -> Result<(ChannelRef, Message), KernelError> {
         let (ch, sender) = self.check_send(caller, handle, body.len(), caps, now)?;
         let seq = self.next_seq();
-        let msg = self.seal(caller, sender, ch, seq, body.into_queued(), caps);
+        let msg = self.seal(caller, sender, ch, seq, body, caps);
         Ok((ch, msg))
     }
 
@@ -799,12 +801,13 @@ impl KernelCore {
         sender: Sender,
         ch: ChannelRef,
         seq: u64,
-        bytes: Vec<u8>,
+        body: Body<'_>,
         caps: &[CapHandle],
     ) -> Message {
         let mut moved = Vec::new();
         let payer = sender.account;
-        let cost = message_cost(bytes.len(), caps.len());
+        let len = body.len();
+        let cost = message_cost(len, caps.len());
         if self.accounts.charge_memory(payer, cost).is_err() {
             unreachable!("the sender's budget was checked by check_delivery");
         }
@@ -821,7 +824,8 @@ impl KernelCore {
             seq,
             sender: caller,
             sender_domain: sender.domain,
-            bytes,
+            len: len as u32,
+            bytes: body.into_queued(),
             caps: moved,
             badge: None,
             reserved: false,

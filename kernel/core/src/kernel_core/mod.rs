@@ -438,7 +438,7 @@ impl KernelCore {
     fn release_message(&mut self, msg: &Message) {
         if let Some(payer) = msg.payer {
             self.accounts
-                .release_memory(payer, message_cost(msg.bytes.len(), msg.caps.len()));
+                .release_memory(payer, message_cost(msg.len as usize, msg.caps.len()));
         }
     }
 

@@ -191,7 +191,7 @@ impl KernelCore {
         let (ch, badge, sender) = self.invoke_target(caller, handle, now)?;
         self.check_delivery(caller, sender.account, ch, body.len(), caps, now)?;
         let seq = self.next_seq();
-        let mut msg = self.seal(caller, sender, ch, seq, body.into_queued(), caps);
+        let mut msg = self.seal(caller, sender, ch, seq, body, caps);
         msg.badge = Some(badge);
         Ok((ch, msg))
     }
