@@ -47,9 +47,9 @@
 //! the kernel's stamp), so an answer still goes only where the requester
 //! asked. A session request that arrives without a capability while the
 //! server keeps none for it (the server restarted, or dropped the session
-//! to make room or after a failed send) is not executed and gets no
-//! answer: the client's re-send, which attaches a capability again,
-//! re-opens the session. A request without a session number is answered
+//! to make room, or because its task opened a fifth, or after a failed
+//! send) is not executed and gets no answer: the client's re-send, which
+//! attaches a capability again, re-opens the session. A request without a session number is answered
 //! on the capability it carries, once, as in v2.1.
 
 use alloc::vec::Vec;

@@ -77,6 +77,10 @@ pub const ANSWER_CACHE: usize = 64;
 /// protocol's *Sessions*) the server keeps; opening one more drops the
 /// longest-open one.
 pub const MAX_SESSIONS: usize = 64;
+
+/// How many of [`MAX_SESSIONS`] one task may hold (a client uses one per
+/// `StorageClient`); opening more closes that task's own oldest.
+pub const MAX_SESSIONS_PER_TASK: usize = 4;
 /// The default idle timeout of a transaction, in kernel time.
 pub const DEFAULT_TX_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -196,6 +200,15 @@ impl Sessions {
         match self.replies.insert(key, reply) {
             Some(old) => released.push(old),
             None => self.order.push_back(key),
+        }
+        // A task past its share closes its own oldest session, so no one
+        // task can push the others' sessions out.
+        let task = key.0;
+        if self.order.iter().filter(|k| k.0 == task).count() > MAX_SESSIONS_PER_TASK {
+            if let Some(at) = self.order.iter().position(|k| k.0 == task) {
+                let oldest = self.order.remove(at).expect("position is in range");
+                released.extend(self.replies.remove(&oldest));
+            }
         }
         while self.order.len() > MAX_SESSIONS {
             if let Some(old) = self.order.pop_front() {

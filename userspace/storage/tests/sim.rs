@@ -778,3 +778,48 @@ fn a_session_is_the_senders_own_and_a_request_without_one_is_not_executed() {
         Some(b"v".to_vec())
     );
 }
+
+#[test]
+fn one_task_opening_many_sessions_closes_only_its_own() {
+    let (mut h, alice, mut a) = setup();
+    let (bob, _) = h.connect_client("bob");
+    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+    let for_bob = attenuate(&mut h.as_client(alice), &map, OBJECT_CAP_RIGHTS).unwrap();
+    let bobs_map = hand_over(&mut h, alice, bob, for_bob);
+    let put = || pandagen_storage::Request::Transact {
+        ops: vec![Op::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        }],
+    };
+    let open = |h: &mut Harness, task: TaskId, map: &Cap<_>, session: u32| {
+        let inbox = h.as_client(task).create_channel().unwrap();
+        let reply = h
+            .as_client(task)
+            .clone_capability(&Cap::from(inbox), Rights::SEND | Rights::TRANSFER)
+            .unwrap();
+        h.as_client(task)
+            .send_to_object(map, session_request(&put(), session), vec![reply])
+            .unwrap();
+        h.pump();
+        assert!(h
+            .as_client(task)
+            .receive_with_capabilities(inbox, Some(Duration::ZERO))
+            .is_ok());
+        inbox
+    };
+    let alices = open(&mut h, alice, &map, 1);
+    // Bob opens as many sessions as the server keeps for everyone.
+    for session in 0..pandagen_storage::server::MAX_SESSIONS as u32 {
+        open(&mut h, bob, &bobs_map, session);
+    }
+    // Alice's session still answers her without a capability.
+    h.as_client(alice)
+        .send_to_object(&map, session_request(&put(), 1), vec![])
+        .unwrap();
+    h.pump();
+    assert!(h
+        .as_client(alice)
+        .receive_with_capabilities(alices, Some(Duration::ZERO))
+        .is_ok());
+}
