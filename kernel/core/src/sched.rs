@@ -283,7 +283,8 @@ impl Scheduler {
     }
 
     /// Whether the IPC fast path may switch straight to `slot`: it is
-    /// blocked, and [`Scheduler::would_run_next`] holds for it.
+    /// blocked, and `pick_next` would choose it if it were made ready now
+    /// (no ready task has its priority or a higher one).
     pub(crate) fn can_run_directly(&self, slot: u32) -> bool {
         match self.entries.get(slot as usize) {
             Some(e) => {
@@ -376,13 +377,6 @@ impl Scheduler {
             SchedState::Blocked(_) => self.run_blocked(slot, wait_list),
             SchedState::Running | SchedState::Inactive => {}
         }
-    }
-
-    /// Whether `pick_next` would choose `slot` if it were made ready now:
-    /// no ready task has its priority or a higher one.
-    pub(crate) fn would_run_next(&self, slot: u32) -> bool {
-        let level = self.priority(slot).0 as u32;
-        self.nonempty >> level == 0
     }
 
     /// Stop scheduling a task (it terminated), whatever its state.
@@ -721,14 +715,14 @@ mod tests {
             },
             None,
         );
-        assert!(s.would_run_next(1), "it outranks the ready task");
+        assert!(s.can_run_directly(1), "it outranks the ready task");
         s.activate(2, Priority::HIGH);
-        assert!(!s.would_run_next(1), "an equal ready task goes first");
-        assert!(!s.would_run_next(0));
+        assert!(!s.can_run_directly(1), "an equal ready task goes first");
+        assert!(!s.can_run_directly(0));
         assert_eq!(s.ready_len(), 2);
         assert_eq!(s.pick_next(), Some(2));
         assert_eq!(s.ready_len(), 1);
-        assert!(s.would_run_next(1));
+        assert!(s.can_run_directly(1));
     }
 
     #[test]
