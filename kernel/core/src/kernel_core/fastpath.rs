@@ -154,8 +154,9 @@ impl KernelCore {
 /// The channel a valid channel capability with `required` in `space`
 /// names, or `None` (not audited: the general path repeats the check and
 /// audits the refusal).
+#[inline]
 fn fast_channel(space: &CapSpace, handle: CapHandle, required: Rights) -> Option<ChannelRef> {
-    let cap = space.get(handle).ok()?;
+    let cap = space.live(handle)?;
     match cap.object() {
         ObjectRef::Channel(ch) if cap.rights().contains(required) => Some(ch),
         _ => None,
