@@ -119,17 +119,15 @@ impl KernelCore {
         };
         // Both wait lists are copied out, changed and written back; when
         // the caller receives on the channel it sent on, they are one list.
-        if to == from {
-            self.sched
-                .switch_direct(caller_slot, receiver_slot, on, &mut sent_on, None);
-        } else {
-            self.sched.switch_direct(
-                caller_slot,
-                receiver_slot,
-                on,
-                &mut sent_on,
-                Some(&mut receive_on),
-            );
+        let one_list = to == from;
+        self.sched.switch_direct(
+            caller_slot,
+            receiver_slot,
+            on,
+            &mut sent_on,
+            (!one_list).then_some(&mut receive_on),
+        );
+        if !one_list {
             if let Some(r) = self.channels.get_mut(from) {
                 r.waiters = receive_on;
             }
