@@ -4,7 +4,9 @@
 mod common;
 
 use common::*;
-use pandagen_abi::device::{DeviceError, DeviceResource, PhysRange, PortRange};
+use pandagen_abi::device::{
+    DeviceError, DeviceResource, PhysRange, PortRange, MAX_RELEASE_REGISTERS,
+};
 use pandagen_abi::error::Resource;
 use pandagen_abi::{Budget, CapHandle, CapKind, KernelError, Rights, TaskId};
 use pandagen_core::{KernelCore, TaskSpec, DEVICE_RIGHTS, ROOT_DEVICE_CAPS};
@@ -252,5 +254,77 @@ fn quarantines_of_drivers_that_keep_dying_are_bounded_by_the_supervisors_budget(
         k.create_task(Some(pm), spec, T0).map(drop),
         Err(KernelError::ResourceExhausted(Resource::FrameBudget))
     );
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn only_the_dma_frames_are_quarantined_the_drivers_other_frames_come_back() {
+    let (mut k, pm, caps) = supervisor();
+    let before = pm_frames(&k, pm);
+    let (driver, _) = driver_with_dma(&mut k, pm, caps, &[DeviceResource::Memory(BAR)]);
+    // The driver's stack and page tables: frames charged to it that no
+    // device was ever told of.
+    k.charge_frames(driver, 5).unwrap();
+    k.terminate(driver, pandagen_abi::ExitReason::Normal, T0)
+        .unwrap();
+    assert_eq!(k.quarantined_dma_frames(), DMA_FRAMES);
+    assert_eq!(pm_frames(&k, pm), before + DMA_FRAMES);
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_holder_that_could_only_read_device_registers_frees_its_frames_at_death() {
+    let (mut k, pm, caps) = supervisor();
+    let before = pm_frames(&k, pm);
+    let (driver, _) = driver_with_dma(&mut k, pm, caps, &[]);
+    // Status registers it may read: it can start no DMA through them.
+    for (parent, resource) in [
+        (caps[0], DeviceResource::Ports(PORTS)),
+        (caps[1], DeviceResource::Memory(BAR)),
+    ] {
+        give(
+            &mut k,
+            pm,
+            parent,
+            resource,
+            Rights::from_bits(DEVICE_RIGHTS.bits() & !Rights::WRITE.bits()),
+            driver,
+        );
+    }
+    k.terminate(driver, pandagen_abi::ExitReason::Normal, T0)
+        .unwrap();
+    assert!(k.quarantined_dma(driver).is_empty());
+    assert_eq!(k.quarantined_dma_frames(), 0);
+    assert_eq!(pm_frames(&k, pm), before);
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_release_may_name_as_many_register_capabilities_as_the_call_carries() {
+    let (mut k, pm, caps) = supervisor();
+    let (driver, _) = driver_with_dma(&mut k, pm, caps, &[DeviceResource::Memory(BAR)]);
+    k.terminate(driver, pandagen_abi::ExitReason::Normal, T0)
+        .unwrap();
+    // Seven capabilities that cover nothing of the dead driver's, and the
+    // one that covers its BAR last: exactly the call's limit.
+    let mut named: Vec<CapHandle> = (0..MAX_RELEASE_REGISTERS as u64 - 1)
+        .map(|i| {
+            give(
+                &mut k,
+                pm,
+                caps[0],
+                DeviceResource::Ports(PortRange::new(0xd000 + 8 * i as u16, 0xd007 + 8 * i as u16)),
+                DEVICE_RIGHTS,
+                pm,
+            )
+        })
+        .collect();
+    named.push(caps[1]);
+    assert_eq!(named.len(), MAX_RELEASE_REGISTERS);
+    assert_eq!(
+        k.release_dma_quarantine(pm, &named, T0).unwrap(),
+        [DMA_REGION]
+    );
+    assert_eq!(k.quarantined_dma_frames(), 0);
     k.check_invariants().unwrap();
 }
