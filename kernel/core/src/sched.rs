@@ -340,7 +340,10 @@ impl Scheduler {
         if let Some(deadline) = waited.deadline() {
             self.deadlines.remove(&(deadline, receiver));
         }
-        // The caller joins the tail of the list it receives on.
+        // The caller joins the tail of the list it receives on. This is
+        // `push_back` written out with the state change through one borrow
+        // of the entry: through `push_back` (and its `entry` growth check)
+        // the round trip measured 8 instructions more.
         let list = match receive_on {
             Some(list) => list,
             None => sent_on,
