@@ -66,6 +66,7 @@ const ACCOUNT_BYTES: usize = size_of::<Option<Account>>() + size_of::<u32>();
 /// doubling), its byte buffer and the vector holding the carried records,
 /// each as the kernel heap serves it (see [`allocation`]). The records
 /// themselves are charged as [`CAP_COST`] to whoever made them.
+#[inline]
 pub const fn message_cost(len: usize, caps: usize) -> u64 {
     let carried = if caps == 0 {
         0
@@ -165,12 +166,14 @@ impl Accounts {
         Accounts::default()
     }
 
+    #[inline]
     fn get(&self, id: AccountId) -> &Account {
         self.slots[id.0 as usize]
             .as_ref()
             .expect("an account named by a live object exists")
     }
 
+    #[inline]
     fn get_mut(&mut self, id: AccountId) -> &mut Account {
         self.slots[id.0 as usize]
             .as_mut()
@@ -209,6 +212,7 @@ impl Accounts {
     }
 
     /// Whether `amount` more can be charged to `id`.
+    #[inline]
     pub(crate) fn check(&self, id: AccountId, amount: Budget) -> Result<(), KernelError> {
         let available = self.get(id).usage.available();
         if amount.fits_in(&available) {
@@ -220,6 +224,7 @@ impl Accounts {
 
     /// Charge `amount` to `id`, or change nothing and say which budget is
     /// exhausted.
+    #[inline]
     pub(crate) fn charge(&mut self, id: AccountId, amount: Budget) -> Result<(), KernelError> {
         self.check(id, amount)?;
         let usage = &mut self.get_mut(id).usage;
@@ -236,6 +241,7 @@ impl Accounts {
         (&mut account.usage, &mut account.open)
     }
 
+    #[inline]
     pub(crate) fn charge_memory(&mut self, id: AccountId, bytes: u64) -> Result<(), KernelError> {
         self.charge(id, Budget::memory(bytes))
     }
@@ -243,6 +249,7 @@ impl Accounts {
     /// Return `amount` to `id`. On a closed account the limit shrinks by as
     /// much and the parent gets it back, and so on up; closed accounts left
     /// with nothing charged are freed. O(depth of closed ancestors).
+    #[inline]
     pub(crate) fn release(&mut self, id: AccountId, amount: Budget) {
         let mut at = Some(id);
         while let Some(id) = at.take() {
@@ -259,6 +266,7 @@ impl Accounts {
     }
 
     /// Release a memory cost (see [`Accounts::release`]).
+    #[inline]
     pub(crate) fn release_memory(&mut self, id: AccountId, bytes: u64) {
         self.release(id, Budget::memory(bytes))
     }

@@ -215,6 +215,7 @@ impl Capability {
         self.id
     }
 
+    #[inline]
     pub fn kind(&self) -> CapKind {
         self.object.kind()
     }

@@ -110,6 +110,7 @@ pub enum Body<'a> {
 
 impl Body<'_> {
     /// The encoded length every size check uses.
+    #[inline]
     pub fn len(&self) -> usize {
         match self {
             Body::Borrowed(bytes) => bytes.len(),
@@ -123,6 +124,7 @@ impl Body<'_> {
     }
 
     /// The bytes a receiver can be handed in place (empty for kept ones).
+    #[inline]
     pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
             Body::Borrowed(bytes) => bytes,
@@ -132,6 +134,7 @@ impl Body<'_> {
     }
 
     /// The bytes to queue (empty for kept ones).
+    #[inline]
     pub(crate) fn into_queued(self) -> Vec<u8> {
         match self {
             Body::Borrowed(bytes) => Vec::from(bytes),
@@ -170,6 +173,10 @@ pub(crate) struct Message {
     pub(crate) seq: u64,
     pub(crate) sender: TaskId,
     pub(crate) sender_domain: u16,
+    /// The encoded length the sender pays for: `bytes.len()`, or a
+    /// [`Body::Kept`] message's length (its bytes stay with the embedder,
+    /// but the charge is the one the kernel makes for the same message).
+    pub(crate) len: u32,
     pub(crate) bytes: Vec<u8>,
     pub(crate) caps: Vec<Capability>,
     /// Set when the message was sent through an object capability.
@@ -245,6 +252,7 @@ impl Channel {
 
     /// Append a message, counting a reserved one, keeping the buffer
     /// entries of the bound interrupt lines free.
+    #[inline]
     pub(crate) fn push_back(&mut self, msg: Message) {
         self.reserved_queued += u32::from(msg.reserved);
         if self.kernel_room > 0 {
@@ -271,6 +279,7 @@ impl Channel {
 
     /// Take the next message, uncounting a reserved one, and give back
     /// queue buffer the queue no longer needs (see `slab::fit_queue`).
+    #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<Message> {
         let msg = self.queue.pop_front()?;
         self.reserved_queued -= u32::from(msg.reserved);

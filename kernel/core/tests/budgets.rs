@@ -8,7 +8,7 @@ use common::T0;
 use pandagen_abi::error::Resource;
 use pandagen_abi::{Budget, CapHandle, ExitReason, KernelError, Rights, TaskId};
 use pandagen_core::budget::{message_cost, CAP_COST, CHANNEL_COST, TASK_COST};
-use pandagen_core::{KernelCore, Mintable, SpawnArgs, TaskSpec};
+use pandagen_core::{Body, KernelCore, Mintable, SpawnArgs, TaskSpec};
 use proptest::prelude::*;
 
 const OUT_OF_BUDGET: KernelError = KernelError::ResourceExhausted(Resource::MemoryBudget);
@@ -238,6 +238,28 @@ fn a_queued_message_is_paid_by_its_sender_until_received_even_after_the_sender_d
         1000
     );
     assert_eq!(used(&k, root).memory, root_before.memory - default.memory);
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_message_whose_contents_the_simulator_keeps_costs_what_the_same_bytes_cost() {
+    let mut k = KernelCore::default();
+    let root = root(&mut k);
+    let server = child(&mut k, root, "server", None);
+    let inbox = k.create_channel(server, T0).unwrap();
+    let send = k.clone_cap(server, inbox, Rights::SEND, T0).unwrap();
+    let before = used(&k, server).memory;
+    k.send(server, send, vec![9; 1000], &[], T0).unwrap();
+    let for_bytes = used(&k, server).memory - before;
+    k.send(server, send, Body::Kept(1000), &[], T0).unwrap();
+    assert_eq!(used(&k, server).memory - before, 2 * for_bytes);
+    assert_eq!(for_bytes, message_cost(1000, 0));
+    k.check_invariants().unwrap();
+    // Receiving either returns exactly its charge.
+    k.receive(server, inbox, T0).unwrap().unwrap();
+    assert_eq!(used(&k, server).memory - before, for_bytes);
+    k.receive(server, inbox, T0).unwrap().unwrap();
+    assert_eq!(used(&k, server).memory, before);
     k.check_invariants().unwrap();
 }
 

@@ -57,6 +57,7 @@ enum Target {
 
 impl SimulatedKernel {
     /// `send_with_capabilities` acting as `task`.
+    #[inline]
     pub(crate) fn send_as(
         &mut self,
         task: TaskId,
@@ -145,6 +146,7 @@ impl SimulatedKernel {
         }
     }
 
+    #[inline(always)]
     fn send_through(
         &mut self,
         task: TaskId,
@@ -154,7 +156,11 @@ impl SimulatedKernel {
     ) -> Result<(), KernelError> {
         let now = self.clock_now();
         let len = message.encoded_len()?;
-        let handles: Vec<CapHandle> = capabilities.iter().map(Cap::handle).collect();
+        // Most messages carry no capabilities: no vector for their handles.
+        let handles: Vec<CapHandle> = match capabilities.is_empty() {
+            true => Vec::new(),
+            false => capabilities.iter().map(Cap::handle).collect(),
+        };
         let caps = handles.len();
 
         if !self.faults_active {
@@ -189,7 +195,23 @@ impl SimulatedKernel {
             }
             return Ok(());
         }
+        self.send_under_plan(task, target, message, len, &handles, now)
+    }
 
+    /// A send while a fault plan is active: the message is accepted and
+    /// parked, and the injector decides whether it is queued now, lost or
+    /// held (see the module docs).
+    #[inline(never)]
+    fn send_under_plan(
+        &mut self,
+        task: TaskId,
+        target: Target,
+        message: MessageEnvelope,
+        len: usize,
+        handles: &[CapHandle],
+        now: Instant,
+    ) -> Result<(), KernelError> {
+        let caps = handles.len();
         // Refusals come before injected failures, as without a plan.
         let ch = match target {
             Target::Channel(handle) => self.core.channel_of(task, handle, now)?,
@@ -203,10 +225,10 @@ impl SimulatedKernel {
         }
         let body = Body::Kept(len);
         let parked = match target {
-            Target::Channel(handle) => self.core.prepare_send(task, handle, body, &handles, now)?,
+            Target::Channel(handle) => self.core.prepare_send(task, handle, body, handles, now)?,
             Target::Object(handle) => self
                 .core
-                .prepare_send_to_object(task, handle, body, &handles, now)?,
+                .prepare_send_to_object(task, handle, body, handles, now)?,
         };
         let seq = self.new_seq();
         self.record_sent(seq, &message, task, key, caps);
@@ -329,7 +351,41 @@ impl SimulatedKernel {
     }
 
     /// `receive_with_capabilities` acting as `task`.
+    #[inline(always)]
     pub(crate) fn receive_as(
+        &mut self,
+        task: TaskId,
+        channel: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        if self.handed.is_empty() && !self.faults_active && self.held.is_empty() {
+            return self.receive_queued(task, channel.handle(), timeout);
+        }
+        self.receive_any(task, channel, timeout)
+    }
+
+    /// A receive when nothing can arrive later on its own (no fault plan,
+    /// nothing held): take what is queued, or stay blocked in the core for
+    /// a hand-off.
+    #[inline(always)]
+    fn receive_queued(
+        &mut self,
+        task: TaskId,
+        handle: CapHandle,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        let start = self.clock_now();
+        match self.receive_or_block(task, handle, start)? {
+            RecvOutcome::Message(delivered) => self.deliver(task, delivered),
+            _ => self.wait_in_vain(task, timeout.map(|t| start.saturating_add(t))),
+        }
+    }
+
+    /// [`Self::receive_as`] in every case: a message handed to `task`,
+    /// held messages that come due while it waits, and the fault plan's
+    /// receive failures.
+    #[inline(never)]
+    fn receive_any(
         &mut self,
         task: TaskId,
         channel: ChannelId,
@@ -341,16 +397,10 @@ impl SimulatedKernel {
                 return Ok(message);
             }
         }
-        let start = self.clock_now();
         if !self.faults_active && self.held.is_empty() {
-            // Nothing can arrive later on its own: take what is queued, or
-            // stay blocked in the core for a hand-off.
-            return match self.receive_or_block(task, handle, start)? {
-                RecvOutcome::Message(delivered) => self.deliver(task, delivered),
-                _ => self.wait_in_vain(task, timeout.map(|t| start.saturating_add(t))),
-            };
+            return self.receive_queued(task, handle, timeout);
         }
-
+        let start = self.clock_now();
         let ch = self.core.channel_of(task, handle, start)?;
         let key = ChannelKey::from(ch);
         if self.faults_active {
@@ -398,6 +448,7 @@ impl SimulatedKernel {
     /// the core is given none. A head message whose capabilities do not
     /// fit in `task`'s space is discarded by the core; its envelope leaves
     /// the mirror with it, and the trace records the loss.
+    #[inline(always)]
     fn receive_or_block(
         &mut self,
         task: TaskId,
@@ -449,27 +500,16 @@ impl SimulatedKernel {
     /// Hand a message the core delivered to `task` over as a
     /// `ReceivedMessage`: the envelope the simulator kept for it, stamped
     /// with the sender the core saw.
+    #[inline(always)]
     fn deliver(
         &mut self,
         task: TaskId,
         delivered: Delivered,
     ) -> Result<ReceivedMessage, KernelError> {
         let key = ChannelKey::from(delivered.channel);
-        let (seq, envelope) = match self.take_queued(key, delivered.seq) {
-            Some(q) => (q.seq, Ok(q.envelope)),
-            // Only messages the simulator queued reach a receiver, so this
-            // is a bug in it; still, never leave the capabilities behind.
-            None => (self.new_seq(), MessageEnvelope::decode(&delivered.bytes)),
-        };
-        let mut envelope = match envelope {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                let now = self.clock_now();
-                for handle in delivered.caps {
-                    let _ = self.core.drop_cap(task, handle, now);
-                }
-                return Err(KernelError::Envelope(error));
-            }
+        let (seq, mut envelope) = match self.take_queued(key, delivered.seq) {
+            Some(q) => (q.seq, q.envelope),
+            None => self.unmirrored(task, &delivered)?,
         };
         envelope.source = (delivered.sender != KERNEL_SENDER).then_some(delivered.sender);
         self.record(TraceEvent::Delivered {
@@ -480,12 +520,38 @@ impl SimulatedKernel {
         });
         self.bump_activity();
         self.count_operation(task);
-        let capabilities: Vec<Cap<()>> = delivered.caps.into_iter().map(Cap::from_handle).collect();
+        let capabilities: Vec<Cap<()>> = match delivered.caps.is_empty() {
+            true => Vec::new(),
+            false => delivered.caps.into_iter().map(Cap::from_handle).collect(),
+        };
         Ok(ReceivedMessage {
             envelope,
             capabilities,
             badge: delivered.badge,
         })
+    }
+
+    /// The envelope of a message the core delivered that the simulator
+    /// kept none for, and a new trace number for it. Only messages the
+    /// simulator queued reach a receiver, so this is a bug in it; still,
+    /// its bytes are decoded, and if they do not decode, the capabilities
+    /// it carried are not left behind.
+    #[cold]
+    fn unmirrored(
+        &mut self,
+        task: TaskId,
+        delivered: &Delivered,
+    ) -> Result<(u64, MessageEnvelope), KernelError> {
+        match MessageEnvelope::decode(&delivered.bytes) {
+            Ok(envelope) => Ok((self.new_seq(), envelope)),
+            Err(error) => {
+                let now = self.clock_now();
+                for &handle in &delivered.caps {
+                    let _ = self.core.drop_cap(task, handle, now);
+                }
+                Err(KernelError::Envelope(error))
+            }
+        }
     }
 
     /// A failing receive that consumes the head of the queue.
@@ -573,6 +639,7 @@ impl SimulatedKernel {
         self.reap_closed();
     }
 
+    #[inline]
     fn record_sent(
         &mut self,
         seq: u64,
@@ -595,6 +662,7 @@ impl SimulatedKernel {
         }
     }
 
+    #[inline]
     pub(crate) fn push_queued(
         &mut self,
         key: ChannelKey,
@@ -604,16 +672,21 @@ impl SimulatedKernel {
         envelope: MessageEnvelope,
     ) {
         self.ipc.queued += 1;
-        self.queued.entry(key).or_default().push_back(Queued {
+        let queued = Queued {
             core_seq,
             seq,
             caps,
             envelope,
-        });
+        };
+        match self.queued.get_mut(&key) {
+            Some(queue) => queue.push_back(queued),
+            None => self.queued.entry(key).or_default().push_back(queued),
+        }
     }
 
     /// Forget the queued message with the core's sequence number `core_seq`
     /// (normally the head of the mirror).
+    #[inline]
     fn take_queued(&mut self, key: ChannelKey, core_seq: u64) -> Option<Queued> {
         let queue = self.queued.get_mut(&key)?;
         if queue.front()?.core_seq == core_seq {

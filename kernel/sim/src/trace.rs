@@ -198,28 +198,42 @@ impl Trace {
         self.enabled
     }
 
+    #[inline]
     pub fn push(&mut self, at: Instant, event: TraceEvent) {
-        if !self.enabled || self.capacity == 0 {
-            return;
+        if !self.enabled || self.records.len() < self.capacity || self.capacity == 0 {
+            return self.push_unless_full(at, event);
         }
-        let record = TraceRecord { at, event };
-        if self.records.len() < self.capacity {
-            self.records.push(record);
-            return;
+        // The ring is full: the newest record takes the oldest's place.
+        self.records[self.oldest] = TraceRecord { at, event };
+        self.oldest += 1;
+        if self.oldest == self.records.len() {
+            self.oldest = 0;
         }
-        self.records[self.oldest] = record;
-        self.oldest = (self.oldest + 1) % self.records.len();
         self.dropped += 1;
+    }
+
+    /// [`Trace::push`] while the ring is filling (or recording is off).
+    #[cold]
+    #[inline(never)]
+    fn push_unless_full(&mut self, at: Instant, event: TraceEvent) {
+        if self.enabled && self.records.len() < self.capacity {
+            self.records.push(TraceRecord { at, event });
+        }
     }
 
     /// The shared copy of `name`, made on its first use: records of the
     /// same action or service point at one string.
+    #[inline]
     pub fn intern(&mut self, name: &str) -> Arc<str> {
-        if let Some(last) = &self.last_name {
-            if **last == *name {
-                return Arc::clone(last);
-            }
+        match &self.last_name {
+            Some(last) if **last == *name => Arc::clone(last),
+            _ => self.intern_other(name),
         }
+    }
+
+    /// [`Trace::intern`] of a name other than the last one shared.
+    #[cold]
+    fn intern_other(&mut self, name: &str) -> Arc<str> {
         let shared = match self.names.get(name) {
             Some(shared) => Arc::clone(shared),
             None => {

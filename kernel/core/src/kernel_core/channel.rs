@@ -80,6 +80,14 @@ pub struct Offer<'a> {
     pub bytes: &'a [u8],
 }
 
+/// The sender of a checked send, as its message is stamped and charged:
+/// read with its capability, so the send looks its task up once.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Sender {
+    pub(super) domain: u16,
+    pub(super) account: AccountId,
+}
+
 impl KernelCore {
     /// Create a channel with the default queue bound and give the caller a
     /// capability with `SEND | RECEIVE | GRANT | TRANSFER` (audited as
@@ -234,6 +242,7 @@ impl KernelCore {
 
     /// Validate a use of channel capability `handle` needing `required`,
     /// returning the channel it designates.
+    #[inline]
     pub(super) fn channel_with(
         &mut self,
         caller: TaskId,
@@ -241,10 +250,12 @@ impl KernelCore {
         required: Rights,
         now: Instant,
     ) -> Result<ChannelRef, KernelError> {
-        let info = self.validate(caller, handle, Some(CapKind::Channel), required, now)?;
-        match info.object {
-            ObjectRef::Channel(ch) => Ok(ch),
-            _ => unreachable!("kind checked"),
+        match self.check_in(caller, handle, Some(CapKind::Channel), required) {
+            Ok((_, cap)) => match cap.object() {
+                ObjectRef::Channel(ch) => Ok(ch),
+                _ => unreachable!("kind checked"),
+            },
+            Err(reason) => Err(self.refuse(caller, handle, reason, now)),
         }
     }
 
@@ -292,7 +303,7 @@ impl KernelCore {
         hand_off: impl FnOnce(&Offer<'_>) -> bool,
     ) -> Result<Sent, KernelError> {
         let body = body.into();
-        let (ch, sender_domain) = self.check_send(caller, handle, body.len(), caps, now)?;
+        let (ch, sender) = self.check_send(caller, handle, body.len(), caps, now)?;
         let seq = self.next_seq();
         if caps.is_empty() {
             let c = self.channels.get_mut(ch).expect("checked above");
@@ -318,7 +329,7 @@ impl KernelCore {
                 }
             }
         }
-        let msg = self.seal(caller, sender_domain, ch, seq, body.into_queued(), caps);
+        let msg = self.seal(caller, sender, ch, seq, body, caps);
         let seq = self.push(ch, msg);
         Ok(Sent::Queued { channel: ch, seq })
     }
@@ -453,6 +464,7 @@ impl KernelCore {
             seq: self.next_seq(),
             sender: crate::channel::KERNEL_SENDER,
             sender_domain: 0,
+            len: bytes.len() as u32,
             bytes,
             caps: Vec::new(),
             badge: None,
@@ -501,6 +513,7 @@ impl KernelCore {
     }
 
     /// Validate a receive on `handle`, returning the channel.
+    #[inline]
     pub(super) fn receivable(
         &mut self,
         caller: TaskId,
@@ -513,19 +526,22 @@ impl KernelCore {
     /// Deliver the head of `ch`'s queue, or of its bound kernel channel
     /// (see [`KernelCore::bind_kernel_channel`]), to `caller` (already
     /// validated).
+    #[inline]
     pub(super) fn take(
         &mut self,
         caller: TaskId,
         ch: ChannelRef,
         now: Instant,
     ) -> Result<Option<Delivered>, KernelError> {
-        let ch = self.receive_source(ch);
-        let room = self
-            .tasks
-            .get(caller)
-            .ok_or(KernelError::TaskNotFound(caller))?
-            .space
-            .room();
+        let bound = self
+            .channels
+            .get(ch)
+            .expect("a valid channel capability keeps its channel alive")
+            .bound;
+        let ch = match bound {
+            Some(_) => self.receive_source(ch),
+            None => ch,
+        };
         let c = self
             .channels
             .get_mut(ch)
@@ -537,7 +553,17 @@ impl KernelCore {
                 Ok(None)
             };
         };
-        if head.caps.len() > room {
+        // Only a message carrying capabilities needs room in the caller's
+        // space.
+        if !head.caps.is_empty()
+            && head.caps.len()
+                > self
+                    .tasks
+                    .get(caller)
+                    .ok_or(KernelError::TaskNotFound(caller))?
+                    .space
+                    .room()
+        {
             // Left at the head, the message would be refused to every
             // receive and block the channel for good: it is discarded
             // instead (its capabilities invalidated and audited), and the
@@ -560,6 +586,7 @@ impl KernelCore {
             bytes,
             caps,
             badge,
+            len: _,
             reserved: _,
             payer: _,
         } = msg;
@@ -665,15 +692,16 @@ impl KernelCore {
         caps: &[CapHandle],
         now: Instant,
     ) -> Result<(ChannelRef, Message), KernelError> {
-        let (ch, sender_domain) = self.check_send(caller, handle, body.len(), caps, now)?;
+        let (ch, sender) = self.check_send(caller, handle, body.len(), caps, now)?;
         let seq = self.next_seq();
-        let msg = self.seal(caller, sender_domain, ch, seq, body.into_queued(), caps);
+        let msg = self.seal(caller, sender, ch, seq, body, caps);
         Ok((ch, msg))
     }
 
     /// Every check of a send of `len` bytes carrying `caps` on `handle`,
     /// changing nothing (refused uses are audited). Returns the channel and
-    /// the sender's domain.
+    /// the sender.
+    #[inline]
     fn check_send(
         &mut self,
         caller: TaskId,
@@ -681,21 +709,28 @@ impl KernelCore {
         len: usize,
         caps: &[CapHandle],
         now: Instant,
-    ) -> Result<(ChannelRef, u16), KernelError> {
-        let (object, sender_domain) =
+    ) -> Result<(ChannelRef, Sender), KernelError> {
+        let (object, sender) =
             match self.check_in(caller, handle, Some(CapKind::Channel), Rights::SEND) {
-                Ok((task, cap)) => (cap.object(), task.domain),
+                Ok((task, cap)) => (
+                    cap.object(),
+                    Sender {
+                        domain: task.domain,
+                        account: task.account,
+                    },
+                ),
                 Err(reason) => return Err(self.refuse(caller, handle, reason, now)),
             };
         let ObjectRef::Channel(ch) = object else {
             unreachable!("kind checked");
         };
-        self.check_delivery(caller, ch, len, caps, now)?;
-        Ok((ch, sender_domain))
+        self.check_delivery(caller, sender.account, ch, len, caps, now)?;
+        Ok((ch, sender))
     }
 
     /// Why `ch` cannot take one more message now (closed, gone, or its
     /// queue full), if it cannot.
+    #[inline]
     fn channel_refusal(&self, ch: ChannelRef) -> Option<SendError> {
         match self.channels.get(ch) {
             None => Some(SendError::ChannelClosed),
@@ -707,6 +742,7 @@ impl KernelCore {
 
     /// `ch` can take a `len`-byte message now: open, not full, and the
     /// message within the size limit.
+    #[inline]
     fn check_room(&self, ch: ChannelRef, len: usize) -> Result<(), KernelError> {
         if let Some(e) = self.channel_refusal(ch) {
             return Err(KernelError::SendFailed(e));
@@ -723,10 +759,13 @@ impl KernelCore {
     /// The checks of a send that come after the capability it goes
     /// through (a channel capability, or an object capability naming a
     /// service's channel): the channel can take a `len`-byte message
-    /// carrying `caps`, and the caller may move them. Changes nothing.
+    /// carrying `caps`, and the caller (whose `account` the capability
+    /// check read) may move them and pay for the message. Changes nothing.
+    #[inline]
     pub(super) fn check_delivery(
         &mut self,
         caller: TaskId,
+        account: AccountId,
         ch: ChannelRef,
         len: usize,
         caps: &[CapHandle],
@@ -737,7 +776,6 @@ impl KernelCore {
             return Err(KernelError::SendFailed(SendError::TooManyCapabilities));
         }
         // The sender pays for the message while it is queued.
-        let account = self.account_of(caller)?;
         self.accounts
             .check(account, Budget::memory(message_cost(len, caps.len())))?;
         if !caps.is_empty() {
@@ -756,18 +794,20 @@ impl KernelCore {
 
     /// Build the message of a checked send, moving `caps` out of the
     /// caller's space into kernel custody.
+    #[inline]
     pub(super) fn seal(
         &mut self,
         caller: TaskId,
-        sender_domain: u16,
+        sender: Sender,
         ch: ChannelRef,
         seq: u64,
-        bytes: Vec<u8>,
+        body: Body<'_>,
         caps: &[CapHandle],
     ) -> Message {
         let mut moved = Vec::new();
-        let payer = self.tasks.get(caller).expect("caller validated").account;
-        let cost = message_cost(bytes.len(), caps.len());
+        let payer = sender.account;
+        let len = body.len();
+        let cost = message_cost(len, caps.len());
         if self.accounts.charge_memory(payer, cost).is_err() {
             unreachable!("the sender's budget was checked by check_delivery");
         }
@@ -783,8 +823,9 @@ impl KernelCore {
         Message {
             seq,
             sender: caller,
-            sender_domain,
-            bytes,
+            sender_domain: sender.domain,
+            len: len as u32,
+            bytes: body.into_queued(),
             caps: moved,
             badge: None,
             reserved: false,
@@ -805,12 +846,14 @@ impl KernelCore {
 
     /// Append an accepted message to `ch` (room and openness checked) and
     /// wake one waiting receiver.
+    #[inline]
     pub(super) fn push(&mut self, ch: ChannelRef, msg: Message) -> u64 {
         self.push_as(ch, msg, false)
     }
 
     /// Queue `msg` (an interrupt notification into its kept entry if
     /// `into_room`) and wake the first receiver waiting.
+    #[inline]
     fn push_as(&mut self, ch: ChannelRef, mut msg: Message, into_room: bool) -> u64 {
         for cap in &mut msg.caps {
             cap.set_holder(Holder::Queued(ch));
@@ -825,8 +868,9 @@ impl KernelCore {
         // A kernel channel's message wakes a receiver of the channel it is
         // bound to when nobody waits on it directly.
         let woken = match (c.waiters.head(), c.bound_to) {
+            (Some(_), _) => ch,
             (None, Some(service)) => service,
-            _ => ch,
+            (None, None) => return seq,
         };
         self.wake_one(woken, WakeReason::MessageArrived);
         seq

@@ -214,7 +214,8 @@ impl KernelCore {
                 None => missing = missing.or(Some(account)),
             };
         let cap = Budget::memory(CAP_COST);
-        let message = |msg: &Message| Budget::memory(message_cost(msg.bytes.len(), msg.caps.len()));
+        let message =
+            |msg: &Message| Budget::memory(message_cost(msg.len as usize, msg.caps.len()));
         for (_, task) in self.tasks.iter() {
             add(task.account, task.own_charge);
             for (_, c) in task.space.iter() {
@@ -490,7 +491,7 @@ mod tests {
         let mut w = world();
         let c = w.k.channels.get_mut(w.ch).unwrap();
         let msg = c.queue.front_mut().unwrap();
-        let (payer, cost) = (msg.payer.take().unwrap(), message_cost(msg.bytes.len(), 0));
+        let (payer, cost) = (msg.payer.take().unwrap(), message_cost(msg.len as usize, 0));
         w.k.accounts.release_memory(payer, cost);
         assert_eq!(w.k.check_invariants(), Err(V::UnpaidMessage(w.ch)));
     }

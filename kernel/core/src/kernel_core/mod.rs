@@ -434,10 +434,11 @@ impl KernelCore {
 
     /// Return a message's charge to its sender's account (the message has
     /// left the kernel, or is being discarded).
+    #[inline]
     fn release_message(&mut self, msg: &Message) {
         if let Some(payer) = msg.payer {
             self.accounts
-                .release_memory(payer, message_cost(msg.bytes.len(), msg.caps.len()));
+                .release_memory(payer, message_cost(msg.len as usize, msg.caps.len()));
         }
     }
 

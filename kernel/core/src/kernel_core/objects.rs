@@ -28,6 +28,7 @@ use pandagen_abi::cap::{INVOKE_RIGHTS, OBJECT_CAP_RIGHTS};
 use pandagen_abi::error::MissingRights;
 use pandagen_abi::{Badge, CapHandle, CapKind, Instant, KernelError, Rights, ServiceId, TaskId};
 
+use super::channel::Sender;
 use super::{KernelCore, ParkedMessage};
 use crate::audit::CapabilityEvent;
 use crate::cap_table::{InvalidUse, ObjectRef, ServiceObject};
@@ -141,11 +142,17 @@ impl KernelCore {
         caller: TaskId,
         handle: CapHandle,
         now: Instant,
-    ) -> Result<(ChannelRef, Badge, u16), KernelError> {
+    ) -> Result<(ChannelRef, Badge, Sender), KernelError> {
         let checked = self
             .check_in(caller, handle, Some(CapKind::StorageObject), Rights::NONE)
-            .map(|(task, cap)| (cap.object(), cap.rights(), task.domain));
-        let (object, rights, domain) = match checked {
+            .map(|(task, cap)| {
+                let sender = Sender {
+                    domain: task.domain,
+                    account: task.account,
+                };
+                (cap.object(), cap.rights(), sender)
+            });
+        let (object, rights, sender) = match checked {
             Ok(found) => found,
             Err(reason) => return Err(self.refuse(caller, handle, reason, now)),
         };
@@ -168,7 +175,7 @@ impl KernelCore {
             value: target.badge,
             rights,
         };
-        Ok((ch, badge, domain))
+        Ok((ch, badge, sender))
     }
 
     /// Validate an invocation and build its message, moving the carried
@@ -181,10 +188,10 @@ impl KernelCore {
         caps: &[CapHandle],
         now: Instant,
     ) -> Result<(ChannelRef, Message), KernelError> {
-        let (ch, badge, sender_domain) = self.invoke_target(caller, handle, now)?;
-        self.check_delivery(caller, ch, body.len(), caps, now)?;
+        let (ch, badge, sender) = self.invoke_target(caller, handle, now)?;
+        self.check_delivery(caller, sender.account, ch, body.len(), caps, now)?;
         let seq = self.next_seq();
-        let mut msg = self.seal(caller, sender_domain, ch, seq, body.into_queued(), caps);
+        let mut msg = self.seal(caller, sender, ch, seq, body, caps);
         msg.badge = Some(badge);
         Ok((ch, msg))
     }

@@ -60,6 +60,24 @@ fn pages_for(len: usize) -> usize {
 
 pub struct CapabilityHal;
 
+/// A HAL that never lets the device at the driver's own buffers.
+///
+/// # Safety
+///
+/// `share` must hand the device memory of the HAL's own holding a copy of
+/// the buffer (a bounce copy), never the buffer itself, and memory shared
+/// and never unshared must stay allocated and go to no one else. A request
+/// the driver abandons because the device broke the virtqueue protocol
+/// (see [`crate::disk`]) is then never unshared: however late the device
+/// writes, it writes into memory that is still its own, never into the
+/// caller's buffer or the driver's stack.
+pub unsafe trait Bouncing: Hal {}
+
+// SAFETY: `share` copies into bounce pages allocated from the DMA pool and
+// returns their physical address; the pages go back to the pool only in
+// `unshare`.
+unsafe impl Bouncing for CapabilityHal {}
+
 // SAFETY: `dma_alloc` returns page-aligned, zeroed, exclusively owned pages
 // of a DMA region that stays mapped for the life of the task (the kernel
 // frees it only at death), with the physical address the kernel reported
@@ -104,6 +122,12 @@ unsafe impl Hal for CapabilityHal {
             unsafe {
                 core::ptr::copy_nonoverlapping(buffer.as_ptr() as *const u8, virt as *mut u8, len)
             };
+        } else {
+            // Cleared: a device that reports success without writing the
+            // whole buffer must not hand the reader the bytes of an
+            // earlier request that went through these pages.
+            // SAFETY: the bounce pages are ours and at least `len` long.
+            unsafe { core::ptr::write_bytes(virt as *mut u8, 0, len) };
         }
         phys
     }
@@ -195,7 +219,14 @@ mod tests {
         let shared = NonNull::from(&mut answer[..]);
         // SAFETY: `answer` outlives the share and is not used meanwhile.
         let bounce = unsafe { CapabilityHal::share(shared, BufferDirection::DeviceToDriver) };
-        assert!(!page_bytes(&region, bounce, 16).contains(&5));
+        assert_eq!(
+            bounce,
+            REGION_PHYS + 2 * PAGE as u64,
+            "the write's bounce page, reused"
+        );
+        // Cleared: neither the driver's bytes nor the earlier write's
+        // reach the device, nor come back if the device writes nothing.
+        assert!(page_bytes(&region, bounce, 16).iter().all(|&b| b == 0));
         let offset = (bounce - REGION_PHYS) as usize;
         region[offset..offset + 16].copy_from_slice(&[9; 16]);
         // SAFETY: as above; the device is done.

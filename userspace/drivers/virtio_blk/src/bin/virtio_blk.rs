@@ -94,6 +94,10 @@ fn device_caps(device: &PciDevice, handles: &[pandagen_abi::CapHandle]) -> Devic
 /// anyway: bounds what a lost interrupt costs.
 const INTERRUPT_FALLBACK: Duration = Duration::from_millis(20);
 
+/// Waits for one request on the line before the device is taken to have
+/// stopped: 500 fallbacks are ten seconds.
+const LINE_PATIENCE: u32 = 500;
+
 /// How requests are waited for: the device's line, or polling.
 enum Waiter {
     Line {
@@ -116,6 +120,13 @@ impl Completion for Waiter {
     fn rearm(&mut self) {
         if let Waiter::Line { interrupt, .. } = self {
             let _ = interrupt.acknowledge();
+        }
+    }
+
+    fn patience(&self) -> u32 {
+        match self {
+            Waiter::Line { .. } => LINE_PATIENCE,
+            Waiter::Polling(polling) => polling.patience(),
         }
     }
 }
@@ -253,5 +264,15 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
             let _ = kernel.send_message(ChannelId::from_handle(reply.handle()), answer);
         }
         let _ = kernel.drop_capability(reply);
+        if disk.broken() {
+            // The device broke the virtqueue protocol and may still hold
+            // the abandoned request's bounce pages: end, so that the kernel
+            // quarantines the DMA memory and the next instance resets the
+            // device before using it.
+            println!("virtio-blk: the device broke the virtqueue protocol; ending");
+            kernel.exit(ExitReason::Failure {
+                error: "virtio-blk: the device broke the virtqueue protocol".into(),
+            });
+        }
     }
 }
