@@ -349,6 +349,18 @@ impl CapSpace {
         }
     }
 
+    /// The live record `handle` names, or `None` for any handle
+    /// [`CapSpace::get`] refuses, without telling why (the IPC fast path,
+    /// which leaves refusals to the general path).
+    #[inline]
+    pub(crate) fn live(&self, handle: CapHandle) -> Option<&Capability> {
+        let slot = self.slots.get(handle.index() as usize)?;
+        if slot.generation != handle.generation() {
+            return None;
+        }
+        slot.cap.as_ref()
+    }
+
     /// Install a record; `None` if the space is full.
     pub(crate) fn install(&mut self, cap: Capability) -> Result<CapHandle, Capability> {
         if self.live >= self.limit {
@@ -452,6 +464,27 @@ mod tests {
         assert_eq!(space.get(a).unwrap_err(), InvalidUse::StaleHandle);
         assert_eq!(space.get(b).unwrap().id(), CapId(2));
         assert!(space.remove(a).is_none());
+    }
+
+    #[test]
+    fn only_a_live_handle_names_a_live_record() {
+        let mut space = CapSpace::new(8);
+        let a = space.install(record(1)).unwrap();
+        let b = space.install(record(2)).unwrap();
+        assert_eq!(space.live(a).map(Capability::id), Some(CapId(1)));
+        assert_eq!(space.live(b).map(Capability::id), Some(CapId(2)));
+        let other_generation = CapHandle::new(b.index(), b.generation() + 1);
+        assert!(space.live(other_generation).is_none());
+        assert!(
+            space.live(CapHandle::new(7, b.generation())).is_none(),
+            "beyond the table"
+        );
+        assert!(space.remove(a).is_some());
+        // Slot 0 is kept free (slot 1 is live): its old generation names nothing.
+        assert!(space.live(a).is_none());
+        for handle in [a, other_generation, CapHandle::new(7, 1)] {
+            assert!(space.get(handle).is_err(), "live agrees with get");
+        }
     }
 
     #[test]

@@ -464,3 +464,46 @@ fn the_fast_path_reads_the_clock_only_when_a_deadline_is_involved() {
     );
     assert_eq!(reads.get(), 2);
 }
+
+#[test]
+fn a_call_that_receives_where_it_sent_takes_the_receivers_place_in_line() {
+    let Pair {
+        mut k,
+        server,
+        client,
+        requests,
+        to_server,
+        ..
+    } = pair();
+    let channel = k.channel_of(server, requests, T0).unwrap();
+    let call = k.send_receive_fast(client, to_server, b"x", to_server, None, || T0, |_| true);
+    assert_eq!(
+        call.map(|s| (s.receiver, s.channel)),
+        Some((server, channel))
+    );
+    assert_eq!(k.task_state(server), Some(SchedState::Running));
+    assert_eq!(
+        k.task_state(client),
+        Some(SchedState::Blocked(BlockedOn::Receive {
+            channel,
+            deadline: None
+        }))
+    );
+    k.check_invariants().unwrap();
+    // The server answers on the same channel: the client, now its only
+    // waiter, is handed the reply and the server waits in its place.
+    let reply = k.send_receive_fast(
+        server,
+        requests,
+        b"y",
+        requests,
+        None,
+        || T0,
+        |o| o.receiver == client,
+    );
+    assert_eq!(reply.map(|s| s.receiver), Some(client));
+    assert_eq!(k.task_state(client), Some(SchedState::Running));
+    assert!(blocked_on_receive(&k, server));
+    assert_eq!(k.queue_len(channel), Some(0));
+    k.check_invariants().unwrap();
+}

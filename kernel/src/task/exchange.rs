@@ -4,12 +4,14 @@
 //!
 //! Every precondition is checked before anything changes: the caller is
 //! the current task, its registers decode, no port window is open (the
-//! general path keeps the I/O bitmap right across the switch), the
-//! response buffer is writable, and then the core's fast path
-//! (`KernelCore::send_receive_fast`: both capabilities, the waiting
-//! receiver, empty queues, no deadline due, the scheduler's choice). The
-//! kernel's half of the hand-off also declines for a receiver with port
-//! windows, a message outside one page of the caller's readable memory, or
+//! general path keeps the I/O bitmap right across the switch), and then
+//! the core's fast path (`KernelCore::send_receive_fast`: both
+//! capabilities, the waiting receiver, empty queues, no deadline due, the
+//! scheduler's choice). The kernel's half of the hand-off, which the core
+//! calls before it changes anything, also declines for a receiver with
+//! port windows, a caller's response buffer that is not writable (checked
+//! there, where the caller's record is at hand), a message outside one
+//! page of the caller's readable memory, or
 //! a receiver whose buffer cannot hold the reply. A declined call has
 //! changed nothing, and the dispatcher's general path runs it and reports
 //! any error exactly as `SendReceive` does.
@@ -69,17 +71,6 @@ impl KernelState {
             capacity: frame.r10,
         };
         let KernelState { core, tasks, .. } = self;
-        let Some(caller_task) = tasks.get_mut(&caller) else {
-            return Exchanged::Declined;
-        };
-        let checked = response.capacity.min(RESPONSE_BUFFER_BYTES as u64);
-        if caller_task
-            .memory
-            .check_writable(response.ptr, checked)
-            .is_err()
-        {
-            return Exchanged::Declined;
-        }
         let time = OnceCell::new();
         let clock = || *time.get_or_init(now);
         let deadline = request
@@ -97,7 +88,7 @@ impl KernelState {
             request.receive,
             deadline,
             clock,
-            |offer| hand_over(tasks, message, offer, frame, parked),
+            |offer| hand_over(tasks, message, response, offer, frame, parked),
         );
         let Some(switched) = switched else {
             return Exchanged::Declined;
@@ -121,13 +112,15 @@ impl KernelState {
 /// receive (`parked`) into its record. Declines — having written nothing —
 /// if either record is missing, the receiver is not blocked in a receive,
 /// has port windows (the general path's switch brings the bitmap to them),
-/// or cannot take the reply, or the message is not within one page of the
-/// sender's readable memory. Inlined into the closure the core calls, so
+/// or cannot take the reply, the sender's own `response` buffer is not
+/// writable, or the message is not within one page of the sender's
+/// readable memory. Inlined into the closure the core calls, so
 /// that the arguments are not moved twice.
 #[inline(always)]
 fn hand_over(
     tasks: &mut UserTasks,
     message: UserRange,
+    response: UserBuffer,
     offer: &Offer<'_>,
     frame: &TrapFrame,
     parked: Pending,
@@ -135,16 +128,27 @@ fn hand_over(
     let Some((sender, receiver)) = tasks.pair_mut(&offer.sender, &offer.receiver) else {
         return false;
     };
-    let Some(Pending::Receive { response, .. }) = receiver.pending else {
+    let Some(Pending::Receive {
+        response: receiver_response,
+        ..
+    }) = receiver.pending
+    else {
         return false;
     };
     if !receiver.ports.is_empty() {
         return false;
     }
+    // The caller's response buffer must be writable, as every receive
+    // checks; here, with the caller's record already at hand.
+    let checked = response.capacity.min(RESPONSE_BUFFER_BYTES as u64);
+    if sender.memory.check_writable(response.ptr, checked).is_err() {
+        return false;
+    }
     let Some(bytes) = sender.memory.readable_in_page(message.ptr, message.len) else {
         return false;
     };
-    let Some(rax) = reply::deliver_message(&mut receiver.memory, response, offer.sender, bytes)
+    let Some(rax) =
+        reply::deliver_message(&mut receiver.memory, receiver_response, offer.sender, bytes)
     else {
         return false;
     };

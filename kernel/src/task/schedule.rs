@@ -78,32 +78,41 @@ pub fn resume(k: &mut KernelState, next: TaskId, frame: &mut TrapFrame) {
         return;
     };
     *frame = task.frame.clone();
-    become_current(k, next);
+    let _ = become_current(k, next);
 }
 
-/// Make `next` (which has a record) the task that runs when the kernel
-/// returns to ring 3: its address space, a fresh time slice, and the I/O
-/// permission bitmap showing its port windows and no other task's. Every
-/// way into ring 3 after a switch goes through here, so no task ever runs
-/// with the ports another task opened.
-fn become_current(k: &mut KernelState, next: TaskId) {
-    let Some(task) = k.tasks.get(&next) else {
-        return;
-    };
-    let has_windows = !task.ports.is_empty();
+/// Make `next` the task that runs when the kernel returns to ring 3: its
+/// address space, a fresh time slice, and the I/O permission bitmap
+/// showing its port windows and no other task's. Every way into ring 3
+/// after a switch goes through here, so no task ever runs with the ports
+/// another task opened. Returns the address of `next`'s saved registers,
+/// or `None` — having changed nothing — if it has no record. The record is
+/// looked up once: this is every direct `Exchange`'s way out.
+fn become_current(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
+    let KernelState {
+        tasks,
+        current,
+        slice_left,
+        active_space,
+        ..
+    } = k;
+    let task = tasks.get_mut(&next)?;
     let space = task.memory.space();
-    if k.active_space != space.root() {
+    if *active_space != space.root() {
         // SAFETY: every task space comes from `new_user_space` and shares
         // the kernel half.
         unsafe { paging::switch_to(space) };
-        k.active_space = space.root();
+        *active_space = space.root();
     }
-    k.current = Some(next);
-    k.slice_left = TIME_SLICE_TICKS;
+    *current = Some(next);
+    *slice_left = TIME_SLICE_TICKS;
+    // The record lives in the kernel half, mapped in every space.
+    let frame = &mut task.frame as *mut TrapFrame;
     // Nothing to do between two tasks without windows.
-    if has_windows || k.ports_open() {
+    if !task.ports.is_empty() || k.ports_open() {
         k.sync_ports(next);
     }
+    Some(frame)
 }
 
 /// [`resume`] without the copy: `next`'s saved registers are left in its
@@ -113,13 +122,7 @@ fn become_current(k: &mut KernelState, next: TaskId) {
 /// CPU, interrupts off). `None` — having changed nothing — if `next` has
 /// no record.
 pub fn resume_in_place(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
-    if !k.tasks.contains_key(&next) {
-        return None;
-    }
-    become_current(k, next);
-    // The record lives in the kernel half, mapped in every space.
-    let task = k.tasks.get_mut(&next)?;
-    Some(&mut task.frame as *mut TrapFrame)
+    become_current(k, next)
 }
 
 /// Finish `task`'s blocked call if it can finish now. Returns whether the

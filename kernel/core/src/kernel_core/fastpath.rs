@@ -85,19 +85,21 @@ impl KernelCore {
         if earliest.is_some_and(|d| d <= now()) {
             return None;
         }
-        let space = &self.tasks.get(caller)?.space;
+        // The slot was found by the caller's id: no second generation check.
+        let space = &self.tasks.by_slot(caller_slot)?.space;
         let to = fast_channel(space, send, Rights::SEND)?;
         let from = fast_channel(space, receive, Rights::RECEIVE)?;
         let c = self.channels.get(to)?;
-        let receiver_slot = match (c.is_closed(), c.queue.is_empty(), c.waiters.head()) {
-            (false, true, Some(slot)) => slot,
+        let (mut sent_on, receiver_slot) = match (c.is_closed(), c.queue.is_empty()) {
+            (false, true) => (c.waiters, c.waiters.head()?),
             _ => return None,
         };
         let r = self.channels.get(from)?;
         if !r.queue.is_empty() || r.is_drained() || self.kernel_messages_waiting(r) {
             return None;
         }
-        if !self.sched.would_run_next(receiver_slot) {
+        let mut receive_on = r.waiters;
+        if !self.sched.can_run_directly(receiver_slot) {
             return None;
         }
         let receiver = self.tasks.by_slot(receiver_slot)?.id;
@@ -111,20 +113,34 @@ impl KernelCore {
         if !hand_off(&offer) {
             return None;
         }
-        let waiters = self.channels.get_mut(to).map(|c| &mut c.waiters);
-        self.sched.run_blocked(receiver_slot, waiters);
+        let on = BlockedOn::Receive {
+            channel: from,
+            deadline,
+        };
+        // Both wait lists are copied out, changed and written back; when
+        // the caller receives on the channel it sent on, they are one list.
+        let one_list = to == from;
+        self.sched.switch_direct(
+            caller_slot,
+            receiver_slot,
+            on,
+            &mut sent_on,
+            (!one_list).then_some(&mut receive_on),
+        );
+        if !one_list {
+            if let Some(r) = self.channels.get_mut(from) {
+                r.waiters = receive_on;
+            }
+        }
+        if let Some(c) = self.channels.get_mut(to) {
+            c.waiters = sent_on;
+        }
         if let Some(t) = self.tasks.by_slot_mut(receiver_slot) {
             t.wake = Some(WakeReason::HandedOff);
         }
         if let Some(t) = self.tasks.by_slot_mut(caller_slot) {
             t.wake = None;
         }
-        let on = BlockedOn::Receive {
-            channel: from,
-            deadline,
-        };
-        let waiters = self.channels.get_mut(from).map(|c| &mut c.waiters);
-        self.sched.block(caller_slot, on, waiters);
         Some(Switched {
             channel: to,
             receiver,
@@ -136,8 +152,9 @@ impl KernelCore {
 /// The channel a valid channel capability with `required` in `space`
 /// names, or `None` (not audited: the general path repeats the check and
 /// audits the refusal).
+#[inline]
 fn fast_channel(space: &CapSpace, handle: CapHandle, required: Rights) -> Option<ChannelRef> {
-    let cap = space.get(handle).ok()?;
+    let cap = space.live(handle)?;
     match cap.object() {
         ObjectRef::Channel(ch) if cap.rights().contains(required) => Some(ch),
         _ => None,

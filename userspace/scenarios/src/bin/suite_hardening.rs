@@ -663,8 +663,10 @@ fn exchange_pointers(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), Ker
             ),
         ),
     );
+    // An empty message would end the server: if this one got through, the
+    // straddling message below would find no server.
     let read_only = exchange(
-        (pages.as_ptr() as u64, 4),
+        (pages.as_ptr() as u64, 0),
         (READ_ONLY_BUFFER.as_ptr() as u64, 256),
     );
     tally.check(
