@@ -721,40 +721,70 @@ fn session_request(
     )
 }
 
-#[test]
-fn a_session_is_the_senders_own_and_a_request_without_one_is_not_executed() {
-    let (mut h, alice, mut a) = setup();
-    let (bob, _) = h.connect_client("bob");
-    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
-    // Bob may write the map too: only the reply channel is at stake.
-    let for_bob = attenuate(&mut h.as_client(alice), &map, OBJECT_CAP_RIGHTS).unwrap();
-    let bobs_map = hand_over(&mut h, alice, bob, for_bob);
-    let session = 0x5e55;
-    let put = |key: &[u8]| pandagen_storage::Request::Transact {
+/// A put of `key` = "v" in a transaction of its own.
+fn put_request(key: &[u8]) -> pandagen_storage::Request {
+    pandagen_storage::Request::Transact {
         ops: vec![Op::Put {
             key: key.to_vec(),
             value: b"v".to_vec(),
         }],
-    };
-    // Alice opens session 0x5e55 on her own reply channel.
-    let inbox = h.as_client(alice).create_channel().unwrap();
+    }
+}
+
+/// Alice's map, and Bob's capability for it: Bob may write it too, so
+/// only the reply channels are at stake.
+fn alice_and_bob_share_a_map() -> (
+    Harness,
+    StorageClient,
+    (TaskId, ObjectCap),
+    (TaskId, ObjectCap),
+) {
+    let (mut h, alice, mut a) = setup();
+    let (bob, _) = h.connect_client("bob");
+    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+    let for_bob = attenuate(&mut h.as_client(alice), &map, OBJECT_CAP_RIGHTS).unwrap();
+    let bobs_map = hand_over(&mut h, alice, bob, for_bob);
+    (h, a, (alice, map), (bob, bobs_map))
+}
+
+/// `task` opens `session` on a reply channel of its own with a put on
+/// `map`, and sees it answered there. Returns the channel.
+fn open_session(h: &mut Harness, task: TaskId, map: &ObjectCap, session: u32) -> ChannelId {
+    let inbox = h.as_client(task).create_channel().unwrap();
     let reply = h
-        .as_client(alice)
+        .as_client(task)
         .clone_capability(&Cap::from(inbox), Rights::SEND | Rights::TRANSFER)
         .unwrap();
-    h.as_client(alice)
-        .send_to_object(&map, session_request(&put(b"a"), session), vec![reply])
+    h.as_client(task)
+        .send_to_object(
+            map,
+            session_request(&put_request(b"a"), session),
+            vec![reply],
+        )
         .unwrap();
     h.pump();
     assert!(h
-        .as_client(alice)
+        .as_client(task)
         .receive_with_capabilities(inbox, Some(Duration::ZERO))
         .is_ok());
+    inbox
+}
+
+#[test]
+fn a_session_is_the_senders_own_and_a_request_without_one_is_not_executed() {
+    let (mut h, mut a, (alice, map), (bob, bobs_map)) = alice_and_bob_share_a_map();
+    // Alice opens session 0x5e55 on her own reply channel.
+    let session = 0x5e55;
+    let inbox = open_session(&mut h, alice, &map, session);
     // Bob names the same session number without a capability: his task
     // has no such session, so nothing is executed and nothing answered
     // (least of all on Alice's channel).
     h.as_client(bob)
-        .send_to_object(&bobs_map, session_request(&put(b"b"), session), vec![])
+        .send_to_object(
+            &bobs_map,
+            session_request(&put_request(b"b"), session),
+            vec![],
+        )
         .unwrap();
     h.pump();
     assert_eq!(
@@ -766,7 +796,7 @@ fn a_session_is_the_senders_own_and_a_request_without_one_is_not_executed() {
     assert_eq!(a.get(&mut h.as_client(alice), &map, b"b").unwrap(), None);
     // Alice's own session still answers her requests without a capability.
     h.as_client(alice)
-        .send_to_object(&map, session_request(&put(b"c"), session), vec![])
+        .send_to_object(&map, session_request(&put_request(b"c"), session), vec![])
         .unwrap();
     h.pump();
     assert!(h
@@ -781,41 +811,15 @@ fn a_session_is_the_senders_own_and_a_request_without_one_is_not_executed() {
 
 #[test]
 fn one_task_opening_many_sessions_closes_only_its_own() {
-    let (mut h, alice, mut a) = setup();
-    let (bob, _) = h.connect_client("bob");
-    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
-    let for_bob = attenuate(&mut h.as_client(alice), &map, OBJECT_CAP_RIGHTS).unwrap();
-    let bobs_map = hand_over(&mut h, alice, bob, for_bob);
-    let put = || pandagen_storage::Request::Transact {
-        ops: vec![Op::Put {
-            key: b"k".to_vec(),
-            value: b"v".to_vec(),
-        }],
-    };
-    let open = |h: &mut Harness, task: TaskId, map: &Cap<_>, session: u32| {
-        let inbox = h.as_client(task).create_channel().unwrap();
-        let reply = h
-            .as_client(task)
-            .clone_capability(&Cap::from(inbox), Rights::SEND | Rights::TRANSFER)
-            .unwrap();
-        h.as_client(task)
-            .send_to_object(map, session_request(&put(), session), vec![reply])
-            .unwrap();
-        h.pump();
-        assert!(h
-            .as_client(task)
-            .receive_with_capabilities(inbox, Some(Duration::ZERO))
-            .is_ok());
-        inbox
-    };
-    let alices = open(&mut h, alice, &map, 1);
+    let (mut h, _, (alice, map), (bob, bobs_map)) = alice_and_bob_share_a_map();
+    let alices = open_session(&mut h, alice, &map, 1);
     // Bob opens as many sessions as the server keeps for everyone.
     for session in 0..pandagen_storage::server::MAX_SESSIONS as u32 {
-        open(&mut h, bob, &bobs_map, session);
+        open_session(&mut h, bob, &bobs_map, session);
     }
     // Alice's session still answers her without a capability.
     h.as_client(alice)
-        .send_to_object(&map, session_request(&put(), 1), vec![])
+        .send_to_object(&map, session_request(&put_request(b"k"), 1), vec![])
         .unwrap();
     h.pump();
     assert!(h
