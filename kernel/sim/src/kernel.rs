@@ -8,7 +8,7 @@
 //! log are the core's — the same code the real kernel runs. The public
 //! description is on [`SimulatedKernel`].
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use pandagen_abi::syscall::StartupInfo;
 use pandagen_abi::{
@@ -24,6 +24,7 @@ use crate::clock::VirtualClock;
 use crate::fault::{ChannelKey, FaultPlan};
 use crate::held::Held;
 use crate::injector::FaultInjector;
+use crate::mirror::Mirror;
 use crate::trace::{Trace, TraceEvent};
 
 /// A message held back by a fault: the core's handle, the number of
@@ -185,7 +186,7 @@ pub struct SimulatedKernel {
     pub(crate) held: Held<InFlight>,
     pub(crate) trace: Trace,
     next_seq: u64,
-    pub(crate) queued: BTreeMap<ChannelKey, VecDeque<Queued>>,
+    pub(crate) queued: Mirror,
     pub(crate) handed: Vec<Handed>,
     /// The task the core has marked running, once the simulator chose one
     /// (see `make_running`).
@@ -241,7 +242,7 @@ impl SimulatedKernel {
             held: Held::default(),
             trace: Trace::new(),
             next_seq: 1,
-            queued: BTreeMap::new(),
+            queued: Mirror::default(),
             handed: Vec::new(),
             running: None,
             ipc: IpcCounts::default(),
@@ -591,8 +592,8 @@ impl SimulatedKernel {
     pub fn in_flight(&self) -> Vec<u64> {
         let mut seqs: Vec<u64> = self
             .queued
-            .values()
-            .flat_map(|q| q.iter().map(|m| m.seq))
+            .iter()
+            .map(|m| m.seq)
             .chain(self.held.seqs())
             .chain(self.handed.iter().map(|h| h.seq))
             .collect();

@@ -47,6 +47,7 @@ pub mod injector;
 mod kernel;
 mod lifecycle;
 mod messaging;
+mod mirror;
 pub mod rng;
 pub mod runner;
 pub mod trace;

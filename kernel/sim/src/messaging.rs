@@ -46,6 +46,7 @@ use pandagen_core::{Body, ChannelRef, Delivered, RecvOutcome, Sent};
 
 use crate::fault::{ChannelKey, MessageFault};
 use crate::kernel::{Handed, InFlight, Queued, SimulatedKernel};
+use crate::mirror::SlotTaken;
 use crate::trace::{LossReason, TraceEvent};
 
 /// What a send goes through.
@@ -461,7 +462,7 @@ impl SimulatedKernel {
         {
             if let Ok(ch) = self.core.channel_of(task, handle, now) {
                 let key = ChannelKey::from(ch);
-                if let Some(lost) = self.queued.get_mut(&key).and_then(|q| q.pop_front()) {
+                if let Some(lost) = self.queued.pop_front(key) {
                     self.record(TraceEvent::Lost {
                         seq: lost.seq,
                         reason: LossReason::ReceiverFull,
@@ -565,7 +566,7 @@ impl SimulatedKernel {
         if !self.core.discard_next(task, handle, now)? {
             return Ok(None);
         }
-        let lost = self.queued.get_mut(&key).and_then(|q| q.pop_front());
+        let lost = self.queued.pop_front(key);
         let (seq, caps) = match lost {
             Some(q) => (q.seq, q.caps),
             None => (self.new_seq(), 0),
@@ -678,9 +679,14 @@ impl SimulatedKernel {
             caps,
             envelope,
         };
-        match self.queued.get_mut(&key) {
-            Some(queue) => queue.push_back(queued),
-            None => self.queued.entry(key).or_default().push_back(queued),
+        if let Err((SlotTaken, queued)) = self.queued.push(key, queued) {
+            // The channel that had this slot is gone: its messages are
+            // recorded lost (as they would be at the next reap), which
+            // frees the slot.
+            self.reap_closed();
+            if self.queued.push(key, queued).is_err() {
+                unreachable!("reaping frees the slot of a destroyed channel");
+            }
         }
     }
 
@@ -688,12 +694,7 @@ impl SimulatedKernel {
     /// (normally the head of the mirror).
     #[inline]
     fn take_queued(&mut self, key: ChannelKey, core_seq: u64) -> Option<Queued> {
-        let queue = self.queued.get_mut(&key)?;
-        if queue.front()?.core_seq == core_seq {
-            return queue.pop_front();
-        }
-        let position = queue.iter().position(|q| q.core_seq == core_seq)?;
-        queue.remove(position)
+        self.queued.take(key, core_seq)
     }
 
     /// Count a completed message operation for crash-after-messages faults.
@@ -712,14 +713,10 @@ impl SimulatedKernel {
     /// messages bound for them.
     pub(crate) fn reap_closed(&mut self) {
         let now = self.clock_now();
-        let closed: Vec<ChannelKey> = self
-            .queued
-            .keys()
-            .copied()
-            .filter(|key| self.core.is_channel_closed(ChannelRef::from(*key)))
-            .collect();
+        let mut closed = self.queued.keys();
+        closed.retain(|key| self.core.is_channel_closed(ChannelRef::from(*key)));
         for key in closed {
-            for q in self.queued.remove(&key).unwrap_or_default() {
+            for q in self.queued.take_all(key) {
                 self.trace.push(
                     now,
                     TraceEvent::Lost {
