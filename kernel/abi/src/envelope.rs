@@ -331,6 +331,7 @@ impl MessageEnvelope {
     /// and the payload their length and bytes), which costs a few dozen
     /// instructions where a counting serializer costs a few hundred. The
     /// tests hold it equal to `encode().len()`.
+    #[inline]
     pub fn encoded_len(&self) -> Result<usize, EnvelopeError> {
         self.check_bounds()?;
         let option = |value: Option<u64>| value.map_or(1, |v| 1 + varint_len(v));
