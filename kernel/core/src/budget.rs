@@ -232,6 +232,17 @@ impl Accounts {
         Ok(())
     }
 
+    /// Charge `bytes` of memory to `id`, which [`Accounts::check`] has
+    /// just said it can pay (nothing was charged to it since): the charge
+    /// without checking again.
+    #[inline]
+    pub(crate) fn charge_checked_memory(&mut self, id: AccountId, bytes: u64) {
+        let amount = Budget::memory(bytes);
+        let usage = &mut self.get_mut(id).usage;
+        debug_assert!(amount.fits_in(&usage.available()), "charge beyond limit");
+        usage.used = usage.used.saturating_add(amount);
+    }
+
     /// Charge a memory cost (see [`Accounts::charge`]).
     /// For the invariant checker's tests: an account's figures and open
     /// flag, to break in ways no operation would.
