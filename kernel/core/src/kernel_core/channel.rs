@@ -86,6 +86,9 @@ pub struct Offer<'a> {
 pub(super) struct Sender {
     pub(super) domain: u16,
     pub(super) account: AccountId,
+    /// What the message costs the sender while it is queued, as
+    /// [`KernelCore::check_delivery`] found it can pay (0 until then).
+    pub(super) charge: u64,
 }
 
 impl KernelCore {
@@ -717,6 +720,7 @@ impl KernelCore {
                     Sender {
                         domain: task.domain,
                         account: task.account,
+                        charge: 0,
                     },
                 ),
                 Err(reason) => return Err(self.refuse(caller, handle, reason, now)),
@@ -724,7 +728,10 @@ impl KernelCore {
         let ObjectRef::Channel(ch) = object else {
             unreachable!("kind checked");
         };
-        self.check_delivery(caller, sender.account, ch, len, caps, now)?;
+        let sender = Sender {
+            charge: self.check_delivery(caller, sender.account, ch, len, caps, now)?,
+            ..sender
+        };
         Ok((ch, sender))
     }
 
@@ -761,6 +768,7 @@ impl KernelCore {
     /// service's channel): the channel can take a `len`-byte message
     /// carrying `caps`, and the caller (whose `account` the capability
     /// check read) may move them and pay for the message. Changes nothing.
+    /// Returns what the message will cost the sender while it is queued.
     #[inline]
     pub(super) fn check_delivery(
         &mut self,
@@ -770,14 +778,14 @@ impl KernelCore {
         len: usize,
         caps: &[CapHandle],
         now: Instant,
-    ) -> Result<(), KernelError> {
+    ) -> Result<u64, KernelError> {
         self.check_room(ch, len)?;
         if caps.len() > self.config.max_caps_per_message {
             return Err(KernelError::SendFailed(SendError::TooManyCapabilities));
         }
         // The sender pays for the message while it is queued.
-        self.accounts
-            .check(account, Budget::memory(message_cost(len, caps.len())))?;
+        let charge = message_cost(len, caps.len());
+        self.accounts.check(account, Budget::memory(charge))?;
         if !caps.is_empty() {
             self.validate_moves(caller, caps, now)?;
             let task = self.tasks.get(caller).expect("caller validated");
@@ -789,7 +797,7 @@ impl KernelCore {
                 }
             }
         }
-        Ok(())
+        Ok(charge)
     }
 
     /// Build the message of a checked send, moving `caps` out of the
@@ -807,10 +815,10 @@ impl KernelCore {
         let mut moved = Vec::new();
         let payer = sender.account;
         let len = body.len();
-        let cost = message_cost(len, caps.len());
-        // Every caller checked the sender's budget (`check_delivery`) and
-        // charged nothing since.
-        self.accounts.charge_checked_memory(payer, cost);
+        // Every caller checked that the sender can pay this
+        // (`check_delivery`) and charged nothing since.
+        debug_assert_eq!(sender.charge, message_cost(len, caps.len()));
+        self.accounts.charge_checked_memory(payer, sender.charge);
         if !caps.is_empty() {
             moved.reserve_exact(caps.len());
             let task = self.tasks.get_mut(caller).expect("caller validated");

@@ -149,6 +149,7 @@ impl KernelCore {
                 let sender = Sender {
                     domain: task.domain,
                     account: task.account,
+                    charge: 0,
                 };
                 (cap.object(), cap.rights(), sender)
             });
@@ -189,7 +190,10 @@ impl KernelCore {
         now: Instant,
     ) -> Result<(ChannelRef, Message), KernelError> {
         let (ch, badge, sender) = self.invoke_target(caller, handle, now)?;
-        self.check_delivery(caller, sender.account, ch, body.len(), caps, now)?;
+        let sender = Sender {
+            charge: self.check_delivery(caller, sender.account, ch, body.len(), caps, now)?,
+            ..sender
+        };
         let seq = self.next_seq();
         let mut msg = self.seal(caller, sender, ch, seq, body, caps);
         msg.badge = Some(badge);
