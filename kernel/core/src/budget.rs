@@ -262,17 +262,34 @@ impl Accounts {
     /// with nothing charged are freed. O(depth of closed ancestors).
     #[inline]
     pub(crate) fn release(&mut self, id: AccountId, amount: Budget) {
+        let account = self.get_mut(id);
+        debug_assert!(amount.fits_in(&account.usage.used), "release beyond charge");
+        account.usage.used = account.usage.used.saturating_sub(amount);
+        if !account.open {
+            self.release_closed(id, amount);
+        }
+    }
+
+    /// The rest of [`Accounts::release`] when `id`'s account is closed
+    /// (`amount` already uncharged from it): its limit shrinks by as much,
+    /// and the release goes on up to the first open ancestor.
+    #[cold]
+    fn release_closed(&mut self, id: AccountId, amount: Budget) {
         let mut at = Some(id);
         while let Some(id) = at.take() {
             let account = self.get_mut(id);
+            account.usage.limit = account.usage.limit.saturating_sub(amount);
+            at = account.parent;
+            self.free_if_empty(id);
+            let Some(parent) = at else {
+                return;
+            };
+            let account = self.get_mut(parent);
             debug_assert!(amount.fits_in(&account.usage.used), "release beyond charge");
             account.usage.used = account.usage.used.saturating_sub(amount);
             if account.open {
                 return;
             }
-            account.usage.limit = account.usage.limit.saturating_sub(amount);
-            at = account.parent;
-            self.free_if_empty(id);
         }
     }
 
@@ -390,5 +407,25 @@ mod tests {
         a.release_memory(leaf, 50);
         assert_eq!(a.usage(root).used.memory, 0);
         assert_eq!(a.live(), 1);
+    }
+
+    #[test]
+    fn a_release_stops_at_the_first_open_account() {
+        let mut a = Accounts::new();
+        let root = a.open(None, Budget::memory(1000)).unwrap();
+        let mid = a.open(Some(root), Budget::memory(500)).unwrap();
+        let leaf = a.open(Some(mid), Budget::memory(200)).unwrap();
+        a.charge_memory(leaf, 50).unwrap();
+        a.close(leaf);
+        let (root_before, mid_before) = (a.usage(root), a.usage(mid));
+        a.release_memory(leaf, 50);
+        assert_eq!(a.usage(mid).used.memory, mid_before.used.memory - 50);
+        assert_eq!(
+            a.usage(mid).limit,
+            mid_before.limit,
+            "an open account keeps its limit"
+        );
+        assert_eq!(a.usage(root), root_before, "the release goes no further");
+        assert_eq!(a.live(), 2, "the closed leaf, now empty, is freed");
     }
 }
