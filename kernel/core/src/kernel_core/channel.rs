@@ -529,7 +529,7 @@ impl KernelCore {
     /// Deliver the head of `ch`'s queue, or of its bound kernel channel
     /// (see [`KernelCore::bind_kernel_channel`]), to `caller` (already
     /// validated).
-    #[inline]
+    #[inline(always)]
     pub(super) fn take(
         &mut self,
         caller: TaskId,
