@@ -248,7 +248,7 @@ impl KernelCore {
     }
 
     /// [`KernelCore::check`], also returning the caller's task entry.
-    #[inline]
+    #[inline(always)]
     fn check_in(
         &self,
         caller: TaskId,
