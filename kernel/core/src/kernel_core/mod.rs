@@ -434,7 +434,7 @@ impl KernelCore {
 
     /// Return a message's charge to its sender's account (the message has
     /// left the kernel, or is being discarded).
-    #[inline]
+    #[inline(always)]
     fn release_message(&mut self, msg: &Message) {
         if let Some(payer) = msg.payer {
             self.accounts
