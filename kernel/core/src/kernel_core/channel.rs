@@ -245,7 +245,7 @@ impl KernelCore {
 
     /// Validate a use of channel capability `handle` needing `required`,
     /// returning the channel it designates.
-    #[inline]
+    #[inline(always)]
     pub(super) fn channel_with(
         &mut self,
         caller: TaskId,
