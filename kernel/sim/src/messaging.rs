@@ -376,7 +376,8 @@ impl SimulatedKernel {
         timeout: Option<Duration>,
     ) -> Result<ReceivedMessage, KernelError> {
         let start = self.clock_now();
-        match self.receive_or_block(task, handle, start)? {
+        // The core's outcome is read in place, not moved out piece by piece.
+        match &mut self.receive_or_block(task, handle, start)? {
             RecvOutcome::Message(delivered) => self.deliver(task, delivered),
             _ => self.wait_in_vain(task, timeout.map(|t| start.saturating_add(t))),
         }
@@ -432,7 +433,9 @@ impl SimulatedKernel {
                 }
             }
             let now = self.clock_now();
-            if let RecvOutcome::Message(delivered) = self.receive_or_block(task, handle, now)? {
+            if let RecvOutcome::Message(delivered) =
+                &mut self.receive_or_block(task, handle, now)?
+            {
                 return self.deliver(task, delivered);
             }
             let next_due = self.held.next_due(Some(key));
@@ -505,12 +508,12 @@ impl SimulatedKernel {
     fn deliver(
         &mut self,
         task: TaskId,
-        delivered: Delivered,
+        delivered: &mut Delivered,
     ) -> Result<ReceivedMessage, KernelError> {
         let key = ChannelKey::from(delivered.channel);
         let (seq, mut envelope) = match self.take_queued(key, delivered.seq) {
             Some(q) => (q.seq, q.envelope),
-            None => self.unmirrored(task, &delivered)?,
+            None => self.unmirrored(task, delivered)?,
         };
         envelope.source = (delivered.sender != KERNEL_SENDER).then_some(delivered.sender);
         self.record(TraceEvent::Delivered {
@@ -523,7 +526,10 @@ impl SimulatedKernel {
         self.count_operation(task);
         let capabilities: Vec<Cap<()>> = match delivered.caps.is_empty() {
             true => Vec::new(),
-            false => delivered.caps.into_iter().map(Cap::from_handle).collect(),
+            false => std::mem::take(&mut delivered.caps)
+                .into_iter()
+                .map(Cap::from_handle)
+                .collect(),
         };
         Ok(ReceivedMessage {
             envelope,
