@@ -685,13 +685,17 @@ impl SimulatedKernel {
             caps,
             envelope,
         };
-        if let Err((SlotTaken, queued)) = self.queued.push(key, queued) {
-            // The channel that had this slot is gone: its messages are
-            // recorded lost (as they would be at the next reap), which
-            // frees the slot.
-            self.reap_closed();
-            if self.queued.push(key, queued).is_err() {
-                unreachable!("reaping frees the slot of a destroyed channel");
+        match self.queued.queue_for(key) {
+            Ok(queue) => queue.push_back(queued),
+            Err(SlotTaken) => {
+                // The channel that had this slot is gone: its messages are
+                // recorded lost (as they would be at the next reap), which
+                // frees the slot.
+                self.reap_closed();
+                match self.queued.queue_for(key) {
+                    Ok(queue) => queue.push_back(queued),
+                    Err(SlotTaken) => unreachable!("reaping frees a destroyed channel's slot"),
+                }
             }
         }
     }

@@ -26,8 +26,8 @@ pub(crate) struct Mirror {
     slots: Vec<Slot>,
 }
 
-/// What [`Mirror::push`] needs first: the slot belongs to a channel that
-/// is gone but still holds messages (`reap_closed` records their loss).
+/// The slot a channel's messages go in still holds messages of a channel
+/// that is gone (`SimulatedKernel::reap_closed` records their loss).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct SlotTaken;
 
@@ -46,40 +46,33 @@ impl Mirror {
         }
     }
 
-    /// Append a message queued on `key`.
+    /// The queue to append `key`'s messages to, its slot claimed if
+    /// another channel (with nothing left mirrored) had it.
     #[inline(always)]
-    pub(crate) fn push(
+    pub(crate) fn queue_for(
         &mut self,
         key: ChannelKey,
-        queued: Queued,
-    ) -> Result<(), (SlotTaken, Queued)> {
-        match self.queue_mut(key) {
-            Some(queue) => {
-                queue.push_back(queued);
-                Ok(())
-            }
-            None => self.push_to_new_slot(key, queued),
+    ) -> Result<&mut VecDeque<Queued>, SlotTaken> {
+        let index = Self::index(key);
+        match self.slots.get(index) {
+            Some(slot) if slot.key == Some(key) => Ok(&mut self.slots[index].queue),
+            _ => self.claim(key),
         }
     }
 
-    /// [`Mirror::push`] for a channel the mirror has no slot for yet.
+    /// [`Mirror::queue_for`] a channel the mirror has no slot for yet.
     #[cold]
-    fn push_to_new_slot(
-        &mut self,
-        key: ChannelKey,
-        queued: Queued,
-    ) -> Result<(), (SlotTaken, Queued)> {
+    fn claim(&mut self, key: ChannelKey) -> Result<&mut VecDeque<Queued>, SlotTaken> {
         let index = Self::index(key);
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, Slot::default);
         }
         let slot = &mut self.slots[index];
-        if !slot.queue.is_empty() {
-            return Err((SlotTaken, queued));
+        if slot.key != Some(key) && !slot.queue.is_empty() {
+            return Err(SlotTaken);
         }
         slot.key = Some(key);
-        slot.queue.push_back(queued);
-        Ok(())
+        Ok(&mut slot.queue)
     }
 
     /// Take the message with the core's sequence number `core_seq` from
@@ -156,13 +149,12 @@ mod tests {
         let mut mirror = Mirror::default();
         let old = key(3, 1);
         let new = key(3, 2);
-        assert!(mirror.push(old, queued(1)).is_ok());
+        mirror.queue_for(old).unwrap().push_back(queued(1));
         assert!(mirror.pop_front(new).is_none(), "the generation is checked");
-        let (SlotTaken, back) = mirror.push(new, queued(2)).unwrap_err();
-        assert_eq!(back.core_seq, 2);
+        assert_eq!(mirror.queue_for(new).err(), Some(SlotTaken));
         assert_eq!(mirror.keys(), [old]);
         assert_eq!(mirror.take_all(old).len(), 1);
-        assert!(mirror.push(new, queued(2)).is_ok());
+        mirror.queue_for(new).unwrap().push_back(queued(2));
         assert_eq!(mirror.take(new, 2).map(|q| q.seq), Some(102));
         assert!(mirror.keys().is_empty());
     }
@@ -171,9 +163,12 @@ mod tests {
     fn take_finds_a_message_behind_the_head_and_keys_are_sorted() {
         let mut mirror = Mirror::default();
         for core_seq in 1..=3 {
-            assert!(mirror.push(key(5, 1), queued(core_seq)).is_ok());
+            mirror
+                .queue_for(key(5, 1))
+                .unwrap()
+                .push_back(queued(core_seq));
         }
-        assert!(mirror.push(key(0, 7), queued(9)).is_ok());
+        mirror.queue_for(key(0, 7)).unwrap().push_back(queued(9));
         assert_eq!(mirror.take(key(5, 1), 2).map(|q| q.seq), Some(102));
         assert!(mirror.take(key(5, 1), 2).is_none());
         assert_eq!(mirror.keys(), [key(5, 1), key(0, 7)]);
