@@ -21,6 +21,7 @@ use alloc::vec::Vec;
 /// The capacity a vector grown one element at a time has at length `len`
 /// (for elements of 2..=1024 bytes, the standard library starts at 4 and
 /// doubles).
+#[inline]
 pub(crate) fn capacity_for(len: usize) -> usize {
     if len == 0 {
         0
@@ -74,6 +75,7 @@ pub(crate) const MIN_QUEUE_BUFFER: usize = 4;
 /// buffer is then at most `max(4, 2 × (len + room))` entries, which the
 /// channel's, the queued messages' and the interrupt bindings' charges
 /// cover.
+#[inline]
 pub(crate) fn fit_queue<T>(queue: &mut VecDeque<T>, room: usize) {
     let fit = capacity_for(queue.len() + room).max(MIN_QUEUE_BUFFER);
     if queue.capacity() > fit {
