@@ -61,6 +61,7 @@ impl KernelCore {
     /// the rest of the checks, and without a deadline the answer does not
     /// depend on it.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub fn send_receive_fast<'b>(
         &mut self,
         caller: TaskId,
