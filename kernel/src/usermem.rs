@@ -126,6 +126,9 @@ impl UserMemory {
     }
 
     /// Check without copying that `len` bytes at `ptr` may be written.
+    /// A range checked before is found in the cache inline (every call's
+    /// response buffer); a new one is walked out of line.
+    #[inline(always)]
     pub fn check_writable(&mut self, ptr: u64, len: u64) -> Result<(), UserMemoryError> {
         if self
             .writable
@@ -134,6 +137,11 @@ impl UserMemory {
         {
             return Ok(());
         }
+        self.check_writable_uncached(ptr, len)
+    }
+
+    #[inline(never)]
+    fn check_writable_uncached(&mut self, ptr: u64, len: u64) -> Result<(), UserMemoryError> {
         self.walk(ptr, len, true, |_, _| {})?;
         self.writable[self.next_range] = (ptr, len);
         self.next_range = (self.next_range + 1) % CACHED_RANGES;
@@ -172,6 +180,7 @@ impl UserMemory {
     /// they lie in one page the task may read (or are empty); `None`
     /// otherwise (the caller then uses [`UserMemory::copy_in`], which
     /// reports errors).
+    #[inline(always)]
     pub fn readable_in_page(&mut self, ptr: u64, len: usize) -> Option<&[u8]> {
         if len == 0 {
             return Some(&[]);

@@ -121,6 +121,7 @@ fn become_current(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
 /// and nothing runs between the dispatcher's return and the `iretq`: one
 /// CPU, interrupts off). `None` — having changed nothing — if `next` has
 /// no record.
+#[inline(always)]
 pub fn resume_in_place(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
     become_current(k, next)
 }
