@@ -5,10 +5,11 @@
 //! Every precondition is checked before anything changes: the caller is
 //! the current task, its registers decode, no port window is open (the
 //! general path keeps the I/O bitmap right across the switch), and then
-//! the core's fast path (`KernelCore::send_receive_fast`: both
+//! the core's check of its fast path (`KernelCore::check_fast`: both
 //! capabilities, the waiting receiver, empty queues, no deadline due, the
-//! scheduler's choice). The kernel's half of the hand-off, which the core
-//! calls before it changes anything, also declines for a receiver with
+//! scheduler's choice), which changes nothing until the call is
+//! committed. The kernel's half of the hand-off, between the check and
+//! the commit, also declines for a receiver with
 //! port windows, a caller's response buffer that is not writable (checked
 //! there, where the caller's record is at hand), a message outside one
 //! page of the caller's readable memory, or
@@ -27,7 +28,7 @@ use core::cell::OnceCell;
 
 use pandagen_abi::syscall::{ExchangeRegisters, RESPONSE_BUFFER_BYTES};
 use pandagen_abi::Duration;
-use pandagen_core::{Body, Offer};
+use pandagen_core::Offer;
 
 use super::{now, schedule, KernelState, Pending, UserBuffer, UserRange, UserTasks};
 use crate::arch::x86_64::trap::TrapFrame;
@@ -81,18 +82,17 @@ impl KernelState {
             deadline,
             response,
         };
-        let switched = core.send_receive_fast(
-            caller,
-            request.send,
-            Body::Kept(len),
-            request.receive,
-            deadline,
-            clock,
-            |offer| hand_over(tasks, message, response, offer, frame, parked),
-        );
-        let Some(switched) = switched else {
+        let Some(call) =
+            core.check_fast(caller, request.send, len, request.receive, deadline, clock)
+        else {
             return Exchanged::Declined;
         };
+        // `Body::Kept`: the core sees the message's length only; the bytes
+        // go from the caller's page straight into the receiver's buffer.
+        if !hand_over(tasks, message, response, &call.offer(&[]), frame, parked) {
+            return Exchanged::Declined;
+        }
+        let switched = call.commit();
         if request.consume_send {
             // Sent: released before the receive, as `SendReceive` does.
             // Already gone if this fails, which is the goal anyway.
@@ -114,8 +114,8 @@ impl KernelState {
 /// has port windows (the general path's switch brings the bitmap to them),
 /// or cannot take the reply, the sender's own `response` buffer is not
 /// writable, or the message is not within one page of the sender's
-/// readable memory. Inlined into the closure the core calls, so
-/// that the arguments are not moved twice.
+/// readable memory. Called between the core's check of the call and its
+/// commit, and inlined there.
 #[inline(always)]
 fn hand_over(
     tasks: &mut UserTasks,
