@@ -80,13 +80,20 @@ impl UserMemory {
         self.space
     }
 
-    /// The window address and writability of user page `page`.
+    /// The window address and writability of user page `page`: a cached
+    /// page inline, a page table walk out of line.
+    #[inline(always)]
     fn page(&mut self, page: u64) -> Result<(u64, bool), UserMemoryError> {
         let slot = (page / PAGE_SIZE) as usize % CACHED_PAGES;
         let c = self.cache[slot];
         if c.page == page {
             return Ok((c.window, c.writable));
         }
+        self.page_uncached(page, slot)
+    }
+
+    #[inline(never)]
+    fn page_uncached(&mut self, page: u64, slot: usize) -> Result<(u64, bool), UserMemoryError> {
         let t = self
             .space
             .translate(page)
@@ -152,6 +159,7 @@ impl UserMemory {
     /// in one page and may be accessed (written, with `write`) — the common
     /// case of a small buffer, done with one cached lookup. `None` sends
     /// the caller to the general walk, which also reports every error.
+    #[inline(always)]
     fn within_page(&mut self, ptr: u64, len: u64, write: bool) -> Option<u64> {
         let offset = ptr & (PAGE_SIZE - 1);
         if len == 0 || offset + len > PAGE_SIZE || user_range(ptr, len).is_err() {
