@@ -80,13 +80,20 @@ impl UserMemory {
         self.space
     }
 
-    /// The window address and writability of user page `page`.
+    /// The window address and writability of user page `page`: a cached
+    /// page inline, a page table walk out of line.
+    #[inline(always)]
     fn page(&mut self, page: u64) -> Result<(u64, bool), UserMemoryError> {
         let slot = (page / PAGE_SIZE) as usize % CACHED_PAGES;
         let c = self.cache[slot];
         if c.page == page {
             return Ok((c.window, c.writable));
         }
+        self.page_uncached(page, slot)
+    }
+
+    #[inline(never)]
+    fn page_uncached(&mut self, page: u64, slot: usize) -> Result<(u64, bool), UserMemoryError> {
         let t = self
             .space
             .translate(page)
@@ -126,6 +133,9 @@ impl UserMemory {
     }
 
     /// Check without copying that `len` bytes at `ptr` may be written.
+    /// A range checked before is found in the cache inline (every call's
+    /// response buffer); a new one is walked out of line.
+    #[inline(always)]
     pub fn check_writable(&mut self, ptr: u64, len: u64) -> Result<(), UserMemoryError> {
         if self
             .writable
@@ -134,6 +144,11 @@ impl UserMemory {
         {
             return Ok(());
         }
+        self.check_writable_uncached(ptr, len)
+    }
+
+    #[inline(never)]
+    fn check_writable_uncached(&mut self, ptr: u64, len: u64) -> Result<(), UserMemoryError> {
         self.walk(ptr, len, true, |_, _| {})?;
         self.writable[self.next_range] = (ptr, len);
         self.next_range = (self.next_range + 1) % CACHED_RANGES;
@@ -144,6 +159,7 @@ impl UserMemory {
     /// in one page and may be accessed (written, with `write`) — the common
     /// case of a small buffer, done with one cached lookup. `None` sends
     /// the caller to the general walk, which also reports every error.
+    #[inline(always)]
     fn within_page(&mut self, ptr: u64, len: u64, write: bool) -> Option<u64> {
         let offset = ptr & (PAGE_SIZE - 1);
         if len == 0 || offset + len > PAGE_SIZE || user_range(ptr, len).is_err() {
@@ -172,6 +188,7 @@ impl UserMemory {
     /// they lie in one page the task may read (or are empty); `None`
     /// otherwise (the caller then uses [`UserMemory::copy_in`], which
     /// reports errors).
+    #[inline(always)]
     pub fn readable_in_page(&mut self, ptr: u64, len: usize) -> Option<&[u8]> {
         if len == 0 {
             return Some(&[]);

@@ -645,13 +645,30 @@ pub const RECEIVE_REPLY_TRAILER: [u8; 2] = [0, 0];
 /// the receiver's buffer without staging the whole reply. This is the
 /// header's length. (A test checks the framing against postcard.)
 pub const fn receive_reply_header_len(sender: TaskId, len: usize) -> usize {
+    if is_short_header(sender, len) {
+        return 3;
+    }
     1 + varint_len(sender.as_raw()) + varint_len(len as u64)
+}
+
+/// Whether both of the header's varints are one byte (a sender and a
+/// length below 128): the common case of a small message, whose header
+/// is three fixed bytes.
+#[inline(always)]
+const fn is_short_header(sender: TaskId, len: usize) -> bool {
+    (sender.as_raw() | len as u64) < 0x80
 }
 
 /// Write the header (see [`receive_reply_header_len`]) at the start of
 /// `out`; returns the bytes written, which are fewer than the header only
 /// if `out` is too short for it.
 pub fn write_receive_reply_header(sender: TaskId, len: usize, out: &mut [u8]) -> usize {
+    if is_short_header(sender, len) {
+        if let Some(head) = out.first_chunk_mut::<3>() {
+            *head = [0, sender.as_raw() as u8, len as u8];
+            return 3;
+        }
+    }
     let Some(tag) = out.first_mut() else {
         return 0;
     };

@@ -301,7 +301,7 @@ impl Scheduler {
     /// leave and enter the deadline index as their waits say. Changes
     /// nothing unless `caller` is running and `receiver` is blocked at the
     /// head of `sent_on` (the fast path checks both before it acts).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn switch_direct(
         &mut self,
         caller: u32,

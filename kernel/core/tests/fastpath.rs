@@ -222,6 +222,29 @@ fn a_declined_offer_or_a_passed_deadline_leaves_everything_as_it_was() {
 }
 
 #[test]
+fn a_declined_offer_uses_up_no_sequence_number() {
+    let mut p = pair();
+    let mut offered = None;
+    let declined = call_x(&mut p, |o| {
+        offered = Some(o.seq);
+        false
+    });
+    assert_eq!(declined, None);
+    let mut offered_again = None;
+    let taken = call_x(&mut p, |o| {
+        offered_again = Some(o.seq);
+        true
+    })
+    .expect("the same call, accepted, is taken");
+    assert_eq!(
+        offered_again, offered,
+        "the declined number is offered again"
+    );
+    assert_eq!(Some(taken.seq), offered, "and is the message's");
+    p.k.check_invariants().unwrap();
+}
+
+#[test]
 fn a_receiver_that_outranks_every_ready_task_is_switched_to() {
     let mut p = pair();
     let low = spawn_at(&mut p.k, "low", Priority::IDLE);

@@ -181,10 +181,6 @@ pub extern "C" fn exchange_entry(frame: &mut TrapFrame) -> *mut TrapFrame {
     };
     match taken {
         Exchanged::Resume(next) => next,
-        Exchanged::Parked => {
-            crate::task::schedule(guard, frame);
-            frame
-        }
         Exchanged::Declined => {
             drop(guard);
             syscall_dispatch(frame)

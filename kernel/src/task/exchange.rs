@@ -5,10 +5,11 @@
 //! Every precondition is checked before anything changes: the caller is
 //! the current task, its registers decode, no port window is open (the
 //! general path keeps the I/O bitmap right across the switch), and then
-//! the core's fast path (`KernelCore::send_receive_fast`: both
+//! the core's check of its fast path (`KernelCore::check_fast`: both
 //! capabilities, the waiting receiver, empty queues, no deadline due, the
-//! scheduler's choice). The kernel's half of the hand-off, which the core
-//! calls before it changes anything, also declines for a receiver with
+//! scheduler's choice), which changes nothing until the call is
+//! committed. The kernel's half of the hand-off, between the check and
+//! the commit, also declines for a receiver with
 //! port windows, a caller's response buffer that is not writable (checked
 //! there, where the caller's record is at hand), a message outside one
 //! page of the caller's readable memory, or
@@ -27,9 +28,9 @@ use core::cell::OnceCell;
 
 use pandagen_abi::syscall::{ExchangeRegisters, RESPONSE_BUFFER_BYTES};
 use pandagen_abi::Duration;
-use pandagen_core::{Body, Offer};
+use pandagen_core::Offer;
 
-use super::{now, schedule, KernelState, Pending, UserBuffer, UserRange, UserTasks};
+use super::{now, schedule, KernelState, Pending, UserBuffer, UserRange, UserTask, UserTasks};
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::syscall::reply;
 
@@ -39,9 +40,6 @@ pub enum Exchanged {
     Declined,
     /// Taken: leave the kernel through this frame (the receiver's record).
     Resume(*mut TrapFrame),
-    /// Taken, but the receiver has no record to resume (not reachable: the
-    /// hand-off found it); the caller is parked, so schedule another task.
-    Parked,
 }
 
 impl KernelState {
@@ -70,7 +68,14 @@ impl KernelState {
             ptr: frame.rdx,
             capacity: frame.r10,
         };
-        let KernelState { core, tasks, .. } = self;
+        let KernelState {
+            core,
+            tasks,
+            current,
+            slice_left,
+            active_space,
+            ..
+        } = self;
         let time = OnceCell::new();
         let clock = || *time.get_or_init(now);
         let deadline = request
@@ -81,28 +86,33 @@ impl KernelState {
             deadline,
             response,
         };
-        let switched = core.send_receive_fast(
-            caller,
-            request.send,
-            Body::Kept(len),
-            request.receive,
-            deadline,
-            clock,
-            |offer| hand_over(tasks, message, response, offer, frame, parked),
-        );
-        let Some(switched) = switched else {
+        let Some(call) =
+            core.check_fast(caller, request.send, len, request.receive, deadline, clock)
+        else {
             return Exchanged::Declined;
         };
+        // `Body::Kept`: the core sees the message's length only; the bytes
+        // go from the caller's page straight into the receiver's buffer.
+        let Some(receiver) = hand_over(tasks, message, response, &call.offer(&[]), frame, parked)
+        else {
+            return Exchanged::Declined;
+        };
+        let switched = call.commit();
         if request.consume_send {
             // Sent: released before the receive, as `SendReceive` does.
             // Already gone if this fails, which is the goal anyway.
-            let _ = self.core.drop_cap(caller, request.send, clock());
+            let _ = core.drop_cap(caller, request.send, clock());
         }
-        self.current = None;
-        match schedule::resume_in_place(self, switched.receiver) {
-            Some(next) => Exchanged::Resume(next),
-            None => Exchanged::Parked,
-        }
+        // The receiver runs, its record already at hand. The I/O bitmap
+        // stays as it is: it opens nothing (checked above), and the
+        // receiver has no windows (`hand_over` declines one that has).
+        Exchanged::Resume(schedule::enter(
+            receiver,
+            switched.receiver,
+            current,
+            slice_left,
+            active_space,
+        ))
     }
 }
 
@@ -114,47 +124,39 @@ impl KernelState {
 /// has port windows (the general path's switch brings the bitmap to them),
 /// or cannot take the reply, the sender's own `response` buffer is not
 /// writable, or the message is not within one page of the sender's
-/// readable memory. Inlined into the closure the core calls, so
-/// that the arguments are not moved twice.
+/// readable memory. Called between the core's check of the call and its
+/// commit, and inlined there. Returns the receiver's record.
 #[inline(always)]
-fn hand_over(
-    tasks: &mut UserTasks,
+fn hand_over<'t>(
+    tasks: &'t mut UserTasks,
     message: UserRange,
     response: UserBuffer,
     offer: &Offer<'_>,
     frame: &TrapFrame,
     parked: Pending,
-) -> bool {
-    let Some((sender, receiver)) = tasks.pair_mut(&offer.sender, &offer.receiver) else {
-        return false;
-    };
+) -> Option<&'t mut UserTask> {
+    let (sender, receiver) = tasks.pair_mut(&offer.sender, &offer.receiver)?;
     let Some(Pending::Receive {
         response: receiver_response,
         ..
     }) = receiver.pending
     else {
-        return false;
+        return None;
     };
     if !receiver.ports.is_empty() {
-        return false;
+        return None;
     }
     // The caller's response buffer must be writable, as every receive
     // checks; here, with the caller's record already at hand.
     let checked = response.capacity.min(RESPONSE_BUFFER_BYTES as u64);
     if sender.memory.check_writable(response.ptr, checked).is_err() {
-        return false;
+        return None;
     }
-    let Some(bytes) = sender.memory.readable_in_page(message.ptr, message.len) else {
-        return false;
-    };
-    let Some(rax) =
-        reply::deliver_message(&mut receiver.memory, receiver_response, offer.sender, bytes)
-    else {
-        return false;
-    };
+    let bytes = sender.memory.readable_in_page(message.ptr, message.len)?;
+    let rax = reply::deliver_message(&mut receiver.memory, receiver_response, offer.sender, bytes)?;
     receiver.frame.rax = rax;
     receiver.pending = None;
     sender.frame = frame.clone();
     sender.pending = Some(parked);
-    true
+    Some(receiver)
 }

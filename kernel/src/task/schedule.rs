@@ -15,7 +15,7 @@ use pandagen_abi::{ExitReason, FailureCause, Instant, KernelError, TaskId};
 use pandagen_core::{Offer, RecvOutcome};
 use spin::MutexGuard;
 
-use super::{now, KernelState, Pending, UserTasks, KERNEL, TIME_SLICE_TICKS};
+use super::{now, KernelState, Pending, UserTask, UserTasks, KERNEL, TIME_SLICE_TICKS};
 use crate::arch::x86_64::idt::vector;
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::mem::paging;
@@ -97,6 +97,26 @@ fn become_current(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
         ..
     } = k;
     let task = tasks.get_mut(&next)?;
+    let frame = enter(task, next, current, slice_left, active_space);
+    // Nothing to do between two tasks without windows.
+    if !task.ports.is_empty() || k.ports_open() {
+        k.sync_ports(next);
+    }
+    Some(frame)
+}
+
+/// [`become_current`] but for the I/O bitmap, with `next`'s record `task`
+/// already at hand: its address space and a fresh time slice. Returns the
+/// address of its saved registers. The caller brings the bitmap to the
+/// task's windows, or knows that neither it nor the bitmap has any.
+#[inline(always)]
+pub(super) fn enter(
+    task: &mut UserTask,
+    next: TaskId,
+    current: &mut Option<TaskId>,
+    slice_left: &mut u32,
+    active_space: &mut u64,
+) -> *mut TrapFrame {
     let space = task.memory.space();
     if *active_space != space.root() {
         // SAFETY: every task space comes from `new_user_space` and shares
@@ -107,12 +127,7 @@ fn become_current(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
     *current = Some(next);
     *slice_left = TIME_SLICE_TICKS;
     // The record lives in the kernel half, mapped in every space.
-    let frame = &mut task.frame as *mut TrapFrame;
-    // Nothing to do between two tasks without windows.
-    if !task.ports.is_empty() || k.ports_open() {
-        k.sync_ports(next);
-    }
-    Some(frame)
+    &mut task.frame as *mut TrapFrame
 }
 
 /// [`resume`] without the copy: `next`'s saved registers are left in its
@@ -121,6 +136,7 @@ fn become_current(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
 /// and nothing runs between the dispatcher's return and the `iretq`: one
 /// CPU, interrupts off). `None` — having changed nothing — if `next` has
 /// no record.
+#[inline(always)]
 pub fn resume_in_place(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
     become_current(k, next)
 }

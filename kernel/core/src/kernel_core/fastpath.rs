@@ -23,7 +23,7 @@ use pandagen_abi::{CapHandle, Instant, Rights, TaskId};
 use super::KernelCore;
 use crate::cap_table::{CapSpace, ObjectRef};
 use crate::channel::{Body, ChannelRef};
-use crate::sched::{BlockedOn, SchedState};
+use crate::sched::{BlockedOn, SchedState, TaskList};
 use crate::task::WakeReason;
 
 use super::channel::Offer;
@@ -39,28 +39,109 @@ pub struct Switched {
     pub seq: u64,
 }
 
+/// A call the fast path has checked and will take: every condition held
+/// and nothing has changed yet. It holds the core borrowed, so nothing
+/// else can change it before [`FastCall::commit`] switches; dropped
+/// instead, it leaves everything as it was (the embedder's half of the
+/// hand-off declined). The embedder writes [`FastCall::offer`]'s message
+/// into the receiver's buffer between the two.
+#[must_use = "a checked call changes nothing until it is committed"]
+pub struct FastCall<'k> {
+    core: &'k mut KernelCore,
+    caller_slot: u32,
+    receiver_slot: u32,
+    caller: TaskId,
+    receiver: TaskId,
+    to: ChannelRef,
+    from: ChannelRef,
+    deadline: Option<Instant>,
+    /// The two channels' wait lists as checked, to change and write back.
+    sent_on: TaskList,
+    receive_on: TaskList,
+}
+
+impl FastCall<'_> {
+    /// What the receiver is handed: the message's `bytes`, its sender and
+    /// the sequence number it gets if the call is committed (none is used
+    /// up by a call that is not).
+    #[inline(always)]
+    pub fn offer<'b>(&self, bytes: &'b [u8]) -> Offer<'b> {
+        Offer {
+            receiver: self.receiver,
+            sender: self.caller,
+            seq: self.core.next_seq,
+            bytes,
+        }
+    }
+
+    /// Take the call: the receiver runs with its receive complete
+    /// ([`WakeReason::HandedOff`]) and the caller is blocked on its receive
+    /// channel exactly as after `receive_or_block`.
+    #[inline(always)]
+    pub fn commit(self) -> Switched {
+        let FastCall {
+            core,
+            caller_slot,
+            receiver_slot,
+            receiver,
+            to,
+            from,
+            deadline,
+            mut sent_on,
+            mut receive_on,
+            ..
+        } = self;
+        let seq = core.next_seq();
+        let on = BlockedOn::Receive {
+            channel: from,
+            deadline,
+        };
+        // Both wait lists were copied out by `check_fast` (the core has
+        // been borrowed since, so they are current), are changed here and
+        // written back; when the caller receives on the channel it sent on,
+        // they are one list.
+        let one_list = to == from;
+        core.sched.switch_direct(
+            caller_slot,
+            receiver_slot,
+            on,
+            &mut sent_on,
+            (!one_list).then_some(&mut receive_on),
+        );
+        if !one_list {
+            if let Some(r) = core.channels.get_mut(from) {
+                r.waiters = receive_on;
+            }
+        }
+        if let Some(c) = core.channels.get_mut(to) {
+            c.waiters = sent_on;
+        }
+        if let Some(t) = core.tasks.by_slot_mut(receiver_slot) {
+            t.wake = Some(WakeReason::HandedOff);
+        }
+        if let Some(t) = core.tasks.by_slot_mut(caller_slot) {
+            t.wake = None;
+        }
+        Switched {
+            channel: to,
+            receiver,
+            seq,
+        }
+    }
+}
+
 impl KernelCore {
     /// Send `bytes` (no capabilities) on `send`, then block receiving on
     /// `receive` until `deadline`, switching straight to the task blocked
-    /// on `send` — if every condition of the fast path holds (see the
-    /// module docs): the caller is running; `send` is a channel capability
-    /// with `SEND` on an open channel with an empty queue and a blocked
-    /// receiver; the message is within the size limit; `receive` is a
-    /// channel capability with `RECEIVE` whose queue is empty and which can
-    /// still deliver; `deadline` is in the future; no other deadline has
-    /// passed; no ready task has the receiver's priority or a higher one;
-    /// and `hand_off` accepts the offer (the kernel wrote the message into
-    /// the receiver's buffer).
+    /// on `send` — if every condition of the fast path holds (see
+    /// [`KernelCore::check_fast`]) and `hand_off` accepts the offer (the
+    /// embedder wrote the message into the receiver's buffer).
     ///
     /// On `Some`, the receiver is running with its receive complete
     /// ([`WakeReason::HandedOff`]) and the caller is blocked on `receive`
     /// exactly as after `receive_or_block`. On `None` nothing changed.
-    ///
-    /// `now` is asked for the time only when a deadline is involved (the
-    /// call's or another blocked task's): reading a clock costs more than
-    /// the rest of the checks, and without a deadline the answer does not
-    /// depend on it.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub fn send_receive_fast<'b>(
         &mut self,
         caller: TaskId,
@@ -72,9 +153,41 @@ impl KernelCore {
         hand_off: impl FnOnce(&Offer<'_>) -> bool,
     ) -> Option<Switched> {
         let body = body.into();
+        let call = self.check_fast(caller, send, body.len(), receive, deadline, now)?;
+        if !hand_off(&call.offer(body.as_slice())) {
+            return None;
+        }
+        Some(call.commit())
+    }
+
+    /// Check every condition of the fast path for a send of `len` bytes
+    /// (no capabilities) on `send`, then a receive on `receive` until
+    /// `deadline`, changing nothing: the caller is running; `send` is a
+    /// channel capability with `SEND` on an open channel with an empty
+    /// queue and a blocked receiver; the message is within the size limit;
+    /// `receive` is a channel capability with `RECEIVE` whose queue is
+    /// empty and which can still deliver; `deadline` is in the future; no
+    /// other deadline has passed; and no ready task has the receiver's
+    /// priority or a higher one. `Some` is the call, to commit once the
+    /// message is in the receiver's buffer.
+    ///
+    /// `now` is asked for the time only when a deadline is involved (the
+    /// call's or another blocked task's): reading a clock costs more than
+    /// the rest of the checks, and without a deadline the answer does not
+    /// depend on it.
+    #[inline(always)]
+    pub fn check_fast(
+        &mut self,
+        caller: TaskId,
+        send: CapHandle,
+        len: usize,
+        receive: CapHandle,
+        deadline: Option<Instant>,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<FastCall<'_>> {
         let caller_slot = self.tasks.slot_of(caller)?;
         if self.sched.state(caller_slot) != SchedState::Running
-            || body.len() > self.config.max_message_bytes
+            || len > self.config.max_message_bytes
         {
             return None;
         }
@@ -90,7 +203,7 @@ impl KernelCore {
         let to = fast_channel(space, send, Rights::SEND)?;
         let from = fast_channel(space, receive, Rights::RECEIVE)?;
         let c = self.channels.get(to)?;
-        let (mut sent_on, receiver_slot) = match (c.is_closed(), c.queue.is_empty()) {
+        let (sent_on, receiver_slot) = match (c.is_closed(), c.queue.is_empty()) {
             (false, true) => (c.waiters, c.waiters.head()?),
             _ => return None,
         };
@@ -98,53 +211,22 @@ impl KernelCore {
         if !r.queue.is_empty() || r.is_drained() || self.kernel_messages_waiting(r) {
             return None;
         }
-        let mut receive_on = r.waiters;
+        let receive_on = r.waiters;
         if !self.sched.can_run_directly(receiver_slot) {
             return None;
         }
         let receiver = self.tasks.by_slot(receiver_slot)?.id;
-        let seq = self.next_seq();
-        let offer = Offer {
-            receiver,
-            sender: caller,
-            seq,
-            bytes: body.as_slice(),
-        };
-        if !hand_off(&offer) {
-            return None;
-        }
-        let on = BlockedOn::Receive {
-            channel: from,
-            deadline,
-        };
-        // Both wait lists are copied out, changed and written back; when
-        // the caller receives on the channel it sent on, they are one list.
-        let one_list = to == from;
-        self.sched.switch_direct(
+        Some(FastCall {
+            core: self,
             caller_slot,
             receiver_slot,
-            on,
-            &mut sent_on,
-            (!one_list).then_some(&mut receive_on),
-        );
-        if !one_list {
-            if let Some(r) = self.channels.get_mut(from) {
-                r.waiters = receive_on;
-            }
-        }
-        if let Some(c) = self.channels.get_mut(to) {
-            c.waiters = sent_on;
-        }
-        if let Some(t) = self.tasks.by_slot_mut(receiver_slot) {
-            t.wake = Some(WakeReason::HandedOff);
-        }
-        if let Some(t) = self.tasks.by_slot_mut(caller_slot) {
-            t.wake = None;
-        }
-        Some(Switched {
-            channel: to,
+            caller,
             receiver,
-            seq,
+            to,
+            from,
+            deadline,
+            sent_on,
+            receive_on,
         })
     }
 }
