@@ -132,12 +132,23 @@ impl Catalog {
     /// writes (out of order, naming unknown objects, kind mismatches):
     /// that is a corrupt medium.
     fn apply(&mut self, record: CommitRecord) -> Result<(), StorageError> {
+        let charge = self.footprint_change(&record);
+        self.apply_charged(record, charge)
+    }
+
+    /// [`apply`](Self::apply) with `charge`, the record's
+    /// [`footprint_change`](Self::footprint_change) in this state, already
+    /// known (a fresh commit computed it to check the memory limit).
+    fn apply_charged(
+        &mut self,
+        record: CommitRecord,
+        (added, freed): (u64, u64),
+    ) -> Result<(), StorageError> {
         let corrupt = StorageError::Backend(BackendError::Corrupt);
         if record.seq <= self.last_seq {
             return Err(corrupt);
         }
         let seq = record.seq;
-        let (added, freed) = self.footprint_change(&record);
         for change in record.changes {
             if let Some(version) = change.version() {
                 self.next_version = self.next_version.max(version.as_raw() + 1);
@@ -356,7 +367,8 @@ impl<B: StorageBackend> ObjectStore<B> {
             return Err(error.into());
         }
         let seq = record.seq;
-        self.catalog.apply(record)?;
+        // Nothing changed the catalog since the charge was computed.
+        self.catalog.apply_charged(record, (added, freed))?;
         Ok(seq)
     }
 

@@ -1,6 +1,7 @@
 //! Map operations: put, get, delete and ordered listing, over a
 //! multi-version map (see [`object`](crate::object)).
 
+use alloc::borrow::Cow;
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 use core::iter::Peekable;
@@ -184,7 +185,7 @@ impl<B: StorageBackend> ObjectStore<B> {
                 break;
             }
             bytes += key.len();
-            keys.push(key.clone());
+            keys.push(key.into_owned());
         }
         Ok(KeyList {
             version: view.version(),
@@ -198,7 +199,7 @@ impl<B: StorageBackend> ObjectStore<B> {
 /// the overlay wins, and its deletes hide committed keys.
 struct Merged<'a, C, P>
 where
-    C: Iterator<Item = &'a Vec<u8>>,
+    C: Iterator<Item = Vec<u8>>,
     P: Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
 {
     committed: Peekable<C>,
@@ -207,12 +208,12 @@ where
 
 impl<'a, C, P> Iterator for Merged<'a, C, P>
 where
-    C: Iterator<Item = &'a Vec<u8>>,
+    C: Iterator<Item = Vec<u8>>,
     P: Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
 {
-    type Item = &'a Vec<u8>;
+    type Item = Cow<'a, [u8]>;
 
-    fn next(&mut self) -> Option<&'a Vec<u8>> {
+    fn next(&mut self) -> Option<Cow<'a, [u8]>> {
         loop {
             let order = match (self.committed.peek(), self.pending.peek()) {
                 (None, None) => return None,
@@ -223,12 +224,12 @@ where
             if order != Ordering::Greater {
                 let key = self.committed.next();
                 if order == Ordering::Less {
-                    return key;
+                    return key.map(Cow::Owned);
                 }
             }
             if let Some((key, value)) = self.pending.next() {
                 if value.is_some() {
-                    return Some(key);
+                    return Some(Cow::Borrowed(key));
                 }
             }
         }
