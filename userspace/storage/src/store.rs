@@ -30,7 +30,7 @@ use crate::limits;
 use crate::object::{Object, ObjectKind, VersionStamp};
 use crate::record::{Change, CommitRecord, Origin};
 use crate::transaction::{
-    Pending, PendingObject, Transaction, TransactionalStorage, TxRecord, TxState,
+    Pending, PendingObject, Transaction, TransactionalStorage, TxRecord, TxState, TxTable,
 };
 
 /// How many recent commits' answers the store remembers (see [`Origin`]).
@@ -213,7 +213,7 @@ impl Catalog {
 pub struct ObjectStore<B: StorageBackend> {
     backend: B,
     catalog: Catalog,
-    txs: BTreeMap<TxId, TxRecord>,
+    txs: TxTable,
     next_tx: u64,
     /// The last `apply` failed other than for room: the backend must be
     /// recovered before it takes another record.
@@ -246,7 +246,7 @@ impl<B: StorageBackend> ObjectStore<B> {
         let mut store = ObjectStore {
             backend,
             catalog,
-            txs: BTreeMap::new(),
+            txs: TxTable::default(),
             next_tx: u64::from(instance) << 32 | 1,
             backend_failed: false,
             memory_limit: u64::MAX,
@@ -508,7 +508,7 @@ impl<B: StorageBackend> ObjectStore<B> {
     /// many. Clients that vanish mid-transaction cannot pin the table.
     pub fn expire_idle(&mut self, deadline: u64) -> usize {
         let before = self.txs.len();
-        self.txs.retain(|_, r| r.last_active >= deadline);
+        self.txs.retain(|r| r.last_active >= deadline);
         before - self.txs.len()
     }
 
