@@ -856,7 +856,7 @@ impl<B: StorageBackend> StorageServer<B> {
                     records: r.records,
                 }
             }
-            Op::Put { key, value } => OpResult::Written(store.put(tx, object, &key, &value)?),
+            Op::Put { key, value } => OpResult::Written(store.put_owned(tx, object, key, value)?),
             Op::Get { key, at } => {
                 let r = store.get(tx, object, &key, at)?;
                 OpResult::Value {

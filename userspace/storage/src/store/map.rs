@@ -67,13 +67,13 @@ impl<B: StorageBackend> ObjectStore<B> {
         &mut self,
         tx: &mut Transaction,
         object: ObjectId,
-        key: &[u8],
-        value: Option<&[u8]>,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
     ) -> Result<VersionId, StorageError> {
-        let size = key.len() + value.map_or(0, <[u8]>::len);
+        let size = key.len() + value.as_ref().map_or(0, Vec::len);
         let pending = self.pending(tx, object, ObjectKind::Map, size)?;
         if let Pending::Map(overlay) = &mut pending.change {
-            overlay.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+            overlay.insert(key, value);
         }
         Ok(pending.version)
     }
@@ -86,12 +86,30 @@ impl<B: StorageBackend> ObjectStore<B> {
         key: &[u8],
         value: &[u8],
     ) -> Result<VersionId, StorageError> {
+        Self::check_put(key, value)?;
+        self.map_update(tx, object, key.to_vec(), Some(value.to_vec()))
+    }
+
+    /// [`put`](Self::put) of a key and value the caller hands over (a
+    /// decoded request's), kept without copying them.
+    pub fn put_owned(
+        &mut self,
+        tx: &mut Transaction,
+        object: ObjectId,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> Result<VersionId, StorageError> {
+        Self::check_put(&key, &value)?;
+        self.map_update(tx, object, key, Some(value))
+    }
+
+    fn check_put(key: &[u8], value: &[u8]) -> Result<(), StorageError> {
         check_key(key)?;
         if value.len() > limits::MAX_VALUE_BYTES {
             let (len, max) = too_large(value.len(), limits::MAX_VALUE_BYTES);
             return Err(StorageError::ValueTooLarge { len, max });
         }
-        self.map_update(tx, object, key, Some(value))
+        Ok(())
     }
 
     /// The value of `key` at version `at` or as `tx` sees the map.
@@ -139,7 +157,7 @@ impl<B: StorageBackend> ObjectStore<B> {
                 existed: false,
             });
         }
-        let version = self.map_update(tx, object, key, None)?;
+        let version = self.map_update(tx, object, key.to_vec(), None)?;
         Ok(Deleted {
             version,
             existed: true,
