@@ -385,6 +385,19 @@ pub trait KernelApi {
         Err(unsupported(Syscall::SendToObject))
     }
 
+    /// [`send_to_object`](Self::send_to_object) of a message the caller
+    /// keeps (a client that may have to send it again): a carrier that
+    /// encodes the envelope for the wire need not copy it first. The
+    /// default sends a copy.
+    fn send_to_object_ref(
+        &mut self,
+        object: &Cap<kinds::StorageObject>,
+        message: &MessageEnvelope,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<(), KernelError> {
+        self.send_to_object(object, message.clone(), capabilities)
+    }
+
     /// The geometry of the block device `device` names (a `BlockDevice`
     /// capability with `READ`). The three block calls share these rules:
     /// a capability of another kind, or without the right, is refused

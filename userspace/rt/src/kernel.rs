@@ -495,17 +495,29 @@ impl KernelApi for Kernel {
         message: MessageEnvelope,
         capabilities: Vec<Cap<()>>,
     ) -> Result<(), KernelError> {
-        let bytes = message.encode()?;
+        self.send_to_object_ref(object, &message, capabilities)
+    }
+
+    fn send_to_object_ref(
+        &mut self,
+        object: &Cap<kinds::StorageObject>,
+        message: &MessageEnvelope,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<(), KernelError> {
         let handles = handles_of(&capabilities)?;
+        // The envelope is encoded into the response buffer and the request,
+        // which copies it, into the scratch buffer: no allocation. The
+        // kernel reads the whole request before it writes its response.
+        let message_len = message.encode_into(&mut self.response)?.len();
         let request = ObjectSendRequest {
             object: object.handle(),
-            message: &bytes,
+            message: &self.response[..message_len],
             capabilities: handles,
         };
-        call(
+        let request_len = crate::syscall::encode_request(&request, &mut self.scratch)?;
+        crate::syscall::call_encoded(
             Syscall::SendToObject,
-            &request,
-            &mut self.scratch,
+            &self.scratch[..request_len],
             &mut self.response,
         )
     }

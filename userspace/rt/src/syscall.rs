@@ -137,6 +137,33 @@ pub fn call<'r, Req: Serialize, Reply: serde::Deserialize<'r>>(
     decode_response(rax, response)
 }
 
+/// Encode `request` into `scratch`; its length.
+pub fn encode_request<Req: Serialize>(
+    request: &Req,
+    scratch: &mut [u8],
+) -> Result<usize, KernelError> {
+    postcard::to_slice(request, scratch)
+        .map(|encoded| encoded.len())
+        .map_err(|_| KernelError::Syscall(SyscallError::MalformedRequest))
+}
+
+/// Issue `call` with `request` already encoded, and decode its
+/// `Result<(), KernelError>` from `response`.
+pub fn call_encoded(call: Syscall, request: &[u8], response: &mut [u8]) -> Result<(), KernelError> {
+    // SAFETY: `request` and `response` are live, distinct buffers of the
+    // given lengths for the duration of the call.
+    let rax = unsafe {
+        raw_syscall(
+            call as u64,
+            request.as_ptr(),
+            request.len(),
+            response.as_mut_ptr(),
+            response.len(),
+        )
+    };
+    decode_response(rax, response)
+}
+
 /// [`call`] for a call that receives a message (`Receive`), its reply
 /// read by [`decode_receive_response`].
 pub fn call_receiving<'r, Req: Serialize>(

@@ -31,8 +31,8 @@ use crate::error::StorageError;
 use crate::ids::{TxId, VersionId};
 use crate::object::ObjectKind;
 use crate::protocol::{
-    actions, NewVersions, Op, OpResult, Reply, Request, RequestPayloadRef, Response, StorageInfo,
-    SCHEMA, VERSION_POLICY,
+    actions, NewVersions, Op, OpRef, OpResult, Reply, Request, RequestPayloadRef, Response,
+    StorageInfo, TransactOne, SCHEMA, VERSION_POLICY,
 };
 
 /// Why a call failed.
@@ -273,6 +273,17 @@ impl StorageClient {
     ) -> Result<(Reply, Option<ObjectCap>), ClientError> {
         let mut envelope = self.envelope(request)?;
         envelope.id = id;
+        self.exchange_envelope(kernel, via, envelope)
+    }
+
+    /// [`exchange`](Self::exchange) of a request already in its envelope.
+    fn exchange_envelope<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        via: Option<&ObjectCap>,
+        envelope: MessageEnvelope,
+    ) -> Result<(Reply, Option<ObjectCap>), ClientError> {
+        let id = envelope.id;
         let via = via.map(Cap::handle);
         for attempt in 0..self.attempts {
             if let Some(answer) = self.attempt(kernel, via, &envelope, attempt > 0)? {
@@ -287,13 +298,23 @@ impl StorageClient {
 
     /// The envelope of `request`, in this client's session.
     fn envelope(&self, request: &Request) -> Result<MessageEnvelope, ClientError> {
+        self.envelope_of(request.action(), request)
+    }
+
+    /// The envelope of a request with action `action` that `request`
+    /// encodes (a [`Request`] or a borrowed form of one).
+    fn envelope_of<R: serde::Serialize + ?Sized>(
+        &self,
+        action: &str,
+        request: &R,
+    ) -> Result<MessageEnvelope, ClientError> {
         let payload = RequestPayloadRef {
             request,
             session: Some(self.session),
         };
         Ok(MessageEnvelope::new(
             STORAGE,
-            request.action(),
+            action,
             SCHEMA,
             MessagePayload::new(&payload)?,
         ))
@@ -328,7 +349,7 @@ impl StorageClient {
             }
             let handle = caps.first().map(Cap::handle);
             let sent = match via {
-                Some(object) => kernel.send_to_object(&as_object(object), envelope.clone(), caps),
+                Some(object) => kernel.send_to_object_ref(&as_object(object), envelope, caps),
                 None => kernel.send_with_capabilities(self.service, envelope.clone(), caps),
             };
             let Err(e) = sent else {
@@ -619,6 +640,28 @@ impl StorageClient {
         results.pop().ok_or(ClientError::UnexpectedReply)
     }
 
+    /// [`single`](Self::single) of an operation borrowing its bytes (the
+    /// same request on the wire, without copying them into an `Op`).
+    fn single_ref<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        object: &ObjectCap,
+        op: OpRef<'_>,
+    ) -> Result<OpResult, ClientError> {
+        let mut envelope = self.envelope_of(actions::TRANSACT, &TransactOne(op))?;
+        envelope.id = MessageId::new();
+        let (reply, granted) = self.exchange_envelope(kernel, Some(object), envelope)?;
+        if let Some(cap) = granted {
+            let _ = kernel.drop_capability(cap.erase());
+        }
+        match reply {
+            Reply::Transacted { mut results, .. } => {
+                results.pop().ok_or(ClientError::UnexpectedReply)
+            }
+            _ => Err(ClientError::UnexpectedReply),
+        }
+    }
+
     /// Set `key` in a map, in a transaction of its own; returns the new
     /// version.
     pub fn put<K: KernelApi>(
@@ -628,11 +671,7 @@ impl StorageClient {
         key: &[u8],
         value: &[u8],
     ) -> Result<VersionId, ClientError> {
-        let op = Op::Put {
-            key: key.to_vec(),
-            value: value.to_vec(),
-        };
-        match self.single(kernel, cap, op)? {
+        match self.single_ref(kernel, cap, OpRef::Put { key, value })? {
             OpResult::Written(version) => Ok(version),
             _ => Err(ClientError::UnexpectedReply),
         }
@@ -645,11 +684,7 @@ impl StorageClient {
         cap: &ObjectCap,
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, ClientError> {
-        let op = Op::Get {
-            key: key.to_vec(),
-            at: None,
-        };
-        match self.single(kernel, cap, op)? {
+        match self.single_ref(kernel, cap, OpRef::Get { key, at: None })? {
             OpResult::Value { value, .. } => Ok(value),
             _ => Err(ClientError::UnexpectedReply),
         }

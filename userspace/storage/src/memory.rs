@@ -8,7 +8,6 @@
 //! off. Fault injection reproduces exactly that: a torn write followed by a
 //! crash, so tests exercise the same recovery path a disk would.
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::backend::{BackendError, RecoveryReport, StorageBackend};
@@ -17,6 +16,9 @@ use crate::record::CommitRecord;
 use crate::siphash::{siphash24, SipKey};
 
 const HEADER: usize = 4 + 8;
+/// The bytes a frame buffer is made with room for after its header: a
+/// one-key commit record and its recorded answer fit.
+const TYPICAL_RECORD: usize = 244;
 /// Checksums detect torn writes; they are not secret, so the key is fixed.
 const FRAME_KEY: SipKey = SipKey::from_bytes(*b"pandagen-journal");
 
@@ -86,7 +88,10 @@ impl MemoryBackend {
     /// `len | body`, which the buffer holds contiguously once `len` is
     /// written just before the body, so nothing is copied.
     fn frame(record: &CommitRecord) -> Result<Vec<u8>, BackendError> {
-        let start = vec![0u8; HEADER];
+        // Room for a typical record from the start, so that encoding does
+        // not grow the buffer step by step.
+        let mut start = Vec::with_capacity(HEADER + TYPICAL_RECORD);
+        start.resize(HEADER, 0);
         let mut frame = postcard::to_extend(record, start).map_err(|_| BackendError::Io)?;
         let len = u32::try_from(frame.len() - HEADER).map_err(|_| BackendError::Full)?;
         let len = len.to_le_bytes();

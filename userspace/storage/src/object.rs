@@ -41,12 +41,76 @@ pub struct VersionStamp {
 /// One map key's values over time: (commit, value or deleted), ascending.
 type KeyHistory = Vec<(CommitSeq, Option<Vec<u8>>)>;
 
+/// How many leading bytes of a map key [`MapKey`] keeps as a number.
+const KEY_HEAD_BYTES: usize = 8;
+
+/// A map key as the committed map orders it: its first eight bytes as a
+/// big-endian number (zero-padded), how many of those there are, and the
+/// rest. Comparing the fields in that order is the byte strings'
+/// lexicographic order (with equal heads, a shorter head is a prefix of
+/// the longer key; with full heads, the tails decide), but keys that differ
+/// in their first eight bytes, the common case, are told apart by one
+/// integer comparison instead of a `memcmp` call per B-tree step. A key of
+/// at most eight bytes is held without a heap block, so a look-up builds
+/// its probe without allocating.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct MapKey {
+    head: u64,
+    head_len: u8,
+    tail: Vec<u8>,
+}
+
+impl MapKey {
+    fn split_head(bytes: &[u8]) -> (u64, u8) {
+        let len = bytes.len().min(KEY_HEAD_BYTES);
+        let mut head = [0u8; KEY_HEAD_BYTES];
+        head[..len].copy_from_slice(&bytes[..len]);
+        (u64::from_be_bytes(head), len as u8)
+    }
+
+    /// The key `bytes`, for a look-up (a tail only past eight bytes).
+    pub(crate) fn probe(bytes: &[u8]) -> Self {
+        let (head, head_len) = Self::split_head(bytes);
+        let tail = bytes
+            .get(KEY_HEAD_BYTES..)
+            .map_or_else(Vec::new, <[u8]>::to_vec);
+        MapKey {
+            head,
+            head_len,
+            tail,
+        }
+    }
+
+    /// The key `bytes`, keeping a longer key's block for its tail.
+    fn from_vec(mut bytes: Vec<u8>) -> Self {
+        let (head, head_len) = Self::split_head(&bytes);
+        if bytes.len() > KEY_HEAD_BYTES {
+            bytes.drain(..KEY_HEAD_BYTES);
+        } else {
+            bytes = Vec::new();
+        }
+        MapKey {
+            head,
+            head_len,
+            tail: bytes,
+        }
+    }
+
+    /// The key's bytes.
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(usize::from(self.head_len) + self.tail.len());
+        bytes.extend_from_slice(&self.head.to_be_bytes()[..usize::from(self.head_len)]);
+        bytes.extend_from_slice(&self.tail);
+        bytes
+    }
+}
+
 #[derive(Debug)]
 enum History {
     /// `contents[i]` is the content of `versions[i]`.
     Blob(Vec<Vec<u8>>),
     Log(Vec<(CommitSeq, Vec<u8>)>),
-    Map(BTreeMap<Vec<u8>, KeyHistory>),
+    Map(BTreeMap<MapKey, KeyHistory>),
 }
 
 /// One object: its kind, its versions, its history and its capability epoch.
@@ -159,7 +223,11 @@ impl Object {
     /// A map value as of commit `at` (`None` inside if absent or deleted).
     pub fn map_get_at(&self, key: &[u8], at: CommitSeq) -> Option<Option<&[u8]>> {
         match &self.history {
-            History::Map(entries) => Some(entries.get(key).and_then(|h| value_at(h, at))),
+            History::Map(entries) => Some(
+                entries
+                    .get(&MapKey::probe(key))
+                    .and_then(|h| value_at(h, at)),
+            ),
             _ => None,
         }
     }
@@ -167,28 +235,28 @@ impl Object {
     /// The map's live keys after `start_after` as of commit `at`, in order.
     pub fn map_keys_at<'a>(
         &'a self,
-        start_after: Option<&'a [u8]>,
+        start_after: Option<&[u8]>,
         at: CommitSeq,
-    ) -> impl Iterator<Item = &'a Vec<u8>> + 'a {
+    ) -> impl Iterator<Item = Vec<u8>> + 'a {
         let entries = match &self.history {
             History::Map(entries) => Some(entries),
             _ => None,
         };
         let lower = match start_after {
-            Some(k) => Bound::Excluded(k),
+            Some(k) => Bound::Excluded(MapKey::probe(k)),
             None => Bound::Unbounded,
         };
         entries
             .into_iter()
-            .flat_map(move |e| e.range::<[u8], _>((lower, Bound::Unbounded)))
+            .flat_map(move |e| e.range((lower.clone(), Bound::Unbounded)))
             .filter(move |(_, h)| value_at(h, at).is_some())
-            .map(|(k, _)| k)
+            .map(|(k, _)| k.to_vec())
     }
 
     /// Whether the map has ever held `key` (its history is kept even after
     /// a delete).
     pub(crate) fn map_has_key(&self, key: &[u8]) -> bool {
-        matches!(&self.history, History::Map(entries) if entries.contains_key(key))
+        matches!(&self.history, History::Map(entries) if entries.contains_key(&MapKey::probe(key)))
     }
 
     pub(crate) fn commit_blob(&mut self, stamp: VersionStamp, mut bytes: Vec<u8>) {
@@ -215,7 +283,10 @@ impl Object {
     ) {
         if let History::Map(entries) = &mut self.history {
             for (key, value) in updates {
-                entries.entry(key).or_default().push((stamp.seq, value));
+                entries
+                    .entry(MapKey::from_vec(key))
+                    .or_default()
+                    .push((stamp.seq, value));
             }
             self.push_version(stamp);
         }
@@ -225,4 +296,39 @@ impl Object {
 fn value_at(history: &[(CommitSeq, Option<Vec<u8>>)], at: CommitSeq) -> Option<&[u8]> {
     let n = history.partition_point(|(seq, _)| *seq <= at);
     n.checked_sub(1).and_then(|i| history[i].1.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Keys around the eight-byte head: short ones, ones with trailing
+    /// zeros (which pad like a shorter key's head), long ones sharing a
+    /// head.
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop::sample::select(vec![0u8, 1, 0x7f, 0x80, 0xff]), 0..20)
+    }
+
+    proptest! {
+        /// `MapKey` orders and equates keys exactly as their bytes do, so
+        /// the committed map's iteration order (listing) is unchanged.
+        #[test]
+        fn map_key_order_is_the_bytes_order(a in key(), b in key()) {
+            let (ka, kb) = (MapKey::probe(&a), MapKey::probe(&b));
+            prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
+            prop_assert_eq!(ka == kb, a == b);
+            prop_assert_eq!(ka.to_vec(), a.clone());
+            prop_assert_eq!(MapKey::from_vec(a.clone()), ka);
+        }
+    }
+
+    #[test]
+    fn a_key_and_its_zero_extension_differ() {
+        let short = MapKey::probe(&[1]);
+        let padded = MapKey::probe(&[1, 0]);
+        let full = MapKey::probe(&[1, 0, 0, 0, 0, 0, 0, 0]);
+        let longer = MapKey::probe(&[1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(short < padded && padded < full && full < longer);
+    }
 }

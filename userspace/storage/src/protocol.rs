@@ -80,11 +80,68 @@ pub struct RequestPayload {
 }
 
 /// [`RequestPayload`] as a client encodes it, borrowing the request (the
-/// same bytes).
+/// same bytes). `R` is a [`Request`] or a form of one that encodes the
+/// same, such as [`TransactOne`].
 #[derive(Debug, Serialize)]
-pub struct RequestPayloadRef<'a> {
-    pub request: &'a Request,
+pub struct RequestPayloadRef<'a, R: ?Sized = Request> {
+    pub request: &'a R,
     pub session: Option<u32>,
+}
+
+/// A map operation borrowing its key and value, encoded exactly as the
+/// [`Op`] it stands for: a client sends a put or a get without copying
+/// the key and value into an owned `Op` first.
+#[derive(Clone, Copy, Debug)]
+pub enum OpRef<'a> {
+    /// [`Op::Put`].
+    Put { key: &'a [u8], value: &'a [u8] },
+    /// [`Op::Get`].
+    Get {
+        key: &'a [u8],
+        at: Option<VersionId>,
+    },
+}
+
+/// Where `Op::Put` and `Op::Get` stand in [`Op`], and `Request::Transact`
+/// in [`Request`]: serde encodes a variant by its position. A test holds
+/// these to the derived encodings.
+const OP_PUT: u32 = 7;
+const OP_GET: u32 = 8;
+const REQUEST_TRANSACT: u32 = 5;
+
+impl Serialize for OpRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        match *self {
+            OpRef::Put { key, value } => {
+                let mut op = serializer.serialize_struct_variant("Op", OP_PUT, "Put", 2)?;
+                op.serialize_field("key", &crate::wire_bytes::list::Borrowed(key))?;
+                op.serialize_field("value", &crate::wire_bytes::list::Borrowed(value))?;
+                op.end()
+            }
+            OpRef::Get { key, at } => {
+                let mut op = serializer.serialize_struct_variant("Op", OP_GET, "Get", 2)?;
+                op.serialize_field("key", &crate::wire_bytes::list::Borrowed(key))?;
+                op.serialize_field("at", &at)?;
+                op.end()
+            }
+        }
+    }
+}
+
+/// `Request::Transact` of one operation, borrowing it: the same bytes as
+/// `Request::Transact { ops: vec![op] }`.
+#[derive(Clone, Copy, Debug)]
+pub struct TransactOne<'a>(pub OpRef<'a>);
+
+impl Serialize for TransactOne<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        let mut request =
+            serializer.serialize_struct_variant("Request", REQUEST_TRANSACT, "Transact", 1)?;
+        request.serialize_field("ops", core::slice::from_ref(&self.0))?;
+        request.end()
+    }
 }
 
 /// Action names, one per request, plus the reply's.
@@ -379,3 +436,65 @@ pub type Response = Result<Reply, StorageError>;
 
 /// The most versions one `Versions` answer lists.
 pub const MAX_VERSIONS_PER_REPLY: usize = 512;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn encoded<R: Serialize + ?Sized>(request: &R) -> Vec<u8> {
+        postcard::to_allocvec(&RequestPayloadRef {
+            request,
+            session: Some(3),
+        })
+        .unwrap()
+    }
+
+    /// A borrowed put or get is the same request on the wire as the owned
+    /// `Transact` it stands for, and the server decodes it as that.
+    #[test]
+    fn a_borrowed_single_op_encodes_as_its_transact() {
+        let key = [1u8, 2, 3, 4, 5, 6, 7, 8, 9];
+        let value = [0x5a; 16];
+        let cases = [
+            (
+                OpRef::Put {
+                    key: &key,
+                    value: &value,
+                },
+                Op::Put {
+                    key: key.to_vec(),
+                    value: value.to_vec(),
+                },
+            ),
+            (
+                OpRef::Get {
+                    key: &key,
+                    at: None,
+                },
+                Op::Get {
+                    key: key.to_vec(),
+                    at: None,
+                },
+            ),
+            (
+                OpRef::Get {
+                    key: &[],
+                    at: Some(VersionId::from_raw(300)),
+                },
+                Op::Get {
+                    key: Vec::new(),
+                    at: Some(VersionId::from_raw(300)),
+                },
+            ),
+        ];
+        for (borrowed, owned) in cases {
+            let request = Request::Transact { ops: vec![owned] };
+            let bytes = encoded(&TransactOne(borrowed));
+            assert_eq!(bytes, encoded(&request), "{borrowed:?}");
+            let decoded: RequestPayload = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(decoded.request, request);
+            assert_eq!(decoded.session, Some(3));
+        }
+    }
+}

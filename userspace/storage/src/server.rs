@@ -131,7 +131,9 @@ impl Answer {
 /// request without a kernel-stamped sender).
 fn origin(asker: Option<(u64, u64)>, reply: &Reply) -> Option<Origin> {
     let (task, message) = asker?;
-    let response: Response = Ok(reply.clone());
+    // Encoded as the `Response` `Ok(reply)` (a reference encodes as what
+    // it refers to), without copying the reply into one.
+    let response: Result<&Reply, StorageError> = Ok(reply);
     let answer = MessagePayload::new(&response).ok()?;
     Some(Origin {
         task,
@@ -571,11 +573,25 @@ impl<B: StorageBackend> StorageServer<B> {
         }
         let response = self.execute(request, decoded, badge, clock);
         let grant = response.as_ref().ok().and_then(Reply::grant);
-        let payload = MessagePayload::new(&response).unwrap_or_else(|_| {
-            // Replies are bounded below the payload limit (see `limits`);
-            // should one not fit anyway, the client still gets an answer.
-            let too_large: Response = Err(StorageError::ReplyTooLarge);
-            MessagePayload::new(&too_large).unwrap_or_default()
+        // A writing commit's record holds its answer encoded: copied, not
+        // encoded a second time. (No answer was recorded under this key
+        // before, or it would have been answered from it above.)
+        let recorded = key
+            .filter(|_| self.answer_in_journal)
+            .and_then(|(task, id)| {
+                let bytes = self
+                    .store
+                    .durable_answer(self.durable_task(task), id.as_raw())?;
+                MessagePayload::from_bytes(bytes.to_vec()).ok()
+            });
+        let payload = recorded.unwrap_or_else(|| {
+            MessagePayload::new(&response).unwrap_or_else(|_| {
+                // Replies are bounded below the payload limit (see
+                // `limits`); should one not fit anyway, the client still
+                // gets an answer.
+                let too_large: Response = Err(StorageError::ReplyTooLarge);
+                MessagePayload::new(&too_large).unwrap_or_default()
+            })
         });
         // A writing commit's answer is in its journal record, which a
         // re-send finds (see the module docs); a transaction that wrote
@@ -840,7 +856,7 @@ impl<B: StorageBackend> StorageServer<B> {
                     records: r.records,
                 }
             }
-            Op::Put { key, value } => OpResult::Written(store.put(tx, object, &key, &value)?),
+            Op::Put { key, value } => OpResult::Written(store.put_owned(tx, object, key, value)?),
             Op::Get { key, at } => {
                 let r = store.get(tx, object, &key, at)?;
                 OpResult::Value {

@@ -30,7 +30,7 @@ use crate::limits;
 use crate::object::{Object, ObjectKind, VersionStamp};
 use crate::record::{Change, CommitRecord, Origin};
 use crate::transaction::{
-    Pending, PendingObject, Transaction, TransactionalStorage, TxRecord, TxState,
+    Pending, PendingObject, Transaction, TransactionalStorage, TxRecord, TxState, TxTable,
 };
 
 /// How many recent commits' answers the store remembers (see [`Origin`]).
@@ -132,12 +132,23 @@ impl Catalog {
     /// writes (out of order, naming unknown objects, kind mismatches):
     /// that is a corrupt medium.
     fn apply(&mut self, record: CommitRecord) -> Result<(), StorageError> {
+        let charge = self.footprint_change(&record);
+        self.apply_charged(record, charge)
+    }
+
+    /// [`apply`](Self::apply) with `charge`, the record's
+    /// [`footprint_change`](Self::footprint_change) in this state, already
+    /// known (a fresh commit computed it to check the memory limit).
+    fn apply_charged(
+        &mut self,
+        record: CommitRecord,
+        (added, freed): (u64, u64),
+    ) -> Result<(), StorageError> {
         let corrupt = StorageError::Backend(BackendError::Corrupt);
         if record.seq <= self.last_seq {
             return Err(corrupt);
         }
         let seq = record.seq;
-        let (added, freed) = self.footprint_change(&record);
         for change in record.changes {
             if let Some(version) = change.version() {
                 self.next_version = self.next_version.max(version.as_raw() + 1);
@@ -202,7 +213,7 @@ impl Catalog {
 pub struct ObjectStore<B: StorageBackend> {
     backend: B,
     catalog: Catalog,
-    txs: BTreeMap<TxId, TxRecord>,
+    txs: TxTable,
     next_tx: u64,
     /// The last `apply` failed other than for room: the backend must be
     /// recovered before it takes another record.
@@ -235,7 +246,7 @@ impl<B: StorageBackend> ObjectStore<B> {
         let mut store = ObjectStore {
             backend,
             catalog,
-            txs: BTreeMap::new(),
+            txs: TxTable::default(),
             next_tx: u64::from(instance) << 32 | 1,
             backend_failed: false,
             memory_limit: u64::MAX,
@@ -356,7 +367,8 @@ impl<B: StorageBackend> ObjectStore<B> {
             return Err(error.into());
         }
         let seq = record.seq;
-        self.catalog.apply(record)?;
+        // Nothing changed the catalog since the charge was computed.
+        self.catalog.apply_charged(record, (added, freed))?;
         Ok(seq)
     }
 
@@ -496,7 +508,7 @@ impl<B: StorageBackend> ObjectStore<B> {
     /// many. Clients that vanish mid-transaction cannot pin the table.
     pub fn expire_idle(&mut self, deadline: u64) -> usize {
         let before = self.txs.len();
-        self.txs.retain(|_, r| r.last_active >= deadline);
+        self.txs.retain(|r| r.last_active >= deadline);
         before - self.txs.len()
     }
 

@@ -196,3 +196,94 @@ pub(crate) struct TxRecord {
     /// When it was last used, in the owner's clock (nanoseconds).
     pub last_active: u64,
 }
+
+/// The store's active transactions by id. There are at most
+/// `limits::MAX_ACTIVE_TRANSACTIONS`, so a vector searched by id serves;
+/// unlike a `BTreeMap` it keeps its block while it empties and fills
+/// again, so a one-message `Transact` (begun and ended in one request)
+/// allocates and frees nothing here.
+#[derive(Debug, Default)]
+pub(crate) struct TxTable(Vec<(TxId, TxRecord)>);
+
+impl TxTable {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &TxRecord> {
+        self.0.iter().map(|(_, record)| record)
+    }
+
+    /// Add `record` as `id`, replacing a record already kept under it.
+    pub fn insert(&mut self, id: TxId, record: TxRecord) {
+        match self.get_mut(&id) {
+            Some(kept) => *kept = record,
+            None => self.0.push((id, record)),
+        }
+    }
+
+    pub fn get(&self, id: &TxId) -> Option<&TxRecord> {
+        self.0.iter().find(|(kept, _)| kept == id).map(|(_, r)| r)
+    }
+
+    pub fn get_mut(&mut self, id: &TxId) -> Option<&mut TxRecord> {
+        self.0
+            .iter_mut()
+            .find(|(kept, _)| kept == id)
+            .map(|(_, r)| r)
+    }
+
+    pub fn remove(&mut self, id: &TxId) -> Option<TxRecord> {
+        let at = self.0.iter().position(|(kept, _)| kept == id)?;
+        Some(self.0.swap_remove(at).1)
+    }
+
+    /// Keep only the records `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&TxRecord) -> bool) {
+        self.0.retain(|(_, record)| keep(record));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(bytes: usize) -> TxRecord {
+        TxRecord {
+            snapshot: CommitSeq::ZERO,
+            writes: BTreeMap::new(),
+            bytes,
+            owner: None,
+            last_active: bytes as u64,
+        }
+    }
+
+    #[test]
+    fn the_table_finds_replaces_removes_and_retains_by_id() {
+        let mut table = TxTable::default();
+        for raw in 1..=4 {
+            table.insert(TxId::from_raw(raw), record(raw as usize));
+        }
+        table.insert(TxId::from_raw(2), record(20));
+        assert_eq!(table.len(), 4);
+        assert_eq!(table.get(&TxId::from_raw(2)).map(|r| r.bytes), Some(20));
+        assert_eq!(table.remove(&TxId::from_raw(1)).map(|r| r.bytes), Some(1));
+        assert!(table.remove(&TxId::from_raw(1)).is_none());
+        // The others are still found under their own ids after the removal
+        // moved the last one into the gap.
+        for (raw, bytes) in [(2, 20), (3, 3), (4, 4)] {
+            assert_eq!(
+                table.get(&TxId::from_raw(raw)).map(|r| r.bytes),
+                Some(bytes)
+            );
+        }
+        if let Some(r) = table.get_mut(&TxId::from_raw(4)) {
+            r.bytes = 40;
+        }
+        table.retain(|r| r.bytes != 3);
+        let mut left: Vec<usize> = table.values().map(|r| r.bytes).collect();
+        left.sort_unstable();
+        assert_eq!(left, [20, 40]);
+        assert!(table.get(&TxId::from_raw(3)).is_none());
+    }
+}

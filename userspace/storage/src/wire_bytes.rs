@@ -85,7 +85,7 @@ pub mod list {
     }
 
     /// A byte string to write.
-    pub(super) struct Borrowed<'a>(pub(super) &'a [u8]);
+    pub(crate) struct Borrowed<'a>(pub(crate) &'a [u8]);
 
     impl Serialize for Borrowed<'_> {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

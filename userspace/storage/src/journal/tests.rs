@@ -420,10 +420,8 @@ fn dump<B: StorageBackend>(s: &ObjectStore<B>) -> Vec<Seen> {
                     version,
                     obj.map_keys_at(None, at)
                         .map(|k| {
-                            (
-                                k.clone(),
-                                obj.map_get_at(k, at).map(|v| v.map(<[u8]>::to_vec)),
-                            )
+                            let value = obj.map_get_at(&k, at).map(|v| v.map(<[u8]>::to_vec));
+                            (k, value)
                         })
                         .collect(),
                 ),

@@ -19,7 +19,7 @@
 use core::mem::size_of;
 
 use crate::ids::{CommitSeq, ObjectId};
-use crate::object::{Object, VersionStamp};
+use crate::object::{MapKey, Object, VersionStamp};
 
 /// The largest block the heap serves from a power-of-two size class
 /// (`pandagen_heap::MAX_CLASS_SIZE`); larger blocks come from its
@@ -101,7 +101,7 @@ pub(crate) const fn log_record(len: usize) -> u64 {
 pub(crate) const fn map_update(new_key: Option<usize>, value: usize) -> u64 {
     let key = match new_key {
         Some(len) => {
-            btree_entry::<alloc::vec::Vec<u8>, alloc::vec::Vec<KeyHistoryEntry>>()
+            btree_entry::<MapKey, alloc::vec::Vec<KeyHistoryEntry>>()
                 + heap_bytes(len)
                 + vec_base::<KeyHistoryEntry>()
         }

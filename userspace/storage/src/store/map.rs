@@ -1,6 +1,7 @@
 //! Map operations: put, get, delete and ordered listing, over a
 //! multi-version map (see [`object`](crate::object)).
 
+use alloc::borrow::Cow;
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 use core::iter::Peekable;
@@ -66,13 +67,13 @@ impl<B: StorageBackend> ObjectStore<B> {
         &mut self,
         tx: &mut Transaction,
         object: ObjectId,
-        key: &[u8],
-        value: Option<&[u8]>,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
     ) -> Result<VersionId, StorageError> {
-        let size = key.len() + value.map_or(0, <[u8]>::len);
+        let size = key.len() + value.as_ref().map_or(0, Vec::len);
         let pending = self.pending(tx, object, ObjectKind::Map, size)?;
         if let Pending::Map(overlay) = &mut pending.change {
-            overlay.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+            overlay.insert(key, value);
         }
         Ok(pending.version)
     }
@@ -85,12 +86,30 @@ impl<B: StorageBackend> ObjectStore<B> {
         key: &[u8],
         value: &[u8],
     ) -> Result<VersionId, StorageError> {
+        Self::check_put(key, value)?;
+        self.map_update(tx, object, key.to_vec(), Some(value.to_vec()))
+    }
+
+    /// [`put`](Self::put) of a key and value the caller hands over (a
+    /// decoded request's), kept without copying them.
+    pub fn put_owned(
+        &mut self,
+        tx: &mut Transaction,
+        object: ObjectId,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> Result<VersionId, StorageError> {
+        Self::check_put(&key, &value)?;
+        self.map_update(tx, object, key, Some(value))
+    }
+
+    fn check_put(key: &[u8], value: &[u8]) -> Result<(), StorageError> {
         check_key(key)?;
         if value.len() > limits::MAX_VALUE_BYTES {
             let (len, max) = too_large(value.len(), limits::MAX_VALUE_BYTES);
             return Err(StorageError::ValueTooLarge { len, max });
         }
-        self.map_update(tx, object, key, Some(value))
+        Ok(())
     }
 
     /// The value of `key` at version `at` or as `tx` sees the map.
@@ -138,7 +157,7 @@ impl<B: StorageBackend> ObjectStore<B> {
                 existed: false,
             });
         }
-        let version = self.map_update(tx, object, key, None)?;
+        let version = self.map_update(tx, object, key.to_vec(), None)?;
         Ok(Deleted {
             version,
             existed: true,
@@ -184,7 +203,7 @@ impl<B: StorageBackend> ObjectStore<B> {
                 break;
             }
             bytes += key.len();
-            keys.push(key.clone());
+            keys.push(key.into_owned());
         }
         Ok(KeyList {
             version: view.version(),
@@ -198,7 +217,7 @@ impl<B: StorageBackend> ObjectStore<B> {
 /// the overlay wins, and its deletes hide committed keys.
 struct Merged<'a, C, P>
 where
-    C: Iterator<Item = &'a Vec<u8>>,
+    C: Iterator<Item = Vec<u8>>,
     P: Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
 {
     committed: Peekable<C>,
@@ -207,12 +226,12 @@ where
 
 impl<'a, C, P> Iterator for Merged<'a, C, P>
 where
-    C: Iterator<Item = &'a Vec<u8>>,
+    C: Iterator<Item = Vec<u8>>,
     P: Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
 {
-    type Item = &'a Vec<u8>;
+    type Item = Cow<'a, [u8]>;
 
-    fn next(&mut self) -> Option<&'a Vec<u8>> {
+    fn next(&mut self) -> Option<Cow<'a, [u8]>> {
         loop {
             let order = match (self.committed.peek(), self.pending.peek()) {
                 (None, None) => return None,
@@ -223,12 +242,12 @@ where
             if order != Ordering::Greater {
                 let key = self.committed.next();
                 if order == Ordering::Less {
-                    return key;
+                    return key.map(Cow::Owned);
                 }
             }
             if let Some((key, value)) = self.pending.next() {
                 if value.is_some() {
-                    return Some(key);
+                    return Some(Cow::Borrowed(key));
                 }
             }
         }

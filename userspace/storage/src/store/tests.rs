@@ -796,3 +796,29 @@ fn a_refusal_names_the_limit_and_replay_counts_the_same() {
     assert_eq!(s.memory_used(), used);
     assert_eq!(s.instance(), 2);
 }
+
+/// A fresh commit applies the charge it was judged by; a restart computes
+/// it again from the journal. The two must agree, also when a commit frees
+/// what an earlier one held (a re-recorded answer).
+#[test]
+fn a_commit_charges_what_replay_charges() {
+    let backend = shared();
+    let mut s = reopen(&backend);
+    let (m, _) = s.create(ObjectKind::Map).unwrap();
+    let answers: [&[u8]; 3] = [&[7; 40], &[8; 300], &[9; 2]];
+    for (i, answer) in answers.into_iter().enumerate() {
+        let mut tx = s.begin_transaction().unwrap();
+        s.put(&mut tx, m, &[i as u8; 12], &[1; 20]).unwrap();
+        s.put(&mut tx, m, b"shared", &[i as u8; 30]).unwrap();
+        let origin = Origin {
+            task: 1,
+            message: 1,
+            answer: answer.to_vec(),
+        };
+        s.commit_with_origin(&mut tx, Some(origin)).unwrap();
+        let live = s.memory_used();
+        drop(s);
+        s = reopen(&backend);
+        assert_eq!(s.memory_used(), live, "after commit {i}");
+    }
+}
