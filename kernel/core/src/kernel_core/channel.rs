@@ -536,19 +536,19 @@ impl KernelCore {
         ch: ChannelRef,
         now: Instant,
     ) -> Result<Option<Delivered>, KernelError> {
-        let bound = self
-            .channels
-            .get(ch)
-            .expect("a valid channel capability keeps its channel alive")
-            .bound;
-        let ch = match bound {
-            Some(_) => self.receive_source(ch),
-            None => ch,
-        };
-        let c = self
+        let mut ch = ch;
+        let mut c = self
             .channels
             .get_mut(ch)
             .expect("a valid channel capability keeps its channel alive");
+        // Looked up once unless the channel has a kernel channel bound to it.
+        if c.bound.is_some() {
+            ch = self.receive_source(ch);
+            c = self
+                .channels
+                .get_mut(ch)
+                .expect("a valid channel capability keeps its channel alive");
+        }
         let Some(head) = c.queue.front() else {
             return if c.is_drained() {
                 Err(KernelError::ReceiveFailed(ReceiveError::ChannelClosed))
