@@ -261,6 +261,18 @@ impl Channel {
         self.queue.push_back(msg);
     }
 
+    /// The channel whose first waiter a message just queued on this one
+    /// (`ch`) wakes: this one's, or, when nobody waits on a kernel channel
+    /// directly, the service channel it is bound to.
+    #[inline]
+    pub(crate) fn woken_by_push(&self, ch: ChannelRef) -> Option<ChannelRef> {
+        match (self.waiters.head(), self.bound_to) {
+            (Some(_), _) => Some(ch),
+            (None, Some(service)) => Some(service),
+            (None, None) => None,
+        }
+    }
+
     /// Append an interrupt notification into one of the entries kept free
     /// for it (see [`Channel::kernel_room`]): never allocates.
     pub(crate) fn push_into_room(&mut self, msg: Message) {

@@ -13,7 +13,7 @@ use pandagen_abi::{Budget, CapHandle, CapKind, Instant, KernelError, Rights, Tas
 use super::KernelCore;
 use crate::audit::{CapabilityEvent, InvalidationReason};
 use crate::budget::{message_cost, AccountId, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST};
-use crate::cap_table::{Holder, ObjectRef};
+use crate::cap_table::{Capability, Holder, ObjectRef};
 use crate::channel::{Body, ChannelRef, Delivered, Message};
 use crate::task::WakeReason;
 
@@ -89,6 +89,31 @@ pub(super) struct Sender {
     /// What the message costs the sender while it is queued, as
     /// [`KernelCore::check_delivery`] found it can pay (0 until then).
     pub(super) charge: u64,
+}
+
+impl Message {
+    /// The message of a checked send by `caller`, carrying the
+    /// capabilities `moved` into kernel custody, `sender` charged for it.
+    #[inline]
+    pub(super) fn sealed(
+        caller: TaskId,
+        sender: &Sender,
+        seq: u64,
+        body: Body<'_>,
+        moved: Vec<Capability>,
+    ) -> Message {
+        Message {
+            seq,
+            sender: caller,
+            sender_domain: sender.domain,
+            len: body.len() as u32,
+            bytes: body.into_queued(),
+            caps: moved,
+            badge: None,
+            reserved: false,
+            payer: Some(sender.account),
+        }
+    }
 }
 
 impl KernelCore {
@@ -331,6 +356,16 @@ impl KernelCore {
                     }
                 }
             }
+            // Queued into the channel already looked up: a message without
+            // capabilities only charges the sender (what `seal` does for it).
+            debug_assert_eq!(sender.charge, message_cost(body.len(), 0));
+            self.accounts
+                .charge_checked_memory(sender.account, sender.charge);
+            c.push_back(Message::sealed(caller, &sender, seq, body, Vec::new()));
+            if let Some(woken) = c.woken_by_push(ch) {
+                self.wake_one(woken, WakeReason::MessageArrived);
+            }
+            return Ok(Sent::Queued { channel: ch, seq });
         }
         let msg = self.seal(caller, sender, ch, seq, body, caps);
         let seq = self.push(ch, msg);
@@ -828,17 +863,7 @@ impl KernelCore {
                 moved.push(cap);
             }
         }
-        Message {
-            seq,
-            sender: caller,
-            sender_domain: sender.domain,
-            len: len as u32,
-            bytes: body.into_queued(),
-            caps: moved,
-            badge: None,
-            reserved: false,
-            payer: Some(payer),
-        }
+        Message::sealed(caller, &sender, seq, body, moved)
     }
 
     /// Hold an accepted message back in kernel custody (fault injection).
@@ -873,14 +898,9 @@ impl KernelCore {
         } else {
             c.push_back(msg);
         }
-        // A kernel channel's message wakes a receiver of the channel it is
-        // bound to when nobody waits on it directly.
-        let woken = match (c.waiters.head(), c.bound_to) {
-            (Some(_), _) => ch,
-            (None, Some(service)) => service,
-            (None, None) => return seq,
-        };
-        self.wake_one(woken, WakeReason::MessageArrived);
+        if let Some(woken) = c.woken_by_push(ch) {
+            self.wake_one(woken, WakeReason::MessageArrived);
+        }
         seq
     }
 }
