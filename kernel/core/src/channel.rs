@@ -173,10 +173,11 @@ pub(crate) struct Message {
     pub(crate) seq: u64,
     pub(crate) sender: TaskId,
     pub(crate) sender_domain: u16,
-    /// The encoded length the sender pays for: `bytes.len()`, or a
-    /// [`Body::Kept`] message's length (its bytes stay with the embedder,
-    /// but the charge is the one the kernel makes for the same message).
-    pub(crate) len: u32,
+    /// What `payer` was charged for the message
+    /// ([`message_cost`](crate::budget::message_cost) of its encoded
+    /// length, `bytes.len()` or a [`Body::Kept`] message's length, and of
+    /// its capabilities), kept so that the release returns exactly it.
+    pub(crate) charge: u32,
     pub(crate) bytes: Vec<u8>,
     pub(crate) caps: Vec<Capability>,
     /// Set when the message was sent through an object capability.

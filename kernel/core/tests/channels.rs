@@ -98,6 +98,34 @@ fn size_and_capability_count_are_bounded() {
 }
 
 #[test]
+fn a_message_whose_charge_does_not_fit_its_queue_entry_is_too_large() {
+    // Only a configuration allowing messages of gigabytes gets there: the
+    // queue keeps a message's charge in 32 bits.
+    let mut k = KernelCore::new(CoreConfig {
+        max_message_bytes: usize::MAX,
+        ..CoreConfig::default()
+    });
+    let t = spawn(&mut k, "t");
+    let h = k.create_channel(t, T0).unwrap();
+    let ch = chan_ref(&mut k, t, h);
+    let len = u32::MAX as usize - 64;
+    assert_eq!(
+        k.send(t, h, Body::Kept(len), &[], T0),
+        Err(KernelError::SendFailed(SendError::MessageTooLarge {
+            len: len as u32,
+            max: u32::MAX
+        }))
+    );
+    assert_eq!(k.queue_len(ch), Some(0));
+    // A charge that fits goes on to the budget check.
+    assert!(!matches!(
+        k.send(t, h, Body::Kept(1 << 30), &[], T0),
+        Err(KernelError::SendFailed(SendError::MessageTooLarge { .. }))
+    ));
+    k.check_invariants().unwrap();
+}
+
+#[test]
 fn capabilities_travel_by_move_and_are_installed_on_delivery() {
     let mut k = kernel();
     let a = spawn_in(&mut k, "a", TrustDomain::core());

@@ -106,7 +106,8 @@ impl Message {
             seq,
             sender: caller,
             sender_domain: sender.domain,
-            len: body.len() as u32,
+            // `check_delivery` refused a charge that does not fit.
+            charge: sender.charge as u32,
             bytes: body.into_queued(),
             caps: moved,
             badge: None,
@@ -435,8 +436,10 @@ impl KernelCore {
         _now: Instant,
     ) -> Result<u64, KernelError> {
         self.check_room(ch, bytes.len())?;
-        let account = self.pay(payer, message_cost(bytes.len(), 0))?;
-        let mut msg = self.kernel_message(bytes, false);
+        let cost = message_cost(bytes.len(), 0);
+        let charge = storable_charge(cost, bytes.len(), self.config.max_message_bytes)?;
+        let account = self.pay(payer, cost)?;
+        let mut msg = self.kernel_message(bytes, false, charge);
         msg.payer = Some(account);
         Ok(self.push(ch, msg))
     }
@@ -461,7 +464,8 @@ impl KernelCore {
             return Err(KernelError::SendFailed(SendError::ChannelClosed));
         }
         self.accounts.release_memory(payer, EXIT_ROUTE_COST - cost);
-        let mut msg = self.kernel_message(bytes, true);
+        // At most `EXIT_ROUTE_COST`, which fits (asserted above).
+        let mut msg = self.kernel_message(bytes, true, cost as u32);
         msg.payer = Some(payer);
         Ok(self.push(ch, msg))
     }
@@ -483,7 +487,9 @@ impl KernelCore {
         if self.channels.get(ch).is_none_or(|c| c.is_closed()) {
             return Err(KernelError::SendFailed(SendError::ChannelClosed));
         }
-        let mut msg = self.kernel_message(bytes, true);
+        let len = bytes.len();
+        let charge = storable_charge(message_cost(len, 0), len, self.config.max_message_bytes)?;
+        let mut msg = self.kernel_message(bytes, true, charge);
         msg.payer = Some(payer);
         Ok(self.push_as(ch, msg, true))
     }
@@ -497,12 +503,12 @@ impl KernelCore {
     }
 
     /// A message from the kernel itself (its payer set by the caller).
-    fn kernel_message(&mut self, bytes: Vec<u8>, reserved: bool) -> Message {
+    fn kernel_message(&mut self, bytes: Vec<u8>, reserved: bool, charge: u32) -> Message {
         Message {
             seq: self.next_seq(),
             sender: crate::channel::KERNEL_SENDER,
             sender_domain: 0,
-            len: bytes.len() as u32,
+            charge,
             bytes,
             caps: Vec::new(),
             badge: None,
@@ -624,7 +630,7 @@ impl KernelCore {
             bytes,
             caps,
             badge,
-            len: _,
+            charge: _,
             reserved: _,
             payer: _,
         } = msg;
@@ -790,10 +796,7 @@ impl KernelCore {
             return Err(KernelError::SendFailed(e));
         }
         if len > self.config.max_message_bytes {
-            return Err(KernelError::SendFailed(SendError::MessageTooLarge {
-                len: u32::try_from(len).unwrap_or(u32::MAX),
-                max: self.config.max_message_bytes as u32,
-            }));
+            return Err(too_large(len, self.config.max_message_bytes));
         }
         Ok(())
     }
@@ -820,6 +823,7 @@ impl KernelCore {
         }
         // The sender pays for the message while it is queued.
         let charge = message_cost(len, caps.len());
+        storable_charge(charge, len, self.config.max_message_bytes)?;
         self.accounts.check(account, Budget::memory(charge))?;
         if !caps.is_empty() {
             self.validate_moves(caller, caps, now)?;
@@ -904,3 +908,21 @@ impl KernelCore {
         seq
     }
 }
+
+/// A message's charge as its queue entry keeps it, if it fits: only a
+/// configuration allowing messages of gigabytes makes one that does not,
+/// and such a message is refused as too large.
+fn storable_charge(charge: u64, len: usize, max: usize) -> Result<u32, KernelError> {
+    u32::try_from(charge).map_err(|_| too_large(len, max))
+}
+
+/// The refusal of a `len`-byte message where at most `max` bytes fit.
+fn too_large(len: usize, max: usize) -> KernelError {
+    KernelError::SendFailed(SendError::MessageTooLarge {
+        len: u32::try_from(len).unwrap_or(u32::MAX),
+        max: u32::try_from(max).unwrap_or(u32::MAX),
+    })
+}
+
+// An exit notification's charge is at most this, so it always fits.
+const _: () = assert!(EXIT_ROUTE_COST <= u32::MAX as u64);
