@@ -134,7 +134,7 @@ impl Body<'_> {
     }
 
     /// The bytes to queue (empty for kept ones).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn into_queued(self) -> Vec<u8> {
         match self {
             Body::Borrowed(bytes) => Vec::from(bytes),
@@ -253,7 +253,7 @@ impl Channel {
 
     /// Append a message, counting a reserved one, keeping the buffer
     /// entries of the bound interrupt lines free.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_back(&mut self, msg: Message) {
         self.reserved_queued += u32::from(msg.reserved);
         if self.kernel_room > 0 {

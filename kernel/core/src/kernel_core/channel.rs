@@ -12,9 +12,9 @@ use pandagen_abi::{Budget, CapHandle, CapKind, Instant, KernelError, Rights, Tas
 
 use super::KernelCore;
 use crate::audit::{CapabilityEvent, InvalidationReason};
-use crate::budget::{message_cost, AccountId, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST};
+use crate::budget::{message_cost, AccountId, Accounts, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST};
 use crate::cap_table::{Capability, Holder, ObjectRef};
-use crate::channel::{Body, ChannelRef, Delivered, Message};
+use crate::channel::{Body, Channel, ChannelRef, Delivered, Message};
 use crate::task::WakeReason;
 
 /// A message the kernel has accepted but not yet queued: the handle for
@@ -332,10 +332,24 @@ impl KernelCore {
         hand_off: impl FnOnce(&Offer<'_>) -> bool,
     ) -> Result<Sent, KernelError> {
         let body = body.into();
-        let (ch, sender) = self.check_send(caller, handle, body.len(), caps, now)?;
-        let seq = self.next_seq();
         if caps.is_empty() {
-            let c = self.channels.get_mut(ch).expect("checked above");
+            // `check_send`'s checks, in its order, on the channel looked up
+            // once for them, the hand-off and the queue.
+            let (ch, sender) = self.check_sender(caller, handle, now)?;
+            let len = body.len();
+            let max_len = self.config.max_message_bytes;
+            let c = self.channels.get_mut(ch);
+            let c = match refusal_of(c.as_deref()) {
+                Some(e) => return Err(KernelError::SendFailed(e)),
+                None => c.expect("a destroyed channel is refused"),
+            };
+            size_check(len, max_len)?;
+            let max_caps = self.config.max_caps_per_message;
+            let charge = affordable(&self.accounts, sender.account, len, 0, max_caps, max_len)?;
+            let sender = Sender { charge, ..sender };
+            // `next_seq`, on the field: `c` borrows the channel table.
+            let seq = self.next_seq;
+            self.next_seq += 1;
             if let (true, Some(slot)) = (c.queue.is_empty(), c.waiters.head()) {
                 if let Some(receiver) = self.tasks.by_slot(slot).map(|t| t.id) {
                     let offer = Offer {
@@ -368,6 +382,22 @@ impl KernelCore {
             }
             return Ok(Sent::Queued { channel: ch, seq });
         }
+        self.send_carrying(caller, handle, body, caps, now)
+    }
+
+    /// [`KernelCore::send_or_hand_off`] of a message carrying `caps`
+    /// (never handed off): `send`.
+    #[inline(never)]
+    fn send_carrying(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        body: Body<'_>,
+        caps: &[CapHandle],
+        now: Instant,
+    ) -> Result<Sent, KernelError> {
+        let (ch, sender) = self.check_send(caller, handle, body.len(), caps, now)?;
+        let seq = self.next_seq();
         let msg = self.seal(caller, sender, ch, seq, body, caps);
         let seq = self.push(ch, msg);
         Ok(Sent::Queued { channel: ch, seq })
@@ -754,6 +784,24 @@ impl KernelCore {
         caps: &[CapHandle],
         now: Instant,
     ) -> Result<(ChannelRef, Sender), KernelError> {
+        let (ch, sender) = self.check_sender(caller, handle, now)?;
+        let sender = Sender {
+            charge: self.check_delivery(caller, sender.account, ch, len, caps, now)?,
+            ..sender
+        };
+        Ok((ch, sender))
+    }
+
+    /// The capability check of a send: `handle` is a channel capability
+    /// of `caller` with `SEND` (a refusal is audited). Returns the channel
+    /// and the sender, its charge not yet known.
+    #[inline(always)]
+    fn check_sender(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        now: Instant,
+    ) -> Result<(ChannelRef, Sender), KernelError> {
         let (object, sender) =
             match self.check_in(caller, handle, Some(CapKind::Channel), Rights::SEND) {
                 Ok((task, cap)) => (
@@ -769,10 +817,6 @@ impl KernelCore {
         let ObjectRef::Channel(ch) = object else {
             unreachable!("kind checked");
         };
-        let sender = Sender {
-            charge: self.check_delivery(caller, sender.account, ch, len, caps, now)?,
-            ..sender
-        };
         Ok((ch, sender))
     }
 
@@ -780,12 +824,7 @@ impl KernelCore {
     /// queue full), if it cannot.
     #[inline]
     fn channel_refusal(&self, ch: ChannelRef) -> Option<SendError> {
-        match self.channels.get(ch) {
-            None => Some(SendError::ChannelClosed),
-            Some(c) if c.is_closed() => Some(SendError::ChannelClosed),
-            Some(c) if c.bounded_len() >= c.capacity as usize => Some(SendError::QueueFull),
-            Some(_) => None,
-        }
+        refusal_of(self.channels.get(ch))
     }
 
     /// `ch` can take a `len`-byte message now: open, not full, and the
@@ -795,10 +834,7 @@ impl KernelCore {
         if let Some(e) = self.channel_refusal(ch) {
             return Err(KernelError::SendFailed(e));
         }
-        if len > self.config.max_message_bytes {
-            return Err(too_large(len, self.config.max_message_bytes));
-        }
-        Ok(())
+        size_check(len, self.config.max_message_bytes)
     }
 
     /// The checks of a send that come after the capability it goes
@@ -818,13 +854,11 @@ impl KernelCore {
         now: Instant,
     ) -> Result<u64, KernelError> {
         self.check_room(ch, len)?;
-        if caps.len() > self.config.max_caps_per_message {
-            return Err(KernelError::SendFailed(SendError::TooManyCapabilities));
-        }
-        // The sender pays for the message while it is queued.
-        let charge = message_cost(len, caps.len());
-        storable_charge(charge, len, self.config.max_message_bytes)?;
-        self.accounts.check(account, Budget::memory(charge))?;
+        let (max_caps, max_len) = (
+            self.config.max_caps_per_message,
+            self.config.max_message_bytes,
+        );
+        let charge = affordable(&self.accounts, account, len, caps.len(), max_caps, max_len)?;
         if !caps.is_empty() {
             self.validate_moves(caller, caps, now)?;
             let task = self.tasks.get(caller).expect("caller validated");
@@ -914,6 +948,49 @@ impl KernelCore {
 /// and such a message is refused as too large.
 fn storable_charge(charge: u64, len: usize, max: usize) -> Result<u32, KernelError> {
     u32::try_from(charge).map_err(|_| too_large(len, max))
+}
+
+/// Why a channel (`None`: destroyed) cannot take one more message now
+/// (closed, gone, or its queue full), if it cannot.
+#[inline]
+fn refusal_of(c: Option<&Channel>) -> Option<SendError> {
+    match c {
+        None => Some(SendError::ChannelClosed),
+        Some(c) if c.is_closed() => Some(SendError::ChannelClosed),
+        Some(c) if c.bounded_len() >= c.capacity as usize => Some(SendError::QueueFull),
+        Some(_) => None,
+    }
+}
+
+/// A `len`-byte message is within the size limit `max`.
+#[inline]
+fn size_check(len: usize, max: usize) -> Result<(), KernelError> {
+    if len > max {
+        return Err(too_large(len, max));
+    }
+    Ok(())
+}
+
+/// The budget checks of a send of a `len`-byte message carrying `caps`
+/// capabilities (at most `max_caps`): `account` can pay for it while it is
+/// queued. Returns that charge.
+#[inline(always)]
+fn affordable(
+    accounts: &Accounts,
+    account: AccountId,
+    len: usize,
+    caps: usize,
+    max_caps: usize,
+    max_len: usize,
+) -> Result<u64, KernelError> {
+    if caps > max_caps {
+        return Err(KernelError::SendFailed(SendError::TooManyCapabilities));
+    }
+    // The sender pays for the message while it is queued.
+    let charge = message_cost(len, caps);
+    storable_charge(charge, len, max_len)?;
+    accounts.check(account, Budget::memory(charge))?;
+    Ok(charge)
 }
 
 /// The refusal of a `len`-byte message where at most `max` bytes fit.
