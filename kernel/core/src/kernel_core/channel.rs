@@ -396,9 +396,7 @@ impl KernelCore {
         caps: &[CapHandle],
         now: Instant,
     ) -> Result<Sent, KernelError> {
-        let (ch, sender) = self.check_send(caller, handle, body.len(), caps, now)?;
-        let seq = self.next_seq();
-        let msg = self.seal(caller, sender, ch, seq, body, caps);
+        let (ch, msg) = self.accept(caller, handle, body, caps, now)?;
         let seq = self.push(ch, msg);
         Ok(Sent::Queued { channel: ch, seq })
     }
