@@ -83,6 +83,7 @@ const LARGEST_CLASS: usize = 2048;
 
 /// The heap bytes an allocation of `bytes` occupies: its power-of-two size
 /// class (at least 16 bytes), or 16-byte granules above the largest class.
+#[inline(always)]
 pub const fn allocation(bytes: usize) -> u64 {
     if bytes == 0 {
         0
@@ -166,14 +167,14 @@ impl Accounts {
         Accounts::default()
     }
 
-    #[inline]
+    #[inline(always)]
     fn get(&self, id: AccountId) -> &Account {
         self.slots[id.0 as usize]
             .as_ref()
             .expect("an account named by a live object exists")
     }
 
-    #[inline]
+    #[inline(always)]
     fn get_mut(&mut self, id: AccountId) -> &mut Account {
         self.slots[id.0 as usize]
             .as_mut()
@@ -212,7 +213,7 @@ impl Accounts {
     }
 
     /// Whether `amount` more can be charged to `id`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn check(&self, id: AccountId, amount: Budget) -> Result<(), KernelError> {
         let available = self.get(id).usage.available();
         if amount.fits_in(&available) {

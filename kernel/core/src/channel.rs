@@ -134,7 +134,7 @@ impl Body<'_> {
     }
 
     /// The bytes to queue (empty for kept ones).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn into_queued(self) -> Vec<u8> {
         match self {
             Body::Borrowed(bytes) => Vec::from(bytes),
@@ -173,10 +173,11 @@ pub(crate) struct Message {
     pub(crate) seq: u64,
     pub(crate) sender: TaskId,
     pub(crate) sender_domain: u16,
-    /// The encoded length the sender pays for: `bytes.len()`, or a
-    /// [`Body::Kept`] message's length (its bytes stay with the embedder,
-    /// but the charge is the one the kernel makes for the same message).
-    pub(crate) len: u32,
+    /// What `payer` was charged for the message
+    /// ([`message_cost`](crate::budget::message_cost) of its encoded
+    /// length, `bytes.len()` or a [`Body::Kept`] message's length, and of
+    /// its capabilities), kept so that the release returns exactly it.
+    pub(crate) charge: u32,
     pub(crate) bytes: Vec<u8>,
     pub(crate) caps: Vec<Capability>,
     /// Set when the message was sent through an object capability.
@@ -252,13 +253,25 @@ impl Channel {
 
     /// Append a message, counting a reserved one, keeping the buffer
     /// entries of the bound interrupt lines free.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_back(&mut self, msg: Message) {
         self.reserved_queued += u32::from(msg.reserved);
         if self.kernel_room > 0 {
             self.queue.reserve(1 + self.kernel_room as usize);
         }
         self.queue.push_back(msg);
+    }
+
+    /// The channel whose first waiter a message just queued on this one
+    /// (`ch`) wakes: this one's, or, when nobody waits on a kernel channel
+    /// directly, the service channel it is bound to.
+    #[inline]
+    pub(crate) fn woken_by_push(&self, ch: ChannelRef) -> Option<ChannelRef> {
+        match (self.waiters.head(), self.bound_to) {
+            (Some(_), _) => Some(ch),
+            (None, Some(service)) => Some(service),
+            (None, None) => None,
+        }
     }
 
     /// Append an interrupt notification into one of the entries kept free

@@ -7,7 +7,8 @@ use common::*;
 use pandagen_abi::error::{ReceiveError, SendError};
 use pandagen_abi::{CapKind, ExitReason, KernelError, Rights, TrustDomain};
 use pandagen_core::{
-    Body, CapabilityEvent, CoreConfig, InvalidationReason, KernelCore, Mintable, ObjectRef,
+    Body, CapabilityEvent, CoreConfig, InvalidationReason, KernelCore, Mintable, ObjectRef, Offer,
+    Sent,
 };
 
 fn chan_ref(
@@ -95,6 +96,82 @@ fn size_and_capability_count_are_bounded() {
         Err(KernelError::SendFailed(SendError::TooManyCapabilities))
     );
     assert_eq!(k.cap_count(t), 3);
+}
+
+#[test]
+fn a_send_that_may_hand_off_refuses_as_send_does_and_changes_nothing() {
+    let mut k = KernelCore::new(CoreConfig {
+        max_message_bytes: 16,
+        ..CoreConfig::default()
+    });
+    let t = spawn(&mut k, "t");
+    let h = k.create_channel_with_capacity(t, 1, T0).unwrap();
+    let ch = chan_ref(&mut k, t, h);
+    let no_receiver = |_: &Offer<'_>| -> bool { panic!("nobody waits") };
+    let too_large = Err(KernelError::SendFailed(SendError::MessageTooLarge {
+        len: 17,
+        max: 16,
+    }));
+    assert_eq!(k.send(t, h, vec![0; 17], &[], T0).map(|_| ()), too_large);
+    let refused = k.send_or_hand_off(t, h, &[0; 17], &[], T0, no_receiver);
+    assert_eq!(refused.map(|_| ()), too_large);
+    let first = k.send_or_hand_off(t, h, &[1], &[], T0, no_receiver);
+    let Ok(Sent::Queued { seq, .. }) = first else {
+        panic!("queued: {first:?}");
+    };
+    let full = Err(KernelError::SendFailed(SendError::QueueFull));
+    assert_eq!(k.send(t, h, vec![2], &[], T0).map(|_| ()), full);
+    let refused = k.send_or_hand_off(t, h, &[2], &[], T0, no_receiver);
+    assert_eq!(refused.map(|_| ()), full);
+    assert_eq!(k.queue_len(ch), Some(1));
+    // Refusals took no sequence number: the next message has the next one.
+    assert_eq!(k.receive(t, h, T0).unwrap().unwrap().seq, seq);
+    let next = k.send_or_hand_off(t, h, &[3], &[], T0, no_receiver);
+    assert!(matches!(next, Ok(Sent::Queued { seq: s, .. }) if s == seq + 1));
+    k.check_invariants().unwrap();
+    // A closed channel: its receiver gone.
+    let send_only = k.clone_cap(t, h, Rights::SEND, T0).unwrap();
+    k.drop_cap(t, h, T0).unwrap();
+    let closed = Err(KernelError::SendFailed(SendError::ChannelClosed));
+    let refused = k.send_or_hand_off(t, send_only, &[4], &[], T0, no_receiver);
+    assert_eq!(refused.map(|_| ()), closed);
+    assert_eq!(k.send(t, send_only, vec![4], &[], T0).map(|_| ()), closed);
+    // A capability without SEND is refused before the channel is looked at.
+    let receive_only = {
+        let h = k.create_channel(t, T0).unwrap();
+        k.clone_cap(t, h, Rights::RECEIVE, T0).unwrap()
+    };
+    let refused = k.send_or_hand_off(t, receive_only, &[5], &[], T0, no_receiver);
+    assert_eq!(refused.map(|_| ()), Err(KernelError::InsufficientAuthority));
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_message_whose_charge_does_not_fit_its_queue_entry_is_too_large() {
+    // Only a configuration allowing messages of gigabytes gets there: the
+    // queue keeps a message's charge in 32 bits.
+    let mut k = KernelCore::new(CoreConfig {
+        max_message_bytes: usize::MAX,
+        ..CoreConfig::default()
+    });
+    let t = spawn(&mut k, "t");
+    let h = k.create_channel(t, T0).unwrap();
+    let ch = chan_ref(&mut k, t, h);
+    let len = u32::MAX as usize - 64;
+    assert_eq!(
+        k.send(t, h, Body::Kept(len), &[], T0),
+        Err(KernelError::SendFailed(SendError::MessageTooLarge {
+            len: len as u32,
+            max: u32::MAX
+        }))
+    );
+    assert_eq!(k.queue_len(ch), Some(0));
+    // A charge that fits goes on to the budget check.
+    assert!(!matches!(
+        k.send(t, h, Body::Kept(1 << 30), &[], T0),
+        Err(KernelError::SendFailed(SendError::MessageTooLarge { .. }))
+    ));
+    k.check_invariants().unwrap();
 }
 
 #[test]

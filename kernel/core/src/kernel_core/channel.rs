@@ -12,9 +12,9 @@ use pandagen_abi::{Budget, CapHandle, CapKind, Instant, KernelError, Rights, Tas
 
 use super::KernelCore;
 use crate::audit::{CapabilityEvent, InvalidationReason};
-use crate::budget::{message_cost, AccountId, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST};
-use crate::cap_table::{Holder, ObjectRef};
-use crate::channel::{Body, ChannelRef, Delivered, Message};
+use crate::budget::{message_cost, AccountId, Accounts, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST};
+use crate::cap_table::{Capability, Holder, ObjectRef};
+use crate::channel::{Body, Channel, ChannelRef, Delivered, Message};
 use crate::task::WakeReason;
 
 /// A message the kernel has accepted but not yet queued: the handle for
@@ -89,6 +89,32 @@ pub(super) struct Sender {
     /// What the message costs the sender while it is queued, as
     /// [`KernelCore::check_delivery`] found it can pay (0 until then).
     pub(super) charge: u64,
+}
+
+impl Message {
+    /// The message of a checked send by `caller`, carrying the
+    /// capabilities `moved` into kernel custody, `sender` charged for it.
+    #[inline]
+    pub(super) fn sealed(
+        caller: TaskId,
+        sender: &Sender,
+        seq: u64,
+        body: Body<'_>,
+        moved: Vec<Capability>,
+    ) -> Message {
+        Message {
+            seq,
+            sender: caller,
+            sender_domain: sender.domain,
+            // `check_delivery` refused a charge that does not fit.
+            charge: sender.charge as u32,
+            bytes: body.into_queued(),
+            caps: moved,
+            badge: None,
+            reserved: false,
+            payer: Some(sender.account),
+        }
+    }
 }
 
 impl KernelCore {
@@ -306,10 +332,24 @@ impl KernelCore {
         hand_off: impl FnOnce(&Offer<'_>) -> bool,
     ) -> Result<Sent, KernelError> {
         let body = body.into();
-        let (ch, sender) = self.check_send(caller, handle, body.len(), caps, now)?;
-        let seq = self.next_seq();
         if caps.is_empty() {
-            let c = self.channels.get_mut(ch).expect("checked above");
+            // `check_send`'s checks, in its order, on the channel looked up
+            // once for them, the hand-off and the queue.
+            let (ch, sender) = self.check_sender(caller, handle, now)?;
+            let len = body.len();
+            let max_len = self.config.max_message_bytes;
+            let c = self.channels.get_mut(ch);
+            let c = match refusal_of(c.as_deref()) {
+                Some(e) => return Err(KernelError::SendFailed(e)),
+                None => c.expect("a destroyed channel is refused"),
+            };
+            size_check(len, max_len)?;
+            let max_caps = self.config.max_caps_per_message;
+            let charge = affordable(&self.accounts, sender.account, len, 0, max_caps, max_len)?;
+            let sender = Sender { charge, ..sender };
+            // `next_seq`, on the field: `c` borrows the channel table.
+            let seq = self.next_seq;
+            self.next_seq += 1;
             if let (true, Some(slot)) = (c.queue.is_empty(), c.waiters.head()) {
                 if let Some(receiver) = self.tasks.by_slot(slot).map(|t| t.id) {
                     let offer = Offer {
@@ -331,8 +371,32 @@ impl KernelCore {
                     }
                 }
             }
+            // Queued into the channel already looked up: a message without
+            // capabilities only charges the sender (what `seal` does for it).
+            debug_assert_eq!(sender.charge, message_cost(body.len(), 0));
+            self.accounts
+                .charge_checked_memory(sender.account, sender.charge);
+            c.push_back(Message::sealed(caller, &sender, seq, body, Vec::new()));
+            if let Some(woken) = c.woken_by_push(ch) {
+                self.wake_one(woken, WakeReason::MessageArrived);
+            }
+            return Ok(Sent::Queued { channel: ch, seq });
         }
-        let msg = self.seal(caller, sender, ch, seq, body, caps);
+        self.send_carrying(caller, handle, body, caps, now)
+    }
+
+    /// [`KernelCore::send_or_hand_off`] of a message carrying `caps`
+    /// (never handed off): `send`.
+    #[inline(never)]
+    fn send_carrying(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        body: Body<'_>,
+        caps: &[CapHandle],
+        now: Instant,
+    ) -> Result<Sent, KernelError> {
+        let (ch, msg) = self.accept(caller, handle, body, caps, now)?;
         let seq = self.push(ch, msg);
         Ok(Sent::Queued { channel: ch, seq })
     }
@@ -400,8 +464,10 @@ impl KernelCore {
         _now: Instant,
     ) -> Result<u64, KernelError> {
         self.check_room(ch, bytes.len())?;
-        let account = self.pay(payer, message_cost(bytes.len(), 0))?;
-        let mut msg = self.kernel_message(bytes, false);
+        let cost = message_cost(bytes.len(), 0);
+        let charge = storable_charge(cost, bytes.len(), self.config.max_message_bytes)?;
+        let account = self.pay(payer, cost)?;
+        let mut msg = self.kernel_message(bytes, false, charge);
         msg.payer = Some(account);
         Ok(self.push(ch, msg))
     }
@@ -426,7 +492,8 @@ impl KernelCore {
             return Err(KernelError::SendFailed(SendError::ChannelClosed));
         }
         self.accounts.release_memory(payer, EXIT_ROUTE_COST - cost);
-        let mut msg = self.kernel_message(bytes, true);
+        // At most `EXIT_ROUTE_COST`, which fits (asserted above).
+        let mut msg = self.kernel_message(bytes, true, cost as u32);
         msg.payer = Some(payer);
         Ok(self.push(ch, msg))
     }
@@ -448,7 +515,9 @@ impl KernelCore {
         if self.channels.get(ch).is_none_or(|c| c.is_closed()) {
             return Err(KernelError::SendFailed(SendError::ChannelClosed));
         }
-        let mut msg = self.kernel_message(bytes, true);
+        let len = bytes.len();
+        let charge = storable_charge(message_cost(len, 0), len, self.config.max_message_bytes)?;
+        let mut msg = self.kernel_message(bytes, true, charge);
         msg.payer = Some(payer);
         Ok(self.push_as(ch, msg, true))
     }
@@ -462,12 +531,12 @@ impl KernelCore {
     }
 
     /// A message from the kernel itself (its payer set by the caller).
-    fn kernel_message(&mut self, bytes: Vec<u8>, reserved: bool) -> Message {
+    fn kernel_message(&mut self, bytes: Vec<u8>, reserved: bool, charge: u32) -> Message {
         Message {
             seq: self.next_seq(),
             sender: crate::channel::KERNEL_SENDER,
             sender_domain: 0,
-            len: bytes.len() as u32,
+            charge,
             bytes,
             caps: Vec::new(),
             badge: None,
@@ -536,19 +605,19 @@ impl KernelCore {
         ch: ChannelRef,
         now: Instant,
     ) -> Result<Option<Delivered>, KernelError> {
-        let bound = self
-            .channels
-            .get(ch)
-            .expect("a valid channel capability keeps its channel alive")
-            .bound;
-        let ch = match bound {
-            Some(_) => self.receive_source(ch),
-            None => ch,
-        };
-        let c = self
+        let mut ch = ch;
+        let mut c = self
             .channels
             .get_mut(ch)
             .expect("a valid channel capability keeps its channel alive");
+        // Looked up once unless the channel has a kernel channel bound to it.
+        if c.bound.is_some() {
+            ch = self.receive_source(ch);
+            c = self
+                .channels
+                .get_mut(ch)
+                .expect("a valid channel capability keeps its channel alive");
+        }
         let Some(head) = c.queue.front() else {
             return if c.is_drained() {
                 Err(KernelError::ReceiveFailed(ReceiveError::ChannelClosed))
@@ -589,7 +658,7 @@ impl KernelCore {
             bytes,
             caps,
             badge,
-            len: _,
+            charge: _,
             reserved: _,
             payer: _,
         } = msg;
@@ -713,6 +782,24 @@ impl KernelCore {
         caps: &[CapHandle],
         now: Instant,
     ) -> Result<(ChannelRef, Sender), KernelError> {
+        let (ch, sender) = self.check_sender(caller, handle, now)?;
+        let sender = Sender {
+            charge: self.check_delivery(caller, sender.account, ch, len, caps, now)?,
+            ..sender
+        };
+        Ok((ch, sender))
+    }
+
+    /// The capability check of a send: `handle` is a channel capability
+    /// of `caller` with `SEND` (a refusal is audited). Returns the channel
+    /// and the sender, its charge not yet known.
+    #[inline(always)]
+    fn check_sender(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        now: Instant,
+    ) -> Result<(ChannelRef, Sender), KernelError> {
         let (object, sender) =
             match self.check_in(caller, handle, Some(CapKind::Channel), Rights::SEND) {
                 Ok((task, cap)) => (
@@ -728,10 +815,6 @@ impl KernelCore {
         let ObjectRef::Channel(ch) = object else {
             unreachable!("kind checked");
         };
-        let sender = Sender {
-            charge: self.check_delivery(caller, sender.account, ch, len, caps, now)?,
-            ..sender
-        };
         Ok((ch, sender))
     }
 
@@ -739,12 +822,7 @@ impl KernelCore {
     /// queue full), if it cannot.
     #[inline]
     fn channel_refusal(&self, ch: ChannelRef) -> Option<SendError> {
-        match self.channels.get(ch) {
-            None => Some(SendError::ChannelClosed),
-            Some(c) if c.is_closed() => Some(SendError::ChannelClosed),
-            Some(c) if c.bounded_len() >= c.capacity as usize => Some(SendError::QueueFull),
-            Some(_) => None,
-        }
+        refusal_of(self.channels.get(ch))
     }
 
     /// `ch` can take a `len`-byte message now: open, not full, and the
@@ -754,13 +832,7 @@ impl KernelCore {
         if let Some(e) = self.channel_refusal(ch) {
             return Err(KernelError::SendFailed(e));
         }
-        if len > self.config.max_message_bytes {
-            return Err(KernelError::SendFailed(SendError::MessageTooLarge {
-                len: u32::try_from(len).unwrap_or(u32::MAX),
-                max: self.config.max_message_bytes as u32,
-            }));
-        }
-        Ok(())
+        size_check(len, self.config.max_message_bytes)
     }
 
     /// The checks of a send that come after the capability it goes
@@ -780,12 +852,11 @@ impl KernelCore {
         now: Instant,
     ) -> Result<u64, KernelError> {
         self.check_room(ch, len)?;
-        if caps.len() > self.config.max_caps_per_message {
-            return Err(KernelError::SendFailed(SendError::TooManyCapabilities));
-        }
-        // The sender pays for the message while it is queued.
-        let charge = message_cost(len, caps.len());
-        self.accounts.check(account, Budget::memory(charge))?;
+        let (max_caps, max_len) = (
+            self.config.max_caps_per_message,
+            self.config.max_message_bytes,
+        );
+        let charge = affordable(&self.accounts, account, len, caps.len(), max_caps, max_len)?;
         if !caps.is_empty() {
             self.validate_moves(caller, caps, now)?;
             let task = self.tasks.get(caller).expect("caller validated");
@@ -828,17 +899,7 @@ impl KernelCore {
                 moved.push(cap);
             }
         }
-        Message {
-            seq,
-            sender: caller,
-            sender_domain: sender.domain,
-            len: len as u32,
-            bytes: body.into_queued(),
-            caps: moved,
-            badge: None,
-            reserved: false,
-            payer: Some(payer),
-        }
+        Message::sealed(caller, &sender, seq, body, moved)
     }
 
     /// Hold an accepted message back in kernel custody (fault injection).
@@ -873,14 +934,70 @@ impl KernelCore {
         } else {
             c.push_back(msg);
         }
-        // A kernel channel's message wakes a receiver of the channel it is
-        // bound to when nobody waits on it directly.
-        let woken = match (c.waiters.head(), c.bound_to) {
-            (Some(_), _) => ch,
-            (None, Some(service)) => service,
-            (None, None) => return seq,
-        };
-        self.wake_one(woken, WakeReason::MessageArrived);
+        if let Some(woken) = c.woken_by_push(ch) {
+            self.wake_one(woken, WakeReason::MessageArrived);
+        }
         seq
     }
 }
+
+/// A message's charge as its queue entry keeps it, if it fits: only a
+/// configuration allowing messages of gigabytes makes one that does not,
+/// and such a message is refused as too large.
+fn storable_charge(charge: u64, len: usize, max: usize) -> Result<u32, KernelError> {
+    u32::try_from(charge).map_err(|_| too_large(len, max))
+}
+
+/// Why a channel (`None`: destroyed) cannot take one more message now
+/// (closed, gone, or its queue full), if it cannot.
+#[inline]
+fn refusal_of(c: Option<&Channel>) -> Option<SendError> {
+    match c {
+        None => Some(SendError::ChannelClosed),
+        Some(c) if c.is_closed() => Some(SendError::ChannelClosed),
+        Some(c) if c.bounded_len() >= c.capacity as usize => Some(SendError::QueueFull),
+        Some(_) => None,
+    }
+}
+
+/// A `len`-byte message is within the size limit `max`.
+#[inline]
+fn size_check(len: usize, max: usize) -> Result<(), KernelError> {
+    if len > max {
+        return Err(too_large(len, max));
+    }
+    Ok(())
+}
+
+/// The budget checks of a send of a `len`-byte message carrying `caps`
+/// capabilities (at most `max_caps`): `account` can pay for it while it is
+/// queued. Returns that charge.
+#[inline(always)]
+fn affordable(
+    accounts: &Accounts,
+    account: AccountId,
+    len: usize,
+    caps: usize,
+    max_caps: usize,
+    max_len: usize,
+) -> Result<u64, KernelError> {
+    if caps > max_caps {
+        return Err(KernelError::SendFailed(SendError::TooManyCapabilities));
+    }
+    // The sender pays for the message while it is queued.
+    let charge = message_cost(len, caps);
+    storable_charge(charge, len, max_len)?;
+    accounts.check(account, Budget::memory(charge))?;
+    Ok(charge)
+}
+
+/// The refusal of a `len`-byte message where at most `max` bytes fit.
+fn too_large(len: usize, max: usize) -> KernelError {
+    KernelError::SendFailed(SendError::MessageTooLarge {
+        len: u32::try_from(len).unwrap_or(u32::MAX),
+        max: u32::try_from(max).unwrap_or(u32::MAX),
+    })
+}
+
+// An exit notification's charge is at most this, so it always fits.
+const _: () = assert!(EXIT_ROUTE_COST <= u32::MAX as u64);

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use pandagen_abi::{Budget, Rights, ServiceId, TaskId};
 
 use super::KernelCore;
-use crate::budget::{message_cost, AccountId, CAP_COST, CHANNEL_COST};
+use crate::budget::{AccountId, CAP_COST, CHANNEL_COST};
 use crate::cap_table::{CapId, Capability, Holder, ObjectRef};
 use crate::channel::{Channel, ChannelRef, Message};
 use crate::sched::{BlockedOn, SchedState};
@@ -214,8 +214,7 @@ impl KernelCore {
                 None => missing = missing.or(Some(account)),
             };
         let cap = Budget::memory(CAP_COST);
-        let message =
-            |msg: &Message| Budget::memory(message_cost(msg.len as usize, msg.caps.len()));
+        let message = |msg: &Message| Budget::memory(u64::from(msg.charge));
         for (_, task) in self.tasks.iter() {
             add(task.account, task.own_charge);
             for (_, c) in task.space.iter() {
@@ -285,7 +284,6 @@ mod tests {
     use pandagen_abi::{ExitReason, Instant, Priority, Rights, ServiceId, TaskId};
 
     use super::InvariantViolation as V;
-    use crate::budget::message_cost;
     use crate::cap_table::{Capability, Holder, ObjectRef};
     use crate::channel::ChannelRef;
     use crate::registry::Registration;
@@ -491,7 +489,7 @@ mod tests {
         let mut w = world();
         let c = w.k.channels.get_mut(w.ch).unwrap();
         let msg = c.queue.front_mut().unwrap();
-        let (payer, cost) = (msg.payer.take().unwrap(), message_cost(msg.len as usize, 0));
+        let (payer, cost) = (msg.payer.take().unwrap(), u64::from(msg.charge));
         w.k.accounts.release_memory(payer, cost);
         assert_eq!(w.k.check_invariants(), Err(V::UnpaidMessage(w.ch)));
     }

@@ -50,7 +50,7 @@ use pandagen_abi::{
 };
 
 use crate::audit::{AuditLog, CapabilityEvent, InvalidationReason};
-use crate::budget::{message_cost, AccountId, Accounts, CAP_COST, CHANNEL_COST};
+use crate::budget::{AccountId, Accounts, CAP_COST, CHANNEL_COST};
 use crate::cap_table::{CapId, CapInfo, Capability, Holder, InvalidUse, ObjectRef};
 use crate::channel::{ChannelRef, ChannelTable, Message};
 use crate::registry::Registry;
@@ -437,8 +437,7 @@ impl KernelCore {
     #[inline(always)]
     fn release_message(&mut self, msg: &Message) {
         if let Some(payer) = msg.payer {
-            self.accounts
-                .release_memory(payer, message_cost(msg.len as usize, msg.caps.len()));
+            self.accounts.release_memory(payer, u64::from(msg.charge));
         }
     }
 
