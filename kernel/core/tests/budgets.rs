@@ -610,3 +610,43 @@ fn a_task_costs_the_core_s_records_and_the_kernel_s_own_share() {
     let kid = child(&mut k, root, "kid", Some(Budget::memory(64 << 10)));
     assert_eq!(used(&k, kid), Budget::memory(TASK_COST + 3000));
 }
+
+#[test]
+fn a_send_that_may_hand_off_stops_at_the_senders_budget_as_send_does() {
+    // The kernel's call path sends through `send_or_hand_off`; with nobody
+    // waiting, it queues, and the queued bytes are the sender's to pay for.
+    let mut k = KernelCore::default();
+    let root = root(&mut k);
+    let sink = child(&mut k, root, "sink", None);
+    let inbox = k.create_channel_with_capacity(sink, 4096, T0).unwrap();
+    let sender = child(&mut k, root, "sender", None);
+    let cap = k
+        .clone_cap(sink, inbox, Rights::SEND | Rights::TRANSFER, T0)
+        .unwrap();
+    authorise(&mut k, sink, sender);
+    let cap = k.delegate(sink, cap, sender, T0).unwrap();
+    let nobody_waits = |_: &pandagen_core::Offer<'_>| -> bool { panic!("nobody waits") };
+    let mut sent = 0;
+    let err = loop {
+        match k.send_or_hand_off(sender, cap, &[0; 4096], &[], T0, nobody_waits) {
+            Ok(_) => sent += 1,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err, OUT_OF_BUDGET);
+    assert!(sent > 10, "the budget allows real work ({sent} messages)");
+    let budget = k.budget(sender).unwrap();
+    assert!(budget.used.fits_in(&budget.limit));
+    assert_eq!(
+        budget.used.memory,
+        TASK_COST + sent * message_cost(4096, 0) as u64,
+        "every queued message is charged, the refused one is not"
+    );
+    // The refusal changed nothing: `send` refuses the same message alike.
+    assert_eq!(
+        k.send(sender, cap, vec![0; 4096], &[], T0).map(|_| ()),
+        Err(OUT_OF_BUDGET)
+    );
+    assert_eq!(k.budget(sender).unwrap().used, budget.used);
+    k.check_invariants().unwrap();
+}
