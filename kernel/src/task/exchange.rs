@@ -156,7 +156,7 @@ fn hand_over<'t>(
     let rax = reply::deliver_message(&mut receiver.memory, receiver_response, offer.sender, bytes)?;
     receiver.frame.rax = rax;
     receiver.pending = None;
-    sender.frame = frame.clone();
+    frame.copy_into(&mut sender.frame);
     sender.pending = Some(parked);
     Some(receiver)
 }
