@@ -45,6 +45,7 @@ pub enum Exchanged {
 impl KernelState {
     /// Run the `Exchange` in `frame` (the current task's live frame) if
     /// every condition of the direct path holds (see the module docs).
+    #[inline(always)]
     pub fn exchange_direct(&mut self, frame: &TrapFrame) -> Exchanged {
         let Some(caller) = self.current else {
             return Exchanged::Declined;
