@@ -63,10 +63,10 @@ pub fn trap_frame_copy_is_every_word_and_nothing_else() -> TestResult {
 pub fn message_copy_matches_copy_from_slice() -> TestResult {
     // Every length around the chunk boundaries, at every destination
     // alignment, with the bytes on either side left alone.
-    let source: alloc::vec::Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+    let source: alloc::vec::Vec<u8> = (0..150u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
     for len in 0..=source.len() {
         for offset in 0..8 {
-            let mut buffer = [0xeeu8; 128];
+            let mut buffer = [0xeeu8; 160];
             let src = &source[source.len() - len..];
             copy_message(&mut buffer[offset..offset + len], src);
             ensure!(

@@ -94,8 +94,8 @@ pub fn deliver_message(
 }
 
 /// `dst.copy_from_slice(src)` (`dst` is as long as `src`), with a message
-/// of up to 64 bytes copied in at most four 16-byte moves of overlapping
-/// chunks (the first and last 16 or 32 bytes), 8 to 16 bytes in two
+/// of up to 128 bytes copied in at most eight 16-byte moves of overlapping
+/// chunks (the first and last 16, 32 or 64 bytes), 8 to 16 bytes in two
 /// 8-byte moves: no call into `memcpy`, whose byte-wise alignment of the
 /// destination (after a 3-byte header, never aligned) and byte-wise tail
 /// cost up to 14 single-byte moves on a short message. Longer or shorter
@@ -121,6 +121,10 @@ pub fn copy_message(dst: &mut [u8], src: &[u8]) {
         33..=64 => {
             dst[..32].copy_from_slice(&src[..32]);
             dst[n - 32..].copy_from_slice(&src[n - 32..]);
+        }
+        65..=128 => {
+            dst[..64].copy_from_slice(&src[..64]);
+            dst[n - 64..].copy_from_slice(&src[n - 64..]);
         }
         _ => dst.copy_from_slice(src),
     }
