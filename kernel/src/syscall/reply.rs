@@ -110,22 +110,20 @@ pub fn copy_message(dst: &mut [u8], src: &[u8]) {
         return;
     }
     match n {
-        8..=16 => {
-            dst[..8].copy_from_slice(&src[..8]);
-            dst[n - 8..].copy_from_slice(&src[n - 8..]);
-        }
-        17..=32 => {
-            dst[..16].copy_from_slice(&src[..16]);
-            dst[n - 16..].copy_from_slice(&src[n - 16..]);
-        }
-        33..=64 => {
-            dst[..32].copy_from_slice(&src[..32]);
-            dst[n - 32..].copy_from_slice(&src[n - 32..]);
-        }
-        65..=128 => {
-            dst[..64].copy_from_slice(&src[..64]);
-            dst[n - 64..].copy_from_slice(&src[n - 64..]);
-        }
+        8..=16 => copy_ends::<8>(dst, src),
+        17..=32 => copy_ends::<16>(dst, src),
+        33..=64 => copy_ends::<32>(dst, src),
+        65..=128 => copy_ends::<64>(dst, src),
         _ => dst.copy_from_slice(src),
     }
+}
+
+/// The first and the last `CHUNK` bytes of `src` (at least `CHUNK` and at
+/// most twice that long, as long as `dst`) into `dst`: the two chunks
+/// overlap or meet, so together they are all of it.
+#[inline(always)]
+fn copy_ends<const CHUNK: usize>(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    dst[..CHUNK].copy_from_slice(&src[..CHUNK]);
+    dst[n - CHUNK..].copy_from_slice(&src[n - CHUNK..]);
 }
