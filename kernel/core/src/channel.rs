@@ -405,6 +405,14 @@ impl ChannelTable {
         slot.channel.as_mut()
     }
 
+    /// The channel in `r`'s slot, whatever its generation: for a reference
+    /// [`Self::get`] accepted under a borrow of the table held since, so
+    /// the slot cannot have been reused (the fast path's commit).
+    #[inline]
+    pub(crate) fn checked_earlier_mut(&mut self, r: ChannelRef) -> Option<&mut Channel> {
+        self.slots.get_mut(r.index as usize)?.channel.as_mut()
+    }
+
     /// Free the channel's slot (it must hold no references any more).
     pub(crate) fn destroy(&mut self, r: ChannelRef) {
         if let Some(slot) = self.slots.get_mut(r.index as usize) {

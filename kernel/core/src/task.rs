@@ -149,6 +149,19 @@ impl TaskTable {
         (slot.generation == raw >> INDEX_BITS && slot.task.is_some()).then_some(index as u32 - 1)
     }
 
+    /// The slot a task id names and its task, if live: [`Self::slot_of`]
+    /// and [`Self::by_slot`] in one lookup.
+    #[inline]
+    pub(crate) fn slot_and_task(&self, id: TaskId) -> Option<(u32, &Task)> {
+        let raw = id.as_raw();
+        let index = (raw & INDEX_MASK) as usize;
+        let slot = self.slots.get(index.checked_sub(1)?)?;
+        if slot.generation != raw >> INDEX_BITS {
+            return None;
+        }
+        Some((index as u32 - 1, slot.task.as_ref()?))
+    }
+
     pub(crate) fn get(&self, id: TaskId) -> Option<&Task> {
         let raw = id.as_raw();
         let index = (raw & INDEX_MASK) as usize;

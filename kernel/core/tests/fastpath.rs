@@ -530,3 +530,48 @@ fn a_call_that_receives_where_it_sent_takes_the_receivers_place_in_line() {
     assert_eq!(k.queue_len(channel), Some(0));
     k.check_invariants().unwrap();
 }
+
+#[test]
+fn a_dead_callers_id_declines_for_the_task_that_reuses_its_slot() {
+    let mut k = kernel();
+    let server = spawn(&mut k, "server");
+    let old = spawn(&mut k, "old");
+    k.terminate(old, pandagen_abi::ExitReason::Normal, T0)
+        .unwrap();
+    let client = spawn(&mut k, "client");
+    assert_eq!(
+        pandagen_core::slot_index(client),
+        pandagen_core::slot_index(old)
+    );
+    let requests = k.create_channel(server, T0).unwrap();
+    authorise(&mut k, server, client);
+    let to_server = k.grant(server, requests, client, T0).unwrap();
+    let replies = k.create_channel(client, T0).unwrap();
+    assert_eq!(k.pick_next(), Some(server));
+    k.receive_or_block(server, requests, None, T0).unwrap();
+    assert_eq!(k.pick_next(), Some(client));
+    // The slot's task is running and holds both capabilities: only the
+    // id's generation tells the dead caller from it.
+    let mut asked = false;
+    let result = k.send_receive_fast(
+        old,
+        to_server,
+        b"x",
+        replies,
+        None,
+        || T0,
+        |_| {
+            asked = true;
+            true
+        },
+    );
+    assert_eq!(result, None);
+    assert!(!asked);
+    assert_eq!(k.task_state(client), Some(SchedState::Running));
+    assert!(blocked_on_receive(&k, server));
+    // The same call in the live id's name is taken.
+    assert!(k
+        .send_receive_fast(client, to_server, b"x", replies, None, || T0, |_| true)
+        .is_some());
+    k.check_invariants().unwrap();
+}

@@ -14,6 +14,7 @@
 //! then exits QEMU with 0x10 (all passed) or 0x11. A test that panics or
 //! takes an unexpected exception ends the run at once with 0x11.
 
+mod copies;
 mod entropy;
 mod hal;
 mod memory;
@@ -45,6 +46,14 @@ pub(crate) use ensure;
 
 /// Every test, in the order they run.
 pub static TESTS: &[KernelTest] = &[
+    KernelTest {
+        name: "trap_frame_copy_is_every_word_and_nothing_else",
+        run: copies::trap_frame_copy_is_every_word_and_nothing_else,
+    },
+    KernelTest {
+        name: "message_copy_matches_copy_from_slice",
+        run: copies::message_copy_matches_copy_from_slice,
+    },
     KernelTest {
         name: "layout_bootloader_mappings_in_upper_half",
         run: memory::layout_is_upper_half,

@@ -45,6 +45,7 @@ pub enum Exchanged {
 impl KernelState {
     /// Run the `Exchange` in `frame` (the current task's live frame) if
     /// every condition of the direct path holds (see the module docs).
+    #[inline(always)]
     pub fn exchange_direct(&mut self, frame: &TrapFrame) -> Exchanged {
         let Some(caller) = self.current else {
             return Exchanged::Declined;
@@ -156,7 +157,7 @@ fn hand_over<'t>(
     let rax = reply::deliver_message(&mut receiver.memory, receiver_response, offer.sender, bytes)?;
     receiver.frame.rax = rax;
     receiver.pending = None;
-    sender.frame = frame.clone();
+    frame.copy_into(&mut sender.frame);
     sender.pending = Some(parked);
     Some(receiver)
 }

@@ -112,7 +112,9 @@ impl UserTasks {
     }
 
     /// Two different tasks at once (`None` if either is missing or they
-    /// are the same task).
+    /// are the same task). Inline: the direct `Exchange` finds its two
+    /// records here on every call.
+    #[inline(always)]
     pub fn pair_mut(&mut self, a: &TaskId, b: &TaskId) -> Option<(&mut UserTask, &mut UserTask)> {
         let [x, y] = self
             .slots

@@ -108,12 +108,14 @@ impl FastCall<'_> {
             &mut sent_on,
             (!one_list).then_some(&mut receive_on),
         );
+        // `check_fast` found both channels by their references and the
+        // core has been borrowed since: their slots hold them still.
         if !one_list {
-            if let Some(r) = core.channels.get_mut(from) {
+            if let Some(r) = core.channels.checked_earlier_mut(from) {
                 r.waiters = receive_on;
             }
         }
-        if let Some(c) = core.channels.get_mut(to) {
+        if let Some(c) = core.channels.checked_earlier_mut(to) {
             c.waiters = sent_on;
         }
         if let Some(t) = core.tasks.by_slot_mut(receiver_slot) {
@@ -185,7 +187,7 @@ impl KernelCore {
         deadline: Option<Instant>,
         now: impl FnOnce() -> Instant,
     ) -> Option<FastCall<'_>> {
-        let caller_slot = self.tasks.slot_of(caller)?;
+        let (caller_slot, caller_task) = self.tasks.slot_and_task(caller)?;
         if self.sched.state(caller_slot) != SchedState::Running
             || len > self.config.max_message_bytes
         {
@@ -198,8 +200,7 @@ impl KernelCore {
         if earliest.is_some_and(|d| d <= now()) {
             return None;
         }
-        // The slot was found by the caller's id: no second generation check.
-        let space = &self.tasks.by_slot(caller_slot)?.space;
+        let space = &caller_task.space;
         let to = fast_channel(space, send, Rights::SEND)?;
         let from = fast_channel(space, receive, Rights::RECEIVE)?;
         let c = self.channels.get(to)?;

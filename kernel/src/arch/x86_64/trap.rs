@@ -115,10 +115,35 @@ const _: () = assert!(core::mem::size_of::<TrapFrame>() == 22 * 8);
 // the dispatcher's call) 16-byte aligned.
 const _: () = assert!(core::mem::size_of::<TrapFrame>().is_multiple_of(16));
 
+/// The frame's size in 8-byte words.
+const TRAP_FRAME_WORDS: usize = core::mem::size_of::<TrapFrame>() / 8;
+
 impl TrapFrame {
     /// Whether the interrupted code ran in ring 3.
     pub fn is_from_user(&self) -> bool {
         self.cs & 3 == 3
+    }
+
+    /// Overwrite `dst` with this frame: the saving of a caller's registers
+    /// into its record on every direct `Exchange`. One `rep movsq`, where
+    /// `clone_from` calls `memcpy`, which for the 22 words spends a
+    /// dozen instructions more on its call and set-up.
+    #[inline(always)]
+    pub fn copy_into(&self, dst: &mut TrapFrame) {
+        // SAFETY: `self` and `dst` are valid, 8-byte aligned frames of
+        // `TRAP_FRAME_WORDS` words each and cannot overlap (a shared and an
+        // exclusive borrow); the direction flag is clear in Rust code (the
+        // ABI requires it; the entry stubs `cld`), so the copy runs upward
+        // over exactly `dst`'s words.
+        unsafe {
+            core::arch::asm!(
+                "rep movsq",
+                inout("rcx") TRAP_FRAME_WORDS => _,
+                inout("rdi") dst as *mut TrapFrame => _,
+                inout("rsi") self as *const TrapFrame => _,
+                options(nostack, preserves_flags),
+            );
+        }
     }
 }
 
