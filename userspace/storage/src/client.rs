@@ -32,7 +32,7 @@ use crate::ids::{TxId, VersionId};
 use crate::object::ObjectKind;
 use crate::protocol::{
     actions, NewVersions, Op, OpRef, OpResult, Reply, Request, RequestPayloadRef, Response,
-    StorageInfo, TransactOne, SCHEMA, VERSION_POLICY,
+    StorageInfo, TransactOne, TransactedOne, SCHEMA, VERSION_POLICY,
 };
 
 /// Why a call failed.
@@ -283,11 +283,23 @@ impl StorageClient {
         via: Option<&ObjectCap>,
         envelope: MessageEnvelope,
     ) -> Result<(Reply, Option<ObjectCap>), ClientError> {
+        let answer = self.exchange_answer(kernel, via, envelope)?;
+        unpack(kernel, answer)
+    }
+
+    /// Send `envelope` and wait for its answer, as [`Self::exchange_envelope`],
+    /// but hand back the answer undecoded.
+    fn exchange_answer<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        via: Option<&ObjectCap>,
+        envelope: MessageEnvelope,
+    ) -> Result<ReceivedMessage, ClientError> {
         let id = envelope.id;
         let via = via.map(Cap::handle);
         for attempt in 0..self.attempts {
             if let Some(answer) = self.attempt(kernel, via, &envelope, attempt > 0)? {
-                return unpack(kernel, answer);
+                return Ok(answer);
             }
         }
         Err(ClientError::Timeout {
@@ -650,7 +662,21 @@ impl StorageClient {
     ) -> Result<OpResult, ClientError> {
         let mut envelope = self.envelope_of(actions::TRANSACT, &TransactOne(op))?;
         envelope.id = MessageId::new();
-        let (reply, granted) = self.exchange_envelope(kernel, Some(object), envelope)?;
+        let answer = self.exchange_answer(kernel, Some(object), envelope)?;
+        // The usual answer, one result, decodes without allocating the
+        // reply's lists; anything else is judged as a general reply.
+        if let Ok(one) = answer
+            .envelope
+            .decode_answer::<Result<TransactedOne, StorageError>>(&VERSION_POLICY, STORAGE)
+        {
+            for cap in answer.capabilities {
+                let _ = kernel.drop_capability(cap);
+            }
+            return one
+                .map(|TransactedOne(result)| result)
+                .map_err(ClientError::Storage);
+        }
+        let (reply, granted) = unpack(kernel, answer)?;
         if let Some(cap) = granted {
             let _ = kernel.drop_capability(cap.erase());
         }

@@ -172,6 +172,11 @@ impl Object {
 
     /// How many versions are visible at `snapshot`.
     fn visible_count(&self, snapshot: CommitSeq) -> usize {
+        // A read usually sees the newest version (its snapshot is the last
+        // commit): that needs no search through the whole history.
+        if self.latest().seq <= snapshot {
+            return self.versions.len();
+        }
         self.versions.partition_point(|v| v.seq <= snapshot)
     }
 
@@ -320,6 +325,33 @@ mod tests {
             prop_assert_eq!(ka == kb, a == b);
             prop_assert_eq!(ka.to_vec(), a.clone());
             prop_assert_eq!(MapKey::from_vec(a.clone()), ka);
+        }
+    }
+
+    /// The newest visible version, checked against a plain scan for every
+    /// snapshot: before the object, at and between its commits, at its
+    /// newest commit and after it.
+    #[test]
+    fn the_stamp_at_a_snapshot_is_the_newest_committed_by_then() {
+        let stamp = |version, seq| VersionStamp {
+            version: VersionId::from_raw(version),
+            seq: CommitSeq::from_raw(seq),
+        };
+        let mut object = Object::new(ObjectId::from_raw(1), ObjectKind::Blob, stamp(1, 2));
+        for (version, seq) in [(2, 4), (3, 5), (4, 9)] {
+            object.commit_blob(stamp(version, seq), vec![version as u8]);
+        }
+        let versions = object.versions().to_vec();
+        for snapshot in 0..12 {
+            let at = CommitSeq::from_raw(snapshot);
+            let expected = versions.iter().rev().find(|v| v.seq <= at).copied();
+            assert_eq!(object.stamp_at(at), expected, "snapshot {snapshot}");
+            // The created version is empty; each later one holds its number.
+            let content = expected.map(|v| match v.version.as_raw() {
+                1 => Vec::new(),
+                later => vec![later as u8],
+            });
+            assert_eq!(object.blob_at(at).map(<[u8]>::to_vec), content);
         }
     }
 

@@ -144,6 +144,113 @@ impl Serialize for TransactOne<'_> {
     }
 }
 
+/// The index of `Reply::Transacted` among the reply's variants.
+const REPLY_TRANSACTED: u32 = 5;
+
+/// The answer to a [`TransactOne`] in its usual shape:
+/// `Reply::Transacted` with exactly one result. It decodes from the same
+/// bytes as that `Reply`, keeping the one result and reading past the new
+/// versions, so neither list is allocated. Any other reply fails to decode
+/// as this (the caller then decodes the general [`Reply`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransactedOne(pub OpResult);
+
+impl<'de> Deserialize<'de> for TransactedOne {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, EnumAccess, SeqAccess, VariantAccess, Visitor};
+
+        /// The `results` list: exactly one element, taken out.
+        struct OnlyResult;
+        impl<'de> de::DeserializeSeed<'de> for OnlyResult {
+            type Value = OpResult;
+            fn deserialize<D: serde::Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<OpResult, D::Error> {
+                deserializer.deserialize_seq(self)
+            }
+        }
+        impl<'de> Visitor<'de> for OnlyResult {
+            type Value = OpResult;
+            fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+                f.write_str("a list of one operation result")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OpResult, A::Error> {
+                let only = seq
+                    .next_element::<OpResult>()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                if seq.next_element::<OpResult>()?.is_some() {
+                    return Err(de::Error::invalid_length(2, &self));
+                }
+                Ok(only)
+            }
+        }
+
+        /// The `versions` list, read and dropped element by element.
+        struct SkipVersions;
+        impl<'de> de::DeserializeSeed<'de> for SkipVersions {
+            type Value = ();
+            fn deserialize<D: serde::Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<(), D::Error> {
+                deserializer.deserialize_seq(self)
+            }
+        }
+        impl<'de> Visitor<'de> for SkipVersions {
+            type Value = ();
+            fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+                f.write_str("a list of new versions")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+                while seq.next_element::<(ObjectId, VersionId)>()?.is_some() {}
+                Ok(())
+            }
+        }
+
+        /// The fields of `Reply::Transacted`.
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = OpResult;
+            fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+                f.write_str("the fields of Reply::Transacted")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OpResult, A::Error> {
+                let only = seq
+                    .next_element_seed(OnlyResult)?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                seq.next_element_seed(SkipVersions)?
+                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                Ok(only)
+            }
+        }
+
+        /// The reply's variant: only `Transacted` is accepted.
+        struct Variant;
+        impl<'de> Visitor<'de> for Variant {
+            type Value = OpResult;
+            fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+                f.write_str("Reply::Transacted")
+            }
+            fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<OpResult, A::Error> {
+                let (variant, fields) = data.variant::<u32>()?;
+                if variant != REPLY_TRANSACTED {
+                    return Err(de::Error::invalid_value(
+                        de::Unexpected::Unsigned(variant.into()),
+                        &self,
+                    ));
+                }
+                fields.struct_variant(TRANSACTED_FIELDS, Fields)
+            }
+        }
+
+        const TRANSACTED_FIELDS: &[&str] = &["results", "versions"];
+        deserializer
+            .deserialize_enum("Reply", &["Transacted"], Variant)
+            .map(TransactedOne)
+    }
+}
+
 /// Action names, one per request, plus the reply's.
 pub mod actions {
     pub const CREATE: &str = "storage.create";
@@ -495,6 +602,84 @@ mod tests {
             let decoded: RequestPayload = postcard::from_bytes(&bytes).unwrap();
             assert_eq!(decoded.request, request);
             assert_eq!(decoded.session, Some(3));
+        }
+    }
+
+    /// A one-result `Transacted` reply decodes as [`TransactedOne`] from
+    /// the general reply's bytes, to the same result, whatever its new
+    /// versions; every other answer fails to (or, an error, stays one).
+    #[test]
+    fn transacted_one_decodes_the_general_reply_of_one_result() {
+        use pandagen_abi::evolve::answer_from_bytes;
+        type One = Result<TransactedOne, StorageError>;
+        let version = VersionId::from_raw(7);
+        let results = [
+            OpResult::Written(version),
+            OpResult::Value {
+                version,
+                value: Some(b"value".to_vec()),
+            },
+            OpResult::Value {
+                version,
+                value: None,
+            },
+            OpResult::Records {
+                version,
+                total: 3,
+                start: 1,
+                records: vec![b"a".to_vec(), Vec::new()],
+            },
+        ];
+        let version_lists = [
+            Vec::new(),
+            vec![(ObjectId::from_raw(1), version)],
+            vec![
+                (ObjectId::from_raw(1), version),
+                (ObjectId::from_raw(300), VersionId::from_raw(1 << 40)),
+            ],
+        ];
+        for result in &results {
+            for versions in &version_lists {
+                let reply: Response = Ok(Reply::Transacted {
+                    results: vec![result.clone()],
+                    versions: versions.clone(),
+                });
+                let bytes = postcard::to_allocvec(&reply).unwrap();
+                let one: One = answer_from_bytes(&bytes).unwrap();
+                assert_eq!(one, Ok(TransactedOne(result.clone())), "{reply:?}");
+            }
+        }
+        let error: Response = Err(StorageError::UnknownObject(ObjectId::from_raw(9)));
+        let bytes = postcard::to_allocvec(&error).unwrap();
+        assert_eq!(
+            answer_from_bytes::<One>(&bytes).unwrap(),
+            Err(StorageError::UnknownObject(ObjectId::from_raw(9)))
+        );
+        // The second of these would read as a list of two versions if the
+        // extra result were not refused.
+        let one_version = vec![(ObjectId::from_raw(3), VersionId::from_raw(4))];
+        let others: [Response; 5] = [
+            Ok(Reply::Transacted {
+                results: Vec::new(),
+                versions: Vec::new(),
+            }),
+            Ok(Reply::Transacted {
+                results: vec![
+                    OpResult::Written(VersionId::from_raw(1)),
+                    OpResult::Written(VersionId::from_raw(1)),
+                ],
+                versions: one_version,
+            }),
+            Ok(Reply::Transacted {
+                results: vec![OpResult::Matched, OpResult::Written(version)],
+                versions: Vec::new(),
+            }),
+            Ok(Reply::Op(OpResult::Written(version))),
+            Ok(Reply::Versions(vec![version])),
+        ];
+        for other in others {
+            let bytes = postcard::to_allocvec(&other).unwrap();
+            assert!(answer_from_bytes::<One>(&bytes).is_err(), "{other:?}");
         }
     }
 }
