@@ -315,6 +315,21 @@ mod tests {
         prop::collection::vec(prop::sample::select(vec![0u8, 1, 0x7f, 0x80, 0xff]), 0..20)
     }
 
+    /// A key of at most eight bytes lives in its head: the map entry holds
+    /// no tail block (the footprint charges a key's bytes once, not a
+    /// second, empty block).
+    #[test]
+    fn a_short_key_holds_no_tail_block() {
+        for len in 0..=KEY_HEAD_BYTES {
+            assert_eq!(
+                MapKey::from_vec(vec![7; len]).tail.capacity(),
+                0,
+                "{len} bytes"
+            );
+        }
+        assert_eq!(MapKey::from_vec(vec![7; KEY_HEAD_BYTES + 1]).tail, [7]);
+    }
+
     proptest! {
         /// `MapKey` orders and equates keys exactly as their bytes do, so
         /// the committed map's iteration order (listing) is unchanged.

@@ -822,3 +822,24 @@ fn a_commit_charges_what_replay_charges() {
         assert_eq!(s.memory_used(), live, "after commit {i}");
     }
 }
+
+/// A map key is charged when the map first holds it; writing it again
+/// pays for the new value and its history entry, not for the key again.
+#[test]
+fn rewriting_a_key_charges_its_value_not_the_key_again() {
+    let mut s = store();
+    let (m, _) = s.create(ObjectKind::Map).unwrap();
+    let mut put = |key: &[u8]| {
+        let before = s.memory_used();
+        let mut tx = s.begin_transaction().unwrap();
+        s.put(&mut tx, m, key, &[1; 20]).unwrap();
+        s.commit(&mut tx).unwrap();
+        s.memory_used() - before
+    };
+    let key = [5; 40];
+    let first = put(&key);
+    let again = put(&key);
+    let version = footprint::version();
+    assert_eq!(first, version + footprint::map_update(Some(key.len()), 20));
+    assert_eq!(again, version + footprint::map_update(None, 20));
+}
