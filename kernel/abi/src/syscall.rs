@@ -636,6 +636,28 @@ pub struct ObjectSendRequest<'a> {
 /// badge.
 pub const RECEIVE_REPLY_TRAILER: [u8; 2] = [0, 0];
 
+/// The longest trailer [`write_receive_reply_trailer`] writes: the empty
+/// capability list, `Some`, and a badge's value and rights as varints.
+pub const RECEIVE_REPLY_TRAILER_MAX: usize = 2 + 10 + 5;
+
+/// Write the bytes after the message in the response to a receive of a
+/// message without capabilities stamped `badge` (see [`ReceiveReply::badge`])
+/// into `out`; returns their length. For `None` they are
+/// [`RECEIVE_REPLY_TRAILER`].
+pub fn write_receive_reply_trailer(
+    badge: Option<Badge>,
+    out: &mut [u8; RECEIVE_REPLY_TRAILER_MAX],
+) -> usize {
+    let Some(badge) = badge else {
+        out[..RECEIVE_REPLY_TRAILER.len()].copy_from_slice(&RECEIVE_REPLY_TRAILER);
+        return RECEIVE_REPLY_TRAILER.len();
+    };
+    out[0] = 0; // no capabilities
+    out[1] = 1; // Some
+    let at = put_varint(out, 2, badge.value);
+    put_varint(out, at, u64::from(badge.rights.bits()))
+}
+
 /// The response to a receive of a `len`-byte message from `sender` that
 /// carried no capabilities is a header, the message, then
 /// [`RECEIVE_REPLY_TRAILER`]: the postcard encoding of
@@ -1088,6 +1110,49 @@ mod tests {
                 framed.extend_from_slice(&RECEIVE_REPLY_TRAILER);
                 assert_eq!(framed, expected, "sender {sender}, len {len}");
             }
+        }
+    }
+
+    #[test]
+    fn badged_receive_reply_framing_is_postcards() {
+        let message = [5u8; 40];
+        let badges = [
+            None,
+            Some(Badge {
+                value: 0,
+                rights: Rights::NONE,
+            }),
+            Some(Badge {
+                value: 127,
+                rights: Rights::READ,
+            }),
+            Some(Badge {
+                value: 1 << 40,
+                rights: Rights::from_bits(u32::MAX),
+            }),
+            Some(Badge {
+                value: u64::MAX,
+                rights: Rights::READ,
+            }),
+        ];
+        for badge in badges {
+            let sender = TaskId::from_raw(300);
+            let reply: Result<ReceiveReply<'_>, KernelError> = Ok(ReceiveReply {
+                sender,
+                message: &message,
+                capabilities: heapless::Vec::new(),
+                badge,
+            });
+            let expected = postcard::to_allocvec(&reply).unwrap();
+            let mut header = [0u8; 21];
+            let n = write_receive_reply_header(sender, message.len(), &mut header);
+            let mut trailer = [0u8; RECEIVE_REPLY_TRAILER_MAX];
+            let t = write_receive_reply_trailer(badge, &mut trailer);
+            let mut framed = header[..n].to_vec();
+            framed.extend_from_slice(&message);
+            framed.extend_from_slice(&trailer[..t]);
+            assert_eq!(framed, expected, "badge {badge:?}");
+            assert_eq!(decode_receive_response(&framed).unwrap().badge, badge);
         }
     }
 

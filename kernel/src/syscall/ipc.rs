@@ -2,7 +2,6 @@
 //! `Send`, `Receive`, `SendReceive` and `Exchange`, `SendToObject`,
 //! `RegisterService`, `LookupService`.
 
-use alloc::vec::Vec;
 use pandagen_abi::syscall::{
     CapRequest, ExchangeRegisters, IpcCall, MintRegistrationRequest, ObjectSendRequest,
     ReceiveRequest, RegisterRequest, SendReceiveRequest, SendRequest, ServiceRequest,
@@ -134,10 +133,10 @@ fn exchange(cx: &mut Ctx<'_>, message: &[u8]) -> Result<Step, KernelError> {
 fn send_to_object(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError> {
     let request: ObjectSendRequest<'_> = decode(request)?;
     cx.ensure_heap_room(request.message.len())?;
-    cx.k.core_mut().send_to_object(
+    cx.k.send_to_object_or_hand_off(
         cx.caller,
         request.object,
-        Vec::from(request.message),
+        request.message,
         &request.capabilities,
         cx.now,
     )?;

@@ -3,7 +3,7 @@
 use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
     receive_reply_header_len, status_response_too_large, write_receive_reply_header, ReceiveReply,
-    MAX_MESSAGE_CAPS, RECEIVE_REPLY_TRAILER, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER,
+    MAX_MESSAGE_CAPS, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER,
 };
 use pandagen_abi::{KernelError, TaskId};
 use pandagen_core::Delivered;
@@ -60,7 +60,9 @@ pub fn deliver(memory: &mut UserMemory, to: UserBuffer, bytes: &[u8]) -> u64 {
 
 /// Write the response to a receive of `message` from `sender` (carrying no
 /// capabilities) into the task's response buffer without staging it: the
-/// framing, then the message bytes straight from where they are. Returns
+/// framing, then the message bytes straight from where they are, then
+/// `trailer` (see [`pandagen_abi::syscall::write_receive_reply_trailer`]:
+/// the badge, if any). Returns
 /// the `rax` the task sees, as [`deliver`] does, or `None` — having written
 /// nothing — if the buffer is too small.
 pub fn deliver_message(
@@ -68,9 +70,10 @@ pub fn deliver_message(
     to: UserBuffer,
     sender: TaskId,
     message: &[u8],
+    trailer: &[u8],
 ) -> Option<u64> {
     let head = receive_reply_header_len(sender, message.len());
-    let len = head + message.len() + RECEIVE_REPLY_TRAILER.len();
+    let len = head + message.len() + trailer.len();
     if len as u64 > to.capacity {
         return None;
     }
@@ -78,15 +81,14 @@ pub fn deliver_message(
         // The common case: one page, written in place.
         let (header, rest) = out.split_at_mut(head);
         write_receive_reply_header(sender, message.len(), header);
-        let (body, trailer) = rest.split_at_mut(message.len());
+        let (body, rest_trailer) = rest.split_at_mut(message.len());
         copy_message(body, message);
-        trailer.copy_from_slice(&RECEIVE_REPLY_TRAILER);
+        rest_trailer.copy_from_slice(trailer);
         return Some(len as u64);
     }
     let mut header = [0u8; 32];
     let head = write_receive_reply_header(sender, message.len(), &mut header);
-    let written =
-        memory.copy_out_parts(to.ptr, &[&header[..head], message, &RECEIVE_REPLY_TRAILER]);
+    let written = memory.copy_out_parts(to.ptr, &[&header[..head], message, trailer]);
     Some(match written {
         Ok(()) => len as u64,
         Err(_) => STATUS_BAD_RESPONSE_BUFFER,

@@ -325,6 +325,25 @@ impl KernelState {
         Ok(())
     }
 
+    /// [`KernelState::send_or_hand_off`] through an object capability
+    /// (see `KernelCore::send_to_object_or_hand_off`): the message, with
+    /// its stamp, goes straight into the buffer of the service's task
+    /// blocked receiving, if there is one and it can take it.
+    pub fn send_to_object_or_hand_off(
+        &mut self,
+        caller: TaskId,
+        object: CapHandle,
+        message: &[u8],
+        capabilities: &[CapHandle],
+        now: Instant,
+    ) -> Result<(), KernelError> {
+        let KernelState { core, tasks, .. } = self;
+        core.send_to_object_or_hand_off(caller, object, message, capabilities, now, |offer| {
+            accept_offer(tasks, offer)
+        })?;
+        Ok(())
+    }
+
     /// The core's send-then-receive fast path (see
     /// `KernelCore::send_receive_fast`): `Some` if the message went
     /// straight to a waiting receiver, which the core made the running task.

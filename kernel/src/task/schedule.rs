@@ -10,7 +10,7 @@
 //! [`KernelCore::pick_next`]: pandagen_core::KernelCore::pick_next
 
 use pandagen_abi::identity::CpuFault;
-use pandagen_abi::syscall::ReceiveReply;
+use pandagen_abi::syscall::{write_receive_reply_trailer, ReceiveReply, RECEIVE_REPLY_TRAILER_MAX};
 use pandagen_abi::{ExitReason, FailureCause, Instant, KernelError, TaskId};
 use pandagen_core::{Offer, RecvOutcome};
 use spin::MutexGuard;
@@ -199,8 +199,15 @@ pub(super) fn accept_offer(tasks: &mut UserTasks, offer: &Offer<'_>) -> bool {
     let Some(Pending::Receive { response, .. }) = task.pending else {
         return false;
     };
-    let Some(rax) = reply::deliver_message(&mut task.memory, response, offer.sender, offer.bytes)
-    else {
+    let mut trailer = [0u8; RECEIVE_REPLY_TRAILER_MAX];
+    let trailer_len = write_receive_reply_trailer(offer.badge, &mut trailer);
+    let Some(rax) = reply::deliver_message(
+        &mut task.memory,
+        response,
+        offer.sender,
+        offer.bytes,
+        &trailer[..trailer_len],
+    ) else {
         return false;
     };
     task.frame.rax = rax;

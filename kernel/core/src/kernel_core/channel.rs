@@ -8,7 +8,7 @@
 
 use alloc::vec::Vec;
 use pandagen_abi::error::{ChannelError, ReceiveError, Resource, SendError};
-use pandagen_abi::{Budget, CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
+use pandagen_abi::{Badge, Budget, CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
 
 use super::KernelCore;
 use crate::audit::{CapabilityEvent, InvalidationReason};
@@ -78,6 +78,9 @@ pub struct Offer<'a> {
     /// The message bytes (empty for a [`Body::Kept`] message, whose
     /// contents the embedder carries).
     pub bytes: &'a [u8],
+    /// The stamp of a message sent through an object capability (see
+    /// [`KernelCore::send_to_object`]); `None` for a channel send.
+    pub badge: Option<Badge>,
 }
 
 /// The sender of a checked send, as its message is stamped and charged:
@@ -336,53 +339,75 @@ impl KernelCore {
             // `check_send`'s checks, in its order, on the channel looked up
             // once for them, the hand-off and the queue.
             let (ch, sender) = self.check_sender(caller, handle, now)?;
-            let len = body.len();
-            let max_len = self.config.max_message_bytes;
-            let c = self.channels.get_mut(ch);
-            let c = match refusal_of(c.as_deref()) {
-                Some(e) => return Err(KernelError::SendFailed(e)),
-                None => c.expect("a destroyed channel is refused"),
-            };
-            size_check(len, max_len)?;
-            let max_caps = self.config.max_caps_per_message;
-            let charge = affordable(&self.accounts, sender.account, len, 0, max_caps, max_len)?;
-            let sender = Sender { charge, ..sender };
-            // `next_seq`, on the field: `c` borrows the channel table.
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            if let (true, Some(slot)) = (c.queue.is_empty(), c.waiters.head()) {
-                if let Some(receiver) = self.tasks.by_slot(slot).map(|t| t.id) {
-                    let offer = Offer {
-                        receiver,
-                        sender: caller,
-                        seq,
-                        bytes: body.as_slice(),
-                    };
-                    if hand_off(&offer) {
-                        self.sched.wake(slot, Some(&mut c.waiters));
-                        if let Some(t) = self.tasks.by_slot_mut(slot) {
-                            t.wake = Some(WakeReason::HandedOff);
-                        }
-                        return Ok(Sent::HandedOff {
-                            channel: ch,
-                            receiver,
-                            seq,
-                        });
-                    }
-                }
-            }
-            // Queued into the channel already looked up: a message without
-            // capabilities only charges the sender (what `seal` does for it).
-            debug_assert_eq!(sender.charge, message_cost(body.len(), 0));
-            self.accounts
-                .charge_checked_memory(sender.account, sender.charge);
-            c.push_back(Message::sealed(caller, &sender, seq, body, Vec::new()));
-            if let Some(woken) = c.woken_by_push(ch) {
-                self.wake_one(woken, WakeReason::MessageArrived);
-            }
-            return Ok(Sent::Queued { channel: ch, seq });
+            return self.hand_off_or_queue(caller, ch, sender, None, body, hand_off);
         }
         self.send_carrying(caller, handle, body, caps, now)
+    }
+
+    /// The rest of a capability-free send on `ch` (its sender's capability
+    /// checked, stamped `badge` if it went through an object capability):
+    /// the channel's room, the size and the sender's budget, in `check_send`'s
+    /// order; then straight to the first waiting receiver through
+    /// `hand_off` if the queue is empty, else queued. See
+    /// [`KernelCore::send_or_hand_off`].
+    #[inline(always)]
+    pub(super) fn hand_off_or_queue(
+        &mut self,
+        caller: TaskId,
+        ch: ChannelRef,
+        sender: Sender,
+        badge: Option<Badge>,
+        body: Body<'_>,
+        hand_off: impl FnOnce(&Offer<'_>) -> bool,
+    ) -> Result<Sent, KernelError> {
+        let len = body.len();
+        let max_len = self.config.max_message_bytes;
+        let c = self.channels.get_mut(ch);
+        let c = match refusal_of(c.as_deref()) {
+            Some(e) => return Err(KernelError::SendFailed(e)),
+            None => c.expect("a destroyed channel is refused"),
+        };
+        size_check(len, max_len)?;
+        let max_caps = self.config.max_caps_per_message;
+        let charge = affordable(&self.accounts, sender.account, len, 0, max_caps, max_len)?;
+        let sender = Sender { charge, ..sender };
+        // `next_seq`, on the field: `c` borrows the channel table.
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let (true, Some(slot)) = (c.queue.is_empty(), c.waiters.head()) {
+            if let Some(receiver) = self.tasks.by_slot(slot).map(|t| t.id) {
+                let offer = Offer {
+                    receiver,
+                    sender: caller,
+                    seq,
+                    bytes: body.as_slice(),
+                    badge,
+                };
+                if hand_off(&offer) {
+                    self.sched.wake(slot, Some(&mut c.waiters));
+                    if let Some(t) = self.tasks.by_slot_mut(slot) {
+                        t.wake = Some(WakeReason::HandedOff);
+                    }
+                    return Ok(Sent::HandedOff {
+                        channel: ch,
+                        receiver,
+                        seq,
+                    });
+                }
+            }
+        }
+        // Queued into the channel already looked up: a message without
+        // capabilities only charges the sender (what `seal` does for it).
+        debug_assert_eq!(sender.charge, message_cost(body.len(), 0));
+        self.accounts
+            .charge_checked_memory(sender.account, sender.charge);
+        let mut msg = Message::sealed(caller, &sender, seq, body, Vec::new());
+        msg.badge = badge;
+        c.push_back(msg);
+        if let Some(woken) = c.woken_by_push(ch) {
+            self.wake_one(woken, WakeReason::MessageArrived);
+        }
+        Ok(Sent::Queued { channel: ch, seq })
     }
 
     /// [`KernelCore::send_or_hand_off`] of a message carrying `caps`

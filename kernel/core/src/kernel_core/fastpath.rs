@@ -71,6 +71,7 @@ impl FastCall<'_> {
             sender: self.caller,
             seq: self.core.next_seq,
             bytes,
+            badge: None,
         }
     }
 

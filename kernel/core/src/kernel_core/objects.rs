@@ -28,7 +28,7 @@ use pandagen_abi::cap::{INVOKE_RIGHTS, OBJECT_CAP_RIGHTS};
 use pandagen_abi::error::MissingRights;
 use pandagen_abi::{Badge, CapHandle, CapKind, Instant, KernelError, Rights, ServiceId, TaskId};
 
-use super::channel::Sender;
+use super::channel::{Offer, Sender, Sent};
 use super::{KernelCore, ParkedMessage};
 use crate::audit::CapabilityEvent;
 use crate::cap_table::{InvalidUse, ObjectRef, ServiceObject};
@@ -119,6 +119,32 @@ impl KernelCore {
     ) -> Result<(ChannelRef, u64), KernelError> {
         let (ch, msg) = self.accept_for_object(caller, handle, body.into(), caps, now)?;
         Ok((ch, self.push(ch, msg)))
+    }
+
+    /// [`KernelCore::send_to_object`], with [`KernelCore::send_or_hand_off`]'s
+    /// fast path: a message without capabilities, sent while the service's
+    /// queue is empty and a task is blocked receiving on it, is offered
+    /// (its stamp in [`Offer::badge`]) to that task through `hand_off`, and
+    /// if accepted is delivered without being queued. Otherwise, and for
+    /// a message carrying capabilities, it is queued exactly as
+    /// `send_to_object` queues it. Validation and errors are
+    /// `send_to_object`'s, and on error nothing changed.
+    pub fn send_to_object_or_hand_off<'b>(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        body: impl Into<Body<'b>>,
+        caps: &[CapHandle],
+        now: Instant,
+        hand_off: impl FnOnce(&Offer<'_>) -> bool,
+    ) -> Result<Sent, KernelError> {
+        let body = body.into();
+        if caps.is_empty() {
+            let (ch, badge, sender) = self.invoke_target(caller, handle, now)?;
+            return self.hand_off_or_queue(caller, ch, sender, Some(badge), body, hand_off);
+        }
+        let (channel, seq) = self.send_to_object(caller, handle, body, caps, now)?;
+        Ok(Sent::Queued { channel, seq })
     }
 
     /// [`KernelCore::send_to_object`] held back for fault injection, like
