@@ -7,7 +7,9 @@ use common::*;
 use pandagen_abi::cap::{INVOKE_RIGHTS, OBJECT_CAP_RIGHTS};
 use pandagen_abi::error::SendError;
 use pandagen_abi::{Badge, CapHandle, CapKind, ExitReason, KernelError, Rights, ServiceId, TaskId};
-use pandagen_core::{CapabilityEvent, KernelCore, ObjectRef, ServiceObject};
+use pandagen_core::{
+    BlockedOn, CapabilityEvent, KernelCore, ObjectRef, SchedState, Sent, ServiceObject, WakeReason,
+};
 use proptest::prelude::*;
 
 const SVC: ServiceId = ServiceId::from_raw(40);
@@ -282,4 +284,89 @@ proptest! {
         }
         w.k.check_invariants().unwrap();
     }
+}
+
+/// The server of `w` blocked receiving on its channel, the client holding
+/// an object capability stamped `badge` with `rights`.
+fn blocked_server_and_object_cap(w: &mut World, badge: u64, rights: Rights) -> CapHandle {
+    let full = w.k.mint_object_cap(w.server, SVC, badge, FULL, T0).unwrap();
+    authorise(&mut w.k, w.server, w.client);
+    let moved = w.k.delegate(w.server, full, w.client, T0).unwrap();
+    let cap = w.k.clone_cap(w.client, moved, rights, T0).unwrap();
+    while w.k.pick_next() != Some(w.server) {}
+    w.k.receive_or_block(w.server, w.chan, None, T0).unwrap();
+    assert!(matches!(
+        w.k.task_state(w.server),
+        Some(SchedState::Blocked(BlockedOn::Receive { .. }))
+    ));
+    cap
+}
+
+#[test]
+fn an_object_send_hands_its_badge_to_a_blocked_server_or_queues_it() {
+    let mut w = world();
+    let cap = blocked_server_and_object_cap(&mut w, 77, Rights::READ);
+    let stamp = Some(Badge {
+        value: 77,
+        rights: Rights::READ,
+    });
+    let mut offered = None;
+    let sent =
+        w.k.send_to_object_or_hand_off(w.client, cap, b"get", &[], T0, |o| {
+            offered = Some((o.receiver, o.sender, o.bytes.to_vec(), o.badge));
+            true
+        });
+    assert!(matches!(sent, Ok(Sent::HandedOff { receiver, .. }) if receiver == w.server));
+    assert_eq!(
+        offered,
+        Some((w.server, w.client, b"get".to_vec(), stamp)),
+        "the offer carries the capability's stamp"
+    );
+    assert_eq!(w.k.take_wake_reason(w.server), Some(WakeReason::HandedOff));
+    let ch = w.k.channel_of(w.server, w.chan, T0).unwrap();
+    assert_eq!(w.k.queue_len(ch), Some(0), "nothing queued");
+
+    // Declined: queued with the same stamp, the server woken to take it.
+    w.k.receive_or_block(w.server, w.chan, None, T0).unwrap();
+    let sent =
+        w.k.send_to_object_or_hand_off(w.client, cap, b"put", &[], T0, |_| false);
+    assert!(matches!(sent, Ok(Sent::Queued { .. })));
+    assert_eq!(
+        w.k.take_wake_reason(w.server),
+        Some(WakeReason::MessageArrived)
+    );
+    let got = w.k.receive(w.server, w.chan, T0).unwrap().unwrap();
+    assert_eq!((got.bytes.as_slice(), got.sender), (&b"put"[..], w.client));
+    assert_eq!(got.badge, stamp);
+    w.k.check_invariants().unwrap();
+}
+
+#[test]
+fn an_object_send_is_checked_before_any_offer_and_carried_caps_are_queued() {
+    let mut w = world();
+    let cap = blocked_server_and_object_cap(&mut w, 5, FULL);
+    let only_transfer = w.k.clone_cap(w.client, cap, Rights::TRANSFER, T0).unwrap();
+    let own_channel = w.k.create_channel(w.client, T0).unwrap();
+    let before = invalid_uses(&w.k);
+    for refused in [only_transfer, own_channel, CapHandle::new(3, 9)] {
+        assert!(w
+            .k
+            .send_to_object_or_hand_off(w.client, refused, b"x", &[], T0, |_| panic!("offered"))
+            .is_err());
+    }
+    assert_eq!(invalid_uses(&w.k), before + 3);
+    let ch = w.k.channel_of(w.server, w.chan, T0).unwrap();
+    assert_eq!(w.k.queue_len(ch), Some(0));
+
+    // A message carrying a capability is never handed off; it is queued
+    // stamped, and the capability moves with it.
+    let extra = w.k.create_channel(w.client, T0).unwrap();
+    let sent =
+        w.k.send_to_object_or_hand_off(w.client, cap, b"m", &[extra], T0, |_| panic!("offered"));
+    assert!(matches!(sent, Ok(Sent::Queued { .. })));
+    let got = w.k.receive(w.server, w.chan, T0).unwrap().unwrap();
+    assert_eq!(got.caps.len(), 1);
+    assert_eq!(got.badge.map(|b| b.value), Some(5));
+    assert!(w.k.inspect(w.client, extra).is_none(), "moved out");
+    w.k.check_invariants().unwrap();
 }
