@@ -744,8 +744,8 @@ pub fn decode_receive_response(bytes: &[u8]) -> Result<ReceiveReply<'_>, KernelE
         .map_err(|_| KernelError::Syscall(SyscallError::MalformedRequest))?
 }
 
-/// The reply of a response framed as header, message, trailer, if
-/// `bytes` is exactly that.
+/// The reply of a response framed as header, message, trailer (see
+/// [`write_receive_reply_trailer`]), if `bytes` is exactly that.
 fn framed_receive_reply(bytes: &[u8]) -> Option<ReceiveReply<'_>> {
     if bytes.first() != Some(&0) {
         return None;
@@ -753,14 +753,27 @@ fn framed_receive_reply(bytes: &[u8]) -> Option<ReceiveReply<'_>> {
     let (sender, at) = take_varint(bytes, 1)?;
     let (len, at) = take_varint(bytes, at)?;
     let end = at.checked_add(usize::try_from(len).ok()?)?;
-    if bytes.get(end..)? != RECEIVE_REPLY_TRAILER {
-        return None;
-    }
+    let badge = match bytes.get(end..)? {
+        trailer if trailer == RECEIVE_REPLY_TRAILER => None,
+        // No capabilities, `Some` badge: its value and rights to the end.
+        [0, 1, ..] => {
+            let (value, at) = take_varint(bytes, end + 2)?;
+            let (rights, at) = take_varint(bytes, at)?;
+            if at != bytes.len() {
+                return None;
+            }
+            Some(Badge {
+                value,
+                rights: Rights::from_bits(u32::try_from(rights).ok()?),
+            })
+        }
+        _ => return None,
+    };
     Some(ReceiveReply {
         sender: TaskId::from_raw(sender),
         message: &bytes[at..end],
         capabilities: heapless::Vec::new(),
-        badge: None,
+        badge,
     })
 }
 
@@ -1165,6 +1178,10 @@ mod tests {
             value: 9,
             rights: Rights::READ,
         });
+        let wide_badge = Some(Badge {
+            value: u64::MAX,
+            rights: Rights::from_bits(u32::MAX),
+        });
         let mut responses = alloc::vec::Vec::new();
         for sender in [0u64, 1, 127, 128, 1 << 20, u64::MAX] {
             for len in [0usize, 1, 127, 128, 300] {
@@ -1172,6 +1189,8 @@ mod tests {
                     (heapless::Vec::new(), None),
                     (caps.clone(), None),
                     (heapless::Vec::new(), badge),
+                    (heapless::Vec::new(), wide_badge),
+                    (caps.clone(), badge),
                 ] {
                     let reply: Result<ReceiveReply<'_>, KernelError> = Ok(ReceiveReply {
                         sender: TaskId::from_raw(sender),
@@ -1203,6 +1222,13 @@ mod tests {
                 );
             }
         }
+        // Rights wider than a u32 are malformed.
+        let wide_rights = [0u8, 1, 1, 7, 0, 1, 9, 0xff, 0xff, 0xff, 0xff, 0x10];
+        assert_eq!(
+            decode_receive_response(&wide_rights),
+            by_postcard(&wide_rights)
+        );
+        assert!(decode_receive_response(&wide_rights).is_err());
         // A varint longer than a u64 is malformed.
         let overlong = [
             0u8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0,
