@@ -376,10 +376,12 @@ impl SimulatedKernel {
         timeout: Option<Duration>,
     ) -> Result<ReceivedMessage, KernelError> {
         let start = self.clock_now();
-        // The core's outcome is read in place, not moved out piece by piece.
-        match &mut self.receive_or_block(task, handle, start)? {
-            RecvOutcome::Message(delivered) => self.deliver(task, delivered),
-            _ => self.wait_in_vain(task, timeout.map(|t| start.saturating_add(t))),
+        // The core's result is read in place, not moved out of the
+        // `Result` (nor the `Delivered` out of the outcome).
+        match &mut self.receive_or_block(task, handle, start) {
+            Ok(RecvOutcome::Message(delivered)) => self.deliver(task, delivered),
+            Ok(_) => self.wait_in_vain(task, timeout.map(|t| start.saturating_add(t))),
+            Err(error) => Err(*error),
         }
     }
 
