@@ -513,10 +513,29 @@ impl SimulatedKernel {
         delivered: &mut Delivered,
     ) -> Result<ReceivedMessage, KernelError> {
         let key = ChannelKey::from(delivered.channel);
-        let (seq, mut envelope) = match self.take_queued(key, delivered.seq) {
-            Some(q) => (q.seq, q.envelope),
-            None => self.unmirrored(task, delivered)?,
-        };
+        // The kept envelope goes straight into the `ReceivedMessage`: the
+        // rare decoded one takes a path of its own rather than meeting it
+        // in a shared local, which would cost the common one a copy.
+        match self.take_queued(key, delivered.seq) {
+            Some(q) => self.stamped(task, delivered, key, q.seq, q.envelope),
+            None => {
+                let (seq, envelope) = self.unmirrored(task, delivered)?;
+                self.stamped(task, delivered, key, seq, envelope)
+            }
+        }
+    }
+
+    /// [`Self::deliver`]'s `ReceivedMessage`: `envelope` stamped with the
+    /// sender the core saw, and the delivery recorded.
+    #[inline(always)]
+    fn stamped(
+        &mut self,
+        task: TaskId,
+        delivered: &mut Delivered,
+        key: ChannelKey,
+        seq: u64,
+        mut envelope: MessageEnvelope,
+    ) -> Result<ReceivedMessage, KernelError> {
         envelope.source = (delivered.sender != KERNEL_SENDER).then_some(delivered.sender);
         self.record(TraceEvent::Delivered {
             seq,
