@@ -376,10 +376,12 @@ impl SimulatedKernel {
         timeout: Option<Duration>,
     ) -> Result<ReceivedMessage, KernelError> {
         let start = self.clock_now();
-        // The core's outcome is read in place, not moved out piece by piece.
-        match &mut self.receive_or_block(task, handle, start)? {
-            RecvOutcome::Message(delivered) => self.deliver(task, delivered),
-            _ => self.wait_in_vain(task, timeout.map(|t| start.saturating_add(t))),
+        // The core's result is read in place, not moved out of the
+        // `Result` (nor the `Delivered` out of the outcome).
+        match &mut self.receive_or_block(task, handle, start) {
+            Ok(RecvOutcome::Message(delivered)) => self.deliver(task, delivered),
+            Ok(_) => self.wait_in_vain(task, timeout.map(|t| start.saturating_add(t))),
+            Err(error) => Err(*error),
         }
     }
 
@@ -511,10 +513,29 @@ impl SimulatedKernel {
         delivered: &mut Delivered,
     ) -> Result<ReceivedMessage, KernelError> {
         let key = ChannelKey::from(delivered.channel);
-        let (seq, mut envelope) = match self.take_queued(key, delivered.seq) {
-            Some(q) => (q.seq, q.envelope),
-            None => self.unmirrored(task, delivered)?,
-        };
+        // The kept envelope goes straight into the `ReceivedMessage`: the
+        // rare decoded one takes a path of its own rather than meeting it
+        // in a shared local, which would cost the common one a copy.
+        match self.take_queued(key, delivered.seq) {
+            Some(q) => self.stamped(task, delivered, key, q.seq, q.envelope),
+            None => {
+                let (seq, envelope) = self.unmirrored(task, delivered)?;
+                self.stamped(task, delivered, key, seq, envelope)
+            }
+        }
+    }
+
+    /// [`Self::deliver`]'s `ReceivedMessage`: `envelope` stamped with the
+    /// sender the core saw, and the delivery recorded.
+    #[inline(always)]
+    fn stamped(
+        &mut self,
+        task: TaskId,
+        delivered: &mut Delivered,
+        key: ChannelKey,
+        seq: u64,
+        mut envelope: MessageEnvelope,
+    ) -> Result<ReceivedMessage, KernelError> {
         envelope.source = (delivered.sender != KERNEL_SENDER).then_some(delivered.sender);
         self.record(TraceEvent::Delivered {
             seq,
