@@ -843,3 +843,43 @@ fn rewriting_a_key_charges_its_value_not_the_key_again() {
     assert_eq!(first, version + footprint::map_update(Some(key.len()), 20));
     assert_eq!(again, version + footprint::map_update(None, 20));
 }
+
+/// A transaction's size counts each put's key and value bytes: the
+/// refusal names the size the transaction would have reached.
+#[test]
+fn a_puts_key_and_value_both_count_toward_the_transactions_size() {
+    let mut s = store();
+    let (m, _) = s.create(ObjectKind::Map).unwrap();
+    let (b, _) = s.create(ObjectKind::Blob).unwrap();
+    let mut tx = s.begin_transaction().unwrap();
+    let max = vec![0u8; limits::MAX_BLOB_BYTES];
+    s.write_blob(&mut tx, b, &max).unwrap();
+    s.write_blob(&mut tx, b, &max).unwrap();
+    assert_eq!(2 * limits::MAX_BLOB_BYTES, limits::MAX_TX_BYTES);
+    assert_eq!(
+        s.put(&mut tx, m, &[1; 3], &[2; 5]),
+        Err(StorageError::TransactionTooLarge {
+            len: (limits::MAX_TX_BYTES + 8) as u32,
+            max: limits::MAX_TX_BYTES as u32,
+        })
+    );
+}
+
+/// A listing stops at the read limit's bytes of keys, whatever the count
+/// asked for, and says there is more.
+#[test]
+fn a_listing_stops_at_the_read_limit_in_key_bytes() {
+    let mut s = store();
+    let (m, _) = s.create(ObjectKind::Map).unwrap();
+    let mut tx = s.begin_transaction().unwrap();
+    let key = |i: usize| vec![i as u8; limits::MAX_KEY_BYTES];
+    let fit = limits::MAX_READ_BYTES / limits::MAX_KEY_BYTES;
+    for i in 0..fit + 10 {
+        s.put(&mut tx, m, &key(i), b"v").unwrap();
+    }
+    s.commit(&mut tx).unwrap();
+    let tx = s.begin_transaction().unwrap();
+    let page = s.list(&tx, m, None, None, 1000).unwrap();
+    assert_eq!(page.keys, (0..fit).map(key).collect::<Vec<_>>());
+    assert!(page.more);
+}
