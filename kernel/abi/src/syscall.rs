@@ -1122,6 +1122,10 @@ mod tests {
                 framed.extend_from_slice(&message[..len]);
                 framed.extend_from_slice(&RECEIVE_REPLY_TRAILER);
                 assert_eq!(framed, expected, "sender {sender}, len {len}");
+                // Read back from its framing, without postcard.
+                let read = framed_receive_reply(&framed).expect("a framed reply");
+                assert_eq!((read.sender, read.message), (sender, &message[..len]));
+                assert_eq!(read.badge, None);
             }
         }
     }
@@ -1147,6 +1151,10 @@ mod tests {
                 value: u64::MAX,
                 rights: Rights::READ,
             }),
+            Some(Badge {
+                value: u64::MAX,
+                rights: Rights::from_bits(u32::MAX),
+            }),
         ];
         for badge in badges {
             let sender = TaskId::from_raw(300);
@@ -1166,6 +1174,12 @@ mod tests {
             framed.extend_from_slice(&trailer[..t]);
             assert_eq!(framed, expected, "badge {badge:?}");
             assert_eq!(decode_receive_response(&framed).unwrap().badge, badge);
+            // A badged reply is read from its framing too, not by postcard.
+            let read = framed_receive_reply(&framed).expect("a framed reply");
+            assert_eq!(
+                (read.sender, read.message, read.badge),
+                (sender, &message[..], badge)
+            );
         }
     }
 
