@@ -3,7 +3,7 @@
 use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
     receive_reply_header_len, status_response_too_large, write_receive_reply_header, ReceiveReply,
-    MAX_MESSAGE_CAPS, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER,
+    MAX_MESSAGE_CAPS, RECEIVE_REPLY_TRAILER, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER,
 };
 use pandagen_abi::{KernelError, TaskId};
 use pandagen_core::Delivered;
@@ -59,13 +59,38 @@ pub fn deliver(memory: &mut UserMemory, to: UserBuffer, bytes: &[u8]) -> u64 {
 }
 
 /// Write the response to a receive of `message` from `sender` (carrying no
-/// capabilities) into the task's response buffer without staging it: the
-/// framing, then the message bytes straight from where they are, then
-/// `trailer` (see [`pandagen_abi::syscall::write_receive_reply_trailer`]:
-/// the badge, if any). Returns
-/// the `rax` the task sees, as [`deliver`] does, or `None` — having written
-/// nothing — if the buffer is too small.
+/// capabilities and no badge) into the task's response buffer without
+/// staging it: the framing, then the message bytes straight from where
+/// they are, then [`RECEIVE_REPLY_TRAILER`]. Returns the `rax` the task
+/// sees, as [`deliver`] does, or `None` — having written nothing — if the
+/// buffer is too small. (The `Exchange` path: its trailer is two constant
+/// bytes, stored as such rather than copied by length.)
 pub fn deliver_message(
+    memory: &mut UserMemory,
+    to: UserBuffer,
+    sender: TaskId,
+    message: &[u8],
+) -> Option<u64> {
+    deliver_framed(memory, to, sender, message, &RECEIVE_REPLY_TRAILER)
+}
+
+/// [`deliver_message`] with `trailer` after the message (see
+/// [`pandagen_abi::syscall::write_receive_reply_trailer`]: the badge of a
+/// message sent through an object capability).
+pub fn deliver_stamped_message(
+    memory: &mut UserMemory,
+    to: UserBuffer,
+    sender: TaskId,
+    message: &[u8],
+    trailer: &[u8],
+) -> Option<u64> {
+    deliver_framed(memory, to, sender, message, trailer)
+}
+
+/// The body of [`deliver_message`] and [`deliver_stamped_message`],
+/// inlined into each so that a constant trailer is stored, not copied.
+#[inline(always)]
+fn deliver_framed(
     memory: &mut UserMemory,
     to: UserBuffer,
     sender: TaskId,

@@ -26,7 +26,7 @@
 
 use core::cell::OnceCell;
 
-use pandagen_abi::syscall::{ExchangeRegisters, RECEIVE_REPLY_TRAILER, RESPONSE_BUFFER_BYTES};
+use pandagen_abi::syscall::{ExchangeRegisters, RESPONSE_BUFFER_BYTES};
 use pandagen_abi::Duration;
 use pandagen_core::Offer;
 
@@ -154,13 +154,7 @@ fn hand_over<'t>(
         return None;
     }
     let bytes = sender.memory.readable_in_page(message.ptr, message.len)?;
-    let rax = reply::deliver_message(
-        &mut receiver.memory,
-        receiver_response,
-        offer.sender,
-        bytes,
-        &RECEIVE_REPLY_TRAILER,
-    )?;
+    let rax = reply::deliver_message(&mut receiver.memory, receiver_response, offer.sender, bytes)?;
     receiver.frame.rax = rax;
     receiver.pending = None;
     frame.copy_into(&mut sender.frame);

@@ -201,7 +201,7 @@ pub(super) fn accept_offer(tasks: &mut UserTasks, offer: &Offer<'_>) -> bool {
     };
     let mut trailer = [0u8; RECEIVE_REPLY_TRAILER_MAX];
     let trailer_len = write_receive_reply_trailer(offer.badge, &mut trailer);
-    let Some(rax) = reply::deliver_message(
+    let Some(rax) = reply::deliver_stamped_message(
         &mut task.memory,
         response,
         offer.sender,
