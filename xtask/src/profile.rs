@@ -321,10 +321,21 @@ struct Block {
     instructions: u64,
     function: usize,
     reads_tsc: bool,
+    /// It writes to the serial port (see [`SERIAL_OUTPUT`]).
+    prints: bool,
 }
 
+/// The kernel's serial output: every `[BENCH]` line passes through it, so
+/// the windows opened after it belong to the next figure, even where the
+/// same `rdtsc` block (one monomorphised measuring loop) measures several.
+const SERIAL_OUTPUT: &str = "kernel: uart_16550::";
+
+/// A group's key: how many times the run had printed between windows,
+/// and the guest address of the `rdtsc` block that opens the group.
+type GroupKey = Option<(u32, u64)>;
+
 /// One measured loop (or the stretch between two): every window opened by
-/// the same `rdtsc` block.
+/// the same `rdtsc` block between the same two printed lines.
 #[derive(Default)]
 struct Group {
     opened_at: String,
@@ -345,11 +356,14 @@ pub struct Profiler {
     translated: HashMap<u64, Block>,
     /// Executed at least once, by QEMU's host address of the block.
     blocks: HashMap<u64, Block>,
-    /// Groups by the guest address of the `rdtsc` block that opens them;
-    /// `None` is everything before the first.
-    groups: HashMap<Option<u64>, Group>,
-    order: Vec<Option<u64>>,
-    current: Option<u64>,
+    /// Groups by [`GroupKey`]; `None` is everything before the first
+    /// window.
+    groups: HashMap<GroupKey, Group>,
+    order: Vec<GroupKey>,
+    current: GroupKey,
+    /// Lines printed so far (counted when the next window opens).
+    phase: u32,
+    printed: bool,
 }
 
 impl Profiler {
@@ -364,6 +378,8 @@ impl Profiler {
             groups: HashMap::new(),
             order: vec![None],
             current: None,
+            phase: 0,
+            printed: false,
         };
         profiler.groups.insert(
             None,
@@ -413,6 +429,7 @@ impl Profiler {
                 instructions,
                 function,
                 reads_tsc: reads_tsc && first < KERNEL_HALF,
+                prints: self.functions[function].starts_with(SERIAL_OUTPUT),
             },
         );
     }
@@ -437,11 +454,16 @@ impl Profiler {
         };
         let (instructions, function, reads_tsc) =
             (block.instructions, block.function, block.reads_tsc);
+        self.printed |= block.prints;
         let group = self.groups.get_mut(&self.current).expect("current exists");
         group.instructions += instructions;
         *group.by_function.entry(function).or_default() += instructions;
         if reads_tsc {
-            self.current = Some(guest);
+            if self.printed {
+                self.printed = false;
+                self.phase += 1;
+            }
+            self.current = Some((self.phase, guest));
             if !self.groups.contains_key(&self.current) {
                 self.order.push(self.current);
                 let opened_at = self.functions[function].clone();
@@ -580,9 +602,9 @@ mod tests {
     }
 
     /// The kernel's code: linked at 0x1000, loaded at 0xffff_ffff_8000_1000.
-    const KERNEL_CODE: [u8; 16] = [
+    const KERNEL_CODE: [u8; 18] = [
         0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e,
-        0x1f,
+        0x1f, 0xe6, 0xf8,
     ];
 
     /// A kernel at the top, and two programs linked at the same base whose
@@ -596,7 +618,10 @@ mod tests {
                         "kernel",
                         0x1000,
                         &KERNEL_CODE,
-                        &[(0x1000, 16, "syscall_entry")],
+                        &[
+                            (0x1000, 16, "syscall_entry"),
+                            (0x1010, 2, "uart_16550::port::SerialPort::send_raw"),
+                        ],
                     )
                 },
                 image(
@@ -650,7 +675,7 @@ Trace 0: 0x7f0000000200 [0000000000000000/ffffffff80001000/00000040/ff020200]
     fn blocks_are_charged_to_their_function_and_program_by_their_bytes() {
         let mut profiler = Profiler::new(symbolizer());
         feed(&mut profiler, LOG);
-        let group = &profiler.groups[&Some(0x40_1000)];
+        let group = &profiler.groups[&Some((0, 0x40_1000))];
         let count = |name: &str| group.by_function[&profiler.function_ids[name]];
         // Two windows opened by the bench's rdtsc block: the kernel block
         // ran three times in them (3 instructions each), the echo block
@@ -663,6 +688,33 @@ Trace 0: 0x7f0000000200 [0000000000000000/ffffffff80001000/00000040/ff020200]
         assert_eq!(group.instructions, 13);
         // The first rdtsc block ran before any window was open.
         assert_eq!(profiler.groups[&None].instructions, 2);
+    }
+
+    #[test]
+    fn a_printed_line_starts_new_groups_at_the_same_rdtsc() {
+        let mut profiler = Profiler::new(symbolizer());
+        feed(&mut profiler, LOG);
+        feed(
+            &mut profiler,
+            "\
+IN: 
+0xffffffff80001010:  e6 f8                    outb     %al, $0xf8
+
+Trace 0: 0x7f0000000400 [0000000000000000/ffffffff80001010/00000040/ff020200] 
+Trace 0: 0x7f0000000100 [0000000000000000/0000000000401000/00000040/ff020200] 
+Trace 0: 0x7f0000000200 [0000000000000000/ffffffff80001000/00000040/ff020200] 
+Trace 0: 0x7f0000000100 [0000000000000000/0000000000401000/00000040/ff020200] 
+",
+        );
+        // The two windows of LOG, then the print, which counts in the
+        // window it ends; the windows after it are a group of their own.
+        assert_eq!(profiler.groups[&Some((0, 0x40_1000))].windows, 2);
+        assert_eq!(
+            profiler.groups[&Some((0, 0x40_1000))].instructions,
+            13 + 1 + 2
+        );
+        let after = &profiler.groups[&Some((1, 0x40_1000))];
+        assert_eq!((after.windows, after.instructions), (2, 3 + 2));
     }
 
     #[test]
@@ -714,7 +766,7 @@ Trace 0: 0x7f0000000200 [0000000000000000/ffffffff80001000/00000040/ff020200]
             "kernel: 0xffffffff80001000"
         );
         assert_eq!(
-            symbolizer.name(0xffff_ffff_8000_1000, &KERNEL_CODE),
+            symbolizer.name(0xffff_ffff_8000_1000, &KERNEL_CODE[..16]),
             "kernel: syscall_entry"
         );
         assert_eq!(
@@ -722,8 +774,8 @@ Trace 0: 0x7f0000000200 [0000000000000000/ffffffff80001000/00000040/ff020200]
             "kernel: syscall_entry"
         );
         assert_eq!(
-            symbolizer.name(0xffff_ffff_8000_1010, &[0]),
-            "kernel: 0xffffffff80001010"
+            symbolizer.name(0xffff_ffff_8000_1012, &[0]),
+            "kernel: 0xffffffff80001012"
         );
     }
 
