@@ -34,6 +34,7 @@ impl KernelApi for SimulatedKernel {
             .map(ChannelId::from_handle)
     }
 
+    #[inline]
     fn send_with_capabilities(
         &mut self,
         channel: ChannelId,
@@ -43,6 +44,7 @@ impl KernelApi for SimulatedKernel {
         self.send_as(self.current, channel, message, capabilities)
     }
 
+    #[inline]
     fn receive_with_capabilities(
         &mut self,
         channel: ChannelId,

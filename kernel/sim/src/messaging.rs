@@ -729,10 +729,16 @@ impl SimulatedKernel {
     }
 
     /// Count a completed message operation for crash-after-messages faults.
+    #[inline]
     fn count_operation(&mut self, task: TaskId) {
-        if !self.faults_active {
-            return;
+        if self.faults_active {
+            self.count_under_plan(task);
         }
+    }
+
+    /// [`Self::count_operation`] while a fault plan is active.
+    #[inline(never)]
+    fn count_under_plan(&mut self, task: TaskId) {
         if let Some(after) = self.injector.count_operation(task) {
             self.crash(task, after);
         }
