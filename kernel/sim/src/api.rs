@@ -53,6 +53,18 @@ impl KernelApi for SimulatedKernel {
         self.receive_as(self.current, channel, timeout)
     }
 
+    /// `receive_with_capabilities` built as an envelope where it leaves the
+    /// simulator's mirror, the capabilities it carried dropped as the
+    /// default does (see `messaging::Receipt`).
+    #[inline]
+    fn receive_message(
+        &mut self,
+        channel: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<MessageEnvelope, KernelError> {
+        self.receive_as(self.current, channel, timeout)
+    }
+
     /// The core's fast path when the other side is waiting (see
     /// [`crate::messaging`]'s docs), else the kernel's general path.
     fn send_then_receive(
