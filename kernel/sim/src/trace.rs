@@ -203,13 +203,16 @@ impl Trace {
         if !self.enabled || self.records.len() < self.capacity || self.capacity == 0 {
             return self.push_unless_full(at, event);
         }
-        // The ring is full: the newest record takes the oldest's place.
-        self.records[self.oldest] = TraceRecord { at, event };
+        // The ring is full: the newest record takes the oldest's place
+        // (written first, then the old one dropped, so that the new one is
+        // not staged on the stack across the drop).
+        let old = std::mem::replace(&mut self.records[self.oldest], TraceRecord { at, event });
         self.oldest += 1;
         if self.oldest == self.records.len() {
             self.oldest = 0;
         }
         self.dropped += 1;
+        drop(old);
     }
 
     /// [`Trace::push`] while the ring is filling (or recording is off).
