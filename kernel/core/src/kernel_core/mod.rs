@@ -259,7 +259,7 @@ impl KernelCore {
         let task = self.tasks.get(caller).ok_or(InvalidUse::CallerNotAlive)?;
         let cap = task.space.get(handle)?;
         if let Some(expected) = kind {
-            if cap.kind() != expected {
+            if !cap.object().is_kind(expected) {
                 return Err(InvalidUse::WrongKind {
                     expected,
                     found: cap.kind(),
