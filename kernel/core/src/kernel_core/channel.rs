@@ -12,7 +12,7 @@ use pandagen_abi::{Badge, Budget, CapHandle, CapKind, Instant, KernelError, Righ
 
 use super::KernelCore;
 use crate::audit::{CapabilityEvent, InvalidationReason};
-use crate::budget::{message_cost, AccountId, Accounts, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST};
+use crate::budget::{message_cost, AccountId, BudgetUsage, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST};
 use crate::cap_table::{Capability, Holder, ObjectRef};
 use crate::channel::{Body, Channel, ChannelRef, Delivered, Message};
 use crate::task::WakeReason;
@@ -369,7 +369,9 @@ impl KernelCore {
         };
         size_check(len, max_len)?;
         let max_caps = self.config.max_caps_per_message;
-        let charge = affordable(&self.accounts, sender.account, len, 0, max_caps, max_len)?;
+        // The account is found once, for the check and the charge.
+        let payer = self.accounts.usage_mut(sender.account);
+        let charge = affordable(payer, len, 0, max_caps, max_len)?;
         let sender = Sender { charge, ..sender };
         // `next_seq`, on the field: `c` borrows the channel table.
         let seq = self.next_seq;
@@ -399,8 +401,7 @@ impl KernelCore {
         // Queued into the channel already looked up: a message without
         // capabilities only charges the sender (what `seal` does for it).
         debug_assert_eq!(sender.charge, message_cost(body.len(), 0));
-        self.accounts
-            .charge_checked_memory(sender.account, sender.charge);
+        payer.charge_checked_memory(sender.charge);
         let mut msg = Message::sealed(caller, &sender, seq, body, Vec::new());
         msg.badge = badge;
         c.push_back(msg);
@@ -881,7 +882,8 @@ impl KernelCore {
             self.config.max_caps_per_message,
             self.config.max_message_bytes,
         );
-        let charge = affordable(&self.accounts, account, len, caps.len(), max_caps, max_len)?;
+        let payer = self.accounts.usage_mut(account);
+        let charge = affordable(payer, len, caps.len(), max_caps, max_len)?;
         if !caps.is_empty() {
             self.validate_moves(caller, caps, now)?;
             let task = self.tasks.get(caller).expect("caller validated");
@@ -995,12 +997,11 @@ fn size_check(len: usize, max: usize) -> Result<(), KernelError> {
 }
 
 /// The budget checks of a send of a `len`-byte message carrying `caps`
-/// capabilities (at most `max_caps`): `account` can pay for it while it is
-/// queued. Returns that charge.
+/// capabilities (at most `max_caps`): the account whose figures are
+/// `payer` can pay for it while it is queued. Returns that charge.
 #[inline(always)]
 fn affordable(
-    accounts: &Accounts,
-    account: AccountId,
+    payer: &BudgetUsage,
     len: usize,
     caps: usize,
     max_caps: usize,
@@ -1012,7 +1013,7 @@ fn affordable(
     // The sender pays for the message while it is queued.
     let charge = message_cost(len, caps);
     storable_charge(charge, len, max_len)?;
-    accounts.check(account, Budget::memory(charge))?;
+    payer.check(Budget::memory(charge))?;
     Ok(charge)
 }
 
