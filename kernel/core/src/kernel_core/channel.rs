@@ -325,6 +325,7 @@ impl KernelCore {
     /// queued or allocated. Otherwise — or without a waiting receiver —
     /// the bytes are copied and queued exactly as `send` does. Validation
     /// and errors are `send`'s, and on error nothing changed.
+    #[inline]
     pub fn send_or_hand_off<'b>(
         &mut self,
         caller: TaskId,
