@@ -44,6 +44,7 @@ impl KernelCore {
     /// the module docs for the protocol. Errors as for
     /// [`KernelCore::receive`]. Cost: O(1), or O(log n) when a deadline is
     /// recorded.
+    #[inline]
     pub fn receive_or_block(
         &mut self,
         caller: TaskId,
