@@ -10,10 +10,10 @@ use alloc::vec::Vec;
 use pandagen_abi::error::{ChannelError, ReceiveError, Resource, SendError};
 use pandagen_abi::{Badge, Budget, CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
 
-use super::KernelCore;
+use super::{check_cap, KernelCore};
 use crate::audit::{CapabilityEvent, InvalidationReason};
 use crate::budget::{message_cost, AccountId, BudgetUsage, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST};
-use crate::cap_table::{Capability, Holder, ObjectRef};
+use crate::cap_table::{Capability, Holder, InvalidUse, ObjectRef};
 use crate::channel::{Body, Channel, ChannelRef, Delivered, Message};
 use crate::task::WakeReason;
 
@@ -609,6 +609,37 @@ impl KernelCore {
         now: Instant,
     ) -> Result<(), KernelError> {
         self.receivable(caller, handle, now).map(|_| ())
+    }
+
+    /// [`KernelCore::receivable`] for a receive that takes a message or
+    /// blocks now: the caller's wake reason is cleared (as
+    /// `receive_or_block` must) on the task entry the capability check
+    /// found, not looked up again. A refused receive clears nothing.
+    #[inline(always)]
+    pub(super) fn receivable_awake(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        now: Instant,
+    ) -> Result<ChannelRef, KernelError> {
+        let checked = match self.tasks.get_mut(caller) {
+            None => Err(InvalidUse::CallerNotAlive),
+            Some(task) => {
+                match check_cap(task, handle, Some(CapKind::Channel), Rights::RECEIVE) {
+                    Ok(cap) => {
+                        let object = cap.object();
+                        task.wake = None;
+                        Ok(object)
+                    }
+                    Err(reason) => Err(reason),
+                }
+            }
+        };
+        match checked {
+            Ok(ObjectRef::Channel(ch)) => Ok(ch),
+            Ok(_) => unreachable!("kind checked"),
+            Err(reason) => Err(self.refuse(caller, handle, reason, now)),
+        }
     }
 
     /// Validate a receive on `handle`, returning the channel.

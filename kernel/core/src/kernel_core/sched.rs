@@ -52,10 +52,7 @@ impl KernelCore {
         deadline: Option<Instant>,
         now: Instant,
     ) -> Result<RecvOutcome, KernelError> {
-        let ch = self.receivable(caller, handle, now)?;
-        if let Some(t) = self.tasks.get_mut(caller) {
-            t.wake = None;
-        }
+        let ch = self.receivable_awake(caller, handle, now)?;
         if let Some(delivered) = self.take(caller, ch, now)? {
             return Ok(RecvOutcome::Message(delivered));
         }
