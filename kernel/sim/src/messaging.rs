@@ -440,10 +440,10 @@ impl SimulatedKernel {
         let start = self.clock_now();
         // The core's result is read in place, not moved out of the
         // `Result` (nor the `Delivered` out of the outcome).
-        match &mut self.receive_or_block(task, handle, start) {
+        match self.receive_or_block(task, handle, start) {
             Ok(RecvOutcome::Message(delivered)) => self.deliver(task, delivered),
             Ok(_) => self.wait_in_vain(task, timeout.map(|t| start.saturating_add(t))),
-            Err(error) => Err(*error),
+            Err(error) => Err(error),
         }
     }
 
@@ -497,9 +497,7 @@ impl SimulatedKernel {
                 }
             }
             let now = self.clock_now();
-            if let RecvOutcome::Message(delivered) =
-                &mut self.receive_or_block(task, handle, now)?
-            {
+            if let RecvOutcome::Message(delivered) = self.receive_or_block(task, handle, now)? {
                 return self.deliver(task, delivered);
             }
             let next_due = self.held.next_due(Some(key));
@@ -572,17 +570,27 @@ impl SimulatedKernel {
     fn deliver<R: Receipt>(
         &mut self,
         task: TaskId,
-        delivered: &mut Delivered,
+        delivered: Delivered,
     ) -> Result<R, KernelError> {
-        let key = ChannelKey::from(delivered.channel);
+        // Taken apart at once, so that its fields need not be kept together
+        // in memory.
+        let Delivered {
+            channel,
+            sender,
+            bytes,
+            caps,
+            seq: core_seq,
+            badge,
+        } = delivered;
+        let key = ChannelKey::from(channel);
         // The kept envelope goes straight into the `ReceivedMessage`: the
         // rare decoded one takes a path of its own rather than meeting it
         // in a shared local, which would cost the common one a copy.
-        match self.take_queued(key, delivered.seq) {
-            Some(q) => self.stamped(task, delivered, key, q.seq, q.envelope),
+        match self.take_queued(key, core_seq) {
+            Some(q) => self.stamped(task, (sender, caps, badge), key, q.seq, q.envelope),
             None => {
-                let (seq, envelope) = self.unmirrored(task, delivered)?;
-                self.stamped(task, delivered, key, seq, envelope)
+                let (seq, envelope) = self.unmirrored(task, &bytes, &caps)?;
+                self.stamped(task, (sender, caps, badge), key, seq, envelope)
             }
         }
     }
@@ -593,12 +601,12 @@ impl SimulatedKernel {
     fn stamped<R: Receipt>(
         &mut self,
         task: TaskId,
-        delivered: &mut Delivered,
+        (sender, mut caps, badge): (TaskId, Vec<CapHandle>, Option<Badge>),
         key: ChannelKey,
         seq: u64,
         mut envelope: MessageEnvelope,
     ) -> Result<R, KernelError> {
-        envelope.source = (delivered.sender != KERNEL_SENDER).then_some(delivered.sender);
+        envelope.source = (sender != KERNEL_SENDER).then_some(sender);
         self.record(TraceEvent::Delivered {
             seq,
             id: envelope.id,
@@ -607,8 +615,7 @@ impl SimulatedKernel {
         });
         self.bump_activity();
         self.count_operation(task);
-        let badge = delivered.badge;
-        Ok(R::delivered(self, envelope, &mut delivered.caps, badge))
+        Ok(R::delivered(self, envelope, &mut caps, badge))
     }
 
     /// The envelope of a message the core delivered that the simulator
@@ -620,13 +627,14 @@ impl SimulatedKernel {
     fn unmirrored(
         &mut self,
         task: TaskId,
-        delivered: &Delivered,
+        bytes: &[u8],
+        caps: &[CapHandle],
     ) -> Result<(u64, MessageEnvelope), KernelError> {
-        match MessageEnvelope::decode(&delivered.bytes) {
+        match MessageEnvelope::decode(bytes) {
             Ok(envelope) => Ok((self.new_seq(), envelope)),
             Err(error) => {
                 let now = self.clock_now();
-                for &handle in &delivered.caps {
+                for &handle in caps {
                     let _ = self.core.drop_cap(task, handle, now);
                 }
                 Err(KernelError::Envelope(error))
