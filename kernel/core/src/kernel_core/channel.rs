@@ -720,25 +720,11 @@ impl KernelCore {
             reserved: _,
             payer: _,
         } = msg;
-        let mut handles = Vec::new();
-        if !caps.is_empty() {
-            handles.reserve_exact(caps.len());
-            for cap in caps {
-                let (id, kind) = (cap.id(), cap.kind());
-                handles.push(self.install(caller, cap));
-                self.audit.record(
-                    now,
-                    CapabilityEvent::Delegated {
-                        cap: id,
-                        kind,
-                        from: sender,
-                        to: caller,
-                        via: Some(ch),
-                    },
-                );
-                self.audit_domains(id, sender, sender_domain, caller, now);
-            }
-        }
+        // Most messages carry none: installing them is out of line.
+        let handles = match caps.is_empty() {
+            true => Vec::new(),
+            false => self.install_carried(caller, caps, (sender, sender_domain), ch, now),
+        };
         if now_drained {
             // The last message of a channel nobody can send on any more:
             // the other receivers must not wait for a successor.
@@ -752,6 +738,37 @@ impl KernelCore {
             seq,
             badge,
         }))
+    }
+
+    /// Install the capabilities `caps` a message from `sender` (of trust
+    /// domain `domain`) carried on `ch` in `caller`'s space, each audited
+    /// as delegated; their handles, in order.
+    #[inline(never)]
+    fn install_carried(
+        &mut self,
+        caller: TaskId,
+        caps: Vec<Capability>,
+        (sender, domain): (TaskId, u16),
+        ch: ChannelRef,
+        now: Instant,
+    ) -> Vec<CapHandle> {
+        let mut handles = Vec::with_capacity(caps.len());
+        for cap in caps {
+            let (id, kind) = (cap.id(), cap.kind());
+            handles.push(self.install(caller, cap));
+            self.audit.record(
+                now,
+                CapabilityEvent::Delegated {
+                    cap: id,
+                    kind,
+                    from: sender,
+                    to: caller,
+                    via: Some(ch),
+                },
+            );
+            self.audit_domains(id, sender, domain, caller, now);
+        }
+        handles
     }
 
     /// Remove the next message from the channel `handle` names (needing
