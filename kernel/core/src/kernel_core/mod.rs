@@ -534,12 +534,12 @@ impl KernelCore {
 /// The capability half of [`KernelCore::check_in`]: `handle` names a
 /// capability in `task`'s space of `kind` (if given) with `required`.
 #[inline(always)]
-pub(super) fn check_cap<'t>(
-    task: &'t Task,
+pub(super) fn check_cap(
+    task: &Task,
     handle: CapHandle,
     kind: Option<CapKind>,
     required: Rights,
-) -> Result<&'t Capability, InvalidUse> {
+) -> Result<&Capability, InvalidUse> {
     let cap = task.space.get(handle)?;
     if let Some(expected) = kind {
         if !cap.object().is_kind(expected) {
