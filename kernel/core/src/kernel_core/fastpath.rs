@@ -210,7 +210,12 @@ impl KernelCore {
             _ => return None,
         };
         let r = self.channels.get(from)?;
-        if !r.queue.is_empty() || r.is_drained() || self.kernel_messages_waiting(r) {
+        // A channel bound to no kernel channel (the common case) is
+        // answered here, without the call.
+        if !r.queue.is_empty()
+            || r.is_drained()
+            || (r.bound.is_some() && self.kernel_messages_waiting(r))
+        {
             return None;
         }
         let receive_on = r.waiters;
