@@ -189,6 +189,33 @@ impl UserMemory {
         (writable || !write).then_some(window + offset)
     }
 
+    /// [`UserMemory::within_page`] for a page in the cache only: `None` for
+    /// one that is not (or not writable, with `write`), without walking.
+    /// No call, so a caller that sends a miss elsewhere stays a leaf.
+    #[inline(always)]
+    fn within_cached_page(&self, ptr: u64, len: u64, write: bool) -> Option<u64> {
+        let offset = ptr & (PAGE_SIZE - 1);
+        if len == 0 || offset + len > PAGE_SIZE {
+            return None;
+        }
+        let page = ptr - offset;
+        let c = self.cache[Self::slot(page)];
+        (c.page == page && (c.writable || !write)).then_some(c.window + offset)
+    }
+
+    /// [`UserMemory::writable_in_page`] for a page in the cache only (see
+    /// [`UserMemory::within_cached_page`]): `None` sends the caller to
+    /// `writable_in_page`, which walks a missed page.
+    #[inline(always)]
+    pub fn writable_in_cached_page(&mut self, ptr: u64, len: usize) -> Option<&mut [u8]> {
+        let at = self.within_cached_page(ptr, len as u64, true)?;
+        // SAFETY: as in `writable_in_page`: `at` is the kernel-window
+        // address of `len` bytes inside one present, writable user page of
+        // this task (a cached page was walked and found so), and the slice
+        // borrows `self`.
+        Some(unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len) })
+    }
+
     /// The `len` (> 0) bytes at `ptr` as a kernel slice to write in place,
     /// if they lie in one writable page; `None` otherwise (the caller then
     /// uses [`UserMemory::copy_out_parts`], which reports errors).

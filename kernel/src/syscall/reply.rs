@@ -89,6 +89,8 @@ pub fn deliver_stamped_message(
 
 /// The body of [`deliver_message`] and [`deliver_stamped_message`],
 /// inlined into each so that a constant trailer is stored, not copied.
+/// A buffer in one cached page is written here, without a call (so the
+/// function saves no registers); any other goes out of line.
 #[inline(always)]
 fn deliver_framed(
     memory: &mut UserMemory,
@@ -102,13 +104,29 @@ fn deliver_framed(
     if len as u64 > to.capacity {
         return None;
     }
+    if let Some(out) = memory.writable_in_cached_page(to.ptr, len) {
+        // The common case: one page, known, written in place.
+        write_framed(out, head, sender, message, trailer);
+        return Some(len as u64);
+    }
+    deliver_framed_walked(memory, to, sender, message, trailer)
+}
+
+/// [`deliver_framed`] for a buffer not in one cached page: its page
+/// walked (then written in place, if it is one page), or the reply copied
+/// out in parts.
+#[inline(never)]
+fn deliver_framed_walked(
+    memory: &mut UserMemory,
+    to: UserBuffer,
+    sender: TaskId,
+    message: &[u8],
+    trailer: &[u8],
+) -> Option<u64> {
+    let head = receive_reply_header_len(sender, message.len());
+    let len = head + message.len() + trailer.len();
     if let Some(out) = memory.writable_in_page(to.ptr, len) {
-        // The common case: one page, written in place.
-        let (header, rest) = out.split_at_mut(head);
-        write_receive_reply_header(sender, message.len(), header);
-        let (body, rest_trailer) = rest.split_at_mut(message.len());
-        copy_message(body, message);
-        rest_trailer.copy_from_slice(trailer);
+        write_framed(out, head, sender, message, trailer);
         return Some(len as u64);
     }
     let mut header = [0u8; 32];
@@ -118,6 +136,17 @@ fn deliver_framed(
         Ok(()) => len as u64,
         Err(_) => STATUS_BAD_RESPONSE_BUFFER,
     })
+}
+
+/// The reply's framing (`head` bytes of header), the message and the
+/// trailer into `out`, which is exactly as long as the three.
+#[inline(always)]
+fn write_framed(out: &mut [u8], head: usize, sender: TaskId, message: &[u8], trailer: &[u8]) {
+    let (header, rest) = out.split_at_mut(head);
+    write_receive_reply_header(sender, message.len(), header);
+    let (body, rest_trailer) = rest.split_at_mut(message.len());
+    copy_message(body, message);
+    rest_trailer.copy_from_slice(trailer);
 }
 
 /// `dst.copy_from_slice(src)` (`dst` is as long as `src`), with a message
