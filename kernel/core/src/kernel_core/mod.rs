@@ -270,7 +270,17 @@ impl KernelCore {
         required: Rights,
     ) -> Result<(&Task, &Capability), InvalidUse> {
         let task = self.tasks.get(caller).ok_or(InvalidUse::CallerNotAlive)?;
-        Ok((task, check_cap(task, handle, kind, required)?))
+        let cap = task.space.get(handle)?;
+        if let Some(expected) = kind {
+            if cap.kind() != expected {
+                return Err(InvalidUse::WrongKind {
+                    expected,
+                    found: cap.kind(),
+                });
+            }
+        }
+        check_rights(cap, required)?;
+        Ok((task, cap))
     }
 
     /// Validate a use; a refusal is audited as `InvalidUseAttempt`.
@@ -544,30 +554,8 @@ impl KernelCore {
     }
 }
 
-/// The capability half of [`KernelCore::check_in`]: `handle` names a
-/// capability in `task`'s space of `kind` (if given) with `required`.
-#[inline(always)]
-pub(super) fn check_cap(
-    task: &Task,
-    handle: CapHandle,
-    kind: Option<CapKind>,
-    required: Rights,
-) -> Result<&Capability, InvalidUse> {
-    let cap = task.space.get(handle)?;
-    if let Some(expected) = kind {
-        if cap.kind() != expected {
-            return Err(InvalidUse::WrongKind {
-                expected,
-                found: cap.kind(),
-            });
-        }
-    }
-    check_rights(cap, required)?;
-    Ok(cap)
-}
-
-/// [`check_cap`] of a channel capability, in the same order (the kind,
-/// then the rights): the channel is told by the object's variant, not by
+/// [`KernelCore::check_in`]'s capability check of a channel capability,
+/// in the same order (the kind, then the rights): the channel is told by the object's variant, not by
 /// mapping every variant to its kind. Returns the channel.
 #[inline(always)]
 pub(super) fn check_channel_cap(
