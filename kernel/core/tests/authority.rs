@@ -149,3 +149,47 @@ fn the_root_task_holds_exactly_the_root_capabilities_with_exactly_their_rights()
     assert_eq!(identity.name, "root");
     k.check_invariants().unwrap();
 }
+
+#[test]
+fn a_send_or_receive_through_another_kind_is_refused_for_its_kind_before_its_rights() {
+    // A capability of another kind that also lacks the right the use needs
+    // is refused (and audited) for its kind, as every use check orders it.
+    let mut k = kernel();
+    let t = spawn(&mut k, "t");
+    let info = k.mint(t, Mintable::KernelInfo, Rights::READ, T0).unwrap();
+    let wrong_kind = Err(KernelError::WrongCapabilityKind {
+        expected: CapKind::Channel,
+        found: CapKind::KernelInfo,
+    });
+    assert_eq!(k.send(t, info, vec![1], &[], T0), wrong_kind);
+    let handed = k.send_or_hand_off(t, info, &[1u8][..], &[], T0, |_| true);
+    assert_eq!(handed.map(|_| ()), wrong_kind.map(|_| ()));
+    assert_eq!(
+        k.receive_or_block(t, info, None, T0).map(|_| ()),
+        wrong_kind.map(|_| ())
+    );
+    assert_eq!(k.receive(t, info, T0).map(|_| ()), wrong_kind.map(|_| ()));
+    let kinds_refused = k.audit_log().count_events(|e| {
+        matches!(
+            e,
+            CapabilityEvent::InvalidUseAttempt {
+                reason: InvalidUse::WrongKind { .. },
+                ..
+            }
+        )
+    });
+    assert_eq!(kinds_refused, 4);
+
+    // A channel capability without the right is refused for its rights.
+    let ch = k.create_channel(t, T0).unwrap();
+    let receive_only = k.clone_cap(t, ch, Rights::RECEIVE, T0).unwrap();
+    let send_only = k.clone_cap(t, ch, Rights::SEND, T0).unwrap();
+    assert_eq!(
+        k.send(t, receive_only, vec![1], &[], T0),
+        Err(KernelError::InsufficientAuthority)
+    );
+    assert_eq!(
+        k.receive_or_block(t, send_only, None, T0).map(|_| ()),
+        Err(KernelError::InsufficientAuthority)
+    );
+}

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use pandagen_abi::error::{ChannelError, ReceiveError, Resource, SendError};
 use pandagen_abi::{Badge, Budget, CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
 
-use super::{check_cap, KernelCore};
+use super::{check_channel_cap, KernelCore};
 use crate::audit::{CapabilityEvent, InvalidationReason};
 use crate::budget::{message_cost, AccountId, BudgetUsage, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST};
 use crate::cap_table::{Capability, Holder, InvalidUse, ObjectRef};
@@ -282,11 +282,8 @@ impl KernelCore {
         required: Rights,
         now: Instant,
     ) -> Result<ChannelRef, KernelError> {
-        match self.check_in(caller, handle, Some(CapKind::Channel), required) {
-            Ok((_, cap)) => match cap.object() {
-                ObjectRef::Channel(ch) => Ok(ch),
-                _ => unreachable!("kind checked"),
-            },
+        match self.check_channel_in(caller, handle, required) {
+            Ok((_, ch)) => Ok(ch),
             Err(reason) => Err(self.refuse(caller, handle, reason, now)),
         }
     }
@@ -624,22 +621,15 @@ impl KernelCore {
     ) -> Result<ChannelRef, KernelError> {
         let checked = match self.tasks.get_mut(caller) {
             None => Err(InvalidUse::CallerNotAlive),
-            Some(task) => {
-                match check_cap(task, handle, Some(CapKind::Channel), Rights::RECEIVE) {
-                    Ok(cap) => {
-                        let object = cap.object();
-                        task.wake = None;
-                        Ok(object)
-                    }
-                    Err(reason) => Err(reason),
+            Some(task) => match check_channel_cap(task, handle, Rights::RECEIVE) {
+                Ok(ch) => {
+                    task.wake = None;
+                    Ok(ch)
                 }
-            }
+                Err(reason) => Err(reason),
+            },
         };
-        match checked {
-            Ok(ObjectRef::Channel(ch)) => Ok(ch),
-            Ok(_) => unreachable!("kind checked"),
-            Err(reason) => Err(self.refuse(caller, handle, reason, now)),
-        }
+        checked.map_err(|reason| self.refuse(caller, handle, reason, now))
     }
 
     /// Validate a receive on `handle`, returning the channel.
@@ -875,22 +865,17 @@ impl KernelCore {
         handle: CapHandle,
         now: Instant,
     ) -> Result<(ChannelRef, Sender), KernelError> {
-        let (object, sender) =
-            match self.check_in(caller, handle, Some(CapKind::Channel), Rights::SEND) {
-                Ok((task, cap)) => (
-                    cap.object(),
-                    Sender {
-                        domain: task.domain,
-                        account: task.account,
-                        charge: 0,
-                    },
-                ),
-                Err(reason) => return Err(self.refuse(caller, handle, reason, now)),
-            };
-        let ObjectRef::Channel(ch) = object else {
-            unreachable!("kind checked");
-        };
-        Ok((ch, sender))
+        match self.check_channel_in(caller, handle, Rights::SEND) {
+            Ok((task, ch)) => Ok((
+                ch,
+                Sender {
+                    domain: task.domain,
+                    account: task.account,
+                    charge: 0,
+                },
+            )),
+            Err(reason) => Err(self.refuse(caller, handle, reason, now)),
+        }
     }
 
     /// Why `ch` cannot take one more message now (closed, gone, or its

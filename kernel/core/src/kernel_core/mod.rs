@@ -247,6 +247,19 @@ impl KernelCore {
             .map(|(_, cap)| cap)
     }
 
+    /// [`KernelCore::check_in`] of a channel capability
+    /// ([`check_channel_cap`]): the caller's task entry and the channel.
+    #[inline(always)]
+    fn check_channel_in(
+        &self,
+        caller: TaskId,
+        handle: CapHandle,
+        required: Rights,
+    ) -> Result<(&Task, ChannelRef), InvalidUse> {
+        let task = self.tasks.get(caller).ok_or(InvalidUse::CallerNotAlive)?;
+        Ok((task, check_channel_cap(task, handle, required)?))
+    }
+
     /// [`KernelCore::check`], also returning the caller's task entry.
     #[inline(always)]
     fn check_in(
@@ -257,7 +270,17 @@ impl KernelCore {
         required: Rights,
     ) -> Result<(&Task, &Capability), InvalidUse> {
         let task = self.tasks.get(caller).ok_or(InvalidUse::CallerNotAlive)?;
-        Ok((task, check_cap(task, handle, kind, required)?))
+        let cap = task.space.get(handle)?;
+        if let Some(expected) = kind {
+            if cap.kind() != expected {
+                return Err(InvalidUse::WrongKind {
+                    expected,
+                    found: cap.kind(),
+                });
+            }
+        }
+        check_rights(cap, required)?;
+        Ok((task, cap))
     }
 
     /// Validate a use; a refusal is audited as `InvalidUseAttempt`.
@@ -531,24 +554,29 @@ impl KernelCore {
     }
 }
 
-/// The capability half of [`KernelCore::check_in`]: `handle` names a
-/// capability in `task`'s space of `kind` (if given) with `required`.
+/// [`KernelCore::check_in`]'s capability check of a channel capability,
+/// in the same order (the kind, then the rights): the channel is told by the object's variant, not by
+/// mapping every variant to its kind. Returns the channel.
 #[inline(always)]
-pub(super) fn check_cap(
+pub(super) fn check_channel_cap(
     task: &Task,
     handle: CapHandle,
-    kind: Option<CapKind>,
     required: Rights,
-) -> Result<&Capability, InvalidUse> {
+) -> Result<ChannelRef, InvalidUse> {
     let cap = task.space.get(handle)?;
-    if let Some(expected) = kind {
-        if !cap.object().is_kind(expected) {
-            return Err(InvalidUse::WrongKind {
-                expected,
-                found: cap.kind(),
-            });
-        }
-    }
+    let ObjectRef::Channel(ch) = cap.object() else {
+        return Err(InvalidUse::WrongKind {
+            expected: CapKind::Channel,
+            found: cap.kind(),
+        });
+    };
+    check_rights(cap, required)?;
+    Ok(ch)
+}
+
+/// `cap` has the rights `required`.
+#[inline(always)]
+fn check_rights(cap: &Capability, required: Rights) -> Result<(), InvalidUse> {
     if !cap.rights().contains(required) {
         return Err(InvalidUse::MissingRights(
             pandagen_abi::error::MissingRights {
@@ -557,5 +585,5 @@ pub(super) fn check_cap(
             },
         ));
     }
-    Ok(cap)
+    Ok(())
 }
