@@ -98,7 +98,10 @@ pub const KERNEL_SENDER: TaskId = pandagen_abi::ids::KERNEL_TASK;
 /// capabilities) see the same length either way; a kept message is queued
 /// and delivered with empty bytes, and the embedder matches it to its
 /// contents by sequence number.
+// A tag of its own, not a niche in the vector's capacity: each match on
+// the body reads one byte instead of decoding the niche.
 #[derive(Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Body<'a> {
     /// Bytes to copy: into the queue, or straight to a waiting receiver.
     Borrowed(&'a [u8]),
