@@ -23,7 +23,7 @@ use pandagen_abi::error::{ReceiveError, SendError};
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
     Cap, CapHandle, ChannelId, Duration, EnvelopeError, Instant, KernelApi, KernelError,
-    MessageEnvelope, MessageId, MessagePayload, ReceivedMessage, Rights,
+    MessageEnvelope, MessageId, MessagePayload, ObjectCallError, ReceivedMessage, Rights,
 };
 
 use crate::cap::{ObjectCap, ObjectToken};
@@ -164,6 +164,24 @@ fn unpack<K: KernelApi>(
         (None, None) => None,
     };
     Ok((reply, granted))
+}
+
+/// What a send that could not be made now means: a full queue, an
+/// injected fault, or a service still away are a lost attempt (`Ok`); any
+/// other refusal is the call's error.
+fn not_sent_now(e: KernelError) -> Result<(), ClientError> {
+    match e {
+        KernelError::SendFailed(_) | KernelError::ServiceNotFound(_) => Ok(()),
+        other => Err(other.into()),
+    }
+}
+
+/// How [`StorageClient::call_object`] went.
+enum Called {
+    /// The request could not be sent now (see [`not_sent_now`]).
+    NotSent,
+    /// The request was sent; its answer, if one came in time.
+    Sent(Option<ReceivedMessage>),
 }
 
 /// Session numbers, unique among the clients of one program (a task's
@@ -390,11 +408,38 @@ impl StorageClient {
                         Err(_) => return Ok(false),
                     }
                 }
-                // Full queue, an injected fault, or a service still away.
-                KernelError::SendFailed(_) | KernelError::ServiceNotFound(_) => return Ok(false),
-                other => return Err(other.into()),
+                other => return not_sent_now(other).map(|()| false),
             }
         }
+    }
+
+    /// Send `envelope` through the object capability `object`, without a
+    /// reply capability (the session is open), and wait up to `timeout`
+    /// for its answer, in one [`KernelApi::call_object`]: what
+    /// [`send`](Self::send) and then [`wait`](Self::wait) do, with the
+    /// same outcomes (see [`Called`]).
+    fn call_object<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        object: CapHandle,
+        envelope: &MessageEnvelope,
+        timeout: Duration,
+    ) -> Result<Called, ClientError> {
+        // As `wait` reads it after the send: the clock matters only with
+        // an earlier request still unanswered.
+        let deadline = (self.unanswered > 0).then(|| kernel.now().saturating_add(timeout));
+        let first =
+            match kernel.call_object(&as_object(object), envelope, self.reply, Some(timeout)) {
+                Ok(answer) => Ok(answer),
+                Err(ObjectCallError::Unanswered(e)) => Err(e),
+                Err(ObjectCallError::NotSent(e)) => {
+                    not_sent_now(e)?;
+                    return Ok(Called::NotSent);
+                }
+            };
+        self.unanswered = self.unanswered.saturating_add(1);
+        self.wait_after(kernel, envelope.id, timeout, deadline, Some(first))
+            .map(Called::Sent)
     }
 
     /// One send and one wait; `None` on timeout.
@@ -415,18 +460,37 @@ impl StorageClient {
         resend: bool,
     ) -> Result<Option<ReceivedMessage>, ClientError> {
         let with_capability = resend || !self.opened;
-        if !self.send(kernel, via, envelope, resend)? {
+        let probe = !with_capability && SESSION_PROBE < self.timeout;
+        match via {
+            // Without a capability to move, through an object: one call
+            // sends and makes the first wait.
+            Some(object) if !with_capability => {
+                let first_wait = if probe { SESSION_PROBE } else { self.timeout };
+                match self.call_object(kernel, object, envelope, first_wait)? {
+                    Called::NotSent => {
+                        kernel.sleep(self.timeout)?;
+                        return Ok(None);
+                    }
+                    Called::Sent(Some(answer)) => return Ok(Some(answer)),
+                    Called::Sent(None) if !probe => return Ok(None),
+                    Called::Sent(None) => {}
+                }
+            }
+            _ => {
+                if !self.send(kernel, via, envelope, resend)? {
+                    kernel.sleep(self.timeout)?;
+                    return Ok(None);
+                }
+                if probe {
+                    if let Some(answer) = self.wait(kernel, envelope.id, SESSION_PROBE)? {
+                        return Ok(Some(answer));
+                    }
+                }
+            }
+        }
+        if probe && !self.send(kernel, via, envelope, true)? {
             kernel.sleep(self.timeout)?;
             return Ok(None);
-        }
-        if !with_capability && SESSION_PROBE < self.timeout {
-            if let Some(answer) = self.wait(kernel, envelope.id, SESSION_PROBE)? {
-                return Ok(Some(answer));
-            }
-            if !self.send(kernel, via, envelope, true)? {
-                kernel.sleep(self.timeout)?;
-                return Ok(None);
-            }
         }
         self.wait(kernel, envelope.id, self.timeout)
     }
@@ -442,13 +506,29 @@ impl StorageClient {
         // The first wait is the whole timeout. The deadline matters only
         // if other answers arrive first, which needs an earlier request
         // still unanswered: only then is the clock read now.
-        let mut deadline = (self.unanswered > 1).then(|| kernel.now().saturating_add(timeout));
+        let deadline = (self.unanswered > 1).then(|| kernel.now().saturating_add(timeout));
+        self.wait_after(kernel, id, timeout, deadline, None)
+    }
+
+    /// [`wait`](Self::wait) until `deadline` (if known) or for `timeout`,
+    /// whose first receive has already been made if `first` holds its
+    /// result (the receive half of an object call).
+    fn wait_after<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        id: MessageId,
+        timeout: Duration,
+        mut deadline: Option<Instant>,
+        mut first: Option<Result<ReceivedMessage, KernelError>>,
+    ) -> Result<Option<ReceivedMessage>, ClientError> {
         let mut left = timeout;
         loop {
-            if left.is_zero() {
-                return Ok(None);
-            }
-            match kernel.receive_with_capabilities(self.reply, Some(left)) {
+            let received = match first.take() {
+                Some(received) => received,
+                None if left.is_zero() => return Ok(None),
+                None => kernel.receive_with_capabilities(self.reply, Some(left)),
+            };
+            match received {
                 Ok(answer) if answer.envelope.correlation_id == Some(id) => {
                     self.unanswered = self.unanswered.saturating_sub(1);
                     return Ok(Some(answer));

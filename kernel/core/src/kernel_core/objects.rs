@@ -29,7 +29,7 @@ use pandagen_abi::error::MissingRights;
 use pandagen_abi::{Badge, CapHandle, CapKind, Instant, KernelError, Rights, ServiceId, TaskId};
 
 use super::channel::{Offer, Sender, Sent};
-use super::{KernelCore, ParkedMessage};
+use super::{KernelCore, ParkedMessage, RecvOutcome};
 use crate::audit::CapabilityEvent;
 use crate::cap_table::{InvalidUse, ObjectRef, ServiceObject};
 use crate::channel::{Body, ChannelRef, Message};
@@ -145,6 +145,38 @@ impl KernelCore {
         }
         let (channel, seq) = self.send_to_object(caller, handle, body, caps, now)?;
         Ok(Sent::Queued { channel, seq })
+    }
+
+    /// A client's call through the object capability `handle` in one step
+    /// (`Syscall::CallObject`): `SendToObject` of `body` (no capabilities)
+    /// followed by `Receive` on `receive` until `deadline`. `caller` must
+    /// be able to receive on `receive` (checked first, as `SendReceive`
+    /// checks it: a call that could never take its answer sends nothing);
+    /// then the send is [`KernelCore::send_to_object_or_hand_off`]'s, with
+    /// its checks, stamp, charge and hand-off; then the receive is
+    /// [`KernelCore::receive_or_block`]'s. An error before the send leaves
+    /// everything as it was (nothing sent, nothing received); once the
+    /// message is sent the only errors are the receive's: `Timeout` (as
+    /// [`RecvOutcome::TimedOut`]) and `ReceiveFailed`, which no refused send
+    /// returns.
+    ///
+    /// Errors: `check_receive`'s refusals, then `send_to_object`'s, then
+    /// `receive_or_block`'s. Cost: `send_to_object_or_hand_off` and
+    /// `receive_or_block`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn call_object<'b>(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        body: impl Into<Body<'b>>,
+        receive: CapHandle,
+        deadline: Option<Instant>,
+        now: Instant,
+        hand_off: impl FnOnce(&Offer<'_>) -> bool,
+    ) -> Result<RecvOutcome, KernelError> {
+        self.check_receive(caller, receive, now)?;
+        self.send_to_object_or_hand_off(caller, handle, body, &[], now, hand_off)?;
+        self.receive_or_block(caller, receive, deadline, now)
     }
 
     /// [`KernelCore::send_to_object`] held back for fault injection, like
