@@ -6,9 +6,11 @@ mod common;
 use common::*;
 use pandagen_abi::cap::{INVOKE_RIGHTS, OBJECT_CAP_RIGHTS};
 use pandagen_abi::error::{ReceiveError, SendError};
-use pandagen_abi::{Badge, CapHandle, CapKind, ExitReason, KernelError, Rights, ServiceId, TaskId};
+use pandagen_abi::{
+    Badge, CapHandle, CapKind, ExitReason, KernelError, Priority, Rights, ServiceId, TaskId,
+};
 use pandagen_core::{
-    BlockedOn, CapabilityEvent, KernelCore, ObjectRef, RecvOutcome, SchedState, Sent,
+    BlockedOn, CapabilityEvent, KernelCore, ObjectCalled, ObjectRef, RecvOutcome, SchedState, Sent,
     ServiceObject, WakeReason,
 };
 use proptest::prelude::*;
@@ -396,7 +398,11 @@ fn an_object_call_hands_its_stamped_request_off_then_waits_for_the_answer() {
             offered = Some((o.receiver, o.sender, o.bytes.to_vec(), o.badge));
             true
         });
-    assert_eq!(outcome, Ok(RecvOutcome::Blocked));
+    // Nothing else is ready: the server is who `pick_next` would run, and
+    // the core has made it the running task.
+    assert_eq!(outcome, Ok(ObjectCalled::SwitchedTo(w.server)));
+    assert_eq!(w.k.task_state(w.server), Some(SchedState::Running));
+    assert_eq!(w.k.pick_next(), None);
     let stamp = Some(Badge {
         value: 42,
         rights: Rights::WRITE,
@@ -442,7 +448,7 @@ fn an_object_call_queues_and_charges_like_send_to_object_and_takes_a_waiting_ans
             panic!("offered")
         });
     match outcome {
-        Ok(RecvOutcome::Message(m)) => assert_eq!(m.bytes, b"earlier"),
+        Ok(ObjectCalled::Received(RecvOutcome::Message(m))) => assert_eq!(m.bytes, b"earlier"),
         other => panic!("{other:?}"),
     }
     let charged = used(&w) - before;
@@ -465,7 +471,7 @@ fn an_object_call_queues_and_charges_like_send_to_object_and_takes_a_waiting_ans
     // A deadline already passed: sent all the same, then `TimedOut`.
     let outcome =
         w.k.call_object(w.client, cap, b"late", inbox, Some(T0), T0, |_| false);
-    assert_eq!(outcome, Ok(RecvOutcome::TimedOut));
+    assert_eq!(outcome, Ok(ObjectCalled::Received(RecvOutcome::TimedOut)));
     let got = w.k.receive(w.server, w.chan, T0).unwrap().unwrap();
     assert_eq!(got.bytes, b"late");
     w.k.check_invariants().unwrap();
@@ -550,7 +556,7 @@ fn a_server_ending_during_an_object_call_wakes_the_client_as_for_a_receive() {
         if one_call {
             let called =
                 w.k.call_object(w.client, cap, b"get", receive_only, None, T0, |_| true);
-            assert_eq!(called, Ok(RecvOutcome::Blocked));
+            assert_eq!(called, Ok(ObjectCalled::SwitchedTo(w.server)));
         } else {
             w.k.send_to_object_or_hand_off(w.client, cap, b"get", &[], T0, |_| true)
                 .unwrap();
@@ -558,6 +564,7 @@ fn a_server_ending_during_an_object_call_wakes_the_client_as_for_a_receive() {
                 w.k.receive_or_block(w.client, receive_only, None, T0),
                 Ok(RecvOutcome::Blocked)
             );
+            assert_eq!(w.k.pick_next(), Some(w.server));
         }
         w.k.terminate(w.server, ExitReason::Normal, T0).unwrap();
         let woken = w.k.take_wake_reason(w.client);
@@ -574,4 +581,58 @@ fn a_server_ending_during_an_object_call_wakes_the_client_as_for_a_receive() {
         )
     );
     assert_eq!(outcome(true), two_calls);
+}
+
+/// The core switches to the server only when `pick_next` would have
+/// chosen it: not past a due deadline, nor ahead of a task of its
+/// priority or a higher one that is ready.
+#[test]
+fn an_object_call_switches_to_the_server_only_as_pick_next_would() {
+    // A task of higher priority is ready.
+    let mut w = world();
+    let cap = blocked_server_and_object_cap(&mut w, 1, Rights::READ);
+    let (inbox, _) = reply_channel(&mut w);
+    let urgent = spawn_at(&mut w.k, "urgent", Priority::HIGH);
+    let called =
+        w.k.call_object(w.client, cap, b"a", inbox, None, T0, |_| true);
+    assert_eq!(called, Ok(ObjectCalled::Received(RecvOutcome::Blocked)));
+    assert_eq!(w.k.task_state(w.server), Some(SchedState::Ready));
+    assert_eq!(w.k.pick_next(), Some(urgent));
+    w.k.check_invariants().unwrap();
+
+    // A task of the server's priority is ready ahead of it.
+    let mut w = world();
+    let cap = blocked_server_and_object_cap(&mut w, 1, Rights::READ);
+    let (inbox, _) = reply_channel(&mut w);
+    let peer = spawn(&mut w.k, "peer");
+    let called =
+        w.k.call_object(w.client, cap, b"b", inbox, None, T0, |_| true);
+    assert_eq!(called, Ok(ObjectCalled::Received(RecvOutcome::Blocked)));
+    assert_eq!(w.k.pick_next(), Some(peer));
+    assert_eq!(w.k.pick_next(), Some(w.server));
+
+    // Another task's deadline is due: it is woken first by the scheduler.
+    let mut w = world();
+    let cap = blocked_server_and_object_cap(&mut w, 1, Rights::READ);
+    let (inbox, _) = reply_channel(&mut w);
+    let sleeper = spawn(&mut w.k, "sleeper");
+    while w.k.pick_next() != Some(sleeper) {}
+    assert_eq!(w.k.sleep_until(sleeper, at(10), T0), Ok(true));
+    let called =
+        w.k.call_object(w.client, cap, b"c", inbox, None, at(10), |_| true);
+    assert_eq!(called, Ok(ObjectCalled::Received(RecvOutcome::Blocked)));
+    assert_eq!(w.k.task_state(w.server), Some(SchedState::Ready));
+
+    // Not handed off (the kernel declined): queued, nobody switched to.
+    let mut w = world();
+    let cap = blocked_server_and_object_cap(&mut w, 1, Rights::READ);
+    let (inbox, _) = reply_channel(&mut w);
+    let called =
+        w.k.call_object(w.client, cap, b"d", inbox, None, T0, |_| false);
+    assert_eq!(called, Ok(ObjectCalled::Received(RecvOutcome::Blocked)));
+    assert_eq!(
+        w.k.take_wake_reason(w.server),
+        Some(WakeReason::MessageArrived)
+    );
+    w.k.check_invariants().unwrap();
 }

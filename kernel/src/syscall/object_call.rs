@@ -8,13 +8,17 @@
 //! nothing. The rest is `KernelCore::call_object`: the receive capability,
 //! then `SendToObject`'s checks and send (the same heap reserve first),
 //! then `Receive`'s receive or block, whose outcome the caller sees as a
-//! `Receive` would.
+//! `Receive` would. When the core has made the server it handed the
+//! request to the running task (`ObjectCalled::SwitchedTo`), the kernel
+//! switches straight to it instead of through `schedule`.
 
 use pandagen_abi::syscall::ObjectCallRegisters;
 use pandagen_abi::KernelError;
+use pandagen_core::ObjectCalled;
 
 use super::ipc::{deadline, received};
 use super::{Ctx, Step};
+use crate::task::Pending;
 
 /// The handler of `Syscall::CallObject`; `message` is the request.
 pub(super) fn call_object(cx: &mut Ctx<'_>, message: &[u8]) -> Result<Step, KernelError> {
@@ -27,7 +31,7 @@ pub(super) fn call_object(cx: &mut Ctx<'_>, message: &[u8]) -> Result<Step, Kern
     )?;
     cx.ensure_heap_room(message.len())?;
     let deadline = deadline(cx, request.timeout_nanos);
-    let outcome = cx.k.call_object(
+    let called = cx.k.call_object(
         cx.caller,
         request.object,
         message,
@@ -35,5 +39,17 @@ pub(super) fn call_object(cx: &mut Ctx<'_>, message: &[u8]) -> Result<Step, Kern
         deadline,
         cx.now,
     )?;
-    received(cx, outcome, request.receive, deadline)
+    match called {
+        ObjectCalled::Received(outcome) => received(cx, outcome, request.receive, deadline),
+        // The server took the request and runs now: the caller waits in
+        // its receive as `received` would block it.
+        ObjectCalled::SwitchedTo(task) => Ok(Step::SwitchTo {
+            task,
+            pending: Pending::Receive {
+                channel: request.receive,
+                deadline,
+                response: cx.response,
+            },
+        }),
+    }
 }

@@ -26,7 +26,7 @@ use schedule::accept_offer;
 use alloc::vec::Vec;
 use pandagen_abi::syscall::{StartupInfo, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER};
 use pandagen_abi::{Budget, CapHandle, ExecutionId, ExitReason, Instant, KernelError, TaskId};
-use pandagen_core::{slot_index, CoreConfig, Delivered, KernelCore, RecvOutcome, Switched};
+use pandagen_core::{slot_index, CoreConfig, Delivered, KernelCore, ObjectCalled, Switched};
 use serde::Serialize;
 use spin::Mutex;
 
@@ -355,7 +355,7 @@ impl KernelState {
         receive: CapHandle,
         deadline: Option<Instant>,
         now: Instant,
-    ) -> Result<RecvOutcome, KernelError> {
+    ) -> Result<ObjectCalled, KernelError> {
         let KernelState { core, tasks, .. } = self;
         core.call_object(caller, object, message, receive, deadline, now, |offer| {
             accept_offer(tasks, offer)

@@ -34,6 +34,17 @@ use crate::audit::CapabilityEvent;
 use crate::cap_table::{InvalidUse, ObjectRef, ServiceObject};
 use crate::channel::{Body, ChannelRef, Message};
 
+/// How a [`KernelCore::call_object`] that was not refused left its caller.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ObjectCalled {
+    /// As [`KernelCore::receive_or_block`] left it.
+    Received(RecvOutcome),
+    /// Blocked receiving, as `receive_or_block` blocks it, and the server
+    /// the request was handed to is now the running task, picked as
+    /// [`KernelCore::pick_next`] would have picked it.
+    SwitchedTo(TaskId),
+}
+
 impl KernelCore {
     /// Mint, for `caller`, a capability for the object `badge` of
     /// `service`, with `rights` restricted to
@@ -160,6 +171,13 @@ impl KernelCore {
     /// [`RecvOutcome::TimedOut`]) and `ReceiveFailed`, which no refused send
     /// returns.
     ///
+    /// When the request was handed to a waiting server and the caller
+    /// blocked, and no deadline is due at `now` and that server is who
+    /// [`KernelCore::pick_next`] would choose, the core picks it: it is the
+    /// running task ([`ObjectCalled::SwitchedTo`]), exactly as the next
+    /// `pick_next` would have made it, and the embedder switches straight
+    /// to it.
+    ///
     /// Errors: `check_receive`'s refusals, then `send_to_object`'s, then
     /// `receive_or_block`'s. Cost: `send_to_object_or_hand_off` and
     /// `receive_or_block`.
@@ -173,10 +191,28 @@ impl KernelCore {
         deadline: Option<Instant>,
         now: Instant,
         hand_off: impl FnOnce(&Offer<'_>) -> bool,
-    ) -> Result<RecvOutcome, KernelError> {
+    ) -> Result<ObjectCalled, KernelError> {
         self.check_receive(caller, receive, now)?;
-        self.send_to_object_or_hand_off(caller, handle, body, &[], now, hand_off)?;
-        self.receive_or_block(caller, receive, deadline, now)
+        let sent = self.send_to_object_or_hand_off(caller, handle, body, &[], now, hand_off)?;
+        let outcome = self.receive_or_block(caller, receive, deadline, now)?;
+        if let (Sent::HandedOff { receiver, .. }, RecvOutcome::Blocked) = (sent, &outcome) {
+            if self.pick_if_next(receiver, now) {
+                return Ok(ObjectCalled::SwitchedTo(receiver));
+            }
+        }
+        Ok(ObjectCalled::Received(outcome))
+    }
+
+    /// Make `task` the running task if no deadline is due at `now` and it
+    /// is who [`KernelCore::pick_next`] would choose; whether it did.
+    fn pick_if_next(&mut self, task: TaskId, now: Instant) -> bool {
+        if self.sched.next_deadline().is_some_and(|d| d <= now) {
+            return false;
+        }
+        match self.tasks.slot_of(task) {
+            Some(slot) if self.sched.would_pick(slot) => self.sched.pick_next() == Some(slot),
+            _ => false,
+        }
     }
 
     /// [`KernelCore::send_to_object`] held back for fault injection, like
