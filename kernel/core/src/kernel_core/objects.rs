@@ -192,9 +192,11 @@ impl KernelCore {
         now: Instant,
         hand_off: impl FnOnce(&Offer<'_>) -> bool,
     ) -> Result<ObjectCalled, KernelError> {
-        self.check_receive(caller, receive, now)?;
+        let from = self.receivable(caller, receive, now)?;
         let sent = self.send_to_object_or_hand_off(caller, handle, body, &[], now, hand_off)?;
-        let outcome = self.receive_or_block(caller, receive, deadline, now)?;
+        // A send without capabilities moved none of the caller's: `from`
+        // is still its to receive on.
+        let outcome = self.receive_or_block_on(caller, from, deadline, now)?;
         if let (Sent::HandedOff { receiver, .. }, RecvOutcome::Blocked) = (sent, &outcome) {
             if self.pick_if_next(receiver, now) {
                 return Ok(ObjectCalled::SwitchedTo(receiver));

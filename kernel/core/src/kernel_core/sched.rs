@@ -23,7 +23,7 @@
 use pandagen_abi::{CapHandle, Instant, KernelError, Priority, TaskId};
 
 use super::KernelCore;
-use crate::channel::Delivered;
+use crate::channel::{ChannelRef, Delivered};
 use crate::sched::{BlockedOn, SchedState};
 use crate::task::WakeReason;
 
@@ -52,6 +52,21 @@ impl KernelCore {
         now: Instant,
     ) -> Result<RecvOutcome, KernelError> {
         let ch = self.receivable(caller, handle, now)?;
+        self.receive_or_block_on(caller, ch, deadline, now)
+    }
+
+    /// [`KernelCore::receive_or_block`] on the channel `ch` that `caller`
+    /// has been found able to receive on, with nothing changed since that
+    /// could have taken the capability away (an object call's receive
+    /// after its send).
+    #[inline(always)]
+    pub(super) fn receive_or_block_on(
+        &mut self,
+        caller: TaskId,
+        ch: ChannelRef,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Result<RecvOutcome, KernelError> {
         if let Some(t) = self.tasks.get_mut(caller) {
             t.wake = None;
         }
