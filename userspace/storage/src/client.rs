@@ -430,6 +430,10 @@ impl StorageClient {
         let deadline = (self.unanswered > 0).then(|| kernel.now().saturating_add(timeout));
         let first =
             match kernel.call_object(&as_object(object), envelope, self.reply, Some(timeout)) {
+                // The usual outcome, handed back as `wait_after` would.
+                Ok(answer) if answer.envelope.correlation_id == Some(envelope.id) => {
+                    return Ok(Called::Sent(Some(answer)));
+                }
                 Ok(answer) => Ok(answer),
                 Err(ObjectCallError::Unanswered(e)) => Err(e),
                 Err(ObjectCallError::NotSent(e)) => {
