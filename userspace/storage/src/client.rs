@@ -166,6 +166,10 @@ fn unpack<K: KernelApi>(
     Ok((reply, granted))
 }
 
+/// The largest payload whose buffer a client keeps for its next
+/// one-operation request (see [`StorageClient::reused_envelope`]).
+const SPARE_PAYLOAD_MAX: usize = 1024;
+
 /// What a send that could not be made now means: a full queue, an
 /// injected fault, or a service still away are a lost attempt (`Ok`); any
 /// other refusal is the call's error.
@@ -207,6 +211,9 @@ pub struct StorageClient {
     /// one (the request being waited for), no other answer can arrive, so
     /// the wait needs no deadline of its own and the clock is not read.
     unanswered: u32,
+    /// The envelope of the last one-operation request, for the next to
+    /// reuse (see [`StorageClient::reused_envelope`]).
+    spare: Option<MessageEnvelope>,
 }
 
 impl StorageClient {
@@ -231,6 +238,7 @@ impl StorageClient {
             session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             opened: false,
             unanswered: 0,
+            spare: None,
         }
     }
 
@@ -301,7 +309,7 @@ impl StorageClient {
         via: Option<&ObjectCap>,
         envelope: MessageEnvelope,
     ) -> Result<(Reply, Option<ObjectCap>), ClientError> {
-        let answer = self.exchange_answer(kernel, via, envelope)?;
+        let answer = self.exchange_answer(kernel, via, &envelope)?;
         unpack(kernel, answer)
     }
 
@@ -311,12 +319,12 @@ impl StorageClient {
         &mut self,
         kernel: &mut K,
         via: Option<&ObjectCap>,
-        envelope: MessageEnvelope,
+        envelope: &MessageEnvelope,
     ) -> Result<ReceivedMessage, ClientError> {
         let id = envelope.id;
         let via = via.map(Cap::handle);
         for attempt in 0..self.attempts {
-            if let Some(answer) = self.attempt(kernel, via, &envelope, attempt > 0)? {
+            if let Some(answer) = self.attempt(kernel, via, envelope, attempt > 0)? {
                 return Ok(answer);
             }
         }
@@ -324,6 +332,35 @@ impl StorageClient {
             attempts: self.attempts,
             request: id,
         })
+    }
+
+    /// [`envelope_of`](Self::envelope_of) under a fresh message id, in
+    /// the envelope the last such request was sent in if it had the same
+    /// action (kept in `spare`): its action and payload buffer are reused,
+    /// so a request allocates nothing. The bytes are those of a fresh
+    /// envelope.
+    fn reused_envelope<R: serde::Serialize + ?Sized>(
+        &mut self,
+        action: &str,
+        request: &R,
+    ) -> Result<MessageEnvelope, ClientError> {
+        let Some(mut envelope) = self.spare.take().filter(|e| e.action == action) else {
+            let mut envelope = self.envelope_of(action, request)?;
+            envelope.id = MessageId::new();
+            return Ok(envelope);
+        };
+        let payload = RequestPayloadRef {
+            request,
+            session: Some(self.session),
+        };
+        let mut bytes =
+            core::mem::replace(&mut envelope.payload, MessagePayload::empty()).into_bytes();
+        bytes.clear();
+        let bytes =
+            postcard::to_extend(&payload, bytes).map_err(|_| EnvelopeError::EncodeFailed)?;
+        envelope.payload = MessagePayload::from_bytes(bytes)?;
+        envelope.id = MessageId::new();
+        Ok(envelope)
     }
 
     /// The envelope of `request`, in this client's session.
@@ -744,9 +781,13 @@ impl StorageClient {
         object: &ObjectCap,
         op: OpRef<'_>,
     ) -> Result<OpResult, ClientError> {
-        let mut envelope = self.envelope_of(actions::TRANSACT, &TransactOne(op))?;
-        envelope.id = MessageId::new();
-        let answer = self.exchange_answer(kernel, Some(object), envelope)?;
+        let envelope = self.reused_envelope(actions::TRANSACT, &TransactOne(op))?;
+        let answer = self.exchange_answer(kernel, Some(object), &envelope);
+        // A large payload's buffer is not kept for the next request.
+        if envelope.payload.len() <= SPARE_PAYLOAD_MAX {
+            self.spare = Some(envelope);
+        }
+        let answer = answer?;
         // The usual answer, one result, decodes without allocating the
         // reply's lists; anything else is judged as a general reply.
         if let Ok(one) = answer
@@ -986,5 +1027,53 @@ pub fn received_cap<K: KernelApi>(
             Err(ClientError::UnexpectedReply)
         }
         None => Err(ClientError::UnexpectedReply),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reused envelope is byte for byte a fresh one (under the same id),
+    /// whatever the request before it was, and one of another action is
+    /// not reused.
+    #[test]
+    fn a_reused_envelope_is_a_fresh_one() {
+        let mut client = StorageClient::new(
+            ChannelId::from_handle(CapHandle::new(1, 0)),
+            ChannelId::from_handle(CapHandle::new(2, 0)),
+        );
+        let long_value = [7u8; 300];
+        let requests = [
+            TransactOne(OpRef::Put {
+                key: b"a-rather-long-key",
+                value: &long_value,
+            }),
+            TransactOne(OpRef::Get {
+                key: b"k",
+                at: None,
+            }),
+            TransactOne(OpRef::Put {
+                key: b"",
+                value: b"v",
+            }),
+        ];
+        for request in &requests {
+            let reused = client.reused_envelope(actions::TRANSACT, request).unwrap();
+            let mut fresh = client.envelope_of(actions::TRANSACT, request).unwrap();
+            fresh.id = reused.id;
+            assert_eq!(reused.encode().unwrap(), fresh.encode().unwrap());
+            client.spare = Some(reused);
+        }
+        let before = client.spare.as_ref().map(|e| e.id);
+        let other = client
+            .reused_envelope(actions::COMMIT, &requests[1])
+            .unwrap();
+        assert_eq!(other.action, actions::COMMIT);
+        assert_ne!(Some(other.id), before);
+        assert!(
+            client.spare.is_none(),
+            "taken, not reused for another action"
+        );
     }
 }
