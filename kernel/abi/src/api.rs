@@ -192,6 +192,24 @@ pub const fn unsupported(call: Syscall) -> KernelError {
     KernelError::Syscall(SyscallError::UnknownSyscall(call as u64))
 }
 
+/// Which half of a [`KernelApi::call_object`] failed, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObjectCallError {
+    /// The message was not sent, and nothing was received.
+    NotSent(KernelError),
+    /// The message was sent; the receive failed (`Timeout` among others).
+    Unanswered(KernelError),
+}
+
+impl ObjectCallError {
+    /// The error, whichever half it came from.
+    pub fn error(self) -> KernelError {
+        match self {
+            ObjectCallError::NotSent(e) | ObjectCallError::Unanswered(e) => e,
+        }
+    }
+}
+
 /// The kernel interface (docs/interfaces.md, "The kernel API"), plus
 /// capability transfer in messages, the capability `clone`, `delegate`
 /// and `drop` operations, and the block-device calls.
@@ -398,6 +416,29 @@ pub trait KernelApi {
         self.send_to_object(object, message.clone(), capabilities)
     }
 
+    /// A client's call through `object`: send `message` (no capabilities)
+    /// as [`send_to_object_ref`](Self::send_to_object_ref) does, then
+    /// receive on `receive` as
+    /// [`receive_with_capabilities`](Self::receive_with_capabilities) does
+    /// with `timeout`. The error says which half failed: `NotSent` (nothing
+    /// was sent or received) or `Unanswered` (sent; the receive failed).
+    /// The ring-3 runtime makes it one system call,
+    /// [`CallObject`](crate::syscall::Syscall::CallObject), which also
+    /// refuses, before sending, a `receive` it could not receive on; this
+    /// default is the two calls.
+    fn call_object(
+        &mut self,
+        object: &Cap<kinds::StorageObject>,
+        message: &MessageEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, ObjectCallError> {
+        self.send_to_object_ref(object, message, Vec::new())
+            .map_err(ObjectCallError::NotSent)?;
+        self.receive_with_capabilities(receive, timeout)
+            .map_err(ObjectCallError::Unanswered)
+    }
+
     /// The geometry of the block device `device` names (a `BlockDevice`
     /// capability with `READ`). The three block calls share these rules:
     /// a capability of another kind, or without the right, is refused
@@ -517,6 +558,13 @@ mod tests {
             "x",
             crate::schema::SchemaVersion::new(1, 0),
             crate::envelope::MessagePayload::new(&0u8).unwrap(),
+        );
+        // The default object call is the two calls: a send refused says
+        // so, and the receive is not tried.
+        let reply = ChannelId::from_handle(CapHandle::new(1, 0));
+        assert_eq!(
+            kernel.call_object(&object, &message, reply, None),
+            Err(ObjectCallError::NotSent(unsupported(Syscall::SendToObject)))
         );
         assert_eq!(
             kernel.send_to_object(&object, message, Vec::new()),

@@ -47,7 +47,7 @@ pub mod syscall;
 pub mod text;
 pub mod time;
 
-pub use api::{KernelApi, Priority, ReceivedMessage, TaskDescriptor, TaskHandle};
+pub use api::{KernelApi, ObjectCallError, Priority, ReceivedMessage, TaskDescriptor, TaskHandle};
 pub use block::BlockDevice;
 pub use budget::Budget;
 pub use cap::{Badge, Cap, CapHandle, CapKind, Rights};

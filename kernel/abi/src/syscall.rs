@@ -235,6 +235,28 @@ syscall_table! {
         /// like seL4's bound notification. The caller pays for the
         /// channel. Errors: `ChannelError(KernelOnly | AlreadyBound)`.
         BindKernelChannel = 44 [allocates],
+        /// A client's call to a service object in one entry:
+        /// [`SendToObject`](Syscall::SendToObject) of a message without
+        /// capabilities, then [`Receive`](Syscall::Receive) of the answer,
+        /// with the request in registers as [`Syscall::Exchange`]'s:
+        /// `rdi`/`rsi` the message, `rdx`/`r10` the response buffer, and
+        /// [`ObjectCallRegisters`] in `r8`, `r9`, `r12`, `r13`. The response
+        /// is `Receive`'s: a [`ReceiveReply`].
+        ///
+        /// The response buffer and the receive capability (a channel
+        /// capability with `RECEIVE`) are checked before anything is sent;
+        /// then the send makes every check of `SendToObject` (the object
+        /// capability's kind and invoke right, the service registered,
+        /// room, size and budget, the kernel heap) and stamps the message
+        /// with the capability's badge and rights. A refused call has sent
+        /// and received nothing. After the send the call is exactly
+        /// `Receive` on that channel with that timeout, so its only errors
+        /// then are `Timeout` and `ReceiveFailed` (and a response too large
+        /// for the buffer), which the send half never returns: an error of
+        /// any other kind means nothing was sent (see [`object_call_sent`]). A message that moves capabilities (a
+        /// session's first request carrying its reply capability) takes
+        /// `SendToObject` and `Receive`: this call has no room for them.
+        CallObject = 46 [blocks, receives],
     }
 
     /// Moving, copying and dropping capabilities.
@@ -586,6 +608,63 @@ impl ExchangeRegisters {
             self.consume_send as u64,
         ]
     }
+}
+
+/// The registers of a [`Syscall::CallObject`] beyond the message and the
+/// response buffer: the object capability to send through (`r8`), the
+/// channel to receive the answer on (`r9`), the receive's timeout in
+/// nanoseconds (`r12`, [`ExchangeRegisters::WAIT_FOREVER`] for none), and
+/// `r13`, reserved: it must be 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectCallRegisters {
+    pub object: CapHandle,
+    pub receive: CapHandle,
+    /// As [`ReceiveRequest::timeout_nanos`].
+    pub timeout_nanos: Option<u64>,
+}
+
+impl ObjectCallRegisters {
+    /// The request a task put in `r8`, `r9`, `r12` and `r13`; an `r13`
+    /// other than 0 is `MalformedRequest`.
+    pub const fn from_registers(r8: u64, r9: u64, r12: u64, r13: u64) -> Result<Self, KernelError> {
+        if r13 != 0 {
+            return Err(KernelError::Syscall(SyscallError::MalformedRequest));
+        }
+        Ok(ObjectCallRegisters {
+            object: CapHandle::from_raw(r8),
+            receive: CapHandle::from_raw(r9),
+            timeout_nanos: if r12 == ExchangeRegisters::WAIT_FOREVER {
+                None
+            } else {
+                Some(r12)
+            },
+        })
+    }
+
+    /// The values of `r8`, `r9`, `r12` and `r13`.
+    pub const fn to_registers(&self) -> [u64; 4] {
+        let timeout = match self.timeout_nanos {
+            Some(nanos) => nanos,
+            None => ExchangeRegisters::WAIT_FOREVER,
+        };
+        [self.object.as_raw(), self.receive.as_raw(), timeout, 0]
+    }
+}
+
+/// Whether a [`Syscall::CallObject`] that failed with `error` had sent its
+/// message: only its receive half returns `Timeout` and `ReceiveFailed`,
+/// and it runs only after the send. A response buffer too small for the
+/// answer (the status [`decode_status`] reads as `ResponseTooLarge`) also
+/// means it was sent and its answer lost, provided the buffer holds any
+/// error response (the runtime's, of [`RESPONSE_BUFFER_BYTES`], does): a
+/// smaller one may lose a refusal that way too.
+pub const fn object_call_sent(error: &KernelError) -> bool {
+    matches!(
+        error,
+        KernelError::Timeout
+            | KernelError::ReceiveFailed(_)
+            | KernelError::Syscall(SyscallError::ResponseTooLarge { .. })
+    )
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -1081,12 +1160,18 @@ mod tests {
                 Syscall::Receive,
                 Syscall::Sleep,
                 Syscall::SendReceive,
-                Syscall::Exchange
+                Syscall::Exchange,
+                Syscall::CallObject,
             ]
         );
         assert_eq!(
             with(|p| p.receives),
-            [Syscall::Receive, Syscall::SendReceive, Syscall::Exchange]
+            [
+                Syscall::Receive,
+                Syscall::SendReceive,
+                Syscall::Exchange,
+                Syscall::CallObject
+            ]
         );
     }
 
@@ -1298,6 +1383,60 @@ mod tests {
             ExchangeRegisters::from_registers(0, 0, 0, 2),
             Err(KernelError::Syscall(SyscallError::MalformedRequest))
         );
+    }
+
+    #[test]
+    fn object_call_registers_round_trip() {
+        for timeout_nanos in [None, Some(0), Some(1_000_000), Some(u64::MAX - 1)] {
+            let request = ObjectCallRegisters {
+                object: CapHandle::new(3, 1),
+                receive: CapHandle::new(u32::MAX, 7),
+                timeout_nanos,
+            };
+            let [r8, r9, r12, r13] = request.to_registers();
+            assert_eq!(r13, 0);
+            assert_eq!(
+                ObjectCallRegisters::from_registers(r8, r9, r12, r13),
+                Ok(request)
+            );
+        }
+        assert_eq!(
+            ObjectCallRegisters::from_registers(0, 0, u64::MAX, 0).map(|r| r.timeout_nanos),
+            Ok(None)
+        );
+        for r13 in [1, 2, u64::MAX] {
+            assert_eq!(
+                ObjectCallRegisters::from_registers(0, 0, 0, r13),
+                Err(KernelError::Syscall(SyscallError::MalformedRequest))
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_receive_half_of_an_object_call_answers_timeout_or_receive_failed() {
+        use crate::error::{ReceiveError, SendError};
+        assert!(object_call_sent(&KernelError::Timeout));
+        assert!(object_call_sent(&KernelError::ReceiveFailed(
+            ReceiveError::ChannelClosed
+        )));
+        assert!(object_call_sent(&KernelError::Syscall(
+            SyscallError::ResponseTooLarge { needed: 9000 }
+        )));
+        // A buffer the kernel refused before anything was sent.
+        assert_eq!(
+            decode_status(STATUS_BAD_RESPONSE_BUFFER).map_err(|e| object_call_sent(&e)),
+            Err(false)
+        );
+        for refused in [
+            KernelError::InvalidCapability,
+            KernelError::InsufficientAuthority,
+            KernelError::ServiceNotFound(crate::ServiceId::from_raw(1)),
+            KernelError::SendFailed(SendError::ChannelClosed),
+            KernelError::ResourceExhausted(crate::error::Resource::Memory),
+            KernelError::Syscall(SyscallError::MalformedRequest),
+        ] {
+            assert!(!object_call_sent(&refused), "{refused:?}");
+        }
     }
 
     #[test]

@@ -222,6 +222,16 @@ impl Scheduler {
         Some(slot)
     }
 
+    /// Whether [`Scheduler::pick_next`] would choose `slot` now: it heads
+    /// the highest-priority ready list that is not empty.
+    pub(crate) fn would_pick(&self, slot: u32) -> bool {
+        if self.nonempty == 0 {
+            return false;
+        }
+        let level = 31 - self.nonempty.leading_zeros() as usize;
+        self.ready[level].head == slot
+    }
+
     /// A running task gives up the CPU (time slice over or voluntary
     /// yield): it goes to the tail of its ready list. Returns false if the
     /// task was not running.

@@ -5,10 +5,13 @@ mod common;
 
 use common::*;
 use pandagen_abi::cap::{INVOKE_RIGHTS, OBJECT_CAP_RIGHTS};
-use pandagen_abi::error::SendError;
-use pandagen_abi::{Badge, CapHandle, CapKind, ExitReason, KernelError, Rights, ServiceId, TaskId};
+use pandagen_abi::error::{ReceiveError, SendError};
+use pandagen_abi::{
+    Badge, CapHandle, CapKind, ExitReason, KernelError, Priority, Rights, ServiceId, TaskId,
+};
 use pandagen_core::{
-    BlockedOn, CapabilityEvent, KernelCore, ObjectRef, SchedState, Sent, ServiceObject, WakeReason,
+    BlockedOn, CapabilityEvent, KernelCore, ObjectCalled, ObjectRef, RecvOutcome, SchedState, Sent,
+    ServiceObject, WakeReason,
 };
 use proptest::prelude::*;
 
@@ -368,5 +371,268 @@ fn an_object_send_is_checked_before_any_offer_and_carried_caps_are_queued() {
     assert_eq!(got.caps.len(), 1);
     assert_eq!(got.badge.map(|b| b.value), Some(5));
     assert!(w.k.inspect(w.client, extra).is_none(), "moved out");
+    w.k.check_invariants().unwrap();
+}
+
+/// The client of `w`'s reply channel, and a send capability for it in the
+/// server's space (as a session's reply capability).
+fn reply_channel(w: &mut World) -> (CapHandle, CapHandle) {
+    let inbox = w.k.create_channel(w.client, T0).unwrap();
+    let for_server =
+        w.k.clone_cap(w.client, inbox, Rights::SEND | Rights::TRANSFER, T0)
+            .unwrap();
+    authorise(&mut w.k, w.client, w.server);
+    let reply = w.k.delegate(w.client, for_server, w.server, T0).unwrap();
+    (inbox, reply)
+}
+
+#[test]
+fn an_object_call_hands_its_stamped_request_off_then_waits_for_the_answer() {
+    let mut w = world();
+    let cap = blocked_server_and_object_cap(&mut w, 42, Rights::WRITE);
+    let (inbox, reply) = reply_channel(&mut w);
+    let deadline = Some(at(5_000));
+    let mut offered = None;
+    let outcome =
+        w.k.call_object(w.client, cap, b"put", inbox, deadline, T0, |o| {
+            offered = Some((o.receiver, o.sender, o.bytes.to_vec(), o.badge));
+            true
+        });
+    // Nothing else is ready: the server is who `pick_next` would run, and
+    // the core has made it the running task.
+    assert_eq!(outcome, Ok(ObjectCalled::SwitchedTo(w.server)));
+    assert_eq!(w.k.task_state(w.server), Some(SchedState::Running));
+    assert_eq!(w.k.pick_next(), None);
+    let stamp = Some(Badge {
+        value: 42,
+        rights: Rights::WRITE,
+    });
+    assert_eq!(offered, Some((w.server, w.client, b"put".to_vec(), stamp)));
+    assert_eq!(w.k.take_wake_reason(w.server), Some(WakeReason::HandedOff));
+    let inbox_ch = w.k.channel_of(w.client, inbox, T0).unwrap();
+    assert_eq!(
+        w.k.task_state(w.client),
+        Some(SchedState::Blocked(BlockedOn::Receive {
+            channel: inbox_ch,
+            deadline
+        }))
+    );
+    // The answer goes straight to the client's pending receive.
+    let mut answered_to = None;
+    let sent =
+        w.k.send_or_hand_off(w.server, reply, b"done", &[], T0, |o| {
+            answered_to = Some(o.receiver);
+            true
+        });
+    assert!(matches!(sent, Ok(Sent::HandedOff { .. })));
+    assert_eq!(answered_to, Some(w.client));
+    assert_eq!(w.k.take_wake_reason(w.client), Some(WakeReason::HandedOff));
+    w.k.check_invariants().unwrap();
+}
+
+#[test]
+fn an_object_call_queues_and_charges_like_send_to_object_and_takes_a_waiting_answer() {
+    let mut w = world();
+    let full = w.k.mint_object_cap(w.server, SVC, 8, FULL, T0).unwrap();
+    authorise(&mut w.k, w.server, w.client);
+    let cap = w.k.delegate(w.server, full, w.client, T0).unwrap();
+    let (inbox, reply) = reply_channel(&mut w);
+    w.k.send(w.server, reply, b"earlier".to_vec(), &[], T0)
+        .unwrap();
+    let used = |w: &World| w.k.budget(w.client).unwrap().used.memory;
+    let before = used(&w);
+    // The server is not waiting: the request is queued, charged to the
+    // client, and the answer already waiting is taken at once.
+    let outcome =
+        w.k.call_object(w.client, cap, b"get", inbox, None, T0, |_| {
+            panic!("offered")
+        });
+    match outcome {
+        Ok(ObjectCalled::Received(RecvOutcome::Message(m))) => assert_eq!(m.bytes, b"earlier"),
+        other => panic!("{other:?}"),
+    }
+    let charged = used(&w) - before;
+    let got = w.k.receive(w.server, w.chan, T0).unwrap().unwrap();
+    assert_eq!((got.bytes.as_slice(), got.sender), (&b"get"[..], w.client));
+    assert_eq!(
+        got.badge,
+        Some(Badge {
+            value: 8,
+            rights: FULL
+        })
+    );
+    assert_eq!(used(&w), before, "the charge ends with the delivery");
+    assert!(charged > 0, "the queued request was charged to its sender");
+    // The same request through `send_to_object` costs the same.
+    w.k.send_to_object(w.client, cap, b"get".to_vec(), &[], T0)
+        .unwrap();
+    assert_eq!(used(&w) - before, charged);
+    w.k.receive(w.server, w.chan, T0).unwrap().unwrap();
+    // A deadline already passed: sent all the same, then `TimedOut`.
+    let outcome =
+        w.k.call_object(w.client, cap, b"late", inbox, Some(T0), T0, |_| false);
+    assert_eq!(outcome, Ok(ObjectCalled::Received(RecvOutcome::TimedOut)));
+    let got = w.k.receive(w.server, w.chan, T0).unwrap().unwrap();
+    assert_eq!(got.bytes, b"late");
+    w.k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_refused_object_call_sends_and_receives_nothing() {
+    let mut w = world();
+    let full = w.k.mint_object_cap(w.server, SVC, 8, FULL, T0).unwrap();
+    authorise(&mut w.k, w.server, w.client);
+    let cap = w.k.delegate(w.server, full, w.client, T0).unwrap();
+    let rightless = w.k.clone_cap(w.client, cap, Rights::TRANSFER, T0).unwrap();
+    let (inbox, reply) = reply_channel(&mut w);
+    let send_only = w.k.clone_cap(w.client, inbox, Rights::SEND, T0).unwrap();
+    // An answer waits on the reply channel: no refused call may take it.
+    w.k.send(w.server, reply, b"waiting".to_vec(), &[], T0)
+        .unwrap();
+    let forged = CapHandle::new(3, 9);
+    let cases = [
+        // (object, receive, error, audited refusals)
+        (cap, forged, KernelError::InvalidCapability, 1),
+        (cap, send_only, KernelError::InsufficientAuthority, 1),
+        (
+            cap,
+            cap,
+            KernelError::WrongCapabilityKind {
+                expected: CapKind::Channel,
+                found: CapKind::StorageObject,
+            },
+            1,
+        ),
+        // The receive capability is checked first: one refusal audited.
+        (forged, forged, KernelError::InvalidCapability, 1),
+        (forged, inbox, KernelError::InvalidCapability, 1),
+        (
+            inbox,
+            inbox,
+            KernelError::WrongCapabilityKind {
+                expected: CapKind::StorageObject,
+                found: CapKind::Channel,
+            },
+            1,
+        ),
+        (rightless, inbox, KernelError::InsufficientAuthority, 1),
+    ];
+    let server_ch = w.k.channel_of(w.server, w.chan, T0).unwrap();
+    let inbox_ch = w.k.channel_of(w.client, inbox, T0).unwrap();
+    for (i, (object, receive, error, audited)) in cases.into_iter().enumerate() {
+        let before = invalid_uses(&w.k);
+        let outcome =
+            w.k.call_object(w.client, object, b"x", receive, None, T0, |_| {
+                panic!("offered")
+            });
+        assert_eq!(outcome, Err(error), "case {i}");
+        assert_eq!(invalid_uses(&w.k) - before, audited, "case {i}");
+        assert_eq!(w.k.queue_len(server_ch), Some(0), "case {i}: sent");
+        assert_eq!(w.k.queue_len(inbox_ch), Some(1), "case {i}: received");
+    }
+    // While the service is not registered: `ServiceNotFound`, nothing
+    // received.
+    w.k.drop_cap(w.server, w.chan, T0).unwrap();
+    assert_eq!(
+        w.k.call_object(w.client, cap, b"x", inbox, None, T0, |_| panic!("offered")),
+        Err(KernelError::ServiceNotFound(SVC))
+    );
+    assert_eq!(w.k.queue_len(inbox_ch), Some(1));
+    w.k.check_invariants().unwrap();
+}
+
+/// A client blocked in an object call when the only task that could
+/// answer ends learns it as a client blocked in `Receive` does.
+#[test]
+fn a_server_ending_during_an_object_call_wakes_the_client_as_for_a_receive() {
+    let outcome = |one_call: bool| {
+        let mut w = world();
+        let cap = blocked_server_and_object_cap(&mut w, 1, Rights::READ);
+        let (inbox, _reply) = reply_channel(&mut w);
+        // The client keeps only the right to receive: the server's
+        // capability is the channel's last sender.
+        let receive_only = w.k.clone_cap(w.client, inbox, Rights::RECEIVE, T0).unwrap();
+        w.k.drop_cap(w.client, inbox, T0).unwrap();
+        if one_call {
+            let called =
+                w.k.call_object(w.client, cap, b"get", receive_only, None, T0, |_| true);
+            assert_eq!(called, Ok(ObjectCalled::SwitchedTo(w.server)));
+        } else {
+            w.k.send_to_object_or_hand_off(w.client, cap, b"get", &[], T0, |_| true)
+                .unwrap();
+            assert_eq!(
+                w.k.receive_or_block(w.client, receive_only, None, T0),
+                Ok(RecvOutcome::Blocked)
+            );
+            assert_eq!(w.k.pick_next(), Some(w.server));
+        }
+        w.k.terminate(w.server, ExitReason::Normal, T0).unwrap();
+        let woken = w.k.take_wake_reason(w.client);
+        let again = w.k.receive_or_block(w.client, receive_only, None, T0);
+        w.k.check_invariants().unwrap();
+        (woken, again)
+    };
+    let two_calls = outcome(false);
+    assert_eq!(
+        two_calls,
+        (
+            Some(WakeReason::ChannelClosed),
+            Err(KernelError::ReceiveFailed(ReceiveError::ChannelClosed))
+        )
+    );
+    assert_eq!(outcome(true), two_calls);
+}
+
+/// The core switches to the server only when `pick_next` would have
+/// chosen it: not past a due deadline, nor ahead of a task of its
+/// priority or a higher one that is ready.
+#[test]
+fn an_object_call_switches_to_the_server_only_as_pick_next_would() {
+    // A task of higher priority is ready.
+    let mut w = world();
+    let cap = blocked_server_and_object_cap(&mut w, 1, Rights::READ);
+    let (inbox, _) = reply_channel(&mut w);
+    let urgent = spawn_at(&mut w.k, "urgent", Priority::HIGH);
+    let called =
+        w.k.call_object(w.client, cap, b"a", inbox, None, T0, |_| true);
+    assert_eq!(called, Ok(ObjectCalled::Received(RecvOutcome::Blocked)));
+    assert_eq!(w.k.task_state(w.server), Some(SchedState::Ready));
+    assert_eq!(w.k.pick_next(), Some(urgent));
+    w.k.check_invariants().unwrap();
+
+    // A task of the server's priority is ready ahead of it.
+    let mut w = world();
+    let cap = blocked_server_and_object_cap(&mut w, 1, Rights::READ);
+    let (inbox, _) = reply_channel(&mut w);
+    let peer = spawn(&mut w.k, "peer");
+    let called =
+        w.k.call_object(w.client, cap, b"b", inbox, None, T0, |_| true);
+    assert_eq!(called, Ok(ObjectCalled::Received(RecvOutcome::Blocked)));
+    assert_eq!(w.k.pick_next(), Some(peer));
+    assert_eq!(w.k.pick_next(), Some(w.server));
+
+    // Another task's deadline is due: it is woken first by the scheduler.
+    let mut w = world();
+    let cap = blocked_server_and_object_cap(&mut w, 1, Rights::READ);
+    let (inbox, _) = reply_channel(&mut w);
+    let sleeper = spawn(&mut w.k, "sleeper");
+    while w.k.pick_next() != Some(sleeper) {}
+    assert_eq!(w.k.sleep_until(sleeper, at(10), T0), Ok(true));
+    let called =
+        w.k.call_object(w.client, cap, b"c", inbox, None, at(10), |_| true);
+    assert_eq!(called, Ok(ObjectCalled::Received(RecvOutcome::Blocked)));
+    assert_eq!(w.k.task_state(w.server), Some(SchedState::Ready));
+
+    // Not handed off (the kernel declined): queued, nobody switched to.
+    let mut w = world();
+    let cap = blocked_server_and_object_cap(&mut w, 1, Rights::READ);
+    let (inbox, _) = reply_channel(&mut w);
+    let called =
+        w.k.call_object(w.client, cap, b"d", inbox, None, T0, |_| false);
+    assert_eq!(called, Ok(ObjectCalled::Received(RecvOutcome::Blocked)));
+    assert_eq!(
+        w.k.take_wake_reason(w.server),
+        Some(WakeReason::MessageArrived)
+    );
     w.k.check_invariants().unwrap();
 }

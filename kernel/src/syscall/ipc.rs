@@ -25,6 +25,7 @@ pub(super) fn handler(call: IpcCall) -> Handler {
         IpcCall::ServiceRegistrant => service_registrant,
         IpcCall::Exchange => exchange,
         IpcCall::BindKernelChannel => bind_kernel_channel,
+        IpcCall::CallObject => super::object_call::call_object,
     }
 }
 
@@ -186,7 +187,7 @@ fn lookup_service(cx: &mut Ctx<'_>, request: &[u8]) -> Result<Step, KernelError>
 }
 
 /// The deadline of a receive with `timeout_nanos`.
-fn deadline(cx: &Ctx<'_>, timeout_nanos: Option<u64>) -> Option<Instant> {
+pub(super) fn deadline(cx: &Ctx<'_>, timeout_nanos: Option<u64>) -> Option<Instant> {
     timeout_nanos.map(|n| cx.now.saturating_add(Duration::from_nanos(n)))
 }
 
@@ -211,11 +212,21 @@ fn receive_message(
     timeout_nanos: Option<u64>,
 ) -> Result<Step, KernelError> {
     let deadline = deadline(cx, timeout_nanos);
-    match cx
-        .k
-        .core_mut()
-        .receive_or_block(cx.caller, channel, deadline, cx.now)?
-    {
+    let outcome =
+        cx.k.core_mut()
+            .receive_or_block(cx.caller, channel, deadline, cx.now)?;
+    received(cx, outcome, channel, deadline)
+}
+
+/// What a receive on `channel` until `deadline` that came to `outcome`
+/// does to the caller.
+pub(super) fn received(
+    cx: &mut Ctx<'_>,
+    outcome: RecvOutcome,
+    channel: CapHandle,
+    deadline: Option<Instant>,
+) -> Result<Step, KernelError> {
+    match outcome {
         RecvOutcome::Message(delivered) => Ok(Step::Reply(cx.k.encode_received(&delivered))),
         RecvOutcome::TimedOut => Err(KernelError::Timeout),
         RecvOutcome::Blocked => Ok(Step::Block(Pending::Receive {

@@ -26,7 +26,7 @@ use schedule::accept_offer;
 use alloc::vec::Vec;
 use pandagen_abi::syscall::{StartupInfo, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER};
 use pandagen_abi::{Budget, CapHandle, ExecutionId, ExitReason, Instant, KernelError, TaskId};
-use pandagen_core::{slot_index, CoreConfig, Delivered, KernelCore, Switched};
+use pandagen_core::{slot_index, CoreConfig, Delivered, KernelCore, ObjectCalled, Switched};
 use serde::Serialize;
 use spin::Mutex;
 
@@ -342,6 +342,24 @@ impl KernelState {
             accept_offer(tasks, offer)
         })?;
         Ok(())
+    }
+
+    /// A client's object call (see `KernelCore::call_object`): the send's
+    /// hand-off as in [`KernelState::send_to_object_or_hand_off`], then the
+    /// receive.
+    pub fn call_object(
+        &mut self,
+        caller: TaskId,
+        object: CapHandle,
+        message: &[u8],
+        receive: CapHandle,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Result<ObjectCalled, KernelError> {
+        let KernelState { core, tasks, .. } = self;
+        core.call_object(caller, object, message, receive, deadline, now, |offer| {
+            accept_offer(tasks, offer)
+        })
     }
 
     /// The core's send-then-receive fast path (see

@@ -8,9 +8,9 @@ use pandagen_abi::cap::kinds;
 use pandagen_abi::error::SpawnError;
 use pandagen_abi::info::{InfoReply, InfoRequest};
 use pandagen_abi::syscall::{
-    BindConsoleInputRequest, BootFileReply, ConsoleWriteRequest, InfoRequestEnvelope,
-    MintObjectCapRequest, MintRegistrationRequest, ObjectSendRequest, ReadBootFileRequest,
-    ShutdownRequest,
+    object_call_sent, BindConsoleInputRequest, BootFileReply, ConsoleWriteRequest,
+    InfoRequestEnvelope, MintObjectCapRequest, MintRegistrationRequest, ObjectCallRegisters,
+    ObjectSendRequest, ReadBootFileRequest, ShutdownRequest,
 };
 use pandagen_abi::syscall::{
     CapRequest, CloneRequest, ExchangeRegisters, ExitRequest, ReceiveReply, ReceiveRequest,
@@ -19,7 +19,7 @@ use pandagen_abi::syscall::{
 };
 use pandagen_abi::{
     Cap, CapHandle, ChannelId, Duration, ExitReason, Instant, KernelApi, KernelError,
-    MessageEnvelope, Rights, ServiceId, TaskDescriptor, TaskHandle, TaskId,
+    MessageEnvelope, ObjectCallError, Rights, ServiceId, TaskDescriptor, TaskHandle, TaskId,
 };
 
 use crate::syscall::{call, call_receiving, call_small, exchange};
@@ -99,6 +99,11 @@ fn handles_of(
     Ok(handles)
 }
 
+/// A receive's timeout as the kernel takes it (`None`: no timeout).
+fn timeout_nanos(timeout: Option<Duration>) -> Option<u64> {
+    timeout.map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX))
+}
+
 fn too_many_caps() -> KernelError {
     KernelError::SendFailed(pandagen_abi::error::SendError::TooManyCapabilities)
 }
@@ -119,7 +124,7 @@ impl Kernel {
         let request = ExchangeRegisters {
             send,
             receive: receive.handle(),
-            timeout_nanos: timeout.map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)),
+            timeout_nanos: timeout_nanos(timeout),
             consume_send,
         };
         received(exchange(&request, bytes, &mut self.response)?)
@@ -329,7 +334,7 @@ impl KernelApi for Kernel {
         channel: ChannelId,
         timeout: Option<Duration>,
     ) -> Result<ReceivedMessage, KernelError> {
-        let timeout_nanos = timeout.map(|t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX));
+        let timeout_nanos = timeout_nanos(timeout);
         let request = ReceiveRequest {
             channel: channel.handle(),
             timeout_nanos,
@@ -520,6 +525,28 @@ impl KernelApi for Kernel {
             &self.scratch[..request_len],
             &mut self.response,
         )
+    }
+
+    fn call_object(
+        &mut self,
+        object: &Cap<kinds::StorageObject>,
+        message: &MessageEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, ObjectCallError> {
+        let bytes = message
+            .encode_into(&mut self.scratch)
+            .map_err(|e| ObjectCallError::NotSent(e.into()))?;
+        let request = ObjectCallRegisters {
+            object: object.handle(),
+            receive: receive.handle(),
+            timeout_nanos: timeout_nanos(timeout),
+        };
+        match crate::syscall::call_object(&request, bytes, &mut self.response) {
+            Ok(reply) => received(reply).map_err(ObjectCallError::Unanswered),
+            Err(e) if object_call_sent(&e) => Err(ObjectCallError::Unanswered(e)),
+            Err(e) => Err(ObjectCallError::NotSent(e)),
+        }
     }
 
     fn block_info(

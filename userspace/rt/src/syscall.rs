@@ -7,8 +7,8 @@
 
 use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
-    decode_receive_response, decode_status, DebugWriteRequest, ExchangeRegisters, ReceiveReply,
-    Syscall, TerminateRequest, MAX_DEBUG_WRITE,
+    decode_receive_response, decode_status, DebugWriteRequest, ExchangeRegisters,
+    ObjectCallRegisters, ReceiveReply, Syscall, TerminateRequest, MAX_DEBUG_WRITE,
 };
 use pandagen_abi::text::truncate;
 use pandagen_abi::{ExitReason, KernelError, TaskId};
@@ -203,37 +203,39 @@ fn written(rax: u64, response: &[u8]) -> Result<&[u8], KernelError> {
         .ok_or(KernelError::Syscall(SyscallError::MalformedRequest))
 }
 
-/// Enter the kernel with [`Syscall::Exchange`]: `message` out on
-/// `request.send`, then a receive on `request.receive` into `response`.
-/// Returns `rax` (the response length, or a transport status).
+/// Enter the kernel with `call`, whose request is in registers (as
+/// [`Syscall::Exchange`] and [`Syscall::CallObject`] take it): the message
+/// in `rdi`/`rsi`, the response buffer in `rdx`/`r10`, and `registers` in
+/// `r8`, `r9`, `r12`, `r13`. Returns `rax` (the response length, or a
+/// transport status).
 ///
 /// # Safety
 /// `message` must be readable for `message_len` bytes and `response`
 /// writable for `response_len` bytes, as for [`raw_syscall`].
 #[cfg(target_os = "none")]
-pub unsafe fn raw_exchange(
-    request: &ExchangeRegisters,
+pub unsafe fn raw_in_registers(
+    call: Syscall,
+    [r8, r9, r12, r13]: [u64; 4],
     message: *const u8,
     message_len: usize,
     response: *mut u8,
     response_len: usize,
 ) -> u64 {
-    let [send, receive, timeout, consume_send] = request.to_registers();
     let rax: u64;
     // SAFETY: as for `raw_syscall`; r8, r9, r12 and r13 are inputs the
     // kernel preserves.
     unsafe {
         core::arch::asm!(
             "syscall",
-            inlateout("rax") Syscall::Exchange as u64 => rax,
+            inlateout("rax") call as u64 => rax,
             in("rdi") message,
             in("rsi") message_len,
             in("rdx") response,
             in("r10") response_len,
-            in("r8") send,
-            in("r9") receive,
-            in("r12") timeout,
-            in("r13") consume_send,
+            in("r8") r8,
+            in("r9") r9,
+            in("r12") r12,
+            in("r13") r13,
             lateout("rcx") _,
             lateout("r11") _,
             options(nostack),
@@ -247,14 +249,65 @@ pub unsafe fn raw_exchange(
 /// # Safety
 /// Always safe to call; `unsafe` only to match the bare-metal signature.
 #[cfg(not(target_os = "none"))]
-pub unsafe fn raw_exchange(
-    _: &ExchangeRegisters,
+pub unsafe fn raw_in_registers(
+    _: Syscall,
+    _: [u64; 4],
     _: *const u8,
     _: usize,
     _: *mut u8,
     _: usize,
 ) -> u64 {
     pandagen_abi::syscall::STATUS_BAD_RESPONSE_BUFFER
+}
+
+/// [`raw_in_registers`] of live buffers, its reply decoded from `response`.
+fn in_registers<'r>(
+    call: Syscall,
+    registers: [u64; 4],
+    message: &[u8],
+    response: &'r mut [u8],
+) -> Result<ReceiveReply<'r>, KernelError> {
+    // SAFETY: `message` and `response` are live, distinct buffers of the
+    // given lengths for the duration of the call.
+    let rax = unsafe {
+        raw_in_registers(
+            call,
+            registers,
+            message.as_ptr(),
+            message.len(),
+            response.as_mut_ptr(),
+            response.len(),
+        )
+    };
+    received_in(rax, response)
+}
+
+/// Enter the kernel with [`Syscall::Exchange`]: `message` out on
+/// `request.send`, then a receive on `request.receive` into `response`.
+/// Returns `rax` (the response length, or a transport status).
+///
+/// # Safety
+/// `message` must be readable for `message_len` bytes and `response`
+/// writable for `response_len` bytes, as for [`raw_syscall`].
+pub unsafe fn raw_exchange(
+    request: &ExchangeRegisters,
+    message: *const u8,
+    message_len: usize,
+    response: *mut u8,
+    response_len: usize,
+) -> u64 {
+    let registers = request.to_registers();
+    // SAFETY: the caller upholds the buffer contract above.
+    unsafe {
+        raw_in_registers(
+            Syscall::Exchange,
+            registers,
+            message,
+            message_len,
+            response,
+            response_len,
+        )
+    }
 }
 
 /// Send `message` on `request.send`, then receive on `request.receive`
@@ -264,18 +317,24 @@ pub fn exchange<'r>(
     message: &[u8],
     response: &'r mut [u8],
 ) -> Result<ReceiveReply<'r>, KernelError> {
-    // SAFETY: `message` and `response` are live, distinct buffers of the
-    // given lengths for the duration of the call.
-    let rax = unsafe {
-        raw_exchange(
-            request,
-            message.as_ptr(),
-            message.len(),
-            response.as_mut_ptr(),
-            response.len(),
-        )
-    };
-    received_in(rax, response)
+    in_registers(Syscall::Exchange, request.to_registers(), message, response)
+}
+
+/// Send `message` through `request.object`, then receive on
+/// `request.receive` (one [`Syscall::CallObject`]), and decode the reply
+/// from `response`. Which half an error came from:
+/// [`object_call_sent`](pandagen_abi::syscall::object_call_sent).
+pub fn call_object<'r>(
+    request: &ObjectCallRegisters,
+    message: &[u8],
+    response: &'r mut [u8],
+) -> Result<ReceiveReply<'r>, KernelError> {
+    in_registers(
+        Syscall::CallObject,
+        request.to_registers(),
+        message,
+        response,
+    )
 }
 
 /// A call with a small fixed-size reply, using stack buffers.

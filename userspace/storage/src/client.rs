@@ -23,7 +23,7 @@ use pandagen_abi::error::{ReceiveError, SendError};
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
     Cap, CapHandle, ChannelId, Duration, EnvelopeError, Instant, KernelApi, KernelError,
-    MessageEnvelope, MessageId, MessagePayload, ReceivedMessage, Rights,
+    MessageEnvelope, MessageId, MessagePayload, ObjectCallError, ReceivedMessage, Rights,
 };
 
 use crate::cap::{ObjectCap, ObjectToken};
@@ -166,6 +166,28 @@ fn unpack<K: KernelApi>(
     Ok((reply, granted))
 }
 
+/// The largest payload whose buffer a client keeps for its next
+/// one-operation request (see [`StorageClient::reused_envelope`]).
+const SPARE_PAYLOAD_MAX: usize = 1024;
+
+/// What a send that could not be made now means: a full queue, an
+/// injected fault, or a service still away are a lost attempt (`Ok`); any
+/// other refusal is the call's error.
+fn not_sent_now(e: KernelError) -> Result<(), ClientError> {
+    match e {
+        KernelError::SendFailed(_) | KernelError::ServiceNotFound(_) => Ok(()),
+        other => Err(other.into()),
+    }
+}
+
+/// How [`StorageClient::call_object`] went.
+enum Called {
+    /// The request could not be sent now (see [`not_sent_now`]).
+    NotSent,
+    /// The request was sent; its answer, if one came in time.
+    Sent(Option<ReceivedMessage>),
+}
+
 /// Session numbers, unique among the clients of one program (a task's
 /// sessions are told apart by these; the service adds the task).
 static NEXT_SESSION: AtomicU32 = AtomicU32::new(1);
@@ -189,6 +211,9 @@ pub struct StorageClient {
     /// one (the request being waited for), no other answer can arrive, so
     /// the wait needs no deadline of its own and the clock is not read.
     unanswered: u32,
+    /// The envelope of the last one-operation request, for the next to
+    /// reuse (see [`StorageClient::reused_envelope`]).
+    spare: Option<MessageEnvelope>,
 }
 
 impl StorageClient {
@@ -213,6 +238,7 @@ impl StorageClient {
             session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             opened: false,
             unanswered: 0,
+            spare: None,
         }
     }
 
@@ -283,7 +309,7 @@ impl StorageClient {
         via: Option<&ObjectCap>,
         envelope: MessageEnvelope,
     ) -> Result<(Reply, Option<ObjectCap>), ClientError> {
-        let answer = self.exchange_answer(kernel, via, envelope)?;
+        let answer = self.exchange_answer(kernel, via, &envelope)?;
         unpack(kernel, answer)
     }
 
@@ -293,12 +319,12 @@ impl StorageClient {
         &mut self,
         kernel: &mut K,
         via: Option<&ObjectCap>,
-        envelope: MessageEnvelope,
+        envelope: &MessageEnvelope,
     ) -> Result<ReceivedMessage, ClientError> {
         let id = envelope.id;
         let via = via.map(Cap::handle);
         for attempt in 0..self.attempts {
-            if let Some(answer) = self.attempt(kernel, via, &envelope, attempt > 0)? {
+            if let Some(answer) = self.attempt(kernel, via, envelope, attempt > 0)? {
                 return Ok(answer);
             }
         }
@@ -306,6 +332,35 @@ impl StorageClient {
             attempts: self.attempts,
             request: id,
         })
+    }
+
+    /// [`envelope_of`](Self::envelope_of) under a fresh message id, in
+    /// the envelope the last such request was sent in if it had the same
+    /// action (kept in `spare`): its action and payload buffer are reused,
+    /// so a request allocates nothing. The bytes are those of a fresh
+    /// envelope.
+    fn reused_envelope<R: serde::Serialize + ?Sized>(
+        &mut self,
+        action: &str,
+        request: &R,
+    ) -> Result<MessageEnvelope, ClientError> {
+        let Some(mut envelope) = self.spare.take().filter(|e| e.action == action) else {
+            let mut envelope = self.envelope_of(action, request)?;
+            envelope.id = MessageId::new();
+            return Ok(envelope);
+        };
+        let payload = RequestPayloadRef {
+            request,
+            session: Some(self.session),
+        };
+        let mut bytes =
+            core::mem::replace(&mut envelope.payload, MessagePayload::empty()).into_bytes();
+        bytes.clear();
+        let bytes =
+            postcard::to_extend(&payload, bytes).map_err(|_| EnvelopeError::EncodeFailed)?;
+        envelope.payload = MessagePayload::from_bytes(bytes)?;
+        envelope.id = MessageId::new();
+        Ok(envelope)
     }
 
     /// The envelope of `request`, in this client's session.
@@ -390,11 +445,42 @@ impl StorageClient {
                         Err(_) => return Ok(false),
                     }
                 }
-                // Full queue, an injected fault, or a service still away.
-                KernelError::SendFailed(_) | KernelError::ServiceNotFound(_) => return Ok(false),
-                other => return Err(other.into()),
+                other => return not_sent_now(other).map(|()| false),
             }
         }
+    }
+
+    /// Send `envelope` through the object capability `object`, without a
+    /// reply capability (the session is open), and wait up to `timeout`
+    /// for its answer, in one [`KernelApi::call_object`]: what
+    /// [`send`](Self::send) and then [`wait`](Self::wait) do, with the
+    /// same outcomes (see [`Called`]).
+    fn call_object<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        object: CapHandle,
+        envelope: &MessageEnvelope,
+        timeout: Duration,
+    ) -> Result<Called, ClientError> {
+        // As `wait` reads it after the send: the clock matters only with
+        // an earlier request still unanswered.
+        let deadline = (self.unanswered > 0).then(|| kernel.now().saturating_add(timeout));
+        let first =
+            match kernel.call_object(&as_object(object), envelope, self.reply, Some(timeout)) {
+                // The usual outcome, handed back as `wait_after` would.
+                Ok(answer) if answer.envelope.correlation_id == Some(envelope.id) => {
+                    return Ok(Called::Sent(Some(answer)));
+                }
+                Ok(answer) => Ok(answer),
+                Err(ObjectCallError::Unanswered(e)) => Err(e),
+                Err(ObjectCallError::NotSent(e)) => {
+                    not_sent_now(e)?;
+                    return Ok(Called::NotSent);
+                }
+            };
+        self.unanswered = self.unanswered.saturating_add(1);
+        self.wait_after(kernel, envelope.id, timeout, deadline, Some(first))
+            .map(Called::Sent)
     }
 
     /// One send and one wait; `None` on timeout.
@@ -415,18 +501,37 @@ impl StorageClient {
         resend: bool,
     ) -> Result<Option<ReceivedMessage>, ClientError> {
         let with_capability = resend || !self.opened;
-        if !self.send(kernel, via, envelope, resend)? {
+        let probe = !with_capability && SESSION_PROBE < self.timeout;
+        match via {
+            // Without a capability to move, through an object: one call
+            // sends and makes the first wait.
+            Some(object) if !with_capability => {
+                let first_wait = if probe { SESSION_PROBE } else { self.timeout };
+                match self.call_object(kernel, object, envelope, first_wait)? {
+                    Called::NotSent => {
+                        kernel.sleep(self.timeout)?;
+                        return Ok(None);
+                    }
+                    Called::Sent(Some(answer)) => return Ok(Some(answer)),
+                    Called::Sent(None) if !probe => return Ok(None),
+                    Called::Sent(None) => {}
+                }
+            }
+            _ => {
+                if !self.send(kernel, via, envelope, resend)? {
+                    kernel.sleep(self.timeout)?;
+                    return Ok(None);
+                }
+                if probe {
+                    if let Some(answer) = self.wait(kernel, envelope.id, SESSION_PROBE)? {
+                        return Ok(Some(answer));
+                    }
+                }
+            }
+        }
+        if probe && !self.send(kernel, via, envelope, true)? {
             kernel.sleep(self.timeout)?;
             return Ok(None);
-        }
-        if !with_capability && SESSION_PROBE < self.timeout {
-            if let Some(answer) = self.wait(kernel, envelope.id, SESSION_PROBE)? {
-                return Ok(Some(answer));
-            }
-            if !self.send(kernel, via, envelope, true)? {
-                kernel.sleep(self.timeout)?;
-                return Ok(None);
-            }
         }
         self.wait(kernel, envelope.id, self.timeout)
     }
@@ -442,13 +547,29 @@ impl StorageClient {
         // The first wait is the whole timeout. The deadline matters only
         // if other answers arrive first, which needs an earlier request
         // still unanswered: only then is the clock read now.
-        let mut deadline = (self.unanswered > 1).then(|| kernel.now().saturating_add(timeout));
+        let deadline = (self.unanswered > 1).then(|| kernel.now().saturating_add(timeout));
+        self.wait_after(kernel, id, timeout, deadline, None)
+    }
+
+    /// [`wait`](Self::wait) until `deadline` (if known) or for `timeout`,
+    /// whose first receive has already been made if `first` holds its
+    /// result (the receive half of an object call).
+    fn wait_after<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        id: MessageId,
+        timeout: Duration,
+        mut deadline: Option<Instant>,
+        mut first: Option<Result<ReceivedMessage, KernelError>>,
+    ) -> Result<Option<ReceivedMessage>, ClientError> {
         let mut left = timeout;
         loop {
-            if left.is_zero() {
-                return Ok(None);
-            }
-            match kernel.receive_with_capabilities(self.reply, Some(left)) {
+            let received = match first.take() {
+                Some(received) => received,
+                None if left.is_zero() => return Ok(None),
+                None => kernel.receive_with_capabilities(self.reply, Some(left)),
+            };
+            match received {
                 Ok(answer) if answer.envelope.correlation_id == Some(id) => {
                     self.unanswered = self.unanswered.saturating_sub(1);
                     return Ok(Some(answer));
@@ -660,9 +781,13 @@ impl StorageClient {
         object: &ObjectCap,
         op: OpRef<'_>,
     ) -> Result<OpResult, ClientError> {
-        let mut envelope = self.envelope_of(actions::TRANSACT, &TransactOne(op))?;
-        envelope.id = MessageId::new();
-        let answer = self.exchange_answer(kernel, Some(object), envelope)?;
+        let envelope = self.reused_envelope(actions::TRANSACT, &TransactOne(op))?;
+        let answer = self.exchange_answer(kernel, Some(object), &envelope);
+        // A large payload's buffer is not kept for the next request.
+        if envelope.payload.len() <= SPARE_PAYLOAD_MAX {
+            self.spare = Some(envelope);
+        }
+        let answer = answer?;
         // The usual answer, one result, decodes without allocating the
         // reply's lists; anything else is judged as a general reply.
         if let Ok(one) = answer
@@ -902,5 +1027,53 @@ pub fn received_cap<K: KernelApi>(
             Err(ClientError::UnexpectedReply)
         }
         None => Err(ClientError::UnexpectedReply),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reused envelope is byte for byte a fresh one (under the same id),
+    /// whatever the request before it was, and one of another action is
+    /// not reused.
+    #[test]
+    fn a_reused_envelope_is_a_fresh_one() {
+        let mut client = StorageClient::new(
+            ChannelId::from_handle(CapHandle::new(1, 0)),
+            ChannelId::from_handle(CapHandle::new(2, 0)),
+        );
+        let long_value = [7u8; 300];
+        let requests = [
+            TransactOne(OpRef::Put {
+                key: b"a-rather-long-key",
+                value: &long_value,
+            }),
+            TransactOne(OpRef::Get {
+                key: b"k",
+                at: None,
+            }),
+            TransactOne(OpRef::Put {
+                key: b"",
+                value: b"v",
+            }),
+        ];
+        for request in &requests {
+            let reused = client.reused_envelope(actions::TRANSACT, request).unwrap();
+            let mut fresh = client.envelope_of(actions::TRANSACT, request).unwrap();
+            fresh.id = reused.id;
+            assert_eq!(reused.encode().unwrap(), fresh.encode().unwrap());
+            client.spare = Some(reused);
+        }
+        let before = client.spare.as_ref().map(|e| e.id);
+        let other = client
+            .reused_envelope(actions::COMMIT, &requests[1])
+            .unwrap();
+        assert_eq!(other.action, actions::COMMIT);
+        assert_ne!(Some(other.id), before);
+        assert!(
+            client.spare.is_none(),
+            "taken, not reused for another action"
+        );
     }
 }

@@ -34,6 +34,7 @@ pub use device::{
 };
 pub use fastpath::{FastCall, Switched};
 pub use invariants::InvariantViolation;
+pub use objects::ObjectCalled;
 pub use sched::RecvOutcome;
 pub use spawn::{
     exit_notification_bytes, ExitRoute, SpawnArgs, Spawned, EXIT_NOTIFICATION_SCHEMA,

@@ -29,10 +29,21 @@ use pandagen_abi::error::MissingRights;
 use pandagen_abi::{Badge, CapHandle, CapKind, Instant, KernelError, Rights, ServiceId, TaskId};
 
 use super::channel::{Offer, Sender, Sent};
-use super::{KernelCore, ParkedMessage};
+use super::{KernelCore, ParkedMessage, RecvOutcome};
 use crate::audit::CapabilityEvent;
 use crate::cap_table::{InvalidUse, ObjectRef, ServiceObject};
 use crate::channel::{Body, ChannelRef, Message};
+
+/// How a [`KernelCore::call_object`] that was not refused left its caller.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ObjectCalled {
+    /// As [`KernelCore::receive_or_block`] left it.
+    Received(RecvOutcome),
+    /// Blocked receiving, as `receive_or_block` blocks it, and the server
+    /// the request was handed to is now the running task, picked as
+    /// [`KernelCore::pick_next`] would have picked it.
+    SwitchedTo(TaskId),
+}
 
 impl KernelCore {
     /// Mint, for `caller`, a capability for the object `badge` of
@@ -145,6 +156,65 @@ impl KernelCore {
         }
         let (channel, seq) = self.send_to_object(caller, handle, body, caps, now)?;
         Ok(Sent::Queued { channel, seq })
+    }
+
+    /// A client's call through the object capability `handle` in one step
+    /// (`Syscall::CallObject`): `SendToObject` of `body` (no capabilities)
+    /// followed by `Receive` on `receive` until `deadline`. `caller` must
+    /// be able to receive on `receive` (checked first, as `SendReceive`
+    /// checks it: a call that could never take its answer sends nothing);
+    /// then the send is [`KernelCore::send_to_object_or_hand_off`]'s, with
+    /// its checks, stamp, charge and hand-off; then the receive is
+    /// [`KernelCore::receive_or_block`]'s. An error before the send leaves
+    /// everything as it was (nothing sent, nothing received); once the
+    /// message is sent the only errors are the receive's: `Timeout` (as
+    /// [`RecvOutcome::TimedOut`]) and `ReceiveFailed`, which no refused send
+    /// returns.
+    ///
+    /// When the request was handed to a waiting server and the caller
+    /// blocked, and no deadline is due at `now` and that server is who
+    /// [`KernelCore::pick_next`] would choose, the core picks it: it is the
+    /// running task ([`ObjectCalled::SwitchedTo`]), exactly as the next
+    /// `pick_next` would have made it, and the embedder switches straight
+    /// to it.
+    ///
+    /// Errors: `check_receive`'s refusals, then `send_to_object`'s, then
+    /// `receive_or_block`'s. Cost: `send_to_object_or_hand_off` and
+    /// `receive_or_block`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn call_object<'b>(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        body: impl Into<Body<'b>>,
+        receive: CapHandle,
+        deadline: Option<Instant>,
+        now: Instant,
+        hand_off: impl FnOnce(&Offer<'_>) -> bool,
+    ) -> Result<ObjectCalled, KernelError> {
+        let from = self.receivable(caller, receive, now)?;
+        let sent = self.send_to_object_or_hand_off(caller, handle, body, &[], now, hand_off)?;
+        // A send without capabilities moved none of the caller's: `from`
+        // is still its to receive on.
+        let outcome = self.receive_or_block_on(caller, from, deadline, now)?;
+        if let (Sent::HandedOff { receiver, .. }, RecvOutcome::Blocked) = (sent, &outcome) {
+            if self.pick_if_next(receiver, now) {
+                return Ok(ObjectCalled::SwitchedTo(receiver));
+            }
+        }
+        Ok(ObjectCalled::Received(outcome))
+    }
+
+    /// Make `task` the running task if no deadline is due at `now` and it
+    /// is who [`KernelCore::pick_next`] would choose; whether it did.
+    fn pick_if_next(&mut self, task: TaskId, now: Instant) -> bool {
+        if self.sched.next_deadline().is_some_and(|d| d <= now) {
+            return false;
+        }
+        match self.tasks.slot_of(task) {
+            Some(slot) if self.sched.would_pick(slot) => self.sched.pick_next() == Some(slot),
+            _ => false,
+        }
     }
 
     /// [`KernelCore::send_to_object`] held back for fault injection, like

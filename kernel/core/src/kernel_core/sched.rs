@@ -23,7 +23,7 @@
 use pandagen_abi::{CapHandle, Instant, KernelError, Priority, TaskId};
 
 use super::KernelCore;
-use crate::channel::Delivered;
+use crate::channel::{ChannelRef, Delivered};
 use crate::sched::{BlockedOn, SchedState};
 use crate::task::WakeReason;
 
@@ -52,7 +52,41 @@ impl KernelCore {
         deadline: Option<Instant>,
         now: Instant,
     ) -> Result<RecvOutcome, KernelError> {
+        // The capability check clears the caller's wake reason on the task
+        // entry it found (no second lookup).
         let ch = self.receivable_awake(caller, handle, now)?;
+        self.take_or_block(caller, ch, deadline, now)
+    }
+
+    /// [`KernelCore::receive_or_block`] on the channel `ch` that `caller`
+    /// has been found able to receive on, with nothing changed since that
+    /// could have taken the capability away (an object call's receive
+    /// after its send).
+    #[inline(always)]
+    pub(super) fn receive_or_block_on(
+        &mut self,
+        caller: TaskId,
+        ch: ChannelRef,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Result<RecvOutcome, KernelError> {
+        if let Some(t) = self.tasks.get_mut(caller) {
+            t.wake = None;
+        }
+        self.take_or_block(caller, ch, deadline, now)
+    }
+
+    /// The receive itself, once the caller's capability for `ch` is
+    /// checked and its wake reason cleared: the next message, or the
+    /// caller blocked on `ch`.
+    #[inline(always)]
+    fn take_or_block(
+        &mut self,
+        caller: TaskId,
+        ch: ChannelRef,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Result<RecvOutcome, KernelError> {
         if let Some(delivered) = self.take(caller, ch, now)? {
             return Ok(RecvOutcome::Message(delivered));
         }

@@ -12,15 +12,15 @@ use alloc::vec::Vec;
 use pandagen_abi::error::{BlockError, Resource, SendError, SyscallError, UserMemoryError};
 use pandagen_abi::syscall::{
     decode_receive_response, decode_status, BlockReadRequest, BlockWriteRequest, ExchangeRegisters,
-    ReceiveRequest, SendRequest, Syscall, MAX_BLOCK_TRANSFER, ROOT_CAPABILITIES,
-    STATUS_BAD_RESPONSE_BUFFER, SYSCALL_COUNT,
+    ObjectCallRegisters, ReceiveRequest, SendRequest, Syscall, MAX_BLOCK_TRANSFER,
+    ROOT_CAPABILITIES, STATUS_BAD_RESPONSE_BUFFER, SYSCALL_COUNT,
 };
 use pandagen_abi::{
     Cap, CapHandle, CapKind, ChannelId, Duration, ExitReason, KernelApi, KernelError,
     MessageEnvelope, MessagePayload, Rights, SchemaVersion, ServiceId,
 };
 use pandagen_rt::syscall::{
-    raw_exchange, raw_syscall, syscall_with_flags_set, RFLAGS_DF, RFLAGS_NT,
+    raw_in_registers, raw_syscall, syscall_with_flags_set, RFLAGS_DF, RFLAGS_NT,
 };
 use pandagen_rt::{println, Kernel};
 use pandagen_scenarios::{rdtsc, spawn, spawn_raw_echo, wait_exit, Tally};
@@ -108,7 +108,7 @@ impl Rng {
 /// The calls the random storm replaces with unknown numbers: they would
 /// end or park this task or the machine, allocate kernel objects, or print
 /// or rebind the console or the screen.
-const STORM_EXCLUDED: [Syscall; 15] = [
+const STORM_EXCLUDED: [Syscall; 16] = [
     Syscall::Exit,
     Syscall::Spawn,
     Syscall::CreateChannel,
@@ -124,6 +124,7 @@ const STORM_EXCLUDED: [Syscall; 15] = [
     Syscall::SendReceive,
     Syscall::Exchange,
     Syscall::TakeOverScreen,
+    Syscall::CallObject,
 ];
 
 /// Service-minted object capabilities: only the registrant mints; forged,
@@ -275,6 +276,7 @@ const CHECKS: &[Check] = &[
     forged_and_stale_handles,
     send_receive_refusals,
     exchange_pointers,
+    object_call_refusals,
     reply_capability_is_used_once,
     another_tasks_handle,
     service_log_lines,
@@ -600,6 +602,36 @@ fn send_receive_refusals(kernel: &mut Kernel, shared: &mut Shared) -> Result<(),
     Ok(())
 }
 
+/// Make `call` with its request in `registers` (see
+/// `pandagen_rt::syscall::raw_in_registers`), `message` and `response` as
+/// (address, length); the received message's bytes, or the error (a
+/// transport status as "status ...").
+fn call_in_registers(
+    call: Syscall,
+    registers: [u64; 4],
+    message: (u64, u64),
+    response: (u64, u64),
+) -> Result<Vec<u8>, String> {
+    // SAFETY: the kernel validates every pointer; a bad one is the point
+    // of the check and can only produce an error for this task.
+    let rax = unsafe {
+        raw_in_registers(
+            call,
+            registers,
+            message.0 as *const u8,
+            message.1 as usize,
+            response.0 as *mut u8,
+            response.1 as usize,
+        )
+    };
+    let len = decode_status(rax).map_err(|e| alloc::format!("status {e:?}"))?;
+    // SAFETY: the kernel wrote `len` bytes into the response buffer.
+    let bytes = unsafe { core::slice::from_raw_parts(response.0 as *const u8, len) };
+    decode_receive_response(bytes)
+        .map(|reply| reply.message.to_vec())
+        .map_err(|e| alloc::format!("{e:?}"))
+}
+
 /// `Exchange` takes its request in registers, and its fast path copies
 /// the message straight out of the caller's memory into a waiting
 /// receiver's buffer. Every pointer and length must still be checked with
@@ -623,24 +655,8 @@ fn exchange_pointers(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), Ker
     // Two pages, so that a message can straddle the boundary between them.
     let mut pages = vec![0u8; 3 * 4096];
     let boundary = (pages.as_ptr() as u64 + 4096) & !4095;
-    let exchange = |message: (u64, u64), response: (u64, u64)| -> Result<Vec<u8>, String> {
-        // SAFETY: the kernel validates every pointer; a bad one is the
-        // point of the check and can only produce an error for this task.
-        let rax = unsafe {
-            raw_exchange(
-                &request,
-                message.0 as *const u8,
-                message.1 as usize,
-                response.0 as *mut u8,
-                response.1 as usize,
-            )
-        };
-        let len = decode_status(rax).map_err(|e| alloc::format!("status {e:?}"))?;
-        // SAFETY: the kernel wrote `len` bytes into the response buffer.
-        let bytes = unsafe { core::slice::from_raw_parts(response.0 as *const u8, len) };
-        decode_receive_response(bytes)
-            .map(|reply| reply.message.to_vec())
-            .map_err(|e| alloc::format!("{e:?}"))
+    let exchange = |message: (u64, u64), response: (u64, u64)| {
+        call_in_registers(Syscall::Exchange, request.to_registers(), message, response)
     };
     let response_at = (response.as_mut_ptr() as u64, response.len() as u64);
     // A first round trip leaves the server blocked receiving.
@@ -701,6 +717,183 @@ fn exchange_pointers(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), Ker
     );
     wait_exit(kernel, exits, Duration::from_secs(5)).map_err(|_| KernelError::Timeout)?;
     Ok(())
+}
+
+/// `CallObject` (a send through an object capability, then a receive, its
+/// request in registers): every bad pointer, length, buffer and handle is
+/// refused with nothing sent through the object and nothing received (an
+/// answer left waiting on the receive channel stays there); a good call
+/// sends the stamped request and takes the answer; after the send, only
+/// the receive's errors remain (`Timeout`).
+fn object_call_refusals(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelError> {
+    let tally = &mut shared.tally;
+    const SERVICE: ServiceId = ServiceId::from_raw(0x4a12);
+    let served = kernel.create_channel()?;
+    kernel.register_service(SERVICE, served)?;
+    let object = kernel.mint_object_capability(SERVICE, 9, Rights::READ)?;
+    let answers = kernel.create_channel()?;
+    let send_only = kernel.clone_capability(&Cap::from(answers), Rights::SEND)?;
+    let request = probe().encode().map_err(KernelError::from)?;
+    let message = (request.as_ptr() as u64, request.len() as u64);
+    let mut response = vec![0u8; 4096];
+    let response_at = (response.as_mut_ptr() as u64, response.len() as u64);
+    let registers =
+        |object: CapHandle, receive: CapHandle, timeout: Option<Duration>| ObjectCallRegisters {
+            object,
+            receive,
+            timeout_nanos: timeout.map(|t| t.as_nanos() as u64),
+        };
+    let good = registers(object.handle(), answers.handle(), Some(Duration::ZERO));
+    let call = |request: ObjectCallRegisters, message: (u64, u64), response: (u64, u64)| {
+        call_in_registers(
+            Syscall::CallObject,
+            request.to_registers(),
+            message,
+            response,
+        )
+    };
+    // An answer waiting: a good call sends its request, stamped, and takes
+    // the answer.
+    let waiting = probe();
+    let answer = waiting.encode().map_err(KernelError::from)?;
+    kernel.send_message(answers, waiting)?;
+    let answered = call(good, message, response_at);
+    let stamped = kernel
+        .receive_with_capabilities(served, Some(Duration::ZERO))
+        .map(|m| m.badge);
+    tally.check(
+        "hardening/object_call_round_trip",
+        check_eq(
+            (answered, stamped),
+            (
+                Ok(answer),
+                Ok(Some(pandagen_abi::Badge {
+                    value: 9,
+                    rights: Rights::READ,
+                })),
+            ),
+        ),
+    );
+    // Refusals, with an answer waiting that none of them may take.
+    kernel.send_message(answers, probe())?;
+    let forged = CapHandle::new(999, 0);
+    let error = |e: KernelError| Err::<Vec<u8>, String>(alloc::format!("{e:?}"));
+    let memory = |e: UserMemoryError| error(syscall_error(SyscallError::BadUserMemory(e)));
+    let huge = call(good, (request.as_ptr() as u64, 1 << 40), response_at);
+    let cases = [
+        (
+            call(good, (KERNEL_ADDRESS, 16), response_at),
+            memory(UserMemoryError::NotUserAddress),
+        ),
+        (
+            call(good, (UNMAPPED_USER_ADDRESS, 16), response_at),
+            memory(UserMemoryError::Unmapped),
+        ),
+        (
+            huge.map_err(|e| {
+                String::from(if e.contains("RequestTooLarge") {
+                    "too large"
+                } else {
+                    "other"
+                })
+            }),
+            Err(String::from("too large")),
+        ),
+        (
+            call(good, message, (READ_ONLY_BUFFER.as_ptr() as u64, 256)).map_err(|e| {
+                String::from(if e.starts_with("status") {
+                    "status"
+                } else {
+                    "other"
+                })
+            }),
+            Err(String::from("status")),
+        ),
+        (
+            call(
+                registers(forged, answers.handle(), None),
+                message,
+                response_at,
+            ),
+            error(KernelError::InvalidCapability),
+        ),
+        (
+            call(
+                registers(served.handle(), answers.handle(), None),
+                message,
+                response_at,
+            ),
+            error(KernelError::WrongCapabilityKind {
+                expected: CapKind::StorageObject,
+                found: CapKind::Channel,
+            }),
+        ),
+        (
+            call(
+                registers(object.handle(), forged, None),
+                message,
+                response_at,
+            ),
+            error(KernelError::InvalidCapability),
+        ),
+        (
+            call(
+                registers(object.handle(), send_only.handle(), None),
+                message,
+                response_at,
+            ),
+            error(KernelError::InsufficientAuthority),
+        ),
+    ];
+    let mut refused = Ok(());
+    for (i, (got, expected)) in cases.into_iter().enumerate() {
+        if got != expected {
+            refused = Err(alloc::format!("case {i}: {got:?}, expected {expected:?}"));
+        }
+    }
+    tally.check("hardening/object_call_refusals_are_typed", refused);
+    let nothing_sent = kernel.receive_with_capabilities(served, Some(Duration::ZERO));
+    let still_waiting = kernel.receive_with_capabilities(answers, Some(Duration::ZERO));
+    tally.check(
+        "hardening/refused_object_calls_send_and_receive_nothing",
+        match (&nothing_sent, &still_waiting) {
+            (Err(KernelError::Timeout), Ok(_)) => Ok(()),
+            other => Err(alloc::format!("{other:?}")),
+        },
+    );
+    // Nothing waiting: sent, then the receive's own error.
+    let timed_out = call(good, message, response_at);
+    let sent = kernel.receive_with_capabilities(served, Some(Duration::ZERO));
+    tally.check(
+        "hardening/object_call_sends_then_times_out",
+        match (&timed_out, &sent) {
+            (Err(e), Ok(m))
+                if *e == alloc::format!("{:?}", KernelError::Timeout) && m.badge.is_some() =>
+            {
+                Ok(())
+            }
+            other => Err(alloc::format!("{other:?}")),
+        },
+    );
+    // No service registered: refused, and the waiting answer stays.
+    kernel.drop_capability(Cap::from(served))?;
+    kernel.send_message(answers, probe())?;
+    let unregistered = call(good, message, response_at);
+    let kept = kernel.receive_with_capabilities(answers, Some(Duration::ZERO));
+    tally.check(
+        "hardening/object_call_to_an_absent_service_receives_nothing",
+        match (&unregistered, &kept) {
+            (Err(e), Ok(_))
+                if *e == alloc::format!("{:?}", KernelError::ServiceNotFound(SERVICE)) =>
+            {
+                Ok(())
+            }
+            other => Err(alloc::format!("{other:?}")),
+        },
+    );
+    kernel.drop_capability(send_only)?;
+    kernel.drop_capability(Cap::from(answers))?;
+    kernel.drop_capability(object.erase())
 }
 
 /// A reply capability used through `reply_then_receive` is released by the
