@@ -201,6 +201,18 @@ fn the_fast_path_declines_and_changes_nothing_when_a_condition_fails() {
 }
 
 #[test]
+fn a_reply_channel_bound_to_an_empty_kernel_channel_still_takes_the_fast_path() {
+    // Only a kernel message waiting makes the call decline (the case in
+    // the test above); a bound kernel channel with nothing in it does not.
+    let mut p = pair();
+    p.k.bind_kernel_channel(p.client, p.replies, T0).unwrap();
+    let call = call_x(&mut p, |_| true);
+    assert_eq!(call.map(|s| s.receiver), Some(p.server));
+    assert!(blocked_on_receive(&p.k, p.client));
+    p.k.check_invariants().unwrap();
+}
+
+#[test]
 fn a_declined_offer_or_a_passed_deadline_leaves_everything_as_it_was() {
     let mut p = pair();
     let declined = call_x(&mut p, |_| false);
