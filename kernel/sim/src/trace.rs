@@ -167,6 +167,11 @@ pub struct Trace {
     capacity: usize,
     dropped: u64,
     enabled: bool,
+    /// The number of records at which a push overwrites the oldest: the
+    /// capacity while recording is on and keeps any, else `usize::MAX`
+    /// (never reached), so that [`Trace::push`] tells its case with one
+    /// comparison.
+    full_at: usize,
     /// The names records may hold: `names[i]` is `Name(first_name + i)`.
     names: VecDeque<Arc<str>>,
     first_name: u64,
@@ -217,6 +222,7 @@ impl Trace {
             capacity,
             dropped: 0,
             enabled: true,
+            full_at: Self::full_at(true, capacity),
             names: VecDeque::new(),
             first_name: 0,
             lookup: BTreeMap::new(),
@@ -237,6 +243,15 @@ impl Trace {
         self.dropped += excess as u64;
         self.records = records;
         self.capacity = capacity;
+        self.full_at = Self::full_at(self.enabled, capacity);
+    }
+
+    fn full_at(enabled: bool, capacity: usize) -> usize {
+        if enabled && capacity > 0 {
+            capacity
+        } else {
+            usize::MAX
+        }
     }
 
     /// How many records the trace keeps.
@@ -252,6 +267,7 @@ impl Trace {
     /// Recording can be switched off altogether.
     pub fn set_enabled(&mut self, enabled: bool) {
         self.enabled = enabled;
+        self.full_at = Self::full_at(enabled, self.capacity);
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -260,7 +276,7 @@ impl Trace {
 
     #[inline]
     pub fn push(&mut self, at: Instant, event: TraceEvent) {
-        if !self.enabled || self.records.len() < self.capacity || self.capacity == 0 {
+        if self.records.len() != self.full_at {
             return self.push_unless_full(at, event);
         }
         // The ring is full: the newest record takes the oldest's place (a
@@ -624,6 +640,35 @@ mod tests {
             let TraceEvent::Sent { seq, action, .. } = event else { panic!("{event:?}") };
             assert_eq!(t.name(*action), Some(format!("action{seq}").as_str()));
         }
+    }
+
+    #[test]
+    fn a_full_ring_follows_its_switch_and_capacity() {
+        let seqs = |t: &Trace| -> Vec<u64> {
+            t.events()
+                .map(|e| match e {
+                    TraceEvent::Released { seq } => *seq,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let mut t = Trace::with_capacity(2);
+        for seq in 0..3 {
+            t.push(Instant::ZERO, TraceEvent::Released { seq });
+        }
+        assert_eq!((seqs(&t), t.dropped()), (vec![1, 2], 1));
+        t.set_enabled(false);
+        t.push(Instant::ZERO, TraceEvent::Released { seq: 3 });
+        assert_eq!((seqs(&t), t.dropped()), (vec![1, 2], 1), "off: a full ring is left alone");
+        t.set_enabled(true);
+        t.set_capacity(3);
+        t.push(Instant::ZERO, TraceEvent::Released { seq: 4 });
+        assert_eq!((seqs(&t), t.dropped()), (vec![1, 2, 4], 1), "a larger ring grows");
+        t.push(Instant::ZERO, TraceEvent::Released { seq: 5 });
+        assert_eq!((seqs(&t), t.dropped()), (vec![2, 4, 5], 2));
+        t.set_capacity(0);
+        t.push(Instant::ZERO, TraceEvent::Released { seq: 6 });
+        assert_eq!((t.len(), t.dropped()), (0, 5), "a ring of none keeps none");
     }
 
     #[test]
