@@ -534,9 +534,17 @@ mod tests {
         let again = trace.intern(&String::from("bench.echo"));
         assert_eq!(first, again, "the same name is shared");
         let other = trace.intern("bench.echp");
-        assert_eq!(trace.name(other), Some("bench.echp"), "a name one byte apart is its own");
+        assert_eq!(
+            trace.name(other),
+            Some("bench.echp"),
+            "a name one byte apart is its own"
+        );
         assert_ne!(first, other);
-        assert_eq!(trace.intern("bench.echo"), first, "the table still shares it");
+        assert_eq!(
+            trace.intern("bench.echo"),
+            first,
+            "the table still shares it"
+        );
     }
 
     #[test]
@@ -624,10 +632,21 @@ mod tests {
             sent(&mut t, seq, &format!("action{seq}"));
         }
         assert_eq!(t.dropped(), 0);
-        assert!(t.render().lines().next().unwrap().ends_with("\"storage.put\" caps=0"));
+        assert!(t
+            .render()
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("\"storage.put\" caps=0"));
         for (seq, event) in t.events().enumerate() {
-            let TraceEvent::Sent { action, .. } = event else { panic!("{event:?}") };
-            let want = if seq == 0 { "storage.put".to_string() } else { format!("action{seq}") };
+            let TraceEvent::Sent { action, .. } = event else {
+                panic!("{event:?}")
+            };
+            let want = if seq == 0 {
+                "storage.put".to_string()
+            } else {
+                format!("action{seq}")
+            };
             assert_eq!(t.name(*action), Some(want.as_str()));
         }
         // Ten rings of fresh names later, the table holds what the ring's
@@ -635,9 +654,15 @@ mod tests {
         for seq in ring as u64..11 * ring as u64 {
             sent(&mut t, seq, &format!("action{seq}"));
         }
-        assert!(t.kept_names() <= ring + 2 * MAX_SHARED_NAMES, "{}", t.kept_names());
+        assert!(
+            t.kept_names() <= ring + 2 * MAX_SHARED_NAMES,
+            "{}",
+            t.kept_names()
+        );
         for event in t.events() {
-            let TraceEvent::Sent { seq, action, .. } = event else { panic!("{event:?}") };
+            let TraceEvent::Sent { seq, action, .. } = event else {
+                panic!("{event:?}")
+            };
             assert_eq!(t.name(*action), Some(format!("action{seq}").as_str()));
         }
     }
@@ -659,11 +684,19 @@ mod tests {
         assert_eq!((seqs(&t), t.dropped()), (vec![1, 2], 1));
         t.set_enabled(false);
         t.push(Instant::ZERO, TraceEvent::Released { seq: 3 });
-        assert_eq!((seqs(&t), t.dropped()), (vec![1, 2], 1), "off: a full ring is left alone");
+        assert_eq!(
+            (seqs(&t), t.dropped()),
+            (vec![1, 2], 1),
+            "off: a full ring is left alone"
+        );
         t.set_enabled(true);
         t.set_capacity(3);
         t.push(Instant::ZERO, TraceEvent::Released { seq: 4 });
-        assert_eq!((seqs(&t), t.dropped()), (vec![1, 2, 4], 1), "a larger ring grows");
+        assert_eq!(
+            (seqs(&t), t.dropped()),
+            (vec![1, 2, 4], 1),
+            "a larger ring grows"
+        );
         t.push(Instant::ZERO, TraceEvent::Released { seq: 5 });
         assert_eq!((seqs(&t), t.dropped()), (vec![2, 4, 5], 2));
         t.set_capacity(0);
