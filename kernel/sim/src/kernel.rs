@@ -688,10 +688,10 @@ impl SimulatedKernel {
         let route = self.core.take_exit_route(task);
         let notification = self.core.terminate(task, reason.clone(), now)?;
         self.activity += 1;
-        self.record(TraceEvent::Exited {
-            task,
-            reason: format!("{reason:?}"),
-        });
+        if self.trace.is_enabled() {
+            let reason = self.trace.intern(&format!("{reason:?}"));
+            self.record(TraceEvent::Exited { task, reason });
+        }
         self.startups.remove(&task);
         if self.running == Some(task) {
             self.running = None;

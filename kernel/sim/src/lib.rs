@@ -65,7 +65,9 @@ pub use transfer::CapabilityTransfer;
 pub type SimKernel = SimulatedKernel;
 pub use pandagen_core::{EXIT_NOTIFICATION_SCHEMA, KERNEL_SERVICE};
 pub use runner::{ChannelServer, RunReport, Scenario, SimService, StepOutcome, StopReason};
-pub use trace::{LossReason, Trace, TraceEvent, TraceRecord, DEFAULT_TRACE_CAPACITY};
+pub use trace::{
+    LossReason, Name, StepSummary, Trace, TraceEvent, TraceRecord, DEFAULT_TRACE_CAPACITY,
+};
 
 /// The budget a host harness grants the task that plays the process
 /// manager (the real kernel's root task gets the kernel heap and frames

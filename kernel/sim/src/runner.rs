@@ -136,7 +136,7 @@ use pandagen_abi::{
 };
 
 use crate::kernel::SimulatedKernel;
-use crate::trace::TraceEvent;
+use crate::trace::{StepSummary, TraceEvent};
 
 /// What a service's step did, and what it waits for next.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -457,11 +457,15 @@ impl Scenario {
             let now = self.kernel.now();
             let outcome = self.kernel.as_task(slot.task, |k| slot.service.step(k));
             self.steps += 1;
-            self.kernel.record(TraceEvent::Step {
-                service: Arc::clone(&slot.name),
-                task: slot.task,
-                outcome: outcome.clone(),
-            });
+            if self.kernel.trace.is_enabled() {
+                let service = self.kernel.trace.intern(&slot.name);
+                let outcome = StepSummary::of(&outcome, &mut self.kernel.trace);
+                self.kernel.record(TraceEvent::Step {
+                    service,
+                    task: slot.task,
+                    outcome,
+                });
+            }
             if !self.kernel.task_is_alive(slot.task) {
                 // A fault (or another task) ended it during the step.
                 slot.state = SlotState::Exited;

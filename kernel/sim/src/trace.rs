@@ -11,10 +11,12 @@
 //! (by default [`DEFAULT_TRACE_CAPACITY`]) and counts the ones it let go
 //! ([`Trace::dropped`]), so a long simulation runs in flat memory with
 //! tracing on. Names that recur in every record (a message's action, a
-//! service's name) are shared, not copied: the trace keeps one `Arc<str>`
-//! per distinct action ([`Trace::intern`]).
+//! service's name, an exit reason) are kept once in the trace's table and a
+//! record holds a [`Name`], a number ([`Trace::intern`], [`Trace::name`]):
+//! a record owns nothing, so the ring overwrites the oldest one without
+//! dropping it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
@@ -30,6 +32,35 @@ pub const DEFAULT_TRACE_CAPACITY: usize = 1 << 16;
 /// fresh set (records keep the names they hold), so a simulation that
 /// invents names without end cannot grow it either.
 const MAX_SHARED_NAMES: usize = 1024;
+
+/// A name in a trace's table (an action, a service, an exit reason),
+/// resolved with [`Trace::name`] as long as a record of that trace holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(u64);
+
+/// What a service's step came to, as a trace record keeps it
+/// ([`crate::runner::StepOutcome`] with the exit reason's text in the
+/// trace's table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepSummary {
+    Progress,
+    Idle,
+    WaitUntil(Instant),
+    /// The task ended; the name is the reason's `Debug` text.
+    Exit(Name),
+}
+
+impl StepSummary {
+    /// `outcome` as a record keeps it, its exit reason's text in `trace`.
+    pub fn of(outcome: &StepOutcome, trace: &mut Trace) -> Self {
+        match outcome {
+            StepOutcome::Progress => StepSummary::Progress,
+            StepOutcome::Idle => StepSummary::Idle,
+            StepOutcome::WaitUntil(t) => StepSummary::WaitUntil(*t),
+            StepOutcome::Exit(reason) => StepSummary::Exit(trace.intern(&format!("{reason:?}"))),
+        }
+    }
+}
 
 /// Why a message that was sent successfully was never delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +86,7 @@ pub enum LossReason {
 }
 
 /// One thing that happened.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TraceEvent {
     /// A message was accepted by the kernel.
     Sent {
@@ -63,7 +94,7 @@ pub enum TraceEvent {
         id: MessageId,
         from: TaskId,
         channel: ChannelKey,
-        action: Arc<str>,
+        action: Name,
         capabilities: usize,
     },
     /// The message went straight to `to`, which was blocked receiving on
@@ -75,7 +106,7 @@ pub enum TraceEvent {
     /// `send_receive_fast`).
     SwitchedTo { seq: u64, to: TaskId },
     /// A send failed because of an injected fault; nothing was enqueued.
-    SendFailed { from: TaskId, action: Arc<str> },
+    SendFailed { from: TaskId, action: Name },
     /// A message was lost; its capabilities were invalidated.
     Lost {
         seq: u64,
@@ -106,20 +137,21 @@ pub enum TraceEvent {
     TaskCrashed { task: TaskId, after: u32 },
     /// A receive or sleep moved the clock.
     Waited { task: TaskId, until: Instant },
-    /// A task ended (by exit, termination or an injected crash).
-    Exited { task: TaskId, reason: String },
+    /// A task ended (by exit, termination or an injected crash); the
+    /// name is the reason's `Debug` text.
+    Exited { task: TaskId, reason: Name },
     /// A service's message handler returned an error (the service went on).
     HandlerError { task: TaskId, error: KernelError },
     /// The scenario runner stepped a service.
     Step {
-        service: Arc<str>,
+        service: Name,
         task: TaskId,
-        outcome: StepOutcome,
+        outcome: StepSummary,
     },
 }
 
 /// An event and the virtual time it happened at.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceRecord {
     pub at: Instant,
     pub event: TraceEvent,
@@ -135,9 +167,24 @@ pub struct Trace {
     capacity: usize,
     dropped: u64,
     enabled: bool,
-    names: BTreeSet<Arc<str>>,
+    /// The number of records at which a push overwrites the oldest: the
+    /// capacity while recording is on and keeps any, else `usize::MAX`
+    /// (never reached), so that [`Trace::push`] tells its case with one
+    /// comparison.
+    full_at: usize,
+    /// The names records may hold: `names[i]` is `Name(first_name + i)`.
+    names: VecDeque<Arc<str>>,
+    first_name: u64,
+    /// The names handed out again for the same text (at most
+    /// `MAX_SHARED_NAMES`; past that a fresh set starts and the old set's
+    /// names wait in `retiring`).
+    lookup: BTreeMap<Arc<str>, Name>,
+    /// Sets of names no longer handed out: the names below `.0` go once
+    /// `dropped` reaches `.1`, the number of records pushed before the set
+    /// closed (every record holding one of them is gone then).
+    retiring: VecDeque<(u64, u64)>,
     /// The name shared last: most records repeat the previous one's.
-    last_name: Option<Arc<str>>,
+    last_name: Option<(Arc<str>, Name)>,
 }
 
 impl Default for Trace {
@@ -175,7 +222,11 @@ impl Trace {
             capacity,
             dropped: 0,
             enabled: true,
-            names: BTreeSet::new(),
+            full_at: Self::full_at(true, capacity),
+            names: VecDeque::new(),
+            first_name: 0,
+            lookup: BTreeMap::new(),
+            retiring: VecDeque::new(),
             last_name: None,
         }
     }
@@ -192,6 +243,15 @@ impl Trace {
         self.dropped += excess as u64;
         self.records = records;
         self.capacity = capacity;
+        self.full_at = Self::full_at(self.enabled, capacity);
+    }
+
+    fn full_at(enabled: bool, capacity: usize) -> usize {
+        if enabled && capacity > 0 {
+            capacity
+        } else {
+            usize::MAX
+        }
     }
 
     /// How many records the trace keeps.
@@ -207,6 +267,7 @@ impl Trace {
     /// Recording can be switched off altogether.
     pub fn set_enabled(&mut self, enabled: bool) {
         self.enabled = enabled;
+        self.full_at = Self::full_at(enabled, self.capacity);
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -215,19 +276,17 @@ impl Trace {
 
     #[inline]
     pub fn push(&mut self, at: Instant, event: TraceEvent) {
-        if !self.enabled || self.records.len() < self.capacity || self.capacity == 0 {
+        if self.records.len() != self.full_at {
             return self.push_unless_full(at, event);
         }
-        // The ring is full: the newest record takes the oldest's place
-        // (written first, then the old one dropped, so that the new one is
-        // not staged on the stack across the drop).
-        let old = std::mem::replace(&mut self.records[self.oldest], TraceRecord { at, event });
+        // The ring is full: the newest record takes the oldest's place (a
+        // record owns nothing, so the old one needs no drop).
+        self.records[self.oldest] = TraceRecord { at, event };
         self.oldest += 1;
         if self.oldest == self.records.len() {
             self.oldest = 0;
         }
         self.dropped += 1;
-        drop(old);
     }
 
     /// [`Trace::push`] while the ring is filling (or recording is off).
@@ -239,36 +298,72 @@ impl Trace {
         }
     }
 
-    /// The shared copy of `name`, made on its first use: records of the
-    /// same action or service point at one string.
+    /// The [`Name`] of `name` for a record, kept in the table on its first
+    /// use: records of the same action or service hold the same one.
     #[inline]
-    pub fn intern(&mut self, name: &str) -> Arc<str> {
+    pub fn intern(&mut self, name: &str) -> Name {
         match &self.last_name {
-            Some(last) if same_name(last.as_bytes(), name.as_bytes()) => Arc::clone(last),
+            Some((last, id)) if same_name(last.as_bytes(), name.as_bytes()) => *id,
             _ => self.intern_other(name),
         }
     }
 
     /// [`Trace::intern`] of a name other than the last one shared.
     #[cold]
-    fn intern_other(&mut self, name: &str) -> Arc<str> {
-        let shared = match self.names.get(name) {
-            Some(shared) => Arc::clone(shared),
+    fn intern_other(&mut self, name: &str) -> Name {
+        if !self.enabled {
+            // No record is kept, so no name is needed.
+            return Name(u64::MAX);
+        }
+        self.retire_names();
+        let id = match self.lookup.get(name) {
+            Some(id) => *id,
             None => {
-                if self.names.len() >= MAX_SHARED_NAMES {
-                    self.names.clear();
+                let next = self.first_name + self.names.len() as u64;
+                if self.lookup.len() >= MAX_SHARED_NAMES {
+                    // Records pushed so far may hold the old set's names.
+                    let pushed = self.dropped + self.records.len() as u64;
+                    self.retiring.push_back((next, pushed));
+                    self.lookup.clear();
                 }
                 let shared: Arc<str> = Arc::from(name);
-                self.names.insert(Arc::clone(&shared));
-                shared
+                self.names.push_back(Arc::clone(&shared));
+                self.lookup.insert(Arc::clone(&shared), Name(next));
+                Name(next)
             }
         };
-        self.last_name = Some(Arc::clone(&shared));
-        shared
+        let text = Arc::clone(&self.names[(id.0 - self.first_name) as usize]);
+        self.last_name = Some((text, id));
+        id
     }
 
-    /// How many distinct names the trace currently shares.
+    /// Let go of the names of closed sets that no kept record holds.
+    fn retire_names(&mut self) {
+        while let Some(&(end, after)) = self.retiring.front() {
+            if self.dropped < after && !self.records.is_empty() {
+                break;
+            }
+            let gone = (end - self.first_name) as usize;
+            self.names.drain(..gone);
+            self.first_name = end;
+            self.retiring.pop_front();
+        }
+    }
+
+    /// The text of `name`, if a record of this trace may hold it.
+    pub fn name(&self, name: Name) -> Option<&str> {
+        let at = name.0.checked_sub(self.first_name)?;
+        self.names.get(usize::try_from(at).ok()?).map(|n| &**n)
+    }
+
+    /// How many distinct names the trace currently hands out again.
     pub fn shared_names(&self) -> usize {
+        self.lookup.len()
+    }
+
+    /// How many names the table keeps (those handed out again, and those
+    /// of closed sets that kept records may still hold).
+    pub fn kept_names(&self) -> usize {
         self.names.len()
     }
 
@@ -323,17 +418,18 @@ impl Trace {
             let _ = writeln!(out, "({} earlier records dropped)", self.dropped);
         }
         for record in self.records() {
-            let _ = writeln!(out, "{}", RenderRecord(record));
+            let _ = writeln!(out, "{}", RenderRecord(record, self));
         }
         out
     }
 }
 
-struct RenderRecord<'a>(&'a TraceRecord);
+struct RenderRecord<'a>(&'a TraceRecord, &'a Trace);
 
 impl fmt::Display for RenderRecord<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:>12}ns ", self.0.at.as_nanos())?;
+        let name = |n: &Name| self.1.name(*n).unwrap_or("?");
         match &self.0.event {
             TraceEvent::Sent {
                 seq,
@@ -348,13 +444,14 @@ impl fmt::Display for RenderRecord<'_> {
                 } else {
                     from.to_string()
                 };
+                let action = name(action);
                 write!(
                     f,
                     "sent #{seq} {from} -> {channel} {action:?} caps={capabilities}"
                 )
             }
             TraceEvent::SendFailed { from, action } => {
-                write!(f, "send-failed {from} {action:?} (injected)")
+                write!(f, "send-failed {from} {:?} (injected)", name(action))
             }
             TraceEvent::Lost {
                 seq,
@@ -387,7 +484,9 @@ impl fmt::Display for RenderRecord<'_> {
             TraceEvent::Waited { task, until } => {
                 write!(f, "waited {task} until {}ns", until.as_nanos())
             }
-            TraceEvent::Exited { task, reason } => write!(f, "exited {task} {reason}"),
+            TraceEvent::Exited { task, reason } => {
+                write!(f, "exited {task} {}", name(reason))
+            }
             TraceEvent::HandlerError { task, error } => {
                 write!(f, "handler-error {task}: {error}")
             }
@@ -395,7 +494,15 @@ impl fmt::Display for RenderRecord<'_> {
                 service,
                 task,
                 outcome,
-            } => write!(f, "step {service} ({task}) -> {outcome}"),
+            } => {
+                write!(f, "step {} ({task}) -> ", name(service))?;
+                match outcome {
+                    StepSummary::Progress => f.write_str("progress"),
+                    StepSummary::Idle => f.write_str("idle"),
+                    StepSummary::WaitUntil(t) => write!(f, "wait until {}ns", t.as_nanos()),
+                    StepSummary::Exit(reason) => write!(f, "exit {}", name(reason)),
+                }
+            }
         }
     }
 }
@@ -425,10 +532,19 @@ mod tests {
         let mut trace = Trace::new();
         let first = trace.intern("bench.echo");
         let again = trace.intern(&String::from("bench.echo"));
-        assert!(Arc::ptr_eq(&first, &again), "the same name is shared");
+        assert_eq!(first, again, "the same name is shared");
         let other = trace.intern("bench.echp");
-        assert_eq!(&*other, "bench.echp", "a name one byte apart is its own");
-        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(
+            trace.name(other),
+            Some("bench.echp"),
+            "a name one byte apart is its own"
+        );
+        assert_ne!(first, other);
+        assert_eq!(
+            trace.intern("bench.echo"),
+            first,
+            "the table still shares it"
+        );
     }
 
     #[test]
@@ -436,6 +552,7 @@ mod tests {
         let mut a = Trace::new();
         let mut b = Trace::new();
         for (trace, id) in [(&mut a, 1), (&mut b, 99)] {
+            let action = trace.intern("ping");
             trace.push(
                 Instant::from_nanos(5),
                 TraceEvent::Sent {
@@ -443,7 +560,7 @@ mod tests {
                     id: MessageId::from_raw(id),
                     from: TaskId::from_raw(1),
                     channel: ChannelKey(3),
-                    action: "ping".into(),
+                    action,
                     capabilities: 0,
                 },
             );
@@ -479,12 +596,112 @@ mod tests {
         let mut t = Trace::new();
         let a = t.intern("storage.put");
         let b = t.intern("storage.put");
-        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a, b);
         for i in 0..3 * MAX_SHARED_NAMES {
             t.intern(&format!("action{i}"));
             assert!(t.shared_names() <= MAX_SHARED_NAMES);
         }
-        assert_eq!(&*a, "storage.put");
+        // No record holds any of them: the closed sets are let go.
+        assert!(t.kept_names() <= MAX_SHARED_NAMES + 1, "{}", t.kept_names());
+        assert_eq!(t.name(a), None, "a name no record held is gone");
+    }
+
+    fn sent(t: &mut Trace, seq: u64, action: &str) {
+        let action = t.intern(action);
+        t.push(
+            Instant::ZERO,
+            TraceEvent::Sent {
+                seq,
+                id: MessageId::from_raw(seq),
+                from: TaskId::from_raw(1),
+                channel: ChannelKey(3),
+                action,
+                capabilities: 0,
+            },
+        );
+    }
+
+    #[test]
+    fn a_kept_record_keeps_its_name_and_the_table_stays_bounded() {
+        let ring = 3 * MAX_SHARED_NAMES;
+        let mut t = Trace::with_capacity(ring);
+        sent(&mut t, 0, "storage.put");
+        // Many more distinct names than one set holds, while the first
+        // record is still kept: its set is closed, not let go.
+        for seq in 1..ring as u64 {
+            sent(&mut t, seq, &format!("action{seq}"));
+        }
+        assert_eq!(t.dropped(), 0);
+        assert!(t
+            .render()
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("\"storage.put\" caps=0"));
+        for (seq, event) in t.events().enumerate() {
+            let TraceEvent::Sent { action, .. } = event else {
+                panic!("{event:?}")
+            };
+            let want = if seq == 0 {
+                "storage.put".to_string()
+            } else {
+                format!("action{seq}")
+            };
+            assert_eq!(t.name(*action), Some(want.as_str()));
+        }
+        // Ten rings of fresh names later, the table holds what the ring's
+        // records hold and one open set, not everything ever named.
+        for seq in ring as u64..11 * ring as u64 {
+            sent(&mut t, seq, &format!("action{seq}"));
+        }
+        assert!(
+            t.kept_names() <= ring + 2 * MAX_SHARED_NAMES,
+            "{}",
+            t.kept_names()
+        );
+        for event in t.events() {
+            let TraceEvent::Sent { seq, action, .. } = event else {
+                panic!("{event:?}")
+            };
+            assert_eq!(t.name(*action), Some(format!("action{seq}").as_str()));
+        }
+    }
+
+    #[test]
+    fn a_full_ring_follows_its_switch_and_capacity() {
+        let seqs = |t: &Trace| -> Vec<u64> {
+            t.events()
+                .map(|e| match e {
+                    TraceEvent::Released { seq } => *seq,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let mut t = Trace::with_capacity(2);
+        for seq in 0..3 {
+            t.push(Instant::ZERO, TraceEvent::Released { seq });
+        }
+        assert_eq!((seqs(&t), t.dropped()), (vec![1, 2], 1));
+        t.set_enabled(false);
+        t.push(Instant::ZERO, TraceEvent::Released { seq: 3 });
+        assert_eq!(
+            (seqs(&t), t.dropped()),
+            (vec![1, 2], 1),
+            "off: a full ring is left alone"
+        );
+        t.set_enabled(true);
+        t.set_capacity(3);
+        t.push(Instant::ZERO, TraceEvent::Released { seq: 4 });
+        assert_eq!(
+            (seqs(&t), t.dropped()),
+            (vec![1, 2, 4], 1),
+            "a larger ring grows"
+        );
+        t.push(Instant::ZERO, TraceEvent::Released { seq: 5 });
+        assert_eq!((seqs(&t), t.dropped()), (vec![2, 4, 5], 2));
+        t.set_capacity(0);
+        t.push(Instant::ZERO, TraceEvent::Released { seq: 6 });
+        assert_eq!((t.len(), t.dropped()), (0, 5), "a ring of none keeps none");
     }
 
     #[test]

@@ -60,7 +60,11 @@ fn receive_message_drops_the_capabilities_a_message_carried() {
     let envelope = kernel.receive_message(ch, Some(Duration::ZERO)).unwrap();
     assert_eq!(envelope.action, "carrying");
     assert_eq!(envelope.source, Some(kernel.root_task()));
-    assert_eq!(root_handles(&kernel), before, "the carried capability is gone");
+    assert_eq!(
+        root_handles(&kernel),
+        before,
+        "the carried capability is gone"
+    );
     assert_eq!(dropped(&kernel), dropped_before + 1, "and its drop audited");
     kernel.check_invariants().unwrap();
 }
@@ -79,9 +83,7 @@ fn receive_with_capabilities_keeps_them_and_both_record_the_same_trace() {
     assert_eq!(root_handles(&kept), handles);
 
     let (mut dropping, ch, _) = with_carried_capability();
-    let envelope = dropping
-        .receive_message(ch, Some(Duration::ZERO))
-        .unwrap();
+    let envelope = dropping.receive_message(ch, Some(Duration::ZERO)).unwrap();
     assert_eq!(envelope.payload, received.envelope.payload);
     assert_eq!(envelope.source, received.envelope.source);
     let delivered = |k: &SimulatedKernel| {
