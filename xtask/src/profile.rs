@@ -555,7 +555,10 @@ impl Profiler {
         // By the symbol holding the block: with `--inlined`, the innermost
         // function of a write to the port is the port's.
         let prints = match self.symbolizer.inlined {
-            true => self.symbolizer.name(first, &code).starts_with(SERIAL_OUTPUT),
+            true => self
+                .symbolizer
+                .name(first, &code)
+                .starts_with(SERIAL_OUTPUT),
             false => self.functions[function].starts_with(SERIAL_OUTPUT),
         };
         self.translated.insert(

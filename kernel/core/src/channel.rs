@@ -420,7 +420,10 @@ impl ChannelTable {
         from: ChannelRef,
     ) -> Option<(&mut Channel, Option<&mut Channel>)> {
         if to.index == from.index {
-            return Some((self.slots.get_mut(to.index as usize)?.channel.as_mut()?, None));
+            return Some((
+                self.slots.get_mut(to.index as usize)?.channel.as_mut()?,
+                None,
+            ));
         }
         let [t, f] = self
             .slots

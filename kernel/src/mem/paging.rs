@@ -8,9 +8,9 @@
 
 use super::frame::GlobalFrames;
 use crate::layout;
+use core::sync::atomic::{AtomicU64, Ordering};
 use pandagen_hal::memory::MemoryError;
 use pandagen_hal::x86_64::paging::{AddressSpace, PageFlags, PhysWindow};
-use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Once;
 use x86_64::registers::control::Cr3;
 

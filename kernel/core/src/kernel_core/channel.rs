@@ -12,7 +12,9 @@ use pandagen_abi::{Badge, Budget, CapHandle, CapKind, Instant, KernelError, Righ
 
 use super::{check_channel_cap, KernelCore};
 use crate::audit::{CapabilityEvent, InvalidationReason};
-use crate::budget::{message_cost, AccountId, BudgetUsage, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST};
+use crate::budget::{
+    message_cost, AccountId, BudgetUsage, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST,
+};
 use crate::cap_table::{Capability, Holder, InvalidUse, ObjectRef};
 use crate::channel::{Body, Channel, ChannelRef, Delivered, Message};
 use crate::task::WakeReason;
