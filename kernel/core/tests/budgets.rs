@@ -8,7 +8,7 @@ use common::T0;
 use pandagen_abi::error::Resource;
 use pandagen_abi::{Budget, CapHandle, ExitReason, KernelError, Rights, TaskId};
 use pandagen_core::budget::{message_cost, CAP_COST, CHANNEL_COST, TASK_COST};
-use pandagen_core::{Body, KernelCore, Mintable, SpawnArgs, TaskSpec};
+use pandagen_core::{Body, KernelCore, Mintable, Sent, SpawnArgs, TaskSpec};
 use proptest::prelude::*;
 
 const OUT_OF_BUDGET: KernelError = KernelError::ResourceExhausted(Resource::MemoryBudget);
@@ -298,6 +298,54 @@ fn a_receiver_that_never_receives_costs_its_senders_only_their_own_budget() {
         // Its send capability was made (and is paid for) by the sink.
         assert_eq!(b.used.memory, TASK_COST, "the closed queue returned it");
     }
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_message_its_sender_cannot_pay_for_is_handed_off_but_never_queued() {
+    // Whoever makes a kernel object pays for it: a message handed straight
+    // to a waiting receiver makes none, so the general path asks no budget
+    // for it, as the fast path never did; a queued one must be paid for.
+    let mut k = KernelCore::default();
+    let sink = k.create_task(None, TaskSpec::new("sink"), T0).unwrap().0;
+    let spec = TaskSpec::new("broke").budget(Budget::new(TASK_COST, 0));
+    let broke = k.create_task(None, spec, T0).unwrap().0;
+    let inbox = k.create_channel(sink, T0).unwrap();
+    authorise(&mut k, sink, broke);
+    let to_sink = k.grant(sink, inbox, broke, T0).unwrap();
+    assert_eq!(used(&k, broke).memory, TASK_COST, "nothing left to pay with");
+    let send = |k: &mut KernelCore, accept: bool| {
+        k.send_or_hand_off(broke, to_sink, &b"x"[..], &[], T0, |_| accept)
+    };
+    let inbox_channel = k.channel_of(sink, inbox, T0).unwrap();
+
+    // Nobody waits: it would be queued, and is refused.
+    assert_eq!(send(&mut k, true), Err(OUT_OF_BUDGET));
+    assert_eq!(k.queue_len(inbox_channel), Some(0));
+
+    // The sink waits: handed off, nothing charged.
+    assert!(k.run_task(sink));
+    k.receive_or_block(sink, inbox, None, T0).unwrap();
+    assert!(k.run_task(broke));
+    let first = match send(&mut k, true) {
+        Ok(Sent::HandedOff { seq, .. }) => seq,
+        other => panic!("expected a hand-off, got {other:?}"),
+    };
+    assert_eq!(used(&k, broke).memory, TASK_COST);
+
+    // The sink waits again, but the embedder declines the offer: the
+    // message would be queued, which the sender cannot pay for. Refused,
+    // the sink still waits, and the refused message used no number.
+    assert!(k.run_task(sink));
+    k.receive_or_block(sink, inbox, None, T0).unwrap();
+    assert!(k.run_task(broke));
+    assert_eq!(send(&mut k, false), Err(OUT_OF_BUDGET));
+    assert_eq!(k.queue_len(inbox_channel), Some(0));
+    match send(&mut k, true) {
+        Ok(Sent::HandedOff { seq, .. }) => assert_eq!(seq, first + 1),
+        other => panic!("expected a hand-off, got {other:?}"),
+    }
+    assert_eq!(used(&k, broke).memory, TASK_COST);
     k.check_invariants().unwrap();
 }
 

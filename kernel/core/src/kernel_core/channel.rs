@@ -346,10 +346,12 @@ impl KernelCore {
 
     /// The rest of a capability-free send on `ch` (its sender's capability
     /// checked, stamped `badge` if it went through an object capability):
-    /// the channel's room, the size and the sender's budget, in `check_send`'s
-    /// order; then straight to the first waiting receiver through
-    /// `hand_off` if the queue is empty, else queued. See
-    /// [`KernelCore::send_or_hand_off`].
+    /// the channel's room and the size, in `check_send`'s order; then
+    /// straight to the first waiting receiver through `hand_off` if the
+    /// queue is empty, else queued, which is when the sender's budget is
+    /// checked and charged. A message handed off makes no kernel object,
+    /// so it needs no budget, as on the fast path (whoever makes an
+    /// object pays for it). See [`KernelCore::send_or_hand_off`].
     #[inline(always)]
     pub(super) fn hand_off_or_queue(
         &mut self,
@@ -368,10 +370,8 @@ impl KernelCore {
             None => c.expect("a destroyed channel is refused"),
         };
         size_check(len, max_len)?;
-        let max_caps = self.config.max_caps_per_message;
-        // The account is found once, for the check and the charge.
-        let payer = self.accounts.usage_mut(sender.account);
-        let charge = affordable(payer, len, 0, max_caps, max_len)?;
+        let charge = message_cost(len, 0);
+        storable_charge(charge, len, max_len)?;
         let sender = Sender { charge, ..sender };
         // `next_seq`, on the field: `c` borrows the channel table.
         let seq = self.next_seq;
@@ -399,8 +399,15 @@ impl KernelCore {
             }
         }
         // Queued into the channel already looked up: a message without
-        // capabilities only charges the sender (what `seal` does for it).
-        debug_assert_eq!(sender.charge, message_cost(body.len(), 0));
+        // capabilities only charges the sender (what `seal` does for it),
+        // if it can pay; the account is found once, for the check and the
+        // charge.
+        let payer = self.accounts.usage_mut(sender.account);
+        if let Err(refused) = payer.check(Budget::memory(charge)) {
+            // Nothing is sent, so the number goes back.
+            self.next_seq = seq;
+            return Err(refused);
+        }
         payer.charge_checked_memory(sender.charge);
         let mut msg = Message::sealed(caller, &sender, seq, body, Vec::new());
         msg.badge = badge;
