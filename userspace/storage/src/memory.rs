@@ -76,6 +76,13 @@ impl MemoryBackend {
         self.journal.len()
     }
 
+    /// The journal's bytes, torn tail included (for tests that compare
+    /// two journals).
+    #[cfg(test)]
+    pub(crate) fn journal_bytes(&self) -> &[u8] {
+        &self.journal
+    }
+
     fn checksum(record: &[u8]) -> u64 {
         let mut buf = Vec::with_capacity(4 + record.len());
         buf.extend_from_slice(&(record.len() as u32).to_le_bytes());

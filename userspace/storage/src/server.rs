@@ -45,6 +45,7 @@
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
+use core::mem;
 use pandagen_abi::envelope::MAX_PAYLOAD_BYTES;
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
@@ -55,7 +56,7 @@ use pandagen_abi::{
 use crate::backend::{RecoveryReport, StorageBackend};
 use crate::cap::{CapAuthority, ObjectBadge, ObjectGrant, OBJECT_CAP_RIGHTS};
 use crate::error::StorageError;
-use crate::ids::ObjectId;
+use crate::ids::{ObjectId, VersionId};
 use crate::limits;
 use crate::object::ObjectKind;
 
@@ -155,6 +156,35 @@ fn writes_origin(asker: Option<(u64, u64)>, reply: &Reply) -> Option<Origin> {
     } else {
         origin(asker, reply)
     }
+}
+
+/// Whether `reply` fits in an answer's payload (with room for the
+/// `Response` around it).
+fn fits(reply: &Reply) -> bool {
+    let counter = postcard::ser_flavors::Size::default();
+    let size = postcard::serialize_with_flavor::<_, _, usize>(reply, counter).unwrap_or(usize::MAX);
+    size <= MAX_PAYLOAD_BYTES - 64
+}
+
+/// A one-`Get` reply whose value is within [`limits::MAX_VALUE_BYTES`]
+/// fits without being measured: the value and its length prefix, the
+/// version and a few tag bytes.
+const GET_REPLY_FITS: bool = limits::MAX_VALUE_BYTES + 64 <= MAX_PAYLOAD_BYTES - 64;
+const _: () = assert!(GET_REPLY_FITS);
+
+/// [`fits`] for the reply of one `Get`, measuring only a value beyond the
+/// limit (which an older, larger limit may have let in).
+fn read_fits(reply: &Reply) -> bool {
+    let small = match reply {
+        Reply::Transacted { results, .. } => match results.as_slice() {
+            [OpResult::Value { value, .. }] => {
+                value.as_ref().map_or(0, Vec::len) <= limits::MAX_VALUE_BYTES
+            }
+            _ => false,
+        },
+        _ => false,
+    };
+    small || fits(reply)
 }
 
 /// Remembered answers, oldest evicted first.
@@ -278,6 +308,9 @@ pub struct StorageServer<B: StorageBackend> {
     /// its answer (so the answer cache need not).
     answer_in_journal: bool,
     tx_timeout: Duration,
+    /// Tests only: send one-operation `Transact`s down the general path.
+    #[cfg(test)]
+    general_only: bool,
     /// Mixed into the task half of every durable answer's key: task and
     /// message ids restart at every boot, and a journal on a disk outlives
     /// the boot, so without it a request after a reboot could be taken for
@@ -298,6 +331,8 @@ impl<B: StorageBackend> StorageServer<B> {
             clock: 0,
             answer_in_journal: false,
             tx_timeout: DEFAULT_TX_TIMEOUT,
+            #[cfg(test)]
+            general_only: false,
             boot: 0,
         };
         Ok((server, report))
@@ -678,13 +713,22 @@ impl<B: StorageBackend> StorageServer<B> {
                 self.store.rollback(&mut tx)?;
                 Ok(Reply::RolledBack)
             }
-            Request::Transact { ops } => {
+            Request::Transact { mut ops } => {
                 // Every op's rights are checked before anything runs.
                 let required = ops
                     .iter()
                     .fold(Rights::NONE, |r, op| r | op.required_rights());
                 let object = self.authorize(badge, required)?;
-                self.transact(object, ops, owner, asker, now)
+                match ops.as_mut_slice() {
+                    [Op::Put { key, value }] if self.one_op_path() => {
+                        let (key, value) = (mem::take(key), mem::take(value));
+                        self.put_alone(object, key, value, owner, asker)
+                    }
+                    [Op::Get { key, at }] if self.one_op_path() => {
+                        self.get_alone(object, key, *at, owner)
+                    }
+                    _ => self.transact(object, ops, owner, asker, now),
+                }
             }
             Request::Versions { after, limit } => {
                 let object = self.authorize(badge, Rights::READ)?;
@@ -780,10 +824,7 @@ impl<B: StorageBackend> StorageServer<B> {
         };
         // Check the answer fits before committing, so that a client never
         // gets an error for a transaction that did commit.
-        let counter = postcard::ser_flavors::Size::default();
-        let size =
-            postcard::serialize_with_flavor::<_, _, usize>(&reply, counter).unwrap_or(usize::MAX);
-        if size > MAX_PAYLOAD_BYTES - 64 {
+        if !fits(&reply) {
             let _ = self.store.rollback(&mut tx);
             return Err(StorageError::ReplyTooLarge);
         }
@@ -792,6 +833,71 @@ impl<B: StorageBackend> StorageServer<B> {
         self.store.commit_with_origin(&mut tx, origin)?;
         self.answer_in_journal = durable;
         Ok(reply)
+    }
+
+    /// A `Transact` of one `Put`: what [`Self::transact`] answers, by
+    /// [`ObjectStore::put_alone`]. Its answer always fits (a constant
+    /// size, far below the payload limit).
+    fn put_alone(
+        &mut self,
+        object: ObjectId,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        owner: Option<u64>,
+        asker: Option<(u64, u64)>,
+    ) -> Response {
+        let reply = |version| Reply::Transacted {
+            results: alloc::vec![OpResult::Written(version)],
+            versions: alloc::vec![(object, version)],
+        };
+        let mut durable = false;
+        let version = self.store.put_alone(owner, object, key, value, |version| {
+            let origin = origin(asker, &reply(version));
+            durable = origin.is_some();
+            origin
+        })?;
+        self.answer_in_journal = durable;
+        Ok(reply(version))
+    }
+
+    /// A `Transact` of one `Get`: what [`Self::transact`] answers, by
+    /// [`ObjectStore::get_alone`]. It writes nothing, so no record keeps
+    /// its answer.
+    fn get_alone(
+        &mut self,
+        object: ObjectId,
+        key: &[u8],
+        at: Option<VersionId>,
+        owner: Option<u64>,
+    ) -> Response {
+        let read = self.store.get_alone(owner, object, key, at)?;
+        let reply = Reply::Transacted {
+            results: alloc::vec![OpResult::Value {
+                version: read.version,
+                value: read.value,
+            }],
+            versions: Vec::new(),
+        };
+        // A value within the limit always fits; one from an older, larger
+        // limit is measured.
+        if read_fits(&reply) {
+            Ok(reply)
+        } else {
+            Err(StorageError::ReplyTooLarge)
+        }
+    }
+
+    /// Whether one-operation `Transact`s take their own path
+    /// ([`Self::put_alone`], [`Self::get_alone`]); tests turn it off to
+    /// hold the general path to the same answers.
+    #[cfg(not(test))]
+    fn one_op_path(&self) -> bool {
+        true
+    }
+
+    #[cfg(test)]
+    fn one_op_path(&self) -> bool {
+        !self.general_only
     }
 
     /// Check the kernel's stamp: the request came through an object

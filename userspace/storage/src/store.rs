@@ -454,6 +454,25 @@ impl<B: StorageBackend> ObjectStore<B> {
         owner: Option<u64>,
         now: u64,
     ) -> Result<Transaction, StorageError> {
+        let id = self.next_tx_id(owner)?;
+        let snapshot = self.catalog.last_seq;
+        self.txs.insert(
+            id,
+            TxRecord {
+                snapshot,
+                writes: BTreeMap::new(),
+                bytes: 0,
+                owner,
+                last_active: now,
+            },
+        );
+        Ok(Transaction::new(id, snapshot))
+    }
+
+    /// The id of a transaction `owner` begins now, after the checks that
+    /// bound the table: at most [`limits::MAX_ACTIVE_TRANSACTIONS`] open,
+    /// [`limits::MAX_TRANSACTIONS_PER_CLIENT`] of them `owner`'s.
+    fn next_tx_id(&mut self, owner: Option<u64>) -> Result<TxId, StorageError> {
         // The low 32 bits of a transaction id count within the instance.
         let exhausted = self.next_tx & 0xffff_ffff == 0;
         if self.txs.len() >= limits::MAX_ACTIVE_TRANSACTIONS || exhausted {
@@ -471,18 +490,7 @@ impl<B: StorageBackend> ObjectStore<B> {
         }
         let id = TxId::from_raw(self.next_tx);
         self.next_tx += 1;
-        let snapshot = self.catalog.last_seq;
-        self.txs.insert(
-            id,
-            TxRecord {
-                snapshot,
-                writes: BTreeMap::new(),
-                bytes: 0,
-                owner,
-                last_active: now,
-            },
-        );
-        Ok(Transaction::new(id, snapshot))
+        Ok(id)
     }
 
     /// The handle of active transaction `id` if `owner` began it.
@@ -526,10 +534,16 @@ impl<B: StorageBackend> ObjectStore<B> {
     fn visible(&self, tx: &Transaction, object: ObjectId) -> Result<&Object, StorageError> {
         let snapshot = self.record(tx)?.snapshot;
         let obj = self.object(object)?;
-        if obj.stamp_at(snapshot).is_none() {
-            return Err(StorageError::UnknownObject(object));
-        }
+        Self::check_visible(obj, snapshot)?;
         Ok(obj)
+    }
+
+    /// `obj` must exist in `snapshot`.
+    fn check_visible(obj: &Object, snapshot: CommitSeq) -> Result<(), StorageError> {
+        if obj.stamp_at(snapshot).is_none() {
+            return Err(StorageError::UnknownObject(obj.id()));
+        }
+        Ok(())
     }
 
     fn check_kind(obj: &Object, expected: ObjectKind) -> Result<(), StorageError> {
@@ -558,14 +572,25 @@ impl<B: StorageBackend> ObjectStore<B> {
         match (at, pending) {
             (None, Some(p)) => Ok(View::Pending(p.version, record.snapshot)),
             (Some(v), Some(p)) if v == p.version => Ok(View::Pending(p.version, record.snapshot)),
-            (None, None) => {
-                let stamp = obj
-                    .stamp_at(record.snapshot)
-                    .ok_or(StorageError::UnknownObject(object))?;
-                Ok(View::Committed(stamp))
-            }
-            (Some(v), _) => obj
-                .find_version(v, record.snapshot)
+            _ => Self::committed_view(obj, record.snapshot, at),
+        }
+    }
+
+    /// The committed version of `obj` a reader at `snapshot` sees: the
+    /// newest, or `at`.
+    fn committed_view(
+        obj: &Object,
+        snapshot: CommitSeq,
+        at: Option<VersionId>,
+    ) -> Result<View, StorageError> {
+        let object = obj.id();
+        match at {
+            None => obj
+                .stamp_at(snapshot)
+                .map(View::Committed)
+                .ok_or(StorageError::UnknownObject(object)),
+            Some(v) => obj
+                .find_version(v, snapshot)
                 .map(View::Committed)
                 .ok_or(StorageError::UnknownVersion { object, version: v }),
         }
@@ -590,21 +615,7 @@ impl<B: StorageBackend> ObjectStore<B> {
             self.abort(tx);
             return Err(StorageError::Conflict { object });
         }
-        let total = record.bytes.saturating_add(bytes);
-        if total > limits::MAX_TX_BYTES {
-            return Err(StorageError::TransactionTooLarge {
-                len: u32::try_from(total).unwrap_or(u32::MAX),
-                max: limits::MAX_TX_BYTES as u32,
-            });
-        }
-        let pending = self.pending_bytes();
-        if pending.saturating_add(bytes) > limits::MAX_PENDING_BYTES {
-            return Err(StorageError::PendingFull {
-                pending: pending as u64,
-                needed: bytes as u64,
-                max: limits::MAX_PENDING_BYTES as u64,
-            });
-        }
+        let total = self.write_budget(record.bytes, bytes)?;
         let version = if record.writes.contains_key(&object) {
             None
         } else {
@@ -632,6 +643,28 @@ impl<B: StorageBackend> ObjectStore<B> {
                 .get_mut(&object)
                 .ok_or(StorageError::NotActive(tx.id())),
         }
+    }
+
+    /// A transaction that wrote `written` bytes so far may write `bytes`
+    /// more: within its own bound and within what all open transactions
+    /// may hold. Returns its new total.
+    fn write_budget(&self, written: usize, bytes: usize) -> Result<usize, StorageError> {
+        let total = written.saturating_add(bytes);
+        if total > limits::MAX_TX_BYTES {
+            return Err(StorageError::TransactionTooLarge {
+                len: u32::try_from(total).unwrap_or(u32::MAX),
+                max: limits::MAX_TX_BYTES as u32,
+            });
+        }
+        let pending = self.pending_bytes();
+        if pending.saturating_add(bytes) > limits::MAX_PENDING_BYTES {
+            return Err(StorageError::PendingFull {
+                pending: pending as u64,
+                needed: bytes as u64,
+                max: limits::MAX_PENDING_BYTES as u64,
+            });
+        }
+        Ok(total)
     }
 
     /// Bytes of uncommitted writes all open transactions hold (at most
