@@ -6,7 +6,7 @@
 //! counted rather than timed: the simulator's instructions per message,
 //! under valgrind's callgrind (see [`SIM_MESSAGE_COST`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -74,18 +74,18 @@ pub const SIM_MESSAGE_COST: CallgrindBench = CallgrindBench {
 
 /// One QEMU benchmark run: a bench-mode image whose root program prints
 /// `[BENCH]` lines.
-struct QemuBench {
+pub struct QemuBench {
     /// Names the image and the log (`target/qemu-logs/<name>.log`).
-    name: &'static str,
+    pub name: &'static str,
     boot_cfg: BootConfig,
-    programs: &'static [&'static str],
+    pub programs: &'static [&'static str],
     /// A service manifest (repository-relative) for a system-mode run.
     manifest: Option<&'static str>,
     /// For a run on a fresh virtio-blk disk, whose root (the process
     /// manager) never ends it: the task whose `[BENCH]` lines count. The
     /// run ends when that task prints `[SUITE] DONE`. Such a run uses
     /// `qemu/bench-io.args`: idle time counts host nanoseconds.
-    disk_task: Option<&'static str>,
+    pub disk_task: Option<&'static str>,
 }
 
 /// The disk of a benchmark run, in MiB.
@@ -124,6 +124,56 @@ const QEMU_BENCHES: &[QemuBench] = &[
     },
 ];
 
+/// The QEMU benchmark named `name`.
+pub fn qemu_bench(name: &str) -> TaskResult<&'static QemuBench> {
+    QEMU_BENCHES
+        .iter()
+        .find(|qb| qb.name == name)
+        .ok_or_else(|| crate::fail!("no QEMU benchmark is named `{name}`"))
+}
+
+/// Builds `qb`'s disk image (BIOS) around `kernel` and returns its path.
+pub fn build_image(
+    layout: &Layout,
+    profile: Profile,
+    kernel: &Path,
+    qb: &QemuBench,
+) -> TaskResult<PathBuf> {
+    let manifest = qb.manifest.map(|m| layout.root.join(m));
+    let spec = ImageSpec {
+        boot_cfg: qb.boot_cfg,
+        programs: qb.programs,
+        manifest: manifest.as_deref(),
+    };
+    let image = layout.bench_dir().join(format!("{}.img", qb.name));
+    build::images(
+        layout,
+        profile,
+        kernel,
+        &spec,
+        &layout.bench_dir().join(format!("{}.ramdisk.tar", qb.name)),
+        &[(Firmware::Bios, image.clone())],
+    )?;
+    Ok(image)
+}
+
+/// The machine `qb` runs on: TCG with instruction counting.
+pub fn machine<'a>(qb: &QemuBench, image: &'a Path, ovmf: Option<&'a Path>) -> Machine<'a> {
+    Machine {
+        firmware: Firmware::Bios,
+        accel: Accel::Tcg,
+        image,
+        ovmf,
+        // A disk run waits for the device's interrupts: its idle
+        // guest clock must keep the host's pace (see bench-io.args).
+        extra_profiles: if qb.disk_task.is_some() {
+            &["bench-io"]
+        } else {
+            &["bench"]
+        },
+    }
+}
+
 /// One row of `results.json`.
 struct Row {
     source: &'static str,
@@ -135,11 +185,8 @@ struct Row {
 /// `qemu_only` skips the host benchmarks (for iterating on the kernel);
 /// a non-empty `only` runs just the QEMU benchmarks of those names.
 pub fn run(layout: &Layout, qemu_only: bool, only: &[String]) -> TaskResult<bool> {
-    if let Some(unknown) = only
-        .iter()
-        .find(|name| QEMU_BENCHES.iter().all(|qb| qb.name != name.as_str()))
-    {
-        return Err(crate::fail!("no QEMU benchmark is named `{unknown}`"));
+    for name in only {
+        qemu_bench(name)?;
     }
     let profile = Profile::Release;
     let host = setup::ensure(Needs {
@@ -157,34 +204,8 @@ pub fn run(layout: &Layout, qemu_only: bool, only: &[String]) -> TaskResult<bool
         .iter()
         .filter(|qb| only.is_empty() || only.iter().any(|name| name == qb.name))
     {
-        let manifest = qb.manifest.map(|m| layout.root.join(m));
-        let spec = ImageSpec {
-            boot_cfg: qb.boot_cfg,
-            programs: qb.programs,
-            manifest: manifest.as_deref(),
-        };
-        let image = layout.bench_dir().join(format!("{}.img", qb.name));
-        build::images(
-            layout,
-            profile,
-            &kernel,
-            &spec,
-            &layout.bench_dir().join(format!("{}.ramdisk.tar", qb.name)),
-            &[(Firmware::Bios, image.clone())],
-        )?;
-        let machine = Machine {
-            firmware: Firmware::Bios,
-            accel: Accel::Tcg,
-            image: &image,
-            ovmf: host.ovmf.as_deref(),
-            // A disk run waits for the device's interrupts: its idle
-            // guest clock must keep the host's pace (see bench-io.args).
-            extra_profiles: if qb.disk_task.is_some() {
-                &["bench-io"]
-            } else {
-                &["bench"]
-            },
-        };
+        let image = build_image(layout, profile, &kernel, qb)?;
+        let machine = machine(qb, &image, host.ovmf.as_deref());
         let log = qemu::log_path(layout, qb.name);
         let report = if let Some(task) = qb.disk_task {
             let disk_image = layout.bench_dir().join(format!("{}.disk.img", qb.name));

@@ -14,6 +14,7 @@ mod layout;
 mod lock;
 mod mutants;
 mod process;
+mod profile;
 mod programs;
 mod qemu;
 mod qmp;
@@ -64,6 +65,12 @@ commands:
                               results in target/bench/results.json
     --qemu-only               only the QEMU benchmarks (no host benchmarks)
     --suite NAME              only this QEMU benchmark (repeatable; e.g. bench-storage-disk)
+  profile --suite NAME [--per N] [--top N] [--until FIGURE]
+                              where a QEMU benchmark's instructions go, per function of the
+                              kernel and of each ring-3 program, per measured loop (loops are
+                              cut at the benchmark's rdtsc); --per N: the loop's iterations
+                              per window (200 for `bench`, 100 for `bench-storage`), to get
+                              figures per iteration; --until stops after that [BENCH] figure
   clippy                      clippy on the host crates and on the kernel for x86_64-unknown-none
   mutants [--crate NAME]... [--file GLOB]... [--re REGEX]...
                               mutation testing (cargo-mutants) of pandagen-core, the storage
@@ -100,6 +107,9 @@ struct Flags {
     cuts: Option<u64>,
     seed: Option<u64>,
     keyboard: Option<KeyboardLayout>,
+    per: Option<u64>,
+    top: Option<usize>,
+    until: Option<String>,
 }
 
 fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
@@ -141,17 +151,11 @@ fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
             "--fresh-disk" => flags.fresh_disk = true,
             "--no-disk" => flags.no_disk = true,
             "--disk-size" => flags.disk_size = Some(value()?),
-            "--cuts" | "--seed" => {
-                let v = value()?;
-                let n = v
-                    .parse()
-                    .map_err(|_| fail!("`{arg}` needs a number, not `{v}`"))?;
-                if arg == "--cuts" {
-                    flags.cuts = Some(n);
-                } else {
-                    flags.seed = Some(n);
-                }
-            }
+            "--cuts" => flags.cuts = Some(number(arg, &value()?)?),
+            "--seed" => flags.seed = Some(number(arg, &value()?)?),
+            "--per" => flags.per = Some(number(arg, &value()?)?),
+            "--top" => flags.top = Some(number(arg, &value()?)?),
+            "--until" => flags.until = Some(value()?),
             "--keyboard" => {
                 let v = value()?;
                 flags.keyboard = Some(KeyboardLayout::from_name(&v).ok_or_else(|| {
@@ -163,6 +167,11 @@ fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
         }
     }
     Ok(flags)
+}
+
+fn number<T: std::str::FromStr>(flag: &str, text: &str) -> TaskResult<T> {
+    text.parse()
+        .map_err(|_| fail!("`{flag}` needs a number, not `{text}`"))
 }
 
 fn main() -> ExitCode {
@@ -227,6 +236,20 @@ fn main() -> ExitCode {
         .and_then(|f| flash(&layout, &f)),
         "bench" => parse_flags(rest, &["--qemu-only", "--suite"])
             .and_then(|f| bench::run(&layout, f.qemu_only, &f.suites)),
+        "profile" => parse_flags(rest, &["--suite", "--per", "--top", "--until"]).and_then(|f| {
+            let [name] = f.suites.as_slice() else {
+                return Err(fail!("`profile` takes one `--suite NAME`\n\n{HELP}"));
+            };
+            profile::run(
+                &layout,
+                &profile::Options {
+                    name: name.clone(),
+                    per: f.per,
+                    top: f.top.unwrap_or(25),
+                    until: f.until,
+                },
+            )
+        }),
         "clippy" => parse_flags(rest, &[]).and_then(|_| clippy(&layout)),
         "mutants" => parse_flags(rest, &["--crate", "--file", "--re"]).and_then(|f| {
             mutants::run(
