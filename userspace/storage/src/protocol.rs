@@ -147,6 +147,25 @@ impl Serialize for TransactOne<'_> {
 /// The index of `Reply::Transacted` among the reply's variants.
 const REPLY_TRANSACTED: u32 = 5;
 
+/// `Reply::Transacted` borrowing its lists: the same bytes, for a server
+/// that answers without building the reply's vectors.
+#[derive(Clone, Copy, Debug)]
+pub struct TransactedRef<'a> {
+    pub results: &'a [OpResult],
+    pub versions: &'a [(ObjectId, VersionId)],
+}
+
+impl Serialize for TransactedRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        let mut reply =
+            serializer.serialize_struct_variant("Reply", REPLY_TRANSACTED, "Transacted", 2)?;
+        reply.serialize_field("results", self.results)?;
+        reply.serialize_field("versions", self.versions)?;
+        reply.end()
+    }
+}
+
 /// The answer to a [`TransactOne`] in its usual shape:
 /// `Reply::Transacted` with exactly one result. It decodes from the same
 /// bytes as that `Reply`, keeping the one result and reading past the new
@@ -602,6 +621,37 @@ mod tests {
             let decoded: RequestPayload = postcard::from_bytes(&bytes).unwrap();
             assert_eq!(decoded.request, request);
             assert_eq!(decoded.session, Some(3));
+        }
+    }
+
+    /// The borrowed `Transacted` encodes as the reply it stands for.
+    #[test]
+    fn a_borrowed_transacted_reply_encodes_as_the_reply() {
+        let version = VersionId::from_raw(300);
+        let results = [
+            OpResult::Written(version),
+            OpResult::Value {
+                version,
+                value: Some(b"v".to_vec()),
+            },
+        ];
+        let versions = [
+            (ObjectId::from_raw(1), version),
+            (ObjectId::from_raw(2), version),
+        ];
+        for n in 0..=2 {
+            let borrowed: Result<_, StorageError> = Ok(TransactedRef {
+                results: &results[..n],
+                versions: &versions[..n],
+            });
+            let owned: Response = Ok(Reply::Transacted {
+                results: results[..n].to_vec(),
+                versions: versions[..n].to_vec(),
+            });
+            assert_eq!(
+                postcard::to_allocvec(&borrowed).unwrap(),
+                postcard::to_allocvec(&owned).unwrap()
+            );
         }
     }
 

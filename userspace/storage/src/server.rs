@@ -46,12 +46,13 @@
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::mem;
-use pandagen_abi::envelope::MAX_PAYLOAD_BYTES;
+use pandagen_abi::envelope::{MAX_PAYLOAD_BYTES, PAYLOAD_START_CAPACITY};
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
-    Badge, Cap, CapHandle, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope,
-    MessageId, MessagePayload, ReceivedMessage, Rights, TaskId,
+    Badge, Cap, CapHandle, ChannelId, Duration, EnvelopeError, Instant, KernelApi, KernelError,
+    MessageEnvelope, MessageId, MessagePayload, ReceivedMessage, Rights, TaskId,
 };
+use serde::Serialize;
 
 use crate::backend::{RecoveryReport, StorageBackend};
 use crate::cap::{CapAuthority, ObjectBadge, ObjectGrant, OBJECT_CAP_RIGHTS};
@@ -64,7 +65,7 @@ use crate::object::ObjectKind;
 const HOME_RIGHTS: Rights =
     Rights::from_bits(Rights::READ.bits() | Rights::WRITE.bits() | Rights::TRANSFER.bits());
 use crate::protocol::{
-    actions, Op, OpResult, Reply, Request, RequestPayload, Response, StorageInfo,
+    actions, Op, OpResult, Reply, Request, RequestPayload, Response, StorageInfo, TransactedRef,
     MAX_VERSIONS_PER_REPLY, VERSION_POLICY,
 };
 use crate::record::Origin;
@@ -128,6 +129,14 @@ impl Answer {
     }
 }
 
+/// `MessagePayload::new(value)`: the same bytes, encoded with
+/// [`wire_bytes::encode_with_capacity`](crate::wire_bytes::encode_with_capacity).
+fn payload_of<T: Serialize + ?Sized>(value: &T) -> Result<MessagePayload, EnvelopeError> {
+    let bytes = crate::wire_bytes::encode_with_capacity(value, PAYLOAD_START_CAPACITY)
+        .map_err(|_| EnvelopeError::EncodeFailed)?;
+    MessagePayload::from_bytes(bytes)
+}
+
 /// The origin to record with a commit answered by `reply` (none for a
 /// request without a kernel-stamped sender).
 fn origin(asker: Option<(u64, u64)>, reply: &Reply) -> Option<Origin> {
@@ -135,7 +144,7 @@ fn origin(asker: Option<(u64, u64)>, reply: &Reply) -> Option<Origin> {
     // Encoded as the `Response` `Ok(reply)` (a reference encodes as what
     // it refers to), without copying the reply into one.
     let response: Result<&Reply, StorageError> = Ok(reply);
-    let answer = MessagePayload::new(&response).ok()?;
+    let answer = payload_of(&response).ok()?;
     Some(Origin {
         task,
         message,
@@ -266,6 +275,15 @@ enum ReplyTo {
     Once(Cap<()>),
     /// The standing reply capability of the requester's session: kept.
     Session((TaskId, u32), CapHandle),
+}
+
+/// What a request's execution answers.
+enum Executed {
+    /// A reply, to be encoded (or copied from its journal record).
+    Reply(Reply),
+    /// The answer already encoded (a put by its own path: the same bytes
+    /// as its reply's, which its journal record keeps too).
+    Encoded(MessagePayload),
 }
 
 /// A request's payload, decoded once, or why it cannot be executed.
@@ -606,11 +624,35 @@ impl<B: StorageBackend> StorageServer<B> {
         if let Some(answer) = durable {
             return Answer::remembered(request, answer);
         }
-        let response = self.execute(request, decoded, badge, clock);
+        let (payload, grant, read_only) = match self.execute(request, decoded, badge, clock) {
+            Ok(Executed::Encoded(payload)) => (payload, None, false),
+            Ok(Executed::Reply(reply)) => self.payload(key, Ok(reply)),
+            Err(e) => self.payload(key, Err(e)),
+        };
+        // A writing commit's answer is in its journal record, which a
+        // re-send finds (see the module docs); a transaction that wrote
+        // nothing is simply run again.
+        let kept_elsewhere = self.answer_in_journal || read_only;
+        if let Some(key) = key.filter(|_| !kept_elsewhere) {
+            self.answered.insert(key, payload.clone());
+        }
+        Answer::new(request, payload, grant)
+    }
+
+    /// The payload answering the request `key` with `response`, the
+    /// capability it grants, and whether it is a transaction that wrote
+    /// nothing.
+    fn payload(
+        &self,
+        key: Option<(TaskId, MessageId)>,
+        response: Response,
+    ) -> (MessagePayload, Option<ObjectGrant>, bool) {
         let grant = response.as_ref().ok().and_then(Reply::grant);
+        let read_only =
+            matches!(&response, Ok(Reply::Transacted { versions, .. }) if versions.is_empty());
         // A writing commit's record holds its answer encoded: copied, not
         // encoded a second time. (No answer was recorded under this key
-        // before, or it would have been answered from it above.)
+        // before, or it would have been answered from it.)
         let recorded = key
             .filter(|_| self.answer_in_journal)
             .and_then(|(task, id)| {
@@ -620,7 +662,7 @@ impl<B: StorageBackend> StorageServer<B> {
                 MessagePayload::from_bytes(bytes.to_vec()).ok()
             });
         let payload = recorded.unwrap_or_else(|| {
-            MessagePayload::new(&response).unwrap_or_else(|_| {
+            payload_of(&response).unwrap_or_else(|_| {
                 // Replies are bounded below the payload limit (see
                 // `limits`); should one not fit anyway, the client still
                 // gets an answer.
@@ -628,15 +670,7 @@ impl<B: StorageBackend> StorageServer<B> {
                 MessagePayload::new(&too_large).unwrap_or_default()
             })
         });
-        // A writing commit's answer is in its journal record, which a
-        // re-send finds (see the module docs); a transaction that wrote
-        // nothing is simply run again.
-        let kept_elsewhere = self.answer_in_journal
-            || matches!(&response, Ok(Reply::Transacted { versions, .. }) if versions.is_empty());
-        if let Some(key) = key.filter(|_| !kept_elsewhere) {
-            self.answered.insert(key, payload.clone());
-        }
-        Answer::new(request, payload, grant)
+        (payload, grant, read_only)
     }
 
     /// Run the decoded request. The clock is read only when the request
@@ -649,9 +683,9 @@ impl<B: StorageBackend> StorageServer<B> {
         decoded: Decoded,
         badge: Option<Badge>,
         clock: impl FnOnce() -> Instant,
-    ) -> Response {
+    ) -> Result<Executed, StorageError> {
         self.answer_in_journal = false;
-        let request = decoded?.request;
+        let mut request = decoded?.request;
         if request.needs_object() && badge.is_none() {
             return Err(StorageError::CapabilityRequired);
         }
@@ -667,6 +701,33 @@ impl<B: StorageBackend> StorageServer<B> {
         let asker = envelope
             .source
             .map(|t| (self.durable_task(t), envelope.id.as_raw()));
+        if let Request::Transact { ops } = &mut request {
+            if let [op @ Op::Put { .. }] = ops.as_mut_slice() {
+                if self.one_op_path() {
+                    let object = self.authorize(badge, op.required_rights())?;
+                    if let Op::Put { key, value } = op {
+                        let (key, value) = (mem::take(key), mem::take(value));
+                        return self
+                            .put_alone(object, key, value, owner, asker)
+                            .map(Executed::Encoded);
+                    }
+                }
+            }
+        }
+        self.run_request(request, badge, now, owner, asker)
+            .map(Executed::Reply)
+    }
+
+    /// Run the decoded request (see [`Self::execute`]) at `now` for the
+    /// task `owner`, whose durable answer key is `asker`.
+    fn run_request(
+        &mut self,
+        request: Request,
+        badge: Option<Badge>,
+        now: u64,
+        owner: Option<u64>,
+        asker: Option<(u64, u64)>,
+    ) -> Response {
         match request {
             Request::Create { kind } => {
                 let full = |object| ObjectGrant {
@@ -713,17 +774,13 @@ impl<B: StorageBackend> StorageServer<B> {
                 self.store.rollback(&mut tx)?;
                 Ok(Reply::RolledBack)
             }
-            Request::Transact { mut ops } => {
+            Request::Transact { ops } => {
                 // Every op's rights are checked before anything runs.
                 let required = ops
                     .iter()
                     .fold(Rights::NONE, |r, op| r | op.required_rights());
                 let object = self.authorize(badge, required)?;
-                match ops.as_mut_slice() {
-                    [Op::Put { key, value }] if self.one_op_path() => {
-                        let (key, value) = (mem::take(key), mem::take(value));
-                        self.put_alone(object, key, value, owner, asker)
-                    }
+                match ops.as_slice() {
                     [Op::Get { key, at }] if self.one_op_path() => {
                         self.get_alone(object, key, *at, owner)
                     }
@@ -836,8 +893,9 @@ impl<B: StorageBackend> StorageServer<B> {
     }
 
     /// A `Transact` of one `Put`: what [`Self::transact`] answers, by
-    /// [`ObjectStore::put_alone`]. Its answer always fits (a constant
-    /// size, far below the payload limit).
+    /// [`ObjectStore::put_alone`], encoded once for the commit record and
+    /// the answer alike (no `Reply` is built). Its answer always fits (a
+    /// constant size, far below the payload limit).
     fn put_alone(
         &mut self,
         object: ObjectId,
@@ -845,19 +903,25 @@ impl<B: StorageBackend> StorageServer<B> {
         value: Vec<u8>,
         owner: Option<u64>,
         asker: Option<(u64, u64)>,
-    ) -> Response {
-        let reply = |version| Reply::Transacted {
-            results: alloc::vec![OpResult::Written(version)],
-            versions: alloc::vec![(object, version)],
-        };
-        let mut durable = false;
-        let version = self.store.put_alone(owner, object, key, value, |version| {
-            let origin = origin(asker, &reply(version));
-            durable = origin.is_some();
-            origin
+    ) -> Result<MessagePayload, StorageError> {
+        let mut answer = Vec::new();
+        self.store.put_alone(owner, object, key, value, |version| {
+            let results = [OpResult::Written(version)];
+            let versions = [(object, version)];
+            let reply: Result<_, StorageError> = Ok(TransactedRef {
+                results: &results,
+                versions: &versions,
+            });
+            answer = payload_of(&reply).ok()?.into_bytes();
+            let (task, message) = asker?;
+            Some(Origin {
+                task,
+                message,
+                answer: answer.clone(),
+            })
         })?;
-        self.answer_in_journal = durable;
-        Ok(reply(version))
+        self.answer_in_journal = asker.is_some();
+        MessagePayload::from_bytes(answer).map_err(|_| StorageError::ReplyTooLarge)
     }
 
     /// A `Transact` of one `Get`: what [`Self::transact`] answers, by
