@@ -980,11 +980,14 @@ fn one_operation_puts_and_gets_answer_as_the_general_path() {
         })
         .collect();
     let before: Vec<Response> = reads.iter().map(|(r, b)| both(&mut t, r, *b)).collect();
-    let [(fast_backend, _), (general_backend, _)] = &t;
+    let [(fast_backend, fast), (general_backend, _)] = &t;
+    let charged = fast.store().memory_used();
     let mut restarted = [fast_backend, general_backend].map(|b| {
         let s = server(b).with_memory_limit(1 << 20);
         (b.clone(), s)
     });
+    // Replay charges what the commits were charged.
+    assert_eq!(restarted[0].1.store().memory_used(), charged);
     let after: Vec<Response> = reads
         .iter()
         .map(|(r, b)| both(&mut restarted, r, *b))

@@ -2,7 +2,6 @@
 //! multi-version map (see [`object`](crate::object)).
 
 use alloc::borrow::Cow;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 use core::iter::Peekable;
@@ -14,7 +13,7 @@ use crate::error::StorageError;
 use crate::ids::{ObjectId, VersionId};
 use crate::limits;
 use crate::object::{Object, ObjectKind};
-use crate::record::{Change, Origin};
+use crate::record::Origin;
 use crate::transaction::{MapOverlay, Pending, Transaction};
 
 /// A map value at one version.
@@ -195,12 +194,7 @@ impl<B: StorageBackend> ObjectStore<B> {
         Self::check_kind(obj, ObjectKind::Map)?;
         self.write_budget(0, key.len() + value.len())?;
         let version = self.allocate_version();
-        let change = Change::Map {
-            object,
-            version,
-            updates: vec![(key, Some(value))],
-        };
-        self.commit_record(vec![change], origin(version))?;
+        self.commit_map_update(object, version, key, Some(value), origin(version))?;
         Ok(version)
     }
 
