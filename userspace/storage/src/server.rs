@@ -45,7 +45,6 @@
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
-use core::mem;
 use pandagen_abi::envelope::{MAX_PAYLOAD_BYTES, PAYLOAD_START_CAPACITY};
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
@@ -65,8 +64,8 @@ use crate::object::ObjectKind;
 const HOME_RIGHTS: Rights =
     Rights::from_bits(Rights::READ.bits() | Rights::WRITE.bits() | Rights::TRANSFER.bits());
 use crate::protocol::{
-    actions, Op, OpResult, Reply, Request, RequestPayload, Response, StorageInfo, TransactedRef,
-    MAX_VERSIONS_PER_REPLY, VERSION_POLICY,
+    actions, OneOpPayload, Op, OpRef, OpResult, Reply, Request, RequestPayload, Response,
+    StorageInfo, TransactedRef, MAX_VERSIONS_PER_REPLY, VERSION_POLICY,
 };
 use crate::record::Origin;
 use crate::store::ObjectStore;
@@ -287,11 +286,41 @@ enum Executed {
 }
 
 /// A request's payload, decoded once, or why it cannot be executed.
-type Decoded = Result<RequestPayload, StorageError>;
+enum Decoded<'a> {
+    /// A `Transact` of one put or get, read in place from the payload.
+    One(OneOpPayload<'a>),
+    /// Any request, decoded into its own values.
+    Full(Result<RequestPayload, StorageError>),
+}
+
+impl Decoded<'_> {
+    /// The client's session number, if the request names one.
+    fn session(&self) -> Option<u32> {
+        match self {
+            Decoded::One(one) => one.session,
+            Decoded::Full(Ok(payload)) => payload.session,
+            Decoded::Full(Err(_)) => None,
+        }
+    }
+}
+
+/// Decode the request in `envelope`: a one-operation put or get in
+/// place, if it is one of the current schema, else [`decode_full`].
+fn decode_request(envelope: &MessageEnvelope) -> Decoded<'_> {
+    let current = VERSION_POLICY
+        .check(STORAGE, envelope.schema_version)
+        .is_ok();
+    if current && envelope.action == actions::TRANSACT {
+        if let Some(one) = OneOpPayload::decode(envelope.payload.as_bytes()) {
+            return Decoded::One(one);
+        }
+    }
+    Decoded::Full(decode_full(envelope))
+}
 
 /// Decode the request in `envelope`: its schema version, its action and
 /// its payload, which must agree.
-fn decode_request(envelope: &MessageEnvelope) -> Decoded {
+fn decode_full(envelope: &MessageEnvelope) -> Result<RequestPayload, StorageError> {
     VERSION_POLICY
         .check(STORAGE, envelope.schema_version)
         .map_err(StorageError::SchemaMismatch)?;
@@ -504,7 +533,7 @@ impl<B: StorageBackend> StorageServer<B> {
         &mut self,
         kernel: &mut K,
         envelope: &MessageEnvelope,
-        decoded: &Decoded,
+        decoded: &Decoded<'_>,
         capabilities: Vec<Cap<()>>,
     ) -> Option<ReplyTo> {
         let mut caps = capabilities.into_iter();
@@ -514,15 +543,7 @@ impl<B: StorageBackend> StorageServer<B> {
         }
         // The task half of the key is the kernel's stamp: a client names
         // only its own task's sessions.
-        let session = match (envelope.source, decoded) {
-            (
-                Some(task),
-                Ok(RequestPayload {
-                    session: Some(n), ..
-                }),
-            ) => Some((task, *n)),
-            _ => None,
-        };
+        let session = envelope.source.zip(decoded.session());
         match (attached, session) {
             (Some(reply), Some(key)) => {
                 let handle = reply.handle();
@@ -607,7 +628,7 @@ impl<B: StorageBackend> StorageServer<B> {
     fn respond_decoded(
         &mut self,
         request: &MessageEnvelope,
-        decoded: Decoded,
+        decoded: Decoded<'_>,
         badge: Option<Badge>,
         clock: impl FnOnce() -> Instant,
     ) -> Answer {
@@ -680,42 +701,76 @@ impl<B: StorageBackend> StorageServer<B> {
     fn execute(
         &mut self,
         envelope: &MessageEnvelope,
-        decoded: Decoded,
+        decoded: Decoded<'_>,
         badge: Option<Badge>,
         clock: impl FnOnce() -> Instant,
     ) -> Result<Executed, StorageError> {
         self.answer_in_journal = false;
-        let mut request = decoded?.request;
+        let request = match decoded {
+            Decoded::One(one) if self.one_op_path() => {
+                return self.execute_one(envelope, one.op, badge, clock);
+            }
+            Decoded::One(one) => Request::Transact {
+                ops: alloc::vec![one.op.to_op()],
+            },
+            Decoded::Full(full) => full?.request,
+        };
         if request.needs_object() && badge.is_none() {
             return Err(StorageError::CapabilityRequired);
         }
-        let needs_clock = self.store.active_transactions() > 0
-            || matches!(request, Request::Begin | Request::Op { .. });
-        if needs_clock {
+        self.expire_if(
+            matches!(request, Request::Begin | Request::Op { .. }),
+            clock,
+        );
+        let now = self.clock;
+        let (owner, asker) = self.requester(envelope);
+        self.run_request(request, badge, now, owner, asker)
+            .map(Executed::Reply)
+    }
+
+    /// [`Self::execute`] of a `Transact` of one put or get read in place:
+    /// the same checks in the same order (a capability, the clock when
+    /// transactions are open, the badge's object, epoch and rights), then
+    /// [`Self::put_alone`] or [`Self::get_alone`].
+    fn execute_one(
+        &mut self,
+        envelope: &MessageEnvelope,
+        op: OpRef<'_>,
+        badge: Option<Badge>,
+        clock: impl FnOnce() -> Instant,
+    ) -> Result<Executed, StorageError> {
+        if badge.is_none() {
+            return Err(StorageError::CapabilityRequired);
+        }
+        self.expire_if(false, clock);
+        let (owner, asker) = self.requester(envelope);
+        let object = self.authorize(badge, op.required_rights())?;
+        match op {
+            OpRef::Put { key, value } => self
+                .put_alone(object, key.to_vec(), value.to_vec(), owner, asker)
+                .map(Executed::Encoded),
+            OpRef::Get { key, at } => self.get_alone(object, key, at, owner).map(Executed::Reply),
+        }
+    }
+
+    /// Read the clock and roll back idle transactions, if `needed` or if
+    /// any transaction is open (see [`Self::execute`]).
+    fn expire_if(&mut self, needed: bool, clock: impl FnOnce() -> Instant) {
+        if needed || self.store.active_transactions() > 0 {
             self.clock = clock().as_nanos();
             let timeout = u64::try_from(self.tx_timeout.as_nanos()).unwrap_or(u64::MAX);
             self.store.expire_idle(self.clock.saturating_sub(timeout));
         }
-        let now = self.clock;
+    }
+
+    /// The requesting task as the store's transaction owner, and the key
+    /// of its request's durable answer.
+    fn requester(&self, envelope: &MessageEnvelope) -> (Option<u64>, Option<(u64, u64)>) {
         let owner = envelope.source.map(|t| t.as_raw());
         let asker = envelope
             .source
             .map(|t| (self.durable_task(t), envelope.id.as_raw()));
-        if let Request::Transact { ops } = &mut request {
-            if let [op @ Op::Put { .. }] = ops.as_mut_slice() {
-                if self.one_op_path() {
-                    let object = self.authorize(badge, op.required_rights())?;
-                    if let Op::Put { key, value } = op {
-                        let (key, value) = (mem::take(key), mem::take(value));
-                        return self
-                            .put_alone(object, key, value, owner, asker)
-                            .map(Executed::Encoded);
-                    }
-                }
-            }
-        }
-        self.run_request(request, badge, now, owner, asker)
-            .map(Executed::Reply)
+        (owner, asker)
     }
 
     /// Run the decoded request (see [`Self::execute`]) at `now` for the
@@ -780,12 +835,7 @@ impl<B: StorageBackend> StorageServer<B> {
                     .iter()
                     .fold(Rights::NONE, |r, op| r | op.required_rights());
                 let object = self.authorize(badge, required)?;
-                match ops.as_slice() {
-                    [Op::Get { key, at }] if self.one_op_path() => {
-                        self.get_alone(object, key, *at, owner)
-                    }
-                    _ => self.transact(object, ops, owner, asker, now),
-                }
+                self.transact(object, ops, owner, asker, now)
             }
             Request::Versions { after, limit } => {
                 let object = self.authorize(badge, Rights::READ)?;

@@ -874,7 +874,18 @@ fn one_operation_puts_and_gets_answer_as_the_general_path() {
         Ok(Reply::Created { grant, .. }) => grant,
         other => panic!("{other:?}"),
     };
-    let transact = |who, op| envelope(who, &Request::Transact { ops: vec![op] });
+    // As a client sends them: in a session (which a one-operation put or
+    // get needs to be read in place).
+    let transact = |who, op| {
+        let request = Request::Transact { ops: vec![op] };
+        let mut e = envelope(who, &request);
+        let payload = crate::protocol::RequestPayloadRef {
+            request: &request,
+            session: Some(1),
+        };
+        e.payload = MessagePayload::new(&payload).unwrap();
+        e
+    };
     let at = |key: &[u8], version| Op::Get {
         key: key.to_vec(),
         at: Some(VersionId::from_raw(version)),
