@@ -333,14 +333,43 @@ impl<'de> Deserialize<'de> for OneOpPayload<'de> {
 const REPLY_TRANSACTED: u32 = 5;
 
 /// `Reply::Transacted` borrowing its lists: the same bytes, for a server
-/// that answers without building the reply's vectors.
+/// that answers without building the reply's vectors. `R` is an
+/// [`OpResult`] or a form of one that encodes the same
+/// ([`OpResultRef`]).
 #[derive(Clone, Copy, Debug)]
-pub struct TransactedRef<'a> {
-    pub results: &'a [OpResult],
+pub struct TransactedRef<'a, R = OpResult> {
+    pub results: &'a [R],
     pub versions: &'a [(ObjectId, VersionId)],
 }
 
-impl Serialize for TransactedRef<'_> {
+/// An [`OpResult`] borrowing its bytes, encoded exactly as the result it
+/// stands for.
+#[derive(Clone, Copy, Debug)]
+pub enum OpResultRef<'a> {
+    /// [`OpResult::Value`].
+    Value {
+        version: VersionId,
+        value: Option<&'a [u8]>,
+    },
+}
+
+/// Where `OpResult::Value` stands in [`OpResult`] (a test holds it to the
+/// derived encoding).
+const OP_RESULT_VALUE: u32 = 6;
+
+impl Serialize for OpResultRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        let OpResultRef::Value { version, value } = *self;
+        let mut result =
+            serializer.serialize_struct_variant("OpResult", OP_RESULT_VALUE, "Value", 2)?;
+        result.serialize_field("version", &version)?;
+        result.serialize_field("value", &value.map(crate::wire_bytes::list::Borrowed))?;
+        result.end()
+    }
+}
+
+impl<R: Serialize> Serialize for TransactedRef<'_, R> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStructVariant;
         let mut reply =
@@ -903,6 +932,25 @@ mod tests {
             let owned: Response = Ok(Reply::Transacted {
                 results: results[..n].to_vec(),
                 versions: versions[..n].to_vec(),
+            });
+            assert_eq!(
+                postcard::to_allocvec(&borrowed).unwrap(),
+                postcard::to_allocvec(&owned).unwrap()
+            );
+        }
+        // A value lent, or none, as the owned result.
+        for value in [None, Some(&b""[..]), Some(&[7u8; 300][..])] {
+            let lent = [OpResultRef::Value { version, value }];
+            let borrowed: Result<_, StorageError> = Ok(TransactedRef {
+                results: &lent,
+                versions: &[],
+            });
+            let owned: Response = Ok(Reply::Transacted {
+                results: vec![OpResult::Value {
+                    version,
+                    value: value.map(<[u8]>::to_vec),
+                }],
+                versions: Vec::new(),
             });
             assert_eq!(
                 postcard::to_allocvec(&borrowed).unwrap(),

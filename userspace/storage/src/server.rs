@@ -64,8 +64,8 @@ use crate::object::ObjectKind;
 const HOME_RIGHTS: Rights =
     Rights::from_bits(Rights::READ.bits() | Rights::WRITE.bits() | Rights::TRANSFER.bits());
 use crate::protocol::{
-    actions, OneOpPayload, Op, OpRef, OpResult, Reply, Request, RequestPayload, Response,
-    StorageInfo, TransactedRef, MAX_VERSIONS_PER_REPLY, VERSION_POLICY,
+    actions, OneOpPayload, Op, OpRef, OpResult, OpResultRef, Reply, Request, RequestPayload,
+    Response, StorageInfo, TransactedRef, MAX_VERSIONS_PER_REPLY, VERSION_POLICY,
 };
 use crate::record::Origin;
 use crate::store::ObjectStore;
@@ -168,7 +168,7 @@ fn writes_origin(asker: Option<(u64, u64)>, reply: &Reply) -> Option<Origin> {
 
 /// Whether `reply` fits in an answer's payload (with room for the
 /// `Response` around it).
-fn fits(reply: &Reply) -> bool {
+fn fits<R: Serialize + ?Sized>(reply: &R) -> bool {
     let counter = postcard::ser_flavors::Size::default();
     let size = postcard::serialize_with_flavor::<_, _, usize>(reply, counter).unwrap_or(usize::MAX);
     size <= MAX_PAYLOAD_BYTES - 64
@@ -177,23 +177,7 @@ fn fits(reply: &Reply) -> bool {
 /// A one-`Get` reply whose value is within [`limits::MAX_VALUE_BYTES`]
 /// fits without being measured: the value and its length prefix, the
 /// version and a few tag bytes.
-const GET_REPLY_FITS: bool = limits::MAX_VALUE_BYTES + 64 <= MAX_PAYLOAD_BYTES - 64;
-const _: () = assert!(GET_REPLY_FITS);
-
-/// [`fits`] for the reply of one `Get`, measuring only a value beyond the
-/// limit (which an older, larger limit may have let in).
-fn read_fits(reply: &Reply) -> bool {
-    let small = match reply {
-        Reply::Transacted { results, .. } => match results.as_slice() {
-            [OpResult::Value { value, .. }] => {
-                value.as_ref().map_or(0, Vec::len) <= limits::MAX_VALUE_BYTES
-            }
-            _ => false,
-        },
-        _ => false,
-    };
-    small || fits(reply)
-}
+const _: () = assert!(limits::MAX_VALUE_BYTES + 64 <= MAX_PAYLOAD_BYTES - 64);
 
 /// Remembered answers, oldest evicted first.
 #[derive(Debug, Default)]
@@ -280,9 +264,13 @@ enum ReplyTo {
 enum Executed {
     /// A reply, to be encoded (or copied from its journal record).
     Reply(Reply),
-    /// The answer already encoded (a put by its own path: the same bytes
-    /// as its reply's, which its journal record keeps too).
-    Encoded(MessagePayload),
+    /// The answer already encoded, granting nothing (a put or a get by
+    /// its own path: the same bytes as its reply's); `read_only` for a
+    /// transaction that wrote nothing.
+    Encoded {
+        payload: MessagePayload,
+        read_only: bool,
+    },
 }
 
 /// A request's payload, decoded once, or why it cannot be executed.
@@ -646,7 +634,7 @@ impl<B: StorageBackend> StorageServer<B> {
             return Answer::remembered(request, answer);
         }
         let (payload, grant, read_only) = match self.execute(request, decoded, badge, clock) {
-            Ok(Executed::Encoded(payload)) => (payload, None, false),
+            Ok(Executed::Encoded { payload, read_only }) => (payload, None, read_only),
             Ok(Executed::Reply(reply)) => self.payload(key, Ok(reply)),
             Err(e) => self.payload(key, Err(e)),
         };
@@ -748,8 +736,17 @@ impl<B: StorageBackend> StorageServer<B> {
         match op {
             OpRef::Put { key, value } => self
                 .put_alone(object, key.to_vec(), value.to_vec(), owner, asker)
-                .map(Executed::Encoded),
-            OpRef::Get { key, at } => self.get_alone(object, key, at, owner).map(Executed::Reply),
+                .map(|payload| Executed::Encoded {
+                    payload,
+                    read_only: false,
+                }),
+            OpRef::Get { key, at } => {
+                let payload = self.get_alone(object, key, at, owner)?;
+                Ok(Executed::Encoded {
+                    payload,
+                    read_only: true,
+                })
+            }
         }
     }
 
@@ -975,30 +972,30 @@ impl<B: StorageBackend> StorageServer<B> {
     }
 
     /// A `Transact` of one `Get`: what [`Self::transact`] answers, by
-    /// [`ObjectStore::get_alone`]. It writes nothing, so no record keeps
-    /// its answer.
+    /// [`ObjectStore::get_alone`], encoded straight from the stored value
+    /// (no copy of it, no `Reply` built). It writes nothing, so no record
+    /// keeps its answer.
     fn get_alone(
         &mut self,
         object: ObjectId,
         key: &[u8],
         at: Option<VersionId>,
         owner: Option<u64>,
-    ) -> Response {
-        let read = self.store.get_alone(owner, object, key, at)?;
-        let reply = Reply::Transacted {
-            results: alloc::vec![OpResult::Value {
-                version: read.version,
-                value: read.value,
-            }],
-            versions: Vec::new(),
+    ) -> Result<MessagePayload, StorageError> {
+        let (version, value) = self.store.get_alone(owner, object, key, at)?;
+        let results = [OpResultRef::Value { version, value }];
+        let reply = TransactedRef {
+            results: &results,
+            versions: &[],
         };
         // A value within the limit always fits; one from an older, larger
         // limit is measured.
-        if read_fits(&reply) {
-            Ok(reply)
-        } else {
-            Err(StorageError::ReplyTooLarge)
+        let small = value.map_or(0, <[u8]>::len) <= limits::MAX_VALUE_BYTES;
+        if !small && !fits(&reply) {
+            return Err(StorageError::ReplyTooLarge);
         }
+        let response: Result<_, StorageError> = Ok(reply);
+        payload_of(&response).map_err(|_| StorageError::ReplyTooLarge)
     }
 
     /// Whether one-operation `Transact`s take their own path

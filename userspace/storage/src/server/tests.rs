@@ -932,6 +932,20 @@ fn one_operation_puts_and_gets_answer_as_the_general_path() {
         both(&mut t, request, *badge),
         Ok(Reply::Transacted { .. })
     ));
+    // A re-sent get is run again (a read is not remembered): it sees a
+    // later put.
+    both(&mut t, &transact(BOB, put(b"k", b"v3")), full(&map)).unwrap();
+    let (request, badge, _) = &steps[4];
+    match both(&mut t, request, *badge) {
+        Ok(Reply::Transacted { results, .. }) => assert_eq!(
+            results[0],
+            OpResult::Value {
+                version: VersionId::from_raw(7),
+                value: Some(b"v3".to_vec())
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
     // A client with all its transactions open gets no more.
     for _ in 0..limits::MAX_TRANSACTIONS_PER_CLIENT {
         both(&mut t, &envelope(BOB, &Request::Begin), None).unwrap();

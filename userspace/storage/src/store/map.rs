@@ -152,14 +152,15 @@ impl<B: StorageBackend> ObjectStore<B> {
     /// and commits at once (a one-operation `Transact`): the same checks,
     /// errors and outcome, and the transaction id it would have used is
     /// used up, but no transaction record is made. It reads at the last
-    /// commit and writes nothing, so its commit writes no record.
+    /// commit and writes nothing, so its commit writes no record. The
+    /// value is lent, not copied: the version read and the value there.
     pub fn get_alone(
         &mut self,
         owner: Option<u64>,
         object: ObjectId,
         key: &[u8],
         at: Option<VersionId>,
-    ) -> Result<MapValue, StorageError> {
+    ) -> Result<(VersionId, Option<&[u8]>), StorageError> {
         self.next_tx_id(owner)?;
         check_key(key)?;
         let obj = self.object(object)?;
@@ -167,7 +168,7 @@ impl<B: StorageBackend> ObjectStore<B> {
         let snapshot = self.catalog.last_seq;
         Self::check_visible(obj, snapshot)?;
         let view = Self::committed_view(obj, snapshot, at)?;
-        Ok(Self::map_value(obj, key, view))
+        Ok((view.version(), obj.map_get_at(key, view.seq()).flatten()))
     }
 
     /// [`put_owned`](Self::put_owned) in a transaction of its own that
