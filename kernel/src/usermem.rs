@@ -84,12 +84,18 @@ impl UserMemory {
     /// page inline, a page table walk out of line.
     #[inline(always)]
     fn page(&mut self, page: u64) -> Result<(u64, bool), UserMemoryError> {
-        let slot = (page / PAGE_SIZE) as usize % CACHED_PAGES;
+        let slot = Self::slot(page);
         let c = self.cache[slot];
         if c.page == page {
             return Ok((c.window, c.writable));
         }
         self.page_uncached(page, slot)
+    }
+
+    /// The cache slot of user page `page`.
+    #[inline(always)]
+    fn slot(page: u64) -> usize {
+        (page / PAGE_SIZE) as usize % CACHED_PAGES
     }
 
     #[inline(never)]
@@ -159,16 +165,55 @@ impl UserMemory {
     /// in one page and may be accessed (written, with `write`) — the common
     /// case of a small buffer, done with one cached lookup. `None` sends
     /// the caller to the general walk, which also reports every error.
+    ///
+    /// A cached page needs no range check: the cache holds only user pages
+    /// (an empty slot's `u64::MAX` is no page address, and a walk caches
+    /// only USER mappings), and bytes within one user page are within the
+    /// user half and cannot wrap. A page not in the cache is checked as
+    /// every access is, then walked out of line.
     #[inline(always)]
     fn within_page(&mut self, ptr: u64, len: u64, write: bool) -> Option<u64> {
         let offset = ptr & (PAGE_SIZE - 1);
-        if len == 0 || offset + len > PAGE_SIZE || user_range(ptr, len).is_err() {
+        if len == 0 || offset + len > PAGE_SIZE {
             return None;
         }
-        match self.page(ptr - offset) {
-            Ok((window, writable)) if writable || !write => Some(window + offset),
-            _ => None,
+        let page = ptr - offset;
+        let slot = Self::slot(page);
+        let c = self.cache[slot];
+        let (window, writable) = if c.page == page {
+            (c.window, c.writable)
+        } else {
+            user_range(ptr, len).ok()?;
+            self.page_uncached(page, slot).ok()?
+        };
+        (writable || !write).then_some(window + offset)
+    }
+
+    /// [`UserMemory::within_page`] for a page in the cache only: `None` for
+    /// one that is not (or not writable, with `write`), without walking.
+    /// No call, so a caller that sends a miss elsewhere stays a leaf.
+    #[inline(always)]
+    fn within_cached_page(&self, ptr: u64, len: u64, write: bool) -> Option<u64> {
+        let offset = ptr & (PAGE_SIZE - 1);
+        if len == 0 || offset + len > PAGE_SIZE {
+            return None;
         }
+        let page = ptr - offset;
+        let c = self.cache[Self::slot(page)];
+        (c.page == page && (c.writable || !write)).then_some(c.window + offset)
+    }
+
+    /// [`UserMemory::writable_in_page`] for a page in the cache only (see
+    /// [`UserMemory::within_cached_page`]): `None` sends the caller to
+    /// `writable_in_page`, which walks a missed page.
+    #[inline(always)]
+    pub fn writable_in_cached_page(&mut self, ptr: u64, len: usize) -> Option<&mut [u8]> {
+        let at = self.within_cached_page(ptr, len as u64, true)?;
+        // SAFETY: as in `writable_in_page`: `at` is the kernel-window
+        // address of `len` bytes inside one present, writable user page of
+        // this task (a cached page was walked and found so), and the slice
+        // borrows `self`.
+        Some(unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len) })
     }
 
     /// The `len` (> 0) bytes at `ptr` as a kernel slice to write in place,

@@ -65,12 +65,14 @@ commands:
                               results in target/bench/results.json
     --qemu-only               only the QEMU benchmarks (no host benchmarks)
     --suite NAME              only this QEMU benchmark (repeatable; e.g. bench-storage-disk)
-  profile --suite NAME [--per N] [--top N] [--until FIGURE]
+  profile --suite NAME [--per N] [--top N] [--until FIGURE] [--inlined]
                               where a QEMU benchmark's instructions go, per function of the
                               kernel and of each ring-3 program, per measured loop (loops are
                               cut at the benchmark's rdtsc); --per N: the loop's iterations
                               per window (200 for `bench`, 100 for `bench-storage`), to get
-                              figures per iteration; --until stops after that [BENCH] figure
+                              figures per iteration; --until stops after that [BENCH] figure;
+                              --inlined gives each instruction to the innermost function
+                              inlined there (debug info, addr2line) instead of its symbol
   clippy                      clippy on the host crates and on the kernel for x86_64-unknown-none
   mutants [--crate NAME]... [--file GLOB]... [--re REGEX]...
                               mutation testing (cargo-mutants) of pandagen-core, the storage
@@ -110,6 +112,7 @@ struct Flags {
     per: Option<u64>,
     top: Option<usize>,
     until: Option<String>,
+    inlined: bool,
 }
 
 fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
@@ -156,6 +159,7 @@ fn parse_flags(args: &[String], allowed: &[&str]) -> TaskResult<Flags> {
             "--per" => flags.per = Some(number(arg, &value()?)?),
             "--top" => flags.top = Some(number(arg, &value()?)?),
             "--until" => flags.until = Some(value()?),
+            "--inlined" => flags.inlined = true,
             "--keyboard" => {
                 let v = value()?;
                 flags.keyboard = Some(KeyboardLayout::from_name(&v).ok_or_else(|| {
@@ -236,20 +240,22 @@ fn main() -> ExitCode {
         .and_then(|f| flash(&layout, &f)),
         "bench" => parse_flags(rest, &["--qemu-only", "--suite"])
             .and_then(|f| bench::run(&layout, f.qemu_only, &f.suites)),
-        "profile" => parse_flags(rest, &["--suite", "--per", "--top", "--until"]).and_then(|f| {
-            let [name] = f.suites.as_slice() else {
-                return Err(fail!("`profile` takes one `--suite NAME`\n\n{HELP}"));
-            };
-            profile::run(
-                &layout,
-                &profile::Options {
-                    name: name.clone(),
-                    per: f.per,
-                    top: f.top.unwrap_or(25),
-                    until: f.until,
-                },
-            )
-        }),
+        "profile" => parse_flags(rest, &["--suite", "--per", "--top", "--until", "--inlined"])
+            .and_then(|f| {
+                let [name] = f.suites.as_slice() else {
+                    return Err(fail!("`profile` takes one `--suite NAME`\n\n{HELP}"));
+                };
+                profile::run(
+                    &layout,
+                    &profile::Options {
+                        name: name.clone(),
+                        per: f.per,
+                        top: f.top.unwrap_or(25),
+                        until: f.until,
+                        inlined: f.inlined,
+                    },
+                )
+            }),
         "clippy" => parse_flags(rest, &[]).and_then(|_| clippy(&layout)),
         "mutants" => parse_flags(rest, &["--crate", "--file", "--re"]).and_then(|f| {
             mutants::run(

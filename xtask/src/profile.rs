@@ -49,6 +49,10 @@ pub struct Options {
     pub top: usize,
     /// Stop QEMU once this `[BENCH]` figure has been printed.
     pub until: Option<String>,
+    /// Give each instruction to the innermost function inlined there (from
+    /// the ELFs' debug information, through `addr2line`), not the block to
+    /// the symbol holding it.
+    pub inlined: bool,
 }
 
 pub fn run(layout: &Layout, options: &Options) -> TaskResult<bool> {
@@ -77,7 +81,10 @@ pub fn run(layout: &Layout, options: &Options) -> TaskResult<bool> {
             false,
         )?);
     }
-    let mut profiler = Profiler::new(Symbolizer { images });
+    let mut profiler = Profiler::new(Symbolizer {
+        images,
+        inlined: options.inlined,
+    });
 
     let machine = bench::machine(qb, &image, host.ovmf.as_deref());
     let mut cmd: Command = qemu::command(layout, &machine)?;
@@ -154,6 +161,9 @@ pub struct Image {
     /// boot loader, so its offset is found from the first block that
     /// matches its code (see [`Image::find_offset`]).
     offset: Option<u64>,
+    elf: std::path::PathBuf,
+    /// Started at the first question (see [`Options::inlined`]).
+    addr2line: Option<Addr2Line>,
 }
 
 impl Image {
@@ -168,6 +178,8 @@ impl Image {
             segments,
             functions: functions(elf)?,
             offset: if placed_by_loader { None } else { Some(0) },
+            elf: elf.to_path_buf(),
+            addr2line: None,
         })
     }
 
@@ -215,6 +227,78 @@ impl Image {
             .partition_point(|(start, _, _)| *start <= address);
         let (start, size, name) = self.functions.get(index.checked_sub(1)?)?;
         (*size == 0 || address < start + size).then_some(name.as_str())
+    }
+}
+
+/// A running `addr2line -a -f -i -C` on one ELF, asked one block's
+/// addresses at a time.
+struct Addr2Line {
+    _child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: BufReader<std::process::ChildStdout>,
+}
+
+/// Asked after a block's addresses: its answer (`??`) ends the block's.
+const END_OF_QUESTIONS: u64 = 0xffff_ffff_ffff_fff0;
+
+impl Addr2Line {
+    fn start(elf: &Path) -> std::io::Result<Addr2Line> {
+        let mut child = Command::new("addr2line")
+            .args(["-a", "-f", "-i", "-C", "-e"])
+            .arg(elf)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let input = child.stdin.take().expect("piped");
+        let output = BufReader::new(child.stdout.take().expect("piped"));
+        Ok(Addr2Line {
+            _child: child,
+            input,
+            output,
+        })
+    }
+
+    /// The innermost function at each of `addresses` (`addr2line` flushes
+    /// after every answer, so it can be asked through a pipe).
+    fn innermost(&mut self, addresses: &[u64]) -> std::io::Result<Vec<String>> {
+        use std::io::Write;
+        let mut questions = String::new();
+        for address in addresses.iter().chain([&END_OF_QUESTIONS]) {
+            questions.push_str(&format!("{address:#x}\n"));
+        }
+        self.input.write_all(questions.as_bytes())?;
+        self.input.flush()?;
+        read_innermost(&mut self.output)
+    }
+}
+
+/// Reads `addr2line -a -f -i` answers up to the one for
+/// [`END_OF_QUESTIONS`]: each answer is the address, then a function and a
+/// location per inlining level, innermost first.
+fn read_innermost(output: &mut impl BufRead) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    let mut name_next = false;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if output.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let text = line.trim_end();
+        if let Some(hex) = text.strip_prefix("0x") {
+            if u64::from_str_radix(hex, 16) == Ok(END_OF_QUESTIONS) {
+                // Its function and location lines.
+                for _ in 0..2 {
+                    line.clear();
+                    output.read_line(&mut line)?;
+                }
+                return Ok(names);
+            }
+            name_next = true;
+        } else if name_next {
+            names.push(text.to_string());
+            name_next = false;
+        }
     }
 }
 
@@ -286,22 +370,62 @@ const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
 pub struct Symbolizer {
     /// The kernel first, then the ring-3 programs.
     images: Vec<Image>,
+    /// See [`Options::inlined`].
+    inlined: bool,
 }
 
 impl Symbolizer {
-    fn name(&mut self, address: u64, code: &[u8]) -> String {
-        let image = if address >= KERNEL_HALF {
-            let kernel = self.images.first_mut();
-            if let Some(kernel) = kernel {
-                kernel.find_offset(address, code);
-            }
-            self.images.first()
+    /// The image holding the block at `address` with `code`.
+    fn image_of(&mut self, address: u64, code: &[u8]) -> Option<usize> {
+        if address >= KERNEL_HALF {
+            let kernel = self.images.first_mut()?;
+            kernel.find_offset(address, code);
+            Some(0)
         } else {
-            self.images
-                .iter()
-                .skip(1)
-                .find(|image| image.holds(address, code))
+            (1..self.images.len()).find(|&i| self.images[i].holds(address, code))
+        }
+    }
+
+    /// The block's instructions (at `addresses`) by function, in runs:
+    /// `(name, instructions)`. One run, the symbol holding the block,
+    /// unless [`Symbolizer::inlined`] (or when `addr2line` fails).
+    fn parts(&mut self, addresses: &[u64], code: &[u8]) -> Vec<(String, u64)> {
+        let first = addresses.first().copied().unwrap_or_default();
+        let inlined = match self.inlined {
+            true => self.inlined_names(addresses, code),
+            false => None,
         };
+        let Some((image, names)) = inlined else {
+            return vec![(self.name(first, code), addresses.len() as u64)];
+        };
+        let mut parts: Vec<(String, u64)> = Vec::new();
+        for name in names {
+            let name = format!("{image}: {name}");
+            match parts.last_mut() {
+                Some((last, count)) if *last == name => *count += 1,
+                _ => parts.push((name, 1)),
+            }
+        }
+        parts
+    }
+
+    /// The image's name and the innermost function at each of `addresses`.
+    fn inlined_names(&mut self, addresses: &[u64], code: &[u8]) -> Option<(String, Vec<String>)> {
+        let index = self.image_of(*addresses.first()?, code)?;
+        let image = &mut self.images[index];
+        let linked = addresses
+            .iter()
+            .map(|a| image.linked(*a))
+            .collect::<Option<Vec<u64>>>()?;
+        if image.addr2line.is_none() {
+            image.addr2line = Addr2Line::start(&image.elf).ok();
+        }
+        let names = image.addr2line.as_mut()?.innermost(&linked).ok()?;
+        (names.len() == addresses.len()).then(|| (image.name.clone(), names))
+    }
+
+    fn name(&mut self, address: u64, code: &[u8]) -> String {
+        let image = self.image_of(address, code).map(|i| &self.images[i]);
         match image {
             Some(image) => match image
                 .linked(address)
@@ -319,7 +443,10 @@ impl Symbolizer {
 /// A translated block, as the log's `IN:` section gave it.
 struct Block {
     instructions: u64,
+    /// The function of its first instruction.
     function: usize,
+    /// Its instructions by function (see [`Symbolizer::parts`]).
+    parts: Vec<(usize, u64)>,
     reads_tsc: bool,
     /// It writes to the serial port (see [`SERIAL_OUTPUT`]).
     prints: bool,
@@ -349,9 +476,9 @@ pub struct Profiler {
     symbolizer: Symbolizer,
     functions: Vec<String>,
     function_ids: HashMap<String, usize>,
-    /// The `IN:` section being read: its first address, instruction
-    /// count, bytes and whether it reads the TSC.
-    reading: Option<(u64, u64, Vec<u8>, bool)>,
+    /// The `IN:` section being read: its instructions' addresses, their
+    /// bytes and whether one reads the TSC.
+    reading: Option<(Vec<u64>, Vec<u8>, bool)>,
     /// Translated, not yet executed, by guest address.
     translated: HashMap<u64, Block>,
     /// Executed at least once, by QEMU's host address of the block.
@@ -394,18 +521,15 @@ impl Profiler {
     pub fn line(&mut self, line: &str) {
         if line.starts_with("IN:") {
             self.finish_block();
-            self.reading = Some((0, 0, Vec::new(), false));
+            self.reading = Some((Vec::new(), Vec::new(), false));
         } else if let Some(rest) = line.strip_prefix("Trace ") {
             self.finish_block();
             if let Some((host, guest)) = parse_trace(rest) {
                 self.executed(host, guest);
             }
         } else if let Some((address, bytes, mnemonic)) = parse_instruction(line) {
-            if let Some((first, count, code, tsc)) = &mut self.reading {
-                if *count == 0 {
-                    *first = address;
-                }
-                *count += 1;
+            if let Some((addresses, code, tsc)) = &mut self.reading {
+                addresses.push(address);
                 code.extend(bytes);
                 *tsc |= mnemonic == "rdtsc";
             }
@@ -415,21 +539,33 @@ impl Profiler {
     }
 
     fn finish_block(&mut self) {
-        let Some((first, instructions, code, reads_tsc)) = self.reading.take() else {
+        let Some((addresses, code, reads_tsc)) = self.reading.take() else {
             return;
         };
-        if instructions == 0 {
+        let Some(&first) = addresses.first() else {
             return;
-        }
-        let name = self.symbolizer.name(first, &code);
-        let function = self.intern(name);
+        };
+        let parts: Vec<(usize, u64)> = self
+            .symbolizer
+            .parts(&addresses, &code)
+            .into_iter()
+            .map(|(name, count)| (self.intern(name), count))
+            .collect();
+        let function = parts[0].0;
+        // By the symbol holding the block: with `--inlined`, the innermost
+        // function of a write to the port is the port's.
+        let prints = match self.symbolizer.inlined {
+            true => self.symbolizer.name(first, &code).starts_with(SERIAL_OUTPUT),
+            false => self.functions[function].starts_with(SERIAL_OUTPUT),
+        };
         self.translated.insert(
             first,
             Block {
-                instructions,
+                instructions: addresses.len() as u64,
                 function,
+                parts,
                 reads_tsc: reads_tsc && first < KERNEL_HALF,
-                prints: self.functions[function].starts_with(SERIAL_OUTPUT),
+                prints,
             },
         );
     }
@@ -457,7 +593,9 @@ impl Profiler {
         self.printed |= block.prints;
         let group = self.groups.get_mut(&self.current).expect("current exists");
         group.instructions += instructions;
-        *group.by_function.entry(function).or_default() += instructions;
+        for (part, count) in &block.parts {
+            *group.by_function.entry(*part).or_default() += count;
+        }
         if reads_tsc {
             if self.printed {
                 self.printed = false;
@@ -598,6 +736,8 @@ mod tests {
                 .map(|(a, s, n)| (*a, *s, n.to_string()))
                 .collect(),
             offset: Some(0),
+            elf: std::path::PathBuf::new(),
+            addr2line: None,
         }
     }
 
@@ -611,6 +751,7 @@ mod tests {
     /// code differs: `bench` (reads the TSC) and `echo`.
     fn symbolizer() -> Symbolizer {
         Symbolizer {
+            inlined: false,
             images: vec![
                 Image {
                     offset: None,
@@ -740,6 +881,29 @@ Trace 0: 0x7f0000000100 [0000000000000000/0000000000401000/00000040/ff020200]
             "{report}"
         );
         assert!(report.contains("kernel 4, bench 1, echo 1"), "{report}");
+    }
+
+    #[test]
+    fn addr2line_answers_give_the_innermost_function_of_each_address() {
+        let output = "\
+0x0000000000001000
+inner
+src/a.rs:3
+outer
+src/b.rs:9
+0x0000000000001004
+outer
+src/b.rs:10
+0xfffffffffffffff0
+??
+??:0
+";
+        let mut reader = std::io::Cursor::new(output.as_bytes());
+        assert_eq!(read_innermost(&mut reader).unwrap(), vec!["inner", "outer"]);
+        // Nothing is left of the sentinel's answer for the next block.
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "");
     }
 
     #[test]

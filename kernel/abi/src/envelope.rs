@@ -92,20 +92,20 @@ impl EnvelopeError {
 /// most 10 bytes, plus one tag byte for each of the two options.
 const MAX_HEADER_BYTES: usize = 8 * 10 + 2;
 
-/// The bytes postcard's varint of `value` takes: seven bits per byte,
-/// looked up by the number of significant bits.
+/// The bytes postcard's varint of `value` takes: seven bits per byte, at
+/// least one. The index of the highest bit set (of `value | 1`, so 0 for
+/// both 0 and 1), over seven, plus one; `h / 7` is `h * 37 >> 8` for every
+/// bit index `h` below 64 (`varint_len_divides_by_seven` checks them all).
+#[inline(always)]
 const fn varint_len(value: u64) -> usize {
-    const BY_BITS: [u8; 65] = {
-        let mut table = [0u8; 65];
-        let mut bits = 0;
-        while bits <= 64 {
-            table[bits] = if bits == 0 { 1 } else { bits.div_ceil(7) as u8 };
-            bits += 1;
-        }
-        table
-    };
-    BY_BITS[64 - value.leading_zeros() as usize] as usize
+    let high = 63 - (value | 1).leading_zeros() as usize;
+    ((high * 37) >> 8) + 1
 }
+
+/// The action's length takes one varint byte: `check_bounds` holds it
+/// to `MAX_ACTION_LEN`, below 128.
+const ACTION_LEN_BYTES: usize = 1;
+const _: () = assert!(varint_len(MAX_ACTION_LEN as u64) == ACTION_LEN_BYTES);
 
 fn check_message_len(len: usize) -> Result<(), EnvelopeError> {
     if len > MAX_MESSAGE_BYTES {
@@ -338,7 +338,7 @@ impl MessageEnvelope {
         let len = varint_len(self.id.as_raw())
             + varint_len(self.destination.as_raw())
             + option(self.source.map(|t| t.as_raw()))
-            + varint_len(self.action.len() as u64)
+            + ACTION_LEN_BYTES
             + self.action.len()
             + varint_len(u64::from(self.schema_version.major))
             + varint_len(u64::from(self.schema_version.minor))
@@ -474,6 +474,17 @@ mod tests {
             proptest::prop_assert!(
                 bytes.len() <= MAX_HEADER_BYTES + envelope.action.len() + payload
             );
+        }
+    }
+
+    #[test]
+    fn varint_len_divides_by_seven() {
+        assert_eq!(varint_len(0), 1);
+        for bits in 1..=64u32 {
+            let value = u64::MAX >> (64 - bits);
+            assert_eq!(varint_len(value), bits.div_ceil(7) as usize, "{bits} bits");
+            let lowest = 1u64 << (bits - 1);
+            assert_eq!(varint_len(lowest), bits.div_ceil(7) as usize, "{bits} bits");
         }
     }
 

@@ -747,12 +747,19 @@ pub fn decode_receive_response(bytes: &[u8]) -> Result<ReceiveReply<'_>, KernelE
 /// The reply of a response framed as header, message, trailer (see
 /// [`write_receive_reply_trailer`]), if `bytes` is exactly that.
 fn framed_receive_reply(bytes: &[u8]) -> Option<ReceiveReply<'_>> {
-    if bytes.first() != Some(&0) {
-        return None;
-    }
-    let (sender, at) = take_varint(bytes, 1)?;
-    let (len, at) = take_varint(bytes, at)?;
-    let end = at.checked_add(usize::try_from(len).ok()?)?;
+    let (sender, len, at) = match bytes {
+        // The short header (sender and length below 128, one varint byte
+        // each): what the kernel writes for a small message, read without
+        // the varint loop.
+        [0, sender @ 0..0x80, len @ 0..0x80, ..] => (u64::from(*sender), usize::from(*len), 3),
+        [0, ..] => {
+            let (sender, at) = take_varint(bytes, 1)?;
+            let (len, at) = take_varint(bytes, at)?;
+            (sender, usize::try_from(len).ok()?, at)
+        }
+        _ => return None,
+    };
+    let end = at.checked_add(len)?;
     let badge = match bytes.get(end..)? {
         trailer if trailer == RECEIVE_REPLY_TRAILER => None,
         // No capabilities, `Some` badge: its value and rights to the end.

@@ -136,6 +136,27 @@ impl BudgetUsage {
     pub fn available(&self) -> Budget {
         self.limit.saturating_sub(self.used)
     }
+
+    /// Whether `amount` more can be charged (see [`Accounts::check`]).
+    #[inline(always)]
+    pub(crate) fn check(&self, amount: Budget) -> Result<(), KernelError> {
+        let available = self.available();
+        if amount.fits_in(&available) {
+            Ok(())
+        } else {
+            Err(exceeded(amount, available))
+        }
+    }
+
+    /// Charge `bytes` of memory, which [`BudgetUsage::check`] has just
+    /// said can be paid (nothing was charged since): the charge without
+    /// checking again.
+    #[inline(always)]
+    pub(crate) fn charge_checked_memory(&mut self, bytes: u64) {
+        let amount = Budget::memory(bytes);
+        debug_assert!(amount.fits_in(&self.available()), "charge beyond limit");
+        self.used = self.used.saturating_add(amount);
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -215,12 +236,14 @@ impl Accounts {
     /// Whether `amount` more can be charged to `id`.
     #[inline(always)]
     pub(crate) fn check(&self, id: AccountId, amount: Budget) -> Result<(), KernelError> {
-        let available = self.get(id).usage.available();
-        if amount.fits_in(&available) {
-            Ok(())
-        } else {
-            Err(exceeded(amount, available))
-        }
+        self.get(id).usage.check(amount)
+    }
+
+    /// `id`'s figures, found once for a check ([`BudgetUsage::check`]) and
+    /// the charge that may follow it ([`BudgetUsage::charge_checked_memory`]).
+    #[inline(always)]
+    pub(crate) fn usage_mut(&mut self, id: AccountId) -> &mut BudgetUsage {
+        &mut self.get_mut(id).usage
     }
 
     /// Charge `amount` to `id`, or change nothing and say which budget is
@@ -238,10 +261,7 @@ impl Accounts {
     /// without checking again.
     #[inline]
     pub(crate) fn charge_checked_memory(&mut self, id: AccountId, bytes: u64) {
-        let amount = Budget::memory(bytes);
-        let usage = &mut self.get_mut(id).usage;
-        debug_assert!(amount.fits_in(&usage.available()), "charge beyond limit");
-        usage.used = usage.used.saturating_add(amount);
+        self.usage_mut(id).charge_checked_memory(bytes);
     }
 
     /// Charge a memory cost (see [`Accounts::charge`]).

@@ -95,6 +95,17 @@ impl ObjectRef {
             ObjectRef::Device(resource) => resource.kind(),
         }
     }
+
+    /// `self.kind() == kind`, with a channel recognised by its variant
+    /// alone: a constant `kind` (every use check names one) then folds to
+    /// one comparison instead of mapping the variant to its kind.
+    #[inline(always)]
+    pub fn is_kind(&self, kind: CapKind) -> bool {
+        match kind {
+            CapKind::Channel => matches!(self, ObjectRef::Channel(_)),
+            _ => self.kind() == kind,
+        }
+    }
 }
 
 /// Objects the kernel may mint capabilities for out of nothing, with
@@ -449,6 +460,32 @@ mod tests {
             Holder::Task(TaskId::from_raw(1)),
             AccountId::from_raw(0),
         )
+    }
+
+    #[test]
+    fn is_kind_answers_as_kind_does() {
+        use pandagen_abi::device::PortRange;
+        let objects = [
+            ObjectRef::Channel(ChannelRef::from_parts(2, 3)),
+            ObjectRef::Task(TaskId::from_raw(4)),
+            ObjectRef::ServiceRegistry,
+            ObjectRef::StorageObject(ServiceObject {
+                service: ServiceId::from_raw(5),
+                badge: 6,
+            }),
+            ObjectRef::BootImage,
+            ObjectRef::SerialInput,
+            ObjectRef::KernelInfo,
+            ObjectRef::BlockDevice,
+            ObjectRef::ServiceRegistration(ServiceId::from_raw(7)),
+            ObjectRef::Device(DeviceResource::Ports(PortRange::new(0x60, 0x61))),
+            ObjectRef::Device(DeviceResource::Dma { bytes: 4096 }),
+        ];
+        for object in objects {
+            for kind in objects.map(|o| o.kind()) {
+                assert_eq!(object.is_kind(kind), object.kind() == kind, "{object:?} {kind:?}");
+            }
+        }
     }
 
     #[test]

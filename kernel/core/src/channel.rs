@@ -98,7 +98,10 @@ pub const KERNEL_SENDER: TaskId = pandagen_abi::ids::KERNEL_TASK;
 /// capabilities) see the same length either way; a kept message is queued
 /// and delivered with empty bytes, and the embedder matches it to its
 /// contents by sequence number.
+// A tag of its own, not a niche in the vector's capacity: each match on
+// the body reads one byte instead of decoding the niche.
 #[derive(Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Body<'a> {
     /// Bytes to copy: into the queue, or straight to a waiting receiver.
     Borrowed(&'a [u8]),
@@ -405,12 +408,25 @@ impl ChannelTable {
         slot.channel.as_mut()
     }
 
-    /// The channel in `r`'s slot, whatever its generation: for a reference
-    /// [`Self::get`] accepted under a borrow of the table held since, so
-    /// the slot cannot have been reused (the fast path's commit).
+    /// The channels in `to`'s and `from`'s slots, whatever their
+    /// generation, in one borrow: `from`'s is `None` when the two are one
+    /// channel. For references [`Self::get`] accepted under a borrow of
+    /// the table held since, so the slots cannot have been reused (the fast
+    /// path, between its check and its commit). `None` if a slot is empty.
     #[inline]
-    pub(crate) fn checked_earlier_mut(&mut self, r: ChannelRef) -> Option<&mut Channel> {
-        self.slots.get_mut(r.index as usize)?.channel.as_mut()
+    pub(crate) fn checked_earlier_mut(
+        &mut self,
+        to: ChannelRef,
+        from: ChannelRef,
+    ) -> Option<(&mut Channel, Option<&mut Channel>)> {
+        if to.index == from.index {
+            return Some((self.slots.get_mut(to.index as usize)?.channel.as_mut()?, None));
+        }
+        let [t, f] = self
+            .slots
+            .get_disjoint_mut([to.index as usize, from.index as usize])
+            .ok()?;
+        Some((t.channel.as_mut()?, Some(f.channel.as_mut()?)))
     }
 
     /// Free the channel's slot (it must hold no references any more).

@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use pandagen_abi::error::SendError;
 use pandagen_abi::{CapHandle, KernelError, Priority, TaskId};
+use pandagen_core::budget::message_cost;
 use pandagen_core::{BlockedOn, Body, KernelCore, SchedState, Sent, WakeReason};
 
 /// A server blocked receiving on its request channel and a running
@@ -269,6 +270,8 @@ fn a_send_hands_off_to_a_blocked_receiver_or_queues() {
         to_server,
         ..
     } = pair();
+    let paid = |k: &KernelCore| k.budget(client).unwrap().used.memory;
+    let before = paid(&k);
     let mut offered = None;
     let handed = k.send_or_hand_off(client, to_server, b"a", &[], T0, |o| {
         offered = Some(o.seq);
@@ -285,11 +288,17 @@ fn a_send_hands_off_to_a_blocked_receiver_or_queues() {
     assert_eq!(k.take_wake_reason(server), Some(WakeReason::HandedOff));
     let ch = k.channel_of(server, requests, T0).unwrap();
     assert_eq!(k.queue_len(ch), Some(0));
+    assert_eq!(paid(&k), before, "a message handed off is not charged");
 
     // Nobody waits now: the message is queued, and no offer is made.
     let queued = k.send_or_hand_off(client, to_server, b"b", &[], T0, |_| panic!("no waiter"));
     assert!(matches!(queued, Ok(Sent::Queued { .. })));
     assert_eq!(k.queue_len(ch), Some(1));
+    assert_eq!(
+        paid(&k),
+        before + message_cost(1, 0),
+        "a queued one is, once"
+    );
     let queued_seq = queued.unwrap().seq();
     assert!(queued_seq > handed_seq, "sequence numbers grow");
     let delivered = k.receive(server, requests, T0).unwrap().unwrap();

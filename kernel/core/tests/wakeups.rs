@@ -223,3 +223,31 @@ fn closing_a_channel_wakes_every_waiter() {
     assert_eq!(k.channel_count(), 0, "nothing references it any more");
     k.check_invariants().unwrap();
 }
+
+#[test]
+fn a_receive_clears_the_wake_reason_and_a_refused_one_leaves_it() {
+    let scene = || {
+        let mut f = all_blocked(0, 1);
+        let (sender, tx) = f.tx[0];
+        f.k.send(sender, tx, vec![1], &[], T0).unwrap();
+        // The owner's receive handle of a later generation: stale.
+        let stale = CapHandle::new(f.owner_rx.index(), f.owner_rx.generation() + 1);
+        (f, stale)
+    };
+
+    let (mut f, stale) = scene();
+    assert!(f.k.receive_or_block(f.owner, stale, None, T0).is_err());
+    assert_eq!(
+        f.k.take_wake_reason(f.owner),
+        Some(WakeReason::MessageArrived),
+        "a refused receive leaves the reason to read"
+    );
+
+    let (mut f, stale) = scene();
+    assert!(f.k.receive_or_block(f.owner, stale, None, T0).is_err());
+    assert!(matches!(
+        f.k.receive_or_block(f.owner, f.owner_rx, None, T0),
+        Ok(RecvOutcome::Message(_))
+    ));
+    assert_eq!(f.k.take_wake_reason(f.owner), None, "a receive clears it");
+}

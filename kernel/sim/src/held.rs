@@ -180,8 +180,18 @@ impl<M> Held<M> {
             .chain(self.reordered.values().flatten().map(|h| h.seq))
     }
 
+    /// Nothing is held: read from the per-channel counts, one map instead
+    /// of two (every hold and release keeps them; debug builds check that
+    /// they agree with the two maps).
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.delayed.is_empty() && self.reordered.is_empty()
+        let empty = self.per_channel.is_empty();
+        debug_assert_eq!(
+            empty,
+            self.delayed.is_empty() && self.reordered.is_empty(),
+            "the per-channel counts agree with what is held"
+        );
+        empty
     }
 
     /// Every held message, delayed ones first in delivery order.

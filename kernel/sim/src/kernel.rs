@@ -431,6 +431,7 @@ impl SimulatedKernel {
         self.held.next_due(None)
     }
 
+    #[inline]
     pub(crate) fn clock_now(&self) -> Instant {
         self.clock.now()
     }
@@ -634,6 +635,7 @@ impl SimulatedKernel {
     }
 
     /// Append an event to the trace at the current virtual time.
+    #[inline]
     pub fn record(&mut self, event: TraceEvent) {
         let now = self.clock.now();
         self.trace.push(now, event);
@@ -662,12 +664,14 @@ impl SimulatedKernel {
 
     // ---- shared helpers ---------------------------------------------------
 
+    #[inline]
     pub(crate) fn new_seq(&mut self) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         seq
     }
 
+    #[inline]
     pub(crate) fn bump_activity(&mut self) {
         self.activity += 1;
     }

@@ -38,8 +38,8 @@
 
 use pandagen_abi::error::{ReceiveError, SendError};
 use pandagen_abi::{
-    Cap, CapHandle, CapKind, ChannelId, Duration, Instant, KernelError, MessageEnvelope,
-    ReceivedMessage, Rights, TaskId,
+    Badge, Cap, CapHandle, CapKind, ChannelId, Duration, Instant, KernelApi, KernelError,
+    MessageEnvelope, ReceivedMessage, Rights, TaskId,
 };
 use pandagen_core::channel::KERNEL_SENDER;
 use pandagen_core::{Body, ChannelRef, Delivered, RecvOutcome, Sent};
@@ -48,6 +48,71 @@ use crate::fault::{ChannelKey, MessageFault};
 use crate::kernel::{Handed, InFlight, Queued, SimulatedKernel};
 use crate::mirror::SlotTaken;
 use crate::trace::{LossReason, TraceEvent};
+
+/// The shape a receive hands a delivered message back in, built where the
+/// envelope leaves the mirror (so the envelope is not moved once more per
+/// layer on its way out): the whole [`ReceivedMessage`]
+/// (`receive_with_capabilities`), or only its envelope (`receive_message`,
+/// which drops the capabilities the message carried, as `KernelApi`'s
+/// default does, once the delivery is recorded).
+pub(crate) trait Receipt: Sized {
+    /// The receipt of `envelope`, delivered with the capability handles
+    /// `caps` (now in the receiver's space; taken) and `badge`.
+    fn delivered(
+        kernel: &mut SimulatedKernel,
+        envelope: MessageEnvelope,
+        caps: &mut Vec<CapHandle>,
+        badge: Option<Badge>,
+    ) -> Self;
+}
+
+impl Receipt for ReceivedMessage {
+    #[inline(always)]
+    fn delivered(
+        _: &mut SimulatedKernel,
+        envelope: MessageEnvelope,
+        caps: &mut Vec<CapHandle>,
+        badge: Option<Badge>,
+    ) -> Self {
+        let capabilities: Vec<Cap<()>> = match caps.is_empty() {
+            true => Vec::new(),
+            false => std::mem::take(caps)
+                .into_iter()
+                .map(Cap::from_handle)
+                .collect(),
+        };
+        ReceivedMessage {
+            envelope,
+            capabilities,
+            badge,
+        }
+    }
+}
+
+impl Receipt for MessageEnvelope {
+    #[inline(always)]
+    fn delivered(
+        kernel: &mut SimulatedKernel,
+        envelope: MessageEnvelope,
+        caps: &mut Vec<CapHandle>,
+        _: Option<Badge>,
+    ) -> Self {
+        if !caps.is_empty() {
+            drop_received(kernel, std::mem::take(caps));
+        }
+        envelope
+    }
+}
+
+/// `receive_message`'s release of the capabilities a message carried (as
+/// `KernelApi::receive_message` does: a capability that cannot be dropped
+/// is already invalid, which is the goal anyway).
+#[cold]
+fn drop_received(kernel: &mut SimulatedKernel, caps: Vec<CapHandle>) {
+    for handle in caps {
+        let _ = KernelApi::drop_capability(kernel, Cap::from_handle(handle));
+    }
+}
 
 /// What a send goes through.
 #[derive(Clone, Copy)]
@@ -287,11 +352,11 @@ impl SimulatedKernel {
     /// The message handed to `task` on the channel `handle` names, if any
     /// (the receive it completes was checked when the task blocked; the
     /// handle is checked again, as any receive's).
-    fn take_handed(
+    fn take_handed<R: Receipt>(
         &mut self,
         task: TaskId,
         handle: CapHandle,
-    ) -> Result<Option<ReceivedMessage>, KernelError> {
+    ) -> Result<Option<R>, KernelError> {
         if !self.handed.iter().any(|h| h.receiver == task) {
             return Ok(None);
         }
@@ -324,11 +389,7 @@ impl SimulatedKernel {
             channel: key,
         });
         self.bump_activity();
-        Ok(Some(ReceivedMessage {
-            envelope,
-            capabilities: Vec::new(),
-            badge: None,
-        }))
+        Ok(Some(R::delivered(self, envelope, &mut Vec::new(), None)))
     }
 
     /// Messages handed to `task` that it will never take now that it has
@@ -351,14 +412,15 @@ impl SimulatedKernel {
         }
     }
 
-    /// `receive_with_capabilities` acting as `task`.
+    /// `receive_with_capabilities` (or, as `R`, `receive_message`) acting
+    /// as `task`.
     #[inline(always)]
-    pub(crate) fn receive_as(
+    pub(crate) fn receive_as<R: Receipt>(
         &mut self,
         task: TaskId,
         channel: ChannelId,
         timeout: Option<Duration>,
-    ) -> Result<ReceivedMessage, KernelError> {
+    ) -> Result<R, KernelError> {
         if self.handed.is_empty() && !self.faults_active && self.held.is_empty() {
             return self.receive_queued(task, channel.handle(), timeout);
         }
@@ -369,19 +431,19 @@ impl SimulatedKernel {
     /// nothing held): take what is queued, or stay blocked in the core for
     /// a hand-off.
     #[inline(always)]
-    fn receive_queued(
+    fn receive_queued<R: Receipt>(
         &mut self,
         task: TaskId,
         handle: CapHandle,
         timeout: Option<Duration>,
-    ) -> Result<ReceivedMessage, KernelError> {
+    ) -> Result<R, KernelError> {
         let start = self.clock_now();
         // The core's result is read in place, not moved out of the
         // `Result` (nor the `Delivered` out of the outcome).
-        match &mut self.receive_or_block(task, handle, start) {
+        match self.receive_or_block(task, handle, start) {
             Ok(RecvOutcome::Message(delivered)) => self.deliver(task, delivered),
             Ok(_) => self.wait_in_vain(task, timeout.map(|t| start.saturating_add(t))),
-            Err(error) => Err(*error),
+            Err(error) => Err(error),
         }
     }
 
@@ -389,12 +451,12 @@ impl SimulatedKernel {
     /// held messages that come due while it waits, and the fault plan's
     /// receive failures.
     #[inline(never)]
-    fn receive_any(
+    fn receive_any<R: Receipt>(
         &mut self,
         task: TaskId,
         channel: ChannelId,
         timeout: Option<Duration>,
-    ) -> Result<ReceivedMessage, KernelError> {
+    ) -> Result<R, KernelError> {
         let handle = channel.handle();
         if !self.handed.is_empty() {
             if let Some(message) = self.take_handed(task, handle)? {
@@ -435,9 +497,7 @@ impl SimulatedKernel {
                 }
             }
             let now = self.clock_now();
-            if let RecvOutcome::Message(delivered) =
-                &mut self.receive_or_block(task, handle, now)?
-            {
+            if let RecvOutcome::Message(delivered) = self.receive_or_block(task, handle, now)? {
                 return self.deliver(task, delivered);
             }
             let next_due = self.held.next_due(Some(key));
@@ -485,11 +545,11 @@ impl SimulatedKernel {
     /// moves to the deadline (see the module docs of `kernel`), and the
     /// task stays blocked in the core, where a later send can hand it a
     /// message.
-    fn wait_in_vain(
+    fn wait_in_vain<R>(
         &mut self,
         task: TaskId,
         deadline: Option<Instant>,
-    ) -> Result<ReceivedMessage, KernelError> {
+    ) -> Result<R, KernelError> {
         let now = self.clock_now();
         if let Some(deadline) = deadline {
             if deadline > now {
@@ -507,20 +567,30 @@ impl SimulatedKernel {
     /// `ReceivedMessage`: the envelope the simulator kept for it, stamped
     /// with the sender the core saw.
     #[inline(always)]
-    fn deliver(
+    fn deliver<R: Receipt>(
         &mut self,
         task: TaskId,
-        delivered: &mut Delivered,
-    ) -> Result<ReceivedMessage, KernelError> {
-        let key = ChannelKey::from(delivered.channel);
+        delivered: Delivered,
+    ) -> Result<R, KernelError> {
+        // Taken apart at once, so that its fields need not be kept together
+        // in memory.
+        let Delivered {
+            channel,
+            sender,
+            bytes,
+            caps,
+            seq: core_seq,
+            badge,
+        } = delivered;
+        let key = ChannelKey::from(channel);
         // The kept envelope goes straight into the `ReceivedMessage`: the
         // rare decoded one takes a path of its own rather than meeting it
         // in a shared local, which would cost the common one a copy.
-        match self.take_queued(key, delivered.seq) {
-            Some(q) => self.stamped(task, delivered, key, q.seq, q.envelope),
+        match self.take_queued(key, core_seq) {
+            Some(q) => self.stamped(task, (sender, caps, badge), key, q.seq, q.envelope),
             None => {
-                let (seq, envelope) = self.unmirrored(task, delivered)?;
-                self.stamped(task, delivered, key, seq, envelope)
+                let (seq, envelope) = self.unmirrored(task, &bytes, &caps)?;
+                self.stamped(task, (sender, caps, badge), key, seq, envelope)
             }
         }
     }
@@ -528,15 +598,15 @@ impl SimulatedKernel {
     /// [`Self::deliver`]'s `ReceivedMessage`: `envelope` stamped with the
     /// sender the core saw, and the delivery recorded.
     #[inline(always)]
-    fn stamped(
+    fn stamped<R: Receipt>(
         &mut self,
         task: TaskId,
-        delivered: &mut Delivered,
+        (sender, mut caps, badge): (TaskId, Vec<CapHandle>, Option<Badge>),
         key: ChannelKey,
         seq: u64,
         mut envelope: MessageEnvelope,
-    ) -> Result<ReceivedMessage, KernelError> {
-        envelope.source = (delivered.sender != KERNEL_SENDER).then_some(delivered.sender);
+    ) -> Result<R, KernelError> {
+        envelope.source = (sender != KERNEL_SENDER).then_some(sender);
         self.record(TraceEvent::Delivered {
             seq,
             id: envelope.id,
@@ -545,18 +615,7 @@ impl SimulatedKernel {
         });
         self.bump_activity();
         self.count_operation(task);
-        let capabilities: Vec<Cap<()>> = match delivered.caps.is_empty() {
-            true => Vec::new(),
-            false => std::mem::take(&mut delivered.caps)
-                .into_iter()
-                .map(Cap::from_handle)
-                .collect(),
-        };
-        Ok(ReceivedMessage {
-            envelope,
-            capabilities,
-            badge: delivered.badge,
-        })
+        Ok(R::delivered(self, envelope, &mut caps, badge))
     }
 
     /// The envelope of a message the core delivered that the simulator
@@ -568,13 +627,14 @@ impl SimulatedKernel {
     fn unmirrored(
         &mut self,
         task: TaskId,
-        delivered: &Delivered,
+        bytes: &[u8],
+        caps: &[CapHandle],
     ) -> Result<(u64, MessageEnvelope), KernelError> {
-        match MessageEnvelope::decode(&delivered.bytes) {
+        match MessageEnvelope::decode(bytes) {
             Ok(envelope) => Ok((self.new_seq(), envelope)),
             Err(error) => {
                 let now = self.clock_now();
-                for &handle in &delivered.caps {
+                for &handle in caps {
                     let _ = self.core.drop_cap(task, handle, now);
                 }
                 Err(KernelError::Envelope(error))
@@ -729,10 +789,16 @@ impl SimulatedKernel {
     }
 
     /// Count a completed message operation for crash-after-messages faults.
+    #[inline]
     fn count_operation(&mut self, task: TaskId) {
-        if !self.faults_active {
-            return;
+        if self.faults_active {
+            self.count_under_plan(task);
         }
+    }
+
+    /// [`Self::count_operation`] while a fault plan is active.
+    #[inline(never)]
+    fn count_under_plan(&mut self, task: TaskId) {
         if let Some(after) = self.injector.count_operation(task) {
             self.crash(task, after);
         }

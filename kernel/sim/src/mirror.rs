@@ -14,10 +14,24 @@ use std::collections::VecDeque;
 use crate::fault::ChannelKey;
 use crate::kernel::Queued;
 
-#[derive(Default)]
 struct Slot {
-    key: Option<ChannelKey>,
+    /// The channel whose messages the slot holds, or [`VACANT`].
+    key: ChannelKey,
     queue: VecDeque<Queued>,
+}
+
+/// The key of no channel: a channel's generation is never 0 (the core's
+/// channel table starts every slot at 1 or above), so neither is its key.
+/// A slot's key is compared in one step, not as an `Option`'s.
+const VACANT: ChannelKey = ChannelKey(0);
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            key: VACANT,
+            queue: VecDeque::new(),
+        }
+    }
 }
 
 /// Queued envelopes by channel slot.
@@ -41,7 +55,7 @@ impl Mirror {
     #[inline(always)]
     pub(crate) fn queue_mut(&mut self, key: ChannelKey) -> Option<&mut VecDeque<Queued>> {
         match self.slots.get_mut(Self::index(key)) {
-            Some(slot) if slot.key == Some(key) => Some(&mut slot.queue),
+            Some(slot) if slot.key == key => Some(&mut slot.queue),
             _ => None,
         }
     }
@@ -55,7 +69,7 @@ impl Mirror {
     ) -> Result<&mut VecDeque<Queued>, SlotTaken> {
         let index = Self::index(key);
         match self.slots.get(index) {
-            Some(slot) if slot.key == Some(key) => Ok(&mut self.slots[index].queue),
+            Some(slot) if slot.key == key => Ok(&mut self.slots[index].queue),
             _ => self.claim(key),
         }
     }
@@ -63,15 +77,16 @@ impl Mirror {
     /// [`Mirror::queue_for`] a channel the mirror has no slot for yet.
     #[cold]
     fn claim(&mut self, key: ChannelKey) -> Result<&mut VecDeque<Queued>, SlotTaken> {
+        debug_assert_ne!(key, VACANT, "no channel has generation 0");
         let index = Self::index(key);
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, Slot::default);
         }
         let slot = &mut self.slots[index];
-        if slot.key != Some(key) && !slot.queue.is_empty() {
+        if slot.key != key && !slot.queue.is_empty() {
             return Err(SlotTaken);
         }
-        slot.key = Some(key);
+        slot.key = key;
         Ok(&mut slot.queue)
     }
 
@@ -98,7 +113,7 @@ impl Mirror {
             .slots
             .iter()
             .filter(|slot| !slot.queue.is_empty())
-            .filter_map(|slot| slot.key)
+            .map(|slot| slot.key)
             .collect();
         keys.sort_unstable();
         keys
@@ -108,8 +123,8 @@ impl Mirror {
     /// the slot's buffer back.
     pub(crate) fn take_all(&mut self, key: ChannelKey) -> VecDeque<Queued> {
         match self.slots.get_mut(Self::index(key)) {
-            Some(slot) if slot.key == Some(key) => {
-                slot.key = None;
+            Some(slot) if slot.key == key => {
+                slot.key = VACANT;
                 std::mem::take(&mut slot.queue)
             }
             _ => VecDeque::new(),

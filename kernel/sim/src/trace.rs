@@ -146,6 +146,21 @@ impl Default for Trace {
     }
 }
 
+/// `a == b`, without a call to `memcmp` for the names of 8 to 16 bytes
+/// most actions have: two overlapping eight-byte words each.
+#[inline(always)]
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&n) {
+        let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().unwrap());
+        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+    }
+    a == b
+}
+
 impl Trace {
     /// An enabled trace of [`DEFAULT_TRACE_CAPACITY`] records.
     pub fn new() -> Self {
@@ -203,13 +218,16 @@ impl Trace {
         if !self.enabled || self.records.len() < self.capacity || self.capacity == 0 {
             return self.push_unless_full(at, event);
         }
-        // The ring is full: the newest record takes the oldest's place.
-        self.records[self.oldest] = TraceRecord { at, event };
+        // The ring is full: the newest record takes the oldest's place
+        // (written first, then the old one dropped, so that the new one is
+        // not staged on the stack across the drop).
+        let old = std::mem::replace(&mut self.records[self.oldest], TraceRecord { at, event });
         self.oldest += 1;
         if self.oldest == self.records.len() {
             self.oldest = 0;
         }
         self.dropped += 1;
+        drop(old);
     }
 
     /// [`Trace::push`] while the ring is filling (or recording is off).
@@ -226,7 +244,7 @@ impl Trace {
     #[inline]
     pub fn intern(&mut self, name: &str) -> Arc<str> {
         match &self.last_name {
-            Some(last) if **last == *name => Arc::clone(last),
+            Some(last) if same_name(last.as_bytes(), name.as_bytes()) => Arc::clone(last),
             _ => self.intern_other(name),
         }
     }
@@ -385,6 +403,33 @@ impl fmt::Display for RenderRecord<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_name_answers_as_equality_does() {
+        for len in 0..=24 {
+            let name: Vec<u8> = (0..len).map(|i| b'a' + i as u8).collect();
+            assert!(same_name(&name, &name.clone()), "{len}");
+            for at in 0..len {
+                let mut other = name.clone();
+                other[at] ^= 0x20;
+                assert!(!same_name(&name, &other), "{len} bytes, differing at {at}");
+            }
+            let mut longer = name.clone();
+            longer.push(b'z');
+            assert!(!same_name(&name, &longer) && !same_name(&longer, &name));
+        }
+    }
+
+    #[test]
+    fn interning_the_next_action_shares_or_replaces_the_last() {
+        let mut trace = Trace::new();
+        let first = trace.intern("bench.echo");
+        let again = trace.intern(&String::from("bench.echo"));
+        assert!(Arc::ptr_eq(&first, &again), "the same name is shared");
+        let other = trace.intern("bench.echp");
+        assert_eq!(&*other, "bench.echp", "a name one byte apart is its own");
+        assert!(!Arc::ptr_eq(&first, &other));
+    }
 
     #[test]
     fn render_omits_message_ids() {

@@ -10,10 +10,15 @@ use super::frame::GlobalFrames;
 use crate::layout;
 use pandagen_hal::memory::MemoryError;
 use pandagen_hal::x86_64::paging::{AddressSpace, PageFlags, PhysWindow};
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Once;
 use x86_64::registers::control::Cr3;
 
 static KERNEL_SPACE: Once<AddressSpace> = Once::new();
+
+/// The CR3 flag bits (PWT, PCD) the bootloader's table was loaded with:
+/// every later load keeps them (see [`load`]).
+static CR3_FLAGS: AtomicU64 = AtomicU64::new(0);
 
 /// What [`init`] found and changed.
 #[derive(Debug, Clone, Copy)]
@@ -24,7 +29,8 @@ pub struct PagingReport {
 
 /// Adopts the active page table as the kernel address space.
 pub fn init(window: PhysWindow) -> Result<PagingReport, MemoryError> {
-    let (frame, _) = Cr3::read();
+    let (frame, flags) = Cr3::read();
+    CR3_FLAGS.store(flags.bits(), Ordering::Relaxed);
     // SAFETY: CR3 holds the bootloader-built PML4; all physical memory is
     // mapped through `window`, and from now on only this module edits it.
     let space = unsafe { AddressSpace::from_root(frame.start_address().as_u64(), window) };
@@ -78,4 +84,22 @@ pub unsafe fn switch_to(space: &AddressSpace) -> u64 {
     // code, its stack and its data, is mapped identically in `space`.
     unsafe { Cr3::write(frame, flags) };
     old.start_address().as_u64()
+}
+
+/// Loads `space` into CR3, with the flags the kernel's table was loaded
+/// with: [`switch_to`] without reading CR3 first (the task switch, which
+/// knows the active root already: `KernelState::active_space`). Inline:
+/// every direct `Exchange` loads its receiver's space here.
+///
+/// # Safety
+/// As [`switch_to`]: `space` must share the kernel half.
+#[inline(always)]
+pub unsafe fn load(space: &AddressSpace) {
+    let cr3 = space.root() | CR3_FLAGS.load(Ordering::Relaxed);
+    // SAFETY: forwarded to the caller, as in `switch_to`; the root is a
+    // page-aligned table address (what `AddressSpace` holds), so with the
+    // flags it is a valid CR3 value.
+    unsafe {
+        core::arch::asm!("mov cr3, {}", in(reg) cr3, options(nostack, preserves_flags));
+    }
 }

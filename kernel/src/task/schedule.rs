@@ -121,7 +121,7 @@ pub(super) fn enter(
     if *active_space != space.root() {
         // SAFETY: every task space comes from `new_user_space` and shares
         // the kernel half.
-        unsafe { paging::switch_to(space) };
+        unsafe { paging::load(space) };
         *active_space = space.root();
     }
     *current = Some(next);

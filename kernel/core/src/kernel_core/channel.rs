@@ -10,10 +10,10 @@ use alloc::vec::Vec;
 use pandagen_abi::error::{ChannelError, ReceiveError, Resource, SendError};
 use pandagen_abi::{Badge, Budget, CapHandle, CapKind, Instant, KernelError, Rights, TaskId};
 
-use super::KernelCore;
+use super::{check_cap, KernelCore};
 use crate::audit::{CapabilityEvent, InvalidationReason};
-use crate::budget::{message_cost, AccountId, Accounts, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST};
-use crate::cap_table::{Capability, Holder, ObjectRef};
+use crate::budget::{message_cost, AccountId, BudgetUsage, CAP_COST, CHANNEL_COST, EXIT_ROUTE_COST};
+use crate::cap_table::{Capability, Holder, InvalidUse, ObjectRef};
 use crate::channel::{Body, Channel, ChannelRef, Delivered, Message};
 use crate::task::WakeReason;
 
@@ -325,6 +325,7 @@ impl KernelCore {
     /// queued or allocated. Otherwise — or without a waiting receiver —
     /// the bytes are copied and queued exactly as `send` does. Validation
     /// and errors are `send`'s, and on error nothing changed.
+    #[inline]
     pub fn send_or_hand_off<'b>(
         &mut self,
         caller: TaskId,
@@ -369,7 +370,9 @@ impl KernelCore {
         };
         size_check(len, max_len)?;
         let max_caps = self.config.max_caps_per_message;
-        let charge = affordable(&self.accounts, sender.account, len, 0, max_caps, max_len)?;
+        // The account is found once, for the check and the charge.
+        let payer = self.accounts.usage_mut(sender.account);
+        let charge = affordable(payer, len, 0, max_caps, max_len)?;
         let sender = Sender { charge, ..sender };
         // `next_seq`, on the field: `c` borrows the channel table.
         let seq = self.next_seq;
@@ -399,8 +402,7 @@ impl KernelCore {
         // Queued into the channel already looked up: a message without
         // capabilities only charges the sender (what `seal` does for it).
         debug_assert_eq!(sender.charge, message_cost(body.len(), 0));
-        self.accounts
-            .charge_checked_memory(sender.account, sender.charge);
+        payer.charge_checked_memory(sender.charge);
         let mut msg = Message::sealed(caller, &sender, seq, body, Vec::new());
         msg.badge = badge;
         c.push_back(msg);
@@ -609,6 +611,37 @@ impl KernelCore {
         self.receivable(caller, handle, now).map(|_| ())
     }
 
+    /// [`KernelCore::receivable`] for a receive that takes a message or
+    /// blocks now: the caller's wake reason is cleared (as
+    /// `receive_or_block` must) on the task entry the capability check
+    /// found, not looked up again. A refused receive clears nothing.
+    #[inline(always)]
+    pub(super) fn receivable_awake(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        now: Instant,
+    ) -> Result<ChannelRef, KernelError> {
+        let checked = match self.tasks.get_mut(caller) {
+            None => Err(InvalidUse::CallerNotAlive),
+            Some(task) => {
+                match check_cap(task, handle, Some(CapKind::Channel), Rights::RECEIVE) {
+                    Ok(cap) => {
+                        let object = cap.object();
+                        task.wake = None;
+                        Ok(object)
+                    }
+                    Err(reason) => Err(reason),
+                }
+            }
+        };
+        match checked {
+            Ok(ObjectRef::Channel(ch)) => Ok(ch),
+            Ok(_) => unreachable!("kind checked"),
+            Err(reason) => Err(self.refuse(caller, handle, reason, now)),
+        }
+    }
+
     /// Validate a receive on `handle`, returning the channel.
     #[inline]
     pub(super) fn receivable(
@@ -687,25 +720,11 @@ impl KernelCore {
             reserved: _,
             payer: _,
         } = msg;
-        let mut handles = Vec::new();
-        if !caps.is_empty() {
-            handles.reserve_exact(caps.len());
-            for cap in caps {
-                let (id, kind) = (cap.id(), cap.kind());
-                handles.push(self.install(caller, cap));
-                self.audit.record(
-                    now,
-                    CapabilityEvent::Delegated {
-                        cap: id,
-                        kind,
-                        from: sender,
-                        to: caller,
-                        via: Some(ch),
-                    },
-                );
-                self.audit_domains(id, sender, sender_domain, caller, now);
-            }
-        }
+        // Most messages carry none: installing them is out of line.
+        let handles = match caps.is_empty() {
+            true => Vec::new(),
+            false => self.install_carried(caller, caps, (sender, sender_domain), ch, now),
+        };
         if now_drained {
             // The last message of a channel nobody can send on any more:
             // the other receivers must not wait for a successor.
@@ -719,6 +738,37 @@ impl KernelCore {
             seq,
             badge,
         }))
+    }
+
+    /// Install the capabilities `caps` a message from `sender` (of trust
+    /// domain `domain`) carried on `ch` in `caller`'s space, each audited
+    /// as delegated; their handles, in order.
+    #[inline(never)]
+    fn install_carried(
+        &mut self,
+        caller: TaskId,
+        caps: Vec<Capability>,
+        (sender, domain): (TaskId, u16),
+        ch: ChannelRef,
+        now: Instant,
+    ) -> Vec<CapHandle> {
+        let mut handles = Vec::with_capacity(caps.len());
+        for cap in caps {
+            let (id, kind) = (cap.id(), cap.kind());
+            handles.push(self.install(caller, cap));
+            self.audit.record(
+                now,
+                CapabilityEvent::Delegated {
+                    cap: id,
+                    kind,
+                    from: sender,
+                    to: caller,
+                    via: Some(ch),
+                },
+            );
+            self.audit_domains(id, sender, domain, caller, now);
+        }
+        handles
     }
 
     /// Remove the next message from the channel `handle` names (needing
@@ -881,7 +931,8 @@ impl KernelCore {
             self.config.max_caps_per_message,
             self.config.max_message_bytes,
         );
-        let charge = affordable(&self.accounts, account, len, caps.len(), max_caps, max_len)?;
+        let payer = self.accounts.usage_mut(account);
+        let charge = affordable(payer, len, caps.len(), max_caps, max_len)?;
         if !caps.is_empty() {
             self.validate_moves(caller, caps, now)?;
             let task = self.tasks.get(caller).expect("caller validated");
@@ -995,12 +1046,11 @@ fn size_check(len: usize, max: usize) -> Result<(), KernelError> {
 }
 
 /// The budget checks of a send of a `len`-byte message carrying `caps`
-/// capabilities (at most `max_caps`): `account` can pay for it while it is
-/// queued. Returns that charge.
+/// capabilities (at most `max_caps`): the account whose figures are
+/// `payer` can pay for it while it is queued. Returns that charge.
 #[inline(always)]
 fn affordable(
-    accounts: &Accounts,
-    account: AccountId,
+    payer: &BudgetUsage,
     len: usize,
     caps: usize,
     max_caps: usize,
@@ -1012,7 +1062,7 @@ fn affordable(
     // The sender pays for the message while it is queued.
     let charge = message_cost(len, caps);
     storable_charge(charge, len, max_len)?;
-    accounts.check(account, Budget::memory(charge))?;
+    payer.check(Budget::memory(charge))?;
     Ok(charge)
 }
 

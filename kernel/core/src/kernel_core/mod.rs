@@ -257,24 +257,7 @@ impl KernelCore {
         required: Rights,
     ) -> Result<(&Task, &Capability), InvalidUse> {
         let task = self.tasks.get(caller).ok_or(InvalidUse::CallerNotAlive)?;
-        let cap = task.space.get(handle)?;
-        if let Some(expected) = kind {
-            if cap.kind() != expected {
-                return Err(InvalidUse::WrongKind {
-                    expected,
-                    found: cap.kind(),
-                });
-            }
-        }
-        if !cap.rights().contains(required) {
-            return Err(InvalidUse::MissingRights(
-                pandagen_abi::error::MissingRights {
-                    required,
-                    held: cap.rights(),
-                },
-            ));
-        }
-        Ok((task, cap))
+        Ok((task, check_cap(task, handle, kind, required)?))
     }
 
     /// Validate a use; a refusal is audited as `InvalidUseAttempt`.
@@ -546,4 +529,33 @@ impl KernelCore {
         self.next_seq += 1;
         s
     }
+}
+
+/// The capability half of [`KernelCore::check_in`]: `handle` names a
+/// capability in `task`'s space of `kind` (if given) with `required`.
+#[inline(always)]
+pub(super) fn check_cap(
+    task: &Task,
+    handle: CapHandle,
+    kind: Option<CapKind>,
+    required: Rights,
+) -> Result<&Capability, InvalidUse> {
+    let cap = task.space.get(handle)?;
+    if let Some(expected) = kind {
+        if !cap.object().is_kind(expected) {
+            return Err(InvalidUse::WrongKind {
+                expected,
+                found: cap.kind(),
+            });
+        }
+    }
+    if !cap.rights().contains(required) {
+        return Err(InvalidUse::MissingRights(
+            pandagen_abi::error::MissingRights {
+                required,
+                held: cap.rights(),
+            },
+        ));
+    }
+    Ok(cap)
 }

@@ -44,6 +44,7 @@ impl KernelCore {
     /// the module docs for the protocol. Errors as for
     /// [`KernelCore::receive`]. Cost: O(1), or O(log n) when a deadline is
     /// recorded.
+    #[inline]
     pub fn receive_or_block(
         &mut self,
         caller: TaskId,
@@ -51,10 +52,7 @@ impl KernelCore {
         deadline: Option<Instant>,
         now: Instant,
     ) -> Result<RecvOutcome, KernelError> {
-        let ch = self.receivable(caller, handle, now)?;
-        if let Some(t) = self.tasks.get_mut(caller) {
-            t.wake = None;
-        }
+        let ch = self.receivable_awake(caller, handle, now)?;
         if let Some(delivered) = self.take(caller, ch, now)? {
             return Ok(RecvOutcome::Message(delivered));
         }

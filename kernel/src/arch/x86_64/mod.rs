@@ -40,6 +40,7 @@
 //!   frees its tables. User programs link in the lower half (below
 //!   `0x0000_8000_0000_0000`); nothing of the kernel is mapped there.
 
+pub mod copy;
 pub mod exceptions;
 #[cfg(feature = "test-harness")]
 pub mod fault_probe;
