@@ -9,6 +9,7 @@
 //! crash, so tests exercise the same recovery path a disk would.
 
 use alloc::vec::Vec;
+use core::mem;
 
 use crate::backend::{BackendError, RecoveryReport, StorageBackend};
 use crate::ids::CommitSeq;
@@ -43,6 +44,8 @@ pub struct MemoryBackend {
     capacity: usize,
     crashed: bool,
     fault: Option<ApplyFault>,
+    /// The buffer the next frame is made in.
+    frame: Vec<u8>,
 }
 
 impl MemoryBackend {
@@ -55,6 +58,7 @@ impl MemoryBackend {
             capacity: usize::MAX,
             crashed: false,
             fault: None,
+            frame: Vec::new(),
         }
     }
 
@@ -76,6 +80,13 @@ impl MemoryBackend {
         self.journal.len()
     }
 
+    /// The journal's bytes, torn tail included (for tests that compare
+    /// two journals).
+    #[cfg(test)]
+    pub(crate) fn journal_bytes(&self) -> &[u8] {
+        &self.journal
+    }
+
     fn checksum(record: &[u8]) -> u64 {
         let mut buf = Vec::with_capacity(4 + record.len());
         buf.extend_from_slice(&(record.len() as u32).to_le_bytes());
@@ -83,16 +94,26 @@ impl MemoryBackend {
         siphash24(&FRAME_KEY, &buf)
     }
 
-    /// The framed record: `len | checksum | body`, written in one buffer.
-    /// The body is encoded in place after the header; the checksum covers
-    /// `len | body`, which the buffer holds contiguously once `len` is
-    /// written just before the body, so nothing is copied.
+    /// The framed record: `len | checksum | body`, in a buffer of its own
+    /// (see [`Self::frame_into`]).
+    #[cfg(test)]
     fn frame(record: &CommitRecord) -> Result<Vec<u8>, BackendError> {
+        let mut frame = Vec::new();
+        Self::frame_into(record, &mut frame)?;
+        Ok(frame)
+    }
+
+    /// Write the framed record, `len | checksum | body`, into `frame`
+    /// (emptied first). The body is encoded in place after the header; the
+    /// checksum covers `len | body`, which the buffer holds contiguously
+    /// once `len` is written just before the body, so nothing is copied.
+    fn frame_into(record: &CommitRecord, frame: &mut Vec<u8>) -> Result<(), BackendError> {
+        frame.clear();
         // Room for a typical record from the start, so that encoding does
         // not grow the buffer step by step.
-        let mut start = Vec::with_capacity(HEADER + TYPICAL_RECORD);
-        start.resize(HEADER, 0);
-        let mut frame = postcard::to_extend(record, start).map_err(|_| BackendError::Io)?;
+        frame.reserve(HEADER + TYPICAL_RECORD);
+        frame.resize(HEADER, 0);
+        crate::wire_bytes::encode_into(record, frame).map_err(|_| BackendError::Io)?;
         let len = u32::try_from(frame.len() - HEADER).map_err(|_| BackendError::Full)?;
         let len = len.to_le_bytes();
         // `len | body` as the checksum reads it: `len` in the last 4 bytes
@@ -101,7 +122,27 @@ impl MemoryBackend {
         let sum = siphash24(&FRAME_KEY, &frame[HEADER - 4..]);
         frame[..4].copy_from_slice(&len);
         frame[4..HEADER].copy_from_slice(&sum.to_le_bytes());
-        Ok(frame)
+        Ok(())
+    }
+
+    /// Append `frame` to the journal, or fail as the injected fault says.
+    fn append(&mut self, frame: &[u8]) -> Result<(), BackendError> {
+        if self.journal.len().saturating_add(frame.len()) > self.capacity {
+            return Err(BackendError::Full);
+        }
+        match self.fault.take() {
+            None => {
+                self.journal.extend_from_slice(frame);
+                Ok(())
+            }
+            Some(ApplyFault::Fail(e)) => Err(e),
+            Some(ApplyFault::TornWrite { keep }) => {
+                let keep = keep.min(frame.len() - 1);
+                self.journal.extend_from_slice(&frame[..keep]);
+                self.crashed = true;
+                Err(BackendError::Crashed)
+            }
+        }
     }
 }
 
@@ -114,23 +155,16 @@ impl StorageBackend for MemoryBackend {
         if self.crashed {
             return Err(BackendError::Crashed);
         }
-        let frame = Self::frame(record)?;
-        if self.journal.len().saturating_add(frame.len()) > self.capacity {
-            return Err(BackendError::Full);
-        }
-        match self.fault.take() {
-            None => {
-                self.journal.extend_from_slice(&frame);
-                Ok(())
-            }
-            Some(ApplyFault::Fail(e)) => Err(e),
-            Some(ApplyFault::TornWrite { keep }) => {
-                let keep = keep.min(frame.len() - 1);
-                self.journal.extend_from_slice(&frame[..keep]);
-                self.crashed = true;
-                Err(BackendError::Crashed)
-            }
-        }
+        // The frame is made in a buffer kept from one record to the next
+        // (so that a commit allocates nothing here), then copied to the
+        // journal whole.
+        let mut frame = mem::take(&mut self.frame);
+        let result = Self::frame_into(record, &mut frame).and_then(|()| self.append(&frame));
+        // A record far larger than usual does not keep its block.
+        frame.clear();
+        frame.shrink_to(HEADER + TYPICAL_RECORD);
+        self.frame = frame;
+        result
     }
 
     fn replay(

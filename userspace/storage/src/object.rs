@@ -13,6 +13,7 @@
 //! Visibility is by [`CommitSeq`]: a reader at snapshot *s* sees exactly the
 //! commits numbered `<= s`.
 
+use alloc::collections::btree_map;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::ops::Bound;
@@ -295,6 +296,45 @@ impl Object {
             }
             self.push_version(stamp);
         }
+    }
+}
+
+impl Object {
+    /// The map's place for `key`, searched once: whether the map has held
+    /// the key, then its update ([`MapSlot::commit`]). `None` if this is
+    /// not a map.
+    pub(crate) fn map_slot(&mut self, key: &[u8]) -> Option<MapSlot<'_>> {
+        let Object {
+            versions, history, ..
+        } = self;
+        match history {
+            History::Map(entries) => Some(MapSlot {
+                entry: entries.entry(MapKey::probe(key)),
+                versions,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// One key's place in a map and the map's versions (see
+/// [`Object::map_slot`]).
+pub(crate) struct MapSlot<'a> {
+    entry: btree_map::Entry<'a, MapKey, KeyHistory>,
+    versions: &'a mut Vec<VersionStamp>,
+}
+
+impl MapSlot<'_> {
+    /// Whether the map has ever held the key (see [`Object::map_has_key`]).
+    pub(crate) fn is_known(&self) -> bool {
+        matches!(self.entry, btree_map::Entry::Occupied(_))
+    }
+
+    /// [`Object::commit_map`] of this key alone: `value` at `stamp`.
+    pub(crate) fn commit(self, stamp: VersionStamp, value: Option<Vec<u8>>) {
+        debug_assert!(self.versions.last().is_none_or(|v| stamp.seq > v.seq));
+        self.entry.or_default().push((stamp.seq, value));
+        self.versions.push(stamp);
     }
 }
 

@@ -91,7 +91,7 @@ pub struct RequestPayloadRef<'a, R: ?Sized = Request> {
 /// A map operation borrowing its key and value, encoded exactly as the
 /// [`Op`] it stands for: a client sends a put or a get without copying
 /// the key and value into an owned `Op` first.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpRef<'a> {
     /// [`Op::Put`].
     Put { key: &'a [u8], value: &'a [u8] },
@@ -144,8 +144,241 @@ impl Serialize for TransactOne<'_> {
     }
 }
 
+/// A request payload that is a `Transact` of one `Put` or `Get` (what a
+/// client's [`TransactOne`] sends), read in place: the key and value are
+/// borrowed from the payload's bytes, and no `Vec<Op>` is made. It
+/// decodes (with postcard, all bytes) only from a payload that
+/// [`RequestPayload`] decodes to that request with a session field;
+/// anything else fails to, and the server decodes it the general way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OneOpPayload<'a> {
+    pub op: OpRef<'a>,
+    pub session: Option<u32>,
+}
+
+impl<'a> OneOpPayload<'a> {
+    /// The payload `bytes`, if it is one of these.
+    pub fn decode(bytes: &'a [u8]) -> Option<Self> {
+        match postcard::take_from_bytes::<OneOpPayload<'a>>(bytes) {
+            Ok((payload, [])) => Some(payload),
+            _ => None,
+        }
+    }
+}
+
+impl OpRef<'_> {
+    /// The rights the capability must hold (as [`Op::required_rights`]).
+    pub fn required_rights(&self) -> Rights {
+        match self {
+            OpRef::Put { .. } => Rights::WRITE,
+            OpRef::Get { .. } => Rights::READ,
+        }
+    }
+
+    /// The owned operation it stands for.
+    pub fn to_op(&self) -> Op {
+        match *self {
+            OpRef::Put { key, value } => Op::Put {
+                key: key.to_vec(),
+                value: value.to_vec(),
+            },
+            OpRef::Get { key, at } => Op::Get {
+                key: key.to_vec(),
+                at,
+            },
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOpPayload<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, EnumAccess, SeqAccess, VariantAccess, Visitor};
+
+        /// The fields of `Op::Put` (postcard: a struct variant's fields
+        /// are laid out as a struct's).
+        #[derive(Deserialize)]
+        struct PutFields<'a> {
+            key: &'a [u8],
+            value: &'a [u8],
+        }
+        /// The fields of `Op::Get`.
+        #[derive(Deserialize)]
+        struct GetFields<'a> {
+            key: &'a [u8],
+            at: Option<VersionId>,
+        }
+
+        /// One `Op`: only `Put` and `Get` are accepted.
+        struct OneOp<'a>(OpRef<'a>);
+        impl<'de> Deserialize<'de> for OneOp<'de> {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Variant;
+                impl<'de> Visitor<'de> for Variant {
+                    type Value = OneOp<'de>;
+                    fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+                        f.write_str("Op::Put or Op::Get")
+                    }
+                    fn visit_enum<A: EnumAccess<'de>>(
+                        self,
+                        data: A,
+                    ) -> Result<Self::Value, A::Error> {
+                        let (variant, fields) = data.variant::<u32>()?;
+                        match variant {
+                            OP_PUT => {
+                                let PutFields { key, value } = fields.newtype_variant()?;
+                                Ok(OneOp(OpRef::Put { key, value }))
+                            }
+                            OP_GET => {
+                                let GetFields { key, at } = fields.newtype_variant()?;
+                                Ok(OneOp(OpRef::Get { key, at }))
+                            }
+                            other => Err(de::Error::invalid_value(
+                                de::Unexpected::Unsigned(other.into()),
+                                &self,
+                            )),
+                        }
+                    }
+                }
+                deserializer.deserialize_enum("Op", &["Put", "Get"], Variant)
+            }
+        }
+
+        /// `Request::Transact`'s `ops`: exactly one.
+        struct Ops;
+        impl<'de> Visitor<'de> for Ops {
+            type Value = OpRef<'de>;
+            fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+                f.write_str("one operation")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let OneOp(op) = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                if seq.next_element::<OneOp>()?.is_some() {
+                    return Err(de::Error::invalid_length(2, &self));
+                }
+                Ok(op)
+            }
+        }
+        /// The fields of `Request::Transact`.
+        struct TransactFields;
+        impl<'de> Visitor<'de> for TransactFields {
+            type Value = OpRef<'de>;
+            fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+                f.write_str("the fields of Request::Transact")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                struct OpsSeed;
+                impl<'de> de::DeserializeSeed<'de> for OpsSeed {
+                    type Value = OpRef<'de>;
+                    fn deserialize<D: serde::Deserializer<'de>>(
+                        self,
+                        deserializer: D,
+                    ) -> Result<Self::Value, D::Error> {
+                        deserializer.deserialize_seq(Ops)
+                    }
+                }
+                seq.next_element_seed(OpsSeed)?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))
+            }
+        }
+        /// The request: only `Transact` is accepted.
+        struct Transact<'a>(OpRef<'a>);
+        impl<'de: 'a, 'a> Deserialize<'de> for Transact<'a> {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Variant;
+                impl<'de> Visitor<'de> for Variant {
+                    type Value = Transact<'de>;
+                    fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+                        f.write_str("Request::Transact")
+                    }
+                    fn visit_enum<A: EnumAccess<'de>>(
+                        self,
+                        data: A,
+                    ) -> Result<Self::Value, A::Error> {
+                        let (variant, fields) = data.variant::<u32>()?;
+                        if variant != REQUEST_TRANSACT {
+                            return Err(de::Error::invalid_value(
+                                de::Unexpected::Unsigned(variant.into()),
+                                &self,
+                            ));
+                        }
+                        fields
+                            .struct_variant(&["ops"], TransactFields)
+                            .map(Transact)
+                    }
+                }
+                let Transact(op) =
+                    deserializer.deserialize_enum("Request", &["Transact"], Variant)?;
+                Ok(Transact(op))
+            }
+        }
+
+        /// The payload: the request, then the session (required here).
+        #[derive(Deserialize)]
+        struct Payload<'a> {
+            #[serde(borrow)]
+            request: Transact<'a>,
+            session: Option<u32>,
+        }
+        let Payload { request, session } = Payload::deserialize(deserializer)?;
+        Ok(OneOpPayload {
+            op: request.0,
+            session,
+        })
+    }
+}
+
 /// The index of `Reply::Transacted` among the reply's variants.
 const REPLY_TRANSACTED: u32 = 5;
+
+/// `Reply::Transacted` borrowing its lists: the same bytes, for a server
+/// that answers without building the reply's vectors. `R` is an
+/// [`OpResult`] or a form of one that encodes the same
+/// ([`OpResultRef`]).
+#[derive(Clone, Copy, Debug)]
+pub struct TransactedRef<'a, R = OpResult> {
+    pub results: &'a [R],
+    pub versions: &'a [(ObjectId, VersionId)],
+}
+
+/// An [`OpResult`] borrowing its bytes, encoded exactly as the result it
+/// stands for.
+#[derive(Clone, Copy, Debug)]
+pub enum OpResultRef<'a> {
+    /// [`OpResult::Value`].
+    Value {
+        version: VersionId,
+        value: Option<&'a [u8]>,
+    },
+}
+
+/// Where `OpResult::Value` stands in [`OpResult`] (a test holds it to the
+/// derived encoding).
+const OP_RESULT_VALUE: u32 = 6;
+
+impl Serialize for OpResultRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        let OpResultRef::Value { version, value } = *self;
+        let mut result =
+            serializer.serialize_struct_variant("OpResult", OP_RESULT_VALUE, "Value", 2)?;
+        result.serialize_field("version", &version)?;
+        result.serialize_field("value", &value.map(crate::wire_bytes::list::Borrowed))?;
+        result.end()
+    }
+}
+
+impl<R: Serialize> Serialize for TransactedRef<'_, R> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        let mut reply =
+            serializer.serialize_struct_variant("Reply", REPLY_TRANSACTED, "Transacted", 2)?;
+        reply.serialize_field("results", self.results)?;
+        reply.serialize_field("versions", self.versions)?;
+        reply.end()
+    }
+}
 
 /// The answer to a [`TransactOne`] in its usual shape:
 /// `Reply::Transacted` with exactly one result. It decodes from the same
@@ -602,6 +835,127 @@ mod tests {
             let decoded: RequestPayload = postcard::from_bytes(&bytes).unwrap();
             assert_eq!(decoded.request, request);
             assert_eq!(decoded.session, Some(3));
+            // And the server reads it in place as what it is.
+            let one = OneOpPayload::decode(&bytes).unwrap();
+            assert_eq!(
+                one,
+                OneOpPayload {
+                    op: borrowed,
+                    session: Some(3)
+                }
+            );
+            assert_eq!(one.op.to_op(), request_op(&request));
+            assert_eq!(
+                one.op.required_rights(),
+                request_op(&request).required_rights()
+            );
+        }
+    }
+
+    fn request_op(request: &Request) -> Op {
+        match request {
+            Request::Transact { ops } => ops[0].clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Only a `Transact` of exactly one put or get, with a session field
+    /// and nothing after it, is read in place; the server decodes any
+    /// other payload the general way.
+    #[test]
+    fn only_one_put_or_get_is_read_in_place() {
+        let put = Op::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        };
+        let transact = |ops| Request::Transact { ops };
+        let refused = [
+            transact(vec![]),
+            transact(vec![put.clone(), put.clone()]),
+            transact(vec![Op::Delete { key: b"k".to_vec() }]),
+            transact(vec![Op::Version]),
+            Request::Begin,
+            Request::Op {
+                tx: TxId::from_raw(1),
+                op: put.clone(),
+            },
+        ];
+        for request in &refused {
+            assert_eq!(OneOpPayload::decode(&encoded(request)), None, "{request:?}");
+        }
+        let one = encoded(&transact(vec![put.clone()]));
+        assert!(OneOpPayload::decode(&one).is_some());
+        // Without its session (a v2.1 payload), cut short, or lengthened.
+        let bare = postcard::to_allocvec(&transact(vec![put])).unwrap();
+        assert_eq!(OneOpPayload::decode(&bare), None);
+        assert_eq!(OneOpPayload::decode(&one[..one.len() - 1]), None);
+        let mut longer = one.clone();
+        longer.push(0);
+        assert_eq!(OneOpPayload::decode(&longer), None);
+        let no_session = encoded_with(
+            &transact(vec![Op::Get {
+                key: vec![],
+                at: None,
+            }]),
+            None,
+        );
+        assert_eq!(
+            OneOpPayload::decode(&no_session).map(|p| p.session),
+            Some(None)
+        );
+    }
+
+    fn encoded_with<R: Serialize + ?Sized>(request: &R, session: Option<u32>) -> Vec<u8> {
+        postcard::to_allocvec(&RequestPayloadRef { request, session }).unwrap()
+    }
+
+    /// The borrowed `Transacted` encodes as the reply it stands for.
+    #[test]
+    fn a_borrowed_transacted_reply_encodes_as_the_reply() {
+        let version = VersionId::from_raw(300);
+        let results = [
+            OpResult::Written(version),
+            OpResult::Value {
+                version,
+                value: Some(b"v".to_vec()),
+            },
+        ];
+        let versions = [
+            (ObjectId::from_raw(1), version),
+            (ObjectId::from_raw(2), version),
+        ];
+        for n in 0..=2 {
+            let borrowed: Result<_, StorageError> = Ok(TransactedRef {
+                results: &results[..n],
+                versions: &versions[..n],
+            });
+            let owned: Response = Ok(Reply::Transacted {
+                results: results[..n].to_vec(),
+                versions: versions[..n].to_vec(),
+            });
+            assert_eq!(
+                postcard::to_allocvec(&borrowed).unwrap(),
+                postcard::to_allocvec(&owned).unwrap()
+            );
+        }
+        // A value lent, or none, as the owned result.
+        for value in [None, Some(&b""[..]), Some(&[7u8; 300][..])] {
+            let lent = [OpResultRef::Value { version, value }];
+            let borrowed: Result<_, StorageError> = Ok(TransactedRef {
+                results: &lent,
+                versions: &[],
+            });
+            let owned: Response = Ok(Reply::Transacted {
+                results: vec![OpResult::Value {
+                    version,
+                    value: value.map(<[u8]>::to_vec),
+                }],
+                versions: Vec::new(),
+            });
+            assert_eq!(
+                postcard::to_allocvec(&borrowed).unwrap(),
+                postcard::to_allocvec(&owned).unwrap()
+            );
         }
     }
 

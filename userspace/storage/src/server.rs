@@ -45,17 +45,18 @@
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
-use pandagen_abi::envelope::MAX_PAYLOAD_BYTES;
+use pandagen_abi::envelope::{MAX_PAYLOAD_BYTES, PAYLOAD_START_CAPACITY};
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
-    Badge, Cap, CapHandle, ChannelId, Duration, Instant, KernelApi, KernelError, MessageEnvelope,
-    MessageId, MessagePayload, ReceivedMessage, Rights, TaskId,
+    Badge, Cap, CapHandle, ChannelId, Duration, EnvelopeError, Instant, KernelApi, KernelError,
+    MessageEnvelope, MessageId, MessagePayload, ReceivedMessage, Rights, TaskId,
 };
+use serde::Serialize;
 
 use crate::backend::{RecoveryReport, StorageBackend};
 use crate::cap::{CapAuthority, ObjectBadge, ObjectGrant, OBJECT_CAP_RIGHTS};
 use crate::error::StorageError;
-use crate::ids::ObjectId;
+use crate::ids::{ObjectId, VersionId};
 use crate::limits;
 use crate::object::ObjectKind;
 
@@ -63,8 +64,8 @@ use crate::object::ObjectKind;
 const HOME_RIGHTS: Rights =
     Rights::from_bits(Rights::READ.bits() | Rights::WRITE.bits() | Rights::TRANSFER.bits());
 use crate::protocol::{
-    actions, Op, OpResult, Reply, Request, RequestPayload, Response, StorageInfo,
-    MAX_VERSIONS_PER_REPLY, VERSION_POLICY,
+    actions, OneOpPayload, Op, OpRef, OpResult, OpResultRef, Reply, Request, RequestPayload,
+    Response, StorageInfo, TransactedRef, MAX_VERSIONS_PER_REPLY, VERSION_POLICY,
 };
 use crate::record::Origin;
 use crate::store::ObjectStore;
@@ -127,6 +128,14 @@ impl Answer {
     }
 }
 
+/// `MessagePayload::new(value)`: the same bytes, encoded with
+/// [`wire_bytes::encode_with_capacity`](crate::wire_bytes::encode_with_capacity).
+fn payload_of<T: Serialize + ?Sized>(value: &T) -> Result<MessagePayload, EnvelopeError> {
+    let bytes = crate::wire_bytes::encode_with_capacity(value, PAYLOAD_START_CAPACITY)
+        .map_err(|_| EnvelopeError::EncodeFailed)?;
+    MessagePayload::from_bytes(bytes)
+}
+
 /// The origin to record with a commit answered by `reply` (none for a
 /// request without a kernel-stamped sender).
 fn origin(asker: Option<(u64, u64)>, reply: &Reply) -> Option<Origin> {
@@ -134,7 +143,7 @@ fn origin(asker: Option<(u64, u64)>, reply: &Reply) -> Option<Origin> {
     // Encoded as the `Response` `Ok(reply)` (a reference encodes as what
     // it refers to), without copying the reply into one.
     let response: Result<&Reply, StorageError> = Ok(reply);
-    let answer = MessagePayload::new(&response).ok()?;
+    let answer = payload_of(&response).ok()?;
     Some(Origin {
         task,
         message,
@@ -156,6 +165,19 @@ fn writes_origin(asker: Option<(u64, u64)>, reply: &Reply) -> Option<Origin> {
         origin(asker, reply)
     }
 }
+
+/// Whether `reply` fits in an answer's payload (with room for the
+/// `Response` around it).
+fn fits<R: Serialize + ?Sized>(reply: &R) -> bool {
+    let counter = postcard::ser_flavors::Size::default();
+    let size = postcard::serialize_with_flavor::<_, _, usize>(reply, counter).unwrap_or(usize::MAX);
+    size <= MAX_PAYLOAD_BYTES - 64
+}
+
+/// A one-`Get` reply whose value is within [`limits::MAX_VALUE_BYTES`]
+/// fits without being measured: the value and its length prefix, the
+/// version and a few tag bytes.
+const _: () = assert!(limits::MAX_VALUE_BYTES + 64 <= MAX_PAYLOAD_BYTES - 64);
 
 /// Remembered answers, oldest evicted first.
 #[derive(Debug, Default)]
@@ -238,12 +260,55 @@ enum ReplyTo {
     Session((TaskId, u32), CapHandle),
 }
 
+/// What a request's execution answers.
+enum Executed {
+    /// A reply, to be encoded (or copied from its journal record).
+    Reply(Reply),
+    /// The answer already encoded, granting nothing (a put or a get by
+    /// its own path: the same bytes as its reply's); `read_only` for a
+    /// transaction that wrote nothing.
+    Encoded {
+        payload: MessagePayload,
+        read_only: bool,
+    },
+}
+
 /// A request's payload, decoded once, or why it cannot be executed.
-type Decoded = Result<RequestPayload, StorageError>;
+enum Decoded<'a> {
+    /// A `Transact` of one put or get, read in place from the payload.
+    One(OneOpPayload<'a>),
+    /// Any request, decoded into its own values.
+    Full(Result<RequestPayload, StorageError>),
+}
+
+impl Decoded<'_> {
+    /// The client's session number, if the request names one.
+    fn session(&self) -> Option<u32> {
+        match self {
+            Decoded::One(one) => one.session,
+            Decoded::Full(Ok(payload)) => payload.session,
+            Decoded::Full(Err(_)) => None,
+        }
+    }
+}
+
+/// Decode the request in `envelope`: a one-operation put or get in
+/// place, if it is one of the current schema, else [`decode_full`].
+fn decode_request(envelope: &MessageEnvelope) -> Decoded<'_> {
+    let current = VERSION_POLICY
+        .check(STORAGE, envelope.schema_version)
+        .is_ok();
+    if current && envelope.action == actions::TRANSACT {
+        if let Some(one) = OneOpPayload::decode(envelope.payload.as_bytes()) {
+            return Decoded::One(one);
+        }
+    }
+    Decoded::Full(decode_full(envelope))
+}
 
 /// Decode the request in `envelope`: its schema version, its action and
 /// its payload, which must agree.
-fn decode_request(envelope: &MessageEnvelope) -> Decoded {
+fn decode_full(envelope: &MessageEnvelope) -> Result<RequestPayload, StorageError> {
     VERSION_POLICY
         .check(STORAGE, envelope.schema_version)
         .map_err(StorageError::SchemaMismatch)?;
@@ -278,6 +343,9 @@ pub struct StorageServer<B: StorageBackend> {
     /// its answer (so the answer cache need not).
     answer_in_journal: bool,
     tx_timeout: Duration,
+    /// Tests only: send one-operation `Transact`s down the general path.
+    #[cfg(test)]
+    general_only: bool,
     /// Mixed into the task half of every durable answer's key: task and
     /// message ids restart at every boot, and a journal on a disk outlives
     /// the boot, so without it a request after a reboot could be taken for
@@ -298,6 +366,8 @@ impl<B: StorageBackend> StorageServer<B> {
             clock: 0,
             answer_in_journal: false,
             tx_timeout: DEFAULT_TX_TIMEOUT,
+            #[cfg(test)]
+            general_only: false,
             boot: 0,
         };
         Ok((server, report))
@@ -451,7 +521,7 @@ impl<B: StorageBackend> StorageServer<B> {
         &mut self,
         kernel: &mut K,
         envelope: &MessageEnvelope,
-        decoded: &Decoded,
+        decoded: &Decoded<'_>,
         capabilities: Vec<Cap<()>>,
     ) -> Option<ReplyTo> {
         let mut caps = capabilities.into_iter();
@@ -461,15 +531,7 @@ impl<B: StorageBackend> StorageServer<B> {
         }
         // The task half of the key is the kernel's stamp: a client names
         // only its own task's sessions.
-        let session = match (envelope.source, decoded) {
-            (
-                Some(task),
-                Ok(RequestPayload {
-                    session: Some(n), ..
-                }),
-            ) => Some((task, *n)),
-            _ => None,
-        };
+        let session = envelope.source.zip(decoded.session());
         match (attached, session) {
             (Some(reply), Some(key)) => {
                 let handle = reply.handle();
@@ -554,7 +616,7 @@ impl<B: StorageBackend> StorageServer<B> {
     fn respond_decoded(
         &mut self,
         request: &MessageEnvelope,
-        decoded: Decoded,
+        decoded: Decoded<'_>,
         badge: Option<Badge>,
         clock: impl FnOnce() -> Instant,
     ) -> Answer {
@@ -571,11 +633,35 @@ impl<B: StorageBackend> StorageServer<B> {
         if let Some(answer) = durable {
             return Answer::remembered(request, answer);
         }
-        let response = self.execute(request, decoded, badge, clock);
+        let (payload, grant, read_only) = match self.execute(request, decoded, badge, clock) {
+            Ok(Executed::Encoded { payload, read_only }) => (payload, None, read_only),
+            Ok(Executed::Reply(reply)) => self.payload(key, Ok(reply)),
+            Err(e) => self.payload(key, Err(e)),
+        };
+        // A writing commit's answer is in its journal record, which a
+        // re-send finds (see the module docs); a transaction that wrote
+        // nothing is simply run again.
+        let kept_elsewhere = self.answer_in_journal || read_only;
+        if let Some(key) = key.filter(|_| !kept_elsewhere) {
+            self.answered.insert(key, payload.clone());
+        }
+        Answer::new(request, payload, grant)
+    }
+
+    /// The payload answering the request `key` with `response`, the
+    /// capability it grants, and whether it is a transaction that wrote
+    /// nothing.
+    fn payload(
+        &self,
+        key: Option<(TaskId, MessageId)>,
+        response: Response,
+    ) -> (MessagePayload, Option<ObjectGrant>, bool) {
         let grant = response.as_ref().ok().and_then(Reply::grant);
+        let read_only =
+            matches!(&response, Ok(Reply::Transacted { versions, .. }) if versions.is_empty());
         // A writing commit's record holds its answer encoded: copied, not
         // encoded a second time. (No answer was recorded under this key
-        // before, or it would have been answered from it above.)
+        // before, or it would have been answered from it.)
         let recorded = key
             .filter(|_| self.answer_in_journal)
             .and_then(|(task, id)| {
@@ -585,7 +671,7 @@ impl<B: StorageBackend> StorageServer<B> {
                 MessagePayload::from_bytes(bytes.to_vec()).ok()
             });
         let payload = recorded.unwrap_or_else(|| {
-            MessagePayload::new(&response).unwrap_or_else(|_| {
+            payload_of(&response).unwrap_or_else(|_| {
                 // Replies are bounded below the payload limit (see
                 // `limits`); should one not fit anyway, the client still
                 // gets an answer.
@@ -593,15 +679,7 @@ impl<B: StorageBackend> StorageServer<B> {
                 MessagePayload::new(&too_large).unwrap_or_default()
             })
         });
-        // A writing commit's answer is in its journal record, which a
-        // re-send finds (see the module docs); a transaction that wrote
-        // nothing is simply run again.
-        let kept_elsewhere = self.answer_in_journal
-            || matches!(&response, Ok(Reply::Transacted { versions, .. }) if versions.is_empty());
-        if let Some(key) = key.filter(|_| !kept_elsewhere) {
-            self.answered.insert(key, payload.clone());
-        }
-        Answer::new(request, payload, grant)
+        (payload, grant, read_only)
     }
 
     /// Run the decoded request. The clock is read only when the request
@@ -611,27 +689,97 @@ impl<B: StorageBackend> StorageServer<B> {
     fn execute(
         &mut self,
         envelope: &MessageEnvelope,
-        decoded: Decoded,
+        decoded: Decoded<'_>,
         badge: Option<Badge>,
         clock: impl FnOnce() -> Instant,
-    ) -> Response {
+    ) -> Result<Executed, StorageError> {
         self.answer_in_journal = false;
-        let request = decoded?.request;
+        let request = match decoded {
+            Decoded::One(one) if self.one_op_path() => {
+                return self.execute_one(envelope, one.op, badge, clock);
+            }
+            Decoded::One(one) => Request::Transact {
+                ops: alloc::vec![one.op.to_op()],
+            },
+            Decoded::Full(full) => full?.request,
+        };
         if request.needs_object() && badge.is_none() {
             return Err(StorageError::CapabilityRequired);
         }
-        let needs_clock = self.store.active_transactions() > 0
-            || matches!(request, Request::Begin | Request::Op { .. });
-        if needs_clock {
+        self.expire_if(
+            matches!(request, Request::Begin | Request::Op { .. }),
+            clock,
+        );
+        let now = self.clock;
+        let (owner, asker) = self.requester(envelope);
+        self.run_request(request, badge, now, owner, asker)
+            .map(Executed::Reply)
+    }
+
+    /// [`Self::execute`] of a `Transact` of one put or get read in place:
+    /// the same checks in the same order (a capability, the clock when
+    /// transactions are open, the badge's object, epoch and rights), then
+    /// [`Self::put_alone`] or [`Self::get_alone`].
+    fn execute_one(
+        &mut self,
+        envelope: &MessageEnvelope,
+        op: OpRef<'_>,
+        badge: Option<Badge>,
+        clock: impl FnOnce() -> Instant,
+    ) -> Result<Executed, StorageError> {
+        if badge.is_none() {
+            return Err(StorageError::CapabilityRequired);
+        }
+        self.expire_if(false, clock);
+        let (owner, asker) = self.requester(envelope);
+        let object = self.authorize(badge, op.required_rights())?;
+        match op {
+            OpRef::Put { key, value } => self
+                .put_alone(object, key.to_vec(), value.to_vec(), owner, asker)
+                .map(|payload| Executed::Encoded {
+                    payload,
+                    read_only: false,
+                }),
+            OpRef::Get { key, at } => {
+                let payload = self.get_alone(object, key, at, owner)?;
+                Ok(Executed::Encoded {
+                    payload,
+                    read_only: true,
+                })
+            }
+        }
+    }
+
+    /// Read the clock and roll back idle transactions, if `needed` or if
+    /// any transaction is open (see [`Self::execute`]).
+    fn expire_if(&mut self, needed: bool, clock: impl FnOnce() -> Instant) {
+        if needed || self.store.active_transactions() > 0 {
             self.clock = clock().as_nanos();
             let timeout = u64::try_from(self.tx_timeout.as_nanos()).unwrap_or(u64::MAX);
             self.store.expire_idle(self.clock.saturating_sub(timeout));
         }
-        let now = self.clock;
+    }
+
+    /// The requesting task as the store's transaction owner, and the key
+    /// of its request's durable answer.
+    fn requester(&self, envelope: &MessageEnvelope) -> (Option<u64>, Option<(u64, u64)>) {
         let owner = envelope.source.map(|t| t.as_raw());
         let asker = envelope
             .source
             .map(|t| (self.durable_task(t), envelope.id.as_raw()));
+        (owner, asker)
+    }
+
+    /// Run the decoded request (see [`Self::execute`]) at `now` for the
+    /// task `owner`, whose durable answer key is `asker`.
+    fn run_request(
+        &mut self,
+        request: Request,
+        badge: Option<Badge>,
+        now: u64,
+        owner: Option<u64>,
+        asker: Option<(u64, u64)>,
+    ) -> Response {
         match request {
             Request::Create { kind } => {
                 let full = |object| ObjectGrant {
@@ -780,10 +928,7 @@ impl<B: StorageBackend> StorageServer<B> {
         };
         // Check the answer fits before committing, so that a client never
         // gets an error for a transaction that did commit.
-        let counter = postcard::ser_flavors::Size::default();
-        let size =
-            postcard::serialize_with_flavor::<_, _, usize>(&reply, counter).unwrap_or(usize::MAX);
-        if size > MAX_PAYLOAD_BYTES - 64 {
+        if !fits(&reply) {
             let _ = self.store.rollback(&mut tx);
             return Err(StorageError::ReplyTooLarge);
         }
@@ -792,6 +937,78 @@ impl<B: StorageBackend> StorageServer<B> {
         self.store.commit_with_origin(&mut tx, origin)?;
         self.answer_in_journal = durable;
         Ok(reply)
+    }
+
+    /// A `Transact` of one `Put`: what [`Self::transact`] answers, by
+    /// [`ObjectStore::put_alone`], encoded once for the commit record and
+    /// the answer alike (no `Reply` is built). Its answer always fits (a
+    /// constant size, far below the payload limit).
+    fn put_alone(
+        &mut self,
+        object: ObjectId,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        owner: Option<u64>,
+        asker: Option<(u64, u64)>,
+    ) -> Result<MessagePayload, StorageError> {
+        let mut answer = Vec::new();
+        self.store.put_alone(owner, object, key, value, |version| {
+            let results = [OpResult::Written(version)];
+            let versions = [(object, version)];
+            let reply: Result<_, StorageError> = Ok(TransactedRef {
+                results: &results,
+                versions: &versions,
+            });
+            answer = payload_of(&reply).ok()?.into_bytes();
+            let (task, message) = asker?;
+            Some(Origin {
+                task,
+                message,
+                answer: answer.clone(),
+            })
+        })?;
+        self.answer_in_journal = asker.is_some();
+        MessagePayload::from_bytes(answer).map_err(|_| StorageError::ReplyTooLarge)
+    }
+
+    /// A `Transact` of one `Get`: what [`Self::transact`] answers, by
+    /// [`ObjectStore::get_alone`], encoded straight from the stored value
+    /// (no copy of it, no `Reply` built). It writes nothing, so no record
+    /// keeps its answer.
+    fn get_alone(
+        &mut self,
+        object: ObjectId,
+        key: &[u8],
+        at: Option<VersionId>,
+        owner: Option<u64>,
+    ) -> Result<MessagePayload, StorageError> {
+        let (version, value) = self.store.get_alone(owner, object, key, at)?;
+        let results = [OpResultRef::Value { version, value }];
+        let reply = TransactedRef {
+            results: &results,
+            versions: &[],
+        };
+        // A value within the limit always fits; one from an older, larger
+        // limit is measured.
+        let small = value.map_or(0, <[u8]>::len) <= limits::MAX_VALUE_BYTES;
+        if !small && !fits(&reply) {
+            return Err(StorageError::ReplyTooLarge);
+        }
+        let response: Result<_, StorageError> = Ok(reply);
+        payload_of(&response).map_err(|_| StorageError::ReplyTooLarge)
+    }
+
+    /// Whether one-operation `Transact`s take their own path
+    /// ([`Self::put_alone`], [`Self::get_alone`]); tests turn it off to
+    /// hold the general path to the same answers.
+    #[cfg(not(test))]
+    fn one_op_path(&self) -> bool {
+        true
+    }
+
+    #[cfg(test)]
+    fn one_op_path(&self) -> bool {
+        !self.general_only
     }
 
     /// Check the kernel's stamp: the request came through an object

@@ -97,23 +97,30 @@ impl Catalog {
                 Change::Revoke { .. } | Change::Open { .. } => 0,
             });
         }
-        let mut freed = 0;
-        if let Some(origin) = &record.origin {
-            match self.answers.get(&(origin.task, origin.message)) {
-                Some(old) => {
-                    added = added.saturating_add(footprint::heap_bytes(origin.answer.len()));
-                    freed += footprint::heap_bytes(old.len());
+        let (kept, freed) = self.origin_charge(record.origin.as_ref());
+        (added.saturating_add(kept), freed)
+    }
+
+    /// What keeping `origin`'s answer adds to and frees from
+    /// [`Catalog::bytes`] (part of [`footprint_change`](Self::footprint_change)).
+    fn origin_charge(&self, origin: Option<&Origin>) -> (u64, u64) {
+        let Some(origin) = origin else {
+            return (0, 0);
+        };
+        match self.answers.get(&(origin.task, origin.message)) {
+            Some(old) => (
+                footprint::heap_bytes(origin.answer.len()),
+                footprint::heap_bytes(old.len()),
+            ),
+            None => {
+                let mut freed = 0;
+                if self.answer_order.len() >= DURABLE_ANSWERS {
+                    let evicted = self.answer_order.front().and_then(|k| self.answers.get(k));
+                    freed += evicted.map_or(0, |a| footprint::answer(a.len()));
                 }
-                None => {
-                    added = added.saturating_add(footprint::answer(origin.answer.len()));
-                    if self.answer_order.len() >= DURABLE_ANSWERS {
-                        let evicted = self.answer_order.front().and_then(|k| self.answers.get(k));
-                        freed += evicted.map_or(0, |a| footprint::answer(a.len()));
-                    }
-                }
+                (footprint::answer(origin.answer.len()), freed)
             }
         }
-        (added, freed)
     }
 
     fn remember(&mut self, origin: Origin) {
@@ -199,12 +206,18 @@ impl Catalog {
                 Change::Create { .. } | Change::Open { .. } => {}
             }
         }
-        if let Some(origin) = record.origin {
+        self.close(seq, record.origin, (added, freed));
+        Ok(())
+    }
+
+    /// The end of applying commit `seq`: its origin kept, it is the last
+    /// commit, its charge counted.
+    fn close(&mut self, seq: CommitSeq, origin: Option<Origin>, (added, freed): (u64, u64)) {
+        if let Some(origin) = origin {
             self.remember(origin);
         }
         self.last_seq = seq;
         self.bytes = self.bytes.saturating_add(added).saturating_sub(freed);
-        Ok(())
     }
 }
 
@@ -344,31 +357,62 @@ impl<B: StorageBackend> ObjectStore<B> {
             origin,
         };
         let (added, freed) = self.catalog.footprint_change(&record);
-        let after = self
-            .catalog
-            .bytes
-            .saturating_add(added)
-            .saturating_sub(freed);
-        // A record that adds nothing (a restart's `Open`) always passes, so
-        // that a full store can still be reopened.
-        if added > freed && after > self.memory_limit {
-            return Err(StorageError::StoreFull {
-                used: self.catalog.bytes,
-                needed: added - freed,
-                limit: self.memory_limit,
-            });
-        }
-        if self.backend_failed {
-            self.backend.recover(self.catalog.last_seq)?;
-            self.backend_failed = false;
-        }
-        if let Err(error) = self.backend.apply(&record) {
-            self.backend_failed = error != BackendError::Full;
-            return Err(error.into());
-        }
+        check_room(self.catalog.bytes, self.memory_limit, (added, freed))?;
+        let last = self.catalog.last_seq;
+        write(&mut self.backend, &mut self.backend_failed, last, &record)?;
         let seq = record.seq;
         // Nothing changed the catalog since the charge was computed.
         self.catalog.apply_charged(record, (added, freed))?;
+        Ok(seq)
+    }
+
+    /// [`commit_record`](Self::commit_record) of one update of map
+    /// `object` to `version`, `key` to `value`: the same record, charge,
+    /// checks and state after, but the map's keys are searched once, for
+    /// the charge and the update alike.
+    fn commit_map_update(
+        &mut self,
+        object: ObjectId,
+        version: VersionId,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        origin: Option<Origin>,
+    ) -> Result<CommitSeq, StorageError> {
+        let last = self.catalog.last_seq;
+        let seq = last.next();
+        let (kept, freed) = self.catalog.origin_charge(origin.as_ref());
+        let used = self.catalog.bytes;
+        let slot = self
+            .catalog
+            .objects
+            .get_mut(&object)
+            .and_then(|o| o.map_slot(&key))
+            .ok_or(StorageError::Backend(BackendError::Corrupt))?;
+        let new_key = (!slot.is_known()).then_some(key.len());
+        let value_len = value.as_ref().map_or(0, Vec::len);
+        let added = footprint::version()
+            .saturating_add(footprint::map_update(new_key, value_len))
+            .saturating_add(kept);
+        check_room(used, self.memory_limit, (added, freed))?;
+        let mut record = CommitRecord {
+            seq,
+            changes: alloc::vec![Change::Map {
+                object,
+                version,
+                updates: alloc::vec![(key, value)],
+            }],
+            origin,
+        };
+        write(&mut self.backend, &mut self.backend_failed, last, &record)?;
+        // The value goes from the record written to the map.
+        let value = match record.changes.pop() {
+            Some(Change::Map { updates, .. }) => updates.into_iter().next().and_then(|(_, v)| v),
+            _ => None,
+        };
+        slot.commit(VersionStamp { version, seq }, value);
+        let catalog = &mut self.catalog;
+        catalog.next_version = catalog.next_version.max(version.as_raw() + 1);
+        catalog.close(seq, record.origin, (added, freed));
         Ok(seq)
     }
 
@@ -454,6 +498,25 @@ impl<B: StorageBackend> ObjectStore<B> {
         owner: Option<u64>,
         now: u64,
     ) -> Result<Transaction, StorageError> {
+        let id = self.next_tx_id(owner)?;
+        let snapshot = self.catalog.last_seq;
+        self.txs.insert(
+            id,
+            TxRecord {
+                snapshot,
+                writes: BTreeMap::new(),
+                bytes: 0,
+                owner,
+                last_active: now,
+            },
+        );
+        Ok(Transaction::new(id, snapshot))
+    }
+
+    /// The id of a transaction `owner` begins now, after the checks that
+    /// bound the table: at most [`limits::MAX_ACTIVE_TRANSACTIONS`] open,
+    /// [`limits::MAX_TRANSACTIONS_PER_CLIENT`] of them `owner`'s.
+    fn next_tx_id(&mut self, owner: Option<u64>) -> Result<TxId, StorageError> {
         // The low 32 bits of a transaction id count within the instance.
         let exhausted = self.next_tx & 0xffff_ffff == 0;
         if self.txs.len() >= limits::MAX_ACTIVE_TRANSACTIONS || exhausted {
@@ -471,18 +534,7 @@ impl<B: StorageBackend> ObjectStore<B> {
         }
         let id = TxId::from_raw(self.next_tx);
         self.next_tx += 1;
-        let snapshot = self.catalog.last_seq;
-        self.txs.insert(
-            id,
-            TxRecord {
-                snapshot,
-                writes: BTreeMap::new(),
-                bytes: 0,
-                owner,
-                last_active: now,
-            },
-        );
-        Ok(Transaction::new(id, snapshot))
+        Ok(id)
     }
 
     /// The handle of active transaction `id` if `owner` began it.
@@ -526,10 +578,16 @@ impl<B: StorageBackend> ObjectStore<B> {
     fn visible(&self, tx: &Transaction, object: ObjectId) -> Result<&Object, StorageError> {
         let snapshot = self.record(tx)?.snapshot;
         let obj = self.object(object)?;
-        if obj.stamp_at(snapshot).is_none() {
-            return Err(StorageError::UnknownObject(object));
-        }
+        Self::check_visible(obj, snapshot)?;
         Ok(obj)
+    }
+
+    /// `obj` must exist in `snapshot`.
+    fn check_visible(obj: &Object, snapshot: CommitSeq) -> Result<(), StorageError> {
+        if obj.stamp_at(snapshot).is_none() {
+            return Err(StorageError::UnknownObject(obj.id()));
+        }
+        Ok(())
     }
 
     fn check_kind(obj: &Object, expected: ObjectKind) -> Result<(), StorageError> {
@@ -558,14 +616,25 @@ impl<B: StorageBackend> ObjectStore<B> {
         match (at, pending) {
             (None, Some(p)) => Ok(View::Pending(p.version, record.snapshot)),
             (Some(v), Some(p)) if v == p.version => Ok(View::Pending(p.version, record.snapshot)),
-            (None, None) => {
-                let stamp = obj
-                    .stamp_at(record.snapshot)
-                    .ok_or(StorageError::UnknownObject(object))?;
-                Ok(View::Committed(stamp))
-            }
-            (Some(v), _) => obj
-                .find_version(v, record.snapshot)
+            _ => Self::committed_view(obj, record.snapshot, at),
+        }
+    }
+
+    /// The committed version of `obj` a reader at `snapshot` sees: the
+    /// newest, or `at`.
+    fn committed_view(
+        obj: &Object,
+        snapshot: CommitSeq,
+        at: Option<VersionId>,
+    ) -> Result<View, StorageError> {
+        let object = obj.id();
+        match at {
+            None => obj
+                .stamp_at(snapshot)
+                .map(View::Committed)
+                .ok_or(StorageError::UnknownObject(object)),
+            Some(v) => obj
+                .find_version(v, snapshot)
                 .map(View::Committed)
                 .ok_or(StorageError::UnknownVersion { object, version: v }),
         }
@@ -590,21 +659,7 @@ impl<B: StorageBackend> ObjectStore<B> {
             self.abort(tx);
             return Err(StorageError::Conflict { object });
         }
-        let total = record.bytes.saturating_add(bytes);
-        if total > limits::MAX_TX_BYTES {
-            return Err(StorageError::TransactionTooLarge {
-                len: u32::try_from(total).unwrap_or(u32::MAX),
-                max: limits::MAX_TX_BYTES as u32,
-            });
-        }
-        let pending = self.pending_bytes();
-        if pending.saturating_add(bytes) > limits::MAX_PENDING_BYTES {
-            return Err(StorageError::PendingFull {
-                pending: pending as u64,
-                needed: bytes as u64,
-                max: limits::MAX_PENDING_BYTES as u64,
-            });
-        }
+        let total = self.write_budget(record.bytes, bytes)?;
         let version = if record.writes.contains_key(&object) {
             None
         } else {
@@ -632,6 +687,28 @@ impl<B: StorageBackend> ObjectStore<B> {
                 .get_mut(&object)
                 .ok_or(StorageError::NotActive(tx.id())),
         }
+    }
+
+    /// A transaction that wrote `written` bytes so far may write `bytes`
+    /// more: within its own bound and within what all open transactions
+    /// may hold. Returns its new total.
+    fn write_budget(&self, written: usize, bytes: usize) -> Result<usize, StorageError> {
+        let total = written.saturating_add(bytes);
+        if total > limits::MAX_TX_BYTES {
+            return Err(StorageError::TransactionTooLarge {
+                len: u32::try_from(total).unwrap_or(u32::MAX),
+                max: limits::MAX_TX_BYTES as u32,
+            });
+        }
+        let pending = self.pending_bytes();
+        if pending.saturating_add(bytes) > limits::MAX_PENDING_BYTES {
+            return Err(StorageError::PendingFull {
+                pending: pending as u64,
+                needed: bytes as u64,
+                max: limits::MAX_PENDING_BYTES as u64,
+            });
+        }
+        Ok(total)
     }
 
     /// Bytes of uncommitted writes all open transactions hold (at most
@@ -739,6 +816,45 @@ impl<B: StorageBackend> ObjectStore<B> {
         tx.finish(TxState::Committed);
         Ok(versions)
     }
+}
+
+/// Refuse, with [`StorageError::StoreFull`], a commit charged `added` and
+/// `freed` that would take the committed state from `used` heap bytes
+/// past `limit`. A record that adds nothing (a restart's `Open`) always
+/// passes, so that a full store can still be reopened.
+fn check_room(used: u64, limit: u64, (added, freed): (u64, u64)) -> Result<(), StorageError> {
+    let after = used.saturating_add(added).saturating_sub(freed);
+    if added > freed && after > limit {
+        return Err(StorageError::StoreFull {
+            used,
+            needed: added - freed,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Make `record` durable on `backend`, whose last acknowledged commit is
+/// `last`. Nothing is applied if the backend refuses it. After a failed
+/// write (the medium went away, as when a disk driver dies mid-request)
+/// the backend is recovered in place first, so that the store carries on
+/// once the medium is back; while it is not, every commit fails with the
+/// recovery's error. `failed` is the store's note of that.
+fn write<B: StorageBackend>(
+    backend: &mut B,
+    failed: &mut bool,
+    last: CommitSeq,
+    record: &CommitRecord,
+) -> Result<(), StorageError> {
+    if *failed {
+        backend.recover(last)?;
+        *failed = false;
+    }
+    if let Err(error) = backend.apply(record) {
+        *failed = error != BackendError::Full;
+        return Err(error.into());
+    }
+    Ok(())
 }
 
 /// What a read inside a transaction looks at.

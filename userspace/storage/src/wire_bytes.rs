@@ -131,6 +131,61 @@ pub mod updates {
     }
 }
 
+/// Encode `value` with postcard after the bytes already in `out` (what
+/// `postcard::to_extend` does, the same bytes), writing each short piece
+/// (a varint, a tag) a byte at a time: postcard's `Vec` flavour copies
+/// every piece with `extend_from_slice`, a `memcpy` call for one or two
+/// bytes. Longer pieces (byte strings) are still copied in one go. On an
+/// error, `out` may hold part of the encoding after its earlier bytes.
+pub(crate) fn encode_into<T: serde::Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> postcard::Result<()> {
+    postcard::serialize_with_flavor(value, Pieces(out))
+}
+
+/// [`encode_into`] a fresh buffer of `capacity` bytes.
+pub(crate) fn encode_with_capacity<T: serde::Serialize + ?Sized>(
+    value: &T,
+    capacity: usize,
+) -> postcard::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(capacity);
+    encode_into(value, &mut out)?;
+    Ok(out)
+}
+
+/// The longest piece written a byte at a time: a `u64` varint.
+const SHORT_PIECE: usize = 10;
+
+/// A postcard flavour appending to a `Vec`, short pieces byte by byte.
+struct Pieces<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Pieces<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() <= SHORT_PIECE {
+            for &byte in data {
+                self.0.push(byte);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
 /// Accepts a byte string in any of its forms, and a sequence of bytes
 /// (what a format without byte strings writes).
 struct ByteBuf;
@@ -227,6 +282,35 @@ mod tests {
                 postcard::to_allocvec(&empty_bytes).unwrap(),
                 postcard::to_allocvec(&empty).unwrap()
             );
+        }
+    }
+
+    /// The piecewise flavour writes exactly postcard's bytes, after what
+    /// the buffer held, for short and long pieces and every varint width.
+    #[test]
+    fn piecewise_encoding_is_postcards() {
+        use alloc::vec;
+        use alloc::vec::Vec;
+        for len in [0usize, 1, 9, 10, 11, 127, 128, 300] {
+            for number in [0u64, 1, 127, 128, 16_383, 16_384, 1 << 40, u64::MAX] {
+                let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+                let value = (
+                    number,
+                    AsBytes {
+                        key: bytes.clone(),
+                        value: Some(bytes),
+                    },
+                    -7i32,
+                );
+                let mut out = vec![0xee; 3];
+                let expected = postcard::to_extend(&value, out.clone()).unwrap();
+                super::encode_into(&value, &mut out).unwrap();
+                assert_eq!(out, expected);
+                assert_eq!(
+                    super::encode_with_capacity(&value, 1).unwrap(),
+                    postcard::to_allocvec(&value).unwrap()
+                );
+            }
         }
     }
 

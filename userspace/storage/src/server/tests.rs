@@ -813,3 +813,210 @@ fn the_home_map_is_the_first_map_at_every_start_and_never_grants() {
         Some(b"hello".to_vec())
     );
 }
+
+/// Two servers on twin backends: the first answers one-operation
+/// `Transact`s of a put or a get by their own path, the second by the
+/// general one.
+fn twins(limit: u64) -> [(Shared, StorageServer<Shared>); 2] {
+    [false, true].map(|general_only| {
+        let b = backend(1);
+        let mut s = server(&b).with_memory_limit(limit);
+        s.general_only = general_only;
+        (b, s)
+    })
+}
+
+/// Send `request` to both twins with `badge`; their answers must be the
+/// same bytes, and so must their journals and their memory charge after
+/// it. Returns the answer.
+fn both(
+    twins: &mut [(Shared, StorageServer<Shared>); 2],
+    request: &MessageEnvelope,
+    badge: Option<Badge>,
+) -> Response {
+    let [(fast_backend, fast), (general_backend, general)] = twins;
+    let one_path = fast.respond(request, badge, Instant::from_nanos(2));
+    let general_path = general.respond(request, badge, Instant::from_nanos(2));
+    // Everything but the answer's own fresh message id.
+    let unnumbered = |a: &Answer| {
+        let mut e = a.envelope.clone();
+        e.id = MessageId::from_raw(0);
+        (e, a.grant)
+    };
+    assert_eq!(
+        unnumbered(&one_path),
+        unnumbered(&general_path),
+        "{request:?}"
+    );
+    assert_eq!(
+        fast_backend.borrow().journal_bytes(),
+        general_backend.borrow().journal_bytes(),
+        "{request:?}"
+    );
+    assert_eq!(fast.store().memory_used(), general.store().memory_used());
+    one_path.response().unwrap()
+}
+
+/// One-operation puts and gets take their own path: every answer, error
+/// or not, every journal byte and the memory charge are those of the
+/// general path, and so is the state after a restart on each journal.
+#[test]
+fn one_operation_puts_and_gets_answer_as_the_general_path() {
+    // Room for the objects and a few puts only: the last puts are
+    // refused for memory (and the version they took is used up).
+    let mut t = twins(9_000);
+    let make = |kind| envelope(ALICE, &Request::Create { kind });
+    let map = match both(&mut t, &make(ObjectKind::Map), None) {
+        Ok(Reply::Created { grant, .. }) => grant,
+        other => panic!("{other:?}"),
+    };
+    let log = match both(&mut t, &make(ObjectKind::Log), None) {
+        Ok(Reply::Created { grant, .. }) => grant,
+        other => panic!("{other:?}"),
+    };
+    // As a client sends them: in a session (which a one-operation put or
+    // get needs to be read in place).
+    let transact = |who, op| {
+        let request = Request::Transact { ops: vec![op] };
+        let mut e = envelope(who, &request);
+        let payload = crate::protocol::RequestPayloadRef {
+            request: &request,
+            session: Some(1),
+        };
+        e.payload = MessagePayload::new(&payload).unwrap();
+        e
+    };
+    let at = |key: &[u8], version| Op::Get {
+        key: key.to_vec(),
+        at: Some(VersionId::from_raw(version)),
+    };
+    let long_key = [7u8; 20];
+    let too_long_key = vec![1u8; limits::MAX_KEY_BYTES + 1];
+    let too_big_value = vec![1u8; limits::MAX_VALUE_BYTES + 1];
+    let ghost = ObjectGrant {
+        object: ObjectId::from_raw(999),
+        ..map
+    };
+    // Each step, and how its answer begins.
+    let steps: Vec<(MessageEnvelope, Option<Badge>, &str)> = vec![
+        (transact(ALICE, put(b"k", b"v1")), full(&map), "Ok(Transacted { results: [Written(VersionId(3))], versions: [(ObjectId(1), VersionId(3))]"),
+        (transact(ALICE, put(b"", b"empty key")), full(&map), "Ok(Transacted { results: [Written(VersionId(4))]"),
+        (transact(ALICE, put(&long_key, b"long")), full(&map), "Ok(Transacted { results: [Written(VersionId(5))]"),
+        (transact(BOB, put(b"k", b"v2")), full(&map), "Ok(Transacted { results: [Written(VersionId(6))]"),
+        (transact(ALICE, get(b"k")), full(&map), "Ok(Transacted { results: [Value { version: VersionId(6), value: Some([118, 50]) }], versions: [] })"),
+        (transact(ALICE, get(&long_key)), full(&map), "Ok(Transacted { results: [Value { version: VersionId(6), value: Some([108, 111, 110, 103]) }]"),
+        (transact(ALICE, get(b"missing")), full(&map), "Ok(Transacted { results: [Value { version: VersionId(6), value: None }]"),
+        (transact(ALICE, at(b"k", 3)), full(&map), "Ok(Transacted { results: [Value { version: VersionId(3), value: Some([118, 49]) }]"),
+        (transact(ALICE, at(b"k", 4)), full(&map), "Ok(Transacted { results: [Value { version: VersionId(4), value: Some([118, 49]) }]"),
+        // A version of another object, and one that does not exist.
+        (transact(ALICE, at(b"k", 2)), full(&map), "Err(UnknownVersion"),
+        (transact(ALICE, at(b"k", 99)), full(&map), "Err(UnknownVersion"),
+        (transact(ALICE, put(&too_long_key, b"v")), full(&map), "Err(KeyTooLarge"),
+        (transact(ALICE, get(&too_long_key)), full(&map), "Err(KeyTooLarge"),
+        (transact(ALICE, put(b"k", &too_big_value)), full(&map), "Err(ValueTooLarge"),
+        (transact(ALICE, put(b"k", b"v")), full(&log), "Err(WrongKind"),
+        (transact(ALICE, get(b"k")), full(&log), "Err(WrongKind"),
+        (transact(ALICE, put(b"k", b"v")), full(&ghost), "Err(UnknownObject"),
+        (transact(ALICE, get(b"k")), full(&ghost), "Err(UnknownObject"),
+        (transact(BOB, put(b"k", b"v")), stamp(&map, Rights::READ), "Err(MissingRights"),
+        (transact(BOB, get(b"k")), stamp(&map, Rights::WRITE), "Err(MissingRights"),
+        (transact(BOB, get(b"k")), None, "Err(CapabilityRequired"),
+    ];
+    for (request, badge, expected) in &steps {
+        let answer = alloc::format!("{:?}", both(&mut t, request, *badge));
+        assert!(answer.starts_with(expected), "{answer}, not {expected}");
+    }
+    // A re-sent put is answered from its record, not run again.
+    let (request, badge, _) = &steps[0];
+    assert!(matches!(
+        both(&mut t, request, *badge),
+        Ok(Reply::Transacted { .. })
+    ));
+    // A re-sent get is run again (a read is not remembered): it sees a
+    // later put.
+    both(&mut t, &transact(BOB, put(b"k", b"v3")), full(&map)).unwrap();
+    let (request, badge, _) = &steps[4];
+    match both(&mut t, request, *badge) {
+        Ok(Reply::Transacted { results, .. }) => assert_eq!(
+            results[0],
+            OpResult::Value {
+                version: VersionId::from_raw(7),
+                value: Some(b"v3".to_vec())
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    // A client with all its transactions open gets no more.
+    for _ in 0..limits::MAX_TRANSACTIONS_PER_CLIENT {
+        both(&mut t, &envelope(BOB, &Request::Begin), None).unwrap();
+    }
+    for op in [put(b"b", b"v"), get(b"k")] {
+        assert!(matches!(
+            both(&mut t, &transact(BOB, op), full(&map)),
+            Err(StorageError::TooManyTransactions { .. })
+        ));
+    }
+    // Open transactions hold all the pending bytes there may be.
+    let tx = match both(&mut t, &envelope(ALICE, &Request::Begin), None) {
+        Ok(Reply::Begun { tx, .. }) => tx,
+        other => panic!("{other:?}"),
+    };
+    let chunk = vec![3u8; limits::MAX_VALUE_BYTES];
+    let mut filled = 0;
+    let mut n = 0u32;
+    while filled + chunk.len() + 4 <= limits::MAX_PENDING_BYTES {
+        let op = Request::Op {
+            tx,
+            op: put(&n.to_be_bytes(), &chunk),
+        };
+        both(&mut t, &envelope(ALICE, &op), full(&map)).unwrap();
+        filled += chunk.len() + 4;
+        n += 1;
+    }
+    let bulky = vec![5u8; limits::MAX_PENDING_BYTES - filled];
+    assert!(matches!(
+        both(&mut t, &transact(ALICE, put(b"p", &bulky)), full(&map)),
+        Err(StorageError::PendingFull { .. })
+    ));
+    both(&mut t, &envelope(ALICE, &Request::Rollback { tx }), None).unwrap();
+    // Puts until the memory limit refuses one, then one more refused.
+    let mut refused = 0;
+    for i in 0..64u32 {
+        let request = transact(ALICE, put(&i.to_be_bytes(), b"sixteen byte val"));
+        if let Err(e) = both(&mut t, &request, full(&map)) {
+            assert!(matches!(e, StorageError::StoreFull { .. }), "{e:?}");
+            refused += 1;
+            if refused == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(refused, 2, "the memory limit was never reached");
+    // The next transaction, version and object are the same on both.
+    both(&mut t, &envelope(ALICE, &Request::Begin), None).unwrap();
+    // After a restart on each journal, the same state answers the same
+    // reads as before it.
+    let reads: Vec<(MessageEnvelope, Option<Badge>)> = steps[4..11]
+        .iter()
+        .map(|(request, badge, _)| {
+            let mut again = request.clone();
+            again.id = MessageId::new();
+            (again, *badge)
+        })
+        .collect();
+    let before: Vec<Response> = reads.iter().map(|(r, b)| both(&mut t, r, *b)).collect();
+    let [(fast_backend, fast), (general_backend, _)] = &t;
+    let charged = fast.store().memory_used();
+    let mut restarted = [fast_backend, general_backend].map(|b| {
+        let s = server(b).with_memory_limit(1 << 20);
+        (b.clone(), s)
+    });
+    // Replay charges what the commits were charged.
+    assert_eq!(restarted[0].1.store().memory_used(), charged);
+    let after: Vec<Response> = reads
+        .iter()
+        .map(|(r, b)| both(&mut restarted, r, *b))
+        .collect();
+    assert_eq!(before, after);
+    both(&mut restarted, &make(ObjectKind::Blob), None).unwrap();
+}

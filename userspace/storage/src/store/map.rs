@@ -7,12 +7,13 @@ use core::cmp::Ordering;
 use core::iter::Peekable;
 use core::ops::Bound;
 
-use super::{too_large, ObjectStore};
+use super::{too_large, ObjectStore, View};
 use crate::backend::StorageBackend;
 use crate::error::StorageError;
 use crate::ids::{ObjectId, VersionId};
 use crate::limits;
-use crate::object::ObjectKind;
+use crate::object::{Object, ObjectKind};
+use crate::record::Origin;
 use crate::transaction::{MapOverlay, Pending, Transaction};
 
 /// A map value at one version.
@@ -132,14 +133,70 @@ impl<B: StorageBackend> ObjectStore<B> {
                 });
             }
         }
+        Ok(Self::map_value(obj, key, view))
+    }
+
+    /// The committed value of `key` in the map `obj` in `view`.
+    fn map_value(obj: &Object, key: &[u8], view: View) -> MapValue {
         let value = obj
             .map_get_at(key, view.seq())
             .flatten()
             .map(<[u8]>::to_vec);
-        Ok(MapValue {
+        MapValue {
             version: view.version(),
             value,
-        })
+        }
+    }
+
+    /// [`get`](Self::get) in a transaction of its own that `owner` begins
+    /// and commits at once (a one-operation `Transact`): the same checks,
+    /// errors and outcome, and the transaction id it would have used is
+    /// used up, but no transaction record is made. It reads at the last
+    /// commit and writes nothing, so its commit writes no record. The
+    /// value is lent, not copied: the version read and the value there.
+    pub fn get_alone(
+        &mut self,
+        owner: Option<u64>,
+        object: ObjectId,
+        key: &[u8],
+        at: Option<VersionId>,
+    ) -> Result<(VersionId, Option<&[u8]>), StorageError> {
+        self.next_tx_id(owner)?;
+        check_key(key)?;
+        let obj = self.object(object)?;
+        Self::check_kind(obj, ObjectKind::Map)?;
+        let snapshot = self.catalog.last_seq;
+        Self::check_visible(obj, snapshot)?;
+        let view = Self::committed_view(obj, snapshot, at)?;
+        Ok((view.version(), obj.map_get_at(key, view.seq()).flatten()))
+    }
+
+    /// [`put_owned`](Self::put_owned) in a transaction of its own that
+    /// `owner` begins and commits at once (a one-operation `Transact`),
+    /// recording the origin `origin` builds from the new version. The same
+    /// checks, errors, commit record and outcome as begin, put, commit
+    /// (the transaction id and the version are used up as they would be),
+    /// but the commit record is built directly, without a transaction
+    /// record and its overlay. Durable when this returns `Ok`.
+    pub fn put_alone(
+        &mut self,
+        owner: Option<u64>,
+        object: ObjectId,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        origin: impl FnOnce(VersionId) -> Option<Origin>,
+    ) -> Result<VersionId, StorageError> {
+        self.next_tx_id(owner)?;
+        Self::check_put(&key, &value)?;
+        let obj = self.object(object)?;
+        // Its snapshot is the last commit: the object is visible and no
+        // commit since can conflict.
+        Self::check_visible(obj, self.catalog.last_seq)?;
+        Self::check_kind(obj, ObjectKind::Map)?;
+        self.write_budget(0, key.len() + value.len())?;
+        let version = self.allocate_version();
+        self.commit_map_update(object, version, key, Some(value), origin(version))?;
+        Ok(version)
     }
 
     /// Remove `key`. Removing an absent key changes nothing and creates no
