@@ -313,7 +313,11 @@ fn a_message_its_sender_cannot_pay_for_is_handed_off_but_never_queued() {
     let inbox = k.create_channel(sink, T0).unwrap();
     authorise(&mut k, sink, broke);
     let to_sink = k.grant(sink, inbox, broke, T0).unwrap();
-    assert_eq!(used(&k, broke).memory, TASK_COST, "nothing left to pay with");
+    assert_eq!(
+        used(&k, broke).memory,
+        TASK_COST,
+        "nothing left to pay with"
+    );
     let send = |k: &mut KernelCore, accept: bool| {
         k.send_or_hand_off(broke, to_sink, &b"x"[..], &[], T0, |_| accept)
     };
