@@ -10,6 +10,7 @@
 //! bypasses the lock if the failing code held it.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use pandagen_abi::screen::ScreenColour;
 use pandagen_hal::x86_64::{clock, Com1};
@@ -19,6 +20,14 @@ use x86_64::instructions::interrupts;
 use crate::{early_display, screen_output};
 
 static SERIAL: Mutex<Option<Com1>> = Mutex::new(None);
+
+/// Whether the last byte on the serial line ended mid-line (a ring-3
+/// console's prompt, written raw). The kernel's own lines, every task's
+/// tagged output among them, then start on a line of their own: a
+/// reader (the test harness, a person) finds the `[task N name]` tag at
+/// the start of the line, never after `pandagen> `. Written only with
+/// [`SERIAL`] held.
+static MID_LINE: AtomicBool = AtomicBool::new(false);
 static LOGGER: KernelLogger = KernelLogger;
 
 /// Programs COM1 and installs the logger at `Info` level.
@@ -46,7 +55,11 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
 fn write_coloured(args: fmt::Arguments<'_>, colour: ScreenColour) {
     interrupts::without_interrupts(|| {
         if let Some(port) = SERIAL.lock().as_mut() {
-            let _ = Mirror { port, colour }.write_fmt(args);
+            let mut out = Mirror { port, colour };
+            if MID_LINE.load(Ordering::Relaxed) {
+                let _ = out.write_str("\n");
+            }
+            let _ = out.write_fmt(args);
         }
     });
     screen_output::deliver_if_free();
@@ -59,6 +72,9 @@ pub fn write_bytes(bytes: &[u8]) {
         if let Some(port) = SERIAL.lock().as_mut() {
             port.write_bytes(bytes);
             early_display::write(bytes, ScreenColour::Text);
+            if let Some(&last) = bytes.last() {
+                MID_LINE.store(last != b'\n', Ordering::Relaxed);
+            }
         }
     });
     screen_output::deliver_if_free();
@@ -74,6 +90,9 @@ impl Write for Mirror<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let _ = self.port.write_str(s);
         early_display::write(s.as_bytes(), self.colour);
+        if let Some(last) = s.as_bytes().last() {
+            MID_LINE.store(*last != b'\n', Ordering::Relaxed);
+        }
         Ok(())
     }
 }
