@@ -342,10 +342,12 @@ impl Scheduler {
         sent_on: &mut TaskList,
         receive_on: Option<&mut TaskList>,
     ) {
-        let (Some(c), Some(r)) = (
-            self.entries.get(caller as usize),
-            self.entries.get(receiver as usize),
-        ) else {
+        // One borrow of the entries as a slice: its length stays in a
+        // register, so the writes below do not reload it for their bounds
+        // checks (through `self.entries[..]` each one did).
+        let entries = self.entries.as_mut_slice();
+        let (Some(c), Some(r)) = (entries.get(caller as usize), entries.get(receiver as usize))
+        else {
             return;
         };
         let SchedState::Blocked(waited) = r.state else {
@@ -360,19 +362,16 @@ impl Scheduler {
         if next == NIL {
             sent_on.tail = NIL;
         } else {
-            self.entries[next as usize].link.prev = NIL;
+            entries[next as usize].link.prev = NIL;
         }
         sent_on.len -= 1;
-        let r = &mut self.entries[receiver as usize];
+        let r = &mut entries[receiver as usize];
         r.link = Link {
             prev: NIL,
             next: NIL,
         };
         r.state = SchedState::Running;
         r.wake = Some(WakeReason::HandedOff);
-        if let Some(deadline) = waited.deadline() {
-            self.deadlines.remove(&(deadline, receiver));
-        }
         // The caller joins the tail of the list it receives on. This is
         // `push_back` written out with the state change through one borrow
         // of the entry: through `push_back` (and its `entry` growth check)
@@ -382,7 +381,7 @@ impl Scheduler {
             None => sent_on,
         };
         let tail = list.tail;
-        let c = &mut self.entries[caller as usize];
+        let c = &mut entries[caller as usize];
         c.state = SchedState::Blocked(on);
         c.wake = None;
         c.link = Link {
@@ -392,10 +391,13 @@ impl Scheduler {
         if tail == NIL {
             list.head = caller;
         } else {
-            self.entries[tail as usize].link.next = caller;
+            entries[tail as usize].link.next = caller;
         }
         list.tail = caller;
         list.len += 1;
+        if let Some(deadline) = waited.deadline() {
+            self.deadlines.remove(&(deadline, receiver));
+        }
         if let Some(deadline) = on.deadline() {
             self.deadlines.insert((deadline, caller), ());
         }
