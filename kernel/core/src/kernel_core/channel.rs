@@ -234,14 +234,6 @@ impl KernelCore {
         Ok((ch, self.install(caller, cap)))
     }
 
-    /// Whether a receive on `ch` would find a message of its bound kernel
-    /// channel.
-    pub(super) fn kernel_messages_waiting(&self, ch: &crate::channel::Channel) -> bool {
-        ch.bound
-            .and_then(|b| self.channels.get(b))
-            .is_some_and(|b| !b.queue.is_empty())
-    }
-
     /// Where a receive on `ch` takes its next message: `ch`, or its bound
     /// kernel channel when that one's head is older (or `ch` is empty).
     fn receive_source(&self, ch: ChannelRef) -> ChannelRef {

@@ -178,13 +178,19 @@ impl KernelCore {
         deadline: Option<Instant>,
         now: impl FnOnce() -> Instant,
     ) -> Option<FastCall<'_>> {
-        let (caller_slot, caller_task) = self.tasks.slot_and_task(caller)?;
-        if self.sched.state(caller_slot) != SchedState::Running
-            || len > self.config.max_message_bytes
-        {
+        let KernelCore {
+            config,
+            tasks,
+            channels,
+            sched,
+            next_seq,
+            ..
+        } = self;
+        let (caller_slot, caller_task) = tasks.slot_and_task(caller)?;
+        if sched.state(caller_slot) != SchedState::Running || len > config.max_message_bytes {
             return None;
         }
-        let earliest = match (deadline, self.sched.next_deadline()) {
+        let earliest = match (deadline, sched.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -194,35 +200,24 @@ impl KernelCore {
         let space = &caller_task.space;
         let to = fast_channel(space, send, Rights::SEND)?;
         let from = fast_channel(space, receive, Rights::RECEIVE)?;
-        let c = self.channels.get(to)?;
-        let receiver_slot = match (c.is_closed(), c.queue.is_empty()) {
-            (false, true) => c.waiters.head()?,
+        // The two channels are borrowed once, here, for the checks and for
+        // the commit, which changes their wait lists in place (the core
+        // stays borrowed until then, so they hold the same channels). The
+        // binding's answer comes with them: a channel bound to no kernel
+        // channel (the common case) costs one test.
+        let (sent_on, receive_on, kernel_waiting) = channels.live_pair_mut(to, from)?;
+        let receiver_slot = match (sent_on.is_closed(), sent_on.queue.is_empty()) {
+            (false, true) => sent_on.waiters.head()?,
             _ => return None,
         };
-        let r = self.channels.get(from)?;
-        // A channel bound to no kernel channel (the common case) is
-        // answered here, without the call.
-        if !r.queue.is_empty()
-            || r.is_drained()
-            || (r.bound.is_some() && self.kernel_messages_waiting(r))
-        {
+        let r = receive_on.as_deref().unwrap_or(sent_on);
+        if !r.queue.is_empty() || r.is_drained() || kernel_waiting {
             return None;
         }
-        if !self.sched.can_run_directly(receiver_slot) {
+        if !sched.can_run_directly(receiver_slot) {
             return None;
         }
-        let receiver = self.tasks.by_slot(receiver_slot)?.id;
-        // Everything holds. The channels whose wait lists the call changes
-        // are borrowed once, here, by the slots the checks above found (the
-        // core stays borrowed until the commit, so they hold the same
-        // channels).
-        let KernelCore {
-            channels,
-            sched,
-            next_seq,
-            ..
-        } = self;
-        let (sent_on, receive_on) = channels.checked_earlier_mut(to, from)?;
+        let receiver = tasks.by_slot(receiver_slot)?.id;
         Some(FastCall {
             caller,
             receiver,
