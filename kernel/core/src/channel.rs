@@ -577,6 +577,14 @@ mod tests {
             capacities(&mut table, successor, b),
             Some((4, Some(2), true))
         );
+        // One slot, named once by its successor and once by the old
+        // reference: still stale.
+        assert_eq!(capacities(&mut table, successor, a), None);
+        assert_eq!(capacities(&mut table, a, successor), None);
+        assert_eq!(
+            capacities(&mut table, successor, successor),
+            Some((4, None, false))
+        );
     }
 
     #[test]
