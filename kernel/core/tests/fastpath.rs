@@ -142,10 +142,9 @@ fn a_checked_call_names_the_caller_s_and_the_receiver_s_slots() {
     assert_eq!(slot_index(p.server), slot_index(second));
     assert_eq!(slot_index(p.client), slot_index(first));
     assert_ne!(p.server, second, "a new generation");
-    let call = p
-        .k
-        .check_fast(p.client, p.to_server, 1, p.replies, None, || T0)
-        .expect("every condition holds");
+    let call =
+        p.k.check_fast(p.client, p.to_server, 1, p.replies, None, || T0)
+            .expect("every condition holds");
     let slots = (slot_index(p.client) as u32, slot_index(p.server) as u32);
     assert_eq!(call.slots(), slots);
     assert_eq!(call.receiver(), Some(p.server));

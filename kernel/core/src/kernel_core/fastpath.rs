@@ -22,9 +22,9 @@ use pandagen_abi::{CapHandle, Instant, Rights, TaskId};
 
 use super::KernelCore;
 use crate::cap_table::{CapSpace, ObjectRef};
-use crate::task::TaskTable;
 use crate::channel::{Body, Channel, ChannelRef};
 use crate::sched::{BlockedOn, SchedState, Scheduler};
+use crate::task::TaskTable;
 
 use super::channel::Offer;
 
