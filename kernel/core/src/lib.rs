@@ -112,8 +112,8 @@ pub use cap_table::{
 };
 pub use channel::{Body, ChannelRef, Delivered};
 pub use kernel_core::{
-    binding_cost, exit_notification_bytes, Collected, CoreConfig, Devices, ExitRoute, FastCall,
-    InterruptOutcome, InvariantViolation, KernelCore, ObjectCalled, Offer, ParkedMessage,
+    binding_cost, exit_notification_bytes, Collected, Committed, CoreConfig, Devices, ExitRoute,
+    FastCall, InterruptOutcome, InvariantViolation, KernelCore, ObjectCalled, Offer, ParkedMessage,
     RecvOutcome, Sent, SpawnArgs, Spawned, Switched, TaskInfo, DEFAULT_CHILD_FRAMES,
     DEFAULT_CHILD_MEMORY, DEVICE_RIGHTS, EXIT_NOTIFICATION_SCHEMA, INTERRUPT_SCHEMA,
     KERNEL_SERVICE, ROOT_DEVICE_CAPS,

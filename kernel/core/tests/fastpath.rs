@@ -6,9 +6,9 @@ mod common;
 
 use common::*;
 use pandagen_abi::error::SendError;
-use pandagen_abi::{CapHandle, KernelError, Priority, TaskId};
+use pandagen_abi::{CapHandle, ExitReason, KernelError, Priority, TaskId};
 use pandagen_core::budget::message_cost;
-use pandagen_core::{BlockedOn, Body, KernelCore, SchedState, Sent, WakeReason};
+use pandagen_core::{slot_index, BlockedOn, Body, KernelCore, SchedState, Sent, WakeReason};
 
 /// A server blocked receiving on its request channel and a running
 /// client, each holding a send capability for the other's channel.
@@ -23,7 +23,11 @@ struct Pair {
 }
 
 fn pair() -> Pair {
-    let mut k = kernel();
+    pair_in(kernel())
+}
+
+/// [`pair`] in `k`, which may hold other tasks (or have held them).
+fn pair_in(mut k: KernelCore) -> Pair {
     let server = spawn(&mut k, "server");
     let client = spawn(&mut k, "client");
     let requests = k.create_channel(server, T0).unwrap();
@@ -120,6 +124,37 @@ fn a_call_and_its_reply_switch_straight_between_the_two_tasks() {
     assert_eq!(k.task_state(client), Some(SchedState::Running));
     assert!(blocked_on_receive(&k, server));
     k.check_invariants().unwrap();
+}
+
+/// The check names the two tasks by their slots in the core's task table
+/// (those of `slot_index`, which an embedder's parallel table uses), and
+/// the receiver's id is the one of the task in its slot, generation
+/// included: here the two tasks took ended tasks' slots, the server the
+/// higher one.
+#[test]
+fn a_checked_call_names_the_caller_s_and_the_receiver_s_slots() {
+    let mut k = kernel();
+    let first = spawn(&mut k, "first");
+    let second = spawn(&mut k, "second");
+    k.terminate(second, ExitReason::Normal, T0).unwrap();
+    k.terminate(first, ExitReason::Normal, T0).unwrap();
+    let mut p = pair_in(k);
+    assert_eq!(slot_index(p.server), slot_index(second));
+    assert_eq!(slot_index(p.client), slot_index(first));
+    assert_ne!(p.server, second, "a new generation");
+    let call =
+        p.k.check_fast(p.client, p.to_server, 1, p.replies, None, || T0)
+            .expect("every condition holds");
+    let slots = (slot_index(p.client) as u32, slot_index(p.server) as u32);
+    assert_eq!(call.slots(), slots);
+    assert_eq!(call.receiver(), Some(p.server));
+    let offer = call.offer(p.server, b"x");
+    assert_eq!((offer.receiver, offer.sender), (p.server, p.client));
+    let seq = offer.seq;
+    assert_eq!(call.commit().seq, seq);
+    assert_eq!(p.k.task_state(p.server), Some(SchedState::Running));
+    assert!(blocked_on_receive(&p.k, p.client));
+    p.k.check_invariants().unwrap();
 }
 
 /// The wake reasons a call and its reply leave, as the general path's

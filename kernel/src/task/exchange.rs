@@ -29,7 +29,7 @@ use core::cell::OnceCell;
 
 use pandagen_abi::syscall::{ExchangeRegisters, RESPONSE_BUFFER_BYTES};
 use pandagen_abi::Duration;
-use pandagen_core::Offer;
+use pandagen_abi::TaskId;
 
 use super::{now, schedule, KernelState, Pending, UserBuffer, UserRange, UserTask, UserTasks};
 use crate::arch::x86_64::trap::TrapFrame;
@@ -97,10 +97,17 @@ impl KernelState {
         };
         // `Body::Kept`: the core sees the message's length only; the bytes
         // go from the caller's page straight into the receiver's buffer.
-        let Some(receiver) = hand_over(tasks, message, response, &call.offer(&[]), parked) else {
+        // The receiver's record, and its id, are found by the slot the
+        // core's check named.
+        let Some((receiver_id, receiver)) =
+            hand_over(tasks, caller, call.slots(), message, response, parked)
+        else {
             return Exchanged::Declined;
         };
-        let switched = call.commit();
+        // The kernel's records are indexed by the core's slots (see
+        // `UserTasks`): the task in the receiver's slot is the core's.
+        debug_assert_eq!(call.receiver(), Some(receiver_id));
+        call.commit();
         if request.consume_send {
             // Sent: released before the receive, as `SendReceive` does.
             // Already gone if this fails, which is the goal anyway.
@@ -111,7 +118,7 @@ impl KernelState {
         // receiver has no windows (`hand_over` declines one that has).
         Exchanged::Resume(schedule::enter(
             receiver,
-            switched.receiver,
+            receiver_id,
             current,
             slice_left,
             active_space,
@@ -129,16 +136,18 @@ impl KernelState {
 /// or cannot take the reply, the sender's own `response` buffer is not
 /// writable, or the message is not within one page of the sender's
 /// readable memory. Called between the core's check of the call and its
-/// commit, and inlined there. Returns the receiver's record.
+/// commit, and inlined there, with the core's `slots` of the sender
+/// (`sender`) and of the receiver. Returns the receiver's id and record.
 #[inline(always)]
-fn hand_over<'t>(
-    tasks: &'t mut UserTasks,
+fn hand_over(
+    tasks: &mut UserTasks,
+    sender_id: TaskId,
+    slots: (u32, u32),
     message: UserRange,
     response: UserBuffer,
-    offer: &Offer<'_>,
     parked: Pending,
-) -> Option<&'t mut UserTask> {
-    let (sender, receiver) = tasks.pair_mut(&offer.sender, &offer.receiver)?;
+) -> Option<(TaskId, &mut UserTask)> {
+    let (sender, receiver_id, receiver) = tasks.pair_at_mut(&sender_id, slots)?;
     let Some(Pending::Receive {
         response: receiver_response,
         ..
@@ -156,9 +165,9 @@ fn hand_over<'t>(
         return None;
     }
     let bytes = sender.memory.readable_in_page(message.ptr, message.len)?;
-    let rax = reply::deliver_message(&mut receiver.memory, receiver_response, offer.sender, bytes)?;
+    let rax = reply::deliver_message(&mut receiver.memory, receiver_response, sender_id, bytes)?;
     receiver.frame.rax = rax;
     receiver.pending = None;
     sender.pending = Some(parked);
-    Some(receiver)
+    Some((receiver_id, receiver))
 }

@@ -117,18 +117,25 @@ impl UserTasks {
         }
     }
 
-    /// Two different tasks at once (`None` if either is missing or they
-    /// are the same task). Inline: the direct `Exchange` finds its two
-    /// records here on every call.
+    /// The records at two different slots (`None` if either is empty, they
+    /// are the same slot, or the first is not `first`'s): the first task's,
+    /// and the second's with its id. For a caller whose id and slot are
+    /// known and a task the core named by its slot (the core's slots and
+    /// these are the same, see [`slot_index`]). Inline: the direct
+    /// `Exchange` finds its two records here on every call.
     #[inline(always)]
-    pub fn pair_mut(&mut self, a: &TaskId, b: &TaskId) -> Option<(&mut UserTask, &mut UserTask)> {
+    pub fn pair_at_mut(
+        &mut self,
+        first: &TaskId,
+        slots: (u32, u32),
+    ) -> Option<(&mut UserTask, TaskId, &mut UserTask)> {
         let [x, y] = self
             .slots
-            .get_disjoint_mut([slot_index(*a), slot_index(*b)])
+            .get_disjoint_mut([slots.0 as usize, slots.1 as usize])
             .ok()?;
         match (x, y) {
-            (Some((owner_a, task_a)), Some((owner_b, task_b))) if owner_a == a && owner_b == b => {
-                Some((task_a, task_b))
+            (Some((owner, task_a)), Some((second, task_b))) if owner == first => {
+                Some((task_a, *second, task_b))
             }
             _ => None,
         }

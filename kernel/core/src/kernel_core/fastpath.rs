@@ -24,6 +24,7 @@ use super::KernelCore;
 use crate::cap_table::{CapSpace, ObjectRef};
 use crate::channel::{Body, Channel, ChannelRef};
 use crate::sched::{BlockedOn, SchedState, Scheduler};
+use crate::task::TaskTable;
 
 use super::channel::Offer;
 
@@ -34,6 +35,16 @@ pub struct Switched {
     pub channel: ChannelRef,
     /// The task that received the message and is now running.
     pub receiver: TaskId,
+    /// The message's sequence number.
+    pub seq: u64,
+}
+
+/// What [`FastCall::commit`] did: the message's channel and sequence
+/// number (the receiver is the task at [`FastCall::slots`]' second slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// The channel the message was sent on.
+    pub channel: ChannelRef,
     /// The message's sequence number.
     pub seq: u64,
 }
@@ -49,10 +60,16 @@ pub struct Switched {
 /// wait lists in place without looking them up again. The two tasks'
 /// wake reasons are in their scheduler entries, which the switch writes
 /// anyway: the commit touches no task record.
+///
+/// The check finds the receiver's slot, not its id: an embedder that keeps
+/// its own per-task records in a table parallel to the core's (indexed by
+/// [`crate::slot_index`]) finds the receiver's record, and its id, by
+/// [`FastCall::slots`], so that neither looks the task up twice;
+/// [`FastCall::receiver`] looks the id up in the core.
 #[must_use = "a checked call changes nothing until it is committed"]
 pub struct FastCall<'k> {
     caller: TaskId,
-    receiver: TaskId,
+    tasks: &'k TaskTable,
     /// The channel sent on, and the one received on unless it is the same.
     sent_on: &'k mut Channel,
     receive_on: Option<&'k mut Channel>,
@@ -66,13 +83,27 @@ pub struct FastCall<'k> {
 }
 
 impl FastCall<'_> {
-    /// What the receiver is handed: the message's `bytes`, its sender and
-    /// the sequence number it gets if the call is committed (none is used
-    /// up by a call that is not).
+    /// The caller's slot and the receiver's, in the core's task table (see
+    /// [`crate::slot_index`]): two different live tasks.
     #[inline(always)]
-    pub fn offer<'b>(&self, bytes: &'b [u8]) -> Offer<'b> {
+    pub fn slots(&self) -> (u32, u32) {
+        (self.caller_slot, self.receiver_slot)
+    }
+
+    /// The receiver's id, from the core's task table.
+    #[inline(always)]
+    pub fn receiver(&self) -> Option<TaskId> {
+        Some(self.tasks.by_slot(self.receiver_slot)?.id)
+    }
+
+    /// What the receiver (`receiver`, the task at the receiver's slot) is
+    /// handed: the message's `bytes`, its sender and the sequence number
+    /// it gets if the call is committed (none is used up by a call that is
+    /// not).
+    #[inline(always)]
+    pub fn offer<'b>(&self, receiver: TaskId, bytes: &'b [u8]) -> Offer<'b> {
         Offer {
-            receiver: self.receiver,
+            receiver,
             sender: self.caller,
             seq: *self.next_seq,
             bytes,
@@ -84,9 +115,8 @@ impl FastCall<'_> {
     /// ([`WakeReason::HandedOff`]) and the caller is blocked on its receive
     /// channel exactly as after `receive_or_block`.
     #[inline(always)]
-    pub fn commit(self) -> Switched {
+    pub fn commit(self) -> Committed {
         let FastCall {
-            receiver,
             sent_on,
             receive_on,
             sched,
@@ -115,11 +145,7 @@ impl FastCall<'_> {
             &mut sent_on.waiters,
             receive_on.map(|r| &mut r.waiters),
         );
-        Switched {
-            channel: to,
-            receiver,
-            seq,
-        }
+        Committed { channel: to, seq }
     }
 }
 
@@ -147,10 +173,16 @@ impl KernelCore {
     ) -> Option<Switched> {
         let body = body.into();
         let call = self.check_fast(caller, send, body.len(), receive, deadline, now)?;
-        if !hand_off(&call.offer(body.as_slice())) {
+        let receiver = call.receiver()?;
+        if !hand_off(&call.offer(receiver, body.as_slice())) {
             return None;
         }
-        Some(call.commit())
+        let Committed { channel, seq } = call.commit();
+        Some(Switched {
+            channel,
+            receiver,
+            seq,
+        })
     }
 
     /// Check every condition of the fast path for a send of `len` bytes
@@ -217,10 +249,9 @@ impl KernelCore {
         if !sched.can_run_directly(receiver_slot) {
             return None;
         }
-        let receiver = tasks.by_slot(receiver_slot)?.id;
         Some(FastCall {
             caller,
-            receiver,
+            tasks,
             sent_on,
             receive_on,
             sched,

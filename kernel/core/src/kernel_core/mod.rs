@@ -32,7 +32,7 @@ pub use collect::Collected;
 pub use device::{
     binding_cost, Devices, InterruptOutcome, DEVICE_RIGHTS, INTERRUPT_SCHEMA, ROOT_DEVICE_CAPS,
 };
-pub use fastpath::{FastCall, Switched};
+pub use fastpath::{Committed, FastCall, Switched};
 pub use invariants::InvariantViolation;
 pub use objects::ObjectCalled;
 pub use sched::RecvOutcome;
