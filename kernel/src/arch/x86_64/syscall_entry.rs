@@ -6,8 +6,8 @@
 //! [`TrapFrame`] in exactly the layout the interrupt stubs build (vector
 //! [`SYSCALL_VECTOR`], CS/SS the user selectors, RIP from RCX, RFLAGS from
 //! R11) — not on the kernel stack but straight into the running task's
-//! record, whose end the per-CPU block holds ([`save_calls_into`], set on
-//! every way back to ring 3). Then it loads the kernel stack top and calls
+//! record, whose end the per-CPU block holds ([`save_calls_into`], set at
+//! every switch). Then it loads the kernel stack top and calls
 //! the safe dispatcher (`Exchange` goes to its own entry first,
 //! `syscall::exchange_entry`, which hands what it declines to the
 //! dispatcher) with the record's address. The dispatcher returns the
@@ -74,15 +74,15 @@ pub(super) static mut PER_CPU: PerCpu = PerCpu {
 /// Make `record` (the saved registers in the record of the task about to
 /// run in ring 3) where that task's system calls save their registers:
 /// the syscall stub pushes each call's frame straight into the record,
-/// which the dispatcher then treats as the live frame. Every way back to
-/// ring 3 through a record calls this (`task::schedule`), just before the
-/// exit path restores the record.
+/// which the dispatcher then treats as the live frame. Every switch to a
+/// task calls this (`task::schedule`), and so does whatever moves the
+/// running task's record.
 ///
 /// # Safety
 /// `record` must stay valid — neither moved nor freed — for as long as its
-/// task runs in ring 3, that is, until the next system call enters (which
-/// is the only reader) or the kernel leaves for ring 3 through another
-/// record, which calls this again. Interrupts must be off.
+/// task is the one that runs in ring 3, that is, until this is called
+/// again for its new place or for the next task to run. Interrupts must
+/// be off.
 #[inline(always)]
 pub unsafe fn save_calls_into(record: *mut TrapFrame) {
     let end = record as u64 + core::mem::size_of::<TrapFrame>() as u64;
