@@ -107,17 +107,16 @@ impl ExtraRegisters {
     }
 }
 
-/// The registers the direct path reads (an `Exchange`'s arguments),
-/// copied out of the caller's saved frame as the call enters: the frame
-/// is the caller's record, which the call changes (its pending call)
-/// through the kernel state, so nothing keeps a reference to it while
-/// the kernel state is borrowed.
+/// The registers the direct path needs before it has the caller's record
+/// at hand (an `Exchange`'s length, channels, timeout and flags: what the
+/// core's check takes), copied out of the caller's saved frame as the
+/// call enters: the frame is the caller's record, which the call changes
+/// (its pending call) through the kernel state, so nothing keeps a
+/// reference to it while the kernel state is borrowed. The buffers'
+/// addresses are read from the record once the path holds it.
 #[derive(Clone, Copy, Debug)]
 pub struct CallRegisters {
-    pub rdi: u64,
     pub rsi: u64,
-    pub rdx: u64,
-    pub r10: u64,
     pub r8: u64,
     pub r9: u64,
     pub r12: u64,
@@ -138,10 +137,7 @@ impl CallRegisters {
         // borrow for the length of these reads only.
         let frame = unsafe { &*frame };
         CallRegisters {
-            rdi: frame.rdi,
             rsi: frame.rsi,
-            rdx: frame.rdx,
-            r10: frame.r10,
             r8: frame.r8,
             r9: frame.r9,
             r12: frame.r12,
