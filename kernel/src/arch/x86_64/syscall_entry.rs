@@ -3,9 +3,10 @@
 //!
 //! `syscall` switches neither stack nor GS. The stub swaps GS to the
 //! per-CPU block ([`PerCpu`]), parks the user RSP there, and pushes a
-//! [`TrapFrame`] in exactly the layout the interrupt stubs build (vector
-//! [`SYSCALL_VECTOR`], CS/SS the user selectors, RIP from RCX, RFLAGS from
-//! R11) — not on the kernel stack but straight into the running task's
+//! [`TrapFrame`] in exactly the layout the interrupt stubs build (CS/SS
+//! the user selectors, RIP from RCX, RFLAGS from R11; the vector and
+//! error code are left as the record holds them: only frames on the
+//! kernel stack are read for those) — not on the kernel stack but straight into the running task's
 //! record, whose end the per-CPU block holds ([`save_calls_into`], set at
 //! every switch). Then it loads the kernel stack top and calls
 //! the safe dispatcher (`Exchange` goes to its own entry first,
@@ -41,10 +42,6 @@ use x86_64::registers::model_specific::{
 };
 use x86_64::registers::rflags::RFlags;
 use x86_64::VirtAddr;
-
-/// The `vector` recorded in a frame built by the syscall entry (beyond
-/// every hardware vector).
-pub const SYSCALL_VECTOR: u64 = 0x100;
 
 /// What GS points at while the kernel runs.
 #[repr(C)]
@@ -172,8 +169,10 @@ unsafe extern "C" fn syscall_entry() {
         "push r11",
         "push {user_cs}",
         "push rcx",
-        "push 0",
-        "push {vector}",
+        // Vector and error code: the record keeps whatever it holds (only
+        // frames on the kernel stack are read for them; the exits skip
+        // them).
+        "sub rsp, 16",
         push_gprs!(),
         // The record's address is the dispatcher's argument; the kernel
         // stack is empty. FMASK has cleared DF.
@@ -199,7 +198,6 @@ unsafe extern "C" fn syscall_entry() {
         record_frame_end = const RECORD_FRAME_END,
         user_ss = const gdt::USER_DATA as u64,
         user_cs = const gdt::USER_CODE as u64,
-        vector = const SYSCALL_VECTOR,
         exchange = const pandagen_abi::syscall::Syscall::Exchange as u64,
         dispatch = sym crate::syscall::syscall_dispatch,
         exchange_entry = sym crate::syscall::exchange_entry,
