@@ -97,28 +97,26 @@ pub struct ExtraRegisters {
 }
 
 impl ExtraRegisters {
-    fn of(registers: &CallRegisters) -> Self {
+    fn of(frame: &TrapFrame) -> Self {
         ExtraRegisters {
-            r8: registers.r8,
-            r9: registers.r9,
-            r12: registers.r12,
-            r13: registers.r13,
+            r8: frame.r8,
+            r9: frame.r9,
+            r12: frame.r12,
+            r13: frame.r13,
         }
     }
 }
 
-/// The registers a call reads (its number and arguments), copied out of
-/// the caller's saved frame as the call enters: the frame is the caller's
-/// record, which the call's handling may change (its `rax`, its pending
-/// call) or move (a spawn that grows the table of records), so nothing
-/// keeps a reference to it while the kernel state is borrowed.
+/// The registers the direct path needs before it has the caller's record
+/// at hand (an `Exchange`'s length, channels, timeout and flags: what the
+/// core's check takes), copied out of the caller's saved frame as the
+/// call enters: the frame is the caller's record, which the call changes
+/// (its pending call) through the kernel state, so nothing keeps a
+/// reference to it while the kernel state is borrowed. The buffers'
+/// addresses are read from the record once the path holds it.
 #[derive(Clone, Copy, Debug)]
 pub struct CallRegisters {
-    pub rax: u64,
-    pub rdi: u64,
     pub rsi: u64,
-    pub rdx: u64,
-    pub r10: u64,
     pub r8: u64,
     pub r9: u64,
     pub r12: u64,
@@ -126,7 +124,7 @@ pub struct CallRegisters {
 }
 
 impl CallRegisters {
-    /// The call's registers in `frame`, the record the entry stub has just
+    /// The call's arguments in `frame`, the record the entry stub has just
     /// saved them in.
     ///
     /// # Safety
@@ -139,11 +137,7 @@ impl CallRegisters {
         // borrow for the length of these reads only.
         let frame = unsafe { &*frame };
         CallRegisters {
-            rax: frame.rax,
-            rdi: frame.rdi,
             rsi: frame.rsi,
-            rdx: frame.rdx,
-            r10: frame.r10,
             r8: frame.r8,
             r9: frame.r9,
             r12: frame.r12,
@@ -256,8 +250,7 @@ pub extern "C" fn exchange_entry(frame: *mut TrapFrame) -> *mut TrapFrame {
 /// up afresh.
 pub extern "C" fn syscall_dispatch(frame: *mut TrapFrame) -> *mut TrapFrame {
     // SAFETY: the stub's argument, read before the kernel state is locked.
-    let registers = unsafe { CallRegisters::read(frame) };
-    if registers.rax == Syscall::Null as u64 {
+    if unsafe { (*frame).rax } == Syscall::Null as u64 {
         // SAFETY: the stub's argument, valid and unaliased: the kernel
         // state is not locked.
         unsafe { (*frame).rax = 0 };
@@ -279,11 +272,15 @@ pub extern "C" fn syscall_dispatch(frame: *mut TrapFrame) -> *mut TrapFrame {
         k.is_record_of(caller, frame),
         "the syscall entry saved task {caller}'s registers outside its record"
     );
-    let response = UserBuffer {
-        ptr: registers.rdx,
-        capacity: registers.r10,
+    // SAFETY: the stub's argument; nothing has changed or moved the record
+    // since it was saved (no handler has run), and the borrow ends here.
+    let response = unsafe {
+        UserBuffer {
+            ptr: (*frame).rdx,
+            capacity: (*frame).r10,
+        }
     };
-    let step = match dispatch(k, caller, &registers, response) {
+    let step = match dispatch(k, caller, frame, response) {
         Outcome::Ran(step) => step,
         Outcome::Unanswered(status) => {
             if let Some(resume) = k.answer(caller, status) {
@@ -331,10 +328,10 @@ pub extern "C" fn syscall_dispatch(frame: *mut TrapFrame) -> *mut TrapFrame {
 fn dispatch(
     k: &mut KernelState,
     caller: TaskId,
-    registers: &CallRegisters,
+    frame: *const TrapFrame,
     response: UserBuffer,
 ) -> Outcome {
-    match validate_and_run(k, caller, registers, response) {
+    match validate_and_run(k, caller, frame, response) {
         Ok(step) => Outcome::Ran(step),
         Err(CallError::Recoverable(e)) => {
             Outcome::Ran(Step::Reply(k.encode_response::<()>(&Err(e))))
@@ -347,10 +344,18 @@ fn dispatch(
 fn validate_and_run(
     k: &mut KernelState,
     caller: TaskId,
-    registers: &CallRegisters,
+    frame: *const TrapFrame,
     response: UserBuffer,
 ) -> Result<Step, CallError> {
-    let call = Syscall::from_number(registers.rax).map_err(KernelError::Syscall)?;
+    // SAFETY: `frame` is the caller's record, where the entry stub saved
+    // its registers: valid, and nothing changes or moves it until the
+    // handler runs (which may, through the kernel state: a spawn that
+    // grows the table of records). This borrow's last use is before the
+    // handler, and it is read where a register is needed rather than
+    // copied out whole, so that no register is kept across the calls
+    // below.
+    let saved = unsafe { &*frame };
+    let call = Syscall::from_number(saved.rax).map_err(KernelError::Syscall)?;
     let memory = k
         .memory_mut(caller)
         .ok_or(KernelError::TaskNotFound(caller))?;
@@ -360,7 +365,7 @@ fn validate_and_run(
             return Err(CallError::Unanswerable(STATUS_BAD_RESPONSE_BUFFER));
         }
     }
-    let len = registers.rsi;
+    let len = saved.rsi;
     if len > MAX_REQUEST_BYTES as u64 {
         return Err(KernelError::Syscall(SyscallError::RequestTooLarge {
             len,
@@ -372,7 +377,7 @@ fn validate_and_run(
     let request_bytes = &mut request[..len as usize];
     let result = match k
         .memory_mut(caller)
-        .map(|m| m.copy_in(registers.rdi, request_bytes))
+        .map(|m| m.copy_in(saved.rdi, request_bytes))
     {
         Some(Ok(())) => {
             let mut cx = Ctx {
@@ -380,7 +385,7 @@ fn validate_and_run(
                 caller,
                 now: crate::task::now(),
                 response,
-                registers: ExtraRegisters::of(registers),
+                registers: ExtraRegisters::of(saved),
             };
             handle(call, &mut cx, request_bytes)
         }

@@ -28,8 +28,7 @@
 use core::cell::OnceCell;
 
 use pandagen_abi::syscall::{ExchangeRegisters, RESPONSE_BUFFER_BYTES};
-use pandagen_abi::Duration;
-use pandagen_abi::TaskId;
+use pandagen_abi::{CapHandle, Duration, Instant, TaskId};
 
 use super::{now, schedule, KernelState, Pending, UserBuffer, UserRange, UserTask, UserTasks};
 use crate::arch::x86_64::trap::TrapFrame;
@@ -64,14 +63,6 @@ impl KernelState {
         if self.ports_open() {
             return Exchanged::Declined;
         }
-        let message = UserRange {
-            ptr: frame.rdi,
-            len,
-        };
-        let response = UserBuffer {
-            ptr: frame.rdx,
-            capacity: frame.r10,
-        };
         let KernelState {
             core,
             tasks,
@@ -85,11 +76,6 @@ impl KernelState {
         let deadline = request
             .timeout_nanos
             .map(|n| clock().saturating_add(Duration::from_nanos(n)));
-        let parked = Pending::Receive {
-            channel: request.receive,
-            deadline,
-            response,
-        };
         let Some(call) =
             core.check_fast(caller, request.send, len, request.receive, deadline, clock)
         else {
@@ -99,8 +85,11 @@ impl KernelState {
         // go from the caller's page straight into the receiver's buffer.
         // The receiver's record, and its id, are found by the slot the
         // core's check named.
-        let Some((receiver_id, receiver)) =
-            hand_over(tasks, caller, call.slots(), message, response, parked)
+        let parked = Parked {
+            channel: request.receive,
+            deadline,
+        };
+        let Some((receiver_id, receiver)) = hand_over(tasks, caller, call.slots(), len, parked)
         else {
             return Exchanged::Declined;
         };
@@ -126,26 +115,35 @@ impl KernelState {
     }
 }
 
-/// The kernel's half of the direct path's hand-off: the message from
-/// `message` in the sender's memory straight into the receiver's pending
-/// receive buffer, and the sender's own receive (`parked`) into its
-/// record (its registers are there already: the entry stub saved them
-/// there). Declines — having written nothing —
-/// if either record is missing, the receiver is not blocked in a receive,
-/// has port windows (the general path's switch brings the bitmap to them),
-/// or cannot take the reply, the sender's own `response` buffer is not
+/// The receive a direct call parks its caller in (its response buffer is
+/// the one the caller's registers name).
+#[derive(Clone, Copy)]
+pub(super) struct Parked {
+    pub channel: CapHandle,
+    pub deadline: Option<Instant>,
+}
+
+/// The kernel's half of the direct path's hand-off: the caller's message
+/// (`len` bytes at its `rdi`) straight from its memory into the
+/// receiver's pending receive buffer, and the caller's own receive
+/// (`parked`, into its response buffer at `rdx`, `r10` bytes) into its
+/// record. The caller's registers are read from its record, where the
+/// entry stub saved them (so they are not carried across the core's
+/// check), and stay there. Declines — having written nothing — if either
+/// record is missing, the receiver is not blocked in a receive, has port
+/// windows (the general path's switch brings the bitmap to them), or
+/// cannot take the reply, the sender's own response buffer is not
 /// writable, or the message is not within one page of the sender's
 /// readable memory. Called between the core's check of the call and its
 /// commit, and inlined there, with the core's `slots` of the sender
-/// (`sender`) and of the receiver. Returns the receiver's id and record.
+/// (`sender_id`) and of the receiver. Returns the receiver's id and record.
 #[inline(always)]
 fn hand_over(
     tasks: &mut UserTasks,
     sender_id: TaskId,
     slots: (u32, u32),
-    message: UserRange,
-    response: UserBuffer,
-    parked: Pending,
+    len: usize,
+    parked: Parked,
 ) -> Option<(TaskId, &mut UserTask)> {
     let (sender, receiver_id, receiver) = tasks.pair_at_mut(&sender_id, slots)?;
     let Some(Pending::Receive {
@@ -158,6 +156,14 @@ fn hand_over(
     if !receiver.ports.is_empty() {
         return None;
     }
+    let message = UserRange {
+        ptr: sender.frame.rdi,
+        len,
+    };
+    let response = UserBuffer {
+        ptr: sender.frame.rdx,
+        capacity: sender.frame.r10,
+    };
     // The caller's response buffer must be writable, as every receive
     // checks; here, with the caller's record already at hand.
     let checked = response.capacity.min(RESPONSE_BUFFER_BYTES as u64);
@@ -168,6 +174,10 @@ fn hand_over(
     let rax = reply::deliver_message(&mut receiver.memory, receiver_response, sender_id, bytes)?;
     receiver.frame.rax = rax;
     receiver.pending = None;
-    sender.pending = Some(parked);
+    sender.pending = Some(Pending::Receive {
+        channel: parked.channel,
+        deadline: parked.deadline,
+        response,
+    });
     Some((receiver_id, receiver))
 }

@@ -96,7 +96,10 @@ pub struct UserTask {
 /// The kernel's [`UserTask`]s, in a table parallel to the core's task
 /// table (indexed by [`slot_index`]): every system call looks up its
 /// caller, and the IPC path its receiver, so lookups are an index and an
-/// id comparison.
+/// id comparison. Growing the table moves every record, and with it the
+/// running task's, where the syscall entry saves that task's registers:
+/// [`UserTasks::insert`]'s one caller (`KernelState::attach`) points the
+/// entry at it again.
 #[derive(Default)]
 pub struct UserTasks {
     slots: Vec<Option<(TaskId, UserTask)>>,
@@ -323,7 +326,7 @@ impl KernelState {
     ) -> Option<*mut TrapFrame> {
         let t = self.tasks.get_mut(&task)?;
         t.frame.rax = reply::deliver(&mut t.memory, to, &self.response[..len]);
-        Some(schedule::live(t))
+        Some(&mut t.frame as *mut TrapFrame)
     }
 
     /// Whether `frame` is `task`'s record, where the syscall entry saves
@@ -339,12 +342,12 @@ impl KernelState {
     /// Answer the running `task`'s call with `rax` alone. Returns its
     /// record, where its registers were saved when it entered, as the
     /// frame to resume it with (the record may have moved since, if the
-    /// call grew the table: the address is taken afresh, and the syscall
-    /// entry pointed at it), or `None` if the task has no record.
+    /// call grew the table: the address is taken afresh; `attach` pointed
+    /// the syscall entry at it), or `None` if the task has no record.
     pub fn answer(&mut self, task: TaskId, rax: u64) -> Option<*mut TrapFrame> {
         let t = self.tasks.get_mut(&task)?;
         t.frame.rax = rax;
-        Some(schedule::live(t))
+        Some(&mut t.frame as *mut TrapFrame)
     }
 
     /// Send as `caller`: straight into the buffer of a receiver blocked on
@@ -456,6 +459,11 @@ impl KernelState {
                 ports: ports::PortWindows::new(),
             },
         );
+        // The table may have grown and moved every record: the running
+        // task's calls are saved where its record now is.
+        if let Some(running) = self.current.and_then(|cur| self.tasks.get_mut(&cur)) {
+            schedule::live(running);
+        }
     }
 
     /// End `task`: the core invalidates its capabilities and sends its exit

@@ -126,20 +126,20 @@ pub(super) fn enter(
     live(task)
 }
 
-/// `task`'s record as the frame to leave the kernel with, the task about
-/// to run in ring 3: its system calls save their registers there (the
-/// syscall entry is pointed at it). Every way to ring 3 through a record
-/// comes here.
+/// `task`'s record, the task that runs (or is about to run) in ring 3,
+/// as the frame to leave the kernel with: its system calls save their
+/// registers there (the syscall entry is pointed at it). Every switch
+/// comes here, and so does the growth of the table of records, which
+/// moves them (`KernelState::attach`).
 #[inline(always)]
 pub(super) fn live(task: &mut UserTask) -> *mut TrapFrame {
     // The record lives in the kernel half, mapped in every space.
     let frame = &mut task.frame as *mut TrapFrame;
     // SAFETY: interrupts are off (the kernel lock is held). The record
-    // stays where it is while its task runs in ring 3: records move only
-    // when a system call grows the table, and every system call leaves
-    // through here (or through another task's record, which also comes
-    // here); a task's record is freed only when it ends, and then another
-    // task's record is the next one left through.
+    // stays where it is while its task is the current one: records move
+    // only when the table grows, which comes back here for the current
+    // task; a task's record is freed only when it ends, and a task that
+    // ended is no longer current: the next one becomes current here.
     unsafe { crate::arch::x86_64::syscall_entry::save_calls_into(frame) };
     frame
 }

@@ -11,10 +11,14 @@
 //!   selectors are [`gdt::USER_CODE`] (0x23)
 //!   and [`gdt::USER_DATA`] (0x1B).
 //! - **One kernel stack**: every entry from ring 3 — interrupt, exception
-//!   or `syscall` — lands at the top of the same kernel stack (TSS.RSP0 and
-//!   the per-CPU block hold its top; single CPU). A task that is not
-//!   running keeps its registers in its `task::UserTask`; switching copies
-//!   frames in and out of the live frame at the top of the stack.
+//!   or `syscall` — runs on the same kernel stack (TSS.RSP0 and the
+//!   per-CPU block hold its top; single CPU). An interrupt or exception
+//!   builds its frame at the top of that stack; `syscall` saves the
+//!   registers straight into the running task's record
+//!   (`task::UserTask`), which is the live frame while the call runs. The
+//!   kernel leaves through the record of the task that runs next; only a
+//!   switch from an interrupt copies the frame on the stack into the
+//!   interrupted task's record.
 //! - **GS**: while the kernel runs, GS points at the per-CPU block. The
 //!   syscall stub always swaps; the trap stubs swap when the live GS base
 //!   is not the per-CPU block (paranoid entry, see `trap_entry`), so an
@@ -25,8 +29,8 @@
 //!   (see `syscall_entry`); gates clear TF, NT and RF, and the trap
 //!   dispatcher re-arms SMAP (AC).
 //! - **Context switch**: [`trap::trap_dispatch`] and the syscall
-//!   dispatcher may replace the live frame with another task's (see
-//!   `task::schedule`); the common exit pops it and `iretq`s.
+//!   dispatcher return the frame to resume, another task's record after a
+//!   switch (see `task::schedule`); the exits pop it and `iretq`.
 //! - **User faults**: [`exceptions`] hands a fault with
 //!   [`trap::TrapFrame::is_from_user`] to `task::user_fault`, which ends
 //!   only that task.

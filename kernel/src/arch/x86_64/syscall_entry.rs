@@ -3,11 +3,12 @@
 //!
 //! `syscall` switches neither stack nor GS. The stub swaps GS to the
 //! per-CPU block ([`PerCpu`]), parks the user RSP there, and pushes a
-//! [`TrapFrame`] in exactly the layout the interrupt stubs build (vector
-//! [`SYSCALL_VECTOR`], CS/SS the user selectors, RIP from RCX, RFLAGS from
-//! R11) — not on the kernel stack but straight into the running task's
-//! record, whose end the per-CPU block holds ([`save_calls_into`], set on
-//! every way back to ring 3). Then it loads the kernel stack top and calls
+//! [`TrapFrame`] in exactly the layout the interrupt stubs build (CS/SS
+//! the user selectors, RIP from RCX, RFLAGS from R11; the vector and
+//! error code are left as the record holds them: only frames on the
+//! kernel stack are read for those) — not on the kernel stack but straight into the running task's
+//! record, whose end the per-CPU block holds ([`save_calls_into`], set at
+//! every switch). Then it loads the kernel stack top and calls
 //! the safe dispatcher (`Exchange` goes to its own entry first,
 //! `syscall::exchange_entry`, which hands what it declines to the
 //! dispatcher) with the record's address. The dispatcher returns the
@@ -42,10 +43,6 @@ use x86_64::registers::model_specific::{
 use x86_64::registers::rflags::RFlags;
 use x86_64::VirtAddr;
 
-/// The `vector` recorded in a frame built by the syscall entry (beyond
-/// every hardware vector).
-pub const SYSCALL_VECTOR: u64 = 0x100;
-
 /// What GS points at while the kernel runs.
 #[repr(C)]
 pub struct PerCpu {
@@ -74,15 +71,15 @@ pub(super) static mut PER_CPU: PerCpu = PerCpu {
 /// Make `record` (the saved registers in the record of the task about to
 /// run in ring 3) where that task's system calls save their registers:
 /// the syscall stub pushes each call's frame straight into the record,
-/// which the dispatcher then treats as the live frame. Every way back to
-/// ring 3 through a record calls this (`task::schedule`), just before the
-/// exit path restores the record.
+/// which the dispatcher then treats as the live frame. Every switch to a
+/// task calls this (`task::schedule`), and so does whatever moves the
+/// running task's record.
 ///
 /// # Safety
 /// `record` must stay valid — neither moved nor freed — for as long as its
-/// task runs in ring 3, that is, until the next system call enters (which
-/// is the only reader) or the kernel leaves for ring 3 through another
-/// record, which calls this again. Interrupts must be off.
+/// task is the one that runs in ring 3, that is, until this is called
+/// again for its new place or for the next task to run. Interrupts must
+/// be off.
 #[inline(always)]
 pub unsafe fn save_calls_into(record: *mut TrapFrame) {
     let end = record as u64 + core::mem::size_of::<TrapFrame>() as u64;
@@ -172,8 +169,10 @@ unsafe extern "C" fn syscall_entry() {
         "push r11",
         "push {user_cs}",
         "push rcx",
-        "push 0",
-        "push {vector}",
+        // Vector and error code: the record keeps whatever it holds (only
+        // frames on the kernel stack are read for them; the exits skip
+        // them).
+        "sub rsp, 16",
         push_gprs!(),
         // The record's address is the dispatcher's argument; the kernel
         // stack is empty. FMASK has cleared DF.
@@ -199,7 +198,6 @@ unsafe extern "C" fn syscall_entry() {
         record_frame_end = const RECORD_FRAME_END,
         user_ss = const gdt::USER_DATA as u64,
         user_cs = const gdt::USER_CODE as u64,
-        vector = const SYSCALL_VECTOR,
         exchange = const pandagen_abi::syscall::Syscall::Exchange as u64,
         dispatch = sym crate::syscall::syscall_dispatch,
         exchange_entry = sym crate::syscall::exchange_entry,
@@ -222,10 +220,8 @@ unsafe extern "C" fn resume_user() {
 /// was last given.
 pub unsafe fn enter_user(frame: *mut TrapFrame) -> ! {
     // SAFETY: valid (the caller's promise).
-    assert!(
-        unsafe { (*frame).is_from_user() },
-        "enter_user needs a ring-3 frame"
-    );
+    let from_user = unsafe { (*frame).is_from_user() };
+    assert!(from_user, "enter_user needs a ring-3 frame");
     // SAFETY: the frame's CS/SS are the user selectors, so `iretq` drops to
     // ring 3 and cannot resume kernel code; the boot stack is left for
     // good, and the exit path reads only the frame.

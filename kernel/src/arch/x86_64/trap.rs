@@ -95,7 +95,10 @@ pub struct TrapFrame {
     pub rax: u64,
     /// Interrupt vector, pushed by the stub, in the low byte (read it as
     /// `vector as u8`). Bit [`USER_GS_AT_ENTRY_BIT`] is the entry path's
-    /// own mark (see `trap_entry`).
+    /// own mark (see `trap_entry`). The syscall entry writes neither this
+    /// nor the error code into a task's record (nothing reads them there:
+    /// the exits skip both, and only a frame on the kernel stack is
+    /// dispatched by its vector).
     pub vector: u64,
     /// The CPU's error code, or 0 for vectors without one.
     pub error_code: u64,
