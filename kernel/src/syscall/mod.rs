@@ -35,7 +35,7 @@ mod console;
 mod device;
 mod info;
 mod ipc;
-mod object_call;
+pub(crate) mod object_call;
 pub mod reply;
 mod task;
 

@@ -11,14 +11,38 @@
 //! `Receive` would. When the core has made the server it handed the
 //! request to the running task (`ObjectCalled::SwitchedTo`), the kernel
 //! switches straight to it instead of through `schedule`.
+//!
+//! The entry stub sends `CallObject` to [`object_call_entry`] first, the
+//! direct path (`KernelState::object_call_direct`), which hands what it
+//! declines, having changed nothing, to the dispatcher and so to
+//! [`call_object`].
 
 use pandagen_abi::syscall::ObjectCallRegisters;
 use pandagen_abi::KernelError;
 use pandagen_core::ObjectCalled;
 
 use super::ipc::{deadline, received};
-use super::{Ctx, Step};
-use crate::task::Pending;
+use super::{syscall_dispatch, Ctx, Step};
+use crate::arch::x86_64::trap::TrapFrame;
+use crate::task::{Exchanged, Pending, KERNEL};
+
+/// Called by the entry stub for `Syscall::CallObject` with the caller's
+/// frame; returns the frame to resume: the direct path's, or the
+/// dispatcher's for a call it declined.
+pub extern "C" fn object_call_entry(frame: &mut TrapFrame) -> *mut TrapFrame {
+    let mut guard = KERNEL.lock();
+    let taken = match guard.as_mut() {
+        Some(k) => k.object_call_direct(frame),
+        None => Exchanged::Declined,
+    };
+    match taken {
+        Exchanged::Resume(next) => next,
+        Exchanged::Declined => {
+            drop(guard);
+            syscall_dispatch(frame)
+        }
+    }
+}
 
 /// The handler of `Syscall::CallObject`; `message` is the request.
 pub(super) fn call_object(cx: &mut Ctx<'_>, message: &[u8]) -> Result<Step, KernelError> {

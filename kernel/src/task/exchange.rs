@@ -27,12 +27,13 @@
 use core::cell::OnceCell;
 
 use pandagen_abi::syscall::{ExchangeRegisters, RESPONSE_BUFFER_BYTES};
-use pandagen_abi::Duration;
+use pandagen_abi::{Duration, TaskId};
 use pandagen_core::Offer;
 
 use super::{now, schedule, KernelState, Pending, UserBuffer, UserRange, UserTask, UserTasks};
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::syscall::reply;
+use crate::usermem::UserMemory;
 
 /// What [`KernelState::exchange_direct`] did.
 pub enum Exchanged {
@@ -94,8 +95,16 @@ impl KernelState {
         };
         // `Body::Kept`: the core sees the message's length only; the bytes
         // go from the caller's page straight into the receiver's buffer.
-        let Some(receiver) = hand_over(tasks, message, response, &call.offer(&[]), frame, parked)
-        else {
+        let offer = call.offer(&[]);
+        let Some(receiver) = hand_over(
+            tasks,
+            message,
+            response,
+            &offer,
+            frame,
+            parked,
+            reply::deliver_message,
+        ) else {
             return Exchanged::Declined;
         };
         let switched = call.commit();
@@ -126,15 +135,20 @@ impl KernelState {
 /// or cannot take the reply, the sender's own `response` buffer is not
 /// writable, or the message is not within one page of the sender's
 /// readable memory. Called between the core's check of the call and its
-/// commit, and inlined there. Returns the receiver's record.
+/// commit, and inlined there. `deliver` writes the reply's framing and the
+/// message into the receiver's buffer (`reply::deliver_message`, or a
+/// stamped delivery for an object call), returning the receiver's `rax` or
+/// `None` — having written nothing — if the buffer cannot hold it. Returns
+/// the receiver's record.
 #[inline(always)]
-fn hand_over<'t>(
+pub(super) fn hand_over<'t>(
     tasks: &'t mut UserTasks,
     message: UserRange,
     response: UserBuffer,
     offer: &Offer<'_>,
     frame: &TrapFrame,
     parked: Pending,
+    deliver: impl FnOnce(&mut UserMemory, UserBuffer, TaskId, &[u8]) -> Option<u64>,
 ) -> Option<&'t mut UserTask> {
     let (sender, receiver) = tasks.pair_mut(&offer.sender, &offer.receiver)?;
     let Some(Pending::Receive {
@@ -154,7 +168,7 @@ fn hand_over<'t>(
         return None;
     }
     let bytes = sender.memory.readable_in_page(message.ptr, message.len)?;
-    let rax = reply::deliver_message(&mut receiver.memory, receiver_response, offer.sender, bytes)?;
+    let rax = deliver(&mut receiver.memory, receiver_response, offer.sender, bytes)?;
     receiver.frame.rax = rax;
     receiver.pending = None;
     frame.copy_into(&mut sender.frame);

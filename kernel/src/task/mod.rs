@@ -14,6 +14,7 @@
 //! task's frame in (see [`schedule`]).
 
 mod exchange;
+mod object_call;
 mod ports;
 mod schedule;
 

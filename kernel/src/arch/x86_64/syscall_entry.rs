@@ -145,11 +145,17 @@ unsafe extern "C" fn syscall_entry() {
         // RAX still holds the call's number.
         "cmp rax, {exchange}",
         "je 3f",
+        "cmp rax, {object_call}",
+        "je 4f",
         "call {dispatch}",
         "mov rsp, rax",
         "jmp {resume}",
         "3:",
         "call {exchange_entry}",
+        "mov rsp, rax",
+        "jmp {resume}",
+        "4:",
+        "call {object_call_entry}",
         "mov rsp, rax",
         "jmp {resume}",
         user_rsp = const USER_RSP,
@@ -160,6 +166,8 @@ unsafe extern "C" fn syscall_entry() {
         exchange = const pandagen_abi::syscall::Syscall::Exchange as u64,
         dispatch = sym crate::syscall::syscall_dispatch,
         exchange_entry = sym crate::syscall::exchange_entry,
+        object_call = const pandagen_abi::syscall::Syscall::CallObject as u64,
+        object_call_entry = sym crate::syscall::object_call::object_call_entry,
         resume = sym resume_user,
     );
 }
