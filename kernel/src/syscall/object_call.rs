@@ -22,23 +22,35 @@ use pandagen_abi::KernelError;
 use pandagen_core::ObjectCalled;
 
 use super::ipc::{deadline, received};
-use super::{syscall_dispatch, Ctx, Step};
+use super::{syscall_dispatch, CallRegisters, Ctx, Step};
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::task::{Exchanged, Pending, KERNEL};
 
 /// Called by the entry stub for `Syscall::CallObject` with the caller's
-/// frame; returns the frame to resume: the direct path's, or the
-/// dispatcher's for a call it declined.
-pub extern "C" fn object_call_entry(frame: &mut TrapFrame) -> *mut TrapFrame {
+/// record, where the stub saved its registers; returns the frame to
+/// resume: the direct path's, or, for a call it declined having changed
+/// nothing, the dispatcher's (as `exchange_entry` does for `Exchange`).
+pub extern "C" fn object_call_entry(frame: *mut TrapFrame) -> *mut TrapFrame {
+    // SAFETY: the stub's argument, read before the kernel state is locked.
+    let registers = unsafe { CallRegisters::read(frame) };
     let mut guard = KERNEL.lock();
     let taken = match guard.as_mut() {
-        Some(k) => k.object_call_direct(frame),
+        Some(k) => {
+            debug_assert!(
+                k.current()
+                    .is_some_and(|caller| k.is_record_of(caller, frame)),
+                "the syscall entry saved a CallObject's registers outside its caller's record"
+            );
+            k.object_call_direct(&registers)
+        }
         None => Exchanged::Declined,
     };
     match taken {
         Exchanged::Resume(next) => next,
         Exchanged::Declined => {
             drop(guard);
+            // The record is as the stub left it: the general path reads
+            // the registers again.
             syscall_dispatch(frame)
         }
     }

@@ -34,15 +34,16 @@ use pandagen_core::Offer;
 
 use super::exchange::hand_over;
 use super::{now, schedule, Exchanged, KernelState, Pending, UserBuffer, UserRange};
-use crate::arch::x86_64::trap::TrapFrame;
-use crate::syscall::reply;
+use crate::syscall::{reply, CallRegisters};
 
 impl KernelState {
-    /// Run the `CallObject` in `frame` (the current task's live frame) if
-    /// every condition of the direct path holds (see the module docs);
-    /// otherwise decline, having changed nothing.
+    /// Run the current task's `CallObject`, whose registers are `frame`
+    /// (read out of its record, where the entry stub saved them), if every
+    /// condition of the direct path holds (see the module docs); otherwise
+    /// decline, having changed nothing. Taken, the caller's registers stay
+    /// in its record.
     #[inline(always)]
-    pub fn object_call_direct(&mut self, frame: &TrapFrame) -> Exchanged {
+    pub fn object_call_direct(&mut self, frame: &CallRegisters) -> Exchanged {
         let Some(caller) = self.current else {
             return Exchanged::Declined;
         };
@@ -99,7 +100,7 @@ impl KernelState {
             let n = write_receive_reply_trailer(offer.badge, &mut trailer);
             reply::deliver_stamped_message(memory, to, sender, bytes, &trailer[..n])
         };
-        let Some(server) = hand_over(tasks, message, response, &offer, frame, parked, stamped)
+        let Some(server) = hand_over(tasks, message, response, &offer, parked, stamped)
         else {
             return Exchanged::Declined;
         };
