@@ -230,10 +230,8 @@ unsafe extern "C" fn resume_user() {
 /// was last given.
 pub unsafe fn enter_user(frame: *mut TrapFrame) -> ! {
     // SAFETY: valid (the caller's promise).
-    assert!(
-        unsafe { (*frame).is_from_user() },
-        "enter_user needs a ring-3 frame"
-    );
+    let from_user = unsafe { (*frame).is_from_user() };
+    assert!(from_user, "enter_user needs a ring-3 frame");
     // SAFETY: the frame's CS/SS are the user selectors, so `iretq` drops to
     // ring 3 and cannot resume kernel code; the boot stack is left for
     // good, and the exit path reads only the frame.
