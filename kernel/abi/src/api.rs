@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::budget::Budget;
 use crate::cap::{kinds, Badge, Cap, CapHandle, Rights};
-use crate::envelope::MessageEnvelope;
+use crate::envelope::{EnvelopeRef, MessageEnvelope};
 use crate::error::{KernelError, SyscallError};
 use crate::identity::{IdentityKind, TrustDomain};
 use crate::ids::{ChannelId, ExecutionId, ServiceId, TaskId};
@@ -183,6 +183,45 @@ pub struct ReceivedMessage {
     /// through (`send_to_object`), stamped by the kernel; `None` for a
     /// message sent on a channel.
     pub badge: Option<Badge>,
+}
+
+/// A delivered message that carried no capabilities, read in place (see
+/// [`KernelApi::call_object_in_place`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReceivedRef<'a> {
+    /// Its envelope, `source` stamped as [`ReceivedMessage::envelope`]'s.
+    pub envelope: EnvelopeRef<'a>,
+    /// As [`ReceivedMessage::badge`].
+    pub badge: Option<Badge>,
+}
+
+/// How [`KernelApi::call_object_in_place`] took its answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum InPlace<T> {
+    /// Read in place: what the reader made of it.
+    Read(T),
+    /// The answer as [`KernelApi::call_object`] returns it: the reader
+    /// declined it, or it could not be offered (it carried capabilities,
+    /// or only the general decode reads it).
+    Owned(ReceivedMessage),
+}
+
+impl ReceivedMessage {
+    /// Offer this message to `read` in place if it carries no
+    /// capabilities (a reader cannot take them from a borrowed view);
+    /// the message itself if it carries some or `read` declines it.
+    pub fn read_in_place<T>(self, read: impl FnOnce(&ReceivedRef<'_>) -> Option<T>) -> InPlace<T> {
+        if self.capabilities.is_empty() {
+            let view = ReceivedRef {
+                envelope: self.envelope.borrowed(),
+                badge: self.badge,
+            };
+            if let Some(value) = read(&view) {
+                return InPlace::Read(value);
+            }
+        }
+        InPlace::Owned(self)
+    }
 }
 
 /// The answer of a kernel that does not offer `call`: what the real kernel
@@ -439,6 +478,29 @@ pub trait KernelApi {
             .map_err(ObjectCallError::Unanswered)
     }
 
+    /// [`call_object`](Self::call_object), its answer offered to `read` in
+    /// place first: an answer without capabilities that `read` takes
+    /// (`Some`) is `InPlace::Read`, and any other the `ReceivedMessage`
+    /// `call_object` returns. The outcome and the errors are
+    /// `call_object`'s. A carrier that decodes answers from a buffer of
+    /// its own (the ring-3 runtime) reads the answer there, without
+    /// allocating its action and payload; this default reads the decoded
+    /// message.
+    fn call_object_in_place<T>(
+        &mut self,
+        object: &Cap<kinds::StorageObject>,
+        message: &MessageEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+        read: impl FnOnce(&ReceivedRef<'_>) -> Option<T>,
+    ) -> Result<InPlace<T>, ObjectCallError>
+    where
+        Self: Sized,
+    {
+        let answer = self.call_object(object, message, receive, timeout)?;
+        Ok(answer.read_in_place(read))
+    }
+
     /// The geometry of the block device `device` names (a `BlockDevice`
     /// capability with `READ`). The three block calls share these rules:
     /// a capability of another kind, or without the right, is refused
@@ -485,6 +547,45 @@ pub trait KernelApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A message without capabilities is offered in place, with its
+    /// fields; one the reader declines, or one carrying capabilities
+    /// (never offered), comes back whole.
+    #[test]
+    fn a_received_message_is_read_in_place_only_without_capabilities() {
+        let message = |caps: Vec<Cap<()>>| ReceivedMessage {
+            envelope: MessageEnvelope::new(
+                ServiceId::from_raw(2),
+                "answer",
+                crate::SchemaVersion::new(1, 0),
+                crate::MessagePayload::from_bytes(alloc::vec![1, 2, 3]).unwrap(),
+            ),
+            capabilities: caps,
+            badge: Some(Badge {
+                value: 7,
+                rights: Rights::READ,
+            }),
+        };
+        let plain = message(Vec::new());
+        let expected = (plain.envelope.id, plain.badge);
+        let read = plain.read_in_place(|r| {
+            assert_eq!(r.envelope.action, "answer");
+            assert_eq!(r.envelope.payload, &[1, 2, 3]);
+            Some((r.envelope.id, r.badge))
+        });
+        assert_eq!(read, InPlace::Read(expected));
+        let plain = message(Vec::new());
+        let kept = alloc::format!("{plain:?}");
+        match plain.read_in_place(|_| None::<()>) {
+            InPlace::Owned(m) => assert_eq!(alloc::format!("{m:?}"), kept),
+            InPlace::Read(()) => panic!("declined"),
+        }
+        let carrying = message(alloc::vec![Cap::from_handle(CapHandle::new(4, 1))]);
+        match carrying.read_in_place(|_| -> Option<()> { panic!("offered") }) {
+            InPlace::Owned(m) => assert_eq!(m.capabilities.len(), 1),
+            InPlace::Read(()) => panic!("read"),
+        }
+    }
 
     /// A fake that writes only the methods without a default body.
     struct Minimal;

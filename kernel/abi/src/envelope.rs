@@ -381,10 +381,87 @@ impl MessageEnvelope {
         policy: &VersionPolicy,
         service: ServiceId,
     ) -> Result<A, EnvelopeError> {
-        policy
-            .check(service, self.schema_version)
-            .map_err(EnvelopeError::SchemaMismatch)?;
-        self.payload.decode_answer()
+        answer_of(
+            policy,
+            service,
+            self.schema_version,
+            self.payload.as_bytes(),
+        )
+    }
+
+    /// This envelope read in place (see [`EnvelopeRef`]).
+    pub fn borrowed(&self) -> EnvelopeRef<'_> {
+        EnvelopeRef {
+            id: self.id,
+            destination: self.destination,
+            source: self.source,
+            action: &self.action,
+            schema_version: self.schema_version,
+            correlation_id: self.correlation_id,
+            payload: self.payload.as_bytes(),
+        }
+    }
+}
+
+/// An answer's `payload` of `schema_version`, checked against `policy` for
+/// `service` and decoded as [`MessagePayload::decode_answer`] decodes it.
+fn answer_of<A: Answer>(
+    policy: &VersionPolicy,
+    service: ServiceId,
+    schema_version: SchemaVersion,
+    payload: &[u8],
+) -> Result<A, EnvelopeError> {
+    policy
+        .check(service, schema_version)
+        .map_err(EnvelopeError::SchemaMismatch)?;
+    evolve::answer_from_bytes(payload).map_err(EnvelopeError::from)
+}
+
+/// A [`MessageEnvelope`] read in place: the same fields, its action and
+/// payload borrowed from the bytes it was decoded from instead of copied
+/// into a fresh `String` and `Vec`. For a receiver that reads a message
+/// and keeps nothing of it but what it decodes from the payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub struct EnvelopeRef<'a> {
+    pub id: MessageId,
+    pub destination: ServiceId,
+    /// As [`MessageEnvelope::source`]: the receiving side stamps it.
+    pub source: Option<TaskId>,
+    pub action: &'a str,
+    pub schema_version: SchemaVersion,
+    pub correlation_id: Option<MessageId>,
+    pub payload: &'a [u8],
+}
+
+impl<'a> EnvelopeRef<'a> {
+    /// `bytes` read as [`MessageEnvelope::decode`] reads them, in place:
+    /// `Some` exactly when `decode` succeeds with plain postcard (the bytes
+    /// of this very version, all of them, within the bounds), with the
+    /// same fields. `None` for everything else — bytes `decode` refuses,
+    /// or reads only with its tolerant decoder (another version's
+    /// envelope) — which the caller then hands to `decode`.
+    pub fn decode(bytes: &'a [u8]) -> Option<Self> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return None;
+        }
+        match postcard::take_from_bytes::<EnvelopeRef<'a>>(bytes) {
+            Ok((envelope, []))
+                if envelope.action.len() <= MAX_ACTION_LEN
+                    && envelope.payload.len() <= MAX_PAYLOAD_BYTES =>
+            {
+                Some(envelope)
+            }
+            _ => None,
+        }
+    }
+
+    /// [`MessageEnvelope::decode_answer`] of the envelope read in place.
+    pub fn decode_answer<A: Answer>(
+        &self,
+        policy: &VersionPolicy,
+        service: ServiceId,
+    ) -> Result<A, EnvelopeError> {
+        answer_of(policy, service, self.schema_version, self.payload)
     }
 }
 
@@ -473,6 +550,80 @@ mod tests {
             proptest::prop_assert_eq!(envelope.encoded_len(), Ok(bytes.len()));
             proptest::prop_assert!(
                 bytes.len() <= MAX_HEADER_BYTES + envelope.action.len() + payload
+            );
+        }
+    }
+
+    /// Whatever `bytes` are, an envelope read in place is the envelope
+    /// `decode` reads, field for field.
+    fn read_in_place_as_decode_reads(bytes: &[u8]) -> Option<EnvelopeRef<'_>> {
+        let in_place = EnvelopeRef::decode(bytes);
+        if let Some(view) = in_place {
+            let owned = MessageEnvelope::decode(bytes).expect("decode reads it too");
+            assert_eq!(owned.borrowed(), view);
+        }
+        in_place
+    }
+
+    #[test]
+    fn an_envelope_is_read_in_place_as_decode_reads_it_or_not_at_all() {
+        let envelope = sample().with_correlation(MessageId::from_raw(900));
+        let bytes = envelope.encode().unwrap();
+        assert_eq!(
+            read_in_place_as_decode_reads(&bytes),
+            Some(envelope.borrowed())
+        );
+        // Cut anywhere, or with bytes after it: never read in place.
+        for cut in 0..bytes.len() {
+            assert_eq!(read_in_place_as_decode_reads(&bytes[..cut]), None, "{cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(read_in_place_as_decode_reads(&longer), None);
+        // Beyond the bounds `decode` checks: refused by both.
+        let mut long_action = envelope.clone();
+        long_action.action = "a".repeat(MAX_ACTION_LEN + 1);
+        let bytes = postcard::to_allocvec(&long_action).unwrap();
+        assert!(MessageEnvelope::decode(&bytes).is_err());
+        assert_eq!(EnvelopeRef::decode(&bytes), None);
+        let mut big = envelope;
+        big.payload = MessagePayload {
+            bytes: vec![1; MAX_PAYLOAD_BYTES + 1],
+        };
+        let bytes = postcard::to_allocvec(&big).unwrap();
+        assert!(MessageEnvelope::decode(&bytes).is_err());
+        assert_eq!(EnvelopeRef::decode(&bytes), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_read_in_place_are_what_decode_reads(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            read_in_place_as_decode_reads(&bytes);
+        }
+
+        #[test]
+        fn every_encoded_envelope_is_read_in_place(
+            id: u64,
+            source: Option<u64>,
+            action in "[a-z.]{0,64}",
+            correlation: Option<u64>,
+            payload in 0usize..=MAX_PAYLOAD_BYTES,
+        ) {
+            let envelope = MessageEnvelope {
+                id: MessageId::from_raw(id),
+                destination: ServiceId::from_raw(4),
+                source: source.map(TaskId::from_raw),
+                action,
+                schema_version: SchemaVersion::new(2, 1),
+                correlation_id: correlation.map(MessageId::from_raw),
+                payload: MessagePayload::from_bytes(vec![9; payload]).unwrap(),
+            };
+            let bytes = envelope.encode().unwrap();
+            proptest::prop_assert_eq!(
+                read_in_place_as_decode_reads(&bytes),
+                Some(envelope.borrowed())
             );
         }
     }

@@ -47,11 +47,14 @@ pub mod syscall;
 pub mod text;
 pub mod time;
 
-pub use api::{KernelApi, ObjectCallError, Priority, ReceivedMessage, TaskDescriptor, TaskHandle};
+pub use api::{
+    InPlace, KernelApi, ObjectCallError, Priority, ReceivedMessage, ReceivedRef, TaskDescriptor,
+    TaskHandle,
+};
 pub use block::BlockDevice;
 pub use budget::Budget;
 pub use cap::{Badge, Cap, CapHandle, CapKind, Rights};
-pub use envelope::{EnvelopeError, MessageEnvelope, MessagePayload};
+pub use envelope::{EnvelopeError, EnvelopeRef, MessageEnvelope, MessagePayload};
 pub use error::{BlockError, KernelError};
 pub use evolve::{Answer, ExtensibleError};
 pub use identity::{

@@ -7,11 +7,12 @@ use common::*;
 use pandagen_abi::cap::{INVOKE_RIGHTS, OBJECT_CAP_RIGHTS};
 use pandagen_abi::error::{ReceiveError, SendError};
 use pandagen_abi::{
-    Badge, CapHandle, CapKind, ExitReason, KernelError, Priority, Rights, ServiceId, TaskId,
+    Badge, Budget, CapHandle, CapKind, ExitReason, Instant, KernelError, Priority, Rights,
+    ServiceId, TaskId,
 };
 use pandagen_core::{
-    BlockedOn, CapabilityEvent, KernelCore, ObjectCalled, ObjectRef, RecvOutcome, SchedState, Sent,
-    ServiceObject, WakeReason,
+    BlockedOn, CapabilityEvent, ChannelRef, KernelCore, ObjectCalled, ObjectRef, Offer,
+    RecvOutcome, SchedState, Sent, ServiceObject, Switched, TaskSpec, WakeReason,
 };
 use proptest::prelude::*;
 
@@ -635,4 +636,380 @@ fn an_object_call_switches_to_the_server_only_as_pick_next_would() {
         Some(WakeReason::MessageArrived)
     );
     w.k.check_invariants().unwrap();
+}
+
+/// What an offer said: receiver, sender, sequence number, stamp.
+type Seen = (TaskId, TaskId, u64, Option<Badge>);
+
+fn seen(o: &Offer<'_>) -> Seen {
+    (o.receiver, o.sender, o.seq, o.badge)
+}
+
+/// A client's object call, set up for the direct path: the server blocked
+/// on its channel, the client running with an object capability and a
+/// reply channel whose send capability the server holds.
+struct Call {
+    w: World,
+    cap: CapHandle,
+    inbox: CapHandle,
+    reply: CapHandle,
+    server_ch: ChannelRef,
+    inbox_ch: ChannelRef,
+}
+
+fn call_world(client_budget: Option<Budget>, badge: u64, rights: Rights) -> Call {
+    let mut k = kernel();
+    let server = spawn(&mut k, "server");
+    let mut spec = TaskSpec::new("client");
+    spec.budget = client_budget;
+    let client = k.create_task(None, spec, T0).unwrap().0;
+    let chan = serve(&mut k, server, SVC);
+    let mut w = World {
+        k,
+        server,
+        chan,
+        client,
+    };
+    let cap = blocked_server_and_object_cap(&mut w, badge, rights);
+    let (inbox, reply) = reply_channel(&mut w);
+    assert_eq!(w.k.pick_next(), Some(w.client));
+    let server_ch = w.k.channel_of(w.server, w.chan, T0).unwrap();
+    let inbox_ch = w.k.channel_of(w.client, inbox, T0).unwrap();
+    Call {
+        w,
+        cap,
+        inbox,
+        reply,
+        server_ch,
+        inbox_ch,
+    }
+}
+
+/// What the core holds of the call: both tasks' states, the client's
+/// memory charge, the audited refusals, both queues, and who runs next.
+type State = (
+    Option<SchedState>,
+    Option<SchedState>,
+    u64,
+    usize,
+    Option<usize>,
+    Option<usize>,
+);
+
+fn state(c: &Call) -> State {
+    let k = &c.w.k;
+    (
+        k.task_state(c.w.server),
+        k.task_state(c.w.client),
+        k.budget(c.w.client).unwrap().used.memory,
+        invalid_uses(k),
+        k.queue_len(c.server_ch),
+        k.queue_len(c.inbox_ch),
+    )
+}
+
+/// The direct path's check and commit of `c`'s call of `len` bytes
+/// through `object`, answered on `receive`: the offer it made and the
+/// switch, or `None` (declined).
+fn direct(
+    c: &mut Call,
+    object: CapHandle,
+    receive: CapHandle,
+    len: usize,
+    deadline: Option<Instant>,
+    now: Instant,
+) -> Option<(Seen, Switched)> {
+    let (call, badge) =
+        c.w.k
+            .check_object_call(c.w.client, object, len, receive, deadline, || now)?;
+    let receiver = call.receiver()?;
+    let offer = call.offer(receiver, &[]);
+    assert_eq!(offer.badge, None, "the stamp comes beside the call");
+    let offered = (offer.receiver, offer.sender, offer.seq, Some(badge));
+    let committed = call.commit();
+    let switched = Switched {
+        channel: committed.channel,
+        receiver,
+        seq: committed.seq,
+    };
+    Some((offered, switched))
+}
+
+/// The general path's `call_object` of the same call, its offer accepted.
+fn general(
+    c: &mut Call,
+    object: CapHandle,
+    receive: CapHandle,
+    len: usize,
+    deadline: Option<Instant>,
+    now: Instant,
+) -> (Option<Seen>, Result<ObjectCalled, KernelError>) {
+    let mut offered = None;
+    let body = vec![7u8; len];
+    let called =
+        c.w.k
+            .call_object(c.w.client, object, body, receive, deadline, now, |o| {
+                offered = Some(seen(o));
+                true
+            });
+    (offered, called)
+}
+
+/// The direct path, taken, leaves the core exactly as the general path's
+/// hand-off and switch do: the same offer (receiver, sender, sequence
+/// number, stamp of the capability used), the server running with its
+/// receive complete, the client blocked on its reply channel until the
+/// deadline, nothing queued or charged, and the answer handed back alike.
+/// Also for a client at its memory budget (a request handed off is never
+/// queued, so neither path charges it), and through a capability with
+/// any one invoke right.
+#[test]
+fn the_direct_object_call_leaves_the_core_as_the_general_path_does() {
+    // The client's charge once set up, to give a client exactly that
+    // budget: then no queued request could be paid for.
+    let setup_charge = {
+        let c = call_world(None, 1, FULL);
+        c.w.k.budget(c.w.client).unwrap().used.memory
+    };
+    let budgets = [None, Some(Budget::memory(setup_charge))];
+    for (budget, rights) in budgets.into_iter().flat_map(|b| {
+        [
+            FULL,
+            Rights::READ,
+            Rights::WRITE,
+            Rights::CONTROL | Rights::GRANT,
+        ]
+        .into_iter()
+        .map(move |r| (b, r))
+    }) {
+        let case = format!("{budget:?} {rights:?}");
+        let deadline = Some(at(9_000));
+        let mut fast = call_world(budget, 0xb0d9e, rights);
+        let mut slow = call_world(budget, 0xb0d9e, rights);
+        assert_eq!(state(&fast), state(&slow), "{case}");
+        let before = state(&fast);
+        let (cap, inbox) = (fast.cap, fast.inbox);
+        let (offered, switched) = direct(&mut fast, cap, inbox, 24, deadline, T0).expect(&case);
+        let (general_offer, called) = general(&mut slow, cap, inbox, 24, deadline, T0);
+        assert_eq!(
+            called,
+            Ok(ObjectCalled::SwitchedTo(slow.w.server)),
+            "{case}"
+        );
+        assert_eq!(Some(offered), general_offer, "{case}");
+        assert_eq!(
+            offered,
+            (
+                fast.w.server,
+                fast.w.client,
+                switched.seq,
+                Some(Badge {
+                    value: 0xb0d9e,
+                    rights
+                })
+            ),
+            "{case}"
+        );
+        assert_eq!(
+            (switched.receiver, switched.channel),
+            (fast.w.server, fast.server_ch),
+            "{case}"
+        );
+        assert_eq!(state(&fast), state(&slow), "{case}");
+        assert_eq!(state(&fast).2, before.2, "{case}: nothing charged");
+        assert_eq!(
+            state(&fast).1,
+            Some(SchedState::Blocked(BlockedOn::Receive {
+                channel: fast.inbox_ch,
+                deadline
+            })),
+            "{case}"
+        );
+        for c in [&mut fast, &mut slow] {
+            assert_eq!(c.w.k.task_state(c.w.server), Some(SchedState::Running));
+            assert_eq!(
+                c.w.k.take_wake_reason(c.w.server),
+                Some(WakeReason::HandedOff)
+            );
+            assert_eq!(c.w.k.take_wake_reason(c.w.client), None);
+            assert_eq!(c.w.k.pick_next(), None, "{case}: nothing else ready");
+            c.w.k.check_invariants().unwrap();
+        }
+        // The answer: handed to the waiting client, with the same number.
+        let answer = |c: &mut Call| {
+            let mut to = None;
+            let sent =
+                c.w.k
+                    .send_or_hand_off(c.w.server, c.reply, b"ok", &[], T0, |o| {
+                        to = Some(seen(o));
+                        true
+                    });
+            (sent, to, c.w.k.take_wake_reason(c.w.client))
+        };
+        assert_eq!(answer(&mut fast), answer(&mut slow), "{case}");
+        assert_eq!(state(&fast), state(&slow), "{case}");
+    }
+}
+
+/// Every case the direct path must not take declines having changed and
+/// audited nothing (no offer is possible: the check makes none), and the
+/// general path then gives the call's outcome exactly as without the
+/// check: a refusal (audited), a queued request, a waiting answer taken,
+/// or a hand-off without the switch (or, for a caller the core does not
+/// see running, with it: the kernel only ever runs its current task).
+#[test]
+fn the_direct_object_call_declines_having_changed_nothing() {
+    type Prepare = Box<dyn Fn(&mut Call) -> (CapHandle, CapHandle, usize, Option<Instant>)>;
+    let max = KernelCore::default().config().max_message_bytes;
+    let cases: Vec<(&str, Prepare)> = vec![
+        (
+            "an object capability without an invoke right",
+            Box::new(|c: &mut Call| {
+                let only = c.w.k.clone_cap(c.w.client, c.cap, Rights::TRANSFER, T0);
+                (only.unwrap(), c.inbox, 8, None)
+            }),
+        ),
+        (
+            "a channel capability as the object",
+            Box::new(|c: &mut Call| (c.inbox, c.inbox, 8, None)),
+        ),
+        (
+            "a forged object handle",
+            Box::new(|c: &mut Call| (CapHandle::new(99, 3), c.inbox, 8, None)),
+        ),
+        (
+            "a dropped object capability",
+            Box::new(|c: &mut Call| {
+                let copy = c.w.k.clone_cap(c.w.client, c.cap, Rights::READ, T0);
+                let copy = copy.unwrap();
+                c.w.k.drop_cap(c.w.client, copy, T0).unwrap();
+                (copy, c.inbox, 8, None)
+            }),
+        ),
+        (
+            "a receive capability without RECEIVE",
+            Box::new(|c: &mut Call| {
+                let send_only = c.w.k.clone_cap(c.w.client, c.inbox, Rights::SEND, T0);
+                (c.cap, send_only.unwrap(), 8, None)
+            }),
+        ),
+        (
+            "the object capability as the receive capability",
+            Box::new(|c: &mut Call| (c.cap, c.cap, 8, None)),
+        ),
+        (
+            "the service not registered",
+            Box::new(|c: &mut Call| {
+                c.w.k.drop_cap(c.w.server, c.w.chan, T0).unwrap();
+                (c.cap, c.inbox, 8, None)
+            }),
+        ),
+        (
+            "the server dead",
+            Box::new(|c: &mut Call| {
+                c.w.k.terminate(c.w.server, ExitReason::Normal, T0).unwrap();
+                (c.cap, c.inbox, 8, None)
+            }),
+        ),
+        (
+            "the server not waiting, its queue full",
+            Box::new(|c: &mut Call| {
+                // The server stops waiting: it takes a request and runs.
+                let other = c.w.k.mint_object_cap(c.w.server, SVC, 2, FULL, T0).unwrap();
+                c.w.k
+                    .send_to_object(c.w.server, other, vec![], &[], T0)
+                    .unwrap();
+                let capacity = c.w.k.queue_capacity(c.server_ch).unwrap();
+                for _ in 1..capacity {
+                    c.w.k
+                        .send_to_object(c.w.server, other, vec![], &[], T0)
+                        .unwrap();
+                }
+                (c.cap, c.inbox, 8, None)
+            }),
+        ),
+        (
+            "the server not waiting, a request queued for it",
+            Box::new(|c: &mut Call| {
+                let other = c.w.k.mint_object_cap(c.w.server, SVC, 2, FULL, T0).unwrap();
+                c.w.k
+                    .send_to_object(c.w.server, other, vec![1], &[], T0)
+                    .unwrap();
+                (c.cap, c.inbox, 8, None)
+            }),
+        ),
+        (
+            "an answer already waiting for the client",
+            Box::new(|c: &mut Call| {
+                c.w.k.send(c.w.server, c.reply, vec![1], &[], T0).unwrap();
+                (c.cap, c.inbox, 8, None)
+            }),
+        ),
+        (
+            "a request over the size limit",
+            Box::new(move |c: &mut Call| (c.cap, c.inbox, max + 1, None)),
+        ),
+        (
+            "the call's deadline already passed",
+            Box::new(|c: &mut Call| (c.cap, c.inbox, 8, Some(NOW))),
+        ),
+        (
+            "another task's deadline due",
+            Box::new(|c: &mut Call| {
+                let sleeper = spawn(&mut c.w.k, "sleeper");
+                c.w.k.yield_task(c.w.client);
+                assert_eq!(c.w.k.pick_next(), Some(sleeper));
+                assert_eq!(c.w.k.sleep_until(sleeper, NOW, T0), Ok(true));
+                assert_eq!(c.w.k.pick_next(), Some(c.w.client));
+                (c.cap, c.inbox, 8, None)
+            }),
+        ),
+        (
+            "a ready task of the server's priority",
+            Box::new(|c: &mut Call| {
+                spawn(&mut c.w.k, "peer");
+                (c.cap, c.inbox, 8, None)
+            }),
+        ),
+        (
+            "a ready task of higher priority",
+            Box::new(|c: &mut Call| {
+                spawn_at(&mut c.w.k, "urgent", Priority::HIGH);
+                (c.cap, c.inbox, 8, None)
+            }),
+        ),
+        (
+            "a caller that is not running",
+            Box::new(|c: &mut Call| {
+                c.w.k.yield_task(c.w.client);
+                (c.cap, c.inbox, 8, None)
+            }),
+        ),
+    ];
+    // The time of the calls; set-up runs at `T0`.
+    const NOW: Instant = Instant::from_nanos(10);
+    for (name, prepare) in cases {
+        let mut fast = call_world(None, 3, FULL);
+        let mut slow = call_world(None, 3, FULL);
+        let (object, receive, len, deadline) = prepare(&mut fast);
+        assert_eq!(
+            prepare(&mut slow),
+            (object, receive, len, deadline),
+            "{name}"
+        );
+        let before = state(&fast);
+        assert!(
+            direct(&mut fast, object, receive, len, deadline, NOW).is_none(),
+            "{name}"
+        );
+        assert_eq!(state(&fast), before, "{name}: changed nothing");
+        fast.w.k.check_invariants().unwrap();
+        // The general path runs the same call in the same state, as it
+        // would have without the check.
+        let after_check = general(&mut fast, object, receive, len, deadline, NOW);
+        let without = general(&mut slow, object, receive, len, deadline, NOW);
+        assert_eq!(after_check, without, "{name}");
+        assert_eq!(state(&fast), state(&slow), "{name}");
+        fast.w.k.check_invariants().unwrap();
+    }
 }

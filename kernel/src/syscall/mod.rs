@@ -37,7 +37,7 @@ mod console;
 mod device;
 mod info;
 mod ipc;
-mod object_call;
+pub(crate) mod object_call;
 pub mod reply;
 mod task;
 

@@ -33,6 +33,7 @@ use pandagen_abi::{CapHandle, Duration, Instant, TaskId};
 use super::{now, schedule, KernelState, Pending, UserBuffer, UserRange, UserTask, UserTasks};
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::syscall::{reply, CallRegisters};
+use crate::usermem::UserMemory;
 
 /// What [`KernelState::exchange_direct`] did.
 pub enum Exchanged {
@@ -89,7 +90,9 @@ impl KernelState {
             channel: request.receive,
             deadline,
         };
-        let Some((receiver_id, receiver)) = hand_over(tasks, caller, call.slots(), len, parked)
+        let deliver = reply::deliver_message;
+        let Some((receiver_id, receiver)) =
+            hand_over(tasks, caller, call.slots(), len, parked, deliver)
         else {
             return Exchanged::Declined;
         };
@@ -136,14 +139,19 @@ pub(super) struct Parked {
 /// writable, or the message is not within one page of the sender's
 /// readable memory. Called between the core's check of the call and its
 /// commit, and inlined there, with the core's `slots` of the sender
-/// (`sender_id`) and of the receiver. Returns the receiver's id and record.
+/// (`sender_id`) and of the receiver. `deliver` writes the reply's framing
+/// and the message into the receiver's buffer (`reply::deliver_message`,
+/// or a stamped delivery for an object call), returning the receiver's
+/// `rax` or `None` — having written nothing — if the buffer cannot hold
+/// it. Returns the receiver's id and record.
 #[inline(always)]
-fn hand_over(
+pub(super) fn hand_over(
     tasks: &mut UserTasks,
     sender_id: TaskId,
     slots: (u32, u32),
     len: usize,
     parked: Parked,
+    deliver: impl FnOnce(&mut UserMemory, UserBuffer, TaskId, &[u8]) -> Option<u64>,
 ) -> Option<(TaskId, &mut UserTask)> {
     let (sender, receiver_id, receiver) = tasks.pair_at_mut(&sender_id, slots)?;
     let Some(Pending::Receive {
@@ -171,7 +179,7 @@ fn hand_over(
         return None;
     }
     let bytes = sender.memory.readable_in_page(message.ptr, message.len)?;
-    let rax = reply::deliver_message(&mut receiver.memory, receiver_response, sender_id, bytes)?;
+    let rax = deliver(&mut receiver.memory, receiver_response, sender_id, bytes)?;
     receiver.frame.rax = rax;
     receiver.pending = None;
     sender.pending = Some(Pending::Receive {

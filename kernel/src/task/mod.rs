@@ -17,6 +17,7 @@
 //! [`schedule`]).
 
 mod exchange;
+mod object_call;
 mod ports;
 mod schedule;
 

@@ -18,8 +18,9 @@ use pandagen_abi::syscall::{
     TransferRequest, MAX_MESSAGE_CAPS, MAX_REQUEST_BYTES, RESPONSE_BUFFER_BYTES,
 };
 use pandagen_abi::{
-    Cap, CapHandle, ChannelId, Duration, ExitReason, Instant, KernelApi, KernelError,
-    MessageEnvelope, ObjectCallError, Rights, ServiceId, TaskDescriptor, TaskHandle, TaskId,
+    Cap, CapHandle, ChannelId, Duration, EnvelopeRef, ExitReason, InPlace, Instant, KernelApi,
+    KernelError, MessageEnvelope, ObjectCallError, ReceivedRef, Rights, ServiceId, TaskDescriptor,
+    TaskHandle, TaskId,
 };
 
 use crate::syscall::{call, call_receiving, call_small, exchange};
@@ -48,12 +49,71 @@ impl Default for Kernel {
 
 /// A received message as the API presents it.
 fn received(reply: ReceiveReply<'_>) -> Result<ReceivedMessage, KernelError> {
-    received_or_release(reply, |handle| {
-        // The capability is in this task's space; a drop the kernel refuses
-        // means it is already gone, which is the goal anyway.
-        let _: Result<(), KernelError> =
-            call_small(Syscall::Drop, &CapRequest { capability: handle });
-    })
+    received_or_release(reply, release)
+}
+
+/// Drop a capability a received message carried to this task.
+fn release(handle: CapHandle) {
+    // The capability is in this task's space; a drop the kernel refuses
+    // means it is already gone, which is the goal anyway.
+    let _: Result<(), KernelError> = call_small(Syscall::Drop, &CapRequest { capability: handle });
+}
+
+/// `reply` offered to `read` in place, where it lies, if it carries no
+/// capabilities and its envelope reads in place (`EnvelopeRef::decode`:
+/// the bytes of this version): no allocation. Anything else, and a reply
+/// `read` declines, is [`received_or_release`]'s.
+fn in_place_or_received<T>(
+    reply: ReceiveReply<'_>,
+    read: impl FnOnce(&ReceivedRef<'_>) -> Option<T>,
+    release: impl FnMut(CapHandle),
+) -> Result<InPlace<T>, KernelError> {
+    if reply.capabilities.is_empty() {
+        if let Some(envelope) = EnvelopeRef::decode(reply.message) {
+            let view = ReceivedRef {
+                envelope: EnvelopeRef {
+                    source: source_of(reply.sender),
+                    ..envelope
+                },
+                badge: reply.badge,
+            };
+            if let Some(value) = read(&view) {
+                return Ok(InPlace::Read(value));
+            }
+        }
+    }
+    received_or_release(reply, release).map(InPlace::Owned)
+}
+
+/// The source a received envelope is stamped with: kernel-originated
+/// messages (exit notifications) have no source task.
+fn source_of(sender: TaskId) -> Option<TaskId> {
+    (sender != KERNEL_TASK).then_some(sender)
+}
+
+/// `CallObject` of `message` through `object`, answered on `receive`: the
+/// kernel's reply, in `kernel`'s response buffer. The envelope is encoded
+/// into the scratch buffer, with no allocation.
+fn object_call<'k>(
+    kernel: &'k mut Kernel,
+    object: &Cap<kinds::StorageObject>,
+    message: &MessageEnvelope,
+    receive: ChannelId,
+    timeout: Option<Duration>,
+) -> Result<ReceiveReply<'k>, ObjectCallError> {
+    let bytes = message
+        .encode_into(&mut kernel.scratch)
+        .map_err(|e| ObjectCallError::NotSent(e.into()))?;
+    let request = ObjectCallRegisters {
+        object: object.handle(),
+        receive: receive.handle(),
+        timeout_nanos: timeout_nanos(timeout),
+    };
+    match crate::syscall::call_object(&request, bytes, &mut kernel.response) {
+        Ok(reply) => Ok(reply),
+        Err(e) if object_call_sent(&e) => Err(ObjectCallError::Unanswered(e)),
+        Err(e) => Err(ObjectCallError::NotSent(e)),
+    }
 }
 
 /// [`received`], with `release` dropping a carried capability: a message
@@ -79,8 +139,7 @@ fn received_or_release(
         .iter()
         .map(|h| Cap::from_handle(*h))
         .collect();
-    // Kernel-originated messages (exit notifications) have no source task.
-    envelope.source = (reply.sender != KERNEL_TASK).then_some(reply.sender);
+    envelope.source = source_of(reply.sender);
     Ok(ReceivedMessage {
         envelope,
         capabilities,
@@ -534,19 +593,25 @@ impl KernelApi for Kernel {
         receive: ChannelId,
         timeout: Option<Duration>,
     ) -> Result<ReceivedMessage, ObjectCallError> {
-        let bytes = message
-            .encode_into(&mut self.scratch)
-            .map_err(|e| ObjectCallError::NotSent(e.into()))?;
-        let request = ObjectCallRegisters {
-            object: object.handle(),
-            receive: receive.handle(),
-            timeout_nanos: timeout_nanos(timeout),
-        };
-        match crate::syscall::call_object(&request, bytes, &mut self.response) {
-            Ok(reply) => received(reply).map_err(ObjectCallError::Unanswered),
-            Err(e) if object_call_sent(&e) => Err(ObjectCallError::Unanswered(e)),
-            Err(e) => Err(ObjectCallError::NotSent(e)),
-        }
+        let reply = object_call(self, object, message, receive, timeout)?;
+        received(reply).map_err(ObjectCallError::Unanswered)
+    }
+
+    /// The answer is read where the kernel wrote it, in the response
+    /// buffer: an answer without capabilities that decodes in place
+    /// (`EnvelopeRef::decode`) is offered to `read` with no allocation;
+    /// anything else, and an answer `read` declines, is decoded as
+    /// `call_object` decodes it.
+    fn call_object_in_place<T>(
+        &mut self,
+        object: &Cap<kinds::StorageObject>,
+        message: &MessageEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+        read: impl FnOnce(&ReceivedRef<'_>) -> Option<T>,
+    ) -> Result<InPlace<T>, ObjectCallError> {
+        let reply = object_call(self, object, message, receive, timeout)?;
+        in_place_or_received(reply, read, release).map_err(ObjectCallError::Unanswered)
     }
 
     fn block_info(
@@ -594,6 +659,85 @@ mod tests {
         let result = received_or_release(reply, |h| released.push(h));
         assert!(matches!(result, Err(KernelError::Envelope(_))));
         assert_eq!(released, carried.to_vec());
+    }
+
+    /// An answer without capabilities is read where it lies, with the
+    /// fields `received_or_release` gives it; one with capabilities, one
+    /// the reader declines and one only the general decode reads are
+    /// that decode's.
+    #[test]
+    fn an_answer_is_read_in_place_or_received_as_before() {
+        let envelope = MessageEnvelope::new(
+            ServiceId::from_raw(1),
+            "answer",
+            pandagen_abi::SchemaVersion::new(2, 0),
+            pandagen_abi::MessagePayload::from_bytes(vec![5; 40]).unwrap(),
+        )
+        .with_correlation(pandagen_abi::MessageId::from_raw(12));
+        let bytes = envelope.encode().unwrap();
+        let badge = Some(pandagen_abi::Badge {
+            value: 3,
+            rights: Rights::READ,
+        });
+        let reply = |message, capabilities| ReceiveReply {
+            sender: TaskId::from_raw(9),
+            message,
+            capabilities,
+            badge,
+        };
+        let whole = received_or_release(reply(&bytes, heapless::Vec::new()), |_| {}).unwrap();
+        let mut seen = None;
+        let read = in_place_or_received(
+            reply(&bytes, heapless::Vec::new()),
+            |r| {
+                // What it saw, field for field (the view borrows the reply).
+                seen = Some(alloc::format!("{:?}", (r.envelope, r.badge)));
+                Some(r.envelope.payload.len())
+            },
+            |_| panic!("released"),
+        );
+        assert_eq!(read, Ok(InPlace::Read(40)));
+        assert_eq!(
+            seen,
+            Some(alloc::format!(
+                "{:?}",
+                (whole.envelope.borrowed(), whole.badge)
+            ))
+        );
+        // Declined: the message as `received_or_release` gives it.
+        let declined = in_place_or_received(
+            reply(&bytes, heapless::Vec::new()),
+            |_| None::<()>,
+            |_| panic!("released"),
+        );
+        assert_eq!(declined, Ok(InPlace::Owned(whole)));
+        // With a capability: never offered, and kept.
+        let mut carried = heapless::Vec::new();
+        carried.push(CapHandle::new(3, 1)).unwrap();
+        let with_cap = in_place_or_received(
+            reply(&bytes, carried.clone()),
+            |_| -> Option<()> { panic!("offered") },
+            |_| panic!("released"),
+        );
+        match with_cap {
+            Ok(InPlace::Owned(m)) => assert_eq!(m.capabilities.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        // Undecodable: the general decode's error, its capability released.
+        let mut released = Vec::new();
+        let bad = in_place_or_received(
+            reply(b"not an envelope", carried.clone()),
+            |_| -> Option<()> { panic!("offered") },
+            |h| released.push(h),
+        );
+        assert!(matches!(bad, Err(KernelError::Envelope(_))));
+        assert_eq!(released, carried.to_vec());
+        let bad = in_place_or_received(
+            reply(&bytes[..bytes.len() - 1], heapless::Vec::new()),
+            |_| -> Option<()> { panic!("offered") },
+            |_| panic!("released"),
+        );
+        assert!(bad.is_err(), "a cut envelope is refused as before");
     }
 
     #[test]

@@ -17,13 +17,15 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::convert::Infallible;
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
 use pandagen_abi::error::{ReceiveError, SendError};
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
-    Cap, CapHandle, ChannelId, Duration, EnvelopeError, Instant, KernelApi, KernelError,
-    MessageEnvelope, MessageId, MessagePayload, ObjectCallError, ReceivedMessage, Rights,
+    Cap, CapHandle, ChannelId, Duration, EnvelopeError, InPlace, Instant, KernelApi, KernelError,
+    MessageEnvelope, MessageId, MessagePayload, ObjectCallError, ReceivedMessage, ReceivedRef,
+    Rights,
 };
 
 use crate::cap::{ObjectCap, ObjectToken};
@@ -181,11 +183,29 @@ fn not_sent_now(e: KernelError) -> Result<(), ClientError> {
 }
 
 /// How [`StorageClient::call_object`] went.
-enum Called {
+enum Called<T> {
     /// The request could not be sent now (see [`not_sent_now`]).
     NotSent,
+    /// The request was sent and its answer read in place (see
+    /// [`Answered::Read`]).
+    Read(T),
     /// The request was sent; its answer, if one came in time.
     Sent(Option<ReceivedMessage>),
+}
+
+/// The answer to a request, as [`StorageClient::exchange_answer`] took it.
+enum Answered<T> {
+    /// Read in place by the caller's reader: an answer that correlates,
+    /// carries no capabilities, came as the receive half of an object
+    /// call, and that the reader took.
+    Read(T),
+    /// The whole answer, for the caller to decode.
+    Whole(ReceivedMessage),
+}
+
+/// The reader of a caller that reads no answer in place.
+fn read_none(_: &ReceivedRef<'_>) -> Option<Infallible> {
+    None
 }
 
 /// Session numbers, unique among the clients of one program (a task's
@@ -309,22 +329,26 @@ impl StorageClient {
         via: Option<&ObjectCap>,
         envelope: MessageEnvelope,
     ) -> Result<(Reply, Option<ObjectCap>), ClientError> {
-        let answer = self.exchange_answer(kernel, via, &envelope)?;
-        unpack(kernel, answer)
+        match self.exchange_answer(kernel, via, &envelope, &read_none)? {
+            Answered::Whole(answer) => unpack(kernel, answer),
+            Answered::Read(never) => match never {},
+        }
     }
 
     /// Send `envelope` and wait for its answer, as [`Self::exchange_envelope`],
-    /// but hand back the answer undecoded.
-    fn exchange_answer<K: KernelApi>(
+    /// but hand back the answer undecoded, or as `read` read it in place
+    /// (see [`Answered`]; `read` sees only the answer to this request).
+    fn exchange_answer<K: KernelApi, T>(
         &mut self,
         kernel: &mut K,
         via: Option<&ObjectCap>,
         envelope: &MessageEnvelope,
-    ) -> Result<ReceivedMessage, ClientError> {
+        read: &impl Fn(&ReceivedRef<'_>) -> Option<T>,
+    ) -> Result<Answered<T>, ClientError> {
         let id = envelope.id;
         let via = via.map(Cap::handle);
         for attempt in 0..self.attempts {
-            if let Some(answer) = self.attempt(kernel, via, envelope, attempt > 0)? {
+            if let Some(answer) = self.attempt(kernel, via, envelope, attempt > 0, read)? {
                 return Ok(answer);
             }
         }
@@ -452,32 +476,47 @@ impl StorageClient {
 
     /// Send `envelope` through the object capability `object`, without a
     /// reply capability (the session is open), and wait up to `timeout`
-    /// for its answer, in one [`KernelApi::call_object`]: what
+    /// for its answer, in one [`KernelApi::call_object_in_place`]: what
     /// [`send`](Self::send) and then [`wait`](Self::wait) do, with the
-    /// same outcomes (see [`Called`]).
-    fn call_object<K: KernelApi>(
+    /// same outcomes (see [`Called`]). The answer, if it correlates, is
+    /// offered to `read` in place first.
+    fn call_object<K: KernelApi, T>(
         &mut self,
         kernel: &mut K,
         object: CapHandle,
         envelope: &MessageEnvelope,
         timeout: Duration,
-    ) -> Result<Called, ClientError> {
+        read: &impl Fn(&ReceivedRef<'_>) -> Option<T>,
+    ) -> Result<Called<T>, ClientError> {
         // As `wait` reads it after the send: the clock matters only with
         // an earlier request still unanswered.
         let deadline = (self.unanswered > 0).then(|| kernel.now().saturating_add(timeout));
-        let first =
-            match kernel.call_object(&as_object(object), envelope, self.reply, Some(timeout)) {
-                // The usual outcome, handed back as `wait_after` would.
-                Ok(answer) if answer.envelope.correlation_id == Some(envelope.id) => {
-                    return Ok(Called::Sent(Some(answer)));
-                }
-                Ok(answer) => Ok(answer),
-                Err(ObjectCallError::Unanswered(e)) => Err(e),
-                Err(ObjectCallError::NotSent(e)) => {
-                    not_sent_now(e)?;
-                    return Ok(Called::NotSent);
-                }
-            };
+        let id = envelope.id;
+        let in_place = |answer: &ReceivedRef<'_>| {
+            (answer.envelope.correlation_id == Some(id))
+                .then(|| read(answer))
+                .flatten()
+        };
+        let called = kernel.call_object_in_place(
+            &as_object(object),
+            envelope,
+            self.reply,
+            Some(timeout),
+            in_place,
+        );
+        let first = match called {
+            // The usual outcome, handed back as `wait_after` would.
+            Ok(InPlace::Read(value)) => return Ok(Called::Read(value)),
+            Ok(InPlace::Owned(answer)) if answer.envelope.correlation_id == Some(id) => {
+                return Ok(Called::Sent(Some(answer)));
+            }
+            Ok(InPlace::Owned(answer)) => Ok(answer),
+            Err(ObjectCallError::Unanswered(e)) => Err(e),
+            Err(ObjectCallError::NotSent(e)) => {
+                not_sent_now(e)?;
+                return Ok(Called::NotSent);
+            }
+        };
         self.unanswered = self.unanswered.saturating_add(1);
         self.wait_after(kernel, envelope.id, timeout, deadline, Some(first))
             .map(Called::Sent)
@@ -493,13 +532,14 @@ impl StorageClient {
     /// waited for either answer. If the first was only slow, both are
     /// answered (the second from the server's memory of the first, not
     /// executed again) and the later answer is dropped as late.
-    fn attempt<K: KernelApi>(
+    fn attempt<K: KernelApi, T>(
         &mut self,
         kernel: &mut K,
         via: Option<CapHandle>,
         envelope: &MessageEnvelope,
         resend: bool,
-    ) -> Result<Option<ReceivedMessage>, ClientError> {
+        read: &impl Fn(&ReceivedRef<'_>) -> Option<T>,
+    ) -> Result<Option<Answered<T>>, ClientError> {
         let with_capability = resend || !self.opened;
         let probe = !with_capability && SESSION_PROBE < self.timeout;
         match via {
@@ -507,12 +547,13 @@ impl StorageClient {
             // sends and makes the first wait.
             Some(object) if !with_capability => {
                 let first_wait = if probe { SESSION_PROBE } else { self.timeout };
-                match self.call_object(kernel, object, envelope, first_wait)? {
+                match self.call_object(kernel, object, envelope, first_wait, read)? {
                     Called::NotSent => {
                         kernel.sleep(self.timeout)?;
                         return Ok(None);
                     }
-                    Called::Sent(Some(answer)) => return Ok(Some(answer)),
+                    Called::Read(value) => return Ok(Some(Answered::Read(value))),
+                    Called::Sent(Some(answer)) => return Ok(Some(Answered::Whole(answer))),
                     Called::Sent(None) if !probe => return Ok(None),
                     Called::Sent(None) => {}
                 }
@@ -524,7 +565,7 @@ impl StorageClient {
                 }
                 if probe {
                     if let Some(answer) = self.wait(kernel, envelope.id, SESSION_PROBE)? {
-                        return Ok(Some(answer));
+                        return Ok(Some(Answered::Whole(answer)));
                     }
                 }
             }
@@ -533,7 +574,8 @@ impl StorageClient {
             kernel.sleep(self.timeout)?;
             return Ok(None);
         }
-        self.wait(kernel, envelope.id, self.timeout)
+        let answer = self.wait(kernel, envelope.id, self.timeout)?;
+        Ok(answer.map(Answered::Whole))
     }
 
     /// Wait up to `timeout` for the answer to request `id`; `None` if none
@@ -782,14 +824,29 @@ impl StorageClient {
         op: OpRef<'_>,
     ) -> Result<OpResult, ClientError> {
         let envelope = self.reused_envelope(actions::TRANSACT, &TransactOne(op))?;
-        let answer = self.exchange_answer(kernel, Some(object), &envelope);
+        // The usual answer, one result, decodes without allocating the
+        // reply's lists, and in place (not into an owned envelope) when it
+        // comes as an object call's answer; anything else is judged as a
+        // general reply.
+        let read = |answer: &ReceivedRef<'_>| {
+            answer
+                .envelope
+                .decode_answer::<Result<TransactedOne, StorageError>>(&VERSION_POLICY, STORAGE)
+                .ok()
+        };
+        let answer = self.exchange_answer(kernel, Some(object), &envelope, &read);
         // A large payload's buffer is not kept for the next request.
         if envelope.payload.len() <= SPARE_PAYLOAD_MAX {
             self.spare = Some(envelope);
         }
-        let answer = answer?;
-        // The usual answer, one result, decodes without allocating the
-        // reply's lists; anything else is judged as a general reply.
+        let answer = match answer? {
+            Answered::Read(one) => {
+                return one
+                    .map(|TransactedOne(result)| result)
+                    .map_err(ClientError::Storage)
+            }
+            Answered::Whole(answer) => answer,
+        };
         if let Ok(one) = answer
             .envelope
             .decode_answer::<Result<TransactedOne, StorageError>>(&VERSION_POLICY, STORAGE)

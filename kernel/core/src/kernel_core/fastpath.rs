@@ -23,6 +23,7 @@ use pandagen_abi::{CapHandle, Instant, Rights, TaskId};
 use super::KernelCore;
 use crate::cap_table::{CapSpace, ObjectRef};
 use crate::channel::{Body, Channel, ChannelRef};
+use crate::registry::Registry;
 use crate::sched::{BlockedOn, SchedState, Scheduler};
 use crate::task::TaskTable;
 
@@ -210,12 +211,32 @@ impl KernelCore {
         deadline: Option<Instant>,
         now: impl FnOnce() -> Instant,
     ) -> Option<FastCall<'_>> {
+        let checked = self.check_fast_via(caller, len, receive, deadline, now, ChannelSend(send));
+        checked.map(|(call, ())| call)
+    }
+
+    /// [`KernelCore::check_fast`] with the channel sent on found by
+    /// `target` in the caller's space (and the service registry) instead
+    /// of from a channel capability, with what else `target` found (an
+    /// object call's stamp): the conditions on that channel and on the
+    /// rest are the same.
+    #[inline(always)]
+    pub(super) fn check_fast_via<T: SendTarget>(
+        &mut self,
+        caller: TaskId,
+        len: usize,
+        receive: CapHandle,
+        deadline: Option<Instant>,
+        now: impl FnOnce() -> Instant,
+        target: T,
+    ) -> Option<(FastCall<'_>, T::Found)> {
         let KernelCore {
             config,
             tasks,
             channels,
             sched,
             next_seq,
+            registry,
             ..
         } = self;
         let (caller_slot, caller_task) = tasks.slot_and_task(caller)?;
@@ -230,7 +251,7 @@ impl KernelCore {
             return None;
         }
         let space = &caller_task.space;
-        let to = fast_channel(space, send, Rights::SEND)?;
+        let (to, found) = target.find(space, registry)?;
         let from = fast_channel(space, receive, Rights::RECEIVE)?;
         // The two channels are borrowed once, here, for the checks and for
         // the commit, which changes their wait lists in place (the core
@@ -249,7 +270,7 @@ impl KernelCore {
         if !sched.can_run_directly(receiver_slot) {
             return None;
         }
-        Some(FastCall {
+        let call = FastCall {
             caller,
             tasks,
             sent_on,
@@ -261,7 +282,31 @@ impl KernelCore {
             to,
             from,
             deadline,
-        })
+        };
+        Some((call, found))
+    }
+}
+
+/// Where a call on the fast path sends, found in the caller's space `space`
+/// (and `registry`): the channel, and what else the send needs (an object
+/// call's stamp), or `None` (not audited: the general path repeats the
+/// check and audits the refusal). A trait rather than a closure: its
+/// `find` is inlined for certain, and a closure the compiler left out of
+/// line cost `Exchange` 32 instructions a round trip.
+pub(super) trait SendTarget {
+    type Found;
+    fn find(self, space: &CapSpace, registry: &Registry) -> Option<(ChannelRef, Self::Found)>;
+}
+
+/// A channel capability with `SEND`.
+struct ChannelSend(CapHandle);
+
+impl SendTarget for ChannelSend {
+    type Found = ();
+
+    #[inline(always)]
+    fn find(self, space: &CapSpace, _: &Registry) -> Option<(ChannelRef, ())> {
+        Some((fast_channel(space, self.0, Rights::SEND)?, ()))
     }
 }
 

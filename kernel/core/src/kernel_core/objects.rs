@@ -29,10 +29,12 @@ use pandagen_abi::error::MissingRights;
 use pandagen_abi::{Badge, CapHandle, CapKind, Instant, KernelError, Rights, ServiceId, TaskId};
 
 use super::channel::{Offer, Sender, Sent};
-use super::{KernelCore, ParkedMessage, RecvOutcome};
+use super::fastpath::SendTarget;
+use super::{FastCall, KernelCore, ParkedMessage, RecvOutcome};
 use crate::audit::CapabilityEvent;
-use crate::cap_table::{InvalidUse, ObjectRef, ServiceObject};
+use crate::cap_table::{CapSpace, InvalidUse, ObjectRef, ServiceObject};
 use crate::channel::{Body, ChannelRef, Message};
+use crate::registry::Registry;
 
 /// How a [`KernelCore::call_object`] that was not refused left its caller.
 #[derive(Debug, PartialEq, Eq)]
@@ -205,6 +207,39 @@ impl KernelCore {
         Ok(ObjectCalled::Received(outcome))
     }
 
+    /// Check every condition of [`KernelCore::call_object`]'s direct
+    /// switch for a request of `len` bytes through the object capability
+    /// `handle`, answered on `receive` until `deadline`, changing nothing
+    /// and auditing nothing: the object capability is live, of kind
+    /// `StorageObject`, with one of the invoke rights, and its service is
+    /// registered; that service's channel is open, its queue empty, and a
+    /// task waits on it; and every condition of [`KernelCore::check_fast`]
+    /// on the rest (the caller running, the size limit, the receive
+    /// capability and its channel, deadlines, the scheduler's choice).
+    /// `Some` is the call and the request's stamp (the capability's badge
+    /// and rights, which the embedder delivers with it: the call's
+    /// [`FastCall::offer`] carries none); the call's [`FastCall::commit`]
+    /// leaves the core exactly as `call_object` leaves it when it hands
+    /// the request off and switches ([`ObjectCalled::SwitchedTo`]).
+    /// `None`: `call_object` decides, refusing and auditing what it
+    /// refuses.
+    ///
+    /// Nothing is charged in either path: a request handed to a waiting
+    /// server is never queued (the queue bound, at least one message, is
+    /// never reached by an empty queue).
+    #[inline(always)]
+    pub fn check_object_call(
+        &mut self,
+        caller: TaskId,
+        handle: CapHandle,
+        len: usize,
+        receive: CapHandle,
+        deadline: Option<Instant>,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<(FastCall<'_>, Badge)> {
+        self.check_fast_via(caller, len, receive, deadline, now, ObjectSend(handle))
+    }
+
     /// Make `task` the running task if no deadline is due at `now` and it
     /// is who [`KernelCore::pick_next`] would choose; whether it did.
     fn pick_if_next(&mut self, task: TaskId, now: Instant) -> bool {
@@ -294,5 +329,31 @@ impl KernelCore {
         let mut msg = self.seal(caller, sender, ch, seq, body, caps);
         msg.badge = Some(badge);
         Ok((ch, msg))
+    }
+}
+
+/// An object capability with an invoke right, whose service is
+/// registered: its channel and the stamp (as [`KernelCore::invoke_target`]
+/// finds them, without auditing a refusal).
+struct ObjectSend(CapHandle);
+
+impl SendTarget for ObjectSend {
+    type Found = Badge;
+
+    #[inline(always)]
+    fn find(self, space: &CapSpace, registry: &Registry) -> Option<(ChannelRef, Badge)> {
+        let cap = space.live(self.0)?;
+        let rights = cap.rights();
+        match cap.object() {
+            ObjectRef::StorageObject(target) if rights.attenuate(INVOKE_RIGHTS) != Rights::NONE => {
+                let channel = registry.get(target.service)?.channel;
+                let badge = Badge {
+                    value: target.badge,
+                    rights,
+                };
+                Some((channel, badge))
+            }
+            _ => None,
+        }
     }
 }

@@ -180,7 +180,8 @@ unsafe extern "C" fn syscall_entry() {
         "mov rsp, gs:[{kernel_rsp}]",
         // RAX still holds the call's number. `Exchange` runs straight
         // through to the exit (no jump taken); every other call comes back
-        // to it.
+        // to it. `CallObject` goes to its own entry, the rest to the
+        // dispatcher.
         "cmp rax, {exchange}",
         "jne 3f",
         "call {exchange_entry}",
@@ -191,6 +192,11 @@ unsafe extern "C" fn syscall_entry() {
         "swapgs",
         "iretq",
         "3:",
+        "cmp rax, {object_call}",
+        "jne 5f",
+        "call {object_call_entry}",
+        "jmp 4b",
+        "5:",
         "call {dispatch}",
         "jmp 4b",
         user_rsp = const USER_RSP,
@@ -201,6 +207,8 @@ unsafe extern "C" fn syscall_entry() {
         exchange = const pandagen_abi::syscall::Syscall::Exchange as u64,
         dispatch = sym crate::syscall::syscall_dispatch,
         exchange_entry = sym crate::syscall::exchange_entry,
+        object_call = const pandagen_abi::syscall::Syscall::CallObject as u64,
+        object_call_entry = sym crate::syscall::object_call::object_call_entry,
     );
 }
 
