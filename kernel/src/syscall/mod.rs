@@ -51,7 +51,7 @@ use pandagen_core::CapInfo;
 use serde::Serialize;
 
 use crate::arch::x86_64::trap::TrapFrame;
-use crate::task::{Exchanged, KernelState, Pending, UserBuffer, KERNEL};
+use crate::task::{Exchanged, KernelState, Pending, UserBuffer};
 
 /// Heap the kernel keeps for its own bookkeeping whatever tasks queue.
 const HEAP_RESERVE: usize = 512 * 1024;
@@ -220,7 +220,7 @@ impl From<KernelError> for CallError {
 pub extern "C" fn exchange_entry(frame: *mut TrapFrame) -> *mut TrapFrame {
     // SAFETY: the stub's argument, read before the kernel state is locked.
     let registers = unsafe { CallRegisters::read(frame) };
-    let mut guard = KERNEL.lock();
+    let mut guard = crate::task::lock_kernel();
     let taken = match guard.as_mut() {
         Some(k) => {
             debug_assert!(
@@ -256,7 +256,7 @@ pub extern "C" fn syscall_dispatch(frame: *mut TrapFrame) -> *mut TrapFrame {
         unsafe { (*frame).rax = 0 };
         return frame;
     }
-    let mut guard = KERNEL.lock();
+    let mut guard = crate::task::lock_kernel();
     // Unreachable in practice: ring 3 runs only once the kernel state
     // exists, and only as its current task.
     let Some((k, caller)) = guard

@@ -45,6 +45,18 @@ use crate::usermem::UserMemory;
 /// the syscall and trap dispatchers); released only by the idle loop.
 pub static KERNEL: Mutex<Option<KernelState>> = Mutex::new(None);
 
+/// Lock [`KERNEL`] from a system call's entry: one attempt, which on
+/// this one CPU with interrupts off always succeeds (nothing else holds
+/// the lock while ring 3 runs), then the spinning lock as a fallback.
+/// The attempt is one `lock cmpxchg` that falls through on success.
+#[inline(always)]
+pub fn lock_kernel() -> spin::MutexGuard<'static, Option<KernelState>> {
+    match KERNEL.try_lock() {
+        Some(guard) => guard,
+        None => KERNEL.lock(),
+    }
+}
+
 /// Timer ticks a task runs before the next ready task of its priority gets
 /// the CPU.
 pub const TIME_SLICE_TICKS: u32 = 10;
