@@ -705,13 +705,13 @@ fn a_lost_answer_is_re_sent_with_the_reply_capability() {
 /// A request envelope in session `session`, as a client encodes it.
 fn session_request(
     request: &pandagen_storage::Request,
-    session: u32,
+    session: impl Into<Option<u32>>,
 ) -> pandagen_abi::MessageEnvelope {
     use pandagen_abi::{MessageEnvelope, MessagePayload};
     use pandagen_storage::protocol::{RequestPayloadRef, SCHEMA};
     let payload = RequestPayloadRef {
         request,
-        session: Some(session),
+        session: session.into(),
     };
     MessageEnvelope::new(
         pandagen_abi::services::STORAGE,
@@ -893,4 +893,49 @@ fn a_late_answer_arriving_during_a_call_does_not_lengthen_its_wait() {
             "answer {late} ms late"
         );
     }
+}
+
+#[test]
+fn a_tasks_sessions_are_told_apart_and_a_request_naming_none_is_not_executed() {
+    let (mut h, mut a, (alice, map), _) = alice_and_bob_share_a_map();
+    let first = open_session(&mut h, alice, &map, 1);
+    let second = open_session(&mut h, alice, &map, 2);
+    // Each request without a capability is answered on the channel of the
+    // session it names, and only there.
+    for (session, on, other, key) in [(1, first, second, b"x"), (2, second, first, b"y")] {
+        h.as_client(alice)
+            .send_to_object(&map, session_request(&put_request(key), session), vec![])
+            .unwrap();
+        h.pump();
+        assert!(h
+            .as_client(alice)
+            .receive_with_capabilities(on, Some(Duration::ZERO))
+            .is_ok());
+        assert_eq!(
+            h.as_client(alice)
+                .receive_with_capabilities(other, Some(Duration::ZERO))
+                .err(),
+            Some(KernelError::Timeout),
+            "session {session}'s answer went to another session's channel"
+        );
+    }
+    // A request that names no session and carries no capability cannot be
+    // answered, so it is not executed, though its sender has sessions.
+    h.as_client(alice)
+        .send_to_object(&map, session_request(&put_request(b"z"), None), vec![])
+        .unwrap();
+    h.pump();
+    for inbox in [first, second] {
+        assert_eq!(
+            h.as_client(alice)
+                .receive_with_capabilities(inbox, Some(Duration::ZERO))
+                .err(),
+            Some(KernelError::Timeout)
+        );
+    }
+    assert_eq!(a.get(&mut h.as_client(alice), &map, b"z").unwrap(), None);
+    assert_eq!(
+        a.get(&mut h.as_client(alice), &map, b"y").unwrap(),
+        Some(b"v".to_vec())
+    );
 }
