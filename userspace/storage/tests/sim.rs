@@ -939,3 +939,56 @@ fn a_tasks_sessions_are_told_apart_and_a_request_naming_none_is_not_executed() {
         Some(b"v".to_vec())
     );
 }
+
+#[test]
+fn a_one_operation_put_runs_only_under_the_current_schema_and_its_own_action() {
+    use pandagen_abi::{MessageEnvelope, MessagePayload, SchemaVersion};
+    use pandagen_storage::protocol::{RequestPayloadRef, Response, SCHEMA};
+    let (mut h, alice, mut a) = setup();
+    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+    let put = put_request(b"k");
+    let payload = RequestPayloadRef {
+        request: &put,
+        session: None,
+    };
+    // A put's own payload, under a schema the service does not speak, and
+    // under the current schema but another action's name.
+    let cases = [
+        (actions::TRANSACT, SchemaVersion::new(3, 0), "schema"),
+        (actions::BEGIN, SCHEMA, "action"),
+    ];
+    for (action, schema, case) in cases {
+        let request = MessageEnvelope::new(
+            pandagen_abi::services::STORAGE,
+            action,
+            schema,
+            MessagePayload::new(&payload).unwrap(),
+        );
+        let mut k = h.as_client(alice);
+        let replies = k.create_channel().unwrap();
+        let reply_cap = k
+            .clone_capability(&Cap::from(replies), Rights::SEND | Rights::TRANSFER)
+            .unwrap();
+        k.send_to_object(&map, request.clone(), vec![reply_cap])
+            .unwrap();
+        h.pump();
+        let answer = h
+            .as_client(alice)
+            .receive_message(replies, Some(Duration::ZERO))
+            .unwrap();
+        assert_eq!(answer.correlation_id, Some(request.id));
+        let response: Response = answer.payload.decode().unwrap();
+        match case {
+            "schema" => assert!(
+                matches!(response, Err(StorageError::SchemaMismatch(_))),
+                "{response:?}"
+            ),
+            _ => assert_eq!(response.err(), Some(StorageError::ActionMismatch)),
+        }
+        assert_eq!(
+            a.get(&mut h.as_client(alice), &map, b"k").unwrap(),
+            None,
+            "the {case} mismatch's put ran"
+        );
+    }
+}
