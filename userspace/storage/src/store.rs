@@ -11,6 +11,7 @@
 //! function that applies a fresh commit (`Catalog::apply`), so a recovered
 //! store cannot differ from the one that wrote the records.
 
+mod answers;
 mod blob;
 mod footprint;
 mod log;
@@ -20,7 +21,7 @@ pub use blob::BlobRead;
 pub use log::LogRead;
 pub use map::{Deleted, KeyList, MapValue};
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::backend::{BackendError, RecoveryReport, StorageBackend};
@@ -29,9 +30,11 @@ use crate::ids::{CommitSeq, ObjectId, TxId, VersionId};
 use crate::limits;
 use crate::object::{Object, ObjectKind, VersionStamp};
 use crate::record::{Change, CommitRecord, Origin};
+use crate::siphash::siphash24;
 use crate::transaction::{
     Pending, PendingObject, Transaction, TransactionalStorage, TxRecord, TxState, TxTable,
 };
+use answers::Answers;
 
 /// How many recent commits' answers the store remembers (see [`Origin`]).
 pub const DURABLE_ANSWERS: usize = 256;
@@ -45,8 +48,7 @@ struct Catalog {
     next_version: u64,
     /// (task, message) -> answer, for the last [`DURABLE_ANSWERS`] commits
     /// that carried an origin.
-    answers: BTreeMap<(u64, u64), Vec<u8>>,
-    answer_order: VecDeque<(u64, u64)>,
+    answers: Answers,
     /// The last instance that opened the store (see `Change::Open`).
     instance: u32,
     /// The heap bytes all of the above holds, bounded from above (see
@@ -56,14 +58,14 @@ struct Catalog {
 }
 
 impl Catalog {
-    fn new() -> Self {
+    /// An empty catalog; `seed` keys the hash of its answers' index.
+    fn new(seed: u64) -> Self {
         Catalog {
             objects: BTreeMap::new(),
             last_seq: CommitSeq::ZERO,
             next_object: 1,
             next_version: 1,
-            answers: BTreeMap::new(),
-            answer_order: VecDeque::new(),
+            answers: Answers::new(seed),
             instance: 0,
             bytes: 0,
         }
@@ -107,15 +109,15 @@ impl Catalog {
         let Some(origin) = origin else {
             return (0, 0);
         };
-        match self.answers.get(&(origin.task, origin.message)) {
+        match self.answers.get((origin.task, origin.message)) {
             Some(old) => (
                 footprint::heap_bytes(origin.answer.len()),
                 footprint::heap_bytes(old.len()),
             ),
             None => {
                 let mut freed = 0;
-                if self.answer_order.len() >= DURABLE_ANSWERS {
-                    let evicted = self.answer_order.front().and_then(|k| self.answers.get(k));
+                if self.answers.len() >= DURABLE_ANSWERS {
+                    let evicted = self.answers.oldest();
                     freed += evicted.map_or(0, |a| footprint::answer(a.len()));
                 }
                 (footprint::answer(origin.answer.len()), freed)
@@ -125,14 +127,7 @@ impl Catalog {
 
     fn remember(&mut self, origin: Origin) {
         let key = (origin.task, origin.message);
-        if self.answers.insert(key, origin.answer).is_none() {
-            self.answer_order.push_back(key);
-        }
-        while self.answer_order.len() > DURABLE_ANSWERS {
-            if let Some(old) = self.answer_order.pop_front() {
-                self.answers.remove(&old);
-            }
-        }
+        self.answers.insert(key, origin.answer, DURABLE_ANSWERS);
     }
 
     /// Apply one durable record. Fails only on records no correct store
@@ -242,7 +237,9 @@ impl<B: StorageBackend> ObjectStore<B> {
     /// with the instance number, so a transaction id handed out before a
     /// restart never names a transaction of the new instance.
     pub fn open(mut backend: B) -> Result<(Self, RecoveryReport), StorageError> {
-        let mut catalog = Catalog::new();
+        // Keyed by the capability key, which clients do not know, so
+        // that they cannot pick message ids that collide in the index.
+        let mut catalog = Catalog::new(siphash24(&backend.cap_key(), b"durable answers"));
         let mut failure = None;
         let report = backend.replay(&mut |record| {
             if failure.is_none() {
@@ -467,10 +464,7 @@ impl<B: StorageBackend> ObjectStore<B> {
     /// The answer recorded with a recent commit caused by message `message`
     /// of task `task`, if any.
     pub fn durable_answer(&self, task: u64, message: u64) -> Option<&[u8]> {
-        self.catalog
-            .answers
-            .get(&(task, message))
-            .map(Vec::as_slice)
+        self.catalog.answers.get((task, message))
     }
 
     /// Committed versions of `object` newer than `after`, oldest first, at
