@@ -29,7 +29,7 @@ use crate::error::StorageError;
 use crate::ids::{CommitSeq, ObjectId, TxId, VersionId};
 use crate::limits;
 use crate::object::{Object, ObjectKind, VersionStamp};
-use crate::record::{Change, CommitRecord, Origin};
+use crate::record::{Change, CommitRecord, MapUpdate, Origin};
 use crate::siphash::siphash24;
 use crate::transaction::{
     Pending, PendingObject, Transaction, TransactionalStorage, TxRecord, TxState, TxTable,
@@ -356,7 +356,9 @@ impl<B: StorageBackend> ObjectStore<B> {
         let (added, freed) = self.catalog.footprint_change(&record);
         check_room(self.catalog.bytes, self.memory_limit, (added, freed))?;
         let last = self.catalog.last_seq;
-        write(&mut self.backend, &mut self.backend_failed, last, &record)?;
+        write(&mut self.backend, &mut self.backend_failed, last, |b| {
+            b.apply(&record)
+        })?;
         let seq = record.seq;
         // Nothing changed the catalog since the charge was computed.
         self.catalog.apply_charged(record, (added, freed))?;
@@ -366,12 +368,13 @@ impl<B: StorageBackend> ObjectStore<B> {
     /// [`commit_record`](Self::commit_record) of one update of map
     /// `object` to `version`, `key` to `value`: the same record, charge,
     /// checks and state after, but the map's keys are searched once, for
-    /// the charge and the update alike.
+    /// the charge and the update alike, and the record is written from
+    /// its parts ([`MapUpdate`]) without being built.
     fn commit_map_update(
         &mut self,
         object: ObjectId,
         version: VersionId,
-        key: Vec<u8>,
+        key: &[u8],
         value: Option<Vec<u8>>,
         origin: Option<Origin>,
     ) -> Result<CommitSeq, StorageError> {
@@ -383,7 +386,7 @@ impl<B: StorageBackend> ObjectStore<B> {
             .catalog
             .objects
             .get_mut(&object)
-            .and_then(|o| o.map_slot(&key))
+            .and_then(|o| o.map_slot(key))
             .ok_or(StorageError::Backend(BackendError::Corrupt))?;
         let new_key = (!slot.is_known()).then_some(key.len());
         let value_len = value.as_ref().map_or(0, Vec::len);
@@ -391,25 +394,21 @@ impl<B: StorageBackend> ObjectStore<B> {
             .saturating_add(footprint::map_update(new_key, value_len))
             .saturating_add(kept);
         check_room(used, self.memory_limit, (added, freed))?;
-        let mut record = CommitRecord {
+        let update = MapUpdate {
             seq,
-            changes: alloc::vec![Change::Map {
-                object,
-                version,
-                updates: alloc::vec![(key, value)],
-            }],
-            origin,
+            object,
+            version,
+            key,
+            value: value.as_deref(),
+            origin: origin.as_ref(),
         };
-        write(&mut self.backend, &mut self.backend_failed, last, &record)?;
-        // The value goes from the record written to the map.
-        let value = match record.changes.pop() {
-            Some(Change::Map { updates, .. }) => updates.into_iter().next().and_then(|(_, v)| v),
-            _ => None,
-        };
+        write(&mut self.backend, &mut self.backend_failed, last, |b| {
+            b.apply_map_update(&update)
+        })?;
         slot.commit(VersionStamp { version, seq }, value);
         let catalog = &mut self.catalog;
         catalog.next_version = catalog.next_version.max(version.as_raw() + 1);
-        catalog.close(seq, record.origin, (added, freed));
+        catalog.close(seq, origin, (added, freed));
         Ok(seq)
     }
 
@@ -828,23 +827,24 @@ fn check_room(used: u64, limit: u64, (added, freed): (u64, u64)) -> Result<(), S
     Ok(())
 }
 
-/// Make `record` durable on `backend`, whose last acknowledged commit is
-/// `last`. Nothing is applied if the backend refuses it. After a failed
-/// write (the medium went away, as when a disk driver dies mid-request)
-/// the backend is recovered in place first, so that the store carries on
-/// once the medium is back; while it is not, every commit fails with the
-/// recovery's error. `failed` is the store's note of that.
+/// Make a record durable on `backend` (`apply` writes it), whose last
+/// acknowledged commit is `last`. Nothing is applied if the backend
+/// refuses it. After a failed write (the medium went away, as when a disk
+/// driver dies mid-request) the backend is recovered in place first, so
+/// that the store carries on once the medium is back; while it is not,
+/// every commit fails with the recovery's error. `failed` is the store's
+/// note of that.
 fn write<B: StorageBackend>(
     backend: &mut B,
     failed: &mut bool,
     last: CommitSeq,
-    record: &CommitRecord,
+    apply: impl FnOnce(&mut B) -> Result<(), BackendError>,
 ) -> Result<(), StorageError> {
     if *failed {
         backend.recover(last)?;
         *failed = false;
     }
-    if let Err(error) = backend.apply(record) {
+    if let Err(error) = apply(backend) {
         *failed = error != BackendError::Full;
         return Err(error.into());
     }
