@@ -408,28 +408,50 @@ impl ChannelTable {
         slot.channel.as_mut()
     }
 
-    /// The channels in `to`'s and `from`'s slots, whatever their
-    /// generation, in one borrow: `from`'s is `None` when the two are one
-    /// channel. For references [`Self::get`] accepted under a borrow of
-    /// the table held since, so the slots cannot have been reused (the fast
-    /// path, between its check and its commit). `None` if a slot is empty.
-    #[inline]
-    pub(crate) fn checked_earlier_mut(
+    /// The channels `to` and `from` name, in one mutable borrow (`from`'s
+    /// is `None` when the two are one channel), and whether `from`'s bound
+    /// kernel channel holds messages (see [`Self::kernel_messages_waiting`]):
+    /// `None` unless both references are live. Each slot is read once: the
+    /// generation checks, the binding and the borrow all come from the same
+    /// two lookups, with nothing written in between (the fast path's check,
+    /// whose commit then changes the wait lists in place).
+    #[inline(always)]
+    pub(crate) fn live_pair_mut(
         &mut self,
         to: ChannelRef,
         from: ChannelRef,
-    ) -> Option<(&mut Channel, Option<&mut Channel>)> {
-        if to.index == from.index {
+    ) -> Option<(&mut Channel, Option<&mut Channel>, bool)> {
+        let (t, f) = (to.index as usize, from.index as usize);
+        let live = |r: ChannelRef| {
+            let slot = self.slots.get(r.index as usize)?;
+            (slot.generation == r.generation)
+                .then_some(slot.channel.as_ref())
+                .flatten()
+        };
+        live(to)?;
+        let kernel_waiting = self.kernel_messages_waiting(live(from)?);
+        if t == f {
             return Some((
-                self.slots.get_mut(to.index as usize)?.channel.as_mut()?,
+                self.slots.get_mut(t)?.channel.as_mut()?,
                 None,
+                kernel_waiting,
             ));
         }
-        let [t, f] = self
-            .slots
-            .get_disjoint_mut([to.index as usize, from.index as usize])
-            .ok()?;
-        Some((t.channel.as_mut()?, Some(f.channel.as_mut()?)))
+        let [t, f] = self.slots.get_disjoint_mut([t, f]).ok()?;
+        Some((
+            t.channel.as_mut()?,
+            Some(f.channel.as_mut()?),
+            kernel_waiting,
+        ))
+    }
+
+    /// Whether `ch`'s bound kernel channel, if it has one, holds messages
+    /// (which a receive on `ch` also takes).
+    #[inline]
+    pub(crate) fn kernel_messages_waiting(&self, ch: &Channel) -> bool {
+        ch.bound
+            .and_then(|b| self.get(b))
+            .is_some_and(|b| !b.queue.is_empty())
     }
 
     /// Free the channel's slot (it must hold no references any more).
@@ -506,6 +528,63 @@ mod tests {
         }
         assert!(table.slots.is_empty() && table.free.is_empty());
         assert_eq!(table.live(), 0);
+    }
+
+    #[test]
+    fn a_live_pair_is_borrowed_in_order_and_a_stale_reference_gets_none() {
+        let mut table = ChannelTable::new();
+        let payer = crate::budget::AccountId::from_raw(0);
+        let (a, b, kernel) = (
+            table.create(1, payer),
+            table.create(2, payer),
+            table.create(3, payer),
+        );
+        let capacities = |t: &mut ChannelTable, to, from| {
+            t.live_pair_mut(to, from)
+                .map(|(s, r, waiting)| (s.capacity, r.map(|r| r.capacity), waiting))
+        };
+        assert_eq!(capacities(&mut table, a, b), Some((1, Some(2), false)));
+        assert_eq!(capacities(&mut table, b, a), Some((2, Some(1), false)));
+        assert_eq!(capacities(&mut table, a, a), Some((1, None, false)));
+        // The receive side's bound kernel channel: waiting only once it
+        // holds a message.
+        table.get_mut(b).unwrap().bound = Some(kernel);
+        assert_eq!(capacities(&mut table, a, b), Some((1, Some(2), false)));
+        let message = Message {
+            seq: 0,
+            sender: KERNEL_SENDER,
+            sender_domain: 0,
+            charge: 0,
+            bytes: Vec::new(),
+            caps: Vec::new(),
+            badge: None,
+            payer: None,
+            reserved: false,
+        };
+        table.get_mut(kernel).unwrap().push_back(message);
+        assert_eq!(capacities(&mut table, a, b), Some((1, Some(2), true)));
+        assert_eq!(capacities(&mut table, b, a), Some((2, Some(1), false)));
+        // A destroyed channel's reference, and its slot's successor under
+        // the old one, name nothing.
+        table.destroy(a);
+        assert_eq!(capacities(&mut table, a, b), None);
+        assert_eq!(capacities(&mut table, b, a), None);
+        let successor = table.create(4, payer);
+        assert_eq!(successor.index(), a.index());
+        assert_eq!(capacities(&mut table, a, b), None);
+        assert_eq!(capacities(&mut table, b, a), None);
+        assert_eq!(
+            capacities(&mut table, successor, b),
+            Some((4, Some(2), true))
+        );
+        // One slot, named once by its successor and once by the old
+        // reference: still stale.
+        assert_eq!(capacities(&mut table, successor, a), None);
+        assert_eq!(capacities(&mut table, a, successor), None);
+        assert_eq!(
+            capacities(&mut table, successor, successor),
+            Some((4, None, false))
+        );
     }
 
     #[test]

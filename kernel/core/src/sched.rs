@@ -31,6 +31,7 @@ use alloc::vec::Vec;
 use pandagen_abi::{Instant, Priority};
 
 use crate::channel::ChannelRef;
+use crate::task::WakeReason;
 
 /// The "no task" link value.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -113,6 +114,10 @@ struct Entry {
     link: Link,
     state: SchedState,
     priority: u8,
+    /// Why the task was last woken, until it is taken or the task waits
+    /// again (see `KernelCore::take_wake_reason`). Kept here, beside the
+    /// state every wake changes, so that waking a task touches one record.
+    wake: Option<WakeReason>,
 }
 
 /// Table bytes one task takes in the scheduler: its entry and the deadline
@@ -152,6 +157,7 @@ impl Scheduler {
                     },
                     state: SchedState::Inactive,
                     priority: 0,
+                    wake: None,
                 },
             );
             // Every task could sleep at once: room for all of them, so
@@ -172,12 +178,27 @@ impl Scheduler {
         Priority(self.entries.get(slot as usize).map_or(0, |e| e.priority))
     }
 
+    /// Record why `slot` was woken (`None`: it is waiting again, or
+    /// running without having been woken). No effect on an unknown slot.
+    #[inline]
+    pub(crate) fn set_wake(&mut self, slot: u32, reason: Option<WakeReason>) {
+        if let Some(e) = self.entries.get_mut(slot as usize) {
+            e.wake = reason;
+        }
+    }
+
+    /// Why `slot` was last woken, clearing it.
+    pub(crate) fn take_wake(&mut self, slot: u32) -> Option<WakeReason> {
+        self.entries.get_mut(slot as usize)?.wake.take()
+    }
+
     /// Start scheduling a new task: it joins the tail of its ready list.
     pub(crate) fn activate(&mut self, slot: u32, priority: Priority) {
         let level = clamp(priority);
         let e = self.entry(slot);
         e.priority = level;
         e.state = SchedState::Inactive;
+        e.wake = None;
         self.make_ready(slot);
     }
 
@@ -308,8 +329,9 @@ impl Scheduler {
     /// lists: `receiver`, blocked at the head of `sent_on`, runs, and
     /// `caller`, running, blocks on `on` at the tail of `receive_on` (of
     /// `sent_on` when `None`: the caller receives where it sent). Both
-    /// leave and enter the deadline index as their waits say. Changes
-    /// nothing unless `caller` is running and `receiver` is blocked at the
+    /// leave and enter the deadline index as their waits say; the receiver
+    /// was woken by a hand-off ([`WakeReason::HandedOff`]) and the caller,
+    /// waiting again, has no wake reason. Changes nothing unless `caller` is running and `receiver` is blocked at the
     /// head of `sent_on` (the fast path checks both before it acts).
     #[inline(always)]
     pub(crate) fn switch_direct(
@@ -320,10 +342,12 @@ impl Scheduler {
         sent_on: &mut TaskList,
         receive_on: Option<&mut TaskList>,
     ) {
-        let (Some(c), Some(r)) = (
-            self.entries.get(caller as usize),
-            self.entries.get(receiver as usize),
-        ) else {
+        // One borrow of the entries as a slice: its length stays in a
+        // register, so the writes below do not reload it for their bounds
+        // checks (through `self.entries[..]` each one did).
+        let entries = self.entries.as_mut_slice();
+        let (Some(c), Some(r)) = (entries.get(caller as usize), entries.get(receiver as usize))
+        else {
             return;
         };
         let SchedState::Blocked(waited) = r.state else {
@@ -338,18 +362,16 @@ impl Scheduler {
         if next == NIL {
             sent_on.tail = NIL;
         } else {
-            self.entries[next as usize].link.prev = NIL;
+            entries[next as usize].link.prev = NIL;
         }
         sent_on.len -= 1;
-        let r = &mut self.entries[receiver as usize];
+        let r = &mut entries[receiver as usize];
         r.link = Link {
             prev: NIL,
             next: NIL,
         };
         r.state = SchedState::Running;
-        if let Some(deadline) = waited.deadline() {
-            self.deadlines.remove(&(deadline, receiver));
-        }
+        r.wake = Some(WakeReason::HandedOff);
         // The caller joins the tail of the list it receives on. This is
         // `push_back` written out with the state change through one borrow
         // of the entry: through `push_back` (and its `entry` growth check)
@@ -359,8 +381,9 @@ impl Scheduler {
             None => sent_on,
         };
         let tail = list.tail;
-        let c = &mut self.entries[caller as usize];
+        let c = &mut entries[caller as usize];
         c.state = SchedState::Blocked(on);
+        c.wake = None;
         c.link = Link {
             prev: tail,
             next: NIL,
@@ -368,10 +391,13 @@ impl Scheduler {
         if tail == NIL {
             list.head = caller;
         } else {
-            self.entries[tail as usize].link.next = caller;
+            entries[tail as usize].link.next = caller;
         }
         list.tail = caller;
         list.len += 1;
+        if let Some(deadline) = waited.deadline() {
+            self.deadlines.remove(&(deadline, receiver));
+        }
         if let Some(deadline) = on.deadline() {
             self.deadlines.insert((deadline, caller), ());
         }
@@ -400,7 +426,9 @@ impl Scheduler {
             SchedState::Blocked(on) => self.stop_waiting(slot, on, wait_list),
             SchedState::Running | SchedState::Inactive => {}
         }
-        self.entries[slot as usize].state = SchedState::Inactive;
+        let e = &mut self.entries[slot as usize];
+        e.state = SchedState::Inactive;
+        e.wake = None;
     }
 
     /// Change a task's priority; a ready task moves to the tail of its new

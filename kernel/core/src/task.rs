@@ -102,7 +102,6 @@ pub(crate) struct Task {
     pub(crate) execution: ExecutionId,
     pub(crate) domain: u16,
     pub(crate) space: CapSpace,
-    pub(crate) wake: Option<WakeReason>,
     /// The task's account (see [`crate::budget`]).
     pub(crate) account: AccountId,
     /// What is charged to `account` for the task itself: its records and
@@ -318,7 +317,6 @@ mod tests {
             execution: ExecutionId::from_raw(1),
             domain: 0,
             space: CapSpace::new(4),
-            wake: None,
             account: AccountId::from_raw(0),
             own_charge: Budget::ZERO,
         }

@@ -122,6 +122,34 @@ fn a_call_and_its_reply_switch_straight_between_the_two_tasks() {
     k.check_invariants().unwrap();
 }
 
+/// The wake reasons a call and its reply leave, as the general path's
+/// hand-off and receive would: the task handed the message was woken by
+/// the hand-off, the task that now waits has none (even one it never
+/// took from before).
+#[test]
+fn a_direct_switch_leaves_the_wake_reasons_of_a_hand_off_and_a_receive() {
+    let mut p = pair();
+    assert!(call_x(&mut p, |_| true).is_some());
+    // The server does not take its reason before it replies.
+    let reply = p.k.send_receive_fast(
+        p.server,
+        p.to_client,
+        b"y",
+        p.requests,
+        None,
+        || T0,
+        |_| true,
+    );
+    assert_eq!(reply.map(|s| s.receiver), Some(p.client));
+    assert_eq!(p.k.take_wake_reason(p.client), Some(WakeReason::HandedOff));
+    assert_eq!(
+        p.k.take_wake_reason(p.server),
+        None,
+        "waiting again, the server's old reason is gone"
+    );
+    p.k.check_invariants().unwrap();
+}
+
 #[test]
 fn the_fast_path_declines_and_changes_nothing_when_a_condition_fails() {
     let p = pair();

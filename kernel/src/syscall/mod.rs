@@ -1,10 +1,12 @@
 //! The system call dispatcher: the safe side of the `syscall` entry.
 //!
-//! [`syscall_dispatch`] receives the caller's frame (registers per
-//! `pandagen_abi::syscall`), copies the request in through the caller's
-//! page tables, and calls one handler per [`Syscall`]. The handlers are
-//! grouped by the ABI table's families, one file each: [`task`], [`ipc`],
-//! [`caps`], [`info`], [`console`], [`block`]; each file's `handler`
+//! [`syscall_dispatch`] receives the caller's saved registers (per
+//! `pandagen_abi::syscall`; the entry stub pushes them straight into the
+//! caller's record, which is the live frame while the call runs), copies
+//! the request in through the caller's page tables, and calls one
+//! handler per [`Syscall`]. The handlers are grouped by the ABI table's
+//! families, one file each: [`task`], [`ipc`], [`caps`], [`info`],
+//! [`console`], [`block`]; each file's `handler`
 //! maps its family's calls to their handlers, and the compiler checks that
 //! every call has one. Every handler has one shape —
 //! `fn(&mut Ctx, request bytes) -> Result<Step, KernelError>` — and decodes
@@ -95,8 +97,53 @@ pub struct ExtraRegisters {
 }
 
 impl ExtraRegisters {
-    fn of(frame: &TrapFrame) -> Self {
+    fn of(registers: &CallRegisters) -> Self {
         ExtraRegisters {
+            r8: registers.r8,
+            r9: registers.r9,
+            r12: registers.r12,
+            r13: registers.r13,
+        }
+    }
+}
+
+/// The registers a call reads (its number and arguments), copied out of
+/// the caller's saved frame as the call enters: the frame is the caller's
+/// record, which the call's handling may change (its `rax`, its pending
+/// call) or move (a spawn that grows the table of records), so nothing
+/// keeps a reference to it while the kernel state is borrowed.
+#[derive(Clone, Copy, Debug)]
+pub struct CallRegisters {
+    pub rax: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub r10: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r12: u64,
+    pub r13: u64,
+}
+
+impl CallRegisters {
+    /// The call's registers in `frame`, the record the entry stub has just
+    /// saved them in.
+    ///
+    /// # Safety
+    /// `frame` is the entry stub's argument: the running task's saved
+    /// registers, valid, and not referred to by anything live (the kernel
+    /// state is not locked yet).
+    #[inline(always)]
+    unsafe fn read(frame: *const TrapFrame) -> Self {
+        // SAFETY: valid and unaliased (the caller's promise); a shared
+        // borrow for the length of these reads only.
+        let frame = unsafe { &*frame };
+        CallRegisters {
+            rax: frame.rax,
+            rdi: frame.rdi,
+            rsi: frame.rsi,
+            rdx: frame.rdx,
+            r10: frame.r10,
             r8: frame.r8,
             r9: frame.r9,
             r12: frame.r12,
@@ -171,29 +218,49 @@ impl From<KernelError> for CallError {
 }
 
 /// Called by the entry stub for [`Syscall::Exchange`] with the caller's
-/// frame; returns the frame to resume. The direct path
-/// (`KernelState::exchange_direct`) first; a call it declines, having
-/// changed nothing, goes to [`syscall_dispatch`] like any other.
-pub extern "C" fn exchange_entry(frame: &mut TrapFrame) -> *mut TrapFrame {
+/// record, where the stub saved its registers; returns the frame to
+/// resume. The direct path (`KernelState::exchange_direct`) first, which
+/// leaves the caller's registers where the stub saved them; a call it
+/// declines, having changed nothing, goes to the general path like any
+/// other.
+pub extern "C" fn exchange_entry(frame: *mut TrapFrame) -> *mut TrapFrame {
+    // SAFETY: the stub's argument, read before the kernel state is locked.
+    let registers = unsafe { CallRegisters::read(frame) };
     let mut guard = KERNEL.lock();
     let taken = match guard.as_mut() {
-        Some(k) => k.exchange_direct(frame),
+        Some(k) => {
+            debug_assert!(
+                k.current()
+                    .is_some_and(|caller| k.is_record_of(caller, frame)),
+                "the syscall entry saved an Exchange's registers outside its caller's record"
+            );
+            k.exchange_direct(&registers)
+        }
         None => Exchanged::Declined,
     };
     match taken {
         Exchanged::Resume(next) => next,
         Exchanged::Declined => {
             drop(guard);
+            // The record is as the stub left it: the general path reads
+            // the registers again.
             syscall_dispatch(frame)
         }
     }
 }
 
-/// Called by the entry stub with the caller's frame; returns the frame to
-/// resume.
-pub extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
-    if frame.rax == Syscall::Null as u64 {
-        frame.rax = 0;
+/// Called by the entry stub with the caller's record, where the stub saved
+/// its registers; returns the frame to resume. The call's handling
+/// writes the caller's record through the kernel state, never through
+/// `frame`, which a spawn may have moved; the frame to resume is looked
+/// up afresh.
+pub extern "C" fn syscall_dispatch(frame: *mut TrapFrame) -> *mut TrapFrame {
+    // SAFETY: the stub's argument, read before the kernel state is locked.
+    let registers = unsafe { CallRegisters::read(frame) };
+    if registers.rax == Syscall::Null as u64 {
+        // SAFETY: the stub's argument, valid and unaliased: the kernel
+        // state is not locked.
+        unsafe { (*frame).rax = 0 };
         return frame;
     }
     let mut guard = KERNEL.lock();
@@ -203,18 +270,28 @@ pub extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
         .as_mut()
         .and_then(|k| k.current().map(|caller| (k, caller)))
     else {
-        frame.rax = STATUS_KERNEL_UNAVAILABLE;
+        drop(guard);
+        // SAFETY: as above; the lock is released.
+        unsafe { (*frame).rax = STATUS_KERNEL_UNAVAILABLE };
         return frame;
     };
+    debug_assert!(
+        k.is_record_of(caller, frame),
+        "the syscall entry saved task {caller}'s registers outside its record"
+    );
     let response = UserBuffer {
-        ptr: frame.rdx,
-        capacity: frame.r10,
+        ptr: registers.rdx,
+        capacity: registers.r10,
     };
-    let step = match dispatch(k, caller, frame, response) {
+    let step = match dispatch(k, caller, &registers, response) {
         Outcome::Ran(step) => step,
         Outcome::Unanswered(status) => {
-            frame.rax = status;
-            return frame;
+            if let Some(resume) = k.answer(caller, status) {
+                return resume;
+            }
+            // The caller has no record left: it cannot run.
+            crate::task::park_current(k);
+            return crate::task::schedule(guard);
         }
     };
     // The call may have given up a capability whose ports are open (the
@@ -224,39 +301,40 @@ pub extern "C" fn syscall_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
     }
     match step {
         Step::Reply(len) => {
-            frame.rax = k.deliver_response(caller, response, len);
-            return frame;
+            if let Some(resume) = k.deliver_answer(caller, response, len) {
+                return resume;
+            }
+            crate::task::park_current(k);
         }
         Step::ReplyThenYield(len) => {
-            frame.rax = k.deliver_response(caller, response, len);
+            let _ = k.deliver_answer(caller, response, len);
             k.core_mut().yield_task(caller);
-            crate::task::park_current(k, frame);
+            crate::task::park_current(k);
         }
         Step::Block(pending) => {
             k.set_pending(caller, pending);
-            crate::task::park_current(k, frame);
+            crate::task::park_current(k);
         }
         Step::Exit(reason) => k.kill(caller, reason),
         Step::SwitchTo { task, pending } => {
             k.set_pending(caller, pending);
-            crate::task::park_current(k, frame);
+            crate::task::park_current(k);
             if let Some(next) = crate::task::resume_in_place(k, task) {
                 return next;
             }
         }
     }
-    crate::task::schedule(guard, frame);
-    frame
+    crate::task::schedule(guard)
 }
 
 /// Validate and run one call.
 fn dispatch(
     k: &mut KernelState,
     caller: TaskId,
-    frame: &TrapFrame,
+    registers: &CallRegisters,
     response: UserBuffer,
 ) -> Outcome {
-    match validate_and_run(k, caller, frame, response) {
+    match validate_and_run(k, caller, registers, response) {
         Ok(step) => Outcome::Ran(step),
         Err(CallError::Recoverable(e)) => {
             Outcome::Ran(Step::Reply(k.encode_response::<()>(&Err(e))))
@@ -269,10 +347,10 @@ fn dispatch(
 fn validate_and_run(
     k: &mut KernelState,
     caller: TaskId,
-    frame: &TrapFrame,
+    registers: &CallRegisters,
     response: UserBuffer,
 ) -> Result<Step, CallError> {
-    let call = Syscall::from_number(frame.rax).map_err(KernelError::Syscall)?;
+    let call = Syscall::from_number(registers.rax).map_err(KernelError::Syscall)?;
     let memory = k
         .memory_mut(caller)
         .ok_or(KernelError::TaskNotFound(caller))?;
@@ -282,7 +360,7 @@ fn validate_and_run(
             return Err(CallError::Unanswerable(STATUS_BAD_RESPONSE_BUFFER));
         }
     }
-    let len = frame.rsi;
+    let len = registers.rsi;
     if len > MAX_REQUEST_BYTES as u64 {
         return Err(KernelError::Syscall(SyscallError::RequestTooLarge {
             len,
@@ -294,7 +372,7 @@ fn validate_and_run(
     let request_bytes = &mut request[..len as usize];
     let result = match k
         .memory_mut(caller)
-        .map(|m| m.copy_in(frame.rdi, request_bytes))
+        .map(|m| m.copy_in(registers.rdi, request_bytes))
     {
         Some(Ok(())) => {
             let mut cx = Ctx {
@@ -302,7 +380,7 @@ fn validate_and_run(
                 caller,
                 now: crate::task::now(),
                 response,
-                registers: ExtraRegisters::of(frame),
+                registers: ExtraRegisters::of(registers),
             };
             handle(call, &mut cx, request_bytes)
         }

@@ -18,9 +18,10 @@
 //! any error exactly as `SendReceive` does.
 //!
 //! Taken, it costs one copy of the message (from the caller's page
-//! straight into the receiver's buffer, with the reply's framing), one
-//! copy of the caller's registers into its record, and no allocation,
-//! postcard or request buffer. The clock is read only when a deadline is
+//! straight into the receiver's buffer, with the reply's framing), and no
+//! copy of registers (the entry stub saved the caller's in its record,
+//! and the kernel leaves through the receiver's), allocation, postcard or
+//! request buffer. The clock is read only when a deadline is
 //! involved (the call's own, another blocked task's) or a released reply
 //! capability's audit record needs the time, and then once.
 
@@ -32,7 +33,7 @@ use pandagen_core::Offer;
 
 use super::{now, schedule, KernelState, Pending, UserBuffer, UserRange, UserTask, UserTasks};
 use crate::arch::x86_64::trap::TrapFrame;
-use crate::syscall::reply;
+use crate::syscall::{reply, CallRegisters};
 
 /// What [`KernelState::exchange_direct`] did.
 pub enum Exchanged {
@@ -43,10 +44,12 @@ pub enum Exchanged {
 }
 
 impl KernelState {
-    /// Run the `Exchange` in `frame` (the current task's live frame) if
-    /// every condition of the direct path holds (see the module docs).
+    /// Run the current task's `Exchange`, whose registers are `frame`
+    /// (read out of its record, where the entry stub saved them), if every
+    /// condition of the direct path holds (see the module docs). Taken,
+    /// the caller's registers stay in its record.
     #[inline(always)]
-    pub fn exchange_direct(&mut self, frame: &TrapFrame) -> Exchanged {
+    pub fn exchange_direct(&mut self, frame: &CallRegisters) -> Exchanged {
         let Some(caller) = self.current else {
             return Exchanged::Declined;
         };
@@ -94,8 +97,7 @@ impl KernelState {
         };
         // `Body::Kept`: the core sees the message's length only; the bytes
         // go from the caller's page straight into the receiver's buffer.
-        let Some(receiver) = hand_over(tasks, message, response, &call.offer(&[]), frame, parked)
-        else {
+        let Some(receiver) = hand_over(tasks, message, response, &call.offer(&[]), parked) else {
             return Exchanged::Declined;
         };
         let switched = call.commit();
@@ -119,8 +121,9 @@ impl KernelState {
 
 /// The kernel's half of the direct path's hand-off: the message from
 /// `message` in the sender's memory straight into the receiver's pending
-/// receive buffer, and the sender's registers (`frame`) and its own
-/// receive (`parked`) into its record. Declines — having written nothing —
+/// receive buffer, and the sender's own receive (`parked`) into its
+/// record (its registers are there already: the entry stub saved them
+/// there). Declines — having written nothing —
 /// if either record is missing, the receiver is not blocked in a receive,
 /// has port windows (the general path's switch brings the bitmap to them),
 /// or cannot take the reply, the sender's own `response` buffer is not
@@ -133,7 +136,6 @@ fn hand_over<'t>(
     message: UserRange,
     response: UserBuffer,
     offer: &Offer<'_>,
-    frame: &TrapFrame,
     parked: Pending,
 ) -> Option<&'t mut UserTask> {
     let (sender, receiver) = tasks.pair_mut(&offer.sender, &offer.receiver)?;
@@ -157,7 +159,6 @@ fn hand_over<'t>(
     let rax = reply::deliver_message(&mut receiver.memory, receiver_response, offer.sender, bytes)?;
     receiver.frame.rax = rax;
     receiver.pending = None;
-    frame.copy_into(&mut sender.frame);
     sender.pending = Some(parked);
     Some(receiver)
 }

@@ -7,11 +7,14 @@
 //! only adds what needs hardware: a [`TrapFrame`] and an
 //! [`AddressSpace`] per task.
 //!
-//! One CPU, one kernel stack: every entry from ring 3 builds its frame at
-//! the top of the same stack. The running task's registers live in that
-//! *live frame*; a task that is not running keeps them in
-//! [`UserTask::frame`]. Switching copies the live frame out and the next
-//! task's frame in (see [`schedule`]).
+//! Every task keeps its registers in [`UserTask::frame`]. A system call
+//! saves them there as it enters (the syscall stub pushes them straight
+//! into the running task's record), the dispatcher works on the record,
+//! and the kernel leaves for ring 3 through the record of the task that
+//! runs next: a call, switching or not, copies no frame. An interrupt or
+//! exception from ring 3 builds its frame at the top of the one kernel
+//! stack; a switch from there copies it into the record (see
+//! [`schedule`]).
 
 mod exchange;
 mod ports;
@@ -24,7 +27,7 @@ pub use schedule::{park_current, preempt_tick, resume_in_place, run_first, sched
 use schedule::accept_offer;
 
 use alloc::vec::Vec;
-use pandagen_abi::syscall::{StartupInfo, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER};
+use pandagen_abi::syscall::{StartupInfo, RESPONSE_BUFFER_BYTES};
 use pandagen_abi::{Budget, CapHandle, ExecutionId, ExitReason, Instant, KernelError, TaskId};
 use pandagen_core::{slot_index, CoreConfig, Delivered, KernelCore, ObjectCalled, Switched};
 use serde::Serialize;
@@ -75,7 +78,10 @@ pub struct UserRange {
 
 /// What the kernel holds for a task beside the core's record.
 pub struct UserTask {
-    /// The registers while the task is not running.
+    /// The task's registers: saved here by every system call it makes
+    /// (the syscall stub pushes them here), or copied here from the
+    /// kernel stack when an interrupt or exception switches away from it;
+    /// the kernel resumes the task from here.
     pub frame: TrapFrame,
     pub memory: UserMemory,
     pub pending: Option<Pending>,
@@ -298,13 +304,40 @@ impl KernelState {
         reply::encode_receive(&mut self.response, delivered)
     }
 
-    /// Write the first `len` bytes of the response into `task`'s buffer
-    /// `to`; returns the `rax` the task sees.
-    pub fn deliver_response(&mut self, task: TaskId, to: UserBuffer, len: usize) -> u64 {
-        match self.tasks.get_mut(&task) {
-            Some(t) => reply::deliver(&mut t.memory, to, &self.response[..len]),
-            None => STATUS_BAD_RESPONSE_BUFFER,
-        }
+    /// Answer the running `task`'s call: write the first `len` bytes of
+    /// the response into its buffer `to` and the `rax` it sees into its
+    /// record. Returns the record to resume it with (see
+    /// [`KernelState::answer`]), or `None` if the task has no record.
+    pub fn deliver_answer(
+        &mut self,
+        task: TaskId,
+        to: UserBuffer,
+        len: usize,
+    ) -> Option<*mut TrapFrame> {
+        let t = self.tasks.get_mut(&task)?;
+        t.frame.rax = reply::deliver(&mut t.memory, to, &self.response[..len]);
+        Some(schedule::live(t))
+    }
+
+    /// Whether `frame` is `task`'s record, where the syscall entry saves
+    /// its registers (checked in debug builds on every call: a stale
+    /// entry pointer would have written another task's registers, or
+    /// freed memory).
+    pub fn is_record_of(&self, task: TaskId, frame: *const TrapFrame) -> bool {
+        self.tasks
+            .get(&task)
+            .is_some_and(|t| core::ptr::eq(&t.frame, frame))
+    }
+
+    /// Answer the running `task`'s call with `rax` alone. Returns its
+    /// record, where its registers were saved when it entered, as the
+    /// frame to resume it with (the record may have moved since, if the
+    /// call grew the table: the address is taken afresh, and the syscall
+    /// entry pointed at it), or `None` if the task has no record.
+    pub fn answer(&mut self, task: TaskId, rax: u64) -> Option<*mut TrapFrame> {
+        let t = self.tasks.get_mut(&task)?;
+        t.frame.rax = rax;
+        Some(schedule::live(t))
     }
 
     /// Send as `caller`: straight into the buffer of a receiver blocked on

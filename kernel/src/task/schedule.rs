@@ -2,8 +2,9 @@
 //!
 //! The policy (priorities, round-robin within a priority, who waits for
 //! what) is the core's: [`KernelCore::pick_next`], `yield_task`,
-//! `expire_deadlines`. Here is only the mechanism: moving registers between
-//! the live frame and [`UserTask::frame`], loading CR3, and completing a
+//! `expire_deadlines`. Here is only the mechanism: choosing the record
+//! ([`UserTask::frame`]) the kernel leaves through, copying an interrupted
+//! task's registers into its record, loading CR3, and completing a
 //! blocked call when its task is picked again — which follows the core's
 //! protocol of re-issuing `receive_or_block` with the same deadline.
 //!
@@ -23,22 +24,28 @@ use crate::syscall::reply;
 
 type Guard = MutexGuard<'static, Option<KernelState>>;
 
-/// Move the live frame into the current task's record; no task is current
-/// afterwards.
-pub fn park_current(k: &mut KernelState, frame: &TrapFrame) {
+/// Park the current task, whose registers are in its record (the syscall
+/// stub saved them there): no task is current afterwards.
+pub fn park_current(k: &mut KernelState) {
+    k.current = None;
+}
+
+/// Copy `frame` (an interrupt's or exception's frame from ring 3, on the
+/// kernel stack) into the current task's record and park it.
+fn park_interrupted(k: &mut KernelState, frame: &TrapFrame) {
     if let Some(cur) = k.current.take() {
         if let Some(task) = k.tasks.get_mut(&cur) {
-            task.frame = frame.clone();
+            frame.copy_into(&mut task.frame);
         }
     }
 }
 
-/// Run the next ready task: complete its pending call if it has one, put
-/// its registers in the live `frame` and load its address space. With
-/// nothing ready, halt with interrupts on until a timer tick or device
-/// interrupt makes something ready. The current task must have been parked
-/// (or ended) first.
-pub fn schedule(mut guard: Guard, frame: &mut TrapFrame) {
+/// Run the next ready task: complete its pending call if it has one and
+/// load its address space; returns its record, the frame to leave the
+/// kernel with. With nothing ready, halt with interrupts on until a timer
+/// tick or device interrupt makes something ready. The current task must
+/// have been parked (or ended) first.
+pub fn schedule(mut guard: Guard) -> *mut TrapFrame {
     loop {
         {
             let k = guard.as_mut().expect("kernel state initialised");
@@ -56,8 +63,9 @@ pub fn schedule(mut guard: Guard, frame: &mut TrapFrame) {
                     continue;
                 }
                 if complete_pending(k, next, now) {
-                    resume(k, next, frame);
-                    return;
+                    if let Some(frame) = become_current(k, next) {
+                        return frame;
+                    }
                 }
             }
         }
@@ -70,24 +78,13 @@ pub fn schedule(mut guard: Guard, frame: &mut TrapFrame) {
     }
 }
 
-/// Put `next`'s registers in the live `frame` and load its address
-/// space; it becomes the current task with a fresh time slice. `next` must
-/// be the task the core marked running, with no pending call.
-pub fn resume(k: &mut KernelState, next: TaskId, frame: &mut TrapFrame) {
-    let Some(task) = k.tasks.get(&next) else {
-        return;
-    };
-    *frame = task.frame.clone();
-    let _ = become_current(k, next);
-}
-
 /// Make `next` the task that runs when the kernel returns to ring 3: its
 /// address space, a fresh time slice, and the I/O permission bitmap
 /// showing its port windows and no other task's. Every way into ring 3
 /// after a switch goes through here, so no task ever runs with the ports
 /// another task opened. Returns the address of `next`'s saved registers,
 /// or `None` — having changed nothing — if it has no record. The record is
-/// looked up once: this is every direct `Exchange`'s way out.
+/// looked up once.
 fn become_current(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
     let KernelState {
         tasks,
@@ -126,16 +123,32 @@ pub(super) fn enter(
     }
     *current = Some(next);
     *slice_left = TIME_SLICE_TICKS;
-    // The record lives in the kernel half, mapped in every space.
-    &mut task.frame as *mut TrapFrame
+    live(task)
 }
 
-/// [`resume`] without the copy: `next`'s saved registers are left in its
-/// record, and the frame to leave the kernel with is that record itself
-/// (the syscall exit restores registers from whatever frame it is given,
-/// and nothing runs between the dispatcher's return and the `iretq`: one
-/// CPU, interrupts off). `None` — having changed nothing — if `next` has
-/// no record.
+/// `task`'s record as the frame to leave the kernel with, the task about
+/// to run in ring 3: its system calls save their registers there (the
+/// syscall entry is pointed at it). Every way to ring 3 through a record
+/// comes here.
+#[inline(always)]
+pub(super) fn live(task: &mut UserTask) -> *mut TrapFrame {
+    // The record lives in the kernel half, mapped in every space.
+    let frame = &mut task.frame as *mut TrapFrame;
+    // SAFETY: interrupts are off (the kernel lock is held). The record
+    // stays where it is while its task runs in ring 3: records move only
+    // when a system call grows the table, and every system call leaves
+    // through here (or through another task's record, which also comes
+    // here); a task's record is freed only when it ends, and then another
+    // task's record is the next one left through.
+    unsafe { crate::arch::x86_64::syscall_entry::save_calls_into(frame) };
+    frame
+}
+
+/// The frame to leave the kernel with for `next`: its saved registers,
+/// left in its record (the syscall exit restores registers from whatever
+/// frame it is given, and nothing runs between the dispatcher's return and
+/// the `iretq`: one CPU, interrupts off). `None` — having changed nothing
+/// — if `next` has no record.
 #[inline(always)]
 pub fn resume_in_place(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
     become_current(k, next)
@@ -215,23 +228,23 @@ pub(super) fn accept_offer(tasks: &mut UserTasks, offer: &Offer<'_>) -> bool {
     true
 }
 
-/// The timer interrupted ring 3: expire deadlines and switch if the slice
-/// is used up or a sleeper woke (it may outrank the current task).
-pub fn preempt_tick(frame: &mut TrapFrame) {
+/// The timer interrupted ring 3 (`frame`, on the kernel stack): expire
+/// deadlines and switch if the slice is used up or a sleeper woke (it may
+/// outrank the current task). Returns the record of the task that runs
+/// next, or `None` to resume `frame`.
+pub fn preempt_tick(frame: &TrapFrame) -> Option<*mut TrapFrame> {
     let mut guard = KERNEL.lock();
-    let Some(k) = guard.as_mut() else {
-        return;
-    };
+    let k = guard.as_mut()?;
     let woken = k.core.expire_deadlines(now());
     k.slice_left = k.slice_left.saturating_sub(1);
     if woken == 0 && k.slice_left > 0 {
-        return;
+        return None;
     }
     if let Some(cur) = k.current {
         k.core.yield_task(cur);
     }
-    park_current(k, frame);
-    schedule(guard, frame);
+    park_interrupted(k, frame);
+    Some(schedule(guard))
 }
 
 /// What a CPU exception in ring 3 means for the task.
@@ -261,9 +274,9 @@ fn classify(frame: &TrapFrame) -> CpuFault {
     }
 }
 
-/// A ring-3 exception: end only the current task (one report line), then
-/// run another.
-pub fn user_fault(frame: &mut TrapFrame) {
+/// A ring-3 exception (`frame`, on the kernel stack): end only the current
+/// task (one report line), then run another; returns its record.
+pub fn user_fault(frame: &TrapFrame) -> *mut TrapFrame {
     let fault = classify(frame);
     let mut guard = KERNEL.lock();
     let Some(k) = guard.as_mut() else {
@@ -288,13 +301,14 @@ pub fn user_fault(frame: &mut TrapFrame) {
             error: FailureCause::Fault(fault),
         },
     );
-    schedule(guard, frame);
+    schedule(guard)
 }
 
 /// Start scheduling from the boot context: never returns.
 pub fn run_first() -> ! {
     x86_64::instructions::interrupts::disable();
-    let mut frame = TrapFrame::default();
-    schedule(KERNEL.lock(), &mut frame);
-    crate::arch::x86_64::syscall_entry::enter_user(&frame)
+    let frame = schedule(KERNEL.lock());
+    // SAFETY: `schedule` returns the record of the task to run, a ring-3
+    // frame, which it pointed the syscall entry at (`live`).
+    unsafe { crate::arch::x86_64::syscall_entry::enter_user(frame) }
 }

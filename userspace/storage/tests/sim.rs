@@ -827,3 +827,83 @@ fn one_task_opening_many_sessions_closes_only_its_own() {
         .receive_with_capabilities(alices, Some(Duration::ZERO))
         .is_ok());
 }
+
+/// How long `put` takes to give up when every answer is lost, with a
+/// client whose per-attempt timeout is `timeout`, over `attempts`
+/// attempts, on an open session.
+fn time_to_give_up(timeout: Duration, attempts: u32) -> Duration {
+    let (mut h, alice, a) = setup();
+    let mut a = a.with_retry(timeout, attempts);
+    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+    h.kernel.set_fault_plan(drop_replies(None));
+    let started = h.kernel.now();
+    assert!(matches!(
+        a.put(&mut h.as_client(alice), &map, b"k", b"v"),
+        Err(ClientError::Timeout { .. })
+    ));
+    h.kernel.now().saturating_duration_since(started)
+}
+
+#[test]
+fn a_client_gives_up_after_its_timeouts_and_the_one_session_probe() {
+    use pandagen_storage::client::SESSION_PROBE;
+    // On an open session the first attempt waits only SESSION_PROBE before
+    // re-sending with the reply capability (the service may have lost
+    // the session), then the whole timeout; each later attempt is such a
+    // re-send and waits its timeout once. Nothing waits twice.
+    let timeout = Duration::from_millis(200);
+    assert_eq!(
+        time_to_give_up(timeout, 3),
+        SESSION_PROBE.saturating_add(Duration::from_millis(600))
+    );
+    // A timeout no longer than the probe leaves no room for one: each
+    // attempt waits exactly its timeout.
+    assert_eq!(
+        time_to_give_up(SESSION_PROBE, 3),
+        Duration::from_millis(300)
+    );
+}
+
+/// How long a put whose answers are all lost takes to give up (one
+/// attempt of `timeout`), when the first answer to the put before it was
+/// `late` by this much and so arrives during it.
+fn give_up_with_a_late_answer_arriving(timeout: Duration, late: Duration) -> Duration {
+    let (mut h, alice, a) = setup();
+    let mut a = a.with_retry(timeout, 1);
+    let (map, _) = a.create(&mut h.as_client(alice), ObjectKind::Map).unwrap();
+    // The first answer to this put comes late: the client re-sends it
+    // after the session probe, and the re-send's answer completes the put
+    // while the late one is still on its way.
+    let delay = MessageRule::new(
+        MessageFilter::with_action(actions::REPLY),
+        MessageFault::Delay(late),
+    )
+    .times(1);
+    h.kernel
+        .set_fault_plan(FaultPlan::new().with_message_rule(delay));
+    a.put(&mut h.as_client(alice), &map, b"k", b"1").unwrap();
+    h.kernel.set_fault_plan(drop_replies(None));
+    let started = h.kernel.now();
+    assert!(matches!(
+        a.put(&mut h.as_client(alice), &map, b"k", b"2"),
+        Err(ClientError::Timeout { .. })
+    ));
+    h.kernel.now().saturating_duration_since(started)
+}
+
+#[test]
+fn a_late_answer_arriving_during_a_call_does_not_lengthen_its_wait() {
+    use pandagen_storage::client::SESSION_PROBE;
+    let timeout = Duration::from_millis(200);
+    let unhindered = SESSION_PROBE.saturating_add(timeout);
+    // The late answer arrives 50 ms into the object call's probe wait, or
+    // 50 ms into the wait after the re-send: either wait still ends when
+    // it would have without it.
+    for late in [150, 250] {
+        assert_eq!(
+            give_up_with_a_late_answer_arriving(timeout, Duration::from_millis(late)),
+            unhindered,
+            "answer {late} ms late"
+        );
+    }
+}

@@ -234,14 +234,6 @@ impl KernelCore {
         Ok((ch, self.install(caller, cap)))
     }
 
-    /// Whether a receive on `ch` would find a message of its bound kernel
-    /// channel.
-    pub(super) fn kernel_messages_waiting(&self, ch: &crate::channel::Channel) -> bool {
-        ch.bound
-            .and_then(|b| self.channels.get(b))
-            .is_some_and(|b| !b.queue.is_empty())
-    }
-
     /// Where a receive on `ch` takes its next message: `ch`, or its bound
     /// kernel channel when that one's head is older (or `ch` is empty).
     fn receive_source(&self, ch: ChannelRef) -> ChannelRef {
@@ -387,9 +379,7 @@ impl KernelCore {
                 };
                 if hand_off(&offer) {
                     self.sched.wake(slot, Some(&mut c.waiters));
-                    if let Some(t) = self.tasks.by_slot_mut(slot) {
-                        t.wake = Some(WakeReason::HandedOff);
-                    }
+                    self.sched.set_wake(slot, Some(WakeReason::HandedOff));
                     return Ok(Sent::HandedOff {
                         channel: ch,
                         receiver,
@@ -619,8 +609,9 @@ impl KernelCore {
 
     /// [`KernelCore::receivable`] for a receive that takes a message or
     /// blocks now: the caller's wake reason is cleared (as
-    /// `receive_or_block` must) on the task entry the capability check
-    /// found, not looked up again. A refused receive clears nothing.
+    /// `receive_or_block` must) in the scheduler entry of the slot the
+    /// capability check found, not looked up again. A refused receive
+    /// clears nothing.
     #[inline(always)]
     pub(super) fn receivable_awake(
         &mut self,
@@ -628,11 +619,11 @@ impl KernelCore {
         handle: CapHandle,
         now: Instant,
     ) -> Result<ChannelRef, KernelError> {
-        let checked = match self.tasks.get_mut(caller) {
+        let checked = match self.tasks.slot_and_task(caller) {
             None => Err(InvalidUse::CallerNotAlive),
-            Some(task) => match check_channel_cap(task, handle, Rights::RECEIVE) {
+            Some((slot, task)) => match check_channel_cap(task, handle, Rights::RECEIVE) {
                 Ok(ch) => {
-                    task.wake = None;
+                    self.sched.set_wake(slot, None);
                     Ok(ch)
                 }
                 Err(reason) => Err(reason),

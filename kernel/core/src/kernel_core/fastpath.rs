@@ -24,7 +24,6 @@ use super::KernelCore;
 use crate::cap_table::{CapSpace, ObjectRef};
 use crate::channel::{Body, Channel, ChannelRef};
 use crate::sched::{BlockedOn, SchedState, Scheduler};
-use crate::task::{TaskTable, WakeReason};
 
 use super::channel::Offer;
 
@@ -47,13 +46,11 @@ pub struct Switched {
 /// into the receiver's buffer between the two.
 ///
 /// It holds the two channels the check found, so the commit changes their
-/// wait lists in place without looking them up again. (Holding both
-/// tasks' records too, for their wake reasons, was measured: 31
-/// instructions a round trip more than looking them up by slot in the
-/// commit, the references spilled across the embedder's hand-off.)
+/// wait lists in place without looking them up again. The two tasks'
+/// wake reasons are in their scheduler entries, which the switch writes
+/// anyway: the commit touches no task record.
 #[must_use = "a checked call changes nothing until it is committed"]
 pub struct FastCall<'k> {
-    tasks: &'k mut TaskTable,
     caller: TaskId,
     receiver: TaskId,
     /// The channel sent on, and the one received on unless it is the same.
@@ -89,7 +86,6 @@ impl FastCall<'_> {
     #[inline(always)]
     pub fn commit(self) -> Switched {
         let FastCall {
-            tasks,
             receiver,
             sent_on,
             receive_on,
@@ -110,7 +106,8 @@ impl FastCall<'_> {
         };
         // The wait lists are changed in place, in the channels `check_fast`
         // found; when the caller receives on the channel it sent on, they
-        // are one list.
+        // are one list. The two wake reasons are written in the same
+        // scheduler entries.
         sched.switch_direct(
             caller_slot,
             receiver_slot,
@@ -118,12 +115,6 @@ impl FastCall<'_> {
             &mut sent_on.waiters,
             receive_on.map(|r| &mut r.waiters),
         );
-        if let Some(t) = tasks.by_slot_mut(receiver_slot) {
-            t.wake = Some(WakeReason::HandedOff);
-        }
-        if let Some(t) = tasks.by_slot_mut(caller_slot) {
-            t.wake = None;
-        }
         Switched {
             channel: to,
             receiver,
@@ -187,13 +178,19 @@ impl KernelCore {
         deadline: Option<Instant>,
         now: impl FnOnce() -> Instant,
     ) -> Option<FastCall<'_>> {
-        let (caller_slot, caller_task) = self.tasks.slot_and_task(caller)?;
-        if self.sched.state(caller_slot) != SchedState::Running
-            || len > self.config.max_message_bytes
-        {
+        let KernelCore {
+            config,
+            tasks,
+            channels,
+            sched,
+            next_seq,
+            ..
+        } = self;
+        let (caller_slot, caller_task) = tasks.slot_and_task(caller)?;
+        if sched.state(caller_slot) != SchedState::Running || len > config.max_message_bytes {
             return None;
         }
-        let earliest = match (deadline, self.sched.next_deadline()) {
+        let earliest = match (deadline, sched.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -203,38 +200,25 @@ impl KernelCore {
         let space = &caller_task.space;
         let to = fast_channel(space, send, Rights::SEND)?;
         let from = fast_channel(space, receive, Rights::RECEIVE)?;
-        let c = self.channels.get(to)?;
-        let receiver_slot = match (c.is_closed(), c.queue.is_empty()) {
-            (false, true) => c.waiters.head()?,
+        // The two channels are borrowed once, here, for the checks and for
+        // the commit, which changes their wait lists in place (the core
+        // stays borrowed until then, so they hold the same channels). The
+        // binding's answer comes with them: a channel bound to no kernel
+        // channel (the common case) costs one test.
+        let (sent_on, receive_on, kernel_waiting) = channels.live_pair_mut(to, from)?;
+        let receiver_slot = match (sent_on.is_closed(), sent_on.queue.is_empty()) {
+            (false, true) => sent_on.waiters.head()?,
             _ => return None,
         };
-        let r = self.channels.get(from)?;
-        // A channel bound to no kernel channel (the common case) is
-        // answered here, without the call.
-        if !r.queue.is_empty()
-            || r.is_drained()
-            || (r.bound.is_some() && self.kernel_messages_waiting(r))
-        {
+        let r = receive_on.as_deref().unwrap_or(sent_on);
+        if !r.queue.is_empty() || r.is_drained() || kernel_waiting {
             return None;
         }
-        if !self.sched.can_run_directly(receiver_slot) {
+        if !sched.can_run_directly(receiver_slot) {
             return None;
         }
-        let receiver = self.tasks.by_slot(receiver_slot)?.id;
-        // Everything holds. The channels whose wait lists the call changes
-        // are borrowed once, here, by the slots the checks above found (the
-        // core stays borrowed until the commit, so they hold the same
-        // channels).
-        let KernelCore {
-            tasks,
-            channels,
-            sched,
-            next_seq,
-            ..
-        } = self;
-        let (sent_on, receive_on) = channels.checked_earlier_mut(to, from)?;
+        let receiver = tasks.by_slot(receiver_slot)?.id;
         Some(FastCall {
-            tasks,
             caller,
             receiver,
             sent_on,

@@ -542,9 +542,7 @@ impl KernelCore {
             return false;
         };
         self.sched.wake(slot, Some(&mut c.waiters));
-        if let Some(t) = self.tasks.by_slot_mut(slot) {
-            t.wake = Some(reason);
-        }
+        self.sched.set_wake(slot, Some(reason));
         true
     }
 

@@ -70,8 +70,8 @@ impl KernelCore {
         deadline: Option<Instant>,
         now: Instant,
     ) -> Result<RecvOutcome, KernelError> {
-        if let Some(t) = self.tasks.get_mut(caller) {
-            t.wake = None;
+        if let Some(slot) = self.tasks.slot_of(caller) {
+            self.sched.set_wake(slot, None);
         }
         self.take_or_block(caller, ch, deadline, now)
     }
@@ -117,9 +117,7 @@ impl KernelCore {
             .tasks
             .slot_of(caller)
             .ok_or(KernelError::TaskNotFound(caller))?;
-        if let Some(t) = self.tasks.by_slot_mut(slot) {
-            t.wake = None;
-        }
+        self.sched.set_wake(slot, None);
         if until <= now {
             return Ok(false);
         }
@@ -141,9 +139,7 @@ impl KernelCore {
                 }
                 _ => self.sched.wake(slot, None),
             }
-            if let Some(t) = self.tasks.by_slot_mut(slot) {
-                t.wake = Some(WakeReason::DeadlineReached);
-            }
+            self.sched.set_wake(slot, Some(WakeReason::DeadlineReached));
             woken += 1;
         }
         woken
@@ -171,7 +167,7 @@ impl KernelCore {
     /// Why `task` was last woken, clearing it. `None` if it has not been
     /// woken since it last blocked.
     pub fn take_wake_reason(&mut self, task: TaskId) -> Option<WakeReason> {
-        self.tasks.get_mut(task).and_then(|t| t.wake.take())
+        self.sched.take_wake(self.tasks.slot_of(task)?)
     }
 
     /// The highest-priority ready task, now marked running; FIFO within a

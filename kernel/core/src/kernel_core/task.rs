@@ -158,7 +158,6 @@ impl KernelCore {
             execution,
             domain,
             space: CapSpace::new(self.config.max_caps_per_task),
-            wake: None,
             account,
             own_charge,
         });

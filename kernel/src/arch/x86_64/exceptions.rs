@@ -86,12 +86,13 @@ pub fn last_breakpoint_gs_base() -> u64 {
     BREAKPOINT_GS_BASE.load(Ordering::Relaxed)
 }
 
-pub(super) fn handle(frame: &mut TrapFrame) {
+/// Handles exception `frame`; returns the next task's saved registers
+/// when a ring-3 fault ended the running task, `None` to resume `frame`.
+pub(super) fn handle(frame: &mut TrapFrame) -> Option<*mut TrapFrame> {
     let vec = frame.vector as u8;
     if frame.is_from_user() && vec != vector::NMI && vec != vector::MACHINE_CHECK {
-        // Ends only the faulting task; the frame becomes the next task's.
-        crate::task::user_fault(frame);
-        return;
+        // Ends only the faulting task; the next task's record is resumed.
+        return Some(crate::task::user_fault(frame));
     }
     match vec {
         vector::BREAKPOINT => {
@@ -106,7 +107,7 @@ pub(super) fn handle(frame: &mut TrapFrame) {
                 report_overflow(stack, address, frame);
                 #[cfg(feature = "test-harness")]
                 if stacks::try_recover(frame, stacks::Overflow { stack, address }) {
-                    return;
+                    return None;
                 }
             }
             report(frame);
@@ -115,7 +116,7 @@ pub(super) fn handle(frame: &mut TrapFrame) {
         _ => {
             #[cfg(feature = "test-harness")]
             if super::fault_probe::try_recover(frame) {
-                return;
+                return None;
             }
             // An access far into a guard page is delivered as a plain
             // page fault when the exception frame still fits above it.
@@ -129,6 +130,7 @@ pub(super) fn handle(frame: &mut TrapFrame) {
             crate::panic::stop_after_fatal_error()
         }
     }
+    None
 }
 
 /// Names the stack that overflowed, before the register dump.

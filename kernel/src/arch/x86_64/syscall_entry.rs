@@ -2,18 +2,26 @@
 //! through GS, and the first jump into ring 3.
 //!
 //! `syscall` switches neither stack nor GS. The stub swaps GS to the
-//! per-CPU block ([`PerCpu`]), parks the user RSP there, loads the kernel
-//! stack top from it, and pushes a [`TrapFrame`] in exactly the layout the
-//! interrupt stubs build (vector [`SYSCALL_VECTOR`], CS/SS the user
-//! selectors, RIP from RCX, RFLAGS from R11). The safe dispatcher
-//! (`Exchange` goes to its own entry first, `syscall::exchange_entry`, which
-//! hands what it declines to the dispatcher) gets that
-//! frame and returns the frame to resume — the caller's, or another task's
-//! after a block or an exit — which the stub restores and leaves with
-//! `iretq`. `iretq` rather than `sysretq`: every resumed frame, whether it
-//! came from a syscall, an interrupt or a fresh task, leaves the same way,
-//! and there is no non-canonical-RCX hazard. (RIP values only ever come
-//! from the CPU or from a validated ELF entry point.)
+//! per-CPU block ([`PerCpu`]), parks the user RSP there, and pushes a
+//! [`TrapFrame`] in exactly the layout the interrupt stubs build (vector
+//! [`SYSCALL_VECTOR`], CS/SS the user selectors, RIP from RCX, RFLAGS from
+//! R11) — not on the kernel stack but straight into the running task's
+//! record, whose end the per-CPU block holds ([`save_calls_into`], set on
+//! every way back to ring 3). Then it loads the kernel stack top and calls
+//! the safe dispatcher (`Exchange` goes to its own entry first,
+//! `syscall::exchange_entry`, which hands what it declines to the
+//! dispatcher) with the record's address. The dispatcher returns the
+//! frame to resume — the caller's record, or another task's after a
+//! block or an exit — which the stub restores and leaves with `iretq`:
+//! no frame is copied on a system call, whether it switches or not.
+//! `iretq` rather than `sysretq`: every resumed frame, whether it came
+//! from a syscall, an interrupt or a fresh task, leaves the same way, and
+//! there is no non-canonical-RCX hazard. (RIP values only ever come from
+//! the CPU or from a validated ELF entry point.)
+//!
+//! While the stub pushes into the record, RSP points into the kernel heap:
+//! interrupts are off (FMASK), and NMI, #DF and #MC run on their own
+//! stacks (IST), so nothing else is pushed there.
 //!
 //! FMASK clears every RFLAGS bit ring 3 can leave set that changes how the
 //! kernel runs: IF (the dispatcher runs with interrupts off), TF (no single
@@ -45,17 +53,44 @@ pub struct PerCpu {
     kernel_rsp: u64,
     /// The user RSP, parked by the syscall stub until the frame is built.
     user_rsp: u64,
+    /// The end of the running task's saved registers (its record's
+    /// [`TrapFrame`]): where the syscall stub pushes a call's frame (see
+    /// [`save_calls_into`]).
+    record_frame_end: u64,
 }
 
 const KERNEL_RSP: usize = offset_of!(PerCpu, kernel_rsp);
 const USER_RSP: usize = offset_of!(PerCpu, user_rsp);
+const RECORD_FRAME_END: usize = offset_of!(PerCpu, record_frame_end);
 
 /// The boot CPU's block. The trap stubs compare the live GS base with its
 /// address to decide whether to `swapgs`.
 pub(super) static mut PER_CPU: PerCpu = PerCpu {
     kernel_rsp: 0,
     user_rsp: 0,
+    record_frame_end: 0,
 };
+
+/// Make `record` (the saved registers in the record of the task about to
+/// run in ring 3) where that task's system calls save their registers:
+/// the syscall stub pushes each call's frame straight into the record,
+/// which the dispatcher then treats as the live frame. Every way back to
+/// ring 3 through a record calls this (`task::schedule`), just before the
+/// exit path restores the record.
+///
+/// # Safety
+/// `record` must stay valid — neither moved nor freed — for as long as its
+/// task runs in ring 3, that is, until the next system call enters (which
+/// is the only reader) or the kernel leaves for ring 3 through another
+/// record, which calls this again. Interrupts must be off.
+#[inline(always)]
+pub unsafe fn save_calls_into(record: *mut TrapFrame) {
+    let end = record as u64 + core::mem::size_of::<TrapFrame>() as u64;
+    // SAFETY: one CPU with interrupts off (the caller's promise): nothing
+    // else reads or writes the block now; the syscall stub reads this
+    // field only on the next entry from ring 3.
+    unsafe { (*core::ptr::addr_of_mut!(PER_CPU)).record_frame_end = end };
+}
 
 /// The top of the kernel stack for entries from ring 3 (guarded, see
 /// [`stacks`](super::stacks)).
@@ -129,7 +164,7 @@ unsafe extern "C" fn syscall_entry() {
         "2:",
         "swapgs",
         "mov gs:[{user_rsp}], rsp",
-        "mov rsp, gs:[{kernel_rsp}]",
+        "mov rsp, gs:[{record_frame_end}]",
         // The hardware part of the frame, as an interrupt from ring 3 would
         // have pushed it.
         "push {user_ss}",
@@ -140,50 +175,65 @@ unsafe extern "C" fn syscall_entry() {
         "push 0",
         "push {vector}",
         push_gprs!(),
-        "cld",
+        // The record's address is the dispatcher's argument; the kernel
+        // stack is empty. FMASK has cleared DF.
         "mov rdi, rsp",
-        // RAX still holds the call's number.
+        "mov rsp, gs:[{kernel_rsp}]",
+        // RAX still holds the call's number. `Exchange` runs straight
+        // through to the exit (no jump taken); every other call comes back
+        // to it.
         "cmp rax, {exchange}",
-        "je 3f",
-        "call {dispatch}",
-        "mov rsp, rax",
-        "jmp {resume}",
-        "3:",
+        "jne 3f",
         "call {exchange_entry}",
+        "4:",
         "mov rsp, rax",
-        "jmp {resume}",
+        pop_gprs!(),
+        "add rsp, 16",
+        "swapgs",
+        "iretq",
+        "3:",
+        "call {dispatch}",
+        "jmp 4b",
         user_rsp = const USER_RSP,
         kernel_rsp = const KERNEL_RSP,
+        record_frame_end = const RECORD_FRAME_END,
         user_ss = const gdt::USER_DATA as u64,
         user_cs = const gdt::USER_CODE as u64,
         vector = const SYSCALL_VECTOR,
         exchange = const pandagen_abi::syscall::Syscall::Exchange as u64,
         dispatch = sym crate::syscall::syscall_dispatch,
         exchange_entry = sym crate::syscall::exchange_entry,
-        resume = sym resume_user,
     );
 }
 
-/// Restores the frame at RSP and returns to ring 3 with it.
+/// Restores the frame at RSP and returns to ring 3 with it (the exit
+/// [`syscall_entry`] ends with, too).
 #[unsafe(naked)]
 unsafe extern "C" fn resume_user() {
     naked_asm!(pop_gprs!(), "add rsp, 16", "swapgs", "iretq",);
 }
 
-/// Leaves the boot context for good and runs `frame` (a ring-3 frame) on
-/// the kernel stack every later entry from ring 3 uses.
-pub fn enter_user(frame: &TrapFrame) -> ! {
-    assert!(frame.is_from_user(), "enter_user needs a ring-3 frame");
-    let slot = (kernel_stack_top() - core::mem::size_of::<TrapFrame>() as u64) as *mut TrapFrame;
-    // SAFETY: the slot is the top of the kernel stack, which nothing uses
-    // yet (we are still on the boot stack); the frame's CS/SS are the user
-    // selectors, so `iretq` drops to ring 3 and cannot resume kernel code.
+/// Leaves the boot context for good and runs `frame` (a ring-3 frame,
+/// the first task's record); every later entry from ring 3 uses the
+/// kernel stack (`init`).
+///
+/// # Safety
+/// `frame` must be valid, a ring-3 frame, and the one [`save_calls_into`]
+/// was last given.
+pub unsafe fn enter_user(frame: *mut TrapFrame) -> ! {
+    // SAFETY: valid (the caller's promise).
+    assert!(
+        unsafe { (*frame).is_from_user() },
+        "enter_user needs a ring-3 frame"
+    );
+    // SAFETY: the frame's CS/SS are the user selectors, so `iretq` drops to
+    // ring 3 and cannot resume kernel code; the boot stack is left for
+    // good, and the exit path reads only the frame.
     unsafe {
-        slot.write(frame.clone());
         core::arch::asm!(
-            "mov rsp, {slot}",
+            "mov rsp, {frame}",
             "jmp {resume}",
-            slot = in(reg) slot,
+            frame = in(reg) frame,
             resume = sym resume_user,
             options(noreturn),
         );

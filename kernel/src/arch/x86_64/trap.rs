@@ -3,11 +3,12 @@
 //!
 //! The assembly stubs in `trap_entry` push a complete [`TrapFrame`] on the
 //! current kernel stack and call [`trap_dispatch`] with a pointer to it.
-//! The dispatcher returns the frame to resume: today always the same one,
-//! but a scheduler can return another task's saved frame (on that task's
-//! kernel stack) and the common exit path will restore *that* task's
-//! registers and `iretq` into it. The syscall entry can build the same
-//! frame, so a task preempted in either path resumes the same way.
+//! The dispatcher returns the frame to resume: the same one, or, after a
+//! switch (preemption, a task's fault), the next task's saved registers in
+//! its record, and the common exit path restores *that* task's registers
+//! and `iretq`s into it. The syscall entry builds the same frame (in the
+//! running task's record), so a task preempted in either path resumes the
+//! same way.
 
 use super::exceptions;
 use core::mem::offset_of;
@@ -151,13 +152,15 @@ impl TrapFrame {
 ///
 /// Returns the frame to resume.
 pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame {
+    // A switch resumes another task's record instead of this frame.
+    let mut switched = None;
     // Interrupt gates do not clear RFLAGS.AC: if the trap arrived inside a
     // `with_user_access` window, SMAP would stay lifted for the handler.
     // `iretq` restores the interrupted code's AC.
     super::protection::rearm_smap();
     let vector = frame.vector as u8;
     match vector {
-        0..=31 => exceptions::handle(frame),
+        0..=31 => switched = exceptions::handle(frame),
         TIMER_VECTOR => {
             clock::tick();
             // SAFETY: acknowledging the IRQ we are handling, once.
@@ -168,7 +171,7 @@ pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame 
             // A tick in ring 0 is the idle loop's wake-up, which looks at
             // the deadlines itself; a tick in ring 3 may preempt.
             if frame.is_from_user() {
-                crate::task::preempt_tick(frame);
+                switched = crate::task::preempt_tick(frame);
             }
         }
         v if pic::is_irq_vector(v) => {
@@ -181,5 +184,5 @@ pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> *mut TrapFrame 
         }
         _ => log::warn!("unexpected interrupt vector {vector}"),
     }
-    frame
+    switched.unwrap_or(frame)
 }
