@@ -64,9 +64,9 @@ use crate::object::ObjectKind;
 const HOME_RIGHTS: Rights =
     Rights::from_bits(Rights::READ.bits() | Rights::WRITE.bits() | Rights::TRANSFER.bits());
 use crate::protocol::{
-    actions, push_put_answer, OneOpPayload, Op, OpRef, OpResult, OpResultRef, Reply, Request,
-    RequestPayload, Response, StorageInfo, TransactedRef, MAX_VERSIONS_PER_REPLY, PUT_ANSWER_MAX,
-    VERSION_POLICY,
+    actions, push_get_answer, push_put_answer, OneOpPayload, Op, OpRef, OpResult, OpResultRef,
+    Reply, Request, RequestPayload, Response, StorageInfo, TransactedRef, GET_ANSWER_OVERHEAD,
+    MAX_VERSIONS_PER_REPLY, PUT_ANSWER_MAX, VERSION_POLICY,
 };
 use crate::record::Origin;
 use crate::store::ObjectStore;
@@ -969,7 +969,7 @@ impl<B: StorageBackend> StorageServer<B> {
 
     /// A `Transact` of one `Get`: what [`Self::transact`] answers, by
     /// [`ObjectStore::get_alone`], encoded straight from the stored value
-    /// (no copy of it, no `Reply` built). It writes nothing, so no record
+    /// (no copy of it, no `Reply` built: [`push_get_answer`]). It writes nothing, so no record
     /// keeps its answer.
     fn get_alone(
         &mut self,
@@ -986,12 +986,13 @@ impl<B: StorageBackend> StorageServer<B> {
         };
         // A value within the limit always fits; one from an older, larger
         // limit is measured.
-        let small = value.map_or(0, <[u8]>::len) <= limits::MAX_VALUE_BYTES;
-        if !small && !fits(&reply) {
+        let len = value.map_or(0, <[u8]>::len);
+        if len > limits::MAX_VALUE_BYTES && !fits(&reply) {
             return Err(StorageError::ReplyTooLarge);
         }
-        let response: Result<_, StorageError> = Ok(reply);
-        payload_of(&response).map_err(|_| StorageError::ReplyTooLarge)
+        let mut answer = Vec::with_capacity(GET_ANSWER_OVERHEAD + len);
+        push_get_answer(&mut answer, version, value);
+        MessagePayload::from_bytes(answer).map_err(|_| StorageError::ReplyTooLarge)
     }
 
     /// Whether one-operation `Transact`s take their own path
