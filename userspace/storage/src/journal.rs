@@ -1318,9 +1318,9 @@ impl<D: BlockDevice> JournalBackend<D> {
         frame[..4].copy_from_slice(FRAME_MAGIC);
         frame[4..12].copy_from_slice(&seq.to_le_bytes());
         frame[12..16].copy_from_slice(&len.to_le_bytes());
-        let mac = self.volume().mac(FRAME_MAGIC, self.generation, seq, &body);
+        let mac = self.volume().mac(FRAME_MAGIC, self.generation, seq, body);
         frame[16..24].copy_from_slice(&mac.to_le_bytes());
-        frame[FRAME_HEADER..FRAME_HEADER + body.len()].copy_from_slice(&body);
+        frame[FRAME_HEADER..FRAME_HEADER + body.len()].copy_from_slice(body);
         // Acknowledged only once the frame is on the medium.
         let written = self
             .device

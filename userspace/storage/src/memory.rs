@@ -328,8 +328,8 @@ mod tests {
             object: ObjectId::from_raw(1),
             version: VersionId::from_raw(seq * 10),
             key: b"key",
-            value: (seq % 2 == 0).then_some(&b"value"[..]),
-            origin: (seq % 3 == 0).then_some(&origin),
+            value: seq.is_multiple_of(2).then_some(&b"value"[..]),
+            origin: seq.is_multiple_of(3).then_some(&origin),
         };
         let one = MemoryBackend::frame(&update(1).to_record()).unwrap().len();
         let mut by_record = MemoryBackend::new([7; 16]).with_capacity(6 * one);

@@ -175,8 +175,10 @@ fn a_map_update_is_written_as_its_record() {
         object: ObjectId::from_raw(1),
         version: VersionId::from_raw(seq * 10),
         key: b"key",
-        value: (seq % 2 == 0).then(|| &value[..if seq % 4 == 0 { 300 } else { 10 }]),
-        origin: (seq % 3 == 0).then_some(&origin),
+        value: seq
+            .is_multiple_of(2)
+            .then(|| &value[..if seq.is_multiple_of(4) { 300 } else { 10 }]),
+        origin: seq.is_multiple_of(3).then_some(&origin),
     };
     // One journal by records, one by parts: the same disk after each.
     let mut by_record = JournalBackend::format(Disk::new(24), [9; 16]).unwrap();
