@@ -24,7 +24,7 @@ use core::cell::RefCell;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::CommitSeq;
-use crate::record::CommitRecord;
+use crate::record::{CommitRecord, MapUpdate};
 use crate::siphash::SipKey;
 
 /// Why a backend could not make a record durable or read its records back.
@@ -67,6 +67,13 @@ pub trait StorageBackend {
     /// Make `record` durable, all of it or nothing.
     fn apply(&mut self, record: &CommitRecord) -> Result<(), BackendError>;
 
+    /// [`apply`](Self::apply) of `update`'s record (the same bytes). A
+    /// backend that can write it without building the record overrides
+    /// this.
+    fn apply_map_update(&mut self, update: &MapUpdate<'_>) -> Result<(), BackendError> {
+        self.apply(&update.to_record())
+    }
+
     /// Recover: feed every durable record to `visit`, in commit order, and
     /// discard any torn tail so that later `apply`s follow the last good
     /// record.
@@ -99,6 +106,10 @@ impl<B: StorageBackend + ?Sized> StorageBackend for Box<B> {
         (**self).apply(record)
     }
 
+    fn apply_map_update(&mut self, update: &MapUpdate<'_>) -> Result<(), BackendError> {
+        (**self).apply_map_update(update)
+    }
+
     fn replay(
         &mut self,
         visit: &mut dyn FnMut(CommitRecord),
@@ -126,6 +137,10 @@ impl<B: StorageBackend> StorageBackend for Rc<RefCell<B>> {
 
     fn apply(&mut self, record: &CommitRecord) -> Result<(), BackendError> {
         self.borrow_mut().apply(record)
+    }
+
+    fn apply_map_update(&mut self, update: &MapUpdate<'_>) -> Result<(), BackendError> {
+        self.borrow_mut().apply_map_update(update)
     }
 
     fn replay(

@@ -136,7 +136,7 @@ use pandagen_abi::BlockError;
 
 use crate::backend::{BackendError, RecoveryReport, StorageBackend};
 use crate::ids::{CommitSeq, ObjectId};
-use crate::record::{Change, CommitRecord};
+use crate::record::{Change, CommitRecord, MapUpdate};
 use crate::siphash::{siphash24, SipKey};
 use crate::store::DURABLE_ANSWERS;
 
@@ -1279,27 +1279,21 @@ impl<D: BlockDevice> JournalBackend<D> {
         }
         Ok(true)
     }
-}
 
-impl<D: BlockDevice> StorageBackend for JournalBackend<D> {
-    fn cap_key(&self) -> SipKey {
-        self.key
-    }
-
-    fn apply(&mut self, record: &CommitRecord) -> Result<(), BackendError> {
-        if !self.ready {
-            return Err(BackendError::Crashed);
-        }
-        let body = encode(record)?;
+    /// Write the frame of record `record_seq`, whose encoding is `body`
+    /// (`restart`: it is a restart's record, which may use the room kept
+    /// for one), and wait until it is on the medium (see
+    /// [`StorageBackend::apply`]).
+    fn write_frame(
+        &mut self,
+        record_seq: CommitSeq,
+        body: &[u8],
+        restart: bool,
+    ) -> Result<(), BackendError> {
         let len = u32::try_from(body.len()).map_err(|_| BackendError::Full)?;
         let blocks = self.blocks_for((FRAME_HEADER + body.len()) as u64);
         let entry = (ENTRY_HEADER + body.len()) as u64;
         let count = self.device.block_count();
-        let restart = record.origin.is_none()
-            && record
-                .changes
-                .iter()
-                .all(|c| matches!(c, Change::Open { .. }));
         // After this frame, packing everything unpacked must still fit,
         // and, after an ordinary commit, a restart's record too.
         let reserve = if restart {
@@ -1319,14 +1313,14 @@ impl<D: BlockDevice> StorageBackend for JournalBackend<D> {
         if !fits(self) || !(compactable(self) || restart) {
             return Err(BackendError::Full);
         }
-        let seq = record.seq.as_raw();
+        let seq = record_seq.as_raw();
         let mut frame = vec![0u8; blocks as usize * self.block_size];
         frame[..4].copy_from_slice(FRAME_MAGIC);
         frame[4..12].copy_from_slice(&seq.to_le_bytes());
         frame[12..16].copy_from_slice(&len.to_le_bytes());
-        let mac = self.volume().mac(FRAME_MAGIC, self.generation, seq, &body);
+        let mac = self.volume().mac(FRAME_MAGIC, self.generation, seq, body);
         frame[16..24].copy_from_slice(&mac.to_le_bytes());
-        frame[FRAME_HEADER..FRAME_HEADER + body.len()].copy_from_slice(&body);
+        frame[FRAME_HEADER..FRAME_HEADER + body.len()].copy_from_slice(body);
         // Acknowledged only once the frame is on the medium.
         let written = self
             .device
@@ -1350,9 +1344,38 @@ impl<D: BlockDevice> StorageBackend for JournalBackend<D> {
             });
         }
         self.tail += blocks;
-        self.last_seq = record.seq;
+        self.last_seq = record_seq;
         self.pack_bytes += entry;
         Ok(())
+    }
+}
+
+impl<D: BlockDevice> StorageBackend for JournalBackend<D> {
+    fn cap_key(&self) -> SipKey {
+        self.key
+    }
+
+    fn apply(&mut self, record: &CommitRecord) -> Result<(), BackendError> {
+        if !self.ready {
+            return Err(BackendError::Crashed);
+        }
+        let body = encode(record)?;
+        let restart = record.origin.is_none()
+            && record
+                .changes
+                .iter()
+                .all(|c| matches!(c, Change::Open { .. }));
+        self.write_frame(record.seq, &body, restart)
+    }
+
+    fn apply_map_update(&mut self, update: &MapUpdate<'_>) -> Result<(), BackendError> {
+        if !self.ready {
+            return Err(BackendError::Crashed);
+        }
+        let mut body = Vec::new();
+        update.encode_into(&mut body);
+        // A map's change is not a restart's record.
+        self.write_frame(update.seq, &body, false)
     }
 
     fn replay(

@@ -13,7 +13,7 @@ use core::mem;
 
 use crate::backend::{BackendError, RecoveryReport, StorageBackend};
 use crate::ids::CommitSeq;
-use crate::record::CommitRecord;
+use crate::record::{CommitRecord, MapUpdate};
 use crate::siphash::{siphash24, SipKey};
 
 const HEADER: usize = 4 + 8;
@@ -22,6 +22,11 @@ const HEADER: usize = 4 + 8;
 const TYPICAL_RECORD: usize = 244;
 /// Checksums detect torn writes; they are not secret, so the key is fixed.
 const FRAME_KEY: SipKey = SipKey::from_bytes(*b"pandagen-journal");
+
+/// Push `record`'s encoding onto `body`.
+fn encode(record: &CommitRecord, body: &mut Vec<u8>) -> Result<(), BackendError> {
+    crate::wire_bytes::encode_into(record, body).map_err(|_| BackendError::Io)
+}
 
 /// A fault to inject into the next `apply`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,25 +100,29 @@ impl MemoryBackend {
     }
 
     /// The framed record: `len | checksum | body`, in a buffer of its own
-    /// (see [`Self::frame_into`]).
+    /// (see [`Self::frame_with`]).
     #[cfg(test)]
     fn frame(record: &CommitRecord) -> Result<Vec<u8>, BackendError> {
         let mut frame = Vec::new();
-        Self::frame_into(record, &mut frame)?;
+        Self::frame_with(&mut frame, |body| encode(record, body))?;
         Ok(frame)
     }
 
-    /// Write the framed record, `len | checksum | body`, into `frame`
-    /// (emptied first). The body is encoded in place after the header; the
-    /// checksum covers `len | body`, which the buffer holds contiguously
-    /// once `len` is written just before the body, so nothing is copied.
-    fn frame_into(record: &CommitRecord, frame: &mut Vec<u8>) -> Result<(), BackendError> {
+    /// Write the framed record whose body `encode` pushes, `len | checksum
+    /// | body`, into `frame` (emptied first). The body is encoded in place
+    /// after the header; the checksum covers `len | body`, which the buffer
+    /// holds contiguously once `len` is written just before the body, so
+    /// nothing is copied.
+    fn frame_with(
+        frame: &mut Vec<u8>,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
         frame.clear();
         // Room for a typical record from the start, so that encoding does
         // not grow the buffer step by step.
         frame.reserve(HEADER + TYPICAL_RECORD);
         frame.resize(HEADER, 0);
-        crate::wire_bytes::encode_into(record, frame).map_err(|_| BackendError::Io)?;
+        encode(frame)?;
         let len = u32::try_from(frame.len() - HEADER).map_err(|_| BackendError::Full)?;
         let len = len.to_le_bytes();
         // `len | body` as the checksum reads it: `len` in the last 4 bytes
@@ -123,6 +132,27 @@ impl MemoryBackend {
         frame[..4].copy_from_slice(&len);
         frame[4..HEADER].copy_from_slice(&sum.to_le_bytes());
         Ok(())
+    }
+
+    /// Frame the body `encode` pushes and append it to the journal (see
+    /// [`StorageBackend::apply`]).
+    fn apply_with(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        if self.crashed {
+            return Err(BackendError::Crashed);
+        }
+        // The frame is made in a buffer kept from one record to the next
+        // (so that a commit allocates nothing here), then copied to the
+        // journal whole.
+        let mut frame = mem::take(&mut self.frame);
+        let result = Self::frame_with(&mut frame, encode).and_then(|()| self.append(&frame));
+        // A record far larger than usual does not keep its block.
+        frame.clear();
+        frame.shrink_to(HEADER + TYPICAL_RECORD);
+        self.frame = frame;
+        result
     }
 
     /// Append `frame` to the journal, or fail as the injected fault says.
@@ -152,19 +182,14 @@ impl StorageBackend for MemoryBackend {
     }
 
     fn apply(&mut self, record: &CommitRecord) -> Result<(), BackendError> {
-        if self.crashed {
-            return Err(BackendError::Crashed);
-        }
-        // The frame is made in a buffer kept from one record to the next
-        // (so that a commit allocates nothing here), then copied to the
-        // journal whole.
-        let mut frame = mem::take(&mut self.frame);
-        let result = Self::frame_into(record, &mut frame).and_then(|()| self.append(&frame));
-        // A record far larger than usual does not keep its block.
-        frame.clear();
-        frame.shrink_to(HEADER + TYPICAL_RECORD);
-        self.frame = frame;
-        result
+        self.apply_with(|body| encode(record, body))
+    }
+
+    fn apply_map_update(&mut self, update: &MapUpdate<'_>) -> Result<(), BackendError> {
+        self.apply_with(|body| {
+            update.encode_into(body);
+            Ok(())
+        })
     }
 
     fn replay(
@@ -286,6 +311,52 @@ mod tests {
             let (records, _) = replayed(&mut b);
             assert_eq!(records, vec![record(1), record(2)]);
         }
+    }
+
+    /// A map update written from its parts is the frame of its record,
+    /// and fails as its record does (torn, then crashed; full).
+    #[test]
+    fn a_map_update_is_written_as_its_record() {
+        use crate::record::{MapUpdate, Origin};
+        let origin = Origin {
+            task: 3,
+            message: 400,
+            answer: vec![1, 2, 3],
+        };
+        let update = |seq: u64| MapUpdate {
+            seq: CommitSeq::from_raw(seq),
+            object: ObjectId::from_raw(1),
+            version: VersionId::from_raw(seq * 10),
+            key: b"key",
+            value: seq.is_multiple_of(2).then_some(&b"value"[..]),
+            origin: seq.is_multiple_of(3).then_some(&origin),
+        };
+        let one = MemoryBackend::frame(&update(1).to_record()).unwrap().len();
+        let mut by_record = MemoryBackend::new([7; 16]).with_capacity(6 * one);
+        let mut by_parts = MemoryBackend::new([7; 16]).with_capacity(6 * one);
+        let mut outcomes = Vec::new();
+        for seq in 1..=9 {
+            if seq == 4 {
+                by_record.inject(ApplyFault::TornWrite { keep: 5 });
+                by_parts.inject(ApplyFault::TornWrite { keep: 5 });
+            }
+            let outcome = by_record.apply(&update(seq).to_record());
+            assert_eq!(by_parts.apply_map_update(&update(seq)), outcome, "{seq}");
+            assert_eq!(by_parts.journal, by_record.journal, "{seq}");
+            if seq == 5 {
+                assert_eq!(outcome, Err(BackendError::Crashed));
+                replayed(&mut by_record);
+                replayed(&mut by_parts);
+            }
+            outcomes.push(outcome);
+        }
+        assert!(outcomes.contains(&Err(BackendError::Full)));
+        let written: Vec<_> = (1..=9)
+            .zip(&outcomes)
+            .filter(|(_, outcome)| outcome.is_ok())
+            .map(|(seq, _)| update(seq).to_record())
+            .collect();
+        assert_eq!(replayed(&mut by_parts).0, written);
     }
 
     #[test]

@@ -369,6 +369,60 @@ impl Serialize for OpResultRef<'_> {
     }
 }
 
+/// Where `OpResult::Written` stands in [`OpResult`].
+const OP_RESULT_WRITTEN: u64 = 2;
+
+/// The most bytes [`push_put_answer`] writes: five one-byte pieces and
+/// three varints of up to ten bytes.
+pub(crate) const PUT_ANSWER_MAX: usize = 35;
+
+/// Push the answer to a `Transact` of one put that made `version` of
+/// `object`: the bytes of the [`Response`] `Ok(Reply::Transacted {
+/// results: [Written(version)], versions: [(object, version)] })`,
+/// written by hand.
+pub(crate) fn push_put_answer(out: &mut Vec<u8>, object: ObjectId, version: VersionId) {
+    use crate::wire_bytes::push_varint;
+    // `Ok`, then the reply's variant.
+    out.push(0);
+    push_varint(out, u64::from(REPLY_TRANSACTED));
+    // One result.
+    push_varint(out, 1);
+    push_varint(out, OP_RESULT_WRITTEN);
+    push_varint(out, version.as_raw());
+    // One new version.
+    push_varint(out, 1);
+    push_varint(out, object.as_raw());
+    push_varint(out, version.as_raw());
+}
+
+/// The most bytes [`push_get_answer`] writes besides the value's own:
+/// five one-byte pieces and two varints of up to ten bytes.
+pub(crate) const GET_ANSWER_OVERHEAD: usize = 25;
+
+/// Push the answer to a `Transact` of one get that read `value` at
+/// `version`: the bytes of the [`Response`] `Ok(Reply::Transacted {
+/// results: [Value { version, value }], versions: [] })`, written by
+/// hand.
+pub(crate) fn push_get_answer(out: &mut Vec<u8>, version: VersionId, value: Option<&[u8]>) {
+    use crate::wire_bytes::{push_bytes, push_varint};
+    // `Ok`, then the reply's variant.
+    out.push(0);
+    push_varint(out, u64::from(REPLY_TRANSACTED));
+    // One result.
+    push_varint(out, 1);
+    push_varint(out, u64::from(OP_RESULT_VALUE));
+    push_varint(out, version.as_raw());
+    match value {
+        None => out.push(0),
+        Some(value) => {
+            out.push(1);
+            push_bytes(out, value);
+        }
+    }
+    // No new versions.
+    push_varint(out, 0);
+}
+
 impl<R: Serialize> Serialize for TransactedRef<'_, R> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStructVariant;
@@ -907,6 +961,47 @@ mod tests {
 
     fn encoded_with<R: Serialize + ?Sized>(request: &R, session: Option<u32>) -> Vec<u8> {
         postcard::to_allocvec(&RequestPayloadRef { request, session }).unwrap()
+    }
+
+    proptest::proptest! {
+        /// A put's answer written by hand is the `Response` postcard
+        /// writes, within its bound.
+        #[test]
+        fn a_put_answer_is_the_response(
+            object in proptest::prop_oneof![0u64..300, proptest::prelude::any::<u64>()],
+            version in proptest::prop_oneof![0u64..300, proptest::prelude::any::<u64>()],
+        ) {
+            let (object, version) = (ObjectId::from_raw(object), VersionId::from_raw(version));
+            let response: Response = Ok(Reply::Transacted {
+                results: vec![OpResult::Written(version)],
+                versions: vec![(object, version)],
+            });
+            let mut out = vec![0xee];
+            push_put_answer(&mut out, object, version);
+            proptest::prop_assert_eq!(&out, &postcard::to_extend(&response, vec![0xee]).unwrap());
+            proptest::prop_assert!(out.len() - 1 <= PUT_ANSWER_MAX);
+        }
+    }
+
+    proptest::proptest! {
+        /// A get's answer written by hand is the `Response` postcard
+        /// writes, within its bound.
+        #[test]
+        fn a_get_answer_is_the_response(
+            version in proptest::prop_oneof![0u64..300, proptest::prelude::any::<u64>()],
+            value in proptest::option::of(proptest::collection::vec(0u8..=255, 0..300)),
+        ) {
+            let version = VersionId::from_raw(version);
+            let response: Response = Ok(Reply::Transacted {
+                results: vec![OpResult::Value { version, value: value.clone() }],
+                versions: Vec::new(),
+            });
+            let mut out = vec![0xee];
+            push_get_answer(&mut out, version, value.as_deref());
+            proptest::prop_assert_eq!(&out, &postcard::to_extend(&response, vec![0xee]).unwrap());
+            let len = value.as_ref().map_or(0, Vec::len);
+            proptest::prop_assert!(out.len() - 1 <= GET_ANSWER_OVERHEAD + len);
+        }
     }
 
     /// The borrowed `Transacted` encodes as the reply it stands for.

@@ -64,8 +64,9 @@ use crate::object::ObjectKind;
 const HOME_RIGHTS: Rights =
     Rights::from_bits(Rights::READ.bits() | Rights::WRITE.bits() | Rights::TRANSFER.bits());
 use crate::protocol::{
-    actions, OneOpPayload, Op, OpRef, OpResult, OpResultRef, Reply, Request, RequestPayload,
-    Response, StorageInfo, TransactedRef, MAX_VERSIONS_PER_REPLY, VERSION_POLICY,
+    actions, push_get_answer, push_put_answer, OneOpPayload, Op, OpRef, OpResult, OpResultRef,
+    Reply, Request, RequestPayload, Response, StorageInfo, TransactedRef, GET_ANSWER_OVERHEAD,
+    MAX_VERSIONS_PER_REPLY, PUT_ANSWER_MAX, VERSION_POLICY,
 };
 use crate::record::Origin;
 use crate::store::ObjectStore;
@@ -735,7 +736,7 @@ impl<B: StorageBackend> StorageServer<B> {
         let object = self.authorize(badge, op.required_rights())?;
         match op {
             OpRef::Put { key, value } => self
-                .put_alone(object, key.to_vec(), value.to_vec(), owner, asker)
+                .put_alone(object, key, value.to_vec(), owner, asker)
                 .map(|payload| Executed::Encoded {
                     payload,
                     read_only: false,
@@ -941,25 +942,20 @@ impl<B: StorageBackend> StorageServer<B> {
 
     /// A `Transact` of one `Put`: what [`Self::transact`] answers, by
     /// [`ObjectStore::put_alone`], encoded once for the commit record and
-    /// the answer alike (no `Reply` is built). Its answer always fits (a
-    /// constant size, far below the payload limit).
+    /// the answer alike (no `Reply` is built: [`push_put_answer`]). Its
+    /// answer always fits (a constant size, far below the payload limit).
     fn put_alone(
         &mut self,
         object: ObjectId,
-        key: Vec<u8>,
+        key: &[u8],
         value: Vec<u8>,
         owner: Option<u64>,
         asker: Option<(u64, u64)>,
     ) -> Result<MessagePayload, StorageError> {
         let mut answer = Vec::new();
         self.store.put_alone(owner, object, key, value, |version| {
-            let results = [OpResult::Written(version)];
-            let versions = [(object, version)];
-            let reply: Result<_, StorageError> = Ok(TransactedRef {
-                results: &results,
-                versions: &versions,
-            });
-            answer = payload_of(&reply).ok()?.into_bytes();
+            answer = Vec::with_capacity(PUT_ANSWER_MAX);
+            push_put_answer(&mut answer, object, version);
             let (task, message) = asker?;
             Some(Origin {
                 task,
@@ -973,7 +969,7 @@ impl<B: StorageBackend> StorageServer<B> {
 
     /// A `Transact` of one `Get`: what [`Self::transact`] answers, by
     /// [`ObjectStore::get_alone`], encoded straight from the stored value
-    /// (no copy of it, no `Reply` built). It writes nothing, so no record
+    /// (no copy of it, no `Reply` built: [`push_get_answer`]). It writes nothing, so no record
     /// keeps its answer.
     fn get_alone(
         &mut self,
@@ -990,12 +986,13 @@ impl<B: StorageBackend> StorageServer<B> {
         };
         // A value within the limit always fits; one from an older, larger
         // limit is measured.
-        let small = value.map_or(0, <[u8]>::len) <= limits::MAX_VALUE_BYTES;
-        if !small && !fits(&reply) {
+        let len = value.map_or(0, <[u8]>::len);
+        if len > limits::MAX_VALUE_BYTES && !fits(&reply) {
             return Err(StorageError::ReplyTooLarge);
         }
-        let response: Result<_, StorageError> = Ok(reply);
-        payload_of(&response).map_err(|_| StorageError::ReplyTooLarge)
+        let mut answer = Vec::with_capacity(GET_ANSWER_OVERHEAD + len);
+        push_get_answer(&mut answer, version, value);
+        MessagePayload::from_bytes(answer).map_err(|_| StorageError::ReplyTooLarge)
     }
 
     /// Whether one-operation `Transact`s take their own path

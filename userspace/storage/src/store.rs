@@ -11,6 +11,7 @@
 //! function that applies a fresh commit (`Catalog::apply`), so a recovered
 //! store cannot differ from the one that wrote the records.
 
+mod answers;
 mod blob;
 mod footprint;
 mod log;
@@ -20,7 +21,7 @@ pub use blob::BlobRead;
 pub use log::LogRead;
 pub use map::{Deleted, KeyList, MapValue};
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::backend::{BackendError, RecoveryReport, StorageBackend};
@@ -28,10 +29,12 @@ use crate::error::StorageError;
 use crate::ids::{CommitSeq, ObjectId, TxId, VersionId};
 use crate::limits;
 use crate::object::{Object, ObjectKind, VersionStamp};
-use crate::record::{Change, CommitRecord, Origin};
+use crate::record::{Change, CommitRecord, MapUpdate, Origin};
+use crate::siphash::siphash24;
 use crate::transaction::{
     Pending, PendingObject, Transaction, TransactionalStorage, TxRecord, TxState, TxTable,
 };
+use answers::Answers;
 
 /// How many recent commits' answers the store remembers (see [`Origin`]).
 pub const DURABLE_ANSWERS: usize = 256;
@@ -45,8 +48,7 @@ struct Catalog {
     next_version: u64,
     /// (task, message) -> answer, for the last [`DURABLE_ANSWERS`] commits
     /// that carried an origin.
-    answers: BTreeMap<(u64, u64), Vec<u8>>,
-    answer_order: VecDeque<(u64, u64)>,
+    answers: Answers,
     /// The last instance that opened the store (see `Change::Open`).
     instance: u32,
     /// The heap bytes all of the above holds, bounded from above (see
@@ -56,14 +58,14 @@ struct Catalog {
 }
 
 impl Catalog {
-    fn new() -> Self {
+    /// An empty catalog; `seed` keys the hash of its answers' index.
+    fn new(seed: u64) -> Self {
         Catalog {
             objects: BTreeMap::new(),
             last_seq: CommitSeq::ZERO,
             next_object: 1,
             next_version: 1,
-            answers: BTreeMap::new(),
-            answer_order: VecDeque::new(),
+            answers: Answers::new(seed),
             instance: 0,
             bytes: 0,
         }
@@ -107,15 +109,15 @@ impl Catalog {
         let Some(origin) = origin else {
             return (0, 0);
         };
-        match self.answers.get(&(origin.task, origin.message)) {
+        match self.answers.get((origin.task, origin.message)) {
             Some(old) => (
                 footprint::heap_bytes(origin.answer.len()),
                 footprint::heap_bytes(old.len()),
             ),
             None => {
                 let mut freed = 0;
-                if self.answer_order.len() >= DURABLE_ANSWERS {
-                    let evicted = self.answer_order.front().and_then(|k| self.answers.get(k));
+                if self.answers.len() >= DURABLE_ANSWERS {
+                    let evicted = self.answers.oldest();
                     freed += evicted.map_or(0, |a| footprint::answer(a.len()));
                 }
                 (footprint::answer(origin.answer.len()), freed)
@@ -125,14 +127,7 @@ impl Catalog {
 
     fn remember(&mut self, origin: Origin) {
         let key = (origin.task, origin.message);
-        if self.answers.insert(key, origin.answer).is_none() {
-            self.answer_order.push_back(key);
-        }
-        while self.answer_order.len() > DURABLE_ANSWERS {
-            if let Some(old) = self.answer_order.pop_front() {
-                self.answers.remove(&old);
-            }
-        }
+        self.answers.insert(key, origin.answer, DURABLE_ANSWERS);
     }
 
     /// Apply one durable record. Fails only on records no correct store
@@ -242,7 +237,9 @@ impl<B: StorageBackend> ObjectStore<B> {
     /// with the instance number, so a transaction id handed out before a
     /// restart never names a transaction of the new instance.
     pub fn open(mut backend: B) -> Result<(Self, RecoveryReport), StorageError> {
-        let mut catalog = Catalog::new();
+        // Keyed by the capability key, which clients do not know, so
+        // that they cannot pick message ids that collide in the index.
+        let mut catalog = Catalog::new(siphash24(&backend.cap_key(), b"durable answers"));
         let mut failure = None;
         let report = backend.replay(&mut |record| {
             if failure.is_none() {
@@ -359,7 +356,9 @@ impl<B: StorageBackend> ObjectStore<B> {
         let (added, freed) = self.catalog.footprint_change(&record);
         check_room(self.catalog.bytes, self.memory_limit, (added, freed))?;
         let last = self.catalog.last_seq;
-        write(&mut self.backend, &mut self.backend_failed, last, &record)?;
+        write(&mut self.backend, &mut self.backend_failed, last, |b| {
+            b.apply(&record)
+        })?;
         let seq = record.seq;
         // Nothing changed the catalog since the charge was computed.
         self.catalog.apply_charged(record, (added, freed))?;
@@ -369,12 +368,13 @@ impl<B: StorageBackend> ObjectStore<B> {
     /// [`commit_record`](Self::commit_record) of one update of map
     /// `object` to `version`, `key` to `value`: the same record, charge,
     /// checks and state after, but the map's keys are searched once, for
-    /// the charge and the update alike.
+    /// the charge and the update alike, and the record is written from
+    /// its parts ([`MapUpdate`]) without being built.
     fn commit_map_update(
         &mut self,
         object: ObjectId,
         version: VersionId,
-        key: Vec<u8>,
+        key: &[u8],
         value: Option<Vec<u8>>,
         origin: Option<Origin>,
     ) -> Result<CommitSeq, StorageError> {
@@ -386,7 +386,7 @@ impl<B: StorageBackend> ObjectStore<B> {
             .catalog
             .objects
             .get_mut(&object)
-            .and_then(|o| o.map_slot(&key))
+            .and_then(|o| o.map_slot(key))
             .ok_or(StorageError::Backend(BackendError::Corrupt))?;
         let new_key = (!slot.is_known()).then_some(key.len());
         let value_len = value.as_ref().map_or(0, Vec::len);
@@ -394,25 +394,21 @@ impl<B: StorageBackend> ObjectStore<B> {
             .saturating_add(footprint::map_update(new_key, value_len))
             .saturating_add(kept);
         check_room(used, self.memory_limit, (added, freed))?;
-        let mut record = CommitRecord {
+        let update = MapUpdate {
             seq,
-            changes: alloc::vec![Change::Map {
-                object,
-                version,
-                updates: alloc::vec![(key, value)],
-            }],
-            origin,
+            object,
+            version,
+            key,
+            value: value.as_deref(),
+            origin: origin.as_ref(),
         };
-        write(&mut self.backend, &mut self.backend_failed, last, &record)?;
-        // The value goes from the record written to the map.
-        let value = match record.changes.pop() {
-            Some(Change::Map { updates, .. }) => updates.into_iter().next().and_then(|(_, v)| v),
-            _ => None,
-        };
+        write(&mut self.backend, &mut self.backend_failed, last, |b| {
+            b.apply_map_update(&update)
+        })?;
         slot.commit(VersionStamp { version, seq }, value);
         let catalog = &mut self.catalog;
         catalog.next_version = catalog.next_version.max(version.as_raw() + 1);
-        catalog.close(seq, record.origin, (added, freed));
+        catalog.close(seq, origin, (added, freed));
         Ok(seq)
     }
 
@@ -467,10 +463,7 @@ impl<B: StorageBackend> ObjectStore<B> {
     /// The answer recorded with a recent commit caused by message `message`
     /// of task `task`, if any.
     pub fn durable_answer(&self, task: u64, message: u64) -> Option<&[u8]> {
-        self.catalog
-            .answers
-            .get(&(task, message))
-            .map(Vec::as_slice)
+        self.catalog.answers.get((task, message))
     }
 
     /// Committed versions of `object` newer than `after`, oldest first, at
@@ -834,23 +827,24 @@ fn check_room(used: u64, limit: u64, (added, freed): (u64, u64)) -> Result<(), S
     Ok(())
 }
 
-/// Make `record` durable on `backend`, whose last acknowledged commit is
-/// `last`. Nothing is applied if the backend refuses it. After a failed
-/// write (the medium went away, as when a disk driver dies mid-request)
-/// the backend is recovered in place first, so that the store carries on
-/// once the medium is back; while it is not, every commit fails with the
-/// recovery's error. `failed` is the store's note of that.
+/// Make a record durable on `backend` (`apply` writes it), whose last
+/// acknowledged commit is `last`. Nothing is applied if the backend
+/// refuses it. After a failed write (the medium went away, as when a disk
+/// driver dies mid-request) the backend is recovered in place first, so
+/// that the store carries on once the medium is back; while it is not,
+/// every commit fails with the recovery's error. `failed` is the store's
+/// note of that.
 fn write<B: StorageBackend>(
     backend: &mut B,
     failed: &mut bool,
     last: CommitSeq,
-    record: &CommitRecord,
+    apply: impl FnOnce(&mut B) -> Result<(), BackendError>,
 ) -> Result<(), StorageError> {
     if *failed {
         backend.recover(last)?;
         *failed = false;
     }
-    if let Err(error) = backend.apply(record) {
+    if let Err(error) = apply(backend) {
         *failed = error != BackendError::Full;
         return Err(error.into());
     }

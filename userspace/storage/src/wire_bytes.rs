@@ -157,6 +157,30 @@ pub(crate) fn encode_with_capacity<T: serde::Serialize + ?Sized>(
 /// The longest piece written a byte at a time: a `u64` varint.
 const SHORT_PIECE: usize = 10;
 
+/// Push postcard's varint of `value` onto `out`: the bytes postcard writes
+/// for any unsigned integer (`u32`, `u64`, a length) of that value, low
+/// seven bits first.
+pub(crate) fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Push a byte string as postcard writes one: its length, then its bytes
+/// (a short one a byte at a time, as [`encode_into`] does).
+pub(crate) fn push_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    push_varint(out, bytes.len() as u64);
+    if bytes.len() <= SHORT_PIECE {
+        for &byte in bytes {
+            out.push(byte);
+        }
+    } else {
+        out.extend_from_slice(bytes);
+    }
+}
+
 /// A postcard flavour appending to a `Vec`, short pieces byte by byte.
 struct Pieces<'a>(&'a mut Vec<u8>);
 
@@ -311,6 +335,40 @@ mod tests {
                     postcard::to_allocvec(&value).unwrap()
                 );
             }
+        }
+    }
+
+    /// Varints and byte strings pushed by hand are postcard's bytes, for
+    /// every varint width and short and long strings.
+    #[test]
+    fn pushed_varints_and_byte_strings_are_postcards() {
+        use alloc::vec;
+        use alloc::vec::Vec;
+        for number in [
+            0u64,
+            1,
+            127,
+            128,
+            255,
+            16_383,
+            16_384,
+            1 << 35,
+            1 << 63,
+            u64::MAX,
+        ] {
+            let mut out = vec![0xee];
+            super::push_varint(&mut out, number);
+            assert_eq!(out, postcard::to_extend(&number, vec![0xee]).unwrap());
+            if let Ok(small) = u32::try_from(number) {
+                assert_eq!(out, postcard::to_extend(&small, vec![0xee]).unwrap());
+            }
+        }
+        for len in [0usize, 1, 10, 11, 127, 128, 300] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut out = vec![0xee];
+            super::push_bytes(&mut out, &bytes);
+            let expected = postcard::to_extend(&super::list::Borrowed(&bytes), vec![0xee]);
+            assert_eq!(out, expected.unwrap());
         }
     }
 

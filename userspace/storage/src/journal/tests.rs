@@ -158,6 +158,66 @@ fn replay(j: &mut JournalBackend<Disk>) -> Vec<CommitRecord> {
     out
 }
 
+/// A map update written from its parts puts the bytes its record would
+/// on the disk, fails as its record would before a replay and on a full
+/// disk, and replays as its record.
+#[test]
+fn a_map_update_is_written_as_its_record() {
+    let origin = crate::record::Origin {
+        task: 3,
+        message: 400,
+        answer: vec![1, 2, 3],
+    };
+    // Puts and deletes, with and without an origin, small and large.
+    let value = vec![7u8; 300];
+    let update = |seq: u64| crate::record::MapUpdate {
+        seq: CommitSeq::from_raw(seq),
+        object: ObjectId::from_raw(1),
+        version: VersionId::from_raw(seq * 10),
+        key: b"key",
+        value: seq
+            .is_multiple_of(2)
+            .then(|| &value[..if seq.is_multiple_of(4) { 300 } else { 10 }]),
+        origin: seq.is_multiple_of(3).then_some(&origin),
+    };
+    // One journal by records, one by parts: the same disk after each.
+    let mut by_record = JournalBackend::format(Disk::new(24), [9; 16]).unwrap();
+    let mut by_parts = JournalBackend::format(Disk::new(24), [9; 16]).unwrap();
+    let mut written = Vec::new();
+    for seq in 1.. {
+        let outcome = by_record.apply(&update(seq).to_record());
+        assert_eq!(
+            by_parts.apply_map_update(&update(seq)),
+            outcome,
+            "seq {seq}"
+        );
+        assert_eq!(
+            by_parts.device_mut().bytes,
+            by_record.device_mut().bytes,
+            "seq {seq}"
+        );
+        match outcome {
+            Ok(()) => written.push(update(seq).to_record()),
+            Err(e) => {
+                assert_eq!(e, BackendError::Full);
+                break;
+            }
+        }
+    }
+    assert!(written.len() > 4);
+    let mut reopened = JournalBackend::open(by_parts.into_device()).unwrap();
+    assert_eq!(
+        reopened.apply_map_update(&update(1)),
+        Err(BackendError::Crashed),
+        "replay first"
+    );
+    // What was written before the journal compacted itself is packed
+    // (older answers dropped); the last records replay as written.
+    let replayed = replay(&mut reopened);
+    assert_eq!(replayed.last(), written.last());
+    assert_eq!(replayed.len(), written.len());
+}
+
 #[test]
 fn records_survive_a_reopen() {
     let mut j = JournalBackend::format(Disk::new(64), [9; 16]).unwrap();

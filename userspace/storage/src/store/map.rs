@@ -182,12 +182,12 @@ impl<B: StorageBackend> ObjectStore<B> {
         &mut self,
         owner: Option<u64>,
         object: ObjectId,
-        key: Vec<u8>,
+        key: &[u8],
         value: Vec<u8>,
         origin: impl FnOnce(VersionId) -> Option<Origin>,
     ) -> Result<VersionId, StorageError> {
         self.next_tx_id(owner)?;
-        Self::check_put(&key, &value)?;
+        Self::check_put(key, &value)?;
         let obj = self.object(object)?;
         // Its snapshot is the last commit: the object is visible and no
         // commit since can conflict.

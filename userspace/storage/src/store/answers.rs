@@ -1,0 +1,310 @@
+//! The answers kept with the last [`DURABLE_ANSWERS`](super::DURABLE_ANSWERS)
+//! commits that carried an origin, oldest first, found by their key
+//! (task, message) through a hash index.
+//!
+//! A put looks its key up for a re-send, for the memory charge, then keeps
+//! its answer and drops the oldest: in a `BTreeMap` of 256 entries each of
+//! those was a search of two or three nodes by tuple comparisons, about
+//! 200 instructions, five of them per put. Here the answers sit in a queue
+//! in the order they were kept (the oldest, the one evicted, is its front:
+//! no search), and an open-addressing table with linear probing maps a key
+//! to its place in the queue: a look-up hashes the key and usually
+//! compares one entry.
+//!
+//! The hash multiplies by a secret odd number (derived from the store's
+//! capability key), so a client that picks its message ids cannot aim
+//! them at one run of the table; even so, a look-up compares at most as
+//! many entries as are kept.
+//!
+//! Heap use per answer stays within what the store charges for one
+//! ([`footprint::answer`](super::footprint::answer), worked out for a
+//! `BTreeMap` entry and a place in a queue of keys): the queue's element
+//! (key and answer) and at most four table slots of four bytes, see
+//! `the_index_fits_in_the_charge_of_an_answer`.
+
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// A kept answer.
+#[derive(Debug)]
+struct Kept {
+    key: (u64, u64),
+    answer: Vec<u8>,
+}
+
+/// A table slot that holds no answer.
+const EMPTY: u32 = u32::MAX;
+/// Serial numbers count modulo this (far more than are ever kept at once),
+/// so that none is [`EMPTY`].
+const SERIALS: u32 = 1 << 31;
+/// The table's first size (slots, a power of two).
+const FIRST_SLOTS: usize = 8;
+
+/// Answers by (task, message), oldest first (see the module docs).
+#[derive(Debug)]
+pub(super) struct Answers {
+    /// Oldest first; `kept[i]` has serial number `first + i` (modulo
+    /// [`SERIALS`]).
+    kept: VecDeque<Kept>,
+    first: u32,
+    /// Each slot is [`EMPTY`] or the serial number of an answer in `kept`;
+    /// a key's answer is in the first slot at or after its hash's that
+    /// holds it, with no empty slot between. A power of two in length, at
+    /// least twice as long as `kept` (empty while nothing is kept).
+    slots: Vec<u32>,
+    /// The hash's multiplier (odd).
+    multiplier: u64,
+}
+
+impl Answers {
+    /// An empty set whose hash is keyed by `seed`.
+    pub(super) fn new(seed: u64) -> Self {
+        Answers {
+            kept: VecDeque::new(),
+            first: 0,
+            slots: Vec::new(),
+            multiplier: seed | 1,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// The answer kept for `key`.
+    pub(super) fn get(&self, key: (u64, u64)) -> Option<&[u8]> {
+        let (_, at) = self.find(key)?;
+        Some(&self.kept[at].answer)
+    }
+
+    /// The oldest answer: the next one evicted.
+    pub(super) fn oldest(&self) -> Option<&[u8]> {
+        self.kept.front().map(|k| k.answer.as_slice())
+    }
+
+    /// Keep `answer` for `key`, replacing the one kept for it, if any (in
+    /// its place: it is evicted as early as it would have been); a new key
+    /// evicts the oldest answer first if `max` are kept. Returns whether
+    /// `key` is new.
+    pub(super) fn insert(&mut self, key: (u64, u64), answer: Vec<u8>, max: usize) -> bool {
+        if let Some((_, at)) = self.find(key) {
+            self.kept[at].answer = answer;
+            return false;
+        }
+        while self.kept.len() >= max.max(1) {
+            self.evict_oldest();
+        }
+        if (self.kept.len() + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let serial = self.serial_at(self.kept.len());
+        self.kept.push_back(Kept { key, answer });
+        let mask = self.slots.len() - 1;
+        let mut slot = self.hash(key);
+        while self.slots[slot] != EMPTY {
+            slot = (slot + 1) & mask;
+        }
+        self.slots[slot] = serial;
+        true
+    }
+
+    /// Forget the oldest answer.
+    fn evict_oldest(&mut self) {
+        let Some(oldest) = self.kept.front() else {
+            return;
+        };
+        if let Some((slot, _)) = self.find(oldest.key) {
+            self.vacate(slot);
+        }
+        self.kept.pop_front();
+        self.first = (self.first + 1) % SERIALS;
+    }
+
+    /// The serial number of `kept[at]`.
+    fn serial_at(&self, at: usize) -> u32 {
+        // `at` is below the number kept, far below `SERIALS`.
+        (self.first + at as u32) % SERIALS
+    }
+
+    /// Where `serial` is in `kept`.
+    fn position(&self, serial: u32) -> usize {
+        ((serial + SERIALS - self.first) % SERIALS) as usize
+    }
+
+    /// The slot `key` hashes to.
+    fn hash(&self, (task, message): (u64, u64)) -> usize {
+        let mixed = (task.rotate_left(32) ^ message).wrapping_mul(self.multiplier);
+        let bits = self.slots.len().trailing_zeros();
+        // The top bits of the product depend on every bit of its input.
+        (mixed >> (64 - bits)) as usize
+    }
+
+    /// The slot holding `key` and its position in `kept`.
+    fn find(&self, key: (u64, u64)) -> Option<(usize, usize)> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut slot = self.hash(key);
+        loop {
+            let serial = self.slots[slot];
+            if serial == EMPTY {
+                return None;
+            }
+            let at = self.position(serial);
+            if self.kept[at].key == key {
+                return Some((slot, at));
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    /// Empty `slot`, moving back the entries after it that would
+    /// otherwise be cut off from their hash's slot by the gap.
+    fn vacate(&mut self, mut slot: usize) {
+        let mask = self.slots.len() - 1;
+        self.slots[slot] = EMPTY;
+        let mut next = slot;
+        loop {
+            next = (next + 1) & mask;
+            let serial = self.slots[next];
+            if serial == EMPTY {
+                return;
+            }
+            let home = self.hash(self.kept[self.position(serial)].key);
+            // The entry stays if its home is cyclically in (slot, next].
+            let stays = if slot < next {
+                slot < home && home <= next
+            } else {
+                slot < home || home <= next
+            };
+            if !stays {
+                self.slots[slot] = serial;
+                self.slots[next] = EMPTY;
+                slot = next;
+            }
+        }
+    }
+
+    /// Double the table (or make its first), placing every kept answer
+    /// again.
+    fn grow(&mut self) {
+        let len = (self.slots.len() * 2).max(FIRST_SLOTS);
+        self.slots = vec![EMPTY; len];
+        let mask = len - 1;
+        for at in 0..self.kept.len() {
+            let mut slot = self.hash(self.kept[at].key);
+            while self.slots[slot] != EMPTY {
+                slot = (slot + 1) & mask;
+            }
+            self.slots[slot] = self.serial_at(at);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::footprint;
+    use super::*;
+    use alloc::collections::{BTreeMap, VecDeque};
+    use core::mem::size_of;
+    use proptest::prelude::*;
+
+    /// The map and queue this replaces, as the reference.
+    #[derive(Default)]
+    struct Reference {
+        answers: BTreeMap<(u64, u64), Vec<u8>>,
+        order: VecDeque<(u64, u64)>,
+    }
+
+    /// What the store did before: insert, then evict the oldest while
+    /// more than `max` are kept.
+    fn remember(reference: &mut Reference, key: (u64, u64), answer: Vec<u8>, max: usize) -> bool {
+        let new = reference.answers.insert(key, answer).is_none();
+        if new {
+            reference.order.push_back(key);
+        }
+        while reference.order.len() > max {
+            if let Some(old) = reference.order.pop_front() {
+                reference.answers.remove(&old);
+            }
+        }
+        new
+    }
+
+    fn check(answers: &Answers, reference: &Reference) -> Result<(), TestCaseError> {
+        prop_assert_eq!(answers.len(), reference.order.len());
+        for task in 0..3 {
+            for message in 0..40 {
+                let key = (task, message);
+                prop_assert_eq!(
+                    answers.get(key),
+                    reference.answers.get(&key).map(Vec::as_slice),
+                    "{:?}",
+                    key
+                );
+            }
+        }
+        let oldest = reference
+            .order
+            .front()
+            .map(|k| reference.answers[k].as_slice());
+        prop_assert_eq!(answers.oldest(), oldest);
+        Ok(())
+    }
+
+    proptest! {
+        /// Any sequence of answers (new keys and kept ones, from a small
+        /// set so that they repeat and collide) leaves the same answers,
+        /// in the same order, as the map and queue this replaces, with
+        /// any bound; with any seed, including one that sends many keys
+        /// to the same slot.
+        #[test]
+        fn answers_are_kept_and_evicted_as_by_a_map_and_a_queue(
+            steps in prop::collection::vec((0u64..3, 0u64..40, any::<u8>()), 0..300),
+            max in 1usize..50,
+            seed in prop_oneof![Just(0u64), any::<u64>()],
+        ) {
+            let mut answers = Answers::new(seed);
+            let mut reference = Reference::default();
+            for (task, message, byte) in steps {
+                let key = (task, message);
+                let new = remember(&mut reference, key, vec![byte], max);
+                prop_assert_eq!(answers.insert(key, vec![byte], max), new);
+                check(&answers, &reference)?;
+            }
+        }
+    }
+
+    /// Serial numbers wrap without ever reading as an empty slot.
+    #[test]
+    fn serial_numbers_wrap() {
+        let mut answers = Answers::new(7);
+        answers.first = SERIALS - 3;
+        for message in 0..10 {
+            answers.insert((1, message), vec![message as u8], 6);
+        }
+        assert_eq!(answers.first, 1);
+        for message in 0..10 {
+            let expected = (message >= 4).then(|| vec![message as u8]);
+            assert_eq!(answers.get((1, message)).map(<[u8]>::to_vec), expected);
+        }
+    }
+
+    /// The queue's element (charged as a growing `Vec`'s, see
+    /// `footprint`) and up to four slots per answer (the table is at most
+    /// four times as long as the queue once it holds a few; a power of
+    /// two, so the heap serves it exactly) cost no more than the store
+    /// charges per answer beyond its bytes.
+    #[test]
+    fn the_index_fits_in_the_charge_of_an_answer() {
+        let per_answer = footprint::vec_element::<Kept>() + 4 * size_of::<u32>() as u64;
+        assert!(per_answer <= footprint::answer(0), "{per_answer}");
+        let mut answers = Answers::new(1);
+        for message in 0..2 * super::super::DURABLE_ANSWERS as u64 {
+            answers.insert((1, message), Vec::new(), super::super::DURABLE_ANSWERS);
+            assert!(answers.slots.len() <= 4 * answers.len().max(FIRST_SLOTS / 4));
+        }
+    }
+}
