@@ -108,7 +108,7 @@ fn send_receive_parts(
 
 /// `SendReceive` with its request in registers, on the general path: the
 /// dispatcher has copied the message in as the request (its length checked
-/// like any request's). The direct path (`KernelState::exchange_direct`)
+/// like any request's). The direct path (`KernelState::direct_call`)
 /// declined it first.
 fn exchange(cx: &mut Ctx<'_>, message: &[u8]) -> Result<Step, KernelError> {
     let registers = cx.registers;

@@ -51,7 +51,7 @@ use pandagen_core::CapInfo;
 use serde::Serialize;
 
 use crate::arch::x86_64::trap::TrapFrame;
-use crate::task::{Exchanged, KernelState, Pending, UserBuffer};
+use crate::task::{DirectCall, Exchanged, KernelState, Pending, UserBuffer};
 
 /// Heap the kernel keeps for its own bookkeeping whatever tasks queue.
 const HEAP_RESERVE: usize = 512 * 1024;
@@ -211,13 +211,15 @@ impl From<KernelError> for CallError {
     }
 }
 
-/// Called by the entry stub for [`Syscall::Exchange`] with the caller's
-/// record, where the stub saved its registers; returns the frame to
-/// resume. The direct path (`KernelState::exchange_direct`) first, which
+/// Called by the entry stub for a call with a direct path
+/// ([`Syscall::Exchange`] with `C` = `ExchangeRegisters`,
+/// [`Syscall::CallObject`] with `C` = `ObjectCallRegisters`) with the
+/// caller's record, where the stub saved its registers; returns the frame
+/// to resume. The direct path (`KernelState::direct_call`) first, which
 /// leaves the caller's registers where the stub saved them; a call it
 /// declines, having changed nothing, goes to the general path like any
 /// other.
-pub extern "C" fn exchange_entry(frame: *mut TrapFrame) -> *mut TrapFrame {
+pub extern "C" fn direct_entry<C: DirectCall>(frame: *mut TrapFrame) -> *mut TrapFrame {
     // SAFETY: the stub's argument, read before the kernel state is locked.
     let registers = unsafe { CallRegisters::read(frame) };
     let mut guard = crate::task::lock_kernel();
@@ -226,9 +228,10 @@ pub extern "C" fn exchange_entry(frame: *mut TrapFrame) -> *mut TrapFrame {
             debug_assert!(
                 k.current()
                     .is_some_and(|caller| k.is_record_of(caller, frame)),
-                "the syscall entry saved an Exchange's registers outside its caller's record"
+                "the syscall entry saved {}'s registers outside its caller's record",
+                C::NAME
             );
-            k.exchange_direct(&registers)
+            k.direct_call::<C>(&registers)
         }
         None => Exchanged::Declined,
     };

@@ -12,8 +12,8 @@
 //! request to the running task (`ObjectCalled::SwitchedTo`), the kernel
 //! switches straight to it instead of through `schedule`.
 //!
-//! The entry stub sends `CallObject` to [`object_call_entry`] first, the
-//! direct path (`KernelState::object_call_direct`), which hands what it
+//! The entry stub sends `CallObject` to `direct_entry` first, the direct
+//! path (`KernelState::direct_call`, `Exchange`'s), which hands what it
 //! declines, having changed nothing, to the dispatcher and so to
 //! [`call_object`].
 
@@ -22,39 +22,8 @@ use pandagen_abi::KernelError;
 use pandagen_core::ObjectCalled;
 
 use super::ipc::{deadline, received};
-use super::{syscall_dispatch, CallRegisters, Ctx, Step};
-use crate::arch::x86_64::trap::TrapFrame;
-use crate::task::{Exchanged, Pending, KERNEL};
-
-/// Called by the entry stub for `Syscall::CallObject` with the caller's
-/// record, where the stub saved its registers; returns the frame to
-/// resume: the direct path's, or, for a call it declined having changed
-/// nothing, the dispatcher's (as `exchange_entry` does for `Exchange`).
-pub extern "C" fn object_call_entry(frame: *mut TrapFrame) -> *mut TrapFrame {
-    // SAFETY: the stub's argument, read before the kernel state is locked.
-    let registers = unsafe { CallRegisters::read(frame) };
-    let mut guard = KERNEL.lock();
-    let taken = match guard.as_mut() {
-        Some(k) => {
-            debug_assert!(
-                k.current()
-                    .is_some_and(|caller| k.is_record_of(caller, frame)),
-                "the syscall entry saved a CallObject's registers outside its caller's record"
-            );
-            k.object_call_direct(&registers)
-        }
-        None => Exchanged::Declined,
-    };
-    match taken {
-        Exchanged::Resume(next) => next,
-        Exchanged::Declined => {
-            drop(guard);
-            // The record is as the stub left it: the general path reads
-            // the registers again.
-            syscall_dispatch(frame)
-        }
-    }
-}
+use super::{Ctx, Step};
+use crate::task::Pending;
 
 /// The handler of `Syscall::CallObject`; `message` is the request.
 pub(super) fn call_object(cx: &mut Ctx<'_>, message: &[u8]) -> Result<Step, KernelError> {

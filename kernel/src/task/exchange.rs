@@ -1,21 +1,27 @@
-//! `Exchange`'s direct path: one call that sends to a task already
-//! blocked receiving, parks the caller in its own receive and leaves the
-//! kernel as the receiver, without the general dispatcher.
+//! The direct path of `Exchange` and of `CallObject`: one call that
+//! sends to a task already blocked receiving, parks the caller in its own
+//! receive and leaves the kernel as the receiver, without the general
+//! dispatcher. The two calls share it ([`KernelState::direct_call`]) and
+//! differ only in what their registers decode to ([`SendTo`]): the core's
+//! check (`Exchange`'s through a channel capability, `CallObject`'s
+//! through an object capability, see `object_call.rs`), the delivery (an
+//! object call's request carries its stamp) and what follows the commit
+//! (`Exchange` may release its send capability).
 //!
 //! Every precondition is checked before anything changes: the caller is
 //! the current task, its registers decode, no port window is open (the
 //! general path keeps the I/O bitmap right across the switch), and then
-//! the core's check of its fast path (`KernelCore::check_fast`: both
-//! capabilities, the waiting receiver, empty queues, no deadline due, the
-//! scheduler's choice), which changes nothing until the call is
-//! committed. The kernel's half of the hand-off, between the check and
-//! the commit, also declines for a receiver with
-//! port windows, a caller's response buffer that is not writable (checked
-//! there, where the caller's record is at hand), a message outside one
-//! page of the caller's readable memory, or
-//! a receiver whose buffer cannot hold the reply. A declined call has
+//! the core's check of its fast path (`KernelCore::check_fast` or
+//! `KernelCore::check_object_call`: the capabilities, the waiting
+//! receiver, empty queues, no deadline due, the scheduler's choice),
+//! which changes nothing until the call is committed. The kernel's half
+//! of the hand-off, between the check and the commit, also declines for
+//! a receiver with port windows, a caller's response buffer that is not
+//! writable (checked there, where the caller's record is at hand), a
+//! message outside one page of the caller's readable memory, or a
+//! receiver whose buffer cannot hold the reply. A declined call has
 //! changed nothing, and the dispatcher's general path runs it and reports
-//! any error exactly as `SendReceive` does.
+//! any error exactly as `SendReceive` (or `call_object`) does.
 //!
 //! Taken, it costs one copy of the message (from the caller's page
 //! straight into the receiver's buffer, with the reply's framing), and no
@@ -27,15 +33,18 @@
 
 use core::cell::OnceCell;
 
-use pandagen_abi::syscall::{ExchangeRegisters, RESPONSE_BUFFER_BYTES};
-use pandagen_abi::{CapHandle, Duration, Instant, TaskId};
+use pandagen_abi::syscall::{
+    write_receive_reply_trailer, ExchangeRegisters, RECEIVE_REPLY_TRAILER_MAX,
+    RESPONSE_BUFFER_BYTES,
+};
+use pandagen_abi::{CapHandle, Duration, Instant, KernelError, TaskId};
 
 use super::{now, schedule, KernelState, Pending, UserBuffer, UserRange, UserTask, UserTasks};
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::syscall::{reply, CallRegisters};
 use crate::usermem::UserMemory;
 
-/// What [`KernelState::exchange_direct`] did.
+/// What [`KernelState::direct_call`] did.
 pub enum Exchanged {
     /// Nothing changed: run the call on the general path.
     Declined,
@@ -43,19 +52,67 @@ pub enum Exchanged {
     Resume(*mut TrapFrame),
 }
 
-impl KernelState {
-    /// Run the current task's `Exchange`, whose registers are `frame`
-    /// (read out of its record, where the entry stub saved them), if every
-    /// condition of the direct path holds (see the module docs). Taken,
-    /// the caller's registers stay in its record.
+/// A direct call's registers, decoded: what it sends to, and the receive
+/// its caller parks in.
+#[derive(Clone, Copy)]
+pub struct Direct {
+    pub to: SendTo,
+    pub receive: CapHandle,
+    pub timeout_nanos: Option<u64>,
+}
+
+/// What a direct call sends to, which decides the core's check, the
+/// delivery and what follows the commit.
+#[derive(Clone, Copy)]
+pub enum SendTo {
+    /// `Exchange`'s channel capability, released once sent if `consume`.
+    Channel { send: CapHandle, consume: bool },
+    /// `CallObject`'s object capability, whose badge and rights the
+    /// request carries (its stamp).
+    Object(CapHandle),
+}
+
+/// A call with a direct path: `Exchange` (`ExchangeRegisters`) and
+/// `CallObject` (`ObjectCallRegisters`, in `object_call.rs`). Each
+/// decodes to one variant of [`SendTo`], and [`KernelState::direct_call`]
+/// and its entry, inlined for each, keep only that variant's code.
+pub trait DirectCall {
+    /// The call, for the entry's debug check.
+    const NAME: &'static str;
+    /// The call's registers (`r8`, `r9`, `r12`, `r13`).
+    fn decode(frame: &CallRegisters) -> Result<Direct, KernelError>;
+}
+
+impl DirectCall for ExchangeRegisters {
+    const NAME: &'static str = "an Exchange";
+
     #[inline(always)]
-    pub fn exchange_direct(&mut self, frame: &CallRegisters) -> Exchanged {
+    fn decode(frame: &CallRegisters) -> Result<Direct, KernelError> {
+        let request = Self::from_registers(frame.r8, frame.r9, frame.r12, frame.r13)?;
+        let to = SendTo::Channel {
+            send: request.send,
+            consume: request.consume_send,
+        };
+        Ok(Direct {
+            to,
+            receive: request.receive,
+            timeout_nanos: request.timeout_nanos,
+        })
+    }
+}
+
+impl KernelState {
+    /// Run the current task's call `C` (`Exchange` or `CallObject`),
+    /// whose registers are `frame` (read out of its record, where the
+    /// entry stub saved them), if every condition of the direct path holds
+    /// (see the module docs); otherwise decline, having changed nothing.
+    /// Taken, the caller's registers stay in its record.
+    #[inline(always)]
+    pub fn direct_call<C: DirectCall>(&mut self, frame: &CallRegisters) -> Exchanged {
         let Some(caller) = self.current else {
             return Exchanged::Declined;
         };
-        let Ok(request) =
-            ExchangeRegisters::from_registers(frame.r8, frame.r9, frame.r12, frame.r13)
-        else {
+        let Ok(request) = C::decode(frame) else {
             return Exchanged::Declined;
         };
         let Ok(len) = usize::try_from(frame.rsi) else {
@@ -77,33 +134,59 @@ impl KernelState {
         let deadline = request
             .timeout_nanos
             .map(|n| clock().saturating_add(Duration::from_nanos(n)));
-        let Some(call) =
-            core.check_fast(caller, request.send, len, request.receive, deadline, clock)
-        else {
+        let checked = match request.to {
+            SendTo::Channel { send, .. } => core
+                .check_fast(caller, send, len, request.receive, deadline, clock)
+                .map(|call| (call, None)),
+            SendTo::Object(object) => core
+                .check_object_call(caller, object, len, request.receive, deadline, clock)
+                .map(|(call, badge)| (call, Some(badge))),
+        };
+        let Some((call, badge)) = checked else {
             return Exchanged::Declined;
         };
-        // `Body::Kept`: the core sees the message's length only; the bytes
-        // go from the caller's page straight into the receiver's buffer.
         // The receiver's record, and its id, are found by the slot the
         // core's check named.
         let parked = Parked {
             channel: request.receive,
             deadline,
         };
-        let deliver = reply::deliver_message;
-        let Some((receiver_id, receiver)) =
-            hand_over(tasks, caller, call.slots(), len, parked, deliver)
-        else {
+        // `Body::Kept`: the core sees the message's length only; the bytes
+        // go from the caller's page straight into the receiver's buffer,
+        // an object call's with its stamp after them, as `accept_offer`
+        // writes it for the general path's hand-off. (One `hand_over` per
+        // delivery: a closure that chose between them was not inlined.)
+        let slots = call.slots();
+        let handed = match badge {
+            None => hand_over(tasks, caller, slots, len, parked, reply::deliver_message),
+            Some(badge) => hand_over(
+                tasks,
+                caller,
+                slots,
+                len,
+                parked,
+                |memory, to, sender, bytes| {
+                    let mut trailer = [0u8; RECEIVE_REPLY_TRAILER_MAX];
+                    let n = write_receive_reply_trailer(Some(badge), &mut trailer);
+                    reply::deliver_stamped_message(memory, to, sender, bytes, &trailer[..n])
+                },
+            ),
+        };
+        let Some((receiver_id, receiver)) = handed else {
             return Exchanged::Declined;
         };
         // The kernel's records are indexed by the core's slots (see
         // `UserTasks`): the task in the receiver's slot is the core's.
         debug_assert_eq!(call.receiver(), Some(receiver_id));
         call.commit();
-        if request.consume_send {
+        if let SendTo::Channel {
+            send,
+            consume: true,
+        } = request.to
+        {
             // Sent: released before the receive, as `SendReceive` does.
             // Already gone if this fails, which is the goal anyway.
-            let _ = core.drop_cap(caller, request.send, clock());
+            let _ = core.drop_cap(caller, send, clock());
         }
         // The receiver runs, its record already at hand. The I/O bitmap
         // stays as it is: it opens nothing (checked above), and the

@@ -21,7 +21,7 @@ mod object_call;
 mod ports;
 mod schedule;
 
-pub use exchange::Exchanged;
+pub use exchange::{DirectCall, Exchanged};
 
 pub use schedule::{park_current, preempt_tick, resume_in_place, run_first, schedule, user_fault};
 

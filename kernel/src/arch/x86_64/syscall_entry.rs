@@ -9,9 +9,9 @@
 //! kernel stack are read for those) — not on the kernel stack but straight into the running task's
 //! record, whose end the per-CPU block holds ([`save_calls_into`], set at
 //! every switch). Then it loads the kernel stack top and calls
-//! the safe dispatcher (`Exchange` goes to its own entry first,
-//! `syscall::exchange_entry`, which hands what it declines to the
-//! dispatcher) with the record's address. The dispatcher returns the
+//! the safe dispatcher (`Exchange` and `CallObject` go to their direct
+//! path's entry first, `syscall::direct_entry`, which hands what it
+//! declines to the dispatcher) with the record's address. The dispatcher returns the
 //! frame to resume — the caller's record, or another task's after a
 //! block or an exit — which the stub restores and leaves with `iretq`:
 //! no frame is copied on a system call, whether it switches or not.
@@ -206,9 +206,9 @@ unsafe extern "C" fn syscall_entry() {
         user_cs = const gdt::USER_CODE as u64,
         exchange = const pandagen_abi::syscall::Syscall::Exchange as u64,
         dispatch = sym crate::syscall::syscall_dispatch,
-        exchange_entry = sym crate::syscall::exchange_entry,
+        exchange_entry = sym crate::syscall::direct_entry::<pandagen_abi::syscall::ExchangeRegisters>,
         object_call = const pandagen_abi::syscall::Syscall::CallObject as u64,
-        object_call_entry = sym crate::syscall::object_call::object_call_entry,
+        object_call_entry = sym crate::syscall::direct_entry::<pandagen_abi::syscall::ObjectCallRegisters>,
     );
 }
 
