@@ -42,9 +42,12 @@ pub struct UserMemory {
     space: AddressSpace,
     cache: [Cached; CACHED_PAGES],
     /// Ranges [`UserMemory::check_writable`] accepted, as (pointer,
-    /// length), replaced round-robin.
+    /// length), the one accepted last first: a new range goes in front
+    /// and the last one out (the same ranges round-robin replacement
+    /// keeps, in the order the inline check compares them). The empty
+    /// `(0, 0)` entries match only an empty range, which every pointer
+    /// passes.
     writable: [(u64, u64); CACHED_RANGES],
-    next_range: usize,
     /// Where the kernel's last device or DMA placement in this space
     /// ended: the next one searches from here (see `device::place`).
     next_placement: u64,
@@ -60,7 +63,6 @@ impl UserMemory {
                 writable: false,
             }; CACHED_PAGES],
             writable: [(0, 0); CACHED_RANGES],
-            next_range: 0,
             next_placement: 0,
         }
     }
@@ -140,14 +142,12 @@ impl UserMemory {
 
     /// Check without copying that `len` bytes at `ptr` may be written.
     /// A range checked before is found in the cache inline (every call's
-    /// response buffer); a new one is walked out of line.
+    /// response buffer); a new one is walked out of line. (An entry of
+    /// length 0 needs no exclusion: it matches only an empty range, and
+    /// the walk accepts every empty range.)
     #[inline(always)]
     pub fn check_writable(&mut self, ptr: u64, len: u64) -> Result<(), UserMemoryError> {
-        if self
-            .writable
-            .iter()
-            .any(|&(p, l)| p == ptr && len <= l && l != 0)
-        {
+        if self.writable.iter().any(|&(p, l)| p == ptr && len <= l) {
             return Ok(());
         }
         self.check_writable_uncached(ptr, len)
@@ -156,8 +156,8 @@ impl UserMemory {
     #[inline(never)]
     fn check_writable_uncached(&mut self, ptr: u64, len: u64) -> Result<(), UserMemoryError> {
         self.walk(ptr, len, true, |_, _| {})?;
-        self.writable[self.next_range] = (ptr, len);
-        self.next_range = (self.next_range + 1) % CACHED_RANGES;
+        self.writable.copy_within(..CACHED_RANGES - 1, 1);
+        self.writable[0] = (ptr, len);
         Ok(())
     }
 
