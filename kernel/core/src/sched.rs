@@ -313,94 +313,42 @@ impl Scheduler {
         }
     }
 
-    /// Whether the IPC fast path may switch straight to `slot`: it is
-    /// blocked, and `pick_next` would choose it if it were made ready now
-    /// (no ready task has its priority or a higher one).
-    pub(crate) fn can_run_directly(&self, slot: u32) -> bool {
-        match self.entries.get(slot as usize) {
-            Some(e) => {
-                matches!(e.state, SchedState::Blocked(_)) && self.nonempty >> e.priority == 0
-            }
-            None => false,
-        }
-    }
-
-    /// The IPC fast path's switch, in one step and without the ready
-    /// lists: `receiver`, blocked at the head of `sent_on`, runs, and
-    /// `caller`, running, blocks on `on` at the tail of `receive_on` (of
-    /// `sent_on` when `None`: the caller receives where it sent). Both
-    /// leave and enter the deadline index as their waits say; the receiver
-    /// was woken by a hand-off ([`WakeReason::HandedOff`]) and the caller,
-    /// waiting again, has no wake reason. Changes nothing unless `caller` is running and `receiver` is blocked at the
-    /// head of `sent_on` (the fast path checks both before it acts).
+    /// Check the IPC fast path's switch, changing nothing: `caller` is
+    /// running, the task at the head of `sent_on` is blocked, and
+    /// `pick_next` would choose it if it were made ready now (no ready
+    /// task has its priority or a higher one). `receive_on` is the list
+    /// the caller will wait in (`None`: `sent_on`, the caller receives
+    /// where it sent).
+    ///
+    /// The answer is the only way to the switch: it holds the scheduler
+    /// and both lists borrowed, so nothing changes what was checked before
+    /// [`DirectSwitch::commit`], which therefore checks none of it again.
     #[inline(always)]
-    pub(crate) fn switch_direct(
-        &mut self,
+    pub(crate) fn check_direct<'k>(
+        &'k mut self,
         caller: u32,
-        receiver: u32,
-        on: BlockedOn,
-        sent_on: &mut TaskList,
-        receive_on: Option<&mut TaskList>,
-    ) {
-        // One borrow of the entries as a slice: its length stays in a
-        // register, so the writes below do not reload it for their bounds
-        // checks (through `self.entries[..]` each one did).
-        let entries = self.entries.as_mut_slice();
-        let (Some(c), Some(r)) = (entries.get(caller as usize), entries.get(receiver as usize))
-        else {
-            return;
-        };
+        sent_on: &'k mut TaskList,
+        receive_on: Option<&'k mut TaskList>,
+    ) -> Option<DirectSwitch<'k>> {
+        let receiver = sent_on.head()?;
+        let (c, r) = (
+            self.entries.get(caller as usize)?,
+            self.entries.get(receiver as usize)?,
+        );
         let SchedState::Blocked(waited) = r.state else {
-            return;
+            return None;
         };
-        if c.state != SchedState::Running || sent_on.head != receiver {
-            return;
+        if c.state != SchedState::Running || self.nonempty >> r.priority != 0 {
+            return None;
         }
-        // The receiver leaves the head of its wait list.
-        let next = r.link.next;
-        sent_on.head = next;
-        if next == NIL {
-            sent_on.tail = NIL;
-        } else {
-            entries[next as usize].link.prev = NIL;
-        }
-        sent_on.len -= 1;
-        let r = &mut entries[receiver as usize];
-        r.link = Link {
-            prev: NIL,
-            next: NIL,
-        };
-        r.state = SchedState::Running;
-        r.wake = Some(WakeReason::HandedOff);
-        // The caller joins the tail of the list it receives on. This is
-        // `push_back` written out with the state change through one borrow
-        // of the entry: through `push_back` (and its `entry` growth check)
-        // the round trip measured 8 instructions more.
-        let list = match receive_on {
-            Some(list) => list,
-            None => sent_on,
-        };
-        let tail = list.tail;
-        let c = &mut entries[caller as usize];
-        c.state = SchedState::Blocked(on);
-        c.wake = None;
-        c.link = Link {
-            prev: tail,
-            next: NIL,
-        };
-        if tail == NIL {
-            list.head = caller;
-        } else {
-            entries[tail as usize].link.next = caller;
-        }
-        list.tail = caller;
-        list.len += 1;
-        if let Some(deadline) = waited.deadline() {
-            self.deadlines.remove(&(deadline, receiver));
-        }
-        if let Some(deadline) = on.deadline() {
-            self.deadlines.insert((deadline, caller), ());
-        }
+        Some(DirectSwitch {
+            sched: self,
+            sent_on,
+            receive_on,
+            caller,
+            receiver,
+            waited: waited.deadline(),
+        })
     }
 
     /// Run a ready or blocked task because the embedder chose it (the
@@ -558,6 +506,99 @@ impl Scheduler {
                 .iter()
                 .zip(self.deadlines.iter())
                 .all(|(expected, (held, ()))| expected == held)
+    }
+}
+
+/// The IPC fast path's switch, checked by [`Scheduler::check_direct`] and
+/// made by nothing else: the caller is running, the receiver blocked at
+/// the head of `sent_on` and would run next. It holds the scheduler and
+/// both wait lists borrowed until [`DirectSwitch::commit`], so what the
+/// check saw still holds there; dropped, it leaves everything as it was.
+#[must_use = "a checked switch changes nothing until it is committed"]
+pub(crate) struct DirectSwitch<'k> {
+    sched: &'k mut Scheduler,
+    sent_on: &'k mut TaskList,
+    receive_on: Option<&'k mut TaskList>,
+    caller: u32,
+    receiver: u32,
+    /// The deadline the receiver waited with (it leaves the index).
+    waited: Option<Instant>,
+}
+
+impl DirectSwitch<'_> {
+    /// The caller's slot and the receiver's: two different tasks (one
+    /// running, one blocked), both in the scheduler.
+    #[inline(always)]
+    pub(crate) fn slots(&self) -> (u32, u32) {
+        (self.caller, self.receiver)
+    }
+
+    /// Switch, in one step and without the ready lists: the receiver
+    /// leaves the head of `sent_on` and runs, and the caller blocks on
+    /// `on` at the tail of `receive_on` (of `sent_on` when `None`: the
+    /// caller receives where it sent). Both leave and enter the deadline
+    /// index as their waits say; the receiver was woken by a hand-off
+    /// ([`WakeReason::HandedOff`]) and the caller, waiting again, has no
+    /// wake reason.
+    #[inline(always)]
+    pub(crate) fn commit(self, on: BlockedOn) {
+        let DirectSwitch {
+            sched,
+            sent_on,
+            receive_on,
+            caller,
+            receiver,
+            waited,
+        } = self;
+        // One borrow of the entries as a slice: its length stays in a
+        // register, so the writes below do not reload it for their bounds
+        // checks (through `sched.entries[..]` each one did).
+        let entries = sched.entries.as_mut_slice();
+        // The receiver leaves the head of its wait list.
+        let r = &mut entries[receiver as usize];
+        let next = r.link.next;
+        r.link = Link {
+            prev: NIL,
+            next: NIL,
+        };
+        r.state = SchedState::Running;
+        r.wake = Some(WakeReason::HandedOff);
+        sent_on.head = next;
+        if next == NIL {
+            sent_on.tail = NIL;
+        } else {
+            entries[next as usize].link.prev = NIL;
+        }
+        sent_on.len -= 1;
+        // The caller joins the tail of the list it receives on. This is
+        // `push_back` written out with the state change through one borrow
+        // of the entry: through `push_back` (and its `entry` growth check)
+        // the round trip measured 8 instructions more.
+        let list = match receive_on {
+            Some(list) => list,
+            None => sent_on,
+        };
+        let tail = list.tail;
+        let c = &mut entries[caller as usize];
+        c.state = SchedState::Blocked(on);
+        c.wake = None;
+        c.link = Link {
+            prev: tail,
+            next: NIL,
+        };
+        if tail == NIL {
+            list.head = caller;
+        } else {
+            entries[tail as usize].link.next = caller;
+        }
+        list.tail = caller;
+        list.len += 1;
+        if let Some(deadline) = waited {
+            sched.deadlines.remove(&(deadline, receiver));
+        }
+        if let Some(deadline) = on.deadline() {
+            sched.deadlines.insert((deadline, caller), ());
+        }
     }
 }
 
@@ -748,6 +789,9 @@ mod tests {
     #[test]
     fn a_task_is_next_only_if_no_ready_task_has_its_priority_or_more() {
         let mut s = Scheduler::new();
+        // The caller, running.
+        s.activate(3, Priority::HIGH);
+        assert_eq!(s.pick_next(), Some(3));
         s.activate(0, Priority::NORMAL);
         s.activate(1, Priority::HIGH);
         s.block(
@@ -757,14 +801,14 @@ mod tests {
             },
             None,
         );
-        assert!(s.can_run_directly(1), "it outranks the ready task");
+        assert!(can_switch(&mut s, 3, 1), "it outranks the ready task");
         s.activate(2, Priority::HIGH);
-        assert!(!s.can_run_directly(1), "an equal ready task goes first");
-        assert!(!s.can_run_directly(0));
+        assert!(!can_switch(&mut s, 3, 1), "an equal ready task goes first");
+        assert!(!can_switch(&mut s, 3, 0));
         assert_eq!(s.ready_len(), 2);
         assert_eq!(s.pick_next(), Some(2));
         assert_eq!(s.ready_len(), 1);
-        assert!(s.can_run_directly(1));
+        assert!(can_switch(&mut s, 3, 1));
     }
 
     #[test]
@@ -808,7 +852,10 @@ mod tests {
         s.block(3, receiving(1, None), Some(&mut receive_on));
         assert_eq!(s.pick_next(), Some(0));
         let on = receiving(1, Some(9));
-        s.switch_direct(0, 1, on, &mut sent_on, Some(&mut receive_on));
+        let switch = s.check_direct(0, &mut sent_on, Some(&mut receive_on));
+        let switch = switch.expect("task 1 is first in line and would run");
+        assert_eq!(switch.slots(), (0, 1));
+        switch.commit(on);
         assert_eq!(s.state(1), SchedState::Running);
         assert_eq!(s.state(0), SchedState::Blocked(on));
         assert_eq!(s.iter_list(sent_on).collect::<Vec<_>>(), [2]);
@@ -836,74 +883,89 @@ mod tests {
         s.activate(1, Priority::NORMAL);
         s.block(1, receiving(0, None), Some(&mut list));
         assert_eq!(s.pick_next(), Some(0));
-        s.switch_direct(0, 1, receiving(0, None), &mut list, None);
+        let switch = s.check_direct(0, &mut list, None).expect("task 1 waits");
+        assert_eq!(switch.slots(), (0, 1));
+        switch.commit(receiving(0, None));
         assert_eq!(s.state(1), SchedState::Running);
         assert_eq!(s.iter_list(list).collect::<Vec<_>>(), [0]);
         assert_eq!((list.head(), list.tail, list.len()), (Some(0), 0, 1));
         assert_eq!(s.next_deadline(), None);
         assert!(s.consistent());
         // And back: the list holds the other task again.
-        s.switch_direct(1, 0, receiving(0, None), &mut list, None);
+        let switch = s.check_direct(1, &mut list, None).expect("task 0 waits");
+        assert_eq!(switch.slots(), (1, 0));
+        switch.commit(receiving(0, None));
         assert_eq!(s.iter_list(list).collect::<Vec<_>>(), [1]);
         assert_eq!(s.state(0), SchedState::Running);
         assert!(s.consistent());
     }
 
-    #[test]
-    fn a_direct_switch_out_of_its_preconditions_changes_nothing() {
-        let busy = || {
-            let mut s = Scheduler::new();
-            let mut list = TaskList::EMPTY;
-            for slot in 0..4 {
-                s.activate(slot, Priority::NORMAL);
-            }
-            s.block(1, receiving(0, None), Some(&mut list));
-            s.block(2, receiving(0, None), Some(&mut list));
-            assert_eq!(s.pick_next(), Some(0));
-            (s, list)
+    /// Whether the fast path's check lets the running `caller` switch to
+    /// `receiver` were it first in a wait list (the list is made for the
+    /// question: the check reads only its head).
+    fn can_switch(s: &mut Scheduler, caller: u32, receiver: u32) -> bool {
+        let mut list = TaskList {
+            head: receiver,
+            tail: receiver,
+            len: 1,
         };
+        s.check_direct(caller, &mut list, None).is_some()
+    }
+
+    #[test]
+    fn a_direct_switch_out_of_its_preconditions_is_declined_by_its_check() {
+        let mut s = Scheduler::new();
+        let mut list = TaskList::EMPTY;
+        // Only task 3, lowest, stays ready: the others would run next.
+        for slot in 0..3 {
+            s.activate(slot, Priority::HIGH);
+        }
+        s.activate(3, Priority::IDLE);
+        assert!(s.check_direct(0, &mut list, None).is_none(), "nobody waits");
+        s.block(1, receiving(0, None), Some(&mut list));
+        s.block(2, receiving(0, None), Some(&mut list));
+        assert_eq!(s.pick_next(), Some(0));
         let cases: [(&str, u32, u32); 5] = [
             ("a caller that is not running", 3, 1),
-            ("a receiver that is not first", 0, 2),
-            ("a receiver that is not blocked", 0, 3),
+            ("a receiver that is running: the caller", 0, 0),
+            ("a receiver that is ready", 0, 3),
             ("an unknown caller", 9, 1),
             ("an unknown receiver", 0, 9),
         ];
         for (what, caller, receiver) in cases {
-            let (mut s, mut list) = busy();
-            let mut other = TaskList::EMPTY;
-            s.switch_direct(
-                caller,
-                receiver,
-                receiving(1, Some(3)),
-                &mut list,
-                Some(&mut other),
-            );
-            assert_eq!(s.iter_list(list).collect::<Vec<_>>(), [1, 2], "{what}");
-            assert_eq!(other, TaskList::EMPTY, "{what}");
-            assert_eq!(s.state(0), SchedState::Running, "{what}");
-            assert_eq!(s.next_deadline(), None, "{what}");
-            assert!(s.consistent(), "{what}");
+            assert!(!can_switch(&mut s, caller, receiver), "{what}");
         }
+        assert!(can_switch(&mut s, 0, 1) && can_switch(&mut s, 0, 2));
+        // The check takes the head of the list, and a declined or dropped
+        // check changes nothing.
+        let mut other = TaskList::EMPTY;
+        let switch = s.check_direct(0, &mut list, Some(&mut other));
+        assert_eq!(switch.map(|c| c.slots()), Some((0, 1)));
+        assert_eq!(s.iter_list(list).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(other, TaskList::EMPTY);
+        assert_eq!(s.state(0), SchedState::Running);
+        assert!(s.consistent());
     }
 
     #[test]
     fn only_a_blocked_task_that_would_run_next_can_run_directly() {
         let mut s = Scheduler::new();
+        s.activate(3, Priority::HIGH);
+        assert_eq!(s.pick_next(), Some(3));
         s.activate(0, Priority::NORMAL);
         s.activate(1, Priority::HIGH);
         s.activate(2, Priority::NORMAL);
-        assert!(!s.can_run_directly(1), "ready, not blocked");
+        assert!(!can_switch(&mut s, 3, 1), "ready, not blocked");
         s.block(1, receiving(0, None), None);
-        assert!(s.can_run_directly(1), "it outranks the ready tasks");
+        assert!(can_switch(&mut s, 3, 1), "it outranks the ready tasks");
         s.block(2, receiving(0, None), None);
         assert!(
-            !s.can_run_directly(2),
+            !can_switch(&mut s, 3, 2),
             "a ready task of its priority goes first"
         );
         assert_eq!(s.pick_next(), Some(0));
-        assert!(s.can_run_directly(2), "nobody ready");
-        assert!(!s.can_run_directly(0), "running");
-        assert!(!s.can_run_directly(7), "no such task");
+        assert!(can_switch(&mut s, 3, 2), "nobody ready");
+        assert!(!can_switch(&mut s, 3, 0), "running");
+        assert!(!can_switch(&mut s, 3, 7), "no such task");
     }
 }

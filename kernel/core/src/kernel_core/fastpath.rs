@@ -22,9 +22,9 @@ use pandagen_abi::{CapHandle, Instant, Rights, TaskId};
 
 use super::KernelCore;
 use crate::cap_table::{CapSpace, ObjectRef};
-use crate::channel::{Body, Channel, ChannelRef};
+use crate::channel::{Body, ChannelRef};
 use crate::registry::Registry;
-use crate::sched::{BlockedOn, SchedState, Scheduler};
+use crate::sched::{BlockedOn, DirectSwitch};
 use crate::task::TaskTable;
 
 use super::channel::Offer;
@@ -57,9 +57,11 @@ pub struct Committed {
 /// hand-off declined). The embedder writes [`FastCall::offer`]'s message
 /// into the receiver's buffer between the two.
 ///
-/// It holds the two channels the check found, so the commit changes their
-/// wait lists in place without looking them up again. The two tasks'
-/// wake reasons are in their scheduler entries, which the switch writes
+/// It holds the scheduler's checked switch ([`DirectSwitch`], which only
+/// the scheduler's check makes), with the wait lists of the two channels
+/// the check found, so the commit changes them in place without looking
+/// them up or checking the two tasks' states again. The two tasks' wake
+/// reasons are in their scheduler entries, which the switch writes
 /// anyway: the commit touches no task record.
 ///
 /// The check finds the receiver's slot, not its id: an embedder that keeps
@@ -71,13 +73,10 @@ pub struct Committed {
 pub struct FastCall<'k> {
     caller: TaskId,
     tasks: &'k TaskTable,
-    /// The channel sent on, and the one received on unless it is the same.
-    sent_on: &'k mut Channel,
-    receive_on: Option<&'k mut Channel>,
-    sched: &'k mut Scheduler,
+    /// The switch, on the wait lists of the channel sent on and of the one
+    /// received on unless it is the same.
+    switch: DirectSwitch<'k>,
     next_seq: &'k mut u64,
-    caller_slot: u32,
-    receiver_slot: u32,
     to: ChannelRef,
     from: ChannelRef,
     deadline: Option<Instant>,
@@ -88,13 +87,13 @@ impl FastCall<'_> {
     /// [`crate::slot_index`]): two different live tasks.
     #[inline(always)]
     pub fn slots(&self) -> (u32, u32) {
-        (self.caller_slot, self.receiver_slot)
+        self.switch.slots()
     }
 
     /// The receiver's id, from the core's task table.
     #[inline(always)]
     pub fn receiver(&self) -> Option<TaskId> {
-        Some(self.tasks.by_slot(self.receiver_slot)?.id)
+        Some(self.tasks.by_slot(self.switch.slots().1)?.id)
     }
 
     /// What the receiver (`receiver`, the task at the receiver's slot) is
@@ -118,12 +117,8 @@ impl FastCall<'_> {
     #[inline(always)]
     pub fn commit(self) -> Committed {
         let FastCall {
-            sent_on,
-            receive_on,
-            sched,
+            switch,
             next_seq,
-            caller_slot,
-            receiver_slot,
             to,
             from,
             deadline,
@@ -139,13 +134,7 @@ impl FastCall<'_> {
         // found; when the caller receives on the channel it sent on, they
         // are one list. The two wake reasons are written in the same
         // scheduler entries.
-        sched.switch_direct(
-            caller_slot,
-            receiver_slot,
-            on,
-            &mut sent_on.waiters,
-            receive_on.map(|r| &mut r.waiters),
-        );
+        switch.commit(on);
         Committed { channel: to, seq }
     }
 }
@@ -240,7 +229,7 @@ impl KernelCore {
             ..
         } = self;
         let (caller_slot, caller_task) = tasks.slot_and_task(caller)?;
-        if sched.state(caller_slot) != SchedState::Running || len > config.max_message_bytes {
+        if len > config.max_message_bytes {
             return None;
         }
         let earliest = match (deadline, sched.next_deadline()) {
@@ -259,26 +248,23 @@ impl KernelCore {
         // binding's answer comes with them: a channel bound to no kernel
         // channel (the common case) costs one test.
         let (sent_on, receive_on, kernel_waiting) = channels.live_pair_mut(to, from)?;
-        let receiver_slot = match (sent_on.is_closed(), sent_on.queue.is_empty()) {
-            (false, true) => sent_on.waiters.head()?,
-            _ => return None,
-        };
+        if sent_on.is_closed() || !sent_on.queue.is_empty() {
+            return None;
+        }
         let r = receive_on.as_deref().unwrap_or(sent_on);
         if !r.queue.is_empty() || r.is_drained() || kernel_waiting {
             return None;
         }
-        if !sched.can_run_directly(receiver_slot) {
-            return None;
-        }
+        // The caller is running and the task first in line on the channel
+        // sent on is blocked and would run next; the switch checked here
+        // is the only one the commit can make.
+        let receive_on = receive_on.map(|r| &mut r.waiters);
+        let switch = sched.check_direct(caller_slot, &mut sent_on.waiters, receive_on)?;
         let call = FastCall {
             caller,
             tasks,
-            sent_on,
-            receive_on,
-            sched,
+            switch,
             next_seq,
-            caller_slot,
-            receiver_slot,
             to,
             from,
             deadline,
