@@ -650,6 +650,38 @@ fn idle_transactions_expire() {
 }
 
 #[test]
+fn an_idle_transaction_expires_at_whatever_request_comes_next() {
+    let late = Instant::from_nanos(5_000_000_000);
+    // A one-operation put by its own path, and a commit: neither needs the
+    // clock for itself, but an open transaction makes every request read
+    // it and roll back what has been idle too long.
+    let one_op_put = |s: &mut StorageServer<Shared>, map: &ObjectGrant| {
+        let e = envelope(
+            BOB,
+            &Request::Transact {
+                ops: vec![put(b"other", b"v")],
+            },
+        );
+        let reply: Response = s.respond(&e, full(map), late).response().unwrap();
+        assert!(reply.is_ok(), "{reply:?}");
+    };
+    for by_put in [true, false] {
+        let b = backend(1);
+        let mut s = server(&b).with_tx_timeout(Duration::from_secs(1));
+        let map = create(&mut s, ObjectKind::Map);
+        let tx = begin(&mut s, ALICE);
+        if by_put {
+            one_op_put(&mut s, &map);
+            assert_eq!(s.store().active_transactions(), 0);
+        }
+        let e = envelope(ALICE, &Request::Commit { tx });
+        let reply: Response = s.respond(&e, None, late).response().unwrap();
+        assert_eq!(reply, Err(StorageError::NotActive(tx)), "by_put: {by_put}");
+        assert_eq!(s.store().active_transactions(), 0);
+    }
+}
+
+#[test]
 fn versions_are_listed_and_old_ones_read() {
     let b = backend(1);
     let mut s = server(&b);
