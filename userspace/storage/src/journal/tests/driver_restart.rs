@@ -238,3 +238,116 @@ fn the_store_carries_on_after_its_disk_driver_restarts_and_keeps_every_acknowled
         );
     }
 }
+
+/// Three rounds of a driver crash, each at any of the first six requests
+/// of a commit (reads too, so also during the recovery that follows the
+/// last crash), the driver staying down for up to two more commits and
+/// then restarting: recovery never answers `Corrupt`, the store commits
+/// again once the driver is back, and a reopened journal replays exactly
+/// the acknowledged records (written while chasing a `drivercrash-bios`
+/// failure seen once in session 11, not reproduced since; it fails at
+/// once if a failed frame's first block is not blanked).
+#[test]
+fn repeated_driver_crashes_at_any_request_lose_and_corrupt_nothing() {
+    struct Counting {
+        inner: Driver,
+        left: Option<usize>,
+    }
+    impl Counting {
+        fn tick(&mut self) -> bool {
+            match self.left {
+                Some(0) => {
+                    self.inner.dead = true;
+                    false
+                }
+                Some(n) => {
+                    self.left = Some(n - 1);
+                    !self.inner.dead
+                }
+                None => !self.inner.dead,
+            }
+        }
+    }
+    impl BlockDevice for Counting {
+        fn block_size(&self) -> u32 {
+            self.inner.block_size()
+        }
+        fn block_count(&self) -> u64 {
+            self.inner.block_count()
+        }
+        fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+            if !self.tick() {
+                return Err(BlockError::Unavailable);
+            }
+            self.inner.read_blocks(first, buf)
+        }
+        fn write_blocks(&mut self, first: u64, bytes: &[u8]) -> Result<(), BlockError> {
+            if !self.tick() {
+                return Err(BlockError::Unavailable);
+            }
+            self.inner.write_blocks(first, bytes)
+        }
+        fn flush(&mut self) -> Result<(), BlockError> {
+            if !self.tick() {
+                return Err(BlockError::Unavailable);
+            }
+            self.inner.flush()
+        }
+    }
+    let sizes = [700usize, 300, 1200, 60];
+    for k1 in 0..6 {
+        for k2 in 0..6 {
+            for k3 in 0..6 {
+                for late in 0..3usize {
+                    let case = format!("{k1} {k2} {k3} late={late}");
+                    let dev = Counting {
+                        inner: Driver::new(Disk::new(256)),
+                        left: None,
+                    };
+                    let mut j = JournalBackend::format(dev, [9; 16]).unwrap();
+                    let mut acked: Vec<CommitRecord> = Vec::new();
+                    let mut failed = false;
+                    let commit = |j: &mut JournalBackend<Counting>,
+                                      acked: &mut Vec<CommitRecord>,
+                                      failed: &mut bool,
+                                      size: usize| {
+                        let last = acked.last().map_or(CommitSeq::ZERO, |r| r.seq);
+                        if *failed {
+                            match j.recover(last) {
+                                Ok(()) => *failed = false,
+                                Err(BackendError::Corrupt) => panic!("{case}: recover Corrupt"),
+                                Err(_) => return,
+                            }
+                        }
+                        let r = record(last.as_raw() + 1, size);
+                        match j.apply(&r) {
+                            Ok(()) => acked.push(r),
+                            Err(BackendError::Full) => {}
+                            Err(_) => *failed = true,
+                        }
+                    };
+                    for i in 0..4 {
+                        commit(&mut j, &mut acked, &mut failed, sizes[i % 4]);
+                    }
+                    for (round, k) in [k1, k2, k3].into_iter().enumerate() {
+                        j.device_mut().left = Some(k);
+                        commit(&mut j, &mut acked, &mut failed, sizes[round]);
+                        // The driver may stay down for `late` more commits.
+                        for _ in 0..late {
+                            commit(&mut j, &mut acked, &mut failed, 100);
+                        }
+                        j.device_mut().left = None;
+                        j.device_mut().inner.restart();
+                    }
+                    for i in 0..4 {
+                        commit(&mut j, &mut acked, &mut failed, sizes[(i + 1) % 4]);
+                        assert!(!failed, "{case}: still failing");
+                    }
+                    let disk = j.into_device().inner.disk;
+                    let mut j2 = JournalBackend::open(disk).unwrap();
+                    assert_eq!(replay(&mut j2), acked, "{case}");
+                }
+            }
+        }
+    }
+}
