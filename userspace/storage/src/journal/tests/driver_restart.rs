@@ -308,9 +308,9 @@ fn repeated_driver_crashes_at_any_request_lose_and_corrupt_nothing() {
                     let mut acked: Vec<CommitRecord> = Vec::new();
                     let mut failed = false;
                     let commit = |j: &mut JournalBackend<Counting>,
-                                      acked: &mut Vec<CommitRecord>,
-                                      failed: &mut bool,
-                                      size: usize| {
+                                  acked: &mut Vec<CommitRecord>,
+                                  failed: &mut bool,
+                                  size: usize| {
                         let last = acked.last().map_or(CommitSeq::ZERO, |r| r.seq);
                         if *failed {
                             match j.recover(last) {
