@@ -462,16 +462,6 @@ fn put_bytes(out: &mut [u8], at: usize, bytes: &[u8]) -> usize {
     end
 }
 
-/// A byte string at `bytes[at..]` as postcard reads one (a varint length,
-/// then that many bytes) and the index after it, or `None` if either is
-/// cut short.
-#[inline]
-fn take_bytes(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    let (len, at) = crate::varint::take_u64(bytes, at)?;
-    let end = at.checked_add(usize::try_from(len).ok()?)?;
-    Some((bytes.get(at..end)?, end))
-}
-
 /// A [`MessageEnvelope`] read in place: the same fields, its action and
 /// payload borrowed from the bytes it was decoded from instead of copied
 /// into a fresh `String` and `Vec`. For a receiver that reads a message
@@ -514,7 +504,7 @@ impl<'a> EnvelopeRef<'a> {
     /// tag other than 0 or 1, a length past the end, an action that is not
     /// UTF-8, or bytes left over.
     fn read(bytes: &'a [u8]) -> Option<Self> {
-        use crate::varint::{take_u32, take_u64};
+        use crate::varint::{take_bytes, take_u32, take_u64};
         let option = |at: usize| -> Option<(Option<u64>, usize)> {
             match *bytes.get(at)? {
                 0 => Some((None, at + 1)),

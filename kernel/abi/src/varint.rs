@@ -1,4 +1,4 @@
-//! postcard's varints, read and written by hand.
+//! postcard's varints (and byte strings), read and written by hand.
 //!
 //! postcard writes every integer wider than a byte (and every length and
 //! enum tag) as a LEB128 varint: seven bits per byte, lowest first, the
@@ -68,6 +68,16 @@ pub fn take_u32(bytes: &[u8], at: usize) -> Option<(u32, usize)> {
     take(bytes, at, 32).map(|(value, at)| (value as u32, at))
 }
 
+/// A byte string at `bytes[at..]` as postcard reads one (a `usize`
+/// varint length, then that many bytes) and the index after it, or `None`
+/// where postcard fails (either cut short).
+#[inline]
+pub fn take_bytes(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let (len, at) = take_u64(bytes, at)?;
+    let end = at.checked_add(usize::try_from(len).ok()?)?;
+    Some((bytes.get(at..end)?, end))
+}
+
 /// The bytes postcard's varint of `value` takes: seven bits per byte, at
 /// least one. The index of the highest bit set (of `value | 1`, so 0 for
 /// both 0 and 1), over seven, plus one; `h / 7` is `h * 37 >> 8` for every
@@ -125,6 +135,23 @@ mod tests {
                 assert_eq!(take_u64(&out[..cut], 1), None, "{value} cut at {cut}");
             }
         }
+    }
+
+    #[test]
+    fn byte_strings_are_read_as_postcard_reads_them() {
+        let encoded = postcard::to_allocvec(&(1u8, b"bytes".as_slice())).unwrap();
+        assert_eq!(
+            take_bytes(&encoded, 1),
+            Some((&b"bytes"[..], encoded.len()))
+        );
+        for cut in 1..encoded.len() {
+            assert_eq!(take_bytes(&encoded[..cut], 1), None, "cut at {cut}");
+        }
+        // A length of u64::MAX, or one past the end: refused.
+        let huge = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 0];
+        assert_eq!(take_bytes(&huge, 0), None);
+        assert_eq!(take_bytes(&[2, 0], 0), None);
+        assert_eq!(take_bytes(&[0], 0), Some((&[][..], 1)));
     }
 
     #[test]
