@@ -779,32 +779,21 @@ mod tests {
 
     fn edit() -> impl proptest::strategy::Strategy<Value = Edit> {
         use proptest::prelude::*;
+        // The bytes that matter most (tags, continuation bits) often.
+        let byte = || {
+            prop_oneof![
+                Just(0u8),
+                Just(1),
+                Just(2),
+                Just(0x80),
+                Just(0xff),
+                any::<u8>()
+            ]
+        };
         prop_oneof![
             any::<usize>().prop_map(Edit::Cut),
-            (
-                any::<usize>(),
-                prop_oneof![
-                    Just(0u8),
-                    Just(1),
-                    Just(2),
-                    Just(0x80),
-                    Just(0xff),
-                    any::<u8>()
-                ]
-            )
-                .prop_map(|(i, b)| Edit::Set(i, b)),
-            (
-                any::<usize>(),
-                prop_oneof![
-                    Just(0u8),
-                    Just(1),
-                    Just(2),
-                    Just(0x80),
-                    Just(0xff),
-                    any::<u8>()
-                ]
-            )
-                .prop_map(|(i, b)| Edit::Insert(i, b)),
+            (any::<usize>(), byte()).prop_map(|(i, b)| Edit::Set(i, b)),
+            (any::<usize>(), byte()).prop_map(|(i, b)| Edit::Insert(i, b)),
             any::<usize>().prop_map(Edit::Remove),
             any::<usize>().prop_map(Edit::Widen),
         ]
