@@ -15,6 +15,7 @@
 //! retries are idempotent. Answers to earlier, abandoned attempts that
 //! arrive late are recognised by their correlation id and discarded.
 
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::convert::Infallible;
@@ -191,8 +192,9 @@ enum Called<T> {
     /// The request was sent and its answer read in place (see
     /// [`Answered::Read`]).
     Read(T),
-    /// The request was sent; its answer, if one came in time.
-    Sent(Option<ReceivedMessage>),
+    /// The request was sent; its answer, if one came in time (boxed, as
+    /// in [`InPlace::Owned`], so that the usual `Read` moves small).
+    Sent(Option<Box<ReceivedMessage>>),
 }
 
 /// The answer to a request, as [`StorageClient::exchange_answer`] took it.
@@ -201,8 +203,9 @@ enum Answered<T> {
     /// carries no capabilities, came as the receive half of an object
     /// call, and that the reader took.
     Read(T),
-    /// The whole answer, for the caller to decode.
-    Whole(ReceivedMessage),
+    /// The whole answer, for the caller to decode (boxed, as in
+    /// [`InPlace::Owned`]).
+    Whole(Box<ReceivedMessage>),
 }
 
 /// The reader of a caller that reads no answer in place.
@@ -332,7 +335,7 @@ impl StorageClient {
         envelope: MessageEnvelope,
     ) -> Result<(Reply, Option<ObjectCap>), ClientError> {
         match self.exchange_answer(kernel, via, &envelope, &read_none)? {
-            Answered::Whole(answer) => unpack(kernel, answer),
+            Answered::Whole(answer) => unpack(kernel, *answer),
             Answered::Read(never) => match never {},
         }
     }
@@ -502,7 +505,7 @@ impl StorageClient {
             Ok(InPlace::Owned(answer)) if answer.envelope.correlation_id == Some(id) => {
                 return Ok(Called::Sent(Some(answer)));
             }
-            Ok(InPlace::Owned(answer)) => Ok(answer),
+            Ok(InPlace::Owned(answer)) => Ok(*answer),
             Err(ObjectCallError::Unanswered(e)) => Err(e),
             Err(ObjectCallError::NotSent(e)) => {
                 not_sent_now(e)?;
@@ -511,7 +514,7 @@ impl StorageClient {
         };
         self.unanswered = self.unanswered.saturating_add(1);
         self.wait_after(kernel, envelope.id, timeout, deadline, Some(first))
-            .map(Called::Sent)
+            .map(|answer| Called::Sent(answer.map(Box::new)))
     }
 
     /// One send and one wait; `None` on timeout.
@@ -557,7 +560,7 @@ impl StorageClient {
                 }
                 if probe {
                     if let Some(answer) = self.wait(kernel, envelope.id, SESSION_PROBE)? {
-                        return Ok(Some(Answered::Whole(answer)));
+                        return Ok(Some(Answered::Whole(Box::new(answer))));
                     }
                 }
             }
@@ -567,7 +570,7 @@ impl StorageClient {
             return Ok(None);
         }
         let answer = self.wait(kernel, envelope.id, self.timeout)?;
-        Ok(answer.map(Answered::Whole))
+        Ok(answer.map(|answer| Answered::Whole(Box::new(answer))))
     }
 
     /// Wait up to `timeout` for the answer to request `id`; `None` if none
@@ -842,7 +845,7 @@ impl StorageClient {
                     .map(|TransactedOne(result)| result)
                     .map_err(ClientError::Storage)
             }
-            Answered::Whole(answer) => answer,
+            Answered::Whole(answer) => *answer,
         };
         if let Ok(one) = answer
             .envelope
