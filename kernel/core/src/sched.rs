@@ -39,23 +39,23 @@ pub(crate) const NIL: u32 = u32::MAX;
 /// Number of priority levels, fixed by the ABI.
 const LEVELS: usize = Priority::LEVELS;
 
-/// A FIFO of task slots threaded through the scheduler's links.
+/// A FIFO of task slots threaded through the scheduler's links. It keeps
+/// no count: nothing needs one but the tests, and every change of a list
+/// (the IPC fast path's two among them) would update it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TaskList {
     head: u32,
     tail: u32,
-    len: u32,
 }
 
 impl TaskList {
     pub(crate) const EMPTY: TaskList = TaskList {
         head: NIL,
         tail: NIL,
-        len: 0,
     };
 
-    pub(crate) fn len(&self) -> usize {
-        self.len as usize
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head == NIL
     }
 
     pub(crate) fn head(&self) -> Option<u32> {
@@ -219,7 +219,7 @@ impl Scheduler {
         let mut list = self.ready[level];
         self.unlink(&mut list, slot);
         self.ready[level] = list;
-        if list.len == 0 {
+        if list.is_empty() {
             self.nonempty &= !(1 << level);
         }
     }
@@ -236,7 +236,7 @@ impl Scheduler {
         let slot = list.head;
         self.unlink(&mut list, slot);
         self.ready[level] = list;
-        if list.len == 0 {
+        if list.is_empty() {
             self.nonempty &= !(1 << level);
         }
         self.entries[slot as usize].state = SchedState::Running;
@@ -406,8 +406,9 @@ impl Scheduler {
         }
     }
 
+    /// How many tasks are ready (a walk of the ready lists).
     pub(crate) fn ready_len(&self) -> usize {
-        self.ready.iter().map(|l| l.len()).sum()
+        self.ready.iter().map(|l| self.iter_list(*l).count()).sum()
     }
 
     /// The slots in `list`, front to back.
@@ -433,7 +434,6 @@ impl Scheduler {
             self.entries[tail as usize].link.next = slot;
         }
         list.tail = slot;
-        list.len += 1;
     }
 
     fn unlink(&mut self, list: &mut TaskList, slot: u32) {
@@ -452,7 +452,6 @@ impl Scheduler {
             prev: NIL,
             next: NIL,
         };
-        list.len -= 1;
     }
 
     /// Check the lists against the states (for `check_invariants`):
@@ -460,7 +459,7 @@ impl Scheduler {
     pub(crate) fn consistent(&self) -> bool {
         let mut ready_seen = 0usize;
         for (level, list) in self.ready.iter().enumerate() {
-            if (self.nonempty >> level) & 1 != (list.len > 0) as u32 {
+            if (self.nonempty >> level) & 1 != !list.is_empty() as u32 {
                 return false;
             }
             let mut count = 0u32;
@@ -475,11 +474,11 @@ impl Scheduler {
                 }
                 prev = slot;
                 count += 1;
-                if count > list.len {
+                if count as usize > self.entries.len() {
                     return false;
                 }
             }
-            if count != list.len || list.tail != prev {
+            if list.tail != prev {
                 return false;
             }
             ready_seen += count as usize;
@@ -569,7 +568,6 @@ impl DirectSwitch<'_> {
         } else {
             entries[next as usize].link.prev = NIL;
         }
-        sent_on.len -= 1;
         // The caller joins the tail of the list it receives on. This is
         // `push_back` written out with the state change through one borrow
         // of the entry: through `push_back` (and its `entry` growth check)
@@ -592,7 +590,6 @@ impl DirectSwitch<'_> {
             entries[tail as usize].link.next = caller;
         }
         list.tail = caller;
-        list.len += 1;
         if let Some(deadline) = waited {
             sched.deadlines.remove(&(deadline, receiver));
         }
@@ -761,8 +758,8 @@ mod tests {
             }),
             ("a broken back link", |s| s.entries[2].link.prev = 0),
             ("a cycle", |s| s.entries[2].link.next = 0),
-            ("a list shorter than its count", |s| {
-                s.ready[Priority::NORMAL.0 as usize].len += 1
+            ("a head in the middle of its list", |s| {
+                s.ready[Priority::NORMAL.0 as usize].head = 1
             }),
             ("a wrong tail", |s| {
                 s.ready[Priority::NORMAL.0 as usize].tail = 1
@@ -783,7 +780,7 @@ mod tests {
         let mut s = busy();
         s.deadlines.clear();
         assert!(!s.consistent(), "a missing deadline");
-        assert_eq!(busy().ready[normal].len(), 3);
+        assert_eq!(busy().iter_list(busy().ready[normal]).count(), 3);
     }
 
     #[test]
@@ -823,7 +820,7 @@ mod tests {
         s.block(0, on, Some(&mut waiters));
         s.run_blocked(0, Some(&mut waiters));
         assert_eq!(s.state(0), SchedState::Running);
-        assert_eq!(waiters.len(), 0);
+        assert!(waiters.is_empty());
         assert_eq!(s.next_deadline(), None);
         assert_eq!(s.ready_len(), 0);
         // Not blocked: no effect.
@@ -859,9 +856,9 @@ mod tests {
         assert_eq!(s.state(1), SchedState::Running);
         assert_eq!(s.state(0), SchedState::Blocked(on));
         assert_eq!(s.iter_list(sent_on).collect::<Vec<_>>(), [2]);
-        assert_eq!(sent_on.len(), 1);
+        assert_eq!((sent_on.head, sent_on.tail), (2, 2));
         assert_eq!(s.iter_list(receive_on).collect::<Vec<_>>(), [3, 0]);
-        assert_eq!(receive_on.len(), 2);
+        assert_eq!((receive_on.head, receive_on.tail), (3, 0));
         assert_eq!(
             s.next_deadline(),
             Some(Instant::from_nanos(9)),
@@ -888,7 +885,7 @@ mod tests {
         switch.commit(receiving(0, None));
         assert_eq!(s.state(1), SchedState::Running);
         assert_eq!(s.iter_list(list).collect::<Vec<_>>(), [0]);
-        assert_eq!((list.head(), list.tail, list.len()), (Some(0), 0, 1));
+        assert_eq!((list.head(), list.tail), (Some(0), 0));
         assert_eq!(s.next_deadline(), None);
         assert!(s.consistent());
         // And back: the list holds the other task again.
@@ -907,7 +904,6 @@ mod tests {
         let mut list = TaskList {
             head: receiver,
             tail: receiver,
-            len: 1,
         };
         s.check_direct(caller, &mut list, None).is_some()
     }
