@@ -109,15 +109,43 @@ struct Link {
     next: u32,
 }
 
+/// A task's scheduling state without what it waits for (see
+/// [`Entry::on`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Inactive,
+    Ready,
+    Running,
+    Blocked,
+}
+
 #[derive(Clone, Copy)]
 struct Entry {
     link: Link,
-    state: SchedState,
+    /// The state is `kind`, with `on` when it is `Blocked` (see
+    /// [`Entry::state`]). `on` means nothing in any other state, so the
+    /// IPC fast path's check may write the caller's coming wait there
+    /// while the caller runs (see [`Scheduler::check_direct`]): the commit
+    /// then blocks it by writing the kind alone.
+    kind: Kind,
+    on: BlockedOn,
     priority: u8,
     /// Why the task was last woken, until it is taken or the task waits
     /// again (see `KernelCore::take_wake_reason`). Kept here, beside the
     /// state every wake changes, so that waking a task touches one record.
     wake: Option<WakeReason>,
+}
+
+impl Entry {
+    #[inline]
+    fn state(&self) -> SchedState {
+        match self.kind {
+            Kind::Inactive => SchedState::Inactive,
+            Kind::Ready => SchedState::Ready,
+            Kind::Running => SchedState::Running,
+            Kind::Blocked => SchedState::Blocked(self.on),
+        }
+    }
 }
 
 /// Table bytes one task takes in the scheduler: its entry and the deadline
@@ -155,7 +183,10 @@ impl Scheduler {
                         prev: NIL,
                         next: NIL,
                     },
-                    state: SchedState::Inactive,
+                    kind: Kind::Inactive,
+                    on: BlockedOn::Sleep {
+                        until: Instant::from_nanos(0),
+                    },
                     priority: 0,
                     wake: None,
                 },
@@ -171,7 +202,7 @@ impl Scheduler {
     pub(crate) fn state(&self, slot: u32) -> SchedState {
         self.entries
             .get(slot as usize)
-            .map_or(SchedState::Inactive, |e| e.state)
+            .map_or(SchedState::Inactive, Entry::state)
     }
 
     pub(crate) fn priority(&self, slot: u32) -> Priority {
@@ -197,7 +228,7 @@ impl Scheduler {
         let level = clamp(priority);
         let e = self.entry(slot);
         e.priority = level;
-        e.state = SchedState::Inactive;
+        e.kind = Kind::Inactive;
         e.wake = None;
         self.make_ready(slot);
     }
@@ -207,7 +238,7 @@ impl Scheduler {
     /// are the caller's to clear first: use [`Scheduler::wake`]).
     fn make_ready(&mut self, slot: u32) {
         let level = self.entry(slot).priority as usize;
-        self.entries[slot as usize].state = SchedState::Ready;
+        self.entries[slot as usize].kind = Kind::Ready;
         let mut list = self.ready[level];
         self.push_back(&mut list, slot);
         self.ready[level] = list;
@@ -239,7 +270,7 @@ impl Scheduler {
         if list.is_empty() {
             self.nonempty &= !(1 << level);
         }
-        self.entries[slot as usize].state = SchedState::Running;
+        self.entries[slot as usize].kind = Kind::Running;
         Some(slot)
     }
 
@@ -274,7 +305,9 @@ impl Scheduler {
             // the kernel core never does it (checked by the invariants).
             SchedState::Inactive | SchedState::Blocked(_) => return,
         }
-        self.entries[slot as usize].state = SchedState::Blocked(on);
+        let e = &mut self.entries[slot as usize];
+        e.kind = Kind::Blocked;
+        e.on = on;
         if let Some(list) = wait_list {
             self.push_back(list, slot);
         }
@@ -309,11 +342,11 @@ impl Scheduler {
     pub(crate) fn run_blocked(&mut self, slot: u32, wait_list: Option<&mut TaskList>) {
         if let SchedState::Blocked(on) = self.state(slot) {
             self.stop_waiting(slot, on, wait_list);
-            self.entries[slot as usize].state = SchedState::Running;
+            self.entries[slot as usize].kind = Kind::Running;
         }
     }
 
-    /// Check the IPC fast path's switch, changing nothing: `caller` is
+    /// Check the IPC fast path's switch, changing nothing observable: `caller` is
     /// running, the task at the head of `sent_on` is blocked, and
     /// `pick_next` would choose it if it were made ready now (no ready
     /// task has its priority or a higher one). `receive_on` is the list
@@ -323,31 +356,40 @@ impl Scheduler {
     /// The answer is the only way to the switch: it holds the scheduler
     /// and both lists borrowed, so nothing changes what was checked before
     /// [`DirectSwitch::commit`], which therefore checks none of it again.
+    ///
+    /// `on` is what the caller will wait for. A check that passes writes it
+    /// into the caller's entry, where nothing reads it while the caller
+    /// runs ([`Scheduler::state`] reads a task's wait only when it is
+    /// blocked, and blocking writes a new one), so that the commit, after
+    /// the embedder's hand-over, blocks the caller by writing its state's
+    /// kind alone: the check changes nothing anyone can observe, dropped or
+    /// committed.
     #[inline(always)]
     pub(crate) fn check_direct<'k>(
         &'k mut self,
         caller: u32,
         sent_on: &'k mut TaskList,
         receive_on: Option<&'k mut TaskList>,
+        on: BlockedOn,
     ) -> Option<DirectSwitch<'k>> {
         let receiver = sent_on.head()?;
-        let (c, r) = (
-            self.entries.get(caller as usize)?,
-            self.entries.get(receiver as usize)?,
-        );
-        let SchedState::Blocked(waited) = r.state else {
-            return None;
-        };
-        if c.state != SchedState::Running || self.nonempty >> r.priority != 0 {
+        let r = self.entries.get(receiver as usize)?;
+        if r.kind != Kind::Blocked || self.nonempty >> r.priority != 0 {
             return None;
         }
+        let waited = r.on.deadline();
+        let c = self.entries.get_mut(caller as usize)?;
+        if c.kind != Kind::Running {
+            return None;
+        }
+        c.on = on;
         Some(DirectSwitch {
             sched: self,
             sent_on,
             receive_on,
             caller,
             receiver,
-            waited: waited.deadline(),
+            waited,
         })
     }
 
@@ -360,7 +402,7 @@ impl Scheduler {
         match self.state(slot) {
             SchedState::Ready => {
                 self.unready(slot);
-                self.entries[slot as usize].state = SchedState::Running;
+                self.entries[slot as usize].kind = Kind::Running;
             }
             SchedState::Blocked(_) => self.run_blocked(slot, wait_list),
             SchedState::Running | SchedState::Inactive => {}
@@ -375,7 +417,7 @@ impl Scheduler {
             SchedState::Running | SchedState::Inactive => {}
         }
         let e = &mut self.entries[slot as usize];
-        e.state = SchedState::Inactive;
+        e.kind = Kind::Inactive;
         e.wake = None;
     }
 
@@ -466,10 +508,7 @@ impl Scheduler {
             let mut prev = NIL;
             for slot in self.iter_list(*list) {
                 let e = &self.entries[slot as usize];
-                if e.state != SchedState::Ready
-                    || e.priority as usize != level
-                    || e.link.prev != prev
-                {
+                if e.kind != Kind::Ready || e.priority as usize != level || e.link.prev != prev {
                     return false;
                 }
                 prev = slot;
@@ -486,7 +525,7 @@ impl Scheduler {
         let ready_states = self
             .entries
             .iter()
-            .filter(|e| e.state == SchedState::Ready)
+            .filter(|e| e.kind == Kind::Ready)
             .count();
         if ready_states != ready_seen {
             return false;
@@ -495,7 +534,7 @@ impl Scheduler {
             .entries
             .iter()
             .enumerate()
-            .filter_map(|(i, e)| match e.state {
+            .filter_map(|(i, e)| match e.state() {
                 SchedState::Blocked(on) => on.deadline().map(|d| (d, i as u32)),
                 _ => None,
             })
@@ -533,14 +572,14 @@ impl DirectSwitch<'_> {
     }
 
     /// Switch, in one step and without the ready lists: the receiver
-    /// leaves the head of `sent_on` and runs, and the caller blocks on
-    /// `on` at the tail of `receive_on` (of `sent_on` when `None`: the
-    /// caller receives where it sent). Both leave and enter the deadline
+    /// leaves the head of `sent_on` and runs, and the caller blocks on the
+    /// wait the check was given at the tail of `receive_on` (of `sent_on`
+    /// when `None`: the caller receives where it sent). Both leave and enter the deadline
     /// index as their waits say; the receiver was woken by a hand-off
     /// ([`WakeReason::HandedOff`]) and the caller, waiting again, has no
     /// wake reason.
     #[inline(always)]
-    pub(crate) fn commit(self, on: BlockedOn) {
+    pub(crate) fn commit(self) {
         let DirectSwitch {
             sched,
             sent_on,
@@ -560,7 +599,7 @@ impl DirectSwitch<'_> {
             prev: NIL,
             next: NIL,
         };
-        r.state = SchedState::Running;
+        r.kind = Kind::Running;
         r.wake = Some(WakeReason::HandedOff);
         sent_on.head = next;
         if next == NIL {
@@ -578,7 +617,9 @@ impl DirectSwitch<'_> {
         };
         let tail = list.tail;
         let c = &mut entries[caller as usize];
-        c.state = SchedState::Blocked(on);
+        // Its wait is in its entry already (see `check_direct`).
+        c.kind = Kind::Blocked;
+        let deadline = c.on.deadline();
         c.wake = None;
         c.link = Link {
             prev: tail,
@@ -593,7 +634,7 @@ impl DirectSwitch<'_> {
         if let Some(deadline) = waited {
             sched.deadlines.remove(&(deadline, receiver));
         }
-        if let Some(deadline) = on.deadline() {
+        if let Some(deadline) = deadline {
             sched.deadlines.insert((deadline, caller), ());
         }
     }
@@ -751,7 +792,7 @@ mod tests {
             }),
             ("bitmap bit of an empty level set", |s| s.nonempty |= 1),
             ("a listed task not ready", |s| {
-                s.entries[1].state = SchedState::Running
+                s.entries[1].kind = Kind::Running
             }),
             ("a listed task of another priority", |s| {
                 s.entries[1].priority = 0
@@ -765,7 +806,7 @@ mod tests {
                 s.ready[Priority::NORMAL.0 as usize].tail = 1
             }),
             ("a ready task in no list", |s| {
-                s.entries[4].state = SchedState::Ready
+                s.entries[4].kind = Kind::Ready
             }),
             ("a deadline nobody waits for", |s| {
                 s.deadlines.insert((Instant::from_nanos(9), 4), ());
@@ -849,10 +890,10 @@ mod tests {
         s.block(3, receiving(1, None), Some(&mut receive_on));
         assert_eq!(s.pick_next(), Some(0));
         let on = receiving(1, Some(9));
-        let switch = s.check_direct(0, &mut sent_on, Some(&mut receive_on));
+        let switch = s.check_direct(0, &mut sent_on, Some(&mut receive_on), on);
         let switch = switch.expect("task 1 is first in line and would run");
         assert_eq!(switch.slots(), (0, 1));
-        switch.commit(on);
+        switch.commit();
         assert_eq!(s.state(1), SchedState::Running);
         assert_eq!(s.state(0), SchedState::Blocked(on));
         assert_eq!(s.iter_list(sent_on).collect::<Vec<_>>(), [2]);
@@ -880,18 +921,22 @@ mod tests {
         s.activate(1, Priority::NORMAL);
         s.block(1, receiving(0, None), Some(&mut list));
         assert_eq!(s.pick_next(), Some(0));
-        let switch = s.check_direct(0, &mut list, None).expect("task 1 waits");
+        let switch = s.check_direct(0, &mut list, None, receiving(0, None));
+        let switch = switch.expect("task 1 waits");
         assert_eq!(switch.slots(), (0, 1));
-        switch.commit(receiving(0, None));
+        switch.commit();
         assert_eq!(s.state(1), SchedState::Running);
         assert_eq!(s.iter_list(list).collect::<Vec<_>>(), [0]);
         assert_eq!((list.head(), list.tail), (Some(0), 0));
         assert_eq!(s.next_deadline(), None);
         assert!(s.consistent());
         // And back: the list holds the other task again.
-        let switch = s.check_direct(1, &mut list, None).expect("task 0 waits");
+        let switch = s.check_direct(1, &mut list, None, receiving(0, Some(3)));
+        let switch = switch.expect("task 0 waits");
         assert_eq!(switch.slots(), (1, 0));
-        switch.commit(receiving(0, None));
+        switch.commit();
+        assert_eq!(s.state(1), SchedState::Blocked(receiving(0, Some(3))));
+        assert_eq!(s.next_deadline(), Some(Instant::from_nanos(3)));
         assert_eq!(s.iter_list(list).collect::<Vec<_>>(), [1]);
         assert_eq!(s.state(0), SchedState::Running);
         assert!(s.consistent());
@@ -905,7 +950,8 @@ mod tests {
             head: receiver,
             tail: receiver,
         };
-        s.check_direct(caller, &mut list, None).is_some()
+        s.check_direct(caller, &mut list, None, receiving(0, None))
+            .is_some()
     }
 
     #[test]
@@ -917,7 +963,11 @@ mod tests {
             s.activate(slot, Priority::HIGH);
         }
         s.activate(3, Priority::IDLE);
-        assert!(s.check_direct(0, &mut list, None).is_none(), "nobody waits");
+        let on = receiving(0, None);
+        assert!(
+            s.check_direct(0, &mut list, None, on).is_none(),
+            "nobody waits"
+        );
         s.block(1, receiving(0, None), Some(&mut list));
         s.block(2, receiving(0, None), Some(&mut list));
         assert_eq!(s.pick_next(), Some(0));
@@ -935,11 +985,17 @@ mod tests {
         // The check takes the head of the list, and a declined or dropped
         // check changes nothing.
         let mut other = TaskList::EMPTY;
-        let switch = s.check_direct(0, &mut list, Some(&mut other));
+        let switch = s.check_direct(0, &mut list, Some(&mut other), receiving(1, Some(4)));
         assert_eq!(switch.map(|c| c.slots()), Some((0, 1)));
         assert_eq!(s.iter_list(list).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(other, TaskList::EMPTY);
         assert_eq!(s.state(0), SchedState::Running);
+        assert!(s.consistent());
+        // The dropped check's wait is nowhere: the caller's next block
+        // waits for what that block says.
+        s.block(0, receiving(2, None), None);
+        assert_eq!(s.state(0), SchedState::Blocked(receiving(2, None)));
+        assert_eq!(s.next_deadline(), None);
         assert!(s.consistent());
     }
 

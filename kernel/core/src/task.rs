@@ -391,6 +391,9 @@ mod tests {
         assert!(table.get_mut(zero).is_none());
         assert_eq!(table.slot_of(zero), None);
         assert!(table.slot_and_task(zero).is_none());
-        assert_eq!(table.slot_and_task(a).map(|(slot, t)| (slot, t.id)), Some((0, a)));
+        assert_eq!(
+            table.slot_and_task(a).map(|(slot, t)| (slot, t.id)),
+            Some((0, a))
+        );
     }
 }
