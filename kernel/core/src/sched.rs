@@ -377,7 +377,6 @@ impl Scheduler {
         if r.kind != Kind::Blocked || self.nonempty >> r.priority != 0 {
             return None;
         }
-        let waited = r.on.deadline();
         let c = self.entries.get_mut(caller as usize)?;
         if c.kind != Kind::Running {
             return None;
@@ -389,7 +388,6 @@ impl Scheduler {
             receive_on,
             caller,
             receiver,
-            waited,
         })
     }
 
@@ -559,8 +557,6 @@ pub(crate) struct DirectSwitch<'k> {
     receive_on: Option<&'k mut TaskList>,
     caller: u32,
     receiver: u32,
-    /// The deadline the receiver waited with (it leaves the index).
-    waited: Option<Instant>,
 }
 
 impl DirectSwitch<'_> {
@@ -586,7 +582,6 @@ impl DirectSwitch<'_> {
             receive_on,
             caller,
             receiver,
-            waited,
         } = self;
         // One borrow of the entries as a slice: its length stays in a
         // register, so the writes below do not reload it for their bounds
@@ -594,6 +589,8 @@ impl DirectSwitch<'_> {
         let entries = sched.entries.as_mut_slice();
         // The receiver leaves the head of its wait list.
         let r = &mut entries[receiver as usize];
+        // The deadline it waited with leaves the index (below).
+        let waited = r.on.deadline();
         let next = r.link.next;
         r.link = Link {
             prev: NIL,
