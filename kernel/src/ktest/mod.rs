@@ -83,6 +83,10 @@ pub static TESTS: &[KernelTest] = &[
         run: memory::kernel_half_is_shared,
     },
     KernelTest {
+        name: "reply_goes_where_the_last_check_found_the_buffer",
+        run: memory::reply_goes_where_the_last_check_found_the_buffer,
+    },
+    KernelTest {
         name: "gdt_layout_fits_syscall_sysret",
         run: traps::gdt_layout_fits_star,
     },

@@ -89,8 +89,9 @@ pub fn deliver_stamped_message(
 
 /// The body of [`deliver_message`] and [`deliver_stamped_message`],
 /// inlined into each so that a constant trailer is stored, not copied.
-/// A buffer in one cached page is written here, without a call (so the
-/// function saves no registers); any other goes out of line.
+/// A reply within the first page of the buffer its receive checked is
+/// written here, without a lookup or a call (so the function saves no
+/// registers); any other goes out of line.
 #[inline(always)]
 fn deliver_framed(
     memory: &mut UserMemory,
@@ -104,17 +105,19 @@ fn deliver_framed(
     if len as u64 > to.capacity {
         return None;
     }
-    if let Some(out) = memory.writable_in_cached_page(to.ptr, len) {
-        // The common case: one page, known, written in place.
+    if let Some(out) = memory.writable_where_checked(to.ptr, len) {
+        // The common case: the reply fits in the first page of the
+        // buffer the receive checked (its task's last check), written in
+        // place.
         write_framed(out, head, sender, message, trailer);
         return Some(len as u64);
     }
     deliver_framed_walked(memory, to, sender, message, trailer)
 }
 
-/// [`deliver_framed`] for a buffer not in one cached page: its page
-/// walked (then written in place, if it is one page), or the reply copied
-/// out in parts.
+/// [`deliver_framed`] for a reply not within the first page of the
+/// buffer its receive checked: its page looked up (then written in
+/// place, if it is one page), or the reply copied out in parts.
 #[inline(never)]
 fn deliver_framed_walked(
     memory: &mut UserMemory,
