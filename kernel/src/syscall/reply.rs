@@ -65,6 +65,7 @@ pub fn deliver(memory: &mut UserMemory, to: UserBuffer, bytes: &[u8]) -> u64 {
 /// sees, as [`deliver`] does, or `None` — having written nothing — if the
 /// buffer is too small. (The `Exchange` path: its trailer is two constant
 /// bytes, stored as such rather than copied by length.)
+#[inline(always)]
 pub fn deliver_message(
     memory: &mut UserMemory,
     to: UserBuffer,
