@@ -55,6 +55,10 @@ pub static TESTS: &[KernelTest] = &[
         run: copies::message_copy_matches_copy_from_slice,
     },
     KernelTest {
+        name: "short_reply_header_is_the_abis",
+        run: copies::short_reply_header_is_the_abis,
+    },
+    KernelTest {
         name: "layout_bootloader_mappings_in_upper_half",
         run: memory::layout_is_upper_half,
     },
