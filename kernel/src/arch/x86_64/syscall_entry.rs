@@ -3,10 +3,10 @@
 //!
 //! `syscall` switches neither stack nor GS. The stub swaps GS to the
 //! per-CPU block ([`PerCpu`]), parks the user RSP there, and writes a
-//! [`TrapFrame`] in exactly the layout the interrupt stubs build (CS/SS
-//! the user selectors, RIP from RCX, RFLAGS from R11; the vector and
-//! error code, and the RCX and R11 that `syscall` overwrote, are left as
-//! the record holds them: see `save_call`) — not on the kernel stack but
+//! [`TrapFrame`] in exactly the layout the interrupt stubs build (RIP
+//! from RCX, RFLAGS from R11; the vector and error code, the RCX and R11
+//! that `syscall` overwrote, and CS and SS, always the user selectors in
+//! a record, are left as the record holds them: see `save_call`) — not on the kernel stack but
 //! straight into the running task's record, whose address the per-CPU
 //! block holds ([`save_calls_into`], set at every switch). Then it loads
 //! the kernel stack top and calls the safe dispatcher (`Exchange` and
@@ -152,10 +152,8 @@ const F_RDX: usize = offset_of!(TrapFrame, rdx);
 const F_RBX: usize = offset_of!(TrapFrame, rbx);
 const F_RAX: usize = offset_of!(TrapFrame, rax);
 const F_RIP: usize = offset_of!(TrapFrame, rip);
-const F_CS: usize = offset_of!(TrapFrame, cs);
 const F_RFLAGS: usize = offset_of!(TrapFrame, rflags);
 const F_RSP: usize = offset_of!(TrapFrame, rsp);
-const F_SS: usize = offset_of!(TrapFrame, ss);
 
 /// Assembly that saves a system call's registers into the running task's
 /// record (at the address the per-CPU block holds, see
@@ -164,13 +162,16 @@ const F_SS: usize = offset_of!(TrapFrame, ss);
 /// RSP being the one register free (every other holds the caller's
 /// value until it is saved): no push, so nothing is written outside the
 /// record. The hardware part is written as an interrupt from ring 3 would
-/// have pushed it (CS/SS the user selectors, RIP from RCX, RFLAGS from
-/// R11). Not written: the vector and error code (only frames on the
-/// kernel stack are read for them; the exits skip them), and RCX and R11
-/// themselves, which `syscall` has overwritten with RIP and RFLAGS (the
-/// ABI gives them back undefined): the record keeps whatever it held for
-/// them, this task's own values from before (zero, its last interrupted
-/// state, or what it last left there), never another task's.
+/// have pushed it (RIP from RCX, RFLAGS from R11, RSP). Not written: the
+/// vector and error code (only frames on the kernel stack are read for
+/// them; the exits skip them); RCX and R11 themselves, which `syscall`
+/// has overwritten with RIP and RFLAGS (the ABI gives them back
+/// undefined): the record keeps whatever it held for them, this task's
+/// own values from before (zero, its last interrupted state, or what it
+/// last left there), never another task's; and CS and SS, which every
+/// record holds as the user selectors already ([`user_selectors`]).
+///
+/// [`user_selectors`]: super::trap::TrapFrame::has_user_selectors
 macro_rules! save_call {
     () => {
         concat!(
@@ -194,8 +195,6 @@ macro_rules! save_call {
             "mov [rsp + {f_rflags}], r11\n",
             "mov rcx, gs:[{user_rsp}]\n",
             "mov [rsp + {f_rsp}], rcx\n",
-            "mov qword ptr [rsp + {f_cs}], {user_cs}\n",
-            "mov qword ptr [rsp + {f_ss}], {user_ss}\n",
             // The record's address is the dispatcher's argument; the
             // kernel stack is empty. FMASK has cleared DF.
             "mov rdi, rsp\n",
@@ -253,8 +252,6 @@ unsafe extern "C" fn syscall_entry() {
         user_rsp = const USER_RSP,
         kernel_rsp = const KERNEL_RSP,
         record_frame = const RECORD_FRAME,
-        user_ss = const gdt::USER_DATA as u64,
-        user_cs = const gdt::USER_CODE as u64,
         f_r15 = const F_R15,
         f_r14 = const F_R14,
         f_r13 = const F_R13,
@@ -269,10 +266,8 @@ unsafe extern "C" fn syscall_entry() {
         f_rbx = const F_RBX,
         f_rax = const F_RAX,
         f_rip = const F_RIP,
-        f_cs = const F_CS,
         f_rflags = const F_RFLAGS,
         f_rsp = const F_RSP,
-        f_ss = const F_SS,
         exchange = const pandagen_abi::syscall::Syscall::Exchange as u64,
         dispatch = sym crate::syscall::syscall_dispatch,
         exchange_entry = sym crate::syscall::direct_entry::<pandagen_abi::syscall::ExchangeRegisters>,
