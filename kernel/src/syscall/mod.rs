@@ -231,8 +231,9 @@ pub extern "C" fn direct_entry<C: DirectCall>(frame: *mut TrapFrame) -> *mut Tra
                 "the syscall entry saved {}'s registers outside its caller's record",
                 C::NAME
             );
-            // SAFETY: the stub's argument, the caller's record; read only.
             debug_assert!(
+                // SAFETY: the stub's argument, the caller's record; read
+                // only.
                 unsafe { (*frame).has_user_selectors() },
                 "a record without the user selectors"
             );
@@ -280,8 +281,8 @@ pub extern "C" fn syscall_dispatch(frame: *mut TrapFrame) -> *mut TrapFrame {
         k.is_record_of(caller, frame),
         "the syscall entry saved task {caller}'s registers outside its record"
     );
-    // SAFETY: the stub's argument, the caller's record; read only.
     debug_assert!(
+        // SAFETY: the stub's argument, the caller's record; read only.
         unsafe { (*frame).has_user_selectors() },
         "task {caller}'s record without the user selectors"
     );
