@@ -90,6 +90,16 @@ pub unsafe fn save_calls_into(record: *mut TrapFrame) {
     unsafe { (*core::ptr::addr_of_mut!(PER_CPU)).record_frame = record as u64 };
 }
 
+/// The record [`save_calls_into`] was last given: where the syscall stub
+/// saved the running task's registers on this call (the stub's argument,
+/// found again without keeping it in a register).
+#[inline(always)]
+pub fn saved_record() -> *mut TrapFrame {
+    // SAFETY: one CPU, and the kernel runs with interrupts off while it
+    // handles a call: nothing writes the block while it is read here.
+    unsafe { (*core::ptr::addr_of!(PER_CPU)).record_frame as *mut TrapFrame }
+}
+
 /// The top of the kernel stack for entries from ring 3 (guarded, see
 /// [`stacks`](super::stacks)).
 fn kernel_stack_top() -> u64 {
