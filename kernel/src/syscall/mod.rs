@@ -232,8 +232,7 @@ pub extern "C" fn direct_entry<C: DirectCall>(frame: *mut TrapFrame) -> *mut Tra
                 C::NAME
             );
             debug_assert!(
-                // SAFETY: the stub's argument, the caller's record; read
-                // only.
+                // SAFETY: the stub's argument, the caller's record; read only.
                 unsafe { (*frame).has_user_selectors() },
                 "a record without the user selectors"
             );
