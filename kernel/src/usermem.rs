@@ -32,8 +32,10 @@ const CACHED_RANGES: usize = 4;
 struct Cached {
     /// The user page, or `u64::MAX` for an empty slot.
     page: u64,
-    /// The kernel-window address of its frame.
-    window: u64,
+    /// The kernel-window address of its frame less the page's address
+    /// (wrapping): a user address in the page plus this is its window
+    /// address, with no offset to keep apart.
+    delta: u64,
     writable: bool,
 }
 
@@ -94,7 +96,7 @@ impl UserMemory {
             space,
             cache: [Cached {
                 page: u64::MAX,
-                window: 0,
+                delta: 0,
                 writable: false,
             }; CACHED_PAGES],
             writable: [Checked::NONE; CACHED_RANGES],
@@ -125,7 +127,7 @@ impl UserMemory {
         let slot = Self::slot(page);
         let c = self.cache[slot];
         if c.page == page {
-            return Ok((c.window, c.writable));
+            return Ok((page.wrapping_add(c.delta), c.writable));
         }
         self.page_uncached(page, slot)
     }
@@ -151,7 +153,7 @@ impl UserMemory {
         let window = self.space.window().virt(t.phys & !(PAGE_SIZE - 1));
         self.cache[slot] = Cached {
             page,
-            window,
+            delta: window.wrapping_sub(page),
             writable: t.flags.writable,
         };
         Ok((window, t.flags.writable))
@@ -256,13 +258,14 @@ impl UserMemory {
         let page = ptr - offset;
         let slot = Self::slot(page);
         let c = self.cache[slot];
-        let (window, writable) = if c.page == page {
-            (c.window, c.writable)
+        let (delta, writable) = if c.page == page {
+            (c.delta, c.writable)
         } else {
             user_range(ptr, len).ok()?;
-            self.page_uncached(page, slot).ok()?
+            let (window, writable) = self.page_uncached(page, slot).ok()?;
+            (window.wrapping_sub(page), writable)
         };
-        (writable || !write).then_some(window + offset)
+        (writable || !write).then_some(ptr.wrapping_add(delta))
     }
 
     /// The `len` (> 0) bytes at `ptr` as a kernel slice to write in place,

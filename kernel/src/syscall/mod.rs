@@ -245,8 +245,12 @@ pub extern "C" fn direct_entry<C: DirectCall>(frame: *mut TrapFrame) -> *mut Tra
         Exchanged::Declined => {
             drop(guard);
             // The record is as the stub left it: the general path reads
-            // the registers again.
-            syscall_dispatch(frame)
+            // the registers again. It is found again where the stub found
+            // it (nothing declined re-points the entry), so that `frame`
+            // is not kept in a register across the direct path.
+            let record = crate::arch::x86_64::syscall_entry::saved_record();
+            debug_assert_eq!(record, frame, "a declined call moved the entry");
+            syscall_dispatch(record)
         }
     }
 }

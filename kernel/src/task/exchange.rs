@@ -154,14 +154,11 @@ impl KernelState {
         // `Body::Kept`: the core sees the message's length only; the bytes
         // go from the caller's page straight into the receiver's buffer,
         // an object call's with its stamp after them, as `accept_offer`
-        // writes it for the general path's hand-off. (One `hand_over` per
-        // delivery: a closure that chose between them was not inlined;
-        // each delivery is a `Delivery`, inlined for certain.)
+        // writes it for the general path's hand-off. (A closure that
+        // chose between the two was not inlined; `Delivery` is, and each
+        // monomorph knows its own.)
         let slots = call.slots();
-        let handed = match badge {
-            None => hand_over(tasks, caller, slots, len, parked, Plain),
-            Some(badge) => hand_over(tasks, caller, slots, len, parked, Stamped(badge)),
-        };
+        let handed = hand_over(tasks, caller, slots, len, parked, Delivery(badge));
         let Some((receiver_id, receiver)) = handed else {
             return Exchanged::Declined;
         };
@@ -192,24 +189,17 @@ impl KernelState {
 }
 
 /// How [`hand_over`] writes the reply's framing and the message into the
-/// receiver's buffer `to`: the receiver's `rax`, or `None` — having
-/// written nothing — if the buffer cannot hold it. A trait rather than a
+/// receiver's buffer: with the stamp (badge and rights) of the object
+/// capability an object call used, as `accept_offer` writes it, or
+/// without one (`Exchange`). A method marked inline rather than a
 /// closure, so that it is inlined for certain (a closure, or a function
-/// item through `FnOnce`, was left out of line).
-pub(super) trait Delivery {
-    fn deliver(
-        self,
-        memory: &mut UserMemory,
-        to: UserBuffer,
-        sender: TaskId,
-        message: &[u8],
-    ) -> Option<u64>;
-}
+/// item through `FnOnce`, was left out of line); each direct call's
+/// monomorph knows which of the two it is, and keeps only that one.
+pub(super) struct Delivery(Option<Badge>);
 
-/// `Exchange`'s delivery: no stamp (`reply::deliver_message`).
-pub(super) struct Plain;
-
-impl Delivery for Plain {
+impl Delivery {
+    /// The receiver's `rax`, or `None` — having written nothing — if its
+    /// buffer `to` cannot hold the reply.
     #[inline(always)]
     fn deliver(
         self,
@@ -218,25 +208,11 @@ impl Delivery for Plain {
         sender: TaskId,
         message: &[u8],
     ) -> Option<u64> {
-        reply::deliver_message(memory, to, sender, message)
-    }
-}
-
-/// An object call's delivery: the message stamped with the badge (and
-/// rights) of the capability used, as `accept_offer` writes it.
-pub(super) struct Stamped(Badge);
-
-impl Delivery for Stamped {
-    #[inline(always)]
-    fn deliver(
-        self,
-        memory: &mut UserMemory,
-        to: UserBuffer,
-        sender: TaskId,
-        message: &[u8],
-    ) -> Option<u64> {
+        let Some(badge) = self.0 else {
+            return reply::deliver_message(memory, to, sender, message);
+        };
         let mut trailer = [0u8; RECEIVE_REPLY_TRAILER_MAX];
-        let n = write_receive_reply_trailer(Some(self.0), &mut trailer);
+        let n = write_receive_reply_trailer(Some(badge), &mut trailer);
         reply::deliver_stamped_message(memory, to, sender, message, &trailer[..n])
     }
 }
@@ -274,12 +250,17 @@ pub(super) fn hand_over(
     slots: (u32, u32),
     len: usize,
     parked: Parked,
-    delivery: impl Delivery,
+    delivery: Delivery,
 ) -> Option<(TaskId, &mut UserTask)> {
     let (sender, receiver_id, receiver) = tasks.pair_at_mut(&sender_id, slots)?;
-    // The sender's side first, then the receiver's (nothing changes
-    // before the delivery, so the order of the checks is free): fewer
-    // values live across the range check.
+    // A receiver with port windows first (it declines every time, and
+    // the check is one compare); then the sender's side, and the
+    // receiver's pending buffer last (nothing changes before the
+    // delivery, so the order is free): fewer values live across the
+    // range check.
+    if !receiver.ports.is_empty() {
+        return None;
+    }
     let message = UserRange {
         ptr: sender.frame.rdi,
         len,
@@ -302,9 +283,6 @@ pub(super) fn hand_over(
     else {
         return None;
     };
-    if !receiver.ports.is_empty() {
-        return None;
-    }
     let rax = delivery.deliver(&mut receiver.memory, receiver_response, sender_id, bytes)?;
     receiver.frame.rax = rax;
     receiver.pending = None;

@@ -1,8 +1,10 @@
 //! The `syscall` instruction's entry point, the per-CPU block it finds
-//! through GS, and the first jump into ring 3.
+//! by its address, and the first jump into ring 3.
 //!
-//! `syscall` switches neither stack nor GS. The stub swaps GS to the
-//! per-CPU block ([`PerCpu`]), parks the user RSP there, and writes a
+//! `syscall` switches neither stack nor GS. The stub leaves GS as it is
+//! (the user's: a system call runs with it, see below), reaches the
+//! per-CPU block ([`PerCpu`]) by its address (one CPU), parks the user
+//! RSP there, and writes a
 //! [`TrapFrame`] in exactly the layout the interrupt stubs build (RIP
 //! from RCX, RFLAGS from R11; the vector and error code, the RCX and R11
 //! that `syscall` overwrote, and CS and SS, always the user selectors in
@@ -26,6 +28,17 @@
 //! NMI, #DF and #MC run on their own stacks (IST), so nothing else is
 //! written there.
 //!
+//! GS. A system call runs with the user's GS base from `syscall` to
+//! `iretq` (no `swapgs`: the stub addresses the per-CPU block directly,
+//! and no kernel code but the entry stubs uses GS). Only the interrupt
+//! and exception handlers run with the per-CPU block in GS: their entry
+//! swaps by the live GS base, not by the saved CS (`trap_entry`), so an
+//! interrupt in the idle loop a system call entered (`schedule` halts
+//! there with interrupts on) swaps in and back out, and one from ring 3
+//! swaps as always. A task's GS base is 0: nothing lets ring 3 change it
+//! (the kernel never enables CR4.FSGSBASE), and nothing in the kernel
+//! trusts it.
+//!
 //! FMASK clears every RFLAGS bit ring 3 can leave set that changes how the
 //! kernel runs: IF (the dispatcher runs with interrupts off), TF (no single
 //! step trap in ring 0), DF (string instructions go up), AC (SMAP stays
@@ -45,7 +58,8 @@ use x86_64::registers::model_specific::{
 use x86_64::registers::rflags::RFlags;
 use x86_64::VirtAddr;
 
-/// What GS points at while the kernel runs.
+/// The boot CPU's per-CPU block: what GS points at while an interrupt or
+/// exception handler runs; the syscall stub reaches it by its address.
 #[repr(C)]
 pub struct PerCpu {
     /// Top of the kernel stack used for entries from ring 3.
@@ -88,6 +102,16 @@ pub unsafe fn save_calls_into(record: *mut TrapFrame) {
     // else reads or writes the block now; the syscall stub reads this
     // field only on the next entry from ring 3.
     unsafe { (*core::ptr::addr_of_mut!(PER_CPU)).record_frame = record as u64 };
+}
+
+/// The record [`save_calls_into`] was last given: where the syscall stub
+/// saved the running task's registers on this call (the stub's argument,
+/// found again without keeping it in a register).
+#[inline(always)]
+pub fn saved_record() -> *mut TrapFrame {
+    // SAFETY: one CPU, and the kernel runs with interrupts off while it
+    // handles a call: nothing writes the block while it is read here.
+    unsafe { (*core::ptr::addr_of!(PER_CPU)).record_frame as *mut TrapFrame }
 }
 
 /// The top of the kernel stack for entries from ring 3 (guarded, see
@@ -175,9 +199,8 @@ const F_RSP: usize = offset_of!(TrapFrame, rsp);
 macro_rules! save_call {
     () => {
         concat!(
-            "swapgs\n",
-            "mov gs:[{user_rsp}], rsp\n",
-            "mov rsp, gs:[{record_frame}]\n",
+            "mov [rip + {per_cpu} + {user_rsp}], rsp\n",
+            "mov rsp, [rip + {per_cpu} + {record_frame}]\n",
             "mov [rsp + {f_rax}], rax\n",
             "mov [rsp + {f_rbx}], rbx\n",
             "mov [rsp + {f_rdx}], rdx\n",
@@ -193,12 +216,12 @@ macro_rules! save_call {
             "mov [rsp + {f_r15}], r15\n",
             "mov [rsp + {f_rip}], rcx\n",
             "mov [rsp + {f_rflags}], r11\n",
-            "mov rcx, gs:[{user_rsp}]\n",
+            "mov rcx, [rip + {per_cpu} + {user_rsp}]\n",
             "mov [rsp + {f_rsp}], rcx\n",
             // The record's address is the dispatcher's argument; the
             // kernel stack is empty. FMASK has cleared DF.
             "mov rdi, rsp\n",
-            "mov rsp, gs:[{kernel_rsp}]\n",
+            "mov rsp, [rip + {per_cpu} + {kernel_rsp}]\n",
         )
     };
 }
@@ -227,7 +250,6 @@ unsafe extern "C" fn syscall_entry() {
         "mov rsp, rax",
         pop_gprs!(),
         "add rsp, 16",
-        "swapgs",
         "iretq",
         "6:",
         "test rax, rax",
@@ -249,6 +271,7 @@ unsafe extern "C" fn syscall_entry() {
         "5:",
         "call {dispatch}",
         "jmp 4b",
+        per_cpu = sym PER_CPU,
         user_rsp = const USER_RSP,
         kernel_rsp = const KERNEL_RSP,
         record_frame = const RECORD_FRAME,
@@ -276,8 +299,10 @@ unsafe extern "C" fn syscall_entry() {
     );
 }
 
-/// Restores the frame at RSP and returns to ring 3 with it (the exit
-/// [`syscall_entry`] ends with, too).
+/// Restores the frame at RSP and returns to ring 3 with it, swapping GS
+/// to the user's (the boot context runs with the per-CPU block's; the
+/// exit [`syscall_entry`] ends with is this without the swap: a system
+/// call runs with the user's GS throughout).
 #[unsafe(naked)]
 unsafe extern "C" fn resume_user() {
     naked_asm!(pop_gprs!(), "add rsp, 16", "swapgs", "iretq",);

@@ -9,8 +9,11 @@
 //!
 //! # GS
 //!
-//! In the kernel GS always points at the per-CPU block, in ring 3 at the
-//! user's value. Entry decides whether to `swapgs` from the GS base itself
+//! In the interrupt and exception handlers GS points at the per-CPU
+//! block, in ring 3 at the user's value; a system call runs with the
+//! user's throughout (the syscall stub reaches the per-CPU block by its
+//! address), so an interrupt in the idle loop a system call entered
+//! arrives in ring 0 with the user's GS. Entry decides whether to `swapgs` from the GS base itself
 //! (IA32_GS_BASE compared with the per-CPU block), not from the saved CS:
 //! an NMI, #MC, #DF or a #GP raised by `iretq` can arrive in ring 0 while
 //! GS still (or already) holds the user's base, between `syscall` and its
