@@ -659,3 +659,36 @@ fn a_dead_callers_id_declines_for_the_task_that_reuses_its_slot() {
         .is_some());
     k.check_invariants().unwrap();
 }
+
+#[test]
+fn a_declined_hand_off_leaves_the_caller_running_and_its_next_wait_its_own() {
+    let mut p = pair();
+    let later = pandagen_abi::Instant::from_nanos(1_000);
+    // Checked (the caller's wait, with a deadline, staged), then declined
+    // by the embedder.
+    let declined = p.k.send_receive_fast(
+        p.client,
+        p.to_server,
+        b"x",
+        p.replies,
+        Some(later),
+        || T0,
+        |_| false,
+    );
+    assert_eq!(declined, None);
+    assert_eq!(p.k.task_state(p.client), Some(SchedState::Running));
+    assert_eq!(p.k.next_deadline(), None, "no deadline of the declined call");
+    p.k.check_invariants().unwrap();
+    // The caller's own receive, without a deadline, is what it waits for.
+    p.k.receive_or_block(p.client, p.replies, None, T0).unwrap();
+    let replies = p.k.channel_of(p.client, p.replies, T0).unwrap();
+    assert_eq!(
+        p.k.task_state(p.client),
+        Some(SchedState::Blocked(BlockedOn::Receive {
+            channel: replies,
+            deadline: None
+        }))
+    );
+    assert_eq!(p.k.next_deadline(), None);
+    p.k.check_invariants().unwrap();
+}
