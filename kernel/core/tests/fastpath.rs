@@ -677,7 +677,11 @@ fn a_declined_hand_off_leaves_the_caller_running_and_its_next_wait_its_own() {
     );
     assert_eq!(declined, None);
     assert_eq!(p.k.task_state(p.client), Some(SchedState::Running));
-    assert_eq!(p.k.next_deadline(), None, "no deadline of the declined call");
+    assert_eq!(
+        p.k.next_deadline(),
+        None,
+        "no deadline of the declined call"
+    );
     p.k.check_invariants().unwrap();
     // The caller's own receive, without a deadline, is what it waits for.
     p.k.receive_or_block(p.client, p.replies, None, T0).unwrap();
