@@ -105,9 +105,9 @@ pub enum OpRef<'a> {
 /// Where `Op::Put` and `Op::Get` stand in [`Op`], and `Request::Transact`
 /// in [`Request`]: serde encodes a variant by its position. A test holds
 /// these to the derived encodings.
-const OP_PUT: u32 = 7;
-const OP_GET: u32 = 8;
-const REQUEST_TRANSACT: u32 = 5;
+pub(crate) const OP_PUT: u32 = 7;
+pub(crate) const OP_GET: u32 = 8;
+pub(crate) const REQUEST_TRANSACT: u32 = 5;
 
 impl Serialize for OpRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -157,10 +157,121 @@ pub struct OneOpPayload<'a> {
 }
 
 impl<'a> OneOpPayload<'a> {
-    /// The payload `bytes`, if it is one of these.
+    /// The payload `bytes`, if it is one of these: read by hand, field by
+    /// field, accepting and refusing exactly the bytes postcard's decode
+    /// of this type (its serde `Deserialize`, [`Self::decode_serde`])
+    /// accepts and refuses, with the same result (a property test holds
+    /// the two together for any bytes). Serde's reader costs a call per
+    /// field, per varint and per byte string.
     pub fn decode(bytes: &'a [u8]) -> Option<Self> {
+        let mut r = Reader(bytes);
+        // `Request::Transact` of a sequence of exactly one operation.
+        if r.varint_u32()? != REQUEST_TRANSACT || r.varint_u64()? != 1 {
+            return None;
+        }
+        let op = match r.varint_u32()? {
+            OP_PUT => {
+                let key = r.bytes()?;
+                let value = r.bytes()?;
+                OpRef::Put { key, value }
+            }
+            OP_GET => {
+                let key = r.bytes()?;
+                let at = match r.option()? {
+                    true => Some(VersionId::from_raw(r.varint_u64()?)),
+                    false => None,
+                };
+                OpRef::Get { key, at }
+            }
+            _ => return None,
+        };
+        let session = match r.option()? {
+            true => Some(r.varint_u32()?),
+            false => None,
+        };
+        r.0.is_empty().then_some(OneOpPayload { op, session })
+    }
+
+    /// [`Self::decode`] by serde and postcard: what the hand-written reader
+    /// is held to.
+    pub fn decode_serde(bytes: &'a [u8]) -> Option<Self> {
         match postcard::take_from_bytes::<OneOpPayload<'a>>(bytes) {
             Ok((payload, [])) => Some(payload),
+            _ => None,
+        }
+    }
+}
+
+/// Postcard's encodings read from the front of a byte slice, refusing
+/// what postcard refuses (see [`OneOpPayload::decode`]).
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&first, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(first)
+    }
+
+    /// A varint of at most `max_bytes` bytes, whose last byte is at most
+    /// `last_max` if it has all of them (postcard's `try_take_varint_*`:
+    /// a longer or overflowing one is refused; a non-minimal one is not).
+    /// Most are one byte (tags, short lengths), read without a loop.
+    #[inline(always)]
+    fn varint(&mut self, max_bytes: u32, last_max: u8) -> Option<u64> {
+        match self.0 {
+            [first, rest @ ..] if *first < 0x80 => {
+                self.0 = rest;
+                Some(u64::from(*first))
+            }
+            _ => self.long_varint(max_bytes, last_max),
+        }
+    }
+
+    /// [`Self::varint`] of any length.
+    #[inline(never)]
+    fn long_varint(&mut self, max_bytes: u32, last_max: u8) -> Option<u64> {
+        let mut out = 0u64;
+        for i in 0..max_bytes {
+            let byte = self.byte()?;
+            out |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return (i + 1 < max_bytes || byte <= last_max).then_some(out);
+            }
+        }
+        None
+    }
+
+    #[inline(always)]
+    fn varint_u32(&mut self) -> Option<u32> {
+        // Five bytes; the fifth carries the top four bits. What passes
+        // fits in 32 bits.
+        self.varint(5, 0x0f).map(|v| v as u32)
+    }
+
+    #[inline(always)]
+    fn varint_u64(&mut self) -> Option<u64> {
+        self.varint(10, 0x01)
+    }
+
+    /// A byte string: its length (a `usize`, a `u64` varint here), then
+    /// that many bytes, borrowed.
+    #[inline(always)]
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.varint_u64()?).ok()?;
+        if len > self.0.len() {
+            return None;
+        }
+        let (bytes, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Some(bytes)
+    }
+
+    /// An option's tag: 0 for `None`, 1 for `Some`, anything else refused.
+    fn option(&mut self) -> Option<bool> {
+        match self.byte()? {
+            0 => Some(false),
+            1 => Some(true),
             _ => None,
         }
     }
@@ -330,7 +441,7 @@ impl<'de> Deserialize<'de> for OneOpPayload<'de> {
 }
 
 /// The index of `Reply::Transacted` among the reply's variants.
-const REPLY_TRANSACTED: u32 = 5;
+pub(crate) const REPLY_TRANSACTED: u32 = 5;
 
 /// `Reply::Transacted` borrowing its lists: the same bytes, for a server
 /// that answers without building the reply's vectors. `R` is an
@@ -355,7 +466,7 @@ pub enum OpResultRef<'a> {
 
 /// Where `OpResult::Value` stands in [`OpResult`] (a test holds it to the
 /// derived encoding).
-const OP_RESULT_VALUE: u32 = 6;
+pub(crate) const OP_RESULT_VALUE: u32 = 6;
 
 impl Serialize for OpResultRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -370,7 +481,7 @@ impl Serialize for OpResultRef<'_> {
 }
 
 /// Where `OpResult::Written` stands in [`OpResult`].
-const OP_RESULT_WRITTEN: u64 = 2;
+pub(crate) const OP_RESULT_WRITTEN: u64 = 2;
 
 /// The most bytes [`push_put_answer`] writes: five one-byte pieces and
 /// three varints of up to ten bytes.
@@ -961,6 +1072,226 @@ mod tests {
 
     fn encoded_with<R: Serialize + ?Sized>(request: &R, session: Option<u32>) -> Vec<u8> {
         postcard::to_allocvec(&RequestPayloadRef { request, session }).unwrap()
+    }
+
+    /// Postcard's varint of `value`, made `pad` bytes longer than it
+    /// needs (continuation bits on zero groups), as a sender may write it.
+    fn padded_varint(value: u64, pad: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::wire_bytes::push_varint(&mut out, value);
+        for _ in 0..pad {
+            *out.last_mut().unwrap() |= 0x80;
+            out.push(0);
+        }
+        out
+    }
+
+    /// A number near the edges the reader checks: the tags it wants and
+    /// their neighbours, small lengths, the widths of `u32` and `u64`.
+    fn number() -> impl proptest::strategy::Strategy<Value = u64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => 0u64..10,
+            1 => prop::sample::select(vec![
+                127u64, 128, 300, u64::from(u32::MAX), u64::from(u32::MAX) + 1, u64::MAX,
+            ]),
+            1 => any::<u64>(),
+        ]
+    }
+
+    /// One piece of a payload: a varint (padded or not), an option tag, a
+    /// byte string with its (right or wrong) length, or raw bytes.
+    fn piece() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => (number(), prop_oneof![4 => Just(0usize), 1 => 0usize..10])
+                .prop_map(|(n, pad)| padded_varint(n, pad)),
+            1 => prop::sample::select(vec![0u8, 1, 2, 0x80, 0xff]).prop_map(|b| vec![b]),
+            2 => (prop::collection::vec(any::<u8>(), 0..20), prop_oneof![
+                    4 => Just(None),
+                    1 => number().prop_map(Some),
+                ])
+                .prop_map(|(bytes, len)| {
+                    let mut out = padded_varint(len.unwrap_or(bytes.len() as u64), 0);
+                    out.extend_from_slice(&bytes);
+                    out
+                }),
+            1 => prop::collection::vec(any::<u8>(), 0..6),
+        ]
+    }
+
+    /// Real request payloads: one-operation transacts among others, with
+    /// and without their session field.
+    fn real_payload() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let key = || prop::collection::vec(any::<u8>(), 0..12);
+        let op = prop_oneof![
+            (key(), key()).prop_map(|(key, value)| Op::Put { key, value }),
+            (key(), prop::option::of(number())).prop_map(|(key, at)| Op::Get {
+                key,
+                at: at.map(VersionId::from_raw)
+            }),
+            key().prop_map(|key| Op::Delete { key }),
+            Just(Op::Version),
+        ];
+        let request = prop_oneof![
+            4 => prop::collection::vec(op.clone(), 1..2).prop_map(|ops| Request::Transact { ops }),
+            1 => prop::collection::vec(op.clone(), 0..3).prop_map(|ops| Request::Transact { ops }),
+            1 => op.prop_map(|op| Request::Op { tx: TxId::from_raw(1), op }),
+            1 => Just(Request::Begin),
+        ];
+        (
+            request,
+            prop::option::of(number().prop_map(|n| n as u32)),
+            prop::option::of(any::<bool>()),
+        )
+            .prop_map(|(request, session, with_field)| match with_field {
+                // A v2.1 payload: the bare request.
+                None => postcard::to_allocvec(&request).unwrap(),
+                Some(_) => encoded_with(&request, session),
+            })
+    }
+
+    /// Payloads the reader must judge as serde does: real requests, cut,
+    /// lengthened or with a byte changed; payloads put together from the
+    /// pieces it reads; and any bytes.
+    fn payload() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let byte = prop_oneof![
+            prop::sample::select(vec![0u8, 1, 2, 7, 8, 0x0f, 0x10, 0x7f, 0x80, 0xff]),
+            any::<u8>(),
+        ];
+        let mutated = (real_payload(), any::<prop::sample::Index>(), byte, 0u8..5).prop_map(
+            |(mut bytes, at, byte, how)| {
+                match how {
+                    0 => bytes.truncate(at.index(bytes.len() + 1)),
+                    1 => bytes.push(byte),
+                    2 | 3 if !bytes.is_empty() => {
+                        let i = at.index(bytes.len());
+                        // Another byte, or the next or previous value.
+                        bytes[i] = match (how, byte % 2) {
+                            (2, _) => byte,
+                            (_, 0) => bytes[i].wrapping_add(1),
+                            _ => bytes[i].wrapping_sub(1),
+                        };
+                    }
+                    _ => bytes.insert(at.index(bytes.len() + 1), byte),
+                }
+                bytes
+            },
+        );
+        let pieced = (
+            prop_oneof![3 => Just(vec![5u8, 1]), 1 => Just(vec![5u8]), 1 => Just(vec![])],
+            prop::collection::vec(piece(), 0..7),
+        )
+            .prop_map(|(head, pieces)| {
+                let mut out = head;
+                for piece in pieces {
+                    out.extend_from_slice(&piece);
+                }
+                out
+            });
+        prop_oneof![
+            3 => real_payload(),
+            3 => mutated,
+            3 => pieced,
+            1 => prop::collection::vec(any::<u8>(), 0..40),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        /// The hand-written reader of a one-operation request accepts
+        /// exactly the payloads serde's decode accepts, as the same
+        /// request, and refuses the others.
+        #[test]
+        fn the_one_operation_reader_is_serdes(bytes in payload()) {
+            proptest::prop_assert_eq!(
+                OneOpPayload::decode(&bytes),
+                OneOpPayload::decode_serde(&bytes)
+            );
+        }
+    }
+
+    /// The edges of postcard's varints, where the reader and serde must
+    /// agree: padded, full-width and over-wide tags, lengths, versions and
+    /// sessions.
+    #[test]
+    fn the_one_operation_reader_agrees_at_the_varints_edges() {
+        // A put of key "k" and value "v" and a get of key "k" at version
+        // 9, session 3, as parts: `None` is a varint (its value), `Some` is
+        // raw bytes.
+        let put: [(Option<&[u8]>, u64); 9] = [
+            (None, 5),
+            (None, 1),
+            (None, 7),
+            (None, 1),
+            (Some(b"k"), 0),
+            (None, 1),
+            (Some(b"v"), 0),
+            (Some(&[1]), 0),
+            (None, 3),
+        ];
+        let get: [(Option<&[u8]>, u64); 8] = [
+            (None, 5),
+            (None, 1),
+            (None, 8),
+            (None, 1),
+            (Some(b"k"), 0),
+            (Some(&[1]), 0),
+            (None, 9),
+            (Some(&[1, 3]), 0),
+        ];
+        let values = [
+            0u64,
+            1,
+            3,
+            5,
+            7,
+            8,
+            9,
+            127,
+            128,
+            u64::from(u32::MAX),
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ];
+        let mut accepted = 0;
+        for parts in [&put[..], &get[..]] {
+            for field in 0..parts.len() {
+                if parts[field].0.is_some() {
+                    continue;
+                }
+                for value in values {
+                    for pad in 0..11 {
+                        // The field's varint as given, and with its last
+                        // byte just over a `u64`'s or a `u32`'s top bits
+                        // (when it has ten or five bytes).
+                        let varint = padded_varint(value, pad);
+                        let wide = |top: u8| {
+                            let mut wide = varint.clone();
+                            *wide.last_mut().unwrap() |= top;
+                            wide
+                        };
+                        for varint in [&varint, &wide(0x02), &wide(0x10)] {
+                            let mut bytes = Vec::new();
+                            for (at, (raw, number)) in parts.iter().enumerate() {
+                                match raw {
+                                    Some(raw) => bytes.extend_from_slice(raw),
+                                    None if at == field => bytes.extend_from_slice(varint),
+                                    None => bytes.extend_from_slice(&padded_varint(*number, 0)),
+                                }
+                            }
+                            let decoded = OneOpPayload::decode(&bytes);
+                            assert_eq!(decoded, OneOpPayload::decode_serde(&bytes), "{bytes:x?}");
+                            accepted += usize::from(decoded.is_some());
+                        }
+                    }
+                }
+            }
+        }
+        // Padded varints are accepted (by both), not only minimal ones.
+        assert!(accepted > 11 * 11, "{accepted}");
     }
 
     proptest::proptest! {

@@ -134,6 +134,17 @@ impl MapUpdate<'_> {
         }
     }
 
+    /// The most bytes [`encode_into`](Self::encode_into) pushes: every
+    /// varint at its widest (counted without looking at the numbers).
+    pub fn max_encoded_len(&self) -> usize {
+        const VARINT: usize = 10;
+        let bytes = |b: &[u8]| VARINT + b.len();
+        let fixed = 6 * VARINT + bytes(self.key) + 2;
+        let value = self.value.map_or(0, bytes);
+        let origin = self.origin.map_or(0, |o| 2 * VARINT + bytes(&o.answer));
+        fixed + value + origin
+    }
+
     /// Push the record's encoding onto `out`: the bytes postcard writes
     /// for [`to_record`](Self::to_record)'s record, field by field.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
@@ -195,6 +206,7 @@ mod tests {
             let record = update.to_record();
             let mut out = alloc::vec![0xee];
             update.encode_into(&mut out);
+            prop_assert!(out.len() - 1 <= update.max_encoded_len());
             prop_assert_eq!(&out, &postcard::to_extend(&record, alloc::vec![0xee]).unwrap());
             prop_assert_eq!(postcard::from_bytes::<CommitRecord>(&out[1..]).unwrap(), record);
         }

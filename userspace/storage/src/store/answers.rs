@@ -9,7 +9,9 @@
 //! in the order they were kept (the oldest, the one evicted, is its front:
 //! no search), and an open-addressing table with linear probing maps a key
 //! to its place in the queue: a look-up hashes the key and usually
-//! compares one entry.
+//! compares one entry. Each slot also holds sixteen more bits of its key's
+//! hash, so a probe past another key's slot, and a look-up of a key not
+//! kept (a put's usual case), rarely reads the queue at all.
 //!
 //! The hash multiplies by a secret odd number (derived from the store's
 //! capability key), so a client that picks its message ids cannot aim
@@ -35,9 +37,16 @@ struct Kept {
 
 /// A table slot that holds no answer.
 const EMPTY: u32 = u32::MAX;
-/// Serial numbers count modulo this (far more than are ever kept at once),
-/// so that none is [`EMPTY`].
-const SERIALS: u32 = 1 << 31;
+/// Serial numbers count modulo this (more than are ever kept at once, see
+/// [`MAX_KEPT`]); a slot holds one in its low sixteen bits, whose top bit
+/// is then clear, so that no slot in use is [`EMPTY`].
+const SERIALS: u32 = 1 << 15;
+/// The low sixteen bits of a slot: the serial number.
+const SERIAL_BITS: u32 = 0xffff;
+/// The most answers kept at once, whatever bound `insert` is given: below
+/// [`SERIALS`], so that no two kept answers share a serial number.
+const MAX_KEPT: usize = SERIALS as usize / 2;
+const _: () = assert!(super::DURABLE_ANSWERS <= MAX_KEPT);
 /// The table's first size (slots, a power of two).
 const FIRST_SLOTS: usize = 8;
 
@@ -48,9 +57,10 @@ pub(super) struct Answers {
     /// [`SERIALS`]).
     kept: VecDeque<Kept>,
     first: u32,
-    /// Each slot is [`EMPTY`] or the serial number of an answer in `kept`;
-    /// a key's answer is in the first slot at or after its hash's that
-    /// holds it, with no empty slot between. A power of two in length, at
+    /// Each slot is [`EMPTY`] or the serial number of an answer in `kept`
+    /// (low sixteen bits) and sixteen other bits of its key's hash, its tag
+    /// (high sixteen bits); a key's answer is in the first slot at or after
+    /// its hash's that holds it, with no empty slot between. A power of two in length, at
     /// least twice as long as `kept` (empty while nothing is kept).
     slots: Vec<u32>,
     /// The hash's multiplier (odd).
@@ -92,7 +102,7 @@ impl Answers {
             self.kept[at].answer = answer;
             return false;
         }
-        while self.kept.len() >= max.max(1) {
+        while self.kept.len() >= max.clamp(1, MAX_KEPT) {
             self.evict_oldest();
         }
         if (self.kept.len() + 1) * 2 > self.slots.len() {
@@ -101,11 +111,11 @@ impl Answers {
         let serial = self.serial_at(self.kept.len());
         self.kept.push_back(Kept { key, answer });
         let mask = self.slots.len() - 1;
-        let mut slot = self.hash(key);
+        let (mut slot, tag) = self.hash(key);
         while self.slots[slot] != EMPTY {
             slot = (slot + 1) & mask;
         }
-        self.slots[slot] = serial;
+        self.slots[slot] = tag | serial;
         true
     }
 
@@ -127,17 +137,22 @@ impl Answers {
         (self.first + at as u32) % SERIALS
     }
 
-    /// Where `serial` is in `kept`.
+    /// Where the answer of slot value `serial` (its serial number and
+    /// tag) is in `kept`.
     fn position(&self, serial: u32) -> usize {
-        ((serial + SERIALS - self.first) % SERIALS) as usize
+        (((serial & SERIAL_BITS) + SERIALS - self.first) % SERIALS) as usize
     }
 
-    /// The slot `key` hashes to.
-    fn hash(&self, (task, message): (u64, u64)) -> usize {
+    /// The slot `key` hashes to, and its tag (in a slot's high bits).
+    fn hash(&self, (task, message): (u64, u64)) -> (usize, u32) {
         let mixed = (task.rotate_left(32) ^ message).wrapping_mul(self.multiplier);
         let bits = self.slots.len().trailing_zeros();
-        // The top bits of the product depend on every bit of its input.
-        (mixed >> (64 - bits)) as usize
+        // The top bits of the product depend on every bit of its input:
+        // the slot is the top `bits`, the tag the sixteen below them (the
+        // table never has 2^48 slots).
+        let slot = (mixed >> (64 - bits)) as usize;
+        let tag = ((mixed >> (48 - bits)) as u32) << 16;
+        (slot, tag)
     }
 
     /// The slot holding `key` and its position in `kept`.
@@ -146,15 +161,19 @@ impl Answers {
             return None;
         }
         let mask = self.slots.len() - 1;
-        let mut slot = self.hash(key);
+        let (mut slot, tag) = self.hash(key);
         loop {
             let serial = self.slots[slot];
             if serial == EMPTY {
                 return None;
             }
-            let at = self.position(serial);
-            if self.kept[at].key == key {
-                return Some((slot, at));
+            // Another tag is another key: the queue is read only on a
+            // match.
+            if serial & !SERIAL_BITS == tag {
+                let at = self.position(serial);
+                if self.kept[at].key == key {
+                    return Some((slot, at));
+                }
             }
             slot = (slot + 1) & mask;
         }
@@ -172,7 +191,7 @@ impl Answers {
             if serial == EMPTY {
                 return;
             }
-            let home = self.hash(self.kept[self.position(serial)].key);
+            let (home, _) = self.hash(self.kept[self.position(serial)].key);
             // The entry stays if its home is cyclically in (slot, next].
             let stays = if slot < next {
                 slot < home && home <= next
@@ -194,11 +213,11 @@ impl Answers {
         self.slots = vec![EMPTY; len];
         let mask = len - 1;
         for at in 0..self.kept.len() {
-            let mut slot = self.hash(self.kept[at].key);
+            let (mut slot, tag) = self.hash(self.kept[at].key);
             while self.slots[slot] != EMPTY {
                 slot = (slot + 1) & mask;
             }
-            self.slots[slot] = self.serial_at(at);
+            self.slots[slot] = tag | self.serial_at(at);
         }
     }
 }
@@ -274,6 +293,23 @@ mod tests {
                 prop_assert_eq!(answers.insert(key, vec![byte], max), new);
                 check(&answers, &reference)?;
             }
+        }
+    }
+
+    /// However large the bound, no more answers are kept than have serial
+    /// numbers of their own: each look-up still finds its own answer.
+    #[test]
+    fn the_bound_is_capped_below_the_serial_numbers() {
+        let mut answers = Answers::new(11);
+        let count = u64::from(SERIALS) + 100;
+        for message in 0..count {
+            answers.insert((2, message), message.to_le_bytes().to_vec(), usize::MAX);
+        }
+        assert_eq!(answers.len(), MAX_KEPT);
+        for message in 0..count {
+            let kept = message >= count - MAX_KEPT as u64;
+            let expected = kept.then(|| message.to_le_bytes().to_vec());
+            assert_eq!(answers.get((2, message)).map(<[u8]>::to_vec), expected);
         }
     }
 
