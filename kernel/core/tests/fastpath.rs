@@ -126,6 +126,17 @@ fn a_call_and_its_reply_switch_straight_between_the_two_tasks() {
     k.check_invariants().unwrap();
 }
 
+/// [`pair`] in slots two ended tasks left, `first` and `second` (the
+/// client takes `first`'s, the server `second`'s), with their old ids.
+fn pair_in_ended_slots() -> (Pair, TaskId, TaskId) {
+    let mut k = kernel();
+    let first = spawn(&mut k, "first");
+    let second = spawn(&mut k, "second");
+    k.terminate(second, ExitReason::Normal, T0).unwrap();
+    k.terminate(first, ExitReason::Normal, T0).unwrap();
+    (pair_in(k), first, second)
+}
+
 /// The check names the two tasks by their slots in the core's task table
 /// (those of `slot_index`, which an embedder's parallel table uses), and
 /// the receiver's id is the one of the task in its slot, generation
@@ -133,12 +144,7 @@ fn a_call_and_its_reply_switch_straight_between_the_two_tasks() {
 /// higher one.
 #[test]
 fn a_checked_call_names_the_caller_s_and_the_receiver_s_slots() {
-    let mut k = kernel();
-    let first = spawn(&mut k, "first");
-    let second = spawn(&mut k, "second");
-    k.terminate(second, ExitReason::Normal, T0).unwrap();
-    k.terminate(first, ExitReason::Normal, T0).unwrap();
-    let mut p = pair_in(k);
+    let (mut p, first, second) = pair_in_ended_slots();
     assert_eq!(slot_index(p.server), slot_index(second));
     assert_eq!(slot_index(p.client), slot_index(first));
     assert_ne!(p.server, second, "a new generation");
@@ -173,12 +179,7 @@ fn a_checked_call_names_the_caller_s_and_the_receiver_s_slots() {
 /// the client's id.
 #[test]
 fn a_caller_slot_that_is_not_the_caller_s_declines_and_changes_nothing() {
-    let mut k = kernel();
-    let first = spawn(&mut k, "first");
-    let second = spawn(&mut k, "second");
-    k.terminate(second, ExitReason::Normal, T0).unwrap();
-    k.terminate(first, ExitReason::Normal, T0).unwrap();
-    let mut p = pair_in(k);
+    let (mut p, first, _) = pair_in_ended_slots();
     let client_slot = slot_index(p.client);
     assert_eq!(client_slot, slot_index(first), "the client took its slot");
     let ended = spawn(&mut p.k, "ended");
