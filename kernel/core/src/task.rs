@@ -161,6 +161,19 @@ impl TaskTable {
         Some((index as u32 - 1, slot.task.as_ref()?))
     }
 
+    /// The task `id` names if it is live in slot `slot` (0-based, as
+    /// [`slot_index`] gives it), with that slot: [`Self::slot_and_task`]
+    /// for an embedder that already knows the slot. An id names one slot
+    /// only and a live task's id is unique, so a task in `slot` whose id is
+    /// `id` is the one `id` names: the answer is `slot_and_task(id)`'s, or
+    /// `None` when `slot` is not `id`'s (a wrong slot finds another task,
+    /// or none, and never acts on it).
+    #[inline]
+    pub(crate) fn task_at(&self, id: TaskId, slot: usize) -> Option<(u32, &Task)> {
+        let task = self.slots.get(slot)?.task.as_ref()?;
+        (task.id == id).then_some((slot as u32, task))
+    }
+
     pub(crate) fn get(&self, id: TaskId) -> Option<&Task> {
         let raw = id.as_raw();
         let index = (raw & INDEX_MASK) as usize;

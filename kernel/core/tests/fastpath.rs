@@ -126,6 +126,17 @@ fn a_call_and_its_reply_switch_straight_between_the_two_tasks() {
     k.check_invariants().unwrap();
 }
 
+/// [`pair`] in slots two ended tasks left, `first` and `second` (the
+/// client takes `first`'s, the server `second`'s), with their old ids.
+fn pair_in_ended_slots() -> (Pair, TaskId, TaskId) {
+    let mut k = kernel();
+    let first = spawn(&mut k, "first");
+    let second = spawn(&mut k, "second");
+    k.terminate(second, ExitReason::Normal, T0).unwrap();
+    k.terminate(first, ExitReason::Normal, T0).unwrap();
+    (pair_in(k), first, second)
+}
+
 /// The check names the two tasks by their slots in the core's task table
 /// (those of `slot_index`, which an embedder's parallel table uses), and
 /// the receiver's id is the one of the task in its slot, generation
@@ -133,18 +144,21 @@ fn a_call_and_its_reply_switch_straight_between_the_two_tasks() {
 /// higher one.
 #[test]
 fn a_checked_call_names_the_caller_s_and_the_receiver_s_slots() {
-    let mut k = kernel();
-    let first = spawn(&mut k, "first");
-    let second = spawn(&mut k, "second");
-    k.terminate(second, ExitReason::Normal, T0).unwrap();
-    k.terminate(first, ExitReason::Normal, T0).unwrap();
-    let mut p = pair_in(k);
+    let (mut p, first, second) = pair_in_ended_slots();
     assert_eq!(slot_index(p.server), slot_index(second));
     assert_eq!(slot_index(p.client), slot_index(first));
     assert_ne!(p.server, second, "a new generation");
     let call =
-        p.k.check_fast(p.client, p.to_server, 1, p.replies, None, || T0)
-            .expect("every condition holds");
+        p.k.check_fast(
+            p.client,
+            slot_index(p.client),
+            p.to_server,
+            1,
+            p.replies,
+            None,
+            || T0,
+        )
+        .expect("every condition holds");
     let slots = (slot_index(p.client) as u32, slot_index(p.server) as u32);
     assert_eq!(call.slots(), slots);
     assert_eq!(call.receiver(), Some(p.server));
@@ -155,6 +169,60 @@ fn a_checked_call_names_the_caller_s_and_the_receiver_s_slots() {
     assert_eq!(p.k.task_state(p.server), Some(SchedState::Running));
     assert!(blocked_on_receive(&p.k, p.client));
     p.k.check_invariants().unwrap();
+}
+
+/// The embedder names the caller's slot as well as its id; a slot that is
+/// not the id's declines and changes nothing, even where the task in it
+/// would pass every other check: the running client's slot given with the
+/// blocked server's id, or with the id of the ended task whose slot the
+/// client took; an ended task's empty slot, or one beyond the table, with
+/// the client's id.
+#[test]
+fn a_caller_slot_that_is_not_the_caller_s_declines_and_changes_nothing() {
+    let (mut p, first, _) = pair_in_ended_slots();
+    let client_slot = slot_index(p.client);
+    assert_eq!(client_slot, slot_index(first), "the client took its slot");
+    let ended = spawn(&mut p.k, "ended");
+    p.k.terminate(ended, ExitReason::Normal, T0).unwrap();
+    let cases = [
+        (
+            "the server's id in the client's slot",
+            p.server,
+            client_slot,
+        ),
+        ("the stale id of the client's slot", first, client_slot),
+        (
+            "the client's id in an empty slot",
+            p.client,
+            slot_index(ended),
+        ),
+        ("the client's id beyond the table", p.client, usize::MAX),
+        (
+            "the client's id in the server's slot",
+            p.client,
+            slot_index(p.server),
+        ),
+    ];
+    for (name, caller, slot) in cases {
+        let before = invalid_uses(&p.k);
+        let call =
+            p.k.check_fast(caller, slot, p.to_server, 1, p.replies, None, || T0);
+        assert!(call.is_none(), "{name}");
+        assert_eq!(
+            p.k.task_state(p.client),
+            Some(SchedState::Running),
+            "{name}"
+        );
+        assert!(blocked_on_receive(&p.k, p.server), "{name}");
+        assert_eq!(invalid_uses(&p.k), before, "{name}");
+        p.k.check_invariants().unwrap();
+    }
+    let call = call_x(&mut p, |_| true);
+    assert_eq!(
+        call.map(|s| s.receiver),
+        Some(p.server),
+        "the right slot still calls"
+    );
 }
 
 /// The wake reasons a call and its reply leave, as the general path's
@@ -658,4 +726,41 @@ fn a_dead_callers_id_declines_for_the_task_that_reuses_its_slot() {
         .send_receive_fast(client, to_server, b"x", replies, None, || T0, |_| true)
         .is_some());
     k.check_invariants().unwrap();
+}
+
+#[test]
+fn a_declined_hand_off_leaves_the_caller_running_and_its_next_wait_its_own() {
+    let mut p = pair();
+    let later = pandagen_abi::Instant::from_nanos(1_000);
+    // Checked (the caller's wait, with a deadline, staged), then declined
+    // by the embedder.
+    let declined = p.k.send_receive_fast(
+        p.client,
+        p.to_server,
+        b"x",
+        p.replies,
+        Some(later),
+        || T0,
+        |_| false,
+    );
+    assert_eq!(declined, None);
+    assert_eq!(p.k.task_state(p.client), Some(SchedState::Running));
+    assert_eq!(
+        p.k.next_deadline(),
+        None,
+        "no deadline of the declined call"
+    );
+    p.k.check_invariants().unwrap();
+    // The caller's own receive, without a deadline, is what it waits for.
+    p.k.receive_or_block(p.client, p.replies, None, T0).unwrap();
+    let replies = p.k.channel_of(p.client, p.replies, T0).unwrap();
+    assert_eq!(
+        p.k.task_state(p.client),
+        Some(SchedState::Blocked(BlockedOn::Receive {
+            channel: replies,
+            deadline: None
+        }))
+    );
+    assert_eq!(p.k.next_deadline(), None);
+    p.k.check_invariants().unwrap();
 }

@@ -719,9 +719,15 @@ fn direct(
     deadline: Option<Instant>,
     now: Instant,
 ) -> Option<(Seen, Switched)> {
-    let (call, badge) =
-        c.w.k
-            .check_object_call(c.w.client, object, len, receive, deadline, || now)?;
+    let (call, badge) = c.w.k.check_object_call(
+        c.w.client,
+        pandagen_core::slot_index(c.w.client),
+        object,
+        len,
+        receive,
+        deadline,
+        || now,
+    )?;
     let receiver = call.receiver()?;
     let offer = call.offer(receiver, &[]);
     assert_eq!(offer.badge, None, "the stamp comes beside the call");

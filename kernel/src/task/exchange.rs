@@ -38,6 +38,7 @@ use pandagen_abi::syscall::{
     RESPONSE_BUFFER_BYTES,
 };
 use pandagen_abi::{Badge, CapHandle, Duration, Instant, KernelError, TaskId};
+use pandagen_core::slot_index;
 
 use super::{now, schedule, KernelState, Pending, UserBuffer, UserRange, UserTask, UserTasks};
 use crate::arch::x86_64::trap::TrapFrame;
@@ -131,15 +132,34 @@ impl KernelState {
         } = self;
         let time = OnceCell::new();
         let clock = || *time.get_or_init(now);
+        // The caller's slot, the index of its record here too (see
+        // `UserTasks`): the core checks that the task there is `caller`.
+        let caller_slot = slot_index(caller);
         let deadline = request
             .timeout_nanos
             .map(|n| clock().saturating_add(Duration::from_nanos(n)));
         let checked = match request.to {
             SendTo::Channel { send, .. } => core
-                .check_fast(caller, send, len, request.receive, deadline, clock)
+                .check_fast(
+                    caller,
+                    caller_slot,
+                    send,
+                    len,
+                    request.receive,
+                    deadline,
+                    clock,
+                )
                 .map(|call| (call, None)),
             SendTo::Object(object) => core
-                .check_object_call(caller, object, len, request.receive, deadline, clock)
+                .check_object_call(
+                    caller,
+                    caller_slot,
+                    object,
+                    len,
+                    request.receive,
+                    deadline,
+                    clock,
+                )
                 .map(|(call, badge)| (call, Some(badge))),
         };
         let Some((call, badge)) = checked else {

@@ -157,7 +157,8 @@ impl KernelCore {
         hand_off: impl FnOnce(&Offer<'_>) -> bool,
     ) -> Option<Switched> {
         let body = body.into();
-        let call = self.check_fast(caller, send, body.len(), receive, deadline, now)?;
+        let slot = crate::slot_index(caller);
+        let call = self.check_fast(caller, slot, send, body.len(), receive, deadline, now)?;
         let receiver = call.receiver()?;
         if !hand_off(&call.offer(receiver, body.as_slice())) {
             return None;
@@ -185,17 +186,33 @@ impl KernelCore {
     /// call's or another blocked task's): reading a clock costs more than
     /// the rest of the checks, and without a deadline the answer does not
     /// depend on it.
+    ///
+    /// `caller_slot` is the caller's slot ([`crate::slot_index`] of
+    /// `caller`), which an embedder indexing its own records by slot has
+    /// at hand: the check finds the caller there and requires its id to
+    /// be `caller`, so a wrong slot declines (it never acts on the task
+    /// in it).
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub fn check_fast(
         &mut self,
         caller: TaskId,
+        caller_slot: usize,
         send: CapHandle,
         len: usize,
         receive: CapHandle,
         deadline: Option<Instant>,
         now: impl FnOnce() -> Instant,
     ) -> Option<FastCall<'_>> {
-        let checked = self.check_fast_via(caller, len, receive, deadline, now, ChannelSend(send));
+        let checked = self.check_fast_via(
+            caller,
+            caller_slot,
+            len,
+            receive,
+            deadline,
+            now,
+            ChannelSend(send),
+        );
         checked.map(|(call, ())| call)
     }
 
@@ -204,10 +221,12 @@ impl KernelCore {
     /// of from a channel capability, with what else `target` found (an
     /// object call's stamp): the conditions on that channel and on the
     /// rest are the same.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(super) fn check_fast_via<T: SendTarget>(
         &mut self,
         caller: TaskId,
+        caller_slot: usize,
         len: usize,
         receive: CapHandle,
         deadline: Option<Instant>,
@@ -223,7 +242,7 @@ impl KernelCore {
             registry,
             ..
         } = self;
-        let (caller_slot, caller_task) = tasks.slot_and_task(caller)?;
+        let (caller_slot, caller_task) = tasks.task_at(caller, caller_slot)?;
         if len > config.max_message_bytes {
             return None;
         }

@@ -227,17 +227,27 @@ impl KernelCore {
     /// Nothing is charged in either path: a request handed to a waiting
     /// server is never queued (the queue bound, at least one message, is
     /// never reached by an empty queue).
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub fn check_object_call(
         &mut self,
         caller: TaskId,
+        caller_slot: usize,
         handle: CapHandle,
         len: usize,
         receive: CapHandle,
         deadline: Option<Instant>,
         now: impl FnOnce() -> Instant,
     ) -> Option<(FastCall<'_>, Badge)> {
-        self.check_fast_via(caller, len, receive, deadline, now, ObjectSend(handle))
+        self.check_fast_via(
+            caller,
+            caller_slot,
+            len,
+            receive,
+            deadline,
+            now,
+            ObjectSend(handle),
+        )
     }
 
     /// Make `task` the running task if no deadline is due at `now` and it
