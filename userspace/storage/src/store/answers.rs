@@ -31,6 +31,7 @@
 use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::cell::Cell;
 
 /// A kept answer.
 #[derive(Debug)]
@@ -63,12 +64,20 @@ pub(super) struct Answers {
     first: u32,
     /// Each slot is [`EMPTY`] or the serial number of an answer in `kept`
     /// (low sixteen bits) and sixteen other bits of its key's hash, its tag
-    /// (high sixteen bits); a key's answer is in the first slot at or after
-    /// its hash's that holds it, with no empty slot between. A power of two in length, at
-    /// least twice as long as `kept` (empty while nothing is kept).
+    /// (high sixteen bits); a key's answer is in the first slot at or
+    /// after its hash's that holds it, with no empty slot between. A power
+    /// of two in length, at least twice as long as `kept` (empty while
+    /// nothing is kept).
     slots: Vec<u32>,
     /// The hash's multiplier (odd).
     multiplier: u64,
+    /// Counts the changes to the set (every `insert`).
+    changes: u64,
+    /// The last key a look-up did not find and the count of changes
+    /// then: a put looks its key up three times (for a re-send, for the
+    /// memory charge, to insert it) with no change in between, and the
+    /// second and third need no search.
+    missed: Cell<Option<((u64, u64), u64)>>,
 }
 
 impl Answers {
@@ -79,6 +88,8 @@ impl Answers {
             first: 0,
             slots: Vec::new(),
             multiplier: seed | 1,
+            changes: 0,
+            missed: Cell::new(None),
         }
     }
 
@@ -102,7 +113,9 @@ impl Answers {
     /// evicts the oldest answer first if `max` are kept. Returns whether
     /// `key` is new.
     pub(super) fn insert(&mut self, key: (u64, u64), answer: Vec<u8>, max: usize) -> bool {
-        if let Some((_, at)) = self.find(key) {
+        let found = self.find(key);
+        self.changes = self.changes.wrapping_add(1);
+        if let Some((_, at)) = found {
             self.kept[at].answer = answer;
             return false;
         }
@@ -167,7 +180,7 @@ impl Answers {
 
     /// The slot holding `key` and its position in `kept`.
     fn find(&self, key: (u64, u64)) -> Option<(usize, usize)> {
-        if self.slots.is_empty() {
+        if self.slots.is_empty() || self.missed.get() == Some((key, self.changes)) {
             return None;
         }
         let mask = self.slots.len() - 1;
@@ -175,6 +188,7 @@ impl Answers {
         loop {
             let serial = self.slots[slot];
             if serial == EMPTY {
+                self.missed.set(Some((key, self.changes)));
                 return None;
             }
             // Another tag is another key: the queue is read only on a
@@ -299,8 +313,12 @@ mod tests {
             let mut reference = Reference::default();
             for (task, message, byte) in steps {
                 let key = (task, message);
+                // Looked up just before it is kept and just after (a
+                // put's order), as well as among the others.
+                prop_assert_eq!(answers.get(key), reference.answers.get(&key).map(Vec::as_slice));
                 let new = remember(&mut reference, key, vec![byte], max);
                 prop_assert_eq!(answers.insert(key, vec![byte], max), new);
+                prop_assert_eq!(answers.get(key), Some(&[byte][..]));
                 check(&answers, &reference)?;
             }
         }
