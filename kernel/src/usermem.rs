@@ -37,17 +37,52 @@ struct Cached {
     writable: bool,
 }
 
+/// A range [`UserMemory::check_writable`] accepted, and where its first
+/// bytes are: `room` (at most the range's length, 0 for an empty range)
+/// bytes from `ptr` lie in one page, at `window` in the kernel's window
+/// onto its frame.
+#[derive(Clone, Copy)]
+struct Checked {
+    ptr: u64,
+    len: u64,
+    window: u64,
+    room: u64,
+}
+
+impl Checked {
+    /// No range: it matches only an empty range, at any pointer.
+    const NONE: Checked = Checked::empty(0);
+
+    /// The empty range at `ptr`, before its walk. Its `window` is a
+    /// dangling address (not null, and aligned for bytes), where an empty
+    /// slice may be.
+    const fn empty(ptr: u64) -> Checked {
+        Checked {
+            ptr,
+            len: 0,
+            window: 1,
+            room: 0,
+        }
+    }
+}
+
 /// A task's address space, as the kernel reads and writes it.
 pub struct UserMemory {
     space: AddressSpace,
     cache: [Cached; CACHED_PAGES],
-    /// Ranges [`UserMemory::check_writable`] accepted, as (pointer,
-    /// length), the one accepted last first: a new range goes in front
-    /// and the last one out (the same ranges round-robin replacement
-    /// keeps, in the order the inline check compares them). The empty
-    /// `(0, 0)` entries match only an empty range, which every pointer
-    /// passes.
-    writable: [(u64, u64); CACHED_RANGES],
+    /// Ranges [`UserMemory::check_writable`] accepted, the one accepted
+    /// last first: a new range goes in front and the last one out (the
+    /// same ranges round-robin replacement keeps, in the order the inline
+    /// check compares them). The empty `NONE` entries match only an
+    /// empty range, which every pointer passes.
+    writable: [Checked; CACHED_RANGES],
+    /// The entry of `writable` the last check found or made (0 before
+    /// any: a `NONE` entry): a task's last check is of its receive's
+    /// response buffer, which a reply handed to it while it waits is then
+    /// written into without a lookup
+    /// ([`UserMemory::writable_where_checked`]). Every check sets it, and
+    /// only a check moves the entries.
+    last_checked: usize,
     /// Where the kernel's last device or DMA placement in this space
     /// ended: the next one searches from here (see `device::place`).
     next_placement: u64,
@@ -62,7 +97,8 @@ impl UserMemory {
                 window: 0,
                 writable: false,
             }; CACHED_PAGES],
-            writable: [(0, 0); CACHED_RANGES],
+            writable: [Checked::NONE; CACHED_RANGES],
+            last_checked: 0,
             next_placement: 0,
         }
     }
@@ -144,21 +180,61 @@ impl UserMemory {
     /// A range checked before is found in the cache inline (every call's
     /// response buffer); a new one is walked out of line. (An entry of
     /// length 0 needs no exclusion: it matches only an empty range, and
-    /// the walk accepts every empty range.)
+    /// the walk accepts every empty range.) The range accepted is the
+    /// last checked (see [`UserMemory::writable_where_checked`]).
     #[inline(always)]
     pub fn check_writable(&mut self, ptr: u64, len: u64) -> Result<(), UserMemoryError> {
-        if self.writable.iter().any(|&(p, l)| p == ptr && len <= l) {
-            return Ok(());
+        for (i, c) in self.writable.iter().enumerate() {
+            if c.ptr == ptr && len <= c.len {
+                self.last_checked = i;
+                return Ok(());
+            }
         }
         self.check_writable_uncached(ptr, len)
     }
 
     #[inline(never)]
     fn check_writable_uncached(&mut self, ptr: u64, len: u64) -> Result<(), UserMemoryError> {
-        self.walk(ptr, len, true, |_, _| {})?;
+        let mut checked = Checked {
+            len,
+            ..Checked::empty(ptr)
+        };
+        self.walk(ptr, len, true, |window, n| {
+            if checked.room == 0 {
+                // The first page's piece.
+                checked.window = window;
+                checked.room = n as u64;
+            }
+        })?;
         self.writable.copy_within(..CACHED_RANGES - 1, 1);
-        self.writable[0] = (ptr, len);
+        self.writable[0] = checked;
+        self.last_checked = 0;
         Ok(())
+    }
+
+    /// `len` bytes at `ptr` as a kernel slice to write in place, if `ptr`
+    /// starts the range checked last ([`UserMemory::check_writable`]) and
+    /// `len` is at most the bytes of that range in its first page; `None`
+    /// otherwise (the caller then looks the page up).
+    /// No lookup: the check found the page. (The caller keeps to the
+    /// buffer's own capacity: the range checked may be longer.)
+    #[inline(always)]
+    pub fn writable_where_checked(&mut self, ptr: u64, len: usize) -> Option<&mut [u8]> {
+        let c = self.writable[self.last_checked % CACHED_RANGES];
+        if c.ptr != ptr || len as u64 > c.room {
+            return None;
+        }
+        // SAFETY: `last_checked` is a range this memory's walk found
+        // present, USER and WRITABLE, and `window` the kernel-window
+        // address of its first byte, `room` bytes of which lie in that
+        // page: `len` of them are here. (An empty range, `NONE` among
+        // them, has `room` 0 and a dangling `window`: only an empty slice,
+        // which may be there.) A task's user mappings never change once made (module
+        // docs), so the page and its frame are still the task's. The
+        // frame belongs to the task, never to kernel data, and nothing
+        // else reads or writes it while the slice lives: one CPU, the
+        // task is not running, and the slice borrows `self`.
+        Some(unsafe { core::slice::from_raw_parts_mut(c.window as *mut u8, len) })
     }
 
     /// The kernel-window address of `len` (> 0) bytes at `ptr` if they lie
@@ -187,33 +263,6 @@ impl UserMemory {
             self.page_uncached(page, slot).ok()?
         };
         (writable || !write).then_some(window + offset)
-    }
-
-    /// [`UserMemory::within_page`] for a page in the cache only: `None` for
-    /// one that is not (or not writable, with `write`), without walking.
-    /// No call, so a caller that sends a miss elsewhere stays a leaf.
-    #[inline(always)]
-    fn within_cached_page(&self, ptr: u64, len: u64, write: bool) -> Option<u64> {
-        let offset = ptr & (PAGE_SIZE - 1);
-        if len == 0 || offset + len > PAGE_SIZE {
-            return None;
-        }
-        let page = ptr - offset;
-        let c = self.cache[Self::slot(page)];
-        (c.page == page && (c.writable || !write)).then_some(c.window + offset)
-    }
-
-    /// [`UserMemory::writable_in_page`] for a page in the cache only (see
-    /// [`UserMemory::within_cached_page`]): `None` sends the caller to
-    /// `writable_in_page`, which walks a missed page.
-    #[inline(always)]
-    pub fn writable_in_cached_page(&mut self, ptr: u64, len: usize) -> Option<&mut [u8]> {
-        let at = self.within_cached_page(ptr, len as u64, true)?;
-        // SAFETY: as in `writable_in_page`: `at` is the kernel-window
-        // address of `len` bytes inside one present, writable user page of
-        // this task (a cached page was walked and found so), and the slice
-        // borrows `self`.
-        Some(unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len) })
     }
 
     /// The `len` (> 0) bytes at `ptr` as a kernel slice to write in place,

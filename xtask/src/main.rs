@@ -6,6 +6,7 @@ mod build;
 mod cargo_test;
 mod disk;
 mod disk_suites;
+mod failed_runs;
 mod flash;
 mod fuzz;
 mod gdb;

@@ -294,6 +294,9 @@ fn run_suite(
             for (name, reason) in &report.failed {
                 println!("      FAIL {name}: {reason}");
             }
+            let transcript = std::fs::read_to_string(&log).unwrap_or_default();
+            print_tail(&transcript);
+            keep_failed_run(layout, suite.name, &log, Some(&disk_image));
         }
         tally.passed += report.passed.len();
         tally.failed += report.failed.len();
@@ -381,12 +384,38 @@ fn run_suite(
         for line in &report.malformed {
             println!("      malformed protocol line: {line}");
         }
-        println!("      --- last {TAIL_LINES} lines of serial output ---");
-        for line in qemu::tail(&captured.serial, TAIL_LINES).lines() {
-            println!("      | {}", line.trim_end_matches('\r'));
-        }
+        print_tail(&captured.serial);
+        keep_failed_run(layout, suite.name, &log, None);
     }
     tally.passed += verdict.passed;
     tally.failed += verdict.failed;
     Ok(())
+}
+
+fn print_tail(serial: &str) {
+    println!("      --- last {TAIL_LINES} lines of serial output ---");
+    for line in qemu::tail(serial, TAIL_LINES).lines() {
+        println!("      | {}", line.trim_end_matches('\r'));
+    }
+}
+
+/// Keep a failed run's log (and disk image) where the next run does not
+/// overwrite it, and say where.
+fn keep_failed_run(
+    layout: &Layout,
+    suite: &str,
+    log: &std::path::Path,
+    disk: Option<&std::path::Path>,
+) {
+    let dir = layout.qemu_logs().join("failed");
+    match crate::failed_runs::keep(&dir, suite, log, disk) {
+        Ok(kept) => println!(
+            "      kept this run's log (and disk image) as {}",
+            kept.display()
+        ),
+        Err(e) => println!(
+            "      could not keep this run's log in {}: {e}",
+            dir.display()
+        ),
+    }
 }

@@ -46,6 +46,7 @@
 //!   (`ReceivedMessage::badge`). They move, attenuate (`clone_capability`)
 //!   and die with their holder like any other capability.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
@@ -202,8 +203,10 @@ pub enum InPlace<T> {
     Read(T),
     /// The answer as [`KernelApi::call_object`] returns it: the reader
     /// declined it, or it could not be offered (it carried capabilities,
-    /// or only the general decode reads it).
-    Owned(ReceivedMessage),
+    /// or only the general decode reads it). Boxed: an answer read in
+    /// place, the usual outcome, then moves as a small value through its
+    /// caller's `Result`s (a `ReceivedMessage` is some 150 bytes).
+    Owned(Box<ReceivedMessage>),
 }
 
 impl ReceivedMessage {
@@ -220,7 +223,7 @@ impl ReceivedMessage {
                 return InPlace::Read(value);
             }
         }
-        InPlace::Owned(self)
+        InPlace::Owned(Box::new(self))
     }
 }
 

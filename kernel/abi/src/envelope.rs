@@ -92,20 +92,17 @@ impl EnvelopeError {
 /// most 10 bytes, plus one tag byte for each of the two options.
 const MAX_HEADER_BYTES: usize = 8 * 10 + 2;
 
-/// The bytes postcard's varint of `value` takes: seven bits per byte, at
-/// least one. The index of the highest bit set (of `value | 1`, so 0 for
-/// both 0 and 1), over seven, plus one; `h / 7` is `h * 37 >> 8` for every
-/// bit index `h` below 64 (`varint_len_divides_by_seven` checks them all).
-#[inline(always)]
-const fn varint_len(value: u64) -> usize {
-    let high = 63 - (value | 1).leading_zeros() as usize;
-    ((high * 37) >> 8) + 1
-}
+use crate::varint::len as varint_len;
 
 /// The action's length takes one varint byte: `check_bounds` holds it
 /// to `MAX_ACTION_LEN`, below 128.
 const ACTION_LEN_BYTES: usize = 1;
 const _: () = assert!(varint_len(MAX_ACTION_LEN as u64) == ACTION_LEN_BYTES);
+
+/// An envelope within `check_bounds` always fits the message limit, so
+/// the hand-written encoder's order of checks (bounds, room, then length)
+/// gives what postcard's gave.
+const _: () = assert!(MAX_HEADER_BYTES + MAX_ACTION_LEN + MAX_PAYLOAD_BYTES <= MAX_MESSAGE_BYTES);
 
 fn check_message_len(len: usize) -> Result<(), EnvelopeError> {
     if len > MAX_MESSAGE_BYTES {
@@ -300,26 +297,52 @@ impl MessageEnvelope {
         Ok(())
     }
 
-    /// Encode for the wire, into one allocation sized for the whole
-    /// envelope (the header fields' worst case plus the action and the
-    /// payload), so the buffer never grows while postcard writes.
+    /// Encode for the wire, into one allocation of exactly the encoded
+    /// length (see [`encode_into`](Self::encode_into)).
     pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
-        self.check_bounds()?;
-        let capacity = MAX_HEADER_BYTES + self.action.len() + self.payload.len();
-        let bytes = postcard::to_extend(self, Vec::with_capacity(capacity))
-            .map_err(|_| EnvelopeError::EncodeFailed)?;
-        check_message_len(bytes.len())?;
+        let mut bytes = alloc::vec![0; self.encoded_len()?];
+        self.encode_into(&mut bytes)?;
         Ok(bytes)
     }
 
     /// Encode for the wire into `out`, with [`encode`](Self::encode)'s
     /// checks, allocating nothing; returns the encoded bytes. An `out`
     /// too short for the envelope is `EncodeFailed`.
+    ///
+    /// Written by hand, field by field, in postcard's layout (the bytes
+    /// of the derived `Serialize` through postcard: the tests compare
+    /// them for any envelope): postcard's serializer costs a call per
+    /// field and per varint.
     pub fn encode_into<'o>(&self, out: &'o mut [u8]) -> Result<&'o mut [u8], EnvelopeError> {
         self.check_bounds()?;
-        let bytes = postcard::to_slice(self, out).map_err(|_| EnvelopeError::EncodeFailed)?;
-        check_message_len(bytes.len())?;
-        Ok(bytes)
+        let action = self.action.as_bytes();
+        let payload = self.payload.as_bytes();
+        // The worst case fits (the usual case: a buffer of the request
+        // limit), or the exact length is measured; either way every write
+        // below stays within `out`.
+        if out.len() < MAX_HEADER_BYTES + action.len() + payload.len()
+            && out.len() < self.encoded_len()?
+        {
+            return Err(EnvelopeError::EncodeFailed);
+        }
+        let put = crate::varint::put;
+        let option = |out: &mut [u8], at: usize, value: Option<u64>| match value {
+            None => put(out, at, 0),
+            Some(value) => {
+                let at = put(out, at, 1);
+                put(out, at, value)
+            }
+        };
+        let mut at = put(out, 0, self.id.as_raw());
+        at = put(out, at, self.destination.as_raw());
+        at = option(out, at, self.source.map(|t| t.as_raw()));
+        at = put_bytes(out, at, action);
+        at = put(out, at, u64::from(self.schema_version.major));
+        at = put(out, at, u64::from(self.schema_version.minor));
+        at = option(out, at, self.correlation_id.map(|m| m.as_raw()));
+        at = put_bytes(out, at, payload);
+        check_message_len(at)?;
+        Ok(&mut out[..at])
     }
 
     /// The length [`encode`](Self::encode) would produce, with its checks,
@@ -350,14 +373,25 @@ impl MessageEnvelope {
     }
 
     /// Decode from the wire, rejecting oversized or malformed input.
+    ///
+    /// Read by hand ([`EnvelopeRef::read`]), with exactly the outcome of
+    /// the derived `Deserialize` through [`evolve::from_bytes`] and the
+    /// bounds check (the tests compare them on any bytes): an envelope
+    /// has no field a minor version may add, so the tolerant decoder
+    /// reads what plain postcard reads.
     pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        if bytes.len() > MAX_MESSAGE_BYTES {
-            let (len, max) = too_large(bytes.len(), MAX_MESSAGE_BYTES);
-            return Err(EnvelopeError::MessageTooLarge { len, max });
-        }
-        let envelope = evolve::from_bytes::<MessageEnvelope>(bytes).map_err(EnvelopeError::from)?;
-        envelope.check_bounds()?;
-        Ok(envelope)
+        let view = EnvelopeRef::checked(bytes)?;
+        Ok(MessageEnvelope {
+            id: view.id,
+            destination: view.destination,
+            source: view.source,
+            action: String::from(view.action),
+            schema_version: view.schema_version,
+            correlation_id: view.correlation_id,
+            payload: MessagePayload {
+                bytes: view.payload.to_vec(),
+            },
+        })
     }
 
     /// Check the schema version against `policy` for `service`, and only then
@@ -417,6 +451,17 @@ fn answer_of<A: Answer>(
     evolve::answer_from_bytes(payload).map_err(EnvelopeError::from)
 }
 
+/// Write `bytes` at `out[at..]` as postcard writes a byte string (its
+/// length as a varint, then the bytes); returns the index after them.
+/// The caller has made sure they fit.
+#[inline]
+fn put_bytes(out: &mut [u8], at: usize, bytes: &[u8]) -> usize {
+    let at = crate::varint::put(out, at, bytes.len() as u64);
+    let end = at + bytes.len();
+    out[at..end].copy_from_slice(bytes);
+    end
+}
+
 /// A [`MessageEnvelope`] read in place: the same fields, its action and
 /// payload borrowed from the bytes it was decoded from instead of copied
 /// into a fresh `String` and `Vec`. For a receiver that reads a message
@@ -435,24 +480,59 @@ pub struct EnvelopeRef<'a> {
 
 impl<'a> EnvelopeRef<'a> {
     /// `bytes` read as [`MessageEnvelope::decode`] reads them, in place:
-    /// `Some` exactly when `decode` succeeds with plain postcard (the bytes
-    /// of this very version, all of them, within the bounds), with the
-    /// same fields. `None` for everything else — bytes `decode` refuses,
-    /// or reads only with its tolerant decoder (another version's
-    /// envelope) — which the caller then hands to `decode`.
+    /// `Some` exactly when `decode` succeeds, with the same fields. `None`
+    /// for everything `decode` refuses.
     pub fn decode(bytes: &'a [u8]) -> Option<Self> {
-        if bytes.len() > MAX_MESSAGE_BYTES {
+        Self::checked(bytes).ok()
+    }
+
+    /// [`MessageEnvelope::decode`]'s checks and reading, in place.
+    fn checked(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
+        check_message_len(bytes.len())?;
+        let envelope = Self::read(bytes).ok_or(EnvelopeError::Malformed)?;
+        if envelope.action.len() > MAX_ACTION_LEN {
+            let (len, max) = too_large(envelope.action.len(), MAX_ACTION_LEN);
+            return Err(EnvelopeError::ActionTooLong { len, max });
+        }
+        Ok(envelope)
+    }
+
+    /// All of `bytes` read as postcard reads the derived `Deserialize` of
+    /// [`MessageEnvelope`] (a payload over [`MAX_PAYLOAD_BYTES`] refused as
+    /// `MessagePayload`'s own `Deserialize` refuses it), or `None` where
+    /// it fails: a varint cut short or too long for its type, an option's
+    /// tag other than 0 or 1, a length past the end, an action that is not
+    /// UTF-8, or bytes left over.
+    fn read(bytes: &'a [u8]) -> Option<Self> {
+        use crate::varint::{take_bytes, take_u32, take_u64};
+        let option = |at: usize| -> Option<(Option<u64>, usize)> {
+            match *bytes.get(at)? {
+                0 => Some((None, at + 1)),
+                1 => take_u64(bytes, at + 1).map(|(value, at)| (Some(value), at)),
+                _ => None,
+            }
+        };
+        let (id, at) = take_u64(bytes, 0)?;
+        let (destination, at) = take_u64(bytes, at)?;
+        let (source, at) = option(at)?;
+        let (action, at) = take_bytes(bytes, at)?;
+        let action = core::str::from_utf8(action).ok()?;
+        let (major, at) = take_u32(bytes, at)?;
+        let (minor, at) = take_u32(bytes, at)?;
+        let (correlation_id, at) = option(at)?;
+        let (payload, at) = take_bytes(bytes, at)?;
+        if payload.len() > MAX_PAYLOAD_BYTES || at != bytes.len() {
             return None;
         }
-        match postcard::take_from_bytes::<EnvelopeRef<'a>>(bytes) {
-            Ok((envelope, []))
-                if envelope.action.len() <= MAX_ACTION_LEN
-                    && envelope.payload.len() <= MAX_PAYLOAD_BYTES =>
-            {
-                Some(envelope)
-            }
-            _ => None,
-        }
+        Some(EnvelopeRef {
+            id: MessageId::from_raw(id),
+            destination: ServiceId::from_raw(destination),
+            source: source.map(TaskId::from_raw),
+            action,
+            schema_version: SchemaVersion::new(major, minor),
+            correlation_id: correlation_id.map(MessageId::from_raw),
+            payload,
+        })
     }
 
     /// [`MessageEnvelope::decode_answer`] of the envelope read in place.
@@ -628,15 +708,284 @@ mod tests {
         }
     }
 
-    #[test]
-    fn varint_len_divides_by_seven() {
-        assert_eq!(varint_len(0), 1);
-        for bits in 1..=64u32 {
-            let value = u64::MAX >> (64 - bits);
-            assert_eq!(varint_len(value), bits.div_ceil(7) as usize, "{bits} bits");
-            let lowest = 1u64 << (bits - 1);
-            assert_eq!(varint_len(lowest), bits.div_ceil(7) as usize, "{bits} bits");
+    /// What `MessageEnvelope::decode` was before it was written by hand:
+    /// the derived `Deserialize` through the evolving decoder, then the
+    /// bounds. The hand-written decoder is held to it.
+    fn decode_by_serde(bytes: &[u8]) -> Result<MessageEnvelope, EnvelopeError> {
+        check_message_len(bytes.len())?;
+        let envelope = evolve::from_bytes::<MessageEnvelope>(bytes)?;
+        envelope.check_bounds()?;
+        Ok(envelope)
+    }
+
+    /// What `EnvelopeRef::decode` was: the derived `Deserialize` through
+    /// plain postcard, all bytes, within the bounds.
+    fn read_in_place_by_serde(bytes: &[u8]) -> Option<EnvelopeRef<'_>> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return None;
         }
+        match postcard::take_from_bytes::<EnvelopeRef<'_>>(bytes) {
+            Ok((envelope, []))
+                if envelope.action.len() <= MAX_ACTION_LEN
+                    && envelope.payload.len() <= MAX_PAYLOAD_BYTES =>
+            {
+                Some(envelope)
+            }
+            _ => None,
+        }
+    }
+
+    /// `bytes` decoded both ways, owned and in place: the same outcome.
+    fn decodes_as_serde_does(bytes: &[u8]) {
+        assert_eq!(MessageEnvelope::decode(bytes), decode_by_serde(bytes));
+        assert_eq!(EnvelopeRef::decode(bytes), read_in_place_by_serde(bytes));
+    }
+
+    /// One change to an encoded envelope, as an attacker or a torn write
+    /// would make it.
+    #[derive(Clone, Debug)]
+    enum Edit {
+        Cut(usize),
+        Set(usize, u8),
+        Insert(usize, u8),
+        Remove(usize),
+        /// A byte made a longer varint of the same value (`b | 0x80, 0`),
+        /// which postcard accepts.
+        Widen(usize),
+    }
+
+    fn apply(bytes: &mut Vec<u8>, edit: &Edit) {
+        let at = |i: usize, len: usize| if len == 0 { 0 } else { i % len };
+        match *edit {
+            Edit::Cut(i) => bytes.truncate(at(i, bytes.len() + 1)),
+            Edit::Set(i, b) if !bytes.is_empty() => {
+                let i = at(i, bytes.len());
+                bytes[i] = b;
+            }
+            Edit::Insert(i, b) => bytes.insert(at(i, bytes.len() + 1), b),
+            Edit::Remove(i) if !bytes.is_empty() => {
+                bytes.remove(at(i, bytes.len()));
+            }
+            Edit::Widen(i) if !bytes.is_empty() => {
+                let i = at(i, bytes.len());
+                if bytes[i] < 0x80 {
+                    bytes[i] |= 0x80;
+                    bytes.insert(i + 1, 0);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn edit() -> impl proptest::strategy::Strategy<Value = Edit> {
+        use proptest::prelude::*;
+        // The bytes that matter most (tags, continuation bits) often.
+        let byte = || {
+            prop_oneof![
+                Just(0u8),
+                Just(1),
+                Just(2),
+                Just(0x80),
+                Just(0xff),
+                any::<u8>()
+            ]
+        };
+        prop_oneof![
+            any::<usize>().prop_map(Edit::Cut),
+            (any::<usize>(), byte()).prop_map(|(i, b)| Edit::Set(i, b)),
+            (any::<usize>(), byte()).prop_map(|(i, b)| Edit::Insert(i, b)),
+            any::<usize>().prop_map(Edit::Remove),
+            any::<usize>().prop_map(Edit::Widen),
+        ]
+    }
+
+    fn any_envelope() -> impl proptest::strategy::Strategy<Value = MessageEnvelope> {
+        use proptest::prelude::*;
+        (
+            (any::<u64>(), 0u64..300, any::<u64>()),
+            proptest::option::of(any::<u64>()),
+            // Up to a little past the limit, ASCII or not.
+            prop_oneof!["[a-z.]{0,66}", "\\PC{0,20}"],
+            (any::<u32>(), 0u32..200),
+            proptest::option::of(any::<u64>()),
+            prop_oneof![0usize..40, MAX_PAYLOAD_BYTES - 1..=MAX_PAYLOAD_BYTES + 1],
+        )
+            .prop_map(
+                |(
+                    (id, small, destination),
+                    source,
+                    action,
+                    (major, minor),
+                    correlation,
+                    payload,
+                )| {
+                    MessageEnvelope {
+                        id: MessageId::from_raw(id),
+                        destination: ServiceId::from_raw(if id % 2 == 0 {
+                            small
+                        } else {
+                            destination
+                        }),
+                        source: source.map(TaskId::from_raw),
+                        action,
+                        schema_version: SchemaVersion::new(major, minor),
+                        correlation_id: correlation.map(MessageId::from_raw),
+                        payload: MessagePayload {
+                            bytes: (0..payload).map(|i| i as u8).collect(),
+                        },
+                    }
+                },
+            )
+    }
+
+    proptest::proptest! {
+        /// The hand-written encoder writes postcard's bytes of the derived
+        /// `Serialize`, refuses what was refused, and fails on any buffer
+        /// shorter than the encoding.
+        #[test]
+        fn the_envelope_is_encoded_as_postcard_encodes_it(
+            envelope in any_envelope(),
+            short in proptest::prelude::any::<usize>(),
+        ) {
+            let mut out = vec![0u8; MAX_MESSAGE_BYTES + 64];
+            let encoded = envelope.encode_into(&mut out).map(|bytes| bytes.to_vec());
+            match envelope.check_bounds() {
+                Err(e) => proptest::prop_assert_eq!(encoded, Err(e)),
+                Ok(()) => {
+                    let expected = postcard::to_allocvec(&envelope).unwrap();
+                    proptest::prop_assert_eq!(encoded.as_deref(), Ok(&expected[..]));
+                    proptest::prop_assert_eq!(envelope.encode(), Ok(expected.clone()));
+                    proptest::prop_assert_eq!(envelope.encoded_len(), Ok(expected.len()));
+                    let short = short % expected.len();
+                    proptest::prop_assert_eq!(
+                        envelope.encode_into(&mut out[..short]),
+                        Err(EnvelopeError::EncodeFailed)
+                    );
+                    let exact = expected.len();
+                    proptest::prop_assert_eq!(
+                        envelope.encode_into(&mut out[..exact]).map(|b| b.to_vec()),
+                        Ok(expected)
+                    );
+                }
+            }
+        }
+
+        /// Any envelope, changed in up to three ways (cut, bytes set,
+        /// inserted or removed, a varint widened): decoded by hand with
+        /// the outcome of the serde path, owned and in place.
+        #[test]
+        fn an_edited_envelope_decodes_as_serde_decodes_it(
+            envelope in any_envelope(),
+            edits in proptest::collection::vec(edit(), 0..3),
+        ) {
+            let mut bytes = postcard::to_allocvec(&envelope).unwrap();
+            for edit in &edits {
+                apply(&mut bytes, edit);
+            }
+            decodes_as_serde_does(&bytes);
+        }
+
+        #[test]
+        fn any_bytes_decode_as_serde_decodes_them(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48),
+        ) {
+            decodes_as_serde_does(&bytes);
+        }
+    }
+
+    #[test]
+    fn the_hand_written_decoder_refuses_what_postcard_refuses() {
+        let envelope = sample().with_correlation(MessageId::from_raw(5));
+        let good = envelope.encode().unwrap();
+        // id, destination, source tag, action length and bytes, ...
+        assert_eq!(good[2], 0, "source: None");
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("an option's tag of 2", {
+                let mut with_source = envelope.clone();
+                with_source.source = Some(TaskId::from_raw(3));
+                let mut b = with_source.encode().unwrap();
+                assert_eq!(b[2..4], [1, 3], "source: Some(3)");
+                b[2] = 2;
+                b
+            }),
+            ("an action that is not UTF-8", {
+                let mut b = good.clone();
+                b[4] = 0xff;
+                b
+            }),
+            ("an action length past the end", {
+                let mut b = good.clone();
+                b[3] = 0x7f;
+                b
+            }),
+            ("an action length of u64::MAX", {
+                let mut b = good[..3].to_vec();
+                b.extend([0xff; 9]);
+                b.push(1);
+                b.extend(&good[4..]);
+                b
+            }),
+            ("an id of eleven varint bytes", {
+                let mut b = vec![0x80; 10];
+                b.push(0);
+                b.extend(&good[1..]);
+                b
+            }),
+            ("an id with bits beyond 64", {
+                let mut b = vec![0xff; 9];
+                b.push(2);
+                b.extend(&good[1..]);
+                b
+            }),
+            ("a byte left over", {
+                let mut b = good.clone();
+                b.push(0);
+                b
+            }),
+        ];
+        for (what, bytes) in cases {
+            assert_eq!(
+                MessageEnvelope::decode(&bytes),
+                Err(EnvelopeError::Malformed),
+                "{what}"
+            );
+            assert_eq!(
+                decode_by_serde(&bytes),
+                Err(EnvelopeError::Malformed),
+                "{what}"
+            );
+            assert_eq!(EnvelopeRef::decode(&bytes), None, "{what}");
+        }
+        // A major version past u32 (its last byte with bits beyond 32).
+        let mut wide = envelope.clone();
+        wide.action = String::new();
+        wide.schema_version = SchemaVersion::new(u32::MAX, 0);
+        let mut bytes = wide.encode().unwrap();
+        let major = bytes.iter().position(|&b| b == 0xff).unwrap();
+        assert_eq!(bytes[major + 4], 0x0f);
+        bytes[major + 4] = 0x1f;
+        assert_eq!(
+            MessageEnvelope::decode(&bytes),
+            Err(EnvelopeError::Malformed)
+        );
+        assert_eq!(decode_by_serde(&bytes), Err(EnvelopeError::Malformed));
+        // Non-shortest varints are postcard's too: accepted.
+        let mut long = vec![0x80 | good[0], 0];
+        long.extend(&good[1..]);
+        assert_eq!(MessageEnvelope::decode(&long), Ok(envelope.clone()));
+        // Too long a message, too long an action: their own errors.
+        let huge = vec![0; MAX_MESSAGE_BYTES + 1];
+        assert!(matches!(
+            MessageEnvelope::decode(&huge),
+            Err(EnvelopeError::MessageTooLarge { .. })
+        ));
+        let mut long_action = envelope;
+        long_action.action = "a".repeat(MAX_ACTION_LEN + 1);
+        let bytes = postcard::to_allocvec(&long_action).unwrap();
+        assert!(matches!(
+            MessageEnvelope::decode(&bytes),
+            Err(EnvelopeError::ActionTooLong { .. })
+        ));
     }
 
     #[test]

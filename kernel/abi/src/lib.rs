@@ -46,6 +46,7 @@ pub mod siphash;
 pub mod syscall;
 pub mod text;
 pub mod time;
+pub mod varint;
 
 pub use api::{
     InPlace, KernelApi, ObjectCallError, Priority, ReceivedMessage, ReceivedRef, TaskDescriptor,

@@ -29,6 +29,7 @@ use crate::cap::{Badge, CapHandle, Rights};
 use crate::error::{KernelError, SyscallError};
 use crate::identity::{ExitReason, IdentityKind};
 use crate::ids::{ServiceId, TaskId};
+use crate::varint::{len as varint_len, put as put_varint, take_u64 as take_varint};
 
 /// The most capabilities one message may carry.
 pub const MAX_MESSAGE_CAPS: usize = 8;
@@ -778,37 +779,6 @@ pub fn write_receive_reply_header(sender: TaskId, len: usize, out: &mut [u8]) ->
     put_varint(out, at, len as u64)
 }
 
-/// Write `value` as a postcard varint at `out[at..]`, as far as `out`
-/// reaches; returns the index after what was written.
-fn put_varint(out: &mut [u8], mut at: usize, mut value: u64) -> usize {
-    while let Some(slot) = out.get_mut(at) {
-        at += 1;
-        if value < 0x80 {
-            *slot = value as u8;
-            break;
-        }
-        *slot = value as u8 | 0x80;
-        value >>= 7;
-    }
-    at
-}
-
-/// Read a postcard varint from `bytes[at..]`: the value and the index
-/// after it, or `None` if it is cut short or longer than a `u64`.
-fn take_varint(bytes: &[u8], mut at: usize) -> Option<(u64, usize)> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *bytes.get(at)?;
-        at += 1;
-        value |= u64::from(byte & 0x7f).checked_shl(shift)?;
-        if byte & 0x80 == 0 {
-            // The tenth byte carries one bit of a u64.
-            return (shift < 63 || byte <= 1).then_some((value, at));
-        }
-    }
-    None
-}
-
 /// Decode the response to a receive (`Result<ReceiveReply, KernelError>`)
 /// — what the kernel writes, and what postcard decodes. The common reply,
 /// a message without capabilities or badge, is read straight from its
@@ -861,12 +831,6 @@ fn framed_receive_reply(bytes: &[u8]) -> Option<ReceiveReply<'_>> {
         capabilities: heapless::Vec::new(),
         badge,
     })
-}
-
-/// The length of `value` as a postcard varint.
-const fn varint_len(value: u64) -> usize {
-    let bits = 64 - (value | 1).leading_zeros() as usize;
-    bits.div_ceil(7)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

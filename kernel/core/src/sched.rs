@@ -39,23 +39,23 @@ pub(crate) const NIL: u32 = u32::MAX;
 /// Number of priority levels, fixed by the ABI.
 const LEVELS: usize = Priority::LEVELS;
 
-/// A FIFO of task slots threaded through the scheduler's links.
+/// A FIFO of task slots threaded through the scheduler's links. It keeps
+/// no count: nothing needs one but the tests, and every change of a list
+/// (the IPC fast path's two among them) would update it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TaskList {
     head: u32,
     tail: u32,
-    len: u32,
 }
 
 impl TaskList {
     pub(crate) const EMPTY: TaskList = TaskList {
         head: NIL,
         tail: NIL,
-        len: 0,
     };
 
-    pub(crate) fn len(&self) -> usize {
-        self.len as usize
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head == NIL
     }
 
     pub(crate) fn head(&self) -> Option<u32> {
@@ -109,15 +109,43 @@ struct Link {
     next: u32,
 }
 
+/// A task's scheduling state without what it waits for (see
+/// [`Entry::on`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Inactive,
+    Ready,
+    Running,
+    Blocked,
+}
+
 #[derive(Clone, Copy)]
 struct Entry {
     link: Link,
-    state: SchedState,
+    /// The state is `kind`, with `on` when it is `Blocked` (see
+    /// [`Entry::state`]). `on` means nothing in any other state, so the
+    /// IPC fast path's check may write the caller's coming wait there
+    /// while the caller runs (see [`Scheduler::check_direct`]): the commit
+    /// then blocks it by writing the kind alone.
+    kind: Kind,
+    on: BlockedOn,
     priority: u8,
     /// Why the task was last woken, until it is taken or the task waits
     /// again (see `KernelCore::take_wake_reason`). Kept here, beside the
     /// state every wake changes, so that waking a task touches one record.
     wake: Option<WakeReason>,
+}
+
+impl Entry {
+    #[inline]
+    fn state(&self) -> SchedState {
+        match self.kind {
+            Kind::Inactive => SchedState::Inactive,
+            Kind::Ready => SchedState::Ready,
+            Kind::Running => SchedState::Running,
+            Kind::Blocked => SchedState::Blocked(self.on),
+        }
+    }
 }
 
 /// Table bytes one task takes in the scheduler: its entry and the deadline
@@ -155,7 +183,10 @@ impl Scheduler {
                         prev: NIL,
                         next: NIL,
                     },
-                    state: SchedState::Inactive,
+                    kind: Kind::Inactive,
+                    on: BlockedOn::Sleep {
+                        until: Instant::from_nanos(0),
+                    },
                     priority: 0,
                     wake: None,
                 },
@@ -171,7 +202,7 @@ impl Scheduler {
     pub(crate) fn state(&self, slot: u32) -> SchedState {
         self.entries
             .get(slot as usize)
-            .map_or(SchedState::Inactive, |e| e.state)
+            .map_or(SchedState::Inactive, Entry::state)
     }
 
     pub(crate) fn priority(&self, slot: u32) -> Priority {
@@ -197,7 +228,7 @@ impl Scheduler {
         let level = clamp(priority);
         let e = self.entry(slot);
         e.priority = level;
-        e.state = SchedState::Inactive;
+        e.kind = Kind::Inactive;
         e.wake = None;
         self.make_ready(slot);
     }
@@ -207,7 +238,7 @@ impl Scheduler {
     /// are the caller's to clear first: use [`Scheduler::wake`]).
     fn make_ready(&mut self, slot: u32) {
         let level = self.entry(slot).priority as usize;
-        self.entries[slot as usize].state = SchedState::Ready;
+        self.entries[slot as usize].kind = Kind::Ready;
         let mut list = self.ready[level];
         self.push_back(&mut list, slot);
         self.ready[level] = list;
@@ -219,7 +250,7 @@ impl Scheduler {
         let mut list = self.ready[level];
         self.unlink(&mut list, slot);
         self.ready[level] = list;
-        if list.len == 0 {
+        if list.is_empty() {
             self.nonempty &= !(1 << level);
         }
     }
@@ -236,10 +267,10 @@ impl Scheduler {
         let slot = list.head;
         self.unlink(&mut list, slot);
         self.ready[level] = list;
-        if list.len == 0 {
+        if list.is_empty() {
             self.nonempty &= !(1 << level);
         }
-        self.entries[slot as usize].state = SchedState::Running;
+        self.entries[slot as usize].kind = Kind::Running;
         Some(slot)
     }
 
@@ -274,7 +305,9 @@ impl Scheduler {
             // the kernel core never does it (checked by the invariants).
             SchedState::Inactive | SchedState::Blocked(_) => return,
         }
-        self.entries[slot as usize].state = SchedState::Blocked(on);
+        let e = &mut self.entries[slot as usize];
+        e.kind = Kind::Blocked;
+        e.on = on;
         if let Some(list) = wait_list {
             self.push_back(list, slot);
         }
@@ -309,11 +342,11 @@ impl Scheduler {
     pub(crate) fn run_blocked(&mut self, slot: u32, wait_list: Option<&mut TaskList>) {
         if let SchedState::Blocked(on) = self.state(slot) {
             self.stop_waiting(slot, on, wait_list);
-            self.entries[slot as usize].state = SchedState::Running;
+            self.entries[slot as usize].kind = Kind::Running;
         }
     }
 
-    /// Check the IPC fast path's switch, changing nothing: `caller` is
+    /// Check the IPC fast path's switch, changing nothing observable: `caller` is
     /// running, the task at the head of `sent_on` is blocked, and
     /// `pick_next` would choose it if it were made ready now (no ready
     /// task has its priority or a higher one). `receive_on` is the list
@@ -323,31 +356,38 @@ impl Scheduler {
     /// The answer is the only way to the switch: it holds the scheduler
     /// and both lists borrowed, so nothing changes what was checked before
     /// [`DirectSwitch::commit`], which therefore checks none of it again.
+    ///
+    /// `on` is what the caller will wait for. A check that passes writes it
+    /// into the caller's entry, where nothing reads it while the caller
+    /// runs ([`Scheduler::state`] reads a task's wait only when it is
+    /// blocked, and blocking writes a new one), so that the commit, after
+    /// the embedder's hand-over, blocks the caller by writing its state's
+    /// kind alone: the check changes nothing anyone can observe, dropped or
+    /// committed.
     #[inline(always)]
     pub(crate) fn check_direct<'k>(
         &'k mut self,
         caller: u32,
         sent_on: &'k mut TaskList,
         receive_on: Option<&'k mut TaskList>,
+        on: BlockedOn,
     ) -> Option<DirectSwitch<'k>> {
         let receiver = sent_on.head()?;
-        let (c, r) = (
-            self.entries.get(caller as usize)?,
-            self.entries.get(receiver as usize)?,
-        );
-        let SchedState::Blocked(waited) = r.state else {
-            return None;
-        };
-        if c.state != SchedState::Running || self.nonempty >> r.priority != 0 {
+        let r = self.entries.get(receiver as usize)?;
+        if r.kind != Kind::Blocked || self.nonempty >> r.priority != 0 {
             return None;
         }
+        let c = self.entries.get_mut(caller as usize)?;
+        if c.kind != Kind::Running {
+            return None;
+        }
+        c.on = on;
         Some(DirectSwitch {
             sched: self,
             sent_on,
             receive_on,
             caller,
             receiver,
-            waited: waited.deadline(),
         })
     }
 
@@ -360,7 +400,7 @@ impl Scheduler {
         match self.state(slot) {
             SchedState::Ready => {
                 self.unready(slot);
-                self.entries[slot as usize].state = SchedState::Running;
+                self.entries[slot as usize].kind = Kind::Running;
             }
             SchedState::Blocked(_) => self.run_blocked(slot, wait_list),
             SchedState::Running | SchedState::Inactive => {}
@@ -375,7 +415,7 @@ impl Scheduler {
             SchedState::Running | SchedState::Inactive => {}
         }
         let e = &mut self.entries[slot as usize];
-        e.state = SchedState::Inactive;
+        e.kind = Kind::Inactive;
         e.wake = None;
     }
 
@@ -406,8 +446,9 @@ impl Scheduler {
         }
     }
 
+    /// How many tasks are ready (a walk of the ready lists).
     pub(crate) fn ready_len(&self) -> usize {
-        self.ready.iter().map(|l| l.len()).sum()
+        self.ready.iter().map(|l| self.iter_list(*l).count()).sum()
     }
 
     /// The slots in `list`, front to back.
@@ -433,7 +474,6 @@ impl Scheduler {
             self.entries[tail as usize].link.next = slot;
         }
         list.tail = slot;
-        list.len += 1;
     }
 
     fn unlink(&mut self, list: &mut TaskList, slot: u32) {
@@ -452,7 +492,6 @@ impl Scheduler {
             prev: NIL,
             next: NIL,
         };
-        list.len -= 1;
     }
 
     /// Check the lists against the states (for `check_invariants`):
@@ -460,26 +499,23 @@ impl Scheduler {
     pub(crate) fn consistent(&self) -> bool {
         let mut ready_seen = 0usize;
         for (level, list) in self.ready.iter().enumerate() {
-            if (self.nonempty >> level) & 1 != (list.len > 0) as u32 {
+            if (self.nonempty >> level) & 1 != !list.is_empty() as u32 {
                 return false;
             }
             let mut count = 0u32;
             let mut prev = NIL;
             for slot in self.iter_list(*list) {
                 let e = &self.entries[slot as usize];
-                if e.state != SchedState::Ready
-                    || e.priority as usize != level
-                    || e.link.prev != prev
-                {
+                if e.kind != Kind::Ready || e.priority as usize != level || e.link.prev != prev {
                     return false;
                 }
                 prev = slot;
                 count += 1;
-                if count > list.len {
+                if count as usize > self.entries.len() {
                     return false;
                 }
             }
-            if count != list.len || list.tail != prev {
+            if list.tail != prev {
                 return false;
             }
             ready_seen += count as usize;
@@ -487,7 +523,7 @@ impl Scheduler {
         let ready_states = self
             .entries
             .iter()
-            .filter(|e| e.state == SchedState::Ready)
+            .filter(|e| e.kind == Kind::Ready)
             .count();
         if ready_states != ready_seen {
             return false;
@@ -496,7 +532,7 @@ impl Scheduler {
             .entries
             .iter()
             .enumerate()
-            .filter_map(|(i, e)| match e.state {
+            .filter_map(|(i, e)| match e.state() {
                 SchedState::Blocked(on) => on.deadline().map(|d| (d, i as u32)),
                 _ => None,
             })
@@ -521,8 +557,6 @@ pub(crate) struct DirectSwitch<'k> {
     receive_on: Option<&'k mut TaskList>,
     caller: u32,
     receiver: u32,
-    /// The deadline the receiver waited with (it leaves the index).
-    waited: Option<Instant>,
 }
 
 impl DirectSwitch<'_> {
@@ -534,21 +568,20 @@ impl DirectSwitch<'_> {
     }
 
     /// Switch, in one step and without the ready lists: the receiver
-    /// leaves the head of `sent_on` and runs, and the caller blocks on
-    /// `on` at the tail of `receive_on` (of `sent_on` when `None`: the
-    /// caller receives where it sent). Both leave and enter the deadline
+    /// leaves the head of `sent_on` and runs, and the caller blocks on the
+    /// wait the check was given at the tail of `receive_on` (of `sent_on`
+    /// when `None`: the caller receives where it sent). Both leave and enter the deadline
     /// index as their waits say; the receiver was woken by a hand-off
     /// ([`WakeReason::HandedOff`]) and the caller, waiting again, has no
     /// wake reason.
     #[inline(always)]
-    pub(crate) fn commit(self, on: BlockedOn) {
+    pub(crate) fn commit(self) {
         let DirectSwitch {
             sched,
             sent_on,
             receive_on,
             caller,
             receiver,
-            waited,
         } = self;
         // One borrow of the entries as a slice: its length stays in a
         // register, so the writes below do not reload it for their bounds
@@ -556,12 +589,14 @@ impl DirectSwitch<'_> {
         let entries = sched.entries.as_mut_slice();
         // The receiver leaves the head of its wait list.
         let r = &mut entries[receiver as usize];
+        // The deadline it waited with leaves the index (below).
+        let waited = r.on.deadline();
         let next = r.link.next;
         r.link = Link {
             prev: NIL,
             next: NIL,
         };
-        r.state = SchedState::Running;
+        r.kind = Kind::Running;
         r.wake = Some(WakeReason::HandedOff);
         sent_on.head = next;
         if next == NIL {
@@ -569,7 +604,6 @@ impl DirectSwitch<'_> {
         } else {
             entries[next as usize].link.prev = NIL;
         }
-        sent_on.len -= 1;
         // The caller joins the tail of the list it receives on. This is
         // `push_back` written out with the state change through one borrow
         // of the entry: through `push_back` (and its `entry` growth check)
@@ -580,7 +614,9 @@ impl DirectSwitch<'_> {
         };
         let tail = list.tail;
         let c = &mut entries[caller as usize];
-        c.state = SchedState::Blocked(on);
+        // Its wait is in its entry already (see `check_direct`).
+        c.kind = Kind::Blocked;
+        let deadline = c.on.deadline();
         c.wake = None;
         c.link = Link {
             prev: tail,
@@ -592,11 +628,10 @@ impl DirectSwitch<'_> {
             entries[tail as usize].link.next = caller;
         }
         list.tail = caller;
-        list.len += 1;
         if let Some(deadline) = waited {
             sched.deadlines.remove(&(deadline, receiver));
         }
-        if let Some(deadline) = on.deadline() {
+        if let Some(deadline) = deadline {
             sched.deadlines.insert((deadline, caller), ());
         }
     }
@@ -754,21 +789,21 @@ mod tests {
             }),
             ("bitmap bit of an empty level set", |s| s.nonempty |= 1),
             ("a listed task not ready", |s| {
-                s.entries[1].state = SchedState::Running
+                s.entries[1].kind = Kind::Running
             }),
             ("a listed task of another priority", |s| {
                 s.entries[1].priority = 0
             }),
             ("a broken back link", |s| s.entries[2].link.prev = 0),
             ("a cycle", |s| s.entries[2].link.next = 0),
-            ("a list shorter than its count", |s| {
-                s.ready[Priority::NORMAL.0 as usize].len += 1
+            ("a head in the middle of its list", |s| {
+                s.ready[Priority::NORMAL.0 as usize].head = 1
             }),
             ("a wrong tail", |s| {
                 s.ready[Priority::NORMAL.0 as usize].tail = 1
             }),
             ("a ready task in no list", |s| {
-                s.entries[4].state = SchedState::Ready
+                s.entries[4].kind = Kind::Ready
             }),
             ("a deadline nobody waits for", |s| {
                 s.deadlines.insert((Instant::from_nanos(9), 4), ());
@@ -783,7 +818,7 @@ mod tests {
         let mut s = busy();
         s.deadlines.clear();
         assert!(!s.consistent(), "a missing deadline");
-        assert_eq!(busy().ready[normal].len(), 3);
+        assert_eq!(busy().iter_list(busy().ready[normal]).count(), 3);
     }
 
     #[test]
@@ -823,7 +858,7 @@ mod tests {
         s.block(0, on, Some(&mut waiters));
         s.run_blocked(0, Some(&mut waiters));
         assert_eq!(s.state(0), SchedState::Running);
-        assert_eq!(waiters.len(), 0);
+        assert!(waiters.is_empty());
         assert_eq!(s.next_deadline(), None);
         assert_eq!(s.ready_len(), 0);
         // Not blocked: no effect.
@@ -852,16 +887,16 @@ mod tests {
         s.block(3, receiving(1, None), Some(&mut receive_on));
         assert_eq!(s.pick_next(), Some(0));
         let on = receiving(1, Some(9));
-        let switch = s.check_direct(0, &mut sent_on, Some(&mut receive_on));
+        let switch = s.check_direct(0, &mut sent_on, Some(&mut receive_on), on);
         let switch = switch.expect("task 1 is first in line and would run");
         assert_eq!(switch.slots(), (0, 1));
-        switch.commit(on);
+        switch.commit();
         assert_eq!(s.state(1), SchedState::Running);
         assert_eq!(s.state(0), SchedState::Blocked(on));
         assert_eq!(s.iter_list(sent_on).collect::<Vec<_>>(), [2]);
-        assert_eq!(sent_on.len(), 1);
+        assert_eq!((sent_on.head, sent_on.tail), (2, 2));
         assert_eq!(s.iter_list(receive_on).collect::<Vec<_>>(), [3, 0]);
-        assert_eq!(receive_on.len(), 2);
+        assert_eq!((receive_on.head, receive_on.tail), (3, 0));
         assert_eq!(
             s.next_deadline(),
             Some(Instant::from_nanos(9)),
@@ -883,18 +918,22 @@ mod tests {
         s.activate(1, Priority::NORMAL);
         s.block(1, receiving(0, None), Some(&mut list));
         assert_eq!(s.pick_next(), Some(0));
-        let switch = s.check_direct(0, &mut list, None).expect("task 1 waits");
+        let switch = s.check_direct(0, &mut list, None, receiving(0, None));
+        let switch = switch.expect("task 1 waits");
         assert_eq!(switch.slots(), (0, 1));
-        switch.commit(receiving(0, None));
+        switch.commit();
         assert_eq!(s.state(1), SchedState::Running);
         assert_eq!(s.iter_list(list).collect::<Vec<_>>(), [0]);
-        assert_eq!((list.head(), list.tail, list.len()), (Some(0), 0, 1));
+        assert_eq!((list.head(), list.tail), (Some(0), 0));
         assert_eq!(s.next_deadline(), None);
         assert!(s.consistent());
         // And back: the list holds the other task again.
-        let switch = s.check_direct(1, &mut list, None).expect("task 0 waits");
+        let switch = s.check_direct(1, &mut list, None, receiving(0, Some(3)));
+        let switch = switch.expect("task 0 waits");
         assert_eq!(switch.slots(), (1, 0));
-        switch.commit(receiving(0, None));
+        switch.commit();
+        assert_eq!(s.state(1), SchedState::Blocked(receiving(0, Some(3))));
+        assert_eq!(s.next_deadline(), Some(Instant::from_nanos(3)));
         assert_eq!(s.iter_list(list).collect::<Vec<_>>(), [1]);
         assert_eq!(s.state(0), SchedState::Running);
         assert!(s.consistent());
@@ -907,9 +946,9 @@ mod tests {
         let mut list = TaskList {
             head: receiver,
             tail: receiver,
-            len: 1,
         };
-        s.check_direct(caller, &mut list, None).is_some()
+        s.check_direct(caller, &mut list, None, receiving(0, None))
+            .is_some()
     }
 
     #[test]
@@ -921,7 +960,11 @@ mod tests {
             s.activate(slot, Priority::HIGH);
         }
         s.activate(3, Priority::IDLE);
-        assert!(s.check_direct(0, &mut list, None).is_none(), "nobody waits");
+        let on = receiving(0, None);
+        assert!(
+            s.check_direct(0, &mut list, None, on).is_none(),
+            "nobody waits"
+        );
         s.block(1, receiving(0, None), Some(&mut list));
         s.block(2, receiving(0, None), Some(&mut list));
         assert_eq!(s.pick_next(), Some(0));
@@ -939,11 +982,17 @@ mod tests {
         // The check takes the head of the list, and a declined or dropped
         // check changes nothing.
         let mut other = TaskList::EMPTY;
-        let switch = s.check_direct(0, &mut list, Some(&mut other));
+        let switch = s.check_direct(0, &mut list, Some(&mut other), receiving(1, Some(4)));
         assert_eq!(switch.map(|c| c.slots()), Some((0, 1)));
         assert_eq!(s.iter_list(list).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(other, TaskList::EMPTY);
         assert_eq!(s.state(0), SchedState::Running);
+        assert!(s.consistent());
+        // The dropped check's wait is nowhere: the caller's next block
+        // waits for what that block says.
+        s.block(0, receiving(2, None), None);
+        assert_eq!(s.state(0), SchedState::Blocked(receiving(2, None)));
+        assert_eq!(s.next_deadline(), None);
         assert!(s.consistent());
     }
 

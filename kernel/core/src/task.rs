@@ -144,7 +144,7 @@ impl TaskTable {
     pub(crate) fn slot_of(&self, id: TaskId) -> Option<u32> {
         let raw = id.as_raw();
         let index = (raw & INDEX_MASK) as usize;
-        let slot = self.slots.get(index.checked_sub(1)?)?;
+        let slot = self.slots.get(index.wrapping_sub(1))?;
         (slot.generation == raw >> INDEX_BITS && slot.task.is_some()).then_some(index as u32 - 1)
     }
 
@@ -154,7 +154,7 @@ impl TaskTable {
     pub(crate) fn slot_and_task(&self, id: TaskId) -> Option<(u32, &Task)> {
         let raw = id.as_raw();
         let index = (raw & INDEX_MASK) as usize;
-        let slot = self.slots.get(index.checked_sub(1)?)?;
+        let slot = self.slots.get(index.wrapping_sub(1))?;
         if slot.generation != raw >> INDEX_BITS {
             return None;
         }
@@ -164,7 +164,7 @@ impl TaskTable {
     pub(crate) fn get(&self, id: TaskId) -> Option<&Task> {
         let raw = id.as_raw();
         let index = (raw & INDEX_MASK) as usize;
-        let slot = self.slots.get(index.checked_sub(1)?)?;
+        let slot = self.slots.get(index.wrapping_sub(1))?;
         if slot.generation != raw >> INDEX_BITS {
             return None;
         }
@@ -174,7 +174,7 @@ impl TaskTable {
     pub(crate) fn get_mut(&mut self, id: TaskId) -> Option<&mut Task> {
         let raw = id.as_raw();
         let index = (raw & INDEX_MASK) as usize;
-        let slot = self.slots.get_mut(index.checked_sub(1)?)?;
+        let slot = self.slots.get_mut(index.wrapping_sub(1))?;
         if slot.generation != raw >> INDEX_BITS {
             return None;
         }
@@ -378,5 +378,22 @@ mod tests {
         assert_eq!(table.slot_of(c), Some(slot_a));
         assert!(table.get(a).is_none(), "the old id stays dead");
         assert!(table.get(TaskId::from_raw(0)).is_none());
+    }
+
+    #[test]
+    fn an_id_of_slot_index_zero_names_no_task_in_any_lookup() {
+        let mut table = TaskTable::new();
+        let a = table.next_id().unwrap();
+        table.insert(task(a));
+        // Index 0 at the generation of slot 0's task: not `a`, nor anyone.
+        let zero = TaskId::from_raw(a.as_raw() & !INDEX_MASK);
+        assert!(table.get(zero).is_none());
+        assert!(table.get_mut(zero).is_none());
+        assert_eq!(table.slot_of(zero), None);
+        assert!(table.slot_and_task(zero).is_none());
+        assert_eq!(
+            table.slot_and_task(a).map(|(slot, t)| (slot, t.id)),
+            Some((0, a))
+        );
     }
 }

@@ -3,7 +3,9 @@
 
 use super::{ensure, TestResult};
 use crate::arch::x86_64::trap::TrapFrame;
-use crate::syscall::reply::copy_message;
+use crate::syscall::reply::{copy_message, short_header};
+use pandagen_abi::syscall::{receive_reply_header_len, write_receive_reply_header};
+use pandagen_abi::TaskId;
 
 /// A frame whose every word differs from `Default`'s and from the others.
 fn numbered_frame(base: u64) -> TrapFrame {
@@ -78,6 +80,50 @@ pub fn message_copy_matches_copy_from_slice() -> TestResult {
                     && buffer[offset + len..].iter().all(|&b| b == 0xee),
                 "length {len} at offset {offset}: wrote outside the message"
             );
+        }
+    }
+    Ok(())
+}
+
+/// The reply header the direct path writes itself (`short_header`) is the
+/// ABI's (`write_receive_reply_header`) wherever it is given, and it is
+/// given exactly where the ABI's header is three bytes.
+pub fn short_reply_header_is_the_abis() -> TestResult {
+    let senders = [
+        0,
+        1,
+        5,
+        0x7e,
+        0x7f,
+        0x80,
+        0x81,
+        0xff,
+        0x100,
+        1 << 20,
+        u64::MAX,
+    ];
+    let lengths = [0, 1, 19, 84, 0x7f, 0x80, 0x81, 0xff, 0x100, 4000];
+    for sender in senders {
+        for len in lengths {
+            let id = TaskId::from_raw(sender);
+            let mut abi = [0u8; 32];
+            let n = write_receive_reply_header(id, len, &mut abi);
+            ensure!(
+                n == receive_reply_header_len(id, len),
+                "ABI header of {n} bytes for sender {sender:#x}, length {len:#x}"
+            );
+            match short_header(id, len) {
+                Some(header) => ensure!(
+                    abi[..n] == header,
+                    "short header {header:x?}, the ABI's {:x?} (sender {sender:#x}, length {len:#x})",
+                    &abi[..n]
+                ),
+                None => ensure!(
+                    n > 3,
+                    "no short header where the ABI's is {:x?} (sender {sender:#x}, length {len:#x})",
+                    &abi[..n]
+                ),
+            }
         }
     }
     Ok(())

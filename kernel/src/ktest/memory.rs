@@ -4,6 +4,7 @@ use super::{ensure, TestResult};
 use crate::arch::x86_64::protection::with_user_access;
 use crate::layout;
 use crate::mem::{frame, heap, paging};
+use crate::usermem::UserMemory;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::alloc::Layout;
@@ -273,4 +274,135 @@ fn kernel_root(root: u64) -> pandagen_hal::x86_64::paging::AddressSpace {
         "test left a foreign address space active"
     );
     kernel
+}
+
+/// `UserMemory::writable_where_checked`: a reply goes where the task's
+/// last `check_writable` found its buffer's first page, up to the bytes
+/// of the range in that page, and only for that range's pointer.
+pub fn reply_goes_where_the_last_check_found_the_buffer() -> TestResult {
+    let (_, free_before) = frame::counts();
+    let space = paging::new_user_space().map_err(|e| alloc::format!("{e:?}"))?;
+    let frames = [
+        frame::allocate().ok_or("no frame")?,
+        frame::allocate().ok_or("no frame")?,
+    ];
+    for (i, &data) in frames.iter().enumerate() {
+        space
+            .map(
+                &mut frame::GlobalFrames,
+                USER_PAGE + i as u64 * PAGE_SIZE,
+                data,
+                PageFlags::USER_DATA,
+            )
+            .map_err(|e| alloc::format!("map: {e:?}"))?;
+    }
+    let window = |frame: u64, offset: u64| space.window().virt(frame) + offset;
+    let expected = [window(frames[0], 0xff0), window(frames[0], 0x100)];
+    let mut memory = UserMemory::new(space);
+    let result = (|| {
+        // A buffer across the page boundary: 16 bytes in its first page.
+        let across = USER_PAGE + 0xff0;
+        memory
+            .check_writable(across, 0x40)
+            .map_err(|e| alloc::format!("{e:?}"))?;
+        let at = memory
+            .writable_where_checked(across, 0x10)
+            .ok_or("16 bytes in the first page refused")?
+            .as_ptr() as u64;
+        ensure!(
+            at == expected[0],
+            "written at {at:#x}, not {:#x}",
+            expected[0]
+        );
+        ensure!(
+            memory.writable_where_checked(across, 0x11).is_none(),
+            "a reply past the first page accepted"
+        );
+        ensure!(
+            memory.writable_where_checked(across + 1, 1).is_none(),
+            "another pointer accepted"
+        );
+        // Another buffer checked: only it is the last.
+        let inside = USER_PAGE + 0x100;
+        memory
+            .check_writable(inside, 0x20)
+            .map_err(|e| alloc::format!("{e:?}"))?;
+        ensure!(
+            memory.writable_where_checked(across, 1).is_none(),
+            "a range checked before the last accepted"
+        );
+        ensure!(
+            memory.writable_where_checked(inside, 0x21).is_none(),
+            "more than the range checked accepted"
+        );
+        let out = memory
+            .writable_where_checked(inside, 0x20)
+            .ok_or("the last range refused")?;
+        ensure!(
+            out.as_ptr() as u64 == expected[1],
+            "written at {:p}, not {:#x}",
+            out.as_ptr(),
+            expected[1]
+        );
+        out.fill(0xa5);
+        let mut back = [0u8; 0x20];
+        memory
+            .copy_in(inside, &mut back)
+            .map_err(|e| alloc::format!("{e:?}"))?;
+        ensure!(back == [0xa5; 0x20], "read back {back:x?}");
+        // The first buffer again, found in the cache (not walked): the
+        // last again.
+        memory
+            .check_writable(across, 0x40)
+            .map_err(|e| alloc::format!("{e:?}"))?;
+        ensure!(
+            memory.writable_where_checked(inside, 1).is_none(),
+            "the range checked before still accepted"
+        );
+        let at = memory
+            .writable_where_checked(across, 0x10)
+            .ok_or("a range found in the cache refused")?
+            .as_ptr() as u64;
+        ensure!(
+            at == expected[0],
+            "written at {at:#x}, not {:#x}",
+            expected[0]
+        );
+        // A shorter check of the same buffer: its own length counts.
+        memory
+            .check_writable(across, 4)
+            .map_err(|e| alloc::format!("{e:?}"))?;
+        ensure!(
+            memory.writable_where_checked(across, 0x10).is_some(),
+            "the range cached for a longer check refused"
+        );
+        // An empty range: an empty slice only.
+        memory
+            .check_writable(USER_PAGE + 8, 0)
+            .map_err(|e| alloc::format!("{e:?}"))?;
+        ensure!(
+            memory
+                .writable_where_checked(USER_PAGE + 8, 0)
+                .is_some_and(|s| s.is_empty()),
+            "an empty reply into an empty range refused"
+        );
+        ensure!(
+            memory.writable_where_checked(USER_PAGE + 8, 1).is_none(),
+            "a byte into an empty range accepted"
+        );
+        Ok(())
+    })();
+    memory
+        .into_space()
+        .destroy(&mut frame::GlobalFrames, |_| {})
+        .map_err(|e| alloc::format!("destroy: {e:?}"))?;
+    for data in frames {
+        frame::free(data).map_err(|e| alloc::format!("{e:?}"))?;
+    }
+    result?;
+    ensure!(
+        frame::counts().1 == free_before,
+        "address space leaked frames"
+    );
+    Ok(())
 }

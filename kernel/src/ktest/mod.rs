@@ -55,6 +55,10 @@ pub static TESTS: &[KernelTest] = &[
         run: copies::message_copy_matches_copy_from_slice,
     },
     KernelTest {
+        name: "short_reply_header_is_the_abis",
+        run: copies::short_reply_header_is_the_abis,
+    },
+    KernelTest {
         name: "layout_bootloader_mappings_in_upper_half",
         run: memory::layout_is_upper_half,
     },
@@ -81,6 +85,10 @@ pub static TESTS: &[KernelTest] = &[
     KernelTest {
         name: "paging_kernel_half_shared_with_new_space",
         run: memory::kernel_half_is_shared,
+    },
+    KernelTest {
+        name: "reply_goes_where_the_last_check_found_the_buffer",
+        run: memory::reply_goes_where_the_last_check_found_the_buffer,
     },
     KernelTest {
         name: "gdt_layout_fits_syscall_sysret",

@@ -231,6 +231,11 @@ pub extern "C" fn direct_entry<C: DirectCall>(frame: *mut TrapFrame) -> *mut Tra
                 "the syscall entry saved {}'s registers outside its caller's record",
                 C::NAME
             );
+            debug_assert!(
+                // SAFETY: the stub's argument, the caller's record; read only.
+                unsafe { (*frame).has_user_selectors() },
+                "a record without the user selectors"
+            );
             k.direct_call::<C>(&registers)
         }
         None => Exchanged::Declined,
@@ -274,6 +279,11 @@ pub extern "C" fn syscall_dispatch(frame: *mut TrapFrame) -> *mut TrapFrame {
     debug_assert!(
         k.is_record_of(caller, frame),
         "the syscall entry saved task {caller}'s registers outside its record"
+    );
+    debug_assert!(
+        // SAFETY: the stub's argument, the caller's record; read only.
+        unsafe { (*frame).has_user_selectors() },
+        "task {caller}'s record without the user selectors"
     );
     // SAFETY: the stub's argument; nothing has changed or moved the record
     // since it was saved (no handler has run), and the borrow ends here.

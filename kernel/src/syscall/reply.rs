@@ -65,6 +65,7 @@ pub fn deliver(memory: &mut UserMemory, to: UserBuffer, bytes: &[u8]) -> u64 {
 /// sees, as [`deliver`] does, or `None` — having written nothing — if the
 /// buffer is too small. (The `Exchange` path: its trailer is two constant
 /// bytes, stored as such rather than copied by length.)
+#[inline(always)]
 pub fn deliver_message(
     memory: &mut UserMemory,
     to: UserBuffer,
@@ -89,10 +90,52 @@ pub fn deliver_stamped_message(
 
 /// The body of [`deliver_message`] and [`deliver_stamped_message`],
 /// inlined into each so that a constant trailer is stored, not copied.
-/// A buffer in one cached page is written here, without a call (so the
-/// function saves no registers); any other goes out of line.
+/// The common reply — a short header (see [`short_header`]) within the
+/// first page of the buffer its receive checked — is written here,
+/// without a lookup or a call; any other goes out of line
+/// ([`deliver_framed_general`], which writes it as this would have).
 #[inline(always)]
 fn deliver_framed(
+    memory: &mut UserMemory,
+    to: UserBuffer,
+    sender: TaskId,
+    message: &[u8],
+    trailer: &[u8],
+) -> Option<u64> {
+    if let Some(header) = short_header(sender, message.len()) {
+        let len = header.len() + message.len() + trailer.len();
+        if len as u64 <= to.capacity {
+            if let Some(out) = memory.writable_where_checked(to.ptr, len) {
+                let (head, rest) = out.split_at_mut(header.len());
+                head.copy_from_slice(&header);
+                let (body, tail) = rest.split_at_mut(message.len());
+                copy_message(body, message);
+                tail.copy_from_slice(trailer);
+                return Some(len as u64);
+            }
+        }
+    }
+    deliver_framed_general(memory, to, sender, message, trailer)
+}
+
+/// The reply header of a `len`-byte message from `sender` when it is the
+/// ABI's short one (see [`receive_reply_header_len`]: both varints one
+/// byte, the sender and the length below 128): `Ok`'s tag, the sender and
+/// the length, three bytes. (The ktest
+/// `short_reply_header_is_the_abis` checks it against
+/// [`write_receive_reply_header`].)
+#[inline(always)]
+pub fn short_header(sender: TaskId, len: usize) -> Option<[u8; 3]> {
+    let sender = sender.as_raw();
+    ((sender | len as u64) < 0x80).then_some([0, sender as u8, len as u8])
+}
+
+/// [`deliver_framed`] for any reply: too large for the buffer (`None`,
+/// having written nothing), written in place if it lies in one page (the
+/// buffer's first page as its receive's check found it, or any other
+/// page looked up), or copied out in parts.
+#[inline(never)]
+fn deliver_framed_general(
     memory: &mut UserMemory,
     to: UserBuffer,
     sender: TaskId,
@@ -104,27 +147,10 @@ fn deliver_framed(
     if len as u64 > to.capacity {
         return None;
     }
-    if let Some(out) = memory.writable_in_cached_page(to.ptr, len) {
-        // The common case: one page, known, written in place.
+    if let Some(out) = memory.writable_where_checked(to.ptr, len) {
         write_framed(out, head, sender, message, trailer);
         return Some(len as u64);
     }
-    deliver_framed_walked(memory, to, sender, message, trailer)
-}
-
-/// [`deliver_framed`] for a buffer not in one cached page: its page
-/// walked (then written in place, if it is one page), or the reply copied
-/// out in parts.
-#[inline(never)]
-fn deliver_framed_walked(
-    memory: &mut UserMemory,
-    to: UserBuffer,
-    sender: TaskId,
-    message: &[u8],
-    trailer: &[u8],
-) -> Option<u64> {
-    let head = receive_reply_header_len(sender, message.len());
-    let len = head + message.len() + trailer.len();
     if let Some(out) = memory.writable_in_page(to.ptr, len) {
         write_framed(out, head, sender, message, trailer);
         return Some(len as u64);

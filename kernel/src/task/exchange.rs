@@ -37,7 +37,7 @@ use pandagen_abi::syscall::{
     write_receive_reply_trailer, ExchangeRegisters, RECEIVE_REPLY_TRAILER_MAX,
     RESPONSE_BUFFER_BYTES,
 };
-use pandagen_abi::{CapHandle, Duration, Instant, KernelError, TaskId};
+use pandagen_abi::{Badge, CapHandle, Duration, Instant, KernelError, TaskId};
 
 use super::{now, schedule, KernelState, Pending, UserBuffer, UserRange, UserTask, UserTasks};
 use crate::arch::x86_64::trap::TrapFrame;
@@ -155,22 +155,12 @@ impl KernelState {
         // go from the caller's page straight into the receiver's buffer,
         // an object call's with its stamp after them, as `accept_offer`
         // writes it for the general path's hand-off. (One `hand_over` per
-        // delivery: a closure that chose between them was not inlined.)
+        // delivery: a closure that chose between them was not inlined;
+        // each delivery is a `Delivery`, inlined for certain.)
         let slots = call.slots();
         let handed = match badge {
-            None => hand_over(tasks, caller, slots, len, parked, reply::deliver_message),
-            Some(badge) => hand_over(
-                tasks,
-                caller,
-                slots,
-                len,
-                parked,
-                |memory, to, sender, bytes| {
-                    let mut trailer = [0u8; RECEIVE_REPLY_TRAILER_MAX];
-                    let n = write_receive_reply_trailer(Some(badge), &mut trailer);
-                    reply::deliver_stamped_message(memory, to, sender, bytes, &trailer[..n])
-                },
-            ),
+            None => hand_over(tasks, caller, slots, len, parked, Plain),
+            Some(badge) => hand_over(tasks, caller, slots, len, parked, Stamped(badge)),
         };
         let Some((receiver_id, receiver)) = handed else {
             return Exchanged::Declined;
@@ -201,6 +191,56 @@ impl KernelState {
     }
 }
 
+/// How [`hand_over`] writes the reply's framing and the message into the
+/// receiver's buffer `to`: the receiver's `rax`, or `None` — having
+/// written nothing — if the buffer cannot hold it. A trait rather than a
+/// closure, so that it is inlined for certain (a closure, or a function
+/// item through `FnOnce`, was left out of line).
+pub(super) trait Delivery {
+    fn deliver(
+        self,
+        memory: &mut UserMemory,
+        to: UserBuffer,
+        sender: TaskId,
+        message: &[u8],
+    ) -> Option<u64>;
+}
+
+/// `Exchange`'s delivery: no stamp (`reply::deliver_message`).
+pub(super) struct Plain;
+
+impl Delivery for Plain {
+    #[inline(always)]
+    fn deliver(
+        self,
+        memory: &mut UserMemory,
+        to: UserBuffer,
+        sender: TaskId,
+        message: &[u8],
+    ) -> Option<u64> {
+        reply::deliver_message(memory, to, sender, message)
+    }
+}
+
+/// An object call's delivery: the message stamped with the badge (and
+/// rights) of the capability used, as `accept_offer` writes it.
+pub(super) struct Stamped(Badge);
+
+impl Delivery for Stamped {
+    #[inline(always)]
+    fn deliver(
+        self,
+        memory: &mut UserMemory,
+        to: UserBuffer,
+        sender: TaskId,
+        message: &[u8],
+    ) -> Option<u64> {
+        let mut trailer = [0u8; RECEIVE_REPLY_TRAILER_MAX];
+        let n = write_receive_reply_trailer(Some(self.0), &mut trailer);
+        reply::deliver_stamped_message(memory, to, sender, message, &trailer[..n])
+    }
+}
+
 /// The receive a direct call parks its caller in (its response buffer is
 /// the one the caller's registers name).
 #[derive(Clone, Copy)]
@@ -222,7 +262,7 @@ pub(super) struct Parked {
 /// writable, or the message is not within one page of the sender's
 /// readable memory. Called between the core's check of the call and its
 /// commit, and inlined there, with the core's `slots` of the sender
-/// (`sender_id`) and of the receiver. `deliver` writes the reply's framing
+/// (`sender_id`) and of the receiver. `delivery` writes the reply's framing
 /// and the message into the receiver's buffer (`reply::deliver_message`,
 /// or a stamped delivery for an object call), returning the receiver's
 /// `rax` or `None` — having written nothing — if the buffer cannot hold
@@ -234,19 +274,12 @@ pub(super) fn hand_over(
     slots: (u32, u32),
     len: usize,
     parked: Parked,
-    deliver: impl FnOnce(&mut UserMemory, UserBuffer, TaskId, &[u8]) -> Option<u64>,
+    delivery: impl Delivery,
 ) -> Option<(TaskId, &mut UserTask)> {
     let (sender, receiver_id, receiver) = tasks.pair_at_mut(&sender_id, slots)?;
-    let Some(Pending::Receive {
-        response: receiver_response,
-        ..
-    }) = receiver.pending
-    else {
-        return None;
-    };
-    if !receiver.ports.is_empty() {
-        return None;
-    }
+    // The sender's side first, then the receiver's (nothing changes
+    // before the delivery, so the order of the checks is free): fewer
+    // values live across the range check.
     let message = UserRange {
         ptr: sender.frame.rdi,
         len,
@@ -262,7 +295,17 @@ pub(super) fn hand_over(
         return None;
     }
     let bytes = sender.memory.readable_in_page(message.ptr, message.len)?;
-    let rax = deliver(&mut receiver.memory, receiver_response, sender_id, bytes)?;
+    let Some(Pending::Receive {
+        response: receiver_response,
+        ..
+    }) = receiver.pending
+    else {
+        return None;
+    };
+    if !receiver.ports.is_empty() {
+        return None;
+    }
+    let rax = delivery.deliver(&mut receiver.memory, receiver_response, sender_id, bytes)?;
     receiver.frame.rax = rax;
     receiver.pending = None;
     sender.pending = Some(Pending::Receive {

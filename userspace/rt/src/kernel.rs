@@ -1,5 +1,6 @@
 //! `KernelApi` over system calls.
 
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -82,7 +83,7 @@ fn in_place_or_received<T>(
             }
         }
     }
-    received_or_release(reply, release).map(InPlace::Owned)
+    received_or_release(reply, release).map(|answer| InPlace::Owned(Box::new(answer)))
 }
 
 /// The source a received envelope is stamped with: kernel-originated
@@ -710,7 +711,7 @@ mod tests {
             |_| None::<()>,
             |_| panic!("released"),
         );
-        assert_eq!(declined, Ok(InPlace::Owned(whole)));
+        assert_eq!(declined, Ok(InPlace::Owned(Box::new(whole))));
         // With a capability: never offered, and kept.
         let mut carried = heapless::Vec::new();
         carried.push(CapHandle::new(3, 1)).unwrap();

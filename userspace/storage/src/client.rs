@@ -15,6 +15,7 @@
 //! retries are idempotent. Answers to earlier, abandoned attempts that
 //! arrive late are recognised by their correlation id and discarded.
 
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::convert::Infallible;
@@ -34,8 +35,10 @@ use crate::ids::{TxId, VersionId};
 use crate::object::ObjectKind;
 use crate::protocol::{
     actions, NewVersions, Op, OpRef, OpResult, Reply, Request, RequestPayloadRef, Response,
-    StorageInfo, TransactOne, TransactedOne, SCHEMA, VERSION_POLICY,
+    StorageInfo, TransactedOne, OP_GET, OP_PUT, OP_RESULT_VALUE, OP_RESULT_WRITTEN,
+    REPLY_TRANSACTED, REQUEST_TRANSACT, SCHEMA, VERSION_POLICY,
 };
+use crate::wire_bytes::{push_bytes, push_varint};
 
 /// Why a call failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,8 +192,9 @@ enum Called<T> {
     /// The request was sent and its answer read in place (see
     /// [`Answered::Read`]).
     Read(T),
-    /// The request was sent; its answer, if one came in time.
-    Sent(Option<ReceivedMessage>),
+    /// The request was sent; its answer, if one came in time (boxed, as
+    /// in [`InPlace::Owned`], so that the usual `Read` moves small).
+    Sent(Option<Box<ReceivedMessage>>),
 }
 
 /// The answer to a request, as [`StorageClient::exchange_answer`] took it.
@@ -199,8 +203,9 @@ enum Answered<T> {
     /// carries no capabilities, came as the receive half of an object
     /// call, and that the reader took.
     Read(T),
-    /// The whole answer, for the caller to decode.
-    Whole(ReceivedMessage),
+    /// The whole answer, for the caller to decode (boxed, as in
+    /// [`InPlace::Owned`]).
+    Whole(Box<ReceivedMessage>),
 }
 
 /// The reader of a caller that reads no answer in place.
@@ -330,7 +335,7 @@ impl StorageClient {
         envelope: MessageEnvelope,
     ) -> Result<(Reply, Option<ObjectCap>), ClientError> {
         match self.exchange_answer(kernel, via, &envelope, &read_none)? {
-            Answered::Whole(answer) => unpack(kernel, answer),
+            Answered::Whole(answer) => unpack(kernel, *answer),
             Answered::Read(never) => match never {},
         }
     }
@@ -358,30 +363,20 @@ impl StorageClient {
         })
     }
 
-    /// [`envelope_of`](Self::envelope_of) under a fresh message id, in
-    /// the envelope the last such request was sent in if it had the same
-    /// action (kept in `spare`): its action and payload buffer are reused,
-    /// so a request allocates nothing. The bytes are those of a fresh
-    /// envelope.
-    fn reused_envelope<R: serde::Serialize + ?Sized>(
-        &mut self,
-        action: &str,
-        request: &R,
-    ) -> Result<MessageEnvelope, ClientError> {
-        let Some(mut envelope) = self.spare.take().filter(|e| e.action == action) else {
-            let mut envelope = self.envelope_of(action, request)?;
-            envelope.id = MessageId::new();
-            return Ok(envelope);
-        };
-        let payload = RequestPayloadRef {
-            request,
-            session: Some(self.session),
-        };
+    /// The envelope of a one-operation `Transact` of `op` in this
+    /// client's session, under a fresh message id, in the envelope the
+    /// last such request was sent in (kept in `spare`): its action and
+    /// payload buffer are reused, so a request allocates nothing. The
+    /// payload is written by hand ([`push_one_op_request`]): the bytes of
+    /// [`envelope_of`](Self::envelope_of) of a [`TransactOne`].
+    fn reused_envelope(&mut self, op: OpRef<'_>) -> Result<MessageEnvelope, ClientError> {
+        let mut envelope = self.spare.take().unwrap_or_else(|| {
+            MessageEnvelope::new(STORAGE, actions::TRANSACT, SCHEMA, MessagePayload::empty())
+        });
         let mut bytes =
             core::mem::replace(&mut envelope.payload, MessagePayload::empty()).into_bytes();
         bytes.clear();
-        let bytes =
-            postcard::to_extend(&payload, bytes).map_err(|_| EnvelopeError::EncodeFailed)?;
+        push_one_op_request(&mut bytes, op, self.session);
         envelope.payload = MessagePayload::from_bytes(bytes)?;
         envelope.id = MessageId::new();
         Ok(envelope)
@@ -510,7 +505,7 @@ impl StorageClient {
             Ok(InPlace::Owned(answer)) if answer.envelope.correlation_id == Some(id) => {
                 return Ok(Called::Sent(Some(answer)));
             }
-            Ok(InPlace::Owned(answer)) => Ok(answer),
+            Ok(InPlace::Owned(answer)) => Ok(*answer),
             Err(ObjectCallError::Unanswered(e)) => Err(e),
             Err(ObjectCallError::NotSent(e)) => {
                 not_sent_now(e)?;
@@ -519,7 +514,7 @@ impl StorageClient {
         };
         self.unanswered = self.unanswered.saturating_add(1);
         self.wait_after(kernel, envelope.id, timeout, deadline, Some(first))
-            .map(Called::Sent)
+            .map(|answer| Called::Sent(answer.map(Box::new)))
     }
 
     /// One send and one wait; `None` on timeout.
@@ -565,7 +560,7 @@ impl StorageClient {
                 }
                 if probe {
                     if let Some(answer) = self.wait(kernel, envelope.id, SESSION_PROBE)? {
-                        return Ok(Some(Answered::Whole(answer)));
+                        return Ok(Some(Answered::Whole(Box::new(answer))));
                     }
                 }
             }
@@ -575,7 +570,7 @@ impl StorageClient {
             return Ok(None);
         }
         let answer = self.wait(kernel, envelope.id, self.timeout)?;
-        Ok(answer.map(Answered::Whole))
+        Ok(answer.map(|answer| Answered::Whole(Box::new(answer))))
     }
 
     /// Wait up to `timeout` for the answer to request `id`; `None` if none
@@ -823,14 +818,19 @@ impl StorageClient {
         object: &ObjectCap,
         op: OpRef<'_>,
     ) -> Result<OpResult, ClientError> {
-        let envelope = self.reused_envelope(actions::TRANSACT, &TransactOne(op))?;
+        let envelope = self.reused_envelope(op)?;
         // The usual answer, one result, decodes without allocating the
         // reply's lists, and in place (not into an owned envelope) when it
         // comes as an object call's answer; anything else is judged as a
         // general reply.
         let read = |answer: &ReceivedRef<'_>| {
-            answer
-                .envelope
+            let envelope = &answer.envelope;
+            if envelope.schema_version == SCHEMA {
+                if let Some(result) = one_result(envelope.payload) {
+                    return Some(Ok(TransactedOne(result)));
+                }
+            }
+            envelope
                 .decode_answer::<Result<TransactedOne, StorageError>>(&VERSION_POLICY, STORAGE)
                 .ok()
         };
@@ -845,7 +845,7 @@ impl StorageClient {
                     .map(|TransactedOne(result)| result)
                     .map_err(ClientError::Storage)
             }
-            Answered::Whole(answer) => answer,
+            Answered::Whole(answer) => *answer,
         };
         if let Ok(one) = answer
             .envelope
@@ -1087,13 +1087,97 @@ pub fn received_cap<K: KernelApi>(
     }
 }
 
+/// The most bytes [`push_one_op_request`] writes besides the key's and
+/// the value's: four one-byte pieces, two lengths of up to ten bytes, a
+/// version of up to ten and the session's `u32` of up to five.
+const ONE_OP_REQUEST_OVERHEAD: usize = 4 + 2 * 10 + 10 + 5;
+
+/// Push the payload of a one-operation `Transact` of `op` in session
+/// `session`: the bytes of `RequestPayloadRef { request: &TransactOne(op),
+/// session: Some(session) }` through postcard, written by hand (postcard's
+/// serializer costs a call per field, tag and varint).
+fn push_one_op_request(out: &mut Vec<u8>, op: OpRef<'_>, session: u32) {
+    let (key, value) = match op {
+        OpRef::Put { key, value } => (key, value),
+        OpRef::Get { key, .. } => (key, &[][..]),
+    };
+    out.reserve(ONE_OP_REQUEST_OVERHEAD + key.len() + value.len());
+    push_varint(out, u64::from(REQUEST_TRANSACT));
+    // One operation.
+    push_varint(out, 1);
+    match op {
+        OpRef::Put { key, value } => {
+            push_varint(out, u64::from(OP_PUT));
+            push_bytes(out, key);
+            push_bytes(out, value);
+        }
+        OpRef::Get { key, at } => {
+            push_varint(out, u64::from(OP_GET));
+            push_bytes(out, key);
+            match at {
+                None => out.push(0),
+                Some(version) => {
+                    out.push(1);
+                    push_varint(out, version.as_raw());
+                }
+            }
+        }
+    }
+    // `Some(session)`.
+    out.push(1);
+    push_varint(out, u64::from(session));
+}
+
+/// The one result of a one-operation `Transact`'s usual answer, read by
+/// hand from its `payload`: `Ok(Reply::Transacted)` with exactly one
+/// result, `Written` or `Value`, and any new versions (read past). `Some`
+/// only where `Result<TransactedOne, StorageError>`'s decode (postcard, all
+/// bytes) gives `Ok(TransactedOne(result))` with this result; `None` for
+/// anything else, which the caller decodes the general way.
+fn one_result(payload: &[u8]) -> Option<OpResult> {
+    use pandagen_abi::varint::{take_bytes, take_u32, take_u64};
+    let (side, at) = take_u32(payload, 0)?;
+    let (reply, at) = take_u32(payload, at)?;
+    let (results, at) = take_u64(payload, at)?;
+    if side != 0 || reply != REPLY_TRANSACTED || results != 1 {
+        return None;
+    }
+    let (tag, at) = take_u32(payload, at)?;
+    let (version, at) = take_u64(payload, at)?;
+    let version = VersionId::from_raw(version);
+    let (result, at) = if u64::from(tag) == OP_RESULT_WRITTEN {
+        (OpResult::Written(version), at)
+    } else if tag == OP_RESULT_VALUE {
+        let (value, at) = match *payload.get(at)? {
+            0 => (None, at + 1),
+            1 => {
+                let (value, at) = take_bytes(payload, at + 1)?;
+                (Some(value.to_vec()), at)
+            }
+            _ => return None,
+        };
+        (OpResult::Value { version, value }, at)
+    } else {
+        return None;
+    };
+    // The new versions, (object, version) pairs, read past.
+    let (versions, mut at) = take_u64(payload, at)?;
+    for _ in 0..versions {
+        (_, at) = take_u64(payload, at)?;
+        (_, at) = take_u64(payload, at)?;
+    }
+    (at == payload.len()).then_some(result)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::TransactOne;
+    use proptest::prelude::*;
 
-    /// A reused envelope is byte for byte a fresh one (under the same id),
-    /// whatever the request before it was, and one of another action is
-    /// not reused.
+    /// A reused envelope is byte for byte a fresh one (under the same id)
+    /// of the same request through postcard, whatever the request before
+    /// it was.
     #[test]
     fn a_reused_envelope_is_a_fresh_one() {
         let mut client = StorageClient::new(
@@ -1101,36 +1185,176 @@ mod tests {
             ChannelId::from_handle(CapHandle::new(2, 0)),
         );
         let long_value = [7u8; 300];
-        let requests = [
-            TransactOne(OpRef::Put {
+        let ops = [
+            OpRef::Put {
                 key: b"a-rather-long-key",
                 value: &long_value,
-            }),
-            TransactOne(OpRef::Get {
+            },
+            OpRef::Get {
                 key: b"k",
                 at: None,
-            }),
-            TransactOne(OpRef::Put {
+            },
+            OpRef::Put {
                 key: b"",
                 value: b"v",
-            }),
+            },
         ];
-        for request in &requests {
-            let reused = client.reused_envelope(actions::TRANSACT, request).unwrap();
-            let mut fresh = client.envelope_of(actions::TRANSACT, request).unwrap();
+        for op in ops {
+            let reused = client.reused_envelope(op).unwrap();
+            let mut fresh = client
+                .envelope_of(actions::TRANSACT, &TransactOne(op))
+                .unwrap();
             fresh.id = reused.id;
             assert_eq!(reused.encode().unwrap(), fresh.encode().unwrap());
             client.spare = Some(reused);
         }
-        let before = client.spare.as_ref().map(|e| e.id);
-        let other = client
-            .reused_envelope(actions::COMMIT, &requests[1])
+    }
+
+    fn any_op() -> impl Strategy<Value = (Vec<u8>, Option<Vec<u8>>, Option<u64>)> {
+        (
+            proptest::collection::vec(any::<u8>(), 0..140),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
+            proptest::option::of(any::<u64>()),
+        )
+    }
+
+    fn op_of<'a>((key, value, at): &'a (Vec<u8>, Option<Vec<u8>>, Option<u64>)) -> OpRef<'a> {
+        match value {
+            Some(value) => OpRef::Put { key, value },
+            None => OpRef::Get {
+                key,
+                at: at.map(VersionId::from_raw),
+            },
+        }
+    }
+
+    /// Any operation's result as the usual answer, with any new versions.
+    fn any_answer() -> impl Strategy<Value = Response> {
+        let result = prop_oneof![
+            any::<u64>().prop_map(|v| OpResult::Written(VersionId::from_raw(v))),
+            (
+                any::<u64>(),
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200))
+            )
+                .prop_map(|(v, value)| OpResult::Value {
+                    version: VersionId::from_raw(v),
+                    value
+                }),
+            any::<u64>().prop_map(|v| OpResult::Version(VersionId::from_raw(v))),
+            (any::<u64>(), any::<bool>()).prop_map(|(v, existed)| OpResult::Deleted {
+                version: VersionId::from_raw(v),
+                existed
+            }),
+        ];
+        let versions = proptest::collection::vec((any::<u64>(), any::<u64>()), 0..3);
+        prop_oneof![
+            8 => (proptest::collection::vec(result, 0..3), versions).prop_map(|(results, versions)| {
+                Ok(Reply::Transacted {
+                    results,
+                    versions: versions
+                        .into_iter()
+                        .map(|(o, v)| (crate::ids::ObjectId::from_raw(o), VersionId::from_raw(v)))
+                        .collect(),
+                })
+            }),
+            1 => any::<u64>().prop_map(|v| Ok(Reply::Op(OpResult::Written(VersionId::from_raw(v))))),
+            1 => any::<u64>().prop_map(|o| Err(StorageError::UnknownObject(crate::ids::ObjectId::from_raw(o)))),
+        ]
+    }
+
+    proptest! {
+        /// The request is written by hand with postcard's bytes.
+        #[test]
+        fn a_one_operation_request_is_postcards(op in any_op(), session: u32) {
+            let op = op_of(&op);
+            let mut out = vec![0xee];
+            push_one_op_request(&mut out, op, session);
+            let expected = postcard::to_allocvec(&RequestPayloadRef {
+                request: &TransactOne(op),
+                session: Some(session),
+            })
             .unwrap();
-        assert_eq!(other.action, actions::COMMIT);
-        assert_ne!(Some(other.id), before);
-        assert!(
-            client.spare.is_none(),
-            "taken, not reused for another action"
-        );
+            prop_assert_eq!(&out[1..], &expected[..]);
+        }
+
+        /// An answer, whole or edited (cut, a byte set, a byte inserted),
+        /// is read by hand only as the general decoder reads it, and the
+        /// usual answer, whole, always is.
+        #[test]
+        fn an_answer_is_read_by_hand_as_the_general_decoder_reads_it(
+            answer in any_answer(),
+            cut: Option<usize>,
+            set: Option<(usize, u8)>,
+            insert: Option<(usize, u8)>,
+        ) {
+            let mut bytes = postcard::to_allocvec(&answer).unwrap();
+            let usual = match &answer {
+                Ok(Reply::Transacted { results, .. }) => matches!(
+                    results[..],
+                    [OpResult::Written(_)] | [OpResult::Value { .. }]
+                ),
+                _ => false,
+            };
+            if usual && cut.is_none() && set.is_none() && insert.is_none() {
+                let Ok(Reply::Transacted { results, .. }) = &answer else { unreachable!() };
+                prop_assert_eq!(one_result(&bytes), Some(results[0].clone()));
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut % (bytes.len() + 1));
+            }
+            if let Some((i, b)) = set {
+                if !bytes.is_empty() {
+                    let i = i % bytes.len();
+                    bytes[i] = b;
+                }
+            }
+            if let Some((i, b)) = insert {
+                bytes.insert(i % (bytes.len() + 1), b);
+            }
+            if let Some(result) = one_result(&bytes) {
+                let general = pandagen_abi::evolve::answer_from_bytes::<
+                    Result<TransactedOne, StorageError>,
+                >(&bytes);
+                prop_assert_eq!(general, Ok(Ok(TransactedOne(result))));
+            }
+        }
+    }
+
+    /// What the general decoder refuses, the hand reader refuses too.
+    #[test]
+    fn an_answer_the_general_decoder_refuses_is_not_read_by_hand() {
+        let version = VersionId::from_raw(3);
+        let answer: Response = Ok(Reply::Transacted {
+            results: vec![OpResult::Value {
+                version,
+                value: None,
+            }],
+            versions: Vec::new(),
+        });
+        let good = postcard::to_allocvec(&answer).unwrap();
+        assert_eq!(good, [0, 5, 1, 6, 3, 0, 0]);
+        let mut tag = good.clone();
+        tag[5] = 2; // an option's tag of 2
+        let mut trailing = good.clone();
+        trailing.push(0);
+        let mut two = good.clone();
+        two[2] = 2; // two results
+        two.extend([2, 3]);
+        for bytes in [tag, trailing, two] {
+            assert_eq!(one_result(&bytes), None, "{bytes:?}");
+            assert!(
+                pandagen_abi::evolve::answer_from_bytes::<Result<TransactedOne, StorageError>>(
+                    &bytes
+                )
+                .is_err()
+            );
+        }
+    }
+
+    /// The hand-read answer is taken only under the schema version the
+    /// client sends, which the version policy accepts.
+    #[test]
+    fn the_client_reads_answers_of_its_own_version_by_hand() {
+        assert!(VERSION_POLICY.check(STORAGE, SCHEMA).is_ok());
     }
 }

@@ -105,9 +105,9 @@ pub enum OpRef<'a> {
 /// Where `Op::Put` and `Op::Get` stand in [`Op`], and `Request::Transact`
 /// in [`Request`]: serde encodes a variant by its position. A test holds
 /// these to the derived encodings.
-const OP_PUT: u32 = 7;
-const OP_GET: u32 = 8;
-const REQUEST_TRANSACT: u32 = 5;
+pub(crate) const OP_PUT: u32 = 7;
+pub(crate) const OP_GET: u32 = 8;
+pub(crate) const REQUEST_TRANSACT: u32 = 5;
 
 impl Serialize for OpRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -441,7 +441,7 @@ impl<'de> Deserialize<'de> for OneOpPayload<'de> {
 }
 
 /// The index of `Reply::Transacted` among the reply's variants.
-const REPLY_TRANSACTED: u32 = 5;
+pub(crate) const REPLY_TRANSACTED: u32 = 5;
 
 /// `Reply::Transacted` borrowing its lists: the same bytes, for a server
 /// that answers without building the reply's vectors. `R` is an
@@ -466,7 +466,7 @@ pub enum OpResultRef<'a> {
 
 /// Where `OpResult::Value` stands in [`OpResult`] (a test holds it to the
 /// derived encoding).
-const OP_RESULT_VALUE: u32 = 6;
+pub(crate) const OP_RESULT_VALUE: u32 = 6;
 
 impl Serialize for OpResultRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -481,7 +481,7 @@ impl Serialize for OpResultRef<'_> {
 }
 
 /// Where `OpResult::Written` stands in [`OpResult`].
-const OP_RESULT_WRITTEN: u64 = 2;
+pub(crate) const OP_RESULT_WRITTEN: u64 = 2;
 
 /// The most bytes [`push_put_answer`] writes: five one-byte pieces and
 /// three varints of up to ten bytes.

@@ -697,7 +697,7 @@ impl KernelCore {
             ));
         }
         let msg = c.pop_front().expect("head checked above");
-        let now_drained = c.is_drained() && c.waiters.len() > 0;
+        let now_drained = c.is_drained() && !c.waiters.is_empty();
         self.release_message(&msg);
         let Message {
             seq,

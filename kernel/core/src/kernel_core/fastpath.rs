@@ -51,7 +51,9 @@ pub struct Committed {
 }
 
 /// A call the fast path has checked and will take: every condition held
-/// and nothing has changed yet. It holds the core borrowed, so nothing
+/// and nothing observable has changed yet (the check wrote the caller's
+/// coming wait where nothing reads it while the caller runs, see
+/// `Scheduler::check_direct`). It holds the core borrowed, so nothing
 /// else can change it before [`FastCall::commit`] switches; dropped
 /// instead, it leaves everything as it was (the embedder's half of the
 /// hand-off declined). The embedder writes [`FastCall::offer`]'s message
@@ -78,8 +80,6 @@ pub struct FastCall<'k> {
     switch: DirectSwitch<'k>,
     next_seq: &'k mut u64,
     to: ChannelRef,
-    from: ChannelRef,
-    deadline: Option<Instant>,
 }
 
 impl FastCall<'_> {
@@ -120,21 +120,16 @@ impl FastCall<'_> {
             switch,
             next_seq,
             to,
-            from,
-            deadline,
             ..
         } = self;
         let seq = *next_seq;
         *next_seq += 1;
-        let on = BlockedOn::Receive {
-            channel: from,
-            deadline,
-        };
         // The wait lists are changed in place, in the channels `check_fast`
         // found; when the caller receives on the channel it sent on, they
         // are one list. The two wake reasons are written in the same
-        // scheduler entries.
-        switch.commit(on);
+        // scheduler entries, and the caller's wait is there already (the
+        // check put it where nothing reads it while the caller runs).
+        switch.commit();
         Committed { channel: to, seq }
     }
 }
@@ -177,7 +172,7 @@ impl KernelCore {
 
     /// Check every condition of the fast path for a send of `len` bytes
     /// (no capabilities) on `send`, then a receive on `receive` until
-    /// `deadline`, changing nothing: the caller is running; `send` is a
+    /// `deadline`, changing nothing observable: the caller is running; `send` is a
     /// channel capability with `SEND` on an open channel with an empty
     /// queue and a blocked receiver; the message is within the size limit;
     /// `receive` is a channel capability with `RECEIVE` whose queue is
@@ -259,15 +254,17 @@ impl KernelCore {
         // sent on is blocked and would run next; the switch checked here
         // is the only one the commit can make.
         let receive_on = receive_on.map(|r| &mut r.waiters);
-        let switch = sched.check_direct(caller_slot, &mut sent_on.waiters, receive_on)?;
+        let on = BlockedOn::Receive {
+            channel: from,
+            deadline,
+        };
+        let switch = sched.check_direct(caller_slot, &mut sent_on.waiters, receive_on, on)?;
         let call = FastCall {
             caller,
             tasks,
             switch,
             next_seq,
             to,
-            from,
-            deadline,
         };
         Some((call, found))
     }

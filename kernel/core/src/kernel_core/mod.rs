@@ -519,11 +519,11 @@ impl KernelCore {
             return;
         };
         if c.refs == 0 {
-            debug_assert!(c.queue.is_empty() && c.waiters.len() == 0);
+            debug_assert!(c.queue.is_empty() && c.waiters.is_empty());
             let payer = c.payer;
             self.channels.destroy(ch);
             self.accounts.release_memory(payer, CHANNEL_COST);
-        } else if c.is_drained() && c.waiters.len() > 0 {
+        } else if c.is_drained() && !c.waiters.is_empty() {
             self.wake_all(ch, WakeReason::ChannelClosed);
         }
     }

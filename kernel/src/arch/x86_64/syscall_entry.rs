@@ -2,16 +2,17 @@
 //! through GS, and the first jump into ring 3.
 //!
 //! `syscall` switches neither stack nor GS. The stub swaps GS to the
-//! per-CPU block ([`PerCpu`]), parks the user RSP there, and pushes a
-//! [`TrapFrame`] in exactly the layout the interrupt stubs build (CS/SS
-//! the user selectors, RIP from RCX, RFLAGS from R11; the vector and
-//! error code are left as the record holds them: only frames on the
-//! kernel stack are read for those) — not on the kernel stack but straight into the running task's
-//! record, whose end the per-CPU block holds ([`save_calls_into`], set at
-//! every switch). Then it loads the kernel stack top and calls
-//! the safe dispatcher (`Exchange` and `CallObject` go to their direct
-//! path's entry first, `syscall::direct_entry`, which hands what it
-//! declines to the dispatcher) with the record's address. The dispatcher returns the
+//! per-CPU block ([`PerCpu`]), parks the user RSP there, and writes a
+//! [`TrapFrame`] in exactly the layout the interrupt stubs build (RIP
+//! from RCX, RFLAGS from R11; the vector and error code, the RCX and R11
+//! that `syscall` overwrote, and CS and SS, always the user selectors in
+//! a record, are left as the record holds them: see `save_call`) — not on the kernel stack but
+//! straight into the running task's record, whose address the per-CPU
+//! block holds ([`save_calls_into`], set at every switch). Then it loads
+//! the kernel stack top and calls the safe dispatcher (`Exchange` and
+//! `CallObject` go to their direct path's entry first,
+//! `syscall::direct_entry`, which hands what it declines to the
+//! dispatcher) with the record's address. The dispatcher returns the
 //! frame to resume — the caller's record, or another task's after a
 //! block or an exit — which the stub restores and leaves with `iretq`:
 //! no frame is copied on a system call, whether it switches or not.
@@ -20,9 +21,10 @@
 //! there is no non-canonical-RCX hazard. (RIP values only ever come from
 //! the CPU or from a validated ELF entry point.)
 //!
-//! While the stub pushes into the record, RSP points into the kernel heap:
-//! interrupts are off (FMASK), and NMI, #DF and #MC run on their own
-//! stacks (IST), so nothing else is pushed there.
+//! While the stub writes the record, RSP points at it, in the kernel heap:
+//! the stub writes with moves, not pushes, interrupts are off (FMASK), and
+//! NMI, #DF and #MC run on their own stacks (IST), so nothing else is
+//! written there.
 //!
 //! FMASK clears every RFLAGS bit ring 3 can leave set that changes how the
 //! kernel runs: IF (the dispatcher runs with interrupts off), TF (no single
@@ -33,7 +35,7 @@
 //! TF, NT and RF themselves; `protection::rearm_smap` handles AC there.
 
 use super::gdt;
-use super::trap::{pop_gprs, push_gprs, TrapFrame};
+use super::trap::{pop_gprs, TrapFrame};
 use core::arch::naked_asm;
 use core::mem::offset_of;
 use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
@@ -50,27 +52,27 @@ pub struct PerCpu {
     kernel_rsp: u64,
     /// The user RSP, parked by the syscall stub until the frame is built.
     user_rsp: u64,
-    /// The end of the running task's saved registers (its record's
-    /// [`TrapFrame`]): where the syscall stub pushes a call's frame (see
+    /// The running task's saved registers (its record's [`TrapFrame`]):
+    /// where the syscall stub writes a call's frame (see
     /// [`save_calls_into`]).
-    record_frame_end: u64,
+    record_frame: u64,
 }
 
 const KERNEL_RSP: usize = offset_of!(PerCpu, kernel_rsp);
 const USER_RSP: usize = offset_of!(PerCpu, user_rsp);
-const RECORD_FRAME_END: usize = offset_of!(PerCpu, record_frame_end);
+const RECORD_FRAME: usize = offset_of!(PerCpu, record_frame);
 
 /// The boot CPU's block. The trap stubs compare the live GS base with its
 /// address to decide whether to `swapgs`.
 pub(super) static mut PER_CPU: PerCpu = PerCpu {
     kernel_rsp: 0,
     user_rsp: 0,
-    record_frame_end: 0,
+    record_frame: 0,
 };
 
 /// Make `record` (the saved registers in the record of the task about to
 /// run in ring 3) where that task's system calls save their registers:
-/// the syscall stub pushes each call's frame straight into the record,
+/// the syscall stub writes each call's frame straight into the record,
 /// which the dispatcher then treats as the live frame. Every switch to a
 /// task calls this (`task::schedule`), and so does whatever moves the
 /// running task's record.
@@ -82,11 +84,10 @@ pub(super) static mut PER_CPU: PerCpu = PerCpu {
 /// be off.
 #[inline(always)]
 pub unsafe fn save_calls_into(record: *mut TrapFrame) {
-    let end = record as u64 + core::mem::size_of::<TrapFrame>() as u64;
     // SAFETY: one CPU with interrupts off (the caller's promise): nothing
     // else reads or writes the block now; the syscall stub reads this
     // field only on the next entry from ring 3.
-    unsafe { (*core::ptr::addr_of_mut!(PER_CPU)).record_frame_end = end };
+    unsafe { (*core::ptr::addr_of_mut!(PER_CPU)).record_frame = record as u64 };
 }
 
 /// The top of the kernel stack for entries from ring 3 (guarded, see
@@ -136,8 +137,76 @@ pub fn init() {
 // The entry stub tests for the null call as `rax == 0`.
 const _: () = assert!(pandagen_abi::syscall::Syscall::Null as u64 == 0);
 
+/// Where each register goes in a [`TrapFrame`] (its offset).
+const F_R15: usize = offset_of!(TrapFrame, r15);
+const F_R14: usize = offset_of!(TrapFrame, r14);
+const F_R13: usize = offset_of!(TrapFrame, r13);
+const F_R12: usize = offset_of!(TrapFrame, r12);
+const F_R10: usize = offset_of!(TrapFrame, r10);
+const F_R9: usize = offset_of!(TrapFrame, r9);
+const F_R8: usize = offset_of!(TrapFrame, r8);
+const F_RBP: usize = offset_of!(TrapFrame, rbp);
+const F_RDI: usize = offset_of!(TrapFrame, rdi);
+const F_RSI: usize = offset_of!(TrapFrame, rsi);
+const F_RDX: usize = offset_of!(TrapFrame, rdx);
+const F_RBX: usize = offset_of!(TrapFrame, rbx);
+const F_RAX: usize = offset_of!(TrapFrame, rax);
+const F_RIP: usize = offset_of!(TrapFrame, rip);
+const F_RFLAGS: usize = offset_of!(TrapFrame, rflags);
+const F_RSP: usize = offset_of!(TrapFrame, rsp);
+
+/// Assembly that saves a system call's registers into the running task's
+/// record (at the address the per-CPU block holds, see
+/// [`save_calls_into`]) and leaves its address in RDI and the kernel
+/// stack's top in RSP. The frame is written with moves from its start,
+/// RSP being the one register free (every other holds the caller's
+/// value until it is saved): no push, so nothing is written outside the
+/// record. The hardware part is written as an interrupt from ring 3 would
+/// have pushed it (RIP from RCX, RFLAGS from R11, RSP). Not written: the
+/// vector and error code (only frames on the kernel stack are read for
+/// them; the exits skip them); RCX and R11 themselves, which `syscall`
+/// has overwritten with RIP and RFLAGS (the ABI gives them back
+/// undefined): the record keeps whatever it held for them, this task's
+/// own values from before (zero, its last interrupted state, or what it
+/// last left there), never another task's; and CS and SS, which every
+/// record holds as the user selectors already ([`user_selectors`]).
+///
+/// [`user_selectors`]: super::trap::TrapFrame::has_user_selectors
+macro_rules! save_call {
+    () => {
+        concat!(
+            "swapgs\n",
+            "mov gs:[{user_rsp}], rsp\n",
+            "mov rsp, gs:[{record_frame}]\n",
+            "mov [rsp + {f_rax}], rax\n",
+            "mov [rsp + {f_rbx}], rbx\n",
+            "mov [rsp + {f_rdx}], rdx\n",
+            "mov [rsp + {f_rsi}], rsi\n",
+            "mov [rsp + {f_rdi}], rdi\n",
+            "mov [rsp + {f_rbp}], rbp\n",
+            "mov [rsp + {f_r8}], r8\n",
+            "mov [rsp + {f_r9}], r9\n",
+            "mov [rsp + {f_r10}], r10\n",
+            "mov [rsp + {f_r12}], r12\n",
+            "mov [rsp + {f_r13}], r13\n",
+            "mov [rsp + {f_r14}], r14\n",
+            "mov [rsp + {f_r15}], r15\n",
+            "mov [rsp + {f_rip}], rcx\n",
+            "mov [rsp + {f_rflags}], r11\n",
+            "mov rcx, gs:[{user_rsp}]\n",
+            "mov [rsp + {f_rsp}], rcx\n",
+            // The record's address is the dispatcher's argument; the
+            // kernel stack is empty. FMASK has cleared DF.
+            "mov rdi, rsp\n",
+            "mov rsp, gs:[{kernel_rsp}]\n",
+        )
+    };
+}
+
 /// The LSTAR target.
 ///
+/// `Exchange`, the call of the IPC round trip, is recognised first and
+/// runs straight through to the exit without a jump. Then
 /// [`Syscall::Null`](pandagen_abi::syscall::Syscall::Null) is answered
 /// before anything else: it reads no memory, needs no kernel state, and
 /// returns 0 with `sysretq` without touching GS or the stack. `sysretq`
@@ -150,6 +219,17 @@ const _: () = assert!(pandagen_abi::syscall::Syscall::Null as u64 == 0);
 #[unsafe(naked)]
 unsafe extern "C" fn syscall_entry() {
     naked_asm!(
+        "cmp rax, {exchange}",
+        "jne 6f",
+        save_call!(),
+        "call {exchange_entry}",
+        "4:",
+        "mov rsp, rax",
+        pop_gprs!(),
+        "add rsp, 16",
+        "swapgs",
+        "iretq",
+        "6:",
         "test rax, rax",
         "jnz 2f",
         "mov rax, rcx",
@@ -159,39 +239,9 @@ unsafe extern "C" fn syscall_entry() {
         "1:",
         "xor eax, eax",
         "2:",
-        "swapgs",
-        "mov gs:[{user_rsp}], rsp",
-        "mov rsp, gs:[{record_frame_end}]",
-        // The hardware part of the frame, as an interrupt from ring 3 would
-        // have pushed it.
-        "push {user_ss}",
-        "push qword ptr gs:[{user_rsp}]",
-        "push r11",
-        "push {user_cs}",
-        "push rcx",
-        // Vector and error code: the record keeps whatever it holds (only
-        // frames on the kernel stack are read for them; the exits skip
-        // them).
-        "sub rsp, 16",
-        push_gprs!(),
-        // The record's address is the dispatcher's argument; the kernel
-        // stack is empty. FMASK has cleared DF.
-        "mov rdi, rsp",
-        "mov rsp, gs:[{kernel_rsp}]",
-        // RAX still holds the call's number. `Exchange` runs straight
-        // through to the exit (no jump taken); every other call comes back
-        // to it. `CallObject` goes to its own entry, the rest to the
-        // dispatcher.
-        "cmp rax, {exchange}",
-        "jne 3f",
-        "call {exchange_entry}",
-        "4:",
-        "mov rsp, rax",
-        pop_gprs!(),
-        "add rsp, 16",
-        "swapgs",
-        "iretq",
-        "3:",
+        save_call!(),
+        // RAX still holds the call's number. `CallObject` goes to its own
+        // entry, the rest to the dispatcher; both come back to the exit.
         "cmp rax, {object_call}",
         "jne 5f",
         "call {object_call_entry}",
@@ -201,9 +251,23 @@ unsafe extern "C" fn syscall_entry() {
         "jmp 4b",
         user_rsp = const USER_RSP,
         kernel_rsp = const KERNEL_RSP,
-        record_frame_end = const RECORD_FRAME_END,
-        user_ss = const gdt::USER_DATA as u64,
-        user_cs = const gdt::USER_CODE as u64,
+        record_frame = const RECORD_FRAME,
+        f_r15 = const F_R15,
+        f_r14 = const F_R14,
+        f_r13 = const F_R13,
+        f_r12 = const F_R12,
+        f_r10 = const F_R10,
+        f_r9 = const F_R9,
+        f_r8 = const F_R8,
+        f_rbp = const F_RBP,
+        f_rdi = const F_RDI,
+        f_rsi = const F_RSI,
+        f_rdx = const F_RDX,
+        f_rbx = const F_RBX,
+        f_rax = const F_RAX,
+        f_rip = const F_RIP,
+        f_rflags = const F_RFLAGS,
+        f_rsp = const F_RSP,
         exchange = const pandagen_abi::syscall::Syscall::Exchange as u64,
         dispatch = sym crate::syscall::syscall_dispatch,
         exchange_entry = sym crate::syscall::direct_entry::<pandagen_abi::syscall::ExchangeRegisters>,

@@ -128,6 +128,17 @@ impl TrapFrame {
         self.cs & 3 == 3
     }
 
+    /// Whether CS and SS are the user selectors, as in every task's
+    /// record: `attach` writes them, and the only other frames copied into
+    /// a record are interrupts' from ring 3, whose CS and SS the CPU pushed
+    /// and can be no others (the GDT's only DPL-3 segments are
+    /// `USER_CODE` and `USER_DATA`, there is no LDT, and ring 3 cannot load
+    /// a null SS in 64-bit mode). The syscall stub relies on it and does
+    /// not write them; debug builds check it on every call.
+    pub fn has_user_selectors(&self) -> bool {
+        self.cs == u64::from(super::gdt::USER_CODE) && self.ss == u64::from(super::gdt::USER_DATA)
+    }
+
     /// Overwrite `dst` with this frame: the saving of a caller's registers
     /// into its record on every direct `Exchange`. One `rep movsq`, where
     /// `clone_from` calls `memcpy`, which for the 22 words spends a

@@ -1072,3 +1072,70 @@ fn an_answer_in_the_requests_place_is_the_same_answer() {
     assert_eq!(replacing.envelope.action, actions::REPLY);
     assert_eq!(replacing.envelope.correlation_id, Some(request.id));
 }
+
+/// A value stored under an older, larger value limit (written here straight
+/// into the journal, as such a store would have) is read whole when its
+/// answer fits in a message, and refused with `ReplyTooLarge` when it does
+/// not: on the one-operation path exactly as on the general path.
+#[test]
+fn a_value_above_todays_limit_is_read_if_its_answer_fits_and_refused_if_not() {
+    let mut t = twins(1 << 22);
+    let map = match both(
+        &mut t,
+        &envelope(
+            ALICE,
+            &Request::Create {
+                kind: ObjectKind::Map,
+            },
+        ),
+        None,
+    ) {
+        Ok(Reply::Created { grant, .. }) => grant,
+        other => panic!("{other:?}"),
+    };
+    let fits = vec![5u8; limits::MAX_VALUE_BYTES + 2_000];
+    let too_big = vec![6u8; pandagen_abi::envelope::MAX_PAYLOAD_BYTES];
+    for (backend, server_of_it) in t.iter_mut() {
+        let mut seq = server_of_it.store().last_commit();
+        for (n, (key, value)) in [(b"fits", &fits), (b"huge", &too_big)]
+            .into_iter()
+            .enumerate()
+        {
+            seq = seq.next();
+            let update = crate::record::MapUpdate {
+                seq,
+                object: map.object,
+                version: VersionId::from_raw(100 + n as u64),
+                key,
+                value: Some(value),
+                origin: None,
+            };
+            backend.borrow_mut().apply_map_update(&update).unwrap();
+        }
+        let general_only = server_of_it.general_only;
+        *server_of_it = server(backend).with_memory_limit(1 << 22);
+        server_of_it.general_only = general_only;
+    }
+    let get_one = |key: &[u8]| {
+        let request = Request::Transact {
+            ops: vec![get(key)],
+        };
+        let mut e = envelope(ALICE, &request);
+        let payload = crate::protocol::RequestPayloadRef {
+            request: &request,
+            session: Some(1),
+        };
+        e.payload = MessagePayload::new(&payload).unwrap();
+        e
+    };
+    match both(&mut t, &get_one(b"fits"), full(&map)) {
+        Ok(Reply::Transacted { results, .. }) => {
+            assert_eq!(value(Ok(results.into_iter().next().unwrap())), Some(fits))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        both(&mut t, &get_one(b"huge"), full(&map)),
+        Err(StorageError::ReplyTooLarge)
+    );
+}
