@@ -219,27 +219,12 @@ impl<'a> Reader<'a> {
     /// Most are one byte (tags, short lengths), read without a loop.
     #[inline(always)]
     fn varint(&mut self, max_bytes: u32, last_max: u8) -> Option<u64> {
-        match self.0 {
-            [first, rest @ ..] if *first < 0x80 => {
-                self.0 = rest;
-                Some(u64::from(*first))
-            }
-            _ => self.long_varint(max_bytes, last_max),
-        }
-    }
-
-    /// [`Self::varint`] of any length.
-    #[inline(never)]
-    fn long_varint(&mut self, max_bytes: u32, last_max: u8) -> Option<u64> {
-        let mut out = 0u64;
-        for i in 0..max_bytes {
-            let byte = self.byte()?;
-            out |= u64::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                return (i + 1 < max_bytes || byte <= last_max).then_some(out);
-            }
-        }
-        None
+        let (value, rest) = match self.0 {
+            [first, rest @ ..] if *first < 0x80 => (u64::from(*first), rest),
+            bytes => long_varint(bytes, max_bytes, last_max)?,
+        };
+        self.0 = rest;
+        Some(value)
     }
 
     #[inline(always)]
@@ -438,6 +423,24 @@ impl<'de> Deserialize<'de> for OneOpPayload<'de> {
             session,
         })
     }
+}
+
+/// [`Reader::varint`] of any length: the value and the bytes after it.
+/// The slice goes in and out by value, so a reader's position stays in
+/// registers.
+#[inline(never)]
+fn long_varint(bytes: &[u8], max_bytes: u32, last_max: u8) -> Option<(u64, &[u8])> {
+    let mut out = 0u64;
+    let mut rest = bytes;
+    for i in 0..max_bytes {
+        let (&byte, after) = rest.split_first()?;
+        rest = after;
+        out |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return (i + 1 < max_bytes || byte <= last_max).then_some((out, rest));
+        }
+    }
+    None
 }
 
 /// The index of `Reply::Transacted` among the reply's variants.

@@ -103,22 +103,39 @@ pub struct Answer {
     pub grant: Option<ObjectGrant>,
 }
 
-impl Answer {
-    /// The answer to `request` with payload `payload` (a [`Response`]),
-    /// remembered from an earlier execution: the grant is read back from it.
-    fn remembered(request: &MessageEnvelope, payload: MessagePayload) -> Self {
-        let grant = payload
-            .decode::<Response>()
-            .ok()
-            .and_then(|r| r.ok())
-            .and_then(|reply| reply.grant());
-        Self::new(request, payload, grant)
-    }
+/// A remembered answer's payload (a [`Response`] from an earlier
+/// execution) and the grant read back from it.
+fn remembered(payload: MessagePayload) -> (MessagePayload, Option<ObjectGrant>) {
+    let grant = payload
+        .decode::<Response>()
+        .ok()
+        .and_then(|r| r.ok())
+        .and_then(|reply| reply.grant());
+    (payload, grant)
+}
 
+impl Answer {
     /// The answer to `request` with payload `payload`, granting `grant`.
     fn new(request: &MessageEnvelope, payload: MessagePayload, grant: Option<ObjectGrant>) -> Self {
         Answer {
             envelope: MessageEnvelope::reply_to(request, actions::REPLY, payload),
+            grant,
+        }
+    }
+
+    /// [`Answer::new`] to a request the server is done with: its action
+    /// string's block holds the answer's action (no allocation for it,
+    /// none freed with the request).
+    fn replacing(
+        mut request: MessageEnvelope,
+        payload: MessagePayload,
+        grant: Option<ObjectGrant>,
+    ) -> Self {
+        let mut action = core::mem::take(&mut request.action);
+        action.clear();
+        action.push_str(actions::REPLY);
+        Answer {
+            envelope: MessageEnvelope::reply_to(&request, action, payload),
             grant,
         }
     }
@@ -506,8 +523,8 @@ impl<B: StorageBackend> StorageServer<B> {
         } = request;
         let decoded = decode_request(&envelope);
         let reply_to = self.reply_to(kernel, &envelope, &decoded, capabilities)?;
-        let answer = self.respond_decoded(&envelope, decoded, badge, || kernel.now());
-        Some((reply_to, answer))
+        let (payload, grant) = self.respond_decoded(&envelope, decoded, badge, || kernel.now());
+        Some((reply_to, Answer::replacing(envelope, payload, grant)))
     }
 
     /// Where to answer `envelope`, which carried `capabilities` (any beyond
@@ -609,21 +626,23 @@ impl<B: StorageBackend> StorageServer<B> {
         now: Instant,
     ) -> Answer {
         let decoded = decode_request(request);
-        self.respond_decoded(request, decoded, badge, || now)
+        let (payload, grant) = self.respond_decoded(request, decoded, badge, || now);
+        Answer::new(request, payload, grant)
     }
 
     /// [`Self::respond`] with the request already decoded, reading the
-    /// clock only if the request needs it (see [`Self::execute`]).
+    /// clock only if the request needs it (see [`Self::execute`]): the
+    /// answer's payload and the capability it grants.
     fn respond_decoded(
         &mut self,
         request: &MessageEnvelope,
         decoded: Decoded<'_>,
         badge: Option<Badge>,
         clock: impl FnOnce() -> Instant,
-    ) -> Answer {
+    ) -> (MessagePayload, Option<ObjectGrant>) {
         let key = request.source.map(|task| (task, request.id));
         if let Some(answer) = key.as_ref().and_then(|k| self.answered.get(k)) {
-            return Answer::remembered(request, answer.clone());
+            return remembered(answer.clone());
         }
         let durable = key.and_then(|(task, id)| {
             let bytes = self
@@ -632,7 +651,7 @@ impl<B: StorageBackend> StorageServer<B> {
             MessagePayload::from_bytes(bytes.to_vec()).ok()
         });
         if let Some(answer) = durable {
-            return Answer::remembered(request, answer);
+            return remembered(answer);
         }
         let (payload, grant, read_only) = match self.execute(request, decoded, badge, clock) {
             Ok(Executed::Encoded { payload, read_only }) => (payload, None, read_only),
@@ -646,7 +665,7 @@ impl<B: StorageBackend> StorageServer<B> {
         if let Some(key) = key.filter(|_| !kept_elsewhere) {
             self.answered.insert(key, payload.clone());
         }
-        Answer::new(request, payload, grant)
+        (payload, grant)
     }
 
     /// The payload answering the request `key` with `response`, the

@@ -1053,6 +1053,26 @@ fn one_operation_puts_and_gets_answer_as_the_general_path() {
     both(&mut restarted, &make(ObjectKind::Blob), None).unwrap();
 }
 
+/// An answer built in the request's place (its action string reused) is
+/// the answer built beside it, but for its own fresh message id.
+#[test]
+fn an_answer_in_the_requests_place_is_the_same_answer() {
+    let request = envelope(4, &Request::Info);
+    let payload = MessagePayload::from_bytes(vec![0, 5, 1]).unwrap();
+    let grant = Some(ObjectGrant {
+        object: ObjectId::from_raw(3),
+        epoch: 1,
+        rights: Rights::READ,
+    });
+    let beside = Answer::new(&request, payload.clone(), grant);
+    let mut replacing = Answer::replacing(request.clone(), payload, grant);
+    assert_ne!(replacing.envelope.id, request.id);
+    replacing.envelope.id = beside.envelope.id;
+    assert_eq!(replacing, beside);
+    assert_eq!(replacing.envelope.action, actions::REPLY);
+    assert_eq!(replacing.envelope.correlation_id, Some(request.id));
+}
+
 /// A value stored under an older, larger value limit (written here straight
 /// into the journal, as such a store would have) is read whole when its
 /// answer fits in a message, and refused with `ReplyTooLarge` when it does
