@@ -50,7 +50,7 @@ impl Default for Kernel {
 
 /// A received message as the API presents it.
 fn received(reply: ReceiveReply<'_>) -> Result<ReceivedMessage, KernelError> {
-    received_or_release(reply, release)
+    received_or_release(reply, release, None)
 }
 
 /// Drop a capability a received message carried to this task.
@@ -83,7 +83,7 @@ fn in_place_or_received<T>(
             }
         }
     }
-    received_or_release(reply, release).map(|answer| InPlace::Owned(Box::new(answer)))
+    received_or_release(reply, release, None).map(|answer| InPlace::Owned(Box::new(answer)))
 }
 
 /// The source a received envelope is stamped with: kernel-originated
@@ -121,12 +121,19 @@ fn object_call<'k>(
 /// whose envelope cannot be decoded is an error to the caller, who never
 /// sees its capabilities, so they are released here rather than left to
 /// fill the task's capability space (any sender could otherwise leak the
-/// receiver's slots with garbage bytes).
+/// receiver's slots with garbage bytes). With `spare`, an envelope the
+/// caller is done with, the message is decoded into its allocations
+/// ([`MessageEnvelope::decode_reusing`]).
 fn received_or_release(
     reply: ReceiveReply<'_>,
     mut release: impl FnMut(CapHandle),
+    spare: Option<MessageEnvelope>,
 ) -> Result<ReceivedMessage, KernelError> {
-    let mut envelope = match MessageEnvelope::decode(reply.message) {
+    let decoded = match spare {
+        Some(spare) => MessageEnvelope::decode_reusing(reply.message, spare),
+        None => MessageEnvelope::decode(reply.message),
+    };
+    let mut envelope = match decoded {
         Ok(envelope) => envelope,
         Err(error) => {
             for handle in &reply.capabilities {
@@ -171,7 +178,8 @@ fn too_many_caps() -> KernelError {
 impl Kernel {
     /// One `Exchange` (a `SendReceive` with its request in registers);
     /// `consume_send` releases `send` in the kernel between the send and
-    /// the receive.
+    /// the receive. The message received is decoded into the sent one's
+    /// allocations.
     fn send_receive(
         &mut self,
         send: CapHandle,
@@ -187,7 +195,8 @@ impl Kernel {
             timeout_nanos: timeout_nanos(timeout),
             consume_send,
         };
-        received(exchange(&request, bytes, &mut self.response)?)
+        let reply = exchange(&request, bytes, &mut self.response)?;
+        received_or_release(reply, release, Some(message))
     }
 
     pub fn new() -> Self {
@@ -656,10 +665,58 @@ mod tests {
             capabilities: carried.clone(),
             badge: None,
         };
-        let mut released = Vec::new();
-        let result = received_or_release(reply, |h| released.push(h));
-        assert!(matches!(result, Err(KernelError::Envelope(_))));
-        assert_eq!(released, carried.to_vec());
+        let spare = MessageEnvelope::new(
+            ServiceId::from_raw(1),
+            "sent",
+            pandagen_abi::SchemaVersion::new(1, 0),
+            pandagen_abi::MessagePayload::empty(),
+        );
+        for spare in [None, Some(spare)] {
+            let mut released = Vec::new();
+            let reply = ReceiveReply {
+                capabilities: carried.clone(),
+                ..reply
+            };
+            let result = received_or_release(reply, |h| released.push(h), spare);
+            assert!(matches!(result, Err(KernelError::Envelope(_))));
+            assert_eq!(released, carried.to_vec());
+        }
+    }
+
+    /// A message decoded into a sent envelope's allocations is the
+    /// message the general decode gives, stamped with its sender.
+    #[test]
+    fn a_message_received_into_a_spare_envelope_is_the_message_sent() {
+        let sent = MessageEnvelope::new(
+            ServiceId::from_raw(2),
+            "storage.reply",
+            pandagen_abi::SchemaVersion::new(1, 0),
+            pandagen_abi::MessagePayload::from_bytes(vec![5; 40]).unwrap(),
+        );
+        let action = sent.action.as_ptr();
+        let request = MessageEnvelope::new(
+            ServiceId::from_raw(2),
+            "storage.tx",
+            pandagen_abi::SchemaVersion::new(1, 0),
+            pandagen_abi::MessagePayload::from_bytes(vec![7; 12]).unwrap(),
+        );
+        let bytes = request.encode().unwrap();
+        let reply = ReceiveReply {
+            sender: TaskId::from_raw(9),
+            message: &bytes,
+            capabilities: heapless::Vec::new(),
+            badge: None,
+        };
+        let message =
+            received_or_release(reply, |_| panic!("nothing to release"), Some(sent)).unwrap();
+        assert_eq!(message.envelope.action.as_ptr(), action);
+        assert_eq!(
+            message.envelope,
+            MessageEnvelope {
+                source: Some(TaskId::from_raw(9)),
+                ..request
+            }
+        );
     }
 
     /// An answer without capabilities is read where it lies, with the
@@ -686,7 +743,7 @@ mod tests {
             capabilities,
             badge,
         };
-        let whole = received_or_release(reply(&bytes, heapless::Vec::new()), |_| {}).unwrap();
+        let whole = received_or_release(reply(&bytes, heapless::Vec::new()), |_| {}, None).unwrap();
         let mut seen = None;
         let read = in_place_or_received(
             reply(&bytes, heapless::Vec::new()),
@@ -759,7 +816,7 @@ mod tests {
             badge: None,
         };
         let mut released = Vec::new();
-        let message = received_or_release(reply, |h| released.push(h)).unwrap();
+        let message = received_or_release(reply, |h| released.push(h), None).unwrap();
         assert!(released.is_empty());
         assert_eq!(message.capabilities.len(), 1);
         assert_eq!(message.envelope.source, Some(TaskId::from_raw(9)));
