@@ -14,7 +14,8 @@
 //! the kernel stack top and calls the safe dispatcher (`Exchange` and
 //! `CallObject` go to their direct path's entry first,
 //! `syscall::direct_entry`, which hands what it declines to the
-//! dispatcher) with the record's address. The dispatcher returns the
+//! dispatcher and leaves the kernel itself through [`leave_to`], the same
+//! exit, without returning) with the record's address. The dispatcher returns the
 //! frame to resume — the caller's record, or another task's after a
 //! block or an exit — which the stub restores and leaves with `iretq`:
 //! no frame is copied on a system call, whether it switches or not.
@@ -245,6 +246,7 @@ unsafe extern "C" fn syscall_entry() {
         "cmp rax, {exchange}",
         "jne 6f",
         save_call!(),
+        // Leaves through `leave_to`; it does not come back.
         "call {exchange_entry}",
         "4:",
         "mov rsp, rax",
@@ -266,8 +268,8 @@ unsafe extern "C" fn syscall_entry() {
         // entry, the rest to the dispatcher; both come back to the exit.
         "cmp rax, {object_call}",
         "jne 5f",
+        // As `Exchange`'s: it leaves through `leave_to`.
         "call {object_call_entry}",
-        "jmp 4b",
         "5:",
         "call {dispatch}",
         "jmp 4b",
@@ -297,6 +299,24 @@ unsafe extern "C" fn syscall_entry() {
         object_call = const pandagen_abi::syscall::Syscall::CallObject as u64,
         object_call_entry = sym crate::syscall::direct_entry::<pandagen_abi::syscall::ObjectCallRegisters>,
     );
+}
+
+/// Restores `frame` and returns to ring 3 with it: the exit of a system
+/// call whose entry does not return to the stub (the direct entries,
+/// `syscall::direct_entry`), as the stub's own exit does it. The kernel
+/// stack is abandoned (every entry from ring 3 starts at its top), and
+/// so is every register the caller of this kept: a system call's callee
+/// leaves with the registers of `frame` alone.
+///
+/// # Safety
+/// `frame` must be a valid ring-3 frame with the user selectors (a
+/// task's record, the one [`save_calls_into`] was last given), which
+/// nothing else uses any more: one CPU, interrupts off, the kernel lock
+/// released. Only a system call's handler may call it (it runs with the
+/// user's GS, which the exit leaves as it is).
+#[unsafe(naked)]
+pub unsafe extern "C" fn leave_to(frame: *mut TrapFrame) -> ! {
+    naked_asm!("mov rsp, rdi", pop_gprs!(), "add rsp, 16", "iretq",);
 }
 
 /// Restores the frame at RSP and returns to ring 3 with it, swapping GS
