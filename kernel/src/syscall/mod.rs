@@ -252,6 +252,11 @@ pub extern "C" fn direct_entry<C: DirectCall>(frame: *mut TrapFrame) -> ! {
             // is not kept in a register across the direct path.
             let record = crate::arch::x86_64::syscall_entry::saved_record();
             debug_assert_eq!(record, frame, "a declined call moved the entry");
+            // The stub did not save RAX for a direct entry (it knows the
+            // number): the dispatcher reads the call's number there.
+            // SAFETY: the caller's record, where the stub saved its
+            // registers; nothing refers to it (the lock is released).
+            unsafe { (*record).rax = C::NUMBER as u64 };
             syscall_dispatch(record)
         }
     };
