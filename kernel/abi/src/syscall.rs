@@ -823,6 +823,11 @@ fn decode_receive_response_general(bytes: &[u8]) -> Result<ReceiveReply<'_>, Ker
 /// [`write_receive_reply_trailer`]), if `bytes` is exactly that.
 fn framed_receive_reply(bytes: &[u8]) -> Option<ReceiveReply<'_>> {
     let (sender, len, at) = match bytes {
+        // The short header (sender and length below 128, one varint byte
+        // each), read without the varint loop: a small message with a
+        // badge comes here (the inline reader takes only the plain
+        // trailer).
+        [0, sender @ 0..0x80, len @ 0..0x80, ..] => (u64::from(*sender), usize::from(*len), 3),
         [0, ..] => {
             let (sender, at) = take_varint(bytes, 1)?;
             let (len, at) = take_varint(bytes, at)?;
