@@ -71,6 +71,9 @@ impl Checked {
 /// A task's address space, as the kernel reads and writes it.
 pub struct UserMemory {
     space: AddressSpace,
+    /// The CR3 value that loads `space` (`paging::cr3_of`), kept so that
+    /// a switch to the task loads it as it is.
+    cr3: u64,
     cache: [Cached; CACHED_PAGES],
     /// Ranges [`UserMemory::check_writable`] accepted, the one accepted
     /// last first: a new range goes in front and the last one out (the
@@ -94,6 +97,7 @@ impl UserMemory {
     pub fn new(space: AddressSpace) -> Self {
         UserMemory {
             space,
+            cr3: crate::mem::paging::cr3_of(&space),
             cache: [Cached {
                 page: u64::MAX,
                 delta: 0,
@@ -105,8 +109,10 @@ impl UserMemory {
         }
     }
 
-    pub fn space(&self) -> &AddressSpace {
-        &self.space
+    /// The CR3 value that loads this space (see `paging::cr3_of`).
+    #[inline(always)]
+    pub fn cr3(&self) -> u64 {
+        self.cr3
     }
 
     /// The space, and where the kernel's next device or DMA placement in

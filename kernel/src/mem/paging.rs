@@ -86,16 +86,24 @@ pub unsafe fn switch_to(space: &AddressSpace) -> u64 {
     old.start_address().as_u64()
 }
 
-/// Loads `space` into CR3, with the flags the kernel's table was loaded
-/// with: [`switch_to`] without reading CR3 first (the task switch, which
-/// knows the active root already: `KernelState::active_space`). Inline:
-/// every direct `Exchange` loads its receiver's space here.
+/// The CR3 value that loads `space`: its root with the flags the kernel's
+/// table was loaded with (a task keeps its own, [`crate::usermem::UserMemory::cr3`],
+/// so that a switch loads it without computing it).
+#[inline(always)]
+pub fn cr3_of(space: &AddressSpace) -> u64 {
+    space.root() | CR3_FLAGS.load(Ordering::Relaxed)
+}
+
+/// Loads `cr3`, a value [`cr3_of`] gave for an address space: [`switch_to`]
+/// without reading CR3 first (the task switch, which knows the active
+/// value already: `KernelState::active_cr3`), with the flags the kernel's
+/// table was loaded with. Inline: every direct `Exchange` loads its
+/// receiver's space here.
 ///
 /// # Safety
-/// As [`switch_to`]: `space` must share the kernel half.
+/// As [`switch_to`]: the space `cr3` loads must share the kernel half.
 #[inline(always)]
-pub unsafe fn load(space: &AddressSpace) {
-    let cr3 = space.root() | CR3_FLAGS.load(Ordering::Relaxed);
+pub unsafe fn load_cr3(cr3: u64) {
     // SAFETY: forwarded to the caller, as in `switch_to`; the root is a
     // page-aligned table address (what `AddressSpace` holds), so with the
     // flags it is a valid CR3 value.

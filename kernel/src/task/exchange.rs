@@ -132,7 +132,7 @@ impl KernelState {
             tasks,
             current,
             slice_left,
-            active_space,
+            active_cr3,
             ..
         } = self;
         let time = OnceCell::new();
@@ -208,7 +208,7 @@ impl KernelState {
             receiver_id,
             current,
             slice_left,
-            active_space,
+            active_cr3,
         ))
     }
 }

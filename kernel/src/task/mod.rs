@@ -195,8 +195,9 @@ pub struct KernelState {
     end_watch: Option<(TaskId, TaskEndHook)>,
     /// Ticks left in the current task's slice.
     slice_left: u32,
-    /// The root of the page table in CR3.
-    active_space: u64,
+    /// The CR3 value loaded (the root of the page table with the kernel's
+    /// flags, `paging::cr3_of`).
+    active_cr3: u64,
     /// Scratch for the request being decoded (taken out during a call).
     request: Vec<u8>,
     /// Scratch for the response being encoded.
@@ -250,7 +251,7 @@ impl KernelState {
             current: None,
             end_watch: None,
             slice_left: TIME_SLICE_TICKS,
-            active_space: paging::kernel_space().root(),
+            active_cr3: paging::cr3_of(&paging::kernel_space()),
             request: alloc::vec![0; pandagen_abi::syscall::MAX_REQUEST_BYTES],
             response: alloc::vec![0; RESPONSE_BUFFER_BYTES],
             open_ports: ports::OpenPorts::new(),
@@ -503,11 +504,11 @@ impl KernelState {
             self.current = None;
         }
         if let Some(user) = self.tasks.remove(&task) {
-            if self.active_space == user.memory.space().root() {
+            if self.active_cr3 == user.memory.cr3() {
                 let kernel = paging::kernel_space();
                 // SAFETY: the kernel space shares the kernel half.
                 unsafe { paging::switch_to(&kernel) };
-                self.active_space = kernel.root();
+                self.active_cr3 = paging::cr3_of(&kernel);
             }
             // A DMA holder's quarantined frames stay allocated: its
             // device may still write into them until it is reset.

@@ -90,11 +90,11 @@ fn become_current(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
         tasks,
         current,
         slice_left,
-        active_space,
+        active_cr3,
         ..
     } = k;
     let task = tasks.get_mut(&next)?;
-    let frame = enter(task, next, current, slice_left, active_space);
+    let frame = enter(task, next, current, slice_left, active_cr3);
     // Nothing to do between two tasks without windows.
     if !task.ports.is_empty() || k.ports_open() {
         k.sync_ports(next);
@@ -112,14 +112,14 @@ pub(super) fn enter(
     next: TaskId,
     current: &mut Option<TaskId>,
     slice_left: &mut u32,
-    active_space: &mut u64,
+    active_cr3: &mut u64,
 ) -> *mut TrapFrame {
-    let space = task.memory.space();
-    if *active_space != space.root() {
+    let cr3 = task.memory.cr3();
+    if *active_cr3 != cr3 {
         // SAFETY: every task space comes from `new_user_space` and shares
-        // the kernel half.
-        unsafe { paging::load(space) };
-        *active_space = space.root();
+        // the kernel half; `cr3` is its CR3 value.
+        unsafe { paging::load_cr3(cr3) };
+        *active_cr3 = cr3;
     }
     *current = Some(next);
     *slice_left = TIME_SLICE_TICKS;
