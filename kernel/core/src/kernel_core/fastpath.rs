@@ -76,7 +76,7 @@ pub struct FastCall<'k> {
     caller: TaskId,
     tasks: &'k TaskTable,
     /// The switch, on the wait lists of the channel sent on and of the one
-    /// received on unless it is the same.
+    /// received on (the same list when it is the same channel).
     switch: DirectSwitch<'k>,
     next_seq: &'k mut u64,
     to: ChannelRef,
@@ -126,7 +126,7 @@ impl FastCall<'_> {
         *next_seq += 1;
         // The wait lists are changed in place, in the channels `check_fast`
         // found; when the caller receives on the channel it sent on, they
-        // are one list. The two wake reasons are written in the same
+        // are one list (and one cell). The two wake reasons are written in the same
         // scheduler entries, and the caller's wait is there already (the
         // check put it where nothing reads it while the caller runs).
         switch.commit();
@@ -256,28 +256,28 @@ impl KernelCore {
         let space = &caller_task.space;
         let (to, found) = target.find(space, registry)?;
         let from = fast_channel(space, receive, Rights::RECEIVE)?;
-        // The two channels are borrowed once, here, for the checks and for
-        // the commit, which changes their wait lists in place (the core
-        // stays borrowed until then, so they hold the same channels). The
-        // binding's answer comes with them: a channel bound to no kernel
-        // channel (the common case) costs one test.
-        let (sent_on, receive_on, kernel_waiting) = channels.live_pair_mut(to, from)?;
+        // The two channels, each read once, here, for the checks; the
+        // commit changes their wait lists in place, through their cells
+        // (the core stays borrowed until then, so they hold the same
+        // channels). When the caller receives where it sent they are one
+        // channel, and one list, with no test for it. The binding's answer
+        // comes with them: a channel bound to no kernel channel (the common
+        // case) costs one test.
+        let (sent_on, receive_on, kernel_waiting) = channels.live_pair(to, from)?;
         if sent_on.is_closed() || !sent_on.queue.is_empty() {
             return None;
         }
-        let r = receive_on.as_deref().unwrap_or(sent_on);
-        if !r.queue.is_empty() || r.is_drained() || kernel_waiting {
+        if !receive_on.queue.is_empty() || receive_on.is_drained() || kernel_waiting {
             return None;
         }
         // The caller is running and the task first in line on the channel
         // sent on is blocked and would run next; the switch checked here
         // is the only one the commit can make.
-        let receive_on = receive_on.map(|r| &mut r.waiters);
         let on = BlockedOn::Receive {
             channel: from,
             deadline,
         };
-        let switch = sched.check_direct(caller_slot, &mut sent_on.waiters, receive_on, on)?;
+        let switch = sched.check_direct(caller_slot, &sent_on.waiters, &receive_on.waiters, on)?;
         let call = FastCall {
             caller,
             tasks,

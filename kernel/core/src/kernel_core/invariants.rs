@@ -166,7 +166,7 @@ impl KernelCore {
             {
                 return Err(InvariantViolation::Binding(ch));
             }
-            for slot in self.sched.iter_list(c.waiters) {
+            for slot in self.sched.iter_list(c.waiters.get()) {
                 let blocked_here = matches!(
                     self.sched.state(slot),
                     SchedState::Blocked(BlockedOn::Receive { channel, .. }) if channel == ch
@@ -183,7 +183,7 @@ impl KernelCore {
                     let listed = self
                         .channels
                         .get(channel)
-                        .is_some_and(|c| self.sched.iter_list(c.waiters).any(|s| s == slot));
+                        .is_some_and(|c| self.sched.iter_list(c.waiters.get()).any(|s| s == slot));
                     if !listed {
                         return Err(InvariantViolation::TaskState(task.id));
                     }
@@ -563,7 +563,7 @@ mod tests {
             channel: other,
             deadline: None,
         };
-        let waiters = w.k.channels.get_mut(w.ch).map(|c| &mut c.waiters);
+        let waiters = w.k.channels.get_mut(w.ch).map(|c| c.waiters.get_mut());
         w.k.sched.block(slot, on, waiters);
         assert_eq!(w.k.check_invariants(), Err(V::WaitList(w.ch)));
     }
@@ -576,7 +576,7 @@ mod tests {
             channel: w.ch,
             deadline: None,
         };
-        let waiters = w.k.channels.get_mut(w.ch).map(|c| &mut c.waiters);
+        let waiters = w.k.channels.get_mut(w.ch).map(|c| c.waiters.get_mut());
         w.k.sched.block(slot, on, waiters);
         w.k.check_invariants().unwrap();
         // The task leaves the table but not the wait list.
