@@ -381,7 +381,9 @@ impl Scheduler {
         receive_on: &'k WaitList,
         on: BlockedOn,
     ) -> Option<DirectSwitch<'k>> {
-        let receiver = sent_on.get().head()?;
+        // An empty list's head is `NIL`, which is no entry's slot (the
+        // entries could not fill memory up to it): the lookup declines it.
+        let receiver = sent_on.get().head;
         let r = self.entries.get(receiver as usize)?;
         if r.kind != Kind::Blocked || self.nonempty >> r.priority != 0 {
             return None;
