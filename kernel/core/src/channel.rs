@@ -408,31 +408,14 @@ impl ChannelTable {
         slot.channel.as_mut()
     }
 
-    /// The channels `to` and `from` name (the same one when `to == from`),
-    /// and whether `from`'s bound kernel channel holds messages (see
-    /// [`Self::kernel_messages_waiting`]): `None` unless both references
-    /// are live. Shared borrows, so that the two may be one channel with no
-    /// test for it: the fast path's check reads them, and its commit
-    /// changes their wait lists through their cells ([`WaitList`]).
+    /// The live channel `r` names, or `None` (the fast path's lookup:
+    /// [`Self::get`], inlined for certain).
     #[inline(always)]
-    pub(crate) fn live_pair(
-        &self,
-        to: ChannelRef,
-        from: ChannelRef,
-    ) -> Option<(&Channel, &Channel, bool)> {
-        let live = |r: ChannelRef| {
-            let slot = self.slots.get(r.index as usize)?;
-            (slot.generation == r.generation)
-                .then_some(slot.channel.as_ref())
-                .flatten()
-        };
-        let sent_on = live(to)?;
-        let receive_on = live(from)?;
-        Some((
-            sent_on,
-            receive_on,
-            self.kernel_messages_waiting(receive_on),
-        ))
+    pub(crate) fn live_channel(&self, r: ChannelRef) -> Option<&Channel> {
+        let slot = self.slots.get(r.index as usize)?;
+        (slot.generation == r.generation)
+            .then_some(slot.channel.as_ref())
+            .flatten()
     }
 
     /// Whether `ch`'s bound kernel channel, if it has one, holds messages
@@ -521,7 +504,7 @@ mod tests {
     }
 
     #[test]
-    fn a_live_pair_is_found_in_order_and_a_stale_reference_gets_none() {
+    fn a_live_channel_is_found_with_its_binding_and_a_stale_reference_gets_none() {
         let mut table = ChannelTable::new();
         let payer = crate::budget::AccountId::from_raw(0);
         let (a, b, kernel) = (
@@ -529,9 +512,10 @@ mod tests {
             table.create(2, payer),
             table.create(3, payer),
         );
+        // The fast path's two lookups and the receive side's binding.
         let capacities = |t: &mut ChannelTable, to, from| {
-            t.live_pair(to, from)
-                .map(|(s, r, waiting)| (s.capacity, r.capacity, waiting))
+            let (s, r) = (t.live_channel(to)?, t.live_channel(from)?);
+            Some((s.capacity, r.capacity, t.kernel_messages_waiting(r)))
         };
         assert_eq!(capacities(&mut table, a, b), Some((1, 2, false)));
         assert_eq!(capacities(&mut table, b, a), Some((2, 1, false)));

@@ -256,18 +256,23 @@ impl KernelCore {
         let space = &caller_task.space;
         let (to, found) = target.find(space, registry)?;
         let from = fast_channel(space, receive, Rights::RECEIVE)?;
-        // The two channels, each read once, here, for the checks; the
-        // commit changes their wait lists in place, through their cells
-        // (the core stays borrowed until then, so they hold the same
-        // channels). When the caller receives where it sent they are one
-        // channel, and one list, with no test for it. The binding's answer
-        // comes with them: a channel bound to no kernel channel (the common
-        // case) costs one test.
-        let (sent_on, receive_on, kernel_waiting) = channels.live_pair(to, from)?;
+        // The two channels, each read once, here, for the checks (the
+        // channel sent on checked before the other is looked up, so that
+        // fewer values are live at once); the commit changes their wait
+        // lists in place, through their cells (the core stays borrowed
+        // until then, so they hold the same channels). When the caller
+        // receives where it sent they are one channel, and one list, with
+        // no test for it. A receive channel bound to no kernel channel
+        // (the common case) costs one test for the binding.
+        let sent_on = channels.live_channel(to)?;
         if sent_on.is_closed() || !sent_on.queue.is_empty() {
             return None;
         }
-        if !receive_on.queue.is_empty() || receive_on.is_drained() || kernel_waiting {
+        let receive_on = channels.live_channel(from)?;
+        if !receive_on.queue.is_empty()
+            || receive_on.is_drained()
+            || channels.kernel_messages_waiting(receive_on)
+        {
             return None;
         }
         // The caller is running and the task first in line on the channel
