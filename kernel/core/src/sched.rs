@@ -366,13 +366,14 @@ impl Scheduler {
     /// borrowed until [`DirectSwitch::commit`], so nothing changes what
     /// was checked before it, which therefore checks none of it again.
     ///
-    /// `on` is what the caller will wait for. A check that passes writes it
-    /// into the caller's entry, where nothing reads it while the caller
-    /// runs ([`Scheduler::state`] reads a task's wait only when it is
-    /// blocked, and blocking writes a new one), so that the commit, after
-    /// the embedder's hand-over, blocks the caller by writing its state's
-    /// kind alone: the check changes nothing anyone can observe, dropped or
-    /// committed.
+    /// `on` is what the caller will wait for. Once the caller is known to
+    /// be running, the check writes it into the caller's entry (first, so
+    /// that it is not held across the receiver's checks), where nothing
+    /// reads it while the caller runs ([`Scheduler::state`] reads a task's
+    /// wait only when it is blocked, and blocking writes a new one), so
+    /// that the commit, after the embedder's hand-over, blocks the caller
+    /// by writing its state's kind alone: the check changes nothing anyone
+    /// can observe, passed or declined, dropped or committed.
     #[inline(always)]
     pub(crate) fn check_direct<'k>(
         &'k mut self,
@@ -381,6 +382,11 @@ impl Scheduler {
         receive_on: &'k WaitList,
         on: BlockedOn,
     ) -> Option<DirectSwitch<'k>> {
+        let c = self.entries.get_mut(caller as usize)?;
+        if c.kind != Kind::Running {
+            return None;
+        }
+        c.on = on;
         // An empty list's head is `NIL`, which is no entry's slot (the
         // entries could not fill memory up to it): the lookup declines it.
         let receiver = sent_on.get().head;
@@ -388,11 +394,6 @@ impl Scheduler {
         if r.kind != Kind::Blocked || self.nonempty >> r.priority != 0 {
             return None;
         }
-        let c = self.entries.get_mut(caller as usize)?;
-        if c.kind != Kind::Running {
-            return None;
-        }
-        c.on = on;
         Some(DirectSwitch {
             sched: self,
             sent_on,
