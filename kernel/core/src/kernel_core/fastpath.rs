@@ -21,7 +21,7 @@
 use pandagen_abi::{CapHandle, Instant, Rights, TaskId};
 
 use super::KernelCore;
-use crate::cap_table::{CapSpace, ObjectRef};
+use crate::cap_table::CapSpace;
 use crate::channel::{Body, ChannelRef};
 use crate::registry::Registry;
 use crate::sched::{BlockedOn, DirectSwitch};
@@ -320,11 +320,7 @@ impl SendTarget for ChannelSend {
 /// The channel a valid channel capability with `required` in `space`
 /// names, or `None` (not audited: the general path repeats the check and
 /// audits the refusal).
-#[inline]
+#[inline(always)]
 fn fast_channel(space: &CapSpace, handle: CapHandle, required: Rights) -> Option<ChannelRef> {
-    let cap = space.live(handle)?;
-    match cap.object() {
-        ObjectRef::Channel(ch) if cap.rights().contains(required) => Some(ch),
-        _ => None,
-    }
+    space.live_channel(handle, required)
 }

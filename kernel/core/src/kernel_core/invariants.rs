@@ -31,8 +31,9 @@ pub enum InvariantViolation {
     ClosedChannelNotEmpty(ChannelRef),
     /// A registration names a dead owner or a closed or missing channel.
     StaleRegistration(ServiceId),
-    /// A live task is not scheduled, or a blocked task is in the wrong
-    /// wait list.
+    /// A live task is not scheduled, a blocked task is in the wrong wait
+    /// list, or a slot of the task's capability space shows the IPC fast
+    /// path a channel view that is not its record's.
     TaskState(TaskId),
     /// The ready lists, bitmap or deadline index are inconsistent.
     Scheduler,
@@ -95,6 +96,9 @@ impl KernelCore {
         for (_, task) in self.tasks.iter() {
             for (_, cap) in task.space.iter() {
                 visit(cap, Holder::Task(task.id))?;
+            }
+            if !task.space.views_agree() {
+                return Err(InvariantViolation::TaskState(task.id));
             }
         }
         for (ch, c) in self.channels.iter() {
