@@ -580,6 +580,12 @@ mod tests {
         assert_eq!(other.index(), s.index());
         assert!(space.views_agree());
         assert_eq!(space.live_channel(other, Rights::NONE), None);
+        // A view that is not its record's is found.
+        space.slots[k.index() as usize].view = ChannelView {
+            bits: ChannelView::CHANNEL,
+            channel,
+        };
+        assert!(!space.views_agree());
     }
 
     #[test]
