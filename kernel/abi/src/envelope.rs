@@ -509,6 +509,8 @@ fn put_bytes(out: &mut [u8], at: usize, bytes: &[u8]) -> usize {
 pub struct EncodedEnvelope {
     bytes: Vec<u8>,
     id: MessageId,
+    /// Where the payload starts in `bytes`.
+    payload_at: usize,
 }
 
 impl Default for EncodedEnvelope {
@@ -524,6 +526,7 @@ impl EncodedEnvelope {
         EncodedEnvelope {
             bytes: Vec::new(),
             id: MessageId::from_raw(0),
+            payload_at: 0,
         }
     }
 
@@ -541,6 +544,34 @@ impl EncodedEnvelope {
     /// The buffer's capacity (a sender may drop a large one).
     pub fn capacity(&self) -> usize {
         self.bytes.capacity()
+    }
+
+    /// The message again, under the id `id`, with a payload of
+    /// `payload_len` bytes that `payload` rewrites in place (it is given
+    /// the current payload's bytes): the bytes
+    /// [`EnvelopeHead::write`] would give for `id` and that payload,
+    /// written without touching the fixed fields or the payload's
+    /// length. `false`, having changed nothing, unless there is a message
+    /// whose payload is `payload_len` bytes long and whose id's varint is
+    /// as long as `id`'s (then `write` it): a sender whose requests are
+    /// alike (a client's gets of keys of one length) writes each in the
+    /// last one's place.
+    pub fn rewrite(
+        &mut self,
+        id: MessageId,
+        payload_len: usize,
+        payload: impl FnOnce(&mut [u8]),
+    ) -> bool {
+        if self.bytes.is_empty()
+            || self.bytes.len() - self.payload_at != payload_len
+            || varint_len(id.as_raw()) != varint_len(self.id.as_raw())
+        {
+            return false;
+        }
+        crate::varint::put(&mut self.bytes, 0, id.as_raw());
+        payload(&mut self.bytes[self.payload_at..]);
+        self.id = id;
+        true
     }
 
     /// The envelope these bytes encode, decoded (for a sender that must
@@ -617,6 +648,7 @@ impl EnvelopeHead {
         crate::varint::put(&mut out.bytes, start, payload_len as u64);
         payload(&mut out.bytes[body..]);
         out.id = id;
+        out.payload_at = body;
         Ok(())
     }
 }
@@ -1201,6 +1233,55 @@ mod tests {
                     proptest::prop_assert_eq!(out.id(), envelope.id);
                     proptest::prop_assert_eq!(out.decode(), Ok(envelope));
                 }
+            }
+        }
+
+        /// A message rewritten in place under another id with another
+        /// payload is what writing it afresh gives, when the payload and
+        /// the id's varint are as long as the last; otherwise nothing
+        /// changes and `rewrite` says so.
+        #[test]
+        fn a_message_rewritten_in_place_is_the_message_written_afresh(
+            first in (proptest::prelude::any::<u64>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20)),
+            second in (proptest::prelude::any::<u64>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20)),
+            same_len in proptest::prelude::any::<bool>(),
+            id_width in 0u32..4,
+        ) {
+            let head = EnvelopeHead::new(ServiceId::from_raw(7), "storage.transact", SchemaVersion::new(3, 1)).unwrap();
+            let (first_id, first_payload) = first;
+            let (second_id, mut second_payload) = second;
+            if same_len {
+                second_payload.resize(first_payload.len(), 0x5a);
+            }
+            // Ids of one, two, three bytes and any width, so that the
+            // ids' lengths agree and differ.
+            let narrow = |id: u64| match id_width {
+                0 => id % 0x80,
+                1 => 0x80 + id % 0x3f80,
+                2 => 0x4000 + id % 0x1f_c000,
+                _ => id,
+            };
+            let (first_id, second_id) = (MessageId::from_raw(narrow(first_id)), MessageId::from_raw(narrow(second_id)));
+            let mut out = EncodedEnvelope::new();
+            proptest::prop_assert!(!out.rewrite(first_id, 0, |_| {}), "nothing to rewrite yet");
+            head.write(&mut out, first_id, first_payload.len(), |p| p.copy_from_slice(&first_payload)).unwrap();
+            let before = out.clone();
+            let rewritten = out.rewrite(second_id, second_payload.len(), |p| {
+                p.copy_from_slice(&second_payload)
+            });
+            let fits = first_payload.len() == second_payload.len()
+                && crate::varint::len(first_id.as_raw()) == crate::varint::len(second_id.as_raw());
+            proptest::prop_assert_eq!(rewritten, fits);
+            if fits {
+                let mut fresh = EncodedEnvelope::new();
+                head.write(&mut fresh, second_id, second_payload.len(), |p| p.copy_from_slice(&second_payload)).unwrap();
+                proptest::prop_assert_eq!(out.as_bytes(), fresh.as_bytes());
+                proptest::prop_assert_eq!(out.id(), second_id);
+                // And again, from there.
+                proptest::prop_assert!(out.rewrite(first_id, first_payload.len(), |p| p.copy_from_slice(&first_payload)));
+                proptest::prop_assert_eq!(out, before);
+            } else {
+                proptest::prop_assert_eq!(out, before);
             }
         }
 
