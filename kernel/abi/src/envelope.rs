@@ -653,6 +653,20 @@ impl EnvelopeHead {
     }
 }
 
+/// `a == b`, for the short strings an action is: from 8 to 16 bytes as
+/// two (overlapping) words each, without a call to `memcmp`.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&a.len()) {
+        return a.first_chunk::<8>() == b.first_chunk::<8>()
+            && a.last_chunk::<8>() == b.last_chunk::<8>();
+    }
+    a == b
+}
+
 /// A [`MessageEnvelope`] read in place: the same fields, its action and
 /// payload borrowed from the bytes it was decoded from instead of copied
 /// into a fresh `String` and `Vec`. For a receiver that reads a message
@@ -729,7 +743,7 @@ impl<'a> EnvelopeRef<'a> {
         let (action, at) = take_bytes(bytes, at)?;
         let action = match expected {
             // Equal bytes: valid UTF-8, and the same string.
-            Some(expected) if expected.as_bytes() == action => expected,
+            Some(expected) if same_bytes(expected.as_bytes(), action) => expected,
             _ => core::str::from_utf8(action).ok()?,
         };
         let (major, at) = take_u32(bytes, at)?;
@@ -766,6 +780,24 @@ mod tests {
     use crate::schema::VersionPolicy;
     use alloc::string::ToString;
     use alloc::vec;
+
+    /// `same_bytes` is `==`, at every length around its words' and for
+    /// a difference at any place.
+    #[test]
+    fn same_bytes_is_equality() {
+        for len in 0..=20usize {
+            let a: Vec<u8> = (0..len as u8).collect();
+            assert!(same_bytes(&a, &a.clone()), "{len}");
+            for at in 0..len {
+                let mut b = a.clone();
+                b[at] ^= 0x40;
+                assert!(!same_bytes(&a, &b), "{len} {at}");
+            }
+            let mut longer = a.clone();
+            longer.push(0);
+            assert!(!same_bytes(&a, &longer) && !same_bytes(&longer, &a));
+        }
+    }
 
     #[test]
     fn encode_into_writes_what_encode_allocates() {
