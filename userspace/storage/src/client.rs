@@ -1279,7 +1279,11 @@ mod tests {
         assert!(out.as_bytes().is_empty());
     }
 
-    fn any_op() -> impl Strategy<Value = (Vec<u8>, Option<Vec<u8>>, Option<u64>)> {
+    /// An operation as the tests draw it: a key, a put's value or none (a
+    /// get), a get's version.
+    type AnyOp = (Vec<u8>, Option<Vec<u8>>, Option<u64>);
+
+    fn any_op() -> impl Strategy<Value = AnyOp> {
         (
             proptest::collection::vec(any::<u8>(), 0..140),
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
@@ -1287,7 +1291,7 @@ mod tests {
         )
     }
 
-    fn op_of<'a>((key, value, at): &'a (Vec<u8>, Option<Vec<u8>>, Option<u64>)) -> OpRef<'a> {
+    fn op_of<'a>((key, value, at): &'a AnyOp) -> OpRef<'a> {
         match value {
             Some(value) => OpRef::Put { key, value },
             None => OpRef::Get {
@@ -1382,7 +1386,7 @@ mod tests {
     /// envelope's encoder (under the same id, a fresh one each), and
     /// decodes to it.
     fn requests_written_by_hand_are_their_envelopes_encoded(
-        ops: &[(Vec<u8>, Option<Vec<u8>>, Option<u64>)],
+        ops: &[AnyOp],
         session: u32,
     ) -> Result<(), TestCaseError> {
         let mut client = test_client();
