@@ -541,11 +541,6 @@ impl EncodedEnvelope {
         self.id
     }
 
-    /// The buffer's capacity (a sender may drop a large one).
-    pub fn capacity(&self) -> usize {
-        self.bytes.capacity()
-    }
-
     /// The message again, under the id `id`, with a payload of
     /// `payload_len` bytes that `payload` rewrites in place (it is given
     /// the current payload's bytes): the bytes
