@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::budget::Budget;
 use crate::cap::{kinds, Badge, Cap, CapHandle, Rights};
-use crate::envelope::{EnvelopeRef, MessageEnvelope};
+use crate::envelope::{EncodedEnvelope, EnvelopeRef, MessageEnvelope};
 use crate::error::{KernelError, SyscallError};
 use crate::identity::{IdentityKind, TrustDomain};
 use crate::ids::{ChannelId, ExecutionId, ServiceId, TaskId};
@@ -502,6 +502,36 @@ pub trait KernelApi {
     {
         let answer = self.call_object(object, message, receive, timeout)?;
         Ok(answer.read_in_place(read))
+    }
+
+    /// [`call_object_in_place`](Self::call_object_in_place) of a request
+    /// its caller has encoded itself ([`EncodedEnvelope`], the bytes of
+    /// `encode` of the envelope `message.decode()` gives), expecting an
+    /// answer with the action `answer` (an answer with another is read
+    /// all the same: see [`EnvelopeRef::decode_expecting`]). The outcome
+    /// and the errors are `call_object_in_place`'s for that envelope. A
+    /// carrier that sends encoded bytes (the ring-3 runtime) sends these
+    /// as they are, neither decoded nor encoded again; this default
+    /// decodes them (`NotSent` if that fails, which
+    /// [`EnvelopeHead::write`](crate::envelope::EnvelopeHead::write)'s
+    /// bytes never do).
+    fn call_object_encoded<T>(
+        &mut self,
+        object: &Cap<kinds::StorageObject>,
+        message: &EncodedEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+        answer: &'static str,
+        read: impl FnOnce(&ReceivedRef<'_>) -> Option<T>,
+    ) -> Result<InPlace<T>, ObjectCallError>
+    where
+        Self: Sized,
+    {
+        let _ = answer;
+        let envelope = message
+            .decode()
+            .map_err(|e| ObjectCallError::NotSent(e.into()))?;
+        self.call_object_in_place(object, &envelope, receive, timeout, read)
     }
 
     /// The geometry of the block device `device` names (a `BlockDevice`
