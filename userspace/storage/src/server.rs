@@ -202,14 +202,22 @@ const _: () = assert!(limits::MAX_VALUE_BYTES + 64 <= MAX_PAYLOAD_BYTES - 64);
 struct AnswerCache {
     answers: BTreeMap<(TaskId, MessageId), MessagePayload>,
     order: VecDeque<(TaskId, MessageId)>,
+    /// The largest message id ever remembered (never lowered): a request
+    /// with a larger one, a counting client's usual case, has no answer
+    /// here and needs no search (as the durable answers' `Answers`).
+    newest: u64,
 }
 
 impl AnswerCache {
     fn get(&self, key: &(TaskId, MessageId)) -> Option<&MessagePayload> {
+        if key.1.as_raw() > self.newest {
+            return None;
+        }
         self.answers.get(key)
     }
 
     fn insert(&mut self, key: (TaskId, MessageId), answer: MessagePayload) {
+        self.newest = self.newest.max(key.1.as_raw());
         if self.answers.insert(key, answer).is_none() {
             self.order.push_back(key);
         }

@@ -1139,3 +1139,55 @@ fn a_value_above_todays_limit_is_read_if_its_answer_fits_and_refused_if_not() {
         Err(StorageError::ReplyTooLarge)
     );
 }
+
+/// The answer cache finds exactly what a map of every remembered answer
+/// (less the evicted) finds, whatever the order of message ids and tasks:
+/// a look-up past the largest id remembered skips the search, and must
+/// never skip a remembered answer.
+#[test]
+fn the_answer_cache_skips_only_ids_past_every_remembered_one() {
+    let mut cache = AnswerCache::default();
+    let key = |task: u64, id: u64| (TaskId::from_raw(task), MessageId::from_raw(id));
+    let payload = |byte: u8| MessagePayload::from_bytes(vec![byte]).unwrap();
+    assert_eq!(cache.get(&key(1, 0)), None);
+    cache.insert(key(1, 40), payload(1));
+    // Another task's smaller id after a larger one: still found.
+    cache.insert(key(2, 7), payload(2));
+    assert_eq!(cache.get(&key(1, 40)), Some(&payload(1)));
+    assert_eq!(cache.get(&key(2, 7)), Some(&payload(2)));
+    assert_eq!(cache.get(&key(1, 41)), None);
+    assert_eq!(cache.get(&key(2, 40)), None);
+    cache.insert(key(3, u64::MAX), payload(3));
+    assert_eq!(cache.get(&key(3, u64::MAX)), Some(&payload(3)));
+    assert_eq!(cache.get(&key(1, 40)), Some(&payload(1)));
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_answer_cache_is_a_bounded_map(
+        steps in proptest::collection::vec((0u64..3, 0u64..200, proptest::bool::ANY), 0..300),
+    ) {
+        let mut cache = AnswerCache::default();
+        let mut reference: alloc::collections::BTreeMap<(u64, u64), u8> = Default::default();
+        let mut order = VecDeque::new();
+        for (at, (task, id, insert)) in steps.into_iter().enumerate() {
+            let key = (TaskId::from_raw(task), MessageId::from_raw(id));
+            if insert {
+                let byte = at as u8;
+                cache.insert(key, MessagePayload::from_bytes(vec![byte]).unwrap());
+                if reference.insert((task, id), byte).is_none() {
+                    order.push_back((task, id));
+                }
+                while order.len() > ANSWER_CACHE {
+                    let old = order.pop_front().unwrap();
+                    reference.remove(&old);
+                }
+            }
+            let expected = reference.get(&(task, id)).map(|b| vec![*b]);
+            proptest::prop_assert_eq!(
+                cache.get(&key).map(|p| p.as_bytes().to_vec()),
+                expected
+            );
+        }
+    }
+}
