@@ -45,6 +45,7 @@
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
+use core::cell::Cell;
 use pandagen_abi::envelope::{MAX_PAYLOAD_BYTES, PAYLOAD_START_CAPACITY};
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
@@ -236,16 +237,28 @@ struct Sessions {
     replies: BTreeMap<(TaskId, u32), Cap<()>>,
     /// Opening order, oldest first: the one dropped to make room.
     order: VecDeque<(TaskId, u32)>,
+    /// The session `get` last found, while no session opens or closes:
+    /// a client's requests come one after another on one session, and
+    /// each but the first then needs no search.
+    last: Cell<Option<((TaskId, u32), CapHandle)>>,
 }
 
 impl Sessions {
     fn get(&self, key: &(TaskId, u32)) -> Option<CapHandle> {
-        self.replies.get(key).map(Cap::handle)
+        if let Some((last, handle)) = self.last.get() {
+            if last == *key {
+                return Some(handle);
+            }
+        }
+        let handle = self.replies.get(key).map(Cap::handle)?;
+        self.last.set(Some((*key, handle)));
+        Some(handle)
     }
 
     /// Make `reply` the session's reply capability. Returns the
     /// capabilities it replaces or evicts, for the caller to drop.
     fn open(&mut self, key: (TaskId, u32), reply: Cap<()>) -> Vec<Cap<()>> {
+        self.last.set(None);
         let mut released = Vec::new();
         match self.replies.insert(key, reply) {
             Some(old) => released.push(old),
@@ -271,6 +284,7 @@ impl Sessions {
     /// Forget the session (its reply channel failed); its capability, for
     /// the caller to drop.
     fn close(&mut self, key: &(TaskId, u32)) -> Option<Cap<()>> {
+        self.last.set(None);
         let reply = self.replies.remove(key)?;
         self.order.retain(|k| k != key);
         Some(reply)

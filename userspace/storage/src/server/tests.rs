@@ -1300,3 +1300,37 @@ proptest::proptest! {
         }
     }
 }
+
+proptest::proptest! {
+    /// Whatever sessions open and close, a look-up finds what the map of
+    /// open sessions holds: the one remembered from the last look-up is
+    /// never stale.
+    #[test]
+    fn a_session_look_up_finds_what_the_sessions_hold(
+        steps in proptest::collection::vec((0u8..3, 0u64..3, 0u32..3), 0..200),
+    ) {
+        let mut sessions = Sessions::default();
+        for (at, (what, task, number)) in steps.into_iter().enumerate() {
+            let key = (TaskId::from_raw(task), number);
+            match what {
+                0 => {
+                    let reply = Cap::from_handle(CapHandle::from_raw(at as u64));
+                    sessions.open(key, reply);
+                }
+                1 => {
+                    sessions.close(&key);
+                }
+                _ => {}
+            }
+            for task in 0..3 {
+                for number in 0..3 {
+                    let key = (TaskId::from_raw(task), number);
+                    proptest::prop_assert_eq!(
+                        sessions.get(&key),
+                        sessions.replies.get(&key).map(Cap::handle)
+                    );
+                }
+            }
+        }
+    }
+}
