@@ -293,8 +293,47 @@ pub enum InvalidUse {
 
 pub(crate) struct Slot {
     generation: u32,
+    /// The IPC fast path's view of the record ([`CapSpace::live_channel`]):
+    /// [`ChannelView::of`] the record in `cap`, written with it and
+    /// cleared when it leaves, so that the fast path finds a channel and
+    /// tests the rights without matching the record's `Option` and object
+    /// (see `invariants`: every slot's view is its record's).
+    view: ChannelView,
     cap: Option<Capability>,
 }
+
+/// A channel capability's channel and rights, outside the record's enums,
+/// or [`ChannelView::NONE`] for an empty slot or any other capability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChannelView {
+    /// The record's rights, with [`ChannelView::CHANNEL`] set, if it is a
+    /// channel capability; 0 otherwise.
+    bits: u32,
+    channel: ChannelRef,
+}
+
+impl ChannelView {
+    /// Set in a channel capability's view (no right uses the top bit).
+    const CHANNEL: u32 = 1 << 31;
+
+    pub(crate) const NONE: ChannelView = ChannelView {
+        bits: 0,
+        channel: ChannelRef::from_parts(0, 0),
+    };
+
+    /// The view of `cap` (of an empty slot for `None`).
+    pub(crate) fn of(cap: Option<&Capability>) -> ChannelView {
+        match cap.map(|c| (c.object(), c.rights())) {
+            Some((ObjectRef::Channel(channel), rights)) => ChannelView {
+                bits: Self::CHANNEL | rights.bits(),
+                channel,
+            },
+            _ => ChannelView::NONE,
+        }
+    }
+}
+
+const _: () = assert!(Rights::ALL.bits() & ChannelView::CHANNEL == 0);
 
 /// One task's capability space: slots addressed by [`CapHandle`].
 ///
@@ -361,6 +400,27 @@ impl CapSpace {
         slot.cap.as_ref()
     }
 
+    /// The channel of the live channel capability `handle` names, if it
+    /// has every right in `required`, or `None`
+    /// for anything [`CapSpace::live`] refuses, any other capability, or
+    /// missing rights, without telling why (the IPC fast path). One
+    /// generation compare and one test of the slot's view.
+    #[inline(always)]
+    pub(crate) fn live_channel(&self, handle: CapHandle, required: Rights) -> Option<ChannelRef> {
+        let slot = self.slots.get(handle.index() as usize)?;
+        let wanted = ChannelView::CHANNEL | required.bits();
+        (slot.generation == handle.generation() && slot.view.bits & wanted == wanted)
+            .then_some(slot.view.channel)
+    }
+
+    /// Whether every slot's channel view is its record's (for
+    /// `check_invariants`).
+    pub(crate) fn views_agree(&self) -> bool {
+        self.slots
+            .iter()
+            .all(|s| s.view == ChannelView::of(s.cap.as_ref()))
+    }
+
     /// Install a record; `None` if the space is full.
     pub(crate) fn install(&mut self, cap: Capability) -> Result<CapHandle, Capability> {
         if self.live >= self.limit {
@@ -374,12 +434,14 @@ impl CapSpace {
             None => {
                 self.slots.push(Slot {
                     generation: self.generation_floor,
+                    view: ChannelView::NONE,
                     cap: None,
                 });
                 (self.slots.len() - 1) as u32
             }
         };
         let slot = &mut self.slots[index as usize];
+        slot.view = ChannelView::of(Some(&cap));
         slot.cap = Some(cap);
         self.live += 1;
         Ok(CapHandle::new(index, slot.generation))
@@ -391,6 +453,7 @@ impl CapSpace {
         let index = handle.index();
         let slot = &mut self.slots[index as usize];
         let cap = slot.cap.take();
+        slot.view = ChannelView::NONE;
         self.live -= 1;
         // A slot whose generation would wrap is retired for good, so a
         // handle can never come back to life.
@@ -464,6 +527,65 @@ mod tests {
         assert_eq!(space.get(a).unwrap_err(), InvalidUse::StaleHandle);
         assert_eq!(space.get(b).unwrap().id(), CapId(2));
         assert!(space.remove(a).is_none());
+    }
+
+    #[test]
+    fn a_live_channel_needs_a_live_channel_capability_with_the_rights() {
+        let channel = ChannelRef::from_parts(3, 7);
+        let send_only = Capability::new(
+            CapId(1),
+            ObjectRef::Channel(channel),
+            Rights::SEND,
+            Holder::Task(TaskId::from_raw(1)),
+            AccountId::from_raw(0),
+        );
+        let everything = Capability::new(
+            CapId(2),
+            ObjectRef::KernelInfo,
+            Rights::ALL,
+            Holder::Task(TaskId::from_raw(1)),
+            AccountId::from_raw(0),
+        );
+        let mut space = CapSpace::new(8);
+        let s = space.install(send_only).unwrap();
+        let k = space.install(everything).unwrap();
+        assert!(space.views_agree());
+        assert_eq!(space.live_channel(s, Rights::SEND), Some(channel));
+        assert_eq!(space.live_channel(s, Rights::NONE), Some(channel));
+        assert_eq!(
+            space.live_channel(s, Rights::RECEIVE),
+            None,
+            "a right missing"
+        );
+        assert_eq!(
+            space.live_channel(s, Rights::SEND | Rights::RECEIVE),
+            None,
+            "one right of two missing"
+        );
+        assert_eq!(space.live_channel(k, Rights::NONE), None, "not a channel");
+        assert_eq!(space.live_channel(k, Rights::SEND), None);
+        let stale = CapHandle::new(s.index(), s.generation() + 1);
+        assert_eq!(space.live_channel(stale, Rights::SEND), None);
+        let beyond = CapHandle::new(7, s.generation());
+        assert_eq!(space.live_channel(beyond, Rights::NONE), None);
+        // Removed: the slot's next generation names an empty slot, whose
+        // view is no channel's.
+        space.remove(s).unwrap();
+        assert!(space.views_agree());
+        assert_eq!(space.live_channel(s, Rights::SEND), None);
+        let emptied = CapHandle::new(s.index(), s.generation() + 1);
+        assert_eq!(space.live_channel(emptied, Rights::NONE), None);
+        // Reused by another kind of record: no channel either.
+        let other = space.install(record(3)).unwrap();
+        assert_eq!(other.index(), s.index());
+        assert!(space.views_agree());
+        assert_eq!(space.live_channel(other, Rights::NONE), None);
+        // A view that is not its record's is found.
+        space.slots[k.index() as usize].view = ChannelView {
+            bits: ChannelView::CHANNEL,
+            channel,
+        };
+        assert!(!space.views_agree());
     }
 
     #[test]

@@ -46,7 +46,7 @@ use pandagen_abi::{Badge, CapHandle, TaskId};
 
 use crate::budget::AccountId;
 use crate::cap_table::Capability;
-use crate::sched::TaskList;
+use crate::sched::WaitList;
 
 /// A channel object, by slot index and generation. Kernel-internal naming:
 /// tasks name channels by capability handles, never by `ChannelRef`.
@@ -227,7 +227,7 @@ pub(crate) struct Channel {
     /// Service registrations naming the channel.
     pub(crate) registrations: u32,
     /// Tasks blocked receiving, in arrival order.
-    pub(crate) waiters: TaskList,
+    pub(crate) waiters: WaitList,
     /// The creator's account, charged [`CHANNEL_COST`](crate::budget::CHANNEL_COST).
     pub(crate) payer: AccountId,
     /// Queued messages that are `reserved` (exit notifications).
@@ -270,7 +270,7 @@ impl Channel {
     /// directly, the service channel it is bound to.
     #[inline]
     pub(crate) fn woken_by_push(&self, ch: ChannelRef) -> Option<ChannelRef> {
-        match (self.waiters.head(), self.bound_to) {
+        match (self.waiters.get().head(), self.bound_to) {
             (Some(_), _) => Some(ch),
             (None, Some(service)) => Some(service),
             (None, None) => None,
@@ -366,7 +366,7 @@ impl ChannelTable {
             senders: 0,
             receivers: 0,
             registrations: 0,
-            waiters: TaskList::EMPTY,
+            waiters: WaitList::default(),
             payer,
             reserved_queued: 0,
             kernel_room: 0,
@@ -408,41 +408,14 @@ impl ChannelTable {
         slot.channel.as_mut()
     }
 
-    /// The channels `to` and `from` name, in one mutable borrow (`from`'s
-    /// is `None` when the two are one channel), and whether `from`'s bound
-    /// kernel channel holds messages (see [`Self::kernel_messages_waiting`]):
-    /// `None` unless both references are live. Each slot is read once: the
-    /// generation checks, the binding and the borrow all come from the same
-    /// two lookups, with nothing written in between (the fast path's check,
-    /// whose commit then changes the wait lists in place).
+    /// The live channel `r` names, or `None` (the fast path's lookup:
+    /// [`Self::get`], inlined for certain).
     #[inline(always)]
-    pub(crate) fn live_pair_mut(
-        &mut self,
-        to: ChannelRef,
-        from: ChannelRef,
-    ) -> Option<(&mut Channel, Option<&mut Channel>, bool)> {
-        let (t, f) = (to.index as usize, from.index as usize);
-        let live = |r: ChannelRef| {
-            let slot = self.slots.get(r.index as usize)?;
-            (slot.generation == r.generation)
-                .then_some(slot.channel.as_ref())
-                .flatten()
-        };
-        live(to)?;
-        let kernel_waiting = self.kernel_messages_waiting(live(from)?);
-        if t == f {
-            return Some((
-                self.slots.get_mut(t)?.channel.as_mut()?,
-                None,
-                kernel_waiting,
-            ));
-        }
-        let [t, f] = self.slots.get_disjoint_mut([t, f]).ok()?;
-        Some((
-            t.channel.as_mut()?,
-            Some(f.channel.as_mut()?),
-            kernel_waiting,
-        ))
+    pub(crate) fn live_channel(&self, r: ChannelRef) -> Option<&Channel> {
+        let slot = self.slots.get(r.index as usize)?;
+        (slot.generation == r.generation)
+            .then_some(slot.channel.as_ref())
+            .flatten()
     }
 
     /// Whether `ch`'s bound kernel channel, if it has one, holds messages
@@ -531,7 +504,7 @@ mod tests {
     }
 
     #[test]
-    fn a_live_pair_is_borrowed_in_order_and_a_stale_reference_gets_none() {
+    fn a_live_channel_is_found_with_its_binding_and_a_stale_reference_gets_none() {
         let mut table = ChannelTable::new();
         let payer = crate::budget::AccountId::from_raw(0);
         let (a, b, kernel) = (
@@ -539,17 +512,18 @@ mod tests {
             table.create(2, payer),
             table.create(3, payer),
         );
+        // The fast path's two lookups and the receive side's binding.
         let capacities = |t: &mut ChannelTable, to, from| {
-            t.live_pair_mut(to, from)
-                .map(|(s, r, waiting)| (s.capacity, r.map(|r| r.capacity), waiting))
+            let (s, r) = (t.live_channel(to)?, t.live_channel(from)?);
+            Some((s.capacity, r.capacity, t.kernel_messages_waiting(r)))
         };
-        assert_eq!(capacities(&mut table, a, b), Some((1, Some(2), false)));
-        assert_eq!(capacities(&mut table, b, a), Some((2, Some(1), false)));
-        assert_eq!(capacities(&mut table, a, a), Some((1, None, false)));
+        assert_eq!(capacities(&mut table, a, b), Some((1, 2, false)));
+        assert_eq!(capacities(&mut table, b, a), Some((2, 1, false)));
+        assert_eq!(capacities(&mut table, a, a), Some((1, 1, false)));
         // The receive side's bound kernel channel: waiting only once it
         // holds a message.
         table.get_mut(b).unwrap().bound = Some(kernel);
-        assert_eq!(capacities(&mut table, a, b), Some((1, Some(2), false)));
+        assert_eq!(capacities(&mut table, a, b), Some((1, 2, false)));
         let message = Message {
             seq: 0,
             sender: KERNEL_SENDER,
@@ -562,8 +536,8 @@ mod tests {
             reserved: false,
         };
         table.get_mut(kernel).unwrap().push_back(message);
-        assert_eq!(capacities(&mut table, a, b), Some((1, Some(2), true)));
-        assert_eq!(capacities(&mut table, b, a), Some((2, Some(1), false)));
+        assert_eq!(capacities(&mut table, a, b), Some((1, 2, true)));
+        assert_eq!(capacities(&mut table, b, a), Some((2, 1, false)));
         // A destroyed channel's reference, and its slot's successor under
         // the old one, name nothing.
         table.destroy(a);
@@ -573,17 +547,14 @@ mod tests {
         assert_eq!(successor.index(), a.index());
         assert_eq!(capacities(&mut table, a, b), None);
         assert_eq!(capacities(&mut table, b, a), None);
-        assert_eq!(
-            capacities(&mut table, successor, b),
-            Some((4, Some(2), true))
-        );
+        assert_eq!(capacities(&mut table, successor, b), Some((4, 2, true)));
         // One slot, named once by its successor and once by the old
         // reference: still stale.
         assert_eq!(capacities(&mut table, successor, a), None);
         assert_eq!(capacities(&mut table, a, successor), None);
         assert_eq!(
             capacities(&mut table, successor, successor),
-            Some((4, None, false))
+            Some((4, 4, false))
         );
     }
 

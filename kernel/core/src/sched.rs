@@ -25,6 +25,7 @@
 //! | `set_priority`            | O(1)                       |
 
 use alloc::collections::BTreeSet;
+use core::cell::Cell;
 
 use crate::sorted_map::SortedMap;
 use alloc::vec::Vec;
@@ -62,6 +63,13 @@ impl TaskList {
         (self.head != NIL).then_some(self.head)
     }
 }
+
+/// A channel's wait list. A [`Cell`], so that the IPC fast path's switch
+/// can hold the list it sends on and the one it receives on as two shared
+/// references that may name the same list (a call that receives where it
+/// sent), instead of one mutable borrow and an `Option` for the second;
+/// everything else changes it through [`Cell::get_mut`].
+pub(crate) type WaitList = Cell<TaskList>;
 
 impl Default for TaskList {
     fn default() -> Self {
@@ -350,38 +358,42 @@ impl Scheduler {
     /// running, the task at the head of `sent_on` is blocked, and
     /// `pick_next` would choose it if it were made ready now (no ready
     /// task has its priority or a higher one). `receive_on` is the list
-    /// the caller will wait in (`None`: `sent_on`, the caller receives
-    /// where it sent).
+    /// the caller will wait in, which may be `sent_on` itself (the caller
+    /// receives where it sent).
     ///
     /// The answer is the only way to the switch: it holds the scheduler
-    /// and both lists borrowed, so nothing changes what was checked before
-    /// [`DirectSwitch::commit`], which therefore checks none of it again.
+    /// borrowed, and the embedder holds the core (and so both lists)
+    /// borrowed until [`DirectSwitch::commit`], so nothing changes what
+    /// was checked before it, which therefore checks none of it again.
     ///
-    /// `on` is what the caller will wait for. A check that passes writes it
-    /// into the caller's entry, where nothing reads it while the caller
-    /// runs ([`Scheduler::state`] reads a task's wait only when it is
-    /// blocked, and blocking writes a new one), so that the commit, after
-    /// the embedder's hand-over, blocks the caller by writing its state's
-    /// kind alone: the check changes nothing anyone can observe, dropped or
-    /// committed.
+    /// `on` is what the caller will wait for. Once the caller is known to
+    /// be running, the check writes it into the caller's entry (first, so
+    /// that it is not held across the receiver's checks), where nothing
+    /// reads it while the caller runs ([`Scheduler::state`] reads a task's
+    /// wait only when it is blocked, and blocking writes a new one), so
+    /// that the commit, after the embedder's hand-over, blocks the caller
+    /// by writing its state's kind alone: the check changes nothing anyone
+    /// can observe, passed or declined, dropped or committed.
     #[inline(always)]
     pub(crate) fn check_direct<'k>(
         &'k mut self,
         caller: u32,
-        sent_on: &'k mut TaskList,
-        receive_on: Option<&'k mut TaskList>,
+        sent_on: &'k WaitList,
+        receive_on: &'k WaitList,
         on: BlockedOn,
     ) -> Option<DirectSwitch<'k>> {
-        let receiver = sent_on.head()?;
-        let r = self.entries.get(receiver as usize)?;
-        if r.kind != Kind::Blocked || self.nonempty >> r.priority != 0 {
-            return None;
-        }
         let c = self.entries.get_mut(caller as usize)?;
         if c.kind != Kind::Running {
             return None;
         }
         c.on = on;
+        // An empty list's head is `NIL`, which is no entry's slot (the
+        // entries could not fill memory up to it): the lookup declines it.
+        let receiver = sent_on.get().head;
+        let r = self.entries.get(receiver as usize)?;
+        if r.kind != Kind::Blocked || self.nonempty >> r.priority != 0 {
+            return None;
+        }
         Some(DirectSwitch {
             sched: self,
             sent_on,
@@ -548,13 +560,14 @@ impl Scheduler {
 /// The IPC fast path's switch, checked by [`Scheduler::check_direct`] and
 /// made by nothing else: the caller is running, the receiver blocked at
 /// the head of `sent_on` and would run next. It holds the scheduler and
-/// both wait lists borrowed until [`DirectSwitch::commit`], so what the
-/// check saw still holds there; dropped, it leaves everything as it was.
+/// both wait lists (which may be one list) borrowed until
+/// [`DirectSwitch::commit`], so what the check saw still holds there;
+/// dropped, it leaves everything as it was.
 #[must_use = "a checked switch changes nothing until it is committed"]
 pub(crate) struct DirectSwitch<'k> {
     sched: &'k mut Scheduler,
-    sent_on: &'k mut TaskList,
-    receive_on: Option<&'k mut TaskList>,
+    sent_on: &'k WaitList,
+    receive_on: &'k WaitList,
     caller: u32,
     receiver: u32,
 }
@@ -569,8 +582,9 @@ impl DirectSwitch<'_> {
 
     /// Switch, in one step and without the ready lists: the receiver
     /// leaves the head of `sent_on` and runs, and the caller blocks on the
-    /// wait the check was given at the tail of `receive_on` (of `sent_on`
-    /// when `None`: the caller receives where it sent). Both leave and enter the deadline
+    /// wait the check was given at the tail of `receive_on` (which may be
+    /// `sent_on`: the caller receives where it sent, and takes the
+    /// receiver's place in line). Both leave and enter the deadline
     /// index as their waits say; the receiver was woken by a hand-off
     /// ([`WakeReason::HandedOff`]) and the caller, waiting again, has no
     /// wake reason.
@@ -598,20 +612,21 @@ impl DirectSwitch<'_> {
         };
         r.kind = Kind::Running;
         r.wake = Some(WakeReason::HandedOff);
-        sent_on.head = next;
+        let mut sent = sent_on.get();
+        sent.head = next;
         if next == NIL {
-            sent_on.tail = NIL;
+            sent.tail = NIL;
         } else {
             entries[next as usize].link.prev = NIL;
         }
-        // The caller joins the tail of the list it receives on. This is
-        // `push_back` written out with the state change through one borrow
-        // of the entry: through `push_back` (and its `entry` growth check)
-        // the round trip measured 8 instructions more.
-        let list = match receive_on {
-            Some(list) => list,
-            None => sent_on,
-        };
+        sent_on.set(sent);
+        // The caller joins the tail of the list it receives on, read after
+        // the write above (it is that list when the caller receives where
+        // it sent). This is `push_back` written out with the state change
+        // through one borrow of the entry: through `push_back` (and its
+        // `entry` growth check) the round trip measured 8 instructions
+        // more.
+        let mut list = receive_on.get();
         let tail = list.tail;
         let c = &mut entries[caller as usize];
         // Its wait is in its entry already (see `check_direct`).
@@ -628,6 +643,7 @@ impl DirectSwitch<'_> {
             entries[tail as usize].link.next = caller;
         }
         list.tail = caller;
+        receive_on.set(list);
         if let Some(deadline) = waited {
             sched.deadlines.remove(&(deadline, receiver));
         }
@@ -878,25 +894,25 @@ mod tests {
     #[test]
     fn a_direct_switch_runs_the_first_waiter_and_blocks_the_caller_elsewhere() {
         let mut s = Scheduler::new();
-        let (mut sent_on, mut receive_on) = (TaskList::EMPTY, TaskList::EMPTY);
+        let (mut sent_on, mut receive_on) = (WaitList::default(), WaitList::default());
         for slot in 0..4 {
             s.activate(slot, Priority::NORMAL);
         }
-        s.block(1, receiving(0, Some(5)), Some(&mut sent_on));
-        s.block(2, receiving(0, None), Some(&mut sent_on));
-        s.block(3, receiving(1, None), Some(&mut receive_on));
+        s.block(1, receiving(0, Some(5)), Some(sent_on.get_mut()));
+        s.block(2, receiving(0, None), Some(sent_on.get_mut()));
+        s.block(3, receiving(1, None), Some(receive_on.get_mut()));
         assert_eq!(s.pick_next(), Some(0));
         let on = receiving(1, Some(9));
-        let switch = s.check_direct(0, &mut sent_on, Some(&mut receive_on), on);
+        let switch = s.check_direct(0, &sent_on, &receive_on, on);
         let switch = switch.expect("task 1 is first in line and would run");
         assert_eq!(switch.slots(), (0, 1));
         switch.commit();
         assert_eq!(s.state(1), SchedState::Running);
         assert_eq!(s.state(0), SchedState::Blocked(on));
-        assert_eq!(s.iter_list(sent_on).collect::<Vec<_>>(), [2]);
-        assert_eq!((sent_on.head, sent_on.tail), (2, 2));
-        assert_eq!(s.iter_list(receive_on).collect::<Vec<_>>(), [3, 0]);
-        assert_eq!((receive_on.head, receive_on.tail), (3, 0));
+        assert_eq!(s.iter_list(sent_on.get()).collect::<Vec<_>>(), [2]);
+        assert_eq!((sent_on.get().head, sent_on.get().tail), (2, 2));
+        assert_eq!(s.iter_list(receive_on.get()).collect::<Vec<_>>(), [3, 0]);
+        assert_eq!((receive_on.get().head, receive_on.get().tail), (3, 0));
         assert_eq!(
             s.next_deadline(),
             Some(Instant::from_nanos(9)),
@@ -904,8 +920,8 @@ mod tests {
         );
         assert!(s.consistent());
         // The caller, woken, leaves the list it joined cleanly.
-        s.wake(0, Some(&mut receive_on));
-        assert_eq!(s.iter_list(receive_on).collect::<Vec<_>>(), [3]);
+        s.wake(0, Some(receive_on.get_mut()));
+        assert_eq!(s.iter_list(receive_on.get()).collect::<Vec<_>>(), [3]);
         assert_eq!(s.next_deadline(), None);
         assert!(s.consistent());
     }
@@ -913,29 +929,47 @@ mod tests {
     #[test]
     fn a_direct_switch_on_one_channel_swaps_the_waiter_for_the_caller() {
         let mut s = Scheduler::new();
-        let mut list = TaskList::EMPTY;
+        let mut list = WaitList::default();
         s.activate(0, Priority::NORMAL);
         s.activate(1, Priority::NORMAL);
-        s.block(1, receiving(0, None), Some(&mut list));
+        s.block(1, receiving(0, None), Some(list.get_mut()));
         assert_eq!(s.pick_next(), Some(0));
-        let switch = s.check_direct(0, &mut list, None, receiving(0, None));
+        let switch = s.check_direct(0, &list, &list, receiving(0, None));
         let switch = switch.expect("task 1 waits");
         assert_eq!(switch.slots(), (0, 1));
         switch.commit();
         assert_eq!(s.state(1), SchedState::Running);
-        assert_eq!(s.iter_list(list).collect::<Vec<_>>(), [0]);
-        assert_eq!((list.head(), list.tail), (Some(0), 0));
+        assert_eq!(s.iter_list(list.get()).collect::<Vec<_>>(), [0]);
+        assert_eq!((list.get().head(), list.get().tail), (Some(0), 0));
         assert_eq!(s.next_deadline(), None);
         assert!(s.consistent());
         // And back: the list holds the other task again.
-        let switch = s.check_direct(1, &mut list, None, receiving(0, Some(3)));
+        let switch = s.check_direct(1, &list, &list, receiving(0, Some(3)));
         let switch = switch.expect("task 0 waits");
         assert_eq!(switch.slots(), (1, 0));
         switch.commit();
         assert_eq!(s.state(1), SchedState::Blocked(receiving(0, Some(3))));
         assert_eq!(s.next_deadline(), Some(Instant::from_nanos(3)));
-        assert_eq!(s.iter_list(list).collect::<Vec<_>>(), [1]);
+        assert_eq!(s.iter_list(list.get()).collect::<Vec<_>>(), [1]);
         assert_eq!(s.state(0), SchedState::Running);
+        assert!(s.consistent());
+        // With a third task waiting behind the receiver, the caller joins
+        // the line behind it.
+        s.activate(2, Priority::NORMAL);
+        s.block(2, receiving(0, None), Some(list.get_mut()));
+        let switch = s.check_direct(0, &list, &list, receiving(0, None));
+        assert_eq!(
+            switch.map(|c| {
+                let slots = c.slots();
+                c.commit();
+                slots
+            }),
+            Some((0, 1))
+        );
+        assert_eq!(s.iter_list(list.get()).collect::<Vec<_>>(), [2, 0]);
+        assert_eq!((list.get().head, list.get().tail), (2, 0));
+        assert_eq!(s.state(1), SchedState::Running);
+        assert_eq!(s.next_deadline(), None, "the receiver's deadline left");
         assert!(s.consistent());
     }
 
@@ -943,18 +977,18 @@ mod tests {
     /// `receiver` were it first in a wait list (the list is made for the
     /// question: the check reads only its head).
     fn can_switch(s: &mut Scheduler, caller: u32, receiver: u32) -> bool {
-        let mut list = TaskList {
+        let list = WaitList::new(TaskList {
             head: receiver,
             tail: receiver,
-        };
-        s.check_direct(caller, &mut list, None, receiving(0, None))
+        });
+        s.check_direct(caller, &list, &list, receiving(0, None))
             .is_some()
     }
 
     #[test]
     fn a_direct_switch_out_of_its_preconditions_is_declined_by_its_check() {
         let mut s = Scheduler::new();
-        let mut list = TaskList::EMPTY;
+        let mut list = WaitList::default();
         // Only task 3, lowest, stays ready: the others would run next.
         for slot in 0..3 {
             s.activate(slot, Priority::HIGH);
@@ -962,11 +996,11 @@ mod tests {
         s.activate(3, Priority::IDLE);
         let on = receiving(0, None);
         assert!(
-            s.check_direct(0, &mut list, None, on).is_none(),
+            s.check_direct(0, &list, &list, on).is_none(),
             "nobody waits"
         );
-        s.block(1, receiving(0, None), Some(&mut list));
-        s.block(2, receiving(0, None), Some(&mut list));
+        s.block(1, receiving(0, None), Some(list.get_mut()));
+        s.block(2, receiving(0, None), Some(list.get_mut()));
         assert_eq!(s.pick_next(), Some(0));
         let cases: [(&str, u32, u32); 5] = [
             ("a caller that is not running", 3, 1),
@@ -981,11 +1015,11 @@ mod tests {
         assert!(can_switch(&mut s, 0, 1) && can_switch(&mut s, 0, 2));
         // The check takes the head of the list, and a declined or dropped
         // check changes nothing.
-        let mut other = TaskList::EMPTY;
-        let switch = s.check_direct(0, &mut list, Some(&mut other), receiving(1, Some(4)));
+        let other = WaitList::default();
+        let switch = s.check_direct(0, &list, &other, receiving(1, Some(4)));
         assert_eq!(switch.map(|c| c.slots()), Some((0, 1)));
-        assert_eq!(s.iter_list(list).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(other, TaskList::EMPTY);
+        assert_eq!(s.iter_list(list.get()).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(other.get(), TaskList::EMPTY);
         assert_eq!(s.state(0), SchedState::Running);
         assert!(s.consistent());
         // The dropped check's wait is nowhere: the caller's next block

@@ -368,7 +368,7 @@ impl KernelCore {
         // `next_seq`, on the field: `c` borrows the channel table.
         let seq = self.next_seq;
         self.next_seq += 1;
-        if let (true, Some(slot)) = (c.queue.is_empty(), c.waiters.head()) {
+        if let (true, Some(slot)) = (c.queue.is_empty(), c.waiters.get().head()) {
             if let Some(receiver) = self.tasks.by_slot(slot).map(|t| t.id) {
                 let offer = Offer {
                     receiver,
@@ -378,7 +378,7 @@ impl KernelCore {
                     badge,
                 };
                 if hand_off(&offer) {
-                    self.sched.wake(slot, Some(&mut c.waiters));
+                    self.sched.wake(slot, Some(c.waiters.get_mut()));
                     self.sched.set_wake(slot, Some(WakeReason::HandedOff));
                     return Ok(Sent::HandedOff {
                         channel: ch,
@@ -697,7 +697,7 @@ impl KernelCore {
             ));
         }
         let msg = c.pop_front().expect("head checked above");
-        let now_drained = c.is_drained() && !c.waiters.is_empty();
+        let now_drained = c.is_drained() && !c.waiters.get().is_empty();
         self.release_message(&msg);
         let Message {
             seq,

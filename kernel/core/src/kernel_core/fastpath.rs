@@ -21,7 +21,7 @@
 use pandagen_abi::{CapHandle, Instant, Rights, TaskId};
 
 use super::KernelCore;
-use crate::cap_table::{CapSpace, ObjectRef};
+use crate::cap_table::CapSpace;
 use crate::channel::{Body, ChannelRef};
 use crate::registry::Registry;
 use crate::sched::{BlockedOn, DirectSwitch};
@@ -76,7 +76,7 @@ pub struct FastCall<'k> {
     caller: TaskId,
     tasks: &'k TaskTable,
     /// The switch, on the wait lists of the channel sent on and of the one
-    /// received on unless it is the same.
+    /// received on (the same list when it is the same channel).
     switch: DirectSwitch<'k>,
     next_seq: &'k mut u64,
     to: ChannelRef,
@@ -126,7 +126,7 @@ impl FastCall<'_> {
         *next_seq += 1;
         // The wait lists are changed in place, in the channels `check_fast`
         // found; when the caller receives on the channel it sent on, they
-        // are one list. The two wake reasons are written in the same
+        // are one list (and one cell). The two wake reasons are written in the same
         // scheduler entries, and the caller's wait is there already (the
         // check put it where nothing reads it while the caller runs).
         switch.commit();
@@ -256,28 +256,33 @@ impl KernelCore {
         let space = &caller_task.space;
         let (to, found) = target.find(space, registry)?;
         let from = fast_channel(space, receive, Rights::RECEIVE)?;
-        // The two channels are borrowed once, here, for the checks and for
-        // the commit, which changes their wait lists in place (the core
-        // stays borrowed until then, so they hold the same channels). The
-        // binding's answer comes with them: a channel bound to no kernel
-        // channel (the common case) costs one test.
-        let (sent_on, receive_on, kernel_waiting) = channels.live_pair_mut(to, from)?;
+        // The two channels, each read once, here, for the checks (the
+        // channel sent on checked before the other is looked up, so that
+        // fewer values are live at once); the commit changes their wait
+        // lists in place, through their cells (the core stays borrowed
+        // until then, so they hold the same channels). When the caller
+        // receives where it sent they are one channel, and one list, with
+        // no test for it. A receive channel bound to no kernel channel
+        // (the common case) costs one test for the binding.
+        let sent_on = channels.live_channel(to)?;
         if sent_on.is_closed() || !sent_on.queue.is_empty() {
             return None;
         }
-        let r = receive_on.as_deref().unwrap_or(sent_on);
-        if !r.queue.is_empty() || r.is_drained() || kernel_waiting {
+        let receive_on = channels.live_channel(from)?;
+        if !receive_on.queue.is_empty()
+            || receive_on.is_drained()
+            || channels.kernel_messages_waiting(receive_on)
+        {
             return None;
         }
         // The caller is running and the task first in line on the channel
         // sent on is blocked and would run next; the switch checked here
         // is the only one the commit can make.
-        let receive_on = receive_on.map(|r| &mut r.waiters);
         let on = BlockedOn::Receive {
             channel: from,
             deadline,
         };
-        let switch = sched.check_direct(caller_slot, &mut sent_on.waiters, receive_on, on)?;
+        let switch = sched.check_direct(caller_slot, &sent_on.waiters, &receive_on.waiters, on)?;
         let call = FastCall {
             caller,
             tasks,
@@ -315,11 +320,7 @@ impl SendTarget for ChannelSend {
 /// The channel a valid channel capability with `required` in `space`
 /// names, or `None` (not audited: the general path repeats the check and
 /// audits the refusal).
-#[inline]
+#[inline(always)]
 fn fast_channel(space: &CapSpace, handle: CapHandle, required: Rights) -> Option<ChannelRef> {
-    let cap = space.live(handle)?;
-    match cap.object() {
-        ObjectRef::Channel(ch) if cap.rights().contains(required) => Some(ch),
-        _ => None,
-    }
+    space.live_channel(handle, required)
 }

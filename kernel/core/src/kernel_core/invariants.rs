@@ -31,8 +31,9 @@ pub enum InvariantViolation {
     ClosedChannelNotEmpty(ChannelRef),
     /// A registration names a dead owner or a closed or missing channel.
     StaleRegistration(ServiceId),
-    /// A live task is not scheduled, or a blocked task is in the wrong
-    /// wait list.
+    /// A live task is not scheduled, a blocked task is in the wrong wait
+    /// list, or a slot of the task's capability space shows the IPC fast
+    /// path a channel view that is not its record's.
     TaskState(TaskId),
     /// The ready lists, bitmap or deadline index are inconsistent.
     Scheduler,
@@ -95,6 +96,9 @@ impl KernelCore {
         for (_, task) in self.tasks.iter() {
             for (_, cap) in task.space.iter() {
                 visit(cap, Holder::Task(task.id))?;
+            }
+            if !task.space.views_agree() {
+                return Err(InvariantViolation::TaskState(task.id));
             }
         }
         for (ch, c) in self.channels.iter() {
@@ -166,7 +170,7 @@ impl KernelCore {
             {
                 return Err(InvariantViolation::Binding(ch));
             }
-            for slot in self.sched.iter_list(c.waiters) {
+            for slot in self.sched.iter_list(c.waiters.get()) {
                 let blocked_here = matches!(
                     self.sched.state(slot),
                     SchedState::Blocked(BlockedOn::Receive { channel, .. }) if channel == ch
@@ -183,7 +187,7 @@ impl KernelCore {
                     let listed = self
                         .channels
                         .get(channel)
-                        .is_some_and(|c| self.sched.iter_list(c.waiters).any(|s| s == slot));
+                        .is_some_and(|c| self.sched.iter_list(c.waiters.get()).any(|s| s == slot));
                     if !listed {
                         return Err(InvariantViolation::TaskState(task.id));
                     }
@@ -563,7 +567,7 @@ mod tests {
             channel: other,
             deadline: None,
         };
-        let waiters = w.k.channels.get_mut(w.ch).map(|c| &mut c.waiters);
+        let waiters = w.k.channels.get_mut(w.ch).map(|c| c.waiters.get_mut());
         w.k.sched.block(slot, on, waiters);
         assert_eq!(w.k.check_invariants(), Err(V::WaitList(w.ch)));
     }
@@ -576,7 +580,7 @@ mod tests {
             channel: w.ch,
             deadline: None,
         };
-        let waiters = w.k.channels.get_mut(w.ch).map(|c| &mut c.waiters);
+        let waiters = w.k.channels.get_mut(w.ch).map(|c| c.waiters.get_mut());
         w.k.sched.block(slot, on, waiters);
         w.k.check_invariants().unwrap();
         // The task leaves the table but not the wait list.

@@ -519,11 +519,11 @@ impl KernelCore {
             return;
         };
         if c.refs == 0 {
-            debug_assert!(c.queue.is_empty() && c.waiters.is_empty());
+            debug_assert!(c.queue.is_empty() && c.waiters.get().is_empty());
             let payer = c.payer;
             self.channels.destroy(ch);
             self.accounts.release_memory(payer, CHANNEL_COST);
-        } else if c.is_drained() && !c.waiters.is_empty() {
+        } else if c.is_drained() && !c.waiters.get().is_empty() {
             self.wake_all(ch, WakeReason::ChannelClosed);
         }
     }
@@ -538,10 +538,10 @@ impl KernelCore {
         let Some(c) = self.channels.get_mut(ch) else {
             return false;
         };
-        let Some(slot) = c.waiters.head() else {
+        let Some(slot) = c.waiters.get().head() else {
             return false;
         };
-        self.sched.wake(slot, Some(&mut c.waiters));
+        self.sched.wake(slot, Some(c.waiters.get_mut()));
         self.sched.set_wake(slot, Some(reason));
         true
     }

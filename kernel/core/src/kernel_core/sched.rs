@@ -99,7 +99,7 @@ impl KernelCore {
             channel: ch,
             deadline,
         };
-        let waiters = self.channels.get_mut(ch).map(|c| &mut c.waiters);
+        let waiters = self.channels.get_mut(ch).map(|c| c.waiters.get_mut());
         self.sched.block(slot, on, waiters);
         Ok(RecvOutcome::Blocked)
     }
@@ -134,7 +134,7 @@ impl KernelCore {
         while let Some(slot) = self.sched.first_expired(now) {
             match self.sched.state(slot) {
                 SchedState::Blocked(BlockedOn::Receive { channel, .. }) => {
-                    let waiters = self.channels.get_mut(channel).map(|c| &mut c.waiters);
+                    let waiters = self.channels.get_mut(channel).map(|c| c.waiters.get_mut());
                     self.sched.wake(slot, waiters);
                 }
                 _ => self.sched.wake(slot, None),
@@ -151,7 +151,7 @@ impl KernelCore {
     fn cancel_block(&mut self, slot: u32) {
         match self.sched.state(slot) {
             SchedState::Blocked(BlockedOn::Receive { channel, .. }) => {
-                let waiters = self.channels.get_mut(channel).map(|c| &mut c.waiters);
+                let waiters = self.channels.get_mut(channel).map(|c| c.waiters.get_mut());
                 self.sched.wake(slot, waiters);
             }
             SchedState::Blocked(BlockedOn::Sleep { .. }) => self.sched.wake(slot, None),
@@ -189,7 +189,7 @@ impl KernelCore {
         };
         let waiters = match self.sched.state(slot) {
             SchedState::Blocked(BlockedOn::Receive { channel, .. }) => {
-                self.channels.get_mut(channel).map(|c| &mut c.waiters)
+                self.channels.get_mut(channel).map(|c| c.waiters.get_mut())
             }
             _ => None,
         };

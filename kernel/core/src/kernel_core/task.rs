@@ -200,7 +200,7 @@ impl KernelCore {
             .ok_or(KernelError::TaskNotFound(task))?;
         match self.sched.state(slot) {
             SchedState::Blocked(BlockedOn::Receive { channel, .. }) => {
-                let waiters = self.channels.get_mut(channel).map(|c| &mut c.waiters);
+                let waiters = self.channels.get_mut(channel).map(|c| c.waiters.get_mut());
                 self.sched.deactivate(slot, waiters);
             }
             _ => self.sched.deactivate(slot, None),
