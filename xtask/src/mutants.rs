@@ -426,7 +426,7 @@ mod tests {
         // Each such skip must find the operator it names at that place.
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let by_position = regex::Regex::new(
-            r"^(?P<file>[^:]+\.rs):(?P<line>[^:]+):(?P<col>[0-9]+):(?:\.\*|(?: replace (?P<op>\S+) with))",
+            r"^(?P<file>[^:]+\.rs):(?P<line>[^:]+):(?P<col>[0-9]+|\((?:[0-9]+\|)*[0-9]+\)):(?:\.\*|(?: replace (?P<op>\S+) with))",
         )
         .unwrap();
         let mut checked = 0;
@@ -437,7 +437,13 @@ mod tests {
             let mut files = Vec::new();
             sources_ending_with(root, &m["file"], &mut files);
             let line_re = regex::Regex::new(&format!("^(?:{})$", &m["line"])).unwrap();
-            let col: usize = m["col"].parse().unwrap();
+            // A column is a number or an alternation of them, `(48|53)`:
+            // each named column must hold the operator.
+            let cols: Vec<usize> = m["col"]
+                .trim_matches(|c| c == '(' || c == ')')
+                .split('|')
+                .map(|c| c.parse().unwrap())
+                .collect();
             let op = m.name("op").map(|o| o.as_str().replace('\\', ""));
             // The skip is right if it names the operator in one of the
             // files it can match (cargo-mutants matches names anywhere).
@@ -445,8 +451,10 @@ mod tests {
                 let source = std::fs::read_to_string(file).unwrap();
                 let holds_op = |n: &usize| {
                     let line = source.lines().nth(n - 1).unwrap();
-                    let at: String = line.chars().skip(col - 1).collect();
-                    op.as_ref().is_none_or(|op| at.starts_with(op.as_str()))
+                    cols.iter().all(|col| {
+                        let at: String = line.chars().skip(col - 1).collect();
+                        op.as_ref().is_none_or(|op| at.starts_with(op.as_str()))
+                    })
                 };
                 let places: Vec<usize> = (1..=source.lines().count())
                     .filter(|n| line_re.is_match(&n.to_string()))
@@ -461,7 +469,7 @@ mod tests {
             };
             assert!(
                 files.iter().any(points_at_op),
-                "{skip}: no `{op:?}` at column {col} of those lines in {files:?}"
+                "{skip}: no `{op:?}` at columns {cols:?} of those lines in {files:?}"
             );
             checked += 1;
         }
