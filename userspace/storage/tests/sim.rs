@@ -353,6 +353,40 @@ fn dropped_replies_are_retried_and_each_request_runs_once() {
     h.kernel.check_invariants().unwrap();
 }
 
+/// A call driven with `start` and `poll` whose answers are all lost is
+/// re-sent at each deadline while attempts are left, then reported as a
+/// timeout, as `call` reports it: no sooner than the attempts' timeouts,
+/// and not later than the polling that follows them.
+#[test]
+fn polling_a_call_whose_answers_are_lost_times_out_after_its_attempts() {
+    let (mut h, alice, a) = setup();
+    let mut a = a.with_retry(Duration::from_millis(200), 3);
+    a.info(&mut h.as_client(alice)).unwrap();
+    h.kernel.set_fault_plan(drop_replies(None));
+    let started = h.kernel.now();
+    let mut call = a
+        .start(&mut h.as_client(alice), &pandagen_storage::Request::Info)
+        .unwrap();
+    let outcome = loop {
+        match a.poll(&mut h.as_client(alice), &mut call) {
+            Ok(None) => h.as_client(alice).sleep(Duration::from_millis(50)).unwrap(),
+            other => break other,
+        }
+        let waited = h.kernel.now().saturating_duration_since(started);
+        assert!(
+            waited < Duration::from_secs(2),
+            "still polling at {waited:?}"
+        );
+    };
+    assert!(
+        matches!(outcome, Err(ClientError::Timeout { attempts: 3, .. })),
+        "{outcome:?}"
+    );
+    let waited = h.kernel.now().saturating_duration_since(started);
+    assert!(waited >= Duration::from_millis(600), "{waited:?}");
+    h.kernel.check_invariants().unwrap();
+}
+
 #[test]
 fn when_every_reply_is_lost_the_client_reports_a_timeout() {
     let (mut h, alice, a) = setup();
