@@ -1038,6 +1038,7 @@ fn one_operation_puts_and_gets_answer_as_the_general_path() {
         object: ObjectId::from_raw(999),
         ..map
     };
+    let stale = ObjectGrant { epoch: 1, ..map };
     // Each step, and how its answer begins.
     let steps: Vec<(MessageEnvelope, Option<Badge>, &str)> = vec![
         (transact(ALICE, put(b"k", b"v1")), full(&map), "Ok(Transacted { results: [Written(VersionId(3))], versions: [(ObjectId(1), VersionId(3))]"),
@@ -1062,6 +1063,10 @@ fn one_operation_puts_and_gets_answer_as_the_general_path() {
         (transact(BOB, put(b"k", b"v")), stamp(&map, Rights::READ), "Err(MissingRights"),
         (transact(BOB, get(b"k")), stamp(&map, Rights::WRITE), "Err(MissingRights"),
         (transact(BOB, get(b"k")), None, "Err(CapabilityRequired"),
+        // A revoked capability's epoch; the rights before the key.
+        (transact(ALICE, get(b"k")), full(&stale), "Err(InvalidCapability"),
+        (transact(ALICE, put(b"k", b"v")), full(&stale), "Err(InvalidCapability"),
+        (transact(BOB, get(&too_long_key)), stamp(&map, Rights::WRITE), "Err(MissingRights"),
     ];
     for (request, badge, expected) in &steps {
         let answer = alloc::format!("{:?}", both(&mut t, request, *badge));
@@ -1093,8 +1098,17 @@ fn one_operation_puts_and_gets_answer_as_the_general_path() {
     }
     for op in [put(b"b", b"v"), get(b"k")] {
         assert!(matches!(
-            both(&mut t, &transact(BOB, op), full(&map)),
+            both(&mut t, &transact(BOB, op.clone()), full(&map)),
             Err(StorageError::TooManyTransactions { .. })
+        ));
+        // The capability is checked first.
+        assert!(matches!(
+            both(&mut t, &transact(BOB, op.clone()), full(&ghost)),
+            Err(StorageError::UnknownObject(_))
+        ));
+        assert!(matches!(
+            both(&mut t, &transact(BOB, op), full(&stale)),
+            Err(StorageError::InvalidCapability(_))
         ));
     }
     // Open transactions hold all the pending bytes there may be.
