@@ -1324,21 +1324,26 @@ proptest::proptest! {
         steps in proptest::collection::vec((0u8..3, 0u64..3, 0u32..3), 0..200),
     ) {
         let mut sessions = Sessions::default();
+        // Three sessions a task at most, nine in all: none is evicted.
+        let mut open = alloc::collections::BTreeMap::new();
         for (at, (what, task, number)) in steps.into_iter().enumerate() {
             let key = (TaskId::from_raw(task), number);
             match what {
                 0 => {
-                    let reply = Cap::from_handle(CapHandle::from_raw(at as u64));
-                    sessions.open(key, reply);
+                    let reply = CapHandle::from_raw(at as u64);
+                    sessions.open(key, Cap::from_handle(reply));
+                    open.insert(key, reply);
                 }
                 1 => {
-                    sessions.close(&key);
+                    let closed = sessions.close(&key).map(|c| c.handle());
+                    proptest::prop_assert_eq!(closed, open.remove(&key));
                 }
                 _ => {}
             }
             for task in 0..3 {
                 for number in 0..3 {
                     let key = (TaskId::from_raw(task), number);
+                    proptest::prop_assert_eq!(sessions.get(&key), open.get(&key).copied());
                     proptest::prop_assert_eq!(
                         sessions.get(&key),
                         sessions.replies.get(&key).map(Cap::handle)
