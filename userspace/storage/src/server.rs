@@ -59,7 +59,7 @@ use crate::cap::{CapAuthority, ObjectBadge, ObjectGrant, OBJECT_CAP_RIGHTS};
 use crate::error::StorageError;
 use crate::ids::{ObjectId, VersionId};
 use crate::limits;
-use crate::object::ObjectKind;
+use crate::object::{Object, ObjectKind};
 
 /// The rights of a capability for the home map (see `Request::Home`).
 const HOME_RIGHTS: Rights =
@@ -860,14 +860,17 @@ impl<B: StorageBackend> StorageServer<B> {
         }
         self.expire_if(false, clock);
         let (owner, asker) = self.requester(envelope);
-        let object = self.authorize(badge, op.required_rights())?;
         match op {
             OpRef::Put { key, value } => {
+                let object = self.authorize(badge, op.required_rights())?;
                 self.put_alone(object, key, value.to_vec(), owner, asker)?;
                 Ok(Executed::Framed { read_only: false })
             }
             OpRef::Get { key, at } => {
-                self.get_alone(object, key, at, owner)?;
+                // Authorized as the store looks the object up.
+                let stamp = Stamp::of(badge, op.required_rights())?;
+                let object = stamp.badge.object;
+                self.get_alone(object, key, at, owner, |obj| stamp.check(obj))?;
                 Ok(Executed::Framed { read_only: true })
             }
         }
@@ -1102,8 +1105,9 @@ impl<B: StorageBackend> StorageServer<B> {
         key: &[u8],
         at: Option<VersionId>,
         owner: Option<u64>,
+        authorize: impl FnOnce(&Object) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
-        let (version, value) = self.store.get_alone(owner, object, key, at)?;
+        let (version, value) = self.store.get_alone(owner, object, key, at, authorize)?;
         let results = [OpResultRef::Value { version, value }];
         let reply = TransactedRef {
             results: &results,
@@ -1143,18 +1147,9 @@ impl<B: StorageBackend> StorageServer<B> {
     /// (else the capability was revoked), and its rights include
     /// `required`.
     fn authorize(&self, badge: Option<Badge>, required: Rights) -> Result<ObjectId, StorageError> {
-        let badge = badge.ok_or(StorageError::CapabilityRequired)?;
-        let ObjectBadge { object, epoch } = ObjectBadge::decode(badge.value);
-        if self.store.object(object)?.cap_epoch() != epoch {
-            return Err(StorageError::InvalidCapability(object));
-        }
-        if !badge.rights.contains(required) {
-            return Err(StorageError::MissingRights {
-                object,
-                required,
-                held: badge.rights,
-            });
-        }
+        let stamp = Stamp::of(badge, required)?;
+        let object = stamp.badge.object;
+        stamp.check(self.store.object(object)?)?;
         Ok(object)
     }
 
@@ -1228,6 +1223,44 @@ impl<B: StorageBackend> StorageServer<B> {
                 }
             }
         })
+    }
+}
+
+/// [`StorageServer::authorize`] in two halves: the object the kernel's
+/// stamp names ([`Stamp::of`]: `CapabilityRequired` without one), and the
+/// check of that object once looked up ([`Stamp::check`]).
+#[derive(Clone, Copy)]
+struct Stamp {
+    badge: ObjectBadge,
+    rights: Rights,
+    required: Rights,
+}
+
+impl Stamp {
+    fn of(badge: Option<Badge>, required: Rights) -> Result<Self, StorageError> {
+        let badge = badge.ok_or(StorageError::CapabilityRequired)?;
+        Ok(Stamp {
+            badge: ObjectBadge::decode(badge.value),
+            rights: badge.rights,
+            required,
+        })
+    }
+
+    /// The object's epoch is the stamp's (else the capability was
+    /// revoked), and the stamp's rights include the required ones.
+    fn check(self, obj: &Object) -> Result<(), StorageError> {
+        let ObjectBadge { object, epoch } = self.badge;
+        if obj.cap_epoch() != epoch {
+            return Err(StorageError::InvalidCapability(object));
+        }
+        if !self.rights.contains(self.required) {
+            return Err(StorageError::MissingRights {
+                object,
+                required: self.required,
+                held: self.rights,
+            });
+        }
+        Ok(())
     }
 }
 

@@ -510,23 +510,33 @@ impl<B: StorageBackend> ObjectStore<B> {
     /// bound the table: at most [`limits::MAX_ACTIVE_TRANSACTIONS`] open,
     /// [`limits::MAX_TRANSACTIONS_PER_CLIENT`] of them `owner`'s.
     fn next_tx_id(&mut self, owner: Option<u64>) -> Result<TxId, StorageError> {
+        Self::take_tx_id(&mut self.next_tx, &self.txs, owner)
+    }
+
+    /// [`Self::next_tx_id`] on the two fields it reads, so that a caller
+    /// may hold an object of the catalog meanwhile.
+    fn take_tx_id(
+        next_tx: &mut u64,
+        txs: &TxTable,
+        owner: Option<u64>,
+    ) -> Result<TxId, StorageError> {
         // The low 32 bits of a transaction id count within the instance.
-        let exhausted = self.next_tx & 0xffff_ffff == 0;
-        if self.txs.len() >= limits::MAX_ACTIVE_TRANSACTIONS || exhausted {
+        let exhausted = *next_tx & 0xffff_ffff == 0;
+        if txs.len() >= limits::MAX_ACTIVE_TRANSACTIONS || exhausted {
             return Err(StorageError::TooManyTransactions {
                 max: limits::MAX_ACTIVE_TRANSACTIONS as u32,
             });
         }
         if owner.is_some()
-            && self.txs.values().filter(|r| r.owner == owner).count()
+            && txs.values().filter(|r| r.owner == owner).count()
                 >= limits::MAX_TRANSACTIONS_PER_CLIENT
         {
             return Err(StorageError::TooManyTransactions {
                 max: limits::MAX_TRANSACTIONS_PER_CLIENT as u32,
             });
         }
-        let id = TxId::from_raw(self.next_tx);
-        self.next_tx += 1;
+        let id = TxId::from_raw(*next_tx);
+        *next_tx += 1;
         Ok(id)
     }
 

@@ -1038,6 +1038,7 @@ fn one_operation_puts_and_gets_answer_as_the_general_path() {
         object: ObjectId::from_raw(999),
         ..map
     };
+    let stale = ObjectGrant { epoch: 1, ..map };
     // Each step, and how its answer begins.
     let steps: Vec<(MessageEnvelope, Option<Badge>, &str)> = vec![
         (transact(ALICE, put(b"k", b"v1")), full(&map), "Ok(Transacted { results: [Written(VersionId(3))], versions: [(ObjectId(1), VersionId(3))]"),
@@ -1062,6 +1063,10 @@ fn one_operation_puts_and_gets_answer_as_the_general_path() {
         (transact(BOB, put(b"k", b"v")), stamp(&map, Rights::READ), "Err(MissingRights"),
         (transact(BOB, get(b"k")), stamp(&map, Rights::WRITE), "Err(MissingRights"),
         (transact(BOB, get(b"k")), None, "Err(CapabilityRequired"),
+        // A revoked capability's epoch; the rights before the key.
+        (transact(ALICE, get(b"k")), full(&stale), "Err(InvalidCapability"),
+        (transact(ALICE, put(b"k", b"v")), full(&stale), "Err(InvalidCapability"),
+        (transact(BOB, get(&too_long_key)), stamp(&map, Rights::WRITE), "Err(MissingRights"),
     ];
     for (request, badge, expected) in &steps {
         let answer = alloc::format!("{:?}", both(&mut t, request, *badge));
@@ -1093,8 +1098,17 @@ fn one_operation_puts_and_gets_answer_as_the_general_path() {
     }
     for op in [put(b"b", b"v"), get(b"k")] {
         assert!(matches!(
-            both(&mut t, &transact(BOB, op), full(&map)),
+            both(&mut t, &transact(BOB, op.clone()), full(&map)),
             Err(StorageError::TooManyTransactions { .. })
+        ));
+        // The capability is checked first.
+        assert!(matches!(
+            both(&mut t, &transact(BOB, op.clone()), full(&ghost)),
+            Err(StorageError::UnknownObject(_))
+        ));
+        assert!(matches!(
+            both(&mut t, &transact(BOB, op), full(&stale)),
+            Err(StorageError::InvalidCapability(_))
         ));
     }
     // Open transactions hold all the pending bytes there may be.
@@ -1310,21 +1324,26 @@ proptest::proptest! {
         steps in proptest::collection::vec((0u8..3, 0u64..3, 0u32..3), 0..200),
     ) {
         let mut sessions = Sessions::default();
+        // Three sessions a task at most, nine in all: none is evicted.
+        let mut open = alloc::collections::BTreeMap::new();
         for (at, (what, task, number)) in steps.into_iter().enumerate() {
             let key = (TaskId::from_raw(task), number);
             match what {
                 0 => {
-                    let reply = Cap::from_handle(CapHandle::from_raw(at as u64));
-                    sessions.open(key, reply);
+                    let reply = CapHandle::from_raw(at as u64);
+                    sessions.open(key, Cap::from_handle(reply));
+                    open.insert(key, reply);
                 }
                 1 => {
-                    sessions.close(&key);
+                    let closed = sessions.close(&key).map(|c| c.handle());
+                    proptest::prop_assert_eq!(closed, open.remove(&key));
                 }
                 _ => {}
             }
             for task in 0..3 {
                 for number in 0..3 {
                     let key = (TaskId::from_raw(task), number);
+                    proptest::prop_assert_eq!(sessions.get(&key), open.get(&key).copied());
                     proptest::prop_assert_eq!(
                         sessions.get(&key),
                         sessions.replies.get(&key).map(Cap::handle)

@@ -154,16 +154,28 @@ impl<B: StorageBackend> ObjectStore<B> {
     /// used up, but no transaction record is made. It reads at the last
     /// commit and writes nothing, so its commit writes no record. The
     /// value is lent, not copied: the version read and the value there.
+    ///
+    /// `authorize` checks the object first (the server's capability
+    /// check, which would otherwise look it up once more): its error, or
+    /// `UnknownObject`, comes before any of the transaction's.
     pub fn get_alone(
         &mut self,
         owner: Option<u64>,
         object: ObjectId,
         key: &[u8],
         at: Option<VersionId>,
+        authorize: impl FnOnce(&Object) -> Result<(), StorageError>,
     ) -> Result<(VersionId, Option<&[u8]>), StorageError> {
-        self.next_tx_id(owner)?;
+        // The field, not `Self::object`: `obj` is held across the
+        // transaction id's update.
+        let obj = self
+            .catalog
+            .objects
+            .get(&object)
+            .ok_or(StorageError::UnknownObject(object))?;
+        authorize(obj)?;
+        Self::take_tx_id(&mut self.next_tx, &self.txs, owner)?;
         check_key(key)?;
-        let obj = self.object(object)?;
         Self::check_kind(obj, ObjectKind::Map)?;
         let snapshot = self.catalog.last_seq;
         Self::check_visible(obj, snapshot)?;
