@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::budget::Budget;
 use crate::cap::{kinds, Badge, Cap, CapHandle, Rights};
-use crate::envelope::{EnvelopeRef, MessageEnvelope};
+use crate::envelope::{EncodedEnvelope, EnvelopeRef, MessageEnvelope};
 use crate::error::{KernelError, SyscallError};
 use crate::identity::{IdentityKind, TrustDomain};
 use crate::ids::{ChannelId, ExecutionId, ServiceId, TaskId};
@@ -343,6 +343,42 @@ pub trait KernelApi {
         self.receive_with_capabilities(receive, timeout)
     }
 
+    /// [`send_then_receive`](Self::send_then_receive) on `send` (with
+    /// `consume_send` false) or [`reply_then_receive`](Self::reply_then_receive)
+    /// on the reply capability `send` (true) of a message already encoded:
+    /// `bytes`, as [`MessageEnvelope::encode`] writes an envelope (a
+    /// server frames its answer in place, without an envelope to encode).
+    /// `spare` is an envelope the caller is done with; the ring-3 runtime
+    /// decodes the message received into its allocations. This default
+    /// decodes `bytes` and makes the call with the envelope (bytes that do
+    /// not decode are refused as `decode` refuses them, `send` released
+    /// all the same when it is consumed).
+    fn send_encoded_then_receive(
+        &mut self,
+        send: CapHandle,
+        consume_send: bool,
+        bytes: &[u8],
+        spare: MessageEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        drop(spare);
+        let message = match MessageEnvelope::decode(bytes) {
+            Ok(message) => message,
+            Err(e) => {
+                if consume_send {
+                    let _ = self.drop_capability(Cap::from_handle(send));
+                }
+                return Err(e.into());
+            }
+        };
+        if consume_send {
+            self.reply_then_receive(Cap::from_handle(send), message, receive, timeout)
+        } else {
+            self.send_then_receive(ChannelId::from_handle(send), message, receive, timeout)
+        }
+    }
+
     fn now(&self) -> Instant;
     fn sleep(&mut self, duration: Duration) -> Result<(), KernelError>;
     fn grant_capability(&mut self, task: TaskId, capability: Cap<()>) -> Result<(), KernelError>;
@@ -504,6 +540,36 @@ pub trait KernelApi {
         Ok(answer.read_in_place(read))
     }
 
+    /// [`call_object_in_place`](Self::call_object_in_place) of a request
+    /// its caller has encoded itself ([`EncodedEnvelope`], the bytes of
+    /// `encode` of the envelope `message.decode()` gives), expecting an
+    /// answer with the action `answer` (an answer with another is read
+    /// all the same: see [`EnvelopeRef::decode_expecting`]). The outcome
+    /// and the errors are `call_object_in_place`'s for that envelope. A
+    /// carrier that sends encoded bytes (the ring-3 runtime) sends these
+    /// as they are, neither decoded nor encoded again; this default
+    /// decodes them (`NotSent` if that fails, which
+    /// [`EnvelopeHead::write`](crate::envelope::EnvelopeHead::write)'s
+    /// bytes never do).
+    fn call_object_encoded<T>(
+        &mut self,
+        object: &Cap<kinds::StorageObject>,
+        message: &EncodedEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+        answer: &'static str,
+        read: impl FnOnce(&ReceivedRef<'_>) -> Option<T>,
+    ) -> Result<InPlace<T>, ObjectCallError>
+    where
+        Self: Sized,
+    {
+        let _ = answer;
+        let envelope = message
+            .decode()
+            .map_err(|e| ObjectCallError::NotSent(e.into()))?;
+        self.call_object_in_place(object, &envelope, receive, timeout, read)
+    }
+
     /// The geometry of the block device `device` names (a `BlockDevice`
     /// capability with `READ`). The three block calls share these rules:
     /// a capability of another kind, or without the right, is refused
@@ -635,6 +701,97 @@ mod tests {
         }
         fn clone_capability(&mut self, c: &Cap<()>, _: Rights) -> Result<Cap<()>, KernelError> {
             Ok(Cap::from_handle(c.handle()))
+        }
+    }
+
+    /// A fake that records what is sent and dropped; its receive times
+    /// out.
+    #[derive(Default)]
+    struct Recording {
+        sent: Vec<(CapHandle, MessageEnvelope)>,
+        dropped: Vec<CapHandle>,
+    }
+
+    impl KernelApi for Recording {
+        fn spawn_task(&mut self, _: TaskDescriptor) -> Result<TaskHandle, KernelError> {
+            Err(KernelError::InsufficientAuthority)
+        }
+        fn create_channel(&mut self) -> Result<ChannelId, KernelError> {
+            Err(KernelError::InsufficientAuthority)
+        }
+        fn send_with_capabilities(
+            &mut self,
+            channel: ChannelId,
+            message: MessageEnvelope,
+            _: Vec<Cap<()>>,
+        ) -> Result<(), KernelError> {
+            self.sent.push((channel.handle(), message));
+            Ok(())
+        }
+        fn receive_with_capabilities(
+            &mut self,
+            _: ChannelId,
+            _: Option<Duration>,
+        ) -> Result<ReceivedMessage, KernelError> {
+            Err(KernelError::Timeout)
+        }
+        fn now(&self) -> Instant {
+            Instant::ZERO
+        }
+        fn sleep(&mut self, _: Duration) -> Result<(), KernelError> {
+            Ok(())
+        }
+        fn grant_capability(&mut self, _: TaskId, _: Cap<()>) -> Result<(), KernelError> {
+            Ok(())
+        }
+        fn register_service(&mut self, _: ServiceId, _: ChannelId) -> Result<(), KernelError> {
+            Ok(())
+        }
+        fn lookup_service(&mut self, service: ServiceId) -> Result<ChannelId, KernelError> {
+            Err(KernelError::ServiceNotFound(service))
+        }
+        fn drop_capability(&mut self, capability: Cap<()>) -> Result<(), KernelError> {
+            self.dropped.push(capability.handle());
+            Ok(())
+        }
+        fn clone_capability(&mut self, c: &Cap<()>, _: Rights) -> Result<Cap<()>, KernelError> {
+            Ok(Cap::from_handle(c.handle()))
+        }
+    }
+
+    /// The default of an encoded send is the envelope's: sent decoded on
+    /// `send`, which is released when consumed (also when the bytes do
+    /// not decode, which sends nothing and fails as `decode` fails).
+    #[test]
+    fn an_encoded_send_is_sent_as_its_envelope_by_default() {
+        let message = MessageEnvelope::new(
+            ServiceId::from_raw(9),
+            "reply",
+            crate::schema::SchemaVersion::new(2, 1),
+            crate::envelope::MessagePayload::from_bytes(alloc::vec![4, 5]).unwrap(),
+        )
+        .with_correlation(crate::ids::MessageId::from_raw(300));
+        let bytes = message.encode().unwrap();
+        let send = CapHandle::new(3, 1);
+        let receive = ChannelId::from_handle(CapHandle::new(1, 0));
+        let spare = || message.clone();
+        for consume in [false, true] {
+            let mut kernel = Recording::default();
+            let got =
+                kernel.send_encoded_then_receive(send, consume, &bytes, spare(), receive, None);
+            assert_eq!(got.err(), Some(KernelError::Timeout));
+            assert_eq!(kernel.sent, alloc::vec![(send, message.clone())]);
+            let dropped: &[CapHandle] = if consume { &[send] } else { &[] };
+            assert_eq!(kernel.dropped, dropped);
+            let mut kernel = Recording::default();
+            let cut = &bytes[..bytes.len() - 1];
+            let got = kernel.send_encoded_then_receive(send, consume, cut, spare(), receive, None);
+            assert_eq!(
+                got.err(),
+                Some(KernelError::from(MessageEnvelope::decode(cut).unwrap_err()))
+            );
+            assert!(kernel.sent.is_empty());
+            assert_eq!(kernel.dropped, dropped);
         }
     }
 

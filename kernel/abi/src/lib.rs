@@ -55,7 +55,9 @@ pub use api::{
 pub use block::BlockDevice;
 pub use budget::Budget;
 pub use cap::{Badge, Cap, CapHandle, CapKind, Rights};
-pub use envelope::{EnvelopeError, EnvelopeRef, MessageEnvelope, MessagePayload};
+pub use envelope::{
+    EncodedEnvelope, EnvelopeError, EnvelopeHead, EnvelopeRef, MessageEnvelope, MessagePayload,
+};
 pub use error::{BlockError, KernelError};
 pub use evolve::{Answer, ExtensibleError};
 pub use identity::{

@@ -715,6 +715,8 @@ pub struct ObjectSendRequest<'a> {
 /// sent on a channel without capabilities: an empty capability list and no
 /// badge.
 pub const RECEIVE_REPLY_TRAILER: [u8; 2] = [0, 0];
+// `decode_receive_response` matches the trailer as the pattern `[0, 0]`.
+const _: () = assert!(RECEIVE_REPLY_TRAILER[0] == 0 && RECEIVE_REPLY_TRAILER[1] == 0);
 
 /// The longest trailer [`write_receive_reply_trailer`] writes: the empty
 /// capability list, `Some`, and a badge's value and rights as varints.
@@ -785,7 +787,31 @@ pub fn write_receive_reply_header(sender: TaskId, len: usize, out: &mut [u8]) ->
 /// framing (see [`receive_reply_header_len`]); anything else, an error
 /// included, goes through postcard. Malformed bytes are
 /// `MalformedRequest`, as in every response decode.
+///
+/// Inline, for the commonest reply only: the short header (sender and
+/// length below 128, one varint byte each: what the kernel writes for a
+/// small message), the message and the plain trailer, read without a
+/// call, so that a caller that uses only some of the reply builds only
+/// that; every other response is decoded out of line.
+#[inline]
 pub fn decode_receive_response(bytes: &[u8]) -> Result<ReceiveReply<'_>, KernelError> {
+    if let [0, sender @ 0..0x80, len @ 0..0x80, rest @ ..] = bytes {
+        if let Some((message, [0, 0])) = rest.split_at_checked(usize::from(*len)) {
+            // `[0, 0]` is the plain trailer, `RECEIVE_REPLY_TRAILER`.
+            return Ok(ReceiveReply {
+                sender: TaskId::from_raw(u64::from(*sender)),
+                message,
+                capabilities: heapless::Vec::new(),
+                badge: None,
+            });
+        }
+    }
+    decode_receive_response_general(bytes)
+}
+
+/// [`decode_receive_response`] for any response.
+#[inline(never)]
+fn decode_receive_response_general(bytes: &[u8]) -> Result<ReceiveReply<'_>, KernelError> {
     if let Some(reply) = framed_receive_reply(bytes) {
         return Ok(reply);
     }
@@ -798,8 +824,9 @@ pub fn decode_receive_response(bytes: &[u8]) -> Result<ReceiveReply<'_>, KernelE
 fn framed_receive_reply(bytes: &[u8]) -> Option<ReceiveReply<'_>> {
     let (sender, len, at) = match bytes {
         // The short header (sender and length below 128, one varint byte
-        // each): what the kernel writes for a small message, read without
-        // the varint loop.
+        // each), read without the varint loop: a small message with a
+        // badge comes here (the inline reader takes only the plain
+        // trailer).
         [0, sender @ 0..0x80, len @ 0..0x80, ..] => (u64::from(*sender), usize::from(*len), 3),
         [0, ..] => {
             let (sender, at) = take_varint(bytes, 1)?;

@@ -37,6 +37,7 @@ impl Instant {
     }
 
     /// `self + duration`, or `None` if that is past the end of the clock.
+    #[inline]
     pub fn checked_add(&self, duration: Duration) -> Option<Instant> {
         let add = u64::try_from(duration.as_nanos()).ok()?;
         self.nanos.checked_add(add).map(Instant::from_nanos)
@@ -44,6 +45,10 @@ impl Instant {
 
     /// `self + duration`, clamped to the end of the clock. Deadlines computed
     /// from huge timeouts therefore mean "never" instead of wrapping.
+    /// Inlined: a deadline from a timeout in nanoseconds
+    /// (`now.saturating_add(Duration::from_nanos(n))`, every receive with
+    /// a timeout) then folds to one saturating addition.
+    #[inline]
     pub fn saturating_add(&self, duration: Duration) -> Instant {
         self.checked_add(duration)
             .unwrap_or(Instant { nanos: u64::MAX })

@@ -214,12 +214,14 @@ impl From<KernelError> for CallError {
 /// Called by the entry stub for a call with a direct path
 /// ([`Syscall::Exchange`] with `C` = `ExchangeRegisters`,
 /// [`Syscall::CallObject`] with `C` = `ObjectCallRegisters`) with the
-/// caller's record, where the stub saved its registers; returns the frame
-/// to resume. The direct path (`KernelState::direct_call`) first, which
-/// leaves the caller's registers where the stub saved them; a call it
-/// declines, having changed nothing, goes to the general path like any
-/// other.
-pub extern "C" fn direct_entry<C: DirectCall>(frame: *mut TrapFrame) -> *mut TrapFrame {
+/// caller's record, where the stub saved its registers; leaves the kernel
+/// itself, through the frame to resume (`leave_to`: it does not return,
+/// so it keeps none of the registers the stub has saved already and
+/// restores none on the way out). The direct path
+/// (`KernelState::direct_call`) first, which leaves the caller's
+/// registers where the stub saved them; a call it declines, having
+/// changed nothing, goes to the general path like any other.
+pub extern "C" fn direct_entry<C: DirectCall>(frame: *mut TrapFrame) -> ! {
     // SAFETY: the stub's argument, read before the kernel state is locked.
     let registers = unsafe { CallRegisters::read(frame) };
     let mut guard = crate::task::lock_kernel();
@@ -240,19 +242,29 @@ pub extern "C" fn direct_entry<C: DirectCall>(frame: *mut TrapFrame) -> *mut Tra
         }
         None => Exchanged::Declined,
     };
-    match taken {
+    drop(guard);
+    let next = match taken {
         Exchanged::Resume(next) => next,
         Exchanged::Declined => {
-            drop(guard);
             // The record is as the stub left it: the general path reads
             // the registers again. It is found again where the stub found
             // it (nothing declined re-points the entry), so that `frame`
             // is not kept in a register across the direct path.
             let record = crate::arch::x86_64::syscall_entry::saved_record();
             debug_assert_eq!(record, frame, "a declined call moved the entry");
+            // The stub did not save RAX for a direct entry (it knows the
+            // number): the dispatcher reads the call's number there.
+            // SAFETY: the caller's record, where the stub saved its
+            // registers; nothing refers to it (the lock is released).
+            unsafe { (*record).rax = C::NUMBER as u64 };
             syscall_dispatch(record)
         }
-    }
+    };
+    // SAFETY: `next` is the record of the task that runs next, as the
+    // direct path or the dispatcher returned it (the syscall exit's
+    // frame): a ring-3 frame with the user selectors, which nothing else
+    // refers to once the lock is released (one CPU, interrupts off).
+    unsafe { crate::arch::x86_64::syscall_entry::leave_to(next) }
 }
 
 /// Called by the entry stub with the caller's record, where the stub saved

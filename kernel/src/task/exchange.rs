@@ -34,7 +34,7 @@
 use core::cell::OnceCell;
 
 use pandagen_abi::syscall::{
-    write_receive_reply_trailer, ExchangeRegisters, RECEIVE_REPLY_TRAILER_MAX,
+    write_receive_reply_trailer, ExchangeRegisters, Syscall, RECEIVE_REPLY_TRAILER_MAX,
     RESPONSE_BUFFER_BYTES,
 };
 use pandagen_abi::{Badge, CapHandle, Duration, Instant, KernelError, TaskId};
@@ -80,12 +80,17 @@ pub enum SendTo {
 pub trait DirectCall {
     /// The call, for the entry's debug check.
     const NAME: &'static str;
+    /// Its number, which the entry stub does not save in the record (see
+    /// `syscall_entry::save_direct_call`): a declined call writes it
+    /// there for the general path.
+    const NUMBER: Syscall;
     /// The call's registers (`r8`, `r9`, `r12`, `r13`).
     fn decode(frame: &CallRegisters) -> Result<Direct, KernelError>;
 }
 
 impl DirectCall for ExchangeRegisters {
     const NAME: &'static str = "an Exchange";
+    const NUMBER: Syscall = Syscall::Exchange;
 
     #[inline(always)]
     fn decode(frame: &CallRegisters) -> Result<Direct, KernelError> {

@@ -25,7 +25,7 @@
 //! for the same reason). The clock is read only when a deadline is
 //! involved, and then once.
 
-use pandagen_abi::syscall::ObjectCallRegisters;
+use pandagen_abi::syscall::{ObjectCallRegisters, Syscall};
 use pandagen_abi::KernelError;
 
 use super::exchange::{Direct, DirectCall, SendTo};
@@ -33,6 +33,7 @@ use crate::syscall::CallRegisters;
 
 impl DirectCall for ObjectCallRegisters {
     const NAME: &'static str = "a CallObject";
+    const NUMBER: Syscall = Syscall::CallObject;
 
     #[inline(always)]
     fn decode(frame: &CallRegisters) -> Result<Direct, KernelError> {

@@ -19,9 +19,9 @@ use pandagen_abi::syscall::{
     TransferRequest, MAX_MESSAGE_CAPS, MAX_REQUEST_BYTES, RESPONSE_BUFFER_BYTES,
 };
 use pandagen_abi::{
-    Cap, CapHandle, ChannelId, Duration, EnvelopeRef, ExitReason, InPlace, Instant, KernelApi,
-    KernelError, MessageEnvelope, ObjectCallError, ReceivedRef, Rights, ServiceId, TaskDescriptor,
-    TaskHandle, TaskId,
+    Cap, CapHandle, ChannelId, Duration, EncodedEnvelope, EnvelopeRef, ExitReason, InPlace,
+    Instant, KernelApi, KernelError, MessageEnvelope, ObjectCallError, ReceivedRef, Rights,
+    ServiceId, TaskDescriptor, TaskHandle, TaskId,
 };
 
 use crate::syscall::{call, call_receiving, call_small, exchange};
@@ -64,13 +64,22 @@ fn release(handle: CapHandle) {
 /// capabilities and its envelope reads in place (`EnvelopeRef::decode`:
 /// the bytes of this version): no allocation. Anything else, and a reply
 /// `read` declines, is [`received_or_release`]'s.
+///
+/// With `expected`, an action the answer is expected to carry, the
+/// envelope is read with [`EnvelopeRef::decode_expecting`] (the same
+/// outcome, without checking that action's UTF-8).
 fn in_place_or_received<T>(
     reply: ReceiveReply<'_>,
     read: impl FnOnce(&ReceivedRef<'_>) -> Option<T>,
     release: impl FnMut(CapHandle),
+    expected: Option<&'static str>,
 ) -> Result<InPlace<T>, KernelError> {
     if reply.capabilities.is_empty() {
-        if let Some(envelope) = EnvelopeRef::decode(reply.message) {
+        let decoded = match expected {
+            Some(action) => EnvelopeRef::decode_expecting(reply.message, action),
+            None => EnvelopeRef::decode(reply.message),
+        };
+        if let Some(envelope) = decoded {
             let view = ReceivedRef {
                 envelope: EnvelopeRef {
                     source: source_of(reply.sender),
@@ -105,12 +114,24 @@ fn object_call<'k>(
     let bytes = message
         .encode_into(&mut kernel.scratch)
         .map_err(|e| ObjectCallError::NotSent(e.into()))?;
+    object_call_bytes(&mut kernel.response, object, bytes, receive, timeout)
+}
+
+/// `CallObject` of the encoded envelope `message` (see [`object_call`]),
+/// the kernel's reply in `response`.
+fn object_call_bytes<'r>(
+    response: &'r mut [u8],
+    object: &Cap<kinds::StorageObject>,
+    message: &[u8],
+    receive: ChannelId,
+    timeout: Option<Duration>,
+) -> Result<ReceiveReply<'r>, ObjectCallError> {
     let request = ObjectCallRegisters {
         object: object.handle(),
         receive: receive.handle(),
         timeout_nanos: timeout_nanos(timeout),
     };
-    match crate::syscall::call_object(&request, bytes, &mut kernel.response) {
+    match crate::syscall::call_object(&request, message, response) {
         Ok(reply) => Ok(reply),
         Err(e) if object_call_sent(&e) => Err(ObjectCallError::Unanswered(e)),
         Err(e) => Err(ObjectCallError::NotSent(e)),
@@ -175,6 +196,30 @@ fn too_many_caps() -> KernelError {
     KernelError::SendFailed(pandagen_abi::error::SendError::TooManyCapabilities)
 }
 
+/// One `Exchange` of the encoded message `bytes` (see
+/// [`Kernel::send_receive`]), its answer in `response`, decoded into the
+/// allocations of `spare`. Inlined into its two callers: out of line, it
+/// cost each call about fifty instructions moving its arguments.
+#[inline(always)]
+fn exchange_encoded(
+    response: &mut [u8],
+    send: CapHandle,
+    consume_send: bool,
+    bytes: &[u8],
+    spare: MessageEnvelope,
+    receive: ChannelId,
+    timeout: Option<Duration>,
+) -> Result<ReceivedMessage, KernelError> {
+    let request = ExchangeRegisters {
+        send,
+        receive: receive.handle(),
+        timeout_nanos: timeout_nanos(timeout),
+        consume_send,
+    };
+    let reply = exchange(&request, bytes, response)?;
+    received_or_release(reply, release, Some(spare))
+}
+
 impl Kernel {
     /// One `Exchange` (a `SendReceive` with its request in registers);
     /// `consume_send` releases `send` in the kernel between the send and
@@ -189,14 +234,15 @@ impl Kernel {
         consume_send: bool,
     ) -> Result<ReceivedMessage, KernelError> {
         let bytes = message.encode_into(&mut self.scratch)?;
-        let request = ExchangeRegisters {
+        exchange_encoded(
+            &mut self.response,
             send,
-            receive: receive.handle(),
-            timeout_nanos: timeout_nanos(timeout),
             consume_send,
-        };
-        let reply = exchange(&request, bytes, &mut self.response)?;
-        received_or_release(reply, release, Some(message))
+            bytes,
+            message,
+            receive,
+            timeout,
+        )
     }
 
     pub fn new() -> Self {
@@ -437,6 +483,28 @@ impl KernelApi for Kernel {
         self.send_receive(reply.handle(), message, receive, timeout, true)
     }
 
+    fn send_encoded_then_receive(
+        &mut self,
+        send: CapHandle,
+        consume_send: bool,
+        bytes: &[u8],
+        spare: MessageEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        // Sent from where the caller framed it: no copy into the scratch
+        // buffer (which is only needed to encode an envelope).
+        exchange_encoded(
+            &mut self.response,
+            send,
+            consume_send,
+            bytes,
+            spare,
+            receive,
+            timeout,
+        )
+    }
+
     fn now(&self) -> Instant {
         // The clock cannot fail; a kernel that refused would be broken, and
         // the origin is the only safe answer then.
@@ -621,7 +689,31 @@ impl KernelApi for Kernel {
         read: impl FnOnce(&ReceivedRef<'_>) -> Option<T>,
     ) -> Result<InPlace<T>, ObjectCallError> {
         let reply = object_call(self, object, message, receive, timeout)?;
-        in_place_or_received(reply, read, release).map_err(ObjectCallError::Unanswered)
+        in_place_or_received(reply, read, release, None).map_err(ObjectCallError::Unanswered)
+    }
+
+    /// The request's bytes are sent as they are, from the caller's buffer
+    /// (not copied into the scratch buffer, nor encoded); the answer is
+    /// read as `call_object_in_place` reads it, its action expected to be
+    /// `answer`.
+    fn call_object_encoded<T>(
+        &mut self,
+        object: &Cap<kinds::StorageObject>,
+        message: &EncodedEnvelope,
+        receive: ChannelId,
+        timeout: Option<Duration>,
+        answer: &'static str,
+        read: impl FnOnce(&ReceivedRef<'_>) -> Option<T>,
+    ) -> Result<InPlace<T>, ObjectCallError> {
+        let reply = object_call_bytes(
+            &mut self.response,
+            object,
+            message.as_bytes(),
+            receive,
+            timeout,
+        )?;
+        in_place_or_received(reply, read, release, Some(answer))
+            .map_err(ObjectCallError::Unanswered)
     }
 
     fn block_info(
@@ -725,77 +817,86 @@ mod tests {
     /// that decode's.
     #[test]
     fn an_answer_is_read_in_place_or_received_as_before() {
-        let envelope = MessageEnvelope::new(
-            ServiceId::from_raw(1),
-            "answer",
-            pandagen_abi::SchemaVersion::new(2, 0),
-            pandagen_abi::MessagePayload::from_bytes(vec![5; 40]).unwrap(),
-        )
-        .with_correlation(pandagen_abi::MessageId::from_raw(12));
-        let bytes = envelope.encode().unwrap();
-        let badge = Some(pandagen_abi::Badge {
-            value: 3,
-            rights: Rights::READ,
-        });
-        let reply = |message, capabilities| ReceiveReply {
-            sender: TaskId::from_raw(9),
-            message,
-            capabilities,
-            badge,
-        };
-        let whole = received_or_release(reply(&bytes, heapless::Vec::new()), |_| {}, None).unwrap();
-        let mut seen = None;
-        let read = in_place_or_received(
-            reply(&bytes, heapless::Vec::new()),
-            |r| {
-                // What it saw, field for field (the view borrows the reply).
-                seen = Some(alloc::format!("{:?}", (r.envelope, r.badge)));
-                Some(r.envelope.payload.len())
-            },
-            |_| panic!("released"),
-        );
-        assert_eq!(read, Ok(InPlace::Read(40)));
-        assert_eq!(
-            seen,
-            Some(alloc::format!(
-                "{:?}",
-                (whole.envelope.borrowed(), whole.badge)
-            ))
-        );
-        // Declined: the message as `received_or_release` gives it.
-        let declined = in_place_or_received(
-            reply(&bytes, heapless::Vec::new()),
-            |_| None::<()>,
-            |_| panic!("released"),
-        );
-        assert_eq!(declined, Ok(InPlace::Owned(Box::new(whole))));
-        // With a capability: never offered, and kept.
-        let mut carried = heapless::Vec::new();
-        carried.push(CapHandle::new(3, 1)).unwrap();
-        let with_cap = in_place_or_received(
-            reply(&bytes, carried.clone()),
-            |_| -> Option<()> { panic!("offered") },
-            |_| panic!("released"),
-        );
-        match with_cap {
-            Ok(InPlace::Owned(m)) => assert_eq!(m.capabilities.len(), 1),
-            other => panic!("{other:?}"),
+        // Expecting the answer's action, another, or none: the same.
+        for expected in [None, Some("answer"), Some("answe"), Some("")] {
+            let envelope = MessageEnvelope::new(
+                ServiceId::from_raw(1),
+                "answer",
+                pandagen_abi::SchemaVersion::new(2, 0),
+                pandagen_abi::MessagePayload::from_bytes(vec![5; 40]).unwrap(),
+            )
+            .with_correlation(pandagen_abi::MessageId::from_raw(12));
+            let bytes = envelope.encode().unwrap();
+            let badge = Some(pandagen_abi::Badge {
+                value: 3,
+                rights: Rights::READ,
+            });
+            let reply = |message, capabilities| ReceiveReply {
+                sender: TaskId::from_raw(9),
+                message,
+                capabilities,
+                badge,
+            };
+            let whole =
+                received_or_release(reply(&bytes, heapless::Vec::new()), |_| {}, None).unwrap();
+            let mut seen = None;
+            let read = in_place_or_received(
+                reply(&bytes, heapless::Vec::new()),
+                |r| {
+                    // What it saw, field for field (the view borrows the reply).
+                    seen = Some(alloc::format!("{:?}", (r.envelope, r.badge)));
+                    Some(r.envelope.payload.len())
+                },
+                |_| panic!("released"),
+                expected,
+            );
+            assert_eq!(read, Ok(InPlace::Read(40)));
+            assert_eq!(
+                seen,
+                Some(alloc::format!(
+                    "{:?}",
+                    (whole.envelope.borrowed(), whole.badge)
+                ))
+            );
+            // Declined: the message as `received_or_release` gives it.
+            let declined = in_place_or_received(
+                reply(&bytes, heapless::Vec::new()),
+                |_| None::<()>,
+                |_| panic!("released"),
+                expected,
+            );
+            assert_eq!(declined, Ok(InPlace::Owned(Box::new(whole))));
+            // With a capability: never offered, and kept.
+            let mut carried = heapless::Vec::new();
+            carried.push(CapHandle::new(3, 1)).unwrap();
+            let with_cap = in_place_or_received(
+                reply(&bytes, carried.clone()),
+                |_| -> Option<()> { panic!("offered") },
+                |_| panic!("released"),
+                expected,
+            );
+            match with_cap {
+                Ok(InPlace::Owned(m)) => assert_eq!(m.capabilities.len(), 1),
+                other => panic!("{other:?}"),
+            }
+            // Undecodable: the general decode's error, its capability released.
+            let mut released = Vec::new();
+            let bad = in_place_or_received(
+                reply(b"not an envelope", carried.clone()),
+                |_| -> Option<()> { panic!("offered") },
+                |h| released.push(h),
+                expected,
+            );
+            assert!(matches!(bad, Err(KernelError::Envelope(_))));
+            assert_eq!(released, carried.to_vec());
+            let bad = in_place_or_received(
+                reply(&bytes[..bytes.len() - 1], heapless::Vec::new()),
+                |_| -> Option<()> { panic!("offered") },
+                |_| panic!("released"),
+                expected,
+            );
+            assert!(bad.is_err(), "a cut envelope is refused as before");
         }
-        // Undecodable: the general decode's error, its capability released.
-        let mut released = Vec::new();
-        let bad = in_place_or_received(
-            reply(b"not an envelope", carried.clone()),
-            |_| -> Option<()> { panic!("offered") },
-            |h| released.push(h),
-        );
-        assert!(matches!(bad, Err(KernelError::Envelope(_))));
-        assert_eq!(released, carried.to_vec());
-        let bad = in_place_or_received(
-            reply(&bytes[..bytes.len() - 1], heapless::Vec::new()),
-            |_| -> Option<()> { panic!("offered") },
-            |_| panic!("released"),
-        );
-        assert!(bad.is_err(), "a cut envelope is refused as before");
     }
 
     #[test]

@@ -180,7 +180,10 @@ pub fn call_receiving<'r, Req: Serialize>(
     received_in(rax, response)
 }
 
-/// The reply of a receive that returned `rax`, from `response`.
+/// The reply of a receive that returned `rax`, from `response`. Out of
+/// line: every receiving call shares it, with the reply's inline reader
+/// (`decode_receive_response`) in it once.
+#[inline(never)]
 fn received_in(rax: u64, response: &[u8]) -> Result<ReceiveReply<'_>, KernelError> {
     decode_receive_response(written(rax, response)?)
 }

@@ -24,9 +24,9 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use pandagen_abi::error::{ReceiveError, SendError};
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
-    Cap, CapHandle, ChannelId, Duration, EnvelopeError, InPlace, Instant, KernelApi, KernelError,
-    MessageEnvelope, MessageId, MessagePayload, ObjectCallError, ReceivedMessage, ReceivedRef,
-    Rights,
+    Cap, CapHandle, ChannelId, Duration, EncodedEnvelope, EnvelopeError, EnvelopeHead, InPlace,
+    Instant, KernelApi, KernelError, MessageEnvelope, MessageId, MessagePayload, ObjectCallError,
+    ReceivedMessage, ReceivedRef, Rights,
 };
 
 use crate::cap::{ObjectCap, ObjectToken};
@@ -38,7 +38,7 @@ use crate::protocol::{
     StorageInfo, TransactedOne, OP_GET, OP_PUT, OP_RESULT_VALUE, OP_RESULT_WRITTEN,
     REPLY_TRANSACTED, REQUEST_TRANSACT, SCHEMA, VERSION_POLICY,
 };
-use crate::wire_bytes::{push_bytes, push_varint};
+use pandagen_abi::varint::{len as varint_len, put as put_varint};
 
 /// Why a call failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,9 +171,26 @@ fn unpack<K: KernelApi>(
     Ok((reply, granted))
 }
 
-/// The largest payload whose buffer a client keeps for its next
-/// one-operation request (see [`StorageClient::reused_envelope`]).
-const SPARE_PAYLOAD_MAX: usize = 1024;
+/// The largest one-operation request whose buffer a client keeps for its
+/// next (see [`StorageClient::single_ref`]).
+const SPARE_REQUEST_MAX: usize = 1024;
+
+/// A request to send: an envelope, or (a one-operation request) the
+/// bytes of one, written by hand.
+#[derive(Clone, Copy)]
+enum Outgoing<'a> {
+    Envelope(&'a MessageEnvelope),
+    Encoded(&'a EncodedEnvelope),
+}
+
+impl Outgoing<'_> {
+    fn id(&self) -> MessageId {
+        match self {
+            Outgoing::Envelope(envelope) => envelope.id,
+            Outgoing::Encoded(encoded) => encoded.id(),
+        }
+    }
+}
 
 /// What a send that could not be made now means: a full queue, an
 /// injected fault, or a service still away are a lost attempt (`Ok`); any
@@ -236,9 +253,12 @@ pub struct StorageClient {
     /// one (the request being waited for), no other answer can arrive, so
     /// the wait needs no deadline of its own and the clock is not read.
     unanswered: u32,
-    /// The envelope of the last one-operation request, for the next to
-    /// reuse (see [`StorageClient::reused_envelope`]).
-    spare: Option<MessageEnvelope>,
+    /// The last one-operation request, whose buffer the next reuses
+    /// (see [`StorageClient::single_ref`]).
+    request: EncodedEnvelope,
+    /// The fixed fields of a one-operation request's envelope, encoded
+    /// once (on the first).
+    head: Option<EnvelopeHead>,
 }
 
 impl StorageClient {
@@ -263,7 +283,8 @@ impl StorageClient {
             session: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             opened: false,
             unanswered: 0,
-            spare: None,
+            request: EncodedEnvelope::new(),
+            head: None,
         }
     }
 
@@ -334,7 +355,7 @@ impl StorageClient {
         via: Option<&ObjectCap>,
         envelope: MessageEnvelope,
     ) -> Result<(Reply, Option<ObjectCap>), ClientError> {
-        match self.exchange_answer(kernel, via, &envelope, &read_none)? {
+        match self.exchange_answer(kernel, via, Outgoing::Envelope(&envelope), &read_none)? {
             Answered::Whole(answer) => unpack(kernel, *answer),
             Answered::Read(never) => match never {},
         }
@@ -347,13 +368,13 @@ impl StorageClient {
         &mut self,
         kernel: &mut K,
         via: Option<&ObjectCap>,
-        envelope: &MessageEnvelope,
+        message: Outgoing<'_>,
         read: &impl Fn(&ReceivedRef<'_>) -> Option<T>,
     ) -> Result<Answered<T>, ClientError> {
-        let id = envelope.id;
+        let id = message.id();
         let via = via.map(Cap::handle);
         for attempt in 0..self.attempts {
-            if let Some(answer) = self.attempt(kernel, via, envelope, attempt > 0, read)? {
+            if let Some(answer) = self.attempt(kernel, via, message, attempt > 0, read)? {
                 return Ok(answer);
             }
         }
@@ -363,23 +384,35 @@ impl StorageClient {
         })
     }
 
-    /// The envelope of a one-operation `Transact` of `op` in this
-    /// client's session, under a fresh message id, in the envelope the
-    /// last such request was sent in (kept in `spare`): its action and
-    /// payload buffer are reused, so a request allocates nothing. The
-    /// payload is written by hand ([`push_one_op_request`]): the bytes of
-    /// [`envelope_of`](Self::envelope_of) of a [`TransactOne`].
-    fn reused_envelope(&mut self, op: OpRef<'_>) -> Result<MessageEnvelope, ClientError> {
-        let mut envelope = self.spare.take().unwrap_or_else(|| {
-            MessageEnvelope::new(STORAGE, actions::TRANSACT, SCHEMA, MessagePayload::empty())
-        });
-        let mut bytes =
-            core::mem::replace(&mut envelope.payload, MessagePayload::empty()).into_bytes();
-        bytes.clear();
-        push_one_op_request(&mut bytes, op, self.session);
-        envelope.payload = MessagePayload::from_bytes(bytes)?;
-        envelope.id = MessageId::new();
-        Ok(envelope)
+    /// Write the one-operation `Transact` of `op` in this client's
+    /// session, under a fresh message id, into `out`, by hand
+    /// ([`write_one_op_request`]): the bytes of
+    /// [`envelope_of`](Self::envelope_of) of a [`TransactOne`], encoded,
+    /// with no envelope, payload `Vec` or allocation (once `out` has
+    /// grown).
+    ///
+    /// A request whose payload is as long as the last one's, and whose id
+    /// is as long, is written in its place
+    /// ([`EncodedEnvelope::rewrite`]: the id and the payload only; the
+    /// envelope's fixed fields are this client's, the same for each).
+    fn write_one_op(
+        &mut self,
+        out: &mut EncodedEnvelope,
+        op: OpRef<'_>,
+    ) -> Result<(), ClientError> {
+        let session = self.session;
+        let len = one_op_request_len(op, session);
+        let id = MessageId::new();
+        let payload = |payload: &mut [u8]| write_one_op_request(payload, op, session);
+        if out.rewrite(id, len, payload) {
+            return Ok(());
+        }
+        let head = match &mut self.head {
+            Some(head) => head,
+            empty => empty.insert(EnvelopeHead::new(STORAGE, actions::TRANSACT, SCHEMA)?),
+        };
+        head.write(out, id, len, payload)?;
+        Ok(())
     }
 
     /// The envelope of `request`, in this client's session.
@@ -420,9 +453,19 @@ impl StorageClient {
         &mut self,
         kernel: &mut K,
         via: Option<CapHandle>,
-        envelope: &MessageEnvelope,
+        message: Outgoing<'_>,
         resend: bool,
     ) -> Result<bool, ClientError> {
+        // Sent with a capability, or on the service channel: a request
+        // written by hand is sent as the envelope its bytes encode.
+        let decoded;
+        let envelope = match message {
+            Outgoing::Envelope(envelope) => envelope,
+            Outgoing::Encoded(encoded) => {
+                decoded = encoded.decode()?;
+                &decoded
+            }
+        };
         let mut looked_up = false;
         loop {
             let attach = resend || !self.opened;
@@ -479,26 +522,33 @@ impl StorageClient {
         &mut self,
         kernel: &mut K,
         object: CapHandle,
-        envelope: &MessageEnvelope,
+        message: Outgoing<'_>,
         timeout: Duration,
         read: &impl Fn(&ReceivedRef<'_>) -> Option<T>,
     ) -> Result<Called<T>, ClientError> {
         // As `wait` reads it after the send: the clock matters only with
         // an earlier request still unanswered.
         let deadline = (self.unanswered > 0).then(|| kernel.now().saturating_add(timeout));
-        let id = envelope.id;
+        let id = message.id();
         let in_place = |answer: &ReceivedRef<'_>| {
             (answer.envelope.correlation_id == Some(id))
                 .then(|| read(answer))
                 .flatten()
         };
-        let called = kernel.call_object_in_place(
-            &as_object(object),
-            envelope,
-            self.reply,
-            Some(timeout),
-            in_place,
-        );
+        let object = &as_object(object);
+        let called = match message {
+            Outgoing::Envelope(envelope) => {
+                kernel.call_object_in_place(object, envelope, self.reply, Some(timeout), in_place)
+            }
+            Outgoing::Encoded(encoded) => kernel.call_object_encoded(
+                object,
+                encoded,
+                self.reply,
+                Some(timeout),
+                actions::REPLY,
+                in_place,
+            ),
+        };
         let first = match called {
             // The usual outcome, handed back as `wait_after` would.
             Ok(InPlace::Read(value)) => return Ok(Called::Read(value)),
@@ -513,7 +563,7 @@ impl StorageClient {
             }
         };
         self.unanswered = self.unanswered.saturating_add(1);
-        self.wait_after(kernel, envelope.id, timeout, deadline, Some(first))
+        self.wait_after(kernel, id, timeout, deadline, Some(first))
             .map(|answer| Called::Sent(answer.map(Box::new)))
     }
 
@@ -531,7 +581,7 @@ impl StorageClient {
         &mut self,
         kernel: &mut K,
         via: Option<CapHandle>,
-        envelope: &MessageEnvelope,
+        message: Outgoing<'_>,
         resend: bool,
         read: &impl Fn(&ReceivedRef<'_>) -> Option<T>,
     ) -> Result<Option<Answered<T>>, ClientError> {
@@ -542,7 +592,7 @@ impl StorageClient {
             // sends and makes the first wait.
             Some(object) if !with_capability => {
                 let first_wait = if probe { SESSION_PROBE } else { self.timeout };
-                match self.call_object(kernel, object, envelope, first_wait, read)? {
+                match self.call_object(kernel, object, message, first_wait, read)? {
                     Called::NotSent => {
                         kernel.sleep(self.timeout)?;
                         return Ok(None);
@@ -554,22 +604,22 @@ impl StorageClient {
                 }
             }
             _ => {
-                if !self.send(kernel, via, envelope, resend)? {
+                if !self.send(kernel, via, message, resend)? {
                     kernel.sleep(self.timeout)?;
                     return Ok(None);
                 }
                 if probe {
-                    if let Some(answer) = self.wait(kernel, envelope.id, SESSION_PROBE)? {
+                    if let Some(answer) = self.wait(kernel, message.id(), SESSION_PROBE)? {
                         return Ok(Some(Answered::Whole(Box::new(answer))));
                     }
                 }
             }
         }
-        if probe && !self.send(kernel, via, envelope, true)? {
+        if probe && !self.send(kernel, via, message, true)? {
             kernel.sleep(self.timeout)?;
             return Ok(None);
         }
-        let answer = self.wait(kernel, envelope.id, self.timeout)?;
+        let answer = self.wait(kernel, message.id(), self.timeout)?;
         Ok(answer.map(|answer| Answered::Whole(Box::new(answer))))
     }
 
@@ -664,7 +714,7 @@ impl StorageClient {
     ) -> Result<PendingCall, ClientError> {
         let envelope = self.envelope(request)?;
         // If it cannot be sent now, the first deadline re-sends it.
-        self.send(kernel, via, &envelope, false)?;
+        self.send(kernel, via, Outgoing::Envelope(&envelope), false)?;
         Ok(PendingCall {
             envelope,
             via,
@@ -710,7 +760,7 @@ impl StorageClient {
                 });
             }
             call.attempts_left -= 1;
-            self.send(kernel, call.via, &call.envelope, true)?;
+            self.send(kernel, call.via, Outgoing::Envelope(&call.envelope), true)?;
             call.deadline = kernel.now().saturating_add(self.timeout);
         }
         Ok(None)
@@ -818,7 +868,9 @@ impl StorageClient {
         object: &ObjectCap,
         op: OpRef<'_>,
     ) -> Result<OpResult, ClientError> {
-        let envelope = self.reused_envelope(op)?;
+        // Written into the last request's buffer.
+        let mut request = core::mem::take(&mut self.request);
+        self.write_one_op(&mut request, op)?;
         // The usual answer, one result, decodes without allocating the
         // reply's lists, and in place (not into an owned envelope) when it
         // comes as an object call's answer; anything else is judged as a
@@ -834,10 +886,10 @@ impl StorageClient {
                 .decode_answer::<Result<TransactedOne, StorageError>>(&VERSION_POLICY, STORAGE)
                 .ok()
         };
-        let answer = self.exchange_answer(kernel, Some(object), &envelope, &read);
-        // A large payload's buffer is not kept for the next request.
-        if envelope.payload.len() <= SPARE_PAYLOAD_MAX {
-            self.spare = Some(envelope);
+        let answer = self.exchange_answer(kernel, Some(object), Outgoing::Encoded(&request), &read);
+        // A large request's buffer is not kept for the next.
+        if request.as_bytes().len() <= SPARE_REQUEST_MAX {
+            self.request = request;
         }
         let answer = match answer? {
             Answered::Read(one) => {
@@ -1087,45 +1139,58 @@ pub fn received_cap<K: KernelApi>(
     }
 }
 
-/// The most bytes [`push_one_op_request`] writes besides the key's and
-/// the value's: four one-byte pieces, two lengths of up to ten bytes, a
-/// version of up to ten and the session's `u32` of up to five.
-const ONE_OP_REQUEST_OVERHEAD: usize = 4 + 2 * 10 + 10 + 5;
-
-/// Push the payload of a one-operation `Transact` of `op` in session
-/// `session`: the bytes of `RequestPayloadRef { request: &TransactOne(op),
-/// session: Some(session) }` through postcard, written by hand (postcard's
-/// serializer costs a call per field, tag and varint).
-fn push_one_op_request(out: &mut Vec<u8>, op: OpRef<'_>, session: u32) {
-    let (key, value) = match op {
-        OpRef::Put { key, value } => (key, value),
-        OpRef::Get { key, .. } => (key, &[][..]),
+/// The length of the payload [`write_one_op_request`] writes for `op` in
+/// session `session`.
+fn one_op_request_len(op: OpRef<'_>, session: u32) -> usize {
+    let bytes = |b: &[u8]| varint_len(b.len() as u64) + b.len();
+    let operation = match op {
+        OpRef::Put { key, value } => varint_len(u64::from(OP_PUT)) + bytes(key) + bytes(value),
+        OpRef::Get { key, at } => {
+            varint_len(u64::from(OP_GET))
+                + bytes(key)
+                + at.map_or(1, |version| 1 + varint_len(version.as_raw()))
+        }
     };
-    out.reserve(ONE_OP_REQUEST_OVERHEAD + key.len() + value.len());
-    push_varint(out, u64::from(REQUEST_TRANSACT));
+    // The request's tag, one operation, the operation, `Some(session)`.
+    varint_len(u64::from(REQUEST_TRANSACT)) + 1 + operation + 1 + varint_len(u64::from(session))
+}
+
+/// Write the payload of a one-operation `Transact` of `op` in session
+/// `session` into `out`, which is [`one_op_request_len`] long: the bytes
+/// of `RequestPayloadRef { request: &TransactOne(op), session:
+/// Some(session) }` through postcard, written by hand (postcard's
+/// serializer costs a call per field, tag and varint).
+fn write_one_op_request(out: &mut [u8], op: OpRef<'_>, session: u32) {
+    let put_bytes = |out: &mut [u8], at: usize, bytes: &[u8]| {
+        let at = put_varint(out, at, bytes.len() as u64);
+        out[at..at + bytes.len()].copy_from_slice(bytes);
+        at + bytes.len()
+    };
+    let mut at = put_varint(out, 0, u64::from(REQUEST_TRANSACT));
     // One operation.
-    push_varint(out, 1);
+    at = put_varint(out, at, 1);
     match op {
         OpRef::Put { key, value } => {
-            push_varint(out, u64::from(OP_PUT));
-            push_bytes(out, key);
-            push_bytes(out, value);
+            at = put_varint(out, at, u64::from(OP_PUT));
+            at = put_bytes(out, at, key);
+            at = put_bytes(out, at, value);
         }
-        OpRef::Get { key, at } => {
-            push_varint(out, u64::from(OP_GET));
-            push_bytes(out, key);
-            match at {
-                None => out.push(0),
+        OpRef::Get { key, at: version } => {
+            at = put_varint(out, at, u64::from(OP_GET));
+            at = put_bytes(out, at, key);
+            at = match version {
+                None => put_varint(out, at, 0),
                 Some(version) => {
-                    out.push(1);
-                    push_varint(out, version.as_raw());
+                    let at = put_varint(out, at, 1);
+                    put_varint(out, at, version.as_raw())
                 }
-            }
+            };
         }
     }
     // `Some(session)`.
-    out.push(1);
-    push_varint(out, u64::from(session));
+    at = put_varint(out, at, 1);
+    at = put_varint(out, at, u64::from(session));
+    debug_assert_eq!(at, out.len());
 }
 
 /// The one result of a one-operation `Transact`'s usual answer, read by
@@ -1175,42 +1240,50 @@ mod tests {
     use crate::protocol::TransactOne;
     use proptest::prelude::*;
 
-    /// A reused envelope is byte for byte a fresh one (under the same id)
-    /// of the same request through postcard, whatever the request before
-    /// it was.
-    #[test]
-    fn a_reused_envelope_is_a_fresh_one() {
-        let mut client = StorageClient::new(
+    fn test_client() -> StorageClient {
+        StorageClient::new(
             ChannelId::from_handle(CapHandle::new(1, 0)),
             ChannelId::from_handle(CapHandle::new(2, 0)),
-        );
-        let long_value = [7u8; 300];
-        let ops = [
-            OpRef::Put {
-                key: b"a-rather-long-key",
-                value: &long_value,
-            },
-            OpRef::Get {
-                key: b"k",
-                at: None,
-            },
-            OpRef::Put {
-                key: b"",
-                value: b"v",
-            },
-        ];
-        for op in ops {
-            let reused = client.reused_envelope(op).unwrap();
-            let mut fresh = client
-                .envelope_of(actions::TRANSACT, &TransactOne(op))
-                .unwrap();
-            fresh.id = reused.id;
-            assert_eq!(reused.encode().unwrap(), fresh.encode().unwrap());
-            client.spare = Some(reused);
-        }
+        )
     }
 
-    fn any_op() -> impl Strategy<Value = (Vec<u8>, Option<Vec<u8>>, Option<u64>)> {
+    /// A one-operation request over the payload limit is refused as the
+    /// serde path refuses it, and leaves the buffer empty.
+    #[test]
+    fn a_request_over_the_limit_is_refused_as_before() {
+        let mut client = test_client();
+        let value = vec![1u8; pandagen_abi::envelope::MAX_PAYLOAD_BYTES];
+        let op = OpRef::Put {
+            key: b"k",
+            value: &value,
+        };
+        let mut out = EncodedEnvelope::new();
+        client
+            .write_one_op(
+                &mut out,
+                OpRef::Get {
+                    key: b"k",
+                    at: None,
+                },
+            )
+            .unwrap();
+        let refused = client.write_one_op(&mut out, op).unwrap_err();
+        let expected = client
+            .envelope_of(actions::TRANSACT, &TransactOne(op))
+            .unwrap_err();
+        assert_eq!(refused, expected);
+        assert!(matches!(
+            refused,
+            ClientError::Envelope(EnvelopeError::PayloadTooLarge { .. })
+        ));
+        assert!(out.as_bytes().is_empty());
+    }
+
+    /// An operation as the tests draw it: a key, a put's value or none (a
+    /// get), a get's version.
+    type AnyOp = (Vec<u8>, Option<Vec<u8>>, Option<u64>);
+
+    fn any_op() -> impl Strategy<Value = AnyOp> {
         (
             proptest::collection::vec(any::<u8>(), 0..140),
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
@@ -1218,7 +1291,7 @@ mod tests {
         )
     }
 
-    fn op_of<'a>((key, value, at): &'a (Vec<u8>, Option<Vec<u8>>, Option<u64>)) -> OpRef<'a> {
+    fn op_of<'a>((key, value, at): &'a AnyOp) -> OpRef<'a> {
         match value {
             Some(value) => OpRef::Put { key, value },
             None => OpRef::Get {
@@ -1263,19 +1336,79 @@ mod tests {
     }
 
     proptest! {
-        /// The request is written by hand with postcard's bytes.
+        /// The request is written by hand with postcard's bytes, into a
+        /// slice of exactly its length.
         #[test]
         fn a_one_operation_request_is_postcards(op in any_op(), session: u32) {
             let op = op_of(&op);
-            let mut out = vec![0xee];
-            push_one_op_request(&mut out, op, session);
+            let mut out = vec![0xee; one_op_request_len(op, session)];
+            write_one_op_request(&mut out, op, session);
             let expected = postcard::to_allocvec(&RequestPayloadRef {
                 request: &TransactOne(op),
                 session: Some(session),
             })
             .unwrap();
-            prop_assert_eq!(&out[1..], &expected[..]);
+            prop_assert_eq!(&out[..], &expected[..]);
         }
+
+        /// One-operation requests written by hand, one after another into
+        /// the same buffer, are each byte for byte the envelope of the
+        /// same request through serde and the envelope's encoder (under
+        /// the same id, a fresh one each), and decode to it.
+        #[test]
+        fn a_request_written_by_hand_is_its_envelope_encoded(
+            ops in proptest::collection::vec(any_op(), 1..4),
+            session: u32,
+        ) {
+            requests_written_by_hand_are_their_envelopes_encoded(&ops, session)?;
+        }
+
+        /// The same for requests alike (keys and values of few lengths,
+        /// so that many are written in the last one's place).
+        #[test]
+        fn requests_alike_written_in_place_are_their_envelopes_encoded(
+            ops in proptest::collection::vec(
+                (
+                    prop_oneof![Just(vec![]), Just(vec![1u8]), proptest::collection::vec(any::<u8>(), 8)],
+                    proptest::option::of(prop_oneof![Just(vec![2u8; 16]), proptest::collection::vec(any::<u8>(), 16)]),
+                    proptest::option::of(prop_oneof![Just(1u64), Just(2)]),
+                ),
+                1..12,
+            ),
+            session: u32,
+        ) {
+            requests_written_by_hand_are_their_envelopes_encoded(&ops, session)?;
+        }
+    }
+
+    /// Each of `ops`, written one after another into one buffer, is byte
+    /// for byte the envelope of the same request through serde and the
+    /// envelope's encoder (under the same id, a fresh one each), and
+    /// decodes to it.
+    fn requests_written_by_hand_are_their_envelopes_encoded(
+        ops: &[AnyOp],
+        session: u32,
+    ) -> Result<(), TestCaseError> {
+        let mut client = test_client();
+        client.session = session;
+        let mut out = EncodedEnvelope::new();
+        let mut ids = Vec::new();
+        for op in ops {
+            let op = op_of(op);
+            client.write_one_op(&mut out, op).unwrap();
+            let mut fresh = client
+                .envelope_of(actions::TRANSACT, &TransactOne(op))
+                .unwrap();
+            fresh.id = out.id();
+            prop_assert_eq!(out.as_bytes(), &fresh.encode().unwrap()[..]);
+            prop_assert_eq!(out.decode().unwrap(), fresh);
+            prop_assert!(!ids.contains(&out.id()));
+            ids.push(out.id());
+        }
+        Ok(())
+    }
+
+    proptest! {
 
         /// An answer, whole or edited (cut, a byte set, a byte inserted),
         /// is read by hand only as the general decoder reads it, and the

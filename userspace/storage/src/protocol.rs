@@ -53,7 +53,7 @@
 //! on the capability it carries, once, as in v2.1.
 
 use alloc::vec::Vec;
-use pandagen_abi::{Rights, SchemaVersion, VersionPolicy};
+use pandagen_abi::{MessageEnvelope, MessageId, Rights, SchemaVersion, VersionPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::cap::{ObjectGrant, ObjectToken};
@@ -536,6 +536,71 @@ pub(crate) fn push_get_answer(out: &mut Vec<u8>, version: VersionId, value: Opti
     // No new versions.
     push_varint(out, 0);
 }
+
+/// The room the storage server keeps before an answer's payload in its
+/// frame buffer for the answer envelope's header (see
+/// [`frame_reply_header`]); the longest header is 51 bytes.
+pub(crate) const FRAME_HEADROOM: usize = 64;
+
+/// Frame the answer to `request` in place: the header of the envelope
+/// `MessageEnvelope::reply_to(request, actions::REPLY, payload)` with id
+/// `id`, for a payload of `payload_len` bytes, written to end at
+/// `frame[FRAME_HEADROOM]`, where the payload is. Returns where it starts:
+/// from there to the payload's end, the bytes are that envelope's
+/// `encode()` (its fields in order: id, destination, no source, the
+/// action, the schema version, the correlation, the payload's length).
+/// The caller has checked the payload's length against
+/// `MAX_PAYLOAD_BYTES`, so the message is within its bound too.
+pub(crate) fn frame_reply_header(
+    frame: &mut [u8],
+    id: MessageId,
+    request: &MessageEnvelope,
+    payload_len: usize,
+) -> usize {
+    use pandagen_abi::varint::{len as varint_len, put};
+    // The header's length first, so that it is written once, in place.
+    let fields = [
+        id.as_raw(),
+        request.destination.as_raw(),
+        u64::from(request.schema_version.major),
+        u64::from(request.schema_version.minor),
+        request.id.as_raw(),
+        payload_len as u64,
+    ];
+    let len = fields.iter().map(|&v| varint_len(v)).sum::<usize>()
+        // No source (a tag), the action, the correlation's tag.
+        + 1
+        + REPLY_ACTION_FIELD.len()
+        + 1;
+    let start = FRAME_HEADROOM - len;
+    let mut at = put(frame, start, id.as_raw());
+    at = put(frame, at, request.destination.as_raw());
+    // No source: the kernel stamps the sender on delivery.
+    frame[at] = 0;
+    at += 1;
+    frame[at..at + REPLY_ACTION_FIELD.len()].copy_from_slice(&REPLY_ACTION_FIELD);
+    at += REPLY_ACTION_FIELD.len();
+    at = put(frame, at, u64::from(request.schema_version.major));
+    at = put(frame, at, u64::from(request.schema_version.minor));
+    frame[at] = 1;
+    at = put(frame, at + 1, request.id.as_raw());
+    put(frame, at, payload_len as u64);
+    start
+}
+
+/// The answer's action as its envelope field: its length (one varint
+/// byte), then its bytes.
+const REPLY_ACTION_FIELD: [u8; 1 + actions::REPLY.len()] = {
+    let action = actions::REPLY.as_bytes();
+    assert!(action.len() < 0x80);
+    let mut field = [action.len() as u8; 1 + actions::REPLY.len()];
+    let mut at = 0;
+    while at < action.len() {
+        field[1 + at] = action[at];
+        at += 1;
+    }
+    field
+};
 
 impl<R: Serialize> Serialize for TransactedRef<'_, R> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -1335,6 +1400,52 @@ mod tests {
             proptest::prop_assert_eq!(&out, &postcard::to_extend(&response, vec![0xee]).unwrap());
             let len = value.as_ref().map_or(0, Vec::len);
             proptest::prop_assert!(out.len() - 1 <= GET_ANSWER_OVERHEAD + len);
+        }
+    }
+
+    proptest::proptest! {
+        /// An answer framed in place is the encoding of the envelope
+        /// `MessageEnvelope::reply_to` makes, for any request header and
+        /// any payload up to the limit (lengths of one, two and three
+        /// varint bytes).
+        #[test]
+        fn an_answer_framed_in_place_is_the_reply_envelope_encoded(
+            id in proptest::prelude::any::<u64>(),
+            destination in proptest::prelude::any::<u64>(),
+            source in proptest::option::of(proptest::prelude::any::<u64>()),
+            action in "[a-z.]{0,20}",
+            major in proptest::prelude::any::<u32>(),
+            minor in proptest::prelude::any::<u32>(),
+            correlation in proptest::option::of(proptest::prelude::any::<u64>()),
+            len in proptest::prop_oneof![
+                0usize..300,
+                16_000usize..=pandagen_abi::envelope::MAX_PAYLOAD_BYTES
+            ],
+            byte in proptest::prelude::any::<u8>(),
+            reply_id in proptest::prelude::any::<u64>(),
+        ) {
+            use pandagen_abi::{MessagePayload, ServiceId, TaskId};
+            let mut request = MessageEnvelope::new(
+                ServiceId::from_raw(destination),
+                action,
+                SchemaVersion::new(major, minor),
+                MessagePayload::from_bytes(vec![1, 2, 3]).unwrap(),
+            );
+            request.id = MessageId::from_raw(id);
+            request.source = source.map(TaskId::from_raw);
+            request.correlation_id = correlation.map(MessageId::from_raw);
+            let payload = vec![byte; len];
+            let mut expected = MessageEnvelope::reply_to(
+                &request,
+                actions::REPLY,
+                MessagePayload::from_bytes(payload.clone()).unwrap(),
+            );
+            expected.id = MessageId::from_raw(reply_id);
+            let mut frame = vec![0xee; FRAME_HEADROOM];
+            frame.extend_from_slice(&payload);
+            let start =
+                frame_reply_header(&mut frame, MessageId::from_raw(reply_id), &request, len);
+            proptest::prop_assert_eq!(&frame[start..], &expected.encode().unwrap()[..]);
         }
     }
 

@@ -45,6 +45,7 @@
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
+use core::cell::Cell;
 use pandagen_abi::envelope::{MAX_PAYLOAD_BYTES, PAYLOAD_START_CAPACITY};
 use pandagen_abi::services::STORAGE;
 use pandagen_abi::{
@@ -64,9 +65,9 @@ use crate::object::ObjectKind;
 const HOME_RIGHTS: Rights =
     Rights::from_bits(Rights::READ.bits() | Rights::WRITE.bits() | Rights::TRANSFER.bits());
 use crate::protocol::{
-    actions, push_get_answer, push_put_answer, OneOpPayload, Op, OpRef, OpResult, OpResultRef,
-    Reply, Request, RequestPayload, Response, StorageInfo, TransactedRef, GET_ANSWER_OVERHEAD,
-    MAX_VERSIONS_PER_REPLY, PUT_ANSWER_MAX, VERSION_POLICY,
+    actions, frame_reply_header, push_get_answer, push_put_answer, OneOpPayload, Op, OpRef,
+    OpResult, OpResultRef, Reply, Request, RequestPayload, Response, StorageInfo, TransactedRef,
+    FRAME_HEADROOM, GET_ANSWER_OVERHEAD, MAX_VERSIONS_PER_REPLY, PUT_ANSWER_MAX, VERSION_POLICY,
 };
 use crate::record::Origin;
 use crate::store::ObjectStore;
@@ -202,14 +203,22 @@ const _: () = assert!(limits::MAX_VALUE_BYTES + 64 <= MAX_PAYLOAD_BYTES - 64);
 struct AnswerCache {
     answers: BTreeMap<(TaskId, MessageId), MessagePayload>,
     order: VecDeque<(TaskId, MessageId)>,
+    /// The largest message id ever remembered (never lowered): a request
+    /// with a larger one, a counting client's usual case, has no answer
+    /// here and needs no search (as the durable answers' `Answers`).
+    newest: u64,
 }
 
 impl AnswerCache {
     fn get(&self, key: &(TaskId, MessageId)) -> Option<&MessagePayload> {
+        if key.1.as_raw() > self.newest {
+            return None;
+        }
         self.answers.get(key)
     }
 
     fn insert(&mut self, key: (TaskId, MessageId), answer: MessagePayload) {
+        self.newest = self.newest.max(key.1.as_raw());
         if self.answers.insert(key, answer).is_none() {
             self.order.push_back(key);
         }
@@ -228,16 +237,28 @@ struct Sessions {
     replies: BTreeMap<(TaskId, u32), Cap<()>>,
     /// Opening order, oldest first: the one dropped to make room.
     order: VecDeque<(TaskId, u32)>,
+    /// The session `get` last found, while no session opens or closes:
+    /// a client's requests come one after another on one session, and
+    /// each but the first then needs no search.
+    last: Cell<Option<((TaskId, u32), CapHandle)>>,
 }
 
 impl Sessions {
     fn get(&self, key: &(TaskId, u32)) -> Option<CapHandle> {
-        self.replies.get(key).map(Cap::handle)
+        if let Some((last, handle)) = self.last.get() {
+            if last == *key {
+                return Some(handle);
+            }
+        }
+        let handle = self.replies.get(key).map(Cap::handle)?;
+        self.last.set(Some((*key, handle)));
+        Some(handle)
     }
 
     /// Make `reply` the session's reply capability. Returns the
     /// capabilities it replaces or evicts, for the caller to drop.
     fn open(&mut self, key: (TaskId, u32), reply: Cap<()>) -> Vec<Cap<()>> {
+        self.last.set(None);
         let mut released = Vec::new();
         match self.replies.insert(key, reply) {
             Some(old) => released.push(old),
@@ -263,6 +284,7 @@ impl Sessions {
     /// Forget the session (its reply channel failed); its capability, for
     /// the caller to drop.
     fn close(&mut self, key: &(TaskId, u32)) -> Option<Cap<()>> {
+        self.last.set(None);
         let reply = self.replies.remove(key)?;
         self.order.retain(|k| k != key);
         Some(reply)
@@ -283,12 +305,25 @@ enum Executed {
     /// A reply, to be encoded (or copied from its journal record).
     Reply(Reply),
     /// The answer already encoded, granting nothing (a put or a get by
-    /// its own path: the same bytes as its reply's); `read_only` for a
-    /// transaction that wrote nothing.
-    Encoded {
-        payload: MessagePayload,
-        read_only: bool,
-    },
+    /// its own path: the same bytes as its reply's), in the server's
+    /// frame buffer after [`FRAME_HEADROOM`], within `MAX_PAYLOAD_BYTES`;
+    /// `read_only` for a transaction that wrote nothing.
+    Framed { read_only: bool },
+}
+
+/// An answer's payload: its own, or in the server's frame buffer (see
+/// [`Executed::Framed`]).
+enum Payload {
+    Owned(MessagePayload),
+    Framed,
+}
+
+/// What goes back for a request: an answer envelope, or the request
+/// itself (its allocations to be reused) with the answer's payload in the
+/// frame buffer, granting nothing.
+enum Outgoing {
+    Answer(Answer),
+    Framed(MessageEnvelope),
 }
 
 /// A request's payload, decoded once, or why it cannot be executed.
@@ -361,6 +396,9 @@ pub struct StorageServer<B: StorageBackend> {
     /// its answer (so the answer cache need not).
     answer_in_journal: bool,
     tx_timeout: Duration,
+    /// An answer framed in place: [`FRAME_HEADROOM`] bytes for the
+    /// envelope's header, then the payload (see [`Executed::Framed`]).
+    frame: Vec<u8>,
     /// Tests only: send one-operation `Transact`s down the general path.
     #[cfg(test)]
     general_only: bool,
@@ -384,6 +422,7 @@ impl<B: StorageBackend> StorageServer<B> {
             clock: 0,
             answer_in_journal: false,
             tx_timeout: DEFAULT_TX_TIMEOUT,
+            frame: alloc::vec![0; FRAME_HEADROOM],
             #[cfg(test)]
             general_only: false,
             boot: 0,
@@ -473,7 +512,12 @@ impl<B: StorageBackend> StorageServer<B> {
         request: ReceivedMessage,
         channel: ChannelId,
     ) -> Option<Result<ReceivedMessage, KernelError>> {
-        let (reply_to, answer) = self.answer(kernel, request)?;
+        let (reply_to, answer) = match self.answer(kernel, request)? {
+            (reply_to, Outgoing::Framed(request)) => {
+                return self.send_framed_and_wait(kernel, reply_to, request, channel);
+            }
+            (reply_to, Outgoing::Answer(answer)) => (reply_to, answer),
+        };
         if let Some(grant) = answer.grant {
             let _ = self.send_answer(kernel, reply_to, answer.envelope, Some(grant));
             return None;
@@ -496,6 +540,53 @@ impl<B: StorageBackend> StorageServer<B> {
         }
     }
 
+    /// [`Self::answer_and_wait`] of an answer framed in place: its header
+    /// written before its payload in the frame buffer, the bytes sent from
+    /// there (nothing encoded, nothing copied into an envelope), the next
+    /// request decoded into `request`'s allocations.
+    fn send_framed_and_wait<K: KernelApi>(
+        &mut self,
+        kernel: &mut K,
+        reply_to: ReplyTo,
+        request: MessageEnvelope,
+        channel: ChannelId,
+    ) -> Option<Result<ReceivedMessage, KernelError>> {
+        let len = self.frame.len() - FRAME_HEADROOM;
+        // The id `MessageEnvelope::reply_to` would give the answer.
+        let start = frame_reply_header(&mut self.frame, MessageId::new(), &request, len);
+        let bytes = &self.frame[start..];
+        match reply_to {
+            ReplyTo::Once(reply) => kernel
+                .send_encoded_then_receive(reply.handle(), true, bytes, request, channel, None)
+                .ok()
+                .map(Ok),
+            ReplyTo::Session(key, reply) => {
+                match kernel.send_encoded_then_receive(reply, false, bytes, request, channel, None)
+                {
+                    Ok(next) => Some(Ok(next)),
+                    Err(_) => {
+                        self.close_session(kernel, &key);
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// The payload framed in the frame buffer, as its own.
+    fn framed_payload(&self) -> MessagePayload {
+        // Within `MAX_PAYLOAD_BYTES`, checked when it was written.
+        MessagePayload::from_bytes(self.frame[FRAME_HEADROOM..].to_vec()).unwrap_or_default()
+    }
+
+    /// `payload` as its own.
+    fn owned(&self, payload: Payload) -> MessagePayload {
+        match payload {
+            Payload::Owned(payload) => payload,
+            Payload::Framed => self.framed_payload(),
+        }
+    }
+
     /// Handle one received request: answer it where [`Self::reply_to`]
     /// says, with the capability the answer grants attached.
     pub fn handle<K: KernelApi>(
@@ -503,8 +594,12 @@ impl<B: StorageBackend> StorageServer<B> {
         kernel: &mut K,
         request: ReceivedMessage,
     ) -> Result<(), HandleError> {
-        let Some((reply_to, answer)) = self.answer(kernel, request) else {
+        let Some((reply_to, outgoing)) = self.answer(kernel, request) else {
             return Err(HandleError::NoReplyChannel);
+        };
+        let answer = match outgoing {
+            Outgoing::Answer(answer) => answer,
+            Outgoing::Framed(request) => Answer::replacing(request, self.framed_payload(), None),
         };
         self.send_answer(kernel, reply_to, answer.envelope, answer.grant)
     }
@@ -515,7 +610,7 @@ impl<B: StorageBackend> StorageServer<B> {
         &mut self,
         kernel: &mut K,
         request: ReceivedMessage,
-    ) -> Option<(ReplyTo, Answer)> {
+    ) -> Option<(ReplyTo, Outgoing)> {
         let ReceivedMessage {
             envelope,
             capabilities,
@@ -524,7 +619,14 @@ impl<B: StorageBackend> StorageServer<B> {
         let decoded = decode_request(&envelope);
         let reply_to = self.reply_to(kernel, &envelope, &decoded, capabilities)?;
         let (payload, grant) = self.respond_decoded(&envelope, decoded, badge, || kernel.now());
-        Some((reply_to, Answer::replacing(envelope, payload, grant)))
+        let outgoing = match payload {
+            Payload::Framed if grant.is_none() => Outgoing::Framed(envelope),
+            payload => {
+                let payload = self.owned(payload);
+                Outgoing::Answer(Answer::replacing(envelope, payload, grant))
+            }
+        };
+        Some((reply_to, outgoing))
     }
 
     /// Where to answer `envelope`, which carried `capabilities` (any beyond
@@ -627,7 +729,7 @@ impl<B: StorageBackend> StorageServer<B> {
     ) -> Answer {
         let decoded = decode_request(request);
         let (payload, grant) = self.respond_decoded(request, decoded, badge, || now);
-        Answer::new(request, payload, grant)
+        Answer::new(request, self.owned(payload), grant)
     }
 
     /// [`Self::respond`] with the request already decoded, reading the
@@ -639,10 +741,11 @@ impl<B: StorageBackend> StorageServer<B> {
         decoded: Decoded<'_>,
         badge: Option<Badge>,
         clock: impl FnOnce() -> Instant,
-    ) -> (MessagePayload, Option<ObjectGrant>) {
+    ) -> (Payload, Option<ObjectGrant>) {
         let key = request.source.map(|task| (task, request.id));
         if let Some(answer) = key.as_ref().and_then(|k| self.answered.get(k)) {
-            return remembered(answer.clone());
+            let (payload, grant) = remembered(answer.clone());
+            return (Payload::Owned(payload), grant);
         }
         let durable = key.and_then(|(task, id)| {
             let bytes = self
@@ -651,10 +754,11 @@ impl<B: StorageBackend> StorageServer<B> {
             MessagePayload::from_bytes(bytes.to_vec()).ok()
         });
         if let Some(answer) = durable {
-            return remembered(answer);
+            let (payload, grant) = remembered(answer);
+            return (Payload::Owned(payload), grant);
         }
         let (payload, grant, read_only) = match self.execute(request, decoded, badge, clock) {
-            Ok(Executed::Encoded { payload, read_only }) => (payload, None, read_only),
+            Ok(Executed::Framed { read_only }) => (Payload::Framed, None, read_only),
             Ok(Executed::Reply(reply)) => self.payload(key, Ok(reply)),
             Err(e) => self.payload(key, Err(e)),
         };
@@ -663,7 +767,11 @@ impl<B: StorageBackend> StorageServer<B> {
         // nothing is simply run again.
         let kept_elsewhere = self.answer_in_journal || read_only;
         if let Some(key) = key.filter(|_| !kept_elsewhere) {
-            self.answered.insert(key, payload.clone());
+            let copy = match &payload {
+                Payload::Owned(payload) => payload.clone(),
+                Payload::Framed => self.framed_payload(),
+            };
+            self.answered.insert(key, copy);
         }
         (payload, grant)
     }
@@ -675,7 +783,7 @@ impl<B: StorageBackend> StorageServer<B> {
         &self,
         key: Option<(TaskId, MessageId)>,
         response: Response,
-    ) -> (MessagePayload, Option<ObjectGrant>, bool) {
+    ) -> (Payload, Option<ObjectGrant>, bool) {
         let grant = response.as_ref().ok().and_then(Reply::grant);
         let read_only =
             matches!(&response, Ok(Reply::Transacted { versions, .. }) if versions.is_empty());
@@ -699,7 +807,7 @@ impl<B: StorageBackend> StorageServer<B> {
                 MessagePayload::new(&too_large).unwrap_or_default()
             })
         });
-        (payload, grant, read_only)
+        (Payload::Owned(payload), grant, read_only)
     }
 
     /// Run the decoded request. The clock is read only when the request
@@ -754,18 +862,13 @@ impl<B: StorageBackend> StorageServer<B> {
         let (owner, asker) = self.requester(envelope);
         let object = self.authorize(badge, op.required_rights())?;
         match op {
-            OpRef::Put { key, value } => self
-                .put_alone(object, key, value.to_vec(), owner, asker)
-                .map(|payload| Executed::Encoded {
-                    payload,
-                    read_only: false,
-                }),
+            OpRef::Put { key, value } => {
+                self.put_alone(object, key, value.to_vec(), owner, asker)?;
+                Ok(Executed::Framed { read_only: false })
+            }
             OpRef::Get { key, at } => {
-                let payload = self.get_alone(object, key, at, owner)?;
-                Ok(Executed::Encoded {
-                    payload,
-                    read_only: true,
-                })
+                self.get_alone(object, key, at, owner)?;
+                Ok(Executed::Framed { read_only: true })
             }
         }
     }
@@ -961,7 +1064,8 @@ impl<B: StorageBackend> StorageServer<B> {
 
     /// A `Transact` of one `Put`: what [`Self::transact`] answers, by
     /// [`ObjectStore::put_alone`], encoded once for the commit record and
-    /// the answer alike (no `Reply` is built: [`push_put_answer`]). Its
+    /// the answer alike (no `Reply` is built: [`push_put_answer`]), into
+    /// the frame buffer after its headroom (see [`Executed::Framed`]). Its
     /// answer always fits (a constant size, far below the payload limit).
     fn put_alone(
         &mut self,
@@ -970,33 +1074,35 @@ impl<B: StorageBackend> StorageServer<B> {
         value: Vec<u8>,
         owner: Option<u64>,
         asker: Option<(u64, u64)>,
-    ) -> Result<MessagePayload, StorageError> {
-        let mut answer = Vec::new();
+    ) -> Result<(), StorageError> {
+        let frame = &mut self.frame;
+        frame.truncate(FRAME_HEADROOM);
+        frame.reserve(PUT_ANSWER_MAX);
         self.store.put_alone(owner, object, key, value, |version| {
-            answer = Vec::with_capacity(PUT_ANSWER_MAX);
-            push_put_answer(&mut answer, object, version);
+            push_put_answer(frame, object, version);
             let (task, message) = asker?;
             Some(Origin {
                 task,
                 message,
-                answer: answer.clone(),
+                answer: frame[FRAME_HEADROOM..].to_vec(),
             })
         })?;
         self.answer_in_journal = asker.is_some();
-        MessagePayload::from_bytes(answer).map_err(|_| StorageError::ReplyTooLarge)
+        Ok(())
     }
 
     /// A `Transact` of one `Get`: what [`Self::transact`] answers, by
     /// [`ObjectStore::get_alone`], encoded straight from the stored value
-    /// (no copy of it, no `Reply` built: [`push_get_answer`]). It writes nothing, so no record
-    /// keeps its answer.
+    /// (no copy of it, no `Reply` built: [`push_get_answer`]) into the
+    /// frame buffer after its headroom (see [`Executed::Framed`]). It
+    /// writes nothing, so no record keeps its answer.
     fn get_alone(
         &mut self,
         object: ObjectId,
         key: &[u8],
         at: Option<VersionId>,
         owner: Option<u64>,
-    ) -> Result<MessagePayload, StorageError> {
+    ) -> Result<(), StorageError> {
         let (version, value) = self.store.get_alone(owner, object, key, at)?;
         let results = [OpResultRef::Value { version, value }];
         let reply = TransactedRef {
@@ -1009,9 +1115,14 @@ impl<B: StorageBackend> StorageServer<B> {
         if len > limits::MAX_VALUE_BYTES && !fits(&reply) {
             return Err(StorageError::ReplyTooLarge);
         }
-        let mut answer = Vec::with_capacity(GET_ANSWER_OVERHEAD + len);
-        push_get_answer(&mut answer, version, value);
-        MessagePayload::from_bytes(answer).map_err(|_| StorageError::ReplyTooLarge)
+        self.frame.truncate(FRAME_HEADROOM);
+        self.frame.reserve(GET_ANSWER_OVERHEAD + len);
+        push_get_answer(&mut self.frame, version, value);
+        // `MessagePayload::from_bytes`'s bound.
+        if self.frame.len() - FRAME_HEADROOM > MAX_PAYLOAD_BYTES {
+            return Err(StorageError::ReplyTooLarge);
+        }
+        Ok(())
     }
 
     /// Whether one-operation `Transact`s take their own path

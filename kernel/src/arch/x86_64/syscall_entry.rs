@@ -8,13 +8,15 @@
 //! [`TrapFrame`] in exactly the layout the interrupt stubs build (RIP
 //! from RCX, RFLAGS from R11; the vector and error code, the RCX and R11
 //! that `syscall` overwrote, and CS and SS, always the user selectors in
-//! a record, are left as the record holds them: see `save_call`) — not on the kernel stack but
+//! a record, are left as the record holds them: see `save_call`; a call
+//! with a direct entry leaves RAX too, see `save_direct_call`) — not on the kernel stack but
 //! straight into the running task's record, whose address the per-CPU
 //! block holds ([`save_calls_into`], set at every switch). Then it loads
 //! the kernel stack top and calls the safe dispatcher (`Exchange` and
 //! `CallObject` go to their direct path's entry first,
 //! `syscall::direct_entry`, which hands what it declines to the
-//! dispatcher) with the record's address. The dispatcher returns the
+//! dispatcher and leaves the kernel itself through [`leave_to`], the same
+//! exit, without returning) with the record's address. The dispatcher returns the
 //! frame to resume — the caller's record, or another task's after a
 //! block or an exit — which the stub restores and leaves with `iretq`:
 //! no frame is copied on a system call, whether it switches or not.
@@ -226,10 +228,47 @@ macro_rules! save_call {
     };
 }
 
+/// [`save_call`] for a call with a direct entry (`Exchange`,
+/// `CallObject`), whose number the entry knows: RAX is not saved but
+/// used as the record's address, so the user RSP goes straight into the
+/// record (RSP keeps the user's value until the kernel stack is loaded:
+/// nothing is pushed in between, interrupts being off and NMI, #DF and
+/// #MC on their own stacks), and the record's RAX keeps this task's own
+/// earlier value, never another task's. Every path that resumes the task
+/// writes its RAX first (a taken call's answer, once its receive
+/// completes or fails; a declined call's general path, after the entry
+/// has written the call's number there for the dispatcher to read).
+macro_rules! save_direct_call {
+    () => {
+        concat!(
+            "mov rax, [rip + {per_cpu} + {record_frame}]\n",
+            "mov [rax + {f_rsp}], rsp\n",
+            "mov [rax + {f_rbx}], rbx\n",
+            "mov [rax + {f_rdx}], rdx\n",
+            "mov [rax + {f_rsi}], rsi\n",
+            "mov [rax + {f_rdi}], rdi\n",
+            "mov [rax + {f_rbp}], rbp\n",
+            "mov [rax + {f_r8}], r8\n",
+            "mov [rax + {f_r9}], r9\n",
+            "mov [rax + {f_r10}], r10\n",
+            "mov [rax + {f_r12}], r12\n",
+            "mov [rax + {f_r13}], r13\n",
+            "mov [rax + {f_r14}], r14\n",
+            "mov [rax + {f_r15}], r15\n",
+            "mov [rax + {f_rip}], rcx\n",
+            "mov [rax + {f_rflags}], r11\n",
+            "mov rdi, rax\n",
+            "mov rsp, [rip + {per_cpu} + {kernel_rsp}]\n",
+        )
+    };
+}
+
 /// The LSTAR target.
 ///
 /// `Exchange`, the call of the IPC round trip, is recognised first and
-/// runs straight through to the exit without a jump. Then
+/// saved without a jump (`save_direct_call`: RAX, its number, is not
+/// saved but holds the record's address); its entry leaves through
+/// [`leave_to`]. Then
 /// [`Syscall::Null`](pandagen_abi::syscall::Syscall::Null) is answered
 /// before anything else: it reads no memory, needs no kernel state, and
 /// returns 0 with `sysretq` without touching GS or the stack. `sysretq`
@@ -244,13 +283,9 @@ unsafe extern "C" fn syscall_entry() {
     naked_asm!(
         "cmp rax, {exchange}",
         "jne 6f",
-        save_call!(),
+        save_direct_call!(),
+        // Leaves through `leave_to`; it does not come back.
         "call {exchange_entry}",
-        "4:",
-        "mov rsp, rax",
-        pop_gprs!(),
-        "add rsp, 16",
-        "iretq",
         "6:",
         "test rax, rax",
         "jnz 2f",
@@ -261,16 +296,20 @@ unsafe extern "C" fn syscall_entry() {
         "1:",
         "xor eax, eax",
         "2:",
-        save_call!(),
-        // RAX still holds the call's number. `CallObject` goes to its own
-        // entry, the rest to the dispatcher; both come back to the exit.
+        // `CallObject` goes to its own entry (as `Exchange`'s, it leaves
+        // through `leave_to`), the rest to the dispatcher, which comes
+        // back with the frame to resume.
         "cmp rax, {object_call}",
         "jne 5f",
+        save_direct_call!(),
         "call {object_call_entry}",
-        "jmp 4b",
         "5:",
+        save_call!(),
         "call {dispatch}",
-        "jmp 4b",
+        "mov rsp, rax",
+        pop_gprs!(),
+        "add rsp, 16",
+        "iretq",
         per_cpu = sym PER_CPU,
         user_rsp = const USER_RSP,
         kernel_rsp = const KERNEL_RSP,
@@ -297,6 +336,24 @@ unsafe extern "C" fn syscall_entry() {
         object_call = const pandagen_abi::syscall::Syscall::CallObject as u64,
         object_call_entry = sym crate::syscall::direct_entry::<pandagen_abi::syscall::ObjectCallRegisters>,
     );
+}
+
+/// Restores `frame` and returns to ring 3 with it: the exit of a system
+/// call whose entry does not return to the stub (the direct entries,
+/// `syscall::direct_entry`), as the stub's own exit does it. The kernel
+/// stack is abandoned (every entry from ring 3 starts at its top), and
+/// so is every register the caller of this kept: a system call's callee
+/// leaves with the registers of `frame` alone.
+///
+/// # Safety
+/// `frame` must be a valid ring-3 frame with the user selectors (a
+/// task's record, the one [`save_calls_into`] was last given), which
+/// nothing else uses any more: one CPU, interrupts off, the kernel lock
+/// released. Only a system call's handler may call it (it runs with the
+/// user's GS, which the exit leaves as it is).
+#[unsafe(naked)]
+pub unsafe extern "C" fn leave_to(frame: *mut TrapFrame) -> ! {
+    naked_asm!("mov rsp, rdi", pop_gprs!(), "add rsp, 16", "iretq",);
 }
 
 /// Restores the frame at RSP and returns to ring 3 with it, swapping GS

@@ -70,41 +70,62 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         consume_send: false,
     };
     let mut send_response = [0u8; 64];
-    let mut len = call(Syscall::Receive, &receive, &mut buffers[0])?;
-    let mut current = 0;
+    let len = call(Syscall::Receive, &receive, &mut buffers[0])?;
+    let [first, second] = &mut buffers;
+    if reply_and_wait {
+        return call_echo(&exchange, first, second, len);
+    }
+    let mut len = len;
+    let received = first;
     loop {
-        let [a, b] = &mut buffers;
-        let (received, next) = if current == 0 { (a, b) } else { (b, a) };
         let reply = decode_receive_response(received.get(..len).ok_or_else(malformed)?)?;
         if reply.message.is_empty() {
             return Ok(());
         }
-        if reply_and_wait {
-            // SAFETY: the message (in the buffer just received into) and
-            // `next` are live, distinct buffers for the call.
-            let rax = unsafe {
-                raw_exchange(
-                    &exchange,
-                    reply.message.as_ptr(),
-                    reply.message.len(),
-                    next.as_mut_ptr(),
-                    next.len(),
-                )
-            };
-            len = decode_status(rax)?;
-            current ^= 1;
-        } else {
-            let encoded = postcard::to_slice(
-                &SendRequest {
-                    channel: replies,
-                    message: reply.message,
-                    capabilities: heapless::Vec::new(),
-                },
-                &mut request,
-            )
-            .map_err(|_| malformed())?;
-            call(Syscall::Send, encoded, &mut send_response)?;
-            len = call(Syscall::Receive, &receive, received)?;
+        let encoded = postcard::to_slice(
+            &SendRequest {
+                channel: replies,
+                message: reply.message,
+                capabilities: heapless::Vec::new(),
+            },
+            &mut request,
+        )
+        .map_err(|_| malformed())?;
+        call(Syscall::Send, encoded, &mut send_response)?;
+        len = call(Syscall::Receive, &receive, received)?;
+    }
+}
+
+/// `call_echo`'s loop: each message (`len` bytes of response in
+/// `received`) echoed and the next one awaited in one `Exchange`, which
+/// receives into the other buffer (the message is read from the one
+/// received into while the next arrives in the other), until an empty
+/// message. Each reply is decoded and each status checked, as any server
+/// must; the two buffers swap places instead of being picked by an index
+/// on every call.
+fn call_echo<'b>(
+    exchange: &ExchangeRegisters,
+    mut received: &'b mut [u8],
+    mut next: &'b mut [u8],
+    mut len: usize,
+) -> Result<(), KernelError> {
+    loop {
+        let reply = decode_receive_response(received.get(..len).ok_or_else(malformed)?)?;
+        if reply.message.is_empty() {
+            return Ok(());
         }
+        // SAFETY: the message (in the buffer just received into) and
+        // `next` are live, distinct buffers for the call.
+        let rax = unsafe {
+            raw_exchange(
+                exchange,
+                reply.message.as_ptr(),
+                reply.message.len(),
+                next.as_mut_ptr(),
+                next.len(),
+            )
+        };
+        len = decode_status(rax)?;
+        core::mem::swap(&mut received, &mut next);
     }
 }

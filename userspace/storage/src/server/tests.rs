@@ -846,11 +846,12 @@ fn the_home_map_is_the_first_map_at_every_start_and_never_grants() {
     );
 }
 
-/// Two servers on twin backends: the first answers one-operation
+/// Three servers on twin backends: the first answers one-operation
 /// `Transact`s of a put or a get by their own path, the second by the
-/// general one.
-fn twins(limit: u64) -> [(Shared, StorageServer<Shared>); 2] {
-    [false, true].map(|general_only| {
+/// general one, the third by their own path as `serve` sends them (see
+/// [`served`]).
+fn twins(limit: u64) -> [(Shared, StorageServer<Shared>); 3] {
+    [false, true, false].map(|general_only| {
         let b = backend(1);
         let mut s = server(&b).with_memory_limit(limit);
         s.general_only = general_only;
@@ -858,15 +859,113 @@ fn twins(limit: u64) -> [(Shared, StorageServer<Shared>); 2] {
     })
 }
 
-/// Send `request` to both twins with `badge`; their answers must be the
-/// same bytes, and so must their journals and their memory charge after
-/// it. Returns the answer.
+/// A kernel for [`StorageServer::answer_and_wait`]: it records what the
+/// server sends, mints object capabilities, drops any, and has no next
+/// request (its receive fails, which ends the combined call).
+#[derive(Default)]
+struct Recorder {
+    sent: Vec<(ChannelId, MessageEnvelope, usize)>,
+    minted: u64,
+}
+
+impl KernelApi for Recorder {
+    fn spawn_task(
+        &mut self,
+        _: pandagen_abi::TaskDescriptor,
+    ) -> Result<pandagen_abi::TaskHandle, KernelError> {
+        Err(KernelError::InvalidCapability)
+    }
+    fn create_channel(&mut self) -> Result<ChannelId, KernelError> {
+        Err(KernelError::InvalidCapability)
+    }
+    fn send_with_capabilities(
+        &mut self,
+        channel: ChannelId,
+        message: MessageEnvelope,
+        capabilities: Vec<Cap<()>>,
+    ) -> Result<(), KernelError> {
+        self.sent.push((channel, message, capabilities.len()));
+        Ok(())
+    }
+    fn receive_with_capabilities(
+        &mut self,
+        _: ChannelId,
+        _: Option<Duration>,
+    ) -> Result<ReceivedMessage, KernelError> {
+        Err(KernelError::InvalidCapability)
+    }
+    fn now(&self) -> Instant {
+        Instant::from_nanos(2)
+    }
+    fn sleep(&mut self, _: Duration) -> Result<(), KernelError> {
+        Ok(())
+    }
+    fn grant_capability(&mut self, _: TaskId, _: Cap<()>) -> Result<(), KernelError> {
+        Err(KernelError::InvalidCapability)
+    }
+    fn register_service(
+        &mut self,
+        _: pandagen_abi::ServiceId,
+        _: ChannelId,
+    ) -> Result<(), KernelError> {
+        Err(KernelError::InvalidCapability)
+    }
+    fn lookup_service(&mut self, _: pandagen_abi::ServiceId) -> Result<ChannelId, KernelError> {
+        Err(KernelError::InvalidCapability)
+    }
+    fn drop_capability(&mut self, _: Cap<()>) -> Result<(), KernelError> {
+        Ok(())
+    }
+    fn clone_capability(&mut self, _: &Cap<()>, _: Rights) -> Result<Cap<()>, KernelError> {
+        Err(KernelError::InvalidCapability)
+    }
+    fn mint_object_capability(
+        &mut self,
+        _: pandagen_abi::ServiceId,
+        _: u64,
+        _: Rights,
+    ) -> Result<Cap<pandagen_abi::cap::kinds::StorageObject>, KernelError> {
+        self.minted += 1;
+        Ok(Cap::<()>::from_handle(CapHandle::from_raw(1000 + self.minted)).assume_kind())
+    }
+}
+
+/// `request` answered as `serve` answers it (with a reply capability
+/// attached, stamped with `badge`): the one message sent, on that
+/// capability, without its fresh id, and how many capabilities it
+/// carried.
+fn served(
+    server: &mut StorageServer<Shared>,
+    request: &MessageEnvelope,
+    badge: Option<Badge>,
+) -> (MessageEnvelope, usize) {
+    let reply = CapHandle::from_raw(900);
+    let mut kernel = Recorder::default();
+    let received = ReceivedMessage {
+        envelope: request.clone(),
+        capabilities: vec![Cap::from_handle(reply)],
+        badge,
+    };
+    let channel = ChannelId::from_handle(CapHandle::from_raw(901));
+    let next = server.answer_and_wait(&mut kernel, received, channel);
+    assert!(!matches!(next, Some(Ok(_))), "{request:?}");
+    assert_eq!(kernel.sent.len(), 1, "{request:?}");
+    let (on, mut envelope, carried) = kernel.sent.pop().unwrap();
+    assert_eq!(on.handle(), reply);
+    envelope.id = MessageId::from_raw(0);
+    (envelope, carried)
+}
+
+/// Send `request` to the three twins with `badge`; their answers must be
+/// the same bytes, and so must their journals and their memory charge
+/// after it. Returns the answer.
 fn both(
-    twins: &mut [(Shared, StorageServer<Shared>); 2],
+    twins: &mut [(Shared, StorageServer<Shared>); 3],
     request: &MessageEnvelope,
     badge: Option<Badge>,
 ) -> Response {
-    let [(fast_backend, fast), (general_backend, general)] = twins;
+    let [(fast_backend, fast), (general_backend, general), (served_backend, serving)] = twins;
+    let (sent, carried) = served(serving, request, badge);
     let one_path = fast.respond(request, badge, Instant::from_nanos(2));
     let general_path = general.respond(request, badge, Instant::from_nanos(2));
     // Everything but the answer's own fresh message id.
@@ -886,6 +985,16 @@ fn both(
         "{request:?}"
     );
     assert_eq!(fast.store().memory_used(), general.store().memory_used());
+    // As sent by `serve`: the same answer, with the capability it grants.
+    let (answer, grant) = unnumbered(&one_path);
+    assert_eq!(sent, answer, "{request:?}");
+    assert_eq!(carried, usize::from(grant.is_some()), "{request:?}");
+    assert_eq!(
+        fast_backend.borrow().journal_bytes(),
+        served_backend.borrow().journal_bytes(),
+        "{request:?}"
+    );
+    assert_eq!(fast.store().memory_used(), serving.store().memory_used());
     one_path.response().unwrap()
 }
 
@@ -1037,9 +1146,9 @@ fn one_operation_puts_and_gets_answer_as_the_general_path() {
         })
         .collect();
     let before: Vec<Response> = reads.iter().map(|(r, b)| both(&mut t, r, *b)).collect();
-    let [(fast_backend, fast), (general_backend, _)] = &t;
+    let [(fast_backend, fast), (general_backend, _), (served_backend, _)] = &t;
     let charged = fast.store().memory_used();
-    let mut restarted = [fast_backend, general_backend].map(|b| {
+    let mut restarted = [fast_backend, general_backend, served_backend].map(|b| {
         let s = server(b).with_memory_limit(1 << 20);
         (b.clone(), s)
     });
@@ -1138,4 +1247,90 @@ fn a_value_above_todays_limit_is_read_if_its_answer_fits_and_refused_if_not() {
         both(&mut t, &get_one(b"huge"), full(&map)),
         Err(StorageError::ReplyTooLarge)
     );
+}
+
+/// The answer cache finds exactly what a map of every remembered answer
+/// (less the evicted) finds, whatever the order of message ids and tasks:
+/// a look-up past the largest id remembered skips the search, and must
+/// never skip a remembered answer.
+#[test]
+fn the_answer_cache_skips_only_ids_past_every_remembered_one() {
+    let mut cache = AnswerCache::default();
+    let key = |task: u64, id: u64| (TaskId::from_raw(task), MessageId::from_raw(id));
+    let payload = |byte: u8| MessagePayload::from_bytes(vec![byte]).unwrap();
+    assert_eq!(cache.get(&key(1, 0)), None);
+    cache.insert(key(1, 40), payload(1));
+    // Another task's smaller id after a larger one: still found.
+    cache.insert(key(2, 7), payload(2));
+    assert_eq!(cache.get(&key(1, 40)), Some(&payload(1)));
+    assert_eq!(cache.get(&key(2, 7)), Some(&payload(2)));
+    assert_eq!(cache.get(&key(1, 41)), None);
+    assert_eq!(cache.get(&key(2, 40)), None);
+    cache.insert(key(3, u64::MAX), payload(3));
+    assert_eq!(cache.get(&key(3, u64::MAX)), Some(&payload(3)));
+    assert_eq!(cache.get(&key(1, 40)), Some(&payload(1)));
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_answer_cache_is_a_bounded_map(
+        steps in proptest::collection::vec((0u64..3, 0u64..200, proptest::bool::ANY), 0..300),
+    ) {
+        let mut cache = AnswerCache::default();
+        let mut reference: alloc::collections::BTreeMap<(u64, u64), u8> = Default::default();
+        let mut order = VecDeque::new();
+        for (at, (task, id, insert)) in steps.into_iter().enumerate() {
+            let key = (TaskId::from_raw(task), MessageId::from_raw(id));
+            if insert {
+                let byte = at as u8;
+                cache.insert(key, MessagePayload::from_bytes(vec![byte]).unwrap());
+                if reference.insert((task, id), byte).is_none() {
+                    order.push_back((task, id));
+                }
+                while order.len() > ANSWER_CACHE {
+                    let old = order.pop_front().unwrap();
+                    reference.remove(&old);
+                }
+            }
+            let expected = reference.get(&(task, id)).map(|b| vec![*b]);
+            proptest::prop_assert_eq!(
+                cache.get(&key).map(|p| p.as_bytes().to_vec()),
+                expected
+            );
+        }
+    }
+}
+
+proptest::proptest! {
+    /// Whatever sessions open and close, a look-up finds what the map of
+    /// open sessions holds: the one remembered from the last look-up is
+    /// never stale.
+    #[test]
+    fn a_session_look_up_finds_what_the_sessions_hold(
+        steps in proptest::collection::vec((0u8..3, 0u64..3, 0u32..3), 0..200),
+    ) {
+        let mut sessions = Sessions::default();
+        for (at, (what, task, number)) in steps.into_iter().enumerate() {
+            let key = (TaskId::from_raw(task), number);
+            match what {
+                0 => {
+                    let reply = Cap::from_handle(CapHandle::from_raw(at as u64));
+                    sessions.open(key, reply);
+                }
+                1 => {
+                    sessions.close(&key);
+                }
+                _ => {}
+            }
+            for task in 0..3 {
+                for number in 0..3 {
+                    let key = (TaskId::from_raw(task), number);
+                    proptest::prop_assert_eq!(
+                        sessions.get(&key),
+                        sessions.replies.get(&key).map(Cap::handle)
+                    );
+                }
+            }
+        }
+    }
 }

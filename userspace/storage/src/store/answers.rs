@@ -78,6 +78,13 @@ pub(super) struct Answers {
     /// memory charge, to insert it) with no change in between, and the
     /// second and third need no search.
     missed: Cell<Option<((u64, u64), u64)>>,
+    /// The largest message id of any key ever inserted (never lowered):
+    /// a key with a larger one is not kept, and its look-up needs no
+    /// search. Clients count their message ids up, so a request's id is
+    /// usually past every kept one (a get after puts, a put's re-send
+    /// look-up); a client choosing a large id only makes the others'
+    /// look-ups search, as they all did before.
+    newest_message: u64,
 }
 
 impl Answers {
@@ -90,6 +97,7 @@ impl Answers {
             multiplier: seed | 1,
             changes: 0,
             missed: Cell::new(None),
+            newest_message: 0,
         }
     }
 
@@ -126,6 +134,7 @@ impl Answers {
             self.grow();
         }
         let serial = self.serial_at(self.kept.len());
+        self.newest_message = self.newest_message.max(key.1);
         self.kept.push_back(Kept { key, answer });
         let mask = self.slots.len() - 1;
         let (mut slot, tag) = self.hash(key);
@@ -180,7 +189,10 @@ impl Answers {
 
     /// The slot holding `key` and its position in `kept`.
     fn find(&self, key: (u64, u64)) -> Option<(usize, usize)> {
-        if self.slots.is_empty() || self.missed.get() == Some((key, self.changes)) {
+        if self.slots.is_empty()
+            || key.1 > self.newest_message
+            || self.missed.get() == Some((key, self.changes))
+        {
             return None;
         }
         let mask = self.slots.len() - 1;
@@ -322,6 +334,30 @@ mod tests {
                 check(&answers, &reference)?;
             }
         }
+    }
+
+    /// A look-up past the largest message id ever kept is a miss without a
+    /// search; any kept key is still found, whichever task's ids are
+    /// larger, and a key evicted leaves the bound where it was.
+    #[test]
+    fn a_message_id_past_every_kept_one_is_not_kept() {
+        let mut answers = Answers::new(5);
+        assert_eq!(answers.get((1, 0)), None);
+        answers.insert((1, 40), vec![1], 2);
+        answers.insert((2, 7), vec![2], 2);
+        assert_eq!(answers.newest_message, 40);
+        assert_eq!(answers.get((1, 40)), Some(&[1][..]));
+        assert_eq!(answers.get((2, 7)), Some(&[2][..]));
+        assert_eq!(answers.get((1, 41)), None);
+        assert_eq!(answers.get((2, 40)), None);
+        // (1, 40) is evicted; the bound stays, (2, 7) and (3, 9) are found.
+        answers.insert((3, 9), vec![3], 2);
+        assert_eq!(answers.get((1, 40)), None);
+        assert_eq!(answers.get((2, 7)), Some(&[2][..]));
+        assert_eq!(answers.get((3, 9)), Some(&[3][..]));
+        answers.insert((4, u64::MAX), vec![4], 2);
+        assert_eq!(answers.get((4, u64::MAX)), Some(&[4][..]));
+        assert_eq!(answers.get((3, 9)), Some(&[3][..]));
     }
 
     /// However large the bound, no more answers are kept than have serial
