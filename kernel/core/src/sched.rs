@@ -399,7 +399,6 @@ impl Scheduler {
             sent_on,
             receive_on,
             caller,
-            receiver,
         })
     }
 
@@ -568,8 +567,10 @@ pub(crate) struct DirectSwitch<'k> {
     sched: &'k mut Scheduler,
     sent_on: &'k WaitList,
     receive_on: &'k WaitList,
+    /// The caller's slot. The receiver's is the head of `sent_on`, read
+    /// where it is needed rather than carried across the embedder's
+    /// hand-over (the list is borrowed, so its head is the one checked).
     caller: u32,
-    receiver: u32,
 }
 
 impl DirectSwitch<'_> {
@@ -577,7 +578,7 @@ impl DirectSwitch<'_> {
     /// running, one blocked), both in the scheduler.
     #[inline(always)]
     pub(crate) fn slots(&self) -> (u32, u32) {
-        (self.caller, self.receiver)
+        (self.caller, self.sent_on.get().head)
     }
 
     /// Switch, in one step and without the ready lists: the receiver
@@ -595,8 +596,8 @@ impl DirectSwitch<'_> {
             sent_on,
             receive_on,
             caller,
-            receiver,
         } = self;
+        let receiver = sent_on.get().head;
         // One borrow of the entries as a slice: its length stays in a
         // register, so the writes below do not reload it for their bounds
         // checks (through `sched.entries[..]` each one did).

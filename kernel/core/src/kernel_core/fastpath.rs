@@ -255,10 +255,9 @@ impl KernelCore {
         }
         let space = &caller_task.space;
         let (to, found) = target.find(space, registry)?;
-        let from = fast_channel(space, receive, Rights::RECEIVE)?;
         // The two channels, each read once, here, for the checks (the
-        // channel sent on checked before the other is looked up, so that
-        // fewer values are live at once); the commit changes their wait
+        // channel sent on checked before the receive capability and its
+        // channel are looked up, so that fewer values are live at once); the commit changes their wait
         // lists in place, through their cells (the core stays borrowed
         // until then, so they hold the same channels). When the caller
         // receives where it sent they are one channel, and one list, with
@@ -268,6 +267,7 @@ impl KernelCore {
         if sent_on.is_closed() || !sent_on.queue.is_empty() {
             return None;
         }
+        let from = fast_channel(space, receive, Rights::RECEIVE)?;
         let receive_on = channels.live_channel(from)?;
         if !receive_on.queue.is_empty()
             || receive_on.is_drained()
