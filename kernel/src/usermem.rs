@@ -258,7 +258,10 @@ impl UserMemory {
     #[inline(always)]
     fn within_page(&mut self, ptr: u64, len: u64, write: bool) -> Option<u64> {
         let offset = ptr & (PAGE_SIZE - 1);
-        if len == 0 || offset + len > PAGE_SIZE {
+        // `PAGE_SIZE - offset` cannot wrap (`offset` < `PAGE_SIZE`), where
+        // `offset + len` would for a huge `len`, and a page in the cache is
+        // not walked again to catch it.
+        if len == 0 || len > PAGE_SIZE - offset {
             return None;
         }
         let page = ptr - offset;

@@ -300,6 +300,24 @@ pub fn reply_goes_where_the_last_check_found_the_buffer() -> TestResult {
     let expected = [window(frames[0], 0xff0), window(frames[0], 0x100)];
     let mut memory = UserMemory::new(space);
     let result = (|| {
+        // A length that wraps the page offset's sum is refused even when
+        // the page is in the cache (where no range walk would catch it).
+        ensure!(
+            memory.readable_in_page(USER_PAGE + 8, 0x10).is_some(),
+            "16 bytes in a mapped page refused"
+        );
+        ensure!(
+            memory
+                .readable_in_page(USER_PAGE + 8, usize::MAX - 7)
+                .is_none(),
+            "a length that wraps past the page accepted for reading"
+        );
+        ensure!(
+            memory
+                .writable_in_page(USER_PAGE + 8, usize::MAX - 7)
+                .is_none(),
+            "a length that wraps past the page accepted for writing"
+        );
         // A buffer across the page boundary: 16 bytes in its first page.
         let across = USER_PAGE + 0xff0;
         memory
