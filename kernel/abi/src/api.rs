@@ -656,56 +656,8 @@ mod tests {
         }
     }
 
-    /// A fake that writes only the methods without a default body.
-    struct Minimal;
-
-    impl KernelApi for Minimal {
-        fn spawn_task(&mut self, _: TaskDescriptor) -> Result<TaskHandle, KernelError> {
-            Err(KernelError::InsufficientAuthority)
-        }
-        fn create_channel(&mut self) -> Result<ChannelId, KernelError> {
-            Ok(ChannelId::from_handle(CapHandle::new(1, 0)))
-        }
-        fn send_with_capabilities(
-            &mut self,
-            _: ChannelId,
-            _: MessageEnvelope,
-            _: Vec<Cap<()>>,
-        ) -> Result<(), KernelError> {
-            Ok(())
-        }
-        fn receive_with_capabilities(
-            &mut self,
-            _: ChannelId,
-            _: Option<Duration>,
-        ) -> Result<ReceivedMessage, KernelError> {
-            Err(KernelError::Timeout)
-        }
-        fn now(&self) -> Instant {
-            Instant::ZERO
-        }
-        fn sleep(&mut self, _: Duration) -> Result<(), KernelError> {
-            Ok(())
-        }
-        fn grant_capability(&mut self, _: TaskId, _: Cap<()>) -> Result<(), KernelError> {
-            Ok(())
-        }
-        fn register_service(&mut self, _: ServiceId, _: ChannelId) -> Result<(), KernelError> {
-            Ok(())
-        }
-        fn lookup_service(&mut self, service: ServiceId) -> Result<ChannelId, KernelError> {
-            Err(KernelError::ServiceNotFound(service))
-        }
-        fn drop_capability(&mut self, _: Cap<()>) -> Result<(), KernelError> {
-            Ok(())
-        }
-        fn clone_capability(&mut self, c: &Cap<()>, _: Rights) -> Result<Cap<()>, KernelError> {
-            Ok(Cap::from_handle(c.handle()))
-        }
-    }
-
-    /// A fake that records what is sent and dropped; its receive times
-    /// out.
+    /// A fake that writes only the methods without a default body,
+    /// recording what is sent and dropped; its receive times out.
     #[derive(Default)]
     struct Recording {
         sent: Vec<(CapHandle, MessageEnvelope)>,
@@ -797,7 +749,7 @@ mod tests {
 
     #[test]
     fn calls_a_fake_leaves_out_answer_as_from_a_kernel_without_them() {
-        let mut kernel = Minimal;
+        let mut kernel = Recording::default();
         let cap = Cap::from_handle(CapHandle::new(2, 0));
         assert_eq!(
             kernel.delegate_capability(cap, TaskId::from_raw(3)),
