@@ -127,6 +127,46 @@ impl KernelState {
         if self.ports_open() {
             return Exchanged::Declined;
         }
+        // The common call (no timeout, nothing released once sent) has a
+        // body of its own, in which the compiler knows both: no deadline
+        // is carried across the core's check and the hand-over, and no
+        // release follows the commit. Every other call takes the same
+        // body with both read from its registers.
+        let plain = request.timeout_nanos.is_none()
+            && !matches!(request.to, SendTo::Channel { consume: true, .. });
+        if plain {
+            self.direct_call_as::<true>(caller, request, len)
+        } else {
+            self.direct_call_as::<false>(caller, request, len)
+        }
+    }
+
+    /// [`KernelState::direct_call`] once its registers are decoded: with
+    /// `PLAIN`, for a call without a timeout that releases nothing (its
+    /// caller checked this), whose deadline and release are constants
+    /// here.
+    #[inline(always)]
+    fn direct_call_as<const PLAIN: bool>(
+        &mut self,
+        caller: TaskId,
+        request: Direct,
+        len: usize,
+    ) -> Exchanged {
+        let request = if PLAIN {
+            Direct {
+                to: match request.to {
+                    SendTo::Channel { send, .. } => SendTo::Channel {
+                        send,
+                        consume: false,
+                    },
+                    object => object,
+                },
+                receive: request.receive,
+                timeout_nanos: None,
+            }
+        } else {
+            request
+        };
         let KernelState {
             core,
             tasks,
