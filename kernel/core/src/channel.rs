@@ -245,9 +245,77 @@ pub(crate) struct Channel {
     /// Nobody holds a `SEND` capability for it, and it cannot be
     /// registered, so only the kernel queues messages on it.
     pub(crate) bound_to: Option<ChannelRef>,
+    /// What keeps the IPC fast path off the channel, in one word
+    /// ([`Channel::summary`] of the fields above: [`Channel::QUEUED`],
+    /// [`Channel::CLOSED`], [`Channel::SILENT`], [`Channel::BOUND`]), so
+    /// that it tests a channel with one compare. Every change of a field
+    /// it summarizes writes it again ([`Channel::resync`]; the queue's own
+    /// methods do it themselves), and `check_invariants` compares it with
+    /// the fields.
+    pub(crate) blocks: u8,
 }
 
 impl Channel {
+    /// In [`Channel::blocks`]: messages are queued.
+    pub(crate) const QUEUED: u8 = 1;
+    /// In [`Channel::blocks`]: closed (no receiver).
+    pub(crate) const CLOSED: u8 = 2;
+    /// In [`Channel::blocks`]: no sender, no registration and no binding,
+    /// so that once its queue is empty the channel is drained.
+    pub(crate) const SILENT: u8 = 4;
+    /// In [`Channel::blocks`]: bound to a kernel channel, whose messages a
+    /// receive here also takes.
+    pub(crate) const BOUND: u8 = 8;
+
+    /// [`Channel::blocks`] as the fields say it is.
+    pub(crate) fn summary(&self) -> u8 {
+        let mut bits = 0;
+        if !self.queue.is_empty() {
+            bits |= Self::QUEUED;
+        }
+        if self.is_closed() {
+            bits |= Self::CLOSED;
+        }
+        if self.senders == 0
+            && self.registrations == 0
+            && self.bound.is_none()
+            && self.bound_to.is_none()
+        {
+            bits |= Self::SILENT;
+        }
+        if self.bound.is_some() {
+            bits |= Self::BOUND;
+        }
+        bits
+    }
+
+    /// Write [`Channel::blocks`] again after a change of the counts, the
+    /// binding or the queue.
+    #[inline]
+    pub(crate) fn resync(&mut self) {
+        self.blocks = self.summary();
+    }
+
+    /// Whether the IPC fast path may hand a message on this channel
+    /// straight to its first waiter: it is open and nothing is queued
+    /// (`!is_closed() && queue.is_empty()`, one test).
+    #[inline(always)]
+    pub(crate) fn takes_direct(&self) -> bool {
+        self.blocks & (Self::QUEUED | Self::CLOSED) == 0
+    }
+
+    /// Whether the IPC fast path's caller may wait on this channel,
+    /// leaving the rest to `bound_waiting` (whether the bound kernel
+    /// channel holds messages, asked only for a bound channel): nothing is
+    /// queued, it is not drained, and no kernel message waits for it
+    /// (`queue.is_empty() && !is_drained() && !bound_waiting()`, one test
+    /// when it is not bound).
+    #[inline(always)]
+    pub(crate) fn waits_direct(&self, bound_waiting: impl FnOnce(&Channel) -> bool) -> bool {
+        let bits = self.blocks;
+        bits & (Self::QUEUED | Self::SILENT | Self::BOUND) == 0
+            || (bits & (Self::QUEUED | Self::SILENT) == 0 && !bound_waiting(self))
+    }
     /// Messages counted against the queue bound: everything but the
     /// kernel's reserved exit notifications.
     pub(crate) fn bounded_len(&self) -> usize {
@@ -263,6 +331,7 @@ impl Channel {
             self.queue.reserve(1 + self.kernel_room as usize);
         }
         self.queue.push_back(msg);
+        self.blocks |= Self::QUEUED;
     }
 
     /// The channel whose first waiter a message just queued on this one
@@ -283,6 +352,7 @@ impl Channel {
         debug_assert!(self.queue.len() < self.queue.capacity(), "room kept");
         self.reserved_queued += u32::from(msg.reserved);
         self.queue.push_back(msg);
+        self.blocks |= Self::QUEUED;
     }
 
     /// Keep `extra` more (or, negative, fewer) buffer entries free for
@@ -298,6 +368,9 @@ impl Channel {
     #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<Message> {
         let msg = self.queue.pop_front()?;
+        if self.queue.is_empty() {
+            self.blocks &= !Self::QUEUED;
+        }
         self.reserved_queued -= u32::from(msg.reserved);
         crate::slab::fit_queue(&mut self.queue, self.kernel_room as usize);
         Some(msg)
@@ -306,6 +379,7 @@ impl Channel {
     /// Take the whole queue (the channel is closing).
     pub(crate) fn take_queue(&mut self) -> alloc::collections::VecDeque<Message> {
         self.reserved_queued = 0;
+        self.blocks &= !Self::QUEUED;
         core::mem::take(&mut self.queue)
     }
 
@@ -354,7 +428,7 @@ impl ChannelTable {
     }
 
     pub(crate) fn create(&mut self, capacity: u32, payer: AccountId) -> ChannelRef {
-        let channel = Channel {
+        let mut channel = Channel {
             // The buffer a used channel keeps (see `slab::fit_queue`) is
             // made with the channel, as its charge assumes: otherwise a
             // channel's heap would depend on whether a message was ever
@@ -372,7 +446,9 @@ impl ChannelTable {
             kernel_room: 0,
             bound: None,
             bound_to: None,
+            blocks: 0,
         };
+        channel.resync();
         let index = match self.free.pop() {
             Some(i) => {
                 crate::slab::fit_free_list(&mut self.free);
@@ -556,6 +632,55 @@ mod tests {
             capacities(&mut table, successor, successor),
             Some((4, 4, false))
         );
+    }
+
+    /// The fast path's two one-word tests answer exactly what the
+    /// channel's fields say, in every combination of them.
+    #[test]
+    fn the_summary_s_tests_agree_with_the_fields_in_every_state() {
+        let mut table = ChannelTable::new();
+        let payer = crate::budget::AccountId::from_raw(0);
+        let (r, other) = (table.create(4, payer), table.create(1, payer));
+        let message = || Message {
+            seq: 0,
+            sender: KERNEL_SENDER,
+            sender_domain: 0,
+            charge: 0,
+            bytes: Vec::new(),
+            caps: Vec::new(),
+            badge: None,
+            payer: None,
+            reserved: false,
+        };
+        for case in 0u32..128 {
+            let bit = |n: u32| case >> n & 1 == 1;
+            let c = table.get_mut(r).unwrap();
+            while c.pop_front().is_some() {}
+            if bit(0) {
+                c.push_back(message());
+            }
+            c.receivers = u32::from(bit(1));
+            c.senders = u32::from(bit(2));
+            c.registrations = u32::from(bit(3));
+            c.bound = bit(4).then_some(other);
+            c.bound_to = bit(5).then_some(other);
+            c.resync();
+            let waiting = bit(6);
+            assert_eq!(c.blocks, c.summary());
+            assert_eq!(
+                c.takes_direct(),
+                !c.is_closed() && c.queue.is_empty(),
+                "case {case:#b}"
+            );
+            let mut asked = false;
+            let direct = c.waits_direct(|_| {
+                asked = true;
+                waiting
+            });
+            let expected = c.queue.is_empty() && !c.is_drained() && !(c.bound.is_some() && waiting);
+            assert_eq!(direct, expected, "case {case:#b}");
+            assert!(!asked || c.bound.is_some(), "asked only when bound");
+        }
     }
 
     #[test]

@@ -282,6 +282,15 @@ fn the_fast_path_declines_and_changes_nothing_when_a_condition_fails() {
             }),
         ),
         (
+            "the reply channel can never deliver (no sender, no registration)",
+            Box::new(|p: &mut Pair| {
+                let mine = p.k.create_channel(p.client, T0).unwrap();
+                let receive_only = pandagen_abi::Rights::RECEIVE;
+                p.replies = p.k.clone_cap(p.client, mine, receive_only, T0).unwrap();
+                p.k.drop_cap(p.client, mine, T0).unwrap();
+            }),
+        ),
+        (
             "no receiver waits on the send channel",
             Box::new(|p: &mut Pair| {
                 p.to_server = p.k.create_channel(p.client, T0).unwrap();

@@ -195,6 +195,7 @@ impl KernelCore {
         let (bound, handle) = self.new_channel(caller, 1, Rights::RECEIVE, Some(svc), now)?;
         if let Some(c) = self.channels.get_mut(svc) {
             c.bound = Some(bound);
+            c.resync();
         }
         Ok(handle)
     }
@@ -217,6 +218,7 @@ impl KernelCore {
         let ch = self.channels.create(capacity, payer);
         if let Some(c) = self.channels.get_mut(ch) {
             c.bound_to = bound_to;
+            c.resync();
         }
         // The creator's capability record is charged with the channel.
         let cap = self.new_record(ObjectRef::Channel(ch), rights, caller, payer);

@@ -263,16 +263,15 @@ impl KernelCore {
         // receives where it sent they are one channel, and one list, with
         // no test for it. A receive channel bound to no kernel channel
         // (the common case) costs one test for the binding.
+        // Each channel's state is one test of its summary word
+        // (`Channel::blocks`).
         let sent_on = channels.live_channel(to)?;
-        if sent_on.is_closed() || !sent_on.queue.is_empty() {
+        if !sent_on.takes_direct() {
             return None;
         }
         let from = fast_channel(space, receive, Rights::RECEIVE)?;
         let receive_on = channels.live_channel(from)?;
-        if !receive_on.queue.is_empty()
-            || receive_on.is_drained()
-            || channels.kernel_messages_waiting(receive_on)
-        {
+        if !receive_on.waits_direct(|c| channels.kernel_messages_waiting(c)) {
             return None;
         }
         // The caller is running and the task first in line on the channel

@@ -21,7 +21,9 @@ pub enum InvariantViolation {
     /// A record designates a channel object that no longer exists.
     DanglingChannel(CapId),
     /// A channel's reference, sender, receiver or registration counts
-    /// disagree with the records and registrations that exist.
+    /// disagree with the records and registrations that exist, or its
+    /// summary for the IPC fast path (`Channel::blocks`) disagrees with
+    /// its counts, binding and queue.
     ChannelCounts(ChannelRef),
     /// A channel exists that nothing references.
     UnreferencedChannel(ChannelRef),
@@ -179,6 +181,10 @@ impl KernelCore {
                     return Err(InvariantViolation::WaitList(ch));
                 }
             }
+        }
+        // Last, so that a broken count or binding is reported as itself.
+        if let Some((ch, _)) = self.channels.iter().find(|(_, c)| c.blocks != c.summary()) {
+            return Err(InvariantViolation::ChannelCounts(ch));
         }
         for (slot, task) in self.tasks.iter() {
             match self.sched.state(slot) {
@@ -496,6 +502,88 @@ mod tests {
         let (payer, cost) = (msg.payer.take().unwrap(), u64::from(msg.charge));
         w.k.accounts.release_memory(payer, cost);
         assert_eq!(w.k.check_invariants(), Err(V::UnpaidMessage(w.ch)));
+    }
+
+    #[test]
+    fn a_fast_path_summary_out_of_step_with_its_channel_is_found() {
+        use crate::channel::Channel;
+        // Each bit of the summary lost or gained behind the kernel's back
+        // (the world's channel has a message queued, a receiver, senders
+        // and a registration: only `QUEUED` is set).
+        assert_eq!(w_blocks(), Channel::QUEUED);
+        for bit in [
+            Channel::QUEUED,
+            Channel::CLOSED,
+            Channel::SILENT,
+            Channel::BOUND,
+        ] {
+            let found = broken(|w| w.k.channels.get_mut(w.ch).unwrap().blocks ^= bit);
+            assert_eq!(found, Err(V::ChannelCounts(w_ch())), "bit {bit}");
+        }
+        // And in step again once written from its fields.
+        let mut w = world();
+        w.k.channels.get_mut(w.ch).unwrap().blocks = 0;
+        w.k.channels.get_mut(w.ch).unwrap().resync();
+        w.k.check_invariants().unwrap();
+    }
+
+    /// The summary follows every change of what it summarizes on a
+    /// channel with no sender (the case where registrations and bindings
+    /// decide whether it is drained): `check_invariants` after each step
+    /// fails if one writer forgot it.
+    #[test]
+    fn a_fast_path_summary_follows_its_channel_through_every_change() {
+        use crate::channel::Channel;
+        let mut k = KernelCore::default();
+        let a = k.create_task(None, TaskSpec::new("a"), T0).unwrap().0;
+        let chan = k.create_channel(a, T0).unwrap();
+        let ch = k.channel_of(a, chan, T0).unwrap();
+        let blocks = |k: &KernelCore| k.channels.get(ch).unwrap().blocks;
+        assert_eq!(blocks(&k), 0, "open, with a sender");
+        let r = k
+            .clone_cap(a, chan, Rights::RECEIVE | Rights::GRANT, T0)
+            .unwrap();
+        k.drop_cap(a, chan, T0).unwrap();
+        k.check_invariants().unwrap();
+        assert_eq!(blocks(&k), Channel::SILENT, "no sender left");
+        let reg = k
+            .mint(a, Mintable::ServiceRegistry, Rights::REGISTER, T0)
+            .unwrap();
+        let svc = ServiceId::from_raw(5);
+        k.register_service(a, reg, svc, r, T0).unwrap();
+        k.check_invariants().unwrap();
+        assert_eq!(blocks(&k), 0, "registered");
+        k.unregister_service(a, svc).unwrap();
+        k.check_invariants().unwrap();
+        assert_eq!(blocks(&k), Channel::SILENT, "unregistered");
+        let kernel = k.bind_kernel_channel(a, r, T0).unwrap();
+        k.check_invariants().unwrap();
+        assert_eq!(blocks(&k), Channel::BOUND, "bound");
+        k.drop_cap(a, kernel, T0).unwrap();
+        k.check_invariants().unwrap();
+        assert_eq!(blocks(&k), Channel::SILENT, "unbound");
+        k.register_service(a, reg, svc, r, T0).unwrap();
+        // Its last receive right goes while a capability without rights
+        // keeps it: closed, and its registration gone with it.
+        let kept = k.clone_cap(a, r, Rights::NONE, T0).unwrap();
+        k.drop_cap(a, r, T0).unwrap();
+        k.check_invariants().unwrap();
+        assert_eq!(blocks(&k), Channel::CLOSED | Channel::SILENT, "closed");
+        k.drop_cap(a, kept, T0).unwrap();
+        k.check_invariants().unwrap();
+        assert!(
+            k.channels.get(ch).is_none(),
+            "gone with its last capability"
+        );
+    }
+
+    fn w_blocks() -> u8 {
+        let w = world();
+        w.k.channels.get(w.ch).unwrap().blocks
+    }
+
+    fn w_ch() -> ChannelRef {
+        world().ch
     }
 
     #[test]

@@ -364,6 +364,7 @@ impl KernelCore {
                 if rights.contains(Rights::RECEIVE) {
                     c.receivers += 1;
                 }
+                c.resync();
             }
         }
         let id = self.new_cap_id();
@@ -472,6 +473,7 @@ impl KernelCore {
                 c.receivers -= 1;
                 c.receivers == 0
             };
+            c.resync();
             if closing {
                 let queue = c.take_queue();
                 let service = c.bound_to;
@@ -507,6 +509,7 @@ impl KernelCore {
         if let Some(c) = self.channels.get_mut(service) {
             if c.bound == Some(ch) {
                 c.bound = None;
+                c.resync();
                 self.settle_channel(service);
             }
         }

@@ -79,6 +79,7 @@ impl KernelCore {
         });
         if let Some(c) = self.channels.get_mut(ch) {
             c.registrations += 1;
+            c.resync();
         }
         Ok(())
     }
@@ -237,6 +238,7 @@ impl KernelCore {
         for r in self.registry.remove_where(|r| r.channel == ch) {
             if let Some(c) = self.channels.get_mut(r.channel) {
                 c.registrations -= 1;
+                c.resync();
             }
         }
     }
@@ -244,6 +246,7 @@ impl KernelCore {
     fn release_registration(&mut self, ch: ChannelRef) {
         if let Some(c) = self.channels.get_mut(ch) {
             c.registrations -= 1;
+            c.resync();
         }
         self.settle_channel(ch);
     }
