@@ -41,6 +41,7 @@
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use core::cell::Cell;
 use core::fmt;
 use pandagen_abi::{Badge, CapHandle, TaskId};
 
@@ -266,10 +267,40 @@ impl Channel {
     /// In [`Channel::blocks`]: bound to a kernel channel, whose messages a
     /// receive here also takes.
     pub(crate) const BOUND: u8 = 8;
+    /// In [`Channel::blocks`]: no channel at all, the placeholder a free
+    /// slot holds ([`Channel::vacant`]).
+    pub(crate) const VACANT: u8 = 16;
 
-    /// [`Channel::blocks`] as the fields say it is.
+    /// What a free slot of the table holds: no channel (`VACANT`, and
+    /// closed and silent as well), owning no memory.
+    const fn vacant() -> Channel {
+        Channel {
+            queue: VecDeque::new(),
+            capacity: 0,
+            refs: 0,
+            senders: 0,
+            receivers: 0,
+            registrations: 0,
+            waiters: Cell::new(crate::sched::TaskList::EMPTY),
+            payer: AccountId::from_index(0),
+            reserved_queued: 0,
+            kernel_room: 0,
+            bound: None,
+            bound_to: None,
+            blocks: Self::VACANT | Self::CLOSED | Self::SILENT,
+        }
+    }
+
+    /// Whether this is a free slot's placeholder.
+    #[inline]
+    fn is_vacant(&self) -> bool {
+        self.blocks & Self::VACANT != 0
+    }
+
+    /// [`Channel::blocks`] as the fields say it is (and `VACANT` as it
+    /// was: no field says it).
     pub(crate) fn summary(&self) -> u8 {
-        let mut bits = 0;
+        let mut bits = self.blocks & Self::VACANT;
         if !self.queue.is_empty() {
             bits |= Self::QUEUED;
         }
@@ -297,24 +328,24 @@ impl Channel {
     }
 
     /// Whether the IPC fast path may hand a message on this channel
-    /// straight to its first waiter: it is open and nothing is queued
-    /// (`!is_closed() && queue.is_empty()`, one test).
+    /// straight to its first waiter: it is a channel, open, and nothing is
+    /// queued (`!is_closed() && queue.is_empty()`, one test).
     #[inline(always)]
     pub(crate) fn takes_direct(&self) -> bool {
-        self.blocks & (Self::QUEUED | Self::CLOSED) == 0
+        self.blocks & (Self::QUEUED | Self::CLOSED | Self::VACANT) == 0
     }
 
     /// Whether the IPC fast path's caller may wait on this channel,
     /// leaving the rest to `bound_waiting` (whether the bound kernel
-    /// channel holds messages, asked only for a bound channel): nothing is
-    /// queued, it is not drained, and no kernel message waits for it
-    /// (`queue.is_empty() && !is_drained() && !bound_waiting()`, one test
-    /// when it is not bound).
+    /// channel holds messages, asked only for a bound channel): it is a
+    /// channel, nothing is queued, it is not drained, and no kernel
+    /// message waits for it (`queue.is_empty() && !is_drained() &&
+    /// !bound_waiting()`, one test when it is not bound).
     #[inline(always)]
     pub(crate) fn waits_direct(&self, bound_waiting: impl FnOnce(&Channel) -> bool) -> bool {
+        const NOT_HERE: u8 = Channel::QUEUED | Channel::SILENT | Channel::VACANT;
         let bits = self.blocks;
-        bits & (Self::QUEUED | Self::SILENT | Self::BOUND) == 0
-            || (bits & (Self::QUEUED | Self::SILENT) == 0 && !bound_waiting(self))
+        bits & (NOT_HERE | Self::BOUND) == 0 || (bits & NOT_HERE == 0 && !bound_waiting(self))
     }
     /// Messages counted against the queue bound: everything but the
     /// kernel's reserved exit notifications.
@@ -399,9 +430,14 @@ impl Channel {
     }
 }
 
+/// A slot of the channel table: a channel, or a free slot's placeholder
+/// ([`Channel::vacant`], marked `VACANT` in its summary word) instead of
+/// an `Option`, so that the fast path's lookup reaches the channel with
+/// its generation compare alone and lets the summary's test, which
+/// declines a placeholder, stand for the `Option`'s.
 pub(crate) struct ChannelSlot {
     generation: u32,
-    channel: Option<Channel>,
+    channel: Channel,
 }
 
 /// The table of channel objects (a slab with generations).
@@ -457,41 +493,44 @@ impl ChannelTable {
             None => {
                 self.slots.push(ChannelSlot {
                     generation: self.generation_floor,
-                    channel: None,
+                    channel: Channel::vacant(),
                 });
                 (self.slots.len() - 1) as u32
             }
         };
         let slot = &mut self.slots[index as usize];
-        slot.channel = Some(channel);
+        slot.channel = channel;
         self.live += 1;
         ChannelRef::from_parts(index, slot.generation)
     }
 
     pub(crate) fn get(&self, r: ChannelRef) -> Option<&Channel> {
         let slot = self.slots.get(r.index as usize)?;
-        if slot.generation != r.generation {
+        if slot.generation != r.generation || slot.channel.is_vacant() {
             return None;
         }
-        slot.channel.as_ref()
+        Some(&slot.channel)
     }
 
     pub(crate) fn get_mut(&mut self, r: ChannelRef) -> Option<&mut Channel> {
         let slot = self.slots.get_mut(r.index as usize)?;
-        if slot.generation != r.generation {
+        if slot.generation != r.generation || slot.channel.is_vacant() {
             return None;
         }
-        slot.channel.as_mut()
+        Some(&mut slot.channel)
     }
 
-    /// The live channel `r` names, or `None` (the fast path's lookup:
-    /// [`Self::get`], inlined for certain).
+    /// What the slot `r` names holds, if its generation is `r`'s: the
+    /// live channel `r` names, or a free slot's placeholder, which only
+    /// the last reference to a retired slot can reach (freeing a slot
+    /// moves its generation on otherwise) and which the fast path's tests
+    /// of the summary word decline ([`Channel::takes_direct`],
+    /// [`Channel::waits_direct`]). The fast path's lookup: [`Self::get`]
+    /// without the test for a placeholder, inlined for certain.
     #[inline(always)]
     pub(crate) fn live_channel(&self, r: ChannelRef) -> Option<&Channel> {
         let slot = self.slots.get(r.index as usize)?;
-        (slot.generation == r.generation)
-            .then_some(slot.channel.as_ref())
-            .flatten()
+        (slot.generation == r.generation).then_some(&slot.channel)
     }
 
     /// Whether `ch`'s bound kernel channel, if it has one, holds messages
@@ -506,7 +545,9 @@ impl ChannelTable {
     /// Free the channel's slot (it must hold no references any more).
     pub(crate) fn destroy(&mut self, r: ChannelRef) {
         if let Some(slot) = self.slots.get_mut(r.index as usize) {
-            if slot.generation == r.generation && slot.channel.take().is_some() {
+            if slot.generation == r.generation && !slot.channel.is_vacant() {
+                // The channel (and its queue's buffer) goes.
+                slot.channel = Channel::vacant();
                 self.live -= 1;
                 if slot.generation < u32::MAX {
                     slot.generation += 1;
@@ -518,7 +559,7 @@ impl ChannelTable {
                 let dropped = crate::slab::trim(
                     &mut self.slots,
                     &mut self.free,
-                    |s| s.channel.is_none() && s.generation < u32::MAX,
+                    |s| s.channel.is_vacant() && s.generation < u32::MAX,
                     |s| s.generation,
                 );
                 self.generation_floor = self.generation_floor.max(dropped);
@@ -533,9 +574,8 @@ impl ChannelTable {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (ChannelRef, &Channel)> {
         self.slots.iter().enumerate().filter_map(|(i, s)| {
-            s.channel
-                .as_ref()
-                .map(|c| (ChannelRef::from_parts(i as u32, s.generation), c))
+            let c = &s.channel;
+            (!c.is_vacant()).then(|| (ChannelRef::from_parts(i as u32, s.generation), c))
         })
     }
 }
@@ -652,9 +692,11 @@ mod tests {
             payer: None,
             reserved: false,
         };
-        for case in 0u32..128 {
+        for case in 0u32..256 {
             let bit = |n: u32| case >> n & 1 == 1;
-            let c = table.get_mut(r).unwrap();
+            // By its slot: a case marked as a placeholder is no channel to
+            // `get_mut`.
+            let c = &mut table.slots[r.index() as usize].channel;
             while c.pop_front().is_some() {}
             if bit(0) {
                 c.push_back(message());
@@ -664,12 +706,15 @@ mod tests {
             c.registrations = u32::from(bit(3));
             c.bound = bit(4).then_some(other);
             c.bound_to = bit(5).then_some(other);
+            // A placeholder's mark, with every field otherwise as given.
+            c.blocks = if bit(7) { Channel::VACANT } else { 0 };
             c.resync();
             let waiting = bit(6);
             assert_eq!(c.blocks, c.summary());
+            let vacant = bit(7);
             assert_eq!(
                 c.takes_direct(),
-                !c.is_closed() && c.queue.is_empty(),
+                !vacant && !c.is_closed() && c.queue.is_empty(),
                 "case {case:#b}"
             );
             let mut asked = false;
@@ -677,10 +722,44 @@ mod tests {
                 asked = true;
                 waiting
             });
-            let expected = c.queue.is_empty() && !c.is_drained() && !(c.bound.is_some() && waiting);
+            let expected =
+                !vacant && c.queue.is_empty() && !c.is_drained() && !(c.bound.is_some() && waiting);
             assert_eq!(direct, expected, "case {case:#b}");
             assert!(!asked || c.bound.is_some(), "asked only when bound");
         }
+    }
+
+    /// A free slot holds a placeholder, which the table's lookups refuse
+    /// and the fast path's lookup, which only compares generations, may
+    /// reach by the last reference of a retired slot: its summary
+    /// declines it in both of the fast path's tests.
+    #[test]
+    fn a_free_slot_s_placeholder_is_refused_or_declined() {
+        let mut table = ChannelTable::new();
+        let payer = crate::budget::AccountId::from_raw(0);
+        let a = table.create(1, payer);
+        table.slots[a.index() as usize].generation = u32::MAX;
+        let last = ChannelRef::from_parts(a.index(), u32::MAX);
+        let c = table.get_mut(last).expect("live at the last generation");
+        (c.receivers, c.senders) = (1, 1);
+        c.resync();
+        assert!(c.takes_direct() && c.waits_direct(|_| false));
+        table.destroy(last);
+        assert!(table.get(last).is_none() && table.get_mut(last).is_none());
+        assert_eq!(table.iter().count(), 0);
+        let placeholder = table
+            .live_channel(last)
+            .expect("a retired slot keeps its generation");
+        assert_ne!(placeholder.blocks & Channel::VACANT, 0);
+        assert!(!placeholder.takes_direct());
+        assert!(!placeholder.waits_direct(|_| false));
+        // A slot freed below the last generation moves its generation on:
+        // the old reference reaches nothing, not even the placeholder.
+        let b = table.create(1, payer);
+        let stale = table.create(1, payer);
+        table.destroy(stale);
+        assert!(table.live_channel(stale).is_none());
+        assert!(table.get(b).is_some());
     }
 
     #[test]
