@@ -21,6 +21,7 @@ use pandagen_abi::{
 
 use crate::budget::AccountId;
 use crate::cap_table::CapSpace;
+use pandagen_abi::ids::KERNEL_TASK;
 
 /// Largest number of live tasks (slot indices are 16 bits, 0 unused).
 pub const MAX_TASKS: usize = 0xFFFF;
@@ -109,9 +110,34 @@ pub(crate) struct Task {
     pub(crate) own_charge: Budget,
 }
 
+impl Task {
+    /// What a free slot of the table holds: no task. Its id is
+    /// [`KERNEL_TASK`], which names no task (a task id's slot part is at
+    /// least 1), and its capability space is empty and holds nothing.
+    fn vacant() -> Task {
+        Task {
+            id: KERNEL_TASK,
+            execution: ExecutionId::UNASSIGNED,
+            domain: 0,
+            space: CapSpace::new(0),
+            account: AccountId::from_index(0),
+            own_charge: Budget::ZERO,
+        }
+    }
+
+    /// Whether this is a free slot's placeholder.
+    #[inline]
+    fn is_vacant(&self) -> bool {
+        self.id == KERNEL_TASK
+    }
+}
+
+/// A slot of the task table: a task, or a free slot's placeholder
+/// ([`Task::vacant`]) instead of an `Option`, so that the IPC fast path's
+/// [`TaskTable::task_at`] finds its caller with the id compare alone.
 struct TaskSlot {
     generation: u64,
-    task: Option<Task>,
+    task: Task,
 }
 
 /// Table bytes one task takes here: its slot and free-list entry, its
@@ -145,7 +171,7 @@ impl TaskTable {
         let raw = id.as_raw();
         let index = (raw & INDEX_MASK) as usize;
         let slot = self.slots.get(index.wrapping_sub(1))?;
-        (slot.generation == raw >> INDEX_BITS && slot.task.is_some()).then_some(index as u32 - 1)
+        (slot.generation == raw >> INDEX_BITS && !slot.task.is_vacant()).then_some(index as u32 - 1)
     }
 
     /// The slot a task id names and its task, if live: [`Self::slot_of`]
@@ -158,7 +184,8 @@ impl TaskTable {
         if slot.generation != raw >> INDEX_BITS {
             return None;
         }
-        Some((index as u32 - 1, slot.task.as_ref()?))
+        let task = &slot.task;
+        (!task.is_vacant()).then_some((index as u32 - 1, task))
     }
 
     /// The task `id` names if it is live in slot `slot` (0-based, as
@@ -167,10 +194,13 @@ impl TaskTable {
     /// only and a live task's id is unique, so a task in `slot` whose id is
     /// `id` is the one `id` names: the answer is `slot_and_task(id)`'s, or
     /// `None` when `slot` is not `id`'s (a wrong slot finds another task,
-    /// or none, and never acts on it).
+    /// or none, and never acts on it). The id compare is the only test of
+    /// the slot: a free slot's placeholder has the id [`KERNEL_TASK`],
+    /// which no task has, so only that id finds it, and then finds a task
+    /// that holds no capability (every lookup in its space fails).
     #[inline]
     pub(crate) fn task_at(&self, id: TaskId, slot: usize) -> Option<(u32, &Task)> {
-        let task = self.slots.get(slot)?.task.as_ref()?;
+        let task = &self.slots.get(slot)?.task;
         (task.id == id).then_some((slot as u32, task))
     }
 
@@ -178,28 +208,30 @@ impl TaskTable {
         let raw = id.as_raw();
         let index = (raw & INDEX_MASK) as usize;
         let slot = self.slots.get(index.wrapping_sub(1))?;
-        if slot.generation != raw >> INDEX_BITS {
+        if slot.generation != raw >> INDEX_BITS || slot.task.is_vacant() {
             return None;
         }
-        slot.task.as_ref()
+        Some(&slot.task)
     }
 
     pub(crate) fn get_mut(&mut self, id: TaskId) -> Option<&mut Task> {
         let raw = id.as_raw();
         let index = (raw & INDEX_MASK) as usize;
         let slot = self.slots.get_mut(index.wrapping_sub(1))?;
-        if slot.generation != raw >> INDEX_BITS {
+        if slot.generation != raw >> INDEX_BITS || slot.task.is_vacant() {
             return None;
         }
-        slot.task.as_mut()
+        Some(&mut slot.task)
     }
 
     pub(crate) fn by_slot(&self, slot: u32) -> Option<&Task> {
-        self.slots.get(slot as usize)?.task.as_ref()
+        let task = &self.slots.get(slot as usize)?.task;
+        (!task.is_vacant()).then_some(task)
     }
 
     pub(crate) fn by_slot_mut(&mut self, slot: u32) -> Option<&mut Task> {
-        self.slots.get_mut(slot as usize)?.task.as_mut()
+        let task = &mut self.slots.get_mut(slot as usize)?.task;
+        (!task.is_vacant()).then_some(task)
     }
 
     /// The id the next `insert` will use, or `None` if the table is full.
@@ -221,13 +253,14 @@ impl TaskTable {
             None => {
                 self.slots.push(TaskSlot {
                     generation: 0,
-                    task: None,
+                    task: Task::vacant(),
                 });
                 (self.slots.len() - 1) as u32
             }
         };
         debug_assert_eq!(pack(slot, self.slots[slot as usize].generation), task.id);
-        self.slots[slot as usize].task = Some(task);
+        debug_assert!(!task.is_vacant());
+        self.slots[slot as usize].task = task;
         self.live += 1;
         slot
     }
@@ -235,7 +268,10 @@ impl TaskTable {
     /// Remove a task; its slot will come back with a new generation.
     pub(crate) fn remove(&mut self, slot: u32) -> Option<Task> {
         let s = self.slots.get_mut(slot as usize)?;
-        let task = s.task.take()?;
+        if s.task.is_vacant() {
+            return None;
+        }
+        let task = core::mem::replace(&mut s.task, Task::vacant());
         self.live -= 1;
         // 48-bit generations: a slot is retired before its ids could wrap.
         if s.generation < (u64::MAX >> INDEX_BITS) {
@@ -249,7 +285,7 @@ impl TaskTable {
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.task.as_ref().map(|t| (i as u32, t)))
+            .filter_map(|(i, s)| (!s.task.is_vacant()).then_some((i as u32, &s.task)))
     }
 }
 
@@ -335,6 +371,37 @@ mod tests {
         }
     }
 
+    /// A free slot holds a placeholder that every lookup refuses; only
+    /// `task_at` with the kernel's id (no task's) reaches it, and finds
+    /// no capability in it.
+    #[test]
+    fn a_free_slot_s_placeholder_is_no_task() {
+        let mut table = TaskTable::new();
+        let a = table.next_id().unwrap();
+        let slot = table.insert(task(a));
+        let b = table.next_id().unwrap();
+        table.insert(task(b));
+        assert!(table.remove(slot).is_some());
+        assert!(table.remove(slot).is_none(), "removed once");
+        assert!(table.get(a).is_none() && table.get_mut(a).is_none());
+        assert!(table.slot_of(a).is_none() && table.slot_and_task(a).is_none());
+        assert!(table.by_slot(slot).is_none() && table.by_slot_mut(slot).is_none());
+        assert!(table.task_at(a, slot as usize).is_none());
+        assert_eq!(
+            table.iter().map(|(s, t)| (s, t.id)).collect::<Vec<_>>(),
+            [(1, b)]
+        );
+        assert_eq!(table.live(), 1);
+        let (_, placeholder) = table.task_at(KERNEL_TASK, slot as usize).unwrap();
+        assert_eq!(placeholder.space.len(), 0);
+        let any = pandagen_abi::CapHandle::new(0, 1);
+        assert!(placeholder.space.get(any).is_err());
+        assert!(
+            table.task_at(KERNEL_TASK, 1).is_none(),
+            "a live task's slot"
+        );
+    }
+
     #[test]
     fn a_slot_at_the_last_generation_is_retired_not_wrapped() {
         let last = u64::MAX >> INDEX_BITS;
@@ -343,7 +410,7 @@ mod tests {
         let slot = table.insert(task(a));
         table.slots[slot as usize].generation = last - 1;
         let b = pack(slot, last - 1);
-        table.slots[slot as usize].task = Some(task(b));
+        table.slots[slot as usize].task = task(b);
         table.remove(slot);
         // One below the maximum: the slot comes back with the last
         // generation.
@@ -358,6 +425,9 @@ mod tests {
         assert_eq!(slot_index(d), slot as usize + 1);
         assert_eq!(table.insert(task(d)), slot + 1);
         assert!(table.get(c).is_none());
+        // The retired slot keeps the last id's generation: only its
+        // placeholder tells every lookup that the id names no task.
+        assert!(table.slot_and_task(c).is_none() && table.slot_of(c).is_none());
         assert_eq!(table.slot_of(c), None);
         assert_eq!(table.live(), 1);
     }

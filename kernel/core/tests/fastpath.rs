@@ -176,7 +176,8 @@ fn a_checked_call_names_the_caller_s_and_the_receiver_s_slots() {
 /// would pass every other check: the running client's slot given with the
 /// blocked server's id, or with the id of the ended task whose slot the
 /// client took; an ended task's empty slot, or one beyond the table, with
-/// the client's id.
+/// the client's id; an empty slot with the kernel's id, which no task has
+/// (an empty slot holds a placeholder with that id and no capability).
 #[test]
 fn a_caller_slot_that_is_not_the_caller_s_declines_and_changes_nothing() {
     let (mut p, first, _) = pair_in_ended_slots();
@@ -197,6 +198,11 @@ fn a_caller_slot_that_is_not_the_caller_s_declines_and_changes_nothing() {
             slot_index(ended),
         ),
         ("the client's id beyond the table", p.client, usize::MAX),
+        (
+            "the kernel's id (no task's) in an empty slot",
+            pandagen_abi::ids::KERNEL_TASK,
+            slot_index(ended),
+        ),
         (
             "the client's id in the server's slot",
             p.client,
