@@ -722,8 +722,8 @@ mod tests {
                 asked = true;
                 waiting
             });
-            let expected =
-                !vacant && c.queue.is_empty() && !c.is_drained() && !(c.bound.is_some() && waiting);
+            let kernel_message = c.bound.is_some() && waiting;
+            let expected = !(vacant || !c.queue.is_empty() || c.is_drained() || kernel_message);
             assert_eq!(direct, expected, "case {case:#b}");
             assert!(!asked || c.bound.is_some(), "asked only when bound");
         }
