@@ -270,6 +270,18 @@ impl Channel {
     /// In [`Channel::blocks`]: no channel at all, the placeholder a free
     /// slot holds ([`Channel::vacant`]).
     pub(crate) const VACANT: u8 = 16;
+    /// A placeholder's summary: what its fields say (closed, silent), and
+    /// `VACANT`.
+    const PLACEHOLDER: u8 = Self::VACANT | Self::CLOSED | Self::SILENT;
+    /// What keeps the fast path from sending on the channel
+    /// ([`Channel::takes_direct`]).
+    const NOT_TO: u8 = Self::QUEUED | Self::CLOSED | Self::VACANT;
+    /// What keeps the fast path's caller from waiting on the channel
+    /// whatever its binding ([`Channel::waits_direct`]).
+    const NOT_FROM: u8 = Self::QUEUED | Self::SILENT | Self::VACANT;
+    /// [`Channel::NOT_FROM`], or a binding, whose kernel channel is then
+    /// asked ([`Channel::waits_direct`]).
+    const NOT_FROM_OR_BOUND: u8 = Self::NOT_FROM | Self::BOUND;
 
     /// What a free slot of the table holds: no channel (`VACANT`, and
     /// closed and silent as well), owning no memory.
@@ -287,7 +299,7 @@ impl Channel {
             kernel_room: 0,
             bound: None,
             bound_to: None,
-            blocks: Self::VACANT | Self::CLOSED | Self::SILENT,
+            blocks: Self::PLACEHOLDER,
         }
     }
 
@@ -332,7 +344,7 @@ impl Channel {
     /// queued (`!is_closed() && queue.is_empty()`, one test).
     #[inline(always)]
     pub(crate) fn takes_direct(&self) -> bool {
-        self.blocks & (Self::QUEUED | Self::CLOSED | Self::VACANT) == 0
+        self.blocks & Self::NOT_TO == 0
     }
 
     /// Whether the IPC fast path's caller may wait on this channel,
@@ -343,10 +355,10 @@ impl Channel {
     /// !bound_waiting()`, one test when it is not bound).
     #[inline(always)]
     pub(crate) fn waits_direct(&self, bound_waiting: impl FnOnce(&Channel) -> bool) -> bool {
-        const NOT_HERE: u8 = Channel::QUEUED | Channel::SILENT | Channel::VACANT;
         let bits = self.blocks;
-        bits & (NOT_HERE | Self::BOUND) == 0 || (bits & NOT_HERE == 0 && !bound_waiting(self))
+        bits & Self::NOT_FROM_OR_BOUND == 0 || (bits & Self::NOT_FROM == 0 && !bound_waiting(self))
     }
+
     /// Messages counted against the queue bound: everything but the
     /// kernel's reserved exit notifications.
     pub(crate) fn bounded_len(&self) -> usize {
@@ -750,6 +762,7 @@ mod tests {
         let placeholder = table
             .live_channel(last)
             .expect("a retired slot keeps its generation");
+        assert_eq!(placeholder.blocks, placeholder.summary(), "what it is");
         assert_ne!(placeholder.blocks & Channel::VACANT, 0);
         assert!(!placeholder.takes_direct());
         assert!(!placeholder.waits_direct(|_| false));

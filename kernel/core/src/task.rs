@@ -392,6 +392,13 @@ mod tests {
             [(1, b)]
         );
         assert_eq!(table.live(), 1);
+        // The slot taken again by another task: the old id still names
+        // nothing.
+        let c = table.next_id().unwrap();
+        assert_eq!(table.insert(task(c)), slot);
+        assert!(table.get(a).is_none() && table.get_mut(a).is_none());
+        assert_eq!(table.get_mut(c).map(|t| t.id), Some(c));
+        assert!(table.remove(slot).is_some());
         let (_, placeholder) = table.task_at(KERNEL_TASK, slot as usize).unwrap();
         assert_eq!(placeholder.space.len(), 0);
         let any = pandagen_abi::CapHandle::new(0, 1);
