@@ -306,9 +306,12 @@ pub(crate) struct Slot {
 /// or [`ChannelView::NONE`] for an empty slot or any other capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ChannelView {
-    /// The record's rights, with [`ChannelView::CHANNEL`] set, if it is a
-    /// channel capability; 0 otherwise.
-    bits: u32,
+    /// What the record lacks of a channel capability with every right:
+    /// the complement of its rights with [`ChannelView::CHANNEL`], if it
+    /// is a channel capability; every bit otherwise. Kept complemented so
+    /// that the fast path's test of a view is one `test` of it against
+    /// what it needs (none of it may be lacking).
+    lacks: u32,
     channel: ChannelRef,
 }
 
@@ -317,7 +320,7 @@ impl ChannelView {
     const CHANNEL: u32 = 1 << 31;
 
     pub(crate) const NONE: ChannelView = ChannelView {
-        bits: 0,
+        lacks: u32::MAX,
         channel: ChannelRef::from_parts(0, 0),
     };
 
@@ -325,7 +328,7 @@ impl ChannelView {
     pub(crate) fn of(cap: Option<&Capability>) -> ChannelView {
         match cap.map(|c| (c.object(), c.rights())) {
             Some((ObjectRef::Channel(channel), rights)) => ChannelView {
-                bits: Self::CHANNEL | rights.bits(),
+                lacks: !(Self::CHANNEL | rights.bits()),
                 channel,
             },
             _ => ChannelView::NONE,
@@ -409,7 +412,7 @@ impl CapSpace {
     pub(crate) fn live_channel(&self, handle: CapHandle, required: Rights) -> Option<ChannelRef> {
         let slot = self.slots.get(handle.index() as usize)?;
         let wanted = ChannelView::CHANNEL | required.bits();
-        (slot.generation == handle.generation() && slot.view.bits & wanted == wanted)
+        (slot.generation == handle.generation() && slot.view.lacks & wanted == 0)
             .then_some(slot.view.channel)
     }
 
@@ -582,7 +585,7 @@ mod tests {
         assert_eq!(space.live_channel(other, Rights::NONE), None);
         // A view that is not its record's is found.
         space.slots[k.index() as usize].view = ChannelView {
-            bits: ChannelView::CHANNEL,
+            lacks: !ChannelView::CHANNEL,
             channel,
         };
         assert!(!space.views_agree());
