@@ -714,6 +714,55 @@ fn exchange_pointers(
         &name("straddling_message_arrives_intact"),
         check_eq(echoed, Ok(straddling)),
     );
+    // A send capability the call consumes is gone once sent, also when the
+    // call is taken directly (a consuming call runs the general body).
+    let once = kernel.clone_capability(&to_server, Rights::SEND)?;
+    let consuming = ExchangeRegisters {
+        send: once.handle(),
+        consume_send: true,
+        ..request
+    };
+    let last = b"once".to_vec();
+    let consumed = call_in_registers(
+        Syscall::Exchange,
+        consuming.to_registers(),
+        (last.as_ptr() as u64, 4),
+        response_at,
+    );
+    let released = kernel.drop_capability(once);
+    tally.check(
+        &name("consumed_send_is_released"),
+        match (consumed, released) {
+            (Ok(echo), Err(KernelError::InvalidCapability)) if echo == last => Ok(()),
+            other => Err(alloc::format!("answer and drop: {other:?}")),
+        },
+    );
+    // A timed call taken directly (the server is blocked receiving) still
+    // ends at its deadline: it receives on a channel nobody sends on, and
+    // the server's answer goes to `replies`, where nobody reads it.
+    if timeout.is_some() {
+        let silent = kernel.create_channel()?;
+        let unanswered = ExchangeRegisters {
+            receive: silent.handle(),
+            timeout_nanos: Some(Duration::from_millis(50).as_nanos() as u64),
+            ..request
+        };
+        let late = b"late".to_vec();
+        let timed_out = call_in_registers(
+            Syscall::Exchange,
+            unanswered.to_registers(),
+            (late.as_ptr() as u64, 4),
+            response_at,
+        );
+        tally.check(
+            &name("direct_call_times_out"),
+            match timed_out {
+                Err(e) if e.contains("Timeout") => Ok(()),
+                other => Err(alloc::format!("expected a timeout, got {other:?}")),
+            },
+        );
+        kernel.drop_capability(Cap::from(silent))?;
+    }
     // An empty message ends the server.
     let stop = postcard::to_allocvec(&SendRequest {
         channel: to_server.handle(),
