@@ -306,10 +306,9 @@ pub(super) fn hand_over(
     // receive handle `CapHandle::from_raw(r9)`), read again here where
     // the record is at hand: the record has not changed since.
     let len = sender.frame.rsi as usize;
-    let channel = CapHandle::from_raw(sender.frame.r9);
     debug_assert_eq!(len, parked.len, "the record's rsi is not the length");
     debug_assert!(
-        channel == parked.channel,
+        CapHandle::from_raw(sender.frame.r9) == parked.channel,
         "the record's r9 is not the receive"
     );
     let message = UserRange {
@@ -358,7 +357,8 @@ pub(super) fn hand_over(
     // across a write that goes out of line.
     receiver.pending = None;
     sender.pending = Some(Pending::Receive {
-        channel,
+        // The receive handle read here, at its one use.
+        channel: CapHandle::from_raw(sender.frame.r9),
         deadline: parked.deadline,
         response,
     });
