@@ -228,7 +228,7 @@ impl KernelState {
         };
         // The kernel's records are indexed by the core's slots (see
         // `UserTasks`): the task in the receiver's slot is the core's.
-        debug_assert_eq!(call.receiver(), Some(receiver_id));
+        debug_assert_eq!(call.receiver(), Some(*receiver_id));
         call.commit();
         if let SendTo::Channel {
             send,
@@ -242,9 +242,11 @@ impl KernelState {
         // The receiver runs, its record already at hand. The I/O bitmap
         // stays as it is: it opens nothing (checked above), and the
         // receiver has no windows (`hand_over` declines one that has).
+        // (The receiver's id read here, from its slot, at its one use
+        // after the check: not carried across the commit.)
         Exchanged::Resume(schedule::enter(
             receiver,
-            receiver_id,
+            *receiver_id,
             current,
             slice_left,
             active_cr3,
@@ -291,7 +293,7 @@ pub(super) fn hand_over(
     slots: (u32, u32),
     parked: Parked,
     badge: Option<Badge>,
-) -> Option<(TaskId, &mut UserTask)> {
+) -> Option<(&TaskId, &mut UserTask)> {
     let (sender, receiver_id, receiver) = tasks.pair_at_mut(&sender_id, slots)?;
     // A receiver with port windows first (it declines every time, and
     // the check is one compare); then the sender's side, and the
