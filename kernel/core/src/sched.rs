@@ -90,6 +90,14 @@ pub enum BlockedOn {
 }
 
 impl BlockedOn {
+    /// Whether the wait has a deadline (`deadline().is_some()`, without
+    /// reading the deadline itself: the direct switch tests two waits at
+    /// once with it).
+    #[inline(always)]
+    fn timed(&self) -> bool {
+        !matches!(self, BlockedOn::Receive { deadline: None, .. })
+    }
+
     pub fn deadline(&self) -> Option<Instant> {
         match *self {
             BlockedOn::Receive { deadline, .. } => deadline,
@@ -624,8 +632,8 @@ impl DirectSwitch<'_> {
         let entries = sched.entries.as_mut_slice();
         // The receiver leaves the head of its wait list.
         let r = &mut entries[receiver as usize];
-        // The deadline it waited with leaves the index (below).
-        let waited = r.on.deadline();
+        // The deadline it waited with, if any, leaves the index (below).
+        let waited = r.on.timed();
         let next = r.link.next;
         r.link = Link {
             prev: NIL,
@@ -652,7 +660,7 @@ impl DirectSwitch<'_> {
         let c = &mut entries[caller as usize];
         // Its wait is in its entry already (see `check_direct`).
         c.kind = Kind::Blocked;
-        let deadline = c.on.deadline();
+        let timed = c.on.timed();
         c.wake = None;
         c.link = Link {
             prev: tail,
@@ -665,11 +673,15 @@ impl DirectSwitch<'_> {
         }
         list.tail = caller;
         receive_on.set(list);
-        if let Some(deadline) = waited {
-            sched.deadlines.remove(&(deadline, receiver));
-        }
-        if let Some(deadline) = deadline {
-            sched.deadlines.insert((deadline, caller), ());
+        // One test for the two waits (neither has a deadline, in the
+        // common call); their deadlines are read only when one has.
+        if waited | timed {
+            if let Some(deadline) = entries[receiver as usize].on.deadline() {
+                sched.deadlines.remove(&(deadline, receiver));
+            }
+            if let Some(deadline) = entries[caller as usize].on.deadline() {
+                sched.deadlines.insert((deadline, caller), ());
+            }
         }
     }
 }
