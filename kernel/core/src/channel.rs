@@ -355,8 +355,15 @@ impl Channel {
     /// !bound_waiting()`, one test when it is not bound).
     #[inline(always)]
     pub(crate) fn waits_direct(&self, bound_waiting: impl FnOnce(&Channel) -> bool) -> bool {
-        let bits = self.blocks;
-        bits & Self::NOT_FROM_OR_BOUND == 0 || (bits & Self::NOT_FROM == 0 && !bound_waiting(self))
+        self.blocks & Self::NOT_FROM_OR_BOUND == 0 || self.waits_when_bound(bound_waiting)
+    }
+
+    /// [`Channel::waits_direct`] for a channel that is bound, or will not
+    /// do: out of line, so that the common test reads the word once.
+    #[cold]
+    #[inline(never)]
+    fn waits_when_bound(&self, bound_waiting: impl FnOnce(&Channel) -> bool) -> bool {
+        self.blocks & Self::NOT_FROM == 0 && !bound_waiting(self)
     }
 
     /// Messages counted against the queue bound: everything but the
