@@ -641,14 +641,17 @@ impl DirectSwitch<'_> {
         };
         r.kind = Kind::Running;
         r.wake = Some(WakeReason::HandedOff);
-        let mut sent = sent_on.get();
-        sent.head = next;
+        // The receiver alone in line leaves the list empty: one store of
+        // the empty list (the head and the tail written apart took a
+        // register and two stores).
         if next == NIL {
-            sent.tail = NIL;
+            sent_on.set(TaskList::EMPTY);
         } else {
             entries[next as usize].link.prev = NIL;
+            let mut sent = sent_on.get();
+            sent.head = next;
+            sent_on.set(sent);
         }
-        sent_on.set(sent);
         // The caller joins the tail of the list it receives on, read after
         // the write above (it is that list when the caller receives where
         // it sent). This is `push_back` written out with the state change
@@ -1006,6 +1009,12 @@ mod tests {
         assert_eq!((list.get().head, list.get().tail), (2, 0));
         assert_eq!(s.state(1), SchedState::Running);
         assert_eq!(s.next_deadline(), None, "the receiver's deadline left");
+        assert!(s.consistent());
+        // The new head has no one before it: woken, it leaves the list
+        // to the caller alone.
+        s.wake(2, Some(list.get_mut()));
+        assert_eq!(s.iter_list(list.get()).collect::<Vec<_>>(), [0]);
+        assert_eq!((list.get().head, list.get().tail), (0, 0));
         assert!(s.consistent());
     }
 
