@@ -603,6 +603,21 @@ impl ChannelTable {
 mod tests {
     use super::*;
 
+    /// An empty message from the kernel, charged to nobody.
+    fn kernel_message() -> Message {
+        Message {
+            seq: 0,
+            sender: KERNEL_SENDER,
+            sender_domain: 0,
+            charge: 0,
+            bytes: Vec::new(),
+            caps: Vec::new(),
+            badge: None,
+            payer: None,
+            reserved: false,
+        }
+    }
+
     #[test]
     fn a_slot_at_the_last_generation_is_retired_not_wrapped() {
         let mut table = ChannelTable::new();
@@ -659,18 +674,7 @@ mod tests {
         // holds a message.
         table.get_mut(b).unwrap().bound = Some(kernel);
         assert_eq!(capacities(&mut table, a, b), Some((1, 2, false)));
-        let message = Message {
-            seq: 0,
-            sender: KERNEL_SENDER,
-            sender_domain: 0,
-            charge: 0,
-            bytes: Vec::new(),
-            caps: Vec::new(),
-            badge: None,
-            payer: None,
-            reserved: false,
-        };
-        table.get_mut(kernel).unwrap().push_back(message);
+        table.get_mut(kernel).unwrap().push_back(kernel_message());
         assert_eq!(capacities(&mut table, a, b), Some((1, 2, true)));
         assert_eq!(capacities(&mut table, b, a), Some((2, 1, false)));
         // A destroyed channel's reference, and its slot's successor under
@@ -700,17 +704,6 @@ mod tests {
         let mut table = ChannelTable::new();
         let payer = crate::budget::AccountId::from_raw(0);
         let (r, other) = (table.create(4, payer), table.create(1, payer));
-        let message = || Message {
-            seq: 0,
-            sender: KERNEL_SENDER,
-            sender_domain: 0,
-            charge: 0,
-            bytes: Vec::new(),
-            caps: Vec::new(),
-            badge: None,
-            payer: None,
-            reserved: false,
-        };
         for case in 0u32..256 {
             let bit = |n: u32| case >> n & 1 == 1;
             // By its slot: a case marked as a placeholder is no channel to
@@ -718,7 +711,7 @@ mod tests {
             let c = &mut table.slots[r.index() as usize].channel;
             while c.pop_front().is_some() {}
             if bit(0) {
-                c.push_back(message());
+                c.push_back(kernel_message());
             }
             c.receivers = u32::from(bit(1));
             c.senders = u32::from(bit(2));
