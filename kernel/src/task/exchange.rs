@@ -243,7 +243,7 @@ impl KernelState {
         // The receiver runs, its record already at hand. The I/O bitmap
         // stays as it is: it opens nothing (checked above), and the
         // receiver has no windows (`hand_over` declines one that has).
-        Exchanged::Resume(schedule::enter(
+        Exchanged::Resume(schedule::enter_other(
             receiver,
             receiver_id,
             current,

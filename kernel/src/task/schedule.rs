@@ -121,6 +121,40 @@ pub(super) fn enter(
         unsafe { paging::load_cr3(cr3) };
         *active_cr3 = cr3;
     }
+    run(task, next, current, slice_left)
+}
+
+/// [`enter`] for a switch from the running task to another one (the
+/// direct path: its receiver is never its caller), whose space is
+/// another: each task has its own (`loader` makes one per task), so the
+/// loaded CR3 always differs and is not compared first. (Were it the
+/// same, the load would only flush the TLB.)
+#[inline(always)]
+pub(super) fn enter_other(
+    task: &mut UserTask,
+    next: TaskId,
+    current: &mut Option<TaskId>,
+    slice_left: &mut u32,
+    active_cr3: &mut u64,
+) -> *mut TrapFrame {
+    let cr3 = task.memory.cr3();
+    debug_assert_ne!(*active_cr3, cr3, "a switch to another task in the same space");
+    // SAFETY: every task space comes from `new_user_space` and shares the
+    // kernel half; `cr3` is its CR3 value.
+    unsafe { paging::load_cr3(cr3) };
+    *active_cr3 = cr3;
+    run(task, next, current, slice_left)
+}
+
+/// The end of [`enter`] and [`enter_other`]: `next` current, with a
+/// fresh time slice, and its record the frame to leave with.
+#[inline(always)]
+fn run(
+    task: &mut UserTask,
+    next: TaskId,
+    current: &mut Option<TaskId>,
+    slice_left: &mut u32,
+) -> *mut TrapFrame {
     *current = Some(next);
     *slice_left = TIME_SLICE_TICKS;
     live(task)
