@@ -86,6 +86,17 @@ pub trait DirectCall {
     const NUMBER: Syscall;
     /// The call's registers (`r8`, `r9`, `r12`, `r13`).
     fn decode(frame: &CallRegisters) -> Result<Direct, KernelError>;
+
+    /// Whether the call is the common one, read from its raw registers
+    /// before they are decoded: no timeout (`r12` is
+    /// [`ExchangeRegisters::WAIT_FOREVER`]) and `r13` zero (nothing
+    /// released once sent; an object call's reserved register). Exactly
+    /// the registers that decode (both calls accept an `r13` of 0) to no
+    /// timeout and, for `Exchange`, no release.
+    #[inline(always)]
+    fn plain(frame: &CallRegisters) -> bool {
+        frame.r12 == ExchangeRegisters::WAIT_FOREVER && frame.r13 == 0
+    }
 }
 
 impl DirectCall for ExchangeRegisters {
@@ -118,9 +129,6 @@ impl KernelState {
         let Some(caller) = self.current else {
             return Exchanged::Declined;
         };
-        let Ok(request) = C::decode(frame) else {
-            return Exchanged::Declined;
-        };
         let Ok(len) = usize::try_from(frame.rsi) else {
             return Exchanged::Declined;
         };
@@ -130,13 +138,26 @@ impl KernelState {
         // The common call (no timeout, nothing released once sent) has a
         // body of its own, in which the compiler knows both: no deadline
         // is carried across the core's check and the hand-over, and no
-        // release follows the commit. Every other call takes the same
-        // body with both read from its registers.
-        let plain = request.timeout_nanos.is_none()
-            && !matches!(request.to, SendTo::Channel { consume: true, .. });
-        if plain {
+        // release follows the commit. It is told from the raw registers
+        // (`DirectCall::plain`), which then decode without a test. Every
+        // other call takes the same body with both read from its
+        // registers.
+        if C::plain(frame) {
+            // Infallible for these registers: no test is left.
+            let Ok(request) = C::decode(frame) else {
+                return Exchanged::Declined;
+            };
+            debug_assert!(
+                request.timeout_nanos.is_none()
+                    && !matches!(request.to, SendTo::Channel { consume: true, .. }),
+                "{} with a timeout or a release taken as plain",
+                C::NAME
+            );
             self.direct_call_as::<true>(caller, request, len)
         } else {
+            let Ok(request) = C::decode(frame) else {
+                return Exchanged::Declined;
+            };
             self.direct_call_as::<false>(caller, request, len)
         }
     }
