@@ -715,7 +715,7 @@ pub struct ObjectSendRequest<'a> {
 /// sent on a channel without capabilities: an empty capability list and no
 /// badge.
 pub const RECEIVE_REPLY_TRAILER: [u8; 2] = [0, 0];
-// `decode_receive_response` matches the trailer as the pattern `[0, 0]`.
+// `decode_receive_response` tests the trailer as one zero 16-bit word.
 const _: () = assert!(RECEIVE_REPLY_TRAILER[0] == 0 && RECEIVE_REPLY_TRAILER[1] == 0);
 
 /// The longest trailer [`write_receive_reply_trailer`] writes: the empty
