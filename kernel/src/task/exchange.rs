@@ -264,12 +264,14 @@ impl KernelState {
         // The receiver runs, its record already at hand. The I/O bitmap
         // stays as it is: it opens nothing (checked above), and the
         // receiver has no windows (`hand_over` declines one that has).
-        Exchanged::Resume(schedule::enter_other(
+        // Its receiver is never its caller: another task, another space.
+        Exchanged::Resume(schedule::enter(
             receiver,
             receiver_id,
             current,
             slice_left,
             active_cr3,
+            true,
         ))
     }
 }

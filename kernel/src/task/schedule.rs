@@ -94,7 +94,7 @@ fn become_current(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
         ..
     } = k;
     let task = tasks.get_mut(&next)?;
-    let frame = enter(task, next, current, slice_left, active_cr3);
+    let frame = enter(task, next, current, slice_left, active_cr3, false);
     // Nothing to do between two tasks without windows.
     if !task.ports.is_empty() || k.ports_open() {
         k.sync_ports(next);
@@ -106,6 +106,12 @@ fn become_current(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
 /// already at hand: its address space and a fresh time slice. Returns the
 /// address of its saved registers. The caller brings the bitmap to the
 /// task's windows, or knows that neither it nor the bitmap has any.
+///
+/// With `other` (the direct path, whose receiver is never its caller),
+/// `next` is another task than the one whose space is loaded, and so its
+/// space is another (the loader makes one per task): its CR3 is loaded
+/// without comparing it with the loaded one first. (Were they the same,
+/// the load would only flush the TLB.)
 #[inline(always)]
 pub(super) fn enter(
     task: &mut UserTask,
@@ -113,48 +119,19 @@ pub(super) fn enter(
     current: &mut Option<TaskId>,
     slice_left: &mut u32,
     active_cr3: &mut u64,
+    other: bool,
 ) -> *mut TrapFrame {
     let cr3 = task.memory.cr3();
-    if *active_cr3 != cr3 {
+    debug_assert!(
+        !other || *active_cr3 != cr3,
+        "a switch to another task in the same space"
+    );
+    if other || *active_cr3 != cr3 {
         // SAFETY: every task space comes from `new_user_space` and shares
         // the kernel half; `cr3` is its CR3 value.
         unsafe { paging::load_cr3(cr3) };
         *active_cr3 = cr3;
     }
-    run(task, next, current, slice_left)
-}
-
-/// [`enter`] for a switch from the running task to another one (the
-/// direct path: its receiver is never its caller), whose space is
-/// another: each task has its own (`loader` makes one per task), so the
-/// loaded CR3 always differs and is not compared first. (Were it the
-/// same, the load would only flush the TLB.)
-#[inline(always)]
-pub(super) fn enter_other(
-    task: &mut UserTask,
-    next: TaskId,
-    current: &mut Option<TaskId>,
-    slice_left: &mut u32,
-    active_cr3: &mut u64,
-) -> *mut TrapFrame {
-    let cr3 = task.memory.cr3();
-    debug_assert_ne!(*active_cr3, cr3, "a switch to another task in the same space");
-    // SAFETY: every task space comes from `new_user_space` and shares the
-    // kernel half; `cr3` is its CR3 value.
-    unsafe { paging::load_cr3(cr3) };
-    *active_cr3 = cr3;
-    run(task, next, current, slice_left)
-}
-
-/// The end of [`enter`] and [`enter_other`]: `next` current, with a
-/// fresh time slice, and its record the frame to leave with.
-#[inline(always)]
-fn run(
-    task: &mut UserTask,
-    next: TaskId,
-    current: &mut Option<TaskId>,
-    slice_left: &mut u32,
-) -> *mut TrapFrame {
     *current = Some(next);
     *slice_left = TIME_SLICE_TICKS;
     live(task)
