@@ -240,6 +240,9 @@ macro_rules! save_call {
 /// writes its RAX first (a taken call's answer, once its receive
 /// completes or fails; a declined call's general path, after the entry
 /// has written the call's number there for the dispatcher to read).
+/// The registers the direct path decides on (RSI, R8, R9, R12, R13) are
+/// also passed to the entry as arguments, so that it does not load them
+/// back from the record it has just written.
 macro_rules! save_direct_call {
     () => {
         concat!(
@@ -259,7 +262,13 @@ macro_rules! save_direct_call {
             "mov [rax + {f_r15}], r15\n",
             "mov [rax + {f_rip}], rcx\n",
             "mov [rax + {f_rflags}], r11\n",
+            // The entry's arguments (`syscall::direct_entry`): the record,
+            // then the call's registers the direct path decides on, as
+            // the record now holds them: RSI, R8 and R9 where they are,
+            // R12 and R13 in RDX and RCX (saved above).
             "mov rdi, rax\n",
+            "mov rdx, r12\n",
+            "mov rcx, r13\n",
             "mov rsp, [rip + {per_cpu} + {kernel_rsp}]\n",
         )
     };
