@@ -192,13 +192,28 @@ impl UserMemory {
     /// last checked (see [`UserMemory::writable_where_checked`]).
     #[inline(always)]
     pub fn check_writable(&mut self, ptr: u64, len: u64) -> Result<(), UserMemoryError> {
+        if self.writable_as_checked_before(ptr, len) {
+            return Ok(());
+        }
+        self.check_writable_uncached(ptr, len)
+    }
+
+    /// Whether `len` bytes at `ptr` lie in a range a check accepted
+    /// before (kept among the last few: same pointer, at most as long),
+    /// which is then the last checked, as after
+    /// [`UserMemory::check_writable`]. `false` says only that no kept
+    /// range covers it, having changed nothing: a caller that cannot
+    /// afford the walk (the direct path, which then declines) leaves it
+    /// to one that can, which checks and keeps it.
+    #[inline(always)]
+    pub fn writable_as_checked_before(&mut self, ptr: u64, len: u64) -> bool {
         for (i, c) in self.writable.iter().enumerate() {
             if c.ptr == ptr && len <= c.len {
                 self.last_checked = i;
-                return Ok(());
+                return true;
             }
         }
-        self.check_writable_uncached(ptr, len)
+        false
     }
 
     #[inline(never)]
@@ -257,6 +272,13 @@ impl UserMemory {
     /// every access is, then walked out of line.
     #[inline(always)]
     fn within_page(&mut self, ptr: u64, len: u64, write: bool) -> Option<u64> {
+        self.within_page_as::<true>(ptr, len, write)
+    }
+
+    /// [`UserMemory::within_page`], with `WALK`; without, a page not in
+    /// the cache is `None` too, having walked nothing.
+    #[inline(always)]
+    fn within_page_as<const WALK: bool>(&mut self, ptr: u64, len: u64, write: bool) -> Option<u64> {
         let offset = ptr & (PAGE_SIZE - 1);
         // `PAGE_SIZE - offset` cannot wrap (`offset` < `PAGE_SIZE`), where
         // `offset + len` would for a huge `len`, and a page in the cache is
@@ -269,6 +291,8 @@ impl UserMemory {
         let c = self.cache[slot];
         let (delta, writable) = if c.page == page {
             (c.delta, c.writable)
+        } else if !WALK {
+            return None;
         } else {
             user_range(ptr, len).ok()?;
             let (window, writable) = self.page_uncached(page, slot).ok()?;
@@ -291,22 +315,24 @@ impl UserMemory {
     }
 
     /// The `len` bytes at `ptr` as a kernel slice to read in place, if
-    /// they lie in one page the task may read (or are empty); `None`
-    /// otherwise (the caller then uses [`UserMemory::copy_in`], which
-    /// reports errors).
+    /// they lie in one page the task may read that is in the cache (or
+    /// are empty); `None` otherwise, having walked nothing (the general
+    /// path's [`UserMemory::copy_in`] walks the page, keeps it and
+    /// reports errors). For a caller that cannot afford the walk (the
+    /// direct path, which then declines).
     #[inline(always)]
-    pub fn readable_in_page(&mut self, ptr: u64, len: usize) -> Option<&[u8]> {
+    pub fn readable_in_cached_page(&mut self, ptr: u64, len: usize) -> Option<&[u8]> {
         if len == 0 {
             return Some(&[]);
         }
-        let at = self.within_page(ptr, len as u64, false)?;
+        let at = self.within_page_as::<false>(ptr, len as u64, false)?;
         // SAFETY: `at` is the kernel-window address of `len` bytes inside
-        // one present user page of this task (checked by `within_page`).
-        // The frame belongs to the task alone (the kernel never maps one
-        // task's frame into another task or into kernel data), so no
-        // kernel slice being written can overlap it, and the task, which
-        // is in the kernel, cannot change it while the slice borrows
-        // `self`.
+        // one present user page of this task (a cached page, checked by
+        // `within_page_as`). The frame belongs to the task alone (the
+        // kernel never maps one task's frame into another task or into
+        // kernel data), so no kernel slice being written can overlap it,
+        // and the task, which is in the kernel, cannot change it while
+        // the slice borrows `self`.
         Some(unsafe { core::slice::from_raw_parts(at as *const u8, len) })
     }
 

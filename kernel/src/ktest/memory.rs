@@ -300,15 +300,43 @@ pub fn reply_goes_where_the_last_check_found_the_buffer() -> TestResult {
     let expected = [window(frames[0], 0xff0), window(frames[0], 0x100)];
     let mut memory = UserMemory::new(space);
     let result = (|| {
-        // A length that wraps the page offset's sum is refused even when
-        // the page is in the cache (where no range walk would catch it).
+        // The direct path's read walks nothing: a mapped page not in the
+        // cache is refused until a walk (here `copy_in`'s) keeps it.
         ensure!(
-            memory.readable_in_page(USER_PAGE + 8, 0x10).is_some(),
-            "16 bytes in a mapped page refused"
+            memory
+                .readable_in_cached_page(USER_PAGE + 8, 0x10)
+                .is_none(),
+            "a page never walked accepted from the cache"
         );
         ensure!(
             memory
-                .readable_in_page(USER_PAGE + 8, usize::MAX - 7)
+                .readable_in_cached_page(USER_PAGE + 8, 0)
+                .is_some_and(|s| s.is_empty()),
+            "an empty message refused"
+        );
+        memory
+            .copy_in(USER_PAGE + 8, &mut [0u8; 4])
+            .map_err(|e| alloc::format!("{e:?}"))?;
+        // A length that wraps the page offset's sum is refused even when
+        // the page is in the cache (where no range walk would catch it).
+        let at = memory
+            .readable_in_cached_page(USER_PAGE + 8, 0x10)
+            .ok_or("16 bytes in a walked page refused")?
+            .as_ptr() as u64;
+        ensure!(
+            at == window(frames[0], 8),
+            "read at {at:#x}, not {:#x}",
+            window(frames[0], 8)
+        );
+        ensure!(
+            memory
+                .readable_in_cached_page(USER_PAGE + 0xff8, 0x10)
+                .is_none(),
+            "a message past its page accepted"
+        );
+        ensure!(
+            memory
+                .readable_in_cached_page(USER_PAGE + 8, usize::MAX - 7)
                 .is_none(),
             "a length that wraps past the page accepted for reading"
         );
@@ -319,7 +347,13 @@ pub fn reply_goes_where_the_last_check_found_the_buffer() -> TestResult {
             "a length that wraps past the page accepted for writing"
         );
         // A buffer across the page boundary: 16 bytes in its first page.
+        // The direct path's check walks nothing: a range not checked
+        // before is refused until a check keeps it.
         let across = USER_PAGE + 0xff0;
+        ensure!(
+            !memory.writable_as_checked_before(across, 0x40),
+            "a range never checked accepted"
+        );
         memory
             .check_writable(across, 0x40)
             .map_err(|e| alloc::format!("{e:?}"))?;
@@ -368,11 +402,21 @@ pub fn reply_goes_where_the_last_check_found_the_buffer() -> TestResult {
             .copy_in(inside, &mut back)
             .map_err(|e| alloc::format!("{e:?}"))?;
         ensure!(back == [0xa5; 0x20], "read back {back:x?}");
-        // The first buffer again, found in the cache (not walked): the
-        // last again.
-        memory
-            .check_writable(across, 0x40)
-            .map_err(|e| alloc::format!("{e:?}"))?;
+        // The first buffer again, found in the cache (not walked) by the
+        // direct path's check, only as long as it was checked: the last
+        // again.
+        ensure!(
+            !memory.writable_as_checked_before(across, 0x41),
+            "more than the range checked before accepted"
+        );
+        ensure!(
+            !memory.writable_as_checked_before(across + 1, 1),
+            "another pointer accepted"
+        );
+        ensure!(
+            memory.writable_as_checked_before(across, 0x40),
+            "a range checked before refused"
+        );
         ensure!(
             memory.writable_where_checked(inside, 1).is_none(),
             "the range checked before still accepted"

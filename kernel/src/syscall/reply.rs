@@ -3,7 +3,7 @@
 use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
     receive_reply_header_len, status_response_too_large, write_receive_reply_header, ReceiveReply,
-    MAX_MESSAGE_CAPS, RECEIVE_REPLY_TRAILER, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER,
+    MAX_MESSAGE_CAPS, RESPONSE_BUFFER_BYTES, STATUS_BAD_RESPONSE_BUFFER,
 };
 use pandagen_abi::{KernelError, TaskId};
 use pandagen_core::Delivered;
@@ -58,26 +58,14 @@ pub fn deliver(memory: &mut UserMemory, to: UserBuffer, bytes: &[u8]) -> u64 {
     }
 }
 
-/// Write the response to a receive of `message` from `sender` (carrying no
-/// capabilities and no badge) into the task's response buffer without
-/// staging it: the framing, then the message bytes straight from where
-/// they are, then [`RECEIVE_REPLY_TRAILER`]. Returns the `rax` the task
-/// sees, as [`deliver`] does, or `None` — having written nothing — if the
-/// buffer is too small. (The `Exchange` path: its trailer is two constant
-/// bytes, stored as such rather than copied by length.)
-#[inline(always)]
-pub fn deliver_message(
-    memory: &mut UserMemory,
-    to: UserBuffer,
-    sender: TaskId,
-    message: &[u8],
-) -> Option<u64> {
-    deliver_framed(memory, to, sender, message, &RECEIVE_REPLY_TRAILER)
-}
-
-/// [`deliver_message`] with `trailer` after the message (see
+/// Write the response to a receive of `message` from `sender`, with
+/// `trailer` after it (see
 /// [`pandagen_abi::syscall::write_receive_reply_trailer`]: the badge of a
-/// message sent through an object capability).
+/// message sent through an object capability, or none), into the task's
+/// response buffer without staging it: the framing, then the message
+/// bytes straight from where they are, then the trailer. Returns the
+/// `rax` the task sees, as [`deliver`] does, or `None` — having written
+/// nothing — if the buffer is too small.
 pub fn deliver_stamped_message(
     memory: &mut UserMemory,
     to: UserBuffer,
@@ -88,12 +76,9 @@ pub fn deliver_stamped_message(
     deliver_framed(memory, to, sender, message, trailer)
 }
 
-/// The body of [`deliver_message`] and [`deliver_stamped_message`],
-/// inlined into each so that a constant trailer is stored, not copied.
-/// The common reply — a short header (see [`short_header`]) within the
-/// first page of the buffer its receive checked — is written here,
-/// without a lookup or a call; any other goes out of line
-/// ([`deliver_framed_general`], which writes it as this would have).
+/// The body of [`deliver_stamped_message`]: `None` — having written
+/// nothing — if `to` cannot hold the reply ([`reply_fits`]), else
+/// [`write_reply`].
 #[inline(always)]
 fn deliver_framed(
     memory: &mut UserMemory,
@@ -102,20 +87,54 @@ fn deliver_framed(
     message: &[u8],
     trailer: &[u8],
 ) -> Option<u64> {
+    if !reply_fits(to, sender, message.len(), trailer.len()) {
+        return None;
+    }
+    Some(write_reply(memory, to, sender, message, trailer))
+}
+
+/// Whether `to` can hold the response to a receive of a `len`-byte
+/// message from `sender` with a `trailer_len`-byte trailer (the framing,
+/// the message and the trailer). What [`deliver_framed`] tests before it
+/// writes; a caller that must change its own state before the write (and
+/// have nothing carried across it, see `task::exchange::hand_over`) tests
+/// it first and then calls [`write_reply`].
+#[inline(always)]
+pub fn reply_fits(to: UserBuffer, sender: TaskId, len: usize, trailer_len: usize) -> bool {
+    let head = match short_header(sender, len) {
+        Some(header) => header.len(),
+        None => receive_reply_header_len(sender, len),
+    };
+    (head + len + trailer_len) as u64 <= to.capacity
+}
+
+/// Write the response to a receive of `message` from `sender`, with
+/// `trailer`, into `to`, which can hold it ([`reply_fits`]); returns the
+/// `rax` the task sees, as [`deliver`] does. The common reply — a short
+/// header (see [`short_header`]) within the first page of the buffer its
+/// receive checked — is written here, without a lookup or a call; any
+/// other goes out of line ([`write_reply_general`], which writes it as
+/// this would have).
+#[inline(always)]
+pub fn write_reply(
+    memory: &mut UserMemory,
+    to: UserBuffer,
+    sender: TaskId,
+    message: &[u8],
+    trailer: &[u8],
+) -> u64 {
     if let Some(header) = short_header(sender, message.len()) {
         let len = header.len() + message.len() + trailer.len();
-        if len as u64 <= to.capacity {
-            if let Some(out) = memory.writable_where_checked(to.ptr, len) {
-                let (head, rest) = out.split_at_mut(header.len());
-                head.copy_from_slice(&header);
-                let (body, tail) = rest.split_at_mut(message.len());
-                copy_message(body, message);
-                tail.copy_from_slice(trailer);
-                return Some(len as u64);
-            }
+        if let Some(out) = memory.writable_where_checked(to.ptr, len) {
+            let (head, rest) = out.split_at_mut(header.len());
+            head.copy_from_slice(&header);
+            let (body, tail) = rest.split_at_mut(message.len());
+            copy_message(body, message);
+            tail.copy_from_slice(trailer);
+            return len as u64;
         }
     }
-    deliver_framed_general(memory, to, sender, message, trailer)
+    write_reply_general(memory, to, sender, message, trailer)
 }
 
 /// The reply header of a `len`-byte message from `sender` when it is the
@@ -130,38 +149,35 @@ pub fn short_header(sender: TaskId, len: usize) -> Option<[u8; 3]> {
     ((sender | len as u64) < 0x80).then_some([0, sender as u8, len as u8])
 }
 
-/// [`deliver_framed`] for any reply: too large for the buffer (`None`,
-/// having written nothing), written in place if it lies in one page (the
-/// buffer's first page as its receive's check found it, or any other
-/// page looked up), or copied out in parts.
+/// [`write_reply`] for any reply (`to` can hold it, see [`reply_fits`]):
+/// written in place if it lies in one page (the buffer's first page as
+/// its receive's check found it, or any other page looked up), or copied
+/// out in parts.
 #[inline(never)]
-fn deliver_framed_general(
+fn write_reply_general(
     memory: &mut UserMemory,
     to: UserBuffer,
     sender: TaskId,
     message: &[u8],
     trailer: &[u8],
-) -> Option<u64> {
+) -> u64 {
     let head = receive_reply_header_len(sender, message.len());
     let len = head + message.len() + trailer.len();
-    if len as u64 > to.capacity {
-        return None;
-    }
+    debug_assert!(len as u64 <= to.capacity, "a reply its buffer cannot hold");
     if let Some(out) = memory.writable_where_checked(to.ptr, len) {
         write_framed(out, head, sender, message, trailer);
-        return Some(len as u64);
+        return len as u64;
     }
     if let Some(out) = memory.writable_in_page(to.ptr, len) {
         write_framed(out, head, sender, message, trailer);
-        return Some(len as u64);
+        return len as u64;
     }
     let mut header = [0u8; 32];
     let head = write_receive_reply_header(sender, message.len(), &mut header);
-    let written = memory.copy_out_parts(to.ptr, &[&header[..head], message, trailer]);
-    Some(match written {
+    match memory.copy_out_parts(to.ptr, &[&header[..head], message, trailer]) {
         Ok(()) => len as u64,
         Err(_) => STATUS_BAD_RESPONSE_BUFFER,
-    })
+    }
 }
 
 /// The reply's framing (`head` bytes of header), the message and the
@@ -196,18 +212,22 @@ pub fn copy_message(dst: &mut [u8], src: &[u8]) {
         dst.copy_from_slice(src);
         return;
     }
-    match n {
-        0 => {}
-        1..=3 => {
-            // The first, middle and last bytes: together all of 1 to 3.
-            dst[0] = src[0];
-            dst[n / 2] = src[n / 2];
-            dst[n - 1] = src[n - 1];
-        }
-        4..=7 => copy_ends::<4>(dst, src),
-        8..=16 => copy_ends::<8>(dst, src),
-        17..=32 => copy_ends::<16>(dst, src),
-        _ => crate::arch::x86_64::copy::copy_by_words(dst, src),
+    // From the longest down, one compare each: a message's envelope is
+    // rarely shorter than 16 bytes (the empty call's is about 20), so
+    // the common lengths are two compares from here, not five.
+    if n > 32 {
+        crate::arch::x86_64::copy::copy_by_words(dst, src);
+    } else if n >= 16 {
+        copy_ends::<16>(dst, src);
+    } else if n >= 8 {
+        copy_ends::<8>(dst, src);
+    } else if n >= 4 {
+        copy_ends::<4>(dst, src);
+    } else if n > 0 {
+        // The first, middle and last bytes: together all of 1 to 3.
+        dst[0] = src[0];
+        dst[n / 2] = src[n / 2];
+        dst[n - 1] = src[n - 1];
     }
 }
 

@@ -34,8 +34,8 @@
 use core::cell::OnceCell;
 
 use pandagen_abi::syscall::{
-    write_receive_reply_trailer, ExchangeRegisters, Syscall, RECEIVE_REPLY_TRAILER_MAX,
-    RESPONSE_BUFFER_BYTES,
+    write_receive_reply_trailer, ExchangeRegisters, Syscall, RECEIVE_REPLY_TRAILER,
+    RECEIVE_REPLY_TRAILER_MAX, RESPONSE_BUFFER_BYTES,
 };
 use pandagen_abi::{Badge, CapHandle, Duration, Instant, KernelError, TaskId};
 use pandagen_core::slot_index;
@@ -43,7 +43,6 @@ use pandagen_core::slot_index;
 use super::{now, schedule, KernelState, Pending, UserBuffer, UserRange, UserTask, UserTasks};
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::syscall::{reply, CallRegisters};
-use crate::usermem::UserMemory;
 
 /// What [`KernelState::direct_call`] did.
 pub enum Exchanged {
@@ -236,21 +235,21 @@ impl KernelState {
         let parked = Parked {
             channel: request.receive,
             deadline,
+            len,
         };
         // `Body::Kept`: the core sees the message's length only; the bytes
         // go from the caller's page straight into the receiver's buffer,
         // an object call's with its stamp after them, as `accept_offer`
-        // writes it for the general path's hand-off. (A closure that
-        // chose between the two was not inlined; `Delivery` is, and each
-        // monomorph knows its own.)
+        // writes it for the general path's hand-off (each monomorph knows
+        // its own trailer).
         let slots = call.slots();
-        let handed = hand_over(tasks, caller, slots, len, parked, Delivery(badge));
+        let handed = hand_over(tasks, caller, slots, parked, badge);
         let Some((receiver_id, receiver)) = handed else {
             return Exchanged::Declined;
         };
         // The kernel's records are indexed by the core's slots (see
         // `UserTasks`): the task in the receiver's slot is the core's.
-        debug_assert_eq!(call.receiver(), Some(receiver_id));
+        debug_assert_eq!(call.receiver(), Some(*receiver_id));
         call.commit();
         if let SendTo::Channel {
             send,
@@ -264,10 +263,12 @@ impl KernelState {
         // The receiver runs, its record already at hand. The I/O bitmap
         // stays as it is: it opens nothing (checked above), and the
         // receiver has no windows (`hand_over` declines one that has).
+        // (The receiver's id read here, from its slot, at its one use
+        // after the check: not carried across the commit.)
         // Its receiver is never its caller: another task, another space.
         Exchanged::Resume(schedule::enter(
             receiver,
-            receiver_id,
+            *receiver_id,
             current,
             slice_left,
             active_cr3,
@@ -276,41 +277,18 @@ impl KernelState {
     }
 }
 
-/// How [`hand_over`] writes the reply's framing and the message into the
-/// receiver's buffer: with the stamp (badge and rights) of the object
-/// capability an object call used, as `accept_offer` writes it, or
-/// without one (`Exchange`). A method marked inline rather than a
-/// closure, so that it is inlined for certain (a closure, or a function
-/// item through `FnOnce`, was left out of line); each direct call's
-/// monomorph knows which of the two it is, and keeps only that one.
-pub(super) struct Delivery(Option<Badge>);
-
-impl Delivery {
-    /// The receiver's `rax`, or `None` — having written nothing — if its
-    /// buffer `to` cannot hold the reply.
-    #[inline(always)]
-    fn deliver(
-        self,
-        memory: &mut UserMemory,
-        to: UserBuffer,
-        sender: TaskId,
-        message: &[u8],
-    ) -> Option<u64> {
-        let Some(badge) = self.0 else {
-            return reply::deliver_message(memory, to, sender, message);
-        };
-        let mut trailer = [0u8; RECEIVE_REPLY_TRAILER_MAX];
-        let n = write_receive_reply_trailer(Some(badge), &mut trailer);
-        reply::deliver_stamped_message(memory, to, sender, message, &trailer[..n])
-    }
-}
-
 /// The receive a direct call parks its caller in (its response buffer is
 /// the one the caller's registers name).
 #[derive(Clone, Copy)]
+///
+/// `channel` and `len` are what the call's registers decoded to, which
+/// [`hand_over`] reads again from the caller's record, where they are
+/// (`r9`, `rsi`), rather than carry them across the core's check: they
+/// are here for its debug checks only, and the release build drops them.
 pub(super) struct Parked {
     pub channel: CapHandle,
     pub deadline: Option<Instant>,
+    pub len: usize,
 }
 
 /// The kernel's half of the direct path's hand-off: the caller's message
@@ -326,20 +304,19 @@ pub(super) struct Parked {
 /// writable, or the message is not within one page of the sender's
 /// readable memory. Called between the core's check of the call and its
 /// commit, and inlined there, with the core's `slots` of the sender
-/// (`sender_id`) and of the receiver. `delivery` writes the reply's framing
-/// and the message into the receiver's buffer (`reply::deliver_message`,
-/// or a stamped delivery for an object call), returning the receiver's
-/// `rax` or `None` — having written nothing — if the buffer cannot hold
-/// it. Returns the receiver's id and record.
+/// (`sender_id`) and of the receiver. The reply (its framing, the message
+/// and a trailer: an object call's stamp `badge`, or none) is written
+/// into the receiver's buffer last, once nothing can decline
+/// (`reply::reply_fits`, then `reply::write_reply`, the receiver's
+/// `rax`). Returns the receiver's id and record.
 #[inline(always)]
 pub(super) fn hand_over(
     tasks: &mut UserTasks,
     sender_id: TaskId,
     slots: (u32, u32),
-    len: usize,
     parked: Parked,
-    delivery: Delivery,
-) -> Option<(TaskId, &mut UserTask)> {
+    badge: Option<Badge>,
+) -> Option<(&TaskId, &mut UserTask)> {
     let (sender, receiver_id, receiver) = tasks.pair_at_mut(&sender_id, slots)?;
     // A receiver with port windows first (it declines every time, and
     // the check is one compare); then the sender's side, and the
@@ -349,6 +326,16 @@ pub(super) fn hand_over(
     if !receiver.ports.is_empty() {
         return None;
     }
+    // The message's length and the receive channel, as the call's
+    // registers decoded them (both calls' decodes: `rsi` as it is, the
+    // receive handle `CapHandle::from_raw(r9)`), read again here where
+    // the record is at hand: the record has not changed since.
+    let len = sender.frame.rsi as usize;
+    debug_assert_eq!(len, parked.len, "the record's rsi is not the length");
+    debug_assert!(
+        CapHandle::from_raw(sender.frame.r9) == parked.channel,
+        "the record's r9 is not the receive"
+    );
     let message = UserRange {
         ptr: sender.frame.rdi,
         len,
@@ -360,24 +347,46 @@ pub(super) fn hand_over(
     // The caller's response buffer must be writable, as every receive
     // checks; here, with the caller's record already at hand.
     let checked = response.capacity.min(RESPONSE_BUFFER_BYTES as u64);
-    if sender.memory.check_writable(response.ptr, checked).is_err() {
+    // Both found without a walk (no call here, across which the values
+    // of the core's check and of this hand-over would be spilled): a
+    // range or a page not met before declines, and the general path
+    // walks it, answers the call and keeps it for the next.
+    if !sender
+        .memory
+        .writable_as_checked_before(response.ptr, checked)
+    {
         return None;
     }
-    let bytes = sender.memory.readable_in_page(message.ptr, message.len)?;
-    let Some(Pending::Receive {
-        response: receiver_response,
-        ..
-    }) = receiver.pending
-    else {
+    let bytes = sender
+        .memory
+        .readable_in_cached_page(message.ptr, message.len)?;
+    let Some(Pending::Receive { response: to, .. }) = receiver.pending else {
         return None;
     };
-    let rax = delivery.deliver(&mut receiver.memory, receiver_response, sender_id, bytes)?;
-    receiver.frame.rax = rax;
+    // The reply's trailer: the stamp of an object call (as `accept_offer`
+    // writes it), or `Exchange`'s constant one. Each monomorph knows
+    // which.
+    let mut stamp = [0u8; RECEIVE_REPLY_TRAILER_MAX];
+    let trailer: &[u8] = match badge {
+        None => &RECEIVE_REPLY_TRAILER,
+        Some(badge) => {
+            let n = write_receive_reply_trailer(Some(badge), &mut stamp);
+            &stamp[..n]
+        }
+    };
+    if !reply::reply_fits(to, sender_id, len, trailer.len()) {
+        return None;
+    }
+    // Nothing declines from here: the two records' states first, and the
+    // reply written last, so that only the receiver's record is carried
+    // across a write that goes out of line.
     receiver.pending = None;
     sender.pending = Some(Pending::Receive {
-        channel: parked.channel,
+        // The receive handle read here, at its one use.
+        channel: CapHandle::from_raw(sender.frame.r9),
         deadline: parked.deadline,
         response,
     });
+    receiver.frame.rax = reply::write_reply(&mut receiver.memory, to, sender_id, bytes, trailer);
     Some((receiver_id, receiver))
 }

@@ -135,7 +135,8 @@ impl UserTasks {
 
     /// The records at two different slots (`None` if either is empty, they
     /// are the same slot, or the first is not `first`'s): the first task's,
-    /// and the second's with its id. For a caller whose id and slot are
+    /// and the second's with its id (where the slot keeps it, read at its
+    /// use rather than carried). For a caller whose id and slot are
     /// known and a task the core named by its slot (the core's slots and
     /// these are the same, see [`slot_index`]). Inline: the direct
     /// `Exchange` finds its two records here on every call.
@@ -144,14 +145,14 @@ impl UserTasks {
         &mut self,
         first: &TaskId,
         slots: (u32, u32),
-    ) -> Option<(&mut UserTask, TaskId, &mut UserTask)> {
+    ) -> Option<(&mut UserTask, &TaskId, &mut UserTask)> {
         let [x, y] = self
             .slots
             .get_disjoint_mut([slots.0 as usize, slots.1 as usize])
             .ok()?;
         match (x, y) {
             (Some((owner, task_a)), Some((second, task_b))) if owner == first => {
-                Some((task_a, *second, task_b))
+                Some((task_a, second, task_b))
             }
             _ => None,
         }

@@ -131,7 +131,9 @@ pub fn spawn_raw_echo<K: KernelApi>(
     exit_channel: ChannelId,
 ) -> Result<(Cap<()>, ChannelId), KernelError> {
     let requests = kernel.create_channel()?;
-    let to_server = kernel.clone_capability(&Cap::from(requests), Rights::SEND)?;
+    // `GRANT` so that the caller can clone it (the hardening suite
+    // consumes a copy in a call).
+    let to_server = kernel.clone_capability(&Cap::from(requests), Rights::SEND | Rights::GRANT)?;
     let replies = kernel.create_channel()?;
     let to_client =
         kernel.clone_capability(&Cap::from(replies), Rights::SEND | Rights::TRANSFER)?;

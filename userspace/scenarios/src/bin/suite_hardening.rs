@@ -275,7 +275,8 @@ const CHECKS: &[Check] = &[
     huge_lengths,
     forged_and_stale_handles,
     send_receive_refusals,
-    exchange_pointers,
+    timed_exchange_pointers,
+    untimed_exchange_pointers,
     object_call_refusals,
     reply_capability_is_used_once,
     another_tasks_handle,
@@ -641,14 +642,28 @@ fn call_in_registers(
 /// status, and a message across a page boundary arrives intact. The
 /// server is `raw_echo` as `call_echo`, which answers every message with
 /// the same bytes.
-fn exchange_pointers(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelError> {
+///
+/// The kernel's direct path has two bodies: one for the common call (no
+/// timeout, nothing released once sent) and one for every other call.
+/// The checks run once through each, so that neither can be broken
+/// behind the other: `timed` (a 5-second timeout, the general body) and
+/// `untimed` (no timeout, the common one; its check names say so).
+fn exchange_pointers(
+    kernel: &mut Kernel,
+    shared: &mut Shared,
+    timeout: Option<Duration>,
+) -> Result<(), KernelError> {
     let tally = &mut shared.tally;
+    let name = |check: &str| match timeout {
+        Some(_) => alloc::format!("hardening/exchange_{check}"),
+        None => alloc::format!("hardening/untimed_exchange_{check}"),
+    };
     let exits = kernel.create_channel()?;
     let (to_server, replies) = spawn_raw_echo(kernel, "call_echo", exits)?;
     let request = ExchangeRegisters {
         send: to_server.handle(),
         receive: replies.handle(),
-        timeout_nanos: Some(Duration::from_secs(5).as_nanos() as u64),
+        timeout_nanos: timeout.map(|t| t.as_nanos() as u64),
         consume_send: false,
     };
     let mut response = vec![0u8; 4096];
@@ -662,14 +677,14 @@ fn exchange_pointers(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), Ker
     // A first round trip leaves the server blocked receiving.
     let hello = b"hello".to_vec();
     let first = exchange((hello.as_ptr() as u64, 5), response_at);
-    tally.check("hardening/exchange_round_trip", check_eq(first, Ok(hello)));
+    tally.check(&name("round_trip"), check_eq(first, Ok(hello)));
     let kernel_message = exchange((KERNEL_ADDRESS, 16), response_at);
     let unmapped_message = exchange((UNMAPPED_USER_ADDRESS, 16), response_at);
     let huge_message = exchange((pages.as_ptr() as u64, 1 << 40), response_at);
     let error = |e: SyscallError| Err(alloc::format!("{:?}", syscall_error(e)));
     let too_large = matches!(&huge_message, Err(e) if e.contains("RequestTooLarge"));
     tally.check(
-        "hardening/exchange_bad_messages_are_typed",
+        &name("bad_messages_are_typed"),
         check_eq(
             (kernel_message, unmapped_message, too_large),
             (
@@ -686,7 +701,7 @@ fn exchange_pointers(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), Ker
         (READ_ONLY_BUFFER.as_ptr() as u64, 256),
     );
     tally.check(
-        "hardening/exchange_read_only_response_is_refused",
+        &name("read_only_response_is_refused"),
         check_eq(read_only.map_err(|e| e.starts_with("status")), Err(true)),
     );
     // Nothing reached the server: the next answer echoes the next message.
@@ -696,9 +711,58 @@ fn exchange_pointers(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), Ker
     pages[at..at + 64].copy_from_slice(&straddling);
     let echoed = exchange((boundary - 32, 64), response_at);
     tally.check(
-        "hardening/exchange_straddling_message_arrives_intact",
+        &name("straddling_message_arrives_intact"),
         check_eq(echoed, Ok(straddling)),
     );
+    // A send capability the call consumes is gone once sent, also when the
+    // call is taken directly (a consuming call runs the general body).
+    let once = kernel.clone_capability(&to_server, Rights::SEND)?;
+    let consuming = ExchangeRegisters {
+        send: once.handle(),
+        consume_send: true,
+        ..request
+    };
+    let last = b"once".to_vec();
+    let consumed = call_in_registers(
+        Syscall::Exchange,
+        consuming.to_registers(),
+        (last.as_ptr() as u64, 4),
+        response_at,
+    );
+    let released = kernel.drop_capability(once);
+    tally.check(
+        &name("consumed_send_is_released"),
+        match (consumed, released) {
+            (Ok(echo), Err(KernelError::InvalidCapability)) if echo == last => Ok(()),
+            other => Err(alloc::format!("answer and drop: {other:?}")),
+        },
+    );
+    // A timed call taken directly (the server is blocked receiving) still
+    // ends at its deadline: it receives on a channel nobody sends on, and
+    // the server's answer goes to `replies`, where nobody reads it.
+    if timeout.is_some() {
+        let silent = kernel.create_channel()?;
+        let unanswered = ExchangeRegisters {
+            receive: silent.handle(),
+            timeout_nanos: Some(Duration::from_millis(50).as_nanos() as u64),
+            ..request
+        };
+        let late = b"late".to_vec();
+        let timed_out = call_in_registers(
+            Syscall::Exchange,
+            unanswered.to_registers(),
+            (late.as_ptr() as u64, 4),
+            response_at,
+        );
+        tally.check(
+            &name("direct_call_times_out"),
+            match timed_out {
+                Err(e) if e.contains("Timeout") => Ok(()),
+                other => Err(alloc::format!("expected a timeout, got {other:?}")),
+            },
+        );
+        kernel.drop_capability(Cap::from(silent))?;
+    }
     // An empty message ends the server.
     let stop = postcard::to_allocvec(&SendRequest {
         channel: to_server.handle(),
@@ -711,12 +775,17 @@ fn exchange_pointers(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), Ker
         (stop.as_ptr() as u64, stop.len() as u64),
         response_at,
     );
-    tally.check(
-        "hardening/exchange_server_stopped",
-        check_eq(stopped, Ok(Ok(()))),
-    );
+    tally.check(&name("server_stopped"), check_eq(stopped, Ok(Ok(()))));
     wait_exit(kernel, exits, Duration::from_secs(5)).map_err(|_| KernelError::Timeout)?;
     Ok(())
+}
+
+fn timed_exchange_pointers(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelError> {
+    exchange_pointers(kernel, shared, Some(Duration::from_secs(5)))
+}
+
+fn untimed_exchange_pointers(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelError> {
+    exchange_pointers(kernel, shared, None)
 }
 
 /// `CallObject` (a send through an object capability, then a receive, its
