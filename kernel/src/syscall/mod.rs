@@ -109,11 +109,11 @@ impl ExtraRegisters {
 
 /// The registers the direct path needs before it has the caller's record
 /// at hand (an `Exchange`'s length, channels, timeout and flags: what the
-/// core's check takes), copied out of the caller's saved frame as the
-/// call enters: the frame is the caller's record, which the call changes
-/// (its pending call) through the kernel state, so nothing keeps a
-/// reference to it while the kernel state is borrowed. The buffers'
-/// addresses are read from the record once the path holds it.
+/// core's check takes), as the entry stub passes them to
+/// [`direct_entry`] (in argument registers, after saving them in the
+/// caller's record, which the call changes through the kernel state: so
+/// nothing refers to the record while the kernel state is borrowed). The
+/// buffers' addresses are read from the record once the path holds it.
 #[derive(Clone, Copy, Debug)]
 pub struct CallRegisters {
     pub rsi: u64,
@@ -124,25 +124,17 @@ pub struct CallRegisters {
 }
 
 impl CallRegisters {
-    /// The call's arguments in `frame`, the record the entry stub has just
-    /// saved them in.
+    /// Whether these are the registers the stub saved in `frame`.
     ///
     /// # Safety
     /// `frame` is the entry stub's argument: the running task's saved
-    /// registers, valid, and not referred to by anything live (the kernel
-    /// state is not locked yet).
-    #[inline(always)]
-    unsafe fn read(frame: *const TrapFrame) -> Self {
+    /// registers, valid, and not referred to by anything live.
+    unsafe fn saved_in(&self, frame: *const TrapFrame) -> bool {
         // SAFETY: valid and unaliased (the caller's promise); a shared
         // borrow for the length of these reads only.
         let frame = unsafe { &*frame };
-        CallRegisters {
-            rsi: frame.rsi,
-            r8: frame.r8,
-            r9: frame.r9,
-            r12: frame.r12,
-            r13: frame.r13,
-        }
+        (self.rsi, self.r8, self.r9, self.r12, self.r13)
+            == (frame.rsi, frame.r8, frame.r9, frame.r12, frame.r13)
     }
 }
 
@@ -221,9 +213,32 @@ impl From<KernelError> for CallError {
 /// (`KernelState::direct_call`) first, which leaves the caller's
 /// registers where the stub saved them; a call it declines, having
 /// changed nothing, goes to the general path like any other.
-pub extern "C" fn direct_entry<C: DirectCall>(frame: *mut TrapFrame) -> ! {
-    // SAFETY: the stub's argument, read before the kernel state is locked.
-    let registers = unsafe { CallRegisters::read(frame) };
+///
+/// The stub passes the caller's `rsi`, `r12`, `r13`, `r8` and `r9` as
+/// the arguments after `frame` (the values it has just saved there), so
+/// that they are not loaded back from the record.
+pub extern "C" fn direct_entry<C: DirectCall>(
+    frame: *mut TrapFrame,
+    rsi: u64,
+    r12: u64,
+    r13: u64,
+    r8: u64,
+    r9: u64,
+) -> ! {
+    let registers = CallRegisters {
+        rsi,
+        r8,
+        r9,
+        r12,
+        r13,
+    };
+    debug_assert!(
+        // SAFETY: the stub's argument, read before the kernel state is
+        // locked; read only.
+        unsafe { registers.saved_in(frame) },
+        "the syscall entry passed {} registers it did not save",
+        C::NAME
+    );
     let mut guard = crate::task::lock_kernel();
     let taken = match guard.as_mut() {
         Some(k) => {

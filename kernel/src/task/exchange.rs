@@ -85,6 +85,20 @@ pub trait DirectCall {
     const NUMBER: Syscall;
     /// The call's registers (`r8`, `r9`, `r12`, `r13`).
     fn decode(frame: &CallRegisters) -> Result<Direct, KernelError>;
+
+    /// Whether the call is the common one, read from its raw registers
+    /// before they are decoded: no timeout (`r12` is
+    /// [`ExchangeRegisters::WAIT_FOREVER`]) and `r13` zero (nothing
+    /// released once sent; an object call's reserved register). Exactly
+    /// the registers that decode (both calls accept an `r13` of 0) to no
+    /// timeout and, for `Exchange`, no release.
+    #[inline(always)]
+    fn plain(frame: &CallRegisters) -> bool {
+        // One test for both: `WAIT_FOREVER` is `u64::MAX`, the one value
+        // whose successor wraps to 0.
+        const _: () = assert!(ExchangeRegisters::WAIT_FOREVER == u64::MAX);
+        frame.r12.wrapping_add(1) | frame.r13 == 0
+    }
 }
 
 impl DirectCall for ExchangeRegisters {
@@ -117,9 +131,6 @@ impl KernelState {
         let Some(caller) = self.current else {
             return Exchanged::Declined;
         };
-        let Ok(request) = C::decode(frame) else {
-            return Exchanged::Declined;
-        };
         let Ok(len) = usize::try_from(frame.rsi) else {
             return Exchanged::Declined;
         };
@@ -129,13 +140,26 @@ impl KernelState {
         // The common call (no timeout, nothing released once sent) has a
         // body of its own, in which the compiler knows both: no deadline
         // is carried across the core's check and the hand-over, and no
-        // release follows the commit. Every other call takes the same
-        // body with both read from its registers.
-        let plain = request.timeout_nanos.is_none()
-            && !matches!(request.to, SendTo::Channel { consume: true, .. });
-        if plain {
+        // release follows the commit. It is told from the raw registers
+        // (`DirectCall::plain`), which then decode without a test. Every
+        // other call takes the same body with both read from its
+        // registers.
+        if C::plain(frame) {
+            // Infallible for these registers: no test is left.
+            let Ok(request) = C::decode(frame) else {
+                return Exchanged::Declined;
+            };
+            debug_assert!(
+                request.timeout_nanos.is_none()
+                    && !matches!(request.to, SendTo::Channel { consume: true, .. }),
+                "{} with a timeout or a release taken as plain",
+                C::NAME
+            );
             self.direct_call_as::<true>(caller, request, len)
         } else {
+            let Ok(request) = C::decode(frame) else {
+                return Exchanged::Declined;
+            };
             self.direct_call_as::<false>(caller, request, len)
         }
     }
@@ -244,12 +268,14 @@ impl KernelState {
         // receiver has no windows (`hand_over` declines one that has).
         // (The receiver's id read here, from its slot, at its one use
         // after the check: not carried across the commit.)
+        // Its receiver is never its caller: another task, another space.
         Exchanged::Resume(schedule::enter(
             receiver,
             *receiver_id,
             current,
             slice_left,
             active_cr3,
+            true,
         ))
     }
 }

@@ -94,7 +94,7 @@ fn become_current(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
         ..
     } = k;
     let task = tasks.get_mut(&next)?;
-    let frame = enter(task, next, current, slice_left, active_cr3);
+    let frame = enter(task, next, current, slice_left, active_cr3, false);
     // Nothing to do between two tasks without windows.
     if !task.ports.is_empty() || k.ports_open() {
         k.sync_ports(next);
@@ -106,6 +106,12 @@ fn become_current(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
 /// already at hand: its address space and a fresh time slice. Returns the
 /// address of its saved registers. The caller brings the bitmap to the
 /// task's windows, or knows that neither it nor the bitmap has any.
+///
+/// With `other` (the direct path, whose receiver is never its caller),
+/// `next` is another task than the one whose space is loaded, and so its
+/// space is another (the loader makes one per task): its CR3 is loaded
+/// without comparing it with the loaded one first. (Were they the same,
+/// the load would only flush the TLB.)
 #[inline(always)]
 pub(super) fn enter(
     task: &mut UserTask,
@@ -113,9 +119,14 @@ pub(super) fn enter(
     current: &mut Option<TaskId>,
     slice_left: &mut u32,
     active_cr3: &mut u64,
+    other: bool,
 ) -> *mut TrapFrame {
     let cr3 = task.memory.cr3();
-    if *active_cr3 != cr3 {
+    debug_assert!(
+        !other || *active_cr3 != cr3,
+        "a switch to another task in the same space"
+    );
+    if other || *active_cr3 != cr3 {
         // SAFETY: every task space comes from `new_user_space` and shares
         // the kernel half; `cr3` is its CR3 value.
         unsafe { paging::load_cr3(cr3) };

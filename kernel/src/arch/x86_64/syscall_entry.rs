@@ -240,6 +240,9 @@ macro_rules! save_call {
 /// writes its RAX first (a taken call's answer, once its receive
 /// completes or fails; a declined call's general path, after the entry
 /// has written the call's number there for the dispatcher to read).
+/// The registers the direct path decides on (RSI, R8, R9, R12, R13) are
+/// also passed to the entry as arguments, so that it does not load them
+/// back from the record it has just written.
 macro_rules! save_direct_call {
     () => {
         concat!(
@@ -259,7 +262,13 @@ macro_rules! save_direct_call {
             "mov [rax + {f_r15}], r15\n",
             "mov [rax + {f_rip}], rcx\n",
             "mov [rax + {f_rflags}], r11\n",
+            // The entry's arguments (`syscall::direct_entry`): the record,
+            // then the call's registers the direct path decides on, as
+            // the record now holds them: RSI, R8 and R9 where they are,
+            // R12 and R13 in RDX and RCX (saved above).
             "mov rdi, rax\n",
+            "mov rdx, r12\n",
+            "mov rcx, r13\n",
             "mov rsp, [rip + {per_cpu} + {kernel_rsp}]\n",
         )
     };
@@ -374,7 +383,8 @@ unsafe extern "C" fn syscall_entry() {
 /// Restores `frame` and returns to ring 3 with it: the exit of a system
 /// call whose entry does not return to the stub (the direct entries,
 /// `syscall::direct_entry`), as the stub's own exit does it
-/// (`leave_through_rdi`). The kernel
+/// (`leave_through_rdi`), inlined where it is called (no `call`, the
+/// frame's address put in RDI by the compiler). The kernel
 /// stack is abandoned (every entry from ring 3 starts at its top), and
 /// so is every register the caller of this kept: a system call's callee
 /// leaves with the registers of `frame` alone.
@@ -385,27 +395,35 @@ unsafe extern "C" fn syscall_entry() {
 /// nothing else uses any more: one CPU, interrupts off, the kernel lock
 /// released. Only a system call's handler may call it (it runs with the
 /// user's GS, which the exit leaves as it is).
-#[unsafe(naked)]
-pub unsafe extern "C" fn leave_to(frame: *mut TrapFrame) -> ! {
-    naked_asm!(
-        leave_through_rdi!(),
-        f_r15 = const F_R15,
-        f_r14 = const F_R14,
-        f_r13 = const F_R13,
-        f_r12 = const F_R12,
-        f_r11 = const F_R11,
-        f_r10 = const F_R10,
-        f_r9 = const F_R9,
-        f_r8 = const F_R8,
-        f_rbp = const F_RBP,
-        f_rdi = const F_RDI,
-        f_rsi = const F_RSI,
-        f_rdx = const F_RDX,
-        f_rcx = const F_RCX,
-        f_rbx = const F_RBX,
-        f_rax = const F_RAX,
-        f_rip = const F_RIP,
-    );
+#[inline(always)]
+pub unsafe fn leave_to(frame: *mut TrapFrame) -> ! {
+    // SAFETY: the caller's promise: `frame` is a valid ring-3 frame that
+    // nothing else uses; `iretq` drops to ring 3 with its selectors and
+    // never comes back here, so nothing the compiler kept (registers,
+    // the stack) is needed again.
+    unsafe {
+        core::arch::asm!(
+            leave_through_rdi!(),
+            in("rdi") frame,
+            f_r15 = const F_R15,
+            f_r14 = const F_R14,
+            f_r13 = const F_R13,
+            f_r12 = const F_R12,
+            f_r11 = const F_R11,
+            f_r10 = const F_R10,
+            f_r9 = const F_R9,
+            f_r8 = const F_R8,
+            f_rbp = const F_RBP,
+            f_rdi = const F_RDI,
+            f_rsi = const F_RSI,
+            f_rdx = const F_RDX,
+            f_rcx = const F_RCX,
+            f_rbx = const F_RBX,
+            f_rax = const F_RAX,
+            f_rip = const F_RIP,
+            options(noreturn),
+        )
+    }
 }
 
 /// Restores the frame at RSP and returns to ring 3 with it, swapping GS
