@@ -185,13 +185,55 @@ impl UserTasks {
 /// Only the test harness watches a task (its root task, for the verdict).
 pub type TaskEndHook = fn(&KernelCore, &ExitReason);
 
+/// The current task ([`KernelState::current`]) as its id's raw value, 0
+/// for none. No task has the id 0: a task id's low bits are its slot
+/// plus one (`pandagen_core::task`), and 0 is `KERNEL_TASK`, the sender
+/// the kernel stamps on its own messages. So the id itself says whether
+/// there is one, and making a task current is one store, where an
+/// `Option<TaskId>` writes its tag and the id (every switch makes one).
+#[derive(Clone, Copy)]
+pub(crate) struct Current(u64);
+
+impl Current {
+    /// No task is current.
+    pub(crate) const NONE: Current = Current(0);
+
+    /// The current task, if any.
+    #[inline(always)]
+    pub(crate) fn get(self) -> Option<TaskId> {
+        match self.0 {
+            0 => None,
+            raw => Some(TaskId::from_raw(raw)),
+        }
+    }
+
+    /// `task` is current. Never `KERNEL_TASK` (no task has its id),
+    /// which would read back as none: asserted in debug builds.
+    #[inline(always)]
+    pub(crate) fn set(&mut self, task: TaskId) {
+        debug_assert_ne!(
+            task,
+            pandagen_abi::ids::KERNEL_TASK,
+            "the kernel's id made current"
+        );
+        self.0 = task.as_raw();
+    }
+
+    /// The current task, if any, and none afterwards.
+    pub(crate) fn take(&mut self) -> Option<TaskId> {
+        let current = self.get();
+        *self = Current::NONE;
+        current
+    }
+}
+
 /// The kernel's state: the core's object model and, per task, what needs
 /// hardware. One instance, behind [`KERNEL`].
 pub struct KernelState {
     core: KernelCore,
     tasks: UserTasks,
     /// The task whose registers are in the live frame.
-    current: Option<TaskId>,
+    current: Current,
     /// A task whose end someone is waiting for (see [`TaskEndHook`]).
     end_watch: Option<(TaskId, TaskEndHook)>,
     /// Ticks left in the current task's slice.
@@ -249,7 +291,7 @@ impl KernelState {
         let mut state = KernelState {
             core: KernelCore::new(core_config()),
             tasks: UserTasks::default(),
-            current: None,
+            current: Current::NONE,
             end_watch: None,
             slice_left: TIME_SLICE_TICKS,
             active_cr3: paging::cr3_of(&paging::kernel_space()),
@@ -277,7 +319,7 @@ impl KernelState {
 
     /// The task whose registers are in the live frame.
     pub fn current(&self) -> Option<TaskId> {
-        self.current
+        self.current.get()
     }
 
     /// Call `on_end` when `task` ends (replacing any earlier watch).
@@ -476,7 +518,7 @@ impl KernelState {
         );
         // The table may have grown and moved every record: the running
         // task's calls are saved where its record now is.
-        if let Some(running) = self.current.and_then(|cur| self.tasks.get_mut(&cur)) {
+        if let Some(running) = self.current.get().and_then(|cur| self.tasks.get_mut(&cur)) {
             schedule::live(running);
         }
     }
@@ -501,8 +543,8 @@ impl KernelState {
         // The kernel routes notifications on exit channels; it keeps no
         // history of them.
         self.core.clear_exit_notifications();
-        if self.current == Some(task) {
-            self.current = None;
+        if self.current.get() == Some(task) {
+            self.current = Current::NONE;
         }
         if let Some(user) = self.tasks.remove(&task) {
             if self.active_cr3 == user.memory.cr3() {
