@@ -89,7 +89,11 @@ pub struct UserRange {
     pub len: usize,
 }
 
-/// What the kernel holds for a task beside the core's record.
+/// What the kernel holds for a task beside the core's record. The frame
+/// first (`repr(C)`), and the record first in its slot ([`Slot`]): a
+/// slot's address is its task's frame's, where the syscall entry saves
+/// and every exit leaves from (one `add` fewer on every switch).
+#[repr(C)]
 pub struct UserTask {
     /// The task's registers: saved here by every system call it makes
     /// (the syscall stub pushes them here), or copied here from the
@@ -115,20 +119,31 @@ pub struct UserTask {
 /// entry at it again.
 #[derive(Default)]
 pub struct UserTasks {
-    slots: Vec<Option<(TaskId, UserTask)>>,
+    slots: Vec<Option<Slot>>,
 }
+
+/// A task's record in [`UserTasks`], with the id of the task it is for.
+/// The record first, so that its frame is at the slot's own address.
+#[repr(C)]
+struct Slot {
+    task: UserTask,
+    owner: TaskId,
+}
+
+const _: () = assert!(core::mem::offset_of!(UserTask, frame) == 0);
+const _: () = assert!(core::mem::offset_of!(Slot, task) == 0);
 
 impl UserTasks {
     pub fn get(&self, id: &TaskId) -> Option<&UserTask> {
         match self.slots.get(slot_index(*id)) {
-            Some(Some((owner, task))) if owner == id => Some(task),
+            Some(Some(Slot { task, owner })) if owner == id => Some(task),
             _ => None,
         }
     }
 
     pub fn get_mut(&mut self, id: &TaskId) -> Option<&mut UserTask> {
         match self.slots.get_mut(slot_index(*id)) {
-            Some(Some((owner, task))) if owner == id => Some(task),
+            Some(Some(Slot { task, owner })) if owner == id => Some(task),
             _ => None,
         }
     }
@@ -151,9 +166,16 @@ impl UserTasks {
             .get_disjoint_mut([slots.0 as usize, slots.1 as usize])
             .ok()?;
         match (x, y) {
-            (Some((owner, task_a)), Some((second, task_b))) if owner == first => {
-                Some((task_a, second, task_b))
-            }
+            (
+                Some(Slot {
+                    task: task_a,
+                    owner,
+                }),
+                Some(Slot {
+                    task: task_b,
+                    owner: second,
+                }),
+            ) if owner == first => Some((task_a, second, task_b)),
             _ => None,
         }
     }
@@ -169,13 +191,13 @@ impl UserTasks {
         if index >= self.slots.len() {
             self.slots.resize_with(index + 1, || None);
         }
-        self.slots[index] = Some((id, task));
+        self.slots[index] = Some(Slot { task, owner: id });
     }
 
     pub fn remove(&mut self, id: &TaskId) -> Option<UserTask> {
         let slot = self.slots.get_mut(slot_index(*id))?;
         match slot {
-            Some((owner, _)) if owner == id => slot.take().map(|(_, task)| task),
+            Some(Slot { owner, .. }) if owner == id => slot.take().map(|slot| slot.task),
             _ => None,
         }
     }
