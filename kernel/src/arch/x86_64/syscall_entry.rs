@@ -305,6 +305,35 @@ macro_rules! leave_through_rdi {
     };
 }
 
+/// `core::arch::$asm!` (`asm` or `naked_asm`) with the template and
+/// operands given, then the saved frame's offsets as the named constants
+/// `leave_through_rdi!` and the save macros use (`f_r15` … `f_rip`), then
+/// `$tail` (options): one list for the stub and for [`leave_to`].
+macro_rules! with_frame_offsets {
+    ($asm:ident { $($operands:tt)* } $($tail:tt)*) => {
+        core::arch::$asm!(
+            $($operands)*
+            f_r15 = const F_R15,
+            f_r14 = const F_R14,
+            f_r13 = const F_R13,
+            f_r12 = const F_R12,
+            f_r11 = const F_R11,
+            f_r10 = const F_R10,
+            f_r9 = const F_R9,
+            f_r8 = const F_R8,
+            f_rbp = const F_RBP,
+            f_rdi = const F_RDI,
+            f_rsi = const F_RSI,
+            f_rdx = const F_RDX,
+            f_rcx = const F_RCX,
+            f_rbx = const F_RBX,
+            f_rax = const F_RAX,
+            f_rip = const F_RIP,
+            $($tail)*
+        )
+    };
+}
+
 /// The LSTAR target.
 ///
 /// `Exchange`, the call of the IPC round trip, is recognised first and
@@ -322,7 +351,7 @@ macro_rules! leave_through_rdi {
 /// R11, where `syscall` put the caller's own.
 #[unsafe(naked)]
 unsafe extern "C" fn syscall_entry() {
-    naked_asm!(
+    with_frame_offsets!(naked_asm {
         "cmp rax, {exchange}",
         "jne 6f",
         save_direct_call!(),
@@ -354,22 +383,6 @@ unsafe extern "C" fn syscall_entry() {
         user_rsp = const USER_RSP,
         kernel_rsp = const KERNEL_RSP,
         record_frame = const RECORD_FRAME,
-        f_r15 = const F_R15,
-        f_r14 = const F_R14,
-        f_r13 = const F_R13,
-        f_r12 = const F_R12,
-        f_r11 = const F_R11,
-        f_r10 = const F_R10,
-        f_r9 = const F_R9,
-        f_r8 = const F_R8,
-        f_rbp = const F_RBP,
-        f_rdi = const F_RDI,
-        f_rsi = const F_RSI,
-        f_rdx = const F_RDX,
-        f_rcx = const F_RCX,
-        f_rbx = const F_RBX,
-        f_rax = const F_RAX,
-        f_rip = const F_RIP,
         f_rflags = const F_RFLAGS,
         f_rsp = const F_RSP,
         exchange = const pandagen_abi::syscall::Syscall::Exchange as u64,
@@ -377,7 +390,7 @@ unsafe extern "C" fn syscall_entry() {
         exchange_entry = sym crate::syscall::direct_entry::<pandagen_abi::syscall::ExchangeRegisters>,
         object_call = const pandagen_abi::syscall::Syscall::CallObject as u64,
         object_call_entry = sym crate::syscall::direct_entry::<pandagen_abi::syscall::ObjectCallRegisters>,
-    );
+    })
 }
 
 /// Restores `frame` and returns to ring 3 with it: the exit of a system
@@ -402,27 +415,10 @@ pub unsafe fn leave_to(frame: *mut TrapFrame) -> ! {
     // never comes back here, so nothing the compiler kept (registers,
     // the stack) is needed again.
     unsafe {
-        core::arch::asm!(
+        with_frame_offsets!(asm {
             leave_through_rdi!(),
             in("rdi") frame,
-            f_r15 = const F_R15,
-            f_r14 = const F_R14,
-            f_r13 = const F_R13,
-            f_r12 = const F_R12,
-            f_r11 = const F_R11,
-            f_r10 = const F_R10,
-            f_r9 = const F_R9,
-            f_r8 = const F_R8,
-            f_rbp = const F_RBP,
-            f_rdi = const F_RDI,
-            f_rsi = const F_RSI,
-            f_rdx = const F_RDX,
-            f_rcx = const F_RCX,
-            f_rbx = const F_RBX,
-            f_rax = const F_RAX,
-            f_rip = const F_RIP,
-            options(noreturn),
-        )
+        } options(noreturn))
     }
 }
 
