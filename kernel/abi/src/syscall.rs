@@ -795,6 +795,20 @@ pub fn write_receive_reply_header(sender: TaskId, len: usize, out: &mut [u8]) ->
 /// that; every other response is decoded out of line.
 #[inline]
 pub fn decode_receive_response(bytes: &[u8]) -> Result<ReceiveReply<'_>, KernelError> {
+    if let Some(reply) = short_receive_reply(bytes) {
+        return Ok(reply);
+    }
+    decode_receive_response_general(bytes)
+}
+
+/// The reply [`decode_receive_response`] reads inline, if `bytes` is one:
+/// the short header (sender and length below 128), the message and the
+/// plain trailer, nothing else. `None` for every other response, which
+/// [`decode_receive_response`] decodes out of line (it may still be a
+/// reply). For a loop that makes no call while its replies are short
+/// (`raw_echo`'s), so that the registers it hands the kernel stay loaded.
+#[inline(always)]
+pub fn short_receive_reply(bytes: &[u8]) -> Option<ReceiveReply<'_>> {
     // The header `[0, sender, len]`, the message, the trailer: each test
     // a load or two (the header's three bytes' tested bits in one 32-bit
     // word, the trailer as a 16-bit one), so that the commonest reply
@@ -814,7 +828,7 @@ pub fn decode_receive_response(bytes: &[u8]) -> Result<ReceiveReply<'_>, KernelE
                 && message.len() == usize::from(len)
                 && u16::from_ne_bytes(*trailer) == 0
             {
-                return Ok(ReceiveReply {
+                return Some(ReceiveReply {
                     sender: TaskId::from_raw(u64::from(sender)),
                     message,
                     capabilities: heapless::Vec::new(),
@@ -823,7 +837,7 @@ pub fn decode_receive_response(bytes: &[u8]) -> Result<ReceiveReply<'_>, KernelE
             }
         }
     }
-    decode_receive_response_general(bytes)
+    None
 }
 
 /// [`decode_receive_response`] for any response.
@@ -1315,6 +1329,7 @@ mod tests {
                 !matches!(&inline, Ok(reply) if reply.message.len() + 5 == bytes.len()),
                 "{bytes:?} read as a short reply"
             );
+            assert_eq!(short_receive_reply(bytes), None, "{bytes:?}");
         }
     }
 
@@ -1369,6 +1384,21 @@ mod tests {
                     by_postcard(bytes),
                     "{bytes:?}"
                 );
+                // The short reader takes only what postcard reads as a
+                // short reply: sender and length below 128, nothing after
+                // the message but the plain trailer.
+                let short = matches!(
+                    by_postcard(bytes),
+                    Ok(ReceiveReply { sender, message, ref capabilities, badge: None })
+                        if sender.as_raw() < 128
+                            && message.len() < 128
+                            && capabilities.is_empty()
+                            && message.len() + 5 == bytes.len()
+                );
+                assert_eq!(short_receive_reply(bytes).is_some(), short, "{bytes:?}");
+                if let Some(reply) = short_receive_reply(bytes) {
+                    assert_eq!(Ok(reply), by_postcard(bytes), "{bytes:?}");
+                }
             }
         }
         // Rights wider than a u32 are malformed.

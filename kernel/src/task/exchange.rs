@@ -128,7 +128,7 @@ impl KernelState {
     /// Taken, the caller's registers stay in its record.
     #[inline(always)]
     pub fn direct_call<C: DirectCall>(&mut self, frame: &CallRegisters) -> Exchanged {
-        let Some(caller) = self.current else {
+        let Some(caller) = self.current.get() else {
             return Exchanged::Declined;
         };
         let Ok(len) = usize::try_from(frame.rsi) else {

@@ -89,7 +89,11 @@ pub struct UserRange {
     pub len: usize,
 }
 
-/// What the kernel holds for a task beside the core's record.
+/// What the kernel holds for a task beside the core's record. The frame
+/// first (`repr(C)`), and the record first in its slot ([`Slot`]): a
+/// slot's address is its task's frame's, where the syscall entry saves
+/// and every exit leaves from (one `add` fewer on every switch).
+#[repr(C)]
 pub struct UserTask {
     /// The task's registers: saved here by every system call it makes
     /// (the syscall stub pushes them here), or copied here from the
@@ -115,20 +119,31 @@ pub struct UserTask {
 /// entry at it again.
 #[derive(Default)]
 pub struct UserTasks {
-    slots: Vec<Option<(TaskId, UserTask)>>,
+    slots: Vec<Option<Slot>>,
 }
+
+/// A task's record in [`UserTasks`], with the id of the task it is for.
+/// The record first, so that its frame is at the slot's own address.
+#[repr(C)]
+struct Slot {
+    task: UserTask,
+    owner: TaskId,
+}
+
+const _: () = assert!(core::mem::offset_of!(UserTask, frame) == 0);
+const _: () = assert!(core::mem::offset_of!(Slot, task) == 0);
 
 impl UserTasks {
     pub fn get(&self, id: &TaskId) -> Option<&UserTask> {
         match self.slots.get(slot_index(*id)) {
-            Some(Some((owner, task))) if owner == id => Some(task),
+            Some(Some(Slot { task, owner })) if owner == id => Some(task),
             _ => None,
         }
     }
 
     pub fn get_mut(&mut self, id: &TaskId) -> Option<&mut UserTask> {
         match self.slots.get_mut(slot_index(*id)) {
-            Some(Some((owner, task))) if owner == id => Some(task),
+            Some(Some(Slot { task, owner })) if owner == id => Some(task),
             _ => None,
         }
     }
@@ -151,9 +166,16 @@ impl UserTasks {
             .get_disjoint_mut([slots.0 as usize, slots.1 as usize])
             .ok()?;
         match (x, y) {
-            (Some((owner, task_a)), Some((second, task_b))) if owner == first => {
-                Some((task_a, second, task_b))
-            }
+            (
+                Some(Slot {
+                    task: task_a,
+                    owner,
+                }),
+                Some(Slot {
+                    task: task_b,
+                    owner: second,
+                }),
+            ) if owner == first => Some((task_a, second, task_b)),
             _ => None,
         }
     }
@@ -169,13 +191,13 @@ impl UserTasks {
         if index >= self.slots.len() {
             self.slots.resize_with(index + 1, || None);
         }
-        self.slots[index] = Some((id, task));
+        self.slots[index] = Some(Slot { task, owner: id });
     }
 
     pub fn remove(&mut self, id: &TaskId) -> Option<UserTask> {
         let slot = self.slots.get_mut(slot_index(*id))?;
         match slot {
-            Some((owner, _)) if owner == id => slot.take().map(|(_, task)| task),
+            Some(Slot { owner, .. }) if owner == id => slot.take().map(|slot| slot.task),
             _ => None,
         }
     }
@@ -185,13 +207,55 @@ impl UserTasks {
 /// Only the test harness watches a task (its root task, for the verdict).
 pub type TaskEndHook = fn(&KernelCore, &ExitReason);
 
+/// The current task ([`KernelState::current`]) as its id's raw value, 0
+/// for none. No task has the id 0: a task id's low bits are its slot
+/// plus one (`pandagen_core::task`), and 0 is `KERNEL_TASK`, the sender
+/// the kernel stamps on its own messages. So the id itself says whether
+/// there is one, and making a task current is one store, where an
+/// `Option<TaskId>` writes its tag and the id (every switch makes one).
+#[derive(Clone, Copy)]
+pub(crate) struct Current(u64);
+
+impl Current {
+    /// No task is current.
+    pub(crate) const NONE: Current = Current(0);
+
+    /// The current task, if any.
+    #[inline(always)]
+    pub(crate) fn get(self) -> Option<TaskId> {
+        match self.0 {
+            0 => None,
+            raw => Some(TaskId::from_raw(raw)),
+        }
+    }
+
+    /// `task` is current. Never `KERNEL_TASK` (no task has its id),
+    /// which would read back as none: asserted in debug builds.
+    #[inline(always)]
+    pub(crate) fn set(&mut self, task: TaskId) {
+        debug_assert_ne!(
+            task,
+            pandagen_abi::ids::KERNEL_TASK,
+            "the kernel's id made current"
+        );
+        self.0 = task.as_raw();
+    }
+
+    /// The current task, if any, and none afterwards.
+    pub(crate) fn take(&mut self) -> Option<TaskId> {
+        let current = self.get();
+        *self = Current::NONE;
+        current
+    }
+}
+
 /// The kernel's state: the core's object model and, per task, what needs
 /// hardware. One instance, behind [`KERNEL`].
 pub struct KernelState {
     core: KernelCore,
     tasks: UserTasks,
     /// The task whose registers are in the live frame.
-    current: Option<TaskId>,
+    current: Current,
     /// A task whose end someone is waiting for (see [`TaskEndHook`]).
     end_watch: Option<(TaskId, TaskEndHook)>,
     /// Ticks left in the current task's slice.
@@ -249,7 +313,7 @@ impl KernelState {
         let mut state = KernelState {
             core: KernelCore::new(core_config()),
             tasks: UserTasks::default(),
-            current: None,
+            current: Current::NONE,
             end_watch: None,
             slice_left: TIME_SLICE_TICKS,
             active_cr3: paging::cr3_of(&paging::kernel_space()),
@@ -277,7 +341,7 @@ impl KernelState {
 
     /// The task whose registers are in the live frame.
     pub fn current(&self) -> Option<TaskId> {
-        self.current
+        self.current.get()
     }
 
     /// Call `on_end` when `task` ends (replacing any earlier watch).
@@ -476,7 +540,7 @@ impl KernelState {
         );
         // The table may have grown and moved every record: the running
         // task's calls are saved where its record now is.
-        if let Some(running) = self.current.and_then(|cur| self.tasks.get_mut(&cur)) {
+        if let Some(running) = self.current.get().and_then(|cur| self.tasks.get_mut(&cur)) {
             schedule::live(running);
         }
     }
@@ -501,8 +565,8 @@ impl KernelState {
         // The kernel routes notifications on exit channels; it keeps no
         // history of them.
         self.core.clear_exit_notifications();
-        if self.current == Some(task) {
-            self.current = None;
+        if self.current.get() == Some(task) {
+            self.current = Current::NONE;
         }
         if let Some(user) = self.tasks.remove(&task) {
             if self.active_cr3 == user.memory.cr3() {

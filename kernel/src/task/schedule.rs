@@ -16,7 +16,7 @@ use pandagen_abi::{ExitReason, FailureCause, Instant, KernelError, TaskId};
 use pandagen_core::{Offer, RecvOutcome};
 use spin::MutexGuard;
 
-use super::{now, KernelState, Pending, UserTask, UserTasks, KERNEL, TIME_SLICE_TICKS};
+use super::{now, Current, KernelState, Pending, UserTask, UserTasks, KERNEL, TIME_SLICE_TICKS};
 use crate::arch::x86_64::idt::vector;
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::mem::paging;
@@ -27,7 +27,7 @@ type Guard = MutexGuard<'static, Option<KernelState>>;
 /// Park the current task, whose registers are in its record (the syscall
 /// stub saved them there): no task is current afterwards.
 pub fn park_current(k: &mut KernelState) {
-    k.current = None;
+    k.current = Current::NONE;
 }
 
 /// Copy `frame` (an interrupt's or exception's frame from ring 3, on the
@@ -116,7 +116,7 @@ fn become_current(k: &mut KernelState, next: TaskId) -> Option<*mut TrapFrame> {
 pub(super) fn enter(
     task: &mut UserTask,
     next: TaskId,
-    current: &mut Option<TaskId>,
+    current: &mut Current,
     slice_left: &mut u32,
     active_cr3: &mut u64,
     other: bool,
@@ -132,7 +132,7 @@ pub(super) fn enter(
         unsafe { paging::load_cr3(cr3) };
         *active_cr3 = cr3;
     }
-    *current = Some(next);
+    current.set(next);
     *slice_left = TIME_SLICE_TICKS;
     live(task)
 }
@@ -251,7 +251,7 @@ pub fn preempt_tick(frame: &TrapFrame) -> Option<*mut TrapFrame> {
     if woken == 0 && k.slice_left > 0 {
         return None;
     }
-    if let Some(cur) = k.current {
+    if let Some(cur) = k.current.get() {
         k.core.yield_task(cur);
     }
     park_interrupted(k, frame);
@@ -293,7 +293,7 @@ pub fn user_fault(frame: &TrapFrame) -> *mut TrapFrame {
     let Some(k) = guard.as_mut() else {
         crate::panic::stop_after_fatal_error()
     };
-    let Some(task) = k.current else {
+    let Some(task) = k.current.get() else {
         log::error!("ring-3 fault {fault} with no current task");
         crate::panic::stop_after_fatal_error()
     };

@@ -15,11 +15,11 @@ extern crate alloc;
 use alloc::vec;
 use pandagen_abi::error::SyscallError;
 use pandagen_abi::syscall::{
-    decode_receive_response, decode_status, ExchangeRegisters, ReceiveRequest, SendRequest,
-    Syscall, RESPONSE_BUFFER_BYTES,
+    decode_receive_response, decode_status, short_receive_reply, ExchangeRegisters, ReceiveRequest,
+    SendRequest, Syscall, RESPONSE_BUFFER_BYTES,
 };
-use pandagen_abi::KernelError;
-use pandagen_rt::syscall::{raw_exchange, raw_syscall};
+use pandagen_abi::{CapHandle, KernelError};
+use pandagen_rt::syscall::{raw_in_registers, raw_syscall};
 use pandagen_rt::Kernel;
 
 pandagen_rt::entry!(main);
@@ -62,21 +62,33 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         vec![0u8; RESPONSE_BUFFER_BYTES],
         vec![0u8; RESPONSE_BUFFER_BYTES],
     ];
-    let mut request = vec![0u8; RESPONSE_BUFFER_BYTES];
     let exchange = ExchangeRegisters {
         send: replies,
         receive: requests,
         timeout_nanos: None,
         consume_send: false,
     };
-    let mut send_response = [0u8; 64];
     let len = call(Syscall::Receive, &receive, &mut buffers[0])?;
     let [first, second] = &mut buffers;
     if reply_and_wait {
         return call_echo(&exchange, first, second, len);
     }
-    let mut len = len;
-    let received = first;
+    send_echo(replies, &receive, first, len)
+}
+
+/// The echo by `Send` and `Receive`: each message (`len` bytes of
+/// response in `received`) sent back on `replies`, and the next one
+/// received with the encoded `receive` into the same buffer, until an
+/// empty message. Out of line: each echo's loop compiled on its own.
+#[inline(never)]
+fn send_echo(
+    replies: CapHandle,
+    receive: &[u8],
+    received: &mut [u8],
+    mut len: usize,
+) -> Result<(), KernelError> {
+    let mut request = vec![0u8; RESPONSE_BUFFER_BYTES];
+    let mut send_response = [0u8; 64];
     loop {
         let reply = decode_receive_response(received.get(..len).ok_or_else(malformed)?)?;
         if reply.message.is_empty() {
@@ -92,7 +104,7 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
         )
         .map_err(|_| malformed())?;
         call(Syscall::Send, encoded, &mut send_response)?;
-        len = call(Syscall::Receive, &receive, received)?;
+        len = call(Syscall::Receive, receive, received)?;
     }
 }
 
@@ -101,31 +113,83 @@ fn main(kernel: &mut Kernel) -> Result<(), KernelError> {
 /// receives into the other buffer (the message is read from the one
 /// received into while the next arrives in the other), until an empty
 /// message. Each reply is decoded and each status checked, as any server
-/// must; the two buffers swap places instead of being picked by an index
-/// on every call.
+/// must. The short replies are echoed by [`echo_short`], whose loop makes
+/// no call; any other reply comes back here to the general reader. Out
+/// of line, as [`send_echo`] is: each echo's loop compiled on its own.
+#[inline(never)]
 fn call_echo<'b>(
     exchange: &ExchangeRegisters,
     mut received: &'b mut [u8],
     mut next: &'b mut [u8],
     mut len: usize,
 ) -> Result<(), KernelError> {
+    let registers = exchange.to_registers();
     loop {
         let reply = decode_receive_response(received.get(..len).ok_or_else(malformed)?)?;
         if reply.message.is_empty() {
             return Ok(());
         }
-        // SAFETY: the message (in the buffer just received into) and
-        // `next` are live, distinct buffers for the call.
-        let rax = unsafe {
-            raw_exchange(
-                exchange,
-                reply.message.as_ptr(),
-                reply.message.len(),
-                next.as_mut_ptr(),
-                next.len(),
-            )
-        };
-        len = decode_status(rax)?;
-        core::mem::swap(&mut received, &mut next);
+        len = echo(registers, reply.message, next)?;
+        (received, next, len) = echo_short(registers, next, received, len)?;
     }
+}
+
+/// [`call_echo`]'s loop while the replies are short ones (read by
+/// [`short_receive_reply`]), not empty: from `len` bytes received in
+/// `received`, with `next` the other buffer, until the first other
+/// reply, which it returns for the general reader as `call_echo` takes
+/// it (the buffer received into, the other, the length). Out of line, so
+/// that its loop, which makes no call, keeps `Exchange`'s registers
+/// (`registers`, not read through a reference the call might have
+/// written) loaded where the call takes them; unrolled once, so that the
+/// buffers take turns without being swapped.
+#[inline(never)]
+fn echo_short<'b>(
+    registers: [u64; 4],
+    received: &'b mut [u8],
+    next: &'b mut [u8],
+    mut len: usize,
+) -> Result<(&'b mut [u8], &'b mut [u8], usize), KernelError> {
+    // Both of the runtime's size, as `main` makes them (a length the
+    // loop need not keep); any others all through the general reader.
+    if received.len() != RESPONSE_BUFFER_BYTES || next.len() != RESPONSE_BUFFER_BYTES {
+        return Ok((received, next, len));
+    }
+    loop {
+        let Some(message) = short_message(received, len) else {
+            return Ok((received, next, len));
+        };
+        len = echo(registers, message, next)?;
+        let Some(message) = short_message(next, len) else {
+            return Ok((next, received, len));
+        };
+        len = echo(registers, message, received)?;
+    }
+}
+
+/// The message of the `len` bytes of response in `buffer`, if they are a
+/// short reply (see [`short_receive_reply`]) with a message.
+#[inline(always)]
+fn short_message(buffer: &[u8], len: usize) -> Option<&[u8]> {
+    let reply = short_receive_reply(buffer.get(..len)?)?;
+    (!reply.message.is_empty()).then_some(reply.message)
+}
+
+/// Echo `message` and wait for the next one in `next` (one `Exchange`
+/// with `registers`); returns the response's length.
+#[inline(always)]
+fn echo(registers: [u64; 4], message: &[u8], next: &mut [u8]) -> Result<usize, KernelError> {
+    // SAFETY: the message (in the buffer just received into) and `next`
+    // are live, distinct buffers for the call.
+    let rax = unsafe {
+        raw_in_registers(
+            Syscall::Exchange,
+            registers,
+            message.as_ptr(),
+            message.len(),
+            next.as_mut_ptr(),
+            next.len(),
+        )
+    };
+    decode_status(rax)
 }

@@ -723,12 +723,7 @@ fn exchange_pointers(
         ..request
     };
     let last = b"once".to_vec();
-    let consumed = call_in_registers(
-        Syscall::Exchange,
-        consuming.to_registers(),
-        (last.as_ptr() as u64, 4),
-        response_at,
-    );
+    let consumed = exchange_bytes(consuming, &last, response_at);
     let released = kernel.drop_capability(once);
     tally.check(
         &name("consumed_send_is_released"),
@@ -747,13 +742,7 @@ fn exchange_pointers(
             timeout_nanos: Some(Duration::from_millis(50).as_nanos() as u64),
             ..request
         };
-        let late = b"late".to_vec();
-        let timed_out = call_in_registers(
-            Syscall::Exchange,
-            unanswered.to_registers(),
-            (late.as_ptr() as u64, 4),
-            response_at,
-        );
+        let timed_out = exchange_bytes(unanswered, b"late", response_at);
         tally.check(
             &name("direct_call_times_out"),
             match timed_out {
@@ -778,6 +767,22 @@ fn exchange_pointers(
     tally.check(&name("server_stopped"), check_eq(stopped, Ok(Ok(()))));
     wait_exit(kernel, exits, Duration::from_secs(5)).map_err(|_| KernelError::Timeout)?;
     Ok(())
+}
+
+/// An `Exchange` with `registers` that sends `message` and receives into
+/// `response` (address, length).
+fn exchange_bytes(
+    registers: ExchangeRegisters,
+    message: &[u8],
+    response: (u64, u64),
+) -> Result<Vec<u8>, String> {
+    let message = (message.as_ptr() as u64, message.len() as u64);
+    call_in_registers(
+        Syscall::Exchange,
+        registers.to_registers(),
+        message,
+        response,
+    )
 }
 
 fn timed_exchange_pointers(kernel: &mut Kernel, shared: &mut Shared) -> Result<(), KernelError> {
