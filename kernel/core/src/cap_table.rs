@@ -304,39 +304,62 @@ pub(crate) struct Slot {
 
 /// A channel capability's channel and rights, outside the record's enums,
 /// or [`ChannelView::NONE`] for an empty slot or any other capability.
+///
+/// The rights are kept as two keys, one per right the fast path asks for:
+/// the raw handle of the slot's record (its index and generation) if the
+/// record is a channel capability with that right, [`ChannelView::NO_KEY`]
+/// otherwise. `NO_KEY`'s index, `u32::MAX`, is no slot's (a space holds
+/// fewer than `u32::MAX` slots: see [`CapSpace::install`]), so it equals no
+/// handle that finds the slot, and the fast path's test of a handle (its
+/// generation and the right at once) is one compare of the key with the
+/// handle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ChannelView {
-    /// What the record lacks of a channel capability with every right:
-    /// the complement of its rights with [`ChannelView::CHANNEL`], if it
-    /// is a channel capability; every bit otherwise. Kept complemented so
-    /// that the fast path's test of a view is one `test` of it against
-    /// what it needs (none of it may be lacking).
-    lacks: u32,
+    send: u64,
+    receive: u64,
     channel: ChannelRef,
 }
 
+/// The right a fast-path lookup ([`CapSpace::live_channel`]) asks of a
+/// channel capability: each has its own key in the slot's view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyedRight {
+    Send,
+    Receive,
+}
+
 impl ChannelView {
-    /// Set in a channel capability's view (no right uses the top bit).
-    const CHANNEL: u32 = 1 << 31;
+    /// The key of a slot whose record lacks the right: an index no slot has.
+    const NO_KEY: u64 = u64::MAX;
 
     pub(crate) const NONE: ChannelView = ChannelView {
-        lacks: u32::MAX,
+        send: Self::NO_KEY,
+        receive: Self::NO_KEY,
         channel: ChannelRef::from_parts(0, 0),
     };
 
-    /// The view of `cap` (of an empty slot for `None`).
-    pub(crate) fn of(cap: Option<&Capability>) -> ChannelView {
+    /// The view of `cap` (of an empty slot for `None`) held in slot
+    /// `index` at `generation`.
+    pub(crate) fn of(index: u32, generation: u32, cap: Option<&Capability>) -> ChannelView {
         match cap.map(|c| (c.object(), c.rights())) {
-            Some((ObjectRef::Channel(channel), rights)) => ChannelView {
-                lacks: !(Self::CHANNEL | rights.bits()),
-                channel,
-            },
+            Some((ObjectRef::Channel(channel), rights)) => {
+                let key = |right: Rights| {
+                    if rights.contains(right) {
+                        CapHandle::new(index, generation).as_raw()
+                    } else {
+                        Self::NO_KEY
+                    }
+                };
+                ChannelView {
+                    send: key(Rights::SEND),
+                    receive: key(Rights::RECEIVE),
+                    channel,
+                }
+            }
             _ => ChannelView::NONE,
         }
     }
 }
-
-const _: () = assert!(Rights::ALL.bits() & ChannelView::CHANNEL == 0);
 
 /// One task's capability space: slots addressed by [`CapHandle`].
 ///
@@ -404,16 +427,18 @@ impl CapSpace {
     }
 
     /// The channel of the live channel capability `handle` names, if it
-    /// has every right in `required`, or `None`
-    /// for anything [`CapSpace::live`] refuses, any other capability, or
-    /// missing rights, without telling why (the IPC fast path). One
-    /// generation compare and one test of the slot's view.
+    /// has `right`, or `None` for anything [`CapSpace::live`] refuses, any
+    /// other capability, or the right missing, without telling why (the
+    /// IPC fast path). One compare of the handle with the slot's key for
+    /// the right (see [`ChannelView`]).
     #[inline(always)]
-    pub(crate) fn live_channel(&self, handle: CapHandle, required: Rights) -> Option<ChannelRef> {
+    pub(crate) fn live_channel(&self, handle: CapHandle, right: KeyedRight) -> Option<ChannelRef> {
         let slot = self.slots.get(handle.index() as usize)?;
-        let wanted = ChannelView::CHANNEL | required.bits();
-        (slot.generation == handle.generation() && slot.view.lacks & wanted == 0)
-            .then_some(slot.view.channel)
+        let key = match right {
+            KeyedRight::Send => slot.view.send,
+            KeyedRight::Receive => slot.view.receive,
+        };
+        (key == handle.as_raw()).then_some(slot.view.channel)
     }
 
     /// Whether every slot's channel view is its record's (for
@@ -421,7 +446,8 @@ impl CapSpace {
     pub(crate) fn views_agree(&self) -> bool {
         self.slots
             .iter()
-            .all(|s| s.view == ChannelView::of(s.cap.as_ref()))
+            .enumerate()
+            .all(|(i, s)| s.view == ChannelView::of(i as u32, s.generation, s.cap.as_ref()))
     }
 
     /// Install a record; `None` if the space is full.
@@ -434,6 +460,9 @@ impl CapSpace {
                 crate::slab::fit_free_list(&mut self.free);
                 i
             }
+            // Index `u32::MAX` is kept for no slot: it marks a view's
+            // missing right (`ChannelView::NO_KEY`).
+            None if self.slots.len() >= u32::MAX as usize => return Err(cap),
             None => {
                 self.slots.push(Slot {
                     generation: self.generation_floor,
@@ -444,7 +473,7 @@ impl CapSpace {
             }
         };
         let slot = &mut self.slots[index as usize];
-        slot.view = ChannelView::of(Some(&cap));
+        slot.view = ChannelView::of(index, slot.generation, Some(&cap));
         slot.cap = Some(cap);
         self.live += 1;
         Ok(CapHandle::new(index, slot.generation))
@@ -549,45 +578,80 @@ mod tests {
             Holder::Task(TaskId::from_raw(1)),
             AccountId::from_raw(0),
         );
+        let channel_cap = |rights| {
+            Capability::new(
+                CapId(4),
+                ObjectRef::Channel(channel),
+                rights,
+                Holder::Task(TaskId::from_raw(1)),
+                AccountId::from_raw(0),
+            )
+        };
         let mut space = CapSpace::new(8);
         let s = space.install(send_only).unwrap();
         let k = space.install(everything).unwrap();
         assert!(space.views_agree());
-        assert_eq!(space.live_channel(s, Rights::SEND), Some(channel));
-        assert_eq!(space.live_channel(s, Rights::NONE), Some(channel));
+        assert_eq!(space.live_channel(s, KeyedRight::Send), Some(channel));
         assert_eq!(
-            space.live_channel(s, Rights::RECEIVE),
+            space.live_channel(s, KeyedRight::Receive),
             None,
             "a right missing"
         );
-        assert_eq!(
-            space.live_channel(s, Rights::SEND | Rights::RECEIVE),
-            None,
-            "one right of two missing"
-        );
-        assert_eq!(space.live_channel(k, Rights::NONE), None, "not a channel");
-        assert_eq!(space.live_channel(k, Rights::SEND), None);
+        assert_eq!(space.live_channel(k, KeyedRight::Send), None, "not a channel");
+        assert_eq!(space.live_channel(k, KeyedRight::Receive), None);
         let stale = CapHandle::new(s.index(), s.generation() + 1);
-        assert_eq!(space.live_channel(stale, Rights::SEND), None);
+        assert_eq!(space.live_channel(stale, KeyedRight::Send), None);
+        let older = CapHandle::new(s.index(), s.generation() - 1);
+        assert_eq!(space.live_channel(older, KeyedRight::Send), None);
         let beyond = CapHandle::new(7, s.generation());
-        assert_eq!(space.live_channel(beyond, Rights::NONE), None);
+        assert_eq!(space.live_channel(beyond, KeyedRight::Send), None);
+        // No handle matches a missing right's key, however it is made.
+        let no_key = CapHandle::from_raw(ChannelView::NO_KEY);
+        assert_eq!(space.live_channel(no_key, KeyedRight::Receive), None);
+        // Both rights: both keys are the handle.
+        let both = space.install(channel_cap(Rights::SEND | Rights::RECEIVE)).unwrap();
+        let receive_only = space.install(channel_cap(Rights::RECEIVE)).unwrap();
+        assert!(space.views_agree());
+        assert_eq!(space.live_channel(both, KeyedRight::Send), Some(channel));
+        assert_eq!(space.live_channel(both, KeyedRight::Receive), Some(channel));
+        assert_eq!(space.live_channel(receive_only, KeyedRight::Send), None);
+        assert_eq!(space.live_channel(receive_only, KeyedRight::Receive), Some(channel));
         // Removed: the slot's next generation names an empty slot, whose
         // view is no channel's.
         space.remove(s).unwrap();
         assert!(space.views_agree());
-        assert_eq!(space.live_channel(s, Rights::SEND), None);
+        assert_eq!(space.live_channel(s, KeyedRight::Send), None);
         let emptied = CapHandle::new(s.index(), s.generation() + 1);
-        assert_eq!(space.live_channel(emptied, Rights::NONE), None);
+        assert_eq!(space.live_channel(emptied, KeyedRight::Send), None);
+        assert_eq!(space.live_channel(emptied, KeyedRight::Receive), None);
         // Reused by another kind of record: no channel either.
         let other = space.install(record(3)).unwrap();
         assert_eq!(other.index(), s.index());
         assert!(space.views_agree());
-        assert_eq!(space.live_channel(other, Rights::NONE), None);
-        // A view that is not its record's is found.
+        assert_eq!(space.live_channel(other, KeyedRight::Send), None);
+        // Reused by a channel capability again: the key is the new handle's,
+        // not the old one's.
+        space.remove(other).unwrap();
+        let again = space.install(channel_cap(Rights::SEND)).unwrap();
+        assert_eq!(again.index(), s.index());
+        assert!(space.views_agree());
+        assert_eq!(space.live_channel(s, KeyedRight::Send), None);
+        assert_eq!(space.live_channel(again, KeyedRight::Send), Some(channel));
+        // A view that is not its record's is found: another record's
+        // rights, or a key of another generation (a writer that forgot
+        // the generation).
+        let kept = space.slots[k.index() as usize].view;
         space.slots[k.index() as usize].view = ChannelView {
-            lacks: !ChannelView::CHANNEL,
+            send: k.as_raw(),
+            receive: ChannelView::NO_KEY,
             channel,
         };
+        assert!(!space.views_agree());
+        space.slots[k.index() as usize].view = kept;
+        assert!(space.views_agree());
+        let slot = &mut space.slots[again.index() as usize];
+        slot.view.send = CapHandle::new(again.index(), again.generation() - 1).as_raw();
+        assert!(!space.views_agree());
         assert!(!space.views_agree());
     }
 

@@ -634,11 +634,11 @@ impl DirectSwitch<'_> {
         let r = &mut entries[receiver as usize];
         // The deadline it waited with, if any, leaves the index (below).
         let waited = r.on.timed();
+        // Its link is left as it was: a link is read only while its task
+        // is in a list (by `unlink`, `iter_list` and `consistent`, all
+        // through a list's head or a listed task), and `push_back` writes
+        // both halves when the task joins one again.
         let next = r.link.next;
-        r.link = Link {
-            prev: NIL,
-            next: NIL,
-        };
         r.kind = Kind::Running;
         r.wake = Some(WakeReason::HandedOff);
         // The receiver alone in line leaves the list empty: one store of

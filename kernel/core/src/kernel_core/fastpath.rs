@@ -18,10 +18,10 @@
 //! channels and every other case take the general path, which reports
 //! them.
 
-use pandagen_abi::{CapHandle, Instant, Rights, TaskId};
+use pandagen_abi::{CapHandle, Instant, TaskId};
 
 use super::KernelCore;
-use crate::cap_table::CapSpace;
+use crate::cap_table::{CapSpace, KeyedRight};
 use crate::channel::{Body, ChannelRef};
 use crate::registry::Registry;
 use crate::sched::{BlockedOn, DirectSwitch};
@@ -269,7 +269,7 @@ impl KernelCore {
         if !sent_on.takes_direct() {
             return None;
         }
-        let from = fast_channel(space, receive, Rights::RECEIVE)?;
+        let from = fast_channel(space, receive, KeyedRight::Receive)?;
         let receive_on = channels.live_channel(from)?;
         if !receive_on.waits_direct(|c| channels.kernel_messages_waiting(c)) {
             return None;
@@ -312,14 +312,14 @@ impl SendTarget for ChannelSend {
 
     #[inline(always)]
     fn find(self, space: &CapSpace, _: &Registry) -> Option<(ChannelRef, ())> {
-        Some((fast_channel(space, self.0, Rights::SEND)?, ()))
+        Some((fast_channel(space, self.0, KeyedRight::Send)?, ()))
     }
 }
 
-/// The channel a valid channel capability with `required` in `space`
+/// The channel a valid channel capability with `right` in `space`
 /// names, or `None` (not audited: the general path repeats the check and
 /// audits the refusal).
 #[inline(always)]
-fn fast_channel(space: &CapSpace, handle: CapHandle, required: Rights) -> Option<ChannelRef> {
-    space.live_channel(handle, required)
+fn fast_channel(space: &CapSpace, handle: CapHandle, right: KeyedRight) -> Option<ChannelRef> {
+    space.live_channel(handle, right)
 }
