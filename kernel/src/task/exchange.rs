@@ -377,19 +377,68 @@ pub(super) fn hand_over(
             &stamp[..n]
         }
     };
-    if !reply::reply_fits(to, sender_id, len, trailer.len()) {
+    // The reply's framing told once: each branch's fit test and write
+    // know it (`deliver`, inlined twice), rather than test it twice.
+    let delivered = if reply::short_header(sender_id, len).is_some() {
+        deliver(
+            (&sender.frame, &mut sender.pending),
+            receiver,
+            sender_id,
+            (to, parked),
+            bytes,
+            trailer,
+            true,
+        )
+    } else {
+        deliver(
+            (&sender.frame, &mut sender.pending),
+            receiver,
+            sender_id,
+            (to, parked),
+            bytes,
+            trailer,
+            false,
+        )
+    };
+    if !delivered {
         return None;
     }
-    // Nothing declines from here: the two records' states first, and the
-    // reply written last, so that only the receiver's record is carried
-    // across a write that goes out of line.
-    receiver.pending = None;
-    sender.pending = Some(Pending::Receive {
-        // The receive handle read here, at its one use.
-        channel: CapHandle::from_raw(sender.frame.r9),
-        deadline: parked.deadline,
-        response,
-    });
-    receiver.frame.rax = reply::write_reply(&mut receiver.memory, to, sender_id, bytes, trailer);
     Some((receiver_id, receiver))
+}
+
+/// The end of [`hand_over`], once nothing but the fit can decline, with
+/// the reply's framing `short` told (a constant in each of its two
+/// calls): `false`, having written nothing, if the receiver's buffer `to`
+/// cannot hold the reply (`reply::reply_fits_framed`); else the two
+/// records' states and then the reply, written last, so that only the
+/// receiver's record is carried across a write that goes out of line.
+/// The sender is its frame (its registers) and its pending state (its
+/// memory is lent to `bytes`); the receiver's buffer `to` comes with the
+/// sender's `parked` receive.
+#[inline(always)]
+fn deliver(
+    (sender_frame, sender_pending): (&TrapFrame, &mut Option<Pending>),
+    receiver: &mut UserTask,
+    sender_id: TaskId,
+    (to, parked): (UserBuffer, Parked),
+    bytes: &[u8],
+    trailer: &[u8],
+    short: bool,
+) -> bool {
+    if !reply::reply_fits_framed(to, short, sender_id, bytes.len(), trailer.len()) {
+        return false;
+    }
+    receiver.pending = None;
+    *sender_pending = Some(Pending::Receive {
+        // The receive handle read here, at its one use.
+        channel: CapHandle::from_raw(sender_frame.r9),
+        deadline: parked.deadline,
+        response: UserBuffer {
+            ptr: sender_frame.rdx,
+            capacity: sender_frame.r10,
+        },
+    });
+    receiver.frame.rax =
+        reply::write_reply_framed(&mut receiver.memory, to, short, sender_id, bytes, trailer);
+    true
 }
