@@ -306,7 +306,9 @@ impl UserMemory {
         // `PAGE_SIZE - offset` cannot wrap (`offset` < `PAGE_SIZE`), where
         // `offset + len` would for a huge `len`, and a page in the cache is
         // not walked again to catch it.
-        if len == 0 || len > PAGE_SIZE - offset {
+        // `len == 0 || len > PAGE_SIZE - offset` as one compare: 0 wraps
+        // to the largest length.
+        if len.wrapping_sub(1) >= PAGE_SIZE - offset {
             return None;
         }
         let page = ptr - offset;
@@ -345,10 +347,11 @@ impl UserMemory {
     /// direct path, which then declines).
     #[inline(always)]
     pub fn readable_in_cached_page(&mut self, ptr: u64, len: usize) -> Option<&[u8]> {
-        if len == 0 {
-            return Some(&[]);
-        }
-        let at = self.within_page_as::<false>(ptr, len as u64, false)?;
+        // The empty message after the lookup, which declines it: one test
+        // fewer for every other.
+        let Some(at) = self.within_page_as::<false>(ptr, len as u64, false) else {
+            return (len == 0).then_some(&[]);
+        };
         // SAFETY: `at` is the kernel-window address of `len` bytes inside
         // one present user page of this task (a cached page, checked by
         // `within_page_as`). The frame belongs to the task alone (the
