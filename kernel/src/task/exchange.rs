@@ -379,26 +379,19 @@ pub(super) fn hand_over(
     };
     // The reply's framing told once: each branch's fit test and write
     // know it (`deliver`, inlined twice), rather than test it twice.
+    let delivery = Delivery {
+        sender: (&sender.frame, &mut sender.pending),
+        receiver: &mut *receiver,
+        sender_id,
+        to,
+        parked,
+        bytes,
+        trailer,
+    };
     let delivered = if reply::short_header(sender_id, len).is_some() {
-        deliver(
-            (&sender.frame, &mut sender.pending),
-            receiver,
-            sender_id,
-            (to, parked),
-            bytes,
-            trailer,
-            true,
-        )
+        delivery.deliver(true)
     } else {
-        deliver(
-            (&sender.frame, &mut sender.pending),
-            receiver,
-            sender_id,
-            (to, parked),
-            bytes,
-            trailer,
-            false,
-        )
+        delivery.deliver(false)
     };
     if !delivered {
         return None;
@@ -406,39 +399,53 @@ pub(super) fn hand_over(
     Some((receiver_id, receiver))
 }
 
-/// The end of [`hand_over`], once nothing but the fit can decline, with
-/// the reply's framing `short` told (a constant in each of its two
-/// calls): `false`, having written nothing, if the receiver's buffer `to`
-/// cannot hold the reply (`reply::reply_fits_framed`); else the two
-/// records' states and then the reply, written last, so that only the
-/// receiver's record is carried across a write that goes out of line.
-/// The sender is its frame (its registers) and its pending state (its
-/// memory is lent to `bytes`); the receiver's buffer `to` comes with the
+/// The end of [`hand_over`], once nothing but the fit can decline: the
+/// sender (its frame, its registers, and its pending state; its memory is
+/// lent to `bytes`), the receiver, the receiver's buffer `to` and the
 /// sender's `parked` receive.
-#[inline(always)]
-fn deliver(
-    (sender_frame, sender_pending): (&TrapFrame, &mut Option<Pending>),
-    receiver: &mut UserTask,
+struct Delivery<'a> {
+    sender: (&'a TrapFrame, &'a mut Option<Pending>),
+    receiver: &'a mut UserTask,
     sender_id: TaskId,
-    (to, parked): (UserBuffer, Parked),
-    bytes: &[u8],
-    trailer: &[u8],
-    short: bool,
-) -> bool {
-    if !reply::reply_fits_framed(to, short, sender_id, bytes.len(), trailer.len()) {
-        return false;
+    to: UserBuffer,
+    parked: Parked,
+    bytes: &'a [u8],
+    trailer: &'a [u8],
+}
+
+impl Delivery<'_> {
+    /// With the reply's framing `short` told (a constant in each of
+    /// `hand_over`'s two calls): `false`, having written nothing, if the
+    /// receiver's buffer cannot hold the reply
+    /// (`reply::reply_fits_framed`); else the two records' states and
+    /// then the reply, written last, so that only the receiver's record is
+    /// carried across a write that goes out of line.
+    #[inline(always)]
+    fn deliver(self, short: bool) -> bool {
+        let Delivery {
+            sender: (sender_frame, sender_pending),
+            receiver,
+            sender_id,
+            to,
+            parked,
+            bytes,
+            trailer,
+        } = self;
+        if !reply::reply_fits_framed(to, short, sender_id, bytes.len(), trailer.len()) {
+            return false;
+        }
+        receiver.pending = None;
+        *sender_pending = Some(Pending::Receive {
+            // The receive handle read here, at its one use.
+            channel: CapHandle::from_raw(sender_frame.r9),
+            deadline: parked.deadline,
+            response: UserBuffer {
+                ptr: sender_frame.rdx,
+                capacity: sender_frame.r10,
+            },
+        });
+        receiver.frame.rax =
+            reply::write_reply_framed(&mut receiver.memory, to, short, sender_id, bytes, trailer);
+        true
     }
-    receiver.pending = None;
-    *sender_pending = Some(Pending::Receive {
-        // The receive handle read here, at its one use.
-        channel: CapHandle::from_raw(sender_frame.r9),
-        deadline: parked.deadline,
-        response: UserBuffer {
-            ptr: sender_frame.rdx,
-            capacity: sender_frame.r10,
-        },
-    });
-    receiver.frame.rax =
-        reply::write_reply_framed(&mut receiver.memory, to, short, sender_id, bytes, trailer);
-    true
 }
