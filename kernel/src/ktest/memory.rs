@@ -334,6 +334,26 @@ pub fn reply_goes_where_the_last_check_found_the_buffer() -> TestResult {
                 .is_none(),
             "a message past its page accepted"
         );
+        // The page's last bytes, to its end and one past it (the one
+        // compare that also refuses an empty length, see `within_page_as`).
+        ensure!(
+            memory
+                .readable_in_cached_page(USER_PAGE + 0xff8, 8)
+                .is_some_and(|s| s.len() == 8),
+            "a message ending its page refused"
+        );
+        ensure!(
+            memory
+                .readable_in_cached_page(USER_PAGE + 0xff8, 9)
+                .is_none(),
+            "a message one byte past its page accepted"
+        );
+        ensure!(
+            memory
+                .readable_in_cached_page(USER_PAGE + 0xff8, 0)
+                .is_some_and(|s| s.is_empty()),
+            "an empty message in a cached page refused"
+        );
         ensure!(
             memory
                 .readable_in_cached_page(USER_PAGE + 8, usize::MAX - 7)

@@ -101,9 +101,27 @@ fn deliver_framed(
 /// it first and then calls [`write_reply`].
 #[inline(always)]
 pub fn reply_fits(to: UserBuffer, sender: TaskId, len: usize, trailer_len: usize) -> bool {
-    let head = match short_header(sender, len) {
-        Some(header) => header.len(),
-        None => receive_reply_header_len(sender, len),
+    reply_fits_framed(to, short_header(sender, len).is_some(), sender, len, trailer_len)
+}
+
+/// [`reply_fits`] with whether the reply's header is the short one
+/// (`short`, which must be `short_header(sender, len).is_some()`) already
+/// told: a caller that branches on it once (`task::exchange::hand_over`)
+/// has each branch's test and write ([`write_reply_framed`]) know it,
+/// rather than test it twice.
+#[inline(always)]
+pub fn reply_fits_framed(
+    to: UserBuffer,
+    short: bool,
+    sender: TaskId,
+    len: usize,
+    trailer_len: usize,
+) -> bool {
+    debug_assert_eq!(short, short_header(sender, len).is_some());
+    let head = if short {
+        SHORT_HEADER_LEN
+    } else {
+        receive_reply_header_len(sender, len)
     };
     (head + len + trailer_len) as u64 <= to.capacity
 }
@@ -123,7 +141,27 @@ pub fn write_reply(
     message: &[u8],
     trailer: &[u8],
 ) -> u64 {
-    if let Some(header) = short_header(sender, message.len()) {
+    let short = short_header(sender, message.len()).is_some();
+    write_reply_framed(memory, to, short, sender, message, trailer)
+}
+
+/// [`write_reply`] with whether the reply's header is the short one
+/// (`short`, which must be `short_header(sender, message.len()).is_some()`)
+/// already told (see [`reply_fits_framed`]).
+#[inline(always)]
+pub fn write_reply_framed(
+    memory: &mut UserMemory,
+    to: UserBuffer,
+    short: bool,
+    sender: TaskId,
+    message: &[u8],
+    trailer: &[u8],
+) -> u64 {
+    debug_assert_eq!(short, short_header(sender, message.len()).is_some());
+    if short {
+        // Built here from the two values, not carried from the test as
+        // bytes (which the compiler packs into one register to unpack).
+        let header = short_header_bytes(sender, message.len());
         let len = header.len() + message.len() + trailer.len();
         if let Some(out) = memory.writable_where_checked(to.ptr, len) {
             let (head, rest) = out.split_at_mut(header.len());
@@ -145,8 +183,17 @@ pub fn write_reply(
 /// [`write_receive_reply_header`].)
 #[inline(always)]
 pub fn short_header(sender: TaskId, len: usize) -> Option<[u8; 3]> {
-    let sender = sender.as_raw();
-    ((sender | len as u64) < 0x80).then_some([0, sender as u8, len as u8])
+    ((sender.as_raw() | len as u64) < 0x80).then_some(short_header_bytes(sender, len))
+}
+
+/// The length of [`short_header`]'s header.
+const SHORT_HEADER_LEN: usize = 3;
+
+/// The bytes of [`short_header`]'s header, for a `sender` and a `len`
+/// that have one: `Ok`'s tag, the sender and the length.
+#[inline(always)]
+fn short_header_bytes(sender: TaskId, len: usize) -> [u8; SHORT_HEADER_LEN] {
+    [0, sender.as_raw() as u8, len as u8]
 }
 
 /// [`write_reply`] for any reply (`to` can hold it, see [`reply_fits`]):

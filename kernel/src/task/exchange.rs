@@ -377,19 +377,75 @@ pub(super) fn hand_over(
             &stamp[..n]
         }
     };
-    if !reply::reply_fits(to, sender_id, len, trailer.len()) {
+    // The reply's framing told once: each branch's fit test and write
+    // know it (`deliver`, inlined twice), rather than test it twice.
+    let delivery = Delivery {
+        sender: (&sender.frame, &mut sender.pending),
+        receiver: &mut *receiver,
+        sender_id,
+        to,
+        parked,
+        bytes,
+        trailer,
+    };
+    let delivered = if reply::short_header(sender_id, len).is_some() {
+        delivery.deliver(true)
+    } else {
+        delivery.deliver(false)
+    };
+    if !delivered {
         return None;
     }
-    // Nothing declines from here: the two records' states first, and the
-    // reply written last, so that only the receiver's record is carried
-    // across a write that goes out of line.
-    receiver.pending = None;
-    sender.pending = Some(Pending::Receive {
-        // The receive handle read here, at its one use.
-        channel: CapHandle::from_raw(sender.frame.r9),
-        deadline: parked.deadline,
-        response,
-    });
-    receiver.frame.rax = reply::write_reply(&mut receiver.memory, to, sender_id, bytes, trailer);
     Some((receiver_id, receiver))
+}
+
+/// The end of [`hand_over`], once nothing but the fit can decline: the
+/// sender (its frame, its registers, and its pending state; its memory is
+/// lent to `bytes`), the receiver, the receiver's buffer `to` and the
+/// sender's `parked` receive.
+struct Delivery<'a> {
+    sender: (&'a TrapFrame, &'a mut Option<Pending>),
+    receiver: &'a mut UserTask,
+    sender_id: TaskId,
+    to: UserBuffer,
+    parked: Parked,
+    bytes: &'a [u8],
+    trailer: &'a [u8],
+}
+
+impl Delivery<'_> {
+    /// With the reply's framing `short` told (a constant in each of
+    /// `hand_over`'s two calls): `false`, having written nothing, if the
+    /// receiver's buffer cannot hold the reply
+    /// (`reply::reply_fits_framed`); else the two records' states and
+    /// then the reply, written last, so that only the receiver's record is
+    /// carried across a write that goes out of line.
+    #[inline(always)]
+    fn deliver(self, short: bool) -> bool {
+        let Delivery {
+            sender: (sender_frame, sender_pending),
+            receiver,
+            sender_id,
+            to,
+            parked,
+            bytes,
+            trailer,
+        } = self;
+        if !reply::reply_fits_framed(to, short, sender_id, bytes.len(), trailer.len()) {
+            return false;
+        }
+        receiver.pending = None;
+        *sender_pending = Some(Pending::Receive {
+            // The receive handle read here, at its one use.
+            channel: CapHandle::from_raw(sender_frame.r9),
+            deadline: parked.deadline,
+            response: UserBuffer {
+                ptr: sender_frame.rdx,
+                capacity: sender_frame.r10,
+            },
+        });
+        receiver.frame.rax =
+            reply::write_reply_framed(&mut receiver.memory, to, short, sender_id, bytes, trailer);
+        true
+    }
 }

@@ -191,5 +191,18 @@ fn echo(registers: [u64; 4], message: &[u8], next: &mut [u8]) -> Result<usize, K
             next.len(),
         )
     };
+    // A status (an error) decoded out of line: the loop's common path
+    // keeps no value for building the error (the compiler took the
+    // error's spare bytes from a length it spilled for it).
+    match decode_status(rax) {
+        Ok(len) => Ok(len),
+        Err(_) => failed(rax),
+    }
+}
+
+/// `decode_status(rax)` for a status [`echo`]'s call returned.
+#[cold]
+#[inline(never)]
+fn failed(rax: u64) -> Result<usize, KernelError> {
     decode_status(rax)
 }
