@@ -658,24 +658,35 @@ impl DirectSwitch<'_> {
         // through one borrow of the entry: through `push_back` (and its
         // `entry` growth check) the round trip measured 8 instructions
         // more.
-        let mut list = receive_on.get();
-        let tail = list.tail;
+        let tail = receive_on.get().tail;
         let c = &mut entries[caller as usize];
         // Its wait is in its entry already (see `check_direct`).
         c.kind = Kind::Blocked;
         let timed = c.on.timed();
         c.wake = None;
-        c.link = Link {
-            prev: tail,
-            next: NIL,
-        };
+        // Written apart for the two cases, so that the common one (the
+        // caller alone in line) stores constants and the caller's slot
+        // without reading the list's head: the caller's link is both
+        // halves `NIL`, and the list is the caller alone (its head is read
+        // only when it has one).
         if tail == NIL {
-            list.head = caller;
+            c.link = Link {
+                prev: NIL,
+                next: NIL,
+            };
+            receive_on.set(TaskList {
+                head: caller,
+                tail: caller,
+            });
         } else {
+            c.link = Link {
+                prev: tail,
+                next: NIL,
+            };
             entries[tail as usize].link.next = caller;
+            let head = receive_on.get().head;
+            receive_on.set(TaskList { head, tail: caller });
         }
-        list.tail = caller;
-        receive_on.set(list);
         // One test for the two waits (neither has a deadline, in the
         // common call); their deadlines are read only when one has.
         if waited | timed {
