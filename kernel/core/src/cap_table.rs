@@ -597,7 +597,11 @@ mod tests {
             None,
             "a right missing"
         );
-        assert_eq!(space.live_channel(k, KeyedRight::Send), None, "not a channel");
+        assert_eq!(
+            space.live_channel(k, KeyedRight::Send),
+            None,
+            "not a channel"
+        );
         assert_eq!(space.live_channel(k, KeyedRight::Receive), None);
         let stale = CapHandle::new(s.index(), s.generation() + 1);
         assert_eq!(space.live_channel(stale, KeyedRight::Send), None);
@@ -609,13 +613,18 @@ mod tests {
         let no_key = CapHandle::from_raw(ChannelView::NO_KEY);
         assert_eq!(space.live_channel(no_key, KeyedRight::Receive), None);
         // Both rights: both keys are the handle.
-        let both = space.install(channel_cap(Rights::SEND | Rights::RECEIVE)).unwrap();
+        let both = space
+            .install(channel_cap(Rights::SEND | Rights::RECEIVE))
+            .unwrap();
         let receive_only = space.install(channel_cap(Rights::RECEIVE)).unwrap();
         assert!(space.views_agree());
         assert_eq!(space.live_channel(both, KeyedRight::Send), Some(channel));
         assert_eq!(space.live_channel(both, KeyedRight::Receive), Some(channel));
         assert_eq!(space.live_channel(receive_only, KeyedRight::Send), None);
-        assert_eq!(space.live_channel(receive_only, KeyedRight::Receive), Some(channel));
+        assert_eq!(
+            space.live_channel(receive_only, KeyedRight::Receive),
+            Some(channel)
+        );
         // Removed: the slot's next generation names an empty slot, whose
         // view is no channel's.
         space.remove(s).unwrap();

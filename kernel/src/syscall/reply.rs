@@ -101,7 +101,13 @@ fn deliver_framed(
 /// it first and then calls [`write_reply`].
 #[inline(always)]
 pub fn reply_fits(to: UserBuffer, sender: TaskId, len: usize, trailer_len: usize) -> bool {
-    reply_fits_framed(to, short_header(sender, len).is_some(), sender, len, trailer_len)
+    reply_fits_framed(
+        to,
+        short_header(sender, len).is_some(),
+        sender,
+        len,
+        trailer_len,
+    )
 }
 
 /// [`reply_fits`] with whether the reply's header is the short one
