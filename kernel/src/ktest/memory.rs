@@ -328,38 +328,46 @@ pub fn reply_goes_where_the_last_check_found_the_buffer() -> TestResult {
             "read at {at:#x}, not {:#x}",
             window(frames[0], 8)
         );
-        ensure!(
-            memory
-                .readable_in_cached_page(USER_PAGE + 0xff8, 0x10)
-                .is_none(),
-            "a message past its page accepted"
-        );
-        // The page's last bytes, to its end and one past it (the one
-        // compare that also refuses an empty length, see `within_page_as`).
-        ensure!(
-            memory
-                .readable_in_cached_page(USER_PAGE + 0xff8, 8)
-                .is_some_and(|s| s.len() == 8),
-            "a message ending its page refused"
-        );
-        ensure!(
-            memory
-                .readable_in_cached_page(USER_PAGE + 0xff8, 9)
-                .is_none(),
-            "a message one byte past its page accepted"
-        );
-        ensure!(
-            memory
-                .readable_in_cached_page(USER_PAGE + 0xff8, 0)
-                .is_some_and(|s| s.is_empty()),
-            "an empty message in a cached page refused"
-        );
-        ensure!(
-            memory
-                .readable_in_cached_page(USER_PAGE + 8, usize::MAX - 7)
-                .is_none(),
-            "a length that wraps past the page accepted for reading"
-        );
+        // Lengths at the page's end, to its end and one past it (the one
+        // compare that also refuses an empty length, see `within_page_as`),
+        // none there, and one that wraps: what the cache answers, as the
+        // length read or `None` for a refusal.
+        let cases: [(u64, usize, Option<usize>, &str); 5] = [
+            (
+                USER_PAGE + 0xff8,
+                0x10,
+                None,
+                "a message past its page accepted",
+            ),
+            (
+                USER_PAGE + 0xff8,
+                8,
+                Some(8),
+                "a message ending its page refused",
+            ),
+            (
+                USER_PAGE + 0xff8,
+                9,
+                None,
+                "a message one byte past its page accepted",
+            ),
+            (
+                USER_PAGE + 0xff8,
+                0,
+                Some(0),
+                "an empty message in a cached page refused",
+            ),
+            (
+                USER_PAGE + 8,
+                usize::MAX - 7,
+                None,
+                "a length that wraps past the page accepted for reading",
+            ),
+        ];
+        for (at, len, expected, failure) in cases {
+            let read = memory.readable_in_cached_page(at, len).map(<[u8]>::len);
+            ensure!(read == expected, "{failure} ({read:?})");
+        }
         ensure!(
             memory
                 .writable_in_page(USER_PAGE + 8, usize::MAX - 7)
