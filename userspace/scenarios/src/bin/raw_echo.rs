@@ -129,7 +129,7 @@ fn call_echo<'b>(
         if reply.message.is_empty() {
             return Ok(());
         }
-        len = echo(registers, reply.message, next)?;
+        len = echo(registers, reply.message, next).map_err(failed)?;
         (received, next, len) = echo_short(registers, next, received, len)?;
     }
 }
@@ -159,11 +159,11 @@ fn echo_short<'b>(
         let Some(message) = short_message(received, len) else {
             return Ok((received, next, len));
         };
-        len = echo(registers, message, next)?;
+        len = echo(registers, message, next).map_err(failed)?;
         let Some(message) = short_message(next, len) else {
             return Ok((next, received, len));
         };
-        len = echo(registers, message, received)?;
+        len = echo(registers, message, received).map_err(failed)?;
     }
 }
 
@@ -176,9 +176,10 @@ fn short_message(buffer: &[u8], len: usize) -> Option<&[u8]> {
 }
 
 /// Echo `message` and wait for the next one in `next` (one `Exchange`
-/// with `registers`); returns the response's length.
+/// with `registers`); returns the response's length, or the status if
+/// it is an error (for [`failed`]).
 #[inline(always)]
-fn echo(registers: [u64; 4], message: &[u8], next: &mut [u8]) -> Result<usize, KernelError> {
+fn echo(registers: [u64; 4], message: &[u8], next: &mut [u8]) -> Result<usize, u64> {
     // SAFETY: the message (in the buffer just received into) and `next`
     // are live, distinct buffers for the call.
     let rax = unsafe {
@@ -191,18 +192,23 @@ fn echo(registers: [u64; 4], message: &[u8], next: &mut [u8]) -> Result<usize, K
             next.len(),
         )
     };
-    // A status (an error) decoded out of line: the loop's common path
-    // keeps no value for building the error (the compiler took the
-    // error's spare bytes from a length it spilled for it).
-    match decode_status(rax) {
-        Ok(len) => Ok(len),
-        Err(_) => failed(rax),
-    }
+    // A status (an error) decoded out of line, by the caller on its way
+    // out: the loop's common path keeps no value for building the error
+    // (the compiler took the error's spare bytes from a length it
+    // spilled for it), and no path from the out-of-line call comes back
+    // into the loop (one did, as a `Result` tested again, and the call's
+    // clobbers cost the loop r8 and r9: reloaded before every call).
+    decode_status(rax).map_err(|_| rax)
 }
 
-/// `decode_status(rax)` for a status [`echo`]'s call returned.
+/// The error of the status `rax` [`echo`]'s call returned (one
+/// `decode_status` found an error).
 #[cold]
 #[inline(never)]
-fn failed(rax: u64) -> Result<usize, KernelError> {
-    decode_status(rax)
+fn failed(rax: u64) -> KernelError {
+    match decode_status(rax) {
+        Err(error) => error,
+        // Not reached: the status was an error a moment ago.
+        Ok(_) => malformed(),
+    }
 }
