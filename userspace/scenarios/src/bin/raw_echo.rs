@@ -130,40 +130,48 @@ fn call_echo<'b>(
             return Ok(());
         }
         len = echo(registers, reply.message, next).map_err(failed)?;
-        (received, next, len) = echo_short(registers, next, received, len)?;
+        let (in_received, echoed) = echo_short(registers, next, received, len).map_err(failed)?;
+        len = echoed;
+        // `echo_short` took `next` as the buffer received into.
+        if in_received {
+            core::mem::swap(&mut received, &mut next);
+        }
     }
 }
 
 /// [`call_echo`]'s loop while the replies are short ones (read by
 /// [`short_receive_reply`]), not empty: from `len` bytes received in
 /// `received`, with `next` the other buffer, until the first other
-/// reply, which it returns for the general reader as `call_echo` takes
-/// it (the buffer received into, the other, the length). Out of line, so
-/// that its loop, which makes no call, keeps `Exchange`'s registers
+/// reply, which it leaves for the general reader: it returns whether
+/// that reply is in `received` (else in `next`) and its length, or the
+/// status of a call that failed (for [`failed`]). Out of line, so that
+/// its loop, which makes no call, keeps `Exchange`'s registers
 /// (`registers`, not read through a reference the call might have
 /// written) loaded where the call takes them; unrolled once, so that the
-/// buffers take turns without being swapped.
+/// buffers take turns without being swapped. Its answer fits two
+/// registers (a flag and a length, not the two buffers), so that no
+/// register of the loop keeps a pointer to an answer in memory.
 #[inline(never)]
-fn echo_short<'b>(
+fn echo_short(
     registers: [u64; 4],
-    received: &'b mut [u8],
-    next: &'b mut [u8],
+    received: &mut [u8],
+    next: &mut [u8],
     mut len: usize,
-) -> Result<(&'b mut [u8], &'b mut [u8], usize), KernelError> {
+) -> Result<(bool, usize), u64> {
     // Both of the runtime's size, as `main` makes them (a length the
     // loop need not keep); any others all through the general reader.
     if received.len() != RESPONSE_BUFFER_BYTES || next.len() != RESPONSE_BUFFER_BYTES {
-        return Ok((received, next, len));
+        return Ok((true, len));
     }
     loop {
         let Some(message) = short_message(received, len) else {
-            return Ok((received, next, len));
+            return Ok((true, len));
         };
-        len = echo(registers, message, next).map_err(failed)?;
+        len = echo(registers, message, next)?;
         let Some(message) = short_message(next, len) else {
-            return Ok((next, received, len));
+            return Ok((false, len));
         };
-        len = echo(registers, message, received).map_err(failed)?;
+        len = echo(registers, message, received)?;
     }
 }
 
