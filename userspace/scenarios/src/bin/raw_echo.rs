@@ -179,7 +179,15 @@ fn echo_short(
 /// short reply (see [`short_receive_reply`]) with a message.
 #[inline(always)]
 fn short_message(buffer: &[u8], len: usize) -> Option<&[u8]> {
-    let reply = short_receive_reply(buffer.get(..len)?)?;
+    let bytes = buffer.get(..len)?;
+    // A short reply is five bytes and its message: six at least for a
+    // message that is not empty. Tested first, with the bounds' test
+    // (one range), so that the test of the message's length below is
+    // known true (the compiler drops it).
+    if bytes.len() < 6 {
+        return None;
+    }
+    let reply = short_receive_reply(bytes)?;
     (!reply.message.is_empty()).then_some(reply.message)
 }
 
