@@ -156,23 +156,38 @@ fn echo_short(
     registers: [u64; 4],
     received: &mut [u8],
     next: &mut [u8],
-    mut len: usize,
+    len: usize,
 ) -> Result<(bool, usize), u64> {
     // Both of the runtime's size, as `main` makes them (a length the
     // loop need not keep); any others all through the general reader.
     if received.len() != RESPONSE_BUFFER_BYTES || next.len() != RESPONSE_BUFFER_BYTES {
         return Ok((true, len));
     }
+    // Each call's status read first as a length: an error's (bit 63
+    // set) is no buffer's length, so `short_message` refuses it as it
+    // refuses a reply too long, and the status is decoded (checked) on
+    // the way out, by `answer` (one range test in the loop for both).
+    let mut status = len as u64;
     loop {
-        let Some(message) = short_message(received, len) else {
-            return Ok((true, len));
+        let Some(message) = short_message(received, status as usize) else {
+            return answer(true, status);
         };
-        len = echo(registers, message, next)?;
-        let Some(message) = short_message(next, len) else {
-            return Ok((false, len));
+        status = exchange(registers, message, next);
+        let Some(message) = short_message(next, status as usize) else {
+            return answer(false, status);
         };
-        len = echo(registers, message, received)?;
+        status = exchange(registers, message, received);
     }
+}
+
+/// [`echo_short`]'s answer for the `status` of its last call (a length
+/// from its caller at first): whether the reply is in its `received`
+/// (`in_received`) and its length, or the status if it is an error.
+#[inline(always)]
+fn answer(in_received: bool, status: u64) -> Result<(bool, usize), u64> {
+    decode_status(status)
+        .map(|len| (in_received, len))
+        .map_err(|_| status)
 }
 
 /// The message of the `len` bytes of response in `buffer`, if they are a
@@ -196,9 +211,22 @@ fn short_message(buffer: &[u8], len: usize) -> Option<&[u8]> {
 /// it is an error (for [`failed`]).
 #[inline(always)]
 fn echo(registers: [u64; 4], message: &[u8], next: &mut [u8]) -> Result<usize, u64> {
+    let rax = exchange(registers, message, next);
+    // A status (an error) decoded out of line, by the caller on its way
+    // out: the loop's common path keeps no value for building the error
+    // (the compiler took the error's spare bytes from a length it
+    // spilled for it), and no path from the out-of-line call comes back
+    // into the loop (one did, as a `Result` tested again, and the call's
+    // clobbers cost the loop r8 and r9: reloaded before every call).
+    decode_status(rax).map_err(|_| rax)
+}
+
+/// [`echo`]'s `Exchange`: its status, not yet decoded.
+#[inline(always)]
+fn exchange(registers: [u64; 4], message: &[u8], next: &mut [u8]) -> u64 {
     // SAFETY: the message (in the buffer just received into) and `next`
     // are live, distinct buffers for the call.
-    let rax = unsafe {
+    unsafe {
         raw_in_registers(
             Syscall::Exchange,
             registers,
@@ -207,14 +235,7 @@ fn echo(registers: [u64; 4], message: &[u8], next: &mut [u8]) -> Result<usize, u
             next.as_mut_ptr(),
             next.len(),
         )
-    };
-    // A status (an error) decoded out of line, by the caller on its way
-    // out: the loop's common path keeps no value for building the error
-    // (the compiler took the error's spare bytes from a length it
-    // spilled for it), and no path from the out-of-line call comes back
-    // into the loop (one did, as a `Result` tested again, and the call's
-    // clobbers cost the loop r8 and r9: reloaded before every call).
-    decode_status(rax).map_err(|_| rax)
+    }
 }
 
 /// The error of the status `rax` [`echo`]'s call returned (one
