@@ -130,11 +130,14 @@ fn call_echo<'b>(
             return Ok(());
         }
         len = echo(registers, reply.message, next).map_err(failed)?;
-        let (in_received, echoed) = echo_short(registers, next, received, len).map_err(failed)?;
-        len = echoed;
+        let in_received;
+        (in_received, len) = match echo_short(registers, next, received, len) {
+            Ok(answer) => answer,
+            Err(status) => return Err(failed(status)),
+        };
         // `echo_short` took `next` as the buffer received into.
         if in_received {
-            core::mem::swap(&mut received, &mut next);
+            (received, next) = (next, received);
         }
     }
 }
